@@ -1,0 +1,86 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = []
+
+let package = Package(
+  name: "botrt",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "botrt-controller", targets: ["botrt-controller"]),
+    .executable(name: "botrt-engine", targets: ["botrt-engine"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+  ],
+  targets: [
+    // System libraries, each with typed static-inline shims for variadic or macro APIs.
+    .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+    .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+    .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+    .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+
+    // HTTP over libcurl, shared by the Kubernetes client and the engine's storage and KMS clients.
+    .target(
+      name: "CurlHTTP", dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")],
+      swiftSettings: swiftSettings),
+
+    // Kubernetes: core (no I/O) <- client <- runtime.
+    .target(name: "KubeCore", dependencies: ["CYAML"], swiftSettings: swiftSettings),
+    .target(
+      name: "KubeClient",
+      dependencies: ["KubeCore", "CurlHTTP", .product(name: "Logging", package: "swift-log")],
+      swiftSettings: swiftSettings),
+    .target(
+      name: "KubeRuntime",
+      dependencies: ["KubeCore", "KubeClient", .product(name: "Logging", package: "swift-log")],
+      swiftSettings: swiftSettings),
+
+    // The operator: API types, reconcilers, and the controller application.
+    .target(name: "DRAPI", dependencies: ["KubeCore"], swiftSettings: swiftSettings),
+    .target(
+      name: "Reconcilers",
+      dependencies: [
+        "DRAPI", "KubeCore", "KubeClient", "KubeRuntime", .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: swiftSettings),
+    .target(
+      name: "ControllerApp",
+      dependencies: [
+        "Reconcilers", "DRAPI", "KubeCore", "KubeClient", "KubeRuntime",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: swiftSettings),
+    .executableTarget(name: "botrt-controller", dependencies: ["ControllerApp"], swiftSettings: swiftSettings),
+
+    // The engine: no Kubernetes code.
+    .target(
+      name: "BackupEngine",
+      dependencies: ["CCrypto", "CZstd", "CurlHTTP", .product(name: "Logging", package: "swift-log")],
+      swiftSettings: swiftSettings),
+    .target(
+      name: "EngineCLI",
+      dependencies: [
+        "BackupEngine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: swiftSettings),
+    .executableTarget(name: "botrt-engine", dependencies: ["EngineCLI"], swiftSettings: swiftSettings),
+
+    // Tests: one target per module; *IntegrationTests need the services hack/test.sh starts.
+    .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
+    .testTarget(name: "KubeCoreTests", dependencies: ["KubeCore"]),
+    .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "KubeCore", "CurlHTTP"]),
+    .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "KubeClient", "KubeCore"]),
+    .testTarget(name: "KubeIntegrationTests", dependencies: ["KubeRuntime", "KubeClient", "KubeCore"]),
+    .testTarget(name: "DRAPITests", dependencies: ["DRAPI", "KubeCore"]),
+    .testTarget(name: "ReconcilersTests", dependencies: ["Reconcilers", "DRAPI", "KubeCore"]),
+    .testTarget(
+      name: "ControllerIntegrationTests",
+      dependencies: ["ControllerApp", "Reconcilers", "DRAPI", "KubeRuntime", "KubeClient", "KubeCore"]),
+    .testTarget(name: "BackupEngineTests", dependencies: ["BackupEngine"]),
+    .testTarget(name: "EngineIntegrationTests", dependencies: ["BackupEngine", "EngineCLI"]),
+  ]
+)

@@ -1,0 +1,94 @@
+import Foundation
+
+/// Object Lock retention to set on an object as it is written (S3 Object Lock semantics).
+public struct ObjectRetention: Sendable, Hashable, Codable {
+  public enum Mode: String, Sendable, Codable { case compliance = "COMPLIANCE", governance = "GOVERNANCE" }
+  public var mode: Mode
+  public var retainUntil: Date
+  public init(mode: Mode, retainUntil: Date) {
+    self.mode = mode
+    self.retainUntil = retainUntil
+  }
+}
+
+/// Options for one write.
+public struct PutOptions: Sendable, Hashable {
+  /// Lock the object until this date where the store supports it.
+  public var retention: ObjectRetention?
+  /// Fail with `StorageError.alreadyExists` instead of overwriting (used for locks and manifests).
+  public var ifNoneMatch: Bool
+  public init(retention: ObjectRetention? = nil, ifNoneMatch: Bool = false) {
+    self.retention = retention
+    self.ifNoneMatch = ifNoneMatch
+  }
+}
+
+/// What a listing returns for one object.
+public struct ObjectInfo: Sendable, Hashable {
+  /// Key relative to the repository root, e.g. "data/ab/abcdef...".
+  public var key: String
+  public var size: Int64
+  public var lastModified: Date?
+  public init(key: String, size: Int64, lastModified: Date? = nil) {
+    self.key = key
+    self.size = size
+    self.lastModified = lastModified
+  }
+}
+
+/// Typed storage failures. Every case names the object or location involved; none carries credentials.
+public enum StorageError: Error, Sendable, CustomStringConvertible {
+  /// The object does not exist.
+  case notFound(key: String)
+  /// `PutOptions.ifNoneMatch` was set and the object exists.
+  case alreadyExists(key: String)
+  /// The store refused the credentials or the operation (HTTP 401/403, EACCES).
+  case accessDenied(key: String, message: String)
+  /// An Object Lock retention forbids deleting or overwriting the object yet.
+  case locked(key: String, message: String)
+  /// A failure that retries did not cure: 5xx, resets, stalls.
+  case unavailable(location: String, message: String, attempts: Int)
+  /// The store is full (ENOSPC, quota).
+  case noSpace(location: String, message: String)
+  /// Anything else, with the store's message.
+  case failed(key: String, message: String)
+
+  public var description: String {
+    switch self {
+    case .notFound(let k): return "object \(k) not found"
+    case .alreadyExists(let k): return "object \(k) already exists"
+    case .accessDenied(let k, let m): return "access denied to \(k): \(m); check the storage credentials and their permissions"
+    case .locked(let k, let m): return "object \(k) is protected by Object Lock: \(m)"
+    case .unavailable(let l, let m, let n): return "storage \(l) unavailable after \(n) attempts: \(m)"
+    case .noSpace(let l, let m): return "no space left on \(l): \(m)"
+    case .failed(let k, let m): return "storage operation on \(k) failed: \(m)"
+    }
+  }
+}
+
+/// A flat object store: local directory, S3, GCS or Azure Blob. Keys use "/" separators and are
+/// relative to the repository's prefix; implementations add the prefix themselves.
+public protocol ObjectStore: Sendable {
+  /// A human-readable location without credentials, e.g. "s3://bucket/prefix".
+  var location: String { get }
+  /// Whether `PutOptions.retention` and `extendRetention` are honoured.
+  var supportsRetention: Bool { get }
+  /// Writes an object atomically: readers see the whole object or none.
+  func put(_ key: String, data: Data, options: PutOptions) async throws
+  /// Reads a whole object.
+  func get(_ key: String) async throws -> Data
+  /// Reads `length` bytes at `offset`.
+  func getRange(_ key: String, offset: Int64, length: Int64) async throws -> Data
+  /// Size and date of an object, or nil when it does not exist.
+  func head(_ key: String) async throws -> ObjectInfo?
+  /// All objects whose key starts with `prefix`, in no particular order.
+  func list(prefix: String) async throws -> [ObjectInfo]
+  /// Deletes an object; deleting a missing object is not an error.
+  func delete(_ key: String) async throws
+  /// Extends (never shortens) an object's retention; a no-op where retention is unsupported.
+  func extendRetention(_ key: String, to retention: ObjectRetention) async throws
+}
+
+extension ObjectStore {
+  public func put(_ key: String, data: Data) async throws { try await put(key, data: data, options: PutOptions()) }
+}

