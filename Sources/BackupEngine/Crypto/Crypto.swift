@@ -1,0 +1,272 @@
+import CCrypto
+import Foundation
+
+/// Cryptographic failures (bad key length, authentication failure, library errors).
+public enum CryptoError: Error, Sendable, CustomStringConvertible {
+  /// GCM authentication failed: wrong key, or damaged or forged ciphertext.
+  case authenticationFailed
+  /// An input had the wrong size.
+  case invalidLength(what: String, expected: Int, actual: Int)
+  /// OpenSSL reported an error.
+  case library(String)
+
+  public var description: String {
+    switch self {
+    case .authenticationFailed: return "authentication failed (wrong key or damaged data)"
+    case .invalidLength(let w, let e, let a): return "\(w) must be \(e) bytes, got \(a)"
+    case .library(let m): return "libcrypto: \(m)"
+    }
+  }
+}
+
+/// Thin wrappers over OpenSSL's libcrypto.
+public enum Crypto {
+  /// Cryptographically secure random bytes.
+  public static func randomBytes(_ n: Int) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: n)
+    let rc = out.withUnsafeMutableBytes { RAND_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(n)) }
+    precondition(rc == 1, "RAND_bytes failed: the system's random source is unavailable")
+    return out
+  }
+
+  /// SHA-256 of a buffer.
+  public static func sha256(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: 32)
+    out.withUnsafeMutableBytes { o in
+      _ = SHA256(data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, o.baseAddress!.assumingMemoryBound(to: UInt8.self))
+    }
+    return out
+  }
+
+  /// SHA-256 of bytes.
+  public static func sha256<D: ContiguousBytes>(_ data: D) -> [UInt8] { data.withUnsafeBytes { sha256($0) } }
+
+  /// HMAC-SHA256 of a buffer.
+  public static func hmacSHA256(key: [UInt8], _ data: UnsafeRawBufferPointer) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: 32)
+    var len: UInt32 = 32
+    key.withUnsafeBytes { k in
+      out.withUnsafeMutableBytes { o in
+        _ = HMAC(
+          EVP_sha256(), k.baseAddress, Int32(k.count), data.baseAddress?.assumingMemoryBound(to: UInt8.self),
+          data.count, o.baseAddress!.assumingMemoryBound(to: UInt8.self), &len)
+      }
+    }
+    return out
+  }
+
+  /// HMAC-SHA256 of bytes.
+  public static func hmacSHA256<D: ContiguousBytes>(key: [UInt8], _ data: D) -> [UInt8] {
+    data.withUnsafeBytes { hmacSHA256(key: key, $0) }
+  }
+
+  /// Constant-time comparison.
+  public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    var d: UInt8 = 0
+    for i in 0..<a.count { d |= a[i] ^ b[i] }
+    return d == 0
+  }
+
+  static func lastError() -> String {
+    let code = ERR_get_error()
+    if code == 0 { return "unknown error" }
+    var buf = [CChar](repeating: 0, count: 256)
+    ERR_error_string_n(code, &buf, buf.count)
+    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  }
+}
+
+/// AES-256-GCM with a 96-bit nonce and a 128-bit tag. Output layout: nonce(12) || ciphertext || tag(16).
+/// One instance holds an OpenSSL context and is reused by one worker; it is not Sendable.
+public final class AESGCM {
+  /// Bytes added to every sealed message (nonce + tag).
+  public static let overhead = 28
+  private let ctx: OpaquePointer
+  private let key: [UInt8]
+
+  /// Creates a cipher for a 32-byte key.
+  public init(key: [UInt8]) throws {
+    guard key.count == 32 else { throw CryptoError.invalidLength(what: "AES-256 key", expected: 32, actual: key.count) }
+    guard let c = EVP_CIPHER_CTX_new() else { throw CryptoError.library("EVP_CIPHER_CTX_new failed") }
+    ctx = c
+    self.key = key
+  }
+
+  deinit { EVP_CIPHER_CTX_free(ctx) }
+
+  /// Seals `plaintext` with a fresh random nonce, binding `aad`.
+  public func seal(_ plaintext: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
+    let nonce = Crypto.randomBytes(12)
+    var out = [UInt8](repeating: 0, count: 12 + plaintext.count + 16)
+    try out.withUnsafeMutableBytes { o in
+      let ob = o.baseAddress!.assumingMemoryBound(to: UInt8.self)
+      for i in 0..<12 { ob[i] = nonce[i] }
+      guard EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1, botrt_gcm_set_ivlen(ctx, 12) == 1 else {
+        throw CryptoError.library("GCM init: \(Crypto.lastError())")
+      }
+      let ok = key.withUnsafeBufferPointer { k in EVP_EncryptInit_ex(ctx, nil, nil, k.baseAddress, ob) }
+      guard ok == 1 else { throw CryptoError.library("GCM key: \(Crypto.lastError())") }
+      var len: Int32 = 0
+      if !aad.isEmpty {
+        let r = aad.withUnsafeBufferPointer { a in EVP_EncryptUpdate(ctx, nil, &len, a.baseAddress, Int32(a.count)) }
+        guard r == 1 else { throw CryptoError.library("GCM aad: \(Crypto.lastError())") }
+      }
+      var written = 0
+      if plaintext.count > 0 {
+        guard
+          EVP_EncryptUpdate(
+            ctx, ob + 12, &len, plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(plaintext.count)) == 1
+        else { throw CryptoError.library("GCM encrypt: \(Crypto.lastError())") }
+        written = Int(len)
+      }
+      guard EVP_EncryptFinal_ex(ctx, ob + 12 + written, &len) == 1 else {
+        throw CryptoError.library("GCM final: \(Crypto.lastError())")
+      }
+      guard botrt_gcm_get_tag(ctx, 16, ob + 12 + plaintext.count) == 1 else {
+        throw CryptoError.library("GCM tag: \(Crypto.lastError())")
+      }
+    }
+    return out
+  }
+
+  /// Seals bytes.
+  public func seal<D: ContiguousBytes>(_ plaintext: D, aad: [UInt8]) throws -> [UInt8] {
+    try plaintext.withUnsafeBytes { try seal($0, aad: aad) }
+  }
+
+  /// Opens a sealed message; throws `CryptoError.authenticationFailed` on any tampering or a wrong key.
+  public func open(_ sealed: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
+    guard sealed.count >= Self.overhead else { throw CryptoError.authenticationFailed }
+    let n = sealed.count - Self.overhead
+    var out = [UInt8](repeating: 0, count: n)
+    let sb = sealed.baseAddress!.assumingMemoryBound(to: UInt8.self)
+    try out.withUnsafeMutableBytes { o in
+      let ob = o.baseAddress?.assumingMemoryBound(to: UInt8.self)
+      guard EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1, botrt_gcm_set_ivlen(ctx, 12) == 1 else {
+        throw CryptoError.library("GCM init: \(Crypto.lastError())")
+      }
+      let ok = key.withUnsafeBufferPointer { k in EVP_DecryptInit_ex(ctx, nil, nil, k.baseAddress, sb) }
+      guard ok == 1 else { throw CryptoError.library("GCM key: \(Crypto.lastError())") }
+      var len: Int32 = 0
+      if !aad.isEmpty {
+        let r = aad.withUnsafeBufferPointer { a in EVP_DecryptUpdate(ctx, nil, &len, a.baseAddress, Int32(a.count)) }
+        guard r == 1 else { throw CryptoError.library("GCM aad: \(Crypto.lastError())") }
+      }
+      if n > 0 {
+        guard EVP_DecryptUpdate(ctx, ob, &len, sb + 12, Int32(n)) == 1 else { throw CryptoError.authenticationFailed }
+      }
+      var tag = [UInt8](sealed[(12 + n)...])
+      guard tag.withUnsafeMutableBytes({ botrt_gcm_set_tag(ctx, 16, $0.baseAddress) }) == 1 else {
+        throw CryptoError.library("GCM set tag: \(Crypto.lastError())")
+      }
+      var fl: Int32 = 0
+      var finBuf = [UInt8](repeating: 0, count: 32)
+      let fin = EVP_DecryptFinal_ex(ctx, &finBuf, &fl)
+      guard fin == 1 else {
+        ERR_clear_error()
+        throw CryptoError.authenticationFailed
+      }
+    }
+    return out
+  }
+
+  /// Opens bytes.
+  public func open<D: ContiguousBytes>(_ sealed: D, aad: [UInt8]) throws -> [UInt8] {
+    try sealed.withUnsafeBytes { try open($0, aad: aad) }
+  }
+}
+
+/// Ed25519 signing and verification over raw 32-byte keys.
+public enum Ed25519 {
+  /// A new random 32-byte private key (seed).
+  public static func generatePrivateKey() -> [UInt8] { Crypto.randomBytes(32) }
+
+  private static func pkey(privateKey: [UInt8]) throws -> OpaquePointer {
+    guard privateKey.count == 32 else {
+      throw CryptoError.invalidLength(what: "Ed25519 private key", expected: 32, actual: privateKey.count)
+    }
+    guard let p = privateKey.withUnsafeBufferPointer({ EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) })
+    else { throw CryptoError.library("Ed25519 key: \(Crypto.lastError())") }
+    return p
+  }
+
+  /// The public key for a private key.
+  public static func publicKey(privateKey: [UInt8]) throws -> [UInt8] {
+    let p = try pkey(privateKey: privateKey)
+    defer { EVP_PKEY_free(p) }
+    var out = [UInt8](repeating: 0, count: 32)
+    var len = 32
+    guard EVP_PKEY_get_raw_public_key(p, &out, &len) == 1 else {
+      throw CryptoError.library("Ed25519 public key: \(Crypto.lastError())")
+    }
+    return out
+  }
+
+  /// Signs a message; returns a 64-byte signature.
+  public static func sign(_ message: [UInt8], privateKey: [UInt8]) throws -> [UInt8] {
+    let p = try pkey(privateKey: privateKey)
+    defer { EVP_PKEY_free(p) }
+    guard let md = EVP_MD_CTX_new() else { throw CryptoError.library("EVP_MD_CTX_new failed") }
+    defer { EVP_MD_CTX_free(md) }
+    guard EVP_DigestSignInit(md, nil, nil, nil, p) == 1 else { throw CryptoError.library("sign init: \(Crypto.lastError())") }
+    var sig = [UInt8](repeating: 0, count: 64)
+    var len = 64
+    let rc = message.withUnsafeBufferPointer { m in EVP_DigestSign(md, &sig, &len, m.baseAddress, m.count) }
+    guard rc == 1 else { throw CryptoError.library("sign: \(Crypto.lastError())") }
+    return sig
+  }
+
+  /// Verifies a signature; false on any mismatch.
+  public static func verify(_ message: [UInt8], signature: [UInt8], publicKey: [UInt8]) -> Bool {
+    guard publicKey.count == 32, signature.count == 64 else { return false }
+    guard let p = publicKey.withUnsafeBufferPointer({ EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) })
+    else { return false }
+    defer { EVP_PKEY_free(p) }
+    guard let md = EVP_MD_CTX_new() else { return false }
+    defer { EVP_MD_CTX_free(md) }
+    guard EVP_DigestVerifyInit(md, nil, nil, nil, p) == 1 else { return false }
+    let rc = message.withUnsafeBufferPointer { m in
+      signature.withUnsafeBufferPointer { s in EVP_DigestVerify(md, s.baseAddress, 64, m.baseAddress, m.count) }
+    }
+    ERR_clear_error()
+    return rc == 1
+  }
+}
+
+/// Hex encoding helpers.
+public enum Hex {
+  /// Lowercase hex of bytes.
+  public static func encode<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+    let digits: [UInt8] = Array("0123456789abcdef".utf8)
+    var out = [UInt8]()
+    for b in bytes {
+      out.append(digits[Int(b >> 4)])
+      out.append(digits[Int(b & 15)])
+    }
+    return String(decoding: out, as: UTF8.self)
+  }
+
+  /// Bytes from hex, or nil when malformed.
+  public static func decode(_ s: String) -> [UInt8]? {
+    let u = Array(s.utf8)
+    guard u.count % 2 == 0 else { return nil }
+    func v(_ c: UInt8) -> UInt8? {
+      switch c {
+      case 48...57: return c - 48
+      case 97...102: return c - 87
+      case 65...70: return c - 55
+      default: return nil
+      }
+    }
+    var out = [UInt8]()
+    out.reserveCapacity(u.count / 2)
+    var i = 0
+    while i < u.count {
+      guard let h = v(u[i]), let l = v(u[i + 1]) else { return nil }
+      out.append(h << 4 | l)
+      i += 2
+    }
+    return out
+  }
+}
