@@ -19,14 +19,12 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 K8S_VERSION=1.20.2
 CACHE="${BOTRT_CACHE_DIR:-$HOME/.cache/botrt}"
 BIN="$CACHE/kubernetes-$K8S_VERSION/bin"
-DIR="${BOTRT_CLUSTER_DIR:-$REPO/.local/cluster}"
+DIR="$(realpath -m "${BOTRT_CLUSTER_DIR:-$REPO/.local/cluster}")"
 MARKER=".botrt-cluster"
 
-log() { echo "cluster: $*" >&2; }
-die() {
-  echo "cluster: error: $*" >&2
-  exit 1
-}
+LOG_PREFIX=cluster
+# shellcheck source=hack/lib/proc.sh
+source "$REPO/hack/lib/proc.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Ports: saved at `up`, read back by every later command.
@@ -52,66 +50,6 @@ APISERVER_PORT=$APISERVER_PORT
 ETCD_PORT=$ETCD_PORT
 ETCD_PEER_PORT=$ETCD_PEER_PORT
 EOF
-}
-
-port_in_use() {
-  # True when something listens on 127.0.0.1:$1 (or on all addresses).
-  ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
-}
-
-check_port_free() {
-  local port="$1" var="$2"
-  if port_in_use "$port"; then
-    die "port $port is already in use (not by this cluster in $DIR); choose another with $var=PORT"
-  fi
-}
-
-# ---------------------------------------------------------------------------------------------
-# Processes, tracked by pid files. A pid counts as ours only if it still runs the expected binary.
-
-pid_of() {
-  local f="$DIR/pids/$1.pid"
-  [[ -f "$f" ]] && cat "$f" || true
-}
-
-alive() {
-  # alive NAME BINARY: the recorded pid exists and runs BINARY.
-  local pid
-  pid="$(pid_of "$1")"
-  [[ -n "$pid" ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
-}
-
-start_bg() {
-  # start_bg NAME COMMAND...: runs detached in its own session, logs to logs/NAME.log.
-  local name="$1"
-  shift
-  mkdir -p "$DIR/pids" "$DIR/logs"
-  setsid "$@" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$DIR/pids/$name.pid"
-}
-
-stop_proc() {
-  # stop_proc NAME BINARY: TERM; a second TERM after 3 s (Kubernetes servers otherwise wait up to
-  # 60 s for open watches, and exit at once on the second signal); KILL after 15 s. Only our pid.
-  local name="$1" binary="$2" pid i
-  pid="$(pid_of "$name")"
-  if [[ -z "$pid" ]]; then return 0; fi
-  if alive "$name" "$binary"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-      alive "$name" "$binary" || break
-      if ((i == 30)); then kill -TERM "$pid" 2>/dev/null || true; fi
-      sleep 0.1
-    done
-    if alive "$name" "$binary"; then
-      log "$name (pid $pid) did not stop on TERM; sending KILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-    fi
-  fi
-  rm -f "$DIR/pids/$name.pid"
 }
 
 # ---------------------------------------------------------------------------------------------

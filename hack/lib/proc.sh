@@ -1,0 +1,67 @@
+# Process helpers shared by hack/cluster.sh and hack/services.sh (sourced, not run).
+# Each script sets DIR (its state dir) and LOG_PREFIX before sourcing. Processes are tracked by
+# pid files in $DIR/pids; a pid counts as ours only while it still runs the expected program, so
+# a recycled pid is never signalled.
+
+log() { echo "$LOG_PREFIX: $*" >&2; }
+die() {
+  echo "$LOG_PREFIX: error: $*" >&2
+  exit 1
+}
+
+pid_of() {
+  local f="$DIR/pids/$1.pid"
+  if [[ -f "$f" ]]; then cat "$f"; fi
+}
+
+# alive NAME PATTERN: the recorded pid exists and its command line contains PATTERN.
+alive() {
+  local pid
+  pid="$(pid_of "$1")"
+  [[ -n "$pid" ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+}
+
+# start_bg NAME COMMAND...: runs detached in its own session, output to $DIR/logs/NAME.log.
+start_bg() {
+  local name="$1"
+  shift
+  mkdir -p "$DIR/pids" "$DIR/logs"
+  setsid "$@" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$DIR/pids/$name.pid"
+}
+
+# stop_proc NAME PATTERN: TERM; a second TERM after 3 s (Kubernetes servers otherwise wait up to
+# 60 s for open watches, and exit at once on a second signal); KILL after 15 s. Only our pid.
+stop_proc() {
+  local name="$1" pattern="$2" pid i
+  pid="$(pid_of "$name")"
+  if [[ -z "$pid" ]]; then return 0; fi
+  if alive "$name" "$pattern"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do
+      alive "$name" "$pattern" || break
+      if ((i == 30)); then kill -TERM "$pid" 2>/dev/null || true; fi
+      sleep 0.1
+    done
+    if alive "$name" "$pattern"; then
+      log "$name (pid $pid) did not stop on TERM; sending KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.2
+    fi
+  fi
+  rm -f "$DIR/pids/$name.pid"
+}
+
+# True when something listens on TCP port $1.
+port_in_use() {
+  ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+}
+
+# check_port_free PORT VARIABLE
+check_port_free() {
+  if port_in_use "$1"; then
+    die "port $1 is already in use (not by a process recorded in $DIR); choose another with $2=PORT"
+  fi
+}

