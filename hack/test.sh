@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need, builds with warnings as errors, checks
+# formatting, starts the local control plane and services, runs `swift test`, stops what it
+# started, prints a summary, and exits non-zero on any failure.
+#
+# Options (environment):
+#   BOTRT_SCRATCH_PATH   build directory for swift (default: SwiftPM's .build)
+#   BOTRT_TEST_FILTER    passed to `swift test --filter` (default: all tests)
+#   BOTRT_TEST_LOG_DIR   where the step logs go (default: <repo>/.local/test-logs)
+#   BOTRT_SKIP_INSTALL=1 skip hack/install-deps.sh (for machines already set up)
+#   BOTRT_CLUSTER_DIR, BOTRT_SERVICES_DIR and the BOTRT_*_PORT variables are honoured by the
+#   cluster and services scripts (see docs/testing.md).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+if ! command -v swift >/dev/null && [[ -x /opt/swift/usr/bin/swift ]]; then
+  export PATH="/opt/swift/usr/bin:$PATH"
+fi
+
+LOGDIR="$(realpath -m "${BOTRT_TEST_LOG_DIR:-$REPO/.local/test-logs}")"
+mkdir -p "$LOGDIR"
+SWIFT_PATH_ARGS=()
+if [[ -n "${BOTRT_SCRATCH_PATH:-}" ]]; then SWIFT_PATH_ARGS=(--scratch-path "$BOTRT_SCRATCH_PATH"); fi
+
+STEPS=()
+FAILED=0
+START=$SECONDS
+
+# record NAME STATUS DETAIL
+record() {
+  STEPS+=("$(printf '%-28s %-5s %s' "$1" "$2" "$3")")
+  [[ "$2" == "ok" || "$2" == "skip" ]] || FAILED=1
+}
+
+# step NAME LOGFILE COMMAND...: runs COMMAND with its output shown and saved; returns its status.
+step() {
+  local name="$1" logfile="$LOGDIR/$2" t0=$SECONDS rc=0
+  shift 2
+  echo
+  echo "=== $name: $*"
+  # With pipefail the pipeline fails with the command's status (tee itself does not fail).
+  "$@" 2>&1 | tee "$logfile" || rc=$?
+  if ((rc == 0)); then
+    record "$name" ok "$((SECONDS - t0)) s"
+  else
+    record "$name" FAIL "exit $rc after $((SECONDS - t0)) s, log: $logfile"
+  fi
+  return "$rc"
+}
+
+summary() {
+  echo
+  echo "=== summary ($((SECONDS - START)) s)"
+  local s
+  for s in "${STEPS[@]}"; do echo "  $s"; done
+  if [[ -f "$LOGDIR/swift-test.log" ]]; then
+    # Swift Testing's and XCTest's own totals, and every failed test.
+    grep -aE '(Test run with [0-9]+ test|Executed [0-9]+ tests?, with)|(✘ Test .*(failed|recorded an issue))|(error: .*: failed)' \
+      "$LOGDIR/swift-test.log" | sort -u | head -60 | sed 's/^/  /' || true
+  fi
+  if ((FAILED)); then echo "hack/test.sh: FAILED"; else echo "hack/test.sh: all steps passed"; fi
+}
+
+CLUSTER_STARTED=0
+SERVICES_STARTED=0
+cleanup() {
+  local rc=$?
+  set +e
+  if ((SERVICES_STARTED)); then bash hack/services.sh down >>"$LOGDIR/services.log" 2>&1; fi
+  if ((CLUSTER_STARTED)); then bash hack/cluster.sh down >>"$LOGDIR/cluster.log" 2>&1; fi
+  summary
+  if ((FAILED && rc == 0)); then rc=1; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# 1. Dependencies.
+if [[ "${BOTRT_SKIP_INSTALL:-0}" == 1 ]]; then
+  record install-deps skip "BOTRT_SKIP_INSTALL=1"
+else
+  step install-deps install-deps.log bash hack/install-deps.sh || exit 1
+fi
+command -v swift >/dev/null || {
+  record toolchain FAIL "swift is not on PATH (nor at /opt/swift/usr/bin)"
+  exit 1
+}
+
+# 2. Formatting (a violation fails the run, but the tests still run so every problem shows).
+if swift format --version >/dev/null 2>&1; then
+  step swift-format-lint swift-format.log swift format lint --strict -r Sources Tests || true
+else
+  record swift-format-lint skip "swift format is not in this toolchain"
+fi
+
+# 3. Build, tests included, warnings as errors.
+step build build.log swift build "${SWIFT_PATH_ARGS[@]}" --build-tests -Xswiftc -warnings-as-errors || exit 1
+BIN_PATH="$(swift build "${SWIFT_PATH_ARGS[@]}" --show-bin-path)"
+
+# 4. Services. Whatever this run starts, it stops on exit; a cluster or service set that was
+# already running in the same state dir is used and left running.
+if bash hack/cluster.sh status >/dev/null 2>&1; then
+  record cluster-up ok "already running, reused"
+else
+  CLUSTER_STARTED=1
+  step cluster-up cluster.log bash hack/cluster.sh up || exit 1
+fi
+if bash hack/services.sh status >/dev/null 2>&1; then
+  bash hack/services.sh up >/dev/null 2>&1
+  record services-up ok "already running, reused"
+else
+  SERVICES_STARTED=1
+  step services-up services.log bash hack/services.sh up || exit 1
+fi
+# shellcheck disable=SC1090
+source <(bash hack/cluster.sh env)
+# shellcheck disable=SC1090
+source <(bash hack/services.sh env)
+export BOTRT_ENGINE_BIN="$BIN_PATH/botrt-engine"
+[[ -x "$BOTRT_ENGINE_BIN" ]] || record engine-binary FAIL "$BOTRT_ENGINE_BIN was not built"
+
+# 5. Tests, serially: integration tests share one apiserver, and one of them restarts it.
+TEST_ARGS=(--skip-build --no-parallel)
+if [[ -n "${BOTRT_TEST_FILTER:-}" ]]; then TEST_ARGS+=(--filter "$BOTRT_TEST_FILTER"); fi
+step swift-test swift-test.log swift test "${SWIFT_PATH_ARGS[@]}" "${TEST_ARGS[@]}" || true
