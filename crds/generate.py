@@ -1,0 +1,776 @@
+#!/usr/bin/env python3
+"""Generates the BotRT CustomResourceDefinitions in crds/ from one description of the schemas.
+
+Run `python3 crds/generate.py` after editing, and commit the generated YAML with it. The YAML is
+the source of truth for the apiserver; this script only keeps the repeated parts (secret references,
+containers, conditions, durations) identical across the three kinds. Needs PyYAML.
+
+Constraints (Kubernetes 1.20): apiextensions.k8s.io/v1, structural schemas, no CEL rules. "Exactly one
+of" is expressed with `oneOf` branches that hold only `required` lists, which structural schemas allow.
+"""
+import os
+import sys
+
+import yaml
+
+GROUP = "dr.botrt.io"
+VERSION = "v1alpha1"
+
+# ---------------------------------------------------------------------------------------------
+# Shared patterns; the Swift validators in Sources/DRAPI mirror them.
+
+# Five cron fields (minute hour day-of-month month day-of-week; names allowed in month and weekday)
+# or a macro. Catches wrong field counts and stray words; the controller's parser checks ranges.
+NUM_FIELD = r"[0-9*?][0-9*?,/-]*"
+NAME_FIELD = r"[0-9A-Za-z*?][0-9A-Za-z*?,/-]*"
+CRON_BODY = (
+    r"@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+    r"|@every ([0-9]+(ms|s|m|h))+"
+    rf"|{NUM_FIELD} +{NUM_FIELD} +{NUM_FIELD} +{NAME_FIELD} +{NAME_FIELD}"
+)
+CRON_PATTERN = rf"^({CRON_BODY})$"
+DRILL_SCHEDULE_PATTERN = rf"^(daily|weekly|biweekly|monthly|quarterly|{CRON_BODY})$"
+DURATION_PATTERN = r"^([0-9]+(y|w|d|h|m|s))+$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+URL_PATTERN = r"^https?://[^\s]+$"
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+TIERS = ["critical", "important", "standard", "archive"]
+PROFILES = ["sox", "gdpr", "pci-dss", "hipaa"]
+
+TIER_TABLE = (
+    "Tier defaults: critical = schedule */5 * * * *, RPO 5m, keep 7y, RTO 15m, drill daily; "
+    "important = schedule 0 * * * *, RPO 30m, keep 2y, RTO 90m, drill weekly; "
+    "standard = schedule 0 2 * * *, RPO 4h, keep 90d, RTO 3h, drill monthly; "
+    "archive = schedule 0 3 * * 0, RPO 24h, keep 7y, RTO 24h, drill quarterly."
+)
+PROFILE_TABLE = (
+    "Profile targets: sox = RPO 1m, RTO 30m, drill at least quarterly, keep 7y; "
+    "gdpr = RPO 5m, RTO 72h; pci-dss = RPO 1m, RTO 15m, keep 1y; "
+    "hipaa = RPO 5m, RTO 30m, keep 6y. The strictest of the tier, the profiles and an explicit override wins."
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema helpers. Every helper takes the description first, so no field can lack one.
+
+def string(desc, **kw):
+    out = {"type": "string", "description": desc}
+    out.update(kw)
+    return out
+
+
+def integer(desc, fmt="int64", **kw):
+    out = {"type": "integer", "description": desc}
+    if fmt:
+        out["format"] = fmt
+    out.update(kw)
+    return out
+
+
+def number(desc, **kw):
+    out = {"type": "number", "description": desc}
+    out.update(kw)
+    return out
+
+
+def boolean(desc, **kw):
+    out = {"type": "boolean", "description": desc}
+    out.update(kw)
+    return out
+
+
+def obj(desc, props, required=None, **kw):
+    out = {"type": "object", "description": desc, "properties": props}
+    if required:
+        out["required"] = required
+    out.update(kw)
+    return out
+
+
+def array(desc, items, **kw):
+    out = {"type": "array", "description": desc, "items": items}
+    out.update(kw)
+    return out
+
+
+def one_of(*names):
+    return [{"required": [n]} for n in names]
+
+
+def date_time(desc):
+    return string(desc, format="date-time")
+
+
+def duration(desc, **kw):
+    return string(desc + " Format: one or more <number><unit> with units y, w, d, h, m, s (e.g. 90d, 24h, 1h30m).",
+                  pattern=DURATION_PATTERN, maxLength=32, **kw)
+
+
+def object_name(desc):
+    return string(desc, pattern=DNS_SUBDOMAIN, maxLength=253)
+
+
+def secret_ref(desc, default_key=None, key_desc=None):
+    props = {"name": object_name("Name of the Secret, in the same namespace as this resource.")}
+    if default_key:
+        props["key"] = string(key_desc or f"Key inside the Secret. Default: {default_key}.",
+                              pattern=SECRET_KEY, maxLength=253, default=default_key)
+    return obj(desc, props, required=["name"])
+
+
+def local_ref(desc):
+    return obj(desc, {"name": object_name("Name of the referenced object, in the same namespace.")},
+               required=["name"])
+
+
+def env_vars(desc):
+    return array(desc, obj(
+        "One environment variable: a literal value or a value read from a Secret.",
+        {
+            "name": string("Name of the environment variable.", pattern=ENV_NAME, maxLength=253),
+            "value": string("Literal value. Do not put secrets here; use valueFrom.secretKeyRef.", maxLength=4096),
+            "valueFrom": obj("Where to read the value from instead of `value`.", {
+                "secretKeyRef": obj("A key of a Secret in this resource's namespace, copied into the job's "
+                                    "namespace by the controller for the run.", {
+                                        "name": object_name("Name of the Secret."),
+                                        "key": string("Key inside the Secret.", pattern=SECRET_KEY, maxLength=253),
+                                    }, required=["name", "key"]),
+            }, required=["secretKeyRef"]),
+        }, required=["name"]), maxItems=64)
+
+
+def container(desc, extra=None, required_image=True):
+    props = {
+        "image": string("Container image to run, e.g. postgres:16.", minLength=1, maxLength=512),
+        "command": array("Entrypoint, as in a Pod container's `command`. Default: the image's entrypoint.",
+                         string("One argument of the entrypoint.", maxLength=4096), maxItems=64),
+        "args": array("Arguments, as in a Pod container's `args`.",
+                      string("One argument.", maxLength=4096), maxItems=128),
+        "env": env_vars("Environment variables for the container; use secretKeyRef for credentials "
+                        "such as PGPASSWORD."),
+    }
+    if extra:
+        props.update(extra)
+    return obj(desc, props, required=["image"] if required_image else None)
+
+
+def resources():
+    quantity = {
+        "description": "A Kubernetes quantity, e.g. 500m, 2, 512Mi.",
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "x-kubernetes-int-or-string": True,
+        "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+    }
+    return obj("Compute resources for the backup, restore and retention Jobs' engine container. Default: "
+               "requests cpu 100m, memory 128Mi; limits memory 512Mi.", {
+                   "requests": obj("Minimum resources, by resource name (cpu, memory, ephemeral-storage).", {},
+                                   additionalProperties=quantity),
+                   "limits": obj("Maximum resources, by resource name (cpu, memory, ephemeral-storage).", {},
+                                 additionalProperties=quantity),
+               })
+
+
+def compliance(what):
+    return array(f"Compliance profiles that apply to {what}. Each tightens the targets; where a profile and "
+                 f"the tier disagree, the stricter wins and status names which one applied. {PROFILE_TABLE}",
+                 string("A compliance profile.", enum=PROFILES), maxItems=4, **{"x-kubernetes-list-type": "set"})
+
+
+def trigger(kind):
+    return string(f"On-demand run token. Setting it to a new value (for example a timestamp) starts one {kind} "
+                  "run as soon as possible; the value last handled is recorded in status.lastHandledTrigger, so "
+                  "re-applying the same value does nothing. Equivalent to setting the annotation "
+                  "dr.botrt.io/run-now to a new value, which kubectl users may prefer: "
+                  "`kubectl annotate --overwrite ... dr.botrt.io/run-now=$(date +%s)`.", maxLength=63)
+
+
+def conditions(types):
+    return array(
+        f"Current state as standard Kubernetes conditions. Types: {types}.",
+        obj("One condition, following the Kubernetes API conventions.", {
+            "type": string("Condition type, in CamelCase.", maxLength=316,
+                           pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"),
+            "status": string("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+            "reason": string("Machine-readable reason for the last transition, in CamelCase.", maxLength=1024),
+            "message": string("Human-readable explanation, in plain sentences.", maxLength=32768),
+            "lastTransitionTime": date_time("When the status last changed."),
+            "observedGeneration": integer("The metadata.generation the condition was computed from.", minimum=0),
+        }, required=["type", "status"]),
+        **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+
+
+def observed_generation():
+    return integer("The metadata.generation of the spec the controller last acted on.", minimum=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# BackupPolicy
+
+def repository_schema(desc):
+    cred = "credentialsSecretRef"
+    return obj(desc, {
+        "s3": obj("An S3 or S3-compatible bucket (AWS, MinIO, moto).", {
+            "bucket": string("Bucket name (3-63 characters).", minLength=3, maxLength=63,
+                             pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+            "prefix": string("Key prefix inside the bucket; the repository lives under it. Default: none.",
+                             maxLength=512, pattern=r"^[^/].*$|^$"),
+            "region": string("Bucket region. Default: us-east-1.", maxLength=64, default="us-east-1",
+                             pattern=r"^[a-z0-9-]+$"),
+            "endpoint": string("Endpoint URL for S3-compatible services (e.g. http://minio.storage:9000). "
+                               "Default: the AWS endpoint of the region.", maxLength=512, pattern=URL_PATTERN),
+            "forcePathStyle": boolean("Use path-style URLs (endpoint/bucket/key) instead of virtual-hosted style. "
+                                      "Needed by most S3-compatible services. Default: false.", default=False),
+            cred: secret_ref("Secret with the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and optionally "
+                             "AWS_SESSION_TOKEN)."),
+            "objectLock": obj("S3 Object Lock (write once, read many) for every object the engine writes. The "
+                              "bucket must have Object Lock enabled. Locks are extended on packs that new "
+                              "snapshots still reference.", {
+                                  "mode": string("compliance: nobody, not even the root user, can delete or "
+                                                 "shorten the lock; governance: users with "
+                                                 "s3:BypassGovernanceRetention can.",
+                                                 enum=["compliance", "governance"]),
+                                  "days": integer("Retention of the lock in days (at least 1).", fmt="int32",
+                                                  minimum=1, maximum=36500),
+                              }, required=["mode", "days"]),
+            "serverSideEncryption": obj("Optional S3 server-side encryption on top of the engine's client-side "
+                                        "encryption.", {
+                                            "mode": string("aws:kms or AES256.", enum=["aws:kms", "AES256"]),
+                                            "kmsKeyId": string("KMS key id or ARN for mode aws:kms.",
+                                                               maxLength=2048),
+                                        }, required=["mode"]),
+        }, required=["bucket", cred]),
+        "gcs": obj("A Google Cloud Storage bucket.", {
+            "bucket": string("Bucket name.", minLength=3, maxLength=222, pattern=r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$"),
+            "prefix": string("Object prefix inside the bucket. Default: none.", maxLength=512),
+            "endpoint": string("Endpoint URL override (e.g. a fake-gcs-server in tests). Default: the Google "
+                               "endpoint.", maxLength=512, pattern=URL_PATTERN),
+            cred: secret_ref("Secret holding a service-account JSON key.", default_key="service-account.json",
+                             key_desc="Key of the service-account JSON inside the Secret. "
+                                      "Default: service-account.json."),
+        }, required=["bucket"]),
+        "azure": obj("An Azure Blob Storage container.", {
+            "account": string("Storage account name.", minLength=3, maxLength=24, pattern=r"^[a-z0-9]+$"),
+            "container": string("Blob container name.", minLength=3, maxLength=63, pattern=DNS_LABEL),
+            "prefix": string("Blob name prefix inside the container. Default: none.", maxLength=512),
+            "endpoint": string("Endpoint URL override (e.g. Azurite). Default: "
+                               "https://ACCOUNT.blob.core.windows.net.", maxLength=512, pattern=URL_PATTERN),
+            cred: secret_ref("Secret with AZURE_STORAGE_KEY (shared key) or AZURE_STORAGE_SAS_TOKEN."),
+        }, required=["account", "container", cred]),
+        "local": obj("A directory: on a PersistentVolumeClaim when claimName is set, otherwise a path on the "
+                     "node (air-gapped storage).", {
+                         "path": string("Absolute directory of the repository (inside the claim when claimName is "
+                                        "set).", minLength=1, maxLength=4096, pattern=r"^/.*$"),
+                         "claimName": object_name("PersistentVolumeClaim in the backup namespace that holds the "
+                                                  "repository. Default: none (path is a node directory)."),
+                     }, required=["path"]),
+    }, required=None, oneOf=one_of("s3", "gcs", "azure", "local"))
+
+
+def encryption_schema():
+    return obj("Client-side encryption: AES-256-GCM data keys per data type, wrapped by a key service "
+               "(envelope encryption), with signed snapshots.", {
+                   "kms": obj("The key service that wraps the data keys. Set exactly one of vaultTransit, awsKms, "
+                              "localKeySecretRef.", {
+                                  "vaultTransit": obj("HashiCorp Vault or OpenBao Transit secrets engine.", {
+                                      "address": string("Vault address, e.g. https://vault.vault:8200.",
+                                                        maxLength=512, pattern=URL_PATTERN),
+                                      "mount": string("Mount path of the transit engine. Default: transit.",
+                                                      maxLength=256, default="transit",
+                                                      pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"),
+                                      "key": string("Name of the transit key.", minLength=1, maxLength=256,
+                                                    pattern=r"^[A-Za-z0-9_.-]+$"),
+                                      "authSecretRef": secret_ref("Secret holding a Vault token.",
+                                                                  default_key="token"),
+                                      "caSecretRef": secret_ref("Secret holding the PEM CA bundle for HTTPS to Vault. "
+                                                                "Default: the system trust store.",
+                                                                default_key="ca.crt"),
+                                  }, required=["address", "key", "authSecretRef"]),
+                                  "awsKms": obj("AWS Key Management Service.", {
+                                      "keyId": string("Key id, ARN or alias (alias/NAME).", minLength=1,
+                                                      maxLength=2048),
+                                      "region": string("Region of the key. Default: us-east-1.", maxLength=64,
+                                                       default="us-east-1", pattern=r"^[a-z0-9-]+$"),
+                                      "endpoint": string("Endpoint URL override (e.g. moto in tests). Default: the "
+                                                         "AWS endpoint of the region.", maxLength=512,
+                                                         pattern=URL_PATTERN),
+                                      "credentialsSecretRef": secret_ref("Secret with AWS_ACCESS_KEY_ID and "
+                                                                         "AWS_SECRET_ACCESS_KEY."),
+                                  }, required=["keyId"]),
+                                  "localKeySecretRef": secret_ref("Secret holding a local 32-byte master key "
+                                                                  "(raw or base64). For air-gapped clusters; the "
+                                                                  "key never leaves the cluster.",
+                                                                  default_key="key"),
+                              }, oneOf=one_of("vaultTransit", "awsKms", "localKeySecretRef")),
+                   "keyRotationDays": integer("Days between key rotations (1-90; the original design requires at "
+                                              "most 90). The controller runs a rotation when this many days have "
+                                              "passed since status.lastKeyRotation. Default: 90.", fmt="int32",
+                                              minimum=1, maximum=90, default=90),
+               }, required=["kms"])
+
+
+def retention_schema():
+    n = "(at least 0; 0 keeps none by this rule)."
+    return obj("Which snapshots `forget --prune` keeps. A snapshot is kept when any rule keeps it. Unset rules "
+               "come from the tier: critical keeps all for 7y; important 2y; standard 90d; archive 7y; "
+               "compliance profiles may extend maxAge (sox 7y, hipaa 6y, pci-dss 1y).", {
+                   "keepLast": integer(f"Keep the newest N snapshots {n}", fmt="int32", minimum=0),
+                   "keepHourly": integer(f"Keep the newest snapshot of each of the last N hours {n}", fmt="int32",
+                                         minimum=0),
+                   "keepDaily": integer(f"Keep the newest snapshot of each of the last N days {n}", fmt="int32",
+                                        minimum=0),
+                   "keepWeekly": integer(f"Keep the newest snapshot of each of the last N weeks {n}", fmt="int32",
+                                         minimum=0),
+                   "keepMonthly": integer(f"Keep the newest snapshot of each of the last N months {n}", fmt="int32",
+                                          minimum=0),
+                   "keepYearly": integer(f"Keep the newest snapshot of each of the last N years {n}", fmt="int32",
+                                         minimum=0),
+                   "maxAge": duration("Keep every snapshot younger than this."),
+               })
+
+
+def backup_policy_spec():
+    return obj("What to back up, how often, where, with which keys, how long to keep it and which RPO it must "
+               "hold. " + TIER_TABLE, {
+                   "tier": string("Protection tier; sets the default schedule, RPO, retention, RTO and drill "
+                                  "frequency. " + TIER_TABLE, enum=TIERS),
+                   "schedule": string("Cron schedule (5 fields: minute hour day-of-month month day-of-week, or "
+                                      "@hourly/@daily/@weekly/@monthly/@yearly/@every DURATION), in UTC. Default: "
+                                      "from the tier (critical */5 * * * *, important 0 * * * *, standard 0 2 * * *, "
+                                      "archive 0 3 * * 0), tightened to meet the effective RPO.", maxLength=128,
+                                      pattern=CRON_PATTERN),
+                   "rpo": duration("Recovery point objective: the maximum age of the newest successful backup. "
+                                   "Overrides the tier's RPO (critical 5m, important 30m, standard 4h, archive "
+                                   "24h); compliance profiles still tighten it (sox 1m, gdpr 5m, pci-dss 1m, "
+                                   "hipaa 5m)."),
+                   "compliance": compliance("this policy's data"),
+                   "dataType": string("Kind of data; selects the data key (backup-database-key, backup-files-key, "
+                                      "backup-logs-key). Default: files.", enum=["database", "files", "logs"],
+                                      default="files"),
+                   "source": obj("What to back up. Set exactly one of pvc, command.", {
+                       "pvc": obj("A PersistentVolumeClaim in this namespace, always mounted read-only.", {
+                           "claimName": object_name("Name of the PersistentVolumeClaim."),
+                           "subPath": string("Directory inside the volume to back up. Default: the whole volume.",
+                                             maxLength=4096, pattern=r"^[^/].*$"),
+                           "readOnly": boolean("Mount the claim read-only. Always true; present so manifests can "
+                                               "state it. Default: true.", default=True, enum=[True]),
+                       }, required=["claimName"]),
+                       "command": container("A dump command whose standard output is streamed into the engine "
+                                            "(for example pg_dump).", extra={
+                                                "fileName": string("Name of the stream inside the snapshot. "
+                                                                   "Default: dump.", maxLength=255, default="dump",
+                                                                   pattern=r"^[^/]+$"),
+                                            }),
+                   }, oneOf=one_of("pvc", "command")),
+                   "repository": repository_schema("Where the encrypted repository is stored. Set exactly one of "
+                                                   "s3, gcs, azure, local."),
+                   "encryption": encryption_schema(),
+                   "retention": retention_schema(),
+                   "suspend": boolean("Stop scheduling new backups (running ones finish). RPO tracking continues. "
+                                      "Default: false.", default=False),
+                   "trigger": trigger("backup"),
+                   "backupNamespace": string("Namespace where the backup Jobs, CronJobs and NetworkPolicies run. "
+                                             "Default: the controller's backup namespace (botrt-backup).",
+                                             maxLength=63, pattern=DNS_LABEL),
+                   "deleteBackupsOnDelete": boolean("Delete the stored backups when this policy is deleted. "
+                                                    "Default: false (backups outlive the policy).", default=False),
+                   "resources": resources(),
+                   "successfulJobsHistoryLimit": integer("Finished successful Jobs to keep. Default: 3.",
+                                                         fmt="int32", minimum=0, maximum=100, default=3),
+                   "failedJobsHistoryLimit": integer("Finished failed Jobs to keep. Default: 3.", fmt="int32",
+                                                     minimum=0, maximum=100, default=3),
+               }, required=["tier", "source", "repository", "encryption"])
+
+
+def backup_policy_status():
+    return obj("Observed state, written by the controller through the status subresource.", {
+        "observedGeneration": observed_generation(),
+        "conditions": conditions("Ready, ScheduleActive, LastBackupSucceeded, RPOMet, KeyRotationDue"),
+        "lastSuccessfulBackup": date_time("Completion time of the newest successful backup."),
+        "lastBackupAttempt": date_time("Start time of the newest backup run, successful or not."),
+        "lastSnapshot": string("Id of the newest successful snapshot.", maxLength=128),
+        "lastBackupBytes": integer("Bytes read from the source by the newest successful backup.", minimum=0),
+        "lastBackupStoredBytes": integer("New bytes stored (after deduplication, compression and encryption) by "
+                                         "the newest successful backup.", minimum=0),
+        "lastBackupDurationSeconds": number("Duration of the newest successful backup in seconds.", minimum=0),
+        "rpoAgeSeconds": integer("Age of the newest successful backup when status was last written.", minimum=0),
+        "rpoTargetSeconds": integer("The effective RPO target in seconds.", minimum=0),
+        "rpoSource": string("What set the RPO target: tier:NAME, override (spec.rpo) or compliance:PROFILE.",
+                            maxLength=64),
+        "effectiveSchedule": string("The cron schedule in use (spec.schedule or the tier default, tightened to "
+                                    "the RPO).", maxLength=128),
+        "scheduleSource": string("What set the schedule: tier:NAME, override (spec.schedule), or "
+                                 "rpo (tightened to meet the RPO target).", maxLength=64),
+        "nextScheduledRun": date_time("When the next scheduled backup starts."),
+        "lastKeyRotation": date_time("When the data keys were last rotated."),
+        "nextKeyRotation": date_time("When the next key rotation is due."),
+        "lastHandledTrigger": string("The spec.trigger or dr.botrt.io/run-now value last acted on.",
+                                     maxLength=63),
+        "backupNamespace": string("Namespace holding this policy's Jobs and CronJobs.", maxLength=63),
+        "lastFailure": string("Plain-sentence description of the newest failed run, if it is newer than the "
+                              "newest success.", maxLength=4096),
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# RecoveryPlan
+
+def restore_destination(desc):
+    return obj(desc, {
+        "pvc": obj("Restore the files into a PersistentVolumeClaim.", {
+            "claimName": object_name("Name of the PersistentVolumeClaim (in the target namespace)."),
+            "subPath": string("Directory inside the volume. Default: the volume's root.", maxLength=4096,
+                              pattern=r"^[^/].*$"),
+        }, required=["claimName"]),
+        "command": container("A command that reads the restored stream on standard input (for example psql "
+                             "or pg_restore).", extra={
+                                 "fileName": string("Name of the stream inside the snapshot. Default: dump.",
+                                                    maxLength=255, default="dump", pattern=r"^[^/]+$"),
+                             }),
+    }, oneOf=one_of("pvc", "command"))
+
+
+def snapshot_selector():
+    return {
+        "policyRef": local_ref("The BackupPolicy (in this namespace) whose repository holds the snapshot."),
+        "snapshot": string("latest (the newest snapshot that verifies) or a snapshot id. Default: latest.",
+                           maxLength=128, default="latest", pattern=r"^(latest|[0-9a-f]{8,128})$"),
+        "beforeTime": date_time("Use the newest snapshot taken before this time (RFC 3339) instead; for "
+                                "point-in-time recovery before a corruption."),
+    }
+
+
+def workload_ref():
+    return obj("A Deployment or StatefulSet.", {
+        "kind": string("Deployment or StatefulSet.", enum=["Deployment", "StatefulSet"]),
+        "name": object_name("Name of the workload."),
+        "namespace": string("Namespace of the workload. Default: the plan's targetNamespace.", maxLength=63,
+                            pattern=DNS_LABEL),
+    }, required=["kind", "name"])
+
+
+def database_query(desc):
+    return container(desc, extra={
+        "query": string("Query written to the command's standard input (e.g. SELECT count(*) FROM orders).",
+                        maxLength=8192),
+        "expected": string("Expected standard output, compared after trimming surrounding whitespace.",
+                           maxLength=8192),
+    })
+
+
+def recovery_step():
+    return obj("One step: a typed action, or a custom Job.", {
+        "name": string("Step name, unique within the procedure.", minLength=1, maxLength=63, pattern=DNS_LABEL),
+        "description": string("What this step does, in a sentence.", maxLength=1024),
+        "action": string("scaleDown: scale the targets to 0 and remember their replicas; scaleUp: restore the "
+                         "remembered replicas (or `replicas`); restore: restore a snapshot; verify: verify the "
+                         "repository and the restored data; waitReady: wait until the targets are ready; job: run "
+                         "the custom container in `job`.",
+                         enum=["scaleDown", "scaleUp", "restore", "verify", "waitReady", "job"]),
+        "targets": array("Workloads for scaleDown, scaleUp and waitReady.", workload_ref(), maxItems=64),
+        "replicas": integer("Replicas for scaleUp when no count was remembered. Default: the remembered count, "
+                            "else 1.", fmt="int32", minimum=0),
+        "restore": obj("What to restore and where, for action restore.", dict(
+            snapshot_selector(), into=restore_destination("Where the restored data goes. Set exactly one of pvc, "
+                                                          "command.")),
+                       required=["policyRef", "into"]),
+        "verify": obj("What to check, for action verify.", {
+            "policyRef": local_ref("The BackupPolicy whose repository is verified. Default: the policy of the "
+                                   "procedure's restore step."),
+            "readData": boolean("Read and authenticate every pack, not only the index. Default: true.",
+                                default=True),
+            "checksums": boolean("Compare checksums of the restored files with the snapshot. Default: true.",
+                                 default=True),
+            "databaseQuery": database_query("A query run against the restored database, compared to an expected "
+                                            "result."),
+        }),
+        "job": container("The custom container, for action job. It must exit 0 to succeed."),
+        "timeout": duration("Time limit of one attempt. Default: 10m."),
+        "retries": integer("Attempts after the first failure (0-10). Default: 0.", fmt="int32", minimum=0,
+                           maximum=10, default=0),
+    }, required=["name", "action"])
+
+
+def recovery_plan_spec():
+    return obj("The ordered procedures that bring a service back, and the RTO they must meet.", {
+        "tier": string("Protection tier; sets the default RTO target: critical 15m, important 90m, standard 3h, "
+                       "archive 24h.", enum=TIERS),
+        "rtoTarget": duration("Recovery time objective: from start to the last step's success. Overrides the "
+                              "tier's RTO; compliance profiles still tighten it (sox 30m, pci-dss 15m, hipaa 30m, "
+                              "gdpr 72h)."),
+        "compliance": compliance("the service this plan recovers"),
+        "targetNamespace": string("Namespace where the service is recovered. Default: the plan's namespace.",
+                                  maxLength=63, pattern=DNS_LABEL),
+        "procedures": array("Procedures, run in order; each runs its steps in order. The first failed step "
+                            "stops the plan.",
+                            obj("A named group of steps, e.g. Restore from Backup.", {
+                                "name": string("Procedure name, unique within the plan.", minLength=1, maxLength=63,
+                                               pattern=DNS_LABEL),
+                                "description": string("What the procedure achieves.", maxLength=1024),
+                                "steps": array("Steps, run in order.", recovery_step(), minItems=1, maxItems=64),
+                            }, required=["name", "steps"]), minItems=1, maxItems=32),
+        "trigger": trigger("recovery"),
+    }, required=["tier", "procedures"])
+
+
+def step_status():
+    return obj("Progress of one step.", {
+        "procedure": string("Procedure name.", maxLength=63),
+        "name": string("Step name.", maxLength=63),
+        "action": string("The step's action.", maxLength=32),
+        "state": string("Pending, Running, Succeeded, Failed or Skipped.",
+                        enum=["Pending", "Running", "Succeeded", "Failed", "Skipped"]),
+        "attempts": integer("Attempts made so far.", fmt="int32", minimum=0),
+        "startTime": date_time("When the step started."),
+        "completionTime": date_time("When the step finished."),
+        "jobName": string("The Job that runs the current attempt.", maxLength=253),
+        "message": string("What happened, in a sentence.", maxLength=4096),
+    }, required=["procedure", "name", "state"])
+
+
+def recovery_plan_status():
+    return obj("Observed state of the last run, written by the controller.", {
+        "observedGeneration": observed_generation(),
+        "conditions": conditions("Ready, Succeeded, RTOMet"),
+        "phase": string("Idle (never run), Running, Succeeded or Failed.",
+                        enum=["Idle", "Running", "Succeeded", "Failed"]),
+        "lastHandledTrigger": string("The spec.trigger or dr.botrt.io/run-now value last acted on.",
+                                     maxLength=63),
+        "startTime": date_time("When the last run started."),
+        "completionTime": date_time("When the last run finished."),
+        "rtoTargetSeconds": integer("The effective RTO target in seconds.", minimum=0),
+        "rtoTarget": string("The effective RTO target as a duration (e.g. 15m).", maxLength=32),
+        "rtoSource": string("What set the RTO target: tier:NAME, override (spec.rtoTarget) or compliance:PROFILE.",
+                            maxLength=64),
+        "rtoAchievedSeconds": integer("Seconds from start to the last step's success, for the last successful "
+                                      "run.", minimum=0),
+        "rtoAchieved": string("rtoAchievedSeconds as a duration (e.g. 4m12s).", maxLength=32),
+        "failedStep": string("procedure/step that stopped the last run.", maxLength=127),
+        "message": string("What happened in the last run, in plain sentences.", maxLength=4096),
+        "steps": array("Per-step progress of the last run, in execution order.", step_status(), maxItems=2048),
+        "scaledWorkloads": array("Replica counts remembered by scaleDown steps, restored by scaleUp.",
+                                 obj("A remembered replica count.", {
+                                     "kind": string("Deployment or StatefulSet.", maxLength=32),
+                                     "namespace": string("Namespace of the workload.", maxLength=63),
+                                     "name": string("Name of the workload.", maxLength=253),
+                                     "replicas": integer("Replicas before scaleDown.", fmt="int32", minimum=0),
+                                 }, required=["kind", "name", "replicas"]), maxItems=256),
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# DRDrill
+
+def drill_spec():
+    return obj("A scheduled rehearsal: restore into an isolated scratch namespace, verify, and score RTO, RPO, "
+               "integrity, performance, security posture and compliance.", {
+                   "schedule": string("daily, weekly (Sunday 03:00), biweekly (1st and 15th 03:00), monthly (1st "
+                                      "03:00), quarterly (1 Jan/Apr/Jul/Oct 03:00) or a 5-field cron expression, "
+                                      "in UTC. Default: from the target's tier (critical daily, important weekly, "
+                                      "standard monthly, archive quarterly), at least as often as the compliance "
+                                      "profiles require (sox quarterly).", maxLength=128,
+                                      pattern=DRILL_SCHEDULE_PATTERN),
+                   "target": obj("What the drill rehearses. Set exactly one of backupPolicyRef, recoveryPlanRef.", {
+                       "backupPolicyRef": local_ref("A BackupPolicy: its snapshot is restored into the scratch "
+                                                    "namespace and verified."),
+                       "recoveryPlanRef": local_ref("A RecoveryPlan: its procedures run against the scratch "
+                                                    "namespace instead of the plan's targetNamespace."),
+                   }, oneOf=one_of("backupPolicyRef", "recoveryPlanRef")),
+                   "snapshot": string("latest or a snapshot id. Default: latest.", maxLength=128, default="latest",
+                                      pattern=r"^(latest|[0-9a-f]{8,128})$"),
+                   "restore": restore_destination("Where a BackupPolicy target's data is restored. Default: "
+                                                  "an emptyDir volume in the scratch namespace. Set exactly one of "
+                                                  "pvc, command."),
+                   "verification": obj("How the restore is verified.", {
+                       "readData": boolean("Run the engine's verify with --read-data. Default: true.", default=True),
+                       "checksums": boolean("Compare checksums of the restored files with the snapshot. "
+                                            "Default: true.", default=True),
+                       "databaseQuery": database_query("For databases: a query run against the restored database, "
+                                                       "compared to an expected result."),
+                       "maxPerformanceDegradationPercent": integer("Largest accepted drop of restore throughput "
+                                                                   "against the policy's baseline, in percent. "
+                                                                   "Default: 20.", fmt="int32", minimum=0,
+                                                                   maximum=100, default=20),
+                       "minComplianceScore": integer("Smallest passing compliance score (0-100). Default: 95.",
+                                                     fmt="int32", minimum=0, maximum=100, default=95),
+                   }),
+                   "compliance": compliance("this drill (in addition to the target's)"),
+                   "historyLimit": integer("Runs kept in status.history (1-100). Default: 10.", fmt="int32",
+                                           minimum=1, maximum=100, default=10),
+                   "timeout": duration("Time limit of one run, after which it fails and the scratch namespace is "
+                                       "removed. Default: 1h."),
+                   "suspend": boolean("Stop scheduling drills (a trigger still runs one). Default: false.",
+                                      default=False),
+                   "trigger": trigger("drill"),
+               }, required=["target"])
+
+
+def drill_result(desc):
+    return obj(desc, {
+        "startTime": date_time("When the run started."),
+        "completionTime": date_time("When the run finished."),
+        "trigger": string("schedule, or the trigger value that started the run.", maxLength=63),
+        "snapshot": string("Id of the restored snapshot.", maxLength=128),
+        "scratchNamespace": string("The scratch namespace used (removed afterwards).", maxLength=63),
+        "passed": boolean("True when every check passed and the score reached the minimum."),
+        "rpoAchievedSeconds": integer("Age of the restored snapshot when the run started.", minimum=0),
+        "rpoTargetSeconds": integer("The RPO target the run was measured against.", minimum=0),
+        "rtoAchievedSeconds": integer("Seconds from start to a verified restore.", minimum=0),
+        "rtoTargetSeconds": integer("The RTO target the run was measured against.", minimum=0),
+        "dataIntegrity": boolean("All packs authenticated, checksums matched and the query (if any) returned the "
+                                 "expected result. 100% required."),
+        "performanceDegradationPercent": number("Drop of restore throughput against the baseline, in percent "
+                                                "(negative when faster). At most 20% by default."),
+        "restoreBytesPerSecond": number("Measured restore throughput.", minimum=0),
+        "securityPosture": boolean("Backup-namespace NetworkPolicies (and Calico rules) present and unchanged, "
+                                   "encryption and signatures verified, drill RBAC no wider than declared."),
+        "complianceScore": integer("0-100, computed from the checks above and the compliance profiles (see "
+                                   "docs/api-reference.md). Minimum 95 by default.", fmt="int32", minimum=0,
+                                   maximum=100),
+        "message": string("What happened, in plain sentences.", maxLength=4096),
+        "failures": array("One sentence per failed check.", string("A failed check.", maxLength=1024),
+                          maxItems=32),
+    })
+
+
+def drill_status():
+    return obj("Observed state, written by the controller.", {
+        "observedGeneration": observed_generation(),
+        "conditions": conditions("Ready, Passed, RTOMet, RPOMet"),
+        "target": string("The rehearsed object, as Kind/name.", maxLength=300),
+        "effectiveSchedule": string("The cron schedule in use.", maxLength=128),
+        "scheduleSource": string("What set the schedule: override (spec.schedule), preset:NAME, tier:NAME or "
+                                 "compliance:PROFILE.", maxLength=64),
+        "nextScheduledRun": date_time("When the next scheduled drill starts."),
+        "lastHandledTrigger": string("The spec.trigger or dr.botrt.io/run-now value last acted on.",
+                                     maxLength=63),
+        "phase": string("Idle or Running.", enum=["Idle", "Running"]),
+        "currentRun": obj("The run in progress, if any.", {
+            "startTime": date_time("When the run started."),
+            "scratchNamespace": string("The scratch namespace of the run.", maxLength=63),
+            "step": string("What the run is doing now.", maxLength=256),
+        }),
+        "lastRunTime": date_time("Start time of the newest finished run."),
+        "lastResult": drill_result("The newest finished run."),
+        "history": array("Finished runs, newest first, at most spec.historyLimit.",
+                         drill_result("One finished run."), maxItems=100),
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+
+def crd(kind, plural, short, spec, status, columns, kind_desc):
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "botrt"}},
+        "spec": {
+            "group": GROUP,
+            "names": {"kind": kind, "listKind": kind + "List", "plural": plural, "singular": kind.lower(),
+                      "shortNames": [short], "categories": ["botrt"]},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": columns,
+                "schema": {"openAPIV3Schema": obj(kind_desc, {
+                    "apiVersion": string("APIVersion defines the versioned schema of this representation of an "
+                                         "object (dr.botrt.io/v1alpha1)."),
+                    "kind": string(f"Kind is the REST resource kind ({kind})."),
+                    "metadata": {"type": "object"},  # the apiserver forbids a description here
+                    "spec": spec,
+                    "status": status,
+                }, required=["spec"])},
+            }],
+        },
+    }
+
+
+def col(name, path, typ="string", desc=None, priority=None, fmt=None):
+    out = {"name": name, "type": typ, "jsonPath": path}
+    if desc:
+        out["description"] = desc
+    if fmt:
+        out["format"] = fmt
+    if priority is not None:
+        out["priority"] = priority
+    return out
+
+
+def cond(t):
+    return f'.status.conditions[?(@.type=="{t}")].status'
+
+
+AGE = col("Age", ".metadata.creationTimestamp", "date")
+
+CRDS = {
+    "dr.botrt.io_backuppolicies.yaml": crd(
+        "BackupPolicy", "backuppolicies", "bp", backup_policy_spec(), backup_policy_status(), [
+            col("Tier", ".spec.tier", desc="Protection tier."),
+            col("Schedule", ".status.effectiveSchedule", desc="Cron schedule in use."),
+            col("Last Backup", ".status.lastSuccessfulBackup", "date", desc="Newest successful backup."),
+            col("RPO Met", cond("RPOMet"), desc="Whether the newest backup is younger than the RPO target."),
+            col("Ready", cond("Ready"), desc="Whether the policy is reconciled and its children exist."),
+            AGE,
+            col("RPO Target", ".status.rpoTargetSeconds", "integer", desc="Effective RPO in seconds.", priority=1),
+            col("RPO Source", ".status.rpoSource", desc="What set the RPO.", priority=1),
+            col("Snapshot", ".status.lastSnapshot", desc="Newest snapshot id.", priority=1),
+        ],
+        "BackupPolicy declares scheduled, encrypted backups of a PVC or a dump command into S3, GCS, Azure or a "
+        "local directory, with retention, key rotation and a tracked RPO."),
+    "dr.botrt.io_recoveryplans.yaml": crd(
+        "RecoveryPlan", "recoveryplans", "rp", recovery_plan_spec(), recovery_plan_status(), [
+            col("Tier", ".spec.tier", desc="Protection tier."),
+            col("Phase", ".status.phase", desc="Phase of the last run."),
+            col("RTO Target", ".status.rtoTarget", desc="Effective RTO target."),
+            col("RTO Achieved", ".status.rtoAchieved", desc="RTO of the last successful run."),
+            AGE,
+            col("Failed Step", ".status.failedStep", desc="Step that stopped the last run.", priority=1),
+        ],
+        "RecoveryPlan declares the ordered procedures that bring a service back from backup, runs them on "
+        "demand and measures the RTO achieved against its target."),
+    "dr.botrt.io_drdrills.yaml": crd(
+        "DRDrill", "drdrills", "drill", drill_spec(), drill_status(), [
+            col("Target", ".status.target", desc="Rehearsed BackupPolicy or RecoveryPlan."),
+            col("Schedule", ".status.effectiveSchedule", desc="Cron schedule in use."),
+            col("Last Run", ".status.lastRunTime", "date", desc="Start of the newest finished run."),
+            col("Passed", ".status.lastResult.passed", "boolean", desc="Whether the newest run passed."),
+            col("Score", ".status.lastResult.complianceScore", "integer", desc="Compliance score of the newest run."),
+            AGE,
+            col("RTO", ".status.lastResult.rtoAchievedSeconds", "integer", desc="RTO achieved (s).", priority=1),
+            col("RPO", ".status.lastResult.rpoAchievedSeconds", "integer", desc="RPO achieved (s).", priority=1),
+        ],
+        "DRDrill schedules rehearsals that really restore a backup into an isolated scratch namespace, verify "
+        "it, and record the RTO, RPO and compliance score achieved."),
+}
+
+
+class Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper, data):
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+Dumper.add_representer(str, _str)
+Dumper.ignore_aliases = lambda self, data: True
+
+
+def main():
+    out_dir = os.path.dirname(os.path.abspath(__file__))
+    for name, doc in CRDS.items():
+        text = "# Generated by crds/generate.py; edit that script, then run it.\n---\n"
+        text += yaml.dump(doc, Dumper=Dumper, sort_keys=False, width=100, default_flow_style=False)
+        path = os.path.join(out_dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
