@@ -1,0 +1,72 @@
+import CZstd
+import Foundation
+
+/// A reusable zstd compression and decompression context for one worker; not Sendable.
+public final class ZstdContext {
+  private let cctx: OpaquePointer
+  private let dctx: OpaquePointer
+  /// The compression level (default 3).
+  public let level: Int32
+
+  /// Creates the contexts.
+  public init(level: Int32 = 3) {
+    cctx = ZSTD_createCCtx()
+    dctx = ZSTD_createDCtx()
+    self.level = level
+  }
+
+  deinit {
+    ZSTD_freeCCtx(cctx)
+    ZSTD_freeDCtx(dctx)
+  }
+
+  /// Compresses `src`; returns nil when the result would not be smaller.
+  public func compress(_ src: UnsafeRawBufferPointer) -> [UInt8]? {
+    if src.count < 64 { return nil }
+    let bound = ZSTD_compressBound(src.count)
+    var out = [UInt8](repeating: 0, count: bound)
+    let n = out.withUnsafeMutableBytes { o in
+      ZSTD_compressCCtx(cctx, o.baseAddress, bound, src.baseAddress, src.count, level)
+    }
+    if ZSTD_isError(n) != 0 || n >= src.count { return nil }
+    out.removeSubrange(n...)
+    return out
+  }
+
+  /// Decompresses `src` to exactly `rawLength` bytes.
+  public func decompress(_ src: UnsafeRawBufferPointer, rawLength: Int) throws -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: rawLength)
+    let n = out.withUnsafeMutableBytes { o in
+      ZSTD_decompressDCtx(dctx, o.baseAddress, rawLength, src.baseAddress, src.count)
+    }
+    if ZSTD_isError(n) != 0 {
+      throw CryptoError.library("zstd: \(String(cString: ZSTD_getErrorName(n)))")
+    }
+    guard n == rawLength else { throw CryptoError.library("zstd: decompressed \(n) bytes, expected \(rawLength)") }
+    return out
+  }
+
+  /// Compresses whole bytes with a size prefix (for index and manifest objects).
+  public func compressFramed(_ src: [UInt8]) -> [UInt8] {
+    var out = ByteWriter()
+    out.u32(UInt32(src.count))
+    if let c = src.withUnsafeBytes({ compress($0) }) {
+      out.u8(1)
+      out.bytes(c)
+    } else {
+      out.u8(0)
+      out.bytes(src)
+    }
+    return out.data
+  }
+
+  /// Reverses `compressFramed`.
+  public func decompressFramed(_ src: [UInt8]) throws -> [UInt8] {
+    var r = ByteReader(src)
+    let n = Int(try r.u32())
+    let flag = try r.u8()
+    let rest = try r.bytes(r.remaining)
+    if flag == 0 { return rest }
+    return try rest.withUnsafeBytes { try decompress($0, rawLength: n) }
+  }
+}

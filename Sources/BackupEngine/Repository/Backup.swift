@@ -1,0 +1,589 @@
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// What to back up and how.
+public struct BackupOptions: Sendable {
+  public var paths: [String]
+  public var dataType: KeyType
+  public var tags: [String: String]
+  public var hostname: String
+  /// Back up standard input as one file with this name instead of `paths`.
+  public var stdinName: String?
+  /// The descriptor read for `stdinName` (0 = standard input).
+  public var stdinFD: Int32
+  /// Worker threads for hash/compress/encrypt.
+  public var workers: Int
+  public var progress: ProgressHandler?
+
+  public init(
+    paths: [String], dataType: KeyType = .files, tags: [String: String] = [:],
+    hostname: String = ProcessInfo.processInfo.hostName, stdinName: String? = nil, stdinFD: Int32 = 0,
+    workers: Int = max(2, ProcessInfo.processInfo.activeProcessorCount), progress: ProgressHandler? = nil
+  ) {
+    self.paths = paths
+    self.dataType = dataType
+    self.tags = tags
+    self.hostname = hostname
+    self.stdinName = stdinName
+    self.stdinFD = stdinFD
+    self.workers = workers
+    self.progress = progress
+  }
+}
+
+/// The outcome of a backup.
+public struct BackupResult: Sendable {
+  public var snapshotID: ID
+  public var files: Int
+  public var dirs: Int
+  /// Logical bytes of all files in the snapshot.
+  public var bytesRead: Int64
+  /// Bytes written to packs (sealed blobs and headers).
+  public var bytesStored: Int64
+  /// Plaintext bytes of blobs that were new.
+  public var bytesNew: Int64
+  public var filesUnchanged: Int
+  public var blobsNew: Int
+  public var blobsDeduplicated: Int
+  public var adoptedPacks: Int
+  /// Sources that could not be read or changed while read; the snapshot omits or flags them.
+  public var errors: [String]
+  /// 1 - new bytes / logical bytes: the share of the data that was already stored.
+  public var dedupRatio: Double { bytesRead == 0 ? 1 : max(0, 1 - Double(bytesNew) / Double(bytesRead)) }
+}
+
+/// One chunk on its way from the reader to a worker.
+private struct ChunkJob {
+  var slot: Int
+  var seq: Int
+  var data: [UInt8]
+}
+
+/// Shared mutable state of one backup run.
+private final class BackupRun: @unchecked Sendable {
+  let lock = NSLock()
+  var contents: [[ID?]] = []
+  var inflight = Set<ID>()
+  var pendingIndex: [IndexPack] = []
+  var packsWritten = 0
+  var bytesStored: Int64 = 0
+  var bytesNew: Int64 = 0
+  var blobsNew = 0
+  var blobsDup = 0
+  var bytesRead: Int64 = 0
+  var files = 0
+  var dirs = 0
+  var filesUnchanged = 0
+  var errors: [String] = []
+  var fatal: (any Error)?
+  var lastProgress = Date()
+
+  func fail(_ e: any Error) {
+    lock.withLock {
+      if fatal == nil { fatal = e }
+    }
+  }
+  var failed: Bool { lock.withLock { fatal != nil } }
+}
+
+/// Accumulates sealed blobs for one pack.
+private struct PackBuilder {
+  var body: [UInt8] = []
+  var entries: [BlobEntry] = []
+  var rawBytes: Int64 = 0
+}
+
+extension Repository {
+  /// Runs a backup: packs, then index, then tree, then the signed manifest.
+  public func backup(_ opts: BackupOptions) async throws -> BackupResult {
+    let started = Date()
+    let (index, _) = try await loadIndex()
+    let listed = try await listPacks()
+    index.retainOnly(packs: Set(listed.keys))
+    let adopted = try await adoptOrphanPacks(index: index, listed: listed)
+    let (snaps, _) = try await loadSnapshots()
+    let sortedPaths = opts.stdinName.map { ["stdin:" + $0] } ?? opts.paths.map { Self.normalize($0) }.sorted()
+    let parent = snaps.last {
+      $0.manifest.hostname == opts.hostname && $0.manifest.dataType == opts.dataType.name
+        && $0.manifest.paths == sortedPaths
+    }
+    var parentNodes: [String: TreeNode] = [:]
+    if let parent, opts.stdinName == nil {
+      do {
+        for n in try await loadTree(parent, index: index) where n.kind == .file { parentNodes[n.path] = n }
+      } catch {
+        logger.warning("parent snapshot \(parent.id.short) unusable, reading every file: \(error)")
+      }
+    }
+    let keys = try await keys(for: [opts.dataType])
+    let dataKey = keys[opts.dataType]!
+    let macK = macKey(opts.dataType)
+    let run = BackupRun()
+    let queue = BoundedQueue<ChunkJob>(maxBytes: 32 << 20)
+    let nodesBox = Locked<[(TreeNode, Int?)]>([])
+    let packSize = config.packSize
+    let chunker = self.chunker
+    let parentMap = parentNodes
+
+    // Workers: hash, dedup, compress, encrypt, pack, upload.
+    let workers = max(1, opts.workers)
+    await runThreads(workers + 1, name: "backup") { i in
+      if i == 0 {
+        defer { queue.close() }
+        let scanner = Scanner(
+          repo: self, run: run, queue: queue, chunker: chunker, parentNodes: parentMap, index: index,
+          progress: opts.progress)
+        if let name = opts.stdinName {
+          scanner.scanStdin(fd: opts.stdinFD, name: name)
+        } else {
+          for p in opts.paths { scanner.scanRoot(p) }
+        }
+        nodesBox.with { $0 = scanner.nodes }
+        return
+      }
+      do {
+        try self.worker(
+          run: run, queue: queue, index: index, dataKey: dataKey, keyType: opts.dataType, macKey: macK,
+          packSize: packSize)
+      } catch {
+        run.fail(error)
+        queue.close()
+      }
+    }
+    if let e = run.lock.withLock({ run.fatal }) { throw e }
+
+    // Build the tree.
+    var nodes: [TreeNode] = []
+    for (node, slot) in nodesBox.with({ $0 }) {
+      var n = node
+      if let slot {
+        let ids = run.contents[slot]
+        guard !ids.contains(where: { $0 == nil }) else {
+          throw EngineError.failed("internal error: file \(n.path) has unfinished chunks")
+        }
+        n.content = ids.map { $0! }
+      }
+      nodes.append(n)
+    }
+    nodes.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+    let treeBytes = TreeFormat.encode(nodes)
+    let treeIDs = try storeTree(treeBytes, run: run, index: index)
+    let pending = run.lock.withLock { () -> [IndexPack] in
+      defer { run.pendingIndex.removeAll() }
+      return run.pendingIndex
+    }
+    if !pending.isEmpty {
+      let name = try await writeIndex(pending)
+      audit.record("stored", details: ["index": name, "packs": "\(pending.count)"])
+    }
+
+    // Object Lock: extend the retention of every pack the new snapshot references.
+    if let r = retention(), store.supportsRetention {
+      var packs = Set<ID>()
+      for n in nodes { for c in n.content { if let l = index.lookup(c) { packs.insert(l.pack) } } }
+      for t in treeIDs { if let l = index.lookup(t) { packs.insert(l.pack) } }
+      for p in packs { try await store.extendRetention(Self.packKey(p), to: r) }
+    }
+
+    let files = nodes.filter { $0.kind == .file || $0.kind == .hardlink }.count
+    let dirs = nodes.filter { $0.kind == .directory }.count
+    let total = nodes.filter { $0.kind == .file }.reduce(Int64(0)) { $0 + Int64($1.size) }
+    let errors = run.lock.withLock { run.errors }
+    let manifest = Manifest(
+      version: 1, repo: config.id, seq: (snaps.map { $0.manifest.seq }.max() ?? 0) + 1, parent: parent?.id.hex,
+      time: Manifest.formatTime(started), hostname: opts.hostname, dataType: opts.dataType.name, paths: sortedPaths,
+      stdinName: opts.stdinName, tags: opts.tags, tree: treeIDs.map { $0.hex },
+      summary: .init(files: files, dirs: dirs, bytes: total, errors: errors.count))
+    let obj = try SnapshotFormat.encodeObject(
+      manifest, signingKey: signingKey, meta: try AESGCM(key: metaKey), zstd: ZstdContext(), repo: repoID)
+    let sid = try await putContentAddressed(prefix: "snapshots/", bytes: obj)
+    let res = run.lock.withLock {
+      BackupResult(
+        snapshotID: sid, files: files, dirs: dirs, bytesRead: total, bytesStored: run.bytesStored, bytesNew: run.bytesNew,
+        filesUnchanged: run.filesUnchanged, blobsNew: run.blobsNew, blobsDeduplicated: run.blobsDup,
+        adoptedPacks: adopted, errors: errors)
+    }
+    audit.record(
+      "encrypted",
+      details: ["keyType": opts.dataType.name, "newBlobs": "\(res.blobsNew)", "algorithm": "AES-256-GCM"])
+    audit.record(
+      "stored", outcome: errors.isEmpty ? "success" : "partial",
+      details: [
+        "snapshot": sid.hex, "files": "\(files)", "bytesRead": "\(total)", "bytesStored": "\(res.bytesStored)",
+        "errors": "\(errors.count)",
+      ])
+    return res
+  }
+
+  static func normalize(_ p: String) -> String {
+    var s = p
+    while s.count > 1 && s.hasSuffix("/") { s.removeLast() }
+    return s
+  }
+
+  /// The worker loop of one pipeline thread.
+  fileprivate func worker(
+    run: BackupRun, queue: BoundedQueue<ChunkJob>, index: MasterIndex, dataKey: [UInt8], keyType: KeyType,
+    macKey: [UInt8], packSize: Int
+  ) throws {
+    let z = ZstdContext()
+    let cipher = try AESGCM(key: dataKey)
+    let meta = try AESGCM(key: metaKey)
+    var pack = PackBuilder()
+    while let job = queue.pop(size: { $0.data.count }) {
+      let id = ID(job.data.withUnsafeBytes { Crypto.hmacSHA256(key: macKey, $0) })
+      let isNew = run.lock.withLock { () -> Bool in
+        run.contents[job.slot][job.seq] = id
+        if run.inflight.contains(id) || index.contains(id) {
+          run.blobsDup += 1
+          return false
+        }
+        run.inflight.insert(id)
+        run.blobsNew += 1
+        run.bytesNew += Int64(job.data.count)
+        return true
+      }
+      if !isNew { continue }
+      try addBlob(job.data, id: id, type: .data, keyType: keyType, to: &pack, z: z, cipher: cipher)
+      if pack.body.count >= packSize {
+        try flushPack(&pack, run: run, index: index, meta: meta)
+      }
+    }
+    if run.failed { return }
+    try flushPack(&pack, run: run, index: index, meta: meta)
+  }
+
+  fileprivate func addBlob(
+    _ data: [UInt8], id: ID, type: BlobType, keyType: KeyType, to pack: inout PackBuilder, z: ZstdContext,
+    cipher: AESGCM
+  ) throws {
+    let compressed = data.withUnsafeBytes { z.compress($0) }
+    let aad = BlobEntry.aad(repo: repoID, type: type, keyType: keyType, id: id)
+    let sealed = try (compressed ?? data).withUnsafeBytes { try cipher.seal($0, aad: aad) }
+    pack.entries.append(
+      BlobEntry(
+        id: id, type: type, keyType: keyType, compressed: compressed != nil, offset: UInt32(pack.body.count),
+        sealedLength: UInt32(sealed.count), rawLength: UInt32(data.count)))
+    pack.body.append(contentsOf: sealed)
+    pack.rawBytes += Int64(data.count)
+  }
+
+  /// Finishes and uploads a pack, then records it for the index (writing an index file every 64 packs).
+  fileprivate func flushPack(_ pack: inout PackBuilder, run: BackupRun, index: MasterIndex, meta: AESGCM) throws {
+    guard !pack.entries.isEmpty else { return }
+    var body = pack.body
+    let entries = pack.entries
+    pack = PackBuilder()
+    try PackFormat.finish(body: &body, entries: entries, meta: meta, repo: repoID)
+    let id = ID(Crypto.sha256(body))
+    let data = Data(body)
+    let opts = putOptions()
+    let store = self.store
+    try blockingAwait { try await store.put(Self.packKey(id), data: data, options: opts) }
+    let ip = IndexPack(packID: id, packSize: UInt64(body.count), entries: entries)
+    index.add(ip)
+    let toWrite = run.lock.withLock { () -> [IndexPack]? in
+      run.pendingIndex.append(ip)
+      run.packsWritten += 1
+      run.bytesStored += Int64(body.count)
+      if run.pendingIndex.count >= 64 {
+        defer { run.pendingIndex.removeAll() }
+        return run.pendingIndex
+      }
+      return nil
+    }
+    if let toWrite {
+      let name = try blockingAwait { try await self.writeIndex(toWrite) }
+      audit.record("stored", details: ["index": name, "packs": "\(toWrite.count)"])
+    }
+  }
+
+  /// Chunks and stores the serialized tree as meta-keyed tree blobs; returns their ids.
+  fileprivate func storeTree(_ bytes: [UInt8], run: BackupRun, index: MasterIndex) throws -> [ID] {
+    let macK = macKey(.meta)
+    let z = ZstdContext()
+    let meta = try AESGCM(key: metaKey)
+    var pack = PackBuilder()
+    var ids: [ID] = []
+    var start = 0
+    var added = Set<ID>()
+    try bytes.withUnsafeBytes { all in
+      while start < all.count {
+        let rest = UnsafeRawBufferPointer(rebasing: all[start...])
+        let n = chunker.nextBoundary(rest, isFinal: true) ?? rest.count
+        let piece = Array(rest[0..<n])
+        let id = ID(piece.withUnsafeBytes { Crypto.hmacSHA256(key: macK, $0) })
+        ids.append(id)
+        if !index.contains(id) && !added.contains(id) {
+          added.insert(id)
+          try addBlob(piece, id: id, type: .tree, keyType: .meta, to: &pack, z: z, cipher: meta)
+        }
+        start += n
+      }
+    }
+    try flushPack(&pack, run: run, index: index, meta: meta)
+    return ids
+  }
+}
+
+/// Walks the sources on the reader thread: stats, compares with the parent, reads and chunks files.
+private final class Scanner {
+  let repo: Repository
+  let run: BackupRun
+  let queue: BoundedQueue<ChunkJob>
+  let chunker: Chunker
+  let parentNodes: [String: TreeNode]
+  let index: MasterIndex
+  let progress: ProgressHandler?
+  var nodes: [(TreeNode, Int?)] = []
+  var hardlinks: [String: String] = [:]
+  var users: [UInt32: String] = [:]
+  var groups: [UInt32: String] = [:]
+  let bufSize: Int
+  let buf: UnsafeMutableRawBufferPointer
+
+  init(
+    repo: Repository, run: BackupRun, queue: BoundedQueue<ChunkJob>, chunker: Chunker,
+    parentNodes: [String: TreeNode], index: MasterIndex, progress: ProgressHandler?
+  ) {
+    self.repo = repo
+    self.run = run
+    self.queue = queue
+    self.chunker = chunker
+    self.parentNodes = parentNodes
+    self.index = index
+    self.progress = progress
+    bufSize = chunker.parameters.max * 2
+    buf = UnsafeMutableRawBufferPointer.allocate(byteCount: bufSize, alignment: 16)
+  }
+
+  deinit { buf.deallocate() }
+
+  func error(_ m: String) { run.lock.withLock { run.errors.append(m) } }
+
+  func report(force: Bool = false) {
+    guard let progress else { return }
+    let ev = run.lock.withLock { () -> ProgressEvent? in
+      let now = Date()
+      if !force && now.timeIntervalSince(run.lastProgress) < 0.5 { return nil }
+      run.lastProgress = now
+      return ProgressEvent(
+        phase: "backup", files: run.files, bytesDone: run.bytesRead, bytesTotal: nil, bytesStored: run.bytesStored,
+        errors: run.errors.count)
+    }
+    if let ev { progress(ev) }
+  }
+
+  func userName(_ uid: UInt32) -> String {
+    if let u = users[uid] { return u }
+    var pw = passwd()
+    var result: UnsafeMutablePointer<passwd>?
+    var b = [CChar](repeating: 0, count: 1024)
+    var name = ""
+    if getpwuid_r(uid, &pw, &b, b.count, &result) == 0, result != nil, let n = pw.pw_name { name = String(cString: n) }
+    users[uid] = name
+    return name
+  }
+
+  func groupName(_ gid: UInt32) -> String {
+    if let g = groups[gid] { return g }
+    var gr = group()
+    var result: UnsafeMutablePointer<group>?
+    var b = [CChar](repeating: 0, count: 4096)
+    var name = ""
+    if getgrgid_r(gid, &gr, &b, b.count, &result) == 0, result != nil, let n = gr.gr_name { name = String(cString: n) }
+    groups[gid] = name
+    return name
+  }
+
+  func baseNode(_ kind: TreeNode.Kind, rel: String, st: stat) -> TreeNode {
+    TreeNode(
+      kind: kind, path: rel, mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
+      user: userName(st.st_uid), group: groupName(st.st_gid), mtimeSec: Int64(st.st_mtim.tv_sec),
+      mtimeNsec: UInt32(st.st_mtim.tv_nsec), size: UInt64(st.st_size), inode: UInt64(st.st_ino),
+      device: UInt64(st.st_dev))
+  }
+
+  func scanRoot(_ path: String) {
+    let p = Repository.normalize(path)
+    var st = stat()
+    guard lstat(p, &st) == 0 else {
+      error("\(p): \(errnoMessage(errno))")
+      return
+    }
+    var name = (p as NSString).lastPathComponent
+    if name == "/" || name.isEmpty || name == "." || name == ".." {
+      name = ((FileManager.default.currentDirectoryPath + "/" + p) as NSString).standardizingPath
+      name = (name as NSString).lastPathComponent
+      if name == "/" || name.isEmpty { name = "root" }
+    }
+    visit(abs: p, rel: name, st: st)
+  }
+
+  func visit(abs: String, rel: String, st: stat) {
+    if run.failed { return }
+    switch st.st_mode & S_IFMT {
+    case S_IFDIR:
+      nodes.append((baseNode(.directory, rel: rel, st: st), nil))
+      run.lock.withLock { run.dirs += 1 }
+      guard let d = opendir(abs) else {
+        error("\(abs): cannot read directory: \(errnoMessage(errno))")
+        return
+      }
+      var names: [String] = []
+      while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { b in String(decoding: b.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+      }
+      closedir(d)
+      names.sort()
+      for n in names {
+        var cst = stat()
+        let cabs = abs + "/" + n
+        guard lstat(cabs, &cst) == 0 else {
+          error("\(cabs): vanished or unreadable during backup: \(errnoMessage(errno))")
+          continue
+        }
+        visit(abs: cabs, rel: rel + "/" + n, st: cst)
+      }
+    case S_IFLNK:
+      var b = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+      let n = readlink(abs, &b, b.count - 1)
+      guard n >= 0 else {
+        error("\(abs): cannot read symlink: \(errnoMessage(errno))")
+        return
+      }
+      var node = baseNode(.symlink, rel: rel, st: st)
+      node.linkTarget = String(decoding: b[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      node.size = 0
+      nodes.append((node, nil))
+      run.lock.withLock { run.files += 1 }
+    case S_IFREG:
+      if st.st_nlink > 1 {
+        let k = "\(st.st_dev):\(st.st_ino)"
+        if let first = hardlinks[k] {
+          var node = baseNode(.hardlink, rel: rel, st: st)
+          node.linkTarget = first
+          node.size = 0
+          nodes.append((node, nil))
+          return
+        }
+        hardlinks[k] = rel
+      }
+      scanFile(abs: abs, rel: rel, st: st)
+    default:
+      return  // sockets, fifos and devices are not backed up
+    }
+  }
+
+  func newSlot() -> Int {
+    run.lock.withLock {
+      run.contents.append([])
+      return run.contents.count - 1
+    }
+  }
+
+  func scanFile(abs: String, rel: String, st: stat) {
+    var node = baseNode(.file, rel: rel, st: st)
+    if let p = parentNodes[rel], p.size == node.size, p.mtimeSec == node.mtimeSec, p.mtimeNsec == node.mtimeNsec,
+      p.inode == node.inode, p.content.allSatisfy({ index.contains($0) })
+    {
+      node.content = p.content
+      nodes.append((node, nil))
+      run.lock.withLock {
+        run.files += 1
+        run.filesUnchanged += 1
+        run.bytesRead += Int64(node.size)
+      }
+      report()
+      return
+    }
+    let fd = open(abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    guard fd >= 0 else {
+      error("\(abs): cannot open: \(errnoMessage(errno))")
+      return
+    }
+    defer { close(fd) }
+    let slot = newSlot()
+    guard let total = readChunks(fd: fd, slot: slot, what: abs) else { return }
+    var after = stat()
+    if fstat(fd, &after) == 0
+      && (after.st_size != st.st_size || after.st_mtim.tv_sec != st.st_mtim.tv_sec
+        || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec || Int64(total) != Int64(st.st_size))
+    {
+      error("\(abs): changed while it was read; the snapshot holds the \(total) bytes read")
+    }
+    node.size = UInt64(total)
+    nodes.append((node, slot))
+    run.lock.withLock { run.files += 1 }
+    report()
+  }
+
+  func scanStdin(fd: Int32, name: String) {
+    guard TreeFormat.isSafeRelativePath(name) else {
+      run.fail(EngineError.usage("--stdin-name '\(name)' must be a relative path without '..'"))
+      return
+    }
+    let slot = newSlot()
+    let now = Date().timeIntervalSince1970
+    var node = TreeNode(
+      kind: .file, path: name, mode: 0o600, uid: getuid(), gid: getgid(), user: userName(getuid()),
+      group: groupName(getgid()), mtimeSec: Int64(now), mtimeNsec: 0)
+    guard let total = readChunks(fd: fd, slot: slot, what: "standard input") else {
+      run.fail(EngineError.io(path: "standard input", message: "read failed"))
+      return
+    }
+    node.size = UInt64(total)
+    nodes.append((node, slot))
+    run.lock.withLock { run.files += 1 }
+    report(force: true)
+  }
+
+  /// Streams `fd` through the chunker into the queue; returns the bytes read, or nil on a read error.
+  func readChunks(fd: Int32, slot: Int, what: String) -> Int? {
+    var start = 0
+    var end = 0
+    var eof = false
+    var seq = 0
+    var total = 0
+    let maxChunk = chunker.parameters.max
+    while true {
+      if !eof && end - start < maxChunk {
+        if start > 0 {
+          if end > start { memmove(buf.baseAddress!, buf.baseAddress! + start, end - start) }
+          end -= start
+          start = 0
+        }
+        while end < bufSize {
+          let n = read(fd, buf.baseAddress! + end, bufSize - end)
+          if n < 0 {
+            if errno == EINTR { continue }
+            error("\(what): read failed: \(errnoMessage(errno))")
+            return nil
+          }
+          if n == 0 {
+            eof = true
+            break
+          }
+          end += n
+          total += n
+          run.lock.withLock { run.bytesRead += Int64(n) }
+        }
+      }
+      if start == end && eof { break }
+      guard let n = chunker.nextBoundary(UnsafeRawBufferPointer(rebasing: buf[start..<end]), isFinal: eof) else {
+        continue
+      }
+      let data = Array(UnsafeRawBufferPointer(rebasing: buf[start..<(start + n)]))
+      run.lock.withLock { run.contents[slot].append(nil) }
+      if !queue.push(ChunkJob(slot: slot, seq: seq, data: data), size: n) { return nil }
+      seq += 1
+      start += n
+      report()
+    }
+    return total
+  }
+}

@@ -1,0 +1,148 @@
+import Foundation
+
+/// Where a blob lives.
+public struct BlobLocation: Sendable {
+  public var pack: ID
+  public var entry: BlobEntry
+}
+
+/// The in-memory union of all index files.
+public final class MasterIndex: @unchecked Sendable {
+  private let state = Locked<(blobs: [ID: BlobLocation], packs: [ID: UInt64], files: [String])>((blobs: [:], packs: [:], files: []))
+
+  init() {}
+
+  /// Adds a pack's entries.
+  func add(_ p: IndexPack) {
+    state.with { s in
+      s.packs[p.packID] = p.packSize
+      for e in p.entries { s.blobs[e.id] = BlobLocation(pack: p.packID, entry: e) }
+    }
+  }
+
+  /// Looks up a blob.
+  public func lookup(_ id: ID) -> BlobLocation? { state.with { $0.blobs[id] } }
+  /// Whether a blob is indexed.
+  public func contains(_ id: ID) -> Bool { state.with { $0.blobs[id] != nil } }
+  /// Every indexed pack and its size.
+  public var packs: [ID: UInt64] { state.with { $0.packs } }
+  /// Names of the index files loaded.
+  public var files: [String] { state.with { $0.files } }
+  func addFile(_ f: String) { state.with { $0.files.append(f) } }
+  /// Entries grouped by pack.
+  public func packContents() -> [ID: [BlobEntry]] {
+    state.with { s in
+      var out: [ID: [BlobEntry]] = [:]
+      for (_, l) in s.blobs { out[l.pack, default: []].append(l.entry) }
+      return out
+    }
+  }
+  /// Drops packs (and their blobs) that are not in `existing`.
+  func retainOnly(packs existing: Set<ID>) {
+    state.with { s in
+      s.blobs = s.blobs.filter { existing.contains($0.value.pack) }
+      s.packs = s.packs.filter { existing.contains($0.key) }
+    }
+  }
+}
+
+extension Repository {
+  /// Loads every index file. With `collectErrors`, damaged index files are reported instead of thrown.
+  func loadIndex(collectErrors: Bool = false) async throws -> (MasterIndex, [EngineError]) {
+    let idx = MasterIndex()
+    let objs = try await store.list(prefix: "index/")
+    var errors: [EngineError] = []
+    let results = try await withThrowingTaskGroup(of: (String, Result<[IndexPack], EngineError>).self) { g in
+      var out: [(String, Result<[IndexPack], EngineError>)] = []
+      var it = objs.makeIterator()
+      var running = 0
+      func addNext() -> Bool {
+        guard let o = it.next() else { return false }
+        g.addTask {
+          do {
+            let bytes = try await self.getContentAddressed(o.key)
+            let packs = try IndexFormat.decodeObject(
+              bytes, meta: try AESGCM(key: self.metaKey), zstd: ZstdContext(), repo: self.repoID)
+            return (o.key, .success(packs))
+          } catch let e as EngineError {
+            return (o.key, .failure(e))
+          } catch let e as FormatError {
+            return (o.key, .failure(.integrity(object: o.key, message: e.message)))
+          }
+        }
+        return true
+      }
+      while running < 8 && addNext() { running += 1 }
+      while let r = try await g.next() {
+        out.append(r)
+        if !addNext() { running -= 1 }
+      }
+      return out
+    }
+    for (name, r) in results {
+      switch r {
+      case .success(let packs):
+        for p in packs { idx.add(p) }
+        idx.addFile(name)
+      case .failure(let e):
+        if !collectErrors { throw e }
+        errors.append(e)
+      }
+    }
+    return (idx, errors)
+  }
+
+  /// Writes an index file for `packs`; returns its key.
+  @discardableResult
+  func writeIndex(_ packs: [IndexPack]) async throws -> String {
+    let obj = try IndexFormat.encodeObject(packs, meta: try AESGCM(key: metaKey), zstd: ZstdContext(), repo: repoID)
+    let id = try await putContentAddressed(prefix: "index/", bytes: obj)
+    return "index/" + id.hex
+  }
+
+  /// Lists packs under data/ as id → size.
+  func listPacks() async throws -> [ID: Int64] {
+    var out: [ID: Int64] = [:]
+    for o in try await store.list(prefix: "data/") {
+      if let name = o.key.split(separator: "/").last, let id = ID(hex: String(name)) { out[id] = o.size }
+    }
+    return out
+  }
+
+  /// Reads a pack's header from its tail.
+  func readPackHeader(_ id: ID, size: Int64) async throws -> [BlobEntry] {
+    let key = Self.packKey(id)
+    let meta = try AESGCM(key: metaKey)
+    var want = min(size, 64 << 10)
+    while true {
+      let tail = [UInt8](try await store.getRange(key, offset: size - want, length: want))
+      do {
+        let (entries, needed) = try PackFormat.parseHeader(tail: tail, packSize: Int(size), meta: meta, repo: repoID)
+        if let entries { return entries }
+        want = Int64(needed)
+      } catch let e as FormatError {
+        throw EngineError.integrity(object: key, message: e.message)
+      }
+    }
+  }
+
+  /// Adopts packs under data/ that no index lists (left by a killed backup): writes an index for them.
+  /// Returns the number adopted; unreadable leftovers are skipped and logged.
+  func adoptOrphanPacks(index: MasterIndex, listed: [ID: Int64]) async throws -> Int {
+    let known = index.packs
+    var adopted: [IndexPack] = []
+    for (id, size) in listed where known[id] == nil {
+      do {
+        let entries = try await readPackHeader(id, size: size)
+        adopted.append(IndexPack(packID: id, packSize: UInt64(size), entries: entries))
+      } catch {
+        logger.warning("ignoring unreadable pack \(Self.packKey(id)): \(error)")
+      }
+    }
+    guard !adopted.isEmpty else { return 0 }
+    for p in adopted { index.add(p) }
+    let name = try await writeIndex(adopted)
+    audit.record("stored", details: ["index": name, "adoptedPacks": "\(adopted.count)"])
+    return adopted.count
+  }
+}

@@ -1,0 +1,377 @@
+import Foundation
+import Logging
+
+/// Object Lock settings recorded in the config.
+public struct ObjectLockConfig: Codable, Sendable, Hashable {
+  public var mode: ObjectRetention.Mode
+  public var days: Int
+  public init(mode: ObjectRetention.Mode, days: Int) {
+    self.mode = mode
+    self.days = days
+  }
+  /// Parses "compliance:DAYS" or "governance:DAYS".
+  public static func parse(_ s: String) throws -> ObjectLockConfig {
+    let parts = s.split(separator: ":")
+    guard parts.count == 2, let days = Int(parts[1]), days > 0 else {
+      throw EngineError.usage("--object-lock '\(s)' must be compliance:DAYS or governance:DAYS, e.g. compliance:30")
+    }
+    switch parts[0].lowercased() {
+    case "compliance": return ObjectLockConfig(mode: .compliance, days: days)
+    case "governance": return ObjectLockConfig(mode: .governance, days: days)
+    default: throw EngineError.usage("--object-lock mode '\(parts[0])' must be compliance or governance")
+    }
+  }
+}
+
+/// The repository config body (section 12 of docs/repository-format.md).
+public struct RepoConfig: Codable, Sendable {
+  /// Chunker settings as stored.
+  public struct ChunkerConfig: Codable, Sendable {
+    public var algorithm: String
+    public var min: Int
+    public var avg: Int
+    public var max: Int
+  }
+  public var version: Int
+  public var id: String
+  public var created: String
+  public var chunker: ChunkerConfig
+  public var compression: String
+  public var packSize: Int
+  public var objectLock: ObjectLockConfig?
+  public var kms: String
+  public var publicKey: String
+}
+
+/// The key file (section 2).
+struct KeyFile: Codable, Sendable {
+  var version: Int
+  var repo: String
+  var created: String
+  var kms: String
+  var publicKey: String
+  var keys: [String: WrappedKey]
+}
+
+/// The format version this build reads and writes.
+public let repositoryFormatVersion = 1
+
+/// An open repository: store, config and unwrapped keys (in memory only).
+public final class Repository: @unchecked Sendable {
+  public let store: any ObjectStore
+  public private(set) var config: RepoConfig
+  let repoID: [UInt8]
+  let keyService: any KeyService
+  private let keyState = Locked<(keys: [String: [UInt8]], wrapped: [String: WrappedKey])>((keys: [:], wrapped: [:]))
+  let keyFileName: String
+  /// Number of KMS unwrap calls made by this process.
+  public var unwrapCount: Int { counters.with { $0.unwraps } }
+  /// Number of KMS wrap calls made by this process.
+  public var wrapCount: Int { counters.with { $0.wraps } }
+  let counters = Locked((unwraps: 0, wraps: 0))
+  let chunker: Chunker
+  let macRoot: [UInt8]
+  /// Per-key-type MAC keys for blob ids.
+  let macKeys: [KeyType: [UInt8]]
+  let signingKey: [UInt8]
+  let publicKey: [UInt8]
+  let metaKey: [UInt8]
+  public let audit: AuditLog
+  let logger: Logger
+
+  private init(
+    store: any ObjectStore, config: RepoConfig, keyService: any KeyService, keyFileName: String,
+    wrapped: [String: WrappedKey], unwrapped: [String: [UInt8]], audit: AuditLog, logger: Logger
+  ) throws {
+    self.store = store
+    self.config = config
+    repoID = Hex.decode(config.id) ?? []
+    self.keyService = keyService
+    self.keyFileName = keyFileName
+    keyState.with {
+      $0.keys = unwrapped
+      $0.wrapped = wrapped
+    }
+    chunker = Chunker(
+      secret: unwrapped["chunker"]!,
+      parameters: ChunkerParameters(min: config.chunker.min, avg: config.chunker.avg, max: config.chunker.max))
+    macRoot = unwrapped["mac"]!
+    var mk: [KeyType: [UInt8]] = [:]
+    for t in KeyType.allCases { mk[t] = Crypto.hmacSHA256(key: unwrapped["mac"]!, Array("botrt-mac-\(t.name)".utf8)) }
+    macKeys = mk
+    signingKey = unwrapped["signing"]!
+    metaKey = unwrapped["meta"]!
+    publicKey = try Ed25519.publicKey(privateKey: signingKey)
+    self.audit = audit
+    self.logger = logger
+  }
+
+  static let keyNames = ["meta", "mac", "chunker", "signing", "files", "database", "logs"]
+
+  static func context(_ repo: String, _ name: String) -> String { "botrt:\(repo):\(name)" }
+
+  static func now() -> String { Manifest.formatTime(Date()) }
+
+  static func signConfig(_ body: [UInt8], key: [UInt8]) throws -> [UInt8] {
+    try Ed25519.sign(Array("botrt-config-v1".utf8) + body, privateKey: key)
+  }
+
+  static func encodeConfig(_ c: RepoConfig, signingKey: [UInt8]) throws -> Data {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    let body = [UInt8](try e.encode(c))
+    let sig = try signConfig(body, key: signingKey)
+    return Data(body + Array("\n".utf8) + Array(Hex.encode(sig).utf8) + Array("\n".utf8))
+  }
+
+  /// Creates a new repository; fails if one exists.
+  public static func initialize(
+    store: any ObjectStore, keyService: any KeyService, objectLock: ObjectLockConfig?, logger: Logger
+  ) async throws -> Repository {
+    if try await store.head("config") != nil {
+      throw EngineError.usage("a repository already exists at \(store.location)")
+    }
+    if objectLock != nil && !store.supportsRetention {
+      throw EngineError.usage("--object-lock needs a store with Object Lock (S3); \(store.location) has none")
+    }
+    let repoHex = Hex.encode(Crypto.randomBytes(16))
+    var plain: [String: [UInt8]] = [:]
+    for n in keyNames { plain[n] = Crypto.randomBytes(32) }
+    let pub = try Ed25519.publicKey(privateKey: plain["signing"]!)
+    var wrapped: [String: WrappedKey] = [:]
+    for n in keyNames { wrapped[n] = try await keyService.wrap(plain[n]!, context: context(repoHex, n)) }
+    let audit = AuditLog(store: store, retention: nil)
+    let config = RepoConfig(
+      version: repositoryFormatVersion, id: repoHex, created: now(),
+      chunker: .init(
+        algorithm: "fastcdc-gear-keyed", min: ChunkerParameters.default.min, avg: ChunkerParameters.default.avg,
+        max: ChunkerParameters.default.max),
+      compression: "zstd-3", packSize: 8 << 20, objectLock: objectLock, kms: keyService.descriptor,
+      publicKey: Hex.encode(pub))
+    let kf = KeyFile(
+      version: 1, repo: repoHex, created: now(), kms: keyService.descriptor, publicKey: Hex.encode(pub), keys: wrapped)
+    let kname = "keys/" + Hex.encode(Crypto.randomBytes(16))
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    try await store.put(kname, data: try e.encode(kf), options: PutOptions(ifNoneMatch: true))
+    try await store.put("config", data: try encodeConfig(config, signingKey: plain["signing"]!), options: PutOptions(ifNoneMatch: true))
+    let repo = try Repository(
+      store: store, config: config, keyService: keyService, keyFileName: kname, wrapped: wrapped, unwrapped: plain,
+      audit: audit, logger: logger)
+    repo.counters.with { $0.wraps = keyNames.count }
+    repo.audit.retention = repo.retention()
+    repo.audit.record(
+      "created", details: ["repo": repoHex, "kms": keyService.descriptor, "objectLock": objectLock.map { "\($0.mode.rawValue):\($0.days)" } ?? "none"])
+    return repo
+  }
+
+  /// Opens a repository: checks the format version, unwraps the keys, verifies the config signature.
+  public static func open(store: any ObjectStore, keyService: any KeyService, logger: Logger) async throws -> Repository {
+    let raw: Data
+    do { raw = try await store.get("config") } catch StorageError.notFound {
+      throw EngineError.usage("no repository at \(store.location) (config missing); create one with `botrt-engine init`")
+    }
+    let lines = raw.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+    guard lines.count >= 2 else { throw EngineError.integrity(object: "config", message: "malformed config (expected body and signature lines)") }
+    let body = Data(lines[0])
+    struct VersionOnly: Decodable { var version: Int }
+    let version: Int
+    do { version = try JSONDecoder().decode(VersionOnly.self, from: body).version } catch {
+      throw EngineError.integrity(object: "config", message: "config is not valid JSON with a version field")
+    }
+    guard version == repositoryFormatVersion else {
+      throw EngineError.unsupportedFormat(
+        "repository \(store.location) has format version \(version); this botrt-engine supports only version "
+          + "\(repositoryFormatVersion); use a botrt-engine release that supports it")
+    }
+    let config: RepoConfig
+    do { config = try JSONDecoder().decode(RepoConfig.self, from: body) } catch {
+      throw EngineError.integrity(object: "config", message: "config is malformed: \(error)")
+    }
+    // Find a key file that this KEK can unwrap.
+    let keyObjs = try await store.list(prefix: "keys/").sorted { $0.key < $1.key }
+    guard !keyObjs.isEmpty else { throw EngineError.integrity(object: "keys/", message: "no key file in the repository") }
+    var lastError: (any Error)?
+    var unwraps = 0
+    for ko in keyObjs {
+      let kf: KeyFile
+      do { kf = try JSONDecoder().decode(KeyFile.self, from: try await store.get(ko.key)) } catch let e as StorageError {
+        throw e
+      } catch {
+        lastError = EngineError.integrity(object: ko.key, message: "key file is malformed")
+        continue
+      }
+      guard kf.repo == config.id else { continue }
+      var plain: [String: [UInt8]] = [:]
+      do {
+        for n in ["meta", "mac", "chunker", "signing"] {
+          guard let w = kf.keys[n] else { throw EngineError.integrity(object: ko.key, message: "key \(n) missing") }
+          unwraps += 1
+          let k = try await keyService.unwrap(w, context: context(config.id, n))
+          guard k.count == 32 else { throw EngineError.integrity(object: ko.key, message: "key \(n) has \(k.count) bytes") }
+          plain[n] = k
+        }
+      } catch KMSError.unwrapFailed(let kms, let m) {
+        lastError = KMSError.unwrapFailed(kms: kms, message: m)
+        continue
+      }
+      let pub = try Ed25519.publicKey(privateKey: plain["signing"]!)
+      guard Hex.encode(pub) == kf.publicKey, kf.publicKey == config.publicKey else {
+        throw EngineError.integrity(object: ko.key, message: "signing key does not match the recorded public key")
+      }
+      guard let sig = Hex.decode(String(decoding: lines[1], as: UTF8.self)),
+        Ed25519.verify(Array("botrt-config-v1".utf8) + [UInt8](body), signature: sig, publicKey: pub)
+      else {
+        throw EngineError.integrity(object: "config", message: "config signature is invalid (config was modified)")
+      }
+      let audit = AuditLog(store: store, retention: nil)
+      let repo = try Repository(
+        store: store, config: config, keyService: keyService, keyFileName: ko.key, wrapped: kf.keys, unwrapped: plain,
+        audit: audit, logger: logger)
+      repo.counters.with { $0.unwraps = unwraps }
+      audit.retention = repo.retention()
+      return repo
+    }
+    throw lastError ?? KMSError.unwrapFailed(kms: keyService.descriptor, message: "no key file could be unwrapped")
+  }
+
+  /// The plaintext key named `n` (a data key is unwrapped on first use).
+  func key(_ n: String) async throws -> [UInt8] {
+    if let k = keyState.with({ $0.keys[n] }) { return k }
+    guard let w = keyState.with({ $0.wrapped[n] }) else {
+      throw EngineError.integrity(object: keyFileName, message: "key \(n) missing")
+    }
+    counters.with { $0.unwraps += 1 }
+    let k = try await keyService.unwrap(w, context: Self.context(config.id, n))
+    guard k.count == 32 else { throw EngineError.integrity(object: keyFileName, message: "key \(n) has \(k.count) bytes") }
+    keyState.with { $0.keys[n] = k }
+    return k
+  }
+
+  /// Keys for every key type, unwrapping the requested data types.
+  func keys(for types: Set<KeyType>) async throws -> [KeyType: [UInt8]] {
+    var out: [KeyType: [UInt8]] = [.meta: metaKey]
+    for t in types where t != .meta { out[t] = try await key(t.name) }
+    return out
+  }
+
+  /// The per-key-type MAC key for blob ids.
+  func macKey(_ t: KeyType) -> [UInt8] { macKeys[t]! }
+
+  /// The retention to put on packs, index, manifests and audit objects, if Object Lock is configured.
+  func retention(from now: Date = Date()) -> ObjectRetention? {
+    guard let ol = config.objectLock else { return nil }
+    return ObjectRetention(mode: ol.mode, retainUntil: now.addingTimeInterval(TimeInterval(ol.days) * 86400))
+  }
+
+  func putOptions() -> PutOptions { PutOptions(retention: retention()) }
+
+  /// Stores a content-addressed object and returns its id.
+  func putContentAddressed(prefix: String, bytes: [UInt8]) async throws -> ID {
+    let id = ID(Crypto.sha256(bytes))
+    try await store.put(prefix + id.hex, data: Data(bytes), options: putOptions())
+    return id
+  }
+
+  /// Reads a content-addressed object and checks that its name is the SHA-256 of its bytes.
+  func getContentAddressed(_ key: String) async throws -> [UInt8] {
+    let d: [UInt8]
+    do { d = [UInt8](try await store.get(key)) } catch StorageError.notFound {
+      throw EngineError.integrity(object: key, message: "object is missing")
+    }
+    let name = String(key.split(separator: "/").last ?? "")
+    guard Hex.encode(Crypto.sha256(d)) == name else {
+      throw EngineError.integrity(
+        object: key, message: "content does not match its name (damaged, truncated, or a replayed/renamed object)")
+    }
+    return d
+  }
+
+  /// Path of a pack.
+  static func packKey(_ id: ID) -> String { "data/\(id.hex.prefix(2))/\(id.hex)" }
+
+  // MARK: key rotation
+
+  /// Rewraps every key under `newService`, writes a new key file and config, deletes the old key files.
+  public func rotateKeys(to newService: any KeyService) async throws -> [String] {
+    var plain: [String: [UInt8]] = [:]
+    for n in Self.keyNames { plain[n] = try await key(n) }
+    var wrapped: [String: WrappedKey] = [:]
+    for n in Self.keyNames {
+      wrapped[n] = try await newService.wrap(plain[n]!, context: Self.context(config.id, n))
+      counters.with { $0.wraps += 1 }
+    }
+    let kf = KeyFile(
+      version: 1, repo: config.id, created: Self.now(), kms: newService.descriptor, publicKey: config.publicKey, keys: wrapped)
+    let kname = "keys/" + Hex.encode(Crypto.randomBytes(16))
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    try await store.put(kname, data: try e.encode(kf), options: PutOptions(ifNoneMatch: true))
+    // Check the new key file unwraps before removing anything.
+    let back = try await newService.unwrap(wrapped["meta"]!, context: Self.context(config.id, "meta"))
+    counters.with { $0.unwraps += 1 }
+    guard back == plain["meta"]! else {
+      throw KMSError.unwrapFailed(kms: newService.descriptor, message: "round trip through the new KEK failed")
+    }
+    var newConfig = config
+    newConfig.kms = newService.descriptor
+    try await store.put("config", data: try Self.encodeConfig(newConfig, signingKey: signingKey))
+    config = newConfig
+    var warnings: [String] = []
+    for ko in try await store.list(prefix: "keys/") where ko.key != kname {
+      do { try await store.delete(ko.key) } catch StorageError.locked(let k, let m) {
+        warnings.append("old key file \(k) is retained by Object Lock and could not be deleted yet: \(m)")
+      }
+    }
+    audit.record("rotated", details: ["oldKms": keyService.descriptor, "newKms": newService.descriptor, "keyFile": kname])
+    return warnings
+  }
+}
+
+/// Collects audit lines for one run and stores them as one object.
+public final class AuditLog: @unchecked Sendable {
+  let store: any ObjectStore
+  var retention: ObjectRetention?
+  private let lines = Locked<[String]>([])
+  let actor: String
+
+  init(store: any ObjectStore, retention: ObjectRetention?) {
+    self.store = store
+    self.retention = retention
+    let user = ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
+    actor = "\(user)@\(ProcessInfo.processInfo.hostName) pid \(getpid())"
+  }
+
+  /// Records one action (details must hold no key material).
+  public func record(_ action: String, outcome: String = "success", details: [String: String]) {
+    struct Line: Codable {
+      var time: String
+      var actor: String
+      var action: String
+      var outcome: String
+      var details: [String: String]
+    }
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    let l = Line(time: Repository.now(), actor: actor, action: action, outcome: outcome, details: details)
+    if let d = try? e.encode(l) { lines.with { $0.append(String(decoding: d, as: UTF8.self)) } }
+  }
+
+  /// The lines recorded so far.
+  public var recorded: [String] { lines.with { $0 } }
+
+  /// Stores the lines as audit/<time>-<rand>.jsonl.
+  public func flush() async throws {
+    let ls = lines.with { l -> [String] in
+      defer { l.removeAll() }
+      return l
+    }
+    guard !ls.isEmpty else { return }
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
+    f.timeZone = TimeZone(identifier: "UTC")
+    f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+    let name = "audit/\(f.string(from: Date()))-\(Hex.encode(Crypto.randomBytes(6))).jsonl"
+    try await store.put(name, data: Data((ls.joined(separator: "\n") + "\n").utf8), options: PutOptions(retention: retention))
+  }
+}

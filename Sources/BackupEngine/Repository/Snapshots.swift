@@ -1,0 +1,118 @@
+import Foundation
+
+extension Repository {
+  /// Lists and opens every snapshot. With `collectErrors`, damaged ones are reported instead of thrown.
+  public func loadSnapshots(collectErrors: Bool = false) async throws -> ([Snapshot], [EngineError]) {
+    let objs = try await store.list(prefix: "snapshots/")
+    var out: [Snapshot] = []
+    var errors: [EngineError] = []
+    let meta = try AESGCM(key: metaKey)
+    let z = ZstdContext()
+    for o in objs {
+      let name = String(o.key.split(separator: "/").last ?? "")
+      do {
+        guard let id = ID(hex: name) else {
+          throw EngineError.integrity(object: o.key, message: "snapshot name is not a 64-hex-digit id")
+        }
+        let bytes = try await getContentAddressed(o.key)
+        let m = try SnapshotFormat.decodeObject(bytes, name: name, publicKey: publicKey, meta: meta, zstd: z, repo: repoID)
+        guard m.repo == config.id else {
+          throw EngineError.integrity(object: o.key, message: "manifest belongs to repository \(m.repo) (replayed from another repository)")
+        }
+        guard m.version == 1 else { throw EngineError.unsupportedFormat("\(o.key): manifest version \(m.version) unknown") }
+        out.append(Snapshot(id: id, manifest: m))
+      } catch let e as EngineError {
+        if !collectErrors { throw e }
+        errors.append(e)
+      }
+    }
+    // Sequence check: a snapshot's seq must be greater than its parent's.
+    let byID = Dictionary(out.map { ($0.id.hex, $0) }, uniquingKeysWith: { a, _ in a })
+    var bad = Set<ID>()
+    for s in out {
+      if let p = s.manifest.parent, let ps = byID[p], ps.manifest.seq >= s.manifest.seq {
+        let e = EngineError.integrity(
+          object: "snapshots/\(s.id.hex)",
+          message: "sequence \(s.manifest.seq) is not after its parent's \(ps.manifest.seq) (replayed old manifest)")
+        if !collectErrors { throw e }
+        errors.append(e)
+        bad.insert(s.id)
+      }
+    }
+    out.removeAll { bad.contains($0.id) }
+    out.sort { ($0.manifest.seq, $0.manifest.time) < ($1.manifest.seq, $1.manifest.time) }
+    return (out, errors)
+  }
+
+  /// Finds a snapshot by id, unique id prefix, or "latest".
+  public func findSnapshot(_ ref: String, in snaps: [Snapshot]) throws -> Snapshot {
+    if ref == "latest" {
+      guard let s = snaps.last else { throw EngineError.snapshotNotFound("latest (the repository has no snapshots)") }
+      return s
+    }
+    let m = snaps.filter { $0.id.hex.hasPrefix(ref.lowercased()) }
+    guard m.count == 1 else {
+      if m.isEmpty { throw EngineError.snapshotNotFound(ref) }
+      throw EngineError.usage("snapshot prefix \(ref) is ambiguous; give more digits")
+    }
+    return m[0]
+  }
+
+  /// Reads and decrypts one blob, checking its id. Throws `EngineError.integrity` naming the pack.
+  func readBlob(_ id: ID, index: MasterIndex, ciphers: [KeyType: AESGCM], zstd: ZstdContext) async throws -> [UInt8] {
+    guard let loc = index.lookup(id) else {
+      throw EngineError.integrity(
+        object: "blob \(id.short)",
+        message: "not in any index (index file missing or damaged); run `botrt-engine verify`; a new backup re-indexes orphaned packs")
+    }
+    let key = Self.packKey(loc.pack)
+    let sealed: Data
+    do { sealed = try await store.getRange(key, offset: Int64(loc.entry.offset), length: Int64(loc.entry.sealedLength)) } catch StorageError.notFound {
+      throw EngineError.integrity(object: key, message: "pack is missing")
+    } catch StorageError.failed(_, let m) {
+      throw EngineError.integrity(object: key, message: "pack cannot be read (truncated?): \(m)")
+    }
+    return try sealed.withUnsafeBytes { try openBlob($0, entry: loc.entry, pack: loc.pack, ciphers: ciphers, zstd: zstd) }
+  }
+
+  /// Decrypts, decompresses and re-hashes one sealed blob.
+  func openBlob(
+    _ sealed: UnsafeRawBufferPointer, entry e: BlobEntry, pack: ID, ciphers: [KeyType: AESGCM], zstd: ZstdContext
+  ) throws -> [UInt8] {
+    let key = Self.packKey(pack)
+    guard let c = ciphers[e.keyType] else {
+      throw EngineError.integrity(object: key, message: "no key loaded for key type \(e.keyType.name)")
+    }
+    let payload: [UInt8]
+    do { payload = try c.open(sealed, aad: BlobEntry.aad(repo: repoID, type: e.type, keyType: e.keyType, id: e.id)) } catch {
+      throw EngineError.integrity(object: key, message: "blob \(e.id.short) fails authentication (AES-GCM): damaged or forged")
+    }
+    let plain: [UInt8]
+    if e.compressed {
+      do { plain = try payload.withUnsafeBytes { try zstd.decompress($0, rawLength: Int(e.rawLength)) } } catch {
+        throw EngineError.integrity(object: key, message: "blob \(e.id.short) does not decompress: \(error)")
+      }
+    } else {
+      plain = payload
+    }
+    let h = plain.withUnsafeBytes { Crypto.hmacSHA256(key: macKeys[e.keyType]!, $0) }
+    guard ID(h) == e.id else {
+      throw EngineError.integrity(object: key, message: "blob \(e.id.short) content does not match its id")
+    }
+    return plain
+  }
+
+  /// Loads a snapshot's tree.
+  public func loadTree(_ s: Snapshot, index: MasterIndex) async throws -> [TreeNode] {
+    let ciphers: [KeyType: AESGCM] = [.meta: try AESGCM(key: metaKey)]
+    let z = ZstdContext()
+    var bytes: [UInt8] = []
+    for h in s.manifest.tree {
+      guard let id = ID(hex: h) else { throw EngineError.integrity(object: "snapshots/\(s.id.hex)", message: "bad tree id") }
+      bytes += try await readBlob(id, index: index, ciphers: ciphers, zstd: z)
+    }
+    do { return try TreeFormat.decode(bytes) } catch let e as FormatError {
+      throw EngineError.integrity(object: "tree of snapshot \(s.id.short)", message: e.message)
+    }
+  }
+}
