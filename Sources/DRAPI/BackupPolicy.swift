@@ -1,0 +1,427 @@
+import Foundation
+import KubeCore
+
+/// BackupPolicy: scheduled, encrypted backups of a PVC or a dump command, with retention, key rotation and an RPO.
+public struct BackupPolicy: KubeResource, Hashable {
+  /// The REST identity of backuppolicies.dr.botrt.io.
+  public static let resource = ResourceDescriptor(
+    group: DRGroup.group, version: DRGroup.version, plural: "backuppolicies", kind: "BackupPolicy", namespaced: true)
+
+  public var apiVersion: String = DRGroup.apiVersion
+  public var kind: String = "BackupPolicy"
+  public var metadata: ObjectMeta
+  public var spec: BackupPolicySpec
+  public var status: BackupPolicyStatus?
+
+  public init(metadata: ObjectMeta, spec: BackupPolicySpec, status: BackupPolicyStatus? = nil) {
+    self.metadata = metadata
+    self.spec = spec
+    self.status = status
+  }
+}
+
+/// Kind of data; selects the data key.
+public enum DataType: String, Codable, Sendable, Hashable, CaseIterable {
+  case database, files, logs
+
+  /// The name of the data key for this kind of data, as in the original design.
+  public var keyName: String { "backup-\(rawValue)-key" }
+}
+
+/// The desired state of a BackupPolicy.
+public struct BackupPolicySpec: Codable, Sendable, Hashable {
+  /// Protection tier.
+  public var tier: Tier
+  /// Cron override of the tier's schedule.
+  public var schedule: String?
+  /// RPO override (duration text).
+  public var rpo: String?
+  /// Compliance profiles.
+  public var compliance: [ComplianceProfile]?
+  /// Kind of data (default files).
+  public var dataType: DataType?
+  /// What to back up.
+  public var source: BackupSource
+  /// Where the repository lives.
+  public var repository: RepositorySpec
+  /// Encryption settings.
+  public var encryption: EncryptionSpec
+  /// Retention rules (unset rules come from the tier).
+  public var retention: RetentionSpec?
+  /// Stop scheduling new backups.
+  public var suspend: Bool?
+  /// On-demand run token.
+  public var trigger: String?
+  /// Override of the backup namespace.
+  public var backupNamespace: String?
+  /// Delete stored backups when the policy is deleted.
+  public var deleteBackupsOnDelete: Bool?
+  /// Resources of the engine container.
+  public var resources: ResourceRequirements?
+  /// Successful Jobs to keep.
+  public var successfulJobsHistoryLimit: Int32?
+  /// Failed Jobs to keep.
+  public var failedJobsHistoryLimit: Int32?
+
+  public init(
+    tier: Tier, schedule: String? = nil, rpo: String? = nil, compliance: [ComplianceProfile]? = nil,
+    dataType: DataType? = nil, source: BackupSource, repository: RepositorySpec, encryption: EncryptionSpec,
+    retention: RetentionSpec? = nil, suspend: Bool? = nil, trigger: String? = nil, backupNamespace: String? = nil,
+    deleteBackupsOnDelete: Bool? = nil, resources: ResourceRequirements? = nil,
+    successfulJobsHistoryLimit: Int32? = nil, failedJobsHistoryLimit: Int32? = nil
+  ) {
+    self.tier = tier
+    self.schedule = schedule
+    self.rpo = rpo
+    self.compliance = compliance
+    self.dataType = dataType
+    self.source = source
+    self.repository = repository
+    self.encryption = encryption
+    self.retention = retention
+    self.suspend = suspend
+    self.trigger = trigger
+    self.backupNamespace = backupNamespace
+    self.deleteBackupsOnDelete = deleteBackupsOnDelete
+    self.resources = resources
+    self.successfulJobsHistoryLimit = successfulJobsHistoryLimit
+    self.failedJobsHistoryLimit = failedJobsHistoryLimit
+  }
+}
+
+/// What to back up: exactly one of a PVC or a dump command.
+public struct BackupSource: Codable, Sendable, Hashable {
+  /// A PersistentVolumeClaim mounted read-only.
+  public var pvc: PVCSource?
+  /// A command whose standard output is streamed into the engine.
+  public var command: ContainerSpec?
+
+  public init(pvc: PVCSource? = nil, command: ContainerSpec? = nil) {
+    self.pvc = pvc
+    self.command = command
+  }
+}
+
+/// A PersistentVolumeClaim to back up.
+public struct PVCSource: Codable, Sendable, Hashable {
+  /// Claim name.
+  public var claimName: String
+  /// Directory inside the volume.
+  public var subPath: String?
+  /// Always true (read-only mount).
+  public var readOnly: Bool?
+
+  public init(claimName: String, subPath: String? = nil, readOnly: Bool? = nil) {
+    self.claimName = claimName
+    self.subPath = subPath
+    self.readOnly = readOnly
+  }
+}
+
+/// Where the repository lives: exactly one backend.
+public struct RepositorySpec: Codable, Sendable, Hashable {
+  /// S3 or S3-compatible.
+  public var s3: S3Repository?
+  /// Google Cloud Storage.
+  public var gcs: GCSRepository?
+  /// Azure Blob Storage.
+  public var azure: AzureRepository?
+  /// A local directory or PVC.
+  public var local: LocalRepository?
+
+  public init(
+    s3: S3Repository? = nil, gcs: GCSRepository? = nil, azure: AzureRepository? = nil, local: LocalRepository? = nil
+  ) {
+    self.s3 = s3
+    self.gcs = gcs
+    self.azure = azure
+    self.local = local
+  }
+
+  /// The names of the backends that are set ("s3", "gcs", "azure", "local").
+  public var configuredBackends: [String] {
+    [("s3", s3 != nil), ("gcs", gcs != nil), ("azure", azure != nil), ("local", local != nil)].filter(\.1).map(\.0)
+  }
+}
+
+/// An S3 bucket.
+public struct S3Repository: Codable, Sendable, Hashable {
+  public var bucket: String
+  public var prefix: String?
+  public var region: String?
+  public var endpoint: String?
+  public var forcePathStyle: Bool?
+  public var credentialsSecretRef: SecretReference
+  public var objectLock: ObjectLock?
+  public var serverSideEncryption: S3ServerSideEncryption?
+
+  public init(
+    bucket: String, prefix: String? = nil, region: String? = nil, endpoint: String? = nil,
+    forcePathStyle: Bool? = nil, credentialsSecretRef: SecretReference, objectLock: ObjectLock? = nil,
+    serverSideEncryption: S3ServerSideEncryption? = nil
+  ) {
+    self.bucket = bucket
+    self.prefix = prefix
+    self.region = region
+    self.endpoint = endpoint
+    self.forcePathStyle = forcePathStyle
+    self.credentialsSecretRef = credentialsSecretRef
+    self.objectLock = objectLock
+    self.serverSideEncryption = serverSideEncryption
+  }
+}
+
+/// S3 Object Lock settings.
+public struct ObjectLock: Codable, Sendable, Hashable {
+  /// Object Lock mode.
+  public enum Mode: String, Codable, Sendable, Hashable {
+    case compliance, governance
+  }
+
+  public var mode: Mode
+  public var days: Int32
+
+  public init(mode: Mode, days: Int32) {
+    self.mode = mode
+    self.days = days
+  }
+}
+
+/// Optional S3 server-side encryption.
+public struct S3ServerSideEncryption: Codable, Sendable, Hashable {
+  /// SSE mode.
+  public enum Mode: String, Codable, Sendable, Hashable {
+    case awsKMS = "aws:kms"
+    case aes256 = "AES256"
+  }
+
+  public var mode: Mode
+  public var kmsKeyId: String?
+
+  public init(mode: Mode, kmsKeyId: String? = nil) {
+    self.mode = mode
+    self.kmsKeyId = kmsKeyId
+  }
+}
+
+/// A Google Cloud Storage bucket.
+public struct GCSRepository: Codable, Sendable, Hashable {
+  public var bucket: String
+  public var prefix: String?
+  public var endpoint: String?
+  public var credentialsSecretRef: SecretReference?
+
+  public init(
+    bucket: String, prefix: String? = nil, endpoint: String? = nil, credentialsSecretRef: SecretReference? = nil
+  ) {
+    self.bucket = bucket
+    self.prefix = prefix
+    self.endpoint = endpoint
+    self.credentialsSecretRef = credentialsSecretRef
+  }
+}
+
+/// An Azure Blob Storage container.
+public struct AzureRepository: Codable, Sendable, Hashable {
+  public var account: String
+  public var container: String
+  public var prefix: String?
+  public var endpoint: String?
+  public var credentialsSecretRef: SecretReference
+
+  public init(
+    account: String, container: String, prefix: String? = nil, endpoint: String? = nil,
+    credentialsSecretRef: SecretReference
+  ) {
+    self.account = account
+    self.container = container
+    self.prefix = prefix
+    self.endpoint = endpoint
+    self.credentialsSecretRef = credentialsSecretRef
+  }
+}
+
+/// A local directory, optionally on a PVC.
+public struct LocalRepository: Codable, Sendable, Hashable {
+  public var path: String
+  public var claimName: String?
+
+  public init(path: String, claimName: String? = nil) {
+    self.path = path
+    self.claimName = claimName
+  }
+}
+
+/// Client-side encryption settings.
+public struct EncryptionSpec: Codable, Sendable, Hashable {
+  /// The key service.
+  public var kms: KMSSpec
+  /// Days between key rotations (1-90, default 90).
+  public var keyRotationDays: Int?
+
+  public init(kms: KMSSpec, keyRotationDays: Int? = nil) {
+    self.kms = kms
+    self.keyRotationDays = keyRotationDays
+  }
+}
+
+/// The key service: exactly one kind.
+public struct KMSSpec: Codable, Sendable, Hashable {
+  public var vaultTransit: VaultTransitKMS?
+  public var awsKms: AWSKMS?
+  public var localKeySecretRef: SecretReference?
+
+  public init(
+    vaultTransit: VaultTransitKMS? = nil, awsKms: AWSKMS? = nil, localKeySecretRef: SecretReference? = nil
+  ) {
+    self.vaultTransit = vaultTransit
+    self.awsKms = awsKms
+    self.localKeySecretRef = localKeySecretRef
+  }
+
+  /// The names of the KMS kinds that are set.
+  public var configuredKinds: [String] {
+    [("vaultTransit", vaultTransit != nil), ("awsKms", awsKms != nil), ("localKeySecretRef", localKeySecretRef != nil)]
+      .filter(\.1).map(\.0)
+  }
+}
+
+/// Vault or OpenBao Transit.
+public struct VaultTransitKMS: Codable, Sendable, Hashable {
+  public var address: String
+  public var mount: String?
+  public var key: String
+  public var authSecretRef: SecretReference
+  public var caSecretRef: SecretReference?
+
+  public init(
+    address: String, mount: String? = nil, key: String, authSecretRef: SecretReference,
+    caSecretRef: SecretReference? = nil
+  ) {
+    self.address = address
+    self.mount = mount
+    self.key = key
+    self.authSecretRef = authSecretRef
+    self.caSecretRef = caSecretRef
+  }
+}
+
+/// AWS KMS.
+public struct AWSKMS: Codable, Sendable, Hashable {
+  public var keyId: String
+  public var region: String?
+  public var endpoint: String?
+  public var credentialsSecretRef: SecretReference?
+
+  public init(keyId: String, region: String? = nil, endpoint: String? = nil, credentialsSecretRef: SecretReference? = nil)
+  {
+    self.keyId = keyId
+    self.region = region
+    self.endpoint = endpoint
+    self.credentialsSecretRef = credentialsSecretRef
+  }
+}
+
+/// Which snapshots `forget --prune` keeps.
+public struct RetentionSpec: Codable, Sendable, Hashable {
+  public var keepLast: Int32?
+  public var keepHourly: Int32?
+  public var keepDaily: Int32?
+  public var keepWeekly: Int32?
+  public var keepMonthly: Int32?
+  public var keepYearly: Int32?
+  /// Keep everything younger than this (duration text).
+  public var maxAge: String?
+
+  public init(
+    keepLast: Int32? = nil, keepHourly: Int32? = nil, keepDaily: Int32? = nil, keepWeekly: Int32? = nil,
+    keepMonthly: Int32? = nil, keepYearly: Int32? = nil, maxAge: String? = nil
+  ) {
+    self.keepLast = keepLast
+    self.keepHourly = keepHourly
+    self.keepDaily = keepDaily
+    self.keepWeekly = keepWeekly
+    self.keepMonthly = keepMonthly
+    self.keepYearly = keepYearly
+    self.maxAge = maxAge
+  }
+
+  /// Whether no rule is set.
+  public var isEmpty: Bool { self == RetentionSpec() }
+
+  /// The longest time span the rules keep data for, in seconds (keepLast counts as no span).
+  public func keptSpanSeconds() throws(DurationError) -> Int64 {
+    var span: Int64 = 0
+    if let a = maxAge { span = try DurationText.parseSeconds(a, field: "retention.maxAge") }
+    let units: [(Int32?, Int64)] = [
+      (keepHourly, 3_600), (keepDaily, 86_400), (keepWeekly, 7 * 86_400), (keepMonthly, 30 * 86_400),
+      (keepYearly, 365 * 86_400),
+    ]
+    for (count, size) in units {
+      if let n = count { span = max(span, Int64(n) * size) }
+    }
+    return span
+  }
+}
+
+/// The observed state of a BackupPolicy.
+public struct BackupPolicyStatus: Codable, Sendable, Hashable {
+  public var observedGeneration: Int64?
+  public var conditions: [Condition]?
+  public var lastSuccessfulBackup: Date?
+  public var lastBackupAttempt: Date?
+  public var lastSnapshot: String?
+  public var lastBackupBytes: Int64?
+  public var lastBackupStoredBytes: Int64?
+  public var lastBackupDurationSeconds: Double?
+  public var rpoAgeSeconds: Int64?
+  public var rpoTargetSeconds: Int64?
+  public var rpoSource: String?
+  public var effectiveSchedule: String?
+  public var scheduleSource: String?
+  public var nextScheduledRun: Date?
+  public var lastKeyRotation: Date?
+  public var nextKeyRotation: Date?
+  public var lastHandledTrigger: String?
+  public var backupNamespace: String?
+  public var lastFailure: String?
+
+  public init(
+    observedGeneration: Int64? = nil, conditions: [Condition]? = nil, lastSuccessfulBackup: Date? = nil,
+    lastBackupAttempt: Date? = nil, lastSnapshot: String? = nil, lastBackupBytes: Int64? = nil,
+    lastBackupStoredBytes: Int64? = nil, lastBackupDurationSeconds: Double? = nil, rpoAgeSeconds: Int64? = nil,
+    rpoTargetSeconds: Int64? = nil, rpoSource: String? = nil, effectiveSchedule: String? = nil,
+    scheduleSource: String? = nil, nextScheduledRun: Date? = nil, lastKeyRotation: Date? = nil,
+    nextKeyRotation: Date? = nil, lastHandledTrigger: String? = nil, backupNamespace: String? = nil,
+    lastFailure: String? = nil
+  ) {
+    self.observedGeneration = observedGeneration
+    self.conditions = conditions
+    self.lastSuccessfulBackup = lastSuccessfulBackup
+    self.lastBackupAttempt = lastBackupAttempt
+    self.lastSnapshot = lastSnapshot
+    self.lastBackupBytes = lastBackupBytes
+    self.lastBackupStoredBytes = lastBackupStoredBytes
+    self.lastBackupDurationSeconds = lastBackupDurationSeconds
+    self.rpoAgeSeconds = rpoAgeSeconds
+    self.rpoTargetSeconds = rpoTargetSeconds
+    self.rpoSource = rpoSource
+    self.effectiveSchedule = effectiveSchedule
+    self.scheduleSource = scheduleSource
+    self.nextScheduledRun = nextScheduledRun
+    self.lastKeyRotation = lastKeyRotation
+    self.nextKeyRotation = nextKeyRotation
+    self.lastHandledTrigger = lastHandledTrigger
+    self.backupNamespace = backupNamespace
+    self.lastFailure = lastFailure
+  }
+}
+
+/// Condition types of a BackupPolicy.
+public enum BackupPolicyCondition {
+  public static let ready = "Ready"
+  public static let scheduleActive = "ScheduleActive"
+  public static let lastBackupSucceeded = "LastBackupSucceeded"
+  public static let rpoMet = "RPOMet"
+  public static let keyRotationDue = "KeyRotationDue"
+}

@@ -1,0 +1,171 @@
+import Foundation
+
+/// Checks the schema cannot express on Kubernetes 1.20 (no CEL): cron ranges, durations, "exactly one of" for
+/// objects built in code, per-action step fields and unique names. Each error names the field.
+public enum SpecValidation {
+  static func exactlyOne(_ set: [String], of all: [String], at field: String) -> [SpecError] {
+    if set.count == 1 { return [] }
+    let options = all.joined(separator: ", ")
+    if set.isEmpty { return [SpecError(field: field, message: "set exactly one of \(options); none is set")] }
+    return [
+      SpecError(
+        field: field, message: "set exactly one of \(options); \(set.joined(separator: " and ")) are all set")
+    ]
+  }
+
+  static func duration(_ text: String?, at field: String, positive: Bool = true) -> [SpecError] {
+    guard let text else { return [] }
+    do {
+      let s = try DurationText.parseSeconds(text, field: field)
+      if positive && s == 0 { return [SpecError(field: field, message: "must be longer than 0s")] }
+      return []
+    } catch {
+      return [SpecError(field: field, message: error.description)]
+    }
+  }
+
+  static func container(_ c: ContainerSpec?, at field: String) -> [SpecError] {
+    guard let c else { return [] }
+    var errors: [SpecError] = []
+    if c.image.isEmpty { errors.append(SpecError(field: "\(field).image", message: "must not be empty")) }
+    for (i, e) in (c.env ?? []).enumerated() where e.value != nil && e.valueFrom != nil {
+      errors.append(SpecError(field: "\(field).env[\(i)]", message: "set value or valueFrom, not both"))
+    }
+    return errors
+  }
+
+  static func restoreDestination(_ d: RestoreDestination, at field: String) -> [SpecError] {
+    var set: [String] = []
+    if d.pvc != nil { set.append("pvc") }
+    if d.command != nil { set.append("command") }
+    return exactlyOne(set, of: ["pvc", "command"], at: field) + container(d.command, at: "\(field).command")
+  }
+
+  /// Validates a BackupPolicy spec.
+  public static func validate(_ spec: BackupPolicySpec) -> [SpecError] {
+    var errors: [SpecError] = []
+    if let s = spec.schedule {
+      do {
+        _ = try CronSchedule(s)
+      } catch {
+        errors.append(SpecError(field: "spec.schedule", message: error.description))
+      }
+    }
+    errors += duration(spec.rpo, at: "spec.rpo")
+    errors += duration(spec.retention?.maxAge, at: "spec.retention.maxAge")
+    var sources: [String] = []
+    if spec.source.pvc != nil { sources.append("pvc") }
+    if spec.source.command != nil { sources.append("command") }
+    errors += exactlyOne(sources, of: ["pvc", "command"], at: "spec.source")
+    errors += container(spec.source.command, at: "spec.source.command")
+    errors += exactlyOne(
+      spec.repository.configuredBackends, of: ["s3", "gcs", "azure", "local"], at: "spec.repository")
+    errors += exactlyOne(
+      spec.encryption.kms.configuredKinds, of: ["vaultTransit", "awsKms", "localKeySecretRef"],
+      at: "spec.encryption.kms")
+    if let days = spec.encryption.keyRotationDays, !(1...90).contains(days) {
+      errors.append(SpecError(field: "spec.encryption.keyRotationDays", message: "must be 1-90, got \(days)"))
+    }
+    if let lock = spec.repository.s3?.objectLock, lock.days < 1 {
+      errors.append(SpecError(field: "spec.repository.s3.objectLock.days", message: "must be at least 1"))
+    }
+    if let r = spec.retention {
+      let counts: [(String, Int32?)] = [
+        ("keepLast", r.keepLast), ("keepHourly", r.keepHourly), ("keepDaily", r.keepDaily),
+        ("keepWeekly", r.keepWeekly), ("keepMonthly", r.keepMonthly), ("keepYearly", r.keepYearly),
+      ]
+      for (name, value) in counts {
+        if let v = value, v < 0 {
+          errors.append(SpecError(field: "spec.retention.\(name)", message: "must be at least 0, got \(v)"))
+        }
+      }
+    }
+    return errors
+  }
+
+  /// Validates a RecoveryPlan spec, including the fields each step's action needs.
+  public static func validate(_ spec: RecoveryPlanSpec) -> [SpecError] {
+    var errors = duration(spec.rtoTarget, at: "spec.rtoTarget")
+    if spec.procedures.isEmpty {
+      errors.append(SpecError(field: "spec.procedures", message: "needs at least one procedure"))
+    }
+    var procedureNames = Set<String>()
+    for (pi, procedure) in spec.procedures.enumerated() {
+      let pf = "spec.procedures[\(pi)]"
+      if !procedureNames.insert(procedure.name).inserted {
+        errors.append(SpecError(field: "\(pf).name", message: "duplicate procedure name '\(procedure.name)'"))
+      }
+      if procedure.steps.isEmpty { errors.append(SpecError(field: "\(pf).steps", message: "needs at least one step")) }
+      var stepNames = Set<String>()
+      for (si, step) in procedure.steps.enumerated() {
+        let sf = "\(pf).steps[\(si)]"
+        if !stepNames.insert(step.name).inserted {
+          errors.append(SpecError(field: "\(sf).name", message: "duplicate step name '\(step.name)'"))
+        }
+        errors += duration(step.timeout, at: "\(sf).timeout")
+        if let r = step.retries, !(0...10).contains(r) {
+          errors.append(SpecError(field: "\(sf).retries", message: "must be 0-10, got \(r)"))
+        }
+        func need(_ present: Bool, _ name: String) {
+          if !present {
+            errors.append(SpecError(field: "\(sf).\(name)", message: "action \(step.action.rawValue) needs \(name)"))
+          }
+        }
+        switch step.action {
+        case .scaleDown, .scaleUp, .waitReady:
+          need(!(step.targets ?? []).isEmpty, "targets")
+        case .restore:
+          need(step.restore != nil, "restore")
+          if let r = step.restore {
+            errors += restoreDestination(r.into, at: "\(sf).restore.into")
+            if r.beforeTime != nil, let snap = r.snapshot, snap != "latest" {
+              errors.append(
+                SpecError(
+                  field: "\(sf).restore.beforeTime", message: "set either a snapshot id or beforeTime, not both"))
+            }
+          }
+        case .verify:
+          need(step.verify != nil, "verify")
+          if let q = step.verify?.databaseQuery {
+            errors += container(ContainerSpec(image: q.image, env: q.env), at: "\(sf).verify.databaseQuery")
+          }
+        case .job:
+          need(step.job != nil, "job")
+          errors += container(step.job, at: "\(sf).job")
+        }
+      }
+    }
+    return errors
+  }
+
+  /// Validates a DRDrill spec.
+  public static func validate(_ spec: DRDrillSpec) -> [SpecError] {
+    var errors: [SpecError] = []
+    if let s = spec.schedule, DrillPreset(rawValue: s) == nil {
+      do {
+        _ = try CronSchedule(s)
+      } catch {
+        errors.append(SpecError(field: "spec.schedule", message: error.description))
+      }
+    }
+    var targets: [String] = []
+    if spec.target.backupPolicyRef != nil { targets.append("backupPolicyRef") }
+    if spec.target.recoveryPlanRef != nil { targets.append("recoveryPlanRef") }
+    errors += exactlyOne(targets, of: ["backupPolicyRef", "recoveryPlanRef"], at: "spec.target")
+    if let r = spec.restore { errors += restoreDestination(r, at: "spec.restore") }
+    errors += duration(spec.timeout, at: "spec.timeout")
+    if let h = spec.historyLimit, !(1...100).contains(h) {
+      errors.append(SpecError(field: "spec.historyLimit", message: "must be 1-100, got \(h)"))
+    }
+    if let v = spec.verification {
+      if let p = v.maxPerformanceDegradationPercent, !(0...100).contains(p) {
+        errors.append(
+          SpecError(field: "spec.verification.maxPerformanceDegradationPercent", message: "must be 0-100, got \(p)"))
+      }
+      if let s = v.minComplianceScore, !(0...100).contains(s) {
+        errors.append(SpecError(field: "spec.verification.minComplianceScore", message: "must be 0-100, got \(s)"))
+      }
+    }
+    return errors
+  }
+}
