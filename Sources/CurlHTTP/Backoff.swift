@@ -9,7 +9,9 @@ public struct ExponentialBackoff: Sendable, Hashable {
   /// Fraction of the delay that is randomized, 0...1.
   public var jitter: Double
 
-  public init(base: Duration = .milliseconds(800), max: Duration = .seconds(30), factor: Double = 2, jitter: Double = 0.5) {
+  public init(
+    base: Duration = .milliseconds(800), max: Duration = .seconds(30), factor: Double = 2, jitter: Double = 0.5
+  ) {
     self.base = base
     self.max = max
     self.factor = factor

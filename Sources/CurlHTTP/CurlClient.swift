@@ -47,7 +47,10 @@ public final class CurlClient: Sendable {
   /// transfer pauses until it catches up. Ending iteration early aborts the transfer.
   public func stream(_ request: HTTPRequest, bufferedChunks: Int = 16) async throws -> HTTPStreamingResponse {
     let (body, continuation) = AsyncThrowingStream<Data, Error>.makeStream(bufferingPolicy: .unbounded)
-    let credits = DispatchSemaphore(value: bufferedChunks)
+    // Start at 0 and add the credits: libdispatch traps when a semaphore is freed while its value
+    // is below the value it was created with, which is the case after a body is not read to the end.
+    let credits = DispatchSemaphore(value: 0)
+    for _ in 0..<max(1, bufferedChunks) { credits.signal() }
     let sink = StreamSink(continuation: continuation, credits: credits)
     let ctx = TransferContext(stream: sink)
     continuation.onTermination = { _ in
@@ -115,11 +118,9 @@ public final class CurlClient: Sendable {
     _ = botrt_curl_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1)
     _ = botrt_curl_setopt_string(h, CURLOPT_ACCEPT_ENCODING, "")
     if verbose { _ = botrt_curl_setopt_long(h, CURLOPT_VERBOSE, 1) }
-    _ = botrt_curl_setopt_long(
-      h, CURLOPT_CONNECTTIMEOUT_MS, max(1, Int(request.connectTimeout.components.seconds * 1000)))
+    _ = botrt_curl_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, curlMilliseconds(request.connectTimeout))
     if let t = request.timeout {
-      let ms = t.components.seconds * 1000 + t.components.attoseconds / 1_000_000_000_000_000
-      _ = botrt_curl_setopt_long(h, CURLOPT_TIMEOUT_MS, max(1, Int(ms)))
+      _ = botrt_curl_setopt_long(h, CURLOPT_TIMEOUT_MS, curlMilliseconds(t))
     }
     if let lst = request.lowSpeedTime {
       _ = botrt_curl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, max(1, Int(lst.components.seconds)))
@@ -246,6 +247,10 @@ public struct HTTPStreamingResponse: Sendable {
 }
 
 /// The body of a streaming response; each element is one chunk as libcurl delivered it.
+///
+/// The body is read once. The transfer is aborted when its iterator is dropped before the end
+/// (a `break` out of `for try await`), or when the response is dropped without its body being read:
+/// either terminates the underlying stream, whose termination handler cancels the transfer.
 public struct HTTPBodyStream: AsyncSequence, Sendable {
   public typealias Element = Data
   let base: AsyncThrowingStream<Data, Error>
@@ -254,6 +259,7 @@ public struct HTTPBodyStream: AsyncSequence, Sendable {
   public struct AsyncIterator: AsyncIteratorProtocol {
     var inner: AsyncThrowingStream<Data, Error>.AsyncIterator
     let credits: DispatchSemaphore
+
     public mutating func next() async throws -> Data? {
       let v = try await inner.next()
       if v != nil { credits.signal() }
@@ -267,6 +273,14 @@ public struct HTTPBodyStream: AsyncSequence, Sendable {
 }
 
 // MARK: - Internals
+
+/// A duration in whole milliseconds for libcurl's `*_MS` options, at least 1 (0 would mean "no limit").
+func curlMilliseconds(_ d: Duration) -> Int {
+  let (seconds, attoseconds) = d.components
+  if seconds < 0 { return 1 }
+  if seconds > 1_000_000_000 { return 1_000_000_000_000 }
+  return max(1, Int(seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+}
 
 /// Reads a NUL-terminated C string as UTF-8.
 func cString(_ p: UnsafePointer<CChar>?) -> String {
@@ -374,7 +388,11 @@ private func curlHeaderCallback(
   let n = size * nmemb
   let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: n), as: UTF8.self)
     .trimmingCharacters(in: .whitespacesAndNewlines)
-  if line.hasPrefix("HTTP/") {
+  if line.isEmpty {
+    // End of a header block. A final (non-1xx) head is complete: streaming callers get it now,
+    // even when the body starts much later (a watch with no events yet).
+    if ctx.stream != nil && ctx.status >= 200 { ctx.resolveHead(.success((ctx.status, ctx.headers))) }
+  } else if line.hasPrefix("HTTP/") {
     // A new response head (after 100-continue or a proxy): start over.
     ctx.headers = [:]
     let parts = line.split(separator: " ")
