@@ -1,1 +1,4 @@
-print("botrt-engine")
+import EngineCLI
+import Foundation
+
+exit(await EngineMain.run(Array(CommandLine.arguments.dropFirst())))

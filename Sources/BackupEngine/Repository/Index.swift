@@ -48,7 +48,7 @@ public final class MasterIndex: @unchecked Sendable {
 
 extension Repository {
   /// Loads every index file. With `collectErrors`, damaged index files are reported instead of thrown.
-  func loadIndex(collectErrors: Bool = false) async throws -> (MasterIndex, [EngineError]) {
+  public func loadIndex(collectErrors: Bool = false) async throws -> (MasterIndex, [EngineError]) {
     let idx = MasterIndex()
     let objs = try await store.list(prefix: "index/")
     var errors: [EngineError] = []

@@ -1,0 +1,270 @@
+import ArgumentParser
+import BackupEngine
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A command body that fills a result; errors are mapped to exit codes by `EngineMain`.
+protocol EngineCommand: AsyncParsableCommand {
+  var repoOptions: RepoOptions { get }
+  var commandName: String { get }
+  func execute(_ result: inout CommandResult) async throws
+}
+
+/// Runs an operation holding a repository lock, flushing the audit trail whatever happens.
+func withLockedRepo<T>(
+  _ repo: Repository, exclusive: Bool, _ body: () async throws -> T
+) async throws -> T {
+  let lock = try await repo.lock(exclusive: exclusive)
+  do {
+    let r = try await body()
+    await lock.release()
+    try await repo.audit.flush()
+    return r
+  } catch {
+    await lock.release()
+    repo.audit.record("failed", outcome: "failure", details: ["error": "\(error)"])
+    do { try await repo.audit.flush() } catch {
+      FileHandle.standardError.write(Data("warning: could not store the audit trail: \(error)\n".utf8))
+    }
+    throw error
+  }
+}
+
+func fill(_ result: inout CommandResult, _ repo: Repository) {
+  result.keyUnwraps = repo.unwrapCount
+  result.keyWraps = repo.wrapCount
+}
+
+/// `botrt-engine init`.
+struct InitCommand: EngineCommand {
+  static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a repository.")
+  @OptionGroup var repoOptions: RepoOptions
+  @Option(name: .customLong("object-lock"), help: "compliance:DAYS or governance:DAYS (S3 Object Lock on every object).")
+  var objectLock: String?
+  var commandName: String { "init" }
+
+  func execute(_ result: inout CommandResult) async throws {
+    let ol = try objectLock.map { try ObjectLockConfig.parse($0) }
+    let repo = try await Repository.initialize(
+      store: try repoOptions.makeStore(), keyService: try repoOptions.makeKMS(), objectLock: ol,
+      logger: repoOptions.logger())
+    try await repo.audit.flush()
+    fill(&result, repo)
+  }
+}
+
+/// `botrt-engine backup`.
+struct BackupCommand: EngineCommand {
+  static let configuration = CommandConfiguration(commandName: "backup", abstract: "Back up paths or standard input.")
+  @OptionGroup var repoOptions: RepoOptions
+  @Option(name: .customLong("data-type"), help: "files, database or logs (selects the data key).")
+  var dataType = "files"
+  @Option(name: .customLong("tag"), help: "A K=V tag (repeatable).")
+  var tags: [String] = []
+  @Flag(help: "Back up standard input as one file.")
+  var stdin = false
+  @Option(name: .customLong("stdin-name"), help: "The file name to record for --stdin.")
+  var stdinName: String?
+  @Option(help: "Host name recorded in the snapshot (default: this host).")
+  var host: String?
+  @Argument(help: "Paths to back up; each is stored under its base name.")
+  var paths: [String] = []
+  var commandName: String { "backup" }
+
+  func validate() throws {
+    if stdin {
+      guard let n = stdinName, !n.isEmpty else { throw ValidationError("--stdin needs --stdin-name NAME") }
+      guard paths.isEmpty else { throw ValidationError("--stdin takes no paths") }
+    } else if paths.isEmpty {
+      throw ValidationError("give at least one PATH, or --stdin --stdin-name NAME")
+    }
+    guard KeyType(dataType: dataType) != nil else { throw ValidationError("--data-type must be files, database or logs") }
+    for t in tags where !t.contains("=") { throw ValidationError("--tag '\(t)' must be K=V") }
+  }
+
+  func execute(_ result: inout CommandResult) async throws {
+    var tagMap: [String: String] = [:]
+    for t in tags {
+      let p = t.split(separator: "=", maxSplits: 1)
+      tagMap[String(p[0])] = p.count > 1 ? String(p[1]) : ""
+    }
+    let repo = try await repoOptions.open()
+    var opts = BackupOptions(
+      paths: paths, dataType: KeyType(dataType: dataType)!, tags: tagMap, stdinName: stdin ? stdinName : nil,
+      progress: repoOptions.progressHandler())
+    if let host { opts.hostname = host }
+    let r = try await withLockedRepo(repo, exclusive: false) { try await repo.backup(opts) }
+    fill(&result, repo)
+    result.snapshotId = r.snapshotID.hex
+    result.files = r.files
+    result.bytesRead = r.bytesRead
+    result.bytesStored = r.bytesStored
+    result.dedupRatio = (r.dedupRatio * 10000).rounded() / 10000
+    result.errors = r.errors
+    if r.adoptedPacks > 0 { result.warnings.append("adopted \(r.adoptedPacks) packs left by an interrupted backup") }
+    if !r.errors.isEmpty { throw PartialBackupError(count: r.errors.count) }
+  }
+}
+
+/// `botrt-engine restore`.
+struct RestoreCommand: EngineCommand {
+  static let configuration = CommandConfiguration(commandName: "restore", abstract: "Restore a snapshot.")
+  @OptionGroup var repoOptions: RepoOptions
+  @Argument(help: "Snapshot id (or a unique prefix) or 'latest'.")
+  var snapshot: String
+  @Option(help: "Directory to restore into.")
+  var target: String?
+  @Flag(help: "Write the single selected file to standard output.")
+  var stdout = false
+  @Option(name: .customLong("path"), help: "Restore only this path (repeatable).")
+  var paths: [String] = []
+  var commandName: String { "restore" }
+
+  func validate() throws {
+    if (target == nil) == !stdout { throw ValidationError("give exactly one of --target DIR or --stdout") }
+  }
+
+  func execute(_ result: inout CommandResult) async throws {
+    let repo = try await repoOptions.open()
+    let r = try await withLockedRepo(repo, exclusive: false) { () -> RestoreResult in
+      let (snaps, _) = try await repo.loadSnapshotsChecked()
+      let s = try repo.findSnapshot(snapshot, in: snaps)
+      let index = try await repo.loadIndexForRestore()
+      return try await repo.restore(
+        s, index: index,
+        options: RestoreOptions(
+          target: target, stdoutFD: stdout ? 1 : nil, paths: paths, progress: repoOptions.progressHandler()))
+    }
+    fill(&result, repo)
+    result.snapshotId = r.snapshotID.hex
+    result.files = r.files
+    result.bytesRead = r.bytes
+  }
+}
+
+/// `botrt-engine verify`.
+struct VerifyCommand: EngineCommand {
+  static let configuration = CommandConfiguration(commandName: "verify", abstract: "Check the repository's integrity.")
+  @OptionGroup var repoOptions: RepoOptions
+  @Argument(help: "Snapshot to verify (default: all).")
+  var snapshot: String?
+  @Flag(help: "Verify all snapshots.")
+  var all = false
+  @Flag(name: .customLong("read-data"), help: "Read, decrypt, decompress and re-hash every pack.")
+  var readData = false
+  var commandName: String { "verify" }
+
+  func execute(_ result: inout CommandResult) async throws {
+    let repo = try await repoOptions.open()
+    let r = try await withLockedRepo(repo, exclusive: false) {
+      try await repo.verify(snapshotRef: all ? nil : snapshot, readData: readData, progress: repoOptions.progressHandler())
+    }
+    fill(&result, repo)
+    result.errors = r.errors
+    result.warnings = r.warnings
+    result.files = r.blobs
+    for e in r.errors { FileHandle.standardError.write(Data("error: \(e)\n".utf8)) }
+    if !r.errors.isEmpty {
+      throw EngineError.integrity(object: "repository", message: "\(r.errors.count) problems found; first: \(r.errors[0])")
+    }
+  }
+}
+
+/// `botrt-engine snapshots`.
+struct SnapshotsCommand: EngineCommand {
+  static let configuration = CommandConfiguration(commandName: "snapshots", abstract: "List snapshots.")
+  @OptionGroup var repoOptions: RepoOptions
+  var commandName: String { "snapshots" }
+
+  func execute(_ result: inout CommandResult) async throws {
+    let repo = try await repoOptions.open()
+    let (snaps, _) = try await repo.loadSnapshotsChecked()
+    fill(&result, repo)
+    result.snapshots = snaps.map {
+      let m = $0.manifest
+      return SnapshotSummary(
+        id: $0.id.hex, seq: m.seq, time: m.time, hostname: m.hostname, dataType: m.dataType, paths: m.paths, tags: m.tags,
+        files: m.summary.files, bytes: m.summary.bytes, errors: m.summary.errors, parent: m.parent)
+    }
+    if !repoOptions.json {
+      var out = "ID          SEQ  TIME                      HOST            TYPE      FILES      BYTES  PATHS\n"
+      for s in result.snapshots ?? [] {
+        out += "\(s.id.prefix(10))  \(s.seq)  \(s.time)  \(s.hostname)  \(s.dataType)  \(s.files)  \(s.bytes)  \(s.paths.joined(separator: ","))\n"
+      }
+      FileHandle.standardError.write(Data(out.utf8))
+    }
+  }
+}
+
+/// `botrt-engine forget`.
+struct ForgetCommand: EngineCommand {
+  static let configuration = CommandConfiguration(commandName: "forget", abstract: "Remove snapshots by policy.")
+  @OptionGroup var repoOptions: RepoOptions
+  @Option(name: .customLong("keep-last")) var keepLast = 0
+  @Option(name: .customLong("keep-hourly")) var keepHourly = 0
+  @Option(name: .customLong("keep-daily")) var keepDaily = 0
+  @Option(name: .customLong("keep-weekly")) var keepWeekly = 0
+  @Option(name: .customLong("keep-monthly")) var keepMonthly = 0
+  @Option(name: .customLong("keep-yearly")) var keepYearly = 0
+  @Option(name: .customLong("max-age"), help: "Remove snapshots older than this (24h, 90d, 7y).")
+  var maxAge: String?
+  @Flag(help: "Delete data no snapshot references any more.")
+  var prune = false
+  @Flag(name: .customLong("dry-run"), help: "Only report what would be removed.")
+  var dryRun = false
+  var commandName: String { "forget" }
+
+  func validate() throws {
+    if keepLast + keepHourly + keepDaily + keepWeekly + keepMonthly + keepYearly == 0 && maxAge == nil {
+      throw ValidationError("give at least one --keep-* rule or --max-age")
+    }
+  }
+
+  func execute(_ result: inout CommandResult) async throws {
+    var p = RetentionPolicy()
+    p.keepLast = keepLast
+    p.keepHourly = keepHourly
+    p.keepDaily = keepDaily
+    p.keepWeekly = keepWeekly
+    p.keepMonthly = keepMonthly
+    p.keepYearly = keepYearly
+    if let maxAge { p.maxAge = try RetentionPolicy.parseAge(maxAge) }
+    let repo = try await repoOptions.open()
+    let r = try await withLockedRepo(repo, exclusive: true) {
+      try await repo.forget(policy: p, prune: prune, dryRun: dryRun)
+    }
+    fill(&result, repo)
+    result.removed = r.removed
+    result.packsDeleted = r.packsDeleted
+    result.bytesStored = -r.bytesFreed
+    result.warnings = r.retained.map { "retained by Object Lock, not deleted yet: \($0)" }
+  }
+}
+
+/// `botrt-engine rotate-keys`.
+struct RotateKeysCommand: EngineCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "rotate-keys", abstract: "Rewrap the data keys under a new KEK (data untouched).")
+  @OptionGroup var repoOptions: RepoOptions
+  @Option(name: .customLong("new-kms"), help: "The new KMS URL.")
+  var newKms: String
+  var commandName: String { "rotate-keys" }
+
+  func execute(_ result: inout CommandResult) async throws {
+    let repo = try await repoOptions.open()
+    let newService = try repoOptions.makeKMS(newKms)
+    let w = try await withLockedRepo(repo, exclusive: true) { try await repo.rotateKeys(to: newService) }
+    fill(&result, repo)
+    result.warnings = w
+  }
+}
+
+extension Repository {
+  /// Loads snapshots, failing on any damaged one.
+  func loadSnapshotsChecked() async throws -> ([Snapshot], [EngineError]) { try await loadSnapshots() }
+  /// Loads the index, failing on a damaged index file.
+  func loadIndexForRestore() async throws -> MasterIndex { try await loadIndex().0 }
+}

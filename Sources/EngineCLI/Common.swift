@@ -1,0 +1,183 @@
+import ArgumentParser
+import BackupEngine
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Distinct process exit codes (documented in docs/repository-format.md section 15).
+public enum ExitCode {
+  public static let success: Int32 = 0
+  public static let other: Int32 = 1
+  public static let usage: Int32 = 2
+  public static let kms: Int32 = 3
+  public static let storage: Int32 = 4
+  public static let integrity: Int32 = 5
+  public static let partial: Int32 = 6
+
+  /// The exit code class of an error.
+  public static func of(_ error: any Error) -> Int32 {
+    switch error {
+    case let e as EngineError:
+      switch e {
+      case .usage, .snapshotNotFound: return usage
+      case .integrity, .unsupportedFormat: return integrity
+      case .noSpace, .io: return storage
+      case .locked, .failed: return other
+      }
+    case is KMSError: return kms
+    case is StorageError: return storage
+    case is CryptoError, is FormatError: return integrity
+    case is PartialBackupError: return partial
+    default: return other
+    }
+  }
+}
+
+/// Thrown after a backup that stored a snapshot but could not read every source.
+public struct PartialBackupError: Error, CustomStringConvertible {
+  public var count: Int
+  public var description: String { "backup finished but \(count) sources could not be read or changed while read" }
+}
+
+/// The one-line JSON result every command writes (stdout and --result-file).
+public struct CommandResult: Codable, Sendable {
+  public var command: String
+  public var ok: Bool = true
+  public var exitCode: Int32 = 0
+  public var snapshotId: String?
+  public var files: Int?
+  public var bytesRead: Int64?
+  public var bytesStored: Int64?
+  public var dedupRatio: Double?
+  public var durationSeconds: Double = 0
+  public var errors: [String] = []
+  public var warnings: [String] = []
+  public var keyUnwraps: Int = 0
+  public var keyWraps: Int = 0
+  public var snapshots: [SnapshotSummary]?
+  public var removed: [String]?
+  public var packsDeleted: Int?
+  public init(command: String) { self.command = command }
+}
+
+/// A snapshot as `snapshots --json` lists it.
+public struct SnapshotSummary: Codable, Sendable {
+  public var id: String
+  public var seq: Int
+  public var time: String
+  public var hostname: String
+  public var dataType: String
+  public var paths: [String]
+  public var tags: [String: String]
+  public var files: Int
+  public var bytes: Int64
+  public var errors: Int
+  public var parent: String?
+}
+
+/// Flags every repository command takes.
+public struct RepoOptions: ParsableArguments {
+  @Option(help: "Repository URL: file:///path, s3://bucket/prefix, gs://bucket/prefix, azblob://account/container/prefix (env BOTRT_REPO).")
+  var repo: String?
+  @Option(help: "KMS URL: file:///path/key, vault-transit://host:port/mount/key, awskms://keyId?region=... (env BOTRT_KMS).")
+  var kms: String?
+  @Option(name: .customLong("s3-endpoint"), help: "S3 endpoint URL (env BOTRT_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL).")
+  var s3Endpoint: String?
+  @Option(name: .customLong("s3-region"), help: "S3 region (env AWS_REGION, AWS_DEFAULT_REGION).")
+  var s3Region: String?
+  @Flag(name: .customLong("s3-path-style"), help: "Use path-style S3 URLs (env BOTRT_S3_PATH_STYLE=1).")
+  var s3PathStyle = false
+  @Option(name: .customLong("vault-token-file"), help: "File with the Vault token (else VAULT_TOKEN).")
+  var vaultTokenFile: String?
+  @Option(name: .customLong("vault-ca-file"), help: "PEM CA bundle for the Vault server (env VAULT_CACERT).")
+  var vaultCAFile: String?
+  @Option(name: .customLong("kms-endpoint"), help: "KMS endpoint override, e.g. for AWS KMS in tests (env BOTRT_AWSKMS_ENDPOINT).")
+  var kmsEndpoint: String?
+  @Flag(help: "Print progress as JSON lines on stderr.")
+  var json = false
+  @Option(name: .customLong("result-file"), help: "Write the one-line JSON result here (default /dev/termination-log when it exists).")
+  var resultFile: String?
+  @Flag(name: .shortAndLong, help: "No progress output.")
+  var quiet = false
+
+  public init() {}
+
+  var env: [String: String] { ProcessInfo.processInfo.environment }
+
+  func repoURL() throws -> String {
+    guard let r = repo ?? env["BOTRT_REPO"], !r.isEmpty else { throw EngineError.usage("--repo is required") }
+    return r
+  }
+
+  func kmsURL() throws -> String {
+    guard let k = kms ?? env["BOTRT_KMS"], !k.isEmpty else { throw EngineError.usage("--kms is required") }
+    return k
+  }
+
+  func storeOptions() -> StoreOptions {
+    let e = env
+    let pathStyle = s3PathStyle || ["1", "true", "yes"].contains((e["BOTRT_S3_PATH_STYLE"] ?? "").lowercased())
+    return StoreOptions(
+      endpoint: s3Endpoint ?? e["BOTRT_S3_ENDPOINT"] ?? e["AWS_ENDPOINT_URL_S3"] ?? e["AWS_ENDPOINT_URL"],
+      region: s3Region ?? e["AWS_REGION"] ?? e["AWS_DEFAULT_REGION"], pathStyle: pathStyle, environment: e)
+  }
+
+  func kmsOptions() -> KMSOptions {
+    let e = env
+    return KMSOptions(
+      environment: e, tokenFile: vaultTokenFile, caFile: vaultCAFile ?? e["VAULT_CACERT"],
+      endpoint: kmsEndpoint ?? e["BOTRT_AWSKMS_ENDPOINT"])
+  }
+
+  func makeStore() throws -> any ObjectStore { try makeObjectStore(url: try repoURL(), options: storeOptions()) }
+  func makeKMS(_ url: String? = nil) throws -> any KeyService {
+    try makeKeyService(url: try url ?? kmsURL(), options: kmsOptions())
+  }
+
+  func logger() -> Logger {
+    var l = Logger(label: "botrt-engine") { label in StreamLogHandler.standardError(label: label) }
+    l.logLevel = .warning
+    return l
+  }
+
+  /// Opens the repository.
+  func open() async throws -> Repository {
+    try await Repository.open(store: try makeStore(), keyService: try makeKMS(), logger: logger())
+  }
+
+  /// A progress printer: JSON lines, a TTY bar, or nothing.
+  func progressHandler() -> ProgressHandler? {
+    if quiet { return nil }
+    if json {
+      return { ev in
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        if let d = try? e.encode(ev) { FileHandle.standardError.write(d + Data("\n".utf8)) }
+      }
+    }
+    guard isatty(2) == 1 else { return nil }
+    return { ev in
+      let mb = Double(ev.bytesDone) / 1_048_576
+      var line = "\r\(ev.phase): \(ev.files) files, \(String(format: "%.1f", mb)) MiB"
+      if let t = ev.bytesTotal, t > 0 {
+        let frac = min(1, Double(ev.bytesDone) / Double(t))
+        let w = 30
+        let filled = Int(frac * Double(w))
+        line =
+          "\r\(ev.phase) [" + String(repeating: "#", count: filled) + String(repeating: " ", count: w - filled)
+          + "] \(Int(frac * 100))% \(String(format: "%.1f", mb)) MiB"
+      }
+      if ev.errors > 0 { line += ", \(ev.errors) errors" }
+      FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
+    }
+  }
+
+  /// Where the result goes: the flag, else /dev/termination-log when it exists.
+  func resultPath() -> String? {
+    if let r = resultFile { return r }
+    return FileManager.default.fileExists(atPath: "/dev/termination-log") ? "/dev/termination-log" : nil
+  }
+}

@@ -1,0 +1,79 @@
+import ArgumentParser
+import BackupEngine
+import Foundation
+
+/// The `botrt-engine` root command.
+public struct BotrtEngine: AsyncParsableCommand {
+  public static let configuration = CommandConfiguration(
+    commandName: "botrt-engine",
+    abstract: "Encrypted, deduplicated, signed backups to S3, GCS, Azure Blob and local storage.",
+    discussion: "Exit codes: 0 ok, 1 other, 2 usage, 3 KMS/key, 4 storage, 5 integrity, 6 partial backup.",
+    subcommands: [
+      InitCommand.self, BackupCommand.self, RestoreCommand.self, VerifyCommand.self, SnapshotsCommand.self,
+      ForgetCommand.self, RotateKeysCommand.self, BenchCommand.self,
+    ])
+  public init() {}
+}
+
+/// Parses arguments, runs the command, writes the result, returns the exit code.
+public enum EngineMain {
+  /// Runs `botrt-engine` with `arguments` (without the program name).
+  public static func run(_ arguments: [String]) async -> Int32 {
+    let parsed: any ParsableCommand
+    do { parsed = try BotrtEngine.parseAsRoot(arguments) } catch {
+      let code = BotrtEngine.exitCode(for: error)
+      let msg = BotrtEngine.fullMessage(for: error)
+      if code == .success {
+        print(msg)
+        return 0
+      }
+      FileHandle.standardError.write(Data((msg + "\n").utf8))
+      return ExitCode.usage
+    }
+    guard let cmd = parsed as? any EngineCommand else {
+      if var c = parsed as? any AsyncParsableCommand {
+        do { try await c.run() } catch {
+          FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+          return ExitCode.of(error)
+        }
+        return 0
+      }
+      print(BotrtEngine.helpMessage())
+      return 0
+    }
+    return await execute(cmd)
+  }
+
+  static func execute(_ cmd: any EngineCommand) async -> Int32 {
+    let start = Date()
+    var result = CommandResult(command: cmd.commandName)
+    var code: Int32 = 0
+    do {
+      try await cmd.execute(&result)
+    } catch {
+      code = ExitCode.of(error)
+      result.ok = code == ExitCode.partial
+      if !(error is PartialBackupError) { result.errors.append("\(error)") }
+      FileHandle.standardError.write(Data("\nerror: \(error)\n".utf8))
+    }
+    result.exitCode = code
+    result.durationSeconds = (Date().timeIntervalSince(start) * 1000).rounded() / 1000
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    let line: Data
+    do { line = try enc.encode(result) + Data("\n".utf8) } catch {
+      FileHandle.standardError.write(Data("error: cannot encode the result: \(error)\n".utf8))
+      return code == 0 ? ExitCode.other : code
+    }
+    let toStderr = (cmd as? RestoreCommand)?.stdout ?? false
+    if !cmd.repoOptions.quiet || !toStderr {
+      (toStderr ? FileHandle.standardError : FileHandle.standardOutput).write(line)
+    }
+    if let path = cmd.repoOptions.resultPath() {
+      if !FileManager.default.createFile(atPath: path, contents: line) {
+        FileHandle.standardError.write(Data("warning: could not write the result to \(path)\n".utf8))
+      }
+    }
+    return code
+  }
+}
