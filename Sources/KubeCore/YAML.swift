@@ -122,7 +122,7 @@ public enum YAML {
 
   private enum Frame {
     case sequence([JSONValue], anchor: String?)
-    case mapping([String: JSONValue], key: String?, keyIsMerge: Bool, anchor: String?, line: Int)
+    case mapping([String: JSONValue], merged: [String: JSONValue], key: String?, keyIsMerge: Bool, anchor: String?)
   }
 
   private struct Builder {
@@ -166,9 +166,11 @@ public enum YAML {
         try add(v, rawKey: nil, isMergeKey: false, line: line, column: column)
       case YAML_MAPPING_START_EVENT:
         stack.append(
-          .mapping([:], key: nil, keyIsMerge: false, anchor: anchorName(event.data.mapping_start.anchor), line: line))
+          .mapping([:], merged: [:], key: nil, keyIsMerge: false, anchor: anchorName(event.data.mapping_start.anchor)))
       case YAML_MAPPING_END_EVENT:
-        guard case .mapping(let o, _, _, let anchor, _)? = stack.popLast() else { return }
+        guard case .mapping(var o, let merged, _, _, let anchor)? = stack.popLast() else { return }
+        // Keys given explicitly win over keys merged in with <<.
+        for (k, mv) in merged where o[k] == nil { o[k] = mv }
         let v = JSONValue.object(o)
         if let a = anchor { anchors[a] = v }
         try add(v, rawKey: nil, isMergeKey: false, line: line, column: column)
@@ -214,7 +216,7 @@ public enum YAML {
       case .sequence(var items, let anchor):
         items.append(value)
         stack.append(.sequence(items, anchor: anchor))
-      case .mapping(var o, let key, let keyIsMerge, let anchor, let mline):
+      case .mapping(var o, var merged, let key, let keyIsMerge, let anchor):
         if let key {
           if keyIsMerge {
             let sources: [JSONValue]
@@ -223,12 +225,12 @@ public enum YAML {
               guard case .object(let so) = src else {
                 throw YAMLError(file: file, line: line, column: column, message: "a merge key (<<) needs a mapping")
               }
-              for (k, v) in so where o[k] == nil { o[k] = v }
+              for (k, v) in so where merged[k] == nil { merged[k] = v }
             }
           } else {
             o[key] = value
           }
-          stack.append(.mapping(o, key: nil, keyIsMerge: false, anchor: anchor, line: mline))
+          stack.append(.mapping(o, merged: merged, key: nil, keyIsMerge: false, anchor: anchor))
         } else {
           let k: String
           switch value {
@@ -241,7 +243,7 @@ public enum YAML {
           if o[k] != nil && !isMergeKey {
             throw YAMLError(file: file, line: line, column: column, message: "duplicate key \"\(k)\"")
           }
-          stack.append(.mapping(o, key: k, keyIsMerge: isMergeKey, anchor: anchor, line: mline))
+          stack.append(.mapping(o, merged: merged, key: k, keyIsMerge: isMergeKey, anchor: anchor))
         }
       }
     }
