@@ -104,9 +104,9 @@ struct SigV4: Sendable {
   {
     var path = r.encodedPath.isEmpty ? "/" : r.encodedPath
     if doubleEncodePath { path = Self.encode(path, keepSlash: true) }
-    let query = r.query.map { (Self.encode($0.name), Self.encode($0.value)) }
-      .sorted { $0.0 == $1.0 ? $0.1 < $1.1 : $0.0 < $1.0 }
-      .map { "\($0.0)=\($0.1)" }.joined(separator: "&")
+    var pairs: [(String, String)] = r.query.map { (Self.encode($0.name), Self.encode($0.value)) }
+    pairs.sort { (a: (String, String), b: (String, String)) -> Bool in a.0 == b.0 ? a.1 < b.1 : a.0 < b.0 }
+    let query = pairs.map { (p: (String, String)) -> String in p.0 + "=" + p.1 }.joined(separator: "&")
     var canon: [String: String] = [:]
     for (name, value) in headers {
       let n = name.lowercased()

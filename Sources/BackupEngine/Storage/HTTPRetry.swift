@@ -1,0 +1,167 @@
+import CurlHTTP
+import Foundation
+
+/// How storage and KMS clients retry: bounded attempts, jittered exponential backoff, stall detection.
+public struct RetryPolicy: Sendable, Hashable {
+  /// Total attempts per request, including the first.
+  public var maxAttempts: Int
+  public var backoff: ExponentialBackoff
+  /// Deadline for one whole exchange (a large upload needs minutes).
+  public var requestTimeout: Duration
+  /// Abort an attempt when less than 1 byte/s flows for this long (a stalled server or network).
+  public var lowSpeedTime: Duration?
+  public var connectTimeout: Duration
+
+  public init(
+    maxAttempts: Int = 6, backoff: ExponentialBackoff = ExponentialBackoff(base: .milliseconds(250), max: .seconds(15)),
+    requestTimeout: Duration = .seconds(600), lowSpeedTime: Duration? = .seconds(30),
+    connectTimeout: Duration = .seconds(10)
+  ) {
+    self.maxAttempts = max(1, maxAttempts)
+    self.backoff = backoff
+    self.requestTimeout = requestTimeout
+    self.lowSpeedTime = lowSpeedTime
+    self.connectTimeout = connectTimeout
+  }
+
+  /// The default for object stores and KMS calls.
+  public static let standard = RetryPolicy()
+}
+
+/// Every attempt of a request failed with a retryable error (5xx, 429, reset, stall, timeout).
+struct RetriesExhausted: Error, Sendable, CustomStringConvertible {
+  /// The last failure, without credentials (URLs are stripped of their query).
+  var message: String
+  var attempts: Int
+  /// Whether the last failure was below HTTP (no response at all).
+  var transport: Bool
+  var description: String { "\(message) (after \(attempts) attempts)" }
+}
+
+/// Whether an HTTP status is worth retrying: throttling and server-side failures.
+func isRetryableStatus(_ status: Int) -> Bool {
+  status == 408 || status == 429 || status == 500 || status == 502 || status == 503 || status == 504
+}
+
+/// Sends a request built afresh for every attempt (signatures carry a timestamp) and retries transport
+/// failures and retryable responses with jittered backoff.
+///
+/// Returns the first response that is not retryable. `retryable` can mark more responses as transient
+/// (AWS's throttling errors arrive as 400). Non-retryable transport errors (TLS, a bad URL) are thrown
+/// as they are; exhausted retries throw `RetriesExhausted`.
+func sendWithRetry(
+  _ client: CurlClient, policy: RetryPolicy, retryable: (HTTPResponse) -> Bool = { isRetryableStatus($0.status) },
+  build: () throws -> HTTPRequest
+) async throws -> HTTPResponse {
+  var attempt = 0
+  while true {
+    try Task.checkCancellation()
+    var request = try build()
+    request.timeout = policy.requestTimeout
+    request.connectTimeout = policy.connectTimeout
+    request.lowSpeedTime = policy.lowSpeedTime
+    let failure: String
+    let transport: Bool
+    var retryAfter: Duration? = nil
+    do {
+      let response = try await client.send(request)
+      if !retryable(response) { return response }
+      failure = "\(request.method) \(HTTPTransportError.redact(request.url)) answered HTTP \(response.status)"
+        + errorSnippet(response.body)
+      transport = false
+      retryAfter = parseRetryAfter(response.header("retry-after"))
+    } catch let e as HTTPTransportError where e.isRetryable {
+      failure = "\(request.method) \(e.description)"
+      transport = true
+    }
+    attempt += 1
+    if attempt >= policy.maxAttempts {
+      throw RetriesExhausted(message: failure, attempts: attempt, transport: transport)
+    }
+    var delay = policy.backoff.delay(attempt: attempt - 1)
+    if let ra = retryAfter, ra > delay { delay = min(ra, policy.backoff.max) }
+    try await Task.sleep(for: delay)
+  }
+}
+
+/// A short, printable excerpt of an error body for messages (service error bodies carry no secrets).
+func errorSnippet(_ body: Data) -> String {
+  guard !body.isEmpty else { return "" }
+  let text = String(decoding: body.prefix(300), as: UTF8.self)
+    .replacingOccurrences(of: "\n", with: " ").trimmingCharacters(in: .whitespaces)
+  return text.isEmpty ? "" : ": \(text)"
+}
+
+/// The scheme, host and port of an endpoint URL such as "http://127.0.0.1:5000".
+struct Endpoint: Sendable, Hashable {
+  var scheme: String
+  var host: String
+  var port: Int?
+  /// A base path the endpoint carries (Azurite-style "http://127.0.0.1:10000/devstoreaccount1"), without a trailing "/".
+  var basePath: String
+
+  /// "host" or "host:port" when the port is not the scheme's default.
+  var authority: String {
+    guard let port else { return host }
+    if (scheme == "http" && port == 80) || (scheme == "https" && port == 443) { return host }
+    return "\(host):\(port)"
+  }
+
+  /// Whether the host is an IP address or localhost (virtual-hosted addressing cannot work there).
+  var isLocal: Bool {
+    host == "localhost" || host.allSatisfy { $0.isNumber || $0 == "." } || host.contains(":")
+  }
+
+  /// Parses "scheme://host[:port][/path]"; nil when it is not such a URL.
+  init?(_ string: String) {
+    guard let c = URLComponents(string: string), let scheme = c.scheme?.lowercased(), scheme == "http" || scheme == "https",
+      let host = c.host, !host.isEmpty
+    else { return nil }
+    self.scheme = scheme
+    self.host = host
+    self.port = c.port
+    var p = c.percentEncodedPath
+    while p.hasSuffix("/") { p.removeLast() }
+    self.basePath = p
+  }
+
+  init(scheme: String, host: String, port: Int? = nil, basePath: String = "") {
+    self.scheme = scheme
+    self.host = host
+    self.port = port
+    self.basePath = basePath
+  }
+}
+
+/// The value of a query item of a URL, or nil.
+func queryValue(_ c: URLComponents, _ names: String...) -> String? {
+  for n in names {
+    if let v = c.queryItems?.first(where: { $0.name.lowercased() == n.lowercased() })?.value, !v.isEmpty { return v }
+  }
+  return nil
+}
+
+/// Parses a boolean setting ("1", "true", "yes", "on" / "0", "false", "no", "off").
+func parseBool(_ s: String?) -> Bool? {
+  guard let s = s?.lowercased() else { return nil }
+  if ["1", "true", "yes", "on"].contains(s) { return true }
+  if ["0", "false", "no", "off"].contains(s) { return false }
+  return nil
+}
+
+/// The first non-empty value among environment variables.
+func firstEnv(_ env: [String: String], _ names: String...) -> String? {
+  for n in names { if let v = env[n], !v.isEmpty { return v } }
+  return nil
+}
+
+/// A JSON object from a response body, or nil when the body is empty or not a JSON object (the caller then
+/// reports the HTTP status instead).
+func jsonObject(_ data: Data) -> [String: Any]? {
+  guard !data.isEmpty else { return nil }
+  do {
+    return try JSONSerialization.jsonObject(with: data) as? [String: Any]
+  } catch {
+    return nil
+  }
+}
