@@ -1,0 +1,246 @@
+import Foundation
+import KubeCore
+import Logging
+import Synchronization
+
+/// What a reconcile asks for next. The reconciler does not learn why it ran; it reads the world and converges.
+public enum ReconcileResult: Sendable, Hashable {
+  /// Nothing scheduled: run again when the object or one of its children changes.
+  case awaitChange
+  /// Run again after this delay (e.g. a schedule's next fire time), even without a change.
+  case requeueAfter(Duration)
+}
+
+/// A reconcile error that retrying cannot fix (e.g. an invalid spec); it is logged and not requeued.
+public protocol TerminalReconcileError: Error {}
+
+/// A terminal error carrying a message.
+public struct TerminalError: TerminalReconcileError, CustomStringConvertible {
+  public var message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}
+
+/// Maps a child object to the keys of the parents to reconcile.
+public typealias KeyMapper<Child> = @Sendable (Child) -> [ObjectKey]
+
+/// Ready-made mappers from children to owners.
+public enum Mappers {
+  /// The owners of kind `kind` (and apiVersion `apiVersion` when given) named by the child's ownerReferences;
+  /// owner references cannot cross namespaces, so the owner is in the child's namespace (nil for cluster scope
+  /// when `ownerNamespaced` is false).
+  public static func owners<Child: KubeObject>(
+    kind: String, apiVersion: String? = nil, ownerNamespaced: Bool = true
+  ) -> KeyMapper<Child> {
+    { child in
+      (child.metadata.ownerReferences ?? []).filter { ref in
+        ref.kind == kind && (apiVersion == nil || ref.apiVersion == apiVersion)
+      }.map { ObjectKey(namespace: ownerNamespaced ? child.metadata.namespace : nil, name: $0.name) }
+    }
+  }
+
+  /// The owner named by labels: `nameLabel` holds its name and `namespaceLabel` its namespace; for children in
+  /// another namespace or cluster-scoped children (which owner references cannot express).
+  public static func labels<Child: KubeObject>(nameLabel: String, namespaceLabel: String?) -> KeyMapper<Child> {
+    { child in
+      guard let labels = child.metadata.labels, let name = labels[nameLabel], !name.isEmpty else { return [] }
+      let ns = namespaceLabel.flatMap { labels[$0] }
+      if namespaceLabel != nil && ns == nil { return [] }
+      return [ObjectKey(namespace: ns, name: name)]
+    }
+  }
+}
+
+/// Something the manager runs: `run()` until done; `requestStop()` asks it to finish gracefully.
+public protocol Runnable: Sendable {
+  /// A name for logs.
+  var name: String { get }
+  /// Runs until stopped (or the task is cancelled).
+  func run() async
+  /// Stops taking new work; in-flight work finishes, then `run()` returns.
+  func requestStop() async
+}
+
+/// Settings of a controller.
+public struct ControllerOptions: Sendable {
+  /// Concurrent reconciles (of different keys; one key is never reconciled twice at once).
+  public var workers: Int
+  public var watcher: WatcherConfig
+  public var itemBackoff: ItemBackoff
+  /// Backoff of the watchers' retries.
+  public var watchBackoff: @Sendable () -> Backoff
+
+  public init(
+    workers: Int = 2, watcher: WatcherConfig = WatcherConfig(), itemBackoff: ItemBackoff = ItemBackoff(),
+    watchBackoff: @escaping @Sendable () -> Backoff = { Backoff() }
+  ) {
+    self.workers = max(1, workers)
+    self.watcher = watcher
+    self.itemBackoff = itemBackoff
+    self.watchBackoff = watchBackoff
+  }
+}
+
+/// A controller for one primary kind: a watcher feeding a cache and a work queue, watches of related kinds mapped
+/// back to primary keys, and N workers calling the reconciler.
+///
+/// Guarantees: a key is never reconciled twice at once (the queue hands a key to one worker at a time and
+/// re-queues it if it changed meanwhile); an error requeues the key with per-key exponential backoff unless it is
+/// a `TerminalReconcileError`; `.requeueAfter` schedules a delayed run; on stop, intake ends, in-flight
+/// reconciles finish, then `run()` returns.
+public final class Controller<Object: KubeObject>: Runnable {
+  /// The reconcile function: the key and the cache (the object is `store.get(key)`, nil when deleted).
+  public typealias Reconcile = @Sendable (ObjectKey, Store<Object>) async throws -> ReconcileResult
+
+  public let name: String
+  /// The cache of the primary kind.
+  public let store: Store<Object>
+  /// The controller's work queue.
+  public let queue: WorkQueue<ObjectKey>
+  private let options: ControllerOptions
+  private let clock: RuntimeClock
+  private let logger: Logger
+  private let reconcile: Reconcile
+  private let metricsRegistry: MetricsRegistry?
+  private let metrics: ControllerMetrics?
+  private let primary: @Sendable (Controller<Object>) async -> Void
+  private let related = Mutex<[@Sendable (Controller<Object>) async -> Void]>([])
+  private let stopEvent = AsyncEvent()
+
+  /// - Parameters:
+  ///   - source: the list/watch calls of the primary kind.
+  ///   - store: the cache to fill (pass one with indexers if reconcilers query by index).
+  public init<Source: WatchSource>(
+    name: String, source: Source, store: Store<Object> = Store(), options: ControllerOptions = ControllerOptions(),
+    clock: RuntimeClock = .continuous, logger: Logger, metrics: MetricsRegistry? = nil, reconcile: @escaping Reconcile
+  ) where Source.Object == Object {
+    self.name = name
+    self.store = store
+    self.options = options
+    self.clock = clock
+    var l = logger
+    l[metadataKey: "controller"] = "\(name)"
+    self.logger = l
+    self.reconcile = reconcile
+    self.metricsRegistry = metrics
+    self.metrics = metrics.map(ControllerMetrics.init)
+    self.queue = WorkQueue(name: name, clock: clock, itemBackoff: options.itemBackoff, metrics: metrics)
+    let watcherConfig = options.watcher
+    let backoff = options.watchBackoff
+    primary = { controller in
+      let watcher = Watcher(
+        source: source, config: watcherConfig, clock: clock, backoff: backoff, logger: controller.logger,
+        metrics: metrics)
+      await watcher.run { event in
+        controller.store.apply(event)
+        switch event {
+        case .restarted(let all):
+          for o in all { await controller.queue.add(ObjectKey(o)) }
+        case .applied(let o), .deleted(let o):
+          await controller.queue.add(ObjectKey(o))
+        }
+      }
+    }
+  }
+
+  /// Also watches `source` (a related kind) and reconciles the primary keys `mapper` returns for each change.
+  /// Call before `run()`.
+  public func watches<Source: WatchSource>(
+    _ source: Source, config: WatcherConfig = WatcherConfig(), mapper: @escaping KeyMapper<Source.Object>
+  ) {
+    let clock = self.clock
+    let backoff = options.watchBackoff
+    let metrics = metricsRegistry
+    related.withLock {
+      $0.append { controller in
+        let watcher = Watcher(
+          source: source, config: config, clock: clock, backoff: backoff, logger: controller.logger, metrics: metrics)
+        await watcher.run { event in
+          switch event {
+          case .restarted(let all):
+            for o in all { for k in mapper(o) { await controller.queue.add(k) } }
+          case .applied(let o), .deleted(let o):
+            for k in mapper(o) { await controller.queue.add(k) }
+          }
+        }
+      }
+    }
+  }
+
+  /// Runs watchers and workers until `requestStop()` (graceful) or cancellation (in-flight reconciles see it).
+  public func run() async {
+    logger.info("starting", metadata: ["workers": "\(options.workers)"])
+    let watchers = [primary] + related.withLock { $0 }
+    await withDiscardingTaskGroup { group in
+      for w in 0..<options.workers {
+        group.addTask { await self.worker(w) }
+      }
+      group.addTask {
+        await withDiscardingTaskGroup { intake in
+          for w in watchers { intake.addTask { await w(self) } }
+          await self.stopEvent.wait()
+          intake.cancelAll()
+        }
+        // Intake stopped: no new keys; workers finish what they hold, then `get()` returns nil.
+        await self.queue.shutDown()
+      }
+    }
+    logger.info("stopped")
+  }
+
+  /// Stops intake; in-flight reconciles finish, then `run()` returns.
+  public func requestStop() async { stopEvent.signal() }
+
+  private func worker(_ id: Int) async {
+    while let key = await queue.get() {
+      await process(key)
+      await queue.done(key)
+    }
+  }
+
+  private func process(_ key: ObjectKey) async {
+    var log = logger
+    log[metadataKey: "kind"] = "\(Object.self)"
+    if let ns = key.namespace { log[metadataKey: "namespace"] = "\(ns)" }
+    log[metadataKey: "name"] = "\(key.name)"
+    let start = clock.now()
+    let outcome: String
+    do {
+      let result = try await reconcile(key, store)
+      await queue.forget(key)
+      switch result {
+      case .awaitChange:
+        outcome = "success"
+        log.debug("reconciled", metadata: ["outcome": "\(outcome)"])
+      case .requeueAfter(let d):
+        outcome = "requeue"
+        await queue.addAfter(key, d)
+        log.debug("reconciled", metadata: ["outcome": "\(outcome)", "requeueAfter": "\(d)"])
+      }
+    } catch let e as TerminalReconcileError {
+      outcome = "terminal_error"
+      await queue.forget(key)
+      log.error("reconcile failed permanently; waiting for a change", metadata: ["outcome": "\(outcome)", "error": "\(e)"])
+    } catch {
+      outcome = "error"
+      await queue.addRateLimited(key)
+      let n = await queue.numRequeues(key)
+      log.warning(
+        "reconcile failed; requeued with backoff",
+        metadata: ["outcome": "\(outcome)", "error": "\(error)", "failures": "\(n)"])
+    }
+    metrics?.reconciles.inc([name, outcome])
+    metrics?.duration.observe(clock.now() - start, [name])
+  }
+}
+
+struct ControllerMetrics: Sendable {
+  let reconciles: Counter
+  let duration: Histogram
+
+  init(_ r: MetricsRegistry) {
+    reconciles = r.counter(
+      "botrt_reconcile_total", help: "Reconciles by controller and outcome.", labels: ["controller", "outcome"])
+    duration = r.histogram("botrt_reconcile_duration_seconds", help: "Reconcile duration.", labels: ["controller"])
+  }
+}
