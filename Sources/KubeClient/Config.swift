@@ -115,7 +115,8 @@ public struct ClientConfig: Sendable {
         namespace = try String(contentsOfFile: paths.namespace, encoding: .utf8)
           .trimmingCharacters(in: .whitespacesAndNewlines)
       } catch {
-        throw ConfigError(file: paths.namespace, field: "namespace", message: "cannot read: \(error)")
+        throw ConfigError(
+          file: paths.namespace, field: "namespace", message: "cannot read: \(Kubeconfig.reason(error))")
       }
     }
     return ClientConfig(
@@ -178,7 +179,8 @@ final class TokenSource: Sendable {
         text = try String(contentsOfFile: path, encoding: .utf8)
       } catch {
         throw KubeError.config(
-          ConfigError(file: path, field: "tokenFile", message: "cannot read the bearer token file: \(error)"))
+          ConfigError(
+            file: path, field: "tokenFile", message: "cannot read the bearer token file: \(Kubeconfig.reason(error))"))
       }
       let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
       state.withLock {

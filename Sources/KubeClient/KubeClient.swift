@@ -93,7 +93,8 @@ public final class KubeClient: Sendable {
       return try KubeJSON.decoder().decode(T.self, from: body)
     } catch let e as DecodingError {
       throw KubeError.decode(
-        DecodeFailure(typeName: String(describing: T.self), method: request.method, url: url(request), detail: describe(e)))
+        DecodeFailure(
+          typeName: String(describing: T.self), method: request.method, url: url(request), detail: describe(e)))
     } catch {
       throw KubeError.decode(
         DecodeFailure(

@@ -30,7 +30,8 @@ public struct APIError: Sendable, CustomStringConvertible {
     }
     switch reason {
     case .unauthorized:
-      s += ". The apiserver did not accept the credentials of \(userDescription ?? "the client")"
+      s +=
+        ". The apiserver did not accept the credentials of \(userDescription ?? "the client")"
         + " (expired or invalid token, or an untrusted client certificate); refresh them in the kubeconfig"
     case .forbidden:
       s += ". \(userDescription ?? "The client") lacks the RBAC permission; grant it with a Role/ClusterRole binding"

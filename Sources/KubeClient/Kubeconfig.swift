@@ -64,7 +64,7 @@ public struct Kubeconfig: Sendable {
         text = try String(contentsOfFile: path, encoding: .utf8)
       } catch {
         if paths.count > 1 && !FileManager.default.fileExists(atPath: path) { continue }
-        throw ConfigError(file: path, field: "KUBECONFIG", message: "cannot read the kubeconfig file: \(error)")
+        throw ConfigError(file: path, field: "KUBECONFIG", message: "cannot read the kubeconfig file: \(reason(error))")
       }
       loaded += 1
       merged.merge(try parse(text, file: path))
@@ -94,7 +94,8 @@ public struct Kubeconfig: Sendable {
     do {
       doc = try YAML.parse(text, file: file)
     } catch let e as YAMLError {
-      throw ConfigError(file: file, field: "line \(e.line), column \(e.column)", message: "malformed YAML: \(e.message)")
+      throw ConfigError(
+        file: file, field: "line \(e.line), column \(e.column)", message: "malformed YAML: \(e.message)")
     }
     var kc = Kubeconfig()
     kc.files = [file]
@@ -102,7 +103,7 @@ public struct Kubeconfig: Sendable {
     guard case .object = doc else {
       throw ConfigError(file: file, field: "<root>", message: "a kubeconfig must be a mapping")
     }
-    let dir = (file as NSString).deletingLastPathComponent
+    let dir = file.lastIndex(of: "/").map { String(file[..<$0]) } ?? ""
     func resolve(_ p: String) -> String {
       if p.isEmpty || p.hasPrefix("/") { return p }
       if p.hasPrefix("~/") { return NSHomeDirectory() + String(p.dropFirst(1)) }
@@ -188,7 +189,8 @@ public struct Kubeconfig: Sendable {
     let where_ = files.joined(separator: ":")
     guard let ctxName = name ?? currentContext, !ctxName.isEmpty else {
       throw ConfigError(
-        file: where_, field: "current-context", message: "is not set and no context was chosen; set one with"
+        file: where_, field: "current-context",
+        message: "is not set and no context was chosen; set one with"
           + " `kubectl config use-context NAME` (contexts: \(contexts.keys.sorted().joined(separator: ", ")))")
     }
     guard let ctx = contexts[ctxName] else {
@@ -274,11 +276,16 @@ public struct Kubeconfig: Sendable {
       userDescription: userDescription, caDescription: caDescription)
   }
 
+  /// A short reason for a file error (Foundation's descriptions of file errors are long or crash on Linux).
   static func reason(_ error: Error) -> String {
-    let ns = error as NSError
-    if let u = ns.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain {
-      return String(cString: strerror(Int32(u.code)))
+    if let e = error as? CocoaError {
+      switch e.code {
+      case .fileReadNoSuchFile, .fileNoSuchFile: return "no such file"
+      case .fileReadNoPermission: return "permission denied"
+      case .fileReadInapplicableStringEncoding: return "not UTF-8 text"
+      default: return "error \(e.code.rawValue)"
+      }
     }
-    return ns.localizedDescription
+    return String(describing: type(of: error))
   }
 }

@@ -220,7 +220,8 @@ public struct KubeRequest: Sendable, Hashable {
   /// The path with its percent-encoded query string.
   public var pathAndQuery: String {
     if query.isEmpty { return path }
-    return path + "?" + query.map { "\(KubeRequest.encode($0.name))=\(KubeRequest.encode($0.value))" }
+    return path + "?"
+      + query.map { "\(KubeRequest.encode($0.name))=\(KubeRequest.encode($0.value))" }
       .joined(separator: "&")
   }
 
@@ -230,7 +231,8 @@ public struct KubeRequest: Sendable, Hashable {
   /// The value of query parameter `name`.
   public func queryValue(_ name: String) -> String? { query.first { $0.name == name }?.value }
 
-  static let unreserved: Set<UInt8> = Set(Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8))
+  static let unreserved: Set<UInt8> = Set(
+    Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8))
 
   /// Percent-encodes everything but RFC 3986 unreserved characters.
   public static func encode(_ s: String) -> String {

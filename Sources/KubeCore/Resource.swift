@@ -61,7 +61,8 @@ public struct ResourceDescriptor: Sendable, Hashable, CustomStringConvertible {
   public static let customResourceDefinitions = ResourceDescriptor(
     group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions",
     kind: "CustomResourceDefinition", namespaced: false)
-  public static let jobs = ResourceDescriptor(group: "batch", version: "v1", plural: "jobs", kind: "Job", namespaced: true)
+  public static let jobs = ResourceDescriptor(
+    group: "batch", version: "v1", plural: "jobs", kind: "Job", namespaced: true)
   public static let networkPolicies = ResourceDescriptor(
     group: "networking.k8s.io", version: "v1", plural: "networkpolicies", kind: "NetworkPolicy", namespaced: true)
 }

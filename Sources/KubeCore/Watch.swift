@@ -126,7 +126,9 @@ public struct WatchDecodeError: Error, Sendable, CustomStringConvertible {
   public var underlying: String
   /// The start of the offending line (at most 200 characters).
   public var snippet: String
-  public var description: String { "cannot decode a watch event of \(typeName): \(underlying); line starts: \(snippet)" }
+  public var description: String {
+    "cannot decode a watch event of \(typeName): \(underlying); line starts: \(snippet)"
+  }
 }
 
 /// Decodes newline-delimited watch events from arbitrary byte chunks.
@@ -165,7 +167,8 @@ public func describe(_ error: DecodingError) -> String {
     return s.isEmpty ? "<root>" : s
   }
   switch error {
-  case .typeMismatch(let t, let c): return "type mismatch at \(path(c.codingPath)): expected \(t); \(c.debugDescription)"
+  case .typeMismatch(let t, let c):
+    return "type mismatch at \(path(c.codingPath)): expected \(t); \(c.debugDescription)"
   case .valueNotFound(let t, let c): return "missing value at \(path(c.codingPath)): expected \(t)"
   case .keyNotFound(let k, let c): return "missing key \(path(c.codingPath + [k]))"
   case .dataCorrupted(let c): return "invalid data at \(path(c.codingPath)): \(c.debugDescription)"

@@ -146,7 +146,8 @@ public enum YAML {
         root = nil
       case YAML_SCALAR_EVENT:
         let s = event.data.scalar
-        let text = s.value.map { String(decoding: UnsafeBufferPointer(start: $0, count: s.length), as: UTF8.self) } ?? ""
+        let text =
+          s.value.map { String(decoding: UnsafeBufferPointer(start: $0, count: s.length), as: UTF8.self) } ?? ""
         let tag = s.tag.map { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
         let value = try resolve(text, plain: s.style == YAML_PLAIN_SCALAR_STYLE, tag: tag, line: line, column: column)
         let isMergeKey = text == "<<" && s.style == YAML_PLAIN_SCALAR_STYLE

@@ -5,7 +5,8 @@ import Testing
 
 @Suite struct JSONValueTests {
   @Test func keepsIntegersExactAndDistinguishesDoubles() throws {
-    let v = try JSONValue(jsonData: Data(#"{"big":9007199254740993,"f":1.5,"b":true,"n":null,"s":"x","a":[1,"2"]}"#.utf8))
+    let v = try JSONValue(
+      jsonData: Data(#"{"big":9007199254740993,"f":1.5,"b":true,"n":null,"s":"x","a":[1,"2"]}"#.utf8))
     #expect(v["big"] == .int(9_007_199_254_740_993))
     #expect(v["f"] == .double(1.5))
     #expect(v["b"] == .bool(true))
@@ -42,7 +43,8 @@ import Testing
   }
 
   @Test func listItemsWithoutKindDecode() throws {
-    let json = #"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"9","continue":"tok"},"#
+    let json =
+      #"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"9","continue":"tok"},"#
       + #""items":[{"metadata":{"name":"a","namespace":"n","creationTimestamp":"2024-01-02T03:04:05Z"},"data":{"k":"v"}}]}"#
     let list = try KubeJSON.decoder().decode(KubeList<ConfigMap>.self, from: Data(json.utf8))
     #expect(list.metadata.continueToken == "tok")
@@ -52,8 +54,10 @@ import Testing
   }
 
   @Test func unstructuredKeepsUnknownMetadataFields() throws {
-    var u = try JSONValue(jsonData: Data(#"{"apiVersion":"x/v1","kind":"K","metadata":{"name":"a","selfLink":"/s"}}"#.utf8))
-      .decode(as: Unstructured.self)
+    var u = try JSONValue(
+      jsonData: Data(#"{"apiVersion":"x/v1","kind":"K","metadata":{"name":"a","selfLink":"/s"}}"#.utf8)
+    )
+    .decode(as: Unstructured.self)
     var m = u.metadata
     m.labels = ["l": "1"]
     u.metadata = m
@@ -101,7 +105,8 @@ import Testing
     }
     // Status flips: time moves.
     do {
-      let changed = cs.setCondition(type: "Ready", status: .true, reason: "Done", message: "", observedGeneration: 3, now: t0 + 100)
+      let changed = cs.setCondition(
+        type: "Ready", status: .true, reason: "Done", message: "", observedGeneration: 3, now: t0 + 100)
       #expect(changed)
     }
     #expect(cs[0].lastTransitionTime == Date(timeIntervalSince1970: 1100))
@@ -113,7 +118,8 @@ import Testing
 
 @Suite struct StatusTests {
   @Test func decodesInvalidWithCauses() throws {
-    let json = #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#
+    let json =
+      #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#
       + #""message":"ConfigMap \"x\" is invalid: data[bad key]: Invalid value","reason":"Invalid","#
       + #""details":{"name":"x","kind":"ConfigMap","causes":[{"reason":"FieldValueInvalid","message":"Invalid value","field":"data[bad key]"}]},"code":422}"#
     let s = try KubeJSON.decoder().decode(Status.self, from: Data(json.utf8))

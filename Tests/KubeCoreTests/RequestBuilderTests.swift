@@ -6,7 +6,8 @@ import Testing
 @Suite struct RequestBuilderTests {
   let cms = RequestBuilder(.configMaps)
   let crd = RequestBuilder(
-    ResourceDescriptor(group: "dr.botrt.io", version: "v1alpha1", plural: "backuppolicies", kind: "BackupPolicy",
+    ResourceDescriptor(
+      group: "dr.botrt.io", version: "v1alpha1", plural: "backuppolicies", kind: "BackupPolicy",
       namespaced: true))
 
   @Test func corePaths() throws {
@@ -20,8 +21,9 @@ import Testing
     let r = try crd.get(namespace: "ns", name: "p", subresource: "status")
     #expect(r.path == "/apis/dr.botrt.io/v1alpha1/namespaces/ns/backuppolicies/p/status")
     #expect(r.method == "GET")
-    #expect(try RequestBuilder(.leases).list(namespace: "kube-system").path
-      == "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases")
+    #expect(
+      try RequestBuilder(.leases).list(namespace: "kube-system").path
+        == "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases")
   }
 
   @Test func listQueryIsEncoded() throws {
@@ -44,11 +46,13 @@ import Testing
     #expect(r.isWatch)
     #expect(
       r.pathAndQuery
-        == "/api/v1/namespaces/ns/configmaps?watch=true&resourceVersion=123&allowWatchBookmarks=true&timeoutSeconds=290")
+        == "/api/v1/namespaces/ns/configmaps?watch=true&resourceVersion=123&allowWatchBookmarks=true&timeoutSeconds=290"
+    )
   }
 
   @Test func createAndReplace() throws {
-    let c = try cms.create(namespace: "ns", body: Data("{}".utf8), options: WriteOptions(fieldManager: "botrt", dryRun: true))
+    let c = try cms.create(
+      namespace: "ns", body: Data("{}".utf8), options: WriteOptions(fieldManager: "botrt", dryRun: true))
     #expect(c.method == "POST")
     #expect(c.pathAndQuery == "/api/v1/namespaces/ns/configmaps?fieldManager=botrt&dryRun=All")
     #expect(c.contentType == "application/json")
@@ -71,7 +75,8 @@ import Testing
     #expect(json.contentType == "application/json-patch+json")
     #expect(
       String(decoding: json.body!, as: UTF8.self)
-        == #"[{"op":"test","path":"/metadata/finalizers/0","value":"a/b"},{"op":"remove","path":"/metadata/finalizers/0"}]"#)
+        == #"[{"op":"test","path":"/metadata/finalizers/0","value":"a/b"},{"op":"remove","path":"/metadata/finalizers/0"}]"#
+    )
     let apply = try crd.patch(
       namespace: "ns", name: "p", subresource: "status", patch: .apply(["status": ["phase": "Ready"]]),
       options: WriteOptions(fieldManager: "botrt-controller", force: true))
@@ -89,7 +94,8 @@ import Testing
   @Test func deleteBody() throws {
     let d = try cms.delete(
       namespace: "ns", name: "a",
-      options: DeleteOptions(propagationPolicy: .foreground, preconditions: Preconditions(uid: "u1", resourceVersion: "7")))
+      options: DeleteOptions(
+        propagationPolicy: .foreground, preconditions: Preconditions(uid: "u1", resourceVersion: "7")))
     #expect(d.method == "DELETE")
     let body = try JSONValue(jsonData: d.body!)
     #expect(body["propagationPolicy"] == "Foreground")

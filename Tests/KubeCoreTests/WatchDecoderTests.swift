@@ -53,9 +53,11 @@ import Testing
   }
 
   @Test func errorAndBookmarkEvents() throws {
-    let err = #"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#
+    let err =
+      #"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#
       + #""message":"too old resource version: 1 (250)","reason":"Expired","code":410}}"#
-    let bm = #"{"type":"BOOKMARK","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"250","creationTimestamp":null}}}"#
+    let bm =
+      #"{"type":"BOOKMARK","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"250","creationTimestamp":null}}}"#
     var d = WatchEventDecoder<ConfigMap>()
     let events = try d.feed(Data((bm + "\n" + err + "\n").utf8))
     #expect(events.count == 2)
