@@ -7,10 +7,17 @@ import Foundation
 
 /// Builds an S3, GCS or Azure store.
 func makeRemoteObjectStore(_ c: URLComponents, options: StoreOptions) throws -> any ObjectStore {
-  throw EngineError.usage("repository scheme '\(c.scheme ?? "")' is not yet supported by this build")
+  switch c.scheme?.lowercased() {
+  case "s3": return try S3Store(url: c, options: options)
+  default: throw EngineError.usage("repository scheme '\(c.scheme ?? "")' is not yet supported by this build")
+  }
 }
 
 /// Builds a Vault Transit or AWS KMS key service.
 func makeRemoteKeyService(_ c: URLComponents, options: KMSOptions) throws -> any KeyService {
-  throw KMSError.invalidConfiguration("KMS scheme '\(c.scheme ?? "")' is not yet supported by this build")
+  switch c.scheme?.lowercased() {
+  case "vault-transit": return try VaultTransitKeyService(url: c, options: options)
+  case "awskms": return try AWSKMSKeyService(url: c, options: options)
+  default: throw KMSError.invalidConfiguration("KMS scheme '\(c.scheme ?? "")' is not yet supported by this build")
+  }
 }
