@@ -15,6 +15,23 @@ public struct APIError: Sendable, CustomStringConvertible {
   /// Who the client acted as (for 401/403); never the credential itself.
   public var userDescription: String?
 
+  public init(
+    status: Status, code: Int, method: String, url: String, retryAfter: Duration? = nil,
+    userDescription: String? = nil
+  ) {
+    self.status = status
+    self.code = code
+    self.method = method
+    self.url = url
+    self.retryAfter = retryAfter
+    self.userDescription = userDescription
+  }
+
+  /// The error carried by an ERROR watch event (e.g. 410 Expired) of the watch at `url`.
+  public init(watchError status: Status, url: String) {
+    self.init(status: status, code: status.code ?? 500, method: "WATCH", url: url)
+  }
+
   public var reason: StatusReason { StatusReason(reason: status.reason, code: code) }
   public var message: String { status.message ?? "" }
   public var causes: [StatusCause] { status.details?.causes ?? [] }

@@ -1,0 +1,127 @@
+import CurlHTTP
+import Foundation
+import KubeClient
+import KubeCore
+import Testing
+
+@Suite struct ClientAuthTests {
+  @Test func tokenAndClientCertificateBothWork() async throws {
+    let token = try ClientEnv.client(context: "botrt-token")
+    guard case .token = token.config.auth else {
+      Issue.record("context botrt-token should use a bearer token, got \(token.config.auth)")
+      return
+    }
+    let cert = try ClientEnv.client(context: "botrt-cert")
+    guard case .clientCertificate = cert.config.auth else {
+      Issue.record("context botrt-cert should use a client certificate, got \(cert.config.auth)")
+      return
+    }
+    for client in [token, cert] {
+      let ns = try await client.get(Namespace.self, name: "default")
+      #expect(ns.name == "default")
+      #expect(ns.status?.phase == "Active")
+      let groups = try await client.serverGroups()
+      #expect(groups.first?.name == "")
+      #expect(groups.contains { $0.name == "coordination.k8s.io" })
+    }
+  }
+
+  @Test func rbacDenialIsForbidden() async throws {
+    let admin = try ClientEnv.config()
+    let limitedToken = try ClientEnv.env("BOTRT_LIMITED_TOKEN")
+    var cfg = admin
+    cfg.auth = .token(limitedToken)
+    cfg.userDescription = "user botrt-limited (bearer token from BOTRT_LIMITED_TOKEN)"
+    cfg.tls.clientCertPEM = nil
+    cfg.tls.clientKeyPEM = nil
+    let limited = KubeClient(config: cfg)
+    do {
+      _ = try await limited.list(ConfigMap.self, namespace: "default")
+      Issue.record("expected Forbidden")
+    } catch let e as KubeError {
+      #expect(e.isForbidden)
+      #expect(e.code == 403)
+      #expect(!e.isRetryable)
+      #expect(e.description.contains("botrt-limited"))
+      #expect(!e.description.contains(limitedToken))
+    }
+  }
+
+  @Test func invalidTokenIsUnauthorizedWithoutLeakingIt() async throws {
+    var cfg = try ClientEnv.config(context: "botrt-token")
+    cfg.auth = .token("definitely-not-a-valid-token")
+    cfg.userDescription = "user \"admin-token\" (bearer token, context \"botrt-token\")"
+    do {
+      _ = try await KubeClient(config: cfg).get(Namespace.self, name: "default")
+      Issue.record("expected Unauthorized")
+    } catch let e as KubeError {
+      #expect(e.isUnauthorized)
+      #expect(e.description.contains("admin-token"))
+      #expect(!e.description.contains("definitely-not-a-valid-token"))
+    }
+  }
+
+  @Test func wrongCAIsAClearTLSError() async throws {
+    let real = try ClientEnv.config()
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kc-wrongca-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    try wrongCAPEM.write(to: dir.appendingPathComponent("wrong-ca.crt"), atomically: true, encoding: .utf8)
+    let kubeconfig = dir.appendingPathComponent("config").path
+    try """
+    clusters:
+    - name: c
+      cluster: {server: "\(real.server)", certificate-authority: wrong-ca.crt}
+    users:
+    - name: u
+      user: {token: whatever}
+    contexts:
+    - name: x
+      context: {cluster: c, user: u}
+    current-context: x
+    """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+    let client = KubeClient(config: try Kubeconfig.load(paths: [kubeconfig]).clientConfig())
+    do {
+      _ = try await client.get(Namespace.self, name: "default")
+      Issue.record("expected a TLS error")
+    } catch let e as KubeError {
+      guard case .transport(let te, _) = e else {
+        Issue.record("expected a transport error, got \(e)")
+        return
+      }
+      #expect(te.kind == .tls)
+      #expect(e.description.contains("could not be verified against the CA from \(dir.path)/wrong-ca.crt"))
+      #expect(e.description.contains(kubeconfig))
+      #expect(!e.isRetryable)
+    }
+  }
+
+  @Test func unreachableServerNamesTheURL() async throws {
+    let cfg = ClientConfig(server: "https://127.0.0.1:1", auth: .token("x"))
+    let client = KubeClient(
+      config: cfg, retry: RetryPolicy(maxAttempts: 2, backoff: ExponentialBackoff(base: .milliseconds(10))))
+    do {
+      _ = try await client.get(Namespace.self, name: "default")
+      Issue.record("expected a connection error")
+    } catch let e as KubeError {
+      guard case .transport(let te, _) = e else {
+        Issue.record("expected a transport error, got \(e)")
+        return
+      }
+      #expect(te.kind == .connection)
+      #expect(e.isRetryable)
+      #expect(e.description.contains("https://127.0.0.1:1/api/v1/namespaces/default"))
+    }
+  }
+
+  @Test func missingContextInTheRealKubeconfig() throws {
+    let paths = try ClientEnv.kubeconfigPaths()
+    do {
+      _ = try Kubeconfig.load(paths: paths).clientConfig(context: "no-such-context")
+      Issue.record("expected an error")
+    } catch let e as ConfigError {
+      #expect(e.message.contains("\"no-such-context\" is not defined"))
+      #expect(e.message.contains("botrt-cert"))
+    }
+  }
+}
