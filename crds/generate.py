@@ -41,10 +41,13 @@ TIERS = ["critical", "important", "standard", "archive"]
 PROFILES = ["sox", "gdpr", "pci-dss", "hipaa"]
 
 TIER_TABLE = (
-    "Tier defaults: critical = schedule */5 * * * *, RPO 5m, keep 7y, RTO 15m, drill daily; "
-    "important = schedule 0 * * * *, RPO 30m, keep 2y, RTO 90m, drill weekly; "
-    "standard = schedule 0 2 * * *, RPO 4h, keep 90d, RTO 3h, drill monthly; "
-    "archive = schedule 0 3 * * 0, RPO 24h, keep 7y, RTO 24h, drill quarterly."
+    "Tier defaults (original design): critical = every 5 min (*/5 * * * *), RPO 5m, keep 7y, RTO 15m, drill daily; "
+    "important = hourly (0 * * * *), RPO 30m, keep 2y, RTO 90m, drill weekly; "
+    "standard = daily (0 2 * * *), RPO 4h, keep 90d, RTO 3h, drill monthly; "
+    "archive = weekly (0 3 * * 0), RPO 24h, keep 7y, RTO 24h, drill quarterly. "
+    "Without spec.schedule, a tier schedule that cannot meet the effective RPO is tightened to one that can "
+    "(important */30 * * * *, standard 0 */4 * * *, archive 0 2 * * *; gdpr on important: */5 * * * *), and "
+    "status.scheduleSource says rpo."
 )
 PROFILE_TABLE = (
     "Profile targets: sox = RPO 1m, RTO 30m, drill at least quarterly, keep 7y; "
@@ -313,9 +316,12 @@ def encryption_schema():
 
 def retention_schema():
     n = "(at least 0; 0 keeps none by this rule)."
-    return obj("Which snapshots `forget --prune` keeps. A snapshot is kept when any rule keeps it. Unset rules "
-               "come from the tier: critical keeps all for 7y; important 2y; standard 90d; archive 7y; "
-               "compliance profiles may extend maxAge (sox 7y, hipaa 6y, pci-dss 1y).", {
+    return obj("Which snapshots `forget --prune` keeps; a snapshot is kept when any rule keeps it. Setting any "
+               "rule replaces all of the tier's rules. Tier rules: critical keepLast 288, keepHourly 168, keepDaily "
+               "90, keepWeekly 104, keepMonthly 84, keepYearly 7 (7 years); important keepLast 48, keepDaily 90, "
+               "keepWeekly 104, keepMonthly 24, keepYearly 2 (2 years); standard keepLast 7, maxAge 90d; archive keepLast 7, "
+               "maxAge 7y. Compliance profiles raise keepMonthly when the kept span is shorter than they require "
+               "(sox 7y, hipaa 6y, pci-dss 1y); status reports which applied.", {
                    "keepLast": integer(f"Keep the newest N snapshots {n}", fmt="int32", minimum=0),
                    "keepHourly": integer(f"Keep the newest snapshot of each of the last N hours {n}", fmt="int32",
                                          minimum=0),
@@ -338,8 +344,11 @@ def backup_policy_spec():
                                   "frequency. " + TIER_TABLE, enum=TIERS),
                    "schedule": string("Cron schedule (5 fields: minute hour day-of-month month day-of-week, or "
                                       "@hourly/@daily/@weekly/@monthly/@yearly/@every DURATION), in UTC. Default: "
-                                      "from the tier (critical */5 * * * *, important 0 * * * *, standard 0 2 * * *, "
-                                      "archive 0 3 * * 0), tightened to meet the effective RPO.", maxLength=128,
+                                      "the tier's (critical */5 * * * *, important 0 * * * *, standard 0 2 * * *, "
+                                      "archive 0 3 * * 0), tightened until it can meet the effective RPO "
+                                      "(important */30 * * * *, standard 0 */4 * * *, archive 0 2 * * *). An "
+                                      "explicit schedule is never changed; status warns when it is slower than the "
+                                      "RPO.", maxLength=128,
                                       pattern=CRON_PATTERN),
                    "rpo": duration("Recovery point objective: the maximum age of the newest successful backup. "
                                    "Overrides the tier's RPO (critical 5m, important 30m, standard 4h, archive "

@@ -151,13 +151,13 @@ public struct S3Repository: Codable, Sendable, Hashable {
   public var region: String?
   public var endpoint: String?
   public var forcePathStyle: Bool?
-  public var credentialsSecretRef: SecretReference
+  public var credentialsSecretRef: SecretNameReference
   public var objectLock: ObjectLock?
   public var serverSideEncryption: S3ServerSideEncryption?
 
   public init(
     bucket: String, prefix: String? = nil, region: String? = nil, endpoint: String? = nil,
-    forcePathStyle: Bool? = nil, credentialsSecretRef: SecretReference, objectLock: ObjectLock? = nil,
+    forcePathStyle: Bool? = nil, credentialsSecretRef: SecretNameReference, objectLock: ObjectLock? = nil,
     serverSideEncryption: S3ServerSideEncryption? = nil
   ) {
     self.bucket = bucket
@@ -227,11 +227,11 @@ public struct AzureRepository: Codable, Sendable, Hashable {
   public var container: String
   public var prefix: String?
   public var endpoint: String?
-  public var credentialsSecretRef: SecretReference
+  public var credentialsSecretRef: SecretNameReference
 
   public init(
     account: String, container: String, prefix: String? = nil, endpoint: String? = nil,
-    credentialsSecretRef: SecretReference
+    credentialsSecretRef: SecretNameReference
   ) {
     self.account = account
     self.container = container
@@ -311,10 +311,11 @@ public struct AWSKMS: Codable, Sendable, Hashable {
   public var keyId: String
   public var region: String?
   public var endpoint: String?
-  public var credentialsSecretRef: SecretReference?
+  public var credentialsSecretRef: SecretNameReference?
 
-  public init(keyId: String, region: String? = nil, endpoint: String? = nil, credentialsSecretRef: SecretReference? = nil)
-  {
+  public init(
+    keyId: String, region: String? = nil, endpoint: String? = nil, credentialsSecretRef: SecretNameReference? = nil
+  ) {
     self.keyId = keyId
     self.region = region
     self.endpoint = endpoint

@@ -26,6 +26,14 @@ public struct SecretReference: Codable, Sendable, Hashable {
   }
 }
 
+/// A reference to a whole Secret (its keys are fixed by the field, e.g. AWS_ACCESS_KEY_ID) in the same namespace.
+public struct SecretNameReference: Codable, Sendable, Hashable {
+  /// Name of the Secret.
+  public var name: String
+
+  public init(name: String) { self.name = name }
+}
+
 /// A reference by name to an object in the same namespace.
 public struct LocalObjectReference: Codable, Sendable, Hashable {
   /// Name of the object.

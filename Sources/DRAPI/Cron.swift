@@ -50,8 +50,10 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
     var names: [String: Int] {
       switch self {
       case .month:
-        ["JAN": 1, "FEB": 2, "MAR": 3, "APR": 4, "MAY": 5, "JUN": 6, "JUL": 7, "AUG": 8, "SEP": 9, "OCT": 10,
-         "NOV": 11, "DEC": 12]
+        [
+          "JAN": 1, "FEB": 2, "MAR": 3, "APR": 4, "MAY": 5, "JUN": 6, "JUL": 7, "AUG": 8, "SEP": 9, "OCT": 10,
+          "NOV": 11, "DEC": 12,
+        ]
       case .dayOfWeek: ["SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6]
       default: [:]
       }
@@ -96,7 +98,8 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
     if text.hasPrefix("@") {
       guard let expanded = Self.macros[text.lowercased()] else {
         throw fail(
-          "expression", text, "unknown macro; use @yearly, @annually, @monthly, @weekly, @daily, @midnight, "
+          "expression", text,
+          "unknown macro; use @yearly, @annually, @monthly, @weekly, @daily, @midnight, "
             + "@hourly or @every DURATION")
       }
       body = expanded
