@@ -248,6 +248,43 @@ wait_job restore complete 120s
 diff -r "$WORK/source/data" "$WORK/restored/data" >/dev/null ||
   fail "restore: restored files differ from the source ($(ls -R "$WORK/restored" | head -20 | tr '\n' ' '))"
 
+# --- 7. an init container installs the engine from the engine image; a dump image pipes into it ------------------
+log "7. init container copies the engine; a shell image streams a dump into it"
+k apply -f - >/dev/null <<EOF
+apiVersion: batch/v1
+kind: Job
+metadata: {name: dump}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      volumes:
+      - {name: key, secret: {secretName: repo-key}}
+      - {name: repo, hostPath: {path: "$WORK/repo", type: Directory}}
+      - {name: engine-bin, emptyDir: {}}
+      initContainers:
+      - name: install-engine
+        image: registry.local/botrt-engine:dev
+        command: ["cp", "/usr/local/bin/botrt-engine", "/botrt/bin/botrt-engine"]
+        volumeMounts: [{name: engine-bin, mountPath: /botrt/bin}]
+      containers:
+      - name: backup
+        image: postgres:16
+        command: ["sh", "-c", "echo 'row 1' | /botrt/bin/botrt-engine backup --quiet --stdin --stdin-name db.dump"]
+        env:
+        - {name: BOTRT_REPO, value: "file:///repo"}
+        - {name: BOTRT_KMS, value: "file:///var/run/botrt/key/key"}
+        volumeMounts:
+        - {name: key, mountPath: /var/run/botrt/key, readOnly: true}
+        - {name: repo, mountPath: /repo}
+        - {name: engine-bin, mountPath: /botrt/bin, readOnly: true}
+EOF
+wait_job dump complete 120s
+dump_snapshot="$(term dump message | python3 -c 'import json,sys; print(json.load(sys.stdin).get("snapshotId") or "")')" ||
+  fail "dump: the termination message is not JSON: $(term dump message)"
+[[ -n "$dump_snapshot" && "$dump_snapshot" != "$snapshot" ]] || fail "dump: no new snapshot id: $(term dump message)"
+
 # --- secrets never logged -------------------------------------------------------------------------------------
 if grep -q -- "$SECRET_VALUE" "$WORK/runner.log"; then fail "the runner log contains a secret value"; fi
 kill -0 "$RUNNER_PID" 2>/dev/null || fail "the runner exited early"

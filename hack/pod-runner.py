@@ -523,6 +523,10 @@ class ContainerRun:
         for b in self.runner.args.bind:
             src, _, dst = b.partition(":")
             out.append((src, dst or src, False))
+        if self.runner.engine_re.search(self.c.get("image", "")) and self.runner.engine_bin:
+            # The engine image's binary at its path in the image, so commands such as `cp /usr/local/bin/botrt-engine
+            # /shared/` (an init container installing the engine for a dump image) work as in the real image.
+            out.append((self.runner.engine_bin, self.runner.args.engine_path, True))
         return out
 
     def termination_path(self) -> str:
@@ -1080,6 +1084,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                                            "postgres|busybox|alpine|debian|botrt-shell"),
                    help="regex of images whose command runs on the host")
     p.add_argument("--engine-bin", help="the botrt-engine executable (default $BOTRT_ENGINE_BIN)")
+    p.add_argument("--engine-path", default="/usr/local/bin/botrt-engine",
+                   help="where the engine image has the engine (bound there in engine-image containers)")
     p.add_argument("--extra-path", action="append", help="directory put first on containers' PATH (repeatable; "
                                                          "$BOTRT_PG_BIN is added too)")
     p.add_argument("--isolation", choices=["auto", "mount", "none"], default="auto")
