@@ -42,7 +42,7 @@ final class FixtureServer {
       if fm.fileExists(atPath: portFile.path) {
         let text = try String(contentsOf: portFile, encoding: .utf8)
         guard let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-          process.terminate()
+          kill(process.processIdentifier, SIGKILL)
           throw FixtureError("fixture server wrote an invalid port \"\(text)\" to \(portFile.path)")
         }
         return FixtureServer(port: port, process: process, directory: dir)
@@ -50,7 +50,7 @@ final class FixtureServer {
       if !process.isRunning { break }
       try await Task.sleep(for: .milliseconds(50))
     }
-    if process.isRunning { process.terminate() }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     let stderr = String(decoding: fm.contents(atPath: stderrFile.path) ?? Data(), as: UTF8.self)
     throw FixtureError(
       "python3 fixture server (\(script.path)) did not report its port within 15 s; is python3 on PATH? stderr: \(stderr)"
@@ -58,7 +58,8 @@ final class FixtureServer {
   }
 
   func stop() {
-    if process.isRunning { process.terminate() }
+    // SIGKILL: the test process may block SIGTERM in the child (see the script), and KILL cannot be blocked.
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     do {
       try FileManager.default.removeItem(at: directory)
     } catch {
@@ -75,7 +76,7 @@ struct FixtureError: Error, CustomStringConvertible {
 }
 
 private let serverScript = #"""
-  import os, sys, threading, time
+  import os, signal, sys, threading, time
   from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
   from urllib.parse import urlparse, parse_qs
 
@@ -156,6 +157,18 @@ private let serverScript = #"""
                                  ("X-Received-Type", self.headers.get("Content-Type", ""))])
 
       do_POST = do_PUT
+
+  # The test process may block SIGTERM and SIGINT in its threads, and a child inherits that mask.
+  signal.pthread_sigmask(signal.SIG_SETMASK, [])
+  signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+  # Exit with the test process, even when it crashes or never calls stop().
+  def watch_parent(parent=os.getppid()):
+      while os.getppid() == parent:
+          time.sleep(0.5)
+      os._exit(0)
+
+  threading.Thread(target=watch_parent, daemon=True).start()
 
   srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
   srv.daemon_threads = True
