@@ -24,13 +24,18 @@ alive() {
 }
 
 # start_bg NAME COMMAND...: runs detached in its own session, output to $DIR/logs/NAME.log.
+# The command starts with no blocked signals: a caller such as a Swift test process may block
+# SIGTERM, a child inherits that mask, and `down` would then need SIGKILL.
 start_bg() {
   local name="$1"
   shift
   mkdir -p "$DIR/pids" "$DIR/logs"
-  setsid "$@" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
+  setsid python3 -c "$UNBLOCK_AND_EXEC" "$@" >>"$DIR/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$DIR/pids/$name.pid"
 }
+UNBLOCK_AND_EXEC='import os, signal, sys
+signal.pthread_sigmask(signal.SIG_SETMASK, [])
+os.execvp(sys.argv[1], sys.argv[1:])'
 
 # stop_proc NAME PATTERN: TERM; a second TERM after 3 s (Kubernetes servers otherwise wait up to
 # 60 s for open watches, and exit at once on a second signal); KILL after 15 s. Only our pid.
