@@ -38,14 +38,18 @@ public final class KubeClient: Sendable {
   let tokens: TokenSource
   let sleep: @Sendable (Duration) async throws -> Void
   let discoveryCache = Mutex<[String: [APIResourceInfo]]>([:])
+  /// Typed objects are decoded without `metadata.managedFields` (faster; caches rarely need them).
+  public let stripManagedFields: Bool
 
   /// - Parameters:
+  ///   - stripManagedFields: leave `metadata.managedFields` out of decoded typed objects.
   ///   - sleep: how the client waits between retries (injected by tests).
   public init(
     config: ClientConfig, transport: any HTTPTransport = CurlClient(), retry: RetryPolicy = RetryPolicy(),
-    logger: Logger = Logger(label: "botrt.kube"),
+    logger: Logger = Logger(label: "botrt.kube"), stripManagedFields: Bool = false,
     sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
   ) {
+    self.stripManagedFields = stripManagedFields
     self.config = config
     self.transport = transport
     self.retry = retry
@@ -90,7 +94,7 @@ public final class KubeClient: Sendable {
 
   func decode<T: Decodable>(_ type: T.Type, from body: Data, request: KubeRequest) throws -> T {
     do {
-      return try KubeJSON.decoder().decode(T.self, from: body)
+      return try KubeJSON.decoder(stripManagedFields: stripManagedFields).decode(T.self, from: body)
     } catch let e as DecodingError {
       throw KubeError.decode(
         DecodeFailure(
@@ -352,7 +356,8 @@ public final class KubeClient: Sendable {
       let r = try await self.transport.openStream(h)
       return (r.status, r.headers, { try await r.collect(limit: 1 << 20) }, r)
     }
-    let state = WatchState<T>(response: response, maxLineBytes: maxLineBytes, url: url(req))
+    let state = WatchState<T>(
+      response: response, maxLineBytes: maxLineBytes, stripManagedFields: stripManagedFields, url: url(req))
     return AsyncThrowingStream(unfolding: { try await state.next() })
   }
 
@@ -467,9 +472,9 @@ final class WatchState<T: Decodable & Sendable>: @unchecked Sendable {
   private var finished = false
   private let url: String
 
-  init(response: StreamingResponse, maxLineBytes: Int, url: String) {
+  init(response: StreamingResponse, maxLineBytes: Int, stripManagedFields: Bool, url: String) {
     self.response = response
-    self.decoder = WatchEventDecoder(maxLineBytes: maxLineBytes)
+    self.decoder = WatchEventDecoder(maxLineBytes: maxLineBytes, stripManagedFields: stripManagedFields)
     self.url = url
   }
 

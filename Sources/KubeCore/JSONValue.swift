@@ -125,22 +125,29 @@ public enum JSONValue: Sendable, Hashable {
 }
 
 extension JSONValue: Codable {
+  // Objects first (they dominate Kubernetes JSON, e.g. managedFields), then strings: every failed attempt costs
+  // a thrown DecodingError, so the common cases are tried before the rare ones.
   public init(from decoder: Decoder) throws {
+    if let o = try? decoder.container(keyedBy: AnyKey.self) {
+      var out: [String: JSONValue] = [:]
+      out.reserveCapacity(o.allKeys.count)
+      for k in o.allKeys { out[k.stringValue] = try o.decode(JSONValue.self, forKey: k) }
+      self = .object(out)
+      return
+    }
     let c = try decoder.singleValueContainer()
     if c.decodeNil() {
       self = .null
+    } else if let s = try? c.decode(String.self) {
+      self = .string(s)
     } else if let b = try? c.decode(Bool.self) {
       self = .bool(b)
     } else if let i = try? c.decode(Int64.self) {
       self = .int(i)
     } else if let d = try? c.decode(Double.self) {
       self = .double(d)
-    } else if let s = try? c.decode(String.self) {
-      self = .string(s)
     } else if let a = try? c.decode([JSONValue].self) {
       self = .array(a)
-    } else if let o = try? c.decode([String: JSONValue].self) {
-      self = .object(o)
     } else {
       throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a JSON value")
     }
@@ -176,4 +183,15 @@ extension JSONValue: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, Expre
 
 extension JSONValue: CustomStringConvertible {
   public var description: String { jsonString }
+}
+
+/// A coding key for arbitrary object members.
+struct AnyKey: CodingKey {
+  var stringValue: String
+  var intValue: Int?
+  init(stringValue: String) { self.stringValue = stringValue }
+  init(intValue: Int) {
+    self.stringValue = String(intValue)
+    self.intValue = intValue
+  }
 }

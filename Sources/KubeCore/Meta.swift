@@ -41,6 +41,35 @@ public struct ObjectMeta: Codable, Sendable, Hashable {
     self.deletionGracePeriodSeconds = deletionGracePeriodSeconds
   }
 
+  enum CodingKeys: String, CodingKey {
+    case name, generateName, namespace, uid, resourceVersion, generation, labels, annotations, ownerReferences
+    case finalizers, managedFields, creationTimestamp, deletionTimestamp, deletionGracePeriodSeconds
+  }
+
+  // managedFields is skipped when the decoder's userInfo asks for it (see `KubeJSON.decoder(stripManagedFields:)`):
+  // it is most of the decoding cost of small objects and controllers rarely read it.
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    name = try c.decodeIfPresent(String.self, forKey: .name)
+    generateName = try c.decodeIfPresent(String.self, forKey: .generateName)
+    namespace = try c.decodeIfPresent(String.self, forKey: .namespace)
+    uid = try c.decodeIfPresent(String.self, forKey: .uid)
+    resourceVersion = try c.decodeIfPresent(String.self, forKey: .resourceVersion)
+    generation = try c.decodeIfPresent(Int64.self, forKey: .generation)
+    labels = try c.decodeIfPresent([String: String].self, forKey: .labels)
+    annotations = try c.decodeIfPresent([String: String].self, forKey: .annotations)
+    ownerReferences = try c.decodeIfPresent([OwnerReference].self, forKey: .ownerReferences)
+    finalizers = try c.decodeIfPresent([String].self, forKey: .finalizers)
+    if decoder.userInfo[KubeJSON.stripManagedFieldsKey] as? Bool == true {
+      managedFields = nil
+    } else {
+      managedFields = try c.decodeIfPresent(JSONValue.self, forKey: .managedFields)
+    }
+    creationTimestamp = try c.decodeIfPresent(Date.self, forKey: .creationTimestamp)
+    deletionTimestamp = try c.decodeIfPresent(Date.self, forKey: .deletionTimestamp)
+    deletionGracePeriodSeconds = try c.decodeIfPresent(Int64.self, forKey: .deletionGracePeriodSeconds)
+  }
+
   /// Whether the object is being deleted (deletionTimestamp set).
   public var isDeleting: Bool { deletionTimestamp != nil }
 

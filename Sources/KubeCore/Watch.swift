@@ -134,24 +134,28 @@ public struct WatchDecodeError: Error, Sendable, CustomStringConvertible {
 /// Decodes newline-delimited watch events from arbitrary byte chunks.
 public struct WatchEventDecoder<T: Decodable & Sendable>: Sendable {
   private var lines: LineDecoder
+  private let json: JSONDecoder
 
-  public init(maxLineBytes: Int = 16 << 20) { lines = LineDecoder(maxLineBytes: maxLineBytes) }
+  public init(maxLineBytes: Int = 16 << 20, stripManagedFields: Bool = false) {
+    lines = LineDecoder(maxLineBytes: maxLineBytes)
+    json = KubeJSON.decoder(stripManagedFields: stripManagedFields)
+  }
 
   /// Adds a chunk and returns the events it completed.
   public mutating func feed<C: Collection>(_ chunk: C) throws -> [WatchEvent<T>] where C.Element == UInt8 {
-    try lines.feed(chunk).map(Self.decode)
+    try lines.feed(chunk).map { try Self.decode($0, with: json) }
   }
 
   /// Decodes a final line without a trailing newline, if any.
   public mutating func finish() throws -> [WatchEvent<T>] {
     guard let rest = lines.finish() else { return [] }
-    return [try Self.decode(rest)]
+    return [try Self.decode(rest, with: json)]
   }
 
   /// Decodes one event line.
-  public static func decode(_ line: Data) throws -> WatchEvent<T> {
+  public static func decode(_ line: Data, with json: JSONDecoder = KubeJSON.decoder()) throws -> WatchEvent<T> {
     do {
-      return try KubeJSON.decoder().decode(WatchEvent<T>.self, from: line)
+      return try json.decode(WatchEvent<T>.self, from: line)
     } catch let e as DecodingError {
       throw WatchDecodeError(
         typeName: String(describing: T.self), underlying: describe(e),
