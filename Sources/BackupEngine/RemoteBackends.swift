@@ -9,6 +9,8 @@ import Foundation
 func makeRemoteObjectStore(_ c: URLComponents, options: StoreOptions) throws -> any ObjectStore {
   switch c.scheme?.lowercased() {
   case "s3": return try S3Store(url: c, options: options)
+  case "gs": return try GCSStore(url: c, options: options)
+  case "azblob": return try AzureBlobStore(url: c, options: options)
   default: throw EngineError.usage("repository scheme '\(c.scheme ?? "")' is not yet supported by this build")
   }
 }

@@ -17,7 +17,7 @@ public struct VaultTransitKeyService: KeyService {
   public let mount: String
   public let keyName: String
   let base: String
-  let token: String
+  let token: Redacted<String>
   let namespace: String?
   let tls: TLSOptions
   let client: CurlClient
@@ -52,10 +52,11 @@ public struct VaultTransitKeyService: KeyService {
       guard let d = FileManager.default.contents(atPath: file) else {
         throw KMSError.invalidConfiguration("Vault token file \(file) is missing or unreadable")
       }
-      token = String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-      guard !token.isEmpty else { throw KMSError.invalidConfiguration("Vault token file \(file) is empty") }
+      let t = String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+      token = Redacted(t)
+      guard !t.isEmpty else { throw KMSError.invalidConfiguration("Vault token file \(file) is empty") }
     } else if let t = env["VAULT_TOKEN"], !t.isEmpty {
-      token = t
+      token = Redacted(t)
     } else {
       throw KMSError.invalidConfiguration(
         "no Vault token for \(descriptor): set VAULT_TOKEN or give a token file")
@@ -77,7 +78,7 @@ public struct VaultTransitKeyService: KeyService {
   func call(_ action: String, _ body: [String: String]) async throws -> [String: Any] {
     let url = "\(base)/\(mount)/\(action)/\(keyName)"
     let payload = try JSONSerialization.data(withJSONObject: body)
-    var headers: [(name: String, value: String)] = [("X-Vault-Token", token), ("Content-Type", "application/json")]
+    var headers: [(name: String, value: String)] = [("X-Vault-Token", token.value), ("Content-Type", "application/json")]
     if let namespace { headers.append(("X-Vault-Namespace", namespace)) }
     let h = headers
     let response: HTTPResponse

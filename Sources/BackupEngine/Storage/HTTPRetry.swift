@@ -165,3 +165,12 @@ func jsonObject(_ data: Data) -> [String: Any]? {
     return nil
   }
 }
+
+/// A secret (token, key) that prints as "<redacted>" in descriptions, debug output and mirrors.
+struct Redacted<Value: Sendable>: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+  let value: Value
+  init(_ value: Value) { self.value = value }
+  var description: String { "<redacted>" }
+  var debugDescription: String { "<redacted>" }
+  var customMirror: Mirror { Mirror(self, children: []) }
+}

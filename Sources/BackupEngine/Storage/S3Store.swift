@@ -281,22 +281,26 @@ public struct S3Store: ObjectStore {
     }
   }
 
-  /// The retain-until date of one object version, or nil when it has no retention.
+  /// The retain-until date of the object (or one version of it), or nil when it has no retention or does not exist.
+  /// Read from HEAD's x-amz-object-lock-retain-until-date, which S3 and compatible servers return.
   func retainUntil(_ fullKey: String, versionId: String? = nil) async throws -> Date? {
-    var query: [(String, String)] = [("retention", "")]
-    if let versionId { query.append(("versionId", versionId)) }
-    let q = query
-    let r = try await send("GET retention \(fullKey)") { request("GET", key: fullKey, query: q) }
-    if r.status == 404 || r.status == 400 { return nil }
-    guard r.status == 200 else { throw failure(r, key: fullKey, operation: "GET retention") }
-    guard let root = XMLElementNode.parse(r.body) else { return nil }
-    return (root.text("RetainUntilDate") ?? root.child("Retention")?.text("RetainUntilDate")).flatMap(parseISO8601)
+    let q: [(String, String)] = versionId.map { [("versionId", $0)] } ?? []
+    let r = try await send("HEAD retention \(fullKey)") { request("HEAD", key: fullKey, query: q) }
+    if r.status == 404 { return nil }
+    guard r.status == 200 else { throw failure(r, key: fullKey, operation: "HEAD") }
+    return r.header("x-amz-object-lock-retain-until-date").flatMap(parseISO8601)
   }
 
   /// Sets a later retain-until date on the current version; never shortens an existing retention.
   public func extendRetention(_ key: String, to retention: ObjectRetention) async throws {
     let full = objectKey(key)
     if let current = try await retainUntil(full), current >= retention.retainUntil { return }
+    try await putRetention(key, retention)
+  }
+
+  /// PUT ?retention on the current version.
+  func putRetention(_ key: String, _ retention: ObjectRetention) async throws {
+    let full = objectKey(key)
     let xml = """
       <?xml version="1.0" encoding="UTF-8"?>
       <Retention xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Mode>\(retention.mode.rawValue)</Mode>\
@@ -348,6 +352,11 @@ public struct S3Store: ObjectStore {
       // CompleteMultipartUpload can answer 200 with an error document.
       if done.status != 200 || S3ErrorBody.parse(done.body) != nil {
         throw failure(done, key: key, operation: "CompleteMultipartUpload")
+      }
+      // Some S3-compatible servers drop the lock headers of CreateMultipartUpload: make sure the retention holds.
+      if let retention = options.retention {
+        let current = try await retainUntil(full)
+        if current == nil || current! < retention.retainUntil { try await putRetention(key, retention) }
       }
     } catch {
       // Best effort: a failed abort leaves parts a bucket lifecycle rule can clean; the original error is the one

@@ -1,8 +1,9 @@
 import CCrypto
 import Foundation
 
-/// AWS credentials read from the standard environment variables; never printed.
-public struct AWSCredentials: Sendable {
+/// AWS credentials read from the standard environment variables; never printed (descriptions and mirrors show only
+/// the access key id).
+public struct AWSCredentials: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
   public var accessKeyId: String
   public var secretAccessKey: String
   public var sessionToken: String?
@@ -12,6 +13,10 @@ public struct AWSCredentials: Sendable {
     self.secretAccessKey = secretAccessKey
     self.sessionToken = sessionToken
   }
+
+  public var description: String { "AWSCredentials(accessKeyId: \(accessKeyId), secret: <redacted>)" }
+  public var debugDescription: String { description }
+  public var customMirror: Mirror { Mirror(self, children: ["accessKeyId": accessKeyId]) }
 
   /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and (optionally) AWS_SESSION_TOKEN, or nil when either key is missing.
   public static func fromEnvironment(_ env: [String: String]) -> AWSCredentials? {
@@ -177,13 +182,20 @@ func iso8601UTC(_ date: Date) -> String {
     Int(tmv.tm_hour), Int(tmv.tm_min), Int(tmv.tm_sec))
 }
 
-/// Parses ISO 8601 dates with or without fractional seconds.
+/// Parses ISO 8601 UTC dates ("2026-01-02T03:04:05Z", with any number of fractional digits, or "+00:00").
 func parseISO8601(_ s: String) -> Date? {
+  var text = s.trimmingCharacters(in: .whitespaces)
+  var fraction = 0.0
+  if let dot = text.firstIndex(of: ".") {
+    var end = text.index(after: dot)
+    while end < text.endIndex, text[end].isNumber { end = text.index(after: end) }
+    fraction = Double("0" + text[dot..<end]) ?? 0
+    text.removeSubrange(dot..<end)
+  }
+  if text.hasSuffix("+00:00") { text = String(text.dropLast(6)) + "Z" }
   let f = ISO8601DateFormatter()
-  f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-  if let d = f.date(from: s) { return d }
   f.formatOptions = [.withInternetDateTime]
-  return f.date(from: s)
+  return f.date(from: text).map { $0.addingTimeInterval(fraction) }
 }
 
 /// Parses an RFC 1123 HTTP date ("Fri, 24 May 2013 00:00:00 GMT").

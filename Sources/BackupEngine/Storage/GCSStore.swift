@@ -1,0 +1,203 @@
+import CurlHTTP
+import Foundation
+
+/// An `ObjectStore` on Google Cloud Storage's JSON API: `gs://bucket/prefix`.
+///
+/// Endpoint, first match wins: the URL's `?endpoint=`, BOTRT_GCS_ENDPOINT, STORAGE_EMULATOR_HOST (a bare host:port
+/// means http), `StoreOptions.endpoint`, else https://storage.googleapis.com. The GCS-specific settings win over the
+/// generic option because the engine's CLI fills that option from S3 settings too.
+/// Auth: a bearer token from GOOGLE_OAUTH_ACCESS_TOKEN, or from the file named by BOTRT_GCS_TOKEN_FILE (re-read on
+/// every request, so a sidecar can refresh it); against an emulator no token is needed.
+///
+/// Retention: GCS offers bucket retention policies and object holds, not per-object retain-until dates on every
+/// write, so this store reports `supportsRetention == false` and `extendRetention` does nothing. Use a bucket
+/// retention policy (locked) for immutability on GCS.
+public struct GCSStore: ObjectStore {
+  public let bucket: String
+  public let prefix: String
+  public let location: String
+  public var supportsRetention: Bool { false }
+  let endpoint: String
+  let staticToken: Redacted<String>?
+  let tokenFile: String?
+  let client: CurlClient
+  let policy: RetryPolicy
+
+  public init(url: URLComponents, options: StoreOptions) throws {
+    try self.init(url: url, options: options, policy: .standard)
+  }
+
+  /// As `init(url:options:)`, with an explicit retry policy.
+  public init(url: URLComponents, options: StoreOptions, policy: RetryPolicy) throws {
+    guard url.scheme?.lowercased() == "gs", let bucket = url.host, !bucket.isEmpty else {
+      throw StorageError.failed(key: url.string ?? "gs URL", message: "a GCS repository URL looks like gs://bucket/prefix")
+    }
+    self.bucket = bucket
+    prefix = url.path.split(separator: "/").joined(separator: "/")
+    location = "gs://\(bucket)" + (prefix.isEmpty ? "" : "/\(prefix)")
+    let env = options.environment
+    var emulator = false
+    var ep: String
+    if let e = queryValue(url, "endpoint") ?? firstEnv(env, "BOTRT_GCS_ENDPOINT") {
+      ep = e
+      emulator = true
+    } else if let host = firstEnv(env, "STORAGE_EMULATOR_HOST") {
+      ep = host.contains("://") ? host : "http://\(host)"
+      emulator = true
+    } else if let e = options.endpoint {
+      ep = e
+      emulator = true
+    } else {
+      ep = "https://storage.googleapis.com"
+    }
+    while ep.hasSuffix("/") { ep.removeLast() }
+    guard Endpoint(ep) != nil else {
+      throw StorageError.failed(key: location, message: "GCS endpoint '\(ep)' is not an http(s) URL")
+    }
+    endpoint = ep
+    staticToken = firstEnv(env, "GOOGLE_OAUTH_ACCESS_TOKEN").map { Redacted($0) }
+    tokenFile = firstEnv(env, "BOTRT_GCS_TOKEN_FILE")
+    if !emulator && staticToken == nil && tokenFile == nil {
+      throw StorageError.accessDenied(
+        key: location, message: "no GCS credentials: set GOOGLE_OAUTH_ACCESS_TOKEN or BOTRT_GCS_TOKEN_FILE")
+    }
+    client = options.httpClient ?? CurlClient()
+    self.policy = policy
+  }
+
+  func objectName(_ key: String) -> String { prefix.isEmpty ? key : "\(prefix)/\(key)" }
+
+  func token() throws -> String? {
+    if let tokenFile {
+      guard let d = FileManager.default.contents(atPath: tokenFile) else {
+        throw StorageError.accessDenied(key: location, message: "GCS token file \(tokenFile) is missing or unreadable")
+      }
+      return String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    return staticToken?.value
+  }
+
+  func send(
+    _ what: String, method: String, url: String, headers: [(name: String, value: String)] = [], body: Data? = nil
+  ) async throws -> HTTPResponse {
+    var h = headers
+    if let t = try token() { h.append(("Authorization", "Bearer \(t)")) }
+    let hh = h
+    do {
+      return try await sendWithRetry(client, policy: policy) {
+        HTTPRequest(method: method, url: url, headers: hh, body: body)
+      }
+    } catch let e as RetriesExhausted {
+      throw StorageError.unavailable(location: "\(location) (\(what))", message: e.message, attempts: e.attempts)
+    } catch let e as HTTPTransportError {
+      throw StorageError.unavailable(location: "\(location) (\(what))", message: e.description, attempts: 1)
+    }
+  }
+
+  func failure(_ r: HTTPResponse, key: String, operation: String) -> StorageError {
+    let message =
+      ((jsonObject(r.body)?["error"] as? [String: Any])?["message"] as? String) ?? "HTTP \(r.status)\(errorSnippet(r.body))"
+    switch r.status {
+    case 404: return .notFound(key: key)
+    case 401, 403: return .accessDenied(key: key, message: "\(operation): \(message)")
+    default: return .failed(key: key, message: "\(operation) answered HTTP \(r.status): \(message)")
+    }
+  }
+
+  func objectURL(_ key: String) -> String {
+    "\(endpoint)/storage/v1/b/\(SigV4.encode(bucket))/o/\(SigV4.encode(objectName(key)))"
+  }
+
+  public func put(_ key: String, data: Data, options: PutOptions) async throws {
+    var url =
+      "\(endpoint)/upload/storage/v1/b/\(SigV4.encode(bucket))/o?uploadType=media&name=\(SigV4.encode(objectName(key)))"
+    if options.ifNoneMatch { url += "&ifGenerationMatch=0" }
+    let r = try await send(
+      "PUT \(key)", method: "POST", url: url, headers: [("Content-Type", "application/octet-stream")], body: data)
+    if r.status == 200 || r.status == 201 { return }
+    if r.status == 412 && options.ifNoneMatch { throw StorageError.alreadyExists(key: key) }
+    throw failure(r, key: key, operation: "upload")
+  }
+
+  public func get(_ key: String) async throws -> Data {
+    let r = try await send("GET \(key)", method: "GET", url: objectURL(key) + "?alt=media")
+    guard r.status == 200 else { throw failure(r, key: key, operation: "download") }
+    return r.body
+  }
+
+  public func getRange(_ key: String, offset: Int64, length: Int64) async throws -> Data {
+    guard length > 0 else { return Data() }
+    let range = "bytes=\(offset)-\(offset + length - 1)"
+    let r = try await send("GET \(key) \(range)", method: "GET", url: objectURL(key) + "?alt=media", headers: [("Range", range)])
+    switch r.status {
+    case 206:
+      guard r.body.count == Int(length) else {
+        throw StorageError.failed(key: key, message: "range \(range) returned \(r.body.count) bytes")
+      }
+      return r.body
+    case 200:
+      guard r.body.count >= Int(offset + length) else {
+        throw StorageError.failed(key: key, message: "object has \(r.body.count) bytes, range \(range) is past its end")
+      }
+      return r.body.subdata(in: Int(offset)..<Int(offset + length))
+    default:
+      throw failure(r, key: key, operation: "ranged download")
+    }
+  }
+
+  public func head(_ key: String) async throws -> ObjectInfo? {
+    let r = try await send("HEAD \(key)", method: "GET", url: objectURL(key))
+    if r.status == 404 { return nil }
+    guard r.status == 200, let o = jsonObject(r.body) else { throw failure(r, key: key, operation: "metadata") }
+    return ObjectInfo(key: key, size: Self.size(o["size"]), lastModified: (o["updated"] as? String).flatMap(parseISO8601))
+  }
+
+  /// GCS sends sizes as decimal strings.
+  static func size(_ v: Any?) -> Int64 {
+    if let s = v as? String { return Int64(s) ?? 0 }
+    if let n = v as? NSNumber { return n.int64Value }
+    return 0
+  }
+
+  public func list(prefix listPrefix: String) async throws -> [ObjectInfo] {
+    let full = objectName(listPrefix)
+    let strip = prefix.isEmpty ? 0 : prefix.count + 1
+    var out: [ObjectInfo] = []
+    var pageToken: String? = nil
+    repeat {
+      var url = "\(endpoint)/storage/v1/b/\(SigV4.encode(bucket))/o?prefix=\(SigV4.encode(full))&maxResults=1000"
+      if let pageToken { url += "&pageToken=\(SigV4.encode(pageToken))" }
+      let r = try await send("LIST \(listPrefix)", method: "GET", url: url)
+      guard r.status == 200, let o = jsonObject(r.body) else {
+        throw failure(r, key: listPrefix.isEmpty ? "/" : listPrefix, operation: "list")
+      }
+      for item in (o["items"] as? [[String: Any]]) ?? [] {
+        guard let name = item["name"] as? String, name.count >= strip else { continue }
+        out.append(
+          ObjectInfo(
+            key: String(name.dropFirst(strip)), size: Self.size(item["size"]),
+            lastModified: (item["updated"] as? String).flatMap(parseISO8601)))
+      }
+      pageToken = (o["nextPageToken"] as? String).flatMap { $0.isEmpty ? nil : $0 }
+    } while pageToken != nil
+    return out
+  }
+
+  public func delete(_ key: String) async throws {
+    let r = try await send("DELETE \(key)", method: "DELETE", url: objectURL(key))
+    guard r.status == 204 || r.status == 200 || r.status == 404 else { throw failure(r, key: key, operation: "delete") }
+  }
+
+  /// Not supported on GCS (see the type's documentation): does nothing.
+  public func extendRetention(_ key: String, to retention: ObjectRetention) async throws {}
+
+  /// Creates the bucket in `project` (for `init` convenience and tests); an existing bucket is not an error.
+  public func createBucket(project: String = "botrt") async throws {
+    let body = try JSONSerialization.data(withJSONObject: ["name": bucket])
+    let r = try await send(
+      "CREATE BUCKET", method: "POST", url: "\(endpoint)/storage/v1/b?project=\(SigV4.encode(project))",
+      headers: [("Content-Type", "application/json")], body: body)
+    if r.status == 200 || r.status == 201 || r.status == 409 { return }
+    throw failure(r, key: bucket, operation: "create bucket")
+  }
+}
