@@ -53,6 +53,26 @@ import Testing
     #expect(list.items[0].metadata.creationTimestamp == Date(timeIntervalSince1970: 1_704_164_645))
   }
 
+  @Test func managedFieldsCanBeStripped() throws {
+    let json = Data(
+      (#"{"metadata":{"name":"a","labels":{"x":"y"},"managedFields":[{"manager":"m","fieldsV1":{"f:data":{}}}],"#
+        + #""deletionTimestamp":"2024-01-02T03:04:05.5Z","finalizers":["f"]}}"#).utf8)
+    let full = try KubeJSON.decoder().decode(ConfigMap.self, from: json)
+    #expect(full.metadata.managedFields?[0]?["manager"] == "m")
+    #expect(full.metadata.managedFields?[0]?[path: "fieldsV1", "f:data"] == .object([:]))
+    #expect(full.metadata.deletionTimestamp == Date(timeIntervalSince1970: 1_704_164_645.5))
+    #expect(full.metadata.isDeleting)
+    #expect(full.metadata.hasFinalizer("f"))
+    let stripped = try KubeJSON.decoder(stripManagedFields: true).decode(ConfigMap.self, from: json)
+    #expect(stripped.metadata.managedFields == nil)
+    #expect(stripped.metadata.labels == ["x": "y"])
+  }
+
+  @Test func decodesEveryJSONKind() throws {
+    let v = try JSONValue(jsonData: Data(#"[{},[],"",0,-1.25,false,null,{"a":[{"b":null}]}]"#.utf8))
+    #expect(v == [.object([:]), .array([]), "", 0, -1.25, false, nil, ["a": [["b": nil]]]])
+  }
+
   @Test func unstructuredKeepsUnknownMetadataFields() throws {
     var u = try JSONValue(
       jsonData: Data(#"{"apiVersion":"x/v1","kind":"K","metadata":{"name":"a","selfLink":"/s"}}"#.utf8)
