@@ -1,0 +1,334 @@
+import DRAPI
+import Foundation
+import KubeClient
+import KubeCore
+import KubeRuntime
+import Logging
+
+/// The metrics of BackupPolicies, each labelled namespace, policy and tier.
+public struct BackupPolicyMetrics: Sendable {
+  public let lastSuccess: Gauge
+  public let duration: Gauge
+  public let bytes: Gauge
+  public let rpoTarget: Gauge
+  public let rpoAge: Gauge
+  public let failures: Counter
+  public let reconciles: Counter
+  public let reconcileErrors: Counter
+
+  public init(_ r: MetricsRegistry) {
+    let l = ["namespace", "policy", "tier"]
+    lastSuccess = r.gauge(
+      "botrt_backup_last_success_timestamp_seconds", help: "Unix time of the last successful backup.", labels: l)
+    duration = r.gauge("botrt_backup_duration_seconds", help: "Duration of the last successful backup.", labels: l)
+    bytes = r.gauge("botrt_backup_bytes", help: "Bytes read by the last successful backup.", labels: l)
+    rpoTarget = r.gauge("botrt_rpo_target_seconds", help: "The effective RPO target.", labels: l)
+    rpoAge = r.gauge("botrt_rpo_age_seconds", help: "Age of the last successful backup at the last reconcile.", labels: l)
+    failures = r.counter("botrt_backup_failures_total", help: "Backup runs that failed.", labels: l)
+    reconciles = r.counter("botrt_backup_policy_reconciles_total", help: "Reconciles of a BackupPolicy.", labels: l)
+    reconcileErrors = r.counter(
+      "botrt_backup_policy_reconcile_errors_total", help: "Reconciles of a BackupPolicy that failed.", labels: l)
+  }
+}
+
+/// A failure to apply or remove a child, naming it.
+public struct ChildError: Error, Sendable, CustomStringConvertible {
+  public var child: String
+  public var operation: String
+  public var cause: String
+
+  public var description: String { "cannot \(operation) \(child): \(cause)" }
+}
+
+/// The BackupPolicy reconciler: reads the world, applies the desired children with server-side apply under one
+/// field manager, prunes children that are no longer desired, and writes status through the status subresource.
+/// It never writes spec. A finalizer removes children that owner references cannot (other namespaces, Calico).
+public final class BackupPolicyReconciler: Sendable {
+  /// The finalizer this controller adds to every BackupPolicy.
+  public static let finalizer = "dr.botrt.io/cleanup"
+  /// The one field manager of every write.
+  public static let fieldManager = ChildLabels.controllerName
+
+  let client: KubeClient
+  let settings: ControllerSettings
+  let now: @Sendable () -> Date
+  let recorder: EventRecorder?
+  let metrics: BackupPolicyMetrics?
+  let logger: Logger
+
+  public init(
+    client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
+    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger
+  ) {
+    self.client = client
+    self.settings = settings
+    self.now = now
+    self.recorder = recorder
+    self.metrics = metrics.map(BackupPolicyMetrics.init)
+    self.logger = logger
+  }
+
+  /// The kinds pruned and cleaned up per policy (namespaced, found by the owner labels).
+  var ownedKinds: [ResourceDescriptor] {
+    [
+      ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion), ChildResources.networkPolicies,
+      ChildResources.roleBindings, ChildResources.roles, ChildResources.serviceAccounts, ChildResources.secrets,
+    ]
+  }
+
+  /// The Controller's reconcile function.
+  public func reconcile(_ key: ObjectKey, _ store: Store<BackupPolicy>) async throws -> ReconcileResult {
+    guard let policy = store.get(key) else {
+      logger.info("reconciled", metadata: ["object": "\(key)", "outcome": "gone"])
+      return .awaitChange
+    }
+    let tier = policy.spec.tier.rawValue
+    let labels = [key.namespace ?? "", key.name, tier]
+    metrics?.reconciles.inc(labels)
+    do {
+      let patcher = KubeJSONPatcher(client: client, resource: BackupPolicy.resource)
+      let result = try await Finalizer.reconcile(policy, finalizer: Self.finalizer, patcher: patcher) { event in
+        switch event {
+        case .apply(let p): return try await self.apply(p)
+        case .cleanup(let p): return try await self.cleanup(p, store: store)
+        }
+      }
+      return result
+    } catch {
+      metrics?.reconcileErrors.inc(labels)
+      logger.warning("reconcile failed", metadata: ["object": "\(key)", "outcome": "error", "error": "\(error)"])
+      throw error
+    }
+  }
+
+  // MARK: - Apply
+
+  /// Converges one live policy; returns when to look again.
+  public func apply(_ policy: BackupPolicy) async throws -> ReconcileResult {
+    let now = self.now()
+    let ns = policy.metadata.namespace ?? "default"
+    let backupNS = BackupPolicyChildren.backupNamespace(policy, settings: settings)
+    let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
+    var problem: PolicyProblem? = nil
+    var effective: EffectivePolicy? = nil
+    var handled: String? = nil
+    var applyError: Error? = nil
+    var summary = ""
+
+    if let e = SpecValidation.validate(policy.spec).first {
+      problem = PolicyProblem.from(e)
+    } else {
+      do {
+        effective = try EffectivePolicy(spec: policy.spec, now: now)
+      } catch {
+        problem = PolicyProblem.from(error)
+      }
+    }
+
+    if let eff = effective, problem == nil {
+      do {
+        let secrets = try await readSecrets(policy)
+        let token = BackupPolicyChildren.pendingRunToken(policy)
+        let children = try BackupPolicyChildren.build(
+          ChildInputs(policy: policy, effective: eff, settings: settings, secrets: secrets, runToken: token))
+        do {
+          for c in children { try await applyChild(c) }
+          if policy.status?.observedGeneration != policy.metadata.generation {
+            try await prune(policy, keeping: children)
+          }
+          handled = token
+          if let token {
+            recorder?.record(
+              policy, type: .normal, reason: "OnDemandBackup",
+              message: "Created Job \(ChildNames(namespace: ns, name: policy.name).runJob(token: token)) for \(token).")
+          }
+          let perPolicy = children.filter { !$0.shared }.count
+          summary =
+            "The backup CronJob \(workNS)/\(ChildNames(namespace: ns, name: policy.name).backupCronJob) and "
+            + "\(perPolicy - 1) other children of this policy are in place."
+        } catch {
+          applyError = error
+          problem = PolicyProblem(reason: "ApplyFailed", message: "\(error)")
+        }
+      } catch let e as SpecError {
+        problem = PolicyProblem.from(e)
+      }
+    }
+
+    // Runs and status.
+    let runs = try await observeRuns(policy, namespace: workNS)
+    let outcome = BackupPolicyStatusLogic.compute(
+      policy: policy, effective: effective, problem: problem, runs: runs, backupNamespace: backupNS,
+      handledTrigger: handled, childSummary: summary, now: now)
+    try await writeStatus(policy, outcome.status)
+    for e in outcome.events {
+      recorder?.record(policy, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
+      if e.reason == "BackupFailed" { metrics?.failures.inc([ns, policy.name, policy.spec.tier.rawValue]) }
+    }
+    updateMetrics(policy, outcome.status)
+    let ready = outcome.status.conditions?.condition(BackupPolicyCondition.ready)
+    logger.info(
+      "reconciled",
+      metadata: [
+        "object": "BackupPolicy \(ns)/\(policy.name)", "outcome": applyError == nil ? "applied" : "error",
+        "ready": "\(ready?.status.rawValue ?? "Unknown")", "reason": "\(ready?.reason ?? "")",
+        "rpoMet": "\(outcome.status.conditions?.condition(BackupPolicyCondition.rpoMet)?.status.rawValue ?? "Unknown")",
+      ])
+    if let applyError { throw applyError }
+    if let at = outcome.requeueAt {
+      let seconds = max(1, at.timeIntervalSince(now))
+      return .requeueAfter(.milliseconds(Int64(seconds * 1000)))
+    }
+    return .awaitChange
+  }
+
+  /// Reads the Secrets the policy references in its namespace; absent ones are left out (the builder names them).
+  func readSecrets(_ policy: BackupPolicy) async throws -> [String: Secret] {
+    let ns = policy.metadata.namespace ?? "default"
+    let invocation = try EngineInvocation(spec: policy.spec) { $0 }
+    var out: [String: Secret] = [:]
+    for use in invocation.secrets {
+      do {
+        out[use.sourceName] = try await client.get(Secret.self, namespace: ns, name: use.sourceName)
+      } catch let e as KubeError where e.isNotFound {
+        continue
+      }
+    }
+    return out
+  }
+
+  /// Server-side apply of one child, forcing ownership of the fields the controller sets.
+  func applyChild(_ c: DesiredChild) async throws {
+    do {
+      _ = try await client.apply(
+        c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: Self.fieldManager, force: true)
+    } catch {
+      throw ChildError(child: c.displayName, operation: "apply", cause: "\(error)")
+    }
+  }
+
+  /// Deletes labelled children that are no longer desired (e.g. a Secret no longer referenced, or children left in
+  /// the old namespace when spec.backupNamespace changed).
+  func prune(_ policy: BackupPolicy, keeping children: [DesiredChild]) async throws {
+    let keep = Set(children.map { "\($0.resource.plural)/\($0.namespace ?? "")/\($0.name)" })
+    for (resource, namespace, name) in try await ownedChildren(policy)
+    where !keep.contains("\(resource.plural)/\(namespace)/\(name)") {
+      try await deleteChild(resource, namespace: namespace, name: name)
+    }
+  }
+
+  /// Every labelled, namespaced child of the policy in its namespace and the backup namespace.
+  func ownedChildren(_ policy: BackupPolicy) async throws -> [(ResourceDescriptor, String, String)] {
+    let ns = policy.metadata.namespace ?? "default"
+    let selector = ChildLabels.selector(namespace: ns, name: policy.name)
+    var namespaces = [ns, BackupPolicyChildren.backupNamespace(policy, settings: settings), settings.backupNamespace]
+    namespaces = Array(Set(namespaces)).sorted()
+    var out: [(ResourceDescriptor, String, String)] = []
+    for namespace in namespaces {
+      for resource in ownedKinds {
+        let list = try await client.listAll(
+          resource, namespace: namespace, options: ListOptions(labelSelector: selector), as: Unstructured.self)
+        for item in list.items { out.append((resource, namespace, item.metadata.name ?? "")) }
+      }
+    }
+    return out
+  }
+
+  func deleteChild(_ resource: ResourceDescriptor, namespace: String?, name: String) async throws {
+    do {
+      try await client.delete(
+        resource, namespace: namespace, name: name, options: DeleteOptions(propagationPolicy: .background))
+      logger.info(
+        "deleted child", metadata: ["child": "\(resource.kind) \(namespace.map { "\($0)/" } ?? "")\(name)"])
+    } catch let e as KubeError where e.isNotFound {
+      return
+    } catch {
+      throw ChildError(
+        child: "\(resource.kind) \(namespace.map { "\($0)/" } ?? "")\(name)", operation: "delete", cause: "\(error)")
+    }
+  }
+
+  /// The backup runs of the policy: its Jobs (scheduled and on-demand) and their Pods.
+  func observeRuns(_ policy: BackupPolicy, namespace: String) async throws -> [BackupRun] {
+    let selector =
+      ChildLabels.selector(namespace: policy.metadata.namespace ?? "default", name: policy.name) + ","
+      + "\(ChildLabels.component) in (backup,on-demand)"
+    let jobs = try await client.listAll(
+      ChildResources.jobs, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+    if jobs.items.isEmpty { return [] }
+    let pods = try await client.listAll(
+      ChildResources.pods, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+    return jobs.items.map { job in
+      let name = job[path: "metadata", "name"]?.stringValue ?? ""
+      let mine = pods.items.filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name }
+      return BackupRun.observe(job: job, pods: mine)
+    }
+  }
+
+  /// Writes status through the status subresource (server-side apply), only when something besides the RPO age
+  /// changed, so that a status write does not trigger an endless series of reconciles.
+  func writeStatus(_ policy: BackupPolicy, _ status: BackupPolicyStatus) async throws {
+    var a = status
+    var b = policy.status ?? BackupPolicyStatus()
+    a.rpoAgeSeconds = nil
+    b.rpoAgeSeconds = nil
+    if a == b { return }
+    let body: JSONValue = [
+      "apiVersion": .string(DRGroup.apiVersion), "kind": "BackupPolicy",
+      "metadata": ["name": .string(policy.name), "namespace": .string(policy.metadata.namespace ?? "default")],
+      "status": try JSONValue(encoding: status),
+    ]
+    do {
+      _ = try await client.apply(
+        BackupPolicy.resource, namespace: policy.metadata.namespace, name: policy.name, subresource: "status", body,
+        fieldManager: Self.fieldManager, force: true)
+    } catch {
+      throw ChildError(
+        child: "BackupPolicy \(policy.metadata.namespace ?? "")/\(policy.name) status", operation: "apply",
+        cause: "\(error)")
+    }
+  }
+
+  func updateMetrics(_ policy: BackupPolicy, _ s: BackupPolicyStatus) {
+    guard let m = metrics else { return }
+    let l = [policy.metadata.namespace ?? "", policy.name, policy.spec.tier.rawValue]
+    if let t = s.rpoTargetSeconds { m.rpoTarget.set(Double(t), l) }
+    if let a = s.rpoAgeSeconds { m.rpoAge.set(Double(a), l) }
+    if let last = s.lastSuccessfulBackup { m.lastSuccess.set(last.timeIntervalSince1970, l) }
+    if let d = s.lastBackupDurationSeconds { m.duration.set(d, l) }
+    if let b = s.lastBackupBytes { m.bytes.set(Double(b), l) }
+  }
+
+  // MARK: - Cleanup
+
+  /// Removes the policy's children in every namespace (Jobs included), and the shared Calico policy when no other
+  /// policy remains. Stored backups are never touched here.
+  public func cleanup(_ policy: BackupPolicy, store: Store<BackupPolicy>) async throws -> ReconcileResult {
+    let ns = policy.metadata.namespace ?? "default"
+    for (resource, namespace, name) in try await ownedChildren(policy) {
+      try await deleteChild(resource, namespace: namespace, name: name)
+    }
+    let selector = ChildLabels.selector(namespace: ns, name: policy.name)
+    for namespace in Set([ns, BackupPolicyChildren.backupNamespace(policy, settings: settings)]) {
+      let jobs = try await client.listAll(
+        ChildResources.jobs, namespace: namespace, options: ListOptions(labelSelector: selector), as: Unstructured.self)
+      for j in jobs.items { try await deleteChild(ChildResources.jobs, namespace: namespace, name: j.metadata.name ?? "") }
+    }
+    let others = store.list().filter { $0.metadata.uid != policy.metadata.uid && !$0.metadata.isDeleting }
+    if settings.calicoServed, others.isEmpty {
+      try await deleteChild(ChildResources.globalNetworkPolicies, namespace: nil, name: SharedChildNames.calicoPolicy)
+    }
+    if policy.spec.deleteBackupsOnDelete == true {
+      recorder?.record(
+        policy, type: .warning, reason: "BackupsKept",
+        message: "spec.deleteBackupsOnDelete is set, but this controller does not delete repositories yet; the "
+          + "stored backups were kept.")
+    }
+    logger.info("reconciled", metadata: ["object": "BackupPolicy \(ns)/\(policy.name)", "outcome": "cleaned-up"])
+    if let m = metrics {
+      let l = [ns, policy.name, policy.spec.tier.rawValue]
+      for g in [m.rpoTarget, m.rpoAge, m.lastSuccess, m.duration, m.bytes] { g.set(0, l) }
+    }
+    return .awaitChange
+  }
+}

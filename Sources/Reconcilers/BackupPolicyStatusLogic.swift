@@ -1,0 +1,330 @@
+import DRAPI
+import Foundation
+import KubeCore
+
+/// The one-line JSON result the engine writes to its termination message (the fields the controller reads).
+public struct EngineResult: Codable, Sendable, Hashable {
+  public var command: String?
+  public var ok: Bool?
+  public var exitCode: Int32?
+  public var snapshotId: String?
+  public var files: Int?
+  public var bytesRead: Int64?
+  public var bytesStored: Int64?
+  public var durationSeconds: Double?
+  public var errors: [String]?
+
+  public init(
+    command: String? = nil, ok: Bool? = nil, exitCode: Int32? = nil, snapshotId: String? = nil, files: Int? = nil,
+    bytesRead: Int64? = nil, bytesStored: Int64? = nil, durationSeconds: Double? = nil, errors: [String]? = nil
+  ) {
+    self.command = command
+    self.ok = ok
+    self.exitCode = exitCode
+    self.snapshotId = snapshotId
+    self.files = files
+    self.bytesRead = bytesRead
+    self.bytesStored = bytesStored
+    self.durationSeconds = durationSeconds
+    self.errors = errors
+  }
+
+  /// Parses a termination message; nil when it is not the engine's JSON (e.g. a shell error text).
+  public static func parse(_ message: String?) -> EngineResult? {
+    guard let message, let line = message.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+      return nil
+    }
+    do {
+      return try JSONDecoder().decode(EngineResult.self, from: Data(line.utf8))
+    } catch {
+      return nil
+    }
+  }
+}
+
+/// One backup run (a Job of the backup CronJob or an on-demand Job) as observed from its Job and Pod.
+public struct BackupRun: Sendable, Hashable {
+  /// How the run ended so far.
+  public enum State: String, Sendable, Hashable {
+    case running, succeeded, failed
+  }
+
+  public var jobName: String
+  public var state: State
+  public var startTime: Date?
+  public var finishTime: Date?
+  /// The engine's result from the pod's termination message.
+  public var result: EngineResult?
+  /// The container's exit code, when terminated.
+  public var exitCode: Int32?
+  /// A failure text when the engine wrote no result (pod reason or the Job's failure condition).
+  public var failureMessage: String?
+
+  public init(
+    jobName: String, state: State, startTime: Date? = nil, finishTime: Date? = nil, result: EngineResult? = nil,
+    exitCode: Int32? = nil, failureMessage: String? = nil
+  ) {
+    self.jobName = jobName
+    self.state = state
+    self.startTime = startTime
+    self.finishTime = finishTime
+    self.result = result
+    self.exitCode = exitCode
+    self.failureMessage = failureMessage
+  }
+
+  /// Observes a run from a Job and its Pods (unstructured, as read from the API).
+  public static func observe(job: JSONValue, pods: [JSONValue]) -> BackupRun {
+    let name = job[path: "metadata", "name"]?.stringValue ?? ""
+    let status = job["status"]
+    let conditions = status?["conditions"]?.arrayValue ?? []
+    func cond(_ type: String) -> JSONValue? {
+      conditions.first { $0["type"]?.stringValue == type && $0["status"]?.stringValue == "True" }
+    }
+    let start = status?["startTime"]?.stringValue.flatMap(KubeJSON.parseDate)
+    var run = BackupRun(jobName: name, state: .running, startTime: start)
+    let complete = cond("Complete")
+    if complete != nil || (status?["succeeded"]?.intValue ?? 0) > 0 {
+      run.state = .succeeded
+      run.finishTime =
+        status?["completionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
+        ?? complete?["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
+    } else if let c = cond("Failed") {
+      run.state = .failed
+      run.finishTime = c["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
+      run.failureMessage = [c["reason"]?.stringValue, c["message"]?.stringValue].compactMap { $0 }.joined(
+        separator: ": ")
+    }
+    // The newest terminated container named "backup" among the Job's pods.
+    var best: (Date, JSONValue)? = nil
+    for pod in pods {
+      for cs in pod[path: "status", "containerStatuses"]?.arrayValue ?? [] where cs["name"]?.stringValue == "backup" {
+        guard let t = cs[path: "state", "terminated"] else { continue }
+        let at = t["finishedAt"]?.stringValue.flatMap(KubeJSON.parseDate) ?? .distantPast
+        if best == nil || at > best!.0 { best = (at, t) }
+      }
+    }
+    if let (_, t) = best {
+      run.result = EngineResult.parse(t["message"]?.stringValue)
+      run.exitCode = t["exitCode"]?.intValue.map { Int32(truncatingIfNeeded: $0) }
+      if run.state == .failed, run.result == nil, let reason = t["reason"]?.stringValue {
+        run.failureMessage = "container exited with code \(run.exitCode ?? -1) (\(reason))"
+      }
+    }
+    return run
+  }
+}
+
+/// An Event the reconciler should emit.
+public struct PlannedEvent: Sendable, Hashable {
+  public var warning: Bool
+  public var reason: String
+  public var message: String
+
+  public init(warning: Bool, reason: String, message: String) {
+    self.warning = warning
+    self.reason = reason
+    self.message = message
+  }
+}
+
+/// What the status computation returns.
+public struct StatusOutcome: Sendable {
+  /// The new status.
+  public var status: BackupPolicyStatus
+  /// When to reconcile again even without a change (RPOMet flip or next run), nil = await change.
+  public var requeueAt: Date?
+  /// Events for what changed since the previous status.
+  public var events: [PlannedEvent]
+}
+
+/// The problem that keeps a policy from being Ready, with a CamelCase reason.
+public struct PolicyProblem: Sendable, Hashable {
+  public var reason: String
+  public var message: String
+
+  public init(reason: String, message: String) {
+    self.reason = reason
+    self.message = message
+  }
+
+  /// A problem from a spec error, with a reason chosen by the field.
+  public static func from(_ e: SpecError) -> PolicyProblem {
+    let reason: String
+    if e.message.contains("does not exist") {
+      reason = "SecretNotFound"
+    } else if e.message.contains("has no key") {
+      reason = "SecretKeyMissing"
+    } else if e.field.hasPrefix("spec.encryption.kms") {
+      reason = "InvalidKMS"
+    } else if e.field == "spec.schedule" {
+      reason = "InvalidSchedule"
+    } else {
+      reason = "InvalidSpec"
+    }
+    return PolicyProblem(reason: reason, message: "\(e.field): \(e.message)")
+  }
+}
+
+/// Pure status logic of a BackupPolicy: conditions, RPO, last backup, next run and the requeue moment.
+public enum BackupPolicyStatusLogic {
+  /// Computes the status. `effective` is nil when the spec is invalid (`problem` says why); `problem` is also set
+  /// when the children could not be built or applied. `runs` are the policy's backup runs still in the cluster.
+  public static func compute(
+    policy: BackupPolicy, effective: EffectivePolicy?, problem: PolicyProblem?, runs: [BackupRun],
+    backupNamespace: String, handledTrigger: String?, childSummary: String, now: Date
+  ) -> StatusOutcome {
+    let previous = policy.status ?? BackupPolicyStatus()
+    let generation = policy.metadata.generation
+    var s = previous
+    s.observedGeneration = generation
+    s.backupNamespace = backupNamespace
+    s.lastHandledTrigger = handledTrigger ?? previous.lastHandledTrigger
+    var conditions = previous.conditions ?? []
+    var events: [PlannedEvent] = []
+    var requeue: [Date] = []
+    func set(_ type: String, _ status: ConditionStatus, _ reason: String, _ message: String) {
+      conditions.setCondition(
+        type: type, status: status, reason: reason, message: message, observedGeneration: generation, now: now)
+    }
+
+    // Effective settings and schedule.
+    var neverFires: PolicyProblem? = nil
+    if let e = effective {
+      s.rpoTargetSeconds = e.rpoSeconds.value
+      s.rpoSource = e.rpoSeconds.source.description
+      s.effectiveSchedule = e.schedule.value
+      s.scheduleSource = e.schedule.source.description
+      let next: Date?
+      do {
+        next = try CronSchedule(e.schedule.value).next(after: now)
+      } catch {
+        next = nil
+      }
+      if next == nil {
+        neverFires = PolicyProblem(
+          reason: "ScheduleNeverFires",
+          message: "spec.schedule: '\(e.schedule.value)' parses but never fires (no such date); fix the day and month")
+      }
+      s.nextScheduledRun = policy.spec.suspend == true ? nil : next
+      if let n = s.nextScheduledRun { requeue.append(n.addingTimeInterval(1)) }
+    } else {
+      s.nextScheduledRun = nil
+    }
+
+    // Ready.
+    if let p = problem ?? neverFires {
+      set(BackupPolicyCondition.ready, .false, p.reason, p.message)
+    } else if let e = effective, !e.warnings.isEmpty {
+      set(BackupPolicyCondition.ready, .true, "ReadyWithWarnings", "\(childSummary) " + e.warnings.joined(separator: " "))
+    } else {
+      set(BackupPolicyCondition.ready, .true, "ChildrenReady", childSummary)
+    }
+
+    // ScheduleActive.
+    if policy.spec.suspend == true {
+      set(BackupPolicyCondition.scheduleActive, .false, "Suspended", "Backups are suspended by spec.suspend.")
+    } else if let p = problem ?? neverFires {
+      set(BackupPolicyCondition.scheduleActive, .false, p.reason, "No backups are scheduled: \(p.message)")
+    } else if let e = effective, let next = s.nextScheduledRun {
+      set(
+        BackupPolicyCondition.scheduleActive, .true, "Scheduled",
+        "Backups run on '\(e.schedule.value)' (\(e.schedule.source)); the next run is at "
+          + "\(KubeJSON.formatDate(next)).")
+    }
+
+    // Runs: the newest started, the newest finished, the newest succeeded.
+    let started = runs.filter { $0.startTime != nil }.max { $0.startTime! < $1.startTime! }
+    if let r = started, let t = r.startTime, previous.lastBackupAttempt.map({ t > $0 }) ?? true {
+      s.lastBackupAttempt = t
+      if r.state == .running {
+        events.append(PlannedEvent(warning: false, reason: "BackupStarted", message: "Backup Job \(r.jobName) started."))
+      }
+    }
+    let finished = runs.filter { $0.state != .running && $0.finishTime != nil }.max {
+      $0.finishTime! < $1.finishTime!
+    }
+    let success = runs.filter { $0.state == .succeeded && $0.finishTime != nil }.max {
+      $0.finishTime! < $1.finishTime!
+    }
+    if let r = success, let t = r.finishTime, previous.lastSuccessfulBackup.map({ t > $0 }) ?? true {
+      s.lastSuccessfulBackup = t
+      s.lastSnapshot = r.result?.snapshotId ?? previous.lastSnapshot
+      s.lastBackupBytes = r.result?.bytesRead
+      s.lastBackupStoredBytes = r.result?.bytesStored
+      s.lastBackupDurationSeconds = r.result?.durationSeconds
+      let bytes = r.result?.bytesRead.map { " (\($0) bytes read, \(r.result?.bytesStored ?? 0) stored)" } ?? ""
+      events.append(
+        PlannedEvent(
+          warning: false, reason: "BackupSucceeded",
+          message: "Backup Job \(r.jobName) stored snapshot \(r.result?.snapshotId ?? "unknown")\(bytes)."))
+    }
+    if let r = finished {
+      if r.state == .succeeded {
+        let snap = r.result?.snapshotId ?? s.lastSnapshot ?? "unknown"
+        set(
+          BackupPolicyCondition.lastBackupSucceeded, .true, "BackupSucceeded",
+          "Job \(r.jobName) stored snapshot \(snap) at \(KubeJSON.formatDate(r.finishTime!)).")
+        s.lastFailure = nil
+      } else {
+        var why = r.result?.errors?.joined(separator: "; ") ?? r.failureMessage ?? "no result was written"
+        if why.isEmpty { why = r.failureMessage ?? "no result was written" }
+        let code = r.result?.exitCode ?? r.exitCode
+        let message =
+          "Job \(r.jobName) failed" + (code.map { " with exit code \($0)" } ?? "") + " at "
+          + "\(KubeJSON.formatDate(r.finishTime!)): \(why)."
+        let before = previous.conditions?.condition(BackupPolicyCondition.lastBackupSucceeded)
+        if before?.status != .false || before?.message != message {
+          events.append(PlannedEvent(warning: true, reason: "BackupFailed", message: message))
+        }
+        set(BackupPolicyCondition.lastBackupSucceeded, .false, "BackupFailed", message)
+        s.lastFailure = message
+      }
+    } else if conditions.condition(BackupPolicyCondition.lastBackupSucceeded) == nil {
+      set(BackupPolicyCondition.lastBackupSucceeded, .unknown, "NoBackupYet", "No backup has finished yet.")
+    }
+
+    // RPO: driven by time.
+    if let target = s.rpoTargetSeconds {
+      let targetText = "\(DurationText.format(seconds: target)) (\(s.rpoSource ?? "tier"))"
+      if let last = s.lastSuccessfulBackup {
+        let age = Int64(max(0, now.timeIntervalSince(last)).rounded(.down))
+        s.rpoAgeSeconds = age
+        let ageText = DurationText.format(seconds: age)
+        if age <= target {
+          set(
+            BackupPolicyCondition.rpoMet, .true, "WithinRPO",
+            "The last successful backup is \(ageText) old, within the RPO target of \(targetText).")
+          requeue.append(last.addingTimeInterval(TimeInterval(target + 1)))
+        } else {
+          set(
+            BackupPolicyCondition.rpoMet, .false, "RPOViolated",
+            "The last successful backup is \(ageText) old, beyond the RPO target of \(targetText).")
+        }
+      } else {
+        s.rpoAgeSeconds = nil
+        let created = policy.metadata.creationTimestamp ?? now
+        let waited = Int64(max(0, now.timeIntervalSince(created)).rounded(.down))
+        if waited <= target {
+          set(
+            BackupPolicyCondition.rpoMet, .unknown, "AwaitingFirstBackup",
+            "No backup has succeeded yet; the RPO target of \(targetText) applies from "
+              + "\(KubeJSON.formatDate(created.addingTimeInterval(TimeInterval(target)))).")
+          requeue.append(created.addingTimeInterval(TimeInterval(target + 1)))
+        } else {
+          set(
+            BackupPolicyCondition.rpoMet, .false, "NoSuccessfulBackup",
+            "No backup has succeeded in the \(DurationText.format(seconds: waited)) since the policy was created, "
+              + "beyond the RPO target of \(targetText).")
+        }
+      }
+      let before = previous.conditions?.condition(BackupPolicyCondition.rpoMet)
+      if let now = conditions.condition(BackupPolicyCondition.rpoMet), now.status == .false, before?.status != .false {
+        events.append(PlannedEvent(warning: true, reason: "RPOViolated", message: now.message))
+      }
+    }
+
+    s.conditions = conditions
+    return StatusOutcome(status: s, requeueAt: requeue.min(), events: events)
+  }
+}

@@ -1,0 +1,669 @@
+import DRAPI
+import Foundation
+import KubeCore
+
+/// Settings of the controller that shape every child (found at start-up: flags and discovery).
+public struct ControllerSettings: Sendable, Hashable {
+  /// Namespace of the backup Jobs (default botrt-backup); a policy's spec.backupNamespace overrides it.
+  public var backupNamespace: String
+  /// Image with the botrt-engine executable.
+  public var engineImage: String
+  /// "batch/v1" where served, else "batch/v1beta1".
+  public var cronJobAPIVersion: String
+  /// Whether crd.projectcalico.org/v1 globalnetworkpolicies is served.
+  public var calicoServed: Bool
+  /// Path of the engine inside the engine image.
+  public var enginePath: String
+  /// The non-root user and group the pods run as.
+  public var runAsUser: Int64
+
+  public init(
+    backupNamespace: String = "botrt-backup", engineImage: String, cronJobAPIVersion: String = "batch/v1",
+    calicoServed: Bool = false, enginePath: String = "/usr/local/bin/botrt-engine", runAsUser: Int64 = 65532
+  ) {
+    self.backupNamespace = backupNamespace
+    self.engineImage = engineImage
+    self.cronJobAPIVersion = cronJobAPIVersion
+    self.calicoServed = calicoServed
+    self.enginePath = enginePath
+    self.runAsUser = runAsUser
+  }
+}
+
+/// One object the controller wants to exist, ready for server-side apply.
+public struct DesiredChild: Sendable, Hashable {
+  /// REST identity.
+  public var resource: ResourceDescriptor
+  /// Namespace (nil for cluster-scoped objects).
+  public var namespace: String?
+  /// Object name.
+  public var name: String
+  /// The full apply body (apiVersion, kind, metadata, spec ...).
+  public var body: JSONValue
+  /// Shared by all policies (the namespace, its common NetworkPolicies, the Calico policy): never removed per policy.
+  public var shared: Bool
+
+  public init(resource: ResourceDescriptor, namespace: String?, name: String, body: JSONValue, shared: Bool = false) {
+    self.resource = resource
+    self.namespace = namespace
+    self.name = name
+    self.body = body
+    self.shared = shared
+  }
+
+  /// "kind namespace/name" for logs and messages.
+  public var displayName: String { "\(resource.kind) \(namespace.map { "\($0)/" } ?? "")\(name)" }
+}
+
+/// Labels and names shared by all children.
+public enum ChildLabels {
+  /// Namespace of the owning policy.
+  public static let policyNamespace = "dr.botrt.io/policy-namespace"
+  /// Name of the owning policy.
+  public static let policyName = "dr.botrt.io/policy-name"
+  /// UID of the owning policy.
+  public static let policyUID = "dr.botrt.io/policy-uid"
+  /// What the child does: backup, prune, on-demand, isolation, credentials.
+  public static let component = "dr.botrt.io/component"
+  /// The run token an on-demand Job was created for (annotation).
+  public static let runToken = "dr.botrt.io/run-token"
+  /// app.kubernetes.io/managed-by.
+  public static let managedBy = "app.kubernetes.io/managed-by"
+  /// The controller's name (field manager and managed-by value).
+  public static let controllerName = "botrt-controller"
+  /// The label selector of everything one policy owns.
+  public static func selector(namespace: String, name: String) -> String {
+    "\(policyNamespace)=\(namespace),\(policyName)=\(name)"
+  }
+}
+
+/// Resource descriptors of the kinds the controller creates.
+public enum ChildResources {
+  public static let serviceAccounts = ResourceDescriptor.serviceAccounts
+  public static let roles = ResourceDescriptor(
+    group: "rbac.authorization.k8s.io", version: "v1", plural: "roles", kind: "Role", namespaced: true)
+  public static let roleBindings = ResourceDescriptor(
+    group: "rbac.authorization.k8s.io", version: "v1", plural: "rolebindings", kind: "RoleBinding", namespaced: true)
+  public static let networkPolicies = ResourceDescriptor.networkPolicies
+  public static let secrets = ResourceDescriptor.secrets
+  public static let namespaces = ResourceDescriptor.namespaces
+  public static let jobs = ResourceDescriptor.jobs
+  public static let pods = ResourceDescriptor.pods
+  public static let globalNetworkPolicies = ResourceDescriptor(
+    group: "crd.projectcalico.org", version: "v1", plural: "globalnetworkpolicies", kind: "GlobalNetworkPolicy",
+    namespaced: false)
+  /// CronJobs in batch/v1 or batch/v1beta1.
+  public static func cronJobs(apiVersion: String) -> ResourceDescriptor {
+    ResourceDescriptor(
+      group: "batch", version: apiVersion == "batch/v1beta1" ? "v1beta1" : "v1", plural: "cronjobs", kind: "CronJob",
+      namespaced: true)
+  }
+}
+
+/// Short deterministic hash (FNV-1a, 32 bit, 8 hex digits) used to keep generated names unique and short.
+public func shortHash(_ text: String) -> String {
+  var h: UInt32 = 0x811c_9dc5
+  for b in text.utf8 {
+    h ^= UInt32(b)
+    h = h &* 0x0100_0193
+  }
+  let s = String(h, radix: 16)
+  return String(repeating: "0", count: 8 - s.count) + s
+}
+
+/// The child names of one policy: "<ns>-<name>" cut to 30 characters plus a hash of "ns/name", so that CronJob
+/// names stay within 52 characters and Job names within 63.
+public struct ChildNames: Sendable, Hashable {
+  /// The common prefix.
+  public var base: String
+
+  public init(namespace: String, name: String) {
+    var head = String("\(namespace)-\(name)".prefix(30))
+    while head.hasSuffix("-") || head.hasSuffix(".") { head.removeLast() }
+    base = "\(head)-\(shortHash("\(namespace)/\(name)"))"
+  }
+
+  public var serviceAccount: String { base }
+  public var role: String { base }
+  public var roleBinding: String { base }
+  public var backupCronJob: String { "\(base)-backup" }
+  public var pruneCronJob: String { "\(base)-prune" }
+  public var storageEgress: String { "\(base)-storage-egress" }
+  public var isolation: String { "\(base)-isolation" }
+  /// The on-demand Job for a run token.
+  public func runJob(token: String) -> String { "\(base)-run-\(shortHash(token))" }
+  /// The copy of a Secret of the policy's namespace.
+  public func secretCopy(_ source: String) -> String {
+    let n = "\(base)-\(source)"
+    return n.count <= 253 ? n : "\(base)-\(shortHash(source))"
+  }
+}
+
+/// Names of the children shared by all policies.
+public enum SharedChildNames {
+  public static let defaultDeny = "botrt-default-deny"
+  public static let allowIngress = "botrt-allow-ingress-disaster-recovery"
+  public static let allowEgress = "botrt-allow-egress-vault-dns"
+  public static let calicoPolicy = "botrt-backup-isolation"
+}
+
+/// Everything the builder needs, read from the cluster beforehand.
+public struct ChildInputs: Sendable {
+  /// The policy (metadata.namespace, name and uid must be set).
+  public var policy: BackupPolicy
+  /// Its effective settings.
+  public var effective: EffectivePolicy
+  /// Controller settings.
+  public var settings: ControllerSettings
+  /// The referenced Secrets of the policy's namespace, by name (only needed when copies are made).
+  public var secrets: [String: Secret]
+  /// The on-demand run to create a Job for, if any.
+  public var runToken: String?
+
+  public init(
+    policy: BackupPolicy, effective: EffectivePolicy, settings: ControllerSettings, secrets: [String: Secret] = [:],
+    runToken: String? = nil
+  ) {
+    self.policy = policy
+    self.effective = effective
+    self.settings = settings
+    self.secrets = secrets
+    self.runToken = runToken
+  }
+}
+
+/// Pure builders of a BackupPolicy's children. No I/O: the same inputs give the same objects.
+///
+/// Where things run: a dump-command source runs in the backup namespace, with copies of the Secrets it needs
+/// (labelled with the owner, refreshed on every reconcile). A PVC can only be mounted in its own namespace, so a
+/// PVC source runs in the policy's namespace, isolated by a per-policy NetworkPolicy there and owned through
+/// owner references; the backup namespace's common NetworkPolicies are still applied.
+public enum BackupPolicyChildren {
+  /// The namespace the policy's Jobs run in.
+  public static func workloadNamespace(_ policy: BackupPolicy, settings: ControllerSettings) -> String {
+    if policy.spec.source.pvc != nil { return policy.metadata.namespace ?? "default" }
+    return backupNamespace(policy, settings: settings)
+  }
+
+  /// The backup namespace of a policy.
+  public static func backupNamespace(_ policy: BackupPolicy, settings: ControllerSettings) -> String {
+    policy.spec.backupNamespace ?? settings.backupNamespace
+  }
+
+  /// The run token of a pending on-demand run: spec.trigger or the run-now annotation, when not yet handled.
+  public static func pendingRunToken(_ policy: BackupPolicy) -> String? {
+    let handled = policy.status?.lastHandledTrigger
+    if let t = policy.spec.trigger, !t.isEmpty, "trigger:\(t)" != handled { return "trigger:\(t)" }
+    if let a = policy.metadata.annotations?[DRGroup.runNowAnnotation], !a.isEmpty, "annotation:\(a)" != handled {
+      return "annotation:\(a)"
+    }
+    return nil
+  }
+
+  /// The labels every child of `policy` carries.
+  public static func ownerLabels(_ policy: BackupPolicy) -> [String: String] {
+    var l = [
+      ChildLabels.policyNamespace: policy.metadata.namespace ?? "",
+      ChildLabels.policyName: policy.name,
+      ChildLabels.managedBy: ChildLabels.controllerName,
+    ]
+    if let uid = policy.metadata.uid { l[ChildLabels.policyUID] = uid }
+    return l
+  }
+
+  static func labels(_ d: [String: String]) -> JSONValue { .object(d.mapValues { .string($0) }) }
+
+  static func meta(
+    name: String, namespace: String?, labels: [String: String], owner: OwnerReference?,
+    annotations: [String: String] = [:]
+  ) -> JSONValue {
+    var m: [String: JSONValue] = ["name": .string(name), "labels": Self.labels(labels)]
+    if let namespace { m["namespace"] = .string(namespace) }
+    if !annotations.isEmpty { m["annotations"] = Self.labels(annotations) }
+    if let owner {
+      m["ownerReferences"] = [
+        [
+          "apiVersion": .string(owner.apiVersion), "kind": .string(owner.kind), "name": .string(owner.name),
+          "uid": .string(owner.uid), "controller": true, "blockOwnerDeletion": true,
+        ]
+      ]
+    }
+    return .object(m)
+  }
+
+  /// Computes the desired children; throws when the spec cannot be turned into a Job (the field is named).
+  public static func build(_ input: ChildInputs) throws(SpecError) -> [DesiredChild] {
+    let policy = input.policy
+    let settings = input.settings
+    let policyNS = policy.metadata.namespace ?? "default"
+    let names = ChildNames(namespace: policyNS, name: policy.name)
+    let backupNS = backupNamespace(policy, settings: settings)
+    let workNS = workloadNamespace(policy, settings: settings)
+    let copies = workNS != policyNS
+    let owner: OwnerReference? = copies ? nil : policy.ownerReference()
+    let owned = ownerLabels(policy)
+    func with(_ component: String) -> [String: String] { owned.merging([ChildLabels.component: component]) { $1 } }
+
+    let invocation = try EngineInvocation(spec: policy.spec) { copies ? names.secretCopy($0) : $0 }
+    var out: [DesiredChild] = []
+
+    // The backup namespace and its common isolation.
+    out.append(
+      DesiredChild(
+        resource: ChildResources.namespaces, namespace: nil, name: backupNS,
+        body: [
+          "apiVersion": "v1", "kind": "Namespace",
+          "metadata": [
+            "name": .string(backupNS),
+            "labels": labels([
+              ChildLabels.managedBy: ChildLabels.controllerName, "dr.botrt.io/backup-namespace": "true",
+              "app": "backup-storage", "pod-security.kubernetes.io/enforce": "restricted",
+            ]),
+          ],
+        ], shared: true))
+    out += sharedNetworkPolicies(namespace: backupNS)
+
+    // Secret copies.
+    if copies {
+      for use in invocation.secrets {
+        guard let source = input.secrets[use.sourceName] else {
+          throw SpecError(
+            field: use.field, message: "Secret '\(use.sourceName)' does not exist in namespace \(policyNS); create it")
+        }
+        var data: [String: JSONValue] = [:]
+        for (k, v) in source.data ?? [:] { data[k] = .string(v.base64EncodedString()) }
+        for (k, v) in source.stringData ?? [:] { data[k] = .string(Data(v.utf8).base64EncodedString()) }
+        for key in use.requiredKeys where data[key] == nil {
+          throw SpecError(
+            field: use.field, message: "Secret '\(use.sourceName)' in namespace \(policyNS) has no key '\(key)'")
+        }
+        let name = names.secretCopy(use.sourceName)
+        out.append(
+          DesiredChild(
+            resource: ChildResources.secrets, namespace: workNS, name: name,
+            body: [
+              "apiVersion": "v1", "kind": "Secret",
+              "metadata": meta(
+                name: name, namespace: workNS, labels: with("credentials"), owner: nil,
+                annotations: ["dr.botrt.io/copied-from": "\(policyNS)/\(use.sourceName)"]),
+              "type": .string(source.type ?? "Opaque"),
+              "data": .object(data),
+            ]))
+      }
+    } else {
+      for use in invocation.secrets {
+        guard let source = input.secrets[use.sourceName] else {
+          throw SpecError(
+            field: use.field, message: "Secret '\(use.sourceName)' does not exist in namespace \(policyNS); create it")
+        }
+        let keys = Set((source.data ?? [:]).keys).union((source.stringData ?? [:]).keys)
+        for key in use.requiredKeys where !keys.contains(key) {
+          throw SpecError(
+            field: use.field, message: "Secret '\(use.sourceName)' in namespace \(policyNS) has no key '\(key)'")
+        }
+      }
+    }
+
+    // RBAC: a ServiceAccount whose Role can read only the Secrets its pods use.
+    let secretNames = invocation.secrets.map { copies ? names.secretCopy($0.sourceName) : $0.sourceName }
+    out.append(
+      DesiredChild(
+        resource: ChildResources.serviceAccounts, namespace: workNS, name: names.serviceAccount,
+        body: [
+          "apiVersion": "v1", "kind": "ServiceAccount",
+          "metadata": meta(name: names.serviceAccount, namespace: workNS, labels: with("backup"), owner: owner),
+          "automountServiceAccountToken": false,
+        ]))
+    var rules: [JSONValue] = []
+    if !secretNames.isEmpty {
+      rules.append([
+        "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+        "resourceNames": .array(secretNames.map { .string($0) }),
+      ])
+    }
+    out.append(
+      DesiredChild(
+        resource: ChildResources.roles, namespace: workNS, name: names.role,
+        body: [
+          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+          "metadata": meta(name: names.role, namespace: workNS, labels: with("backup"), owner: owner),
+          "rules": .array(rules),
+        ]))
+    out.append(
+      DesiredChild(
+        resource: ChildResources.roleBindings, namespace: workNS, name: names.roleBinding,
+        body: [
+          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+          "metadata": meta(name: names.roleBinding, namespace: workNS, labels: with("backup"), owner: owner),
+          "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": .string(names.role)],
+          "subjects": [
+            ["kind": "ServiceAccount", "name": .string(names.serviceAccount), "namespace": .string(workNS)]
+          ],
+        ]))
+
+    // Network isolation of this policy's pods.
+    let podSelector: JSONValue = [
+      "matchLabels": labels([ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name])
+    ]
+    let storageRules = storageEgressRules(policy.spec)
+    if copies {
+      if !storageRules.isEmpty {
+        out.append(
+          DesiredChild(
+            resource: ChildResources.networkPolicies, namespace: workNS, name: names.storageEgress,
+            body: [
+              "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": meta(name: names.storageEgress, namespace: workNS, labels: with("isolation"), owner: nil),
+              "spec": ["podSelector": podSelector, "policyTypes": ["Egress"], "egress": .array(storageRules)],
+            ]))
+      }
+    } else {
+      out.append(
+        DesiredChild(
+          resource: ChildResources.networkPolicies, namespace: workNS, name: names.isolation,
+          body: [
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": meta(name: names.isolation, namespace: workNS, labels: with("isolation"), owner: owner),
+            "spec": [
+              "podSelector": podSelector, "policyTypes": ["Ingress", "Egress"],
+              "ingress": [disasterRecoveryIngress], "egress": .array([vaultEgress, dnsEgress] + storageRules),
+            ],
+          ]))
+    }
+
+    if settings.calicoServed { out.append(calicoPolicy()) }
+
+    // CronJobs and the on-demand Job.
+    let pod = try podTemplate(input, invocation: invocation, names: names, labels: with("backup"))
+    let cronResource = ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion)
+    let spec = policy.spec
+    let rpo = input.effective.rpoSeconds.value
+    let deadline = Int64(max(60, min(300, rpo)))
+    let jobSpec: JSONValue = ["backoffLimit": 1, "template": pod]
+    out.append(
+      DesiredChild(
+        resource: cronResource, namespace: workNS, name: names.backupCronJob,
+        body: [
+          "apiVersion": .string(settings.cronJobAPIVersion), "kind": "CronJob",
+          "metadata": meta(name: names.backupCronJob, namespace: workNS, labels: with("backup"), owner: owner),
+          "spec": [
+            "schedule": .string(input.effective.schedule.value), "suspend": .bool(spec.suspend ?? false),
+            "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": .int(deadline),
+            "successfulJobsHistoryLimit": .int(Int64(spec.successfulJobsHistoryLimit ?? 3)),
+            "failedJobsHistoryLimit": .int(Int64(spec.failedJobsHistoryLimit ?? 3)),
+            "jobTemplate": ["metadata": ["labels": labels(with("backup"))], "spec": jobSpec],
+          ],
+        ]))
+
+    let prunePod = try prunePodTemplate(input, invocation: invocation, names: names, labels: with("prune"))
+    let minute = Int(UInt32(shortHash(names.base), radix: 16).map { $0 % 60 } ?? 0)
+    out.append(
+      DesiredChild(
+        resource: cronResource, namespace: workNS, name: names.pruneCronJob,
+        body: [
+          "apiVersion": .string(settings.cronJobAPIVersion), "kind": "CronJob",
+          "metadata": meta(name: names.pruneCronJob, namespace: workNS, labels: with("prune"), owner: owner),
+          "spec": [
+            "schedule": .string("\(minute) 4 * * *"), "suspend": .bool(spec.suspend ?? false),
+            "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 3_600,
+            "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 3,
+            "jobTemplate": [
+              "metadata": ["labels": labels(with("prune"))], "spec": ["backoffLimit": 1, "template": prunePod],
+            ],
+          ],
+        ]))
+
+    if let token = input.runToken {
+      let name = names.runJob(token: token)
+      let runPod = try podTemplate(input, invocation: invocation, names: names, labels: with("on-demand"))
+      out.append(
+        DesiredChild(
+          resource: ChildResources.jobs, namespace: workNS, name: name,
+          body: [
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": meta(
+              name: name, namespace: workNS, labels: with("on-demand"), owner: owner,
+              annotations: [ChildLabels.runToken: token]),
+            "spec": ["backoffLimit": 1, "template": runPod],
+          ]))
+    }
+    return out
+  }
+
+  // MARK: - Network policies
+
+  static let disasterRecoveryIngress: JSONValue = [
+    "from": [["namespaceSelector": [:], "podSelector": ["matchLabels": ["component": "disaster-recovery"]]]]
+  ]
+  static let vaultEgress: JSONValue = [
+    "to": [["namespaceSelector": [:], "podSelector": ["matchLabels": ["app": "vault"]]]]
+  ]
+  static let dnsEgress: JSONValue = [
+    "ports": [["protocol": "UDP", "port": 53], ["protocol": "TCP", "port": 53]]
+  ]
+
+  /// The NetworkPolicies every backup namespace has: deny all, allow ingress from disaster-recovery pods, allow
+  /// egress to Vault pods and DNS.
+  public static func sharedNetworkPolicies(namespace: String) -> [DesiredChild] {
+    let l = labels([ChildLabels.managedBy: ChildLabels.controllerName, ChildLabels.component: "isolation"])
+    func np(_ name: String, _ spec: JSONValue) -> DesiredChild {
+      DesiredChild(
+        resource: ChildResources.networkPolicies, namespace: namespace, name: name,
+        body: [
+          "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+          "metadata": ["name": .string(name), "namespace": .string(namespace), "labels": l], "spec": spec,
+        ], shared: true)
+    }
+    return [
+      np(SharedChildNames.defaultDeny, ["podSelector": [:], "policyTypes": ["Ingress", "Egress"]]),
+      np(
+        SharedChildNames.allowIngress,
+        ["podSelector": [:], "policyTypes": ["Ingress"], "ingress": [disasterRecoveryIngress]]),
+      np(SharedChildNames.allowEgress, ["podSelector": [:], "policyTypes": ["Egress"], "egress": [vaultEgress, dnsEgress]]),
+    ]
+  }
+
+  /// Whether `host` is an IPv4 or IPv6 literal.
+  static func isIPLiteral(_ host: String) -> Bool {
+    let h = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    if h.contains(":") { return h.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." } }
+    let parts = h.split(separator: ".", omittingEmptySubsequences: false)
+    return parts.count == 4 && parts.allSatisfy { p in UInt8(p) != nil }
+  }
+
+  /// Egress rules to the storage and KMS endpoints: an ipBlock where the host is an IP literal, else the port to
+  /// any destination (NetworkPolicies cannot name hosts); plus a Vault address given as an IP.
+  public static func storageEgressRules(_ spec: BackupPolicySpec) -> [JSONValue] {
+    var endpoints = EngineInvocation.storageEndpoints(spec.repository, kms: spec.encryption.kms)
+    if let v = spec.encryption.kms.vaultTransit, let c = URLComponents(string: v.address), let host = c.host,
+      isIPLiteral(host)
+    {
+      endpoints.append((host, c.port ?? (c.scheme == "https" ? 443 : 80)))
+    }
+    return endpoints.map { e in
+      let ports: JSONValue = [["protocol": "TCP", "port": .int(Int64(e.port))]]
+      if let host = e.host, isIPLiteral(host) {
+        let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        let cidr = bare.contains(":") ? "\(bare)/128" : "\(bare)/32"
+        return ["to": [["ipBlock": ["cidr": .string(cidr)]]], "ports": ports]
+      }
+      return ["ports": ports]
+    }
+  }
+
+  /// The Calico GlobalNetworkPolicy: backup pods accept traffic only from disaster-recovery pods.
+  ///
+  /// Only ingress is governed here; egress is limited by the backup namespace's NetworkPolicies, which know the
+  /// storage endpoints.
+  public static func calicoPolicy() -> DesiredChild {
+    DesiredChild(
+      resource: ChildResources.globalNetworkPolicies, namespace: nil, name: SharedChildNames.calicoPolicy,
+      body: [
+        "apiVersion": "crd.projectcalico.org/v1", "kind": "GlobalNetworkPolicy",
+        "metadata": [
+          "name": .string(SharedChildNames.calicoPolicy),
+          "labels": labels([ChildLabels.managedBy: ChildLabels.controllerName]),
+        ],
+        "spec": [
+          "order": 100,
+          "selector": "app == \"backup-service\" || app == \"backup-storage\"",
+          "types": ["Ingress"],
+          "ingress": [
+            ["action": "Allow", "source": ["selector": "app == \"disaster-recovery\""]],
+            ["action": "Deny"],
+          ],
+        ],
+      ], shared: true)
+  }
+
+  // MARK: - Pods
+
+  static func containerSecurity(_ settings: ControllerSettings) -> JSONValue {
+    [
+      "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true,
+      "runAsUser": .int(settings.runAsUser), "capabilities": ["drop": ["ALL"]],
+      "seccompProfile": ["type": "RuntimeDefault"],
+    ]
+  }
+
+  static func podShell(
+    _ input: ChildInputs, names: ChildNames, labels podLabels: [String: String], volumes: [JSONValue],
+    initContainers: [JSONValue], containers: [JSONValue]
+  ) -> JSONValue {
+    let s = input.settings
+    var spec: [String: JSONValue] = [
+      "serviceAccountName": .string(names.serviceAccount),
+      "automountServiceAccountToken": false,
+      "restartPolicy": "Never",
+      "securityContext": [
+        "runAsNonRoot": true, "runAsUser": .int(s.runAsUser), "runAsGroup": .int(s.runAsUser),
+        "fsGroup": .int(s.runAsUser), "seccompProfile": ["type": "RuntimeDefault"],
+      ],
+      "volumes": .array([["name": "tmp", "emptyDir": [:]]] + volumes),
+      "containers": .array(containers),
+    ]
+    if !initContainers.isEmpty { spec["initContainers"] = .array(initContainers) }
+    var l = podLabels
+    l["app"] = "backup-service"
+    return ["metadata": ["labels": labels(l)], "spec": .object(spec)]
+  }
+
+  static func resources(_ r: ResourceRequirements?) -> JSONValue? {
+    guard let r else { return nil }
+    var o: [String: JSONValue] = [:]
+    if let q = r.requests { o["requests"] = .object(q.mapValues { .string($0.text) }) }
+    if let q = r.limits { o["limits"] = .object(q.mapValues { .string($0.text) }) }
+    return .object(o)
+  }
+
+  static let baseEnv: [JSONValue] = [["name": "HOME", "value": "/tmp"], ["name": "TMPDIR", "value": "/tmp"]]
+  static let tmpMount: JSONValue = ["name": "tmp", "mountPath": "/tmp"]
+
+  /// The backup pod. A PVC source is mounted read-only under /backup/<claim> in the engine container. A dump
+  /// command runs in its own image as `sh -c 'CMD | botrt-engine backup --stdin ...'`, with the engine binary
+  /// copied from the engine image by an init container into a shared emptyDir (the engine image must provide
+  /// `cp`; the dump image must provide `sh`). The dump's exit status is checked after the pipeline: a failed dump
+  /// fails the Job with exit code 6 even if the engine stored what it received.
+  static func podTemplate(
+    _ input: ChildInputs, invocation: EngineInvocation, names: ChildNames, labels podLabels: [String: String]
+  ) throws(SpecError) -> JSONValue {
+    let policy = input.policy
+    let s = input.settings
+    let spec = policy.spec
+    let policyNS = policy.metadata.namespace ?? "default"
+    let copies = workloadNamespace(policy, settings: s) != policyNS
+    var engineArgs =
+      ["backup", "--repo", invocation.repoURL, "--kms", invocation.kmsURL] + invocation.commonFlags + [
+        "--data-type", (spec.dataType ?? .files).rawValue, "--tag", "policy=\(policyNS)/\(policy.name)", "--quiet",
+      ]
+    var volumes = invocation.volumes
+    var mounts = [tmpMount] + invocation.mounts
+
+    if let pvc = spec.source.pvc {
+      let path = "/backup/\(pvc.claimName)"
+      volumes.append(["name": "source", "persistentVolumeClaim": ["claimName": .string(pvc.claimName), "readOnly": true]])
+      var m: [String: JSONValue] = ["name": "source", "mountPath": .string(path), "readOnly": true]
+      if let sub = pvc.subPath, !sub.isEmpty { m["subPath"] = .string(sub) }
+      mounts.append(.object(m))
+      engineArgs.append(path)
+      var c: [String: JSONValue] = [
+        "name": "backup", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
+        "args": .array(engineArgs.map { .string($0) }), "env": .array(baseEnv + invocation.env),
+        "volumeMounts": .array(mounts), "securityContext": containerSecurity(s),
+        "terminationMessagePolicy": "File",
+      ]
+      if let r = resources(spec.resources) { c["resources"] = r }
+      return podShell(input, names: names, labels: podLabels, volumes: volumes, initContainers: [], containers: [.object(c)])
+    }
+
+    guard let cmd = spec.source.command else {
+      throw SpecError(field: "spec.source", message: "set exactly one of pvc, command; none is set")
+    }
+    let words = (cmd.command ?? []) + (cmd.args ?? [])
+    guard cmd.command?.isEmpty == false else {
+      throw SpecError(
+        field: "spec.source.command.command",
+        message: "the dump command must be given explicitly (e.g. [pg_dump]); it runs in a shell pipeline, so the "
+          + "image's entrypoint is not used")
+    }
+    let fileName = cmd.fileName ?? "\(policy.name).dump"
+    let engine = "/botrt/bin/botrt-engine"
+    engineArgs += ["--stdin", "--stdin-name", fileName]
+    let script = [
+      "rcfile=/tmp/botrt-dump.rc",
+      "{ \(words.map(shellQuote).joined(separator: " ")); echo $? > \"$rcfile\"; } | "
+        + ([engine] + engineArgs).map(shellQuote).joined(separator: " "),
+      "rc=$?",
+      "dump=$(cat \"$rcfile\" 2>/dev/null || echo 127)",
+      "if [ \"$rc\" -ne 0 ]; then exit \"$rc\"; fi",
+      "if [ \"$dump\" -ne 0 ]; then echo \"botrt: the dump command exited with status $dump\" >&2; exit 6; fi",
+    ].joined(separator: "\n")
+    var userEnv: [JSONValue] = []
+    for e in cmd.env ?? [] {
+      if let ref = e.valueFrom?.secretKeyRef {
+        userEnv.append([
+          "name": .string(e.name),
+          "valueFrom": [
+            "secretKeyRef": ["name": .string(copies ? names.secretCopy(ref.name) : ref.name), "key": .string(ref.key)]
+          ],
+        ])
+      } else {
+        userEnv.append(["name": .string(e.name), "value": .string(e.value ?? "")])
+      }
+    }
+    volumes.append(["name": "engine-bin", "emptyDir": [:]])
+    let initC: JSONValue = [
+      "name": "install-engine", "image": .string(s.engineImage),
+      "command": ["cp", .string(s.enginePath), .string(engine)],
+      "volumeMounts": [["name": "engine-bin", "mountPath": "/botrt/bin"]],
+      "securityContext": containerSecurity(s),
+    ]
+    mounts.append(["name": "engine-bin", "mountPath": "/botrt/bin", "readOnly": true])
+    var c: [String: JSONValue] = [
+      "name": "backup", "image": .string(cmd.image), "command": ["sh", "-c", .string(script)],
+      "env": .array(baseEnv + userEnv + invocation.env), "volumeMounts": .array(mounts),
+      "securityContext": containerSecurity(s), "terminationMessagePolicy": "File",
+    ]
+    if let r = resources(spec.resources) { c["resources"] = r }
+    return podShell(input, names: names, labels: podLabels, volumes: volumes, initContainers: [initC], containers: [.object(c)])
+  }
+
+  /// The retention pod: `botrt-engine forget --prune` with the effective retention.
+  static func prunePodTemplate(
+    _ input: ChildInputs, invocation: EngineInvocation, names: ChildNames, labels podLabels: [String: String]
+  ) throws(SpecError) -> JSONValue {
+    let s = input.settings
+    let args =
+      ["forget", "--repo", invocation.repoURL, "--kms", invocation.kmsURL] + invocation.commonFlags
+      + EngineInvocation.retentionFlags(input.effective.retention.value) + ["--quiet"]
+    var c: [String: JSONValue] = [
+      "name": "prune", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
+      "args": .array(args.map { .string($0) }), "env": .array(baseEnv + invocation.env),
+      "volumeMounts": .array([tmpMount] + invocation.mounts), "securityContext": containerSecurity(s),
+      "terminationMessagePolicy": "File",
+    ]
+    if let r = resources(input.policy.spec.resources) { c["resources"] = r }
+    return podShell(
+      input, names: names, labels: podLabels, volumes: invocation.volumes, initContainers: [], containers: [.object(c)])
+  }
+}

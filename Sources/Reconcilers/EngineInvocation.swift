@@ -1,0 +1,240 @@
+import DRAPI
+import Foundation
+import KubeCore
+
+/// A Secret of the policy's namespace that the engine's pod needs, and how the pod uses it.
+public struct SecretUse: Sendable, Hashable {
+  /// Name of the Secret in the policy's namespace.
+  public var sourceName: String
+  /// Spec field that references it (for error messages), e.g. "spec.repository.s3.credentialsSecretRef".
+  public var field: String
+  /// Keys the pod reads; a missing key makes the policy not Ready.
+  public var requiredKeys: [String]
+
+  public init(sourceName: String, field: String, requiredKeys: [String]) {
+    self.sourceName = sourceName
+    self.field = field
+    self.requiredKeys = requiredKeys
+  }
+}
+
+/// How a policy's engine runs: repository and KMS URLs, flags, environment and Secret mounts, computed without I/O.
+///
+/// Secret names here are the names *in the pod's namespace*: `secretName(_:)` maps a policy Secret to its copy.
+public struct EngineInvocation: Sendable, Hashable {
+  /// Repository URL (`--repo`).
+  public var repoURL: String
+  /// KMS URL (`--kms`).
+  public var kmsURL: String
+  /// Flags common to every engine command (endpoints, token files), after the repository and KMS.
+  public var commonFlags: [String]
+  /// Environment of the engine container (JSON EnvVar objects).
+  public var env: [JSONValue]
+  /// Volumes of the pod (Secret volumes and the local repository claim).
+  public var volumes: [JSONValue]
+  /// Volume mounts of the engine container.
+  public var mounts: [JSONValue]
+  /// Secrets of the policy's namespace the pod reads.
+  public var secrets: [SecretUse]
+
+  /// Where Secret volumes are mounted.
+  public static let secretsRoot = "/var/run/botrt/secrets"
+
+  /// Computes the invocation. `secretName` maps a Secret name of the policy's namespace to the name the pod sees.
+  public init(spec: BackupPolicySpec, secretName: (String) -> String) throws(SpecError) {
+    var flags: [String] = []
+    var env: [JSONValue] = []
+    var volumes: [JSONValue] = []
+    var mounts: [JSONValue] = []
+    var secrets: [SecretUse] = []
+
+    func envFromSecret(_ variable: String, _ secret: String, _ key: String, optional: Bool = false) -> JSONValue {
+      var ref: [String: JSONValue] = ["name": .string(secretName(secret)), "key": .string(key)]
+      if optional { ref["optional"] = true }
+      return ["name": .string(variable), "valueFrom": ["secretKeyRef": .object(ref)]]
+    }
+    func mountSecret(_ volume: String, _ secret: String) -> String {
+      let path = "\(Self.secretsRoot)/\(volume)"
+      volumes.append(["name": .string(volume), "secret": ["secretName": .string(secretName(secret))]])
+      mounts.append(["name": .string(volume), "mountPath": .string(path), "readOnly": true])
+      return path
+    }
+    func prefixPath(_ p: String?) -> String {
+      guard let p, !p.isEmpty else { return "" }
+      return "/" + p.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+    }
+
+    // Repository.
+    let repo = spec.repository
+    if let s3 = repo.s3 {
+      repoURL = "s3://\(s3.bucket)\(prefixPath(s3.prefix))"
+      if let e = s3.endpoint { flags += ["--s3-endpoint", e] }
+      if let r = s3.region { flags += ["--s3-region", r] }
+      if s3.forcePathStyle == true { flags.append("--s3-path-style") }
+      let name = s3.credentialsSecretRef.name
+      env.append(envFromSecret("AWS_ACCESS_KEY_ID", name, "AWS_ACCESS_KEY_ID"))
+      env.append(envFromSecret("AWS_SECRET_ACCESS_KEY", name, "AWS_SECRET_ACCESS_KEY"))
+      env.append(envFromSecret("AWS_SESSION_TOKEN", name, "AWS_SESSION_TOKEN", optional: true))
+      secrets.append(
+        SecretUse(
+          sourceName: name, field: "spec.repository.s3.credentialsSecretRef",
+          requiredKeys: ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]))
+    } else if let gcs = repo.gcs {
+      repoURL = "gs://\(gcs.bucket)\(prefixPath(gcs.prefix))"
+      if let e = gcs.endpoint { env.append(["name": "BOTRT_GCS_ENDPOINT", "value": .string(e)]) }
+      if let ref = gcs.credentialsSecretRef {
+        let key = ref.key ?? "service-account.json"
+        let path = mountSecret("gcs-credentials", ref.name)
+        env.append(["name": "GOOGLE_APPLICATION_CREDENTIALS", "value": .string("\(path)/\(key)")])
+        secrets.append(
+          SecretUse(sourceName: ref.name, field: "spec.repository.gcs.credentialsSecretRef", requiredKeys: [key]))
+      }
+    } else if let az = repo.azure {
+      repoURL = "azblob://\(az.account)/\(az.container)\(prefixPath(az.prefix))"
+      if let e = az.endpoint { env.append(["name": "BOTRT_AZURE_ENDPOINT", "value": .string(e)]) }
+      let key = "AZURE_STORAGE_KEY"
+      env.append(envFromSecret("AZURE_STORAGE_KEY", az.credentialsSecretRef.name, key))
+      secrets.append(
+        SecretUse(
+          sourceName: az.credentialsSecretRef.name, field: "spec.repository.azure.credentialsSecretRef",
+          requiredKeys: [key]))
+    } else if let local = repo.local {
+      repoURL = "file://\(local.path)"
+      if let claim = local.claimName {
+        volumes.append(["name": "repository", "persistentVolumeClaim": ["claimName": .string(claim)]])
+        mounts.append(["name": "repository", "mountPath": .string(local.path)])
+      }
+    } else {
+      throw SpecError(field: "spec.repository", message: "set exactly one of s3, gcs, azure, local; none is set")
+    }
+
+    // Key service.
+    let kms = spec.encryption.kms
+    if let v = kms.vaultTransit {
+      guard let url = URLComponents(string: v.address), let scheme = url.scheme?.lowercased(),
+        ["http", "https"].contains(scheme), let host = url.host, !host.isEmpty
+      else {
+        throw SpecError(
+          field: "spec.encryption.kms.vaultTransit.address",
+          message: "'\(v.address)' is not an http:// or https:// URL of a Vault server; use e.g. "
+            + "https://vault.vault.svc:8200")
+      }
+      let port = url.port.map { ":\($0)" } ?? (scheme == "https" ? ":443" : ":80")
+      let mount = (v.mount ?? "transit").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+      kmsURL = "vault-transit://\(host)\(port)/\(mount)/\(v.key)" + (scheme == "https" ? "?tls=true" : "")
+      let tokenKey = v.authSecretRef.key ?? "token"
+      let tokenPath = mountSecret("vault-token", v.authSecretRef.name)
+      flags += ["--vault-token-file", "\(tokenPath)/\(tokenKey)"]
+      secrets.append(
+        SecretUse(
+          sourceName: v.authSecretRef.name, field: "spec.encryption.kms.vaultTransit.authSecretRef",
+          requiredKeys: [tokenKey]))
+      if let ca = v.caSecretRef {
+        let caKey = ca.key ?? "ca.crt"
+        let caPath = mountSecret("vault-ca", ca.name)
+        flags += ["--vault-ca-file", "\(caPath)/\(caKey)"]
+        secrets.append(
+          SecretUse(sourceName: ca.name, field: "spec.encryption.kms.vaultTransit.caSecretRef", requiredKeys: [caKey]))
+      }
+    } else if let aws = kms.awsKms {
+      var q: [String] = []
+      if let r = aws.region { q.append("region=\(r)") }
+      let keyPart = aws.keyId.hasPrefix("arn:") || aws.keyId.hasPrefix("alias/") ? "/\(aws.keyId)" : aws.keyId
+      kmsURL = "awskms://\(keyPart)" + (q.isEmpty ? "" : "?" + q.joined(separator: "&"))
+      if let e = aws.endpoint { flags += ["--kms-endpoint", e] }
+      if let ref = aws.credentialsSecretRef {
+        // The engine reads one set of AWS credentials from its environment.
+        if let s3 = repo.s3, s3.credentialsSecretRef.name != ref.name {
+          throw SpecError(
+            field: "spec.encryption.kms.awsKms.credentialsSecretRef",
+            message: "names Secret '\(ref.name)' but the S3 repository uses '\(s3.credentialsSecretRef.name)'; the "
+              + "engine reads one set of AWS credentials, so use the same Secret for both or leave this unset")
+        }
+        if repo.s3 == nil {
+          env.append(envFromSecret("AWS_ACCESS_KEY_ID", ref.name, "AWS_ACCESS_KEY_ID"))
+          env.append(envFromSecret("AWS_SECRET_ACCESS_KEY", ref.name, "AWS_SECRET_ACCESS_KEY"))
+          env.append(envFromSecret("AWS_SESSION_TOKEN", ref.name, "AWS_SESSION_TOKEN", optional: true))
+          secrets.append(
+            SecretUse(
+              sourceName: ref.name, field: "spec.encryption.kms.awsKms.credentialsSecretRef",
+              requiredKeys: ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]))
+        }
+      }
+    } else if let ref = kms.localKeySecretRef {
+      let key = ref.key ?? "key"
+      let path = mountSecret("local-key", ref.name)
+      kmsURL = "file://\(path)/\(key)"
+      secrets.append(
+        SecretUse(sourceName: ref.name, field: "spec.encryption.kms.localKeySecretRef", requiredKeys: [key]))
+    } else {
+      throw SpecError(
+        field: "spec.encryption.kms", message: "set exactly one of vaultTransit, awsKms, localKeySecretRef; none is set")
+    }
+
+    // Secrets referenced by the dump command's environment.
+    for (i, e) in (spec.source.command?.env ?? []).enumerated() {
+      if let ref = e.valueFrom?.secretKeyRef {
+        secrets.append(
+          SecretUse(
+            sourceName: ref.name, field: "spec.source.command.env[\(i)].valueFrom.secretKeyRef",
+            requiredKeys: [ref.key]))
+      }
+    }
+
+    self.commonFlags = flags
+    self.env = env
+    self.volumes = volumes
+    self.mounts = mounts
+    // One entry per Secret, keys merged, in first-use order.
+    var merged: [SecretUse] = []
+    for s in secrets {
+      if let i = merged.firstIndex(where: { $0.sourceName == s.sourceName }) {
+        for k in s.requiredKeys where !merged[i].requiredKeys.contains(k) { merged[i].requiredKeys.append(k) }
+      } else {
+        merged.append(s)
+      }
+    }
+    self.secrets = merged
+  }
+
+  /// The `forget --prune` flags for a retention spec.
+  public static func retentionFlags(_ r: RetentionSpec) -> [String] {
+    var flags: [String] = []
+    let counts: [(String, Int32?)] = [
+      ("--keep-last", r.keepLast), ("--keep-hourly", r.keepHourly), ("--keep-daily", r.keepDaily),
+      ("--keep-weekly", r.keepWeekly), ("--keep-monthly", r.keepMonthly), ("--keep-yearly", r.keepYearly),
+    ]
+    for (flag, value) in counts {
+      if let v = value { flags += [flag, String(v)] }
+    }
+    if let a = r.maxAge { flags += ["--max-age", a] }
+    flags.append("--prune")
+    return flags
+  }
+
+  /// The hosts and ports the engine connects to for storage (nil host = any destination on that port).
+  public static func storageEndpoints(_ repo: RepositorySpec, kms: KMSSpec) -> [(host: String?, port: Int)] {
+    var out: [(String?, Int)] = []
+    func add(_ endpoint: String?, defaultPort: Int = 443) {
+      guard let endpoint, let c = URLComponents(string: endpoint), let host = c.host, !host.isEmpty else {
+        out.append((nil, defaultPort))
+        return
+      }
+      let port = c.port ?? (c.scheme?.lowercased() == "http" ? 80 : 443)
+      out.append((host, port))
+    }
+    if let s3 = repo.s3 { add(s3.endpoint) }
+    if let gcs = repo.gcs { add(gcs.endpoint) }
+    if let az = repo.azure { add(az.endpoint) }
+    if let aws = kms.awsKms { add(aws.endpoint) }
+    var seen = Set<String>()
+    return out.filter { seen.insert("\($0.0 ?? "*"):\($0.1)").inserted }
+  }
+}
+
+/// Quotes a word for a POSIX shell (single quotes; embedded single quotes closed and escaped).
+public func shellQuote(_ word: String) -> String {
+  let safe = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%")
+  if !word.isEmpty, word.unicodeScalars.allSatisfy({ safe.contains($0) }) { return word }
+  return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
