@@ -48,6 +48,8 @@ public final class BackupPolicyReconciler: Sendable {
   public static let finalizer = "dr.botrt.io/cleanup"
   /// The one field manager of every write.
   public static let fieldManager = ChildLabels.controllerName
+  /// How soon a policy that is not Ready (e.g. a missing Secret) is looked at again.
+  public static let problemRetrySeconds: TimeInterval = 15
 
   let client: KubeClient
   let settings: ControllerSettings
@@ -175,7 +177,13 @@ public final class BackupPolicyReconciler: Sendable {
         "rpoMet": "\(outcome.status.conditions?.condition(BackupPolicyCondition.rpoMet)?.status.rawValue ?? "Unknown")",
       ])
     if let applyError { throw applyError }
-    if let at = outcome.requeueAt {
+    var next = outcome.requeueAt
+    if problem != nil {
+      // Secrets of the policy's namespace are not watched: look again soon for a Secret that was missing.
+      let retry = now.addingTimeInterval(Self.problemRetrySeconds)
+      next = min(next ?? retry, retry)
+    }
+    if let at = next {
       let seconds = max(1, at.timeIntervalSince(now))
       return .requeueAfter(.milliseconds(Int64(seconds * 1000)))
     }

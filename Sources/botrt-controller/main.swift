@@ -1,1 +1,3 @@
-print("botrt-controller")
+import ControllerApp
+
+await ControllerCommand.main()

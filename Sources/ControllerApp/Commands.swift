@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import KubeClient
+import KubeRuntime
+import Logging
+
+/// `botrt-controller`: the BotRT operator.
+public struct ControllerCommand: AsyncParsableCommand {
+  public static let configuration = CommandConfiguration(
+    commandName: "botrt-controller", abstract: "The BotRT backup and disaster-recovery operator.",
+    subcommands: [RunCommand.self, VersionCommand.self], defaultSubcommand: RunCommand.self)
+
+  public init() {}
+}
+
+/// `botrt-controller run`.
+public struct RunCommand: AsyncParsableCommand {
+  public static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the controller.")
+
+  @Option(help: "Path of a kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).")
+  var kubeconfig: String?
+  @Option(help: "The kubeconfig context to use (default: the current context).")
+  var context: String?
+  @Option(name: .customLong("backup-namespace"), help: "Namespace of the backup Jobs.")
+  var backupNamespace = "botrt-backup"
+  @Option(name: .customLong("engine-image"), help: "Image with the botrt-engine executable.")
+  var engineImage = BotRTController.defaultEngineImage
+  @Option(name: .customLong("metrics-address"), help: "HOST:PORT of /metrics, /healthz and /readyz; 'off' disables.")
+  var metricsAddress = "127.0.0.1:8080"
+  @Flag(name: .customLong("leader-elect"), help: "Run only while holding the Lease (for several replicas).")
+  var leaderElect = false
+  @Option(name: .customLong("lease-namespace"), help: "Namespace of the leader-election Lease.")
+  var leaseNamespace = "botrt-system"
+  @Option(name: .customLong("log-format"), help: "json or text.")
+  var logFormat = "text"
+  @Option(help: "Concurrent reconciles.")
+  var workers = 2
+
+  public init() {}
+
+  public func run() async throws {
+    guard let format = LogFormat(rawValue: logFormat) else {
+      throw ValidationError("--log-format must be json or text, got '\(logFormat)'")
+    }
+    guard (1...64).contains(workers) else { throw ValidationError("--workers must be 1-64, got \(workers)") }
+    let logger = Logger(label: "botrt-controller") { LineLogHandler(label: $0, format: format) }
+    var env = ProcessInfo.processInfo.environment
+    if let kubeconfig { env["KUBECONFIG"] = kubeconfig }
+    let client: KubeClient
+    do {
+      client = KubeClient(
+        config: try ClientConfig.fromEnvironment(context: context, environment: env),
+        logger: Logger(label: "botrt.kube") { LineLogHandler(label: $0, format: format) })
+    } catch {
+      logger.error("cannot load the cluster configuration", metadata: ["error": "\(error)"])
+      throw ExitCode(2)
+    }
+    let options = ControllerRunOptions(
+      backupNamespace: backupNamespace, engineImage: engineImage, workers: workers,
+      metricsAddress: metricsAddress == "off" ? nil : metricsAddress, leaderElect: leaderElect,
+      leaseNamespace: leaseNamespace)
+    let app: BotRTController
+    do {
+      app = try await BotRTController.make(client: client, options: options, logger: logger)
+    } catch {
+      logger.error("cannot connect to the cluster", metadata: ["server": "\(client.config.server)", "error": "\(error)"])
+      throw ExitCode(1)
+    }
+    let outcome = try await app.run()
+    if outcome == .leadershipLost {
+      logger.error("leadership lost; exiting so that a restart can compete again")
+      throw ExitCode(1)
+    }
+  }
+}
+
+/// `botrt-controller version`.
+public struct VersionCommand: ParsableCommand {
+  public static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version.")
+  public init() {}
+  public func run() { print("botrt-controller \(BotRTController.version)") }
+}

@@ -1,0 +1,443 @@
+import ControllerApp
+import DRAPI
+import Foundation
+import KubeClient
+import KubeCore
+import KubeRuntime
+import Logging
+import Reconcilers
+import Synchronization
+import Testing
+
+/// The environment of the controller integration tests is missing or unusable.
+struct ControllerTestError: Error, CustomStringConvertible {
+  var description: String
+}
+
+enum TestCluster {
+  /// A client from `KUBECONFIG`, required: these tests fail (never skip) without the control plane.
+  static func client() throws -> KubeClient {
+    guard let kc = ProcessInfo.processInfo.environment["KUBECONFIG"], !kc.isEmpty else {
+      throw ControllerTestError(
+        description: "KUBECONFIG is not set: the controller integration tests need the local control plane. Start it "
+          + "with `hack/cluster.sh up` and `source <(hack/cluster.sh env)`, or run hack/test.sh")
+    }
+    return KubeClient(config: try Kubeconfig.load(paths: Kubeconfig.paths(fromEnvironmentValue: kc)).clientConfig())
+  }
+
+  static var repoRoot: String {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+  }
+
+  /// Applies every CRD in crds/ and waits until each is Established and served.
+  static func installCRDs(_ client: KubeClient) async throws {
+    let dir = repoRoot + "/crds"
+    let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted()
+    guard !files.isEmpty else { throw ControllerTestError(description: "no CRDs in \(dir)") }
+    for f in files {
+      let text = try String(contentsOfFile: "\(dir)/\(f)", encoding: .utf8)
+      for doc in try YAML.parseDocuments(text, file: f) where doc["kind"] == "CustomResourceDefinition" {
+        try await applyCRD(client, doc)
+      }
+    }
+    try await eventually("backuppolicies.dr.botrt.io to be served") {
+      client.invalidateDiscovery()
+      return try await client.isServed(group: DRGroup.group, version: DRGroup.version, resource: "backuppolicies")
+    }
+  }
+
+  static func applyCRD(_ client: KubeClient, _ doc: JSONValue) async throws {
+    let name = doc[path: "metadata", "name"]?.stringValue ?? ""
+    _ = try await client.apply(
+      .customResourceDefinitions, namespace: nil, name: name, doc, fieldManager: "botrt-tests", force: true)
+    try await eventually("CRD \(name) to be Established") {
+      let got = try await client.get(.customResourceDefinitions, namespace: nil, name: name, as: JSONValue.self)
+      return (got[path: "status", "conditions"]?.arrayValue ?? []).contains {
+        $0["type"] == "Established" && $0["status"] == "True"
+      }
+    }
+  }
+}
+
+/// Polls `check` every 200 ms until it returns true or `timeout` passes.
+func eventually(_ what: String, timeout: Duration = .seconds(45), _ check: () async throws -> Bool) async throws {
+  let deadline = ContinuousClock.now + timeout
+  var last: Error? = nil
+  while ContinuousClock.now < deadline {
+    do {
+      if try await check() { return }
+    } catch {
+      last = error
+    }
+    try await Task.sleep(for: .milliseconds(200))
+  }
+  throw ControllerTestError(
+    description: "timed out after \(timeout) waiting for \(what)" + (last.map { " (last error: \($0))" } ?? ""))
+}
+
+/// Whether every field of `desired` is present with the same value in `actual` (the server adds defaults).
+func isSubset(_ desired: JSONValue, of actual: JSONValue, at path: String = "") -> String? {
+  switch (desired, actual) {
+  case (.object(let d), .object(let a)):
+    for (k, v) in d {
+      guard let av = a[k] else { return "\(path).\(k) is missing" }
+      if let diff = isSubset(v, of: av, at: "\(path).\(k)") { return diff }
+    }
+    return nil
+  case (.array(let d), .array(let a)):
+    guard d.count == a.count else { return "\(path) has \(a.count) items, want \(d.count)" }
+    for (i, (dv, av)) in zip(d, a).enumerated() {
+      if let diff = isSubset(dv, of: av, at: "\(path)[\(i)]") { return diff }
+    }
+    return nil
+  case (.int(let d), .double(let a)) where Double(d) == a: return nil
+  default:
+    return desired == actual ? nil : "\(path) is \(actual), want \(desired)"
+  }
+}
+
+/// A controller running in this process until `stop()`.
+final class RunningController: Sendable {
+  let app: BotRTController
+  let task: Task<Void, Never>
+
+  init(_ client: KubeClient, backupNamespace: String, now: @escaping @Sendable () -> Date = { Date() }) async throws {
+    var logger = Logger(label: "botrt-controller-test") { LineLogHandler(label: $0, format: .text) }
+    logger.logLevel = .warning
+    app = try await BotRTController.make(
+      client: client,
+      options: ControllerRunOptions(
+        backupNamespace: backupNamespace, engineImage: "botrt/botrt-engine:test", workers: 2, metricsAddress: nil,
+        now: now),
+      logger: logger, handleSignals: false)
+    let app = self.app
+    task = Task {
+      do {
+        _ = try await app.run()
+      } catch {
+        Issue.record("controller stopped with \(error)")
+      }
+    }
+  }
+
+  func stop() async {
+    app.stop()
+    await task.value
+  }
+}
+
+@Suite(.serialized) struct BackupPolicyControllerTests {
+  let client: KubeClient
+
+  init() async throws {
+    client = try TestCluster.client()
+    try await TestCluster.installCRDs(client)
+  }
+
+  func makeNamespace(_ prefix: String) async throws -> String {
+    let name = "\(prefix)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+    _ = try await client.create(Namespace(metadata: ObjectMeta(name: name, labels: ["botrt.io/test": "controller"])))
+    return name
+  }
+
+  func deleteNamespace(_ name: String) async {
+    do {
+      try await client.delete(Namespace.self, name: name)
+    } catch {
+      // Best effort: the namespace may already be going.
+    }
+  }
+
+  func createSecrets(_ ns: String, skip: Set<String> = []) async throws {
+    let secrets: [String: [String: String]] = [
+      "s3-creds": ["AWS_ACCESS_KEY_ID": "test-id", "AWS_SECRET_ACCESS_KEY": "test-secret"],
+      "vault-token": ["token": "test-token"], "db-creds": ["password": "test-password"],
+    ]
+    for (name, data) in secrets where !skip.contains(name) {
+      _ = try await client.create(
+        Secret(metadata: ObjectMeta(name: name, namespace: ns), data: data.mapValues { Data($0.utf8) }))
+    }
+  }
+
+  func policy(_ ns: String, name: String = "orders-db", schedule: String = "17 3 * * *") -> BackupPolicy {
+    BackupPolicy(
+      metadata: ObjectMeta(name: name, namespace: ns),
+      spec: BackupPolicySpec(
+        tier: .standard, schedule: schedule, dataType: .database,
+        source: BackupSource(
+          command: ContainerSpec(
+            image: "postgres:16", command: ["pg_dump"], args: ["orders"],
+            env: [
+              EnvVar(
+                name: "PGPASSWORD",
+                valueFrom: EnvVarSource(secretKeyRef: SecretKeySelector(name: "db-creds", key: "password")))
+            ])),
+        repository: RepositorySpec(
+          s3: S3Repository(
+            bucket: "orders", prefix: "db", region: "us-east-1", endpoint: "http://10.1.2.3:9000",
+            credentialsSecretRef: SecretNameReference(name: "s3-creds"))),
+        encryption: EncryptionSpec(
+          kms: KMSSpec(
+            vaultTransit: VaultTransitKMS(
+              address: "http://vault.vault.svc:8200", key: "backup-database-key",
+              authSecretRef: SecretReference(name: "vault-token"))))))
+  }
+
+  func getPolicy(_ ns: String, _ name: String) async throws -> BackupPolicy {
+    try await client.get(BackupPolicy.self, namespace: ns, name: name)
+  }
+
+  func condition(_ ns: String, _ name: String, _ type: String) async throws -> Condition? {
+    try await getPolicy(ns, name).status?.conditions?.condition(type)
+  }
+
+  /// The children the builder wants for the policy as stored, with the Secrets as stored.
+  func expectedChildren(_ p: BackupPolicy, settings: ControllerSettings) async throws -> [DesiredChild] {
+    var secrets: [String: Secret] = [:]
+    for name in ["s3-creds", "vault-token", "db-creds"] {
+      secrets[name] = try await client.get(Secret.self, namespace: p.metadata.namespace, name: name)
+    }
+    let eff = try EffectivePolicy(spec: p.spec, now: Date())
+    return try BackupPolicyChildren.build(ChildInputs(policy: p, effective: eff, settings: settings, secrets: secrets))
+  }
+
+  func exists(_ c: DesiredChild) async throws -> JSONValue? {
+    do {
+      return try await client.get(c.resource, namespace: c.namespace, name: c.name, as: JSONValue.self)
+    } catch let e as KubeError where e.isNotFound {
+      return nil
+    }
+  }
+
+  @Test func childrenAreCreatedUpdatedAndRemoved() async throws {
+    let ns = try await makeNamespace("bp-life")
+    let backupNS = "\(ns)-backup"
+    defer { Task { [self] in await deleteNamespace(ns); await deleteNamespace(backupNS) } }
+    try await createSecrets(ns)
+    let controller = try await RunningController(client, backupNamespace: backupNS)
+    do {
+      _ = try await client.create(policy(ns))
+      try await eventually("Ready=True") { try await condition(ns, "orders-db", "Ready")?.status == .true }
+      let stored = try await getPolicy(ns, "orders-db")
+      #expect(stored.metadata.finalizers == [BackupPolicyReconciler.finalizer])
+      #expect(stored.status?.observedGeneration == stored.metadata.generation)
+      #expect(stored.status?.effectiveSchedule == "17 3 * * *")
+      #expect(stored.status?.rpoTargetSeconds == 14_400)
+      #expect(stored.status?.nextScheduledRun != nil)
+      #expect(stored.status?.conditions?.condition("ScheduleActive")?.status == .true)
+
+      // Exactly the expected children, read back.
+      let expected = try await expectedChildren(stored, settings: controller.app.settings)
+      #expect(expected.count == (controller.app.settings.calicoServed ? 14 : 13))
+      for c in expected {
+        let got = try #require(try await exists(c), "\(c.displayName) is missing")
+        if let diff = isSubset(c.body, of: got) { Issue.record("\(c.displayName): \(diff)") }
+      }
+      let selector = ChildLabels.selector(namespace: ns, name: "orders-db")
+      let cronJobs = try await client.list(
+        ChildResources.cronJobs(apiVersion: controller.app.settings.cronJobAPIVersion), namespace: backupNS,
+        options: ListOptions(labelSelector: selector), as: JSONValue.self)
+      #expect(cronJobs.items.count == 2)
+      let copies = try await client.list(
+        ChildResources.secrets, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+      #expect(copies.items.count == 3)
+
+      // A change of the policy updates the CronJob.
+      var changed = try await getPolicy(ns, "orders-db")
+      changed.spec.schedule = "42 4 * * *"
+      _ = try await client.update(changed)
+      let names = ChildNames(namespace: ns, name: "orders-db")
+      let cronResource = ChildResources.cronJobs(apiVersion: controller.app.settings.cronJobAPIVersion)
+      try await eventually("the CronJob's schedule to follow the policy") {
+        let cj = try await client.get(cronResource, namespace: backupNS, name: names.backupCronJob, as: JSONValue.self)
+        return cj[path: "spec", "schedule"] == "42 4 * * *"
+      }
+      try await eventually("status to observe the new generation") {
+        let p = try await getPolicy(ns, "orders-db")
+        return p.status?.observedGeneration == p.metadata.generation && p.status?.effectiveSchedule == "42 4 * * *"
+      }
+
+      // A new controller instance (a restart) creates no duplicates.
+      await controller.stop()
+      let again = try await RunningController(client, backupNamespace: backupNS)
+      try await Task.sleep(for: .seconds(3))
+      let afterRestart = try await client.list(
+        cronResource, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+      #expect(afterRestart.items.count == 2)
+      let jobs = try await client.list(
+        ChildResources.jobs, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+      #expect(jobs.items.isEmpty)
+
+      // Delete: children removed, the finalizer released.
+      try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
+      try await eventually("the policy to be gone") {
+        do {
+          _ = try await getPolicy(ns, "orders-db")
+          return false
+        } catch let e as KubeError where e.isNotFound {
+          return true
+        }
+      }
+      for c in expected where !c.shared {
+        #expect(try await exists(c) == nil, "\(c.displayName) is still there")
+      }
+      await again.stop()
+    } catch {
+      await controller.stop()
+      throw error
+    }
+  }
+
+  @Test func missingSecretMakesReadyFalse() async throws {
+    let ns = try await makeNamespace("bp-nosecret")
+    defer { Task { [self] in await deleteNamespace(ns); await deleteNamespace("\(ns)-backup") } }
+    try await createSecrets(ns, skip: ["vault-token"])
+    let controller = try await RunningController(client, backupNamespace: "\(ns)-backup")
+    do {
+      _ = try await client.create(policy(ns))
+      try await eventually("Ready=False") { try await condition(ns, "orders-db", "Ready")?.status == .false }
+      let ready = try #require(try await condition(ns, "orders-db", "Ready"))
+      #expect(ready.reason == "SecretNotFound")
+      #expect(ready.message.contains("spec.encryption.kms.vaultTransit.authSecretRef"))
+      #expect(ready.message.contains("vault-token"))
+      // Creating the Secret fixes it (the controller retries on its own).
+      _ = try await client.create(
+        Secret(metadata: ObjectMeta(name: "vault-token", namespace: ns), data: ["token": Data("t".utf8)]))
+      try await eventually("Ready=True after the Secret appears", timeout: .seconds(60)) {
+        try await condition(ns, "orders-db", "Ready")?.status == .true
+      }
+      try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
+      try await eventually("the policy to be gone") {
+        do {
+          _ = try await getPolicy(ns, "orders-db")
+          return false
+        } catch let e as KubeError where e.isNotFound {
+          return true
+        }
+      }
+    } catch {
+      await controller.stop()
+      throw error
+    }
+    await controller.stop()
+  }
+
+  @Test func rpoMetTurnsFalseUnderAnInjectedClock() async throws {
+    let ns = try await makeNamespace("bp-rpo")
+    defer { Task { [self] in await deleteNamespace(ns); await deleteNamespace("\(ns)-backup") } }
+    try await createSecrets(ns)
+    let offset = Mutex<TimeInterval>(0)
+    let controller = try await RunningController(client, backupNamespace: "\(ns)-backup") {
+      Date().addingTimeInterval(offset.withLock { $0 })
+    }
+    do {
+      _ = try await client.create(policy(ns))
+      try await eventually("RPOMet=Unknown while the first backup is awaited") {
+        try await condition(ns, "orders-db", "RPOMet")?.reason == "AwaitingFirstBackup"
+      }
+      // Five hours later (the standard tier's RPO is 4 h), without any backup: a change brings a reconcile.
+      offset.withLock { $0 = 5 * 3600 }
+      var p = try await getPolicy(ns, "orders-db")
+      p.metadata.annotations = ["test/poke": "1"]
+      _ = try await client.update(p)
+      try await eventually("RPOMet=False") { try await condition(ns, "orders-db", "RPOMet")?.status == .false }
+      let c = try #require(try await condition(ns, "orders-db", "RPOMet"))
+      #expect(c.reason == "NoSuccessfulBackup")
+      #expect(c.message.contains("4h"))
+      try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
+      try await eventually("the policy to be gone") {
+        do {
+          _ = try await getPolicy(ns, "orders-db")
+          return false
+        } catch let e as KubeError where e.isNotFound {
+          return true
+        }
+      }
+    } catch {
+      await controller.stop()
+      throw error
+    }
+    await controller.stop()
+  }
+
+  @Test func calicoPolicyOnlyWhenItsCRDIsInstalled() async throws {
+    let ns = try await makeNamespace("bp-calico")
+    defer { Task { [self] in await deleteNamespace(ns); await deleteNamespace("\(ns)-backup") } }
+    try await createSecrets(ns)
+    let gnp = ChildResources.globalNetworkPolicies
+    let crdName = "globalnetworkpolicies.crd.projectcalico.org"
+    func calicoServed() async throws -> Bool {
+      client.invalidateDiscovery()
+      return try await client.isServed(group: gnp.group, version: gnp.version, resource: gnp.plural)
+    }
+    // Start from a cluster without Calico (an earlier run may have left the fixture).
+    if try await calicoServed() {
+      try await client.delete(.customResourceDefinitions, namespace: nil, name: crdName)
+      try await eventually("globalnetworkpolicies to be gone") { try await !calicoServed() }
+    }
+    // Without the CRD: discovery says no, and no Calico object is attempted; the policy is still Ready.
+    var first = try await RunningController(client, backupNamespace: "\(ns)-backup")
+    #expect(first.app.settings.calicoServed == false)
+    _ = try await client.create(policy(ns, name: "a"))
+    try await eventually("Ready=True") { try await condition(ns, "a", "Ready")?.status == .true }
+    await first.stop()
+    // A minimal GlobalNetworkPolicy CRD, then a new controller instance discovers it.
+    let crd = try YAML.parse(
+      """
+      apiVersion: apiextensions.k8s.io/v1
+      kind: CustomResourceDefinition
+      metadata: {name: \(crdName)}
+      spec:
+        group: crd.projectcalico.org
+        scope: Cluster
+        names: {plural: globalnetworkpolicies, singular: globalnetworkpolicy, kind: GlobalNetworkPolicy, listKind: GlobalNetworkPolicyList}
+        versions:
+        - name: v1
+          served: true
+          storage: true
+          schema:
+            openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+      """, file: "calico-gnp-crd.yaml")
+    try await TestCluster.applyCRD(client, crd)
+    try await eventually("globalnetworkpolicies to be served") { try await calicoServed() }
+    first = try await RunningController(client, backupNamespace: "\(ns)-backup")
+    defer {
+      Task { [client] in
+        do {
+          try await client.delete(.customResourceDefinitions, namespace: nil, name: crdName)
+        } catch {
+          // Best effort: the next run removes it first anyway.
+        }
+      }
+    }
+    do {
+      #expect(first.app.settings.calicoServed)
+      try await eventually("the Calico policy") {
+        do {
+          let got = try await client.get(gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
+          return isSubset(BackupPolicyChildren.calicoPolicy().body, of: got) == nil
+        } catch let e as KubeError where e.isNotFound {
+          return false
+        }
+      }
+      // Deleting the last policy removes it.
+      for p in try await client.listAll(BackupPolicy.self).items {
+        try await client.delete(BackupPolicy.self, namespace: p.metadata.namespace, name: p.name)
+      }
+      try await eventually("the Calico policy to be removed with the last BackupPolicy") {
+        do {
+          _ = try await client.get(gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
+          return false
+        } catch let e as KubeError where e.isNotFound {
+          return true
+        }
+      }
+    } catch {
+      await first.stop()
+      throw error
+    }
+    await first.stop()
+  }
+}
