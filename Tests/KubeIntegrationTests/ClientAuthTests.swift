@@ -61,6 +61,34 @@ import Testing
     }
   }
 
+  @Test func rotatedTokenFileIsReReadAfter401() async throws {
+    let real = try ClientEnv.config(context: "botrt-token")
+    guard case .token(let good) = real.auth else {
+      Issue.record("context botrt-token should use a bearer token")
+      return
+    }
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kc-token-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let tokenFile = dir.appendingPathComponent("token").path
+    try "stale-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+    var cfg = real
+    cfg.auth = .tokenFile(tokenFile)
+    cfg.userDescription = "the test's token file \(tokenFile)"
+    let client = KubeClient(config: cfg)
+    do {
+      _ = try await client.get(Namespace.self, name: "default")
+      Issue.record("a stale token must be rejected")
+    } catch let e as KubeError {
+      #expect(e.isUnauthorized)
+      #expect(e.description.contains(tokenFile))
+    }
+    // The token "rotates"; the client still caches the old one, gets a 401, re-reads the file once and succeeds.
+    try "\(good)\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+    let ns = try await client.get(Namespace.self, name: "default")
+    #expect(ns.name == "default")
+  }
+
   @Test func wrongCAIsAClearTLSError() async throws {
     let real = try ClientEnv.config()
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kc-wrongca-\(UUID().uuidString)")
