@@ -108,12 +108,27 @@ public struct GCSStore: ObjectStore {
     "\(endpoint)/storage/v1/b/\(SigV4.encode(bucket))/o/\(SigV4.encode(objectName(key)))"
   }
 
+  /// Uploads with `uploadType=media`; conditional writes (`ifGenerationMatch=0`) use `uploadType=multipart`,
+  /// which GCS and fake-gcs-server both check the precondition on.
   public func put(_ key: String, data: Data, options: PutOptions) async throws {
-    var url =
-      "\(endpoint)/upload/storage/v1/b/\(SigV4.encode(bucket))/o?uploadType=media&name=\(SigV4.encode(objectName(key)))"
-    if options.ifNoneMatch { url += "&ifGenerationMatch=0" }
-    let r = try await send(
-      "PUT \(key)", method: "POST", url: url, headers: [("Content-Type", "application/octet-stream")], body: data)
+    let base = "\(endpoint)/upload/storage/v1/b/\(SigV4.encode(bucket))/o"
+    let r: HTTPResponse
+    if options.ifNoneMatch {
+      let boundary = "botrt-\(Hex.encode(Crypto.randomBytes(12)))"
+      let meta = try JSONSerialization.data(withJSONObject: ["name": objectName(key)])
+      var body = Data("--\(boundary)\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".utf8)
+      body.append(meta)
+      body.append(Data("\r\n--\(boundary)\r\nContent-Type: application/octet-stream\r\n\r\n".utf8))
+      body.append(data)
+      body.append(Data("\r\n--\(boundary)--\r\n".utf8))
+      r = try await send(
+        "PUT \(key)", method: "POST", url: "\(base)?uploadType=multipart&ifGenerationMatch=0",
+        headers: [("Content-Type", "multipart/related; boundary=\(boundary)")], body: body)
+    } else {
+      r = try await send(
+        "PUT \(key)", method: "POST", url: "\(base)?uploadType=media&name=\(SigV4.encode(objectName(key)))",
+        headers: [("Content-Type", "application/octet-stream")], body: data)
+    }
     if r.status == 200 || r.status == 201 { return }
     if r.status == 412 && options.ifNoneMatch { throw StorageError.alreadyExists(key: key) }
     throw failure(r, key: key, operation: "upload")
