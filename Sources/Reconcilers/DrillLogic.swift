@@ -1,0 +1,448 @@
+import DRAPI
+import Foundation
+import KubeCore
+
+/// What a drill should do now.
+public enum DrillDecision: Sendable, Hashable {
+  /// A run is in progress: never start a second one.
+  case running
+  /// Start a run; the token says why ("trigger:X", "annotation:X" or "schedule:TIME").
+  case start(token: String)
+  /// Nothing to do before this time (the next scheduled run).
+  case waitUntil(Date)
+  /// spec.suspend is set and nothing was triggered.
+  case suspended
+}
+
+/// The restore and verification a drill run performs, derived from its target.
+public struct DrillRunSpec: Sendable, Hashable {
+  /// What is restored and how (into: a command for databases, else files into an emptyDir of the scratch namespace).
+  public var restore: RestoreStepSpec
+  /// Verify with `--read-data`.
+  public var readData: Bool
+  /// Compare restored files with the snapshot's checksums.
+  public var checksums: Bool
+  /// The database query and its expected output.
+  public var query: DatabaseQuery?
+}
+
+/// Metric values of a finished drill run (the controller sets the gauges from these).
+public struct DrillMetricValues: Sendable, Hashable {
+  /// botrt_drill_last_run_timestamp_seconds.
+  public var lastRunTimestampSeconds: Double
+  /// botrt_drill_rto_seconds (nil: no verified restore).
+  public var rtoSeconds: Double?
+  /// botrt_drill_rpo_seconds (nil: unknown).
+  public var rpoSeconds: Double?
+  /// botrt_drill_compliance_score.
+  public var complianceScore: Double
+}
+
+/// The outcome of evaluating a finished drill run.
+public struct DrillOutcome: Sendable {
+  /// The new status (history recorded, conditions set, phase Idle).
+  public var status: DRDrillStatus
+  /// The recorded result.
+  public var result: DrillResult
+  /// The score and its parts.
+  public var score: ComplianceScore
+  /// Events to emit.
+  public var events: [PlannedEvent]
+  /// Gauge values.
+  public var metrics: DrillMetricValues
+}
+
+/// DRDrill logic without I/O: schedule, run decisions, the scratch namespace and its fences, the run Job, and the
+/// evaluation of a finished run (RPO, RTO, integrity, performance, security, compliance score, conditions).
+public enum DrillLogic {
+  /// Labels of drill children.
+  public static let drillNameLabel = "dr.botrt.io/drill-name"
+  public static let drillNamespaceLabel = "dr.botrt.io/drill-namespace"
+  public static let scratchLabel = "dr.botrt.io/scratch"
+
+  /// The effective schedule: spec.schedule (preset or cron), else the target tier's drill frequency, tightened by the
+  /// compliance profiles of the drill and its target.
+  public static func schedule(
+    _ drill: DRDrill, targetTier: Tier?, targetCompliance: [ComplianceProfile]
+  ) throws(SpecError) -> Sourced<String> {
+    try effectiveDrillSchedule(
+      schedule: drill.spec.schedule, targetTier: targetTier,
+      compliance: (drill.spec.compliance ?? []) + targetCompliance)
+  }
+
+  /// The pending manual run token, when not yet handled.
+  public static func pendingTrigger(_ drill: DRDrill) -> String? {
+    let handled = drill.status?.lastHandledTrigger
+    if let t = drill.spec.trigger, !t.isEmpty, "trigger:\(t)" != handled { return "trigger:\(t)" }
+    if let a = drill.metadata.annotations?[DRGroup.runNowAnnotation], !a.isEmpty, "annotation:\(a)" != handled {
+      return "annotation:\(a)"
+    }
+    return nil
+  }
+
+  /// The next scheduled run: the first fire time after the last run (or the drill's creation).
+  public static func nextRun(_ drill: DRDrill, cron: CronSchedule, now: Date) -> Date? {
+    let anchor = drill.status?.lastRunTime ?? drill.metadata.creationTimestamp ?? now
+    return cron.next(after: anchor)
+  }
+
+  /// Decides whether to start a run. Missed fire times start one run, not one per missed time.
+  public static func decide(_ drill: DRDrill, cron: CronSchedule, now: Date) -> DrillDecision {
+    if drill.status?.phase == .running { return .running }
+    if let t = pendingTrigger(drill) { return .start(token: t) }
+    if drill.spec.suspend == true { return .suspended }
+    guard let next = nextRun(drill, cron: cron, now: now) else { return .suspended }
+    if next <= now { return .start(token: "schedule:" + rfc3339Seconds(next)) }
+    return .waitUntil(next)
+  }
+
+  /// The scratch namespace of a run: "drill-<name>-<hash of namespace/name/token>", at most 48 characters.
+  public static func scratchNamespace(_ drill: DRDrill, token: String) -> String {
+    let base = String(drill.name.lowercased().prefix(30)).trimmingCharacters(in: CharacterSet(charactersIn: "-."))
+    return "drill-\(base)-\(shortHash("\(drill.metadata.namespace ?? "")/\(drill.name)/\(token)"))"
+  }
+
+  /// The run Job's name (in the scratch namespace).
+  public static let runJobName = "drill-run"
+
+  /// Labels of everything a run creates (the scratch namespace is found and removed by these).
+  public static func labels(_ drill: DRDrill) -> [String: String] {
+    [
+      drillNamespaceLabel: drill.metadata.namespace ?? "", drillNameLabel: drill.name,
+      ChildLabels.managedBy: ChildLabels.controllerName, "component": "disaster-recovery",
+    ]
+  }
+
+  /// What a run restores and checks, from the target: a BackupPolicy (files into an emptyDir, or the restore command
+  /// of spec.restore) or a RecoveryPlan (its first restore step and its verify steps; a PVC destination becomes an
+  /// emptyDir, since the scratch namespace has no copy of the claim).
+  public static func runSpec(_ drill: DRDrill, plan: RecoveryPlan?) throws(SpecError) -> DrillRunSpec {
+    let v = drill.spec.verification
+    if let ref = drill.spec.target.backupPolicyRef {
+      return DrillRunSpec(
+        restore: RestoreStepSpec(
+          policyRef: ref, snapshot: drill.spec.snapshot, into: drill.spec.restore ?? RestoreDestination()),
+        readData: v?.readData ?? true, checksums: v?.checksums ?? true, query: v?.databaseQuery)
+    }
+    guard let planRef = drill.spec.target.recoveryPlanRef else {
+      throw SpecError(field: "spec.target", message: "set exactly one of backupPolicyRef, recoveryPlanRef")
+    }
+    guard let plan else {
+      throw SpecError(
+        field: "spec.target.recoveryPlanRef", message: "RecoveryPlan '\(planRef.name)' does not exist in this namespace"
+      )
+    }
+    let steps = plan.spec.procedures.flatMap(\.steps)
+    guard let r = steps.first(where: { $0.action == .restore })?.restore else {
+      throw SpecError(
+        field: "spec.target.recoveryPlanRef",
+        message: "RecoveryPlan '\(planRef.name)' has no restore step, so there is nothing to rehearse")
+    }
+    var restore = r
+    if let s = drill.spec.snapshot { restore.snapshot = s }
+    if let into = drill.spec.restore {
+      restore.into = into
+    } else if restore.into.pvc != nil {
+      restore.into = RestoreDestination()
+    }
+    let verify = steps.first { $0.action == .verify }?.verify
+    return DrillRunSpec(
+      restore: restore, readData: v?.readData ?? verify?.readData ?? true,
+      checksums: v?.checksums ?? verify?.checksums ?? true, query: v?.databaseQuery ?? verify?.databaseQuery)
+  }
+
+  /// The scratch namespace and its fences: default-deny for ingress and egress, then egress only for the drill's
+  /// pods to DNS and the storage and KMS endpoints of the policy.
+  public static func scratchChildren(
+    _ drill: DRDrill, namespace ns: String, policy: BackupPolicy
+  ) -> [DesiredChild] {
+    let l = labels(drill)
+    let lj = JSONValue.object(l.mapValues { .string($0) })
+    var out: [DesiredChild] = []
+    var nsLabels = l
+    nsLabels[scratchLabel] = "true"
+    out.append(
+      DesiredChild(
+        resource: ChildResources.namespaces, namespace: nil, name: ns,
+        body: [
+          "apiVersion": "v1", "kind": "Namespace",
+          "metadata": ["name": .string(ns), "labels": .object(nsLabels.mapValues { .string($0) })],
+        ]))
+    out.append(
+      DesiredChild(
+        resource: ChildResources.networkPolicies, namespace: ns, name: "botrt-drill-default-deny",
+        body: [
+          "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+          "metadata": ["name": "botrt-drill-default-deny", "namespace": .string(ns), "labels": lj],
+          "spec": ["podSelector": [:], "policyTypes": ["Ingress", "Egress"]],
+        ]))
+    var egress: [JSONValue] = [
+      [
+        "to": [["namespaceSelector": [:], "podSelector": ["matchLabels": ["k8s-app": "kube-dns"]]]],
+        "ports": [["protocol": "UDP", "port": 53], ["protocol": "TCP", "port": 53]],
+      ]
+    ]
+    var endpoints = EngineInvocation.storageEndpoints(policy.spec.repository, kms: policy.spec.encryption.kms)
+    if let v = policy.spec.encryption.kms.vaultTransit, let c = URLComponents(string: v.address) {
+      endpoints.append((c.host, c.port ?? (c.scheme == "https" ? 443 : 80)))
+    }
+    for (host, port) in endpoints {
+      var rule: [String: JSONValue] = ["ports": [["protocol": "TCP", "port": .int(Int64(port))]]]
+      if let h = host, BackupPolicyChildren.isIPLiteral(h) {
+        rule["to"] = [["ipBlock": ["cidr": .string(h.contains(":") ? "\(h)/128" : "\(h)/32")]]]
+      }
+      egress.append(.object(rule))
+    }
+    out.append(
+      DesiredChild(
+        resource: ChildResources.networkPolicies, namespace: ns, name: "botrt-drill-allow-storage",
+        body: [
+          "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+          "metadata": ["name": "botrt-drill-allow-storage", "namespace": .string(ns), "labels": lj],
+          "spec": [
+            "podSelector": ["matchLabels": .object([drillNameLabel: .string(drill.name)])],
+            "policyTypes": ["Egress"], "egress": .array(egress),
+          ],
+        ]))
+    return out
+  }
+
+  /// Copies of the policy's Secrets the run Job reads, into the scratch namespace (same names).
+  public static func secretCopies(
+    _ drill: DRDrill, namespace ns: String, policy: BackupPolicy, spec: DrillRunSpec, secrets: [String: Secret]
+  ) throws(SpecError) -> [DesiredChild] {
+    let inv = try EngineInvocation(spec: policy.spec) { $0 }
+    var names = inv.secrets.map(\.sourceName)
+    for e in (spec.restore.into.command?.env ?? []) + (spec.query?.env ?? []) {
+      if let r = e.valueFrom?.secretKeyRef, !names.contains(r.name) { names.append(r.name) }
+    }
+    var out: [DesiredChild] = []
+    for name in names {
+      guard let s = secrets[name] else {
+        throw SpecError(
+          field: "spec.target",
+          message: "Secret '\(name)' that the restore needs does not exist in namespace "
+            + "\(drill.metadata.namespace ?? "")")
+      }
+      let data = JSONValue.object((s.data ?? [:]).mapValues { .string($0.base64EncodedString()) })
+      out.append(
+        DesiredChild(
+          resource: ChildResources.secrets, namespace: ns, name: name,
+          body: [
+            "apiVersion": "v1", "kind": "Secret", "type": .string(s.type ?? "Opaque"),
+            "metadata": [
+              "name": .string(name), "namespace": .string(ns),
+              "labels": .object(labels(drill).mapValues { .string($0) }),
+            ],
+            "data": data,
+          ]))
+    }
+    return out
+  }
+
+  /// The run Job in the scratch namespace: restore (init container), then verify `--read-data` of the restored
+  /// snapshot, then the database query; each writes a JSON result the evaluation reads back.
+  public static func runJob(
+    _ drill: DRDrill, spec: DrillRunSpec, namespace ns: String, settings: ControllerSettings,
+    policies: [String: BackupPolicy], timeoutSeconds: Int64
+  ) throws(SpecError) -> JSONValue {
+    let ctx = RecoveryJobContext(
+      settings: settings, policies: policies, namespace: ns, labels: labels(drill), owner: nil)
+    let restore = try RecoveryJobs.restoreParts(spec: spec.restore, ctx: ctx, name: "restore", field: "spec")
+    let snap = RecoveryJobs.snapshotArguments(snapshot: spec.restore.snapshot, beforeTime: spec.restore.beforeTime)
+    let verify = try RecoveryJobs.verifyParts(
+      policyRef: spec.restore.policyRef, snapshot: snap, readData: spec.readData, query: spec.query, ctx: ctx,
+      field: "spec.verification")
+    return RecoveryJobs.sequentialJob(
+      name: runJobName, ctx: ctx, initContainers: restore.initContainers, steps: restore.containers + verify.containers,
+      volumes: restore.volumes + verify.volumes, activeDeadlineSeconds: timeoutSeconds)
+  }
+
+  /// The targets of a run: RPO from the policy's effective RPO, RTO from the plan's (or the policy's) effective RTO,
+  /// both tightened by the drill's own compliance profiles; thresholds from spec.verification.
+  public static func targets(
+    _ drill: DRDrill, policy: EffectivePolicy, policyCompliance: [ComplianceProfile], plan: RecoveryPlan?
+  ) throws(SpecError) -> DrillTargets {
+    let profiles = Array(Set((drill.spec.compliance ?? []) + policyCompliance + (plan?.spec.compliance ?? [])))
+    var rto = policy.rtoSeconds.value
+    if let p = plan {
+      rto = try effectiveRTO(tier: p.spec.tier, override: p.spec.rtoTarget, compliance: p.spec.compliance).value
+    }
+    var rpo = policy.rpoSeconds.value
+    for p in profiles {
+      let t = ComplianceTargets.of(p)
+      if let x = t.rpoSeconds { rpo = min(rpo, x) }
+      if let x = t.rtoSeconds { rto = min(rto, x) }
+    }
+    let v = drill.spec.verification
+    return DrillTargets(
+      rpoSeconds: rpo, rtoSeconds: rto, maxDegradationPercent: Double(v?.maxPerformanceDegradationPercent ?? 20),
+      minScore: v?.minComplianceScore ?? 95, profiles: profiles)
+  }
+
+  /// The throughput a run is compared with: the median restore throughput of up to 5 earlier passed runs, else the
+  /// policy's last backup throughput (bytes read / duration), else none (first run of a new policy).
+  public static func baselineThroughput(history: [DrillResult], policy: BackupPolicyStatus?) -> Double? {
+    let earlier = history.filter { $0.passed == true }.compactMap(\.restoreBytesPerSecond).filter { $0 > 0 }.prefix(5)
+    if !earlier.isEmpty {
+      let sorted = earlier.sorted()
+      let n = sorted.count
+      return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    }
+    if let b = policy?.lastBackupBytes, let d = policy?.lastBackupDurationSeconds, b > 0, d > 0 { return Double(b) / d }
+    return nil
+  }
+
+  /// Evaluates a finished run and records it: the result, the score, conditions Passed, RTOMet and RPOMet, Events
+  /// and metric values. `snapshotTime` is the restored snapshot's creation time (nil: unknown).
+  public static func finish(
+    _ drill: DRDrill, job: JobObservation?, runStart: Date, token: String?, scratchNamespace: String?,
+    snapshotTime: Date?, baseline: Double?, security: SecurityChecks, targets: DrillTargets, failure: String? = nil,
+    now: Date
+  ) -> DrillOutcome {
+    var failures: [String] = []
+    if let failure { failures.append(failure) }
+    let restore = job?.containers["restore"]
+    let verify = job?.containers["verify"]
+    let query = job?.containers["query"]
+    let restoreResult = restore?.engineResult
+
+    // Integrity: the Job completed and every check that ran said ok.
+    var integrity = job?.state == .succeeded
+    for (name, c) in [("restore", restore), ("verify", verify), ("query", query)] {
+      guard let c else { continue }
+      if c.exitCode != 0 {
+        integrity = false
+        if let e = c.engineResult?.errors?.first {
+          failures.append("\(name) failed: \(e)")
+        } else {
+          failures.append("\(name) exited with code \(c.exitCode)" + (c.message.map { ": \($0.prefix(300))" } ?? ""))
+        }
+      }
+    }
+    if let job, job.state == .failed, failures.isEmpty { failures.append(job.failureSummary) }
+    if job == nil && failure == nil { failures.append("the run Job was not found") }
+
+    let verifiedAt = [verify?.finishedAt, query?.finishedAt, job?.finishTime].compactMap { $0 }.max()
+    let rto: Int64? = integrity ? verifiedAt.map { Int64(max(0, $0.timeIntervalSince(runStart)).rounded()) } : nil
+    let rpo: Int64? = snapshotTime.map { Int64(max(0, runStart.timeIntervalSince($0)).rounded()) }
+    var throughput: Double? = nil
+    if let r = restoreResult, let b = r.bytesRead, let d = r.durationSeconds, b > 0, d > 0 {
+      throughput = Double(b) / d
+    }
+    let m = DrillMeasurements(
+      rpoAchievedSeconds: rpo, rtoAchievedSeconds: rto, dataIntegrity: integrity, restoreBytesPerSecond: throughput,
+      baselineBytesPerSecond: baseline, security: security)
+    let score = ComplianceScore.compute(m, targets: targets)
+    let rtoMet = rto.map { $0 <= targets.rtoSeconds } ?? false
+    let rpoMet = rpo.map { $0 <= targets.rpoSeconds } ?? false
+    let perfOK = (m.performanceDegradationPercent ?? 0) <= targets.maxDegradationPercent
+    let passed =
+      integrity && rtoMet && rpoMet && perfOK && security.allPassed && score.score >= targets.minScore
+    for c in security.applicable where !c.passed { failures.append("security check failed: \(c.name)") }
+
+    var result = DrillResult(
+      startTime: runStart, completionTime: now, trigger: token, snapshot: restoreResult?.snapshotId,
+      scratchNamespace: scratchNamespace, passed: passed, rpoAchievedSeconds: rpo, rpoTargetSeconds: targets.rpoSeconds,
+      rtoAchievedSeconds: rto, rtoTargetSeconds: targets.rtoSeconds, dataIntegrity: integrity,
+      performanceDegradationPercent: m.performanceDegradationPercent.map { ($0 * 10).rounded() / 10 },
+      restoreBytesPerSecond: throughput, securityPosture: security.allPassed, complianceScore: score.score,
+      failures: failures.isEmpty ? nil : failures)
+    result.message = describe(result, targets: targets, score: score)
+
+    var st = drill.status ?? DRDrillStatus()
+    st.record(result, limit: Int(drill.spec.historyLimit ?? 10))
+    st.phase = .idle
+    st.currentRun = nil
+    st.observedGeneration = drill.metadata.generation
+    var conds = st.conditions ?? []
+    let gen = drill.metadata.generation
+    conds.setCondition(
+      type: DRDrillCondition.passed, status: passed ? .true : .false,
+      reason: passed ? "DrillPassed" : (integrity ? "TargetsMissed" : "DataIntegrityFailed"),
+      message: result.message ?? "", observedGeneration: gen, now: now)
+    let fmt = DurationText.format(seconds:)
+    conds.setCondition(
+      type: DRDrillCondition.rtoMet, status: rtoMet ? .true : .false,
+      reason: rto == nil ? "NotRestored" : (rtoMet ? "WithinTarget" : "OverTarget"),
+      message: rto.map {
+        "Restore verified \(fmt($0)) after the drill started; the RTO target is "
+          + "\(fmt(targets.rtoSeconds))."
+      } ?? "No verified restore, so the RTO target of \(fmt(targets.rtoSeconds)) "
+        + "was not met.", observedGeneration: gen, now: now)
+    conds.setCondition(
+      type: DRDrillCondition.rpoMet, status: rpoMet ? .true : .false,
+      reason: rpo == nil ? "SnapshotAgeUnknown" : (rpoMet ? "WithinTarget" : "OverTarget"),
+      message: rpo.map {
+        "The restored snapshot was \(fmt($0)) old when the drill started; the RPO target is "
+          + "\(fmt(targets.rpoSeconds))."
+      } ?? "The restored snapshot's age is unknown.", observedGeneration: gen, now: now)
+    st.conditions = conds
+
+    var events: [PlannedEvent] = []
+    events.append(
+      PlannedEvent(warning: !passed, reason: passed ? "DrillPassed" : "DrillFailed", message: result.message ?? ""))
+    if !integrity {
+      events.append(
+        PlannedEvent(
+          warning: true, reason: "DataIntegrityFailed",
+          message: "The drill's restore did not verify: " + failures.joined(separator: "; ")))
+    }
+    let metrics = DrillMetricValues(
+      lastRunTimestampSeconds: runStart.timeIntervalSince1970, rtoSeconds: rto.map(Double.init),
+      rpoSeconds: rpo.map(Double.init), complianceScore: Double(score.score))
+    return DrillOutcome(status: st, result: result, score: score, events: events, metrics: metrics)
+  }
+
+  /// Plain sentences about a run, for status, Events and `kubectl describe`.
+  public static func describe(_ r: DrillResult, targets: DrillTargets, score: ComplianceScore) -> String {
+    let fmt = DurationText.format(seconds:)
+    var s: [String] = []
+    s.append(r.passed == true ? "The drill passed." : "The drill failed.")
+    if let rto = r.rtoAchievedSeconds {
+      s.append(
+        "The restore was verified \(fmt(rto)) after the start (RTO target \(fmt(targets.rtoSeconds)): "
+          + (rto <= targets.rtoSeconds ? "met)." : "missed)."))
+    } else {
+      s.append("No restore was verified (RTO target \(fmt(targets.rtoSeconds)): missed).")
+    }
+    if let rpo = r.rpoAchievedSeconds {
+      s.append(
+        "The restored snapshot\(r.snapshot.map { " \($0.prefix(12))" } ?? "") was \(fmt(rpo)) old (RPO target "
+          + "\(fmt(targets.rpoSeconds)): " + (rpo <= targets.rpoSeconds ? "met)." : "missed)."))
+    } else {
+      s.append("The restored snapshot's age is unknown (RPO target \(fmt(targets.rpoSeconds)): not shown to be met).")
+    }
+    s.append(r.dataIntegrity == true ? "All data verified." : "Data integrity FAILED.")
+    if let d = r.performanceDegradationPercent {
+      s.append(
+        "Restore throughput was \(Int(d.rounded())) % below the baseline (at most "
+          + "\(Int(targets.maxDegradationPercent)) % allowed).")
+    } else if r.restoreBytesPerSecond != nil {
+      s.append("No throughput baseline yet; this run's throughput becomes one when it passes.")
+    }
+    s.append(r.securityPosture == true ? "Security checks passed." : "Security checks failed.")
+    s.append("Compliance score \(score.score) (at least \(targets.minScore) required).")
+    for v in score.profiles where !v.met {
+      s.append("\(v.profile.rawValue.uppercased()) not met: " + v.gaps.joined(separator: ", ") + ".")
+    }
+    if let f = r.failures, !f.isEmpty { s.append("Failures: " + f.joined(separator: "; ") + ".") }
+    return s.joined(separator: " ")
+  }
+
+  /// Marks a run started in status: phase Running, the current run, the handled trigger, the next schedule.
+  public static func startRun(
+    _ drill: DRDrill, token: String, scratchNamespace: String, schedule: Sourced<String>, now: Date
+  ) -> DRDrillStatus {
+    var st = drill.status ?? DRDrillStatus()
+    st.phase = .running
+    st.currentRun = DrillCurrentRun(startTime: now, scratchNamespace: scratchNamespace, step: "restore")
+    if !token.hasPrefix("schedule:") { st.lastHandledTrigger = token }
+    st.lastRunTime = now
+    st.effectiveSchedule = schedule.value
+    st.scheduleSource = schedule.source.description
+    st.target = drill.spec.target.displayName
+    st.observedGeneration = drill.metadata.generation
+    return st
+  }
+}

@@ -1,0 +1,392 @@
+import DRAPI
+import Foundation
+import KubeCore
+
+/// A Job and its Pods as observed from the API: state, times, and the terminated containers' results.
+public struct JobObservation: Sendable, Hashable {
+  /// How the Job stands.
+  public enum State: String, Sendable, Hashable {
+    case running, succeeded, failed
+  }
+
+  /// A terminated container of the Job's newest Pod.
+  public struct Terminated: Sendable, Hashable {
+    public var exitCode: Int32
+    public var reason: String?
+    /// The termination message (the engine's JSON result).
+    public var message: String?
+    public var startedAt: Date?
+    public var finishedAt: Date?
+
+    /// The engine result in the message, if it is one.
+    public var engineResult: EngineResult? { EngineResult.parse(message) }
+  }
+
+  public var name: String
+  public var state: State
+  public var startTime: Date?
+  public var finishTime: Date?
+  /// Terminated containers (init and regular) of the newest Pod, by container name.
+  public var containers: [String: Terminated]
+  /// Why the Job failed (its Failed condition, or the Pod's reason).
+  public var failureMessage: String?
+
+  public init(
+    name: String, state: State, startTime: Date? = nil, finishTime: Date? = nil, containers: [String: Terminated] = [:],
+    failureMessage: String? = nil
+  ) {
+    self.name = name
+    self.state = state
+    self.startTime = startTime
+    self.finishTime = finishTime
+    self.containers = containers
+    self.failureMessage = failureMessage
+  }
+
+  /// Observes a Job (unstructured) and its Pods.
+  public static func observe(job: JSONValue, pods: [JSONValue]) -> JobObservation {
+    let status = job["status"]
+    let conditions = status?["conditions"]?.arrayValue ?? []
+    func cond(_ type: String) -> JSONValue? {
+      conditions.first { $0["type"]?.stringValue == type && $0["status"]?.stringValue == "True" }
+    }
+    func date(_ v: JSONValue?) -> Date? { v?.stringValue.flatMap(KubeJSON.parseDate) }
+    var o = JobObservation(
+      name: job[path: "metadata", "name"]?.stringValue ?? "", state: .running, startTime: date(status?["startTime"]))
+    if let c = cond("Complete") {
+      o.state = .succeeded
+      o.finishTime = date(status?["completionTime"]) ?? date(c["lastTransitionTime"])
+    } else if let c = cond("Failed") {
+      o.state = .failed
+      o.finishTime = date(c["lastTransitionTime"])
+      o.failureMessage = [c["reason"]?.stringValue, c["message"]?.stringValue].compactMap { $0 }.joined(separator: ": ")
+    }
+    // The newest Pod (by creation time) holds the attempt that decided the Job.
+    let newest = pods.max { a, b in
+      (date(a[path: "metadata", "creationTimestamp"]) ?? .distantPast)
+        < (date(b[path: "metadata", "creationTimestamp"]) ?? .distantPast)
+    }
+    if let pod = newest {
+      let all =
+        (pod[path: "status", "initContainerStatuses"]?.arrayValue ?? [])
+        + (pod[path: "status", "containerStatuses"]?.arrayValue ?? [])
+      for cs in all {
+        guard let name = cs["name"]?.stringValue, let t = cs[path: "state", "terminated"] else { continue }
+        o.containers[name] = Terminated(
+          exitCode: Int32(truncatingIfNeeded: t["exitCode"]?.intValue ?? -1), reason: t["reason"]?.stringValue,
+          message: t["message"]?.stringValue, startedAt: date(t["startedAt"]), finishedAt: date(t["finishedAt"]))
+      }
+      if o.state == .failed, let reason = pod[path: "status", "reason"]?.stringValue {
+        let msg = pod[path: "status", "message"]?.stringValue
+        o.failureMessage = [o.failureMessage, reason + (msg.map { ": \($0)" } ?? "")].compactMap { $0 }.joined(
+          separator: "; ")
+      }
+    }
+    return o
+  }
+
+  /// A one-line summary of why the Job failed, naming the failing container and the engine's first error.
+  public var failureSummary: String {
+    let failed = containers.sorted { $0.key < $1.key }.first { $0.value.exitCode != 0 }
+    if let (name, t) = failed {
+      if let r = t.engineResult, let e = r.errors?.first {
+        return "container \(name) exited with code \(t.exitCode): \(e)"
+      }
+      let msg = t.message.map { ": " + String($0.prefix(300)) } ?? ""
+      return "container \(name) exited with code \(t.exitCode) (\(t.reason ?? "Error"))\(msg)"
+    }
+    return failureMessage ?? "the Job failed"
+  }
+}
+
+/// Everything a recovery or drill Job needs from the cluster, read beforehand.
+public struct RecoveryJobContext: Sendable {
+  /// Controller settings (engine image and path, user).
+  public var settings: ControllerSettings
+  /// BackupPolicies of the plan's namespace by name.
+  public var policies: [String: BackupPolicy]
+  /// Namespace the Job runs in.
+  public var namespace: String
+  /// Labels of the Job and its Pod.
+  public var labels: [String: String]
+  /// Owner reference (nil when the Job is in another namespace than its owner).
+  public var owner: OwnerReference?
+  /// Maps a Secret name of the policy's namespace to the name the Job's namespace has (copies for scratch namespaces).
+  public var secretName: @Sendable (String) -> String
+
+  public init(
+    settings: ControllerSettings, policies: [String: BackupPolicy], namespace: String, labels: [String: String],
+    owner: OwnerReference?, secretName: @escaping @Sendable (String) -> String = { $0 }
+  ) {
+    self.settings = settings
+    self.policies = policies
+    self.namespace = namespace
+    self.labels = labels
+    self.owner = owner
+    self.secretName = secretName
+  }
+}
+
+/// Builders of the Jobs of recovery steps and drills: restore, verify (with an optional database query), custom.
+///
+/// The engine runs from the engine image (`command: [enginePath]`). Where data streams into or out of a command of
+/// another image, an init container copies the engine from its image into a shared emptyDir, as the backup Jobs do.
+public enum RecoveryJobs {
+  /// Engine path inside command images (copied there by the install-engine init container).
+  static let sharedEngine = "/botrt/bin/botrt-engine"
+  /// Mount path of a restore PVC, and of the drill's restore emptyDir.
+  public static let restorePath = "/restore"
+
+  static func policy(_ ref: LocalObjectReference, _ ctx: RecoveryJobContext, field: String) throws(SpecError)
+    -> BackupPolicy
+  {
+    guard let p = ctx.policies[ref.name] else {
+      throw SpecError(
+        field: field,
+        message: "BackupPolicy '\(ref.name)' does not exist in namespace \(ctx.namespace); create it or "
+          + "fix the name")
+    }
+    return p
+  }
+
+  static func engineBase(_ command: String, _ inv: EngineInvocation) -> [String] {
+    [command, "--repo", inv.repoURL, "--kms", inv.kmsURL] + inv.commonFlags
+  }
+
+  /// The engine's snapshot argument and flags for a restore: a snapshot id, "latest", or the newest before a time.
+  ///
+  /// `beforeTime` becomes `latest --before RFC3339`; this needs an engine whose restore accepts `--before`.
+  public static func snapshotArguments(snapshot: String?, beforeTime: Date?) -> [String] {
+    if let t = beforeTime { return ["latest", "--before", rfc3339Seconds(t)] }
+    return [snapshot.flatMap { $0.isEmpty ? nil : $0 } ?? "latest"]
+  }
+
+  static let baseEnv: [JSONValue] = [["name": "HOME", "value": "/tmp"], ["name": "TMPDIR", "value": "/tmp"]]
+
+  static func env(_ list: [EnvVar]?, _ ctx: RecoveryJobContext) -> [JSONValue] {
+    (list ?? []).map { e in
+      if let ref = e.valueFrom?.secretKeyRef {
+        return [
+          "name": .string(e.name),
+          "valueFrom": ["secretKeyRef": ["name": .string(ctx.secretName(ref.name)), "key": .string(ref.key)]],
+        ]
+      }
+      return ["name": .string(e.name), "value": .string(e.value ?? "")]
+    }
+  }
+
+  static func security(_ s: ControllerSettings) -> JSONValue {
+    [
+      "allowPrivilegeEscalation": false, "runAsNonRoot": true, "runAsUser": .int(s.runAsUser),
+      "capabilities": ["drop": ["ALL"]], "seccompProfile": ["type": "RuntimeDefault"],
+    ]
+  }
+
+  static func installEngine(_ s: ControllerSettings) -> JSONValue {
+    [
+      "name": "install-engine", "image": .string(s.engineImage),
+      "command": ["cp", .string(s.enginePath), .string(sharedEngine)],
+      "volumeMounts": [["name": "engine-bin", "mountPath": "/botrt/bin"]], "securityContext": security(s),
+    ]
+  }
+
+  /// The restore container(s) and volumes: into a PVC (or an emptyDir at /restore when `into` is nil), or streamed
+  /// into a command of another image (`botrt-engine restore --stdout | CMD`; either side failing fails the Job).
+  static func restoreParts(
+    spec: RestoreStepSpec, ctx: RecoveryJobContext, name: String, field: String
+  ) throws(SpecError) -> (initContainers: [JSONValue], containers: [JSONValue], volumes: [JSONValue]) {
+    let p = try policy(spec.policyRef, ctx, field: "\(field).policyRef")
+    let inv = try EngineInvocation(spec: p.spec, secretName: ctx.secretName)
+    let s = ctx.settings
+    let snap = snapshotArguments(snapshot: spec.snapshot, beforeTime: spec.beforeTime)
+    var volumes: [JSONValue] = [["name": "tmp", "emptyDir": [:]]] + inv.volumes
+    var mounts: [JSONValue] = [["name": "tmp", "mountPath": "/tmp"]] + inv.mounts
+    if let command = spec.into.command {
+      guard let words = command.command, !words.isEmpty else {
+        throw SpecError(
+          field: "\(field).into.command.command",
+          message: "the restore command must be given explicitly (e.g. [psql, -d, app]); it reads the stream in a "
+            + "shell pipeline, so the image's entrypoint is not used")
+      }
+      var engineArgs = engineBase("restore", inv) + snap + ["--stdout", "--quiet"]
+      if let f = command.fileName { engineArgs += ["--path", f] }
+      let all = words + (command.args ?? [])
+      let script = [
+        "rcfile=/tmp/botrt-restore.rc",
+        "{ " + ([sharedEngine] + engineArgs).map(shellQuote).joined(separator: " ") + "; echo $? > \"$rcfile\"; } | "
+          + all.map(shellQuote).joined(separator: " "),
+        "rc=$?",
+        "engine=$(cat \"$rcfile\" 2>/dev/null || echo 127)",
+        "if [ \"$engine\" -ne 0 ]; then echo \"botrt: the engine exited with status $engine\" >&2; exit \"$engine\"; fi",
+        "if [ \"$rc\" -ne 0 ]; then echo \"botrt: the restore command exited with status $rc\" >&2; exit \"$rc\"; fi",
+      ].joined(separator: "\n")
+      volumes.append(["name": "engine-bin", "emptyDir": [:]])
+      mounts.append(["name": "engine-bin", "mountPath": "/botrt/bin", "readOnly": true])
+      let c: JSONValue = [
+        "name": .string(name), "image": .string(command.image), "command": ["sh", "-c", .string(script)],
+        "env": .array(baseEnv + env(command.env, ctx) + inv.env), "volumeMounts": .array(mounts),
+        "securityContext": security(s), "terminationMessagePolicy": "FallbackToLogsOnError",
+      ]
+      return ([installEngine(s)], [c], volumes)
+    }
+    if let pvc = spec.into.pvc {
+      volumes.append(["name": "restore", "persistentVolumeClaim": ["claimName": .string(pvc.claimName)]])
+      var m: [String: JSONValue] = ["name": "restore", "mountPath": .string(restorePath)]
+      if let sub = pvc.subPath, !sub.isEmpty { m["subPath"] = .string(sub) }
+      mounts.append(.object(m))
+    } else {
+      volumes.append(["name": "restore", "emptyDir": [:]])
+      mounts.append(["name": "restore", "mountPath": .string(restorePath)])
+    }
+    let c: JSONValue = [
+      "name": .string(name), "image": .string(s.engineImage), "command": [.string(s.enginePath)],
+      "args": .array((engineBase("restore", inv) + snap + ["--target", restorePath, "--quiet"]).map { .string($0) }),
+      "env": .array(baseEnv + inv.env), "volumeMounts": .array(mounts), "securityContext": security(s),
+      "terminationMessagePolicy": "File",
+    ]
+    return ([], [c], volumes)
+  }
+
+  /// The verify containers: `botrt-engine verify [--read-data] SNAPSHOT`, and a database query compared with its
+  /// expected output (the comparison's verdict is the container's exit code and a JSON termination message).
+  static func verifyParts(
+    policyRef: LocalObjectReference?, snapshot: [String], readData: Bool, query: DatabaseQuery?,
+    ctx: RecoveryJobContext, field: String, extraMounts: [JSONValue] = []
+  ) throws(SpecError) -> (containers: [JSONValue], volumes: [JSONValue]) {
+    let s = ctx.settings
+    var containers: [JSONValue] = []
+    var volumes: [JSONValue] = []
+    if let ref = policyRef {
+      let p = try policy(ref, ctx, field: "\(field).policyRef")
+      let inv = try EngineInvocation(spec: p.spec, secretName: ctx.secretName)
+      volumes = inv.volumes
+      var args = engineBase("verify", inv)
+      if readData { args.append("--read-data") }
+      // `verify` takes a snapshot id; "latest" and --before are resolved by verifying all snapshots.
+      if let id = snapshot.first, snapshot.count == 1, id != "latest" { args.append(id) } else { args.append("--all") }
+      args.append("--quiet")
+      containers.append([
+        "name": "verify", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
+        "args": .array(args.map { .string($0) }), "env": .array(baseEnv + inv.env),
+        "volumeMounts": .array([["name": "tmp", "mountPath": "/tmp"]] + inv.mounts + extraMounts),
+        "securityContext": security(s), "terminationMessagePolicy": "File",
+      ])
+    }
+    if let q = query {
+      guard let words = q.command, !words.isEmpty else {
+        throw SpecError(
+          field: "\(field).databaseQuery.command",
+          message: "the query command must be given (e.g. [psql, -tA, -d, app])")
+      }
+      let all = words + (q.args ?? [])
+      let script = [
+        "out=$(printf '%s\\n' \"$BOTRT_QUERY\" | " + all.map(shellQuote).joined(separator: " ") + ") || {",
+        "  rc=$?; echo \"botrt: the query command exited with status $rc\" >&2; exit \"$rc\"; }",
+        "trim() { printf '%s' \"$1\" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//'; }",
+        "got=$(trim \"$out\"); want=$(trim \"$BOTRT_EXPECTED\")",
+        "esc() { printf '%s' \"$1\" | head -c 512 | sed -e 's/\\\\/\\\\\\\\/g' -e 's/\"/\\\\\"/g' | tr '\\n\\t' '  '; }",
+        "if [ -z \"${BOTRT_EXPECTED+x}\" ] || [ \"$got\" = \"$want\" ]; then ok=true; code=0; else ok=false; code=5; fi",
+        "printf '{\"command\":\"query\",\"ok\":%s,\"exitCode\":%d,\"output\":\"%s\",\"expected\":\"%s\"}\\n' "
+          + "\"$ok\" \"$code\" \"$(esc \"$got\")\" \"$(esc \"$want\")\" > /dev/termination-log",
+        "exit \"$code\"",
+      ].joined(separator: "\n")
+      var e = baseEnv + env(q.env, ctx) + [["name": "BOTRT_QUERY", "value": .string(q.query ?? "")]]
+      if let x = q.expected { e.append(["name": "BOTRT_EXPECTED", "value": .string(x)]) }
+      containers.append([
+        "name": "query", "image": .string(q.image), "command": ["sh", "-c", .string(script)], "env": .array(e),
+        "volumeMounts": [["name": "tmp", "mountPath": "/tmp"]], "securityContext": security(s),
+        "terminationMessagePolicy": "File",
+      ])
+    }
+    return (containers, volumes)
+  }
+
+  /// A Job whose containers run one after the other: all but the last as init containers.
+  static func sequentialJob(
+    name: String, ctx: RecoveryJobContext, initContainers: [JSONValue], steps: [JSONValue], volumes: [JSONValue],
+    activeDeadlineSeconds: Int64?
+  ) -> JSONValue {
+    var seen = Set<String>()
+    let vols = volumes.filter { seen.insert($0["name"]?.stringValue ?? "").inserted }
+    var pod: [String: JSONValue] = [
+      "restartPolicy": "Never", "automountServiceAccountToken": false,
+      "securityContext": [
+        "runAsNonRoot": true, "runAsUser": .int(ctx.settings.runAsUser), "runAsGroup": .int(ctx.settings.runAsUser),
+        "fsGroup": .int(ctx.settings.runAsUser), "seccompProfile": ["type": "RuntimeDefault"],
+      ],
+      "volumes": .array(vols), "containers": .array(steps.suffix(1)),
+    ]
+    let inits = initContainers + steps.dropLast()
+    if !inits.isEmpty { pod["initContainers"] = .array(inits) }
+    var meta: [String: JSONValue] = [
+      "name": .string(name), "namespace": .string(ctx.namespace),
+      "labels": .object(ctx.labels.mapValues { .string($0) }),
+    ]
+    if let o = ctx.owner {
+      meta["ownerReferences"] = [
+        [
+          "apiVersion": .string(o.apiVersion), "kind": .string(o.kind), "name": .string(o.name), "uid": .string(o.uid),
+          "controller": true, "blockOwnerDeletion": true,
+        ]
+      ]
+    }
+    var spec: [String: JSONValue] = [
+      "backoffLimit": 0,
+      "template": ["metadata": ["labels": .object(ctx.labels.mapValues { .string($0) })], "spec": .object(pod)],
+    ]
+    if let d = activeDeadlineSeconds { spec["activeDeadlineSeconds"] = .int(d) }
+    return ["apiVersion": "batch/v1", "kind": "Job", "metadata": .object(meta), "spec": .object(spec)]
+  }
+
+  /// The Job of one recovery step (restore, verify or job); throws for scale and waitReady, which are no Jobs.
+  public static func stepJob(
+    _ step: PlannedStep, jobName: String, ctx: RecoveryJobContext
+  ) throws(SpecError) -> JSONValue {
+    let field = step.field
+    let s = step.step
+    switch s.action {
+    case .restore:
+      guard let r = s.restore else {
+        throw SpecError(field: "\(field).restore", message: "a restore step needs restore")
+      }
+      let parts = try restoreParts(spec: r, ctx: ctx, name: "restore", field: "\(field).restore")
+      return sequentialJob(
+        name: jobName, ctx: ctx, initContainers: parts.initContainers, steps: parts.containers, volumes: parts.volumes,
+        activeDeadlineSeconds: step.timeoutSeconds)
+    case .verify:
+      let v = s.verify ?? VerifyStepSpec()
+      let parts = try verifyParts(
+        policyRef: v.policyRef, snapshot: ["latest"], readData: v.readData ?? true, query: v.databaseQuery, ctx: ctx,
+        field: "\(field).verify")
+      guard !parts.containers.isEmpty else {
+        throw SpecError(field: "\(field).verify", message: "set policyRef, databaseQuery or both; nothing to verify")
+      }
+      return sequentialJob(
+        name: jobName, ctx: ctx, initContainers: [], steps: parts.containers,
+        volumes: [["name": "tmp", "emptyDir": [:]]] + parts.volumes, activeDeadlineSeconds: step.timeoutSeconds)
+    case .job:
+      guard let j = s.job else { throw SpecError(field: "\(field).job", message: "a job step needs job (a container)") }
+      var c: [String: JSONValue] = [
+        "name": "step", "image": .string(j.image), "env": .array(baseEnv + env(j.env, ctx)),
+        "volumeMounts": [["name": "tmp", "mountPath": "/tmp"]], "securityContext": security(ctx.settings),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+      ]
+      if let cmd = j.command { c["command"] = .array(cmd.map { .string($0) }) }
+      if let a = j.args { c["args"] = .array(a.map { .string($0) }) }
+      return sequentialJob(
+        name: jobName, ctx: ctx, initContainers: [], steps: [.object(c)], volumes: [["name": "tmp", "emptyDir": [:]]],
+        activeDeadlineSeconds: step.timeoutSeconds)
+    case .scaleDown, .scaleUp, .waitReady:
+      throw SpecError(field: "\(field).action", message: "\(s.action.rawValue) runs no Job")
+    }
+  }
+}
+
+/// RFC 3339 in UTC with whole seconds ("2026-09-06T03:00:00Z"), for engine flags and run tokens.
+public func rfc3339Seconds(_ date: Date) -> String {
+  var cal = Calendar(identifier: .gregorian)
+  cal.timeZone = TimeZone(identifier: "UTC")!
+  let c = cal.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+  func two(_ v: Int?) -> String { let s = String(v ?? 0); return s.count < 2 ? "0" + s : s }
+  return "\(c.year ?? 1970)-\(two(c.month))-\(two(c.day))T\(two(c.hour)):\(two(c.minute)):\(two(c.second))Z"
+}
