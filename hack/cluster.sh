@@ -58,7 +58,7 @@ EOF
 ensure_binaries() {
   if [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" ]]; then return 0; fi
   mkdir -p "$CACHE/src"
-  log "kube-apiserver $K8S_VERSION not cached in $BIN; building it (about 5-10 minutes)"
+  log "kube-apiserver $K8S_VERSION not cached in $BIN; building it, or waiting for a build already running (about 5-10 minutes)"
   (
     flock -w 3600 9 || die "timed out waiting for another build holding $CACHE/k8s-build.lock"
     if [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" ]]; then exit 0; fi
