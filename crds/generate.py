@@ -272,11 +272,11 @@ def repository_schema(desc):
     }, required=None, oneOf=one_of("s3", "gcs", "azure", "local"))
 
 
-def encryption_schema():
-    return obj("Client-side encryption: AES-256-GCM data keys per data type, wrapped by a key service "
-               "(envelope encryption), with signed snapshots.", {
+def encryption_schema(desc="Client-side encryption: AES-256-GCM data keys per data type, wrapped by a key service "
+                           "(envelope encryption), with signed snapshots."):
+    return obj(desc, {
                    "kms": obj("The key service that wraps the data keys. Set exactly one of vaultTransit, awsKms, "
-                              "localKeySecretRef.", {
+                              "localKeySecretRef, azureKeyVault, gcpKms.", {
                                   "vaultTransit": obj("HashiCorp Vault or OpenBao Transit secrets engine.", {
                                       "address": string("Vault address, e.g. https://vault.vault:8200.",
                                                         maxLength=512, pattern=URL_PATTERN),
@@ -306,7 +306,37 @@ def encryption_schema():
                                                                   "(raw or base64). For air-gapped clusters; the "
                                                                   "key never leaves the cluster.",
                                                                   default_key="key"),
-                              }, oneOf=one_of("vaultTransit", "awsKms", "localKeySecretRef")),
+                                  "azureKeyVault": obj("Azure Key Vault key (wrapKey/unwrapKey with RSA-OAEP-256).", {
+                                      "vaultURL": string("Vault URL, e.g. https://NAME.vault.azure.net.",
+                                                         maxLength=512, pattern=URL_PATTERN),
+                                      "keyName": string("Name of the key in the vault.", minLength=1, maxLength=127,
+                                                        pattern=r"^[0-9A-Za-z-]+$"),
+                                      "keyVersion": string("Key version. Default: the current version.",
+                                                           maxLength=64, pattern=r"^[0-9A-Za-z]*$"),
+                                      "authorityHost": string("Microsoft Entra token endpoint host. Default: "
+                                                              "https://login.microsoftonline.com.", maxLength=512,
+                                                              pattern=URL_PATTERN),
+                                      "credentialsSecretRef": secret_ref("Secret with AZURE_TENANT_ID, "
+                                                                         "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET of a "
+                                                                         "service principal allowed to wrap and "
+                                                                         "unwrap with the key."),
+                                  }, required=["vaultURL", "keyName", "credentialsSecretRef"]),
+                                  "gcpKms": obj("Google Cloud KMS key (encrypt/decrypt).", {
+                                      "keyName": string("Full key name: projects/P/locations/L/keyRings/R/"
+                                                        "cryptoKeys/K.", maxLength=512,
+                                                        pattern=r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/"
+                                                                r"cryptoKeys/[^/]+$"),
+                                      "endpoint": string("Endpoint URL override (tests). Default: "
+                                                         "https://cloudkms.googleapis.com.", maxLength=512,
+                                                         pattern=URL_PATTERN),
+                                      "credentialsSecretRef": secret_ref("Secret holding a service-account JSON key.",
+                                                                         default_key="service-account.json",
+                                                                         key_desc="Key of the service-account JSON "
+                                                                                  "inside the Secret. Default: "
+                                                                                  "service-account.json."),
+                                  }, required=["keyName"]),
+                              }, oneOf=one_of("vaultTransit", "awsKms", "localKeySecretRef", "azureKeyVault",
+                                              "gcpKms")),
                    "keyRotationDays": integer("Days between key rotations (1-90; the original design requires at "
                                               "most 90). The controller runs a rotation when this many days have "
                                               "passed since status.lastKeyRotation. Default: 90.", fmt="int32",
@@ -385,6 +415,21 @@ def backup_policy_spec():
                                              maxLength=63, pattern=DNS_LABEL),
                    "deleteBackupsOnDelete": boolean("Delete the stored backups when this policy is deleted. "
                                                     "Default: false (backups outlive the policy).", default=False),
+                   "replicas": array("Further repositories the snapshots are copied to after each successful "
+                                     "backup (`botrt-engine copy`, incremental), e.g. a second region or provider.",
+                                     obj("One replica repository.", {
+                                         "name": string("Replica name, unique within the policy.", minLength=1,
+                                                        maxLength=63, pattern=DNS_LABEL),
+                                         "repository": repository_schema("Where the replica is stored. Set exactly "
+                                                                         "one of s3, gcs, azure, local."),
+                                         "encryption": encryption_schema("The replica's keys. Default: the policy's "
+                                                                         "encryption; when different, snapshots are "
+                                                                         "re-encrypted under these keys."),
+                                         "countsForRPO": boolean("The replica's lag counts for RPOMet: the policy "
+                                                                 "meets its RPO only when this replica's newest copy "
+                                                                 "is within it too. Default: false.", default=False),
+                                     }, required=["name", "repository"]), maxItems=4,
+                                     **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
                    "resources": resources(),
                    "successfulJobsHistoryLimit": integer("Finished successful Jobs to keep. Default: 3.",
                                                          fmt="int32", minimum=0, maximum=100, default=3),
@@ -420,6 +465,13 @@ def backup_policy_status():
         "backupNamespace": string("Namespace holding this policy's Jobs and CronJobs.", maxLength=63),
         "lastFailure": string("Plain-sentence description of the newest failed run, if it is newer than the "
                               "newest success.", maxLength=4096),
+        "replicas": array("Copy progress per replica.", obj("One replica's state.", {
+            "name": string("Replica name (spec.replicas[].name).", maxLength=63),
+            "lastCopiedSnapshot": string("Newest snapshot copied to the replica.", maxLength=128),
+            "lastCopyTime": date_time("When the newest copy finished."),
+            "lagSeconds": integer("Age of the replica's newest snapshot when status was last written.", minimum=0),
+            "message": string("What happened in the last copy, in a sentence.", maxLength=4096),
+        }, required=["name"]), maxItems=4),
     })
 
 

@@ -56,6 +56,8 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
   public var backupNamespace: String?
   /// Delete stored backups when the policy is deleted.
   public var deleteBackupsOnDelete: Bool?
+  /// Repositories the snapshots are copied to after each successful backup.
+  public var replicas: [ReplicaSpec]?
   /// Resources of the engine container.
   public var resources: ResourceRequirements?
   /// Successful Jobs to keep.
@@ -68,7 +70,7 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
     dataType: DataType? = nil, source: BackupSource, repository: RepositorySpec, encryption: EncryptionSpec,
     retention: RetentionSpec? = nil, suspend: Bool? = nil, trigger: String? = nil, backupNamespace: String? = nil,
     deleteBackupsOnDelete: Bool? = nil, resources: ResourceRequirements? = nil,
-    successfulJobsHistoryLimit: Int32? = nil, failedJobsHistoryLimit: Int32? = nil
+    successfulJobsHistoryLimit: Int32? = nil, failedJobsHistoryLimit: Int32? = nil, replicas: [ReplicaSpec]? = nil
   ) {
     self.tier = tier
     self.schedule = schedule
@@ -86,6 +88,45 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
     self.resources = resources
     self.successfulJobsHistoryLimit = successfulJobsHistoryLimit
     self.failedJobsHistoryLimit = failedJobsHistoryLimit
+    self.replicas = replicas
+  }
+}
+
+/// A further repository that snapshots are copied to.
+public struct ReplicaSpec: Codable, Sendable, Hashable {
+  /// Replica name, unique within the policy.
+  public var name: String
+  public var repository: RepositorySpec
+  /// The replica's keys (default: the policy's).
+  public var encryption: EncryptionSpec?
+  /// Whether the replica's lag counts for RPOMet (default false).
+  public var countsForRPO: Bool?
+
+  public init(name: String, repository: RepositorySpec, encryption: EncryptionSpec? = nil, countsForRPO: Bool? = nil) {
+    self.name = name
+    self.repository = repository
+    self.encryption = encryption
+    self.countsForRPO = countsForRPO
+  }
+}
+
+/// Copy progress of one replica.
+public struct ReplicaStatus: Codable, Sendable, Hashable {
+  public var name: String
+  public var lastCopiedSnapshot: String?
+  public var lastCopyTime: Date?
+  public var lagSeconds: Int64?
+  public var message: String?
+
+  public init(
+    name: String, lastCopiedSnapshot: String? = nil, lastCopyTime: Date? = nil, lagSeconds: Int64? = nil,
+    message: String? = nil
+  ) {
+    self.name = name
+    self.lastCopiedSnapshot = lastCopiedSnapshot
+    self.lastCopyTime = lastCopyTime
+    self.lagSeconds = lagSeconds
+    self.message = message
   }
 }
 
@@ -270,19 +311,63 @@ public struct KMSSpec: Codable, Sendable, Hashable {
   public var vaultTransit: VaultTransitKMS?
   public var awsKms: AWSKMS?
   public var localKeySecretRef: SecretReference?
+  public var azureKeyVault: AzureKeyVaultKMS?
+  public var gcpKms: GCPKMS?
 
   public init(
-    vaultTransit: VaultTransitKMS? = nil, awsKms: AWSKMS? = nil, localKeySecretRef: SecretReference? = nil
+    vaultTransit: VaultTransitKMS? = nil, awsKms: AWSKMS? = nil, localKeySecretRef: SecretReference? = nil,
+    azureKeyVault: AzureKeyVaultKMS? = nil, gcpKms: GCPKMS? = nil
   ) {
     self.vaultTransit = vaultTransit
     self.awsKms = awsKms
     self.localKeySecretRef = localKeySecretRef
+    self.azureKeyVault = azureKeyVault
+    self.gcpKms = gcpKms
   }
+
+  /// Every KMS kind, in schema order.
+  public static let allKinds = ["vaultTransit", "awsKms", "localKeySecretRef", "azureKeyVault", "gcpKms"]
 
   /// The names of the KMS kinds that are set.
   public var configuredKinds: [String] {
-    [("vaultTransit", vaultTransit != nil), ("awsKms", awsKms != nil), ("localKeySecretRef", localKeySecretRef != nil)]
-      .filter(\.1).map(\.0)
+    [
+      ("vaultTransit", vaultTransit != nil), ("awsKms", awsKms != nil), ("localKeySecretRef", localKeySecretRef != nil),
+      ("azureKeyVault", azureKeyVault != nil), ("gcpKms", gcpKms != nil),
+    ].filter(\.1).map(\.0)
+  }
+}
+
+/// Azure Key Vault (wrapKey/unwrapKey).
+public struct AzureKeyVaultKMS: Codable, Sendable, Hashable {
+  public var vaultURL: String
+  public var keyName: String
+  public var keyVersion: String?
+  public var authorityHost: String?
+  public var credentialsSecretRef: SecretNameReference
+
+  public init(
+    vaultURL: String, keyName: String, keyVersion: String? = nil, authorityHost: String? = nil,
+    credentialsSecretRef: SecretNameReference
+  ) {
+    self.vaultURL = vaultURL
+    self.keyName = keyName
+    self.keyVersion = keyVersion
+    self.authorityHost = authorityHost
+    self.credentialsSecretRef = credentialsSecretRef
+  }
+}
+
+/// Google Cloud KMS (encrypt/decrypt).
+public struct GCPKMS: Codable, Sendable, Hashable {
+  /// projects/P/locations/L/keyRings/R/cryptoKeys/K.
+  public var keyName: String
+  public var endpoint: String?
+  public var credentialsSecretRef: SecretReference?
+
+  public init(keyName: String, endpoint: String? = nil, credentialsSecretRef: SecretReference? = nil) {
+    self.keyName = keyName
+    self.endpoint = endpoint
+    self.credentialsSecretRef = credentialsSecretRef
   }
 }
 
@@ -386,6 +471,7 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   public var lastHandledTrigger: String?
   public var backupNamespace: String?
   public var lastFailure: String?
+  public var replicas: [ReplicaStatus]?
 
   public init(
     observedGeneration: Int64? = nil, conditions: [Condition]? = nil, lastSuccessfulBackup: Date? = nil,
@@ -394,7 +480,7 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
     rpoTargetSeconds: Int64? = nil, rpoSource: String? = nil, effectiveSchedule: String? = nil,
     scheduleSource: String? = nil, nextScheduledRun: Date? = nil, lastKeyRotation: Date? = nil,
     nextKeyRotation: Date? = nil, lastHandledTrigger: String? = nil, backupNamespace: String? = nil,
-    lastFailure: String? = nil
+    lastFailure: String? = nil, replicas: [ReplicaStatus]? = nil
   ) {
     self.observedGeneration = observedGeneration
     self.conditions = conditions
@@ -415,6 +501,7 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
     self.lastHandledTrigger = lastHandledTrigger
     self.backupNamespace = backupNamespace
     self.lastFailure = lastFailure
+    self.replicas = replicas
   }
 }
 

@@ -60,9 +60,22 @@ public enum SpecValidation {
     errors += container(spec.source.command, at: "spec.source.command")
     errors += exactlyOne(
       spec.repository.configuredBackends, of: ["s3", "gcs", "azure", "local"], at: "spec.repository")
-    errors += exactlyOne(
-      spec.encryption.kms.configuredKinds, of: ["vaultTransit", "awsKms", "localKeySecretRef"],
-      at: "spec.encryption.kms")
+    errors += exactlyOne(spec.encryption.kms.configuredKinds, of: KMSSpec.allKinds, at: "spec.encryption.kms")
+    var replicaNames = Set<String>()
+    for (i, replica) in (spec.replicas ?? []).enumerated() {
+      let rf = "spec.replicas[\(i)]"
+      if !replicaNames.insert(replica.name).inserted {
+        errors.append(SpecError(field: "\(rf).name", message: "duplicate replica name '\(replica.name)'"))
+      }
+      errors += exactlyOne(
+        replica.repository.configuredBackends, of: ["s3", "gcs", "azure", "local"], at: "\(rf).repository")
+      if replica.repository == spec.repository {
+        errors.append(SpecError(field: "\(rf).repository", message: "is the policy's own repository"))
+      }
+      if let kms = replica.encryption?.kms {
+        errors += exactlyOne(kms.configuredKinds, of: KMSSpec.allKinds, at: "\(rf).encryption.kms")
+      }
+    }
     if let days = spec.encryption.keyRotationDays, !(1...90).contains(days) {
       errors.append(SpecError(field: "spec.encryption.keyRotationDays", message: "must be 1-90, got \(days)"))
     }

@@ -212,7 +212,11 @@ private enum CRDApply {
         lastSnapshot: "0123abcd", lastBackupBytes: 1_048_576, lastBackupStoredBytes: 4_096,
         lastBackupDurationSeconds: 2.5, rpoAgeSeconds: 360, rpoTargetSeconds: 300, rpoSource: "tier:critical",
         effectiveSchedule: "*/5 * * * *", scheduleSource: "tier:critical", nextScheduledRun: t, lastKeyRotation: t,
-        nextKeyRotation: t, lastHandledTrigger: "run-1", backupNamespace: "botrt-backup", lastFailure: "none")
+        nextKeyRotation: t, lastHandledTrigger: "run-1", backupNamespace: "botrt-backup", lastFailure: "none",
+        replicas: [
+          ReplicaStatus(
+            name: "second-region", lastCopiedSnapshot: "0123abcd", lastCopyTime: t, lagSeconds: 30, message: "ok")
+        ])
       let storedPolicy = try await client.updateStatus(policy)
       #expect(storedPolicy.status == policy.status)
       #expect(try await client.get(BackupPolicy.self, namespace: ns, name: "status-check").status == policy.status)

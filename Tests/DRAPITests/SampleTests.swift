@@ -77,8 +77,11 @@ struct Samples {
     let s = try Samples()
     #expect(Set(s.policies.map(\.spec.tier)) == Set(Tier.allCases))
     #expect(Set(s.policies.flatMap(\.spec.repository.configuredBackends)) == ["s3", "gcs", "azure", "local"])
-    #expect(
-      Set(s.policies.flatMap(\.spec.encryption.kms.configuredKinds)) == ["vaultTransit", "awsKms", "localKeySecretRef"])
+    let kinds = s.policies.flatMap { p in
+      [p.spec.encryption.kms] + (p.spec.replicas ?? []).compactMap(\.encryption?.kms)
+    }.flatMap(\.configuredKinds)
+    #expect(Set(kinds) == Set(KMSSpec.allKinds))
+    #expect(s.policies.contains { ($0.spec.replicas ?? []).contains { $0.countsForRPO == true } })
     #expect(s.policies.contains { $0.spec.repository.s3?.objectLock?.mode == .compliance })
     #expect(Set(s.policies.flatMap { $0.spec.compliance ?? [] }) == Set(ComplianceProfile.allCases))
     #expect(s.policies.contains { $0.spec.source.command != nil } && s.policies.contains { $0.spec.source.pvc != nil })
@@ -110,6 +113,18 @@ struct Samples {
         kms.awsKms?.credentialsSecretRef?.name, kms.localKeySecretRef?.name,
       ].compactMap { $0 }
       refs += (p.spec.source.command?.env ?? []).compactMap { $0.valueFrom?.secretKeyRef.name }
+      refs += [kms.azureKeyVault?.credentialsSecretRef.name, kms.gcpKms?.credentialsSecretRef?.name].compactMap { $0 }
+      for replica in p.spec.replicas ?? [] {
+        refs += [
+          replica.repository.s3?.credentialsSecretRef.name, replica.repository.gcs?.credentialsSecretRef?.name,
+          replica.repository.azure?.credentialsSecretRef.name,
+          replica.encryption?.kms.gcpKms?.credentialsSecretRef?.name,
+          replica.encryption?.kms.azureKeyVault?.credentialsSecretRef.name,
+          replica.encryption?.kms.vaultTransit?.authSecretRef.name,
+          replica.encryption?.kms.awsKms?.credentialsSecretRef?.name,
+          replica.encryption?.kms.localKeySecretRef?.name,
+        ].compactMap { $0 }
+      }
       for r in refs {
         #expect(secrets.contains(r), "\(p.name) references Secret \(r) missing from secrets-example.yaml")
       }

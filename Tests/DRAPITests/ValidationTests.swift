@@ -27,6 +27,28 @@ import Testing
     #expect(kms?.message.contains("none is set") == true)
   }
 
+  @Test func replicaChecks() {
+    var spec = policySpec(tier: .critical)
+    let gcs = RepositorySpec(gcs: GCSRepository(bucket: "dr"))
+    spec.replicas = [
+      ReplicaSpec(name: "a", repository: gcs),
+      ReplicaSpec(name: "a", repository: RepositorySpec()),
+      ReplicaSpec(name: "self", repository: spec.repository),
+      ReplicaSpec(
+        name: "keys", repository: gcs,
+        encryption: EncryptionSpec(
+          kms: KMSSpec(
+            awsKms: AWSKMS(keyId: "k"), gcpKms: GCPKMS(keyName: "projects/p/locations/l/keyRings/r/cryptoKeys/k")))),
+    ]
+    #expect(
+      SpecValidation.validate(spec).map(\.field) == [
+        "spec.replicas[1].name", "spec.replicas[1].repository", "spec.replicas[2].repository",
+        "spec.replicas[3].encryption.kms",
+      ])
+    spec.replicas = [ReplicaSpec(name: "ok", repository: gcs, countsForRPO: true)]
+    #expect(SpecValidation.validate(spec).isEmpty)
+  }
+
   @Test func envValueAndValueFromAreExclusive() {
     var spec = policySpec(tier: .standard)
     spec.source = BackupSource(
