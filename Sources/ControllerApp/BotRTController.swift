@@ -20,13 +20,15 @@ public struct ControllerRunOptions: Sendable {
   public var now: @Sendable () -> Date
   /// Forces the Calico decision instead of discovery (nil = discover).
   public var calicoOverride: Bool?
+  /// Watch BackupPolicies in this namespace only (nil = all namespaces).
+  public var watchNamespace: String?
 
   public init(
     backupNamespace: String = "botrt-backup", engineImage: String = BotRTController.defaultEngineImage,
     workers: Int = 2, metricsAddress: String? = "127.0.0.1:8080", leaderElect: Bool = false,
     leaseNamespace: String = "botrt-system",
     identity: String = "\(ProcessInfo.processInfo.hostName)-\(UInt32.random(in: 0...UInt32.max))",
-    now: @escaping @Sendable () -> Date = { Date() }, calicoOverride: Bool? = nil
+    now: @escaping @Sendable () -> Date = { Date() }, calicoOverride: Bool? = nil, watchNamespace: String? = nil
   ) {
     self.backupNamespace = backupNamespace
     self.engineImage = engineImage
@@ -37,6 +39,7 @@ public struct ControllerRunOptions: Sendable {
     self.identity = identity
     self.now = now
     self.calicoOverride = calicoOverride
+    self.watchNamespace = watchNamespace
   }
 }
 
@@ -62,6 +65,7 @@ public final class BotRTController: Sendable {
   public let manager: ControllerManager
   public let healthServer: HealthServer?
   let logger: Logger
+  let watchNamespace: String?
 
   /// Discovers the cluster's capabilities and wires everything; does not start anything.
   public static func make(
@@ -97,6 +101,7 @@ public final class BotRTController: Sendable {
     self.client = client
     self.settings = settings
     self.logger = logger
+    self.watchNamespace = options.watchNamespace
     let registry = MetricsRegistry()
     self.registry = registry
     let recorder = EventRecorder(
@@ -105,7 +110,7 @@ public final class BotRTController: Sendable {
     let reconciler = BackupPolicyReconciler(
       client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger)
     let controller = Controller<BackupPolicy>(
-      name: "backuppolicy", source: KubeWatchSource<BackupPolicy>(client: client, namespace: nil),
+      name: "backuppolicy", source: KubeWatchSource<BackupPolicy>(client: client, namespace: options.watchNamespace),
       options: ControllerOptions(workers: options.workers), logger: logger, metrics: registry,
       reconcile: { key, store in try await reconciler.reconcile(key, store) })
     // Children changes (runs finishing, drift of CronJobs and NetworkPolicies) reconcile the owner, found by labels.
@@ -138,15 +143,19 @@ public final class BotRTController: Sendable {
           namespace: options.leaseNamespace, name: "botrt-controller", identity: options.identity),
         api: KubeLeaseAPI(client: client), logger: logger)
     }
+    // RecoveryPlans: their step Jobs run in the plan's namespace (Sources/Reconcilers/RecoveryPlanReconciler.swift).
+    let plans = RecoveryPlanReconciler.controller(
+      client: client, settings: settings, namespace: options.watchNamespace, workers: options.workers,
+      now: options.now, recorder: recorder, metrics: registry, logger: logger)
     manager = ControllerManager(
-      controllers: [controller], leaderElector: elector, healthServer: server, eventRecorder: recorder,
+      controllers: [controller, plans], leaderElector: elector, healthServer: server, eventRecorder: recorder,
       handleSignals: handleSignals, logger: logger)
   }
 
   /// Runs until stopped (a signal or `stop()`).
   public func run() async throws -> ControllerManager.Outcome {
     logger.info(
-      "watching backuppolicies", metadata: ["resource": "\(BackupPolicy.resource)", "scope": "all namespaces"])
+      "watching backuppolicies", metadata: ["resource": "\(BackupPolicy.resource)", "scope": "\(watchNamespace.map { "namespace \($0)" } ?? "all namespaces")"])
     return try await manager.run()
   }
 

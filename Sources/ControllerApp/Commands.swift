@@ -35,6 +35,8 @@ public struct RunCommand: AsyncParsableCommand {
   var logFormat = "text"
   @Option(help: "Concurrent reconciles.")
   var workers = 2
+  @Option(help: "Watch BackupPolicies in this namespace only (default: all namespaces).")
+  var namespace: String?
 
   public init() {}
 
@@ -58,7 +60,7 @@ public struct RunCommand: AsyncParsableCommand {
     let options = ControllerRunOptions(
       backupNamespace: backupNamespace, engineImage: engineImage, workers: workers,
       metricsAddress: metricsAddress == "off" ? nil : metricsAddress, leaderElect: leaderElect,
-      leaseNamespace: leaseNamespace)
+      leaseNamespace: leaseNamespace, watchNamespace: namespace)
     let app: BotRTController
     do {
       app = try await BotRTController.make(client: client, options: options, logger: logger)
@@ -79,4 +81,41 @@ public struct VersionCommand: ParsableCommand {
   public static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version.")
   public init() {}
   public func run() { print("botrt-controller \(BotRTController.version)") }
+}
+
+/// The entry point of `botrt-controller`: parses, runs, and returns the exit code.
+public enum ControllerMain {
+  /// Runs with `arguments` (without the program name).
+  public static func run(_ arguments: [String]) async -> Int32 {
+    var command: any ParsableCommand
+    do {
+      command = try ControllerCommand.parseAsRoot(arguments)
+    } catch {
+      let code = ControllerCommand.exitCode(for: error)
+      let message = ControllerCommand.fullMessage(for: error)
+      if code == .success {
+        FileHandle.standardOutput.write(Data((message + "\n").utf8))
+        return 0
+      }
+      FileHandle.standardError.write(Data((message + "\n").utf8))
+      return code.rawValue
+    }
+    do {
+      if var async = command as? any AsyncParsableCommand {
+        try await async.run()
+      } else {
+        try command.run()
+      }
+      return 0
+    } catch {
+      let code = ControllerCommand.exitCode(for: error)
+      if code == .success {
+        // Help and version requests arrive as clean exits.
+        FileHandle.standardOutput.write(Data((ControllerCommand.fullMessage(for: error) + "\n").utf8))
+      } else if !(error is ExitCode) {
+        FileHandle.standardError.write(Data((ControllerCommand.fullMessage(for: error) + "\n").utf8))
+      }
+      return code.rawValue
+    }
+  }
 }

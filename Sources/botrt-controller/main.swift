@@ -1,3 +1,4 @@
 import ControllerApp
+import Foundation
 
-await ControllerCommand.main()
+exit(await ControllerMain.run(Array(CommandLine.arguments.dropFirst())))

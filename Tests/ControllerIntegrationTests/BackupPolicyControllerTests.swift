@@ -103,14 +103,17 @@ final class RunningController: Sendable {
   let app: BotRTController
   let task: Task<Void, Never>
 
-  init(_ client: KubeClient, backupNamespace: String, now: @escaping @Sendable () -> Date = { Date() }) async throws {
+  /// Runs a controller watching BackupPolicies of `namespace` only, so that other suites' policies are left alone.
+  init(
+    _ client: KubeClient, namespace: String, backupNamespace: String, now: @escaping @Sendable () -> Date = { Date() }
+  ) async throws {
     var logger = Logger(label: "botrt-controller-test") { LineLogHandler(label: $0, format: .text) }
     logger.logLevel = .warning
     app = try await BotRTController.make(
       client: client,
       options: ControllerRunOptions(
         backupNamespace: backupNamespace, engineImage: "botrt/botrt-engine:test", workers: 2, metricsAddress: nil,
-        now: now),
+        now: now, watchNamespace: namespace),
       logger: logger, handleSignals: false)
     let app = self.app
     task = Task {
@@ -142,11 +145,39 @@ final class RunningController: Sendable {
     return name
   }
 
-  func deleteNamespace(_ name: String) async {
+  /// Runs `body` in a fresh namespace; afterwards releases leftover policies' finalizers (a failed test may stop its
+  /// controller before they are removed) and deletes the namespace and its backup namespace.
+  func withNamespace(_ prefix: String, _ body: (String) async throws -> Void) async throws {
+    let ns = try await makeNamespace(prefix)
+    var failure: Error? = nil
     do {
-      try await client.delete(Namespace.self, name: name)
+      try await body(ns)
     } catch {
-      // Best effort: the namespace may already be going.
+      failure = error
+    }
+    for p in try await client.listAll(BackupPolicy.self, namespace: ns).items {
+      _ = try await client.patch(
+        BackupPolicy.self, namespace: ns, name: p.name, .merge(["metadata": ["finalizers": nil]]))
+      do {
+        try await client.delete(BackupPolicy.self, namespace: ns, name: p.name)
+      } catch let e as KubeError where e.isNotFound {}
+    }
+    for name in [ns, "\(ns)-backup"] {
+      do {
+        try await client.delete(Namespace.self, name: name)
+      } catch let e as KubeError where e.isNotFound {}
+    }
+    if let failure { throw failure }
+  }
+
+  func waitGone(_ ns: String, _ name: String) async throws {
+    try await eventually("BackupPolicy \(ns)/\(name) to be gone") {
+      do {
+        _ = try await getPolicy(ns, name)
+        return false
+      } catch let e as KubeError where e.isNotFound {
+        return true
+      }
     }
   }
 
@@ -212,232 +243,255 @@ final class RunningController: Sendable {
   }
 
   @Test func childrenAreCreatedUpdatedAndRemoved() async throws {
-    let ns = try await makeNamespace("bp-life")
-    let backupNS = "\(ns)-backup"
-    defer { Task { [self] in await deleteNamespace(ns); await deleteNamespace(backupNS) } }
-    try await createSecrets(ns)
-    let controller = try await RunningController(client, backupNamespace: backupNS)
-    do {
-      _ = try await client.create(policy(ns))
-      try await eventually("Ready=True") { try await condition(ns, "orders-db", "Ready")?.status == .true }
-      let stored = try await getPolicy(ns, "orders-db")
-      #expect(stored.metadata.finalizers == [BackupPolicyReconciler.finalizer])
-      #expect(stored.status?.observedGeneration == stored.metadata.generation)
-      #expect(stored.status?.effectiveSchedule == "17 3 * * *")
-      #expect(stored.status?.rpoTargetSeconds == 14_400)
-      #expect(stored.status?.nextScheduledRun != nil)
-      #expect(stored.status?.conditions?.condition("ScheduleActive")?.status == .true)
+    try await withNamespace("bp-life") { ns in
+      let backupNS = "\(ns)-backup"
+      try await createSecrets(ns)
+      let controller = try await RunningController(client, namespace: ns, backupNamespace: backupNS)
+      var restarted: RunningController? = nil
+      do {
+        _ = try await client.create(policy(ns))
+        try await eventually("Ready=True") { try await condition(ns, "orders-db", "Ready")?.status == .true }
+        let stored = try await getPolicy(ns, "orders-db")
+        #expect(stored.metadata.finalizers == [BackupPolicyReconciler.finalizer])
+        #expect(stored.status?.observedGeneration == stored.metadata.generation)
+        #expect(stored.status?.effectiveSchedule == "17 3 * * *")
+        #expect(stored.status?.rpoTargetSeconds == 14_400)
+        #expect(stored.status?.rpoSource == "tier:standard")
+        #expect(stored.status?.nextScheduledRun != nil)
+        #expect(stored.status?.backupNamespace == backupNS)
+        #expect(stored.status?.conditions?.condition("ScheduleActive")?.status == .true)
+        #expect(stored.status?.conditions?.condition("RPOMet")?.reason == "AwaitingFirstBackup")
 
-      // Exactly the expected children, read back.
-      let expected = try await expectedChildren(stored, settings: controller.app.settings)
-      #expect(expected.count == (controller.app.settings.calicoServed ? 14 : 13))
-      for c in expected {
-        let got = try #require(try await exists(c), "\(c.displayName) is missing")
-        if let diff = isSubset(c.body, of: got) { Issue.record("\(c.displayName): \(diff)") }
-      }
-      let selector = ChildLabels.selector(namespace: ns, name: "orders-db")
-      let cronJobs = try await client.list(
-        ChildResources.cronJobs(apiVersion: controller.app.settings.cronJobAPIVersion), namespace: backupNS,
-        options: ListOptions(labelSelector: selector), as: JSONValue.self)
-      #expect(cronJobs.items.count == 2)
-      let copies = try await client.list(
-        ChildResources.secrets, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
-      #expect(copies.items.count == 3)
-
-      // A change of the policy updates the CronJob.
-      var changed = try await getPolicy(ns, "orders-db")
-      changed.spec.schedule = "42 4 * * *"
-      _ = try await client.update(changed)
-      let names = ChildNames(namespace: ns, name: "orders-db")
-      let cronResource = ChildResources.cronJobs(apiVersion: controller.app.settings.cronJobAPIVersion)
-      try await eventually("the CronJob's schedule to follow the policy") {
-        let cj = try await client.get(cronResource, namespace: backupNS, name: names.backupCronJob, as: JSONValue.self)
-        return cj[path: "spec", "schedule"] == "42 4 * * *"
-      }
-      try await eventually("status to observe the new generation") {
-        let p = try await getPolicy(ns, "orders-db")
-        return p.status?.observedGeneration == p.metadata.generation && p.status?.effectiveSchedule == "42 4 * * *"
-      }
-
-      // A new controller instance (a restart) creates no duplicates.
-      await controller.stop()
-      let again = try await RunningController(client, backupNamespace: backupNS)
-      try await Task.sleep(for: .seconds(3))
-      let afterRestart = try await client.list(
-        cronResource, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
-      #expect(afterRestart.items.count == 2)
-      let jobs = try await client.list(
-        ChildResources.jobs, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
-      #expect(jobs.items.isEmpty)
-
-      // Delete: children removed, the finalizer released.
-      try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
-      try await eventually("the policy to be gone") {
-        do {
-          _ = try await getPolicy(ns, "orders-db")
-          return false
-        } catch let e as KubeError where e.isNotFound {
-          return true
+        // Exactly the expected children, read back.
+        let settings = controller.app.settings
+        let expected = try await expectedChildren(stored, settings: settings)
+        #expect(expected.count == (settings.calicoServed ? 14 : 13))
+        for c in expected {
+          let got = try #require(try await exists(c), "\(c.displayName) is missing")
+          if let diff = isSubset(c.body, of: got) { Issue.record("\(c.displayName): \(diff)") }
+          let managers = (got[path: "metadata", "managedFields"]?.arrayValue ?? []).compactMap { $0["manager"]?.stringValue }
+          #expect(managers.contains(BackupPolicyReconciler.fieldManager), "\(c.displayName) managers: \(managers)")
         }
+        let selector = ChildLabels.selector(namespace: ns, name: "orders-db")
+        let cronResource = ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion)
+        let cronJobs = try await client.list(
+          cronResource, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+        #expect(cronJobs.items.count == 2)
+        let copies = try await client.list(
+          ChildResources.secrets, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+        #expect(copies.items.count == 3)
+
+        // A change of the policy updates the CronJob; status follows the new generation.
+        var changed = try await getPolicy(ns, "orders-db")
+        changed.spec.schedule = "42 4 * * *"
+        _ = try await client.update(changed)
+        let names = ChildNames(namespace: ns, name: "orders-db")
+        try await eventually("the CronJob's schedule to follow the policy") {
+          let cj = try await client.get(cronResource, namespace: backupNS, name: names.backupCronJob, as: JSONValue.self)
+          return cj[path: "spec", "schedule"] == "42 4 * * *"
+        }
+        try await eventually("status to observe the new generation") {
+          let p = try await getPolicy(ns, "orders-db")
+          return p.status?.observedGeneration == p.metadata.generation && p.status?.effectiveSchedule == "42 4 * * *"
+        }
+
+        // An on-demand run: one Job per trigger value, recorded in status so that it runs once.
+        var triggered = try await getPolicy(ns, "orders-db")
+        triggered.spec.trigger = "run-1"
+        _ = try await client.update(triggered)
+        try await eventually("the on-demand Job and status.lastHandledTrigger") {
+          try await getPolicy(ns, "orders-db").status?.lastHandledTrigger == "trigger:run-1"
+        }
+        let runJob = try await client.get(
+          ChildResources.jobs, namespace: backupNS, name: names.runJob(token: "trigger:run-1"), as: JSONValue.self)
+        #expect(runJob[path: "metadata", "annotations", ChildLabels.runToken] == "trigger:run-1")
+
+        // Drift: a deleted NetworkPolicy comes back.
+        try await client.delete(ChildResources.networkPolicies, namespace: backupNS, name: names.storageEgress)
+        try await eventually("the deleted NetworkPolicy to be restored") {
+          do {
+            _ = try await client.get(
+              ChildResources.networkPolicies, namespace: backupNS, name: names.storageEgress, as: JSONValue.self)
+            return true
+          } catch let e as KubeError where e.isNotFound {
+            return false
+          }
+        }
+
+        // A new controller instance (a restart) creates no duplicates and no second on-demand Job.
+        await controller.stop()
+        restarted = try await RunningController(client, namespace: ns, backupNamespace: backupNS)
+        try await Task.sleep(for: .seconds(3))
+        let afterRestart = try await client.list(
+          cronResource, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+        #expect(afterRestart.items.count == 2)
+        let jobs = try await client.list(
+          ChildResources.jobs, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+        #expect(jobs.items.count == 1)
+
+        // Delete: children removed, the finalizer released.
+        try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
+        try await waitGone(ns, "orders-db")
+        for c in expected where !c.shared {
+          #expect(try await exists(c) == nil, "\(c.displayName) is still there")
+        }
+        let leftJobs = try await client.list(
+          ChildResources.jobs, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+        #expect(leftJobs.items.isEmpty)
+      } catch {
+        await controller.stop()
+        await restarted?.stop()
+        throw error
       }
-      for c in expected where !c.shared {
-        #expect(try await exists(c) == nil, "\(c.displayName) is still there")
-      }
-      await again.stop()
-    } catch {
       await controller.stop()
-      throw error
+      await restarted?.stop()
     }
   }
 
   @Test func missingSecretMakesReadyFalse() async throws {
-    let ns = try await makeNamespace("bp-nosecret")
-    defer { Task { [self] in await deleteNamespace(ns); await deleteNamespace("\(ns)-backup") } }
-    try await createSecrets(ns, skip: ["vault-token"])
-    let controller = try await RunningController(client, backupNamespace: "\(ns)-backup")
-    do {
-      _ = try await client.create(policy(ns))
-      try await eventually("Ready=False") { try await condition(ns, "orders-db", "Ready")?.status == .false }
-      let ready = try #require(try await condition(ns, "orders-db", "Ready"))
-      #expect(ready.reason == "SecretNotFound")
-      #expect(ready.message.contains("spec.encryption.kms.vaultTransit.authSecretRef"))
-      #expect(ready.message.contains("vault-token"))
-      // Creating the Secret fixes it (the controller retries on its own).
-      _ = try await client.create(
-        Secret(metadata: ObjectMeta(name: "vault-token", namespace: ns), data: ["token": Data("t".utf8)]))
-      try await eventually("Ready=True after the Secret appears", timeout: .seconds(60)) {
-        try await condition(ns, "orders-db", "Ready")?.status == .true
-      }
-      try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
-      try await eventually("the policy to be gone") {
-        do {
-          _ = try await getPolicy(ns, "orders-db")
-          return false
-        } catch let e as KubeError where e.isNotFound {
-          return true
+    try await withNamespace("bp-nosecret") { ns in
+      try await createSecrets(ns, skip: ["vault-token"])
+      let controller = try await RunningController(client, namespace: ns, backupNamespace: "\(ns)-backup")
+      do {
+        _ = try await client.create(policy(ns))
+        try await eventually("Ready=False") { try await condition(ns, "orders-db", "Ready")?.status == .false }
+        let ready = try #require(try await condition(ns, "orders-db", "Ready"))
+        #expect(ready.reason == "SecretNotFound")
+        #expect(ready.message.contains("spec.encryption.kms.vaultTransit.authSecretRef"))
+        #expect(ready.message.contains("vault-token"))
+        #expect(try await condition(ns, "orders-db", "ScheduleActive")?.status == .false)
+        // Creating the Secret fixes it (the controller looks again on its own).
+        _ = try await client.create(
+          Secret(metadata: ObjectMeta(name: "vault-token", namespace: ns), data: ["token": Data("t".utf8)]))
+        try await eventually("Ready=True after the Secret appears", timeout: .seconds(60)) {
+          try await condition(ns, "orders-db", "Ready")?.status == .true
         }
+        try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
+        try await waitGone(ns, "orders-db")
+      } catch {
+        await controller.stop()
+        throw error
       }
-    } catch {
       await controller.stop()
-      throw error
     }
-    await controller.stop()
   }
 
   @Test func rpoMetTurnsFalseUnderAnInjectedClock() async throws {
-    let ns = try await makeNamespace("bp-rpo")
-    defer { Task { [self] in await deleteNamespace(ns); await deleteNamespace("\(ns)-backup") } }
-    try await createSecrets(ns)
-    let offset = Mutex<TimeInterval>(0)
-    let controller = try await RunningController(client, backupNamespace: "\(ns)-backup") {
-      Date().addingTimeInterval(offset.withLock { $0 })
-    }
-    do {
-      _ = try await client.create(policy(ns))
-      try await eventually("RPOMet=Unknown while the first backup is awaited") {
-        try await condition(ns, "orders-db", "RPOMet")?.reason == "AwaitingFirstBackup"
+    try await withNamespace("bp-rpo") { ns in
+      try await createSecrets(ns)
+      let offset = Mutex<TimeInterval>(0)
+      let controller = try await RunningController(client, namespace: ns, backupNamespace: "\(ns)-backup") {
+        Date().addingTimeInterval(offset.withLock { $0 })
       }
-      // Five hours later (the standard tier's RPO is 4 h), without any backup: a change brings a reconcile.
-      offset.withLock { $0 = 5 * 3600 }
-      var p = try await getPolicy(ns, "orders-db")
-      p.metadata.annotations = ["test/poke": "1"]
-      _ = try await client.update(p)
-      try await eventually("RPOMet=False") { try await condition(ns, "orders-db", "RPOMet")?.status == .false }
-      let c = try #require(try await condition(ns, "orders-db", "RPOMet"))
-      #expect(c.reason == "NoSuccessfulBackup")
-      #expect(c.message.contains("4h"))
-      try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
-      try await eventually("the policy to be gone") {
-        do {
-          _ = try await getPolicy(ns, "orders-db")
-          return false
-        } catch let e as KubeError where e.isNotFound {
-          return true
+      do {
+        _ = try await client.create(policy(ns))
+        try await eventually("RPOMet=Unknown while the first backup is awaited") {
+          try await condition(ns, "orders-db", "RPOMet")?.reason == "AwaitingFirstBackup"
         }
+        // Five hours later (the standard tier's RPO is 4 h), without any backup; a change brings a reconcile.
+        offset.withLock { $0 = 5 * 3600 }
+        var p = try await getPolicy(ns, "orders-db")
+        p.metadata.annotations = ["test/poke": "1"]
+        _ = try await client.update(p)
+        try await eventually("RPOMet=False") { try await condition(ns, "orders-db", "RPOMet")?.status == .false }
+        let c = try #require(try await condition(ns, "orders-db", "RPOMet"))
+        #expect(c.reason == "NoSuccessfulBackup")
+        #expect(c.message.contains("4h"))
+        try await eventually("an RPOViolated Event") {
+          let events = try await client.list(
+            Event.self, namespace: ns, options: ListOptions(fieldSelector: "involvedObject.name=orders-db"))
+          return events.items.contains { $0.reason == "RPOViolated" && $0.type == "Warning" }
+        }
+        try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
+        try await waitGone(ns, "orders-db")
+      } catch {
+        await controller.stop()
+        throw error
       }
-    } catch {
       await controller.stop()
-      throw error
     }
-    await controller.stop()
   }
 
   @Test func calicoPolicyOnlyWhenItsCRDIsInstalled() async throws {
-    let ns = try await makeNamespace("bp-calico")
-    defer { Task { [self] in await deleteNamespace(ns); await deleteNamespace("\(ns)-backup") } }
-    try await createSecrets(ns)
     let gnp = ChildResources.globalNetworkPolicies
     let crdName = "globalnetworkpolicies.crd.projectcalico.org"
     func calicoServed() async throws -> Bool {
       client.invalidateDiscovery()
       return try await client.isServed(group: gnp.group, version: gnp.version, resource: gnp.plural)
     }
+    func removeFixture() async throws {
+      if try await calicoServed() {
+        try await client.delete(.customResourceDefinitions, namespace: nil, name: crdName)
+        try await eventually("globalnetworkpolicies to be gone") { try await !calicoServed() }
+      }
+    }
     // Start from a cluster without Calico (an earlier run may have left the fixture).
-    if try await calicoServed() {
-      try await client.delete(.customResourceDefinitions, namespace: nil, name: crdName)
-      try await eventually("globalnetworkpolicies to be gone") { try await !calicoServed() }
-    }
-    // Without the CRD: discovery says no, and no Calico object is attempted; the policy is still Ready.
-    var first = try await RunningController(client, backupNamespace: "\(ns)-backup")
-    #expect(first.app.settings.calicoServed == false)
-    _ = try await client.create(policy(ns, name: "a"))
-    try await eventually("Ready=True") { try await condition(ns, "a", "Ready")?.status == .true }
-    await first.stop()
-    // A minimal GlobalNetworkPolicy CRD, then a new controller instance discovers it.
-    let crd = try YAML.parse(
-      """
-      apiVersion: apiextensions.k8s.io/v1
-      kind: CustomResourceDefinition
-      metadata: {name: \(crdName)}
-      spec:
-        group: crd.projectcalico.org
-        scope: Cluster
-        names: {plural: globalnetworkpolicies, singular: globalnetworkpolicy, kind: GlobalNetworkPolicy, listKind: GlobalNetworkPolicyList}
-        versions:
-        - name: v1
-          served: true
-          storage: true
-          schema:
-            openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-      """, file: "calico-gnp-crd.yaml")
-    try await TestCluster.applyCRD(client, crd)
-    try await eventually("globalnetworkpolicies to be served") { try await calicoServed() }
-    first = try await RunningController(client, backupNamespace: "\(ns)-backup")
-    defer {
-      Task { [client] in
-        do {
-          try await client.delete(.customResourceDefinitions, namespace: nil, name: crdName)
-        } catch {
-          // Best effort: the next run removes it first anyway.
-        }
-      }
-    }
+    try await removeFixture()
     do {
-      #expect(first.app.settings.calicoServed)
-      try await eventually("the Calico policy") {
+      try await withNamespace("bp-calico") { ns in
+        try await createSecrets(ns)
+        // Without the CRD: discovery says no, no Calico object is attempted, and the policy is still Ready.
+        var controller = try await RunningController(client, namespace: ns, backupNamespace: "\(ns)-backup")
+        #expect(controller.app.settings.calicoServed == false)
         do {
-          let got = try await client.get(gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
-          return isSubset(BackupPolicyChildren.calicoPolicy().body, of: got) == nil
-        } catch let e as KubeError where e.isNotFound {
-          return false
+          _ = try await client.create(policy(ns, name: "a"))
+          try await eventually("Ready=True") { try await condition(ns, "a", "Ready")?.status == .true }
+        } catch {
+          await controller.stop()
+          throw error
         }
-      }
-      // Deleting the last policy removes it.
-      for p in try await client.listAll(BackupPolicy.self).items {
-        try await client.delete(BackupPolicy.self, namespace: p.metadata.namespace, name: p.name)
-      }
-      try await eventually("the Calico policy to be removed with the last BackupPolicy") {
+        await controller.stop()
+        // A minimal GlobalNetworkPolicy CRD, then a new controller instance discovers it.
+        let crd = try YAML.parse(
+          """
+          apiVersion: apiextensions.k8s.io/v1
+          kind: CustomResourceDefinition
+          metadata: {name: \(crdName)}
+          spec:
+            group: crd.projectcalico.org
+            scope: Cluster
+            names: {plural: globalnetworkpolicies, singular: globalnetworkpolicy, kind: GlobalNetworkPolicy, listKind: GlobalNetworkPolicyList}
+            versions:
+            - name: v1
+              served: true
+              storage: true
+              schema:
+                openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+          """, file: "calico-gnp-crd.yaml")
+        try await TestCluster.applyCRD(client, crd)
+        try await eventually("globalnetworkpolicies to be served") { try await calicoServed() }
+        controller = try await RunningController(client, namespace: ns, backupNamespace: "\(ns)-backup")
         do {
-          _ = try await client.get(gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
-          return false
-        } catch let e as KubeError where e.isNotFound {
-          return true
+          #expect(controller.app.settings.calicoServed)
+          try await eventually("the Calico policy") {
+            do {
+              let got = try await client.get(gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
+              return isSubset(BackupPolicyChildren.calicoPolicy().body, of: got) == nil
+            } catch let e as KubeError where e.isNotFound {
+              return false
+            }
+          }
+          // Deleting the last policy this controller sees removes it.
+          try await client.delete(BackupPolicy.self, namespace: ns, name: "a")
+          try await waitGone(ns, "a")
+          try await eventually("the Calico policy to be removed with the last BackupPolicy") {
+            do {
+              _ = try await client.get(gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
+              return false
+            } catch let e as KubeError where e.isNotFound {
+              return true
+            }
+          }
+        } catch {
+          await controller.stop()
+          throw error
         }
+        await controller.stop()
       }
     } catch {
-      await first.stop()
+      try await removeFixture()
       throw error
     }
-    await first.stop()
+    try await removeFixture()
   }
 }
