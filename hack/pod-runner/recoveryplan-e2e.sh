@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# End to end: botrt-controller runs RecoveryPlans on the real control plane, with hack/pod-runner.py as the node.
+#
+#   KUBECONFIG=... BOTRT_CONTROLLER_BIN=... hack/pod-runner/recoveryplan-e2e.sh
+#
+# Needs a running cluster (hack/cluster.sh up; source <(hack/cluster.sh env)) with the CRDs applicable, the built
+# botrt-controller (BOTRT_CONTROLLER_BIN), root (the runner's mount isolation). Starts the controller and the runner
+# for a namespace of its own and checks:
+#   1. a plan (scaleDown, job, scaleUp, waitReady) succeeds: steps Succeeded in order, the Deployment is back at its
+#      remembered replicas and ready, rtoAchieved is set, Succeeded and RTOMet are True, Events name the steps;
+#   2. a plan whose job step fails twice (retries: 1) fails: phase Failed, failedStep named, later steps Skipped,
+#      Succeeded False, a Warning event.
+# Everything it started or created is removed at the end.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+fail() { echo "recoveryplan-e2e: FAIL: $*" >&2; exit 1; }
+log() { echo "recoveryplan-e2e: $*" >&2; }
+[[ -n "${KUBECONFIG:-}" ]] || fail "KUBECONFIG is not set; start the cluster (hack/cluster.sh up) and source <(hack/cluster.sh env)"
+[[ -x "${BOTRT_CONTROLLER_BIN:-}" ]] || fail "BOTRT_CONTROLLER_BIN is not set to the built botrt-controller"
+[[ "$(id -u)" == 0 ]] || fail "the pod runner's mount isolation needs root"
+
+NS="rpe2e-$(date +%s)-$$"
+WORK="$(mktemp -d /tmp/botrt-rpe2e.XXXXXX)"
+PIDS=()
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
+  if [[ $rc -ne 0 ]]; then
+    echo "--- controller log"; tail -n 30 "$WORK/controller.log" || true
+    echo "--- runner log"; tail -n 20 "$WORK/runner.log" || true
+  fi >&2
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+k() { kubectl -n "$NS" "$@"; }
+
+kubectl apply -f "$REPO/crds/" >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/recoveryplans.dr.botrt.io >/dev/null
+kubectl create namespace "$NS" >/dev/null
+for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
+"$BOTRT_CONTROLLER_BIN" run --metrics-address off --namespace "$NS" >"$WORK/controller.log" 2>&1 &
+PIDS+=($!)
+python3 "$REPO/hack/pod-runner.py" -n "$NS" --restart-backoff 1 --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
+PIDS+=($!)
+
+k apply -f - >/dev/null <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: web, image: busybox:1.36, command: ["sleep", "3600"]}]
+EOF
+k rollout status deployment/web --timeout=60s >/dev/null || fail "the Deployment did not become ready (is the runner running?)"
+
+wait_phase() { # PLAN TIMEOUT-S
+  local p=""
+  for _ in $(seq 1 "$2"); do
+    p="$(k get recoveryplan "$1" -o jsonpath='{.status.phase}')"
+    [[ "$p" == Succeeded || "$p" == Failed ]] && { echo "$p"; return 0; }
+    sleep 1
+  done
+  echo "$p"
+}
+jp() { k get recoveryplan "$1" -o jsonpath="$2"; }
+
+log "1. scaleDown, job, scaleUp, waitReady"
+k apply -f - >/dev/null <<'EOF'
+apiVersion: dr.botrt.io/v1alpha1
+kind: RecoveryPlan
+metadata: {name: good}
+spec:
+  tier: critical
+  trigger: run-1
+  procedures:
+  - name: restore-from-backup
+    steps:
+    - {name: stop-web, action: scaleDown, targets: [{kind: Deployment, name: web}]}
+    - name: fix-data
+      action: job
+      timeout: 1m
+      job: {image: busybox:1.36, command: ["sh", "-c", "echo '{\"ok\":true}' > /dev/termination-log"]}
+    - {name: start-web, action: scaleUp, targets: [{kind: Deployment, name: web}]}
+    - {name: web-ready, action: waitReady, timeout: 2m, targets: [{kind: Deployment, name: web}]}
+EOF
+[[ "$(wait_phase good 90)" == Succeeded ]] || fail "plan good: phase $(jp good '{.status.phase}'): $(jp good '{.status.message}')"
+[[ "$(jp good '{.status.steps[*].state}')" == "Succeeded Succeeded Succeeded Succeeded" ]] || fail "plan good: step states"
+[[ "$(jp good '{.status.scaledWorkloads[0].replicas}')" == 2 ]] || fail "plan good: remembered replicas"
+[[ "$(k get deployment web -o jsonpath='{.spec.replicas}/{.status.readyReplicas}')" == 2/2 ]] || fail "web not back at 2/2"
+[[ -n "$(jp good '{.status.rtoAchievedSeconds}')" ]] || fail "plan good: no rtoAchieved"
+[[ "$(jp good '{.status.conditions[?(@.type=="Succeeded")].status}')" == True ]] || fail "plan good: Succeeded"
+[[ "$(jp good '{.status.conditions[?(@.type=="RTOMet")].status}')" == True ]] || fail "plan good: RTOMet"
+k get events --field-selector involvedObject.name=good -o jsonpath='{.items[*].reason}' | grep -q StepSucceeded ||
+  fail "plan good: no StepSucceeded event"
+
+log "2. a failing job step with one retry stops the plan"
+k apply -f - >/dev/null <<'EOF'
+apiVersion: dr.botrt.io/v1alpha1
+kind: RecoveryPlan
+metadata: {name: bad}
+spec:
+  tier: important
+  trigger: run-1
+  procedures:
+  - name: restore-from-backup
+    steps:
+    - name: broken
+      action: job
+      retries: 1
+      job: {image: busybox:1.36, command: ["sh", "-c", "echo 'the restore source is gone' >&2; exit 3"]}
+    - {name: start-web, action: scaleUp, targets: [{kind: Deployment, name: web}]}
+EOF
+[[ "$(wait_phase bad 90)" == Failed ]] || fail "plan bad: phase $(jp bad '{.status.phase}')"
+[[ "$(jp bad '{.status.failedStep}')" == "restore-from-backup/broken" ]] || fail "plan bad: failedStep"
+[[ "$(jp bad '{.status.steps[0].attempts}')" == 2 ]] || fail "plan bad: attempts $(jp bad '{.status.steps[0].attempts}')"
+[[ "$(jp bad '{.status.steps[1].state}')" == Skipped ]] || fail "plan bad: later step not Skipped"
+jp bad '{.status.message}' | grep -q "exited with code 3" || fail "plan bad: message $(jp bad '{.status.message}')"
+[[ "$(jp bad '{.status.conditions[?(@.type=="Succeeded")].status}')" == False ]] || fail "plan bad: Succeeded"
+k get events --field-selector involvedObject.name=bad,type=Warning -o jsonpath='{.items[*].reason}' | grep -q StepFailed ||
+  fail "plan bad: no StepFailed warning"
+kubectl get recoveryplans -n "$NS" -o wide
+log PASS
