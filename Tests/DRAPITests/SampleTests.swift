@@ -44,6 +44,8 @@ struct Samples {
             try JSONValue(encoding: d) == normalizingDates(doc),
             "\(where_): decoding and encoding lost or changed a field")
           drills.append(d)
+        case "Namespace":
+          #expect(doc[path: "metadata", "name"] == "botrt-samples", "\(where_)")
         case "Secret":
           #expect(file.lastPathComponent == "secrets-example.yaml", "\(where_): Secrets belong in secrets-example.yaml")
           secrets.append(doc)
@@ -60,6 +62,7 @@ struct Samples {
     let s = try Samples()
     #expect(s.policies.count >= 4 && s.plans.count >= 2 && s.drills.count >= 2)
     for p in s.policies {
+      #expect(p.metadata.namespace == "botrt-samples", "\(p.name) lives in the samples' namespace")
       #expect(SpecValidation.validate(p.spec).isEmpty, "\(p.name): \(SpecValidation.validate(p.spec))")
       _ = try EffectivePolicy(spec: p.spec, now: now)
       #expect(p.metadata.namespace != nil, "\(p.name) names its namespace")
