@@ -1,0 +1,375 @@
+import DRAPI
+import Foundation
+import KubeClient
+import KubeCore
+import KubeRuntime
+import Logging
+
+/// The DRDrill gauges, labelled namespace and drill.
+public struct DrillMetrics: Sendable {
+  public let lastRun: Gauge
+  public let rto: Gauge
+  public let rpo: Gauge
+  public let score: Gauge
+
+  public init(_ r: MetricsRegistry) {
+    let l = ["namespace", "drill"]
+    lastRun = r.gauge(
+      "botrt_drill_last_run_timestamp_seconds", help: "Unix time the last drill run started.", labels: l)
+    rto = r.gauge("botrt_drill_rto_seconds", help: "RTO achieved by the last drill run (start to verified).", labels: l)
+    rpo = r.gauge("botrt_drill_rpo_seconds", help: "Age of the snapshot the last drill run restored.", labels: l)
+    score = r.gauge("botrt_drill_compliance_score", help: "Compliance score (0-100) of the last drill run.", labels: l)
+  }
+}
+
+/// The DRDrill reconciler: decides when a run starts (schedule or trigger, never two at once), creates the fenced
+/// scratch namespace with copies of the Secrets the restore needs and the run Job, evaluates the finished run
+/// (`DrillLogic.finish`), records it in status, Events and metrics, and removes the scratch namespace, also after
+/// failures and timeouts. It never writes spec.
+public final class DrillReconciler: Sendable {
+  public static let fieldManager = ChildLabels.controllerName
+  /// How often a running drill is looked at besides Job and Pod events.
+  public static let pollSeconds: TimeInterval = 5
+
+  let client: KubeClient
+  let settings: ControllerSettings
+  let now: @Sendable () -> Date
+  let recorder: EventRecorder?
+  let metrics: DrillMetrics?
+  let logger: Logger
+
+  public init(
+    client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
+    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger
+  ) {
+    self.client = client
+    self.settings = settings
+    self.now = now
+    self.recorder = recorder
+    self.metrics = metrics.map(DrillMetrics.init)
+    self.logger = logger
+  }
+
+  /// A Controller for DRDrills that also reconciles a drill when its run Job or Pod (in the scratch namespace) changes.
+  public static func controller(
+    client: KubeClient, settings: ControllerSettings, namespace: String?, workers: Int,
+    now: @escaping @Sendable () -> Date = { Date() }, recorder: EventRecorder?, metrics: MetricsRegistry?,
+    logger: Logger
+  ) -> Controller<DRDrill> {
+    let reconciler = DrillReconciler(
+      client: client, settings: settings, now: now, recorder: recorder, metrics: metrics, logger: logger)
+    let controller = Controller<DRDrill>(
+      name: "drdrill", source: KubeWatchSource<DRDrill>(client: client, namespace: namespace),
+      options: ControllerOptions(workers: workers), logger: logger, metrics: metrics,
+      reconcile: { key, store in try await reconciler.reconcile(key, store) })
+    let mapper: KeyMapper<Unstructured> = Mappers.labels(
+      nameLabel: DrillLogic.drillNameLabel, namespaceLabel: DrillLogic.drillNamespaceLabel)
+    for resource in [ChildResources.jobs, ChildResources.pods] {
+      controller.watches(
+        KubeWatchSource<Unstructured>(client: client, resource: resource, namespace: nil),
+        config: WatcherConfig(labelSelector: DrillLogic.drillNameLabel), mapper: mapper)
+    }
+    return controller
+  }
+
+  public func reconcile(_ key: ObjectKey, _ store: Store<DRDrill>) async throws -> ReconcileResult {
+    guard let drill = store.get(key), !drill.metadata.isDeleting else { return .awaitChange }
+    do {
+      return try await apply(drill)
+    } catch {
+      logger.warning("reconcile failed", metadata: ["object": "DRDrill \(key)", "error": "\(error)"])
+      throw error
+    }
+  }
+
+  /// The target's policy (directly, or through the plan's first restore step) and the plan.
+  func resolveTarget(_ drill: DRDrill) async throws -> (BackupPolicy?, RecoveryPlan?, SpecError?) {
+    let ns = drill.metadata.namespace ?? "default"
+    var plan: RecoveryPlan? = nil
+    var policyName = drill.spec.target.backupPolicyRef?.name
+    if let ref = drill.spec.target.recoveryPlanRef {
+      do {
+        plan = try await client.get(RecoveryPlan.self, namespace: ns, name: ref.name)
+      } catch let e as KubeError where e.isNotFound {
+        return (
+          nil, nil,
+          SpecError(
+            field: "spec.target.recoveryPlanRef", message: "RecoveryPlan '\(ref.name)' does not exist in \(ns)")
+        )
+      }
+      policyName = plan?.spec.procedures.flatMap(\.steps).first { $0.action == .restore }?.restore?.policyRef.name
+    }
+    guard let name = policyName else {
+      return (nil, plan, SpecError(field: "spec.target", message: "the target names no BackupPolicy to restore from"))
+    }
+    do {
+      return (try await client.get(BackupPolicy.self, namespace: ns, name: name), plan, nil)
+    } catch let e as KubeError where e.isNotFound {
+      return (nil, plan, SpecError(field: "spec.target", message: "BackupPolicy '\(name)' does not exist in \(ns)"))
+    }
+  }
+
+  public func apply(_ drill: DRDrill) async throws -> ReconcileResult {
+    let now = self.now()
+    var status = drill.status ?? DRDrillStatus()
+    status.observedGeneration = drill.metadata.generation
+    status.target = drill.spec.target.displayName
+    var conds = status.conditions ?? []
+
+    let (policyOpt, plan, targetProblem) = try await resolveTarget(drill)
+    var schedule: Sourced<String>? = nil
+    var problem = targetProblem
+    if problem == nil, let policy = policyOpt {
+      do {
+        schedule = try DrillLogic.schedule(
+          drill, targetTier: plan?.spec.tier ?? policy.spec.tier,
+          targetCompliance: (policy.spec.compliance ?? []) + (plan?.spec.compliance ?? []))
+        _ = try DrillLogic.runSpec(drill, plan: plan)
+      } catch {
+        problem = error
+      }
+    }
+    guard let policy = policyOpt, let schedule, problem == nil else {
+      let p = problem ?? SpecError(field: "spec.target", message: "unresolved")
+      conds.setCondition(
+        type: DRDrillCondition.ready, status: .false, reason: "InvalidTarget", message: p.description,
+        observedGeneration: drill.metadata.generation, now: now)
+      status.conditions = conds
+      if status.phase == nil { status.phase = .idle }
+      try await writeStatus(drill, status)
+      return .requeueAfter(.seconds(30))
+    }
+    let cron: CronSchedule
+    do {
+      cron = try CronSchedule(schedule.value)
+    } catch {
+      throw TerminalError("DRDrill \(drill.name): effective schedule '\(schedule.value)': \(error)")
+    }
+    status.effectiveSchedule = schedule.value
+    status.scheduleSource = schedule.source.description
+    conds.setCondition(
+      type: DRDrillCondition.ready, status: .true, reason: "Valid",
+      message: "Rehearses \(drill.spec.target.displayName ?? "?") on '\(schedule.value)' (\(schedule.source)).",
+      observedGeneration: drill.metadata.generation, now: now)
+    status.conditions = conds
+
+    if status.phase == .running, let run = status.currentRun, let scratch = run.scratchNamespace,
+      let start = run.startTime
+    {
+      var d = drill
+      d.status = status
+      return try await progress(d, policy: policy, plan: plan, cron: cron, scratch: scratch, start: start, now: now)
+    }
+
+    try await removeStaleScratchNamespaces(drill, keep: nil)
+    if status.phase == .running {
+      // Running without a recorded run (e.g. status edited by hand): nothing can be observed, so the drill idles.
+      status.phase = .idle
+      status.currentRun = nil
+    }
+    var d = drill
+    d.status = status
+    switch DrillLogic.decide(d, cron: cron, now: now) {
+    case .running:
+      try await writeStatus(drill, status)
+      return .requeueAfter(.seconds(Int64(Self.pollSeconds)))
+    case .suspended:
+      status.nextScheduledRun = nil
+      status.phase = status.phase ?? .idle
+      try await writeStatus(drill, status)
+      return .awaitChange
+    case .waitUntil(let t):
+      status.nextScheduledRun = t
+      status.phase = status.phase ?? .idle
+      try await writeStatus(drill, status)
+      return .requeueAfter(.milliseconds(Int64(max(1, t.timeIntervalSince(now)) * 1000)))
+    case .start(let token):
+      return try await startRun(d, token: token, policy: policy, plan: plan, schedule: schedule, cron: cron, now: now)
+    }
+  }
+
+  func startRun(
+    _ drill: DRDrill, token: String, policy: BackupPolicy, plan: RecoveryPlan?, schedule: Sourced<String>,
+    cron: CronSchedule, now: Date
+  ) async throws -> ReconcileResult {
+    let ns = drill.metadata.namespace ?? "default"
+    let scratch = DrillLogic.scratchNamespace(drill, token: token)
+    let spec = try DrillLogic.runSpec(drill, plan: plan)
+    var secrets: [String: Secret] = [:]
+    let inv = try EngineInvocation(spec: policy.spec) { $0 }
+    var names = inv.secrets.map(\.sourceName)
+    for e in (spec.restore.into.command?.env ?? []) + (spec.query?.env ?? []) {
+      if let r = e.valueFrom?.secretKeyRef { names.append(r.name) }
+    }
+    for name in Set(names) {
+      do {
+        secrets[name] = try await client.get(Secret.self, namespace: ns, name: name)
+      } catch let e as KubeError where e.isNotFound {
+        continue
+      }
+    }
+    let timeout = try drillTimeout(drill)
+    var children = DrillLogic.scratchChildren(drill, namespace: scratch, policy: policy)
+    children += try DrillLogic.secretCopies(drill, namespace: scratch, policy: policy, spec: spec, secrets: secrets)
+    let job = try DrillLogic.runJob(
+      drill, spec: spec, namespace: scratch, settings: settings, policies: [policy.name: policy],
+      timeoutSeconds: timeout)
+    for c in children {
+      _ = try await client.apply(
+        c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: Self.fieldManager, force: true)
+    }
+    // The namespace's default ServiceAccount must exist before a Pod can be created there.
+    for _ in 0..<50 {
+      do {
+        _ = try await client.get(
+          ChildResources.serviceAccounts, namespace: scratch, name: "default", as: JSONValue.self)
+        break
+      } catch let e as KubeError where e.isNotFound {
+        try await Task.sleep(for: .milliseconds(200))
+      }
+    }
+    _ = try await client.apply(
+      ChildResources.jobs, namespace: scratch, name: DrillLogic.runJobName, job, fieldManager: Self.fieldManager,
+      force: true)
+    var st = DrillLogic.startRun(drill, token: token, scratchNamespace: scratch, schedule: schedule, now: now)
+    st.nextScheduledRun = cron.next(after: now)
+    try await writeStatus(drill, st)
+    recorder?.record(
+      drill, type: .normal, reason: "DrillStarted",
+      message: "Drill started (\(token)): restoring into the scratch namespace \(scratch).")
+    logger.info("drill started", metadata: ["object": "DRDrill \(ns)/\(drill.name)", "scratch": "\(scratch)"])
+    return .requeueAfter(.seconds(Int64(Self.pollSeconds)))
+  }
+
+  func drillTimeout(_ drill: DRDrill) throws -> Int64 {
+    guard let t = drill.spec.timeout else { return 3_600 }
+    return try DurationText.parseSeconds(t, field: "spec.timeout")
+  }
+
+  func progress(
+    _ drill: DRDrill, policy: BackupPolicy, plan: RecoveryPlan?, cron: CronSchedule, scratch: String, start: Date,
+    now: Date
+  ) async throws -> ReconcileResult {
+    let timeout = try drillTimeout(drill)
+    var job: JobObservation? = nil
+    do {
+      let j = try await client.get(
+        ChildResources.jobs, namespace: scratch, name: DrillLogic.runJobName, as: JSONValue.self)
+      let pods = try await client.listAll(
+        ChildResources.pods, namespace: scratch,
+        options: ListOptions(labelSelector: "job-name=\(DrillLogic.runJobName)"), as: JSONValue.self)
+      job = JobObservation.observe(job: j, pods: pods.items)
+    } catch let e as KubeError where e.isNotFound {
+      job = nil
+    }
+    let elapsed = now.timeIntervalSince(start)
+    var failure: String? = nil
+    if job?.state == .running || (job == nil && elapsed < 60) {
+      if elapsed <= TimeInterval(timeout) { return .requeueAfter(.seconds(Int64(Self.pollSeconds))) }
+      failure = "the drill passed its timeout of \(DurationText.format(seconds: timeout))"
+    } else if job == nil {
+      failure = "the run Job drill-run in \(scratch) disappeared"
+    }
+
+    // Evaluate.
+    let restoreResult = job?.containers["restore"]?.engineResult
+    var snapshotTime: Date? = nil
+    if let id = restoreResult?.snapshotId, let last = policy.status?.lastSnapshot,
+      id.hasPrefix(last) || last.hasPrefix(id)
+    {
+      snapshotTime = policy.status?.lastSuccessfulBackup
+    }
+    let security = try await securityChecks(policy: policy, job: job)
+    let effective = try EffectivePolicy(spec: policy.spec, now: now)
+    let targets = try DrillLogic.targets(
+      drill, policy: effective, policyCompliance: policy.spec.compliance ?? [], plan: plan)
+    let baseline = DrillLogic.baselineThroughput(history: drill.status?.history ?? [], policy: policy.status)
+    let outcome = DrillLogic.finish(
+      drill, job: job, runStart: start, token: drill.status?.lastHandledTrigger, scratchNamespace: scratch,
+      snapshotTime: snapshotTime, baseline: baseline, security: security, targets: targets, failure: failure, now: now)
+    var st = outcome.status
+    st.nextScheduledRun = cron.next(after: now)
+    try await writeStatus(drill, st)
+    for e in outcome.events {
+      recorder?.record(drill, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
+    }
+    if let m = metrics {
+      let l = [drill.metadata.namespace ?? "", drill.name]
+      m.lastRun.set(outcome.metrics.lastRunTimestampSeconds, l)
+      if let v = outcome.metrics.rtoSeconds { m.rto.set(v, l) }
+      if let v = outcome.metrics.rpoSeconds { m.rpo.set(v, l) }
+      m.score.set(outcome.metrics.complianceScore, l)
+    }
+    try await removeStaleScratchNamespaces(drill, keep: nil)
+    logger.info(
+      "drill finished",
+      metadata: [
+        "object": "DRDrill \(drill.metadata.namespace ?? "")/\(drill.name)",
+        "passed": "\(outcome.result.passed ?? false)",
+        "score": "\(outcome.result.complianceScore ?? 0)",
+      ])
+    return .requeueAfter(.seconds(1))
+  }
+
+  /// The security posture: the backup namespace's shared NetworkPolicies present with the specs the controller
+  /// applies, the Calico policy where served, encryption and signatures verified by the run (the engine's restore and
+  /// `verify` authenticate every blob and check the signatures, and fail otherwise), and RBAC: the run's Pod has no
+  /// ServiceAccount token (automountServiceAccountToken false), so it has no API rights at all.
+  func securityChecks(policy: BackupPolicy, job: JobObservation?) async throws -> SecurityChecks {
+    let backupNS = BackupPolicyChildren.backupNamespace(policy, settings: settings)
+    var intact = true
+    for want in BackupPolicyChildren.sharedNetworkPolicies(namespace: backupNS) {
+      do {
+        let have = try await client.get(
+          ChildResources.networkPolicies, namespace: backupNS, name: want.name, as: JSONValue.self)
+        if have["spec"] != want.body["spec"] { intact = false }
+      } catch let e as KubeError where e.isNotFound {
+        intact = false
+      }
+    }
+    var calico: Bool? = nil
+    if settings.calicoServed {
+      do {
+        _ = try await client.get(
+          ChildResources.globalNetworkPolicies, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
+        calico = true
+      } catch let e as KubeError where e.isNotFound {
+        calico = false
+      }
+    }
+    let restoreOK = job?.containers["restore"]?.exitCode == 0
+    let verifyOK = job?.containers["verify"]?.exitCode == 0
+    let verified: Bool? = job == nil ? nil : (restoreOK && verifyOK)
+    return SecurityChecks(
+      networkPoliciesIntact: intact, calicoIntact: calico, encryptionVerified: verified, signaturesVerified: verified,
+      rbacWithinDeclared: true)
+  }
+
+  /// Deletes the drill's scratch namespaces other than `keep` (runs that ended, crashed or timed out).
+  func removeStaleScratchNamespaces(_ drill: DRDrill, keep: String?) async throws {
+    let selector =
+      "\(DrillLogic.drillNameLabel)=\(drill.name),\(DrillLogic.drillNamespaceLabel)=\(drill.metadata.namespace ?? "")"
+    let list = try await client.listAll(
+      ChildResources.namespaces, namespace: nil, options: ListOptions(labelSelector: selector), as: Unstructured.self)
+    for ns in list.items {
+      guard let name = ns.metadata.name, name != keep, !ns.metadata.isDeleting else { continue }
+      do {
+        try await client.delete(
+          ChildResources.namespaces, namespace: nil, name: name, options: DeleteOptions(propagationPolicy: .background))
+        logger.info("deleted scratch namespace", metadata: ["namespace": "\(name)"])
+      } catch let e as KubeError where e.isNotFound {}
+    }
+  }
+
+  func writeStatus(_ drill: DRDrill, _ status: DRDrillStatus) async throws {
+    if status == drill.status { return }
+    let body: JSONValue = [
+      "apiVersion": .string(DRGroup.apiVersion), "kind": "DRDrill",
+      "metadata": ["name": .string(drill.name), "namespace": .string(drill.metadata.namespace ?? "default")],
+      "status": try JSONValue(encoding: status),
+    ]
+    _ = try await client.apply(
+      DRDrill.resource, namespace: drill.metadata.namespace, name: drill.name, subresource: "status", body,
+      fieldManager: Self.fieldManager, force: true)
+  }
+}
