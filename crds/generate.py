@@ -21,12 +21,15 @@ VERSION = "v1alpha1"
 
 # Five cron fields (minute hour day-of-month month day-of-week; names allowed in month and weekday)
 # or a macro. Catches wrong field counts and stray words; the controller's parser checks ranges.
-NUM_FIELD = r"[0-9*?][0-9*?,/-]*"
-NAME_FIELD = r"[0-9A-Za-z*?][0-9A-Za-z*?,/-]*"
+# `?` (any) is accepted in the day fields only, as the Swift parser does.
+NUM_FIELD = r"[0-9*][0-9*,/-]*"
+DAY_FIELD = r"[0-9*?][0-9*?,/-]*"
+MONTH_FIELD = r"[0-9A-Za-z*][0-9A-Za-z*,/-]*"
+WEEKDAY_FIELD = r"[0-9A-Za-z*?][0-9A-Za-z*?,/-]*"
 CRON_BODY = (
     r"@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
     r"|@every ([0-9]+(ms|s|m|h))+"
-    rf"|{NUM_FIELD} +{NUM_FIELD} +{NUM_FIELD} +{NAME_FIELD} +{NAME_FIELD}"
+    rf"|{NUM_FIELD} +{NUM_FIELD} +{DAY_FIELD} +{MONTH_FIELD} +{WEEKDAY_FIELD}"
 )
 CRON_PATTERN = rf"^({CRON_BODY})$"
 DRILL_SCHEDULE_PATTERN = rf"^(daily|weekly|biweekly|monthly|quarterly|{CRON_BODY})$"

@@ -209,8 +209,10 @@ func nilOptionals(_ value: Any, path: String = "") -> [String] {
     let bp = try schema("BackupPolicy")
     let pattern = try #require(bp[path: "properties", "spec", "properties", "schedule", "pattern"]?.stringValue)
     let regex = try Regex(pattern)
-    let valid = ["*/5 * * * *", "0 2 * * *", "30 4 * * MON-FRI", "0 0 1 jan,jul *", "@hourly", "@every 1h30m"]
-    let invalid = ["*/5 * * *", "0 0 * * * *", "every 5 minutes", "@fortnightly", "0 every * * *"]
+    let valid = [
+      "*/5 * * * *", "0 2 * * *", "30 4 * * MON-FRI", "0 0 1 jan,jul *", "@hourly", "@every 1h30m", "0 0 ? * SUN",
+    ]
+    let invalid = ["*/5 * * *", "0 0 * * * *", "every 5 minutes", "@fortnightly", "0 every * * *", "? * * * *"]
     for s in valid {
       #expect(s.wholeMatch(of: regex) != nil, "\(s)")
       #expect(CronSchedule.isValid(s), "\(s)")
