@@ -6,12 +6,14 @@ import Testing
 @testable import KubeClient
 
 let cmJSON =
-  #"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a","namespace":"ns","resourceVersion":"5"},"data":{"k":"v"}}"#
+  #"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a","namespace":"ns","resourceVersion":"5"},"#
+  + #""data":{"k":"v"}}"#
 
 func statusJSON(_ code: Int, _ reason: String, _ message: String, causes: String = "") -> String {
   let details = causes.isEmpty ? "" : #","details":{"causes":[\#(causes)]}"#
   return
-    #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"\#(message)","reason":"\#(reason)","code":\#(code)\#(details)}"#
+    #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"\#(message)","#
+    + #""reason":"\#(reason)","code":\#(code)\#(details)}"#
 }
 
 @Suite struct ClientCallTests {
@@ -211,7 +213,8 @@ func statusJSON(_ code: Int, _ reason: String, _ message: String, causes: String
       [
         #"{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"1"}}}"#,
         #"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"2"}}}"#,
-        #"{"type":"ERROR","object":{"kind":"Status","status":"Failure","reason":"Expired","code":410,"message":"too old"}}"#,
+        #"{"type":"ERROR","object":{"kind":"Status","status":"Failure","#
+          + #""reason":"Expired","code":410,"message":"too old"}}"#,
       ].joined(separator: "\n") + "\n"
     let bytes = Data(lines.utf8)
     let chunks = stride(from: 0, to: bytes.count, by: 7).map { bytes[$0..<min(bytes.count, $0 + 7)] }
@@ -244,7 +247,9 @@ func statusJSON(_ code: Int, _ reason: String, _ message: String, causes: String
 
   @Test func discoveryIsCachedUntilInvalidated() async throws {
     let body =
-      #"{"kind":"APIResourceList","groupVersion":"batch/v1","resources":[{"name":"jobs","singularName":"","namespaced":true,"kind":"Job","verbs":["get"]},{"name":"jobs/status","singularName":"","namespaced":true,"kind":"Job","verbs":["get"]}]}"#
+      #"{"kind":"APIResourceList","groupVersion":"batch/v1","resources":["#
+      + #"{"name":"jobs","singularName":"","namespaced":true,"kind":"Job","verbs":["get"]},"#
+      + #"{"name":"jobs/status","singularName":"","namespaced":true,"kind":"Job","verbs":["get"]}]}"#
     let t = FakeTransport([
       .respond(200, body: body), .respond(404, body: statusJSON(404, "NotFound", "not found")),
       .respond(200, body: body),

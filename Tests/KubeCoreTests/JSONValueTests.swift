@@ -45,7 +45,8 @@ import Testing
   @Test func listItemsWithoutKindDecode() throws {
     let json =
       #"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"9","continue":"tok"},"#
-      + #""items":[{"metadata":{"name":"a","namespace":"n","creationTimestamp":"2024-01-02T03:04:05Z"},"data":{"k":"v"}}]}"#
+      + #""items":[{"metadata":{"name":"a","namespace":"n","creationTimestamp":"2024-01-02T03:04:05Z"},"#
+      + #""data":{"k":"v"}}]}"#
     let list = try KubeJSON.decoder().decode(KubeList<ConfigMap>.self, from: Data(json.utf8))
     #expect(list.metadata.continueToken == "tok")
     #expect(list.items[0].kind == "ConfigMap")
@@ -141,7 +142,8 @@ import Testing
     let json =
       #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#
       + #""message":"ConfigMap \"x\" is invalid: data[bad key]: Invalid value","reason":"Invalid","#
-      + #""details":{"name":"x","kind":"ConfigMap","causes":[{"reason":"FieldValueInvalid","message":"Invalid value","field":"data[bad key]"}]},"code":422}"#
+      + #""details":{"name":"x","kind":"ConfigMap","#
+      + #""causes":[{"reason":"FieldValueInvalid","message":"Invalid value","field":"data[bad key]"}]},"code":422}"#
     let s = try KubeJSON.decoder().decode(Status.self, from: Data(json.utf8))
     #expect(s.typedReason == .invalid)
     #expect(s.code == 422)

@@ -75,7 +75,8 @@ import Testing
     #expect(json.contentType == "application/json-patch+json")
     #expect(
       String(decoding: json.body!, as: UTF8.self)
-        == #"[{"op":"test","path":"/metadata/finalizers/0","value":"a/b"},{"op":"remove","path":"/metadata/finalizers/0"}]"#
+        == #"[{"op":"test","path":"/metadata/finalizers/0","value":"a/b"},"#
+        + #"{"op":"remove","path":"/metadata/finalizers/0"}]"#
     )
     let apply = try crd.patch(
       namespace: "ns", name: "p", subresource: "status", patch: .apply(["status": ["phase": "Ready"]]),

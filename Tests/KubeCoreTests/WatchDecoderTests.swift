@@ -5,7 +5,8 @@ import Testing
 
 @Suite struct WatchDecoderTests {
   func event(_ type: String, name: String, rv: String, extra: String = "") -> String {
-    #"{"type":"\#(type)","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"\#(name)","namespace":"n","resourceVersion":"\#(rv)"}\#(extra)}}"#
+    #"{"type":"\#(type)","object":{"kind":"ConfigMap","apiVersion":"v1","#
+      + #""metadata":{"name":"\#(name)","namespace":"n","resourceVersion":"\#(rv)"}\#(extra)}}"#
   }
 
   @Test func linesSplitAcrossChunksAtEveryOffset() throws {
@@ -57,7 +58,8 @@ import Testing
       #"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","#
       + #""message":"too old resource version: 1 (250)","reason":"Expired","code":410}}"#
     let bm =
-      #"{"type":"BOOKMARK","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"250","creationTimestamp":null}}}"#
+      #"{"type":"BOOKMARK","object":{"kind":"ConfigMap","apiVersion":"v1","#
+      + #""metadata":{"resourceVersion":"250","creationTimestamp":null}}}"#
     var d = WatchEventDecoder<ConfigMap>()
     let events = try d.feed(Data((bm + "\n" + err + "\n").utf8))
     #expect(events.count == 2)
