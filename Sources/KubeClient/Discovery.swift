@@ -20,6 +20,7 @@ public struct APIResourceList: Codable, Sendable, Hashable {
 
 /// One group with its versions, from `/apis` (the core group has the empty name).
 public struct APIGroupInfo: Codable, Sendable, Hashable {
+  /// One version of the group.
   public struct Version: Codable, Sendable, Hashable {
     public var groupVersion: String
     public var version: String

@@ -442,6 +442,7 @@ public struct ListPages<T: Decodable & Sendable>: AsyncSequence, Sendable {
   let namespace: String?
   let options: ListOptions
 
+  /// Fetches one page per step.
   public struct AsyncIterator: AsyncIteratorProtocol {
     let pages: ListPages
     var continueToken: String?
