@@ -308,9 +308,11 @@ public final class KubeClient: Sendable {
     _ resource: ResourceDescriptor, namespace: String?, name: String, subresource: String? = nil, _ object: T,
     fieldManager: String, force: Bool = false, dryRun: Bool = false
   ) async throws -> T {
-    let value: JSONValue
+    var value: JSONValue
     do {
       value = try JSONValue(encoding: object)
+      // The apiserver rejects an apply body carrying managedFields (e.g. an object read back and re-applied).
+      if value[path: "metadata", "managedFields"] != nil { value["metadata"]?["managedFields"] = nil }
     } catch {
       throw KubeError.request(RequestBuildError("cannot encode \(T.self) for apply: \(error)"))
     }

@@ -121,6 +121,28 @@ import Testing
       #expect(list.items.contains { $0.metadata.name == "from-yaml" })
       let deleted = try await client.delete(.configMaps, namespace: ns, name: "from-yaml")
       #expect(deleted["kind"] != nil)
+
+      // Delete a collection by label.
+      for i in 0..<3 {
+        _ = try await client.create(
+          ConfigMap(metadata: ObjectMeta(name: "sweep-\(i)", namespace: ns, labels: ["sweep": "yes"])))
+      }
+      _ = try await client.create(
+        ConfigMap(metadata: ObjectMeta(name: "keep", namespace: ns, labels: ["kept": "yes"]), data: ["a": "1"]))
+      try await client.deleteCollection(
+        .configMaps, namespace: ns, listOptions: ListOptions(labelSelector: "sweep=yes"))
+      let left = try await client.list(ConfigMap.self, namespace: ns).items.map(\.name).filter {
+        $0 != "kube-root-ca.crt"
+      }
+      #expect(left == ["keep"])
+
+      // Re-applying an object read back from the server (with managedFields and resourceVersion) works.
+      let keep = try await client.get(ConfigMap.self, namespace: ns, name: "keep")
+      #expect(keep.metadata.managedFields != nil)
+      var reapply = keep
+      reapply.data = ["applied": "yes"]
+      let reapplied = try await client.apply(reapply, fieldManager: "botrt-test")
+      #expect(reapplied.data?["applied"] == "yes")
     }
   }
 
