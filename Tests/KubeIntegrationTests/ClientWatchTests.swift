@@ -15,7 +15,8 @@ import Testing
 
       let writer = Task {
         var cm = try await client.create(ConfigMap(metadata: ObjectMeta(name: "w", namespace: ns), data: ["v": "1"]))
-        cm.data = ["v": "2"]
+        // The update carries a 900 KB value, so its event line spans many transfer chunks.
+        cm.data = ["v": "2", "big": String(repeating: "b", count: 900_000)]
         _ = try await client.update(cm)
         try await client.delete(ConfigMap.self, namespace: ns, name: "w")
       }
@@ -23,7 +24,7 @@ import Testing
       for try await event in stream {
         switch event {
         case .added(let o): seen.append("ADDED \(o.name) \(o.data?["v"] ?? "")")
-        case .modified(let o): seen.append("MODIFIED \(o.name) \(o.data?["v"] ?? "")")
+        case .modified(let o): seen.append("MODIFIED \(o.name) \(o.data?["v"] ?? "") \(o.data?["big"]?.count ?? 0)")
         case .deleted(let o): seen.append("DELETED \(o.name)")
         case .bookmark: continue
         case .error(let s): Issue.record("unexpected ERROR event: \(s)")
@@ -31,7 +32,7 @@ import Testing
         if seen.count == 3 { break }
       }
       try await writer.value
-      #expect(seen == ["ADDED w 1", "MODIFIED w 2", "DELETED w"])
+      #expect(seen == ["ADDED w 1", "MODIFIED w 2 900000", "DELETED w"])
     }
   }
 
