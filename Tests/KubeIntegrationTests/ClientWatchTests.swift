@@ -7,11 +7,13 @@ import Testing
   @Test func watchSeesCreateUpdateDeleteInOrder() async throws {
     let client = try ClientEnv.client()
     try await withTestNamespace("kc-watch", client: client) { ns in
+      // Only "w": the controller-manager adds kube-root-ca.crt to new namespaces at any moment.
       let list = try await client.list(ConfigMap.self, namespace: ns)
       let rv = try #require(list.metadata.resourceVersion)
       let stream = try await client.watch(
         ConfigMap.self, namespace: ns,
-        options: ListOptions(resourceVersion: rv, timeoutSeconds: 30, allowWatchBookmarks: true))
+        options: ListOptions(
+          fieldSelector: "metadata.name=w", resourceVersion: rv, timeoutSeconds: 30, allowWatchBookmarks: true))
 
       let writer = Task {
         var cm = try await client.create(ConfigMap(metadata: ObjectMeta(name: "w", namespace: ns), data: ["v": "1"]))
@@ -39,8 +41,10 @@ import Testing
   @Test func watchFromATooOldResourceVersionGets410() async throws {
     let client = try ClientEnv.client()
     try await withTestNamespace("kc-gone", client: client) { ns in
-      // More writes than the apiserver's watch cache keeps (100 events per kind by default), so that
-      // resourceVersion "1" is surely outside the window; the apiserver then ends the watch with 410 Expired.
+      // How 410 is provoked: resourceVersion "1" predates the apiserver's watch cache (it starts at the revision
+      // of its initial list, after the bootstrap writes), and 150 further writes push the window forward beyond
+      // the default capacity of 100 events as well. The apiserver then ends the watch with an ERROR event
+      // carrying 410 Expired ("too old resource version").
       var cm = try await client.create(ConfigMap(metadata: ObjectMeta(name: "churn", namespace: ns), data: ["n": "0"]))
       for i in 1...150 {
         cm.data = ["n": String(i)]
