@@ -1,0 +1,107 @@
+import Foundation
+import KubeClient
+import KubeCore
+import Logging
+import Synchronization
+import Testing
+
+/// The environment of the runtime integration tests is missing or unusable.
+struct RuntimeTestEnvironmentError: Error, CustomStringConvertible {
+  var description: String
+}
+
+enum RuntimeEnv {
+  /// A client from `KUBECONFIG`, which is required: without a control plane these tests fail, they never skip.
+  static func client() throws -> KubeClient {
+    guard let kc = ProcessInfo.processInfo.environment["KUBECONFIG"], !kc.isEmpty else {
+      throw RuntimeTestEnvironmentError(
+        description: "KUBECONFIG is not set: the runtime integration tests need the local control plane."
+          + " Start it with `hack/cluster.sh up` and `source <(hack/cluster.sh env)`, or run hack/test.sh")
+    }
+    return KubeClient(config: try ClientConfig.fromEnvironment(), logger: logger("kube"))
+  }
+
+  static func env(_ name: String) throws -> String {
+    guard let v = ProcessInfo.processInfo.environment[name], !v.isEmpty else {
+      throw RuntimeTestEnvironmentError(
+        description: "\(name) is not set: run the tests through hack/test.sh or `source <(hack/cluster.sh env)`")
+    }
+    return v
+  }
+
+  /// The repository root (for hack/cluster.sh).
+  static var repoRoot: URL {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+  }
+
+  static func logger(_ label: String) -> Logger {
+    var l = Logger(label: "runtime-it.\(label)")
+    l.logLevel = ProcessInfo.processInfo.environment["BOTRT_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+    return l
+  }
+
+  /// Runs `hack/cluster.sh <command>` with the test environment (BOTRT_CLUSTER_DIR must be set).
+  static func cluster(_ command: String) throws {
+    _ = try env("BOTRT_CLUSTER_DIR")
+    let script = repoRoot.appendingPathComponent("hack/cluster.sh").path
+    guard FileManager.default.isExecutableFile(atPath: script) else {
+      throw RuntimeTestEnvironmentError(description: "\(script) is missing or not executable")
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = [script, command]
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else {
+      throw RuntimeTestEnvironmentError(
+        description: "hack/cluster.sh \(command) exited \(p.terminationStatus): \(String(decoding: data, as: UTF8.self))")
+    }
+  }
+}
+
+/// A fresh namespace for one test, deleted afterwards whatever happens.
+func withRuntimeNamespace(_ prefix: String, client: KubeClient, _ body: (String) async throws -> Void) async throws {
+  let name = "\(prefix)-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))".lowercased()
+  _ = try await client.create(Namespace(metadata: ObjectMeta(name: name, labels: ["botrt.io/test": "runtime"])))
+  var failure: (any Error)?
+  do {
+    try await body(name)
+  } catch {
+    failure = error
+  }
+  do {
+    try await client.delete(Namespace.self, name: name, options: DeleteOptions(propagationPolicy: .background))
+  } catch let e as KubeError where e.isNotFound {
+  }
+  if let failure { throw failure }
+}
+
+/// Polls `check` every 100 ms until it returns true or `timeout` passes; the error names `what`.
+func runtimeEventually(
+  _ what: String, timeout: Duration = .seconds(30), _ check: () async throws -> Bool
+) async throws {
+  let deadline = ContinuousClock.now + timeout
+  var lastError: (any Error)?
+  while ContinuousClock.now < deadline {
+    do {
+      if try await check() { return }
+      lastError = nil
+    } catch {
+      lastError = error
+    }
+    try await Task.sleep(for: .milliseconds(100))
+  }
+  throw RuntimeTestEnvironmentError(
+    description: "timed out after \(timeout) waiting for \(what)" + (lastError.map { "; last error: \($0)" } ?? ""))
+}
+
+/// A value behind a lock that closures can share.
+final class RuntimeLocked<Value: Sendable>: Sendable {
+  private let mutex: Mutex<Value>
+  init(_ value: Value) { mutex = Mutex(value) }
+  func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+}

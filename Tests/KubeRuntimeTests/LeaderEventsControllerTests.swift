@@ -1,0 +1,242 @@
+import Foundation
+import KubeCore
+import Logging
+import Synchronization
+import Testing
+
+@testable import KubeRuntime
+
+/// An in-memory Lease store with resourceVersion optimistic concurrency, as the apiserver does it.
+final class FakeLeaseAPI: LeaseAPI, Sendable {
+  private let state = Mutex<(lease: Lease?, rv: Int)>((nil, 0))
+  let failing = Mutex<Set<String>>([])
+
+  var lease: Lease? { state.withLock { $0.lease } }
+
+  func get(namespace: String, name: String) async throws -> Lease? { state.withLock { $0.lease } }
+
+  func create(_ lease: Lease) async throws -> Lease {
+    try state.withLock { s in
+      if s.lease != nil { throw LeaseConflict(lease: name(lease)) }
+      s.rv += 1
+      var l = lease
+      l.metadata.resourceVersion = String(s.rv)
+      s.lease = l
+      return l
+    }
+  }
+
+  func update(_ lease: Lease) async throws -> Lease {
+    if let holder = lease.spec?.holderIdentity, failing.withLock({ $0.contains(holder) }) {
+      throw FakeTransportError()
+    }
+    return try state.withLock { s in
+      guard let cur = s.lease, cur.metadata.resourceVersion == lease.metadata.resourceVersion else {
+        throw LeaseConflict(lease: name(lease))
+      }
+      s.rv += 1
+      var l = lease
+      l.metadata.resourceVersion = String(s.rv)
+      s.lease = l
+      return l
+    }
+  }
+
+  private func name(_ l: Lease) -> String { "\(l.metadata.namespace ?? "")/\(l.name)" }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct LeaderElectionTests {
+  func elector(_ id: String, _ api: FakeLeaseAPI, _ clock: ManualClock) -> LeaderElector {
+    LeaderElector(
+      config: LeaderElectionConfig(namespace: "botrt-system", name: "botrt-controller", identity: id),
+      api: api, clock: RuntimeClock(clock), logger: Logger(label: "test"))
+  }
+
+  @Test func oneLeaderThenTakeoverAfterExpiry() async {
+    let clock = ManualClock()
+    let api = FakeLeaseAPI()
+    let a = elector("a", api, clock)
+    let b = elector("b", api, clock)
+    #expect(await a.tryAcquireOrRenew())
+    #expect(await !b.tryAcquireOrRenew())
+    #expect(api.lease?.spec?.holderIdentity == "a")
+    #expect(api.lease?.spec?.leaseTransitions == 0)
+    // a renews; b keeps observing changes, so the lease never looks expired to b.
+    for _ in 0..<10 {
+      clock.advance(by: .seconds(2))
+      #expect(await a.tryAcquireOrRenew())
+      #expect(await !b.tryAcquireOrRenew())
+    }
+    // a stops renewing: b must wait a full lease duration since it last saw a change.
+    clock.advance(by: .seconds(14))
+    #expect(await !b.tryAcquireOrRenew())
+    clock.advance(by: .seconds(1))
+    #expect(await b.tryAcquireOrRenew())
+    #expect(api.lease?.spec?.holderIdentity == "b")
+    #expect(api.lease?.spec?.leaseTransitions == 1)
+    // a comes back: b holds a fresh lease.
+    #expect(await !a.tryAcquireOrRenew())
+  }
+
+  @Test func releaseLetsTheStandbyTakeOverAtOnce() async {
+    let clock = ManualClock()
+    let api = FakeLeaseAPI()
+    let a = elector("a", api, clock)
+    let b = elector("b", api, clock)
+    #expect(await a.tryAcquireOrRenew())
+    #expect(await !b.tryAcquireOrRenew())
+    await a.release()
+    #expect(api.lease?.spec?.holderIdentity == "")
+    #expect(await b.tryAcquireOrRenew())
+    #expect(api.lease?.spec?.holderIdentity == "b")
+  }
+
+  @Test func runStopsTheWorkWhenRenewalFailsPastTheDeadline() async {
+    let clock = ManualClock()
+    let api = FakeLeaseAPI()
+    let a = elector("a", api, clock)
+    let started = AsyncEvent()
+    let cancelled = AsyncEvent()
+    let task = Task {
+      await a.run {
+        started.signal()
+        await AsyncEvent().wait()
+        if Task.isCancelled { cancelled.signal() }
+      }
+    }
+    await started.wait()
+    #expect(a.isLeader)
+    _ = api.failing.withLock { $0.insert("a") }
+    // Renewals every 2 s fail; after 10 s without a renewal the elector gives up.
+    for _ in 0..<5 {
+      await clock.waitForSleepers(atLeast: 1)
+      clock.advance(by: .seconds(2))
+    }
+    #expect(await task.value == .lost)
+    #expect(cancelled.isSignalled)
+    #expect(!a.isLeader)
+  }
+
+  @Test func runReleasesAfterGracefulFinish() async {
+    let clock = ManualClock()
+    let api = FakeLeaseAPI()
+    let a = elector("a", api, clock)
+    let stop = AsyncEvent()
+    let task = Task { await a.run { await stop.wait() } }
+    var changes = a.leadershipChanges.makeAsyncIterator()
+    #expect(await changes.next() == true)
+    stop.signal()
+    #expect(await task.value == .finished)
+    #expect(await changes.next() == false)
+    #expect(api.lease?.spec?.holderIdentity == "")
+  }
+}
+
+final class FakeEventSink: EventSink, Sendable {
+  let created = Mutex<[Event]>([])
+  let counts = Mutex<[String: Int]>([:])
+
+  func create(_ event: Event) async throws -> Event {
+    created.withLock { $0.append(event) }
+    return event
+  }
+
+  func updateCount(namespace: String, name: String, count: Int, lastTimestamp: Date, message: String) async throws {
+    counts.withLock { $0[name] = count }
+  }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct EventRecorderTests {
+  @Test func aggregatesRepeatsAndRateLimits() async {
+    let clock = ManualClock()
+    let sink = FakeEventSink()
+    let rec = EventRecorder(
+      config: EventRecorderConfig(component: "botrt-controller", instance: "pod-1", burst: 3, refillInterval: .seconds(10)),
+      sink: sink, clock: RuntimeClock(clock), logger: Logger(label: "test"))
+    let obj = cm("p", rv: "1")
+    rec.record(obj, type: .warning, reason: "BackupFailed", message: "bucket missing")
+    rec.record(obj, type: .warning, reason: "BackupFailed", message: "bucket missing")
+    rec.record(obj, type: .normal, reason: "BackupSucceeded", message: "done")
+    rec.record(obj, type: .normal, reason: "Extra", message: "over the burst")
+    rec.finish()
+    await rec.run()
+    let created = sink.created.withLock { $0 }
+    #expect(created.map(\.reason) == ["BackupFailed", "BackupSucceeded"])
+    #expect(created.first?.involvedObject.name == "p")
+    #expect(created.first?.involvedObject.uid == "uid-p")
+    #expect(created.first?.type == "Warning")
+    #expect(created.first?.reportingComponent == "botrt-controller")
+    #expect(created.first?.metadata.namespace == "default")
+    #expect(sink.counts.withLock { $0[created[0].name] } == 2)
+    #expect(rec.droppedCount == 1)
+    #expect(rec.writtenCount == 3)
+  }
+
+  @Test func fullBufferDropsWithoutBlocking() {
+    let sink = FakeEventSink()
+    let rec = EventRecorder(
+      config: EventRecorderConfig(component: "c", instance: "i", bufferSize: 2), sink: sink,
+      clock: RuntimeClock(ManualClock()), logger: Logger(label: "test"))
+    for i in 0..<5 { rec.record(ObjectReference(kind: "X", name: "x\(i)"), type: .normal, reason: "R", message: "m") }
+    #expect(rec.droppedCount == 3)
+  }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct ControllerTests {
+  /// Many events for few keys: the reconciler never runs twice at once for one key, failures requeue, and the
+  /// last state of every key is reconciled.
+  @Test func neverRunsOneKeyConcurrentlyAndRetriesFailures() async throws {
+    var events: [WatchEvent<ConfigMap>] = []
+    for i in 0..<60 { events.append(.modified(cm("k\(i % 3)", rv: "\(100 + i)"))) }
+    let source = ScriptedSource([.page([cm("k0", rv: "1")], rv: "1", continueToken: nil), .watch(events)])
+    let running = Mutex<Set<ObjectKey>>([])
+    let overlap = Mutex(0)
+    let attempts = Mutex<[String: Int]>([:])
+    let lastSeen = Mutex<[String: String]>([:])
+    let metrics = MetricsRegistry()
+    let controller = Controller(
+      name: "test", source: source, options: ControllerOptions(workers: 4, itemBackoff: ItemBackoff(base: .zero)),
+      clock: RuntimeClock(ManualClock()), logger: Logger(label: "test"), metrics: metrics
+    ) { key, store in
+      let clash = running.withLock { !$0.insert(key).inserted }
+      if clash { overlap.withLock { $0 += 1 } }
+      for _ in 0..<20 { await Task.yield() }
+      _ = running.withLock { $0.remove(key) }
+      let n = attempts.withLock { a -> Int in
+        a[key.name, default: 0] += 1
+        return a[key.name]!
+      }
+      if key.name == "k1" && n == 1 { throw ScriptError(message: "transient") }
+      if key.name == "k2" && n == 1 { throw TerminalError("bad spec") }
+      lastSeen.withLock { $0[key.name] = store.get(key)?.metadata.resourceVersion }
+      return .awaitChange
+    }
+    let run = Task { await controller.run() }
+    await source.exhausted.wait()
+    // Wait until the queue drained.
+    while true {
+      let q = controller.queue
+      let busy = await q.depth + q.inFlight + q.pendingDelayed
+      if busy == 0 { break }
+      await Task.yield()
+    }
+    await controller.requestStop()
+    await run.value
+    #expect(overlap.withLock { $0 } == 0)
+    #expect(lastSeen.withLock { $0 }["k0"] == "157")
+    #expect(lastSeen.withLock { $0 }["k1"] == "158")
+    #expect(metrics.value("botrt_reconcile_total", labels: ["test", "error"]) == 1)
+    #expect(metrics.value("botrt_reconcile_total", labels: ["test", "terminal_error"]) == 1)
+  }
+
+  @Test func mappersFindOwners() {
+    let child = cm("c", ns: "apps", rv: "1", labels: ["botrt.io/owner": "p", "botrt.io/owner-namespace": "team"], owner: "p")
+    let byOwner: KeyMapper<ConfigMap> = Mappers.owners(kind: "ConfigMap")
+    #expect(byOwner(child) == [ObjectKey(namespace: "apps", name: "p")])
+    let other: KeyMapper<ConfigMap> = Mappers.owners(kind: "Secret")
+    #expect(other(child).isEmpty)
+    let byLabel: KeyMapper<ConfigMap> = Mappers.labels(nameLabel: "botrt.io/owner", namespaceLabel: "botrt.io/owner-namespace")
+    #expect(byLabel(child) == [ObjectKey(namespace: "team", name: "p")])
+    #expect(byLabel(cm("x", rv: "1")).isEmpty)
+  }
+}
