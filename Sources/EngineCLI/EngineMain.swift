@@ -66,9 +66,7 @@ public enum EngineMain {
       return code == 0 ? ExitCode.other : code
     }
     let toStderr = (cmd as? RestoreCommand)?.stdout ?? false
-    if !cmd.repoOptions.quiet || !toStderr {
-      (toStderr ? FileHandle.standardError : FileHandle.standardOutput).write(line)
-    }
+    (toStderr ? FileHandle.standardError : FileHandle.standardOutput).write(line)
     if let path = cmd.repoOptions.resultPath() {
       if !FileManager.default.createFile(atPath: path, contents: line) {
         FileHandle.standardError.write(Data("warning: could not write the result to \(path)\n".utf8))

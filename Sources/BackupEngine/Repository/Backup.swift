@@ -56,14 +56,14 @@ public struct BackupResult: Sendable {
 }
 
 /// One chunk on its way from the reader to a worker.
-private struct ChunkJob {
+struct ChunkJob {
   var slot: Int
   var seq: Int
   var data: [UInt8]
 }
 
 /// Shared mutable state of one backup run.
-private final class BackupRun: @unchecked Sendable {
+final class BackupRun: @unchecked Sendable {
   let lock = NSLock()
   var contents: [[ID?]] = []
   var inflight = Set<ID>()
@@ -90,7 +90,7 @@ private final class BackupRun: @unchecked Sendable {
 }
 
 /// Accumulates sealed blobs for one pack.
-private struct PackBuilder {
+struct PackBuilder {
   var body: [UInt8] = []
   var entries: [BlobEntry] = []
   var rawBytes: Int64 = 0
@@ -188,7 +188,7 @@ extension Repository {
       for p in packs { try await store.extendRetention(Self.packKey(p), to: r) }
     }
 
-    let files = nodes.filter { $0.kind == .file || $0.kind == .hardlink }.count
+    let files = nodes.filter { $0.kind != .directory }.count
     let dirs = nodes.filter { $0.kind == .directory }.count
     let total = nodes.filter { $0.kind == .file }.reduce(Int64(0)) { $0 + Int64($1.size) }
     let errors = run.lock.withLock { run.errors }
@@ -225,7 +225,7 @@ extension Repository {
   }
 
   /// The worker loop of one pipeline thread.
-  fileprivate func worker(
+  func worker(
     run: BackupRun, queue: BoundedQueue<ChunkJob>, index: MasterIndex, dataKey: [UInt8], keyType: KeyType,
     macKey: [UInt8], packSize: Int
   ) throws {
@@ -256,7 +256,7 @@ extension Repository {
     try flushPack(&pack, run: run, index: index, meta: meta)
   }
 
-  fileprivate func addBlob(
+  func addBlob(
     _ data: [UInt8], id: ID, type: BlobType, keyType: KeyType, to pack: inout PackBuilder, z: ZstdContext,
     cipher: AESGCM
   ) throws {
@@ -272,7 +272,7 @@ extension Repository {
   }
 
   /// Finishes and uploads a pack, then records it for the index (writing an index file every 64 packs).
-  fileprivate func flushPack(_ pack: inout PackBuilder, run: BackupRun, index: MasterIndex, meta: AESGCM) throws {
+  func flushPack(_ pack: inout PackBuilder, run: BackupRun, index: MasterIndex, meta: AESGCM) throws {
     guard !pack.entries.isEmpty else { return }
     var body = pack.body
     let entries = pack.entries
@@ -302,7 +302,7 @@ extension Repository {
   }
 
   /// Chunks and stores the serialized tree as meta-keyed tree blobs; returns their ids.
-  fileprivate func storeTree(_ bytes: [UInt8], run: BackupRun, index: MasterIndex) throws -> [ID] {
+  func storeTree(_ bytes: [UInt8], run: BackupRun, index: MasterIndex) throws -> [ID] {
     let macK = macKey(.meta)
     let z = ZstdContext()
     let meta = try AESGCM(key: metaKey)

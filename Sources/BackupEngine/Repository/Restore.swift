@@ -55,7 +55,16 @@ extension Repository {
         while s.hasSuffix("/") { s.removeLast() }
         return s
       }
+      let all = Dictionary(nodes.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
       nodes = nodes.filter { n in sel.contains { n.path == $0 || n.path.hasPrefix($0 + "/") } }
+      // A hard link whose first file is not selected becomes a copy of that file.
+      let chosen = Set(nodes.map { $0.path })
+      nodes = nodes.map { n in
+        guard n.kind == .hardlink, !chosen.contains(n.linkTarget), let t = all[n.linkTarget] else { return n }
+        var c = t
+        c.path = n.path
+        return c
+      }
       guard !nodes.isEmpty else { throw EngineError.usage("--path \(options.paths) matches nothing in snapshot \(snapshot.id.short)") }
     }
     guard let kt = KeyType(dataType: snapshot.manifest.dataType) else {
