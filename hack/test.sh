@@ -21,6 +21,8 @@ fi
 
 LOGDIR="$(realpath -m "${BOTRT_TEST_LOG_DIR:-$REPO/.local/test-logs}")"
 mkdir -p "$LOGDIR"
+# Logs of an earlier run would be mistaken for this run's in the summary.
+rm -f "$LOGDIR"/{install-deps,swift-format,build,cluster,services,swift-test}.log
 SWIFT_PATH_ARGS=()
 if [[ -n "${BOTRT_SCRATCH_PATH:-}" ]]; then SWIFT_PATH_ARGS=(--scratch-path "$BOTRT_SCRATCH_PATH"); fi
 
