@@ -37,12 +37,12 @@ public struct LineLogHandler: LogHandler {
     }
   }
 
-  public func log(
-    level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String, file: String,
-    function: String, line: UInt
-  ) {
+  public func log(event: LogEvent) {
+    let level = event.level
+    let message = event.message
     var all = metadata
-    for (k, v) in extra ?? [:] { all[k] = v }
+    for (k, v) in event.metadata ?? [:] { all[k] = v }
+    if let error = event.error { all["error"] = "\(error)" }
     let time = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
     let text: String
     switch format {
