@@ -77,7 +77,8 @@ public final class BotRTController: Sendable {
     if let o = options.calicoOverride {
       calico = o
     } else {
-      calico = try await client.isServed(group: "crd.projectcalico.org", version: "v1", resource: "globalnetworkpolicies")
+      calico = try await client.isServed(
+        group: "crd.projectcalico.org", version: "v1", resource: "globalnetworkpolicies")
     }
     let settings = ControllerSettings(
       backupNamespace: options.backupNamespace, engineImage: options.engineImage,
@@ -130,7 +131,8 @@ public final class BotRTController: Sendable {
     if let address = options.metricsAddress {
       let parts = address.split(separator: ":", omittingEmptySubsequences: false)
       guard parts.count == 2, let port = UInt16(parts[1]) else {
-        throw ControllerOptionError(flag: "--metrics-address", message: "'\(address)' is not HOST:PORT, e.g. 0.0.0.0:8080")
+        throw ControllerOptionError(
+          flag: "--metrics-address", message: "'\(address)' is not HOST:PORT, e.g. 0.0.0.0:8080")
       }
       server = HealthServer(
         host: parts[0].isEmpty ? "0.0.0.0" : String(parts[0]), port: port, registry: registry, logger: logger)
@@ -147,15 +149,23 @@ public final class BotRTController: Sendable {
     let plans = RecoveryPlanReconciler.controller(
       client: client, settings: settings, namespace: options.watchNamespace, workers: options.workers,
       now: options.now, recorder: recorder, metrics: registry, logger: logger)
+    // DRDrills: runs in fenced scratch namespaces (Sources/Reconcilers/DrillReconciler.swift).
+    let drills = DrillReconciler.controller(
+      client: client, settings: settings, namespace: options.watchNamespace, workers: options.workers,
+      now: options.now, recorder: recorder, metrics: registry, logger: logger)
     manager = ControllerManager(
-      controllers: [controller, plans], leaderElector: elector, healthServer: server, eventRecorder: recorder,
+      controllers: [controller, plans, drills], leaderElector: elector, healthServer: server, eventRecorder: recorder,
       handleSignals: handleSignals, logger: logger)
   }
 
   /// Runs until stopped (a signal or `stop()`).
   public func run() async throws -> ControllerManager.Outcome {
     logger.info(
-      "watching backuppolicies", metadata: ["resource": "\(BackupPolicy.resource)", "scope": "\(watchNamespace.map { "namespace \($0)" } ?? "all namespaces")"])
+      "watching backuppolicies",
+      metadata: [
+        "resource": "\(BackupPolicy.resource)",
+        "scope": "\(watchNamespace.map { "namespace \($0)" } ?? "all namespaces")",
+      ])
     return try await manager.run()
   }
 

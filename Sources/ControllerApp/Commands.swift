@@ -65,7 +65,8 @@ public struct RunCommand: AsyncParsableCommand {
     do {
       app = try await BotRTController.make(client: client, options: options, logger: logger)
     } catch {
-      logger.error("cannot connect to the cluster", metadata: ["server": "\(client.config.server)", "error": "\(error)"])
+      logger.error(
+        "cannot connect to the cluster", metadata: ["server": "\(client.config.server)", "error": "\(error)"])
       throw ExitCode(1)
     }
     let outcome = try await app.run()

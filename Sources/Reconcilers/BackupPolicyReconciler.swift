@@ -23,7 +23,8 @@ public struct BackupPolicyMetrics: Sendable {
     duration = r.gauge("botrt_backup_duration_seconds", help: "Duration of the last successful backup.", labels: l)
     bytes = r.gauge("botrt_backup_bytes", help: "Bytes read by the last successful backup.", labels: l)
     rpoTarget = r.gauge("botrt_rpo_target_seconds", help: "The effective RPO target.", labels: l)
-    rpoAge = r.gauge("botrt_rpo_age_seconds", help: "Age of the last successful backup at the last reconcile.", labels: l)
+    rpoAge = r.gauge(
+      "botrt_rpo_age_seconds", help: "Age of the last successful backup at the last reconcile.", labels: l)
     failures = r.counter("botrt_backup_failures_total", help: "Backup runs that failed.", labels: l)
     reconciles = r.counter("botrt_backup_policy_reconciles_total", help: "Reconciles of a BackupPolicy.", labels: l)
     reconcileErrors = r.counter(
@@ -320,7 +321,9 @@ public final class BackupPolicyReconciler: Sendable {
     for namespace in Set([ns, BackupPolicyChildren.backupNamespace(policy, settings: settings)]) {
       let jobs = try await client.listAll(
         ChildResources.jobs, namespace: namespace, options: ListOptions(labelSelector: selector), as: Unstructured.self)
-      for j in jobs.items { try await deleteChild(ChildResources.jobs, namespace: namespace, name: j.metadata.name ?? "") }
+      for j in jobs.items {
+        try await deleteChild(ChildResources.jobs, namespace: namespace, name: j.metadata.name ?? "")
+      }
     }
     let others = store.list().filter { $0.metadata.uid != policy.metadata.uid && !$0.metadata.isDeleting }
     if settings.calicoServed, others.isEmpty {

@@ -216,7 +216,8 @@ public enum BackupPolicyStatusLogic {
     if let p = problem ?? neverFires {
       set(BackupPolicyCondition.ready, .false, p.reason, p.message)
     } else if let e = effective, !e.warnings.isEmpty {
-      set(BackupPolicyCondition.ready, .true, "ReadyWithWarnings", "\(childSummary) " + e.warnings.joined(separator: " "))
+      set(
+        BackupPolicyCondition.ready, .true, "ReadyWithWarnings", "\(childSummary) " + e.warnings.joined(separator: " "))
     } else {
       set(BackupPolicyCondition.ready, .true, "ChildrenReady", childSummary)
     }
@@ -238,7 +239,8 @@ public enum BackupPolicyStatusLogic {
     if let r = started, let t = r.startTime, previous.lastBackupAttempt.map({ t > $0 }) ?? true {
       s.lastBackupAttempt = t
       if r.state == .running {
-        events.append(PlannedEvent(warning: false, reason: "BackupStarted", message: "Backup Job \(r.jobName) started."))
+        events.append(
+          PlannedEvent(warning: false, reason: "BackupStarted", message: "Backup Job \(r.jobName) started."))
       }
     }
     let finished = runs.filter { $0.state != .running && $0.finishTime != nil }.max {

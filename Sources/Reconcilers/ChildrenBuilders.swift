@@ -459,7 +459,9 @@ public enum BackupPolicyChildren {
       np(
         SharedChildNames.allowIngress,
         ["podSelector": [:], "policyTypes": ["Ingress"], "ingress": [disasterRecoveryIngress]]),
-      np(SharedChildNames.allowEgress, ["podSelector": [:], "policyTypes": ["Egress"], "egress": [vaultEgress, dnsEgress]]),
+      np(
+        SharedChildNames.allowEgress,
+        ["podSelector": [:], "policyTypes": ["Egress"], "egress": [vaultEgress, dnsEgress]]),
     ]
   }
 
@@ -581,7 +583,9 @@ public enum BackupPolicyChildren {
 
     if let pvc = spec.source.pvc {
       let path = "/backup/\(pvc.claimName)"
-      volumes.append(["name": "source", "persistentVolumeClaim": ["claimName": .string(pvc.claimName), "readOnly": true]])
+      volumes.append([
+        "name": "source", "persistentVolumeClaim": ["claimName": .string(pvc.claimName), "readOnly": true],
+      ])
       var m: [String: JSONValue] = ["name": "source", "mountPath": .string(path), "readOnly": true]
       if let sub = pvc.subPath, !sub.isEmpty { m["subPath"] = .string(sub) }
       mounts.append(.object(m))
@@ -593,7 +597,8 @@ public enum BackupPolicyChildren {
         "terminationMessagePolicy": "File",
       ]
       if let r = resources(spec.resources) { c["resources"] = r }
-      return podShell(input, names: names, labels: podLabels, volumes: volumes, initContainers: [], containers: [.object(c)])
+      return podShell(
+        input, names: names, labels: podLabels, volumes: volumes, initContainers: [], containers: [.object(c)])
     }
 
     guard let cmd = spec.source.command else {
@@ -645,7 +650,8 @@ public enum BackupPolicyChildren {
       "securityContext": containerSecurity(s), "terminationMessagePolicy": "File",
     ]
     if let r = resources(spec.resources) { c["resources"] = r }
-    return podShell(input, names: names, labels: podLabels, volumes: volumes, initContainers: [initC], containers: [.object(c)])
+    return podShell(
+      input, names: names, labels: podLabels, volumes: volumes, initContainers: [initC], containers: [.object(c)])
   }
 
   /// The retention pod: `botrt-engine forget --prune` with the effective retention.

@@ -168,7 +168,8 @@ public struct EngineInvocation: Sendable, Hashable {
         SecretUse(sourceName: ref.name, field: "spec.encryption.kms.localKeySecretRef", requiredKeys: [key]))
     } else {
       throw SpecError(
-        field: "spec.encryption.kms", message: "set exactly one of vaultTransit, awsKms, localKeySecretRef; none is set")
+        field: "spec.encryption.kms", message: "set exactly one of vaultTransit, awsKms, localKeySecretRef; none is set"
+      )
     }
 
     // Secrets referenced by the dump command's environment.

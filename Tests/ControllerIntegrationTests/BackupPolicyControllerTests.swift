@@ -269,7 +269,9 @@ final class RunningController: Sendable {
         for c in expected {
           let got = try #require(try await exists(c), "\(c.displayName) is missing")
           if let diff = isSubset(c.body, of: got) { Issue.record("\(c.displayName): \(diff)") }
-          let managers = (got[path: "metadata", "managedFields"]?.arrayValue ?? []).compactMap { $0["manager"]?.stringValue }
+          let managers = (got[path: "metadata", "managedFields"]?.arrayValue ?? []).compactMap {
+            $0["manager"]?.stringValue
+          }
           #expect(managers.contains(BackupPolicyReconciler.fieldManager), "\(c.displayName) managers: \(managers)")
         }
         let selector = ChildLabels.selector(namespace: ns, name: "orders-db")
@@ -278,7 +280,8 @@ final class RunningController: Sendable {
           cronResource, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
         #expect(cronJobs.items.count == 2)
         let copies = try await client.list(
-          ChildResources.secrets, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+          ChildResources.secrets, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self
+        )
         #expect(copies.items.count == 3)
 
         // A change of the policy updates the CronJob; status follows the new generation.
@@ -287,7 +290,8 @@ final class RunningController: Sendable {
         _ = try await client.update(changed)
         let names = ChildNames(namespace: ns, name: "orders-db")
         try await eventually("the CronJob's schedule to follow the policy") {
-          let cj = try await client.get(cronResource, namespace: backupNS, name: names.backupCronJob, as: JSONValue.self)
+          let cj = try await client.get(
+            cronResource, namespace: backupNS, name: names.backupCronJob, as: JSONValue.self)
           return cj[path: "spec", "schedule"] == "42 4 * * *"
         }
         try await eventually("status to observe the new generation") {
@@ -465,7 +469,8 @@ final class RunningController: Sendable {
           #expect(controller.app.settings.calicoServed)
           try await eventually("the Calico policy") {
             do {
-              let got = try await client.get(gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
+              let got = try await client.get(
+                gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
               return isSubset(BackupPolicyChildren.calicoPolicy().body, of: got) == nil
             } catch let e as KubeError where e.isNotFound {
               return false

@@ -24,7 +24,8 @@ func dumpPolicy(
         env: [
           EnvVar(name: "PGHOST", value: "db.shop.svc"),
           EnvVar(
-            name: "PGPASSWORD", valueFrom: EnvVarSource(secretKeyRef: SecretKeySelector(name: "db-creds", key: "password"))),
+            name: "PGPASSWORD",
+            valueFrom: EnvVarSource(secretKeyRef: SecretKeySelector(name: "db-creds", key: "password"))),
         ], fileName: "payments.dump")),
     repository: RepositorySpec(
       s3: S3Repository(
@@ -88,7 +89,8 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
       "CronJob botrt-backup/\(names.backupCronJob)", "CronJob botrt-backup/\(names.pruneCronJob)",
       "Namespace -/botrt-backup",
       "NetworkPolicy botrt-backup/\(names.storageEgress)", "NetworkPolicy botrt-backup/botrt-allow-egress-vault-dns",
-      "NetworkPolicy botrt-backup/botrt-allow-ingress-disaster-recovery", "NetworkPolicy botrt-backup/botrt-default-deny",
+      "NetworkPolicy botrt-backup/botrt-allow-ingress-disaster-recovery",
+      "NetworkPolicy botrt-backup/botrt-default-deny",
       "Role botrt-backup/\(names.role)", "RoleBinding botrt-backup/\(names.roleBinding)",
       "Secret botrt-backup/\(names.secretCopy("db-creds"))", "Secret botrt-backup/\(names.secretCopy("s3-creds"))",
       "Secret botrt-backup/\(names.secretCopy("vault-token"))", "ServiceAccount botrt-backup/\(names.serviceAccount)",
@@ -146,8 +148,13 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     #expect(c[path: "securityContext", "capabilities", "drop"] == ["ALL"])
     #expect(c[path: "securityContext", "allowPrivilegeEscalation"] == false)
     let script = try #require(c["command"]?[2]?.stringValue)
-    #expect(script.contains("{ pg_dump --format=custom 'pay ments'; echo $? > \"$rcfile\"; } | /botrt/bin/botrt-engine backup"))
-    #expect(script.contains("--repo s3://backups/payments --kms 'vault-transit://vault.vault.svc:8200/transit/backup-database-key?tls=true'"))
+    #expect(
+      script.contains(
+        "{ pg_dump --format=custom 'pay ments'; echo $? > \"$rcfile\"; } | /botrt/bin/botrt-engine backup"))
+    #expect(
+      script.contains(
+        "--repo s3://backups/payments --kms 'vault-transit://vault.vault.svc:8200/transit/backup-database-key?tls=true'"
+      ))
     #expect(script.contains("--s3-endpoint http://10.0.0.5:9000 --s3-region us-east-1 --s3-path-style"))
     #expect(script.contains("--vault-token-file /var/run/botrt/secrets/vault-token/token"))
     #expect(script.contains("--data-type database --tag policy=shop/payments-db"))
@@ -225,7 +232,9 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     #expect(try build(dumpPolicy(trigger: "r1", handled: "trigger:r1")).contains { $0.resource.kind == "Job" } == false)
     let a = dumpPolicy(annotations: [DRGroup.runNowAnnotation: "now-1"])
     #expect(BackupPolicyChildren.pendingRunToken(a) == "annotation:now-1")
-    #expect(BackupPolicyChildren.pendingRunToken(dumpPolicy(annotations: [DRGroup.runNowAnnotation: "now-1"], handled: "annotation:now-1")) == nil)
+    #expect(
+      BackupPolicyChildren.pendingRunToken(
+        dumpPolicy(annotations: [DRGroup.runNowAnnotation: "now-1"], handled: "annotation:now-1")) == nil)
   }
 
   @Test func missingSecretOrKeyNamesTheField() throws {
@@ -271,7 +280,10 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     let c = try #require(cj.body[path: "spec", "jobTemplate", "spec", "template", "spec", "containers"]?[0])
     #expect(c["image"] == "botrt/engine:1")
     let args = try #require(c["args"]?.arrayValue?.compactMap { $0.stringValue })
-    #expect(args.prefix(5) == ["backup", "--repo", "file:///repository/x", "--kms", "file:///var/run/botrt/secrets/local-key/key"])
+    #expect(
+      args.prefix(5) == [
+        "backup", "--repo", "file:///repository/x", "--kms", "file:///var/run/botrt/secrets/local-key/key",
+      ])
     #expect(args.last == "/backup/uploads")
     let mounts = try #require(c["volumeMounts"]?.arrayValue)
     #expect(mounts.contains(["name": "source", "mountPath": "/backup/uploads", "readOnly": true, "subPath": "media"]))

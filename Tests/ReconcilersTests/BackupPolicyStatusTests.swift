@@ -154,7 +154,9 @@ import Testing
     let o = try compute(
       dumpPolicy(),
       problem: PolicyProblem.from(
-        SpecError(field: "spec.repository.s3.credentialsSecretRef", message: "Secret 's3' does not exist in namespace shop; create it")))
+        SpecError(
+          field: "spec.repository.s3.credentialsSecretRef",
+          message: "Secret 's3' does not exist in namespace shop; create it")))
     let ready = try #require(condition(o, "Ready"))
     #expect(ready.status == .false)
     #expect(ready.reason == "SecretNotFound")
