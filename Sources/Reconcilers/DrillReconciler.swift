@@ -363,13 +363,11 @@ public final class DrillReconciler: Sendable {
 
   func writeStatus(_ drill: DRDrill, _ status: DRDrillStatus) async throws {
     if status == drill.status { return }
-    let body: JSONValue = [
-      "apiVersion": .string(DRGroup.apiVersion), "kind": "DRDrill",
-      "metadata": ["name": .string(drill.name), "namespace": .string(drill.metadata.namespace ?? "default")],
-      "status": try JSONValue(encoding: status),
-    ]
-    _ = try await client.apply(
-      DRDrill.resource, namespace: drill.metadata.namespace, name: drill.name, subresource: "status", body,
-      fieldManager: Self.fieldManager, force: true)
+    let old = try drill.status.map { try JSONValue(encoding: $0) }
+    let patch = mergePatch(from: old, to: try JSONValue(encoding: status))
+    _ = try await client.patch(
+      DRDrill.resource, namespace: drill.metadata.namespace, name: drill.name, subresource: "status",
+      .merge(["status": patch]), options: WriteOptions(fieldManager: Self.fieldManager), as: JSONValue.self)
   }
+
 }

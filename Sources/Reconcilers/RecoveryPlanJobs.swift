@@ -208,8 +208,12 @@ public enum RecoveryJobs {
           message: "the restore command must be given explicitly (e.g. [psql, -d, app]); it reads the stream in a "
             + "shell pipeline, so the image's entrypoint is not used")
       }
-      var engineArgs = engineBase("restore", inv) + snap + ["--stdout", "--quiet"]
-      if let f = command.fileName { engineArgs += ["--path", f] }
+      // The stream's name in the snapshot: the restore command's, else the backup's. The CRDs default both to
+      // "dump"; a restore left at that default follows a policy that names its stream otherwise.
+      let backupStream = p.spec.source.command?.fileName
+      var stream = command.fileName ?? backupStream ?? "dump"
+      if stream == "dump", let b = backupStream { stream = b }
+      let engineArgs = engineBase("restore", inv) + snap + ["--stdout", "--path", stream, "--quiet"]
       let all = words + (command.args ?? [])
       let script = [
         "rcfile=/tmp/botrt-restore.rc",
@@ -389,4 +393,15 @@ public func rfc3339Seconds(_ date: Date) -> String {
   let c = cal.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
   func two(_ v: Int?) -> String { let s = String(v ?? 0); return s.count < 2 ? "0" + s : s }
   return "\(c.year ?? 1970)-\(two(c.month))-\(two(c.day))T\(two(c.hour)):\(two(c.minute)):\(two(c.second))Z"
+}
+
+/// A JSON merge patch (RFC 7386) that turns `old` into `new`: changed members set, removed members null, nested
+/// objects diffed member by member, arrays replaced. Used for status writes, because a server-side apply that drops a
+/// field of a custom resource leaves a null behind on Kubernetes 1.20, which the schema then rejects.
+public func mergePatch(from old: JSONValue?, to new: JSONValue) -> JSONValue {
+  guard case .object(let n) = new, case .object(let o)? = old else { return new }
+  var out: [String: JSONValue] = [:]
+  for (k, v) in n where o[k] != v { out[k] = mergePatch(from: o[k], to: v) }
+  for k in o.keys where n[k] == nil { out[k] = .null }
+  return .object(out)
 }

@@ -189,13 +189,11 @@ public final class RecoveryPlanReconciler: Sendable {
   /// Writes status through the status subresource when it changed.
   func writeStatus(_ plan: RecoveryPlan, _ status: RecoveryPlanStatus) async throws {
     if status == plan.status { return }
-    let body: JSONValue = [
-      "apiVersion": .string(DRGroup.apiVersion), "kind": "RecoveryPlan",
-      "metadata": ["name": .string(plan.name), "namespace": .string(plan.metadata.namespace ?? "default")],
-      "status": try JSONValue(encoding: status),
-    ]
-    _ = try await client.apply(
-      RecoveryPlan.resource, namespace: plan.metadata.namespace, name: plan.name, subresource: "status", body,
-      fieldManager: Self.fieldManager, force: true)
+    let old = try plan.status.map { try JSONValue(encoding: $0) }
+    let patch = mergePatch(from: old, to: try JSONValue(encoding: status))
+    _ = try await client.patch(
+      RecoveryPlan.resource, namespace: plan.metadata.namespace, name: plan.name, subresource: "status",
+      .merge(["status": patch]), options: WriteOptions(fieldManager: Self.fieldManager), as: JSONValue.self)
   }
+
 }

@@ -301,7 +301,7 @@ let webKey = WorkloadState.key("Deployment", "shop", "web")
     #expect(c["image"]?.stringValue == "postgres:16")
     let script = try #require(c["command"]?[2]?.stringValue)
     #expect(script.contains("/botrt/bin/botrt-engine restore --repo s3://backups/shop --kms"))
-    #expect(script.contains("latest --stdout --quiet"))
+    #expect(script.contains("latest --stdout --path db.dump --quiet"))
     #expect(script.contains("| psql -d app"))
     let env = c["env"]?.arrayValue ?? []
     #expect(env.contains { $0["name"]?.stringValue == "AWS_ACCESS_KEY_ID" })
