@@ -921,16 +921,11 @@ class Runner:
         self.stopping = threading.Event()
         self.response: requests.Response | None = None
 
-    def params(self) -> dict:
-        p = {}
-        if self.args.selector:
-            p["labelSelector"] = self.args.selector
-        return p
-
-    def list_paths(self) -> list[str]:
-        if self.args.namespace:
-            return [f"/api/v1/namespaces/{ns}/pods" for ns in self.args.namespace]
-        return ["/api/v1/pods"]
+    def list_paths(self) -> list[tuple[str, dict]]:
+        """One list+watch per namespace and label selector (a pod matching any selector is run)."""
+        paths = [f"/api/v1/namespaces/{ns}/pods" for ns in self.args.namespace] or ["/api/v1/pods"]
+        selectors = [{"labelSelector": s} for s in self.args.selector] or [{}]
+        return [(p, s) for p in paths for s in selectors]
 
     def eligible(self, pod: dict) -> bool:
         spec = pod["spec"]
@@ -997,18 +992,18 @@ class Runner:
                 for k in sorted(self.done, key=self.done.get)[:1000]:
                     del self.done[k]
 
-    def watch_path(self, path: str) -> None:
+    def watch_path(self, path: str, selector: dict) -> None:
         """List, then watch from the list's resourceVersion; relist on 410 Gone; back off on errors."""
         rv: str | None = None
         failures = 0
         while not self.stopping.is_set():
             try:
                 if rv is None:
-                    lst = self.kube.get(path, params=self.params())
+                    lst = self.kube.get(path, params=selector)
                     rv = lst["metadata"]["resourceVersion"]
                     for pod in lst.get("items") or []:
                         self.handle("ADDED", pod, listed=True)
-                params = dict(self.params(), watch="1", resourceVersion=rv, allowWatchBookmarks="true",
+                params = dict(selector, watch="1", resourceVersion=rv, allowWatchBookmarks="true",
                               timeoutSeconds=str(self.args.watch_timeout))
                 with self.kube.session.get(self.kube.url(path), params=params, stream=True,
                                            timeout=(10, self.args.watch_timeout + 30)) as r:
@@ -1060,7 +1055,7 @@ class Runner:
         LOG.info("watching pods at %s (%s; isolation %s; engine %s; concurrency %d)", self.kube.server,
                  ", ".join(self.args.namespace) or "all namespaces", self.isolation, self.engine_bin or "unset",
                  self.args.concurrency)
-        threads = [threading.Thread(target=self.watch_path, args=(p,), daemon=True) for p in self.list_paths()]
+        threads = [threading.Thread(target=self.watch_path, args=ps, daemon=True) for ps in self.list_paths()]
         for t in threads:
             t.start()
         while not self.stopping.is_set():
@@ -1077,7 +1072,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kubeconfig", help="kubeconfig path (default $KUBECONFIG)")
     p.add_argument("--context", help="kubeconfig context (default: its current context)")
     p.add_argument("-n", "--namespace", action="append", default=[], help="watch only this namespace (repeatable)")
-    p.add_argument("-l", "--selector", help="label selector of the pods to run")
+    p.add_argument("-l", "--selector", action="append", default=[],
+                   help="label selector of the pods to run (repeatable: pods matching any of them)")
     p.add_argument("--engine-image", default=os.environ.get("BOTRT_RUNNER_ENGINE_IMAGE", "botrt-engine"),
                    help="regex of engine images (run BOTRT_ENGINE_BIN)")
     p.add_argument("--shell-image", default=os.environ.get("BOTRT_RUNNER_SHELL_IMAGE",
