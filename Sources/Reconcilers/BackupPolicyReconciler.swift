@@ -173,7 +173,8 @@ public final class BackupPolicyReconciler: Sendable {
     logger.info(
       "reconciled",
       metadata: [
-        "object": "BackupPolicy \(ns)/\(policy.name)", "outcome": applyError == nil ? "applied" : "error",
+        "object": "BackupPolicy \(ns)/\(policy.name)",
+        "outcome": "\(applyError != nil ? "error" : problem != nil ? "not-ready" : "applied")",
         "ready": "\(ready?.status.rawValue ?? "Unknown")", "reason": "\(ready?.reason ?? "")",
         "rpoMet": "\(outcome.status.conditions?.condition(BackupPolicyCondition.rpoMet)?.status.rawValue ?? "Unknown")",
       ])

@@ -155,6 +155,8 @@ public struct PolicyProblem: Sendable, Hashable {
       reason = "SecretNotFound"
     } else if e.message.contains("has no key") {
       reason = "SecretKeyMissing"
+    } else if e.message.contains("key service yet") {
+      reason = "UnsupportedKMS"
     } else if e.field.hasPrefix("spec.encryption.kms") {
       reason = "InvalidKMS"
     } else if e.field == "spec.schedule" {

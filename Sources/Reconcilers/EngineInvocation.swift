@@ -166,6 +166,11 @@ public struct EngineInvocation: Sendable, Hashable {
       kmsURL = "file://\(path)/\(key)"
       secrets.append(
         SecretUse(sourceName: ref.name, field: "spec.encryption.kms.localKeySecretRef", requiredKeys: [key]))
+    } else if kms.azureKeyVault != nil || kms.gcpKms != nil {
+      let kind = kms.azureKeyVault != nil ? "azureKeyVault" : "gcpKms"
+      throw SpecError(
+        field: "spec.encryption.kms.\(kind)",
+        message: "the backup engine has no \(kind) key service yet; use vaultTransit, awsKms or localKeySecretRef")
     } else {
       throw SpecError(
         field: "spec.encryption.kms", message: "set exactly one of vaultTransit, awsKms, localKeySecretRef; none is set"

@@ -267,6 +267,17 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     }
   }
 
+  @Test func kmsKindsTheEngineLacksAreNamed() throws {
+    var p = dumpPolicy()
+    p.spec.encryption.kms = KMSSpec(gcpKms: GCPKMS(keyName: "projects/p/locations/l/keyRings/r/cryptoKeys/k"))
+    #expect {
+      try build(p)
+    } throws: { e in
+      (e as? SpecError)?.field == "spec.encryption.kms.gcpKms"
+        && PolicyProblem.from(e as! SpecError).reason == "UnsupportedKMS"
+    }
+  }
+
   @Test func pvcSourceRunsInThePolicyNamespaceWithOwnerReferences() throws {
     var p = dumpPolicy()
     p.spec.source = BackupSource(pvc: PVCSource(claimName: "uploads", subPath: "media"))
