@@ -384,4 +384,19 @@ let webKey = WorkloadState.key("Deployment", "shop", "web")
     #expect(o.containers["verify"]?.exitCode == 5)
     #expect(o.failureSummary == "container verify exited with code 5: pack 3f/3fab damaged: authentication failed")
   }
+
+  @Test func mergePatchSetsChangesAndNullsRemovedMembers() {
+    let old: JSONValue = [
+      "phase": "Running", "currentRun": ["startTime": "t0", "step": "restore"], "history": [["a": 1]], "keep": 1,
+    ]
+    let new: JSONValue = [
+      "phase": "Idle", "currentRun": ["startTime": "t0"], "history": [["a": 1], ["a": 2]], "keep": 1,
+    ]
+    let p = mergePatch(from: old, to: new)
+    #expect(p == ["phase": "Idle", "currentRun": ["step": .null], "history": [["a": 1], ["a": 2]]])
+    let gone = mergePatch(from: old, to: ["phase": "Idle", "keep": 1, "history": [["a": 1]]])
+    #expect(gone == ["phase": "Idle", "currentRun": .null])
+    #expect(mergePatch(from: nil, to: new) == new)
+  }
+
 }
