@@ -86,6 +86,8 @@ struct BenchCommand: AsyncParsableCommand {
             let z = ZstdContext()
             let g: AESGCM
             do { g = try AESGCM(key: Crypto.randomBytes(32)) } catch { fatalError("AES init: \(error)") }
+            var pack = [UInt8]()
+            pack.reserveCapacity(10 << 20)
             while true {
               next.lock()
               let k = i
@@ -95,12 +97,16 @@ struct BenchCommand: AsyncParsableCommand {
               let c = chunksC[k]
               _ = Crypto.hmacSHA256(key: mac, c)
               let p = c.withUnsafeBytes { z.compress($0) } ?? c
+              if pack.count > 8 << 20 { pack.removeAll(keepingCapacity: true) }
               if encrypt {
-                do { _ = try g.seal(p, aad: aad) } catch { fatalError("seal: \(error)") }
+                do { _ = try p.withUnsafeBytes { try g.seal($0, aad: aad, appendingTo: &pack) } } catch {
+                  fatalError("seal: \(error)")
+                }
               } else {
-                var copy = p
-                copy.append(contentsOf: [UInt8](repeating: 0, count: 28))
-                _ = copy.count
+                // The same pack append without AES-GCM: copy plus the nonce and tag bytes.
+                pack.append(contentsOf: repeatElement(0, count: 12))
+                pack.append(contentsOf: p)
+                pack.append(contentsOf: repeatElement(0, count: 16))
               }
             }
             group.leave()

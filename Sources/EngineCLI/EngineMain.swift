@@ -2,6 +2,10 @@ import ArgumentParser
 import BackupEngine
 import Foundation
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// The `botrt-engine` root command.
 public struct BotrtEngine: AsyncParsableCommand {
   public static let configuration = CommandConfiguration(
@@ -19,6 +23,10 @@ public struct BotrtEngine: AsyncParsableCommand {
 public enum EngineMain {
   /// Runs `botrt-engine` with `arguments` (without the program name).
   public static func run(_ arguments: [String]) async -> Int32 {
+    #if os(Linux)
+      // Few malloc arenas: the pipeline frees on other threads than it allocates, which otherwise bloats RSS.
+      _ = glibcMallopt(-8 /* M_ARENA_MAX */, 2)
+    #endif
     let parsed: any ParsableCommand
     do { parsed = try BotrtEngine.parseAsRoot(arguments) } catch {
       let code = BotrtEngine.exitCode(for: error)
@@ -75,3 +83,9 @@ public enum EngineMain {
     return code
   }
 }
+
+#if os(Linux)
+  /// glibc's mallopt(3) (malloc.h is not part of the Glibc module).
+  @_silgen_name("mallopt")
+  func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
+#endif

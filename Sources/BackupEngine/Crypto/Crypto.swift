@@ -97,37 +97,51 @@ public final class AESGCM {
 
   /// Seals `plaintext` with a fresh random nonce, binding `aad`.
   public func seal(_ plaintext: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
-    let nonce = Crypto.randomBytes(12)
     var out = [UInt8](repeating: 0, count: 12 + plaintext.count + 16)
-    try out.withUnsafeMutableBytes { o in
-      let ob = o.baseAddress!.assumingMemoryBound(to: UInt8.self)
-      for i in 0..<12 { ob[i] = nonce[i] }
-      guard EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1, botrt_gcm_set_ivlen(ctx, 12) == 1 else {
-        throw CryptoError.library("GCM init: \(Crypto.lastError())")
-      }
-      let ok = key.withUnsafeBufferPointer { k in EVP_EncryptInit_ex(ctx, nil, nil, k.baseAddress, ob) }
-      guard ok == 1 else { throw CryptoError.library("GCM key: \(Crypto.lastError())") }
-      var len: Int32 = 0
-      if !aad.isEmpty {
-        let r = aad.withUnsafeBufferPointer { a in EVP_EncryptUpdate(ctx, nil, &len, a.baseAddress, Int32(a.count)) }
-        guard r == 1 else { throw CryptoError.library("GCM aad: \(Crypto.lastError())") }
-      }
-      var written = 0
-      if plaintext.count > 0 {
-        guard
-          EVP_EncryptUpdate(
-            ctx, ob + 12, &len, plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(plaintext.count)) == 1
-        else { throw CryptoError.library("GCM encrypt: \(Crypto.lastError())") }
-        written = Int(len)
-      }
-      guard EVP_EncryptFinal_ex(ctx, ob + 12 + written, &len) == 1 else {
-        throw CryptoError.library("GCM final: \(Crypto.lastError())")
-      }
-      guard botrt_gcm_get_tag(ctx, 16, ob + 12 + plaintext.count) == 1 else {
-        throw CryptoError.library("GCM tag: \(Crypto.lastError())")
-      }
-    }
+    try out.withUnsafeMutableBytes { o in try sealInto(o.baseAddress!.assumingMemoryBound(to: UInt8.self), plaintext, aad: aad) }
     return out
+  }
+
+  /// Seals `plaintext` and appends the sealed message to `out` (no intermediate buffer); returns its length.
+  @discardableResult
+  public func seal(_ plaintext: UnsafeRawBufferPointer, aad: [UInt8], appendingTo out: inout [UInt8]) throws -> Int {
+    let start = out.count
+    let n = 12 + plaintext.count + 16
+    out.append(contentsOf: repeatElement(0, count: n))
+    try out.withUnsafeMutableBytes { o in
+      try sealInto(o.baseAddress!.assumingMemoryBound(to: UInt8.self) + start, plaintext, aad: aad)
+    }
+    return n
+  }
+
+  /// Writes nonce || ciphertext || tag (plaintext.count + 28 bytes) at `ob`.
+  private func sealInto(_ ob: UnsafeMutablePointer<UInt8>, _ plaintext: UnsafeRawBufferPointer, aad: [UInt8]) throws {
+    let rc = RAND_bytes(ob, 12)
+    precondition(rc == 1, "RAND_bytes failed: the system's random source is unavailable")
+    guard EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1, botrt_gcm_set_ivlen(ctx, 12) == 1 else {
+      throw CryptoError.library("GCM init: \(Crypto.lastError())")
+    }
+    let ok = key.withUnsafeBufferPointer { k in EVP_EncryptInit_ex(ctx, nil, nil, k.baseAddress, ob) }
+    guard ok == 1 else { throw CryptoError.library("GCM key: \(Crypto.lastError())") }
+    var len: Int32 = 0
+    if !aad.isEmpty {
+      let r = aad.withUnsafeBufferPointer { a in EVP_EncryptUpdate(ctx, nil, &len, a.baseAddress, Int32(a.count)) }
+      guard r == 1 else { throw CryptoError.library("GCM aad: \(Crypto.lastError())") }
+    }
+    var written = 0
+    if plaintext.count > 0 {
+      guard
+        EVP_EncryptUpdate(
+          ctx, ob + 12, &len, plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(plaintext.count)) == 1
+      else { throw CryptoError.library("GCM encrypt: \(Crypto.lastError())") }
+      written = Int(len)
+    }
+    guard EVP_EncryptFinal_ex(ctx, ob + 12 + written, &len) == 1 else {
+      throw CryptoError.library("GCM final: \(Crypto.lastError())")
+    }
+    guard botrt_gcm_get_tag(ctx, 16, ob + 12 + plaintext.count) == 1 else {
+      throw CryptoError.library("GCM tag: \(Crypto.lastError())")
+    }
   }
 
   /// Seals bytes.

@@ -89,6 +89,13 @@ final class BackupRun: @unchecked Sendable {
   var failed: Bool { lock.withLock { fatal != nil } }
 }
 
+/// A sealed pack waiting for upload.
+struct FinishedPack: @unchecked Sendable {
+  var id: ID
+  var data: Data
+  var entries: [BlobEntry]
+}
+
 /// Accumulates sealed blobs for one pack.
 struct PackBuilder {
   var body: [UInt8] = []
@@ -128,9 +135,12 @@ extension Repository {
     let chunker = self.chunker
     let parentMap = parentNodes
 
-    // Workers: hash, dedup, compress, encrypt, pack, upload.
+    // Thread 0 reads and chunks; workers hash, dedup, compress, encrypt and pack; uploaders store packs.
     let workers = max(1, opts.workers)
-    await runThreads(workers + 1, name: "backup") { i in
+    let uploaders = 2
+    let uploads = BoundedQueue<FinishedPack>(maxBytes: 2 * packSize)
+    let workersLeft = Locked(workers)
+    await runThreads(1 + workers + uploaders, name: "backup") { i in
       if i == 0 {
         defer { queue.close() }
         let scanner = Scanner(
@@ -144,10 +154,26 @@ extension Repository {
         nodesBox.with { $0 = scanner.nodes }
         return
       }
+      if i > workers {
+        while let fp = uploads.pop(size: { $0.data.count }) {
+          do { try self.upload(fp, run: run, index: index) } catch {
+            run.fail(error)
+            queue.close()
+            uploads.close()
+          }
+        }
+        return
+      }
+      defer {
+        if workersLeft.with({ n -> Int in
+          n -= 1
+          return n
+        }) == 0 { uploads.close() }
+      }
       do {
         try self.worker(
           run: run, queue: queue, index: index, dataKey: dataKey, keyType: opts.dataType, macKey: macK,
-          packSize: packSize)
+          packSize: packSize, uploads: uploads)
       } catch {
         run.fail(error)
         queue.close()
@@ -227,7 +253,7 @@ extension Repository {
   /// The worker loop of one pipeline thread.
   func worker(
     run: BackupRun, queue: BoundedQueue<ChunkJob>, index: MasterIndex, dataKey: [UInt8], keyType: KeyType,
-    macKey: [UInt8], packSize: Int
+    macKey: [UInt8], packSize: Int, uploads: BoundedQueue<FinishedPack>
   ) throws {
     let z = ZstdContext()
     let cipher = try AESGCM(key: dataKey)
@@ -249,11 +275,11 @@ extension Repository {
       if !isNew { continue }
       try addBlob(job.data, id: id, type: .data, keyType: keyType, to: &pack, z: z, cipher: cipher)
       if pack.body.count >= packSize {
-        try flushPack(&pack, run: run, index: index, meta: meta)
+        try flushPack(&pack, run: run, index: index, meta: meta, uploads: uploads)
       }
     }
     if run.failed { return }
-    try flushPack(&pack, run: run, index: index, meta: meta)
+    try flushPack(&pack, run: run, index: index, meta: meta, uploads: uploads)
   }
 
   func addBlob(
@@ -262,33 +288,47 @@ extension Repository {
   ) throws {
     let compressed = data.withUnsafeBytes { z.compress($0) }
     let aad = BlobEntry.aad(repo: repoID, type: type, keyType: keyType, id: id)
-    let sealed = try (compressed ?? data).withUnsafeBytes { try cipher.seal($0, aad: aad) }
+    let offset = pack.body.count
+    let sealedLength = try (compressed ?? data).withUnsafeBytes { try cipher.seal($0, aad: aad, appendingTo: &pack.body) }
     pack.entries.append(
       BlobEntry(
-        id: id, type: type, keyType: keyType, compressed: compressed != nil, offset: UInt32(pack.body.count),
-        sealedLength: UInt32(sealed.count), rawLength: UInt32(data.count)))
-    pack.body.append(contentsOf: sealed)
+        id: id, type: type, keyType: keyType, compressed: compressed != nil, offset: UInt32(offset),
+        sealedLength: UInt32(sealedLength), rawLength: UInt32(data.count)))
     pack.rawBytes += Int64(data.count)
   }
 
-  /// Finishes and uploads a pack, then records it for the index (writing an index file every 64 packs).
-  func flushPack(_ pack: inout PackBuilder, run: BackupRun, index: MasterIndex, meta: AESGCM) throws {
+  /// Finishes a pack and uploads it, directly or through `uploads` (the uploader threads), then records
+  /// it for the index.
+  func flushPack(
+    _ pack: inout PackBuilder, run: BackupRun, index: MasterIndex, meta: AESGCM,
+    uploads: BoundedQueue<FinishedPack>? = nil
+  ) throws {
     guard !pack.entries.isEmpty else { return }
     var body = pack.body
     let entries = pack.entries
     pack = PackBuilder()
+    pack.body.reserveCapacity(config.packSize + (1 << 20))
     try PackFormat.finish(body: &body, entries: entries, meta: meta, repo: repoID)
     let id = ID(Crypto.sha256(body))
-    let data = Data(body)
+    let fp = FinishedPack(id: id, data: Data(body), entries: entries)
+    if let uploads {
+      if !uploads.push(fp, size: fp.data.count) { throw EngineError.failed("backup aborted") }
+    } else {
+      try upload(fp, run: run, index: index)
+    }
+  }
+
+  /// Uploads a finished pack and records it (writing an index file every 64 packs).
+  func upload(_ fp: FinishedPack, run: BackupRun, index: MasterIndex) throws {
     let opts = putOptions()
     let store = self.store
-    try blockingAwait { try await store.put(Self.packKey(id), data: data, options: opts) }
-    let ip = IndexPack(packID: id, packSize: UInt64(body.count), entries: entries)
+    try blockingAwait { try await store.put(Self.packKey(fp.id), data: fp.data, options: opts) }
+    let ip = IndexPack(packID: fp.id, packSize: UInt64(fp.data.count), entries: fp.entries)
     index.add(ip)
     let toWrite = run.lock.withLock { () -> [IndexPack]? in
       run.pendingIndex.append(ip)
       run.packsWritten += 1
-      run.bytesStored += Int64(body.count)
+      run.bytesStored += Int64(fp.data.count)
       if run.pendingIndex.count >= 64 {
         defer { run.pendingIndex.removeAll() }
         return run.pendingIndex

@@ -173,9 +173,11 @@ extension Repository {
     var entries: [ID: BlobEntry] = [:]
     for (fi, f) in files.enumerated() {
       let path = root + "/" + f.path
-      let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
-      guard fd >= 0 else { throw Self.restoreIOError(path: path, errno) }
-      close(fd)
+      if f.content.isEmpty {
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Self.restoreIOError(path: path, errno) }
+        close(fd)
+      }
       var off: Int64 = 0
       for c in f.content {
         let l = index.lookup(c)!
@@ -184,7 +186,20 @@ extension Repository {
         off += Int64(l.entry.rawLength)
       }
     }
-    let packs = Array(plan.keys)
+    // Packs in the order of the first file they serve, so files are created roughly in tree order.
+    var firstUse: [ID: Int] = [:]
+    var remainingWrites = [Int](repeating: 0, count: files.count)
+    for (p, blobs) in plan {
+      for (_, ts) in blobs {
+        for t in ts {
+          firstUse[p] = min(firstUse[p] ?? Int.max, t.file)
+          remainingWrites[t.file] += 1
+        }
+      }
+    }
+    let packs = plan.keys.sorted { firstUse[$0]! < firstUse[$1]! }
+    let remaining = Locked(remainingWrites)
+    let isRoot = geteuid() == 0
     let run = RestoreRun()
     let total = files.reduce(Int64(0)) { $0 + Int64($1.size) }
     let paths = files.map { root + "/" + $0.path }
@@ -225,10 +240,16 @@ extension Repository {
             }
             for t in targets {
               let path = paths[t.file]
-              let fd = Glibc.open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+              let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
               guard fd >= 0 else { throw Self.restoreIOError(path: path, errno) }
               defer { close(fd) }
               try self.writeAll(fd: fd, plain, what: path, offset: t.offset)
+              let last = remaining.with { r -> Bool in
+                r[t.file] -= 1
+                return r[t.file] == 0
+              }
+              // The file is complete: set its size, owner, mode and time through the open descriptor.
+              if last { try Self.finishFile(fd: fd, node: files[t.file], path: path, isRoot: isRoot) }
             }
             let ev = run.lock.withLock { () -> ProgressEvent? in
               run.bytes += Int64(plain.count * targets.count)
@@ -245,8 +266,7 @@ extension Repository {
       }
     }
     if let e = run.lock.withLock({ run.fatal }) { throw e }
-    // Hard links, symlinks, then metadata (files first, directories deepest first).
-    let isRoot = geteuid() == 0
+    // Hard links, symlinks, then metadata (empty files, then directories deepest first).
     for n in nodes where n.kind == .hardlink {
       let p = root + "/" + n.path
       unlink(p)
@@ -273,9 +293,21 @@ extension Repository {
       ]
       if utimensat(AT_FDCWD, p, &ts, AT_SYMLINK_NOFOLLOW) != 0 { throw Self.restoreIOError(path: p, errno) }
     }
-    for n in files { try applyMeta(n) }
+    for n in files where n.content.isEmpty { try applyMeta(n) }
     for n in nodes.filter({ $0.kind == .directory }).sorted(by: { $0.path.count > $1.path.count }) { try applyMeta(n) }
     return (nodes.filter { $0.kind != .directory }.count, total)
+  }
+
+  /// Sets a complete file's size (cutting a longer pre-existing file), owner, mode and mtime.
+  static func finishFile(fd: Int32, node n: TreeNode, path: String, isRoot: Bool) throws {
+    if ftruncate(fd, off_t(n.size)) != 0 { throw restoreIOError(path: path, errno) }
+    if isRoot && fchown(fd, n.uid, n.gid) != 0 { throw restoreIOError(path: path, errno) }
+    if fchmod(fd, mode_t(n.mode)) != 0 { throw restoreIOError(path: path, errno) }
+    var ts = [
+      timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
+      timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
+    ]
+    if futimens(fd, &ts) != 0 { throw restoreIOError(path: path, errno) }
   }
 
   static func restoreIOError(path: String, _ e: Int32) -> EngineError {

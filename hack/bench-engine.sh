@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Benchmarks botrt-engine against restic on the same data in the same run (a script, not a test).
+#
+#   hack/bench-engine.sh [ENGINE_BIN]
+#
+# ENGINE_BIN defaults to $BOTRT_ENGINE_BIN or .build/release/botrt-engine (build it with
+# `swift build -c release --product botrt-engine`). Needs restic (hack/install-deps.sh installs it) and
+# /usr/bin/time. Copies /usr/share (about 700 MB) to $BENCH_DIR (default /tmp/botrt-bench), backs it up
+# with both tools to local repositories, restores into tmpfs (/dev/shm) and onto disk, re-backs up
+# without changes, and writes the table with ratios to docs/benchmarks.md (engine section).
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ENGINE="${1:-${BOTRT_ENGINE_BIN:-$REPO_ROOT/.build/release/botrt-engine}}"
+BENCH_DIR="${BENCH_DIR:-/tmp/botrt-bench}"
+DATA="$BENCH_DIR/data"
+SHM="${BENCH_SHM:-/dev/shm/botrt-bench}"
+OUT="${BENCH_OUT:-$REPO_ROOT/docs/benchmarks.md}"
+
+command -v restic >/dev/null || { echo "restic is missing: run hack/install-deps.sh" >&2; exit 1; }
+[[ -x "$ENGINE" ]] || { echo "botrt-engine not found at $ENGINE" >&2; exit 1; }
+[[ -x /usr/bin/time ]] || { echo "/usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
+
+# 1. Dataset: a copy of /usr/share (about 700 MB, 55,000 files on the reference machine).
+if [[ ! -f "$BENCH_DIR/.data-ok" ]]; then
+  rm -rf "$DATA" && mkdir -p "$DATA"
+  cp -a /usr/share/. "$DATA/"
+  touch "$BENCH_DIR/.data-ok"
+fi
+DATA_BYTES=$(du -sb "$DATA" | cut -f1)
+DATA_FILES=$(find "$DATA" -type f | wc -l)
+echo "dataset: $DATA_BYTES bytes, $DATA_FILES files"
+
+export RESTIC_PASSWORD=bench
+head -c 32 /dev/urandom >"$BENCH_DIR/kek"
+KMS="file://$BENCH_DIR/kek"
+
+# run NAME CMD... : runs under /usr/bin/time -v; sets SECS and RSS_KB.
+run() {
+  local name="$1"
+  shift
+  sync
+  /usr/bin/time -v -o "$BENCH_DIR/$name.time" "$@" >"$BENCH_DIR/$name.out" 2>"$BENCH_DIR/$name.err"
+  SECS=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]; print s }' "$BENCH_DIR/$name.time")
+  RSS_KB=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$BENCH_DIR/$name.time")
+  echo "$name: ${SECS}s, peak RSS ${RSS_KB} KB"
+}
+
+mbps() { awk -v b="$DATA_BYTES" -v s="$1" 'BEGIN { printf "%.0f", b / 1048576 / s }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+rm -rf "$BENCH_DIR/restic-repo" "$BENCH_DIR/botrt-repo" "$SHM" "$BENCH_DIR/restore-disk"
+mkdir -p "$SHM"
+
+# 2. restic
+restic init --repo "$BENCH_DIR/restic-repo" >/dev/null
+run restic-backup restic backup --repo "$BENCH_DIR/restic-repo" "$DATA"
+R_BACKUP=$SECS R_BACKUP_RSS=$RSS_KB
+run restic-rebackup restic backup --repo "$BENCH_DIR/restic-repo" "$DATA"
+R_REBACKUP=$SECS
+run restic-restore-shm restic restore latest --repo "$BENCH_DIR/restic-repo" --target "$SHM/restic"
+R_RESTORE_SHM=$SECS R_RESTORE_RSS=$RSS_KB
+rm -rf "$SHM/restic"
+run restic-restore-disk restic restore latest --repo "$BENCH_DIR/restic-repo" --target "$BENCH_DIR/restore-disk/restic"
+R_RESTORE_DISK=$SECS
+rm -rf "$BENCH_DIR/restore-disk"
+R_SIZE=$(du -sb "$BENCH_DIR/restic-repo" | cut -f1)
+
+# 3. botrt-engine
+"$ENGINE" init --repo "file://$BENCH_DIR/botrt-repo" --kms "$KMS" --quiet >/dev/null
+run botrt-backup "$ENGINE" backup --repo "file://$BENCH_DIR/botrt-repo" --kms "$KMS" --quiet "$DATA"
+B_BACKUP=$SECS B_BACKUP_RSS=$RSS_KB
+run botrt-rebackup "$ENGINE" backup --repo "file://$BENCH_DIR/botrt-repo" --kms "$KMS" --quiet "$DATA"
+B_REBACKUP=$SECS
+run botrt-restore-shm "$ENGINE" restore latest --repo "file://$BENCH_DIR/botrt-repo" --kms "$KMS" --quiet --target "$SHM/botrt"
+B_RESTORE_SHM=$SECS B_RESTORE_RSS=$RSS_KB
+diff -r -q "$DATA" "$SHM/botrt/data" >/dev/null || { echo "RESTORED TREE DIFFERS" >&2; exit 1; }
+rm -rf "$SHM/botrt"
+run botrt-restore-disk "$ENGINE" restore latest --repo "file://$BENCH_DIR/botrt-repo" --kms "$KMS" --quiet --target "$BENCH_DIR/restore-disk/botrt"
+B_RESTORE_DISK=$SECS
+rm -rf "$BENCH_DIR/restore-disk"
+B_SIZE=$(du -sb "$BENCH_DIR/botrt-repo" | cut -f1)
+
+# 4. Per-stage throughput and the encryption overhead (in memory, no I/O).
+"$ENGINE" bench "$DATA" --max-mb 300 >"$BENCH_DIR/stages.json"
+STAGES=$(cat "$BENCH_DIR/stages.json")
+jqv() { python3 -c "import json,sys; print(round(json.load(open('$BENCH_DIR/stages.json'))['$1'], 1))"; }
+
+R_PEAK=$(( R_BACKUP_RSS > R_RESTORE_RSS ? R_BACKUP_RSS : R_RESTORE_RSS ))
+B_PEAK=$(( B_BACKUP_RSS > B_RESTORE_RSS ? B_BACKUP_RSS : B_RESTORE_RSS ))
+
+TABLE=$(cat <<TBL
+## Engine: botrt-engine vs restic $(restic version | awk '{print $2}') (same data, same run)
+
+Dataset: $((DATA_BYTES / 1000000)) MB, $DATA_FILES files copied from /usr/share; local repositories on the
+same disk; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ). Produced by \`hack/bench-engine.sh\`.
+
+| | restic | botrt-engine | ratio (botrt/restic) | target |
+|---|---|---|---|---|
+| backup | ${R_BACKUP} s ($(mbps "$R_BACKUP") MB/s) | ${B_BACKUP} s ($(mbps "$B_BACKUP") MB/s) | throughput x$(ratio "$R_BACKUP" "$B_BACKUP") | ≥ 3x |
+| restore to tmpfs (/dev/shm) | ${R_RESTORE_SHM} s ($(mbps "$R_RESTORE_SHM") MB/s) | ${B_RESTORE_SHM} s ($(mbps "$B_RESTORE_SHM") MB/s) | throughput x$(ratio "$R_RESTORE_SHM" "$B_RESTORE_SHM") | ≥ 3x |
+| restore to disk (ext4) | ${R_RESTORE_DISK} s ($(mbps "$R_RESTORE_DISK") MB/s) | ${B_RESTORE_DISK} s ($(mbps "$B_RESTORE_DISK") MB/s) | throughput x$(ratio "$R_RESTORE_DISK" "$B_RESTORE_DISK") | ≥ 3x |
+| no-change re-backup | ${R_REBACKUP} s | ${B_REBACKUP} s | time x$(ratio "$B_REBACKUP" "$R_REBACKUP") | ≤ 0.5x |
+| repository size | $((R_SIZE / 1000000)) MB | $((B_SIZE / 1000000)) MB | x$(ratio "$B_SIZE" "$R_SIZE") | ≤ 1.05x |
+| peak RSS (backup, restore) | $((R_BACKUP_RSS / 1024)), $((R_RESTORE_RSS / 1024)) MiB | $((B_BACKUP_RSS / 1024)), $((B_RESTORE_RSS / 1024)) MiB | x$(ratio "$B_PEAK" "$R_PEAK") | ≤ 1x |
+
+Per-stage throughput of botrt-engine on one core, in memory (\`botrt-engine bench\`, 300 MB sample):
+chunk $(jqv chunkMBps) MB/s, HMAC-SHA256 $(jqv hashMBps) MB/s, zstd-3 $(jqv compressMBps) MB/s,
+AES-256-GCM $(jqv encryptMBps) MB/s. Whole pipeline on 2 threads: $(jqv pipelineMBps) MB/s with AES-GCM,
+$(jqv pipelineNoEncryptMBps) MB/s without: encryption overhead $(jqv encryptionOverheadPercent) % (target ≤ 5 %).
+
+Raw: \`$STAGES\`
+TBL
+)
+echo "$TABLE"
+python3 - "$OUT" "$TABLE" <<'PY'
+import sys, re, os
+path, table = sys.argv[1], sys.argv[2]
+text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+begin, end = "<!-- engine-bench:begin -->", "<!-- engine-bench:end -->"
+block = f"{begin}\n{table}\n{end}"
+if begin in text:
+    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, text, flags=re.S)
+else:
+    text = text.rstrip("\n") + "\n\n" + block + "\n"
+open(path, "w").write(text)
+PY
+echo "wrote $OUT"
