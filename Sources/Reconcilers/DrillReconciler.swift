@@ -210,10 +210,26 @@ public final class DrillReconciler: Sendable {
     }
     let timeout = try drillTimeout(drill)
     var children = DrillLogic.scratchChildren(drill, namespace: scratch, policy: policy)
-    children += try DrillLogic.secretCopies(drill, namespace: scratch, policy: policy, spec: spec, secrets: secrets)
-    let job = try DrillLogic.runJob(
-      drill, spec: spec, namespace: scratch, settings: settings, policies: [policy.name: policy],
-      timeoutSeconds: timeout)
+    let job: JSONValue
+    do {
+      children += try DrillLogic.secretCopies(drill, namespace: scratch, policy: policy, spec: spec, secrets: secrets)
+      job = try DrillLogic.runJob(
+        drill, spec: spec, namespace: scratch, settings: settings, policies: [policy.name: policy],
+        timeoutSeconds: timeout)
+    } catch {
+      // Nothing was created: say why in status and try again later (a missing Secret may still appear).
+      var st = drill.status ?? DRDrillStatus()
+      var conds = st.conditions ?? []
+      conds.setCondition(
+        type: DRDrillCondition.ready, status: .false, reason: "CannotRun",
+        message: "The run (\(token)) cannot start: \(error.description)", observedGeneration: drill.metadata.generation,
+        now: now)
+      st.conditions = conds
+      try await writeStatus(drill, st)
+      recorder?.record(
+        drill, type: .warning, reason: "CannotRun", message: "The run cannot start: \(error.description)")
+      return .requeueAfter(.seconds(30))
+    }
     for c in children {
       _ = try await client.apply(
         c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: Self.fieldManager, force: true)
