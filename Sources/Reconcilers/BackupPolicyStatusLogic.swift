@@ -291,35 +291,39 @@ public enum BackupPolicyStatusLogic {
     // RPO: driven by time.
     if let target = s.rpoTargetSeconds {
       let targetText = "\(DurationText.format(seconds: target)) (\(s.rpoSource ?? "tier"))"
+      // Messages name moments, not ages, so that they do not change with every reconcile (a status write per
+      // second would follow); the age is in status.rpoAgeSeconds and the metric.
       if let last = s.lastSuccessfulBackup {
         let age = Int64(max(0, now.timeIntervalSince(last)).rounded(.down))
         s.rpoAgeSeconds = age
-        let ageText = DurationText.format(seconds: age)
+        let deadline = KubeJSON.formatDate(last.addingTimeInterval(TimeInterval(target)))
         if age <= target {
           set(
             BackupPolicyCondition.rpoMet, .true, "WithinRPO",
-            "The last successful backup is \(ageText) old, within the RPO target of \(targetText).")
+            "The last successful backup, at \(KubeJSON.formatDate(last)), is within the RPO target of \(targetText) "
+              + "until \(deadline).")
           requeue.append(last.addingTimeInterval(TimeInterval(target + 1)))
         } else {
           set(
             BackupPolicyCondition.rpoMet, .false, "RPOViolated",
-            "The last successful backup is \(ageText) old, beyond the RPO target of \(targetText).")
+            "The last successful backup, at \(KubeJSON.formatDate(last)), is older than the RPO target of "
+              + "\(targetText) since \(deadline).")
         }
       } else {
         s.rpoAgeSeconds = nil
         let created = policy.metadata.creationTimestamp ?? now
         let waited = Int64(max(0, now.timeIntervalSince(created)).rounded(.down))
+        let deadline = KubeJSON.formatDate(created.addingTimeInterval(TimeInterval(target)))
         if waited <= target {
           set(
             BackupPolicyCondition.rpoMet, .unknown, "AwaitingFirstBackup",
-            "No backup has succeeded yet; the RPO target of \(targetText) applies from "
-              + "\(KubeJSON.formatDate(created.addingTimeInterval(TimeInterval(target)))).")
+            "No backup has succeeded yet; the RPO target of \(targetText) applies from \(deadline).")
           requeue.append(created.addingTimeInterval(TimeInterval(target + 1)))
         } else {
           set(
             BackupPolicyCondition.rpoMet, .false, "NoSuccessfulBackup",
-            "No backup has succeeded in the \(DurationText.format(seconds: waited)) since the policy was created, "
-              + "beyond the RPO target of \(targetText).")
+            "No backup has succeeded since the policy was created at \(KubeJSON.formatDate(created)); the RPO "
+              + "target of \(targetText) passed at \(deadline).")
         }
       }
       let before = previous.conditions?.condition(BackupPolicyCondition.rpoMet)

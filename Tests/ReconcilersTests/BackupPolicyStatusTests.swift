@@ -122,6 +122,13 @@ import Testing
     #expect(condition(late, "RPOMet")?.reason == "RPOViolated")
     #expect(late.status.rpoAgeSeconds == 61)
     #expect(late.events.map(\.reason) == ["RPOViolated"])
+    // The RPO message does not change with time alone (only the next run does), so no write per second.
+    var settled = p
+    settled.status = late.status
+    let later = try compute(settled, runs: [], now: done.addingTimeInterval(500))
+    #expect(later.status.conditions?.condition("RPOMet") == late.status.conditions?.condition("RPOMet"))
+    #expect(later.status.rpoAgeSeconds == 500)
+    #expect(later.events.isEmpty)
   }
 
   @Test func failedRunIsReportedOnce() throws {
