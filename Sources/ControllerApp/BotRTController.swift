@@ -115,11 +115,13 @@ public final class BotRTController: Sendable {
       options: ControllerOptions(workers: options.workers), logger: logger, metrics: registry,
       reconcile: { key, store in try await reconciler.reconcile(key, store) })
     // Children changes (runs finishing, drift of CronJobs and NetworkPolicies) reconcile the owner, found by labels.
+    // Pods are not watched: the job controller updates the Job when its Pod ends, and the reconcile then lists
+    // the Pods for their termination messages; one cluster-wide Pod watch less.
     let managed = WatcherConfig(labelSelector: "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)")
     let mapper: KeyMapper<Unstructured> = Mappers.labels(
       nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace)
     for resource in [
-      ChildResources.jobs, ChildResources.pods, ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion),
+      ChildResources.jobs, ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion),
       ChildResources.networkPolicies,
     ] {
       controller.watches(
