@@ -301,8 +301,16 @@ let webKey = WorkloadState.key("Deployment", "shop", "web")
     #expect(c["image"]?.stringValue == "postgres:16")
     let script = try #require(c["command"]?[2]?.stringValue)
     #expect(script.contains("/botrt/bin/botrt-engine restore --repo s3://backups/shop --kms"))
-    #expect(script.contains("latest --stdout --path db.dump --quiet"))
+    #expect(script.contains("latest --stdout --path dump --quiet"))
     #expect(script.contains("| psql -d app"))
+    // A restore left at the CRD default stream name follows the name the policy's backup used.
+    var named = try recoveryTestPolicy()
+    named.spec.source.command?.fileName = "db.dump"
+    var namedCtx = ctx
+    namedCtx.policies = ["db": named]
+    let body2 = try RecoveryJobs.stepJob(steps[1], jobName: "rp-x-2", ctx: namedCtx)
+    let script2 = try #require(body2[path: "spec", "template", "spec", "containers"]?[0]?["command"]?[2]?.stringValue)
+    #expect(script2.contains("latest --stdout --path db.dump --quiet"))
     let env = c["env"]?.arrayValue ?? []
     #expect(env.contains { $0["name"]?.stringValue == "AWS_ACCESS_KEY_ID" })
     // The Vault token comes from a mounted Secret, never from a literal.
