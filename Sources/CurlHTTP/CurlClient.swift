@@ -5,13 +5,16 @@ import Synchronization
 
 /// Performs HTTP requests with libcurl.
 ///
-/// Blocking libcurl calls run on a dedicated dispatch queue, never on Swift's cooperative pool.
+/// Blocking libcurl calls run on their own serial dispatch queue each, never on Swift's cooperative pool. A serial
+/// queue gets a thread at once (overcommit); a shared concurrent queue is capped near the CPU count and grows only
+/// slowly when its threads block, which held a controller with ~10 open watch streams back for ~9 s at start-up.
 /// Easy handles are pooled and reset between requests, so connections (and TLS sessions) are
 /// reused; HTTP/2 is negotiated over TLS where the server offers it.
 public final class CurlClient: Sendable {
   private let pool = Mutex<[EasyHandle]>([])
   private let maxPooled: Int
-  private let queue = DispatchQueue(label: "botrt.curl", qos: .userInitiated, attributes: .concurrent)
+  /// A queue for one blocking transfer.
+  private var queue: DispatchQueue { DispatchQueue(label: "botrt.curl.transfer", qos: .userInitiated) }
   /// Extra libcurl verbosity for debugging (never logs bodies or headers by itself).
   public let verbose: Bool
 
