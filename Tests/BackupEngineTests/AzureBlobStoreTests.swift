@@ -232,7 +232,9 @@ final class FakeAzureBlobServer {
 
   @Test func configurationErrors() {
     #expect(throws: StorageError.self) {
-      _ = try AzureBlobStore(url: URLComponents(string: "azblob://acct")!, options: StoreOptions(environment: ["AZURE_STORAGE_KEY": Self.key]))
+      _ = try AzureBlobStore(
+        url: URLComponents(string: "azblob://acct")!,
+        options: StoreOptions(environment: ["AZURE_STORAGE_KEY": Self.key]))
     }
     #expect(throws: StorageError.self) {
       _ = try AzureBlobStore(url: URLComponents(string: "azblob://acct/c")!, options: StoreOptions(environment: [:]))

@@ -15,7 +15,8 @@ import Testing
     // "Authorize with Shared Key", Blob service example: GET container metadata.
     let signer = try #require(AzureSharedKey(account: "myaccount", base64Key: Self.devKey))
     let sts = signer.stringToSign(
-      method: "GET", encodedPath: "/mycontainer", query: [("restype", "container"), ("comp", "metadata"), ("timeout", "20")],
+      method: "GET", encodedPath: "/mycontainer",
+      query: [("restype", "container"), ("comp", "metadata"), ("timeout", "20")],
       headers: [("x-ms-date", "Fri, 26 Jun 2015 23:39:12 GMT"), ("x-ms-version", "2015-02-21")], contentLength: 0)
     #expect(
       sts
@@ -56,7 +57,8 @@ import Testing
 
   @Test func signatureMatchesOpenSSL() throws {
     let signer = try #require(AzureSharedKey(account: Self.devAccount, base64Key: Self.devKey))
-    let sts = "GET\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:Fri, 26 Jun 2015 23:39:12 GMT\nx-ms-version:2015-02-21\n/devstoreaccount1/c"
+    let sts =
+      "GET\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:Fri, 26 Jun 2015 23:39:12 GMT\nx-ms-version:2015-02-21\n/devstoreaccount1/c"
     // An independent HMAC: openssl dgst with the decoded key as hex.
     let hexKey = Hex.encode(try #require(Data(base64Encoded: Self.devKey)))
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("botrt-az-\(UUID().uuidString)").path
@@ -65,7 +67,9 @@ import Testing
     try Data(sts.utf8).write(to: URL(fileURLWithPath: dir + "/sts"))
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["openssl", "dgst", "-sha256", "-mac", "HMAC", "-macopt", "hexkey:\(hexKey)", "-binary", dir + "/sts"]
+    p.arguments = [
+      "openssl", "dgst", "-sha256", "-mac", "HMAC", "-macopt", "hexkey:\(hexKey)", "-binary", dir + "/sts",
+    ]
     let out = Pipe()
     p.standardOutput = out
     try p.run()

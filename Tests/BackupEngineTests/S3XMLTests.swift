@@ -46,7 +46,8 @@ import Testing
     let page = try #require(S3VersionsPage.parse(Data(xml.utf8)))
     #expect(
       page.versions == [
-        .init(key: "k", versionId: "v2", isDeleteMarker: false), .init(key: "k", versionId: "dm1", isDeleteMarker: true),
+        .init(key: "k", versionId: "v2", isDeleteMarker: false),
+        .init(key: "k", versionId: "dm1", isDeleteMarker: true),
         .init(key: "k2", versionId: "null", isDeleteMarker: false),
       ])
   }
@@ -68,7 +69,8 @@ import Testing
     #expect(S3Store.isRetryable(HTTPResponse(status: 400, body: slow)))
     #expect(S3Store.isRetryable(HTTPResponse(status: 503, body: Data())))
     #expect(!S3Store.isRetryable(HTTPResponse(status: 403, body: Data())))
-    #expect(!S3Store.isRetryable(HTTPResponse(status: 400, body: Data("<Error><Code>InvalidArgument</Code></Error>".utf8))))
+    #expect(
+      !S3Store.isRetryable(HTTPResponse(status: 400, body: Data("<Error><Code>InvalidArgument</Code></Error>".utf8))))
   }
 
   @Test func xmlEscaping() {

@@ -26,7 +26,8 @@ import Testing
   @Test func getVanilla() {
     let signer = SigV4(credentials: Self.suiteCreds, region: "us-east-1", service: "service")
     let r = SignableRequest(
-      method: "GET", scheme: "https", host: "example.amazonaws.com", encodedPath: "/", query: [], headers: [], body: nil)
+      method: "GET", scheme: "https", host: "example.amazonaws.com", encodedPath: "/", query: [], headers: [], body: nil
+    )
     let h = signer.sign(r, date: Self.suiteDate, payloadHash: SigV4.emptySHA256, sendContentSHA256: false)
     #expect(
       authorization(h)
@@ -123,7 +124,8 @@ import Testing
 
   @Test func sessionTokenIsSignedAndSecretNeverSent() {
     let creds = AWSCredentials(accessKeyId: "AKID", secretAccessKey: "SECRETSECRET", sessionToken: "TOKEN123")
-    let r = SignableRequest(method: "GET", scheme: "http", host: "h:9000", encodedPath: "/", query: [], headers: [], body: nil)
+    let r = SignableRequest(
+      method: "GET", scheme: "http", host: "h:9000", encodedPath: "/", query: [], headers: [], body: nil)
     let h = SigV4(credentials: creds, region: "us-east-1", service: "s3").sign(
       r, date: Self.s3Date, payloadHash: SigV4.emptySHA256, sendContentSHA256: true)
     #expect(h.contains { $0.name == "x-amz-security-token" && $0.value == "TOKEN123" })

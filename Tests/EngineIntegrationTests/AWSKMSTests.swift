@@ -11,7 +11,8 @@ import Testing
     let ep = try endpoint ?? ServiceEnv.require("BOTRT_AWSKMS_ENDPOINT")
     _ = try ServiceEnv.require("AWS_ACCESS_KEY_ID")
     let url = try #require(URLComponents(string: "awskms://\(keyId)?region=us-east-1"))
-    return try AWSKMSKeyService(url: url, options: KMSOptions(environment: ServiceEnv.all, endpoint: ep), policy: Self.policy)
+    return try AWSKMSKeyService(
+      url: url, options: KMSOptions(environment: ServiceEnv.all, endpoint: ep), policy: Self.policy)
   }
 
   /// Creates a key through the KMS API and returns its id.
@@ -68,10 +69,12 @@ import Testing
   @Test func configurationErrors() throws {
     let noRegion = try #require(URLComponents(string: "awskms://k"))
     #expect(throws: KMSError.self) {
-      _ = try AWSKMSKeyService(url: noRegion, options: KMSOptions(environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"]))
+      _ = try AWSKMSKeyService(
+        url: noRegion, options: KMSOptions(environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"]))
     }
     let arn = try #require(URLComponents(string: "awskms:///arn:aws:kms:eu-west-1:111122223333:key/abcd"))
-    let s = try AWSKMSKeyService(url: arn, options: KMSOptions(environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"]))
+    let s = try AWSKMSKeyService(
+      url: arn, options: KMSOptions(environment: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"]))
     #expect(s.region == "eu-west-1")
     #expect(s.keyId == "arn:aws:kms:eu-west-1:111122223333:key/abcd")
   }

@@ -26,7 +26,8 @@ import Testing
     try sh.ok("\"$ENGINE\" init --quiet", env: env)
     try sh.ok("\"$ENGINE\" backup --quiet src", env: env)
     try sh.ok("\"$ENGINE\" restore --quiet latest --target out", env: env)
-    let restored = try #require(FileManager.default.subpaths(atPath: sh.dir + "/out")?.first { $0.hasSuffix("data.bin") })
+    let restored = try #require(
+      FileManager.default.subpaths(atPath: sh.dir + "/out")?.first { $0.hasSuffix("data.bin") })
     #expect(try sh.read("out/" + restored) == payload)
     try sh.ok("\"$ENGINE\" verify --quiet --all --read-data", env: env)
   }

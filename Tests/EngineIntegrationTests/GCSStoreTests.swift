@@ -69,6 +69,8 @@ import Testing
     let endpoint = try ServiceEnv.require("BOTRT_GCS_ENDPOINT")
     let s = try makeObjectStore(url: "gs://b/p", options: StoreOptions(environment: ["BOTRT_GCS_ENDPOINT": endpoint]))
     #expect(s.location == "gs://b/p")
-    #expect(throws: StorageError.self) { _ = try GCSStore(url: URLComponents(string: "gs://b/p")!, options: StoreOptions(environment: [:])) }
+    #expect(throws: StorageError.self) {
+      _ = try GCSStore(url: URLComponents(string: "gs://b/p")!, options: StoreOptions(environment: [:]))
+    }
   }
 }

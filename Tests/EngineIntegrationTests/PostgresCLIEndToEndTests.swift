@@ -15,7 +15,8 @@ import Testing
     let vault = try VaultTransitTests.authority(try ServiceEnv.require("VAULT_ADDR"))
     let bucket = ServiceEnv.bucketName("e2e-pg")
     try await S3Store(
-      url: try #require(URLComponents(string: "s3://\(bucket)/db")), options: StoreOptions(endpoint: endpoint, environment: env)
+      url: try #require(URLComponents(string: "s3://\(bucket)/db")),
+      options: StoreOptions(endpoint: endpoint, environment: env)
     ).createBucket(objectLock: true)
     let db = "botrt_it_\(UUID().uuidString.prefix(8).lowercased())"
     let sh = try EngineShell()
@@ -24,7 +25,8 @@ import Testing
       do { _ = try sh.run("\"$PG/dropdb\" --if-exists \(db)", env: ["PG": pgBin]) } catch {}
     }
     let e = [
-      "PG": pgBin, "DB": db, "BOTRT_REPO": "s3://\(bucket)/db", "BOTRT_KMS": "vault-transit://\(vault)/transit/botrt-test",
+      "PG": pgBin, "DB": db, "BOTRT_REPO": "s3://\(bucket)/db",
+      "BOTRT_KMS": "vault-transit://\(vault)/transit/botrt-test",
       "BOTRT_S3_ENDPOINT": endpoint,
     ]
     try sh.ok(
@@ -38,9 +40,11 @@ import Testing
       "\"$PG/pg_dump\" --clean --if-exists -d \"$DB\" | \"$ENGINE\" backup --quiet --stdin --stdin-name db.sql --data-type database",
       env: e)
     try sh.ok("\"$PG/psql\" -v ON_ERROR_STOP=1 -q -d \"$DB\" -c 'delete from orders where id > 1000'", env: e)
-    let before = try sh.ok("\"$PG/psql\" -Atq -d \"$DB\" -c 'select count(*), coalesce(sum(qty),0) from orders'", env: e)
+    let before = try sh.ok(
+      "\"$PG/psql\" -Atq -d \"$DB\" -c 'select count(*), coalesce(sum(qty),0) from orders'", env: e)
     #expect(before.stdout.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("1000|"))
-    try sh.ok("\"$ENGINE\" restore --quiet latest --stdout | \"$PG/psql\" -v ON_ERROR_STOP=1 -q -d \"$DB\" >/dev/null", env: e)
+    try sh.ok(
+      "\"$ENGINE\" restore --quiet latest --stdout | \"$PG/psql\" -v ON_ERROR_STOP=1 -q -d \"$DB\" >/dev/null", env: e)
     let after = try sh.ok("\"$PG/psql\" -Atq -d \"$DB\" -c 'select count(*), sum(qty), max(item) from orders'", env: e)
     let expectedSum = (1...5000).reduce(0) { $0 + $1 % 7 }
     #expect(after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "5000|\(expectedSum)|item-999")

@@ -47,7 +47,8 @@ struct EngineShell {
     g.wait()
     p.waitUntilExit()
     return Result(
-      code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: box.data, as: UTF8.self))
+      code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+      stderr: String(decoding: box.data, as: UTF8.self))
   }
 
   /// Runs and fails the test with the output when the exit code is not 0.
@@ -55,7 +56,8 @@ struct EngineShell {
   func ok(_ script: String, env: [String: String] = [:]) throws -> Result {
     let r = try run(script, env: env)
     guard r.code == 0 else {
-      throw BackendTestError("command failed with exit code \(r.code):\n\(script)\nstdout: \(r.stdout)\nstderr: \(r.stderr)")
+      throw BackendTestError(
+        "command failed with exit code \(r.code):\n\(script)\nstdout: \(r.stdout)\nstderr: \(r.stderr)")
     }
     return r
   }
@@ -80,12 +82,14 @@ struct EngineShell {
     _ = try ServiceEnv.require("VAULT_TOKEN")
     let bucket = ServiceEnv.bucketName("e2e")
     let store = try S3Store(
-      url: try #require(URLComponents(string: "s3://\(bucket)/repo")), options: StoreOptions(endpoint: endpoint, environment: env))
+      url: try #require(URLComponents(string: "s3://\(bucket)/repo")),
+      options: StoreOptions(endpoint: endpoint, environment: env))
     try await store.createBucket(objectLock: true)
     let sh = try EngineShell()
     defer { sh.cleanup() }
     let files: [String: Data] = [
-      "src/a.txt": Data("alpha\n".utf8), "src/dir/b.bin": randomData(3 << 20), "src/dir/c.txt": Data(repeating: 65, count: 10_000),
+      "src/a.txt": Data("alpha\n".utf8), "src/dir/b.bin": randomData(3 << 20),
+      "src/dir/c.txt": Data(repeating: 65, count: 10_000),
     ]
     for (k, v) in files { try sh.write(k, v) }
     let repoEnv = [
@@ -96,7 +100,9 @@ struct EngineShell {
     try sh.ok("\"$ENGINE\" backup --quiet --data-type files src", env: repoEnv)
     try sh.ok("\"$ENGINE\" restore --quiet latest --target out", env: repoEnv)
     for (k, v) in files {
-      let restored = try FileManager.default.subpaths(atPath: sh.dir + "/out")?.first { $0.hasSuffix(String(k.dropFirst(4))) }
+      let restored = FileManager.default.subpaths(atPath: sh.dir + "/out")?.first {
+        $0.hasSuffix(String(k.dropFirst(4)))
+      }
       let path = try #require(restored, "restored tree lacks \(k)")
       #expect(try sh.read("out/" + path) == v, "\(k) differs after restore")
     }
@@ -109,7 +115,8 @@ struct EngineShell {
     await #expect(throws: StorageError.self) { try await store.delete(pack.key) }
     // The wrong Vault key cannot open the repository.
     let bad = try sh.run(
-      "\"$ENGINE\" snapshots --quiet", env: repoEnv.merging(["BOTRT_KMS": "vault-transit://\(vault)/transit/botrt-test-2"]) { $1 })
+      "\"$ENGINE\" snapshots --quiet",
+      env: repoEnv.merging(["BOTRT_KMS": "vault-transit://\(vault)/transit/botrt-test-2"]) { $1 })
     #expect(bad.code != 0)
   }
 }

@@ -41,7 +41,9 @@ import Testing
     #expect(try await s.head("index/one") == nil)
     try await s.delete("index/one")  // deleting a missing object is not an error
     // The versioned (Object Lock) bucket keeps no version behind.
-    let versions = try await s.send("test") { s.request("GET", key: "", query: [("versions", ""), ("prefix", s.objectKey("index/one"))]) }
+    let versions = try await s.send("test") {
+      s.request("GET", key: "", query: [("versions", ""), ("prefix", s.objectKey("index/one"))])
+    }
     #expect(S3VersionsPage.parse(versions.body)?.versions.isEmpty == true)
   }
 
@@ -75,11 +77,13 @@ import Testing
     s.partSize = 5 << 20
     let body = randomData((13 << 20) + 123)
     let until = Date().addingTimeInterval(3600)
-    try await s.put("data/big", data: body, options: PutOptions(retention: ObjectRetention(mode: .governance, retainUntil: until)))
+    try await s.put(
+      "data/big", data: body, options: PutOptions(retention: ObjectRetention(mode: .governance, retainUntil: until)))
     #expect(try await s.head("data/big")?.size == Int64(body.count))
     #expect(try await s.get("data/big") == body)
     let across = Int64(5 << 20) - 10
-    #expect(try await s.getRange("data/big", offset: across, length: 20) == body.subdata(in: Int(across)..<Int(across + 20)))
+    #expect(
+      try await s.getRange("data/big", offset: across, length: 20) == body.subdata(in: Int(across)..<Int(across + 20)))
     let retained = try #require(try await s.retainUntil(s.objectKey("data/big")))
     #expect(abs(retained.timeIntervalSince(until)) < 2)
     await #expect(throws: StorageError.self) {
@@ -103,7 +107,8 @@ import Testing
     let s = try await makeStore()
     let until = Date().addingTimeInterval(86_400)
     try await s.put(
-      "data/locked", data: Data("keep me".utf8), options: PutOptions(retention: ObjectRetention(mode: .compliance, retainUntil: until)))
+      "data/locked", data: Data("keep me".utf8),
+      options: PutOptions(retention: ObjectRetention(mode: .compliance, retainUntil: until)))
     do {
       try await s.delete("data/locked")
       Issue.record("deleting an object under COMPLIANCE retention must fail")
@@ -161,7 +166,8 @@ import Testing
     let (endpoint, _) = try ServiceEnv.s3()
     let bucket = ServiceEnv.bucketName("fault")
     _ = try await makeStore(bucket: bucket)  // create the bucket directly
-    let proxy = try FaultProxy(upstream: endpoint, schedule: ["500", "slowdown", "reset", "stall", "pass", "503", "reset"])
+    let proxy = try FaultProxy(
+      upstream: endpoint, schedule: ["500", "slowdown", "reset", "stall", "pass", "503", "reset"])
     defer { proxy.stop() }
     let s = try await makeStore(endpoint: proxy.url, policy: Self.fastPolicy, bucket: bucket, create: false)
     let body = randomData(50_000)

@@ -20,7 +20,8 @@ import Testing
     let name = "botrt-it-\(UUID().uuidString.prefix(8).lowercased())"
     let r = try await CurlClient().send(
       HTTPRequest(
-        method: "POST", url: "\(addr)/v1/transit/keys/\(name)", headers: [("X-Vault-Token", token)], body: Data("{}".utf8),
+        method: "POST", url: "\(addr)/v1/transit/keys/\(name)", headers: [("X-Vault-Token", token)],
+        body: Data("{}".utf8),
         tls: TLSOptions(caFile: caFile)))
     guard r.status / 100 == 2 else { throw BackendTestError("creating transit key \(name) answered \(r.status)") }
     return name
@@ -28,7 +29,9 @@ import Testing
 
   static func rotate(addr: String, token: String, key: String) async throws {
     let r = try await CurlClient().send(
-      HTTPRequest(method: "POST", url: "\(addr)/v1/transit/keys/\(key)/rotate", headers: [("X-Vault-Token", token)], body: Data()))
+      HTTPRequest(
+        method: "POST", url: "\(addr)/v1/transit/keys/\(key)/rotate", headers: [("X-Vault-Token", token)], body: Data())
+    )
     guard r.status / 100 == 2 else { throw BackendTestError("rotating \(key) answered \(r.status)") }
   }
 
@@ -60,7 +63,8 @@ import Testing
     await #expect(throws: KMSError.self) { _ = try await kms.unwrap(wrapped, context: "botrt:data:database") }
     // The factory builds the same service from the URL.
     let viaFactory = try makeKeyService(
-      url: "vault-transit://\(try Self.authority(addr))/transit/\(key)", options: KMSOptions(environment: ServiceEnv.all))
+      url: "vault-transit://\(try Self.authority(addr))/transit/\(key)",
+      options: KMSOptions(environment: ServiceEnv.all))
     #expect(try await viaFactory.unwrap(wrapped, context: "botrt:data:files") == dataKey)
   }
 

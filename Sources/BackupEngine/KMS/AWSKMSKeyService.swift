@@ -39,7 +39,8 @@ public struct AWSKMSKeyService: KeyService {
       let p = key.split(separator: ":", omittingEmptySubsequences: false)
       return key.hasPrefix("arn:") && p.count > 3 && !p[3].isEmpty ? String(p[3]) : nil
     }()
-    guard let region = queryValue(url, "region") ?? firstEnv(env, "AWS_REGION", "AWS_DEFAULT_REGION") ?? arnRegion else {
+    guard let region = queryValue(url, "region") ?? firstEnv(env, "AWS_REGION", "AWS_DEFAULT_REGION") ?? arnRegion
+    else {
       throw KMSError.invalidConfiguration(
         "AWS KMS key \(key) has no region: add ?region=… to the KMS URL or set AWS_REGION")
     }
@@ -82,14 +83,16 @@ public struct AWSKMSKeyService: KeyService {
     let payload = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
     let hash = SigV4.payloadHash(payload)
     let r = SignableRequest(
-      method: "POST", scheme: endpoint.scheme, host: endpoint.authority, encodedPath: endpoint.basePath + "/", query: [],
+      method: "POST", scheme: endpoint.scheme, host: endpoint.authority, encodedPath: endpoint.basePath + "/",
+      query: [],
       headers: [("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", "TrentService.\(action)")],
       body: payload)
     let response: HTTPResponse
     do {
       response = try await sendWithRetry(client, policy: policy, retryable: Self.isRetryable) {
         HTTPRequest(
-          method: "POST", url: r.url, headers: signer.sign(r, date: Date(), payloadHash: hash, sendContentSHA256: false),
+          method: "POST", url: r.url,
+          headers: signer.sign(r, date: Date(), payloadHash: hash, sendContentSHA256: false),
           body: payload)
       }
     } catch let e as RetriesExhausted {

@@ -36,7 +36,8 @@ public struct VaultTransitKeyService: KeyService {
     let parts = url.path.split(separator: "/").map(String.init)
     guard parts.count >= 2 else {
       throw KMSError.invalidConfiguration(
-        "Vault Transit KMS URL \(Self.redacted(url)) needs a mount and a key name: vault-transit://host:port/transit/myKey")
+        "Vault Transit KMS URL \(Self.redacted(url)) needs a mount and a key name: vault-transit://host:port/transit/myKey"
+      )
     }
     mount = parts.dropLast().joined(separator: "/")
     keyName = parts[parts.count - 1]
@@ -78,7 +79,9 @@ public struct VaultTransitKeyService: KeyService {
   func call(_ action: String, _ body: [String: String]) async throws -> [String: Any] {
     let url = "\(base)/\(mount)/\(action)/\(keyName)"
     let payload = try JSONSerialization.data(withJSONObject: body)
-    var headers: [(name: String, value: String)] = [("X-Vault-Token", token.value), ("Content-Type", "application/json")]
+    var headers: [(name: String, value: String)] = [
+      ("X-Vault-Token", token.value), ("Content-Type", "application/json"),
+    ]
     if let namespace { headers.append(("X-Vault-Namespace", namespace)) }
     let h = headers
     let response: HTTPResponse

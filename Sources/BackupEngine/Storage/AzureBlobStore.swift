@@ -32,14 +32,16 @@ public struct AzureBlobStore: ObjectStore {
     guard url.scheme?.lowercased() == "azblob", let account = url.host, !account.isEmpty, let container = parts.first
     else {
       throw StorageError.failed(
-        key: url.string ?? "azblob URL", message: "an Azure repository URL looks like azblob://account/container/prefix")
+        key: url.string ?? "azblob URL", message: "an Azure repository URL looks like azblob://account/container/prefix"
+      )
     }
     self.account = account
     self.container = container
     prefix = parts.dropFirst().joined(separator: "/")
     location = "azblob://\(account)/\(container)" + (prefix.isEmpty ? "" : "/\(prefix)")
     let env = options.environment
-    let ep = queryValue(url, "endpoint") ?? firstEnv(env, "AZURE_STORAGE_BLOB_ENDPOINT") ?? options.endpoint
+    let ep =
+      queryValue(url, "endpoint") ?? firstEnv(env, "AZURE_STORAGE_BLOB_ENDPOINT") ?? options.endpoint
       ?? "https://\(account).blob.core.windows.net"
     guard let e = Endpoint(ep) else {
       throw StorageError.failed(key: location, message: "Azure Blob endpoint '\(ep)' is not an http(s) URL")
@@ -60,7 +62,8 @@ public struct AzureBlobStore: ObjectStore {
 
   /// Builds a signed request; `blob` nil addresses the container.
   func request(
-    _ method: String, blob: String?, query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = [],
+    _ method: String, blob: String?, query: [(name: String, value: String)] = [],
+    headers: [(name: String, value: String)] = [],
     body: Data? = nil
   ) -> HTTPRequest {
     var path = "\(endpoint.basePath)/\(SigV4.encode(container))"
@@ -72,7 +75,9 @@ public struct AzureBlobStore: ObjectStore {
       method: method, encodedPath: path, query: query, headers: h, contentLength: body?.count ?? 0)
     h.append(("Authorization", auth))
     var url = "\(endpoint.scheme)://\(endpoint.authority)\(path)"
-    if !query.isEmpty { url += "?" + query.map { "\(SigV4.encode($0.name))=\(SigV4.encode($0.value))" }.joined(separator: "&") }
+    if !query.isEmpty {
+      url += "?" + query.map { "\(SigV4.encode($0.name))=\(SigV4.encode($0.value))" }.joined(separator: "&")
+    }
     return HTTPRequest(method: method, url: url, headers: h, body: body)
   }
 
@@ -97,7 +102,8 @@ public struct AzureBlobStore: ObjectStore {
         return .failed(key: key, message: "container \(container) does not exist in account \(account); create it")
       }
       return .notFound(key: key)
-    case 401, 403: return .accessDenied(key: key, message: "\(operation): \(detail.isEmpty ? "HTTP \(r.status)" : detail)")
+    case 401, 403:
+      return .accessDenied(key: key, message: "\(operation): \(detail.isEmpty ? "HTTP \(r.status)" : detail)")
     default: return .failed(key: key, message: "\(operation) answered HTTP \(r.status) \(detail)")
     }
   }
@@ -165,7 +171,9 @@ public struct AzureBlobStore: ObjectStore {
       if let marker { query.append(("marker", marker)) }
       let q = query
       let r = try await send("LIST \(listPrefix)") { request("GET", blob: nil, query: q) }
-      guard r.status == 200 else { throw failure(r, key: listPrefix.isEmpty ? "/" : listPrefix, operation: "List Blobs") }
+      guard r.status == 200 else {
+        throw failure(r, key: listPrefix.isEmpty ? "/" : listPrefix, operation: "List Blobs")
+      }
       guard let root = XMLElementNode.parse(r.body), root.name == "EnumerationResults" else {
         throw StorageError.failed(key: listPrefix, message: "List Blobs returned a body that is not EnumerationResults")
       }
@@ -185,7 +193,9 @@ public struct AzureBlobStore: ObjectStore {
   public func delete(_ key: String) async throws {
     let name = blobName(key)
     let r = try await send("DELETE \(key)") { request("DELETE", blob: name) }
-    guard r.status == 202 || r.status == 200 || r.status == 404 else { throw failure(r, key: key, operation: "Delete Blob") }
+    guard r.status == 202 || r.status == 200 || r.status == 404 else {
+      throw failure(r, key: key, operation: "Delete Blob")
+    }
   }
 
   /// Not implemented for Azure (see the type's documentation): does nothing.
@@ -193,7 +203,9 @@ public struct AzureBlobStore: ObjectStore {
 
   /// Creates the container; an existing one is not an error.
   public func createContainer() async throws {
-    let r = try await send("CREATE CONTAINER") { request("PUT", blob: nil, query: [("restype", "container")], body: Data()) }
+    let r = try await send("CREATE CONTAINER") {
+      request("PUT", blob: nil, query: [("restype", "container")], body: Data())
+    }
     if r.status == 201 || r.status == 409 { return }
     throw failure(r, key: container, operation: "Create Container")
   }

@@ -41,7 +41,8 @@ struct AzureSharedKey: Sendable {
 
   /// The string to sign for a request.
   func stringToSign(
-    method: String, encodedPath: String, query: [(name: String, value: String)], headers: [(name: String, value: String)],
+    method: String, encodedPath: String, query: [(name: String, value: String)],
+    headers: [(name: String, value: String)],
     contentLength: Int
   ) -> String {
     func header(_ n: String) -> String {
@@ -64,7 +65,8 @@ struct AzureSharedKey: Sendable {
 
   /// The Authorization header value: "SharedKey account:signature".
   func authorization(
-    method: String, encodedPath: String, query: [(name: String, value: String)], headers: [(name: String, value: String)],
+    method: String, encodedPath: String, query: [(name: String, value: String)],
+    headers: [(name: String, value: String)],
     contentLength: Int
   ) -> String {
     let sts = stringToSign(

@@ -30,7 +30,8 @@ public struct GCSStore: ObjectStore {
   /// As `init(url:options:)`, with an explicit retry policy.
   public init(url: URLComponents, options: StoreOptions, policy: RetryPolicy) throws {
     guard url.scheme?.lowercased() == "gs", let bucket = url.host, !bucket.isEmpty else {
-      throw StorageError.failed(key: url.string ?? "gs URL", message: "a GCS repository URL looks like gs://bucket/prefix")
+      throw StorageError.failed(
+        key: url.string ?? "gs URL", message: "a GCS repository URL looks like gs://bucket/prefix")
     }
     self.bucket = bucket
     prefix = url.path.split(separator: "/").joined(separator: "/")
@@ -96,7 +97,8 @@ public struct GCSStore: ObjectStore {
 
   func failure(_ r: HTTPResponse, key: String, operation: String) -> StorageError {
     let message =
-      ((jsonObject(r.body)?["error"] as? [String: Any])?["message"] as? String) ?? "HTTP \(r.status)\(errorSnippet(r.body))"
+      ((jsonObject(r.body)?["error"] as? [String: Any])?["message"] as? String)
+      ?? "HTTP \(r.status)\(errorSnippet(r.body))"
     switch r.status {
     case 404: return .notFound(key: key)
     case 401, 403: return .accessDenied(key: key, message: "\(operation): \(message)")
@@ -143,7 +145,8 @@ public struct GCSStore: ObjectStore {
   public func getRange(_ key: String, offset: Int64, length: Int64) async throws -> Data {
     guard length > 0 else { return Data() }
     let range = "bytes=\(offset)-\(offset + length - 1)"
-    let r = try await send("GET \(key) \(range)", method: "GET", url: objectURL(key) + "?alt=media", headers: [("Range", range)])
+    let r = try await send(
+      "GET \(key) \(range)", method: "GET", url: objectURL(key) + "?alt=media", headers: [("Range", range)])
     switch r.status {
     case 206:
       guard r.body.count == Int(length) else {
@@ -164,7 +167,8 @@ public struct GCSStore: ObjectStore {
     let r = try await send("HEAD \(key)", method: "GET", url: objectURL(key))
     if r.status == 404 { return nil }
     guard r.status == 200, let o = jsonObject(r.body) else { throw failure(r, key: key, operation: "metadata") }
-    return ObjectInfo(key: key, size: Self.size(o["size"]), lastModified: (o["updated"] as? String).flatMap(parseISO8601))
+    return ObjectInfo(
+      key: key, size: Self.size(o["size"]), lastModified: (o["updated"] as? String).flatMap(parseISO8601))
   }
 
   /// GCS sends sizes as decimal strings.

@@ -66,7 +66,8 @@ func sendWithRetry(
     do {
       let response = try await client.send(request)
       if !retryable(response) { return response }
-      failure = "\(request.method) \(HTTPTransportError.redact(request.url)) answered HTTP \(response.status)"
+      failure =
+        "\(request.method) \(HTTPTransportError.redact(request.url)) answered HTTP \(response.status)"
         + errorSnippet(response.body)
       transport = false
       retryAfter = parseRetryAfter(response.header("retry-after"))
@@ -114,7 +115,8 @@ struct Endpoint: Sendable, Hashable {
 
   /// Parses "scheme://host[:port][/path]"; nil when it is not such a URL.
   init?(_ string: String) {
-    guard let c = URLComponents(string: string), let scheme = c.scheme?.lowercased(), scheme == "http" || scheme == "https",
+    guard let c = URLComponents(string: string), let scheme = c.scheme?.lowercased(),
+      scheme == "http" || scheme == "https",
       let host = c.host, !host.isEmpty
     else { return nil }
     self.scheme = scheme

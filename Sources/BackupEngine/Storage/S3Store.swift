@@ -44,7 +44,8 @@ public struct S3Store: ObjectStore {
     self.prefix = url.path.split(separator: "/").joined(separator: "/")
     self.location = "s3://\(bucket)" + (prefix.isEmpty ? "" : "/\(prefix)")
     let env = options.environment
-    region = options.region ?? queryValue(url, "region") ?? firstEnv(env, "AWS_REGION", "AWS_DEFAULT_REGION") ?? "us-east-1"
+    region =
+      options.region ?? queryValue(url, "region") ?? firstEnv(env, "AWS_REGION", "AWS_DEFAULT_REGION") ?? "us-east-1"
     let endpointString =
       options.endpoint ?? queryValue(url, "endpoint")
       ?? firstEnv(env, "AWS_ENDPOINT_URL_S3", "BOTRT_S3_ENDPOINT", "AWS_ENDPOINT_URL")
@@ -114,7 +115,8 @@ public struct S3Store: ObjectStore {
   static func isRetryable(_ r: HTTPResponse) -> Bool {
     if isRetryableStatus(r.status) { return true }
     if r.status == 400, let e = S3ErrorBody.parse(r.body) {
-      return ["RequestTimeout", "SlowDown", "Throttling", "ThrottlingException", "RequestTimeTooSkewed"].contains(e.code)
+      return ["RequestTimeout", "SlowDown", "Throttling", "ThrottlingException", "RequestTimeTooSkewed"].contains(
+        e.code)
     }
     return false
   }
@@ -127,7 +129,8 @@ public struct S3Store: ObjectStore {
     case 404:
       if err?.code == "NoSuchBucket" {
         return .failed(
-          key: key, message: "bucket \(bucket) does not exist at \(endpoint.scheme)://\(endpoint.authority); create it "
+          key: key,
+          message: "bucket \(bucket) does not exist at \(endpoint.scheme)://\(endpoint.authority); create it "
             + "(with Object Lock if the repository uses retention) or fix the repository URL")
       }
       return .notFound(key: key)
@@ -266,7 +269,9 @@ public struct S3Store: ObjectStore {
     if versions.isEmpty {
       // A server without versioning support in its listing: a plain delete.
       let r = try await send("DELETE \(key)") { request("DELETE", key: full) }
-      guard r.status == 204 || r.status == 200 || r.status == 404 else { throw failure(r, key: key, operation: "DELETE") }
+      guard r.status == 204 || r.status == 200 || r.status == 404 else {
+        throw failure(r, key: key, operation: "DELETE")
+      }
       return
     }
     // Real versions first, delete markers last: a failure never leaves the object hidden but present.
@@ -335,7 +340,8 @@ public struct S3Store: ObjectStore {
       throw StorageError.failed(key: key, message: "CreateMultipartUpload answered without an UploadId")
     }
     do {
-      let etags = try await uploadParts(key: key, full: full, uploadId: uploadId, data: data, md5: options.retention != nil)
+      let etags = try await uploadParts(
+        key: key, full: full, uploadId: uploadId, data: data, md5: options.retention != nil)
       var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
       for (i, etag) in etags.enumerated() {
         xml += "<Part><PartNumber>\(i + 1)</PartNumber><ETag>\(xmlEscape(etag))</ETag></Part>"

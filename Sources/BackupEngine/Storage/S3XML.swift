@@ -44,7 +44,9 @@ private final class XMLTreeBuilder: NSObject, XMLParserDelegate {
     if !stack.isEmpty { stack[stack.count - 1].text += string }
   }
 
-  func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
+  func parser(
+    _ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?
+  ) {
     guard let done = stack.popLast() else { return }
     if stack.isEmpty { root = done } else { stack[stack.count - 1].children.append(done) }
   }
