@@ -12,7 +12,7 @@ struct BenchCommand: AsyncParsableCommand {
   @Option(name: .customLong("max-mb"), help: "Read at most this many MiB.")
   var maxMB = 400
   @Option(help: "Repetitions (best run counts).")
-  var runs = 3
+  var runs = 5
 
   func run() async throws {
     // Load sample data (whole files concatenated per file into memory buffers).

@@ -26,6 +26,8 @@ public enum EngineMain {
     #if os(Linux)
       // Few malloc arenas: the pipeline frees on other threads than it allocates, which otherwise bloats RSS.
       _ = glibcMallopt(-8 /* M_ARENA_MAX */, 2)
+      // A fixed mmap threshold: pack-sized buffers go back to the OS when freed instead of growing the heap.
+      _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 4 << 20)
     #endif
     let parsed: any ParsableCommand
     do { parsed = try BotrtEngine.parseAsRoot(arguments) } catch {

@@ -153,10 +153,11 @@ public final class AESGCM {
   public func open(_ sealed: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
     guard sealed.count >= Self.overhead else { throw CryptoError.authenticationFailed }
     let n = sealed.count - Self.overhead
-    var out = [UInt8](repeating: 0, count: n)
     let sb = sealed.baseAddress!.assumingMemoryBound(to: UInt8.self)
-    try out.withUnsafeMutableBytes { o in
-      let ob = o.baseAddress?.assumingMemoryBound(to: UInt8.self)
+    // Uninitialized output: every byte is written by the decryption or the array is discarded by the throw.
+    return try [UInt8](unsafeUninitializedCapacity: n) { o, initialized in
+      initialized = 0
+      let ob = o.baseAddress
       guard EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1, botrt_gcm_set_ivlen(ctx, 12) == 1 else {
         throw CryptoError.library("GCM init: \(Crypto.lastError())")
       }
@@ -181,8 +182,8 @@ public final class AESGCM {
         ERR_clear_error()
         throw CryptoError.authenticationFailed
       }
+      initialized = n
     }
-    return out
   }
 
   /// Opens bytes.

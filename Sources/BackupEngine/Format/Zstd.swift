@@ -35,9 +35,10 @@ public final class ZstdContext {
 
   /// Decompresses `src` to exactly `rawLength` bytes.
   public func decompress(_ src: UnsafeRawBufferPointer, rawLength: Int) throws -> [UInt8] {
-    var out = [UInt8](repeating: 0, count: rawLength)
-    let n = out.withUnsafeMutableBytes { o in
-      ZSTD_decompressDCtx(dctx, o.baseAddress, rawLength, src.baseAddress, src.count)
+    var n = 0
+    let out = [UInt8](unsafeUninitializedCapacity: rawLength) { b, initialized in
+      n = ZSTD_decompressDCtx(dctx, b.baseAddress, rawLength, src.baseAddress, src.count)
+      initialized = ZSTD_isError(n) != 0 ? 0 : min(n, rawLength)
     }
     if ZSTD_isError(n) != 0 {
       throw CryptoError.library("zstd: \(String(cString: ZSTD_getErrorName(n)))")

@@ -129,7 +129,7 @@ extension Repository {
     let dataKey = keys[opts.dataType]!
     let macK = macKey(opts.dataType)
     let run = BackupRun()
-    let queue = BoundedQueue<ChunkJob>(maxBytes: 32 << 20)
+    let queue = BoundedQueue<ChunkJob>(maxBytes: 16 << 20)
     let nodesBox = Locked<[(TreeNode, Int?)]>([])
     let packSize = config.packSize
     let chunker = self.chunker
@@ -137,8 +137,8 @@ extension Repository {
 
     // Thread 0 reads and chunks; workers hash, dedup, compress, encrypt and pack; uploaders store packs.
     let workers = max(1, opts.workers)
-    let uploaders = 2
-    let uploads = BoundedQueue<FinishedPack>(maxBytes: 2 * packSize)
+    let uploaders = 1
+    let uploads = BoundedQueue<FinishedPack>(maxBytes: packSize)
     let workersLeft = Locked(workers)
     await runThreads(1 + workers + uploaders, name: "backup") { i in
       if i == 0 {

@@ -3,7 +3,7 @@ import Foundation
 /// A byte-bounded blocking FIFO for pipeline threads: `push` blocks while full, `pop` while empty.
 final class BoundedQueue<T>: @unchecked Sendable {
   private let cond = NSCondition()
-  private var items: [T] = []
+  private var items: [T?] = []
   private var head = 0
   private var bytes = 0
   private let maxBytes: Int
@@ -30,7 +30,8 @@ final class BoundedQueue<T>: @unchecked Sendable {
     defer { cond.unlock() }
     while head == items.count && !closed { cond.wait() }
     if head == items.count { return nil }
-    let it = items[head]
+    let it = items[head]!
+    items[head] = nil  // release the payload now, not when the array is compacted
     head += 1
     if head > 1024 && head * 2 > items.count {
       items.removeFirst(head)
