@@ -8,7 +8,7 @@ import Logging
 public struct ControllerCommand: AsyncParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "botrt-controller", abstract: "The BotRT backup and disaster-recovery operator.",
-    subcommands: [RunCommand.self, VersionCommand.self], defaultSubcommand: RunCommand.self)
+    subcommands: [RunCommand.self, ReportCommand.self, VersionCommand.self], defaultSubcommand: RunCommand.self)
 
   public init() {}
 }
