@@ -25,6 +25,8 @@ WORK="$(mktemp -d /tmp/botrt-drill-e2e.XXXXXX)"
 PIDS=()
 cleanup() {
   local rc=$?
+  # The BackupPolicy's finalizer needs the running controller: delete it before stopping the controller.
+  kubectl -n "$NS" delete backuppolicies --all --timeout=60s >/dev/null 2>&1 || true
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   kubectl delete namespace "$NS" "$BACKUP_NS" --wait=false >/dev/null 2>&1 || true
@@ -145,5 +147,15 @@ k get events --field-selector involvedObject.name=db-drill,reason=DataIntegrityF
   grep -q "data/" || fail "drill d2: no DataIntegrityFailed Warning naming the damaged pack"
 [[ "$(k get drdrill db-drill -o jsonpath='{.status.history[*].trigger}')" == "trigger:d2 trigger:d1" ]] ||
   fail "drill history: $(k get drdrill db-drill -o jsonpath='{.status.history[*].trigger}')"
+log "4. botrt-controller report reads it all back"
+"$BOTRT_CONTROLLER_BIN" report -n "$NS" -o json >"$WORK/report.json" || fail "botrt-controller report failed"
+python3 - "$WORK/report.json" <<'PY' || fail "the report does not show the policy and the failed drill"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert [p["name"] for p in r["policies"]] == ["db"], r["policies"]
+assert r["drills"][0]["passed"] is False and r["drills"][0]["dataIntegrity"] is False, r["drills"]
+assert {p["profile"] for p in r["profiles"]} == {"sox", "gdpr", "pci-dss", "hipaa"}
+PY
+"$BOTRT_CONTROLLER_BIN" report -n "$NS"
 kubectl get drdrills,recoveryplans,backuppolicies -n "$NS" -o wide
 log PASS
