@@ -242,7 +242,9 @@ public final class LeaderElector: Sendable {
       setLeading(false)
       return .lost
     }
-    await release()
+    // Release even when this task was cancelled (the calls would fail at once otherwise): an unstructured task
+    // does not inherit cancellation, and the client's timeouts bound it.
+    await Task { await self.release() }.value
     return .finished
   }
 }

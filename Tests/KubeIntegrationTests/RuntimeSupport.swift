@@ -47,18 +47,38 @@ enum RuntimeEnv {
     guard FileManager.default.isExecutableFile(atPath: script) else {
       throw RuntimeTestEnvironmentError(description: "\(script) is missing or not executable")
     }
+    // Output goes to a file, not a pipe: the restarted kube-apiserver inherits the descriptors and would keep a
+    // pipe open forever.
+    let logURL = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "botrt-cluster-\(command)-\(UUID().uuidString).log")
+    guard FileManager.default.createFile(atPath: logURL.path, contents: nil) else {
+      throw RuntimeTestEnvironmentError(description: "cannot create \(logURL.path)")
+    }
+    defer {
+      do {
+        try FileManager.default.removeItem(at: logURL)
+      } catch {
+        Issue.record("cannot remove \(logURL.path): \(error)")
+      }
+    }
+    let log = try FileHandle(forWritingTo: logURL)
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/bash")
     p.arguments = [script, command]
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
+    p.standardOutput = log
+    p.standardError = log
+    p.standardInput = FileHandle.nullDevice
     try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
+    try log.close()
     guard p.terminationStatus == 0 else {
-      throw RuntimeTestEnvironmentError(
-        description: "hack/cluster.sh \(command) exited \(p.terminationStatus): \(String(decoding: data, as: UTF8.self))")
+      let output: String
+      do {
+        output = try String(contentsOf: logURL, encoding: .utf8)
+      } catch {
+        output = "<cannot read \(logURL.path): \(error)>"
+      }
+      throw RuntimeTestEnvironmentError(description: "hack/cluster.sh \(command) exited \(p.terminationStatus): \(output)")
     }
   }
 }
