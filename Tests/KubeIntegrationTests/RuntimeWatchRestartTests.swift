@@ -75,4 +75,22 @@ import Testing
       #expect(cached == expected.sorted())
     }
   }
+
+  /// Cancelling a watcher that sits in an open watch ends it (and its HTTP transfer) promptly.
+  @Test func cancelledWatcherStopsPromptly() async throws {
+    let client = try RuntimeEnv.client()
+    try await withRuntimeNamespace("rt-cancel", client: client) { ns in
+      let store = Store<ConfigMap>()
+      let watcher = Watcher(
+        source: KubeWatchSource<ConfigMap>(client: client, namespace: ns), logger: RuntimeEnv.logger("watcher"))
+      let task = Task { await watcher.run { store.apply($0) } }
+      try await runtimeEventually("initial list") { store.isReady }
+      _ = try await client.create(ConfigMap(metadata: ObjectMeta(name: "seen", namespace: ns), data: [:]))
+      try await runtimeEventually("watch event") { store.get(ObjectKey(namespace: ns, name: "seen")) != nil }
+      let cancelled = ContinuousClock.now
+      task.cancel()
+      await task.value
+      #expect(ContinuousClock.now - cancelled < .seconds(5))
+    }
+  }
 }
