@@ -155,7 +155,9 @@ public struct RepoOptions: ParsableArguments {
       return { ev in
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
-        if let d = try? e.encode(ev) { FileHandle.standardError.write(d + Data("\n".utf8)) }
+        do { FileHandle.standardError.write(try e.encode(ev) + Data("\n".utf8)) } catch {
+          FileHandle.standardError.write(Data("warning: progress not encodable: \(error)\n".utf8))
+        }
       }
     }
     guard isatty(2) == 1 else { return nil }

@@ -28,8 +28,9 @@ public final class RepositoryLock: @unchecked Sendable {
         var r = record
         r.time = Repository.now()
         r.expires = Manifest.formatTime(Date().addingTimeInterval(Self.ttl))
-        if let d = try? JSONEncoder().encode(r) {
-          do { try await store.put(key, data: d) } catch { continue }
+        do { try await store.put(key, data: try JSONEncoder().encode(r)) } catch {
+          // A missed refresh is retried on the next tick; the lock only expires after several misses.
+          FileHandle.standardError.write(Data("warning: could not refresh lock \(key): \(error)\n".utf8))
         }
       }
     }
@@ -51,8 +52,9 @@ extension Repository {
     for o in try await store.list(prefix: "locks/") {
       let d: Data
       do { d = try await store.get(o.key) } catch StorageError.notFound { continue }
-      guard let r = try? JSONDecoder().decode(LockRecord.self, from: d) else {
-        logger.warning("removing unreadable lock \(o.key)")
+      let r: LockRecord
+      do { r = try JSONDecoder().decode(LockRecord.self, from: d) } catch {
+        logger.warning("removing unreadable lock \(o.key): \(error)")
         try await store.delete(o.key)
         continue
       }

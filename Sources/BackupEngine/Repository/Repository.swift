@@ -354,7 +354,12 @@ public final class AuditLog: @unchecked Sendable {
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     let l = Line(time: Repository.now(), actor: actor, action: action, outcome: outcome, details: details)
-    if let d = try? e.encode(l) { lines.with { $0.append(String(decoding: d, as: UTF8.self)) } }
+    do {
+      let d = try e.encode(l)
+      lines.with { $0.append(String(decoding: d, as: UTF8.self)) }
+    } catch {
+      FileHandle.standardError.write(Data("warning: audit line for \(action) not encodable: \(error)\n".utf8))
+    }
   }
 
   /// The lines recorded so far.
