@@ -207,10 +207,10 @@ start_etcd() {
   local i
   for ((i = 0; i < 100; i++)); do
     if curl -fsS "http://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | grep -q '"health":"true"'; then return 0; fi
-    alive etcd etcd || die "etcd exited; see $DIR/logs/etcd.log"
+    alive etcd etcd || die_with_log etcd "etcd exited; see $DIR/logs/etcd.log"
     sleep 0.2
   done
-  die "etcd did not become healthy on 127.0.0.1:$ETCD_PORT within 20 s; see $DIR/logs/etcd.log"
+  die_with_log etcd "etcd did not become healthy on 127.0.0.1:$ETCD_PORT within 20 s; see $DIR/logs/etcd.log"
 }
 
 start_apiserver() {
@@ -236,10 +236,10 @@ wait_ready() {
     out="$(curl -sS --max-time 2 --cacert "$DIR/pki/ca.crt" -H "Authorization: Bearer admintoken" \
       "https://127.0.0.1:$APISERVER_PORT/readyz" 2>/dev/null || true)"
     [[ "$out" == "ok" ]] && return 0
-    alive apiserver kube-apiserver || die "kube-apiserver exited; see $DIR/logs/apiserver.log"
+    alive apiserver kube-apiserver || die_with_log apiserver "kube-apiserver exited; see $DIR/logs/apiserver.log"
     sleep 0.2
   done
-  die "kube-apiserver did not answer /readyz with ok on https://127.0.0.1:$APISERVER_PORT within 60 s" \
+  die_with_log apiserver "kube-apiserver did not answer /readyz with ok on https://127.0.0.1:$APISERVER_PORT within 60 s" \
     "(last answer: ${out:0:200}); see $DIR/logs/apiserver.log"
 }
 
@@ -276,7 +276,7 @@ EOF
     --port=0 --secure-port=0
   sleep 0.5
   alive controller-manager kube-controller-manager ||
-    die "kube-controller-manager exited; see $DIR/logs/controller-manager.log"
+    die_with_log controller-manager "kube-controller-manager exited; see $DIR/logs/controller-manager.log"
 }
 
 wait_default_serviceaccount() {
@@ -286,10 +286,10 @@ wait_default_serviceaccount() {
       return 0
     fi
     alive controller-manager kube-controller-manager ||
-      die "kube-controller-manager exited; see $DIR/logs/controller-manager.log"
+      die_with_log controller-manager "kube-controller-manager exited; see $DIR/logs/controller-manager.log"
     sleep 0.2
   done
-  die "the default ServiceAccount did not appear within 30 s; see $DIR/logs/controller-manager.log"
+  die_with_log controller-manager "the default ServiceAccount did not appear within 30 s; see $DIR/logs/controller-manager.log"
 }
 
 all_alive() {

@@ -95,10 +95,10 @@ wait_http() {
   shift 3
   for ((i = 0; i < 300; i++)); do
     if curl -fsS -o /dev/null --max-time 2 "$@" "$url" 2>/dev/null; then return 0; fi
-    alive "$name" "$pattern" || die "$name exited before answering $url; see $DIR/logs/$name.log"
+    alive "$name" "$pattern" || die_with_log "$name" "$name exited before answering $url; see $DIR/logs/$name.log"
     sleep 0.2
   done
-  die "$name did not answer $url within 60 s; see $DIR/logs/$name.log"
+  die_with_log "$name" "$name did not answer $url within 60 s; see $DIR/logs/$name.log"
 }
 
 # vault_api ADDR METHOD PATH [curl args...]: one Vault API call with the dev root token.
@@ -195,11 +195,11 @@ start_postgres() {
   fi
   if [[ ! -f "$data/PG_VERSION" ]]; then
     as_pg "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-locale >"$DIR/logs/initdb.log" 2>&1 ||
-      die "initdb failed; see $DIR/logs/initdb.log"
+      die_with_log initdb "initdb failed; see $DIR/logs/initdb.log"
   fi
   as_pg "$bin/pg_ctl" -D "$data" -l "$DIR/pg/postgres.log" -w -t 60 \
     -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$DIR/pg/sock" start \
-    >>"$DIR/logs/postgres.log" 2>&1 || die "pg_ctl start failed; see $DIR/logs/postgres.log and $DIR/pg/postgres.log"
+    >>"$DIR/logs/postgres.log" 2>&1 || die_with_log postgres "pg_ctl start failed; see $DIR/logs/postgres.log and $DIR/pg/postgres.log"
   head -1 "$data/postmaster.pid" >"$DIR/pids/postgres.pid"
   "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atqc 'select 1' >/dev/null ||
     die "PostgreSQL started but does not answer on 127.0.0.1:$PG_PORT; see $DIR/pg/postgres.log"

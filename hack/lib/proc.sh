@@ -59,6 +59,18 @@ stop_proc() {
   rm -f "$DIR/pids/$name.pid"
 }
 
+# die_with_log NAME MESSAGE: fails, showing the end of $DIR/logs/NAME.log (the state dir, and so
+# the log, may be removed by a later `down`).
+die_with_log() {
+  local name="$1"
+  shift
+  if [[ -f "$DIR/logs/$name.log" ]]; then
+    echo "$LOG_PREFIX: last lines of $DIR/logs/$name.log:" >&2
+    tail -n 25 "$DIR/logs/$name.log" | sed 's/^/    /' >&2
+  fi
+  die "$@"
+}
+
 # True when something listens on TCP port $1.
 port_in_use() {
   ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
