@@ -116,13 +116,14 @@ public final class BotRTController: Sendable {
       reconcile: { key, store in try await reconciler.reconcile(key, store) })
     // Children changes (runs finishing, drift of CronJobs and NetworkPolicies) reconcile the owner, found by labels.
     // Pods are not watched: the job controller updates the Job when its Pod ends, and the reconcile then lists
-    // the Pods for their termination messages; one cluster-wide Pod watch less.
+    // the Pods for their termination messages; one cluster-wide Pod watch less. CronJobs are not watched either:
+    // the 1.20 CronJob controller rewrites every CronJob's status every few seconds, which made each policy
+    // reconcile (and re-apply all children) about once a minute at rest (hack/bench-controller.sh).
     let managed = WatcherConfig(labelSelector: "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)")
     let mapper: KeyMapper<Unstructured> = Mappers.labels(
       nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace)
     for resource in [
-      ChildResources.jobs, ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion),
-      ChildResources.networkPolicies,
+      ChildResources.jobs, ChildResources.networkPolicies,
     ] {
       controller.watches(
         KubeWatchSource<Unstructured>(client: client, resource: resource, namespace: nil), config: managed,

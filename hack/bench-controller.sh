@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Benchmark of botrt-controller (issue 4): apply N BackupPolicies at once and report the seconds until all are
+# Ready, the controller's peak RSS, and the requests it makes at steady state (from the apiserver's
+# apiserver_request_total, by verb and resource, over a window in which only the controller talks to it).
+#
+#   BOTRT_BENCH_POLICIES (1000)  BOTRT_BENCH_STEADY_SECONDS (300)  BOTRT_CONTROLLER_BIN (required: the binary)
+#   KUBECONFIG must point at the local control plane (source <(hack/cluster.sh env)).
+set -euo pipefail
+
+N="${BOTRT_BENCH_POLICIES:-1000}"
+STEADY="${BOTRT_BENCH_STEADY_SECONDS:-300}"
+BIN="${BOTRT_CONTROLLER_BIN:?set BOTRT_CONTROLLER_BIN to the botrt-controller binary}"
+: "${KUBECONFIG:?set KUBECONFIG (source <(hack/cluster.sh env))}"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORK="$(mktemp -d)"
+NS="botrt-bench-$RANDOM"
+say() { echo "bench: $*" >&2; }
+
+CONTROLLER_PID=""
+cleanup() {
+  set +e
+  [[ -n "$CONTROLLER_PID" ]] && kill -TERM "$CONTROLLER_PID" 2>/dev/null && wait "$CONTROLLER_PID" 2>/dev/null
+  kubectl delete namespace "$NS" "$NS-backup" --wait=false >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+kubectl apply -f "$REPO/crds/" >/dev/null
+kubectl create namespace "$NS" >/dev/null
+kubectl -n "$NS" create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID=bench \
+  --from-literal=AWS_SECRET_ACCESS_KEY=bench >/dev/null
+kubectl -n "$NS" create secret generic vault-token --from-literal=token=bench >/dev/null
+
+say "generating $N policies"
+for i in $(seq 1 "$N"); do
+  cat <<EOF
+---
+apiVersion: dr.botrt.io/v1alpha1
+kind: BackupPolicy
+metadata: {name: p$i, namespace: $NS}
+spec:
+  tier: standard
+  dataType: files
+  source: {command: {image: "busybox:1", command: [cat], args: [/etc/hostname]}}
+  repository: {s3: {bucket: bench, prefix: "p$i", region: us-east-1, endpoint: "http://10.0.0.9:9000", credentialsSecretRef: {name: s3-creds}}}
+  encryption: {kms: {vaultTransit: {address: "http://vault.vault.svc:8200", key: bench, authSecretRef: {name: vault-token}}}}
+EOF
+done >"$WORK/policies.yaml"
+
+METRICS="127.0.0.1:${BOTRT_BENCH_METRICS_PORT:-48090}"
+"$BIN" run --namespace "$NS" --backup-namespace "$NS-backup" --metrics-address "$METRICS" >"$WORK/controller.log" 2>&1 &
+CONTROLLER_PID=$!
+sleep 2
+
+peak_rss() { awk '/VmHWM/ {print $2}' "/proc/$CONTROLLER_PID/status"; }
+ready_count() {
+  kubectl -n "$NS" get backuppolicies -o \
+    jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$' || true
+}
+
+say "applying $N policies"
+start=$(date +%s.%N)
+kubectl apply -f "$WORK/policies.yaml" >/dev/null
+while :; do
+  n=$(ready_count)
+  [[ "$n" -ge "$N" ]] && break
+  kill -0 "$CONTROLLER_PID" || { tail -20 "$WORK/controller.log"; exit 1; }
+  sleep 2
+done
+end=$(date +%s.%N)
+ready_seconds=$(echo "$end - $start" | bc)
+say "all $N Ready after $ready_seconds s; peak RSS $(peak_rss) KiB"
+
+requests() {
+  kubectl get --raw /metrics | grep '^apiserver_request_total{' |
+    sed -E 's/.*[{,]resource="([^"]*)".*[{,]subresource="([^"]*)".*[{,]verb="([^"]*)".*\} ([0-9.e+]+)$/\3 \1\/\2 \4/' |
+    awk '{a[$1" "$2]+=$3} END {for (k in a) print k, a[k]}' | sort
+}
+controller_metrics() { curl -fsS "http://$METRICS/metrics" | grep -E '^botrt_(watcher_lists_total|reconcile_total|watcher_)' || true; }
+# Ready comes before the queue drains (each status write brings one more reconcile): wait until reconciles stop.
+reconciles() { controller_metrics | awk '/^botrt_reconcile_total\{controller="backuppolicy"/ {n+=$2} END {print n+0}'; }
+prev=-1
+while :; do
+  cur=$(reconciles)
+  [[ "$cur" == "$prev" ]] && break
+  prev=$cur
+  sleep 10
+done
+settled=$(date +%s.%N)
+say "the work queue drained after $(echo "$settled - $start" | bc) s ($prev reconciles)"
+controller_metrics >"$WORK/metrics-before.txt"
+requests >"$WORK/before.txt"
+say "steady state: counting requests for $STEADY s"
+sleep "$STEADY"
+requests >"$WORK/after.txt"
+say "requests during the steady window (verb resource count), non-zero only:"
+join -j1 <(awk '{print $1"/"$2, $3}' "$WORK/before.txt" | sort) <(awk '{print $1"/"$2, $3}' "$WORK/after.txt" | sort) |
+  awk '{d=$3-$2; if (d>0) printf "  %s %d\n", $1, d}'
+say "controller metrics before and after the steady window:"
+paste "$WORK/metrics-before.txt" <(controller_metrics) | sed 's/^/  /'
+grep -iE 'warn|error' "$WORK/controller.log" | tail -5 || true
+echo "policies=$N ready_seconds=$ready_seconds peak_rss_kib=$(peak_rss)"
