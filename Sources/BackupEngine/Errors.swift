@@ -26,7 +26,8 @@ public enum EngineError: Error, Sendable, CustomStringConvertible {
     case .unsupportedFormat(let m): return m
     case .locked(let m): return m
     case .io(let p, let m): return "\(p): \(m)"
-    case .noSpace(let p, let m): return "no space left on device writing \(p): \(m); free space or choose another target"
+    case .noSpace(let p, let m):
+      return "no space left on device writing \(p): \(m); free space or choose another target"
     case .snapshotNotFound(let s): return "snapshot \(s) not found; list them with `botrt-engine snapshots`"
     case .failed(let m): return m
     }

@@ -42,7 +42,8 @@ func fill(_ result: inout CommandResult, _ repo: Repository) {
 struct InitCommand: EngineCommand {
   static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a repository.")
   @OptionGroup var repoOptions: RepoOptions
-  @Option(name: .customLong("object-lock"), help: "compliance:DAYS or governance:DAYS (S3 Object Lock on every object).")
+  @Option(
+    name: .customLong("object-lock"), help: "compliance:DAYS or governance:DAYS (S3 Object Lock on every object).")
   var objectLock: String?
   var commandName: String { "init" }
 
@@ -81,7 +82,9 @@ struct BackupCommand: EngineCommand {
     } else if paths.isEmpty {
       throw ValidationError("give at least one PATH, or --stdin --stdin-name NAME")
     }
-    guard KeyType(dataType: dataType) != nil else { throw ValidationError("--data-type must be files, database or logs") }
+    guard KeyType(dataType: dataType) != nil else {
+      throw ValidationError("--data-type must be files, database or logs")
+    }
     for t in tags where !t.contains("=") { throw ValidationError("--tag '\(t)' must be K=V") }
   }
 
@@ -160,7 +163,8 @@ struct VerifyCommand: EngineCommand {
   func execute(_ result: inout CommandResult) async throws {
     let repo = try await repoOptions.open()
     let r = try await withLockedRepo(repo, exclusive: false) {
-      try await repo.verify(snapshotRef: all ? nil : snapshot, readData: readData, progress: repoOptions.progressHandler())
+      try await repo.verify(
+        snapshotRef: all ? nil : snapshot, readData: readData, progress: repoOptions.progressHandler())
     }
     fill(&result, repo)
     result.errors = r.errors
@@ -168,7 +172,8 @@ struct VerifyCommand: EngineCommand {
     result.files = r.blobs
     for e in r.errors { FileHandle.standardError.write(Data("error: \(e)\n".utf8)) }
     if !r.errors.isEmpty {
-      throw EngineError.integrity(object: "repository", message: "\(r.errors.count) problems found; first: \(r.errors[0])")
+      throw EngineError.integrity(
+        object: "repository", message: "\(r.errors.count) problems found; first: \(r.errors[0])")
     }
   }
 }
@@ -186,13 +191,15 @@ struct SnapshotsCommand: EngineCommand {
     result.snapshots = snaps.map {
       let m = $0.manifest
       return SnapshotSummary(
-        id: $0.id.hex, seq: m.seq, time: m.time, hostname: m.hostname, dataType: m.dataType, paths: m.paths, tags: m.tags,
+        id: $0.id.hex, seq: m.seq, time: m.time, hostname: m.hostname, dataType: m.dataType, paths: m.paths,
+        tags: m.tags,
         files: m.summary.files, bytes: m.summary.bytes, errors: m.summary.errors, parent: m.parent)
     }
     if !repoOptions.json {
       var out = "ID          SEQ  TIME                      HOST            TYPE      FILES      BYTES  PATHS\n"
       for s in result.snapshots ?? [] {
-        out += "\(s.id.prefix(10))  \(s.seq)  \(s.time)  \(s.hostname)  \(s.dataType)  \(s.files)  \(s.bytes)  \(s.paths.joined(separator: ","))\n"
+        out +=
+          "\(s.id.prefix(10))  \(s.seq)  \(s.time)  \(s.hostname)  \(s.dataType)  \(s.files)  \(s.bytes)  \(s.paths.joined(separator: ","))\n"
       }
       FileHandle.standardError.write(Data(out.utf8))
     }

@@ -80,11 +80,17 @@ public struct SnapshotSummary: Codable, Sendable {
 
 /// Flags every repository command takes.
 public struct RepoOptions: ParsableArguments {
-  @Option(help: "Repository URL: file:///path, s3://bucket/prefix, gs://bucket/prefix, azblob://account/container/prefix (env BOTRT_REPO).")
+  @Option(
+    help:
+      "Repository URL: file:///path, s3://bucket/prefix, gs://bucket/prefix, azblob://account/container/prefix (env BOTRT_REPO)."
+  )
   var repo: String?
-  @Option(help: "KMS URL: file:///path/key, vault-transit://host:port/mount/key, awskms://keyId?region=... (env BOTRT_KMS).")
+  @Option(
+    help: "KMS URL: file:///path/key, vault-transit://host:port/mount/key, awskms://keyId?region=... (env BOTRT_KMS).")
   var kms: String?
-  @Option(name: .customLong("s3-endpoint"), help: "S3 endpoint URL (env BOTRT_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL).")
+  @Option(
+    name: .customLong("s3-endpoint"),
+    help: "S3 endpoint URL (env BOTRT_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL).")
   var s3Endpoint: String?
   @Option(name: .customLong("s3-region"), help: "S3 region (env AWS_REGION, AWS_DEFAULT_REGION).")
   var s3Region: String?
@@ -94,11 +100,15 @@ public struct RepoOptions: ParsableArguments {
   var vaultTokenFile: String?
   @Option(name: .customLong("vault-ca-file"), help: "PEM CA bundle for the Vault server (env VAULT_CACERT).")
   var vaultCAFile: String?
-  @Option(name: .customLong("kms-endpoint"), help: "KMS endpoint override, e.g. for AWS KMS in tests (env BOTRT_AWSKMS_ENDPOINT).")
+  @Option(
+    name: .customLong("kms-endpoint"),
+    help: "KMS endpoint override, e.g. for AWS KMS in tests (env BOTRT_AWSKMS_ENDPOINT).")
   var kmsEndpoint: String?
   @Flag(help: "Print progress as JSON lines on stderr.")
   var json = false
-  @Option(name: .customLong("result-file"), help: "Write the one-line JSON result here (default /dev/termination-log when it exists).")
+  @Option(
+    name: .customLong("result-file"),
+    help: "Write the one-line JSON result here (default /dev/termination-log when it exists).")
   var resultFile: String?
   @Flag(name: .shortAndLong, help: "No progress output.")
   var quiet = false

@@ -5,7 +5,9 @@ import Testing
 
 @Suite struct CryptoTests {
   @Test func sha256KnownVector() {
-    #expect(Hex.encode(Crypto.sha256(Array("abc".utf8))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    #expect(
+      Hex.encode(Crypto.sha256(Array("abc".utf8))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
   }
 
   @Test func hmacRFC4231Case2() {
@@ -58,7 +60,8 @@ import Testing
     var sig = try Ed25519.sign(msg, privateKey: sk)
     #expect(Ed25519.verify(msg, signature: sig, publicKey: pk))
     #expect(!Ed25519.verify(Array("manifesT".utf8), signature: sig, publicKey: pk))
-    #expect(!Ed25519.verify(msg, signature: sig, publicKey: try Ed25519.publicKey(privateKey: Ed25519.generatePrivateKey())))
+    #expect(
+      !Ed25519.verify(msg, signature: sig, publicKey: try Ed25519.publicKey(privateKey: Ed25519.generatePrivateKey())))
     sig[3] ^= 0x40
     #expect(!Ed25519.verify(msg, signature: sig, publicKey: pk))
   }

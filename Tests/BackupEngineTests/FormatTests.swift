@@ -20,12 +20,15 @@ import Testing
     let (parsed, _) = try PackFormat.parseHeader(tail: body, packSize: body.count, meta: meta, repo: repo)
     #expect(parsed == es)
     // A short tail asks for more.
-    let (none, needed) = try PackFormat.parseHeader(tail: Array(body.suffix(20)), packSize: body.count, meta: meta, repo: repo)
+    let (none, needed) = try PackFormat.parseHeader(
+      tail: Array(body.suffix(20)), packSize: body.count, meta: meta, repo: repo)
     #expect(none == nil)
     #expect(needed == body.count - 300)
     var bad = body
     bad[body.count - 30] ^= 1
-    #expect(throws: FormatError.self) { try PackFormat.parseHeader(tail: bad, packSize: bad.count, meta: meta, repo: repo) }
+    #expect(throws: FormatError.self) {
+      try PackFormat.parseHeader(tail: bad, packSize: bad.count, meta: meta, repo: repo)
+    }
     #expect(throws: FormatError.self) {
       try PackFormat.parseHeader(tail: Array(body.dropLast()), packSize: body.count - 1, meta: meta, repo: repo)
     }
@@ -39,7 +42,8 @@ import Testing
     let meta = try AESGCM(key: Crypto.randomBytes(32))
     let z = ZstdContext()
     let packs = [
-      IndexPack(packID: ID(Crypto.randomBytes(32)), packSize: 1234, entries: [entry(1, offset: 0), entry(2, offset: 100)]),
+      IndexPack(
+        packID: ID(Crypto.randomBytes(32)), packSize: 1234, entries: [entry(1, offset: 0), entry(2, offset: 100)]),
       IndexPack(packID: ID(Crypto.randomBytes(32)), packSize: 99, entries: []),
     ]
     let obj = try IndexFormat.encodeObject(packs, meta: meta, zstd: z, repo: repo)
@@ -54,7 +58,8 @@ import Testing
 
   @Test func treeRoundTrip() throws {
     let nodes = [
-      TreeNode(kind: .directory, path: "d", mode: 0o750, uid: 1, gid: 2, user: "u", group: "g", mtimeSec: 5, mtimeNsec: 6),
+      TreeNode(
+        kind: .directory, path: "d", mode: 0o750, uid: 1, gid: 2, user: "u", group: "g", mtimeSec: 5, mtimeNsec: 6),
       TreeNode(
         kind: .file, path: "d/f", mode: 0o600, size: 10, inode: 77, device: 3,
         content: [ID(Crypto.randomBytes(32)), ID(Crypto.randomBytes(32))]),
@@ -98,7 +103,8 @@ import Testing
     let obj = try SnapshotFormat.encodeObject(m, signingKey: sk, meta: meta, zstd: z, repo: repo)
     #expect(try SnapshotFormat.decodeObject(obj, name: "x", publicKey: pk, meta: meta, zstd: z, repo: repo) == m)
     // Signed by another key: refused even though it decrypts.
-    let forged = try SnapshotFormat.encodeObject(m, signingKey: Ed25519.generatePrivateKey(), meta: meta, zstd: z, repo: repo)
+    let forged = try SnapshotFormat.encodeObject(
+      m, signingKey: Ed25519.generatePrivateKey(), meta: meta, zstd: z, repo: repo)
     #expect(throws: EngineError.self) {
       try SnapshotFormat.decodeObject(forged, name: "x", publicKey: pk, meta: meta, zstd: z, repo: repo)
     }

@@ -10,7 +10,8 @@ final class LockingMemoryStore: ObjectStore, @unchecked Sendable {
     var data: Data
     var retention: ObjectRetention?
   }
-  private let state = Locked<(objects: [String: Object], extended: [String: ObjectRetention])>((objects: [:], extended: [:]))
+  private let state = Locked<(objects: [String: Object], extended: [String: ObjectRetention])>(
+    (objects: [:], extended: [:]))
   var location: String { "mem://locking" }
   var supportsRetention: Bool { true }
   var objects: [String: Object] { state.with { $0.objects } }
@@ -38,7 +39,9 @@ final class LockingMemoryStore: ObjectStore, @unchecked Sendable {
     state.with { s in s.objects[key].map { ObjectInfo(key: key, size: Int64($0.data.count)) } }
   }
   func list(prefix: String) async throws -> [ObjectInfo] {
-    state.with { s in s.objects.filter { $0.key.hasPrefix(prefix) }.map { ObjectInfo(key: $0.key, size: Int64($0.value.data.count)) } }
+    state.with { s in
+      s.objects.filter { $0.key.hasPrefix(prefix) }.map { ObjectInfo(key: $0.key, size: Int64($0.value.data.count)) }
+    }
   }
   func delete(_ key: String) async throws {
     try state.with { s in
@@ -69,7 +72,8 @@ final class LockingMemoryStore: ObjectStore, @unchecked Sendable {
     let store = LockingMemoryStore()
     let kms = try LocalKeyService(path: dir + "/kek")
     let repo = try await Repository.initialize(
-      store: store, keyService: kms, objectLock: try ObjectLockConfig.parse("compliance:30"), logger: Logger(label: "t"))
+      store: store, keyService: kms, objectLock: try ObjectLockConfig.parse("compliance:30"), logger: Logger(label: "t")
+    )
     let before = Date()
     _ = try await repo.backup(BackupOptions(paths: [dir + "/src"]))
     try await repo.audit.flush()

@@ -33,7 +33,9 @@ import Testing
     #expect(r.stderr.contains("could not unwrap"))
     let m = try h.run(["snapshots", "--repo", h.repoURL, "--kms", "file://\(h.dir)/nope"], withRepo: false)
     #expect(m.code == 3)
-    #expect(try h.run(["snapshots", "--repo", h.repoURL, "--kms", "vault-transit://127.0.0.1:1/transit/k"], withRepo: false).code != 0)
+    #expect(
+      try h.run(["snapshots", "--repo", h.repoURL, "--kms", "vault-transit://127.0.0.1:1/transit/k"], withRepo: false)
+        .code != 0)
   }
 
   @Test func flippedByteInPackIsNamedByVerifyAndRefusedByRestore() throws {
@@ -41,10 +43,11 @@ import Testing
     defer { h.cleanup() }
     let packs = try h.objects("data")
     // The largest pack holds file data.
-    let pack = try #require(packs.max { a, b in
-      (try? FileManager.default.attributesOfItem(atPath: h.repo + "/" + a)[.size] as? Int ?? 0) ?? 0
-        < (try? FileManager.default.attributesOfItem(atPath: h.repo + "/" + b)[.size] as? Int ?? 0) ?? 0
-    })
+    let pack = try #require(
+      packs.max { a, b in
+        (try? FileManager.default.attributesOfItem(atPath: h.repo + "/" + a)[.size] as? Int ?? 0) ?? 0
+          < (try? FileManager.default.attributesOfItem(atPath: h.repo + "/" + b)[.size] as? Int ?? 0) ?? 0
+      })
     try h.flipByte(pack, at: 1000)
     let v = try h.run(["verify", "--read-data"])
     #expect(v.code == 5)
@@ -105,7 +108,8 @@ import Testing
     #expect(snaps.count == 2)
     // Forged: a valid-looking manifest signed with a key that is not the repository's.
     let forged = try await repo.writeRawSnapshot(
-      nodes: [TreeNode(kind: .file, path: "x")], seq: 9, parent: snaps[1].id.hex, signingKey: Ed25519.generatePrivateKey())
+      nodes: [TreeNode(kind: .file, path: "x")], seq: 9, parent: snaps[1].id.hex,
+      signingKey: Ed25519.generatePrivateKey())
     let v = try h.run(["verify"])
     #expect(v.code == 5)
     #expect(v.stderr.contains("snapshots/\(forged.hex)") && v.stderr.contains("signature"))
@@ -125,7 +129,8 @@ import Testing
     try saved.write(to: URL(fileURLWithPath: newest))
 
     // Replayed sequence: correctly signed, but not after its parent.
-    let stale = try await repo.writeRawSnapshot(nodes: [TreeNode(kind: .file, path: "x")], seq: 1, parent: snaps[1].id.hex)
+    let stale = try await repo.writeRawSnapshot(
+      nodes: [TreeNode(kind: .file, path: "x")], seq: 1, parent: snaps[1].id.hex)
     let v3 = try h.run(["verify"])
     #expect(v3.code == 5)
     #expect(v3.stderr.contains(stale.hex) && v3.stderr.contains("replayed old manifest"))
@@ -136,7 +141,8 @@ import Testing
     defer { h.cleanup() }
     let path = h.repo + "/config"
     let text = try String(contentsOfFile: path, encoding: .utf8)
-    try text.replacingOccurrences(of: "\"version\":1", with: "\"version\":7").write(toFile: path, atomically: true, encoding: .utf8)
+    try text.replacingOccurrences(of: "\"version\":1", with: "\"version\":7").write(
+      toFile: path, atomically: true, encoding: .utf8)
     let r = try h.run(["snapshots"])
     #expect(r.code == 5)
     #expect(r.stderr.contains("format version 7"))
@@ -210,7 +216,9 @@ import Testing
     try p.run()
     p.waitUntilExit()
     #expect(p.terminationStatus == 6)
-    let o = try JSONSerialization.jsonObject(with: try Data(contentsOf: URL(fileURLWithPath: h.dir + "/res.json"))) as? [String: Any]
+    let o =
+      try JSONSerialization.jsonObject(with: try Data(contentsOf: URL(fileURLWithPath: h.dir + "/res.json")))
+      as? [String: Any]
     let errors = o?["errors"] as? [String] ?? []
     #expect(errors.contains { $0.contains("secret") && $0.contains("Permission denied") })
   }

@@ -16,7 +16,9 @@ struct CLIHarness {
     guard let b = ProcessInfo.processInfo.environment["BOTRT_ENGINE_BIN"], !b.isEmpty else {
       throw HarnessError("BOTRT_ENGINE_BIN is not set: export the path of the built botrt-engine (hack/test.sh does)")
     }
-    guard FileManager.default.isExecutableFile(atPath: b) else { throw HarnessError("BOTRT_ENGINE_BIN=\(b) is not executable") }
+    guard FileManager.default.isExecutableFile(atPath: b) else {
+      throw HarnessError("BOTRT_ENGINE_BIN=\(b) is not executable")
+    }
     return b
   }
 
@@ -37,13 +39,17 @@ struct CLIHarness {
     var result: [String: Any] {
       let lines = String(decoding: stdout, as: UTF8.self).split(separator: "\n")
       for l in lines.reversed() {
-        if let o = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], o["command"] != nil { return o }
+        if let o = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], o["command"] != nil {
+          return o
+        }
       }
       return [:]
     }
     var resultFromStderr: [String: Any] {
       for l in stderr.split(separator: "\n").reversed() {
-        if let o = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], o["command"] != nil { return o }
+        if let o = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], o["command"] != nil {
+          return o
+        }
       }
       return [:]
     }
@@ -147,5 +153,7 @@ func sampleData(_ n: Int) -> Data {
 
 /// Creates a file or throws naming it.
 func makeFile(atPath path: String, contents: Data?) throws {
-  guard FileManager.default.createFile(atPath: path, contents: contents) else { throw HarnessError("cannot create \(path)") }
+  guard FileManager.default.createFile(atPath: path, contents: contents) else {
+    throw HarnessError("cannot create \(path)")
+  }
 }

@@ -27,7 +27,9 @@ import Testing
     #expect(v.code == 0, "\(v.stderr)")
     let r = try h.run(["restore", "latest", "--target", h.dir + "/out"])
     #expect(r.code == 0)
-    #expect(FileManager.default.contents(atPath: h.dir + "/out/src/f2.bin") == FileManager.default.contents(atPath: h.dir + "/src/f2.bin"))
+    #expect(
+      FileManager.default.contents(atPath: h.dir + "/out/src/f2.bin")
+        == FileManager.default.contents(atPath: h.dir + "/src/f2.bin"))
     #expect(try h.run(["forget"]).code == 2)
     #expect(try h.run(["forget", "--max-age", "1h"]).code == 0)
     #expect(try h.objects("snapshots").count == 1)
@@ -51,9 +53,12 @@ import Testing
     // The old KEK is useless now; remove it entirely.
     try FileManager.default.removeItem(atPath: h.keyPath)
     let r = try h.run(
-      ["restore", "latest", "--target", h.dir + "/out", "--repo", h.repoURL, "--kms", "file://\(newKey)"], withRepo: false)
+      ["restore", "latest", "--target", h.dir + "/out", "--repo", h.repoURL, "--kms", "file://\(newKey)"],
+      withRepo: false)
     #expect(r.code == 0, "\(r.stderr)")
-    #expect(FileManager.default.contents(atPath: h.dir + "/out/src/data.bin") == FileManager.default.contents(atPath: h.dir + "/src/data.bin"))
+    #expect(
+      FileManager.default.contents(atPath: h.dir + "/out/src/data.bin")
+        == FileManager.default.contents(atPath: h.dir + "/src/data.bin"))
     try makeFile(atPath: h.keyPath, contents: Data(Crypto.randomBytes(32)))
     #expect(try h.run(["snapshots"]).code == 3)
   }

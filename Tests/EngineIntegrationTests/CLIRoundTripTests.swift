@@ -38,7 +38,9 @@ import Testing
     let src = h.dir + "/src"
     let out = h.dir + "/out/src"
     for f in ["big.bin", "a.txt", "sub/script.sh", "sub/hard"] {
-      #expect(FileManager.default.contents(atPath: out + "/" + f) == FileManager.default.contents(atPath: src + "/" + f), "\(f)")
+      #expect(
+        FileManager.default.contents(atPath: out + "/" + f) == FileManager.default.contents(atPath: src + "/" + f),
+        "\(f)")
     }
     #expect(try attrs(out + "/a.txt").mode == 0o640)
     #expect(try attrs(out + "/sub/script.sh").mode == 0o755)

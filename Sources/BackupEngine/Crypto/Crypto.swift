@@ -33,7 +33,9 @@ public enum Crypto {
   public static func sha256(_ data: UnsafeRawBufferPointer) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: 32)
     out.withUnsafeMutableBytes { o in
-      _ = SHA256(data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, o.baseAddress!.assumingMemoryBound(to: UInt8.self))
+      _ = SHA256(
+        data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count,
+        o.baseAddress!.assumingMemoryBound(to: UInt8.self))
     }
     return out
   }
@@ -98,7 +100,9 @@ public final class AESGCM {
   /// Seals `plaintext` with a fresh random nonce, binding `aad`.
   public func seal(_ plaintext: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
     var out = [UInt8](repeating: 0, count: 12 + plaintext.count + 16)
-    try out.withUnsafeMutableBytes { o in try sealInto(o.baseAddress!.assumingMemoryBound(to: UInt8.self), plaintext, aad: aad) }
+    try out.withUnsafeMutableBytes { o in
+      try sealInto(o.baseAddress!.assumingMemoryBound(to: UInt8.self), plaintext, aad: aad)
+    }
     return out
   }
 
@@ -201,7 +205,10 @@ public enum Ed25519 {
     guard privateKey.count == 32 else {
       throw CryptoError.invalidLength(what: "Ed25519 private key", expected: 32, actual: privateKey.count)
     }
-    guard let p = privateKey.withUnsafeBufferPointer({ EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) })
+    guard
+      let p = privateKey.withUnsafeBufferPointer({
+        EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32)
+      })
     else { throw CryptoError.library("Ed25519 key: \(Crypto.lastError())") }
     return p
   }
@@ -224,7 +231,9 @@ public enum Ed25519 {
     defer { EVP_PKEY_free(p) }
     guard let md = EVP_MD_CTX_new() else { throw CryptoError.library("EVP_MD_CTX_new failed") }
     defer { EVP_MD_CTX_free(md) }
-    guard EVP_DigestSignInit(md, nil, nil, nil, p) == 1 else { throw CryptoError.library("sign init: \(Crypto.lastError())") }
+    guard EVP_DigestSignInit(md, nil, nil, nil, p) == 1 else {
+      throw CryptoError.library("sign init: \(Crypto.lastError())")
+    }
     var sig = [UInt8](repeating: 0, count: 64)
     var len = 64
     let rc = message.withUnsafeBufferPointer { m in EVP_DigestSign(md, &sig, &len, m.baseAddress, m.count) }
@@ -235,7 +244,10 @@ public enum Ed25519 {
   /// Verifies a signature; false on any mismatch.
   public static func verify(_ message: [UInt8], signature: [UInt8], publicKey: [UInt8]) -> Bool {
     guard publicKey.count == 32, signature.count == 64 else { return false }
-    guard let p = publicKey.withUnsafeBufferPointer({ EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) })
+    guard
+      let p = publicKey.withUnsafeBufferPointer({
+        EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32)
+      })
     else { return false }
     defer { EVP_PKEY_free(p) }
     guard let md = EVP_MD_CTX_new() else { return false }

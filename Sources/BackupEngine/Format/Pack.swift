@@ -25,7 +25,9 @@ public struct ID: Hashable, Sendable, Comparable, CustomStringConvertible {
   public var bytes: [UInt8] {
     var out = [UInt8]()
     out.reserveCapacity(32)
-    for w in [a, b, c, d] { for i in (0..<8).reversed() { out.append(UInt8(truncatingIfNeeded: w >> (8 * UInt64(i)))) } }
+    for w in [a, b, c, d] {
+      for i in (0..<8).reversed() { out.append(UInt8(truncatingIfNeeded: w >> (8 * UInt64(i)))) }
+    }
     return out
   }
   public var hex: String { Hex.encode(bytes) }
@@ -217,12 +219,15 @@ public enum IndexFormat {
   }
 
   /// The stored object: magic, then the sealed, compressed body.
-  public static func encodeObject(_ packs: [IndexPack], meta: AESGCM, zstd: ZstdContext, repo: [UInt8]) throws -> [UInt8] {
+  public static func encodeObject(_ packs: [IndexPack], meta: AESGCM, zstd: ZstdContext, repo: [UInt8]) throws
+    -> [UInt8]
+  {
     objectMagic + (try meta.seal(zstd.compressFramed(encodeBody(packs)), aad: aad(repo: repo)))
   }
 
   /// Opens a stored object.
-  public static func decodeObject(_ obj: [UInt8], meta: AESGCM, zstd: ZstdContext, repo: [UInt8]) throws -> [IndexPack] {
+  public static func decodeObject(_ obj: [UInt8], meta: AESGCM, zstd: ZstdContext, repo: [UInt8]) throws -> [IndexPack]
+  {
     guard obj.count > 5, Array(obj.prefix(5)) == objectMagic else { throw FormatError("index object magic missing") }
     let plain: [UInt8]
     do { plain = try meta.open(Array(obj[5...]), aad: aad(repo: repo)) } catch {

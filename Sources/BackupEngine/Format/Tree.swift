@@ -119,7 +119,8 @@ public enum TreeFormat {
     var files = Set<String>()
     for n in nodes {
       guard isSafeRelativePath(n.path) else {
-        throw EngineError.integrity(object: "tree entry '\(n.path)'", message: "path traversal refused (absolute or '..' path)")
+        throw EngineError.integrity(
+          object: "tree entry '\(n.path)'", message: "path traversal refused (absolute or '..' path)")
       }
       if n.kind == .symlink { symlinks.insert(n.path) }
       if n.kind == .file { files.insert(n.path) }
@@ -130,12 +131,14 @@ public enum TreeFormat {
         p = p[..<slash]
         if symlinks.contains(String(p)) {
           throw EngineError.integrity(
-            object: "tree entry '\(n.path)'", message: "path traversal refused: its parent '\(p)' is a symlink (symlink escape)")
+            object: "tree entry '\(n.path)'",
+            message: "path traversal refused: its parent '\(p)' is a symlink (symlink escape)")
         }
       }
       if n.kind == .hardlink && (!isSafeRelativePath(n.linkTarget) || !files.contains(n.linkTarget)) {
         throw EngineError.integrity(
-          object: "tree entry '\(n.path)'", message: "hard link to '\(n.linkTarget)' refused: not a file of this snapshot")
+          object: "tree entry '\(n.path)'",
+          message: "hard link to '\(n.linkTarget)' refused: not a file of this snapshot")
       }
     }
   }

@@ -42,7 +42,8 @@ public struct LocalKeyService: KeyService {
     } catch {
       throw KMSError.unwrapFailed(
         kms: descriptor,
-        message: "the key file does not match the key that wrapped this data key (wrapped by KEK \(wrapped.keyVersion ?? "?"), "
+        message:
+          "the key file does not match the key that wrapped this data key (wrapped by KEK \(wrapped.keyVersion ?? "?"), "
           + "this KEK is \(fingerprint))")
     }
   }

@@ -168,7 +168,9 @@ extension Repository {
         if workersLeft.with({ n -> Int in
           n -= 1
           return n
-        }) == 0 { uploads.close() }
+        }) == 0 {
+          uploads.close()
+        }
       }
       do {
         try self.worker(
@@ -228,7 +230,8 @@ extension Repository {
     let sid = try await putContentAddressed(prefix: "snapshots/", bytes: obj)
     let res = run.lock.withLock {
       BackupResult(
-        snapshotID: sid, files: files, dirs: dirs, bytesRead: total, bytesStored: run.bytesStored, bytesNew: run.bytesNew,
+        snapshotID: sid, files: files, dirs: dirs, bytesRead: total, bytesStored: run.bytesStored,
+        bytesNew: run.bytesNew,
         filesUnchanged: run.filesUnchanged, blobsNew: run.blobsNew, blobsDeduplicated: run.blobsDup,
         adoptedPacks: adopted, errors: errors)
     }
@@ -289,7 +292,9 @@ extension Repository {
     let compressed = data.withUnsafeBytes { z.compress($0) }
     let aad = BlobEntry.aad(repo: repoID, type: type, keyType: keyType, id: id)
     let offset = pack.body.count
-    let sealedLength = try (compressed ?? data).withUnsafeBytes { try cipher.seal($0, aad: aad, appendingTo: &pack.body) }
+    let sealedLength = try (compressed ?? data).withUnsafeBytes {
+      try cipher.seal($0, aad: aad, appendingTo: &pack.body)
+    }
     pack.entries.append(
       BlobEntry(
         id: id, type: type, keyType: keyType, compressed: compressed != nil, offset: UInt32(offset),

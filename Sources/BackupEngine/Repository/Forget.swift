@@ -41,10 +41,32 @@ public struct RetentionPolicy: Sendable, Hashable {
       var cal = Calendar(identifier: .gregorian)
       cal.timeZone = TimeZone(identifier: "UTC")!
       let rules: [(Int, (Date) -> String)] = [
-        (keepHourly, { d in let c = cal.dateComponents([.year, .month, .day, .hour], from: d); return "\(c.year!)-\(c.month!)-\(c.day!)-\(c.hour!)" }),
-        (keepDaily, { d in let c = cal.dateComponents([.year, .month, .day], from: d); return "\(c.year!)-\(c.month!)-\(c.day!)" }),
-        (keepWeekly, { d in let c = cal.dateComponents([.yearForWeekOfYear, .weekOfYear], from: d); return "\(c.yearForWeekOfYear!)-w\(c.weekOfYear!)" }),
-        (keepMonthly, { d in let c = cal.dateComponents([.year, .month], from: d); return "\(c.year!)-\(c.month!)" }),
+        (
+          keepHourly,
+          { d in
+            let c = cal.dateComponents([.year, .month, .day, .hour], from: d);
+            return "\(c.year!)-\(c.month!)-\(c.day!)-\(c.hour!)"
+          }
+        ),
+        (
+          keepDaily,
+          { d in
+            let c = cal.dateComponents([.year, .month, .day], from: d); return "\(c.year!)-\(c.month!)-\(c.day!)"
+          }
+        ),
+        (
+          keepWeekly,
+          { d in
+            let c = cal.dateComponents([.yearForWeekOfYear, .weekOfYear], from: d);
+            return "\(c.yearForWeekOfYear!)-w\(c.weekOfYear!)"
+          }
+        ),
+        (
+          keepMonthly,
+          { d in
+            let c = cal.dateComponents([.year, .month], from: d); return "\(c.year!)-\(c.month!)"
+          }
+        ),
         (keepYearly, { d in "\(cal.component(.year, from: d))" }),
       ]
       for (n, bucket) in rules where n > 0 {
@@ -78,7 +100,9 @@ public struct ForgetResult: Sendable {
 
 extension Repository {
   /// Applies a retention policy; with `prune`, deletes packs no remaining snapshot references.
-  public func forget(policy: RetentionPolicy, prune: Bool, now: Date = Date(), dryRun: Bool = false) async throws -> ForgetResult {
+  public func forget(policy: RetentionPolicy, prune: Bool, now: Date = Date(), dryRun: Bool = false) async throws
+    -> ForgetResult
+  {
     let (snaps, _) = try await loadSnapshots()
     var groups: [String: [Snapshot]] = [:]
     for s in snaps {
@@ -139,7 +163,9 @@ extension Repository {
           retained.append("\(k): \(m)")
         }
       }
-      audit.record("pruned", details: ["packsDeleted": "\(packsDeleted)", "bytesFreed": "\(freed)", "retained": "\(retained.count)"])
+      audit.record(
+        "pruned",
+        details: ["packsDeleted": "\(packsDeleted)", "bytesFreed": "\(freed)", "retained": "\(retained.count)"])
     }
     return ForgetResult(
       kept: keep.sorted(), removed: remove.sorted(), packsDeleted: packsDeleted, bytesFreed: freed, retained: retained)

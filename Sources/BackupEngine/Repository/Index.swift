@@ -8,7 +8,8 @@ public struct BlobLocation: Sendable {
 
 /// The in-memory union of all index files.
 public final class MasterIndex: @unchecked Sendable {
-  private let state = Locked<(blobs: [ID: BlobLocation], packs: [ID: UInt64], files: [String])>((blobs: [:], packs: [:], files: []))
+  private let state = Locked<(blobs: [ID: BlobLocation], packs: [ID: UInt64], files: [String])>(
+    (blobs: [:], packs: [:], files: []))
 
   init() {}
 

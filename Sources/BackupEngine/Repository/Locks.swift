@@ -72,7 +72,8 @@ extension Repository {
       }
     }
     let rec = LockRecord(
-      host: host, pid: getpid(), time: Self.now(), expires: Manifest.formatTime(Date().addingTimeInterval(RepositoryLock.ttl)),
+      host: host, pid: getpid(), time: Self.now(),
+      expires: Manifest.formatTime(Date().addingTimeInterval(RepositoryLock.ttl)),
       exclusive: exclusive)
     let key = "locks/" + Hex.encode(Crypto.randomBytes(16))
     try await store.put(key, data: try JSONEncoder().encode(rec), options: PutOptions(ifNoneMatch: true))

@@ -154,25 +154,34 @@ public final class Repository: @unchecked Sendable {
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     try await store.put(kname, data: try e.encode(kf), options: PutOptions(ifNoneMatch: true))
-    try await store.put("config", data: try encodeConfig(config, signingKey: plain["signing"]!), options: PutOptions(ifNoneMatch: true))
+    try await store.put(
+      "config", data: try encodeConfig(config, signingKey: plain["signing"]!), options: PutOptions(ifNoneMatch: true))
     let repo = try Repository(
       store: store, config: config, keyService: keyService, keyFileName: kname, wrapped: wrapped, unwrapped: plain,
       audit: audit, logger: logger)
     repo.counters.with { $0.wraps = keyNames.count }
     repo.audit.retention = repo.retention()
     repo.audit.record(
-      "created", details: ["repo": repoHex, "kms": keyService.descriptor, "objectLock": objectLock.map { "\($0.mode.rawValue):\($0.days)" } ?? "none"])
+      "created",
+      details: [
+        "repo": repoHex, "kms": keyService.descriptor,
+        "objectLock": objectLock.map { "\($0.mode.rawValue):\($0.days)" } ?? "none",
+      ])
     return repo
   }
 
   /// Opens a repository: checks the format version, unwraps the keys, verifies the config signature.
-  public static func open(store: any ObjectStore, keyService: any KeyService, logger: Logger) async throws -> Repository {
+  public static func open(store: any ObjectStore, keyService: any KeyService, logger: Logger) async throws -> Repository
+  {
     let raw: Data
     do { raw = try await store.get("config") } catch StorageError.notFound {
-      throw EngineError.usage("no repository at \(store.location) (config missing); create one with `botrt-engine init`")
+      throw EngineError.usage(
+        "no repository at \(store.location) (config missing); create one with `botrt-engine init`")
     }
     let lines = raw.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
-    guard lines.count >= 2 else { throw EngineError.integrity(object: "config", message: "malformed config (expected body and signature lines)") }
+    guard lines.count >= 2 else {
+      throw EngineError.integrity(object: "config", message: "malformed config (expected body and signature lines)")
+    }
     let body = Data(lines[0])
     struct VersionOnly: Decodable { var version: Int }
     let version: Int
@@ -190,12 +199,15 @@ public final class Repository: @unchecked Sendable {
     }
     // Find a key file that this KEK can unwrap.
     let keyObjs = try await store.list(prefix: "keys/").sorted { $0.key < $1.key }
-    guard !keyObjs.isEmpty else { throw EngineError.integrity(object: "keys/", message: "no key file in the repository") }
+    guard !keyObjs.isEmpty else {
+      throw EngineError.integrity(object: "keys/", message: "no key file in the repository")
+    }
     var lastError: (any Error)?
     var unwraps = 0
     for ko in keyObjs {
       let kf: KeyFile
-      do { kf = try JSONDecoder().decode(KeyFile.self, from: try await store.get(ko.key)) } catch let e as StorageError {
+      do { kf = try JSONDecoder().decode(KeyFile.self, from: try await store.get(ko.key)) } catch let e as StorageError
+      {
         throw e
       } catch {
         lastError = EngineError.integrity(object: ko.key, message: "key file is malformed")
@@ -208,7 +220,9 @@ public final class Repository: @unchecked Sendable {
           guard let w = kf.keys[n] else { throw EngineError.integrity(object: ko.key, message: "key \(n) missing") }
           unwraps += 1
           let k = try await keyService.unwrap(w, context: context(config.id, n))
-          guard k.count == 32 else { throw EngineError.integrity(object: ko.key, message: "key \(n) has \(k.count) bytes") }
+          guard k.count == 32 else {
+            throw EngineError.integrity(object: ko.key, message: "key \(n) has \(k.count) bytes")
+          }
           plain[n] = k
         }
       } catch KMSError.unwrapFailed(let kms, let m) {
@@ -243,7 +257,9 @@ public final class Repository: @unchecked Sendable {
     }
     counters.with { $0.unwraps += 1 }
     let k = try await keyService.unwrap(w, context: Self.context(config.id, n))
-    guard k.count == 32 else { throw EngineError.integrity(object: keyFileName, message: "key \(n) has \(k.count) bytes") }
+    guard k.count == 32 else {
+      throw EngineError.integrity(object: keyFileName, message: "key \(n) has \(k.count) bytes")
+    }
     keyState.with { $0.keys[n] = k }
     return k
   }
@@ -302,7 +318,8 @@ public final class Repository: @unchecked Sendable {
       counters.with { $0.wraps += 1 }
     }
     let kf = KeyFile(
-      version: 1, repo: config.id, created: Self.now(), kms: newService.descriptor, publicKey: config.publicKey, keys: wrapped)
+      version: 1, repo: config.id, created: Self.now(), kms: newService.descriptor, publicKey: config.publicKey,
+      keys: wrapped)
     let kname = "keys/" + Hex.encode(Crypto.randomBytes(16))
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -323,7 +340,8 @@ public final class Repository: @unchecked Sendable {
         warnings.append("old key file \(k) is retained by Object Lock and could not be deleted yet: \(m)")
       }
     }
-    audit.record("rotated", details: ["oldKms": keyService.descriptor, "newKms": newService.descriptor, "keyFile": kname])
+    audit.record(
+      "rotated", details: ["oldKms": keyService.descriptor, "newKms": newService.descriptor, "keyFile": kname])
     return warnings
   }
 }
@@ -377,6 +395,7 @@ public final class AuditLog: @unchecked Sendable {
     f.timeZone = TimeZone(identifier: "UTC")
     f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
     let name = "audit/\(f.string(from: Date()))-\(Hex.encode(Crypto.randomBytes(6))).jsonl"
-    try await store.put(name, data: Data((ls.joined(separator: "\n") + "\n").utf8), options: PutOptions(retention: retention))
+    try await store.put(
+      name, data: Data((ls.joined(separator: "\n") + "\n").utf8), options: PutOptions(retention: retention))
   }
 }

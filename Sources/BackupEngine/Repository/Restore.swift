@@ -66,10 +66,13 @@ extension Repository {
         c.path = n.path
         return c
       }
-      guard !nodes.isEmpty else { throw EngineError.usage("--path \(options.paths) matches nothing in snapshot \(snapshot.id.short)") }
+      guard !nodes.isEmpty else {
+        throw EngineError.usage("--path \(options.paths) matches nothing in snapshot \(snapshot.id.short)")
+      }
     }
     guard let kt = KeyType(dataType: snapshot.manifest.dataType) else {
-      throw EngineError.integrity(object: "snapshots/\(snapshot.id.hex)", message: "unknown data type \(snapshot.manifest.dataType)")
+      throw EngineError.integrity(
+        object: "snapshots/\(snapshot.id.hex)", message: "unknown data type \(snapshot.manifest.dataType)")
     }
     let keys = try await keys(for: [kt])
     // Every blob must be indexed before anything is written.
@@ -83,10 +86,12 @@ extension Repository {
     if let fd = options.stdoutFD {
       let files = nodes.filter { $0.kind == .file }
       guard files.count == 1 else {
-        throw EngineError.usage("--stdout needs exactly one file but \(files.count) are selected; narrow it with --path")
+        throw EngineError.usage(
+          "--stdout needs exactly one file but \(files.count) are selected; narrow it with --path")
       }
       let bytes = try await streamFile(files[0], index: index, keys: keys, fd: fd)
-      audit.record("restored", details: ["snapshot": snapshot.id.hex, "files": "1", "bytes": "\(bytes)", "target": "stdout"])
+      audit.record(
+        "restored", details: ["snapshot": snapshot.id.hex, "files": "1", "bytes": "\(bytes)", "target": "stdout"])
       return RestoreResult(snapshotID: snapshot.id, files: 1, bytes: bytes)
     }
     guard let target = options.target else { throw EngineError.usage("restore needs --target DIR or --stdout") }
@@ -236,7 +241,8 @@ extension Repository {
             let e = entriesC[id]!
             let plain = try data.withUnsafeBytes { d in
               try self.openBlob(
-                UnsafeRawBufferPointer(rebasing: d[(Int(Int64(e.offset) - lo))..<(Int(Int64(e.offset) - lo) + Int(e.sealedLength))]),
+                UnsafeRawBufferPointer(
+                  rebasing: d[(Int(Int64(e.offset) - lo))..<(Int(Int64(e.offset) - lo) + Int(e.sealedLength))]),
                 entry: e, pack: pack, ciphers: ciphers, zstd: z)
             }
             for t in targets {
@@ -257,7 +263,8 @@ extension Repository {
               let now = Date()
               guard now.timeIntervalSince(run.lastProgress) >= 0.5 else { return nil }
               run.lastProgress = now
-              return ProgressEvent(phase: "restore", files: 0, bytesDone: run.bytes, bytesTotal: total, bytesStored: 0, errors: 0)
+              return ProgressEvent(
+                phase: "restore", files: 0, bytesDone: run.bytes, bytesTotal: total, bytesStored: 0, errors: 0)
             }
             if let ev { options.progress?(ev) }
           }

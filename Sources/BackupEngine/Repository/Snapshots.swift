@@ -15,11 +15,15 @@ extension Repository {
           throw EngineError.integrity(object: o.key, message: "snapshot name is not a 64-hex-digit id")
         }
         let bytes = try await getContentAddressed(o.key)
-        let m = try SnapshotFormat.decodeObject(bytes, name: name, publicKey: publicKey, meta: meta, zstd: z, repo: repoID)
+        let m = try SnapshotFormat.decodeObject(
+          bytes, name: name, publicKey: publicKey, meta: meta, zstd: z, repo: repoID)
         guard m.repo == config.id else {
-          throw EngineError.integrity(object: o.key, message: "manifest belongs to repository \(m.repo) (replayed from another repository)")
+          throw EngineError.integrity(
+            object: o.key, message: "manifest belongs to repository \(m.repo) (replayed from another repository)")
         }
-        guard m.version == 1 else { throw EngineError.unsupportedFormat("\(o.key): manifest version \(m.version) unknown") }
+        guard m.version == 1 else {
+          throw EngineError.unsupportedFormat("\(o.key): manifest version \(m.version) unknown")
+        }
         out.append(Snapshot(id: id, manifest: m))
       } catch let e as EngineError {
         if !collectErrors { throw e }
@@ -63,16 +67,22 @@ extension Repository {
     guard let loc = index.lookup(id) else {
       throw EngineError.integrity(
         object: "blob \(id.short)",
-        message: "not in any index (index file missing or damaged); run `botrt-engine verify`; a new backup re-indexes orphaned packs")
+        message:
+          "not in any index (index file missing or damaged); run `botrt-engine verify`; a new backup re-indexes orphaned packs"
+      )
     }
     let key = Self.packKey(loc.pack)
     let sealed: Data
-    do { sealed = try await store.getRange(key, offset: Int64(loc.entry.offset), length: Int64(loc.entry.sealedLength)) } catch StorageError.notFound {
+    do {
+      sealed = try await store.getRange(key, offset: Int64(loc.entry.offset), length: Int64(loc.entry.sealedLength))
+    } catch StorageError.notFound {
       throw EngineError.integrity(object: key, message: "pack is missing")
     } catch StorageError.failed(_, let m) {
       throw EngineError.integrity(object: key, message: "pack cannot be read (truncated?): \(m)")
     }
-    return try sealed.withUnsafeBytes { try openBlob($0, entry: loc.entry, pack: loc.pack, ciphers: ciphers, zstd: zstd) }
+    return try sealed.withUnsafeBytes {
+      try openBlob($0, entry: loc.entry, pack: loc.pack, ciphers: ciphers, zstd: zstd)
+    }
   }
 
   /// Decrypts, decompresses and re-hashes one sealed blob.
@@ -84,8 +94,11 @@ extension Repository {
       throw EngineError.integrity(object: key, message: "no key loaded for key type \(e.keyType.name)")
     }
     let payload: [UInt8]
-    do { payload = try c.open(sealed, aad: BlobEntry.aad(repo: repoID, type: e.type, keyType: e.keyType, id: e.id)) } catch {
-      throw EngineError.integrity(object: key, message: "blob \(e.id.short) fails authentication (AES-GCM): damaged or forged")
+    do {
+      payload = try c.open(sealed, aad: BlobEntry.aad(repo: repoID, type: e.type, keyType: e.keyType, id: e.id))
+    } catch {
+      throw EngineError.integrity(
+        object: key, message: "blob \(e.id.short) fails authentication (AES-GCM): damaged or forged")
     }
     let plain: [UInt8]
     if e.compressed {
@@ -108,7 +121,9 @@ extension Repository {
     let z = ZstdContext()
     var bytes: [UInt8] = []
     for h in s.manifest.tree {
-      guard let id = ID(hex: h) else { throw EngineError.integrity(object: "snapshots/\(s.id.hex)", message: "bad tree id") }
+      guard let id = ID(hex: h) else {
+        throw EngineError.integrity(object: "snapshots/\(s.id.hex)", message: "bad tree id")
+      }
       bytes += try await readBlob(id, index: index, ciphers: ciphers, zstd: z)
     }
     do { return try TreeFormat.decode(bytes) } catch let e as FormatError {

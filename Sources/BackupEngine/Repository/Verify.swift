@@ -13,7 +13,9 @@ public struct VerifyResult: Sendable {
 
 extension Repository {
   /// Checks structure (and with `readData` every pack's content). `snapshotRef` nil = all snapshots.
-  public func verify(snapshotRef: String?, readData: Bool, progress: ProgressHandler? = nil) async throws -> VerifyResult {
+  public func verify(snapshotRef: String?, readData: Bool, progress: ProgressHandler? = nil) async throws
+    -> VerifyResult
+  {
     var errors: [String] = []
     var warnings: [String] = []
     let (index, idxErrors) = try await loadIndex(collectErrors: true)
@@ -69,7 +71,8 @@ extension Repository {
         let key = Self.packKey(p)
         packsRead += 1
         progress?(
-          ProgressEvent(phase: "verify", files: packsRead, bytesDone: 0, bytesTotal: nil, bytesStored: 0, errors: errors.count))
+          ProgressEvent(
+            phase: "verify", files: packsRead, bytesDone: 0, bytesTotal: nil, bytesStored: 0, errors: errors.count))
         do {
           let bytes = try await getContentAddressed(key)
           let (hdr, _) = try PackFormat.parseHeader(tail: bytes, packSize: Int(size), meta: meta, repo: repoID)
@@ -98,8 +101,10 @@ extension Repository {
     audit.record(
       "verified", outcome: errors.isEmpty ? "success" : "failure",
       details: [
-        "snapshots": "\(snaps.count)", "packsRead": "\(packsRead)", "errors": "\(errors.count)", "readData": "\(readData)",
+        "snapshots": "\(snaps.count)", "packsRead": "\(packsRead)", "errors": "\(errors.count)",
+        "readData": "\(readData)",
       ])
-    return VerifyResult(snapshots: snaps.count, packs: listed.count, blobs: blobCount, errors: errors, warnings: warnings)
+    return VerifyResult(
+      snapshots: snaps.count, packs: listed.count, blobs: blobCount, errors: errors, warnings: warnings)
   }
 }

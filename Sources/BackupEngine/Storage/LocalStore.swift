@@ -169,7 +169,8 @@ public struct LocalStore: ObjectStore {
         } else if key.hasPrefix(prefix) {
           out.append(
             ObjectInfo(
-              key: key, size: Int64(st.st_size), lastModified: Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec))))
+              key: key, size: Int64(st.st_size),
+              lastModified: Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec))))
         }
       }
     }

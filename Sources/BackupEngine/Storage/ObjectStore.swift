@@ -57,7 +57,8 @@ public enum StorageError: Error, Sendable, CustomStringConvertible {
     switch self {
     case .notFound(let k): return "object \(k) not found"
     case .alreadyExists(let k): return "object \(k) already exists"
-    case .accessDenied(let k, let m): return "access denied to \(k): \(m); check the storage credentials and their permissions"
+    case .accessDenied(let k, let m):
+      return "access denied to \(k): \(m); check the storage credentials and their permissions"
     case .locked(let k, let m): return "object \(k) is protected by Object Lock: \(m)"
     case .unavailable(let l, let m, let n): return "storage \(l) unavailable after \(n) attempts: \(m)"
     case .noSpace(let l, let m): return "no space left on \(l): \(m)"
