@@ -86,10 +86,18 @@ public struct WatcherConfig: Sendable {
   public var watchTimeoutSeconds: Int
   public var labelSelector: String?
   public var fieldSelector: String?
+  /// How long opening a watch may take before it is abandoned and retried with backoff (an apiserver that
+  /// accepts connections while still starting can otherwise hold the request until the watch timeout).
+  /// nil: no client-side limit.
+  public var watchOpenTimeout: Duration?
 
-  public init(pageSize: Int = 500, watchTimeoutSeconds: Int = 290, labelSelector: String? = nil, fieldSelector: String? = nil) {
+  public init(
+    pageSize: Int = 500, watchTimeoutSeconds: Int = 290, labelSelector: String? = nil, fieldSelector: String? = nil,
+    watchOpenTimeout: Duration? = .seconds(30)
+  ) {
     self.pageSize = pageSize
     self.watchTimeoutSeconds = watchTimeoutSeconds
+    self.watchOpenTimeout = watchOpenTimeout
     self.labelSelector = labelSelector
     self.fieldSelector = fieldSelector
   }
@@ -284,7 +292,7 @@ public struct Watcher<Source: WatchSource>: Sendable {
         }
       case .watch(let options):
         do {
-          let stream = try await source.watch(options)
+          let stream = try await openWatch(options)
           machine.watchStarted()
           defer { stream.cancel() }
           reading: while let event = try await stream.next() {
@@ -321,6 +329,37 @@ public struct Watcher<Source: WatchSource>: Sendable {
         }
       }
     }
+  }
+}
+
+extension Watcher {
+  /// Opens a watch, giving up after `config.watchOpenTimeout` (the open call is cancelled).
+  func openWatch(_ options: ListOptions) async throws -> WatchEventStream<Source.Object> {
+    let source = self.source
+    let clock = self.clock
+    guard let timeout = config.watchOpenTimeout else { return try await source.watch(options) }
+    return try await withThrowingTaskGroup(of: WatchEventStream<Source.Object>?.self) { group in
+      group.addTask { try await source.watch(options) }
+      group.addTask {
+        try await clock.sleep(for: timeout)
+        return nil
+      }
+      defer { group.cancelAll() }
+      while let result = try await group.next() {
+        if let stream = result { return stream }
+        throw WatchOpenTimeout(resource: source.resourceName, timeout: timeout)
+      }
+      throw CancellationError()
+    }
+  }
+}
+
+/// Opening a watch took longer than `WatcherConfig.watchOpenTimeout`; retried with backoff.
+public struct WatchOpenTimeout: Error, Sendable, CustomStringConvertible {
+  public var resource: String
+  public var timeout: Duration
+  public var description: String {
+    "opening a watch of \(resource) took longer than \(timeout); is the apiserver overloaded or still starting?"
   }
 }
 

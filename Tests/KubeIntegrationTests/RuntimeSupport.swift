@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+  import Glibc
+#endif
 import KubeClient
 import KubeCore
 import Logging
@@ -61,24 +64,38 @@ enum RuntimeEnv {
         Issue.record("cannot remove \(logURL.path): \(error)")
       }
     }
-    let log = try FileHandle(forWritingTo: logURL)
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/bash")
-    p.arguments = [script, command]
-    p.standardOutput = log
-    p.standardError = log
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    p.waitUntilExit()
-    try log.close()
-    guard p.terminationStatus == 0 else {
+    // posix_spawn + waitpid instead of Foundation's Process, whose waitUntilExit was seen to miss the exit of
+    // this script (left as a zombie) and hang the test.
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, logURL.path, O_WRONLY | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let args = ["/bin/bash", script, command]
+    var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+    defer { for a in cargs { free(a) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, "/bin/bash", &actions, nil, &cargs, environ)
+    guard spawned == 0 else {
+      throw RuntimeTestEnvironmentError(description: "cannot run \(script) \(command): posix_spawn error \(spawned)")
+    }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 {
+      if errno != EINTR {
+        throw RuntimeTestEnvironmentError(description: "waitpid for \(script) \(command) failed: errno \(errno)")
+      }
+    }
+    let exited = status & 0x7f == 0
+    let code = (status >> 8) & 0xff
+    guard exited && code == 0 else {
       let output: String
       do {
         output = try String(contentsOf: logURL, encoding: .utf8)
       } catch {
         output = "<cannot read \(logURL.path): \(error)>"
       }
-      throw RuntimeTestEnvironmentError(description: "hack/cluster.sh \(command) exited \(p.terminationStatus): \(output)")
+      throw RuntimeTestEnvironmentError(description: "hack/cluster.sh \(command) ended with status \(status): \(output)")
     }
   }
 }

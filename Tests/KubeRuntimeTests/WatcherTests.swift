@@ -88,7 +88,7 @@ import Testing
     let store = Store<ConfigMap>(indexers: ["v": { [$0.data?["v"] ?? ""] }])
     let events = Mutex<[String]>([])
     let watcher = Watcher(
-      source: source, config: WatcherConfig(pageSize: 2), clock: RuntimeClock(clock),
+      source: source, config: WatcherConfig(pageSize: 2, watchOpenTimeout: nil), clock: RuntimeClock(clock),
       backoff: { Backoff(jitter: 0) }, logger: Logger(label: "test"))
     let task = Task {
       await watcher.run { e in
