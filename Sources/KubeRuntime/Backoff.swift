@@ -33,7 +33,8 @@ public struct Backoff: Sendable {
 
   /// The un-jittered delay of attempt `n` (0-based), capped at `max`.
   public func ceiling(attempt n: Int) -> Duration {
-    let seconds = Swift.min(Self.seconds(max), Self.seconds(initial) * pow(factor, Double(Swift.min(Swift.max(0, n), 62))))
+    let seconds = Swift.min(
+      Self.seconds(max), Self.seconds(initial) * pow(factor, Double(Swift.min(Swift.max(0, n), 62))))
     return Self.duration(seconds)
   }
 

@@ -220,7 +220,8 @@ public final class Controller<Object: KubeObject>: Runnable {
     } catch let e as TerminalReconcileError {
       outcome = "terminal_error"
       await queue.forget(key)
-      log.error("reconcile failed permanently; waiting for a change", metadata: ["outcome": "\(outcome)", "error": "\(e)"])
+      log.error(
+        "reconcile failed permanently; waiting for a change", metadata: ["outcome": "\(outcome)", "error": "\(e)"])
     } catch {
       outcome = "error"
       await queue.addRateLimited(key)

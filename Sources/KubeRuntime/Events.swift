@@ -97,7 +97,8 @@ public final class EventRecorder: Sendable {
     self.sink = sink
     self.clock = clock
     self.logger = logger
-    (stream, continuation) = AsyncStream.makeStream(of: Pending.self, bufferingPolicy: .bufferingOldest(config.bufferSize))
+    (stream, continuation) = AsyncStream.makeStream(
+      of: Pending.self, bufferingPolicy: .bufferingOldest(config.bufferSize))
     state = Mutex(State(tokens: Double(config.burst), lastRefill: clock.now()))
     droppedCounter = metrics?.counter(
       "botrt_events_dropped_total", help: "Events dropped because the buffer was full or rate-limited.")

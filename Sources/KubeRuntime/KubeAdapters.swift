@@ -14,7 +14,8 @@ public struct KubeWatchSource<Object: KubeObject>: WatchSource {
   /// nil: all namespaces (or a cluster-scoped resource).
   public let namespace: String?
 
-  public init(client: KubeClient, resource: ResourceDescriptor, namespace: String?, as type: Object.Type = Object.self) {
+  public init(client: KubeClient, resource: ResourceDescriptor, namespace: String?, as type: Object.Type = Object.self)
+  {
     self.client = client
     self.resource = resource
     self.namespace = namespace

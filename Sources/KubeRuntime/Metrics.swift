@@ -124,7 +124,9 @@ public final class MetricsRegistry: Sendable {
   }
 
   static func isValidName(_ s: String) -> Bool {
-    func letter(_ c: Unicode.Scalar) -> Bool { c == "_" || c == ":" || ("a"..."z").contains(c) || ("A"..."Z").contains(c) }
+    func letter(_ c: Unicode.Scalar) -> Bool {
+      c == "_" || c == ":" || ("a"..."z").contains(c) || ("A"..."Z").contains(c)
+    }
     guard let first = s.unicodeScalars.first, letter(first) else { return false }
     return s.unicodeScalars.allSatisfy { letter($0) || ("0"..."9").contains($0) }
   }

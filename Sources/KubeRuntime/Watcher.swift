@@ -305,7 +305,9 @@ public struct Watcher<Source: WatchSource>: Sendable {
               if case .error(let status) = event {
                 logger.info(
                   "watch ended with an error event",
-                  metadata: ["code": "\(status.code ?? 0)", "reason": "\(status.reason ?? "")", "relist": "\(d == nil)"])
+                  metadata: [
+                    "code": "\(status.code ?? 0)", "reason": "\(status.reason ?? "")", "relist": "\(d == nil)",
+                  ])
               }
               break reading
             }

@@ -51,7 +51,8 @@ final class MirrorReconciler: Sendable {
       let parents = KubeWatchSource<ConfigMap>(client: client, namespace: ns)
       let controller = Controller(
         name: "mirror", source: parents,
-        options: ControllerOptions(workers: 3, watcher: WatcherConfig(pageSize: 2, labelSelector: "botrt.io/role=parent")),
+        options: ControllerOptions(
+          workers: 3, watcher: WatcherConfig(pageSize: 2, labelSelector: "botrt.io/role=parent")),
         logger: RuntimeEnv.logger("controller"), metrics: metrics, reconcile: reconciler.reconcile)
       controller.watches(
         KubeWatchSource<ConfigMap>(client: client, namespace: ns),

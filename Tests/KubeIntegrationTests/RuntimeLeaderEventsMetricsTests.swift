@@ -192,7 +192,8 @@ import Testing
       try await runtimeEventually("leader") { elector.isLeader }
       let http = CurlClient()
       try await runtimeEventually("ready") {
-        try await http.send(HTTPRequest(url: "http://127.0.0.1:\(server.port)/readyz", timeout: .seconds(5))).status == 200
+        try await http.send(HTTPRequest(url: "http://127.0.0.1:\(server.port)/readyz", timeout: .seconds(5))).status
+          == 200
       }
       _ = try await client.create(
         ConfigMap(metadata: ObjectMeta(name: "work", namespace: ns, labels: ["botrt.io/slow": "yes"]), data: [:]))

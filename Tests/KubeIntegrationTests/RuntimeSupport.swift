@@ -1,12 +1,13 @@
 import Foundation
-#if canImport(Glibc)
-  import Glibc
-#endif
 import KubeClient
 import KubeCore
 import Logging
 import Synchronization
 import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// The environment of the runtime integration tests is missing or unusable.
 struct RuntimeTestEnvironmentError: Error, CustomStringConvertible {
@@ -39,7 +40,8 @@ enum RuntimeEnv {
 
   static func logger(_ label: String) -> Logger {
     var l = Logger(label: "runtime-it.\(label)")
-    l.logLevel = ProcessInfo.processInfo.environment["BOTRT_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+    l.logLevel =
+      ProcessInfo.processInfo.environment["BOTRT_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
     return l
   }
 
@@ -95,7 +97,8 @@ enum RuntimeEnv {
       } catch {
         output = "<cannot read \(logURL.path): \(error)>"
       }
-      throw RuntimeTestEnvironmentError(description: "hack/cluster.sh \(command) ended with status \(status): \(output)")
+      throw RuntimeTestEnvironmentError(
+        description: "hack/cluster.sh \(command) ended with status \(status): \(output)")
     }
   }
 }

@@ -14,7 +14,8 @@ import Testing
     let sel = ["botrt.io/restart-test": "yes"]
     try await withRuntimeNamespace("rt-restart", client: client) { ns in
       for i in 0..<5 {
-        _ = try await client.create(ConfigMap(metadata: ObjectMeta(name: "cm\(i)", namespace: ns, labels: sel), data: ["v": "0"]))
+        _ = try await client.create(
+          ConfigMap(metadata: ObjectMeta(name: "cm\(i)", namespace: ns, labels: sel), data: ["v": "0"]))
       }
       let store = Store<ConfigMap>()
       let watcher = Watcher(
@@ -29,7 +30,9 @@ import Testing
       var cm0 = try await client.get(ConfigMap.self, namespace: ns, name: "cm0")
       cm0.data = ["v": "before"]
       _ = try await client.update(cm0)
-      try await runtimeEventually("cm0=before") { store.get(ObjectKey(namespace: ns, name: "cm0"))?.data?["v"] == "before" }
+      try await runtimeEventually("cm0=before") {
+        store.get(ObjectKey(namespace: ns, name: "cm0"))?.data?["v"] == "before"
+      }
 
       try RuntimeEnv.cluster("stop-apiserver")
       var restarted = false
@@ -59,7 +62,8 @@ import Testing
       cm1.data = ["v": "after"]
       _ = try await client.update(cm1)
       try await client.delete(ConfigMap.self, namespace: ns, name: "cm2")
-      _ = try await client.create(ConfigMap(metadata: ObjectMeta(name: "new", namespace: ns, labels: sel), data: ["v": "new"]))
+      _ = try await client.create(
+        ConfigMap(metadata: ObjectMeta(name: "new", namespace: ns, labels: sel), data: ["v": "new"]))
 
       try await runtimeEventually("final state after restart", timeout: .seconds(60)) {
         let names = store.list().map(\.name)

@@ -30,10 +30,16 @@ final class FakeObjectPatcher: JSONPatcher, Sendable {
 
   @Test func addPatchTestsTheListFirst() {
     let none = Finalizer.addPatch(ObjectMeta(), ours)
-    #expect(none == [.test(path: "/metadata/finalizers", value: .null), .add(path: "/metadata/finalizers", value: [.string(ours)])])
+    #expect(
+      none == [
+        .test(path: "/metadata/finalizers", value: .null), .add(path: "/metadata/finalizers", value: [.string(ours)]),
+      ])
     let some = Finalizer.addPatch(ObjectMeta(finalizers: ["other/x"]), ours)
     #expect(
-      some == [.test(path: "/metadata/finalizers", value: ["other/x"]), .add(path: "/metadata/finalizers/-", value: .string(ours))])
+      some == [
+        .test(path: "/metadata/finalizers", value: ["other/x"]),
+        .add(path: "/metadata/finalizers/-", value: .string(ours)),
+      ])
     #expect(Finalizer.removePatch(ObjectMeta(finalizers: ["other/x"]), ours) == nil)
     #expect(
       Finalizer.removePatch(ObjectMeta(finalizers: ["a", ours, "b"]), ours) == [
@@ -59,7 +65,8 @@ final class FakeObjectPatcher: JSONPatcher, Sendable {
     #expect(seen.withLock { $0 }.isEmpty)
     // 2. Alive with ours: apply.
     #expect(
-      try await Finalizer.reconcile(api.current, finalizer: ours, patcher: api, handler: handler) == .requeueAfter(.seconds(60)))
+      try await Finalizer.reconcile(api.current, finalizer: ours, patcher: api, handler: handler)
+        == .requeueAfter(.seconds(60)))
     #expect(seen.withLock { $0 } == ["apply"])
     // 3. Deleting: cleanup, then remove only ours.
     var deleting = try api.current

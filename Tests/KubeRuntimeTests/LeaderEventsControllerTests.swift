@@ -151,7 +151,8 @@ final class FakeEventSink: EventSink, Sendable {
     let clock = ManualClock()
     let sink = FakeEventSink()
     let rec = EventRecorder(
-      config: EventRecorderConfig(component: "botrt-controller", instance: "pod-1", burst: 3, refillInterval: .seconds(10)),
+      config: EventRecorderConfig(
+        component: "botrt-controller", instance: "pod-1", burst: 3, refillInterval: .seconds(10)),
       sink: sink, clock: RuntimeClock(clock), logger: Logger(label: "test"))
     let obj = cm("p", rv: "1")
     rec.record(obj, type: .warning, reason: "BackupFailed", message: "bucket missing")
@@ -230,12 +231,14 @@ final class FakeEventSink: EventSink, Sendable {
   }
 
   @Test func mappersFindOwners() {
-    let child = cm("c", ns: "apps", rv: "1", labels: ["botrt.io/owner": "p", "botrt.io/owner-namespace": "team"], owner: "p")
+    let child = cm(
+      "c", ns: "apps", rv: "1", labels: ["botrt.io/owner": "p", "botrt.io/owner-namespace": "team"], owner: "p")
     let byOwner: KeyMapper<ConfigMap> = Mappers.owners(kind: "ConfigMap")
     #expect(byOwner(child) == [ObjectKey(namespace: "apps", name: "p")])
     let other: KeyMapper<ConfigMap> = Mappers.owners(kind: "Secret")
     #expect(other(child).isEmpty)
-    let byLabel: KeyMapper<ConfigMap> = Mappers.labels(nameLabel: "botrt.io/owner", namespaceLabel: "botrt.io/owner-namespace")
+    let byLabel: KeyMapper<ConfigMap> = Mappers.labels(
+      nameLabel: "botrt.io/owner", namespaceLabel: "botrt.io/owner-namespace")
     #expect(byLabel(child) == [ObjectKey(namespace: "team", name: "p")])
     #expect(byLabel(cm("x", rv: "1")).isEmpty)
   }

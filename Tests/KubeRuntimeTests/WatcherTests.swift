@@ -12,9 +12,14 @@ import Testing
     #expect(m.state == .empty)
     guard case .list(let o1) = m.nextRequest() else { Issue.record("expected list"); return }
     #expect(o1.limit == 2 && o1.continueToken == nil)
-    #expect(m.listSucceeded(KubeList(metadata: ListMeta(resourceVersion: "5", continueToken: "c1"), items: [
-      cm("a", rv: "1"), cm("b", rv: "2"),
-    ])).isEmpty)
+    #expect(
+      m.listSucceeded(
+        KubeList(
+          metadata: ListMeta(resourceVersion: "5", continueToken: "c1"),
+          items: [
+            cm("a", rv: "1"), cm("b", rv: "2"),
+          ])
+      ).isEmpty)
     #expect(m.state == .listing(continueToken: "c1"))
     guard case .list(let o2) = m.nextRequest() else { Issue.record("expected list"); return }
     #expect(o2.continueToken == "c1" && o2.limit == 2)
