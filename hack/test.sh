@@ -126,4 +126,14 @@ export BOTRT_ENGINE_BIN="$BIN_PATH/botrt-engine"
 # 5. Tests, serially: integration tests share one apiserver, and one of them restarts it.
 TEST_ARGS=(--skip-build --no-parallel)
 if [[ -n "${BOTRT_TEST_FILTER:-}" ]]; then TEST_ARGS+=(--filter "$BOTRT_TEST_FILTER"); fi
-step swift-test swift-test.log swift test "${SWIFT_PATH_ARGS[@]}" "${TEST_ARGS[@]}" || true
+# A hung test must fail the run, not stall CI: the whole suite gets a hard limit.
+step swift-test swift-test.log timeout -k 30s "${BOTRT_TEST_TIMEOUT:-50m}" \
+  swift test "${SWIFT_PATH_ARGS[@]}" "${TEST_ARGS[@]}" || true
+
+# 6. The local pod runner (the control plane has no kubelet) and the end-to-end flows through it:
+# RecoveryPlans, and a DRDrill that restores a real backup into a fenced scratch namespace.
+export BOTRT_CONTROLLER_BIN="$BIN_PATH/botrt-controller"
+step pod-runner-unit pod-runner-unit.log python3 -m unittest discover -s Tests/PodRunner -v || true
+step pod-runner pod-runner.log timeout -k 10s 10m bash hack/pod-runner-test.sh || true
+step recoveryplan-e2e recoveryplan-e2e.log timeout -k 10s 10m bash hack/pod-runner/recoveryplan-e2e.sh || true
+step drill-e2e drill-e2e.log timeout -k 10s 15m bash hack/pod-runner/drill-e2e.sh || true
