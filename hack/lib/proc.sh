@@ -19,8 +19,15 @@ alive() {
   local pid
   pid="$(pid_of "$1")"
   [[ -n "$pid" ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+  local i
+  for ((i = 0; i < 5; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" && return 0
+    # The pid may be between two execs (the signal-unblocking wrapper, pyenv's python3 shim), when its
+    # command line is briefly something else or empty: look again shortly before saying it is gone.
+    sleep 0.1
+  done
+  return 1
 }
 
 # start_bg NAME COMMAND...: runs detached in its own session, output to $DIR/logs/NAME.log.
