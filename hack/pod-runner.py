@@ -500,7 +500,9 @@ class ContainerRun:
                 if not engine:
                     raise RunnerError(f"container {self.name}: image {image} needs the engine binary; set "
                                       "BOTRT_ENGINE_BIN or --engine-bin")
-                cmd = [engine] + cmd[1:]
+                # Run it at the path where mounts() binds it, not at its host path: a volume mounted over a
+                # parent of the host path (an emptyDir at /tmp, say, when the checkout is under /tmp) hides it.
+                cmd = [self.runner.args.engine_path] + cmd[1:]
         elif not cmd:
             if not args:
                 raise RunnerError(f"container {self.name}: image {image} has no command and the local pod runner "
