@@ -73,6 +73,14 @@ struct BackupCommand: EngineCommand {
   var host: String?
   @Argument(help: "Paths to back up; each is stored under its base name.")
   var paths: [String] = []
+  @Flag(
+    name: .customLong("init-if-missing"),
+    help: "Create the repository first when it has no config yet (scheduled runs of a new policy use this).")
+  var initIfMissing = false
+  @Option(
+    name: .customLong("object-lock"),
+    help: "With --init-if-missing: compliance:DAYS or governance:DAYS for a repository created by this run.")
+  var objectLock: String?
   var commandName: String { "backup" }
 
   func validate() throws {
@@ -86,6 +94,24 @@ struct BackupCommand: EngineCommand {
       throw ValidationError("--data-type must be files, database or logs")
     }
     for t in tags where !t.contains("=") { throw ValidationError("--tag '\(t)' must be K=V") }
+    if objectLock != nil && !initIfMissing { throw ValidationError("--object-lock needs --init-if-missing") }
+  }
+
+  /// Opens the repository, creating it first with `--init-if-missing` when it has no config. A concurrent
+  /// creator that wins the race (the config is written with if-none-match) is simply opened.
+  func openOrCreate() async throws -> Repository {
+    guard initIfMissing else { return try await repoOptions.open() }
+    let store = try repoOptions.makeStore()
+    if try await store.head("config") != nil { return try await repoOptions.open() }
+    let lock = try objectLock.map { try ObjectLockConfig.parse($0) }
+    do {
+      let repo = try await Repository.initialize(
+        store: store, keyService: try repoOptions.makeKMS(), objectLock: lock, logger: repoOptions.logger())
+      try await repo.audit.flush()
+      return repo
+    } catch StorageError.alreadyExists {
+      return try await repoOptions.open()
+    }
   }
 
   func execute(_ result: inout CommandResult) async throws {
@@ -94,7 +120,7 @@ struct BackupCommand: EngineCommand {
       let p = t.split(separator: "=", maxSplits: 1)
       tagMap[String(p[0])] = p.count > 1 ? String(p[1]) : ""
     }
-    let repo = try await repoOptions.open()
+    let repo = try await openOrCreate()
     var opts = BackupOptions(
       paths: paths, dataType: KeyType(dataType: dataType)!, tags: tagMap, stdinName: stdin ? stdinName : nil,
       progress: repoOptions.progressHandler())

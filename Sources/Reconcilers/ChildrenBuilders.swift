@@ -577,7 +577,12 @@ public enum BackupPolicyChildren {
     var engineArgs =
       ["backup", "--repo", invocation.repoURL, "--kms", invocation.kmsURL] + invocation.commonFlags + [
         "--data-type", (spec.dataType ?? .files).rawValue, "--tag", "policy=\(policyNS)/\(policy.name)", "--quiet",
+        // A new policy's first run creates its repository (with the policy's Object Lock settings).
+        "--init-if-missing",
       ]
+    if let lock = spec.repository.s3?.objectLock {
+      engineArgs += ["--object-lock", "\(lock.mode.rawValue):\(lock.days)"]
+    }
     var volumes = invocation.volumes
     var mounts = [tmpMount] + invocation.mounts
 

@@ -109,6 +109,30 @@ import Testing
     #expect(r.resultFromStderr["command"] as? String == "restore")
   }
 
+  /// A scheduled run of a new policy creates the repository; later runs open it and add snapshots to it.
+  @Test func backupInitIfMissingCreatesTheRepositoryOnce() throws {
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    let plain = try h.run(["backup", "--stdin", "--stdin-name", "a.sql"], stdin: sampleData(1000))
+    #expect(plain.code == 2, "without --init-if-missing a missing repository is a usage error: \(plain.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: h.repo + "/config"))
+    let lockWithoutInit = try h.run(
+      ["backup", "--stdin", "--stdin-name", "a.sql", "--object-lock", "compliance:1"], stdin: sampleData(10))
+    #expect(lockWithoutInit.code == 2)
+    let first = try h.run(["backup", "--init-if-missing", "--stdin", "--stdin-name", "a.sql"], stdin: sampleData(2000))
+    #expect(first.code == 0, "\(first.stderr)")
+    #expect(FileManager.default.fileExists(atPath: h.repo + "/config"))
+    let keys = try h.objects("keys/")
+    #expect(keys.count == 1)
+    let second = try h.run(
+      ["backup", "--init-if-missing", "--stdin", "--stdin-name", "a.sql"], stdin: sampleData(3000))
+    #expect(second.code == 0, "\(second.stderr)")
+    #expect(try h.objects("keys/") == keys, "the second run must not create another key file")
+    let snaps = try h.run(["snapshots"])
+    #expect(snaps.code == 0, "\(snaps.stderr)")
+    #expect((snaps.result["snapshots"] as? [Any])?.count == 2)
+  }
+
   @Test func verifyReadDataAndResultFile() throws {
     let h = try CLIHarness()
     defer { h.cleanup() }

@@ -59,10 +59,7 @@ kubectl apply -f "$REPO/crds/" >/dev/null
 kubectl wait --for condition=established --timeout=60s crd/drdrills.dr.botrt.io crd/backuppolicies.dr.botrt.io >/dev/null
 s3 mb "$BUCKET"
 printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
-vault_hostport="${VAULT_ADDR#http://}"
-"$BOTRT_ENGINE_BIN" init --quiet --repo "s3://$BUCKET/db" --kms "vault-transit://$vault_hostport/transit/botrt-test" \
-  --s3-endpoint "$BOTRT_S3_ENDPOINT" --s3-path-style --vault-token-file "$WORK/vault-token" >/dev/null ||
-  fail "botrt-engine init of s3://$BUCKET/db failed"
+# No `botrt-engine init` here: the policy's first run creates the repository (backup --init-if-missing).
 
 kubectl create namespace "$NS" >/dev/null
 for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
