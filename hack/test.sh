@@ -63,6 +63,20 @@ summary() {
       "$LOGDIR/swift-test.log" | sort -u | head -60 | sed 's/^/  /' || true
   fi
   if ((FAILED)); then echo "hack/test.sh: FAILED"; else echo "hack/test.sh: all steps passed"; fi
+  # One plain closing line: the Swift tests, plus each end-to-end script step as one test.
+  local passed=0 failed=0 name status
+  if [[ -f "$LOGDIR/swift-test.log" ]]; then
+    passed=$(grep -acE '^✔ Test .* passed' "$LOGDIR/swift-test.log" || true)
+    failed=$(grep -aE '^✘ Test .* (failed|recorded an issue)' "$LOGDIR/swift-test.log" | awk '{print $3}' | sort -u | wc -l)
+  fi
+  for s in "${STEPS[@]}"; do
+    read -r name status _ <<<"$s"
+    case "$name" in
+      swift-test) if [[ "$status" == FAIL ]] && ((failed == 0)); then failed=1; fi ;;
+      pod-runner* | *-e2e) if [[ "$status" == ok ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi ;;
+    esac
+  done
+  echo "hack/test.sh: $passed passed, $failed failed"
 }
 
 CLUSTER_STARTED=0
