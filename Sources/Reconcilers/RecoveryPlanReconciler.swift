@@ -60,8 +60,17 @@ public final class RecoveryPlanReconciler: Sendable {
 
   /// The Controller's reconcile function.
   public func reconcile(_ key: ObjectKey, _ store: Store<RecoveryPlan>) async throws -> ReconcileResult {
-    guard let plan = store.get(key), !plan.metadata.isDeleting else { return .awaitChange }
+    guard let cached = store.get(key), !cached.metadata.isDeleting else { return .awaitChange }
     do {
+      // Runs are started from this object's status: read it as the apiserver has it now. The cache may not yet
+      // hold this controller's last status write, and deciding on it would start the same run twice.
+      let plan: RecoveryPlan
+      do {
+        plan = try await client.get(RecoveryPlan.self, namespace: key.namespace, name: key.name)
+      } catch let e as KubeError where e.isNotFound {
+        return .awaitChange
+      }
+      if plan.metadata.isDeleting { return .awaitChange }
       return try await apply(plan)
     } catch {
       logger.warning("reconcile failed", metadata: ["object": "RecoveryPlan \(key)", "error": "\(error)"])
