@@ -133,20 +133,10 @@ public struct AzureBlobStore: ObjectStore {
     let name = blobName(key)
     let range = "bytes=\(offset)-\(offset + length - 1)"
     let r = try await send("GET \(key) \(range)") { request("GET", blob: name, headers: [("x-ms-range", range)]) }
-    switch r.status {
-    case 206:
-      guard r.body.count == Int(length) else {
-        throw StorageError.failed(key: key, message: "range \(range) returned \(r.body.count) bytes")
-      }
-      return r.body
-    case 200:
-      guard r.body.count >= Int(offset + length) else {
-        throw StorageError.failed(key: key, message: "blob has \(r.body.count) bytes, range \(range) is past its end")
-      }
-      return r.body.subdata(in: Int(offset)..<Int(offset + length))
-    default:
-      throw failure(r, key: key, operation: "Get Blob range")
+    if let body = try rangedBody(r, key: key, offset: offset, length: length, range: range, noun: "blob") {
+      return body
     }
+    throw failure(r, key: key, operation: "Get Blob range")
   }
 
   public func head(_ key: String) async throws -> ObjectInfo? {

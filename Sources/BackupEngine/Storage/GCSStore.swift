@@ -147,20 +147,8 @@ public struct GCSStore: ObjectStore {
     let range = "bytes=\(offset)-\(offset + length - 1)"
     let r = try await send(
       "GET \(key) \(range)", method: "GET", url: objectURL(key) + "?alt=media", headers: [("Range", range)])
-    switch r.status {
-    case 206:
-      guard r.body.count == Int(length) else {
-        throw StorageError.failed(key: key, message: "range \(range) returned \(r.body.count) bytes")
-      }
-      return r.body
-    case 200:
-      guard r.body.count >= Int(offset + length) else {
-        throw StorageError.failed(key: key, message: "object has \(r.body.count) bytes, range \(range) is past its end")
-      }
-      return r.body.subdata(in: Int(offset)..<Int(offset + length))
-    default:
-      throw failure(r, key: key, operation: "ranged download")
-    }
+    if let body = try rangedBody(r, key: key, offset: offset, length: length, range: range) { return body }
+    throw failure(r, key: key, operation: "ranged download")
   }
 
   public func head(_ key: String) async throws -> ObjectInfo? {

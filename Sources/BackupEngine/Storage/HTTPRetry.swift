@@ -176,3 +176,26 @@ struct Redacted<Value: Sendable>: Sendable, CustomStringConvertible, CustomDebug
   var debugDescription: String { "<redacted>" }
   var customMirror: Mirror { Mirror(self, children: []) }
 }
+
+/// The bytes `offset..<offset+length` of a ranged GET's response: a 206 must carry exactly `length` bytes, and a 200
+/// (the server ignored the Range header) is cut down to the range. `nil` for any other status, which the caller
+/// turns into its own error. `noun` names the object in messages ("object", "blob").
+func rangedBody(
+  _ r: HTTPResponse, key: String, offset: Int64, length: Int64, range: String, noun: String = "object"
+) throws -> Data? {
+  switch r.status {
+  case 206:
+    guard r.body.count == Int(length) else {
+      throw StorageError.failed(
+        key: key, message: "range \(range) returned \(r.body.count) bytes; the \(noun) is shorter than expected")
+    }
+    return r.body
+  case 200:
+    guard r.body.count >= Int(offset + length) else {
+      throw StorageError.failed(key: key, message: "\(noun) has \(r.body.count) bytes, range \(range) is past its end")
+    }
+    return r.body.subdata(in: Int(offset)..<Int(offset + length))
+  default:
+    return nil
+  }
+}
