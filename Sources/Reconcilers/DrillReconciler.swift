@@ -75,15 +75,8 @@ public final class DrillReconciler: Sendable {
   public func reconcile(_ key: ObjectKey, _ store: Store<DRDrill>) async throws -> ReconcileResult {
     guard let cached = store.get(key), !cached.metadata.isDeleting else { return .awaitChange }
     do {
-      // Runs are started from this object's status: read it as the apiserver has it now. The cache may not yet
-      // hold this controller's last status write, and deciding on it would start the same run twice.
-      let drill: DRDrill
-      do {
-        drill = try await client.get(DRDrill.self, namespace: key.namespace, name: key.name)
-      } catch let e as KubeError where e.isNotFound {
-        return .awaitChange
-      }
-      if drill.metadata.isDeleting { return .awaitChange }
+      // Runs start from this object's status, so decide on the live object, not on the cache.
+      guard let drill = try await client.liveObject(DRDrill.self, key) else { return .awaitChange }
       return try await apply(drill)
     } catch {
       logger.warning("reconcile failed", metadata: ["object": "DRDrill \(key)", "error": "\(error)"])

@@ -62,15 +62,8 @@ public final class RecoveryPlanReconciler: Sendable {
   public func reconcile(_ key: ObjectKey, _ store: Store<RecoveryPlan>) async throws -> ReconcileResult {
     guard let cached = store.get(key), !cached.metadata.isDeleting else { return .awaitChange }
     do {
-      // Runs are started from this object's status: read it as the apiserver has it now. The cache may not yet
-      // hold this controller's last status write, and deciding on it would start the same run twice.
-      let plan: RecoveryPlan
-      do {
-        plan = try await client.get(RecoveryPlan.self, namespace: key.namespace, name: key.name)
-      } catch let e as KubeError where e.isNotFound {
-        return .awaitChange
-      }
-      if plan.metadata.isDeleting { return .awaitChange }
+      // Runs start from this object's status, so decide on the live object, not on the cache.
+      guard let plan = try await client.liveObject(RecoveryPlan.self, key) else { return .awaitChange }
       return try await apply(plan)
     } catch {
       logger.warning("reconcile failed", metadata: ["object": "RecoveryPlan \(key)", "error": "\(error)"])

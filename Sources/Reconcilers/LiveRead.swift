@@ -1,0 +1,19 @@
+import KubeClient
+import KubeCore
+import KubeRuntime
+
+extension KubeClient {
+  /// The object as the apiserver has it now, or nil when it is gone or being deleted.
+  ///
+  /// Reconcilers that start runs from an object's status read it this way instead of from the watch cache: the
+  /// cache may not yet hold the controller's own last status write, and deciding on it would start a run twice.
+  func liveObject<T: KubeResource>(_ type: T.Type, _ key: ObjectKey) async throws -> T? {
+    let object: T
+    do {
+      object = try await get(type, namespace: key.namespace, name: key.name)
+    } catch let e as KubeError where e.isNotFound {
+      return nil
+    }
+    return object.metadata.isDeleting ? nil : object
+  }
+}
