@@ -18,6 +18,9 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="$(realpath -m "${BOTRT_SERVICES_DIR:-$REPO/.local/services}")"
+# PostgreSQL runs as the postgres user, who may not be able to reach $DIR (a checkout under a 0700 folder such
+# as one made by mktemp -d, or /root): its directory lives under /tmp, named after $DIR.
+PGDIR="/tmp/botrt-pg-$(printf '%s' "$DIR" | md5sum | cut -c1-12)"
 MARKER=".botrt-services"
 LOG_PREFIX=services
 # shellcheck source=hack/lib/proc.sh
@@ -183,33 +186,31 @@ as_pg() {
 }
 
 start_postgres() {
-  alive postgres "$DIR/pg/data" && return 0
-  local bin data="$DIR/pg/data"
+  alive postgres "$PGDIR/data" && return 0
+  local bin data="$PGDIR/data"
   bin="$(pg_bin)"
-  mkdir -p "$DIR/pg/sock"
+  mkdir -p "$PGDIR/sock"
   if ((EUID == 0)); then
     id postgres >/dev/null 2>&1 || die "user postgres is missing (it comes with the postgresql package)"
-    chown -R postgres: "$DIR/pg"
-    # postgres must be able to reach its directory.
-    chmod o+x "$DIR"
+    chown -R postgres: "$PGDIR"
   fi
   if [[ ! -f "$data/PG_VERSION" ]]; then
     as_pg "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-locale >"$DIR/logs/initdb.log" 2>&1 ||
       die_with_log initdb "initdb failed; see $DIR/logs/initdb.log"
   fi
-  as_pg "$bin/pg_ctl" -D "$data" -l "$DIR/pg/postgres.log" -w -t 60 \
-    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$DIR/pg/sock" start \
-    >>"$DIR/logs/postgres.log" 2>&1 || die_with_log postgres "pg_ctl start failed; see $DIR/logs/postgres.log and $DIR/pg/postgres.log"
+  as_pg "$bin/pg_ctl" -D "$data" -l "$PGDIR/postgres.log" -w -t 60 \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PGDIR/sock" start \
+    >>"$DIR/logs/postgres.log" 2>&1 || die_with_log postgres "pg_ctl start failed; see $DIR/logs/postgres.log and $PGDIR/postgres.log"
   head -1 "$data/postmaster.pid" >"$DIR/pids/postgres.pid"
   "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atqc 'select 1' >/dev/null ||
-    die "PostgreSQL started but does not answer on 127.0.0.1:$PG_PORT; see $DIR/pg/postgres.log"
+    die "PostgreSQL started but does not answer on 127.0.0.1:$PG_PORT; see $PGDIR/postgres.log"
 }
 
 stop_postgres() {
-  if alive postgres "$DIR/pg/data"; then
-    as_pg "$(pg_bin)/pg_ctl" -D "$DIR/pg/data" -m fast -w -t 30 stop >>"$DIR/logs/postgres.log" 2>&1 || true
+  if alive postgres "$PGDIR/data"; then
+    as_pg "$(pg_bin)/pg_ctl" -D "$PGDIR/data" -m fast -w -t 30 stop >>"$DIR/logs/postgres.log" 2>&1 || true
   fi
-  stop_proc postgres "$DIR/pg/data"
+  stop_proc postgres "$PGDIR/data"
 }
 
 write_env() {
@@ -238,7 +239,7 @@ components() {
   echo "vault:dev-listen-address=127.0.0.1:$VAULT_PORT"
   echo "vault-tls:dev-listen-address=127.0.0.1:$VAULT_TLS_PORT"
   echo "gcs:fake-gcs-server"
-  echo "postgres:$DIR/pg/data"
+  echo "postgres:$PGDIR/data"
 }
 
 any_alive() {
@@ -284,7 +285,7 @@ cmd_up() {
     check_port_free "$((VAULT_TLS_PORT + 1))" BOTRT_VAULT_TLS_PORT
   }
   alive gcs fake-gcs-server || check_port_free "$GCS_PORT" BOTRT_GCS_PORT
-  alive postgres "$DIR/pg/data" || check_port_free "$PG_PORT" BOTRT_PG_PORT
+  alive postgres "$PGDIR/data" || check_port_free "$PG_PORT" BOTRT_PG_PORT
   save_ports
   start_moto
   start_vault
@@ -329,7 +330,7 @@ cmd_down() {
   stop_proc vault-tls "dev-listen-address=127.0.0.1:$VAULT_TLS_PORT"
   stop_proc vault "dev-listen-address=127.0.0.1:$VAULT_PORT"
   stop_proc moto moto.server
-  rm -rf "$DIR"
+  rm -rf "$DIR" "$PGDIR"
   log "down: stopped and removed $DIR"
 }
 
