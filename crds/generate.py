@@ -501,8 +501,9 @@ def snapshot_selector():
         "policyRef": local_ref("The BackupPolicy (in this namespace) whose repository holds the snapshot."),
         "snapshot": string("latest (the newest snapshot that verifies) or a snapshot id. Default: latest.",
                            maxLength=128, default="latest", pattern=r"^(latest|[0-9a-f]{8,128})$"),
-        "beforeTime": date_time("Use the newest snapshot taken before this time (RFC 3339) instead; for "
-                                "point-in-time recovery before a corruption."),
+        "beforeTime": date_time("Use the newest snapshot taken at or before this time (RFC 3339; whole seconds) "
+                                "instead of snapshot; for point-in-time recovery before a corruption. The step fails "
+                                "when no snapshot is that old."),
     }
 
 

@@ -144,6 +144,9 @@ struct RestoreCommand: EngineCommand {
   @OptionGroup var repoOptions: RepoOptions
   @Argument(help: "Snapshot id (or a unique prefix) or 'latest'.")
   var snapshot: String
+  @Option(
+    help: "With 'latest': the newest snapshot taken at or before this time (RFC 3339, e.g. 2026-09-06T03:00:00Z).")
+  var before: String?
   @Option(help: "Directory to restore into.")
   var target: String?
   @Flag(help: "Write the single selected file to standard output.")
@@ -154,13 +157,21 @@ struct RestoreCommand: EngineCommand {
 
   func validate() throws {
     if (target == nil) == !stdout { throw ValidationError("give exactly one of --target DIR or --stdout") }
+    if let before {
+      _ = try parseBefore(before)
+      if snapshot != "latest" {
+        throw ValidationError(
+          "--before picks the newest snapshot taken at or before a time, so the snapshot must be 'latest', not "
+            + "'\(snapshot)'")
+      }
+    }
   }
 
   func execute(_ result: inout CommandResult) async throws {
     let repo = try await repoOptions.open()
     let r = try await withLockedRepo(repo, exclusive: false) { () -> RestoreResult in
       let (snaps, _) = try await repo.loadSnapshotsChecked()
-      let s = try repo.findSnapshot(snapshot, in: snaps)
+      let s = try selectSnapshot(snapshot, before: try before.map(parseBefore), in: snaps, repo: repo)
       let index = try await repo.loadIndexForRestore()
       return try await repo.restore(
         s, index: index,
@@ -208,11 +219,18 @@ struct VerifyCommand: EngineCommand {
 struct SnapshotsCommand: EngineCommand {
   static let configuration = CommandConfiguration(commandName: "snapshots", abstract: "List snapshots.")
   @OptionGroup var repoOptions: RepoOptions
+  @Option(help: "List only the snapshots taken at or before this time (RFC 3339, e.g. 2026-09-06T03:00:00Z).")
+  var before: String?
   var commandName: String { "snapshots" }
+
+  func validate() throws {
+    if let before { _ = try parseBefore(before) }
+  }
 
   func execute(_ result: inout CommandResult) async throws {
     let repo = try await repoOptions.open()
-    let (snaps, _) = try await repo.loadSnapshotsChecked()
+    var (snaps, _) = try await repo.loadSnapshotsChecked()
+    if let t = try before.map(parseBefore) { snaps = snaps.filter { $0.manifest.date <= t } }
     fill(&result, repo)
     result.snapshots = snaps.map {
       let m = $0.manifest
@@ -300,4 +318,35 @@ extension Repository {
   func loadSnapshotsChecked() async throws -> ([Snapshot], [EngineError]) { try await loadSnapshots() }
   /// Loads the index, failing on a damaged index file.
   func loadIndexForRestore() async throws -> MasterIndex { try await loadIndex().0 }
+}
+
+/// Parses the time of `--before`: RFC 3339 with a zone (Z or an offset), with or without fractional seconds.
+func parseBefore(_ text: String) throws -> Date {
+  let f = ISO8601DateFormatter()
+  for options: ISO8601DateFormatter.Options in [
+    [.withInternetDateTime], [.withInternetDateTime, .withFractionalSeconds],
+  ] {
+    f.formatOptions = options
+    if let d = f.date(from: text) { return d }
+  }
+  throw ValidationError(
+    "--before '\(text)' is not an RFC 3339 time with a zone; write it like 2026-09-06T03:00:00Z or "
+      + "2026-09-06T05:00:00+02:00")
+}
+
+/// The snapshot a restore reads: `ref` as `Repository.findSnapshot` resolves it, or, with a `before` time, the newest
+/// snapshot taken at or before it (by manifest time, then sequence number).
+func selectSnapshot(_ ref: String, before: Date?, in snaps: [Snapshot], repo: Repository) throws -> Snapshot {
+  guard let before else { return try repo.findSnapshot(ref, in: snaps) }
+  let eligible = snaps.filter { $0.manifest.date <= before }
+  guard
+    let s = eligible.max(by: { ($0.manifest.date, $0.manifest.seq) < ($1.manifest.date, $1.manifest.seq) })
+  else {
+    let f = ISO8601DateFormatter()
+    let oldest = snaps.map(\.manifest.date).min()
+    throw EngineError.snapshotNotFound(
+      "latest --before \(f.string(from: before)) (no snapshot was taken at or before that time; "
+        + (oldest.map { "the oldest is from \(f.string(from: $0)))" } ?? "the repository has no snapshots)"))
+  }
+  return s
 }

@@ -339,7 +339,8 @@ public enum DrillLogic {
     let perfOK = (m.performanceDegradationPercent ?? 0) <= targets.maxDegradationPercent
     let passed =
       integrity && rtoMet && rpoMet && perfOK && security.allPassed && score.score >= targets.minScore
-    for c in security.applicable where !c.passed { failures.append("security check failed: \(c.name)") }
+    let failedChecks = security.applicable.filter { !$0.passed }.map(\.name)
+    for c in failedChecks { failures.append(securityFailurePrefix + c) }
 
     var result = DrillResult(
       startTime: runStart, completionTime: now, trigger: token, snapshot: restoreResult?.snapshotId,
@@ -348,7 +349,7 @@ public enum DrillLogic {
       performanceDegradationPercent: m.performanceDegradationPercent.map { ($0 * 10).rounded() / 10 },
       restoreBytesPerSecond: throughput, securityPosture: security.allPassed, complianceScore: score.score,
       failures: failures.isEmpty ? nil : failures)
-    result.message = describe(result, targets: targets, score: score)
+    result.message = describe(result, targets: targets, score: score, failedSecurityChecks: failedChecks)
 
     var st = drill.status ?? DRDrillStatus()
     st.record(result, limit: Int(drill.spec.historyLimit ?? 10))
@@ -376,7 +377,11 @@ public enum DrillLogic {
       message: rpo.map {
         "The restored snapshot was \(fmt($0)) old when the drill started; the RPO target is "
           + "\(fmt(targets.rpoSeconds))."
-      } ?? "The restored snapshot's age is unknown.", observedGeneration: gen, now: now)
+      }
+        ?? (result.snapshot == nil
+          ? "No snapshot was restored, so its age was not measured; the RPO target is \(fmt(targets.rpoSeconds))."
+          : "The restored snapshot's age is unknown; the RPO target is \(fmt(targets.rpoSeconds))."),
+      observedGeneration: gen, now: now)
     st.conditions = conds
 
     var events: [PlannedEvent] = []
@@ -386,7 +391,8 @@ public enum DrillLogic {
       events.append(
         PlannedEvent(
           warning: true, reason: "DataIntegrityFailed",
-          message: "The drill's restore did not verify: " + failures.joined(separator: "; ")))
+          message: "The drill's restored data did not verify: "
+            + failures.filter { !$0.hasPrefix(securityFailurePrefix) }.joined(separator: "; ")))
     }
     let metrics = DrillMetricValues(
       lastRunTimestampSeconds: runStart.timeIntervalSince1970, rtoSeconds: rto.map(Double.init),
@@ -394,41 +400,75 @@ public enum DrillLogic {
     return DrillOutcome(status: st, result: result, score: score, events: events, metrics: metrics)
   }
 
-  /// Plain sentences about a run, for status, Events and `kubectl describe`.
-  public static func describe(_ r: DrillResult, targets: DrillTargets, score: ComplianceScore) -> String {
+  /// Plain sentences about a run, for status, Events and `kubectl describe`: the verdict, then each measurement with
+  /// its target and whether it was met, then what went wrong.
+  public static func describe(
+    _ r: DrillResult, targets: DrillTargets, score: ComplianceScore, failedSecurityChecks: [String] = []
+  ) -> String {
     let fmt = DurationText.format(seconds:)
     var s: [String] = []
-    s.append(r.passed == true ? "The drill passed." : "The drill failed.")
+    if r.passed == true {
+      s.append("The drill passed: every target was met.")
+    } else if r.dataIntegrity != true {
+      s.append("The drill failed: the restored data did not verify.")
+    } else {
+      s.append("The drill failed: not every target was met.")
+    }
+    let rtoTarget = fmt(targets.rtoSeconds)
     if let rto = r.rtoAchievedSeconds {
       s.append(
-        "The restore was verified \(fmt(rto)) after the start (RTO target \(fmt(targets.rtoSeconds)): "
-          + (rto <= targets.rtoSeconds ? "met)." : "missed)."))
+        "The restore was verified \(fmt(rto)) after the drill started, "
+          + (rto <= targets.rtoSeconds
+            ? "within the RTO target of \(rtoTarget)." : "so the RTO target of \(rtoTarget) was missed."))
     } else {
-      s.append("No restore was verified (RTO target \(fmt(targets.rtoSeconds)): missed).")
+      s.append("No restore was verified, so the RTO target of \(rtoTarget) was not met.")
     }
+    let rpoTarget = fmt(targets.rpoSeconds)
+    let snap = r.snapshot.map { " \($0.prefix(12))" } ?? ""
     if let rpo = r.rpoAchievedSeconds {
       s.append(
-        "The restored snapshot\(r.snapshot.map { " \($0.prefix(12))" } ?? "") was \(fmt(rpo)) old (RPO target "
-          + "\(fmt(targets.rpoSeconds)): " + (rpo <= targets.rpoSeconds ? "met)." : "missed)."))
+        "The restored snapshot\(snap) was \(fmt(rpo)) old when the drill started, "
+          + (rpo <= targets.rpoSeconds
+            ? "within the RPO target of \(rpoTarget)." : "so the RPO target of \(rpoTarget) was missed."))
+    } else if r.snapshot == nil {
+      s.append("No snapshot was restored, so its age was not measured and the RPO target of \(rpoTarget) was not met.")
     } else {
-      s.append("The restored snapshot's age is unknown (RPO target \(fmt(targets.rpoSeconds)): not shown to be met).")
+      s.append(
+        "The age of the restored snapshot\(snap) is unknown (it is not the policy's last snapshot), so the RPO "
+          + "target of \(rpoTarget) is not shown to be met.")
     }
-    s.append(r.dataIntegrity == true ? "All data verified." : "Data integrity FAILED.")
+    s.append(r.dataIntegrity == true ? "All restored data verified." : "Data integrity FAILED.")
+    let maxDeg = Int(targets.maxDegradationPercent)
     if let d = r.performanceDegradationPercent {
       s.append(
-        "Restore throughput was \(Int(d.rounded())) % below the baseline (at most "
-          + "\(Int(targets.maxDegradationPercent)) % allowed).")
+        d < 0.5
+          ? "Restore throughput matched or beat the baseline."
+          : "Restore throughput was \(Int(d.rounded())) % below the baseline"
+            + (d <= targets.maxDegradationPercent
+              ? ", within the \(maxDeg) % allowed." : "; at most \(maxDeg) % is allowed."))
     } else if r.restoreBytesPerSecond != nil {
-      s.append("No throughput baseline yet; this run's throughput becomes one when it passes.")
+      s.append("There is no throughput baseline yet; this run's throughput becomes one if it passes.")
     }
-    s.append(r.securityPosture == true ? "Security checks passed." : "Security checks failed.")
-    s.append("Compliance score \(score.score) (at least \(targets.minScore) required).")
+    if r.securityPosture == true {
+      s.append("Every security check passed.")
+    } else if failedSecurityChecks.isEmpty {
+      s.append("The security checks did not pass.")
+    } else {
+      let names = failedSecurityChecks.map { "'\($0)'" }
+      let list = names.count == 1 ? names[0] : names.dropLast().joined(separator: ", ") + " and " + names.last!
+      s.append("The security check\(names.count == 1 ? "" : "s") \(list) failed.")
+    }
+    s.append("The compliance score is \(score.score) of 100; at least \(targets.minScore) is required.")
     for v in score.profiles where !v.met {
-      s.append("\(v.profile.rawValue.uppercased()) not met: " + v.gaps.joined(separator: ", ") + ".")
+      s.append("\(v.profile.rawValue.uppercased()) is not met: " + v.gaps.joined(separator: ", ") + ".")
     }
-    if let f = r.failures, !f.isEmpty { s.append("Failures: " + f.joined(separator: "; ") + ".") }
+    let other = (r.failures ?? []).filter { !$0.hasPrefix(securityFailurePrefix) }
+    if !other.isEmpty { s.append("What went wrong: " + other.joined(separator: "; ") + ".") }
     return s.joined(separator: " ")
   }
+
+  /// How a failed security check is recorded in a result's failures.
+  static let securityFailurePrefix = "security check failed: "
 
   /// Marks a run started in status: phase Running, the current run, the handled trigger, the next schedule.
   public static func startRun(

@@ -25,9 +25,11 @@ public struct DrillMetrics: Sendable {
 /// The DRDrill reconciler: decides when a run starts (schedule or trigger, never two at once), creates the fenced
 /// scratch namespace with copies of the Secrets the restore needs and the run Job, evaluates the finished run
 /// (`DrillLogic.finish`), records it in status, Events and metrics, and removes the scratch namespace, also after
-/// failures and timeouts. It never writes spec.
+/// failures and timeouts, and when the drill is deleted mid-run (finalizer). It never writes spec.
 public final class DrillReconciler: Sendable {
   public static let fieldManager = ChildLabels.controllerName
+  /// The finalizer this controller adds to every DRDrill: it removes the drill's scratch namespaces.
+  public static let finalizer = "dr.botrt.io/cleanup"
   /// How often a running drill is looked at besides Job and Pod events.
   public static let pollSeconds: TimeInterval = 5
 
@@ -73,11 +75,30 @@ public final class DrillReconciler: Sendable {
   }
 
   public func reconcile(_ key: ObjectKey, _ store: Store<DRDrill>) async throws -> ReconcileResult {
-    guard let cached = store.get(key), !cached.metadata.isDeleting else { return .awaitChange }
+    guard store.get(key) != nil else { return .awaitChange }
     do {
-      // Runs start from this object's status, so decide on the live object, not on the cache.
-      guard let drill = try await client.liveObject(DRDrill.self, key) else { return .awaitChange }
-      return try await apply(drill)
+      // Runs start from this object's status, so decide on the live object, not on the cache (deleting ones
+      // included: their finalizer is handled below).
+      let drill: DRDrill
+      do {
+        drill = try await client.get(DRDrill.self, namespace: key.namespace, name: key.name)
+      } catch let e as KubeError where e.isNotFound {
+        return .awaitChange
+      }
+      // Scratch namespaces are cluster-scoped, so no owner reference removes them: a drill deleted mid-run
+      // removes its scratch namespaces before its finalizer goes.
+      let patcher = KubeJSONPatcher(client: client, resource: DRDrill.resource)
+      return try await Finalizer.reconcile(drill, finalizer: Self.finalizer, patcher: patcher) { event in
+        switch event {
+        case .apply(let d): return try await self.apply(d)
+        case .cleanup(let d):
+          try await self.removeStaleScratchNamespaces(d, keep: nil)
+          self.logger.info(
+            "drill deleted; its scratch namespaces are being removed",
+            metadata: ["object": "DRDrill \(key)"])
+          return .awaitChange
+        }
+      }
     } catch {
       logger.warning("reconcile failed", metadata: ["object": "DRDrill \(key)", "error": "\(error)"])
       throw error

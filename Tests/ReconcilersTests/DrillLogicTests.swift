@@ -188,9 +188,13 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
     #expect(o.metrics.rtoSeconds == 252)
     #expect(o.metrics.complianceScore == 100)
     let msg = try #require(o.result.message)
-    #expect(msg.contains("The drill passed."))
-    #expect(msg.contains("verified 4m12s after the start (RTO target 15m: met)"))
-    #expect(msg.contains("3m old (RPO target 5m: met)"))
+    #expect(msg.hasPrefix("The drill passed: every target was met."))
+    #expect(msg.contains("The restore was verified 4m12s after the drill started, within the RTO target of 15m."))
+    #expect(msg.contains("was 3m old when the drill started, within the RPO target of 5m."))
+    #expect(msg.contains("Restore throughput was 9 % below the baseline, within the 20 % allowed."))
+    #expect(msg.contains("Every security check passed."))
+    #expect(msg.contains("The compliance score is 100 of 100; at least 95 is required."))
+    #expect(!msg.contains("What went wrong"))
   }
 
   @Test func tamperedPackFailsIntegrityAndNamesTheObject() throws {
@@ -209,6 +213,12 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
     let warning = try #require(o.events.first { $0.reason == "DataIntegrityFailed" })
     #expect(warning.warning)
     #expect(warning.message.contains("data/3f/3fab12"))
+    let msg = try #require(o.result.message)
+    #expect(msg.hasPrefix("The drill failed: the restored data did not verify."))
+    #expect(msg.contains("No restore was verified, so the RTO target of 15m was not met."))
+    #expect(msg.contains("Data integrity FAILED."))
+    #expect(msg.contains("What went wrong: verify failed:"))
+    #expect(msg.contains("data/3f/3fab12"))
   }
 
   @Test func oldSnapshotMissesRPOAndSlowRestoreIsDegraded() throws {

@@ -1,0 +1,109 @@
+import DRAPI
+import Foundation
+import KubeClient
+import KubeCore
+import Reconcilers
+import Testing
+
+/// The DRDrill controller on the real apiserver: a drill carries a finalizer, and a drill deleted while its run is in
+/// progress removes its scratch namespace (cluster-scoped, so no owner reference can) before it goes.
+@Suite(.serialized) struct DrillControllerTests {
+  let client: KubeClient
+
+  init() async throws {
+    client = try TestCluster.client()
+    try await TestCluster.installCRDs(client)
+  }
+
+  func policy(_ ns: String) -> BackupPolicy {
+    BackupPolicy(
+      metadata: ObjectMeta(name: "orders-db", namespace: ns),
+      spec: BackupPolicySpec(
+        tier: .standard, schedule: "17 3 * * *", dataType: .database,
+        source: BackupSource(command: ContainerSpec(image: "postgres:16", command: ["pg_dump"], args: ["orders"])),
+        repository: RepositorySpec(
+          s3: S3Repository(
+            bucket: "orders", prefix: "db", region: "us-east-1", endpoint: "http://10.1.2.3:9000",
+            credentialsSecretRef: SecretNameReference(name: "s3-creds"))),
+        encryption: EncryptionSpec(
+          kms: KMSSpec(
+            vaultTransit: VaultTransitKMS(
+              address: "http://vault.vault.svc:8200", key: "backup-database-key",
+              authSecretRef: SecretReference(name: "vault-token"))))))
+  }
+
+  func scratchNamespaces(_ ns: String) async throws -> [Namespace] {
+    try await client.listAll(
+      Namespace.self, options: ListOptions(labelSelector: "\(DrillLogic.drillNamespaceLabel)=\(ns)")
+    ).items
+  }
+
+  @Test func aDrillDeletedMidRunRemovesItsScratchNamespace() async throws {
+    let ns = "drill-fin-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+    _ = try await client.create(Namespace(metadata: ObjectMeta(name: ns, labels: ["botrt.io/test": "controller"])))
+    var failure: Error? = nil
+    let controller = try await RunningController(client, namespace: ns, backupNamespace: "\(ns)-backup")
+    do {
+      for (name, data) in [
+        "s3-creds": ["AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"],
+        "vault-token": ["token": "t"],
+      ] {
+        _ = try await client.create(
+          Secret(metadata: ObjectMeta(name: name, namespace: ns), data: data.mapValues { Data($0.utf8) }))
+      }
+      _ = try await client.create(policy(ns))
+      // No node runs the Job here, so the run stays in progress until the drill is deleted.
+      _ = try await client.create(
+        DRDrill(
+          metadata: ObjectMeta(name: "orders-drill", namespace: ns),
+          spec: DRDrillSpec(
+            schedule: "weekly", target: DrillTarget(backupPolicyRef: LocalObjectReference(name: "orders-db")),
+            trigger: "t1")))
+      var scratch = ""
+      try await eventually("the drill to run in a scratch namespace") {
+        let d = try await client.get(DRDrill.self, namespace: ns, name: "orders-drill")
+        scratch = d.status?.currentRun?.scratchNamespace ?? ""
+        return d.status?.phase == .running && !scratch.isEmpty
+      }
+      let drill = try await client.get(DRDrill.self, namespace: ns, name: "orders-drill")
+      #expect(drill.metadata.finalizers == [DrillReconciler.finalizer])
+      let live = try await client.get(Namespace.self, name: scratch)
+      #expect(live.metadata.deletionTimestamp == nil)
+      #expect(try await scratchNamespaces(ns).map(\.name) == [scratch])
+      _ = try await client.get(ChildResources.jobs, namespace: scratch, name: DrillLogic.runJobName, as: JSONValue.self)
+
+      try await client.delete(DRDrill.self, namespace: ns, name: "orders-drill")
+      try await eventually("the deleted drill to be gone") {
+        do {
+          _ = try await client.get(DRDrill.self, namespace: ns, name: "orders-drill")
+          return false
+        } catch let e as KubeError where e.isNotFound {
+          return true
+        }
+      }
+      // The finalizer went only after the scratch namespace's deletion was requested.
+      let left = try await scratchNamespaces(ns)
+      #expect(left.allSatisfy { $0.metadata.deletionTimestamp != nil }, "\(left.map(\.name)) still live")
+      try await eventually("the scratch namespace \(scratch) to be removed", timeout: .seconds(90)) {
+        try await scratchNamespaces(ns).isEmpty
+      }
+    } catch {
+      failure = error
+    }
+    await controller.stop()
+    for p in try await client.listAll(BackupPolicy.self, namespace: ns).items {
+      _ = try await client.patch(
+        BackupPolicy.self, namespace: ns, name: p.name, .merge(["metadata": ["finalizers": nil]]))
+    }
+    for d in try await client.listAll(DRDrill.self, namespace: ns).items {
+      _ = try await client.patch(DRDrill.self, namespace: ns, name: d.name, .merge(["metadata": ["finalizers": nil]]))
+    }
+    for s in try await scratchNamespaces(ns) {
+      do { try await client.delete(Namespace.self, name: s.name) } catch let e as KubeError where e.isNotFound {}
+    }
+    for name in [ns, "\(ns)-backup"] {
+      do { try await client.delete(Namespace.self, name: name) } catch let e as KubeError where e.isNotFound {}
+    }
+    if let failure { throw failure }
+  }
+}
