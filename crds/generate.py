@@ -669,6 +669,16 @@ def drill_spec():
                    "suspend": boolean("Stop scheduling drills (a trigger still runs one). Default: false.",
                                       default=False),
                    "trigger": trigger("drill"),
+                   "egress": array("Destinations the run's pods may reach over TCP besides DNS and the policy's "
+                                   "storage and KMS endpoints, which the scratch namespace's NetworkPolicies allow "
+                                   "anyway: e.g. the database server a restore command and the database query "
+                                   "connect to. Everything else stays denied.", obj("A TCP destination.", {
+                                       "host": string("An IP address or CIDR (only it is allowed), or a host name "
+                                                      "(NetworkPolicies cannot name hosts, so the port is then "
+                                                      "allowed to any destination). Default: any destination.",
+                                                      maxLength=253, minLength=1),
+                                       "port": integer("TCP port.", fmt="int32", minimum=1, maximum=65535),
+                                   }, required=["port"]), maxItems=32),
                }, required=["target"])
 
 

@@ -241,6 +241,8 @@ metadata: {name: appdb-drill}
 spec:
   schedule: weekly
   target: {backupPolicyRef: {name: appdb}}
+  # The scratch namespace's fence lets the drill's pods reach the database server too.
+  egress: [{host: "$PGHOST", port: $PGPORT}]
   restore:
     command:
       image: postgres:16

@@ -35,11 +35,14 @@ public struct DRDrillSpec: Codable, Sendable, Hashable {
   public var timeout: String?
   public var suspend: Bool?
   public var trigger: String?
+  /// Destinations the run's pods may reach besides DNS and the policy's storage and KMS endpoints (e.g. the database
+  /// server the restore command and the query connect to).
+  public var egress: [DrillEgress]?
 
   public init(
     schedule: String? = nil, target: DrillTarget, snapshot: String? = nil, restore: RestoreDestination? = nil,
     verification: DrillVerification? = nil, compliance: [ComplianceProfile]? = nil, historyLimit: Int32? = nil,
-    timeout: String? = nil, suspend: Bool? = nil, trigger: String? = nil
+    timeout: String? = nil, suspend: Bool? = nil, trigger: String? = nil, egress: [DrillEgress]? = nil
   ) {
     self.schedule = schedule
     self.target = target
@@ -51,6 +54,20 @@ public struct DRDrillSpec: Codable, Sendable, Hashable {
     self.timeout = timeout
     self.suspend = suspend
     self.trigger = trigger
+    self.egress = egress
+  }
+}
+
+/// A destination the scratch namespace's fence lets the run's pods reach over TCP.
+public struct DrillEgress: Codable, Sendable, Hashable {
+  /// An IP address or CIDR (only it is allowed), or a host name (NetworkPolicies cannot name hosts, so the port is
+  /// allowed to any destination); nil: any destination.
+  public var host: String?
+  public var port: Int32
+
+  public init(host: String? = nil, port: Int32) {
+    self.host = host
+    self.port = port
   }
 }
 

@@ -170,6 +170,16 @@ public enum SpecValidation {
     if let h = spec.historyLimit, !(1...100).contains(h) {
       errors.append(SpecError(field: "spec.historyLimit", message: "must be 1-100, got \(h)"))
     }
+    for (i, e) in (spec.egress ?? []).enumerated() {
+      if !(1...65535).contains(e.port) {
+        errors.append(SpecError(field: "spec.egress[\(i)].port", message: "must be a TCP port 1-65535, got \(e.port)"))
+      }
+      if let h = e.host, h.isEmpty || h.contains(" ") {
+        errors.append(
+          SpecError(
+            field: "spec.egress[\(i)].host", message: "give an IP address, a CIDR or a host name, or leave it out"))
+      }
+    }
     if let v = spec.verification {
       if let p = v.maxPerformanceDegradationPercent, !(0...100).contains(p) {
         errors.append(

@@ -152,7 +152,7 @@ public enum DrillLogic {
   }
 
   /// The scratch namespace and its fences: default-deny for ingress and egress, then egress only for the drill's
-  /// pods to DNS and the storage and KMS endpoints of the policy.
+  /// pods to DNS, the storage and KMS endpoints of the policy, and the drill's spec.egress destinations.
   public static func scratchChildren(
     _ drill: DRDrill, namespace ns: String, policy: BackupPolicy
   ) -> [DesiredChild] {
@@ -186,10 +186,13 @@ public enum DrillLogic {
     if let v = policy.spec.encryption.kms.vaultTransit, let c = URLComponents(string: v.address) {
       endpoints.append((c.host, c.port ?? (c.scheme == "https" ? 443 : 80)))
     }
+    for e in drill.spec.egress ?? [] { endpoints.append((e.host, Int(e.port))) }
     for (host, port) in endpoints {
       var rule: [String: JSONValue] = ["ports": [["protocol": "TCP", "port": .int(Int64(port))]]]
       if let h = host, BackupPolicyChildren.isIPLiteral(h) {
         rule["to"] = [["ipBlock": ["cidr": .string(h.contains(":") ? "\(h)/128" : "\(h)/32")]]]
+      } else if let h = host, let slash = h.firstIndex(of: "/"), BackupPolicyChildren.isIPLiteral(String(h[..<slash])) {
+        rule["to"] = [["ipBlock": ["cidr": .string(h)]]]
       }
       egress.append(.object(rule))
     }
@@ -280,6 +283,9 @@ public enum DrillLogic {
       minScore: v?.minComplianceScore ?? 95, profiles: profiles)
   }
 
+  /// The smallest restore whose throughput is measured and compared with the baseline (64 MiB).
+  public static let minThroughputBytes: Int64 = 64 << 20
+
   /// The throughput a run is compared with: the median restore throughput of up to 5 earlier passed runs, else the
   /// policy's last backup throughput (bytes read / duration), else none (first run of a new policy).
   public static func baselineThroughput(history: [DrillResult], policy: BackupPolicyStatus?) -> Double? {
@@ -326,8 +332,10 @@ public enum DrillLogic {
     let verifiedAt = [verify?.finishedAt, query?.finishedAt, job?.finishTime].compactMap { $0 }.max()
     let rto: Int64? = integrity ? verifiedAt.map { Int64(max(0, $0.timeIntervalSince(runStart)).rounded()) } : nil
     let rpo: Int64? = snapshotTime.map { Int64(max(0, runStart.timeIntervalSince($0)).rounded()) }
+    // Throughput is measured only on restores large enough for it to mean something: below that, fixed costs
+    // (process start, key unwrap, connections) dominate, and a baseline would be noise.
     var throughput: Double? = nil
-    if let r = restoreResult, let b = r.bytesRead, let d = r.durationSeconds, b > 0, d > 0 {
+    if let r = restoreResult, let b = r.bytesRead, let d = r.durationSeconds, b >= minThroughputBytes, d > 0 {
       throughput = Double(b) / d
     }
     let m = DrillMeasurements(
@@ -349,7 +357,9 @@ public enum DrillLogic {
       performanceDegradationPercent: m.performanceDegradationPercent.map { ($0 * 10).rounded() / 10 },
       restoreBytesPerSecond: throughput, securityPosture: security.allPassed, complianceScore: score.score,
       failures: failures.isEmpty ? nil : failures)
-    result.message = describe(result, targets: targets, score: score, failedSecurityChecks: failedChecks)
+    result.message = describe(
+      result, targets: targets, score: score, failedSecurityChecks: failedChecks,
+      restoredBytes: restoreResult?.bytesRead)
 
     var st = drill.status ?? DRDrillStatus()
     st.record(result, limit: Int(drill.spec.historyLimit ?? 10))
@@ -403,7 +413,8 @@ public enum DrillLogic {
   /// Plain sentences about a run, for status, Events and `kubectl describe`: the verdict, then each measurement with
   /// its target and whether it was met, then what went wrong.
   public static func describe(
-    _ r: DrillResult, targets: DrillTargets, score: ComplianceScore, failedSecurityChecks: [String] = []
+    _ r: DrillResult, targets: DrillTargets, score: ComplianceScore, failedSecurityChecks: [String] = [],
+    restoredBytes: Int64? = nil
   ) -> String {
     let fmt = DurationText.format(seconds:)
     var s: [String] = []
@@ -448,6 +459,10 @@ public enum DrillLogic {
               ? ", within the \(maxDeg) % allowed." : "; at most \(maxDeg) % is allowed."))
     } else if r.restoreBytesPerSecond != nil {
       s.append("There is no throughput baseline yet; this run's throughput becomes one if it passes.")
+    } else if let b = restoredBytes, b < minThroughputBytes {
+      s.append(
+        "The restore read \(b) bytes, too few to measure throughput (at least \(minThroughputBytes >> 20) MiB), "
+          + "so it was not compared with the baseline.")
     }
     if r.securityPosture == true {
       s.append("Every security check passed.")

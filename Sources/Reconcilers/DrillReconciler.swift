@@ -141,7 +141,7 @@ public final class DrillReconciler: Sendable {
 
     let (policyOpt, plan, targetProblem) = try await resolveTarget(drill)
     var schedule: Sourced<String>? = nil
-    var problem = targetProblem
+    var problem = SpecValidation.validate(drill.spec).first ?? targetProblem
     if problem == nil, let policy = policyOpt {
       do {
         schedule = try DrillLogic.schedule(

@@ -106,6 +106,25 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
     #expect(egress[1][path: "to"]?[0]?[path: "ipBlock", "cidr"]?.stringValue == "10.0.0.5/32")
     #expect(egress[2]["ports"]?[0]?["port"]?.intValue == 8200)
     #expect(children[0].body[path: "metadata", "labels", DrillLogic.scratchLabel]?.stringValue == "true")
+
+    // spec.egress opens the database server (IP, CIDR or, for a host name, the port only) and nothing more.
+    var withDB = d
+    withDB.spec.egress = [
+      DrillEgress(host: "10.0.0.7", port: 5432), DrillEgress(host: "10.1.0.0/16", port: 3306),
+      DrillEgress(host: "db.shop.svc", port: 5433),
+    ]
+    let more = DrillLogic.scratchChildren(withDB, namespace: ns, policy: try recoveryTestPolicy())[2].body
+    let rules = more[path: "spec", "egress"]?.arrayValue ?? []
+    #expect(rules.count == 6)
+    #expect(rules[3][path: "to"]?[0]?[path: "ipBlock", "cidr"]?.stringValue == "10.0.0.7/32")
+    #expect(rules[3]["ports"]?[0]?["port"]?.intValue == 5432)
+    #expect(rules[4][path: "to"]?[0]?[path: "ipBlock", "cidr"]?.stringValue == "10.1.0.0/16")
+    #expect(rules[5]["to"] == nil)
+    #expect(rules[5]["ports"]?[0]?["port"]?.intValue == 5433)
+    #expect(SpecValidation.validate(withDB.spec).isEmpty)
+    withDB.spec.egress = [DrillEgress(host: "", port: 0)]
+    #expect(
+      SpecValidation.validate(withDB.spec).map(\.field) == ["spec.egress[0].port", "spec.egress[0].host"])
   }
 
   @Test func runJobRestoresThenVerifiesThenQueries() throws {
@@ -234,6 +253,28 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
     #expect(o.result.performanceDegradationPercent == 50)
     #expect(o.result.passed == false)
     #expect((o.result.complianceScore ?? 100) < 95)
+  }
+
+  @Test func smallRestoreIsNotComparedWithTheBaseline() throws {
+    let d = try drillTestDrill()
+    let start = drillNow
+    // 5 KB in 6 s would be 99.9 % below a 100 MB/s baseline; a restore that small measures fixed costs only.
+    let o = DrillLogic.finish(
+      d, job: drillJob(start: start, verifySeconds: 30, bytes: 5_000), runStart: start, token: nil,
+      scratchNamespace: nil, snapshotTime: start - 10, baseline: 100_000_000, security: allSecure,
+      targets: try targets(d), now: start + 30)
+    #expect(o.result.performanceDegradationPercent == nil)
+    #expect(o.result.restoreBytesPerSecond == nil)
+    #expect(o.result.passed == true)
+    #expect(o.result.complianceScore == 100)
+    #expect(o.result.message?.contains("The restore read 5000 bytes, too few to measure throughput") == true)
+    // One byte under the limit is not measured; at the limit it is.
+    let atLimit = DrillLogic.finish(
+      d, job: drillJob(start: start, verifySeconds: 30, bytes: DrillLogic.minThroughputBytes), runStart: start,
+      token: nil, scratchNamespace: nil, snapshotTime: start - 10, baseline: 100_000_000, security: allSecure,
+      targets: try targets(d), now: start + 30)
+    #expect(atLimit.result.restoreBytesPerSecond != nil)
+    #expect(atLimit.result.performanceDegradationPercent != nil)
   }
 
   @Test func historyIsBoundedNewestFirst() throws {
