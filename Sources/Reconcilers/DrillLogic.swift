@@ -377,20 +377,22 @@ public enum DrillLogic {
       type: DRDrillCondition.rtoMet, status: rtoMet ? .true : .false,
       reason: rto == nil ? "NotRestored" : (rtoMet ? "WithinTarget" : "OverTarget"),
       message: rto.map {
-        "Restore verified \(fmt($0)) after the drill started; the RTO target is "
-          + "\(fmt(targets.rtoSeconds))."
-      } ?? "No verified restore, so the RTO target of \(fmt(targets.rtoSeconds)) "
-        + "was not met.", observedGeneration: gen, now: now)
+        "The restore was verified \(fmt($0)) after the drill started, "
+          + ($0 <= targets.rtoSeconds ? "within" : "over") + " the RTO target of \(fmt(targets.rtoSeconds))."
+      } ?? "No restore was verified, so the RTO target of \(fmt(targets.rtoSeconds)) was not met.",
+      observedGeneration: gen, now: now)
     conds.setCondition(
       type: DRDrillCondition.rpoMet, status: rpoMet ? .true : .false,
       reason: rpo == nil ? "SnapshotAgeUnknown" : (rpoMet ? "WithinTarget" : "OverTarget"),
       message: rpo.map {
-        "The restored snapshot was \(fmt($0)) old when the drill started; the RPO target is "
-          + "\(fmt(targets.rpoSeconds))."
+        "The restored snapshot was \(fmt($0)) old when the drill started, "
+          + ($0 <= targets.rpoSeconds ? "within" : "over") + " the RPO target of \(fmt(targets.rpoSeconds))."
       }
         ?? (result.snapshot == nil
-          ? "No snapshot was restored, so its age was not measured; the RPO target is \(fmt(targets.rpoSeconds))."
-          : "The restored snapshot's age is unknown; the RPO target is \(fmt(targets.rpoSeconds))."),
+          ? "No snapshot was restored, so its age was not measured and the RPO target of "
+            + "\(fmt(targets.rpoSeconds)) was not met."
+          : "The restored snapshot's age is unknown, so the RPO target of \(fmt(targets.rpoSeconds)) is not shown "
+            + "to be met."),
       observedGeneration: gen, now: now)
     st.conditions = conds
 

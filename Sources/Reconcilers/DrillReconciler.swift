@@ -172,7 +172,8 @@ public final class DrillReconciler: Sendable {
     status.scheduleSource = schedule.source.description
     conds.setCondition(
       type: DRDrillCondition.ready, status: .true, reason: "Valid",
-      message: "Rehearses \(drill.spec.target.displayName ?? "?") on '\(schedule.value)' (\(schedule.source)).",
+      message: "The drill rehearses \(drill.spec.target.displayName ?? "?") on the schedule '\(schedule.value)' "
+        + "(\(schedule.source)).",
       observedGeneration: drill.metadata.generation, now: now)
     status.conditions = conds
 

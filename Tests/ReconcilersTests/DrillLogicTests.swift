@@ -202,6 +202,12 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
     #expect(o.status.conditions?.isTrue(DRDrillCondition.passed) == true)
     #expect(o.status.conditions?.isTrue(DRDrillCondition.rtoMet) == true)
     #expect(o.status.conditions?.isTrue(DRDrillCondition.rpoMet) == true)
+    #expect(
+      o.status.conditions?.condition(DRDrillCondition.rtoMet)?.message
+        == "The restore was verified 4m12s after the drill started, within the RTO target of 15m.")
+    #expect(
+      o.status.conditions?.condition(DRDrillCondition.rpoMet)?.message
+        == "The restored snapshot was 3m old when the drill started, within the RPO target of 5m.")
     #expect(o.status.phase == .idle)
     #expect(o.status.lastResult == o.result)
     #expect(o.metrics.rtoSeconds == 252)
@@ -249,6 +255,9 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
       targets: try targets(d), now: start + 60)
     #expect(o.result.rpoAchievedSeconds == 3_600)
     #expect(o.status.conditions?.condition(DRDrillCondition.rpoMet)?.status == .false)
+    #expect(
+      o.status.conditions?.condition(DRDrillCondition.rpoMet)?.message
+        == "The restored snapshot was 1h old when the drill started, over the RPO target of 5m.")
     #expect(o.status.conditions?.isTrue(DRDrillCondition.rtoMet) == true)
     #expect(o.result.performanceDegradationPercent == 50)
     #expect(o.result.passed == false)
