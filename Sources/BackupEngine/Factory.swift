@@ -18,11 +18,17 @@ public struct StoreOptions: Sendable {
   public var httpClient: CurlClient?
   /// How many requests a backend may run at once.
   public var maxConcurrentRequests: Int
+  /// S3 server-side encryption on top of the client-side encryption: "aws:kms" or "AES256"; nil = the bucket's
+  /// default (else the URL's `?sse=`, then BOTRT_S3_SSE).
+  public var serverSideEncryption: String?
+  /// The KMS key id or ARN for "aws:kms" (else the URL's `?sse-kms-key-id=`, then BOTRT_S3_SSE_KMS_KEY_ID); nil = the
+  /// account's default aws/s3 key.
+  public var sseKMSKeyId: String?
 
   public init(
     endpoint: String? = nil, region: String? = nil, pathStyle: Bool = false,
     environment: [String: String] = ProcessInfo.processInfo.environment, httpClient: CurlClient? = nil,
-    maxConcurrentRequests: Int = 8
+    maxConcurrentRequests: Int = 8, serverSideEncryption: String? = nil, sseKMSKeyId: String? = nil
   ) {
     self.endpoint = endpoint
     self.region = region
@@ -30,6 +36,8 @@ public struct StoreOptions: Sendable {
     self.environment = environment
     self.httpClient = httpClient
     self.maxConcurrentRequests = maxConcurrentRequests
+    self.serverSideEncryption = serverSideEncryption
+    self.sseKMSKeyId = sseKMSKeyId
   }
 }
 
@@ -42,6 +50,9 @@ public struct KMSOptions: Sendable {
   public var environment: [String: String]
   /// A file holding the Vault token (overrides VAULT_TOKEN).
   public var tokenFile: String?
+  /// A file holding the Azure Key Vault or Google Cloud KMS access token (overrides AZURE_ACCESS_TOKEN_FILE and
+  /// AZURE_ACCESS_TOKEN, or GOOGLE_OAUTH_ACCESS_TOKEN_FILE and GOOGLE_OAUTH_ACCESS_TOKEN).
+  public var accessTokenFile: String?
   /// A PEM CA bundle for HTTPS to the KMS.
   public var caFile: String?
   /// Endpoint override (AWS KMS in tests: moto's URL).
@@ -51,10 +62,11 @@ public struct KMSOptions: Sendable {
 
   public init(
     environment: [String: String] = ProcessInfo.processInfo.environment, tokenFile: String? = nil,
-    caFile: String? = nil, endpoint: String? = nil, httpClient: CurlClient? = nil
+    caFile: String? = nil, endpoint: String? = nil, httpClient: CurlClient? = nil, accessTokenFile: String? = nil
   ) {
     self.environment = environment
     self.tokenFile = tokenFile
+    self.accessTokenFile = accessTokenFile
     self.caFile = caFile
     self.endpoint = endpoint
     self.httpClient = httpClient
@@ -85,18 +97,19 @@ public func makeObjectStore(url: String, options: StoreOptions) throws -> any Ob
   }
 }
 
-/// Builds the key service for a KMS URL: file://, vault-transit://, awskms://.
+/// Builds the key service for a KMS URL: file://, vault-transit://, awskms://, azurekv://, gcpkms://.
 public func makeKeyService(url: String, options: KMSOptions) throws -> any KeyService {
   let c = try parseURL(url, what: "KMS")
   switch c.scheme?.lowercased() {
   case "file":
     guard !c.path.isEmpty else { throw KMSError.invalidConfiguration("KMS '\(url)' has no path; use file:///path/key") }
     return try LocalKeyService(path: c.path)
-  case "vault-transit", "awskms":
+  case "vault-transit", "awskms", "azurekv", "gcpkms":
     return try makeRemoteKeyService(c, options: options)
   default:
     throw KMSError.invalidConfiguration(
-      "KMS '\(url)' has an unknown scheme; use file:///path/key, vault-transit://host:port/mount/key "
-        + "or awskms://keyId?region=...")
+      "KMS '\(KMSURI.redact(url))' has an unknown scheme; use file:///path/key, vault-transit://host:port/mount/key, "
+        + "awskms://keyId?region=..., azurekv://VAULT.vault.azure.net/keys/NAME "
+        + "or gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K")
   }
 }

@@ -15,11 +15,13 @@ func makeRemoteObjectStore(_ c: URLComponents, options: StoreOptions) throws -> 
   }
 }
 
-/// Builds a Vault Transit or AWS KMS key service.
+/// Builds a Vault Transit, AWS KMS, Azure Key Vault or Google Cloud KMS key service.
 func makeRemoteKeyService(_ c: URLComponents, options: KMSOptions) throws -> any KeyService {
   switch c.scheme?.lowercased() {
   case "vault-transit": return try VaultTransitKeyService(url: c, options: options)
   case "awskms": return try AWSKMSKeyService(url: c, options: options)
+  case "azurekv": return try AzureKeyVaultKeyService(url: c, options: options)
+  case "gcpkms": return try GCPKMSKeyService(url: c, options: options)
   default: throw KMSError.invalidConfiguration("KMS scheme '\(c.scheme ?? "")' is not yet supported by this build")
   }
 }

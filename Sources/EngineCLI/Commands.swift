@@ -34,8 +34,8 @@ func withLockedRepo<T>(
 }
 
 func fill(_ result: inout CommandResult, _ repo: Repository) {
-  result.keyUnwraps = repo.unwrapCount
-  result.keyWraps = repo.wrapCount
+  result.addUnwraps(repo.unwrapsByKMS)
+  result.keyWraps += repo.wrapCount
 }
 
 /// `botrt-engine init`.

@@ -55,12 +55,40 @@ public struct CommandResult: Codable, Sendable {
   public var durationSeconds: Double = 0
   public var errors: [String] = []
   public var warnings: [String] = []
-  public var keyUnwraps: Int = 0
+  /// KMS unwrap calls of this run, per KMS URI (secrets stripped).
+  public var keyUnwraps: [KeyUnwraps] = []
   public var keyWraps: Int = 0
   public var snapshots: [SnapshotSummary]?
   public var removed: [String]?
   public var packsDeleted: Int?
+  /// `copy`: each snapshot copied (source id → target id).
+  public var copied: [CopiedSnapshot]?
+  /// `copy`: source snapshots skipped because the target already holds a copy.
+  public var skipped: [String]?
   public init(command: String) { self.command = command }
+
+  /// Adds the unwrap counts of one repository (or KMS) to `keyUnwraps`, merged by key and sorted.
+  public mutating func addUnwraps(_ counts: [String: Int]) {
+    var m = Dictionary(keyUnwraps.map { ($0.key, $0.count) }, uniquingKeysWith: +)
+    for (k, v) in counts where v > 0 { m[k, default: 0] += v }
+    keyUnwraps = m.keys.sorted().map { KeyUnwraps(key: $0, count: m[$0]!) }
+  }
+}
+
+/// One entry of the result's `keyUnwraps`: a KMS key (its URI without secrets) and how often it unwrapped.
+public struct KeyUnwraps: Codable, Sendable, Hashable {
+  public var key: String
+  public var count: Int
+  public init(key: String, count: Int) {
+    self.key = key
+    self.count = count
+  }
+}
+
+/// One snapshot copied by `copy`.
+public struct CopiedSnapshot: Codable, Sendable, Hashable {
+  public var source: String
+  public var target: String
 }
 
 /// A snapshot as `snapshots --json` lists it.
@@ -86,7 +114,9 @@ public struct RepoOptions: ParsableArguments {
   )
   var repo: String?
   @Option(
-    help: "KMS URL: file:///path/key, vault-transit://host:port/mount/key, awskms://keyId?region=... (env BOTRT_KMS).")
+    help:
+      "KMS URL: file:///path/key, vault-transit://host:port/mount/key, awskms://keyId?region=..., azurekv://VAULT.vault.azure.net/keys/NAME[/VERSION], gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K (env BOTRT_KMS)."
+  )
   var kms: String?
   @Option(
     name: .customLong("s3-endpoint"),
@@ -96,13 +126,29 @@ public struct RepoOptions: ParsableArguments {
   var s3Region: String?
   @Flag(name: .customLong("s3-path-style"), help: "Use path-style S3 URLs (env BOTRT_S3_PATH_STYLE=1).")
   var s3PathStyle = false
+  @Option(
+    name: .customLong("s3-sse"),
+    help: "S3 server-side encryption on top of the client-side encryption: aws:kms or AES256 (env BOTRT_S3_SSE).")
+  var s3SSE: String?
+  @Option(
+    name: .customLong("s3-sse-kms-key-id"),
+    help: "KMS key id or ARN for --s3-sse aws:kms (env BOTRT_S3_SSE_KMS_KEY_ID).")
+  var s3SSEKMSKeyId: String?
   @Option(name: .customLong("vault-token-file"), help: "File with the Vault token (else VAULT_TOKEN).")
   var vaultTokenFile: String?
+  @Option(
+    name: .customLong("kms-token-file"),
+    help:
+      "File with the access token for Azure Key Vault (else AZURE_ACCESS_TOKEN_FILE, AZURE_ACCESS_TOKEN) or Google Cloud KMS (else GOOGLE_OAUTH_ACCESS_TOKEN_FILE, GOOGLE_OAUTH_ACCESS_TOKEN)."
+  )
+  var kmsTokenFile: String?
   @Option(name: .customLong("vault-ca-file"), help: "PEM CA bundle for the Vault server (env VAULT_CACERT).")
   var vaultCAFile: String?
   @Option(
     name: .customLong("kms-endpoint"),
-    help: "KMS endpoint override, e.g. for AWS KMS in tests (env BOTRT_AWSKMS_ENDPOINT).")
+    help:
+      "KMS endpoint override, e.g. in tests (else the KMS URL's ?endpoint=, then env BOTRT_AWSKMS_ENDPOINT, BOTRT_AZUREKV_ENDPOINT or BOTRT_GCPKMS_ENDPOINT)."
+  )
   var kmsEndpoint: String?
   @Flag(help: "Print progress as JSON lines on stderr.")
   var json = false
@@ -132,14 +178,15 @@ public struct RepoOptions: ParsableArguments {
     let pathStyle = s3PathStyle || ["1", "true", "yes"].contains((e["BOTRT_S3_PATH_STYLE"] ?? "").lowercased())
     return StoreOptions(
       endpoint: s3Endpoint ?? e["BOTRT_S3_ENDPOINT"] ?? e["AWS_ENDPOINT_URL_S3"] ?? e["AWS_ENDPOINT_URL"],
-      region: s3Region ?? e["AWS_REGION"] ?? e["AWS_DEFAULT_REGION"], pathStyle: pathStyle, environment: e)
+      region: s3Region ?? e["AWS_REGION"] ?? e["AWS_DEFAULT_REGION"], pathStyle: pathStyle, environment: e,
+      serverSideEncryption: s3SSE, sseKMSKeyId: s3SSEKMSKeyId)
   }
 
   func kmsOptions() -> KMSOptions {
     let e = env
     return KMSOptions(
       environment: e, tokenFile: vaultTokenFile, caFile: vaultCAFile ?? e["VAULT_CACERT"],
-      endpoint: kmsEndpoint ?? e["BOTRT_AWSKMS_ENDPOINT"])
+      endpoint: kmsEndpoint, accessTokenFile: kmsTokenFile)
   }
 
   func makeStore() throws -> any ObjectStore { try makeObjectStore(url: try repoURL(), options: storeOptions()) }

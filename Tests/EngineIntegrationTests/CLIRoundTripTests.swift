@@ -32,7 +32,11 @@ import Testing
     #expect(b.code == 0, "\(b.stderr)")
     let sid = try #require(b.result["snapshotId"] as? String)
     #expect(b.result["files"] as? Int == 5)
-    #expect((b.result["keyUnwraps"] as? Int ?? 0) >= 4)
+    // One entry per KMS key: the local key, by its URI, with 4 unwraps at open and the files data key.
+    let unwraps = try #require(b.result["keyUnwraps"] as? [[String: Any]])
+    #expect(unwraps.count == 1)
+    #expect(unwraps.first?["key"] as? String == h.kmsURL)
+    #expect(unwraps.first?["count"] as? Int == 5)
     let r = try h.run(["restore", sid, "--target", h.dir + "/out"])
     #expect(r.code == 0, "\(r.stderr)")
     let src = h.dir + "/src"
@@ -146,7 +150,9 @@ import Testing
     let o = try #require(try JSONSerialization.jsonObject(with: line) as? [String: Any])
     #expect(o["command"] as? String == "verify")
     #expect(o["exitCode"] as? Int == 0)
-    #expect((o["keyUnwraps"] as? Int ?? 0) >= 4)
+    let unwraps = try #require(o["keyUnwraps"] as? [[String: Any]])
+    #expect(unwraps.first?["key"] as? String == h.kmsURL)
+    #expect((unwraps.first?["count"] as? Int ?? 0) >= 4)
   }
 
   @Test func usageErrorsExitTwo() throws {

@@ -158,6 +158,8 @@ public struct Manifest: Codable, Sendable, Hashable {
   public var tags: [String: String]
   public var tree: [String]
   public var summary: Summary
+  /// Set by `copy`: the repository and snapshot this one was copied from (absent otherwise).
+  public var origin: SnapshotOrigin? = nil
 
   /// Counts recorded in the manifest.
   public struct Summary: Codable, Sendable, Hashable {

@@ -50,3 +50,32 @@ public protocol KeyService: Sendable {
   /// Unwraps a data key wrapped by this service (or an older version of its KEK).
   func unwrap(_ wrapped: WrappedKey, context: String) async throws -> [UInt8]
 }
+
+/// KMS URIs as they may be shown: in results, audit lines and errors.
+public enum KMSURI {
+  /// Query parameters whose values are secrets and are dropped.
+  static let secretNames = ["token", "secret", "password", "passwd", "credential", "signature", "sig", "key-material"]
+
+  /// The URI without user info (user:password@) and without query parameters that look like secrets
+  /// (token, secret, password, credential, signature), e.g. for the `keyUnwraps` field of the result.
+  public static func redact(_ uri: String) -> String {
+    guard var c = URLComponents(string: uri) else {
+      // Not parseable: keep only what precedes a query, and drop anything that looks like user info.
+      let noQuery = String(uri.split(separator: "?", maxSplits: 1).first ?? "")
+      if let at = noQuery.range(of: "@"), let scheme = noQuery.range(of: "://"), scheme.upperBound < at.lowerBound {
+        return String(noQuery[..<scheme.upperBound]) + String(noQuery[at.upperBound...])
+      }
+      return noQuery
+    }
+    c.user = nil
+    c.password = nil
+    if let items = c.queryItems {
+      let kept = items.filter { item in
+        let n = item.name.lowercased()
+        return !secretNames.contains { n.contains($0) }
+      }
+      c.queryItems = kept.isEmpty ? nil : kept
+    }
+    return c.string ?? uri
+  }
+}

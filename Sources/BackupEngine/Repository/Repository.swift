@@ -68,7 +68,9 @@ public final class Repository: @unchecked Sendable {
   public var unwrapCount: Int { counters.with { $0.unwraps } }
   /// Number of KMS wrap calls made by this process.
   public var wrapCount: Int { counters.with { $0.wraps } }
-  let counters = Locked((unwraps: 0, wraps: 0))
+  /// KMS unwrap calls made by this process, by KMS URI (secrets stripped, see `KMSURI.redact`).
+  public var unwrapsByKMS: [String: Int] { counters.with { $0.byKMS } }
+  let counters = Locked((unwraps: 0, wraps: 0, byKMS: [String: Int]()))
   let chunker: Chunker
   let macRoot: [UInt8]
   /// Per-key-type MAC keys for blob ids.
@@ -204,6 +206,8 @@ public final class Repository: @unchecked Sendable {
     }
     var lastError: (any Error)?
     var unwraps = 0
+    // Every unwrap attempt (key name, key version, outcome), audited once the repository is open.
+    var attempts: [(name: String, version: String?, outcome: String, keyFile: String)] = []
     for ko in keyObjs {
       let kf: KeyFile
       do { kf = try JSONDecoder().decode(KeyFile.self, from: try await store.get(ko.key)) } catch let e as StorageError
@@ -219,7 +223,12 @@ public final class Repository: @unchecked Sendable {
         for n in ["meta", "mac", "chunker", "signing"] {
           guard let w = kf.keys[n] else { throw EngineError.integrity(object: ko.key, message: "key \(n) missing") }
           unwraps += 1
-          let k = try await keyService.unwrap(w, context: context(config.id, n))
+          let k: [UInt8]
+          do { k = try await keyService.unwrap(w, context: context(config.id, n)) } catch {
+            attempts.append((n, w.keyVersion, "failure", ko.key))
+            throw error
+          }
+          attempts.append((n, w.keyVersion, "success", ko.key))
           guard k.count == 32 else {
             throw EngineError.integrity(object: ko.key, message: "key \(n) has \(k.count) bytes")
           }
@@ -242,8 +251,15 @@ public final class Repository: @unchecked Sendable {
       let repo = try Repository(
         store: store, config: config, keyService: keyService, keyFileName: ko.key, wrapped: kf.keys, unwrapped: plain,
         audit: audit, logger: logger)
-      repo.counters.with { $0.unwraps = unwraps }
+      let kmsKey = KMSURI.redact(keyService.descriptor)
+      repo.counters.with {
+        $0.unwraps = unwraps
+        $0.byKMS[kmsKey] = unwraps
+      }
       audit.retention = repo.retention()
+      for a in attempts {
+        repo.recordUnwrap(kms: kmsKey, name: a.name, version: a.version, outcome: a.outcome, keyFile: a.keyFile)
+      }
       return repo
     }
     throw lastError ?? KMSError.unwrapFailed(kms: keyService.descriptor, message: "no key file could be unwrapped")
@@ -255,13 +271,38 @@ public final class Repository: @unchecked Sendable {
     guard let w = keyState.with({ $0.wrapped[n] }) else {
       throw EngineError.integrity(object: keyFileName, message: "key \(n) missing")
     }
-    counters.with { $0.unwraps += 1 }
-    let k = try await keyService.unwrap(w, context: Self.context(config.id, n))
+    let k = try await unwrapCounted(keyService, w, name: n)
     guard k.count == 32 else {
       throw EngineError.integrity(object: keyFileName, message: "key \(n) has \(k.count) bytes")
     }
     keyState.with { $0.keys[n] = k }
     return k
+  }
+
+  /// Unwraps `w` through `service`, counting the call by KMS and recording one audit line (never key material).
+  func unwrapCounted(
+    _ service: any KeyService, _ w: WrappedKey, name: String, keyFile: String? = nil
+  ) async throws -> [UInt8] {
+    let kmsKey = KMSURI.redact(service.descriptor)
+    counters.with {
+      $0.unwraps += 1
+      $0.byKMS[kmsKey, default: 0] += 1
+    }
+    do {
+      let k = try await service.unwrap(w, context: Self.context(config.id, name))
+      recordUnwrap(kms: kmsKey, name: name, version: w.keyVersion, outcome: "success", keyFile: keyFile ?? keyFileName)
+      return k
+    } catch {
+      recordUnwrap(kms: kmsKey, name: name, version: w.keyVersion, outcome: "failure", keyFile: keyFile ?? keyFileName)
+      throw error
+    }
+  }
+
+  /// One audit line per KMS unwrap: which key (by name), which KMS, which KEK version, the outcome.
+  func recordUnwrap(kms: String, name: String, version: String?, outcome: String, keyFile: String) {
+    var d = ["key": name, "kms": kms, "keyFile": keyFile]
+    if let version { d["keyVersion"] = version }
+    audit.record("unwrapped", outcome: outcome, details: d)
   }
 
   /// Keys for every key type, unwrapping the requested data types.
@@ -325,8 +366,7 @@ public final class Repository: @unchecked Sendable {
     e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     try await store.put(kname, data: try e.encode(kf), options: PutOptions(ifNoneMatch: true))
     // Check the new key file unwraps before removing anything.
-    let back = try await newService.unwrap(wrapped["meta"]!, context: Self.context(config.id, "meta"))
-    counters.with { $0.unwraps += 1 }
+    let back = try await unwrapCounted(newService, wrapped["meta"]!, name: "meta", keyFile: kname)
     guard back == plain["meta"]! else {
       throw KMSError.unwrapFailed(kms: newService.descriptor, message: "round trip through the new KEK failed")
     }

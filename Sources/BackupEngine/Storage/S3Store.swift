@@ -28,6 +28,8 @@ public struct S3Store: ObjectStore {
   /// Size of each part of a multipart upload (S3 needs at least 5 MiB for all parts but the last).
   public var partSize: Int = 8 << 20
   let maxConcurrentParts: Int
+  /// Server-side encryption headers sent with every PUT and CreateMultipartUpload (signed like all headers).
+  public let sseHeaders: [(String, String)]
 
   /// Builds the store for `s3://bucket/prefix`; throws when the URL is malformed or credentials are missing.
   public init(url: URLComponents, options: StoreOptions) throws {
@@ -69,6 +71,35 @@ public struct S3Store: ObjectStore {
     client = options.httpClient ?? CurlClient()
     self.policy = policy
     maxConcurrentParts = max(1, min(options.maxConcurrentRequests, 8))
+    sseHeaders = try Self.sseHeaders(url: url, options: options, location: location)
+  }
+
+  /// The `x-amz-server-side-encryption` headers for the configured SSE, validated.
+  static func sseHeaders(url: URLComponents, options: StoreOptions, location: String) throws -> [(String, String)] {
+    let env = options.environment
+    let mode = options.serverSideEncryption ?? queryValue(url, "sse") ?? firstEnv(env, "BOTRT_S3_SSE")
+    let keyId = options.sseKMSKeyId ?? queryValue(url, "sse-kms-key-id") ?? firstEnv(env, "BOTRT_S3_SSE_KMS_KEY_ID")
+    guard let mode, !mode.isEmpty, mode.lowercased() != "none" else {
+      if keyId != nil {
+        throw StorageError.failed(
+          key: location, message: "an S3 SSE KMS key id was given without --s3-sse aws:kms (BOTRT_S3_SSE)")
+      }
+      return []
+    }
+    switch mode {
+    case "aws:kms":
+      var h = [("x-amz-server-side-encryption", "aws:kms")]
+      if let keyId, !keyId.isEmpty { h.append(("x-amz-server-side-encryption-aws-kms-key-id", keyId)) }
+      return h
+    case "AES256":
+      if keyId != nil {
+        throw StorageError.failed(key: location, message: "an S3 SSE KMS key id needs --s3-sse aws:kms, not AES256")
+      }
+      return [("x-amz-server-side-encryption", "AES256")]
+    default:
+      throw StorageError.failed(
+        key: location, message: "S3 server-side encryption '\(mode)' is unknown; use aws:kms (with a key id) or AES256")
+    }
   }
 
   // MARK: - Requests
@@ -150,7 +181,7 @@ public struct S3Store: ObjectStore {
       try await putMultipart(key, data: data, options: options)
       return
     }
-    var headers = retentionHeaders(options.retention)
+    var headers = retentionHeaders(options.retention) + sseHeaders
     if options.retention != nil { headers.append(("Content-MD5", contentMD5(data))) }
     if options.ifNoneMatch { headers.append(("If-None-Match", "*")) }
     headers.append(("Content-Type", "application/octet-stream"))
@@ -318,7 +349,7 @@ public struct S3Store: ObjectStore {
       // S3 honours If-None-Match on CompleteMultipartUpload; checking first avoids uploading parts for nothing.
       throw StorageError.alreadyExists(key: key)
     }
-    var createHeaders = retentionHeaders(options.retention)
+    var createHeaders = retentionHeaders(options.retention) + sseHeaders
     createHeaders.append(("Content-Type", "application/octet-stream"))
     let ch = createHeaders
     let created = try await send("CREATE MULTIPART \(key)") {

@@ -1,0 +1,312 @@
+import CurlHTTP
+import Foundation
+
+/// A bearer token for a cloud KMS, read from a file or an environment variable; it never appears in errors.
+struct BearerToken: Sendable {
+  let token: Redacted<String>
+
+  /// The token from `KMSOptions.accessTokenFile`, else the file named by `fileVar`, else the variable `envVar`.
+  init(options: KMSOptions, fileVar: String, envVar: String, what: String) throws {
+    let env = options.environment
+    if let file = options.accessTokenFile ?? firstEnv(env, fileVar) {
+      guard let d = FileManager.default.contents(atPath: file) else {
+        throw KMSError.invalidConfiguration("\(what) token file \(file) is missing or unreadable")
+      }
+      let t = String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+      guard !t.isEmpty else { throw KMSError.invalidConfiguration("\(what) token file \(file) is empty") }
+      token = Redacted(t)
+    } else if let t = firstEnv(env, envVar) {
+      token = Redacted(t.trimmingCharacters(in: .whitespacesAndNewlines))
+    } else {
+      throw KMSError.invalidConfiguration(
+        "no \(what) access token: set \(envVar), or give a token file (--kms-token-file or \(fileVar))")
+    }
+  }
+
+  var header: (name: String, value: String) { ("Authorization", "Bearer \(token.value)") }
+
+  /// `s` with any occurrence of the token replaced, for messages built from a server's answer.
+  func scrub(_ s: String) -> String {
+    token.value.isEmpty ? s : s.replacingOccurrences(of: token.value, with: "<redacted>")
+  }
+}
+
+/// Base64url without padding (RFC 4648 section 5), as Azure Key Vault's JSON Web Key operations use.
+enum Base64URL {
+  static func encode(_ d: Data) -> String {
+    d.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+      .replacingOccurrences(of: "=", with: "")
+  }
+
+  static func decode(_ s: String) -> Data? {
+    var b = s.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+    while b.count % 4 != 0 { b += "=" }
+    return Data(base64Encoded: b)
+  }
+}
+
+/// A `KeyService` on Azure Key Vault keys: `azurekv://VAULT.vault.azure.net/keys/NAME[/VERSION]`.
+///
+/// - `wrap` calls `POST {vault}/keys/{name}[/{version}]/wrapkey?api-version=7.4` with `{"alg":"RSA-OAEP-256",
+///   "value":<base64url>}`; the key version that wrapped (from the answer's `kid`) is recorded, and `unwrap` calls
+///   `.../keys/{name}/{that version}/unwrapkey`, so the data stays readable after the vault key is rotated.
+/// - RSA-OAEP has no associated data: the wrapped value is the context (2-byte length, UTF-8) followed by the
+///   32-byte key, and `unwrap` refuses a key whose embedded context differs (as for Vault Transit).
+/// - The bearer token (audience https://vault.azure.net) comes from `KMSOptions.accessTokenFile`, AZURE_ACCESS_TOKEN_FILE,
+///   else AZURE_ACCESS_TOKEN.
+/// - Endpoint: `KMSOptions.endpoint`, the URL's `?endpoint=`, BOTRT_AZUREKV_ENDPOINT, else `https://VAULT…`.
+public struct AzureKeyVaultKeyService: KeyService {
+  public static let apiVersion = "7.4"
+  public static let algorithm = "RSA-OAEP-256"
+  public let descriptor: String
+  /// The vault host, e.g. "myvault.vault.azure.net".
+  public let vault: String
+  public let keyName: String
+  /// The key version pinned by the URL; nil = the key's current version for new wraps.
+  public let keyVersion: String?
+  let base: String
+  let token: BearerToken
+  let client: CurlClient
+  let policy: RetryPolicy
+
+  public init(url: URLComponents, options: KMSOptions) throws {
+    try self.init(url: url, options: options, policy: RetryPolicy(maxAttempts: 4, requestTimeout: .seconds(60)))
+  }
+
+  /// As `init(url:options:)`, with an explicit retry policy.
+  public init(url: URLComponents, options: KMSOptions, policy: RetryPolicy) throws {
+    let usage = "an Azure Key Vault KMS URL looks like azurekv://VAULT.vault.azure.net/keys/NAME[/VERSION]"
+    guard url.scheme?.lowercased() == "azurekv", let host = url.host, !host.isEmpty else {
+      throw KMSError.invalidConfiguration(usage)
+    }
+    let parts = url.path.split(separator: "/").map(String.init)
+    guard parts.count == 2 || parts.count == 3, parts[0] == "keys", !parts[1].isEmpty else {
+      throw KMSError.invalidConfiguration("\(usage) (the path must be /keys/NAME or /keys/NAME/VERSION)")
+    }
+    vault = host.lowercased()
+    keyName = parts[1]
+    keyVersion = parts.count == 3 ? parts[2] : nil
+    let endpointString =
+      options.endpoint ?? queryValue(url, "endpoint") ?? firstEnv(options.environment, "BOTRT_AZUREKV_ENDPOINT")
+    if let endpointString {
+      guard let e = Endpoint(endpointString) else {
+        throw KMSError.invalidConfiguration("Azure Key Vault endpoint '\(endpointString)' is not an http(s) URL")
+      }
+      base = "\(e.scheme)://\(e.authority)\(e.basePath)"
+    } else {
+      base = "https://\(vault)"
+    }
+    var d = "azurekv://\(vault)/keys/\(keyName)" + (keyVersion.map { "/\($0)" } ?? "")
+    if let e = queryValue(url, "endpoint") { d += "?endpoint=\(e)" }
+    descriptor = d
+    token = try BearerToken(
+      options: options, fileVar: "AZURE_ACCESS_TOKEN_FILE", envVar: "AZURE_ACCESS_TOKEN", what: "Azure Key Vault")
+    client = options.httpClient ?? CurlClient()
+    self.policy = policy
+  }
+
+  /// The request URL of an operation ("wrapkey", "unwrapkey") on a key version (nil = current).
+  func operationURL(_ op: String, version: String?) -> String {
+    let v = version.map { "/" + SigV4.encode($0) } ?? ""
+    return "\(base)/keys/\(SigV4.encode(keyName))\(v)/\(op)?api-version=\(Self.apiVersion)"
+  }
+
+  /// One key operation; returns the answer's `kid` and decoded `value`.
+  func call(_ op: String, version: String?, value: Data) async throws -> (kid: String, value: Data) {
+    let url = operationURL(op, version: version)
+    let payload = try JSONSerialization.data(
+      withJSONObject: ["alg": Self.algorithm, "value": Base64URL.encode(value)], options: [.sortedKeys])
+    let headers: [(name: String, value: String)] = [token.header, ("Content-Type", "application/json")]
+    let response: HTTPResponse
+    do {
+      response = try await sendWithRetry(client, policy: policy) {
+        HTTPRequest(method: "POST", url: url, headers: headers, body: payload)
+      }
+    } catch let e as RetriesExhausted {
+      throw KMSError.unreachable(kms: descriptor, message: token.scrub("\(e.message) after \(e.attempts) attempts"))
+    } catch let e as HTTPTransportError {
+      throw KMSError.unreachable(kms: descriptor, message: token.scrub(e.description))
+    }
+    let json = jsonObject(response.body)
+    let err = json?["error"] as? [String: Any]
+    let code = (err?["code"] as? String) ?? "HTTP \(response.status)"
+    let message = token.scrub((err?["message"] as? String) ?? "")
+    let detail = message.isEmpty ? code : "\(code): \(message)"
+    switch response.status {
+    case 200:
+      guard let kid = json?["kid"] as? String, let v = json?["value"] as? String, let bytes = Base64URL.decode(v)
+      else {
+        throw KMSError.failed(kms: descriptor, message: "\(op) answered without a kid and a base64url value")
+      }
+      return (kid, bytes)
+    case 401, 403:
+      throw KMSError.accessDenied(kms: descriptor, message: "\(op) on key \(keyName): \(detail)")
+    case 404:
+      throw KMSError.keyNotFound(kms: descriptor, key: keyName + (version.map { "/\($0)" } ?? ""))
+    default:
+      if op == "unwrapkey" {
+        throw KMSError.unwrapFailed(kms: descriptor, message: "\(op) answered HTTP \(response.status): \(detail)")
+      }
+      throw KMSError.failed(kms: descriptor, message: "\(op) answered HTTP \(response.status): \(detail)")
+    }
+  }
+
+  /// "https://v.vault.azure.net/keys/name/0123abcd" → "0123abcd".
+  static func version(ofKid kid: String) -> String? {
+    guard let c = URLComponents(string: kid) else { return nil }
+    let p = c.path.split(separator: "/")
+    guard p.count == 3, p[0] == "keys" else { return nil }
+    return String(p[2])
+  }
+
+  public func wrap(_ key: [UInt8], context: String) async throws -> WrappedKey {
+    guard key.count == 32 else {
+      throw KMSError.failed(kms: descriptor, message: "data keys are 32 bytes, got \(key.count)")
+    }
+    let r = try await call(
+      "wrapkey", version: keyVersion, value: VaultTransitKeyService.envelope(key, context: context))
+    guard let v = Self.version(ofKid: r.kid) ?? keyVersion else {
+      throw KMSError.failed(kms: descriptor, message: "wrapkey answered a kid without a key version: \(r.kid)")
+    }
+    return WrappedKey(kms: descriptor, ciphertext: Base64URL.encode(r.value), keyVersion: v)
+  }
+
+  public func unwrap(_ wrapped: WrappedKey, context: String) async throws -> [UInt8] {
+    guard let ct = Base64URL.decode(wrapped.ciphertext), !ct.isEmpty else {
+      throw KMSError.unwrapFailed(kms: descriptor, message: "the wrapped key is not base64url")
+    }
+    guard let version = wrapped.keyVersion ?? keyVersion else {
+      throw KMSError.unwrapFailed(kms: descriptor, message: "the wrapped key records no Key Vault key version")
+    }
+    let r = try await call("unwrapkey", version: version, value: ct)
+    return try VaultTransitKeyService.open(r.value, context: context, kms: descriptor)
+  }
+}
+
+/// A `KeyService` on Google Cloud KMS: `gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K`.
+///
+/// - `wrap` calls `POST {endpoint}/v1/{name}:encrypt` with `{"plaintext":<base64>,"additionalAuthenticatedData":
+///   <base64 context>}`; `unwrap` calls `:decrypt` with the ciphertext and the same context, so a wrapped key moved
+///   to another purpose fails to decrypt. The answer's `name` gives the key version, recorded for the audit.
+/// - The OAuth2 access token comes from `KMSOptions.accessTokenFile`, GOOGLE_OAUTH_ACCESS_TOKEN_FILE, else
+///   GOOGLE_OAUTH_ACCESS_TOKEN.
+/// - Endpoint: `KMSOptions.endpoint`, the URL's `?endpoint=`, BOTRT_GCPKMS_ENDPOINT, else
+///   `https://cloudkms.googleapis.com`.
+public struct GCPKMSKeyService: KeyService {
+  public let descriptor: String
+  /// The CryptoKey's resource name.
+  public let name: String
+  let base: String
+  let token: BearerToken
+  let client: CurlClient
+  let policy: RetryPolicy
+
+  public init(url: URLComponents, options: KMSOptions) throws {
+    try self.init(url: url, options: options, policy: RetryPolicy(maxAttempts: 4, requestTimeout: .seconds(60)))
+  }
+
+  /// As `init(url:options:)`, with an explicit retry policy.
+  public init(url: URLComponents, options: KMSOptions, policy: RetryPolicy) throws {
+    let usage =
+      "a Google Cloud KMS URL looks like gcpkms://projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY"
+    guard url.scheme?.lowercased() == "gcpkms" else { throw KMSError.invalidConfiguration(usage) }
+    let parts = ([url.host ?? ""] + url.path.split(separator: "/").map(String.init)).filter { !$0.isEmpty }
+    guard parts.count == 8, parts[0] == "projects", parts[2] == "locations", parts[4] == "keyRings",
+      parts[6] == "cryptoKeys",
+      parts.allSatisfy({ p in p.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) } })
+    else {
+      throw KMSError.invalidConfiguration("\(usage) (got \(VaultTransitKeyService.redacted(url)))")
+    }
+    name = parts.joined(separator: "/")
+    let endpointString =
+      options.endpoint ?? queryValue(url, "endpoint") ?? firstEnv(options.environment, "BOTRT_GCPKMS_ENDPOINT")
+    if let endpointString {
+      guard let e = Endpoint(endpointString) else {
+        throw KMSError.invalidConfiguration("Google Cloud KMS endpoint '\(endpointString)' is not an http(s) URL")
+      }
+      base = "\(e.scheme)://\(e.authority)\(e.basePath)"
+    } else {
+      base = "https://cloudkms.googleapis.com"
+    }
+    var d = "gcpkms://\(name)"
+    if let e = queryValue(url, "endpoint") { d += "?endpoint=\(e)" }
+    descriptor = d
+    token = try BearerToken(
+      options: options, fileVar: "GOOGLE_OAUTH_ACCESS_TOKEN_FILE", envVar: "GOOGLE_OAUTH_ACCESS_TOKEN",
+      what: "Google Cloud KMS")
+    client = options.httpClient ?? CurlClient()
+    self.policy = policy
+  }
+
+  /// One call (`encrypt`, `decrypt`); returns the answer object.
+  func call(_ method: String, _ body: [String: String]) async throws -> [String: Any] {
+    let url = "\(base)/v1/\(name):\(method)"
+    let payload = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
+    let headers: [(name: String, value: String)] = [token.header, ("Content-Type", "application/json")]
+    let response: HTTPResponse
+    do {
+      response = try await sendWithRetry(client, policy: policy) {
+        HTTPRequest(method: "POST", url: url, headers: headers, body: payload)
+      }
+    } catch let e as RetriesExhausted {
+      throw KMSError.unreachable(kms: descriptor, message: token.scrub("\(e.message) after \(e.attempts) attempts"))
+    } catch let e as HTTPTransportError {
+      throw KMSError.unreachable(kms: descriptor, message: token.scrub(e.description))
+    }
+    let json = jsonObject(response.body)
+    if response.status == 200, let json { return json }
+    let err = json?["error"] as? [String: Any]
+    let status = (err?["status"] as? String) ?? "HTTP \(response.status)"
+    let message = token.scrub((err?["message"] as? String) ?? "")
+    let detail = message.isEmpty ? status : "\(status): \(message)"
+    switch (response.status, status) {
+    case (401, _), (403, _), (_, "UNAUTHENTICATED"), (_, "PERMISSION_DENIED"):
+      throw KMSError.accessDenied(kms: descriptor, message: "\(method): \(detail)")
+    case (404, _), (_, "NOT_FOUND"):
+      throw KMSError.keyNotFound(kms: descriptor, key: name)
+    default:
+      if method == "decrypt" {
+        throw KMSError.unwrapFailed(kms: descriptor, message: "decrypt answered HTTP \(response.status): \(detail)")
+      }
+      throw KMSError.failed(kms: descriptor, message: "\(method) answered HTTP \(response.status): \(detail)")
+    }
+  }
+
+  public func wrap(_ key: [UInt8], context: String) async throws -> WrappedKey {
+    guard key.count == 32 else {
+      throw KMSError.failed(kms: descriptor, message: "data keys are 32 bytes, got \(key.count)")
+    }
+    let out = try await call(
+      "encrypt",
+      [
+        "plaintext": Data(key).base64EncodedString(),
+        "additionalAuthenticatedData": Data(context.utf8).base64EncodedString(),
+      ])
+    guard let ct = out["ciphertext"] as? String, Data(base64Encoded: ct) != nil else {
+      throw KMSError.failed(kms: descriptor, message: "encrypt answered without a base64 ciphertext")
+    }
+    let version = (out["name"] as? String).flatMap { n -> String? in
+      let p = n.split(separator: "/")
+      return p.count == 10 && p[8] == "cryptoKeyVersions" ? String(p[9]) : nil
+    }
+    return WrappedKey(kms: descriptor, ciphertext: ct, keyVersion: version)
+  }
+
+  public func unwrap(_ wrapped: WrappedKey, context: String) async throws -> [UInt8] {
+    guard Data(base64Encoded: wrapped.ciphertext) != nil else {
+      throw KMSError.unwrapFailed(kms: descriptor, message: "the wrapped key is not a base64 Cloud KMS ciphertext")
+    }
+    let out = try await call(
+      "decrypt",
+      [
+        "ciphertext": wrapped.ciphertext, "additionalAuthenticatedData": Data(context.utf8).base64EncodedString(),
+      ])
+    guard let p = out["plaintext"] as? String, let bytes = Data(base64Encoded: p) else {
+      throw KMSError.unwrapFailed(kms: descriptor, message: "decrypt answered without a base64 plaintext")
+    }
+    guard bytes.count == 32 else {
+      throw KMSError.unwrapFailed(kms: descriptor, message: "unwrapped key has \(bytes.count) bytes, expected 32")
+    }
+    return [UInt8](bytes)
+  }
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import BackupEngine
+import Foundation
+
+/// `botrt-engine copy`: copies snapshots to a second repository (another region or provider), re-encrypted
+/// under the target's keys.
+struct CopyCommand: EngineCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "copy",
+    abstract: "Copy snapshots to another repository, re-encrypted and re-signed with its keys (incremental).",
+    discussion: """
+      The source is --repo/--kms (or --from/--from-kms); the target is --to/--to-kms. Snapshots the target already \
+      holds a copy of are skipped, and blobs it already stores are not uploaded again.
+      """)
+  @OptionGroup var repoOptions: RepoOptions
+  @Option(help: "Source repository URL (same as --repo).")
+  var from: String?
+  @Option(name: .customLong("from-kms"), help: "Source KMS URL (same as --kms).")
+  var fromKms: String?
+  @Option(name: [.customLong("to"), .customLong("to-repo")], help: "Target repository URL (env BOTRT_TO_REPO).")
+  var to: String?
+  @Option(name: .customLong("to-kms"), help: "Target KMS URL (env BOTRT_TO_KMS).")
+  var toKms: String?
+  @Option(
+    name: .customLong("to-s3-endpoint"),
+    help:
+      "S3 endpoint of the target when it differs from the source's (else the target URL's ?endpoint=, then the environment)."
+  )
+  var toS3Endpoint: String?
+  @Option(name: .customLong("to-s3-region"), help: "S3 region of the target (else the target URL's ?region=).")
+  var toS3Region: String?
+  @Option(name: .customLong("to-s3-sse"), help: "S3 server-side encryption of the target: aws:kms or AES256.")
+  var toS3SSE: String?
+  @Option(name: .customLong("to-s3-sse-kms-key-id"), help: "KMS key id or ARN for the target's --to-s3-sse aws:kms.")
+  var toS3SSEKMSKeyId: String?
+  @Option(
+    name: .customLong("to-kms-endpoint"),
+    help: "KMS endpoint override for the target's KMS (else its URL's ?endpoint=, then the environment).")
+  var toKmsEndpoint: String?
+  @Option(
+    name: .customLong("to-kms-token-file"),
+    help: "File with the access token of the target's Azure Key Vault or Google Cloud KMS (else the environment).")
+  var toKmsTokenFile: String?
+  @Option(
+    name: .customLong("to-vault-token-file"),
+    help: "File with the target's Vault token (else --vault-token-file, VAULT_TOKEN).")
+  var toVaultTokenFile: String?
+  @Flag(
+    name: .customLong("init-if-missing"),
+    help: "Create the target repository first when it has no config yet.")
+  var initIfMissing = false
+  @Option(
+    name: .customLong("object-lock"),
+    help: "With --init-if-missing: compliance:DAYS or governance:DAYS for a target created by this run.")
+  var objectLock: String?
+  @Argument(help: "Snapshots to copy (ids, unique prefixes or 'latest'); none with --all.")
+  var snapshots: [String] = []
+  @Flag(help: "Copy every snapshot (the default when no SNAPSHOT is given).")
+  var all = false
+  var commandName: String { "copy" }
+
+  func validate() throws {
+    if all && !snapshots.isEmpty { throw ValidationError("give SNAPSHOT ids or --all, not both") }
+    if objectLock != nil && !initIfMissing { throw ValidationError("--object-lock needs --init-if-missing") }
+  }
+
+  var env: [String: String] { ProcessInfo.processInfo.environment }
+
+  func targetURL() throws -> String {
+    guard let t = to ?? env["BOTRT_TO_REPO"], !t.isEmpty else {
+      throw EngineError.usage("--to REPO2 is required (the target repository)")
+    }
+    return t
+  }
+
+  func targetKMS() throws -> String {
+    guard let k = toKms ?? env["BOTRT_TO_KMS"], !k.isEmpty else {
+      throw EngineError.usage("--to-kms KMS2 is required (the target repository's key)")
+    }
+    return k
+  }
+
+  /// Opens the target, creating it first with `--init-if-missing` when it has no config (a concurrent creator that
+  /// wins the race is simply opened).
+  func openOrCreateTarget(_ store: any ObjectStore, _ keys: any KeyService) async throws -> Repository {
+    if initIfMissing, try await store.head("config") == nil {
+      do {
+        let repo = try await Repository.initialize(
+          store: store, keyService: keys, objectLock: try objectLock.map { try ObjectLockConfig.parse($0) },
+          logger: repoOptions.logger())
+        try await repo.audit.flush()
+        return repo
+      } catch StorageError.alreadyExists {}
+    }
+    return try await Repository.open(store: store, keyService: keys, logger: repoOptions.logger())
+  }
+
+  func execute(_ result: inout CommandResult) async throws {
+    let sourceURL = try from ?? repoOptions.repoURL()
+    let source = try await Repository.open(
+      store: try makeObjectStore(url: sourceURL, options: repoOptions.storeOptions()),
+      keyService: try repoOptions.makeKMS(try fromKms ?? repoOptions.kmsURL()), logger: repoOptions.logger())
+    let tURL = try targetURL()
+    guard tURL != sourceURL else {
+      throw EngineError.usage("--to is the source repository (\(tURL)); give a second repository")
+    }
+    var so = repoOptions.storeOptions()
+    so.endpoint = toS3Endpoint
+    so.region = toS3Region
+    so.serverSideEncryption = toS3SSE
+    so.sseKMSKeyId = toS3SSEKMSKeyId
+    let targetStore = try makeObjectStore(url: tURL, options: so)
+    var ko = repoOptions.kmsOptions()
+    ko.endpoint = toKmsEndpoint
+    ko.accessTokenFile = toKmsTokenFile
+    if let toVaultTokenFile { ko.tokenFile = toVaultTokenFile }
+    let targetKeys = try makeKeyService(url: try targetKMS(), options: ko)
+    let target = try await openOrCreateTarget(targetStore, targetKeys)
+    let r = try await withLockedRepo(source, exclusive: false) {
+      try await withLockedRepo(target, exclusive: false) {
+        try await source.copy(
+          to: target, options: CopyOptions(snapshots: all ? [] : snapshots, progress: repoOptions.progressHandler()))
+      }
+    }
+    fill(&result, source)
+    fill(&result, target)
+    result.copied = r.copied.map { CopiedSnapshot(source: $0.source.hex, target: $0.target.hex) }
+    result.skipped = r.skipped.map(\.hex)
+    result.snapshotId = r.copied.last?.target.hex
+    result.files = r.files
+    result.bytesRead = r.bytesRead
+    result.bytesStored = r.bytesStored
+    if r.bytes > 0 { result.dedupRatio = (max(0, 1 - Double(r.bytesRead) / Double(r.bytes)) * 10000).rounded() / 10000 }
+  }
+}
