@@ -148,6 +148,21 @@ import Testing
     #expect(source.unwrapsByKMS == [f.sourceKMS.descriptor: 5])
   }
 
+  @Test func aFewBlobsOfALargePackAreReadByRange() async throws {
+    let f = try await Fixture()
+    defer { f.cleanup() }
+    try f.write("big.bin", Data(Crypto.randomBytes(4 << 20)))
+    try f.write("d/small.txt", Data("small\n".utf8))
+    _ = try await f.source.backup(BackupOptions(paths: [f.dir + "/src"]))
+    // A second group whose only blob sits in the first backup's pack, next to 4 MiB of other data.
+    let b = try await f.source.backup(BackupOptions(paths: [f.dir + "/src/d"]))
+    let r = try await f.source.copy(to: f.target, options: CopyOptions(snapshots: [b.snapshotID.hex]))
+    #expect(r.copied.count == 1)
+    #expect(r.bytesRead == 6)
+    let out = try await f.restore(f.target, r.copied[0].target, to: "out")
+    #expect(try Self.contents(out) == ["d/small.txt": Data("small\n".utf8)])
+  }
+
   @Test func copyToTheSameRepositoryIsRefused() async throws {
     let f = try await Fixture()
     defer { f.cleanup() }

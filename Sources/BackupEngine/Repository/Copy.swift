@@ -138,22 +138,45 @@ extension Repository {
       var pack = PackBuilder()
       let z = ZstdContext()
       var added = Set<ID>()
-      let work = needed.keys.sorted { $0.hex < $1.hex }.map { ($0, needed[$0]!.sorted { $0.offset < $1.offset }) }
+      let packSizes = sourceIndex.packs
+      let work = needed.keys.sorted { $0.hex < $1.hex }.map {
+        ($0, needed[$0]!.sorted { $0.offset < $1.offset }, Int(packSizes[$0] ?? 0))
+      }
       try await withThrowingTaskGroup(of: [(ID, [UInt8])].self) { g in
         var next = 0
         func launch() {
           guard next < work.count else { return }
-          let (p, entries) = work[next]
+          let (p, entries, packSize) = work[next]
           next += 1
           g.addTask {
             let ciphers = try sourceKeys.mapValues { try AESGCM(key: $0) }
             let key = Self.packKey(p)
+            let zz = ZstdContext()
+            var out: [(ID, [UInt8])] = []
+            // A few blobs of a large pack are read by range; most of a pack, as one GET.
+            let wanted = entries.reduce(0) { $0 + Int($1.sealedLength) }
+            if wanted * 2 < packSize {
+              for e in entries {
+                let sealed: Data
+                do {
+                  sealed = try await self.store.getRange(
+                    key, offset: Int64(e.offset), length: Int64(e.sealedLength))
+                } catch StorageError.notFound {
+                  throw EngineError.integrity(object: key, message: "pack is missing")
+                } catch StorageError.failed(_, let m) {
+                  throw EngineError.integrity(object: key, message: "pack cannot be read (truncated?): \(m)")
+                }
+                let plain = try sealed.withUnsafeBytes {
+                  try self.openBlob($0, entry: e, pack: p, ciphers: ciphers, zstd: zz)
+                }
+                out.append((e.id, plain))
+              }
+              return out
+            }
             let data: Data
             do { data = try await self.store.get(key) } catch StorageError.notFound {
               throw EngineError.integrity(object: key, message: "pack is missing")
             }
-            let zz = ZstdContext()
-            var out: [(ID, [UInt8])] = []
             for e in entries {
               let end = Int(e.offset) + Int(e.sealedLength)
               guard end <= data.count else {
