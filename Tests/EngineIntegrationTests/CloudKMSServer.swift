@@ -6,7 +6,8 @@ import Testing
 /// A local HTTP server (python3, started by the test) that implements the documented request and response formats
 /// of Azure Key Vault's wrapkey/unwrapkey/rotate (api-version 7.4, RSA-OAEP-256 with real 2048-bit RSA keys) and
 /// Google Cloud KMS's cryptoKeys encrypt/decrypt (AES-256-GCM with the additional authenticated data), with their
-/// documented error bodies. Every request is logged as one JSON line (method, path, query, headers, body).
+/// documented error bodies, and the two OAuth2 token endpoints: Microsoft Entra's client-credentials grant and
+/// Google's JWT-bearer grant (the RS256 assertion is verified with the service-account key the server wrote). Every request is logged as one JSON line (method, path, query, headers, body).
 ///
 /// Only `token` is accepted as a bearer token. A rejected token is echoed in the error message, as a verbose server
 /// might, so tests can check that the engine never repeats it.
@@ -16,16 +17,22 @@ final class CloudKMSServer {
   let dir: String
   let logPath: String
   let token: String
+  /// The Azure client secret the token endpoint accepts (client id "botrt-client").
+  let clientSecret: String
+  /// A Google service-account key file whose token_uri is this server.
+  let serviceAccountPath: String
 
   static let script = #"""
     import base64, json, os, sys, threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import urlparse, parse_qs
     from cryptography.hazmat.primitives.asymmetric import rsa, padding
-    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    token, log_path = sys.argv[1], sys.argv[2]
+    token, log_path, client_secret, sa_path = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    sa_email = "botrt@p1.iam.gserviceaccount.com"
     lock = threading.Lock()
     azure_keys = {}   # name -> list of (version, private key)
     gcp_keys = {}     # resource name -> list of 32-byte keys (version n = index n-1)
@@ -64,6 +71,10 @@ final class CloudKMSServer {
                 f.write(json.dumps({"method": "POST", "path": u.path, "query": u.query,
                                     "headers": {k.lower(): v for k, v in self.headers.items()},
                                     "body": raw.decode("utf-8", "replace")}) + "\n")
+            if u.path.endswith("/oauth2/v2.0/token"):
+                return self.azure_token(raw)
+            if u.path == "/token":
+                return self.google_token(raw)
             auth = self.headers.get("Authorization", "")
             parts = u.path.strip("/").split("/")
             azure = parts[0] == "keys"
@@ -80,6 +91,33 @@ final class CloudKMSServer {
             if azure:
                 return self.azure(parts, q, body)
             return self.gcp(u.path, body)
+
+        def form(self, raw):
+            return {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+
+        def azure_token(self, raw):
+            f = self.form(raw)
+            if self.headers.get("Content-Type") != "application/x-www-form-urlencoded" or f.get("grant_type") != "client_credentials" \
+                    or f.get("scope") != "https://vault.azure.net/.default" or f.get("client_id") != "botrt-client":
+                return self.reply(400, {"error": "invalid_request", "error_description": "AADSTS900144: bad request %r" % f})
+            if f.get("client_secret") != client_secret:
+                return self.reply(401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided: %s" % f.get("client_secret")})
+            return self.reply(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
+
+        def google_token(self, raw):
+            f = self.form(raw)
+            try:
+                assert f["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+                h, c, sig = f["assertion"].split(".")
+                sa_key.public_key().verify(unb64url(sig), (h + "." + c).encode(), padding.PKCS1v15(), hashes.SHA256())
+                header, claims = json.loads(unb64url(h)), json.loads(unb64url(c))
+                assert header["alg"] == "RS256" and claims["iss"] == sa_email
+                assert claims["aud"] == "http://127.0.0.1:%d/token" % self.server.server_address[1]
+                assert claims["scope"] == "https://www.googleapis.com/auth/cloudkms"
+                assert claims["iat"] <= claims["exp"] <= claims["iat"] + 3600
+            except Exception as e:
+                return self.reply(400, {"error": "invalid_grant", "error_description": "Invalid JWT: %r" % e})
+            return self.reply(200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
 
         def azure(self, parts, q, body):
             if q.get("api-version") != ["7.4"]:
@@ -149,7 +187,13 @@ final class CloudKMSServer {
             return self.reply(400, {"error": {"code": 400, "message": "unknown method %s" % method, "status": "INVALID_ARGUMENT"}})
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    print(srv.server_address[1], flush=True)
+    port = srv.server_address[1]
+    with open(sa_path, "w") as f:
+        json.dump({"type": "service_account", "project_id": "p1", "private_key_id": "k1", "client_email": sa_email,
+                   "client_id": "1", "token_uri": "http://127.0.0.1:%d/token" % port,
+                   "private_key": sa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()).decode()}, f)
+    print(port, flush=True)
     srv.serve_forever()
     """#
 
@@ -159,10 +203,12 @@ final class CloudKMSServer {
     let scriptPath = dir + "/kms.py"
     logPath = dir + "/requests.jsonl"
     token = "tok-" + Hex.encode(Crypto.randomBytes(16))
+    clientSecret = "sec-" + Hex.encode(Crypto.randomBytes(16))
+    serviceAccountPath = dir + "/sa.json"
     try Data(Self.script.utf8).write(to: URL(fileURLWithPath: scriptPath))
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", scriptPath, token, logPath]
+    p.arguments = ["python3", scriptPath, token, logPath, clientSecret, serviceAccountPath]
     let out = Pipe()
     p.standardOutput = out
     try p.run()

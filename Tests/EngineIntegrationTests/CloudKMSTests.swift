@@ -164,6 +164,79 @@ import Testing
     }
   }
 
+  @Test func azureClientCredentialsAreExchangedForATokenOnce() async throws {
+    let s = try CloudKMSServer()
+    defer { s.stop() }
+    try s.rotateAzureKey("botrt")
+    func service(secret: String) throws -> AzureKeyVaultKeyService {
+      try AzureKeyVaultKeyService(
+        url: try #require(URLComponents(string: "azurekv://myvault.vault.azure.net/keys/botrt")),
+        options: KMSOptions(
+          environment: [
+            "AZURE_TENANT_ID": "tenant-1", "AZURE_CLIENT_ID": "botrt-client", "AZURE_CLIENT_SECRET": secret,
+            "AZURE_AUTHORITY_HOST": s.url,
+          ], endpoint: s.url), policy: RetryPolicy(maxAttempts: 1))
+    }
+    let kv = try service(secret: s.clientSecret)
+    let key = Crypto.randomBytes(32)
+    let w = try await kv.wrap(key, context: "c")
+    #expect(try await kv.unwrap(w, context: "c") == key)
+    let tokenCalls = try s.requests().filter { $0["path"] as? String == "/tenant-1/oauth2/v2.0/token" }
+    #expect(tokenCalls.count == 1)
+    #expect((tokenCalls.first?["headers"] as? [String: String])?["content-type"] == "application/x-www-form-urlencoded")
+    // A wrong secret: access denied, naming the grant error but never the secret (the server echoes it).
+    let wrong = "wrong-" + Hex.encode(Crypto.randomBytes(8))
+    do {
+      _ = try await service(secret: wrong).wrap(key, context: "c")
+      Issue.record("a wrong client secret was accepted")
+    } catch let e as KMSError {
+      guard case .accessDenied = e else { throw e }
+      #expect("\(e)".contains("invalid_client"))
+      #expect(!"\(e)".contains(wrong), "\(e)")
+    }
+  }
+
+  @Test func gcpServiceAccountKeyIsExchangedForATokenOnce() async throws {
+    let s = try CloudKMSServer()
+    defer { s.stop() }
+    let kms = try GCPKMSKeyService(
+      url: try #require(URLComponents(string: "gcpkms://\(Self.gcpKey)")),
+      options: KMSOptions(environment: ["BOTRT_GCPKMS_CREDENTIALS_FILE": s.serviceAccountPath], endpoint: s.url),
+      policy: RetryPolicy(maxAttempts: 1))
+    let key = Crypto.randomBytes(32)
+    let w = try await kms.wrap(key, context: "c")
+    #expect(try await kms.unwrap(w, context: "c") == key)
+    #expect(try s.requests().filter { $0["path"] as? String == "/token" }.count == 1)
+    // A key file that is not a service-account key is a configuration error naming the file.
+    let bad = s.dir + "/bad.json"
+    try Data(#"{"type":"authorized_user"}"#.utf8).write(to: URL(fileURLWithPath: bad))
+    #expect {
+      _ = try GCPKMSKeyService(
+        url: try #require(URLComponents(string: "gcpkms://\(Self.gcpKey)")),
+        options: KMSOptions(environment: ["GOOGLE_APPLICATION_CREDENTIALS": bad]))
+    } throws: { e in
+      guard case KMSError.invalidConfiguration(let m) = e else { return false }
+      return m.contains(bad)
+    }
+    // A key the token endpoint does not know (another service account's key): access denied.
+    var sa = try #require(
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: s.serviceAccountPath)))
+        as? [String: Any])
+    sa["client_email"] = "intruder@p1.iam.gserviceaccount.com"
+    let other = s.dir + "/other.json"
+    try JSONSerialization.data(withJSONObject: sa).write(to: URL(fileURLWithPath: other))
+    await #expect {
+      _ = try await GCPKMSKeyService(
+        url: try #require(URLComponents(string: "gcpkms://\(Self.gcpKey)")),
+        options: KMSOptions(environment: ["BOTRT_GCPKMS_CREDENTIALS_FILE": other], endpoint: s.url),
+        policy: RetryPolicy(maxAttempts: 1)
+      ).wrap(key, context: "c")
+    } throws: { e in
+      if case KMSError.accessDenied(_, let m) = e { return m.contains("invalid_grant") }
+      return false
+    }
+  }
+
   /// The CLI: a repository on an Azure Key Vault key, rotated to Google Cloud KMS, then to a local key; the data
   /// stays readable, each old KEK is no longer needed, and results count unwraps per KMS without the token.
   @Test func cliRotatesBetweenKinds() async throws {

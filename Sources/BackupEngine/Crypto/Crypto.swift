@@ -297,3 +297,37 @@ public enum Hex {
     return out
   }
 }
+
+/// RSA signatures for OAuth2 JWT assertions (RS256: RSASSA-PKCS1-v1_5 with SHA-256).
+public enum RSASigner {
+  /// Signs `message` with the PEM private key (PKCS#8 "PRIVATE KEY" or PKCS#1 "RSA PRIVATE KEY").
+  /// Errors never include the key.
+  public static func signSHA256(pem: String, message: [UInt8]) throws -> [UInt8] {
+    let body = pem.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+      .filter { !$0.isEmpty && !$0.hasPrefix("-----") }.joined()
+    guard let der = Data(base64Encoded: body), !der.isEmpty else {
+      throw CryptoError.library("the private key is not a PEM block")
+    }
+    let bytes = [UInt8](der)
+    let key: OpaquePointer? = bytes.withUnsafeBufferPointer { b in
+      var p: UnsafePointer<UInt8>? = b.baseAddress
+      return d2i_AutoPrivateKey(nil, &p, b.count)
+    }
+    guard let key else { throw CryptoError.library("the private key cannot be parsed: \(Crypto.lastError())") }
+    defer { EVP_PKEY_free(key) }
+    guard let md = EVP_MD_CTX_new() else { throw CryptoError.library("EVP_MD_CTX_new failed") }
+    defer { EVP_MD_CTX_free(md) }
+    guard EVP_DigestSignInit(md, nil, EVP_sha256(), nil, key) == 1 else {
+      throw CryptoError.library("RSA sign init: \(Crypto.lastError())")
+    }
+    var len = 0
+    guard message.withUnsafeBufferPointer({ m in EVP_DigestSign(md, nil, &len, m.baseAddress, m.count) }) == 1 else {
+      throw CryptoError.library("RSA sign: \(Crypto.lastError())")
+    }
+    var sig = [UInt8](repeating: 0, count: len)
+    guard message.withUnsafeBufferPointer({ m in EVP_DigestSign(md, &sig, &len, m.baseAddress, m.count) }) == 1 else {
+      throw CryptoError.library("RSA sign: \(Crypto.lastError())")
+    }
+    return Array(sig.prefix(len))
+  }
+}

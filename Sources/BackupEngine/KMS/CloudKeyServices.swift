@@ -1,33 +1,190 @@
 import CurlHTTP
 import Foundation
 
-/// A bearer token for a cloud KMS, read from a file or an environment variable; it never appears in errors.
-struct BearerToken: Sendable {
-  let token: Redacted<String>
+/// The bearer token of a cloud KMS: a fixed token (from a file or an environment variable), or one obtained and
+/// cached from an OAuth2 token endpoint (Azure client credentials, a Google service-account key). Neither the token
+/// nor any credential ever appears in an error.
+final class TokenProvider: @unchecked Sendable {
+  enum Source {
+    case fixed(Redacted<String>)
+    /// Microsoft Entra client credentials: POST {authority}/{tenant}/oauth2/v2.0/token.
+    case azureClientCredentials(tenant: String, clientId: String, secret: Redacted<String>, authority: String)
+    /// A Google service-account key: a signed JWT assertion exchanged at `tokenURI`.
+    case googleServiceAccount(email: String, privateKey: Redacted<String>, tokenURI: String, scope: String)
+  }
 
-  /// The token from `KMSOptions.accessTokenFile`, else the file named by `fileVar`, else the variable `envVar`.
-  init(options: KMSOptions, fileVar: String, envVar: String, what: String) throws {
+  let source: Source
+  let kms: String
+  let client: CurlClient
+  let policy: RetryPolicy
+  private let cache = Locked<(token: String, expires: Date)?>(nil)
+
+  init(source: Source, kms: String, client: CurlClient, policy: RetryPolicy) {
+    self.source = source
+    self.kms = kms
+    self.client = client
+    self.policy = policy
+  }
+
+  /// Reads a token file; throws naming the file (never its content).
+  static func readFile(_ file: String, what: String) throws -> Redacted<String> {
+    guard let d = FileManager.default.contents(atPath: file) else {
+      throw KMSError.invalidConfiguration("\(what) token file \(file) is missing or unreadable")
+    }
+    let t = String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !t.isEmpty else { throw KMSError.invalidConfiguration("\(what) token file \(file) is empty") }
+    return Redacted(t)
+  }
+
+  /// Azure Key Vault: `KMSOptions.accessTokenFile`, AZURE_ACCESS_TOKEN_FILE, AZURE_ACCESS_TOKEN, else the client
+  /// credentials AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET (authority AZURE_AUTHORITY_HOST, default
+  /// https://login.microsoftonline.com).
+  static func azure(options: KMSOptions, kms: String, client: CurlClient, policy: RetryPolicy) throws -> TokenProvider {
     let env = options.environment
-    if let file = options.accessTokenFile ?? firstEnv(env, fileVar) {
-      guard let d = FileManager.default.contents(atPath: file) else {
-        throw KMSError.invalidConfiguration("\(what) token file \(file) is missing or unreadable")
+    let source: Source
+    if let file = options.accessTokenFile ?? firstEnv(env, "AZURE_ACCESS_TOKEN_FILE") {
+      source = .fixed(try readFile(file, what: "Azure Key Vault"))
+    } else if let t = firstEnv(env, "AZURE_ACCESS_TOKEN") {
+      source = .fixed(Redacted(t.trimmingCharacters(in: .whitespacesAndNewlines)))
+    } else if let tenant = firstEnv(env, "AZURE_TENANT_ID"), let id = firstEnv(env, "AZURE_CLIENT_ID"),
+      let secret = firstEnv(env, "AZURE_CLIENT_SECRET")
+    {
+      var authority = firstEnv(env, "AZURE_AUTHORITY_HOST") ?? "https://login.microsoftonline.com"
+      while authority.hasSuffix("/") { authority.removeLast() }
+      guard Endpoint(authority) != nil else {
+        throw KMSError.invalidConfiguration("AZURE_AUTHORITY_HOST '\(authority)' is not an http(s) URL")
       }
-      let t = String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-      guard !t.isEmpty else { throw KMSError.invalidConfiguration("\(what) token file \(file) is empty") }
-      token = Redacted(t)
-    } else if let t = firstEnv(env, envVar) {
-      token = Redacted(t.trimmingCharacters(in: .whitespacesAndNewlines))
+      source = .azureClientCredentials(tenant: tenant, clientId: id, secret: Redacted(secret), authority: authority)
     } else {
       throw KMSError.invalidConfiguration(
-        "no \(what) access token: set \(envVar), or give a token file (--kms-token-file or \(fileVar))")
+        "no Azure Key Vault credentials for \(kms): set AZURE_ACCESS_TOKEN (or give --kms-token-file), or "
+          + "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET")
+    }
+    return TokenProvider(source: source, kms: kms, client: client, policy: policy)
+  }
+
+  /// Google Cloud KMS: `KMSOptions.accessTokenFile`, GOOGLE_OAUTH_ACCESS_TOKEN_FILE, GOOGLE_OAUTH_ACCESS_TOKEN, else
+  /// the service-account key file BOTRT_GCPKMS_CREDENTIALS_FILE or GOOGLE_APPLICATION_CREDENTIALS.
+  static func google(options: KMSOptions, kms: String, client: CurlClient, policy: RetryPolicy) throws -> TokenProvider
+  {
+    let env = options.environment
+    let source: Source
+    if let file = options.accessTokenFile ?? firstEnv(env, "GOOGLE_OAUTH_ACCESS_TOKEN_FILE") {
+      source = .fixed(try readFile(file, what: "Google Cloud KMS"))
+    } else if let t = firstEnv(env, "GOOGLE_OAUTH_ACCESS_TOKEN") {
+      source = .fixed(Redacted(t.trimmingCharacters(in: .whitespacesAndNewlines)))
+    } else if let file = firstEnv(env, "BOTRT_GCPKMS_CREDENTIALS_FILE", "GOOGLE_APPLICATION_CREDENTIALS") {
+      guard let d = FileManager.default.contents(atPath: file),
+        let json = try? JSONSerialization.jsonObject(with: d) as? [String: Any]
+      else {
+        throw KMSError.invalidConfiguration("Google service-account key file \(file) is missing or not JSON")
+      }
+      guard json["type"] as? String == "service_account", let email = json["client_email"] as? String,
+        let key = json["private_key"] as? String
+      else {
+        throw KMSError.invalidConfiguration(
+          "Google credentials file \(file) is not a service-account key (type service_account, client_email, "
+            + "private_key)")
+      }
+      let uri = (json["token_uri"] as? String) ?? "https://oauth2.googleapis.com/token"
+      guard Endpoint(uri) != nil else {
+        throw KMSError.invalidConfiguration("token_uri of \(file) is not an http(s) URL")
+      }
+      source = .googleServiceAccount(
+        email: email, privateKey: Redacted(key), tokenURI: uri, scope: "https://www.googleapis.com/auth/cloudkms")
+    } else {
+      throw KMSError.invalidConfiguration(
+        "no Google Cloud KMS credentials for \(kms): set GOOGLE_OAUTH_ACCESS_TOKEN (or give --kms-token-file), or "
+          + "a service-account key file in BOTRT_GCPKMS_CREDENTIALS_FILE or GOOGLE_APPLICATION_CREDENTIALS")
+    }
+    return TokenProvider(source: source, kms: kms, client: client, policy: policy)
+  }
+
+  /// The Authorization header, fetching (or refreshing, a minute before it expires) a token when needed.
+  func header() async throws -> (name: String, value: String) {
+    ("Authorization", "Bearer \(try await token())")
+  }
+
+  func token() async throws -> String {
+    if case .fixed(let t) = source { return t.value }
+    if let c = cache.with({ $0 }), c.expires > Date().addingTimeInterval(60) { return c.token }
+    let (url, form) = try requestForm()
+    let body = Data(
+      form.map { "\($0.0)=\(Self.formEncode($0.1))" }.joined(separator: "&").utf8)
+    let response: HTTPResponse
+    do {
+      response = try await sendWithRetry(client, policy: policy) {
+        HTTPRequest(
+          method: "POST", url: url, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: body)
+      }
+    } catch let e as RetriesExhausted {
+      throw KMSError.unreachable(kms: kms, message: scrub("token endpoint \(url): \(e.message)"))
+    } catch let e as HTTPTransportError {
+      throw KMSError.unreachable(kms: kms, message: scrub("token endpoint \(url): \(e.description)"))
+    }
+    let json = jsonObject(response.body)
+    guard response.status == 200, let t = json?["access_token"] as? String, !t.isEmpty else {
+      let code = (json?["error"] as? String) ?? "HTTP \(response.status)"
+      let desc = scrub((json?["error_description"] as? String) ?? "")
+      throw KMSError.accessDenied(
+        kms: kms, message: "token endpoint \(url) refused the credentials: \(code)\(desc.isEmpty ? "" : ": \(desc)")")
+    }
+    let lifetime = (json?["expires_in"] as? Double) ?? Double((json?["expires_in"] as? String) ?? "") ?? 3600
+    cache.with { $0 = (t, Date().addingTimeInterval(lifetime)) }
+    return t
+  }
+
+  /// The token endpoint and its form fields.
+  func requestForm() throws -> (String, [(String, String)]) {
+    switch source {
+    case .fixed: return ("", [])
+    case .azureClientCredentials(let tenant, let id, let secret, let authority):
+      return (
+        "\(authority)/\(tenant)/oauth2/v2.0/token",
+        [
+          ("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret.value),
+          ("scope", "https://vault.azure.net/.default"),
+        ]
+      )
+    case .googleServiceAccount(let email, let key, let uri, let scope):
+      let now = Int(Date().timeIntervalSince1970)
+      let header = #"{"alg":"RS256","typ":"JWT"}"#
+      let claims = try JSONSerialization.data(
+        withJSONObject: ["iss": email, "scope": scope, "aud": uri, "iat": now, "exp": now + 3600] as [String: Any],
+        options: [.sortedKeys, .withoutEscapingSlashes])
+      let signingInput = Base64URL.encode(Data(header.utf8)) + "." + Base64URL.encode(claims)
+      let sig: [UInt8]
+      do { sig = try RSASigner.signSHA256(pem: key.value, message: Array(signingInput.utf8)) } catch {
+        throw KMSError.invalidConfiguration("the service-account private key of \(email) cannot sign: \(error)")
+      }
+      return (
+        uri,
+        [
+          ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+          ("assertion", signingInput + "." + Base64URL.encode(Data(sig))),
+        ]
+      )
     }
   }
 
-  var header: (name: String, value: String) { ("Authorization", "Bearer \(token.value)") }
+  static func formEncode(_ s: String) -> String {
+    var allowed = CharacterSet.alphanumerics
+    allowed.insert(charactersIn: "-._~")
+    return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s
+  }
 
-  /// `s` with any occurrence of the token replaced, for messages built from a server's answer.
+  /// `s` with the token and any credential replaced, for messages built from a server's answer.
   func scrub(_ s: String) -> String {
-    token.value.isEmpty ? s : s.replacingOccurrences(of: token.value, with: "<redacted>")
+    var secrets: [String] = []
+    switch source {
+    case .fixed(let t): secrets.append(t.value)
+    case .azureClientCredentials(_, _, let secret, _): secrets.append(secret.value)
+    case .googleServiceAccount: break
+    }
+    if let c = cache.with({ $0 }) { secrets.append(c.token) }
+    var out = s
+    for x in secrets where !x.isEmpty { out = out.replacingOccurrences(of: x, with: "<redacted>") }
+    return out
   }
 }
 
@@ -53,7 +210,8 @@ enum Base64URL {
 /// - RSA-OAEP has no associated data: the wrapped value is the context (2-byte length, UTF-8) followed by the
 ///   32-byte key, and `unwrap` refuses a key whose embedded context differs (as for Vault Transit).
 /// - The bearer token (audience https://vault.azure.net) comes from `KMSOptions.accessTokenFile`, AZURE_ACCESS_TOKEN_FILE,
-///   else AZURE_ACCESS_TOKEN.
+///   AZURE_ACCESS_TOKEN, else from Microsoft Entra with the client credentials AZURE_TENANT_ID, AZURE_CLIENT_ID and
+///   AZURE_CLIENT_SECRET (AZURE_AUTHORITY_HOST), as Azure's SDKs read them.
 /// - Endpoint: `KMSOptions.endpoint`, the URL's `?endpoint=`, BOTRT_AZUREKV_ENDPOINT, else `https://VAULT…`.
 public struct AzureKeyVaultKeyService: KeyService {
   public static let apiVersion = "7.4"
@@ -65,7 +223,7 @@ public struct AzureKeyVaultKeyService: KeyService {
   /// The key version pinned by the URL; nil = the key's current version for new wraps.
   public let keyVersion: String?
   let base: String
-  let token: BearerToken
+  let token: TokenProvider
   let client: CurlClient
   let policy: RetryPolicy
 
@@ -99,10 +257,9 @@ public struct AzureKeyVaultKeyService: KeyService {
     var d = "azurekv://\(vault)/keys/\(keyName)" + (keyVersion.map { "/\($0)" } ?? "")
     if let e = queryValue(url, "endpoint") { d += "?endpoint=\(e)" }
     descriptor = d
-    token = try BearerToken(
-      options: options, fileVar: "AZURE_ACCESS_TOKEN_FILE", envVar: "AZURE_ACCESS_TOKEN", what: "Azure Key Vault")
     client = options.httpClient ?? CurlClient()
     self.policy = policy
+    token = try TokenProvider.azure(options: options, kms: d, client: client, policy: policy)
   }
 
   /// The request URL of an operation ("wrapkey", "unwrapkey") on a key version (nil = current).
@@ -116,7 +273,7 @@ public struct AzureKeyVaultKeyService: KeyService {
     let url = operationURL(op, version: version)
     let payload = try JSONSerialization.data(
       withJSONObject: ["alg": Self.algorithm, "value": Base64URL.encode(value)], options: [.sortedKeys])
-    let headers: [(name: String, value: String)] = [token.header, ("Content-Type", "application/json")]
+    let headers: [(name: String, value: String)] = [try await token.header(), ("Content-Type", "application/json")]
     let response: HTTPResponse
     do {
       response = try await sendWithRetry(client, policy: policy) {
@@ -188,8 +345,9 @@ public struct AzureKeyVaultKeyService: KeyService {
 /// - `wrap` calls `POST {endpoint}/v1/{name}:encrypt` with `{"plaintext":<base64>,"additionalAuthenticatedData":
 ///   <base64 context>}`; `unwrap` calls `:decrypt` with the ciphertext and the same context, so a wrapped key moved
 ///   to another purpose fails to decrypt. The answer's `name` gives the key version, recorded for the audit.
-/// - The OAuth2 access token comes from `KMSOptions.accessTokenFile`, GOOGLE_OAUTH_ACCESS_TOKEN_FILE, else
-///   GOOGLE_OAUTH_ACCESS_TOKEN.
+/// - The OAuth2 access token comes from `KMSOptions.accessTokenFile`, GOOGLE_OAUTH_ACCESS_TOKEN_FILE,
+///   GOOGLE_OAUTH_ACCESS_TOKEN, else from the service-account key in BOTRT_GCPKMS_CREDENTIALS_FILE or
+///   GOOGLE_APPLICATION_CREDENTIALS (a JWT assertion signed with RS256, exchanged at its token_uri).
 /// - Endpoint: `KMSOptions.endpoint`, the URL's `?endpoint=`, BOTRT_GCPKMS_ENDPOINT, else
 ///   `https://cloudkms.googleapis.com`.
 public struct GCPKMSKeyService: KeyService {
@@ -197,7 +355,7 @@ public struct GCPKMSKeyService: KeyService {
   /// The CryptoKey's resource name.
   public let name: String
   let base: String
-  let token: BearerToken
+  let token: TokenProvider
   let client: CurlClient
   let policy: RetryPolicy
 
@@ -231,18 +389,16 @@ public struct GCPKMSKeyService: KeyService {
     var d = "gcpkms://\(name)"
     if let e = queryValue(url, "endpoint") { d += "?endpoint=\(e)" }
     descriptor = d
-    token = try BearerToken(
-      options: options, fileVar: "GOOGLE_OAUTH_ACCESS_TOKEN_FILE", envVar: "GOOGLE_OAUTH_ACCESS_TOKEN",
-      what: "Google Cloud KMS")
     client = options.httpClient ?? CurlClient()
     self.policy = policy
+    token = try TokenProvider.google(options: options, kms: d, client: client, policy: policy)
   }
 
   /// One call (`encrypt`, `decrypt`); returns the answer object.
   func call(_ method: String, _ body: [String: String]) async throws -> [String: Any] {
     let url = "\(base)/v1/\(name):\(method)"
     let payload = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
-    let headers: [(name: String, value: String)] = [token.header, ("Content-Type", "application/json")]
+    let headers: [(name: String, value: String)] = [try await token.header(), ("Content-Type", "application/json")]
     let response: HTTPResponse
     do {
       response = try await sendWithRetry(client, policy: policy) {
