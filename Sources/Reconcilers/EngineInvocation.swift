@@ -166,14 +166,42 @@ public struct EngineInvocation: Sendable, Hashable {
       kmsURL = "file://\(path)/\(key)"
       secrets.append(
         SecretUse(sourceName: ref.name, field: "spec.encryption.kms.localKeySecretRef", requiredKeys: [key]))
-    } else if kms.azureKeyVault != nil || kms.gcpKms != nil {
-      let kind = kms.azureKeyVault != nil ? "azureKeyVault" : "gcpKms"
-      throw SpecError(
-        field: "spec.encryption.kms.\(kind)",
-        message: "the backup engine has no \(kind) key service yet; use vaultTransit, awsKms or localKeySecretRef")
+    } else if let az = kms.azureKeyVault {
+      let f = "spec.encryption.kms.azureKeyVault"
+      guard let url = URLComponents(string: az.vaultURL), let scheme = url.scheme?.lowercased(),
+        ["http", "https"].contains(scheme), let host = url.host, !host.isEmpty
+      else {
+        throw SpecError(
+          field: "\(f).vaultURL",
+          message: "'\(az.vaultURL)' is not the https:// URL of a vault; use e.g. "
+            + "https://NAME.vault.azure.net")
+      }
+      kmsURL =
+        "azurekv://\(host.lowercased())/keys/\(az.keyName)" + (az.keyVersion.map { $0.isEmpty ? "" : "/\($0)" } ?? "")
+      // Another scheme or port than https://HOST (a private endpoint, tests): the engine calls the URL as given.
+      if scheme != "https" || url.port != nil { flags += ["--kms-endpoint", az.vaultURL] }
+      let name = az.credentialsSecretRef.name
+      for v in ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"] { env.append(envFromSecret(v, name, v)) }
+      if let a = az.authorityHost { env.append(["name": "AZURE_AUTHORITY_HOST", "value": .string(a)]) }
+      secrets.append(
+        SecretUse(
+          sourceName: name, field: "\(f).credentialsSecretRef",
+          requiredKeys: ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"]))
+    } else if let g = kms.gcpKms {
+      kmsURL = "gcpkms://\(g.keyName)"
+      if let e = g.endpoint { flags += ["--kms-endpoint", e] }
+      if let ref = g.credentialsSecretRef {
+        let key = ref.key ?? "service-account.json"
+        let path = mountSecret("gcpkms-credentials", ref.name)
+        env.append(["name": "BOTRT_GCPKMS_CREDENTIALS_FILE", "value": .string("\(path)/\(key)")])
+        secrets.append(
+          SecretUse(sourceName: ref.name, field: "spec.encryption.kms.gcpKms.credentialsSecretRef", requiredKeys: [key])
+        )
+      }
     } else {
       throw SpecError(
-        field: "spec.encryption.kms", message: "set exactly one of vaultTransit, awsKms, localKeySecretRef; none is set"
+        field: "spec.encryption.kms",
+        message: "set exactly one of vaultTransit, awsKms, localKeySecretRef, azureKeyVault, gcpKms; none is set"
       )
     }
 
@@ -233,6 +261,15 @@ public struct EngineInvocation: Sendable, Hashable {
     if let gcs = repo.gcs { add(gcs.endpoint) }
     if let az = repo.azure { add(az.endpoint) }
     if let aws = kms.awsKms { add(aws.endpoint) }
+    // Azure Key Vault and its token endpoint (Microsoft Entra); Google Cloud KMS and its token endpoint (port 443).
+    if let az = kms.azureKeyVault {
+      add(az.vaultURL)
+      add(az.authorityHost)
+    }
+    if let g = kms.gcpKms {
+      add(g.endpoint)
+      add(nil)
+    }
     var seen = Set<String>()
     return out.filter { seen.insert("\($0.0 ?? "*"):\($0.1)").inserted }
   }

@@ -268,15 +268,23 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     }
   }
 
-  @Test func kmsKindsTheEngineLacksAreNamed() throws {
+  @Test func cloudKMSKindsBuildWithTheirSecrets() throws {
     var p = dumpPolicy()
-    p.spec.encryption.kms = KMSSpec(gcpKms: GCPKMS(keyName: "projects/p/locations/l/keyRings/r/cryptoKeys/k"))
+    p.spec.encryption.kms = KMSSpec(
+      gcpKms: GCPKMS(
+        keyName: "projects/p/locations/l/keyRings/r/cryptoKeys/k",
+        credentialsSecretRef: SecretReference(name: "gcp-sa")))
+    // The Secret must exist with its key: a missing one is reported like every other Secret.
     #expect {
       try build(p)
     } throws: { e in
-      (e as? SpecError)?.field == "spec.encryption.kms.gcpKms"
-        && PolicyProblem.from(e as! SpecError).reason == "UnsupportedKMS"
+      (e as? SpecError)?.field == "spec.encryption.kms.gcpKms.credentialsSecretRef"
+        && PolicyProblem.from(e as! SpecError).reason == "SecretNotFound"
     }
+    var secrets = allSecrets
+    secrets["gcp-sa"] = secret("gcp-sa", ["service-account.json": "{}"])
+    let children = try build(p, secrets: secrets)
+    #expect(!children.isEmpty)
   }
 
   @Test func pvcSourceRunsInThePolicyNamespaceWithOwnerReferences() throws {
