@@ -34,7 +34,7 @@ func withLockedRepo<T>(
 }
 
 func fill(_ result: inout CommandResult, _ repo: Repository) {
-  result.addUnwraps(repo.unwrapsByKMS)
+  // keyUnwraps comes from the process-wide ledger (EngineMain), so failed runs report theirs too.
   result.keyWraps += repo.wrapCount
 }
 

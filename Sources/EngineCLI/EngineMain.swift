@@ -67,6 +67,8 @@ public enum EngineMain {
       FileHandle.standardError.write(Data("\nerror: \(error)\n".utf8))
     }
     result.exitCode = code
+    result.keyUnwraps = []
+    result.addUnwraps(KeyUnwrapLedger.byKMS)
     result.durationSeconds = (Date().timeIntervalSince(start) * 1000).rounded() / 1000
     let enc = JSONEncoder()
     enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

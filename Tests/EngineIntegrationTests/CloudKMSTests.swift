@@ -278,6 +278,9 @@ import Testing
     r = try sh.run("\"$ENGINE\" snapshots --quiet --kms '\(azureKMS)' --kms-token-file token", env: env)
     #expect(r.code == 3, "\(r.stderr)")
     #expect(!(r.stdout + r.stderr).contains(s.token))
+    // The failed attempt is still accounted for: one unwrap call through the Azure key.
+    let failed = try #require(try result(r)["keyUnwraps"] as? [[String: Any]])
+    #expect(failed.count == 1 && failed.first?["key"] as? String == azureKMS && failed.first?["count"] as? Int == 1)
     // Google Cloud KMS -> a local key; verify --read-data needs only the local key.
     r = try sh.ok("\"$ENGINE\" rotate-keys --quiet --kms '\(gcpKMS)' --new-kms '\(localKMS)'", env: env)
     let rotUnwraps = try #require(try result(r)["keyUnwraps"] as? [[String: Any]])

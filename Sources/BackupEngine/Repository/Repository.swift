@@ -223,6 +223,7 @@ public final class Repository: @unchecked Sendable {
         for n in ["meta", "mac", "chunker", "signing"] {
           guard let w = kf.keys[n] else { throw EngineError.integrity(object: ko.key, message: "key \(n) missing") }
           unwraps += 1
+          KeyUnwrapLedger.add(KMSURI.redact(keyService.descriptor))
           let k: [UInt8]
           do { k = try await keyService.unwrap(w, context: context(config.id, n)) } catch {
             attempts.append((n, w.keyVersion, "failure", ko.key))
@@ -288,6 +289,7 @@ public final class Repository: @unchecked Sendable {
       $0.unwraps += 1
       $0.byKMS[kmsKey, default: 0] += 1
     }
+    KeyUnwrapLedger.add(kmsKey)
     do {
       let k = try await service.unwrap(w, context: Self.context(config.id, name))
       recordUnwrap(kms: kmsKey, name: name, version: w.keyVersion, outcome: "success", keyFile: keyFile ?? keyFileName)
@@ -384,6 +386,16 @@ public final class Repository: @unchecked Sendable {
       "rotated", details: ["oldKms": keyService.descriptor, "newKms": newService.descriptor, "keyFile": kname])
     return warnings
   }
+}
+
+/// Every KMS unwrap call of this process, by KMS URI (secrets stripped), including attempts that failed and
+/// those made while opening a repository that then could not be opened: the command's result reports these, so a
+/// failed run still accounts for the key access it made.
+public enum KeyUnwrapLedger {
+  private static let counts = Locked<[String: Int]>([:])
+  static func add(_ kms: String) { counts.with { $0[kms, default: 0] += 1 } }
+  /// The counts so far.
+  public static var byKMS: [String: Int] { counts.with { $0 } }
 }
 
 /// Collects audit lines for one run and stores them as one object.
