@@ -428,9 +428,12 @@ def backup_policy_spec():
                                          "encryption": encryption_schema("The replica's keys. Default: the policy's "
                                                                          "encryption; when different, snapshots are "
                                                                          "re-encrypted under these keys."),
-                                         "countsForRPO": boolean("The replica's lag counts for RPOMet: the policy "
-                                                                 "meets its RPO only when this replica's newest copy "
-                                                                 "is within it too. Default: false.", default=False),
+                                         "countsForRPO": boolean("The replica counts for RPOMet: the policy meets "
+                                                                 "its RPO only when the newest backup this replica "
+                                                                 "holds is within the RPO target too, and "
+                                                                 "status.rpoAgeSeconds is then the oldest of the "
+                                                                 "primary's and the counted replicas' newest backups. "
+                                                                 "Default: false.", default=False),
                                      }, required=["name", "repository"]), maxItems=4,
                                      **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
                    "resources": resources(),
@@ -444,7 +447,8 @@ def backup_policy_spec():
 def backup_policy_status():
     return obj("Observed state, written by the controller through the status subresource.", {
         "observedGeneration": observed_generation(),
-        "conditions": conditions("Ready, ScheduleActive, LastBackupSucceeded, RPOMet, KeyRotationDue"),
+        "conditions": conditions("Ready, ScheduleActive, LastBackupSucceeded, RPOMet, KeyRotationDue, "
+                                  "ReplicasInSync (only with spec.replicas)"),
         "lastSuccessfulBackup": date_time("Completion time of the newest successful backup."),
         "lastBackupAttempt": date_time("Start time of the newest backup run, successful or not."),
         "lastSnapshot": string("Id of the newest successful snapshot.", maxLength=128),
@@ -468,11 +472,24 @@ def backup_policy_status():
         "backupNamespace": string("Namespace holding this policy's Jobs and CronJobs.", maxLength=63),
         "lastFailure": string("Plain-sentence description of the newest failed run, if it is newer than the "
                               "newest success.", maxLength=4096),
-        "replicas": array("Copy progress per replica.", obj("One replica's state.", {
+        "replicas": array("Copy progress per replica (spec.replicas), written after each copy Job.",
+                          obj("One replica's state.", {
             "name": string("Replica name (spec.replicas[].name).", maxLength=63),
-            "lastCopiedSnapshot": string("Newest snapshot copied to the replica.", maxLength=128),
-            "lastCopyTime": date_time("When the newest copy finished."),
-            "lagSeconds": integer("Age of the replica's newest snapshot when status was last written.", minimum=0),
+            "state": string("Pending (nothing copied yet), Copying (a copy Job runs), InSync (the replica holds the "
+                            "primary's newest snapshot) or Failed (the last copy failed; the next successful backup "
+                            "starts a new copy).", enum=["Pending", "Copying", "InSync", "Failed"]),
+            "lastCopiedSnapshot": string("Id of the primary's snapshot that the replica's newest copy came from.",
+                                         maxLength=128),
+            "replicaSnapshot": string("Id of that snapshot's copy in the replica repository (restore from the "
+                                      "replica with it); unset when the copy found it already there.",
+                                      maxLength=128),
+            "lastCopiedBackupTime": date_time("Completion time of the primary backup that the replica's newest copy "
+                                              "came from."),
+            "lastCopyTime": date_time("When the newest successful copy finished."),
+            "lagSeconds": integer("Seconds between the primary's newest successful backup and the newest backup "
+                                  "the replica holds (0 when in sync); unset before the first copy.", minimum=0),
+            "copyJob": string("Name of the copy Job running or run last (in status.backupNamespace, or the "
+                              "policy's namespace for a PVC source).", maxLength=63),
             "message": string("What happened in the last copy, in a sentence.", maxLength=4096),
         }, required=["name"]), maxItems=4),
     })

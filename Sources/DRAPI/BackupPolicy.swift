@@ -112,20 +112,38 @@ public struct ReplicaSpec: Codable, Sendable, Hashable {
 
 /// Copy progress of one replica.
 public struct ReplicaStatus: Codable, Sendable, Hashable {
+  /// The replica's name (spec.replicas[].name).
   public var name: String
+  /// Pending (nothing copied yet), Copying, InSync (holds the primary's newest snapshot) or Failed.
+  public var state: String?
+  /// The primary's snapshot id that the replica's newest copy came from.
   public var lastCopiedSnapshot: String?
+  /// The id of that copy in the replica repository (restore from the replica with it), when the copy wrote it.
+  public var replicaSnapshot: String?
+  /// Completion time of the primary backup that the replica's newest copy came from.
+  public var lastCopiedBackupTime: Date?
+  /// When the newest successful copy finished.
   public var lastCopyTime: Date?
+  /// Seconds between the primary's newest successful backup and the newest backup the replica holds.
   public var lagSeconds: Int64?
+  /// The copy Job running or last run.
+  public var copyJob: String?
+  /// What happened in the last copy, in a sentence.
   public var message: String?
 
   public init(
-    name: String, lastCopiedSnapshot: String? = nil, lastCopyTime: Date? = nil, lagSeconds: Int64? = nil,
+    name: String, state: String? = nil, lastCopiedSnapshot: String? = nil, replicaSnapshot: String? = nil,
+    lastCopiedBackupTime: Date? = nil, lastCopyTime: Date? = nil, lagSeconds: Int64? = nil, copyJob: String? = nil,
     message: String? = nil
   ) {
     self.name = name
+    self.state = state
     self.lastCopiedSnapshot = lastCopiedSnapshot
+    self.replicaSnapshot = replicaSnapshot
+    self.lastCopiedBackupTime = lastCopiedBackupTime
     self.lastCopyTime = lastCopyTime
     self.lagSeconds = lagSeconds
+    self.copyJob = copyJob
     self.message = message
   }
 }
@@ -512,4 +530,5 @@ public enum BackupPolicyCondition {
   public static let lastBackupSucceeded = "LastBackupSucceeded"
   public static let rpoMet = "RPOMet"
   public static let keyRotationDue = "KeyRotationDue"
+  public static let replicasInSync = "ReplicasInSync"
 }

@@ -66,6 +66,20 @@ struct CopyCommand: EngineCommand {
 
   var env: [String: String] { ProcessInfo.processInfo.environment }
 
+  /// The prefix of environment variables meant for the target only: `BOTRT_TO_ENV_AWS_ACCESS_KEY_ID` is the target's
+  /// `AWS_ACCESS_KEY_ID` (its own credentials, endpoints and settings when they differ from the source's).
+  static let targetEnvPrefix = "BOTRT_TO_ENV_"
+
+  /// The environment the target's store and key service see: the process environment with every
+  /// `BOTRT_TO_ENV_<NAME>` variable set as `<NAME>`.
+  static func targetEnvironment(_ env: [String: String]) -> [String: String] {
+    var out = env
+    for (k, v) in env where k.hasPrefix(targetEnvPrefix) && k.count > targetEnvPrefix.count {
+      out[String(k.dropFirst(targetEnvPrefix.count))] = v
+    }
+    return out
+  }
+
   func targetURL() throws -> String {
     guard let t = to ?? env["BOTRT_TO_REPO"], !t.isEmpty else {
       throw EngineError.usage("--to REPO2 is required (the target repository)")
@@ -104,13 +118,20 @@ struct CopyCommand: EngineCommand {
     guard tURL != sourceURL else {
       throw EngineError.usage("--to is the source repository (\(tURL)); give a second repository")
     }
+    let tEnv = Self.targetEnvironment(env)
     var so = repoOptions.storeOptions()
-    so.endpoint = toS3Endpoint
-    so.region = toS3Region
+    so.environment = tEnv
+    so.endpoint = toS3Endpoint ?? tEnv[Self.targetEnvPrefix + "BOTRT_S3_ENDPOINT"]
+    so.region = toS3Region ?? tEnv[Self.targetEnvPrefix + "AWS_REGION"]
+    if ["1", "true", "yes"].contains((tEnv[Self.targetEnvPrefix + "BOTRT_S3_PATH_STYLE"] ?? "").lowercased()) {
+      so.pathStyle = true
+    }
     so.serverSideEncryption = toS3SSE
     so.sseKMSKeyId = toS3SSEKMSKeyId
     let targetStore = try makeObjectStore(url: tURL, options: so)
     var ko = repoOptions.kmsOptions()
+    ko.environment = tEnv
+    if let ca = env[Self.targetEnvPrefix + "VAULT_CACERT"] { ko.caFile = ca }
     ko.endpoint = toKmsEndpoint
     ko.accessTokenFile = toKmsTokenFile
     if let toVaultTokenFile { ko.tokenFile = toVaultTokenFile }

@@ -57,6 +57,7 @@ public final class BackupPolicyReconciler: Sendable {
   let now: @Sendable () -> Date
   let recorder: EventRecorder?
   let metrics: BackupPolicyMetrics?
+  let replicaMetrics: ReplicaMetrics?
   let logger: Logger
 
   public init(
@@ -68,6 +69,7 @@ public final class BackupPolicyReconciler: Sendable {
     self.now = now
     self.recorder = recorder
     self.metrics = metrics.map(BackupPolicyMetrics.init)
+    self.replicaMetrics = metrics.map(ReplicaMetrics.init)
     self.logger = logger
   }
 
@@ -117,6 +119,7 @@ public final class BackupPolicyReconciler: Sendable {
     var handled: String? = nil
     var applyError: Error? = nil
     var summary = ""
+    var secretsRead: [String: Secret] = [:]
 
     if let e = SpecValidation.validate(policy.spec).first {
       problem = PolicyProblem.from(e)
@@ -132,8 +135,10 @@ public final class BackupPolicyReconciler: Sendable {
       do {
         let secrets = try await readSecrets(policy)
         let token = BackupPolicyChildren.pendingRunToken(policy)
-        let children = try BackupPolicyChildren.build(
-          ChildInputs(policy: policy, effective: eff, settings: settings, secrets: secrets, runToken: token))
+        secretsRead = secrets
+        let inputs = ChildInputs(policy: policy, effective: eff, settings: settings, secrets: secrets, runToken: token)
+        var children = try BackupPolicyChildren.build(inputs)
+        children += try ReplicationChildren.build(inputs, existing: children)
         do {
           for c in children { try await applyChild(c) }
           if policy.status?.observedGeneration != policy.metadata.generation {
@@ -160,9 +165,11 @@ public final class BackupPolicyReconciler: Sendable {
 
     // Runs and status.
     let runs = try await observeRuns(policy, namespace: workNS)
-    let outcome = BackupPolicyStatusLogic.compute(
+    var outcome = BackupPolicyStatusLogic.compute(
       policy: policy, effective: effective, problem: problem, runs: runs, backupNamespace: backupNS,
       handledTrigger: handled, childSummary: summary, now: now)
+    try await reconcileReplicas(
+      policy, effective: effective, ready: problem == nil, secrets: secretsRead, now: now, outcome: &outcome)
     try await writeStatus(policy, outcome.status)
     for e in outcome.events {
       recorder?.record(policy, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
@@ -197,7 +204,7 @@ public final class BackupPolicyReconciler: Sendable {
     let ns = policy.metadata.namespace ?? "default"
     let invocation = try EngineInvocation(spec: policy.spec) { $0 }
     var out: [String: Secret] = [:]
-    for use in invocation.secrets {
+    for use in invocation.secrets + (try ReplicationChildren.secretUses(policy.spec)) {
       do {
         out[use.sourceName] = try await client.get(Secret.self, namespace: ns, name: use.sourceName)
       } catch let e as KubeError where e.isNotFound {

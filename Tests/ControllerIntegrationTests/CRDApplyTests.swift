@@ -217,7 +217,9 @@ private enum CRDApply {
         nextKeyRotation: t, lastHandledTrigger: "run-1", backupNamespace: "botrt-backup", lastFailure: "none",
         replicas: [
           ReplicaStatus(
-            name: "second-region", lastCopiedSnapshot: "0123abcd", lastCopyTime: t, lagSeconds: 30, message: "ok")
+            name: "second-region", state: "InSync", lastCopiedSnapshot: "0123abcd", replicaSnapshot: "4567ef01",
+            lastCopiedBackupTime: t, lastCopyTime: t, lagSeconds: 30, copyJob: "ns-p-12345678-copy-9abcdef0",
+            message: "ok")
         ])
       let storedPolicy = try await client.updateStatus(policy)
       #expect(storedPolicy.status == policy.status)

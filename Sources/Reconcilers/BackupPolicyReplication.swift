@@ -1,0 +1,90 @@
+import DRAPI
+import Foundation
+import KubeClient
+import KubeCore
+import KubeRuntime
+
+/// The metrics of replicas, labelled namespace, policy, tier and replica.
+public struct ReplicaMetrics: Sendable {
+  public let lag: Gauge
+  public let lastCopy: Gauge
+  public let copyFailures: Counter
+
+  public init(_ r: MetricsRegistry) {
+    let l = ["namespace", "policy", "tier", "replica"]
+    lag = r.gauge(
+      "botrt_replica_lag_seconds",
+      help: "Seconds between the primary's newest successful backup and the newest backup the replica holds.",
+      labels: l)
+    lastCopy = r.gauge(
+      "botrt_replica_last_copy_timestamp_seconds", help: "Unix time of the replica's newest successful copy.",
+      labels: l)
+    copyFailures = r.counter("botrt_replica_copy_failures_total", help: "Copy Jobs that failed.", labels: l)
+  }
+}
+
+extension BackupPolicyReconciler {
+  /// The policy's copy Jobs and their Pods in `namespace`.
+  func observeCopies(_ policy: BackupPolicy, namespace: String) async throws -> [CopyRun] {
+    let selector =
+      ChildLabels.selector(namespace: policy.metadata.namespace ?? "default", name: policy.name) + ","
+      + "\(ChildLabels.component)=\(ReplicaLabels.copyComponent)"
+    let jobs = try await client.listAll(
+      ChildResources.jobs, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+    if jobs.items.isEmpty { return [] }
+    let pods = try await client.listAll(
+      ChildResources.pods, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+    return jobs.items.map { job in
+      let name = job[path: "metadata", "name"]?.stringValue ?? ""
+      return CopyRun.observe(
+        job: job, pods: pods.items.filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name })
+    }
+  }
+
+  /// Replication after the primary's status is computed: observes the copy Jobs, starts a copy per replica that
+  /// lacks the newest snapshot (never two of one replica at once), deletes old copy Jobs, and folds the replicas
+  /// into `outcome` (status.replicas, ReplicasInSync, RPOMet, events, requeue).
+  func reconcileReplicas(
+    _ policy: BackupPolicy, effective: EffectivePolicy?, ready: Bool, secrets: [String: Secret], now: Date,
+    outcome: inout StatusOutcome
+  ) async throws {
+    let hasReplicas = !(policy.spec.replicas ?? []).isEmpty
+    if !hasReplicas && policy.status?.replicas == nil { return }
+    let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
+    let copies = try await observeCopies(policy, namespace: workNS)
+    let plan = ReplicationLogic.apply(
+      policy: policy, copies: copies, canCopy: ready && effective != nil, now: now, outcome: &outcome)
+    if let effective {
+      let input = ChildInputs(policy: policy, effective: effective, settings: settings, secrets: secrets)
+      for p in plan.create {
+        do {
+          let job = try ReplicationChildren.copyJob(
+            input, index: p.index, snapshot: p.snapshot, backupTime: p.backupTime)
+          try await applyChild(job)
+          recorder?.record(
+            policy, type: .normal, reason: "ReplicaCopyStarted",
+            message: "Created copy Job \(job.name) of snapshot \(p.snapshot) to replica \(p.replica).")
+        } catch let e as SpecError {
+          logger.warning("cannot build copy Job", metadata: ["replica": "\(p.replica)", "error": "\(e)"])
+        }
+      }
+    }
+    for name in plan.delete {
+      try await deleteChild(ChildResources.jobs, namespace: workNS, name: name)
+    }
+    outcome.events += plan.events
+    let tier = policy.spec.tier.rawValue
+    let ns = policy.metadata.namespace ?? ""
+    if let m = replicaMetrics {
+      for r in outcome.status.replicas ?? [] {
+        let l = [ns, policy.name, tier, r.name]
+        if let lag = r.lagSeconds { m.lag.set(Double(lag), l) }
+        if let t = r.lastCopyTime { m.lastCopy.set(t.timeIntervalSince1970, l) }
+      }
+      for e in plan.events where e.reason == "ReplicaCopyFailed" {
+        let name = (policy.spec.replicas ?? []).first { e.message.hasPrefix("Replica \($0.name):") }?.name ?? ""
+        m.copyFailures.inc([ns, policy.name, tier, name])
+      }
+    }
+  }
+}

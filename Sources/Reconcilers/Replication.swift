@@ -1,0 +1,463 @@
+import DRAPI
+import Foundation
+import KubeCore
+
+// Replication of a BackupPolicy's snapshots to its replicas (spec.replicas): after each successful backup the
+// controller runs one copy Job per replica (`botrt-engine copy`, incremental, re-encrypted under the replica's keys)
+// and reports each replica's newest copy, its lag and, for replicas that count, their part in RPOMet.
+
+/// Labels, annotations and names of the replication children.
+public enum ReplicaLabels {
+  /// The component label value of copy Jobs and their pods.
+  public static let copyComponent = "replica-copy"
+  /// The replica a copy Job copies to (label).
+  public static let replica = "dr.botrt.io/replica"
+  /// The primary's snapshot a copy Job was created for (annotation).
+  public static let sourceSnapshot = "dr.botrt.io/source-snapshot"
+  /// Completion time of the primary backup that made that snapshot (annotation, RFC 3339).
+  public static let sourceBackupTime = "dr.botrt.io/source-backup-time"
+}
+
+extension ChildNames {
+  /// The Role and RoleBinding that let the policy's ServiceAccount read the Secrets its copy Jobs use.
+  public var replicaRole: String { "\(base)-replicas" }
+  /// The NetworkPolicy allowing the copy pods' egress to the replicas' storage and key services.
+  public var replicaEgress: String { "\(base)-replica-egress" }
+  /// The copy Job of one replica for one primary snapshot.
+  public func copyJob(replica: String, snapshot: String) -> String {
+    "\(base)-copy-\(shortHash("\(replica)/\(snapshot)"))"
+  }
+}
+
+/// How the engine copies the policy's repository to one replica: `botrt-engine copy` with the source's settings as
+/// in a backup pod, and the target's under `--to*` flags and `BOTRT_TO_ENV_*` variables (the replica's own
+/// credentials, endpoints and key service). Computed without I/O.
+public struct ReplicaInvocation: Sendable, Hashable {
+  /// The engine's arguments.
+  public var args: [String]
+  /// The engine container's environment (JSON EnvVar objects).
+  public var env: [JSONValue]
+  /// The pod's volumes.
+  public var volumes: [JSONValue]
+  /// The engine container's volume mounts.
+  public var mounts: [JSONValue]
+  /// Secrets of the policy's namespace the copy pod reads (the primary's repository and key, the replica's).
+  public var secrets: [SecretUse]
+  /// The replica's repository and key service endpoints, for its egress rules.
+  public var targetSpec: BackupPolicySpec
+
+  /// The prefix under which the engine's copy reads the target's environment.
+  public static let targetEnvPrefix = "BOTRT_TO_ENV_"
+
+  /// The spec the replica's repository and keys would have as a policy of their own (for EngineInvocation).
+  public static func targetSpec(_ policy: BackupPolicySpec, _ replica: ReplicaSpec) -> BackupPolicySpec {
+    BackupPolicySpec(
+      tier: policy.tier, source: BackupSource(), repository: replica.repository,
+      encryption: replica.encryption ?? policy.encryption)
+  }
+
+  /// The Secret uses of a replica, their fields named under spec.replicas[index].
+  public static func targetSecrets(_ policy: BackupPolicySpec, index: Int) throws(SpecError) -> [SecretUse] {
+    guard let replica = policy.replicas?[index] else { return [] }
+    return try EngineInvocation(spec: targetSpec(policy, replica)) { $0 }.secrets.map {
+      var u = $0
+      u.field = fieldName(u.field, index: index, ownEncryption: replica.encryption != nil)
+      return u
+    }
+  }
+
+  /// Maps a field of the synthetic target spec to the replica's field.
+  static func fieldName(_ field: String, index: Int, ownEncryption: Bool) -> String {
+    let r = "spec.replicas[\(index)]"
+    if field.hasPrefix("spec.repository") { return r + field.dropFirst("spec".count) }
+    if field.hasPrefix("spec.encryption") && ownEncryption { return r + field.dropFirst("spec".count) }
+    return field
+  }
+
+  /// Computes the copy invocation of replica `index`. `secretName` maps a Secret of the policy's namespace to the
+  /// name the pod sees.
+  public init(policy: BackupPolicySpec, index: Int, secretName: (String) -> String) throws(SpecError) {
+    guard let replicas = policy.replicas, replicas.indices.contains(index) else {
+      throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
+    }
+    let replica = replicas[index]
+    let field = "spec.replicas[\(index)]"
+    let source = try EngineInvocation(spec: policy, secretName: secretName)
+    let tSpec = Self.targetSpec(policy, replica)
+    let target: EngineInvocation
+    do {
+      target = try EngineInvocation(spec: tSpec, secretName: secretName)
+    } catch {
+      throw SpecError(
+        field: Self.fieldName(error.field, index: index, ownEncryption: replica.encryption != nil),
+        message: error.message)
+    }
+
+    // The target's volumes are renamed (to-NAME) and its paths under the Secrets root follow.
+    let root = EngineInvocation.secretsRoot
+    var renamedPaths: [(String, String)] = []
+    var volumes = source.volumes
+    var mounts = source.mounts
+    for v in target.volumes {
+      guard case .object(var o) = v, let name = o["name"]?.stringValue else { continue }
+      o["name"] = .string("to-\(name)")
+      volumes.append(.object(o))
+    }
+    for m in target.mounts {
+      guard case .object(var o) = m, let name = o["name"]?.stringValue, let path = o["mountPath"]?.stringValue else {
+        continue
+      }
+      o["name"] = .string("to-\(name)")
+      if path.hasPrefix(root + "/") {
+        let newPath = "\(root)/to-\(name)"
+        renamedPaths.append((path, newPath))
+        o["mountPath"] = .string(newPath)
+      }
+      mounts.append(.object(o))
+    }
+    func rewrite(_ text: String) -> String {
+      var t = text
+      for (old, new) in renamedPaths where t.hasPrefix(old + "/") || t == old {
+        t = new + t.dropFirst(old.count)
+      }
+      return t
+    }
+
+    // The target's flags as copy's --to* flags or target-only environment.
+    var env = source.env
+    var toFlags: [String] = []
+    var i = 0
+    let flags = target.commonFlags
+    while i < flags.count {
+      let f = flags[i]
+      let value = i + 1 < flags.count ? flags[i + 1] : ""
+      switch f {
+      case "--s3-endpoint", "--s3-region", "--kms-endpoint", "--vault-token-file", "--s3-sse", "--s3-sse-kms-key-id":
+        toFlags += ["--to-" + f.dropFirst(2), rewrite(value)]
+        i += 2
+      case "--vault-ca-file":
+        env.append(["name": .string(Self.targetEnvPrefix + "VAULT_CACERT"), "value": .string(rewrite(value))])
+        i += 2
+      case "--s3-path-style":
+        env.append(["name": .string(Self.targetEnvPrefix + "BOTRT_S3_PATH_STYLE"), "value": "1"])
+        i += 1
+      default:
+        throw SpecError(
+          field: "\(field).repository",
+          message: "the replica needs the engine flag \(f), which botrt-engine copy cannot pass to a target")
+      }
+    }
+    for e in target.env {
+      guard case .object(var o) = e, let name = o["name"]?.stringValue else { continue }
+      o["name"] = .string(Self.targetEnvPrefix + name)
+      if let v = o["value"]?.stringValue { o["value"] = .string(rewrite(v)) }
+      env.append(.object(o))
+    }
+
+    var args = ["copy", "--repo", source.repoURL, "--kms", source.kmsURL] + source.commonFlags
+    args += ["--to", target.repoURL, "--to-kms", rewrite(target.kmsURL)] + toFlags + ["--init-if-missing"]
+    if let lock = replica.repository.s3?.objectLock {
+      args += ["--object-lock", "\(lock.mode.rawValue):\(lock.days)"]
+    }
+    args.append("--quiet")
+
+    // The copy pod needs the source's repository and key Secrets (not the dump command's) and the target's.
+    var secrets = source.secrets.filter { !$0.field.hasPrefix("spec.source") }
+    for var u in target.secrets {
+      u.field = Self.fieldName(u.field, index: index, ownEncryption: replica.encryption != nil)
+      if let j = secrets.firstIndex(where: { $0.sourceName == u.sourceName }) {
+        for k in u.requiredKeys where !secrets[j].requiredKeys.contains(k) { secrets[j].requiredKeys.append(k) }
+      } else {
+        secrets.append(u)
+      }
+    }
+    self.args = args
+    self.env = env
+    self.volumes = volumes
+    self.mounts = mounts
+    self.secrets = secrets
+    self.targetSpec = tSpec
+  }
+}
+
+/// Pure builders of the replication children of a BackupPolicy: copies of the replicas' Secrets, a Role and
+/// RoleBinding for the policy's ServiceAccount over the Secrets copy pods read, an egress NetworkPolicy to the
+/// replicas' endpoints, and the copy Jobs.
+public enum ReplicationChildren {
+  /// The Secrets of the policy's namespace that the replicas use (fields named under spec.replicas[i]).
+  public static func secretUses(_ spec: BackupPolicySpec) throws(SpecError) -> [SecretUse] {
+    var out: [SecretUse] = []
+    for i in (spec.replicas ?? []).indices {
+      for u in try ReplicaInvocation.targetSecrets(spec, index: i)
+      where !out.contains(where: { $0.sourceName == u.sourceName }) {
+        out.append(u)
+      }
+    }
+    return out
+  }
+
+  /// The standing children of the replicas (none without spec.replicas). Secret copies the backup children
+  /// already make are not repeated.
+  public static func build(_ input: ChildInputs, existing: [DesiredChild] = []) throws(SpecError) -> [DesiredChild] {
+    let policy = input.policy
+    let replicas = policy.spec.replicas ?? []
+    if replicas.isEmpty { return [] }
+    let settings = input.settings
+    let policyNS = policy.metadata.namespace ?? "default"
+    let names = ChildNames(namespace: policyNS, name: policy.name)
+    let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
+    let copies = workNS != policyNS
+    let owner: OwnerReference? = copies ? nil : policy.ownerReference()
+    let owned = BackupPolicyChildren.ownerLabels(policy)
+    func with(_ component: String) -> [String: String] { owned.merging([ChildLabels.component: component]) { $1 } }
+    func podName(_ s: String) -> String { copies ? names.secretCopy(s) : s }
+
+    var uses: [SecretUse] = []
+    var egress: [JSONValue] = []
+    for i in replicas.indices {
+      let inv = try ReplicaInvocation(policy: policy.spec, index: i, secretName: podName)
+      for u in inv.secrets where !uses.contains(where: { $0.sourceName == u.sourceName }) { uses.append(u) }
+      egress += BackupPolicyChildren.storageEgressRules(inv.targetSpec)
+    }
+    var out: [DesiredChild] = []
+    let existingKeys = Set(existing.map { "\($0.resource.plural)/\($0.namespace ?? "")/\($0.name)" })
+    for use in uses {
+      guard let source = input.secrets[use.sourceName] else {
+        throw SpecError(
+          field: use.field, message: "Secret '\(use.sourceName)' does not exist in namespace \(policyNS); create it")
+      }
+      var data: [String: JSONValue] = [:]
+      for (k, v) in source.data ?? [:] { data[k] = .string(v.base64EncodedString()) }
+      for (k, v) in source.stringData ?? [:] { data[k] = .string(Data(v.utf8).base64EncodedString()) }
+      for key in use.requiredKeys where data[key] == nil {
+        throw SpecError(
+          field: use.field, message: "Secret '\(use.sourceName)' in namespace \(policyNS) has no key '\(key)'")
+      }
+      let name = names.secretCopy(use.sourceName)
+      guard copies, !existingKeys.contains("\(ChildResources.secrets.plural)/\(workNS)/\(name)") else { continue }
+      out.append(
+        DesiredChild(
+          resource: ChildResources.secrets, namespace: workNS, name: name,
+          body: [
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": BackupPolicyChildren.meta(
+              name: name, namespace: workNS, labels: with("credentials"), owner: nil,
+              annotations: ["dr.botrt.io/copied-from": "\(policyNS)/\(use.sourceName)"]),
+            "type": .string(source.type ?? "Opaque"),
+            "data": .object(data),
+          ]))
+    }
+
+    var rules: [JSONValue] = []
+    if !uses.isEmpty {
+      rules.append([
+        "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+        "resourceNames": .array(uses.map { .string(podName($0.sourceName)) }),
+      ])
+    }
+    out.append(
+      DesiredChild(
+        resource: ChildResources.roles, namespace: workNS, name: names.replicaRole,
+        body: [
+          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+          "metadata": BackupPolicyChildren.meta(
+            name: names.replicaRole, namespace: workNS, labels: with(ReplicaLabels.copyComponent), owner: owner),
+          "rules": .array(rules),
+        ]))
+    out.append(
+      DesiredChild(
+        resource: ChildResources.roleBindings, namespace: workNS, name: names.replicaRole,
+        body: [
+          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+          "metadata": BackupPolicyChildren.meta(
+            name: names.replicaRole, namespace: workNS, labels: with(ReplicaLabels.copyComponent), owner: owner),
+          "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": .string(names.replicaRole)],
+          "subjects": [
+            ["kind": "ServiceAccount", "name": .string(names.serviceAccount), "namespace": .string(workNS)]
+          ],
+        ]))
+
+    // Egress of the copy pods only (the backup pods keep their own storage egress).
+    var seen = Set<String>()
+    let rules2 = egress.filter { seen.insert("\($0)").inserted }
+    if !rules2.isEmpty {
+      let selector: JSONValue = [
+        "matchLabels": BackupPolicyChildren.labels([
+          ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name,
+          ChildLabels.component: ReplicaLabels.copyComponent,
+        ])
+      ]
+      out.append(
+        DesiredChild(
+          resource: ChildResources.networkPolicies, namespace: workNS, name: names.replicaEgress,
+          body: [
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": BackupPolicyChildren.meta(
+              name: names.replicaEgress, namespace: workNS, labels: with("isolation"), owner: owner),
+            "spec": ["podSelector": selector, "policyTypes": ["Egress"], "egress": .array(rules2)],
+          ]))
+    }
+    return out
+  }
+
+  /// The copy Job of replica `index` for the primary's snapshot `snapshot` (made by the backup that finished at
+  /// `backupTime`): hardened like the backup Jobs (non-root, read-only root, no capabilities, no token), one
+  /// retry, a deadline, copying every snapshot the replica lacks.
+  public static func copyJob(
+    _ input: ChildInputs, index: Int, snapshot: String, backupTime: Date
+  ) throws(SpecError) -> DesiredChild {
+    let policy = input.policy
+    let s = input.settings
+    let policyNS = policy.metadata.namespace ?? "default"
+    let names = ChildNames(namespace: policyNS, name: policy.name)
+    let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: s)
+    let copies = workNS != policyNS
+    guard let replica = policy.spec.replicas?[safe: index] else {
+      throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
+    }
+    let inv = try ReplicaInvocation(policy: policy.spec, index: index) { copies ? names.secretCopy($0) : $0 }
+    var labels = BackupPolicyChildren.ownerLabels(policy)
+    labels[ChildLabels.component] = ReplicaLabels.copyComponent
+    labels[ReplicaLabels.replica] = replica.name
+    var c: [String: JSONValue] = [
+      "name": "copy", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
+      "args": .array(inv.args.map { .string($0) }), "env": .array(BackupPolicyChildren.baseEnv + inv.env),
+      "volumeMounts": .array([BackupPolicyChildren.tmpMount] + inv.mounts),
+      "securityContext": BackupPolicyChildren.containerSecurity(s), "terminationMessagePolicy": "File",
+    ]
+    if let r = BackupPolicyChildren.resources(policy.spec.resources) { c["resources"] = r }
+    let pod = BackupPolicyChildren.podShell(
+      input, names: names, labels: labels, volumes: inv.volumes, initContainers: [], containers: [.object(c)])
+    let name = names.copyJob(replica: replica.name, snapshot: snapshot)
+    return DesiredChild(
+      resource: ChildResources.jobs, namespace: workNS, name: name,
+      body: [
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": BackupPolicyChildren.meta(
+          name: name, namespace: workNS, labels: labels, owner: copies ? nil : policy.ownerReference(),
+          annotations: [
+            ReplicaLabels.sourceSnapshot: snapshot, ReplicaLabels.sourceBackupTime: KubeJSON.formatDate(backupTime),
+          ]),
+        "spec": ["backoffLimit": 1, "activeDeadlineSeconds": 21_600, "template": pod],
+      ])
+  }
+}
+
+extension Array {
+  subscript(safe i: Int) -> Element? { indices.contains(i) ? self[i] : nil }
+}
+
+/// The engine's JSON result of a copy (the fields the controller reads).
+public struct CopyResult: Codable, Sendable, Hashable {
+  /// One copied snapshot: its id in the source and in the target.
+  public struct Copied: Codable, Sendable, Hashable {
+    public var source: String
+    public var target: String
+
+    public init(source: String, target: String) {
+      self.source = source
+      self.target = target
+    }
+  }
+
+  public var ok: Bool?
+  public var copied: [Copied]?
+  public var skipped: [String]?
+  public var bytesRead: Int64?
+  public var bytesStored: Int64?
+  public var errors: [String]?
+
+  public init(
+    ok: Bool? = nil, copied: [Copied]? = nil, skipped: [String]? = nil, bytesRead: Int64? = nil,
+    bytesStored: Int64? = nil, errors: [String]? = nil
+  ) {
+    self.ok = ok
+    self.copied = copied
+    self.skipped = skipped
+    self.bytesRead = bytesRead
+    self.bytesStored = bytesStored
+    self.errors = errors
+  }
+
+  /// Parses a termination message; nil when it is not the engine's JSON.
+  public static func parse(_ message: String?) -> CopyResult? {
+    guard let message, let line = message.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+      return nil
+    }
+    return try? JSONDecoder().decode(CopyResult.self, from: Data(line.utf8))
+  }
+}
+
+/// One copy Job as observed from its Job and Pods.
+public struct CopyRun: Sendable, Hashable {
+  public var jobName: String
+  public var replica: String
+  public var sourceSnapshot: String
+  public var sourceBackupTime: Date?
+  public var state: BackupRun.State
+  public var startTime: Date?
+  public var finishTime: Date?
+  public var result: CopyResult?
+  public var failureMessage: String?
+
+  public init(
+    jobName: String, replica: String, sourceSnapshot: String, sourceBackupTime: Date? = nil,
+    state: BackupRun.State, startTime: Date? = nil, finishTime: Date? = nil, result: CopyResult? = nil,
+    failureMessage: String? = nil
+  ) {
+    self.jobName = jobName
+    self.replica = replica
+    self.sourceSnapshot = sourceSnapshot
+    self.sourceBackupTime = sourceBackupTime
+    self.state = state
+    self.startTime = startTime
+    self.finishTime = finishTime
+    self.result = result
+    self.failureMessage = failureMessage
+  }
+
+  /// Observes a copy run from its Job and Pods (unstructured).
+  public static func observe(job: JSONValue, pods: [JSONValue]) -> CopyRun {
+    let status = job["status"]
+    let conditions = status?["conditions"]?.arrayValue ?? []
+    func cond(_ type: String) -> JSONValue? {
+      conditions.first { $0["type"]?.stringValue == type && $0["status"]?.stringValue == "True" }
+    }
+    var run = CopyRun(
+      jobName: job[path: "metadata", "name"]?.stringValue ?? "",
+      replica: job[path: "metadata", "labels", ReplicaLabels.replica]?.stringValue ?? "",
+      sourceSnapshot: job[path: "metadata", "annotations", ReplicaLabels.sourceSnapshot]?.stringValue ?? "",
+      sourceBackupTime: job[path: "metadata", "annotations", ReplicaLabels.sourceBackupTime]?.stringValue.flatMap(
+        KubeJSON.parseDate),
+      state: .running, startTime: status?["startTime"]?.stringValue.flatMap(KubeJSON.parseDate))
+    let complete = cond("Complete")
+    if complete != nil || (status?["succeeded"]?.intValue ?? 0) > 0 {
+      run.state = .succeeded
+      run.finishTime =
+        status?["completionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
+        ?? complete?["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
+    } else if let c = cond("Failed") {
+      run.state = .failed
+      run.finishTime = c["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
+      run.failureMessage = [c["reason"]?.stringValue, c["message"]?.stringValue].compactMap { $0 }.joined(
+        separator: ": ")
+    }
+    var best: (Date, JSONValue)? = nil
+    for pod in pods {
+      for cs in pod[path: "status", "containerStatuses"]?.arrayValue ?? [] where cs["name"]?.stringValue == "copy" {
+        guard let t = cs[path: "state", "terminated"] else { continue }
+        let at = t["finishedAt"]?.stringValue.flatMap(KubeJSON.parseDate) ?? .distantPast
+        if best == nil || at > best!.0 { best = (at, t) }
+      }
+    }
+    if let (_, t) = best {
+      run.result = CopyResult.parse(t["message"]?.stringValue)
+      if run.state == .failed, let errors = run.result?.errors, !errors.isEmpty {
+        run.failureMessage = errors.joined(separator: "; ")
+      } else if run.state == .failed, run.result == nil, let reason = t["reason"]?.stringValue {
+        run.failureMessage = "container exited with code \(t["exitCode"]?.intValue ?? -1) (\(reason))"
+      }
+    }
+    return run
+  }
+}

@@ -1,0 +1,357 @@
+import DRAPI
+import Foundation
+import KubeCore
+import Testing
+
+@testable import Reconcilers
+
+/// The dump policy of BackupPolicyChildrenTests with a GCS replica under its own Vault key and Secrets.
+func replicatedPolicy(countsForRPO: Bool = false, second: Bool = false) -> BackupPolicy {
+  var p = dumpPolicy()
+  p.spec.compliance = nil  // the critical tier's RPO of 5m
+  var replicas = [
+    ReplicaSpec(
+      name: "dr-gcs",
+      repository: RepositorySpec(
+        gcs: GCSRepository(
+          bucket: "dr-bucket", prefix: "payments", endpoint: "http://10.0.0.9:4443",
+          credentialsSecretRef: SecretReference(name: "gcs-sa"))),
+      encryption: EncryptionSpec(
+        kms: KMSSpec(
+          vaultTransit: VaultTransitKMS(
+            address: "https://vault-dr.vault.svc:8200", key: "dr-key",
+            authSecretRef: SecretReference(name: "vault-dr-token")))),
+      countsForRPO: countsForRPO)
+  ]
+  if second {
+    replicas.append(
+      ReplicaSpec(
+        name: "other-region",
+        repository: RepositorySpec(
+          s3: S3Repository(
+            bucket: "backups-eu", region: "eu-west-1", endpoint: "http://10.0.0.7:9000", forcePathStyle: true,
+            credentialsSecretRef: SecretNameReference(name: "s3-creds")))))
+  }
+  p.spec.replicas = replicas
+  return p
+}
+
+let replicaSecrets: [String: Secret] = allSecrets.merging([
+  "gcs-sa": secret("gcs-sa", ["service-account.json": "{}"]),
+  "vault-dr-token": secret("vault-dr-token", ["token": "dr-t0k"]),
+]) { $1 }
+
+@Suite struct ReplicationChildrenTests {
+  let names = ChildNames(namespace: "shop", name: "payments-db")
+
+  func inputs(_ p: BackupPolicy, secrets: [String: Secret] = replicaSecrets) throws -> ChildInputs {
+    ChildInputs(
+      policy: p, effective: try EffectivePolicy(spec: p.spec, now: testNow), settings: settings(), secrets: secrets)
+  }
+
+  @Test func copyJobRunsTheEngineCopyWithTheTargetsOwnSettingsHardened() throws {
+    let p = replicatedPolicy()
+    let job = try ReplicationChildren.copyJob(
+      try inputs(p), index: 0, snapshot: "abc123", backupTime: testNow.addingTimeInterval(-60))
+    #expect(job.name == names.copyJob(replica: "dr-gcs", snapshot: "abc123"))
+    #expect(job.name.count <= 63)
+    #expect(job.name != names.copyJob(replica: "dr-gcs", snapshot: "abc124"))
+    #expect(job.namespace == "botrt-backup")
+    #expect(job.body[path: "metadata", "labels", ChildLabels.component]?.stringValue == "replica-copy")
+    #expect(job.body[path: "metadata", "labels", ReplicaLabels.replica]?.stringValue == "dr-gcs")
+    #expect(job.body[path: "metadata", "annotations", ReplicaLabels.sourceSnapshot]?.stringValue == "abc123")
+    #expect(
+      job.body[path: "metadata", "annotations", ReplicaLabels.sourceBackupTime]?.stringValue
+        == KubeJSON.formatDate(testNow.addingTimeInterval(-60)))
+    let pod = try #require(job.body[path: "spec", "template", "spec"])
+    #expect(pod["serviceAccountName"]?.stringValue == names.serviceAccount)
+    #expect(pod["automountServiceAccountToken"] == false)
+    #expect(pod[path: "securityContext", "runAsNonRoot"] == true)
+    let c = try #require(pod["containers"]?.arrayValue?.first)
+    #expect(c["name"]?.stringValue == "copy")
+    #expect(c[path: "securityContext", "readOnlyRootFilesystem"] == true)
+    #expect(c[path: "securityContext", "allowPrivilegeEscalation"] == false)
+    #expect(c[path: "securityContext", "capabilities", "drop"] == ["ALL"])
+    let args = c["args"]?.arrayValue?.compactMap(\.stringValue) ?? []
+    #expect(
+      args == [
+        "copy", "--repo", "s3://backups/payments", "--kms",
+        "vault-transit://vault.vault.svc:8200/transit/backup-database-key?tls=true",
+        "--s3-endpoint", "http://10.0.0.5:9000", "--s3-region", "us-east-1", "--s3-path-style", "--vault-token-file",
+        "/var/run/botrt/secrets/vault-token/token", "--to", "gs://dr-bucket/payments", "--to-kms",
+        "vault-transit://vault-dr.vault.svc:8200/transit/dr-key?tls=true", "--to-vault-token-file",
+        "/var/run/botrt/secrets/to-vault-token/token", "--init-if-missing", "--quiet",
+      ])
+    // The target's credentials and endpoint reach only the target (BOTRT_TO_ENV_*), from the Secret copies.
+    let env = c["env"]?.arrayValue ?? []
+    func envValue(_ n: String) -> JSONValue? { env.first { $0["name"]?.stringValue == n } }
+    #expect(envValue("BOTRT_TO_ENV_BOTRT_GCS_ENDPOINT")?["value"]?.stringValue == "http://10.0.0.9:4443")
+    #expect(
+      envValue("BOTRT_TO_ENV_GOOGLE_APPLICATION_CREDENTIALS")?["value"]?.stringValue
+        == "/var/run/botrt/secrets/to-gcs-credentials/service-account.json")
+    #expect(
+      envValue("AWS_ACCESS_KEY_ID")?[path: "valueFrom", "secretKeyRef", "name"]?.stringValue
+        == names.secretCopy("s3-creds"))
+    #expect(envValue("PGPASSWORD") == nil)  // the dump command's Secret is not the copy's business
+    let volumes = pod["volumes"]?.arrayValue ?? []
+    #expect(
+      volumes.first { $0["name"]?.stringValue == "to-vault-token" }?[path: "secret", "secretName"]?.stringValue
+        == names.secretCopy("vault-dr-token"))
+    #expect(volumes.first { $0["name"]?.stringValue == "vault-token" } != nil)
+    let mounts = c["volumeMounts"]?.arrayValue ?? []
+    #expect(
+      mounts.first { $0["name"]?.stringValue == "to-vault-token" }?["mountPath"]?.stringValue
+        == "/var/run/botrt/secrets/to-vault-token")
+    // Sorted, de-duplicated volume names: no collision between the source's and the target's.
+    let vnames = volumes.compactMap { $0["name"]?.stringValue }
+    #expect(Set(vnames).count == vnames.count)
+  }
+
+  @Test func standingChildrenCopyTheReplicaSecretsAndLimitEgress() throws {
+    let p = replicatedPolicy(second: true)
+    let inp = try inputs(p)
+    let primary = try BackupPolicyChildren.build(inp)
+    let children = try ReplicationChildren.build(inp, existing: primary)
+    // The replica's own Secrets are copied; the primary's (s3-creds, shared with other-region) are not repeated.
+    let secretNames = children.filter { $0.resource.kind == "Secret" }.map(\.name).sorted()
+    #expect(secretNames == [names.secretCopy("gcs-sa"), names.secretCopy("vault-dr-token")].sorted())
+    let role = try #require(child(children, "Role", names.replicaRole))
+    let allowed = Set(
+      role.body["rules"]?.arrayValue?.first?["resourceNames"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+    #expect(
+      allowed == Set(["s3-creds", "vault-token", "gcs-sa", "vault-dr-token"].map { names.secretCopy($0) }))
+    #expect(!allowed.contains(names.secretCopy("db-creds")))
+    let binding = try #require(child(children, "RoleBinding", names.replicaRole))
+    #expect(binding.body["subjects"]?.arrayValue?.first?["name"]?.stringValue == names.serviceAccount)
+    let np = try #require(child(children, "NetworkPolicy", names.replicaEgress))
+    #expect(np.body[path: "spec", "podSelector", "matchLabels", ChildLabels.component]?.stringValue == "replica-copy")
+    let cidrs = np.body[path: "spec", "egress"]?.arrayValue?.compactMap {
+      $0["to"]?.arrayValue?.first?[path: "ipBlock", "cidr"]?.stringValue
+    }
+    #expect(Set(cidrs ?? []) == ["10.0.0.9/32", "10.0.0.7/32"])
+    // No replicas, no children.
+    #expect(try ReplicationChildren.build(try inputs(dumpPolicy()), existing: primary).isEmpty)
+  }
+
+  @Test func missingReplicaSecretNamesTheReplicaField() throws {
+    var s = replicaSecrets
+    s["vault-dr-token"] = nil
+    let p = replicatedPolicy()
+    #expect {
+      try ReplicationChildren.build(try inputs(p, secrets: s))
+    } throws: { e in
+      let e = e as? SpecError
+      return e?.field == "spec.replicas[0].encryption.kms.vaultTransit.authSecretRef"
+        && e?.message.contains("vault-dr-token") == true
+    }
+    #expect(
+      try ReplicationChildren.secretUses(p.spec).map(\.field) == [
+        "spec.replicas[0].repository.gcs.credentialsSecretRef",
+        "spec.replicas[0].encryption.kms.vaultTransit.authSecretRef",
+      ])
+  }
+
+  @Test func copyResultAndRunAreObserved() {
+    let job: JSONValue = [
+      "metadata": [
+        "name": "c1", "labels": [ReplicaLabels.replica: "dr-gcs"],
+        "annotations": [ReplicaLabels.sourceSnapshot: "abc", ReplicaLabels.sourceBackupTime: "2026-05-28T20:00:00Z"],
+      ],
+      "status": ["startTime": "2026-05-28T20:01:00Z", "conditions": [["type": "Failed", "status": "True"]]],
+    ]
+    let pod: JSONValue = [
+      "status": [
+        "containerStatuses": [
+          [
+            "name": "copy",
+            "state": [
+              "terminated": [
+                "exitCode": 4, "finishedAt": "2026-05-28T20:01:05Z",
+                "message": #"{"command":"copy","ok":false,"errors":["target: access denied"]}"#,
+              ]
+            ],
+          ]
+        ]
+      ]
+    ]
+    let run = CopyRun.observe(job: job, pods: [pod])
+    #expect(run.replica == "dr-gcs")
+    #expect(run.sourceSnapshot == "abc")
+    #expect(run.sourceBackupTime == KubeJSON.parseDate("2026-05-28T20:00:00Z"))
+    #expect(run.state == .failed)
+    #expect(run.failureMessage == "target: access denied")
+    let ok = CopyResult.parse(#"{"ok":true,"copied":[{"source":"abc","target":"def"}],"skipped":["0ld"]}"#)
+    #expect(ok?.copied == [CopyResult.Copied(source: "abc", target: "def")])
+    #expect(ok?.skipped == ["0ld"])
+  }
+}
+
+@Suite struct ReplicationStatusTests {
+  /// The primary's status after a successful backup that finished at `backupAt` with snapshot `snapshot`.
+  func primary(_ p: BackupPolicy, snapshot: String, backupAt: Date, now: Date) throws -> StatusOutcome {
+    let run = BackupRun(
+      jobName: "b-\(snapshot)", state: .succeeded, startTime: backupAt.addingTimeInterval(-5), finishTime: backupAt,
+      result: EngineResult(ok: true, snapshotId: snapshot))
+    return BackupPolicyStatusLogic.compute(
+      policy: p, effective: try EffectivePolicy(spec: p.spec, now: now), problem: nil, runs: [run],
+      backupNamespace: "botrt-backup", handledTrigger: nil, childSummary: "ok", now: now)
+  }
+
+  func copyRun(
+    _ snapshot: String, _ state: BackupRun.State, backupAt: Date, finished: Date?, target: String? = nil,
+    replica: String = "dr-gcs"
+  ) -> CopyRun {
+    CopyRun(
+      jobName: "copy-\(replica)-\(snapshot)", replica: replica, sourceSnapshot: snapshot, sourceBackupTime: backupAt,
+      state: state, startTime: backupAt.addingTimeInterval(1), finishTime: finished,
+      result: target.map { CopyResult(ok: true, copied: [CopyResult.Copied(source: snapshot, target: $0)]) },
+      failureMessage: state == .failed ? "target: access denied" : nil)
+  }
+
+  @Test func aNewSnapshotStartsOneCopyPerReplicaAndNeverTwoAtOnce() throws {
+    let p = replicatedPolicy(second: true)
+    let t0 = testNow.addingTimeInterval(-20)
+    var o = try primary(p, snapshot: "s1", backupAt: t0, now: testNow)
+    let r = ReplicationLogic.apply(policy: p, copies: [], canCopy: true, now: testNow, outcome: &o)
+    #expect(r.create.map(\.replica) == ["dr-gcs", "other-region"])
+    #expect(r.create.allSatisfy { $0.snapshot == "s1" && $0.backupTime == t0 })
+    #expect(o.status.replicas?.map(\.state) == ["Copying", "Copying"])
+    #expect(o.status.replicas?.first?.lagSeconds == nil)
+    #expect(o.status.conditions?.condition(BackupPolicyCondition.replicasInSync)?.reason == "Copying")
+
+    // s2 arrives while dr-gcs still copies s1: only other-region (whose copy finished) gets a new Job.
+    var p2 = p
+    p2.status = o.status
+    let t1 = testNow.addingTimeInterval(40)
+    var o2 = try primary(p2, snapshot: "s2", backupAt: t1, now: t1.addingTimeInterval(1))
+    let copies = [
+      copyRun("s1", .running, backupAt: t0, finished: nil),
+      copyRun(
+        "s1", .succeeded, backupAt: t0, finished: t0.addingTimeInterval(10), target: "x1", replica: "other-region"),
+    ]
+    let r2 = ReplicationLogic.apply(
+      policy: p2, copies: copies, canCopy: true, now: t1.addingTimeInterval(1), outcome: &o2)
+    #expect(r2.create.map(\.replica) == ["other-region"])
+    #expect(r2.create.first?.snapshot == "s2")
+    #expect(o2.status.replicas?[0].state == "Copying")
+    #expect(o2.status.replicas?[0].copyJob == "copy-dr-gcs-s1")
+    let other = try #require(o2.status.replicas?[1])
+    #expect(other.lastCopiedSnapshot == "s1")
+    #expect(other.replicaSnapshot == "x1")
+    #expect(other.lagSeconds == 60)  // s2 at t1, the replica holds s1 of t0
+    #expect(r2.events.contains { $0.reason == "ReplicaCopied" && $0.message.contains("other-region") })
+    // Not allowed to copy (policy not Ready): nothing is created.
+    var o3 = try primary(p2, snapshot: "s2", backupAt: t1, now: t1.addingTimeInterval(1))
+    #expect(ReplicationLogic.apply(policy: p2, copies: [], canCopy: false, now: t1, outcome: &o3).create.isEmpty)
+  }
+
+  @Test func aFinishedCopyIsInSyncWithZeroLagAndAFailedOneIsNotRetriedForTheSameSnapshot() throws {
+    let p = replicatedPolicy()
+    let t0 = testNow.addingTimeInterval(-20)
+    var o = try primary(p, snapshot: "s1", backupAt: t0, now: testNow)
+    let done = copyRun("s1", .succeeded, backupAt: t0, finished: t0.addingTimeInterval(8), target: "r1")
+    let r = ReplicationLogic.apply(policy: p, copies: [done], canCopy: true, now: testNow, outcome: &o)
+    #expect(r.create.isEmpty)
+    let st = try #require(o.status.replicas?.first)
+    #expect(st.state == "InSync")
+    #expect(st.lagSeconds == 0)
+    #expect(st.lastCopyTime == t0.addingTimeInterval(8))
+    #expect(st.lastCopiedBackupTime == t0)
+    #expect(st.replicaSnapshot == "r1")
+    let c = try #require(o.status.conditions?.condition(BackupPolicyCondition.replicasInSync))
+    #expect(c.status == .true)
+    #expect(c.message.contains("s1"))
+
+    // The next backup's copy fails: Failed, a Warning event once, and no new Job for s2 until s3.
+    var p2 = p
+    p2.status = o.status
+    let t1 = testNow.addingTimeInterval(100)
+    let failed = copyRun("s2", .failed, backupAt: t1, finished: t1.addingTimeInterval(3))
+    var o2 = try primary(p2, snapshot: "s2", backupAt: t1, now: t1.addingTimeInterval(5))
+    let r2 = ReplicationLogic.apply(
+      policy: p2, copies: [done, failed], canCopy: true, now: t1.addingTimeInterval(5), outcome: &o2)
+    #expect(r2.create.isEmpty)
+    let f = try #require(o2.status.replicas?.first)
+    #expect(f.state == "Failed")
+    #expect(f.lastCopiedSnapshot == "s1")
+    #expect(f.lagSeconds == 120)
+    #expect(f.message?.contains("access denied") == true)
+    #expect(r2.events.filter { $0.reason == "ReplicaCopyFailed" }.count == 1)
+    #expect(o2.status.conditions?.condition(BackupPolicyCondition.replicasInSync)?.reason == "ReplicaCopyFailed")
+    var p3 = p2
+    p3.status = o2.status
+    var o3 = try primary(p3, snapshot: "s2", backupAt: t1, now: t1.addingTimeInterval(6))
+    let r3 = ReplicationLogic.apply(
+      policy: p3, copies: [done, failed], canCopy: true, now: t1.addingTimeInterval(6), outcome: &o3)
+    #expect(!r3.events.contains { $0.reason == "ReplicaCopyFailed" })
+    var o4 = try primary(p3, snapshot: "s3", backupAt: t1.addingTimeInterval(60), now: t1.addingTimeInterval(61))
+    let r4 = ReplicationLogic.apply(
+      policy: p3, copies: [done, failed], canCopy: true, now: t1.addingTimeInterval(61), outcome: &o4)
+    #expect(r4.create.map(\.snapshot) == ["s3"])
+  }
+
+  @Test func countedReplicasDecideRPOMetAndTheRPOAge() throws {
+    // critical tier: RPO 5m.
+    let t0 = testNow
+    let done = copyRun("s1", .succeeded, backupAt: t0, finished: t0.addingTimeInterval(5), target: "r1")
+    for counts in [false, true] {
+      var p = replicatedPolicy(countsForRPO: counts)
+      var o = try primary(p, snapshot: "s1", backupAt: t0, now: t0.addingTimeInterval(10))
+      _ = ReplicationLogic.apply(policy: p, copies: [done], canCopy: true, now: t0.addingTimeInterval(10), outcome: &o)
+      p.status = o.status
+      // 4 minutes later the primary backs up s2; the replica's copy of it fails. At 6 minutes the primary is 2
+      // minutes old but the replica's newest backup is 6 minutes old.
+      let t1 = t0.addingTimeInterval(240)
+      let failed = copyRun("s2", .failed, backupAt: t1, finished: t1.addingTimeInterval(3))
+      let now = t0.addingTimeInterval(360)
+      var o2 = try primary(p, snapshot: "s2", backupAt: t1, now: now)
+      let r = ReplicationLogic.apply(policy: p, copies: [done, failed], canCopy: true, now: now, outcome: &o2)
+      let rpo = try #require(o2.status.conditions?.condition(BackupPolicyCondition.rpoMet))
+      if counts {
+        #expect(rpo.status == .false)
+        #expect(rpo.reason == "ReplicaRPOViolated")
+        #expect(rpo.message.contains("dr-gcs"))
+        #expect(o2.status.rpoAgeSeconds == 360)
+        #expect(r.events.contains { $0.reason == "RPOViolated" })
+      } else {
+        #expect(rpo.status == .true)
+        #expect(o2.status.rpoAgeSeconds == 120)
+        #expect(!r.events.contains { $0.reason == "RPOViolated" })
+      }
+    }
+    // Counted and in sync: True, with a requeue at the replica's deadline.
+    let p = replicatedPolicy(countsForRPO: true)
+    var o = try primary(p, snapshot: "s1", backupAt: t0, now: t0.addingTimeInterval(10))
+    _ = ReplicationLogic.apply(policy: p, copies: [done], canCopy: true, now: t0.addingTimeInterval(10), outcome: &o)
+    let rpo = try #require(o.status.conditions?.condition(BackupPolicyCondition.rpoMet))
+    #expect(rpo.status == .true)
+    #expect(rpo.message.contains("dr-gcs"))
+    #expect(rpo.message.contains("until \(KubeJSON.formatDate(t0.addingTimeInterval(300)))"))
+    // Counted, nothing copied yet, within the target: Unknown.
+    var o5 = try primary(p, snapshot: "s1", backupAt: t0, now: t0.addingTimeInterval(10))
+    _ = ReplicationLogic.apply(policy: p, copies: [], canCopy: true, now: t0.addingTimeInterval(10), outcome: &o5)
+    #expect(o5.status.conditions?.condition(BackupPolicyCondition.rpoMet)?.reason == "AwaitingReplicaCopy")
+  }
+
+  @Test func oldCopyJobsAndJobsOfRemovedReplicasAreDeleted() throws {
+    var p = replicatedPolicy()
+    p.spec.successfulJobsHistoryLimit = 1
+    let t0 = testNow.addingTimeInterval(-1000)
+    let copies =
+      (0..<3).map {
+        copyRun("s\($0)", .succeeded, backupAt: t0 + Double($0 * 100), finished: t0 + Double($0 * 100 + 5), target: "r")
+      } + [copyRun("s9", .running, backupAt: t0, finished: nil, replica: "gone")]
+    var o = try primary(p, snapshot: "s2", backupAt: t0 + 200, now: testNow)
+    let r = ReplicationLogic.apply(policy: p, copies: copies, canCopy: true, now: testNow, outcome: &o)
+    #expect(Set(r.delete) == ["copy-gone-s9", "copy-dr-gcs-s1", "copy-dr-gcs-s0"])
+    #expect(o.status.replicas?.map(\.name) == ["dr-gcs"])
+    // Replicas removed from the spec: their status and condition go.
+    var q = p
+    q.spec.replicas = nil
+    q.status = o.status
+    var o2 = try primary(q, snapshot: "s2", backupAt: t0 + 200, now: testNow)
+    _ = ReplicationLogic.apply(policy: q, copies: [], canCopy: true, now: testNow, outcome: &o2)
+    #expect(o2.status.replicas == nil)
+    #expect(o2.status.conditions?.condition(BackupPolicyCondition.replicasInSync) == nil)
+  }
+}
