@@ -151,4 +151,5 @@ export BOTRT_CONTROLLER_BIN="$BIN_PATH/botrt-controller"
 step pod-runner-unit pod-runner-unit.log python3 -m unittest discover -s Tests/PodRunner -v || true
 step pod-runner pod-runner.log timeout -k 10s 10m bash hack/pod-runner-test.sh || true
 step recoveryplan-e2e recoveryplan-e2e.log timeout -k 10s 10m bash hack/pod-runner/recoveryplan-e2e.sh || true
+step replication-e2e replication-e2e.log timeout -k 10s 5m bash hack/pod-runner/replication-e2e.sh || true
 step e2e e2e.log timeout -k 10s 15m bash hack/e2e.sh || true

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# End to end: a BackupPolicy backs up to moto S3 (OpenBao Transit key botrt-test) and replicates to a second
+# provider, GCS on fake-gcs-server, under its own Transit key (botrt-test-2), through botrt-controller on the local
+# control plane with hack/pod-runner.py as the node (Job pods run botrt-engine as host processes). Checks:
+#   1. after the first backup the controller starts a copy Job; status.replicas shows the replica InSync with the
+#      primary's snapshot, its id in the replica, lag 0; RPOMet (the replica counts) names it; the metric
+#      botrt_replica_lag_seconds is exported;
+#   2. a second backup is copied incrementally (the first snapshot is already there);
+#   3. a replica whose bucket does not exist fails: state Failed, ReplicasInSync False, a Warning Event, while
+#      RPOMet (that replica does not count) stays True;
+#   4. a restore from the replica (with the replica's key) gives the bytes a restore from the primary gives; the
+#      primary's key cannot read the replica (re-encrypted).
+#
+#   source <(hack/cluster.sh env); source <(hack/services.sh env)
+#   BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... hack/pod-runner/replication-e2e.sh
+#
+# Needs root (the pod runner's mount isolation). Everything it creates and starts is removed or stopped at the end.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+fail() { echo "replication-e2e: FAIL: $*" >&2; exit 1; }
+log() { echo "replication-e2e: $(date -u +%H:%M:%S) $*" >&2; }
+for v in KUBECONFIG BOTRT_CONTROLLER_BIN BOTRT_ENGINE_BIN BOTRT_S3_ENDPOINT BOTRT_GCS_ENDPOINT VAULT_ADDR VAULT_TOKEN \
+  AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+  [[ -n "${!v:-}" ]] || fail "$v is not set (source <(hack/cluster.sh env) and <(hack/services.sh env); set the binaries)"
+done
+[[ "$(id -u)" == 0 ]] || fail "the pod runner's mount isolation needs root"
+
+NS="repl-e2e-$$"
+BACKUP_NS="botrt-backup-repl-$$"
+BUCKET="botrt-repl-$$-$RANDOM"
+GCS_BUCKET="botrt-replica-$$-$RANDOM"
+METRICS_PORT="${BOTRT_REPL_METRICS_PORT:-4$((RANDOM % 10))0$((RANDOM % 90 + 10))}"
+WORK="$(mktemp -d /tmp/botrt-repl-e2e.XXXXXX)"
+PIDS=()
+cleanup() {
+  local rc=$?
+  set +e
+  kubectl -n "$NS" delete backuppolicies --all --timeout=60s >/dev/null 2>&1
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  kubectl delete namespace "$NS" "$BACKUP_NS" --wait=false >/dev/null 2>&1
+  if [[ $rc -ne 0 ]]; then
+    echo "--- status"; kubectl -n "$NS" get backuppolicy data -o jsonpath='{.status}' 2>/dev/null; echo
+    echo "--- controller log"; tail -n 40 "$WORK/controller.log"
+    echo "--- runner log"; tail -n 30 "$WORK/runner.log"
+  fi >&2
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+k() { kubectl -n "$NS" "$@"; }
+jp() { k get backuppolicy data -o jsonpath="$1"; }
+replica() { jp "{.status.replicas[?(@.name==\"$1\")].$2}"; }
+
+kubectl apply -f "$REPO/crds/" >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io >/dev/null
+python3 - "$BUCKET" <<'EOF'
+import os, sys, boto3
+boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])
+EOF
+curl -fsS -X POST "$BOTRT_GCS_ENDPOINT/storage/v1/b?project=botrt" -H 'Content-Type: application/json' \
+  -d "{\"name\":\"$GCS_BUCKET\"}" >/dev/null || fail "cannot create the GCS bucket $GCS_BUCKET on $BOTRT_GCS_ENDPOINT"
+printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
+
+kubectl create namespace "$NS" >/dev/null
+for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
+k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+  --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" >/dev/null
+k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
+# The replica's key service has its own Secret (the same OpenBao here, another Transit key).
+k create secret generic vault-token-dr --from-file=token="$WORK/vault-token" >/dev/null
+"$BOTRT_CONTROLLER_BIN" run --metrics-address "127.0.0.1:$METRICS_PORT" --namespace "$NS" \
+  --backup-namespace "$BACKUP_NS" >"$WORK/controller.log" 2>&1 &
+PIDS+=($!)
+python3 "$REPO/hack/pod-runner.py" -l "dr.botrt.io/policy-namespace=$NS" --restart-backoff 1 \
+  --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
+PIDS+=($!)
+
+log "1. a policy backs up to S3 and replicates to GCS under another key"
+k apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: BackupPolicy
+metadata: {name: data}
+spec:
+  tier: critical
+  trigger: b1
+  source:
+    command:
+      image: busybox:1.36
+      command: [sh, -c, 'echo "payload \$(date +%s%N)"; seq 1 2000']
+      fileName: data.txt
+  repository:
+    s3: {bucket: "$BUCKET", prefix: data, endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
+         credentialsSecretRef: {name: s3-creds}}
+  encryption:
+    kms:
+      vaultTransit: {address: "$VAULT_ADDR", key: botrt-test, authSecretRef: {name: vault-token}}
+  replicas:
+  - name: dr-gcs
+    countsForRPO: true
+    repository:
+      gcs: {bucket: "$GCS_BUCKET", prefix: data, endpoint: "$BOTRT_GCS_ENDPOINT"}
+    encryption:
+      kms:
+        vaultTransit: {address: "$VAULT_ADDR", key: botrt-test-2, authSecretRef: {name: vault-token-dr}}
+EOF
+wait_snapshot() { # BEFORE: waits for a snapshot other than BEFORE; prints it
+  for _ in $(seq 1 120); do
+    local s
+    s="$(jp '{.status.lastSnapshot}')"
+    [[ -n "$s" && "$s" != "$1" ]] && { echo "$s"; return 0; }
+    sleep 1
+  done
+  fail "no new snapshot: $(jp '{.status.conditions[*].message}')"
+}
+wait_in_sync() { # REPLICA SNAPSHOT
+  for _ in $(seq 1 120); do
+    [[ "$(replica "$1" state)/$(replica "$1" lastCopiedSnapshot)" == "InSync/$2" ]] && return 0
+    sleep 1
+  done
+  fail "replica $1 is not in sync with $2: $(replica "$1" state): $(replica "$1" message)"
+}
+SNAP1="$(wait_snapshot "")"
+log "   snapshot $SNAP1; waiting for its copy"
+wait_in_sync dr-gcs "$SNAP1"
+[[ "$(replica dr-gcs lagSeconds)" == 0 ]] || fail "lag of an in-sync replica: $(replica dr-gcs lagSeconds)"
+REPLICA_SNAP="$(replica dr-gcs replicaSnapshot)"
+[[ -n "$REPLICA_SNAP" && "$REPLICA_SNAP" != "$SNAP1" ]] || fail "replicaSnapshot '$REPLICA_SNAP' (re-encrypted copies get new ids)"
+[[ "$(jp '{.status.conditions[?(@.type=="ReplicasInSync")].status}')" == True ]] || fail "ReplicasInSync not True"
+[[ "$(jp '{.status.conditions[?(@.type=="RPOMet")].status}')" == True ]] || fail "RPOMet not True"
+jp '{.status.conditions[?(@.type=="RPOMet")].message}' | grep -q "dr-gcs" || fail "RPOMet does not name the counted replica"
+COPY_JOB="$(replica dr-gcs copyJob)"
+k -n "$BACKUP_NS" get job "$COPY_JOB" -o jsonpath='{.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem}' |
+  grep -q true || fail "copy Job $COPY_JOB is missing or not hardened"
+k get events --field-selector involvedObject.name=data -o jsonpath='{.items[*].reason}' | grep -q ReplicaCopied ||
+  fail "no ReplicaCopied event"
+METRICS="$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics")" || fail "no metrics on :$METRICS_PORT"
+grep -E "^botrt_replica_lag_seconds\{.*policy=\"data\".*replica=\"dr-gcs\".*\} 0" <<<"$METRICS" >/dev/null ||
+  fail "botrt_replica_lag_seconds of dr-gcs is not exported as 0: $(grep botrt_replica <<<"$METRICS")"
+log "   copied by Job $COPY_JOB: replica snapshot $REPLICA_SNAP, lag 0 s"
+
+log "2. a second backup is copied incrementally"
+k patch backuppolicy data --type merge -p '{"spec":{"trigger":"b2"}}' >/dev/null
+SNAP2="$(wait_snapshot "$SNAP1")"
+wait_in_sync dr-gcs "$SNAP2"
+replica dr-gcs message | grep -q "1 snapshot copied, 1 already there" ||
+  fail "the second copy was not incremental: $(replica dr-gcs message)"
+log "   $(replica dr-gcs message)"
+
+log "3. a replica whose bucket does not exist fails, without touching RPOMet (it does not count)"
+k patch backuppolicy data --type json -p "[{\"op\":\"add\",\"path\":\"/spec/replicas/-\",\"value\":
+  {\"name\":\"broken\",\"repository\":{\"gcs\":{\"bucket\":\"botrt-no-such-bucket-$$\",\"endpoint\":\"$BOTRT_GCS_ENDPOINT\"}}}}]" >/dev/null
+for _ in $(seq 1 120); do [[ "$(replica broken state)" == Failed ]] && break; sleep 1; done
+[[ "$(replica broken state)" == Failed ]] || fail "replica broken: state $(replica broken state): $(replica broken message)"
+[[ "$(jp '{.status.conditions[?(@.type=="ReplicasInSync")].reason}')" == ReplicaCopyFailed ]] ||
+  fail "ReplicasInSync: $(jp '{.status.conditions[?(@.type=="ReplicasInSync")].reason}')"
+[[ "$(jp '{.status.conditions[?(@.type=="RPOMet")].status}')" == True ]] || fail "RPOMet changed for a replica that does not count"
+[[ "$(replica dr-gcs state)" == InSync ]] || fail "dr-gcs left InSync"
+k get events --field-selector involvedObject.name=data,type=Warning -o jsonpath='{.items[*].reason}' |
+  grep -q ReplicaCopyFailed || fail "no ReplicaCopyFailed warning"
+log "   $(replica broken message)"
+
+log "4. restore from the replica"
+KMS_PRIMARY="vault-transit://${VAULT_ADDR#http://}/transit/botrt-test"
+KMS_REPLICA="vault-transit://${VAULT_ADDR#http://}/transit/botrt-test-2"
+"$BOTRT_ENGINE_BIN" restore --repo "s3://$BUCKET/data" --kms "$KMS_PRIMARY" --s3-endpoint "$BOTRT_S3_ENDPOINT" \
+  --s3-path-style --vault-token-file "$WORK/vault-token" --quiet --stdout "$SNAP2" >"$WORK/primary.txt" 2>"$WORK/r1.err" ||
+  fail "restore from the primary: $(cat "$WORK/r1.err")"
+REPLICA_SNAP2="$(replica dr-gcs replicaSnapshot)"
+"$BOTRT_ENGINE_BIN" restore --repo "gs://$GCS_BUCKET/data" --kms "$KMS_REPLICA" --vault-token-file "$WORK/vault-token" \
+  --quiet --stdout "$REPLICA_SNAP2" >"$WORK/replica.txt" 2>"$WORK/r2.err" || fail "restore from the replica: $(cat "$WORK/r2.err")"
+[[ -s "$WORK/replica.txt" ]] && head -n 1 "$WORK/replica.txt" | grep -q '^payload ' || fail "the replica's restore is not the payload"
+cmp -s "$WORK/primary.txt" "$WORK/replica.txt" || fail "the replica's restore differs from the primary's"
+if "$BOTRT_ENGINE_BIN" restore --repo "gs://$GCS_BUCKET/data" --kms "$KMS_PRIMARY" --vault-token-file "$WORK/vault-token" \
+  --quiet --stdout latest >/dev/null 2>&1; then
+  fail "the primary's key opened the replica: it was not re-encrypted"
+fi
+log "   snapshot $REPLICA_SNAP2 of the replica restored $(wc -c <"$WORK/replica.txt") bytes, identical to the primary's"
+k get backuppolicy data -o wide
+log PASS
