@@ -213,7 +213,9 @@ public enum ReplicationChildren {
     func podName(_ s: String) -> String { copies ? names.secretCopy(s) : s }
 
     var uses: [SecretUse] = []
-    var egress: [JSONValue] = []
+    // The copy pods read the primary too: its endpoints are opened here as well, so that copies do not depend on
+    // the backup pods' egress being in place.
+    var egress: [JSONValue] = BackupPolicyChildren.storageEgressRules(policy.spec)
     for i in replicas.indices {
       let inv = try ReplicaInvocation(policy: policy.spec, index: i, secretName: podName)
       for u in inv.secrets where !uses.contains(where: { $0.sourceName == u.sourceName }) { uses.append(u) }
@@ -277,7 +279,7 @@ public enum ReplicationChildren {
           ],
         ]))
 
-    // Egress of the copy pods only (the backup pods keep their own storage egress).
+    // Egress of the copy pods only, to the primary's and the replicas' endpoints.
     var seen = Set<String>()
     let rules2 = egress.filter { seen.insert("\($0)").inserted }
     if !rules2.isEmpty {

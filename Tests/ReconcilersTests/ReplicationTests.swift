@@ -128,7 +128,7 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
     let cidrs = np.body[path: "spec", "egress"]?.arrayValue?.compactMap {
       $0["to"]?.arrayValue?.first?[path: "ipBlock", "cidr"]?.stringValue
     }
-    #expect(Set(cidrs ?? []) == ["10.0.0.9/32", "10.0.0.7/32"])
+    #expect(Set(cidrs ?? []) == ["10.0.0.5/32", "10.0.0.9/32", "10.0.0.7/32"])
     // No replicas, no children.
     #expect(try ReplicationChildren.build(try inputs(dumpPolicy()), existing: primary).isEmpty)
   }
