@@ -75,43 +75,62 @@ public struct BackupRun: Sendable, Hashable {
 
   /// Observes a run from a Job and its Pods (unstructured, as read from the API).
   public static func observe(job: JSONValue, pods: [JSONValue]) -> BackupRun {
-    let name = job[path: "metadata", "name"]?.stringValue ?? ""
-    let status = job["status"]
-    let conditions = status?["conditions"]?.arrayValue ?? []
-    func cond(_ type: String) -> JSONValue? {
-      conditions.first { $0["type"]?.stringValue == type && $0["status"]?.stringValue == "True" }
-    }
-    let start = status?["startTime"]?.stringValue.flatMap(KubeJSON.parseDate)
-    var run = BackupRun(jobName: name, state: .running, startTime: start)
-    let complete = cond("Complete")
-    if complete != nil || (status?["succeeded"]?.intValue ?? 0) > 0 {
-      run.state = .succeeded
-      run.finishTime =
-        status?["completionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
-        ?? complete?["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
-    } else if let c = cond("Failed") {
-      run.state = .failed
-      run.finishTime = c["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
-      run.failureMessage = [c["reason"]?.stringValue, c["message"]?.stringValue].compactMap { $0 }.joined(
-        separator: ": ")
-    }
-    // The newest terminated container named "backup" among the Job's pods.
-    var best: (Date, JSONValue)? = nil
-    for pod in pods {
-      for cs in pod[path: "status", "containerStatuses"]?.arrayValue ?? [] where cs["name"]?.stringValue == "backup" {
-        guard let t = cs[path: "state", "terminated"] else { continue }
-        let at = t["finishedAt"]?.stringValue.flatMap(KubeJSON.parseDate) ?? .distantPast
-        if best == nil || at > best!.0 { best = (at, t) }
-      }
-    }
-    if let (_, t) = best {
+    let seen = RunObservation(job: job, pods: pods, container: "backup")
+    var run = BackupRun(
+      jobName: job[path: "metadata", "name"]?.stringValue ?? "", state: seen.state, startTime: seen.startTime,
+      finishTime: seen.finishTime, failureMessage: seen.failureMessage)
+    if let t = seen.terminated {
       run.result = EngineResult.parse(t["message"]?.stringValue)
-      run.exitCode = t["exitCode"]?.intValue.map { Int32(truncatingIfNeeded: $0) }
+      run.exitCode = seen.exitCode
       if run.state == .failed, run.result == nil, let reason = t["reason"]?.stringValue {
         run.failureMessage = "container exited with code \(run.exitCode ?? -1) (\(reason))"
       }
     }
     return run
+  }
+}
+
+/// What a Job and its Pods say about one backup or copy run: its state and times from the Job's status and conditions,
+/// and the newest terminated container of the given name among the Pods (whose message is the engine's result).
+struct RunObservation {
+  var state: BackupRun.State = .running
+  var startTime: Date?
+  var finishTime: Date?
+  /// The Job's Failed condition, "reason: message".
+  var failureMessage: String?
+  /// `state.terminated` of the newest terminated container named `container`.
+  var terminated: JSONValue?
+
+  var exitCode: Int32? { terminated?["exitCode"]?.intValue.map { Int32(truncatingIfNeeded: $0) } }
+
+  init(job: JSONValue, pods: [JSONValue], container: String) {
+    let status = job["status"]
+    let conditions = status?["conditions"]?.arrayValue ?? []
+    func cond(_ type: String) -> JSONValue? {
+      conditions.first { $0["type"]?.stringValue == type && $0["status"]?.stringValue == "True" }
+    }
+    startTime = status?["startTime"]?.stringValue.flatMap(KubeJSON.parseDate)
+    let complete = cond("Complete")
+    if complete != nil || (status?["succeeded"]?.intValue ?? 0) > 0 {
+      state = .succeeded
+      finishTime =
+        status?["completionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
+        ?? complete?["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
+    } else if let c = cond("Failed") {
+      state = .failed
+      finishTime = c["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
+      failureMessage = [c["reason"]?.stringValue, c["message"]?.stringValue].compactMap { $0 }.joined(
+        separator: ": ")
+    }
+    var best: (Date, JSONValue)? = nil
+    for pod in pods {
+      for cs in pod[path: "status", "containerStatuses"]?.arrayValue ?? [] where cs["name"]?.stringValue == container {
+        guard let t = cs[path: "state", "terminated"] else { continue }
+        let at = t["finishedAt"]?.stringValue.flatMap(KubeJSON.parseDate) ?? .distantPast
+        if best == nil || at > best!.0 { best = (at, t) }
+      }
+    }
+    terminated = best?.1
   }
 }
 

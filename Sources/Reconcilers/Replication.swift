@@ -420,44 +420,20 @@ public struct CopyRun: Sendable, Hashable {
 
   /// Observes a copy run from its Job and Pods (unstructured).
   public static func observe(job: JSONValue, pods: [JSONValue]) -> CopyRun {
-    let status = job["status"]
-    let conditions = status?["conditions"]?.arrayValue ?? []
-    func cond(_ type: String) -> JSONValue? {
-      conditions.first { $0["type"]?.stringValue == type && $0["status"]?.stringValue == "True" }
-    }
+    let seen = RunObservation(job: job, pods: pods, container: "copy")
     var run = CopyRun(
       jobName: job[path: "metadata", "name"]?.stringValue ?? "",
       replica: job[path: "metadata", "labels", ReplicaLabels.replica]?.stringValue ?? "",
       sourceSnapshot: job[path: "metadata", "annotations", ReplicaLabels.sourceSnapshot]?.stringValue ?? "",
       sourceBackupTime: job[path: "metadata", "annotations", ReplicaLabels.sourceBackupTime]?.stringValue.flatMap(
         KubeJSON.parseDate),
-      state: .running, startTime: status?["startTime"]?.stringValue.flatMap(KubeJSON.parseDate))
-    let complete = cond("Complete")
-    if complete != nil || (status?["succeeded"]?.intValue ?? 0) > 0 {
-      run.state = .succeeded
-      run.finishTime =
-        status?["completionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
-        ?? complete?["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
-    } else if let c = cond("Failed") {
-      run.state = .failed
-      run.finishTime = c["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
-      run.failureMessage = [c["reason"]?.stringValue, c["message"]?.stringValue].compactMap { $0 }.joined(
-        separator: ": ")
-    }
-    var best: (Date, JSONValue)? = nil
-    for pod in pods {
-      for cs in pod[path: "status", "containerStatuses"]?.arrayValue ?? [] where cs["name"]?.stringValue == "copy" {
-        guard let t = cs[path: "state", "terminated"] else { continue }
-        let at = t["finishedAt"]?.stringValue.flatMap(KubeJSON.parseDate) ?? .distantPast
-        if best == nil || at > best!.0 { best = (at, t) }
-      }
-    }
-    if let (_, t) = best {
+      state: seen.state, startTime: seen.startTime, finishTime: seen.finishTime, failureMessage: seen.failureMessage)
+    if let t = seen.terminated {
       run.result = CopyResult.parse(t["message"]?.stringValue)
       if run.state == .failed, let errors = run.result?.errors, !errors.isEmpty {
         run.failureMessage = errors.joined(separator: "; ")
       } else if run.state == .failed, run.result == nil, let reason = t["reason"]?.stringValue {
-        run.failureMessage = "container exited with code \(t["exitCode"]?.intValue ?? -1) (\(reason))"
+        run.failureMessage = "container exited with code \(seen.exitCode ?? -1) (\(reason))"
       }
     }
     return run
