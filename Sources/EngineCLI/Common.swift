@@ -60,6 +60,8 @@ public struct CommandResult: Codable, Sendable {
   public var snapshots: [SnapshotSummary]?
   public var removed: [String]?
   public var packsDeleted: Int?
+  /// Partly used packs that prune rewrote.
+  public var packsRepacked: Int?
   public init(command: String) { self.command = command }
 }
 
