@@ -111,9 +111,14 @@ public final class AESGCM {
   public func seal(_ plaintext: UnsafeRawBufferPointer, aad: [UInt8], appendingTo out: inout [UInt8]) throws -> Int {
     let start = out.count
     let n = 12 + plaintext.count + 16
-    out.append(contentsOf: repeatElement(0, count: n))
+    // Copy the plaintext into place (a memcpy) and encrypt it there: appending n zero bytes element by element
+    // and then writing over them costs about as much CPU as AES-GCM itself.
+    out.append(contentsOf: repeatElement(0, count: 12))
+    out.append(contentsOf: plaintext)
+    out.append(contentsOf: repeatElement(0, count: 16))
     try out.withUnsafeMutableBytes { o in
-      try sealInto(o.baseAddress!.assumingMemoryBound(to: UInt8.self) + start, plaintext, aad: aad)
+      let ob = o.baseAddress!.assumingMemoryBound(to: UInt8.self) + start
+      try sealInto(ob, UnsafeRawBufferPointer(start: ob + 12, count: plaintext.count), aad: aad)
     }
     return n
   }
