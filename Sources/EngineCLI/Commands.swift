@@ -195,13 +195,25 @@ struct VerifyCommand: EngineCommand {
   var all = false
   @Flag(name: .customLong("read-data"), help: "Read, decrypt, decompress and re-hash every pack.")
   var readData = false
+  @Option(
+    name: .customLong("read-data-subset"),
+    help: "Read only some packs: n/t (e.g. 1/7, a different part each day) or a percentage (e.g. 10%).")
+  var readDataSubset: String?
   var commandName: String { "verify" }
+
+  func validate() throws {
+    if readData && readDataSubset != nil { throw ValidationError("give --read-data or --read-data-subset, not both") }
+    if let s = readDataSubset {
+      do { _ = try ReadDataSubset.parse(s) } catch let e as EngineError { throw ValidationError(e.description) }
+    }
+  }
 
   func execute(_ result: inout CommandResult) async throws {
     let repo = try await repoOptions.open()
     let r = try await withLockedRepo(repo, exclusive: false) {
       try await repo.verify(
-        snapshotRef: all ? nil : snapshot, readData: readData, progress: repoOptions.progressHandler())
+        snapshotRef: all ? nil : snapshot, readData: readData, subset: try readDataSubset.map(ReadDataSubset.parse),
+        progress: repoOptions.progressHandler())
     }
     fill(&result, repo)
     result.errors = r.errors
@@ -266,11 +278,18 @@ struct ForgetCommand: EngineCommand {
   var prune = false
   @Flag(name: .customLong("dry-run"), help: "Only report what would be removed.")
   var dryRun = false
+  @Option(
+    name: .customLong("repack-unused"),
+    help: "With --prune, rewrite a partly used pack when at least this percentage of it is unused (0-100; 100 never).")
+  var repackUnused: Double = 10
   var commandName: String { "forget" }
 
   func validate() throws {
     if keepLast + keepHourly + keepDaily + keepWeekly + keepMonthly + keepYearly == 0 && maxAge == nil {
       throw ValidationError("give at least one --keep-* rule or --max-age")
+    }
+    guard repackUnused >= 0 && repackUnused <= 100 else {
+      throw ValidationError("--repack-unused \(repackUnused) must be a percentage from 0 to 100")
     }
   }
 
@@ -285,11 +304,14 @@ struct ForgetCommand: EngineCommand {
     if let maxAge { p.maxAge = try RetentionPolicy.parseAge(maxAge) }
     let repo = try await repoOptions.open()
     let r = try await withLockedRepo(repo, exclusive: true) {
-      try await repo.forget(policy: p, prune: prune, dryRun: dryRun)
+      // 100 % can never be reached by a pack that still holds a live blob: nothing is rewritten.
+      try await repo.forget(
+        policy: p, prune: prune, dryRun: dryRun, repackUnused: repackUnused >= 100 ? 2 : repackUnused / 100)
     }
     fill(&result, repo)
     result.removed = r.removed
     result.packsDeleted = r.packsDeleted
+    result.packsRepacked = prune && !dryRun ? r.packsRepacked : nil
     result.bytesStored = -r.bytesFreed
     result.warnings = r.retained.map { "retained by Object Lock, not deleted yet: \($0)" }
   }

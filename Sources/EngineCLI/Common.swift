@@ -65,6 +65,8 @@ public struct CommandResult: Codable, Sendable {
   public var copied: [CopiedSnapshot]?
   /// `copy`: source snapshots skipped because the target already holds a copy.
   public var skipped: [String]?
+  /// Partly used packs that prune rewrote.
+  public var packsRepacked: Int?
   public init(command: String) { self.command = command }
 
   /// Adds the unwrap counts of one repository (or KMS) to `keyUnwraps`, merged by key and sorted.

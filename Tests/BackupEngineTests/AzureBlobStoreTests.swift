@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 
 @testable import BackupEngine
@@ -208,6 +209,49 @@ final class FakeAzureBlobServer {
     // Every request carried a signature the server recomputed and accepted.
     #expect(try server.verdicts().allSatisfy { $0 == "ok" })
     #expect(try server.verdicts().count > 30)
+  }
+
+  /// Retention on Azure: backups, forget + prune (deleting a dead pack and repacking a partly used one), then
+  /// restore and verify --read-data, all through the Blob REST API with Shared Key signatures.
+  @Test func forgetPruneRestoreAndVerifyOnAzure() async throws {
+    let server = try FakeAzureBlobServer(account: Self.account, key: Self.key, pageSize: 50)
+    defer { server.stop() }
+    let s = try store(server)
+    try await s.createContainer()
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("botrt-az-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try makeFile(atPath: dir + "/kek", contents: Data(Crypto.randomBytes(32)))
+    let keep = Data(Crypto.randomBytes(1 << 20))
+    try makeFile(atPath: dir + "/src/keep.bin", contents: keep)
+    try makeFile(atPath: dir + "/src/drop.bin", contents: Data(Crypto.randomBytes(1 << 20)))
+    let kms = try LocalKeyService(path: dir + "/kek")
+    let repo = try await Repository.initialize(store: s, keyService: kms, objectLock: nil, logger: Logger(label: "t"))
+    _ = try await repo.backup(BackupOptions(paths: [dir + "/src"], workers: 1))
+    try FileManager.default.removeItem(atPath: dir + "/src/drop.bin")
+    _ = try await repo.backup(BackupOptions(paths: [dir + "/src"], workers: 1))
+    let packsBefore = try await s.list(prefix: "data/")
+    var p = RetentionPolicy()
+    p.keepLast = 1
+    let r = try await repo.forget(policy: p, prune: true)
+    #expect(r.removed.count == 1)
+    #expect(r.packsRepacked == 1)
+    #expect(r.packsDeleted >= 2, "the first snapshot's tree pack and the repacked pack")
+    let packsAfter = try await s.list(prefix: "data/")
+    let bytes = { (l: [ObjectInfo]) in l.reduce(Int64(0)) { $0 + $1.size } }
+    #expect(bytes(packsBefore) - bytes(packsAfter) > 1_000_000, "drop.bin's MiB is reclaimed")
+    #expect(try await s.list(prefix: "snapshots/").count == 1)
+    #expect(try await s.list(prefix: "index/").count == 1)
+    let reopened = try await Repository.open(store: s, keyService: kms, logger: Logger(label: "t"))
+    let (snaps, _) = try await reopened.loadSnapshots()
+    let (index, _) = try await reopened.loadIndex()
+    _ = try await reopened.restore(
+      try #require(snaps.last), index: index, options: RestoreOptions(target: dir + "/out"))
+    #expect(FileManager.default.contents(atPath: dir + "/out/src/keep.bin") == keep)
+    #expect(!FileManager.default.fileExists(atPath: dir + "/out/src/drop.bin"))
+    let v = try await reopened.verify(snapshotRef: nil, readData: true)
+    #expect(v.errors.isEmpty, "\(v.errors)")
+    #expect(try server.verdicts().allSatisfy { $0 == "ok" })
   }
 
   @Test func wrongKeyIsAccessDeniedWithoutTheKey() async throws {

@@ -30,5 +30,28 @@ import Testing
       FileManager.default.subpaths(atPath: sh.dir + "/out")?.first { $0.hasSuffix("data.bin") })
     #expect(try sh.read("out/" + restored) == payload)
     try sh.ok("\"$ENGINE\" verify --quiet --all --read-data", env: env)
+    // Retention on GCS: a second backup without data.bin, forget the first with --prune (its tree pack is
+    // deleted, the pack holding data.bin and notes.txt is dead or rewritten), then restore and verify again.
+    try FileManager.default.removeItem(atPath: sh.dir + "/src/data.bin")
+    try sh.write("src/more.txt", Data("more\n".utf8))
+    try sh.ok("\"$ENGINE\" backup --quiet src", env: env)
+    let store = try GCSStore(
+      url: try #require(URLComponents(string: "gs://\(bucket)/repo")),
+      options: StoreOptions(environment: ["BOTRT_GCS_ENDPOINT": gcs]))
+    let before = try await store.list(prefix: "data/").reduce(Int64(0)) { $0 + $1.size }
+    try sh.ok("\"$ENGINE\" forget --quiet --keep-last 1 --prune --result-file forget.json", env: env)
+    let forget = try #require(
+      try JSONSerialization.jsonObject(with: try sh.read("forget.json")) as? [String: Any])
+    #expect((forget["removed"] as? [String])?.count == 1)
+    #expect((forget["packsDeleted"] as? Int ?? 0) >= 1)
+    let after = try await store.list(prefix: "data/").reduce(Int64(0)) { $0 + $1.size }
+    #expect(before - after > 1_900_000, "data.bin's 2 MiB are reclaimed (\(before) -> \(after))")
+    #expect(try await store.list(prefix: "snapshots/").count == 1)
+    #expect(try await store.list(prefix: "index/").count == 1)
+    try sh.ok("\"$ENGINE\" restore --quiet latest --target out2", env: env)
+    let more = try #require(FileManager.default.subpaths(atPath: sh.dir + "/out2")?.first { $0.hasSuffix("more.txt") })
+    #expect(try sh.read("out2/" + more) == Data("more\n".utf8))
+    #expect(FileManager.default.subpaths(atPath: sh.dir + "/out2")?.contains { $0.hasSuffix("data.bin") } == false)
+    try sh.ok("\"$ENGINE\" verify --quiet --all --read-data", env: env)
   }
 }

@@ -111,9 +111,14 @@ public final class AESGCM {
   public func seal(_ plaintext: UnsafeRawBufferPointer, aad: [UInt8], appendingTo out: inout [UInt8]) throws -> Int {
     let start = out.count
     let n = 12 + plaintext.count + 16
-    out.append(contentsOf: repeatElement(0, count: n))
+    // Copy the plaintext into place (a memcpy) and encrypt it there: appending n zero bytes element by element
+    // and then writing over them costs about as much CPU as AES-GCM itself.
+    out.append(contentsOf: repeatElement(0, count: 12))
+    out.append(contentsOf: plaintext)
+    out.append(contentsOf: repeatElement(0, count: 16))
     try out.withUnsafeMutableBytes { o in
-      try sealInto(o.baseAddress!.assumingMemoryBound(to: UInt8.self) + start, plaintext, aad: aad)
+      let ob = o.baseAddress!.assumingMemoryBound(to: UInt8.self) + start
+      try sealInto(ob, UnsafeRawBufferPointer(start: ob + 12, count: plaintext.count), aad: aad)
     }
     return n
   }
@@ -155,39 +160,49 @@ public final class AESGCM {
 
   /// Opens a sealed message; throws `CryptoError.authenticationFailed` on any tampering or a wrong key.
   public func open(_ sealed: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
+    guard sealed.count > Self.overhead else {
+      var none: UInt8 = 0
+      _ = try open(sealed, aad: aad, into: &none)
+      return []
+    }
+    // Uninitialized output: every byte is written by the decryption or the array is discarded by the throw.
+    return try [UInt8](unsafeUninitializedCapacity: sealed.count - Self.overhead) { o, initialized in
+      initialized = 0
+      initialized = try open(sealed, aad: aad, into: o.baseAddress!)
+    }
+  }
+
+  /// Opens a sealed message into `out`, which must hold `sealed.count - overhead` bytes; returns that length.
+  /// On a throw the bytes at `out` are unspecified and must not be used.
+  public func open(_ sealed: UnsafeRawBufferPointer, aad: [UInt8], into ob: UnsafeMutablePointer<UInt8>) throws -> Int {
     guard sealed.count >= Self.overhead else { throw CryptoError.authenticationFailed }
     let n = sealed.count - Self.overhead
     let sb = sealed.baseAddress!.assumingMemoryBound(to: UInt8.self)
-    // Uninitialized output: every byte is written by the decryption or the array is discarded by the throw.
-    return try [UInt8](unsafeUninitializedCapacity: n) { o, initialized in
-      initialized = 0
-      let ob = o.baseAddress
-      guard EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1, botrt_gcm_set_ivlen(ctx, 12) == 1 else {
-        throw CryptoError.library("GCM init: \(Crypto.lastError())")
-      }
-      let ok = key.withUnsafeBufferPointer { k in EVP_DecryptInit_ex(ctx, nil, nil, k.baseAddress, sb) }
-      guard ok == 1 else { throw CryptoError.library("GCM key: \(Crypto.lastError())") }
-      var len: Int32 = 0
-      if !aad.isEmpty {
-        let r = aad.withUnsafeBufferPointer { a in EVP_DecryptUpdate(ctx, nil, &len, a.baseAddress, Int32(a.count)) }
-        guard r == 1 else { throw CryptoError.library("GCM aad: \(Crypto.lastError())") }
-      }
-      if n > 0 {
-        guard EVP_DecryptUpdate(ctx, ob, &len, sb + 12, Int32(n)) == 1 else { throw CryptoError.authenticationFailed }
-      }
-      var tag = [UInt8](sealed[(12 + n)...])
-      guard tag.withUnsafeMutableBytes({ botrt_gcm_set_tag(ctx, 16, $0.baseAddress) }) == 1 else {
-        throw CryptoError.library("GCM set tag: \(Crypto.lastError())")
-      }
-      var fl: Int32 = 0
-      var finBuf = [UInt8](repeating: 0, count: 32)
-      let fin = EVP_DecryptFinal_ex(ctx, &finBuf, &fl)
-      guard fin == 1 else {
-        ERR_clear_error()
-        throw CryptoError.authenticationFailed
-      }
-      initialized = n
+    guard EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1, botrt_gcm_set_ivlen(ctx, 12) == 1 else {
+      throw CryptoError.library("GCM init: \(Crypto.lastError())")
     }
+    let ok = key.withUnsafeBufferPointer { k in EVP_DecryptInit_ex(ctx, nil, nil, k.baseAddress, sb) }
+    guard ok == 1 else { throw CryptoError.library("GCM key: \(Crypto.lastError())") }
+    var len: Int32 = 0
+    if !aad.isEmpty {
+      let r = aad.withUnsafeBufferPointer { a in EVP_DecryptUpdate(ctx, nil, &len, a.baseAddress, Int32(a.count)) }
+      guard r == 1 else { throw CryptoError.library("GCM aad: \(Crypto.lastError())") }
+    }
+    if n > 0 {
+      guard EVP_DecryptUpdate(ctx, ob, &len, sb + 12, Int32(n)) == 1 else { throw CryptoError.authenticationFailed }
+    }
+    var tag = [UInt8](sealed[(12 + n)...])
+    guard tag.withUnsafeMutableBytes({ botrt_gcm_set_tag(ctx, 16, $0.baseAddress) }) == 1 else {
+      throw CryptoError.library("GCM set tag: \(Crypto.lastError())")
+    }
+    var fl: Int32 = 0
+    var finBuf = [UInt8](repeating: 0, count: 32)
+    let fin = EVP_DecryptFinal_ex(ctx, &finBuf, &fl)
+    guard fin == 1 else {
+      ERR_clear_error()
+      throw CryptoError.authenticationFailed
+    }
+    return n
   }
 
   /// Opens bytes.

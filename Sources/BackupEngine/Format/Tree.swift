@@ -105,11 +105,21 @@ public enum TreeFormat {
 
   /// Whether `path` is a safe relative path: not empty, not absolute, no "."/".."/empty components, no NUL.
   public static func isSafeRelativePath(_ path: String) -> Bool {
-    if path.isEmpty || path.hasPrefix("/") || path.utf8.contains(0) { return false }
-    for c in path.split(separator: "/", omittingEmptySubsequences: false) where c.isEmpty || c == "." || c == ".." {
-      return false
+    // One pass over the UTF-8 bytes: reject NUL and empty, "." and ".." components.
+    var componentLength = 0
+    var dots = 0
+    for b in path.utf8 {
+      if b == 0 { return false }
+      if b == UInt8(ascii: "/") {
+        if componentLength == 0 || dots == componentLength && dots <= 2 { return false }
+        componentLength = 0
+        dots = 0
+      } else {
+        componentLength += 1
+        if b == UInt8(ascii: ".") { dots += 1 }
+      }
     }
-    return true
+    return componentLength > 0 && !(dots == componentLength && dots <= 2)
   }
 
   /// Refuses trees with traversal: unsafe paths, hard links to unsafe or unknown paths, and entries
@@ -127,7 +137,7 @@ public enum TreeFormat {
     }
     for n in nodes {
       var p = Substring(n.path)
-      while let slash = p.lastIndex(of: "/") {
+      while !symlinks.isEmpty, let slash = p.lastIndex(of: "/") {
         p = p[..<slash]
         if symlinks.contains(String(p)) {
           throw EngineError.integrity(

@@ -47,6 +47,15 @@ public final class ZstdContext {
     return out
   }
 
+  /// Decompresses `src` into `out`, which must hold `rawLength` bytes; the result must be exactly that long.
+  public func decompress(_ src: UnsafeRawBufferPointer, rawLength: Int, into out: UnsafeMutableRawPointer) throws {
+    let n = ZSTD_decompressDCtx(dctx, out, rawLength, src.baseAddress, src.count)
+    if ZSTD_isError(n) != 0 {
+      throw CryptoError.library("zstd: \(String(cString: ZSTD_getErrorName(n)))")
+    }
+    guard n == rawLength else { throw CryptoError.library("zstd: decompressed \(n) bytes, expected \(rawLength)") }
+  }
+
   /// Compresses whole bytes with a size prefix (for index and manifest objects).
   public func compressFramed(_ src: [UInt8]) -> [UInt8] {
     var out = ByteWriter()

@@ -92,7 +92,7 @@ final class BackupRun: @unchecked Sendable {
 /// A sealed pack waiting for upload.
 struct FinishedPack: @unchecked Sendable {
   var id: ID
-  var data: Data
+  var data: [UInt8]
   var entries: [BlobEntry]
 }
 
@@ -129,7 +129,8 @@ extension Repository {
     let dataKey = keys[opts.dataType]!
     let macK = macKey(opts.dataType)
     let run = BackupRun()
-    let queue = BoundedQueue<ChunkJob>(maxBytes: 16 << 20)
+    // 8 MiB of chunks in flight between the reader and the workers (about 8 average chunks).
+    let queue = BoundedQueue<ChunkJob>(maxBytes: 8 << 20)
     let nodesBox = Locked<[(TreeNode, Int?)]>([])
     let packSize = config.packSize
     let chunker = self.chunker
@@ -315,7 +316,8 @@ extension Repository {
     pack.body.reserveCapacity(config.packSize + (1 << 20))
     try PackFormat.finish(body: &body, entries: entries, meta: meta, repo: repoID)
     let id = ID(Crypto.sha256(body))
-    let fp = FinishedPack(id: id, data: Data(body), entries: entries)
+    // No copy into a Data here: a local store writes the array as is; remote stores convert when uploading.
+    let fp = FinishedPack(id: id, data: body, entries: entries)
     if let uploads {
       if !uploads.push(fp, size: fp.data.count) { throw EngineError.failed("backup aborted") }
     } else {
@@ -327,7 +329,12 @@ extension Repository {
   func upload(_ fp: FinishedPack, run: BackupRun, index: MasterIndex) throws {
     let opts = putOptions()
     let store = self.store
-    try blockingAwait { try await store.put(Self.packKey(fp.id), data: fp.data, options: opts) }
+    if let local = store as? LocalStore {
+      try fp.data.withUnsafeBytes { try local.putBytes(Self.packKey(fp.id), $0, options: opts) }
+    } else {
+      let data = Data(fp.data)
+      try blockingAwait { try await store.put(Self.packKey(fp.id), data: data, options: opts) }
+    }
     let ip = IndexPack(packID: fp.id, packSize: UInt64(fp.data.count), entries: fp.entries)
     index.add(ip)
     let toWrite = run.lock.withLock { () -> [IndexPack]? in

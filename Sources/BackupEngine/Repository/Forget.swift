@@ -96,13 +96,24 @@ public struct ForgetResult: Sendable {
   public var bytesFreed: Int64
   /// Objects Object Lock did not let us delete yet (nothing is lost).
   public var retained: [String]
+  /// Partly used packs whose live blobs were copied into new packs (they are among `packsDeleted`).
+  public var packsRepacked: Int = 0
+  /// New packs written by repacking.
+  public var packsWritten: Int = 0
 }
 
 extension Repository {
-  /// Applies a retention policy; with `prune`, deletes packs no remaining snapshot references.
-  public func forget(policy: RetentionPolicy, prune: Bool, now: Date = Date(), dryRun: Bool = false) async throws
-    -> ForgetResult
-  {
+  /// Applies a retention policy; with `prune`, deletes packs no remaining snapshot references and rewrites
+  /// partly used packs in which at least `repackUnused` of the bytes are unused (0.1 = 10 %; above 1 never).
+  ///
+  /// Crash safety of prune: new packs are written first, then one new index listing every kept and new pack,
+  /// then the old index files are deleted, and only then the old packs. Killed at any point, the repository
+  /// still holds every blob a snapshot references: before the new index exists the old index and packs are
+  /// untouched (new packs are unindexed leftovers the next backup adopts or the next prune removes); after it,
+  /// the new index alone is complete.
+  public func forget(
+    policy: RetentionPolicy, prune: Bool, now: Date = Date(), dryRun: Bool = false, repackUnused: Double = 0.1
+  ) async throws -> ForgetResult {
     let (snaps, _) = try await loadSnapshots()
     var groups: [String: [Snapshot]] = [:]
     for s in snaps {
@@ -127,6 +138,8 @@ extension Repository {
     }
     var packsDeleted = 0
     var freed: Int64 = 0
+    var repacked = 0
+    var written = 0
     if prune && !dryRun {
       let (index, _) = try await loadIndex()
       let listed = try await listPacks()
@@ -140,21 +153,39 @@ extension Repository {
       let contents = index.packContents()
       var keepPacks: [IndexPack] = []
       var deletePacks: [ID] = []
+      var repack: [(pack: ID, live: [BlobEntry])] = []
       for (p, es) in contents {
-        if es.contains(where: { used.contains($0.id) }) {
-          keepPacks.append(IndexPack(packID: p, packSize: index.packs[p] ?? 0, entries: es))
-        } else {
+        let live = es.filter { used.contains($0.id) }
+        if live.isEmpty {
           deletePacks.append(p)
+          continue
+        }
+        // Unused bytes: everything in the pack file but the live blobs (dead blobs, and blobs another pack
+        // now serves), their header entries and the fixed header overhead; exactly 0 for a fully used pack.
+        let size = Double(index.packs[p] ?? 0)
+        let liveBytes = Double(live.reduce(0) { $0 + Int($1.sealedLength) + BlobEntry.encodedSize })
+        let unused = size - liveBytes - Double(PackFormat.trailerSize + AESGCM.overhead)
+        if size > 0 && repackUnused <= 1 && unused > 0 && unused >= repackUnused * size {
+          repack.append((p, live))
+        } else {
+          keepPacks.append(IndexPack(packID: p, packSize: index.packs[p] ?? 0, entries: es))
         }
       }
       // Unindexed leftovers from killed backups that nothing references are removed too.
       for p in listed.keys where index.packs[p] == nil { deletePacks.append(p) }
+      // 1. New packs with the live blobs of the partly used ones, copied sealed (the AAD of a blob binds its id,
+      //    type and key type, not its place), from packs whose content hash is checked first.
+      let newPacks = try await repackLive(repack.sorted { $0.pack.hex < $1.pack.hex })
+      // 2. One index for everything that stays, 3. then the old index files, 4. then the old packs.
       let oldIndex = index.files
-      let newIndex = try await writeIndex(keepPacks)
+      let newIndex = try await writeIndex(keepPacks + newPacks)
       for f in oldIndex where f != newIndex {
         do { try await store.delete(f) } catch StorageError.locked(let k, let m) { retained.append("\(k): \(m)") }
       }
-      for p in deletePacks {
+      // Packs are content-addressed: a repacked pack can come out identical to one that exists already (a
+      // prune killed after writing it, run again). Never delete a pack the new index lists.
+      let indexed = Set(keepPacks.map { $0.packID } + newPacks.map { $0.packID })
+      for p in Set(deletePacks + repack.map({ $0.pack })).subtracting(indexed).sorted(by: { $0.hex < $1.hex }) {
         do {
           try await store.delete(Self.packKey(p))
           packsDeleted += 1
@@ -163,11 +194,58 @@ extension Repository {
           retained.append("\(k): \(m)")
         }
       }
+      for p in newPacks { freed -= Int64(p.packSize) }
+      repacked = repack.count
+      written = newPacks.count
       audit.record(
         "pruned",
-        details: ["packsDeleted": "\(packsDeleted)", "bytesFreed": "\(freed)", "retained": "\(retained.count)"])
+        details: [
+          "packsDeleted": "\(packsDeleted)", "packsRepacked": "\(repacked)", "packsWritten": "\(written)",
+          "bytesFreed": "\(freed)", "retained": "\(retained.count)",
+        ])
     }
     return ForgetResult(
-      kept: keep.sorted(), removed: remove.sorted(), packsDeleted: packsDeleted, bytesFreed: freed, retained: retained)
+      kept: keep.sorted(), removed: remove.sorted(), packsDeleted: packsDeleted, bytesFreed: freed, retained: retained,
+      packsRepacked: repacked, packsWritten: written)
+  }
+
+  /// Copies the live blobs of `packs` into new packs of about the configured size and stores them; returns
+  /// their index entries. Reads each source pack whole and checks it against its name (SHA-256) first, so a
+  /// damaged pack stops the prune before anything is deleted.
+  func repackLive(_ packs: [(pack: ID, live: [BlobEntry])]) async throws -> [IndexPack] {
+    guard !packs.isEmpty else { return [] }
+    let meta = try AESGCM(key: metaKey)
+    var out: [IndexPack] = []
+    var body: [UInt8] = []
+    var entries: [BlobEntry] = []
+    func flush() async throws {
+      guard !entries.isEmpty else { return }
+      var b = body
+      try PackFormat.finish(body: &b, entries: entries, meta: meta, repo: repoID)
+      let id = ID(Crypto.sha256(b))
+      try await store.put(Self.packKey(id), data: Data(b), options: putOptions())
+      out.append(IndexPack(packID: id, packSize: UInt64(b.count), entries: entries))
+      audit.record("stored", details: ["pack": id.hex, "blobs": "\(entries.count)", "reason": "repack"])
+      body = []
+      entries = []
+    }
+    for (p, live) in packs {
+      let key = Self.packKey(p)
+      let bytes = try await getContentAddressed(key)
+      for e in live.sorted(by: { $0.offset < $1.offset }) {
+        let start = Int(e.offset)
+        let end = start + Int(e.sealedLength)
+        guard end <= bytes.count else {
+          throw EngineError.integrity(object: key, message: "blob \(e.id.short) lies beyond the end of the pack")
+        }
+        var moved = e
+        moved.offset = UInt32(body.count)
+        body.append(contentsOf: bytes[start..<end])
+        entries.append(moved)
+        if body.count >= config.packSize { try await flush() }
+      }
+    }
+    try await flush()
+    return out
   }
 }

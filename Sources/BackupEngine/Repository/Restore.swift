@@ -17,7 +17,7 @@ public struct RestoreOptions: Sendable {
   public init(
     target: String? = nil, stdoutFD: Int32? = nil, paths: [String] = [],
     // More threads than cores: creating many small files is latency-bound on real disks.
-    workers: Int = max(4, 2 * ProcessInfo.processInfo.activeProcessorCount), progress: ProgressHandler? = nil
+    workers: Int = max(8, 4 * ProcessInfo.processInfo.activeProcessorCount), progress: ProgressHandler? = nil
   ) {
     self.target = target
     self.stdoutFD = stdoutFD
@@ -34,6 +34,46 @@ public struct RestoreResult: Sendable {
   public var bytes: Int64
 }
 
+/// Where one blob of a restore goes: a file (index into the restore's file list) and an offset, chained to the
+/// blob's next target.
+struct RestoreTarget: Sendable {
+  var file: Int32
+  var offset: Int64
+  var next: Int32
+}
+
+/// A blob to restore and the head of its chain of targets.
+struct RestoreBlob: Sendable {
+  var entry: BlobEntry
+  var firstTarget: Int32
+}
+
+/// Prints how long each stage of a command took to standard error when BOTRT_TIMING is set (for profiling).
+final class StageTimer: @unchecked Sendable {
+  private let name: String
+  private let enabled = ProcessInfo.processInfo.environment["BOTRT_TIMING"] != nil
+  private var last = DispatchTime.now()
+
+  init(name: String) { self.name = name }
+
+  func mark(_ stage: @autoclosure () -> String) {
+    guard enabled else { return }
+    let now = DispatchTime.now()
+    let ms = Double(now.uptimeNanoseconds - last.uptimeNanoseconds) / 1e6
+    last = now
+    FileHandle.standardError.write(
+      Data("timing \(name) \(stage()): \(String(format: "%.0f", ms)) ms, RSS \(Self.rssMiB()) MiB\n".utf8))
+  }
+
+  /// The resident set size now, from /proc/self/statm.
+  static func rssMiB() -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return -1 }
+    let f = s.split(separator: " ")
+    guard f.count > 1, let pages = Int(f[1]) else { return -1 }
+    return (pages * Int(sysconf(Int32(_SC_PAGESIZE)))) >> 20
+  }
+}
+
 private final class RestoreRun: @unchecked Sendable {
   let lock = NSLock()
   var fatal: (any Error)?
@@ -47,6 +87,7 @@ private final class RestoreRun: @unchecked Sendable {
 extension Repository {
   /// Restores a snapshot (or part of it) to a directory or a descriptor.
   public func restore(_ snapshot: Snapshot, index: MasterIndex, options: RestoreOptions) async throws -> RestoreResult {
+    let timer = StageTimer(name: "restore")
     var nodes = try await loadTree(snapshot, index: index)
     try TreeFormat.checkSafe(nodes)
     if !options.paths.isEmpty {
@@ -95,7 +136,8 @@ extension Repository {
       return RestoreResult(snapshotID: snapshot.id, files: 1, bytes: bytes)
     }
     guard let target = options.target else { throw EngineError.usage("restore needs --target DIR or --stdout") }
-    let res = try await restoreTree(nodes, to: target, index: index, keys: keys, options: options)
+    timer.mark("tree loaded and checked (\(nodes.count) entries)")
+    let res = try await restoreTree(nodes, to: target, index: index, keys: keys, options: options, timer: timer)
     audit.record("restored", details: ["snapshot": snapshot.id.hex, "files": "\(res.0)", "bytes": "\(res.1)"])
     return RestoreResult(snapshotID: snapshot.id, files: res.0, bytes: res.1)
   }
@@ -130,35 +172,24 @@ extension Repository {
   }
 
   func writeAll(fd: Int32, _ bytes: [UInt8], what: String, offset: Int64? = nil) throws {
-    try bytes.withUnsafeBytes { b in
-      var off = 0
-      while off < b.count {
-        let n =
-          offset.map { pwrite(fd, b.baseAddress! + off, b.count - off, off_t($0) + off_t(off)) }
-          ?? write(fd, b.baseAddress! + off, b.count - off)
-        if n < 0 {
-          if errno == EINTR { continue }
-          let e = errno
-          if e == ENOSPC || e == EDQUOT { throw EngineError.noSpace(path: what, message: errnoMessage(e)) }
-          throw EngineError.io(path: what, message: "write failed: \(errnoMessage(e))")
-        }
-        off += n
-      }
-    }
+    try bytes.withUnsafeBytes { try Self.writeAll(fd: fd, $0, what: what, offset: offset) }
   }
 
   private func restoreTree(
-    _ nodes: [TreeNode], to target: String, index: MasterIndex, keys: [KeyType: [UInt8]], options: RestoreOptions
+    _ nodes: [TreeNode], to target: String, index: MasterIndex, keys: [KeyType: [UInt8]], options: RestoreOptions,
+    timer: StageTimer
   ) async throws -> (Int, Int64) {
     let root = Self.normalize(target)
     try makeDir(root, mode: 0o755, allowExisting: true)
-    // Directories (and the parents of selected entries), then empty files.
+    // Directories (and the parents of selected entries). Trees list a directory before its entries, so the
+    // common case is one set lookup of the immediate parent.
     var dirs = Set<String>()
     func ensureParents(_ rel: String) throws {
-      var comps = rel.split(separator: "/").dropLast()
+      guard let slash = rel.utf8.lastIndex(of: UInt8(ascii: "/")) else { return }
+      let parent = String(rel[..<slash])
+      if dirs.contains(parent) { return }
       var acc = ""
-      while !comps.isEmpty {
-        let c = comps.removeFirst()
+      for c in parent.split(separator: "/") {
         acc = acc.isEmpty ? String(c) : acc + "/" + c
         if dirs.insert(acc).inserted { try makeDir(root + "/" + acc, mode: 0o700, allowExisting: true) }
       }
@@ -169,104 +200,144 @@ extension Repository {
         try makeDir(root + "/" + n.path, mode: 0o700, allowExisting: true)
       }
     }
-    // Plan: for each pack, the blobs it holds and where each goes.
-    struct Target {
-      var file: Int
-      var offset: Int64
-    }
-    let files = nodes.filter { $0.kind == .file }
-    var plan: [ID: [ID: [Target]]] = [:]
-    var entries: [ID: BlobEntry] = [:]
-    for (fi, f) in files.enumerated() {
-      let path = root + "/" + f.path
-      if f.content.isEmpty {
-        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw Self.restoreIOError(path: path, errno) }
-        close(fd)
-      }
+    timer.mark("directories")
+    // Plan: for each pack (in the order of the first file it serves, so files appear roughly in tree order),
+    // the blobs it holds and every place each one goes. Files are indices into `nodes`; a blob's targets are a
+    // chain through one shared array (most blobs have one target), to keep the plan small.
+    var fileNodes: [Int32] = []
+    var packSlot: [ID: Int32] = [:]
+    var packIDs: [ID] = []
+    var packBlobs: [[RestoreBlob]] = []
+    var blobSlot: [ID: (pack: Int32, blob: Int32)] = [:]
+    var targets: [RestoreTarget] = []
+    var remainingWrites: [Int32] = []
+    var cutToSize: [Bool] = []
+    for (ni, f) in nodes.enumerated() where f.kind == .file {
+      let fi = Int32(fileNodes.count)
+      fileNodes.append(Int32(ni))
       var off: Int64 = 0
       for c in f.content {
-        let l = index.lookup(c)!
-        plan[l.pack, default: [:]][c, default: []].append(Target(file: fi, offset: off))
-        entries[c] = l.entry
-        off += Int64(l.entry.rawLength)
-      }
-    }
-    // Packs in the order of the first file they serve, so files are created roughly in tree order.
-    var firstUse: [ID: Int] = [:]
-    var remainingWrites = [Int](repeating: 0, count: files.count)
-    for (p, blobs) in plan {
-      for (_, ts) in blobs {
-        for t in ts {
-          firstUse[p] = min(firstUse[p] ?? Int.max, t.file)
-          remainingWrites[t.file] += 1
+        let slot: (pack: Int32, blob: Int32)
+        if let s = blobSlot[c] {
+          slot = s
+        } else {
+          let l = index.lookup(c)!
+          let p: Int32
+          if let q = packSlot[l.pack] {
+            p = q
+          } else {
+            p = Int32(packIDs.count)
+            packSlot[l.pack] = p
+            packIDs.append(l.pack)
+            packBlobs.append([])
+          }
+          slot = (p, Int32(packBlobs[Int(p)].count))
+          packBlobs[Int(p)].append(RestoreBlob(entry: l.entry, firstTarget: -1))
+          blobSlot[c] = slot
         }
+        let t = Int32(targets.count)
+        targets.append(
+          RestoreTarget(file: fi, offset: off, next: packBlobs[Int(slot.pack)][Int(slot.blob)].firstTarget))
+        packBlobs[Int(slot.pack)][Int(slot.blob)].firstTarget = t
+        off += Int64(packBlobs[Int(slot.pack)][Int(slot.blob)].entry.rawLength)
+      }
+      remainingWrites.append(Int32(f.content.count))
+      cutToSize.append(off != Int64(f.size))
+    }
+    blobSlot = [:]
+    packSlot = [:]
+    timer.mark("plan (\(fileNodes.count) files, \(packIDs.count) packs)")
+    // Empty files and files of several blobs are created (and cut to zero) here, before any worker writes into
+    // them at offsets; a one-blob file is created by the worker that writes it.
+    let isRoot = geteuid() == 0
+    let mask = Self.currentUmask()
+    for ni in fileNodes where nodes[Int(ni)].content.count != 1 {
+      let f = nodes[Int(ni)]
+      let path = root + "/" + f.path
+      let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+      guard fd >= 0 else { throw Self.restoreIOError(path: path, errno) }
+      defer { close(fd) }
+      if f.content.isEmpty {
+        try Self.finishFile(fd: fd, node: f, path: path, isRoot: isRoot, modeSet: false, cut: f.size != 0)
       }
     }
-    let packs = plan.keys.sorted { firstUse[$0]! < firstUse[$1]! }
+    timer.mark("pre-create")
     let remaining = Locked(remainingWrites)
-    let isRoot = geteuid() == 0
     let run = RestoreRun()
-    let total = files.reduce(Int64(0)) { $0 + Int64($1.size) }
-    let paths = files.map { root + "/" + $0.path }
-    let planC = plan
-    let entriesC = entries
+    let total = fileNodes.reduce(Int64(0)) { $0 + Int64(nodes[Int($1)].size) }
+    let blobsC = packBlobs
+    packBlobs = []
+    let packsC = packIDs
+    let cutC = cutToSize
+    let targetsC = targets
+    targets = []
+    let filesC = fileNodes
+    let local = self.store as? LocalStore
     await runThreads(max(1, options.workers), name: "restore") { _ in
       do {
         var ciphers: [KeyType: AESGCM] = [:]
         for (k, v) in keys { ciphers[k] = try AESGCM(key: v) }
         let z = ZstdContext()
+        let scratch = BlobScratch()
         while !run.failed {
           let pi = run.lock.withLock { () -> Int in
             defer { run.nextPack += 1 }
             return run.nextPack
           }
-          if pi >= packs.count { break }
-          let pack = packs[pi]
-          let blobs = planC[pack]!
-          let es = blobs.keys.map { entriesC[$0]! }
-          let lo = es.map { Int64($0.offset) }.min()!
-          let hi = es.map { Int64($0.offset) + Int64($0.sealedLength) }.max()!
-          let store = self.store
+          if pi >= packsC.count { break }
+          let pack = packsC[pi]
           let key = Self.packKey(pack)
-          let data: Data
-          do {
-            data = try blockingAwait { try await store.getRange(key, offset: lo, length: hi - lo) }
-          } catch StorageError.notFound {
-            throw EngineError.integrity(object: key, message: "pack is missing")
-          } catch StorageError.failed(_, let m) {
-            throw EngineError.integrity(object: key, message: "pack cannot be read (truncated?): \(m)")
-          }
-          for (id, targets) in blobs {
-            let e = entriesC[id]!
-            let plain = try data.withUnsafeBytes { d in
-              try self.openBlob(
-                UnsafeRawBufferPointer(
-                  rebasing: d[(Int(Int64(e.offset) - lo))..<(Int(Int64(e.offset) - lo) + Int(e.sealedLength))]),
-                entry: e, pack: pack, ciphers: ciphers, zstd: z)
-            }
-            for t in targets {
-              let path = paths[t.file]
-              let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-              guard fd >= 0 else { throw Self.restoreIOError(path: path, errno) }
-              defer { close(fd) }
-              try self.writeAll(fd: fd, plain, what: path, offset: t.offset)
-              let last = remaining.with { r -> Bool in
-                r[t.file] -= 1
-                return r[t.file] == 0
+          // Read the pack in segments of neighbouring blobs (at most `segmentBytes`, or one larger blob), so a
+          // worker holds a few MiB rather than a whole pack.
+          for seg in Self.segments(blobsC[pi], maxBytes: Self.segmentBytes) {
+            let lo = Int64(seg[0].entry.offset)
+            let end = seg[seg.count - 1].entry
+            let length = Int64(end.offset) + Int64(end.sealedLength) - lo
+            let data = try self.readPackRange(key, offset: lo, length: length, local: local, scratch: scratch)
+            for b in seg {
+              let e = b.entry
+              let start = Int(Int64(e.offset) - lo)
+              let plain = try self.openBlobInPlace(
+                UnsafeMutableRawBufferPointer(rebasing: data[start..<(start + Int(e.sealedLength))]), entry: e,
+                pack: pack, ciphers: ciphers, zstd: z, scratch: scratch)
+              var ti = b.firstTarget
+              var copies = 0
+              while ti >= 0 {
+                let t = targetsC[Int(ti)]
+                ti = t.next
+                copies += 1
+                let node = nodes[Int(filesC[Int(t.file)])]
+                let path = root + "/" + node.path
+                if node.content.count == 1 {
+                  try Self.writeWholeFile(
+                    path: path, node: node, plain, isRoot: isRoot, umask: mask, cut: cutC[Int(t.file)])
+                  continue
+                }
+                let fd = Glibc.open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+                guard fd >= 0 else { throw Self.restoreIOError(path: path, errno) }
+                defer { close(fd) }
+                try Self.writeAll(fd: fd, plain, what: path, offset: t.offset)
+                let last = remaining.with { r -> Bool in
+                  r[Int(t.file)] -= 1
+                  return r[Int(t.file)] == 0
+                }
+                // The file is complete: set its owner, mode and time through the open descriptor.
+                if last {
+                  try Self.finishFile(
+                    fd: fd, node: node, path: path, isRoot: isRoot, modeSet: false, cut: cutC[Int(t.file)])
+                }
               }
-              // The file is complete: set its size, owner, mode and time through the open descriptor.
-              if last { try Self.finishFile(fd: fd, node: files[t.file], path: path, isRoot: isRoot) }
+              let ev = run.lock.withLock { () -> ProgressEvent? in
+                run.bytes += Int64(plain.count * copies)
+                let now = Date()
+                guard now.timeIntervalSince(run.lastProgress) >= 0.5 else { return nil }
+                run.lastProgress = now
+                return ProgressEvent(
+                  phase: "restore", files: 0, bytesDone: run.bytes, bytesTotal: total, bytesStored: 0, errors: 0)
+              }
+              if let ev { options.progress?(ev) }
             }
-            let ev = run.lock.withLock { () -> ProgressEvent? in
-              run.bytes += Int64(plain.count * targets.count)
-              let now = Date()
-              guard now.timeIntervalSince(run.lastProgress) >= 0.5 else { return nil }
-              run.lastProgress = now
-              return ProgressEvent(
-                phase: "restore", files: 0, bytesDone: run.bytes, bytesTotal: total, bytesStored: 0, errors: 0)
-            }
-            if let ev { options.progress?(ev) }
+            scratch.trim(keep: Self.segmentBytes)
           }
         }
       } catch {
@@ -274,7 +345,8 @@ extension Repository {
       }
     }
     if let e = run.lock.withLock({ run.fatal }) { throw e }
-    // Hard links, symlinks, then metadata (empty files, then directories deepest first).
+    timer.mark("contents (\(options.workers) threads)")
+    // Hard links, symlinks, then metadata (directories deepest first).
     for n in nodes where n.kind == .hardlink {
       let p = root + "/" + n.path
       unlink(p)
@@ -301,19 +373,113 @@ extension Repository {
       ]
       if utimensat(AT_FDCWD, p, &ts, AT_SYMLINK_NOFOLLOW) != 0 { throw Self.restoreIOError(path: p, errno) }
     }
-    for n in files where n.content.isEmpty { try applyMeta(n) }
-    for n in nodes.filter({ $0.kind == .directory }).sorted(by: { $0.path.count > $1.path.count }) { try applyMeta(n) }
+    for n in nodes.filter({ $0.kind == .directory }).sorted(by: { $0.path.utf8.count > $1.path.utf8.count }) {
+      try applyMeta(n)
+    }
+    timer.mark("links and directory metadata")
     return (nodes.filter { $0.kind != .directory }.count, total)
   }
 
-  /// Sets a complete file's size (cutting a longer pre-existing file), owner, mode and mtime.
-  static func finishFile(fd: Int32, node n: TreeNode, path: String, isRoot: Bool) throws {
-    var st = stat()
-    if fstat(fd, &st) != 0 { throw restoreIOError(path: path, errno) }
-    // Only a longer file that existed in the target before needs cutting (ext4 flushes truncated files on close).
-    if st.st_size != off_t(n.size) && ftruncate(fd, off_t(n.size)) != 0 { throw restoreIOError(path: path, errno) }
+  /// Largest pack segment a restore worker reads at once (a blob larger than this is read alone).
+  static let segmentBytes = 2 << 20
+
+  /// Splits a pack's blobs into runs sorted by offset whose span is at most `maxBytes` (or a single blob).
+  static func segments(_ blobs: [RestoreBlob], maxBytes: Int) -> [[RestoreBlob]] {
+    let sorted = blobs.sorted { $0.entry.offset < $1.entry.offset }
+    var out: [[RestoreBlob]] = []
+    var cur: [RestoreBlob] = []
+    var start = 0
+    for b in sorted {
+      let end = Int(b.entry.offset) + Int(b.entry.sealedLength)
+      if !cur.isEmpty && end - start > maxBytes {
+        out.append(cur)
+        cur = []
+      }
+      if cur.isEmpty { start = Int(b.entry.offset) }
+      cur.append(b)
+    }
+    if !cur.isEmpty { out.append(cur) }
+    return out
+  }
+
+  /// Reads a pack range into the worker's reusable buffer: directly for a local repository, through the
+  /// store's ranged GET otherwise. The bytes are valid until the buffer is reused.
+  private func readPackRange(
+    _ key: String, offset: Int64, length: Int64, local: LocalStore?, scratch: BlobScratch
+  ) throws -> UnsafeMutableRawBufferPointer {
+    let buf = scratch.sealed(Int(length))
+    do {
+      if let local {
+        try local.readRange(key, offset: offset, length: Int(length), into: buf)
+      } else {
+        let store = self.store
+        let data = try blockingAwait { try await store.getRange(key, offset: offset, length: length) }
+        guard data.count == Int(length) else {
+          throw StorageError.failed(key: key, message: "ranged read returned \(data.count) of \(length) bytes")
+        }
+        data.withUnsafeBytes { buf.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+      }
+    } catch StorageError.notFound {
+      throw EngineError.integrity(object: key, message: "pack is missing")
+    } catch StorageError.failed(_, let m) {
+      throw EngineError.integrity(object: key, message: "pack cannot be read (truncated?): \(m)")
+    }
+    return UnsafeMutableRawBufferPointer(start: buf, count: Int(length))
+  }
+
+  /// Creates (or replaces) a one-blob file with its whole content and metadata: open, write, futimens, close
+  /// for a new file whose mode the umask leaves intact.
+  static func writeWholeFile(
+    path: String, node: TreeNode, _ bytes: UnsafeRawBufferPointer, isRoot: Bool, umask: mode_t, cut: Bool
+  ) throws {
+    let perm = mode_t(node.mode) & 0o7777
+    // Create with the final permissions when the umask keeps them (no set-id or sticky bits, which are set
+    // after the owner).
+    let direct = perm & 0o7000 == 0 && perm & ~umask == perm
+    var fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, direct ? perm : 0o600)
+    var modeSet = direct
+    if fd < 0 && errno == EEXIST {
+      // Restoring over an existing file: replace its content (a symlink in its place fails with ELOOP).
+      fd = Glibc.open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC)
+      modeSet = false
+    }
+    guard fd >= 0 else { throw restoreIOError(path: path, errno) }
+    defer { close(fd) }
+    try writeAll(fd: fd, bytes, what: path)
+    try finishFile(fd: fd, node: node, path: path, isRoot: isRoot, modeSet: modeSet, cut: cut)
+  }
+
+  /// The process umask (read once per restore).
+  static func currentUmask() -> mode_t {
+    let m = Glibc.umask(0o022)
+    Glibc.umask(m)
+    return m
+  }
+
+  static func writeAll(fd: Int32, _ b: UnsafeRawBufferPointer, what: String, offset: Int64? = nil) throws {
+    var off = 0
+    while off < b.count {
+      let n =
+        offset.map { pwrite(fd, b.baseAddress! + off, b.count - off, off_t($0) + off_t(off)) }
+        ?? write(fd, b.baseAddress! + off, b.count - off)
+      if n < 0 {
+        if errno == EINTR { continue }
+        let e = errno
+        if e == ENOSPC || e == EDQUOT { throw EngineError.noSpace(path: what, message: errnoMessage(e)) }
+        throw EngineError.io(path: what, message: "write failed: \(errnoMessage(e))")
+      }
+      off += n
+    }
+  }
+
+  /// Sets a complete file's owner, mode and mtime (and its size when the tree's size differs from its content).
+  static func finishFile(fd: Int32, node n: TreeNode, path: String, isRoot: Bool, modeSet: Bool, cut: Bool) throws {
+    if cut && ftruncate(fd, off_t(n.size)) != 0 { throw restoreIOError(path: path, errno) }
     if isRoot && fchown(fd, n.uid, n.gid) != 0 { throw restoreIOError(path: path, errno) }
-    if fchmod(fd, mode_t(n.mode)) != 0 { throw restoreIOError(path: path, errno) }
+    // chown clears set-id bits, so the mode comes after the owner.
+    if !modeSet && fchmod(fd, mode_t(n.mode)) != 0 {
+      throw restoreIOError(path: path, errno)
+    }
     var ts = [
       timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
       timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),

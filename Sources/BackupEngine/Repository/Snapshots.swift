@@ -115,6 +115,50 @@ extension Repository {
     return plain
   }
 
+  /// Decrypts (in place), decompresses and re-hashes one sealed blob, without allocating: the decrypted payload
+  /// overwrites the ciphertext in `sealed`, and a compressed blob is expanded into `scratch`. The result points
+  /// into `sealed` or `scratch` and is valid until either is reused.
+  func openBlobInPlace(
+    _ sealed: UnsafeMutableRawBufferPointer, entry e: BlobEntry, pack: ID, ciphers: [KeyType: AESGCM],
+    zstd: ZstdContext, scratch: BlobScratch
+  ) throws -> UnsafeRawBufferPointer {
+    let key = Self.packKey(pack)
+    guard let c = ciphers[e.keyType] else {
+      throw EngineError.integrity(object: key, message: "no key loaded for key type \(e.keyType.name)")
+    }
+    guard sealed.count >= AESGCM.overhead else {
+      throw EngineError.integrity(object: key, message: "blob \(e.id.short) is shorter than its seal")
+    }
+    let payloadLength = sealed.count - AESGCM.overhead
+    let payload = sealed.baseAddress! + 12
+    do {
+      _ = try c.open(
+        UnsafeRawBufferPointer(sealed), aad: BlobEntry.aad(repo: repoID, type: e.type, keyType: e.keyType, id: e.id),
+        into: payload.assumingMemoryBound(to: UInt8.self))
+    } catch {
+      throw EngineError.integrity(
+        object: key, message: "blob \(e.id.short) fails authentication (AES-GCM): damaged or forged")
+    }
+    let plain: UnsafeRawBufferPointer
+    if e.compressed {
+      let out = scratch.plain(Int(e.rawLength))
+      do {
+        try zstd.decompress(
+          UnsafeRawBufferPointer(start: payload, count: payloadLength), rawLength: Int(e.rawLength), into: out)
+      } catch {
+        throw EngineError.integrity(object: key, message: "blob \(e.id.short) does not decompress: \(error)")
+      }
+      plain = UnsafeRawBufferPointer(start: out, count: Int(e.rawLength))
+    } else {
+      plain = UnsafeRawBufferPointer(start: payload, count: payloadLength)
+    }
+    let h = Crypto.hmacSHA256(key: macKeys[e.keyType]!, plain)
+    guard ID(h) == e.id else {
+      throw EngineError.integrity(object: key, message: "blob \(e.id.short) content does not match its id")
+    }
+    return plain
+  }
+
   /// Loads a snapshot's tree.
   public func loadTree(_ s: Snapshot, index: MasterIndex) async throws -> [TreeNode] {
     let ciphers: [KeyType: AESGCM] = [.meta: try AESGCM(key: metaKey)]
@@ -129,5 +173,56 @@ extension Repository {
     do { return try TreeFormat.decode(bytes) } catch let e as FormatError {
       throw EngineError.integrity(object: "tree of snapshot \(s.id.short)", message: e.message)
     }
+  }
+}
+
+/// Growable buffers one thread reuses while restoring (sealed bytes read from a pack, and decompressed
+/// plaintext), so restoring does not allocate, fault in and zero fresh pages for every blob.
+final class BlobScratch {
+  private var plainBuf: UnsafeMutableRawPointer?
+  private var plainCap = 0
+  private var sealedBuf: UnsafeMutableRawPointer?
+  private var sealedCap = 0
+
+  init() {}
+
+  deinit {
+    free(plainBuf)
+    free(sealedBuf)
+  }
+
+  /// A buffer of at least `n` bytes for sealed bytes read from a pack.
+  func sealed(_ n: Int) -> UnsafeMutableRawPointer {
+    if n > sealedCap || sealedBuf == nil {
+      free(sealedBuf)
+      sealedCap = max(n, 64 << 10)
+      sealedBuf = malloc(sealedCap)!
+    }
+    return sealedBuf!
+  }
+
+  /// Releases a buffer that one unusually large blob grew past `keep` bytes, so the rare 8 MiB chunk does not
+  /// pin that much memory in every worker for the rest of the run.
+  func trim(keep: Int) {
+    if plainCap > keep {
+      free(plainBuf)
+      plainBuf = nil
+      plainCap = 0
+    }
+    if sealedCap > keep {
+      free(sealedBuf)
+      sealedBuf = nil
+      sealedCap = 0
+    }
+  }
+
+  /// A buffer of at least `n` bytes for the plaintext.
+  func plain(_ n: Int) -> UnsafeMutableRawPointer {
+    if n > plainCap || plainBuf == nil {
+      free(plainBuf)
+      plainCap = max(n, 64 << 10)
+      plainBuf = malloc(plainCap)!
+    }
+    return plainBuf!
   }
 }

@@ -52,7 +52,17 @@ public struct LocalStore: ObjectStore {
     try await BlockingIO.run { try self.putSync(key: key, path: p, data: data, options: options) }
   }
 
+  /// Writes an object from raw bytes on the calling thread, with the same atomicity as `put` (backup uploader
+  /// threads write packs this way, without copying them into a `Data`).
+  public func putBytes(_ key: String, _ bytes: UnsafeRawBufferPointer, options: PutOptions) throws {
+    try putSync(key: key, path: try path(key), bytes: bytes, options: options)
+  }
+
   private func putSync(key: String, path p: String, data: Data, options: PutOptions) throws {
+    try data.withUnsafeBytes { try putSync(key: key, path: p, bytes: $0, options: options) }
+  }
+
+  private func putSync(key: String, path p: String, bytes: UnsafeRawBufferPointer, options: PutOptions) throws {
     let dir = (p as NSString).deletingLastPathComponent
     try mkdirs(dir)
     let tmp = "\(dir)/.tmp-\(Hex.encode(Crypto.randomBytes(8)))"
@@ -64,7 +74,8 @@ public struct LocalStore: ObjectStore {
     }
     do {
       defer { close(fd) }
-      try data.withUnsafeBytes { b in
+      do {
+        let b = bytes
         var off = 0
         while off < b.count {
           let n = write(fd, b.baseAddress! + off, b.count - off)
@@ -115,18 +126,39 @@ public struct LocalStore: ObjectStore {
     }
     var d = Data(count: Int(want))
     try d.withUnsafeMutableBytes { b in
-      var off = 0
-      while off < b.count {
-        let n = pread(fd, b.baseAddress! + off, b.count - off, off_t(offset) + off_t(off))
-        if n < 0 {
-          if errno == EINTR { continue }
-          throw Self.mapErrno(errno, key: key, location: location)
-        }
-        if n == 0 { throw StorageError.failed(key: key, message: "unexpected end of file") }
-        off += n
-      }
+      guard let base = b.baseAddress else { return }
+      try preadAll(fd: fd, key: key, offset: offset, length: b.count, into: base)
     }
     return d
+  }
+
+  private func preadAll(fd: Int32, key: String, offset: Int64, length: Int, into out: UnsafeMutableRawPointer) throws {
+    var off = 0
+    while off < length {
+      let n = pread(fd, out + off, length - off, off_t(offset) + off_t(off))
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw Self.mapErrno(errno, key: key, location: location)
+      }
+      if n == 0 { throw StorageError.failed(key: key, message: "unexpected end of file (truncated?)") }
+      off += n
+    }
+  }
+
+  /// Reads `length` bytes at `offset` into `out`, on the calling thread and without an intermediate buffer
+  /// (restore workers read whole pack ranges this way). Fails like `getRange` when the object is shorter.
+  public func readRange(_ key: String, offset: Int64, length: Int, into out: UnsafeMutableRawPointer) throws {
+    let p = try path(key)
+    let fd = open(p, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw Self.mapErrno(errno, key: key, location: location) }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw Self.mapErrno(errno, key: key, location: location) }
+    guard offset >= 0, length >= 0, offset + Int64(length) <= Int64(st.st_size) else {
+      throw StorageError.failed(
+        key: key, message: "range \(offset)+\(length) beyond object size \(st.st_size) (truncated?)")
+    }
+    try preadAll(fd: fd, key: key, offset: offset, length: length, into: out)
   }
 
   public func head(_ key: String) async throws -> ObjectInfo? {
