@@ -204,6 +204,7 @@ public final class Repository: @unchecked Sendable {
     }
     var lastError: (any Error)?
     var unwraps = 0
+    var foreign: [(key: String, repo: String)] = []
     for ko in keyObjs {
       let kf: KeyFile
       do { kf = try JSONDecoder().decode(KeyFile.self, from: try await store.get(ko.key)) } catch let e as StorageError
@@ -213,7 +214,10 @@ public final class Repository: @unchecked Sendable {
         lastError = EngineError.integrity(object: ko.key, message: "key file is malformed")
         continue
       }
-      guard kf.repo == config.id else { continue }
+      guard kf.repo == config.id else {
+        foreign.append((ko.key, kf.repo))
+        continue
+      }
       var plain: [String: [UInt8]] = [:]
       do {
         for n in ["meta", "mac", "chunker", "signing"] {
@@ -226,7 +230,7 @@ public final class Repository: @unchecked Sendable {
           plain[n] = k
         }
       } catch KMSError.unwrapFailed(let kms, let m) {
-        lastError = KMSError.unwrapFailed(kms: kms, message: m)
+        lastError = KMSError.unwrapFailed(kms: kms, message: "\(ko.key): \(m)")
         continue
       }
       let pub = try Ed25519.publicKey(privateKey: plain["signing"]!)
@@ -246,6 +250,14 @@ public final class Repository: @unchecked Sendable {
       audit.retention = repo.retention()
       return repo
     }
+    if lastError == nil, let f = foreign.first {
+      // Every key file belongs to another repository: the config or the key files were replaced.
+      throw EngineError.integrity(
+        object: f.key,
+        message:
+          "key file is for repository \(f.repo), but config names repository \(config.id) "
+          + "(config or key file copied from another repository)")
+    }
     throw lastError ?? KMSError.unwrapFailed(kms: keyService.descriptor, message: "no key file could be unwrapped")
   }
 
@@ -256,7 +268,13 @@ public final class Repository: @unchecked Sendable {
       throw EngineError.integrity(object: keyFileName, message: "key \(n) missing")
     }
     counters.with { $0.unwraps += 1 }
-    let k = try await keyService.unwrap(w, context: Self.context(config.id, n))
+    let k: [UInt8]
+    do { k = try await keyService.unwrap(w, context: Self.context(config.id, n)) } catch KMSError.unwrapFailed(
+      let kms, let m)
+    {
+      // Name the key file: a data key wrapped for another repository or key fails here, not at open.
+      throw KMSError.unwrapFailed(kms: kms, message: "\(keyFileName) key \(n): \(m)")
+    }
     guard k.count == 32 else {
       throw EngineError.integrity(object: keyFileName, message: "key \(n) has \(k.count) bytes")
     }
