@@ -59,10 +59,11 @@ import Testing
       logger: Logger(label: "test"))
   }
 
-  /// The template: two snapshots of a small tree (a 3 MiB file, so a pack with several blobs).
+  /// The template: two snapshots of a small tree. The 8 MiB random file makes several blobs, more than the backup
+  /// has pack workers, so one pack holds at least two of them.
   static func template() async throws -> (CLIHarness, Facts) {
     let h = try CLIHarness()
-    try h.write("src/big.bin", sampleData(3 << 20))
+    try h.write("src/big.bin", randomData(8 << 20))
     try h.write("src/small.txt", Data("small\n".utf8))
     try expectOK(h.run(["init"]))
     try expectOK(h.run(["backup", h.dir + "/src"]))

@@ -51,6 +51,12 @@ def env_required(name):
 
 
 ENGINE = None
+# --quick (hack/test.sh, with a debug build of the engine): smaller data, fewer outages.
+QUICK = False
+
+
+def mib(full, quick):
+    return (quick if QUICK else full) << 20
 
 
 class Run:
@@ -177,6 +183,12 @@ class S3Repo:
     def read(self, key):
         return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + "/" + key)["Body"].read()
 
+    def purge(self):
+        """Deletes the repository's objects (moto keeps large objects in temporary files)."""
+        keys = [self.prefix + "/" + k for k in self.objects()]
+        for i in range(0, len(keys), 1000):
+            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+
     def retain_until(self, key):
         h = self.s3.head_object(Bucket=self.bucket, Key=self.prefix + "/" + key)
         return h.get("ObjectLockRetainUntilDate"), h.get("ObjectLockMode")
@@ -256,6 +268,8 @@ def kill_suite(work, n_local, n_s3, seed, mib):
         fresh = ok(["backup", cal.root + "/src"] + cal.flags(), env=cal.env)
         fresh_stored = fresh.result["bytesStored"]
         duration = fresh.seconds
+        if kind == "s3":
+            cal.purge()
         shutil.rmtree(cal.root)
         print(f"kills/{kind}: a fresh backup of {n_files * size_per_file >> 20} MiB takes {duration:.2f} s "
               f"and stores {fresh_stored} bytes", flush=True)
@@ -312,6 +326,8 @@ def kill_suite(work, n_local, n_s3, seed, mib):
             del r
             runs.append(point)
             print(f"kills/{kind} run {i + 1}/{n}: {json.dumps(point)}", flush=True)
+            if kind == "s3":
+                repo.purge()
             shutil.rmtree(repo.root)
         phases = {"completed before kill": 0, "no pack uploaded yet": 0, "1 new pack": 0, "2 new packs": 0,
                   "3+ new packs, no manifest": 0, "manifest written, killed before exit": 0}
@@ -347,12 +363,12 @@ def kill_suite(work, n_local, n_s3, seed, mib):
 # ---------------------------------------------------------------- 2. storage faults
 
 
-def fault_suite(work, with_stall, quick=False):
+def fault_suite(work, with_stall):
     endpoint = env_required("BOTRT_S3_ENDPOINT")
     bucket = new_bucket("faults")
     root = tempfile.mkdtemp(prefix="faults-", dir=work)
     for k in range(3):
-        write_random(f"{root}/src/f{k}.bin", 12 << 20)
+        write_random(f"{root}/src/f{k}.bin", mib(12, 3))
     write_random(f"{root}/src/small.txt", 1000)
     results = {}
 
@@ -396,12 +412,12 @@ def fault_suite(work, with_stall, quick=False):
         "manifest uploads always 503": dict(rules=["PUT:/snapshots/=503"]),
         "pack uploads always reset": dict(rules=["PUT:/data/=reset"]),
     }
-    if quick:
-        outages = {k: v for k, v in outages.items() if k in ("manifest uploads always 503", "index uploads always 500")}
+    if QUICK:
+        outages = {k: v for k, v in outages.items() if k == "manifest uploads always 503"}
     n = 0
     for name, kw in outages.items():
         n += 1
-        write_random(f"{root}/src/new{n}.bin", 20 << 20)
+        write_random(f"{root}/src/new{n}.bin", mib(20, 9))
         p, repo, log = through(**kw)
         t0 = time.monotonic()
         b = engine(["backup", root + "/src"] + repo.flags(), env=repo.env)
@@ -426,6 +442,7 @@ def fault_suite(work, with_stall, quick=False):
     ok(["verify", "--all", "--read-data"] + direct.flags(), env=direct.env)
     results["backup after outages"] = {"bytesStored": after.result["bytesStored"], "adopted": "adopted" in after.text}
     FIGURES["faults"] = results
+    direct.purge()
     shutil.rmtree(root)
 
 
@@ -631,12 +648,12 @@ def objectlock_suite(work):
     root = tempfile.mkdtemp(prefix="lock-", dir=work)
     repo = S3Repo(root, bucket, "repo")
     ok(["init", "--object-lock", "compliance:1"] + repo.flags(), env=repo.env)
-    write_random(root + "/src/a.bin", 20 << 20)
+    write_random(root + "/src/a.bin", mib(20, 9))
     ok(["backup", root + "/src"] + repo.flags(), env=repo.env)
     first = {k: repo.retain_until(k) for k in repo.objects("data/")}
     check(first and all(m == "COMPLIANCE" and u for u, m in first.values()), f"objectlock: packs without lock {first}")
     time.sleep(2.5)
-    write_random(root + "/src/b.bin", 20 << 20)
+    write_random(root + "/src/b.bin", mib(20, 9))
     t2 = datetime.datetime.now(datetime.timezone.utc)
     ok(["backup", root + "/src"] + repo.flags(), env=repo.env)
     sizes = repo.objects("data/")
@@ -672,7 +689,7 @@ def objectlock_suite(work):
     # A pack that no snapshot will ever reference: a backup of new data killed after its first pack upload. The
     # next backup (without that data) adopts it into the index; prune then wants it gone, but it is locked.
     packs_before_kill = set(repo.objects("data/"))
-    write_random(root + "/src/c.bin", 40 << 20)
+    write_random(root + "/src/c.bin", mib(40, 24))
     e = dict(os.environ)
     e.update(repo.env)
     proc = subprocess.Popen([ENGINE, "backup", root + "/src"] + repo.flags(), env=e, stdout=subprocess.DEVNULL,
@@ -827,12 +844,14 @@ def main():
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--mib", type=int, default=40, help="kills: MiB of new data per run")
     ap.add_argument("--stall", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="faults: fewer outages (for hack/test.sh)")
+    ap.add_argument("--quick", action="store_true", help="smaller data and fewer outages (for hack/test.sh)")
     ap.add_argument("--gib", type=int, default=10)
-    ap.add_argument("--bound-mib", type=int, default=512)
+    ap.add_argument("--bound-mib", type=int, default=256)
     ap.add_argument("--out", default="")
     ap.add_argument("--work", default="")
     a = ap.parse_args()
+    global QUICK
+    QUICK = a.quick
     ENGINE = env_required("BOTRT_ENGINE_BIN")
     work = a.work or tempfile.mkdtemp(prefix="botrt-rel-engine-")
     os.makedirs(work, exist_ok=True)
@@ -842,7 +861,7 @@ def main():
             FIGURES["seed"] = a.seed
             kill_suite(work, a.local, a.s3, a.seed, a.mib)
         elif a.part == "faults":
-            fault_suite(work, a.stall, a.quick)
+            fault_suite(work, a.stall)
         elif a.part == "kms":
             kms_suite(work)
         elif a.part == "canary":

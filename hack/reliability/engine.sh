@@ -15,10 +15,14 @@
 #   corruption  the Swift corruption table and path-traversal tests (full mode; in hack/test.sh they run
 #               with the other Swift tests)
 #
-# Environment: BOTRT_ENGINE_BIN (else built here), the services' variables (else hack/services.sh is
+# The engine: the full suite builds and uses a release botrt-engine (a debug build is about 100 times
+# slower at chunking and encrypting) unless BOTRT_REL_ENGINE_BIN names one; --fast uses BOTRT_ENGINE_BIN
+# (hack/test.sh's debug build; else a debug build here) with smaller data.
+#
+# Environment: the services' variables (else hack/services.sh is
 # started with the BOTRT_*_PORT variables and stopped on exit), BOTRT_REL_ENGINE_OUT (figures and logs,
 # default .local/reliability/engine), BOTRT_REL_KILLS_LOCAL / BOTRT_REL_KILLS_S3 (run counts),
-# BOTRT_REL_STREAM_GIB (default 10), BOTRT_REL_STREAM_BOUND_MIB (default 512), BOTRT_REL_SEED.
+# BOTRT_REL_STREAM_GIB (default 10), BOTRT_REL_STREAM_BOUND_MIB (default 256), BOTRT_REL_SEED.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,10 +39,12 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/botrt-rel-engine.XXXXXX")"
 
 if ((FAST)); then
   PARTS="${BOTRT_REL_ENGINE_PARTS:-kills faults kms canary objectlock}"
-  KILLS_LOCAL="${BOTRT_REL_KILLS_LOCAL:-3}" KILLS_S3="${BOTRT_REL_KILLS_S3:-2}"
+  KILLS_LOCAL="${BOTRT_REL_KILLS_LOCAL:-3}" KILLS_S3="${BOTRT_REL_KILLS_S3:-2}" KILL_MIB=10
+  QUICK=(--quick)
 else
   PARTS="${BOTRT_REL_ENGINE_PARTS:-corruption kills faults kms canary objectlock stream}"
-  KILLS_LOCAL="${BOTRT_REL_KILLS_LOCAL:-50}" KILLS_S3="${BOTRT_REL_KILLS_S3:-50}"
+  KILLS_LOCAL="${BOTRT_REL_KILLS_LOCAL:-50}" KILLS_S3="${BOTRT_REL_KILLS_S3:-50}" KILL_MIB=40
+  QUICK=()
 fi
 SEED="${BOTRT_REL_SEED:-$(date +%s)}"
 
@@ -64,14 +70,26 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The engine binary.
-if [[ -z "${BOTRT_ENGINE_BIN:-}" ]]; then
-  swift build --product botrt-engine >"$OUT/build.log" 2>&1 || {
-    echo "engine.sh: building botrt-engine failed, see $OUT/build.log"
+if ((FAST)); then
+  if [[ -z "${BOTRT_ENGINE_BIN:-}" ]]; then
+    swift build --product botrt-engine >"$OUT/build.log" 2>&1 || {
+      echo "engine.sh: building botrt-engine failed, see $OUT/build.log"
+      exit 1
+    }
+    BOTRT_ENGINE_BIN="$(swift build --show-bin-path)/botrt-engine"
+  fi
+elif [[ -n "${BOTRT_REL_ENGINE_BIN:-}" ]]; then
+  BOTRT_ENGINE_BIN="$BOTRT_REL_ENGINE_BIN"
+else
+  echo "engine.sh: building a release botrt-engine (log: $OUT/build-release.log)"
+  swift build -c release --product botrt-engine >"$OUT/build-release.log" 2>&1 || {
+    echo "engine.sh: building botrt-engine failed, see $OUT/build-release.log"
     exit 1
   }
-  BOTRT_ENGINE_BIN="$(swift build --show-bin-path)/botrt-engine"
+  BOTRT_ENGINE_BIN="$(swift build -c release --show-bin-path)/botrt-engine"
 fi
 export BOTRT_ENGINE_BIN
+echo "engine.sh: botrt-engine is $BOTRT_ENGINE_BIN; parts: $PARTS"
 [[ -x "$BOTRT_ENGINE_BIN" ]] || {
   echo "engine.sh: BOTRT_ENGINE_BIN=$BOTRT_ENGINE_BIN is not executable"
   exit 1
@@ -110,7 +128,7 @@ PY=(python3 hack/reliability/engine.py)
 for p in $PARTS; do
   case "$p" in
     kills)
-      part kills "${PY[@]}" kills --local "$KILLS_LOCAL" --s3 "$KILLS_S3" --seed "$SEED" \
+      part kills "${PY[@]}" kills --local "$KILLS_LOCAL" --s3 "$KILLS_S3" --seed "$SEED" --mib "$KILL_MIB" \
         --work "$WORK" --out "$OUT/kills.json"
       ;;
     faults)
@@ -121,11 +139,11 @@ for p in $PARTS; do
       fi
       ;;
     kms | canary | objectlock)
-      part "$p" "${PY[@]}" "$p" --work "$WORK" --out "$OUT/$p.json"
+      part "$p" "${PY[@]}" "$p" "${QUICK[@]}" --work "$WORK" --out "$OUT/$p.json"
       ;;
     stream)
       part stream "${PY[@]}" stream --gib "${BOTRT_REL_STREAM_GIB:-10}" \
-        --bound-mib "${BOTRT_REL_STREAM_BOUND_MIB:-512}" --work "$WORK" --out "$OUT/stream.json"
+        --bound-mib "${BOTRT_REL_STREAM_BOUND_MIB:-256}" --work "$WORK" --out "$OUT/stream.json"
       ;;
     corruption)
       # The Swift tests need the test build; an up-to-date build returns at once.
