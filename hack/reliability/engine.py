@@ -135,28 +135,62 @@ class LocalRepo:
             return f.read()
 
 
-def s3_client():
+def s3_client(endpoint=None):
     import boto3
     from botocore.config import Config
-    return boto3.client("s3", endpoint_url=env_required("BOTRT_S3_ENDPOINT"), region_name="us-east-1",
+    return boto3.client("s3", endpoint_url=endpoint or env_required("BOTRT_S3_ENDPOINT"), region_name="us-east-1",
                         aws_access_key_id=env_required("AWS_ACCESS_KEY_ID"),
                         aws_secret_access_key=env_required("AWS_SECRET_ACCESS_KEY"),
                         config=Config(retries={"max_attempts": 2}))
 
 
-def new_bucket(tag, object_lock=False):
+def new_bucket(tag, object_lock=False, endpoint=None):
     name = f"botrt-rel-{tag}-{uuid.uuid4().hex[:10]}"
     kw = {"Bucket": name}
     if object_lock:
         kw["ObjectLockEnabledForBucket"] = True
-    s3_client().create_bucket(**kw)
+    s3_client(endpoint).create_bucket(**kw)
     return name
+
+
+class PrivateMoto:
+    """A moto S3 server of the suite's own on a free loopback port. moto keeps every object it was sent in
+    temporary files until it exits (deleting the objects does not free them), so the kill runs, which upload
+    gigabytes, use their own server and restart it every few runs."""
+
+    def __init__(self, work):
+        self.work, self.proc, self.endpoint = work, None, None
+
+    def start(self):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        log = open(os.path.join(self.work, f"moto-{port}.log"), "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        self.endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=2).read()
+                return self.endpoint
+            except OSError:
+                time.sleep(0.3)
+        raise Failure(f"the private moto server did not start (log {log.name})")
+
+    def stop(self):
+        if self.proc:
+            stop(self.proc)
+            self.proc = None
 
 
 class S3Repo:
     kind = "s3"
 
-    def __init__(self, root, bucket, prefix, endpoint=None):
+    def __init__(self, root, bucket, prefix, endpoint=None, data_endpoint=None):
+        """endpoint: what the engine talks to (moto, or a proxy in front of it); data_endpoint: moto itself, for
+        listing and reading objects (default BOTRT_S3_ENDPOINT)."""
         self.root = root
         self.bucket, self.prefix = bucket, prefix
         self.key = os.path.join(root, "kek")
@@ -167,7 +201,7 @@ class S3Repo:
         self.kms = "file://" + self.key
         self.endpoint = endpoint or env_required("BOTRT_S3_ENDPOINT")
         self.env = {"BOTRT_S3_ENDPOINT": self.endpoint}
-        self.s3 = s3_client()
+        self.s3 = s3_client(data_endpoint)
 
     def flags(self):
         return ["--repo", self.url, "--kms", self.kms, "--quiet"]
@@ -251,14 +285,16 @@ def kill_suite(work, n_local, n_s3, seed, mib):
     for kind, n in (("local", n_local), ("s3", n_s3)):
         if n == 0:
             continue
-        bucket = new_bucket("kill") if kind == "s3" else None
+        moto = PrivateMoto(work) if kind == "s3" else None
+        endpoint = moto.start() if moto else None
+        bucket = new_bucket("kill", endpoint=endpoint) if moto else None
         # Fresh random data per run (40 MiB by default: five packs of 8 MiB), in files of at most 8 MiB.
         n_files = max(1, (mib + 7) // 8)
         size_per_file = (mib << 20) // n_files
 
         def make_repo(tag):
             root = tempfile.mkdtemp(prefix=f"kill-{kind}-{tag}-", dir=work)
-            return LocalRepo(root) if kind == "local" else S3Repo(root, bucket, tag)
+            return LocalRepo(root) if kind == "local" else S3Repo(root, bucket, tag, endpoint=endpoint, data_endpoint=endpoint)
 
         # Calibration: a fresh, uninterrupted backup of the same shape gives the duration and bytes stored.
         cal = make_repo("calibrate")
@@ -275,6 +311,10 @@ def kill_suite(work, n_local, n_s3, seed, mib):
               f"and stores {fresh_stored} bytes", flush=True)
         runs = []
         for i in range(n):
+            if moto and i and i % 10 == 0:
+                moto.stop()
+                endpoint = moto.start()
+                bucket = new_bucket("kill", endpoint=endpoint)
             repo = make_repo(f"run{i}")
             ok(["init"] + repo.flags(), env=repo.env)
             write_random(f"{repo.root}/src/base.bin", 1 << 20)
@@ -355,8 +395,8 @@ def kill_suite(work, n_local, n_s3, seed, mib):
             "verifyFailures": 0,
         }
         print(f"kills/{kind}: {json.dumps(summary[kind])}", flush=True)
-        if bucket:
-            FIGURES.setdefault("buckets", []).append(bucket)
+        if moto:
+            moto.stop()
     FIGURES["kills"] = summary
 
 

@@ -273,7 +273,7 @@ public final class Repository: @unchecked Sendable {
       let kms, let m)
     {
       // Name the key file: a data key wrapped for another repository or key fails here, not at open.
-      throw KMSError.unwrapFailed(kms: kms, message: "\(keyFileName) key \(n): \(m)")
+      throw KMSError.unwrapFailed(kms: kms, message: "\(keyFileName), data key \"\(n)\": \(m)")
     }
     guard k.count == 32 else {
       throw EngineError.integrity(object: keyFileName, message: "key \(n) has \(k.count) bytes")
