@@ -144,6 +144,11 @@ if [[ -n "${BOTRT_TEST_FILTER:-}" ]]; then TEST_ARGS+=(--filter "$BOTRT_TEST_FIL
 step swift-test swift-test.log timeout -k 30s "${BOTRT_TEST_TIMEOUT:-50m}" \
   swift test "${SWIFT_PATH_ARGS[@]}" "${TEST_ARGS[@]}" || true
 
+# 5b. The engine's fast reliability checks (docs/reliability-engine.md): SIGKILLed backups, storage faults,
+# KMS down, canary secrets, Object Lock; the corruption table and traversal tests ran with swift test.
+step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LOGDIR/reliability-engine" \
+  timeout -k 10s 10m bash hack/reliability/engine.sh --fast || true
+
 # 6. The local pod runner (the control plane has no kubelet) and the end-to-end flows through it:
 # RecoveryPlans, and hack/e2e.sh (issue 5's end to end: a PostgreSQL database backed up by a BackupPolicy, restored
 # by a RecoveryPlan, rehearsed by DRDrills that pass and, on a tampered pack, fail).

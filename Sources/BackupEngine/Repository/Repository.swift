@@ -208,6 +208,7 @@ public final class Repository: @unchecked Sendable {
     var unwraps = 0
     // Every unwrap attempt (key name, key version, outcome), audited once the repository is open.
     var attempts: [(name: String, version: String?, outcome: String, keyFile: String)] = []
+    var foreign: [(key: String, repo: String)] = []
     for ko in keyObjs {
       let kf: KeyFile
       do { kf = try JSONDecoder().decode(KeyFile.self, from: try await store.get(ko.key)) } catch let e as StorageError
@@ -217,7 +218,10 @@ public final class Repository: @unchecked Sendable {
         lastError = EngineError.integrity(object: ko.key, message: "key file is malformed")
         continue
       }
-      guard kf.repo == config.id else { continue }
+      guard kf.repo == config.id else {
+        foreign.append((ko.key, kf.repo))
+        continue
+      }
       var plain: [String: [UInt8]] = [:]
       do {
         for n in ["meta", "mac", "chunker", "signing"] {
@@ -236,7 +240,7 @@ public final class Repository: @unchecked Sendable {
           plain[n] = k
         }
       } catch KMSError.unwrapFailed(let kms, let m) {
-        lastError = KMSError.unwrapFailed(kms: kms, message: m)
+        lastError = KMSError.unwrapFailed(kms: kms, message: "\(ko.key): \(m)")
         continue
       }
       let pub = try Ed25519.publicKey(privateKey: plain["signing"]!)
@@ -263,6 +267,14 @@ public final class Repository: @unchecked Sendable {
       }
       return repo
     }
+    if lastError == nil, let f = foreign.first {
+      // Every key file belongs to another repository: the config or the key files were replaced.
+      throw EngineError.integrity(
+        object: f.key,
+        message:
+          "key file is for repository \(f.repo), but config names repository \(config.id) "
+          + "(config or key file copied from another repository)")
+    }
     throw lastError ?? KMSError.unwrapFailed(kms: keyService.descriptor, message: "no key file could be unwrapped")
   }
 
@@ -272,7 +284,11 @@ public final class Repository: @unchecked Sendable {
     guard let w = keyState.with({ $0.wrapped[n] }) else {
       throw EngineError.integrity(object: keyFileName, message: "key \(n) missing")
     }
-    let k = try await unwrapCounted(keyService, w, name: n)
+    let k: [UInt8]
+    do { k = try await unwrapCounted(keyService, w, name: n) } catch KMSError.unwrapFailed(let kms, let m) {
+      // Name the key file: a data key wrapped for another repository or key fails here, not at open.
+      throw KMSError.unwrapFailed(kms: kms, message: "\(keyFileName), data key \"\(n)\": \(m)")
+    }
     guard k.count == 32 else {
       throw EngineError.integrity(object: keyFileName, message: "key \(n) has \(k.count) bytes")
     }
