@@ -60,6 +60,12 @@ public struct CommandResult: Codable, Sendable {
   public var snapshots: [SnapshotSummary]?
   public var removed: [String]?
   public var packsDeleted: Int?
+  /// delete-repository: objects deleted and objects Object Lock kept.
+  public var objectsDeleted: Int?
+  public var objectsRetained: Int?
+  /// rotate-keys: the KMS URL (no secrets) and KEK version now wrapping the keys.
+  public var kms: String?
+  public var keyVersion: String?
   public init(command: String) { self.command = command }
 }
 

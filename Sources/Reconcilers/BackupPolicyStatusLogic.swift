@@ -13,11 +13,25 @@ public struct EngineResult: Codable, Sendable, Hashable {
   public var bytesStored: Int64?
   public var durationSeconds: Double?
   public var errors: [String]?
+  public var warnings: [String]?
+  /// rotate-keys: the KMS URL (no secrets) and key version now wrapping the keys.
+  public var kms: String?
+  public var keyVersion: String?
+  /// delete-repository: objects deleted and objects Object Lock kept.
+  public var objectsDeleted: Int?
+  public var objectsRetained: Int?
 
   public init(
     command: String? = nil, ok: Bool? = nil, exitCode: Int32? = nil, snapshotId: String? = nil, files: Int? = nil,
-    bytesRead: Int64? = nil, bytesStored: Int64? = nil, durationSeconds: Double? = nil, errors: [String]? = nil
+    bytesRead: Int64? = nil, bytesStored: Int64? = nil, durationSeconds: Double? = nil, errors: [String]? = nil,
+    warnings: [String]? = nil, kms: String? = nil, keyVersion: String? = nil, objectsDeleted: Int? = nil,
+    objectsRetained: Int? = nil
   ) {
+    self.warnings = warnings
+    self.kms = kms
+    self.keyVersion = keyVersion
+    self.objectsDeleted = objectsDeleted
+    self.objectsRetained = objectsRetained
     self.command = command
     self.ok = ok
     self.exitCode = exitCode
@@ -59,6 +73,8 @@ public struct BackupRun: Sendable, Hashable {
   public var exitCode: Int32?
   /// A failure text when the engine wrote no result (pod reason or the Job's failure condition).
   public var failureMessage: String?
+  /// The Job's annotations.
+  public var annotations: [String: String] = [:]
 
   public init(
     jobName: String, state: State, startTime: Date? = nil, finishTime: Date? = nil, result: EngineResult? = nil,
@@ -74,7 +90,7 @@ public struct BackupRun: Sendable, Hashable {
   }
 
   /// Observes a run from a Job and its Pods (unstructured, as read from the API).
-  public static func observe(job: JSONValue, pods: [JSONValue]) -> BackupRun {
+  public static func observe(job: JSONValue, pods: [JSONValue], container: String = "backup") -> BackupRun {
     let name = job[path: "metadata", "name"]?.stringValue ?? ""
     let status = job["status"]
     let conditions = status?["conditions"]?.arrayValue ?? []
@@ -83,6 +99,9 @@ public struct BackupRun: Sendable, Hashable {
     }
     let start = status?["startTime"]?.stringValue.flatMap(KubeJSON.parseDate)
     var run = BackupRun(jobName: name, state: .running, startTime: start)
+    for (k, v) in job[path: "metadata", "annotations"]?.objectValue ?? [:] {
+      if let v = v.stringValue { run.annotations[k] = v }
+    }
     let complete = cond("Complete")
     if complete != nil || (status?["succeeded"]?.intValue ?? 0) > 0 {
       run.state = .succeeded
@@ -98,7 +117,7 @@ public struct BackupRun: Sendable, Hashable {
     // The newest terminated container named "backup" among the Job's pods.
     var best: (Date, JSONValue)? = nil
     for pod in pods {
-      for cs in pod[path: "status", "containerStatuses"]?.arrayValue ?? [] where cs["name"]?.stringValue == "backup" {
+      for cs in pod[path: "status", "containerStatuses"]?.arrayValue ?? [] where cs["name"]?.stringValue == container {
         guard let t = cs[path: "state", "terminated"] else { continue }
         let at = t["finishedAt"]?.stringValue.flatMap(KubeJSON.parseDate) ?? .distantPast
         if best == nil || at > best!.0 { best = (at, t) }

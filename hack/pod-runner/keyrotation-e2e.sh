@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# End to end: key rotation and deleteBackupsOnDelete, through botrt-controller and the pod runner.
+# A BackupPolicy (dump command -> moto S3, a local master key from a Secret) backs up; a rotation (asked for with the
+# dr.botrt.io/rotate-keys-now annotation, as the schedule would after keyRotationDays) runs `botrt-engine rotate-keys`
+# as a Job, moving the repository to the next entry of the rotation keys Secret; the data then restores with the new
+# key alone, the old key no longer opens it, and the next backup uses the new key. Deleting the policy
+# (deleteBackupsOnDelete: true) runs `botrt-engine delete-repository --confirm` as a Job: the bucket prefix is empty
+# afterwards and a BackupsDeleted Event says so.
+#
+#   KUBECONFIG=... BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... BOTRT_S3_ENDPOINT=... AWS_ACCESS_KEY_ID=...
+#   AWS_SECRET_ACCESS_KEY=... hack/pod-runner/keyrotation-e2e.sh
+#
+# (hack/cluster.sh env and hack/services.sh env print all of these but the two binaries.) Needs root for the runner.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+fail() { echo "keyrotation-e2e: FAIL: $*" >&2; exit 1; }
+log() { echo "keyrotation-e2e: $*" >&2; }
+for v in KUBECONFIG BOTRT_CONTROLLER_BIN BOTRT_ENGINE_BIN BOTRT_S3_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+  [[ -n "${!v:-}" ]] || fail "$v is not set (see the header of $0)"
+done
+[[ "$(id -u)" == 0 ]] || fail "the pod runner's mount isolation needs root"
+
+NS="keyrot-$$"
+BACKUP_NS="botrt-backup-kr-$$"
+BUCKET="keyrot-e2e-$$-$RANDOM"
+WORK="$(mktemp -d /tmp/botrt-keyrot-e2e.XXXXXX)"
+PIDS=()
+cleanup() {
+  local rc=$?
+  kubectl -n "$NS" delete backuppolicies --all --timeout=90s >/dev/null 2>&1 || true
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  kubectl delete namespace "$NS" "$BACKUP_NS" --wait=false >/dev/null 2>&1 || true
+  if [[ $rc -ne 0 ]]; then
+    echo "--- controller log"; tail -n 30 "$WORK/controller.log" || true
+    echo "--- runner log"; tail -n 20 "$WORK/runner.log" || true
+  fi >&2
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+k() { kubectl -n "$NS" "$@"; }
+s3count() { python3 - "$BUCKET" <<'EOF'
+import os, sys, boto3
+s = boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1")
+n = 0
+for page in s.get_paginator("list_object_versions").paginate(Bucket=sys.argv[1], Prefix="db/"):
+    n += len(page.get("Versions", [])) + len(page.get("DeleteMarkers", []))
+print(n)
+EOF
+}
+engine() { "$BOTRT_ENGINE_BIN" "$@" --repo "s3://$BUCKET/db" --s3-endpoint "$BOTRT_S3_ENDPOINT" --s3-path-style --quiet; }
+
+kubectl apply -f "$REPO/crds/" >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io >/dev/null
+python3 -c 'import os, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket="'"$BUCKET"'")'
+python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/key-1"
+python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/key-2"
+
+kubectl create namespace "$NS" >/dev/null
+for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
+k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+  --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" >/dev/null
+k create secret generic master-key --from-file=key="$WORK/key-1" >/dev/null
+k create secret generic rotation-keys --from-file=key-2="$WORK/key-2" >/dev/null
+"$BOTRT_CONTROLLER_BIN" run --metrics-address off --namespace "$NS" --backup-namespace "$BACKUP_NS" \
+  >"$WORK/controller.log" 2>&1 &
+PIDS+=($!)
+python3 "$REPO/hack/pod-runner.py" -l "dr.botrt.io/policy-namespace=$NS" --restart-backoff 1 \
+  --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
+PIDS+=($!)
+
+log "1. a backup under the local master key"
+k apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: BackupPolicy
+metadata: {name: db}
+spec:
+  tier: critical
+  trigger: b1
+  deleteBackupsOnDelete: true
+  source:
+    command: {image: busybox:1.36, command: ["sh", "-c", "echo row-1; echo row-2"], fileName: db.dump}
+  repository:
+    s3: {bucket: "$BUCKET", prefix: db, endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
+         credentialsSecretRef: {name: s3-creds}}
+  encryption:
+    kms: {localKeySecretRef: {name: master-key}}
+    keyRotationDays: 30
+    rotationKeysSecretRef: {name: rotation-keys}
+EOF
+st() { k get backuppolicy db -o jsonpath="{.status.$1}"; }
+cond() { k get backuppolicy db -o jsonpath="{.status.conditions[?(@.type==\"$1\")].$2}"; }
+for _ in $(seq 1 90); do [[ -n "$(st lastSnapshot)" ]] && break; sleep 1; done
+first="$(st lastSnapshot)"
+[[ -n "$first" ]] || fail "no backup: $(k get backuppolicy db -o jsonpath='{.status.conditions[*].message}')"
+[[ "$(cond KeyRotationDue status)" == False && "$(cond KeyRotationDue reason)" == NotDue ]] ||
+  fail "KeyRotationDue: $(cond KeyRotationDue reason): $(cond KeyRotationDue message)"
+[[ -n "$(st nextKeyRotation)" ]] || fail "no status.nextKeyRotation"
+
+log "2. a rotation Job moves the repository to the next key"
+k annotate backuppolicy db dr.botrt.io/rotate-keys-now=r1 >/dev/null
+for _ in $(seq 1 90); do [[ "$(st currentKey)" == key-2 ]] && break; sleep 1; done
+[[ "$(st currentKey)" == key-2 ]] ||
+  fail "no rotation: $(cond KeyRotationDue reason): $(cond KeyRotationDue message)"
+[[ -n "$(st lastKeyRotation)" && "$(cond KeyRotationDue status)" == False ]] ||
+  fail "after the rotation: lastKeyRotation '$(st lastKeyRotation)', due $(cond KeyRotationDue status)"
+[[ "$(st lastHandledKeyRotationRequest)" == request:r1 ]] || fail "request not recorded"
+k get events --field-selector involvedObject.name=db,reason=KeyRotated -o jsonpath='{.items[*].message}' |
+  grep -q "rewrapped" || fail "no KeyRotated Event"
+
+log "3. the data restores with the new key alone; the old key no longer opens the repository"
+engine restore latest --stdout --kms "file://$WORK/key-2" 2>/dev/null | grep -q row-2 ||
+  fail "restore with the new key failed"
+if engine snapshots --kms "file://$WORK/key-1" >/dev/null 2>&1; then fail "the old key still opens the repository"; fi
+
+log "4. the next backup uses the new key"
+k patch backuppolicy db --type merge -p '{"spec":{"trigger":"b2"}}' >/dev/null
+for _ in $(seq 1 90); do [[ -n "$(st lastSnapshot)" && "$(st lastSnapshot)" != "$first" ]] && break; sleep 1; done
+[[ "$(st lastSnapshot)" != "$first" ]] ||
+  fail "no backup after the rotation: $(cond LastBackupSucceeded message)"
+[[ "$(engine snapshots --kms "file://$WORK/key-2" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')" == 2 ]] ||
+  fail "the repository does not hold both snapshots"
+
+log "5. deleting the policy deletes the stored backups (deleteBackupsOnDelete)"
+(( $(s3count) > 0 )) || fail "nothing stored before the deletion"
+k delete backuppolicy db --wait=false >/dev/null
+for _ in $(seq 1 120); do k get backuppolicy db >/dev/null 2>&1 || break; sleep 1; done
+! k get backuppolicy db >/dev/null 2>&1 || fail "the policy is still there: $(cond BackupsDeleted message)"
+[[ "$(s3count)" == 0 ]] || fail "$(s3count) objects are left under db/"
+k get events --field-selector involvedObject.name=db,reason=BackupsDeleted -o jsonpath='{.items[*].message}' |
+  grep -q "deleted the repository" || fail "no BackupsDeleted Event"
+log PASS
