@@ -205,8 +205,15 @@ extension BackupPolicyControllerTests {
           try await events(ns, "orders-db").contains { $0.reason == "KeyRotationStarted" }
         }
 
-        // Back to the real time; the Job succeeds: the rotation is recorded and the next one is a day away.
+        // Back to the real time (a reconcile says so: not due a day after creation); the Job succeeds: the
+        // rotation is recorded and the next one is a day away.
         offset.withLock { $0 = 0 }
+        var poke2 = try await getPolicy(ns, "orders-db")
+        poke2.metadata.annotations = ["test/poke": "2"]
+        _ = try await client.update(poke2)
+        try await eventually("a reconcile at the real time") {
+          try await condition(ns, "orders-db", "KeyRotationDue")?.reason == "NotDue"
+        }
         try await eventually("a Pod of the rotation Job") {
           try await !client.list(
             ChildResources.pods, namespace: backupNS, options: ListOptions(labelSelector: "job-name=\(jobName)"),
@@ -237,6 +244,35 @@ extension BackupPolicyControllerTests {
         throw error
       }
       await controller.stop()
+    }
+  }
+}
+
+extension BackupPolicyControllerTests {
+  /// The Secret watch asks for metadata only: the controller never holds Secret data it does not copy.
+  @Test func secretsAreListedAndWatchedAsMetadataOnly() async throws {
+    try await withNamespace("bp-meta") { ns in
+      try await createSecrets(ns)
+      let source = KubeWatchSource<Unstructured>(
+        client: client, resource: ChildResources.secrets, namespace: ns, metadataOnly: true)
+      let list = try await source.list(ListOptions())
+      let s3 = try #require(list.items.first { $0.metadata.name == "s3-creds" })
+      #expect(s3.kind == "PartialObjectMetadata")
+      #expect(s3.body["data"] == nil)
+      let stream = try await source.watch(
+        ListOptions(resourceVersion: list.metadata.resourceVersion, timeoutSeconds: 10))
+      _ = try await client.create(
+        Secret(metadata: ObjectMeta(name: "late", namespace: ns), data: ["k": Data("secret-value".utf8)]))
+      let event = try #require(try await stream.next())
+      guard case .added(let got) = event else {
+        Issue.record("expected an ADDED event, got \(event)")
+        stream.cancel()
+        return
+      }
+      #expect(got.metadata.name == "late")
+      #expect(got.kind == "PartialObjectMetadata")
+      #expect(got.body["data"] == nil)
+      stream.cancel()
     }
   }
 }
