@@ -371,6 +371,14 @@ struct DeleteRepositoryCommand: EngineCommand {
   }
 
   func execute(_ result: inout CommandResult) async throws {
+    let store = try repoOptions.makeStore()
+    if try await store.head("config") == nil, try await store.list(prefix: "").isEmpty {
+      // Nothing was ever stored (a policy deleted before its first backup): nothing to delete.
+      result.objectsDeleted = 0
+      result.objectsRetained = 0
+      result.warnings.append("there is no repository at \(store.location): nothing to delete")
+      return
+    }
     let repo = try await repoOptions.open()
     let lock = try await repo.lock(exclusive: true)
     let r: RepositoryDeletion

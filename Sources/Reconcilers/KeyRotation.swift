@@ -130,6 +130,13 @@ public enum KeyRotationLogic {
     let dueText =
       request.map { _ in "\(sinceText); a rotation was requested with the \(requestAnnotation) annotation" }
       ?? "\(sinceText); a rotation was due at \(KubeJSON.formatDate(next)) (every \(days) days)"
+    // No backup has created the repository yet: there is no key to rotate (a request waits as well).
+    if previous.lastSuccessfulBackup == nil, last == nil, !runs.contains(where: { $0.state == .running }) {
+      out.reason = "AwaitingFirstBackup"
+      out.message = "\(dueText), but no backup has created the repository yet; the rotation runs after the first one."
+      out.requeueAt = nil
+      return out
+    }
     // Failed attempts of earlier tokens have been reported.
     out.obsoleteJobs += runs.filter { $0.state == .failed && $0.annotations[tokenAnnotation] != token }.map(\.jobName)
     if let r = runs.first(where: { $0.state == .running }) {

@@ -174,9 +174,24 @@ extension BackupPolicyControllerTests {
       do {
         var p = policy(ns)
         p.spec.encryption.keyRotationDays = 1
+        p.spec.trigger = "first"
         _ = try await client.create(p)
         try await eventually("KeyRotationDue=False/NotDue") {
           try await condition(ns, "orders-db", "KeyRotationDue")?.reason == "NotDue"
+        }
+        // The first backup creates the repository (there is no key to rotate before).
+        let firstJob = ChildNames(namespace: ns, name: "orders-db").runJob(token: "trigger:first")
+        try await eventually("a Pod of the first backup") {
+          try await !client.list(
+            ChildResources.pods, namespace: backupNS, options: ListOptions(labelSelector: "job-name=\(firstJob)"),
+            as: JSONValue.self
+          ).items.isEmpty
+        }
+        try await finishPods(
+          ns: backupNS, job: firstJob, phase: "Succeeded", exitCode: 0,
+          message: #"{"command":"backup","ok":true,"exitCode":0,"snapshotId":"s1","errors":[]}"#)
+        try await eventually("the first backup in status", timeout: .seconds(60)) {
+          try await getPolicy(ns, "orders-db").status?.lastSuccessfulBackup != nil
         }
         let created = try #require(try await getPolicy(ns, "orders-db").metadata.creationTimestamp)
         let next = try #require(try await getPolicy(ns, "orders-db").status?.nextKeyRotation)

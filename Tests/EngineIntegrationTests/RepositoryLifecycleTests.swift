@@ -56,6 +56,10 @@ import Testing
     #expect(r.stdout.contains("\"objectsRetained\":0"), "\(r.stdout)")
     #expect(try LocalFiles.regularFiles(under: sh.dir + "/repo").isEmpty)
     #expect(try sh.run("\"$ENGINE\" snapshots --quiet", env: env).code != 0)
+    // Again, or where nothing was ever stored: nothing to delete, and that is no error.
+    let again = try sh.ok("\"$ENGINE\" delete-repository --quiet --confirm", env: env)
+    #expect(again.stdout.contains("\"objectsDeleted\":0"), "\(again.stdout)")
+    #expect(again.stdout.contains("nothing to delete"))
   }
 
   @Test func deleteRepositoryKeepsWhatObjectLockRetainsAndSaysSo() async throws {

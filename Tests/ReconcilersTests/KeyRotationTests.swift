@@ -9,9 +9,11 @@ import Testing
 @Suite struct KeyRotationTests {
   let day: TimeInterval = 86_400
 
+  /// A policy whose first backup created its repository.
   func vaultPolicy(days: Int = 30) -> BackupPolicy {
     var p = dumpPolicy()
     p.spec.encryption.keyRotationDays = days
+    p.status = BackupPolicyStatus(lastSuccessfulBackup: p.metadata.creationTimestamp)
     return p
   }
 
@@ -20,7 +22,7 @@ import Testing
     p.spec.encryption = EncryptionSpec(
       kms: KMSSpec(localKeySecretRef: SecretReference(name: "master-key")), keyRotationDays: 30,
       rotationKeysSecretRef: rotation ? SecretNameReference(name: "rotation-keys") : nil)
-    if let current { p.status = BackupPolicyStatus(currentKey: current) }
+    p.status = BackupPolicyStatus(lastSuccessfulBackup: p.metadata.creationTimestamp, currentKey: current)
     return p
   }
 
@@ -47,6 +49,16 @@ import Testing
     #expect(o.keyAgeSeconds == 30)
     #expect(o.limitSeconds == 30 * day)
     #expect(o.message.contains("every 30 days"))
+  }
+
+  @Test func noRotationBeforeTheFirstBackupCreatedTheRepository() {
+    var p = vaultPolicy()
+    p.status = nil
+    let o = KeyRotationLogic.plan(policy: p, runs: [], rotationKeys: nil, now: testNow.addingTimeInterval(31 * day))
+    #expect(o.due == .true)
+    #expect(o.reason == "AwaitingFirstBackup")
+    #expect(o.start == nil)
+    #expect(o.events.isEmpty)
   }
 
   @Test func dueStartsOneJobPerDueMomentAndHour() {
@@ -103,7 +115,7 @@ import Testing
     #expect(o.events.first?.message.contains("key version 2") == true)
     #expect(o.keyAgeSeconds == 5)
     // Once recorded, the same run is neither reported again nor kept.
-    p.status = BackupPolicyStatus(lastKeyRotation: done)
+    p.status?.lastKeyRotation = done
     let again = KeyRotationLogic.plan(policy: p, runs: [ok], rotationKeys: nil, now: done.addingTimeInterval(60))
     #expect(again.events.isEmpty)
     #expect(again.obsoleteJobs == ["j1"])
@@ -120,7 +132,7 @@ import Testing
     #expect(
       KeyRotationLogic.awsKeyId(fromKMS: "awskms:///arn:aws:kms:us-east-1:1:key/k") == "arn:aws:kms:us-east-1:1:key/k")
     // Backups then name the new key.
-    p.status = BackupPolicyStatus(currentKey: o.currentKey)
+    p.status?.currentKey = o.currentKey
     let inv = try! EngineInvocation(spec: p.spec, currentKey: p.status?.currentKey) { $0 }
     #expect(inv.kmsURL == "awskms://1234abcd-0000-4000-8000-1234567890ab?region=eu-west-1")
   }
@@ -159,7 +171,8 @@ import Testing
     let ok = run("j", .succeeded, finished: testNow, token: "request:compromise-1")
     let done = KeyRotationLogic.plan(policy: p, runs: [ok], rotationKeys: nil, now: testNow.addingTimeInterval(1))
     #expect(done.lastHandledRequest == "request:compromise-1")
-    p.status = BackupPolicyStatus(lastKeyRotation: testNow, lastHandledKeyRotationRequest: done.lastHandledRequest)
+    p.status?.lastKeyRotation = testNow
+    p.status?.lastHandledKeyRotationRequest = done.lastHandledRequest
     let after = KeyRotationLogic.plan(policy: p, runs: [], rotationKeys: nil, now: testNow.addingTimeInterval(2))
     #expect(after.due == .false)
     #expect(after.start == nil)
