@@ -291,3 +291,72 @@ extension BackupPolicyControllerTests {
     }
   }
 }
+
+/// The EncryptionKeyTooOld alert of manifests/monitoring/prometheusrule.yaml, evaluated by `promtool test rules`
+/// (Debian's `prometheus` package, installed by hack/install-deps.sh; a missing promtool fails the test).
+@Suite struct KeyRotationAlertTests {
+  @Test func encryptionKeyTooOldFiresOnlyAfterTheLimitHasPassedForAnHour() throws {
+    let path = TestCluster.repoRoot + "/manifests/monitoring/prometheusrule.yaml"
+    let doc = try YAML.parse(try String(contentsOfFile: path, encoding: .utf8), file: path)
+    // The rule groups as a promtool rule file; annotations (templates that query) are not under test.
+    let groups: [JSONValue] = (doc[path: "spec", "groups"]?.arrayValue ?? []).map { g in
+      var group = g
+      group["rules"] = .array(
+        (g["rules"]?.arrayValue ?? []).map { r in
+          var rule = r
+          rule["annotations"] = nil
+          return rule
+        })
+      return group
+    }
+    let labels: JSONValue = [
+      "namespace": "shop", "policy": "db", "tier": "standard", "severity": "high", "compliance": "sox,gdpr,pci,hipaa",
+    ]
+    // The key ages one minute per minute against a one-hour limit: over the limit from minute 61, firing after an
+    // hour more; a second policy rotated in time never fires.
+    let test: JSONValue = [
+      "rule_files": ["rules.json"], "evaluation_interval": "1m",
+      "tests": [
+        [
+          "interval": "1m",
+          "input_series": [
+            ["series": #"botrt_key_age_seconds{namespace="shop",policy="db",tier="standard"}"#, "values": "0+60x200"],
+            [
+              "series": #"botrt_key_rotation_limit_seconds{namespace="shop",policy="db",tier="standard"}"#,
+              "values": "3600x200",
+            ],
+            [
+              "series": #"botrt_key_age_seconds{namespace="shop",policy="ok",tier="standard"}"#,
+              "values": "0+60x50 0+60x150",
+            ],
+            [
+              "series": #"botrt_key_rotation_limit_seconds{namespace="shop",policy="ok",tier="standard"}"#,
+              "values": "3600x200",
+            ],
+          ],
+          "alert_rule_test": [
+            ["eval_time": "100m", "alertname": "EncryptionKeyTooOld", "exp_alerts": []],
+            ["eval_time": "125m", "alertname": "EncryptionKeyTooOld", "exp_alerts": [["exp_labels": labels]]],
+          ],
+        ]
+      ],
+    ]
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("botrt-keyalert-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let enc = KubeJSON.encoder()
+    try enc.encode(JSONValue.object(["groups": .array(groups)])).write(to: dir.appendingPathComponent("rules.json"))
+    try enc.encode(test).write(to: dir.appendingPathComponent("test.json"))
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["promtool", "test", "rules", "test.json"]
+    p.currentDirectoryURL = dir
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 0, "promtool test rules (Debian package prometheus): \(out)")
+  }
+}
