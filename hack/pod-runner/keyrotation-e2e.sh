@@ -2,7 +2,8 @@
 # End to end: key rotation and deleteBackupsOnDelete, through botrt-controller and the pod runner.
 # The same rotation is then run for Vault Transit (a new Transit key version; version 1 is retired with
 # min_decryption_version afterwards) and AWS KMS on moto (a new key; the old one is disabled afterwards): each time
-# the data restores without the old key.
+# the data restores without the old key. Deleting the Vault policy (no deleteBackupsOnDelete) leaves its objects as
+# they were and restorable.
 # A BackupPolicy (dump command -> moto S3, a local master key from a Secret) backs up; a rotation (asked for with the
 # dr.botrt.io/rotate-keys-now annotation, as the schedule would after keyRotationDays) runs `botrt-engine rotate-keys`
 # as a Job, moving the repository to the next entry of the rotation keys Secret; the data then restores with the new
@@ -44,11 +45,11 @@ cleanup() {
 }
 trap cleanup EXIT
 k() { kubectl -n "$NS" "$@"; }
-s3count() { python3 - "$BUCKET" <<'EOF'
+s3count() { python3 - "$BUCKET" "${1:-db}/" <<'EOF'
 import os, sys, boto3
 s = boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1")
 n = 0
-for page in s.get_paginator("list_object_versions").paginate(Bucket=sys.argv[1], Prefix="db/"):
+for page in s.get_paginator("list_object_versions").paginate(Bucket=sys.argv[1], Prefix=sys.argv[2]):
     n += len(page.get("Versions", [])) + len(page.get("DeleteMarkers", []))
 print(n)
 EOF
@@ -192,7 +193,17 @@ for _ in $(seq 1 90); do [[ "$(jp awsdb .status.lastSnapshot)" != "$before" ]] &
 [[ "$(jp awsdb .status.lastSnapshot)" != "$before" ]] ||
   fail "no backup after the AWS rotation: $(jp awsdb '.status.conditions[?(@.type=="LastBackupSucceeded")].message')"
 
-log "7. deleting the policy deletes the stored backups (deleteBackupsOnDelete)"
+log "7. deleting a policy without deleteBackupsOnDelete leaves its backups alone"
+kept="$(s3count vaultdb)"
+(( kept > 0 )) || fail "nothing stored under vaultdb/"
+k delete backuppolicy vaultdb --timeout=60s >/dev/null || fail "the policy vaultdb was not deleted"
+[[ "$(s3count vaultdb)" == "$kept" ]] || fail "deleting vaultdb changed its stored backups: $kept -> $(s3count vaultdb)"
+PREFIX=vaultdb engine restore latest --stdout --kms "vault-transit://${VAULT_ADDR#http://}/transit/$VKEY" 2>/dev/null |
+  grep -q vaultdb-row || fail "the backups of the deleted policy vaultdb no longer restore"
+k get events --field-selector involvedObject.name=vaultdb,reason=BackupsKept -o jsonpath='{.items[*].message}' |
+  grep -q "were kept" || fail "no BackupsKept Event"
+
+log "8. deleting the policy deletes the stored backups (deleteBackupsOnDelete)"
 (( $(s3count) > 0 )) || fail "nothing stored before the deletion"
 k delete backuppolicy db --wait=false >/dev/null
 for _ in $(seq 1 120); do k get backuppolicy db >/dev/null 2>&1 || break; sleep 1; done
