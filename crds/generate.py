@@ -344,6 +344,13 @@ def encryption_schema(desc="Client-side encryption: AES-256-GCM data keys per da
                                               "most 90). The controller runs a rotation when this many days have "
                                               "passed since status.lastKeyRotation. Default: 90.", fmt="int32",
                                               minimum=1, maximum=90, default=90),
+                   "rotationKeysSecretRef": local_ref("Only with kms.localKeySecretRef: the Secret new master keys "
+                                                      "are taken from when a rotation is due. Each rotation uses "
+                                                      "the first entry, by key name, after the one in use "
+                                                      "(status.currentKey), e.g. key-2027-02 after key-2026-11; add "
+                                                      "the next entry before the rotation is due and keep the "
+                                                      "entry in use. Without it, a due rotation of a local key "
+                                                      "reports KeyRotationDue=True/NoNewKey."),
                }, required=["kms"])
 
 
@@ -467,6 +474,12 @@ def backup_policy_status():
         "nextScheduledRun": date_time("When the next scheduled backup starts."),
         "lastKeyRotation": date_time("When the data keys were last rotated."),
         "nextKeyRotation": date_time("When the next key rotation is due."),
+        "currentKey": string("The key wrapping the repository since the last rotation, when it is not the one "
+                             "spec names: the AWS KMS key id the rotation created, or the entry of "
+                             "spec.encryption.rotationKeysSecretRef in use.", maxLength=2048),
+        "lastHandledKeyRotationRequest": string("The dr.botrt.io/rotate-keys-now annotation value last acted on "
+                                                "(request:VALUE); a new value rotates the keys once.",
+                                                maxLength=320),
         "lastHandledTrigger": string("The spec.trigger or dr.botrt.io/run-now value last acted on.",
                                      maxLength=63),
         "backupNamespace": string("Namespace holding this policy's Jobs and CronJobs.", maxLength=63),

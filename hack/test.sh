@@ -150,11 +150,13 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
   timeout -k 10s 10m bash hack/reliability/engine.sh --fast || true
 
 # 6. The local pod runner (the control plane has no kubelet) and the end-to-end flows through it:
-# RecoveryPlans, and hack/e2e.sh (issue 5's end to end: a PostgreSQL database backed up by a BackupPolicy, restored
-# by a RecoveryPlan, rehearsed by DRDrills that pass and, on a tampered pack, fail).
+# RecoveryPlans, hack/e2e.sh (issue 5's end to end: a PostgreSQL database backed up by a BackupPolicy, restored
+# by a RecoveryPlan, rehearsed by DRDrills that pass and, on a tampered pack, fail), and a BackupPolicy's key
+# rotation and deletion of its stored backups.
 export BOTRT_CONTROLLER_BIN="$BIN_PATH/botrt-controller"
 step pod-runner-unit pod-runner-unit.log python3 -m unittest discover -s Tests/PodRunner -v || true
 step pod-runner pod-runner.log timeout -k 10s 10m bash hack/pod-runner-test.sh || true
 step recoveryplan-e2e recoveryplan-e2e.log timeout -k 10s 10m bash hack/pod-runner/recoveryplan-e2e.sh || true
 step replication-e2e replication-e2e.log timeout -k 10s 5m bash hack/pod-runner/replication-e2e.sh || true
 step e2e e2e.log timeout -k 10s 15m bash hack/e2e.sh || true
+step keyrotation-e2e keyrotation-e2e.log timeout -k 10s 10m bash hack/pod-runner/keyrotation-e2e.sh || true

@@ -59,7 +59,10 @@ public final class BotRTController: Sendable {
   public static let version = "0.1.0"
 
   public let client: KubeClient
-  public let settings: ControllerSettings
+  /// The BackupPolicy reconciler.
+  public let reconciler: BackupPolicyReconciler
+  /// The settings in use (Calico is discovered again when its CRD comes or goes).
+  public var settings: ControllerSettings { reconciler.settings }
   public let registry: MetricsRegistry
   public let controller: Controller<BackupPolicy>
   public let manager: ControllerManager
@@ -100,7 +103,6 @@ public final class BotRTController: Sendable {
     handleSignals: Bool
   ) throws {
     self.client = client
-    self.settings = settings
     self.logger = logger
     self.watchNamespace = options.watchNamespace
     let registry = MetricsRegistry()
@@ -110,9 +112,13 @@ public final class BotRTController: Sendable {
       logger: logger, metrics: registry)
     let reconciler = BackupPolicyReconciler(
       client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger)
+    self.reconciler = reconciler
+    // The echo of the controller's own status write (and any other status-only change) does not reconcile: every
+    // reconcile reads the policy from the apiserver, and time-driven work is requeued by the reconcile itself.
     let controller = Controller<BackupPolicy>(
       name: "backuppolicy", source: KubeWatchSource<BackupPolicy>(client: client, namespace: options.watchNamespace),
       options: ControllerOptions(workers: options.workers), logger: logger, metrics: registry,
+      relevant: { cached, new in Self.isRelevantUpdate(cached, new) },
       reconcile: { key, store in try await reconciler.reconcile(key, store) })
     // Children changes (runs finishing, drift of CronJobs and NetworkPolicies) reconcile the owner, found by labels.
     // Pods are not watched: the job controller updates the Job when its Pod ends, and the reconcile then lists
@@ -128,6 +134,31 @@ public final class BotRTController: Sendable {
       controller.watches(
         KubeWatchSource<Unstructured>(client: client, resource: resource, namespace: nil), config: managed,
         mapper: mapper)
+    }
+    // Referenced Secrets: a metadata-only watch (names, labels and resourceVersions, never the data), mapped to the
+    // policies of the Secret's namespace that reference it, so a Secret that appears or changes is acted on at
+    // once. The ClusterRole already has list and watch on Secrets for the copies it manages.
+    let store = controller.store
+    controller.watches(
+      KubeWatchSource<Unstructured>(
+        client: client, resource: ChildResources.secrets, namespace: options.watchNamespace, metadataOnly: true),
+      mapper: { secret in
+        guard let ns = secret.metadata.namespace, let name = secret.metadata.name else { return [] }
+        return store.list(namespace: ns).filter { Self.references($0, secret: name) }.map(ObjectKey.init)
+      })
+    // Calico: its GlobalNetworkPolicy CRD is watched (by name), so installing Calico later creates the policy, and
+    // removing it stops the controller from applying one.
+    if options.calicoOverride == nil {
+      let logger = logger
+      controller.watches(
+        KubeWatchSource<Unstructured>(client: client, resource: .customResourceDefinitions, namespace: nil),
+        config: WatcherConfig(fieldSelector: "metadata.name=\(Self.calicoCRD)"),
+        mapper: { crd in
+          let served = Self.servesCalicoV1(crd)
+          guard reconciler.setCalicoServed(served) else { return [] }
+          logger.info("calico discovered again", metadata: ["calico": "\(served)"])
+          return store.list().map(ObjectKey.init)
+        })
     }
     self.controller = controller
     var server: HealthServer? = nil
@@ -159,6 +190,49 @@ public final class BotRTController: Sendable {
     manager = ControllerManager(
       controllers: [controller, plans, drills], leaderElector: elector, healthServer: server, eventRecorder: recorder,
       handleSignals: handleSignals, logger: logger)
+  }
+
+  /// The CRD of Calico's GlobalNetworkPolicies.
+  static let calicoCRD = "globalnetworkpolicies.crd.projectcalico.org"
+
+  /// Whether a GlobalNetworkPolicy CRD (as watched) is established and serves v1; false once it is being deleted.
+  static func servesCalicoV1(_ crd: Unstructured) -> Bool {
+    let o = crd.body
+    guard crd.metadata.deletionTimestamp == nil else { return false }
+    let established = (o[path: "status", "conditions"]?.arrayValue ?? []).contains {
+      $0["type"]?.stringValue == "Established" && $0["status"]?.stringValue == "True"
+    }
+    let v1 = (o[path: "spec", "versions"]?.arrayValue ?? []).contains {
+      $0["name"]?.stringValue == "v1" && $0["served"]?.boolValue == true
+    }
+    return established && v1
+  }
+
+  /// Whether a change of a policy needs a reconcile: spec (generation), metadata the controller acts on, deletion.
+  /// A status-only change (the echo of the controller's own status write) does not.
+  public static func isRelevantUpdate(_ old: BackupPolicy, _ new: BackupPolicy) -> Bool {
+    let a = old.metadata
+    let b = new.metadata
+    return a.generation != b.generation || a.annotations != b.annotations || a.labels != b.labels
+      || a.finalizers != b.finalizers || a.deletionTimestamp != b.deletionTimestamp || a.uid != b.uid
+  }
+
+  /// Whether `policy` references the Secret `name` of its namespace.
+  static func references(_ policy: BackupPolicy, secret name: String) -> Bool {
+    do {
+      let inv = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) { $0 }
+      return inv.secrets.contains { $0.sourceName == name }
+    } catch {
+      // A spec the invocation refuses still names its Secrets in the usual places.
+      let e = policy.spec.encryption
+      let refs = [
+        policy.spec.repository.s3?.credentialsSecretRef.name, policy.spec.repository.gcs?.credentialsSecretRef?.name,
+        policy.spec.repository.azure?.credentialsSecretRef.name, e.kms.vaultTransit?.authSecretRef.name,
+        e.kms.vaultTransit?.caSecretRef?.name, e.kms.awsKms?.credentialsSecretRef?.name,
+        e.kms.localKeySecretRef?.name, e.rotationKeysSecretRef?.name,
+      ]
+      return refs.contains(name)
+    }
   }
 
   /// Runs until stopped (a signal or `stop()`).

@@ -317,10 +317,14 @@ public struct EncryptionSpec: Codable, Sendable, Hashable {
   public var kms: KMSSpec
   /// Days between key rotations (1-90, default 90).
   public var keyRotationDays: Int?
+  /// With localKeySecretRef: the Secret new master keys are taken from at each rotation (the first entry, by
+  /// name, after the one in use).
+  public var rotationKeysSecretRef: SecretNameReference?
 
-  public init(kms: KMSSpec, keyRotationDays: Int? = nil) {
+  public init(kms: KMSSpec, keyRotationDays: Int? = nil, rotationKeysSecretRef: SecretNameReference? = nil) {
     self.kms = kms
     self.keyRotationDays = keyRotationDays
+    self.rotationKeysSecretRef = rotationKeysSecretRef
   }
 }
 
@@ -486,6 +490,11 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   public var nextScheduledRun: Date?
   public var lastKeyRotation: Date?
   public var nextKeyRotation: Date?
+  /// The key that wraps the repository since the last rotation, when it is not the one spec names: the AWS KMS
+  /// key id a rotation created, or the entry of encryption.rotationKeysSecretRef in use.
+  public var currentKey: String?
+  /// The dr.botrt.io/rotate-keys-now value last acted on ("request:VALUE").
+  public var lastHandledKeyRotationRequest: String?
   public var lastHandledTrigger: String?
   public var backupNamespace: String?
   public var lastFailure: String?
@@ -497,7 +506,8 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
     lastBackupStoredBytes: Int64? = nil, lastBackupDurationSeconds: Double? = nil, rpoAgeSeconds: Int64? = nil,
     rpoTargetSeconds: Int64? = nil, rpoSource: String? = nil, effectiveSchedule: String? = nil,
     scheduleSource: String? = nil, nextScheduledRun: Date? = nil, lastKeyRotation: Date? = nil,
-    nextKeyRotation: Date? = nil, lastHandledTrigger: String? = nil, backupNamespace: String? = nil,
+    nextKeyRotation: Date? = nil, currentKey: String? = nil, lastHandledKeyRotationRequest: String? = nil,
+    lastHandledTrigger: String? = nil, backupNamespace: String? = nil,
     lastFailure: String? = nil, replicas: [ReplicaStatus]? = nil
   ) {
     self.observedGeneration = observedGeneration
@@ -516,6 +526,8 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
     self.nextScheduledRun = nextScheduledRun
     self.lastKeyRotation = lastKeyRotation
     self.nextKeyRotation = nextKeyRotation
+    self.currentKey = currentKey
+    self.lastHandledKeyRotationRequest = lastHandledKeyRotationRequest
     self.lastHandledTrigger = lastHandledTrigger
     self.backupNamespace = backupNamespace
     self.lastFailure = lastFailure

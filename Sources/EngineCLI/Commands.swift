@@ -320,18 +320,112 @@ struct ForgetCommand: EngineCommand {
 /// `botrt-engine rotate-keys`.
 struct RotateKeysCommand: EngineCommand {
   static let configuration = CommandConfiguration(
-    commandName: "rotate-keys", abstract: "Rewrap the data keys under a new KEK (data untouched).")
+    commandName: "rotate-keys", abstract: "Rewrap the data keys under a new KEK (data untouched).",
+    discussion: """
+      Either give the new KEK with --new-kms, or let the key service make one with --new-kek: Vault Transit rotates \
+      the Transit key to a new version and rewraps under it; AWS KMS creates a new key and rewraps under its id \
+      (reported in the result's kms field). A local key needs --new-kms file:///path/of/the/new/key.
+      """)
   @OptionGroup var repoOptions: RepoOptions
   @Option(name: .customLong("new-kms"), help: "The new KMS URL.")
-  var newKms: String
+  var newKms: String?
+  @Flag(name: .customLong("new-kek"), help: "Have the key service create the new KEK (Vault Transit, AWS KMS).")
+  var newKek = false
   var commandName: String { "rotate-keys" }
+
+  func validate() throws {
+    if (newKms == nil) == !newKek { throw ValidationError("give exactly one of --new-kms URL or --new-kek") }
+  }
+
+  /// The key service to rotate to.
+  func newService() async throws -> any KeyService {
+    if let newKms { return try repoOptions.makeKMS(newKms) }
+    let current = try repoOptions.makeKMS()
+    if let vault = current as? VaultTransitKeyService {
+      try await vault.rotateKEK()
+      return vault
+    }
+    if let aws = current as? AWSKMSKeyService {
+      let id = try await aws.createKey(description: "botrt repository key (rotated from \(aws.descriptor))")
+      guard var c = URLComponents(string: try repoOptions.kmsURL()) else {
+        throw EngineError.usage("--kms is not a URL")
+      }
+      c.host = id
+      c.path = ""
+      guard let url = c.string else { throw EngineError.usage("cannot build the KMS URL of the new key \(id)") }
+      return try repoOptions.makeKMS(url)
+    }
+    throw EngineError.usage(
+      "--new-kek works with Vault Transit and AWS KMS; for \(current.descriptor) give the new key with --new-kms")
+  }
 
   func execute(_ result: inout CommandResult) async throws {
     let repo = try await repoOptions.open()
-    let newService = try repoOptions.makeKMS(newKms)
-    let w = try await withLockedRepo(repo, exclusive: true) { try await repo.rotateKeys(to: newService) }
+    let w = try await withLockedRepo(repo, exclusive: true) { () -> [String] in
+      let service = try await newService()
+      let w = try await repo.rotateKeys(to: service)
+      result.kms = service.descriptor
+      result.keyVersion = repo.keyVersion
+      return w
+    }
     fill(&result, repo)
     result.warnings = w
+  }
+}
+
+/// `botrt-engine delete-repository`.
+struct DeleteRepositoryCommand: EngineCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "delete-repository",
+    abstract: "Delete every object of the repository (what Object Lock still protects is kept and reported).",
+    discussion: """
+      The repository is opened first (so the key service must accept the caller) and locked exclusively. When \
+      Object Lock retains any object, the config and key files are kept too, so that the retained data stays \
+      readable until its retention ends; run the command again then.
+      """)
+  @OptionGroup var repoOptions: RepoOptions
+  @Flag(help: "Required: confirms that every backup in the repository is to be deleted.")
+  var confirm = false
+  var commandName: String { "delete-repository" }
+
+  func validate() throws {
+    if !confirm { throw ValidationError("delete-repository deletes every backup; add --confirm to do it") }
+  }
+
+  func execute(_ result: inout CommandResult) async throws {
+    let store = try repoOptions.makeStore()
+    if try await store.head("config") == nil, try await store.list(prefix: "").isEmpty {
+      // Nothing was ever stored (a policy deleted before its first backup): nothing to delete.
+      result.objectsDeleted = 0
+      result.objectsRetained = 0
+      result.warnings.append("there is no repository at \(store.location): nothing to delete")
+      return
+    }
+    let repo = try await repoOptions.open()
+    let lock = try await repo.lock(exclusive: true)
+    let r: RepositoryDeletion
+    do {
+      r = try await repo.deleteEverything(keeping: lock.key)
+    } catch {
+      await lock.release()
+      throw error
+    }
+    await lock.release()
+    if !r.retained.isEmpty {
+      // The repository stays (retained data, config, keys): keep a record of what was deleted.
+      repo.audit.record(
+        "deleted", details: ["objectsDeleted": "\(r.deleted)", "objectsRetained": "\(r.retained.count)"])
+      do { try await repo.audit.flush() } catch {
+        result.warnings.append("could not store the audit trail: \(error)")
+      }
+    }
+    fill(&result, repo)
+    result.objectsDeleted = r.deleted
+    result.objectsRetained = r.retained.count
+    result.bytesStored = -r.bytesFreed
+    // The result goes to a termination message (at most 4 KiB): name a few retained objects only.
+    result.warnings += r.retained.prefix(5).map { "retained by Object Lock, not deleted: \($0)" }
+    if r.retained.count > 5 { result.warnings.append("and \(r.retained.count - 5) more retained objects") }
   }
 }
 

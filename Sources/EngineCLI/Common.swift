@@ -67,6 +67,12 @@ public struct CommandResult: Codable, Sendable {
   public var skipped: [String]?
   /// Partly used packs that prune rewrote.
   public var packsRepacked: Int?
+  /// delete-repository: objects deleted and objects Object Lock kept.
+  public var objectsDeleted: Int?
+  public var objectsRetained: Int?
+  /// rotate-keys: the KMS URL (no secrets) and KEK version now wrapping the keys.
+  public var kms: String?
+  public var keyVersion: String?
   public init(command: String) { self.command = command }
 
   /// Adds the unwrap counts of one repository (or KMS) to `keyUnwraps`, merged by key and sorted.

@@ -14,7 +14,7 @@ public struct BotrtEngine: AsyncParsableCommand {
     discussion: "Exit codes: 0 ok, 1 other, 2 usage, 3 KMS/key, 4 storage, 5 integrity, 6 partial backup.",
     subcommands: [
       InitCommand.self, BackupCommand.self, RestoreCommand.self, VerifyCommand.self, SnapshotsCommand.self,
-      ForgetCommand.self, RotateKeysCommand.self, CopyCommand.self, BenchCommand.self,
+      ForgetCommand.self, RotateKeysCommand.self, CopyCommand.self, DeleteRepositoryCommand.self, BenchCommand.self,
     ])
   public init() {}
 }

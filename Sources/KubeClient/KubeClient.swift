@@ -110,7 +110,7 @@ public final class KubeClient: Sendable {
 
   func httpRequest(_ request: KubeRequest) throws -> HTTPRequest {
     var headers: [(name: String, value: String)] = [
-      ("Accept", "application/json"), ("User-Agent", "botrt/0.1"),
+      ("Accept", request.accept ?? "application/json"), ("User-Agent", "botrt/0.1"),
     ]
     if let ct = request.contentType { headers.append(("Content-Type", ct)) }
     if let t = try tokens.token() { headers.append(("Authorization", "Bearer \(t)")) }
@@ -238,9 +238,11 @@ public final class KubeClient: Sendable {
 
   /// One page of a list.
   public func list<T: Decodable & Sendable>(
-    _ resource: ResourceDescriptor, namespace: String?, options: ListOptions = ListOptions(), as type: T.Type
+    _ resource: ResourceDescriptor, namespace: String?, options: ListOptions = ListOptions(), as type: T.Type,
+    metadataOnly: Bool = false
   ) async throws -> KubeList<T> {
-    let req = try build { try builder(resource).list(namespace: namespace, options: options) }
+    var req = try build { try builder(resource).list(namespace: namespace, options: options) }
+    if metadataOnly { req.accept = KubeRequest.acceptMetadataList }
     return try await send(req, decoding: KubeList<T>.self)
   }
 
@@ -346,12 +348,13 @@ public final class KubeClient: Sendable {
   /// the resourceVersion is too old) or a transport failure; a non-2xx answer throws before it returns.
   public func watch<T: Decodable & Sendable>(
     _ resource: ResourceDescriptor, namespace: String?, options: ListOptions = ListOptions(), as type: T.Type,
-    maxLineBytes: Int = 16 << 20
+    maxLineBytes: Int = 16 << 20, metadataOnly: Bool = false
   ) async throws -> AsyncThrowingStream<WatchEvent<T>, Error> {
     var opts = options
     if opts.timeoutSeconds == nil { opts.timeoutSeconds = retry.defaultWatchTimeoutSeconds }
     let timeout = Duration.seconds(opts.timeoutSeconds ?? 0) + retry.watchTimeoutMargin
-    let req = try build { try builder(resource).watch(namespace: namespace, options: opts) }
+    var req = try build { try builder(resource).watch(namespace: namespace, options: opts) }
+    if metadataOnly { req.accept = KubeRequest.acceptMetadata }
     let response: StreamingResponse = try await withRetries(req) { http in
       var h = http
       h.timeout = timeout

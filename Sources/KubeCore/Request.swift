@@ -204,6 +204,8 @@ public struct KubeRequest: Sendable, Hashable {
   public var body: Data?
   /// A watch: the response is a stream of events.
   public var isWatch: Bool
+  /// The Accept header; nil = application/json. A metadata-only list or watch asks for PartialObjectMetadata.
+  public var accept: String? = nil
 
   public init(
     method: String, path: String, query: [QueryItem] = [], contentType: String? = nil, body: Data? = nil,
@@ -216,6 +218,12 @@ public struct KubeRequest: Sendable, Hashable {
     self.body = body
     self.isWatch = isWatch
   }
+
+  /// The Accept header of a metadata-only list (`PartialObjectMetadataList`, JSON).
+  public static let acceptMetadataList =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+  /// The Accept header of a metadata-only watch (events carry `PartialObjectMetadata`, JSON).
+  public static let acceptMetadata = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
   /// The path with its percent-encoded query string.
   public var pathAndQuery: String {

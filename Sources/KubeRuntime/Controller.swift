@@ -110,9 +110,13 @@ public final class Controller<Object: KubeObject>: Runnable {
   /// - Parameters:
   ///   - source: the list/watch calls of the primary kind.
   ///   - store: the cache to fill (pass one with indexers if reconcilers query by index).
+  ///   - relevant: called with the cached and the new object on each update of the primary kind; an update it
+  ///     calls irrelevant (e.g. only status changed, the echo of the controller's own status write) updates the
+  ///     cache without a reconcile. nil: every update reconciles.
   public init<Source: WatchSource>(
     name: String, source: Source, store: Store<Object> = Store(), options: ControllerOptions = ControllerOptions(),
-    clock: RuntimeClock = .continuous, logger: Logger, metrics: MetricsRegistry? = nil, reconcile: @escaping Reconcile
+    clock: RuntimeClock = .continuous, logger: Logger, metrics: MetricsRegistry? = nil,
+    relevant: (@Sendable (_ cached: Object, _ new: Object) -> Bool)? = nil, reconcile: @escaping Reconcile
   ) where Source.Object == Object {
     self.name = name
     self.store = store
@@ -132,12 +136,16 @@ public final class Controller<Object: KubeObject>: Runnable {
         source: source, config: watcherConfig, clock: clock, backoff: backoff, logger: controller.logger,
         metrics: metrics)
       await watcher.run { event in
+        var skip = false
+        if case .applied(let o) = event, let relevant, let cached = controller.store.get(ObjectKey(o)) {
+          skip = !relevant(cached, o)
+        }
         controller.store.apply(event)
         switch event {
         case .restarted(let all):
           for o in all { await controller.queue.add(ObjectKey(o)) }
         case .applied(let o), .deleted(let o):
-          await controller.queue.add(ObjectKey(o))
+          if !skip { await controller.queue.add(ObjectKey(o)) }
         }
       }
     }

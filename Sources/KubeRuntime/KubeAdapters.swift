@@ -13,22 +13,28 @@ public struct KubeWatchSource<Object: KubeObject>: WatchSource {
   public let resource: ResourceDescriptor
   /// nil: all namespaces (or a cluster-scoped resource).
   public let namespace: String?
+  /// List and watch PartialObjectMetadata only (no spec, data or status): e.g. Secrets without their data.
+  public let metadataOnly: Bool
 
-  public init(client: KubeClient, resource: ResourceDescriptor, namespace: String?, as type: Object.Type = Object.self)
-  {
+  public init(
+    client: KubeClient, resource: ResourceDescriptor, namespace: String?, as type: Object.Type = Object.self,
+    metadataOnly: Bool = false
+  ) {
     self.client = client
     self.resource = resource
     self.namespace = namespace
+    self.metadataOnly = metadataOnly
   }
 
   public var resourceName: String { resource.description }
 
   public func list(_ options: ListOptions) async throws -> KubeList<Object> {
-    try await client.list(resource, namespace: namespace, options: options, as: Object.self)
+    try await client.list(resource, namespace: namespace, options: options, as: Object.self, metadataOnly: metadataOnly)
   }
 
   public func watch(_ options: ListOptions) async throws -> WatchEventStream<Object> {
-    let stream = try await client.watch(resource, namespace: namespace, options: options, as: Object.self)
+    let stream = try await client.watch(
+      resource, namespace: namespace, options: options, as: Object.self, metadataOnly: metadataOnly)
     let box = IteratorBox(stream.makeAsyncIterator())
     return WatchEventStream(next: { try await box.next() }, cancel: { box.drop() })
   }

@@ -4,6 +4,7 @@ import KubeClient
 import KubeCore
 import KubeRuntime
 import Logging
+import Synchronization
 
 /// The metrics of BackupPolicies, each labelled namespace, policy and tier.
 public struct BackupPolicyMetrics: Sendable {
@@ -15,6 +16,8 @@ public struct BackupPolicyMetrics: Sendable {
   public let failures: Counter
   public let reconciles: Counter
   public let reconcileErrors: Counter
+  public let keyAge: Gauge
+  public let keyRotationLimit: Gauge
 
   public init(_ r: MetricsRegistry) {
     let l = ["namespace", "policy", "tier"]
@@ -29,6 +32,12 @@ public struct BackupPolicyMetrics: Sendable {
     reconciles = r.counter("botrt_backup_policy_reconciles_total", help: "Reconciles of a BackupPolicy.", labels: l)
     reconcileErrors = r.counter(
       "botrt_backup_policy_reconcile_errors_total", help: "Reconciles of a BackupPolicy that failed.", labels: l)
+    keyAge = r.gauge(
+      "botrt_key_age_seconds",
+      help: "Age of the key-encryption key at the last reconcile: since the last rotation, or since the policy was "
+        + "created.", labels: l)
+    keyRotationLimit = r.gauge(
+      "botrt_key_rotation_limit_seconds", help: "The policy's key rotation period (keyRotationDays).", labels: l)
   }
 }
 
@@ -49,11 +58,16 @@ public final class BackupPolicyReconciler: Sendable {
   public static let finalizer = "dr.botrt.io/cleanup"
   /// The one field manager of every write.
   public static let fieldManager = ChildLabels.controllerName
-  /// How soon a policy that is not Ready (e.g. a missing Secret) is looked at again.
-  public static let problemRetrySeconds: TimeInterval = 15
+  /// How soon a policy that is not Ready is looked at again without a change. Referenced Secrets are watched
+  /// (metadata only), so a Secret that appears or changes brings a reconcile at once; this is a safety net.
+  public static let problemRetrySeconds: TimeInterval = 300
+  /// How often a deleted policy looks at its running deletion Job (its Job's changes also bring a reconcile).
+  public static let deletionPollSeconds: TimeInterval = 10
 
   let client: KubeClient
-  let settings: ControllerSettings
+  let settingsBox: Mutex<ControllerSettings>
+  /// The settings, with the current Calico discovery.
+  public var settings: ControllerSettings { settingsBox.withLock { $0 } }
   let now: @Sendable () -> Date
   let recorder: EventRecorder?
   let metrics: BackupPolicyMetrics?
@@ -65,12 +79,23 @@ public final class BackupPolicyReconciler: Sendable {
     recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger
   ) {
     self.client = client
-    self.settings = settings
+    self.settingsBox = Mutex(settings)
     self.now = now
     self.recorder = recorder
     self.metrics = metrics.map(BackupPolicyMetrics.init)
     self.replicaMetrics = metrics.map(ReplicaMetrics.init)
     self.logger = logger
+  }
+
+  /// Records whether Calico's GlobalNetworkPolicy kind is served (discovered again when its CRD changes); returns
+  /// whether that changed.
+  @discardableResult
+  public func setCalicoServed(_ served: Bool) -> Bool {
+    settingsBox.withLock {
+      let changed = $0.calicoServed != served
+      $0.calicoServed = served
+      return changed
+    }
   }
 
   /// The kinds pruned and cleaned up per policy (namespaced, found by the owner labels).
@@ -83,14 +108,28 @@ public final class BackupPolicyReconciler: Sendable {
 
   /// The Controller's reconcile function.
   public func reconcile(_ key: ObjectKey, _ store: Store<BackupPolicy>) async throws -> ReconcileResult {
-    guard let policy = store.get(key) else {
+    guard let cached = store.get(key) else {
       logger.info("reconciled", metadata: ["object": "\(key)", "outcome": "gone"])
       return .awaitChange
     }
-    let tier = policy.spec.tier.rawValue
+    let tier = cached.spec.tier.rawValue
     let labels = [key.namespace ?? "", key.name, tier]
     metrics?.reconciles.inc(labels)
     do {
+      // On-demand runs, rotations and deletions start from this object's status: decide on the object as the
+      // apiserver has it, not on a cache that may not hold the last status write yet.
+      let policy: BackupPolicy
+      do {
+        policy = try await client.get(BackupPolicy.self, namespace: key.namespace, name: key.name)
+      } catch let e as KubeError where e.isNotFound {
+        logger.info("reconciled", metadata: ["object": "\(key)", "outcome": "gone"])
+        return .awaitChange
+      }
+      if policy.metadata.isDeleting, policy.metadata.hasFinalizer(Self.finalizer),
+        let wait = try await deleteBackupsIfAsked(policy)
+      {
+        return wait
+      }
       let patcher = KubeJSONPatcher(client: client, resource: BackupPolicy.resource)
       let result = try await Finalizer.reconcile(policy, finalizer: Self.finalizer, patcher: patcher) { event in
         switch event {
@@ -119,7 +158,7 @@ public final class BackupPolicyReconciler: Sendable {
     var handled: String? = nil
     var applyError: Error? = nil
     var summary = ""
-    var secretsRead: [String: Secret] = [:]
+    var secrets: [String: Secret] = [:]
 
     if let e = SpecValidation.validate(policy.spec).first {
       problem = PolicyProblem.from(e)
@@ -133,9 +172,8 @@ public final class BackupPolicyReconciler: Sendable {
 
     if let eff = effective, problem == nil {
       do {
-        let secrets = try await readSecrets(policy)
+        secrets = try await readSecrets(policy)
         let token = BackupPolicyChildren.pendingRunToken(policy)
-        secretsRead = secrets
         let inputs = ChildInputs(policy: policy, effective: eff, settings: settings, secrets: secrets, runToken: token)
         var children = try BackupPolicyChildren.build(inputs)
         children += try ReplicationChildren.build(inputs, existing: children)
@@ -168,8 +206,29 @@ public final class BackupPolicyReconciler: Sendable {
     var outcome = BackupPolicyStatusLogic.compute(
       policy: policy, effective: effective, problem: problem, runs: runs, backupNamespace: backupNS,
       handledTrigger: handled, childSummary: summary, now: now)
+    var keyChanged = false
+    if let eff = effective, problem == nil {
+      let r = try await rotateKeysIfDue(policy, effective: eff, secrets: secrets, namespace: workNS, now: now)
+      keyChanged = r.currentKey != policy.status?.currentKey
+      outcome.status.lastKeyRotation = r.lastKeyRotation
+      outcome.status.nextKeyRotation = r.nextKeyRotation
+      outcome.status.currentKey = r.currentKey
+      outcome.status.lastHandledKeyRotationRequest = r.lastHandledRequest
+      var conditions = outcome.status.conditions ?? []
+      conditions.setCondition(
+        type: BackupPolicyCondition.keyRotationDue, status: r.due, reason: r.reason, message: r.message,
+        observedGeneration: policy.metadata.generation, now: now)
+      outcome.status.conditions = conditions
+      outcome.events += r.events
+      if let at = r.requeueAt { outcome.requeueAt = min(outcome.requeueAt ?? at, at) }
+      if let m = metrics {
+        let l = [ns, policy.name, policy.spec.tier.rawValue]
+        m.keyAge.set(r.keyAgeSeconds, l)
+        m.keyRotationLimit.set(r.limitSeconds, l)
+      }
+    }
     try await reconcileReplicas(
-      policy, effective: effective, ready: problem == nil, secrets: secretsRead, now: now, outcome: &outcome)
+      policy, effective: effective, ready: problem == nil, secrets: secrets, now: now, outcome: &outcome)
     try await writeStatus(policy, outcome.status)
     for e in outcome.events {
       recorder?.record(policy, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
@@ -187,8 +246,12 @@ public final class BackupPolicyReconciler: Sendable {
       ])
     if let applyError { throw applyError }
     var next = outcome.requeueAt
+    if keyChanged {
+      // The children still name the key the rotation replaced: apply them again with the new one.
+      next = now.addingTimeInterval(1)
+    }
     if problem != nil {
-      // Secrets of the policy's namespace are not watched: look again soon for a Secret that was missing.
+      // Referenced Secrets are watched; this is only a safety net.
       let retry = now.addingTimeInterval(Self.problemRetrySeconds)
       next = min(next ?? retry, retry)
     }
@@ -202,7 +265,7 @@ public final class BackupPolicyReconciler: Sendable {
   /// Reads the Secrets the policy references in its namespace; absent ones are left out (the builder names them).
   func readSecrets(_ policy: BackupPolicy) async throws -> [String: Secret] {
     let ns = policy.metadata.namespace ?? "default"
-    let invocation = try EngineInvocation(spec: policy.spec) { $0 }
+    let invocation = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) { $0 }
     var out: [String: Secret] = [:]
     for use in invocation.secrets + (try ReplicationChildren.secretUses(policy.spec)) {
       do {
@@ -265,11 +328,14 @@ public final class BackupPolicyReconciler: Sendable {
     }
   }
 
-  /// The backup runs of the policy: its Jobs (scheduled and on-demand) and their Pods.
-  func observeRuns(_ policy: BackupPolicy, namespace: String) async throws -> [BackupRun] {
+  /// The backup runs of the policy: its Jobs (scheduled and on-demand, or of other `components` with their
+  /// engine in `container`) and their Pods.
+  func observeRuns(
+    _ policy: BackupPolicy, namespace: String, components: String = "backup,on-demand", container: String = "backup"
+  ) async throws -> [BackupRun] {
     let selector =
       ChildLabels.selector(namespace: policy.metadata.namespace ?? "default", name: policy.name) + ","
-      + "\(ChildLabels.component) in (backup,on-demand)"
+      + "\(ChildLabels.component) in (\(components))"
     let jobs = try await client.listAll(
       ChildResources.jobs, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self)
     if jobs.items.isEmpty { return [] }
@@ -278,7 +344,7 @@ public final class BackupPolicyReconciler: Sendable {
     return jobs.items.map { job in
       let name = job[path: "metadata", "name"]?.stringValue ?? ""
       let mine = pods.items.filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name }
-      return BackupRun.observe(job: job, pods: mine)
+      return BackupRun.observe(job: job, pods: mine, container: container)
     }
   }
 
@@ -337,17 +403,128 @@ public final class BackupPolicyReconciler: Sendable {
     if settings.calicoServed, others.isEmpty {
       try await deleteChild(ChildResources.globalNetworkPolicies, namespace: nil, name: SharedChildNames.calicoPolicy)
     }
-    if policy.spec.deleteBackupsOnDelete == true {
+    if policy.spec.deleteBackupsOnDelete != true {
       recorder?.record(
-        policy, type: .warning, reason: "BackupsKept",
-        message: "spec.deleteBackupsOnDelete is set, but this controller does not delete repositories yet; the "
-          + "stored backups were kept.")
+        policy, type: .normal, reason: "BackupsKept",
+        message: "The stored backups in \(repositoryText(policy)) were kept (spec.deleteBackupsOnDelete is not set).")
     }
     logger.info("reconciled", metadata: ["object": "BackupPolicy \(ns)/\(policy.name)", "outcome": "cleaned-up"])
     if let m = metrics {
       let l = [ns, policy.name, policy.spec.tier.rawValue]
-      for g in [m.rpoTarget, m.rpoAge, m.lastSuccess, m.duration, m.bytes] { g.set(0, l) }
+      for g in [m.rpoTarget, m.rpoAge, m.lastSuccess, m.duration, m.bytes, m.keyAge, m.keyRotationLimit] {
+        g.set(0, l)
+      }
     }
     return .awaitChange
+  }
+
+  // MARK: - Key rotation
+
+  /// Observes the policy's rotation Jobs, starts one when a rotation is due, removes recorded ones.
+  func rotateKeysIfDue(
+    _ policy: BackupPolicy, effective: EffectivePolicy, secrets: [String: Secret], namespace: String, now: Date
+  ) async throws -> KeyRotationOutcome {
+    let runs = try await observeRuns(
+      policy, namespace: namespace, components: KeyRotationLogic.component, container: "engine")
+    var entries: [String]? = nil
+    if let ref = policy.spec.encryption.rotationKeysSecretRef, let secret = secrets[ref.name] {
+      entries = Array(Set((secret.data ?? [:]).keys).union((secret.stringData ?? [:]).keys))
+    }
+    let plan = KeyRotationLogic.plan(policy: policy, runs: runs, rotationKeys: entries, now: now)
+    if let start = plan.start {
+      let job: DesiredChild
+      do {
+        job = try BackupPolicyChildren.keyRotationJob(
+          ChildInputs(policy: policy, effective: effective, settings: settings, secrets: secrets), start)
+      } catch {
+        throw ChildError(child: "the key rotation Job", operation: "build", cause: "\(error)")
+      }
+      try await applyChild(job)
+    }
+    for name in plan.obsoleteJobs { try await deleteChild(ChildResources.jobs, namespace: namespace, name: name) }
+    return plan
+  }
+
+  // MARK: - Deleting stored backups
+
+  /// The condition recording the outcome of the deletion Job while the policy is being deleted.
+  static let backupsDeletedCondition = "BackupsDeleted"
+
+  func repositoryText(_ policy: BackupPolicy) -> String {
+    do {
+      return try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) { $0 }.repoURL
+    } catch {
+      return "the policy's repository"
+    }
+  }
+
+  /// With spec.deleteBackupsOnDelete: stops the CronJobs, runs the deletion Job and waits for it (returns when to
+  /// look again), then reports its outcome as an Event and in status; nil once the cleanup can go on.
+  func deleteBackupsIfAsked(_ policy: BackupPolicy) async throws -> ReconcileResult? {
+    guard policy.spec.deleteBackupsOnDelete == true else { return nil }
+    if policy.status?.conditions?.condition(Self.backupsDeletedCondition) != nil { return nil }
+    let ns = policy.metadata.namespace ?? "default"
+    let names = ChildNames(namespace: ns, name: policy.name)
+    let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
+    let repo = repositoryText(policy)
+    let runs = try await observeRuns(
+      policy, namespace: workNS, components: BackupDeletion.component, container: "engine")
+    if let run = runs.first(where: { $0.jobName == names.deleteRepositoryJob }) {
+      if run.state == .running { return .requeueAfter(.seconds(Int64(Self.deletionPollSeconds))) }
+      try await recordDeletion(policy, BackupDeletion.event(run: run, repository: repo))
+      return nil
+    }
+    // No backup may start from now on (a new run would create the repository again).
+    let selector = ChildLabels.selector(namespace: ns, name: policy.name)
+    let cronJobs = ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion)
+    for namespace in Set([ns, workNS]) {
+      for resource in [cronJobs, ChildResources.jobs] {
+        let list = try await client.listAll(
+          resource, namespace: namespace, options: ListOptions(labelSelector: selector), as: Unstructured.self)
+        for item in list.items {
+          let component = item.metadata.labels?[ChildLabels.component]
+          if resource == ChildResources.jobs, component == BackupDeletion.component { continue }
+          try await deleteChild(resource, namespace: namespace, name: item.metadata.name ?? "")
+        }
+      }
+    }
+    // The Job's identity, Secrets and isolation, then the Job.
+    let job: DesiredChild
+    var children: [DesiredChild] = []
+    do {
+      let eff = try EffectivePolicy(spec: policy.spec, now: now())
+      let secrets = try await readSecrets(policy)
+      let inputs = ChildInputs(policy: policy, effective: eff, settings: settings, secrets: secrets)
+      children = try BackupPolicyChildren.build(inputs).filter {
+        ![cronJobs, ChildResources.jobs, ChildResources.globalNetworkPolicies].contains($0.resource)
+      }
+      job = try BackupPolicyChildren.deleteRepositoryJob(inputs)
+    } catch {
+      try await recordDeletion(
+        policy,
+        PlannedEvent(
+          warning: true, reason: "BackupsNotDeleted",
+          message: "spec.deleteBackupsOnDelete is set, but the deletion Job cannot run: \(error). The stored "
+            + "backups in \(repo) were kept."))
+      return nil
+    }
+    for c in children { try await applyChild(c) }
+    try await applyChild(job)
+    recorder?.record(
+      policy, type: .normal, reason: "DeletingBackups",
+      message: "spec.deleteBackupsOnDelete is set: Job \(names.deleteRepositoryJob) deletes the repository \(repo).")
+    return .requeueAfter(.seconds(Int64(Self.deletionPollSeconds)))
+  }
+
+  /// Emits the deletion's Event and records it in status, so that a repeated cleanup does not run it again.
+  func recordDeletion(_ policy: BackupPolicy, _ e: PlannedEvent) async throws {
+    var status = policy.status ?? BackupPolicyStatus()
+    var conditions = status.conditions ?? []
+    conditions.setCondition(
+      type: Self.backupsDeletedCondition, status: e.reason == "BackupsDeleted" ? .true : .false, reason: e.reason,
+      message: e.message, observedGeneration: policy.metadata.generation, now: now())
+    status.conditions = conditions
+    try await writeStatus(policy, status)
+    recorder?.record(policy, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
   }
 }

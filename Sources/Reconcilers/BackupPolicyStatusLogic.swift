@@ -13,11 +13,25 @@ public struct EngineResult: Codable, Sendable, Hashable {
   public var bytesStored: Int64?
   public var durationSeconds: Double?
   public var errors: [String]?
+  public var warnings: [String]?
+  /// rotate-keys: the KMS URL (no secrets) and key version now wrapping the keys.
+  public var kms: String?
+  public var keyVersion: String?
+  /// delete-repository: objects deleted and objects Object Lock kept.
+  public var objectsDeleted: Int?
+  public var objectsRetained: Int?
 
   public init(
     command: String? = nil, ok: Bool? = nil, exitCode: Int32? = nil, snapshotId: String? = nil, files: Int? = nil,
-    bytesRead: Int64? = nil, bytesStored: Int64? = nil, durationSeconds: Double? = nil, errors: [String]? = nil
+    bytesRead: Int64? = nil, bytesStored: Int64? = nil, durationSeconds: Double? = nil, errors: [String]? = nil,
+    warnings: [String]? = nil, kms: String? = nil, keyVersion: String? = nil, objectsDeleted: Int? = nil,
+    objectsRetained: Int? = nil
   ) {
+    self.warnings = warnings
+    self.kms = kms
+    self.keyVersion = keyVersion
+    self.objectsDeleted = objectsDeleted
+    self.objectsRetained = objectsRetained
     self.command = command
     self.ok = ok
     self.exitCode = exitCode
@@ -59,6 +73,8 @@ public struct BackupRun: Sendable, Hashable {
   public var exitCode: Int32?
   /// A failure text when the engine wrote no result (pod reason or the Job's failure condition).
   public var failureMessage: String?
+  /// The Job's annotations.
+  public var annotations: [String: String] = [:]
 
   public init(
     jobName: String, state: State, startTime: Date? = nil, finishTime: Date? = nil, result: EngineResult? = nil,
@@ -74,11 +90,14 @@ public struct BackupRun: Sendable, Hashable {
   }
 
   /// Observes a run from a Job and its Pods (unstructured, as read from the API).
-  public static func observe(job: JSONValue, pods: [JSONValue]) -> BackupRun {
-    let seen = RunObservation(job: job, pods: pods, container: "backup")
+  public static func observe(job: JSONValue, pods: [JSONValue], container: String = "backup") -> BackupRun {
+    let seen = RunObservation(job: job, pods: pods, container: container)
     var run = BackupRun(
       jobName: job[path: "metadata", "name"]?.stringValue ?? "", state: seen.state, startTime: seen.startTime,
       finishTime: seen.finishTime, failureMessage: seen.failureMessage)
+    for (k, v) in job[path: "metadata", "annotations"]?.objectValue ?? [:] {
+      if let v = v.stringValue { run.annotations[k] = v }
+    }
     if let t = seen.terminated {
       run.result = EngineResult.parse(t["message"]?.stringValue)
       run.exitCode = seen.exitCode

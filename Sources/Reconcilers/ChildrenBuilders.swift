@@ -132,6 +132,10 @@ public struct ChildNames: Sendable, Hashable {
   public var isolation: String { "\(base)-isolation" }
   /// The on-demand Job for a run token.
   public func runJob(token: String) -> String { "\(base)-run-\(shortHash(token))" }
+  /// The key rotation Job for a rotation token.
+  public func rotateJob(token: String) -> String { "\(base)-rotate-\(shortHash(token))" }
+  /// The Job deleting the stored backups when the policy is deleted with spec.deleteBackupsOnDelete.
+  public var deleteRepositoryJob: String { "\(base)-delete-repo" }
   /// The copy of a Secret of the policy's namespace.
   public func secretCopy(_ source: String) -> String {
     let n = "\(base)-\(source)"
@@ -244,7 +248,9 @@ public enum BackupPolicyChildren {
     let owned = ownerLabels(policy)
     func with(_ component: String) -> [String: String] { owned.merging([ChildLabels.component: component]) { $1 } }
 
-    let invocation = try EngineInvocation(spec: policy.spec) { copies ? names.secretCopy($0) : $0 }
+    let invocation = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) {
+      copies ? names.secretCopy($0) : $0
+    }
     var out: [DesiredChild] = []
 
     // The backup namespace and its common isolation.
@@ -657,6 +663,70 @@ public enum BackupPolicyChildren {
     if let r = resources(spec.resources) { c["resources"] = r }
     return podShell(
       input, names: names, labels: podLabels, volumes: volumes, initContainers: [initC], containers: [.object(c)])
+  }
+
+  /// A one-off engine Job of the policy (`rotate-keys`, `delete-repository`) with the backup pod's identity,
+  /// Secrets and isolation: `botrt-engine COMMAND --repo … --kms … FLAGS --quiet`, container `engine`. Its Secrets
+  /// and ServiceAccount are the ones `build` returns, so those must be applied first.
+  public static func engineJob(
+    _ input: ChildInputs, component: String, name: String, command: String, flags: [String],
+    annotations: [String: String], backoffLimit: Int64 = 1
+  ) throws(SpecError) -> DesiredChild {
+    let policy = input.policy
+    let s = input.settings
+    let policyNS = policy.metadata.namespace ?? "default"
+    let names = ChildNames(namespace: policyNS, name: policy.name)
+    let workNS = workloadNamespace(policy, settings: s)
+    let copies = workNS != policyNS
+    let invocation = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) {
+      copies ? names.secretCopy($0) : $0
+    }
+    let labels = ownerLabels(policy).merging([ChildLabels.component: component]) { $1 }
+    let args =
+      [command, "--repo", invocation.repoURL, "--kms", invocation.kmsURL] + invocation.commonFlags + flags
+      + ["--quiet"]
+    let c: JSONValue = [
+      "name": "engine", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
+      "args": .array(args.map { .string($0) }), "env": .array(baseEnv + invocation.env),
+      "volumeMounts": .array([tmpMount] + invocation.mounts), "securityContext": containerSecurity(s),
+      "terminationMessagePolicy": "File",
+    ]
+    let pod = podShell(
+      input, names: names, labels: labels, volumes: invocation.volumes, initContainers: [], containers: [c])
+    return DesiredChild(
+      resource: ChildResources.jobs, namespace: workNS, name: name,
+      body: [
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": meta(
+          name: name, namespace: workNS, labels: labels, owner: copies ? nil : policy.ownerReference(),
+          annotations: annotations),
+        "spec": ["backoffLimit": .int(backoffLimit), "template": pod],
+      ])
+  }
+
+  /// The key rotation Job: `rotate-keys --new-kek` (Vault Transit, AWS KMS) or `--new-kms` with an entry of the
+  /// rotation keys Secret (a local key).
+  public static func keyRotationJob(_ input: ChildInputs, _ job: KeyRotationJob) throws(SpecError) -> DesiredChild {
+    let policy = input.policy
+    let names = ChildNames(namespace: policy.metadata.namespace ?? "default", name: policy.name)
+    var flags = ["--new-kek"]
+    var annotations = [KeyRotationLogic.tokenAnnotation: job.token]
+    if let key = job.newKey {
+      flags = ["--new-kms", "file://\(EngineInvocation.rotationKeysPath)/\(key)"]
+      annotations[KeyRotationLogic.newKeyAnnotation] = key
+    }
+    return try engineJob(
+      input, component: KeyRotationLogic.component, name: names.rotateJob(token: job.token), command: "rotate-keys",
+      flags: flags, annotations: annotations)
+  }
+
+  /// The Job that deletes the stored backups (`delete-repository --confirm`).
+  public static func deleteRepositoryJob(_ input: ChildInputs) throws(SpecError) -> DesiredChild {
+    let policy = input.policy
+    let names = ChildNames(namespace: policy.metadata.namespace ?? "default", name: policy.name)
+    return try engineJob(
+      input, component: BackupDeletion.component, name: names.deleteRepositoryJob, command: "delete-repository",
+      flags: ["--confirm"], annotations: [:], backoffLimit: 2)
   }
 
   /// The retention pod: `botrt-engine forget --prune` with the effective retention.

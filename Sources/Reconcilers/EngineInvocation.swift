@@ -40,8 +40,13 @@ public struct EngineInvocation: Sendable, Hashable {
   /// Where Secret volumes are mounted.
   public static let secretsRoot = "/var/run/botrt/secrets"
 
+  /// Where the Secret of `spec.encryption.rotationKeysSecretRef` is mounted (one file per entry).
+  public static let rotationKeysPath = "\(secretsRoot)/rotation-keys"
+
   /// Computes the invocation. `secretName` maps a Secret name of the policy's namespace to the name the pod sees.
-  public init(spec: BackupPolicySpec, secretName: (String) -> String) throws(SpecError) {
+  /// `currentKey` is status.currentKey: the key a rotation moved the repository to (an AWS KMS key id, or an entry
+  /// of the rotation keys Secret), used instead of the one spec names.
+  public init(spec: BackupPolicySpec, currentKey: String? = nil, secretName: (String) -> String) throws(SpecError) {
     var flags: [String] = []
     var env: [JSONValue] = []
     var volumes: [JSONValue] = []
@@ -139,7 +144,8 @@ public struct EngineInvocation: Sendable, Hashable {
     } else if let aws = kms.awsKms {
       var q: [String] = []
       if let r = aws.region { q.append("region=\(r)") }
-      let keyPart = aws.keyId.hasPrefix("arn:") || aws.keyId.hasPrefix("alias/") ? "/\(aws.keyId)" : aws.keyId
+      let keyId = currentKey ?? aws.keyId
+      let keyPart = keyId.hasPrefix("arn:") || keyId.hasPrefix("alias/") ? "/\(keyId)" : keyId
       kmsURL = "awskms://\(keyPart)" + (q.isEmpty ? "" : "?" + q.joined(separator: "&"))
       if let e = aws.endpoint { flags += ["--kms-endpoint", e] }
       if let ref = aws.credentialsSecretRef {
@@ -161,11 +167,25 @@ public struct EngineInvocation: Sendable, Hashable {
         }
       }
     } else if let ref = kms.localKeySecretRef {
-      let key = ref.key ?? "key"
-      let path = mountSecret("local-key", ref.name)
-      kmsURL = "file://\(path)/\(key)"
-      secrets.append(
-        SecretUse(sourceName: ref.name, field: "spec.encryption.kms.localKeySecretRef", requiredKeys: [key]))
+      var rotated: String? = nil
+      if let rotation = spec.encryption.rotationKeysSecretRef {
+        // New master keys for rotations; once a rotation used one, it replaces the spec's key.
+        let path = mountSecret("rotation-keys", rotation.name)
+        secrets.append(
+          SecretUse(
+            sourceName: rotation.name, field: "spec.encryption.rotationKeysSecretRef",
+            requiredKeys: currentKey.map { [$0] } ?? []))
+        if let currentKey { rotated = "file://\(path)/\(currentKey)" }
+      }
+      if let rotated {
+        kmsURL = rotated
+      } else {
+        let key = ref.key ?? "key"
+        let path = mountSecret("local-key", ref.name)
+        kmsURL = "file://\(path)/\(key)"
+        secrets.append(
+          SecretUse(sourceName: ref.name, field: "spec.encryption.kms.localKeySecretRef", requiredKeys: [key]))
+      }
     } else if let az = kms.azureKeyVault {
       let f = "spec.encryption.kms.azureKeyVault"
       guard let url = URLComponents(string: az.vaultURL), let scheme = url.scheme?.lowercased(),
@@ -203,6 +223,13 @@ public struct EngineInvocation: Sendable, Hashable {
         field: "spec.encryption.kms",
         message: "set exactly one of vaultTransit, awsKms, localKeySecretRef, azureKeyVault, gcpKms; none is set"
       )
+    }
+
+    if spec.encryption.rotationKeysSecretRef != nil, kms.localKeySecretRef == nil {
+      throw SpecError(
+        field: "spec.encryption.rotationKeysSecretRef",
+        message: "is only used with kms.localKeySecretRef (Vault Transit and AWS KMS make their new keys themselves); "
+          + "remove it")
     }
 
     // Secrets referenced by the dump command's environment.

@@ -196,7 +196,7 @@ public enum RecoveryJobs {
     spec: RestoreStepSpec, ctx: RecoveryJobContext, name: String, field: String
   ) throws(SpecError) -> (initContainers: [JSONValue], containers: [JSONValue], volumes: [JSONValue]) {
     let p = try policy(spec.policyRef, ctx, field: "\(field).policyRef")
-    let inv = try EngineInvocation(spec: p.spec, secretName: ctx.secretName)
+    let inv = try EngineInvocation(spec: p.spec, currentKey: p.status?.currentKey, secretName: ctx.secretName)
     let s = ctx.settings
     let snap = snapshotArguments(snapshot: spec.snapshot, beforeTime: spec.beforeTime)
     var volumes: [JSONValue] = [["name": "tmp", "emptyDir": [:]]] + inv.volumes
@@ -262,7 +262,7 @@ public enum RecoveryJobs {
     var volumes: [JSONValue] = []
     if let ref = policyRef {
       let p = try policy(ref, ctx, field: "\(field).policyRef")
-      let inv = try EngineInvocation(spec: p.spec, secretName: ctx.secretName)
+      let inv = try EngineInvocation(spec: p.spec, currentKey: p.status?.currentKey, secretName: ctx.secretName)
       volumes = inv.volumes
       var args = engineBase("verify", inv)
       if readData { args.append("--read-data") }

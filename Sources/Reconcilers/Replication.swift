@@ -76,13 +76,17 @@ public struct ReplicaInvocation: Sendable, Hashable {
 
   /// Computes the copy invocation of replica `index`. `secretName` maps a Secret of the policy's namespace to the
   /// name the pod sees.
-  public init(policy: BackupPolicySpec, index: Int, secretName: (String) -> String) throws(SpecError) {
+  /// `currentKey` is the policy's status.currentKey: the primary's key after a rotation (the replica keeps the key
+  /// it was created with; replicas are not rotated).
+  public init(
+    policy: BackupPolicySpec, index: Int, currentKey: String? = nil, secretName: (String) -> String
+  ) throws(SpecError) {
     guard let replicas = policy.replicas, replicas.indices.contains(index) else {
       throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
     }
     let replica = replicas[index]
     let field = "spec.replicas[\(index)]"
-    let source = try EngineInvocation(spec: policy, secretName: secretName)
+    let source = try EngineInvocation(spec: policy, currentKey: currentKey, secretName: secretName)
     let tSpec = Self.targetSpec(policy, replica)
     let target: EngineInvocation
     do {
@@ -217,7 +221,8 @@ public enum ReplicationChildren {
     // the backup pods' egress being in place.
     var egress: [JSONValue] = BackupPolicyChildren.storageEgressRules(policy.spec)
     for i in replicas.indices {
-      let inv = try ReplicaInvocation(policy: policy.spec, index: i, secretName: podName)
+      let inv = try ReplicaInvocation(
+        policy: policy.spec, index: i, currentKey: policy.status?.currentKey, secretName: podName)
       for u in inv.secrets where !uses.contains(where: { $0.sourceName == u.sourceName }) { uses.append(u) }
       egress += BackupPolicyChildren.storageEgressRules(inv.targetSpec)
     }
@@ -317,7 +322,9 @@ public enum ReplicationChildren {
     guard let replica = policy.spec.replicas?[safe: index] else {
       throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
     }
-    let inv = try ReplicaInvocation(policy: policy.spec, index: index) { copies ? names.secretCopy($0) : $0 }
+    let inv = try ReplicaInvocation(policy: policy.spec, index: index, currentKey: policy.status?.currentKey) {
+      copies ? names.secretCopy($0) : $0
+    }
     var labels = BackupPolicyChildren.ownerLabels(policy)
     labels[ChildLabels.component] = ReplicaLabels.copyComponent
     labels[ReplicaLabels.replica] = replica.name

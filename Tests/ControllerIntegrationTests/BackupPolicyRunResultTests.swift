@@ -11,7 +11,7 @@ extension BackupPolicyControllerTests {
   /// subresource with the engine's JSON result as the termination message; the real job controller then completes
   /// or fails the Job, and the BackupPolicy controller reads the result back into status, Events and metrics.
   func finishPods(
-    ns: String, job: String, phase: String, exitCode: Int64, message: String
+    ns: String, job: String, phase: String, exitCode: Int64, message: String, container: String = "backup"
   ) async throws {
     let pods = try await client.list(
       ChildResources.pods, namespace: ns, options: ListOptions(labelSelector: "job-name=\(job)"), as: JSONValue.self)
@@ -23,7 +23,7 @@ extension BackupPolicyControllerTests {
           "phase": .string(phase), "startTime": .string(now),
           "containerStatuses": [
             [
-              "name": "backup", "ready": false, "restartCount": 0, "image": "postgres:16", "imageID": "",
+              "name": .string(container), "ready": false, "restartCount": 0, "image": "postgres:16", "imageID": "",
               "state": [
                 "terminated": [
                   "exitCode": .int(exitCode), "reason": exitCode == 0 ? "Completed" : "Error",

@@ -114,6 +114,7 @@ struct Samples {
       refs += [
         kms.vaultTransit?.authSecretRef.name, kms.vaultTransit?.caSecretRef?.name,
         kms.awsKms?.credentialsSecretRef?.name, kms.localKeySecretRef?.name,
+        p.spec.encryption.rotationKeysSecretRef?.name,
       ].compactMap { $0 }
       refs += (p.spec.source.command?.env ?? []).compactMap { $0.valueFrom?.secretKeyRef.name }
       refs += [kms.azureKeyVault?.credentialsSecretRef.name, kms.gcpKms?.credentialsSecretRef?.name].compactMap { $0 }

@@ -124,7 +124,10 @@ final class MirrorReconciler: Sendable {
           return true
         }
       }
-      #expect(controller.store.get(ObjectKey(namespace: ns, name: "live")) == nil)
+      // The apiserver said gone; the watch's DELETED event may reach the cache a moment later.
+      try await runtimeEventually("live gone from the cache") {
+        controller.store.get(ObjectKey(namespace: ns, name: "live")) == nil
+      }
       #expect(controller.store.list().map(\.name) == ["pre0", "pre1", "pre2"])
 
       await controller.requestStop()

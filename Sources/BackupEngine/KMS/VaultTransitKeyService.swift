@@ -77,7 +77,18 @@ public struct VaultTransitKeyService: KeyService {
 
   /// One Transit API call; returns the `data` object of the answer.
   func call(_ action: String, _ body: [String: String]) async throws -> [String: Any] {
-    let url = "\(base)/\(mount)/\(action)/\(keyName)"
+    try await call(action, url: "\(base)/\(mount)/\(action)/\(keyName)", body)
+  }
+
+  /// Creates a new version of the Transit key (`POST <mount>/keys/<key>/rotate`); later wraps use it, and older
+  /// versions still unwrap until Vault's min_decryption_version is raised. Returns the new latest version.
+  @discardableResult
+  public func rotateKEK() async throws -> Int? {
+    let data = try await call("rotate", url: "\(base)/\(mount)/keys/\(keyName)/rotate", [:])
+    return data["latest_version"] as? Int
+  }
+
+  func call(_ action: String, url: String, _ body: [String: String]) async throws -> [String: Any] {
     let payload = try JSONSerialization.data(withJSONObject: body)
     var headers: [(name: String, value: String)] = [
       ("X-Vault-Token", token.value), ("Content-Type", "application/json"),
@@ -106,6 +117,8 @@ public struct VaultTransitKeyService: KeyService {
         throw KMSError.failed(kms: descriptor, message: "\(action) answered without a data object")
       }
       return data
+    case 204:
+      return [:]
     case 401, 403:
       throw KMSError.accessDenied(
         kms: descriptor, message: "\(action) on key \(keyName): \(errors.isEmpty ? "permission denied" : errors)")

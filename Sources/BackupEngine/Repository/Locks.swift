@@ -12,7 +12,7 @@ struct LockRecord: Codable, Sendable {
 /// A held lock; refreshes itself until released.
 public final class RepositoryLock: @unchecked Sendable {
   let store: any ObjectStore
-  let key: String
+  public let key: String
   private var refresher: Task<Void, Never>?
 
   static let ttl: TimeInterval = 600

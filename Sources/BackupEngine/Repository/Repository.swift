@@ -156,8 +156,19 @@ public final class Repository: @unchecked Sendable {
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     try await store.put(kname, data: try e.encode(kf), options: PutOptions(ifNoneMatch: true))
-    try await store.put(
-      "config", data: try encodeConfig(config, signingKey: plain["signing"]!), options: PutOptions(ifNoneMatch: true))
+    do {
+      try await store.put(
+        "config", data: try encodeConfig(config, signingKey: plain["signing"]!),
+        options: PutOptions(ifNoneMatch: true))
+    } catch StorageError.alreadyExists(let key) {
+      // Another run created the repository first (two runs of a new policy racing): our key file belongs to a
+      // repository that does not exist; remove it so that only the winner's key file remains.
+      do { try await store.delete(kname) } catch {
+        logger.warning(
+          "could not remove the unused key file \(kname) after losing the race to create the repository: \(error)")
+      }
+      throw StorageError.alreadyExists(key: key)
+    }
     let repo = try Repository(
       store: store, config: config, keyService: keyService, keyFileName: kname, wrapped: wrapped, unwrapped: plain,
       audit: audit, logger: logger)
@@ -367,6 +378,9 @@ public final class Repository: @unchecked Sendable {
 
   // MARK: key rotation
 
+  /// The KEK version (Vault), key id (AWS KMS) or fingerprint (local) that wraps the keys now.
+  public var keyVersion: String? { keyState.with { $0.wrapped["meta"]?.keyVersion } }
+
   /// Rewraps every key under `newService`, writes a new key file and config, deletes the old key files.
   public func rotateKeys(to newService: any KeyService) async throws -> [String] {
     var plain: [String: [UInt8]] = [:]
@@ -392,6 +406,7 @@ public final class Repository: @unchecked Sendable {
     newConfig.kms = newService.descriptor
     try await store.put("config", data: try Self.encodeConfig(newConfig, signingKey: signingKey))
     config = newConfig
+    keyState.with { $0.wrapped = wrapped }
     var warnings: [String] = []
     for ko in try await store.list(prefix: "keys/") where ko.key != kname {
       do { try await store.delete(ko.key) } catch StorageError.locked(let k, let m) {
@@ -412,6 +427,46 @@ public enum KeyUnwrapLedger {
   static func add(_ kms: String) { counts.with { $0[kms, default: 0] += 1 } }
   /// The counts so far.
   public static var byKMS: [String: Int] { counts.with { $0 } }
+}
+
+/// What `deleteEverything` did.
+public struct RepositoryDeletion: Sendable {
+  /// Objects deleted.
+  public var deleted: Int
+  /// Bytes of the deleted objects.
+  public var bytesFreed: Int64
+  /// Objects Object Lock kept, with the store's reason.
+  public var retained: [String]
+}
+
+extension Repository {
+  /// Deletes every object of the repository but `keeping` (the caller's lock, released afterwards). Data, index,
+  /// snapshots and the audit trail go first; the key files and the config last, and only when Object Lock kept
+  /// nothing, so retained data stays readable. Objects Object Lock protects are reported, never counted as deleted.
+  public func deleteEverything(keeping: String?) async throws -> RepositoryDeletion {
+    let all = try await store.list(prefix: "")
+    let last = Set(["config"])
+    var first: [ObjectInfo] = []
+    var keys: [ObjectInfo] = []
+    for o in all where o.key != keeping {
+      if o.key.hasPrefix("keys/") { keys.append(o) } else if !last.contains(o.key) { first.append(o) }
+    }
+    var out = RepositoryDeletion(deleted: 0, bytesFreed: 0, retained: [])
+    func remove(_ o: ObjectInfo) async throws {
+      do {
+        try await store.delete(o.key)
+        out.deleted += 1
+        out.bytesFreed += o.size
+      } catch StorageError.locked(let k, let m) {
+        out.retained.append("\(k): \(m)")
+      }
+    }
+    for o in first.sorted(by: { $0.key < $1.key }) { try await remove(o) }
+    guard out.retained.isEmpty else { return out }
+    for o in keys { try await remove(o) }
+    if let c = all.first(where: { $0.key == "config" }) { try await remove(c) }
+    return out
+  }
 }
 
 /// Collects audit lines for one run and stores them as one object.

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# End to end: key rotation and deleteBackupsOnDelete, through botrt-controller and the pod runner.
+# The same rotation is then run for Vault Transit (a new Transit key version; version 1 is retired with
+# min_decryption_version afterwards) and AWS KMS on moto (a new key; the old one is disabled afterwards): each time
+# the data restores without the old key. Deleting the Vault policy (no deleteBackupsOnDelete) leaves its objects as
+# they were and restorable.
+# A BackupPolicy (dump command -> moto S3, a local master key from a Secret) backs up; a rotation (asked for with the
+# dr.botrt.io/rotate-keys-now annotation, as the schedule would after keyRotationDays) runs `botrt-engine rotate-keys`
+# as a Job, moving the repository to the next entry of the rotation keys Secret; the data then restores with the new
+# key alone, the old key no longer opens it, and the next backup uses the new key. Deleting the policy
+# (deleteBackupsOnDelete: true) runs `botrt-engine delete-repository --confirm` as a Job: the bucket prefix is empty
+# afterwards and a BackupsDeleted Event says so.
+#
+#   KUBECONFIG=... BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... BOTRT_S3_ENDPOINT=... BOTRT_AWSKMS_ENDPOINT=...
+#   VAULT_ADDR=... VAULT_TOKEN=... AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... hack/pod-runner/keyrotation-e2e.sh
+#
+# (hack/cluster.sh env and hack/services.sh env print all of these but the two binaries.) Needs root for the runner.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+fail() { echo "keyrotation-e2e: FAIL: $*" >&2; exit 1; }
+log() { echo "keyrotation-e2e: $*" >&2; }
+for v in KUBECONFIG BOTRT_CONTROLLER_BIN BOTRT_ENGINE_BIN BOTRT_S3_ENDPOINT BOTRT_AWSKMS_ENDPOINT VAULT_ADDR VAULT_TOKEN \
+  AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+  [[ -n "${!v:-}" ]] || fail "$v is not set (see the header of $0)"
+done
+[[ "$(id -u)" == 0 ]] || fail "the pod runner's mount isolation needs root"
+
+NS="keyrot-$$"
+BACKUP_NS="botrt-backup-kr-$$"
+BUCKET="keyrot-e2e-$$-$RANDOM"
+WORK="$(mktemp -d /tmp/botrt-keyrot-e2e.XXXXXX)"
+PIDS=()
+cleanup() {
+  local rc=$?
+  kubectl -n "$NS" delete backuppolicies --all --timeout=90s >/dev/null 2>&1 || true
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  kubectl delete namespace "$NS" "$BACKUP_NS" --wait=false >/dev/null 2>&1 || true
+  if [[ $rc -ne 0 ]]; then
+    echo "--- controller log"; tail -n 30 "$WORK/controller.log" || true
+    echo "--- runner log"; tail -n 20 "$WORK/runner.log" || true
+  fi >&2
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+k() { kubectl -n "$NS" "$@"; }
+s3count() { python3 - "$BUCKET" "${1:-db}/" <<'EOF'
+import os, sys, boto3
+s = boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1")
+n = 0
+for page in s.get_paginator("list_object_versions").paginate(Bucket=sys.argv[1], Prefix=sys.argv[2]):
+    n += len(page.get("Versions", [])) + len(page.get("DeleteMarkers", []))
+print(n)
+EOF
+}
+engine() {
+  "$BOTRT_ENGINE_BIN" "$@" --repo "s3://$BUCKET/${PREFIX:-db}" --s3-endpoint "$BOTRT_S3_ENDPOINT" --s3-path-style --quiet
+}
+kms() { python3 - "$@" <<'EOF'
+import os, sys, boto3
+k = boto3.client("kms", endpoint_url=os.environ["BOTRT_AWSKMS_ENDPOINT"], region_name="us-east-1")
+if sys.argv[1] == "create":
+    print(k.create_key(Description="botrt keyrotation-e2e")["KeyMetadata"]["KeyId"])
+elif sys.argv[1] == "disable":
+    k.disable_key(KeyId=sys.argv[2])
+EOF
+}
+vault() { curl -sf -H "X-Vault-Token: $VAULT_TOKEN" "$@"; }
+
+kubectl apply -f "$REPO/crds/" >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io >/dev/null
+python3 -c 'import os, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket="'"$BUCKET"'")'
+python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/key-1"
+python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/key-2"
+
+kubectl create namespace "$NS" >/dev/null
+for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
+k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+  --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" >/dev/null
+k create secret generic master-key --from-file=key="$WORK/key-1" >/dev/null
+k create secret generic rotation-keys --from-file=key-2="$WORK/key-2" >/dev/null
+printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
+k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
+"$BOTRT_CONTROLLER_BIN" run --metrics-address off --namespace "$NS" --backup-namespace "$BACKUP_NS" \
+  >"$WORK/controller.log" 2>&1 &
+PIDS+=($!)
+python3 "$REPO/hack/pod-runner.py" -l "dr.botrt.io/policy-namespace=$NS" --restart-backoff 1 \
+  --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
+PIDS+=($!)
+
+log "1. a backup under the local master key"
+k apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: BackupPolicy
+metadata: {name: db}
+spec:
+  tier: critical
+  trigger: b1
+  deleteBackupsOnDelete: true
+  source:
+    command: {image: busybox:1.36, command: ["sh", "-c", "echo row-1; echo row-2"], fileName: db.dump}
+  repository:
+    s3: {bucket: "$BUCKET", prefix: db, endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
+         credentialsSecretRef: {name: s3-creds}}
+  encryption:
+    kms: {localKeySecretRef: {name: master-key}}
+    keyRotationDays: 30
+    rotationKeysSecretRef: {name: rotation-keys}
+EOF
+st() { k get backuppolicy db -o jsonpath="{.status.$1}"; }
+cond() { k get backuppolicy db -o jsonpath="{.status.conditions[?(@.type==\"$1\")].$2}"; }
+for _ in $(seq 1 90); do [[ -n "$(st lastSnapshot)" ]] && break; sleep 1; done
+first="$(st lastSnapshot)"
+[[ -n "$first" ]] || fail "no backup: $(k get backuppolicy db -o jsonpath='{.status.conditions[*].message}')"
+[[ "$(cond KeyRotationDue status)" == False && "$(cond KeyRotationDue reason)" == NotDue ]] ||
+  fail "KeyRotationDue: $(cond KeyRotationDue reason): $(cond KeyRotationDue message)"
+[[ -n "$(st nextKeyRotation)" ]] || fail "no status.nextKeyRotation"
+
+log "2. a rotation Job moves the repository to the next key"
+k annotate backuppolicy db dr.botrt.io/rotate-keys-now=r1 >/dev/null
+for _ in $(seq 1 90); do [[ "$(st currentKey)" == key-2 ]] && break; sleep 1; done
+[[ "$(st currentKey)" == key-2 ]] ||
+  fail "no rotation: $(cond KeyRotationDue reason): $(cond KeyRotationDue message)"
+[[ -n "$(st lastKeyRotation)" && "$(cond KeyRotationDue status)" == False ]] ||
+  fail "after the rotation: lastKeyRotation '$(st lastKeyRotation)', due $(cond KeyRotationDue status)"
+[[ "$(st lastHandledKeyRotationRequest)" == request:r1 ]] || fail "request not recorded"
+k get events --field-selector involvedObject.name=db,reason=KeyRotated -o jsonpath='{.items[*].message}' |
+  grep -q "rewrapped" || fail "no KeyRotated Event"
+
+log "3. the data restores with the new key alone; the old key no longer opens the repository"
+engine restore latest --stdout --kms "file://$WORK/key-2" 2>/dev/null | grep -q row-2 ||
+  fail "restore with the new key failed"
+if engine snapshots --kms "file://$WORK/key-1" >/dev/null 2>&1; then fail "the old key still opens the repository"; fi
+
+log "4. the next backup uses the new key"
+k patch backuppolicy db --type merge -p '{"spec":{"trigger":"b2"}}' >/dev/null
+for _ in $(seq 1 90); do [[ -n "$(st lastSnapshot)" && "$(st lastSnapshot)" != "$first" ]] && break; sleep 1; done
+[[ "$(st lastSnapshot)" != "$first" ]] ||
+  fail "no backup after the rotation: $(cond LastBackupSucceeded message)"
+[[ "$(engine snapshots --kms "file://$WORK/key-2" 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')" == 2 ]] ||
+  fail "the repository does not hold both snapshots"
+
+# A policy NAME with KMS (inline YAML): its first backup is awaited, then a rotation is asked for and awaited.
+jp() { k get backuppolicy "$1" -o jsonpath="{$2}"; }
+backup_and_rotate() {
+  local name="$1" kms="$2"
+  k apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: BackupPolicy
+metadata: {name: $name}
+spec:
+  tier: standard
+  trigger: b1
+  source:
+    command: {image: busybox:1.36, command: ["sh", "-c", "echo $name-row"], fileName: db.dump}
+  repository:
+    s3: {bucket: "$BUCKET", prefix: $name, endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
+         credentialsSecretRef: {name: s3-creds}}
+  encryption:
+    kms: $kms
+EOF
+  for _ in $(seq 1 90); do [[ -n "$(jp "$name" .status.lastSnapshot)" ]] && break; sleep 1; done
+  [[ -n "$(jp "$name" .status.lastSnapshot)" ]] || fail "$name: no backup: $(jp "$name" '.status.conditions[*].message')"
+  k annotate backuppolicy "$name" dr.botrt.io/rotate-keys-now=r1 >/dev/null
+  for _ in $(seq 1 90); do [[ "$(jp "$name" .status.lastHandledKeyRotationRequest)" == request:r1 ]] && break; sleep 1; done
+  [[ "$(jp "$name" .status.lastHandledKeyRotationRequest)" == request:r1 ]] ||
+    fail "$name: no rotation: $(jp "$name" '.status.conditions[?(@.type=="KeyRotationDue")].message')"
+}
+
+log "5. Vault Transit: the rotation Job makes a new key version; version 1 is then retired"
+VKEY="keyrot-e2e-$$-$RANDOM"
+vault -X POST -d '{}' "$VAULT_ADDR/v1/transit/keys/$VKEY" >/dev/null || fail "cannot create the Transit key"
+backup_and_rotate vaultdb "{vaultTransit: {address: \"$VAULT_ADDR\", key: $VKEY, authSecretRef: {name: vault-token}}}"
+latest="$(vault "$VAULT_ADDR/v1/transit/keys/$VKEY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["latest_version"])')"
+[[ "$latest" == 2 ]] || fail "the Transit key is at version $latest, not 2"
+vault -X POST -d '{"min_decryption_version": 2}' "$VAULT_ADDR/v1/transit/keys/$VKEY/config" >/dev/null ||
+  fail "cannot retire version 1"
+PREFIX=vaultdb engine restore latest --stdout --kms "vault-transit://${VAULT_ADDR#http://}/transit/$VKEY" 2>/dev/null |
+  grep -q vaultdb-row || fail "restore after retiring Transit key version 1 failed"
+
+log "6. AWS KMS: the rotation Job creates a new key; the old one is then disabled, and backups go on"
+AKEY="$(kms create)"
+backup_and_rotate awsdb "{awsKms: {keyId: \"$AKEY\", region: us-east-1, endpoint: \"$BOTRT_AWSKMS_ENDPOINT\", credentialsSecretRef: {name: s3-creds}}}"
+NEWKEY="$(jp awsdb .status.currentKey)"
+[[ -n "$NEWKEY" && "$NEWKEY" != "$AKEY" ]] || fail "status.currentKey '$NEWKEY' is not a new key"
+kms disable "$AKEY"
+PREFIX=awsdb engine restore latest --stdout --kms "awskms://$NEWKEY?region=us-east-1" \
+  --kms-endpoint "$BOTRT_AWSKMS_ENDPOINT" 2>/dev/null | grep -q awsdb-row || fail "restore with the new AWS key failed"
+before="$(jp awsdb .status.lastSnapshot)"
+k patch backuppolicy awsdb --type merge -p '{"spec":{"trigger":"b2"}}' >/dev/null
+for _ in $(seq 1 90); do [[ "$(jp awsdb .status.lastSnapshot)" != "$before" ]] && break; sleep 1; done
+[[ "$(jp awsdb .status.lastSnapshot)" != "$before" ]] ||
+  fail "no backup after the AWS rotation: $(jp awsdb '.status.conditions[?(@.type=="LastBackupSucceeded")].message')"
+
+log "7. deleting a policy without deleteBackupsOnDelete leaves its backups alone"
+kept="$(s3count vaultdb)"
+(( kept > 0 )) || fail "nothing stored under vaultdb/"
+k delete backuppolicy vaultdb --timeout=60s >/dev/null || fail "the policy vaultdb was not deleted"
+[[ "$(s3count vaultdb)" == "$kept" ]] || fail "deleting vaultdb changed its stored backups: $kept -> $(s3count vaultdb)"
+PREFIX=vaultdb engine restore latest --stdout --kms "vault-transit://${VAULT_ADDR#http://}/transit/$VKEY" 2>/dev/null |
+  grep -q vaultdb-row || fail "the backups of the deleted policy vaultdb no longer restore"
+k get events --field-selector involvedObject.name=vaultdb,reason=BackupsKept -o jsonpath='{.items[*].message}' |
+  grep -q "were kept" || fail "no BackupsKept Event"
+
+log "8. deleting the policy deletes the stored backups (deleteBackupsOnDelete)"
+(( $(s3count) > 0 )) || fail "nothing stored before the deletion"
+k delete backuppolicy db --wait=false >/dev/null
+for _ in $(seq 1 120); do k get backuppolicy db >/dev/null 2>&1 || break; sleep 1; done
+! k get backuppolicy db >/dev/null 2>&1 || fail "the policy is still there: $(cond BackupsDeleted message)"
+[[ "$(s3count)" == 0 ]] || fail "$(s3count) objects are left under db/"
+k get events --field-selector involvedObject.name=db,reason=BackupsDeleted -o jsonpath='{.items[*].message}' |
+  grep -q "deleted the repository" || fail "no BackupsDeleted Event"
+log PASS
