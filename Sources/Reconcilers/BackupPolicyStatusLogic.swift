@@ -13,11 +13,56 @@ public struct EngineResult: Codable, Sendable, Hashable {
   public var bytesStored: Int64?
   public var durationSeconds: Double?
   public var errors: [String]?
+  /// Data-key unwraps of the run by key (a KMS URI without secrets). Absent from older engines; an older engine's
+  /// bare count is read as one entry with an empty key.
+  public var keyUnwraps: [KeyUnwrap]?
+  /// Requests the run made to the repository's storage, when the engine reports them.
+  public var storageRequests: Int64?
+
+  /// One key's unwrap count in a result.
+  public struct KeyUnwrap: Codable, Sendable, Hashable {
+    public var key: String
+    public var count: Int64
+
+    public init(key: String, count: Int64) {
+      self.key = key
+      self.count = count
+    }
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case command, ok, exitCode, snapshotId, files, bytesRead, bytesStored, durationSeconds, errors, keyUnwraps
+    case storageRequests
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    command = try c.decodeIfPresent(String.self, forKey: .command)
+    ok = try c.decodeIfPresent(Bool.self, forKey: .ok)
+    exitCode = try c.decodeIfPresent(Int32.self, forKey: .exitCode)
+    snapshotId = try c.decodeIfPresent(String.self, forKey: .snapshotId)
+    files = try c.decodeIfPresent(Int.self, forKey: .files)
+    bytesRead = try c.decodeIfPresent(Int64.self, forKey: .bytesRead)
+    bytesStored = try c.decodeIfPresent(Int64.self, forKey: .bytesStored)
+    durationSeconds = try c.decodeIfPresent(Double.self, forKey: .durationSeconds)
+    errors = try c.decodeIfPresent([String].self, forKey: .errors)
+    storageRequests = try? c.decodeIfPresent(Int64.self, forKey: .storageRequests)
+    if let list = try? c.decodeIfPresent([KeyUnwrap].self, forKey: .keyUnwraps) {
+      keyUnwraps = list
+    } else if let count = try? c.decodeIfPresent(Int64.self, forKey: .keyUnwraps) {
+      keyUnwraps = count > 0 ? [KeyUnwrap(key: "", count: count)] : []
+    } else {
+      keyUnwraps = nil
+    }
+  }
 
   public init(
     command: String? = nil, ok: Bool? = nil, exitCode: Int32? = nil, snapshotId: String? = nil, files: Int? = nil,
-    bytesRead: Int64? = nil, bytesStored: Int64? = nil, durationSeconds: Double? = nil, errors: [String]? = nil
+    bytesRead: Int64? = nil, bytesStored: Int64? = nil, durationSeconds: Double? = nil, errors: [String]? = nil,
+    keyUnwraps: [KeyUnwrap]? = nil, storageRequests: Int64? = nil
   ) {
+    self.keyUnwraps = keyUnwraps
+    self.storageRequests = storageRequests
     self.command = command
     self.ok = ok
     self.exitCode = exitCode

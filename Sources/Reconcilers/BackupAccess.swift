@@ -1,0 +1,164 @@
+import DRAPI
+import Foundation
+import KubeClient
+import KubeCore
+import KubeRuntime
+import Logging
+import Synchronization
+
+extension BackupPolicyChildren {
+  /// The component label of the time-bounded grants.
+  public static let runAccessComponent = "run-access"
+
+  /// The objects that exist only while a run of the policy is active (docs/backup-policy-controller.md, "Backup
+  /// windows"): the NetworkPolicy `<base>-storage-egress` letting the policy's pods reach the storage and KMS
+  /// endpoints (absent when the policy names no endpoint), and the RoleBinding `<base>` binding the Role that
+  /// reads the credentials Secrets to the run's ServiceAccount.
+  public static func runAccess(_ policy: BackupPolicy, settings: ControllerSettings) -> [DesiredChild] {
+    let policyNS = policy.metadata.namespace ?? "default"
+    let names = ChildNames(namespace: policyNS, name: policy.name)
+    let workNS = workloadNamespace(policy, settings: settings)
+    let owner: OwnerReference? = workNS != policyNS ? nil : policy.ownerReference()
+    let l = ownerLabels(policy).merging([ChildLabels.component: runAccessComponent]) { $1 }
+    var out: [DesiredChild] = []
+    let rules = storageEgressRules(policy.spec)
+    if !rules.isEmpty {
+      let podSelector: JSONValue = [
+        "matchLabels": labels([ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name])
+      ]
+      out.append(
+        DesiredChild(
+          resource: ChildResources.networkPolicies, namespace: workNS, name: names.storageEgress,
+          body: [
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": meta(name: names.storageEgress, namespace: workNS, labels: l, owner: owner),
+            "spec": ["podSelector": podSelector, "policyTypes": ["Egress"], "egress": .array(rules)],
+          ]))
+    }
+    out.append(
+      DesiredChild(
+        resource: ChildResources.roleBindings, namespace: workNS, name: names.roleBinding,
+        body: [
+          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+          "metadata": meta(name: names.roleBinding, namespace: workNS, labels: l, owner: owner),
+          "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": .string(names.role)],
+          "subjects": [
+            ["kind": "ServiceAccount", "name": .string(names.serviceAccount), "namespace": .string(workNS)]
+          ],
+        ]))
+    return out
+  }
+}
+
+/// Grants a policy's storage egress and credentials binding while one of its runs is active, and revokes them when
+/// none is (docs/backup-policy-controller.md, "Backup windows").
+///
+/// A controller keyed by BackupPolicy: its own BackupPolicy watch (so that every policy is looked at on start and
+/// stale grants of a controller that was down are revoked) and the labelled Jobs mapped to their policy. Each
+/// reconcile lists the policy's Jobs (and CronJobs, to tell scheduled runs from hand-made ones) live: a run is
+/// active from the Job's creation until it has a Complete or Failed condition or is being deleted. Only runs the
+/// controller planned (scheduled or on-demand) are granted access.
+public final class BackupAccessReconciler: Sendable {
+  let client: KubeClient
+  let settings: ControllerSettings
+  let intent: IsolationIntent
+  let metrics: SecurityMetrics?
+  let logger: Logger
+  /// Policies known to have no grant (skips the deletes of a revoke that has nothing to do).
+  private let revoked = Mutex<Set<ObjectKey>>([])
+
+  public init(
+    client: KubeClient, settings: ControllerSettings, intent: IsolationIntent, metrics: SecurityMetrics?,
+    logger: Logger
+  ) {
+    self.client = client
+    self.settings = settings
+    self.intent = intent
+    self.metrics = metrics
+    self.logger = logger
+  }
+
+  /// The controller: BackupPolicies, plus the controller's Jobs mapped to their policy.
+  public func controller(namespace: String?, workers: Int) -> Controller<BackupPolicy> {
+    let c = Controller<BackupPolicy>(
+      name: "backup-access", source: KubeWatchSource<BackupPolicy>(client: client, namespace: namespace),
+      options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
+      reconcile: { key, store in try await self.reconcile(key, store) })
+    c.watches(
+      KubeWatchSource<Unstructured>(client: client, resource: ChildResources.jobs, namespace: nil),
+      config: WatcherConfig(labelSelector: "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)"),
+      mapper: Mappers.labels(nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace))
+    return c
+  }
+
+  /// Grants or revokes the policy's run access.
+  public func reconcile(_ key: ObjectKey, _ store: Store<BackupPolicy>) async throws -> ReconcileResult {
+    guard let policy = store.get(key), !policy.metadata.isDeleting else {
+      if let policy = store.get(key) { try await revoke(policy) }
+      return .awaitChange
+    }
+    let active = try await activeRuns(policy)
+    if active.isEmpty {
+      try await revoke(policy)
+    } else {
+      try await grant(policy, runs: active)
+    }
+    return .awaitChange
+  }
+
+  /// The names of the policy's active planned runs.
+  func activeRuns(_ policy: BackupPolicy) async throws -> [String] {
+    let ns = policy.metadata.namespace ?? "default"
+    let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
+    let selector = ChildLabels.selector(namespace: ns, name: policy.name)
+    let jobs = try await client.listAll(
+      ChildResources.jobs, namespace: workNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+    let candidates = jobs.items.filter { SecurityAudit.isActive($0) }
+    if candidates.isEmpty { return [] }
+    let crons = try await client.listAll(
+      ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion), namespace: workNS,
+      options: ListOptions(labelSelector: selector), as: JSONValue.self)
+    let uids = Set(crons.items.compactMap { $0[path: "metadata", "uid"]?.stringValue })
+    return candidates.filter { SecurityAudit.origin(job: $0, managedCronJobUIDs: uids).expected }.compactMap {
+      $0[path: "metadata", "name"]?.stringValue
+    }
+  }
+
+  func grant(_ policy: BackupPolicy, runs: [String]) async throws {
+    let key = ObjectKey(policy)
+    for c in BackupPolicyChildren.runAccess(policy, settings: settings) {
+      intent.record(c)
+      do {
+        _ = try await client.apply(
+          c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: ChildLabels.controllerName,
+          force: true)
+      } catch {
+        throw ChildError(child: c.displayName, operation: "apply", cause: "\(error)")
+      }
+    }
+    let wasRevoked = revoked.withLock { $0.remove(key) != nil }
+    metrics?.accessGranted.set(1, [key.namespace ?? "", key.name])
+    if wasRevoked {
+      logger.info(
+        "run access granted", metadata: ["policy": "\(key)", "runs": "\(runs.sorted().joined(separator: ","))"])
+    }
+  }
+
+  func revoke(_ policy: BackupPolicy) async throws {
+    let key = ObjectKey(policy)
+    if revoked.withLock({ $0.contains(key) }) { return }
+    for c in BackupPolicyChildren.runAccess(policy, settings: settings) {
+      intent.forget(c.resource, namespace: c.namespace, name: c.name)
+      do {
+        try await client.delete(c.resource, namespace: c.namespace, name: c.name)
+      } catch let e as KubeError where e.isNotFound {
+        continue
+      } catch {
+        throw ChildError(child: c.displayName, operation: "delete", cause: "\(error)")
+      }
+    }
+    revoked.withLock { _ = $0.insert(key) }
+    metrics?.accessGranted.set(0, [key.namespace ?? "", key.name])
+    logger.info("run access revoked", metadata: ["policy": "\(key)"])
+  }
+}
