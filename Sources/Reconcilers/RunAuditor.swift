@@ -27,6 +27,8 @@ public final class RunAuditor: Sendable {
   let metrics: SecurityMetrics?
   let logger: Logger
   private let seenPods = Mutex<[String: String]>([:])
+  /// What was counted of each Job (by uid), ahead of the annotation reaching the cache.
+  private let counted = Mutex<[String: String]>([:])
 
   public init(
     client: KubeClient, settings: ControllerSettings, recorder: EventRecorder?, metrics: SecurityMetrics?,
@@ -69,6 +71,7 @@ public final class RunAuditor: Sendable {
   func auditJob(_ key: ObjectKey, _ store: Store<Unstructured>) async throws -> ReconcileResult {
     guard let cached = store.get(key) else { return .awaitChange }
     let job = cached.body
+    let uid = cached.metadata.uid ?? "\(key)"
     let labels = cached.metadata.labels ?? [:]
     // Drill and recovery-plan Jobs carry the managed-by label too; only backup-namespace work and the policies'
     // own runs are audited here.
@@ -77,8 +80,14 @@ public final class RunAuditor: Sendable {
     if labels[ChildLabels.managedBy] != nil, !isPolicyRun, key.namespace != settings.backupNamespace {
       return .awaitChange
     }
-    let state = cached.metadata.annotations?[SecurityAudit.auditAnnotation]
-    if state == "finished" || cached.metadata.isDeleting { return .awaitChange }
+    let annotated = cached.metadata.annotations?[SecurityAudit.auditAnnotation]
+    let remembered = counted.withLock { $0[uid] }
+    let state = annotated == "finished" || remembered == "finished" ? "finished" : (annotated ?? remembered)
+    if cached.metadata.isDeleting {
+      _ = counted.withLock { $0.removeValue(forKey: uid) }
+      return .awaitChange
+    }
+    if state == "finished" { return .awaitChange }
     let finished = SecurityAudit.isFinished(job)
     let ns = key.namespace ?? ""
     let policyNS = labels[ChildLabels.policyNamespace] ?? ""
@@ -110,7 +119,16 @@ public final class RunAuditor: Sendable {
         policy: policyName, origin: origin)
     }
     let next = finished ? "finished" : "started"
-    if next != state {
+    counted.withLock { c in
+      c[uid] = next
+      // Jobs deleted without a deletionTimestamp (background propagation) leave entries behind; keep the map to the
+      // Jobs still cached.
+      if c.count > 2 * store.count + 100 {
+        let live = Set(store.list().compactMap(\.metadata.uid))
+        c = c.filter { live.contains($0.key) }
+      }
+    }
+    if next != annotated {
       do {
         _ = try await client.patch(
           ChildResources.jobs, namespace: ns, name: key.name,
