@@ -377,6 +377,18 @@ public enum BackupPolicyStatusLogic {
       }
     }
 
+    // The targets of the declared compliance profiles, with their evidence (ComplianceTargets.swift).
+    if let profiles = policy.spec.compliance, !profiles.isEmpty {
+      var evaluated = policy
+      evaluated.status = s
+      let results = ComplianceEvaluation.policy(evaluated, drills: nil, now: now)
+      let (status, reason, message) = ComplianceEvaluation.summary(results)
+      set(ComplianceEvaluation.conditionType, status, reason, message)
+      requeue += ComplianceEvaluation.flips(results).filter { $0 > now }
+    } else {
+      conditions.removeAll { $0.type == ComplianceEvaluation.conditionType }
+    }
+
     s.conditions = conditions
     return StatusOutcome(status: s, requeueAt: requeue.min(), events: events)
   }
