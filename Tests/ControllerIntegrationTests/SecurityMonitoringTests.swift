@@ -309,6 +309,67 @@ extension BackupPolicyControllerTests {
   }
 }
 
+extension BackupPolicyControllerTests {
+  /// The compliance targets of a policy's profiles in its status (`kubectl describe`) and in `botrt-controller report`.
+  @Test func complianceTargetsAreShownWithTheirEvidence() async throws {
+    guard let bin = ProcessInfo.processInfo.environment["BOTRT_CONTROLLER_BIN"], !bin.isEmpty else {
+      throw ControllerTestError(
+        description: "BOTRT_CONTROLLER_BIN is not set: export it to the built botrt-controller (hack/test.sh does)")
+    }
+    try await withNamespace("sec-compliance") { ns in
+      let backupNS = "\(ns)-backup"
+      try await createSecrets(ns)
+      let controller = try await RunningController(client, namespace: ns, backupNamespace: backupNS)
+      let names = ChildNames(namespace: ns, name: "orders-db")
+      do {
+        var p = policy(ns)
+        p.spec.compliance = [.hipaa]
+        // Suspended, so that the 5-minute schedule HIPAA asks for does not start runs during the test.
+        p.spec.suspend = true
+        _ = try await client.create(p)
+        try await eventually("ComplianceMet=Unknown before any backup") {
+          let c = try await condition(ns, "orders-db", "ComplianceMet")
+          return c?.status == .unknown && c?.reason == "NotMeasured"
+        }
+        try await setTrigger(ns, "c-1")
+        let job = names.runJob(token: "trigger:c-1")
+        try await eventually("a Pod of \(job)") {
+          try await !client.list(
+            ChildResources.pods, namespace: backupNS, options: ListOptions(labelSelector: "job-name=\(job)"),
+            as: JSONValue.self
+          ).items.isEmpty
+        }
+        let result = #"{"command":"backup","ok":true,"exitCode":0,"snapshotId":"c1","bytesRead":1,"bytesStored":1}"#
+        try await finishPods(ns: backupNS, job: job, phase: "Succeeded", exitCode: 0, message: result)
+        try await eventually("ComplianceMet=True after the backup", timeout: .seconds(60)) {
+          try await condition(ns, "orders-db", "ComplianceMet")?.status == .true
+        }
+        let stored = try await getPolicy(ns, "orders-db")
+        let last = try #require(stored.status?.lastSuccessfulBackup)
+        let c = try #require(stored.status?.conditions?.condition("ComplianceMet"))
+        #expect(c.reason == "TargetsMet")
+        #expect(c.message.contains("HIPAA healthcare data RPO (RPO 5m): met"))
+        #expect(c.message.contains(KubeJSON.formatDate(last)))
+        #expect(c.message.contains("HIPAA complete access logging (required): by-design"))
+
+        let (rc, out) = try PromRules.run([bin, "report", "-n", ns])
+        #expect(rc == 0, "\(out)")
+        #expect(out.contains("Compliance targets"))
+        #expect(out.contains("BackupPolicy \(ns)/orders-db"))
+        #expect(out.contains("HIPAA healthcare data RPO (RPO 5m): met, measured"))
+        #expect(out.contains("at \(rfc3339Seconds(last))"))
+
+        try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
+        try await waitGone(ns, "orders-db")
+      } catch {
+        await controller.stop()
+        throw error
+      }
+      await controller.stop()
+    }
+  }
+}
+
 extension PromRules {
   /// A sample value as promtool reads it.
   static func format(_ v: Double) -> String { v == v.rounded() ? String(Int64(v)) : String(v) }
