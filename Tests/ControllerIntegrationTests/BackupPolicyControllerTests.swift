@@ -479,6 +479,22 @@ final class RunningController: Sendable {
               return false
             }
           }
+          // Another client opens the Calico policy to everyone: the isolation guard restores it and counts it.
+          let opened: JSONValue = [
+            "apiVersion": "crd.projectcalico.org/v1", "kind": "GlobalNetworkPolicy",
+            "metadata": ["name": .string(SharedChildNames.calicoPolicy)],
+            "spec": ["order": 1, "selector": "all()", "types": ["Ingress"], "ingress": [["action": "Allow"]]],
+          ]
+          _ = try await client.apply(
+            gnp, namespace: nil, name: SharedChildNames.calicoPolicy, opened, fieldManager: "calicoctl", force: true)
+          try await eventually("the Calico policy to be restored") {
+            let got = try await client.get(gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
+            return got["spec"] == BackupPolicyChildren.calicoPolicy().body["spec"]
+          }
+          #expect(
+            (controller.app.registry.value(
+              "botrt_isolation_drift_total",
+              labels: ["", "GlobalNetworkPolicy", SharedChildNames.calicoPolicy, "modified"]) ?? 0) >= 1)
           // Deleting the last policy this controller sees removes it.
           try await client.delete(BackupPolicy.self, namespace: ns, name: "a")
           try await waitGone(ns, "a")
