@@ -333,6 +333,19 @@ public enum ComplianceEvaluation {
     return (.true, "TargetsMet", "All \(results.count) targets met. \(text)")
   }
 
+  /// Sets (or, without results, removes) the `ComplianceMet` condition.
+  public static func apply(
+    _ results: [ComplianceTargetResult], to conditions: inout [Condition], generation: Int64?, now: Date
+  ) {
+    if results.isEmpty {
+      conditions.removeAll { $0.type == conditionType }
+      return
+    }
+    let (status, reason, message) = summary(results)
+    conditions.setCondition(
+      type: conditionType, status: status, reason: reason, message: message, observedGeneration: generation, now: now)
+  }
+
   /// The moments at which a policy's RPO results flip from met to not met (for the reconcile's requeue).
   public static func flips(_ results: [ComplianceTargetResult]) -> [Date] {
     results.compactMap { r in
