@@ -150,6 +150,13 @@ backup() { # TRIGGER: run the policy now and wait for its new snapshot; prints t
 SNAP1="$(backup b1)"
 log "   snapshot $SNAP1 of 100 rows"
 [[ "$(s3 retained "$BUCKET")" -ge 1 ]] || fail "no data pack carries an Object Lock retention date"
+# Backup windows: the run's storage egress and credentials RoleBinding existed while it ran, and are gone after.
+grep -q 'run access granted.*policy=.*/appdb' "$WORK/controller.log" || fail "no run access was granted for the backup"
+access() { kubectl -n "$BACKUP_NS" get rolebindings,networkpolicies -l dr.botrt.io/component=run-access -o name; }
+for _ in $(seq 1 30); do [[ -z "$(access)" ]] && break; sleep 1; done
+[[ -z "$(access)" ]] || fail "the run's access was not revoked after it ended: $(access)"
+grep -q 'run access revoked.*policy=.*/appdb' "$WORK/controller.log" || fail "no revocation was logged"
+log "   the run's storage egress and credentials binding were granted during the run and revoked after it"
 sleep 2
 GOOD_TIME="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 sleep 2

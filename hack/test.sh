@@ -136,6 +136,8 @@ source <(bash hack/cluster.sh env)
 source <(bash hack/services.sh env)
 export BOTRT_ENGINE_BIN="$BIN_PATH/botrt-engine"
 [[ -x "$BOTRT_ENGINE_BIN" ]] || record engine-binary FAIL "$BOTRT_ENGINE_BIN was not built"
+# The controller integration tests run `botrt-controller report`; the pod-runner flows run the controller.
+export BOTRT_CONTROLLER_BIN="$BIN_PATH/botrt-controller"
 
 # 5. Tests, serially: integration tests share one apiserver, and one of them restarts it.
 TEST_ARGS=(--skip-build --no-parallel)
@@ -153,7 +155,6 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 # RecoveryPlans, hack/e2e.sh (issue 5's end to end: a PostgreSQL database backed up by a BackupPolicy, restored
 # by a RecoveryPlan, rehearsed by DRDrills that pass and, on a tampered pack, fail), and a BackupPolicy's key
 # rotation and deletion of its stored backups.
-export BOTRT_CONTROLLER_BIN="$BIN_PATH/botrt-controller"
 step pod-runner-unit pod-runner-unit.log python3 -m unittest discover -s Tests/PodRunner -v || true
 step pod-runner pod-runner.log timeout -k 10s 10m bash hack/pod-runner-test.sh || true
 step recoveryplan-e2e recoveryplan-e2e.log timeout -k 10s 10m bash hack/pod-runner/recoveryplan-e2e.sh || true

@@ -110,8 +110,11 @@ public final class BotRTController: Sendable {
     let recorder = EventRecorder(
       config: EventRecorderConfig(component: ChildLabels.controllerName), sink: KubeEventSink(client: client),
       logger: logger, metrics: registry)
+    let intent = IsolationIntent()
+    let security = SecurityMetrics(registry)
     let reconciler = BackupPolicyReconciler(
-      client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger)
+      client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
+      isolation: intent)
     self.reconciler = reconciler
     // The echo of the controller's own status write (and any other status-only change) does not reconcile: every
     // reconcile reads the policy from the apiserver, and time-driven work is requeued by the reconcile itself.
@@ -120,7 +123,8 @@ public final class BotRTController: Sendable {
       options: ControllerOptions(workers: options.workers), logger: logger, metrics: registry,
       relevant: { cached, new in Self.isRelevantUpdate(cached, new) },
       reconcile: { key, store in try await reconciler.reconcile(key, store) })
-    // Children changes (runs finishing, drift of CronJobs and NetworkPolicies) reconcile the owner, found by labels.
+    // Children changes (runs finishing) reconcile the owner, found by labels. NetworkPolicies are watched by the
+    // isolation guard below, which restores them and reports who changed them.
     // Pods are not watched: the job controller updates the Job when its Pod ends, and the reconcile then lists
     // the Pods for their termination messages; one cluster-wide Pod watch less. CronJobs are not watched either:
     // the 1.20 CronJob controller rewrites every CronJob's status every few seconds, which made each policy
@@ -128,9 +132,7 @@ public final class BotRTController: Sendable {
     let managed = WatcherConfig(labelSelector: "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)")
     let mapper: KeyMapper<Unstructured> = Mappers.labels(
       nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace)
-    for resource in [
-      ChildResources.jobs, ChildResources.networkPolicies,
-    ] {
+    for resource in [ChildResources.jobs] {
       controller.watches(
         KubeWatchSource<Unstructured>(client: client, resource: resource, namespace: nil), config: managed,
         mapper: mapper)
@@ -187,8 +189,23 @@ public final class BotRTController: Sendable {
     let drills = DrillReconciler.controller(
       client: client, settings: settings, namespace: options.watchNamespace, workers: options.workers,
       now: options.now, recorder: recorder, metrics: registry, logger: logger)
+    // Security (docs/security-monitoring.md): the isolation guard, the run-access grants of backup windows, and
+    // the run auditor.
+    let guardian = IsolationGuard(client: client, intent: intent, recorder: recorder, metrics: security, logger: logger)
+    var securityControllers: [any Runnable] = [guardian.controller(resource: ChildResources.networkPolicies)]
+    if settings.calicoServed {
+      securityControllers.append(guardian.controller(resource: ChildResources.globalNetworkPolicies))
+    }
+    let access = BackupAccessReconciler(
+      client: client, settings: settings, intent: intent, metrics: security, logger: logger)
+    securityControllers.append(access.controller(namespace: options.watchNamespace, workers: options.workers))
+    securityControllers += RunAuditor(
+      client: client, settings: settings, recorder: recorder, metrics: security, logger: logger
+    )
+    .controllers()
     manager = ControllerManager(
-      controllers: [controller, plans, drills], leaderElector: elector, healthServer: server, eventRecorder: recorder,
+      controllers: [controller, plans, drills] + securityControllers, leaderElector: elector, healthServer: server,
+      eventRecorder: recorder,
       handleSignals: handleSignals, logger: logger)
   }
 

@@ -73,11 +73,14 @@ public final class BackupPolicyReconciler: Sendable {
   let metrics: BackupPolicyMetrics?
   let replicaMetrics: ReplicaMetrics?
   let logger: Logger
+  /// Where applied NetworkPolicies are recorded for the isolation guard (Sources/Reconcilers/IsolationGuard.swift).
+  let isolation: IsolationIntent?
 
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
-    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger
+    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil
   ) {
+    self.isolation = isolation
     self.client = client
     self.settingsBox = Mutex(settings)
     self.now = now
@@ -180,7 +183,11 @@ public final class BackupPolicyReconciler: Sendable {
         do {
           for c in children { try await applyChild(c) }
           if policy.status?.observedGeneration != policy.metadata.generation {
-            try await prune(policy, keeping: children)
+            // The run-access grants come and go with runs (BackupAccess.swift); pruning leaves them alone.
+            try await prune(
+              policy,
+              keeping: children + BackupPolicyChildren.runAccess(policy, settings: settings)
+                + ReplicationChildren.runAccess(policy, settings: settings))
           }
           handled = token
           if let token {
@@ -279,6 +286,7 @@ public final class BackupPolicyReconciler: Sendable {
 
   /// Server-side apply of one child, forcing ownership of the fields the controller sets.
   func applyChild(_ c: DesiredChild) async throws {
+    isolation?.record(c)
     do {
       _ = try await client.apply(
         c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: Self.fieldManager, force: true)
@@ -315,6 +323,7 @@ public final class BackupPolicyReconciler: Sendable {
   }
 
   func deleteChild(_ resource: ResourceDescriptor, namespace: String?, name: String) async throws {
+    isolation?.forget(resource, namespace: namespace, name: name)
     do {
       try await client.delete(
         resource, namespace: namespace, name: name, options: DeleteOptions(propagationPolicy: .background))

@@ -20,18 +20,67 @@ public struct EngineResult: Codable, Sendable, Hashable {
   /// delete-repository: objects deleted and objects Object Lock kept.
   public var objectsDeleted: Int?
   public var objectsRetained: Int?
+  /// Data-key unwraps of the run by key (a KMS URI without secrets). Absent from older engines; an older engine's
+  /// bare count is read as one entry with an empty key.
+  public var keyUnwraps: [KeyUnwrap]?
+  /// Requests the run made to the repository's storage, when the engine reports them.
+  public var storageRequests: Int64?
+
+  /// One key's unwrap count in a result.
+  public struct KeyUnwrap: Codable, Sendable, Hashable {
+    public var key: String
+    public var count: Int64
+
+    public init(key: String, count: Int64) {
+      self.key = key
+      self.count = count
+    }
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case command, ok, exitCode, snapshotId, files, bytesRead, bytesStored, durationSeconds, errors, keyUnwraps
+    case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    command = try c.decodeIfPresent(String.self, forKey: .command)
+    ok = try c.decodeIfPresent(Bool.self, forKey: .ok)
+    exitCode = try c.decodeIfPresent(Int32.self, forKey: .exitCode)
+    snapshotId = try c.decodeIfPresent(String.self, forKey: .snapshotId)
+    files = try c.decodeIfPresent(Int.self, forKey: .files)
+    bytesRead = try c.decodeIfPresent(Int64.self, forKey: .bytesRead)
+    bytesStored = try c.decodeIfPresent(Int64.self, forKey: .bytesStored)
+    durationSeconds = try c.decodeIfPresent(Double.self, forKey: .durationSeconds)
+    errors = try c.decodeIfPresent([String].self, forKey: .errors)
+    storageRequests = try? c.decodeIfPresent(Int64.self, forKey: .storageRequests)
+    warnings = try c.decodeIfPresent([String].self, forKey: .warnings)
+    kms = try c.decodeIfPresent(String.self, forKey: .kms)
+    keyVersion = try c.decodeIfPresent(String.self, forKey: .keyVersion)
+    objectsDeleted = try c.decodeIfPresent(Int.self, forKey: .objectsDeleted)
+    objectsRetained = try c.decodeIfPresent(Int.self, forKey: .objectsRetained)
+    if let list = try? c.decodeIfPresent([KeyUnwrap].self, forKey: .keyUnwraps) {
+      keyUnwraps = list
+    } else if let count = try? c.decodeIfPresent(Int64.self, forKey: .keyUnwraps) {
+      keyUnwraps = count > 0 ? [KeyUnwrap(key: "", count: count)] : []
+    } else {
+      keyUnwraps = nil
+    }
+  }
 
   public init(
     command: String? = nil, ok: Bool? = nil, exitCode: Int32? = nil, snapshotId: String? = nil, files: Int? = nil,
     bytesRead: Int64? = nil, bytesStored: Int64? = nil, durationSeconds: Double? = nil, errors: [String]? = nil,
     warnings: [String]? = nil, kms: String? = nil, keyVersion: String? = nil, objectsDeleted: Int? = nil,
-    objectsRetained: Int? = nil
+    objectsRetained: Int? = nil, keyUnwraps: [KeyUnwrap]? = nil, storageRequests: Int64? = nil
   ) {
     self.warnings = warnings
     self.kms = kms
     self.keyVersion = keyVersion
     self.objectsDeleted = objectsDeleted
     self.objectsRetained = objectsRetained
+    self.keyUnwraps = keyUnwraps
+    self.storageRequests = storageRequests
     self.command = command
     self.ok = ok
     self.exitCode = exitCode
@@ -368,6 +417,18 @@ public enum BackupPolicyStatusLogic {
       if let now = conditions.condition(BackupPolicyCondition.rpoMet), now.status == .false, before?.status != .false {
         events.append(PlannedEvent(warning: true, reason: "RPOViolated", message: now.message))
       }
+    }
+
+    // The targets of the declared compliance profiles, with their evidence (ComplianceTargets.swift).
+    if let profiles = policy.spec.compliance, !profiles.isEmpty {
+      var evaluated = policy
+      evaluated.status = s
+      let results = ComplianceEvaluation.policy(evaluated, drills: nil, now: now)
+      let (status, reason, message) = ComplianceEvaluation.summary(results)
+      set(ComplianceEvaluation.conditionType, status, reason, message)
+      requeue += ComplianceEvaluation.flips(results).filter { $0 > now }
+    } else {
+      conditions.removeAll { $0.type == ComplianceEvaluation.conditionType }
     }
 
     s.conditions = conditions

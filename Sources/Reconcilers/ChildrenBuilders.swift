@@ -335,35 +335,14 @@ public enum BackupPolicyChildren {
           "metadata": meta(name: names.role, namespace: workNS, labels: with("backup"), owner: owner),
           "rules": .array(rules),
         ]))
-    out.append(
-      DesiredChild(
-        resource: ChildResources.roleBindings, namespace: workNS, name: names.roleBinding,
-        body: [
-          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-          "metadata": meta(name: names.roleBinding, namespace: workNS, labels: with("backup"), owner: owner),
-          "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": .string(names.role)],
-          "subjects": [
-            ["kind": "ServiceAccount", "name": .string(names.serviceAccount), "namespace": .string(workNS)]
-          ],
-        ]))
+    // The RoleBinding of this Role to the ServiceAccount, and the storage egress, exist only while a run is
+    // active: `runAccess(_:settings:)` builds them (Sources/Reconcilers/BackupAccess.swift).
 
     // Network isolation of this policy's pods.
     let podSelector: JSONValue = [
       "matchLabels": labels([ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name])
     ]
-    let storageRules = storageEgressRules(policy.spec)
-    if copies {
-      if !storageRules.isEmpty {
-        out.append(
-          DesiredChild(
-            resource: ChildResources.networkPolicies, namespace: workNS, name: names.storageEgress,
-            body: [
-              "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-              "metadata": meta(name: names.storageEgress, namespace: workNS, labels: with("isolation"), owner: nil),
-              "spec": ["podSelector": podSelector, "policyTypes": ["Egress"], "egress": .array(storageRules)],
-            ]))
-      }
-    } else {
+    if !copies {
       out.append(
         DesiredChild(
           resource: ChildResources.networkPolicies, namespace: workNS, name: names.isolation,
@@ -372,7 +351,7 @@ public enum BackupPolicyChildren {
             "metadata": meta(name: names.isolation, namespace: workNS, labels: with("isolation"), owner: owner),
             "spec": [
               "podSelector": podSelector, "policyTypes": ["Ingress", "Egress"],
-              "ingress": [disasterRecoveryIngress], "egress": .array([vaultEgress, dnsEgress] + storageRules),
+              "ingress": [disasterRecoveryIngress], "egress": [vaultEgress, dnsEgress],
             ],
           ]))
     }

@@ -59,12 +59,21 @@ public struct ComplianceReport: Codable, Sendable, Hashable {
     public var met: Bool
   }
 
+  /// One object's targets of its declared profiles, with the evidence (ComplianceTargets.swift).
+  public struct ObjectTargets: Codable, Sendable, Hashable {
+    /// "BackupPolicy ns/name", "RecoveryPlan ns/name", "DRDrill ns/name".
+    public var object: String
+    public var results: [ComplianceTargetResult]
+  }
+
   public var generatedAt: Date
   public var scope: String
   public var policies: [PolicyRow]
   public var plans: [PlanRow]
   public var drills: [DrillRow]
   public var profiles: [ProfileRow]
+  /// Every declared profile's targets per object.
+  public var targets: [ObjectTargets]
 
   /// Builds the report; `scope` is "all namespaces" or "namespace NAME".
   public static func build(
@@ -141,7 +150,27 @@ public struct ComplianceReport: Codable, Sendable, Hashable {
           profile: profile.rawValue, rpoTargetSeconds: t.rpoSeconds, rtoTargetSeconds: t.rtoSeconds, objects: objects,
           gaps: gaps, met: !objects.isEmpty && gaps.isEmpty))
     }
-    return ComplianceReport(generatedAt: now, scope: scope, policies: p, plans: r, drills: d, profiles: rows)
+    var targets: [ObjectTargets] = []
+    for x in policies.sorted(by: { key($0.metadata) < key($1.metadata) }) where !(x.spec.compliance ?? []).isEmpty {
+      // The drills that rehearse this policy by naming it (a drill of a plan is not followed to its policies).
+      let rehearsing = drills.filter {
+        $0.metadata.namespace == x.metadata.namespace && $0.spec.target.backupPolicyRef?.name == x.name
+      }
+      targets.append(
+        ObjectTargets(
+          object: "BackupPolicy \(key(x.metadata))",
+          results: ComplianceEvaluation.policy(x, drills: rehearsing, now: now)))
+    }
+    for x in plans.sorted(by: { key($0.metadata) < key($1.metadata) }) where !(x.spec.compliance ?? []).isEmpty {
+      targets.append(
+        ObjectTargets(object: "RecoveryPlan \(key(x.metadata))", results: ComplianceEvaluation.plan(x, now: now)))
+    }
+    for x in drills.sorted(by: { key($0.metadata) < key($1.metadata) }) where !(x.spec.compliance ?? []).isEmpty {
+      targets.append(
+        ObjectTargets(object: "DRDrill \(key(x.metadata))", results: ComplianceEvaluation.drill(x, now: now)))
+    }
+    return ComplianceReport(
+      generatedAt: now, scope: scope, policies: p, plans: r, drills: d, profiles: rows, targets: targets)
   }
 
   static func dur(_ s: Int64?) -> String { s.map { DurationText.format(seconds: $0) } ?? "-" }
@@ -189,6 +218,14 @@ public struct ComplianceReport: Codable, Sendable, Hashable {
     }
   }
 
+  /// One target as a line: "SOX financial data RPO (RPO 1m): met, measured 45s at T. Evidence."
+  static func targetLine(_ r: ComplianceTargetResult) -> String {
+    var line = "\(r.profile.uppercased()) \(r.title) (\(r.target)): \(r.outcome.rawValue)"
+    if let m = r.measuredSeconds { line += ", measured \(dur(m))" }
+    if let at = r.measuredAt { line += " at \(rfc3339Seconds(at))" }
+    return line + ". \(r.evidence)"
+  }
+
   /// Plain text with aligned columns.
   public func text() -> String {
     var out = "BotRT compliance report, \(scope), \(rfc3339Seconds(generatedAt))\n"
@@ -207,6 +244,12 @@ public struct ComplianceReport: Codable, Sendable, Hashable {
       }
     }
     out += "\nCompliance profiles\n" + profileLines().map { "  \($0)\n" }.joined()
+    out += "\nCompliance targets (measured value, when, evidence)\n"
+    if targets.isEmpty { out += "  (no object declares a profile)\n" }
+    for t in targets {
+      out += "  \(t.object)\n"
+      for r in t.results { out += "    \(Self.targetLine(r))\n" }
+    }
     return out
   }
 
@@ -226,6 +269,19 @@ public struct ComplianceReport: Codable, Sendable, Hashable {
       }
     }
     out += "\n## Compliance profiles\n\n" + profileLines().map { "- \($0)\n" }.joined()
+    out += "\n## Compliance targets\n\n"
+    if targets.isEmpty { out += "No object declares a profile.\n" }
+    for t in targets {
+      out +=
+        "\n### \(t.object)\n\n| profile | target | outcome | measured | when | evidence |\n|---|---|---|---|---|---|\n"
+      for r in t.results {
+        let cells = [
+          r.profile.uppercased(), "\(r.title): \(r.target)", r.outcome.rawValue, Self.dur(r.measuredSeconds),
+          r.measuredAt.map(rfc3339Seconds) ?? "-", r.evidence,
+        ]
+        out += "| " + cells.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n"
+      }
+    }
     return out
   }
 

@@ -394,6 +394,10 @@ public enum DrillLogic {
           : "The restored snapshot's age is unknown, so the RPO target of \(fmt(targets.rpoSeconds)) is not shown "
             + "to be met."),
       observedGeneration: gen, now: now)
+    // The targets of the drill's compliance profiles, as of this run (ComplianceTargets.swift).
+    var judged = drill
+    judged.status = st
+    ComplianceEvaluation.apply(ComplianceEvaluation.drill(judged, now: now), to: &conds, generation: gen, now: now)
     st.conditions = conds
 
     var events: [PlannedEvent] = []

@@ -166,6 +166,11 @@ public enum RecoveryPlanLogic {
     st.observedGeneration = gen
     var conds = st.conditions ?? []
     func done() -> PlanAdvance {
+      // The targets of the plan's compliance profiles, from its last completed run (ComplianceTargets.swift).
+      var judged = plan
+      judged.status = st
+      ComplianceEvaluation.apply(
+        ComplianceEvaluation.plan(judged, now: now), to: &conds, generation: plan.metadata.generation, now: now)
       st.conditions = conds
       return PlanAdvance(status: st, actions: actions, events: events, requeueAfter: requeue)
     }

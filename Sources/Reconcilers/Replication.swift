@@ -200,8 +200,9 @@ public enum ReplicationChildren {
     return out
   }
 
-  /// The standing children of the replicas (none without spec.replicas). Secret copies the backup children
-  /// already make are not repeated.
+  /// The standing children of the replicas (none without spec.replicas): Secret copies (those the backup children
+  /// already make are not repeated) and the Role reading them. The RoleBinding and the egress come and go with the
+  /// copy runs (`runAccess`).
   public static func build(_ input: ChildInputs, existing: [DesiredChild] = []) throws(SpecError) -> [DesiredChild] {
     let policy = input.policy
     let replicas = policy.spec.replicas ?? []
@@ -217,14 +218,10 @@ public enum ReplicationChildren {
     func podName(_ s: String) -> String { copies ? names.secretCopy(s) : s }
 
     var uses: [SecretUse] = []
-    // The copy pods read the primary too: its endpoints are opened here as well, so that copies do not depend on
-    // the backup pods' egress being in place.
-    var egress: [JSONValue] = BackupPolicyChildren.storageEgressRules(policy.spec)
     for i in replicas.indices {
       let inv = try ReplicaInvocation(
         policy: policy.spec, index: i, currentKey: policy.status?.currentKey, secretName: podName)
       for u in inv.secrets where !uses.contains(where: { $0.sourceName == u.sourceName }) { uses.append(u) }
-      egress += BackupPolicyChildren.storageEgressRules(inv.targetSpec)
     }
     var out: [DesiredChild] = []
     let existingKeys = Set(existing.map { "\($0.resource.plural)/\($0.namespace ?? "")/\($0.name)" })
@@ -271,13 +268,41 @@ public enum ReplicationChildren {
             name: names.replicaRole, namespace: workNS, labels: with(ReplicaLabels.copyComponent), owner: owner),
           "rules": .array(rules),
         ]))
+    return out
+  }
+
+  /// The objects that exist only while a copy Job of the policy runs (the copy window, as the backup window of
+  /// `BackupPolicyChildren.runAccess`): the RoleBinding `<base>-replicas` letting the policy's ServiceAccount read
+  /// the Secrets copy pods use, and the NetworkPolicy `<base>-replica-egress` opening the copy pods' egress to the
+  /// primary's and the replicas' storage and key endpoints. Empty without replicas or with a spec that cannot run.
+  public static func runAccess(_ policy: BackupPolicy, settings: ControllerSettings) -> [DesiredChild] {
+    let replicas = policy.spec.replicas ?? []
+    if replicas.isEmpty { return [] }
+    let policyNS = policy.metadata.namespace ?? "default"
+    let names = ChildNames(namespace: policyNS, name: policy.name)
+    let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
+    let owner: OwnerReference? = workNS != policyNS ? nil : policy.ownerReference()
+    let owned = BackupPolicyChildren.ownerLabels(policy)
+    func with(_ component: String) -> [String: String] { owned.merging([ChildLabels.component: component]) { $1 } }
+    // The copy pods read the primary too: its endpoints are opened here as well, so that copies do not depend on
+    // the backup pods' egress being in place.
+    var egress: [JSONValue] = BackupPolicyChildren.storageEgressRules(policy.spec)
+    for i in replicas.indices {
+      guard
+        let inv = try? ReplicaInvocation(
+          policy: policy.spec, index: i, currentKey: policy.status?.currentKey, secretName: { $0 })
+      else { return [] }
+      egress += BackupPolicyChildren.storageEgressRules(inv.targetSpec)
+    }
+    var out: [DesiredChild] = []
     out.append(
       DesiredChild(
         resource: ChildResources.roleBindings, namespace: workNS, name: names.replicaRole,
         body: [
           "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
           "metadata": BackupPolicyChildren.meta(
-            name: names.replicaRole, namespace: workNS, labels: with(ReplicaLabels.copyComponent), owner: owner),
+            name: names.replicaRole, namespace: workNS, labels: with(BackupPolicyChildren.runAccessComponent),
+            owner: owner),
           "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": .string(names.replicaRole)],
           "subjects": [
             ["kind": "ServiceAccount", "name": .string(names.serviceAccount), "namespace": .string(workNS)]
@@ -300,7 +325,8 @@ public enum ReplicationChildren {
           body: [
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": BackupPolicyChildren.meta(
-              name: names.replicaEgress, namespace: workNS, labels: with("isolation"), owner: owner),
+              name: names.replicaEgress, namespace: workNS, labels: with(BackupPolicyChildren.runAccessComponent),
+              owner: owner),
             "spec": ["podSelector": selector, "policyTypes": ["Egress"], "egress": .array(rules2)],
           ]))
     }

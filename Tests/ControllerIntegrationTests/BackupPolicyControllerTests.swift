@@ -105,14 +105,16 @@ final class RunningController: Sendable {
 
   /// Runs a controller watching BackupPolicies of `namespace` only, so that other suites' policies are left alone.
   init(
-    _ client: KubeClient, namespace: String, backupNamespace: String, now: @escaping @Sendable () -> Date = { Date() }
+    _ client: KubeClient, namespace: String, backupNamespace: String, now: @escaping @Sendable () -> Date = { Date() },
+    metricsAddress: String? = nil
   ) async throws {
     var logger = Logger(label: "botrt-controller-test") { LineLogHandler(label: $0, format: .text) }
     logger.logLevel = .warning
     app = try await BotRTController.make(
       client: client,
       options: ControllerRunOptions(
-        backupNamespace: backupNamespace, engineImage: "botrt/botrt-engine:test", workers: 2, metricsAddress: nil,
+        backupNamespace: backupNamespace, engineImage: "botrt/botrt-engine:test", workers: 2,
+        metricsAddress: metricsAddress,
         now: now, watchNamespace: namespace),
       logger: logger, handleSignals: false)
     let app = self.app
@@ -265,7 +267,8 @@ final class RunningController: Sendable {
         // Exactly the expected children, read back.
         let settings = controller.app.settings
         let expected = try await expectedChildren(stored, settings: settings)
-        #expect(expected.count == (settings.calicoServed ? 14 : 13))
+        // (The storage egress and the RoleBinding exist only during a run: SecurityMonitoringTests.)
+        #expect(expected.count == (settings.calicoServed ? 12 : 11))
         for c in expected {
           let got = try #require(try await exists(c), "\(c.displayName) is missing")
           if let diff = isSubset(c.body, of: got) { Issue.record("\(c.displayName): \(diff)") }
@@ -310,7 +313,7 @@ final class RunningController: Sendable {
           ChildResources.jobs, namespace: backupNS, name: names.runJob(token: "trigger:run-1"), as: JSONValue.self)
         #expect(runJob[path: "metadata", "annotations", ChildLabels.runToken] == "trigger:run-1")
 
-        // Drift: a deleted NetworkPolicy comes back.
+        // Drift: a deleted NetworkPolicy comes back (the run's storage egress: the on-demand Job is still active).
         try await client.delete(ChildResources.networkPolicies, namespace: backupNS, name: names.storageEgress)
         try await eventually("the deleted NetworkPolicy to be restored") {
           do {
@@ -477,6 +480,22 @@ final class RunningController: Sendable {
               return false
             }
           }
+          // Another client opens the Calico policy to everyone: the isolation guard restores it and counts it.
+          let opened: JSONValue = [
+            "apiVersion": "crd.projectcalico.org/v1", "kind": "GlobalNetworkPolicy",
+            "metadata": ["name": .string(SharedChildNames.calicoPolicy)],
+            "spec": ["order": 1, "selector": "all()", "types": ["Ingress"], "ingress": [["action": "Allow"]]],
+          ]
+          _ = try await client.apply(
+            gnp, namespace: nil, name: SharedChildNames.calicoPolicy, opened, fieldManager: "calicoctl", force: true)
+          try await eventually("the Calico policy to be restored") {
+            let got = try await client.get(gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
+            return got["spec"] == BackupPolicyChildren.calicoPolicy().body["spec"]
+          }
+          #expect(
+            (controller.app.registry.value(
+              "botrt_isolation_drift_total",
+              labels: ["", "GlobalNetworkPolicy", SharedChildNames.calicoPolicy, "modified"]) ?? 0) >= 1)
           // Deleting the last policy this controller sees removes it.
           try await client.delete(BackupPolicy.self, namespace: ns, name: "a")
           try await waitGone(ns, "a")

@@ -88,14 +88,22 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     let expected = [
       "CronJob botrt-backup/\(names.backupCronJob)", "CronJob botrt-backup/\(names.pruneCronJob)",
       "Namespace -/botrt-backup",
-      "NetworkPolicy botrt-backup/\(names.storageEgress)", "NetworkPolicy botrt-backup/botrt-allow-egress-vault-dns",
+      "NetworkPolicy botrt-backup/botrt-allow-egress-vault-dns",
       "NetworkPolicy botrt-backup/botrt-allow-ingress-disaster-recovery",
       "NetworkPolicy botrt-backup/botrt-default-deny",
-      "Role botrt-backup/\(names.role)", "RoleBinding botrt-backup/\(names.roleBinding)",
+      "Role botrt-backup/\(names.role)",
       "Secret botrt-backup/\(names.secretCopy("db-creds"))", "Secret botrt-backup/\(names.secretCopy("s3-creds"))",
       "Secret botrt-backup/\(names.secretCopy("vault-token"))", "ServiceAccount botrt-backup/\(names.serviceAccount)",
     ].sorted()
     #expect(ids == expected)
+    // The storage egress and the RoleBinding exist only while a run is active (backup windows).
+    let grants = BackupPolicyChildren.runAccess(dumpPolicy(), settings: settings()).map {
+      "\($0.resource.kind) \($0.namespace ?? "-")/\($0.name)"
+    }
+    #expect(
+      grants == [
+        "NetworkPolicy botrt-backup/\(names.storageEgress)", "RoleBinding botrt-backup/\(names.roleBinding)",
+      ])
     // Children in another namespace carry owner labels, never owner references.
     for c in cs where !c.shared {
       #expect(c.body[path: "metadata", "labels", ChildLabels.policyName]?.stringValue == "payments-db")
@@ -194,13 +202,19 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     let egress = try #require(child(cs, "NetworkPolicy", SharedChildNames.allowEgress))
     #expect(egress.body[path: "spec", "egress"]?[0]?["to"]?[0]?[path: "podSelector", "matchLabels"] == ["app": "vault"])
     #expect(egress.body[path: "spec", "egress"]?[1]?["ports"]?[0]?["port"] == 53)
-    let storage = try #require(child(cs, "NetworkPolicy", names.storageEgress))
+    #expect(child(cs, "NetworkPolicy", names.storageEgress) == nil)
+    let access = BackupPolicyChildren.runAccess(dumpPolicy(), settings: settings())
+    let storage = try #require(child(access, "NetworkPolicy", names.storageEgress))
+    #expect(storage.body[path: "metadata", "labels", ChildLabels.component] == "run-access")
+    let binding = try #require(child(access, "RoleBinding", names.roleBinding))
+    #expect(binding.body[path: "roleRef", "name"]?.stringValue == names.role)
+    #expect(binding.body[path: "subjects"]?[0]?["name"]?.stringValue == names.serviceAccount)
     #expect(
       storage.body[path: "spec", "egress"] == [
         ["to": [["ipBlock": ["cidr": "10.0.0.5/32"]]], "ports": [["protocol": "TCP", "port": 9000]]]
       ])
     // A host name cannot be expressed: port-based.
-    let byName = try build(dumpPolicy(s3Endpoint: "https://s3.example.com"))
+    let byName = BackupPolicyChildren.runAccess(dumpPolicy(s3Endpoint: "https://s3.example.com"), settings: settings())
     let st2 = try #require(child(byName, "NetworkPolicy", names.storageEgress))
     #expect(st2.body[path: "spec", "egress"] == [["ports": [["protocol": "TCP", "port": 443]]]])
   }
@@ -310,5 +324,7 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     let iso = try #require(child(cs, "NetworkPolicy", names.isolation))
     #expect(iso.namespace == "shop")
     #expect(iso.body[path: "spec", "policyTypes"] == ["Ingress", "Egress"])
+    // Storage egress is not part of the permanent isolation: it is granted per run, in the policy's namespace.
+    #expect(iso.body[path: "spec", "egress"]?.arrayValue?.count == 2)
   }
 }

@@ -220,6 +220,24 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
     #expect(msg.contains("Every security check passed."))
     #expect(msg.contains("The compliance score is 100 of 100; at least 95 is required."))
     #expect(!msg.contains("What went wrong"))
+    #expect(o.status.conditions?.condition(ComplianceEvaluation.conditionType) == nil)
+  }
+
+  /// A drill with a profile states each of its targets, with the run's measurements, in ComplianceMet.
+  @Test func drillWithAProfileStatesItsTargets() throws {
+    var d = try drillTestDrill()
+    d.spec.compliance = [.hipaa]
+    let start = drillNow
+    let o = DrillLogic.finish(
+      d, job: drillJob(start: start, verifySeconds: 252), runStart: start, token: "trigger:x",
+      scratchNamespace: "drill-x", snapshotTime: start - 180, baseline: 110_000_000, security: allSecure,
+      targets: try targets(d), now: start + 260)
+    let c = try #require(o.status.conditions?.condition(ComplianceEvaluation.conditionType))
+    #expect(c.status == .true)
+    #expect(c.reason == "TargetsMet")
+    #expect(c.message.contains("HIPAA healthcare data RPO (RPO 5m): met"))
+    #expect(c.message.contains("restored a snapshot 3m old"))
+    #expect(c.message.contains("HIPAA critical system RTO (RTO 30m): met"))
   }
 
   @Test func tamperedPackFailsIntegrityAndNamesTheObject() throws {

@@ -111,6 +111,11 @@ let webKey = WorkloadState.key("Deployment", "shop", "web")
     let a = RecoveryPlanLogic.advance(plan: plan, world: PlanWorld(), now: drillNow)
     #expect(a.status.rtoTargetSeconds == 900)
     #expect(a.status.rtoSource == "compliance:pci-dss")
+    // Before any run the plan's targets are not measured; kubectl describe says so.
+    let c = try #require(a.status.conditions?.condition(ComplianceEvaluation.conditionType))
+    #expect(c.status == .unknown)
+    #expect(c.message.contains("PCI-DSS cardholder data RTO (RTO 15m): not-measured"))
+    #expect(c.message.contains("PCI-DSS vulnerability scan RTO (within 5m): not-covered"))
   }
 
   /// Drives a whole successful run through the state machine with an advancing clock.

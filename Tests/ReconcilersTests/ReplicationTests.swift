@@ -107,7 +107,7 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
     #expect(Set(vnames).count == vnames.count)
   }
 
-  @Test func standingChildrenCopyTheReplicaSecretsAndLimitEgress() throws {
+  @Test func standingChildrenCopyTheReplicaSecretsAndTheCopyWindowLimitsEgress() throws {
     let p = replicatedPolicy(second: true)
     let inp = try inputs(p)
     let primary = try BackupPolicyChildren.build(inp)
@@ -121,16 +121,23 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
     #expect(
       allowed == Set(["s3-creds", "vault-token", "gcs-sa", "vault-dr-token"].map { names.secretCopy($0) }))
     #expect(!allowed.contains(names.secretCopy("db-creds")))
-    let binding = try #require(child(children, "RoleBinding", names.replicaRole))
+    // The binding and the egress are not standing: they exist only while a copy runs (BackupAccess).
+    #expect(child(children, "RoleBinding", names.replicaRole) == nil)
+    #expect(child(children, "NetworkPolicy", names.replicaEgress) == nil)
+    let window = ReplicationChildren.runAccess(p, settings: inp.settings)
+    #expect(window.map(\.resource.kind).sorted() == ["NetworkPolicy", "RoleBinding"])
+    let binding = try #require(child(window, "RoleBinding", names.replicaRole))
     #expect(binding.body["subjects"]?.arrayValue?.first?["name"]?.stringValue == names.serviceAccount)
-    let np = try #require(child(children, "NetworkPolicy", names.replicaEgress))
+    #expect(binding.body[path: "roleRef", "name"]?.stringValue == names.replicaRole)
+    let np = try #require(child(window, "NetworkPolicy", names.replicaEgress))
     #expect(np.body[path: "spec", "podSelector", "matchLabels", ChildLabels.component]?.stringValue == "replica-copy")
     let cidrs = np.body[path: "spec", "egress"]?.arrayValue?.compactMap {
       $0["to"]?.arrayValue?.first?[path: "ipBlock", "cidr"]?.stringValue
     }
     #expect(Set(cidrs ?? []) == ["10.0.0.5/32", "10.0.0.9/32", "10.0.0.7/32"])
-    // No replicas, no children.
+    // No replicas, no children and no copy window.
     #expect(try ReplicationChildren.build(try inputs(dumpPolicy()), existing: primary).isEmpty)
+    #expect(ReplicationChildren.runAccess(dumpPolicy(), settings: inp.settings).isEmpty)
   }
 
   @Test func missingReplicaSecretNamesTheReplicaField() throws {

@@ -147,6 +147,17 @@ METRICS="$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics")" || fail "no metr
 grep -E "^botrt_replica_lag_seconds\{.*policy=\"data\".*replica=\"dr-gcs\".*\} 0" <<<"$METRICS" >/dev/null ||
   fail "botrt_replica_lag_seconds of dr-gcs is not exported as 0: $(grep botrt_replica <<<"$METRICS")"
 log "   copied by Job $COPY_JOB: replica snapshot $REPLICA_SNAP, lag 0 s"
+# The copy window: the replicas' RoleBinding and egress existed while the copy ran and are gone after it; the copy
+# Job counts as the controller's maintenance, not as an unexpected workload.
+grep -q "run access granted.*runs=.*$COPY_JOB" "$WORK/controller.log" || fail "no copy window was granted for $COPY_JOB"
+window() { kubectl -n "$BACKUP_NS" get rolebindings,networkpolicies -l dr.botrt.io/component=run-access -o name; }
+for _ in $(seq 1 30); do [[ -z "$(window)" ]] && break; sleep 1; done
+[[ -z "$(window)" ]] || fail "the copy window was not closed after the copy: $(window)"
+! grep -E '^botrt_unexpected_workloads_total\{' <<<"$METRICS" | grep -q "$BACKUP_NS" ||
+  fail "the copy Job was counted as an unexpected workload: $(grep botrt_unexpected <<<"$METRICS")"
+[[ -z "$(kubectl -n "$BACKUP_NS" get events --field-selector reason=UnexpectedBackupJob -o name)" ]] ||
+  fail "an UnexpectedBackupJob Event was recorded for the controller's own Jobs"
+log "   the copy window (RoleBinding, egress) was open during the copy and closed after it"
 
 log "2. a second backup is copied incrementally"
 k patch backuppolicy data --type merge -p '{"spec":{"trigger":"b2"}}' >/dev/null

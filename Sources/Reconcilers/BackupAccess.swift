@@ -1,0 +1,166 @@
+import DRAPI
+import Foundation
+import KubeClient
+import KubeCore
+import KubeRuntime
+import Logging
+import Synchronization
+
+extension BackupPolicyChildren {
+  /// The component label of the time-bounded grants.
+  public static let runAccessComponent = "run-access"
+
+  /// The objects that exist only while a run of the policy is active (docs/backup-policy-controller.md, "Backup
+  /// windows"): the NetworkPolicy `<base>-storage-egress` letting the policy's pods reach the storage and KMS
+  /// endpoints (absent when the policy names no endpoint), and the RoleBinding `<base>` binding the Role that
+  /// reads the credentials Secrets to the run's ServiceAccount.
+  public static func runAccess(_ policy: BackupPolicy, settings: ControllerSettings) -> [DesiredChild] {
+    let policyNS = policy.metadata.namespace ?? "default"
+    let names = ChildNames(namespace: policyNS, name: policy.name)
+    let workNS = workloadNamespace(policy, settings: settings)
+    let owner: OwnerReference? = workNS != policyNS ? nil : policy.ownerReference()
+    let l = ownerLabels(policy).merging([ChildLabels.component: runAccessComponent]) { $1 }
+    var out: [DesiredChild] = []
+    let rules = storageEgressRules(policy.spec)
+    if !rules.isEmpty {
+      let podSelector: JSONValue = [
+        "matchLabels": labels([ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name])
+      ]
+      out.append(
+        DesiredChild(
+          resource: ChildResources.networkPolicies, namespace: workNS, name: names.storageEgress,
+          body: [
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": meta(name: names.storageEgress, namespace: workNS, labels: l, owner: owner),
+            "spec": ["podSelector": podSelector, "policyTypes": ["Egress"], "egress": .array(rules)],
+          ]))
+    }
+    out.append(
+      DesiredChild(
+        resource: ChildResources.roleBindings, namespace: workNS, name: names.roleBinding,
+        body: [
+          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+          "metadata": meta(name: names.roleBinding, namespace: workNS, labels: l, owner: owner),
+          "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": .string(names.role)],
+          "subjects": [
+            ["kind": "ServiceAccount", "name": .string(names.serviceAccount), "namespace": .string(workNS)]
+          ],
+        ]))
+    return out
+  }
+}
+
+/// Grants a policy's storage egress and credentials binding while one of its runs is active, and revokes them when
+/// none is (docs/backup-policy-controller.md, "Backup windows").
+///
+/// A controller keyed by BackupPolicy: its own BackupPolicy watch (so that every policy is looked at on start and
+/// stale grants of a controller that was down are revoked) and the labelled Jobs mapped to their policy. Each
+/// reconcile lists the policy's Jobs (and CronJobs, to tell scheduled runs from hand-made ones) live: a run is
+/// active from the Job's creation until it has a Complete or Failed condition or is being deleted. Only runs the
+/// controller planned (scheduled or on-demand) are granted access.
+public final class BackupAccessReconciler: Sendable {
+  let client: KubeClient
+  let settings: ControllerSettings
+  let intent: IsolationIntent
+  let metrics: SecurityMetrics?
+  let logger: Logger
+  /// The grants last made per policy (display names); absent until the policy was first reconciled, so a restarted
+  /// controller applies and deletes once and revokes what a controller that was down left behind.
+  private let granted = Mutex<[ObjectKey: Set<String>]>([:])
+
+  public init(
+    client: KubeClient, settings: ControllerSettings, intent: IsolationIntent, metrics: SecurityMetrics?,
+    logger: Logger
+  ) {
+    self.client = client
+    self.settings = settings
+    self.intent = intent
+    self.metrics = metrics
+    self.logger = logger
+  }
+
+  /// The controller: BackupPolicies, plus the controller's Jobs mapped to their policy.
+  public func controller(namespace: String?, workers: Int) -> Controller<BackupPolicy> {
+    let c = Controller<BackupPolicy>(
+      name: "backup-access", source: KubeWatchSource<BackupPolicy>(client: client, namespace: namespace),
+      options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
+      reconcile: { key, store in try await self.reconcile(key, store) })
+    c.watches(
+      KubeWatchSource<Unstructured>(client: client, resource: ChildResources.jobs, namespace: nil),
+      config: WatcherConfig(labelSelector: "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)"),
+      mapper: Mappers.labels(nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace))
+    return c
+  }
+
+  /// Grants or revokes the policy's run access: the backup window (`runAccess`) while a planned backup, prune, key
+  /// rotation or repository deletion runs, the copy window (`ReplicationChildren.runAccess`) while a replica copy
+  /// runs. A policy being deleted keeps only what its repository deletion Job needs, while that Job runs.
+  public func reconcile(_ key: ObjectKey, _ store: Store<BackupPolicy>) async throws -> ReconcileResult {
+    guard let policy = store.get(key) else { return .awaitChange }
+    let active = try await activeRuns(policy).filter {
+      !policy.metadata.isDeleting || $0.component == BackupDeletion.component
+    }
+    let backupRuns = active.filter { $0.component != ReplicaLabels.copyComponent }.map(\.name)
+    let copyRuns = active.filter { $0.component == ReplicaLabels.copyComponent }.map(\.name)
+    let backupWindow = BackupPolicyChildren.runAccess(policy, settings: settings)
+    let copyWindow = ReplicationChildren.runAccess(policy, settings: settings)
+    let wanted = (backupRuns.isEmpty ? [] : backupWindow) + (copyRuns.isEmpty ? [] : copyWindow)
+    let wantedIDs = Set(wanted.map(\.displayName))
+    if granted.withLock({ $0[key] }) == wantedIDs { return .awaitChange }
+    for c in wanted {
+      intent.record(c)
+      do {
+        _ = try await client.apply(
+          c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: ChildLabels.controllerName,
+          force: true)
+      } catch {
+        throw ChildError(child: c.displayName, operation: "apply", cause: "\(error)")
+      }
+    }
+    for c in backupWindow + copyWindow where !wantedIDs.contains(c.displayName) {
+      intent.forget(c.resource, namespace: c.namespace, name: c.name)
+      do {
+        try await client.delete(c.resource, namespace: c.namespace, name: c.name)
+      } catch let e as KubeError where e.isNotFound {
+        continue
+      } catch {
+        throw ChildError(child: c.displayName, operation: "delete", cause: "\(error)")
+      }
+    }
+    let before = granted.withLock { g in
+      let b = g[key]
+      g[key] = wantedIDs
+      return b
+    }
+    metrics?.accessGranted.set(wanted.isEmpty ? 0 : 1, [key.namespace ?? "", key.name])
+    if before != wantedIDs {
+      if wanted.isEmpty {
+        logger.info("run access revoked", metadata: ["policy": "\(key)"])
+      } else {
+        logger.info(
+          "run access granted",
+          metadata: ["policy": "\(key)", "runs": "\((backupRuns + copyRuns).sorted().joined(separator: ","))"])
+      }
+    }
+    return .awaitChange
+  }
+
+  /// The policy's active planned runs (name and component label).
+  func activeRuns(_ policy: BackupPolicy) async throws -> [(name: String, component: String)] {
+    let ns = policy.metadata.namespace ?? "default"
+    let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
+    let selector = ChildLabels.selector(namespace: ns, name: policy.name)
+    let jobs = try await client.listAll(
+      ChildResources.jobs, namespace: workNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+    let candidates = jobs.items.filter { SecurityAudit.isActive($0) }
+    if candidates.isEmpty { return [] }
+    let crons = try await client.listAll(
+      ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion), namespace: workNS,
+      options: ListOptions(labelSelector: selector), as: JSONValue.self)
+    let uids = Set(crons.items.compactMap { $0[path: "metadata", "uid"]?.stringValue })
+    return candidates.filter { SecurityAudit.origin(job: $0, managedCronJobUIDs: uids).expected }.compactMap {
+      guard let name = $0[path: "metadata", "name"]?.stringValue else { return nil }
+      return (name, $0[path: "metadata", "labels", ChildLabels.component]?.stringValue ?? "")
+    }
+  }
+}
