@@ -223,6 +223,7 @@ assert set(np["spec"]["policyTypes"]) == {"Ingress", "Egress"}, np["spec"]
 PY
 SA_USER=system:serviceaccount:$SYS_NS:botrt-controller
 can() { "$KUBECTL" auth can-i --as="$SA_USER" "$@" 2>/dev/null; }
+set -f # the checks below are word-split on purpose, and "*" must stay a word
 for a in "watch backuppolicies.dr.botrt.io -A" "patch drdrills.dr.botrt.io/status -n $APP_NS" \
   "create cronjobs.batch -n botrt-backup" "create networkpolicies.networking.k8s.io -n botrt-backup" \
   "patch deployments.apps/scale -n $APP_NS" "update leases.coordination.k8s.io -n $SYS_NS" "create events -n $APP_NS"; do
@@ -235,6 +236,7 @@ for a in "create backuppolicies.dr.botrt.io -n $APP_NS" "delete deployments.apps
   # shellcheck disable=SC2086
   [[ "$(can $a)" == no ]] || fail "the ServiceAccount may: $a (more than the controller needs)"
 done
+set +f
 
 # -------------------------------------------------------------------------------------------------------------------
 log "3. manifests/monitoring/ where the PrometheusRule kind exists (a stand-in CRD of the Prometheus Operator's kind)"
