@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -266,6 +267,10 @@ def main() -> int:
     p.add_argument("--bin-path", help="swift build --show-bin-path: also check the built products' shared libraries")
     a = p.parse_args()
     declared = declared_products()
+    if a.bin_path and not shutil.which("readelf"):
+        print("check-images: readelf is missing (Debian package binutils; hack/install-deps.sh installs it)",
+              file=sys.stderr)
+        return 1
     images = {kind: check_image(kind, product, a.bin_path, declared) for kind, product in PRODUCTS.items()}
     check_repository(images)
     for line in problems:
