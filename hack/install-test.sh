@@ -9,7 +9,7 @@
 #  3. manifests/monitoring/ applies where the PrometheusRule kind exists (a stand-in CRD here);
 #  4. the Deployment's own Pods run through hack/pod-runner.py (it plays the kubelet: the Pod's ServiceAccount token
 #     Secret and KUBERNETES_SERVICE_HOST/PORT, i.e. the in-cluster configuration, so the installed RBAC is what the
-#     controller has); one replica takes the Lease;
+#     controller has; and the securityContext: uid 65532 on a read-only root); one replica takes the Lease;
 #  5. every shell block of docs/quickstart.md runs in order (namespace and Secrets, a BackupPolicy to moto S3 with
 #     OpenBao Transit keys backing up a PostgreSQL dump, `kubectl wait --for=condition=Ready bp/...`, a first
 #     backup, a DRDrill with `kubectl wait --for=condition=Passed drill/...`, a RecoveryPlan, `kubectl get botrt`);
@@ -73,12 +73,17 @@ cleanup() {
   "$KUBECTL" delete clusterrole,clusterrolebinding botrt-controller >/dev/null 2>&1
   "$KUBECTL" delete namespace -l "dr.botrt.io/drill-namespace=$APP_NS" --wait=false >/dev/null 2>&1
   "$KUBECTL" delete crd prometheusrules.monitoring.coreos.com >/dev/null 2>&1
-  rm -rf "$WORK"
+  if [[ "${BOTRT_KEEP_WORK:-0}" == 1 ]]; then echo "install-test: kept $WORK" >&2; else rm -rf "$WORK"; fi
   exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT # so that a timeout still cleans up
 
-# A fresh start: an earlier run's leftovers (a run killed before its cleanup) would hide what this one creates.
+# A fresh start: an earlier run's leftovers (a run killed before its cleanup) would hide what this one creates. Their
+# finalizers cannot run (no controller runs yet), so they are removed first.
+for o in $("$KUBECTL" -n "$APP_NS" get backuppolicies,recoveryplans,drdrills -o name 2>/dev/null); do
+  "$KUBECTL" -n "$APP_NS" patch "$o" --type merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+done
 "$KUBECTL" delete namespace "$APP_NS" "$SYS_NS" --ignore-not-found --timeout=120s >/dev/null 2>&1 ||
   fail "could not remove the namespaces $APP_NS and $SYS_NS left by an earlier run"
 
@@ -141,8 +146,19 @@ run_block() { # FILE: one quickstart block, with kubectl 1.20 and the local valu
     export AWS_ACCESS_KEY_ID="quickstart-key-$SECRET_MARK" AWS_SECRET_ACCESS_KEY="quickstart-secret-$SECRET_MARK"
     export VAULT_ADDR VAULT_TOKEN VAULT_KEY=botrt-test DB_HOST="$PGHOST" DB_PORT="$PGPORT" DB_USER=postgres
     export DB_NAME DB_PASSWORD="db-password-$SECRET_MARK"
-    bash -euo pipefail "$1"
-  ) >>"$WORK/quickstart.out" 2>&1 || fail "docs/quickstart.md block $(basename "$1") failed: $(tail -n 15 "$WORK/quickstart.out")"
+    exec timeout -k 10 300 bash -euo pipefail "$1"
+  ) >>"$WORK/quickstart.out" 2>&1 &
+  local pid=$! verdict
+  # `kubectl wait --for=condition=Passed` waits out its timeout when the drill fails: stop at a failed result.
+  while kill -0 "$pid" 2>/dev/null; do
+    verdict="$("$KUBECTL" -n "$APP_NS" get drill orders-db-drill -o jsonpath='{.status.lastResult.passed}' 2>/dev/null || true)"
+    if [[ "$verdict" == false ]]; then
+      kill "$pid" 2>/dev/null || true
+      fail "the quickstart's drill failed: $("$KUBECTL" -n "$APP_NS" get drill orders-db-drill -o jsonpath='{.status.lastResult.message}')"
+    fi
+    sleep 1
+  done
+  wait "$pid" || fail "docs/quickstart.md block $(basename "$1") failed: $(tail -n 15 "$WORK/quickstart.out")"
 }
 
 # -------------------------------------------------------------------------------------------------------------------
@@ -274,7 +290,7 @@ PY
 "$KUBECTL" -n "$SYS_NS" patch deployment botrt-controller --type strategic -p "$(cat "$WORK/deploy-patch.json")" >/dev/null
 BOTRT_CONTROLLER_BIN="$BOTRT_CONTROLLER_BIN" python3 "$REPO/hack/pod-runner.py" -l botrt.io/local-runner=true \
   -l "dr.botrt.io/policy-namespace=$APP_NS" -l "dr.botrt.io/drill-namespace=$APP_NS" --restart-backoff 2 \
-  --keep-work-dirs --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
+  --enforce-security-context --keep-work-dirs --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
 RUNNER_PID=$!
 run_block "$WORK"/blocks/02-run.sh # rollout status, pods, api-resources
 ready="$("$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o jsonpath='{.status.readyReplicas}/{.status.replicas}')"
@@ -295,6 +311,11 @@ done
 ((leaders == 1)) || fail "$leaders replicas say they acquired the lease (want 1)"
 grep -h '"msg":"connected"' "${logs[@]}" | head -1 | grep -q 'https://127.0.0.1' ||
   fail "the controller did not connect through KUBERNETES_SERVICE_HOST/PORT"
+# The runner enforces the Pod's securityContext (--enforce-security-context): the replicas run as the Deployment's
+# user on a read-only root, as on a node.
+uids="$(ps -eo uid=,args= | awk '/[\/]usr\/local\/bin\/botrt-controller run .*--leader-elect/ {print $1}' | sort | uniq -c)"
+[[ "$(awk '{print $2}' <<<"$uids" | sort -u)" == 65532 && "$(awk '{s+=$1} END {print s}' <<<"$uids")" -ge 2 ]] ||
+  fail "the controller replicas do not run as uid 65532: $uids"
 
 # -------------------------------------------------------------------------------------------------------------------
 log "5. the quickstart: Secrets, a policy, a first backup, a drill, a plan, the status"

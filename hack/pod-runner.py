@@ -457,6 +457,15 @@ while IFS="$(printf '\t')" read -r src dst mode kind; do
 done < "$W/mounts"
 WD="$1"; shift
 mkdir -p "$R$WD"
+# readOnlyRootFilesystem (--enforce-security-context): the image's root and the host mounts bound into it become
+# read-only; volumes, /dev, /proc and /sys keep their own modes.
+if [ -e "$W/readonly-root" ]; then
+  mount -o remount,bind,ro "$R" || fail "read-only remount of the root"
+  while IFS= read -r m; do
+    [ -n "$m" ] || continue
+    mount -o remount,bind,ro "$R$m" 2>/dev/null || true
+  done < "$W/host-mounts"
+fi
 exec unshare --root="$R" --wd="$WD" -- "$@"
 """
 
@@ -538,11 +547,21 @@ class ContainerRun:
     def termination_path(self) -> str:
         return self.c.get("terminationMessagePath") or "/dev/termination-log"
 
+    def security(self) -> dict:
+        """The effective runAsUser, runAsGroup, fsGroup and readOnlyRootFilesystem (container over Pod settings)."""
+        pod = self.ctx.pod["spec"].get("securityContext") or {}
+        c = self.c.get("securityContext") or {}
+        return {"uid": c.get("runAsUser", pod.get("runAsUser")), "gid": c.get("runAsGroup", pod.get("runAsGroup")),
+                "fsGroup": pod.get("fsGroup"), "readOnlyRoot": bool(c.get("readOnlyRootFilesystem"))}
+
     def start(self) -> None:
         """Builds the environment and command, and starts the process; raises RunnerError before any process runs."""
         env = self.ctx.container_env(self.c)
         env.setdefault("HOSTNAME", self.ctx.name)
-        env.setdefault("HOME", "/root")
+        enforce = self.runner.args.enforce_security_context and self.runner.isolation == "mount"
+        sec = self.security() if enforce else {"uid": None, "gid": None, "fsGroup": None, "readOnlyRoot": False}
+        # As a container runtime does for a user without a passwd entry: HOME=/ for non-root.
+        env.setdefault("HOME", "/" if sec["uid"] not in (None, 0) else "/root")
         if "PATH" not in env:
             env["PATH"] = self.runner.container_path
         argv = self.command(env)
@@ -550,6 +569,18 @@ class ContainerRun:
         with open(self.termination_file, "wb"):
             pass
         wd = self.c.get("workingDir") or "/"
+        if enforce:
+            os.chmod(self.termination_file, 0o666)  # the container's user writes its termination message
+            marker = os.path.join(self.dir, "readonly-root")
+            if sec["readOnlyRoot"]:
+                open(marker, "w").close()
+            elif os.path.exists(marker):
+                os.remove(marker)
+            if sec["uid"] is not None:
+                # setpriv runs inside the container's root (an overlay of the host's, so it is there).
+                gid = sec["gid"] if sec["gid"] is not None else sec["uid"]
+                groups = f"--groups={sec['fsGroup']}" if sec["fsGroup"] is not None else "--clear-groups"
+                argv = ["setpriv", f"--reuid={sec['uid']}", f"--regid={gid}", groups, "--"] + argv
         if self.runner.isolation == "mount":
             # Resolve the executable the way the container would (same filesystem as the host, plus volumes).
             if "/" not in argv[0] and not shutil.which(argv[0], path=env["PATH"]):
@@ -1112,6 +1143,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--extra-path", action="append", help="directory put first on containers' PATH (repeatable; "
                                                          "$BOTRT_PG_BIN is added too)")
     p.add_argument("--isolation", choices=["auto", "mount", "none"], default="auto")
+    p.add_argument("--enforce-security-context", action="store_true",
+                   help="with mount isolation: run as runAsUser/runAsGroup (fsGroup as supplementary group) and "
+                        "make the root read-only for readOnlyRootFilesystem, as a kubelet does")
     p.add_argument("--pvc", action="append", default=[], help="NAMESPACE/CLAIM=DIR or CLAIM=DIR (repeatable)")
     p.add_argument("--pvc-root", help="PVCs without a mapping use DIR/NAMESPACE/CLAIM")
     p.add_argument("--host-path-root", help="hostPath volumes live under this directory instead of /")

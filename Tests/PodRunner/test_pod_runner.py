@@ -157,6 +157,16 @@ class CommandTests(unittest.TestCase):
             with self.assertRaisesRegex(pr.RunnerError, "BOTRT_CONTROLLER_BIN"):
                 pr.ContainerRun(r, ctx, c, 0, False).command({})
 
+    def test_security_context_merges_pod_and_container_settings(self):
+        c = {"name": "c", "image": "botrt-controller", "securityContext": {"readOnlyRootFilesystem": True,
+                                                                           "runAsUser": 1000}}
+        p = pod([c])
+        p["spec"]["securityContext"] = {"runAsUser": 65532, "runAsGroup": 65533, "fsGroup": 65534}
+        with tempfile.TemporaryDirectory() as d:
+            ctx = pr.PodContext(FakeRunner(FakeKube()), p, d)
+            sec = pr.ContainerRun(ctx.runner, ctx, c, 0, False).security()
+        self.assertEqual(sec, {"uid": 1000, "gid": 65533, "fsGroup": 65534, "readOnlyRoot": True})
+
     def test_shell_image_needs_a_command(self):
         self.assertEqual(self.run_for({"name": "s", "image": "busybox", "command": ["sh", "-c", "echo $(X)"]}),
                          ["sh", "-c", "echo 1"])
