@@ -3,11 +3,12 @@
 # Idempotent: a second run on the same machine only checks.
 set -euo pipefail
 
+# binutils: readelf for hack/check-images.py. kubectl 1.20 for hack/install-test.sh is fetched by hack/kubectl-1.20.sh.
 APT_PKGS=(
   libcurl4-openssl-dev libssl-dev libyaml-dev libzstd-dev
   etcd-server golang-go rsync jq golang-github-modern-go-reflect2-dev
   postgresql postgresql-client openssl zstd restic procps psmisc
-  curl iproute2 util-linux make dpkg-dev python3-pip
+  curl iproute2 util-linux make dpkg-dev python3-pip binutils
   # promtool evaluates the alert rules in the controller integration tests.
   prometheus
 )

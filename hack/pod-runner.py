@@ -19,7 +19,10 @@ Isolation (`--isolation`):
       directories, and terminationMessagePath to a temp file (less faithful; for machines without root).
 
 Images: containers whose image matches --engine-image (default "botrt-engine") run BOTRT_ENGINE_BIN (or
---engine-bin) when the command is empty or names botrt-engine; containers whose image matches --shell-image
+--engine-bin) when the command is empty or names botrt-engine; containers whose image matches --controller-image
+(default "botrt-controller") run BOTRT_CONTROLLER_BIN (or --controller-bin) likewise, so the Deployment of
+manifests/ runs with its Pod's service-account token and KUBERNETES_SERVICE_HOST/PORT (in-cluster configuration);
+containers whose image matches --shell-image
 (default "postgres|busybox|alpine|debian|botrt-shell") run their command on the host. A Pod with any other image is
 left alone (logged once).
 
@@ -454,6 +457,15 @@ while IFS="$(printf '\t')" read -r src dst mode kind; do
 done < "$W/mounts"
 WD="$1"; shift
 mkdir -p "$R$WD"
+# readOnlyRootFilesystem (--enforce-security-context): the image's root and the host mounts bound into it become
+# read-only; volumes, /dev, /proc and /sys keep their own modes.
+if [ -e "$W/readonly-root" ]; then
+  mount -o remount,bind,ro "$R" || fail "read-only remount of the root"
+  while IFS= read -r m; do
+    [ -n "$m" ] || continue
+    mount -o remount,bind,ro "$R$m" 2>/dev/null || true
+  done < "$W/host-mounts"
+fi
 exec unshare --root="$R" --wd="$WD" -- "$@"
 """
 
@@ -494,15 +506,15 @@ class ContainerRun:
         image = self.c.get("image", "")
         cmd = [expand(x, env) for x in self.c.get("command") or []]
         args = [expand(x, env) for x in self.c.get("args") or []]
-        if self.runner.engine_re.search(image):
-            if not cmd or os.path.basename(cmd[0]) == "botrt-engine":
-                engine = self.runner.engine_bin
-                if not engine:
-                    raise RunnerError(f"container {self.name}: image {image} needs the engine binary; set "
-                                      "BOTRT_ENGINE_BIN or --engine-bin")
+        product = self.runner.product(image)
+        if product:
+            name, binary, path, hint = product
+            if not cmd or os.path.basename(cmd[0]) == name:
+                if not binary:
+                    raise RunnerError(f"container {self.name}: image {image} needs the {name} binary; set {hint}")
                 # Run it at the path where mounts() binds it, not at its host path: a volume mounted over a
                 # parent of the host path (an emptyDir at /tmp, say, when the checkout is under /tmp) hides it.
-                cmd = [self.runner.args.engine_path] + cmd[1:]
+                cmd = [path] + cmd[1:]
         elif not cmd:
             if not args:
                 raise RunnerError(f"container {self.name}: image {image} has no command and the local pod runner "
@@ -525,20 +537,31 @@ class ContainerRun:
         for b in self.runner.args.bind:
             src, _, dst = b.partition(":")
             out.append((src, dst or src, False))
-        if self.runner.engine_re.search(self.c.get("image", "")) and self.runner.engine_bin:
-            # The engine image's binary at its path in the image, so commands such as `cp /usr/local/bin/botrt-engine
+        product = self.runner.product(self.c.get("image", ""))
+        if product and product[1]:
+            # The image's binary at its path in the image, so commands such as `cp /usr/local/bin/botrt-engine
             # /shared/` (an init container installing the engine for a dump image) work as in the real image.
-            out.append((self.runner.engine_bin, self.runner.args.engine_path, True))
+            out.append((product[1], product[2], True))
         return out
 
     def termination_path(self) -> str:
         return self.c.get("terminationMessagePath") or "/dev/termination-log"
 
+    def security(self) -> dict:
+        """The effective runAsUser, runAsGroup, fsGroup and readOnlyRootFilesystem (container over Pod settings)."""
+        pod = self.ctx.pod["spec"].get("securityContext") or {}
+        c = self.c.get("securityContext") or {}
+        return {"uid": c.get("runAsUser", pod.get("runAsUser")), "gid": c.get("runAsGroup", pod.get("runAsGroup")),
+                "fsGroup": pod.get("fsGroup"), "readOnlyRoot": bool(c.get("readOnlyRootFilesystem"))}
+
     def start(self) -> None:
         """Builds the environment and command, and starts the process; raises RunnerError before any process runs."""
         env = self.ctx.container_env(self.c)
         env.setdefault("HOSTNAME", self.ctx.name)
-        env.setdefault("HOME", "/root")
+        enforce = self.runner.args.enforce_security_context and self.runner.isolation == "mount"
+        sec = self.security() if enforce else {"uid": None, "gid": None, "fsGroup": None, "readOnlyRoot": False}
+        # As a container runtime does for a user without a passwd entry: HOME=/ for non-root.
+        env.setdefault("HOME", "/" if sec["uid"] not in (None, 0) else "/root")
         if "PATH" not in env:
             env["PATH"] = self.runner.container_path
         argv = self.command(env)
@@ -546,6 +569,18 @@ class ContainerRun:
         with open(self.termination_file, "wb"):
             pass
         wd = self.c.get("workingDir") or "/"
+        if enforce:
+            os.chmod(self.termination_file, 0o666)  # the container's user writes its termination message
+            marker = os.path.join(self.dir, "readonly-root")
+            if sec["readOnlyRoot"]:
+                open(marker, "w").close()
+            elif os.path.exists(marker):
+                os.remove(marker)
+            if sec["uid"] is not None:
+                # setpriv runs inside the container's root (an overlay of the host's, so it is there).
+                gid = sec["gid"] if sec["gid"] is not None else sec["uid"]
+                groups = f"--groups={sec['fsGroup']}" if sec["fsGroup"] is not None else "--clear-groups"
+                argv = ["setpriv", f"--reuid={sec['uid']}", f"--regid={gid}", groups, "--"] + argv
         if self.runner.isolation == "mount":
             # Resolve the executable the way the container would (same filesystem as the host, plus volumes).
             if "/" not in argv[0] and not shutil.which(argv[0], path=env["PATH"]):
@@ -900,6 +935,10 @@ class Runner:
         self.engine_bin = args.engine_bin or os.environ.get("BOTRT_ENGINE_BIN")
         if self.engine_bin:
             self.engine_bin = os.path.abspath(self.engine_bin)
+        self.controller_re = re.compile(args.controller_image)
+        self.controller_bin = args.controller_bin or os.environ.get("BOTRT_CONTROLLER_BIN")
+        if self.controller_bin:
+            self.controller_bin = os.path.abspath(self.controller_bin)
         extra = [p for p in (args.extra_path or []) + [os.environ.get("BOTRT_PG_BIN", "")] if p]
         self.container_path = ":".join(extra + [os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
         self.isolation = args.isolation
@@ -933,9 +972,20 @@ class Runner:
         spec = pod["spec"]
         for c in (spec.get("initContainers") or []) + spec["containers"]:
             image = c.get("image", "")
-            if not (self.engine_re.search(image) or self.shell_re.search(image)):
+            if not (self.product(image) or self.shell_re.search(image)):
                 return False
         return True
+
+    def product(self, image: str) -> tuple[str, str | None, str, str] | None:
+        """For an image of one of BotRT's executables: (its name, the host binary, its path in the image, how to set
+        the binary); None for other images."""
+        if self.engine_re.search(image):
+            return "botrt-engine", self.engine_bin, self.args.engine_path, "BOTRT_ENGINE_BIN or --engine-bin"
+        controller_re = getattr(self, "controller_re", None)
+        if controller_re is not None and controller_re.search(image):
+            return ("botrt-controller", getattr(self, "controller_bin", None), self.args.controller_path,
+                    "BOTRT_CONTROLLER_BIN or --controller-bin")
+        return None
 
     def handle(self, etype: str, pod: dict, listed: bool = False) -> None:
         meta = pod["metadata"]
@@ -961,7 +1011,7 @@ class Runner:
                 if uid not in self.ignored:
                     self.ignored.add(uid)
                     images = [c.get("image") for c in pod["spec"]["containers"]]
-                    LOG.info("ignoring pod %s/%s: images %s match neither --engine-image nor --shell-image",
+                    LOG.info("ignoring pod %s/%s: images %s match none of --engine-image, --controller-image and --shell-image",
                              meta["namespace"], meta["name"], images)
                 return
             run = PodRun(self, pod)
@@ -1084,9 +1134,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--engine-bin", help="the botrt-engine executable (default $BOTRT_ENGINE_BIN)")
     p.add_argument("--engine-path", default="/usr/local/bin/botrt-engine",
                    help="where the engine image has the engine (bound there in engine-image containers)")
+    p.add_argument("--controller-image", default=os.environ.get("BOTRT_RUNNER_CONTROLLER_IMAGE", "botrt-controller"),
+                   help="regex of controller images (run BOTRT_CONTROLLER_BIN with the Pod's in-cluster service "
+                        "account, e.g. the Deployment of manifests/)")
+    p.add_argument("--controller-bin", help="the botrt-controller executable (default $BOTRT_CONTROLLER_BIN)")
+    p.add_argument("--controller-path", default="/usr/local/bin/botrt-controller",
+                   help="where the controller image has the controller (bound there in controller-image containers)")
     p.add_argument("--extra-path", action="append", help="directory put first on containers' PATH (repeatable; "
                                                          "$BOTRT_PG_BIN is added too)")
     p.add_argument("--isolation", choices=["auto", "mount", "none"], default="auto")
+    p.add_argument("--enforce-security-context", action="store_true",
+                   help="with mount isolation: run as runAsUser/runAsGroup (fsGroup as supplementary group) and "
+                        "make the root read-only for readOnlyRootFilesystem, as a kubelet does")
     p.add_argument("--pvc", action="append", default=[], help="NAMESPACE/CLAIM=DIR or CLAIM=DIR (repeatable)")
     p.add_argument("--pvc-root", help="PVCs without a mapping use DIR/NAMESPACE/CLAIM")
     p.add_argument("--host-path-root", help="hostPath volumes live under this directory instead of /")

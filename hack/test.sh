@@ -22,7 +22,7 @@ fi
 LOGDIR="$(realpath -m "${BOTRT_TEST_LOG_DIR:-$REPO/.local/test-logs}")"
 mkdir -p "$LOGDIR"
 # Logs of an earlier run would be mistaken for this run's in the summary.
-rm -f "$LOGDIR"/{install-deps,swift-format,build,cluster,services,swift-test}.log
+rm -f "$LOGDIR"/{install-deps,swift-format,build,check-images,cluster,services,swift-test,install-test}.log
 SWIFT_PATH_ARGS=()
 if [[ -n "${BOTRT_SCRATCH_PATH:-}" ]]; then SWIFT_PATH_ARGS=(--scratch-path "$BOTRT_SCRATCH_PATH"); fi
 
@@ -73,7 +73,7 @@ summary() {
     read -r name status _ <<<"$s"
     case "$name" in
       swift-test) if [[ "$status" == FAIL ]] && ((failed == 0)); then failed=1; fi ;;
-      pod-runner* | *-e2e | e2e) if [[ "$status" == ok ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi ;;
+      pod-runner* | *-e2e | e2e | install-test | check-images) if [[ "$status" == ok ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi ;;
     esac
   done
   echo "hack/test.sh: $passed passed, $failed failed"
@@ -114,6 +114,9 @@ fi
 # 3. Build, tests included, warnings as errors.
 step build build.log swift build "${SWIFT_PATH_ARGS[@]}" --build-tests -Xswiftc -warnings-as-errors || exit 1
 BIN_PATH="$(swift build "${SWIFT_PATH_ARGS[@]}" --show-bin-path)"
+# The container recipes, without a container engine: they parse, their entrypoints are the built products, the
+# runtime stage has the built products' shared libraries, the user is numeric and not root.
+step check-images check-images.log python3 hack/check-images.py --bin-path "$BIN_PATH" || true
 
 # 4. Services. Whatever this run starts, it stops on exit; a cluster or service set that was
 # already running in the same state dir is used and left running.
@@ -161,3 +164,7 @@ step recoveryplan-e2e recoveryplan-e2e.log timeout -k 10s 10m bash hack/pod-runn
 step replication-e2e replication-e2e.log timeout -k 10s 5m bash hack/pod-runner/replication-e2e.sh || true
 step e2e e2e.log timeout -k 10s 15m bash hack/e2e.sh || true
 step keyrotation-e2e keyrotation-e2e.log timeout -k 10s 10m bash hack/pod-runner/keyrotation-e2e.sh || true
+
+# 7. The install as an admin does it, last (it installs the operator cluster-wide, then removes it): kubectl apply -k
+# manifests/, the Deployment's Pods through the pod runner with their ServiceAccount, docs/quickstart.md's commands.
+step install-test install-test.log timeout -k 10s 10m bash hack/install-test.sh || true

@@ -31,8 +31,12 @@ public struct RunCommand: AsyncParsableCommand {
   var leaderElect = false
   @Option(name: .customLong("lease-namespace"), help: "Namespace of the leader-election Lease.")
   var leaseNamespace = "botrt-system"
-  @Option(name: .customLong("log-format"), help: "json or text.")
+  @Option(name: .customLong("log-format"), help: "json (one object per line) or text.")
   var logFormat = "text"
+  @Option(
+    name: .customLong("log-level"),
+    help: "trace, debug, info, notice, warning, error or critical; info logs one line per reconcile outcome.")
+  var logLevel = "info"
   @Option(help: "Concurrent reconciles.")
   var workers = 2
   @Option(help: "Watch BackupPolicies in this namespace only (default: all namespaces).")
@@ -44,15 +48,20 @@ public struct RunCommand: AsyncParsableCommand {
     guard let format = LogFormat(rawValue: logFormat) else {
       throw ValidationError("--log-format must be json or text, got '\(logFormat)'")
     }
+    guard let level = Logger.Level(rawValue: logLevel) else {
+      throw ValidationError(
+        "--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(logLevel)'"
+      )
+    }
     guard (1...64).contains(workers) else { throw ValidationError("--workers must be 1-64, got \(workers)") }
-    let logger = Logger(label: "botrt-controller") { LineLogHandler(label: $0, format: format) }
+    let logger = Logger(label: "botrt-controller") { LineLogHandler(label: $0, format: format, level: level) }
     var env = ProcessInfo.processInfo.environment
     if let kubeconfig { env["KUBECONFIG"] = kubeconfig }
     let client: KubeClient
     do {
       client = KubeClient(
         config: try ClientConfig.fromEnvironment(context: context, environment: env),
-        logger: Logger(label: "botrt.kube") { LineLogHandler(label: $0, format: format) })
+        logger: Logger(label: "botrt.kube") { LineLogHandler(label: $0, format: format, level: level) })
     } catch {
       logger.error("cannot load the cluster configuration", metadata: ["error": "\(error)"])
       throw ExitCode(2)

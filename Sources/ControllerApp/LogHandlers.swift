@@ -18,9 +18,10 @@ public struct LineLogHandler: LogHandler {
   let format: LogFormat
   static let lock = Mutex(())
 
-  public init(label: String, format: LogFormat) {
+  public init(label: String, format: LogFormat, level: Logger.Level = .info) {
     self.label = label
     self.format = format
+    self.logLevel = level
   }
 
   public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -38,31 +39,37 @@ public struct LineLogHandler: LogHandler {
   }
 
   public func log(event: LogEvent) {
-    let level = event.level
-    let message = event.message
     var all = metadata
     for (k, v) in event.metadata ?? [:] { all[k] = v }
     if let error = event.error { all["error"] = "\(error)" }
     let time = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
-    let text: String
+    let text = Self.render(
+      format: format, time: time, level: event.level, label: label, message: event.message.description, metadata: all)
+    Self.lock.withLock { _ in FileHandle.standardError.write(Data((text + "\n").utf8)) }
+  }
+
+  /// One log line without its newline: a JSON object with `time`, `level`, `logger`, `msg` and the metadata as
+  /// strings (keys sorted), or `TIME LEVEL logger: message key=value ...`.
+  public static func render(
+    format: LogFormat, time: String, level: Logger.Level, label: String, message: String, metadata: Logger.Metadata
+  ) -> String {
     switch format {
     case .json:
-      var o: [String: String] = ["time": time, "level": level.rawValue, "logger": label, "msg": message.description]
-      for (k, v) in all where o[k] == nil { o[k] = Self.flatten(v) }
+      var o: [String: String] = ["time": time, "level": level.rawValue, "logger": label, "msg": message]
+      for (k, v) in metadata where o[k] == nil { o[k] = flatten(v) }
       let enc = JSONEncoder()
       enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
       do {
-        text = String(decoding: try enc.encode(o), as: UTF8.self)
+        return String(decoding: try enc.encode(o), as: UTF8.self)
       } catch {
-        text = #"{"level":"error","msg":"cannot encode a log line"}"#
+        return #"{"level":"error","msg":"cannot encode a log line"}"#
       }
     case .text:
-      let kv = all.keys.sorted().map { k -> String in
-        let v = Self.flatten(all[k]!)
+      let kv = metadata.keys.sorted().map { k -> String in
+        let v = flatten(metadata[k]!)
         return v.contains(" ") || v.contains("\"") ? "\(k)=\(String(reflecting: v))" : "\(k)=\(v)"
       }
-      text = ([time, level.rawValue.uppercased(), "\(label):", message.description] + kv).joined(separator: " ")
+      return ([time, level.rawValue.uppercased(), "\(label):", message] + kv).joined(separator: " ")
     }
-    Self.lock.withLock { _ in FileHandle.standardError.write(Data((text + "\n").utf8)) }
   }
 }

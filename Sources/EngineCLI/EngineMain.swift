@@ -79,10 +79,8 @@ public enum EngineMain {
     }
     let toStderr = (cmd as? RestoreCommand)?.stdout ?? false
     (toStderr ? FileHandle.standardError : FileHandle.standardOutput).write(line)
-    if let path = cmd.repoOptions.resultPath() {
-      if !FileManager.default.createFile(atPath: path, contents: line) {
-        FileHandle.standardError.write(Data("warning: could not write the result to \(path)\n".utf8))
-      }
+    if let path = cmd.repoOptions.resultPath(), !writeResult(line, to: path) {
+      FileHandle.standardError.write(Data("warning: could not write the result to \(path)\n".utf8))
     }
     return code
   }
@@ -93,3 +91,21 @@ public enum EngineMain {
   @_silgen_name("mallopt")
   func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
 #endif
+
+/// Writes the result into an existing file in place (else creates it). Not atomically: the kubelet's
+/// /dev/termination-log is a file in a root-owned /dev, where a container running as non-root (the Jobs run as
+/// 65532) cannot create the temporary file that an atomic write renames over it.
+func writeResult(_ line: Data, to path: String) -> Bool {
+  guard FileManager.default.fileExists(atPath: path) else {
+    return FileManager.default.createFile(atPath: path, contents: line)
+  }
+  do {
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    try handle.truncate(atOffset: 0)
+    try handle.write(contentsOf: line)
+    return true
+  } catch {
+    return false
+  }
+}

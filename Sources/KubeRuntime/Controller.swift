@@ -206,6 +206,8 @@ public final class Controller<Object: KubeObject>: Runnable {
     }
   }
 
+  /// Runs one reconcile and logs one line for its outcome, naming the object (kind, namespace, name): `reconciled`
+  /// at info (success or requeue), a warning when it failed and is retried, an error when it failed for good.
   private func process(_ key: ObjectKey) async {
     var log = logger
     log[metadataKey: "kind"] = "\(Object.self)"
@@ -219,11 +221,11 @@ public final class Controller<Object: KubeObject>: Runnable {
       switch result {
       case .awaitChange:
         outcome = "success"
-        log.debug("reconciled", metadata: ["outcome": "\(outcome)"])
+        log.info("reconciled", metadata: ["outcome": "\(outcome)"])
       case .requeueAfter(let d):
         outcome = "requeue"
         await queue.addAfter(key, d)
-        log.debug("reconciled", metadata: ["outcome": "\(outcome)", "requeueAfter": "\(d)"])
+        log.info("reconciled", metadata: ["outcome": "\(outcome)", "requeueAfter": "\(d)"])
       }
     } catch let e as TerminalReconcileError {
       outcome = "terminal_error"

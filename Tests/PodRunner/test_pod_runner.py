@@ -49,7 +49,12 @@ class FakeRunner:
         self.engine_re = pr.re.compile("botrt-engine")
         self.shell_re = pr.re.compile("busybox|postgres")
         self.engine_bin = "/opt/bin/botrt-engine"
+        self.controller_re = pr.re.compile("botrt-controller")
+        self.controller_bin = "/opt/bin/botrt-controller"
+        self.args.controller_path = "/usr/local/bin/botrt-controller"
         self.pvc_map = {}
+
+    product = pr.Runner.product
 
 
 def pod(containers, volumes=None):
@@ -136,6 +141,31 @@ class CommandTests(unittest.TestCase):
         # Another command in the engine image runs as given (e.g. cp of the engine into a shared volume).
         self.assertEqual(self.run_for({"name": "e", "image": "botrt-engine", "command": ["cp", "a", "b"]}),
                          ["cp", "a", "b"])
+
+    def test_controller_image_runs_the_controller_binary_at_its_image_path(self):
+        # The Deployment of manifests/ gives only args; the image's entrypoint is /usr/local/bin/botrt-controller.
+        c = {"name": "controller", "image": "ghcr.io/botrt/botrt-controller:v0.1.0", "args": ["run", "--leader-elect"]}
+        self.assertEqual(self.run_for(c), ["/usr/local/bin/botrt-controller", "run", "--leader-elect"])
+        with tempfile.TemporaryDirectory() as d:
+            ctx = pr.PodContext(FakeRunner(FakeKube()), pod([c]), d)
+            mounts = pr.ContainerRun(ctx.runner, ctx, c, 0, False).mounts()
+        self.assertIn(("/opt/bin/botrt-controller", "/usr/local/bin/botrt-controller", True), mounts)
+        r = FakeRunner(FakeKube())
+        r.controller_bin = None
+        with tempfile.TemporaryDirectory() as d:
+            ctx = pr.PodContext(r, pod([c]), d)
+            with self.assertRaisesRegex(pr.RunnerError, "BOTRT_CONTROLLER_BIN"):
+                pr.ContainerRun(r, ctx, c, 0, False).command({})
+
+    def test_security_context_merges_pod_and_container_settings(self):
+        c = {"name": "c", "image": "botrt-controller", "securityContext": {"readOnlyRootFilesystem": True,
+                                                                           "runAsUser": 1000}}
+        p = pod([c])
+        p["spec"]["securityContext"] = {"runAsUser": 65532, "runAsGroup": 65533, "fsGroup": 65534}
+        with tempfile.TemporaryDirectory() as d:
+            ctx = pr.PodContext(FakeRunner(FakeKube()), p, d)
+            sec = pr.ContainerRun(ctx.runner, ctx, c, 0, False).security()
+        self.assertEqual(sec, {"uid": 1000, "gid": 65533, "fsGroup": 65534, "readOnlyRoot": True})
 
     def test_shell_image_needs_a_command(self):
         self.assertEqual(self.run_for({"name": "s", "image": "busybox", "command": ["sh", "-c", "echo $(X)"]}),

@@ -1,0 +1,371 @@
+#!/usr/bin/env bash
+# Installs BotRT on the local control plane as an admin does, and checks what was created and that it works:
+#
+#  1. manifests/ and manifests/monitoring/ render with kubectl 1.20's kustomize (2.0.3) and the current kubectl's;
+#  2. `kubectl apply -k manifests/` (kubectl 1.20, the docs/quickstart.md block) creates the namespace, the CRDs
+#     (Established), the ServiceAccount, RBAC without wildcards, the Deployment (2 replicas, leader election,
+#     restricted Pod Security Standard, probes, requests and limits), the Service and the NetworkPolicy; the
+#     ServiceAccount may do what the controller needs and nothing else it was not given (kubectl auth can-i);
+#  3. manifests/monitoring/ applies where the PrometheusRule kind exists (a stand-in CRD here);
+#  4. the Deployment's own Pods run through hack/pod-runner.py (it plays the kubelet: the Pod's ServiceAccount token
+#     Secret and KUBERNETES_SERVICE_HOST/PORT, i.e. the in-cluster configuration, so the installed RBAC is what the
+#     controller has; and the securityContext: uid 65532 on a read-only root); one replica takes the Lease;
+#  5. every shell block of docs/quickstart.md runs in order (namespace and Secrets, a BackupPolicy to moto S3 with
+#     OpenBao Transit keys backing up a PostgreSQL dump, `kubectl wait --for=condition=Ready bp/...`, a first
+#     backup, a DRDrill with `kubectl wait --for=condition=Passed drill/...`, a RecoveryPlan, `kubectl get botrt`);
+#  6. `kubectl describe` shows conditions and Events in sentences, `kubectl explain` documents the fields with their
+#     tier defaults, the controller's logs are JSON with one `reconciled` line naming each object, contain no
+#     Secret value, and show no Forbidden answer (the installed RBAC sufficed).
+#
+#   source <(hack/cluster.sh env); source <(hack/services.sh env)
+#   BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... hack/install-test.sh
+#
+# Needs root (the pod runner's mount isolation) and the services of hack/services.sh. It installs into the shared
+# control plane (namespace botrt-system, ClusterRole botrt-controller, namespaces shop and botrt-backup) and
+# removes all of it but the CRDs when it ends; run it after the other tests, as hack/test.sh does.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+fail() { echo "install-test: FAIL: $*" >&2; exit 1; }
+log() { echo "install-test: $*" >&2; }
+for v in KUBECONFIG BOTRT_CONTROLLER_BIN BOTRT_ENGINE_BIN BOTRT_S3_ENDPOINT VAULT_ADDR VAULT_TOKEN PGHOST PGPORT \
+  BOTRT_PG_BIN; do
+  [[ -n "${!v:-}" ]] || fail "$v is not set (see the header of $0)"
+done
+[[ "$(id -u)" == 0 ]] || fail "the pod runner's mount isolation needs root"
+for b in "$BOTRT_CONTROLLER_BIN" "$BOTRT_ENGINE_BIN"; do [[ -x "$b" ]] || fail "$b is not an executable"; done
+
+KUBECTL_120="$("$REPO/hack/kubectl-1.20.sh")"
+KUBECTL="$(command -v kubectl)"
+WORK="$(mktemp -d /tmp/botrt-install-test.XXXXXX)"
+chmod 755 "$WORK"
+mkdir -p "$WORK/bin"
+ln -s "$KUBECTL_120" "$WORK/bin/kubectl" # the quickstart's commands run with the server's kubectl
+K120=("$KUBECTL_120")
+RUNNER_PID=""
+APP_NS=shop
+SYS_NS=botrt-system
+
+dump_state() {
+  echo "--- deployment and pods"
+  "$KUBECTL" -n "$SYS_NS" get deploy,rs,pods -o wide 2>&1 | head -20
+  echo "--- botrt objects in $APP_NS"
+  "$KUBECTL" -n "$APP_NS" get botrt -o yaml 2>&1 | grep -E '^\s+(message|reason|type|status|phase):' | head -40
+  echo "--- controller logs (last lines of each replica)"
+  for f in "$WORK"/runner/botrt-system_*/c-controller/output.log; do
+    [[ -f "$f" ]] && { echo "[$f]"; tail -n 15 "$f"; }
+  done
+  echo "--- runner log"
+  tail -n 25 "$WORK/runner.log" 2>/dev/null
+} >&2
+
+cleanup() {
+  local rc=$?
+  set +e
+  if ((rc != 0)); then dump_state; fi
+  # Finalizers need the running controller: delete the objects first, then stop it.
+  "$KUBECTL" -n "$APP_NS" delete drdrills,recoveryplans,backuppolicies --all --timeout=60s >/dev/null 2>&1
+  "$KUBECTL" -n "$SYS_NS" delete deployment botrt-controller --timeout=30s >/dev/null 2>&1
+  "$KUBECTL" -n "$SYS_NS" wait --for=delete pod -l app.kubernetes.io/component=controller --timeout=40s \
+    >/dev/null 2>&1
+  if [[ -n "$RUNNER_PID" ]]; then kill -TERM "$RUNNER_PID" 2>/dev/null; wait "$RUNNER_PID" 2>/dev/null; fi
+  # Everything manifests/ created but the CRDs (other steps and tests use them).
+  "$KUBECTL" delete namespace "$APP_NS" "$SYS_NS" botrt-backup --wait=false >/dev/null 2>&1
+  "$KUBECTL" delete clusterrole,clusterrolebinding botrt-controller >/dev/null 2>&1
+  "$KUBECTL" delete namespace -l "dr.botrt.io/drill-namespace=$APP_NS" --wait=false >/dev/null 2>&1
+  "$KUBECTL" delete crd prometheusrules.monitoring.coreos.com >/dev/null 2>&1
+  if [[ "${BOTRT_KEEP_WORK:-0}" == 1 ]]; then echo "install-test: kept $WORK" >&2; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT # so that a timeout still cleans up
+
+# A fresh start: an earlier run's leftovers (a run killed before its cleanup) would hide what this one creates. Their
+# finalizers cannot run (no controller runs yet), so they are removed first.
+for o in $("$KUBECTL" -n "$APP_NS" get backuppolicies,recoveryplans,drdrills -o name 2>/dev/null); do
+  "$KUBECTL" -n "$APP_NS" patch "$o" --type merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+done
+"$KUBECTL" delete namespace "$APP_NS" "$SYS_NS" --ignore-not-found --timeout=120s >/dev/null 2>&1 ||
+  fail "could not remove the namespaces $APP_NS and $SYS_NS left by an earlier run"
+
+# -------------------------------------------------------------------------------------------------------------------
+log "1. manifests/ and manifests/monitoring/ render with kubectl $("$KUBECTL_120" version --client --short 2>/dev/null | awk '{print $3}') and $("$KUBECTL" version --client -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
+"${K120[@]}" kustomize "$REPO/manifests" >"$WORK/render-120.yaml" || fail "kubectl 1.20 cannot render manifests/"
+"$KUBECTL" kustomize "$REPO/manifests" >"$WORK/render-new.yaml" 2>"$WORK/render-new.err" ||
+  fail "kubectl cannot render manifests/: $(cat "$WORK/render-new.err")"
+"${K120[@]}" kustomize "$REPO/manifests/monitoring" >"$WORK/monitoring.yaml" ||
+  fail "kubectl 1.20 cannot render manifests/monitoring/"
+python3 - "$WORK/render-120.yaml" "$WORK/render-new.yaml" "$WORK/monitoring.yaml" <<'PY' || fail "rendered manifests"
+import sys, yaml
+def ids(path):
+    return sorted((d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])
+                  for d in yaml.safe_load_all(open(path)) if d)
+old, new, mon = ids(sys.argv[1]), ids(sys.argv[2]), ids(sys.argv[3])
+assert old == new, f"kustomize versions disagree: {set(old) ^ set(new)}"
+want = {("Namespace", "", "botrt-system"), ("ServiceAccount", "botrt-system", "botrt-controller"),
+        ("ClusterRole", "", "botrt-controller"), ("ClusterRoleBinding", "", "botrt-controller"),
+        ("Role", "botrt-system", "botrt-leader-election"), ("RoleBinding", "botrt-system", "botrt-leader-election"),
+        ("Deployment", "botrt-system", "botrt-controller"), ("Service", "botrt-system", "botrt-controller-metrics"),
+        ("NetworkPolicy", "botrt-system", "botrt-controller"),
+        ("CustomResourceDefinition", "", "backuppolicies.dr.botrt.io"),
+        ("CustomResourceDefinition", "", "recoveryplans.dr.botrt.io"),
+        ("CustomResourceDefinition", "", "drdrills.dr.botrt.io")}
+assert set(old) == want, f"manifests/ renders {set(old) ^ want} differently from what is expected"
+assert mon == [("PrometheusRule", "botrt-system", "botrt")], mon
+PY
+
+# -------------------------------------------------------------------------------------------------------------------
+# The quickstart's blocks, in order: tag<TAB>file per block.
+python3 - "$REPO/docs/quickstart.md" "$WORK/blocks" <<'PY' || fail "docs/quickstart.md: its tested blocks"
+import os, re, sys
+text = open(sys.argv[1]).read()
+os.makedirs(sys.argv[2])
+blocks = re.findall(r"<!-- install-test: (\w+)[^>]*-->\n```sh\n(.*?)```", text, re.S)
+tags = [t for t, _ in blocks]
+assert tags[:2] == ["replaced", "install"] and tags.count("run") >= 5, tags
+for i, (tag, body) in enumerate(blocks):
+    with open(os.path.join(sys.argv[2], f"{i:02d}-{tag}.sh"), "w") as f:
+        f.write(body)
+PY
+grep -qx 'kubectl apply -k manifests/' "$WORK"/blocks/01-install.sh || fail "the quickstart's install is not kubectl apply -k"
+# The variables of the quickstart's first block, set to the local services.
+BUCKET="quickstart-$$-$RANDOM"
+SECRET_MARK="s3cr3t-$RANDOM$RANDOM" # in every Secret value below; must never appear in a log
+python3 - "$BUCKET" <<'PY' || fail "cannot create the bucket"
+import os, sys, boto3
+boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])
+PY
+DB_NAME="orders_$$"
+"$BOTRT_PG_BIN/psql" -q -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres -c "CREATE DATABASE $DB_NAME" >/dev/null
+"$BOTRT_PG_BIN/psql" -q -h "$PGHOST" -p "$PGPORT" -U postgres -d "$DB_NAME" \
+  -c "CREATE TABLE orders (id int primary key, item text); INSERT INTO orders VALUES (1, 'tea'), (2, 'cake')" >/dev/null
+run_block() { # FILE: one quickstart block, with kubectl 1.20 and the local values of its variables
+  log "   quickstart: $(grep -m1 -v '^\s*$' "$1" | cut -c1-100)"
+  (
+    cd "$REPO"
+    export PATH="$WORK/bin:$PATH" BUCKET S3_ENDPOINT="$BOTRT_S3_ENDPOINT" S3_REGION=us-east-1
+    export AWS_ACCESS_KEY_ID="quickstart-key-$SECRET_MARK" AWS_SECRET_ACCESS_KEY="quickstart-secret-$SECRET_MARK"
+    export VAULT_ADDR VAULT_TOKEN VAULT_KEY=botrt-test DB_HOST="$PGHOST" DB_PORT="$PGPORT" DB_USER=postgres
+    export DB_NAME DB_PASSWORD="db-password-$SECRET_MARK"
+    exec timeout -k 10 300 bash -euo pipefail "$1"
+  ) >>"$WORK/quickstart.out" 2>&1 &
+  local pid=$! verdict
+  # `kubectl wait --for=condition=Passed` waits out its timeout when the drill fails: stop at a failed result.
+  while kill -0 "$pid" 2>/dev/null; do
+    verdict="$("$KUBECTL" -n "$APP_NS" get drill orders-db-drill -o jsonpath='{.status.lastResult.passed}' 2>/dev/null || true)"
+    if [[ "$verdict" == false ]]; then
+      kill "$pid" 2>/dev/null || true
+      fail "the quickstart's drill failed: $("$KUBECTL" -n "$APP_NS" get drill orders-db-drill -o jsonpath='{.status.lastResult.message}')"
+    fi
+    sleep 1
+  done
+  wait "$pid" || fail "docs/quickstart.md block $(basename "$1") failed: $(tail -n 15 "$WORK/quickstart.out")"
+}
+
+# -------------------------------------------------------------------------------------------------------------------
+log "2. kubectl apply -k manifests/ (the quickstart's install block, kubectl 1.20)"
+run_block "$WORK"/blocks/01-install.sh
+"$KUBECTL" wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io \
+  crd/drdrills.dr.botrt.io >/dev/null || fail "the CRDs are not Established"
+for _ in $(seq 1 100); do
+  [[ -n "$("$KUBECTL" -n "$SYS_NS" get serviceaccount botrt-controller -o jsonpath='{.secrets[*].name}' 2>/dev/null)" ]] && break
+  sleep 0.3
+done
+"$KUBECTL" get namespace "$SYS_NS" -o json >"$WORK/ns.json"
+"$KUBECTL" -n "$SYS_NS" get serviceaccount botrt-controller -o json >"$WORK/sa.json"
+"$KUBECTL" get clusterrole botrt-controller -o json >"$WORK/clusterrole.json"
+"$KUBECTL" get clusterrolebinding botrt-controller -o json >"$WORK/crb.json"
+"$KUBECTL" -n "$SYS_NS" get role botrt-leader-election -o json >"$WORK/role.json"
+"$KUBECTL" -n "$SYS_NS" get rolebinding botrt-leader-election -o json >"$WORK/rb.json"
+"$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o json >"$WORK/deploy.json"
+"$KUBECTL" -n "$SYS_NS" get service botrt-controller-metrics -o json >"$WORK/svc.json"
+"$KUBECTL" -n "$SYS_NS" get networkpolicy botrt-controller -o json >"$WORK/np.json"
+python3 - "$WORK" <<'PY' || fail "the installed objects"
+import json, os, sys
+W = sys.argv[1]
+load = lambda n: json.load(open(os.path.join(W, n)))
+ns, sa, cr, crb, role, rb = (load(n) for n in ("ns.json", "sa.json", "clusterrole.json", "crb.json", "role.json",
+                                               "rb.json"))
+dep, svc, np = load("deploy.json"), load("svc.json"), load("np.json")
+assert ns["metadata"]["labels"].get("pod-security.kubernetes.io/enforce") == "restricted", ns["metadata"]["labels"]
+assert any("-token-" in s["name"] for s in sa.get("secrets", [])), "the ServiceAccount got no token Secret"
+subject = {"kind": "ServiceAccount", "name": "botrt-controller", "namespace": "botrt-system"}
+assert crb["subjects"] == [subject] and crb["roleRef"]["name"] == "botrt-controller", crb
+assert rb["subjects"] == [subject] and rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                         "name": "botrt-leader-election"}, rb
+for obj in (cr, role):
+    for rule in obj["rules"]:
+        for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+            assert not any("*" in v for v in rule.get(field, [])), f"wildcard in {obj['metadata']['name']}: {rule}"
+        assert rule["verbs"], rule
+# The controller needs no cluster-wide write of Deployments' specs, Nodes, or RBAC cluster objects.
+granted = {(g, r, v) for rule in cr["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+for forbidden in [("apps", "deployments", "update"), ("", "nodes", "get"), ("rbac.authorization.k8s.io",
+                  "clusterroles", "create"), ("dr.botrt.io", "backuppolicies", "create"), ("", "pods", "create")]:
+    assert forbidden not in granted, f"the ClusterRole grants {forbidden}"
+assert {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]} == \
+    {("leases", "get"), ("leases", "create"), ("leases", "update")}, role["rules"]
+
+spec = dep["spec"]
+assert spec["replicas"] == 2, spec["replicas"]
+pod = spec["template"]["spec"]
+assert pod["serviceAccountName"] == "botrt-controller"
+psc = pod.get("securityContext", {})
+assert psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) != 0, psc
+assert psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", psc
+assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC"), pod
+for vol in pod.get("volumes", []):
+    assert "hostPath" not in vol, vol
+(c,) = pod["containers"]
+sc = c.get("securityContext", {})
+assert sc.get("allowPrivilegeEscalation") is False, sc
+assert sc.get("readOnlyRootFilesystem") is True, sc
+assert sc.get("capabilities", {}).get("drop") == ["ALL"] and not sc["capabilities"].get("add"), sc
+assert not sc.get("privileged"), sc
+assert sc.get("runAsUser", psc.get("runAsUser")) != 0
+for p in ("livenessProbe", "readinessProbe"):
+    assert c.get(p, {}).get("httpGet", {}).get("path") in ("/healthz", "/readyz"), (p, c.get(p))
+for kind in ("requests", "limits"):
+    assert {"cpu", "memory"} <= set(c["resources"].get(kind, {})), c["resources"]
+args = c.get("args", [])
+assert "--leader-elect" in args and "run" in args, args
+assert "--log-format=json" in args, args
+assert any(a.startswith("--engine-image=") and "botrt-engine" in a for a in args), args
+assert "botrt-controller" in c["image"], c["image"]
+labels = spec["template"]["metadata"]["labels"]
+assert all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()), "the Service selects no controller Pod"
+assert svc["spec"]["ports"][0]["targetPort"] in [p["name"] for p in c["ports"]], svc["spec"]["ports"]
+assert all(labels.get(k) == v for k, v in np["spec"]["podSelector"]["matchLabels"].items()), np["spec"]
+assert set(np["spec"]["policyTypes"]) == {"Ingress", "Egress"}, np["spec"]
+PY
+SA_USER=system:serviceaccount:$SYS_NS:botrt-controller
+can() { "$KUBECTL" auth can-i --as="$SA_USER" "$@" 2>/dev/null; }
+set -f # the checks below are word-split on purpose, and "*" must stay a word
+for a in "watch backuppolicies.dr.botrt.io -A" "patch drdrills.dr.botrt.io/status -n $APP_NS" \
+  "create cronjobs.batch -n botrt-backup" "create networkpolicies.networking.k8s.io -n botrt-backup" \
+  "patch deployments.apps/scale -n $APP_NS" "update leases.coordination.k8s.io -n $SYS_NS" "create events -n $APP_NS"; do
+  # shellcheck disable=SC2086
+  [[ "$(can $a)" == yes ]] || fail "the ServiceAccount may not: $a"
+done
+for a in "create backuppolicies.dr.botrt.io -n $APP_NS" "delete deployments.apps -n $APP_NS" "get nodes" \
+  "create clusterroles.rbac.authorization.k8s.io" "update leases.coordination.k8s.io -n kube-system" \
+  "create pods -n $APP_NS" "* * -A"; do
+  # shellcheck disable=SC2086
+  [[ "$(can $a)" == no ]] || fail "the ServiceAccount may: $a (more than the controller needs)"
+done
+set +f
+
+# -------------------------------------------------------------------------------------------------------------------
+log "3. manifests/monitoring/ where the PrometheusRule kind exists (a stand-in CRD of the Prometheus Operator's kind)"
+"$KUBECTL" apply -f - >/dev/null <<'EOF'
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: prometheusrules.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  names: {kind: PrometheusRule, plural: prometheusrules, listKind: PrometheusRuleList}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+EOF
+"$KUBECTL" wait --for condition=established --timeout=30s crd/prometheusrules.monitoring.coreos.com >/dev/null
+"${K120[@]}" apply -k "$REPO/manifests/monitoring" >/dev/null || fail "kubectl apply -k manifests/monitoring/"
+alerts="$("$KUBECTL" -n "$SYS_NS" get prometheusrule botrt -o jsonpath='{.spec.groups[*].rules[*].alert}')"
+[[ "$alerts" == *BackupRPOViolation* && "$alerts" == *BackupFailed* ]] || fail "PrometheusRule alerts: $alerts"
+"$KUBECTL" delete crd prometheusrules.monitoring.coreos.com >/dev/null
+
+# -------------------------------------------------------------------------------------------------------------------
+log "4. the Deployment's Pods run (pod runner, in-cluster configuration); one replica leads"
+# Local adjustments: the Pods share the host's network, so each replica's metrics server takes a free port instead
+# of 0.0.0.0:8080; the label lets the runner pick only the Pods of this revision.
+python3 - "$WORK/deploy.json" >"$WORK/deploy-patch.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))["spec"]["template"]["spec"]["containers"][0]
+args = ["--metrics-address=127.0.0.1:0" if a.startswith("--metrics-address") else a for a in c["args"]]
+print(json.dumps({"spec": {"template": {"metadata": {"labels": {"botrt.io/local-runner": "true"}},
+                                        "spec": {"containers": [{"name": c["name"], "args": args}]}}}}))
+PY
+"$KUBECTL" -n "$SYS_NS" patch deployment botrt-controller --type strategic -p "$(cat "$WORK/deploy-patch.json")" >/dev/null
+BOTRT_CONTROLLER_BIN="$BOTRT_CONTROLLER_BIN" python3 "$REPO/hack/pod-runner.py" -l botrt.io/local-runner=true \
+  -l "dr.botrt.io/policy-namespace=$APP_NS" -l "dr.botrt.io/drill-namespace=$APP_NS" --restart-backoff 2 \
+  --enforce-security-context --keep-work-dirs --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
+RUNNER_PID=$!
+run_block "$WORK"/blocks/02-run.sh # rollout status, pods, api-resources
+ready="$("$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o jsonpath='{.status.readyReplicas}/{.status.replicas}')"
+[[ "$ready" == 2/2 ]] || fail "the Deployment has $ready ready replicas"
+holder=""
+for _ in $(seq 1 60); do
+  holder="$("$KUBECTL" -n "$SYS_NS" get lease botrt-controller -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)"
+  [[ -n "$holder" ]] && break
+  sleep 0.5
+done
+[[ -n "$holder" ]] || fail "no replica took the Lease botrt-system/botrt-controller"
+logs=("$WORK"/runner/botrt-system_*/c-controller/output.log)
+((${#logs[@]} >= 2)) || fail "expected the logs of 2 controller Pods, found ${#logs[@]}"
+leaders=0
+for f in "${logs[@]}"; do
+  grep -q '"msg":"acquired the lease"' "$f" && leaders=$((leaders + 1))
+done
+((leaders == 1)) || fail "$leaders replicas say they acquired the lease (want 1)"
+grep -h '"msg":"connected"' "${logs[@]}" | head -1 | grep -q 'https://127.0.0.1' ||
+  fail "the controller did not connect through KUBERNETES_SERVICE_HOST/PORT"
+# The runner enforces the Pod's securityContext (--enforce-security-context): the replicas run as the Deployment's
+# user on a read-only root, as on a node.
+uids="$(ps -eo uid=,args= | awk '/[\/]usr\/local\/bin\/botrt-controller run .*--leader-elect/ {print $1}' | sort | uniq -c)"
+[[ "$(awk '{print $2}' <<<"$uids" | sort -u)" == 65532 && "$(awk '{s+=$1} END {print s}' <<<"$uids")" -ge 2 ]] ||
+  fail "the controller replicas do not run as uid 65532: $uids"
+
+# -------------------------------------------------------------------------------------------------------------------
+log "5. the quickstart: Secrets, a policy, a first backup, a drill, a plan, the status"
+for f in "$WORK"/blocks/0[3-9]-run.sh "$WORK"/blocks/[1-9]?-run.sh; do
+  [[ -f "$f" ]] && run_block "$f"
+done
+q() { "$KUBECTL" -n "$APP_NS" "$@"; }
+[[ -n "$(q get bp orders-db -o jsonpath='{.status.lastSnapshot}')" ]] || fail "the policy has no lastSnapshot"
+[[ "$(q get drill orders-db-drill -o jsonpath='{.status.lastResult.passed}')" == true ]] || fail "the drill did not pass"
+
+# -------------------------------------------------------------------------------------------------------------------
+log "6. the kubectl experience, the logs"
+get="$(q get botrt 2>&1)"
+for kind in backuppolicy.dr.botrt.io/orders-db drdrill.dr.botrt.io/orders-db-drill \
+  recoveryplan.dr.botrt.io/orders-db-recovery; do
+  grep -q "$kind" <<<"$get" || fail "kubectl get botrt does not list $kind: $get"
+done
+for k in "$KUBECTL" "$KUBECTL_120"; do
+  d="$("$k" -n "$APP_NS" describe bp orders-db)"
+  grep -q "Conditions:" <<<"$d" || grep -q "Type:\s*Ready" <<<"$d" || fail "describe bp shows no conditions"
+  grep -qE "Events:" <<<"$d" && grep -qE "Normal +[A-Za-z]+ +.*[a-z].*\." <<<"$d" ||
+    fail "describe bp shows no Event in a sentence: $d"
+  d="$("$k" -n "$APP_NS" describe drill orders-db-drill)"
+  grep -q "The drill passed" <<<"$d" || fail "describe drill does not say the drill passed: $d"
+  e="$("$k" explain backuppolicy.spec)"
+  for field in tier schedule rpo retention repository encryption compliance; do
+    grep -qE "^   $field\s" <<<"$e" || fail "kubectl explain backuppolicy.spec has no field $field"
+  done
+  "$k" explain backuppolicy.spec.tier | grep -q "critical = every 5 min" ||
+    fail "kubectl explain backuppolicy.spec.tier has no tier defaults"
+  "$k" explain backuppolicy.spec.retention.keepDaily >/dev/null || fail "kubectl explain ...retention.keepDaily"
+  "$k" explain drdrill.spec.verification.minComplianceScore | grep -q "Default: 95" ||
+    fail "kubectl explain drdrill.spec.verification.minComplianceScore has no default"
+done
+python3 - "$SECRET_MARK" "${logs[@]}" <<'PY' || fail "the controller's logs"
+import json, sys
+mark, files = sys.argv[1], sys.argv[2:]
+reconciled, lines = set(), 0
+for path in files:
+    for n, line in enumerate(open(path, errors="replace"), 1):
+        assert mark not in line, f"{path}:{n}: a Secret value is in the log"
+        o = json.loads(line)  # every line is one JSON object
+        lines += 1
+        assert {"time", "level", "msg", "logger"} <= set(o), o
+        assert "forbidden" not in line.lower(), f"{path}:{n}: the installed RBAC refused a call: {line}"
+        if o["msg"] == "reconciled":
+            reconciled.add((o.get("kind"), o.get("namespace"), o.get("name")))
+for want in [("BackupPolicy", "shop", "orders-db"), ("DRDrill", "shop", "orders-db-drill"),
+             ("RecoveryPlan", "shop", "orders-db-recovery")]:
+    assert want in reconciled, f"no 'reconciled' line names {want}; named: {sorted(reconciled)[:10]}"
+print(f"install-test: {lines} JSON log lines, {len(reconciled)} objects with a 'reconciled' line, no Secret value")
+PY
+log PASS
