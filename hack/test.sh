@@ -136,6 +136,9 @@ source <(bash hack/cluster.sh env)
 source <(bash hack/services.sh env)
 export BOTRT_ENGINE_BIN="$BIN_PATH/botrt-engine"
 [[ -x "$BOTRT_ENGINE_BIN" ]] || record engine-binary FAIL "$BOTRT_ENGINE_BIN was not built"
+# The controller's reliability tests (Tests/ControllerIntegrationTests/Reliability) run the built process; here with
+# small counts (3 SIGKILLs, 1 apiserver restart), hack/reliability.sh raises them.
+export BOTRT_CONTROLLER_BIN="$BIN_PATH/botrt-controller"
 
 # 5. Tests, serially: integration tests share one apiserver, and one of them restarts it.
 TEST_ARGS=(--skip-build --no-parallel)
@@ -147,7 +150,6 @@ step swift-test swift-test.log timeout -k 30s "${BOTRT_TEST_TIMEOUT:-50m}" \
 # 6. The local pod runner (the control plane has no kubelet) and the end-to-end flows through it:
 # RecoveryPlans, and hack/e2e.sh (issue 5's end to end: a PostgreSQL database backed up by a BackupPolicy, restored
 # by a RecoveryPlan, rehearsed by DRDrills that pass and, on a tampered pack, fail).
-export BOTRT_CONTROLLER_BIN="$BIN_PATH/botrt-controller"
 step pod-runner-unit pod-runner-unit.log python3 -m unittest discover -s Tests/PodRunner -v || true
 step pod-runner pod-runner.log timeout -k 10s 10m bash hack/pod-runner-test.sh || true
 step recoveryplan-e2e recoveryplan-e2e.log timeout -k 10s 10m bash hack/pod-runner/recoveryplan-e2e.sh || true
