@@ -102,13 +102,17 @@ import Testing
       #expect(
         handover <= Self.leaseDuration + 2 * Self.retryPeriod,
         "takeover after \(handover) s; bound \(Self.leaseDuration + 2 * Self.retryPeriod) s")
+      // Safety: the new holder took the Lease only after the dead leader's last renewal had expired (never two
+      // leaders at once); renewTime and acquireTime are written by the candidates' clocks (one machine here).
+      let safeGap = try #require(gap, "the Lease lacks renewTime or acquireTime")
+      #expect(safeGap >= Self.leaseDuration, "taken over \(safeGap) s after the last renewal, before the Lease expired")
       #expect(procs[follower].process.output.contains("acquired the lease"))
       #expect(acquired?.leaseTransitions ?? 0 >= (before.leaseTransitions ?? 0) + 1)
       Reliability.figure("failover_lease_duration_seconds", String(format: "%.0f", Self.leaseDuration))
       Reliability.figure("failover_kill_to_new_holder_seconds", String(format: "%.1f", handover))
       Reliability.figure(
         "failover_kill_to_new_policy_converged_seconds", String(format: "%.1f", readySeconds))
-      if let gap { Reliability.figure("failover_last_renew_to_acquire_seconds", String(format: "%.0f", gap)) }
+      Reliability.figure("failover_last_renew_to_acquire_seconds", String(format: "%.1f", safeGap))
       Reliability.figure("failover_killed_at", ISO8601DateFormatter().string(from: killedAt))
       Reliability.figure(
         "failover_follower_writes_before_takeover", followerWrites.isEmpty ? "none (leases only)" : "\(followerWrites)")
