@@ -62,7 +62,7 @@ if [[ "${BOTRT_RELIABILITY_LOAD:-1}" != 0 ]]; then
     set +e
     [[ -n "$CONTROLLER_PID" ]] && kill -KILL "$CONTROLLER_PID" 2>/dev/null && wait "$CONTROLLER_PID" 2>/dev/null
     kubectl -n "$NS" get backuppolicies,drdrills -o name 2>/dev/null |
-      xargs -r -n 200 kubectl -n "$NS" patch --type merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
+      xargs -r -n 100 -P 4 kubectl -n "$NS" patch --type merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
     kubectl delete namespace "$NS" "$NS-backup" --wait=false >/dev/null 2>&1
     rm -rf "$WORK"
   }
