@@ -421,7 +421,11 @@ def backup_policy_spec():
                                       "Default: false.", default=False),
                    "trigger": trigger("backup"),
                    "backupNamespace": string("Namespace where the backup Jobs, CronJobs and NetworkPolicies run. "
-                                             "Default: the controller's backup namespace (botrt-backup).",
+                                             "Default: the controller's backup namespace (botrt-backup). It must "
+                                             "not exist yet (the controller creates it) or already be a backup "
+                                             "namespace (label dr.botrt.io/backup-namespace=true); any other "
+                                             "existing namespace makes the policy Ready=False "
+                                             "(BackupNamespaceNotAllowed).",
                                              maxLength=63, pattern=DNS_LABEL),
                    "deleteBackupsOnDelete": boolean("Delete the stored backups when this policy is deleted. "
                                                     "Default: false (backups outlive the policy).", default=False),

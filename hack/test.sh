@@ -140,6 +140,8 @@ source <(bash hack/services.sh env)
 export BOTRT_ENGINE_BIN="$BIN_PATH/botrt-engine"
 [[ -x "$BOTRT_ENGINE_BIN" ]] || record engine-binary FAIL "$BOTRT_ENGINE_BIN was not built"
 # The controller integration tests run `botrt-controller report`; the pod-runner flows run the controller.
+# The controller's reliability tests (Tests/ControllerIntegrationTests/Reliability) run the built process; here with
+# small counts (3 SIGKILLs, 1 apiserver restart), hack/reliability.sh raises them.
 export BOTRT_CONTROLLER_BIN="$BIN_PATH/botrt-controller"
 
 # 5. Tests, serially: integration tests share one apiserver, and one of them restarts it.

@@ -22,13 +22,17 @@ public struct ControllerRunOptions: Sendable {
   public var calicoOverride: Bool?
   /// Watch BackupPolicies in this namespace only (nil = all namespaces).
   public var watchNamespace: String?
+  /// The metrics registry to fill (nil = a new one); set when something outside the controller, such as the
+  /// request counter of its client, reports into the same /metrics.
+  public var registry: MetricsRegistry?
 
   public init(
     backupNamespace: String = "botrt-backup", engineImage: String = BotRTController.defaultEngineImage,
     workers: Int = 2, metricsAddress: String? = "127.0.0.1:8080", leaderElect: Bool = false,
     leaseNamespace: String = "botrt-system",
     identity: String = "\(ProcessInfo.processInfo.hostName)-\(UInt32.random(in: 0...UInt32.max))",
-    now: @escaping @Sendable () -> Date = { Date() }, calicoOverride: Bool? = nil, watchNamespace: String? = nil
+    now: @escaping @Sendable () -> Date = { Date() }, calicoOverride: Bool? = nil, watchNamespace: String? = nil,
+    registry: MetricsRegistry? = nil
   ) {
     self.backupNamespace = backupNamespace
     self.engineImage = engineImage
@@ -40,6 +44,7 @@ public struct ControllerRunOptions: Sendable {
     self.now = now
     self.calicoOverride = calicoOverride
     self.watchNamespace = watchNamespace
+    self.registry = registry
   }
 }
 
@@ -105,7 +110,7 @@ public final class BotRTController: Sendable {
     self.client = client
     self.logger = logger
     self.watchNamespace = options.watchNamespace
-    let registry = MetricsRegistry()
+    let registry = options.registry ?? MetricsRegistry()
     self.registry = registry
     let recorder = EventRecorder(
       config: EventRecorderConfig(component: ChildLabels.controllerName), sink: KubeEventSink(client: client),

@@ -58,9 +58,16 @@ public struct RunCommand: AsyncParsableCommand {
     var env = ProcessInfo.processInfo.environment
     if let kubeconfig { env["KUBECONFIG"] = kubeconfig }
     let client: KubeClient
+    // Every request to the apiserver is counted (verb, resource, status) on /metrics: the steady state should be
+    // watches only (hack/reliability/controller.sh checks it).
+    let registry = MetricsRegistry()
+    let requests = registry.counter(
+      "botrt_kube_requests_total", help: "Requests to the Kubernetes API by verb, resource and HTTP status.",
+      labels: ["verb", "resource", "code"])
     do {
       client = KubeClient(
         config: try ClientConfig.fromEnvironment(context: context, environment: env),
+        transport: ObservingTransport { requests.inc([$0.verb, $0.resource, String($0.status)]) },
         logger: Logger(label: "botrt.kube") { LineLogHandler(label: $0, format: format, level: level) })
     } catch {
       logger.error("cannot load the cluster configuration", metadata: ["error": "\(error)"])
@@ -69,7 +76,7 @@ public struct RunCommand: AsyncParsableCommand {
     let options = ControllerRunOptions(
       backupNamespace: backupNamespace, engineImage: engineImage, workers: workers,
       metricsAddress: metricsAddress == "off" ? nil : metricsAddress, leaderElect: leaderElect,
-      leaseNamespace: leaseNamespace, watchNamespace: namespace)
+      leaseNamespace: leaseNamespace, watchNamespace: namespace, registry: registry)
     let app: BotRTController
     do {
       app = try await BotRTController.make(client: client, options: options, logger: logger)

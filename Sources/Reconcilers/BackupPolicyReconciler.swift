@@ -173,6 +173,8 @@ public final class BackupPolicyReconciler: Sendable {
       }
     }
 
+    if problem == nil, let p = try await backupNamespaceProblem(policy) { problem = p }
+
     if let eff = effective, problem == nil {
       do {
         secrets = try await readSecrets(policy)
@@ -270,6 +272,30 @@ public final class BackupPolicyReconciler: Sendable {
   }
 
   /// Reads the Secrets the policy references in its namespace; absent ones are left out (the builder names them).
+  /// The label of a namespace that holds backup Jobs (the controller sets it on the namespaces it creates).
+  public static let backupNamespaceLabel = "dr.botrt.io/backup-namespace"
+
+  /// Why `spec.backupNamespace` may not be used, or nil. The controller labels the backup namespace, makes it
+  /// `restricted`, denies all traffic in it but the backups', and copies the policy's Secrets into it; so a policy may
+  /// name a namespace that does not exist yet (the controller creates it) or one that is already a backup namespace,
+  /// never another existing namespace (kube-system, another team's): that would let anyone who can write a
+  /// BackupPolicy lock down or read into a namespace they have no rights on.
+  func backupNamespaceProblem(_ policy: BackupPolicy) async throws -> PolicyProblem? {
+    guard let asked = policy.spec.backupNamespace, asked != settings.backupNamespace else { return nil }
+    let existing: Namespace
+    do {
+      existing = try await client.get(Namespace.self, name: asked)
+    } catch let e as KubeError where e.isNotFound {
+      return nil
+    }
+    if existing.metadata.labels?[Self.backupNamespaceLabel] == "true" { return nil }
+    return PolicyProblem(
+      reason: "BackupNamespaceNotAllowed",
+      message: "spec.backupNamespace: namespace \(asked) exists and is not a backup namespace (it lacks the label "
+        + "\(Self.backupNamespaceLabel)=true); name a new namespace, or leave the field out to use "
+        + "\(settings.backupNamespace)")
+  }
+
   func readSecrets(_ policy: BackupPolicy) async throws -> [String: Secret] {
     let ns = policy.metadata.namespace ?? "default"
     let invocation = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) { $0 }

@@ -128,7 +128,8 @@ public final class DrillReconciler: Sendable {
     do {
       return (try await client.get(BackupPolicy.self, namespace: ns, name: name), plan, nil)
     } catch let e as KubeError where e.isNotFound {
-      return (nil, plan, SpecError(field: "spec.target", message: "BackupPolicy '\(name)' does not exist in \(ns)"))
+      let field = plan == nil ? "spec.target.backupPolicyRef" : "spec.target.recoveryPlanRef"
+      return (nil, plan, SpecError(field: field, message: "BackupPolicy '\(name)' does not exist in \(ns)"))
     }
   }
 
@@ -182,7 +183,8 @@ public final class DrillReconciler: Sendable {
     {
       var d = drill
       d.status = status
-      return try await progress(d, policy: policy, plan: plan, cron: cron, scratch: scratch, start: start, now: now)
+      return try await progress(
+        d, stored: drill, policy: policy, plan: plan, cron: cron, scratch: scratch, start: start, now: now)
     }
 
     try await removeStaleScratchNamespaces(drill, keep: nil)
@@ -208,12 +210,17 @@ public final class DrillReconciler: Sendable {
       try await writeStatus(drill, status)
       return .requeueAfter(.milliseconds(Int64(max(1, t.timeIntervalSince(now)) * 1000)))
     case .start(let token):
-      return try await startRun(d, token: token, policy: policy, plan: plan, schedule: schedule, cron: cron, now: now)
+      return try await startRun(
+        d, stored: drill, token: token, policy: policy, plan: plan, schedule: schedule, cron: cron, now: now)
     }
   }
 
+  /// Starts a run of `drill` (its status as computed by this reconcile); `stored` is the drill as read, whose status
+  /// the status patch is computed against (a patch from the computed status would leave out what this reconcile
+  /// changed, such as conditions and observedGeneration).
   func startRun(
-    _ drill: DRDrill, token: String, policy: BackupPolicy, plan: RecoveryPlan?, schedule: Sourced<String>,
+    _ drill: DRDrill, stored: DRDrill, token: String, policy: BackupPolicy, plan: RecoveryPlan?,
+    schedule: Sourced<String>,
     cron: CronSchedule, now: Date
   ) async throws -> ReconcileResult {
     let ns = drill.metadata.namespace ?? "default"
@@ -249,7 +256,7 @@ public final class DrillReconciler: Sendable {
         message: "The run (\(token)) cannot start: \(error.description)", observedGeneration: drill.metadata.generation,
         now: now)
       st.conditions = conds
-      try await writeStatus(drill, st)
+      try await writeStatus(stored, st)
       recorder?.record(
         drill, type: .warning, reason: "CannotRun", message: "The run cannot start: \(error.description)")
       return .requeueAfter(.seconds(30))
@@ -273,7 +280,7 @@ public final class DrillReconciler: Sendable {
       force: true)
     var st = DrillLogic.startRun(drill, token: token, scratchNamespace: scratch, schedule: schedule, now: now)
     st.nextScheduledRun = cron.next(after: now)
-    try await writeStatus(drill, st)
+    try await writeStatus(stored, st)
     recorder?.record(
       drill, type: .normal, reason: "DrillStarted",
       message: "Drill started (\(token)): restoring into the scratch namespace \(scratch).")
@@ -287,7 +294,8 @@ public final class DrillReconciler: Sendable {
   }
 
   func progress(
-    _ drill: DRDrill, policy: BackupPolicy, plan: RecoveryPlan?, cron: CronSchedule, scratch: String, start: Date,
+    _ drill: DRDrill, stored: DRDrill, policy: BackupPolicy, plan: RecoveryPlan?, cron: CronSchedule, scratch: String,
+    start: Date,
     now: Date
   ) async throws -> ReconcileResult {
     let timeout = try drillTimeout(drill)
@@ -305,7 +313,11 @@ public final class DrillReconciler: Sendable {
     let elapsed = now.timeIntervalSince(start)
     var failure: String? = nil
     if job?.state == .running || (job == nil && elapsed < 60) {
-      if elapsed <= TimeInterval(timeout) { return .requeueAfter(.seconds(Int64(Self.pollSeconds))) }
+      if elapsed <= TimeInterval(timeout) {
+        // Still running: status acknowledges a spec change (generation, Ready) without waiting for the run's end.
+        if let computed = drill.status { try await writeStatus(stored, computed) }
+        return .requeueAfter(.seconds(Int64(Self.pollSeconds)))
+      }
       failure = "the drill passed its timeout of \(DurationText.format(seconds: timeout))"
     } else if job == nil {
       failure = "the run Job drill-run in \(scratch) disappeared"
@@ -329,7 +341,7 @@ public final class DrillReconciler: Sendable {
       snapshotTime: snapshotTime, baseline: baseline, security: security, targets: targets, failure: failure, now: now)
     var st = outcome.status
     st.nextScheduledRun = cron.next(after: now)
-    try await writeStatus(drill, st)
+    try await writeStatus(stored, st)
     for e in outcome.events {
       recorder?.record(drill, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
     }
