@@ -173,6 +173,10 @@ extension Repository {
       }
       // Unindexed leftovers from killed backups that nothing references are removed too.
       for p in listed.keys where index.packs[p] == nil { deletePacks.append(p) }
+      // So are indexed packs whose every blob the index serves from another pack (duplicates, e.g. left by a prune
+      // killed after writing its new index): which copy the index serves depends on the order the index files were
+      // read, and the copy left unserved would otherwise drop out of the new index while its file stayed.
+      for p in index.packs.keys where contents[p] == nil { deletePacks.append(p) }
       // 1. New packs with the live blobs of the partly used ones, copied sealed (the AAD of a blob binds its id,
       //    type and key type, not its place), from packs whose content hash is checked first.
       let newPacks = try await repackLive(repack.sorted { $0.pack.hex < $1.pack.hex })
