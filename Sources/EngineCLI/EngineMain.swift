@@ -48,7 +48,19 @@ public enum EngineMain {
         }
         return 0
       }
-      print(BotrtEngine.helpMessage())
+      // `--help`, `-h` and `help SUBCOMMAND` parse as the parser's help command, whose run() reports the help of
+      // the command it was asked about as an error carrying that command's stack.
+      var c = parsed
+      do { try c.run() } catch {
+        let code = BotrtEngine.exitCode(for: error)
+        let msg = BotrtEngine.fullMessage(for: error)
+        if code == .success {
+          print(msg)
+          return 0
+        }
+        FileHandle.standardError.write(Data((msg + "\n").utf8))
+        return ExitCode.usage
+      }
       return 0
     }
     return await execute(cmd)

@@ -23,6 +23,26 @@ import Testing
       logger: Logger(label: "test"))
   }
 
+  /// `botrt-engine help COMMAND`, `COMMAND --help` and `COMMAND -h` print that command's help (not the top level's),
+  /// on stdout, with exit code 0; an unknown option is a usage error (2) naming it.
+  @Test func helpOfASubcommandIsThatSubcommandsHelp() throws {
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    for args in [["help", "backup"], ["backup", "--help"], ["backup", "-h"]] {
+      let r = try h.run(args, withRepo: false)
+      let out = String(decoding: r.stdout, as: UTF8.self)
+      #expect(r.code == 0, "\(args)")
+      #expect(out.contains("USAGE: botrt-engine backup"), "\(args): \(out.prefix(200))")
+      #expect(out.contains("--stdin-name"), "\(args)")
+    }
+    let top = try h.run(["--help"], withRepo: false)
+    #expect(top.code == 0)
+    #expect(String(decoding: top.stdout, as: UTF8.self).contains("SUBCOMMANDS:"))
+    let bad = try h.run(["backup", h.dir, "--no-such-flag"], withRepo: false)
+    #expect(bad.code == 2)
+    #expect(bad.stderr.contains("--no-such-flag"))
+  }
+
   @Test func wrongOrMissingKeyExitsThree() throws {
     let h = try setUp()
     defer { h.cleanup() }
