@@ -73,6 +73,9 @@ public struct CommandResult: Codable, Sendable {
   /// rotate-keys: the KMS URL (no secrets) and KEK version now wrapping the keys.
   public var kms: String?
   public var keyVersion: String?
+  /// Requests sent to the repositories' storage (HTTP attempts, retries included; object operations for a local
+  /// directory).
+  public var storageRequests: Int64?
   public init(command: String) { self.command = command }
 
   /// Adds the unwrap counts of one repository (or KMS) to `keyUnwraps`, merged by key and sorted.

@@ -81,6 +81,7 @@ public enum EngineMain {
     result.exitCode = code
     result.keyUnwraps = []
     result.addUnwraps(KeyUnwrapLedger.byKMS)
+    result.storageRequests = StorageRequestLedger.total
     result.durationSeconds = (Date().timeIntervalSince(start) * 1000).rounded() / 1000
     let enc = JSONEncoder()
     enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

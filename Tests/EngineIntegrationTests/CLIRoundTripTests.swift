@@ -37,6 +37,9 @@ import Testing
     #expect(unwraps.count == 1)
     #expect(unwraps.first?["key"] as? String == h.kmsURL)
     #expect(unwraps.first?["count"] as? Int == 5)
+    // Object operations on the local repository count as storage requests: at least the pack, index, snapshot
+    // and audit writes.
+    #expect((b.result["storageRequests"] as? Int ?? 0) >= 4, "\(b.result)")
     let r = try h.run(["restore", sid, "--target", h.dir + "/out"])
     #expect(r.code == 0, "\(r.stderr)")
     let src = h.dir + "/src"

@@ -97,7 +97,15 @@ struct EngineShell {
       "BOTRT_S3_ENDPOINT": endpoint,
     ]
     try sh.ok("\"$ENGINE\" init --quiet --object-lock compliance:1", env: repoEnv)
-    try sh.ok("\"$ENGINE\" backup --quiet --data-type files src", env: repoEnv)
+    let before = try await store.list(prefix: "").count
+    let b = try sh.ok("\"$ENGINE\" backup --quiet --data-type files src", env: repoEnv)
+    // The result counts the requests sent to S3 (botrt_storage_requests_total): at least one PUT per new object.
+    let written = try await store.list(prefix: "").count - before
+    let line = try #require(b.stdout.split(separator: "\n").last, "no result line: \(b.stdout)")
+    let result = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    let requests = try #require(result["storageRequests"] as? Int, "no storageRequests in \(line)")
+    #expect(written > 0)
+    #expect(requests >= written, "\(requests) requests for \(written) new objects")
     try sh.ok("\"$ENGINE\" restore --quiet latest --target out", env: repoEnv)
     for (k, v) in files {
       let restored = FileManager.default.subpaths(atPath: sh.dir + "/out")?.first {

@@ -83,7 +83,7 @@ public struct AzureBlobStore: ObjectStore {
 
   func send(_ what: String, build: () -> HTTPRequest) async throws -> HTTPResponse {
     do {
-      return try await sendWithRetry(client, policy: policy) { build() }
+      return try await sendWithRetry(client, policy: policy, countAsStorage: true) { build() }
     } catch let e as RetriesExhausted {
       throw StorageError.unavailable(location: "\(location) (\(what))", message: e.message, attempts: e.attempts)
     } catch let e as HTTPTransportError {

@@ -85,7 +85,7 @@ public struct GCSStore: ObjectStore {
     if let t = try token() { h.append(("Authorization", "Bearer \(t)")) }
     let hh = h
     do {
-      return try await sendWithRetry(client, policy: policy) {
+      return try await sendWithRetry(client, policy: policy, countAsStorage: true) {
         HTTPRequest(method: method, url: url, headers: hh, body: body)
       }
     } catch let e as RetriesExhausted {

@@ -51,12 +51,13 @@ func isRetryableStatus(_ status: Int) -> Bool {
 /// as they are; exhausted retries throw `RetriesExhausted`.
 func sendWithRetry(
   _ client: CurlClient, policy: RetryPolicy, retryable: (HTTPResponse) -> Bool = { isRetryableStatus($0.status) },
-  build: () throws -> HTTPRequest
+  countAsStorage: Bool = false, build: () throws -> HTTPRequest
 ) async throws -> HTTPResponse {
   var attempt = 0
   while true {
     try Task.checkCancellation()
     var request = try build()
+    if countAsStorage { StorageRequestLedger.add() }
     request.timeout = policy.requestTimeout
     request.connectTimeout = policy.connectTimeout
     request.lowSpeedTime = policy.lowSpeedTime
@@ -198,4 +199,14 @@ func rangedBody(
   default:
     return nil
   }
+}
+
+/// Every request this process sent to a repository's storage (each HTTP attempt, retries included; for a local
+/// directory each object operation). The command's result reports the total as `storageRequests`, which the
+/// controller exports as `botrt_storage_requests_total` (docs/security-monitoring.md).
+public enum StorageRequestLedger {
+  private static let count = Locked<Int64>(0)
+  static func add() { count.with { $0 += 1 } }
+  /// The count so far.
+  public static var total: Int64 { count.with { $0 } }
 }

@@ -48,6 +48,7 @@ public struct LocalStore: ObjectStore {
   }
 
   public func put(_ key: String, data: Data, options: PutOptions) async throws {
+    StorageRequestLedger.add()
     let p = try path(key)
     try await BlockingIO.run { try self.putSync(key: key, path: p, data: data, options: options) }
   }
@@ -55,6 +56,7 @@ public struct LocalStore: ObjectStore {
   /// Writes an object from raw bytes on the calling thread, with the same atomicity as `put` (backup uploader
   /// threads write packs this way, without copying them into a `Data`).
   public func putBytes(_ key: String, _ bytes: UnsafeRawBufferPointer, options: PutOptions) throws {
+    StorageRequestLedger.add()
     try putSync(key: key, path: try path(key), bytes: bytes, options: options)
   }
 
@@ -104,11 +106,13 @@ public struct LocalStore: ObjectStore {
   }
 
   public func get(_ key: String) async throws -> Data {
+    StorageRequestLedger.add()
     let p = try path(key)
     return try await BlockingIO.run { try self.readSync(key: key, path: p, offset: 0, length: nil) }
   }
 
   public func getRange(_ key: String, offset: Int64, length: Int64) async throws -> Data {
+    StorageRequestLedger.add()
     let p = try path(key)
     return try await BlockingIO.run { try self.readSync(key: key, path: p, offset: offset, length: length) }
   }
@@ -162,6 +166,7 @@ public struct LocalStore: ObjectStore {
   }
 
   public func head(_ key: String) async throws -> ObjectInfo? {
+    StorageRequestLedger.add()
     let p = try path(key)
     var st = stat()
     if stat(p, &st) != 0 {
@@ -173,7 +178,8 @@ public struct LocalStore: ObjectStore {
   }
 
   public func list(prefix: String) async throws -> [ObjectInfo] {
-    try await BlockingIO.run { try self.listSync(prefix: prefix) }
+    StorageRequestLedger.add()
+    return try await BlockingIO.run { try self.listSync(prefix: prefix) }
   }
 
   private func listSync(prefix: String) throws -> [ObjectInfo] {
@@ -211,6 +217,7 @@ public struct LocalStore: ObjectStore {
   }
 
   public func delete(_ key: String) async throws {
+    StorageRequestLedger.add()
     let p = try path(key)
     if unlink(p) != 0 && errno != ENOENT { throw Self.mapErrno(errno, key: key, location: location) }
   }

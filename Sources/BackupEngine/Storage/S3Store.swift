@@ -134,7 +134,9 @@ public struct S3Store: ObjectStore {
   /// Sends with retries; maps exhausted retries and hard transport failures to `StorageError`.
   func send(_ what: String, build: () -> HTTPRequest) async throws -> HTTPResponse {
     do {
-      return try await sendWithRetry(client, policy: policy, retryable: Self.isRetryable) { build() }
+      return try await sendWithRetry(client, policy: policy, retryable: Self.isRetryable, countAsStorage: true) {
+        build()
+      }
     } catch let e as RetriesExhausted {
       throw StorageError.unavailable(location: "\(location) (\(what))", message: e.message, attempts: e.attempts)
     } catch let e as HTTPTransportError {
