@@ -266,14 +266,7 @@ struct SnapshotsCommand: EngineCommand {
 struct ForgetCommand: EngineCommand {
   static let configuration = CommandConfiguration(commandName: "forget", abstract: "Remove snapshots by policy.")
   @OptionGroup var repoOptions: RepoOptions
-  @Option(name: .customLong("keep-last")) var keepLast = 0
-  @Option(name: .customLong("keep-hourly")) var keepHourly = 0
-  @Option(name: .customLong("keep-daily")) var keepDaily = 0
-  @Option(name: .customLong("keep-weekly")) var keepWeekly = 0
-  @Option(name: .customLong("keep-monthly")) var keepMonthly = 0
-  @Option(name: .customLong("keep-yearly")) var keepYearly = 0
-  @Option(name: .customLong("max-age"), help: "Remove snapshots older than this (24h, 90d, 7y).")
-  var maxAge: String?
+  @OptionGroup var retention: RetentionOptions
   @Flag(help: "Delete data no snapshot references any more.")
   var prune = false
   @Flag(name: .customLong("dry-run"), help: "Only report what would be removed.")
@@ -285,23 +278,14 @@ struct ForgetCommand: EngineCommand {
   var commandName: String { "forget" }
 
   func validate() throws {
-    if keepLast + keepHourly + keepDaily + keepWeekly + keepMonthly + keepYearly == 0 && maxAge == nil {
-      throw ValidationError("give at least one --keep-* rule or --max-age")
-    }
+    if retention.isEmpty { throw ValidationError("give at least one --keep-* rule or --max-age") }
     guard repackUnused >= 0 && repackUnused <= 100 else {
       throw ValidationError("--repack-unused \(repackUnused) must be a percentage from 0 to 100")
     }
   }
 
   func execute(_ result: inout CommandResult) async throws {
-    var p = RetentionPolicy()
-    p.keepLast = keepLast
-    p.keepHourly = keepHourly
-    p.keepDaily = keepDaily
-    p.keepWeekly = keepWeekly
-    p.keepMonthly = keepMonthly
-    p.keepYearly = keepYearly
-    if let maxAge { p.maxAge = try RetentionPolicy.parseAge(maxAge) }
+    let p = try retention.policy()
     let repo = try await repoOptions.open()
     let r = try await withLockedRepo(repo, exclusive: true) {
       // 100 % can never be reached by a pack that still holds a live blob: nothing is rewritten.
@@ -314,6 +298,40 @@ struct ForgetCommand: EngineCommand {
     result.packsRepacked = prune && !dryRun ? r.packsRepacked : nil
     result.bytesStored = -r.bytesFreed
     result.warnings = r.retained.map { "retained by Object Lock, not deleted yet: \($0)" }
+  }
+}
+
+/// The retention rules of `forget` (and of `copy`, for the target).
+struct RetentionOptions: ParsableArguments {
+  @Option(name: .customLong("keep-last"), help: "Keep the newest N snapshots.") var keepLast = 0
+  @Option(name: .customLong("keep-hourly"), help: "Keep the newest snapshot of each of the last N hours.")
+  var keepHourly = 0
+  @Option(name: .customLong("keep-daily"), help: "Keep the newest snapshot of each of the last N days.")
+  var keepDaily = 0
+  @Option(name: .customLong("keep-weekly"), help: "Keep the newest snapshot of each of the last N weeks.")
+  var keepWeekly = 0
+  @Option(name: .customLong("keep-monthly"), help: "Keep the newest snapshot of each of the last N months.")
+  var keepMonthly = 0
+  @Option(name: .customLong("keep-yearly"), help: "Keep the newest snapshot of each of the last N years.")
+  var keepYearly = 0
+  @Option(name: .customLong("max-age"), help: "Remove snapshots older than this (24h, 90d, 7y).")
+  var maxAge: String?
+
+  /// No rule given.
+  var isEmpty: Bool {
+    keepLast + keepHourly + keepDaily + keepWeekly + keepMonthly + keepYearly == 0 && maxAge == nil
+  }
+
+  func policy() throws -> RetentionPolicy {
+    var p = RetentionPolicy()
+    p.keepLast = keepLast
+    p.keepHourly = keepHourly
+    p.keepDaily = keepDaily
+    p.keepWeekly = keepWeekly
+    p.keepMonthly = keepMonthly
+    p.keepYearly = keepYearly
+    if let maxAge { p.maxAge = try RetentionPolicy.parseAge(maxAge) }
+    return p
   }
 }
 

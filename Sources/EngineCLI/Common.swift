@@ -65,6 +65,8 @@ public struct CommandResult: Codable, Sendable {
   public var copied: [CopiedSnapshot]?
   /// `copy`: source snapshots skipped because the target already holds a copy.
   public var skipped: [String]?
+  /// `copy` with retention: source snapshots not copied because the target's retention would remove them.
+  public var expired: [String]?
   /// Partly used packs that prune rewrote.
   public var packsRepacked: Int?
   /// delete-repository: objects deleted and objects Object Lock kept.

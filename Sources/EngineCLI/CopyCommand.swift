@@ -57,11 +57,16 @@ struct CopyCommand: EngineCommand {
   var snapshots: [String] = []
   @Flag(help: "Copy every snapshot (the default when no SNAPSHOT is given).")
   var all = false
+  @OptionGroup(title: "Retention of the target")
+  var retention: RetentionOptions
+  @Flag(help: "With a retention rule: also delete the target's data no snapshot references any more.")
+  var prune = false
   var commandName: String { "copy" }
 
   func validate() throws {
     if all && !snapshots.isEmpty { throw ValidationError("give SNAPSHOT ids or --all, not both") }
     if objectLock != nil && !initIfMissing { throw ValidationError("--object-lock needs --init-if-missing") }
+    if prune && retention.isEmpty { throw ValidationError("--prune needs a --keep-* rule or --max-age") }
   }
 
   var env: [String: String] { ProcessInfo.processInfo.environment }
@@ -137,16 +142,29 @@ struct CopyCommand: EngineCommand {
     if let toVaultTokenFile { ko.tokenFile = toVaultTokenFile }
     let targetKeys = try makeKeyService(url: try targetKMS(), options: ko)
     let target = try await openOrCreateTarget(targetStore, targetKeys)
+    let policy = retention.isEmpty ? nil : try retention.policy()
     let r = try await withLockedRepo(source, exclusive: false) {
       try await withLockedRepo(target, exclusive: false) {
         try await source.copy(
-          to: target, options: CopyOptions(snapshots: all ? [] : snapshots, progress: repoOptions.progressHandler()))
+          to: target,
+          options: CopyOptions(
+            snapshots: all ? [] : snapshots, progress: repoOptions.progressHandler(), retention: policy))
       }
+    }
+    if let policy {
+      // The target's retention, as `forget` applies it, once the copy released its shared lock.
+      let f = try await withLockedRepo(target, exclusive: true) {
+        try await target.forget(policy: policy, prune: prune)
+      }
+      result.removed = f.removed
+      result.packsDeleted = prune ? f.packsDeleted : nil
+      result.warnings += f.retained.map { "retained by Object Lock, not deleted yet: \($0)" }
     }
     fill(&result, source)
     fill(&result, target)
     result.copied = r.copied.map { CopiedSnapshot(source: $0.source.hex, target: $0.target.hex) }
     result.skipped = r.skipped.map(\.hex)
+    if policy != nil { result.expired = r.expired.map(\.hex) }
     result.snapshotId = r.copied.last?.target.hex
     result.files = r.files
     result.bytesRead = r.bytesRead

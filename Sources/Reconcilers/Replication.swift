@@ -78,8 +78,11 @@ public struct ReplicaInvocation: Sendable, Hashable {
   /// name the pod sees.
   /// `currentKey` is the policy's status.currentKey: the primary's key after a rotation (the replica keeps the key
   /// it was created with; replicas are not rotated).
+  /// `retention` is the policy's effective retention: the copy applies it to the replica (`--keep-* --prune`), so a
+  /// replica keeps what the primary keeps.
   public init(
-    policy: BackupPolicySpec, index: Int, currentKey: String? = nil, secretName: (String) -> String
+    policy: BackupPolicySpec, index: Int, currentKey: String? = nil, retention: RetentionSpec? = nil,
+    secretName: (String) -> String
   ) throws(SpecError) {
     guard let replicas = policy.replicas, replicas.indices.contains(index) else {
       throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
@@ -162,6 +165,10 @@ public struct ReplicaInvocation: Sendable, Hashable {
     args += ["--to", target.repoURL, "--to-kms", rewrite(target.kmsURL)] + toFlags + ["--init-if-missing"]
     if let lock = replica.repository.s3?.objectLock {
       args += ["--object-lock", "\(lock.mode.rawValue):\(lock.days)"]
+    }
+    if let retention {
+      let flags = EngineInvocation.retentionFlags(retention)
+      if flags != ["--prune"] { args += flags }
     }
     args.append("--quiet")
 
@@ -348,9 +355,10 @@ public enum ReplicationChildren {
     guard let replica = policy.spec.replicas?[safe: index] else {
       throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
     }
-    let inv = try ReplicaInvocation(policy: policy.spec, index: index, currentKey: policy.status?.currentKey) {
-      copies ? names.secretCopy($0) : $0
-    }
+    let inv = try ReplicaInvocation(
+      policy: policy.spec, index: index, currentKey: policy.status?.currentKey,
+      retention: input.effective.retention.value
+    ) { copies ? names.secretCopy($0) : $0 }
     var labels = BackupPolicyChildren.ownerLabels(policy)
     labels[ChildLabels.component] = ReplicaLabels.copyComponent
     labels[ReplicaLabels.replica] = replica.name

@@ -10,6 +10,50 @@ import Testing
     return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
   }
 
+  /// `copy --keep-last 2 --prune`: the replica keeps what the policy keeps, expired source snapshots are not copied
+  /// (again) on later runs, and a new backup replaces the oldest copy.
+  @Test func copyWithRetentionKeepsTheTargetToThePolicy() async throws {
+    let sh = try EngineShell()
+    defer { sh.cleanup() }
+    try sh.write("kek", Data(Crypto.randomBytes(32)))
+    try sh.write("kek2", Data(Crypto.randomBytes(32)))
+    let src = ["BOTRT_REPO": "file://\(sh.dir)/repo", "BOTRT_KMS": "file://\(sh.dir)/kek"]
+    try sh.ok("\"$ENGINE\" init --quiet", env: src)
+    for i in 1...4 {
+      try sh.write("src/file.txt", Data("version \(i)\n".utf8))
+      try sh.ok("\"$ENGINE\" backup --quiet src", env: src)
+    }
+    let copy =
+      "\"$ENGINE\" copy --quiet --to 'file://\(sh.dir)/replica' --to-kms 'file://\(sh.dir)/kek2' --init-if-missing "
+      + "--keep-last 2 --prune"
+    let first = try Self.result(try sh.ok(copy, env: src))
+    #expect((first["copied"] as? [[String: Any]])?.count == 2, "\(first)")
+    #expect((first["expired"] as? [String])?.count == 2)
+    #expect((first["removed"] as? [String])?.isEmpty == true)
+    // Nothing new: nothing copied, the two expired snapshots are not copied again.
+    let second = try Self.result(try sh.ok(copy, env: src))
+    #expect((second["copied"] as? [[String: Any]])?.isEmpty == true)
+    #expect((second["skipped"] as? [String])?.count == 2)
+    #expect((second["expired"] as? [String])?.count == 2)
+    #expect(second["bytesStored"] as? Int == 0)
+    // A new backup is copied and the oldest copy goes.
+    try sh.write("src/file.txt", Data("version 5\n".utf8))
+    try sh.ok("\"$ENGINE\" backup --quiet src", env: src)
+    let third = try Self.result(try sh.ok(copy, env: src))
+    #expect((third["copied"] as? [[String: Any]])?.count == 1)
+    #expect((third["removed"] as? [String])?.count == 1)
+    let dst = ["BOTRT_REPO": "file://\(sh.dir)/replica", "BOTRT_KMS": "file://\(sh.dir)/kek2"]
+    let snaps = try Self.result(try sh.ok("\"$ENGINE\" snapshots --quiet --json", env: dst))
+    #expect((snaps["snapshots"] as? [[String: Any]])?.count == 2)
+    try sh.ok("\"$ENGINE\" restore --quiet latest --target out", env: dst)
+    #expect(try sh.read("out/src/file.txt") == Data("version 5\n".utf8))
+    try sh.ok("\"$ENGINE\" verify --quiet --all --read-data", env: dst)
+    // --prune without a rule is a usage error.
+    let bad = try sh.run(
+      "\"$ENGINE\" copy --quiet --to 'file://\(sh.dir)/replica' --to-kms 'file://\(sh.dir)/kek2' --prune", env: src)
+    #expect(bad.code == 2)
+  }
+
   @Test func localToS3WithObjectLockIsIncremental() async throws {
     let (endpoint, env) = try ServiceEnv.s3()
     let kmsEndpoint = try ServiceEnv.require("BOTRT_AWSKMS_ENDPOINT")

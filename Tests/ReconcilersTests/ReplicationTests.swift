@@ -73,6 +73,9 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
     #expect(c[path: "securityContext", "allowPrivilegeEscalation"] == false)
     #expect(c[path: "securityContext", "capabilities", "drop"] == ["ALL"])
     let args = c["args"]?.arrayValue?.compactMap(\.stringValue) ?? []
+    // The replica keeps what the primary keeps: the policy's effective retention, pruned.
+    let retention = EngineInvocation.retentionFlags(try inputs(p).effective.retention.value)
+    #expect(retention.contains("--prune") && retention.count > 2)
     #expect(
       args == [
         "copy", "--repo", "s3://backups/payments", "--kms",
@@ -80,8 +83,8 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
         "--s3-endpoint", "http://10.0.0.5:9000", "--s3-region", "us-east-1", "--s3-path-style", "--vault-token-file",
         "/var/run/botrt/secrets/vault-token/token", "--to", "gs://dr-bucket/payments", "--to-kms",
         "vault-transit://vault-dr.vault.svc:8200/transit/dr-key?tls=true", "--to-vault-token-file",
-        "/var/run/botrt/secrets/to-vault-token/token", "--init-if-missing", "--quiet",
-      ])
+        "/var/run/botrt/secrets/to-vault-token/token", "--init-if-missing",
+      ] + retention + ["--quiet"])
     // The target's credentials and endpoint reach only the target (BOTRT_TO_ENV_*), from the Secret copies.
     let env = c["env"]?.arrayValue ?? []
     func envValue(_ n: String) -> JSONValue? { env.first { $0["name"]?.stringValue == n } }

@@ -5,9 +5,20 @@ public struct CopyOptions: Sendable {
   /// Snapshot ids, unique prefixes or "latest" in the source; empty = every snapshot.
   public var snapshots: [String]
   public var progress: ProgressHandler?
-  public init(snapshots: [String] = [], progress: ProgressHandler? = nil) {
+  /// The target's retention: a source snapshot that this policy would remove from the target at once (with the
+  /// target's snapshots and the other snapshots to copy, per retention group) is not copied. The caller applies the
+  /// policy to the target afterwards (`forget`), so a replica keeps what the policy keeps and an expired snapshot is
+  /// not copied again on every run.
+  public var retention: RetentionPolicy?
+  /// The time retention is evaluated at.
+  public var now: Date
+  public init(
+    snapshots: [String] = [], progress: ProgressHandler? = nil, retention: RetentionPolicy? = nil, now: Date = Date()
+  ) {
     self.snapshots = snapshots
     self.progress = progress
+    self.retention = retention
+    self.now = now
   }
 }
 
@@ -17,6 +28,8 @@ public struct CopyResult: Sendable {
   public var copied: [(source: ID, target: ID)] = []
   /// Source snapshots skipped because the target already holds a copy of them.
   public var skipped: [ID] = []
+  /// Source snapshots not copied because the target's retention would remove them.
+  public var expired: [ID] = []
   /// Files (non-directory entries) in the copied snapshots.
   public var files = 0
   /// Logical bytes of the copied snapshots.
@@ -85,6 +98,21 @@ extension Repository {
     }
 
     var result = CopyResult()
+    if let policy = options.retention {
+      // Retention over what the target would hold after the copy: its snapshots and the ones to copy.
+      var groups: [String: [(id: String, time: Date)]] = [:]
+      for t in targetSnaps { groups[RetentionPolicy.group(t.manifest), default: []].append(("t:" + t.id.hex, t.manifest.date)) }
+      for snap in selected where copiedFrom[snap.id.hex] == nil {
+        groups[RetentionPolicy.group(snap.manifest), default: []].append(("s:" + snap.id.hex, snap.manifest.date))
+      }
+      var removed = Set<String>()
+      for (_, g) in groups { removed.formUnion(policy.apply(g, now: options.now).remove) }
+      selected = selected.filter { snap in
+        guard removed.contains("s:" + snap.id.hex) else { return true }
+        result.expired.append(snap.id)
+        return false
+      }
+    }
     let run = BackupRun()
     // Source blob id → target blob id, learned from earlier copies (same plaintext, other MAC key).
     var idMap: [ID: ID] = [:]

@@ -30,6 +30,9 @@ public struct RetentionPolicy: Sendable, Hashable {
     }
   }
 
+  /// The retention group of a snapshot: policies apply per host, data type and paths.
+  static func group(_ m: Manifest) -> String { "\(m.hostname)|\(m.dataType)|\(m.paths.joined(separator: ","))" }
+
   /// Splits snapshots (one group) into kept and removed, given `now`.
   public func apply(_ snaps: [(id: String, time: Date)], now: Date) -> (keep: Set<String>, remove: Set<String>) {
     let sorted = snaps.sorted { $0.time > $1.time }
@@ -116,10 +119,7 @@ extension Repository {
   ) async throws -> ForgetResult {
     let (snaps, _) = try await loadSnapshots()
     var groups: [String: [Snapshot]] = [:]
-    for s in snaps {
-      let m = s.manifest
-      groups["\(m.hostname)|\(m.dataType)|\(m.paths.joined(separator: ","))", default: []].append(s)
-    }
+    for s in snaps { groups[RetentionPolicy.group(s.manifest), default: []].append(s) }
     var keep = Set<String>()
     var remove = Set<String>()
     for (_, g) in groups {
