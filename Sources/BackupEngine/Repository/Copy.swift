@@ -101,7 +101,9 @@ extension Repository {
     if let policy = options.retention {
       // Retention over what the target would hold after the copy: its snapshots and the ones to copy.
       var groups: [String: [(id: String, time: Date)]] = [:]
-      for t in targetSnaps { groups[RetentionPolicy.group(t.manifest), default: []].append(("t:" + t.id.hex, t.manifest.date)) }
+      for t in targetSnaps {
+        groups[RetentionPolicy.group(t.manifest), default: []].append(("t:" + t.id.hex, t.manifest.date))
+      }
       for snap in selected where copiedFrom[snap.id.hex] == nil {
         groups[RetentionPolicy.group(snap.manifest), default: []].append(("s:" + snap.id.hex, snap.manifest.date))
       }
