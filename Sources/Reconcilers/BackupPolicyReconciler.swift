@@ -142,6 +142,12 @@ public final class BackupPolicyReconciler: Sendable {
       }
       return result
     } catch {
+      // The policy went away during the reconcile (its finalizer released, then a write to it answered 404): done,
+      // not a failure.
+      if let e = error as? KubeError, e.isNotFound, await isGone(key) {
+        logger.info("reconciled", metadata: ["object": "\(key)", "outcome": "gone", "detail": "\(e)"])
+        return .awaitChange
+      }
       metrics?.reconcileErrors.inc(labels)
       logger.warning("reconcile failed", metadata: ["object": "\(key)", "outcome": "error", "error": "\(error)"])
       throw error
@@ -269,6 +275,18 @@ public final class BackupPolicyReconciler: Sendable {
       return .requeueAfter(.milliseconds(Int64(seconds * 1000)))
     }
     return .awaitChange
+  }
+
+  /// Whether the policy no longer exists on the apiserver.
+  func isGone(_ key: ObjectKey) async -> Bool {
+    do {
+      _ = try await client.get(BackupPolicy.self, namespace: key.namespace, name: key.name)
+      return false
+    } catch let e as KubeError where e.isNotFound {
+      return true
+    } catch {
+      return false
+    }
   }
 
   /// Reads the Secrets the policy references in its namespace; absent ones are left out (the builder names them).
