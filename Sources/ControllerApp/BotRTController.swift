@@ -155,6 +155,11 @@ public final class BotRTController: Sendable {
       })
     // Calico: its GlobalNetworkPolicy CRD is watched (by name), so installing Calico later creates the policy, and
     // removing it stops the controller from applying one.
+    // The isolation guard (docs/security-monitoring.md); the Calico policy is guarded as soon as Calico is served:
+    // at start, or when its CRD appears later.
+    let guardian = IsolationGuard(client: client, intent: intent, recorder: recorder, metrics: security, logger: logger)
+    let calicoGuard = GatedRunnable(guardian.controller(resource: ChildResources.globalNetworkPolicies))
+    if settings.calicoServed { calicoGuard.open() }
     if options.calicoOverride == nil {
       let logger = logger
       controller.watches(
@@ -162,6 +167,7 @@ public final class BotRTController: Sendable {
         config: WatcherConfig(fieldSelector: "metadata.name=\(Self.calicoCRD)"),
         mapper: { crd in
           let served = Self.servesCalicoV1(crd)
+          if served { calicoGuard.open() }
           guard reconciler.setCalicoServed(served) else { return [] }
           logger.info("calico discovered again", metadata: ["calico": "\(served)"])
           return store.list().map(ObjectKey.init)
@@ -196,11 +202,8 @@ public final class BotRTController: Sendable {
       now: options.now, recorder: recorder, metrics: registry, logger: logger)
     // Security (docs/security-monitoring.md): the isolation guard, the run-access grants of backup windows, and
     // the run auditor.
-    let guardian = IsolationGuard(client: client, intent: intent, recorder: recorder, metrics: security, logger: logger)
     var securityControllers: [any Runnable] = [guardian.controller(resource: ChildResources.networkPolicies)]
-    if settings.calicoServed {
-      securityControllers.append(guardian.controller(resource: ChildResources.globalNetworkPolicies))
-    }
+    if settings.calicoServed || options.calicoOverride == nil { securityControllers.append(calicoGuard) }
     let access = BackupAccessReconciler(
       client: client, settings: settings, intent: intent, metrics: security, logger: logger)
     securityControllers.append(access.controller(namespace: options.watchNamespace, workers: options.workers))

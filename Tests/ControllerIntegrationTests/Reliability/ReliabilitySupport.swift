@@ -297,7 +297,7 @@ struct ReliabilityCluster {
 
   /// Differences between the cluster and exactly the desired state of the policies in `ns`:
   /// - each live policy: the finalizer, status of its generation, Ready=True, every child the builder wants (read back
-  ///   and compared), and no other child with its labels; its Jobs are exactly one per handled trigger, the latest
+  ///   and compared; with an active run also the backup window's grants), and no other child with its labels; its Jobs are exactly one per handled trigger, the latest
   ///   trigger handled, every Job from a trigger that was really set (`triggers`);
   /// - each name in `gone`: no object, no child left.
   func divergence(
@@ -326,8 +326,17 @@ struct ReliabilityCluster {
         problems.append("\(id) Ready is not True: \(p.status?.conditions?.condition("Ready")?.message ?? "none")")
       }
       let eff = try EffectivePolicy(spec: p.spec, now: Date())
-      let wanted = try BackupPolicyChildren.build(
+      var wanted = try BackupPolicyChildren.build(
         ChildInputs(policy: p, effective: eff, settings: settings, secrets: secrets))
+      // The backup window: while one of its runs is active (a trigger's Job; nothing finishes them here, there is
+      // no kubelet) the policy also has its storage egress and credentials RoleBinding, and otherwise not.
+      let runs = try await client.list(
+        ChildResources.jobs, namespace: backupNS,
+        options: ListOptions(labelSelector: ChildLabels.selector(namespace: ns, name: p.name)), as: JSONValue.self
+      ).items
+      if runs.contains(where: SecurityAudit.isActive) {
+        wanted += BackupPolicyChildren.runAccess(p, settings: settings)
+      }
       for c in wanted {
         guard let got = try await exists(c.resource, c.namespace, c.name) else {
           problems.append("\(id): \(c.displayName) is missing")
