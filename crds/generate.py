@@ -508,6 +508,16 @@ def backup_policy_status():
             "copyJob": string("Name of the copy Job running or run last (in status.backupNamespace, or the "
                               "policy's namespace for a PVC source).", maxLength=63),
             "message": string("What happened in the last copy, in a sentence.", maxLength=4096),
+            "lastKeyRotation": date_time("When the replica's data keys were last rewrapped: by its own rotation "
+                                         "(a replica with its own encryption) or following the primary's."),
+            "nextKeyRotation": date_time("When the replica's own key-encryption key is due for rotation (only for a "
+                                         "replica with its own encryption)."),
+            "currentKey": string("The key wrapping the replica's data keys since its last rotation, when it is not "
+                                 "the one in the spec (an AWS KMS key id, or the entry of the rotation keys Secret).",
+                                 maxLength=2048),
+            "lastHandledKeyRotationRequest": string("The dr.botrt.io/rotate-keys-now value last handled for this "
+                                                    "replica.", maxLength=256),
+            "keyRotation": string("The state of the replica's key rotation, in a sentence.", maxLength=4096),
         }, required=["name"]), maxItems=4),
     })
 

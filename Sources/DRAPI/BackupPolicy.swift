@@ -130,12 +130,28 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
   public var copyJob: String?
   /// What happened in the last copy, in a sentence.
   public var message: String?
+  /// When the replica's data keys were last rewrapped (its own rotation, or following the primary's).
+  public var lastKeyRotation: Date?
+  /// When the replica's own key-encryption key is due for rotation (replicas with their own encryption).
+  public var nextKeyRotation: Date?
+  /// The key wrapping the replica's data keys since its last rotation, when it is not the spec's.
+  public var currentKey: String?
+  /// The dr.botrt.io/rotate-keys-now value last handled for this replica.
+  public var lastHandledKeyRotationRequest: String?
+  /// The state of the replica's key rotation, in a sentence.
+  public var keyRotation: String?
 
   public init(
     name: String, state: String? = nil, lastCopiedSnapshot: String? = nil, replicaSnapshot: String? = nil,
     lastCopiedBackupTime: Date? = nil, lastCopyTime: Date? = nil, lagSeconds: Int64? = nil, copyJob: String? = nil,
-    message: String? = nil
+    message: String? = nil, lastKeyRotation: Date? = nil, nextKeyRotation: Date? = nil, currentKey: String? = nil,
+    lastHandledKeyRotationRequest: String? = nil, keyRotation: String? = nil
   ) {
+    self.lastKeyRotation = lastKeyRotation
+    self.nextKeyRotation = nextKeyRotation
+    self.currentKey = currentKey
+    self.lastHandledKeyRotationRequest = lastHandledKeyRotationRequest
+    self.keyRotation = keyRotation
     self.name = name
     self.state = state
     self.lastCopiedSnapshot = lastCopiedSnapshot

@@ -100,8 +100,10 @@ public final class BackupAccessReconciler: Sendable {
     let active = try await activeRuns(policy).filter {
       !policy.metadata.isDeleting || $0.component == BackupDeletion.component
     }
-    let backupRuns = active.filter { $0.component != ReplicaLabels.copyComponent }.map(\.name)
-    let copyRuns = active.filter { $0.component == ReplicaLabels.copyComponent }.map(\.name)
+    // Replica copies and replica key rotations use the replicas' Secrets and endpoints: the copy window.
+    let replicaWork: Set<String> = [ReplicaLabels.copyComponent, ReplicaKeyRotation.component]
+    let backupRuns = active.filter { !replicaWork.contains($0.component) }.map(\.name)
+    let copyRuns = active.filter { replicaWork.contains($0.component) }.map(\.name)
     let backupWindow = BackupPolicyChildren.runAccess(policy, settings: settings)
     let copyWindow = ReplicationChildren.runAccess(policy, settings: settings)
     let wanted = (backupRuns.isEmpty ? [] : backupWindow) + (copyRuns.isEmpty ? [] : copyWindow)

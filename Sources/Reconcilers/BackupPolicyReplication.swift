@@ -24,6 +24,32 @@ public struct ReplicaMetrics: Sendable {
 }
 
 extension BackupPolicyReconciler {
+  /// Plans the key rotation of every replica (ReplicaKeyRotation) from its rotation Jobs and its previous status.
+  func planReplicaRotations(
+    _ policy: BackupPolicy, namespace: String, secrets: [String: Secret], now: Date
+  ) async throws -> [(index: Int, name: String, plan: ReplicaRotationPlan)] {
+    let replicas = policy.spec.replicas ?? []
+    if replicas.isEmpty { return [] }
+    let runs = try await observeRuns(
+      policy, namespace: namespace, components: ReplicaKeyRotation.component, container: "engine")
+    var out: [(index: Int, name: String, plan: ReplicaRotationPlan)] = []
+    for (i, replica) in replicas.enumerated() {
+      let rs = policy.status?.replicas?.first { $0.name == replica.name } ?? ReplicaStatus(name: replica.name)
+      var entries: [String]? = nil
+      if let ref = replica.encryption?.rotationKeysSecretRef, let secret = secrets[ref.name] {
+        entries = Array(Set((secret.data ?? [:]).keys).union((secret.stringData ?? [:]).keys))
+      }
+      let mine = runs.filter { $0.annotations[ReplicaLabels.replica] == replica.name }
+      out.append(
+        (
+          i, replica.name,
+          ReplicaKeyRotation.plan(
+            policy: policy, index: i, status: rs, runs: mine, rotationKeys: entries, now: now)
+        ))
+    }
+    return out
+  }
+
   /// The policy's copy Jobs and their Pods in `namespace`.
   func observeCopies(_ policy: BackupPolicy, namespace: String) async throws -> [CopyRun] {
     let selector =
@@ -50,10 +76,49 @@ extension BackupPolicyReconciler {
   ) async throws {
     let hasReplicas = !(policy.spec.replicas ?? []).isEmpty
     if !hasReplicas && policy.status?.replicas == nil { return }
+    // The primary's key as this reconcile leaves it (a rotation recorded just now counts).
+    var policy = policy
+    if policy.status != nil {
+      policy.status?.lastKeyRotation = outcome.status.lastKeyRotation
+      policy.status?.currentKey = outcome.status.currentKey
+    }
     let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
     let copies = try await observeCopies(policy, namespace: workNS)
+    let rotations = try await planReplicaRotations(policy, namespace: workNS, secrets: secrets, now: now)
+    let held = Set(rotations.filter { $0.plan.holdCopies }.map(\.name))
     let plan = ReplicationLogic.apply(
-      policy: policy, copies: copies, canCopy: ready && effective != nil, now: now, outcome: &outcome)
+      policy: policy, copies: copies, canCopy: ready && effective != nil, held: held, now: now, outcome: &outcome)
+    // Fold the rotation fields into the replicas' status (a key recorded by a rotation wins over the copy's).
+    let previous = policy.status?.replicas ?? []
+    outcome.status.replicas = outcome.status.replicas?.map { st in
+      guard let r = rotations.first(where: { $0.name == st.name })?.plan.status else { return st }
+      var st = st
+      let before = previous.first { $0.name == st.name }
+      if r.currentKey != before?.currentKey || r.lastKeyRotation != before?.lastKeyRotation {
+        st.currentKey = r.currentKey
+      }
+      st.lastKeyRotation = r.lastKeyRotation
+      st.nextKeyRotation = r.nextKeyRotation
+      st.lastHandledKeyRotationRequest = r.lastHandledKeyRotationRequest
+      st.keyRotation = r.keyRotation
+      return st
+    }
+    for r in rotations {
+      outcome.events += r.plan.events
+      if let at = r.plan.requeueAt { outcome.requeueAt = min(outcome.requeueAt ?? at, at) }
+      for name in r.plan.obsoleteJobs { try await deleteChild(ChildResources.jobs, namespace: workNS, name: name) }
+    }
+    if let effective, ready {
+      let input = ChildInputs(policy: policy, effective: effective, settings: settings, secrets: secrets)
+      for r in rotations {
+        guard let start = r.plan.start else { continue }
+        do {
+          try await applyChild(try ReplicationChildren.rotationJob(input, index: r.index, start))
+        } catch let e as SpecError {
+          logger.warning("cannot build replica rotation Job", metadata: ["replica": "\(r.name)", "error": "\(e)"])
+        }
+      }
+    }
     if let effective {
       let input = ChildInputs(policy: policy, effective: effective, settings: settings, secrets: secrets)
       for p in plan.create {

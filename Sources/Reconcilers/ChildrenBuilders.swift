@@ -647,9 +647,11 @@ public enum BackupPolicyChildren {
   /// A one-off engine Job of the policy (`rotate-keys`, `delete-repository`) with the backup pod's identity,
   /// Secrets and isolation: `botrt-engine COMMAND --repo … --kms … FLAGS --quiet`, container `engine`. Its Secrets
   /// and ServiceAccount are the ones `build` returns, so those must be applied first.
+  /// `invocation` replaces the policy's own (a replica's repository); `extraLabels` go on the Job and its Pod.
   public static func engineJob(
     _ input: ChildInputs, component: String, name: String, command: String, flags: [String],
-    annotations: [String: String], backoffLimit: Int64 = 1
+    annotations: [String: String], backoffLimit: Int64 = 1, invocation given: EngineInvocation? = nil,
+    extraLabels: [String: String] = [:]
   ) throws(SpecError) -> DesiredChild {
     let policy = input.policy
     let s = input.settings
@@ -657,10 +659,15 @@ public enum BackupPolicyChildren {
     let names = ChildNames(namespace: policyNS, name: policy.name)
     let workNS = workloadNamespace(policy, settings: s)
     let copies = workNS != policyNS
-    let invocation = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) {
-      copies ? names.secretCopy($0) : $0
+    let invocation: EngineInvocation
+    if let given {
+      invocation = given
+    } else {
+      invocation = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) {
+        copies ? names.secretCopy($0) : $0
+      }
     }
-    let labels = ownerLabels(policy).merging([ChildLabels.component: component]) { $1 }
+    let labels = ownerLabels(policy).merging([ChildLabels.component: component]) { $1 }.merging(extraLabels) { $1 }
     let args =
       [command, "--repo", invocation.repoURL, "--kms", invocation.kmsURL] + invocation.commonFlags + flags
       + ["--quiet"]

@@ -23,6 +23,10 @@ extension ChildNames {
   public var replicaRole: String { "\(base)-replicas" }
   /// The NetworkPolicy allowing the copy pods' egress to the replicas' storage and key services.
   public var replicaEgress: String { "\(base)-replica-egress" }
+  /// The rotation Job of one replica for one rotation token.
+  public func replicaRotateJob(replica: String, token: String) -> String {
+    "\(base)-rrot-\(shortHash("\(replica)/\(token)"))"
+  }
   /// The copy Job of one replica for one primary snapshot.
   public func copyJob(replica: String, snapshot: String) -> String {
     "\(base)-copy-\(shortHash("\(replica)/\(snapshot)"))"
@@ -80,9 +84,11 @@ public struct ReplicaInvocation: Sendable, Hashable {
   /// it was created with; replicas are not rotated).
   /// `retention` is the policy's effective retention: the copy applies it to the replica (`--keep-* --prune`), so a
   /// replica keeps what the primary keeps.
+  /// `targetKey` is the key wrapping the replica (its status.replicas[].currentKey, or for a new replica sharing the
+  /// policy's encryption the primary's current key).
   public init(
-    policy: BackupPolicySpec, index: Int, currentKey: String? = nil, retention: RetentionSpec? = nil,
-    secretName: (String) -> String
+    policy: BackupPolicySpec, index: Int, currentKey: String? = nil, targetKey: String? = nil,
+    retention: RetentionSpec? = nil, secretName: (String) -> String
   ) throws(SpecError) {
     guard let replicas = policy.replicas, replicas.indices.contains(index) else {
       throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
@@ -93,7 +99,7 @@ public struct ReplicaInvocation: Sendable, Hashable {
     let tSpec = Self.targetSpec(policy, replica)
     let target: EngineInvocation
     do {
-      target = try EngineInvocation(spec: tSpec, secretName: secretName)
+      target = try EngineInvocation(spec: tSpec, currentKey: targetKey, secretName: secretName)
     } catch {
       throw SpecError(
         field: Self.fieldName(error.field, index: index, ownEncryption: replica.encryption != nil),
@@ -320,11 +326,17 @@ public enum ReplicationChildren {
     var seen = Set<String>()
     let rules2 = egress.filter { seen.insert("\($0)").inserted }
     if !rules2.isEmpty {
+      // The copy pods and the replicas' key rotation pods.
       let selector: JSONValue = [
         "matchLabels": BackupPolicyChildren.labels([
           ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name,
-          ChildLabels.component: ReplicaLabels.copyComponent,
-        ])
+        ]),
+        "matchExpressions": [
+          [
+            "key": .string(ChildLabels.component), "operator": "In",
+            "values": [.string(ReplicaLabels.copyComponent), .string(ReplicaKeyRotation.component)],
+          ]
+        ],
       ]
       out.append(
         DesiredChild(
@@ -355,8 +367,9 @@ public enum ReplicationChildren {
     guard let replica = policy.spec.replicas?[safe: index] else {
       throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
     }
+    let targetKey = Self.targetKey(policy, replica: replica)
     let inv = try ReplicaInvocation(
-      policy: policy.spec, index: index, currentKey: policy.status?.currentKey,
+      policy: policy.spec, index: index, currentKey: policy.status?.currentKey, targetKey: targetKey,
       retention: input.effective.retention.value
     ) { copies ? names.secretCopy($0) : $0 }
     var labels = BackupPolicyChildren.ownerLabels(policy)
@@ -380,9 +393,60 @@ public enum ReplicationChildren {
           name: name, namespace: workNS, labels: labels, owner: copies ? nil : policy.ownerReference(),
           annotations: [
             ReplicaLabels.sourceSnapshot: snapshot, ReplicaLabels.sourceBackupTime: KubeJSON.formatDate(backupTime),
+            ReplicaKeyRotation.newKeyAnnotation: targetKey ?? "",
           ]),
         "spec": ["backoffLimit": 1, "activeDeadlineSeconds": 21_600, "template": pod],
       ])
+  }
+}
+
+extension ReplicationChildren {
+  /// The key wrapping replica `replica`: its recorded currentKey once it exists; a replica sharing the policy's
+  /// encryption that has no copy yet is created under the primary's current key.
+  public static func targetKey(_ policy: BackupPolicy, replica: ReplicaSpec) -> String? {
+    let rs = policy.status?.replicas?.first { $0.name == replica.name }
+    if rs?.lastCopyTime != nil { return rs?.currentKey }
+    return replica.encryption == nil ? policy.status?.currentKey : rs?.currentKey
+  }
+
+  /// The rotation Job of replica `index`: `botrt-engine rotate-keys` on the replica's repository with its own
+  /// settings (the replica used as the Job's repository), `--new-kek`, `--new-kms` with an entry of its rotation keys
+  /// Secret, or, for a replica sharing the policy's encryption, `--new-kms` with the primary's current key.
+  public static func rotationJob(
+    _ input: ChildInputs, index: Int, _ job: ReplicaRotationJob
+  ) throws(SpecError) -> DesiredChild {
+    let policy = input.policy
+    let policyNS = policy.metadata.namespace ?? "default"
+    let names = ChildNames(namespace: policyNS, name: policy.name)
+    let copies = BackupPolicyChildren.workloadNamespace(policy, settings: input.settings) != policyNS
+    guard let replica = policy.spec.replicas?[safe: index] else {
+      throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
+    }
+    func podName(_ s: String) -> String { copies ? names.secretCopy(s) : s }
+    let inv: EngineInvocation
+    do {
+      inv = try EngineInvocation(
+        spec: ReplicaInvocation.targetSpec(policy.spec, replica), currentKey: targetKey(policy, replica: replica),
+        secretName: podName)
+    } catch {
+      throw SpecError(
+        field: ReplicaInvocation.fieldName(error.field, index: index, ownEncryption: replica.encryption != nil),
+        message: error.message)
+    }
+    var flags = ["--new-kek"]
+    if job.followPrimary {
+      let primary = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey, secretName: podName)
+      flags = ["--new-kms", primary.kmsURL]
+    } else if let url = job.newKMS {
+      flags = ["--new-kms", url]
+    }
+    return try BackupPolicyChildren.engineJob(
+      input, component: ReplicaKeyRotation.component,
+      name: names.replicaRotateJob(replica: replica.name, token: job.token), command: "rotate-keys", flags: flags,
+      annotations: [
+        KeyRotationLogic.tokenAnnotation: job.token, ReplicaKeyRotation.newKeyAnnotation: job.newKey ?? "",
+        ReplicaLabels.replica: replica.name,
+      ], invocation: inv, extraLabels: [ReplicaLabels.replica: replica.name])
   }
 }
 
@@ -442,12 +506,16 @@ public struct CopyRun: Sendable, Hashable {
   public var finishTime: Date?
   public var result: CopyResult?
   public var failureMessage: String?
+  /// The key the copy opened (or created) the replica with (annotation; nil on Jobs of older controllers, "" for
+  /// the spec's key).
+  public var targetKey: String?
 
   public init(
     jobName: String, replica: String, sourceSnapshot: String, sourceBackupTime: Date? = nil,
     state: BackupRun.State, startTime: Date? = nil, finishTime: Date? = nil, result: CopyResult? = nil,
-    failureMessage: String? = nil
+    failureMessage: String? = nil, targetKey: String? = nil
   ) {
+    self.targetKey = targetKey
     self.jobName = jobName
     self.replica = replica
     self.sourceSnapshot = sourceSnapshot
@@ -468,7 +536,8 @@ public struct CopyRun: Sendable, Hashable {
       sourceSnapshot: job[path: "metadata", "annotations", ReplicaLabels.sourceSnapshot]?.stringValue ?? "",
       sourceBackupTime: job[path: "metadata", "annotations", ReplicaLabels.sourceBackupTime]?.stringValue.flatMap(
         KubeJSON.parseDate),
-      state: seen.state, startTime: seen.startTime, finishTime: seen.finishTime, failureMessage: seen.failureMessage)
+      state: seen.state, startTime: seen.startTime, finishTime: seen.finishTime, failureMessage: seen.failureMessage,
+      targetKey: job[path: "metadata", "annotations", ReplicaKeyRotation.newKeyAnnotation]?.stringValue)
     if let t = seen.terminated {
       run.result = CopyResult.parse(t["message"]?.stringValue)
       if run.state == .failed, let errors = run.result?.errors, !errors.isEmpty {

@@ -29,8 +29,10 @@ public struct ReplicationOutcome: Sendable {
 public enum ReplicationLogic {
   /// Updates `outcome` (computed by BackupPolicyStatusLogic for the primary) with the replicas. `copies` are the
   /// policy's copy Jobs still in the cluster; `canCopy` is false when the policy is not Ready (no Job is created).
+  /// `held` names replicas whose copies wait for a key rotation (ReplicaKeyRotation).
   public static func apply(
-    policy: BackupPolicy, copies: [CopyRun], canCopy: Bool, now: Date, outcome: inout StatusOutcome
+    policy: BackupPolicy, copies: [CopyRun], canCopy: Bool, held: Set<String> = [], now: Date,
+    outcome: inout StatusOutcome
   ) -> ReplicationOutcome {
     var r = ReplicationOutcome()
     let replicas = policy.spec.replicas ?? []
@@ -78,6 +80,9 @@ public enum ReplicationLogic {
           st.lastCopiedBackupTime = ok.sourceBackupTime
         }
         st.lastCopyTime = t
+        // The key the copy used wraps the replica from now on (a new replica sharing the policy's encryption is
+        // created under the primary's current key).
+        if let k = ok.targetKey { st.currentKey = k.isEmpty ? nil : k }
         let n = ok.result?.copied?.count ?? 0
         let skipped = ok.result?.skipped?.count ?? 0
         st.message =
@@ -102,6 +107,10 @@ public enum ReplicationLogic {
       } else if inSync {
         st.state = "InSync"
         st.copyJob = newestFinished?.jobName ?? st.copyJob
+      } else if let primary, held.contains(spec.name), !mine.contains(where: { $0.sourceSnapshot == primary }) {
+        st.message =
+          "Snapshot \(primary) is copied once the replica's data keys are rewrapped under the primary's new key "
+          + "(see keyRotation)."
       } else if let primary, let primaryTime, canCopy,
         !mine.contains(where: { $0.sourceSnapshot == primary })
       {

@@ -28,7 +28,7 @@ public enum SecurityAudit {
   public static let manualInstantiation = "cronjob.kubernetes.io/instantiate"
   /// The component labels of the controller's maintenance Jobs (key rotation, repository deletion, replica copy).
   public static let maintenanceComponents: Set<String> = [
-    KeyRotationLogic.component, BackupDeletion.component, ReplicaLabels.copyComponent,
+    KeyRotationLogic.component, BackupDeletion.component, ReplicaLabels.copyComponent, ReplicaKeyRotation.component,
   ]
   /// The annotation recording what the run auditor has counted of a Job: `started`, then `finished`.
   public static let auditAnnotation = "dr.botrt.io/audited"

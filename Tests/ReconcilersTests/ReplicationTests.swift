@@ -133,7 +133,9 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
     #expect(binding.body["subjects"]?.arrayValue?.first?["name"]?.stringValue == names.serviceAccount)
     #expect(binding.body[path: "roleRef", "name"]?.stringValue == names.replicaRole)
     let np = try #require(child(window, "NetworkPolicy", names.replicaEgress))
-    #expect(np.body[path: "spec", "podSelector", "matchLabels", ChildLabels.component]?.stringValue == "replica-copy")
+    #expect(
+      np.body[path: "spec", "podSelector", "matchExpressions"]?.arrayValue?.first?["values"]
+        == ["replica-copy", "replica-rotate-keys"])
     let cidrs = np.body[path: "spec", "egress"]?.arrayValue?.compactMap {
       $0["to"]?.arrayValue?.first?[path: "ipBlock", "cidr"]?.stringValue
     }
@@ -363,5 +365,104 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
     _ = ReplicationLogic.apply(policy: q, copies: [], canCopy: true, now: testNow, outcome: &o2)
     #expect(o2.status.replicas == nil)
     #expect(o2.status.conditions?.condition(BackupPolicyCondition.replicasInSync) == nil)
+  }
+}
+
+/// Key rotation of the replicas: own schedule for a replica with its own encryption, following the primary for one
+/// that shares the policy's.
+@Suite struct ReplicaKeyRotationTests {
+  let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+  func inputs(_ p: BackupPolicy) throws -> ChildInputs {
+    ChildInputs(
+      policy: p, effective: try EffectivePolicy(spec: p.spec, now: now), settings: settings(),
+      secrets: replicaSecrets)
+  }
+
+  func args(_ job: DesiredChild) -> [String] {
+    (job.body[path: "spec", "template", "spec", "containers"]?.arrayValue?.first?["args"]?.arrayValue ?? [])
+      .compactMap { $0.stringValue }
+  }
+
+  func policy(ownEncryption: Bool) -> BackupPolicy {
+    var p = replicatedPolicy()
+    if !ownEncryption { p.spec.replicas![0].encryption = nil }
+    p.metadata.creationTimestamp = now.addingTimeInterval(-100 * 86_400)
+    return p
+  }
+
+  func run(_ name: String, _ state: BackupRun.State, finished: Date?, annotations: [String: String]) -> BackupRun {
+    var r = BackupRun(jobName: name, state: state, startTime: finished?.addingTimeInterval(-10), finishTime: finished)
+    r.annotations = annotations
+    return r
+  }
+
+  @Test func aReplicaSharingTheKeysFollowsThePrimarysRotationBeforeTheNextCopy() throws {
+    var p = policy(ownEncryption: false)
+    let rotated = now.addingTimeInterval(-60)
+    p.status = BackupPolicyStatus()
+    p.status?.lastKeyRotation = rotated
+    p.status?.currentKey = "key-2"
+    let copied = ReplicaStatus(name: "dr-gcs", lastCopyTime: now.addingTimeInterval(-3_600))
+    // Behind the primary: a rewrap to the primary's key, and copies wait.
+    let plan = ReplicaKeyRotation.plan(policy: p, index: 0, status: copied, runs: [], rotationKeys: nil, now: now)
+    let start = try #require(plan.start)
+    #expect(start.followPrimary && start.newKey == "key-2")
+    #expect(plan.holdCopies)
+    #expect(plan.status.keyRotation?.hasPrefix("RotationStarted") == true)
+    #expect(plan.events.map(\.reason) == ["ReplicaKeyRotationStarted"])
+    // The Job reads the replica with its recorded key and rewraps under the primary's current one.
+    let job = try ReplicationChildren.rotationJob(try inputs(p), index: 0, start)
+    let args = args(job)
+    #expect(args.first == "rotate-keys")
+    #expect(args.contains("gs://dr-bucket/payments"))
+    #expect(args.contains("--new-kms"))
+    #expect(job.body[path: "metadata", "labels", ChildLabels.component]?.stringValue == "replica-rotate-keys")
+    #expect(job.body[path: "metadata", "annotations", ReplicaLabels.replica]?.stringValue == "dr-gcs")
+    // Running: still held, no second Job.
+    let running = run(job.name, .running, finished: nil, annotations: [KeyRotationLogic.tokenAnnotation: start.token])
+    let p2 = ReplicaKeyRotation.plan(
+      policy: p, index: 0, status: plan.status, runs: [running], rotationKeys: nil, now: now)
+    #expect(p2.start == nil && p2.holdCopies)
+    // Done: the replica records the primary's key and copies go on.
+    let done = run(
+      job.name, .succeeded, finished: now.addingTimeInterval(5),
+      annotations: [
+        KeyRotationLogic.tokenAnnotation: start.token, ReplicaKeyRotation.newKeyAnnotation: "key-2",
+        ReplicaLabels.replica: "dr-gcs",
+      ])
+    let p3 = ReplicaKeyRotation.plan(
+      policy: p, index: 0, status: p2.status, runs: [done], rotationKeys: nil, now: now.addingTimeInterval(10))
+    #expect(p3.status.currentKey == "key-2")
+    #expect(p3.status.lastKeyRotation == now.addingTimeInterval(5))
+    #expect(!p3.holdCopies && p3.start == nil)
+    #expect(p3.events.map(\.reason) == ["ReplicaKeyRotated"])
+    // A replica with no copy yet is not rotated: its first copy creates it under the primary's current key.
+    let fresh = ReplicaKeyRotation.plan(
+      policy: p, index: 0, status: ReplicaStatus(name: "dr-gcs"), runs: [], rotationKeys: nil, now: now)
+    #expect(fresh.start == nil && !fresh.holdCopies)
+    #expect(ReplicationChildren.targetKey(p, replica: p.spec.replicas![0]) == "key-2")
+  }
+
+  @Test func aReplicaWithItsOwnKeysRotatesOnItsOwnSchedule() throws {
+    var p = policy(ownEncryption: true)
+    p.status = BackupPolicyStatus()
+    // The replica's last rotation was 91 days ago (default 90 days): due, with a new Vault Transit version.
+    let rs = ReplicaStatus(
+      name: "dr-gcs", lastCopyTime: now.addingTimeInterval(-60), lastKeyRotation: now.addingTimeInterval(-91 * 86_400))
+    let plan = ReplicaKeyRotation.plan(policy: p, index: 0, status: rs, runs: [], rotationKeys: nil, now: now)
+    let start = try #require(plan.start)
+    #expect(!start.followPrimary && start.newKMS == nil)
+    #expect(!plan.holdCopies)
+    #expect(plan.events.contains { $0.reason == "ReplicaKeyRotationStarted" && $0.message.hasPrefix("Replica dr-gcs:") })
+    let job = try ReplicationChildren.rotationJob(try inputs(p), index: 0, start)
+    let args = args(job)
+    #expect(args.contains("--new-kek"))
+    #expect(args.contains("vault-transit://vault-dr.vault.svc:8200/transit/dr-key?tls=true"))
+    // Not due: nothing, and the next rotation is 90 days after the last.
+    let fresh = ReplicaStatus(name: "dr-gcs", lastCopyTime: now, lastKeyRotation: now.addingTimeInterval(-86_400))
+    let quiet = ReplicaKeyRotation.plan(policy: p, index: 0, status: fresh, runs: [], rotationKeys: nil, now: now)
+    #expect(quiet.start == nil)
+    #expect(quiet.status.nextKeyRotation == now.addingTimeInterval(89 * 86_400))
   }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End to end: a BackupPolicy backs up to moto S3 (OpenBao Transit key botrt-test) and replicates to a second
-# provider, GCS on fake-gcs-server, under its own Transit key (botrt-test-2), through botrt-controller on the local
+# End to end: a BackupPolicy backs up to moto S3 (an OpenBao Transit key of its own) and replicates to a second
+# provider, GCS on fake-gcs-server, under another Transit key, through botrt-controller on the local
 # control plane with hack/pod-runner.py as the node (Job pods run botrt-engine as host processes). Checks:
 #   1. after the first backup the controller starts a copy Job; status.replicas shows the replica InSync with the
 #      primary's snapshot, its id in the replica, lag 0; RPOMet (the replica counts) names it; the metric
@@ -9,7 +9,10 @@
 #   3. a replica whose bucket does not exist fails: state Failed, ReplicasInSync False, a Warning Event, while
 #      RPOMet (that replica does not count) stays True;
 #   4. a restore from the replica (with the replica's key) gives the bytes a restore from the primary gives; the
-#      primary's key cannot read the replica (re-encrypted).
+#      primary's key cannot read the replica (re-encrypted);
+#   5. with a second replica that shares the policy's key, dr.botrt.io/rotate-keys-now rotates the primary and the
+#      replica with its own key, and rewraps the sharing replica after the primary; with the old key versions
+#      retired in OpenBao, the next copies succeed and both replicas restore.
 #
 #   source <(hack/cluster.sh env); source <(hack/services.sh env)
 #   BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... hack/pod-runner/replication-e2e.sh
@@ -61,6 +64,13 @@ EOF
 curl -fsS -X POST "$BOTRT_GCS_ENDPOINT/storage/v1/b?project=botrt" -H 'Content-Type: application/json' \
   -d "{\"name\":\"$GCS_BUCKET\"}" >/dev/null || fail "cannot create the GCS bucket $GCS_BUCKET on $BOTRT_GCS_ENDPOINT"
 printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
+# Dedicated Transit keys: step 5 rotates them and retires their old versions.
+KEY1="repl-$$-$RANDOM"
+KEY2="repl-dr-$$-$RANDOM"
+vault() { curl -sf -H "X-Vault-Token: $VAULT_TOKEN" "$@"; }
+for key in "$KEY1" "$KEY2"; do
+  vault -X POST -d '{}' "$VAULT_ADDR/v1/transit/keys/$key" >/dev/null || fail "cannot create the Transit key $key"
+done
 
 kubectl create namespace "$NS" >/dev/null
 for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
@@ -96,7 +106,7 @@ spec:
          credentialsSecretRef: {name: s3-creds}}
   encryption:
     kms:
-      vaultTransit: {address: "$VAULT_ADDR", key: botrt-test, authSecretRef: {name: vault-token}}
+      vaultTransit: {address: "$VAULT_ADDR", key: "$KEY1", authSecretRef: {name: vault-token}}
   replicas:
   - name: dr-gcs
     countsForRPO: true
@@ -104,7 +114,7 @@ spec:
       gcs: {bucket: "$GCS_BUCKET", prefix: data, endpoint: "$BOTRT_GCS_ENDPOINT"}
     encryption:
       kms:
-        vaultTransit: {address: "$VAULT_ADDR", key: botrt-test-2, authSecretRef: {name: vault-token-dr}}
+        vaultTransit: {address: "$VAULT_ADDR", key: "$KEY2", authSecretRef: {name: vault-token-dr}}
 EOF
 wait_snapshot() { # BEFORE: waits for a snapshot other than BEFORE; prints it
   for _ in $(seq 1 120); do
@@ -180,8 +190,8 @@ wait_event ReplicaCopyFailed Warning || fail "no ReplicaCopyFailed warning"
 log "   $(replica broken message)"
 
 log "4. restore from the replica"
-KMS_PRIMARY="vault-transit://${VAULT_ADDR#http://}/transit/botrt-test"
-KMS_REPLICA="vault-transit://${VAULT_ADDR#http://}/transit/botrt-test-2"
+KMS_PRIMARY="vault-transit://${VAULT_ADDR#http://}/transit/$KEY1"
+KMS_REPLICA="vault-transit://${VAULT_ADDR#http://}/transit/$KEY2"
 "$BOTRT_ENGINE_BIN" restore --repo "s3://$BUCKET/data" --kms "$KMS_PRIMARY" --s3-endpoint "$BOTRT_S3_ENDPOINT" \
   --s3-path-style --vault-token-file "$WORK/vault-token" --quiet --stdout "$SNAP2" >"$WORK/primary.txt" 2>"$WORK/r1.err" ||
   fail "restore from the primary: $(cat "$WORK/r1.err")"
@@ -195,5 +205,41 @@ if "$BOTRT_ENGINE_BIN" restore --repo "gs://$GCS_BUCKET/data" --kms "$KMS_PRIMAR
   fail "the primary's key opened the replica: it was not re-encrypted"
 fi
 log "   snapshot $REPLICA_SNAP2 of the replica restored $(wc -c <"$WORK/replica.txt") bytes, identical to the primary's"
+
+log "5. key rotation reaches the replicas: one with its own key rotates it, one sharing the policy's key follows"
+# The failing replica goes; a replica sharing the policy's encryption (no encryption of its own) is added.
+k patch backuppolicy data --type json -p "[{\"op\":\"replace\",\"path\":\"/spec/replicas/1\",\"value\":
+  {\"name\":\"shared\",\"repository\":{\"gcs\":{\"bucket\":\"$GCS_BUCKET\",\"prefix\":\"shared\",\"endpoint\":\"$BOTRT_GCS_ENDPOINT\"}}}}]" >/dev/null
+k patch backuppolicy data --type merge -p '{"spec":{"trigger":"b3"}}' >/dev/null
+SNAP3="$(wait_snapshot "$SNAP2")"
+wait_in_sync dr-gcs "$SNAP3"
+wait_in_sync shared "$SNAP3"
+k annotate backuppolicy data dr.botrt.io/rotate-keys-now=r1 >/dev/null
+rotated() { [[ -n "$(jp '{.status.lastKeyRotation}')" && -n "$(replica dr-gcs lastKeyRotation)" &&
+  -n "$(replica shared lastKeyRotation)" ]]; }
+for _ in $(seq 1 120); do rotated && break; sleep 1; done
+rotated || fail "not every repository was rotated: primary '$(jp '{.status.lastKeyRotation}')', dr-gcs " \
+  "'$(replica dr-gcs keyRotation)', shared '$(replica shared keyRotation)'"
+[[ "$(replica shared lastKeyRotation)" > "$(jp '{.status.lastKeyRotation}')" ||
+  "$(replica shared lastKeyRotation)" == "$(jp '{.status.lastKeyRotation}')" ]] ||
+  fail "the shared replica was rewrapped before the primary rotated"
+wait_event ReplicaKeyRotated || fail "no ReplicaKeyRotated event"
+# The old versions are retired: everything must still open with the current versions only.
+for key in "$KEY1" "$KEY2"; do
+  latest="$(vault "$VAULT_ADDR/v1/transit/keys/$key" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["latest_version"])')"
+  [[ "$latest" -ge 2 ]] || fail "Transit key $key was not rotated (latest version $latest)"
+  vault -X POST -d "{\"min_decryption_version\": $latest}" "$VAULT_ADDR/v1/transit/keys/$key/config" >/dev/null ||
+    fail "cannot retire the old versions of $key"
+done
+k patch backuppolicy data --type merge -p '{"spec":{"trigger":"b4"}}' >/dev/null
+SNAP4="$(wait_snapshot "$SNAP3")"
+wait_in_sync dr-gcs "$SNAP4"
+wait_in_sync shared "$SNAP4"
+for r in "gs://$GCS_BUCKET/data $KMS_REPLICA" "gs://$GCS_BUCKET/shared $KMS_PRIMARY"; do
+  set -- $r
+  "$BOTRT_ENGINE_BIN" restore --repo "$1" --kms "$2" --vault-token-file "$WORK/vault-token" --quiet --stdout latest \
+    2>"$WORK/r3.err" | head -n 1 | grep -q '^payload ' || fail "restore from $1 after the rotation: $(cat "$WORK/r3.err")"
+done
+log "   primary, dr-gcs (own key) and shared (following) rotated; with the old versions retired, both replicas restore"
 k get backuppolicy data -o wide
 log PASS

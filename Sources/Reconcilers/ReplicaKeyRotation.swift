@@ -1,0 +1,189 @@
+import DRAPI
+import Foundation
+import KubeCore
+
+/// A replica rotation Job the reconciler should create.
+public struct ReplicaRotationJob: Sendable, Hashable {
+  /// Names the Job.
+  public var token: String
+  /// Rewrap under the primary's current key-encryption key (a replica sharing the policy's encryption).
+  public var followPrimary = false
+  /// Otherwise `--new-kek` when nil (the replica's own Vault Transit or AWS KMS key makes a new key), else
+  /// `--new-kms URL` (an entry of its rotation keys Secret).
+  public var newKMS: String?
+  /// The key recorded as the replica's currentKey once the Job succeeds (nil: the spec's key).
+  public var newKey: String?
+}
+
+/// What the replica key rotation logic decided for one replica.
+public struct ReplicaRotationPlan: Sendable {
+  /// The replica's status with its rotation fields updated.
+  public var status: ReplicaStatus
+  public var start: ReplicaRotationJob?
+  /// Finished rotation Jobs that are recorded and can go.
+  public var obsoleteJobs: [String] = []
+  public var events: [PlannedEvent] = []
+  public var requeueAt: Date?
+  /// The replica's keys are behind the primary's: no copy may start until they are rewrapped (a copy would open the
+  /// replica with a key that no longer wraps it).
+  public var holdCopies = false
+  /// Age of the replica's key-encryption key and its limit, in seconds (nil for a replica following the primary).
+  public var keyAgeSeconds: Double?
+  public var limitSeconds: Double?
+}
+
+/// Key rotation of the replicas (spec.replicas), so that rotation leaves every copy readable:
+///
+/// - A replica with **its own encryption** is rotated on its own schedule (`replicas[].encryption.keyRotationDays`),
+///   like the primary (`KeyRotationLogic`): a new Vault Transit version or AWS KMS key, or the next entry of its
+///   rotation keys Secret. The `dr.botrt.io/rotate-keys-now` annotation rotates it too.
+/// - A replica **sharing the policy's encryption** follows the primary: after each primary rotation its data keys are
+///   rewrapped under the primary's new key (`rotate-keys --new-kms`; for Vault Transit the same key, whose newest
+///   version then wraps them), before any further copy. Otherwise a retired Vault version or a disabled AWS key
+///   would leave the replica unreadable.
+public enum ReplicaKeyRotation {
+  /// The component label of replica rotation Jobs.
+  public static let component = "replica-rotate-keys"
+  /// The annotation of a replica rotation Job naming the key it rotates to (empty: the spec's key).
+  public static let newKeyAnnotation = "dr.botrt.io/new-key"
+
+  /// The spec the replica's repository is used with as if it were a policy's own (its repository, its encryption).
+  public static func virtualPolicy(_ policy: BackupPolicy, replica: ReplicaSpec, status rs: ReplicaStatus)
+    -> BackupPolicy
+  {
+    var v = policy
+    v.spec = ReplicaInvocation.targetSpec(policy.spec, replica)
+    var s = BackupPolicyStatus()
+    s.lastSuccessfulBackup = rs.lastCopyTime
+    s.lastKeyRotation = rs.lastKeyRotation
+    s.currentKey = rs.currentKey
+    s.lastHandledKeyRotationRequest = rs.lastHandledKeyRotationRequest
+    v.status = s
+    return v
+  }
+
+  /// Decides for replica `index`. `runs` are its rotation Jobs; `rotationKeys` the entries of its own
+  /// rotationKeysSecretRef (own encryption with a local key only).
+  public static func plan(
+    policy: BackupPolicy, index: Int, status rs: ReplicaStatus, runs: [BackupRun], rotationKeys: [String]?,
+    now: Date
+  ) -> ReplicaRotationPlan {
+    guard let replica = policy.spec.replicas?[safe: index] else { return ReplicaRotationPlan(status: rs) }
+    if replica.encryption != nil {
+      return own(policy: policy, replica: replica, status: rs, runs: runs, rotationKeys: rotationKeys, now: now)
+    }
+    return follow(policy: policy, replica: replica, status: rs, runs: runs, now: now)
+  }
+
+  static func own(
+    policy: BackupPolicy, replica: ReplicaSpec, status rs: ReplicaStatus, runs: [BackupRun], rotationKeys: [String]?,
+    now: Date
+  ) -> ReplicaRotationPlan {
+    let v = virtualPolicy(policy, replica: replica, status: rs)
+    let o = KeyRotationLogic.plan(policy: v, runs: runs, rotationKeys: rotationKeys, now: now)
+    var s = rs
+    s.lastKeyRotation = o.lastKeyRotation
+    s.nextKeyRotation = o.nextKeyRotation
+    s.currentKey = o.currentKey
+    s.lastHandledKeyRotationRequest = o.lastHandledRequest
+    let message = "\(o.reason): \(o.message)"
+    s.keyRotation = message
+    var out = ReplicaRotationPlan(status: s)
+    out.obsoleteJobs = o.obsoleteJobs
+    out.requeueAt = o.requeueAt
+    out.keyAgeSeconds = o.keyAgeSeconds
+    out.limitSeconds = o.limitSeconds
+    // The primary's sentences speak of "the repository": name the replica. A due-state Event is emitted once per
+    // new sentence (the replica has no condition of its own to compare with).
+    for e in o.events where e.reason == "KeyRotated" || message != rs.keyRotation {
+      out.events.append(
+        PlannedEvent(
+          warning: e.warning, reason: "Replica" + e.reason, message: "Replica \(replica.name): \(e.message)"))
+    }
+    if let start = o.start {
+      out.start = ReplicaRotationJob(
+        token: start.token,
+        newKMS: start.newKey.map { "file://\(EngineInvocation.rotationKeysPath)/\($0)" }, newKey: start.newKey)
+    }
+    return out
+  }
+
+  static func follow(
+    policy: BackupPolicy, replica: ReplicaSpec, status rs: ReplicaStatus, runs: [BackupRun], now: Date
+  ) -> ReplicaRotationPlan {
+    var s = rs
+    s.nextKeyRotation = nil
+    var events: [PlannedEvent] = []
+    // The newest successful rewrap not yet recorded.
+    if let r = runs.filter({ r in
+      r.state == .succeeded && r.finishTime != nil && (s.lastKeyRotation.map { r.finishTime! > $0 } ?? true)
+    }).max(by: { $0.finishTime! < $1.finishTime! }), let t = r.finishTime {
+      s.lastKeyRotation = t
+      let k = r.annotations[newKeyAnnotation] ?? ""
+      s.currentKey = k.isEmpty ? nil : k
+      events.append(
+        PlannedEvent(
+          warning: false, reason: "ReplicaKeyRotated",
+          message: "Replica \(replica.name): Job \(r.jobName) rewrapped its data keys under the primary's current "
+            + "key-encryption key" + (s.currentKey.map { " (\($0))" } ?? "") + "."))
+    }
+    var out = ReplicaRotationPlan(status: s)
+    out.obsoleteJobs = runs.filter { r in
+      r.state != .running && r.finishTime != nil && (rs.lastKeyRotation.map { r.finishTime! <= $0 } ?? false)
+    }.map(\.jobName)
+    let primary = policy.status ?? BackupPolicyStatus()
+    let exists = s.lastCopyTime != nil
+    let keyDiffers = s.currentKey != primary.currentKey
+    let older = primary.lastKeyRotation.map { p in (s.lastKeyRotation ?? .distantPast) < p } ?? false
+    guard exists, keyDiffers || older else {
+      s.keyRotation =
+        exists
+        ? "InSync: the replica's data keys are wrapped by the primary's current key-encryption key"
+          + (s.lastKeyRotation.map { " (rewrapped at \(KubeJSON.formatDate($0)))" } ?? "") + "."
+        : "NoRepository: the replica has no copy yet; its first copy creates it with the primary's current key."
+      out.status = s
+      out.events = events
+      return out
+    }
+    out.holdCopies = true
+    let since = primary.lastKeyRotation ?? now
+    let attempt = Int(max(0, now.timeIntervalSince(since)) / KeyRotationLogic.retrySeconds)
+    let token = "follow:\(KubeJSON.formatDate(since)):\(primary.currentKey ?? ""):\(attempt)"
+    let what =
+      "the primary's keys were rotated at \(KubeJSON.formatDate(since)); the replica's data keys are rewrapped under "
+      + "its new key-encryption key before the next copy"
+    out.obsoleteJobs += runs.filter { $0.state == .failed && $0.annotations[KeyRotationLogic.tokenAnnotation] != token }
+      .map(\.jobName)
+    var message: String
+    if let r = runs.first(where: { $0.state == .running }) {
+      message = "RotationRunning: \(what); Job \(r.jobName) is doing it."
+    } else if let r = runs.first(where: {
+      $0.state == .failed && $0.annotations[KeyRotationLogic.tokenAnnotation] == token
+    }) {
+      var why = r.result?.errors?.joined(separator: "; ") ?? r.failureMessage ?? "no result was written"
+      if why.isEmpty { why = "no result was written" }
+      let next = since.addingTimeInterval(Double(attempt + 1) * KeyRotationLogic.retrySeconds)
+      message =
+        "RotationFailed: \(what), but Job \(r.jobName) failed: \(why). The next attempt is at "
+        + "\(KubeJSON.formatDate(next))."
+      out.requeueAt = next.addingTimeInterval(1)
+      if message != rs.keyRotation {
+        events.append(
+          PlannedEvent(
+            warning: true, reason: "ReplicaKeyRotationFailed", message: "Replica \(replica.name): \(message)"))
+      }
+    } else {
+      out.start = ReplicaRotationJob(token: token, followPrimary: true, newKMS: nil, newKey: primary.currentKey)
+      message = "RotationStarted: \(what)."
+      if message != rs.keyRotation {
+        events.append(
+          PlannedEvent(
+            warning: false, reason: "ReplicaKeyRotationStarted", message: "Replica \(replica.name): \(message)"))
+      }
+    }
+    s.keyRotation = message
+    out.status = s
+    out.events = events
+    return out
+  }
+}
