@@ -90,13 +90,13 @@ run botrt-rebackup "$ENGINE" backup --repo "file://$BENCH_DIR/botrt-repo" --kms 
 B_REBACKUP=$SECS B_REBACKUP_CPU=$CPU
 run botrt-restore-shm "$ENGINE" restore latest --repo "file://$BENCH_DIR/botrt-repo" --kms "$KMS" --quiet --target "$SHM/botrt"
 B_RESTORE_SHM=$SECS B_RESTORE_SHM_CPU=$CPU B_RESTORE_RSS=$RSS_KB
-diff -r -q "$DATA" "$SHM/botrt/data" >/dev/null || { echo "RESTORED TREE DIFFERS" >&2; exit 1; }
+diff -r -q --no-dereference "$DATA" "$SHM/botrt/data" >/dev/null || { echo "RESTORED TREE DIFFERS" >&2; exit 1; }
 rm -rf "$SHM/botrt"
 settle_disk
 run botrt-restore-disk "$ENGINE" restore latest --repo "file://$BENCH_DIR/botrt-repo" --kms "$KMS" --quiet --target "$BENCH_DIR/restore-disk/botrt"
 B_RESTORE_DISK=$SECS B_RESTORE_DISK_CPU=$CPU
 B_RESTORE_DISK_RSS=$RSS_KB
-diff -r -q "$DATA" "$BENCH_DIR/restore-disk/botrt/data" >/dev/null || { echo "RESTORED TREE DIFFERS (disk)" >&2; exit 1; }
+diff -r -q --no-dereference "$DATA" "$BENCH_DIR/restore-disk/botrt/data" >/dev/null || { echo "RESTORED TREE DIFFERS (disk)" >&2; exit 1; }
 B_SIZE=$(du -sb "$BENCH_DIR/botrt-repo" | cut -f1)
 LOAD_AFTER=$(uptime | sed 's/.*load average: //')
 # Deleted last, so no timed restore runs right after a mass deletion (see settle_disk).
