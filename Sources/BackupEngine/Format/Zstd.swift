@@ -24,12 +24,14 @@ public final class ZstdContext {
   public func compress(_ src: UnsafeRawBufferPointer) -> [UInt8]? {
     if src.count < 64 { return nil }
     let bound = ZSTD_compressBound(src.count)
-    var out = [UInt8](repeating: 0, count: bound)
-    let n = out.withUnsafeMutableBytes { o in
-      ZSTD_compressCCtx(cctx, o.baseAddress, bound, src.baseAddress, src.count, level)
+    var n = 0
+    // Uninitialized output: zstd writes the first n bytes; zero-filling a chunk-sized buffer first costs a memset
+    // and its page faults for nothing.
+    let out = [UInt8](unsafeUninitializedCapacity: bound) { o, initialized in
+      n = ZSTD_compressCCtx(cctx, o.baseAddress, bound, src.baseAddress, src.count, level)
+      initialized = ZSTD_isError(n) != 0 ? 0 : n
     }
     if ZSTD_isError(n) != 0 || n >= src.count { return nil }
-    out.removeSubrange(n...)
     return out
   }
 
