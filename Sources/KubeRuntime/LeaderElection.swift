@@ -51,8 +51,9 @@ public struct LeaderElectionConfig: Sendable {
 /// Leader election on a coordination.k8s.io/v1 Lease with optimistic concurrency (resourceVersion).
 ///
 /// A candidate takes the lease when it does not exist, is free (empty holder), or has not changed for
-/// `leaseDuration` as measured on this candidate's monotonic clock since it last saw a change (so clock skew
-/// between nodes does not matter). The leader renews every `retryPeriod`; if it cannot renew within
+/// `leaseDuration` as measured on this candidate's monotonic clock since it last saw a change, dated back to the
+/// change's renewTime by at most one retry period (so clock skew between nodes matters by no more than that), and
+/// a standby polls at that expiry rather than up to a period after it. The leader renews every `retryPeriod`; if it cannot renew within
 /// `renewDeadline` it stops leading. On a graceful stop the leader releases the lease (empty holder), so a standby
 /// takes over at its next retry instead of waiting for expiry.
 public final class LeaderElector: Sendable {
@@ -145,13 +146,38 @@ public final class LeaderElector: Sendable {
   }
 
   /// Records the lease as observed; the observation time only moves when the lease changed.
+  ///
+  /// A change is dated back to its `renewTime` by at most one `retryPeriod` (the most a poll can lag behind a
+  /// renewal), so a standby does not wait a lease duration plus its polling lag after the holder's last renewal,
+  /// while clock skew between nodes can shorten the wait by no more than that period (a live holder renews every
+  /// period, well inside the lease).
   @discardableResult
   private func remember(_ lease: Lease, at now: Duration) -> Observed {
-    observed.withLock { o in
+    let wall = clock.wallNow()
+    return observed.withLock { o in
       if let old = o, old.spec == lease.spec, old.resourceVersion == lease.metadata.resourceVersion { return old }
-      let fresh = Observed(spec: lease.spec, resourceVersion: lease.metadata.resourceVersion, at: now)
+      var lag = Duration.zero
+      if let renewed = lease.spec?.renewTime {
+        let age = wall.timeIntervalSince(renewed)
+        if age > 0 { lag = min(.milliseconds(Int64(age * 1000)), config.retryPeriod) }
+      }
+      let fresh = Observed(spec: lease.spec, resourceVersion: lease.metadata.resourceVersion, at: now - lag)
       o = fresh
       return fresh
+    }
+  }
+
+  /// How long a standby waits before its next attempt: the retry period, or less when the holder's lease (as
+  /// observed) expires sooner, so that it takes over at the expiry and not up to a period later.
+  func nextAttemptDelay() -> Duration {
+    let now = clock.now()
+    return observed.withLock { o in
+      guard let o, let holder = o.spec?.holderIdentity, !holder.isEmpty, holder != config.identity else {
+        return config.retryPeriod
+      }
+      let leaseFor = o.spec?.leaseDurationSeconds.map { Duration.seconds($0) } ?? config.leaseDuration
+      let untilExpiry = leaseFor - (now - o.at) + .milliseconds(20)
+      return max(.milliseconds(20), min(config.retryPeriod, untilExpiry))
     }
   }
 
@@ -182,7 +208,7 @@ public final class LeaderElector: Sendable {
         setLeading(true)
         return
       }
-      try await clock.sleep(for: config.retryPeriod)
+      try await clock.sleep(for: nextAttemptDelay())
     }
   }
 

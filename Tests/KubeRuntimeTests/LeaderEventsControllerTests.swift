@@ -13,6 +13,9 @@ final class FakeLeaseAPI: LeaseAPI, Sendable {
 
   var lease: Lease? { state.withLock { $0.lease } }
 
+  /// Rewrites the stored lease's renewTime (as another client with a skewed clock would have written it).
+  func setRenewTime(_ t: Date) { state.withLock { $0.lease?.spec?.renewTime = t } }
+
   func get(namespace: String, name: String) async throws -> Lease? { state.withLock { $0.lease } }
 
   func create(_ lease: Lease) async throws -> Lease {
@@ -76,6 +79,38 @@ final class FakeLeaseAPI: LeaseAPI, Sendable {
     #expect(api.lease?.spec?.leaseTransitions == 1)
     // a comes back: b holds a fresh lease.
     #expect(await !a.tryAcquireOrRenew())
+  }
+
+  /// A standby that sees a renewal late dates it back to its renewTime (by at most one retry period) and looks again
+  /// right when it expires: the takeover comes a lease duration after the holder's last renewal, not up to two
+  /// periods later; a renewal time far in the past counts as one period old (clock skew).
+  @Test func theStandbyCountsFromTheRenewalAndWakesAtTheExpiry() async {
+    let clock = ManualClock()
+    let api = FakeLeaseAPI()
+    let a = elector("a", api, clock)
+    let b = elector("b", api, clock)
+    #expect(await a.tryAcquireOrRenew())  // renewed at T
+    clock.advance(by: .milliseconds(1500))
+    #expect(await !b.tryAcquireOrRenew())  // seen at T + 1.5 s
+    #expect(b.nextAttemptDelay() == .seconds(2))
+    clock.advance(by: .milliseconds(12_500))  // T + 14 s
+    #expect(await !b.tryAcquireOrRenew())
+    #expect(b.nextAttemptDelay() == .milliseconds(1020))
+    clock.advance(by: .milliseconds(1010))  // T + 15.01 s
+    #expect(await b.tryAcquireOrRenew())
+    #expect(api.lease?.spec?.holderIdentity == "b")
+
+    // A renewTime 60 s old (a skewed clock) is trusted for one retry period only.
+    let api2 = FakeLeaseAPI()
+    let c = elector("c", api2, clock)
+    let d = elector("d", api2, clock)
+    #expect(await c.tryAcquireOrRenew())
+    api2.setRenewTime(clock.wallNow.addingTimeInterval(-60))
+    #expect(await !d.tryAcquireOrRenew())
+    clock.advance(by: .seconds(12))
+    #expect(await !d.tryAcquireOrRenew())
+    clock.advance(by: .milliseconds(1010))
+    #expect(await d.tryAcquireOrRenew())
   }
 
   @Test func releaseLetsTheStandbyTakeOverAtOnce() async {

@@ -454,7 +454,8 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
     let start = try #require(plan.start)
     #expect(!start.followPrimary && start.newKMS == nil)
     #expect(!plan.holdCopies)
-    #expect(plan.events.contains { $0.reason == "ReplicaKeyRotationStarted" && $0.message.hasPrefix("Replica dr-gcs:") })
+    #expect(
+      plan.events.contains { $0.reason == "ReplicaKeyRotationStarted" && $0.message.hasPrefix("Replica dr-gcs:") })
     let job = try ReplicationChildren.rotationJob(try inputs(p), index: 0, start)
     let args = args(job)
     #expect(args.contains("--new-kek"))
