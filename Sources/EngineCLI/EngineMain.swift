@@ -30,16 +30,7 @@ public enum EngineMain {
       _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 4 << 20)
     #endif
     let parsed: any ParsableCommand
-    do { parsed = try BotrtEngine.parseAsRoot(arguments) } catch {
-      let code = BotrtEngine.exitCode(for: error)
-      let msg = BotrtEngine.fullMessage(for: error)
-      if code == .success {
-        print(msg)
-        return 0
-      }
-      FileHandle.standardError.write(Data((msg + "\n").utf8))
-      return ExitCode.usage
-    }
+    do { parsed = try BotrtEngine.parseAsRoot(arguments) } catch { return reportParserOutcome(error) }
     guard let cmd = parsed as? any EngineCommand else {
       if var c = parsed as? any AsyncParsableCommand {
         do { try await c.run() } catch {
@@ -51,19 +42,21 @@ public enum EngineMain {
       // `--help`, `-h` and `help SUBCOMMAND` parse as the parser's help command, whose run() reports the help of
       // the command it was asked about as an error carrying that command's stack.
       var c = parsed
-      do { try c.run() } catch {
-        let code = BotrtEngine.exitCode(for: error)
-        let msg = BotrtEngine.fullMessage(for: error)
-        if code == .success {
-          print(msg)
-          return 0
-        }
-        FileHandle.standardError.write(Data((msg + "\n").utf8))
-        return ExitCode.usage
-      }
+      do { try c.run() } catch { return reportParserOutcome(error) }
       return 0
     }
     return await execute(cmd)
+  }
+
+  /// Prints what the argument parser reports: help and version on stdout (exit 0), a usage error on stderr (exit 2).
+  static func reportParserOutcome(_ error: any Error) -> Int32 {
+    let msg = BotrtEngine.fullMessage(for: error)
+    if BotrtEngine.exitCode(for: error) == .success {
+      print(msg)
+      return 0
+    }
+    FileHandle.standardError.write(Data((msg + "\n").utf8))
+    return ExitCode.usage
   }
 
   static func execute(_ cmd: any EngineCommand) async -> Int32 {
