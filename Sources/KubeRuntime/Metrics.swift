@@ -84,6 +84,32 @@ public final class MetricsRegistry: Sendable {
     }
   }
 
+  /// Removes every series whose labels include all of `labels` (name → value), in every family that has all those
+  /// label names; returns how many went. For objects that are gone (a deleted policy, a removed replica), so their
+  /// series stop feeding dashboards and alerts.
+  /// `only` limits the removal to those families; the series with exactly the label values `except` stays.
+  @discardableResult
+  public func removeSeries(
+    matching labels: [String: String], only: Set<String>? = nil, except: [String]? = nil
+  ) -> Int {
+    families.withLock { f in
+      var removed = 0
+      for (name, var fam) in f where only?.contains(name) ?? true {
+        let idx = labels.keys.compactMap { k in fam.labelNames.firstIndex(of: k).map { (k, $0) } }
+        guard idx.count == labels.count, !idx.isEmpty else { continue }
+        func matches(_ values: [String]) -> Bool {
+          values != except && idx.allSatisfy { values[$0.1] == labels[$0.0] }
+        }
+        let before = fam.values.count + fam.histograms.count
+        fam.values = fam.values.filter { !matches($0.key) }
+        fam.histograms = fam.histograms.filter { !matches($0.key) }
+        removed += before - fam.values.count - fam.histograms.count
+        f[name] = fam
+      }
+      return removed
+    }
+  }
+
   /// The current value of a counter or gauge (nil when never set), for tests and health logic.
   public func value(_ name: String, labels: [String] = []) -> Double? {
     families.withLock { $0[name]?.values[labels] }
@@ -178,6 +204,17 @@ public struct Gauge: Sendable {
   public func set(_ value: Double, _ labels: [String] = []) { registry.update(name, labels) { $0 = value } }
   public func inc(_ labels: [String] = [], by amount: Double = 1) { registry.update(name, labels) { $0 += amount } }
   public func dec(_ labels: [String] = [], by amount: Double = 1) { registry.update(name, labels) { $0 -= amount } }
+  /// Removes the series whose labels include all of `labels` (name → value): an object that is gone.
+  @discardableResult
+  public func remove(matching labels: [String: String]) -> Int {
+    registry.removeSeries(matching: labels, only: [name])
+  }
+  /// Removes the other series whose labels include all of `labels`: after a label of the object changed (a
+  /// policy's tier), its series under the old value would otherwise stay frozen.
+  @discardableResult
+  public func keepOnly(_ current: [String], among labels: [String: String]) -> Int {
+    registry.removeSeries(matching: labels, only: [name], except: current)
+  }
 }
 
 /// A histogram family with fixed buckets.

@@ -428,6 +428,11 @@ public final class BackupPolicyReconciler: Sendable {
   func updateMetrics(_ policy: BackupPolicy, _ s: BackupPolicyStatus) {
     guard let m = metrics else { return }
     let l = [policy.metadata.namespace ?? "", policy.name, policy.spec.tier.rawValue]
+    // Series under another tier (the policy's tier changed) would stay frozen: they go.
+    let mine = ["namespace": policy.metadata.namespace ?? "", "policy": policy.name]
+    for g in [m.rpoTarget, m.rpoAge, m.lastSuccess, m.duration, m.bytes, m.keyAge, m.keyRotationLimit] {
+      g.keepOnly(l, among: mine)
+    }
     if let t = s.rpoTargetSeconds { m.rpoTarget.set(Double(t), l) }
     if let a = s.rpoAgeSeconds { m.rpoAge.set(Double(a), l) }
     if let last = s.lastSuccessfulBackup { m.lastSuccess.set(last.timeIntervalSince1970, l) }
@@ -462,11 +467,16 @@ public final class BackupPolicyReconciler: Sendable {
         message: "The stored backups in \(repositoryText(policy)) were kept (spec.deleteBackupsOnDelete is not set).")
     }
     logger.info("reconciled", metadata: ["object": "BackupPolicy \(ns)/\(policy.name)", "outcome": "cleaned-up"])
+    // The policy's gauges go with it (a last-success time of 0 against a target of 0 would raise BackupRPOViolation
+    // for a policy that no longer exists); counters stay, as counters do.
+    let mine = ["namespace": ns, "policy": policy.name]
     if let m = metrics {
-      let l = [ns, policy.name, policy.spec.tier.rawValue]
       for g in [m.rpoTarget, m.rpoAge, m.lastSuccess, m.duration, m.bytes, m.keyAge, m.keyRotationLimit] {
-        g.set(0, l)
+        g.remove(matching: mine)
       }
+    }
+    if let m = replicaMetrics {
+      for g in [m.lag, m.lastCopy, m.keyAge, m.keyRotationLimit] { g.remove(matching: mine) }
     }
     return .awaitChange
   }

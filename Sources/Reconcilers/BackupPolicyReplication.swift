@@ -9,6 +9,9 @@ public struct ReplicaMetrics: Sendable {
   public let lag: Gauge
   public let lastCopy: Gauge
   public let copyFailures: Counter
+  /// Age of a replica's own key-encryption key, and its rotation limit (replicas with their own encryption).
+  public let keyAge: Gauge
+  public let keyRotationLimit: Gauge
 
   public init(_ r: MetricsRegistry) {
     let l = ["namespace", "policy", "tier", "replica"]
@@ -20,6 +23,13 @@ public struct ReplicaMetrics: Sendable {
       "botrt_replica_last_copy_timestamp_seconds", help: "Unix time of the replica's newest successful copy.",
       labels: l)
     copyFailures = r.counter("botrt_replica_copy_failures_total", help: "Copy Jobs that failed.", labels: l)
+    keyAge = r.gauge(
+      "botrt_replica_key_age_seconds",
+      help: "Seconds since the replica's own key-encryption key was last rotated (or the policy was created).",
+      labels: l)
+    keyRotationLimit = r.gauge(
+      "botrt_replica_key_rotation_limit_seconds",
+      help: "The replica's keyRotationDays in seconds: the most its key-encryption key may age.", labels: l)
   }
 }
 
@@ -145,6 +155,24 @@ extension BackupPolicyReconciler {
         let l = [ns, policy.name, tier, r.name]
         if let lag = r.lagSeconds { m.lag.set(Double(lag), l) }
         if let t = r.lastCopyTime { m.lastCopy.set(t.timeIntervalSince1970, l) }
+      }
+      for r in rotations {
+        let l = [ns, policy.name, tier, r.name]
+        if let age = r.plan.keyAgeSeconds, let limit = r.plan.limitSeconds {
+          m.keyAge.set(age, l)
+          m.keyRotationLimit.set(limit, l)
+        } else {
+          // A replica following the primary has no key of its own.
+          m.keyAge.remove(matching: ["namespace": ns, "policy": policy.name, "replica": r.name])
+          m.keyRotationLimit.remove(matching: ["namespace": ns, "policy": policy.name, "replica": r.name])
+        }
+      }
+      // Replicas removed from the spec: their series go.
+      let wanted = Set((policy.spec.replicas ?? []).map(\.name))
+      for gone in Set((policy.status?.replicas ?? []).map(\.name)).subtracting(wanted) {
+        for g in [m.lag, m.lastCopy, m.keyAge, m.keyRotationLimit] {
+          g.remove(matching: ["namespace": ns, "policy": policy.name, "replica": gone])
+        }
       }
       for e in plan.events where e.reason == "ReplicaCopyFailed" {
         let name = (policy.spec.replicas ?? []).first { e.message.hasPrefix("Replica \($0.name):") }?.name ?? ""

@@ -315,6 +315,8 @@ extension BackupPolicyControllerTests {
     let labels: JSONValue = [
       "namespace": "shop", "policy": "db", "tier": "standard", "severity": "high", "compliance": "sox,gdpr,pci,hipaa",
     ]
+    var replicaLabels = labels
+    replicaLabels["replica"] = "dr"
     // The key ages one minute per minute against a one-hour limit: over the limit from minute 61, firing after an
     // hour more; a second policy rotated in time never fires.
     let test: JSONValue = [
@@ -336,10 +338,24 @@ extension BackupPolicyControllerTests {
               "series": #"botrt_key_rotation_limit_seconds{namespace="shop",policy="ok",tier="standard"}"#,
               "values": "3600x200",
             ],
+            [
+              "series": #"botrt_replica_key_age_seconds{namespace="shop",policy="db",tier="standard",replica="dr"}"#,
+              "values": "0+60x200",
+            ],
+            [
+              "series":
+                #"botrt_replica_key_rotation_limit_seconds{namespace="shop",policy="db",tier="standard",replica="dr"}"#,
+              "values": "3600x200",
+            ],
           ],
           "alert_rule_test": [
             ["eval_time": "100m", "alertname": "EncryptionKeyTooOld", "exp_alerts": []],
             ["eval_time": "125m", "alertname": "EncryptionKeyTooOld", "exp_alerts": [["exp_labels": labels]]],
+            ["eval_time": "100m", "alertname": "ReplicaEncryptionKeyTooOld", "exp_alerts": []],
+            [
+              "eval_time": "125m", "alertname": "ReplicaEncryptionKeyTooOld",
+              "exp_alerts": [["exp_labels": replicaLabels]],
+            ],
           ],
         ]
       ],

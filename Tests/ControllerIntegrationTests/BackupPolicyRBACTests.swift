@@ -92,6 +92,9 @@ extension BackupPolicyControllerTests {
         #expect((app.registry.value("botrt_backup_policy_reconcile_errors_total", labels: labels) ?? 0) == 0)
         #expect((app.registry.value("botrt_backup_policy_reconciles_total", labels: labels) ?? 0) > 0)
         #expect((app.registry.value("botrt_events_dropped_total") ?? 0) == 0)
+        // The deleted policy's gauges are gone (a frozen last-success time would raise BackupRPOViolation).
+        #expect(app.registry.value("botrt_rpo_target_seconds", labels: labels) == nil)
+        #expect(!app.registry.render().contains("botrt_rpo_target_seconds{namespace=\"\(ns)\""))
       } catch {
         app.stop()
         _ = try await task.value

@@ -87,9 +87,10 @@ extension BackupPolicyControllerTests {
         #expect(controller.app.registry.value("botrt_rpo_target_seconds", labels: labels) == 14_400)
 
         // A failing run: exit code 3 (KMS) with the engine's errors; the Job fails after its retry.
-        var again = try await getPolicy(ns, "orders-db")
-        again.spec.trigger = "fail-1"
-        _ = try await client.update(again)
+        // A merge patch: an update would race the controller's status writes (409 Conflict).
+        _ = try await client.patch(
+          BackupPolicy.resource, namespace: ns, name: "orders-db", .merge(["spec": ["trigger": "fail-1"]]),
+          as: JSONValue.self)
         let failJob = names.runJob(token: "trigger:fail-1")
         let failure =
           #"{"command":"backup","ok":false,"exitCode":3,"errors":["KMS vault-transit://vault:8200 unreachable"]}"#
