@@ -98,8 +98,9 @@ k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_K
 k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
 # The database login, as a Secret the dump, restore and query commands read (the local server trusts 127.0.0.1).
 k create secret generic appdb-login --from-literal=username="$PGUSER" --from-literal=password=not-checked >/dev/null
-"$BOTRT_CONTROLLER_BIN" run --metrics-address off --namespace "$NS" --backup-namespace "$BACKUP_NS" \
-  >"$WORK/controller.log" 2>&1 &
+METRICS_PORT="${BOTRT_E2E_METRICS_PORT:-4$((RANDOM % 10))1$((RANDOM % 90 + 10))}"
+"$BOTRT_CONTROLLER_BIN" run --metrics-address "127.0.0.1:$METRICS_PORT" --namespace "$NS" \
+  --backup-namespace "$BACKUP_NS" >"$WORK/controller.log" 2>&1 &
 PIDS+=($!)
 # The runner takes the pods of this run only: backup, plan and drill Jobs by the controller's labels, and the app's.
 python3 "$REPO/hack/pod-runner.py" -l "dr.botrt.io/policy-namespace=$NS" -l "dr.botrt.io/plan-namespace=$NS" \
@@ -283,6 +284,11 @@ drill_run d1
 [[ "$(r dataIntegrity)" == true && -n "$(r rtoAchievedSeconds)" && -n "$(r rpoAchievedSeconds)" ]] ||
   fail "drill d1: integrity/RTO/RPO missing: $(r message)"
 for c in Passed RTOMet RPOMet; do [[ "$(cond "$c" status)" == True ]] || fail "drill d1: condition $c is not True"; done
+# The drill's RTO and its target are exported side by side (the RTOViolationRisk alert compares them).
+METRICS="$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics")" || fail "no metrics on :$METRICS_PORT"
+grep -qE "^botrt_drill_rto_seconds\{namespace=\"$NS\",drill=\"appdb-drill\"\} " <<<"$METRICS" &&
+  grep -qE "^botrt_drill_rto_target_seconds\{namespace=\"$NS\",drill=\"appdb-drill\"\} 900$" <<<"$METRICS" ||
+  fail "the drill's RTO and RTO target are not both exported: $(grep botrt_drill_rto <<<"$METRICS")"
 [[ "$(psql -X -Atq -d "$SCRATCH_DB" -c 'select count(*) from items')" == 100 ]] ||
   fail "the scratch database $SCRATCH_DB does not hold the 100 restored rows"
 scratch="$(r scratchNamespace)"

@@ -11,9 +11,14 @@ public struct DrillMetrics: Sendable {
   public let rto: Gauge
   public let rpo: Gauge
   public let score: Gauge
+  /// The RTO target the last run was scored against (RTOViolationRisk compares the two).
+  public let rtoTarget: Gauge
 
   public init(_ r: MetricsRegistry) {
     let l = ["namespace", "drill"]
+    rtoTarget = r.gauge(
+      "botrt_drill_rto_target_seconds", help: "RTO target (seconds) the last drill run was scored against.",
+      labels: l)
     lastRun = r.gauge(
       "botrt_drill_last_run_timestamp_seconds", help: "Unix time the last drill run started.", labels: l)
     rto = r.gauge("botrt_drill_rto_seconds", help: "RTO achieved by the last drill run (start to verified).", labels: l)
@@ -93,6 +98,11 @@ public final class DrillReconciler: Sendable {
         case .apply(let d): return try await self.apply(d)
         case .cleanup(let d):
           try await self.removeStaleScratchNamespaces(d, keep: nil)
+          // A deleted drill's gauges go: a frozen RTO above its target would keep RTOViolationRisk firing.
+          if let m = self.metrics {
+            let mine = ["namespace": d.metadata.namespace ?? "", "drill": d.name]
+            for g in [m.lastRun, m.rto, m.rpo, m.score, m.rtoTarget] { g.remove(matching: mine) }
+          }
           self.logger.info(
             "drill deleted; its scratch namespaces are being removed",
             metadata: ["object": "DRDrill \(key)"])
@@ -349,6 +359,7 @@ public final class DrillReconciler: Sendable {
       let l = [drill.metadata.namespace ?? "", drill.name]
       m.lastRun.set(outcome.metrics.lastRunTimestampSeconds, l)
       if let v = outcome.metrics.rtoSeconds { m.rto.set(v, l) }
+      m.rtoTarget.set(Double(targets.rtoSeconds), l)
       if let v = outcome.metrics.rpoSeconds { m.rpo.set(v, l) }
       m.score.set(outcome.metrics.complianceScore, l)
     }

@@ -295,7 +295,8 @@ extension BackupPolicyControllerTests {
   }
 }
 
-/// The EncryptionKeyTooOld alert of manifests/monitoring/prometheusrule.yaml, evaluated by `promtool test rules`
+/// The EncryptionKeyTooOld, ReplicaEncryptionKeyTooOld and RTOViolationRisk alerts of
+/// manifests/monitoring/prometheusrule.yaml, evaluated by `promtool test rules`
 /// (Debian's `prometheus` package, installed by hack/install-deps.sh; a missing promtool fails the test).
 @Suite struct KeyRotationAlertTests {
   @Test func encryptionKeyTooOldFiresOnlyAfterTheLimitHasPassedForAnHour() throws {
@@ -347,8 +348,18 @@ extension BackupPolicyControllerTests {
                 #"botrt_replica_key_rotation_limit_seconds{namespace="shop",policy="db",tier="standard",replica="dr"}"#,
               "values": "3600x200",
             ],
+            // RTOViolationRisk: a drill whose measured RTO is above its target, another within it.
+            ["series": #"botrt_drill_rto_seconds{namespace="shop",drill="slow"}"#, "values": "1200x200"],
+            ["series": #"botrt_drill_rto_target_seconds{namespace="shop",drill="slow"}"#, "values": "900x200"],
+            ["series": #"botrt_drill_rto_seconds{namespace="shop",drill="fast"}"#, "values": "300x200"],
+            ["series": #"botrt_drill_rto_target_seconds{namespace="shop",drill="fast"}"#, "values": "900x200"],
           ],
           "alert_rule_test": [
+            ["eval_time": "3m", "alertname": "RTOViolationRisk", "exp_alerts": []],
+            [
+              "eval_time": "10m", "alertname": "RTOViolationRisk",
+              "exp_alerts": [["exp_labels": ["namespace": "shop", "drill": "slow", "severity": "warning"]]],
+            ],
             ["eval_time": "100m", "alertname": "EncryptionKeyTooOld", "exp_alerts": []],
             ["eval_time": "125m", "alertname": "EncryptionKeyTooOld", "exp_alerts": [["exp_labels": labels]]],
             ["eval_time": "100m", "alertname": "ReplicaEncryptionKeyTooOld", "exp_alerts": []],
