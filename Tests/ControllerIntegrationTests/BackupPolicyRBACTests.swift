@@ -57,6 +57,31 @@ extension BackupPolicyControllerTests {
     return KubeClient(config: config)
   }
 
+  /// Every metric an alert of manifests/monitoring/prometheusrule.yaml reads is one the controller registers (an
+  /// alert on a metric nobody exports never fires: RTOViolationRisk once read a target no one exported).
+  @Test func everyMetricTheAlertsReadIsExported() async throws {
+    let path = TestCluster.repoRoot + "/manifests/monitoring/prometheusrule.yaml"
+    let rules = try String(contentsOfFile: path, encoding: .utf8)
+    let re = try NSRegularExpression(pattern: "botrt_[a-z_]+")
+    let names = Set(
+      re.matches(in: rules, range: NSRange(rules.startIndex..., in: rules)).compactMap {
+        Range($0.range, in: rules).map { String(rules[$0]) }
+      })
+    #expect(names.count >= 10)
+    var logger = Logger(label: "botrt-controller-metrics-test") { LineLogHandler(label: $0, format: .text) }
+    logger.logLevel = .warning
+    let app = try await BotRTController.make(
+      client: client,
+      options: ControllerRunOptions(
+        backupNamespace: "botrt-metrics-test", engineImage: "botrt/botrt-engine:test", metricsAddress: nil,
+        calicoOverride: false, watchNamespace: "botrt-metrics-test"),
+      logger: logger, handleSignals: false)
+    let exported = app.registry.render()
+    for name in names.sorted() {
+      #expect(exported.contains("# TYPE \(name) "), "\(name) is read by an alert but not registered")
+    }
+  }
+
   @Test func controllerNeedsNoMoreThanTheManifestsRBAC() async throws {
     let limited = try await clientWithManifestRBAC()
     try await withNamespace("bp-rbac") { ns in
