@@ -153,6 +153,12 @@ struct RestoreCommand: EngineCommand {
   var stdout = false
   @Option(name: .customLong("path"), help: "Restore only this path (repeatable).")
   var paths: [String] = []
+  @Option(
+    name: .customLong("require-snapshot"),
+    help: ArgumentHelp(
+      "Refuse to run (exit 5) unless this snapshot (id or prefix) is in the repository, e.g. the newest one a "
+        + "controller recorded: a deleted newest snapshot or a repository rolled back would make 'latest' older."))
+  var requireSnapshot: String?
   var commandName: String { "restore" }
 
   func validate() throws {
@@ -171,6 +177,7 @@ struct RestoreCommand: EngineCommand {
     let repo = try await repoOptions.open()
     let r = try await withLockedRepo(repo, exclusive: false) { () -> RestoreResult in
       let (snaps, _) = try await repo.loadSnapshotsChecked()
+      try requirePresent(requireSnapshot, in: snaps)
       let s = try selectSnapshot(snapshot, before: try before.map(parseBefore), in: snaps, repo: repo)
       let index = try await repo.loadIndexForRestore()
       return try await repo.restore(
@@ -182,6 +189,20 @@ struct RestoreCommand: EngineCommand {
     result.snapshotId = r.snapshotID.hex
     result.files = r.files
     result.bytesRead = r.bytes
+  }
+}
+
+/// Throws an integrity error unless a snapshot whose id starts with `required` is among `snaps`.
+func requirePresent(_ required: String?, in snaps: [Snapshot]) throws {
+  guard let required, !required.isEmpty else { return }
+  guard snaps.contains(where: { $0.id.hex.hasPrefix(required.lowercased()) }) else {
+    throw EngineError.integrity(
+      object: "snapshots/\(required)",
+      message:
+        "snapshot \(required) is not in the repository, though it was required (it is the newest one recorded "
+        + "elsewhere, e.g. by the controller): it was deleted or the repository was rolled back, so 'latest' "
+        + "would be an older snapshot; the newest present is "
+        + (snaps.max { $0.manifest.date < $1.manifest.date }.map { "\($0.id.hex) of \($0.manifest.time)" } ?? "none"))
   }
 }
 
@@ -199,6 +220,12 @@ struct VerifyCommand: EngineCommand {
     name: .customLong("read-data-subset"),
     help: "Read only some packs: n/t (e.g. 1/7, a different part each day) or a percentage (e.g. 10%).")
   var readDataSubset: String?
+  @Option(
+    name: .customLong("require-snapshot"),
+    help: ArgumentHelp(
+      "Fail (exit 5) unless this snapshot (id or prefix) is in the repository, e.g. the newest one a controller "
+        + "recorded."))
+  var requireSnapshot: String?
   var commandName: String { "verify" }
 
   func validate() throws {
@@ -211,7 +238,8 @@ struct VerifyCommand: EngineCommand {
   func execute(_ result: inout CommandResult) async throws {
     let repo = try await repoOptions.open()
     let r = try await withLockedRepo(repo, exclusive: false) {
-      try await repo.verify(
+      if requireSnapshot != nil { try requirePresent(requireSnapshot, in: try await repo.loadSnapshotsChecked().0) }
+      return try await repo.verify(
         snapshotRef: all ? nil : snapshot, readData: readData, subset: try readDataSubset.map(ReadDataSubset.parse),
         progress: repoOptions.progressHandler())
     }

@@ -249,8 +249,14 @@ public enum DrillLogic {
     _ drill: DRDrill, spec: DrillRunSpec, namespace ns: String, settings: ControllerSettings,
     policies: [String: BackupPolicy], timeoutSeconds: Int64
   ) throws(SpecError) -> JSONValue {
-    let ctx = RecoveryJobContext(
+    var ctx = RecoveryJobContext(
       settings: settings, policies: policies, namespace: ns, labels: labels(drill), owner: nil)
+    // A drill of the latest snapshot requires the newest one the policy recorded: a deleted newest snapshot or a
+    // rolled-back repository would otherwise pass the drill on older data.
+    let latest = (spec.restore.snapshot ?? "latest").isEmpty || (spec.restore.snapshot ?? "latest") == "latest"
+    if latest, spec.restore.beforeTime == nil {
+      ctx.requireSnapshot = policies[spec.restore.policyRef.name]?.status?.lastSnapshot
+    }
     let restore = try RecoveryJobs.restoreParts(spec: spec.restore, ctx: ctx, name: "restore", field: "spec")
     let snap = RecoveryJobs.snapshotArguments(snapshot: spec.restore.snapshot, beforeTime: spec.restore.beforeTime)
     let verify = try RecoveryJobs.verifyParts(

@@ -113,6 +113,10 @@ public struct RecoveryJobContext: Sendable {
   public var owner: OwnerReference?
   /// Maps a Secret name of the policy's namespace to the name the Job's namespace has (copies for scratch namespaces).
   public var secretName: @Sendable (String) -> String
+  /// A snapshot the engine must find in the repository before it restores or verifies (`--require-snapshot`): for
+  /// drills of the latest snapshot, the newest one the policy's status records, so a deleted newest snapshot or a
+  /// rolled-back repository fails the drill instead of passing on older data.
+  public var requireSnapshot: String? = nil
 
   public init(
     settings: ControllerSettings, policies: [String: BackupPolicy], namespace: String, labels: [String: String],
@@ -156,6 +160,11 @@ public enum RecoveryJobs {
   /// The engine's snapshot argument and flags for a restore: a snapshot id, "latest", or the newest before a time.
   ///
   /// `beforeTime` becomes `latest --before RFC3339`; this needs an engine whose restore accepts `--before`.
+  /// `--require-snapshot ID` when the context requires one.
+  static func requireArgs(_ ctx: RecoveryJobContext) -> [String] {
+    ctx.requireSnapshot.map { ["--require-snapshot", $0] } ?? []
+  }
+
   public static func snapshotArguments(snapshot: String?, beforeTime: Date?) -> [String] {
     if let t = beforeTime { return ["latest", "--before", rfc3339Seconds(t)] }
     return [snapshot.flatMap { $0.isEmpty ? nil : $0 } ?? "latest"]
@@ -213,7 +222,7 @@ public enum RecoveryJobs {
       let backupStream = p.spec.source.command?.fileName
       var stream = command.fileName ?? backupStream ?? "dump"
       if stream == "dump", let b = backupStream { stream = b }
-      let engineArgs = engineBase("restore", inv) + snap + ["--stdout", "--path", stream, "--quiet"]
+      let engineArgs = engineBase("restore", inv) + snap + requireArgs(ctx) + ["--stdout", "--path", stream, "--quiet"]
       let all = words + (command.args ?? [])
       let script = [
         "rcfile=/tmp/botrt-restore.rc",
@@ -244,7 +253,10 @@ public enum RecoveryJobs {
     }
     let c: JSONValue = [
       "name": .string(name), "image": .string(s.engineImage), "command": [.string(s.enginePath)],
-      "args": .array((engineBase("restore", inv) + snap + ["--target", restorePath, "--quiet"]).map { .string($0) }),
+      "args": .array(
+        (engineBase("restore", inv) + snap + requireArgs(ctx) + ["--target", restorePath, "--quiet"]).map {
+          .string($0)
+        }),
       "env": .array(baseEnv + inv.env), "volumeMounts": .array(mounts), "securityContext": security(s),
       "terminationMessagePolicy": "File",
     ]
@@ -268,6 +280,7 @@ public enum RecoveryJobs {
       if readData { args.append("--read-data") }
       // `verify` takes a snapshot id; "latest" and --before are resolved by verifying all snapshots.
       if let id = snapshot.first, snapshot.count == 1, id != "latest" { args.append(id) } else { args.append("--all") }
+      args += requireArgs(ctx)
       args.append("--quiet")
       containers.append([
         "name": "verify", "image": .string(s.engineImage), "command": [.string(s.enginePath)],

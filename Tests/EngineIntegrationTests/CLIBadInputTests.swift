@@ -43,6 +43,28 @@ import Testing
     #expect(bad.stderr.contains("--no-such-flag"))
   }
 
+  /// Deleting the newest manifest makes 'latest' an older snapshot without any damage verify could see;
+  /// `--require-snapshot` with the id recorded elsewhere (by the controller) catches it.
+  @Test func aDeletedNewestSnapshotIsCaughtByRequireSnapshot() throws {
+    let h = try setUp()
+    defer { h.cleanup() }
+    let snaps = try h.objects("snapshots").sorted()
+    #expect(snaps.count == 2)
+    let list = try h.run(["snapshots", "--json"])
+    let newest = try #require((list.result["snapshots"] as? [[String: Any]])?.compactMap { $0["id"] as? String }.last)
+    #expect(try h.run(["verify", "--require-snapshot", String(newest.prefix(12))]).code == 0)
+    let key = try #require(snaps.first { $0.hasSuffix(newest) })
+    try FileManager.default.removeItem(atPath: h.repo + "/" + key)
+    // Nothing is damaged: plain verify passes and latest restores the older snapshot.
+    #expect(try h.run(["verify"]).code == 0)
+    let v = try h.run(["verify", "--require-snapshot", newest])
+    #expect(v.code == 5)
+    #expect(v.stderr.contains("rolled back"), "\(v.stderr)")
+    let r = try h.run(["restore", "latest", "--target", h.dir + "/out", "--require-snapshot", newest])
+    #expect(r.code == 5)
+    #expect(!FileManager.default.fileExists(atPath: h.dir + "/out/src"))
+  }
+
   @Test func wrongOrMissingKeyExitsThree() throws {
     let h = try setUp()
     defer { h.cleanup() }

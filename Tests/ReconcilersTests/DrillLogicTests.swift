@@ -142,6 +142,32 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
     #expect(job[path: "metadata", "labels", DrillLogic.drillNameLabel]?.stringValue == "shop-weekly")
   }
 
+  /// A drill of the latest snapshot requires the newest snapshot the policy recorded, in both the restore and the
+  /// verify step: a deleted newest snapshot or a rolled-back repository then fails the drill.
+  @Test func aDrillOfTheLatestSnapshotRequiresTheNewestRecordedOne() throws {
+    let d = try drillTestDrill()
+    let spec = try DrillLogic.runSpec(d, plan: nil)
+    var policy = try recoveryTestPolicy()
+    func args(_ p: BackupPolicy) throws -> [[String]] {
+      let job = try DrillLogic.runJob(
+        d, spec: spec, namespace: "drill-x", settings: ControllerSettings(engineImage: "e:1"), policies: ["db": p],
+        timeoutSeconds: 3600)
+      let inits = job[path: "spec", "template", "spec", "initContainers"]?.arrayValue ?? []
+      return inits.filter { ["restore", "verify"].contains($0["name"]?.stringValue ?? "") }.map { c in
+        ((c["command"]?.arrayValue ?? []) + (c["args"]?.arrayValue ?? [])).compactMap(\.stringValue)
+      }
+    }
+    // No backup recorded yet: nothing to require.
+    #expect(try args(policy).allSatisfy { !$0.joined(separator: " ").contains("--require-snapshot") })
+    policy.status = BackupPolicyStatus()
+    policy.status?.lastSnapshot = "abc123def456"
+    let withNewest = try args(policy)
+    #expect(withNewest.count == 2)
+    for a in withNewest {
+      #expect(a.joined(separator: " ").contains("--require-snapshot abc123def456"), "\(a)")
+    }
+  }
+
   @Test func planTargetUsesItsRestoreStepWithAnEmptyDirInsteadOfThePVC() throws {
     var plan = try recoveryTestPlan()
     plan.spec.procedures[0].steps[1].restore?.into = RestoreDestination(pvc: RestorePVC(claimName: "data"))
