@@ -43,7 +43,7 @@ extension BackupPolicyControllerTests {
     try await withNamespace("sec-drift") { ns in
       let backupNS = "\(ns)-backup"
       try await createSecrets(ns)
-      let metrics = "127.0.0.1:44041"
+      let metrics = "127.0.0.1:\(try freeLocalPort())"
       let controller = try await RunningController(
         client, namespace: ns, backupNamespace: backupNS, metricsAddress: metrics)
       do {
@@ -128,7 +128,7 @@ extension BackupPolicyControllerTests {
     try await withNamespace("sec-runs") { ns in
       let backupNS = "\(ns)-backup"
       try await createSecrets(ns)
-      let metrics = "127.0.0.1:44042"
+      let metrics = "127.0.0.1:\(try freeLocalPort())"
       let controller = try await RunningController(
         client, namespace: ns, backupNamespace: backupNS, metricsAddress: metrics)
       let names = ChildNames(namespace: ns, name: "orders-db")
