@@ -19,6 +19,9 @@ public struct BackupPolicyMetrics: Sendable {
   public let keyAge: Gauge
   public let keyRotationLimit: Gauge
 
+  /// Every gauge of a policy (they go with the policy; counters stay).
+  var gauges: [Gauge] { [rpoTarget, rpoAge, lastSuccess, duration, bytes, keyAge, keyRotationLimit] }
+
   public init(_ r: MetricsRegistry) {
     let l = ["namespace", "policy", "tier"]
     lastSuccess = r.gauge(
@@ -386,6 +389,16 @@ public final class BackupPolicyReconciler: Sendable {
   func observeRuns(
     _ policy: BackupPolicy, namespace: String, components: String = "backup,on-demand", container: String = "backup"
   ) async throws -> [BackupRun] {
+    try await jobsWithPods(policy, namespace: namespace, components: components).map {
+      BackupRun.observe(job: $0.job, pods: $0.pods, container: container)
+    }
+  }
+
+  /// The policy's Jobs with the given component labels (comma-separated) in `namespace`, each with its Pods: one list
+  /// of each, the Pods only when there are Jobs.
+  func jobsWithPods(
+    _ policy: BackupPolicy, namespace: String, components: String
+  ) async throws -> [(job: JSONValue, pods: [JSONValue])] {
     let selector =
       ChildLabels.selector(namespace: policy.metadata.namespace ?? "default", name: policy.name) + ","
       + "\(ChildLabels.component) in (\(components))"
@@ -396,8 +409,7 @@ public final class BackupPolicyReconciler: Sendable {
       ChildResources.pods, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self)
     return jobs.items.map { job in
       let name = job[path: "metadata", "name"]?.stringValue ?? ""
-      let mine = pods.items.filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name }
-      return BackupRun.observe(job: job, pods: mine, container: container)
+      return (job, pods.items.filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name })
     }
   }
 
@@ -430,9 +442,7 @@ public final class BackupPolicyReconciler: Sendable {
     let l = [policy.metadata.namespace ?? "", policy.name, policy.spec.tier.rawValue]
     // Series under another tier (the policy's tier changed) would stay frozen: they go.
     let mine = ["namespace": policy.metadata.namespace ?? "", "policy": policy.name]
-    for g in [m.rpoTarget, m.rpoAge, m.lastSuccess, m.duration, m.bytes, m.keyAge, m.keyRotationLimit] {
-      g.keepOnly(l, among: mine)
-    }
+    for g in m.gauges { g.keepOnly(l, among: mine) }
     if let t = s.rpoTargetSeconds { m.rpoTarget.set(Double(t), l) }
     if let a = s.rpoAgeSeconds { m.rpoAge.set(Double(a), l) }
     if let last = s.lastSuccessfulBackup { m.lastSuccess.set(last.timeIntervalSince1970, l) }
@@ -471,12 +481,10 @@ public final class BackupPolicyReconciler: Sendable {
     // for a policy that no longer exists); counters stay, as counters do.
     let mine = ["namespace": ns, "policy": policy.name]
     if let m = metrics {
-      for g in [m.rpoTarget, m.rpoAge, m.lastSuccess, m.duration, m.bytes, m.keyAge, m.keyRotationLimit] {
-        g.remove(matching: mine)
-      }
+      for g in m.gauges { g.remove(matching: mine) }
     }
     if let m = replicaMetrics {
-      for g in [m.lag, m.lastCopy, m.keyAge, m.keyRotationLimit] { g.remove(matching: mine) }
+      for g in m.gauges { g.remove(matching: mine) }
     }
     return .awaitChange
   }
@@ -491,7 +499,7 @@ public final class BackupPolicyReconciler: Sendable {
       policy, namespace: namespace, components: KeyRotationLogic.component, container: "engine")
     var entries: [String]? = nil
     if let ref = policy.spec.encryption.rotationKeysSecretRef, let secret = secrets[ref.name] {
-      entries = Array(Set((secret.data ?? [:]).keys).union((secret.stringData ?? [:]).keys))
+      entries = secret.entryNames
     }
     let plan = KeyRotationLogic.plan(policy: policy, runs: runs, rotationKeys: entries, now: now)
     if let start = plan.start {

@@ -13,6 +13,9 @@ public struct ReplicaMetrics: Sendable {
   public let keyAge: Gauge
   public let keyRotationLimit: Gauge
 
+  /// Every gauge of a replica (they go with the replica; counters stay).
+  var gauges: [Gauge] { [lag, lastCopy, keyAge, keyRotationLimit] }
+
   public init(_ r: MetricsRegistry) {
     let l = ["namespace", "policy", "tier", "replica"]
     lag = r.gauge(
@@ -33,6 +36,11 @@ public struct ReplicaMetrics: Sendable {
   }
 }
 
+extension Secret {
+  /// The names of the Secret's entries (data and stringData), e.g. the keys a rotation keys Secret offers.
+  var entryNames: [String] { Array(Set((data ?? [:]).keys).union((stringData ?? [:]).keys)) }
+}
+
 extension BackupPolicyReconciler {
   /// Plans the key rotation of every replica (ReplicaKeyRotation) from its rotation Jobs and its previous status.
   func planReplicaRotations(
@@ -47,7 +55,7 @@ extension BackupPolicyReconciler {
       let rs = policy.status?.replicas?.first { $0.name == replica.name } ?? ReplicaStatus(name: replica.name)
       var entries: [String]? = nil
       if let ref = replica.encryption?.rotationKeysSecretRef, let secret = secrets[ref.name] {
-        entries = Array(Set((secret.data ?? [:]).keys).union((secret.stringData ?? [:]).keys))
+        entries = secret.entryNames
       }
       let mine = runs.filter { $0.annotations[ReplicaLabels.replica] == replica.name }
       out.append(
@@ -62,18 +70,8 @@ extension BackupPolicyReconciler {
 
   /// The policy's copy Jobs and their Pods in `namespace`.
   func observeCopies(_ policy: BackupPolicy, namespace: String) async throws -> [CopyRun] {
-    let selector =
-      ChildLabels.selector(namespace: policy.metadata.namespace ?? "default", name: policy.name) + ","
-      + "\(ChildLabels.component)=\(ReplicaLabels.copyComponent)"
-    let jobs = try await client.listAll(
-      ChildResources.jobs, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self)
-    if jobs.items.isEmpty { return [] }
-    let pods = try await client.listAll(
-      ChildResources.pods, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self)
-    return jobs.items.map { job in
-      let name = job[path: "metadata", "name"]?.stringValue ?? ""
-      return CopyRun.observe(
-        job: job, pods: pods.items.filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name })
+    try await jobsWithPods(policy, namespace: namespace, components: ReplicaLabels.copyComponent).map {
+      CopyRun.observe(job: $0.job, pods: $0.pods)
     }
   }
 
@@ -170,9 +168,7 @@ extension BackupPolicyReconciler {
       // Replicas removed from the spec: their series go.
       let wanted = Set((policy.spec.replicas ?? []).map(\.name))
       for gone in Set((policy.status?.replicas ?? []).map(\.name)).subtracting(wanted) {
-        for g in [m.lag, m.lastCopy, m.keyAge, m.keyRotationLimit] {
-          g.remove(matching: ["namespace": ns, "policy": policy.name, "replica": gone])
-        }
+        for g in m.gauges { g.remove(matching: ["namespace": ns, "policy": policy.name, "replica": gone]) }
       }
       for e in plan.events where e.reason == "ReplicaCopyFailed" {
         let name = (policy.spec.replicas ?? []).first { e.message.hasPrefix("Replica \($0.name):") }?.name ?? ""

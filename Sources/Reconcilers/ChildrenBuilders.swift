@@ -698,7 +698,7 @@ public enum BackupPolicyChildren {
     var flags = ["--new-kek"]
     var annotations = [KeyRotationLogic.tokenAnnotation: job.token]
     if let key = job.newKey {
-      flags = ["--new-kms", "file://\(EngineInvocation.rotationKeysPath)/\(key)"]
+      flags = ["--new-kms", EngineInvocation.rotationKeyURL(key)]
       annotations[KeyRotationLogic.newKeyAnnotation] = key
     }
     return try engineJob(

@@ -42,6 +42,8 @@ public struct EngineInvocation: Sendable, Hashable {
 
   /// Where the Secret of `spec.encryption.rotationKeysSecretRef` is mounted (one file per entry).
   public static let rotationKeysPath = "\(secretsRoot)/rotation-keys"
+  /// The KMS URL of entry `key` of the mounted rotation keys Secret.
+  public static func rotationKeyURL(_ key: String) -> String { "file://\(rotationKeysPath)/\(key)" }
 
   /// Computes the invocation. `secretName` maps a Secret name of the policy's namespace to the name the pod sees.
   /// `currentKey` is status.currentKey: the key a rotation moved the repository to (an AWS KMS key id, or an entry

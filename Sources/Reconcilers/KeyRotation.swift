@@ -40,7 +40,8 @@ public enum KeyRotationLogic {
   public static let component = "rotate-keys"
   /// The annotation of a rotation Job naming its token.
   public static let tokenAnnotation = "dr.botrt.io/rotation-token"
-  /// The annotation of a local-key rotation Job naming the new key's entry.
+  /// The annotation of a rotation Job naming the key it moves to (a local key's entry; for replica rotations and copy
+  /// Jobs also an AWS key id, empty for the spec's key).
   public static let newKeyAnnotation = "dr.botrt.io/new-key"
   /// The annotation that asks for a rotation now (e.g. after a suspected key compromise); each new value rotates
   /// once.
@@ -66,6 +67,26 @@ public enum KeyRotationLogic {
     return p.isEmpty ? nil : p
   }
 
+  /// Why a rotation Job failed: the engine's errors, else the Job's failure, else that no result was written.
+  static func failureText(_ r: BackupRun) -> String {
+    let why = r.result?.errors?.joined(separator: "; ") ?? r.failureMessage ?? "no result was written"
+    return why.isEmpty ? "no result was written" : why
+  }
+
+  /// The newest successful rotation Job that finished after `since` (the last recorded rotation), if any.
+  static func newestUnrecorded(_ runs: [BackupRun], since: Date?) -> BackupRun? {
+    runs.filter { r in
+      r.state == .succeeded && r.finishTime != nil && (since.map { r.finishTime! > $0 } ?? true)
+    }.max { $0.finishTime! < $1.finishTime! }
+  }
+
+  /// Finished rotation Jobs already recorded before this reconcile (finished at or before `recorded`): they can go.
+  static func recordedJobs(_ runs: [BackupRun], upTo recorded: Date?) -> [String] {
+    runs.filter { r in
+      r.state != .running && r.finishTime != nil && (recorded.map { r.finishTime! <= $0 } ?? false)
+    }.map(\.jobName)
+  }
+
   /// Decides. `runs` are the policy's rotation Jobs (component rotate-keys) with their annotations;
   /// `rotationKeys` the entries of spec.encryption.rotationKeysSecretRef (nil when unset or not a local key).
   public static func plan(policy: BackupPolicy, runs: [BackupRun], rotationKeys: [String]?, now: Date)
@@ -81,11 +102,7 @@ public enum KeyRotationLogic {
     var events: [PlannedEvent] = []
     let kms = policy.spec.encryption.kms
 
-    // The newest successful rotation not yet recorded.
-    let succeeded = runs.filter { r in
-      r.state == .succeeded && r.finishTime != nil && (last.map { r.finishTime! > $0 } ?? true)
-    }.max { $0.finishTime! < $1.finishTime! }
-    if let r = succeeded, let t = r.finishTime {
+    if let r = newestUnrecorded(runs, since: last), let t = r.finishTime {
       last = t
       if let token = r.annotations[tokenAnnotation], token.hasPrefix("request:") { handled = token }
       if kms.localKeySecretRef != nil, let k = r.annotations[newKeyAnnotation] {
@@ -111,10 +128,7 @@ public enum KeyRotationLogic {
       message: "\(sinceText); the next rotation is due at \(KubeJSON.formatDate(next)) (every \(days) days).",
       start: nil, obsoleteJobs: [], events: events, requeueAt: next.addingTimeInterval(1),
       keyAgeSeconds: max(0, now.timeIntervalSince(since)), limitSeconds: period)
-    // Finished Jobs already recorded before this reconcile.
-    out.obsoleteJobs = runs.filter { r in
-      r.state != .running && r.finishTime != nil && (previous.lastKeyRotation.map { r.finishTime! <= $0 } ?? false)
-    }.map(\.jobName)
+    out.obsoleteJobs = recordedJobs(runs, upTo: previous.lastKeyRotation)
     var request: String? = nil
     if let v = policy.metadata.annotations?[requestAnnotation], !v.isEmpty, "request:\(v)" != handled {
       request = "request:\(v)"
@@ -146,8 +160,7 @@ public enum KeyRotationLogic {
       return out
     }
     if let r = runs.first(where: { $0.state == .failed && $0.annotations[tokenAnnotation] == token }) {
-      var why = r.result?.errors?.joined(separator: "; ") ?? r.failureMessage ?? "no result was written"
-      if why.isEmpty { why = "no result was written" }
+      let why = failureText(r)
       out.reason = "RotationFailed"
       out.message =
         "\(dueText). Job \(r.jobName) failed: \(why). "

@@ -8,10 +8,9 @@ public struct ReplicaRotationJob: Sendable, Hashable {
   public var token: String
   /// Rewrap under the primary's current key-encryption key (a replica sharing the policy's encryption).
   public var followPrimary = false
-  /// Otherwise `--new-kek` when nil (the replica's own Vault Transit or AWS KMS key makes a new key), else
-  /// `--new-kms URL` (an entry of its rotation keys Secret).
-  public var newKMS: String?
-  /// The key recorded as the replica's currentKey once the Job succeeds (nil: the spec's key).
+  /// The key recorded as the replica's currentKey once the Job succeeds (nil: the spec's key). Without
+  /// `followPrimary`, an entry of the replica's rotation keys Secret to rotate to (`--new-kms`), or nil for
+  /// `--new-kek` (its own Vault Transit or AWS KMS key makes a new key).
   public var newKey: String?
 }
 
@@ -44,8 +43,6 @@ public struct ReplicaRotationPlan: Sendable {
 public enum ReplicaKeyRotation {
   /// The component label of replica rotation Jobs.
   public static let component = "replica-rotate-keys"
-  /// The annotation of a replica rotation Job naming the key it rotates to (empty: the spec's key).
-  public static let newKeyAnnotation = "dr.botrt.io/new-key"
 
   /// The spec the replica's repository is used with as if it were a policy's own (its repository, its encryption).
   public static func virtualPolicy(_ policy: BackupPolicy, replica: ReplicaSpec, status rs: ReplicaStatus)
@@ -101,9 +98,7 @@ public enum ReplicaKeyRotation {
           warning: e.warning, reason: "Replica" + e.reason, message: "Replica \(replica.name): \(e.message)"))
     }
     if let start = o.start {
-      out.start = ReplicaRotationJob(
-        token: start.token,
-        newKMS: start.newKey.map { "file://\(EngineInvocation.rotationKeysPath)/\($0)" }, newKey: start.newKey)
+      out.start = ReplicaRotationJob(token: start.token, newKey: start.newKey)
     }
     return out
   }
@@ -115,11 +110,9 @@ public enum ReplicaKeyRotation {
     s.nextKeyRotation = nil
     var events: [PlannedEvent] = []
     // The newest successful rewrap not yet recorded.
-    if let r = runs.filter({ r in
-      r.state == .succeeded && r.finishTime != nil && (s.lastKeyRotation.map { r.finishTime! > $0 } ?? true)
-    }).max(by: { $0.finishTime! < $1.finishTime! }), let t = r.finishTime {
+    if let r = KeyRotationLogic.newestUnrecorded(runs, since: s.lastKeyRotation), let t = r.finishTime {
       s.lastKeyRotation = t
-      let k = r.annotations[newKeyAnnotation] ?? ""
+      let k = r.annotations[KeyRotationLogic.newKeyAnnotation] ?? ""
       s.currentKey = k.isEmpty ? nil : k
       events.append(
         PlannedEvent(
@@ -128,9 +121,7 @@ public enum ReplicaKeyRotation {
             + "key-encryption key" + (s.currentKey.map { " (\($0))" } ?? "") + "."))
     }
     var out = ReplicaRotationPlan(status: s)
-    out.obsoleteJobs = runs.filter { r in
-      r.state != .running && r.finishTime != nil && (rs.lastKeyRotation.map { r.finishTime! <= $0 } ?? false)
-    }.map(\.jobName)
+    out.obsoleteJobs = KeyRotationLogic.recordedJobs(runs, upTo: rs.lastKeyRotation)
     let primary = policy.status ?? BackupPolicyStatus()
     let exists = s.lastCopyTime != nil
     let keyDiffers = s.currentKey != primary.currentKey
@@ -160,8 +151,7 @@ public enum ReplicaKeyRotation {
     } else if let r = runs.first(where: {
       $0.state == .failed && $0.annotations[KeyRotationLogic.tokenAnnotation] == token
     }) {
-      var why = r.result?.errors?.joined(separator: "; ") ?? r.failureMessage ?? "no result was written"
-      if why.isEmpty { why = "no result was written" }
+      let why = KeyRotationLogic.failureText(r)
       let next = since.addingTimeInterval(Double(attempt + 1) * KeyRotationLogic.retrySeconds)
       message =
         "RotationFailed: \(what), but Job \(r.jobName) failed: \(why). The next attempt is at "
@@ -173,7 +163,7 @@ public enum ReplicaKeyRotation {
             warning: true, reason: "ReplicaKeyRotationFailed", message: "Replica \(replica.name): \(message)"))
       }
     } else {
-      out.start = ReplicaRotationJob(token: token, followPrimary: true, newKMS: nil, newKey: primary.currentKey)
+      out.start = ReplicaRotationJob(token: token, followPrimary: true, newKey: primary.currentKey)
       message = "RotationStarted: \(what)."
       if message != rs.keyRotation {
         events.append(

@@ -393,7 +393,7 @@ public enum ReplicationChildren {
           name: name, namespace: workNS, labels: labels, owner: copies ? nil : policy.ownerReference(),
           annotations: [
             ReplicaLabels.sourceSnapshot: snapshot, ReplicaLabels.sourceBackupTime: KubeJSON.formatDate(backupTime),
-            ReplicaKeyRotation.newKeyAnnotation: targetKey ?? "",
+            KeyRotationLogic.newKeyAnnotation: targetKey ?? "",
           ]),
         "spec": ["backoffLimit": 1, "activeDeadlineSeconds": 21_600, "template": pod],
       ])
@@ -437,14 +437,14 @@ extension ReplicationChildren {
     if job.followPrimary {
       let primary = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey, secretName: podName)
       flags = ["--new-kms", primary.kmsURL]
-    } else if let url = job.newKMS {
-      flags = ["--new-kms", url]
+    } else if let key = job.newKey {
+      flags = ["--new-kms", EngineInvocation.rotationKeyURL(key)]
     }
     return try BackupPolicyChildren.engineJob(
       input, component: ReplicaKeyRotation.component,
       name: names.replicaRotateJob(replica: replica.name, token: job.token), command: "rotate-keys", flags: flags,
       annotations: [
-        KeyRotationLogic.tokenAnnotation: job.token, ReplicaKeyRotation.newKeyAnnotation: job.newKey ?? "",
+        KeyRotationLogic.tokenAnnotation: job.token, KeyRotationLogic.newKeyAnnotation: job.newKey ?? "",
         ReplicaLabels.replica: replica.name,
       ], invocation: inv, extraLabels: [ReplicaLabels.replica: replica.name])
   }
@@ -537,7 +537,7 @@ public struct CopyRun: Sendable, Hashable {
       sourceBackupTime: job[path: "metadata", "annotations", ReplicaLabels.sourceBackupTime]?.stringValue.flatMap(
         KubeJSON.parseDate),
       state: seen.state, startTime: seen.startTime, finishTime: seen.finishTime, failureMessage: seen.failureMessage,
-      targetKey: job[path: "metadata", "annotations", ReplicaKeyRotation.newKeyAnnotation]?.stringValue)
+      targetKey: job[path: "metadata", "annotations", KeyRotationLogic.newKeyAnnotation]?.stringValue)
     if let t = seen.terminated {
       run.result = CopyResult.parse(t["message"]?.stringValue)
       if run.state == .failed, let errors = run.result?.errors, !errors.isEmpty {

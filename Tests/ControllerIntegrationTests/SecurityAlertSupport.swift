@@ -124,25 +124,3 @@ enum PromRules {
     }
   }
 }
-
-/// A free TCP port on 127.0.0.1, chosen by the kernel (bind to port 0, read it back, close). A fixed port in the
-/// ephemeral range (32768-60999 here) collides now and then with an outgoing connection's local port.
-func freeLocalPort() throws -> Int {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  guard fd >= 0 else { throw ControllerTestError(description: "socket() failed: errno \(errno)") }
-  defer { close(fd) }
-  var addr = sockaddr_in()
-  addr.sin_family = sa_family_t(AF_INET)
-  addr.sin_port = 0
-  addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-  let bound = withUnsafePointer(to: &addr) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-  }
-  guard bound == 0 else { throw ControllerTestError(description: "bind() failed: errno \(errno)") }
-  var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-  let named = withUnsafeMutablePointer(to: &addr) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-  }
-  guard named == 0 else { throw ControllerTestError(description: "getsockname() failed: errno \(errno)") }
-  return Int(UInt16(bigEndian: addr.sin_port))
-}

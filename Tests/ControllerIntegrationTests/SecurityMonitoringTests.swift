@@ -43,9 +43,10 @@ extension BackupPolicyControllerTests {
     try await withNamespace("sec-drift") { ns in
       let backupNS = "\(ns)-backup"
       try await createSecrets(ns)
-      let metrics = "127.0.0.1:\(try freeLocalPort())"
+      // Port 0: the kernel picks a free port, which the controller's health server reports once it listens (a fixed
+      // port in the ephemeral range once collided with an outgoing connection).
       let controller = try await RunningController(
-        client, namespace: ns, backupNamespace: backupNS, metricsAddress: metrics)
+        client, namespace: ns, backupNamespace: backupNS, metricsAddress: "127.0.0.1:0")
       do {
         _ = try await client.create(policy(ns))
         let want = BackupPolicyChildren.sharedNetworkPolicies(namespace: backupNS)
@@ -98,7 +99,7 @@ extension BackupPolicyControllerTests {
         #expect(controller.app.registry.value("botrt_isolation_drift_total", labels: modified) == before)
 
         // NetworkIsolationBreach fires on the scraped counters, and not without them.
-        let scraped = try PromRules.scrape(metrics)
+        let scraped = try PromRules.scrape("127.0.0.1:\(controller.app.healthServer?.port ?? 0)")
         let drift = PromRules.series(scraped, "botrt_isolation_drift_total", matching: ["namespace": backupNS])
         #expect(drift.count == 2)
         try PromRules.test(
@@ -128,9 +129,10 @@ extension BackupPolicyControllerTests {
     try await withNamespace("sec-runs") { ns in
       let backupNS = "\(ns)-backup"
       try await createSecrets(ns)
-      let metrics = "127.0.0.1:\(try freeLocalPort())"
+      // Port 0: the kernel picks a free port, which the controller's health server reports once it listens (a fixed
+      // port in the ephemeral range once collided with an outgoing connection).
       let controller = try await RunningController(
-        client, namespace: ns, backupNamespace: backupNS, metricsAddress: metrics)
+        client, namespace: ns, backupNamespace: backupNS, metricsAddress: "127.0.0.1:0")
       let names = ChildNames(namespace: ns, name: "orders-db")
       let key = "vault-transit://vault.vault.svc:8200/transit/backup-database-key"
       do {
@@ -268,7 +270,7 @@ extension BackupPolicyControllerTests {
         #expect(audited[path: "metadata", "annotations", SecurityAudit.auditAnnotation] == "finished")
 
         // The alerts on the scraped values.
-        let scraped = try PromRules.scrape(metrics)
+        let scraped = try PromRules.scrape("127.0.0.1:\(controller.app.healthServer?.port ?? 0)")
         let unwraps = PromRules.series(scraped, "botrt_key_unwrap_total")
         let refusals = PromRules.series(scraped, "botrt_backup_refused_total")
         let unexpected = PromRules.series(scraped, "botrt_unexpected_workloads_total")

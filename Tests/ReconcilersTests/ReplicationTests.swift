@@ -428,7 +428,7 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
     let done = run(
       job.name, .succeeded, finished: now.addingTimeInterval(5),
       annotations: [
-        KeyRotationLogic.tokenAnnotation: start.token, ReplicaKeyRotation.newKeyAnnotation: "key-2",
+        KeyRotationLogic.tokenAnnotation: start.token, KeyRotationLogic.newKeyAnnotation: "key-2",
         ReplicaLabels.replica: "dr-gcs",
       ])
     let p3 = ReplicaKeyRotation.plan(
@@ -452,7 +452,7 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
       name: "dr-gcs", lastCopyTime: now.addingTimeInterval(-60), lastKeyRotation: now.addingTimeInterval(-91 * 86_400))
     let plan = ReplicaKeyRotation.plan(policy: p, index: 0, status: rs, runs: [], rotationKeys: nil, now: now)
     let start = try #require(plan.start)
-    #expect(!start.followPrimary && start.newKMS == nil)
+    #expect(!start.followPrimary && start.newKey == nil)
     #expect(!plan.holdCopies)
     #expect(
       plan.events.contains { $0.reason == "ReplicaKeyRotationStarted" && $0.message.hasPrefix("Replica dr-gcs:") })
