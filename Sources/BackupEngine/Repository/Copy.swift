@@ -100,15 +100,9 @@ extension Repository {
     var result = CopyResult()
     if let policy = options.retention {
       // Retention over what the target would hold after the copy: its snapshots and the ones to copy.
-      var groups: [String: [(id: String, time: Date)]] = [:]
-      for t in targetSnaps {
-        groups[RetentionPolicy.group(t.manifest), default: []].append(("t:" + t.id.hex, t.manifest.date))
-      }
-      for snap in selected where copiedFrom[snap.id.hex] == nil {
-        groups[RetentionPolicy.group(snap.manifest), default: []].append(("s:" + snap.id.hex, snap.manifest.date))
-      }
-      var removed = Set<String>()
-      for (_, g) in groups { removed.formUnion(policy.apply(g, now: options.now).remove) }
+      let held = targetSnaps.map { ("t:" + $0.id.hex, $0.manifest) }
+      let incoming = selected.filter { copiedFrom[$0.id.hex] == nil }.map { ("s:" + $0.id.hex, $0.manifest) }
+      let removed = policy.apply(grouping: held + incoming, now: options.now).remove
       selected = selected.filter { snap in
         guard removed.contains("s:" + snap.id.hex) else { return true }
         result.expired.append(snap.id)

@@ -33,6 +33,21 @@ public struct RetentionPolicy: Sendable, Hashable {
   /// The retention group of a snapshot: policies apply per host, data type and paths.
   static func group(_ m: Manifest) -> String { "\(m.hostname)|\(m.dataType)|\(m.paths.joined(separator: ","))" }
 
+  /// Splits snapshots of any groups into kept and removed ids: the policy applies to each retention group alone.
+  func apply(grouping snaps: [(id: String, manifest: Manifest)], now: Date) -> (keep: Set<String>, remove: Set<String>)
+  {
+    var groups: [String: [(id: String, time: Date)]] = [:]
+    for s in snaps { groups[Self.group(s.manifest), default: []].append((s.id, s.manifest.date)) }
+    var keep = Set<String>()
+    var remove = Set<String>()
+    for (_, g) in groups {
+      let r = apply(g, now: now)
+      keep.formUnion(r.keep)
+      remove.formUnion(r.remove)
+    }
+    return (keep, remove)
+  }
+
   /// Splits snapshots (one group) into kept and removed, given `now`.
   public func apply(_ snaps: [(id: String, time: Date)], now: Date) -> (keep: Set<String>, remove: Set<String>) {
     let sorted = snaps.sorted { $0.time > $1.time }
@@ -118,15 +133,7 @@ extension Repository {
     policy: RetentionPolicy, prune: Bool, now: Date = Date(), dryRun: Bool = false, repackUnused: Double = 0.1
   ) async throws -> ForgetResult {
     let (snaps, _) = try await loadSnapshots()
-    var groups: [String: [Snapshot]] = [:]
-    for s in snaps { groups[RetentionPolicy.group(s.manifest), default: []].append(s) }
-    var keep = Set<String>()
-    var remove = Set<String>()
-    for (_, g) in groups {
-      let r = policy.apply(g.map { (id: $0.id.hex, time: $0.manifest.date) }, now: now)
-      keep.formUnion(r.keep)
-      remove.formUnion(r.remove)
-    }
+    let (keep, remove) = policy.apply(grouping: snaps.map { ($0.id.hex, $0.manifest) }, now: now)
     var retained: [String] = []
     if !dryRun {
       for id in remove.sorted() {
