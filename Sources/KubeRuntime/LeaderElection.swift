@@ -119,8 +119,7 @@ public final class LeaderElector: Sendable {
       let holder = current.spec?.holderIdentity ?? ""
       let iHold = holder == config.identity
       if !holder.isEmpty && !iHold {
-        let leaseFor = current.spec?.leaseDurationSeconds.map { Duration.seconds($0) } ?? config.leaseDuration
-        if now - seen.at < leaseFor { return false }
+        if now - seen.at < leaseDuration(of: current.spec) { return false }
         logger.info("lease expired; taking over", metadata: ["previousHolder": "\(holder)"])
       }
       var next = current
@@ -167,6 +166,11 @@ public final class LeaderElector: Sendable {
     }
   }
 
+  /// The lease duration the holder wrote, else this candidate's.
+  private func leaseDuration(of spec: LeaseSpec?) -> Duration {
+    spec?.leaseDurationSeconds.map { Duration.seconds($0) } ?? config.leaseDuration
+  }
+
   /// How long a standby waits before its next attempt: the retry period, or less when the holder's lease (as
   /// observed) expires sooner, so that it takes over at the expiry and not up to a period later.
   func nextAttemptDelay() -> Duration {
@@ -175,8 +179,7 @@ public final class LeaderElector: Sendable {
       guard let o, let holder = o.spec?.holderIdentity, !holder.isEmpty, holder != config.identity else {
         return config.retryPeriod
       }
-      let leaseFor = o.spec?.leaseDurationSeconds.map { Duration.seconds($0) } ?? config.leaseDuration
-      let untilExpiry = leaseFor - (now - o.at) + .milliseconds(20)
+      let untilExpiry = leaseDuration(of: o.spec) - (now - o.at) + .milliseconds(20)
       return max(.milliseconds(20), min(config.retryPeriod, untilExpiry))
     }
   }
