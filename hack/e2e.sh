@@ -98,7 +98,9 @@ k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_K
 k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
 # The database login, as a Secret the dump, restore and query commands read (the local server trusts 127.0.0.1).
 k create secret generic appdb-login --from-literal=username="$PGUSER" --from-literal=password=not-checked >/dev/null
-METRICS_PORT="${BOTRT_E2E_METRICS_PORT:-4$((RANDOM % 10))1$((RANDOM % 90 + 10))}"
+# Port 0 by default: the kernel picks a free one, read back from the controller's log when scraping (a fixed or
+# random port in the ephemeral range can collide with an outgoing connection).
+METRICS_PORT="${BOTRT_E2E_METRICS_PORT:-0}"
 "$BOTRT_CONTROLLER_BIN" run --metrics-address "127.0.0.1:$METRICS_PORT" --namespace "$NS" \
   --backup-namespace "$BACKUP_NS" >"$WORK/controller.log" 2>&1 &
 PIDS+=($!)
@@ -285,6 +287,9 @@ drill_run d1
   fail "drill d1: integrity/RTO/RPO missing: $(r message)"
 for c in Passed RTOMet RPOMet; do [[ "$(cond "$c" status)" == True ]] || fail "drill d1: condition $c is not True"; done
 # The drill's RTO and its target are exported side by side (the RTOViolationRisk alert compares them).
+if [[ "$METRICS_PORT" == 0 ]]; then
+  METRICS_PORT="$(grep 'serving /metrics' "$WORK/controller.log" | tail -n 1 | grep -o '127\.0\.0\.1:[0-9]*' | sed 's/.*://')"
+fi
 METRICS="$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics")" || fail "no metrics on :$METRICS_PORT"
 grep -qE "^botrt_drill_rto_seconds\{namespace=\"$NS\",drill=\"appdb-drill\"\} " <<<"$METRICS" &&
   grep -qE "^botrt_drill_rto_target_seconds\{namespace=\"$NS\",drill=\"appdb-drill\"\} 900$" <<<"$METRICS" ||

@@ -32,7 +32,9 @@ NS="repl-e2e-$$"
 BACKUP_NS="botrt-backup-repl-$$"
 BUCKET="botrt-repl-$$-$RANDOM"
 GCS_BUCKET="botrt-replica-$$-$RANDOM"
-METRICS_PORT="${BOTRT_REPL_METRICS_PORT:-4$((RANDOM % 10))0$((RANDOM % 90 + 10))}"
+# Port 0 by default: the kernel picks a free one, read back from the controller's log when scraping (a fixed or
+# random port in the ephemeral range can collide with an outgoing connection).
+METRICS_PORT="${BOTRT_REPL_METRICS_PORT:-0}"
 WORK="$(mktemp -d /tmp/botrt-repl-e2e.XXXXXX)"
 PIDS=()
 cleanup() {
@@ -153,6 +155,9 @@ COPY_JOB="$(replica dr-gcs copyJob)"
 k -n "$BACKUP_NS" get job "$COPY_JOB" -o jsonpath='{.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem}' |
   grep -q true || fail "copy Job $COPY_JOB is missing or not hardened"
 wait_event ReplicaCopied || fail "no ReplicaCopied event"
+if [[ "$METRICS_PORT" == 0 ]]; then
+  METRICS_PORT="$(grep 'serving /metrics' "$WORK/controller.log" | tail -n 1 | grep -o '127\.0\.0\.1:[0-9]*' | sed 's/.*://')"
+fi
 METRICS="$(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics")" || fail "no metrics on :$METRICS_PORT"
 grep -E "^botrt_replica_lag_seconds\{.*policy=\"data\".*replica=\"dr-gcs\".*\} 0" <<<"$METRICS" >/dev/null ||
   fail "botrt_replica_lag_seconds of dr-gcs is not exported as 0: $(grep botrt_replica <<<"$METRICS")"

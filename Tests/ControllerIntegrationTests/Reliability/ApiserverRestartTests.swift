@@ -24,7 +24,7 @@ import Testing
       let settings = try await rc.settings(backupNamespace: backupNS)
       let restarts = Reliability.int("BOTRT_RELIABILITY_RESTARTS", default: 1)
       controller = try ControllerProcess(
-        namespace: ns, backupNamespace: backupNS, metricsPort: TestPorts.metrics(1), logPath: log)
+        namespace: ns, backupNamespace: backupNS, metrics: true, logPath: log)
       var d = ControllerKillTests.Desired()
       for name in ["p0", "p1"] {
         _ = try await client.create(ReliabilityCluster.policy(ns, name))

@@ -34,7 +34,7 @@ import Testing
       // The JSON-logging controller first, then the text one: both handle creations, changes and failures.
       for (i, format) in ["json", "text"].enumerated() {
         let p = try ControllerProcess(
-          namespace: ns, backupNamespace: backupNS, metricsPort: TestPorts.metrics(20 + i), logFormat: format,
+          namespace: ns, backupNamespace: backupNS, metrics: true, logFormat: format,
           logPath: "\(dir)/controller-\(format).log")
         procs.append(p)
         _ = try await client.create(ReliabilityCluster.policy(ns, "vault-\(format)", trigger: "run-\(format)"))

@@ -40,7 +40,7 @@ import Testing
       for i in 0..<2 {
         procs.append(
           try ControllerProcess(
-            namespace: ns, backupNamespace: backupNS, metricsPort: TestPorts.metrics(10 + i),
+            namespace: ns, backupNamespace: backupNS, metrics: true,
             extra: ["--leader-elect", "--lease-namespace", ns], logPath: "\(dir)/controller-\(i).log"))
       }
       func lease() async throws -> LeaseSpec? {

@@ -145,28 +145,50 @@ final class SpawnedProcess: @unchecked Sendable {
 /// The built controller, run against the test cluster for one namespace.
 final class ControllerProcess: @unchecked Sendable {
   let process: SpawnedProcess
-  let metricsPort: Int?
+  /// Whether the process serves /metrics (on a port the kernel picks: fixed ports in the ephemeral range collided
+  /// with outgoing connections).
+  let servesMetrics: Bool
+  /// Size of the log file before this process started (a log may be shared by successive processes).
+  private let logStart: Int
 
   /// Starts `botrt-controller run --namespace ns --backup-namespace backupNS` plus `extra` arguments.
   init(
-    namespace: String, backupNamespace: String, metricsPort: Int? = nil, logFormat: String = "text",
+    namespace: String, backupNamespace: String, metrics: Bool = false, logFormat: String = "text",
     extra: [String] = [], logPath: String
   ) throws {
-    self.metricsPort = metricsPort
+    servesMetrics = metrics
+    logStart = ((try? FileManager.default.attributesOfItem(atPath: logPath))?[.size] as? NSNumber)?.intValue ?? 0
     let args =
       [
         "run", "--namespace", namespace, "--backup-namespace", backupNamespace, "--engine-image",
-        "botrt/botrt-engine:test", "--log-format", logFormat, "--metrics-address",
-        metricsPort.map { "127.0.0.1:\($0)" } ?? "off",
+        "botrt/botrt-engine:test", "--log-format", logFormat, "--metrics-address", metrics ? "127.0.0.1:0" : "off",
       ] + extra
     process = try SpawnedProcess(executable: try Reliability.controllerBinary(), arguments: args, logPath: logPath)
   }
 
   func kill(_ signal: Int32 = SIGKILL) { process.kill(signal) }
 
+  /// The port this process's metrics server listens on, from its log line "serving /metrics, ..." (waits up to
+  /// 10 s for it).
+  func metricsPort() async throws -> Int {
+    guard servesMetrics else { throw ControllerTestError(description: "this controller has no metrics port") }
+    for _ in 0..<100 {
+      let data = FileManager.default.contents(atPath: process.logPath) ?? Data()
+      let text = String(decoding: data.dropFirst(logStart), as: UTF8.self)
+      if let line = text.split(separator: "\n").last(where: { $0.contains("serving /metrics") }),
+        let r = line.range(of: #"127\.0\.0\.1:[0-9]+"#, options: .regularExpression),
+        let port = line[r].split(separator: ":").last.flatMap({ Int($0) })
+      {
+        return port
+      }
+      try await Task.sleep(for: .milliseconds(100))
+    }
+    throw ControllerTestError(description: "no 'serving /metrics' line in \(process.logPath)")
+  }
+
   /// GET /metrics of this process.
   func metrics() async throws -> String {
-    guard let port = metricsPort else { throw ControllerTestError(description: "this controller has no metrics port") }
+    let port = try await metricsPort()
     let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
     return String(decoding: data, as: UTF8.self)
   }
@@ -176,15 +198,6 @@ final class ControllerProcess: @unchecked Sendable {
     metrics.split(separator: "\n").filter { line in
       (line.hasPrefix(name + "{") || line.hasPrefix(name + " ")) && matching.allSatisfy { line.contains($0) }
     }.compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
-  }
-}
-
-/// A metrics port per test of this process: 4N0NN as the helper notes ask, N from BOTRT_APISERVER_PORT's digit.
-enum TestPorts {
-  static func metrics(_ offset: Int) -> Int {
-    let api = ProcessInfo.processInfo.environment["BOTRT_APISERVER_PORT"].flatMap { Int($0) } ?? 6443
-    let digit = api >= 10000 ? (api / 100) % 10 : 0
-    return 40_000 + digit * 1000 + 700 + offset
   }
 }
 
