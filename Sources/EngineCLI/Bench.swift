@@ -13,6 +13,8 @@ struct BenchCommand: AsyncParsableCommand {
   var maxMB = 400
   @Option(help: "Repetitions (best run counts).")
   var runs = 5
+  @Option(help: "The zstd level to measure (default: the level of --compression auto).")
+  var level: Int32 = Compression.auto.zstdLevel ?? 1
 
   func run() async throws {
     // Load sample data (whole files concatenated per file into memory buffers).
@@ -63,8 +65,9 @@ struct BenchCommand: AsyncParsableCommand {
       }
     }
     let mac = Crypto.randomBytes(32)
-    let tHash = best { for c in chunks { _ = Crypto.hmacSHA256(key: mac, c) } }
-    let z = ZstdContext()
+    let hk = Crypto.HMACKey(mac)
+    let tHash = best { for c in chunks { _ = hk.mac(c) } }
+    let z = ZstdContext(level: level)
     var compressed: [[UInt8]] = []
     let tComp = best {
       compressed = chunks.map { c in c.withUnsafeBytes { z.compress($0) } ?? c }
@@ -90,7 +93,7 @@ struct BenchCommand: AsyncParsableCommand {
         for _ in 0..<2 {
           group.enter()
           Thread {
-            let z = ZstdContext()
+            let z = ZstdContext(level: level)
             let g: AESGCM
             do { g = try AESGCM(key: Crypto.randomBytes(32)) } catch { fatalError("AES init: \(error)") }
             var pack = [UInt8]()
@@ -102,7 +105,7 @@ struct BenchCommand: AsyncParsableCommand {
               next.unlock()
               if k >= chunksC.count { break }
               let c = chunksC[k]
-              _ = Crypto.hmacSHA256(key: mac, c)
+              _ = hk.mac(c)
               let p = c.withUnsafeBytes { z.compress($0) } ?? c
               if pack.count > 8 << 20 { pack.removeAll(keepingCapacity: true) }
               if encrypt {
@@ -139,6 +142,8 @@ struct BenchCommand: AsyncParsableCommand {
     }
     struct Out: Codable {
       var sampleMiB: Double
+      var zstdLevel: Int32
+      var compressedPercent: Double
       var chunks: Int
       var chunkMBps: Double
       var hashMBps: Double
@@ -152,7 +157,9 @@ struct BenchCommand: AsyncParsableCommand {
       var pipelineNoEncryptCPUSeconds: Double
     }
     let o = Out(
-      sampleMiB: mb, chunks: chunks.count, chunkMBps: mb / tChunk, hashMBps: mb / tHash, compressMBps: mb / tComp,
+      sampleMiB: mb, zstdLevel: level,
+      compressedPercent: Double(compressed.reduce(0) { $0 + $1.count }) / Double(total) * 100, chunks: chunks.count,
+      chunkMBps: mb / tChunk, hashMBps: mb / tHash, compressMBps: mb / tComp,
       encryptMBps: mb / tEnc, pipelineMBps: mb / tWith, pipelineNoEncryptMBps: mb / tWithout,
       encryptionOverheadPercent: (cWith - cWithout) / cWithout * 100,
       encryptionOverheadWallPercent: (tWith - tWithout) / tWithout * 100, pipelineCPUSeconds: cWith,

@@ -71,6 +71,12 @@ struct BackupCommand: EngineCommand {
   var stdinName: String?
   @Option(help: "Host name recorded in the snapshot (default: this host).")
   var host: String?
+  @Option(
+    help: """
+      Compression of the data: auto (zstd level 1, the default), better (level 3), max (level 9), or off \
+      (for data that is already compressed).
+      """)
+  var compression: Compression = .auto
   @Argument(help: "Paths to back up; each is stored under its base name.")
   var paths: [String] = []
   @Flag(
@@ -123,7 +129,7 @@ struct BackupCommand: EngineCommand {
     let repo = try await openOrCreate()
     var opts = BackupOptions(
       paths: paths, dataType: KeyType(dataType: dataType)!, tags: tagMap, stdinName: stdin ? stdinName : nil,
-      progress: repoOptions.progressHandler())
+      compression: compression, progress: repoOptions.progressHandler())
     if let host { opts.hostname = host }
     let r = try await withLockedRepo(repo, exclusive: false) { try await repo.backup(opts) }
     fill(&result, repo)
@@ -512,3 +518,5 @@ func selectSnapshot(_ ref: String, before: Date?, in snaps: [Snapshot], repo: Re
   }
   return s
 }
+
+extension Compression: ExpressibleByArgument {}

@@ -41,6 +41,48 @@ import Testing
     #expect(throws: CryptoError.self) { try AESGCM(key: Array(key.prefix(16))) }
   }
 
+  @Test func precomputedHMACKeyEqualsOneShotHMAC() {
+    // RFC 4231 case 2 through the precomputed pads, then keys shorter than, equal to and longer than a block.
+    #expect(
+      Hex.encode(Crypto.HMACKey(Array("Jefe".utf8)).mac(Array("what do ya want for nothing?".utf8)))
+        == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    for keyLength in [0, 1, 32, 63, 64, 65, 131] {
+      let key = Crypto.randomBytes(keyLength)
+      let k = Crypto.HMACKey(key)
+      for dataLength in [0, 1, 55, 56, 64, 1000, 70_000] {
+        let data = Crypto.randomBytes(dataLength)
+        #expect(k.mac(data) == Crypto.hmacSHA256(key: key, data), "key \(keyLength) B, data \(dataLength) B")
+      }
+    }
+  }
+
+  @Test func aesGCMReusedContextsStayCorrectAcrossManyMessagesAndFailures() throws {
+    // One instance keeps its key schedule and draws nonces in batches of 64: across several batches every nonce
+    // is distinct, every message opens (with a second instance too), and a failed open does not poison the next.
+    let key = Crypto.randomBytes(32)
+    let g = try AESGCM(key: key)
+    let other = try AESGCM(key: key)
+    var nonces = Set<[UInt8]>()
+    for i in 0..<300 {
+      let msg = Crypto.randomBytes(i * 37 % 5000)
+      let aad: [UInt8] = [UInt8(i & 0xff)]
+      var packed: [UInt8] = [9, 9]
+      let n = try msg.withUnsafeBytes { try g.seal($0, aad: aad, appendingTo: &packed) }
+      let sealed = Array(packed[2...])
+      #expect(n == sealed.count)
+      nonces.insert(Array(sealed.prefix(12)))
+      if i % 7 == 0 {
+        var bad = sealed
+        bad[bad.count - 1] ^= 0x80
+        #expect(throws: CryptoError.self) { try g.open(bad, aad: aad) }
+      }
+      #expect(try g.open(sealed, aad: aad) == msg)
+      #expect(try other.open(sealed, aad: aad) == msg)
+    }
+    #expect(nonces.count == 300)
+    #expect(!nonces.contains([UInt8](repeating: 0, count: 12)))
+  }
+
   @Test func ed25519RFC8032Vector1() throws {
     let sk = Hex.decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")!
     let pk = try Ed25519.publicKey(privateKey: sk)

@@ -62,6 +62,28 @@ public enum Crypto {
     data.withUnsafeBytes { hmacSHA256(key: key, $0) }
   }
 
+  /// HMAC-SHA256 with the key's pad states computed once, for hashing many messages under one key (chunk ids).
+  /// Equal to `hmacSHA256(key:_:)`; a value type, so each worker holds its own copy.
+  public struct HMACKey: @unchecked Sendable {
+    // Only read after init (copied per call); the C struct holds no pointers.
+    private var state = botrt_hmac_sha256_key()
+
+    public init(_ key: [UInt8]) {
+      key.withUnsafeBufferPointer { k in botrt_hmac_sha256_init(&state, k.baseAddress, k.count) }
+    }
+
+    /// The 32-byte MAC of `data`.
+    public func mac(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+      [UInt8](unsafeUninitializedCapacity: 32) { o, n in
+        withUnsafePointer(to: state) { botrt_hmac_sha256($0, data.baseAddress, data.count, o.baseAddress) }
+        n = 32
+      }
+    }
+
+    /// The 32-byte MAC of bytes.
+    public func mac<D: ContiguousBytes>(_ data: D) -> [UInt8] { data.withUnsafeBytes { mac($0) } }
+  }
+
   /// Constant-time comparison.
   public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
     guard a.count == b.count else { return false }
@@ -84,18 +106,58 @@ public enum Crypto {
 public final class AESGCM {
   /// Bytes added to every sealed message (nonce + tag).
   public static let overhead = 28
-  private let ctx: OpaquePointer
   private let key: [UInt8]
+  /// Contexts keyed once (the AES key schedule and GHASH tables); each message then sets only its nonce.
+  /// Re-keying per message cost more CPU than encrypting a typical compressed chunk.
+  private var encCtx: OpaquePointer?
+  private var decCtx: OpaquePointer?
+  /// Random nonces drawn 64 at a time (one RAND_bytes call, not one per message).
+  private var nonces = [UInt8](repeating: 0, count: 12 * 64)
+  private var nextNonce = 12 * 64
 
   /// Creates a cipher for a 32-byte key.
   public init(key: [UInt8]) throws {
     guard key.count == 32 else { throw CryptoError.invalidLength(what: "AES-256 key", expected: 32, actual: key.count) }
-    guard let c = EVP_CIPHER_CTX_new() else { throw CryptoError.library("EVP_CIPHER_CTX_new failed") }
-    ctx = c
     self.key = key
   }
 
-  deinit { EVP_CIPHER_CTX_free(ctx) }
+  deinit {
+    if let c = encCtx { EVP_CIPHER_CTX_free(c) }
+    if let c = decCtx { EVP_CIPHER_CTX_free(c) }
+    nonces.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+  }
+
+  private func keyedContext(encrypt: Bool) throws -> OpaquePointer {
+    if let c = encrypt ? encCtx : decCtx { return c }
+    guard let c = EVP_CIPHER_CTX_new() else { throw CryptoError.library("EVP_CIPHER_CTX_new failed") }
+    let ok = key.withUnsafeBufferPointer { k in
+      encrypt
+        ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), nil, k.baseAddress, nil)
+        : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), nil, k.baseAddress, nil)
+    }
+    guard ok == 1, botrt_gcm_set_ivlen(c, 12) == 1 else {
+      EVP_CIPHER_CTX_free(c)
+      throw CryptoError.library("GCM init: \(Crypto.lastError())")
+    }
+    if encrypt { encCtx = c } else { decCtx = c }
+    return c
+  }
+
+  private func drawNonce(into p: UnsafeMutablePointer<UInt8>) {
+    if nextNonce == nonces.count {
+      let rc = nonces.withUnsafeMutableBytes {
+        RAND_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32($0.count))
+      }
+      precondition(rc == 1, "RAND_bytes failed: the system's random source is unavailable")
+      nextNonce = 0
+    }
+    nonces.withUnsafeMutableBytes { n in
+      p.update(from: n.baseAddress!.assumingMemoryBound(to: UInt8.self) + nextNonce, count: 12)
+      // A nonce is used once: wipe it from the batch.
+      memset(n.baseAddress! + nextNonce, 0, 12)
+    }
+    nextNonce += 12
+  }
 
   /// Seals `plaintext` with a fresh random nonce, binding `aad`.
   public func seal(_ plaintext: UnsafeRawBufferPointer, aad: [UInt8]) throws -> [UInt8] {
@@ -125,13 +187,11 @@ public final class AESGCM {
 
   /// Writes nonce || ciphertext || tag (plaintext.count + 28 bytes) at `ob`.
   private func sealInto(_ ob: UnsafeMutablePointer<UInt8>, _ plaintext: UnsafeRawBufferPointer, aad: [UInt8]) throws {
-    let rc = RAND_bytes(ob, 12)
-    precondition(rc == 1, "RAND_bytes failed: the system's random source is unavailable")
-    guard EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1, botrt_gcm_set_ivlen(ctx, 12) == 1 else {
-      throw CryptoError.library("GCM init: \(Crypto.lastError())")
+    drawNonce(into: ob)
+    let ctx = try keyedContext(encrypt: true)
+    guard EVP_EncryptInit_ex(ctx, nil, nil, nil, ob) == 1 else {
+      throw CryptoError.library("GCM nonce: \(Crypto.lastError())")
     }
-    let ok = key.withUnsafeBufferPointer { k in EVP_EncryptInit_ex(ctx, nil, nil, k.baseAddress, ob) }
-    guard ok == 1 else { throw CryptoError.library("GCM key: \(Crypto.lastError())") }
     var len: Int32 = 0
     if !aad.isEmpty {
       let r = aad.withUnsafeBufferPointer { a in EVP_EncryptUpdate(ctx, nil, &len, a.baseAddress, Int32(a.count)) }
@@ -178,11 +238,10 @@ public final class AESGCM {
     guard sealed.count >= Self.overhead else { throw CryptoError.authenticationFailed }
     let n = sealed.count - Self.overhead
     let sb = sealed.baseAddress!.assumingMemoryBound(to: UInt8.self)
-    guard EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, nil, nil) == 1, botrt_gcm_set_ivlen(ctx, 12) == 1 else {
-      throw CryptoError.library("GCM init: \(Crypto.lastError())")
+    let ctx = try keyedContext(encrypt: false)
+    guard EVP_DecryptInit_ex(ctx, nil, nil, nil, sb) == 1 else {
+      throw CryptoError.library("GCM nonce: \(Crypto.lastError())")
     }
-    let ok = key.withUnsafeBufferPointer { k in EVP_DecryptInit_ex(ctx, nil, nil, k.baseAddress, sb) }
-    guard ok == 1 else { throw CryptoError.library("GCM key: \(Crypto.lastError())") }
     var len: Int32 = 0
     if !aad.isEmpty {
       let r = aad.withUnsafeBufferPointer { a in EVP_DecryptUpdate(ctx, nil, &len, a.baseAddress, Int32(a.count)) }
@@ -191,13 +250,12 @@ public final class AESGCM {
     if n > 0 {
       guard EVP_DecryptUpdate(ctx, ob, &len, sb + 12, Int32(n)) == 1 else { throw CryptoError.authenticationFailed }
     }
-    var tag = [UInt8](sealed[(12 + n)...])
-    guard tag.withUnsafeMutableBytes({ botrt_gcm_set_tag(ctx, 16, $0.baseAddress) }) == 1 else {
+    // OpenSSL copies the tag; GCM's final step writes no bytes (the output pointer is only checked).
+    guard botrt_gcm_set_tag(ctx, 16, UnsafeMutableRawPointer(mutating: sb + 12 + n)) == 1 else {
       throw CryptoError.library("GCM set tag: \(Crypto.lastError())")
     }
     var fl: Int32 = 0
-    var finBuf = [UInt8](repeating: 0, count: 32)
-    let fin = EVP_DecryptFinal_ex(ctx, &finBuf, &fl)
+    let fin = EVP_DecryptFinal_ex(ctx, ob + n, &fl)
     guard fin == 1 else {
       ERR_clear_error()
       throw CryptoError.authenticationFailed

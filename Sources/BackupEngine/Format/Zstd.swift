@@ -1,6 +1,29 @@
 import CZstd
 import Foundation
 
+/// How hard a backup compresses data blobs. Every level is read by the same decoder; a repository can mix them.
+public enum Compression: String, Sendable, CaseIterable {
+  /// Store blobs uncompressed (already-compressed media, encrypted dumps).
+  case off
+  /// zstd level 1: the default. On a /usr/share sample it stores about 2 % more than level 3 and compresses
+  /// about 1.6x faster, which is most of a backup's CPU (docs/benchmarks.md).
+  case auto
+  /// zstd level 3.
+  case better
+  /// zstd level 9: slower, a little smaller, for archives written once.
+  case max
+
+  /// The zstd level, or nil for no compression.
+  public var zstdLevel: Int32? {
+    switch self {
+    case .off: return nil
+    case .auto: return 1
+    case .better: return 3
+    case .max: return 9
+    }
+  }
+}
+
 /// A reusable zstd compression and decompression context for one worker; not Sendable.
 public final class ZstdContext {
   private let cctx: OpaquePointer

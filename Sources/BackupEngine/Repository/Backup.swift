@@ -16,12 +16,15 @@ public struct BackupOptions: Sendable {
   public var stdinFD: Int32
   /// Worker threads for hash/compress/encrypt.
   public var workers: Int
+  /// How hard file and stream data is compressed (trees and metadata always use the default level).
+  public var compression: Compression
   public var progress: ProgressHandler?
 
   public init(
     paths: [String], dataType: KeyType = .files, tags: [String: String] = [:],
     hostname: String = ProcessInfo.processInfo.hostName, stdinName: String? = nil, stdinFD: Int32 = 0,
-    workers: Int = max(2, ProcessInfo.processInfo.activeProcessorCount), progress: ProgressHandler? = nil
+    workers: Int = max(2, ProcessInfo.processInfo.activeProcessorCount), compression: Compression = .auto,
+    progress: ProgressHandler? = nil
   ) {
     self.paths = paths
     self.dataType = dataType
@@ -30,6 +33,7 @@ public struct BackupOptions: Sendable {
     self.stdinName = stdinName
     self.stdinFD = stdinFD
     self.workers = workers
+    self.compression = compression
     self.progress = progress
   }
 }
@@ -176,7 +180,7 @@ extension Repository {
       do {
         try self.worker(
           run: run, queue: queue, index: index, dataKey: dataKey, keyType: opts.dataType, macKey: macK,
-          packSize: packSize, uploads: uploads)
+          compression: opts.compression, packSize: packSize, uploads: uploads)
       } catch {
         run.fail(error)
         queue.close()
@@ -257,14 +261,14 @@ extension Repository {
   /// The worker loop of one pipeline thread.
   func worker(
     run: BackupRun, queue: BoundedQueue<ChunkJob>, index: MasterIndex, dataKey: [UInt8], keyType: KeyType,
-    macKey: [UInt8], packSize: Int, uploads: BoundedQueue<FinishedPack>
+    macKey: Crypto.HMACKey, compression: Compression, packSize: Int, uploads: BoundedQueue<FinishedPack>
   ) throws {
-    let z = ZstdContext()
+    let z = compression.zstdLevel.map { ZstdContext(level: $0) }
     let cipher = try AESGCM(key: dataKey)
     let meta = try AESGCM(key: metaKey)
     var pack = PackBuilder()
     while let job = queue.pop(size: { $0.data.count }) {
-      let id = ID(job.data.withUnsafeBytes { Crypto.hmacSHA256(key: macKey, $0) })
+      let id = ID(macKey.mac(job.data))
       let isNew = run.lock.withLock { () -> Bool in
         run.contents[job.slot][job.seq] = id
         if run.inflight.contains(id) || index.contains(id) {
@@ -287,10 +291,10 @@ extension Repository {
   }
 
   func addBlob(
-    _ data: [UInt8], id: ID, type: BlobType, keyType: KeyType, to pack: inout PackBuilder, z: ZstdContext,
+    _ data: [UInt8], id: ID, type: BlobType, keyType: KeyType, to pack: inout PackBuilder, z: ZstdContext?,
     cipher: AESGCM
   ) throws {
-    let compressed = data.withUnsafeBytes { z.compress($0) }
+    let compressed = z.flatMap { z in data.withUnsafeBytes { z.compress($0) } }
     let aad = BlobEntry.aad(repo: repoID, type: type, keyType: keyType, id: id)
     let offset = pack.body.count
     let sealedLength = try (compressed ?? data).withUnsafeBytes {
@@ -367,7 +371,7 @@ extension Repository {
         let rest = UnsafeRawBufferPointer(rebasing: all[start...])
         let n = chunker.nextBoundary(rest, isFinal: true) ?? rest.count
         let piece = Array(rest[0..<n])
-        let id = ID(piece.withUnsafeBytes { Crypto.hmacSHA256(key: macK, $0) })
+        let id = ID(macK.mac(piece))
         ids.append(id)
         if !index.contains(id) && !added.contains(id) {
           added.insert(id)

@@ -221,7 +221,7 @@ extension Repository {
           launch()
           for (sid, plain) in blobs {
             result.bytesRead += Int64(plain.count)
-            let tid = ID(plain.withUnsafeBytes { Crypto.hmacSHA256(key: targetMac, $0) })
+            let tid = ID(targetMac.mac(plain))
             idMap[sid] = tid
             if targetIndex.contains(tid) || added.contains(tid) {
               result.blobsDeduplicated += 1
@@ -366,7 +366,7 @@ extension Repository {
         return chunker.nextBoundary(rest, isFinal: true) ?? rest.count
       }
       let piece = Array(bytes[start..<(start + n)])
-      let id = ID(piece.withUnsafeBytes { Crypto.hmacSHA256(key: macK, $0) })
+      let id = ID(macK.mac(piece))
       ids.append(id)
       if !index.contains(id) && added.insert(id).inserted {
         try addBlob(piece, id: id, type: .tree, keyType: .meta, to: &pack, z: z, cipher: meta)

@@ -74,7 +74,7 @@ public final class Repository: @unchecked Sendable {
   let chunker: Chunker
   let macRoot: [UInt8]
   /// Per-key-type MAC keys for blob ids.
-  let macKeys: [KeyType: [UInt8]]
+  let macKeys: [KeyType: Crypto.HMACKey]
   let signingKey: [UInt8]
   let publicKey: [UInt8]
   let metaKey: [UInt8]
@@ -98,8 +98,10 @@ public final class Repository: @unchecked Sendable {
       secret: unwrapped["chunker"]!,
       parameters: ChunkerParameters(min: config.chunker.min, avg: config.chunker.avg, max: config.chunker.max))
     macRoot = unwrapped["mac"]!
-    var mk: [KeyType: [UInt8]] = [:]
-    for t in KeyType.allCases { mk[t] = Crypto.hmacSHA256(key: unwrapped["mac"]!, Array("botrt-mac-\(t.name)".utf8)) }
+    var mk: [KeyType: Crypto.HMACKey] = [:]
+    for t in KeyType.allCases {
+      mk[t] = Crypto.HMACKey(Crypto.hmacSHA256(key: unwrapped["mac"]!, Array("botrt-mac-\(t.name)".utf8)))
+    }
     macKeys = mk
     signingKey = unwrapped["signing"]!
     metaKey = unwrapped["meta"]!
@@ -342,7 +344,7 @@ public final class Repository: @unchecked Sendable {
   }
 
   /// The per-key-type MAC key for blob ids.
-  func macKey(_ t: KeyType) -> [UInt8] { macKeys[t]! }
+  func macKey(_ t: KeyType) -> Crypto.HMACKey { macKeys[t]! }
 
   /// The retention to put on packs, index, manifests and audit objects, if Object Lock is configured.
   func retention(from now: Date = Date()) -> ObjectRetention? {

@@ -108,7 +108,7 @@ extension Repository {
     } else {
       plain = payload
     }
-    let h = plain.withUnsafeBytes { Crypto.hmacSHA256(key: macKeys[e.keyType]!, $0) }
+    let h = macKeys[e.keyType]!.mac(plain)
     guard ID(h) == e.id else {
       throw EngineError.integrity(object: key, message: "blob \(e.id.short) content does not match its id")
     }
@@ -152,7 +152,7 @@ extension Repository {
     } else {
       plain = UnsafeRawBufferPointer(start: payload, count: payloadLength)
     }
-    let h = Crypto.hmacSHA256(key: macKeys[e.keyType]!, plain)
+    let h = macKeys[e.keyType]!.mac(plain)
     guard ID(h) == e.id else {
       throw EngineError.integrity(object: key, message: "blob \(e.id.short) content does not match its id")
     }
