@@ -398,6 +398,10 @@ def backup_policy_spec():
                    "dataType": string("Kind of data; selects the data key (backup-database-key, backup-files-key, "
                                       "backup-logs-key). Default: files.", enum=["database", "files", "logs"],
                                       default="files"),
+                   "compression": string("How hard the engine compresses the data: auto (zstd level 1, fast, "
+                                         "about 2 % larger than better), better (zstd level 3, restic's level), "
+                                         "max (zstd level 9), off (for data that is already compressed or "
+                                         "encrypted). Default: auto.", enum=["off", "auto", "better", "max"]),
                    "source": obj("What to back up. Set exactly one of pvc, command.", {
                        "pvc": obj("A PersistentVolumeClaim in this namespace, always mounted read-only.", {
                            "claimName": object_name("Name of the PersistentVolumeClaim."),

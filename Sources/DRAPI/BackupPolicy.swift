@@ -28,6 +28,18 @@ public enum DataType: String, Codable, Sendable, Hashable, CaseIterable {
   public var keyName: String { "backup-\(rawValue)-key" }
 }
 
+/// How hard the engine compresses a policy's data (`botrt-engine backup --compression`).
+public enum CompressionMode: String, Codable, Sendable, Hashable, CaseIterable {
+  /// zstd level 1 (the engine's default).
+  case auto
+  /// zstd level 3.
+  case better
+  /// zstd level 9.
+  case max
+  /// No compression.
+  case off
+}
+
 /// The desired state of a BackupPolicy.
 public struct BackupPolicySpec: Codable, Sendable, Hashable {
   /// Protection tier.
@@ -40,6 +52,8 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
   public var compliance: [ComplianceProfile]?
   /// Kind of data (default files).
   public var dataType: DataType?
+  /// Compression of the data (default auto).
+  public var compression: CompressionMode?
   /// What to back up.
   public var source: BackupSource
   /// Where the repository lives.
@@ -70,13 +84,15 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
     dataType: DataType? = nil, source: BackupSource, repository: RepositorySpec, encryption: EncryptionSpec,
     retention: RetentionSpec? = nil, suspend: Bool? = nil, trigger: String? = nil, backupNamespace: String? = nil,
     deleteBackupsOnDelete: Bool? = nil, resources: ResourceRequirements? = nil,
-    successfulJobsHistoryLimit: Int32? = nil, failedJobsHistoryLimit: Int32? = nil, replicas: [ReplicaSpec]? = nil
+    successfulJobsHistoryLimit: Int32? = nil, failedJobsHistoryLimit: Int32? = nil, replicas: [ReplicaSpec]? = nil,
+    compression: CompressionMode? = nil
   ) {
     self.tier = tier
     self.schedule = schedule
     self.rpo = rpo
     self.compliance = compliance
     self.dataType = dataType
+    self.compression = compression
     self.source = source
     self.repository = repository
     self.encryption = encryption

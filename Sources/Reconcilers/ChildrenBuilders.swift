@@ -568,6 +568,8 @@ public enum BackupPolicyChildren {
     if let lock = spec.repository.s3?.objectLock {
       engineArgs += ["--object-lock", "\(lock.mode.rawValue):\(lock.days)"]
     }
+    // Only when set: policies without it keep the CronJob they had (the engine's default is auto).
+    if let c = spec.compression { engineArgs += ["--compression", c.rawValue] }
     var volumes = invocation.volumes
     var mounts = [tmpMount] + invocation.mounts
 

@@ -56,6 +56,9 @@ struct CLIHarness {
     var text: String { String(decoding: stdout, as: UTF8.self) + stderr }
   }
 
+  /// Writing to the stdin pipe of a command that has exited must fail the write, not kill the test process.
+  static let ignoreBrokenPipes: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
+
   /// Runs the binary with `args`, optional stdin bytes (or a file path for stdin/stdout).
   @discardableResult
   func run(
@@ -83,11 +86,13 @@ struct CLIHarness {
     } else {
       p.standardInput = FileHandle.nullDevice
     }
+    _ = Self.ignoreBrokenPipes
     try p.run()
     if let inPipe, let stdin {
       let h = inPipe.fileHandleForWriting
       DispatchQueue.global().async {
-        h.write(stdin)
+        // A command that refuses its arguments exits without reading stdin: the write then fails (EPIPE).
+        try? h.write(contentsOf: stdin)
         try? h.close()
       }
     }

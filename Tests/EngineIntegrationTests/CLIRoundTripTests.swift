@@ -116,6 +116,37 @@ import Testing
     #expect(r.resultFromStderr["command"] as? String == "restore")
   }
 
+  /// Each --compression level but off stores compressible text compressed, off stores it raw, and every
+  /// snapshot restores to the same bytes from one repository that mixes them.
+  @Test func compressionLevelsShareOneRepository() throws {
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    #expect(try h.run(["init"]).code == 0)
+    var text = Data()
+    var i = 0
+    while text.count < 4 << 20 {
+      text.append(Data("row \(i) customer=\(i % 977) amount=\(i * 37 % 10_000) status=shipped\n".utf8))
+      i += 1
+    }
+    var stored: [String: Int] = [:]
+    for (n, level) in ["off", "auto", "max"].enumerated() {
+      // A different first line per level, so no level deduplicates against the previous one.
+      let data = Data("level \(level) \(n)\n".utf8) + text
+      let b = try h.run(["backup", "--stdin", "--stdin-name", "\(level).txt", "--compression", level], stdin: data)
+      #expect(b.code == 0, "\(b.stderr)")
+      stored[level] = try #require(b.result["bytesStored"] as? Int)
+      let r = try h.run(["restore", try #require(b.result["snapshotId"] as? String), "--stdout"])
+      #expect(r.code == 0 && r.stdout == data, "restore of the \(level) snapshot")
+    }
+    let off = try #require(stored["off"]), auto = try #require(stored["auto"]), max = try #require(stored["max"])
+    #expect(off >= text.count, "off must store the bytes raw: \(stored)")
+    #expect(auto < off / 4, "auto must compress text: \(stored)")
+    #expect(max < off / 4, "max must compress text: \(stored)")
+    let bad = try h.run(["backup", "--stdin", "--stdin-name", "x", "--compression", "fast"], stdin: text)
+    #expect(bad.code == 2 && bad.stderr.contains("--compression"), "\(bad.stderr)")
+    #expect(try h.run(["verify", "--all", "--read-data"]).code == 0)
+  }
+
   /// A scheduled run of a new policy creates the repository; later runs open it and add snapshots to it.
   @Test func backupInitIfMissingCreatesTheRepositoryOnce() throws {
     let h = try CLIHarness()

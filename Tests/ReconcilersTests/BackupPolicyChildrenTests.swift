@@ -179,6 +179,20 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     #expect(key[path: "valueFrom", "secretKeyRef", "name"]?.stringValue == names.secretCopy("s3-creds"))
   }
 
+  @Test func compressionIsPassedOnlyWhenTheSpecSetsIt() throws {
+    func script(_ p: BackupPolicy) throws -> String {
+      let cj = try #require(child(try build(p), "CronJob", names.backupCronJob))
+      return try #require(
+        cj.body[path: "spec", "jobTemplate", "spec", "template", "spec", "containers"]?[0]?["command"]?[2]?.stringValue)
+    }
+    #expect(!(try script(dumpPolicy())).contains("--compression"), "an unset field keeps the CronJob unchanged")
+    for mode in CompressionMode.allCases {
+      var p = dumpPolicy()
+      p.spec.compression = mode
+      #expect(try script(p).contains("--compression \(mode.rawValue) "))
+    }
+  }
+
   @Test func pruneCronJobUsesTheEffectiveRetention() throws {
     let cs = try build(dumpPolicy())
     let cj = try #require(child(cs, "CronJob", names.pruneCronJob))
