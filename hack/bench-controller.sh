@@ -47,10 +47,19 @@ spec:
 EOF
 done >"$WORK/policies.yaml"
 
-METRICS="127.0.0.1:${BOTRT_BENCH_METRICS_PORT:-48090}"
-"$BIN" run --namespace "$NS" --backup-namespace "$NS-backup" --metrics-address "$METRICS" >"$WORK/controller.log" 2>&1 &
+# Port 0: the kernel picks a free port (a fixed one can be taken, by an outgoing connection too); the controller
+# logs the address it bound.
+"$BIN" run --namespace "$NS" --backup-namespace "$NS-backup" \
+  --metrics-address "127.0.0.1:${BOTRT_BENCH_METRICS_PORT:-0}" >"$WORK/controller.log" 2>&1 &
 CONTROLLER_PID=$!
-sleep 2
+METRICS=""
+for _ in $(seq 1 100); do
+  METRICS="$(grep 'serving /metrics' "$WORK/controller.log" 2>/dev/null | tail -n 1 | grep -o '127\.0\.0\.1:[0-9]*' || true)"
+  [[ -n "$METRICS" ]] && break
+  kill -0 "$CONTROLLER_PID" 2>/dev/null || { cat "$WORK/controller.log" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -n "$METRICS" ]] || { echo "the controller did not report its metrics address" >&2; exit 1; }
 
 peak_rss() { awk '/VmHWM/ {print $2}' "/proc/$CONTROLLER_PID/status"; }
 ready_count() {

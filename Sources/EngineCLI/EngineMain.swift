@@ -29,6 +29,18 @@ public enum EngineMain {
       // A fixed mmap threshold: pack-sized buffers go back to the OS when freed instead of growing the heap.
       _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 4 << 20)
     #endif
+    // `help NOSUCH` would print the top-level help and exit 0: a script asking for a misspelt command must fail.
+    if arguments.first == "help", arguments.count > 1 {
+      let names = BotrtEngine.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+      if let asked = arguments.dropFirst().first(where: { !$0.hasPrefix("-") }), !names.contains(asked) {
+        let shown = BotrtEngine.configuration.subcommands.filter { $0.configuration.shouldDisplay }
+        FileHandle.standardError.write(
+          Data(
+            ("error: 'help \(asked)': there is no command '\(asked)'; the commands are "
+              + shown.compactMap { $0.configuration.commandName }.joined(separator: ", ") + "\n").utf8))
+        return ExitCode.usage
+      }
+    }
     let parsed: any ParsableCommand
     do { parsed = try BotrtEngine.parseAsRoot(arguments) } catch { return reportParserOutcome(error) }
     guard let cmd = parsed as? any EngineCommand else {

@@ -41,6 +41,11 @@ import Testing
     let bad = try h.run(["backup", h.dir, "--no-such-flag"], withRepo: false)
     #expect(bad.code == 2)
     #expect(bad.stderr.contains("--no-such-flag"))
+    // A misspelt command in `help` is a usage error naming it, not the top-level help with exit 0.
+    let nosuch = try h.run(["help", "bakup"], withRepo: false)
+    #expect(nosuch.code == 2)
+    #expect(nosuch.stderr.contains("no command 'bakup'") && nosuch.stderr.contains("backup"), "\(nosuch.stderr)")
+    #expect(nosuch.stdout.isEmpty)
   }
 
   /// Deleting the newest manifest makes 'latest' an older snapshot without any damage verify could see;
