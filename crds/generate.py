@@ -463,7 +463,7 @@ def backup_policy_status():
     return obj("Observed state, written by the controller through the status subresource.", {
         "observedGeneration": observed_generation(),
         "conditions": conditions("Ready, ScheduleActive, LastBackupSucceeded, RPOMet, KeyRotationDue, "
-                                  "ReplicasInSync (only with spec.replicas)"),
+                                  "ReplicasInSync and ReplicaKeyRotationDue (only with spec.replicas)"),
         "lastSuccessfulBackup": date_time("Completion time of the newest successful backup."),
         "lastBackupAttempt": date_time("Start time of the newest backup run, successful or not."),
         "lastSnapshot": string("Id of the newest successful snapshot.", maxLength=128),

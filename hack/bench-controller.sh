@@ -86,6 +86,13 @@ requests() {
     awk '{a[$1" "$2]+=$3} END {for (k in a) print k, a[k]}' | sort
 }
 controller_metrics() { curl -fsS "http://$METRICS/metrics" | grep -E '^botrt_(watcher_lists_total|reconcile_total|watcher_)' || true; }
+# The controller's own requests by verb and resource (botrt_kube_requests_total): the apiserver's counter also
+# counts kube-controller-manager and kubectl.
+own_requests() {
+  curl -fsS "http://$METRICS/metrics" | grep '^botrt_kube_requests_total{' |
+    sed -E 's/.*verb="([^"]*)".*resource="([^"]*)".*\} ([0-9.e+]+)$/\1 \2 \3/' |
+    awk '{a[$1" "$2]+=$3} END {for (k in a) print k, a[k]}' | sort
+}
 # Ready comes before the queue drains (each status write brings one more reconcile): wait until reconciles stop.
 reconciles() { controller_metrics | awk '/^botrt_reconcile_total\{controller="backuppolicy"/ {n+=$2} END {print n+0}'; }
 prev=-1
@@ -99,13 +106,23 @@ settled=$(date +%s.%N)
 say "the work queue drained after $(echo "$settled - $start" | bc) s ($prev reconciles)"
 controller_metrics >"$WORK/metrics-before.txt"
 requests >"$WORK/before.txt"
+own_requests >"$WORK/own-before.txt"
 say "steady state: counting requests for $STEADY s"
 sleep "$STEADY"
 requests >"$WORK/after.txt"
+own_requests >"$WORK/own-after.txt"
+say "the controller's own requests during the steady window (verb resource count):"
+own_delta="$(join -j1 -a2 <(awk '{print $1"/"$2, $3}' "$WORK/own-before.txt" | sort) \
+  <(awk '{print $1"/"$2, $3}' "$WORK/own-after.txt" | sort) |
+  awk 'NF == 2 {d = $2} NF == 3 {d = $3 - $2} d > 0 {printf "%s=%d ", $1, d}')"
+say "  ${own_delta:-none}"
+own_total=$(tr ' ' '\n' <<<"$own_delta" | awk -F= 'NF == 2 {n += $2} END {print n + 0}')
+own_lists=$(tr ' ' '\n' <<<"$own_delta" | awk -F= '/^list\// {n += $2} END {print n + 0}')
 say "requests during the steady window (verb resource count), non-zero only:"
 join -j1 <(awk '{print $1"/"$2, $3}' "$WORK/before.txt" | sort) <(awk '{print $1"/"$2, $3}' "$WORK/after.txt" | sort) |
   awk '{d=$3-$2; if (d>0) printf "  %s %d\n", $1, d}'
 say "controller metrics before and after the steady window:"
 paste "$WORK/metrics-before.txt" <(controller_metrics) | sed 's/^/  /'
 grep -iE 'warn|error' "$WORK/controller.log" | tail -5 || true
-echo "policies=$N ready_seconds=$ready_seconds peak_rss_kib=$(peak_rss)"
+echo "policies=$N ready_seconds=$ready_seconds peak_rss_kib=$(peak_rss) steady_seconds=$STEADY" \
+  "steady_requests=${own_total:-0} steady_lists=${own_lists:-0} steady_by_verb=${own_delta// /,}"

@@ -575,4 +575,7 @@ public enum BackupPolicyCondition {
   public static let rpoMet = "RPOMet"
   public static let keyRotationDue = "KeyRotationDue"
   public static let replicasInSync = "ReplicasInSync"
+  /// True while a replica's key-encryption key is due for rotation or its data keys wait to be rewrapped under
+  /// the primary's new key (present only on policies with replicas).
+  public static let replicaKeyRotationDue = "ReplicaKeyRotationDue"
 }

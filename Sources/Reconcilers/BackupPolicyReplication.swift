@@ -111,6 +111,11 @@ extension BackupPolicyReconciler {
       st.keyRotation = r.keyRotation
       return st
     }
+    var conditions = outcome.status.conditions ?? []
+    ReplicaKeyRotation.setCondition(
+      rotations.map { ($0.name, $0.plan) }, conditions: &conditions, observedGeneration: policy.metadata.generation,
+      now: now)
+    outcome.status.conditions = conditions
     for r in rotations {
       outcome.events += r.plan.events
       if let at = r.plan.requeueAt { outcome.requeueAt = min(outcome.requeueAt ?? at, at) }

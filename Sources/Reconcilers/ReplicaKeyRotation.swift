@@ -26,6 +26,9 @@ public struct ReplicaRotationPlan: Sendable {
   /// The replica's keys are behind the primary's: no copy may start until they are rewrapped (a copy would open the
   /// replica with a key that no longer wraps it).
   public var holdCopies = false
+  /// The replica's rotation is due: its own key's period has passed (or a rotation was requested), or its data keys
+  /// wait to be rewrapped under the primary's new key.
+  public var due = false
   /// Age of the replica's key-encryption key and its limit, in seconds (nil for a replica following the primary).
   public var keyAgeSeconds: Double?
   public var limitSeconds: Double?
@@ -90,6 +93,7 @@ public enum ReplicaKeyRotation {
     out.requeueAt = o.requeueAt
     out.keyAgeSeconds = o.keyAgeSeconds
     out.limitSeconds = o.limitSeconds
+    out.due = o.due == .true
     // The primary's sentences speak of "the repository": name the replica. A due-state Event is emitted once per
     // new sentence (the replica has no condition of its own to compare with).
     for e in o.events where e.reason == "KeyRotated" || message != rs.keyRotation {
@@ -137,6 +141,7 @@ public enum ReplicaKeyRotation {
       return out
     }
     out.holdCopies = true
+    out.due = true
     let since = primary.lastKeyRotation ?? now
     let attempt = Int(max(0, now.timeIntervalSince(since)) / KeyRotationLogic.retrySeconds)
     let token = "follow:\(KubeJSON.formatDate(since)):\(primary.currentKey ?? ""):\(attempt)"
@@ -175,5 +180,38 @@ public enum ReplicaKeyRotation {
     out.status = s
     out.events = events
     return out
+  }
+
+  /// Sets the ReplicaKeyRotationDue condition from the replicas' plans, or removes it when there are none: True
+  /// (reason RotationFailed when an attempt failed, else RotationDue) while any replica is due, naming each with
+  /// its state; False (NotDue) with the next due time of the replicas that rotate on their own.
+  public static func setCondition(
+    _ rotations: [(name: String, plan: ReplicaRotationPlan)], conditions: inout [Condition],
+    observedGeneration: Int64?, now: Date
+  ) {
+    let type = BackupPolicyCondition.replicaKeyRotationDue
+    if rotations.isEmpty {
+      conditions.removeCondition(type)
+      return
+    }
+    let due = rotations.filter { $0.plan.due }
+    if due.isEmpty {
+      let next = rotations.compactMap { r in r.plan.status.nextKeyRotation.map { (r.name, $0) } }.min { $0.1 < $1.1 }
+      let message =
+        "Every replica's data keys are wrapped by a current key-encryption key"
+        + (next.map { "; the next replica rotation is due at \(KubeJSON.formatDate($0.1)) (replica \($0.0))" } ?? "")
+        + "."
+      conditions.setCondition(
+        type: type, status: .false, reason: "NotDue", message: message, observedGeneration: observedGeneration,
+        now: now)
+      return
+    }
+    let failed = due.contains { $0.plan.status.keyRotation?.hasPrefix("RotationFailed") == true }
+    let message = due.map { r in
+      "Replica \(r.name): \(r.plan.status.keyRotation ?? "its data keys wait to be rewrapped")"
+    }.joined(separator: " ")
+    conditions.setCondition(
+      type: type, status: .true, reason: failed ? "RotationFailed" : "RotationDue", message: message,
+      observedGeneration: observedGeneration, now: now)
   }
 }

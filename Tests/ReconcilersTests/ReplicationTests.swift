@@ -466,4 +466,47 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
     #expect(quiet.start == nil)
     #expect(quiet.status.nextKeyRotation == now.addingTimeInterval(89 * 86_400))
   }
+
+  @Test func replicaKeyRotationDueSumsUpTheReplicasForKubectl() throws {
+    let type = BackupPolicyCondition.replicaKeyRotationDue
+    var own = policy(ownEncryption: true)
+    own.status = BackupPolicyStatus()
+    // Not due: False, with the replica's next rotation.
+    let fresh = ReplicaStatus(name: "dr-gcs", lastCopyTime: now, lastKeyRotation: now.addingTimeInterval(-86_400))
+    let quiet = ReplicaKeyRotation.plan(policy: own, index: 0, status: fresh, runs: [], rotationKeys: nil, now: now)
+    var conditions: [Condition] = []
+    ReplicaKeyRotation.setCondition([("dr-gcs", quiet)], conditions: &conditions, observedGeneration: 3, now: now)
+    let notDue = try #require(conditions.condition(type))
+    #expect(notDue.status == .false && notDue.reason == "NotDue" && notDue.observedGeneration == 3)
+    #expect(notDue.message.contains(KubeJSON.formatDate(now.addingTimeInterval(89 * 86_400))))
+    // Overdue: True, naming the replica and its state.
+    let old = ReplicaStatus(
+      name: "dr-gcs", lastCopyTime: now.addingTimeInterval(-60), lastKeyRotation: now.addingTimeInterval(-91 * 86_400))
+    let due = ReplicaKeyRotation.plan(policy: own, index: 0, status: old, runs: [], rotationKeys: nil, now: now)
+    #expect(due.due)
+    ReplicaKeyRotation.setCondition([("dr-gcs", due)], conditions: &conditions, observedGeneration: 3, now: now)
+    let c = try #require(conditions.condition(type))
+    #expect(c.status == .true && c.reason == "RotationDue")
+    #expect(c.message.hasPrefix("Replica dr-gcs: RotationStarted"), "\(c.message)")
+    // A failed rewrap of a replica that follows the primary: RotationFailed.
+    var shared = policy(ownEncryption: false)
+    shared.status = BackupPolicyStatus()
+    shared.status?.lastKeyRotation = now.addingTimeInterval(-60)
+    shared.status?.currentKey = "key-2"
+    let behind = ReplicaStatus(name: "dr-gcs", lastCopyTime: now.addingTimeInterval(-3_600))
+    let first = ReplicaKeyRotation.plan(policy: shared, index: 0, status: behind, runs: [], rotationKeys: nil, now: now)
+    let token = try #require(first.start?.token)
+    let failed = run("rrot-1", .failed, finished: now, annotations: [KeyRotationLogic.tokenAnnotation: token])
+    let retry = ReplicaKeyRotation.plan(
+      policy: shared, index: 0, status: first.status, runs: [failed], rotationKeys: nil, now: now)
+    #expect(retry.due && retry.holdCopies)
+    ReplicaKeyRotation.setCondition(
+      [("dr-gcs", retry), ("dr-s3", quiet)], conditions: &conditions, observedGeneration: 4, now: now)
+    let f = try #require(conditions.condition(type))
+    #expect(f.status == .true && f.reason == "RotationFailed")
+    #expect(!f.message.contains("dr-s3"), "only due replicas are named")
+    // No replicas left: the condition goes.
+    ReplicaKeyRotation.setCondition([], conditions: &conditions, observedGeneration: 5, now: now)
+    #expect(conditions.condition(type) == nil)
+  }
 }

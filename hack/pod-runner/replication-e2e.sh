@@ -229,6 +229,11 @@ rotated || fail "not every repository was rotated: primary '$(jp '{.status.lastK
   "$(replica shared lastKeyRotation)" == "$(jp '{.status.lastKeyRotation}')" ]] ||
   fail "the shared replica was rewrapped before the primary rotated"
 wait_event ReplicaKeyRotated || fail "no ReplicaKeyRotated event"
+# kubectl sees it too: ReplicaKeyRotationDue goes back to False once every replica is rewrapped.
+rkd() { jp "{.status.conditions[?(@.type==\"ReplicaKeyRotationDue\")].$1}"; }
+for _ in $(seq 1 60); do [[ "$(rkd status)" == False ]] && break; sleep 1; done
+[[ "$(rkd status)" == False && "$(rkd reason)" == NotDue ]] ||
+  fail "ReplicaKeyRotationDue is $(rkd status)/$(rkd reason): $(rkd message)"
 # The old versions are retired: everything must still open with the current versions only.
 for key in "$KEY1" "$KEY2"; do
   latest="$(vault "$VAULT_ADDR/v1/transit/keys/$key" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["latest_version"])')"
