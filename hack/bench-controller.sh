@@ -19,6 +19,11 @@ say() { echo "bench: $*" >&2; }
 CONTROLLER_PID=""
 cleanup() {
   set +e
+  # The policies carry the controller's finalizer: delete them while it still runs, or the namespace never goes.
+  if [[ -n "$CONTROLLER_PID" ]] && kill -0 "$CONTROLLER_PID" 2>/dev/null; then
+    say "deleting the policies (the controller removes its finalizers)"
+    kubectl -n "$NS" delete backuppolicies --all --wait=true --timeout=600s >/dev/null 2>&1
+  fi
   [[ -n "$CONTROLLER_PID" ]] && kill -TERM "$CONTROLLER_PID" 2>/dev/null && wait "$CONTROLLER_PID" 2>/dev/null
   kubectl delete namespace "$NS" "$NS-backup" --wait=false >/dev/null 2>&1
   rm -rf "$WORK"
