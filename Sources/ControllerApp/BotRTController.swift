@@ -117,6 +117,10 @@ public final class BotRTController: Sendable {
       logger: logger, metrics: registry)
     let intent = IsolationIntent()
     let security = SecurityMetrics(registry)
+    // The run auditor watches the controller's backup namespace, and the backup namespaces policies name in
+    // spec.backupNamespace as they come and go (after each policy reconcile).
+    let auditor = RunAuditor(client: client, settings: settings, recorder: recorder, metrics: security, logger: logger)
+    let auditedNamespaces = NamespacedRunnables(name: "run-audit-namespaces") { auditor.namespaceControllers($0) }
     let reconciler = BackupPolicyReconciler(
       client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
       isolation: intent)
@@ -127,7 +131,16 @@ public final class BotRTController: Sendable {
       name: "backuppolicy", source: KubeWatchSource<BackupPolicy>(client: client, namespace: options.watchNamespace),
       options: ControllerOptions(workers: options.workers), logger: logger, metrics: registry,
       relevant: { cached, new in Self.isRelevantUpdate(cached, new) },
-      reconcile: { key, store in try await reconciler.reconcile(key, store) })
+      reconcile: { key, store in
+        do {
+          let result = try await reconciler.reconcile(key, store)
+          await auditedNamespaces.set { reconciler.backupNamespacesInUse() }
+          return result
+        } catch {
+          await auditedNamespaces.set { reconciler.backupNamespacesInUse() }
+          throw error
+        }
+      })
     // Children changes (runs finishing) reconcile the owner, found by labels. NetworkPolicies are watched by the
     // isolation guard below, which restores them and reports who changed them.
     // Pods are not watched: the job controller updates the Job when its Pod ends, and the reconcile then lists
@@ -207,10 +220,7 @@ public final class BotRTController: Sendable {
     let access = BackupAccessReconciler(
       client: client, settings: settings, intent: intent, metrics: security, logger: logger)
     securityControllers.append(access.controller(namespace: options.watchNamespace, workers: options.workers))
-    securityControllers += RunAuditor(
-      client: client, settings: settings, recorder: recorder, metrics: security, logger: logger
-    )
-    .controllers()
+    securityControllers += auditor.controllers() + [auditedNamespaces]
     manager = ControllerManager(
       controllers: [controller, plans, drills] + securityControllers, leaderElector: elector, healthServer: server,
       eventRecorder: recorder,

@@ -78,6 +78,8 @@ public final class BackupPolicyReconciler: Sendable {
   let logger: Logger
   /// Where applied NetworkPolicies are recorded for the isolation guard (Sources/Reconcilers/IsolationGuard.swift).
   let isolation: IsolationIntent?
+  /// Policy (namespace/name) -> the backup namespace of its own it runs Jobs in (backupNamespacesInUse()).
+  private let namespacesInUse = Mutex<[String: String]>([:])
 
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
@@ -112,9 +114,20 @@ public final class BackupPolicyReconciler: Sendable {
     ]
   }
 
+  /// The backup namespaces other than the controller's own in which accepted policies run their Jobs
+  /// (spec.backupNamespace of a dump-command source), for the run auditor. Built up by reconciles, so after a
+  /// restart it is whole once every policy has been reconciled once.
+  public func backupNamespacesInUse() -> Set<String> { Set(namespacesInUse.withLock { Array($0.values) }) }
+
+  /// Records where `policy` runs its Jobs when that is a backup namespace of its own (nil: it does not).
+  func recordNamespaceInUse(_ key: String, _ namespace: String?) {
+    namespacesInUse.withLock { $0[key] = namespace }
+  }
+
   /// The Controller's reconcile function.
   public func reconcile(_ key: ObjectKey, _ store: Store<BackupPolicy>) async throws -> ReconcileResult {
     guard let cached = store.get(key) else {
+      recordNamespaceInUse("\(key)", nil)
       logger.info("reconciled", metadata: ["object": "\(key)", "outcome": "gone"])
       return .awaitChange
     }
@@ -128,6 +141,7 @@ public final class BackupPolicyReconciler: Sendable {
       do {
         policy = try await client.get(BackupPolicy.self, namespace: key.namespace, name: key.name)
       } catch let e as KubeError where e.isNotFound {
+        recordNamespaceInUse("\(key)", nil)
         logger.info("reconciled", metadata: ["object": "\(key)", "outcome": "gone"])
         return .awaitChange
       }
@@ -183,6 +197,9 @@ public final class BackupPolicyReconciler: Sendable {
     }
 
     if problem == nil, let p = try await backupNamespaceProblem(policy) { problem = p }
+    recordNamespaceInUse(
+      "\(ObjectKey(policy))",
+      problem == nil && workNS == backupNS && backupNS != settings.backupNamespace ? backupNS : nil)
 
     if let eff = effective, problem == nil {
       do {

@@ -42,7 +42,9 @@ public final class RunAuditor: Sendable {
   }
 
   /// The controllers: the controller's labelled Jobs everywhere (a PVC source runs in its policy's namespace), the
-  /// unlabelled Jobs of the backup namespace, and the Pods of the backup namespace.
+  /// unlabelled Jobs of the backup namespace, and the Pods of the backup namespace. The backup namespaces that
+  /// policies name in spec.backupNamespace get `namespaceControllers(_:)` as they come and go
+  /// (`BackupPolicyReconciler.backupNamespacesInUse()`).
   public func controllers(workers: Int = 1) -> [any Runnable] {
     let labelled = Controller<Unstructured>(
       name: "run-audit-managed",
@@ -51,19 +53,23 @@ public final class RunAuditor: Sendable {
         workers: workers,
         watcher: WatcherConfig(labelSelector: "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)")),
       logger: logger, metrics: nil, reconcile: { key, store in try await self.auditJob(key, store) })
+    return [labelled] + namespaceControllers(settings.backupNamespace, workers: workers)
+  }
+
+  /// The unlabelled Jobs and the Pods of one backup namespace.
+  public func namespaceControllers(_ namespace: String, workers: Int = 1) -> [any Runnable] {
+    let suffix = namespace == settings.backupNamespace ? "" : "/\(namespace)"
     let unlabelled = Controller<Unstructured>(
-      name: "run-audit-unmanaged",
-      source: KubeWatchSource<Unstructured>(
-        client: client, resource: ChildResources.jobs, namespace: settings.backupNamespace),
+      name: "run-audit-unmanaged\(suffix)",
+      source: KubeWatchSource<Unstructured>(client: client, resource: ChildResources.jobs, namespace: namespace),
       options: ControllerOptions(workers: workers, watcher: WatcherConfig(labelSelector: "!\(ChildLabels.managedBy)")),
       logger: logger, metrics: nil, reconcile: { key, store in try await self.auditJob(key, store) })
     let pods = Controller<Unstructured>(
-      name: "run-audit-pods",
-      source: KubeWatchSource<Unstructured>(
-        client: client, resource: ChildResources.pods, namespace: settings.backupNamespace),
+      name: "run-audit-pods\(suffix)",
+      source: KubeWatchSource<Unstructured>(client: client, resource: ChildResources.pods, namespace: namespace),
       options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
       reconcile: { key, store in try await self.auditPod(key, store) })
-    return [labelled, unlabelled, pods]
+    return [unlabelled, pods]
   }
 
   // MARK: - Jobs

@@ -312,6 +312,81 @@ extension BackupPolicyControllerTests {
 }
 
 extension BackupPolicyControllerTests {
+  /// A policy's own spec.backupNamespace is audited like the controller's: a foreign Job and a bare Pod there are
+  /// reported; once no policy names the namespace, it is no longer watched.
+  @Test func aPolicysOwnBackupNamespaceIsAudited() async throws {
+    try await withNamespace("sec-own") { ns in
+      let backupNS = "\(ns)-backup"
+      let own = "\(ns)-own"
+      try await createSecrets(ns)
+      let controller = try await RunningController(
+        client, namespace: ns, backupNamespace: backupNS, metricsAddress: nil)
+      defer { Task { [client] in try? await client.delete(Namespace.self, name: own) } }
+      do {
+        var p = policy(ns)
+        p.spec.backupNamespace = own
+        _ = try await client.create(p)
+        let names = ChildNames(namespace: ns, name: "orders-db")
+        try await eventually("the backup CronJob in the policy's own backup namespace") {
+          try await objectExists(
+            ChildResources.cronJobs(apiVersion: controller.app.settings.cronJobAPIVersion), own, names.backupCronJob)
+        }
+        let job: JSONValue = [
+          "apiVersion": "batch/v1", "kind": "Job", "metadata": ["name": "sneak", "namespace": .string(own)],
+          "spec": [
+            "backoffLimit": 0,
+            "template": [
+              "spec": [
+                "restartPolicy": "Never",
+                "containers": [["name": "backup", "image": "botrt/botrt-engine:test", "args": ["restore"]]],
+              ]
+            ],
+          ],
+        ]
+        _ = try await client.create(
+          ChildResources.jobs, namespace: own, job, options: WriteOptions(fieldManager: "eve"))
+        try await eventually("an UnexpectedBackupJob Event in \(own)") {
+          try await events(own, "sneak").contains {
+            $0.reason == "UnexpectedBackupJob" && $0.type == "Warning" && $0.message?.contains("eve") == true
+          }
+        }
+        let pod: JSONValue = [
+          "apiVersion": "v1", "kind": "Pod", "metadata": ["name": "lurker", "namespace": .string(own)],
+          "spec": ["containers": [["name": "sh", "image": "busybox"]]],
+        ]
+        _ = try await client.create(
+          ChildResources.pods, namespace: own, pod, options: WriteOptions(fieldManager: "eve"))
+        try await eventually("an UnexpectedBackupPod Event in \(own)") {
+          try await events(own, "lurker").contains { $0.reason == "UnexpectedBackupPod" && $0.type == "Warning" }
+        }
+        #expect(
+          controller.app.registry.value("botrt_unexpected_workloads_total", labels: [own, "Job", "foreign"]) == 1)
+        #expect(
+          controller.app.registry.value("botrt_unexpected_workloads_total", labels: [own, "Pod", "foreign"]) == 1)
+
+        // The policy goes: the namespace is no longer watched, so a new foreign Job there is not reported.
+        try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
+        try await waitGone(ns, "orders-db")
+        try await Task.sleep(for: .seconds(2))
+        var later = job
+        later["metadata"]?["name"] = "after"
+        _ = try await client.create(
+          ChildResources.jobs, namespace: own, later, options: WriteOptions(fieldManager: "eve"))
+        try await Task.sleep(for: .seconds(3))
+        let late = try await events(own, "after").filter { $0.reason == "UnexpectedBackupJob" }
+        #expect(late.isEmpty, "the namespace is still audited after its policy went")
+        #expect(
+          controller.app.registry.value("botrt_unexpected_workloads_total", labels: [own, "Job", "foreign"]) == 1)
+      } catch {
+        await controller.stop()
+        throw error
+      }
+      await controller.stop()
+    }
+  }
+}
+
+extension BackupPolicyControllerTests {
   /// The compliance targets of a policy's profiles in its status (`kubectl describe`) and in `botrt-controller report`.
   @Test func complianceTargetsAreShownWithTheirEvidence() async throws {
     guard let bin = ProcessInfo.processInfo.environment["BOTRT_CONTROLLER_BIN"], !bin.isEmpty else {
