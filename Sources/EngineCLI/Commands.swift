@@ -15,9 +15,9 @@ protocol EngineCommand: AsyncParsableCommand {
 
 /// Runs an operation holding a repository lock, flushing the audit trail whatever happens.
 func withLockedRepo<T>(
-  _ repo: Repository, exclusive: Bool, _ body: () async throws -> T
+  _ repo: Repository, exclusive: Bool, wait: TimeInterval = 0, _ body: () async throws -> T
 ) async throws -> T {
-  let lock = try await repo.lock(exclusive: exclusive)
+  let lock = try await repo.lock(exclusive: exclusive, wait: wait)
   do {
     let r = try await body()
     await lock.release()
@@ -131,7 +131,7 @@ struct BackupCommand: EngineCommand {
       paths: paths, dataType: KeyType(dataType: dataType)!, tags: tagMap, stdinName: stdin ? stdinName : nil,
       compression: compression, progress: repoOptions.progressHandler())
     if let host { opts.hostname = host }
-    let r = try await withLockedRepo(repo, exclusive: false) { try await repo.backup(opts) }
+    let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) { try await repo.backup(opts) }
     fill(&result, repo)
     result.snapshotId = r.snapshotID.hex
     result.files = r.files
@@ -181,7 +181,7 @@ struct RestoreCommand: EngineCommand {
 
   func execute(_ result: inout CommandResult) async throws {
     let repo = try await repoOptions.open()
-    let r = try await withLockedRepo(repo, exclusive: false) { () -> RestoreResult in
+    let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) { () -> RestoreResult in
       let (snaps, _) = try await repo.loadSnapshotsChecked()
       try requirePresent(requireSnapshot, in: snaps)
       let s = try selectSnapshot(snapshot, before: try before.map(parseBefore), in: snaps, repo: repo)
@@ -243,7 +243,7 @@ struct VerifyCommand: EngineCommand {
 
   func execute(_ result: inout CommandResult) async throws {
     let repo = try await repoOptions.open()
-    let r = try await withLockedRepo(repo, exclusive: false) {
+    let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) {
       if requireSnapshot != nil { try requirePresent(requireSnapshot, in: try await repo.loadSnapshotsChecked().0) }
       return try await repo.verify(
         snapshotRef: all ? nil : snapshot, readData: readData, subset: try readDataSubset.map(ReadDataSubset.parse),
@@ -321,7 +321,7 @@ struct ForgetCommand: EngineCommand {
   func execute(_ result: inout CommandResult) async throws {
     let p = try retention.policy()
     let repo = try await repoOptions.open()
-    let r = try await withLockedRepo(repo, exclusive: true) {
+    let r = try await withLockedRepo(repo, exclusive: true, wait: try repoOptions.lockWait()) {
       // 100 % can never be reached by a pack that still holds a live blob: nothing is rewritten.
       try await repo.forget(
         policy: p, prune: prune, dryRun: dryRun, repackUnused: repackUnused >= 100 ? 2 : repackUnused / 100)
@@ -413,7 +413,7 @@ struct RotateKeysCommand: EngineCommand {
 
   func execute(_ result: inout CommandResult) async throws {
     let repo = try await repoOptions.open()
-    let w = try await withLockedRepo(repo, exclusive: true) { () -> [String] in
+    let w = try await withLockedRepo(repo, exclusive: true, wait: try repoOptions.lockWait()) { () -> [String] in
       let service = try await newService()
       let w = try await repo.rotateKeys(to: service)
       result.kms = service.descriptor
@@ -454,7 +454,7 @@ struct DeleteRepositoryCommand: EngineCommand {
       return
     }
     let repo = try await repoOptions.open()
-    let lock = try await repo.lock(exclusive: true)
+    let lock = try await repo.lock(exclusive: true, wait: try repoOptions.lockWait())
     let r: RepositoryDeletion
     do {
       r = try await repo.deleteEverything(keeping: lock.key)

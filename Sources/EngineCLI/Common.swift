@@ -171,8 +171,28 @@ public struct RepoOptions: ParsableArguments {
   var resultFile: String?
   @Flag(name: .shortAndLong, help: "No progress output.")
   var quiet = false
+  @Option(
+    name: .customLong("retry-lock"),
+    help:
+      "When another process holds a conflicting lock, try again for up to this long, e.g. 30s, 10m, 1h (env BOTRT_RETRY_LOCK; default: fail at once)."
+  )
+  var retryLock: String?
 
   public init() {}
+
+  public func validate() throws {
+    do { _ = try lockWait() } catch let EngineError.usage(message) { throw ValidationError(message) }
+  }
+
+  /// How long to wait for a conflicting lock (`--retry-lock`), in seconds.
+  func lockWait() throws -> TimeInterval {
+    guard let v = retryLock ?? env["BOTRT_RETRY_LOCK"], !v.isEmpty, v != "0" else { return 0 }
+    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+    guard let u = v.last, let f = units[u], let n = Double(v.dropLast()), n >= 0, n.isFinite else {
+      throw EngineError.usage("--retry-lock '\(v)' must be a number and a unit: s, m or h, e.g. 10m")
+    }
+    return n * f
+  }
 
   var env: [String: String] { ProcessInfo.processInfo.environment }
 

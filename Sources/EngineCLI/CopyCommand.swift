@@ -143,8 +143,8 @@ struct CopyCommand: EngineCommand {
     let targetKeys = try makeKeyService(url: try targetKMS(), options: ko)
     let target = try await openOrCreateTarget(targetStore, targetKeys)
     let policy = retention.isEmpty ? nil : try retention.policy()
-    let r = try await withLockedRepo(source, exclusive: false) {
-      try await withLockedRepo(target, exclusive: false) {
+    let r = try await withLockedRepo(source, exclusive: false, wait: try repoOptions.lockWait()) {
+      try await withLockedRepo(target, exclusive: false, wait: try repoOptions.lockWait()) {
         try await source.copy(
           to: target,
           options: CopyOptions(
@@ -153,7 +153,7 @@ struct CopyCommand: EngineCommand {
     }
     if let policy {
       // The target's retention, as `forget` applies it, once the copy released its shared lock.
-      let f = try await withLockedRepo(target, exclusive: true) {
+      let f = try await withLockedRepo(target, exclusive: true, wait: try repoOptions.lockWait()) {
         try await target.forget(policy: policy, prune: prune)
       }
       result.removed = f.removed

@@ -28,6 +28,8 @@ public struct EngineInvocation: Sendable, Hashable {
   public var kmsURL: String
   /// Flags common to every engine command (endpoints, token files), after the repository and KMS.
   public var commonFlags: [String]
+  /// How long a Job waits for a conflicting lock (`--retry-lock`): the engine's lock lifetime (600 s) and a minute.
+  public static let retryLock = "11m"
   /// Environment of the engine container (JSON EnvVar objects).
   public var env: [JSONValue]
   /// Volumes of the pod (Secret volumes and the local repository claim).
@@ -49,7 +51,9 @@ public struct EngineInvocation: Sendable, Hashable {
   /// `currentKey` is status.currentKey: the key a rotation moved the repository to (an AWS KMS key id, or an entry
   /// of the rotation keys Secret), used instead of the one spec names.
   public init(spec: BackupPolicySpec, currentKey: String? = nil, secretName: (String) -> String) throws(SpecError) {
-    var flags: [String] = []
+    // Every Job waits for a conflicting repository lock (a prune or key rotation of the same repository) instead of
+    // failing at once; a little longer than a lock's lifetime, so the lock of a run killed mid-way expires first.
+    var flags: [String] = ["--retry-lock", Self.retryLock]
     var env: [JSONValue] = []
     var volumes: [JSONValue] = []
     var mounts: [JSONValue] = []

@@ -154,6 +154,9 @@ public struct ReplicaInvocation: Sendable, Hashable {
       case "--s3-path-style":
         env.append(["name": .string(Self.targetEnvPrefix + "BOTRT_S3_PATH_STYLE"), "value": "1"])
         i += 1
+      case "--retry-lock":
+        // The source's --retry-lock (in its common flags) applies to both repositories of a copy.
+        i += 2
       default:
         throw SpecError(
           field: "\(field).repository",

@@ -41,6 +41,9 @@ import Testing
     let bad = try h.run(["backup", h.dir, "--no-such-flag"], withRepo: false)
     #expect(bad.code == 2)
     #expect(bad.stderr.contains("--no-such-flag"))
+    // A lock wait without a unit names the flag.
+    let wait = try h.run(["snapshots", "--retry-lock", "10"])
+    #expect(wait.code == 2 && wait.stderr.contains("--retry-lock"), "\(wait.stderr)")
     // A misspelt command in `help` is a usage error naming it, not the top-level help with exit 0.
     let nosuch = try h.run(["help", "bakup"], withRepo: false)
     #expect(nosuch.code == 2)

@@ -168,6 +168,8 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     #expect(script.contains("--data-type database --tag policy=shop/payments-db"))
     #expect(script.contains("--stdin --stdin-name payments.dump"))
     #expect(script.contains("--init-if-missing"), "a new policy's first run must create its repository")
+    #expect(
+      script.contains("--retry-lock 11m"), "a run that meets a prune's or a rotation's lock waits for it to finish")
     let initC = try #require(ps["initContainers"]?[0])
     #expect(initC["image"] == "botrt/engine:1")
     #expect(initC["command"] == ["cp", "/usr/local/bin/botrt-engine", "/botrt/bin/botrt-engine"])

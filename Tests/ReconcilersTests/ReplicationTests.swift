@@ -79,7 +79,7 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
     #expect(
       args == [
         "copy", "--repo", "s3://backups/payments", "--kms",
-        "vault-transit://vault.vault.svc:8200/transit/backup-database-key?tls=true",
+        "vault-transit://vault.vault.svc:8200/transit/backup-database-key?tls=true", "--retry-lock", "11m",
         "--s3-endpoint", "http://10.0.0.5:9000", "--s3-region", "us-east-1", "--s3-path-style", "--vault-token-file",
         "/var/run/botrt/secrets/vault-token/token", "--to", "gs://dr-bucket/payments", "--to-kms",
         "vault-transit://vault-dr.vault.svc:8200/transit/dr-key?tls=true", "--to-vault-token-file",

@@ -46,10 +46,53 @@ public final class RepositoryLock: @unchecked Sendable {
 }
 
 extension Repository {
-  /// Takes a shared or exclusive lock, removing stale locks (expired, or from a dead local process).
-  public func lock(exclusive: Bool) async throws -> RepositoryLock {
+  /// Takes a shared or exclusive lock, removing stale locks (expired, or from a dead local process). A lock that
+  /// conflicts (an exclusive one, or any other when `exclusive`) fails at once with `EngineError.locked`, or, with
+  /// `wait` > 0, is tried again every few seconds until it is free or `wait` has passed (restic's --retry-lock).
+  ///
+  /// Two lockers that check at the same moment could both find the repository free; so after writing its lock
+  /// each looks again, and one that then sees a conflicting lock removes its own and counts as locked out. Of two
+  /// such lockers at least one sees the other (the list after a write sees every earlier write), so a prune and a
+  /// backup never both proceed; both may back off, and the waits are jittered so they do not meet again.
+  public func lock(exclusive: Bool, wait: TimeInterval = 0) async throws -> RepositoryLock {
+    let deadline = Date().addingTimeInterval(max(0, wait))
+    var pause: TimeInterval = 1
+    while true {
+      do {
+        return try await tryLock(exclusive: exclusive)
+      } catch let e as EngineError {
+        guard case .locked = e else { throw e }
+        let left = deadline.timeIntervalSinceNow
+        if left <= 0 { throw e }
+        logger.info("repository locked; trying again for up to \(Int(left.rounded(.up))) s: \(e)")
+        let sleep = min(left, pause * Double.random(in: 0.5...1.5))
+        try await Task.sleep(nanoseconds: UInt64(sleep * 1_000_000_000))
+        pause = min(pause * 2, 30)
+      }
+    }
+  }
+
+  func tryLock(exclusive: Bool) async throws -> RepositoryLock {
+    try await checkLocks(exclusive: exclusive, own: nil)
+    let rec = LockRecord(
+      host: ProcessInfo.processInfo.hostName, pid: getpid(), time: Self.now(),
+      expires: Manifest.formatTime(Date().addingTimeInterval(RepositoryLock.ttl)),
+      exclusive: exclusive)
+    let key = "locks/" + Hex.encode(Crypto.randomBytes(16))
+    try await store.put(key, data: try JSONEncoder().encode(rec), options: PutOptions(ifNoneMatch: true))
+    do {
+      try await checkLocks(exclusive: exclusive, own: key)
+    } catch {
+      do { try await store.delete(key) } catch StorageError.notFound {}
+      throw error
+    }
+    return RepositoryLock(store: store, key: key, record: rec)
+  }
+
+  /// Throws `EngineError.locked` when a live lock other than `own` conflicts; removes stale ones.
+  func checkLocks(exclusive: Bool, own: String?) async throws {
     let host = ProcessInfo.processInfo.hostName
-    for o in try await store.list(prefix: "locks/") {
+    for o in try await store.list(prefix: "locks/") where o.key != own {
       let d: Data
       do { d = try await store.get(o.key) } catch StorageError.notFound { continue }
       let r: LockRecord
@@ -68,15 +111,9 @@ extension Repository {
       if exclusive || r.exclusive {
         throw EngineError.locked(
           "repository \(store.location) is locked by \(r.host) pid \(r.pid) since \(r.time) (\(r.exclusive ? "exclusive" : "shared")); "
-            + "wait for it to finish; a lock expires \(Int(RepositoryLock.ttl)) s after its holder stops refreshing it")
+            + "wait for it to finish (or pass --retry-lock DURATION); a lock expires \(Int(RepositoryLock.ttl)) s "
+            + "after its holder stops refreshing it")
       }
     }
-    let rec = LockRecord(
-      host: host, pid: getpid(), time: Self.now(),
-      expires: Manifest.formatTime(Date().addingTimeInterval(RepositoryLock.ttl)),
-      exclusive: exclusive)
-    let key = "locks/" + Hex.encode(Crypto.randomBytes(16))
-    try await store.put(key, data: try JSONEncoder().encode(rec), options: PutOptions(ifNoneMatch: true))
-    return RepositoryLock(store: store, key: key, record: rec)
   }
 }

@@ -1,0 +1,107 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import BackupEngine
+
+/// A store whose first listing of locks/ is empty, as a locker sees it that checked just before another wrote its
+/// lock.
+final class BlindFirstLockListStore: ObjectStore, Sendable {
+  let inner: LocalStore
+  private let listed = Mutex(false)
+  init(_ inner: LocalStore) { self.inner = inner }
+  var location: String { inner.location }
+  var supportsRetention: Bool { inner.supportsRetention }
+  func put(_ key: String, data: Data, options: PutOptions) async throws {
+    try await inner.put(key, data: data, options: options)
+  }
+  func get(_ key: String) async throws -> Data { try await inner.get(key) }
+  func getRange(_ key: String, offset: Int64, length: Int64) async throws -> Data {
+    try await inner.getRange(key, offset: offset, length: length)
+  }
+  func head(_ key: String) async throws -> ObjectInfo? { try await inner.head(key) }
+  func list(prefix: String) async throws -> [ObjectInfo] {
+    if prefix == "locks/",
+      listed.withLock({ l in
+        defer { l = true }; return !l
+      })
+    {
+      return []
+    }
+    return try await inner.list(prefix: prefix)
+  }
+  func delete(_ key: String) async throws { try await inner.delete(key) }
+  func extendRetention(_ key: String, to retention: ObjectRetention) async throws {
+    try await inner.extendRetention(key, to: retention)
+  }
+}
+
+@Suite struct LockTests {
+  struct Setup {
+    let dir: String
+    let store: LocalStore
+    let kms: LocalKeyService
+    func open(_ store: any ObjectStore) async throws -> Repository {
+      try await Repository.open(store: store, keyService: kms, logger: Logger(label: "test"))
+    }
+    func locks() async throws -> [String] { try await store.list(prefix: "locks/").map(\.key) }
+  }
+
+  func setUp() async throws -> Setup {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("botrt-lock-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try Data(Crypto.randomBytes(32)).write(to: URL(fileURLWithPath: dir + "/kek"))
+    let kms = try LocalKeyService(path: dir + "/kek")
+    let store = try LocalStore(root: dir + "/repo")
+    _ = try await Repository.initialize(store: store, keyService: kms, objectLock: nil, logger: Logger(label: "test"))
+    return Setup(dir: dir, store: store, kms: kms)
+  }
+
+  /// A prune (exclusive) and a backup (shared) that both found the repository free: the one that looks again after
+  /// writing its lock sees the other's and withdraws, so they never both proceed.
+  @Test func twoLockersThatCheckedAtOnceNeverBothHoldTheRepository() async throws {
+    let s = try await setUp()
+    defer { try? FileManager.default.removeItem(atPath: s.dir) }
+    let prune = try await s.open(BlindFirstLockListStore(s.store))
+    let backup = try await s.open(BlindFirstLockListStore(s.store))
+    let held = try await prune.lock(exclusive: true)
+    await #expect(throws: EngineError.self) { _ = try await backup.lock(exclusive: false) }
+    #expect(try await s.locks() == [held.key], "the withdrawn lock must be removed")
+    await held.release()
+    // Free again: the shared lock is taken.
+    let later = try await backup.lock(exclusive: false)
+    #expect(try await s.locks() == [later.key])
+    await later.release()
+  }
+
+  @Test func retryLockWaitsForTheHolderOrGivesUp() async throws {
+    let s = try await setUp()
+    defer { try? FileManager.default.removeItem(atPath: s.dir) }
+    let holder = try await s.open(s.store)
+    let waiter = try await s.open(s.store)
+    let held = try await holder.lock(exclusive: true)
+    // Without waiting: refused at once, naming --retry-lock.
+    do {
+      _ = try await waiter.lock(exclusive: false)
+      Issue.record("a shared lock was granted beside an exclusive one")
+    } catch let EngineError.locked(message) {
+      #expect(message.contains("--retry-lock"))
+    }
+    // Waiting 1.5 s while the holder keeps it: refused after about that long.
+    let t0 = Date()
+    await #expect(throws: EngineError.self) { _ = try await waiter.lock(exclusive: false, wait: 1.5) }
+    #expect(Date().timeIntervalSince(t0) >= 1.4)
+    // Waiting up to 20 s while the holder releases after 1 s: granted.
+    let release = Task {
+      try await Task.sleep(for: .seconds(1))
+      await held.release()
+    }
+    let t1 = Date()
+    let got = try await waiter.lock(exclusive: true, wait: 20)
+    #expect(Date().timeIntervalSince(t1) < 15)
+    try await release.value
+    #expect(try await s.locks() == [got.key])
+    await got.release()
+  }
+}
