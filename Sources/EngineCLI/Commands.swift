@@ -131,7 +131,9 @@ struct BackupCommand: EngineCommand {
       paths: paths, dataType: KeyType(dataType: dataType)!, tags: tagMap, stdinName: stdin ? stdinName : nil,
       compression: compression, progress: repoOptions.progressHandler())
     if let host { opts.hostname = host }
-    let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) { try await repo.backup(opts) }
+    let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) {
+      try await repo.backup(opts)
+    }
     fill(&result, repo)
     result.snapshotId = r.snapshotID.hex
     result.files = r.files
