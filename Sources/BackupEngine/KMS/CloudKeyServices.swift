@@ -100,6 +100,33 @@ final class TokenProvider: @unchecked Sendable {
     return TokenProvider(source: source, kms: kms, client: client, policy: policy)
   }
 
+  /// POSTs `body` with retries; a transport failure or exhausted retries is KMSError.unreachable with `context`
+  /// and the error, scrubbed of credentials. Returns the answer and its body parsed as a JSON object, if it is one.
+  func post(
+    _ url: String, headers: [(name: String, value: String)], body: Data, context: String
+  ) async throws -> (response: HTTPResponse, json: [String: Any]?) {
+    let response: HTTPResponse
+    do {
+      response = try await sendWithRetry(client, policy: policy) {
+        HTTPRequest(method: "POST", url: url, headers: headers, body: body)
+      }
+    } catch let e as RetriesExhausted {
+      throw KMSError.unreachable(kms: kms, message: scrub("\(context)\(e.message) after \(e.attempts) attempts"))
+    } catch let e as HTTPTransportError {
+      throw KMSError.unreachable(kms: kms, message: scrub("\(context)\(e.description)"))
+    }
+    return (response, jsonObject(response.body))
+  }
+
+  /// POSTs a JSON body with the bearer token (see `post`).
+  func postJSON(_ url: String, _ object: [String: String]) async throws -> (
+    response: HTTPResponse, json: [String: Any]?
+  ) {
+    let payload = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    return try await post(
+      url, headers: [try await header(), ("Content-Type", "application/json")], body: payload, context: "")
+  }
+
   /// The Authorization header, fetching (or refreshing, a minute before it expires) a token when needed.
   func header() async throws -> (name: String, value: String) {
     ("Authorization", "Bearer \(try await token())")
@@ -111,18 +138,9 @@ final class TokenProvider: @unchecked Sendable {
     let (url, form) = try requestForm()
     let body = Data(
       form.map { "\($0.0)=\(Self.formEncode($0.1))" }.joined(separator: "&").utf8)
-    let response: HTTPResponse
-    do {
-      response = try await sendWithRetry(client, policy: policy) {
-        HTTPRequest(
-          method: "POST", url: url, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: body)
-      }
-    } catch let e as RetriesExhausted {
-      throw KMSError.unreachable(kms: kms, message: scrub("token endpoint \(url): \(e.message)"))
-    } catch let e as HTTPTransportError {
-      throw KMSError.unreachable(kms: kms, message: scrub("token endpoint \(url): \(e.description)"))
-    }
-    let json = jsonObject(response.body)
+    let (response, json) = try await post(
+      url, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: body,
+      context: "token endpoint \(url): ")
     guard response.status == 200, let t = json?["access_token"] as? String, !t.isEmpty else {
       let code = (json?["error"] as? String) ?? "HTTP \(response.status)"
       let desc = scrub((json?["error_description"] as? String) ?? "")
@@ -270,21 +288,8 @@ public struct AzureKeyVaultKeyService: KeyService {
 
   /// One key operation; returns the answer's `kid` and decoded `value`.
   func call(_ op: String, version: String?, value: Data) async throws -> (kid: String, value: Data) {
-    let url = operationURL(op, version: version)
-    let payload = try JSONSerialization.data(
-      withJSONObject: ["alg": Self.algorithm, "value": Base64URL.encode(value)], options: [.sortedKeys])
-    let headers: [(name: String, value: String)] = [try await token.header(), ("Content-Type", "application/json")]
-    let response: HTTPResponse
-    do {
-      response = try await sendWithRetry(client, policy: policy) {
-        HTTPRequest(method: "POST", url: url, headers: headers, body: payload)
-      }
-    } catch let e as RetriesExhausted {
-      throw KMSError.unreachable(kms: descriptor, message: token.scrub("\(e.message) after \(e.attempts) attempts"))
-    } catch let e as HTTPTransportError {
-      throw KMSError.unreachable(kms: descriptor, message: token.scrub(e.description))
-    }
-    let json = jsonObject(response.body)
+    let (response, json) = try await token.postJSON(
+      operationURL(op, version: version), ["alg": Self.algorithm, "value": Base64URL.encode(value)])
     let err = json?["error"] as? [String: Any]
     let code = (err?["code"] as? String) ?? "HTTP \(response.status)"
     let message = token.scrub((err?["message"] as? String) ?? "")
@@ -396,20 +401,7 @@ public struct GCPKMSKeyService: KeyService {
 
   /// One call (`encrypt`, `decrypt`); returns the answer object.
   func call(_ method: String, _ body: [String: String]) async throws -> [String: Any] {
-    let url = "\(base)/v1/\(name):\(method)"
-    let payload = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
-    let headers: [(name: String, value: String)] = [try await token.header(), ("Content-Type", "application/json")]
-    let response: HTTPResponse
-    do {
-      response = try await sendWithRetry(client, policy: policy) {
-        HTTPRequest(method: "POST", url: url, headers: headers, body: payload)
-      }
-    } catch let e as RetriesExhausted {
-      throw KMSError.unreachable(kms: descriptor, message: token.scrub("\(e.message) after \(e.attempts) attempts"))
-    } catch let e as HTTPTransportError {
-      throw KMSError.unreachable(kms: descriptor, message: token.scrub(e.description))
-    }
-    let json = jsonObject(response.body)
+    let (response, json) = try await token.postJSON("\(base)/v1/\(name):\(method)", body)
     if response.status == 200, let json { return json }
     let err = json?["error"] as? [String: Any]
     let status = (err?["status"] as? String) ?? "HTTP \(response.status)"
