@@ -105,3 +105,51 @@ final class BlindFirstLockListStore: ObjectStore, Sendable {
     await got.release()
   }
 }
+
+/// A store whose conditional writes land but answer "already exists", as a write does whose first answer was lost
+/// and that the store's retry then finds in place.
+struct LostAnswerStore: ObjectStore {
+  let inner: LocalStore
+  var location: String { inner.location }
+  var supportsRetention: Bool { inner.supportsRetention }
+  func put(_ key: String, data: Data, options: PutOptions) async throws {
+    try await inner.put(key, data: data, options: options)
+    if options.ifNoneMatch { throw StorageError.alreadyExists(key: key) }
+  }
+  func get(_ key: String) async throws -> Data { try await inner.get(key) }
+  func getRange(_ key: String, offset: Int64, length: Int64) async throws -> Data {
+    try await inner.getRange(key, offset: offset, length: length)
+  }
+  func head(_ key: String) async throws -> ObjectInfo? { try await inner.head(key) }
+  func list(prefix: String) async throws -> [ObjectInfo] { try await inner.list(prefix: prefix) }
+  func delete(_ key: String) async throws { try await inner.delete(key) }
+  func extendRetention(_ key: String, to retention: ObjectRetention) async throws {
+    try await inner.extendRetention(key, to: retention)
+  }
+}
+
+@Suite struct LostAnswerTests {
+  /// Creating the repository, its key file and a lock through writes whose answers were lost: each finds its own
+  /// object and goes on (the config was taken for another run's, and the new key file deleted, before).
+  @Test func aRetriedCreateThatFindsItsOwnObjectSucceeds() async throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("botrt-lost-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try Data(Crypto.randomBytes(32)).write(to: URL(fileURLWithPath: dir + "/kek"))
+    let kms = try LocalKeyService(path: dir + "/kek")
+    let local = try LocalStore(root: dir + "/repo")
+    let store = LostAnswerStore(inner: local)
+    let logger = Logger(label: "test")
+    let repo = try await Repository.initialize(store: store, keyService: kms, objectLock: nil, logger: logger)
+    #expect(try await local.list(prefix: "keys/").map(\.key) == [repo.keyFileName])
+    let opened = try await Repository.open(store: store, keyService: kms, logger: logger)
+    #expect(opened.config.id == repo.config.id)
+    let lock = try await opened.lock(exclusive: true)
+    #expect(try await local.list(prefix: "locks/").map(\.key) == [lock.key])
+    await lock.release()
+    // Another object under the name is still a conflict.
+    try await local.put("probe", data: Data("theirs".utf8))
+    await #expect(throws: StorageError.self) { try await local.create("probe", data: Data("ours".utf8)) }
+    #expect(try await local.get("probe") == Data("theirs".utf8))
+  }
+}

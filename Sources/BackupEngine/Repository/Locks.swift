@@ -79,7 +79,7 @@ extension Repository {
       expires: Manifest.formatTime(Date().addingTimeInterval(RepositoryLock.ttl)),
       exclusive: exclusive)
     let key = "locks/" + Hex.encode(Crypto.randomBytes(16))
-    try await store.put(key, data: try JSONEncoder().encode(rec), options: PutOptions(ifNoneMatch: true))
+    try await store.create(key, data: try JSONEncoder().encode(rec))
     do {
       try await checkLocks(exclusive: exclusive, own: key)
     } catch {

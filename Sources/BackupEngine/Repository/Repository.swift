@@ -157,11 +157,9 @@ public final class Repository: @unchecked Sendable {
     let kname = "keys/" + Hex.encode(Crypto.randomBytes(16))
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    try await store.put(kname, data: try e.encode(kf), options: PutOptions(ifNoneMatch: true))
+    try await store.create(kname, data: try e.encode(kf))
     do {
-      try await store.put(
-        "config", data: try encodeConfig(config, signingKey: plain["signing"]!),
-        options: PutOptions(ifNoneMatch: true))
+      try await store.create("config", data: try encodeConfig(config, signingKey: plain["signing"]!))
     } catch StorageError.alreadyExists(let key) {
       // Another run created the repository first (two runs of a new policy racing): our key file belongs to a
       // repository that does not exist; remove it so that only the winner's key file remains.
@@ -398,7 +396,7 @@ public final class Repository: @unchecked Sendable {
     let kname = "keys/" + Hex.encode(Crypto.randomBytes(16))
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    try await store.put(kname, data: try e.encode(kf), options: PutOptions(ifNoneMatch: true))
+    try await store.create(kname, data: try e.encode(kf))
     // Check the new key file unwraps before removing anything.
     let back = try await unwrapCounted(newService, wrapped["meta"]!, name: "meta", keyFile: kname)
     guard back == plain["meta"]! else {

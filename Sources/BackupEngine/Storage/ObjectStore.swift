@@ -92,4 +92,19 @@ public protocol ObjectStore: Sendable {
 
 extension ObjectStore {
   public func put(_ key: String, data: Data) async throws { try await put(key, data: data, options: PutOptions()) }
+
+  /// Creates `key` only if it does not exist (`ifNoneMatch`). A write whose answer was lost is retried by the
+  /// store and then finds the object it wrote itself: an existing object with exactly these bytes counts as
+  /// written (without this, a repository's first config write could be taken for another run's and the new
+  /// repository's key file removed). `options` may add retention.
+  public func create(_ key: String, data: Data, options: PutOptions = PutOptions()) async throws {
+    var o = options
+    o.ifNoneMatch = true
+    do {
+      try await put(key, data: data, options: o)
+    } catch StorageError.alreadyExists(let k) {
+      if let existing = try? await get(key), existing == data { return }
+      throw StorageError.alreadyExists(key: k)
+    }
+  }
 }
