@@ -357,28 +357,35 @@ extension Repository {
     }
   }
 
-  /// Chunks and stores the serialized tree as meta-keyed tree blobs; returns their ids.
-  func storeTree(_ bytes: [UInt8], run: BackupRun, index: MasterIndex) throws -> [ID] {
+  /// Splits a serialized tree into meta-keyed tree blobs: the ids of all pieces in order, and where in `bytes`
+  /// the pieces the index does not hold yet are (each once; ranges, so the tree is not held twice).
+  func treePieces(_ bytes: [UInt8], index: MasterIndex) -> (ids: [ID], new: [(id: ID, range: Range<Int>)]) {
     let macK = macKey(.meta)
-    let z = ZstdContext()
-    let meta = try AESGCM(key: metaKey)
-    var pack = PackBuilder()
     var ids: [ID] = []
-    var start = 0
+    var new: [(id: ID, range: Range<Int>)] = []
     var added = Set<ID>()
-    try bytes.withUnsafeBytes { all in
+    var start = 0
+    bytes.withUnsafeBytes { all in
       while start < all.count {
         let rest = UnsafeRawBufferPointer(rebasing: all[start...])
         let n = chunker.nextBoundary(rest, isFinal: true) ?? rest.count
-        let piece = Array(rest[0..<n])
-        let id = ID(macK.mac(piece))
+        let id = ID(macK.mac(UnsafeRawBufferPointer(rebasing: rest[0..<n])))
         ids.append(id)
-        if !index.contains(id) && !added.contains(id) {
-          added.insert(id)
-          try addBlob(piece, id: id, type: .tree, keyType: .meta, to: &pack, z: z, cipher: meta)
-        }
+        if !index.contains(id) && added.insert(id).inserted { new.append((id, start..<(start + n))) }
         start += n
       }
+    }
+    return (ids, new)
+  }
+
+  /// Chunks and stores the serialized tree as meta-keyed tree blobs; returns their ids.
+  func storeTree(_ bytes: [UInt8], run: BackupRun, index: MasterIndex) throws -> [ID] {
+    let (ids, new) = treePieces(bytes, index: index)
+    let z = ZstdContext()
+    let meta = try AESGCM(key: metaKey)
+    var pack = PackBuilder()
+    for (id, range) in new {
+      try addBlob(Array(bytes[range]), id: id, type: .tree, keyType: .meta, to: &pack, z: z, cipher: meta)
     }
     try flushPack(&pack, run: run, index: index, meta: meta)
     return ids

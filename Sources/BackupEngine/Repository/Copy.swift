@@ -353,26 +353,13 @@ extension Repository {
 
   /// Chunks and stores a serialized tree as tree blobs with this repository's chunker and keys; returns their ids.
   func storeCopiedTree(_ bytes: [UInt8], run: BackupRun, index: MasterIndex) async throws -> [ID] {
-    let macK = macKey(.meta)
+    let (ids, new) = treePieces(bytes, index: index)
     let z = ZstdContext()
     let meta = try AESGCM(key: metaKey)
     var pack = PackBuilder()
-    var ids: [ID] = []
-    var start = 0
-    var added = Set<ID>()
-    while start < bytes.count {
-      let n = bytes.withUnsafeBytes { all in
-        let rest = UnsafeRawBufferPointer(rebasing: all[start...])
-        return chunker.nextBoundary(rest, isFinal: true) ?? rest.count
-      }
-      let piece = Array(bytes[start..<(start + n)])
-      let id = ID(macK.mac(piece))
-      ids.append(id)
-      if !index.contains(id) && added.insert(id).inserted {
-        try addBlob(piece, id: id, type: .tree, keyType: .meta, to: &pack, z: z, cipher: meta)
-        if pack.body.count >= config.packSize { try await uploadCopiedPack(&pack, run: run, index: index, meta: meta) }
-      }
-      start += n
+    for (id, range) in new {
+      try addBlob(Array(bytes[range]), id: id, type: .tree, keyType: .meta, to: &pack, z: z, cipher: meta)
+      if pack.body.count >= config.packSize { try await uploadCopiedPack(&pack, run: run, index: index, meta: meta) }
     }
     try await uploadCopiedPack(&pack, run: run, index: index, meta: meta)
     return ids
