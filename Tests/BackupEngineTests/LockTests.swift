@@ -1,41 +1,8 @@
 import Foundation
 import Logging
-import Synchronization
 import Testing
 
 @testable import BackupEngine
-
-/// A store whose first listing of locks/ is empty, as a locker sees it that checked just before another wrote its
-/// lock.
-final class BlindFirstLockListStore: ObjectStore, Sendable {
-  let inner: LocalStore
-  private let listed = Mutex(false)
-  init(_ inner: LocalStore) { self.inner = inner }
-  var location: String { inner.location }
-  var supportsRetention: Bool { inner.supportsRetention }
-  func put(_ key: String, data: Data, options: PutOptions) async throws {
-    try await inner.put(key, data: data, options: options)
-  }
-  func get(_ key: String) async throws -> Data { try await inner.get(key) }
-  func getRange(_ key: String, offset: Int64, length: Int64) async throws -> Data {
-    try await inner.getRange(key, offset: offset, length: length)
-  }
-  func head(_ key: String) async throws -> ObjectInfo? { try await inner.head(key) }
-  func list(prefix: String) async throws -> [ObjectInfo] {
-    if prefix == "locks/",
-      listed.withLock({ l in
-        defer { l = true }; return !l
-      })
-    {
-      return []
-    }
-    return try await inner.list(prefix: prefix)
-  }
-  func delete(_ key: String) async throws { try await inner.delete(key) }
-  func extendRetention(_ key: String, to retention: ObjectRetention) async throws {
-    try await inner.extendRetention(key, to: retention)
-  }
-}
 
 @Suite struct LockTests {
   struct Setup {
@@ -63,8 +30,8 @@ final class BlindFirstLockListStore: ObjectStore, Sendable {
   @Test func twoLockersThatCheckedAtOnceNeverBothHoldTheRepository() async throws {
     let s = try await setUp()
     defer { try? FileManager.default.removeItem(atPath: s.dir) }
-    let prune = try await s.open(BlindFirstLockListStore(s.store))
-    let backup = try await s.open(BlindFirstLockListStore(s.store))
+    let prune = try await s.open(HookedStore.blindFirstLockList(s.store))
+    let backup = try await s.open(HookedStore.blindFirstLockList(s.store))
     let held = try await prune.lock(exclusive: true)
     await #expect(throws: EngineError.self) { _ = try await backup.lock(exclusive: false) }
     #expect(try await s.locks() == [held.key], "the withdrawn lock must be removed")
@@ -106,28 +73,6 @@ final class BlindFirstLockListStore: ObjectStore, Sendable {
   }
 }
 
-/// A store whose conditional writes land but answer "already exists", as a write does whose first answer was lost
-/// and that the store's retry then finds in place.
-struct LostAnswerStore: ObjectStore {
-  let inner: LocalStore
-  var location: String { inner.location }
-  var supportsRetention: Bool { inner.supportsRetention }
-  func put(_ key: String, data: Data, options: PutOptions) async throws {
-    try await inner.put(key, data: data, options: options)
-    if options.ifNoneMatch { throw StorageError.alreadyExists(key: key) }
-  }
-  func get(_ key: String) async throws -> Data { try await inner.get(key) }
-  func getRange(_ key: String, offset: Int64, length: Int64) async throws -> Data {
-    try await inner.getRange(key, offset: offset, length: length)
-  }
-  func head(_ key: String) async throws -> ObjectInfo? { try await inner.head(key) }
-  func list(prefix: String) async throws -> [ObjectInfo] { try await inner.list(prefix: prefix) }
-  func delete(_ key: String) async throws { try await inner.delete(key) }
-  func extendRetention(_ key: String, to retention: ObjectRetention) async throws {
-    try await inner.extendRetention(key, to: retention)
-  }
-}
-
 @Suite struct LostAnswerTests {
   /// Creating the repository, its key file and a lock through writes whose answers were lost: each finds its own
   /// object and goes on (the config was taken for another run's, and the new key file deleted, before).
@@ -138,7 +83,7 @@ struct LostAnswerStore: ObjectStore {
     try Data(Crypto.randomBytes(32)).write(to: URL(fileURLWithPath: dir + "/kek"))
     let kms = try LocalKeyService(path: dir + "/kek")
     let local = try LocalStore(root: dir + "/repo")
-    let store = LostAnswerStore(inner: local)
+    let store = HookedStore.lostAnswers(local)
     let logger = Logger(label: "test")
     let repo = try await Repository.initialize(store: store, keyService: kms, objectLock: nil, logger: logger)
     #expect(try await local.list(prefix: "keys/").map(\.key) == [repo.keyFileName])

@@ -4,34 +4,6 @@ import Testing
 
 @testable import BackupEngine
 
-/// A local store that fails one chosen operation, to stand for a process killed at that point.
-final class CrashingStore: ObjectStore, @unchecked Sendable {
-  let inner: LocalStore
-  /// Returns true for the operation ("put", "delete") and key that must fail.
-  let crashes: @Sendable (String, String) -> Bool
-  init(_ inner: LocalStore, crashes: @escaping @Sendable (String, String) -> Bool) {
-    self.inner = inner
-    self.crashes = crashes
-  }
-  var location: String { inner.location }
-  var supportsRetention: Bool { false }
-  func put(_ key: String, data: Data, options: PutOptions) async throws {
-    if crashes("put", key) { throw StorageError.unavailable(location: location, message: "killed", attempts: 1) }
-    try await inner.put(key, data: data, options: options)
-  }
-  func get(_ key: String) async throws -> Data { try await inner.get(key) }
-  func getRange(_ key: String, offset: Int64, length: Int64) async throws -> Data {
-    try await inner.getRange(key, offset: offset, length: length)
-  }
-  func head(_ key: String) async throws -> ObjectInfo? { try await inner.head(key) }
-  func list(prefix: String) async throws -> [ObjectInfo] { try await inner.list(prefix: prefix) }
-  func delete(_ key: String) async throws {
-    if crashes("delete", key) { throw StorageError.unavailable(location: location, message: "killed", attempts: 1) }
-    try await inner.delete(key)
-  }
-  func extendRetention(_ key: String, to retention: ObjectRetention) async throws {}
-}
-
 /// Counts calls and fails the `n`-th matching one (1-based).
 final class NthCall: @unchecked Sendable {
   let lock = NSLock()
@@ -158,7 +130,7 @@ final class NthCall: @unchecked Sendable {
     defer { f.cleanup() }
     let before = try f.dataBytes()
     let counter = NthCall(n)
-    let crashing = CrashingStore(try f.local()) { o, k in o == op && k.hasPrefix(prefix) && counter.hit() }
+    let crashing = HookedStore.crashing(try f.local()) { o, k in o == op && k.hasPrefix(prefix) && counter.hit() }
     let repo = try await f.open(crashing)
     await #expect(throws: StorageError.self) {
       _ = try await repo.forget(policy: Self.keepLast1(), prune: true)
