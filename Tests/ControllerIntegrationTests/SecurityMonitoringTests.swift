@@ -32,6 +32,30 @@ extension BackupPolicyControllerTests {
       BackupPolicy.self, namespace: ns, name: "orders-db", .merge(["spec": ["trigger": .string(trigger)]]))
   }
 
+  /// A Job nobody planned that runs the engine's restore: what an intruder in a backup namespace would create.
+  func foreignEngineJob(_ name: String, _ ns: String) -> JSONValue {
+    [
+      "apiVersion": "batch/v1", "kind": "Job", "metadata": ["name": .string(name), "namespace": .string(ns)],
+      "spec": [
+        "backoffLimit": 0,
+        "template": [
+          "spec": [
+            "restartPolicy": "Never",
+            "containers": [["name": "backup", "image": "botrt/botrt-engine:test", "args": ["restore"]]],
+          ]
+        ],
+      ],
+    ]
+  }
+
+  /// A bare Pod (no Job controls it).
+  func barePod(_ name: String, _ ns: String) -> JSONValue {
+    [
+      "apiVersion": "v1", "kind": "Pod", "metadata": ["name": .string(name), "namespace": .string(ns)],
+      "spec": ["containers": [["name": "sh", "image": "busybox"]]],
+    ]
+  }
+
   /// Input series for promtool from scraped series: 0 for `before` minutes, then the scraped value.
   func stepSeries(_ found: [(String, Double)], before: Int = 5, after: Int = 10) -> [PromRules.Input] {
     found.map { s, v in
@@ -208,21 +232,9 @@ extension BackupPolicyControllerTests {
 
         // A Job the controller did not create runs the engine in the backup namespace with the policy's key; the
         // repository refuses its key (exit code 3) after one unwrap.
-        let foreign: JSONValue = [
-          "apiVersion": "batch/v1", "kind": "Job",
-          "metadata": ["name": "exfiltrate", "namespace": .string(backupNS)],
-          "spec": [
-            "backoffLimit": 0,
-            "template": [
-              "spec": [
-                "restartPolicy": "Never",
-                "containers": [["name": "backup", "image": "botrt/botrt-engine:test", "args": ["restore"]]],
-              ]
-            ],
-          ],
-        ]
         _ = try await client.create(
-          ChildResources.jobs, namespace: backupNS, foreign, options: WriteOptions(fieldManager: "mallory"))
+          ChildResources.jobs, namespace: backupNS, foreignEngineJob("exfiltrate", backupNS),
+          options: WriteOptions(fieldManager: "mallory"))
         try await eventually("an UnexpectedBackupJob Event naming mallory") {
           try await events(backupNS, "exfiltrate").contains {
             $0.reason == "UnexpectedBackupJob" && $0.type == "Warning" && $0.message?.contains("mallory") == true
@@ -253,12 +265,9 @@ extension BackupPolicyControllerTests {
         #expect(try await !objectExists(ChildResources.roleBindings, backupNS, names.roleBinding))
 
         // A bare Pod in the backup namespace.
-        let pod: JSONValue = [
-          "apiVersion": "v1", "kind": "Pod", "metadata": ["name": "stray", "namespace": .string(backupNS)],
-          "spec": ["containers": [["name": "sh", "image": "busybox"]]],
-        ]
         _ = try await client.create(
-          ChildResources.pods, namespace: backupNS, pod, options: WriteOptions(fieldManager: "mallory"))
+          ChildResources.pods, namespace: backupNS, barePod("stray", backupNS),
+          options: WriteOptions(fieldManager: "mallory"))
         try await eventually("an UnexpectedBackupPod Event") {
           try await events(backupNS, "stray").contains { $0.reason == "UnexpectedBackupPod" && $0.type == "Warning" }
         }
@@ -321,7 +330,6 @@ extension BackupPolicyControllerTests {
       try await createSecrets(ns)
       let controller = try await RunningController(
         client, namespace: ns, backupNamespace: backupNS, metricsAddress: nil)
-      defer { Task { [client] in try? await client.delete(Namespace.self, name: own) } }
       do {
         var p = policy(ns)
         p.spec.backupNamespace = own
@@ -331,31 +339,16 @@ extension BackupPolicyControllerTests {
           try await objectExists(
             ChildResources.cronJobs(apiVersion: controller.app.settings.cronJobAPIVersion), own, names.backupCronJob)
         }
-        let job: JSONValue = [
-          "apiVersion": "batch/v1", "kind": "Job", "metadata": ["name": "sneak", "namespace": .string(own)],
-          "spec": [
-            "backoffLimit": 0,
-            "template": [
-              "spec": [
-                "restartPolicy": "Never",
-                "containers": [["name": "backup", "image": "botrt/botrt-engine:test", "args": ["restore"]]],
-              ]
-            ],
-          ],
-        ]
         _ = try await client.create(
-          ChildResources.jobs, namespace: own, job, options: WriteOptions(fieldManager: "eve"))
+          ChildResources.jobs, namespace: own, foreignEngineJob("sneak", own),
+          options: WriteOptions(fieldManager: "eve"))
         try await eventually("an UnexpectedBackupJob Event in \(own)") {
           try await events(own, "sneak").contains {
             $0.reason == "UnexpectedBackupJob" && $0.type == "Warning" && $0.message?.contains("eve") == true
           }
         }
-        let pod: JSONValue = [
-          "apiVersion": "v1", "kind": "Pod", "metadata": ["name": "lurker", "namespace": .string(own)],
-          "spec": ["containers": [["name": "sh", "image": "busybox"]]],
-        ]
         _ = try await client.create(
-          ChildResources.pods, namespace: own, pod, options: WriteOptions(fieldManager: "eve"))
+          ChildResources.pods, namespace: own, barePod("lurker", own), options: WriteOptions(fieldManager: "eve"))
         try await eventually("an UnexpectedBackupPod Event in \(own)") {
           try await events(own, "lurker").contains { $0.reason == "UnexpectedBackupPod" && $0.type == "Warning" }
         }
@@ -368,10 +361,9 @@ extension BackupPolicyControllerTests {
         try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
         try await waitGone(ns, "orders-db")
         try await Task.sleep(for: .seconds(2))
-        var later = job
-        later["metadata"]?["name"] = "after"
         _ = try await client.create(
-          ChildResources.jobs, namespace: own, later, options: WriteOptions(fieldManager: "eve"))
+          ChildResources.jobs, namespace: own, foreignEngineJob("after", own),
+          options: WriteOptions(fieldManager: "eve"))
         try await Task.sleep(for: .seconds(3))
         let late = try await events(own, "after").filter { $0.reason == "UnexpectedBackupJob" }
         #expect(late.isEmpty, "the namespace is still audited after its policy went")
@@ -379,9 +371,12 @@ extension BackupPolicyControllerTests {
           controller.app.registry.value("botrt_unexpected_workloads_total", labels: [own, "Job", "foreign"]) == 1)
       } catch {
         await controller.stop()
+        _ = try? await client.delete(Namespace.self, name: own)
         throw error
       }
       await controller.stop()
+      // The policy's own backup namespace is not one withNamespace removes.
+      try await client.delete(Namespace.self, name: own)
     }
   }
 }
