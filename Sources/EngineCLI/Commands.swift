@@ -69,6 +69,22 @@ struct BackupCommand: EngineCommand {
   var stdin = false
   @Option(name: .customLong("stdin-name"), help: "The file name to record for --stdin.")
   var stdinName: String?
+  @Option(
+    name: .customLong("stdin-from"),
+    help: ArgumentHelp(
+      "With --stdin: read the stream from this named pipe (created when missing) instead of standard input; a "
+        + "producer in another container writes into it."))
+  var stdinFrom: String?
+  @Option(
+    name: .customLong("stdin-status"),
+    help: ArgumentHelp(
+      "With --stdin-from: after the stream ends, wait for the producer's exit status in this file; a non-zero or "
+        + "missing status fails the backup before a snapshot is written."))
+  var stdinStatus: String?
+  @Option(
+    name: .customLong("stdin-timeout"),
+    help: "With --stdin-from: seconds to wait for the producer to open the pipe, and for its exit status (600).")
+  var stdinTimeout: Int = 600
   @Option(help: "Host name recorded in the snapshot (default: this host).")
   var host: String?
   @Option(
@@ -93,6 +109,8 @@ struct BackupCommand: EngineCommand {
     if stdin {
       guard let n = stdinName, !n.isEmpty else { throw ValidationError("--stdin needs --stdin-name NAME") }
       guard paths.isEmpty else { throw ValidationError("--stdin takes no paths") }
+    } else if stdinFrom != nil || stdinStatus != nil {
+      throw ValidationError("--stdin-from and --stdin-status need --stdin")
     } else if paths.isEmpty {
       throw ValidationError("give at least one PATH, or --stdin --stdin-name NAME")
     }
@@ -101,6 +119,10 @@ struct BackupCommand: EngineCommand {
     }
     for t in tags where !t.contains("=") { throw ValidationError("--tag '\(t)' must be K=V") }
     if objectLock != nil && !initIfMissing { throw ValidationError("--object-lock needs --init-if-missing") }
+    if stdinStatus != nil && stdinFrom == nil { throw ValidationError("--stdin-status needs --stdin-from PIPE") }
+    guard (1...86_400).contains(stdinTimeout) else {
+      throw ValidationError("--stdin-timeout must be between 1 and 86400 seconds, not \(stdinTimeout)")
+    }
   }
 
   /// Opens the repository, creating it first with `--init-if-missing` when it has no config. A concurrent
@@ -126,11 +148,22 @@ struct BackupCommand: EngineCommand {
       let p = t.split(separator: "=", maxSplits: 1)
       tagMap[String(p[0])] = p.count > 1 ? String(p[1]) : ""
     }
+    // The pipe first: its producer waits for it to appear, and then blocks on a full pipe until the repository is
+    // open and locked.
+    let pipeFD = try stdinFrom.map { try StreamPipe.openForReading($0, timeout: Double(stdinTimeout)) }
+    defer { if let fd = pipeFD { close(fd) } }
     let repo = try await openOrCreate()
     var opts = BackupOptions(
       paths: paths, dataType: KeyType(dataType: dataType)!, tags: tagMap, stdinName: stdin ? stdinName : nil,
       compression: compression, progress: repoOptions.progressHandler())
     if let host { opts.hostname = host }
+    if let fd = pipeFD {
+      opts.stdinFD = fd
+      if let statusPath = stdinStatus {
+        let timeout = Double(stdinTimeout)
+        opts.inputComplete = { try StreamPipe.checkStatus(statusPath, timeout: timeout, producer: "dump command") }
+      }
+    }
     let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) {
       try await repo.backup(opts)
     }

@@ -505,6 +505,14 @@ public enum BackupPolicyChildren {
 
   // MARK: - Pods
 
+  /// The named pipe between a backup's dump container and its engine container, on a shared emptyDir.
+  enum DumpPipe {
+    static let volume = "pipe"
+    static let directory = "/botrt/pipe"
+    static let pipe = "/botrt/pipe/dump"
+    static let status = "/botrt/pipe/dump.status"
+  }
+
   static func containerSecurity(_ settings: ControllerSettings) -> JSONValue {
     [
       "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true,
@@ -547,10 +555,12 @@ public enum BackupPolicyChildren {
   static let tmpMount: JSONValue = ["name": "tmp", "mountPath": "/tmp"]
 
   /// The backup pod. A PVC source is mounted read-only under /backup/<claim> in the engine container. A dump
-  /// command runs in its own image as `sh -c 'CMD | botrt-engine backup --stdin ...'`, with the engine binary
-  /// copied from the engine image by an init container into a shared emptyDir (the engine image must provide
-  /// `cp`; the dump image must provide `sh`). The dump's exit status is checked after the pipeline: a failed dump
-  /// fails the Job with exit code 6 even if the engine stored what it received.
+  /// command runs in its own image, in container `dump`, beside the engine in container `backup`: the dump writes into
+  /// a named pipe on a shared emptyDir (`/botrt/pipe/dump`, created by the engine), then its exit status into
+  /// `/botrt/pipe/dump.status`; the engine reads the pipe (`backup --stdin --stdin-from ... --stdin-status ...`) and
+  /// writes no snapshot unless that status is 0. Only the engine container gets the storage and KMS credentials, and
+  /// only its termination message is read; the dump image needs `sh` and nothing of BotRT's (stock database images
+  /// lack the engine's shared libraries).
   static func podTemplate(
     _ input: ChildInputs, invocation: EngineInvocation, names: ChildNames, labels podLabels: [String: String]
   ) throws(SpecError) -> JSONValue {
@@ -604,16 +614,22 @@ public enum BackupPolicyChildren {
           + "image's entrypoint is not used")
     }
     let fileName = cmd.fileName ?? "\(policy.name).dump"
-    let engine = "/botrt/bin/botrt-engine"
-    engineArgs += ["--stdin", "--stdin-name", fileName]
+    engineArgs += [
+      "--stdin", "--stdin-name", fileName, "--stdin-from", DumpPipe.pipe, "--stdin-status", DumpPipe.status,
+    ]
     let script = [
-      "rcfile=/tmp/botrt-dump.rc",
-      "{ \(words.map(shellQuote).joined(separator: " ")); echo $? > \"$rcfile\"; } | "
-        + ([engine] + engineArgs).map(shellQuote).joined(separator: " "),
+      "pipe=\(shellQuote(DumpPipe.pipe))",
+      "i=0",
+      "while [ ! -p \"$pipe\" ]; do",
+      "  i=$((i + 1))",
+      "  if [ \"$i\" -gt 6000 ]; then echo \"botrt: the engine did not create $pipe within 600 s\" >&2; exit 1; fi",
+      "  sleep 0.1",
+      "done",
+      words.map(shellQuote).joined(separator: " ") + " > \"$pipe\"",
       "rc=$?",
-      "dump=$(cat \"$rcfile\" 2>/dev/null || echo 127)",
-      "if [ \"$rc\" -ne 0 ]; then exit \"$rc\"; fi",
-      "if [ \"$dump\" -ne 0 ]; then echo \"botrt: the dump command exited with status $dump\" >&2; exit 6; fi",
+      "echo \"$rc\" > \(shellQuote(DumpPipe.status))",
+      "if [ \"$rc\" -ne 0 ]; then echo \"botrt: the dump command exited with status $rc\" >&2; fi",
+      "exit \"$rc\"",
     ].joined(separator: "\n")
     var userEnv: [JSONValue] = []
     for e in cmd.env ?? [] {
@@ -628,22 +644,26 @@ public enum BackupPolicyChildren {
         userEnv.append(["name": .string(e.name), "value": .string(e.value ?? "")])
       }
     }
-    volumes.append(["name": "engine-bin", "emptyDir": [:]])
-    let initC: JSONValue = [
-      "name": "install-engine", "image": .string(s.engineImage),
-      "command": ["cp", .string(s.enginePath), .string(engine)],
-      "volumeMounts": [["name": "engine-bin", "mountPath": "/botrt/bin"]],
-      "securityContext": containerSecurity(s),
+    volumes.append(["name": .string(DumpPipe.volume), "emptyDir": [:]])
+    let pipeMount: JSONValue = ["name": .string(DumpPipe.volume), "mountPath": .string(DumpPipe.directory)]
+    var dump: [String: JSONValue] = [
+      "name": "dump", "image": .string(cmd.image), "command": ["sh", "-c", .string(script)],
+      "env": .array(baseEnv + userEnv), "volumeMounts": [tmpMount, pipeMount],
+      "securityContext": containerSecurity(s), "terminationMessagePolicy": "FallbackToLogsOnError",
     ]
-    mounts.append(["name": "engine-bin", "mountPath": "/botrt/bin", "readOnly": true])
-    var c: [String: JSONValue] = [
-      "name": "backup", "image": .string(cmd.image), "command": ["sh", "-c", .string(script)],
-      "env": .array(baseEnv + userEnv + invocation.env), "volumeMounts": .array(mounts),
-      "securityContext": containerSecurity(s), "terminationMessagePolicy": "File",
+    var engine: [String: JSONValue] = [
+      "name": "backup", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
+      "args": .array(engineArgs.map { .string($0) }), "env": .array(baseEnv + invocation.env),
+      "volumeMounts": .array(mounts + [pipeMount]), "securityContext": containerSecurity(s),
+      "terminationMessagePolicy": "File",
     ]
-    if let r = resources(spec.resources) { c["resources"] = r }
+    if let r = resources(spec.resources) {
+      dump["resources"] = r
+      engine["resources"] = r
+    }
     return podShell(
-      input, names: names, labels: podLabels, volumes: volumes, initContainers: [initC], containers: [.object(c)])
+      input, names: names, labels: podLabels, volumes: volumes, initContainers: [],
+      containers: [.object(dump), .object(engine)])
   }
 
   /// A one-off engine Job of the policy (`rotate-keys`, `delete-repository`) with the backup pod's identity,

@@ -315,13 +315,14 @@ public enum DrillLogic {
     var failures: [String] = []
     if let failure { failures.append(failure) }
     let restore = job?.containers["restore"]
+    let load = job?.containers["restore-load"]
     let verify = job?.containers["verify"]
     let query = job?.containers["query"]
     let restoreResult = restore?.engineResult
 
     // Integrity: the Job completed and every check that ran said ok.
     var integrity = job?.state == .succeeded
-    for (name, c) in [("restore", restore), ("verify", verify), ("query", query)] {
+    for (name, c) in [("restore", restore), ("restore-load", load), ("verify", verify), ("query", query)] {
       guard let c else { continue }
       if c.exitCode != 0 {
         integrity = false

@@ -133,11 +133,12 @@ public struct RecoveryJobContext: Sendable {
 
 /// Builders of the Jobs of recovery steps and drills: restore, verify (with an optional database query), custom.
 ///
-/// The engine runs from the engine image (`command: [enginePath]`). Where data streams into or out of a command of
-/// another image, an init container copies the engine from its image into a shared emptyDir, as the backup Jobs do.
+/// The engine runs from the engine image (`command: [enginePath]`), and only the engine's containers get the storage
+/// and KMS credentials. A restore into a command of another image is two containers: the engine restores the stream
+/// into a file on a shared emptyDir (`stagePath`), then the command reads it on its standard input.
 public enum RecoveryJobs {
-  /// Engine path inside command images (copied there by the install-engine init container).
-  static let sharedEngine = "/botrt/bin/botrt-engine"
+  /// Where a streamed restore is staged for the command that reads it.
+  static let stagePath = "/botrt/stage"
   /// Mount path of a restore PVC, and of the drill's restore emptyDir.
   public static let restorePath = "/restore"
 
@@ -191,16 +192,9 @@ public enum RecoveryJobs {
     ]
   }
 
-  static func installEngine(_ s: ControllerSettings) -> JSONValue {
-    [
-      "name": "install-engine", "image": .string(s.engineImage),
-      "command": ["cp", .string(s.enginePath), .string(sharedEngine)],
-      "volumeMounts": [["name": "engine-bin", "mountPath": "/botrt/bin"]], "securityContext": security(s),
-    ]
-  }
-
-  /// The restore container(s) and volumes: into a PVC (or an emptyDir at /restore when `into` is nil), or streamed
-  /// into a command of another image (`botrt-engine restore --stdout | CMD`; either side failing fails the Job).
+  /// The restore container(s) and volumes: into a PVC (or an emptyDir at /restore when `into` is nil), or into a
+  /// command of another image (the engine restores the stream to `stagePath`, then container NAME-load runs
+  /// `CMD < FILE`; either failing fails the Job).
   static func restoreParts(
     spec: RestoreStepSpec, ctx: RecoveryJobContext, name: String, field: String
   ) throws(SpecError) -> (initContainers: [JSONValue], containers: [JSONValue], volumes: [JSONValue]) {
@@ -222,25 +216,34 @@ public enum RecoveryJobs {
       let backupStream = p.spec.source.command?.fileName
       var stream = command.fileName ?? backupStream ?? "dump"
       if stream == "dump", let b = backupStream { stream = b }
-      let engineArgs = engineBase("restore", inv) + snap + requireArgs(ctx) + ["--stdout", "--path", stream, "--quiet"]
+      // The engine restores the stream into a file on a shared emptyDir; then the command reads it in its own image.
+      // Two steps, not a pipe between two containers: recovery and drill Jobs run their containers one after the
+      // other (init containers), and the command's image gets no storage or KMS credentials this way.
+      let file = "\(stagePath)/\(stream)"
+      let engineArgs =
+        engineBase("restore", inv) + snap + requireArgs(ctx) + ["--target", stagePath, "--path", stream, "--quiet"]
       let all = words + (command.args ?? [])
       let script = [
-        "rcfile=/tmp/botrt-restore.rc",
-        "{ " + ([sharedEngine] + engineArgs).map(shellQuote).joined(separator: " ") + "; echo $? > \"$rcfile\"; } | "
-          + all.map(shellQuote).joined(separator: " "),
+        "f=\(shellQuote(file))",
+        "if [ ! -f \"$f\" ]; then echo \"botrt: the restore left no $f\" >&2; exit 1; fi",
+        all.map(shellQuote).joined(separator: " ") + " < \"$f\"",
         "rc=$?",
-        "engine=$(cat \"$rcfile\" 2>/dev/null || echo 127)",
-        "if [ \"$engine\" -ne 0 ]; then echo \"botrt: the engine exited with status $engine\" >&2; exit \"$engine\"; fi",
         "if [ \"$rc\" -ne 0 ]; then echo \"botrt: the restore command exited with status $rc\" >&2; exit \"$rc\"; fi",
       ].joined(separator: "\n")
-      volumes.append(["name": "engine-bin", "emptyDir": [:]])
-      mounts.append(["name": "engine-bin", "mountPath": "/botrt/bin", "readOnly": true])
-      let c: JSONValue = [
-        "name": .string(name), "image": .string(command.image), "command": ["sh", "-c", .string(script)],
-        "env": .array(baseEnv + env(command.env, ctx) + inv.env), "volumeMounts": .array(mounts),
+      volumes.append(["name": "stage", "emptyDir": [:]])
+      let restore: JSONValue = [
+        "name": .string(name), "image": .string(s.engineImage), "command": [.string(s.enginePath)],
+        "args": .array(engineArgs.map { .string($0) }), "env": .array(baseEnv + inv.env),
+        "volumeMounts": .array(mounts + [["name": "stage", "mountPath": .string(stagePath)]]),
+        "securityContext": security(s), "terminationMessagePolicy": "File",
+      ]
+      let load: JSONValue = [
+        "name": .string(name + "-load"), "image": .string(command.image), "command": ["sh", "-c", .string(script)],
+        "env": .array(baseEnv + env(command.env, ctx)),
+        "volumeMounts": [["name": "tmp", "mountPath": "/tmp"], ["name": "stage", "mountPath": .string(stagePath)]],
         "securityContext": security(s), "terminationMessagePolicy": "FallbackToLogsOnError",
       ]
-      return ([installEngine(s)], [c], volumes)
+      return ([], [restore, load], volumes)
     }
     if let pvc = spec.into.pvc {
       volumes.append(["name": "restore", "persistentVolumeClaim": ["claimName": .string(pvc.claimName)]])

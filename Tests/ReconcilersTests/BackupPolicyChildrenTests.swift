@@ -150,33 +150,49 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     #expect(ps["serviceAccountName"]?.stringValue == names.serviceAccount)
     #expect(ps[path: "securityContext", "runAsNonRoot"] == true)
     #expect(ps[path: "securityContext", "seccompProfile", "type"] == "RuntimeDefault")
-    let c = try #require(ps["containers"]?[0])
-    #expect(c["image"] == "postgres:16")
-    #expect(c[path: "securityContext", "readOnlyRootFilesystem"] == true)
-    #expect(c[path: "securityContext", "capabilities", "drop"] == ["ALL"])
-    #expect(c[path: "securityContext", "allowPrivilegeEscalation"] == false)
-    let script = try #require(c["command"]?[2]?.stringValue)
+    // Two containers: the dump in the application's image, the engine (with the credentials) in its own.
+    #expect(ps["initContainers"] == nil, "nothing of the engine is copied into the dump image")
+    let containers = try #require(ps["containers"]?.arrayValue)
+    #expect(containers.map { $0["name"]?.stringValue } == ["dump", "backup"])
+    let dump = containers[0]
+    let c = containers[1]
+    #expect(dump["image"] == "postgres:16")
+    #expect(c["image"] == "botrt/engine:1")
+    #expect(c["command"] == ["/usr/local/bin/botrt-engine"])
+    for x in containers {
+      #expect(x[path: "securityContext", "readOnlyRootFilesystem"] == true)
+      #expect(x[path: "securityContext", "capabilities", "drop"] == ["ALL"])
+      #expect(x[path: "securityContext", "allowPrivilegeEscalation"] == false)
+    }
+    let script = try #require(dump["command"]?[2]?.stringValue)
+    #expect(script.contains("pg_dump --format=custom 'pay ments' > \"$pipe\""))
+    #expect(script.contains("echo \"$rc\" > /botrt/pipe/dump.status"))
+    let args = (c["args"]?.arrayValue ?? []).compactMap(\.stringValue)
+    let line = args.joined(separator: " ")
+    #expect(args.first == "backup")
     #expect(
-      script.contains(
-        "{ pg_dump --format=custom 'pay ments'; echo $? > \"$rcfile\"; } | /botrt/bin/botrt-engine backup"))
+      line.contains(
+        "--repo s3://backups/payments --kms vault-transit://vault.vault.svc:8200/transit/backup-database-key?tls=true"))
+    #expect(line.contains("--s3-endpoint http://10.0.0.5:9000 --s3-region us-east-1 --s3-path-style"))
+    #expect(line.contains("--vault-token-file /var/run/botrt/secrets/vault-token/token"))
+    #expect(line.contains("--data-type database --tag policy=shop/payments-db"))
     #expect(
-      script.contains(
-        "--repo s3://backups/payments --kms 'vault-transit://vault.vault.svc:8200/transit/backup-database-key?tls=true'"
-      ))
-    #expect(script.contains("--s3-endpoint http://10.0.0.5:9000 --s3-region us-east-1 --s3-path-style"))
-    #expect(script.contains("--vault-token-file /var/run/botrt/secrets/vault-token/token"))
-    #expect(script.contains("--data-type database --tag policy=shop/payments-db"))
-    #expect(script.contains("--stdin --stdin-name payments.dump"))
-    #expect(script.contains("--init-if-missing"), "a new policy's first run must create its repository")
-    #expect(
-      script.contains("--retry-lock 11m"), "a run that meets a prune's or a rotation's lock waits for it to finish")
-    let initC = try #require(ps["initContainers"]?[0])
-    #expect(initC["image"] == "botrt/engine:1")
-    #expect(initC["command"] == ["cp", "/usr/local/bin/botrt-engine", "/botrt/bin/botrt-engine"])
-    // Secrets come from the copies.
-    let env = try #require(c["env"]?.arrayValue)
-    let pw = try #require(env.first { $0["name"] == "PGPASSWORD" })
+      line.contains(
+        "--stdin --stdin-name payments.dump --stdin-from /botrt/pipe/dump --stdin-status /botrt/pipe/dump.status"))
+    #expect(line.contains("--init-if-missing"), "a new policy's first run must create its repository")
+    #expect(line.contains("--retry-lock 11m"), "a run that meets a prune's or a rotation's lock waits for it to finish")
+    // Both mount the pipe; only the engine mounts the Secrets.
+    let mounts = { (x: JSONValue) in (x["volumeMounts"]?.arrayValue ?? []).compactMap { $0["mountPath"]?.stringValue } }
+    #expect(mounts(dump).sorted() == ["/botrt/pipe", "/tmp"])
+    #expect(mounts(c).contains("/botrt/pipe"))
+    #expect(mounts(c).contains("/var/run/botrt/secrets/vault-token"))
+    // The dump's own Secrets come from the copies; the storage and KMS credentials reach the engine only.
+    let dumpEnv = try #require(dump["env"]?.arrayValue)
+    let pw = try #require(dumpEnv.first { $0["name"] == "PGPASSWORD" })
     #expect(pw[path: "valueFrom", "secretKeyRef", "name"]?.stringValue == names.secretCopy("db-creds"))
+    #expect(!dumpEnv.contains { $0["name"] == "AWS_SECRET_ACCESS_KEY" || $0["name"] == "AWS_ACCESS_KEY_ID" })
+    let env = try #require(c["env"]?.arrayValue)
+    #expect(!env.contains { $0["name"] == "PGPASSWORD" })
     let key = try #require(env.first { $0["name"] == "AWS_SECRET_ACCESS_KEY" })
     #expect(key[path: "valueFrom", "secretKeyRef", "name"]?.stringValue == names.secretCopy("s3-creds"))
   }
@@ -184,8 +200,8 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
   @Test func compressionIsPassedOnlyWhenTheSpecSetsIt() throws {
     func script(_ p: BackupPolicy) throws -> String {
       let cj = try #require(child(try build(p), "CronJob", names.backupCronJob))
-      return try #require(
-        cj.body[path: "spec", "jobTemplate", "spec", "template", "spec", "containers"]?[0]?["command"]?[2]?.stringValue)
+      let engine = try #require(cj.body[path: "spec", "jobTemplate", "spec", "template", "spec", "containers"]?[1])
+      return (engine["args"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: " ")
     }
     #expect(!(try script(dumpPolicy())).contains("--compression"), "an unset field keeps the CronJob unchanged")
     for mode in CompressionMode.allCases {

@@ -135,7 +135,7 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
       policies: ["db": try recoveryTestPolicy()], timeoutSeconds: 3600)
     let pod = try #require(job[path: "spec", "template", "spec"])
     let inits = (pod["initContainers"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
-    #expect(inits == ["install-engine", "restore", "verify"])
+    #expect(inits == ["restore", "restore-load", "verify"])
     #expect(pod["containers"]?[0]?["name"]?.stringValue == "query")
     #expect(job[path: "metadata", "namespace"]?.stringValue == "drill-x")
     #expect(job[path: "spec", "activeDeadlineSeconds"]?.intValue == 3600)

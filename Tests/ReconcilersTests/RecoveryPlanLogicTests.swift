@@ -288,7 +288,7 @@ let webKey = WorkloadState.key("Deployment", "shop", "web")
     #expect(a.events.last?.reason == "RTOMissed")
   }
 
-  @Test func restoreJobPipesTheEngineIntoTheCommand() throws {
+  @Test func restoreJobStagesTheStreamForTheCommand() throws {
     let plan = try recoveryTestPlan()
     let steps = try RecoveryPlanLogic.steps(plan.spec)
     let ctx = RecoveryJobContext(
@@ -301,21 +301,33 @@ let webKey = WorkloadState.key("Deployment", "shop", "web")
     #expect(body[path: "spec", "backoffLimit"]?.intValue == 0)
     #expect(body[path: "metadata", "ownerReferences"]?[0]?["uid"]?.stringValue == "u-plan")
     let pod = try #require(body[path: "spec", "template", "spec"])
-    #expect(pod["initContainers"]?[0]?["name"]?.stringValue == "install-engine")
-    let c = try #require(pod["containers"]?[0])
-    #expect(c["image"]?.stringValue == "postgres:16")
-    let script = try #require(c["command"]?[2]?.stringValue)
-    #expect(script.contains("/botrt/bin/botrt-engine restore --repo s3://backups/shop --kms"))
-    #expect(script.contains("latest --stdout --path dump --quiet"))
-    #expect(script.contains("| psql -d app"))
+    // The engine restores in its own image first (an init container), then the command reads the staged file.
+    let engine = try #require(pod["initContainers"]?[0])
+    #expect(pod["initContainers"]?.arrayValue?.count == 1)
+    #expect(engine["name"]?.stringValue == "restore")
+    #expect(engine["image"]?.stringValue == "registry.local/botrt-engine:1")
+    let args = (engine["args"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: " ")
+    #expect(args.hasPrefix("restore --repo s3://backups/shop --kms"))
+    #expect(args.hasSuffix("latest --target /botrt/stage --path dump --quiet"))
+    let load = try #require(pod["containers"]?[0])
+    #expect(load["name"]?.stringValue == "restore-load")
+    #expect(load["image"]?.stringValue == "postgres:16")
+    let script = try #require(load["command"]?[2]?.stringValue)
+    #expect(script.contains("f=/botrt/stage/dump"))
+    #expect(script.contains("psql -d app < \"$f\""))
+    // The command's image gets none of the engine's credentials.
+    let loadEnv = (load["env"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
+    #expect(!loadEnv.contains("AWS_ACCESS_KEY_ID") && !loadEnv.contains("AWS_SECRET_ACCESS_KEY"))
     // A restore left at the CRD default stream name follows the name the policy's backup used.
     var named = try recoveryTestPolicy()
     named.spec.source.command?.fileName = "db.dump"
     var namedCtx = ctx
     namedCtx.policies = ["db": named]
     let body2 = try RecoveryJobs.stepJob(steps[1], jobName: "rp-x-2", ctx: namedCtx)
-    let script2 = try #require(body2[path: "spec", "template", "spec", "containers"]?[0]?["command"]?[2]?.stringValue)
-    #expect(script2.contains("latest --stdout --path db.dump --quiet"))
+    let args2 = (body2[path: "spec", "template", "spec", "initContainers"]?[0]?["args"]?.arrayValue ?? [])
+      .compactMap(\.stringValue).joined(separator: " ")
+    #expect(args2.hasSuffix("latest --target /botrt/stage --path db.dump --quiet"))
+    let c = engine
     let env = c["env"]?.arrayValue ?? []
     #expect(env.contains { $0["name"]?.stringValue == "AWS_ACCESS_KEY_ID" })
     // The Vault token comes from a mounted Secret, never from a literal.

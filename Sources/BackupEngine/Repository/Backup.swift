@@ -19,6 +19,9 @@ public struct BackupOptions: Sendable {
   /// How hard file and stream data is compressed (trees and metadata always use the default level).
   public var compression: Compression
   public var progress: ProgressHandler?
+  /// Called once all input is read, before anything refers to it (tree, index, snapshot): a stream's producer in
+  /// another process can still fail the backup here, so that no snapshot records a truncated dump.
+  public var inputComplete: (@Sendable () throws -> Void)?
 
   public init(
     paths: [String], dataType: KeyType = .files, tags: [String: String] = [:],
@@ -187,6 +190,7 @@ extension Repository {
       }
     }
     if let e = run.lock.withLock({ run.fatal }) { throw e }
+    if let check = opts.inputComplete { try check() }
 
     // Build the tree.
     var nodes: [TreeNode] = []
