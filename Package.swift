@@ -37,12 +37,17 @@ let package = Package(
       dependencies: ["KubeCore", "KubeClient", .product(name: "Logging", package: "swift-log")],
       swiftSettings: swiftSettings),
 
+    // The controller-engine contract: the engine's typed arguments, environment names, exit codes, result type and
+    // duration grammar. No Kubernetes code, no I/O, no engine code.
+    .target(name: "EngineContract", swiftSettings: swiftSettings),
+
     // The operator: API types, reconcilers, and the controller application.
-    .target(name: "DRAPI", dependencies: ["KubeCore"], swiftSettings: swiftSettings),
+    .target(name: "DRAPI", dependencies: ["KubeCore", "EngineContract"], swiftSettings: swiftSettings),
     .target(
       name: "Reconcilers",
       dependencies: [
-        "DRAPI", "KubeCore", "KubeClient", "KubeRuntime", .product(name: "Logging", package: "swift-log"),
+        "DRAPI", "EngineContract", "KubeCore", "KubeClient", "KubeRuntime",
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings),
     .target(
@@ -58,12 +63,14 @@ let package = Package(
     // The engine: no Kubernetes code.
     .target(
       name: "BackupEngine",
-      dependencies: ["CCrypto", "CZstd", "CurlHTTP", .product(name: "Logging", package: "swift-log")],
+      dependencies: [
+        "CCrypto", "CZstd", "CurlHTTP", "EngineContract", .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: swiftSettings),
     .target(
       name: "EngineCLI",
       dependencies: [
-        "BackupEngine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "BackupEngine", "EngineContract", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings),
@@ -82,5 +89,9 @@ let package = Package(
       dependencies: ["ControllerApp", "Reconcilers", "DRAPI", "KubeRuntime", "KubeClient", "KubeCore"]),
     .testTarget(name: "BackupEngineTests", dependencies: ["BackupEngine"]),
     .testTarget(name: "EngineIntegrationTests", dependencies: ["BackupEngine", "EngineCLI"]),
+    // The controller's Jobs fed to the engine's real parser; the shared duration grammar.
+    .testTarget(
+      name: "ContractTests",
+      dependencies: ["EngineContract", "Reconcilers", "DRAPI", "KubeCore", "EngineCLI"]),
   ]
 )

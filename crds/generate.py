@@ -263,7 +263,7 @@ def repository_schema(desc):
             "prefix": string("Blob name prefix inside the container. Default: none.", maxLength=512),
             "endpoint": string("Endpoint URL override (e.g. Azurite). Default: "
                                "https://ACCOUNT.blob.core.windows.net.", maxLength=512, pattern=URL_PATTERN),
-            cred: secret_ref("Secret with AZURE_STORAGE_KEY (shared key) or AZURE_STORAGE_SAS_TOKEN."),
+            cred: secret_ref("Secret with AZURE_STORAGE_KEY (the storage account's shared key; SAS tokens are not supported)."),
         }, required=["account", "container", cred]),
         "local": obj("A directory: on a PersistentVolumeClaim when claimName is set, otherwise a path on the "
                      "node (air-gapped storage).", {

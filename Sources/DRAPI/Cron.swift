@@ -130,6 +130,9 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
     }
   }
 
+  /// The longest `@every` interval: 10 years.
+  public static let maxEverySeconds: Int64 = 10 * 365 * 86_400
+
   static func parseEvery(_ spec: String, expression: String) throws(CronError) -> Int64 {
     // Go durations as the CronJob controller accepts them; whole seconds are what matter here.
     var total: Double = 0
@@ -163,6 +166,11 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
     }
     guard total >= 1 else {
       throw CronError(expression: expression, field: "@every", token: spec, reason: "the interval must be at least 1s")
+    }
+    // Checked before the conversion to Int64, which traps for values beyond its range (e.g. 99999999999999999h).
+    guard total.isFinite, total <= Double(maxEverySeconds) else {
+      throw CronError(
+        expression: expression, field: "@every", token: spec, reason: "@every duration too large (max 10 years)")
     }
     return Int64(total.rounded(.down))
   }
@@ -227,7 +235,10 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
       var v = low
       while v <= high {
         bits |= 1 << UInt64(v)
-        v += step
+        // A step beyond the field's range (e.g. 1/9223372036854775807) ends the loop instead of overflowing.
+        let (next, overflow) = v.addingReportingOverflow(step)
+        if overflow { break }
+        v = next
       }
     }
     return (bits, star)
@@ -247,7 +258,10 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
     case .every(let seconds):
       return date.addingTimeInterval(TimeInterval(seconds))
     case .fields(let sets, let domStar, let dowStar):
-      var minute = Int64((date.timeIntervalSince1970 / 60).rounded(.down)) + 1
+      // Dates beyond ±100,000 years have no next fire time here (and would trap in the conversion to Int64).
+      let t = date.timeIntervalSince1970
+      guard t.isFinite, abs(t) < 3.2e15 else { return nil }
+      var minute = Int64((t / 60).rounded(.down)) + 1
       let limit = minute + 5 * 366 * 24 * 60
       func has(_ f: Field, _ v: Int) -> Bool { sets[f.rawValue] & (1 << UInt64(v)) != 0 }
       while minute < limit {
@@ -296,7 +310,7 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
       if n > end { break }
       previous = n
     }
-    return longest > 0 ? Int64(longest) : nil
+    return longest > 0 && longest.isFinite ? Int64(min(longest, 9.0e18)) : nil
   }
 
   static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }

@@ -53,6 +53,21 @@ public enum SpecValidation {
     }
     errors += duration(spec.rpo, at: "spec.rpo")
     errors += duration(spec.retention?.maxAge, at: "spec.retention.maxAge")
+    if let r = spec.retention {
+      let counts: [(String, Int32?)] = [
+        ("keepLast", r.keepLast), ("keepHourly", r.keepHourly), ("keepDaily", r.keepDaily),
+        ("keepWeekly", r.keepWeekly), ("keepMonthly", r.keepMonthly), ("keepYearly", r.keepYearly),
+      ]
+      for (name, n) in counts where (n ?? 0) < 0 {
+        errors.append(SpecError(field: "spec.retention.\(name)", message: "must be 0 or more, got \(n ?? 0)"))
+      }
+    }
+    for (name, n) in [
+      ("successfulJobsHistoryLimit", spec.successfulJobsHistoryLimit),
+      ("failedJobsHistoryLimit", spec.failedJobsHistoryLimit),
+    ] where !(0...100).contains(n ?? 0) {
+      errors.append(SpecError(field: "spec.\(name)", message: "must be 0-100, got \(n ?? 0)"))
+    }
     var sources: [String] = []
     if spec.source.pvc != nil { sources.append("pvc") }
     if spec.source.command != nil { sources.append("command") }

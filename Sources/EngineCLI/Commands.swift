@@ -1,5 +1,6 @@
 import ArgumentParser
 import BackupEngine
+import EngineContract
 import Foundation
 
 #if canImport(Glibc)
@@ -35,7 +36,7 @@ func withLockedRepo<T>(
 
 func fill(_ result: inout CommandResult, _ repo: Repository) {
   // keyUnwraps comes from the process-wide ledger (EngineMain), so failed runs report theirs too.
-  result.keyWraps += repo.wrapCount
+  result.keyWraps = (result.keyWraps ?? 0) + repo.wrapCount
 }
 
 /// `botrt-engine init`.
@@ -70,19 +71,19 @@ struct BackupCommand: EngineCommand {
   @Option(name: .customLong("stdin-name"), help: "The file name to record for --stdin.")
   var stdinName: String?
   @Option(
-    name: .customLong("stdin-from"),
+    name: .customLong(EngineFlag.stdinFrom),
     help: ArgumentHelp(
       "With --stdin: read the stream from this named pipe (created when missing) instead of standard input; a "
         + "producer in another container writes into it."))
   var stdinFrom: String?
   @Option(
-    name: .customLong("stdin-status"),
+    name: .customLong(EngineFlag.stdinStatus),
     help: ArgumentHelp(
       "With --stdin-from: after the stream ends, wait for the producer's exit status in this file; a non-zero or "
         + "missing status fails the backup before a snapshot is written."))
   var stdinStatus: String?
   @Option(
-    name: .customLong("stdin-timeout"),
+    name: .customLong(EngineFlag.stdinTimeout),
     help: "With --stdin-from: seconds to wait for the producer to open the pipe, and for its exit status (600).")
   var stdinTimeout: Int = 600
   @Option(help: "Host name recorded in the snapshot (default: this host).")
@@ -174,7 +175,7 @@ struct BackupCommand: EngineCommand {
     result.bytesStored = r.bytesStored
     result.dedupRatio = (r.dedupRatio * 10000).rounded() / 10000
     result.errors = r.errors
-    if r.adoptedPacks > 0 { result.warnings.append("adopted \(r.adoptedPacks) packs left by an interrupted backup") }
+    if r.adoptedPacks > 0 { result.addWarnings(["adopted \(r.adoptedPacks) packs left by an interrupted backup"]) }
     if !r.errors.isEmpty { throw PartialBackupError(count: r.errors.count) }
   }
 }
@@ -315,7 +316,7 @@ struct SnapshotsCommand: EngineCommand {
     fill(&result, repo)
     result.snapshots = snaps.map {
       let m = $0.manifest
-      return SnapshotSummary(
+      return EngineResult.SnapshotSummary(
         id: $0.id.hex, seq: m.seq, time: m.time, hostname: m.hostname, dataType: m.dataType, paths: m.paths,
         tags: m.tags,
         files: m.summary.files, bytes: m.summary.bytes, errors: m.summary.errors, parent: m.parent)
@@ -383,8 +384,15 @@ struct RetentionOptions: ParsableArguments {
   var keepMonthly = 0
   @Option(name: .customLong("keep-yearly"), help: "Keep the newest snapshot of each of the last N years.")
   var keepYearly = 0
-  @Option(name: .customLong("max-age"), help: "Remove snapshots older than this (24h, 90d, 7y).")
+  @Option(
+    name: .customLong("max-age"), help: "Remove snapshots older than this (e.g. 24h, 90d, 7y, 1h30m; m is minutes).")
   var maxAge: String?
+
+  func validate() throws {
+    if let maxAge {
+      do { _ = try EngineDuration.parseSeconds(maxAge) } catch { throw ValidationError("--max-age: \(error)") }
+    }
+  }
 
   /// No rule given.
   var isEmpty: Bool {
@@ -399,7 +407,12 @@ struct RetentionOptions: ParsableArguments {
     p.keepWeekly = keepWeekly
     p.keepMonthly = keepMonthly
     p.keepYearly = keepYearly
-    if let maxAge { p.maxAge = try RetentionPolicy.parseAge(maxAge) }
+    if let maxAge {
+      // The contract's duration grammar, as the CRDs write it (m is minutes).
+      do { p.maxAge = TimeInterval(try EngineDuration.parseSeconds(maxAge)) } catch {
+        throw EngineError.usage("--max-age: \(error)")
+      }
+    }
     return p
   }
 }
@@ -409,19 +422,28 @@ struct RotateKeysCommand: EngineCommand {
   static let configuration = CommandConfiguration(
     commandName: "rotate-keys", abstract: "Rewrap the data keys under a new KEK (data untouched).",
     discussion: """
-      Either give the new KEK with --new-kms, or let the key service make one with --new-kek: Vault Transit rotates \
-      the Transit key to a new version and rewraps under it; AWS KMS creates a new key and rewraps under its id \
-      (reported in the result's kms field). A local key needs --new-kms file:///path/of/the/new/key.
+      Either give the new KEK with --new-kms, or let the key service make one with --new-kek: Vault Transit, Azure \
+      Key Vault and Google Cloud KMS make a new version of the key (Cloud KMS also makes it the primary) and rewrap \
+      under it; AWS KMS creates a new key and rewraps under its id (reported in the result's kms field). A local key \
+      needs --new-kms file:///path/of/the/new/key.
       """)
   @OptionGroup var repoOptions: RepoOptions
-  @Option(name: .customLong("new-kms"), help: "The new KMS URL.")
+  @Option(name: .customLong(EngineFlag.newKMS), help: "The new KMS URL.")
   var newKms: String?
-  @Flag(name: .customLong("new-kek"), help: "Have the key service create the new KEK (Vault Transit, AWS KMS).")
+  @Flag(
+    name: .customLong(EngineFlag.newKEK),
+    help: "Have the key service create the new KEK (Vault Transit, AWS KMS, Azure Key Vault, Google Cloud KMS).")
   var newKek = false
   var commandName: String { "rotate-keys" }
 
   func validate() throws {
     if (newKms == nil) == !newKek { throw ValidationError("give exactly one of --new-kms URL or --new-kek") }
+    // The contract's rule: which key services make their own new KEK.
+    if newKek, let url = repoOptions.kms ?? repoOptions.env[EngineEnv.kms],
+      let kind = EngineKMSKind(kmsURL: url), !kind.makesNewKEK
+    {
+      throw ValidationError("--new-kek needs a key service that makes new keys; for \(kind.rawValue):// give --new-kms")
+    }
   }
 
   /// The key service to rotate to.
@@ -442,8 +464,19 @@ struct RotateKeysCommand: EngineCommand {
       guard let url = c.string else { throw EngineError.usage("cannot build the KMS URL of the new key \(id)") }
       return try repoOptions.makeKMS(url)
     }
+    if let azure = current as? AzureKeyVaultKeyService {
+      _ = try await azure.rotateKEK()
+      // Wrap under the new (current) version, also when the URL pinned an older one.
+      guard azure.keyVersion != nil else { return azure }
+      return try repoOptions.makeKMS("azurekv://\(azure.vault)/keys/\(azure.keyName)")
+    }
+    if let gcp = current as? GCPKMSKeyService {
+      _ = try await gcp.rotateKEK()
+      return gcp
+    }
     throw EngineError.usage(
-      "--new-kek works with Vault Transit and AWS KMS; for \(current.descriptor) give the new key with --new-kms")
+      "--new-kek works with Vault Transit, AWS KMS, Azure Key Vault and Google Cloud KMS; for \(current.descriptor) "
+        + "give the new key with --new-kms")
   }
 
   func execute(_ result: inout CommandResult) async throws {
@@ -485,7 +518,7 @@ struct DeleteRepositoryCommand: EngineCommand {
       // Nothing was ever stored (a policy deleted before its first backup): nothing to delete.
       result.objectsDeleted = 0
       result.objectsRetained = 0
-      result.warnings.append("there is no repository at \(store.location): nothing to delete")
+      result.addWarnings(["there is no repository at \(store.location): nothing to delete"])
       return
     }
     let repo = try await repoOptions.open()
@@ -503,7 +536,7 @@ struct DeleteRepositoryCommand: EngineCommand {
       repo.audit.record(
         "deleted", details: ["objectsDeleted": "\(r.deleted)", "objectsRetained": "\(r.retained.count)"])
       do { try await repo.audit.flush() } catch {
-        result.warnings.append("could not store the audit trail: \(error)")
+        result.addWarnings(["could not store the audit trail: \(error)"])
       }
     }
     fill(&result, repo)
@@ -511,8 +544,8 @@ struct DeleteRepositoryCommand: EngineCommand {
     result.objectsRetained = r.retained.count
     result.bytesStored = -r.bytesFreed
     // The result goes to a termination message (at most 4 KiB): name a few retained objects only.
-    result.warnings += r.retained.prefix(5).map { "retained by Object Lock, not deleted: \($0)" }
-    if r.retained.count > 5 { result.warnings.append("and \(r.retained.count - 5) more retained objects") }
+    result.addWarnings(r.retained.prefix(5).map { "retained by Object Lock, not deleted: \($0)" })
+    if r.retained.count > 5 { result.addWarnings(["and \(r.retained.count - 5) more retained objects"]) }
   }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BackupEngine
+import EngineContract
 import Foundation
 import Logging
 
@@ -7,15 +8,15 @@ import Logging
   import Glibc
 #endif
 
-/// Distinct process exit codes (documented in docs/repository-format.md section 15).
+/// Distinct process exit codes: the contract's (`EngineExitCode`, documented in docs/repository-format.md section 15).
 public enum ExitCode {
-  public static let success: Int32 = 0
-  public static let other: Int32 = 1
-  public static let usage: Int32 = 2
-  public static let kms: Int32 = 3
-  public static let storage: Int32 = 4
-  public static let integrity: Int32 = 5
-  public static let partial: Int32 = 6
+  public static let success = EngineExitCode.success
+  public static let other = EngineExitCode.other
+  public static let usage = EngineExitCode.usage
+  public static let kms = EngineExitCode.kms
+  public static let storage = EngineExitCode.storage
+  public static let integrity = EngineExitCode.integrity
+  public static let partial = EngineExitCode.partial
 
   /// The exit code class of an error.
   public static func of(_ error: any Error) -> Int32 {
@@ -42,82 +43,9 @@ public struct PartialBackupError: Error, CustomStringConvertible {
   public var description: String { "backup finished but \(count) sources could not be read or changed while read" }
 }
 
-/// The one-line JSON result every command writes (stdout and --result-file).
-public struct CommandResult: Codable, Sendable {
-  public var command: String
-  public var ok: Bool = true
-  public var exitCode: Int32 = 0
-  public var snapshotId: String?
-  public var files: Int?
-  public var bytesRead: Int64?
-  public var bytesStored: Int64?
-  public var dedupRatio: Double?
-  public var durationSeconds: Double = 0
-  public var errors: [String] = []
-  public var warnings: [String] = []
-  /// KMS unwrap calls of this run, per KMS URI (secrets stripped).
-  public var keyUnwraps: [KeyUnwraps] = []
-  public var keyWraps: Int = 0
-  public var snapshots: [SnapshotSummary]?
-  public var removed: [String]?
-  public var packsDeleted: Int?
-  /// `copy`: each snapshot copied (source id → target id).
-  public var copied: [CopiedSnapshot]?
-  /// `copy`: source snapshots skipped because the target already holds a copy.
-  public var skipped: [String]?
-  /// `copy` with retention: source snapshots not copied because the target's retention would remove them.
-  public var expired: [String]?
-  /// Partly used packs that prune rewrote.
-  public var packsRepacked: Int?
-  /// delete-repository: objects deleted and objects Object Lock kept.
-  public var objectsDeleted: Int?
-  public var objectsRetained: Int?
-  /// rotate-keys: the KMS URL (no secrets) and KEK version now wrapping the keys.
-  public var kms: String?
-  public var keyVersion: String?
-  /// Requests sent to the repositories' storage (HTTP attempts, retries included; object operations for a local
-  /// directory).
-  public var storageRequests: Int64?
-  public init(command: String) { self.command = command }
-
-  /// Adds the unwrap counts of one repository (or KMS) to `keyUnwraps`, merged by key and sorted.
-  public mutating func addUnwraps(_ counts: [String: Int]) {
-    var m = Dictionary(keyUnwraps.map { ($0.key, $0.count) }, uniquingKeysWith: +)
-    for (k, v) in counts where v > 0 { m[k, default: 0] += v }
-    keyUnwraps = m.keys.sorted().map { KeyUnwraps(key: $0, count: m[$0]!) }
-  }
-}
-
-/// One entry of the result's `keyUnwraps`: a KMS key (its URI without secrets) and how often it unwrapped.
-public struct KeyUnwraps: Codable, Sendable, Hashable {
-  public var key: String
-  public var count: Int
-  public init(key: String, count: Int) {
-    self.key = key
-    self.count = count
-  }
-}
-
-/// One snapshot copied by `copy`.
-public struct CopiedSnapshot: Codable, Sendable, Hashable {
-  public var source: String
-  public var target: String
-}
-
-/// A snapshot as `snapshots --json` lists it.
-public struct SnapshotSummary: Codable, Sendable {
-  public var id: String
-  public var seq: Int
-  public var time: String
-  public var hostname: String
-  public var dataType: String
-  public var paths: [String]
-  public var tags: [String: String]
-  public var files: Int
-  public var bytes: Int64
-  public var errors: Int
-  public var parent: String?
-}
+/// The one-line JSON result every command writes (stdout and --result-file): the contract's type, which the
+/// controller decodes.
+public typealias CommandResult = EngineResult
 
 /// Flags every repository command takes.
 public struct RepoOptions: ParsableArguments {
@@ -132,33 +60,33 @@ public struct RepoOptions: ParsableArguments {
   )
   var kms: String?
   @Option(
-    name: .customLong("s3-endpoint"),
+    name: .customLong(EngineFlag.s3Endpoint),
     help: "S3 endpoint URL (env BOTRT_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL).")
   var s3Endpoint: String?
-  @Option(name: .customLong("s3-region"), help: "S3 region (env AWS_REGION, AWS_DEFAULT_REGION).")
+  @Option(name: .customLong(EngineFlag.s3Region), help: "S3 region (env AWS_REGION, AWS_DEFAULT_REGION).")
   var s3Region: String?
-  @Flag(name: .customLong("s3-path-style"), help: "Use path-style S3 URLs (env BOTRT_S3_PATH_STYLE=1).")
+  @Flag(name: .customLong(EngineFlag.s3PathStyle), help: "Use path-style S3 URLs (env BOTRT_S3_PATH_STYLE=1).")
   var s3PathStyle = false
   @Option(
-    name: .customLong("s3-sse"),
+    name: .customLong(EngineFlag.s3SSE),
     help: "S3 server-side encryption on top of the client-side encryption: aws:kms or AES256 (env BOTRT_S3_SSE).")
   var s3SSE: String?
   @Option(
-    name: .customLong("s3-sse-kms-key-id"),
+    name: .customLong(EngineFlag.s3SSEKMSKeyId),
     help: "KMS key id or ARN for --s3-sse aws:kms (env BOTRT_S3_SSE_KMS_KEY_ID).")
   var s3SSEKMSKeyId: String?
-  @Option(name: .customLong("vault-token-file"), help: "File with the Vault token (else VAULT_TOKEN).")
+  @Option(name: .customLong(EngineFlag.vaultTokenFile), help: "File with the Vault token (else VAULT_TOKEN).")
   var vaultTokenFile: String?
   @Option(
-    name: .customLong("kms-token-file"),
+    name: .customLong(EngineFlag.kmsTokenFile),
     help:
       "File with the access token for Azure Key Vault (else AZURE_ACCESS_TOKEN_FILE, AZURE_ACCESS_TOKEN) or Google Cloud KMS (else GOOGLE_OAUTH_ACCESS_TOKEN_FILE, GOOGLE_OAUTH_ACCESS_TOKEN)."
   )
   var kmsTokenFile: String?
-  @Option(name: .customLong("vault-ca-file"), help: "PEM CA bundle for the Vault server (env VAULT_CACERT).")
+  @Option(name: .customLong(EngineFlag.vaultCAFile), help: "PEM CA bundle for the Vault server (env VAULT_CACERT).")
   var vaultCAFile: String?
   @Option(
-    name: .customLong("kms-endpoint"),
+    name: .customLong(EngineFlag.kmsEndpoint),
     help:
       "KMS endpoint override, e.g. in tests (else the KMS URL's ?endpoint=, then env BOTRT_AWSKMS_ENDPOINT, BOTRT_AZUREKV_ENDPOINT or BOTRT_GCPKMS_ENDPOINT)."
   )
@@ -166,13 +94,13 @@ public struct RepoOptions: ParsableArguments {
   @Flag(help: "Print progress as JSON lines on stderr.")
   var json = false
   @Option(
-    name: .customLong("result-file"),
+    name: .customLong(EngineFlag.resultFile),
     help: "Write the one-line JSON result here (default /dev/termination-log when it exists).")
   var resultFile: String?
   @Flag(name: .shortAndLong, help: "No progress output.")
   var quiet = false
   @Option(
-    name: .customLong("retry-lock"),
+    name: .customLong(EngineFlag.retryLock),
     help:
       "When another process holds a conflicting lock, try again for up to this long, e.g. 30s, 10m, 1h (env BOTRT_RETRY_LOCK; default: fail at once)."
   )
@@ -184,41 +112,40 @@ public struct RepoOptions: ParsableArguments {
     do { _ = try lockWait() } catch let EngineError.usage(message) { throw ValidationError(message) }
   }
 
-  /// How long to wait for a conflicting lock (`--retry-lock`), in seconds.
+  /// How long to wait for a conflicting lock (`--retry-lock`), in seconds: the contract's duration grammar (m is
+  /// minutes, e.g. 30s, 11m, 1h30m), or 0.
   func lockWait() throws -> TimeInterval {
-    guard let v = retryLock ?? env["BOTRT_RETRY_LOCK"], !v.isEmpty, v != "0" else { return 0 }
-    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
-    guard let u = v.last, let f = units[u], let n = Double(v.dropLast()), n >= 0, n.isFinite else {
-      throw EngineError.usage("--retry-lock '\(v)' must be a number and a unit: s, m or h, e.g. 10m")
+    guard let v = retryLock ?? env[EngineEnv.retryLock], !v.isEmpty, v != "0" else { return 0 }
+    do { return TimeInterval(try EngineDuration.parseSeconds(v)) } catch {
+      throw EngineError.usage("--retry-lock: \(error)")
     }
-    return n * f
   }
 
   var env: [String: String] { ProcessInfo.processInfo.environment }
 
   func repoURL() throws -> String {
-    guard let r = repo ?? env["BOTRT_REPO"], !r.isEmpty else { throw EngineError.usage("--repo is required") }
+    guard let r = repo ?? env[EngineEnv.repo], !r.isEmpty else { throw EngineError.usage("--repo is required") }
     return r
   }
 
   func kmsURL() throws -> String {
-    guard let k = kms ?? env["BOTRT_KMS"], !k.isEmpty else { throw EngineError.usage("--kms is required") }
+    guard let k = kms ?? env[EngineEnv.kms], !k.isEmpty else { throw EngineError.usage("--kms is required") }
     return k
   }
 
   func storeOptions() -> StoreOptions {
     let e = env
-    let pathStyle = s3PathStyle || ["1", "true", "yes"].contains((e["BOTRT_S3_PATH_STYLE"] ?? "").lowercased())
+    let pathStyle = s3PathStyle || ["1", "true", "yes"].contains((e[EngineEnv.s3PathStyle] ?? "").lowercased())
     return StoreOptions(
-      endpoint: s3Endpoint ?? e["BOTRT_S3_ENDPOINT"] ?? e["AWS_ENDPOINT_URL_S3"] ?? e["AWS_ENDPOINT_URL"],
-      region: s3Region ?? e["AWS_REGION"] ?? e["AWS_DEFAULT_REGION"], pathStyle: pathStyle, environment: e,
+      endpoint: s3Endpoint ?? e[EngineEnv.s3Endpoint] ?? e[EngineEnv.awsEndpointURLS3] ?? e[EngineEnv.awsEndpointURL],
+      region: s3Region ?? e[EngineEnv.awsRegion] ?? e[EngineEnv.awsDefaultRegion], pathStyle: pathStyle, environment: e,
       serverSideEncryption: s3SSE, sseKMSKeyId: s3SSEKMSKeyId)
   }
 
   func kmsOptions() -> KMSOptions {
     let e = env
     return KMSOptions(
-      environment: e, tokenFile: vaultTokenFile, caFile: vaultCAFile ?? e["VAULT_CACERT"],
+      environment: e, tokenFile: vaultTokenFile, caFile: vaultCAFile ?? e[EngineEnv.vaultCACert],
       endpoint: kmsEndpoint, accessTokenFile: kmsTokenFile)
   }
 

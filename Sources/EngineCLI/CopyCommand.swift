@@ -1,5 +1,6 @@
 import ArgumentParser
 import BackupEngine
+import EngineContract
 import Foundation
 
 /// `botrt-engine copy`: copies snapshots to a second repository (another region or provider), re-encrypted
@@ -73,7 +74,7 @@ struct CopyCommand: EngineCommand {
 
   /// The prefix of environment variables meant for the target only: `BOTRT_TO_ENV_AWS_ACCESS_KEY_ID` is the target's
   /// `AWS_ACCESS_KEY_ID` (its own credentials, endpoints and settings when they differ from the source's).
-  static let targetEnvPrefix = "BOTRT_TO_ENV_"
+  static let targetEnvPrefix = EngineEnv.toEnvPrefix
 
   /// The environment the target's store and key service see: the process environment with every
   /// `BOTRT_TO_ENV_<NAME>` variable set as `<NAME>`.
@@ -86,14 +87,14 @@ struct CopyCommand: EngineCommand {
   }
 
   func targetURL() throws -> String {
-    guard let t = to ?? env["BOTRT_TO_REPO"], !t.isEmpty else {
+    guard let t = to ?? env[EngineEnv.toRepo], !t.isEmpty else {
       throw EngineError.usage("--to REPO2 is required (the target repository)")
     }
     return t
   }
 
   func targetKMS() throws -> String {
-    guard let k = toKms ?? env["BOTRT_TO_KMS"], !k.isEmpty else {
+    guard let k = toKms ?? env[EngineEnv.toKMS], !k.isEmpty else {
       throw EngineError.usage("--to-kms KMS2 is required (the target repository's key)")
     }
     return k
@@ -158,11 +159,11 @@ struct CopyCommand: EngineCommand {
       }
       result.removed = f.removed
       result.packsDeleted = prune ? f.packsDeleted : nil
-      result.warnings += f.retained.map { "retained by Object Lock, not deleted yet: \($0)" }
+      result.addWarnings(f.retained.map { "retained by Object Lock, not deleted yet: \($0)" })
     }
     fill(&result, source)
     fill(&result, target)
-    result.copied = r.copied.map { CopiedSnapshot(source: $0.source.hex, target: $0.target.hex) }
+    result.copied = r.copied.map { EngineResult.Copied(source: $0.source.hex, target: $0.target.hex) }
     result.skipped = r.skipped.map(\.hex)
     if policy != nil { result.expired = r.expired.map(\.hex) }
     result.snapshotId = r.copied.last?.target.hex

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BackupEngine
+import EngineContract
 import Foundation
 
 #if canImport(Glibc)
@@ -73,14 +74,14 @@ public enum EngineMain {
 
   static func execute(_ cmd: any EngineCommand) async -> Int32 {
     let start = Date()
-    var result = CommandResult(command: cmd.commandName)
+    var result = CommandResult.starting(cmd.commandName)
     var code: Int32 = 0
     do {
       try await cmd.execute(&result)
     } catch {
       code = ExitCode.of(error)
       result.ok = code == ExitCode.partial
-      if !(error is PartialBackupError) { result.errors.append("\(error)") }
+      if !(error is PartialBackupError) { result.addErrors(["\(error)"]) }
       FileHandle.standardError.write(Data("\nerror: \(error)\n".utf8))
     }
     result.exitCode = code
@@ -88,10 +89,8 @@ public enum EngineMain {
     result.addUnwraps(KeyUnwrapLedger.byKMS)
     result.storageRequests = StorageRequestLedger.total
     result.durationSeconds = (Date().timeIntervalSince(start) * 1000).rounded() / 1000
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     let line: Data
-    do { line = try enc.encode(result) + Data("\n".utf8) } catch {
+    do { line = try result.encodedLine() } catch {
       FileHandle.standardError.write(Data("error: cannot encode the result: \(error)\n".utf8))
       return code == 0 ? ExitCode.other : code
     }

@@ -291,8 +291,7 @@ public final class BackupPolicyReconciler: Sendable {
       next = min(next ?? retry, retry)
     }
     if let at = next {
-      let seconds = max(1, at.timeIntervalSince(now))
-      return .requeueAfter(.milliseconds(Int64(seconds * 1000)))
+      return .requeueAfter(requeueDelay(seconds: at.timeIntervalSince(now)))
     }
     return .awaitChange
   }

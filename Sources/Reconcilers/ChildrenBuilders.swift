@@ -1,4 +1,5 @@
 import DRAPI
+import EngineContract
 import Foundation
 import KubeCore
 
@@ -569,17 +570,19 @@ public enum BackupPolicyChildren {
     let spec = policy.spec
     let policyNS = policy.metadata.namespace ?? "default"
     let copies = workloadNamespace(policy, settings: s) != policyNS
-    var engineArgs =
-      ["backup", "--repo", invocation.repoURL, "--kms", invocation.kmsURL] + invocation.commonFlags + [
-        "--data-type", (spec.dataType ?? .files).rawValue, "--tag", "policy=\(policyNS)/\(policy.name)", "--quiet",
-        // A new policy's first run creates its repository (with the policy's Object Lock settings).
-        "--init-if-missing",
-      ]
-    if let lock = spec.repository.s3?.objectLock {
-      engineArgs += ["--object-lock", "\(lock.mode.rawValue):\(lock.days)"]
+    let lock = spec.repository.s3?.objectLock.map {
+      EngineObjectLock(mode: $0.mode == .compliance ? .compliance : .governance, days: Int64($0.days))
     }
-    // Only when set: policies without it keep the CronJob they had (the engine's default is auto).
-    if let c = spec.compression { engineArgs += ["--compression", c.rawValue] }
+    func backup(_ source: EngineBackupArguments.Source) -> [String] {
+      // A new policy's first run creates its repository (with the policy's Object Lock settings). Compression only
+      // when set: policies without it keep the CronJob they had (the engine's default is auto).
+      EngineArguments.backup(
+        EngineBackupArguments(
+          common: invocation.common, dataType: (spec.dataType ?? .files).rawValue,
+          tags: ["policy=\(policyNS)/\(policy.name)"], initIfMissing: true, objectLock: lock,
+          compression: spec.compression?.rawValue, source: source)
+      ).argv
+    }
     var volumes = invocation.volumes
     var mounts = [tmpMount] + invocation.mounts
 
@@ -591,7 +594,7 @@ public enum BackupPolicyChildren {
       var m: [String: JSONValue] = ["name": "source", "mountPath": .string(path), "readOnly": true]
       if let sub = pvc.subPath, !sub.isEmpty { m["subPath"] = .string(sub) }
       mounts.append(.object(m))
-      engineArgs.append(path)
+      let engineArgs = backup(.paths([path]))
       var c: [String: JSONValue] = [
         "name": "backup", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
         "args": .array(engineArgs.map { .string($0) }), "env": .array(baseEnv + invocation.env),
@@ -614,9 +617,7 @@ public enum BackupPolicyChildren {
           + "image's entrypoint is not used")
     }
     let fileName = cmd.fileName ?? "\(policy.name).dump"
-    engineArgs += [
-      "--stdin", "--stdin-name", fileName, "--stdin-from", DumpPipe.pipe, "--stdin-status", DumpPipe.status,
-    ]
+    let engineArgs = backup(.pipe(name: fileName, pipe: DumpPipe.pipe, status: DumpPipe.status))
     let script = [
       "pipe=\(shellQuote(DumpPipe.pipe))",
       "i=0",
@@ -670,8 +671,10 @@ public enum BackupPolicyChildren {
   /// Secrets and isolation: `botrt-engine COMMAND --repo … --kms … FLAGS --quiet`, container `engine`. Its Secrets
   /// and ServiceAccount are the ones `build` returns, so those must be applied first.
   /// `invocation` replaces the policy's own (a replica's repository); `extraLabels` go on the Job and its Pod.
+  /// `arguments` makes the engine's arguments from the invocation's common flags.
   public static func engineJob(
-    _ input: ChildInputs, component: String, name: String, command: String, flags: [String],
+    _ input: ChildInputs, component: String, name: String,
+    arguments: (EngineCommonArguments) throws(SpecError) -> EngineArguments,
     annotations: [String: String], backoffLimit: Int64 = 1, invocation given: EngineInvocation? = nil,
     extraLabels: [String: String] = [:]
   ) throws(SpecError) -> DesiredChild {
@@ -690,9 +693,7 @@ public enum BackupPolicyChildren {
       }
     }
     let labels = ownerLabels(policy).merging([ChildLabels.component: component]) { $1 }.merging(extraLabels) { $1 }
-    let args =
-      [command, "--repo", invocation.repoURL, "--kms", invocation.kmsURL] + invocation.commonFlags + flags
-      + ["--quiet"]
+    let args = try arguments(invocation.common).argv
     let c: JSONValue = [
       "name": "engine", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
       "args": .array(args.map { .string($0) }), "env": .array(baseEnv + invocation.env),
@@ -712,20 +713,37 @@ public enum BackupPolicyChildren {
       ])
   }
 
-  /// The key rotation Job: `rotate-keys --new-kek` (Vault Transit, AWS KMS) or `--new-kms` with an entry of the
-  /// rotation keys Secret (a local key).
+  /// The key rotation Job: `rotate-keys --new-kek` (every key service that makes new keys: a new Vault Transit,
+  /// Azure Key Vault or Cloud KMS key version, or a new AWS KMS key) or `--new-kms` with an entry of the rotation
+  /// keys Secret (a local key).
   public static func keyRotationJob(_ input: ChildInputs, _ job: KeyRotationJob) throws(SpecError) -> DesiredChild {
     let policy = input.policy
     let names = ChildNames(namespace: policy.metadata.namespace ?? "default", name: policy.name)
-    var flags = ["--new-kek"]
     var annotations = [KeyRotationLogic.tokenAnnotation: job.token]
+    let target: EngineRotationTarget
     if let key = job.newKey {
-      flags = ["--new-kms", EngineInvocation.rotationKeyURL(key)]
+      target = .newKMS(EngineInvocation.rotationKeyURL(key))
       annotations[KeyRotationLogic.newKeyAnnotation] = key
+    } else {
+      target = .newKEK
     }
     return try engineJob(
-      input, component: KeyRotationLogic.component, name: names.rotateJob(token: job.token), command: "rotate-keys",
-      flags: flags, annotations: annotations)
+      input, component: KeyRotationLogic.component, name: names.rotateJob(token: job.token),
+      arguments: { (common) throws(SpecError) in try rotateKeys(common, target, field: "spec.encryption") },
+      annotations: annotations)
+  }
+
+  /// Typed `rotate-keys` arguments; a target the engine would refuse for the key service is a spec error.
+  static func rotateKeys(
+    _ common: EngineCommonArguments, _ target: EngineRotationTarget, field: String
+  ) throws(SpecError) -> EngineArguments {
+    do {
+      return .rotateKeys(try EngineRotateKeysArguments(common: common, target: target))
+    } catch {
+      throw SpecError(
+        field: field,
+        message: "cannot rotate keys: \(error.message); set rotationKeysSecretRef with the new keys")
+    }
   }
 
   /// The Job that deletes the stored backups (`delete-repository --confirm`).
@@ -733,8 +751,8 @@ public enum BackupPolicyChildren {
     let policy = input.policy
     let names = ChildNames(namespace: policy.metadata.namespace ?? "default", name: policy.name)
     return try engineJob(
-      input, component: BackupDeletion.component, name: names.deleteRepositoryJob, command: "delete-repository",
-      flags: ["--confirm"], annotations: [:], backoffLimit: 2)
+      input, component: BackupDeletion.component, name: names.deleteRepositoryJob,
+      arguments: { .deleteRepository($0) }, annotations: [:], backoffLimit: 2)
   }
 
   /// The retention pod: `botrt-engine forget --prune` with the effective retention.
@@ -742,9 +760,10 @@ public enum BackupPolicyChildren {
     _ input: ChildInputs, invocation: EngineInvocation, names: ChildNames, labels podLabels: [String: String]
   ) throws(SpecError) -> JSONValue {
     let s = input.settings
-    let args =
-      ["forget", "--repo", invocation.repoURL, "--kms", invocation.kmsURL] + invocation.commonFlags
-      + EngineInvocation.retentionFlags(input.effective.retention.value) + ["--quiet"]
+    let args = EngineArguments.forget(
+      EngineForgetArguments(
+        common: invocation.common, retention: EngineInvocation.retention(input.effective.retention.value))
+    ).argv
     var c: [String: JSONValue] = [
       "name": "prune", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
       "args": .array(args.map { .string($0) }), "env": .array(baseEnv + invocation.env),

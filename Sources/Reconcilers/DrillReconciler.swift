@@ -218,7 +218,7 @@ public final class DrillReconciler: Sendable {
       status.nextScheduledRun = t
       status.phase = status.phase ?? .idle
       try await writeStatus(drill, status)
-      return .requeueAfter(.milliseconds(Int64(max(1, t.timeIntervalSince(now)) * 1000)))
+      return .requeueAfter(requeueDelay(seconds: t.timeIntervalSince(now)))
     case .start(let token):
       return try await startRun(
         d, stored: drill, token: token, policy: policy, plan: plan, schedule: schedule, cron: cron, now: now)

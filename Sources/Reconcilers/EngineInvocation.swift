@@ -1,4 +1,5 @@
 import DRAPI
+import EngineContract
 import Foundation
 import KubeCore
 
@@ -22,14 +23,16 @@ public struct SecretUse: Sendable, Hashable {
 ///
 /// Secret names here are the names *in the pod's namespace*: `secretName(_:)` maps a policy Secret to its copy.
 public struct EngineInvocation: Sendable, Hashable {
+  /// The engine's flags common to every command: repository and KMS URLs, endpoints, token files, lock wait.
+  public var common: EngineCommonArguments
   /// Repository URL (`--repo`).
-  public var repoURL: String
+  public var repoURL: String { common.repo }
   /// KMS URL (`--kms`).
-  public var kmsURL: String
-  /// Flags common to every engine command (endpoints, token files), after the repository and KMS.
-  public var commonFlags: [String]
+  public var kmsURL: String { common.kms }
+  /// The common flags as the engine's arguments, after `--repo R --kms K`.
+  public var commonFlags: [String] { Array(common.argv.dropFirst(4)) }
   /// How long a Job waits for a conflicting lock (`--retry-lock`): the engine's lock lifetime (600 s) and a minute.
-  public static let retryLock = "11m"
+  public static let retryLockSeconds: Int64 = 660
   /// Environment of the engine container (JSON EnvVar objects).
   public var env: [JSONValue]
   /// Volumes of the pod (Secret volumes and the local repository claim).
@@ -53,7 +56,9 @@ public struct EngineInvocation: Sendable, Hashable {
   public init(spec: BackupPolicySpec, currentKey: String? = nil, secretName: (String) -> String) throws(SpecError) {
     // Every Job waits for a conflicting repository lock (a prune or key rotation of the same repository) instead of
     // failing at once; a little longer than a lock's lifetime, so the lock of a run killed mid-way expires first.
-    var flags: [String] = ["--retry-lock", Self.retryLock]
+    var c = EngineCommonArguments(repo: "", kms: "", retryLockSeconds: Self.retryLockSeconds)
+    let repoURL: String
+    let kmsURL: String
     var env: [JSONValue] = []
     var volumes: [JSONValue] = []
     var mounts: [JSONValue] = []
@@ -79,32 +84,37 @@ public struct EngineInvocation: Sendable, Hashable {
     let repo = spec.repository
     if let s3 = repo.s3 {
       repoURL = "s3://\(s3.bucket)\(prefixPath(s3.prefix))"
-      if let e = s3.endpoint { flags += ["--s3-endpoint", e] }
-      if let r = s3.region { flags += ["--s3-region", r] }
-      if s3.forcePathStyle == true { flags.append("--s3-path-style") }
+      c.s3Endpoint = s3.endpoint
+      c.s3Region = s3.region
+      c.s3PathStyle = s3.forcePathStyle == true
+      // spec.repository.s3.serverSideEncryption (once never passed to the engine).
+      c.s3SSE = s3.serverSideEncryption?.mode.rawValue
+      c.s3SSEKMSKeyId = s3.serverSideEncryption?.kmsKeyId
       let name = s3.credentialsSecretRef.name
-      env.append(envFromSecret("AWS_ACCESS_KEY_ID", name, "AWS_ACCESS_KEY_ID"))
-      env.append(envFromSecret("AWS_SECRET_ACCESS_KEY", name, "AWS_SECRET_ACCESS_KEY"))
-      env.append(envFromSecret("AWS_SESSION_TOKEN", name, "AWS_SESSION_TOKEN", optional: true))
+      env.append(envFromSecret(EngineEnv.awsAccessKeyId, name, "AWS_ACCESS_KEY_ID"))
+      env.append(envFromSecret(EngineEnv.awsSecretAccessKey, name, "AWS_SECRET_ACCESS_KEY"))
+      env.append(envFromSecret(EngineEnv.awsSessionToken, name, "AWS_SESSION_TOKEN", optional: true))
       secrets.append(
         SecretUse(
           sourceName: name, field: "spec.repository.s3.credentialsSecretRef",
           requiredKeys: ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]))
     } else if let gcs = repo.gcs {
       repoURL = "gs://\(gcs.bucket)\(prefixPath(gcs.prefix))"
-      if let e = gcs.endpoint { env.append(["name": "BOTRT_GCS_ENDPOINT", "value": .string(e)]) }
+      if let e = gcs.endpoint { env.append(["name": .string(EngineEnv.gcsEndpoint), "value": .string(e)]) }
       if let ref = gcs.credentialsSecretRef {
         let key = ref.key ?? "service-account.json"
         let path = mountSecret("gcs-credentials", ref.name)
-        env.append(["name": "GOOGLE_APPLICATION_CREDENTIALS", "value": .string("\(path)/\(key)")])
+        env.append(["name": .string(EngineEnv.googleApplicationCredentials), "value": .string("\(path)/\(key)")])
         secrets.append(
           SecretUse(sourceName: ref.name, field: "spec.repository.gcs.credentialsSecretRef", requiredKeys: [key]))
       }
     } else if let az = repo.azure {
       repoURL = "azblob://\(az.account)/\(az.container)\(prefixPath(az.prefix))"
-      if let e = az.endpoint { env.append(["name": "BOTRT_AZURE_ENDPOINT", "value": .string(e)]) }
+      // The engine's name for the Blob endpoint (the contract's constant; it was once set as BOTRT_AZURE_ENDPOINT,
+      // which the engine never read).
+      if let e = az.endpoint { env.append(["name": .string(EngineEnv.azureBlobEndpoint), "value": .string(e)]) }
       let key = "AZURE_STORAGE_KEY"
-      env.append(envFromSecret("AZURE_STORAGE_KEY", az.credentialsSecretRef.name, key))
+      env.append(envFromSecret(EngineEnv.azureStorageKey, az.credentialsSecretRef.name, key))
       secrets.append(
         SecretUse(
           sourceName: az.credentialsSecretRef.name, field: "spec.repository.azure.credentialsSecretRef",
@@ -135,7 +145,7 @@ public struct EngineInvocation: Sendable, Hashable {
       kmsURL = "vault-transit://\(host)\(port)/\(mount)/\(v.key)" + (scheme == "https" ? "?tls=true" : "")
       let tokenKey = v.authSecretRef.key ?? "token"
       let tokenPath = mountSecret("vault-token", v.authSecretRef.name)
-      flags += ["--vault-token-file", "\(tokenPath)/\(tokenKey)"]
+      c.vaultTokenFile = "\(tokenPath)/\(tokenKey)"
       secrets.append(
         SecretUse(
           sourceName: v.authSecretRef.name, field: "spec.encryption.kms.vaultTransit.authSecretRef",
@@ -143,7 +153,7 @@ public struct EngineInvocation: Sendable, Hashable {
       if let ca = v.caSecretRef {
         let caKey = ca.key ?? "ca.crt"
         let caPath = mountSecret("vault-ca", ca.name)
-        flags += ["--vault-ca-file", "\(caPath)/\(caKey)"]
+        c.vaultCAFile = "\(caPath)/\(caKey)"
         secrets.append(
           SecretUse(sourceName: ca.name, field: "spec.encryption.kms.vaultTransit.caSecretRef", requiredKeys: [caKey]))
       }
@@ -153,7 +163,7 @@ public struct EngineInvocation: Sendable, Hashable {
       let keyId = currentKey ?? aws.keyId
       let keyPart = keyId.hasPrefix("arn:") || keyId.hasPrefix("alias/") ? "/\(keyId)" : keyId
       kmsURL = "awskms://\(keyPart)" + (q.isEmpty ? "" : "?" + q.joined(separator: "&"))
-      if let e = aws.endpoint { flags += ["--kms-endpoint", e] }
+      c.kmsEndpoint = aws.endpoint
       if let ref = aws.credentialsSecretRef {
         // The engine reads one set of AWS credentials from its environment.
         if let s3 = repo.s3, s3.credentialsSecretRef.name != ref.name {
@@ -163,9 +173,9 @@ public struct EngineInvocation: Sendable, Hashable {
               + "engine reads one set of AWS credentials, so use the same Secret for both or leave this unset")
         }
         if repo.s3 == nil {
-          env.append(envFromSecret("AWS_ACCESS_KEY_ID", ref.name, "AWS_ACCESS_KEY_ID"))
-          env.append(envFromSecret("AWS_SECRET_ACCESS_KEY", ref.name, "AWS_SECRET_ACCESS_KEY"))
-          env.append(envFromSecret("AWS_SESSION_TOKEN", ref.name, "AWS_SESSION_TOKEN", optional: true))
+          env.append(envFromSecret(EngineEnv.awsAccessKeyId, ref.name, "AWS_ACCESS_KEY_ID"))
+          env.append(envFromSecret(EngineEnv.awsSecretAccessKey, ref.name, "AWS_SECRET_ACCESS_KEY"))
+          env.append(envFromSecret(EngineEnv.awsSessionToken, ref.name, "AWS_SESSION_TOKEN", optional: true))
           secrets.append(
             SecretUse(
               sourceName: ref.name, field: "spec.encryption.kms.awsKms.credentialsSecretRef",
@@ -205,21 +215,23 @@ public struct EngineInvocation: Sendable, Hashable {
       kmsURL =
         "azurekv://\(host.lowercased())/keys/\(az.keyName)" + (az.keyVersion.map { $0.isEmpty ? "" : "/\($0)" } ?? "")
       // Another scheme or port than https://HOST (a private endpoint, tests): the engine calls the URL as given.
-      if scheme != "https" || url.port != nil { flags += ["--kms-endpoint", az.vaultURL] }
+      if scheme != "https" || url.port != nil { c.kmsEndpoint = az.vaultURL }
       let name = az.credentialsSecretRef.name
-      for v in ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"] { env.append(envFromSecret(v, name, v)) }
-      if let a = az.authorityHost { env.append(["name": "AZURE_AUTHORITY_HOST", "value": .string(a)]) }
+      for v in [EngineEnv.azureTenantId, EngineEnv.azureClientId, EngineEnv.azureClientSecret] {
+        env.append(envFromSecret(v, name, v))
+      }
+      if let a = az.authorityHost { env.append(["name": .string(EngineEnv.azureAuthorityHost), "value": .string(a)]) }
       secrets.append(
         SecretUse(
           sourceName: name, field: "\(f).credentialsSecretRef",
           requiredKeys: ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"]))
     } else if let g = kms.gcpKms {
       kmsURL = "gcpkms://\(g.keyName)"
-      if let e = g.endpoint { flags += ["--kms-endpoint", e] }
+      c.kmsEndpoint = g.endpoint
       if let ref = g.credentialsSecretRef {
         let key = ref.key ?? "service-account.json"
         let path = mountSecret("gcpkms-credentials", ref.name)
-        env.append(["name": "BOTRT_GCPKMS_CREDENTIALS_FILE", "value": .string("\(path)/\(key)")])
+        env.append(["name": .string(EngineEnv.gcpKMSCredentialsFile), "value": .string("\(path)/\(key)")])
         secrets.append(
           SecretUse(sourceName: ref.name, field: "spec.encryption.kms.gcpKms.credentialsSecretRef", requiredKeys: [key])
         )
@@ -248,7 +260,9 @@ public struct EngineInvocation: Sendable, Hashable {
       }
     }
 
-    self.commonFlags = flags
+    c.repo = repoURL
+    c.kms = kmsURL
+    self.common = c
     self.env = env
     self.volumes = volumes
     self.mounts = mounts
@@ -264,19 +278,22 @@ public struct EngineInvocation: Sendable, Hashable {
     self.secrets = merged
   }
 
+  /// The engine's retention rules for a retention spec (maxAge parsed with the shared duration grammar; an
+  /// unparsable maxAge, which validation rejects, is left out rather than passed on).
+  public static func retention(_ r: RetentionSpec) -> EngineRetention {
+    var maxAge: Int64? = nil
+    if let a = r.maxAge {
+      do { maxAge = try EngineDuration.parseSeconds(a) } catch { maxAge = nil }
+    }
+    return EngineRetention(
+      keepLast: r.keepLast.map(Int64.init), keepHourly: r.keepHourly.map(Int64.init),
+      keepDaily: r.keepDaily.map(Int64.init), keepWeekly: r.keepWeekly.map(Int64.init),
+      keepMonthly: r.keepMonthly.map(Int64.init), keepYearly: r.keepYearly.map(Int64.init), maxAgeSeconds: maxAge)
+  }
+
   /// The `forget --prune` flags for a retention spec.
   public static func retentionFlags(_ r: RetentionSpec) -> [String] {
-    var flags: [String] = []
-    let counts: [(String, Int32?)] = [
-      ("--keep-last", r.keepLast), ("--keep-hourly", r.keepHourly), ("--keep-daily", r.keepDaily),
-      ("--keep-weekly", r.keepWeekly), ("--keep-monthly", r.keepMonthly), ("--keep-yearly", r.keepYearly),
-    ]
-    for (flag, value) in counts {
-      if let v = value { flags += [flag, String(v)] }
-    }
-    if let a = r.maxAge { flags += ["--max-age", a] }
-    flags.append("--prune")
-    return flags
+    retention(r).argv + [EngineFlag.long(EngineFlag.prune)]
   }
 
   /// The hosts and ports the engine connects to for storage (nil host = any destination on that port).

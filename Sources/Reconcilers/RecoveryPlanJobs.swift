@@ -1,4 +1,5 @@
 import DRAPI
+import EngineContract
 import Foundation
 import KubeCore
 
@@ -154,21 +155,23 @@ public enum RecoveryJobs {
     return p
   }
 
-  static func engineBase(_ command: String, _ inv: EngineInvocation) -> [String] {
-    [command, "--repo", inv.repoURL, "--kms", inv.kmsURL] + inv.commonFlags
-  }
-
   /// The engine's snapshot argument and flags for a restore: a snapshot id, "latest", or the newest before a time.
   ///
   /// `beforeTime` becomes `latest --before RFC3339`; this needs an engine whose restore accepts `--before`.
   /// `--require-snapshot ID` when the context requires one.
-  static func requireArgs(_ ctx: RecoveryJobContext) -> [String] {
-    ctx.requireSnapshot.map { ["--require-snapshot", $0] } ?? []
+  public static func snapshotArgument(snapshot: String?, beforeTime: Date?) -> EngineRestoreArguments.Snapshot {
+    if let t = beforeTime { return .latestBefore(rfc3339Seconds(t)) }
+    guard let id = snapshot, !id.isEmpty, id != "latest" else { return .latest }
+    return .id(id)
   }
 
+  /// The engine's snapshot argument and flags for a restore, as the engine reads them.
   public static func snapshotArguments(snapshot: String?, beforeTime: Date?) -> [String] {
-    if let t = beforeTime { return ["latest", "--before", rfc3339Seconds(t)] }
-    return [snapshot.flatMap { $0.isEmpty ? nil : $0 } ?? "latest"]
+    switch snapshotArgument(snapshot: snapshot, beforeTime: beforeTime) {
+    case .latest: ["latest"]
+    case .id(let id): [id]
+    case .latestBefore(let t): ["latest", EngineFlag.long(EngineFlag.before), t]
+    }
   }
 
   static let baseEnv: [JSONValue] = [["name": "HOME", "value": "/tmp"], ["name": "TMPDIR", "value": "/tmp"]]
@@ -201,7 +204,13 @@ public enum RecoveryJobs {
     let p = try policy(spec.policyRef, ctx, field: "\(field).policyRef")
     let inv = try EngineInvocation(spec: p.spec, currentKey: p.status?.currentKey, secretName: ctx.secretName)
     let s = ctx.settings
-    let snap = snapshotArguments(snapshot: spec.snapshot, beforeTime: spec.beforeTime)
+    let snap = snapshotArgument(snapshot: spec.snapshot, beforeTime: spec.beforeTime)
+    func restore(_ output: EngineRestoreArguments.Output) -> [String] {
+      EngineArguments.restore(
+        EngineRestoreArguments(
+          common: inv.common, snapshot: snap, requireSnapshot: ctx.requireSnapshot, output: output)
+      ).argv
+    }
     var volumes: [JSONValue] = [["name": "tmp", "emptyDir": [:]]] + inv.volumes
     var mounts: [JSONValue] = [["name": "tmp", "mountPath": "/tmp"]] + inv.mounts
     if let command = spec.into.command {
@@ -220,8 +229,7 @@ public enum RecoveryJobs {
       // Two steps, not a pipe between two containers: recovery and drill Jobs run their containers one after the
       // other (init containers), and the command's image gets no storage or KMS credentials this way.
       let file = "\(stagePath)/\(stream)"
-      let engineArgs =
-        engineBase("restore", inv) + snap + requireArgs(ctx) + ["--target", stagePath, "--path", stream, "--quiet"]
+      let engineArgs = restore(.file(path: stream, into: stagePath))
       let all = words + (command.args ?? [])
       let script = [
         "f=\(shellQuote(file))",
@@ -256,10 +264,7 @@ public enum RecoveryJobs {
     }
     let c: JSONValue = [
       "name": .string(name), "image": .string(s.engineImage), "command": [.string(s.enginePath)],
-      "args": .array(
-        (engineBase("restore", inv) + snap + requireArgs(ctx) + ["--target", restorePath, "--quiet"]).map {
-          .string($0)
-        }),
+      "args": .array(restore(.target(restorePath)).map { .string($0) }),
       "env": .array(baseEnv + inv.env), "volumeMounts": .array(mounts), "securityContext": security(s),
       "terminationMessagePolicy": "File",
     ]
@@ -279,12 +284,13 @@ public enum RecoveryJobs {
       let p = try policy(ref, ctx, field: "\(field).policyRef")
       let inv = try EngineInvocation(spec: p.spec, currentKey: p.status?.currentKey, secretName: ctx.secretName)
       volumes = inv.volumes
-      var args = engineBase("verify", inv)
-      if readData { args.append("--read-data") }
       // `verify` takes a snapshot id; "latest" and --before are resolved by verifying all snapshots.
-      if let id = snapshot.first, snapshot.count == 1, id != "latest" { args.append(id) } else { args.append("--all") }
-      args += requireArgs(ctx)
-      args.append("--quiet")
+      var which = EngineVerifyArguments.Which.all
+      if let id = snapshot.first, snapshot.count == 1, id != "latest" { which = .snapshot(id) }
+      let args = EngineArguments.verify(
+        EngineVerifyArguments(
+          common: inv.common, which: which, readData: readData, requireSnapshot: ctx.requireSnapshot)
+      ).argv
       containers.append([
         "name": "verify", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
         "args": .array(args.map { .string($0) }), "env": .array(baseEnv + inv.env),

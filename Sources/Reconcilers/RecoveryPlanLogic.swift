@@ -97,7 +97,10 @@ public enum RecoveryPlanLogic {
         let timeout = try step.timeoutSeconds(field: "\(field).timeout")
         guard timeout > 0 else { throw SpecError(field: "\(field).timeout", message: "the timeout must be over 0s") }
         let retries = step.retries ?? 0
-        guard retries >= 0 else { throw SpecError(field: "\(field).retries", message: "retries must be 0 or more") }
+        // The schema's range; `retries + 1` in status messages would trap at Int32.max.
+        guard (0...10).contains(retries) else {
+          throw SpecError(field: "\(field).retries", message: "retries must be 0-10, got \(retries)")
+        }
         switch step.action {
         case .scaleDown, .scaleUp, .waitReady:
           guard let t = step.targets, !t.isEmpty else {

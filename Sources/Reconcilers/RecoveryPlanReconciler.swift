@@ -138,7 +138,7 @@ public final class RecoveryPlanReconciler: Sendable {
         "object": "RecoveryPlan \(ns)/\(plan.name)", "phase": "\(advance.status.phase?.rawValue ?? "")",
         "actions": "\(advance.actions.count)",
       ])
-    if let after = advance.requeueAfter { return .requeueAfter(.milliseconds(Int64(max(after, 1) * 1000))) }
+    if let after = advance.requeueAfter { return .requeueAfter(requeueDelay(seconds: after)) }
     return .awaitChange
   }
 

@@ -1,4 +1,5 @@
 import DRAPI
+import EngineContract
 import Foundation
 import KubeCore
 
@@ -37,8 +38,10 @@ extension ChildNames {
 /// in a backup pod, and the target's under `--to*` flags and `BOTRT_TO_ENV_*` variables (the replica's own
 /// credentials, endpoints and key service). Computed without I/O.
 public struct ReplicaInvocation: Sendable, Hashable {
+  /// The engine's arguments, typed.
+  public var arguments: EngineCopyArguments
   /// The engine's arguments.
-  public var args: [String]
+  public var args: [String] { EngineArguments.copy(arguments).argv }
   /// The engine container's environment (JSON EnvVar objects).
   public var env: [JSONValue]
   /// The pod's volumes.
@@ -51,7 +54,7 @@ public struct ReplicaInvocation: Sendable, Hashable {
   public var targetSpec: BackupPolicySpec
 
   /// The prefix under which the engine's copy reads the target's environment.
-  public static let targetEnvPrefix = "BOTRT_TO_ENV_"
+  public static let targetEnvPrefix = EngineEnv.toEnvPrefix
 
   /// The spec the replica's repository and keys would have as a policy of their own (for EngineInvocation).
   public static func targetSpec(_ policy: BackupPolicySpec, _ replica: ReplicaSpec) -> BackupPolicySpec {
@@ -94,7 +97,6 @@ public struct ReplicaInvocation: Sendable, Hashable {
       throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
     }
     let replica = replicas[index]
-    let field = "spec.replicas[\(index)]"
     let source = try EngineInvocation(spec: policy, currentKey: currentKey, secretName: secretName)
     let tSpec = Self.targetSpec(policy, replica)
     let target: EngineInvocation
@@ -136,50 +138,35 @@ public struct ReplicaInvocation: Sendable, Hashable {
       return t
     }
 
-    // The target's flags as copy's --to* flags or target-only environment.
+    // The target's settings as copy's --to* flags or target-only environment.
     var env = source.env
-    var toFlags: [String] = []
-    var i = 0
-    let flags = target.commonFlags
-    while i < flags.count {
-      let f = flags[i]
-      let value = i + 1 < flags.count ? flags[i + 1] : ""
-      switch f {
-      case "--s3-endpoint", "--s3-region", "--kms-endpoint", "--vault-token-file", "--s3-sse", "--s3-sse-kms-key-id":
-        toFlags += ["--to-" + f.dropFirst(2), rewrite(value)]
-        i += 2
-      case "--vault-ca-file":
-        env.append(["name": .string(Self.targetEnvPrefix + "VAULT_CACERT"), "value": .string(rewrite(value))])
-        i += 2
-      case "--s3-path-style":
-        env.append(["name": .string(Self.targetEnvPrefix + "BOTRT_S3_PATH_STYLE"), "value": "1"])
-        i += 1
-      case "--retry-lock":
-        // The source's --retry-lock (in its common flags) applies to both repositories of a copy.
-        i += 2
-      default:
-        throw SpecError(
-          field: "\(field).repository",
-          message: "the replica needs the engine flag \(f), which botrt-engine copy cannot pass to a target")
-      }
+    let t = target.common
+    var copy = EngineCopyArguments(common: source.common, to: t.repo, toKMS: rewrite(t.kms))
+    copy.toS3Endpoint = t.s3Endpoint
+    copy.toS3Region = t.s3Region
+    copy.toS3SSE = t.s3SSE
+    copy.toS3SSEKMSKeyId = t.s3SSEKMSKeyId
+    copy.toKMSEndpoint = t.kmsEndpoint
+    copy.toKMSTokenFile = t.kmsTokenFile.map(rewrite)
+    copy.toVaultTokenFile = t.vaultTokenFile.map(rewrite)
+    if let ca = t.vaultCAFile {
+      env.append(["name": .string(Self.targetEnvPrefix + EngineEnv.vaultCACert), "value": .string(rewrite(ca))])
     }
+    if t.s3PathStyle {
+      env.append(["name": .string(Self.targetEnvPrefix + EngineEnv.s3PathStyle), "value": "1"])
+    }
+    // The source's --retry-lock applies to both repositories of a copy.
     for e in target.env {
       guard case .object(var o) = e, let name = o["name"]?.stringValue else { continue }
       o["name"] = .string(Self.targetEnvPrefix + name)
       if let v = o["value"]?.stringValue { o["value"] = .string(rewrite(v)) }
       env.append(.object(o))
     }
-
-    var args = ["copy", "--repo", source.repoURL, "--kms", source.kmsURL] + source.commonFlags
-    args += ["--to", target.repoURL, "--to-kms", rewrite(target.kmsURL)] + toFlags + ["--init-if-missing"]
-    if let lock = replica.repository.s3?.objectLock {
-      args += ["--object-lock", "\(lock.mode.rawValue):\(lock.days)"]
+    copy.initIfMissing = true
+    copy.objectLock = replica.repository.s3?.objectLock.map {
+      EngineObjectLock(mode: $0.mode == .compliance ? .compliance : .governance, days: Int64($0.days))
     }
-    if let retention {
-      let flags = EngineInvocation.retentionFlags(retention)
-      if flags != ["--prune"] { args += flags }
-    }
-    args.append("--quiet")
+    copy.retention = retention.map(EngineInvocation.retention)
 
     // The copy pod needs the source's repository and key Secrets (not the dump command's) and the target's.
     var secrets = source.secrets.filter { !$0.field.hasPrefix("spec.source") }
@@ -191,7 +178,7 @@ public struct ReplicaInvocation: Sendable, Hashable {
         secrets.append(u)
       }
     }
-    self.args = args
+    self.arguments = copy
     self.env = env
     self.volumes = volumes
     self.mounts = mounts
@@ -436,16 +423,18 @@ extension ReplicationChildren {
         field: ReplicaInvocation.fieldName(error.field, index: index, ownEncryption: replica.encryption != nil),
         message: error.message)
     }
-    var flags = ["--new-kek"]
+    var target = EngineRotationTarget.newKEK
     if job.followPrimary {
       let primary = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey, secretName: podName)
-      flags = ["--new-kms", primary.kmsURL]
+      target = .newKMS(primary.kmsURL)
     } else if let key = job.newKey {
-      flags = ["--new-kms", EngineInvocation.rotationKeyURL(key)]
+      target = .newKMS(EngineInvocation.rotationKeyURL(key))
     }
+    let field = replica.encryption != nil ? "spec.replicas[\(index)].encryption" : "spec.encryption"
     return try BackupPolicyChildren.engineJob(
       input, component: ReplicaKeyRotation.component,
-      name: names.replicaRotateJob(replica: replica.name, token: job.token), command: "rotate-keys", flags: flags,
+      name: names.replicaRotateJob(replica: replica.name, token: job.token),
+      arguments: { (common) throws(SpecError) in try BackupPolicyChildren.rotateKeys(common, target, field: field) },
       annotations: [
         KeyRotationLogic.tokenAnnotation: job.token, KeyRotationLogic.newKeyAnnotation: job.newKey ?? "",
         ReplicaLabels.replica: replica.name,
@@ -457,46 +446,8 @@ extension Array {
   subscript(safe i: Int) -> Element? { indices.contains(i) ? self[i] : nil }
 }
 
-/// The engine's JSON result of a copy (the fields the controller reads).
-public struct CopyResult: Codable, Sendable, Hashable {
-  /// One copied snapshot: its id in the source and in the target.
-  public struct Copied: Codable, Sendable, Hashable {
-    public var source: String
-    public var target: String
-
-    public init(source: String, target: String) {
-      self.source = source
-      self.target = target
-    }
-  }
-
-  public var ok: Bool?
-  public var copied: [Copied]?
-  public var skipped: [String]?
-  public var bytesRead: Int64?
-  public var bytesStored: Int64?
-  public var errors: [String]?
-
-  public init(
-    ok: Bool? = nil, copied: [Copied]? = nil, skipped: [String]? = nil, bytesRead: Int64? = nil,
-    bytesStored: Int64? = nil, errors: [String]? = nil
-  ) {
-    self.ok = ok
-    self.copied = copied
-    self.skipped = skipped
-    self.bytesRead = bytesRead
-    self.bytesStored = bytesStored
-    self.errors = errors
-  }
-
-  /// Parses a termination message; nil when it is not the engine's JSON.
-  public static func parse(_ message: String?) -> CopyResult? {
-    guard let message, let line = message.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
-      return nil
-    }
-    return try? JSONDecoder().decode(CopyResult.self, from: Data(line.utf8))
-  }
-}
+/// The engine's JSON result of a copy: the contract's result type.
+public typealias CopyResult = EngineResult
 
 /// One copy Job as observed from its Job and Pods.
 public struct CopyRun: Sendable, Hashable {

@@ -44,8 +44,9 @@ public enum ReplicationLogic {
 
     // Copy Jobs of replicas no longer in the spec go; finished Jobs beyond the history limits go.
     for c in copies where !wanted.contains(c.replica) { r.delete.append(c.jobName) }
-    let keepOK = Int(policy.spec.successfulJobsHistoryLimit ?? 3)
-    let keepFailed = Int(policy.spec.failedJobsHistoryLimit ?? 3)
+    // Never negative: dropFirst traps on a negative count (the schema's minimum is 0; validation says so too).
+    let keepOK = max(0, Int(policy.spec.successfulJobsHistoryLimit ?? 3))
+    let keepFailed = max(0, Int(policy.spec.failedJobsHistoryLimit ?? 3))
 
     if replicas.isEmpty {
       s.replicas = nil

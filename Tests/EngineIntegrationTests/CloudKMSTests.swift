@@ -61,6 +61,23 @@ import Testing
     #expect(try await kv.unwrap(w2, context: "c") == key)
   }
 
+  /// `rotate-keys --new-kek` for Azure Key Vault: the service makes a new key version, which later wraps use.
+  @Test func azureRotateKEKMakesANewVersion() async throws {
+    let s = try CloudKMSServer()
+    defer { s.stop() }
+    try s.rotateAzureKey("botrt")
+    let kv = try azure(s)
+    let key = Crypto.randomBytes(32)
+    let w1 = try await kv.wrap(key, context: "c")
+    let v2 = try await kv.rotateKEK()
+    #expect(v2 != w1.keyVersion)
+    let w2 = try await kv.wrap(key, context: "c")
+    #expect(w2.keyVersion == v2)
+    #expect(try await kv.unwrap(w1, context: "c") == key)
+    let rotate = try s.requests().filter { ($0["path"] as? String) == "/keys/botrt/rotate" }
+    #expect(rotate.count == 2 && rotate.allSatisfy { $0["query"] as? String == "api-version=7.4" })
+  }
+
   @Test func azureErrorsAreTypedAndNeverCarryTheToken() async throws {
     let s = try CloudKMSServer()
     defer { s.stop() }

@@ -1,4 +1,5 @@
 import DRAPI
+import EngineContract
 import Foundation
 import KubeCore
 import Testing

@@ -1,4 +1,5 @@
 import CurlHTTP
+import EngineContract
 import Foundation
 
 /// A `KeyService` on AWS KMS (or a compatible server such as moto): `awskms://keyId?region=…&endpoint=…`.
@@ -39,7 +40,9 @@ public struct AWSKMSKeyService: KeyService {
       let p = key.split(separator: ":", omittingEmptySubsequences: false)
       return key.hasPrefix("arn:") && p.count > 3 && !p[3].isEmpty ? String(p[3]) : nil
     }()
-    guard let region = queryValue(url, "region") ?? firstEnv(env, "AWS_REGION", "AWS_DEFAULT_REGION") ?? arnRegion
+    guard
+      let region = queryValue(url, "region") ?? firstEnv(env, EngineEnv.awsRegion, EngineEnv.awsDefaultRegion)
+        ?? arnRegion
     else {
       throw KMSError.invalidConfiguration(
         "AWS KMS key \(key) has no region: add ?region=… to the KMS URL or set AWS_REGION")
@@ -47,7 +50,7 @@ public struct AWSKMSKeyService: KeyService {
     self.region = region
     let endpointString =
       options.endpoint ?? queryValue(url, "endpoint")
-      ?? firstEnv(env, "AWS_ENDPOINT_URL_KMS", "BOTRT_AWSKMS_ENDPOINT", "AWS_ENDPOINT_URL")
+      ?? firstEnv(env, EngineEnv.awsEndpointURLKMS, EngineEnv.awsKMSEndpoint, EngineEnv.awsEndpointURL)
     if let endpointString {
       guard let e = Endpoint(endpointString) else {
         throw KMSError.invalidConfiguration("AWS KMS endpoint '\(endpointString)' is not an http(s) URL")

@@ -1,4 +1,5 @@
 import CurlHTTP
+import EngineContract
 import Foundation
 
 /// The bearer token of a cloud KMS: a fixed token (from a file or an environment variable), or one obtained and
@@ -42,14 +43,14 @@ final class TokenProvider: @unchecked Sendable {
   static func azure(options: KMSOptions, kms: String, client: CurlClient, policy: RetryPolicy) throws -> TokenProvider {
     let env = options.environment
     let source: Source
-    if let file = options.accessTokenFile ?? firstEnv(env, "AZURE_ACCESS_TOKEN_FILE") {
+    if let file = options.accessTokenFile ?? firstEnv(env, EngineEnv.azureAccessTokenFile) {
       source = .fixed(try readFile(file, what: "Azure Key Vault"))
-    } else if let t = firstEnv(env, "AZURE_ACCESS_TOKEN") {
+    } else if let t = firstEnv(env, EngineEnv.azureAccessToken) {
       source = .fixed(Redacted(t.trimmingCharacters(in: .whitespacesAndNewlines)))
-    } else if let tenant = firstEnv(env, "AZURE_TENANT_ID"), let id = firstEnv(env, "AZURE_CLIENT_ID"),
-      let secret = firstEnv(env, "AZURE_CLIENT_SECRET")
+    } else if let tenant = firstEnv(env, EngineEnv.azureTenantId), let id = firstEnv(env, EngineEnv.azureClientId),
+      let secret = firstEnv(env, EngineEnv.azureClientSecret)
     {
-      var authority = firstEnv(env, "AZURE_AUTHORITY_HOST") ?? "https://login.microsoftonline.com"
+      var authority = firstEnv(env, EngineEnv.azureAuthorityHost) ?? "https://login.microsoftonline.com"
       while authority.hasSuffix("/") { authority.removeLast() }
       guard Endpoint(authority) != nil else {
         throw KMSError.invalidConfiguration("AZURE_AUTHORITY_HOST '\(authority)' is not an http(s) URL")
@@ -69,11 +70,11 @@ final class TokenProvider: @unchecked Sendable {
   {
     let env = options.environment
     let source: Source
-    if let file = options.accessTokenFile ?? firstEnv(env, "GOOGLE_OAUTH_ACCESS_TOKEN_FILE") {
+    if let file = options.accessTokenFile ?? firstEnv(env, EngineEnv.googleAccessTokenFile) {
       source = .fixed(try readFile(file, what: "Google Cloud KMS"))
-    } else if let t = firstEnv(env, "GOOGLE_OAUTH_ACCESS_TOKEN") {
+    } else if let t = firstEnv(env, EngineEnv.googleAccessToken) {
       source = .fixed(Redacted(t.trimmingCharacters(in: .whitespacesAndNewlines)))
-    } else if let file = firstEnv(env, "BOTRT_GCPKMS_CREDENTIALS_FILE", "GOOGLE_APPLICATION_CREDENTIALS") {
+    } else if let file = firstEnv(env, EngineEnv.gcpKMSCredentialsFile, EngineEnv.googleApplicationCredentials) {
       guard let d = FileManager.default.contents(atPath: file),
         let json = try? JSONSerialization.jsonObject(with: d) as? [String: Any]
       else {
@@ -263,7 +264,7 @@ public struct AzureKeyVaultKeyService: KeyService {
     keyName = parts[1]
     keyVersion = parts.count == 3 ? parts[2] : nil
     let endpointString =
-      options.endpoint ?? queryValue(url, "endpoint") ?? firstEnv(options.environment, "BOTRT_AZUREKV_ENDPOINT")
+      options.endpoint ?? queryValue(url, "endpoint") ?? firstEnv(options.environment, EngineEnv.azureKeyVaultEndpoint)
     if let endpointString {
       guard let e = Endpoint(endpointString) else {
         throw KMSError.invalidConfiguration("Azure Key Vault endpoint '\(endpointString)' is not an http(s) URL")
@@ -310,6 +311,25 @@ public struct AzureKeyVaultKeyService: KeyService {
         throw KMSError.unwrapFailed(kms: descriptor, message: "\(op) answered HTTP \(response.status): \(detail)")
       }
       throw KMSError.failed(kms: descriptor, message: "\(op) answered HTTP \(response.status): \(detail)")
+    }
+  }
+
+  /// Creates a new version of the key (`POST {vault}/keys/{name}/rotate`, Key Vault's documented rotation) and
+  /// returns it; wraps of a service without a pinned version use it from then on. Needs the `rotate` key permission.
+  public func rotateKEK() async throws -> String {
+    let (response, json) = try await token.postJSON(
+      "\(base)/keys/\(SigV4.encode(keyName))/rotate?api-version=\(Self.apiVersion)", [:])
+    let err = json?["error"] as? [String: Any]
+    let detail = token.scrub((err?["message"] as? String) ?? (err?["code"] as? String) ?? "HTTP \(response.status)")
+    switch response.status {
+    case 200:
+      guard let key = json?["key"] as? [String: Any], let kid = key["kid"] as? String,
+        let version = Self.version(ofKid: kid)
+      else { throw KMSError.failed(kms: descriptor, message: "rotate answered without the new key's kid") }
+      return version
+    case 401, 403: throw KMSError.accessDenied(kms: descriptor, message: "rotate key \(keyName): \(detail)")
+    case 404: throw KMSError.keyNotFound(kms: descriptor, key: keyName)
+    default: throw KMSError.failed(kms: descriptor, message: "rotate answered HTTP \(response.status): \(detail)")
     }
   }
 
@@ -382,7 +402,7 @@ public struct GCPKMSKeyService: KeyService {
     }
     name = parts.joined(separator: "/")
     let endpointString =
-      options.endpoint ?? queryValue(url, "endpoint") ?? firstEnv(options.environment, "BOTRT_GCPKMS_ENDPOINT")
+      options.endpoint ?? queryValue(url, "endpoint") ?? firstEnv(options.environment, EngineEnv.gcpKMSEndpoint)
     if let endpointString {
       guard let e = Endpoint(endpointString) else {
         throw KMSError.invalidConfiguration("Google Cloud KMS endpoint '\(endpointString)' is not an http(s) URL")
@@ -401,7 +421,12 @@ public struct GCPKMSKeyService: KeyService {
 
   /// One call (`encrypt`, `decrypt`); returns the answer object.
   func call(_ method: String, _ body: [String: String]) async throws -> [String: Any] {
-    let (response, json) = try await token.postJSON("\(base)/v1/\(name):\(method)", body)
+    try await call(method, url: "\(base)/v1/\(name):\(method)", body)
+  }
+
+  /// One call to `url`; `method` names it in errors.
+  func call(_ method: String, url: String, _ body: [String: String]) async throws -> [String: Any] {
+    let (response, json) = try await token.postJSON(url, body)
     if response.status == 200, let json { return json }
     let err = json?["error"] as? [String: Any]
     let status = (err?["status"] as? String) ?? "HTTP \(response.status)"
@@ -418,6 +443,18 @@ public struct GCPKMSKeyService: KeyService {
       }
       throw KMSError.failed(kms: descriptor, message: "\(method) answered HTTP \(response.status): \(detail)")
     }
+  }
+
+  /// Creates a new key version (`POST {name}/cryptoKeyVersions`) and makes it the primary
+  /// (`:updatePrimaryVersion`), so later wraps use it; older versions still decrypt. Returns the new version's id.
+  /// Needs cloudkms.cryptoKeyVersions.create and cloudkms.cryptoKeys.update.
+  public func rotateKEK() async throws -> String {
+    let created = try await call("create", url: "\(base)/v1/\(name)/cryptoKeyVersions", [:])
+    guard let full = created["name"] as? String, let id = full.split(separator: "/").last.map(String.init),
+      full.split(separator: "/").count == 10
+    else { throw KMSError.failed(kms: descriptor, message: "cryptoKeyVersions.create answered without a name") }
+    _ = try await call("updatePrimaryVersion", ["cryptoKeyVersionId": id])
+    return id
   }
 
   public func wrap(_ key: [UInt8], context: String) async throws -> WrappedKey {

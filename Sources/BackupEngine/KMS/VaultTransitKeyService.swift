@@ -1,4 +1,5 @@
 import CurlHTTP
+import EngineContract
 import Foundation
 
 /// A `KeyService` on Vault's (or OpenBao's) Transit engine: `vault-transit://host:port/mount/keyName`.
@@ -48,7 +49,7 @@ public struct VaultTransitKeyService: KeyService {
     let port = url.port.map { ":\($0)" } ?? ""
     base = "\(scheme)://\(host)\(port)/v1"
     descriptor = "vault-transit://\(host)\(port)/\(mount)/\(keyName)" + (tlsOn ? "?tls=true" : "")
-    tls = TLSOptions(caFile: tlsOn ? (caFile ?? env["VAULT_CACERT"]) : nil)
+    tls = TLSOptions(caFile: tlsOn ? (caFile ?? env[EngineEnv.vaultCACert]) : nil)
     if let file = options.tokenFile {
       guard let d = FileManager.default.contents(atPath: file) else {
         throw KMSError.invalidConfiguration("Vault token file \(file) is missing or unreadable")
@@ -56,13 +57,13 @@ public struct VaultTransitKeyService: KeyService {
       let t = String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
       token = Redacted(t)
       guard !t.isEmpty else { throw KMSError.invalidConfiguration("Vault token file \(file) is empty") }
-    } else if let t = env["VAULT_TOKEN"], !t.isEmpty {
+    } else if let t = env[EngineEnv.vaultToken], !t.isEmpty {
       token = Redacted(t)
     } else {
       throw KMSError.invalidConfiguration(
         "no Vault token for \(descriptor): set VAULT_TOKEN or give a token file")
     }
-    namespace = firstEnv(env, "VAULT_NAMESPACE")
+    namespace = firstEnv(env, EngineEnv.vaultNamespace)
     client = options.httpClient ?? CurlClient()
     self.policy = policy
   }

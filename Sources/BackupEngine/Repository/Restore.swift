@@ -1,3 +1,4 @@
+import EngineContract
 import Foundation
 
 #if canImport(Glibc)
@@ -51,7 +52,7 @@ struct RestoreBlob: Sendable {
 /// Prints how long each stage of a command took to standard error when BOTRT_TIMING is set (for profiling).
 final class StageTimer: @unchecked Sendable {
   private let name: String
-  private let enabled = ProcessInfo.processInfo.environment["BOTRT_TIMING"] != nil
+  private let enabled = ProcessInfo.processInfo.environment[EngineEnv.timing] != nil
   private var last = DispatchTime.now()
 
   init(name: String) { self.name = name }

@@ -1,4 +1,5 @@
 import CurlHTTP
+import EngineContract
 import Foundation
 
 /// An `ObjectStore` on Azure Blob Storage's REST API with Shared Key auth: `azblob://account/container/prefix`.
@@ -41,13 +42,13 @@ public struct AzureBlobStore: ObjectStore {
     location = "azblob://\(account)/\(container)" + (prefix.isEmpty ? "" : "/\(prefix)")
     let env = options.environment
     let ep =
-      queryValue(url, "endpoint") ?? firstEnv(env, "AZURE_STORAGE_BLOB_ENDPOINT") ?? options.endpoint
+      queryValue(url, "endpoint") ?? firstEnv(env, EngineEnv.azureBlobEndpoint) ?? options.endpoint
       ?? "https://\(account).blob.core.windows.net"
     guard let e = Endpoint(ep) else {
       throw StorageError.failed(key: location, message: "Azure Blob endpoint '\(ep)' is not an http(s) URL")
     }
     endpoint = e
-    guard let key = firstEnv(env, "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY") else {
+    guard let key = firstEnv(env, EngineEnv.azureStorageKey, EngineEnv.azureStorageAccountKey) else {
       throw StorageError.accessDenied(key: location, message: "no Azure account key: set AZURE_STORAGE_KEY")
     }
     guard let s = AzureSharedKey(account: account, base64Key: key) else {

@@ -1,4 +1,5 @@
 import CurlHTTP
+import EngineContract
 import Foundation
 
 /// An `ObjectStore` on Google Cloud Storage's JSON API: `gs://bucket/prefix`.
@@ -39,10 +40,10 @@ public struct GCSStore: ObjectStore {
     let env = options.environment
     var emulator = false
     var ep: String
-    if let e = queryValue(url, "endpoint") ?? firstEnv(env, "BOTRT_GCS_ENDPOINT") {
+    if let e = queryValue(url, "endpoint") ?? firstEnv(env, EngineEnv.gcsEndpoint) {
       ep = e
       emulator = true
-    } else if let host = firstEnv(env, "STORAGE_EMULATOR_HOST") {
+    } else if let host = firstEnv(env, EngineEnv.storageEmulatorHost) {
       ep = host.contains("://") ? host : "http://\(host)"
       emulator = true
     } else if let e = options.endpoint {
@@ -56,8 +57,8 @@ public struct GCSStore: ObjectStore {
       throw StorageError.failed(key: location, message: "GCS endpoint '\(ep)' is not an http(s) URL")
     }
     endpoint = ep
-    staticToken = firstEnv(env, "GOOGLE_OAUTH_ACCESS_TOKEN").map { Redacted($0) }
-    tokenFile = firstEnv(env, "BOTRT_GCS_TOKEN_FILE")
+    staticToken = firstEnv(env, EngineEnv.googleAccessToken).map { Redacted($0) }
+    tokenFile = firstEnv(env, EngineEnv.gcsTokenFile)
     if !emulator && staticToken == nil && tokenFile == nil {
       throw StorageError.accessDenied(
         key: location, message: "no GCS credentials: set GOOGLE_OAUTH_ACCESS_TOKEN or BOTRT_GCS_TOKEN_FILE")

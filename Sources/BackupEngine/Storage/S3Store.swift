@@ -1,4 +1,5 @@
 import CurlHTTP
+import EngineContract
 import Foundation
 
 /// An `ObjectStore` on Amazon S3 or an S3-compatible server (`s3://bucket/prefix`), signed with SigV4.
@@ -47,10 +48,11 @@ public struct S3Store: ObjectStore {
     self.location = "s3://\(bucket)" + (prefix.isEmpty ? "" : "/\(prefix)")
     let env = options.environment
     region =
-      options.region ?? queryValue(url, "region") ?? firstEnv(env, "AWS_REGION", "AWS_DEFAULT_REGION") ?? "us-east-1"
+      options.region ?? queryValue(url, "region") ?? firstEnv(env, EngineEnv.awsRegion, EngineEnv.awsDefaultRegion)
+      ?? "us-east-1"
     let endpointString =
       options.endpoint ?? queryValue(url, "endpoint")
-      ?? firstEnv(env, "AWS_ENDPOINT_URL_S3", "BOTRT_S3_ENDPOINT", "AWS_ENDPOINT_URL")
+      ?? firstEnv(env, EngineEnv.awsEndpointURLS3, EngineEnv.s3Endpoint, EngineEnv.awsEndpointURL)
     if let endpointString {
       guard let e = Endpoint(endpointString) else {
         throw StorageError.failed(
@@ -62,7 +64,7 @@ public struct S3Store: ObjectStore {
     }
     pathStyle =
       options.pathStyle || parseBool(queryValue(url, "path-style", "pathStyle")) == true
-      || parseBool(env["BOTRT_S3_PATH_STYLE"]) == true || endpoint.isLocal || bucket.contains(".")
+      || parseBool(env[EngineEnv.s3PathStyle]) == true || endpoint.isLocal || bucket.contains(".")
     guard let creds = AWSCredentials.fromEnvironment(env) else {
       throw StorageError.accessDenied(
         key: location, message: "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
@@ -77,8 +79,8 @@ public struct S3Store: ObjectStore {
   /// The `x-amz-server-side-encryption` headers for the configured SSE, validated.
   static func sseHeaders(url: URLComponents, options: StoreOptions, location: String) throws -> [(String, String)] {
     let env = options.environment
-    let mode = options.serverSideEncryption ?? queryValue(url, "sse") ?? firstEnv(env, "BOTRT_S3_SSE")
-    let keyId = options.sseKMSKeyId ?? queryValue(url, "sse-kms-key-id") ?? firstEnv(env, "BOTRT_S3_SSE_KMS_KEY_ID")
+    let mode = options.serverSideEncryption ?? queryValue(url, "sse") ?? firstEnv(env, EngineEnv.s3SSE)
+    let keyId = options.sseKMSKeyId ?? queryValue(url, "sse-kms-key-id") ?? firstEnv(env, EngineEnv.s3SSEKMSKeyId)
     guard let mode, !mode.isEmpty, mode.lowercased() != "none" else {
       if keyId != nil {
         throw StorageError.failed(

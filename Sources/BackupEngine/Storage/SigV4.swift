@@ -1,4 +1,5 @@
 import CCrypto
+import EngineContract
 import Foundation
 
 /// AWS credentials read from the standard environment variables; never printed (descriptions and mirrors show only
@@ -20,9 +21,10 @@ public struct AWSCredentials: Sendable, CustomStringConvertible, CustomDebugStri
 
   /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and (optionally) AWS_SESSION_TOKEN, or nil when either key is missing.
   public static func fromEnvironment(_ env: [String: String]) -> AWSCredentials? {
-    guard let id = env["AWS_ACCESS_KEY_ID"], !id.isEmpty, let secret = env["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty
+    guard let id = env[EngineEnv.awsAccessKeyId], !id.isEmpty, let secret = env[EngineEnv.awsSecretAccessKey],
+      !secret.isEmpty
     else { return nil }
-    let token = env["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    let token = env[EngineEnv.awsSessionToken].flatMap { $0.isEmpty ? nil : $0 }
     return AWSCredentials(accessKeyId: id, secretAccessKey: secret, sessionToken: token)
   }
 }

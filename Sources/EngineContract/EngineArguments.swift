@@ -1,0 +1,438 @@
+/// Long flag names of `botrt-engine` (without the leading `--`); the engine's parser declares its options with these.
+public enum EngineFlag {
+  // Every repository command.
+  public static let repo = "repo"
+  public static let kms = "kms"
+  public static let s3Endpoint = "s3-endpoint"
+  public static let s3Region = "s3-region"
+  public static let s3PathStyle = "s3-path-style"
+  public static let s3SSE = "s3-sse"
+  public static let s3SSEKMSKeyId = "s3-sse-kms-key-id"
+  public static let vaultTokenFile = "vault-token-file"
+  public static let kmsTokenFile = "kms-token-file"
+  public static let vaultCAFile = "vault-ca-file"
+  public static let kmsEndpoint = "kms-endpoint"
+  public static let resultFile = "result-file"
+  public static let quiet = "quiet"
+  public static let retryLock = "retry-lock"
+  // backup.
+  public static let dataType = "data-type"
+  public static let tag = "tag"
+  public static let stdin = "stdin"
+  public static let stdinName = "stdin-name"
+  public static let stdinFrom = "stdin-from"
+  public static let stdinStatus = "stdin-status"
+  public static let stdinTimeout = "stdin-timeout"
+  public static let compression = "compression"
+  public static let initIfMissing = "init-if-missing"
+  public static let objectLock = "object-lock"
+  // restore, verify.
+  public static let before = "before"
+  public static let target = "target"
+  public static let stdout = "stdout"
+  public static let path = "path"
+  public static let requireSnapshot = "require-snapshot"
+  public static let all = "all"
+  public static let readData = "read-data"
+  // forget, copy's retention.
+  public static let keepLast = "keep-last"
+  public static let keepHourly = "keep-hourly"
+  public static let keepDaily = "keep-daily"
+  public static let keepWeekly = "keep-weekly"
+  public static let keepMonthly = "keep-monthly"
+  public static let keepYearly = "keep-yearly"
+  public static let maxAge = "max-age"
+  public static let prune = "prune"
+  // copy.
+  public static let to = "to"
+  public static let toKMS = "to-kms"
+  public static let toS3Endpoint = "to-s3-endpoint"
+  public static let toS3Region = "to-s3-region"
+  public static let toS3SSE = "to-s3-sse"
+  public static let toS3SSEKMSKeyId = "to-s3-sse-kms-key-id"
+  public static let toKMSEndpoint = "to-kms-endpoint"
+  public static let toKMSTokenFile = "to-kms-token-file"
+  public static let toVaultTokenFile = "to-vault-token-file"
+  // rotate-keys, delete-repository.
+  public static let newKMS = "new-kms"
+  public static let newKEK = "new-kek"
+  public static let confirm = "confirm"
+
+  /// `--NAME`.
+  public static func long(_ name: String) -> String { "--" + name }
+}
+
+/// The engine's subcommand names.
+public enum EngineCommandName {
+  public static let backup = "backup"
+  public static let forget = "forget"
+  public static let verify = "verify"
+  public static let restore = "restore"
+  public static let copy = "copy"
+  public static let rotateKeys = "rotate-keys"
+  public static let deleteRepository = "delete-repository"
+}
+
+/// The kind of key service a KMS URL names (its scheme).
+public enum EngineKMSKind: String, Sendable, Hashable, CaseIterable {
+  case localKey = "file"
+  case vaultTransit = "vault-transit"
+  case awsKMS = "awskms"
+  case azureKeyVault = "azurekv"
+  case gcpKMS = "gcpkms"
+
+  /// The kind of a KMS URL, from its scheme; nil for an unknown scheme.
+  public init?(kmsURL: String) {
+    guard let colon = kmsURL.firstIndex(of: ":") else { return nil }
+    self.init(rawValue: kmsURL[..<colon].lowercased())
+  }
+
+  /// Whether `rotate-keys --new-kek` works: the key service makes the new key-encryption key itself (a new Vault
+  /// Transit, Azure Key Vault or Cloud KMS key version, or a new AWS KMS key). A local key needs `--new-kms`.
+  public var makesNewKEK: Bool { self != .localKey }
+}
+
+/// Flags of every repository command: the repository, its key service and how to reach them.
+public struct EngineCommonArguments: Sendable, Hashable {
+  public var repo: String
+  public var kms: String
+  /// How long to wait for a conflicting lock (`--retry-lock`), in seconds.
+  public var retryLockSeconds: Int64?
+  public var s3Endpoint: String?
+  public var s3Region: String?
+  public var s3PathStyle: Bool = false
+  public var s3SSE: String?
+  public var s3SSEKMSKeyId: String?
+  public var vaultTokenFile: String?
+  public var vaultCAFile: String?
+  public var kmsEndpoint: String?
+  public var kmsTokenFile: String?
+  /// No progress output (`--quiet`), as in every Job.
+  public var quiet: Bool = true
+
+  public init(repo: String, kms: String, retryLockSeconds: Int64? = nil) {
+    self.repo = repo
+    self.kms = kms
+    self.retryLockSeconds = retryLockSeconds
+  }
+
+  /// `--repo R --kms K` and the settings, in a fixed order (`--quiet` is rendered last by the command).
+  public var argv: [String] {
+    let l = EngineFlag.long
+    var a = [l(EngineFlag.repo), repo, l(EngineFlag.kms), kms]
+    if let r = retryLockSeconds { a += [l(EngineFlag.retryLock), EngineDuration.format(seconds: r)] }
+    if let v = s3Endpoint { a += [l(EngineFlag.s3Endpoint), v] }
+    if let v = s3Region { a += [l(EngineFlag.s3Region), v] }
+    if s3PathStyle { a.append(l(EngineFlag.s3PathStyle)) }
+    if let v = s3SSE { a += [l(EngineFlag.s3SSE), v] }
+    if let v = s3SSEKMSKeyId { a += [l(EngineFlag.s3SSEKMSKeyId), v] }
+    if let v = vaultTokenFile { a += [l(EngineFlag.vaultTokenFile), v] }
+    if let v = vaultCAFile { a += [l(EngineFlag.vaultCAFile), v] }
+    if let v = kmsEndpoint { a += [l(EngineFlag.kmsEndpoint), v] }
+    if let v = kmsTokenFile { a += [l(EngineFlag.kmsTokenFile), v] }
+    return a
+  }
+}
+
+/// S3 Object Lock for a repository a run creates (`--object-lock MODE:DAYS`).
+public struct EngineObjectLock: Sendable, Hashable {
+  public enum Mode: String, Sendable, Hashable { case compliance, governance }
+  public var mode: Mode
+  public var days: Int64
+  public init(mode: Mode, days: Int64) {
+    self.mode = mode
+    self.days = days
+  }
+  var text: String { "\(mode.rawValue):\(days)" }
+}
+
+/// The retention rules of `forget` and of `copy`'s target.
+public struct EngineRetention: Sendable, Hashable {
+  public var keepLast: Int64?
+  public var keepHourly: Int64?
+  public var keepDaily: Int64?
+  public var keepWeekly: Int64?
+  public var keepMonthly: Int64?
+  public var keepYearly: Int64?
+  /// Remove snapshots older than this (`--max-age`, rendered in the duration grammar: m is minutes).
+  public var maxAgeSeconds: Int64?
+
+  public init(
+    keepLast: Int64? = nil, keepHourly: Int64? = nil, keepDaily: Int64? = nil, keepWeekly: Int64? = nil,
+    keepMonthly: Int64? = nil, keepYearly: Int64? = nil, maxAgeSeconds: Int64? = nil
+  ) {
+    self.keepLast = keepLast
+    self.keepHourly = keepHourly
+    self.keepDaily = keepDaily
+    self.keepWeekly = keepWeekly
+    self.keepMonthly = keepMonthly
+    self.keepYearly = keepYearly
+    self.maxAgeSeconds = maxAgeSeconds
+  }
+
+  /// Whether no rule is set (the engine's forget needs at least one).
+  public var isEmpty: Bool { argv.isEmpty }
+
+  public var argv: [String] {
+    let l = EngineFlag.long
+    var a: [String] = []
+    let counts: [(String, Int64?)] = [
+      (EngineFlag.keepLast, keepLast), (EngineFlag.keepHourly, keepHourly), (EngineFlag.keepDaily, keepDaily),
+      (EngineFlag.keepWeekly, keepWeekly), (EngineFlag.keepMonthly, keepMonthly), (EngineFlag.keepYearly, keepYearly),
+    ]
+    for (flag, value) in counts { if let v = value { a += [l(flag), String(v)] } }
+    if let s = maxAgeSeconds { a += [l(EngineFlag.maxAge), EngineDuration.format(seconds: s)] }
+    return a
+  }
+}
+
+/// `botrt-engine backup`.
+public struct EngineBackupArguments: Sendable, Hashable {
+  public enum Source: Sendable, Hashable {
+    /// Paths in the container.
+    case paths([String])
+    /// Standard input, stored as one file of this name.
+    case stdin(name: String)
+    /// A stream stored as one file of this name, read from a named pipe that a producer in another container writes
+    /// (`--stdin-from PIPE`); the producer's exit status is read from `status` after the stream ends.
+    case pipe(name: String, pipe: String, status: String)
+  }
+  public var common: EngineCommonArguments
+  public var dataType: String
+  public var tags: [String]
+  public var initIfMissing: Bool
+  public var objectLock: EngineObjectLock?
+  public var compression: String?
+  public var source: Source
+
+  public init(
+    common: EngineCommonArguments, dataType: String, tags: [String], initIfMissing: Bool,
+    objectLock: EngineObjectLock?, compression: String?, source: Source
+  ) {
+    self.common = common
+    self.dataType = dataType
+    self.tags = tags
+    self.initIfMissing = initIfMissing
+    self.objectLock = objectLock
+    self.compression = compression
+    self.source = source
+  }
+}
+
+/// `botrt-engine forget` (with `--prune`, as the controller always runs it).
+public struct EngineForgetArguments: Sendable, Hashable {
+  public var common: EngineCommonArguments
+  public var retention: EngineRetention
+  public var prune: Bool
+  public init(common: EngineCommonArguments, retention: EngineRetention, prune: Bool = true) {
+    self.common = common
+    self.retention = retention
+    self.prune = prune
+  }
+}
+
+/// `botrt-engine verify`.
+public struct EngineVerifyArguments: Sendable, Hashable {
+  public enum Which: Sendable, Hashable {
+    case all
+    case snapshot(String)
+  }
+  public var common: EngineCommonArguments
+  public var which: Which
+  public var readData: Bool
+  public var requireSnapshot: String?
+  public init(common: EngineCommonArguments, which: Which, readData: Bool, requireSnapshot: String?) {
+    self.common = common
+    self.which = which
+    self.readData = readData
+    self.requireSnapshot = requireSnapshot
+  }
+}
+
+/// `botrt-engine restore`.
+public struct EngineRestoreArguments: Sendable, Hashable {
+  public enum Snapshot: Sendable, Hashable {
+    case latest
+    case id(String)
+    /// The newest snapshot at or before an RFC 3339 time (`latest --before TIME`).
+    case latestBefore(String)
+  }
+  public enum Output: Sendable, Hashable {
+    case target(String)
+    /// One file (`--path`) to standard output.
+    case stdout(path: String)
+    /// One file (`--path`) into a directory (`--target`).
+    case file(path: String, into: String)
+  }
+  public var common: EngineCommonArguments
+  public var snapshot: Snapshot
+  public var requireSnapshot: String?
+  public var output: Output
+  public init(common: EngineCommonArguments, snapshot: Snapshot, requireSnapshot: String?, output: Output) {
+    self.common = common
+    self.snapshot = snapshot
+    self.requireSnapshot = requireSnapshot
+    self.output = output
+  }
+}
+
+/// `botrt-engine copy`: the source is `common`, the target its own repository, key service and settings.
+public struct EngineCopyArguments: Sendable, Hashable {
+  public var common: EngineCommonArguments
+  public var to: String
+  public var toKMS: String
+  public var toS3Endpoint: String?
+  public var toS3Region: String?
+  public var toS3SSE: String?
+  public var toS3SSEKMSKeyId: String?
+  public var toKMSEndpoint: String?
+  public var toKMSTokenFile: String?
+  public var toVaultTokenFile: String?
+  public var initIfMissing: Bool = true
+  public var objectLock: EngineObjectLock?
+  /// The target's retention; with a rule, the target is also pruned.
+  public var retention: EngineRetention?
+  public init(common: EngineCommonArguments, to: String, toKMS: String) {
+    self.common = common
+    self.to = to
+    self.toKMS = toKMS
+  }
+}
+
+/// What `rotate-keys` rewraps the data keys under.
+public enum EngineRotationTarget: Sendable, Hashable {
+  /// Another key (`--new-kms URL`): an entry of a rotation keys Secret, or the primary's key for a replica.
+  case newKMS(String)
+  /// A new key-encryption key the key service makes (`--new-kek`): only for kinds where `makesNewKEK`.
+  case newKEK
+}
+
+/// Thrown when typed arguments would be refused by the engine.
+public struct EngineArgumentError: Error, Sendable, Hashable, CustomStringConvertible {
+  public var message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}
+
+/// `botrt-engine rotate-keys`.
+public struct EngineRotateKeysArguments: Sendable, Hashable {
+  public let common: EngineCommonArguments
+  public let target: EngineRotationTarget
+
+  /// Fails for `--new-kek` with a key service that cannot make a new key (a local key: give `.newKMS`).
+  public init(common: EngineCommonArguments, target: EngineRotationTarget) throws(EngineArgumentError) {
+    if target == .newKEK {
+      guard let kind = EngineKMSKind(kmsURL: common.kms), kind.makesNewKEK else {
+        throw EngineArgumentError(
+          "rotate-keys --new-kek needs a key service that makes new keys (Vault Transit, AWS KMS, Azure Key Vault, "
+            + "Google Cloud KMS); for \(common.kms.prefix { $0 != ":" }) give the new key with --new-kms")
+      }
+    }
+    self.common = common
+    self.target = target
+  }
+}
+
+/// An engine command the controller starts, typed; `argv` is what follows the engine executable.
+public enum EngineArguments: Sendable, Hashable {
+  case backup(EngineBackupArguments)
+  case forget(EngineForgetArguments)
+  case verify(EngineVerifyArguments)
+  case restore(EngineRestoreArguments)
+  case copy(EngineCopyArguments)
+  case rotateKeys(EngineRotateKeysArguments)
+  case deleteRepository(EngineCommonArguments)
+
+  public var common: EngineCommonArguments {
+    switch self {
+    case .backup(let a): a.common
+    case .forget(let a): a.common
+    case .verify(let a): a.common
+    case .restore(let a): a.common
+    case .copy(let a): a.common
+    case .rotateKeys(let a): a.common
+    case .deleteRepository(let c): c
+    }
+  }
+
+  public var commandName: String {
+    switch self {
+    case .backup: EngineCommandName.backup
+    case .forget: EngineCommandName.forget
+    case .verify: EngineCommandName.verify
+    case .restore: EngineCommandName.restore
+    case .copy: EngineCommandName.copy
+    case .rotateKeys: EngineCommandName.rotateKeys
+    case .deleteRepository: EngineCommandName.deleteRepository
+    }
+  }
+
+  /// The engine's arguments: the command, the common flags, the command's own, `--quiet` (before a backup's paths).
+  public var argv: [String] {
+    let l = EngineFlag.long
+    var a = [commandName] + common.argv
+    switch self {
+    case .backup(let b):
+      a += [l(EngineFlag.dataType), b.dataType]
+      for t in b.tags { a += [l(EngineFlag.tag), t] }
+      if b.initIfMissing { a.append(l(EngineFlag.initIfMissing)) }
+      if let o = b.objectLock { a += [l(EngineFlag.objectLock), o.text] }
+      if let c = b.compression { a += [l(EngineFlag.compression), c] }
+      switch b.source {
+      case .paths(let p):
+        // The paths last, after `--quiet`.
+        if common.quiet { a.append(l(EngineFlag.quiet)) }
+        return a + p
+      case .stdin(let name): a += [l(EngineFlag.stdin), l(EngineFlag.stdinName), name]
+      case .pipe(let name, let pipe, let status):
+        a += [
+          l(EngineFlag.stdin), l(EngineFlag.stdinName), name, l(EngineFlag.stdinFrom), pipe, l(EngineFlag.stdinStatus),
+          status,
+        ]
+      }
+    case .forget(let f):
+      a += f.retention.argv
+      if f.prune { a.append(l(EngineFlag.prune)) }
+    case .verify(let v):
+      if v.readData { a.append(l(EngineFlag.readData)) }
+      switch v.which {
+      case .all: a.append(l(EngineFlag.all))
+      case .snapshot(let id): a.append(id)
+      }
+      if let r = v.requireSnapshot { a += [l(EngineFlag.requireSnapshot), r] }
+    case .restore(let r):
+      switch r.snapshot {
+      case .latest: a.append("latest")
+      case .id(let id): a.append(id)
+      case .latestBefore(let t): a += ["latest", l(EngineFlag.before), t]
+      }
+      if let s = r.requireSnapshot { a += [l(EngineFlag.requireSnapshot), s] }
+      switch r.output {
+      case .target(let dir): a += [l(EngineFlag.target), dir]
+      case .stdout(let path): a += [l(EngineFlag.stdout), l(EngineFlag.path), path]
+      case .file(let path, let dir): a += [l(EngineFlag.target), dir, l(EngineFlag.path), path]
+      }
+    case .copy(let c):
+      a += [l(EngineFlag.to), c.to, l(EngineFlag.toKMS), c.toKMS]
+      let opts: [(String, String?)] = [
+        (EngineFlag.toS3Endpoint, c.toS3Endpoint), (EngineFlag.toS3Region, c.toS3Region),
+        (EngineFlag.toS3SSE, c.toS3SSE), (EngineFlag.toS3SSEKMSKeyId, c.toS3SSEKMSKeyId),
+        (EngineFlag.toKMSEndpoint, c.toKMSEndpoint), (EngineFlag.toKMSTokenFile, c.toKMSTokenFile),
+        (EngineFlag.toVaultTokenFile, c.toVaultTokenFile),
+      ]
+      for (flag, value) in opts { if let v = value { a += [l(flag), v] } }
+      if c.initIfMissing { a.append(l(EngineFlag.initIfMissing)) }
+      if let o = c.objectLock { a += [l(EngineFlag.objectLock), o.text] }
+      if let r = c.retention, !r.isEmpty { a += r.argv + [l(EngineFlag.prune)] }
+    case .rotateKeys(let r):
+      switch r.target {
+      case .newKMS(let url): a += [l(EngineFlag.newKMS), url]
+      case .newKEK: a.append(l(EngineFlag.newKEK))
+      }
+    case .deleteRepository:
+      a.append(l(EngineFlag.confirm))
+    }
+    if common.quiet { a.append(l(EngineFlag.quiet)) }
+    return a
+  }
+}

@@ -1,0 +1,89 @@
+/// The environment variables `botrt-engine` reads: the controller sets only these on an engine container.
+///
+/// The engine's store and key service factories read the same constants, so a name the controller sets is a name
+/// the engine reads (the contract test checks every pod's environment against `read`).
+public enum EngineEnv {
+  // Repository, key service, lock wait.
+  public static let repo = "BOTRT_REPO"
+  public static let kms = "BOTRT_KMS"
+  public static let retryLock = "BOTRT_RETRY_LOCK"
+  /// Per-phase timing of a restore on stderr (diagnostics).
+  public static let timing = "BOTRT_TIMING"
+
+  // S3.
+  public static let s3Endpoint = "BOTRT_S3_ENDPOINT"
+  public static let s3PathStyle = "BOTRT_S3_PATH_STYLE"
+  public static let s3SSE = "BOTRT_S3_SSE"
+  public static let s3SSEKMSKeyId = "BOTRT_S3_SSE_KMS_KEY_ID"
+  public static let awsAccessKeyId = "AWS_ACCESS_KEY_ID"
+  public static let awsSecretAccessKey = "AWS_SECRET_ACCESS_KEY"
+  public static let awsSessionToken = "AWS_SESSION_TOKEN"
+  public static let awsRegion = "AWS_REGION"
+  public static let awsDefaultRegion = "AWS_DEFAULT_REGION"
+  public static let awsEndpointURL = "AWS_ENDPOINT_URL"
+  public static let awsEndpointURLS3 = "AWS_ENDPOINT_URL_S3"
+  public static let awsEndpointURLKMS = "AWS_ENDPOINT_URL_KMS"
+
+  // Google Cloud Storage.
+  public static let gcsEndpoint = "BOTRT_GCS_ENDPOINT"
+  public static let gcsTokenFile = "BOTRT_GCS_TOKEN_FILE"
+  public static let storageEmulatorHost = "STORAGE_EMULATOR_HOST"
+  public static let googleApplicationCredentials = "GOOGLE_APPLICATION_CREDENTIALS"
+  public static let googleAccessToken = "GOOGLE_OAUTH_ACCESS_TOKEN"
+  public static let googleAccessTokenFile = "GOOGLE_OAUTH_ACCESS_TOKEN_FILE"
+
+  // Azure Blob Storage (spec.repository.azure.endpoint is passed as azureBlobEndpoint).
+  public static let azureBlobEndpoint = "AZURE_STORAGE_BLOB_ENDPOINT"
+  public static let azureStorageKey = "AZURE_STORAGE_KEY"
+  public static let azureStorageAccountKey = "AZURE_STORAGE_ACCOUNT_KEY"
+
+  // Key services.
+  public static let vaultToken = "VAULT_TOKEN"
+  public static let vaultCACert = "VAULT_CACERT"
+  public static let vaultNamespace = "VAULT_NAMESPACE"
+  public static let awsKMSEndpoint = "BOTRT_AWSKMS_ENDPOINT"
+  public static let azureKeyVaultEndpoint = "BOTRT_AZUREKV_ENDPOINT"
+  public static let azureTenantId = "AZURE_TENANT_ID"
+  public static let azureClientId = "AZURE_CLIENT_ID"
+  public static let azureClientSecret = "AZURE_CLIENT_SECRET"
+  public static let azureAuthorityHost = "AZURE_AUTHORITY_HOST"
+  public static let azureAccessToken = "AZURE_ACCESS_TOKEN"
+  public static let azureAccessTokenFile = "AZURE_ACCESS_TOKEN_FILE"
+  public static let gcpKMSEndpoint = "BOTRT_GCPKMS_ENDPOINT"
+  public static let gcpKMSCredentialsFile = "BOTRT_GCPKMS_CREDENTIALS_FILE"
+
+  // copy: the target.
+  public static let toRepo = "BOTRT_TO_REPO"
+  public static let toKMS = "BOTRT_TO_KMS"
+  /// `BOTRT_TO_ENV_<NAME>` is the copy target's `<NAME>` (its own credentials, endpoints and settings).
+  public static let toEnvPrefix = "BOTRT_TO_ENV_"
+
+  /// Every variable the engine reads (besides `toEnvPrefix` + one of these).
+  public static let read: Set<String> = [
+    repo, kms, retryLock, timing, s3Endpoint, s3PathStyle, s3SSE, s3SSEKMSKeyId, awsAccessKeyId, awsSecretAccessKey,
+    awsSessionToken, awsRegion, awsDefaultRegion, awsEndpointURL, awsEndpointURLS3, awsEndpointURLKMS, gcsEndpoint,
+    gcsTokenFile, storageEmulatorHost, googleApplicationCredentials, googleAccessToken, googleAccessTokenFile,
+    azureBlobEndpoint, azureStorageKey, azureStorageAccountKey, vaultToken, vaultCACert, vaultNamespace,
+    awsKMSEndpoint, azureKeyVaultEndpoint, azureTenantId, azureClientId, azureClientSecret, azureAuthorityHost,
+    azureAccessToken, azureAccessTokenFile, gcpKMSEndpoint, gcpKMSCredentialsFile, toRepo, toKMS,
+  ]
+
+  /// Whether the engine reads `name` (directly, or as the copy target's `BOTRT_TO_ENV_<NAME>`).
+  public static func isRead(_ name: String) -> Bool {
+    if read.contains(name) { return true }
+    guard name.hasPrefix(toEnvPrefix) else { return false }
+    let inner = String(name.dropFirst(toEnvPrefix.count))
+    return read.contains(inner) && !inner.hasPrefix(toEnvPrefix)
+  }
+}
+
+/// The engine's process exit codes (documented in docs/repository-format.md section 15).
+public enum EngineExitCode {
+  public static let success: Int32 = 0
+  public static let other: Int32 = 1
+  public static let usage: Int32 = 2
+  public static let kms: Int32 = 3
+  public static let storage: Int32 = 4
+  public static let integrity: Int32 = 5
+  public static let partial: Int32 = 6
+}

@@ -1,0 +1,210 @@
+import Foundation
+
+/// The one-line JSON result every engine command writes (stdout, `--result-file`, `/dev/termination-log`), which the
+/// controller reads back from the finished Pod. One type for both sides: the engine encodes it, the controller
+/// decodes it.
+///
+/// Every field is optional on the wire, so a message of an older engine (or a shell wrapper's) still decodes; the
+/// engine always writes command, ok, exitCode, durationSeconds, errors, warnings, keyUnwraps and keyWraps.
+public struct EngineResult: Codable, Sendable, Hashable {
+  public var command: String?
+  public var ok: Bool?
+  public var exitCode: Int32?
+  public var snapshotId: String?
+  public var files: Int?
+  public var bytesRead: Int64?
+  public var bytesStored: Int64?
+  public var durationSeconds: Double?
+  public var errors: [String]?
+  public var warnings: [String]?
+  /// rotate-keys: the KMS URL (no secrets) and key version now wrapping the keys.
+  public var kms: String?
+  public var keyVersion: String?
+  /// delete-repository: objects deleted and objects Object Lock kept.
+  public var objectsDeleted: Int?
+  public var objectsRetained: Int?
+  /// Data-key unwraps of the run by key (a KMS URI without secrets). Absent from older engines; an older engine's
+  /// bare count is read as one entry with an empty key.
+  public var keyUnwraps: [KeyUnwrap]?
+  /// Requests the run made to the repositories' storage (HTTP attempts, retries included; object operations for a
+  /// local directory).
+  public var storageRequests: Int64?
+  /// copy: each snapshot copied (source id → target id).
+  public var copied: [Copied]?
+  /// copy: source snapshots skipped because the target already holds a copy.
+  public var skipped: [String]?
+  /// copy with retention: source snapshots not copied because the target's retention would remove them.
+  public var expired: [String]?
+  public var dedupRatio: Double?
+  /// Data keys wrapped by the run.
+  public var keyWraps: Int?
+  /// snapshots: the listing.
+  public var snapshots: [SnapshotSummary]?
+  /// forget: removed snapshots and deleted or rewritten packs.
+  public var removed: [String]?
+  public var packsDeleted: Int?
+  public var packsRepacked: Int?
+
+  /// One key's unwrap count in a result.
+  public struct KeyUnwrap: Codable, Sendable, Hashable {
+    public var key: String
+    public var count: Int64
+
+    public init(key: String, count: Int64) {
+      self.key = key
+      self.count = count
+    }
+  }
+
+  /// One copied snapshot: its id in the source and in the target.
+  public struct Copied: Codable, Sendable, Hashable {
+    public var source: String
+    public var target: String
+
+    public init(source: String, target: String) {
+      self.source = source
+      self.target = target
+    }
+  }
+
+  /// A snapshot as `snapshots --json` lists it.
+  public struct SnapshotSummary: Codable, Sendable, Hashable {
+    public var id: String
+    public var seq: Int
+    public var time: String
+    public var hostname: String
+    public var dataType: String
+    public var paths: [String]
+    public var tags: [String: String]
+    public var files: Int
+    public var bytes: Int64
+    public var errors: Int
+    public var parent: String?
+
+    public init(
+      id: String, seq: Int, time: String, hostname: String, dataType: String, paths: [String],
+      tags: [String: String], files: Int, bytes: Int64, errors: Int, parent: String?
+    ) {
+      self.id = id
+      self.seq = seq
+      self.time = time
+      self.hostname = hostname
+      self.dataType = dataType
+      self.paths = paths
+      self.tags = tags
+      self.files = files
+      self.bytes = bytes
+      self.errors = errors
+      self.parent = parent
+    }
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case command, ok, exitCode, snapshotId, files, bytesRead, bytesStored, durationSeconds, errors, keyUnwraps
+    case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
+    case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    command = try c.decodeIfPresent(String.self, forKey: .command)
+    ok = try c.decodeIfPresent(Bool.self, forKey: .ok)
+    exitCode = try c.decodeIfPresent(Int32.self, forKey: .exitCode)
+    snapshotId = try c.decodeIfPresent(String.self, forKey: .snapshotId)
+    files = try c.decodeIfPresent(Int.self, forKey: .files)
+    bytesRead = try c.decodeIfPresent(Int64.self, forKey: .bytesRead)
+    bytesStored = try c.decodeIfPresent(Int64.self, forKey: .bytesStored)
+    durationSeconds = try c.decodeIfPresent(Double.self, forKey: .durationSeconds)
+    errors = try c.decodeIfPresent([String].self, forKey: .errors)
+    storageRequests = try? c.decodeIfPresent(Int64.self, forKey: .storageRequests)
+    warnings = try c.decodeIfPresent([String].self, forKey: .warnings)
+    kms = try c.decodeIfPresent(String.self, forKey: .kms)
+    keyVersion = try c.decodeIfPresent(String.self, forKey: .keyVersion)
+    objectsDeleted = try c.decodeIfPresent(Int.self, forKey: .objectsDeleted)
+    objectsRetained = try c.decodeIfPresent(Int.self, forKey: .objectsRetained)
+    if let list = try? c.decodeIfPresent([KeyUnwrap].self, forKey: .keyUnwraps) {
+      keyUnwraps = list
+    } else if let count = try? c.decodeIfPresent(Int64.self, forKey: .keyUnwraps) {
+      keyUnwraps = count > 0 ? [KeyUnwrap(key: "", count: count)] : []
+    } else {
+      keyUnwraps = nil
+    }
+    copied = try c.decodeIfPresent([Copied].self, forKey: .copied)
+    skipped = try c.decodeIfPresent([String].self, forKey: .skipped)
+    expired = try c.decodeIfPresent([String].self, forKey: .expired)
+    dedupRatio = try c.decodeIfPresent(Double.self, forKey: .dedupRatio)
+    keyWraps = try c.decodeIfPresent(Int.self, forKey: .keyWraps)
+    snapshots = try c.decodeIfPresent([SnapshotSummary].self, forKey: .snapshots)
+    removed = try c.decodeIfPresent([String].self, forKey: .removed)
+    packsDeleted = try c.decodeIfPresent(Int.self, forKey: .packsDeleted)
+    packsRepacked = try c.decodeIfPresent(Int.self, forKey: .packsRepacked)
+  }
+
+  public init(
+    command: String? = nil, ok: Bool? = nil, exitCode: Int32? = nil, snapshotId: String? = nil, files: Int? = nil,
+    bytesRead: Int64? = nil, bytesStored: Int64? = nil, durationSeconds: Double? = nil, errors: [String]? = nil,
+    warnings: [String]? = nil, kms: String? = nil, keyVersion: String? = nil, objectsDeleted: Int? = nil,
+    objectsRetained: Int? = nil, keyUnwraps: [KeyUnwrap]? = nil, storageRequests: Int64? = nil,
+    copied: [Copied]? = nil, skipped: [String]? = nil
+  ) {
+    self.command = command
+    self.ok = ok
+    self.exitCode = exitCode
+    self.snapshotId = snapshotId
+    self.files = files
+    self.bytesRead = bytesRead
+    self.bytesStored = bytesStored
+    self.durationSeconds = durationSeconds
+    self.errors = errors
+    self.warnings = warnings
+    self.kms = kms
+    self.keyVersion = keyVersion
+    self.objectsDeleted = objectsDeleted
+    self.objectsRetained = objectsRetained
+    self.keyUnwraps = keyUnwraps
+    self.storageRequests = storageRequests
+    self.copied = copied
+    self.skipped = skipped
+  }
+
+  /// The result an engine command starts from: ok, exit code 0, no errors, warnings or key use yet.
+  public static func starting(_ command: String) -> EngineResult {
+    var r = EngineResult(
+      command: command, ok: true, exitCode: EngineExitCode.success, durationSeconds: 0, errors: [], warnings: [],
+      keyUnwraps: [])
+    r.keyWraps = 0
+    return r
+  }
+
+  /// Adds errors.
+  public mutating func addErrors(_ e: [String]) { errors = (errors ?? []) + e }
+  /// Adds warnings.
+  public mutating func addWarnings(_ w: [String]) { warnings = (warnings ?? []) + w }
+
+  /// Adds the unwrap counts of one repository (or KMS) to `keyUnwraps`, merged by key and sorted.
+  public mutating func addUnwraps(_ counts: [String: Int]) {
+    var m = Dictionary((keyUnwraps ?? []).map { ($0.key, $0.count) }, uniquingKeysWith: +)
+    for (k, v) in counts where v > 0 { m[k, default: 0] += Int64(v) }
+    keyUnwraps = m.keys.sorted().map { KeyUnwrap(key: $0, count: m[$0] ?? 0) }
+  }
+
+  /// Parses a termination message: its last line that starts with `{`; nil when there is none or it is not the
+  /// engine's JSON (e.g. a shell error text).
+  public static func parse(_ message: String?) -> EngineResult? {
+    guard let message, let line = message.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+      return nil
+    }
+    do {
+      return try JSONDecoder().decode(EngineResult.self, from: Data(line.utf8))
+    } catch {
+      return nil
+    }
+  }
+
+  /// The one-line encoding the engine writes (sorted keys, slashes unescaped, a newline at the end).
+  public func encodedLine() throws -> Data {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return try enc.encode(self) + Data("\n".utf8)
+  }
+}

@@ -1,0 +1,452 @@
+import ArgumentParser
+import DRAPI
+import EngineCLI
+import EngineContract
+import Foundation
+import KubeCore
+import Testing
+
+@testable import Reconcilers
+
+/// The controller–engine contract, checked end to end: every Job and CronJob the controller builds, for the samples
+/// and a table of every storage kind, KMS kind, tier, compliance profile, replicas, key rotation, recovery plans and
+/// drills, has engine containers whose arguments the engine's real parser accepts (parse and validate) and whose
+/// environment names only variables the engine reads.
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+  .deletingLastPathComponent()
+let now = Date(timeIntervalSince1970: 1_780_000_000)
+let testSettings = ControllerSettings(engineImage: "botrt/engine:1")
+/// Where the engine is when a command image runs it (copied by the install-engine init container).
+let sharedEngine = "/botrt/bin/botrt-engine"
+
+/// One engine run found in a pod: where, its arguments and its environment's names.
+struct EngineRun: CustomStringConvertible {
+  var place: String
+  var argv: [String]
+  var env: [String]
+  var description: String { "\(place): \(argv.joined(separator: " "))" }
+}
+
+/// Splits the words of a POSIX shell command line as `shellQuote` writes them (single quotes, `'\''`, backslash),
+/// from `start` to the end of the simple command (an unquoted `;`, `|`, `&` or newline).
+func shellWords(_ text: Substring) -> [String] {
+  var words: [String] = []
+  var word = ""
+  var inWord = false
+  var quoted = false
+  var i = text.startIndex
+  while i < text.endIndex {
+    let ch = text[i]
+    if quoted {
+      if ch == "'" { quoted = false } else { word.append(ch) }
+    } else if ch == "'" {
+      quoted = true
+      inWord = true
+    } else if ch == "\\" {
+      i = text.index(after: i)
+      if i < text.endIndex { word.append(text[i]) }
+      inWord = true
+    } else if ch == " " || ch == "\t" || ch == ";" || ch == "|" || ch == "&" || ch == "\n" {
+      if inWord { words.append(word) }
+      word = ""
+      inWord = false
+      if ch != " " && ch != "\t" { return words }
+    } else {
+      word.append(ch)
+      inWord = true
+    }
+    i = text.index(after: i)
+  }
+  if inWord { words.append(word) }
+  return words
+}
+
+/// The engine runs of a Job or CronJob body.
+func engineRuns(_ body: JSONValue, name: String) -> [EngineRun] {
+  let podSpec =
+    body["kind"]?.stringValue == "CronJob"
+    ? body[path: "spec", "jobTemplate", "spec", "template", "spec"] : body[path: "spec", "template", "spec"]
+  guard let podSpec else { return [] }
+  var out: [EngineRun] = []
+  let containers = (podSpec["initContainers"]?.arrayValue ?? []) + (podSpec["containers"]?.arrayValue ?? [])
+  for c in containers {
+    let command = c["command"]?.arrayValue?.compactMap(\.stringValue) ?? []
+    let env = c["env"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+    let place = "\(name) container \(c["name"]?.stringValue ?? "?")"
+    if command == [testSettings.enginePath] {
+      out.append(EngineRun(place: place, argv: c["args"]?.arrayValue?.compactMap(\.stringValue) ?? [], env: env))
+    } else if command.count == 3, command[0] == "sh", command[1] == "-c" {
+      // A pipeline with a command image: the engine's words follow its path in the script.
+      var rest = Substring(command[2])
+      while let r = rest.range(of: sharedEngine + " ") {
+        out.append(EngineRun(place: place, argv: shellWords(rest[r.upperBound...]), env: env))
+        rest = rest[r.upperBound...]
+      }
+    }
+  }
+  return out
+}
+
+/// Checks one engine run against the engine's parser and the environment it reads; `userEnv` are the names the
+/// spec gives a command image (a dump, restore or query command).
+func check(_ run: EngineRun, userEnv: Set<String>) {
+  #expect(!run.argv.isEmpty, "\(run.place): no engine arguments found")
+  do {
+    _ = try BotrtEngine.parseAsRoot(run.argv)
+  } catch {
+    Issue.record("\(run): the engine refuses it: \(BotrtEngine.message(for: error))")
+  }
+  for name in run.env where !EngineEnv.isRead(name) {
+    let ok = name == "HOME" || name == "TMPDIR" || (userEnv.contains(name) && !name.hasPrefix("BOTRT_"))
+    #expect(ok, "\(run.place): sets \(name), which the engine never reads")
+  }
+}
+
+/// Secrets holding every key the policy's pods read, so builders that check them pass.
+func secrets(for p: BackupPolicy) throws -> [String: Secret] {
+  var uses = try EngineInvocation(spec: p.spec, currentKey: p.status?.currentKey) { $0 }.secrets
+  for i in (p.spec.replicas ?? []).indices { uses += try ReplicaInvocation.targetSecrets(p.spec, index: i) }
+  var out: [String: Secret] = [:]
+  for u in uses {
+    var s = out[u.sourceName] ?? Secret(metadata: ObjectMeta(name: u.sourceName, namespace: "shop"), data: [:])
+    for k in u.requiredKeys { s.data?[k] = Data("x".utf8) }
+    out[u.sourceName] = s
+  }
+  return out
+}
+
+/// Every Job and CronJob of a policy: its children, key rotation, deletion, and per replica copy and rotation.
+func policyBodies(_ p: BackupPolicy) throws -> [(String, JSONValue)] {
+  let eff = try EffectivePolicy(spec: p.spec, now: now)
+  let input = ChildInputs(
+    policy: p, effective: eff, settings: testSettings, secrets: try secrets(for: p), runToken: "trigger:now")
+  var out: [(String, JSONValue)] = []
+  for c in try BackupPolicyChildren.build(input) where ["Job", "CronJob"].contains(c.resource.kind) {
+    out.append((c.displayName, c.body))
+  }
+  let local = p.spec.encryption.kms.localKeySecretRef != nil
+  if !local || p.spec.encryption.rotationKeysSecretRef != nil {
+    let job = KeyRotationJob(token: "rotate:1", newKey: local ? "key-2" : nil)
+    let r = try BackupPolicyChildren.keyRotationJob(input, job)
+    out.append((r.displayName, r.body))
+  }
+  let d = try BackupPolicyChildren.deleteRepositoryJob(input)
+  out.append((d.displayName, d.body))
+  for (i, replica) in (p.spec.replicas ?? []).enumerated() {
+    let c = try ReplicationChildren.copyJob(input, index: i, snapshot: "abc123", backupTime: now)
+    out.append((c.displayName, c.body))
+    let own = replica.encryption
+    var jobs = [ReplicaRotationJob(token: "follow", followPrimary: true, newKey: p.status?.currentKey)]
+    if let own, own.kms.localKeySecretRef == nil {
+      jobs.append(ReplicaRotationJob(token: "own", newKey: nil))
+    } else if own?.rotationKeysSecretRef != nil {
+      jobs.append(ReplicaRotationJob(token: "own", newKey: "key-2"))
+    }
+    for j in jobs {
+      let r = try ReplicationChildren.rotationJob(input, index: i, j)
+      out.append((r.displayName, r.body))
+    }
+  }
+  return out
+}
+
+/// Names of the environment variables a spec gives command images.
+func userEnv(_ lists: [[EnvVar]?]) -> Set<String> { Set(lists.flatMap { ($0 ?? []).map(\.name) }) }
+
+func checkPolicy(_ p: BackupPolicy) throws {
+  let bodies = try policyBodies(p)
+  var runs = 0
+  for (name, body) in bodies {
+    for run in engineRuns(body, name: "\(p.metadata.name ?? ""): \(name)") {
+      check(run, userEnv: userEnv([p.spec.source.command?.env]))
+      runs += 1
+    }
+  }
+  #expect(runs >= bodies.count, "\(p.metadata.name ?? ""): every Job runs the engine")
+}
+
+func checkPlan(_ plan: RecoveryPlan, policies: [String: BackupPolicy]) throws {
+  let ctx = RecoveryJobContext(
+    settings: testSettings, policies: policies, namespace: plan.metadata.namespace ?? "shop", labels: [:],
+    owner: nil)
+  var env: [[EnvVar]?] = []
+  for step in try RecoveryPlanLogic.steps(plan.spec) {
+    env += [step.step.restore?.into.command?.env, step.step.verify?.databaseQuery?.env, step.step.job?.env]
+  }
+  for step in try RecoveryPlanLogic.steps(plan.spec) where [.restore, .verify].contains(step.step.action) {
+    let body = try RecoveryJobs.stepJob(step, jobName: "step-\(step.index)", ctx: ctx)
+    let runs = engineRuns(body, name: "\(plan.metadata.name ?? "") \(step.field)")
+    #expect(!runs.isEmpty || step.step.verify?.policyRef == nil, "\(step.field): runs the engine")
+    for run in runs { check(run, userEnv: userEnv(env)) }
+  }
+}
+
+func checkDrill(_ drill: DRDrill, spec: DrillRunSpec, policies: [String: BackupPolicy]) throws {
+  let body = try DrillLogic.runJob(
+    drill, spec: spec, namespace: "drill-scratch", settings: testSettings, policies: policies, timeoutSeconds: 3_600)
+  let runs = engineRuns(body, name: "drill \(drill.metadata.name ?? "")")
+  #expect(runs.count >= 2, "drill \(drill.metadata.name ?? ""): restores and verifies with the engine")
+  for run in runs { check(run, userEnv: userEnv([spec.restore.into.command?.env, spec.query?.env])) }
+}
+
+// MARK: - The table
+
+func policy(
+  _ name: String, tier: Tier, compliance: [ComplianceProfile], repository: RepositorySpec, kms: KMSSpec,
+  dump: Bool, replicas: [ReplicaSpec]? = nil, retention: RetentionSpec? = nil, currentKey: String? = nil
+) -> BackupPolicy {
+  var meta = ObjectMeta(name: name, namespace: "shop")
+  meta.uid = "uid-\(name)"
+  meta.creationTimestamp = now.addingTimeInterval(-86_400)
+  let source =
+    dump
+    ? BackupSource(
+      command: ContainerSpec(
+        image: "postgres:16", command: ["pg_dump"], args: ["-d", "app"],
+        env: [
+          EnvVar(name: "PGHOST", value: "db"),
+          EnvVar(name: "PGPASSWORD", valueFrom: EnvVarSource(secretKeyRef: SecretKeySelector(name: "db", key: "pw"))),
+        ], fileName: "app.dump"))
+    : BackupSource(pvc: PVCSource(claimName: "data", subPath: "app"))
+  let local = kms.localKeySecretRef != nil
+  let spec = BackupPolicySpec(
+    tier: tier, compliance: compliance, dataType: dump ? .database : .files, source: source,
+    repository: repository,
+    encryption: EncryptionSpec(
+      kms: kms, keyRotationDays: 30, rotationKeysSecretRef: local ? SecretNameReference(name: "rotation-keys") : nil),
+    retention: retention, replicas: replicas, compression: dump ? .better : nil)
+  var p = BackupPolicy(metadata: meta, spec: spec)
+  p.status = BackupPolicyStatus()
+  p.status?.currentKey = currentKey
+  p.status?.lastSnapshot = "abc123"
+  return p
+}
+
+let storageKinds: [(String, RepositorySpec)] = [
+  (
+    "s3",
+    RepositorySpec(
+      s3: S3Repository(
+        bucket: "b", prefix: "p", region: "eu-west-1", endpoint: "http://minio:9000", forcePathStyle: true,
+        credentialsSecretRef: SecretNameReference(name: "s3-creds"),
+        objectLock: ObjectLock(mode: .compliance, days: 30),
+        serverSideEncryption: S3ServerSideEncryption(mode: .awsKMS, kmsKeyId: "alias/s3")))
+  ),
+  (
+    "gcs",
+    RepositorySpec(
+      gcs: GCSRepository(
+        bucket: "b", prefix: "p", endpoint: "http://gcs:4443", credentialsSecretRef: SecretReference(name: "gcs-sa")))
+  ),
+  (
+    "azure",
+    RepositorySpec(
+      azure: AzureRepository(
+        account: "acct", container: "c", prefix: "p", endpoint: "http://azurite:10000/acct",
+        credentialsSecretRef: SecretNameReference(name: "az-creds")))
+  ),
+  ("local", RepositorySpec(local: LocalRepository(path: "/repo", claimName: "repo-claim"))),
+]
+
+let kmsKinds: [(String, KMSSpec)] = [
+  (
+    "vault",
+    KMSSpec(
+      vaultTransit: VaultTransitKMS(
+        address: "https://vault:8200", key: "k", authSecretRef: SecretReference(name: "vault-token"),
+        caSecretRef: SecretReference(name: "vault-ca")))
+  ),
+  (
+    "aws",
+    KMSSpec(
+      awsKms: AWSKMS(
+        keyId: "alias/botrt", region: "eu-west-1", endpoint: "http://moto:5000",
+        credentialsSecretRef: SecretNameReference(name: "s3-creds")))
+  ),
+  ("local", KMSSpec(localKeySecretRef: SecretReference(name: "local-key"))),
+  (
+    "azurekv",
+    KMSSpec(
+      azureKeyVault: AzureKeyVaultKMS(
+        vaultURL: "http://kv:8443", keyName: "kek", keyVersion: "v1", authorityHost: "http://login:8080",
+        credentialsSecretRef: SecretNameReference(name: "kv-creds")))
+  ),
+  (
+    "gcpkms",
+    KMSSpec(
+      gcpKms: GCPKMS(
+        keyName: "projects/p/locations/l/keyRings/r/cryptoKeys/k", endpoint: "http://gkms:8080",
+        credentialsSecretRef: SecretReference(name: "gkms-sa")))
+  ),
+]
+
+/// Every storage kind with every KMS kind; tiers, compliance profiles and sources rotate through the table.
+func tablePolicies() -> [BackupPolicy] {
+  var out: [BackupPolicy] = []
+  var i = 0
+  for (sName, repo) in storageKinds {
+    for (kName, kms) in kmsKinds {
+      let tier = Tier.allCases[i % Tier.allCases.count]
+      let profiles = ComplianceProfile.allCases
+      let compliance = [profiles[i % profiles.count], profiles[(i + 3) % profiles.count]]
+      // A replica of another storage kind: with its own encryption (the next KMS kind) on odd rows, shared on even.
+      let (_, rRepo) = storageKinds[(i + 1) % storageKinds.count]
+      let (_, rKMS) = kmsKinds[(i + 1) % kmsKinds.count]
+      var rEnc: EncryptionSpec? = nil
+      if i % 2 == 1 {
+        rEnc = EncryptionSpec(
+          kms: rKMS,
+          rotationKeysSecretRef: rKMS.localKeySecretRef != nil ? SecretNameReference(name: "replica-keys") : nil)
+      }
+      let replica = ReplicaSpec(name: "dr", repository: rRepo, encryption: rEnc)
+      let retention =
+        i % 3 == 0 ? RetentionSpec(keepLast: 3, keepDaily: 7, maxAge: "1h30m") : nil
+      out.append(
+        policy(
+          "\(sName)-\(kName)", tier: tier, compliance: compliance, repository: repo, kms: kms, dump: i % 2 == 0,
+          replicas: sName == "local" && repo.local != nil && rRepo.local != nil ? nil : [replica],
+          retention: retention, currentKey: kms.localKeySecretRef != nil ? "key-1" : nil))
+      i += 1
+    }
+  }
+  return out
+}
+
+func planFor(_ p: BackupPolicy) -> RecoveryPlan {
+  let ref = LocalObjectReference(name: p.metadata.name ?? "")
+  let steps: [RecoveryStep] = [
+    RecoveryStep(
+      name: "restore-files", action: .restore,
+      restore: RestoreStepSpec(policyRef: ref, into: RestoreDestination(pvc: RestorePVC(claimName: "data")))),
+    RecoveryStep(
+      name: "restore-db", action: .restore,
+      restore: RestoreStepSpec(
+        policyRef: ref, beforeTime: now,
+        into: RestoreDestination(
+          command: ContainerSpec(
+            image: "postgres:16", command: ["psql"], env: [EnvVar(name: "PGHOST", value: "db")])))),
+    RecoveryStep(
+      name: "restore-id", action: .restore,
+      restore: RestoreStepSpec(
+        policyRef: ref, snapshot: "abc123", into: RestoreDestination(pvc: RestorePVC(claimName: "data")))),
+    RecoveryStep(
+      name: "verify", action: .verify,
+      verify: VerifyStepSpec(
+        policyRef: ref, readData: true,
+        databaseQuery: DatabaseQuery(image: "postgres:16", command: ["psql"], query: "select 1", expected: "1"))),
+    RecoveryStep(name: "verify-light", action: .verify, verify: VerifyStepSpec(policyRef: ref)),
+  ]
+  return RecoveryPlan(
+    metadata: ObjectMeta(name: "plan-\(p.metadata.name ?? "")", namespace: "shop"),
+    spec: RecoveryPlanSpec(tier: p.spec.tier, procedures: [RecoveryProcedure(name: "all", steps: steps)]))
+}
+
+func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
+  let ref = LocalObjectReference(name: p.metadata.name ?? "")
+  return [
+    DrillRunSpec(
+      restore: RestoreStepSpec(policyRef: ref, into: RestoreDestination()), readData: true, checksums: true,
+      query: nil),
+    DrillRunSpec(
+      restore: RestoreStepSpec(
+        policyRef: ref, beforeTime: now,
+        into: RestoreDestination(command: ContainerSpec(image: "postgres:16", command: ["psql"]))),
+      readData: false, checksums: false,
+      query: DatabaseQuery(image: "postgres:16", command: ["psql"], query: "select 1", expected: "1")),
+  ]
+}
+
+@Suite struct EngineContractTests {
+  @Test func everyTableJobIsAcceptedByTheEngine() throws {
+    let policies = tablePolicies()
+    #expect(Set(policies.map(\.spec.tier)) == Set(Tier.allCases))
+    #expect(Set(policies.flatMap { $0.spec.compliance ?? [] }) == Set(ComplianceProfile.allCases))
+    let byName = Dictionary(uniqueKeysWithValues: policies.map { ($0.metadata.name ?? "", $0) })
+    for p in policies {
+      try checkPolicy(p)
+      try checkPlan(planFor(p), policies: byName)
+      let drill = DRDrill(
+        metadata: ObjectMeta(name: "drill-\(p.metadata.name ?? "")", namespace: "shop"),
+        spec: DRDrillSpec(
+          schedule: "@weekly", target: DrillTarget(backupPolicyRef: LocalObjectReference(name: p.metadata.name ?? ""))))
+      for spec in drillSpecs(p) { try checkDrill(drill, spec: spec, policies: byName) }
+    }
+  }
+
+  @Test func everySampleJobIsAcceptedByTheEngine() throws {
+    var policies: [BackupPolicy] = []
+    var plans: [RecoveryPlan] = []
+    var drills: [DRDrill] = []
+    let dir = repoRoot.appendingPathComponent("crds/samples")
+    for file in try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() where file.hasSuffix(".yaml") {
+      let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+      for doc in try YAML.parseDocuments(text, file: file) {
+        switch doc["kind"]?.stringValue {
+        case "BackupPolicy":
+          var p: BackupPolicy = try doc.decode()
+          p.metadata.creationTimestamp = now.addingTimeInterval(-86_400)
+          p.status = BackupPolicyStatus()
+          p.status?.lastSnapshot = "abc123"
+          policies.append(p)
+        case "RecoveryPlan": plans.append(try doc.decode())
+        case "DRDrill": drills.append(try doc.decode())
+        default: break
+        }
+      }
+    }
+    #expect(!policies.isEmpty && !plans.isEmpty && !drills.isEmpty)
+    let byName = Dictionary(uniqueKeysWithValues: policies.map { ($0.metadata.name ?? "", $0) })
+    let plansByName = Dictionary(uniqueKeysWithValues: plans.map { ($0.metadata.name ?? "", $0) })
+    for p in policies { try checkPolicy(p) }
+    for plan in plans { try checkPlan(plan, policies: byName) }
+    for d in drills {
+      let plan = d.spec.target.recoveryPlanRef.flatMap { plansByName[$0.name] }
+      try checkDrill(d, spec: try DrillLogic.runSpec(d, plan: plan), policies: byName)
+    }
+  }
+
+  /// The check itself catches what it must: an unknown flag, a missing value, a variable the engine never reads.
+  @Test func theCheckRejectsWhatTheEngineWouldNot() {
+    let base = ["backup", "--repo", "file:///r", "--kms", "file:///k", "/data"]
+    #expect(throws: (any Error).self) { try BotrtEngine.parseAsRoot(base + ["--no-such-flag"]) }
+    #expect(throws: (any Error).self) { try BotrtEngine.parseAsRoot(base + ["--data-type"]) }
+    #expect(throws: (any Error).self) {
+      try BotrtEngine.parseAsRoot(["rotate-keys", "--repo", "file:///r", "--kms", "file:///k", "--new-kek"])
+    }
+    #expect(throws: (any Error).self) { try BotrtEngine.parseAsRoot(base + ["--retry-lock", "10x"]) }
+    #expect(!EngineEnv.isRead("BOTRT_AZURE_ENDPOINT"), "the name the controller once set; the engine never read it")
+    #expect(EngineEnv.isRead(EngineEnv.toEnvPrefix + EngineEnv.azureBlobEndpoint))
+    #expect(!EngineEnv.isRead(EngineEnv.toEnvPrefix + EngineEnv.toEnvPrefix + EngineEnv.repo))
+    #expect(shellWords("'/a b' --x 'it'\\''s' | cat") == ["/a b", "--x", "it's"])
+  }
+
+  /// Key rotation: `--new-kek` only for key services that make new keys, and the controller never asks it of others.
+  @Test func rotateKeysOffersOnlyWhatTheEngineAccepts() throws {
+    for kind in EngineKMSKind.allCases {
+      let common = EngineCommonArguments(repo: "file:///r", kms: "\(kind.rawValue)://x/y")
+      do {
+        let a = try EngineRotateKeysArguments(common: common, target: .newKEK)
+        #expect(kind.makesNewKEK)
+        // The engine parses it (its key service is only contacted when it runs).
+        do { _ = try BotrtEngine.parseAsRoot(EngineArguments.rotateKeys(a).argv) } catch {
+          Issue.record("\(kind): \(BotrtEngine.message(for: error))")
+        }
+      } catch {
+        #expect(!kind.makesNewKEK)
+      }
+    }
+    #expect(EngineKMSKind.allCases.filter { !$0.makesNewKEK } == [.localKey])
+  }
+
+  /// The engine's result line decodes into the controller's view of it: one type.
+  @Test func resultRoundTrips() throws {
+    var r = EngineResult.starting("backup")
+    r.snapshotId = "abc"
+    r.addUnwraps(["vault-transit://v/transit/k": 2])
+    r.addWarnings(["w"])
+    let line = String(decoding: try r.encodedLine(), as: UTF8.self)
+    let back = try #require(EngineResult.parse("some log\n" + line))
+    #expect(back == r)
+    #expect(line.contains("\"keyWraps\":0") && line.contains("\"errors\":[]"), "the engine always writes these")
+  }
+}
