@@ -81,6 +81,8 @@ let package = Package(
       name: "ControllerIntegrationTests",
       dependencies: ["ControllerApp", "Reconcilers", "DRAPI", "KubeRuntime", "KubeClient", "KubeCore"]),
     .testTarget(name: "BackupEngineTests", dependencies: ["BackupEngine"]),
-    .testTarget(name: "EngineIntegrationTests", dependencies: ["BackupEngine", "EngineCLI"]),
+    // The retention simulation takes its forget flags from the controller's prune CronJob builder.
+    .testTarget(
+      name: "EngineIntegrationTests", dependencies: ["BackupEngine", "EngineCLI", "Reconcilers", "DRAPI", "KubeCore"]),
   ]
 )

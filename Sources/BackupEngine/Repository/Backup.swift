@@ -19,6 +19,8 @@ public struct BackupOptions: Sendable {
   /// How hard file and stream data is compressed (trees and metadata always use the default level).
   public var compression: Compression
   public var progress: ProgressHandler?
+  /// The time recorded in the snapshot (restic's `backup --time`); nil records when the backup started.
+  public var time: Date? = nil
 
   public init(
     paths: [String], dataType: KeyType = .files, tags: [String: String] = [:],
@@ -110,7 +112,7 @@ struct PackBuilder {
 extension Repository {
   /// Runs a backup: packs, then index, then tree, then the signed manifest.
   public func backup(_ opts: BackupOptions) async throws -> BackupResult {
-    let started = Date()
+    let started = opts.time ?? Date()
     let (index, _) = try await loadIndex()
     let listed = try await listPacks()
     index.retainOnly(packs: Set(listed.keys))
