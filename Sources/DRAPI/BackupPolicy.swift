@@ -598,4 +598,7 @@ public enum BackupPolicyCondition {
   /// True while a replica's key-encryption key is due for rotation or its data keys wait to be rewrapped under
   /// the primary's new key (present only on policies with replicas).
   public static let replicaKeyRotationDue = "ReplicaKeyRotationDue"
+  /// Whether the newest finished retention run (the prune CronJob's `forget --prune`) succeeded; the reason names
+  /// the outcome and the message the Job.
+  public static let retentionApplied = "RetentionApplied"
 }
