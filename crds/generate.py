@@ -468,7 +468,8 @@ def backup_policy_status():
     return obj("Observed state, written by the controller through the status subresource.", {
         "observedGeneration": observed_generation(),
         "conditions": conditions("Ready, ScheduleActive, LastBackupSucceeded, RPOMet, KeyRotationDue, "
-                                  "ReplicasInSync and ReplicaKeyRotationDue (only with spec.replicas)"),
+                                  "ReplicasInSync and ReplicaKeyRotationDue (only with spec.replicas), RetentionApplied (once a "
+                                  "prune Job finished: False names the failed Job)"),
         "lastSuccessfulBackup": date_time("Completion time of the newest successful backup."),
         "lastBackupAttempt": date_time("Start time of the newest backup run, successful or not."),
         "lastSnapshot": string("Id of the newest successful snapshot.", maxLength=128),
