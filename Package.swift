@@ -83,12 +83,14 @@ let package = Package(
     .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "KubeClient", "KubeCore"]),
     .testTarget(name: "KubeIntegrationTests", dependencies: ["KubeRuntime", "KubeClient", "KubeCore"]),
     .testTarget(name: "DRAPITests", dependencies: ["DRAPI", "KubeCore"]),
-    .testTarget(name: "ReconcilersTests", dependencies: ["Reconcilers", "DRAPI", "KubeCore"]),
+    .testTarget(name: "ReconcilersTests", dependencies: ["Reconcilers", "DRAPI", "KubeCore", "EngineContract"]),
     .testTarget(
       name: "ControllerIntegrationTests",
       dependencies: ["ControllerApp", "Reconcilers", "DRAPI", "KubeRuntime", "KubeClient", "KubeCore"]),
     .testTarget(name: "BackupEngineTests", dependencies: ["BackupEngine"]),
-    .testTarget(name: "EngineIntegrationTests", dependencies: ["BackupEngine", "EngineCLI"]),
+    // The retention simulation takes its forget flags from the controller's prune CronJob builder.
+    .testTarget(
+      name: "EngineIntegrationTests", dependencies: ["BackupEngine", "EngineCLI", "Reconcilers", "DRAPI", "KubeCore"]),
     // The controller's Jobs fed to the engine's real parser; the shared duration grammar.
     .testTarget(
       name: "ContractTests",

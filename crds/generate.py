@@ -358,9 +358,11 @@ def retention_schema():
     n = "(at least 0; 0 keeps none by this rule)."
     return obj("Which snapshots `forget --prune` keeps; a snapshot is kept when any rule keeps it. Setting any "
                "rule replaces all of the tier's rules. Tier rules: critical keepLast 288, keepHourly 168, keepDaily "
-               "90, keepWeekly 104, keepMonthly 84, keepYearly 7 (7 years); important keepLast 48, keepDaily 90, "
-               "keepWeekly 104, keepMonthly 24, keepYearly 2 (2 years); standard keepLast 7, maxAge 90d; archive keepLast 7, "
-               "maxAge 7y. Compliance profiles raise keepMonthly when the kept span is shorter than they require "
+               "90, keepWeekly 104, keepMonthly 86, keepYearly 7 (7 years); important keepLast 48, keepDaily 90, "
+               "keepWeekly 104, keepMonthly 26, keepYearly 2 (2 years); standard keepLast 7, maxAge 90d; archive keepLast 7, "
+               "maxAge 7y. A calendar rule keepX: N is sure to keep a snapshot N - 2 whole units old (the newest "
+               "snapshot may open the current unit, the oldest kept one close its unit), so 86 months keep one at "
+               "least 7 years old. Compliance profiles raise keepMonthly when that span is shorter than they require "
                "(sox 7y, hipaa 6y, pci-dss 1y); status reports which applied.", {
                    "keepLast": integer(f"Keep the newest N snapshots {n}", fmt="int32", minimum=0),
                    "keepHourly": integer(f"Keep the newest snapshot of each of the last N hours {n}", fmt="int32",
@@ -373,7 +375,10 @@ def retention_schema():
                                           minimum=0),
                    "keepYearly": integer(f"Keep the newest snapshot of each of the last N years {n}", fmt="int32",
                                          minimum=0),
-                   "maxAge": duration("Keep every snapshot younger than this."),
+                   "maxAge": duration("Keep every snapshot taken within this duration of the newest snapshot "
+                                      "(restic's --keep-within); like the other rules it only adds to what is kept. "
+                                      "Measured from the newest snapshot, not from now, so stopped backups do not "
+                                      "age out."),
                })
 
 
@@ -463,7 +468,8 @@ def backup_policy_status():
     return obj("Observed state, written by the controller through the status subresource.", {
         "observedGeneration": observed_generation(),
         "conditions": conditions("Ready, ScheduleActive, LastBackupSucceeded, RPOMet, KeyRotationDue, "
-                                  "ReplicasInSync and ReplicaKeyRotationDue (only with spec.replicas)"),
+                                  "ReplicasInSync and ReplicaKeyRotationDue (only with spec.replicas), RetentionApplied (once a "
+                                  "prune Job finished: False names the failed Job)"),
         "lastSuccessfulBackup": date_time("Completion time of the newest successful backup."),
         "lastBackupAttempt": date_time("Start time of the newest backup run, successful or not."),
         "lastSnapshot": string("Id of the newest successful snapshot.", maxLength=128),
@@ -894,8 +900,8 @@ From the original design's tables. Archive's RTO (24 h) is BotRT's choice; the o
 
 | Tier | Schedule (table) | Effective default schedule | RPO | Keep | Retention rules | RTO | Drills |
 |---|---|---|---|---|---|---|---|
-| critical | every 5 min | `*/5 * * * *` | 5m | 7y | keepLast 288, keepHourly 168, keepDaily 90, keepWeekly 104, keepMonthly 84, keepYearly 7 | 15m | daily |
-| important | hourly | `*/30 * * * *` (tightened) | 30m | 2y | keepLast 48, keepDaily 90, keepWeekly 104, keepMonthly 24, keepYearly 2 | 90m | weekly |
+| critical | every 5 min | `*/5 * * * *` | 5m | 7y | keepLast 288, keepHourly 168, keepDaily 90, keepWeekly 104, keepMonthly 86, keepYearly 7 | 15m | daily |
+| important | hourly | `*/30 * * * *` (tightened) | 30m | 2y | keepLast 48, keepDaily 90, keepWeekly 104, keepMonthly 26, keepYearly 2 | 90m | weekly |
 | standard | daily | `0 */4 * * *` (tightened) | 4h | 90d | keepLast 7, maxAge 90d | 3h | monthly |
 | archive | weekly | `0 2 * * *` (tightened) | 24h | 7y | keepLast 7, maxAge 7y | 24h | quarterly |
 
@@ -917,7 +923,14 @@ leaves gaps longer than the RPO, the controller reports it (RPOMet will turn Fal
 Retention minimums are BotRT's reading of the regulations. The strictest value wins: the RPO is the smallest of
 the tier's (or `spec.rpo`) and every listed profile's; the same for the RTO; drills run at least as often as the
 most demanding of the tier and the profiles; when the rules keep data for less time than a profile requires,
-`keepMonthly` is raised to cover it. Status names what applied: `tier:critical`, `override`, `compliance:sox`
+`keepMonthly` is raised to cover it.
+
+"Keep" means a snapshot that old is still there. `maxAge` keeps every snapshot within its age of the newest one
+(restic's `--keep-within`; a snapshot dated in the future is kept and not counted as the newest). A calendar rule
+`keepX: N` keeps the newest snapshot of each of the last N units that have one, which is sure to reach N - 2 whole
+units back (a month counted as 28 days, twelve months as 365): hence keepMonthly 86 for 7 years, 26 for 2 years,
+74 for HIPAA's 6 and 14 for PCI-DSS's 1. `Tests/EngineIntegrationTests/RetentionSimulationTests.swift` backs years
+up with `botrt-engine backup --time` and prunes them with the prune CronJob's flags for every tier and profile. Status names what applied: `tier:critical`, `override`, `compliance:sox`
 (or `compliance:sox,pci-dss` when several tie), `rpo` (schedule tightened), `preset:weekly`, `default`.
 
 ## Durations, schedules and triggers

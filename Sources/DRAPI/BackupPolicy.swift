@@ -489,18 +489,38 @@ public struct RetentionSpec: Codable, Sendable, Hashable {
   /// Whether no rule is set.
   public var isEmpty: Bool { self == RetentionSpec() }
 
-  /// The longest time span the rules keep data for, in seconds (keepLast counts as no span).
+  /// How far back, in seconds from the newest snapshot, the rules are guaranteed to keep a snapshot (keepLast
+  /// counts as no span): the promise checked against the tier's keep column and the compliance minimums.
+  ///
+  /// `maxAge` keeps every snapshot within its age of the newest one. A calendar rule `keepX: n` keeps the newest
+  /// snapshot of each of the last n calendar units that have one; the newest snapshot may lie at the very start of
+  /// the current unit and the oldest kept one at the very end of its unit, so only n - 2 whole units are certain
+  /// (a month counts 28 days, twelve months 365 days, a year 365 days). `keepMonthly: 86` is thus 7 years.
   public func keptSpanSeconds() throws(DurationError) -> Int64 {
     var span: Int64 = 0
     if let a = maxAge { span = try DurationText.parseSeconds(a, field: "retention.maxAge") }
-    let units: [(Int32?, Int64)] = [
-      (keepHourly, 3_600), (keepDaily, 86_400), (keepWeekly, 7 * 86_400), (keepMonthly, 30 * 86_400),
-      (keepYearly, 365 * 86_400),
+    let day: Int64 = 86_400
+    let certain: [(Int32?, (Int64) -> Int64)] = [
+      (keepHourly, { $0 * 3_600 }), (keepDaily, { $0 * day }), (keepWeekly, { $0 * 7 * day }),
+      (keepMonthly, Self.certainSeconds(months:)), (keepYearly, { $0 * 365 * day }),
     ]
-    for (count, size) in units {
-      if let n = count { span = max(span, Int64(n) * size) }
+    for (count, seconds) in certain {
+      if let n = count, n > 2 { span = max(span, seconds(Int64(n) - 2)) }
     }
     return span
+  }
+
+  /// The fewest seconds `months` consecutive calendar months can last (12 months at least 365 days, any other
+  /// month at least 28).
+  public static func certainSeconds(months: Int64) -> Int64 {
+    ((months / 12) * 365 + (months % 12) * 28) * 86_400
+  }
+
+  /// The smallest `keepMonthly` whose certain span (see `keptSpanSeconds`) is at least `seconds`.
+  public static func keepMonthly(covering seconds: Int64) -> Int32 {
+    var months: Int64 = 0
+    while certainSeconds(months: months) < seconds { months += 1 }
+    return Int32(clamping: months + 2)
   }
 }
 
@@ -578,4 +598,7 @@ public enum BackupPolicyCondition {
   /// True while a replica's key-encryption key is due for rotation or its data keys wait to be rewrapped under
   /// the primary's new key (present only on policies with replicas).
   public static let replicaKeyRotationDue = "ReplicaKeyRotationDue"
+  /// Whether the newest finished retention run (the prune CronJob's `forget --prune`) succeeded; the reason names
+  /// the outcome and the message the Job.
+  public static let retentionApplied = "RetentionApplied"
 }

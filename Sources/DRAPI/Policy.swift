@@ -94,7 +94,10 @@ public struct TierDefaults: Sendable, Hashable {
   /// Default drill frequency.
   public var drill: DrillPreset
 
-  /// The table from the original design; archive's RTO (24 h) is this project's choice. The table's frequencies
+  /// The table from the original design; archive's RTO (24 h) is this project's choice. Retention keeps a snapshot
+  /// at least the keep column old (`RetentionSpec.keptSpanSeconds`): critical and important keep 86 and 26 months
+  /// (7 and 2 years plus the current month and the one the oldest kept snapshot is in), standard and archive keep
+  /// everything within 90 days and 7 years of the newest snapshot. The table's frequencies
   /// are slower than its RPOs for important, standard and archive; `EffectivePolicy` tightens the schedule then.
   public static func of(_ tier: Tier) -> TierDefaults {
     let year: Int64 = 365 * 86_400
@@ -103,12 +106,12 @@ public struct TierDefaults: Sendable, Hashable {
       return TierDefaults(
         schedule: "*/5 * * * *", scheduleInterval: 300, rpoSeconds: 300, keepSeconds: 7 * year,
         retention: RetentionSpec(
-          keepLast: 288, keepHourly: 168, keepDaily: 90, keepWeekly: 104, keepMonthly: 84, keepYearly: 7),
+          keepLast: 288, keepHourly: 168, keepDaily: 90, keepWeekly: 104, keepMonthly: 86, keepYearly: 7),
         rtoSeconds: 900, drill: .daily)
     case .important:
       return TierDefaults(
         schedule: "0 * * * *", scheduleInterval: 3_600, rpoSeconds: 1_800, keepSeconds: 2 * year,
-        retention: RetentionSpec(keepLast: 48, keepDaily: 90, keepWeekly: 104, keepMonthly: 24, keepYearly: 2),
+        retention: RetentionSpec(keepLast: 48, keepDaily: 90, keepWeekly: 104, keepMonthly: 26, keepYearly: 2),
         rtoSeconds: 5_400, drill: .weekly)
     case .standard:
       return TierDefaults(
@@ -272,7 +275,7 @@ public struct EffectivePolicy: Sendable, Hashable {
     }
     let requirements = profiles.compactMap { p in ComplianceTargets.of(p).minRetentionSeconds.map { (p, $0) } }
     if let longest = requirements.map(\.1).max(), longest > span {
-      let months = Int32((longest + 30 * 86_400 - 1) / (30 * 86_400))
+      let months = RetentionSpec.keepMonthly(covering: longest)
       retentionValue.keepMonthly = max(retentionValue.keepMonthly ?? 0, months)
       retentionSource = .compliance(requirements.filter { $0.1 == longest }.map(\.0))
     }

@@ -104,6 +104,11 @@ struct BackupCommand: EngineCommand {
     name: .customLong("object-lock"),
     help: "With --init-if-missing: compliance:DAYS or governance:DAYS for a repository created by this run.")
   var objectLock: String?
+  @Option(
+    help: ArgumentHelp(
+      "The time to record in the snapshot instead of now (restic's --time): RFC 3339 (2026-01-02T15:04:05Z) or "
+        + "'2026-01-02 15:04:05' in the local time zone. Retention and restore --before go by this time."))
+  var time: String?
   var commandName: String { "backup" }
 
   func validate() throws {
@@ -124,6 +129,7 @@ struct BackupCommand: EngineCommand {
     guard (1...86_400).contains(stdinTimeout) else {
       throw ValidationError("--stdin-timeout must be between 1 and 86400 seconds, not \(stdinTimeout)")
     }
+    if let time { _ = try parseSnapshotTime(time) }
   }
 
   /// Opens the repository, creating it first with `--init-if-missing` when it has no config. A concurrent
@@ -165,6 +171,7 @@ struct BackupCommand: EngineCommand {
         opts.inputComplete = { try StreamPipe.checkStatus(statusPath, timeout: timeout, producer: "dump command") }
       }
     }
+    opts.time = try time.map(parseSnapshotTime)
     let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) {
       try await repo.backup(opts)
     }
@@ -385,7 +392,11 @@ struct RetentionOptions: ParsableArguments {
   @Option(name: .customLong("keep-yearly"), help: "Keep the newest snapshot of each of the last N years.")
   var keepYearly = 0
   @Option(
-    name: .customLong("max-age"), help: "Remove snapshots older than this (e.g. 24h, 90d, 7y, 1h30m; m is minutes).")
+    name: .customLong("max-age"),
+    help: ArgumentHelp(
+      "Keep every snapshot taken within this duration of the newest snapshot (restic's --keep-within; 24h, 90d, "
+        + "7y, 1h30m; m is minutes). Like the --keep-* rules it only adds to what is kept; snapshots dated in the "
+        + "future are kept too."))
   var maxAge: String?
 
   func validate() throws {
@@ -568,6 +579,28 @@ func parseBefore(_ text: String) throws -> Date {
   throw ValidationError(
     "--before '\(text)' is not an RFC 3339 time with a zone; write it like 2026-09-06T03:00:00Z or "
       + "2026-09-06T05:00:00+02:00")
+}
+
+/// Parses `backup --time`: RFC 3339 with a zone, with or without fractional seconds, or restic's
+/// "2006-01-02 15:04:05" (no zone: the local time zone, as restic reads it).
+func parseSnapshotTime(_ text: String) throws -> Date {
+  let f = ISO8601DateFormatter()
+  for options: ISO8601DateFormatter.Options in [
+    [.withInternetDateTime], [.withInternetDateTime, .withFractionalSeconds],
+  ] {
+    f.formatOptions = options
+    if let d = f.date(from: text) { return d }
+  }
+  let local = DateFormatter()
+  local.locale = Locale(identifier: "en_US_POSIX")
+  local.calendar = Calendar(identifier: .gregorian)
+  local.timeZone = TimeZone.current
+  local.dateFormat = "yyyy-MM-dd HH:mm:ss"
+  local.isLenient = false
+  if let d = local.date(from: text), local.string(from: d) == text { return d }
+  throw ValidationError(
+    "--time '\(text)' is not a time; write it like 2026-01-02T15:04:05Z (RFC 3339) or '2026-01-02 15:04:05' "
+      + "(local time)")
 }
 
 /// The snapshot a restore reads: `ref` as `Repository.findSnapshot` resolves it, or, with a `before` time, the newest

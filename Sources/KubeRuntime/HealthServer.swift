@@ -17,14 +17,20 @@ public struct HealthServerError: Error, Sendable, CustomStringConvertible {
 
 /// A small HTTP/1.1 server on a raw POSIX socket serving `/metrics` (Prometheus text), `/healthz` and `/readyz`.
 ///
+/// `/readyz` answers 200 when `setReady(true)` was called and the readiness check (if any) passes: with leader
+/// election the manager makes it "healthy and able to take over" (the apiserver answers this candidate's lease
+/// calls), so a standby replica is Ready too; leadership shows in the `botrt_leader` gauge instead.
+///
 /// It runs on its own thread (blocking accept, one short request per connection, 5 s read timeout) so it never
 /// touches Swift's cooperative pool; `stop()` shuts the listening socket down and joins the thread.
 public final class HealthServer: Sendable {
   public let host: String
   private let requestedPort: UInt16
-  private let registry: MetricsRegistry
+  /// The metrics `/metrics` renders.
+  public let registry: MetricsRegistry
   private let logger: Logger
   private let ready = Mutex(false)
+  private let readyCheck = Mutex<(@Sendable () -> Bool)?>(nil)
   private let live = Mutex(true)
 
   private struct Runtime {
@@ -52,6 +58,13 @@ public final class HealthServer: Sendable {
 
   /// Sets what `/readyz` answers (503 until set to true).
   public func setReady(_ value: Bool) { ready.withLock { $0 = value } }
+  /// Sets a check `/readyz` also needs to pass (nil: none), asked on every request.
+  public func setReadyCheck(_ check: (@Sendable () -> Bool)?) { readyCheck.withLock { $0 = check } }
+  /// Whether `/readyz` answers 200 now.
+  public var isReady: Bool {
+    guard ready.withLock({ $0 }) else { return false }
+    return readyCheck.withLock { $0 }?() ?? true
+  }
   /// Sets what `/healthz` answers (200 unless set to false).
   public func setLive(_ value: Bool) { live.withLock { $0 = value } }
 
@@ -185,7 +198,7 @@ public final class HealthServer: Sendable {
         respond(fd, 503, "Service Unavailable", "text/plain", "not live\n", head: head)
       }
     case "/readyz":
-      if ready.withLock({ $0 }) {
+      if isReady {
         respond(fd, 200, "OK", "text/plain", "ok\n", head: head)
       } else {
         respond(fd, 503, "Service Unavailable", "text/plain", "not ready\n", head: head)

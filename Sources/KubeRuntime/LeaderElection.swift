@@ -71,6 +71,8 @@ public final class LeaderElector: Sendable {
 
   private let observed = Mutex<Observed?>(nil)
   private let leading = Mutex(false)
+  /// Monotonic time of the apiserver's last answer to a lease call (a conflict is an answer too).
+  private let lastAnswer = Mutex<Duration?>(nil)
   private let changes: AsyncStream<Bool>
   private let changesContinuation: AsyncStream<Bool>.Continuation
 
@@ -87,6 +89,18 @@ public final class LeaderElector: Sendable {
 
   /// Whether this candidate currently leads.
   public var isLeader: Bool { leading.withLock { $0 } }
+
+  /// Whether the apiserver answered one of this candidate's lease calls within `window` (default: the lease
+  /// duration): a standby that can take over when the leader goes, and a leader that can renew. Readiness uses it.
+  public func canReachAPI(within window: Duration? = nil) -> Bool {
+    guard let at = lastAnswer.withLock({ $0 }) else { return false }
+    return clock.now() - at <= (window ?? config.leaseDuration)
+  }
+
+  private func answered() {
+    let now = clock.now()
+    lastAnswer.withLock { $0 = now }
+  }
 
   /// Leadership changes (true when acquired, false when lost or released), newest 16 buffered.
   public var leadershipChanges: AsyncStream<Bool> { changes }
@@ -105,7 +119,9 @@ public final class LeaderElector: Sendable {
     let wall = clock.wallNow()
     let seconds = Int(config.leaseDuration.components.seconds)
     do {
-      guard let current = try await api.get(namespace: config.namespace, name: config.name) else {
+      let found = try await api.get(namespace: config.namespace, name: config.name)
+      answered()
+      guard let current = found else {
         let lease = Lease(
           metadata: ObjectMeta(name: config.name, namespace: config.namespace),
           spec: LeaseSpec(
@@ -136,6 +152,7 @@ public final class LeaderElector: Sendable {
       remember(updated, at: now)
       return true
     } catch let e as LeaseConflict {
+      answered()
       logger.debug("lease conflict", metadata: ["error": "\(e)"])
       return false
     } catch {

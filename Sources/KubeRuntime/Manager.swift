@@ -37,7 +37,10 @@ public enum ShutdownSignals {
 /// shutdown.
 ///
 /// Order: the health server starts first (`/healthz` ok, `/readyz` 503); with leader election the manager waits
-/// for the lease, then marks itself ready and starts the controllers. On `stop()` (or SIGTERM/SIGINT when
+/// for the lease, then starts the controllers. Readiness means "healthy and able to take over", not "leader": with
+/// leader election `/readyz` answers 200 on every replica whose lease calls the apiserver answered within the lease
+/// duration, so the standby of a 2-replica Deployment is Ready and `kubectl rollout status` completes; without it,
+/// once the controllers start. The `botrt_leader` gauge is 1 on the replica that runs the controllers. On `stop()` (or SIGTERM/SIGINT when
 /// `handleSignals`), controllers stop taking new keys and in-flight reconciles get `shutdownDeadline` to finish
 /// (then they are cancelled); the lease is released, the recorder flushes, and the server stops last. If the
 /// lease is lost, controllers are cancelled at once and `run()` returns `.leadershipLost` (exit and restart).
@@ -79,8 +82,20 @@ public final class ControllerManager: Sendable {
   /// Asks `run()` to shut down gracefully.
   public func stop() { stopEvent.signal() }
 
+  /// `botrt_leader`, in the registry the health server renders.
+  static func leaderGauge(_ server: HealthServer) -> Gauge {
+    server.registry.gauge(
+      "botrt_leader", help: "1 while this process holds the leader-election Lease and runs the controllers, else 0.")
+  }
+
   /// Runs everything until stopped; throws only when the health server cannot start.
   public func run() async throws -> Outcome {
+    let leaderGauge = server.map(Self.leaderGauge)
+    leaderGauge?.set(0)
+    if let elector, let server {
+      server.setReadyCheck { elector.canReachAPI() }
+      server.setReady(true)
+    }
     try server?.start()
     defer { server?.stop() }
     let outcome: Outcome = await withTaskGroup(of: Outcome?.self) { group in
@@ -103,6 +118,7 @@ public final class ControllerManager: Sendable {
       group.addTask {
         if let elector = self.elector {
           let r = await elector.run { await self.runControllers() }
+          leaderGauge?.set(0)
           self.server?.setReady(false)
           switch r {
           case .lost: return .leadershipLost
@@ -139,6 +155,7 @@ public final class ControllerManager: Sendable {
   /// Runs the controllers until `stop()`; then stops them gracefully within the deadline.
   private func runControllers() async {
     server?.setReady(true)
+    server.map(Self.leaderGauge)?.set(1)
     logger.info("starting controllers", metadata: ["count": "\(controllers.count)"])
     await withTaskGroup(of: Bool.self) { outer in
       outer.addTask {

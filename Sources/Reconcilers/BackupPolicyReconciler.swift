@@ -18,9 +18,13 @@ public struct BackupPolicyMetrics: Sendable {
   public let reconcileErrors: Counter
   public let keyAge: Gauge
   public let keyRotationLimit: Gauge
+  public let retentionLastSuccess: Gauge
+  public let retentionFailing: Gauge
 
   /// Every gauge of a policy (they go with the policy; counters stay).
-  var gauges: [Gauge] { [rpoTarget, rpoAge, lastSuccess, duration, bytes, keyAge, keyRotationLimit] }
+  var gauges: [Gauge] {
+    [rpoTarget, rpoAge, lastSuccess, duration, bytes, keyAge, keyRotationLimit, retentionLastSuccess, retentionFailing]
+  }
 
   public init(_ r: MetricsRegistry) {
     let l = ["namespace", "policy", "tier"]
@@ -41,6 +45,12 @@ public struct BackupPolicyMetrics: Sendable {
         + "created.", labels: l)
     keyRotationLimit = r.gauge(
       "botrt_key_rotation_limit_seconds", help: "The policy's key rotation period (keyRotationDays).", labels: l)
+    retentionLastSuccess = r.gauge(
+      "botrt_retention_last_success_timestamp_seconds",
+      help: "Unix time the newest successful retention run (forget --prune) still in the cluster finished.", labels: l)
+    retentionFailing = r.gauge(
+      "botrt_retention_failing", help: "1 when the newest finished retention run (forget --prune) failed, else 0.",
+      labels: l)
   }
 }
 
@@ -262,6 +272,20 @@ public final class BackupPolicyReconciler: Sendable {
         m.keyRotationLimit.set(r.limitSeconds, l)
       }
     }
+    // Retention: the prune CronJob's runs, read back like the backups'.
+    let retention = RetentionOutcome.evaluate(
+      try await observeRuns(policy, namespace: workNS, components: "prune", container: "prune"))
+    if let r = retention {
+      var conditions = outcome.status.conditions ?? []
+      let before = conditions.condition(BackupPolicyCondition.retentionApplied)?.status
+      conditions.setCondition(
+        type: BackupPolicyCondition.retentionApplied, status: r.status, reason: r.reason, message: r.message,
+        observedGeneration: policy.metadata.generation, now: now)
+      outcome.status.conditions = conditions
+      if r.failing && before != .false {
+        outcome.events.append(PlannedEvent(warning: true, reason: "RetentionFailed", message: r.message))
+      }
+    }
     try await reconcileReplicas(
       policy, effective: effective, ready: problem == nil, secrets: secrets, now: now, outcome: &outcome)
     try await writeStatus(policy, outcome.status)
@@ -270,6 +294,11 @@ public final class BackupPolicyReconciler: Sendable {
       if e.reason == "BackupFailed" { metrics?.failures.inc([ns, policy.name, policy.spec.tier.rawValue]) }
     }
     updateMetrics(policy, outcome.status)
+    if let m = metrics, let r = retention {
+      let l = [ns, policy.name, policy.spec.tier.rawValue]
+      m.retentionFailing.set(r.failing ? 1 : 0, l)
+      if let t = r.lastSuccess { m.retentionLastSuccess.set(t.timeIntervalSince1970, l) }
+    }
     let ready = outcome.status.conditions?.condition(BackupPolicyCondition.ready)
     logger.info(
       "reconciled",

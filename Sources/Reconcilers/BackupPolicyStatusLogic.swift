@@ -333,3 +333,40 @@ public enum BackupPolicyStatusLogic {
     return StatusOutcome(status: s, requeueAt: requeue.min(), events: events)
   }
 }
+
+/// What the retention runs (Jobs of the prune CronJob) say: the `RetentionApplied` condition and the metrics.
+public struct RetentionOutcome: Sendable, Hashable {
+  public var status: ConditionStatus
+  public var reason: String
+  public var message: String
+  /// The finish time of the newest successful run still in the cluster.
+  public var lastSuccess: Date?
+  /// Whether the newest finished run failed.
+  public var failing: Bool
+
+  /// The outcome of the newest finished run among `runs`; nil while none has finished (the condition is then left
+  /// as it was: the CronJob keeps one successful and three failed Jobs, so an older outcome may be gone).
+  public static func evaluate(_ runs: [BackupRun]) -> RetentionOutcome? {
+    let finished = runs.filter { $0.state != .running }
+    func when(_ r: BackupRun) -> Date { r.finishTime ?? r.startTime ?? .distantPast }
+    guard let newest = finished.max(by: { when($0) < when($1) }) else { return nil }
+    let lastSuccess = finished.filter { $0.state == .succeeded }.map(when).max()
+    if newest.state == .succeeded {
+      var what = "Job \(newest.jobName) applied the retention"
+      if let r = newest.result {
+        let freed = -(r.bytesStored ?? 0)
+        what += freed > 0 ? " and freed \(freed) bytes" : ""
+        if let w = r.warnings, !w.isEmpty { what += "; \(w.count) warnings, first: \(w[0])" }
+      }
+      return RetentionOutcome(
+        status: .true, reason: "Applied", message: what + ".", lastSuccess: lastSuccess, failing: false)
+    }
+    let why =
+      newest.result?.errors?.first ?? newest.failureMessage
+      ?? newest.exitCode.map { "exit code \($0)" } ?? "no reason recorded"
+    return RetentionOutcome(
+      status: .false, reason: "RetentionFailed",
+      message: "Job \(newest.jobName) failed: \(why). Expired snapshots stay and their data is not freed; see "
+        + "docs/runbooks.md#retention-failures.", lastSuccess: lastSuccess, failing: true)
+  }
+}

@@ -93,10 +93,15 @@ final class LockingMemoryStore: ObjectStore, @unchecked Sendable {
     // Every pack the snapshot references got its retention extended.
     #expect(Set(store.extended.keys) == Set(packs))
     // Forget + prune: the locked snapshot and packs are reported, not lost, and not an error.
+    // A newer snapshot, so the retention lets the first one go.
+    var next = BackupOptions(paths: [dir + "/src"])
+    next.time = before.addingTimeInterval(3600)
+    _ = try await repo.backup(next)
+    try await repo.audit.flush()
     let reopened = try await Repository.open(store: store, keyService: kms, logger: Logger(label: "t"))
     var p = RetentionPolicy()
-    p.maxAge = 1
-    let r = try await reopened.forget(policy: p, prune: false, now: Date().addingTimeInterval(3600))
+    p.keepLast = 1
+    let r = try await reopened.forget(policy: p, prune: false)
     #expect(r.removed.count == 1)
     #expect(r.retained.count == 1 && r.retained[0].contains("snapshots/"))
     #expect(store.objects.keys.contains { $0.hasPrefix("snapshots/") })

@@ -43,15 +43,32 @@ import Testing
     #expect(!r.keep.contains("s239"))
   }
 
-  @Test func maxAgeRemovesOldSnapshotsEvenIfKept() throws {
+  @Test func maxAgeKeepsEverySnapshotWithinTheAgeOfTheNewest() throws {
     var p = RetentionPolicy()
     p.maxAge = try RetentionPolicy.parseAge("7d")
     let r = p.apply(snaps, now: now)
     #expect(r.keep.count == 29)  // 7 days * 4 per day, plus s28 which is exactly 7 days old (not older)
+    // Measured from the newest snapshot, not from now: backups that stopped a month ago keep their last week.
+    let r2 = p.apply(snaps, now: now.addingTimeInterval(30 * 86400))
+    #expect(r2.keep == r.keep)
+  }
+
+  @Test func maxAgeNeverRemovesWhatAnotherRuleKeeps() throws {
+    // The old meaning ("remove everything older than maxAge") turned keepLast 7 + maxAge 90d into one week.
+    var p = RetentionPolicy()
+    p.maxAge = try RetentionPolicy.parseAge("7d")
     p.keepYearly = 1
-    let r2 = p.apply(snaps, now: now)
-    #expect(r2.keep.contains("s0"))
-    #expect(!r2.keep.contains("s200"))
+    p.keepMonthly = 3
+    let r = p.apply(snaps, now: now)
+    #expect(r.keep.isSuperset(of: Set((0...28).map { "s\($0)" })))
+    #expect(r.keep.contains("s58") && r.keep.contains("s182"))  // the newest of December and of November
+    #expect(!r.keep.contains("s200"))
+    // A snapshot dated in the future is kept and does not move the window past the real ones.
+    var within = RetentionPolicy()
+    within.maxAge = p.maxAge
+    let future = [(id: "f", time: now.addingTimeInterval(365 * 86400))] + snaps
+    let r3 = within.apply(future, now: now)
+    #expect(r3.keep == within.apply(snaps, now: now).keep.union(["f"]))
   }
 
   @Test func parseAgeUnits() throws {

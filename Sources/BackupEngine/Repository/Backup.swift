@@ -22,6 +22,8 @@ public struct BackupOptions: Sendable {
   /// Called once all input is read, before anything refers to it (tree, index, snapshot): a stream's producer in
   /// another process can still fail the backup here, so that no snapshot records a truncated dump.
   public var inputComplete: (@Sendable () throws -> Void)?
+  /// The time recorded in the snapshot (restic's `backup --time`); nil records when the backup started.
+  public var time: Date? = nil
 
   public init(
     paths: [String], dataType: KeyType = .files, tags: [String: String] = [:],
@@ -113,7 +115,7 @@ struct PackBuilder {
 extension Repository {
   /// Runs a backup: packs, then index, then tree, then the signed manifest.
   public func backup(_ opts: BackupOptions) async throws -> BackupResult {
-    let started = Date()
+    let started = opts.time ?? Date()
     let (index, _) = try await loadIndex()
     let listed = try await listPacks()
     index.retainOnly(packs: Set(listed.keys))

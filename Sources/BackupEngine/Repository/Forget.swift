@@ -8,7 +8,8 @@ public struct RetentionPolicy: Sendable, Hashable {
   public var keepWeekly = 0
   public var keepMonthly = 0
   public var keepYearly = 0
-  /// Snapshots older than this many seconds are removed.
+  /// Keep every snapshot taken within this many seconds of the group's newest snapshot (restic's `--keep-within`):
+  /// a rule like the others, so it only ever adds snapshots to those kept, never removes one another rule keeps.
   public var maxAge: TimeInterval?
   public init() {}
 
@@ -48,11 +49,16 @@ public struct RetentionPolicy: Sendable, Hashable {
     return (keep, remove)
   }
 
-  /// Splits snapshots (one group) into kept and removed, given `now`.
+  /// Splits snapshots (one group) into kept and removed. A snapshot is kept when any rule keeps it.
+  ///
+  /// `maxAge` is measured from the newest snapshot of the group, not from `now` (restic's `--keep-within`), so a
+  /// repository whose backups stopped keeps its last window instead of losing it a day at a time. `now` only
+  /// guards against snapshots dated in the future (a wrong clock or `backup --time`): they are always kept and are
+  /// not taken as the newest, so one of them cannot push the window past every real snapshot.
   public func apply(_ snaps: [(id: String, time: Date)], now: Date) -> (keep: Set<String>, remove: Set<String>) {
     let sorted = snaps.sorted { $0.time > $1.time }
     var keep = Set<String>()
-    if !hasKeepRule {
+    if !hasKeepRule && maxAge == nil {
       for s in sorted { keep.insert(s.id) }
     } else {
       for (i, s) in sorted.enumerated() where i < keepLast { keep.insert(s.id) }
@@ -97,9 +103,12 @@ public struct RetentionPolicy: Sendable, Hashable {
           keep.insert(s.id)
         }
       }
-    }
-    if let maxAge {
-      for s in sorted where now.timeIntervalSince(s.time) > maxAge { keep.remove(s.id) }
+      if let maxAge {
+        for s in sorted where s.time > now { keep.insert(s.id) }
+        if let newest = sorted.first(where: { $0.time <= now }) {
+          for s in sorted where s.time <= now && newest.time.timeIntervalSince(s.time) <= maxAge { keep.insert(s.id) }
+        }
+      }
     }
     let remove = Set(sorted.map { $0.id }).subtracting(keep)
     return (keep, remove)
