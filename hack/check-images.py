@@ -129,7 +129,7 @@ def check_image(kind: str, product: str, bin_path: str | None, declared: set[str
     if not os.path.isfile(path):
         problem(path, "missing")
         return {}
-    _, stages = parse(path)
+    args, stages = parse(path)
     if len(stages) < 2:
         problem(path, "not a multi-stage build (a build stage and a runtime stage)")
         return {}
@@ -153,8 +153,20 @@ def check_image(kind: str, product: str, bin_path: str | None, declared: set[str
     if entry != [[entry_path]]:
         problem(path, f"ENTRYPOINT of the final stage is {entry}, want [[\"{entry_path}\"]]")
     copies = [rest for _, i, rest in fin if i == "COPY"]
-    if not any(re.fullmatch(rf"--from={re.escape(build['name'] or '')}\s+/out{re.escape(entry_path)}\s+"
-                            rf"{re.escape(entry_path)}", c) for c in copies):
+    # The product comes from the build stage, directly or through a stage `FROM ${ARG} AS name` whose ARG defaults
+    # to the build stage; the ARG's other choice, a `FROM scratch` stage, must put the product at the same path.
+    sources = {build["name"]}
+    for st in stages[1:-1]:
+        ref = re.fullmatch(r"\$\{?(\w+)\}?", st["base"])
+        if ref and args.get(ref.group(1)) == build["name"]:
+            sources.add(st["name"])
+    for st in stages[1:-1]:
+        if st["base"] == "scratch":
+            if not any(re.fullmatch(rf"\S+\s+/out{re.escape(entry_path)}", rest)
+                       for _, i, rest in st["instructions"] if i == "COPY"):
+                problem(path, f"stage {st['name']} does not COPY the product to /out{entry_path}")
+    if not any(re.fullmatch(rf"--from=(\S+)\s+/out{re.escape(entry_path)}\s+{re.escape(entry_path)}", c)
+               and re.fullmatch(r"--from=(\S+).*", c).group(1) in sources for c in copies):
         problem(path, f"the final stage does not COPY --from={build['name']} /out{entry_path} {entry_path}")
     users = [rest for _, i, rest in fin if i == "USER"]
     uid = None

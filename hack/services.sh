@@ -6,12 +6,14 @@
 #   hack/services.sh status  show which services run
 #   hack/services.sh down    stop only the processes this script started, remove the state dir
 #
-# Services and ports (all overridable; 127.0.0.1 only):
+# Services and ports (all overridable), on 127.0.0.1 or the address BOTRT_SERVICES_HOST names (the local node's pods
+# reach the host at its bridge address: hack/node/e2e.sh starts a second set there):
 #   S3 + AWS KMS   moto             BOTRT_S3_PORT        5000
 #   Vault Transit  OpenBao dev      BOTRT_VAULT_PORT     8200  (and its cluster port, +1)
 #   Vault over TLS OpenBao dev-tls  BOTRT_VAULT_TLS_PORT 8210  (and its cluster port, +1)
 #   GCS            fake-gcs-server  BOTRT_GCS_PORT       4443
 #   PostgreSQL     initdb + pg_ctl  BOTRT_PG_PORT        5433
+# BOTRT_SERVICES_ONLY names a subset to start (e.g. "moto vault postgres"; the default is all of them).
 # State dir: BOTRT_SERVICES_DIR (default <repo>/.local/services). The exports are described in
 # docs/testing.md.
 set -euo pipefail
@@ -30,6 +32,8 @@ TRANSIT_KEYS=(botrt-test botrt-test-2)
 TLS_TRANSIT_KEYS=(botrt-test)
 
 env_ports() {
+  HOST="${BOTRT_SERVICES_HOST:-127.0.0.1}"
+  ONLY="${BOTRT_SERVICES_ONLY:-moto vault vault-tls gcs postgres}"
   S3_PORT="${BOTRT_S3_PORT:-5000}"
   VAULT_PORT="${BOTRT_VAULT_PORT:-8200}"
   VAULT_TLS_PORT="${BOTRT_VAULT_TLS_PORT:-8210}"
@@ -41,6 +45,8 @@ load_ports() {
   if [[ -f "$DIR/ports.env" ]]; then
     # shellcheck disable=SC1091
     source "$DIR/ports.env"
+    HOST="${HOST:-127.0.0.1}"
+    ONLY="${ONLY:-moto vault vault-tls gcs postgres}"
   else
     env_ports
   fi
@@ -48,6 +54,8 @@ load_ports() {
 
 save_ports() {
   cat >"$DIR/ports.env" <<EOF
+HOST=$HOST
+ONLY="$ONLY"
 S3_PORT=$S3_PORT
 VAULT_PORT=$VAULT_PORT
 VAULT_TLS_PORT=$VAULT_TLS_PORT
@@ -140,40 +148,40 @@ setup_transit() {
 
 start_moto() {
   alive moto moto.server && return 0
-  start_bg moto python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT"
-  wait_http moto moto.server "http://127.0.0.1:$S3_PORT/moto-api/"
+  start_bg moto python3 -m moto.server -H $HOST -p "$S3_PORT"
+  wait_http moto moto.server "http://$HOST:$S3_PORT/moto-api/"
 }
 
 start_vault() {
-  alive vault "dev-listen-address=127.0.0.1:$VAULT_PORT" && return 0
+  alive vault "dev-listen-address=$HOST:$VAULT_PORT" && return 0
   start_bg vault "$(bao_bin)" server -dev -dev-root-token-id=root -dev-no-store-token \
-    -dev-listen-address="127.0.0.1:$VAULT_PORT"
-  wait_http vault "dev-listen-address" "http://127.0.0.1:$VAULT_PORT/v1/sys/health"
-  setup_transit "http://127.0.0.1:$VAULT_PORT" "${TRANSIT_KEYS[@]}"
+    -dev-listen-address="$HOST:$VAULT_PORT"
+  wait_http vault "dev-listen-address" "http://$HOST:$VAULT_PORT/v1/sys/health"
+  setup_transit "http://$HOST:$VAULT_PORT" "${TRANSIT_KEYS[@]}"
 }
 
 start_vault_tls() {
-  alive vault-tls "dev-listen-address=127.0.0.1:$VAULT_TLS_PORT" && return 0
+  alive vault-tls "dev-listen-address=$HOST:$VAULT_TLS_PORT" && return 0
   rm -rf "$DIR/vault-tls"
   mkdir -p "$DIR/vault-tls"
   start_bg vault-tls "$(bao_bin)" server -dev -dev-tls -dev-tls-cert-dir="$DIR/vault-tls" \
-    -dev-root-token-id=root -dev-no-store-token -dev-listen-address="127.0.0.1:$VAULT_TLS_PORT"
+    -dev-root-token-id=root -dev-no-store-token -dev-listen-address="$HOST:$VAULT_TLS_PORT"
   local i
   for ((i = 0; i < 100; i++)); do
     [[ -s "$DIR/vault-tls/vault-ca.pem" ]] && break
     sleep 0.1
   done
-  wait_http vault-tls "dev-listen-address" "https://127.0.0.1:$VAULT_TLS_PORT/v1/sys/health" \
+  wait_http vault-tls "dev-listen-address" "https://$HOST:$VAULT_TLS_PORT/v1/sys/health" \
     --cacert "$DIR/vault-tls/vault-ca.pem"
-  setup_transit "https://127.0.0.1:$VAULT_TLS_PORT" "${TLS_TRANSIT_KEYS[@]}" -- \
+  setup_transit "https://$HOST:$VAULT_TLS_PORT" "${TLS_TRANSIT_KEYS[@]}" -- \
     --cacert "$DIR/vault-tls/vault-ca.pem"
 }
 
 start_gcs() {
   alive gcs fake-gcs-server && return 0
-  start_bg gcs "$(gcs_bin)" -scheme http -host 127.0.0.1 -port "$GCS_PORT" -backend memory \
-    -public-host "127.0.0.1:$GCS_PORT" -external-url "http://127.0.0.1:$GCS_PORT" -log-level warn
-  wait_http gcs fake-gcs-server "http://127.0.0.1:$GCS_PORT/storage/v1/b"
+  start_bg gcs "$(gcs_bin)" -scheme http -host $HOST -port "$GCS_PORT" -backend memory \
+    -public-host "$HOST:$GCS_PORT" -external-url "http://$HOST:$GCS_PORT" -log-level warn
+  wait_http gcs fake-gcs-server "http://$HOST:$GCS_PORT/storage/v1/b"
 }
 
 # Runs a PostgreSQL tool as the data directory's owner (initdb refuses to run as root).
@@ -197,13 +205,17 @@ start_postgres() {
   if [[ ! -f "$data/PG_VERSION" ]]; then
     as_pg "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-locale >"$DIR/logs/initdb.log" 2>&1 ||
       die_with_log initdb "initdb failed; see $DIR/logs/initdb.log"
+    # On the node's bridge address: the Pods of its /24 connect (a test database, trusted like loopback).
+    if [[ "$HOST" != 127.0.0.1 ]]; then
+      echo "host all all ${HOST%.*}.0/24 trust" | as_pg tee -a "$data/pg_hba.conf" >/dev/null
+    fi
   fi
   as_pg "$bin/pg_ctl" -D "$data" -l "$PGDIR/postgres.log" -w -t 60 \
-    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PGDIR/sock" start \
+    -o "-p $PG_PORT -c listen_addresses=$HOST -c unix_socket_directories=$PGDIR/sock" start \
     >>"$DIR/logs/postgres.log" 2>&1 || die_with_log postgres "pg_ctl start failed; see $DIR/logs/postgres.log and $PGDIR/postgres.log"
   head -1 "$data/postmaster.pid" >"$DIR/pids/postgres.pid"
-  "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atqc 'select 1' >/dev/null ||
-    die "PostgreSQL started but does not answer on 127.0.0.1:$PG_PORT; see $PGDIR/postgres.log"
+  "$bin/psql" -h $HOST -p "$PG_PORT" -U postgres -Atqc 'select 1' >/dev/null ||
+    die "PostgreSQL started but does not answer on $HOST:$PG_PORT; see $PGDIR/postgres.log"
 }
 
 stop_postgres() {
@@ -216,17 +228,17 @@ stop_postgres() {
 write_env() {
   cat >"$DIR/services.env" <<EOF
 export BOTRT_SERVICES_DIR=$DIR
-export BOTRT_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
-export BOTRT_AWSKMS_ENDPOINT=http://127.0.0.1:$S3_PORT
+export BOTRT_S3_ENDPOINT=http://$HOST:$S3_PORT
+export BOTRT_AWSKMS_ENDPOINT=http://$HOST:$S3_PORT
 export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
 export AWS_DEFAULT_REGION=us-east-1
-export VAULT_ADDR=http://127.0.0.1:$VAULT_PORT
+export VAULT_ADDR=http://$HOST:$VAULT_PORT
 export VAULT_TOKEN=root
-export BOTRT_VAULT_TLS_ADDR=https://127.0.0.1:$VAULT_TLS_PORT
+export BOTRT_VAULT_TLS_ADDR=https://$HOST:$VAULT_TLS_PORT
 export BOTRT_VAULT_CACERT=$DIR/vault-tls/vault-ca.pem
-export BOTRT_GCS_ENDPOINT=http://127.0.0.1:$GCS_PORT
-export PGHOST=127.0.0.1
+export BOTRT_GCS_ENDPOINT=http://$HOST:$GCS_PORT
+export PGHOST=$HOST
 export PGPORT=$PG_PORT
 export PGUSER=postgres
 export BOTRT_PG_BIN=$(pg_bin)
@@ -235,12 +247,21 @@ EOF
 
 # name:pattern pairs, in start order (patterns need the ports loaded).
 components() {
+  local pair
+  while read -r pair; do
+    if wanted "${pair%%:*}"; then echo "$pair"; fi
+  done < <(all_components)
+}
+
+all_components() {
   echo "moto:moto.server"
-  echo "vault:dev-listen-address=127.0.0.1:$VAULT_PORT"
-  echo "vault-tls:dev-listen-address=127.0.0.1:$VAULT_TLS_PORT"
+  echo "vault:dev-listen-address=$HOST:$VAULT_PORT"
+  echo "vault-tls:dev-listen-address=$HOST:$VAULT_TLS_PORT"
   echo "gcs:fake-gcs-server"
   echo "postgres:$PGDIR/data"
 }
+
+wanted() { [[ " $ONLY " == *" $1 "* ]]; }
 
 any_alive() {
   local pair
@@ -276,22 +297,22 @@ cmd_up() {
   done
   # Check every port first, so a taken port never leaves half the services behind.
   alive moto moto.server || check_port_free "$S3_PORT" BOTRT_S3_PORT
-  alive vault "dev-listen-address=127.0.0.1:$VAULT_PORT" || {
+  alive vault "dev-listen-address=$HOST:$VAULT_PORT" || {
     check_port_free "$VAULT_PORT" BOTRT_VAULT_PORT
     check_port_free "$((VAULT_PORT + 1))" BOTRT_VAULT_PORT
   }
-  alive vault-tls "dev-listen-address=127.0.0.1:$VAULT_TLS_PORT" || {
+  alive vault-tls "dev-listen-address=$HOST:$VAULT_TLS_PORT" || {
     check_port_free "$VAULT_TLS_PORT" BOTRT_VAULT_TLS_PORT
     check_port_free "$((VAULT_TLS_PORT + 1))" BOTRT_VAULT_TLS_PORT
   }
   alive gcs fake-gcs-server || check_port_free "$GCS_PORT" BOTRT_GCS_PORT
   alive postgres "$PGDIR/data" || check_port_free "$PG_PORT" BOTRT_PG_PORT
   save_ports
-  start_moto
-  start_vault
-  start_vault_tls
-  start_gcs
-  start_postgres
+  wanted moto && start_moto
+  wanted vault && start_vault
+  wanted vault-tls && start_vault_tls
+  wanted gcs && start_gcs
+  wanted postgres && start_postgres
   write_env
   log "up: S3/KMS :$S3_PORT, Vault :$VAULT_PORT, Vault TLS :$VAULT_TLS_PORT, GCS :$GCS_PORT, PostgreSQL :$PG_PORT"
   log "use them with: source <($0 env)"
@@ -327,8 +348,8 @@ cmd_down() {
   load_ports
   stop_postgres
   stop_proc gcs fake-gcs-server
-  stop_proc vault-tls "dev-listen-address=127.0.0.1:$VAULT_TLS_PORT"
-  stop_proc vault "dev-listen-address=127.0.0.1:$VAULT_PORT"
+  stop_proc vault-tls "dev-listen-address=$HOST:$VAULT_TLS_PORT"
+  stop_proc vault "dev-listen-address=$HOST:$VAULT_PORT"
   stop_proc moto moto.server
   rm -rf "$DIR" "$PGDIR"
   log "down: stopped and removed $DIR"

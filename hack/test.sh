@@ -22,7 +22,7 @@ fi
 LOGDIR="$(realpath -m "${BOTRT_TEST_LOG_DIR:-$REPO/.local/test-logs}")"
 mkdir -p "$LOGDIR"
 # Logs of an earlier run would be mistaken for this run's in the summary.
-rm -f "$LOGDIR"/{install-deps,swift-format,build,check-images,cluster,services,swift-test,install-test}.log
+rm -f "$LOGDIR"/{install-deps,swift-format,build,check-images,cluster,services,swift-test,install-test,images,node-up,node-e2e}.log
 SWIFT_PATH_ARGS=()
 if [[ -n "${BOTRT_SCRATCH_PATH:-}" ]]; then SWIFT_PATH_ARGS=(--scratch-path "$BOTRT_SCRATCH_PATH"); fi
 
@@ -124,7 +124,9 @@ if bash hack/cluster.sh status >/dev/null 2>&1; then
   record cluster-up ok "already running, reused"
 else
   CLUSTER_STARTED=1
-  step cluster-up cluster.log bash hack/cluster.sh up || exit 1
+  # The control plane first; the node (kubelet, containerd) joins in step 8, after the pod runner's flows, which
+  # would otherwise race the kubelet for the same Pods.
+  step cluster-up cluster.log env BOTRT_NODE=0 bash hack/cluster.sh up || exit 1
 fi
 if bash hack/services.sh status >/dev/null 2>&1; then
   bash hack/services.sh up >/dev/null 2>&1
@@ -170,3 +172,16 @@ step keyrotation-e2e keyrotation-e2e.log timeout -k 10s 10m bash hack/pod-runner
 # 7. The install as an admin does it, last (it installs the operator cluster-wide, then removes it): kubectl apply -k
 # manifests/, the Deployment's Pods through the pod runner with their ServiceAccount, docs/quickstart.md's commands.
 step install-test install-test.log timeout -k 10s 10m bash hack/install-test.sh || true
+
+# 8. A real node: the images built from images/*/Containerfile (hack/images.sh: no registry; the products built on
+# the host, release), kubelet + containerd + kube-proxy joined to the control plane, and the operator installed with
+# `kubectl apply -k` and run through docs/quickstart.md in real Pods (hack/node/e2e.sh).
+if step images images.log timeout -k 10s 30m bash hack/images.sh; then
+  if step node-up node-up.log bash hack/cluster.sh node-up; then
+    step node-e2e node-e2e.log timeout -k 10s 20m bash hack/node/e2e.sh || true
+  else
+    record node-e2e FAIL "the node did not come up"
+  fi
+else
+  record node-e2e FAIL "the images were not built"
+fi
