@@ -63,16 +63,25 @@ public enum ReplicationLogic {
     for (index, spec) in replicas.enumerated() {
       var st = previous.first { $0.name == spec.name } ?? ReplicaStatus(name: spec.name)
       let mine = copies.filter { $0.replica == spec.name }
+      // Newest first. Kubernetes times have whole seconds, and a fast copy started right after the previous one can
+      // finish within the same second: ties go to the copy of the newer backup.
       let byFinish = mine.filter { $0.state != .running && $0.finishTime != nil }.sorted {
-        $0.finishTime! > $1.finishTime!
+        if $0.finishTime! != $1.finishTime! { return $0.finishTime! > $1.finishTime! }
+        return ($0.sourceBackupTime ?? .distantPast) > ($1.sourceBackupTime ?? .distantPast)
+      }
+      // A finished copy the status has not seen: it finished later than the recorded one, or in the same second
+      // with a newer backup (comparing finish times alone lost such a copy for good, and the replica stayed
+      // "Copying" behind a copy that had succeeded).
+      func unseen(_ c: CopyRun, by st: ReplicaStatus) -> Bool {
+        guard let t = c.finishTime, let last = st.lastCopyTime else { return true }
+        return t > last
+          || (t == last && (c.sourceBackupTime ?? .distantPast) > (st.lastCopiedBackupTime ?? .distantPast))
       }
       r.delete += byFinish.filter { $0.state == .succeeded }.dropFirst(keepOK).map(\.jobName)
       r.delete += byFinish.filter { $0.state == .failed }.dropFirst(keepFailed).map(\.jobName)
 
       // The newest successful copy not yet in status.
-      if let ok = byFinish.first(where: { $0.state == .succeeded }), let t = ok.finishTime,
-        st.lastCopyTime.map({ t > $0 }) ?? true
-      {
+      if let ok = byFinish.first(where: { $0.state == .succeeded }), let t = ok.finishTime, unseen(ok, by: st) {
         let newer = (ok.sourceBackupTime ?? .distantPast) >= (st.lastCopiedBackupTime ?? .distantPast)
         if newer {
           let target = ok.result?.copied?.first { $0.source.hasPrefix(ok.sourceSnapshot) }?.target
@@ -97,7 +106,7 @@ public enum ReplicationLogic {
       let running = mine.first { $0.state == .running }
       let newestFinished = byFinish.first
       var failed: CopyRun? = nil
-      if let f = newestFinished, f.state == .failed, st.lastCopyTime.map({ f.finishTime! > $0 }) ?? true {
+      if let f = newestFinished, f.state == .failed, unseen(f, by: st) {
         failed = f
       }
       let inSync = primary != nil && st.lastCopiedSnapshot == primary

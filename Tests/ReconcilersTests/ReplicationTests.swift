@@ -511,3 +511,42 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
     #expect(conditions.condition(type) == nil)
   }
 }
+
+@Suite struct ReplicationSameSecondTests {
+  /// Issue 13 item 13 (replication-e2e failed 2 runs in 5): a copy that finished in the same second as the copy
+  /// before it was never recorded (finish times have whole seconds), and the replica stayed "Copying" though the copy
+  /// of the newest snapshot had succeeded.
+  @Test func aCopyFinishingInTheSameSecondAsThePreviousOneIsRecorded() throws {
+    let s = ReplicationStatusTests()
+    let p = replicatedPolicy()
+    let t0 = testNow.addingTimeInterval(-20)
+    let done = t0.addingTimeInterval(8)
+    var o = try s.primary(p, snapshot: "s1", backupAt: t0, now: testNow)
+    let first = s.copyRun("s1", .succeeded, backupAt: t0, finished: done, target: "r1")
+    _ = ReplicationLogic.apply(policy: p, copies: [first], canCopy: true, now: testNow, outcome: &o)
+    #expect(o.status.replicas?.first?.lastCopiedSnapshot == "s1")
+
+    // s2's backup and copy both land within the second in which s1's copy finished.
+    var p2 = p
+    p2.status = o.status
+    let t1 = t0.addingTimeInterval(7.5)
+    let second = s.copyRun("s2", .succeeded, backupAt: t1, finished: done, target: "r2")
+    for copies in [[first, second], [second, first]] {
+      var o2 = try s.primary(p2, snapshot: "s2", backupAt: t1, now: testNow)
+      let r = ReplicationLogic.apply(policy: p2, copies: copies, canCopy: true, now: testNow, outcome: &o2)
+      let st = try #require(o2.status.replicas?.first)
+      #expect(st.lastCopiedSnapshot == "s2")
+      #expect(st.replicaSnapshot == "r2")
+      #expect(st.state == "InSync")
+      #expect(r.create.isEmpty)
+      #expect(r.events.filter { $0.reason == "ReplicaCopied" }.count == 1)
+      // Once recorded, the same copies change nothing and say nothing.
+      var p3 = p2
+      p3.status = o2.status
+      var o3 = try s.primary(p3, snapshot: "s2", backupAt: t1, now: testNow)
+      let r3 = ReplicationLogic.apply(policy: p3, copies: copies, canCopy: true, now: testNow, outcome: &o3)
+      #expect(o3.status.replicas?.first?.state == "InSync")
+      #expect(!r3.events.contains { $0.reason == "ReplicaCopied" })
+    }
+  }
+}
