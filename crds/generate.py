@@ -565,8 +565,9 @@ def workload_ref():
     return obj("A Deployment or StatefulSet.", {
         "kind": string("Deployment or StatefulSet.", enum=["Deployment", "StatefulSet"]),
         "name": object_name("Name of the workload."),
-        "namespace": string("Namespace of the workload. Default: the plan's targetNamespace.", maxLength=63,
-                            pattern=DNS_LABEL),
+        "namespace": string("Namespace of the workload. Default: the plan's targetNamespace. A namespace other "
+                            "than the plan's must allow it (annotation dr.botrt.io/recovery-allowed-from).",
+                            maxLength=63, pattern=DNS_LABEL),
     }, required=["kind", "name"])
 
 
@@ -620,7 +621,10 @@ def recovery_plan_spec():
                               "tier's RTO; compliance profiles still tighten it (sox 30m, pci-dss 15m, hipaa 30m, "
                               "gdpr 72h)."),
         "compliance": compliance("the service this plan recovers"),
-        "targetNamespace": string("Namespace where the service is recovered. Default: the plan's namespace.",
+        "targetNamespace": string("Namespace where the service is recovered. Default: the plan's namespace. "
+                                  "Another namespace must allow it: its Namespace object needs the annotation "
+                                  "dr.botrt.io/recovery-allowed-from listing the plan's namespace (comma-separated); "
+                                  "otherwise the plan is not Ready (TargetNamespaceNotAllowed).",
                                   maxLength=63, pattern=DNS_LABEL),
         "procedures": array("Procedures, run in order; each runs its steps in order. The first failed step "
                             "stops the plan.",

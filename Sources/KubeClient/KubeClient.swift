@@ -228,11 +228,13 @@ public final class KubeClient: Sendable {
 
   // MARK: - Generic calls (any resource, any Decodable type)
 
-  /// GET one object (or its subresource).
+  /// GET one object (or its subresource); `metadataOnly` asks for its PartialObjectMetadata (no spec, no Secret data).
   public func get<T: Decodable & Sendable>(
-    _ resource: ResourceDescriptor, namespace: String?, name: String, subresource: String? = nil, as type: T.Type
+    _ resource: ResourceDescriptor, namespace: String?, name: String, subresource: String? = nil, as type: T.Type,
+    metadataOnly: Bool = false
   ) async throws -> T {
-    let req = try build { try builder(resource).get(namespace: namespace, name: name, subresource: subresource) }
+    var req = try build { try builder(resource).get(namespace: namespace, name: name, subresource: subresource) }
+    if metadataOnly { req.accept = KubeRequest.acceptMetadata }
     return try await send(req, decoding: T.self)
   }
 

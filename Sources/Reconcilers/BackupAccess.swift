@@ -109,6 +109,9 @@ public final class BackupAccessReconciler: Sendable {
     let wanted = (backupRuns.isEmpty ? [] : backupWindow) + (copyRuns.isEmpty ? [] : copyWindow)
     let wantedIDs = Set(wanted.map(\.displayName))
     if granted.withLock({ $0[key] }) == wantedIDs { return .awaitChange }
+    // A grant's name taken by another owner's object is never applied over (ChildOwnership): the reconcile fails,
+    // is logged and retried, and the policy reconciler reports the conflict in the policy's Ready condition.
+    if let conflict = try await ChildOwnership.conflicts(wanted, client: client).first { throw conflict }
     for c in wanted {
       intent.record(c)
       do {

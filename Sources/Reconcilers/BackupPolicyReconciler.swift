@@ -90,6 +90,8 @@ public final class BackupPolicyReconciler: Sendable {
   let isolation: IsolationIntent?
   /// Policy (namespace/name) -> the backup namespace of its own it runs Jobs in (backupNamespacesInUse()).
   private let namespacesInUse = Mutex<[String: String]>([:])
+  /// Policy uid -> the generation this process last pruned (needsPrune(_:)).
+  private let prunedGenerations = Mutex<[String: Int64]>([:])
 
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
@@ -195,6 +197,7 @@ public final class BackupPolicyReconciler: Sendable {
     var applyError: Error? = nil
     var summary = ""
     var secrets: [String: Secret] = [:]
+    var conflictEvent: PlannedEvent? = nil
 
     if let e = SpecValidation.validate(policy.spec).first {
       problem = PolicyProblem.from(e)
@@ -218,28 +221,38 @@ public final class BackupPolicyReconciler: Sendable {
         let inputs = ChildInputs(policy: policy, effective: eff, settings: settings, secrets: secrets, runToken: token)
         var children = try BackupPolicyChildren.build(inputs)
         children += try ReplicationChildren.build(inputs, existing: children)
-        do {
-          for c in children { try await applyChild(c) }
-          if policy.status?.observedGeneration != policy.metadata.generation {
-            // The run-access grants come and go with runs (BackupAccess.swift); pruning leaves them alone.
-            try await prune(
-              policy,
-              keeping: children + BackupPolicyChildren.runAccess(policy, settings: settings)
-                + ReplicationChildren.runAccess(policy, settings: settings))
+        // An object of a child's name that another owner's labels claim is never applied over (ChildOwnership).
+        let conflicts = try await ChildOwnership.conflicts(children, client: client)
+        if !conflicts.isEmpty {
+          let refusal = ChildOwnership.refusal(conflicts)
+          problem = refusal.problem
+          conflictEvent = refusal.event
+        } else {
+          do {
+            for c in children { try await applyChild(c, ownerChecked: true) }
+            if needsPrune(policy) {
+              // The run-access grants come and go with runs (BackupAccess.swift); pruning leaves them alone.
+              try await prune(
+                policy,
+                keeping: children + BackupPolicyChildren.runAccess(policy, settings: settings)
+                  + ReplicationChildren.runAccess(policy, settings: settings))
+              recordPruned(policy)
+            }
+            handled = token
+            if let token {
+              recorder?.record(
+                policy, type: .normal, reason: "OnDemandBackup",
+                message:
+                  "Created Job \(ChildNames(namespace: ns, name: policy.name).runJob(token: token)) for \(token).")
+            }
+            let perPolicy = children.filter { !$0.shared }.count
+            summary =
+              "The backup CronJob \(workNS)/\(ChildNames(namespace: ns, name: policy.name).backupCronJob) and "
+              + "\(perPolicy - 1) other children of this policy are in place."
+          } catch {
+            applyError = error
+            problem = PolicyProblem(reason: "ApplyFailed", message: "\(error)")
           }
-          handled = token
-          if let token {
-            recorder?.record(
-              policy, type: .normal, reason: "OnDemandBackup",
-              message: "Created Job \(ChildNames(namespace: ns, name: policy.name).runJob(token: token)) for \(token).")
-          }
-          let perPolicy = children.filter { !$0.shared }.count
-          summary =
-            "The backup CronJob \(workNS)/\(ChildNames(namespace: ns, name: policy.name).backupCronJob) and "
-            + "\(perPolicy - 1) other children of this policy are in place."
-        } catch {
-          applyError = error
-          problem = PolicyProblem(reason: "ApplyFailed", message: "\(error)")
         }
       } catch let e as SpecError {
         problem = PolicyProblem.from(e)
@@ -251,6 +264,7 @@ public final class BackupPolicyReconciler: Sendable {
     var outcome = BackupPolicyStatusLogic.compute(
       policy: policy, effective: effective, problem: problem, runs: runs, backupNamespace: backupNS,
       handledTrigger: handled, childSummary: summary, now: now)
+    if let e = conflictEvent { outcome.events.append(e) }
     var keyChanged = false
     if let eff = effective, problem == nil {
       let r = try await rotateKeysIfDue(policy, effective: eff, secrets: secrets, namespace: workNS, now: now)
@@ -376,8 +390,13 @@ public final class BackupPolicyReconciler: Sendable {
     return out
   }
 
-  /// Server-side apply of one child, forcing ownership of the fields the controller sets.
-  func applyChild(_ c: DesiredChild) async throws {
+  /// Server-side apply of one child, forcing ownership of the fields the controller sets. Unless the caller checked
+  /// already (`ownerChecked`), an existing object of the child's name whose owner labels name another owner is
+  /// left alone and the ChildNameConflict is thrown.
+  func applyChild(_ c: DesiredChild, ownerChecked: Bool = false) async throws {
+    if !ownerChecked, let conflict = try await ChildOwnership.conflicts([c], client: client).first {
+      throw conflict
+    }
     isolation?.record(c)
     do {
       _ = try await client.apply(
@@ -385,6 +404,21 @@ public final class BackupPolicyReconciler: Sendable {
     } catch {
       throw ChildError(child: c.displayName, operation: "apply", cause: "\(error)")
     }
+  }
+
+  /// Whether this reconcile prunes: after a spec change, and once per generation in each controller process, so
+  /// that children whose names changed with an upgrade (e.g. the SHA-256 child names replacing FNV ones) are
+  /// removed instead of running on beside the new ones.
+  func needsPrune(_ policy: BackupPolicy) -> Bool {
+    if policy.status?.observedGeneration != policy.metadata.generation { return true }
+    let key = policy.metadata.uid ?? "\(ObjectKey(policy))"
+    return prunedGenerations.withLock { $0[key] } != (policy.metadata.generation ?? 0)
+  }
+
+  /// Records that the policy's current generation was pruned by this process.
+  func recordPruned(_ policy: BackupPolicy) {
+    let key = policy.metadata.uid ?? "\(ObjectKey(policy))"
+    prunedGenerations.withLock { $0[key] = policy.metadata.generation ?? 0 }
   }
 
   /// Deletes labelled children that are no longer desired (e.g. a Secret no longer referenced, or children left in
@@ -512,6 +546,7 @@ public final class BackupPolicyReconciler: Sendable {
         try await deleteChild(ChildResources.jobs, namespace: namespace, name: j.metadata.name ?? "")
       }
     }
+    prunedGenerations.withLock { $0[policy.metadata.uid ?? "\(ObjectKey(policy))"] = nil }
     let others = store.list().filter { $0.metadata.uid != policy.metadata.uid && !$0.metadata.isDeleting }
     if settings.calicoServed, others.isEmpty {
       try await deleteChild(ChildResources.globalNetworkPolicies, namespace: nil, name: SharedChildNames.calicoPolicy)

@@ -101,7 +101,9 @@ public enum ChildResources {
   }
 }
 
-/// Short deterministic hash (FNV-1a, 32 bit, 8 hex digits) used to keep generated names unique and short.
+/// Short deterministic hash (FNV-1a, 32 bit, 8 hex digits) that tells apart the children of ONE owner (run and rotation
+/// tokens, replicas and snapshots), after the owner's `nameHash`. Not collision-resistant: never use it for an owner's
+/// identity in a namespace other owners share (a colliding name is found by brute force in seconds).
 public func shortHash(_ text: String) -> String {
   var h: UInt32 = 0x811c_9dc5
   for b in text.utf8 {
@@ -112,16 +114,17 @@ public func shortHash(_ text: String) -> String {
   return String(repeating: "0", count: 8 - s.count) + s
 }
 
-/// The child names of one policy: "<ns>-<name>" cut to 30 characters plus a hash of "ns/name", so that CronJob
-/// names stay within 52 characters and Job names within 63.
+/// The child names of one policy: "<ns>-<name>" cut to 28 characters plus `nameHash(namespace, name)` (64 bits of
+/// SHA-256), at most 45 characters, so that CronJob names stay within 52 characters and Job names within 63.
+/// Children of all policies share the backup namespace: the hash keeps one policy's names out of another's reach.
 public struct ChildNames: Sendable, Hashable {
   /// The common prefix.
   public var base: String
 
   public init(namespace: String, name: String) {
-    var head = String("\(namespace)-\(name)".prefix(30))
+    var head = String("\(namespace)-\(name)".prefix(28))
     while head.hasSuffix("-") || head.hasSuffix(".") { head.removeLast() }
-    base = "\(head)-\(shortHash("\(namespace)/\(name)"))"
+    base = "\(head)-\(nameHash(namespace, name))"
   }
 
   public var serviceAccount: String { base }

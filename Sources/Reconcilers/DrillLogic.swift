@@ -96,10 +96,28 @@ public enum DrillLogic {
     return .waitUntil(next)
   }
 
-  /// The scratch namespace of a run: "drill-<name>-<hash of namespace/name/token>", at most 48 characters.
+  /// The scratch namespace of a run: "drill-<name>-<nameHash(namespace, name, token)>", at most 53 characters.
+  /// Namespaces are cluster-wide: the 64-bit SHA-256 part keeps one tenant's drill from naming another's.
   public static func scratchNamespace(_ drill: DRDrill, token: String) -> String {
     let base = String(drill.name.lowercased().prefix(30)).trimmingCharacters(in: CharacterSet(charactersIn: "-."))
-    return "drill-\(base)-\(shortHash("\(drill.metadata.namespace ?? "")/\(drill.name)/\(token)"))"
+    return "drill-\(base)-\(nameHash(drill.metadata.namespace ?? "", drill.name, token))"
+  }
+
+  /// The condition reason of a run refused because its scratch namespace exists and is not the drill's.
+  public static let scratchConflictReason = "ScratchNamespaceConflict"
+
+  /// Nil when an existing namespace named `scratch` (its labels `existing`) is this drill's scratch namespace, made by
+  /// the controller for it (an earlier attempt of the same run): the drill's namespace and name labels and the scratch
+  /// label. Otherwise the conflict: the run must not restore into, copy Secrets into, or fence another tenant's
+  /// namespace (or one someone created in advance to receive the copies).
+  public static func scratchNamespaceConflict(
+    _ drill: DRDrill, scratch: String, existing: [String: String]
+  ) -> ChildNameConflict? {
+    let mine =
+      existing[drillNamespaceLabel] == (drill.metadata.namespace ?? "") && existing[drillNameLabel] == drill.name
+      && existing[scratchLabel] == "true" && existing[ChildLabels.managedBy] == ChildLabels.controllerName
+    if mine { return nil }
+    return ChildNameConflict(child: "Namespace \(scratch)", owner: ChildOwnership.ownerText(existing))
   }
 
   /// The run Job's name (in the scratch namespace).

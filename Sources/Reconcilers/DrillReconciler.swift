@@ -271,7 +271,21 @@ public final class DrillReconciler: Sendable {
         drill, type: .warning, reason: "CannotRun", message: "The run cannot start: \(error.description)")
       return .requeueAfter(.seconds(30))
     }
-    for c in children {
+    // The scratch namespace is created, never applied: one that exists already is used only when it is this drill's
+    // (an earlier attempt of this run); any other is refused, so a run never lands in another tenant's namespace.
+    if let conflict = try await createScratchNamespace(drill, scratch: scratch, children: children) {
+      var st = drill.status ?? DRDrillStatus()
+      var conds = st.conditions ?? []
+      let message = "The run (\(token)) cannot start: \(conflict.description)."
+      conds.setCondition(
+        type: DRDrillCondition.ready, status: .false, reason: DrillLogic.scratchConflictReason, message: message,
+        observedGeneration: drill.metadata.generation, now: now)
+      st.conditions = conds
+      try await writeStatus(stored, st)
+      recorder?.record(drill, type: .warning, reason: DrillLogic.scratchConflictReason, message: message)
+      return .requeueAfter(.seconds(300))
+    }
+    for c in children where c.resource != ChildResources.namespaces {
       _ = try await client.apply(
         c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: Self.fieldManager, force: true)
     }
@@ -296,6 +310,25 @@ public final class DrillReconciler: Sendable {
       message: "Drill started (\(token)): restoring into the scratch namespace \(scratch).")
     logger.info("drill started", metadata: ["object": "DRDrill \(ns)/\(drill.name)", "scratch": "\(scratch)"])
     return .requeueAfter(.seconds(Int64(Self.pollSeconds)))
+  }
+
+  /// Creates the scratch namespace among `children` (create, not apply); when it exists already, returns the
+  /// conflict unless its labels make it this drill's (`DrillLogic.scratchNamespaceConflict`).
+  func createScratchNamespace(
+    _ drill: DRDrill, scratch: String, children: [DesiredChild]
+  ) async throws -> ChildNameConflict? {
+    guard let ns = children.first(where: { $0.resource == ChildResources.namespaces && $0.name == scratch }) else {
+      return nil
+    }
+    do {
+      _ = try await client.create(
+        ChildResources.namespaces, namespace: nil, ns.body, options: WriteOptions(fieldManager: Self.fieldManager))
+      return nil
+    } catch let e as KubeError where e.isAlreadyExists {
+      let existing = try await client.get(
+        ChildResources.namespaces, namespace: nil, name: scratch, as: Unstructured.self, metadataOnly: true)
+      return DrillLogic.scratchNamespaceConflict(drill, scratch: scratch, existing: existing.metadata.labels ?? [:])
+    }
   }
 
   func drillTimeout(_ drill: DRDrill) throws -> Int64 {

@@ -44,14 +44,59 @@ public struct WorkloadState: Sendable, Hashable {
   }
 }
 
-/// What the reconciler read before advancing a plan: Jobs by name and workloads by key.
+/// What the reconciler read before advancing a plan: Jobs by name, workloads by key, and the annotations of the
+/// target namespaces other than the plan's own (by namespace; absent: the namespace does not exist).
 public struct PlanWorld: Sendable, Hashable {
   public var jobs: [String: JobObservation]
   public var workloads: [String: WorkloadState]
+  public var targetNamespaces: [String: [String: String]]
 
-  public init(jobs: [String: JobObservation] = [:], workloads: [String: WorkloadState] = [:]) {
+  public init(
+    jobs: [String: JobObservation] = [:], workloads: [String: WorkloadState] = [:],
+    targetNamespaces: [String: [String: String]] = [:]
+  ) {
     self.jobs = jobs
     self.workloads = workloads
+    self.targetNamespaces = targetNamespaces
+  }
+}
+
+/// Which namespaces a RecoveryPlan may scale workloads in: its own, and those whose Namespace object names the plan's
+/// namespace in the annotation `dr.botrt.io/recovery-allowed-from` (comma-separated namespaces). Only who can
+/// update that Namespace (its admins) can set it; without it, anyone allowed to write a RecoveryPlan could scale
+/// kube-system/coredns to 0.
+public enum RecoveryTargetAccess {
+  /// The annotation on a target Namespace naming the namespaces whose plans may recover into it.
+  public static let annotation = "dr.botrt.io/recovery-allowed-from"
+  /// The condition reason of a refused plan.
+  public static let reason = "TargetNamespaceNotAllowed"
+
+  /// The namespaces other than the plan's own that its steps touch, sorted.
+  public static func foreignNamespaces(_ plan: RecoveryPlan) -> [String] {
+    let own = plan.metadata.namespace ?? "default"
+    let all = plan.spec.procedures.flatMap(\.steps).flatMap { $0.targets ?? [] }.map {
+      RecoveryPlanLogic.namespace($0, plan)
+    }
+    return Set(all + (plan.spec.targetNamespace.map { [$0] } ?? [])).subtracting([own]).sorted()
+  }
+
+  /// Whether a namespace with `annotations` lets plans of `planNamespace` recover into it.
+  public static func allows(planNamespace: String, annotations: [String: String]?) -> Bool {
+    guard let value = annotations?[annotation] else { return false }
+    return value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == planNamespace }
+  }
+
+  /// Why the plan may not run (the first namespace it may not touch, and the annotation to set), or nil.
+  /// `namespaces`: the annotations of the plan's foreign namespaces as read (absent: the namespace does not exist).
+  public static func problem(_ plan: RecoveryPlan, namespaces: [String: [String: String]]) -> String? {
+    let own = plan.metadata.namespace ?? "default"
+    for ns in foreignNamespaces(plan) where !allows(planNamespace: own, annotations: namespaces[ns]) {
+      let why = namespaces[ns] == nil ? "does not exist" : "does not allow recoveries from \(own)"
+      return "The plan's steps touch namespace \(ns), which \(why); a plan may touch only its own namespace (\(own)) "
+        + "unless an admin of the target sets the annotation \(annotation) on Namespace \(ns) to a comma-separated "
+        + "list naming \(own) (e.g. kubectl annotate namespace \(ns) \(annotation)=\(own))"
+    }
+    return nil
   }
 }
 
@@ -198,6 +243,31 @@ public enum RecoveryPlanLogic {
       type: RecoveryPlanCondition.ready, status: .true, reason: "Valid",
       message: "\(steps.count) steps in \(plan.spec.procedures.count) procedures; RTO target \(st.rtoTarget!) "
         + "(\(rto.source)).", observedGeneration: gen, now: now)
+
+    // Namespaces the plan may not touch: not Ready, nothing starts, and a running run stops before its next action.
+    if let refused = RecoveryTargetAccess.problem(plan, namespaces: world.targetNamespaces) {
+      conds.setCondition(
+        type: RecoveryPlanCondition.ready, status: .false, reason: RecoveryTargetAccess.reason, message: refused,
+        observedGeneration: gen, now: now)
+      if st.phase == .running {
+        st.phase = .failed
+        st.completionTime = now
+        st.message = refused
+        conds.setCondition(
+          type: RecoveryPlanCondition.succeeded, status: .false, reason: RecoveryTargetAccess.reason,
+          message: refused, observedGeneration: gen, now: now)
+        events.append(PlannedEvent(warning: true, reason: RecoveryTargetAccess.reason, message: refused))
+      } else {
+        if st.phase == nil { st.phase = .idle }
+        if let token = pendingTrigger(plan) {
+          // The refused trigger is not handled: it runs once the target namespace allows it.
+          events.append(
+            PlannedEvent(
+              warning: true, reason: RecoveryTargetAccess.reason, message: "Run \(token) refused: \(refused)"))
+        }
+      }
+      return done()
+    }
 
     // Start a run when triggered and none is running (a plan never runs twice at once).
     if st.phase != .running {

@@ -123,6 +123,13 @@ public final class RecoveryPlanReconciler: Sendable {
             ChildResources.jobs, namespace: ns, name: name, options: DeleteOptions(propagationPolicy: .background))
         } catch let e as KubeError where e.isNotFound {}
       case .scale(let kind, let namespace, let name, let replicas):
+        // advance never scales outside the allowed namespaces; this keeps it so should that logic change.
+        guard
+          namespace == ns
+            || RecoveryTargetAccess.allows(planNamespace: ns, annotations: world.targetNamespaces[namespace])
+        else {
+          throw TerminalError("RecoveryPlan \(ns)/\(plan.name): refusing to scale \(kind) \(namespace)/\(name)")
+        }
         _ = try await client.patch(
           workloadResource(kind), namespace: namespace, name: name,
           .merge(["spec": ["replicas": .int(Int64(replicas))]]), as: JSONValue.self)
@@ -167,10 +174,23 @@ public final class RecoveryPlanReconciler: Sendable {
         world.jobs[name] = JobObservation.observe(job: job, pods: mine)
       }
     }
+    // The target namespaces' opt-in (RecoveryTargetAccess); workloads are read only where the plan may act.
+    for tns in RecoveryTargetAccess.foreignNamespaces(plan) {
+      do {
+        let n = try await client.get(
+          ChildResources.namespaces, namespace: nil, name: tns, as: Unstructured.self, metadataOnly: true)
+        world.targetNamespaces[tns] = n.metadata.annotations ?? [:]
+      } catch let e as KubeError where e.isNotFound {
+        continue
+      }
+    }
     var seen = Set<String>()
     for step in plan.spec.procedures.flatMap(\.steps) {
       for t in step.targets ?? [] {
         let tns = t.namespace ?? plan.spec.targetNamespace ?? ns
+        if tns != ns, !RecoveryTargetAccess.allows(planNamespace: ns, annotations: world.targetNamespaces[tns]) {
+          continue
+        }
         let key = WorkloadState.key(t.kind.rawValue, tns, t.name)
         guard seen.insert(key).inserted else { continue }
         do {
