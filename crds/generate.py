@@ -48,9 +48,12 @@ TIER_TABLE = (
     "important = hourly (0 * * * *), RPO 30m, keep 2y, RTO 90m, drill weekly; "
     "standard = daily (0 2 * * *), RPO 4h, keep 90d, RTO 3h, drill monthly; "
     "archive = weekly (0 3 * * 0), RPO 24h, keep 7y, RTO 24h, drill quarterly. "
-    "Without spec.schedule, a tier schedule that cannot meet the effective RPO is tightened to one that can "
-    "(important */30 * * * *, standard 0 */4 * * *, archive 0 2 * * *; gdpr on important: */5 * * * *), and "
-    "status.scheduleSource says rpo."
+    "Without spec.schedule, backups run at least every half of the effective RPO (headroom for a backup's own "
+    "duration): the table's schedule is tightened to the least frequent of every 1, 2, 5, 10, 15, 30 min, 1, 2, 4, "
+    "6, 12 h, daily, weekly within RPO/2 (critical */2 * * * *, important */15 * * * *, standard 0 */2 * * *, "
+    "archive 0 */12 * * *; gdpr on important: */2 * * * *), and status.scheduleSource says rpo. A 1-minute RPO "
+    "(sox, pci-dss) runs every minute with no headroom: RPOMet turns False whenever a backup and the wait for the "
+    "next take longer than a minute, and status warns."
 )
 PROFILE_TABLE = (
     "Profile targets: sox = RPO 1m, RTO 30m, drill at least quarterly, keep 7y; "
@@ -389,13 +392,15 @@ def backup_policy_spec():
                                   "frequency. " + TIER_TABLE, enum=TIERS),
                    "schedule": string("Cron schedule (5 fields: minute hour day-of-month month day-of-week, or "
                                       "@hourly/@daily/@weekly/@monthly/@yearly/@every DURATION), in UTC. Default: "
-                                      "the tier's (critical */5 * * * *, important 0 * * * *, standard 0 2 * * *, "
-                                      "archive 0 3 * * 0), tightened until it can meet the effective RPO "
-                                      "(important */30 * * * *, standard 0 */4 * * *, archive 0 2 * * *). An "
-                                      "explicit schedule is never changed; status warns when it is slower than the "
-                                      "RPO.", maxLength=128,
+                                      "at least every half of the effective RPO, so a backup may take as long as "
+                                      "the interval before RPOMet turns False (critical */2 * * * *, important "
+                                      "*/15 * * * *, standard 0 */2 * * *, archive 0 */12 * * *; never more often "
+                                      "than every minute). An explicit schedule is never changed; status warns when "
+                                      "it is slower than the RPO.", maxLength=128,
                                       pattern=CRON_PATTERN),
-                   "rpo": duration("Recovery point objective: the maximum age of the newest successful backup. "
+                   "rpo": duration("Recovery point objective: the maximum age of the data in the newest successful "
+                                   "snapshot, counted from the snapshot's point in time (when its backup started "
+                                   "reading), not from when the backup finished. "
                                    "Overrides the tier's RPO (critical 5m, important 30m, standard 4h, archive "
                                    "24h); compliance profiles still tighten it (sox 1m, gdpr 5m, pci-dss 1m, "
                                    "hipaa 5m)."),
@@ -471,20 +476,24 @@ def backup_policy_status():
                                   "ReplicasInSync and ReplicaKeyRotationDue (only with spec.replicas), RetentionApplied (once a "
                                   "prune Job finished: False names the failed Job)"),
         "lastSuccessfulBackup": date_time("Completion time of the newest successful backup."),
+        "lastSnapshotTime": date_time("Point in time of the newest successful snapshot: the engine's snapshot "
+                                      "time (when the backup started reading the data), else the backup Job's "
+                                      "start time. RPO ages are counted from it."),
         "lastBackupAttempt": date_time("Start time of the newest backup run, successful or not."),
         "lastSnapshot": string("Id of the newest successful snapshot.", maxLength=128),
         "lastBackupBytes": integer("Bytes read from the source by the newest successful backup.", minimum=0),
         "lastBackupStoredBytes": integer("New bytes stored (after deduplication, compression and encryption) by "
                                          "the newest successful backup.", minimum=0),
         "lastBackupDurationSeconds": number("Duration of the newest successful backup in seconds.", minimum=0),
-        "rpoAgeSeconds": integer("Age of the newest successful backup when status was last written.", minimum=0),
+        "rpoAgeSeconds": integer("Age of the newest successful snapshot's data (from status.lastSnapshotTime, not "
+                                 "from when the backup finished) when status was last written.", minimum=0),
         "rpoTargetSeconds": integer("The effective RPO target in seconds.", minimum=0),
         "rpoSource": string("What set the RPO target: tier:NAME, override (spec.rpo) or compliance:PROFILE.",
                             maxLength=64),
-        "effectiveSchedule": string("The cron schedule in use (spec.schedule or the tier default, tightened to "
-                                    "the RPO).", maxLength=128),
+        "effectiveSchedule": string("The cron schedule in use (spec.schedule, or the tier default tightened to "
+                                    "run at least every half RPO).", maxLength=128),
         "scheduleSource": string("What set the schedule: tier:NAME, override (spec.schedule), or "
-                                 "rpo (tightened to meet the RPO target).", maxLength=64),
+                                 "rpo (tightened to run at least every half RPO).", maxLength=64),
         "nextScheduledRun": date_time("When the next scheduled backup starts."),
         "lastKeyRotation": date_time("When the data keys were last rotated."),
         "nextKeyRotation": date_time("When the next key rotation is due."),
@@ -601,8 +610,6 @@ def recovery_step():
                                    "procedure's restore step."),
             "readData": boolean("Read and authenticate every pack, not only the index. Default: true.",
                                 default=True),
-            "checksums": boolean("Compare checksums of the restored files with the snapshot. Default: true.",
-                                 default=True),
             "databaseQuery": database_query("A query run against the restored database, compared to an expected "
                                             "result."),
         }),
@@ -708,8 +715,6 @@ def drill_spec():
                                                   "pvc, command."),
                    "verification": obj("How the restore is verified.", {
                        "readData": boolean("Run the engine's verify with --read-data. Default: true.", default=True),
-                       "checksums": boolean("Compare checksums of the restored files with the snapshot. "
-                                            "Default: true.", default=True),
                        "databaseQuery": database_query("For databases: a query run against the restored database, "
                                                        "compared to an expected result."),
                        "maxPerformanceDegradationPercent": integer("Largest accepted drop of restore throughput "
@@ -752,8 +757,9 @@ def drill_result(desc):
         "rpoTargetSeconds": integer("The RPO target the run was measured against.", minimum=0),
         "rtoAchievedSeconds": integer("Seconds from start to a verified restore.", minimum=0),
         "rtoTargetSeconds": integer("The RTO target the run was measured against.", minimum=0),
-        "dataIntegrity": boolean("All packs authenticated, checksums matched and the query (if any) returned the "
-                                 "expected result. 100% required."),
+        "dataIntegrity": boolean("The restore authenticated and re-hashed every blob it wrote (every restored "
+                                 "file matches the snapshot's content hashes), the engine's verify passed and the "
+                                 "query (if any) returned the expected result. 100% required."),
         "performanceDegradationPercent": number("Drop of restore throughput against the baseline, in percent "
                                                 "(negative when faster). At most 20% by default."),
         "restoreBytesPerSecond": number("Measured restore throughput.", minimum=0),
@@ -904,16 +910,23 @@ From the original design's tables. Archive's RTO (24 h) is BotRT's choice; the o
 
 | Tier | Schedule (table) | Effective default schedule | RPO | Keep | Retention rules | RTO | Drills |
 |---|---|---|---|---|---|---|---|
-| critical | every 5 min | `*/5 * * * *` | 5m | 7y | keepLast 288, keepHourly 168, keepDaily 90, keepWeekly 104, keepMonthly 86, keepYearly 7 | 15m | daily |
-| important | hourly | `*/30 * * * *` (tightened) | 30m | 2y | keepLast 48, keepDaily 90, keepWeekly 104, keepMonthly 26, keepYearly 2 | 90m | weekly |
-| standard | daily | `0 */4 * * *` (tightened) | 4h | 90d | keepLast 7, maxAge 90d | 3h | monthly |
-| archive | weekly | `0 2 * * *` (tightened) | 24h | 7y | keepLast 7, maxAge 7y | 24h | quarterly |
+| critical | every 5 min | `*/2 * * * *` (tightened) | 5m | 7y | keepLast 288, keepHourly 168, keepDaily 90, keepWeekly 104, keepMonthly 86, keepYearly 7 | 15m | daily |
+| important | hourly | `*/15 * * * *` (tightened) | 30m | 2y | keepLast 48, keepDaily 90, keepWeekly 104, keepMonthly 26, keepYearly 2 | 90m | weekly |
+| standard | daily | `0 */2 * * *` (tightened) | 4h | 90d | keepLast 7, maxAge 90d | 3h | monthly |
+| archive | weekly | `0 */12 * * *` (tightened) | 24h | 7y | keepLast 7, maxAge 7y | 24h | quarterly |
 
-The original table's frequencies for important, standard and archive are slower than their RPOs, so a policy
-without `spec.schedule` runs on the most frequent-enough schedule from the ladder `* * * * *`, `*/5 * * * *`,
-`*/15 * * * *`, `*/30 * * * *`, `0 * * * *`, `0 */4 * * *`, `0 2 * * *`, `0 3 * * 0` that still meets the
-effective RPO, and `status.scheduleSource` says `rpo`. An explicit `spec.schedule` is never changed; when it
-leaves gaps longer than the RPO, the controller reports it (RPOMet will turn False).
+RPO headroom: the RPO age is counted from the newest snapshot's point in time (`status.lastSnapshotTime`: the
+engine's snapshot time, i.e. when the backup started reading the data; the backup Job's start time for an engine
+that does not report it), not from when the backup finished. A policy without `spec.schedule` backs up at least
+every half of its effective RPO, so a backup may run as long as the interval (or one run may be late) before
+RPOMet turns False: the table's schedule is used when it is that frequent, else the least frequent step of the
+ladder `* * * * *`, `*/2 * * * *`, `*/5 * * * *`, `*/10 * * * *`, `*/15 * * * *`, `*/30 * * * *`, `0 * * * *`,
+`0 */2 * * *`, `0 */4 * * *`, `0 */6 * * *`, `0 */12 * * *`, `0 2 * * *`, `0 3 * * 0` whose interval is at most
+RPO/2, and `status.scheduleSource` says `rpo`. The original table's frequencies are all slower than that. Cron
+cannot run more often than every minute: a 1-minute RPO (the sox and pci-dss profiles) runs every minute with no
+headroom, so RPOMet turns False whenever a backup and the wait for the next one take longer than a minute; status
+(Ready's message) warns about it. An explicit `spec.schedule` is never changed; when it leaves gaps longer than
+the RPO, the controller reports it (RPOMet will turn False).
 
 ## Compliance profiles
 

@@ -529,6 +529,9 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   public var observedGeneration: Int64?
   public var conditions: [Condition]?
   public var lastSuccessfulBackup: Date?
+  /// The point in time of the newest successful snapshot (when its backup started reading the data); RPO ages count
+  /// from it.
+  public var lastSnapshotTime: Date?
   public var lastBackupAttempt: Date?
   public var lastSnapshot: String?
   public var lastBackupBytes: Int64?
@@ -560,8 +563,9 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
     scheduleSource: String? = nil, nextScheduledRun: Date? = nil, lastKeyRotation: Date? = nil,
     nextKeyRotation: Date? = nil, currentKey: String? = nil, lastHandledKeyRotationRequest: String? = nil,
     lastHandledTrigger: String? = nil, backupNamespace: String? = nil,
-    lastFailure: String? = nil, replicas: [ReplicaStatus]? = nil
+    lastFailure: String? = nil, replicas: [ReplicaStatus]? = nil, lastSnapshotTime: Date? = nil
   ) {
+    self.lastSnapshotTime = lastSnapshotTime
     self.observedGeneration = observedGeneration
     self.conditions = conditions
     self.lastSuccessfulBackup = lastSuccessfulBackup

@@ -94,17 +94,15 @@ public struct DrillTarget: Codable, Sendable, Hashable {
 /// How a drill verifies the restore.
 public struct DrillVerification: Codable, Sendable, Hashable {
   public var readData: Bool?
-  public var checksums: Bool?
   public var databaseQuery: DatabaseQuery?
   public var maxPerformanceDegradationPercent: Int32?
   public var minComplianceScore: Int32?
 
   public init(
-    readData: Bool? = nil, checksums: Bool? = nil, databaseQuery: DatabaseQuery? = nil,
+    readData: Bool? = nil, databaseQuery: DatabaseQuery? = nil,
     maxPerformanceDegradationPercent: Int32? = nil, minComplianceScore: Int32? = nil
   ) {
     self.readData = readData
-    self.checksums = checksums
     self.databaseQuery = databaseQuery
     self.maxPerformanceDegradationPercent = maxPerformanceDegradationPercent
     self.minComplianceScore = minComplianceScore

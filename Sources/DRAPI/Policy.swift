@@ -98,7 +98,8 @@ public struct TierDefaults: Sendable, Hashable {
   /// at least the keep column old (`RetentionSpec.keptSpanSeconds`): critical and important keep 86 and 26 months
   /// (7 and 2 years plus the current month and the one the oldest kept snapshot is in), standard and archive keep
   /// everything within 90 days and 7 years of the newest snapshot. The table's frequencies
-  /// are slower than its RPOs for important, standard and archive; `EffectivePolicy` tightens the schedule then.
+  /// are slower than half its RPOs (the headroom rule, `scheduleHeadroomInterval`); `EffectivePolicy` tightens the
+  /// schedule then.
   public static func of(_ tier: Tier) -> TierDefaults {
     let year: Int64 = 365 * 86_400
     switch tier {
@@ -191,9 +192,15 @@ func strictest(
 
 /// The schedules tried, from most to least frequent, when a tier's default must be tightened to meet an RPO.
 let scheduleLadder: [(cron: String, interval: Int64)] = [
-  ("* * * * *", 60), ("*/5 * * * *", 300), ("*/15 * * * *", 900), ("*/30 * * * *", 1_800), ("0 * * * *", 3_600),
-  ("0 */4 * * *", 14_400), ("0 2 * * *", 86_400), ("0 3 * * 0", 7 * 86_400),
+  ("* * * * *", 60), ("*/2 * * * *", 120), ("*/5 * * * *", 300), ("*/10 * * * *", 600), ("*/15 * * * *", 900),
+  ("*/30 * * * *", 1_800), ("0 * * * *", 3_600), ("0 */2 * * *", 7_200), ("0 */4 * * *", 14_400),
+  ("0 */6 * * *", 21_600), ("0 */12 * * *", 43_200), ("0 2 * * *", 86_400), ("0 3 * * 0", 7 * 86_400),
 ]
+
+/// The longest default interval between backups for an RPO: half of it, so that a backup may take as long as the
+/// interval and a late or failed run still leaves time for the next before RPOMet turns False (the RPO age counts
+/// from the snapshot's point in time, i.e. when its backup started). Never below a minute (cron's resolution).
+public func scheduleHeadroomInterval(rpoSeconds: Int64) -> Int64 { max(60, rpoSeconds / 2) }
 
 /// The effective settings of a BackupPolicy after tier defaults, overrides and compliance profiles, each with its
 /// source, as the controller writes them to status.
@@ -232,7 +239,7 @@ public struct EffectivePolicy: Sendable, Hashable {
     let rpo = strictest(base: rpoBase, profiles: profiles, \.rpoSeconds)
     rpoSeconds = rpo
 
-    // Schedule: an explicit one is kept (with a warning if too slow); the default is tightened to the RPO.
+    // Schedule: an explicit one is kept (with a warning if too slow); the default runs at least every half RPO.
     if let explicit = spec.schedule {
       let parsed: CronSchedule
       do {
@@ -247,16 +254,18 @@ public struct EffectivePolicy: Sendable, Hashable {
             + "the RPO target of \(DurationText.format(seconds: rpo.value)) (\(rpo.source)); RPOMet will turn False.")
       }
     } else {
-      if tier.scheduleInterval <= rpo.value {
+      let headroom = scheduleHeadroomInterval(rpoSeconds: rpo.value)
+      if tier.scheduleInterval <= headroom {
         schedule = Sourced(tier.schedule, .tier(spec.tier))
       } else {
-        let fitting = scheduleLadder.last { $0.interval <= rpo.value } ?? scheduleLadder[0]
+        let fitting = scheduleLadder.last { $0.interval <= headroom } ?? scheduleLadder[0]
         schedule = Sourced(fitting.cron, .rpo)
-        if fitting.interval > rpo.value {
-          warnings.append(
-            "The RPO target of \(DurationText.format(seconds: rpo.value)) is shorter than the most frequent schedule "
-              + "(every minute); RPOMet will turn False between backups.")
-        }
+      }
+      if rpo.value < 2 * scheduleLadder[0].interval {
+        warnings.append(
+          "The RPO target of \(DurationText.format(seconds: rpo.value)) (\(rpo.source)) leaves no headroom: the most "
+            + "frequent schedule is every minute, so RPOMet turns False whenever a backup and the wait for the next "
+            + "one take longer than the RPO.")
       }
     }
 

@@ -158,16 +158,14 @@ public struct DatabaseQuery: Codable, Sendable, Hashable {
 public struct VerifyStepSpec: Codable, Sendable, Hashable {
   public var policyRef: LocalObjectReference?
   public var readData: Bool?
-  public var checksums: Bool?
   public var databaseQuery: DatabaseQuery?
 
   public init(
-    policyRef: LocalObjectReference? = nil, readData: Bool? = nil, checksums: Bool? = nil,
+    policyRef: LocalObjectReference? = nil, readData: Bool? = nil,
     databaseQuery: DatabaseQuery? = nil
   ) {
     self.policyRef = policyRef
     self.readData = readData
-    self.checksums = checksums
     self.databaseQuery = databaseQuery
   }
 }

@@ -177,6 +177,7 @@ struct BackupCommand: EngineCommand {
     }
     fill(&result, repo)
     result.snapshotId = r.snapshotID.hex
+    result.snapshotTime = r.time
     result.files = r.files
     result.bytesRead = r.bytesRead
     result.bytesStored = r.bytesStored
@@ -224,11 +225,25 @@ struct RestoreCommand: EngineCommand {
 
   func execute(_ result: inout CommandResult) async throws {
     let repo = try await repoOptions.open()
+    var skipped: [SkippedSnapshot] = []
+    var time: String?
     let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) { () -> RestoreResult in
-      let (snaps, _) = try await repo.loadSnapshotsChecked()
-      try requirePresent(requireSnapshot, in: snaps)
-      let s = try selectSnapshot(snapshot, before: try before.map(parseBefore), in: snaps, repo: repo)
-      let index = try await repo.loadIndexForRestore()
+      let s: Snapshot
+      let index: MasterIndex
+      if snapshot == "latest" {
+        // The newest snapshot that verifies; damaged newer ones are named and passed over.
+        index = try await repo.loadIndexForRestore()
+        let sel = try await repo.selectLatestVerified(
+          before: try before.map(parseBefore), required: requireSnapshot, index: index, readData: false)
+        s = sel.snapshot
+        skipped = sel.skipped
+      } else {
+        let (snaps, _) = try await repo.loadSnapshotsChecked()
+        try requirePresent(requireSnapshot, in: snaps)
+        s = try selectSnapshot(snapshot, before: nil, in: snaps, repo: repo)
+        index = try await repo.loadIndexForRestore()
+      }
+      time = s.manifest.time
       return try await repo.restore(
         s, index: index,
         options: RestoreOptions(
@@ -236,8 +251,21 @@ struct RestoreCommand: EngineCommand {
     }
     fill(&result, repo)
     result.snapshotId = r.snapshotID.hex
+    result.snapshotTime = time
     result.files = r.files
     result.bytesRead = r.bytes
+    reportSkipped(skipped, chosen: r.snapshotID.hex, into: &result)
+  }
+}
+
+/// Names the snapshots `latest` passed over: in the result (`skippedSnapshots`, and a warning each) and on stderr.
+func reportSkipped(_ skipped: [SkippedSnapshot], chosen: String, into result: inout CommandResult) {
+  guard !skipped.isEmpty else { return }
+  result.skippedSnapshots = skipped.map { EngineResult.SkippedSnapshot(id: $0.id, reason: $0.reason) }
+  for s in skipped {
+    let w = "skipped snapshot \(s.id) for latest (\(s.reason)); using \(chosen.prefix(12)), the newest that verifies"
+    result.addWarnings([w])
+    FileHandle.standardError.write(Data("warning: \(w)\n".utf8))
   }
 }
 
@@ -259,8 +287,14 @@ func requirePresent(_ required: String?, in snaps: [Snapshot]) throws {
 struct VerifyCommand: EngineCommand {
   static let configuration = CommandConfiguration(commandName: "verify", abstract: "Check the repository's integrity.")
   @OptionGroup var repoOptions: RepoOptions
-  @Argument(help: "Snapshot to verify (default: all).")
+  @Argument(
+    help: ArgumentHelp(
+      "Snapshot to verify (default: all). 'latest' is the newest snapshot that verifies: newer ones whose manifest "
+        + "or data fails are named as skipped, and only the chosen snapshot's data is checked (with --read-data, "
+        + "its blobs are read)."))
   var snapshot: String?
+  @Option(help: "With 'latest': the newest snapshot taken at or before this time (RFC 3339).")
+  var before: String?
   @Flag(help: "Verify all snapshots.")
   var all = false
   @Flag(name: .customLong("read-data"), help: "Read, decrypt, decompress and re-hash every pack.")
@@ -279,12 +313,20 @@ struct VerifyCommand: EngineCommand {
 
   func validate() throws {
     if readData && readDataSubset != nil { throw ValidationError("give --read-data or --read-data-subset, not both") }
+    if let before {
+      _ = try parseBefore(before)
+      if snapshot != "latest" { throw ValidationError("--before needs the snapshot 'latest'") }
+    }
+    if snapshot == "latest" && (all || readDataSubset != nil) {
+      throw ValidationError("'latest' verifies one snapshot: --all and --read-data-subset do not apply")
+    }
     if let s = readDataSubset {
       do { _ = try ReadDataSubset.parse(s) } catch let e as EngineError { throw ValidationError(e.description) }
     }
   }
 
   func execute(_ result: inout CommandResult) async throws {
+    if snapshot == "latest" && !all { return try await verifyLatest(&result) }
     let repo = try await repoOptions.open()
     let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) {
       if requireSnapshot != nil { try requirePresent(requireSnapshot, in: try await repo.loadSnapshotsChecked().0) }
@@ -301,6 +343,25 @@ struct VerifyCommand: EngineCommand {
       throw EngineError.integrity(
         object: "repository", message: "\(r.errors.count) problems found; first: \(r.errors[0])")
     }
+  }
+}
+
+extension VerifyCommand {
+  /// `verify latest`: selects the newest snapshot that verifies (reading its blobs with --read-data) and reports the
+  /// ones passed over; index files that fail to load are warnings here (the chosen snapshot's blobs were found).
+  func verifyLatest(_ result: inout CommandResult) async throws {
+    let repo = try await repoOptions.open()
+    let (sel, indexErrors) = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) {
+      let (index, indexErrors) = try await repo.loadIndex(collectErrors: true)
+      let sel = try await repo.selectLatestVerified(
+        before: try before.map(parseBefore), required: requireSnapshot, index: index, readData: readData)
+      return (sel, indexErrors)
+    }
+    fill(&result, repo)
+    result.snapshotId = sel.snapshot.id.hex
+    result.snapshotTime = sel.snapshot.manifest.time
+    result.addWarnings(indexErrors.map { $0.description })
+    reportSkipped(sel.skipped, chosen: sel.snapshot.id.hex, into: &result)
   }
 }
 

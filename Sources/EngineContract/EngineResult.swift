@@ -11,6 +11,12 @@ public struct EngineResult: Codable, Sendable, Hashable {
   public var ok: Bool?
   public var exitCode: Int32?
   public var snapshotId: String?
+  /// backup, restore: the point in time of the snapshot written or restored (RFC 3339, the manifest's time: when the
+  /// backup started reading its data, or its `--time`). RPO ages are counted from it.
+  public var snapshotTime: String?
+  /// restore and verify of `latest`: newer snapshots passed over because they failed their checks (the result's
+  /// snapshot is the newest one that passed).
+  public var skippedSnapshots: [SkippedSnapshot]?
   public var files: Int?
   public var bytesRead: Int64?
   public var bytesStored: Int64?
@@ -67,6 +73,17 @@ public struct EngineResult: Codable, Sendable, Hashable {
     }
   }
 
+  /// A snapshot `latest` passed over, and why (the check it failed).
+  public struct SkippedSnapshot: Codable, Sendable, Hashable {
+    public var id: String
+    public var reason: String
+
+    public init(id: String, reason: String) {
+      self.id = id
+      self.reason = reason
+    }
+  }
+
   /// A snapshot as `snapshots --json` lists it.
   public struct SnapshotSummary: Codable, Sendable, Hashable {
     public var id: String
@@ -103,6 +120,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     case command, ok, exitCode, snapshotId, files, bytesRead, bytesStored, durationSeconds, errors, keyUnwraps
     case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
     case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
+    case snapshotTime, skippedSnapshots
   }
 
   public init(from decoder: Decoder) throws {
@@ -111,6 +129,8 @@ public struct EngineResult: Codable, Sendable, Hashable {
     ok = try c.decodeIfPresent(Bool.self, forKey: .ok)
     exitCode = try c.decodeIfPresent(Int32.self, forKey: .exitCode)
     snapshotId = try c.decodeIfPresent(String.self, forKey: .snapshotId)
+    snapshotTime = try c.decodeIfPresent(String.self, forKey: .snapshotTime)
+    skippedSnapshots = try c.decodeIfPresent([SkippedSnapshot].self, forKey: .skippedSnapshots)
     files = try c.decodeIfPresent(Int.self, forKey: .files)
     bytesRead = try c.decodeIfPresent(Int64.self, forKey: .bytesRead)
     bytesStored = try c.decodeIfPresent(Int64.self, forKey: .bytesStored)
@@ -174,6 +194,17 @@ public struct EngineResult: Codable, Sendable, Hashable {
       keyUnwraps: [])
     r.keyWraps = 0
     return r
+  }
+
+  /// `snapshotTime` as a date (RFC 3339, with or without fractional seconds); nil when absent or unreadable.
+  public var snapshotDate: Date? {
+    guard let t = snapshotTime else { return nil }
+    let f = ISO8601DateFormatter()
+    for o: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime]] {
+      f.formatOptions = o
+      if let d = f.date(from: t) { return d }
+    }
+    return nil
   }
 
   /// Adds errors.

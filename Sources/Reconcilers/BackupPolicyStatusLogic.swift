@@ -238,6 +238,8 @@ public enum BackupPolicyStatusLogic {
     }
     if let r = success, let t = r.finishTime, previous.lastSuccessfulBackup.map({ t > $0 }) ?? true {
       s.lastSuccessfulBackup = t
+      // The data's point in time: the engine's snapshot time (when the backup started reading), else the Job's start.
+      s.lastSnapshotTime = r.result?.snapshotDate ?? r.startTime ?? t
       s.lastSnapshot = r.result?.snapshotId ?? previous.lastSnapshot
       s.lastBackupBytes = r.result?.bytesRead
       s.lastBackupStoredBytes = r.result?.bytesStored
@@ -278,20 +280,21 @@ public enum BackupPolicyStatusLogic {
       let targetText = "\(DurationText.format(seconds: target)) (\(s.rpoSource ?? "tier"))"
       // Messages name moments, not ages, so that they do not change with every reconcile (a status write per
       // second would follow); the age is in status.rpoAgeSeconds and the metric.
-      if let last = s.lastSuccessfulBackup {
+      // The age counts from the newest snapshot's point in time (its data), not from when its backup finished.
+      if let last = s.lastSnapshotTime ?? s.lastSuccessfulBackup {
         let age = Int64(max(0, now.timeIntervalSince(last)).rounded(.down))
         s.rpoAgeSeconds = age
         let deadline = KubeJSON.formatDate(last.addingTimeInterval(TimeInterval(target)))
         if age <= target {
           set(
             BackupPolicyCondition.rpoMet, .true, "WithinRPO",
-            "The last successful backup, at \(KubeJSON.formatDate(last)), is within the RPO target of \(targetText) "
-              + "until \(deadline).")
+            "The newest snapshot holds data as of \(KubeJSON.formatDate(last)), within the RPO target of "
+              + "\(targetText) until \(deadline).")
           requeue.append(last.addingTimeInterval(TimeInterval(target + 1)))
         } else {
           set(
             BackupPolicyCondition.rpoMet, .false, "RPOViolated",
-            "The last successful backup, at \(KubeJSON.formatDate(last)), is older than the RPO target of "
+            "The newest snapshot holds data as of \(KubeJSON.formatDate(last)), older than the RPO target of "
               + "\(targetText) since \(deadline).")
         }
       } else {

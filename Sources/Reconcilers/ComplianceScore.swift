@@ -47,7 +47,7 @@ public struct DrillMeasurements: Sendable, Hashable {
   public var rpoAchievedSeconds: Int64?
   /// Drill start to verified restore, in seconds (nil: the restore was never verified).
   public var rtoAchievedSeconds: Int64?
-  /// Whether the restored data verified completely (engine verify --read-data, checksums, database query).
+  /// Whether the restored data verified completely (the restore's per-blob authentication and content hashes, engine verify, database query).
   public var dataIntegrity: Bool
   /// Restore throughput in bytes per second (nil: unknown).
   public var restoreBytesPerSecond: Double?

@@ -211,7 +211,8 @@ public enum ComplianceEvaluation {
       switch r.measure {
       case .rpo:
         let target = r.seconds ?? 0
-        guard let last = s?.lastSuccessfulBackup else {
+        // Counted from the newest snapshot's point in time, as RPOMet is.
+        guard let last = s?.lastSnapshotTime ?? s?.lastSuccessfulBackup else {
           return result(r, .notMeasured, "No backup has succeeded yet.")
         }
         let age = Int64(max(0, now.timeIntervalSince(last)).rounded(.down))
@@ -225,7 +226,7 @@ public enum ComplianceEvaluation {
         if age <= target {
           return result(
             r, .met, measured: age, at: last,
-            "The last successful backup was at \(date(last)), within \(dur(target)) until \(until).")
+            "The newest snapshot holds data as of \(date(last)), within \(dur(target)) until \(until).")
         }
         return result(
           r, .notMet, measured: age, at: last,

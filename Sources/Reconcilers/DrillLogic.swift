@@ -1,4 +1,5 @@
 import DRAPI
+import EngineContract
 import Foundation
 import KubeCore
 
@@ -18,10 +19,9 @@ public enum DrillDecision: Sendable, Hashable {
 public struct DrillRunSpec: Sendable, Hashable {
   /// What is restored and how (into: a command for databases, else files into an emptyDir of the scratch namespace).
   public var restore: RestoreStepSpec
-  /// Verify with `--read-data`.
+  /// Verify with `--read-data`. (The restore itself always authenticates and re-hashes every blob it writes, so
+  /// every restored file is checked against the snapshot's content hashes; there is no switch for that.)
   public var readData: Bool
-  /// Compare restored files with the snapshot's checksums.
-  public var checksums: Bool
   /// The database query and its expected output.
   public var query: DatabaseQuery?
 }
@@ -140,7 +140,7 @@ public enum DrillLogic {
       return DrillRunSpec(
         restore: RestoreStepSpec(
           policyRef: ref, snapshot: drill.spec.snapshot, into: drill.spec.restore ?? RestoreDestination()),
-        readData: v?.readData ?? true, checksums: v?.checksums ?? true, query: v?.databaseQuery)
+        readData: v?.readData ?? true, query: v?.databaseQuery)
     }
     guard let planRef = drill.spec.target.recoveryPlanRef else {
       throw SpecError(field: "spec.target", message: "set exactly one of backupPolicyRef, recoveryPlanRef")
@@ -166,7 +166,7 @@ public enum DrillLogic {
     let verify = steps.first { $0.action == .verify }?.verify
     return DrillRunSpec(
       restore: restore, readData: v?.readData ?? verify?.readData ?? true,
-      checksums: v?.checksums ?? verify?.checksums ?? true, query: v?.databaseQuery ?? verify?.databaseQuery)
+      query: v?.databaseQuery ?? verify?.databaseQuery)
   }
 
   /// The scratch namespace and its fences: default-deny for ingress and egress, then egress only for the drill's
@@ -323,6 +323,15 @@ public enum DrillLogic {
     return nil
   }
 
+  /// The restored snapshot's point in time, from which the drill's RPO is counted: the engine's snapshot time in the
+  /// restore result, else (an older engine) the policy's record of its newest snapshot when that is the one restored.
+  public static func restoredSnapshotTime(_ restore: EngineResult?, policy: BackupPolicyStatus?) -> Date? {
+    if let t = restore?.snapshotDate { return t }
+    guard let id = restore?.snapshotId, let last = policy?.lastSnapshot, id.hasPrefix(last) || last.hasPrefix(id)
+    else { return nil }
+    return policy?.lastSnapshotTime ?? policy?.lastSuccessfulBackup
+  }
+
   /// Evaluates a finished run and records it: the result, the score, conditions Passed, RTOMet and RPOMet, Events
   /// and metric values. `snapshotTime` is the restored snapshot's creation time (nil: unknown).
   public static func finish(
@@ -385,6 +394,10 @@ public enum DrillLogic {
     result.message = describe(
       result, targets: targets, score: score, failedSecurityChecks: failedChecks,
       restoredBytes: restoreResult?.bytesRead)
+    // `latest` passed over newer snapshots that did not verify: the result and a Warning Event name them.
+    let skipped = restoreResult?.skippedSnapshots ?? []
+    let skippedText = skipped.isEmpty ? nil : SkippedSnapshotsText.describe(skipped, chosen: restoreResult?.snapshotId)
+    if let skippedText { result.message = (result.message.map { $0 + " " } ?? "") + skippedText }
 
     var st = drill.status ?? DRDrillStatus()
     st.record(result, limit: Int(drill.spec.historyLimit ?? 10))
@@ -428,6 +441,9 @@ public enum DrillLogic {
     var events: [PlannedEvent] = []
     events.append(
       PlannedEvent(warning: !passed, reason: passed ? "DrillPassed" : "DrillFailed", message: result.message ?? ""))
+    if let skippedText {
+      events.append(PlannedEvent(warning: true, reason: SkippedSnapshotsText.eventReason, message: skippedText))
+    }
     if !integrity {
       events.append(
         PlannedEvent(

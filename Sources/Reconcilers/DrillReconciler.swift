@@ -368,12 +368,7 @@ public final class DrillReconciler: Sendable {
 
     // Evaluate.
     let restoreResult = job?.containers["restore"]?.engineResult
-    var snapshotTime: Date? = nil
-    if let id = restoreResult?.snapshotId, let last = policy.status?.lastSnapshot,
-      id.hasPrefix(last) || last.hasPrefix(id)
-    {
-      snapshotTime = policy.status?.lastSuccessfulBackup
-    }
+    let snapshotTime = DrillLogic.restoredSnapshotTime(restoreResult, policy: policy.status)
     let security = try await securityChecks(policy: policy, job: job)
     let effective = try EffectivePolicy(spec: policy.spec, now: now)
     let targets = try DrillLogic.targets(

@@ -100,6 +100,20 @@ public struct JobObservation: Sendable, Hashable {
   }
 }
 
+/// How status and Events name the snapshots the engine's `latest` passed over (newer ones that did not verify).
+public enum SkippedSnapshotsText {
+  /// The reason of the Warning Event.
+  public static let eventReason = "SnapshotSkipped"
+
+  /// "Skipped snapshot ID (REASON); restored ID, the newest that verifies." Reasons are cut to 200 characters.
+  public static func describe(_ skipped: [EngineResult.SkippedSnapshot], chosen: String?) -> String {
+    let list = skipped.map { "\($0.id.prefix(12)) (\($0.reason.prefix(200)))" }.joined(separator: ", ")
+    let noun = skipped.count == 1 ? "snapshot" : "snapshots"
+    return "Skipped \(noun) \(list), which did not verify; "
+      + (chosen.map { "used \($0.prefix(12)), the newest snapshot that verifies." } ?? "used an older snapshot.")
+  }
+}
+
 /// Everything a recovery or drill Job needs from the cluster, read beforehand.
 public struct RecoveryJobContext: Sendable {
   /// Controller settings (engine image and path, user).

@@ -1,4 +1,5 @@
 import DRAPI
+import EngineContract
 import Foundation
 import KubeCore
 
@@ -429,7 +430,18 @@ public enum RecoveryPlanLogic {
             var msg = "Job \(name) completed"
             if let snap { msg += "; snapshot \(snap.prefix(12))" }
             if bytes > 0 { msg += ", \(bytes) bytes" }
-            outcome = (true, msg + ".")
+            msg += "."
+            // `latest` passed over newer snapshots that did not verify: say which, in the step and as a Warning.
+            let skipped = results.flatMap { $0.skippedSnapshots ?? [] }
+            if !skipped.isEmpty {
+              let text = SkippedSnapshotsText.describe(skipped, chosen: snap)
+              msg += " " + text
+              events.append(
+                PlannedEvent(
+                  warning: true, reason: SkippedSnapshotsText.eventReason,
+                  message: "Step \(p.displayName): \(text)"))
+            }
+            outcome = (true, msg)
           case .failed: outcome = (false, "Job \(name): \(job.failureSummary)")
           case .running: break
           }

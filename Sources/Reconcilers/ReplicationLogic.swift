@@ -57,7 +57,8 @@ public enum ReplicationLogic {
     }
 
     let primary = s.lastSnapshot
-    let primaryTime = s.lastSuccessfulBackup
+    // The primary's newest data point in time (RPO ages count from it), as the copies record it.
+    let primaryTime = s.lastSnapshotTime ?? s.lastSuccessfulBackup
     var out: [ReplicaStatus] = []
     var requeue: [Date] = []
     for (index, spec) in replicas.enumerated() {

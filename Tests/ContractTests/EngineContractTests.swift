@@ -345,13 +345,12 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
   let ref = LocalObjectReference(name: p.metadata.name ?? "")
   return [
     DrillRunSpec(
-      restore: RestoreStepSpec(policyRef: ref, into: RestoreDestination()), readData: true, checksums: true,
-      query: nil),
+      restore: RestoreStepSpec(policyRef: ref, into: RestoreDestination()), readData: true, query: nil),
     DrillRunSpec(
       restore: RestoreStepSpec(
         policyRef: ref, beforeTime: now,
         into: RestoreDestination(command: ContainerSpec(image: "postgres:16", command: ["psql"]))),
-      readData: false, checksums: false,
+      readData: false,
       query: DatabaseQuery(image: "postgres:16", command: ["psql"], query: "select 1", expected: "1")),
   ]
 }
@@ -444,9 +443,12 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     r.snapshotId = "abc"
     r.addUnwraps(["vault-transit://v/transit/k": 2])
     r.addWarnings(["w"])
+    r.snapshotTime = "2026-01-02T03:04:05.678Z"
+    r.skippedSnapshots = [EngineResult.SkippedSnapshot(id: "def", reason: "pack data/de/def is missing")]
     let line = String(decoding: try r.encodedLine(), as: UTF8.self)
     let back = try #require(EngineResult.parse("some log\n" + line))
     #expect(back == r)
     #expect(line.contains("\"keyWraps\":0") && line.contains("\"errors\":[]"), "the engine always writes these")
+    #expect(back.skippedSnapshots?.first?.id == "def" && back.snapshotTime == r.snapshotTime)
   }
 }

@@ -140,9 +140,12 @@ func nilOptionals(_ value: Any, path: String = "") -> [String] {
   @Test func descriptionsStatePerTierDefaults() throws {
     let bp = try schema("BackupPolicy")
     let schedule = try #require(bp[path: "properties", "spec", "properties", "schedule", "description"]?.stringValue)
-    for text in ["*/5 * * * *", "0 * * * *", "0 2 * * *", "0 3 * * 0", "*/30 * * * *", "0 */4 * * *"] {
-      #expect(schedule.contains(text))
+    // The default schedules the code derives (half the RPO as headroom) are the ones the description names.
+    for tier in Tier.allCases {
+      let e = try EffectivePolicy(spec: policySpec(tier: tier), now: Date(timeIntervalSince1970: 1_790_000_000))
+      #expect(schedule.contains("\(tier.rawValue) \(e.schedule.value)"), "\(tier): \(e.schedule.value)")
     }
+    #expect(schedule.contains("half of the effective RPO"))
     let rpo = try #require(bp[path: "properties", "spec", "properties", "rpo", "description"]?.stringValue)
     for text in ["critical 5m", "important 30m", "standard 4h", "archive 24h", "sox 1m", "gdpr 5m", "hipaa 5m"] {
       #expect(rpo.contains(text), "\(text)")
@@ -258,5 +261,26 @@ enum DRGroupTests {
         #expect(undocumented.isEmpty, "\(kind): run python3 crds/generate.py; missing: \(undocumented)")
       }
     }
+  }
+}
+
+/// `verification.checksums` (DRDrill) and `verify.checksums` (RecoveryPlan) changed nothing: the restore always
+/// authenticates and re-hashes every blob it writes, so every restored file is checked against the snapshot's content
+/// hashes. The field is gone from the types, the schemas, the docs and the samples, and the docs say what is checked.
+@Suite struct NoChecksumSwitchTests {
+  @Test func theDeadChecksumsFieldIsGoneAndTheDocsSayWhatIsChecked() throws {
+    for file in [
+      "crds/dr.botrt.io_drdrills.yaml", "crds/dr.botrt.io_recoveryplans.yaml", "docs/api-reference.md",
+      "crds/samples/drdrill-weekly-policy.yaml", "crds/samples/recoveryplan-database.yaml",
+      "crds/samples/drdrill-quarterly-suspended.yaml",
+    ] {
+      let text = try String(contentsOf: repoRoot.appendingPathComponent(file), encoding: .utf8)
+      #expect(!text.contains("checksums"), "\(file) still mentions checksums")
+    }
+    let docs = try String(contentsOf: repoRoot.appendingPathComponent("docs/api-reference.md"), encoding: .utf8)
+    #expect(docs.contains("re-hashed every blob it wrote"))
+    // An old object that still sets the field decodes; the field is dropped (the apiserver prunes it too).
+    let v = try JSONDecoder().decode(DrillVerification.self, from: Data(#"{"readData":false,"checksums":true}"#.utf8))
+    #expect(v == DrillVerification(readData: false))
   }
 }

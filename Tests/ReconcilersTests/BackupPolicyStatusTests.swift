@@ -80,7 +80,9 @@ import Testing
     #expect(o.status.rpoSource == "compliance:sox")
     #expect(o.status.effectiveSchedule == "* * * * *")
     #expect(condition(o, "Ready")?.status == .true)
-    #expect(condition(o, "Ready")?.reason == "ChildrenReady")
+    // A 1-minute RPO gets no headroom below cron's every minute: Ready says so.
+    #expect(condition(o, "Ready")?.reason == "ReadyWithWarnings")
+    #expect(condition(o, "Ready")?.message.contains("leaves no headroom") == true)
     #expect(condition(o, "ScheduleActive")?.status == .true)
     #expect(condition(o, "RPOMet")?.status == .unknown)
     #expect(condition(o, "LastBackupSucceeded")?.reason == "NoBackupYet")
@@ -106,7 +108,9 @@ import Testing
     #expect(o.status.lastSuccessfulBackup == done)
     #expect(o.status.lastSnapshot == "snap1")
     #expect(o.status.lastBackupBytes == 1000)
-    #expect(o.status.rpoAgeSeconds == 10)
+    // The RPO age counts from the data's point in time: without the engine's snapshot time, the Job's start.
+    #expect(o.status.lastSnapshotTime == done.addingTimeInterval(-5))
+    #expect(o.status.rpoAgeSeconds == 15)
     #expect(condition(o, "RPOMet")?.status == .true)
     #expect(condition(o, "LastBackupSucceeded")?.status == .true)
     #expect(o.events.map(\.reason) == ["BackupSucceeded"])
@@ -121,15 +125,33 @@ import Testing
     #expect(late.status.lastSuccessfulBackup == done)
     #expect(condition(late, "RPOMet")?.status == .false)
     #expect(condition(late, "RPOMet")?.reason == "RPOViolated")
-    #expect(late.status.rpoAgeSeconds == 61)
+    #expect(late.status.rpoAgeSeconds == 66)
     #expect(late.events.map(\.reason) == ["RPOViolated"])
     // The RPO message does not change with time alone (only the next run does), so no write per second.
     var settled = p
     settled.status = late.status
     let later = try compute(settled, runs: [], now: done.addingTimeInterval(500))
     #expect(later.status.conditions?.condition("RPOMet") == late.status.conditions?.condition("RPOMet"))
-    #expect(later.status.rpoAgeSeconds == 500)
+    #expect(later.status.rpoAgeSeconds == 505)
     #expect(later.events.isEmpty)
+  }
+
+  /// A long backup: the snapshot's data is from when it started reading (the engine's snapshotTime), so its RPO age
+  /// counts from then, not from when the Job finished 50 s later.
+  @Test func rpoAgeCountsFromTheSnapshotTimeNotTheCompletion() throws {
+    let p = dumpPolicy()  // sox: RPO 1m
+    let done = testNow.addingTimeInterval(-5)
+    var result = EngineResult(ok: true, snapshotId: "snap1", bytesRead: 1000, durationSeconds: 50)
+    result.snapshotTime = "2026-05-28T20:25:45.250Z"
+    let snapshotTime = try #require(result.snapshotDate)
+    let run = BackupRun(
+      jobName: "j1", state: .succeeded, startTime: snapshotTime.addingTimeInterval(-2), finishTime: done, result: result
+    )
+    let o = try compute(p, runs: [run], now: snapshotTime.addingTimeInterval(70))
+    #expect(o.status.lastSnapshotTime == snapshotTime)
+    #expect(o.status.rpoAgeSeconds == 70)
+    #expect(condition(o, "RPOMet")?.status == .false, "70 s old data misses a 1m RPO, though the Job ended later")
+    #expect(condition(o, "RPOMet")?.message.contains("2026-05-28T20:25:45") == true)
   }
 
   @Test func failedRunIsReportedOnce() throws {

@@ -266,6 +266,24 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
     #expect(c.message.contains("HIPAA critical system RTO (RTO 30m): met"))
   }
 
+  /// The drill's restore of `latest` passed over a newer snapshot that did not verify: the result's message and a
+  /// Warning Event name it.
+  @Test func aSkippedSnapshotIsNamedInTheResultAndAWarning() throws {
+    let d = try drillTestDrill()
+    let start = drillNow
+    var j = drillJob(start: start, verifySeconds: 100)
+    j.containers["restore"]?.message =
+      #"{"command":"restore","ok":true,"snapshotId":"5cbfd2d2151a4b37","bytesRead":1000,"durationSeconds":6,"#
+      + #""skippedSnapshots":[{"id":"9f9f9f9f9f9f9f9f","reason":"manifest does not authenticate"}]}"#
+    let o = DrillLogic.finish(
+      d, job: j, runStart: start, token: "trigger:x", scratchNamespace: "drill-x", snapshotTime: start - 60,
+      baseline: nil, security: allSecure, targets: try targets(d), now: start + 100)
+    #expect(o.result.snapshot == "5cbfd2d2151a4b37")
+    #expect(o.result.message?.contains("Skipped snapshot 9f9f9f9f9f9f") == true, "\(o.result.message ?? "")")
+    let w = try #require(o.events.first { $0.reason == SkippedSnapshotsText.eventReason })
+    #expect(w.warning && w.message.contains("9f9f9f9f9f9f") && w.message.contains("does not authenticate"))
+  }
+
   @Test func tamperedPackFailsIntegrityAndNamesTheObject() throws {
     let d = try drillTestDrill()
     let start = drillNow

@@ -211,6 +211,35 @@ let webKey = WorkloadState.key("Deployment", "shop", "web")
     #expect(a.status.lastHandledTrigger == "trigger:t2")
   }
 
+  /// The engine's `latest` passed over a newer snapshot that did not verify: the restore step's status and a Warning
+  /// Event name it.
+  @Test func aSkippedSnapshotIsNamedInTheStepAndAWarning() throws {
+    var plan = try recoveryTestPlan()
+    var world = PlanWorld(workloads: [webKey: WorkloadState(replicas: 0, readyReplicas: 0)])
+    var a = RecoveryPlanLogic.advance(plan: plan, world: world, now: drillNow)
+    plan.status = a.status
+    a = RecoveryPlanLogic.advance(plan: plan, world: world, now: drillNow + 5)
+    let restoreJob = try #require(a.status.steps?[1].jobName)
+    plan.status = a.status
+    world.jobs[restoreJob] = job(
+      restoreJob, .succeeded,
+      containers: [
+        "restore": .init(
+          exitCode: 0,
+          message: #"{"command":"restore","ok":true,"snapshotId":"0123456789abcdef","skippedSnapshots":"#
+            + #"[{"id":"fedcba9876543210fedc","reason":"integrity failure in data/fe/fe11: pack of the tree is missing"}]}"#
+        )
+      ])
+    a = RecoveryPlanLogic.advance(plan: plan, world: world, now: drillNow + 60)
+    let msg = try #require(a.status.steps?[1].message)
+    #expect(a.status.steps?[1].state == .succeeded)
+    #expect(msg.contains("Skipped snapshot fedcba987654") && msg.contains("pack of the tree is missing"), "\(msg)")
+    #expect(msg.contains("used 0123456789ab"), "\(msg)")
+    let w = try #require(a.events.first { $0.reason == SkippedSnapshotsText.eventReason })
+    #expect(w.warning)
+    #expect(w.message.contains("fedcba987654") && w.message.contains("restore-db"), "\(w.message)")
+  }
+
   @Test func failedJobUsesTheRetryBudgetThenStopsThePlan() throws {
     var plan = try recoveryTestPlan(retries: 1)
     var world = PlanWorld(workloads: [webKey: WorkloadState(replicas: 0, readyReplicas: 0)])

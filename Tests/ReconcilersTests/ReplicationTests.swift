@@ -202,9 +202,12 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
 @Suite struct ReplicationStatusTests {
   /// The primary's status after a successful backup that finished at `backupAt` with snapshot `snapshot`.
   func primary(_ p: BackupPolicy, snapshot: String, backupAt: Date, now: Date) throws -> StatusOutcome {
+    // The engine reports the snapshot's point in time: backupAt (ages and copies count from it).
+    var result = EngineResult(ok: true, snapshotId: snapshot)
+    result.snapshotTime = ISO8601DateFormatter().string(from: backupAt)
     let run = BackupRun(
       jobName: "b-\(snapshot)", state: .succeeded, startTime: backupAt.addingTimeInterval(-5), finishTime: backupAt,
-      result: EngineResult(ok: true, snapshotId: snapshot))
+      result: result)
     return BackupPolicyStatusLogic.compute(
       policy: p, effective: try EffectivePolicy(spec: p.spec, now: now), problem: nil, runs: [run],
       backupNamespace: "botrt-backup", handledTrigger: nil, childSummary: "ok", now: now)
@@ -328,6 +331,7 @@ let replicaSecrets: [String: Secret] = allSecrets.merging([
         #expect(r.events.contains { $0.reason == "RPOViolated" })
       } else {
         #expect(rpo.status == .true)
+        // The primary's age counts from its snapshot's point in time, not from when its Job finished.
         #expect(o2.status.rpoAgeSeconds == 120)
         #expect(!r.events.contains { $0.reason == "RPOViolated" })
       }

@@ -60,6 +60,8 @@ public struct BackupResult: Sendable {
   public var adoptedPacks: Int
   /// Sources that could not be read or changed while read; the snapshot omits or flags them.
   public var errors: [String]
+  /// The manifest's time (RFC 3339): when the backup started reading, or its `--time`.
+  public var time: String = ""
   /// 1 - new bytes / logical bytes: the share of the data that was already stored.
   public var dedupRatio: Double { bytesRead == 0 ? 1 : max(0, 1 - Double(bytesNew) / Double(bytesRead)) }
 }
@@ -244,7 +246,7 @@ extension Repository {
         snapshotID: sid, files: files, dirs: dirs, bytesRead: total, bytesStored: run.bytesStored,
         bytesNew: run.bytesNew,
         filesUnchanged: run.filesUnchanged, blobsNew: run.blobsNew, blobsDeduplicated: run.blobsDup,
-        adoptedPacks: adopted, errors: errors)
+        adoptedPacks: adopted, errors: errors, time: manifest.time)
     }
     audit.record(
       "encrypted",
