@@ -107,7 +107,7 @@ build_server() {
     log "extracting into $BUILD/root"
     local f
     for f in "$BUILD"/debs/*.deb; do dpkg-deb -x "$f" "$BUILD/root"; done
-    for f in "$BUILD"/debs/*.deb; do dpkg-deb -f "$f" Package Version | paste -sd' '; done >"$BUILD/versions.txt"
+    for f in "$BUILD"/debs/*.deb; do dpkg-deb -W --showformat='${Package} ${Version}\n' "$f"; done >"$BUILD/versions.txt"
     rm -rf "$BUILD/debs" "$BUILD/apt/cache"
     touch "$BUILD/root/.complete"
   fi
