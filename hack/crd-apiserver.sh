@@ -18,7 +18,7 @@
 # from /etc/apt/sources.list.d/debian.sources; the system's apt configuration is not touched), extracted with
 # dpkg-deb -x (nothing is installed) and hack/crd-apiserver/main.go is built in GOPATH mode. Everything lives in
 # BOTRT_CACHE_DIR/crd-apiserver-1.36 (default ~/.cache/botrt), built under a lock: about 4 minutes on a fresh machine
-# (about 3 GB of disk with the Go build cache), then only the wrapper is rebuilt when main.go changes.
+# (about 4 GB of disk with the Go build cache), then only the wrapper is rebuilt when main.go changes.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
