@@ -5,8 +5,14 @@ Run `python3 crds/generate.py` after editing, and commit the generated YAML (and
 the source of truth for the apiserver; this script only keeps the repeated parts (secret references,
 containers, conditions, durations) identical across the three kinds. Needs PyYAML.
 
-Constraints (Kubernetes 1.20): apiextensions.k8s.io/v1, structural schemas, no CEL rules. "Exactly one
-of" is expressed with `oneOf` branches that hold only `required` lists, which structural schemas allow.
+Two renderings of the same schemas:
+- crds/*.yaml, for Kubernetes 1.20 and later (the install path, manifests/): apiextensions.k8s.io/v1, structural
+  schemas, no CEL rules. "Exactly one of" is expressed with `oneOf` branches that hold only `required` lists,
+  which structural schemas allow. 1.20 does not know `x-kubernetes-validations`: kubectl's client-side validation
+  rejects it as an unknown field and server-side apply fails with "field not declared in schema", so this
+  rendering leaves the CEL rules out.
+- crds/cel/*.yaml, for Kubernetes 1.25 and later (tested on 1.36, hack/crd136-test.sh): the same plus the
+  cross-field rules of Sources/DRAPI/Validation.swift that CEL can express, as `x-kubernetes-validations`.
 """
 import os
 import sys
@@ -110,13 +116,43 @@ def one_of(*names):
     return [{"required": [n]} for n in names]
 
 
+# ---------------------------------------------------------------------------------------------
+# CEL rules (x-kubernetes-validations, Kubernetes 1.25 and later): the cross-field checks of
+# Sources/DRAPI/Validation.swift that CEL can express. Kubernetes 1.20 does not know the field (see
+# docs/testing.md), so each rule is also checked by the Swift validation, and
+# Tests/CEL/cases.yaml runs the same specs through both (hack/crd136-test.sh, Tests/DRAPITests/CELTableTests.swift).
+# Every message starts with the field it is about, relative to the object the rule sits on.
+
+def rule(expr, message, field_path=None):
+    out = {"rule": expr, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    return out
+
+
+def with_rules(schema, *rules):
+    schema.setdefault("x-kubernetes-validations", []).extend(rules)
+    return schema
+
+
+def exactly_one(field, *names):
+    count = " + ".join(f"(has(self.{n}) ? 1 : 0)" for n in names)
+    return rule(f"{count} == 1", f"{field}: set exactly one of {', '.join(names)}")
+
+
+# A duration the pattern accepts is positive when it has a non-zero digit (Swift: "must be longer than 0s").
+POSITIVE_DURATION = rule("self.matches('[1-9]')", "must be longer than 0s")
+
+
 def date_time(desc):
     return string(desc, format="date-time")
 
 
 def duration(desc, **kw):
-    return string(desc + " Format: one or more <number><unit> with units y, w, d, h, m, s (e.g. 90d, 24h, 1h30m).",
-                  pattern=DURATION_PATTERN, maxLength=32, **kw)
+    return with_rules(
+        string(desc + " Format: one or more <number><unit> with units y, w, d, h, m, s (e.g. 90d, 24h, 1h30m); "
+               "longer than 0s.", pattern=DURATION_PATTERN, maxLength=32, **kw),
+        POSITIVE_DURATION)
 
 
 def object_name(desc):
@@ -137,7 +173,7 @@ def local_ref(desc):
 
 
 def env_vars(desc):
-    return array(desc, obj(
+    return array(desc, with_rules(obj(
         "One environment variable: a literal value or a value read from a Secret.",
         {
             "name": string("Name of the environment variable.", pattern=ENV_NAME, maxLength=253),
@@ -148,7 +184,8 @@ def env_vars(desc):
                                         "key": string("Key inside the Secret.", pattern=SECRET_KEY, maxLength=253),
                                     }, required=["name", "key"]),
             }, required=["secretKeyRef"]),
-        }, required=["name"]), maxItems=64)
+        }, required=["name"]), rule("!(has(self.value) && has(self.valueFrom))",
+                                    "value: set value or valueFrom, not both")), maxItems=64)
 
 
 def container(desc, extra=None, required_image=True):
@@ -275,7 +312,8 @@ def repository_schema(desc):
                          "claimName": object_name("PersistentVolumeClaim in the backup namespace that holds the "
                                                   "repository. Default: none (path is a node directory)."),
                      }, required=["path"]),
-    }, required=None, oneOf=one_of("s3", "gcs", "azure", "local"))
+    }, required=None, oneOf=one_of("s3", "gcs", "azure", "local"),
+        **{"x-kubernetes-validations": [exactly_one("repository", "s3", "gcs", "azure", "local")]})
 
 
 def encryption_schema(desc="Client-side encryption: AES-256-GCM data keys per data type, wrapped by a key service "
@@ -342,7 +380,9 @@ def encryption_schema(desc="Client-side encryption: AES-256-GCM data keys per da
                                                                                   "service-account.json."),
                                   }, required=["keyName"]),
                               }, oneOf=one_of("vaultTransit", "awsKms", "localKeySecretRef", "azureKeyVault",
-                                              "gcpKms")),
+                                              "gcpKms"),
+                              **{"x-kubernetes-validations": [exactly_one(
+                                  "kms", "vaultTransit", "awsKms", "localKeySecretRef", "azureKeyVault", "gcpKms")]}),
                    "keyRotationDays": integer("Days between key rotations (1-90; the original design requires at "
                                               "most 90). The controller runs a rotation when this many days have "
                                               "passed since status.lastKeyRotation. Default: 90.", fmt="int32",
@@ -359,7 +399,13 @@ def encryption_schema(desc="Client-side encryption: AES-256-GCM data keys per da
 
 def retention_schema():
     n = "(at least 0; 0 keeps none by this rule)."
-    return obj("Which snapshots `forget --prune` keeps; a snapshot is kept when any rule keeps it. Setting any "
+    counts = ["keepLast", "keepHourly", "keepDaily", "keepWeekly", "keepMonthly", "keepYearly"]
+    any_set = " || ".join(f"has(self.{c})" for c in counts + ["maxAge"])
+    keeps = " || ".join([f"(has(self.{c}) && self.{c} > 0)" for c in counts] + ["has(self.maxAge)"])
+    keeps_something = rule(f"!({any_set}) || {keeps}",
+                           "retention: the rules keep no snapshot; set maxAge or a keep rule above 0, or leave "
+                           "retention empty for the tier's rules")
+    return with_rules(obj("Which snapshots `forget --prune` keeps; a snapshot is kept when any rule keeps it. Setting any "
                "rule replaces all of the tier's rules. Tier rules: critical keepLast 288, keepHourly 168, keepDaily "
                "90, keepWeekly 104, keepMonthly 86, keepYearly 7 (7 years); important keepLast 48, keepDaily 90, "
                "keepWeekly 104, keepMonthly 26, keepYearly 2 (2 years); standard keepLast 7, maxAge 90d; archive keepLast 7, "
@@ -382,7 +428,7 @@ def retention_schema():
                                       "(restic's --keep-within); like the other rules it only adds to what is kept. "
                                       "Measured from the newest snapshot, not from now, so stopped backups do not "
                                       "age out."),
-               })
+               }), keeps_something)
 
 
 def backup_policy_spec():
@@ -426,7 +472,8 @@ def backup_policy_spec():
                                                                    "Default: dump.", maxLength=255, default="dump",
                                                                    pattern=r"^[^/]+$"),
                                             }),
-                   }, oneOf=one_of("pvc", "command")),
+                   }, oneOf=one_of("pvc", "command"),
+                       **{"x-kubernetes-validations": [exactly_one("source", "pvc", "command")]}),
                    "repository": repository_schema("Where the encrypted repository is stored. Set exactly one of "
                                                    "s3, gcs, azure, local."),
                    "encryption": encryption_schema(),
@@ -544,7 +591,7 @@ def backup_policy_status():
 # ---------------------------------------------------------------------------------------------
 # RecoveryPlan
 
-def restore_destination(desc):
+def restore_destination(desc, field):
     return obj(desc, {
         "pvc": obj("Restore the files into a PersistentVolumeClaim.", {
             "claimName": object_name("Name of the PersistentVolumeClaim (in the target namespace)."),
@@ -556,7 +603,8 @@ def restore_destination(desc):
                                  "fileName": string("Name of the stream inside the snapshot. Default: dump.",
                                                     maxLength=255, default="dump", pattern=r"^[^/]+$"),
                              }),
-    }, oneOf=one_of("pvc", "command"))
+    }, oneOf=one_of("pvc", "command"),
+        **{"x-kubernetes-validations": [exactly_one(field, "pvc", "command")]})
 
 
 def snapshot_selector():
@@ -601,10 +649,12 @@ def recovery_step():
         "targets": array("Workloads for scaleDown, scaleUp and waitReady.", workload_ref(), maxItems=64),
         "replicas": integer("Replicas for scaleUp when no count was remembered. Default: the remembered count, "
                             "else 1.", fmt="int32", minimum=0),
-        "restore": obj("What to restore and where, for action restore.", dict(
+        "restore": with_rules(obj("What to restore and where, for action restore.", dict(
             snapshot_selector(), into=restore_destination("Where the restored data goes. Set exactly one of pvc, "
-                                                          "command.")),
+                                                          "command.", "into")),
                        required=["policyRef", "into"]),
+            rule("!(has(self.beforeTime) && has(self.snapshot) && self.snapshot != 'latest')",
+                 "beforeTime: set either a snapshot id or beforeTime, not both", ".beforeTime")),
         "verify": obj("What to check, for action verify.", {
             "policyRef": local_ref("The BackupPolicy whose repository is verified. Default: the policy of the "
                                    "procedure's restore step."),
@@ -617,7 +667,13 @@ def recovery_step():
         "timeout": duration("Time limit of one attempt. Default: 10m."),
         "retries": integer("Attempts after the first failure (0-10). Default: 0.", fmt="int32", minimum=0,
                            maximum=10, default=0),
-    }, required=["name", "action"])
+    }, required=["name", "action"], **{"x-kubernetes-validations": [
+        rule("!(self.action in ['scaleDown', 'scaleUp', 'waitReady']) || (has(self.targets) && size(self.targets) > 0)",
+             "targets: actions scaleDown, scaleUp and waitReady need targets", ".targets"),
+        rule("self.action != 'restore' || has(self.restore)", "restore: action restore needs restore", ".restore"),
+        rule("self.action != 'verify' || has(self.verify)", "verify: action verify needs verify", ".verify"),
+        rule("self.action != 'job' || has(self.job)", "job: action job needs job", ".job"),
+    ]})
 
 
 def recovery_plan_spec():
@@ -639,8 +695,14 @@ def recovery_plan_spec():
                                 "name": string("Procedure name, unique within the plan.", minLength=1, maxLength=63,
                                                pattern=DNS_LABEL),
                                 "description": string("What the procedure achieves.", maxLength=1024),
-                                "steps": array("Steps, run in order.", recovery_step(), minItems=1, maxItems=64),
-                            }, required=["name", "steps"]), minItems=1, maxItems=32),
+                                "steps": with_rules(
+                                    array("Steps, run in order.", recovery_step(), minItems=1, maxItems=64),
+                                    rule("self.all(s, self.exists_one(t, t.name == s.name))",
+                                         "steps: step names must be unique within the procedure")),
+                            }, required=["name", "steps"]), minItems=1, maxItems=32,
+                            **{"x-kubernetes-validations": [
+                                rule("self.all(p, self.exists_one(q, q.name == p.name))",
+                                     "procedures: procedure names must be unique within the plan")]}),
         "trigger": trigger("recovery"),
     }, required=["tier", "procedures"])
 
@@ -707,12 +769,13 @@ def drill_spec():
                                                     "namespace and verified."),
                        "recoveryPlanRef": local_ref("A RecoveryPlan: its procedures run against the scratch "
                                                     "namespace instead of the plan's targetNamespace."),
-                   }, oneOf=one_of("backupPolicyRef", "recoveryPlanRef")),
+                   }, oneOf=one_of("backupPolicyRef", "recoveryPlanRef"),
+                       **{"x-kubernetes-validations": [exactly_one("target", "backupPolicyRef", "recoveryPlanRef")]}),
                    "snapshot": string("latest or a snapshot id. Default: latest.", maxLength=128, default="latest",
                                       pattern=r"^(latest|[0-9a-f]{8,128})$"),
                    "restore": restore_destination("Where a BackupPolicy target's data is restored. Default: "
                                                   "an emptyDir volume in the scratch namespace. Set exactly one of "
-                                                  "pvc, command."),
+                                                  "pvc, command.", "restore"),
                    "verification": obj("How the restore is verified.", {
                        "readData": boolean("Run the engine's verify with --read-data. Default: true.", default=True),
                        "databaseQuery": database_query("For databases: a query run against the restored database, "
@@ -739,7 +802,11 @@ def drill_spec():
                                        "host": string("An IP address or CIDR (only it is allowed), or a host name "
                                                       "(NetworkPolicies cannot name hosts, so the port is then "
                                                       "allowed to any destination). Default: any destination.",
-                                                      maxLength=253, minLength=1),
+                                                      maxLength=253, minLength=1,
+                                                      **{"x-kubernetes-validations": [rule(
+                                                          "!self.contains(' ')",
+                                                          "host: give an IP address, a CIDR or a host name, without "
+                                                          "spaces")]}),
                                        "port": integer("TCP port.", fmt="int32", minimum=1, maximum=65535),
                                    }, required=["port"]), maxItems=32),
                }, required=["target"])
@@ -968,6 +1035,10 @@ up with `botrt-engine backup --time` and prunes them with the prune CronJob's fl
 - "Exactly one of" (source, repository, kms, restore destination, drill target) is enforced by `oneOf` in the
   schema, which works on Kubernetes 1.20 without CEL; the error names the parent field, e.g. `spec.repository`.
   Unknown fields are pruned by the apiserver, so a misspelt backend leaves none set and is rejected the same way.
+- On Kubernetes 1.25 and later, install `crds/cel/` instead of `crds/`: the same schemas plus CEL rules
+  (`x-kubernetes-validations`) for the cross-field checks the controller otherwise reports in status: exactly one
+  source, repository, KMS, restore destination and drill target; retention rules that keep something; durations
+  longer than 0s; unique procedure and step names; the field each step action needs; see docs/testing.md.
 
 """
 
@@ -1044,15 +1115,31 @@ Dumper.add_representer(str, _str)
 Dumper.ignore_aliases = lambda self, data: True
 
 
+def without_cel(node):
+    """The schema without x-kubernetes-validations (the Kubernetes 1.20 rendering)."""
+    if isinstance(node, dict):
+        return {k: without_cel(v) for k, v in node.items() if k != "x-kubernetes-validations"}
+    if isinstance(node, list):
+        return [without_cel(v) for v in node]
+    return node
+
+
+def write_crd(path, doc, header):
+    text = "# Generated by crds/generate.py; edit that script, then run it.\n" + header + "---\n"
+    text += yaml.dump(doc, Dumper=Dumper, sort_keys=False, width=100, default_flow_style=False)
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def main():
     out_dir = os.path.dirname(os.path.abspath(__file__))
+    os.makedirs(os.path.join(out_dir, "cel"), exist_ok=True)
     for name, doc in CRDS.items():
-        text = "# Generated by crds/generate.py; edit that script, then run it.\n---\n"
-        text += yaml.dump(doc, Dumper=Dumper, sort_keys=False, width=100, default_flow_style=False)
-        path = os.path.join(out_dir, name)
-        with open(path, "w") as f:
-            f.write(text)
-        print(f"wrote {path}", file=sys.stderr)
+        write_crd(os.path.join(out_dir, name), without_cel(doc),
+                  "# For Kubernetes 1.20 and later; crds/cel/ has the same with CEL rules (1.25 and later).\n")
+        write_crd(os.path.join(out_dir, "cel", name), doc,
+                  "# For Kubernetes 1.25 and later (x-kubernetes-validations); 1.20 rejects this file, use crds/.\n")
     docs = os.path.join(os.path.dirname(out_dir), "docs", "api-reference.md")
     with open(docs, "w") as f:
         f.write(api_reference())

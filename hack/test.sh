@@ -22,7 +22,7 @@ fi
 LOGDIR="$(realpath -m "${BOTRT_TEST_LOG_DIR:-$REPO/.local/test-logs}")"
 mkdir -p "$LOGDIR"
 # Logs of an earlier run would be mistaken for this run's in the summary.
-rm -f "$LOGDIR"/{install-deps,swift-format,build,check-images,cluster,services,swift-test,install-test,images,node-up,node-e2e}.log
+rm -f "$LOGDIR"/{install-deps,swift-format,build,check-images,cluster,services,swift-test,install-test,images,node-up,node-e2e,crd136-e2e}.log
 SWIFT_PATH_ARGS=()
 if [[ -n "${BOTRT_SCRATCH_PATH:-}" ]]; then SWIFT_PATH_ARGS=(--scratch-path "$BOTRT_SCRATCH_PATH"); fi
 
@@ -152,6 +152,12 @@ if [[ -n "${BOTRT_TEST_FILTER:-}" ]]; then TEST_ARGS+=(--filter "$BOTRT_TEST_FIL
 # A hung test must fail the run, not stall CI: the whole suite gets a hard limit.
 step swift-test swift-test.log timeout -k 30s "${BOTRT_TEST_TIMEOUT:-50m}" \
   swift test "${SWIFT_PATH_ARGS[@]}" "${TEST_ARGS[@]}" || true
+
+# 5a. The CRDs and the custom-resource path on Kubernetes 1.36 (hack/crd-apiserver.sh: apiextensions-apiserver 0.36
+# built from Debian sid once and cached, about 4 minutes the first time; its own etcd and ports): crds/ and crds/cel/
+# apply, the samples apply, rejections name the field, printer columns, status subresource, SSA with the controller's
+# field manager, and Tests/CEL/cases.yaml against the CEL rules.
+step crd136-e2e crd136-e2e.log timeout -k 10s 20m bash hack/crd136-test.sh || true
 
 # 5b. The engine's fast reliability checks (docs/reliability-engine.md): SIGKILLed backups, storage faults,
 # KMS down, canary secrets, Object Lock; the corruption table and traversal tests ran with swift test.

@@ -1,7 +1,9 @@
 import Foundation
 
 /// Checks the schema cannot express on Kubernetes 1.20 (no CEL): cron ranges, durations, "exactly one of" for
-/// objects built in code, per-action step fields and unique names. Each error names the field.
+/// objects built in code, per-action step fields and unique names. Each error names the field. The ones CEL can
+/// express are also `x-kubernetes-validations` in crds/cel/ (crds/generate.py); Tests/CEL/cases.yaml holds specs
+/// both must accept or reject alike.
 public enum SpecValidation {
   static func exactlyOne(_ set: [String], of all: [String], at field: String) -> [SpecError] {
     if set.count == 1 { return [] }
@@ -61,6 +63,14 @@ public enum SpecValidation {
       for (name, n) in counts where (n ?? 0) < 0 {
         errors.append(SpecError(field: "spec.retention.\(name)", message: "must be 0 or more, got \(n ?? 0)"))
       }
+      // Rules that are all 0 would let `forget --prune` remove every snapshot; an empty retention means the tier's.
+      if !r.isEmpty && r.maxAge == nil && !counts.contains(where: { ($0.1 ?? 0) > 0 }) {
+        errors.append(
+          SpecError(
+            field: "spec.retention",
+            message: "the rules keep no snapshot; set maxAge or a keep rule above 0, or leave retention empty "
+              + "for the tier's rules"))
+      }
     }
     for (name, n) in [
       ("successfulJobsHistoryLimit", spec.successfulJobsHistoryLimit),
@@ -96,17 +106,6 @@ public enum SpecValidation {
     }
     if let lock = spec.repository.s3?.objectLock, lock.days < 1 {
       errors.append(SpecError(field: "spec.repository.s3.objectLock.days", message: "must be at least 1"))
-    }
-    if let r = spec.retention {
-      let counts: [(String, Int32?)] = [
-        ("keepLast", r.keepLast), ("keepHourly", r.keepHourly), ("keepDaily", r.keepDaily),
-        ("keepWeekly", r.keepWeekly), ("keepMonthly", r.keepMonthly), ("keepYearly", r.keepYearly),
-      ]
-      for (name, value) in counts {
-        if let v = value, v < 0 {
-          errors.append(SpecError(field: "spec.retention.\(name)", message: "must be at least 0, got \(v)"))
-        }
-      }
     }
     return errors
   }
