@@ -1,128 +1,152 @@
 #!/usr/bin/env bash
-# Runs the operator against the local control plane: brings the cluster up, builds, installs the
-# CRDs, starts botrt-controller in the background, applies the samples and shows `kubectl get`.
-# Stays in the foreground until Ctrl-C (or until the controller exits), then stops what it started.
+# The operator on the local node, as a user runs it: brings the control plane and the node up, builds the images
+# from images/*/Containerfile (hack/images.sh), starts S3 (moto), Vault Transit (OpenBao) and PostgreSQL on the
+# node's bridge address, installs the operator with `kubectl apply -k hack/node/overlay`, and applies the samples
+# that really run here (hack/node/samples/local.yaml: a database dump policy, a policy of files on a claim, a drill).
+# It starts a first backup of each policy and then the drill, and shows `kubectl get botrt -A` every 30 s: within a
+# few minutes LAST BACKUP is filled, RPO MET is True and the drill has PASSED with its RTO. Ctrl-C stops everything it
+# started. The samples in crds/samples/ are written for real clouds and are not applied.
 #
 # Options (environment):
-#   BOTRT_SCRATCH_PATH     build directory for swift (default: SwiftPM's .build)
-#   BOTRT_CONTROLLER_ARGS  extra arguments for botrt-controller (split on spaces)
-#   BOTRT_RUN_DIR          where the controller's log and pid go (default: <repo>/.local/run)
+#   BOTRT_RUN_LOCAL_CHECK=1  no loop: wait (at most 5 minutes after the first backups are started) until both policies have a
+#                            snapshot and RPOMet=True and the drill has passed, print the view, then stop; exit 0 if
+#                            that happened, 1 if not (hack/test.sh runs it so)
 #   BOTRT_CLUSTER_DIR and the BOTRT_*_PORT variables are honoured by hack/cluster.sh.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-if ! command -v swift >/dev/null && [[ -x /opt/swift/usr/bin/swift ]]; then
-  export PATH="/opt/swift/usr/bin:$PATH"
-fi
-RUN_DIR="$(realpath -m "${BOTRT_RUN_DIR:-$REPO/.local/run}")"
+RUN_DIR="$REPO/.local/run"
+SVC_DIR="$RUN_DIR/services"
 mkdir -p "$RUN_DIR"
-SWIFT_PATH_ARGS=()
-if [[ -n "${BOTRT_SCRATCH_PATH:-}" ]]; then SWIFT_PATH_ARGS=(--scratch-path "$BOTRT_SCRATCH_PATH"); fi
-
-say() { echo "run-local: $*" >&2; }
+CHECK="${BOTRT_RUN_LOCAL_CHECK:-0}"
+say() { echo "run-local: $(date +%H:%M:%S) $*" >&2; }
 
 CLUSTER_STARTED=0
-CONTROLLER_PID=""
+INSTALLED=0
 cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
-  if [[ -n "$CONTROLLER_PID" ]] && kill -0 "$CONTROLLER_PID" 2>/dev/null; then
-    say "stopping botrt-controller (pid $CONTROLLER_PID)"
-    kill -TERM "$CONTROLLER_PID" 2>/dev/null
-    for _ in $(seq 1 100); do
-      kill -0 "$CONTROLLER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$CONTROLLER_PID" 2>/dev/null && kill -KILL "$CONTROLLER_PID" 2>/dev/null
+  if ((INSTALLED)); then
+    say "removing the samples and the operator"
+    kubectl delete -n botrt-local drdrills,backuppolicies --all --timeout=90s >/dev/null 2>&1
+    kubectl delete -f "$RUN_DIR/samples.yaml" --wait=false >/dev/null 2>&1
+    kubectl delete -k hack/node/overlay --timeout=90s >/dev/null 2>&1
+    kubectl delete namespace botrt-backup --wait=false >/dev/null 2>&1
   fi
-  rm -f "$RUN_DIR/controller.pid"
+  BOTRT_SERVICES_DIR="$SVC_DIR" bash hack/services.sh down >/dev/null 2>&1
   if ((CLUSTER_STARTED)); then
-    say "stopping the local control plane"
-    bash hack/cluster.sh down
+    say "stopping the local cluster"
+    bash hack/cluster.sh down >/dev/null 2>&1
   else
-    say "the control plane was already running before; left running (hack/cluster.sh down stops it)"
+    say "the cluster was already running before; left running (hack/cluster.sh down stops it)"
   fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# 1. Control plane.
+# 1. Images, then the control plane and the node (which imports them).
+say "building the images (hack/images.sh)"
+bash hack/images.sh
 if bash hack/cluster.sh status >/dev/null 2>&1; then
   say "control plane already running; using it"
+  bash hack/cluster.sh node-up
+  bash hack/cluster.sh node-images
 else
   CLUSTER_STARTED=1
   bash hack/cluster.sh up
 fi
 # shellcheck disable=SC1090
 source <(bash hack/cluster.sh env)
+# shellcheck disable=SC1091
+source "$BOTRT_CLUSTER_DIR/node.env"
+NODE_IP="$NODE_SUBNET.1"
+ctr --address "/run/botrt-node-$(printf '%s' "$BOTRT_CLUSTER_DIR" | sha256sum | cut -c1-10)/containerd.sock" -n k8s.io \
+  images tag --force botrt.local/postgres:15 docker.io/library/postgres:16 >/dev/null
 
-# 2. Build.
-say "building botrt-controller"
-swift build "${SWIFT_PATH_ARGS[@]}" --product botrt-controller
-CONTROLLER_BIN="$(swift build "${SWIFT_PATH_ARGS[@]}" --show-bin-path)/botrt-controller"
+# 2. The services the Pods use, on the bridge address.
+say "starting S3, Vault Transit and PostgreSQL on $NODE_IP"
+BOTRT_SERVICES_DIR="$SVC_DIR" BOTRT_SERVICES_HOST="$NODE_IP" BOTRT_SERVICES_ONLY="moto vault postgres" \
+  BOTRT_S3_PORT=15100 BOTRT_VAULT_PORT=18300 BOTRT_PG_PORT=15533 bash hack/services.sh up
+# shellcheck disable=SC1090
+source <(BOTRT_SERVICES_DIR="$SVC_DIR" bash hack/services.sh env)
+BUCKET="botrt-local"
+DB_NAME="orders"
+python3 - "$BUCKET" <<'PY'
+import os, sys, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1")
+if sys.argv[1] not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+    s3.create_bucket(Bucket=sys.argv[1])
+PY
+"$BOTRT_PG_BIN/psql" -q -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres -tAc \
+  "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'" | grep 1 >/dev/null ||
+  "$BOTRT_PG_BIN/psql" -q -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres -c "CREATE DATABASE $DB_NAME"
+"$BOTRT_PG_BIN/psql" -q -h "$PGHOST" -p "$PGPORT" -U postgres -d "$DB_NAME" -c \
+  "CREATE TABLE IF NOT EXISTS orders (id int primary key, item text);
+   INSERT INTO orders VALUES (1, 'tea'), (2, 'cake') ON CONFLICT DO NOTHING" >/dev/null
 
-# 3. CRDs and the backup namespace.
-shopt -s nullglob
-crds=(crds/*.yaml)
-if ((${#crds[@]})); then
-  say "installing ${#crds[@]} CRDs"
-  crd_names="$(kubectl apply -f crds/ -o name)"
-  echo "$crd_names"
-  # shellcheck disable=SC2086
-  kubectl wait --for condition=established --timeout=60s $crd_names
-else
-  say "no CRDs in crds/ yet"
-fi
-if [[ -f manifests/namespace.yaml ]]; then kubectl apply -f manifests/namespace.yaml; fi
+# 3. The operator, as users install it (local image tags).
+say "installing the operator: kubectl apply -k hack/node/overlay"
+INSTALLED=1
+kubectl apply -k hack/node/overlay >/dev/null
+kubectl -n botrt-system rollout status deployment/botrt-controller --timeout=180s
 
-# 4. The controller, in the background, with its log in the run dir.
-say "starting $CONTROLLER_BIN (log: $RUN_DIR/controller.log)"
-read -r -a extra_args <<<"${BOTRT_CONTROLLER_ARGS:-}"
-"$CONTROLLER_BIN" "${extra_args[@]}" >"$RUN_DIR/controller.log" 2>&1 &
-CONTROLLER_PID=$!
-echo "$CONTROLLER_PID" >"$RUN_DIR/controller.pid"
-sleep 3
+# 4. The samples that run here.
+PV_DIR="$RUN_DIR/pv-uploads"
+mkdir -p "$PV_DIR"
+chmod 0777 "$PV_DIR"
+export NODE_IP S3_PORT=15100 VAULT_PORT=18300 PG_PORT=15533 BUCKET DB_NAME PV_DIR
+python3 - hack/node/samples/local.yaml >"$RUN_DIR/samples.yaml" <<'PY'
+import os, re, sys
+print(re.sub(r"\$\{(\w+)\}", lambda m: os.environ[m.group(1)], open(sys.argv[1]).read()), end="")
+PY
+say "applying hack/node/samples/local.yaml"
+kubectl apply -f "$RUN_DIR/samples.yaml"
+kubectl -n botrt-local wait --for=condition=Ready pod/uploads-app --timeout=120s >/dev/null
+kubectl -n botrt-local wait --for=condition=Ready bp/orders-db bp/uploads --timeout=120s >/dev/null
+STARTED=$SECONDS
+say "starting a first backup of each policy"
+kubectl -n botrt-local annotate --overwrite bp orders-db uploads dr.botrt.io/run-now="$(date +%s)" >/dev/null
 
-# 5. Samples (their namespaces first).
-samples=(crds/samples/*.yaml)
-if ((${#samples[@]})); then
-  for ns in $(grep -h '^  namespace:' "${samples[@]}" | awk '{print $2}' | sort -u); do
-    kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -
-  done
-  say "applying ${#samples[@]} samples"
-  kubectl apply -f crds/samples/
-fi
-
-# 6. What there is to see.
 show() {
   echo
-  if ((${#crds[@]})); then
-    kubectl get botrt -A
-  else
-    kubectl get namespaces
-  fi
+  kubectl get botrt -A
   echo
-  echo "--- botrt-controller log (last 20 lines of $RUN_DIR/controller.log)"
-  tail -n 20 "$RUN_DIR/controller.log"
+  echo "--- botrt-controller (last 10 lines of one replica)"
+  kubectl -n botrt-system logs deployment/botrt-controller --tail=10 2>/dev/null | cut -c1-200 || true
 }
-show
-echo
-say "KUBECONFIG=$KUBECONFIG; Ctrl-C stops the controller$( ((CLUSTER_STARTED)) && echo " and the control plane")"
+cond() { kubectl -n botrt-local get "$1" -o jsonpath="{.status.conditions[?(@.type==\"$2\")].status}" 2>/dev/null; }
+done_all() {
+  [[ "$(cond bp/orders-db RPOMet)" == True && "$(cond bp/uploads RPOMet)" == True ]] &&
+    [[ -n "$(kubectl -n botrt-local get bp uploads -o jsonpath='{.status.lastSnapshot}')" ]] &&
+    [[ "$(kubectl -n botrt-local get drill orders-db-drill -o jsonpath='{.status.lastResult.passed}')" == true ]]
+}
 
-# 7. Stay until Ctrl-C or until the controller exits; refresh the view every 30 s.
-while kill -0 "$CONTROLLER_PID" 2>/dev/null; do
-  for _ in $(seq 1 300); do
-    kill -0 "$CONTROLLER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$CONTROLLER_PID" 2>/dev/null && show
+# 5. The drill, once the policy it rehearses has a backup.
+drill_started=0
+while ((SECONDS - STARTED < 300)); do
+  if ((!drill_started)) && [[ "$(cond bp/orders-db LastBackupSucceeded)" == True ]]; then
+    say "the first backup of orders-db is stored; starting the drill"
+    kubectl -n botrt-local annotate --overwrite drill orders-db-drill dr.botrt.io/run-now="$(date +%s)" >/dev/null
+    drill_started=1
+  fi
+  done_all && break
+  sleep 2
 done
-rc=0
-wait "$CONTROLLER_PID" || rc=$?
-CONTROLLER_PID=""
-say "botrt-controller exited with status $rc; its log:"
-tail -n 40 "$RUN_DIR/controller.log"
-exit "$rc"
+show
+if done_all; then
+  say "a real backup of both policies, RPO met, and a drill passed, $((SECONDS - STARTED)) s after the first backups were started"
+  ok=0
+else
+  say "not everything is green after $((SECONDS - STARTED)) s: see kubectl describe -n botrt-local bp,drill"
+  ok=1
+fi
+if ((CHECK)); then exit "$ok"; fi
+
+say "KUBECONFIG=$KUBECONFIG; Ctrl-C stops what this script started"
+while true; do
+  sleep 30
+  show
+done

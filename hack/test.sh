@@ -22,7 +22,7 @@ fi
 LOGDIR="$(realpath -m "${BOTRT_TEST_LOG_DIR:-$REPO/.local/test-logs}")"
 mkdir -p "$LOGDIR"
 # Logs of an earlier run would be mistaken for this run's in the summary.
-rm -f "$LOGDIR"/{install-deps,swift-format,build,check-images,cluster,services,swift-test,install-test,images,node-up,node-e2e,crd136-e2e}.log
+rm -f "$LOGDIR"/{install-deps,swift-format,build,check-images,cluster,services,swift-test,install-test,images,node-up,node-e2e,crd136-e2e,run-local}.log
 SWIFT_PATH_ARGS=()
 if [[ -n "${BOTRT_SCRATCH_PATH:-}" ]]; then SWIFT_PATH_ARGS=(--scratch-path "$BOTRT_SCRATCH_PATH"); fi
 
@@ -185,6 +185,9 @@ step install-test install-test.log timeout -k 10s 10m bash hack/install-test.sh 
 if step images images.log timeout -k 10s 30m bash hack/images.sh; then
   if step node-up node-up.log bash hack/cluster.sh node-up; then
     step node-e2e node-e2e.log timeout -k 10s 20m bash hack/node/e2e.sh || true
+    # The README's second command, as a new user runs it, in its checking mode: the runnable samples back up,
+    # meet their RPO and pass a drill on the node.
+    step run-local-e2e run-local.log env BOTRT_RUN_LOCAL_CHECK=1 timeout -k 10s 15m bash hack/run-local.sh || true
   else
     record node-e2e FAIL "the node did not come up"
   fi

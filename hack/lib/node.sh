@@ -77,6 +77,8 @@ node_bridge_up() {
   ip link add "$NODE_BRIDGE" type bridge 2>/dev/null || true
   ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
+  # Removed by this state dir's down only: another cluster on this machine may share the bridge it found.
+  touch "$DIR/bridge-created"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -379,8 +381,9 @@ node_down() {
     umount "$n" 2>/dev/null || true
     rm -f "$n"
   done
-  if ip -o addr show dev "$NODE_BRIDGE" 2>/dev/null | grep -F " $NODE_IP/24 " >/dev/null; then
+  if [[ -f "$DIR/bridge-created" ]] && ip -o addr show dev "$NODE_BRIDGE" 2>/dev/null | grep -F " $NODE_IP/24 " >/dev/null; then
     ip link del "$NODE_BRIDGE" 2>/dev/null || true
+    rm -f "$DIR/bridge-created"
   fi
   local d
   for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
