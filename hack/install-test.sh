@@ -296,7 +296,7 @@ for a in BackupRPOViolation BackupFailed DrillFailed DrillOverdue ReplicaLagAbov
 done
 [[ "$("$KUBECTL" -n "$SYS_NS" get servicemonitor botrt-controller -o jsonpath='{.spec.endpoints[0].port}')" == metrics ]] ||
   fail "the ServiceMonitor botrt-controller was not created with the port metrics"
-[[ -n "$("$KUBECTL" -n "$SYS_NS" get configmap botrt-grafana-dashboard -l grafana_dashboard=1 -o name)" ]] ||
+[[ "$("$KUBECTL" -n "$SYS_NS" get configmap botrt-grafana-dashboard -o jsonpath='{.metadata.labels.grafana_dashboard}')" == 1 ]] ||
   fail "the dashboard ConfigMap was not created with the label grafana_dashboard=1"
 # The PodMonitor, the ServiceMonitor's alternative, applies on its own.
 "${K120[@]}" apply -f "$REPO/manifests/monitoring/podmonitor.yaml" >/dev/null || fail "kubectl apply podmonitor.yaml"
