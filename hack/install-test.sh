@@ -6,7 +6,8 @@
 #     (Established), the ServiceAccount, RBAC without wildcards, the Deployment (2 replicas, leader election,
 #     restricted Pod Security Standard, probes, requests and limits), the Service and the NetworkPolicy; the
 #     ServiceAccount may do what the controller needs and nothing else it was not given (kubectl auth can-i);
-#  3. manifests/monitoring/ applies where the PrometheusRule kind exists (a stand-in CRD here);
+#  3. manifests/monitoring/ (PrometheusRule, ServiceMonitor, the dashboard ConfigMap) and podmonitor.yaml apply where
+#     the Prometheus Operator's kinds exist (stand-in CRDs here);
 #  4. the Deployment's own Pods run through hack/pod-runner.py (it plays the kubelet: the Pod's ServiceAccount token
 #     Secret and KUBERNETES_SERVICE_HOST/PORT, i.e. the in-cluster configuration, so the installed RBAC is what the
 #     controller has; and the securityContext: uid 65532 on a read-only root); one replica takes the Lease;
@@ -72,7 +73,8 @@ cleanup() {
   "$KUBECTL" delete namespace "$APP_NS" "$SYS_NS" botrt-backup --wait=false >/dev/null 2>&1
   "$KUBECTL" delete clusterrole,clusterrolebinding botrt-controller >/dev/null 2>&1
   "$KUBECTL" delete namespace -l "dr.botrt.io/drill-namespace=$APP_NS" --wait=false >/dev/null 2>&1
-  "$KUBECTL" delete crd prometheusrules.monitoring.coreos.com >/dev/null 2>&1
+  "$KUBECTL" delete crd prometheusrules.monitoring.coreos.com servicemonitors.monitoring.coreos.com \
+    podmonitors.monitoring.coreos.com --ignore-not-found >/dev/null 2>&1
   if [[ "${BOTRT_KEEP_WORK:-0}" == 1 ]]; then echo "install-test: kept $WORK" >&2; else rm -rf "$WORK"; fi
   exit "$rc"
 }
@@ -110,7 +112,20 @@ want = {("Namespace", "", "botrt-system"), ("ServiceAccount", "botrt-system", "b
         ("CustomResourceDefinition", "", "recoveryplans.dr.botrt.io"),
         ("CustomResourceDefinition", "", "drdrills.dr.botrt.io")}
 assert set(old) == want, f"manifests/ renders {set(old) ^ want} differently from what is expected"
-assert mon == [("PrometheusRule", "botrt-system", "botrt")], mon
+assert mon == [("ConfigMap", "botrt-system", "botrt-grafana-dashboard"), ("PrometheusRule", "botrt-system", "botrt"),
+               ("ServiceMonitor", "botrt-system", "botrt-controller")], mon
+(dash,) = [d for d in yaml.safe_load_all(open(sys.argv[3])) if d and d["kind"] == "ConfigMap"]
+assert dash["metadata"]["labels"].get("grafana_dashboard") == "1", dash["metadata"]
+import json
+assert json.loads(dash["data"]["botrt-dashboard.json"])["panels"], "the dashboard ConfigMap has no panels"
+PY
+"$KUBECTL" kustomize "$REPO/manifests/monitoring" >"$WORK/monitoring-new.yaml" ||
+  fail "kubectl cannot render manifests/monitoring/"
+python3 - "$WORK/monitoring.yaml" "$WORK/monitoring-new.yaml" <<'PY' || fail "kustomize versions render manifests/monitoring/ differently"
+import sys, yaml
+old, new = ([d for d in yaml.safe_load_all(open(f)) if d] for f in sys.argv[1:])
+key = lambda d: (d["kind"], d["metadata"]["name"])
+assert sorted(map(key, old)) == sorted(map(key, new)), (old, new)
 PY
 
 # -------------------------------------------------------------------------------------------------------------------
@@ -255,14 +270,16 @@ done
 set +f
 
 # -------------------------------------------------------------------------------------------------------------------
-log "3. manifests/monitoring/ where the PrometheusRule kind exists (a stand-in CRD of the Prometheus Operator's kind)"
-"$KUBECTL" apply -f - >/dev/null <<'EOF'
+log "3. manifests/monitoring/ where the Prometheus Operator's kinds exist (stand-in CRDs of PrometheusRule, ServiceMonitor, PodMonitor)"
+for kind in PrometheusRule ServiceMonitor PodMonitor; do
+  plural="$(tr '[:upper:]' '[:lower:]' <<<"$kind")s"
+  "$KUBECTL" apply -f - >/dev/null <<EOF
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
-metadata: {name: prometheusrules.monitoring.coreos.com}
+metadata: {name: $plural.monitoring.coreos.com}
 spec:
   group: monitoring.coreos.com
-  names: {kind: PrometheusRule, plural: prometheusrules, listKind: PrometheusRuleList}
+  names: {kind: $kind, plural: $plural, listKind: ${kind}List}
   scope: Namespaced
   versions:
     - name: v1
@@ -270,11 +287,23 @@ spec:
       storage: true
       schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
 EOF
-"$KUBECTL" wait --for condition=established --timeout=30s crd/prometheusrules.monitoring.coreos.com >/dev/null
+  "$KUBECTL" wait --for condition=established --timeout=30s "crd/$plural.monitoring.coreos.com" >/dev/null
+done
 "${K120[@]}" apply -k "$REPO/manifests/monitoring" >/dev/null || fail "kubectl apply -k manifests/monitoring/"
 alerts="$("$KUBECTL" -n "$SYS_NS" get prometheusrule botrt -o jsonpath='{.spec.groups[*].rules[*].alert}')"
-[[ "$alerts" == *BackupRPOViolation* && "$alerts" == *BackupFailed* ]] || fail "PrometheusRule alerts: $alerts"
-"$KUBECTL" delete crd prometheusrules.monitoring.coreos.com >/dev/null
+for a in BackupRPOViolation BackupFailed DrillFailed DrillOverdue ReplicaLagAboveRPO ControllerAbsent NoLeader; do
+  [[ " $alerts " == *" $a "* ]] || fail "PrometheusRule alerts: $alerts (no $a)"
+done
+[[ "$("$KUBECTL" -n "$SYS_NS" get servicemonitor botrt-controller -o jsonpath='{.spec.endpoints[0].port}')" == metrics ]] ||
+  fail "the ServiceMonitor botrt-controller was not created with the port metrics"
+[[ "$("$KUBECTL" -n "$SYS_NS" get configmap botrt-grafana-dashboard -o jsonpath='{.metadata.labels.grafana_dashboard}')" == 1 ]] ||
+  fail "the dashboard ConfigMap was not created with the label grafana_dashboard=1"
+# The PodMonitor, the ServiceMonitor's alternative, applies on its own.
+"${K120[@]}" apply -f "$REPO/manifests/monitoring/podmonitor.yaml" >/dev/null || fail "kubectl apply podmonitor.yaml"
+[[ "$("$KUBECTL" -n "$SYS_NS" get podmonitor botrt-controller -o jsonpath='{.spec.podMetricsEndpoints[0].port}')" == metrics ]] ||
+  fail "the PodMonitor botrt-controller was not created with the port metrics"
+"$KUBECTL" delete crd prometheusrules.monitoring.coreos.com servicemonitors.monitoring.coreos.com \
+  podmonitors.monitoring.coreos.com >/dev/null
 
 # -------------------------------------------------------------------------------------------------------------------
 log "4. the Deployment's Pods run (pod runner, in-cluster configuration); one replica leads"

@@ -112,6 +112,7 @@ public final class BotRTController: Sendable {
     self.watchNamespace = options.watchNamespace
     let registry = options.registry ?? MetricsRegistry()
     self.registry = registry
+    ControllerManager.leaderGauge(registry)
     let recorder = EventRecorder(
       config: EventRecorderConfig(component: ChildLabels.controllerName), sink: KubeEventSink(client: client),
       logger: logger, metrics: registry)

@@ -83,8 +83,13 @@ public final class ControllerManager: Sendable {
   public func stop() { stopEvent.signal() }
 
   /// `botrt_leader`, in the registry the health server renders.
-  static func leaderGauge(_ server: HealthServer) -> Gauge {
-    server.registry.gauge(
+  static func leaderGauge(_ server: HealthServer) -> Gauge { leaderGauge(server.registry) }
+
+  /// Registers `botrt_leader` in `registry` (also before `run()`, so that a registry's metric names are complete
+  /// from the start: the NoLeader alert reads it).
+  @discardableResult
+  public static func leaderGauge(_ registry: MetricsRegistry) -> Gauge {
+    registry.gauge(
       "botrt_leader", help: "1 while this process holds the leader-election Lease and runs the controllers, else 0.")
   }
 

@@ -13,6 +13,13 @@ public struct DrillMetrics: Sendable {
   public let score: Gauge
   /// The RTO target the last run was scored against (RTOViolationRisk compares the two).
   public let rtoTarget: Gauge
+  /// 1 when the last run passed, 0 when it failed (DrillFailed).
+  public let lastPassed: Gauge
+  /// When the next scheduled run is due (DrillOverdue); absent while the drill is suspended.
+  public let nextRun: Gauge
+
+  /// Every gauge of a drill (they go with the drill).
+  var gauges: [Gauge] { [lastRun, rto, rpo, score, rtoTarget, lastPassed, nextRun] }
 
   public init(_ r: MetricsRegistry) {
     let l = ["namespace", "drill"]
@@ -24,6 +31,20 @@ public struct DrillMetrics: Sendable {
     rto = r.gauge("botrt_drill_rto_seconds", help: "RTO achieved by the last drill run (start to verified).", labels: l)
     rpo = r.gauge("botrt_drill_rpo_seconds", help: "Age of the snapshot the last drill run restored.", labels: l)
     score = r.gauge("botrt_drill_compliance_score", help: "Compliance score (0-100) of the last drill run.", labels: l)
+    lastPassed = r.gauge(
+      "botrt_drill_last_passed", help: "1 when the last drill run passed, 0 when it failed.", labels: l)
+    nextRun = r.gauge(
+      "botrt_drill_next_run_timestamp_seconds", help: "Unix time the drill's next scheduled run is due.", labels: l)
+  }
+
+  /// Records the drill's next scheduled run (nil: none, e.g. suspended).
+  func setNextRun(_ drill: DRDrill, _ next: Date?) {
+    let l = [drill.metadata.namespace ?? "", drill.name]
+    if let next {
+      nextRun.set(next.timeIntervalSince1970, l)
+    } else {
+      nextRun.remove(matching: ["namespace": l[0], "drill": l[1]])
+    }
   }
 }
 
@@ -101,7 +122,7 @@ public final class DrillReconciler: Sendable {
           // A deleted drill's gauges go: a frozen RTO above its target would keep RTOViolationRisk firing.
           if let m = self.metrics {
             let mine = ["namespace": d.metadata.namespace ?? "", "drill": d.name]
-            for g in [m.lastRun, m.rto, m.rpo, m.score, m.rtoTarget] { g.remove(matching: mine) }
+            for g in m.gauges { g.remove(matching: mine) }
           }
           self.logger.info(
             "drill deleted; its scratch namespaces are being removed",
@@ -211,11 +232,13 @@ public final class DrillReconciler: Sendable {
       return .requeueAfter(.seconds(Int64(Self.pollSeconds)))
     case .suspended:
       status.nextScheduledRun = nil
+      metrics?.setNextRun(drill, nil)
       status.phase = status.phase ?? .idle
       try await writeStatus(drill, status)
       return .awaitChange
     case .waitUntil(let t):
       status.nextScheduledRun = t
+      metrics?.setNextRun(drill, t)
       status.phase = status.phase ?? .idle
       try await writeStatus(drill, status)
       return .requeueAfter(requeueDelay(seconds: t.timeIntervalSince(now)))
@@ -305,6 +328,7 @@ public final class DrillReconciler: Sendable {
     var st = DrillLogic.startRun(drill, token: token, scratchNamespace: scratch, schedule: schedule, now: now)
     st.nextScheduledRun = cron.next(after: now)
     try await writeStatus(stored, st)
+    metrics?.setNextRun(drill, st.nextScheduledRun)
     recorder?.record(
       drill, type: .normal, reason: "DrillStarted",
       message: "Drill started (\(token)): restoring into the scratch namespace \(scratch).")
@@ -390,6 +414,8 @@ public final class DrillReconciler: Sendable {
       m.rtoTarget.set(Double(targets.rtoSeconds), l)
       if let v = outcome.metrics.rpoSeconds { m.rpo.set(v, l) }
       m.score.set(outcome.metrics.complianceScore, l)
+      m.lastPassed.set(outcome.result.passed == true ? 1 : 0, l)
+      m.setNextRun(drill, st.nextScheduledRun)
     }
     try await removeStaleScratchNamespaces(drill, keep: nil)
     logger.info(
