@@ -14,7 +14,7 @@ For each of images/controller and images/engine:
 and across the repository:
   - manifests/deployment.yaml runs the controller image without overriding its entrypoint, as the image's user, and
     passes an --engine-image naming botrt-engine;
-  - the controller's default engine path (Sources/Reconcilers/ChildrenBuilders.swift) and the pod runner's
+  - the controller's default engine path (Sources/Reconcilers/BackupPolicy/ChildrenBuilders.swift) and the pod runner's
     --engine-path are the engine image's entrypoint, and the Jobs' runAsUser is the engine image's user.
 
   python3 hack/check-images.py [--bin-path "$(swift build --show-bin-path)"]
@@ -256,7 +256,7 @@ def check_repository(images: dict) -> None:
     engine_args = [a for a in c.get("args", []) if a.startswith("--engine-image=")]
     if len(engine_args) != 1 or "botrt-engine" not in engine_args[0]:
         problem(dep_path, f"want one --engine-image= naming a botrt-engine image, got {engine_args}")
-    builders = os.path.join(REPO, "Sources", "Reconcilers", "ChildrenBuilders.swift")
+    builders = os.path.join(REPO, "Sources", "Reconcilers", "BackupPolicy", "ChildrenBuilders.swift")
     text = open(builders).read()
     m = re.search(r'enginePath: String = "([^"]+)"', text)
     if not m or m.group(1) != eng.get("entrypoint"):

@@ -206,11 +206,11 @@ public final class BotRTController: Sendable {
           namespace: options.leaseNamespace, name: "botrt-controller", identity: options.identity),
         api: KubeLeaseAPI(client: client), logger: logger)
     }
-    // RecoveryPlans: their step Jobs run in the plan's namespace (Sources/Reconcilers/RecoveryPlanReconciler.swift).
+    // RecoveryPlans: their step Jobs run in the plan's namespace (Sources/Reconcilers/RecoveryPlan/RecoveryPlanReconciler.swift).
     let plans = RecoveryPlanReconciler.controller(
       client: client, settings: settings, namespace: options.watchNamespace, workers: options.workers,
       now: options.now, recorder: recorder, metrics: registry, logger: logger)
-    // DRDrills: runs in fenced scratch namespaces (Sources/Reconcilers/DrillReconciler.swift).
+    // DRDrills: runs in fenced scratch namespaces (Sources/Reconcilers/DRDrill/DrillReconciler.swift).
     let drills = DrillReconciler.controller(
       client: client, settings: settings, namespace: options.watchNamespace, workers: options.workers,
       now: options.now, recorder: recorder, metrics: registry, logger: logger)

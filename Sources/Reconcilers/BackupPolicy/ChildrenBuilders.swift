@@ -340,7 +340,7 @@ public enum BackupPolicyChildren {
           "rules": .array(rules),
         ]))
     // The RoleBinding of this Role to the ServiceAccount, and the storage egress, exist only while a run is
-    // active: `runAccess(_:settings:)` builds them (Sources/Reconcilers/BackupAccess.swift).
+    // active: `runAccess(_:settings:)` builds them (Sources/Reconcilers/BackupPolicy/BackupAccess.swift).
 
     // Network isolation of this policy's pods.
     let podSelector: JSONValue = [

@@ -86,7 +86,7 @@ public final class BackupPolicyReconciler: Sendable {
   let metrics: BackupPolicyMetrics?
   let replicaMetrics: ReplicaMetrics?
   let logger: Logger
-  /// Where applied NetworkPolicies are recorded for the isolation guard (Sources/Reconcilers/IsolationGuard.swift).
+  /// Where applied NetworkPolicies are recorded for the isolation guard (Sources/Reconcilers/Security/IsolationGuard.swift).
   let isolation: IsolationIntent?
   /// Policy (namespace/name) -> the backup namespace of its own it runs Jobs in (backupNamespacesInUse()).
   private let namespacesInUse = Mutex<[String: String]>([:])
