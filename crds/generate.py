@@ -775,7 +775,11 @@ def drill_spec():
                                       pattern=r"^(latest|[0-9a-f]{8,128})$"),
                    "restore": restore_destination("Where a BackupPolicy target's data is restored. Default: "
                                                   "an emptyDir volume in the scratch namespace. Set exactly one of "
-                                                  "pvc, command.", "restore"),
+                                                  "pvc, command. A pvc is created in the scratch namespace under "
+                                                  "that name, sized (storage request, access modes, storage class) "
+                                                  "from the policy's source claim, else from the claim of that name "
+                                                  "in the drill's namespace; without one the drill is refused.",
+                                                  "restore"),
                    "verification": obj("How the restore is verified.", {
                        "readData": boolean("Run the engine's verify with --read-data. Default: true.", default=True),
                        "databaseQuery": database_query("For databases: a query run against the restored database, "

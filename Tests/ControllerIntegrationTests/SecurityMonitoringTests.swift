@@ -422,7 +422,7 @@ extension BackupPolicyControllerTests {
         #expect(c.reason == "TargetsMet")
         #expect(c.message.contains("HIPAA healthcare data RPO (RPO 5m): met"))
         #expect(c.message.contains(KubeJSON.formatDate(last)))
-        #expect(c.message.contains("HIPAA complete access logging (required): by-design"))
+        #expect(c.message.contains("HIPAA complete access logging (required): by design, not measured"))
 
         let (rc, out) = try PromRules.run([bin, "report", "-n", ns])
         #expect(rc == 0, "\(out)")

@@ -90,6 +90,9 @@ public enum ChildResources {
   public static let namespaces = ResourceDescriptor.namespaces
   public static let jobs = ResourceDescriptor.jobs
   public static let pods = ResourceDescriptor.pods
+  /// The scratch claim a drill restores into.
+  public static let persistentVolumeClaims = ResourceDescriptor(
+    group: "", version: "v1", plural: "persistentvolumeclaims", kind: "PersistentVolumeClaim", namespaced: true)
   public static let globalNetworkPolicies = ResourceDescriptor(
     group: "crd.projectcalico.org", version: "v1", plural: "globalnetworkpolicies", kind: "GlobalNetworkPolicy",
     namespaced: false)
@@ -240,6 +243,36 @@ public enum BackupPolicyChildren {
   }
 
   /// Computes the desired children; throws when the spec cannot be turned into a Job (the field is named).
+  /// The rules of the backup ServiceAccount's Role: `get` of the Secrets its pods use, by name, and nothing else.
+  static func roleRules(secretNames: [String]) -> [JSONValue] {
+    if secretNames.isEmpty { return [] }
+    return [
+      [
+        "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+        "resourceNames": .array(secretNames.map { .string($0) }),
+      ]
+    ]
+  }
+
+  /// The backup ServiceAccount's declared RBAC, as `build` and `runAccess` declare it: the workload namespace, the
+  /// ServiceAccount, the Role's name and rules, and the RoleBinding's name (the only binding that may name the
+  /// ServiceAccount, and only to that Role).
+  public static func declaredRBAC(
+    _ policy: BackupPolicy, settings: ControllerSettings
+  ) throws(SpecError) -> DeclaredRBAC {
+    let policyNS = policy.metadata.namespace ?? "default"
+    let names = ChildNames(namespace: policyNS, name: policy.name)
+    let workNS = workloadNamespace(policy, settings: settings)
+    let copies = workNS != policyNS
+    let invocation = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) {
+      copies ? names.secretCopy($0) : $0
+    }
+    return DeclaredRBAC(
+      namespace: workNS, serviceAccount: names.serviceAccount, role: names.role, roleBinding: names.roleBinding,
+      rules: roleRules(secretNames: invocation.secrets.map { copies ? names.secretCopy($0.sourceName) : $0.sourceName })
+    )
+  }
+
   public static func build(_ input: ChildInputs) throws(SpecError) -> [DesiredChild] {
     let policy = input.policy
     let settings = input.settings
@@ -324,13 +357,7 @@ public enum BackupPolicyChildren {
           "metadata": meta(name: names.serviceAccount, namespace: workNS, labels: with("backup"), owner: owner),
           "automountServiceAccountToken": false,
         ]))
-    var rules: [JSONValue] = []
-    if !secretNames.isEmpty {
-      rules.append([
-        "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
-        "resourceNames": .array(secretNames.map { .string($0) }),
-      ])
-    }
+    let rules = roleRules(secretNames: secretNames)
     out.append(
       DesiredChild(
         resource: ChildResources.roles, namespace: workNS, name: names.role,

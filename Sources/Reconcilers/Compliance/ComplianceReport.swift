@@ -220,7 +220,7 @@ public struct ComplianceReport: Codable, Sendable, Hashable {
 
   /// One target as a line: "SOX financial data RPO (RPO 1m): met, measured 45s at T. Evidence."
   static func targetLine(_ r: ComplianceTargetResult) -> String {
-    var line = "\(r.profile.uppercased()) \(r.title) (\(r.target)): \(r.outcome.rawValue)"
+    var line = "\(r.profile.uppercased()) \(r.title) (\(r.target)): \(r.outcome.text)"
     if let m = r.measuredSeconds { line += ", measured \(dur(m))" }
     if let at = r.measuredAt { line += " at \(rfc3339Seconds(at))" }
     return line + ". \(r.evidence)"
@@ -276,7 +276,7 @@ public struct ComplianceReport: Codable, Sendable, Hashable {
         "\n### \(t.object)\n\n| profile | target | outcome | measured | when | evidence |\n|---|---|---|---|---|---|\n"
       for r in t.results {
         let cells = [
-          r.profile.uppercased(), "\(r.title): \(r.target)", r.outcome.rawValue, Self.dur(r.measuredSeconds),
+          r.profile.uppercased(), "\(r.title): \(r.target)", r.outcome.text, Self.dur(r.measuredSeconds),
           r.measuredAt.map(rfc3339Seconds) ?? "-", r.evidence,
         ]
         out += "| " + cells.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n"

@@ -129,10 +129,13 @@ public enum ComplianceOutcome: String, Codable, Sendable, Hashable {
   case notMet = "not-met"
   /// Nothing measured yet (no backup, no run, no drill).
   case notMeasured = "not-measured"
-  /// Met by how the controller works (no measurement exists), named in the evidence.
+  /// Claimed by how the controller works, but nothing is measured: named in the evidence, never counted as met.
   case byDesign = "by-design"
   /// Not something BotRT does.
   case notCovered = "not-covered"
+
+  /// The outcome as reports and conditions write it ("by design, not measured" for `byDesign`).
+  public var text: String { self == .byDesign ? "by design, not measured" : rawValue }
 }
 
 /// One target's result for one object, with its evidence.
@@ -152,7 +155,7 @@ public struct ComplianceTargetResult: Codable, Sendable, Hashable {
 
   /// "SOX financial data RPO 1m: met (evidence)".
   public var sentence: String {
-    "\(profile.uppercased()) \(title) (\(target)): \(outcome.rawValue) - \(evidence)"
+    "\(profile.uppercased()) \(title) (\(target)): \(outcome.text) - \(evidence)"
   }
 }
 
@@ -242,22 +245,26 @@ public enum ComplianceEvaluation {
         }
         return drillInterval(r, lastRun: last?.startTime, passed: last?.passed, what: "this policy", now: now)
       case .erasure:
+        let keep = TierDefaults.of(p.spec.tier).keepSeconds
         return result(
           r, .byDesign,
-          "The prune CronJob forgets expired snapshots and deletes their data every day (04:MM), so data removed "
-            + "from the source leaves the backups within a day of its last snapshot expiring.")
+          "Not measured, and in conflict with the retention: the daily prune CronJob (04:MM) deletes only the data "
+            + "of expired snapshots, so data erased at the source stays in every snapshot the retention keeps "
+            + "(the \(p.spec.tier.rawValue) tier keeps data \(dur(keep))), not 24 hours. Erasure within 24 hours "
+            + "needs a retention of at most a day, or erasure requests handled outside BotRT.")
       case .detection:
         return result(
           r, .byDesign,
-          "Changes to the backup isolation and Jobs the controller did not create are reported on the API's watch "
+          "Not measured: changes to the backup isolation and Jobs the controller did not create are reported on the API's watch "
             + "events, within seconds (Events IsolationDrift, UnexpectedBackupJob; alerts NetworkIsolationBreach, "
             + "UnauthorizedBackupAccess).")
       case .accessLogging:
         return result(
           r, .byDesign,
-          "Every run's data-key unwraps are counted by key and origin (botrt_key_unwrap_total), refused runs and "
-            + "foreign Jobs and Pods raise Warning Events; requests to the API itself are in the apiserver's audit log."
-        )
+          "Not measured: the backup runs' data-key unwraps are counted by key and origin (botrt_key_unwrap_total), "
+            + "refused runs and foreign Jobs and Pods raise Warning Events, and requests to the API are in the "
+            + "apiserver's audit log; but the key use of restores by RecoveryPlans and DRDrills is not counted, so "
+            + "access logging is not complete.")
       case .rto, .outsideBotRT:
         return result(r, .notCovered, "Not measured on a BackupPolicy.")
       }
@@ -318,20 +325,34 @@ public enum ComplianceEvaluation {
   /// The condition type on BackupPolicies.
   public static let conditionType = "ComplianceMet"
 
-  /// The condition summarizing results: True when every measured target is met (by-design counts; targets judged
-  /// elsewhere or outside BotRT are named but do not count), False when one is not, Unknown when one is not
-  /// measured yet.
+  /// The condition summarizing results: only measured evidence counts. True when every measured target is met and
+  /// none is pending; by-design targets (claimed, not measured) and targets judged elsewhere or outside BotRT are
+  /// named but never counted as met. False when a measured target is missed; Unknown when one is not measured yet or
+  /// no target is measured at all.
   public static func summary(_ results: [ComplianceTargetResult]) -> (ConditionStatus, String, String) {
     let missed = results.filter { $0.outcome == .notMet }
     let pending = results.filter { $0.outcome == .notMeasured }
+    let met = results.filter { $0.outcome == .met }
+    let byDesign = results.filter { $0.outcome == .byDesign }
     let text = results.map(\.sentence).joined(separator: " ")
+    let unmeasured =
+      byDesign.isEmpty
+      ? "" : " \(byDesign.count) by design, not measured, and not counted as met."
     if !missed.isEmpty {
-      return (.false, "TargetsMissed", "\(missed.count) of \(results.count) targets not met. \(text)")
+      return (.false, "TargetsMissed", "\(missed.count) of \(results.count) targets not met.\(unmeasured) \(text)")
     }
     if !pending.isEmpty {
-      return (.unknown, "NotMeasured", "\(pending.count) of \(results.count) targets not measured yet. \(text)")
+      return (
+        .unknown, "NotMeasured",
+        "\(pending.count) of \(results.count) targets not measured yet.\(unmeasured) \(text)"
+      )
     }
-    return (.true, "TargetsMet", "All \(results.count) targets met. \(text)")
+    if met.isEmpty {
+      return (.unknown, "NothingMeasured", "None of the \(results.count) targets is measured.\(unmeasured) \(text)")
+    }
+    return (
+      .true, "TargetsMet", "All \(met.count) measured targets met (of \(results.count)).\(unmeasured) \(text)"
+    )
   }
 
   /// Sets (or, without results, removes) the `ComplianceMet` condition.

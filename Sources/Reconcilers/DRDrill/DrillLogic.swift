@@ -228,6 +228,64 @@ public enum DrillLogic {
     return out
   }
 
+  /// The claim a drill's scratch claim is sized from, when the run restores into a claim (spec.restore.pvc): the
+  /// BackupPolicy's source claim (spec.source.pvc.claimName) in the policy's namespace, else the claim the drill names,
+  /// in the drill's namespace. Nil when the run restores into an emptyDir or a command.
+  public static func sourceClaimReference(
+    _ drill: DRDrill, spec: DrillRunSpec, policy: BackupPolicy
+  ) -> (namespace: String, name: String)? {
+    guard let into = spec.restore.into.pvc else { return nil }
+    if let src = policy.spec.source.pvc?.claimName, !src.isEmpty {
+      return (policy.metadata.namespace ?? drill.metadata.namespace ?? "default", src)
+    }
+    return (drill.metadata.namespace ?? "default", into.claimName)
+  }
+
+  /// The field a missing source claim is reported under.
+  public static let restoreClaimField = "spec.restore.pvc.claimName"
+
+  /// The scratch claim a run restores into (spec.restore.pvc): a fresh scratch namespace has no claims, so the drill
+  /// creates one there under the name the restore mounts, with the storage request, access modes and storage class of
+  /// the source claim (`source`, the PersistentVolumeClaim as read; nil when it could not be read), labelled as the
+  /// drill's; it goes with the scratch namespace. Nil when the run does not restore into a claim. Throws naming
+  /// spec.restore.pvc.claimName when the source claim is missing or has no storage request.
+  public static func scratchClaim(
+    _ drill: DRDrill, spec: DrillRunSpec, namespace ns: String, policy: BackupPolicy, source: JSONValue?
+  ) throws(SpecError) -> DesiredChild? {
+    guard let into = spec.restore.into.pvc, let ref = sourceClaimReference(drill, spec: spec, policy: policy) else {
+      return nil
+    }
+    guard let source else {
+      throw SpecError(
+        field: restoreClaimField,
+        message: "the drill restores into a claim in its scratch namespace sized from PersistentVolumeClaim "
+          + "'\(ref.name)' in namespace \(ref.namespace), which cannot be read")
+    }
+    guard let storage = source[path: "spec", "resources", "requests", "storage"], storage.stringValue != nil else {
+      throw SpecError(
+        field: restoreClaimField,
+        message: "PersistentVolumeClaim '\(ref.name)' in namespace \(ref.namespace) has no storage request to size "
+          + "the drill's scratch claim from")
+    }
+    let modes = source[path: "spec", "accessModes"]?.arrayValue ?? []
+    var claimSpec: [String: JSONValue] = [
+      "accessModes": .array(modes.isEmpty ? ["ReadWriteOnce"] : modes),
+      "resources": ["requests": ["storage": storage]],
+    ]
+    if let sc = source[path: "spec", "storageClassName"], sc.stringValue != nil { claimSpec["storageClassName"] = sc }
+    if let vm = source[path: "spec", "volumeMode"], vm.stringValue != nil { claimSpec["volumeMode"] = vm }
+    return DesiredChild(
+      resource: ChildResources.persistentVolumeClaims, namespace: ns, name: into.claimName,
+      body: [
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": [
+          "name": .string(into.claimName), "namespace": .string(ns),
+          "labels": .object(labels(drill).mapValues { .string($0) }),
+        ],
+        "spec": .object(claimSpec),
+      ])
+  }
+
   /// Copies of the policy's Secrets the run Job reads, into the scratch namespace (same names).
   public static func secretCopies(
     _ drill: DRDrill, namespace ns: String, policy: BackupPolicy, spec: DrillRunSpec, secrets: [String: Secret]
@@ -283,6 +341,22 @@ public enum DrillLogic {
     return RecoveryJobs.sequentialJob(
       name: runJobName, ctx: ctx, initContainers: restore.initContainers, steps: restore.containers + verify.containers,
       volumes: restore.volumes + verify.volumes, activeDeadlineSeconds: timeoutSeconds)
+  }
+
+  /// The run's evidence for two security checks, told apart from the engine's results (nil: no run was observed).
+  /// Signatures: the restore succeeded, and the engine's restore refuses a snapshot whose signed manifests (snapshot
+  /// and index) do not verify, so a successful restore is a verified manifest check. Encryption: the restore
+  /// decrypted data (it read more than 0 bytes, each blob AES-256-GCM authenticated) and `verify` (when it ran)
+  /// reported no integrity error. A restore of an empty snapshot verifies signatures but no encryption.
+  public static func runEvidence(_ job: JobObservation?) -> (encryption: Bool?, signatures: Bool?) {
+    guard let job else { return (nil, nil) }
+    let restore = job.containers["restore"]
+    let result = restore?.engineResult
+    let restoreOK = restore?.exitCode == 0 && result?.ok != false
+    let verify = job.containers["verify"]
+    let verifyOK = verify.map { $0.exitCode == 0 && $0.engineResult?.ok != false } ?? true
+    let decrypted = restoreOK && (result?.bytesRead ?? 0) > 0 && (result?.errors ?? []).isEmpty && verifyOK
+    return (decrypted, restoreOK)
   }
 
   /// The targets of a run: RPO from the policy's effective RPO, RTO from the plan's (or the policy's) effective RTO,

@@ -179,9 +179,13 @@ public final class DrillReconciler: Sendable {
         schedule = try DrillLogic.schedule(
           drill, targetTier: plan?.spec.tier ?? policy.spec.tier,
           targetCompliance: (policy.spec.compliance ?? []) + (plan?.spec.compliance ?? []))
-        _ = try DrillLogic.runSpec(drill, plan: plan)
-      } catch {
-        problem = error
+        let spec = try DrillLogic.runSpec(drill, plan: plan)
+        // A restore into a claim needs a source claim to size the scratch claim from: refused here, not after a
+        // run's hour of Pending.
+        let source = try await readSourceClaim(drill, spec: spec, policy: policy)
+        _ = try DrillLogic.scratchClaim(drill, spec: spec, namespace: "scratch", policy: policy, source: source)
+      } catch let e as SpecError {
+        problem = e
       }
     }
     guard let policy = policyOpt, let schedule, problem == nil else {
@@ -272,11 +276,17 @@ public final class DrillReconciler: Sendable {
         continue
       }
     }
+    let sourceClaim = try await readSourceClaim(drill, spec: spec, policy: policy)
     let timeout = try drillTimeout(drill)
     var children = DrillLogic.scratchChildren(drill, namespace: scratch, policy: policy)
     let job: JSONValue
     do {
       children += try DrillLogic.secretCopies(drill, namespace: scratch, policy: policy, spec: spec, secrets: secrets)
+      if let claim = try DrillLogic.scratchClaim(
+        drill, spec: spec, namespace: scratch, policy: policy, source: sourceClaim)
+      {
+        children.append(claim)
+      }
       job = try DrillLogic.runJob(
         drill, spec: spec, namespace: scratch, settings: settings, policies: [policy.name: policy],
         timeoutSeconds: timeout)
@@ -334,6 +344,18 @@ public final class DrillReconciler: Sendable {
       message: "Drill started (\(token)): restoring into the scratch namespace \(scratch).")
     logger.info("drill started", metadata: ["object": "DRDrill \(ns)/\(drill.name)", "scratch": "\(scratch)"])
     return .requeueAfter(.seconds(Int64(Self.pollSeconds)))
+  }
+
+  /// The claim the run's scratch claim is sized from (`DrillLogic.sourceClaimReference`), as read; nil when the run
+  /// restores into no claim, or when the claim does not exist or cannot be read.
+  func readSourceClaim(_ drill: DRDrill, spec: DrillRunSpec, policy: BackupPolicy) async throws -> JSONValue? {
+    guard let ref = DrillLogic.sourceClaimReference(drill, spec: spec, policy: policy) else { return nil }
+    do {
+      return try await client.get(
+        ChildResources.persistentVolumeClaims, namespace: ref.namespace, name: ref.name, as: JSONValue.self)
+    } catch let e as KubeError where e.isNotFound || e.isForbidden {
+      return nil
+    }
   }
 
   /// Creates the scratch namespace among `children` (create, not apply); when it exists already, returns the
@@ -429,9 +451,10 @@ public final class DrillReconciler: Sendable {
   }
 
   /// The security posture: the backup namespace's shared NetworkPolicies present with the specs the controller
-  /// applies, the Calico policy where served, encryption and signatures verified by the run (the engine's restore and
-  /// `verify` authenticate every blob and check the signatures, and fail otherwise), and RBAC: the run's Pod has no
-  /// ServiceAccount token (automountServiceAccountToken false), so it has no API rights at all.
+  /// applies; the Calico policy, where served, present with the spec the controller applies; encryption and
+  /// signatures from the run's results (`DrillLogic.runEvidence`); and RBAC: the backup ServiceAccount's Role and
+  /// RoleBindings as observed in the workload namespace grant no more than the builders declare
+  /// (`DeclaredRBAC.widerThanDeclared`). The run's own Pod has no ServiceAccount token at all.
   func securityChecks(policy: BackupPolicy, job: JobObservation?) async throws -> SecurityChecks {
     let backupNS = BackupPolicyChildren.backupNamespace(policy, settings: settings)
     var intact = true
@@ -446,20 +469,37 @@ public final class DrillReconciler: Sendable {
     }
     var calico: Bool? = nil
     if settings.calicoServed {
+      let want = BackupPolicyChildren.calicoPolicy()
       do {
-        _ = try await client.get(
-          ChildResources.globalNetworkPolicies, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
-        calico = true
+        let have = try await client.get(
+          ChildResources.globalNetworkPolicies, namespace: nil, name: want.name, as: JSONValue.self)
+        calico = have["spec"] == want.body["spec"]
       } catch let e as KubeError where e.isNotFound {
         calico = false
       }
     }
-    let restoreOK = job?.containers["restore"]?.exitCode == 0
-    let verifyOK = job?.containers["verify"]?.exitCode == 0
-    let verified: Bool? = job == nil ? nil : (restoreOK && verifyOK)
+    let evidence = DrillLogic.runEvidence(job)
+    var rbac = false
+    do {
+      let declared = try BackupPolicyChildren.declaredRBAC(policy, settings: settings)
+      var role: JSONValue? = nil
+      do {
+        role = try await client.get(
+          ChildResources.roles, namespace: declared.namespace, name: declared.role, as: JSONValue.self)
+      } catch let e as KubeError where e.isNotFound {
+        role = nil
+      }
+      let bindings = try await client.listAll(
+        ChildResources.roleBindings, namespace: declared.namespace, options: ListOptions(), as: JSONValue.self)
+      let wider = declared.widerThanDeclared(role: role, bindings: bindings.items)
+      if let wider { logger.warning("RBAC wider than declared", metadata: ["detail": "\(wider)"]) }
+      rbac = wider == nil
+    } catch let e as SpecError {
+      logger.warning("RBAC not checked", metadata: ["error": "\(e)"])
+    }
     return SecurityChecks(
-      networkPoliciesIntact: intact, calicoIntact: calico, encryptionVerified: verified, signaturesVerified: verified,
-      rbacWithinDeclared: true)
+      networkPoliciesIntact: intact, calicoIntact: calico, encryptionVerified: evidence.encryption,
+      signaturesVerified: evidence.signatures, rbacWithinDeclared: rbac)
   }
 
   /// Deletes the drill's scratch namespaces other than `keep` (runs that ended, crashed or timed out).
