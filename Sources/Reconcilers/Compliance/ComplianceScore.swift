@@ -7,11 +7,12 @@ public struct SecurityChecks: Sendable, Hashable {
   public var networkPoliciesIntact: Bool?
   /// The Calico GlobalNetworkPolicy is present and unchanged; nil when Calico is not served (not applicable).
   public var calicoIntact: Bool?
-  /// Every blob read during restore and verify decrypted (AES-256-GCM authenticated) under the expected keys.
+  /// The restore decrypted data (read more than 0 bytes, no error) and verify passed (`DrillLogic.runEvidence`).
   public var encryptionVerified: Bool?
-  /// The snapshot's and index's signatures verified.
+  /// The snapshot's and index's signed manifests verified: the restore succeeded (`DrillLogic.runEvidence`).
   public var signaturesVerified: Bool?
-  /// The drill's ServiceAccount has no rights beyond the ones declared for drills.
+  /// The backup ServiceAccount's observed Role and RoleBindings grant no more than the builders declare
+  /// (`DeclaredRBAC.widerThanDeclared`).
   public var rbacWithinDeclared: Bool?
 
   public init(
