@@ -28,7 +28,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fail() { echo "install-test: FAIL: $*" >&2; exit 1; }
 log() { echo "install-test: $*" >&2; }
-for v in KUBECONFIG BOTRT_CONTROLLER_BIN BOTRT_ENGINE_BIN BOTRT_S3_ENDPOINT VAULT_ADDR VAULT_TOKEN PGHOST PGPORT \
+for v in KUBECONFIG BOTRT_LIMITED_TOKEN BOTRT_CONTROLLER_BIN BOTRT_ENGINE_BIN BOTRT_S3_ENDPOINT VAULT_ADDR VAULT_TOKEN PGHOST PGPORT \
   BOTRT_PG_BIN; do
   [[ -n "${!v:-}" ]] || fail "$v is not set (see the header of $0)"
 done
@@ -72,6 +72,7 @@ cleanup() {
   # Everything manifests/ created but the CRDs (other steps and tests use them).
   "$KUBECTL" delete namespace "$APP_NS" "$SYS_NS" botrt-backup --wait=false >/dev/null 2>&1
   "$KUBECTL" delete clusterrole,clusterrolebinding botrt-controller >/dev/null 2>&1
+  "$KUBECTL" delete clusterrole botrt-edit botrt-view >/dev/null 2>&1
   "$KUBECTL" delete namespace -l "dr.botrt.io/drill-namespace=$APP_NS" --wait=false >/dev/null 2>&1
   "$KUBECTL" delete crd prometheusrules.monitoring.coreos.com servicemonitors.monitoring.coreos.com \
     podmonitors.monitoring.coreos.com --ignore-not-found >/dev/null 2>&1
@@ -106,6 +107,7 @@ assert old == new, f"kustomize versions disagree: {set(old) ^ set(new)}"
 want = {("Namespace", "", "botrt-system"), ("ServiceAccount", "botrt-system", "botrt-controller"),
         ("ClusterRole", "", "botrt-controller"), ("ClusterRoleBinding", "", "botrt-controller"),
         ("Role", "botrt-system", "botrt-leader-election"), ("RoleBinding", "botrt-system", "botrt-leader-election"),
+        ("ClusterRole", "", "botrt-edit"), ("ClusterRole", "", "botrt-view"),
         ("Deployment", "botrt-system", "botrt-controller"), ("Service", "botrt-system", "botrt-controller-metrics"),
         ("NetworkPolicy", "botrt-system", "botrt-controller"),
         ("CustomResourceDefinition", "", "backuppolicies.dr.botrt.io"),
@@ -268,6 +270,58 @@ for a in "create backuppolicies.dr.botrt.io -n $APP_NS" "delete deployments.apps
   [[ "$(can $a)" == no ]] || fail "the ServiceAccount may: $a (more than the controller needs)"
 done
 set +f
+
+log "2b. self-service: a namespace's editors manage BotRT objects there and its viewers read them (aggregated roles)"
+TEAM_A="team-a-$$"
+TEAM_B="team-b-$$"
+"$KUBECTL" create namespace "$TEAM_A" >/dev/null
+"$KUBECTL" create namespace "$TEAM_B" >/dev/null
+# The token user botrt-limited (no rights of its own) becomes an editor of TEAM_A, ns-viewer a viewer, by the built-in
+# roles only: nothing BotRT-specific is bound.
+"$KUBECTL" -n "$TEAM_A" create rolebinding team-edit --clusterrole=edit --user=botrt-limited >/dev/null
+"$KUBECTL" -n "$TEAM_A" create rolebinding team-view --clusterrole=view --user=ns-viewer >/dev/null
+as_editor() { "$KUBECTL" --token="$BOTRT_LIMITED_TOKEN" "$@"; }
+for _ in $(seq 1 60); do # the aggregation controller fills edit and view within seconds
+  [[ "$(as_editor auth can-i create backuppolicies.dr.botrt.io -n "$TEAM_A" 2>/dev/null)" == yes &&
+    "$("$KUBECTL" auth can-i get drdrills.dr.botrt.io -n "$TEAM_A" --as=ns-viewer 2>/dev/null)" == yes ]] && break
+  sleep 0.5
+done
+cat >"$WORK/team-policy.yaml" <<'EOF'
+apiVersion: dr.botrt.io/v1alpha1
+kind: BackupPolicy
+metadata: {name: team-files}
+spec:
+  tier: standard
+  suspend: true
+  source: {pvc: {claimName: team-data}}
+  repository: {local: {path: /repository/team, claimName: team-backups}}
+  encryption: {kms: {localKeySecretRef: {name: team-key}}}
+EOF
+as_editor -n "$TEAM_A" apply -f "$WORK/team-policy.yaml" >"$WORK/selfservice.out" 2>&1 ||
+  fail "a namespace editor cannot create a BackupPolicy: $(cat "$WORK/selfservice.out")"
+"$KUBECTL" -n "$TEAM_A" get bp team-files --as=ns-viewer -o name >/dev/null || fail "a namespace viewer cannot read a BackupPolicy"
+set -f
+for a in "create recoveryplans.dr.botrt.io -n $TEAM_A" "delete drdrills.dr.botrt.io -n $TEAM_A" \
+  "patch backuppolicies.dr.botrt.io -n $TEAM_A"; do
+  # shellcheck disable=SC2086
+  [[ "$(as_editor auth can-i $a 2>/dev/null)" == yes ]] || fail "a namespace editor may not: $a"
+done
+for a in "create backuppolicies.dr.botrt.io -n $TEAM_B" "patch backuppolicies.dr.botrt.io/status -n $TEAM_A" \
+  "create clusterroles.rbac.authorization.k8s.io"; do
+  # shellcheck disable=SC2086
+  [[ "$(as_editor auth can-i $a 2>/dev/null)" == no ]] || fail "a namespace editor may: $a"
+done
+for a in "get backuppolicies.dr.botrt.io/status -n $TEAM_A" "watch recoveryplans.dr.botrt.io -n $TEAM_A"; do
+  # shellcheck disable=SC2086
+  [[ "$("$KUBECTL" auth can-i $a --as=ns-viewer 2>/dev/null)" == yes ]] || fail "a namespace viewer may not: $a"
+done
+for a in "create drdrills.dr.botrt.io -n $TEAM_A" "get backuppolicies.dr.botrt.io -n $TEAM_B"; do
+  # shellcheck disable=SC2086
+  [[ "$("$KUBECTL" auth can-i $a --as=ns-viewer 2>/dev/null)" == no ]] || fail "a namespace viewer may: $a"
+done
+set +f
+"$KUBECTL" -n "$TEAM_A" patch bp team-files --type merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+"$KUBECTL" delete namespace "$TEAM_A" "$TEAM_B" --wait=false >/dev/null
 
 # -------------------------------------------------------------------------------------------------------------------
 log "3. manifests/monitoring/ where the Prometheus Operator's kinds exist (stand-in CRDs of PrometheusRule, ServiceMonitor, PodMonitor)"
