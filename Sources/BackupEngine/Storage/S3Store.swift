@@ -265,9 +265,21 @@ public struct S3Store: ObjectStore {
     return out
   }
 
+  /// A plain DELETE (no versionId): on a versioned (Object Lock) bucket it adds a delete marker and every version
+  /// stays, a retained one until its retention ends. Needs s3:DeleteObject only, never s3:DeleteObjectVersion.
+  public func delete(_ key: String) async throws {
+    let full = objectKey(key)
+    let r = try await send("DELETE \(key)") { request("DELETE", key: full) }
+    guard r.status == 204 || r.status == 200 || r.status == 404 else { throw failure(r, key: key, operation: "DELETE") }
+  }
+
+  /// The retain-until date of the current version.
+  public func retention(of key: String) async throws -> Date? { try await retainUntil(objectKey(key)) }
+
   /// Deletes every version of the object (and its delete markers), so nothing is left behind on a versioned
   /// (Object Lock) bucket. A version that Object Lock still protects makes this throw `StorageError.locked`.
-  public func delete(_ key: String) async throws {
+  /// Needs s3:DeleteObjectVersion; only `delete-repository` calls it.
+  public func deleteAllVersions(_ key: String) async throws {
     let full = objectKey(key)
     var versions: [S3VersionsPage.Version] = []
     var keyMarker: String? = nil
