@@ -479,7 +479,12 @@ extension Repository {
   /// snapshots and the audit trail go first; the key files and the config last, and only when Object Lock kept
   /// nothing, so retained data stays readable. Objects Object Lock protects are reported, never counted as deleted.
   public func deleteEverything(keeping: String?) async throws -> RepositoryDeletion {
-    let all = try await store.list(prefix: "")
+    var all = try await store.list(prefix: "")
+    // Objects a plain delete (a released lock, a pruned pack) left behind a delete marker: their versions go too.
+    let current = Set(all.map(\.key))
+    for k in try await store.listAllVersionedKeys(prefix: "") where !current.contains(k) {
+      all.append(ObjectInfo(key: k, size: 0))
+    }
     let last = Set(["config"])
     var first: [ObjectInfo] = []
     var keys: [ObjectInfo] = []

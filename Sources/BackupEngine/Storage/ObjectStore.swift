@@ -93,6 +93,9 @@ public protocol ObjectStore: Sendable {
   /// throws `StorageError.locked` for a version Object Lock still protects. Only `delete-repository` uses it; the
   /// default is `delete`, for stores without versions.
   func deleteAllVersions(_ key: String) async throws
+  /// The keys under `prefix` that have any version, also those a delete marker hides (for `delete-repository`,
+  /// which removes those versions too). The default is the keys `list` returns.
+  func listAllVersionedKeys(prefix: String) async throws -> [String]
   /// The retain-until date of the object's current version, or nil when it has none (or the store has no
   /// retention). The default is nil.
   func retention(of key: String) async throws -> Date?
@@ -103,6 +106,9 @@ public protocol ObjectStore: Sendable {
 extension ObjectStore {
   public func deleteAllVersions(_ key: String) async throws { try await delete(key) }
   public func retention(of key: String) async throws -> Date? { nil }
+  public func listAllVersionedKeys(prefix: String) async throws -> [String] {
+    try await list(prefix: prefix).map(\.key)
+  }
 
   public func put(_ key: String, data: Data) async throws { try await put(key, data: data, options: PutOptions()) }
 
