@@ -267,6 +267,11 @@ public final class Repository: @unchecked Sendable {
       } catch KMSError.unwrapFailed(let kms, let m) {
         lastError = KMSError.unwrapFailed(kms: kms, message: "\(ko.key): \(m)")
         continue
+      } catch let e as KMSError where kf.kms != keyService.descriptor {
+        // A key file of another KMS (an old one a rotation kept, or one a rotation to a foreign key wrote): this
+        // key service may fail on it in any way; try the next one.
+        if lastError == nil { lastError = e }
+        continue
       }
       let pub = try Ed25519.publicKey(privateKey: plain["signing"]!)
       guard Hex.encode(pub) == kf.publicKey, kf.publicKey == config.publicKey else {
