@@ -79,19 +79,21 @@ final class LockingMemoryStore: ObjectStore, @unchecked Sendable {
     try await repo.audit.flush()
     let objs = store.objects
     for (k, o) in objs {
-      let immutable = ["data/", "index/", "snapshots/", "audit/"].contains { k.hasPrefix($0) }
+      let immutable = ["data/", "index/", "snapshots/", "audit/", "keys/", "config"].contains { k.hasPrefix($0) }
       if immutable {
         let r = try #require(o.retention, "\(k) has no retention")
         #expect(r.mode == .compliance)
         #expect(abs(r.retainUntil.timeIntervalSince(before) - 30 * 86400) < 120)
       } else {
-        #expect(o.retention == nil, "\(k) must stay replaceable")
+        #expect(o.retention == nil, "\(k) (a lock) must stay replaceable")
       }
     }
     let packs = objs.keys.filter { $0.hasPrefix("data/") }
     #expect(!packs.isEmpty)
-    // Every pack the snapshot references got its retention extended.
-    #expect(Set(store.extended.keys) == Set(packs))
+    // Every pack the snapshot references, the config and the key file got their retention extended.
+    let keyFiles = objs.keys.filter { $0.hasPrefix("keys/") }
+    #expect(keyFiles.count == 1)
+    #expect(Set(store.extended.keys) == Set(packs + keyFiles + ["config"]))
     // Forget + prune: the locked snapshot and packs are reported, not lost, and not an error.
     // A newer snapshot, so the retention lets the first one go.
     var next = BackupOptions(paths: [dir + "/src"])

@@ -99,7 +99,7 @@ import Testing
       let until = try #require(try await store.retainUntil(store.objectKey(p.key)))
       #expect(until > Date().addingTimeInterval(3600))
     }
-    await #expect(throws: StorageError.self) { try await store.delete(packs[0].key) }
+    await #expect(throws: StorageError.self) { try await store.deleteAllVersions(packs[0].key) }
 
     // A second copy uploads nothing new.
     let second = try Self.result(try sh.ok(copy, env: repoEnv))

@@ -120,7 +120,7 @@ struct EngineShell {
     let pack = try #require(objects.first { $0.key.hasPrefix("data/") }, "no pack in \(objects.map(\.key))")
     let until = try #require(try await store.retainUntil(store.objectKey(pack.key)))
     #expect(until > Date().addingTimeInterval(3600))
-    await #expect(throws: StorageError.self) { try await store.delete(pack.key) }
+    await #expect(throws: StorageError.self) { try await store.deleteAllVersions(pack.key) }
     // The wrong Vault key cannot open the repository.
     let bad = try sh.run(
       "\"$ENGINE\" snapshots --quiet",

@@ -40,11 +40,17 @@ import Testing
     try await s.delete("index/one")
     #expect(try await s.head("index/one") == nil)
     try await s.delete("index/one")  // deleting a missing object is not an error
-    // The versioned (Object Lock) bucket keeps no version behind.
-    let versions = try await s.send("test") {
-      s.request("GET", key: "", query: [("versions", ""), ("prefix", s.objectKey("index/one"))])
+    // On the versioned (Object Lock) bucket a plain delete leaves the version behind a delete marker; only
+    // deleteAllVersions (delete-repository) removes every version.
+    func versions() async throws -> [S3VersionsPage.Version] {
+      let r = try await s.send("test") {
+        s.request("GET", key: "", query: [("versions", ""), ("prefix", s.objectKey("index/one"))])
+      }
+      return try #require(S3VersionsPage.parse(r.body)).versions
     }
-    #expect(S3VersionsPage.parse(versions.body)?.versions.isEmpty == true)
+    #expect(try await versions().contains { !$0.isDeleteMarker })
+    try await s.deleteAllVersions("index/one")
+    #expect(try await versions().isEmpty)
   }
 
   @Test func listPaginatesPast1000Keys() async throws {
@@ -110,13 +116,14 @@ import Testing
       "data/locked", data: Data("keep me".utf8),
       options: PutOptions(retention: ObjectRetention(mode: .compliance, retainUntil: until)))
     do {
-      try await s.delete("data/locked")
-      Issue.record("deleting an object under COMPLIANCE retention must fail")
+      try await s.deleteAllVersions("data/locked")
+      Issue.record("deleting the versions of an object under COMPLIANCE retention must fail")
     } catch StorageError.locked(let key, let message) {
       #expect(key == "data/locked")
       #expect(message.contains("retained until"))
     }
     #expect(try await s.get("data/locked") == Data("keep me".utf8))
+    #expect(try await s.retention(of: "data/locked") != nil)
     let full = s.objectKey("data/locked")
     let first = try #require(try await s.retainUntil(full))
     #expect(abs(first.timeIntervalSince(until)) < 2)

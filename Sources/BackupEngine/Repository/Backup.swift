@@ -221,12 +221,14 @@ extension Repository {
       audit.record("stored", details: ["index": name, "packs": "\(pending.count)"])
     }
 
-    // Object Lock: extend the retention of every pack the new snapshot references.
+    // Object Lock: extend the retention of every pack the new snapshot references, the config and key file.
     if let r = retention(), store.supportsRetention {
       var packs = Set<ID>()
       for n in nodes { for c in n.content { if let l = index.lookup(c) { packs.insert(l.pack) } } }
       for t in treeIDs { if let l = index.lookup(t) { packs.insert(l.pack) } }
       for p in packs { try await store.extendRetention(Self.packKey(p), to: r) }
+      // And of the config and the key file: a locked snapshot is readable only with them.
+      try await extendKeyRetention(to: r)
     }
 
     let files = nodes.filter { $0.kind != .directory }.count

@@ -269,6 +269,7 @@ extension Repository {
         for n in newNodes { for c in n.content { if let l = targetIndex.lookup(c) { packs.insert(l.pack) } } }
         for t in treeIDs { if let l = targetIndex.lookup(t) { packs.insert(l.pack) } }
         for p in packs { try await target.store.extendRetention(Self.packKey(p), to: r) }
+        try await target.extendKeyRetention(to: r)
       }
       let parent = targetSnaps.last {
         $0.manifest.hostname == m.hostname && $0.manifest.dataType == m.dataType && $0.manifest.paths == m.paths

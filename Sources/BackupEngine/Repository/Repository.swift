@@ -63,7 +63,7 @@ public final class Repository: @unchecked Sendable {
   let repoID: [UInt8]
   let keyService: any KeyService
   private let keyState = Locked<(keys: [String: [UInt8]], wrapped: [String: WrappedKey])>((keys: [:], wrapped: [:]))
-  let keyFileName: String
+  private(set) var keyFileName: String
   /// Number of KMS unwrap calls made by this process.
   public var unwrapCount: Int { counters.with { $0.unwraps } }
   /// Number of KMS wrap calls made by this process.
@@ -157,9 +157,12 @@ public final class Repository: @unchecked Sendable {
     let kname = "keys/" + Hex.encode(Crypto.randomBytes(16))
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    try await store.create(kname, data: try e.encode(kf))
+    // With Object Lock the key file and config are retained like data (section 11): without them no locked
+    // snapshot could be read, so they must not be deletable with the backup's own credentials.
+    let locked = PutOptions(retention: Self.retention(objectLock))
+    try await store.create(kname, data: try e.encode(kf), options: locked)
     do {
-      try await store.create("config", data: try encodeConfig(config, signingKey: plain["signing"]!))
+      try await store.create("config", data: try encodeConfig(config, signingKey: plain["signing"]!), options: locked)
     } catch StorageError.alreadyExists(let key) {
       // Another run created the repository first (two runs of a new policy racing): our key file belongs to a
       // repository that does not exist; remove it so that only the winner's key file remains.
@@ -220,15 +223,26 @@ public final class Repository: @unchecked Sendable {
     // Every unwrap attempt (key name, key version, outcome), audited once the repository is open.
     var attempts: [(name: String, version: String?, outcome: String, keyFile: String)] = []
     var foreign: [(key: String, repo: String)] = []
+    // Several key files exist after a rotation whose old key files Object Lock still retains: try first those
+    // made for the config's KMS and for this key service, newest first. An old key file of another KEK then
+    // neither hides the current one nor breaks opening; one this KEK can unwrap still opens the repository.
+    var candidates: [(key: String, file: KeyFile)] = []
     for ko in keyObjs {
-      let kf: KeyFile
-      do { kf = try JSONDecoder().decode(KeyFile.self, from: try await store.get(ko.key)) } catch let e as StorageError
-      {
+      do {
+        candidates.append((ko.key, try JSONDecoder().decode(KeyFile.self, from: try await store.get(ko.key))))
+      } catch let e as StorageError {
         throw e
       } catch {
         lastError = EngineError.integrity(object: ko.key, message: "key file is malformed")
-        continue
       }
+    }
+    func rank(_ f: KeyFile) -> Int { (f.kms == keyService.descriptor ? 0 : 2) + (f.kms == config.kms ? 0 : 1) }
+    candidates.sort {
+      (rank($0.file), Manifest.parseTime($1.file.created) ?? .distantPast, $0.key)
+        < (rank($1.file), Manifest.parseTime($0.file.created) ?? .distantPast, $1.key)
+    }
+    for (key, kf) in candidates {
+      let ko = ObjectInfo(key: key, size: 0)
       guard kf.repo == config.id else {
         foreign.append((ko.key, kf.repo))
         continue
@@ -252,6 +266,11 @@ public final class Repository: @unchecked Sendable {
         }
       } catch KMSError.unwrapFailed(let kms, let m) {
         lastError = KMSError.unwrapFailed(kms: kms, message: "\(ko.key): \(m)")
+        continue
+      } catch let e as KMSError where kf.kms != keyService.descriptor {
+        // A key file of another KMS (an old one a rotation kept, or one a rotation to a foreign key wrote): this
+        // key service may fail on it in any way; try the next one.
+        if lastError == nil { lastError = e }
         continue
       }
       let pub = try Ed25519.publicKey(privateKey: plain["signing"]!)
@@ -344,10 +363,21 @@ public final class Repository: @unchecked Sendable {
   /// The per-key-type MAC key for blob ids.
   func macKey(_ t: KeyType) -> Crypto.HMACKey { macKeys[t]! }
 
-  /// The retention to put on packs, index, manifests and audit objects, if Object Lock is configured.
-  func retention(from now: Date = Date()) -> ObjectRetention? {
-    guard let ol = config.objectLock else { return nil }
+  /// The retention to put on packs, index, manifests, audit objects, the config and key files, if Object Lock is
+  /// configured.
+  func retention(from now: Date = Date()) -> ObjectRetention? { Self.retention(config.objectLock, from: now) }
+
+  static func retention(_ objectLock: ObjectLockConfig?, from now: Date = Date()) -> ObjectRetention? {
+    guard let ol = objectLock else { return nil }
     return ObjectRetention(mode: ol.mode, retainUntil: now.addingTimeInterval(TimeInterval(ol.days) * 86400))
+  }
+
+  /// Extends the retention of the config and of the key file in use to `r`, as a backup does for its packs: the
+  /// locked snapshots stay readable for as long as they are retained.
+  func extendKeyRetention(to r: ObjectRetention) async throws {
+    guard store.supportsRetention else { return }
+    try await store.extendRetention("config", to: r)
+    try await store.extendRetention(keyFileName, to: r)
   }
 
   func putOptions() -> PutOptions { PutOptions(retention: retention()) }
@@ -396,7 +426,7 @@ public final class Repository: @unchecked Sendable {
     let kname = "keys/" + Hex.encode(Crypto.randomBytes(16))
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    try await store.create(kname, data: try e.encode(kf))
+    try await store.create(kname, data: try e.encode(kf), options: putOptions())
     // Check the new key file unwraps before removing anything.
     let back = try await unwrapCounted(newService, wrapped["meta"]!, name: "meta", keyFile: kname)
     guard back == plain["meta"]! else {
@@ -404,11 +434,21 @@ public final class Repository: @unchecked Sendable {
     }
     var newConfig = config
     newConfig.kms = newService.descriptor
-    try await store.put("config", data: try Self.encodeConfig(newConfig, signingKey: signingKey))
+    // On a versioned (Object Lock) bucket this adds a version; the retained earlier ones stay.
+    try await store.put("config", data: try Self.encodeConfig(newConfig, signingKey: signingKey), options: putOptions())
     config = newConfig
     keyState.with { $0.wrapped = wrapped }
+    keyFileName = kname
     var warnings: [String] = []
     for ko in try await store.list(prefix: "keys/") where ko.key != kname {
+      // A key file Object Lock still retains is kept (and stays readable): a plain delete would only hide it
+      // behind a delete marker, and a rotation to a key of an attacker's choice must not take the old one away.
+      if store.supportsRetention, let until = try await store.retention(of: ko.key), until > Date() {
+        warnings.append(
+          "old key file \(ko.key) is retained by Object Lock until \(Manifest.formatTime(until)) and was kept; "
+            + "the old KEK can unwrap it until then")
+        continue
+      }
       do { try await store.delete(ko.key) } catch StorageError.locked(let k, let m) {
         warnings.append("old key file \(k) is retained by Object Lock and could not be deleted yet: \(m)")
       }
@@ -444,7 +484,12 @@ extension Repository {
   /// snapshots and the audit trail go first; the key files and the config last, and only when Object Lock kept
   /// nothing, so retained data stays readable. Objects Object Lock protects are reported, never counted as deleted.
   public func deleteEverything(keeping: String?) async throws -> RepositoryDeletion {
-    let all = try await store.list(prefix: "")
+    var all = try await store.list(prefix: "")
+    // Objects a plain delete (a released lock, a pruned pack) left behind a delete marker: their versions go too.
+    let current = Set(all.map(\.key))
+    for k in try await store.listAllVersionedKeys(prefix: "") where !current.contains(k) {
+      all.append(ObjectInfo(key: k, size: 0))
+    }
     let last = Set(["config"])
     var first: [ObjectInfo] = []
     var keys: [ObjectInfo] = []
@@ -454,7 +499,7 @@ extension Repository {
     var out = RepositoryDeletion(deleted: 0, bytesFreed: 0, retained: [])
     func remove(_ o: ObjectInfo) async throws {
       do {
-        try await store.delete(o.key)
+        try await store.deleteAllVersions(o.key)
         out.deleted += 1
         out.bytesFreed += o.size
       } catch StorageError.locked(let k, let m) {

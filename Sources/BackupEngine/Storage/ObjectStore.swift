@@ -84,13 +84,32 @@ public protocol ObjectStore: Sendable {
   func head(_ key: String) async throws -> ObjectInfo?
   /// All objects whose key starts with `prefix`, in no particular order.
   func list(prefix: String) async throws -> [ObjectInfo]
-  /// Deletes an object; deleting a missing object is not an error.
+  /// Deletes an object the plain way; deleting a missing object is not an error. On a versioned (Object Lock)
+  /// bucket this only adds a delete marker: every earlier version stays, a retained one until its retention ends.
+  /// It never needs the right to delete object versions (s3:DeleteObjectVersion), so every routine operation
+  /// (lock release, forget, prune, rotation) uses it.
   func delete(_ key: String) async throws
+  /// Deletes every version of an object (and its delete markers), so nothing is left behind on a versioned bucket;
+  /// throws `StorageError.locked` for a version Object Lock still protects. Only `delete-repository` uses it; the
+  /// default is `delete`, for stores without versions.
+  func deleteAllVersions(_ key: String) async throws
+  /// The keys under `prefix` that have any version, also those a delete marker hides (for `delete-repository`,
+  /// which removes those versions too). The default is the keys `list` returns.
+  func listAllVersionedKeys(prefix: String) async throws -> [String]
+  /// The retain-until date of the object's current version, or nil when it has none (or the store has no
+  /// retention). The default is nil.
+  func retention(of key: String) async throws -> Date?
   /// Extends (never shortens) an object's retention; a no-op where retention is unsupported.
   func extendRetention(_ key: String, to retention: ObjectRetention) async throws
 }
 
 extension ObjectStore {
+  public func deleteAllVersions(_ key: String) async throws { try await delete(key) }
+  public func retention(of key: String) async throws -> Date? { nil }
+  public func listAllVersionedKeys(prefix: String) async throws -> [String] {
+    try await list(prefix: prefix).map(\.key)
+  }
+
   public func put(_ key: String, data: Data) async throws { try await put(key, data: data, options: PutOptions()) }
 
   /// Creates `key` only if it does not exist (`ifNoneMatch`). A write whose answer was lost is retried by the

@@ -265,31 +265,23 @@ public struct S3Store: ObjectStore {
     return out
   }
 
-  /// Deletes every version of the object (and its delete markers), so nothing is left behind on a versioned
-  /// (Object Lock) bucket. A version that Object Lock still protects makes this throw `StorageError.locked`.
+  /// A plain DELETE (no versionId): on a versioned (Object Lock) bucket it adds a delete marker and every version
+  /// stays, a retained one until its retention ends. Needs s3:DeleteObject only, never s3:DeleteObjectVersion.
   public func delete(_ key: String) async throws {
     let full = objectKey(key)
-    var versions: [S3VersionsPage.Version] = []
-    var keyMarker: String? = nil
-    var versionMarker: String? = nil
-    repeat {
-      var query: [(String, String)] = [("versions", ""), ("prefix", full)]
-      if let keyMarker { query.append(("key-marker", keyMarker)) }
-      if let versionMarker { query.append(("version-id-marker", versionMarker)) }
-      let q = query
-      let r = try await send("LIST VERSIONS \(key)") { request("GET", key: "", query: q) }
-      guard r.status == 200 else { throw failure(r, key: key, operation: "LIST VERSIONS") }
-      guard let page = S3VersionsPage.parse(r.body) else {
-        throw StorageError.failed(key: key, message: "LIST VERSIONS returned a body that is not a ListVersionsResult")
-      }
-      versions += page.versions.filter { $0.key == full }
-      if page.isTruncated, let k = page.nextKeyMarker, k == full {
-        keyMarker = k
-        versionMarker = page.nextVersionIdMarker
-      } else {
-        keyMarker = nil
-      }
-    } while keyMarker != nil
+    let r = try await send("DELETE \(key)") { request("DELETE", key: full) }
+    guard r.status == 204 || r.status == 200 || r.status == 404 else { throw failure(r, key: key, operation: "DELETE") }
+  }
+
+  /// The retain-until date of the current version.
+  public func retention(of key: String) async throws -> Date? { try await retainUntil(objectKey(key)) }
+
+  /// Deletes every version of the object (and its delete markers), so nothing is left behind on a versioned
+  /// (Object Lock) bucket. A version that Object Lock still protects makes this throw `StorageError.locked`.
+  /// Needs s3:DeleteObjectVersion; only `delete-repository` calls it.
+  public func deleteAllVersions(_ key: String) async throws {
+    let full = objectKey(key)
+    let versions = try await listVersions(fullPrefix: full, name: key, onlyKey: full)
     if versions.isEmpty {
       // A server without versioning support in its listing: a plain delete.
       let r = try await send("DELETE \(key)") { request("DELETE", key: full) }
@@ -308,6 +300,40 @@ public struct S3Store: ObjectStore {
       }
       throw failure(r, key: key, operation: "DELETE")
     }
+  }
+
+  /// Every version and delete marker under `fullPrefix` (ListObjectVersions, paginated); with `onlyKey`, those of
+  /// that key only (the listing stops after it).
+  func listVersions(fullPrefix: String, name: String, onlyKey: String? = nil) async throws -> [S3VersionsPage.Version] {
+    var versions: [S3VersionsPage.Version] = []
+    var keyMarker: String? = nil
+    var versionMarker: String? = nil
+    repeat {
+      var query: [(String, String)] = [("versions", ""), ("prefix", fullPrefix)]
+      if let keyMarker { query.append(("key-marker", keyMarker)) }
+      if let versionMarker { query.append(("version-id-marker", versionMarker)) }
+      let q = query
+      let r = try await send("LIST VERSIONS \(name)") { request("GET", key: "", query: q) }
+      guard r.status == 200 else { throw failure(r, key: name.isEmpty ? "/" : name, operation: "LIST VERSIONS") }
+      guard let page = S3VersionsPage.parse(r.body) else {
+        throw StorageError.failed(key: name, message: "LIST VERSIONS returned a body that is not a ListVersionsResult")
+      }
+      versions += page.versions.filter { v in onlyKey.map { v.key == $0 } ?? true }
+      if page.isTruncated, let k = page.nextKeyMarker, onlyKey.map({ k == $0 }) ?? true {
+        keyMarker = k
+        versionMarker = page.nextVersionIdMarker
+      } else {
+        keyMarker = nil
+      }
+    } while keyMarker != nil
+    return versions
+  }
+
+  /// Every key under `prefix` with a version or delete marker, also those a delete marker hides.
+  public func listAllVersionedKeys(prefix listPrefix: String) async throws -> [String] {
+    let strip = prefix.isEmpty ? 0 : prefix.count + 1
+    let versions = try await listVersions(fullPrefix: objectKey(listPrefix), name: listPrefix)
+    return Array(Set(versions.map(\.key).filter { $0.count >= strip }.map { String($0.dropFirst(strip)) }))
   }
 
   /// The retain-until date of the object (or one version of it), or nil when it has no retention or does not exist.
