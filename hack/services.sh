@@ -296,17 +296,18 @@ cmd_up() {
     command -v "$tool" >/dev/null || die "$tool is missing; run hack/install-deps.sh"
   done
   # Check every port first, so a taken port never leaves half the services behind.
-  alive moto moto.server || check_port_free "$S3_PORT" BOTRT_S3_PORT
-  alive vault "dev-listen-address=$HOST:$VAULT_PORT" || {
+  # (Only the services asked for: another set on this machine may hold the others' default ports.)
+  ! wanted moto || alive moto moto.server || check_port_free "$S3_PORT" BOTRT_S3_PORT
+  ! wanted vault || alive vault "dev-listen-address=$HOST:$VAULT_PORT" || {
     check_port_free "$VAULT_PORT" BOTRT_VAULT_PORT
     check_port_free "$((VAULT_PORT + 1))" BOTRT_VAULT_PORT
   }
-  alive vault-tls "dev-listen-address=$HOST:$VAULT_TLS_PORT" || {
+  ! wanted vault-tls || alive vault-tls "dev-listen-address=$HOST:$VAULT_TLS_PORT" || {
     check_port_free "$VAULT_TLS_PORT" BOTRT_VAULT_TLS_PORT
     check_port_free "$((VAULT_TLS_PORT + 1))" BOTRT_VAULT_TLS_PORT
   }
-  alive gcs fake-gcs-server || check_port_free "$GCS_PORT" BOTRT_GCS_PORT
-  alive postgres "$PGDIR/data" || check_port_free "$PG_PORT" BOTRT_PG_PORT
+  ! wanted gcs || alive gcs fake-gcs-server || check_port_free "$GCS_PORT" BOTRT_GCS_PORT
+  ! wanted postgres || alive postgres "$PGDIR/data" || check_port_free "$PG_PORT" BOTRT_PG_PORT
   save_ports
   wanted moto && start_moto
   wanted vault && start_vault
@@ -314,7 +315,13 @@ cmd_up() {
   wanted gcs && start_gcs
   wanted postgres && start_postgres
   write_env
-  log "up: S3/KMS :$S3_PORT, Vault :$VAULT_PORT, Vault TLS :$VAULT_TLS_PORT, GCS :$GCS_PORT, PostgreSQL :$PG_PORT"
+  local up=()
+  wanted moto && up+=("S3/KMS $HOST:$S3_PORT")
+  wanted vault && up+=("Vault $HOST:$VAULT_PORT")
+  wanted vault-tls && up+=("Vault TLS $HOST:$VAULT_TLS_PORT")
+  wanted gcs && up+=("GCS $HOST:$GCS_PORT")
+  wanted postgres && up+=("PostgreSQL $HOST:$PG_PORT")
+  log "up: $(printf '%s, ' "${up[@]}" | sed 's/, $//')"
   log "use them with: source <($0 env)"
 }
 
