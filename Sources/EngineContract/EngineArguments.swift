@@ -236,6 +236,19 @@ public struct EngineVerifyArguments: Sendable, Hashable {
   public enum Which: Sendable, Hashable {
     case all
     case snapshot(String)
+    /// The newest snapshot that verifies (`latest`), as restore's `latest` selects it.
+    case latest
+    /// The newest snapshot at or before an RFC 3339 time that verifies (`latest --before TIME`).
+    case latestBefore(String)
+
+    /// The verify of the snapshot a restore of `snapshot` restores: the same id, `latest` or `latest --before`.
+    public init(restoring snapshot: EngineRestoreArguments.Snapshot) {
+      switch snapshot {
+      case .latest: self = .latest
+      case .id(let id): self = .snapshot(id)
+      case .latestBefore(let t): self = .latestBefore(t)
+      }
+    }
   }
   public var common: EngineCommonArguments
   public var which: Which
@@ -398,6 +411,8 @@ public enum EngineArguments: Sendable, Hashable {
       switch v.which {
       case .all: a.append(l(EngineFlag.all))
       case .snapshot(let id): a.append(id)
+      case .latest: a.append("latest")
+      case .latestBefore(let t): a += ["latest", l(EngineFlag.before), t]
       }
       if let r = v.requireSnapshot { a += [l(EngineFlag.requireSnapshot), r] }
     case .restore(let r):
