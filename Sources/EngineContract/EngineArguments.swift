@@ -34,6 +34,7 @@ public enum EngineFlag {
   public static let requireSnapshot = "require-snapshot"
   public static let all = "all"
   public static let readData = "read-data"
+  public static let readDataSubset = "read-data-subset"
   // forget, copy's retention.
   public static let keepLast = "keep-last"
   public static let keepHourly = "keep-hourly"
@@ -253,6 +254,8 @@ public struct EngineVerifyArguments: Sendable, Hashable {
   public var common: EngineCommonArguments
   public var which: Which
   public var readData: Bool
+  /// `--read-data-subset` (instead of --read-data): a percentage or n/t of the packs.
+  public var readDataSubset: String?
   public var requireSnapshot: String?
   public init(common: EngineCommonArguments, which: Which, readData: Bool, requireSnapshot: String?) {
     self.common = common
@@ -407,7 +410,11 @@ public enum EngineArguments: Sendable, Hashable {
       a += f.retention.argv
       if f.prune { a.append(l(EngineFlag.prune)) }
     case .verify(let v):
-      if v.readData { a.append(l(EngineFlag.readData)) }
+      if let s = v.readDataSubset {
+        a += [l(EngineFlag.readDataSubset), s]
+      } else if v.readData {
+        a.append(l(EngineFlag.readData))
+      }
       switch v.which {
       case .all: a.append(l(EngineFlag.all))
       case .snapshot(let id): a.append(id)
