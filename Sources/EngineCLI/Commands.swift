@@ -341,6 +341,10 @@ struct VerifyCommand: EngineCommand {
     result.warnings = r.warnings
     result.files = r.blobs
     result.bytesDownloaded = r.bytesRead
+    if let s = r.snapshot {
+      result.snapshotId = s.id.hex
+      result.snapshotTime = s.manifest.time
+    }
     for e in r.errors { FileHandle.standardError.write(Data("error: \(e)\n".utf8)) }
     if !r.errors.isEmpty {
       throw EngineError.integrity(

@@ -14,6 +14,8 @@ public struct VerifyResult: Sendable {
   public var packsRead: Int = 0
   /// Bytes of pack data read from the storage to check content.
   public var bytesRead: Int64 = 0
+  /// The snapshot verified when one was named (its full id); nil for all.
+  public var snapshot: Snapshot? = nil
 }
 
 extension Repository {
@@ -29,7 +31,12 @@ extension Repository {
     errors += idxErrors.map { $0.description }
     var (snaps, snapErrors) = try await loadSnapshots(collectErrors: true)
     errors += snapErrors.map { $0.description }
-    if let ref = snapshotRef { snaps = [try findSnapshot(ref, in: snaps)] }
+    var named: Snapshot? = nil
+    if let ref = snapshotRef {
+      let s = try findSnapshot(ref, in: snaps)
+      snaps = [s]
+      named = s
+    }
     let listed = try await listPacks()
     // Packs the index names must exist with the recorded size.
     for (p, size) in index.packs {
@@ -126,7 +133,7 @@ extension Repository {
       ])
     return VerifyResult(
       snapshots: snaps.count, packs: listed.count, blobs: blobCount, errors: errors, warnings: warnings,
-      packsRead: packsRead, bytesRead: bytesRead)
+      packsRead: packsRead, bytesRead: bytesRead, snapshot: named)
   }
 }
 
