@@ -480,6 +480,20 @@ def backup_policy_spec():
                    "retention": retention_schema(),
                    "suspend": boolean("Stop scheduling new backups (running ones finish). RPO tracking continues. "
                                       "Default: false.", default=False),
+                   "verify": obj("A periodic check of the whole repository on its own schedule, as a CronJob "
+                                 "(<policy>-verify): `botrt-engine verify --all --read-data-subset SUBSET` checks "
+                                 "every snapshot's structure and reads, decrypts and re-hashes a subset of the "
+                                 "packs. Drills verify only the snapshot they restore; this covers the rest. "
+                                 "Suspended with spec.suspend. Default: none.", {
+                                     "schedule": string("Cron schedule (5 fields, or @hourly/@daily/@weekly/"
+                                                        "@monthly/@yearly/@every DURATION), in UTC.",
+                                                        maxLength=128, pattern=CRON_PATTERN),
+                                     "readDataSubset": string("The packs read: a percentage (10%, a random "
+                                                              "sample each run) or n/t (1/7: a fixed part; "
+                                                              "running 1/7 to 7/7 reads every pack once). "
+                                                              "Default: 10%.", maxLength=16,
+                                                              pattern=r"^([0-9]+(\.[0-9]+)?%|[0-9]+/[0-9]+)$"),
+                                 }, required=["schedule"]),
                    "trigger": trigger("backup"),
                    "backupNamespace": string("Namespace where the backup Jobs, CronJobs and NetworkPolicies run. "
                                              "Default: the controller's backup namespace (botrt-backup). It must "
@@ -834,6 +848,9 @@ def drill_result(desc):
         "performanceDegradationPercent": number("Drop of restore throughput against the baseline, in percent "
                                                 "(negative when faster). At most 20% by default."),
         "restoreBytesPerSecond": number("Measured restore throughput.", minimum=0),
+        "bytesRead": integer("Bytes the run read from the repository: the restore's bytes plus the bytes verify "
+                             "read from the storage (the restored snapshot's packs only). Absent when neither "
+                             "result reported a figure.", minimum=0),
         "securityPosture": boolean("Backup-namespace NetworkPolicies (and Calico rules) present and unchanged, "
                                    "encryption and signatures verified, drill RBAC no wider than declared."),
         "complianceScore": integer("0-100, computed from the checks above and the compliance profiles (see "

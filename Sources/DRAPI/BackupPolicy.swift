@@ -78,6 +78,8 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
   public var successfulJobsHistoryLimit: Int32?
   /// Failed Jobs to keep.
   public var failedJobsHistoryLimit: Int32?
+  /// A periodic check of the whole repository on its own schedule (`verify --all --read-data-subset`).
+  public var verify: PolicyVerifySpec?
 
   public init(
     tier: Tier, schedule: String? = nil, rpo: String? = nil, compliance: [ComplianceProfile]? = nil,
@@ -105,6 +107,23 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
     self.successfulJobsHistoryLimit = successfulJobsHistoryLimit
     self.failedJobsHistoryLimit = failedJobsHistoryLimit
     self.replicas = replicas
+  }
+}
+
+/// A periodic verify of the whole repository: structure of every snapshot, and the content of a subset of the packs
+/// (`botrt-engine verify --all --read-data-subset SUBSET`), as a CronJob of its own.
+public struct PolicyVerifySpec: Codable, Sendable, Hashable {
+  /// Cron schedule (UTC).
+  public var schedule: String
+  /// The packs read: a percentage ("10%") or a part "n/t". Default: 10%.
+  public var readDataSubset: String?
+
+  /// The subset read when readDataSubset is not set.
+  public static let defaultReadDataSubset = "10%"
+
+  public init(schedule: String, readDataSubset: String? = nil) {
+    self.schedule = schedule
+    self.readDataSubset = readDataSubset
   }
 }
 

@@ -124,6 +124,8 @@ public struct DrillResult: Codable, Sendable, Hashable {
   public var dataIntegrity: Bool?
   public var performanceDegradationPercent: Double?
   public var restoreBytesPerSecond: Double?
+  /// Bytes the run read from the repository: the restore's bytes read plus verify's bytes read from the storage.
+  public var bytesRead: Int64?
   public var securityPosture: Bool?
   public var complianceScore: Int32?
   public var message: String?

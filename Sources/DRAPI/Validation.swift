@@ -43,6 +43,17 @@ public enum SpecValidation {
     return exactlyOne(set, of: ["pvc", "command"], at: field) + container(d.command, at: "\(field).command")
   }
 
+  /// Whether `verify --read-data-subset` accepts `s`: "P%" (0 < P <= 100) or "n/t" (1 <= n <= t <= 256).
+  public static func validReadDataSubset(_ s: String) -> Bool {
+    if s.hasSuffix("%") {
+      guard let p = Double(s.dropLast()) else { return false }
+      return p > 0 && p <= 100
+    }
+    let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+    guard parts.count == 2, let n = Int(parts[0]), let t = Int(parts[1]) else { return false }
+    return t >= 1 && t <= 256 && n >= 1 && n <= t
+  }
+
   /// Validates a BackupPolicy spec.
   public static func validate(_ spec: BackupPolicySpec) -> [SpecError] {
     var errors: [SpecError] = []
@@ -51,6 +62,20 @@ public enum SpecValidation {
         _ = try CronSchedule(s)
       } catch {
         errors.append(SpecError(field: "spec.schedule", message: error.description))
+      }
+    }
+    if let v = spec.verify {
+      do {
+        _ = try CronSchedule(v.schedule)
+      } catch {
+        errors.append(SpecError(field: "spec.verify.schedule", message: error.description))
+      }
+      if let s = v.readDataSubset, !validReadDataSubset(s) {
+        errors.append(
+          SpecError(
+            field: "spec.verify.readDataSubset",
+            message: "'\(s)' must be a percentage above 0 and at most 100 (e.g. 10%) or n/t (1 <= n <= t <= 256, "
+              + "e.g. 1/7)"))
       }
     }
     errors += duration(spec.rpo, at: "spec.rpo")

@@ -297,7 +297,9 @@ struct VerifyCommand: EngineCommand {
   var before: String?
   @Flag(help: "Verify all snapshots.")
   var all = false
-  @Flag(name: .customLong("read-data"), help: "Read, decrypt, decompress and re-hash every pack.")
+  @Flag(
+    name: .customLong("read-data"),
+    help: "Read, decrypt, decompress and re-hash every pack (with a snapshot: the packs holding its blobs).")
   var readData = false
   @Option(
     name: .customLong("read-data-subset"),
@@ -338,6 +340,11 @@ struct VerifyCommand: EngineCommand {
     result.errors = r.errors
     result.warnings = r.warnings
     result.files = r.blobs
+    result.bytesDownloaded = r.bytesRead
+    if let s = r.snapshot {
+      result.snapshotId = s.id.hex
+      result.snapshotTime = s.manifest.time
+    }
     for e in r.errors { FileHandle.standardError.write(Data("error: \(e)\n".utf8)) }
     if !r.errors.isEmpty {
       throw EngineError.integrity(
@@ -360,6 +367,7 @@ extension VerifyCommand {
     fill(&result, repo)
     result.snapshotId = sel.snapshot.id.hex
     result.snapshotTime = sel.snapshot.manifest.time
+    result.bytesDownloaded = sel.bytesRead
     result.addWarnings(indexErrors.map { $0.description })
     reportSkipped(sel.skipped, chosen: sel.snapshot.id.hex, into: &result)
   }

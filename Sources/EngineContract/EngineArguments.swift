@@ -34,6 +34,7 @@ public enum EngineFlag {
   public static let requireSnapshot = "require-snapshot"
   public static let all = "all"
   public static let readData = "read-data"
+  public static let readDataSubset = "read-data-subset"
   // forget, copy's retention.
   public static let keepLast = "keep-last"
   public static let keepHourly = "keep-hourly"
@@ -236,10 +237,25 @@ public struct EngineVerifyArguments: Sendable, Hashable {
   public enum Which: Sendable, Hashable {
     case all
     case snapshot(String)
+    /// The newest snapshot that verifies (`latest`), as restore's `latest` selects it.
+    case latest
+    /// The newest snapshot at or before an RFC 3339 time that verifies (`latest --before TIME`).
+    case latestBefore(String)
+
+    /// The verify of the snapshot a restore of `snapshot` restores: the same id, `latest` or `latest --before`.
+    public init(restoring snapshot: EngineRestoreArguments.Snapshot) {
+      switch snapshot {
+      case .latest: self = .latest
+      case .id(let id): self = .snapshot(id)
+      case .latestBefore(let t): self = .latestBefore(t)
+      }
+    }
   }
   public var common: EngineCommonArguments
   public var which: Which
   public var readData: Bool
+  /// `--read-data-subset` (instead of --read-data): a percentage or n/t of the packs.
+  public var readDataSubset: String?
   public var requireSnapshot: String?
   public init(common: EngineCommonArguments, which: Which, readData: Bool, requireSnapshot: String?) {
     self.common = common
@@ -394,10 +410,16 @@ public enum EngineArguments: Sendable, Hashable {
       a += f.retention.argv
       if f.prune { a.append(l(EngineFlag.prune)) }
     case .verify(let v):
-      if v.readData { a.append(l(EngineFlag.readData)) }
+      if let s = v.readDataSubset {
+        a += [l(EngineFlag.readDataSubset), s]
+      } else if v.readData {
+        a.append(l(EngineFlag.readData))
+      }
       switch v.which {
       case .all: a.append(l(EngineFlag.all))
       case .snapshot(let id): a.append(id)
+      case .latest: a.append("latest")
+      case .latestBefore(let t): a += ["latest", l(EngineFlag.before), t]
       }
       if let r = v.requireSnapshot { a += [l(EngineFlag.requireSnapshot), r] }
     case .restore(let r):

@@ -35,6 +35,9 @@ public struct EngineResult: Codable, Sendable, Hashable {
   /// Requests the run made to the repositories' storage (HTTP attempts, retries included; object operations for a
   /// local directory).
   public var storageRequests: Int64?
+  /// verify: bytes of repository data (packs, or blob ranges of `latest`) read from the storage to check content; 0
+  /// without --read-data. Absent from older engines.
+  public var bytesDownloaded: Int64?
   /// copy: each snapshot copied (source id → target id).
   public var copied: [Copied]?
   /// copy: source snapshots skipped because the target already holds a copy.
@@ -120,7 +123,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     case command, ok, exitCode, snapshotId, files, bytesRead, bytesStored, durationSeconds, errors, keyUnwraps
     case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
     case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
-    case snapshotTime, skippedSnapshots
+    case snapshotTime, skippedSnapshots, bytesDownloaded
   }
 
   public init(from decoder: Decoder) throws {
@@ -137,6 +140,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     durationSeconds = try c.decodeIfPresent(Double.self, forKey: .durationSeconds)
     errors = try c.decodeIfPresent([String].self, forKey: .errors)
     storageRequests = try? c.decodeIfPresent(Int64.self, forKey: .storageRequests)
+    bytesDownloaded = try? c.decodeIfPresent(Int64.self, forKey: .bytesDownloaded)
     warnings = try c.decodeIfPresent([String].self, forKey: .warnings)
     kms = try c.decodeIfPresent(String.self, forKey: .kms)
     keyVersion = try c.decodeIfPresent(String.self, forKey: .keyVersion)

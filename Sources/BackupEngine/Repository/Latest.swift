@@ -11,6 +11,8 @@ public struct SkippedSnapshot: Sendable, Hashable {
 public struct LatestSelection: Sendable {
   public var snapshot: Snapshot
   public var skipped: [SkippedSnapshot]
+  /// Bytes of blob data read from the storage to check the candidates' content (with readData).
+  public var bytesRead: Int64 = 0
 }
 
 extension Repository {
@@ -56,10 +58,11 @@ extension Repository {
       candidates = snaps.reversed()  // loadSnapshots sorts by sequence, oldest first
     }
     let packs = try await listPacks()
+    var bytesRead: Int64 = 0
     for s in candidates {
       do {
-        try await checkSnapshotData(s, index: index, packs: packs, readData: readData)
-        return LatestSelection(snapshot: s, skipped: skipped)
+        bytesRead += try await checkSnapshotData(s, index: index, packs: packs, readData: readData)
+        return LatestSelection(snapshot: s, skipped: skipped, bytesRead: bytesRead)
       } catch let e as EngineError {
         if case .integrity = e {
           if let req, s.id.hex.hasPrefix(req) {
@@ -97,7 +100,11 @@ extension Repository {
   /// authenticate and decode into a safe tree; every content blob is indexed and the pack holding it is present.
   /// With `readData`, every content blob is also read, decrypted and re-hashed.
   /// Throws `EngineError.integrity` naming the first damaged object.
-  public func checkSnapshotData(_ s: Snapshot, index: MasterIndex, packs: [ID: Int64], readData: Bool) async throws {
+  /// Returns the bytes of blob data it read (0 without `readData`).
+  @discardableResult
+  public func checkSnapshotData(
+    _ s: Snapshot, index: MasterIndex, packs: [ID: Int64], readData: Bool
+  ) async throws -> Int64 {
     // Presence only: a pack whose size differs from the index (e.g. a damaged trailer) may still hold every blob
     // intact, and restore reads blobs by range and authenticates each; `verify` reports the size.
     func checkPack(_ p: ID, of what: String) throws {
@@ -123,14 +130,19 @@ extension Repository {
         content.append(c)
       }
     }
-    guard readData, !content.isEmpty else { return }
+    guard readData, !content.isEmpty else { return 0 }
     guard let kt = KeyType(dataType: s.manifest.dataType) else {
       throw EngineError.integrity(object: "snapshots/\(s.id.hex)", message: "unknown data type \(s.manifest.dataType)")
     }
     var ciphers: [KeyType: AESGCM] = [:]
     for (k, v) in try await keys(for: [kt]) { ciphers[k] = try AESGCM(key: v) }
     let z = ZstdContext()
-    for c in content { _ = try await readBlob(c, index: index, ciphers: ciphers, zstd: z) }
+    var bytes: Int64 = 0
+    for c in content {
+      _ = try await readBlob(c, index: index, ciphers: ciphers, zstd: z)
+      bytes += Int64(index.lookup(c)?.entry.sealedLength ?? 0)
+    }
+    return bytes
   }
 
   /// The snapshot id an error about a manifest names (its object's base name).

@@ -9,13 +9,19 @@ public struct VerifyResult: Sendable {
   public var errors: [String]
   /// Non-fatal findings (e.g. packs that no index lists yet).
   public var warnings: [String]
-  /// Packs read whole and checked (all with --read-data, some with --read-data-subset, none otherwise).
+  /// Packs read whole and checked (all with --read-data, some with --read-data-subset, none otherwise; with a
+  /// snapshot, only the packs that hold its blobs).
   public var packsRead: Int = 0
+  /// Bytes of pack data read from the storage to check content.
+  public var bytesRead: Int64 = 0
+  /// The snapshot verified when one was named (its full id); nil for all.
+  public var snapshot: Snapshot? = nil
 }
 
 extension Repository {
   /// Checks structure (and with `readData` every pack's content, or the packs `subset` selects).
-  /// `snapshotRef` nil = all snapshots.
+  /// `snapshotRef` nil = all snapshots; with a snapshot, only the packs holding its blobs (tree and content) are
+  /// read, so checking one snapshot's data downloads that snapshot, not the repository.
   public func verify(
     snapshotRef: String?, readData: Bool, subset: ReadDataSubset? = nil, progress: ProgressHandler? = nil
   ) async throws -> VerifyResult {
@@ -25,7 +31,12 @@ extension Repository {
     errors += idxErrors.map { $0.description }
     var (snaps, snapErrors) = try await loadSnapshots(collectErrors: true)
     errors += snapErrors.map { $0.description }
-    if let ref = snapshotRef { snaps = [try findSnapshot(ref, in: snaps)] }
+    var named: Snapshot? = nil
+    if let ref = snapshotRef {
+      let s = try findSnapshot(ref, in: snaps)
+      snaps = [s]
+      named = s
+    }
     let listed = try await listPacks()
     // Packs the index names must exist with the recorded size.
     for (p, size) in index.packs {
@@ -43,7 +54,12 @@ extension Repository {
     // Every snapshot's tree loads and every blob it references is indexed.
     var types = Set<KeyType>()
     var blobCount = 0
+    // The packs the verified snapshots' blobs live in (used to scope reading to one snapshot).
+    var snapshotPacks = Set<ID>()
     for s in snaps {
+      for h in s.manifest.tree {
+        if let id = ID(hex: h), let loc = index.lookup(id) { snapshotPacks.insert(loc.pack) }
+      }
       do {
         let nodes = try await loadTree(s, index: index)
         try TreeFormat.checkSafe(nodes)
@@ -52,7 +68,7 @@ extension Repository {
         for n in nodes {
           for c in n.content {
             blobCount += 1
-            if !index.contains(c) { missing += 1 }
+            if let loc = index.lookup(c) { snapshotPacks.insert(loc.pack) } else { missing += 1 }
           }
         }
         if missing > 0 {
@@ -63,6 +79,7 @@ extension Repository {
       }
     }
     var packsRead = 0
+    var bytesRead: Int64 = 0
     if readData || subset != nil {
       let keys = try await keys(for: Set(KeyType.allCases))
       var ciphers: [KeyType: AESGCM] = [:]
@@ -70,7 +87,9 @@ extension Repository {
       let contents = index.packContents()
       let z = ZstdContext()
       let meta = try AESGCM(key: metaKey)
-      let toRead = listed.sorted(by: { $0.key < $1.key }).filter { subset?.contains($0.key) ?? true }
+      let toRead = listed.sorted(by: { $0.key < $1.key }).filter {
+        (snapshotRef == nil || snapshotPacks.contains($0.key)) && (subset?.contains($0.key) ?? true)
+      }
       for (p, size) in toRead {
         let key = Self.packKey(p)
         packsRead += 1
@@ -79,6 +98,7 @@ extension Repository {
             phase: "verify", files: packsRead, bytesDone: 0, bytesTotal: nil, bytesStored: 0, errors: errors.count))
         do {
           let bytes = try await getContentAddressed(key)
+          bytesRead += Int64(bytes.count)
           let (hdr, _) = try PackFormat.parseHeader(tail: bytes, packSize: Int(size), meta: meta, repo: repoID)
           guard let hdr else { throw EngineError.integrity(object: key, message: "pack header incomplete") }
           // Every entry the index gives this pack must be in its header. The header may hold more: blobs that
@@ -107,12 +127,13 @@ extension Repository {
     audit.record(
       "verified", outcome: errors.isEmpty ? "success" : "failure",
       details: [
-        "snapshots": "\(snaps.count)", "packsRead": "\(packsRead)", "errors": "\(errors.count)",
+        "snapshots": "\(snaps.count)", "packsRead": "\(packsRead)", "bytesRead": "\(bytesRead)",
+        "errors": "\(errors.count)",
         "readData": subset.map { "subset \($0)" } ?? "\(readData)",
       ])
     return VerifyResult(
       snapshots: snaps.count, packs: listed.count, blobs: blobCount, errors: errors, warnings: warnings,
-      packsRead: packsRead)
+      packsRead: packsRead, bytesRead: bytesRead, snapshot: named)
   }
 }
 

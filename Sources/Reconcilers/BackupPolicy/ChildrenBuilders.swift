@@ -135,6 +135,7 @@ public struct ChildNames: Sendable, Hashable {
   public var roleBinding: String { base }
   public var backupCronJob: String { "\(base)-backup" }
   public var pruneCronJob: String { "\(base)-prune" }
+  public var verifyCronJob: String { "\(base)-verify" }
   public var storageEgress: String { "\(base)-storage-egress" }
   public var isolation: String { "\(base)-isolation" }
   /// The on-demand Job for a run token.
@@ -428,6 +429,26 @@ public enum BackupPolicyChildren {
             ],
           ],
         ]))
+
+    if let v = spec.verify {
+      let verifyPod = try verifyPodTemplate(
+        input, verify: v, invocation: invocation, names: names, labels: with("verify"))
+      out.append(
+        DesiredChild(
+          resource: cronResource, namespace: workNS, name: names.verifyCronJob,
+          body: [
+            "apiVersion": .string(settings.cronJobAPIVersion), "kind": "CronJob",
+            "metadata": meta(name: names.verifyCronJob, namespace: workNS, labels: with("verify"), owner: owner),
+            "spec": [
+              "schedule": .string(v.schedule), "suspend": .bool(spec.suspend ?? false),
+              "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 3_600,
+              "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 3,
+              "jobTemplate": [
+                "metadata": ["labels": labels(with("verify"))], "spec": ["backoffLimit": 0, "template": verifyPod],
+              ],
+            ],
+          ]))
+    }
 
     if let token = input.runToken {
       let name = names.runJob(token: token)
@@ -783,6 +804,26 @@ public enum BackupPolicyChildren {
     return try engineJob(
       input, component: BackupDeletion.component, name: names.deleteRepositoryJob,
       arguments: { .deleteRepository($0) }, annotations: [:], backoffLimit: 2)
+  }
+
+  /// The periodic verify pod: `botrt-engine verify --all --read-data-subset SUBSET` (spec.verify).
+  static func verifyPodTemplate(
+    _ input: ChildInputs, verify: PolicyVerifySpec, invocation: EngineInvocation, names: ChildNames,
+    labels podLabels: [String: String]
+  ) throws(SpecError) -> JSONValue {
+    let s = input.settings
+    var a = EngineVerifyArguments(common: invocation.common, which: .all, readData: false, requireSnapshot: nil)
+    a.readDataSubset = verify.readDataSubset ?? PolicyVerifySpec.defaultReadDataSubset
+    let args = EngineArguments.verify(a).argv
+    var c: [String: JSONValue] = [
+      "name": "verify", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
+      "args": .array(args.map { .string($0) }), "env": .array(baseEnv + invocation.env),
+      "volumeMounts": .array([tmpMount] + invocation.mounts), "securityContext": containerSecurity(s),
+      "terminationMessagePolicy": "File",
+    ]
+    if let r = resources(input.policy.spec.resources) { c["resources"] = r }
+    return podShell(
+      input, names: names, labels: podLabels, volumes: invocation.volumes, initContainers: [], containers: [.object(c)])
   }
 
   /// The retention pod: `botrt-engine forget --prune` with the effective retention.

@@ -321,6 +321,10 @@ public enum DrillLogic {
 
   /// The run Job in the scratch namespace: restore (init container), then verify `--read-data` of the restored
   /// snapshot, then the database query; each writes a JSON result the evaluation reads back.
+  ///
+  /// Verify selects the snapshot as the restore did (the same id, or `latest` with the same `--before` and
+  /// `--require-snapshot`), so it reads that snapshot's packs only, not the repository's; `finish` fails the integrity
+  /// check when the two results name different snapshots (e.g. a backup landed between the containers).
   public static func runJob(
     _ drill: DRDrill, spec: DrillRunSpec, namespace ns: String, settings: ControllerSettings,
     policies: [String: BackupPolicy], timeoutSeconds: Int64
@@ -334,10 +338,10 @@ public enum DrillLogic {
       ctx.requireSnapshot = policies[spec.restore.policyRef.name]?.status?.lastSnapshot
     }
     let restore = try RecoveryJobs.restoreParts(spec: spec.restore, ctx: ctx, name: "restore", field: "spec")
-    let snap = RecoveryJobs.snapshotArguments(snapshot: spec.restore.snapshot, beforeTime: spec.restore.beforeTime)
+    let snap = RecoveryJobs.snapshotArgument(snapshot: spec.restore.snapshot, beforeTime: spec.restore.beforeTime)
     let verify = try RecoveryJobs.verifyParts(
-      policyRef: spec.restore.policyRef, snapshot: snap, readData: spec.readData, query: spec.query, ctx: ctx,
-      field: "spec.verification")
+      policyRef: spec.restore.policyRef, which: EngineVerifyArguments.Which(restoring: snap), readData: spec.readData,
+      query: spec.query, ctx: ctx, field: "spec.verification")
     return RecoveryJobs.sequentialJob(
       name: runJobName, ctx: ctx, initContainers: restore.initContainers, steps: restore.containers + verify.containers,
       volumes: restore.volumes + verify.volumes, activeDeadlineSeconds: timeoutSeconds)
@@ -434,6 +438,15 @@ public enum DrillLogic {
         }
       }
     }
+    // Verify must have checked the snapshot the restore restored: both select it the same way, but a backup between
+    // the two containers (or a snapshot that restores but does not verify) can make them differ.
+    if let restored = restoreResult?.snapshotId, let verified = verify?.engineResult?.snapshotId,
+      !restored.isEmpty, !verified.isEmpty, !restored.hasPrefix(verified), !verified.hasPrefix(restored)
+    {
+      integrity = false
+      failures.append(
+        "verify checked snapshot \(verified.prefix(12)), not the restored snapshot \(restored.prefix(12))")
+    }
     if let job, job.state == .failed, failures.isEmpty { failures.append(job.failureSummary) }
     if job == nil && failure == nil { failures.append("the run Job was not found") }
 
@@ -465,6 +478,7 @@ public enum DrillLogic {
       performanceDegradationPercent: m.performanceDegradationPercent.map { ($0 * 10).rounded() / 10 },
       restoreBytesPerSecond: throughput, securityPosture: security.allPassed, complianceScore: score.score,
       failures: failures.isEmpty ? nil : failures)
+    result.bytesRead = bytesRead(restore: restoreResult, verify: verify?.engineResult)
     result.message = describe(
       result, targets: targets, score: score, failedSecurityChecks: failedChecks,
       restoredBytes: restoreResult?.bytesRead)
@@ -529,6 +543,13 @@ public enum DrillLogic {
       lastRunTimestampSeconds: runStart.timeIntervalSince1970, rtoSeconds: rto.map(Double.init),
       rpoSeconds: rpo.map(Double.init), complianceScore: Double(score.score))
     return DrillOutcome(status: st, result: result, score: score, events: events, metrics: metrics)
+  }
+
+  /// The bytes a run read from the repository: the restore's `bytesRead` plus verify's `bytesDownloaded`; nil when
+  /// neither reported one (an older engine, or the run did not get that far).
+  public static func bytesRead(restore: EngineResult?, verify: EngineResult?) -> Int64? {
+    let parts = [restore?.bytesRead, verify?.bytesDownloaded].compactMap { $0 }
+    return parts.isEmpty ? nil : parts.reduce(0, +)
   }
 
   /// Plain sentences about a run, for status, Events and `kubectl describe`: the verdict, then each measurement with

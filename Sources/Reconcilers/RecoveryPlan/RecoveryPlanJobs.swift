@@ -285,10 +285,12 @@ public enum RecoveryJobs {
     return ([], [c], volumes)
   }
 
-  /// The verify containers: `botrt-engine verify [--read-data] SNAPSHOT`, and a database query compared with its
-  /// expected output (the comparison's verdict is the container's exit code and a JSON termination message).
+  /// The verify containers: `botrt-engine verify [--read-data] SNAPSHOT|--all`, and a database query compared with
+  /// its expected output (the comparison's verdict is the container's exit code and a JSON termination message).
+  /// `which`: the snapshot(s) to verify; a drill passes the restore's own selection (`EngineVerifyArguments.Which(
+  /// restoring:)`), so verify reads that snapshot's packs only and reports the snapshot it chose.
   static func verifyParts(
-    policyRef: LocalObjectReference?, snapshot: [String], readData: Bool, query: DatabaseQuery?,
+    policyRef: LocalObjectReference?, which: EngineVerifyArguments.Which, readData: Bool, query: DatabaseQuery?,
     ctx: RecoveryJobContext, field: String, extraMounts: [JSONValue] = []
   ) throws(SpecError) -> (containers: [JSONValue], volumes: [JSONValue]) {
     let s = ctx.settings
@@ -298,9 +300,6 @@ public enum RecoveryJobs {
       let p = try policy(ref, ctx, field: "\(field).policyRef")
       let inv = try EngineInvocation(spec: p.spec, currentKey: p.status?.currentKey, secretName: ctx.secretName)
       volumes = inv.volumes
-      // `verify` takes a snapshot id; "latest" and --before are resolved by verifying all snapshots.
-      var which = EngineVerifyArguments.Which.all
-      if let id = snapshot.first, snapshot.count == 1, id != "latest" { which = .snapshot(id) }
       let args = EngineArguments.verify(
         EngineVerifyArguments(
           common: inv.common, which: which, readData: readData, requireSnapshot: ctx.requireSnapshot)
@@ -396,7 +395,7 @@ public enum RecoveryJobs {
     case .verify:
       let v = s.verify ?? VerifyStepSpec()
       let parts = try verifyParts(
-        policyRef: v.policyRef, snapshot: ["latest"], readData: v.readData ?? true, query: v.databaseQuery, ctx: ctx,
+        policyRef: v.policyRef, which: .all, readData: v.readData ?? true, query: v.databaseQuery, ctx: ctx,
         field: "\(field).verify")
       guard !parts.containers.isEmpty else {
         throw SpecError(field: "\(field).verify", message: "set policyRef, databaseQuery or both; nothing to verify")

@@ -83,7 +83,7 @@ public final class RunAuditor: Sendable {
     // own runs are audited here.
     let component = labels[ChildLabels.component]
     let isPolicyRun =
-      ["backup", "on-demand", "prune"].contains(component ?? "")
+      ["backup", "on-demand", "prune", "verify"].contains(component ?? "")
       || SecurityAudit.maintenanceComponents.contains(component ?? "")
     if labels[ChildLabels.managedBy] != nil, !isPolicyRun, key.namespace != settings.backupNamespace {
       return .awaitChange

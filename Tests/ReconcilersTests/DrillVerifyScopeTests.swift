@@ -1,0 +1,123 @@
+import DRAPI
+import EngineContract
+import Foundation
+import KubeCore
+import Testing
+
+@testable import Reconcilers
+
+/// Issue 18: a drill verifies the snapshot it restored (its packs only), not the whole repository, and records the
+/// bytes it read.
+@Suite struct DrillVerifyScopeTests {
+  /// The engine arguments of the run Job's restore and verify containers.
+  func runArgs(_ spec: DrillRunSpec, drill: DRDrill, lastSnapshot: String? = nil) throws -> (
+    restore: [String], verify: [String]
+  ) {
+    var policy = try recoveryTestPolicy()
+    if let lastSnapshot {
+      policy.status = BackupPolicyStatus()
+      policy.status?.lastSnapshot = lastSnapshot
+    }
+    let job = try DrillLogic.runJob(
+      drill, spec: spec, namespace: "drill-x", settings: ControllerSettings(engineImage: "e:1"),
+      policies: ["db": policy], timeoutSeconds: 3600)
+    let pod = try #require(job[path: "spec", "template", "spec"])
+    let all = (pod["initContainers"]?.arrayValue ?? []) + (pod["containers"]?.arrayValue ?? [])
+    func args(_ name: String) throws -> [String] {
+      let c = try #require(all.first { $0["name"]?.stringValue == name })
+      return (c["args"]?.arrayValue ?? []).compactMap(\.stringValue)
+    }
+    return (try args("restore"), try args("verify"))
+  }
+
+  /// The tokens that select the snapshot: `latest`/an id, and `--before`/`--require-snapshot` with their values.
+  func selection(_ argv: [String]) -> [String] {
+    var out: [String] = []
+    var i = 0
+    while i < argv.count {
+      let a = argv[i]
+      if a == "--before" || a == "--require-snapshot", i + 1 < argv.count {
+        out += [a, argv[i + 1]]
+        i += 2
+        continue
+      }
+      if a == "latest" || a.hasPrefix("5cbf") { out.append(a) }
+      i += 1
+    }
+    return out
+  }
+
+  @Test func theDrillsVerifyNamesTheRestoredSnapshotAndNotAll() throws {
+    let d = try drillTestDrill()
+    var spec = try DrillLogic.runSpec(d, plan: nil)
+    // latest, with the newest recorded snapshot required by both.
+    var (restore, verify) = try runArgs(spec, drill: d, lastSnapshot: "abc123def456")
+    #expect(verify.first == "verify")
+    #expect(!verify.contains("--all"), "\(verify)")
+    #expect(verify.contains("--read-data"))
+    #expect(selection(verify) == ["latest", "--require-snapshot", "abc123def456"], "\(verify)")
+    #expect(selection(verify) == selection(restore), "\(restore) vs \(verify)")
+    // A point in time: the same `latest --before`.
+    spec.restore.beforeTime = drillNow - 3600
+    (restore, verify) = try runArgs(spec, drill: d)
+    #expect(!verify.contains("--all"))
+    #expect(selection(verify).prefix(2) == ["latest", "--before"], "\(verify)")
+    #expect(selection(verify) == selection(restore), "\(restore) vs \(verify)")
+    // A snapshot id: that id.
+    spec.restore.beforeTime = nil
+    spec.restore.snapshot = "5cbfd2d2151a4b37"
+    (restore, verify) = try runArgs(spec, drill: d)
+    #expect(!verify.contains("--all"))
+    #expect(selection(verify) == ["5cbfd2d2151a4b37"], "\(verify)")
+    #expect(selection(verify) == selection(restore))
+  }
+
+  @Test func verifyArgumentsOfEachSelection() {
+    let common = EngineCommonArguments(repo: "s3:b/p", kms: "file:///k")
+    func argv(_ w: EngineVerifyArguments.Which) -> [String] {
+      EngineArguments.verify(EngineVerifyArguments(common: common, which: w, readData: true, requireSnapshot: nil))
+        .argv.filter { $0 != "--quiet" }
+    }
+    #expect(argv(.init(restoring: .latest)).suffix(2) == ["--read-data", "latest"])
+    #expect(
+      argv(.init(restoring: .latestBefore("2026-01-01T00:00:00Z"))).suffix(4)
+        == ["--read-data", "latest", "--before", "2026-01-01T00:00:00Z"])
+    #expect(argv(.init(restoring: .id("abc"))).suffix(2) == ["--read-data", "abc"])
+    #expect(argv(.all).suffix(2) == ["--read-data", "--all"])
+  }
+
+  @Test func theBytesReadAreRecorded() throws {
+    let d = try drillTestDrill()
+    let start = drillNow
+    var j = drillJob(start: start, verifySeconds: 100, bytes: 600_000_000)
+    j.containers["verify"]?.message =
+      #"{"command":"verify","ok":true,"snapshotId":"5cbfd2d2151a4b37","bytesDownloaded":620000000}"#
+    let o = DrillLogic.finish(
+      d, job: j, runStart: start, token: nil, scratchNamespace: "drill-x", snapshotTime: start - 60, baseline: nil,
+      security: allSecure, targets: try DrillLogicTests().targets(d), now: start + 100)
+    #expect(o.result.bytesRead == 1_220_000_000)
+    #expect(o.result.dataIntegrity == true)
+    // An older engine's verify reports no figure: the restore's alone.
+    let older = DrillLogic.finish(
+      d, job: drillJob(start: start, verifySeconds: 100, bytes: 5_000), runStart: start, token: nil,
+      scratchNamespace: "drill-x", snapshotTime: start - 60, baseline: nil, security: allSecure,
+      targets: try DrillLogicTests().targets(d), now: start + 100)
+    #expect(older.result.bytesRead == 5_000)
+    #expect(DrillLogic.bytesRead(restore: nil, verify: nil) == nil)
+  }
+
+  @Test func aVerifyOfAnotherSnapshotFailsIntegrity() throws {
+    let d = try drillTestDrill()
+    let start = drillNow
+    var j = drillJob(start: start, verifySeconds: 100)
+    j.containers["verify"]?.message = #"{"command":"verify","ok":true,"snapshotId":"77aa77aa77aa77aa"}"#
+    let o = DrillLogic.finish(
+      d, job: j, runStart: start, token: nil, scratchNamespace: "drill-x", snapshotTime: start - 60, baseline: nil,
+      security: allSecure, targets: try DrillLogicTests().targets(d), now: start + 100)
+    #expect(o.result.dataIntegrity == false)
+    #expect(o.result.passed == false)
+    #expect(
+      o.result.failures?.contains { $0.contains("77aa77aa77aa") && $0.contains("5cbfd2d2151a") } == true,
+      "\(o.result.failures ?? [])")
+  }
+}
