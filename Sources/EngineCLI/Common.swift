@@ -17,6 +17,9 @@ public enum ExitCode {
   public static let storage = EngineExitCode.storage
   public static let integrity = EngineExitCode.integrity
   public static let partial = EngineExitCode.partial
+  public static let repositoryNotFound = EngineExitCode.repositoryNotFound
+  public static let locked = EngineExitCode.locked
+  public static let wrongKey = EngineExitCode.wrongKey
 
   /// The exit code class of an error.
   public static func of(_ error: any Error) -> Int32 {
@@ -26,8 +29,11 @@ public enum ExitCode {
       case .usage, .snapshotNotFound: return usage
       case .integrity, .unsupportedFormat: return integrity
       case .noSpace, .io: return storage
-      case .locked, .failed: return other
+      case .repositoryNotFound: return repositoryNotFound
+      case .locked: return locked
+      case .failed: return other
       }
+    case KMSError.unwrapFailed: return wrongKey
     case is KMSError: return kms
     case is StorageError: return storage
     case is CryptoError, is FormatError: return integrity

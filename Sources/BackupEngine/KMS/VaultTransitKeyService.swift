@@ -127,7 +127,8 @@ public struct VaultTransitKeyService: KeyService {
       if errors.contains("encryption key not found") || errors.contains("key not found") {
         throw KMSError.keyNotFound(kms: descriptor, key: keyName)
       }
-      if action == "decrypt" || action == "rewrap" {
+      // A refused ciphertext (4xx) is the wrong key; a server failure (5xx) is the KMS being unavailable.
+      if action == "decrypt" || action == "rewrap", response.status < 500 {
         throw KMSError.unwrapFailed(kms: descriptor, message: "\(action) answered HTTP \(response.status): \(errors)")
       }
       throw KMSError.failed(kms: descriptor, message: "\(action) answered HTTP \(response.status): \(errors)")
