@@ -5,6 +5,8 @@
 public enum EngineEnv {
   // Repository, key service, lock wait.
   public static let repo = "BOTRT_REPO"
+  /// The repository, as restic's RESTIC_REPOSITORY (same as `repo`; a different value in both is refused).
+  public static let repository = "BOTRT_REPOSITORY"
   public static let kms = "BOTRT_KMS"
   public static let retryLock = "BOTRT_RETRY_LOCK"
   /// Per-phase timing of a restore on stderr (diagnostics).
@@ -38,6 +40,8 @@ public enum EngineEnv {
   public static let azureStorageAccountKey = "AZURE_STORAGE_ACCOUNT_KEY"
 
   // Key services.
+  /// The Vault server, as the vault CLI reads it, for a Vault Transit URL without a host (`vault-transit:///mount/key`).
+  public static let vaultAddr = "VAULT_ADDR"
   public static let vaultToken = "VAULT_TOKEN"
   public static let vaultCACert = "VAULT_CACERT"
   public static let vaultNamespace = "VAULT_NAMESPACE"
@@ -60,10 +64,11 @@ public enum EngineEnv {
 
   /// Every variable the engine reads (besides `toEnvPrefix` + one of these).
   public static let read: Set<String> = [
-    repo, kms, retryLock, timing, s3Endpoint, s3PathStyle, s3SSE, s3SSEKMSKeyId, awsAccessKeyId, awsSecretAccessKey,
+    repo, repository, kms, retryLock, timing, s3Endpoint, s3PathStyle, s3SSE, s3SSEKMSKeyId, awsAccessKeyId,
+    awsSecretAccessKey,
     awsSessionToken, awsRegion, awsDefaultRegion, awsEndpointURL, awsEndpointURLS3, awsEndpointURLKMS, gcsEndpoint,
     gcsTokenFile, storageEmulatorHost, googleApplicationCredentials, googleAccessToken, googleAccessTokenFile,
-    azureBlobEndpoint, azureStorageKey, azureStorageAccountKey, vaultToken, vaultCACert, vaultNamespace,
+    azureBlobEndpoint, azureStorageKey, azureStorageAccountKey, vaultAddr, vaultToken, vaultCACert, vaultNamespace,
     awsKMSEndpoint, azureKeyVaultEndpoint, azureTenantId, azureClientId, azureClientSecret, azureAuthorityHost,
     azureAccessToken, azureAccessTokenFile, gcpKMSEndpoint, gcpKMSCredentialsFile, toRepo, toKMS,
   ]

@@ -66,4 +66,27 @@ import Testing
       #expect((try? JSONSerialization.jsonObject(with: Data(l.utf8))) != nil, "not JSON on stdout: \(l)")
     }
   }
+
+  /// `-r` is `--repo`; BOTRT_REPOSITORY or BOTRT_REPO name the repository when no flag does; the flag wins.
+  @Test func repositoryFromShortFlagAndEnvironment() throws {
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    #expect(try h.run(["init"]).code == 0)
+    let kms = ["--kms", h.kmsURL, "--quiet"]
+    let short = try h.run(["snapshots", "-r", h.repoURL] + kms, withRepo: false)
+    #expect(short.code == 0, "\(short.stderr)")
+    for name in ["BOTRT_REPOSITORY", "BOTRT_REPO"] {
+      let r = try h.run(["snapshots"] + kms, withRepo: false, env: [name: h.repoURL])
+      #expect(r.code == 0, "\(name): \(r.stderr)")
+    }
+    let flagWins = try h.run(
+      ["snapshots", "-r", h.repoURL] + kms, withRepo: false, env: ["BOTRT_REPOSITORY": "file://\(h.dir)/nothing-here"])
+    #expect(flagWins.code == 0, "\(flagWins.stderr)")
+    let envOnly = try h.run(["snapshots"] + kms, withRepo: false, env: ["BOTRT_REPOSITORY": "file://\(h.dir)/nothing"])
+    #expect(envOnly.code == 10, "\(envOnly.stderr)")
+    let conflict = try h.run(
+      ["snapshots"] + kms, withRepo: false, env: ["BOTRT_REPOSITORY": h.repoURL, "BOTRT_REPO": "file:///elsewhere"])
+    #expect(conflict.code == 2 && conflict.stderr.contains("BOTRT_REPOSITORY"), "\(conflict.stderr)")
+    #expect(EngineEnv.isRead("BOTRT_REPOSITORY") && EngineEnv.isRead("VAULT_ADDR"))
+  }
 }
