@@ -24,7 +24,7 @@ public struct BotrtEngine: AsyncParsableCommand {
   /// The root help's discussion: every exit code (restic's numbers where restic has the same situation).
   static let exitCodeHelp =
     "Exit codes (restic's numbers where restic has the same situation):\n"
-    + EngineExitCode.all.map { "  \($0.code)  \($0.meaning)" }.joined(separator: "\n")
+    + EngineExitCode.all.map { ($0.code < 10 ? "   " : "  ") + "\($0.code)  \($0.meaning)" }.joined(separator: "\n")
 }
 
 /// `botrt-engine version`: prints the engine's version.
