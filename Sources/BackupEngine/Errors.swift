@@ -16,6 +16,8 @@ public enum EngineError: Error, Sendable, CustomStringConvertible {
   case noSpace(path: String, message: String)
   /// No such snapshot.
   case snapshotNotFound(String)
+  /// There is no repository at the location (its config is missing).
+  case repositoryNotFound(String)
   /// Something else.
   case failed(String)
 
@@ -29,6 +31,8 @@ public enum EngineError: Error, Sendable, CustomStringConvertible {
     case .noSpace(let p, let m):
       return "no space left on device writing \(p): \(m); free space or choose another target"
     case .snapshotNotFound(let s): return "snapshot \(s) not found; list them with `botrt-engine snapshots`"
+    case .repositoryNotFound(let location):
+      return "no repository at \(location) (config missing); create one with `botrt-engine init`"
     case .failed(let m): return m
     }
   }

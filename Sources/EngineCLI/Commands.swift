@@ -397,13 +397,14 @@ struct SnapshotsCommand: EngineCommand {
         tags: m.tags,
         files: m.summary.files, bytes: m.summary.bytes, errors: m.summary.errors, parent: m.parent)
     }
+    // The table is the command's output: stdout, as restic prints it; with --json stdout has only the result line.
     if !repoOptions.json {
       var out = "ID          SEQ  TIME                      HOST            TYPE      FILES      BYTES  PATHS\n"
       for s in result.snapshots ?? [] {
         out +=
           "\(s.id.prefix(10))  \(s.seq)  \(s.time)  \(s.hostname)  \(s.dataType)  \(s.files)  \(s.bytes)  \(s.paths.joined(separator: ","))\n"
       }
-      FileHandle.standardError.write(Data(out.utf8))
+      FileHandle.standardOutput.write(Data(out.utf8))
     }
   }
 }

@@ -17,6 +17,9 @@ public enum ExitCode {
   public static let storage = EngineExitCode.storage
   public static let integrity = EngineExitCode.integrity
   public static let partial = EngineExitCode.partial
+  public static let repositoryNotFound = EngineExitCode.repositoryNotFound
+  public static let locked = EngineExitCode.locked
+  public static let wrongKey = EngineExitCode.wrongKey
 
   /// The exit code class of an error.
   public static func of(_ error: any Error) -> Int32 {
@@ -26,8 +29,11 @@ public enum ExitCode {
       case .usage, .snapshotNotFound: return usage
       case .integrity, .unsupportedFormat: return integrity
       case .noSpace, .io: return storage
-      case .locked, .failed: return other
+      case .repositoryNotFound: return repositoryNotFound
+      case .locked: return locked
+      case .failed: return other
       }
+    case KMSError.unwrapFailed: return wrongKey
     case is KMSError: return kms
     case is StorageError: return storage
     case is CryptoError, is FormatError: return integrity
@@ -50,8 +56,9 @@ public typealias CommandResult = EngineResult
 /// Flags every repository command takes.
 public struct RepoOptions: ParsableArguments {
   @Option(
+    name: [.customLong(EngineFlag.repo), .customShort("r")],
     help:
-      "Repository URL: file:///path, s3://bucket/prefix, gs://bucket/prefix, azblob://account/container/prefix (env BOTRT_REPO)."
+      "Repository URL: file:///path, s3://bucket/prefix, gs://bucket/prefix, azblob://account/container/prefix (env BOTRT_REPOSITORY or BOTRT_REPO)."
   )
   var repo: String?
   @Option(
@@ -75,7 +82,11 @@ public struct RepoOptions: ParsableArguments {
     name: .customLong(EngineFlag.s3SSEKMSKeyId),
     help: "KMS key id or ARN for --s3-sse aws:kms (env BOTRT_S3_SSE_KMS_KEY_ID).")
   var s3SSEKMSKeyId: String?
-  @Option(name: .customLong(EngineFlag.vaultTokenFile), help: "File with the Vault token (else VAULT_TOKEN).")
+  @Option(
+    name: .customLong(EngineFlag.vaultTokenFile),
+    help:
+      "File with the Vault token (else VAULT_TOKEN). A Vault Transit URL without a host (vault-transit:///mount/key) takes the server from VAULT_ADDR."
+  )
   var vaultTokenFile: String?
   @Option(
     name: .customLong(EngineFlag.kmsTokenFile),
@@ -124,7 +135,16 @@ public struct RepoOptions: ParsableArguments {
   var env: [String: String] { ProcessInfo.processInfo.environment }
 
   func repoURL() throws -> String {
-    guard let r = repo ?? env[EngineEnv.repo], !r.isEmpty else { throw EngineError.usage("--repo is required") }
+    if let r = repo, !r.isEmpty { return r }
+    let e = env
+    let fromEnv = [EngineEnv.repository, EngineEnv.repo].compactMap { n in e[n].flatMap { $0.isEmpty ? nil : (n, $0) } }
+    if fromEnv.count == 2, fromEnv[0].1 != fromEnv[1].1 {
+      throw EngineError.usage(
+        "\(EngineEnv.repository) and \(EngineEnv.repo) name different repositories; set one, or give --repo")
+    }
+    guard let r = fromEnv.first?.1 else {
+      throw EngineError.usage("--repo is required (or \(EngineEnv.repository) or \(EngineEnv.repo))")
+    }
     return r
   }
 

@@ -12,12 +12,27 @@ public struct BotrtEngine: AsyncParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "botrt-engine",
     abstract: "Encrypted, deduplicated, signed backups to S3, GCS, Azure Blob and local storage.",
-    discussion: "Exit codes: 0 ok, 1 other, 2 usage, 3 KMS/key, 4 storage, 5 integrity, 6 partial backup.",
+    discussion: exitCodeHelp,
+    version: EngineVersion.current,
     subcommands: [
       InitCommand.self, BackupCommand.self, RestoreCommand.self, VerifyCommand.self, SnapshotsCommand.self,
       ForgetCommand.self, RotateKeysCommand.self, CopyCommand.self, DeleteRepositoryCommand.self, BenchCommand.self,
+      VersionCommand.self,
     ])
   public init() {}
+
+  /// The root help's discussion: every exit code (restic's numbers where restic has the same situation).
+  static let exitCodeHelp =
+    "Exit codes (restic's numbers where restic has the same situation):\n"
+    + EngineExitCode.all.map { ($0.code < 10 ? "   " : "  ") + "\($0.code)  \($0.meaning)" }.joined(separator: "\n")
+}
+
+/// `botrt-engine version`: prints the engine's version.
+public struct VersionCommand: AsyncParsableCommand {
+  public static let configuration = CommandConfiguration(
+    commandName: "version", abstract: "Print the engine's version.")
+  public init() {}
+  public func run() async throws { print("botrt-engine \(EngineVersion.current)") }
 }
 
 /// Parses arguments, runs the command, writes the result, returns the exit code.
@@ -85,6 +100,7 @@ public enum EngineMain {
       FileHandle.standardError.write(Data("\nerror: \(error)\n".utf8))
     }
     result.exitCode = code
+    result.engineVersion = EngineVersion.current
     result.keyUnwraps = []
     result.addUnwraps(KeyUnwrapLedger.byKMS)
     result.storageRequests = StorageRequestLedger.total

@@ -5,6 +5,8 @@
 public enum EngineEnv {
   // Repository, key service, lock wait.
   public static let repo = "BOTRT_REPO"
+  /// The repository, as restic's RESTIC_REPOSITORY (same as `repo`; a different value in both is refused).
+  public static let repository = "BOTRT_REPOSITORY"
   public static let kms = "BOTRT_KMS"
   public static let retryLock = "BOTRT_RETRY_LOCK"
   /// Per-phase timing of a restore on stderr (diagnostics).
@@ -38,6 +40,8 @@ public enum EngineEnv {
   public static let azureStorageAccountKey = "AZURE_STORAGE_ACCOUNT_KEY"
 
   // Key services.
+  /// The Vault server, as the vault CLI reads it, for a Vault Transit URL without a host (`vault-transit:///mount/key`).
+  public static let vaultAddr = "VAULT_ADDR"
   public static let vaultToken = "VAULT_TOKEN"
   public static let vaultCACert = "VAULT_CACERT"
   public static let vaultNamespace = "VAULT_NAMESPACE"
@@ -60,10 +64,11 @@ public enum EngineEnv {
 
   /// Every variable the engine reads (besides `toEnvPrefix` + one of these).
   public static let read: Set<String> = [
-    repo, kms, retryLock, timing, s3Endpoint, s3PathStyle, s3SSE, s3SSEKMSKeyId, awsAccessKeyId, awsSecretAccessKey,
+    repo, repository, kms, retryLock, timing, s3Endpoint, s3PathStyle, s3SSE, s3SSEKMSKeyId, awsAccessKeyId,
+    awsSecretAccessKey,
     awsSessionToken, awsRegion, awsDefaultRegion, awsEndpointURL, awsEndpointURLS3, awsEndpointURLKMS, gcsEndpoint,
     gcsTokenFile, storageEmulatorHost, googleApplicationCredentials, googleAccessToken, googleAccessTokenFile,
-    azureBlobEndpoint, azureStorageKey, azureStorageAccountKey, vaultToken, vaultCACert, vaultNamespace,
+    azureBlobEndpoint, azureStorageKey, azureStorageAccountKey, vaultAddr, vaultToken, vaultCACert, vaultNamespace,
     awsKMSEndpoint, azureKeyVaultEndpoint, azureTenantId, azureClientId, azureClientSecret, azureAuthorityHost,
     azureAccessToken, azureAccessTokenFile, gcpKMSEndpoint, gcpKMSCredentialsFile, toRepo, toKMS,
   ]
@@ -77,13 +82,45 @@ public enum EngineEnv {
   }
 }
 
-/// The engine's process exit codes (documented in docs/repository-format.md section 15).
+/// The engine's process exit codes (documented in docs/repository-format.md section 15 and in `botrt-engine --help`).
+///
+/// Where restic has a code for the same situation the engine uses restic's number, so wrappers written for restic
+/// do the right thing: 3 partial backup, 10 no repository, 11 lock failed, 12 wrong key. The engine's own classes
+/// (KMS unavailable, storage, integrity) keep distinct codes that restic does not use for anything else. 6 was the
+/// partial backup's code before 0.1.0 and is no longer used.
 public enum EngineExitCode {
   public static let success: Int32 = 0
+  /// Any other failure.
   public static let other: Int32 = 1
+  /// Bad arguments, flags or URLs; no such snapshot.
   public static let usage: Int32 = 2
-  public static let kms: Int32 = 3
+  /// The backup stored a snapshot but some sources could not be read (restic's 3).
+  public static let partial: Int32 = 3
+  /// The repository's storage failed or refused access.
   public static let storage: Int32 = 4
+  /// Damaged, forged or unsupported repository data.
   public static let integrity: Int32 = 5
-  public static let partial: Int32 = 6
+  /// There is no repository at the URL (restic's 10).
+  public static let repositoryNotFound: Int32 = 10
+  /// The repository is locked by another process (restic's 11).
+  public static let locked: Int32 = 11
+  /// The KMS/key cannot unwrap the repository's keys: the wrong key (restic's 12, wrong password).
+  public static let wrongKey: Int32 = 12
+  /// The KMS is unavailable, refused access or is misconfigured.
+  public static let kms: Int32 = 13
+
+  /// Every code with its one-line meaning, in ascending order (for `--help` and the docs).
+  public static let all: [(code: Int32, meaning: String)] = [
+    (success, "ok"), (other, "other failure"), (usage, "usage error or no such snapshot"),
+    (partial, "backup finished but some sources were unreadable (partial snapshot)"),
+    (storage, "storage failure"), (integrity, "integrity failure (damaged, forged or unsupported data)"),
+    (repositoryNotFound, "the repository does not exist"), (locked, "failed to lock the repository"),
+    (wrongKey, "wrong key: the KMS/key cannot unwrap the repository's keys"),
+    (kms, "KMS unavailable, refused access or misconfigured"),
+  ]
+}
+
+/// The engine's version: `botrt-engine version`, `--version` and the result's `engineVersion`.
+public enum EngineVersion {
+  public static let current = "0.1.0-dev"
 }

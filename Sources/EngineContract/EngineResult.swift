@@ -8,6 +8,8 @@ import Foundation
 /// engine always writes command, ok, exitCode, durationSeconds, errors, warnings, keyUnwraps and keyWraps.
 public struct EngineResult: Codable, Sendable, Hashable {
   public var command: String?
+  /// The version of the engine that wrote the result (`EngineVersion.current`); absent from older engines.
+  public var engineVersion: String?
   public var ok: Bool?
   public var exitCode: Int32?
   public var snapshotId: String?
@@ -123,12 +125,13 @@ public struct EngineResult: Codable, Sendable, Hashable {
     case command, ok, exitCode, snapshotId, files, bytesRead, bytesStored, durationSeconds, errors, keyUnwraps
     case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
     case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
-    case snapshotTime, skippedSnapshots, bytesDownloaded
+    case snapshotTime, skippedSnapshots, bytesDownloaded, engineVersion
   }
 
   public init(from decoder: Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     command = try c.decodeIfPresent(String.self, forKey: .command)
+    engineVersion = try c.decodeIfPresent(String.self, forKey: .engineVersion)
     ok = try c.decodeIfPresent(Bool.self, forKey: .ok)
     exitCode = try c.decodeIfPresent(Int32.self, forKey: .exitCode)
     snapshotId = try c.decodeIfPresent(String.self, forKey: .snapshotId)

@@ -31,6 +31,24 @@ import Testing
     #expect(!String(reflecting: plain).contains("s.unit-test-token"))
   }
 
+  /// VAULT_ADDR gives the server of a URL without a host, as the vault CLI reads it; a host in the URL wins.
+  @Test func vaultAddrForAURLWithoutAHost() throws {
+    func make(_ url: String, _ extra: [String: String], caFile: String? = nil) throws -> VaultTransitKeyService {
+      try VaultTransitKeyService(
+        url: try #require(URLComponents(string: url)),
+        options: KMSOptions(environment: env.merging(extra) { $1 }, caFile: caFile))
+    }
+    let https = try make("vault-transit:///transit/k", ["VAULT_ADDR": "https://vault.example:8200"])
+    #expect(https.base == "https://vault.example:8200/v1")
+    #expect(https.descriptor == "vault-transit://vault.example:8200/transit/k?tls=true")
+    let plain = try make("vault-transit:///transit/k", ["VAULT_ADDR": "http://10.0.0.1:8200"], caFile: "/etc/ca.pem")
+    #expect(plain.base == "http://10.0.0.1:8200/v1")
+    let urlWins = try make("vault-transit://h:1/transit/k", ["VAULT_ADDR": "https://vault.example:8200"])
+    #expect(urlWins.base == "http://h:1/v1")
+    #expect(throws: KMSError.self) { _ = try make("vault-transit:///transit/k", [:]) }
+    #expect(throws: KMSError.self) { _ = try make("vault-transit:///transit/k", ["VAULT_ADDR": "vault:8200"]) }
+  }
+
   @Test func tokenFileWinsAndMustExist() throws {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("botrt-vt-\(UUID().uuidString)").path
     defer { do { try FileManager.default.removeItem(atPath: path) } catch {} }

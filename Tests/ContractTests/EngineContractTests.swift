@@ -444,11 +444,30 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     r.addUnwraps(["vault-transit://v/transit/k": 2])
     r.addWarnings(["w"])
     r.snapshotTime = "2026-01-02T03:04:05.678Z"
+    r.engineVersion = EngineVersion.current
     r.skippedSnapshots = [EngineResult.SkippedSnapshot(id: "def", reason: "pack data/de/def is missing")]
     let line = String(decoding: try r.encodedLine(), as: UTF8.self)
     let back = try #require(EngineResult.parse("some log\n" + line))
     #expect(back == r)
     #expect(line.contains("\"keyWraps\":0") && line.contains("\"errors\":[]"), "the engine always writes these")
     #expect(back.skippedSnapshots?.first?.id == "def" && back.snapshotTime == r.snapshotTime)
+    #expect(back.engineVersion == EngineVersion.current)
+  }
+
+  /// `botrt-engine --help` lists every exit code with its meaning; restic's numbers where restic has the situation.
+  @Test func helpListsEveryExitCode() {
+    let help = BotrtEngine.helpMessage()
+    #expect(EngineExitCode.all.count == 10)
+    #expect(Set(EngineExitCode.all.map(\.code)).count == EngineExitCode.all.count, "codes are distinct")
+    for (code, meaning) in EngineExitCode.all {
+      #expect(help.contains("\(code)  \(meaning)"), "help misses exit code \(code): \(help)")
+    }
+    let restic: [Int32: Int32] = [
+      EngineExitCode.partial: 3, EngineExitCode.repositoryNotFound: 10, EngineExitCode.locked: 11,
+      EngineExitCode.wrongKey: 12,
+    ]
+    for (ours, theirs) in restic { #expect(ours == theirs) }
+    #expect(EngineExitCode.kms == 13)
+    #expect(BotrtEngine.configuration.version == EngineVersion.current)
   }
 }

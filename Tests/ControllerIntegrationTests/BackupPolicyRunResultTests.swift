@@ -86,16 +86,16 @@ extension BackupPolicyControllerTests {
         #expect(abs(last - (s.lastSuccessfulBackup?.timeIntervalSince1970 ?? 0)) < 1)
         #expect(controller.app.registry.value("botrt_rpo_target_seconds", labels: labels) == 14_400)
 
-        // A failing run: exit code 3 (KMS) with the engine's errors; the Job fails after its retry.
+        // A failing run: exit code 13 (KMS) with the engine's errors; the Job fails after its retry.
         // A merge patch: an update would race the controller's status writes (409 Conflict).
         _ = try await client.patch(
           BackupPolicy.resource, namespace: ns, name: "orders-db", .merge(["spec": ["trigger": "fail-1"]]),
           as: JSONValue.self)
         let failJob = names.runJob(token: "trigger:fail-1")
         let failure =
-          #"{"command":"backup","ok":false,"exitCode":3,"errors":["KMS vault-transit://vault:8200 unreachable"]}"#
+          #"{"command":"backup","ok":false,"exitCode":13,"errors":["KMS vault-transit://vault:8200 unreachable"]}"#
         try await eventually("the failing Job to fail", timeout: .seconds(90)) {
-          try await finishPods(ns: backupNS, job: failJob, phase: "Failed", exitCode: 3, message: failure)
+          try await finishPods(ns: backupNS, job: failJob, phase: "Failed", exitCode: 13, message: failure)
           let job = try await client.get(ChildResources.jobs, namespace: backupNS, name: failJob, as: JSONValue.self)
           return (job[path: "status", "conditions"]?.arrayValue ?? []).contains {
             $0["type"] == "Failed" && $0["status"] == "True"
@@ -106,7 +106,7 @@ extension BackupPolicyControllerTests {
         }
         let c = try #require(try await condition(ns, "orders-db", "LastBackupSucceeded"))
         #expect(c.reason == "BackupFailed")
-        #expect(c.message.contains("exit code 3"))
+        #expect(c.message.contains("exit code 13"))
         #expect(c.message.contains("unreachable"))
         // The earlier success still holds the RPO.
         #expect(try await getPolicy(ns, "orders-db").status?.lastSnapshot == "snap-it-1")

@@ -231,7 +231,7 @@ extension BackupPolicyControllerTests {
         }
 
         // A Job the controller did not create runs the engine in the backup namespace with the policy's key; the
-        // repository refuses its key (exit code 3) after one unwrap.
+        // repository refuses its key (exit code 12) after one unwrap.
         _ = try await client.create(
           ChildResources.jobs, namespace: backupNS, foreignEngineJob("exfiltrate", backupNS),
           options: WriteOptions(fieldManager: "mallory"))
@@ -241,10 +241,10 @@ extension BackupPolicyControllerTests {
           }
         }
         let denied =
-          #"{"command":"restore","ok":false,"exitCode":3,"errors":["unwrap refused"],"#
+          #"{"command":"restore","ok":false,"exitCode":12,"errors":["unwrap refused"],"#
           + #""keyUnwraps":[{"key":"\#(key)","count":1}]}"#
         try await eventually("the foreign Job to fail", timeout: .seconds(90)) {
-          try await finishPods(ns: backupNS, job: "exfiltrate", phase: "Failed", exitCode: 3, message: denied)
+          try await finishPods(ns: backupNS, job: "exfiltrate", phase: "Failed", exitCode: 12, message: denied)
           let job = try await client.get(
             ChildResources.jobs, namespace: backupNS, name: "exfiltrate", as: JSONValue.self)
           return SecurityAudit.isFinished(job)

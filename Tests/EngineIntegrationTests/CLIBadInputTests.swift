@@ -73,16 +73,16 @@ import Testing
     #expect(!FileManager.default.fileExists(atPath: h.dir + "/out/src"))
   }
 
-  @Test func wrongOrMissingKeyExitsThree() throws {
+  @Test func wrongKeyExitsTwelveMissingKeyThirteen() throws {
     let h = try setUp()
     defer { h.cleanup() }
     let other = h.dir + "/other-kek"
     try makeFile(atPath: other, contents: Data(Crypto.randomBytes(32)))
     let r = try h.run(["snapshots", "--repo", h.repoURL, "--kms", "file://\(other)"], withRepo: false)
-    #expect(r.code == 3)
+    #expect(r.code == 12)
     #expect(r.stderr.contains("could not unwrap"))
     let m = try h.run(["snapshots", "--repo", h.repoURL, "--kms", "file://\(h.dir)/nope"], withRepo: false)
-    #expect(m.code == 3)
+    #expect(m.code == 13)
     #expect(
       try h.run(["snapshots", "--repo", h.repoURL, "--kms", "vault-transit://127.0.0.1:1/transit/k"], withRepo: false)
         .code != 0)
@@ -234,7 +234,7 @@ import Testing
     let h = try setUp()
     defer { h.cleanup() }
     let b = try h.run(["backup", h.dir + "/src", h.dir + "/does-not-exist"])
-    #expect(b.code == 6, "\(b.stderr)")
+    #expect(b.code == 3, "\(b.stderr)")
     let errors = try #require(b.result["errors"] as? [String])
     #expect(errors.count == 1 && errors[0].contains("does-not-exist"))
     #expect(b.result["snapshotId"] as? String != nil)
@@ -249,7 +249,7 @@ import Testing
       defer { h.cleanup() }
       try h.write("src/secret", Data("x".utf8), mode: 0o000)
       let b = try h.run(["backup", h.dir + "/src"])
-      #expect(b.code == 6)
+      #expect(b.code == 3)
       return
     }
     let setpriv = "/usr/bin/setpriv"
@@ -273,7 +273,7 @@ import Testing
     p.environment = ["HOME": "/tmp", "PATH": "/usr/bin:/bin"]
     try p.run()
     p.waitUntilExit()
-    #expect(p.terminationStatus == 6)
+    #expect(p.terminationStatus == 3)
     let o =
       try JSONSerialization.jsonObject(with: try Data(contentsOf: URL(fileURLWithPath: h.dir + "/res.json")))
       as? [String: Any]

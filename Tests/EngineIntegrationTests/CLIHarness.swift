@@ -62,10 +62,17 @@ struct CLIHarness {
   /// Runs the binary with `args`, optional stdin bytes (or a file path for stdin/stdout).
   @discardableResult
   func run(
-    _ args: [String], stdin: Data? = nil, stdinFile: String? = nil, stdoutFile: String? = nil, withRepo: Bool = true
+    _ args: [String], stdin: Data? = nil, stdinFile: String? = nil, stdoutFile: String? = nil, withRepo: Bool = true,
+    env: [String: String] = [:]
   ) throws -> Output {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: try Self.binary())
+    if !env.isEmpty {
+      // The variables given, on top of this process's environment without any repository variable of its own.
+      var e = ProcessInfo.processInfo.environment
+      for n in ["BOTRT_REPO", "BOTRT_REPOSITORY", "BOTRT_KMS"] { e[n] = nil }
+      p.environment = e.merging(env) { $1 }
+    }
     var a = args
     if withRepo { a += ["--repo", repoURL, "--kms", kmsURL, "--quiet"] }
     p.arguments = a

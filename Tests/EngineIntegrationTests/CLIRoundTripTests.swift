@@ -152,7 +152,7 @@ import Testing
     let h = try CLIHarness()
     defer { h.cleanup() }
     let plain = try h.run(["backup", "--stdin", "--stdin-name", "a.sql"], stdin: sampleData(1000))
-    #expect(plain.code == 2, "without --init-if-missing a missing repository is a usage error: \(plain.stderr)")
+    #expect(plain.code == 10, "without --init-if-missing a missing repository is exit 10: \(plain.stderr)")
     #expect(!FileManager.default.fileExists(atPath: h.repo + "/config"))
     let lockWithoutInit = try h.run(
       ["backup", "--stdin", "--stdin-name", "a.sql", "--object-lock", "compliance:1"], stdin: sampleData(10))
@@ -196,6 +196,6 @@ import Testing
     #expect(try h.run(["frobnicate"], withRepo: false).code == 2)
     #expect(try h.run(["restore", "latest"]).code == 2)
     #expect(try h.run(["init", "--object-lock", "forever"]).code == 2)
-    #expect(try h.run(["snapshots"]).code == 2)  // no repository yet
+    #expect(try h.run(["snapshots"]).code == 10)  // no repository yet
   }
 }

@@ -219,7 +219,7 @@ import Testing
       try FileManager.default.copyItem(atPath: f.other.repo + "/" + theirs, toPath: f.path(theirs))
       return Damage(object: theirs)
     },
-    Case(name: "key file: wrapped data key swapped with another repository's (same KEK)", code: 3) { f in
+    Case(name: "key file: wrapped data key swapped with another repository's (same KEK)", code: 12) { f in
       var mine = try jsonObject(try f.read(f.facts.keyFile))
       let theirs = try jsonObject(
         try Data(

@@ -158,12 +158,12 @@ import Testing
     var p = dumpPolicy()
     let run = BackupRun(
       jobName: "j9", state: .failed, startTime: testNow.addingTimeInterval(-20), finishTime: testNow,
-      result: EngineResult(ok: false, exitCode: 3, errors: ["KMS unreachable"]))
+      result: EngineResult(ok: false, exitCode: 13, errors: ["KMS unreachable"]))
     let o = try compute(p, runs: [run])
     let c = try #require(condition(o, "LastBackupSucceeded"))
     #expect(c.status == .false)
     #expect(c.reason == "BackupFailed")
-    #expect(c.message.contains("j9 failed with exit code 3"))
+    #expect(c.message.contains("j9 failed with exit code 13"))
     #expect(c.message.contains("KMS unreachable"))
     #expect(o.events.filter { $0.reason == "BackupFailed" }.count == 1)
     p.status = o.status

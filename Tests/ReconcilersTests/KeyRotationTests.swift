@@ -87,7 +87,7 @@ import Testing
     // It failed: reported with the engine's error, tried again an hour later under a new token.
     let failed = run(
       "j0", .failed, finished: now.addingTimeInterval(10), token: start.token,
-      result: EngineResult(ok: false, exitCode: 3, errors: ["KMS vault denied access"]))
+      result: EngineResult(ok: false, exitCode: 13, errors: ["KMS vault denied access"]))
     let f = KeyRotationLogic.plan(policy: p, runs: [failed], rotationKeys: nil, now: now.addingTimeInterval(20))
     #expect(f.reason == "RotationFailed")
     #expect(f.start == nil)

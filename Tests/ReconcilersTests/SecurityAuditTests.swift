@@ -110,7 +110,9 @@ import Testing
   }
 
   @Test func refusalsAreKeyIntegrityAndAccessDeniedOnly() {
-    #expect(SecurityAudit.refusal(exitCode: 3, errors: ["unwrap failed"]) == "key")
+    #expect(SecurityAudit.refusal(exitCode: 12, errors: ["unwrap failed"]) == "key")
+    #expect(SecurityAudit.refusal(exitCode: 13, errors: ["KMS unreachable"]) == "key")
+    #expect(SecurityAudit.refusal(exitCode: 3, errors: ["partial backup"]) == nil)
     #expect(SecurityAudit.refusal(exitCode: 5, errors: []) == "integrity")
     #expect(
       SecurityAudit.refusal(exitCode: 4, errors: ["s3 PUT data/x: HTTP 403 AccessDenied: Access Denied"])

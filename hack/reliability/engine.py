@@ -7,7 +7,7 @@ FAIL and exits 1. Figures go to stdout and, as JSON, to --out.
 
   engine.py kills   --local N --s3 N   SIGKILL at random points during backup, then verify and resume
   engine.py faults  [--stall]          storage faults from a proxy in front of moto
-  engine.py kms                        OpenBao stopped, unreachable or failing: exit 3, no plaintext
+  engine.py kms                        OpenBao stopped, unreachable or failing: exit 13, no plaintext
   engine.py canary                     a canary Vault token and S3 secret never appear anywhere
   engine.py objectlock                 COMPLIANCE Object Lock on moto: prune refused, retention extended
   engine.py stream --gib N             N GiB through --stdin, RSS sampled, restored and compared
@@ -566,7 +566,7 @@ def kms_suite(work):
         t0 = time.monotonic()
         for cmd in (["backup", root + "/src"], ["restore", "latest", "--target", root + "/out-" + name[:6]]):
             b = engine(cmd + r.flags() + ["--result-file", root + "/result.json"], env=r.env, timeout=300)
-            check(b.code == 3, f"kms/{name}: {cmd[0]} expected exit 3 (KMS), got {b!r}")
+            check(b.code == 13, f"kms/{name}: {cmd[0]} expected exit 13 (KMS), got {b!r}")
             err_line = next((l for l in b.stderr.splitlines() if l.startswith("error:")), "")
             check("vault" in err_line.lower() or "kms" in err_line.lower(), f"kms/{name}: unclear error: {err_line}")
         secs = time.monotonic() - t0
@@ -576,12 +576,12 @@ def kms_suite(work):
               f"kms/{name}: restore wrote files without keys")
         if pp:
             stop(pp)
-        results[name] = {"exit": 3, "seconds": round(secs, 1), "error": err_line[:300]}
+        results[name] = {"exit": 13, "seconds": round(secs, 1), "error": err_line[:300]}
         print(f"kms/{name}: {json.dumps(results[name])}", flush=True)
     # init while the KMS is down writes nothing at all.
     r = vrepo(f"http://127.0.0.1:{closed_port}", "repo-init")
     b = engine(["init"] + r.flags(), env=r.env, timeout=300)
-    check(b.code == 3, f"kms/init: expected exit 3, got {b!r}")
+    check(b.code == 13, f"kms/init: expected exit 13, got {b!r}")
     check(not os.path.exists(r.path) or not r.objects(), f"kms/init: wrote {r.objects()}")
     results["init while down"] = {"exit": b.code, "objectsWritten": 0}
     hits = grep_tree(root + "/repo", [marker]) + grep_tree(tmp, [marker])

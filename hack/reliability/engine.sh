@@ -8,7 +8,7 @@
 # Parts (BOTRT_REL_ENGINE_PARTS narrows them, e.g. "kills canary"):
 #   kills       SIGKILL at random points during backup, local and moto S3; verify, resume, reuse
 #   faults      a fault-injecting proxy in front of moto: 500/503/resets/truncation/slow reads and writes
-#   kms         OpenBao stopped, unreachable, 503 or resetting: exit 3 and no plaintext anywhere
+#   kms         OpenBao stopped, unreachable, 503 or resetting: exit 13 and no plaintext anywhere
 #   canary      a canary Vault token and S3 secret never appear in outputs, results or objects
 #   objectlock  COMPLIANCE Object Lock on moto: prune refused and said so, retention extended
 #   stream      a 10 GiB --stdin backup and restore with RSS sampled (full mode only)

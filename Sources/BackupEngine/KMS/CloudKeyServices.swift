@@ -307,7 +307,8 @@ public struct AzureKeyVaultKeyService: KeyService {
     case 404:
       throw KMSError.keyNotFound(kms: descriptor, key: keyName + (version.map { "/\($0)" } ?? ""))
     default:
-      if op == "unwrapkey" {
+      // A refused ciphertext (4xx) is the wrong key; a server failure (5xx) is the key service being unavailable.
+      if op == "unwrapkey", response.status < 500 {
         throw KMSError.unwrapFailed(kms: descriptor, message: "\(op) answered HTTP \(response.status): \(detail)")
       }
       throw KMSError.failed(kms: descriptor, message: "\(op) answered HTTP \(response.status): \(detail)")

@@ -8,6 +8,8 @@ import Foundation
 ///   URL's `?ca=/path`); `?tls=false` forces plain HTTP. With TLS and no CA file, the system trust store is used.
 ///   VAULT_CACERT is read only when TLS is on.
 /// - The token comes from `KMSOptions.tokenFile`, else VAULT_TOKEN; VAULT_NAMESPACE is sent when set.
+/// - A URL without a host (`vault-transit:///mount/keyName`) takes the server from VAULT_ADDR, as the vault CLI:
+///   its scheme decides TLS (unless the URL says `?tls=`); a host in the URL wins over VAULT_ADDR.
 /// - `wrap` encrypts our data key with `<mount>/encrypt/<key>`; the plaintext Vault encrypts is the context
 ///   (length-prefixed) followed by the 32 key bytes, and `unwrap` (via `decrypt`) refuses a key whose embedded
 ///   context differs. Transit's own `associated_data` is not used because `rewrap` does not accept it.
@@ -30,9 +32,24 @@ public struct VaultTransitKeyService: KeyService {
 
   /// As `init(url:options:)`, with an explicit retry policy.
   public init(url: URLComponents, options: KMSOptions, policy: RetryPolicy) throws {
-    guard url.scheme?.lowercased() == "vault-transit", let host = url.host, !host.isEmpty else {
+    let env = options.environment
+    var host = url.host ?? ""
+    var urlPort = url.port
+    var addrTLS: Bool? = nil
+    if host.isEmpty, let addr = env[EngineEnv.vaultAddr], !addr.isEmpty {
+      guard let a = URLComponents(string: addr), let h = a.host, !h.isEmpty,
+        ["http", "https"].contains(a.scheme?.lowercased() ?? "")
+      else {
+        throw KMSError.invalidConfiguration("VAULT_ADDR \(addr) is not an http:// or https:// address")
+      }
+      host = h
+      urlPort = a.port
+      addrTLS = a.scheme?.lowercased() == "https"
+    }
+    guard url.scheme?.lowercased() == "vault-transit", !host.isEmpty else {
       throw KMSError.invalidConfiguration(
-        "a Vault Transit KMS URL looks like vault-transit://host:port/mount/keyName (got \(Self.redacted(url)))")
+        "a Vault Transit KMS URL looks like vault-transit://host:port/mount/keyName, or vault-transit:///mount/keyName "
+          + "with VAULT_ADDR (got \(Self.redacted(url)))")
     }
     let parts = url.path.split(separator: "/").map(String.init)
     guard parts.count >= 2 else {
@@ -42,11 +59,10 @@ public struct VaultTransitKeyService: KeyService {
     }
     mount = parts.dropLast().joined(separator: "/")
     keyName = parts[parts.count - 1]
-    let env = options.environment
     let caFile = options.caFile ?? queryValue(url, "ca", "cacert")
-    let tlsOn = parseBool(queryValue(url, "tls")) ?? (caFile != nil)
+    let tlsOn = parseBool(queryValue(url, "tls")) ?? addrTLS ?? (caFile != nil)
     let scheme = tlsOn ? "https" : "http"
-    let port = url.port.map { ":\($0)" } ?? ""
+    let port = urlPort.map { ":\($0)" } ?? ""
     base = "\(scheme)://\(host)\(port)/v1"
     descriptor = "vault-transit://\(host)\(port)/\(mount)/\(keyName)" + (tlsOn ? "?tls=true" : "")
     tls = TLSOptions(caFile: tlsOn ? (caFile ?? env[EngineEnv.vaultCACert]) : nil)
@@ -127,7 +143,8 @@ public struct VaultTransitKeyService: KeyService {
       if errors.contains("encryption key not found") || errors.contains("key not found") {
         throw KMSError.keyNotFound(kms: descriptor, key: keyName)
       }
-      if action == "decrypt" || action == "rewrap" {
+      // A refused ciphertext (4xx) is the wrong key; a server failure (5xx) is the KMS being unavailable.
+      if action == "decrypt" || action == "rewrap", response.status < 500 {
         throw KMSError.unwrapFailed(kms: descriptor, message: "\(action) answered HTTP \(response.status): \(errors)")
       }
       throw KMSError.failed(kms: descriptor, message: "\(action) answered HTTP \(response.status): \(errors)")

@@ -191,8 +191,7 @@ public final class Repository: @unchecked Sendable {
   {
     let raw: Data
     do { raw = try await store.get("config") } catch StorageError.notFound {
-      throw EngineError.usage(
-        "no repository at \(store.location) (config missing); create one with `botrt-engine init`")
+      throw EngineError.repositoryNotFound(store.location)
     }
     let lines = raw.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
     guard lines.count >= 2 else {

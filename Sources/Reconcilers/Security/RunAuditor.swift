@@ -1,4 +1,5 @@
 import DRAPI
+import EngineContract
 import Foundation
 import KubeClient
 import KubeCore
@@ -185,9 +186,11 @@ public final class RunAuditor: Sendable {
       metrics?.refused.inc([namespace, policy, reason])
       let why: String
       switch reason {
-      case "key": why = "its key service refused or could not unwrap the data key (exit code 3)"
-      case "integrity": why = "the repository's objects failed authentication (exit code 5)"
-      default: why = "the storage denied access (exit code 4)"
+      case "key":
+        // 12: the key cannot unwrap the repository's keys; 13: the key service refused or failed.
+        why = "its key service refused or could not unwrap the data key (exit code \(exit.map(String.init) ?? "?"))"
+      case "integrity": why = "the repository's objects failed authentication (exit code \(EngineExitCode.integrity))"
+      default: why = "the storage denied access (exit code \(EngineExitCode.storage))"
       }
       recorder?.record(
         object, type: .warning, reason: "BackupAccessRefused",

@@ -126,14 +126,14 @@ public enum SecurityAudit {
   }
 
   /// The reason a failed run was refused by the repository or its keys, nil when it failed for another reason
-  /// (or did not fail). Exit codes are the engine's (docs/repository-format.md §15): 3 key or KMS error, 5 integrity
-  /// failure (a forged, replayed or wrongly keyed object); 4 is a storage error, a refusal only when the store
+  /// (or did not fail). Exit codes are the engine's (`EngineExitCode`, docs/repository-format.md §15): 12 wrong key
+  /// and 13 KMS error, 5 integrity failure (a forged, replayed or wrongly keyed object); 4 is a storage error, a refusal only when the store
   /// answered AccessDenied/Forbidden (a full disk or an unreachable endpoint is not).
   public static func refusal(exitCode: Int32?, errors: [String]) -> String? {
     switch exitCode {
-    case 3?: return "key"
-    case 5?: return "integrity"
-    case 4?:
+    case EngineExitCode.kms?, EngineExitCode.wrongKey?: return "key"
+    case EngineExitCode.integrity?: return "integrity"
+    case EngineExitCode.storage?:
       let text = errors.joined(separator: " ").lowercased()
       let markers = [
         "accessdenied", "access denied", "forbidden", " 403", "(403", "403 ", "invalidaccesskeyid",
