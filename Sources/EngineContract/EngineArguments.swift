@@ -155,7 +155,8 @@ public struct EngineRetention: Sendable, Hashable {
   public var keepWeekly: Int64?
   public var keepMonthly: Int64?
   public var keepYearly: Int64?
-  /// Remove snapshots older than this (`--max-age`, rendered in the duration grammar: m is minutes).
+  /// Keep every snapshot within this age of the newest one (`--max-age`, restic's `--keep-within`; rendered in the
+  /// duration grammar: m is minutes).
   public var maxAgeSeconds: Int64?
 
   public init(

@@ -811,32 +811,34 @@ public enum BackupPolicyChildren {
     _ input: ChildInputs, verify: PolicyVerifySpec, invocation: EngineInvocation, names: ChildNames,
     labels podLabels: [String: String]
   ) throws(SpecError) -> JSONValue {
-    let s = input.settings
     var a = EngineVerifyArguments(common: invocation.common, which: .all, readData: false, requireSnapshot: nil)
     a.readDataSubset = verify.readDataSubset ?? PolicyVerifySpec.defaultReadDataSubset
-    let args = EngineArguments.verify(a).argv
-    var c: [String: JSONValue] = [
-      "name": "verify", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
-      "args": .array(args.map { .string($0) }), "env": .array(baseEnv + invocation.env),
-      "volumeMounts": .array([tmpMount] + invocation.mounts), "securityContext": containerSecurity(s),
-      "terminationMessagePolicy": "File",
-    ]
-    if let r = resources(input.policy.spec.resources) { c["resources"] = r }
-    return podShell(
-      input, names: names, labels: podLabels, volumes: invocation.volumes, initContainers: [], containers: [.object(c)])
+    return engineOnlyPod(
+      input, container: "verify", args: EngineArguments.verify(a).argv, invocation: invocation, names: names,
+      labels: podLabels)
   }
 
   /// The retention pod: `botrt-engine forget --prune` with the effective retention.
   static func prunePodTemplate(
     _ input: ChildInputs, invocation: EngineInvocation, names: ChildNames, labels podLabels: [String: String]
   ) throws(SpecError) -> JSONValue {
-    let s = input.settings
     let args = EngineArguments.forget(
       EngineForgetArguments(
         common: invocation.common, retention: EngineInvocation.retention(input.effective.retention.value))
     ).argv
+    return engineOnlyPod(
+      input, container: "prune", args: args, invocation: invocation, names: names, labels: podLabels)
+  }
+
+  /// A pod of one engine container (the policy's scheduled maintenance: prune, verify) with the invocation's
+  /// environment, Secret mounts and the policy's resources.
+  static func engineOnlyPod(
+    _ input: ChildInputs, container: String, args: [String], invocation: EngineInvocation, names: ChildNames,
+    labels podLabels: [String: String]
+  ) -> JSONValue {
+    let s = input.settings
     var c: [String: JSONValue] = [
-      "name": "prune", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
+      "name": .string(container), "image": .string(s.engineImage), "command": [.string(s.enginePath)],
       "args": .array(args.map { .string($0) }), "env": .array(baseEnv + invocation.env),
       "volumeMounts": .array([tmpMount] + invocation.mounts), "securityContext": containerSecurity(s),
       "terminationMessagePolicy": "File",
