@@ -306,12 +306,12 @@ for a in "create recoveryplans.dr.botrt.io -n $TEAM_A" "delete drdrills.dr.botrt
   # shellcheck disable=SC2086
   [[ "$(as_editor auth can-i $a 2>/dev/null)" == yes ]] || fail "a namespace editor may not: $a"
 done
-for a in "create backuppolicies.dr.botrt.io -n $TEAM_B" "patch backuppolicies.dr.botrt.io/status -n $TEAM_A" \
+for a in "create backuppolicies.dr.botrt.io -n $TEAM_B" "patch backuppolicies.dr.botrt.io --subresource=status -n $TEAM_A" \
   "create clusterroles.rbac.authorization.k8s.io"; do
   # shellcheck disable=SC2086
   [[ "$(as_editor auth can-i $a 2>/dev/null)" == no ]] || fail "a namespace editor may: $a"
 done
-for a in "get backuppolicies.dr.botrt.io/status -n $TEAM_A" "watch recoveryplans.dr.botrt.io -n $TEAM_A"; do
+for a in "get backuppolicies.dr.botrt.io --subresource=status -n $TEAM_A" "watch recoveryplans.dr.botrt.io -n $TEAM_A"; do
   # shellcheck disable=SC2086
   [[ "$("$KUBECTL" auth can-i $a --as=ns-viewer 2>/dev/null)" == yes ]] || fail "a namespace viewer may not: $a"
 done
@@ -321,7 +321,8 @@ for a in "create drdrills.dr.botrt.io -n $TEAM_A" "get backuppolicies.dr.botrt.i
 done
 set +f
 "$KUBECTL" -n "$TEAM_A" patch bp team-files --type merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
-"$KUBECTL" delete namespace "$TEAM_A" "$TEAM_B" --wait=false >/dev/null
+# Gone before the controller starts (step 4): it would reconcile the policy in a terminating namespace.
+"$KUBECTL" delete namespace "$TEAM_A" "$TEAM_B" --timeout=120s >/dev/null
 
 # -------------------------------------------------------------------------------------------------------------------
 log "3. manifests/monitoring/ where the Prometheus Operator's kinds exist (stand-in CRDs of PrometheusRule, ServiceMonitor, PodMonitor)"

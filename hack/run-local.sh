@@ -32,7 +32,10 @@ cleanup() {
     say "removing the samples and the operator"
     kubectl delete -n botrt-local drdrills,backuppolicies --all --timeout=90s >/dev/null 2>&1
     kubectl delete -f "$RUN_DIR/samples.yaml" --wait=false >/dev/null 2>&1
-    kubectl delete -k hack/node/overlay --timeout=90s >/dev/null 2>&1
+    # Everything the overlay installed but the CRDs (deleting a CRD is asynchronous: a later install would race it).
+    kubectl delete namespace botrt-system --wait=false >/dev/null 2>&1
+    kubectl delete clusterrole,clusterrolebinding botrt-controller >/dev/null 2>&1
+    kubectl delete clusterrole botrt-edit botrt-view >/dev/null 2>&1
     kubectl delete namespace botrt-backup --wait=false >/dev/null 2>&1
   fi
   BOTRT_SERVICES_DIR="$SVC_DIR" bash hack/services.sh down >/dev/null 2>&1
@@ -89,8 +92,12 @@ PY
 
 # 3. The operator, as users install it (local image tags).
 say "installing the operator: kubectl apply -k hack/node/overlay"
+# An earlier install being removed (its namespace terminating) would refuse the new one's objects.
+kubectl wait --for=delete namespace/botrt-system --timeout=180s >/dev/null 2>&1 || true
 INSTALLED=1
 kubectl apply -k hack/node/overlay >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io \
+  crd/drdrills.dr.botrt.io >/dev/null
 kubectl -n botrt-system rollout status deployment/botrt-controller --timeout=180s
 
 # 4. The samples that run here.

@@ -73,9 +73,10 @@ cleanup() {
   set +e
   if ((rc != 0)); then dump_state; fi
   "${K[@]}" -n "$APP_NS" delete drdrills,recoveryplans,backuppolicies --all --timeout=90s >/dev/null 2>&1
-  "${K[@]}" delete -k "$REPO/hack/node/overlay" --timeout=90s >/dev/null 2>&1
-  # Not the CRDs: other steps use them. Re-created if deleted above.
-  "${K[@]}" apply -f "$REPO/crds/" >/dev/null 2>&1
+  # Everything the overlay installed but the CRDs (later steps use them; deleting a CRD is asynchronous).
+  "${K[@]}" delete namespace "$SYS_NS" --timeout=120s >/dev/null 2>&1
+  "${K[@]}" delete clusterrole,clusterrolebinding botrt-controller >/dev/null 2>&1
+  "${K[@]}" delete clusterrole botrt-edit botrt-view >/dev/null 2>&1
   "${K[@]}" delete namespace "$APP_NS" botrt-backup --wait=false >/dev/null 2>&1
   "${K[@]}" delete namespace -l "dr.botrt.io/drill-namespace=$APP_NS" --wait=false >/dev/null 2>&1
   BOTRT_SERVICES_DIR="$SVC_DIR" bash "$REPO/hack/services.sh" down >/dev/null 2>&1

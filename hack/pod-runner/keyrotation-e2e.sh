@@ -138,7 +138,7 @@ k patch backuppolicy db --type merge -p '{"spec":{"trigger":"b2"}}' >/dev/null
 for _ in $(seq 1 90); do [[ -n "$(st lastSnapshot)" && "$(st lastSnapshot)" != "$first" ]] && break; sleep 1; done
 [[ "$(st lastSnapshot)" != "$first" ]] ||
   fail "no backup after the rotation: $(cond LastBackupSucceeded message)"
-[[ "$(engine snapshots --kms "file://$WORK/key-2" 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')" == 2 ]] ||
+[[ "$(engine snapshots --json --kms "file://$WORK/key-2" 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')" == 2 ]] ||
   fail "the repository does not hold both snapshots"
 
 # A policy NAME with KMS (inline YAML): its first backup is awaited, then a rotation is asked for and awaited.
