@@ -69,9 +69,11 @@ if cmd == "mb":  # Object Lock needs a bucket created with it (and so versioned)
 elif cmd == "retained":  # how many data packs carry a retention date
     keys = [o["Key"] for o in s.list_objects_v2(Bucket=bucket, Prefix="appdb/data/").get("Contents", [])]
     print(sum(1 for k in keys if s.head_object(Bucket=bucket, Key=k).get("ObjectLockRetainUntilDate")))
-elif cmd == "tamper":  # flip one byte in the middle of the largest data pack (a new version of the object)
+elif cmd == "tamper":  # flip one byte in the middle of a data pack of the newest backup (a new version of the object)
+    # Drills verify the snapshot they restore, not the whole repository: the damage must be in a pack the newest
+    # snapshot references, and the newest backup's own packs are (the largest of them).
     objs = s.list_objects_v2(Bucket=bucket, Prefix="appdb/data/").get("Contents", [])
-    o = max(objs, key=lambda o: o["Size"])
+    o = max(objs, key=lambda o: (o["LastModified"], o["Size"]))
     b = bytearray(s.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
     b[len(b) // 2] ^= 0xFF
     s.put_object(Bucket=bucket, Key=o["Key"], Body=bytes(b))
