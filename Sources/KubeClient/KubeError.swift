@@ -35,6 +35,11 @@ public struct APIError: Sendable, CustomStringConvertible {
   public var reason: StatusReason { StatusReason(reason: status.reason, code: code) }
   public var message: String { status.message ?? "" }
   public var causes: [StatusCause] { status.details?.causes ?? [] }
+  /// A 403 because the namespace is being deleted (cause NamespaceTerminating): not a missing permission, and nothing
+  /// new can be created there until it is gone.
+  public var isNamespaceTerminating: Bool {
+    code == 403 && causes.contains { $0.reason == "NamespaceTerminating" }
+  }
 
   public var description: String {
     var s = "\(method) \(url): \(code) \(reason.rawValue)"
@@ -50,6 +55,8 @@ public struct APIError: Sendable, CustomStringConvertible {
       s +=
         ". The apiserver did not accept the credentials of \(userDescription ?? "the client")"
         + " (expired or invalid token, or an untrusted client certificate); refresh them in the kubeconfig"
+    case .forbidden where isNamespaceTerminating:
+      s += ". The namespace is being deleted; nothing new can be created in it"
     case .forbidden:
       s += ". \(userDescription ?? "The client") lacks the RBAC permission; grant it with a Role/ClusterRole binding"
     default: break

@@ -1,4 +1,5 @@
 import Foundation
+import KubeClient
 import KubeCore
 import Logging
 import Synchronization
@@ -196,8 +197,11 @@ public final class EventRecorder: Sendable {
     } catch {
       // An aggregated event may have been deleted (TTL); create a fresh one next time.
       if existing != nil { state.withLock { _ = $0.aggregates.removeValue(forKey: key) } }
-      logger.warning(
-        "could not write an event", metadata: ["reason": "\(p.reason)", "object": "\(key.name)", "error": "\(error)"])
+      // An object in a namespace being deleted (its finalizer still running) cannot get Events: expected, not a fault.
+      let terminating = if case .api(let e) = error as? KubeError { e.isNamespaceTerminating } else { false }
+      logger.log(
+        level: terminating ? .debug : .warning, "could not write an event",
+        metadata: ["reason": "\(p.reason)", "object": "\(key.name)", "error": "\(error)"])
     }
   }
 }

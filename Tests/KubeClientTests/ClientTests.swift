@@ -245,6 +245,31 @@ func statusJSON(_ code: Int, _ reason: String, _ message: String, causes: String
     }
   }
 
+  @Test func forbiddenInATerminatingNamespaceIsNotCalledAMissingPermission() async throws {
+    // The apiserver's answer to a create in a namespace being deleted (a finalizer's last Event, for example).
+    let body = statusJSON(
+      403, "Forbidden",
+      "events \\\"x.1\\\" is forbidden: unable to create new content in namespace team-a because it is being terminated",
+      causes:
+        #"{"reason":"NamespaceTerminating","message":"namespace team-a is being terminated","field":"metadata.namespace"}"#
+    )
+    let t = FakeTransport([.respond(403, body: body)])
+    do {
+      _ = try await makeClient(t).create(ConfigMap(metadata: ObjectMeta(name: "x", namespace: "team-a")))
+      Issue.record("expected Forbidden")
+    } catch let e as KubeError {
+      guard case .api(let api) = e else { throw e }
+      #expect(api.isNamespaceTerminating)
+      #expect(!e.description.contains("RBAC"), "\(e)")
+      #expect(e.description.contains("The namespace is being deleted"))
+    }
+    // A plain Forbidden still says what to grant.
+    let plain = APIError(
+      status: Status(message: "configmaps is forbidden", reason: "Forbidden", code: 403), code: 403, method: "GET",
+      url: "/api/v1/configmaps")
+    #expect(!plain.isNamespaceTerminating && plain.description.contains("RBAC"))
+  }
+
   @Test func discoveryIsCachedUntilInvalidated() async throws {
     let body =
       #"{"kind":"APIResourceList","groupVersion":"batch/v1","resources":["#

@@ -16,7 +16,7 @@ import Testing
 
   func job(
     owner: (kind: String, uid: String)? = nil, annotations: [String: String] = [:], labels: [String: String] = [:],
-    managers: [JSONValue]
+    managers: [JSONValue], ownerAPIVersion: String = "batch/v1"
   ) -> JSONValue {
     var meta: [String: JSONValue] = [
       "name": "j", "namespace": "botrt-backup", "managedFields": .array(managers),
@@ -26,7 +26,7 @@ import Testing
     if let owner {
       meta["ownerReferences"] = [
         [
-          "apiVersion": "batch/v1", "kind": .string(owner.kind), "name": "c", "uid": .string(owner.uid),
+          "apiVersion": .string(ownerAPIVersion), "kind": .string(owner.kind), "name": "c", "uid": .string(owner.uid),
           "controller": true,
         ]
       ]
@@ -71,6 +71,27 @@ import Testing
     let onDemand = job(
       annotations: [ChildLabels.runToken: "trigger:x"], managers: [entry("botrt-controller", "Apply", specFields)])
     #expect(SecurityAudit.origin(job: onDemand, managedCronJobUIDs: cron) == .onDemand)
+    // A PVC source's run Job lives in the policy's namespace, owned by its BackupPolicy: still the controller's.
+    func ownedBy(_ kind: String, _ apiVersion: String, _ writer: String) -> JSONValue {
+      job(
+        owner: (kind, "bp-uid"), annotations: [ChildLabels.runToken: "trigger:x"],
+        managers: [entry(writer, "Apply", specFields)], ownerAPIVersion: apiVersion)
+    }
+    #expect(
+      SecurityAudit.origin(
+        job: ownedBy("BackupPolicy", "dr.botrt.io/v1alpha1", "botrt-controller"), managedCronJobUIDs: cron)
+        == .onDemand)
+    // Owned by anything else, or written by someone else, it is not.
+    #expect(
+      SecurityAudit.origin(job: ownedBy("BackupPolicy", "example.com/v1", "botrt-controller"), managedCronJobUIDs: cron)
+        == .foreign)
+    #expect(
+      SecurityAudit.origin(job: ownedBy("Deployment", "apps/v1", "botrt-controller"), managedCronJobUIDs: cron)
+        == .foreign)
+    #expect(
+      SecurityAudit.origin(
+        job: ownedBy("BackupPolicy", "dr.botrt.io/v1alpha1", "kubectl-create"), managedCronJobUIDs: cron)
+        == .foreign)
     // The same annotation written by kubectl is not on-demand.
     let fakeOnDemand = job(
       annotations: [ChildLabels.runToken: "trigger:x"], managers: [entry("kubectl-create", "Update", specFields)])

@@ -91,10 +91,16 @@ public enum SecurityAudit {
       return owners.isSubset(of: [kubeControllerManager]) ? .scheduled : .foreign
     }
     let byController = owners.isSubset(of: [ChildLabels.controllerName]) && owners.contains(ChildLabels.controllerName)
-    if controllerRef == nil, byController, annotations?[ChildLabels.runToken] != nil {
+    // The controller's own Jobs have no controlling owner, except where they run in the policy's namespace (a PVC
+    // source: the claim can be mounted there only), where the BackupPolicy owns them.
+    let plannedOwner =
+      controllerRef == nil
+      || (controllerRef?["kind"]?.stringValue == "BackupPolicy"
+        && controllerRef?["apiVersion"]?.stringValue?.hasPrefix("\(DRGroup.group)/") == true)
+    if plannedOwner, byController, annotations?[ChildLabels.runToken] != nil {
       return .onDemand
     }
-    if controllerRef == nil, byController,
+    if plannedOwner, byController,
       let component = job[path: "metadata", "labels", ChildLabels.component]?.stringValue,
       maintenanceComponents.contains(component)
     {
