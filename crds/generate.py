@@ -465,6 +465,14 @@ def backup_policy_spec():
                                              maxLength=4096, pattern=r"^[^/].*$"),
                            "readOnly": boolean("Mount the claim read-only. Always true; present so manifests can "
                                                "state it. Default: true.", default=True, enum=[True]),
+                           "runAsUser": integer(
+                               "The user the backup reads the claim as. Default: the engine's user (65532), which "
+                               "reads only what that user may. Set the application's uid to read its private "
+                               "(0600) files; 0 reads every file as root with the single capability "
+                               "DAC_READ_SEARCH (the namespace's Pod Security level must allow it). Owners and "
+                               "modes are recorded either way.", minimum=0, maximum=2147483647),
+                           "runAsGroup": integer("The group the backup reads the claim as. Default: runAsUser's "
+                                                 "value when runAsUser is set.", minimum=0, maximum=2147483647),
                        }, required=["claimName"]),
                        "command": container("A dump command whose standard output is streamed into the engine "
                                             "(for example pg_dump).", extra={
@@ -611,6 +619,14 @@ def restore_destination(desc, field):
             "claimName": object_name("Name of the PersistentVolumeClaim (in the target namespace)."),
             "subPath": string("Directory inside the volume. Default: the volume's root.", maxLength=4096,
                               pattern=r"^[^/].*$"),
+            "runAsUser": integer(
+                "The user the restore writes as. Default: the engine's user (65532): files are owned by it. 0 "
+                "restores every file's recorded owner, group and mode (set-id bits included) as root with the "
+                "capabilities CHOWN, DAC_OVERRIDE, FOWNER and FSETID (Pod Security baseline), and leaves the "
+                "claim's existing group ownership alone (no fsGroup). Another uid writes as that user.",
+                minimum=0, maximum=2147483647),
+            "runAsGroup": integer("The group the restore writes as. Default: runAsUser's value when runAsUser is "
+                                  "set.", minimum=0, maximum=2147483647),
         }, required=["claimName"]),
         "command": container("A command that reads the restored stream on standard input (for example psql "
                              "or pg_restore).", extra={

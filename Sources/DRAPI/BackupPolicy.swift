@@ -220,11 +220,20 @@ public struct PVCSource: Codable, Sendable, Hashable {
   public var subPath: String?
   /// Always true (read-only mount).
   public var readOnly: Bool?
+  /// The user the backup reads the claim as (default: the engine's user); 0 is root with DAC_READ_SEARCH only.
+  public var runAsUser: Int64?
+  /// The group the backup reads the claim as (default: runAsUser's value when that is set).
+  public var runAsGroup: Int64?
 
-  public init(claimName: String, subPath: String? = nil, readOnly: Bool? = nil) {
+  public init(
+    claimName: String, subPath: String? = nil, readOnly: Bool? = nil, runAsUser: Int64? = nil,
+    runAsGroup: Int64? = nil
+  ) {
     self.claimName = claimName
     self.subPath = subPath
     self.readOnly = readOnly
+    self.runAsUser = runAsUser
+    self.runAsGroup = runAsGroup
   }
 }
 

@@ -97,10 +97,17 @@ public struct RestoreDestination: Codable, Sendable, Hashable {
 public struct RestorePVC: Codable, Sendable, Hashable {
   public var claimName: String
   public var subPath: String?
+  /// The user the restore writes as (default: the engine's user); 0 restores recorded owners as root with CHOWN,
+  /// DAC_OVERRIDE, FOWNER and FSETID.
+  public var runAsUser: Int64?
+  /// The group the restore writes as (default: runAsUser's value when that is set).
+  public var runAsGroup: Int64?
 
-  public init(claimName: String, subPath: String? = nil) {
+  public init(claimName: String, subPath: String? = nil, runAsUser: Int64? = nil, runAsGroup: Int64? = nil) {
     self.claimName = claimName
     self.subPath = subPath
+    self.runAsUser = runAsUser
+    self.runAsGroup = runAsGroup
   }
 }
 

@@ -204,6 +204,13 @@ struct RestoreCommand: EngineCommand {
   @Option(name: .customLong("path"), help: "Restore only this path (repeatable).")
   var paths: [String] = []
   @Option(
+    name: .customLong(EngineFlag.stripComponents),
+    help: ArgumentHelp(
+      "Drop this many leading components from every restored path, as tar does (1 restores the content of a "
+        + "backed-up directory into --target itself; entries that deep or less are skipped).",
+      valueName: "n"))
+  var stripComponents: Int = 0
+  @Option(
     name: .customLong("require-snapshot"),
     help: ArgumentHelp(
       "Refuse to run (exit 5) unless this snapshot (id or prefix) is in the repository, e.g. the newest one a "
@@ -213,6 +220,8 @@ struct RestoreCommand: EngineCommand {
 
   func validate() throws {
     if (target == nil) == !stdout { throw ValidationError("give exactly one of --target DIR or --stdout") }
+    if stripComponents < 0 { throw ValidationError("--strip-components must be 0 or more, not \(stripComponents)") }
+    if stripComponents > 0 && stdout { throw ValidationError("--strip-components applies to --target, not --stdout") }
     if let before {
       _ = try parseBefore(before)
       if snapshot != "latest" {
@@ -247,7 +256,8 @@ struct RestoreCommand: EngineCommand {
       return try await repo.restore(
         s, index: index,
         options: RestoreOptions(
-          target: target, stdoutFD: stdout ? 1 : nil, paths: paths, progress: repoOptions.progressHandler()))
+          target: target, stdoutFD: stdout ? 1 : nil, paths: paths, stripComponents: stripComponents,
+          progress: repoOptions.progressHandler()))
     }
     fill(&result, repo)
     result.snapshotId = r.snapshotID.hex

@@ -31,6 +31,7 @@ public enum EngineFlag {
   public static let target = "target"
   public static let stdout = "stdout"
   public static let path = "path"
+  public static let stripComponents = "strip-components"
   public static let requireSnapshot = "require-snapshot"
   public static let all = "all"
   public static let readData = "read-data"
@@ -285,11 +286,18 @@ public struct EngineRestoreArguments: Sendable, Hashable {
   public var snapshot: Snapshot
   public var requireSnapshot: String?
   public var output: Output
-  public init(common: EngineCommonArguments, snapshot: Snapshot, requireSnapshot: String?, output: Output) {
+  /// Leading path components dropped from a `.target` restore (`--strip-components`): 1 puts a claim's backup,
+  /// stored under the claim's name, back at the target's root.
+  public var stripComponents: Int
+  public init(
+    common: EngineCommonArguments, snapshot: Snapshot, requireSnapshot: String?, output: Output,
+    stripComponents: Int = 0
+  ) {
     self.common = common
     self.snapshot = snapshot
     self.requireSnapshot = requireSnapshot
     self.output = output
+    self.stripComponents = stripComponents
   }
 }
 
@@ -431,7 +439,9 @@ public enum EngineArguments: Sendable, Hashable {
       }
       if let s = r.requireSnapshot { a += [l(EngineFlag.requireSnapshot), s] }
       switch r.output {
-      case .target(let dir): a += [l(EngineFlag.target), dir]
+      case .target(let dir):
+        a += [l(EngineFlag.target), dir]
+        if r.stripComponents > 0 { a += [l(EngineFlag.stripComponents), String(r.stripComponents)] }
       case .stdout(let path): a += [l(EngineFlag.stdout), l(EngineFlag.path), path]
       case .file(let path, let dir): a += [l(EngineFlag.target), dir, l(EngineFlag.path), path]
       }

@@ -73,6 +73,26 @@ import Testing
     #expect(!FileManager.default.fileExists(atPath: h.dir + "/out/src"))
   }
 
+  /// A backed-up directory is stored under its name (a claim's backup under the claim's); --strip-components puts
+  /// its content at the target's root, as a restore into a claim needs. Bad counts name the flag.
+  @Test func stripComponentsRestoresADirectorysContentIntoTheTarget() throws {
+    let h = try setUp()
+    defer { h.cleanup() }
+    #expect(try h.run(["restore", "latest", "--target", h.dir + "/plain"]).code == 0)
+    #expect(FileManager.default.fileExists(atPath: h.dir + "/plain/src/small.txt"))
+    let r = try h.run(["restore", "latest", "--target", h.dir + "/out", "--strip-components", "1"])
+    #expect(r.code == 0, "\(r.stderr)")
+    #expect(try String(contentsOfFile: h.dir + "/out/small.txt", encoding: .utf8) == "small\n")
+    #expect(
+      try Data(contentsOf: URL(fileURLWithPath: h.dir + "/out/big.bin"))
+        == Data(contentsOf: URL(fileURLWithPath: h.dir + "/src/big.bin")))
+    #expect(!FileManager.default.fileExists(atPath: h.dir + "/out/src"))
+    let tooMany = try h.run(["restore", "latest", "--target", h.dir + "/none", "--strip-components", "2"])
+    #expect(tooMany.code == 2 && tooMany.stderr.contains("--strip-components 2 leaves nothing"), "\(tooMany.stderr)")
+    let negative = try h.run(["restore", "latest", "--target", h.dir + "/neg", "--strip-components", "-1"])
+    #expect(negative.code == 2 && negative.stderr.contains("--strip-components"), "\(negative.stderr)")
+  }
+
   @Test func wrongKeyExitsTwelveMissingKeyThirteen() throws {
     let h = try setUp()
     defer { h.cleanup() }

@@ -333,6 +333,34 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     #expect(!children.isEmpty)
   }
 
+  @Test func pvcSourceReadsTheClaimAsTheUserItNames() throws {
+    func pod(_ source: PVCSource) throws -> JSONValue {
+      var p = dumpPolicy()
+      p.spec.source = BackupSource(pvc: source)
+      let cj = try #require(child(try build(p), "CronJob", names.backupCronJob))
+      return try #require(cj.body[path: "spec", "jobTemplate", "spec", "template", "spec"])
+    }
+    let plain = try pod(PVCSource(claimName: "uploads"))
+    #expect(plain[path: "containers"]?[0]?[path: "securityContext", "runAsUser"]?.intValue == 65532)
+    #expect(plain[path: "securityContext", "runAsNonRoot"] == true)
+    // The application's uid reads its 0600 files; nothing is added.
+    let app = try pod(PVCSource(claimName: "uploads", runAsUser: 1001))
+    let sc = try #require(app[path: "containers"]?[0]?[path: "securityContext"])
+    #expect(sc["runAsUser"]?.intValue == 1001 && sc["runAsGroup"]?.intValue == 1001 && sc["runAsNonRoot"] == true)
+    #expect(sc["capabilities"] == ["drop": ["ALL"]] && sc["readOnlyRootFilesystem"] == true)
+    // 0: root that may read, not write, everything (DAC_READ_SEARCH alone); the pod may then not require non-root.
+    let root = try pod(PVCSource(claimName: "uploads", runAsUser: 0, runAsGroup: 0))
+    let rsc = try #require(root[path: "containers"]?[0]?[path: "securityContext"])
+    #expect(rsc["runAsUser"]?.intValue == 0 && rsc["runAsNonRoot"] == false)
+    #expect(rsc["capabilities"] == ["drop": ["ALL"], "add": ["DAC_READ_SEARCH"]])
+    #expect(rsc["allowPrivilegeEscalation"] == false && rsc["readOnlyRootFilesystem"] == true)
+    #expect(root[path: "securityContext", "runAsNonRoot"] == false)
+    #expect(
+      root[path: "volumes"]?.arrayValue?.contains {
+        $0["name"] == "source" && $0[path: "persistentVolumeClaim", "readOnly"] == true
+      } == true)
+  }
+
   @Test func pvcSourceRunsInThePolicyNamespaceWithOwnerReferences() throws {
     var p = dumpPolicy()
     p.spec.source = BackupSource(pvc: PVCSource(claimName: "uploads", subPath: "media"))

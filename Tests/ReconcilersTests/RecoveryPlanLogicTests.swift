@@ -364,6 +364,51 @@ let webKey = WorkloadState.key("Deployment", "shop", "web")
     #expect(mounts.contains { $0["mountPath"]?.stringValue == "/var/run/botrt/secrets/vault-token" })
   }
 
+  @Test func restoreIntoAClaimRunsAsTheUserItNames() throws {
+    var plan = try recoveryTestPlan()
+    let ctx = RecoveryJobContext(
+      settings: ControllerSettings(engineImage: "e:1"), policies: ["db": try recoveryTestPolicy()], namespace: "shop",
+      labels: [:], owner: nil)
+    func pod(_ into: RestorePVC) throws -> JSONValue {
+      plan.spec.procedures[0].steps[1].restore?.into = RestoreDestination(pvc: into)
+      let steps = try RecoveryPlanLogic.steps(plan.spec)
+      return try #require(try RecoveryJobs.stepJob(steps[1], jobName: "rp", ctx: ctx)[path: "spec", "template", "spec"])
+    }
+    // Default: the engine's user, and fsGroup (the kubelet makes the claim writable for it).
+    let plain = try pod(RestorePVC(claimName: "data"))
+    #expect(plain[path: "containers"]?[0]?[path: "securityContext", "runAsUser"]?.intValue == 65532)
+    #expect(plain[path: "containers"]?[0]?[path: "securityContext", "capabilities"] == ["drop": ["ALL"]])
+    #expect(plain[path: "securityContext", "fsGroup"]?.intValue == 65532)
+    // 0: root with exactly the capabilities that set recorded owners and modes, and no fsGroup (the kubelet would
+    // change the group of the claim's files at mount).
+    let root = try pod(RestorePVC(claimName: "data", runAsUser: 0))
+    let sc = try #require(root[path: "containers"]?[0]?[path: "securityContext"])
+    #expect(sc["runAsUser"]?.intValue == 0 && sc["runAsGroup"]?.intValue == 0)
+    #expect(sc["runAsNonRoot"] == false && sc["allowPrivilegeEscalation"] == false)
+    #expect(sc["capabilities"] == ["drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]])
+    #expect(root[path: "securityContext", "fsGroup"] == nil)
+    #expect(
+      root[path: "containers"]?[0]?[path: "volumeMounts"]?.arrayValue?.contains { $0["name"] == "restore" } == true)
+    // The test policy dumps a command's output: its stream restores as stored.
+    #expect(root[path: "containers"]?[0]?["args"]?.arrayValue?.contains("--strip-components") == false)
+    // A claim's backup is stored under the claim's name: restored into a claim, its content goes to the root.
+    var claimPolicy = try recoveryTestPolicy()
+    claimPolicy.spec.source = BackupSource(pvc: PVCSource(claimName: "data"))
+    var claimCtx = ctx
+    claimCtx.policies = ["db": claimPolicy]
+    plan.spec.procedures[0].steps[1].restore?.into = RestoreDestination(pvc: RestorePVC(claimName: "data"))
+    let claimJob = try RecoveryJobs.stepJob(try RecoveryPlanLogic.steps(plan.spec)[1], jobName: "rp", ctx: claimCtx)
+    let args = (claimJob[path: "spec", "template", "spec", "containers"]?[0]?["args"]?.arrayValue ?? [])
+      .compactMap(\.stringValue)
+    #expect(args.joined(separator: " ").contains("--target /restore --strip-components 1"), "\(args)")
+    // Another uid: that user and group, no added capability.
+    let app = try pod(RestorePVC(claimName: "data", runAsUser: 1001, runAsGroup: 2002))
+    #expect(app[path: "containers"]?[0]?[path: "securityContext", "runAsUser"]?.intValue == 1001)
+    #expect(app[path: "containers"]?[0]?[path: "securityContext", "runAsGroup"]?.intValue == 2002)
+    #expect(app[path: "containers"]?[0]?[path: "securityContext", "runAsNonRoot"] == true)
+    #expect(app[path: "containers"]?[0]?[path: "securityContext", "capabilities"] == ["drop": ["ALL"]])
+  }
+
   @Test func verifyJobRunsEngineVerifyThenTheQuery() throws {
     let plan = try recoveryTestPlan()
     let steps = try RecoveryPlanLogic.steps(plan.spec)

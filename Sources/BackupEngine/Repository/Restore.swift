@@ -13,16 +13,21 @@ public struct RestoreOptions: Sendable {
   public var stdoutFD: Int32?
   /// Restore only these paths (and what is below them).
   public var paths: [String]
+  /// Drop this many leading path components from every restored path, as tar's --strip-components does: entries
+  /// that many levels deep or less are not restored (a claim's backup is stored under the claim's name; 1 restores
+  /// its content into the target itself).
+  public var stripComponents: Int
   public var workers: Int
   public var progress: ProgressHandler?
   public init(
-    target: String? = nil, stdoutFD: Int32? = nil, paths: [String] = [],
+    target: String? = nil, stdoutFD: Int32? = nil, paths: [String] = [], stripComponents: Int = 0,
     // More threads than cores: creating many small files is latency-bound on real disks.
     workers: Int = max(8, 4 * ProcessInfo.processInfo.activeProcessorCount), progress: ProgressHandler? = nil
   ) {
     self.target = target
     self.stdoutFD = stdoutFD
     self.paths = paths
+    self.stripComponents = stripComponents
     self.workers = workers
     self.progress = progress
   }
@@ -110,6 +115,29 @@ extension Repository {
       }
       guard !nodes.isEmpty else {
         throw EngineError.usage("--path \(options.paths) matches nothing in snapshot \(snapshot.id.short)")
+      }
+    }
+    if options.stripComponents > 0 {
+      let n = options.stripComponents
+      func strip(_ p: String) -> String? {
+        let parts = p.split(separator: "/", omittingEmptySubsequences: false)
+        return parts.count > n ? parts.dropFirst(n).joined(separator: "/") : nil
+      }
+      nodes = nodes.compactMap { node in
+        guard let p = strip(node.path) else { return nil }
+        var c = node
+        c.path = p
+        // A hard link's first file moves with it. (Only a top-level entry can be stripped away, and a link to one
+        // is then stripped too: there is nothing to link to.)
+        if c.kind == .hardlink {
+          guard let t = strip(c.linkTarget) else { return nil }
+          c.linkTarget = t
+        }
+        return c
+      }
+      guard !nodes.isEmpty else {
+        throw EngineError.usage(
+          "--strip-components \(n) leaves nothing of snapshot \(snapshot.id.short) to restore; use a smaller number")
       }
     }
     guard let kt = KeyType(dataType: snapshot.manifest.dataType) else {

@@ -573,9 +573,24 @@ public enum BackupPolicyChildren {
     ]
   }
 
+  /// The engine container of a claim's backup, as `source.pvc.runAsUser`/`runAsGroup` say: another uid reads that
+  /// user's private files; 0 is root with DAC_READ_SEARCH alone (read every file and directory, write nothing the
+  /// mode forbids; the claim is mounted read-only anyway). Unset: the engine's user.
+  static func claimReaderSecurity(_ pvc: PVCSource, _ settings: ControllerSettings) -> JSONValue {
+    guard let uid = pvc.runAsUser else { return containerSecurity(settings) }
+    var caps: [String: JSONValue] = ["drop": ["ALL"]]
+    if uid == 0 { caps["add"] = ["DAC_READ_SEARCH"] }
+    return [
+      "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": .bool(uid != 0),
+      "runAsUser": .int(uid), "runAsGroup": .int(pvc.runAsGroup ?? uid), "capabilities": .object(caps),
+      "seccompProfile": ["type": "RuntimeDefault"],
+    ]
+  }
+
+  /// `runsAsRoot`: a container of the pod runs as uid 0 (a claim read as root), so the pod may not require non-root.
   static func podShell(
     _ input: ChildInputs, names: ChildNames, labels podLabels: [String: String], volumes: [JSONValue],
-    initContainers: [JSONValue], containers: [JSONValue]
+    initContainers: [JSONValue], containers: [JSONValue], runsAsRoot: Bool = false
   ) -> JSONValue {
     let s = input.settings
     var spec: [String: JSONValue] = [
@@ -583,7 +598,7 @@ public enum BackupPolicyChildren {
       "automountServiceAccountToken": false,
       "restartPolicy": "Never",
       "securityContext": [
-        "runAsNonRoot": true, "runAsUser": .int(s.runAsUser), "runAsGroup": .int(s.runAsUser),
+        "runAsNonRoot": .bool(!runsAsRoot), "runAsUser": .int(s.runAsUser), "runAsGroup": .int(s.runAsUser),
         "fsGroup": .int(s.runAsUser), "seccompProfile": ["type": "RuntimeDefault"],
       ],
       "volumes": .array([["name": "tmp", "emptyDir": [:]]] + volumes),
@@ -649,12 +664,13 @@ public enum BackupPolicyChildren {
       var c: [String: JSONValue] = [
         "name": "backup", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
         "args": .array(engineArgs.map { .string($0) }), "env": .array(baseEnv + invocation.env),
-        "volumeMounts": .array(mounts), "securityContext": containerSecurity(s),
+        "volumeMounts": .array(mounts), "securityContext": claimReaderSecurity(pvc, s),
         "terminationMessagePolicy": "File",
       ]
       if let r = resources(spec.resources) { c["resources"] = r }
       return podShell(
-        input, names: names, labels: podLabels, volumes: volumes, initContainers: [], containers: [.object(c)])
+        input, names: names, labels: podLabels, volumes: volumes, initContainers: [], containers: [.object(c)],
+        runsAsRoot: pvc.runAsUser == 0)
     }
 
     guard let cmd = spec.source.command else {

@@ -344,7 +344,8 @@ public enum DrillLogic {
       query: spec.query, ctx: ctx, field: "spec.verification")
     return RecoveryJobs.sequentialJob(
       name: runJobName, ctx: ctx, initContainers: restore.initContainers, steps: restore.containers + verify.containers,
-      volumes: restore.volumes + verify.volumes, activeDeadlineSeconds: timeoutSeconds)
+      volumes: restore.volumes + verify.volumes, activeDeadlineSeconds: timeoutSeconds,
+      keepClaimGroups: restore.keepsClaimGroups)
   }
 
   /// The run's evidence for two security checks, told apart from the engine's results (nil: no run was observed).

@@ -209,20 +209,40 @@ public enum RecoveryJobs {
     ]
   }
 
+  /// What a restore into a claim may do as root (`into.pvc.runAsUser: 0`): set the recorded owners (CHOWN), write
+  /// into directories of other owners (DAC_OVERRIDE), set modes and times of files it no longer owns (FOWNER) and
+  /// keep set-id bits (FSETID). All four are in the Pod Security baseline's allowed list.
+  static let ownerRestoreCapabilities: [JSONValue] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]
+
+  /// The restore container's identity on a claim: `into.pvc.runAsUser`/`runAsGroup`, else the engine's user.
+  static func restoreSecurity(_ pvc: RestorePVC?, _ s: ControllerSettings) -> JSONValue {
+    guard let pvc, let uid = pvc.runAsUser else { return security(s) }
+    var caps: [String: JSONValue] = ["drop": ["ALL"]]
+    if uid == 0 { caps["add"] = .array(ownerRestoreCapabilities) }
+    return [
+      "allowPrivilegeEscalation": false, "runAsNonRoot": .bool(uid != 0), "runAsUser": .int(uid),
+      "runAsGroup": .int(pvc.runAsGroup ?? uid), "capabilities": .object(caps),
+      "seccompProfile": ["type": "RuntimeDefault"],
+    ]
+  }
+
   /// The restore container(s) and volumes: into a PVC (or an emptyDir at /restore when `into` is nil), or into a
   /// command of another image (the engine restores the stream to `stagePath`, then container NAME-load runs
   /// `CMD < FILE`; either failing fails the Job).
   static func restoreParts(
     spec: RestoreStepSpec, ctx: RecoveryJobContext, name: String, field: String
-  ) throws(SpecError) -> (initContainers: [JSONValue], containers: [JSONValue], volumes: [JSONValue]) {
+  ) throws(SpecError) -> (
+    initContainers: [JSONValue], containers: [JSONValue], volumes: [JSONValue], keepsClaimGroups: Bool
+  ) {
     let p = try policy(spec.policyRef, ctx, field: "\(field).policyRef")
     let inv = try EngineInvocation(spec: p.spec, currentKey: p.status?.currentKey, secretName: ctx.secretName)
     let s = ctx.settings
     let snap = snapshotArgument(snapshot: spec.snapshot, beforeTime: spec.beforeTime)
-    func restore(_ output: EngineRestoreArguments.Output) -> [String] {
+    func restore(_ output: EngineRestoreArguments.Output, stripComponents: Int = 0) -> [String] {
       EngineArguments.restore(
         EngineRestoreArguments(
-          common: inv.common, snapshot: snap, requireSnapshot: ctx.requireSnapshot, output: output)
+          common: inv.common, snapshot: snap, requireSnapshot: ctx.requireSnapshot, output: output,
+          stripComponents: stripComponents)
       ).argv
     }
     var volumes: [JSONValue] = [["name": "tmp", "emptyDir": [:]]] + inv.volumes
@@ -265,7 +285,7 @@ public enum RecoveryJobs {
         "volumeMounts": [["name": "tmp", "mountPath": "/tmp"], ["name": "stage", "mountPath": .string(stagePath)]],
         "securityContext": security(s), "terminationMessagePolicy": "FallbackToLogsOnError",
       ]
-      return ([], [restore, load], volumes)
+      return ([], [restore, load], volumes, false)
     }
     if let pvc = spec.into.pvc {
       volumes.append(["name": "restore", "persistentVolumeClaim": ["claimName": .string(pvc.claimName)]])
@@ -278,11 +298,17 @@ public enum RecoveryJobs {
     }
     let c: JSONValue = [
       "name": .string(name), "image": .string(s.engineImage), "command": [.string(s.enginePath)],
-      "args": .array(restore(.target(restorePath)).map { .string($0) }),
-      "env": .array(baseEnv + inv.env), "volumeMounts": .array(mounts), "securityContext": security(s),
-      "terminationMessagePolicy": "File",
+      // A claim's backup is stored under the claim's name (the engine backs up /backup/CLAIM): restored into a
+      // claim, its content goes back to the claim's root (or subPath), not into a directory named after it.
+      "args": .array(
+        restore(.target(restorePath), stripComponents: spec.into.pvc != nil && p.spec.source.pvc != nil ? 1 : 0)
+          .map { .string($0) }),
+      "env": .array(baseEnv + inv.env), "volumeMounts": .array(mounts),
+      "securityContext": restoreSecurity(spec.into.pvc, s), "terminationMessagePolicy": "File",
     ]
-    return ([], [c], volumes)
+    // A restore with its own identity on a claim must not have the kubelet change the group of the claim's files
+    // at mount time (fsGroup): the restored owners are the point.
+    return ([], [c], volumes, spec.into.pvc?.runAsUser != nil)
   }
 
   /// The verify containers: `botrt-engine verify [--read-data] SNAPSHOT|--all`, and a database query compared with
@@ -341,18 +367,22 @@ public enum RecoveryJobs {
   }
 
   /// A Job whose containers run one after the other: all but the last as init containers.
+  /// `keepClaimGroups`: no pod fsGroup, so the kubelet leaves the group ownership of a mounted claim's files alone
+  /// (a restore that sets the recorded owners itself).
   static func sequentialJob(
     name: String, ctx: RecoveryJobContext, initContainers: [JSONValue], steps: [JSONValue], volumes: [JSONValue],
-    activeDeadlineSeconds: Int64?
+    activeDeadlineSeconds: Int64?, keepClaimGroups: Bool = false
   ) -> JSONValue {
     var seen = Set<String>()
     let vols = volumes.filter { seen.insert($0["name"]?.stringValue ?? "").inserted }
+    var podSecurity: [String: JSONValue] = [
+      "runAsNonRoot": true, "runAsUser": .int(ctx.settings.runAsUser), "runAsGroup": .int(ctx.settings.runAsUser),
+      "fsGroup": .int(ctx.settings.runAsUser), "seccompProfile": ["type": "RuntimeDefault"],
+    ]
+    if keepClaimGroups { podSecurity["fsGroup"] = nil }
     var pod: [String: JSONValue] = [
       "restartPolicy": "Never", "automountServiceAccountToken": false,
-      "securityContext": [
-        "runAsNonRoot": true, "runAsUser": .int(ctx.settings.runAsUser), "runAsGroup": .int(ctx.settings.runAsUser),
-        "fsGroup": .int(ctx.settings.runAsUser), "seccompProfile": ["type": "RuntimeDefault"],
-      ],
+      "securityContext": .object(podSecurity),
       "volumes": .array(vols), "containers": .array(steps.suffix(1)),
     ]
     let inits = initContainers + steps.dropLast()
@@ -391,7 +421,7 @@ public enum RecoveryJobs {
       let parts = try restoreParts(spec: r, ctx: ctx, name: "restore", field: "\(field).restore")
       return sequentialJob(
         name: jobName, ctx: ctx, initContainers: parts.initContainers, steps: parts.containers, volumes: parts.volumes,
-        activeDeadlineSeconds: step.timeoutSeconds)
+        activeDeadlineSeconds: step.timeoutSeconds, keepClaimGroups: parts.keepsClaimGroups)
     case .verify:
       let v = s.verify ?? VerifyStepSpec()
       let parts = try verifyParts(
