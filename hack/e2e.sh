@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# End to end on the local control plane (hack/cluster.sh) with the local pod runner (hack/pod-runner.py), so that
-# every Job pod really runs botrt-engine, pg_dump and psql as host processes:
+# End to end on the local control plane (hack/cluster.sh) and its node: every Job Pod is started by the kubelet in
+# containerd (hack/node/lib.sh), the engine in the image built from images/engine/Containerfile, pg_dump and psql in
+# a stock-like PostgreSQL image (botrt.local/postgres:15 answering to postgres:16), against a real PostgreSQL server
+# on the node's bridge address:
 #   1. a real PostgreSQL database is backed up by a BackupPolicy (pg_dump streamed into the engine) to moto S3 with
 #      Object Lock, data keys wrapped by OpenBao Transit;
 #   2. rows are deleted (and the damage is backed up too); a RecoveryPlan stops the dependent Deployment, restores
@@ -14,20 +16,20 @@
 #      `botrt-controller report` reads the policy, the plan and the drill back.
 # It ends by printing `kubectl get drdrills,recoveryplans,backuppolicies -A -o wide`.
 #
-#   source <(hack/cluster.sh env); source <(hack/services.sh env)
-#   BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... hack/e2e.sh
+#   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... hack/e2e.sh
 #
-# Needs root (the pod runner's mount isolation). Everything it creates (namespaces, databases, buckets' contents
-# stay: moto forgets them when it stops) and every process it starts is removed or stopped at the end.
+# The services (S3 on moto, OpenBao, PostgreSQL) run on the bridge address (started here unless running).
+# Everything it creates (namespaces, databases; buckets' contents stay: moto forgets them when it stops) and every
+# process it starts is removed or stopped at the end.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fail() { echo "e2e: FAIL: $*" >&2; exit 1; }
 log() { echo "e2e: $(date -u +%H:%M:%S) $*" >&2; }
-for v in KUBECONFIG BOTRT_CONTROLLER_BIN BOTRT_ENGINE_BIN BOTRT_S3_ENDPOINT VAULT_ADDR VAULT_TOKEN AWS_ACCESS_KEY_ID \
-  AWS_SECRET_ACCESS_KEY PGHOST PGPORT PGUSER BOTRT_PG_BIN; do
-  [[ -n "${!v:-}" ]] || fail "$v is not set (source <(hack/cluster.sh env) and <(hack/services.sh env); set the binaries)"
-done
-[[ "$(id -u)" == 0 ]] || fail "the pod runner's mount isolation needs root"
+NODE_FLOW=e2e
+# shellcheck source=hack/node/lib.sh
+source "$REPO/hack/node/lib.sh"
+node_require
+node_services_up
 for b in psql createdb dropdb pg_dump; do [[ -x "$BOTRT_PG_BIN/$b" ]] || fail "$BOTRT_PG_BIN/$b is missing"; done
 export PATH="$BOTRT_PG_BIN:$PATH"
 
@@ -52,12 +54,14 @@ cleanup() {
   dropdb --if-exists "$SCRATCH_DB" >/dev/null 2>&1
   if [[ $rc -ne 0 ]]; then
     echo "--- controller log"; tail -n 40 "$WORK/controller.log"
-    echo "--- runner log"; tail -n 30 "$WORK/runner.log"
+    node_pods_dump "$NS" "$BACKUP_NS"
   fi >&2
+  node_services_down
   rm -rf "$WORK"
   exit $rc
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 k() { kubectl -n "$NS" "$@"; }
 q() { psql -X -Atq -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 s3() { python3 - "$@" <<'EOF'
@@ -98,20 +102,16 @@ for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break;
 k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
   --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" >/dev/null
 k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
-# The database login, as a Secret the dump, restore and query commands read (the local server trusts 127.0.0.1).
+# The database login, as a Secret the dump, restore and query commands read (the server trusts the bridge's /24).
 k create secret generic appdb-login --from-literal=username="$PGUSER" --from-literal=password=not-checked >/dev/null
 # Port 0 by default: the kernel picks a free one, read back from the controller's log when scraping (a fixed or
 # random port in the ephemeral range can collide with an outgoing connection).
 METRICS_PORT="${BOTRT_E2E_METRICS_PORT:-0}"
-"$BOTRT_CONTROLLER_BIN" run --metrics-address "127.0.0.1:$METRICS_PORT" --namespace "$NS" \
-  --backup-namespace "$BACKUP_NS" >"$WORK/controller.log" 2>&1 &
-PIDS+=($!)
-# The runner takes the pods of this run only: backup, plan and drill Jobs by the controller's labels, and the app's.
-python3 "$REPO/hack/pod-runner.py" -l "dr.botrt.io/policy-namespace=$NS" -l "dr.botrt.io/plan-namespace=$NS" \
-  -l "dr.botrt.io/drill-namespace=$NS" -l "botrt-e2e=$NS" --restart-backoff 1 --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
-PIDS+=($!)
+node_controller "$WORK/controller.log" --metrics-address "127.0.0.1:$METRICS_PORT" --namespace "$NS" \
+  --backup-namespace "$BACKUP_NS"
+PIDS+=("$NODE_CONTROLLER_PID")
 
-# The connection settings every database command gets (image postgres:16: the pod runner runs its command on the host).
+# The connection settings every database command gets (image postgres:16, in its own container on the node).
 PGENV="[{name: PGHOST, value: \"$PGHOST\"}, {name: PGPORT, value: \"$PGPORT\"},
         {name: PGUSER, valueFrom: {secretKeyRef: {name: appdb-login, key: username}}},
         {name: PGPASSWORD, valueFrom: {secretKeyRef: {name: appdb-login, key: password}}}]"
@@ -183,7 +183,7 @@ spec:
     metadata: {labels: {app: app, botrt-e2e: "$NS"}}
     spec:
       terminationGracePeriodSeconds: 1
-      containers: [{name: app, image: busybox:1.36, command: ["sleep", "3600"]}]
+      containers: [{name: app, image: $APP_IMAGE, command: ["sleep", "3600"]}]
 EOF
 k rollout status deployment/app --timeout=60s >/dev/null || fail "the Deployment app did not become ready"
 k apply -f - >/dev/null <<EOF

@@ -8,32 +8,47 @@
 #     ServiceAccount may do what the controller needs and nothing else it was not given (kubectl auth can-i);
 #  3. manifests/monitoring/ (PrometheusRule, ServiceMonitor, the dashboard ConfigMap) and podmonitor.yaml apply where
 #     the Prometheus Operator's kinds exist (stand-in CRDs here);
-#  4. the Deployment's own Pods run through hack/pod-runner.py (it plays the kubelet: the Pod's ServiceAccount token
-#     Secret and KUBERNETES_SERVICE_HOST/PORT, i.e. the in-cluster configuration, so the installed RBAC is what the
-#     controller has; and the securityContext: uid 65532 on a read-only root); one replica takes the Lease;
+#  4. the Deployment's own Pods run on the local node (hack/node/lib.sh): the kubelet starts them in containerd from
+#     the image built from images/controller/Containerfile, tagged in containerd as the name manifests/ ships (no
+#     edit of the manifests, no registry); both replicas pass their readiness probe (`kubectl rollout status`), one
+#     takes the Lease, each reaches the apiserver through its ServiceAccount token and the `kubernetes` Service (the
+#     installed RBAC is what the controller has), and inside the container the securityContext holds: uid/gid 65532,
+#     no capabilities, a read-only root filesystem;
 #  5. every shell block of docs/quickstart.md runs in order (namespace and Secrets, a BackupPolicy to moto S3 with
 #     OpenBao Transit keys backing up a PostgreSQL dump, `kubectl wait --for=condition=Ready bp/...`, a first
-#     backup, a DRDrill with `kubectl wait --for=condition=Passed drill/...`, a RecoveryPlan, `kubectl get botrt`);
+#     backup, a DRDrill with `kubectl wait --for=condition=Passed drill/...`, a RecoveryPlan, `kubectl get botrt`),
+#     every Job Pod on the node: pg_dump runs in a stock-like PostgreSQL image (botrt.local/postgres:15 answering
+#     to postgres:16: none of BotRT's libraries) and streams into the engine's own container;
 #  6. `kubectl describe` shows conditions and Events in sentences, `kubectl explain` documents the fields with their
 #     tier defaults, the controller's logs are JSON with one `reconciled` line naming each object, contain no
-#     Secret value, and show no Forbidden answer (the installed RBAC sufficed).
+#     Secret value, and show no Forbidden answer (the installed RBAC sufficed); the backup Pod ran on the node, its
+#     dump container had none of the storage credentials, its engine container no ServiceAccount token, and the
+#     run's result was the engine container's termination message.
 #
-#   source <(hack/cluster.sh env); source <(hack/services.sh env)
-#   BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... hack/install-test.sh
+#   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... hack/install-test.sh
 #
-# Needs root (the pod runner's mount isolation) and the services of hack/services.sh. It installs into the shared
-# control plane (namespace botrt-system, ClusterRole botrt-controller, namespaces shop and botrt-backup) and
-# removes all of it but the CRDs when it ends; run it after the other tests, as hack/test.sh does.
+# The services the Pods use (S3, OpenBao, PostgreSQL) run on the node's bridge address (started here unless
+# running). It installs into the shared control plane (namespace botrt-system, ClusterRole botrt-controller,
+# namespaces shop and botrt-backup) and removes all of it but the CRDs when it ends; the operator it installs
+# watches every namespace, so nothing else may run a controller meanwhile: hack/test.sh runs it after the other
+# flows.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fail() { echo "install-test: FAIL: $*" >&2; exit 1; }
 log() { echo "install-test: $*" >&2; }
-for v in KUBECONFIG BOTRT_LIMITED_TOKEN BOTRT_CONTROLLER_BIN BOTRT_ENGINE_BIN BOTRT_S3_ENDPOINT VAULT_ADDR VAULT_TOKEN PGHOST PGPORT \
-  BOTRT_PG_BIN; do
-  [[ -n "${!v:-}" ]] || fail "$v is not set (see the header of $0)"
-done
-[[ "$(id -u)" == 0 ]] || fail "the pod runner's mount isolation needs root"
-for b in "$BOTRT_CONTROLLER_BIN" "$BOTRT_ENGINE_BIN"; do [[ -x "$b" ]] || fail "$b is not an executable"; done
+NODE_FLOW=install-test
+# shellcheck source=hack/node/lib.sh
+source "$REPO/hack/node/lib.sh"
+node_require
+node_services_up
+[[ -n "${BOTRT_LIMITED_TOKEN:-}" ]] || fail "BOTRT_LIMITED_TOKEN is not set (source <(hack/cluster.sh env))"
+# The images manifests/ names, as the node's containerd knows them: the ones hack/images.sh built from the
+# repository's Containerfiles (IfNotPresent: the shipped tags are not :latest, so the kubelet pulls nothing).
+SHIPPED_CONTROLLER="$(awk '/image: .*botrt-controller:/ {print $2; exit}' "$REPO/manifests/deployment.yaml")"
+SHIPPED_ENGINE="$(grep -o -- '--engine-image=[^ ]*' "$REPO/manifests/deployment.yaml" | head -1 | cut -d= -f2)"
+[[ -n "$SHIPPED_CONTROLLER" && -n "$SHIPPED_ENGINE" ]] || fail "manifests/deployment.yaml names no controller or engine image"
+node_ctr images tag --force botrt.local/botrt-controller:dev "$SHIPPED_CONTROLLER" >/dev/null
+node_ctr images tag --force "$ENGINE_IMAGE" "$SHIPPED_ENGINE" >/dev/null
 
 KUBECTL_120="$("$REPO/hack/kubectl-1.20.sh")"
 KUBECTL="$(command -v kubectl)"
@@ -42,7 +57,6 @@ chmod 755 "$WORK"
 mkdir -p "$WORK/bin"
 ln -s "$KUBECTL_120" "$WORK/bin/kubectl" # the quickstart's commands run with the server's kubectl
 K120=("$KUBECTL_120")
-RUNNER_PID=""
 APP_NS=shop
 SYS_NS=botrt-system
 
@@ -52,11 +66,13 @@ dump_state() {
   echo "--- botrt objects in $APP_NS"
   "$KUBECTL" -n "$APP_NS" get botrt -o yaml 2>&1 | grep -E '^\s+(message|reason|type|status|phase):' | head -40
   echo "--- controller logs (last lines of each replica)"
-  for f in "$WORK"/runner/botrt-system_*/c-controller/output.log; do
-    [[ -f "$f" ]] && { echo "[$f]"; tail -n 15 "$f"; }
+  for p in $("$KUBECTL" -n "$SYS_NS" get pods -l app.kubernetes.io/component=controller -o name 2>/dev/null); do
+    echo "[$p]"
+    "$KUBECTL" -n "$SYS_NS" logs "$p" --tail=15 2>&1
   done
-  echo "--- runner log"
-  tail -n 25 "$WORK/runner.log" 2>/dev/null
+  node_pods_dump botrt-backup
+  echo "--- quickstart output"
+  tail -n 30 "$WORK/quickstart.out" 2>/dev/null
 } >&2
 
 cleanup() {
@@ -68,7 +84,6 @@ cleanup() {
   "$KUBECTL" -n "$SYS_NS" delete deployment botrt-controller --timeout=30s >/dev/null 2>&1
   "$KUBECTL" -n "$SYS_NS" wait --for=delete pod -l app.kubernetes.io/component=controller --timeout=40s \
     >/dev/null 2>&1
-  if [[ -n "$RUNNER_PID" ]]; then kill -TERM "$RUNNER_PID" 2>/dev/null; wait "$RUNNER_PID" 2>/dev/null; fi
   # Everything manifests/ created but the CRDs (other steps and tests use them).
   "$KUBECTL" delete namespace "$APP_NS" "$SYS_NS" botrt-backup --wait=false >/dev/null 2>&1
   "$KUBECTL" delete clusterrole,clusterrolebinding botrt-controller >/dev/null 2>&1
@@ -76,6 +91,7 @@ cleanup() {
   "$KUBECTL" delete namespace -l "dr.botrt.io/drill-namespace=$APP_NS" --wait=false >/dev/null 2>&1
   "$KUBECTL" delete crd prometheusrules.monitoring.coreos.com servicemonitors.monitoring.coreos.com \
     podmonitors.monitoring.coreos.com --ignore-not-found >/dev/null 2>&1
+  node_services_down
   if [[ "${BOTRT_KEEP_WORK:-0}" == 1 ]]; then echo "install-test: kept $WORK" >&2; else rm -rf "$WORK"; fi
   exit "$rc"
 }
@@ -163,7 +179,7 @@ run_block() { # FILE: one quickstart block, with kubectl 1.20 and the local valu
     export AWS_ACCESS_KEY_ID="quickstart-key-$SECRET_MARK" AWS_SECRET_ACCESS_KEY="quickstart-secret-$SECRET_MARK"
     export VAULT_ADDR VAULT_TOKEN VAULT_KEY=botrt-test DB_HOST="$PGHOST" DB_PORT="$PGPORT" DB_USER=postgres
     export DB_NAME DB_PASSWORD="db-password-$SECRET_MARK"
-    exec timeout -k 10 300 bash -euo pipefail "$1"
+    exec timeout -k 10 600 bash -euo pipefail "$1"
   ) >>"$WORK/quickstart.out" 2>&1 &
   local pid=$! verdict
   # `kubectl wait --for=condition=Passed` waits out its timeout when the drill fails: stop at a failed result.
@@ -361,24 +377,16 @@ done
   podmonitors.monitoring.coreos.com >/dev/null
 
 # -------------------------------------------------------------------------------------------------------------------
-log "4. the Deployment's Pods run (pod runner, in-cluster configuration); one replica leads"
-# Local adjustments: the Pods share the host's network, so each replica's metrics server takes a free port instead
-# of 0.0.0.0:8080; the label lets the runner pick only the Pods of this revision.
-python3 - "$WORK/deploy.json" >"$WORK/deploy-patch.json" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))["spec"]["template"]["spec"]["containers"][0]
-args = ["--metrics-address=127.0.0.1:0" if a.startswith("--metrics-address") else a for a in c["args"]]
-print(json.dumps({"spec": {"template": {"metadata": {"labels": {"botrt.io/local-runner": "true"}},
-                                        "spec": {"containers": [{"name": c["name"], "args": args}]}}}}))
-PY
-"$KUBECTL" -n "$SYS_NS" patch deployment botrt-controller --type strategic -p "$(cat "$WORK/deploy-patch.json")" >/dev/null
-BOTRT_CONTROLLER_BIN="$BOTRT_CONTROLLER_BIN" python3 "$REPO/hack/pod-runner.py" -l botrt.io/local-runner=true \
-  -l "dr.botrt.io/policy-namespace=$APP_NS" -l "dr.botrt.io/drill-namespace=$APP_NS" --restart-backoff 2 \
-  --enforce-security-context --keep-work-dirs --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
-RUNNER_PID=$!
+log "4. the Deployment's Pods run on the node (in-cluster configuration); one replica leads"
 run_block "$WORK"/blocks/02-run.sh # rollout status, pods, api-resources
 ready="$("$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o jsonpath='{.status.readyReplicas}/{.status.replicas}')"
 [[ "$ready" == 2/2 ]] || fail "the Deployment has $ready ready replicas"
+pods=($("$KUBECTL" -n "$SYS_NS" get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[*].metadata.name}'))
+((${#pods[@]} == 2)) || fail "expected 2 controller Pods, found ${#pods[@]}"
+for p in "${pods[@]}"; do
+  node="$("$KUBECTL" -n "$SYS_NS" get pod "$p" -o jsonpath='{.spec.nodeName} {.spec.containers[0].image}')"
+  [[ "$node" == "botrt-node $SHIPPED_CONTROLLER" ]] || fail "controller Pod $p: node and image '$node'"
+done
 holder=""
 for _ in $(seq 1 60); do
   holder="$("$KUBECTL" -n "$SYS_NS" get lease botrt-controller -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)"
@@ -386,20 +394,27 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 [[ -n "$holder" ]] || fail "no replica took the Lease botrt-system/botrt-controller"
-logs=("$WORK"/runner/botrt-system_*/c-controller/output.log)
-((${#logs[@]} >= 2)) || fail "expected the logs of 2 controller Pods, found ${#logs[@]}"
 leaders=0
-for f in "${logs[@]}"; do
-  grep -q '"msg":"acquired the lease"' "$f" && leaders=$((leaders + 1))
+for p in "${pods[@]}"; do
+  "$KUBECTL" -n "$SYS_NS" logs "$p" >"$WORK/controller-$p.log" || fail "kubectl logs $p"
+  grep -q '"msg":"acquired the lease"' "$WORK/controller-$p.log" && leaders=$((leaders + 1))
+  grep '"msg":"connected"' "$WORK/controller-$p.log" | head -1 | grep 'https://10.96.0.1:443' >/dev/null ||
+    fail "controller $p did not connect through the kubernetes Service (in-cluster): $(head -c 600 "$WORK/controller-$p.log")"
 done
 ((leaders == 1)) || fail "$leaders replicas say they acquired the lease (want 1)"
-grep -h '"msg":"connected"' "${logs[@]}" | head -1 | grep 'https://127.0.0.1' >/dev/null ||
-  fail "the controller did not connect through KUBERNETES_SERVICE_HOST/PORT"
-# The runner enforces the Pod's securityContext (--enforce-security-context): the replicas run as the Deployment's
-# user on a read-only root, as on a node.
-uids="$(ps -eo uid=,args= | awk '/[\/]usr\/local\/bin\/botrt-controller run .*--leader-elect/ {print $1}' | sort | uniq -c)"
-[[ "$(awk '{print $2}' <<<"$uids" | sort -u)" == 65532 && "$(awk '{s+=$1} END {print s}' <<<"$uids")" -ge 2 ]] ||
-  fail "the controller replicas do not run as uid 65532: $uids"
+# The securityContext, as the kernel sees it inside the container.
+out="$("$KUBECTL" -n "$SYS_NS" exec "${pods[0]}" -- sh -c \
+  'id -u; id -g; grep ^CapEff /proc/self/status; if touch /probe 2>/dev/null; then echo writable; else echo read-only; fi;
+   ls /var/run/secrets/kubernetes.io/serviceaccount/token' 2>&1)" || fail "kubectl exec: $out"
+want="65532
+65532
+CapEff:	0000000000000000
+read-only
+/var/run/secrets/kubernetes.io/serviceaccount/token"
+[[ "$out" == "$want" ]] || fail "inside the controller's container: got
+$out
+want
+$want"
 
 # -------------------------------------------------------------------------------------------------------------------
 log "5. the quickstart: Secrets, a policy, a first backup, a drill, a plan, the status"
@@ -434,7 +449,8 @@ for k in "$KUBECTL" "$KUBECTL_120"; do
   "$k" explain drdrill.spec.verification.minComplianceScore | grep "Default: 95" >/dev/null ||
     fail "kubectl explain drdrill.spec.verification.minComplianceScore has no default"
 done
-python3 - "$SECRET_MARK" "${logs[@]}" <<'PY' || fail "the controller's logs"
+for p in "${pods[@]}"; do "$KUBECTL" -n "$SYS_NS" logs "$p" >"$WORK/controller-$p.log" || fail "kubectl logs $p"; done
+python3 - "$SECRET_MARK" "$WORK"/controller-*.log <<'PY' || fail "the controller's logs"
 import json, sys
 mark, files = sys.argv[1], sys.argv[2:]
 reconciled, lines = set(), 0
@@ -451,5 +467,83 @@ for want in [("BackupPolicy", "shop", "orders-db"), ("DRDrill", "shop", "orders-
              ("RecoveryPlan", "shop", "orders-db-recovery")]:
     assert want in reconciled, f"no 'reconciled' line names {want}; named: {sorted(reconciled)[:10]}"
 print(f"install-test: {lines} JSON log lines, {len(reconciled)} objects with a 'reconciled' line, no Secret value")
+PY
+# The backup Pod: on the node, credentials only in the engine's container, the result its termination message.
+"$KUBECTL" -n botrt-backup get pods -o json >"$WORK/backup-pods.json"
+python3 - "$WORK/backup-pods.json" "$SECRET_MARK" <<'PY' || fail "the backup Pod"
+import json, sys
+pods = [p for p in json.load(open(sys.argv[1]))["items"]
+        if p["metadata"]["labels"].get("app") == "backup-service"
+        and {c["name"] for c in p["spec"]["containers"]} == {"dump", "backup"}]
+assert pods, "no backup Pod with a dump and a backup container in botrt-backup"
+ok = [p for p in pods if p["status"].get("phase") == "Succeeded"]
+assert ok, [(p["metadata"]["name"], p["status"].get("phase")) for p in pods]
+p = ok[0]
+assert p["spec"]["nodeName"] == "botrt-node", p["spec"].get("nodeName")
+assert p["spec"]["automountServiceAccountToken"] is False
+cs = {c["name"]: c for c in p["spec"]["containers"]}
+credential = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+dump_env = {e["name"] for e in cs["dump"].get("env", [])}
+assert not (dump_env & credential), dump_env
+assert not any(m["mountPath"].startswith("/var/run/botrt/secrets") for m in cs["dump"].get("volumeMounts", []))
+assert {e["name"] for e in cs["backup"].get("env", [])} & credential
+assert cs["dump"]["image"].endswith("postgres:16") and "botrt-engine" in cs["backup"]["image"]
+st = {c["name"]: c["state"]["terminated"] for c in p["status"]["containerStatuses"]}
+assert st["dump"]["exitCode"] == 0 and st["backup"]["exitCode"] == 0, st
+res = json.loads(st["backup"]["message"])
+assert res["command"] == "backup" and res["ok"] and res["snapshotId"], res
+assert sys.argv[2] not in json.dumps(p["status"]), "a Secret value is in the Pod's status"
+print(f"install-test: backup Pod {p['metadata']['name']}: snapshot {res['snapshotId'][:12]}, {res['bytesRead']} bytes read")
+json.dump(p, open(sys.argv[1] + ".ok", "w"))
+PY
+# What the kubelet enforced, seen from inside: the backup Pod again, exactly as the controller built it (security
+# contexts, volumes, env, no token), with each container's command replaced by a probe.
+python3 - "$WORK/backup-pods.json.ok" >"$WORK/probe-pod.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+probe = r"""echo "uid=$(id -u) gid=$(id -g)"; grep -E '^(CapEff|CapPrm|NoNewPrivs)' /proc/self/status;
+if touch /probe 2>/dev/null; then echo root=writable; else echo root=read-only; fi
+if [ -e /var/run/secrets/kubernetes.io/serviceaccount/token ]; then echo token=present; else echo token=absent; fi
+echo "env=$(env | cut -d= -f1 | grep -E '^(AWS_|VAULT_|BOTRT_)' | sort | tr '\n' ',')"
+echo "files=$(find /var/run/botrt/secrets -type f 2>/dev/null | sort | tr '\n' ',')"
+"""
+spec = p["spec"]
+for c in spec["containers"]:
+    c["command"], c["args"] = ["sh", "-c", probe], []
+spec.pop("nodeName", None)
+meta = {"name": "botrt-probe-" + p["metadata"]["name"][-5:], "namespace": p["metadata"]["namespace"],
+        "labels": {"botrt-install-test": "probe"}}
+print(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}))
+PY
+probe_pod="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metadata"]["name"])' "$WORK/probe-pod.json")"
+"$KUBECTL" create -f "$WORK/probe-pod.json" >/dev/null || fail "cannot create the probe Pod"
+for _ in $(seq 1 90); do
+  phase="$("$KUBECTL" -n botrt-backup get pod "$probe_pod" -o jsonpath='{.status.phase}')"
+  [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
+  sleep 1
+done
+[[ "$phase" == Succeeded ]] || fail "the probe Pod ended '$phase'"
+for c in dump backup; do
+  "$KUBECTL" -n botrt-backup logs "$probe_pod" -c "$c" >"$WORK/probe-$c.txt" || fail "kubectl logs $probe_pod -c $c"
+done
+"$KUBECTL" -n botrt-backup delete pod "$probe_pod" --wait=false >/dev/null
+python3 - "$WORK/probe-dump.txt" "$WORK/probe-backup.txt" <<'PY' || fail "the backup Pod's settings, seen from inside"
+import sys
+def read(path):
+    return dict(line.split("=", 1) if "=" in line else line.split(":\t", 1) for line in open(path).read().splitlines())
+dump, backup = read(sys.argv[1]), read(sys.argv[2])
+for name, c in (("dump", dump), ("backup", backup)):
+    assert c["uid"].startswith("65532") and c["uid"].endswith("gid=65532"), (name, c)
+    assert c["CapEff"] == "0000000000000000" and c["CapPrm"] == "0000000000000000", (name, c)
+    assert c["NoNewPrivs"] == "1", (name, c)  # allowPrivilegeEscalation: false
+    assert c["root"] == "read-only" and c["token"] == "absent", (name, c)
+# Credentials only where the builder put them: the engine's container has the storage keys in its environment and
+# the Vault token as a file; the dump container has neither.
+assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(backup["env"].strip(",").split(",")), backup["env"]
+assert any("vault" in f for f in backup["files"].split(",")), backup["files"]
+assert not any(v.startswith("AWS_") for v in dump["env"].split(",")), dump["env"]
+assert dump["files"] == "", dump["files"]
+print("install-test: inside the backup Pod: uid/gid 65532, no capabilities, no new privileges, read-only root, "
+      "no token; storage and KMS credentials in the engine's container only")
 PY
 log PASS

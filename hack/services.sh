@@ -7,7 +7,7 @@
 #   hack/services.sh down    stop only the processes this script started, remove the state dir
 #
 # Services and ports (all overridable), on 127.0.0.1 or the address BOTRT_SERVICES_HOST names (the local node's pods
-# reach the host at its bridge address: hack/node/e2e.sh starts a second set there):
+# reach the host at its bridge address: hack/node/lib.sh starts a second set there):
 #   S3 + AWS KMS   moto             BOTRT_S3_PORT        5000
 #   Vault Transit  OpenBao dev      BOTRT_VAULT_PORT     8200  (and its cluster port, +1)
 #   Vault over TLS OpenBao dev-tls  BOTRT_VAULT_TLS_PORT 8210  (and its cluster port, +1)

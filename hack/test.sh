@@ -22,7 +22,7 @@ fi
 LOGDIR="$(realpath -m "${BOTRT_TEST_LOG_DIR:-$REPO/.local/test-logs}")"
 mkdir -p "$LOGDIR"
 # Logs of an earlier run would be mistaken for this run's in the summary.
-rm -f "$LOGDIR"/{install-deps,swift-format,build,check-images,cluster,services,swift-test,install-test,images,node-up,node-e2e,crd136-e2e,run-local}.log
+rm -f "$LOGDIR"/*.log
 SWIFT_PATH_ARGS=()
 if [[ -n "${BOTRT_SCRATCH_PATH:-}" ]]; then SWIFT_PATH_ARGS=(--scratch-path "$BOTRT_SCRATCH_PATH"); fi
 
@@ -73,7 +73,7 @@ summary() {
     read -r name status _ <<<"$s"
     case "$name" in
       swift-test) if [[ "$status" == FAIL ]] && ((failed == 0)); then failed=1; fi ;;
-      pod-runner* | *-e2e | e2e | install-test | check-images) if [[ "$status" == ok ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi ;;
+      *-e2e | e2e | install-test | check-images) if [[ "$status" == ok ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi ;;
     esac
   done
   echo "hack/test.sh: $passed passed, $failed failed"
@@ -81,9 +81,13 @@ summary() {
 
 CLUSTER_STARTED=0
 SERVICES_STARTED=0
+NODE_SERVICES_STARTED=0
 cleanup() {
   local rc=$?
   set +e
+  if ((NODE_SERVICES_STARTED)); then
+    BOTRT_SERVICES_DIR="$REPO/.local/node-services" bash hack/services.sh down >>"$LOGDIR/node-services.log" 2>&1
+  fi
   if ((SERVICES_STARTED)); then bash hack/services.sh down >>"$LOGDIR/services.log" 2>&1; fi
   if ((CLUSTER_STARTED)); then bash hack/cluster.sh down >>"$LOGDIR/cluster.log" 2>&1; fi
   summary
@@ -124,8 +128,8 @@ if bash hack/cluster.sh status >/dev/null 2>&1; then
   record cluster-up ok "already running, reused"
 else
   CLUSTER_STARTED=1
-  # The control plane first; the node (kubelet, containerd) joins in step 8, after the pod runner's flows, which
-  # would otherwise race the kubelet for the same Pods.
+  # The control plane first; the node (kubelet, containerd) joins in step 6, after `swift test`: its integration
+  # tests create Jobs and Pods whose status they write themselves, which a kubelet would race.
   step cluster-up cluster.log env BOTRT_NODE=0 bash hack/cluster.sh up || exit 1
 fi
 if bash hack/services.sh status >/dev/null 2>&1; then
@@ -141,7 +145,7 @@ source <(bash hack/cluster.sh env)
 source <(bash hack/services.sh env)
 export BOTRT_ENGINE_BIN="$BIN_PATH/botrt-engine"
 [[ -x "$BOTRT_ENGINE_BIN" ]] || record engine-binary FAIL "$BOTRT_ENGINE_BIN was not built"
-# The controller integration tests run `botrt-controller report`; the pod-runner flows run the controller.
+# The controller integration tests run `botrt-controller report`; the node's flows run the controller on the host.
 # The controller's reliability tests (Tests/ControllerIntegrationTests/Reliability) run the built process; here with
 # small counts (3 SIGKILLs, 1 apiserver restart), hack/reliability.sh raises them.
 export BOTRT_CONTROLLER_BIN="$BIN_PATH/botrt-controller"
@@ -164,29 +168,36 @@ step crd136-e2e crd136-e2e.log timeout -k 10s 20m bash hack/crd136-test.sh || tr
 step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LOGDIR/reliability-engine" \
   timeout -k 10s 10m bash hack/reliability/engine.sh --fast || true
 
-# 6. The local pod runner (the control plane has no kubelet) and the end-to-end flows through it:
-# RecoveryPlans, hack/e2e.sh (issue 5's end to end: a PostgreSQL database backed up by a BackupPolicy, restored
-# by a RecoveryPlan, rehearsed by DRDrills that pass and, on a tampered pack, fail), and a BackupPolicy's key
-# rotation and deletion of its stored backups.
-step pod-runner-unit pod-runner-unit.log python3 -m unittest discover -s Tests/PodRunner -v || true
-step pod-runner pod-runner.log timeout -k 10s 10m bash hack/pod-runner-test.sh || true
-step recoveryplan-e2e recoveryplan-e2e.log timeout -k 10s 10m bash hack/pod-runner/recoveryplan-e2e.sh || true
-step replication-e2e replication-e2e.log timeout -k 10s 5m bash hack/pod-runner/replication-e2e.sh || true
-step e2e e2e.log timeout -k 10s 15m bash hack/e2e.sh || true
-step keyrotation-e2e keyrotation-e2e.log timeout -k 10s 10m bash hack/pod-runner/keyrotation-e2e.sh || true
-
-# 7. The install as an admin does it, last (it installs the operator cluster-wide, then removes it): kubectl apply -k
-# manifests/, the Deployment's Pods through the pod runner with their ServiceAccount, docs/quickstart.md's commands.
-step install-test install-test.log timeout -k 10s 10m bash hack/install-test.sh || true
-
-# 8. A real node: the images built from images/*/Containerfile (hack/images.sh: no registry; the products built on
-# the host, release), kubelet + containerd + kube-proxy joined to the control plane, and the operator installed with
-# `kubectl apply -k` and run through docs/quickstart.md in real Pods (hack/node/e2e.sh).
+# 6. A real node, and every end-to-end flow with its Pods run by the kubelet: the images built from
+# images/*/Containerfile (hack/images.sh: no registry; the products built on the host, release), kubelet + containerd
+# + kube-proxy joined to the control plane (hack/cluster.sh node-up), and one set of services on the bridge address
+# for the Pods (hack/node/lib.sh). The flows' controllers run on the host, each scoped to its own namespace; the
+# install test installs the operator cluster-wide and so runs after them.
+#  - recoveryplan-e2e: a RecoveryPlan's ordered steps (scale, job, wait for readiness);
+#  - replication-e2e: snapshots copied from S3 to GCS under another key, restores from the replica, key rotation;
+#  - e2e: a PostgreSQL database backed up by a BackupPolicy, restored by a RecoveryPlan, rehearsed by DRDrills that
+#    pass and, on a tampered pack, fail;
+#  - keyrotation-e2e: key rotation Jobs (local key, Vault Transit, AWS KMS) and deleting a policy's backups;
+#  - pvc-e2e: files of another uid (0600) on a claim, backed up, deleted, restored with owners and modes;
+#  - install-test: `kubectl apply -k manifests/` as an admin does, the Deployment's two replicas Ready on the node,
+#    docs/quickstart.md's commands in real Pods;
+#  - run-local-e2e: the README's second command, as a new user runs it, in its checking mode.
 if step images images.log timeout -k 10s 30m bash hack/images.sh; then
   if step node-up node-up.log bash hack/cluster.sh node-up; then
-    step node-e2e node-e2e.log timeout -k 10s 20m bash hack/node/e2e.sh || true
-    # The README's second command, as a new user runs it, in its checking mode: the runnable samples back up,
-    # meet their RPO and pass a drill on the node.
+    BOTRT_SERVICES_DIR="$REPO/.local/node-services" bash hack/services.sh status >/dev/null 2>&1 || NODE_SERVICES_STARTED=1
+    if step node-services-up node-services.log \
+      bash -c 'source hack/node/lib.sh && node_require && node_services_up && echo "services on $BOTRT_S3_ENDPOINT"'; then
+      step recoveryplan-e2e recoveryplan-e2e.log timeout -k 10s 10m bash hack/node/recoveryplan-e2e.sh || true
+      step replication-e2e replication-e2e.log timeout -k 10s 10m bash hack/node/replication-e2e.sh || true
+      step e2e e2e.log timeout -k 10s 15m bash hack/e2e.sh || true
+      step keyrotation-e2e keyrotation-e2e.log timeout -k 10s 10m bash hack/node/keyrotation-e2e.sh || true
+      step pvc-e2e pvc-e2e.log timeout -k 10s 10m bash hack/node/pvc-e2e.sh || true
+      step install-test install-test.log timeout -k 10s 15m bash hack/install-test.sh || true
+      if ((NODE_SERVICES_STARTED)); then
+        BOTRT_SERVICES_DIR="$REPO/.local/node-services" bash hack/services.sh down >>"$LOGDIR/node-services.log" 2>&1
+        NODE_SERVICES_STARTED=0
+      fi
+    fi
     step run-local-e2e run-local.log env BOTRT_RUN_LOCAL_CHECK=1 timeout -k 10s 15m bash hack/run-local.sh || true
   else
     record node-e2e FAIL "the node did not come up"

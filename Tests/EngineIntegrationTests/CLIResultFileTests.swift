@@ -3,7 +3,7 @@ import Testing
 
 /// The result file is written in place, as the kubelet's /dev/termination-log needs: it is a file in a root-owned
 /// /dev, where a non-root container cannot create the temporary file an atomic write renames over it
-/// (hack/install-test.sh runs the Jobs as uid 65532 through the pod runner and needs their results). Tests run as
+/// (the node runs the Jobs as uid 65532, and every flow in hack/node reads their results). Tests run as
 /// root, so the directory's permissions cannot show it here; a symlink does: an atomic write replaces the link
 /// itself, an in-place write goes through it to the file.
 @Suite struct CLIResultFileTests {

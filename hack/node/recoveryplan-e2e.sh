@@ -1,52 +1,55 @@
 #!/usr/bin/env bash
-# End to end: botrt-controller runs RecoveryPlans on the real control plane, with hack/pod-runner.py as the node.
+# End to end: botrt-controller runs RecoveryPlans on the real control plane, and the local node runs their Pods.
 #
-#   KUBECONFIG=... BOTRT_CONTROLLER_BIN=... hack/pod-runner/recoveryplan-e2e.sh
+#   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... hack/node/recoveryplan-e2e.sh
 #
-# Needs a running cluster (hack/cluster.sh up; source <(hack/cluster.sh env)) with the CRDs applicable, the built
-# botrt-controller (BOTRT_CONTROLLER_BIN), root (the runner's mount isolation). Starts the controller and the runner
-# for a namespace of its own and checks:
-#   1. a plan (scaleDown, job, scaleUp, waitReady) succeeds: steps Succeeded in order, the Deployment is back at its
-#      remembered replicas and ready, rtoAchieved is set, Succeeded and RTOMet are True, Events name the steps;
+# Needs a running cluster with its node (hack/node/lib.sh) and the built botrt-controller (BOTRT_CONTROLLER_BIN).
+# Starts the controller for a namespace of its own and checks:
+#   1. a plan (scaleDown, job, scaleUp, waitReady) succeeds: steps Succeeded in order, the Deployment (two real Pods
+#      behind a readiness probe) is back at its remembered replicas and ready, rtoAchieved is set, Succeeded and
+#      RTOMet are True, Events name the steps; the job step's Pod ran on the node and wrote its termination message;
 #   2. a plan whose job step fails twice (retries: 1) fails: phase Failed, failedStep named, later steps Skipped,
 #      Succeeded False, a Warning event.
 # Everything it started or created is removed at the end.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-fail() { echo "recoveryplan-e2e: FAIL: $*" >&2; exit 1; }
-log() { echo "recoveryplan-e2e: $*" >&2; }
-[[ -n "${KUBECONFIG:-}" ]] || fail "KUBECONFIG is not set; start the cluster (hack/cluster.sh up) and source <(hack/cluster.sh env)"
-[[ -x "${BOTRT_CONTROLLER_BIN:-}" ]] || fail "BOTRT_CONTROLLER_BIN is not set to the built botrt-controller"
-[[ "$(id -u)" == 0 ]] || fail "the pod runner's mount isolation needs root"
+NODE_FLOW=recoveryplan-e2e
+# shellcheck source=hack/node/lib.sh
+source "$REPO/hack/node/lib.sh"
+fail() { node_fail "$@"; }
+log() { echo "recoveryplan-e2e: $(date -u +%H:%M:%S) $*" >&2; }
+node_require
 
 NS="rpe2e-$(date +%s)-$$"
 WORK="$(mktemp -d /tmp/botrt-rpe2e.XXXXXX)"
-PIDS=()
+NODE_CONTROLLER_PID=""
 cleanup() {
   local rc=$?
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
+  set +e
+  if [[ -n "$NODE_CONTROLLER_PID" ]]; then
+    kill -TERM "$NODE_CONTROLLER_PID"
+    wait "$NODE_CONTROLLER_PID"
+  fi
   if [[ $rc -ne 0 ]]; then
-    echo "--- controller log"; tail -n 30 "$WORK/controller.log" || true
-    echo "--- runner log"; tail -n 20 "$WORK/runner.log" || true
+    echo "--- controller log"
+    tail -n 30 "$WORK/controller.log"
+    node_pods_dump "$NS"
   fi >&2
+  kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1
   rm -rf "$WORK"
   exit $rc
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 k() { kubectl -n "$NS" "$@"; }
 
 kubectl apply -f "$REPO/crds/" >/dev/null
 kubectl wait --for condition=established --timeout=60s crd/recoveryplans.dr.botrt.io >/dev/null
 kubectl create namespace "$NS" >/dev/null
 for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
-"$BOTRT_CONTROLLER_BIN" run --metrics-address off --namespace "$NS" >"$WORK/controller.log" 2>&1 &
-PIDS+=($!)
-python3 "$REPO/hack/pod-runner.py" -n "$NS" --restart-backoff 1 --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
-PIDS+=($!)
+node_controller "$WORK/controller.log" --metrics-address off --namespace "$NS"
 
-k apply -f - >/dev/null <<'EOF'
+k apply -f - >/dev/null <<EOF
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
@@ -57,9 +60,13 @@ spec:
     metadata: {labels: {app: web}}
     spec:
       terminationGracePeriodSeconds: 1
-      containers: [{name: web, image: busybox:1.36, command: ["sleep", "3600"]}]
+      containers:
+      - name: web
+        image: $APP_IMAGE
+        command: ["sleep", "3600"]
+        readinessProbe: {exec: {command: ["test", "-e", "/proc/1/cmdline"]}, periodSeconds: 1}
 EOF
-k rollout status deployment/web --timeout=60s >/dev/null || fail "the Deployment did not become ready (is the runner running?)"
+k rollout status deployment/web --timeout=90s >/dev/null || fail "the Deployment did not become ready on the node"
 
 wait_phase() { # PLAN TIMEOUT-S
   local p=""
@@ -87,7 +94,7 @@ spec:
     - name: fix-data
       action: job
       timeout: 1m
-      job: {image: busybox:1.36, command: ["sh", "-c", "echo '{\"ok\":true}' > /dev/termination-log"]}
+      job: {image: botrt.local/postgres:15, command: ["sh", "-c", "echo '{\"ok\":true}' > /dev/termination-log"]}
     - {name: start-web, action: scaleUp, targets: [{kind: Deployment, name: web}]}
     - {name: web-ready, action: waitReady, timeout: 2m, targets: [{kind: Deployment, name: web}]}
 EOF
@@ -100,6 +107,10 @@ EOF
 [[ "$(jp good '{.status.conditions[?(@.type=="RTOMet")].status}')" == True ]] || fail "plan good: RTOMet"
 k get events --field-selector involvedObject.name=good -o jsonpath='{.items[*].reason}' | grep StepSucceeded >/dev/null ||
   fail "plan good: no StepSucceeded event"
+# The job step's Pod ran in containerd on the node, and the kubelet read its termination message.
+pods="$(k get pods -o jsonpath='{range .items[?(@.status.phase=="Succeeded")]}{.spec.nodeName}{" "}{.status.containerStatuses[0].state.terminated.message}{"\n"}{end}')"
+grep -F 'botrt-node {"ok":true}' <<<"$pods" >/dev/null ||
+  fail "plan good: no succeeded job Pod on botrt-node with its termination message: $pods"
 
 log "2. a failing job step with one retry stops the plan"
 k apply -f - >/dev/null <<'EOF'
@@ -115,7 +126,7 @@ spec:
     - name: broken
       action: job
       retries: 1
-      job: {image: busybox:1.36, command: ["sh", "-c", "echo 'the restore source is gone' >&2; exit 3"]}
+      job: {image: botrt.local/postgres:15, command: ["sh", "-c", "echo 'the restore source is gone' >&2; exit 3"]}
     - {name: start-web, action: scaleUp, targets: [{kind: Deployment, name: web}]}
 EOF
 [[ "$(wait_phase bad 90)" == Failed ]] || fail "plan bad: phase $(jp bad '{.status.phase}')"

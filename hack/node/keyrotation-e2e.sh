@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End to end: key rotation and deleteBackupsOnDelete, through botrt-controller and the pod runner.
+# End to end: key rotation and deleteBackupsOnDelete, through botrt-controller, with every Job Pod run by the local
+# node (hack/node/lib.sh) in the engine image.
 # The same rotation is then run for Vault Transit (a new Transit key version; version 1 is retired with
 # min_decryption_version afterwards) and AWS KMS on moto (a new key; the old one is disabled afterwards): each time
 # the data restores without the old key. Deleting the Vault policy (no deleteBackupsOnDelete) leaves its objects as
@@ -11,19 +12,19 @@
 # (deleteBackupsOnDelete: true) runs `botrt-engine delete-repository --confirm` as a Job: the bucket prefix is empty
 # afterwards and a BackupsDeleted Event says so.
 #
-#   KUBECONFIG=... BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... BOTRT_S3_ENDPOINT=... BOTRT_AWSKMS_ENDPOINT=...
-#   VAULT_ADDR=... VAULT_TOKEN=... AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... hack/pod-runner/keyrotation-e2e.sh
+#   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... hack/node/keyrotation-e2e.sh
 #
-# (hack/cluster.sh env and hack/services.sh env print all of these but the two binaries.) Needs root for the runner.
+# The services (S3 and KMS on moto, OpenBao) run on the node's bridge address (started here unless running).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 fail() { echo "keyrotation-e2e: FAIL: $*" >&2; exit 1; }
 log() { echo "keyrotation-e2e: $*" >&2; }
-for v in KUBECONFIG BOTRT_CONTROLLER_BIN BOTRT_ENGINE_BIN BOTRT_S3_ENDPOINT BOTRT_AWSKMS_ENDPOINT VAULT_ADDR VAULT_TOKEN \
-  AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
-  [[ -n "${!v:-}" ]] || fail "$v is not set (see the header of $0)"
-done
-[[ "$(id -u)" == 0 ]] || fail "the pod runner's mount isolation needs root"
+NODE_FLOW=keyrotation-e2e
+# shellcheck source=hack/node/lib.sh
+source "$REPO/hack/node/lib.sh"
+node_require
+node_services_up
+[[ -x "${BOTRT_ENGINE_BIN:-}" ]] || fail "BOTRT_ENGINE_BIN is not set to the built botrt-engine (the test reads the stores with it)"
 
 NS="keyrot-$$"
 BACKUP_NS="botrt-backup-kr-$$"
@@ -38,12 +39,14 @@ cleanup() {
   kubectl delete namespace "$NS" "$BACKUP_NS" --wait=false >/dev/null 2>&1 || true
   if [[ $rc -ne 0 ]]; then
     echo "--- controller log"; tail -n 30 "$WORK/controller.log" || true
-    echo "--- runner log"; tail -n 20 "$WORK/runner.log" || true
+    node_pods_dump "$NS" "$BACKUP_NS"
   fi >&2
+  node_services_down
   rm -rf "$WORK"
   exit $rc
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 k() { kubectl -n "$NS" "$@"; }
 s3count() { python3 - "$BUCKET" "${1:-db}/" <<'EOF'
 import os, sys, boto3
@@ -82,12 +85,8 @@ k create secret generic master-key --from-file=key="$WORK/key-1" >/dev/null
 k create secret generic rotation-keys --from-file=key-2="$WORK/key-2" >/dev/null
 printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
 k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
-"$BOTRT_CONTROLLER_BIN" run --metrics-address off --namespace "$NS" --backup-namespace "$BACKUP_NS" \
-  >"$WORK/controller.log" 2>&1 &
-PIDS+=($!)
-python3 "$REPO/hack/pod-runner.py" -l "dr.botrt.io/policy-namespace=$NS" --restart-backoff 1 \
-  --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
-PIDS+=($!)
+node_controller "$WORK/controller.log" --metrics-address off --namespace "$NS" --backup-namespace "$BACKUP_NS"
+PIDS+=("$NODE_CONTROLLER_PID")
 
 log "1. a backup under the local master key"
 k apply -f - >/dev/null <<EOF
@@ -99,7 +98,7 @@ spec:
   trigger: b1
   deleteBackupsOnDelete: true
   source:
-    command: {image: busybox:1.36, command: ["sh", "-c", "echo row-1; echo row-2"], fileName: db.dump}
+    command: {image: $APP_IMAGE, command: ["sh", "-c", "echo row-1; echo row-2"], fileName: db.dump}
   repository:
     s3: {bucket: "$BUCKET", prefix: db, endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
          credentialsSecretRef: {name: s3-creds}}
@@ -153,7 +152,7 @@ spec:
   tier: standard
   trigger: b1
   source:
-    command: {image: busybox:1.36, command: ["sh", "-c", "echo $name-row"], fileName: db.dump}
+    command: {image: $APP_IMAGE, command: ["sh", "-c", "echo $name-row"], fileName: db.dump}
   repository:
     s3: {bucket: "$BUCKET", prefix: $name, endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
          credentialsSecretRef: {name: s3-creds}}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end: a BackupPolicy backs up to moto S3 (an OpenBao Transit key of its own) and replicates to a second
 # provider, GCS on fake-gcs-server, under another Transit key, through botrt-controller on the local
-# control plane with hack/pod-runner.py as the node (Job pods run botrt-engine as host processes). Checks:
+# control plane, with every backup and copy Job Pod run by the local node (hack/node/lib.sh) in the engine image.
+# Checks:
 #   1. after the first backup the controller starts a copy Job; status.replicas shows the replica InSync with the
 #      primary's snapshot, its id in the replica, lag 0; RPOMet (the replica counts) names it; the metric
 #      botrt_replica_lag_seconds is exported;
@@ -14,19 +15,20 @@
 #      replica with its own key, and rewraps the sharing replica after the primary; with the old key versions
 #      retired in OpenBao, the next copies succeed and both replicas restore.
 #
-#   source <(hack/cluster.sh env); source <(hack/services.sh env)
-#   BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... hack/pod-runner/replication-e2e.sh
+#   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... hack/node/replication-e2e.sh
 #
-# Needs root (the pod runner's mount isolation). Everything it creates and starts is removed or stopped at the end.
+# The services (S3 on moto, fake-gcs-server, OpenBao) run on the node's bridge address (started here unless running).
+# Everything it creates and starts is removed or stopped at the end.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 fail() { echo "replication-e2e: FAIL: $*" >&2; exit 1; }
 log() { echo "replication-e2e: $(date -u +%H:%M:%S) $*" >&2; }
-for v in KUBECONFIG BOTRT_CONTROLLER_BIN BOTRT_ENGINE_BIN BOTRT_S3_ENDPOINT BOTRT_GCS_ENDPOINT VAULT_ADDR VAULT_TOKEN \
-  AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
-  [[ -n "${!v:-}" ]] || fail "$v is not set (source <(hack/cluster.sh env) and <(hack/services.sh env); set the binaries)"
-done
-[[ "$(id -u)" == 0 ]] || fail "the pod runner's mount isolation needs root"
+NODE_FLOW=replication-e2e
+# shellcheck source=hack/node/lib.sh
+source "$REPO/hack/node/lib.sh"
+node_require
+node_services_up
+[[ -x "${BOTRT_ENGINE_BIN:-}" ]] || fail "BOTRT_ENGINE_BIN is not set to the built botrt-engine (the test reads the stores with it)"
 
 NS="repl-e2e-$$"
 BACKUP_NS="botrt-backup-repl-$$"
@@ -47,12 +49,14 @@ cleanup() {
   if [[ $rc -ne 0 ]]; then
     echo "--- status"; kubectl -n "$NS" get backuppolicy data -o jsonpath='{.status}' 2>/dev/null; echo
     echo "--- controller log"; tail -n 40 "$WORK/controller.log"
-    echo "--- runner log"; tail -n 30 "$WORK/runner.log"
+    node_pods_dump "$NS" "$BACKUP_NS"
   fi >&2
+  node_services_down
   rm -rf "$WORK"
   exit $rc
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 k() { kubectl -n "$NS" "$@"; }
 jp() { k get backuppolicy data -o jsonpath="$1"; }
 replica() { jp "{.status.replicas[?(@.name==\"$1\")].$2}"; }
@@ -81,12 +85,9 @@ k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_K
 k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
 # The replica's key service has its own Secret (the same OpenBao here, another Transit key).
 k create secret generic vault-token-dr --from-file=token="$WORK/vault-token" >/dev/null
-"$BOTRT_CONTROLLER_BIN" run --metrics-address "127.0.0.1:$METRICS_PORT" --namespace "$NS" \
-  --backup-namespace "$BACKUP_NS" >"$WORK/controller.log" 2>&1 &
-PIDS+=($!)
-python3 "$REPO/hack/pod-runner.py" -l "dr.botrt.io/policy-namespace=$NS" --restart-backoff 1 \
-  --work-dir "$WORK/runner" >"$WORK/runner.log" 2>&1 &
-PIDS+=($!)
+node_controller "$WORK/controller.log" --metrics-address "127.0.0.1:$METRICS_PORT" --namespace "$NS" \
+  --backup-namespace "$BACKUP_NS"
+PIDS+=("$NODE_CONTROLLER_PID")
 
 log "1. a policy backs up to S3 and replicates to GCS under another key"
 k apply -f - >/dev/null <<EOF
@@ -100,7 +101,7 @@ spec:
   suspend: true
   source:
     command:
-      image: busybox:1.36
+      image: $APP_IMAGE
       command: [sh, -c, 'echo "payload \$(date +%s%N)"; seq 1 2000']
       fileName: data.txt
   repository:
