@@ -797,8 +797,14 @@ def drill_spec():
                    "target": obj("What the drill rehearses. Set exactly one of backupPolicyRef, recoveryPlanRef.", {
                        "backupPolicyRef": local_ref("A BackupPolicy: its snapshot is restored into the scratch "
                                                     "namespace and verified."),
-                       "recoveryPlanRef": local_ref("A RecoveryPlan: its procedures run against the scratch "
-                                                    "namespace instead of the plan's targetNamespace."),
+                       "recoveryPlanRef": local_ref(
+                           "A RecoveryPlan: the drill rehearses the plan's first restore step in the scratch "
+                           "namespace (into an emptyDir instead of the step's claim, unless spec.restore says "
+                           "where) and the checks of its first verify step (readData, databaseQuery), unless "
+                           "spec.verification gives its own. The plan's scale, job and waitReady steps act on "
+                           "live workloads and further restore steps are not run. The measured RTO (restore "
+                           "and verification) is compared with the plan's effective RTO target (tightened by the drill's "
+                           "compliance profiles)."),
                    }, oneOf=one_of("backupPolicyRef", "recoveryPlanRef"),
                        **{"x-kubernetes-validations": [exactly_one("target", "backupPolicyRef", "recoveryPlanRef")]}),
                    "snapshot": string("latest or a snapshot id. Default: latest.", maxLength=128, default="latest",
