@@ -11,6 +11,8 @@ public enum KubeAuth: Sendable, CustomStringConvertible {
   case tokenFile(String)
   /// A client certificate (carried in the TLS options).
   case clientCertificate
+  /// A bearer token from a kubeconfig `exec` credential plugin, told about `cluster` when it asks.
+  case exec(ExecCredentialPlugin, cluster: ExecCredentialPlugin.ClusterInfo?)
 
   public var description: String {
     switch self {
@@ -18,6 +20,7 @@ public enum KubeAuth: Sendable, CustomStringConvertible {
     case .token: return "bearer token"
     case .tokenFile(let p): return "bearer token from file \(p)"
     case .clientCertificate: return "client certificate"
+    case .exec(let plugin, _): return "bearer token from the exec plugin \(plugin.command)"
     }
   }
 }
@@ -141,25 +144,32 @@ public struct ConfigError: Error, Sendable, Hashable, CustomStringConvertible {
   public var description: String { "\(file): \(field): \(message)" }
 }
 
-/// Supplies the bearer token; re-reads a token file at most once a minute, or at once after a 401.
+/// Supplies the bearer token; re-reads a token file at most once a minute, or at once after a 401; runs an exec
+/// plugin again when its token expires (10 s early) or after a 401.
 final class TokenSource: Sendable {
   private struct State {
     var token: String?
     var readAt: ContinuousClock.Instant?
+    var expiresAt: Date?
   }
   private let auth: KubeAuth
   private let state = Mutex(State())
   private let refreshInterval: Duration
+  private let wallClock: @Sendable () -> Date
 
-  init(auth: KubeAuth, refreshInterval: Duration = .seconds(60)) {
+  init(auth: KubeAuth, refreshInterval: Duration = .seconds(60), wallClock: @escaping @Sendable () -> Date = Date.init)
+  {
     self.auth = auth
     self.refreshInterval = refreshInterval
+    self.wallClock = wallClock
   }
 
   /// Whether a 401 may be cured by reading the token again.
   var canRefresh: Bool {
-    if case .tokenFile = auth { return true }
-    return false
+    switch auth {
+    case .tokenFile, .exec: return true
+    default: return false
+    }
   }
 
   /// The token to send, if any.
@@ -167,6 +177,15 @@ final class TokenSource: Sendable {
     switch auth {
     case .none, .clientCertificate: return nil
     case .token(let t): return t
+    case .exec(let plugin, let cluster):
+      // One run at a time: concurrent requests wait for the run in progress instead of starting their own.
+      return try state.withLock { s in
+        if let t = s.token, s.expiresAt.map({ wallClock().addingTimeInterval(10) < $0 }) ?? true { return t }
+        let c = try plugin.run(cluster: cluster)
+        s.token = c.token
+        s.expiresAt = c.expiration
+        return c.token
+      }
     case .tokenFile(let path):
       if let cached = state.withLock({ s -> String? in
         guard let t = s.token, let at = s.readAt, now - at < refreshInterval else { return nil }

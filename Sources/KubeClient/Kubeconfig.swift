@@ -26,7 +26,9 @@ public struct Kubeconfig: Sendable {
     public var clientCertificateData: Data?
     public var clientKey: String?
     public var clientKeyData: Data?
-    /// Set when the user uses an auth mechanism this client does not implement (exec, auth-provider, basic).
+    /// An exec credential plugin.
+    public var exec: ExecCredentialPlugin?
+    /// Set when the user uses an auth mechanism this client does not implement (auth-provider, basic).
     public var unsupported: String?
   }
 
@@ -125,6 +127,53 @@ public struct Kubeconfig: Sendable {
       }
       return d
     }
+    func execPlugin(_ e: JSONValue, field: String) throws -> ExecCredentialPlugin {
+      guard case .object = e else { throw ConfigError(file: file, field: field, message: "must be a mapping") }
+      guard let command = try string(e["command"], "\(field).command"), !command.isEmpty else {
+        throw ConfigError(file: file, field: "\(field).command", message: "is missing")
+      }
+      let version = try string(e["apiVersion"], "\(field).apiVersion") ?? ""
+      guard ExecCredentialPlugin.supportedVersions.contains(version) else {
+        throw ConfigError(
+          file: file, field: "\(field).apiVersion",
+          message:
+            "\"\(version)\" is not supported; use one of \(ExecCredentialPlugin.supportedVersions.joined(separator: ", "))"
+            + " (v1alpha1 plugins must be upgraded)")
+      }
+      var args: [String] = []
+      if let a = e["args"], a != .null {
+        guard case .array(let items) = a else {
+          throw ConfigError(file: file, field: "\(field).args", message: "must be a list of strings")
+        }
+        for (i, item) in items.enumerated() {
+          guard let s = try string(item, "\(field).args[\(i)]") else {
+            throw ConfigError(file: file, field: "\(field).args[\(i)]", message: "must be a string")
+          }
+          args.append(s)
+        }
+      }
+      var env: [ExecCredentialPlugin.EnvVar] = []
+      if let list = e["env"], list != .null {
+        guard case .array(let items) = list else {
+          throw ConfigError(file: file, field: "\(field).env", message: "must be a list of {name, value}")
+        }
+        for (i, item) in items.enumerated() {
+          guard let n = try string(item["name"], "\(field).env[\(i)].name"), !n.isEmpty else {
+            throw ConfigError(file: file, field: "\(field).env[\(i)].name", message: "is missing")
+          }
+          env.append(.init(name: n, value: try string(item["value"], "\(field).env[\(i)].value") ?? ""))
+        }
+      }
+      if let mode = try string(e["interactiveMode"], "\(field).interactiveMode"), mode == "Always" {
+        throw ConfigError(
+          file: file, field: "\(field).interactiveMode",
+          message: "is Always, but this client never has a terminal; use IfAvailable or Never")
+      }
+      return ExecCredentialPlugin(
+        apiVersion: version, command: command, args: args, env: env,
+        installHint: try string(e["installHint"], "\(field).installHint"),
+        provideClusterInfo: e["provideClusterInfo"]?.boolValue ?? false, file: file, field: field)
+    }
     func namedList(_ key: String, inner: String, _ body: (String, JSONValue, String) throws -> Void) throws {
       guard let list = doc[key], list != .null else { return }
       guard case .array(let items) = list else {
@@ -163,7 +212,10 @@ public struct Kubeconfig: Sendable {
       us.clientCertificateData = try base64(u["client-certificate-data"], "\(f).client-certificate-data")
       us.clientKey = try string(u["client-key"], "\(f).client-key").map(resolve)
       us.clientKeyData = try base64(u["client-key-data"], "\(f).client-key-data")
-      for key in ["exec", "auth-provider", "username"] where u[key] != nil && u[key] != .null {
+      if let e = u["exec"], e != .null {
+        us.exec = try execPlugin(e, field: "\(f).exec")
+      }
+      for key in ["auth-provider", "username"] where u[key] != nil && u[key] != .null {
         us.unsupported = key
       }
       if kc.users[name] == nil { kc.users[name] = Entry(value: us, file: file) }
@@ -243,7 +295,7 @@ public struct Kubeconfig: Sendable {
       if let unsupported = user.value.unsupported {
         throw ConfigError(
           file: user.file, field: "\(uf).\(unsupported)",
-          message: "is not supported by this client; use token, tokenFile or a client certificate")
+          message: "is not supported by this client; use token, tokenFile, exec or a client certificate")
       }
       if let d = user.value.clientCertificateData {
         tls.clientCertPEM = d
@@ -266,6 +318,12 @@ public struct Kubeconfig: Sendable {
           throw ConfigError(file: user.file, field: "\(uf).tokenFile", message: "cannot read \(f)")
         }
         auth = .tokenFile(f)
+      } else if let plugin = user.value.exec {
+        auth = .exec(
+          plugin,
+          cluster: ExecCredentialPlugin.ClusterInfo(
+            server: server, certificateAuthorityData: tls.caPEM,
+            insecureSkipTLSVerify: cluster.value.insecureSkipTLSVerify))
       } else if tls.clientCertPEM != nil {
         auth = .clientCertificate
       }

@@ -229,7 +229,7 @@ final class TempDir {
     let kc = try Kubeconfig.parse(
       """
       clusters: [{name: c, cluster: {server: "https://x"}}]
-      users: [{name: u, user: {exec: {command: aws}}}]
+      users: [{name: u, user: {auth-provider: {name: gcp}}}]
       contexts: [{name: a, context: {cluster: c, user: u}}]
       current-context: a
       """, file: "f")

@@ -26,6 +26,50 @@ import Testing
     }
   }
 
+  /// A kubeconfig user with an exec credential plugin (as EKS, GKE and AKS use), against the real apiserver: the
+  /// plugin's token is accepted, and a plugin handing out a bad token gets the apiserver's 401 without the token.
+  @Test func execCredentialPluginAuthenticates() async throws {
+    let real = try ClientEnv.config(context: "botrt-token")
+    guard case .token(let good) = real.auth,
+      let ca = real.tls.caPEM ?? real.tls.caFile.flatMap({ FileManager.default.contents(atPath: $0) })
+    else {
+      Issue.record("context botrt-token should use a bearer token and a CA")
+      return
+    }
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kc-exec-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let plugin = dir.appendingPathComponent("token-plugin").path
+    try """
+    #!/bin/sh
+    printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}' "$TOKEN"
+    """.write(toFile: plugin, atomically: true, encoding: .utf8)
+    chmod(plugin, 0o755)
+    func kubeconfig(_ token: String) throws -> String {
+      let path = dir.appendingPathComponent("kubeconfig-\(token.count)").path
+      try """
+      clusters: [{name: local, cluster: {server: "\(real.server)", certificate-authority-data: "\(ca.base64EncodedString())"}}]
+      users: [{name: plugin, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: ./token-plugin,
+               env: [{name: TOKEN, value: "\(token)"}]}}}]
+      contexts: [{name: x, context: {cluster: local, user: plugin}}]
+      current-context: x
+      """.write(toFile: path, atomically: true, encoding: .utf8)
+      return path
+    }
+    let client = KubeClient(config: try Kubeconfig.load(paths: [try kubeconfig(good)]).clientConfig())
+    let ns = try await client.get(Namespace.self, name: "default")
+    #expect(ns.name == "default")
+    let bad = KubeClient(config: try Kubeconfig.load(paths: [try kubeconfig("not-a-valid-token")]).clientConfig())
+    do {
+      _ = try await bad.get(Namespace.self, name: "default")
+      Issue.record("expected Unauthorized")
+    } catch let e as KubeError {
+      #expect(e.isUnauthorized)
+      #expect(e.description.contains("exec plugin ./token-plugin"), "\(e)")
+      #expect(!e.description.contains("not-a-valid-token"))
+    }
+  }
+
   @Test func rbacDenialIsForbidden() async throws {
     let admin = try ClientEnv.config()
     let limitedToken = try ClientEnv.env("BOTRT_LIMITED_TOKEN")
