@@ -16,6 +16,7 @@ public struct BotrtEngine: AsyncParsableCommand {
     version: EngineVersion.current,
     subcommands: [
       InitCommand.self, BackupCommand.self, RestoreCommand.self, VerifyCommand.self, SnapshotsCommand.self,
+      LsCommand.self, FindCommand.self, DiffCommand.self, StatsCommand.self,
       ForgetCommand.self, RotateKeysCommand.self, CopyCommand.self, DeleteRepositoryCommand.self, BenchCommand.self,
       VersionCommand.self,
     ])
