@@ -211,7 +211,8 @@ extension Repository {
     }
     nodes.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
     let treeBytes = TreeFormat.encode(nodes)
-    let treeIDs = try storeTree(treeBytes, run: run, index: index)
+    // storeTree uploads through blockingAwait (for remote stores): off the cooperative pool.
+    let treeIDs = try await onOwnThread { try self.storeTree(treeBytes, run: run, index: index) }
     let pending = run.lock.withLock { () -> [IndexPack] in
       defer { run.pendingIndex.removeAll() }
       return run.pendingIndex
