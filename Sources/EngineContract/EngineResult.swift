@@ -27,6 +27,10 @@ public struct EngineResult: Codable, Sendable, Hashable {
   public var warnings: [String]?
   /// rotate-keys: the KMS URL (no secrets) and key version now wrapping the keys.
   public var kms: String?
+  /// The repository's id and the hex Ed25519 public key that signs its config, key files and manifests: a caller
+  /// records them from the first run and pins them in later runs (`--expect-repository-id`, `--expect-signing-key`).
+  public var repositoryId: String?
+  public var signingKey: String?
   public var keyVersion: String?
   /// delete-repository: objects deleted and objects Object Lock kept.
   public var objectsDeleted: Int?
