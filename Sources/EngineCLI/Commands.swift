@@ -248,9 +248,17 @@ struct RestoreCommand: EngineCommand {
         s = sel.snapshot
         skipped = sel.skipped
       } else {
-        let (snaps, _) = try await repo.loadSnapshotsChecked()
+        let (snaps, damaged) = try await repo.loadSnapshotsChecked()
         try requirePresent(requireSnapshot, in: snaps)
-        s = try selectSnapshot(snapshot, before: nil, in: snaps, repo: repo)
+        do { s = try selectSnapshot(snapshot, before: nil, in: snaps, repo: repo) } catch EngineError.snapshotNotFound(
+          let ref)
+        {
+          // The snapshot asked for by id exists but its manifest fails its checks: say so (exit 5), naming it.
+          if let e = damaged.first(where: { Repository.snapshotName(of: $0).hasPrefix(snapshot.lowercased()) }) {
+            throw e
+          }
+          throw EngineError.snapshotNotFound(ref)
+        }
         index = try await repo.loadIndexForRestore()
       }
       time = s.manifest.time
@@ -641,9 +649,12 @@ struct DeleteRepositoryCommand: EngineCommand {
 }
 
 extension Repository {
-  /// Loads the snapshots whose manifests pass their checks; damaged or planted ones are named in the warnings.
+  /// Loads the snapshots whose manifests pass their checks; damaged or planted ones are named in the warnings and
+  /// returned as errors.
   func loadSnapshotsChecked() async throws -> ([Snapshot], [EngineError]) {
-    (try await loadSnapshotsSkippingDamaged(), [])
+    let (snaps, errors) = try await loadSnapshots(collectErrors: true)
+    addWarnings(errors.map { "skipped snapshot manifest: \($0.description)" })
+    return (snaps, errors)
   }
   /// Loads the index files that pass their checks; damaged or planted ones are named in the warnings (a blob only they
   /// listed is then reported missing, naming the blob).
