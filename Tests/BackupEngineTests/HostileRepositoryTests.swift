@@ -330,6 +330,65 @@ import Testing
   }
 }
 
+extension HostileRepositoryTests {
+  /// Item 6 on a store without versions: a pack overwritten with junk of another size is in doubt, so the next backup
+  /// stores its blobs again; a restore whose index names the junk pack first reads each blob from its copy (the
+  /// fallback of both the bulk restore path and the single-blob path), and a blob with no copy fails naming the pack.
+  @Test func restoreReadsCopiesWhenTheFirstPackIsDamaged() async throws {
+    let t = try Setup()
+    defer { t.cleanup() }
+    let store = try LocalStore(root: t.dir + "/repo")
+    let repo = try await Repository.initialize(store: store, keyService: t.kek, objectLock: nil, logger: Self.log)
+    let big = Data(Crypto.randomBytes(2_500_000))
+    try makeFile(atPath: t.dir + "/src/big", contents: big)
+    try makeFile(atPath: t.dir + "/src/small", contents: Data(Crypto.randomBytes(1000)))
+    let s1 = try await Self.backup(repo, [t.dir + "/src"])
+    try FileManager.default.removeItem(atPath: t.dir + "/src/small")
+    let oldIndexFiles = Set(try await store.list(prefix: "index/").map(\.key))
+    let oldPacks = try await store.list(prefix: "data/")
+    for o in oldPacks {
+      try await store.put(o.key, data: Data(Crypto.randomBytes(Int(o.size) + 7)), options: PutOptions())
+    }
+
+    let again = try await Repository.open(store: store, keyService: t.kek, logger: Self.log)
+    let s2 = try await Self.backup(again, [t.dir + "/src"])
+    #expect(again.allWarnings.filter { $0.contains("does not deduplicate against it") }.count == oldPacks.count)
+
+    // An index that lists the damaged packs first (load order is otherwise whatever finishes first).
+    let r = try await Repository.open(store: store, keyService: t.kek, logger: Self.log)
+    let index = MasterIndex()
+    let files = try await store.list(prefix: "index/").map(\.key).sorted { a, b in
+      (oldIndexFiles.contains(a) ? 0 : 1, a) < (oldIndexFiles.contains(b) ? 0 : 1, b)
+    }
+    for f in files {
+      let packs = try IndexFormat.decodeObject(
+        try await r.getContentAddressed(f), meta: try AESGCM(key: r.metaKey), zstd: ZstdContext(), repo: r.repoID)
+      for p in packs { index.add(p) }
+    }
+    let snaps = try await r.loadSnapshotsSkippingDamaged()
+    let snap2 = try #require(snaps.first { $0.id == s2.snapshotID })
+    // The data blobs of big are looked up in the damaged packs first, with their copies as alternates.
+    let oldPackKeys = Set(oldPacks.map(\.key))
+    let tree = try await r.loadTree(snap2, index: index)
+    let bigNode = try #require(tree.first { $0.path == "src/big" })
+    #expect(!bigNode.content.isEmpty)
+    for id in bigNode.content {
+      let l = try #require(index.lookup(id))
+      #expect(oldPackKeys.contains(Repository.packKey(l.pack)))
+      #expect(!index.alternates(id).isEmpty)
+    }
+    _ = try await r.restore(snap2, index: index, options: RestoreOptions(target: t.dir + "/out2", workers: 2))
+    #expect(FileManager.default.contents(atPath: t.dir + "/out2/src/big") == big)
+
+    // The first snapshot's tree is only in a damaged pack: its restore fails naming that pack.
+    let snap1 = try #require(snaps.first { $0.id == s1.snapshotID })
+    let err = await #expect(throws: EngineError.self) {
+      _ = try await r.restore(snap1, index: index, options: RestoreOptions(target: t.dir + "/out1"))
+    }
+    #expect(oldPacks.contains { String(describing: err).contains($0.key) }, "\(String(describing: err))")
+  }
+}
+
 /// A versioned store seen without its older versions (as on a store that keeps none).
 struct NoVersionsView: ObjectStore {
   let inner: VersionedLockingStore
