@@ -223,6 +223,34 @@ import Testing
     #expect(try await store.list(prefix: "keys/").count == 2)
   }
 
+  /// Migration under a rollback: the genuine signed key file hidden, the config replaced by its older unsigned version
+  /// (validly signed), and an unsigned key file planted with other data keys. The repository opens with the planted
+  /// file (nothing else is left), but the upgrade refuses to sign it: its data key opens no stored data.
+  @Test func upgradeRefusesAPlantedKeyFileWhoseDataKeysOpenNoStoredData() async throws {
+    let t = try Setup()
+    defer { t.cleanup() }
+    let store = try LocalStore(root: t.dir + "/repo")
+    let repo = try await Repository.initialize(store: store, keyService: t.kek, objectLock: nil, logger: Self.log)
+    try makeFile(atPath: t.dir + "/src/a", contents: Data(Crypto.randomBytes(100_000)))
+    _ = try await Self.backup(repo, [t.dir + "/src"])
+    let genuine = try await Self.decodeKeyFile(store, repo.keyFile)
+    try await Self.makeLegacy(repo)  // the config as it was before the upgrade
+    try await store.delete(repo.keyFile)  // hidden
+    let planted = try await Self.plantedKeyFile(genuine, kek: t.kek, attackerKey: Crypto.randomBytes(32))
+    let plantedName = "keys/" + String(repeating: "a", count: 32)
+    try await store.put(plantedName, data: try planted.encoded(), options: PutOptions())
+    let victim = try await Repository.open(store: store, keyService: t.kek, logger: Self.log)
+    #expect(victim.keyFile == plantedName)
+    let err = await #expect(throws: EngineError.self) { try await victim.upgradeKeyFileAuthentication() }
+    guard case .integrity(let object, let message) = err else {
+      Issue.record("expected an integrity error, got \(String(describing: err))")
+      return
+    }
+    #expect(object == plantedName)
+    #expect(message.contains("\"files\" data key opens none"), "\(message)")
+    #expect(try await Repository.open(store: store, keyService: t.kek, logger: Self.log).config.keyFiles == nil)
+  }
+
   /// Item 6: a store that can write but not delete (a versioned bucket with Object Lock, and the backup Job's
   /// credentials) overwrites every locked pack, index file and manifest and plants junk manifests, index files and
   /// key files. Listing and restore skip the junk with warnings naming it and read the versions whose content matches

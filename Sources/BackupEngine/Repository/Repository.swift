@@ -693,6 +693,7 @@ extension Repository {
         }
       }
     }
+    try await checkDataKeysOpenStoredData(plain)
     let wrapped = keyState.with { $0.wrapped }
     let kf = try KeyFile(
       version: 1, repo: config.id, created: Self.now(), kms: keyService.descriptor, publicKey: config.publicKey,
@@ -714,6 +715,47 @@ extension Repository {
     }
     audit.record("upgraded", details: ["keyFile": kname, "replaces": old, "keyFiles": KeyFile.signedScheme])
     return true
+  }
+}
+
+extension Repository {
+  /// Before an unsigned key file is signed: each data key must open stored data of its type (a blob in up to three
+  /// packs; the index itself was opened with `meta`, and a blob's id check uses `mac`). A key file planted where the
+  /// genuine one was hidden (a delete marker) and the config rolled back to its unsigned version would pass every
+  /// other check; its data keys cannot open the data backed up before.
+  func checkDataKeysOpenStoredData(_ plain: [String: [UInt8]]) async throws {
+    let (index, _) = try await loadIndex(collectErrors: true)
+    var samples: [KeyType: [ID]] = [:]
+    for (_, entries) in index.packContents() {
+      for t in [KeyType.files, .database, .logs] where (samples[t]?.count ?? 0) < 3 {
+        if let e = entries.first(where: { $0.keyType == t && $0.type == .data }) {
+          samples[t, default: []].append(e.id)
+        }
+      }
+    }
+    for (t, ids) in samples {
+      guard let k = plain[t.name] else { continue }
+      let ciphers: [KeyType: AESGCM] = [t: try AESGCM(key: k)]
+      var opened = false
+      var lastError: (any Error)?
+      for id in ids {
+        do {
+          _ = try await readBlob(id, index: index, ciphers: ciphers, zstd: ZstdContext())
+          opened = true
+          break
+        } catch let e as EngineError {
+          lastError = e
+        }
+      }
+      guard opened else {
+        throw EngineError.integrity(
+          object: keyFileName,
+          message:
+            "its \"\(t.name)\" data key opens none of \(ids.count) stored \(t.name) blobs (last: \(lastError.map { "\($0)" } ?? "")): "
+            + "the key file was planted (or the data is damaged); the upgrade to signed key files is refused, check "
+            + "the key files and run `botrt-engine verify`")
+      }
+    }
   }
 }
 
