@@ -37,6 +37,12 @@ func withLockedRepo<T>(
 func fill(_ result: inout CommandResult, _ repo: Repository) {
   // keyUnwraps comes from the process-wide ledger (EngineMain), so failed runs report theirs too.
   result.keyWraps = (result.keyWraps ?? 0) + repo.wrapCount
+  if result.repositoryId == nil {
+    result.repositoryId = repo.config.id
+    result.signingKey = repo.config.publicKey
+  }
+  let w = repo.warnings
+  if !w.isEmpty { result.addWarnings(w) }
 }
 
 /// `botrt-engine init`.
@@ -173,7 +179,11 @@ struct BackupCommand: EngineCommand {
     }
     opts.time = try time.map(parseSnapshotTime)
     let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) {
-      try await repo.backup(opts)
+      // An older repository's key files are signed by its first backup with this version (section 2).
+      if try await repo.upgradeKeyFileAuthentication() {
+        repo.addWarnings(["upgraded the repository to signed key files (\(repo.keyFile))"])
+      }
+      return try await repo.backup(opts)
     }
     fill(&result, repo)
     result.snapshotId = r.snapshotID.hex
@@ -247,9 +257,17 @@ struct RestoreCommand: EngineCommand {
         s = sel.snapshot
         skipped = sel.skipped
       } else {
-        let (snaps, _) = try await repo.loadSnapshotsChecked()
+        let (snaps, damaged) = try await repo.loadSnapshotsChecked()
         try requirePresent(requireSnapshot, in: snaps)
-        s = try selectSnapshot(snapshot, before: nil, in: snaps, repo: repo)
+        do { s = try selectSnapshot(snapshot, before: nil, in: snaps, repo: repo) } catch EngineError.snapshotNotFound(
+          let ref)
+        {
+          // The snapshot asked for by id exists but its manifest fails its checks: say so (exit 5), naming it.
+          if let e = damaged.first(where: { Repository.snapshotName(of: $0).hasPrefix(snapshot.lowercased()) }) {
+            throw e
+          }
+          throw EngineError.snapshotNotFound(ref)
+        }
         index = try await repo.loadIndexForRestore()
       }
       time = s.manifest.time
@@ -348,7 +366,7 @@ struct VerifyCommand: EngineCommand {
     }
     fill(&result, repo)
     result.errors = r.errors
-    result.warnings = r.warnings
+    result.addWarnings(r.warnings)
     result.files = r.blobs
     result.bytesDownloaded = r.bytesRead
     if let s = r.snapshot {
@@ -580,7 +598,7 @@ struct RotateKeysCommand: EngineCommand {
       return w
     }
     fill(&result, repo)
-    result.warnings = w
+    result.addWarnings(w)
   }
 }
 
@@ -641,10 +659,16 @@ struct DeleteRepositoryCommand: EngineCommand {
 }
 
 extension Repository {
-  /// Loads snapshots, failing on any damaged one.
-  func loadSnapshotsChecked() async throws -> ([Snapshot], [EngineError]) { try await loadSnapshots() }
-  /// Loads the index, failing on a damaged index file.
-  func loadIndexForRestore() async throws -> MasterIndex { try await loadIndex().0 }
+  /// Loads the snapshots whose manifests pass their checks; damaged or planted ones are named in the warnings and
+  /// returned as errors.
+  func loadSnapshotsChecked() async throws -> ([Snapshot], [EngineError]) {
+    let (snaps, errors) = try await loadSnapshots(collectErrors: true)
+    addWarnings(errors.map { "skipped snapshot manifest: \($0.description)" })
+    return (snaps, errors)
+  }
+  /// Loads the index files that pass their checks; damaged or planted ones are named in the warnings (a blob only they
+  /// listed is then reported missing, naming the blob).
+  func loadIndexForRestore() async throws -> MasterIndex { try await loadIndexSkippingDamaged() }
 }
 
 /// Parses the time of `--before`: RFC 3339 with a zone (Z or an offset), with or without fractional seconds.

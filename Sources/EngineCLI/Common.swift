@@ -116,11 +116,34 @@ public struct RepoOptions: ParsableArguments {
       "When another process holds a conflicting lock, try again for up to this long, e.g. 30s, 10m, 1h (env BOTRT_RETRY_LOCK; default: fail at once)."
   )
   var retryLock: String?
+  @Option(
+    name: .customLong(EngineFlag.expectRepositoryID),
+    help: ArgumentHelp(
+      "Refuse (exit 5) unless the repository has this id (32 hex digits; the result's repositoryId of an earlier "
+        + "run): a repository replaced wholesale under the same location is not used."))
+  var expectRepositoryID: String?
+  @Option(
+    name: .customLong(EngineFlag.expectSigningKey),
+    help: ArgumentHelp(
+      "Refuse (exit 5) unless the repository's config and key files are signed by this Ed25519 public key (64 hex "
+        + "digits; the result's signingKey of an earlier run)."))
+  var expectSigningKey: String?
 
   public init() {}
 
   public func validate() throws {
     do { _ = try lockWait() } catch let EngineError.usage(message) { throw ValidationError(message) }
+    if let v = expectRepositoryID, v.count != 32 || Hex.decode(v) == nil {
+      throw ValidationError("--\(EngineFlag.expectRepositoryID) '\(v)' must be 32 hex digits (a repository id)")
+    }
+    if let v = expectSigningKey, v.count != 64 || Hex.decode(v) == nil {
+      throw ValidationError("--\(EngineFlag.expectSigningKey) '\(v)' must be 64 hex digits (an Ed25519 public key)")
+    }
+  }
+
+  /// The pinned identity the repository must have.
+  func expectation() -> RepositoryExpectation {
+    RepositoryExpectation(repositoryID: expectRepositoryID, signingKey: expectSigningKey)
   }
 
   /// How long to wait for a conflicting lock (`--retry-lock`), in seconds: the contract's duration grammar (m is
@@ -182,7 +205,8 @@ public struct RepoOptions: ParsableArguments {
 
   /// Opens the repository.
   func open() async throws -> Repository {
-    try await Repository.open(store: try makeStore(), keyService: try makeKMS(), logger: logger())
+    try await Repository.open(
+      store: try makeStore(), keyService: try makeKMS(), logger: logger(), expect: expectation())
   }
 
   /// A progress printer: JSON lines, a TTY bar, or nothing.

@@ -119,7 +119,8 @@ struct CopyCommand: EngineCommand {
     let sourceURL = try from ?? repoOptions.repoURL()
     let source = try await Repository.open(
       store: try makeObjectStore(url: sourceURL, options: repoOptions.storeOptions()),
-      keyService: try repoOptions.makeKMS(try fromKms ?? repoOptions.kmsURL()), logger: repoOptions.logger())
+      keyService: try repoOptions.makeKMS(try fromKms ?? repoOptions.kmsURL()), logger: repoOptions.logger(),
+      expect: repoOptions.expectation())  // the pins name the source; the target's are not taken yet
     let tURL = try targetURL()
     guard tURL != sourceURL else {
       throw EngineError.usage("--to is the source repository (\(tURL)); give a second repository")

@@ -15,6 +15,8 @@ public enum EngineFlag {
   public static let resultFile = "result-file"
   public static let quiet = "quiet"
   public static let retryLock = "retry-lock"
+  public static let expectRepositoryID = "expect-repository-id"
+  public static let expectSigningKey = "expect-signing-key"
   // backup.
   public static let dataType = "data-type"
   public static let tag = "tag"
@@ -111,6 +113,12 @@ public struct EngineCommonArguments: Sendable, Hashable {
   public var kmsTokenFile: String?
   /// No progress output (`--quiet`), as in every Job.
   public var quiet: Bool = true
+  /// The repository id the repository must have (`--expect-repository-id`, 32 hex digits), as the result of the
+  /// run that created it reported it (`EngineResult.repositoryId`).
+  public var expectedRepositoryID: String?
+  /// The Ed25519 public key (64 hex digits) that must sign the repository's config and key files
+  /// (`--expect-signing-key`), as reported in `EngineResult.signingKey`.
+  public var expectedSigningKey: String?
 
   public init(repo: String, kms: String, retryLockSeconds: Int64? = nil) {
     self.repo = repo
@@ -132,6 +140,8 @@ public struct EngineCommonArguments: Sendable, Hashable {
     if let v = vaultCAFile { a += [l(EngineFlag.vaultCAFile), v] }
     if let v = kmsEndpoint { a += [l(EngineFlag.kmsEndpoint), v] }
     if let v = kmsTokenFile { a += [l(EngineFlag.kmsTokenFile), v] }
+    if let v = expectedRepositoryID { a += [l(EngineFlag.expectRepositoryID), v] }
+    if let v = expectedSigningKey { a += [l(EngineFlag.expectSigningKey), v] }
     return a
   }
 }

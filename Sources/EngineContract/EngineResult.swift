@@ -27,6 +27,10 @@ public struct EngineResult: Codable, Sendable, Hashable {
   public var warnings: [String]?
   /// rotate-keys: the KMS URL (no secrets) and key version now wrapping the keys.
   public var kms: String?
+  /// The repository's id and the hex Ed25519 public key that signs its config, key files and manifests: a caller
+  /// records them from the first run and pins them in later runs (`--expect-repository-id`, `--expect-signing-key`).
+  public var repositoryId: String?
+  public var signingKey: String?
   public var keyVersion: String?
   /// delete-repository: objects deleted and objects Object Lock kept.
   public var objectsDeleted: Int?
@@ -125,7 +129,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     case command, ok, exitCode, snapshotId, files, bytesRead, bytesStored, durationSeconds, errors, keyUnwraps
     case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
     case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
-    case snapshotTime, skippedSnapshots, bytesDownloaded, engineVersion
+    case snapshotTime, skippedSnapshots, bytesDownloaded, engineVersion, repositoryId, signingKey
   }
 
   public init(from decoder: Decoder) throws {
@@ -147,6 +151,8 @@ public struct EngineResult: Codable, Sendable, Hashable {
     warnings = try c.decodeIfPresent([String].self, forKey: .warnings)
     kms = try c.decodeIfPresent(String.self, forKey: .kms)
     keyVersion = try c.decodeIfPresent(String.self, forKey: .keyVersion)
+    repositoryId = try c.decodeIfPresent(String.self, forKey: .repositoryId)
+    signingKey = try c.decodeIfPresent(String.self, forKey: .signingKey)
     objectsDeleted = try c.decodeIfPresent(Int.self, forKey: .objectsDeleted)
     objectsRetained = try c.decodeIfPresent(Int.self, forKey: .objectsRetained)
     if let list = try? c.decodeIfPresent([KeyUnwrap].self, forKey: .keyUnwraps) {

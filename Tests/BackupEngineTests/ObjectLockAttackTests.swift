@@ -107,6 +107,22 @@ final class VersionedLockingStore: ObjectStore, @unchecked Sendable {
   func retention(of key: String) async throws -> Date? {
     state.with { s in Self.current(s.objects[key])?.retention?.retainUntil }
   }
+  /// ListObjectVersions for one key: its stored versions, newest first (delete markers excluded).
+  func versions(of key: String) async throws -> [String] {
+    state.with { s in (s.objects[key] ?? []).reversed().filter { $0.data != nil }.map { String($0.id) } }
+  }
+  /// GET ?versionId, as the engine reads it.
+  func get(_ key: String, version: String) async throws -> Data {
+    guard let id = Int(version), let d = get(key, version: id) else { throw StorageError.notFound(key: key) }
+    return d
+  }
+  func keysWithSeveralVersions(prefix: String) async throws -> [String: Int] {
+    state.with { s in
+      s.objects.filter { $0.key.hasPrefix(prefix) }.mapValues { $0.filter { $0.data != nil }.count }.filter {
+        $0.value > 1
+      }
+    }
+  }
   /// GET ?versionId.
   func get(_ key: String, version id: Int) -> Data? {
     versions[key]?.first { $0.id == id }?.data

@@ -419,6 +419,33 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     #expect(shellWords("'/a b' --x 'it'\\''s' | cat") == ["/a b", "--x", "it's"])
   }
 
+  /// The pinned repository identity (issue 14 item 5): the typed arguments render flags the engine's parser takes,
+  /// and the parser refuses malformed pins before anything runs.
+  @Test func pinnedIdentityFlagsParse() throws {
+    var common = EngineCommonArguments(repo: "file:///r", kms: "file:///k")
+    common.expectedRepositoryID = String(repeating: "ab", count: 16)
+    common.expectedSigningKey = String(repeating: "cd", count: 32)
+    let argv = common.argv
+    #expect(argv.contains(EngineFlag.long(EngineFlag.expectRepositoryID)))
+    #expect(argv.contains(EngineFlag.long(EngineFlag.expectSigningKey)))
+    for command in ["restore", "snapshots", "verify"] {
+      var a = [command] + argv
+      if command == "restore" { a += ["latest", "--target", "/t"] }
+      do { _ = try BotrtEngine.parseAsRoot(a) } catch { Issue.record("\(command): \(BotrtEngine.message(for: error))") }
+    }
+    _ = try BotrtEngine.parseAsRoot(["backup"] + argv + ["/data"])
+    #expect(throws: (any Error).self) {
+      try BotrtEngine.parseAsRoot([
+        "backup", "--repo", "file:///r", "--kms", "file:///k", "--expect-repository-id", "xyz", "/d",
+      ])
+    }
+    #expect(throws: (any Error).self) {
+      try BotrtEngine.parseAsRoot([
+        "backup", "--repo", "file:///r", "--kms", "file:///k", "--expect-signing-key", "ab", "/d",
+      ])
+    }
+  }
+
   /// Key rotation: `--new-kek` only for key services that make new keys, and the controller never asks it of others.
   @Test func rotateKeysOffersOnlyWhatTheEngineAccepts() throws {
     for kind in EngineKMSKind.allCases {

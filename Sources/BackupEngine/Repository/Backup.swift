@@ -118,11 +118,16 @@ extension Repository {
   /// Runs a backup: packs, then index, then tree, then the signed manifest.
   public func backup(_ opts: BackupOptions) async throws -> BackupResult {
     let started = opts.time ?? Date()
-    let (index, _) = try await loadIndex()
-    let listed = try await listPacks()
+    // Damaged or planted index files and manifests are skipped (named in `warnings`), and packs whose integrity is in
+    // doubt are not deduplicated against (nor adopted): their blobs are stored again, so the new snapshot never
+    // depends on an object an attacker overwrote.
+    let index = try await loadIndexSkippingDamaged()
+    var listed = try await listPacks()
+    let doubt = try await packsInDoubt(index: index, listed: listed)
+    for id in doubt { listed[id] = nil }
     index.retainOnly(packs: Set(listed.keys))
     let adopted = try await adoptOrphanPacks(index: index, listed: listed)
-    let (snaps, _) = try await loadSnapshots()
+    let snaps = try await loadSnapshotsSkippingDamaged()
     let sortedPaths = opts.stdinName.map { ["stdin:" + $0] } ?? opts.paths.map { Self.normalize($0) }.sorted()
     let parent = snaps.last {
       $0.manifest.hostname == opts.hostname && $0.manifest.dataType == opts.dataType.name
@@ -211,7 +216,8 @@ extension Repository {
     }
     nodes.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
     let treeBytes = TreeFormat.encode(nodes)
-    let treeIDs = try storeTree(treeBytes, run: run, index: index)
+    // storeTree uploads through blockingAwait (for remote stores): off the cooperative pool.
+    let treeIDs = try await onOwnThread { try self.storeTree(treeBytes, run: run, index: index) }
     let pending = run.lock.withLock { () -> [IndexPack] in
       defer { run.pendingIndex.removeAll() }
       return run.pendingIndex

@@ -8,21 +8,34 @@ public struct BlobLocation: Sendable {
 
 /// The in-memory union of all index files.
 public final class MasterIndex: @unchecked Sendable {
-  private let state = Locked<(blobs: [ID: BlobLocation], packs: [ID: UInt64], files: [String])>(
-    (blobs: [:], packs: [:], files: []))
+  private let state = Locked<
+    (blobs: [ID: BlobLocation], packs: [ID: UInt64], files: [String], alternates: [ID: [BlobLocation]])
+  >((blobs: [:], packs: [:], files: [], alternates: [:]))
 
   init() {}
 
-  /// Adds a pack's entries.
+  /// Adds a pack's entries. A blob already indexed in another pack (stored again by a backup that did not trust
+  /// that pack) keeps its first location; the others are kept as alternates for a read that fails.
   func add(_ p: IndexPack) {
     state.with { s in
       s.packs[p.packID] = p.packSize
-      for e in p.entries { s.blobs[e.id] = BlobLocation(pack: p.packID, entry: e) }
+      for e in p.entries {
+        let l = BlobLocation(pack: p.packID, entry: e)
+        if let cur = s.blobs[e.id], cur.pack != p.packID {
+          if !(s.alternates[e.id] ?? []).contains(where: { $0.pack == p.packID }) {
+            s.alternates[e.id, default: []].append(l)
+          }
+        } else {
+          s.blobs[e.id] = l
+        }
+      }
     }
   }
 
   /// Looks up a blob.
   public func lookup(_ id: ID) -> BlobLocation? { state.with { $0.blobs[id] } }
+  /// Every location of a blob but `lookup`'s: copies in other packs, tried when the first fails its checks.
+  func alternates(_ id: ID) -> [BlobLocation] { state.with { $0.alternates[id] ?? [] } }
   /// Whether a blob is indexed.
   public func contains(_ id: ID) -> Bool { state.with { $0.blobs[id] != nil } }
   /// Every indexed pack and its size.
@@ -38,10 +51,20 @@ public final class MasterIndex: @unchecked Sendable {
       return out
     }
   }
-  /// Drops packs (and their blobs) that are not in `existing`.
+  /// Drops packs (and their blobs) that are not in `existing`; a blob whose pack goes but that has an alternate in a
+  /// kept pack is found there.
   func retainOnly(packs existing: Set<ID>) {
     state.with { s in
-      s.blobs = s.blobs.filter { existing.contains($0.value.pack) }
+      var blobs: [ID: BlobLocation] = [:]
+      var alternates: [ID: [BlobLocation]] = [:]
+      for (id, l) in s.blobs {
+        var all = ([l] + (s.alternates[id] ?? [])).filter { existing.contains($0.pack) }
+        guard !all.isEmpty else { continue }
+        blobs[id] = all.removeFirst()
+        if !all.isEmpty { alternates[id] = all }
+      }
+      s.blobs = blobs
+      s.alternates = alternates
       s.packs = s.packs.filter { existing.contains($0.key) }
     }
   }
@@ -91,6 +114,38 @@ extension Repository {
       }
     }
     return (idx, errors)
+  }
+
+  /// Loads every index file that passes its checks; the others (damaged, planted, or of another repository) are
+  /// named in `warnings` and left out, so their packs' blobs are stored again by a backup rather than trusted.
+  public func loadIndexSkippingDamaged() async throws -> MasterIndex {
+    let (index, errors) = try await loadIndex(collectErrors: true)
+    addWarnings(errors.map { "skipped index file: \($0.description)" })
+    return index
+  }
+
+  /// Packs whose integrity is in doubt, which a backup must not deduplicate against: listed with another size than
+  /// the index records, or (on a versioned store) holding more than one version, since a pack is written once and a
+  /// second version means it was overwritten. Their blobs are stored again in new packs.
+  func packsInDoubt(index: MasterIndex, listed: [ID: Int64]) async throws -> Set<ID> {
+    var doubt = Set<ID>()
+    for (id, size) in index.packs {
+      if let l = listed[id], l != Int64(size) { doubt.insert(id) }
+    }
+    for (key, n) in try await store.keysWithSeveralVersions(prefix: "data/") {
+      if let name = key.split(separator: "/").last, let id = ID(hex: String(name)), index.packs[id] != nil {
+        doubt.insert(id)
+        _ = n
+      }
+    }
+    if !doubt.isEmpty {
+      addWarnings(
+        doubt.sorted().map {
+          "pack \(Self.packKey($0)) was overwritten or damaged (its size or versions differ from what was written); "
+            + "this backup does not deduplicate against it and stores its blobs again"
+        })
+    }
+    return doubt
   }
 
   /// Writes an index file for `packs`; returns its key.

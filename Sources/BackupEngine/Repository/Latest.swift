@@ -146,7 +146,7 @@ extension Repository {
   }
 
   /// The snapshot id an error about a manifest names (its object's base name).
-  static func snapshotName(of e: EngineError) -> String {
+  public static func snapshotName(of e: EngineError) -> String {
     switch e {
     case .integrity(let object, _):
       return String(object.split(separator: "/").last ?? Substring(object))

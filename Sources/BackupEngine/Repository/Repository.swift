@@ -41,6 +41,10 @@ public struct RepoConfig: Codable, Sendable {
   public var objectLock: ObjectLockConfig?
   public var kms: String
   public var publicKey: String
+  /// How key files are authenticated: `KeyFile.signedScheme` when every key file must carry a valid signature
+  /// (repositories created or upgraded by this version); absent in older repositories, whose unsigned key files are
+  /// accepted until the first backup upgrades them (section 2 of docs/repository-format.md).
+  public var keyFiles: String?
 }
 
 /// The key file (section 2).
@@ -51,6 +55,56 @@ struct KeyFile: Codable, Sendable {
   var kms: String
   var publicKey: String
   var keys: [String: WrappedKey]
+  /// Hex Ed25519 signature with the repository's signing key over `"botrt-keyfile-v1" || body`, where body is the
+  /// canonical JSON of the key file without this field. Absent in key files written before key files were signed.
+  var signature: String?
+
+  /// The value of `RepoConfig.keyFiles` in a repository whose key files must all be signed.
+  static let signedScheme = "ed25519-signed-v1"
+
+  /// The bytes the signature covers: the domain tag and the canonical JSON without `signature`.
+  func signedBytes() throws -> [UInt8] {
+    var body = self
+    body.signature = nil
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return Array("botrt-keyfile-v1".utf8) + [UInt8](try e.encode(body))
+  }
+
+  /// This key file signed with `signingKey`.
+  func signed(with signingKey: [UInt8]) throws -> KeyFile {
+    var s = self
+    s.signature = Hex.encode(try Ed25519.sign(try signedBytes(), privateKey: signingKey))
+    return s
+  }
+
+  /// Whether the signature is present and valid under `publicKey`.
+  func hasValidSignature(publicKey: [UInt8]) -> Bool {
+    guard let sig = signature.flatMap(Hex.decode), let bytes = try? signedBytes() else { return false }
+    return Ed25519.verify(bytes, signature: sig, publicKey: publicKey)
+  }
+
+  /// The canonical encoding stored under keys/.
+  func encoded() throws -> Data {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return try e.encode(self)
+  }
+}
+
+/// What the caller expects of the repository it opens (`--expect-repository-id`, `--expect-signing-key`): pinned
+/// values, e.g. recorded by the controller when the repository was created, so a repository replaced wholesale
+/// (another config and key files under the same location) is refused before any key is used.
+public struct RepositoryExpectation: Sendable, Hashable {
+  /// The repository id (32 hex digits), or nil.
+  public var repositoryID: String?
+  /// The Ed25519 public key (64 hex digits) that signs the config, key files and manifests, or nil.
+  public var signingKey: String?
+  public init(repositoryID: String? = nil, signingKey: String? = nil) {
+    self.repositoryID = repositoryID?.lowercased()
+    self.signingKey = signingKey?.lowercased()
+  }
+  public static let none = RepositoryExpectation()
 }
 
 /// The format version this build reads and writes.
@@ -64,6 +118,30 @@ public final class Repository: @unchecked Sendable {
   let keyService: any KeyService
   private let keyState = Locked<(keys: [String: [UInt8]], wrapped: [String: WrappedKey])>((keys: [:], wrapped: [:]))
   private(set) var keyFileName: String
+  /// The key file in use, e.g. "keys/ab12...".
+  public var keyFile: String { keyFileName }
+  /// Whether the key file in use is signed (false only in an older repository not yet upgraded).
+  var keyFileSigned = true
+  private let warningState = Locked<[String]>([])
+  /// Packs read whole because a blob in them failed its checks (see `verifiedPack`).
+  let verifiedPackCache = Locked<[ID: Data]>([:])
+  /// Packs no stored version of which matches their name (so a restore reads each such pack whole only once).
+  let unverifiablePacks = Locked<Set<ID>>([])
+  /// Problems the run passed over (refused key files, skipped manifests and index files, damaged current versions
+  /// of content-addressed objects), each naming the object, at most `maxWarnings` of them plus a count of the rest.
+  public var warnings: [String] {
+    warningState.with { w in
+      w.count <= Self.maxWarnings ? w : Array(w.prefix(Self.maxWarnings)) + ["and \(w.count - Self.maxWarnings) more"]
+    }
+  }
+  /// The result goes to a termination message of at most 4 KiB; a store full of planted junk must not overflow it.
+  static let maxWarnings = 8
+  /// Every warning of the run, uncapped.
+  var allWarnings: [String] { warningState.with { $0 } }
+  /// Records problems passed over (see `warnings`); duplicates are dropped.
+  public func addWarnings(_ ws: [String]) {
+    warningState.with { w in for x in ws where !w.contains(x) { w.append(x) } }
+  }
   /// Number of KMS unwrap calls made by this process.
   public var unwrapCount: Int { counters.with { $0.unwraps } }
   /// Number of KMS wrap calls made by this process.
@@ -151,16 +229,15 @@ public final class Repository: @unchecked Sendable {
         algorithm: "fastcdc-gear-keyed", min: ChunkerParameters.default.min, avg: ChunkerParameters.default.avg,
         max: ChunkerParameters.default.max),
       compression: "zstd-3", packSize: 8 << 20, objectLock: objectLock, kms: keyService.descriptor,
-      publicKey: Hex.encode(pub))
-    let kf = KeyFile(
-      version: 1, repo: repoHex, created: now(), kms: keyService.descriptor, publicKey: Hex.encode(pub), keys: wrapped)
+      publicKey: Hex.encode(pub), keyFiles: KeyFile.signedScheme)
+    let kf = try KeyFile(
+      version: 1, repo: repoHex, created: now(), kms: keyService.descriptor, publicKey: Hex.encode(pub), keys: wrapped
+    ).signed(with: plain["signing"]!)
     let kname = "keys/" + Hex.encode(Crypto.randomBytes(16))
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     // With Object Lock the key file and config are retained like data (section 11): without them no locked
     // snapshot could be read, so they must not be deletable with the backup's own credentials.
     let locked = PutOptions(retention: Self.retention(objectLock))
-    try await store.create(kname, data: try e.encode(kf), options: locked)
+    try await store.create(kname, data: try kf.encoded(), options: locked)
     do {
       try await store.create("config", data: try encodeConfig(config, signingKey: plain["signing"]!), options: locked)
     } catch StorageError.alreadyExists(let key) {
@@ -186,9 +263,12 @@ public final class Repository: @unchecked Sendable {
     return repo
   }
 
-  /// Opens a repository: checks the format version, unwraps the keys, verifies the config signature.
-  public static func open(store: any ObjectStore, keyService: any KeyService, logger: Logger) async throws -> Repository
-  {
+  /// Opens a repository: checks the format version, the pinned identity (`expect`), the config signature, and each key
+  /// file's signature before any of its keys is unwrapped (section 2 of docs/repository-format.md). Key files that
+  /// fail a check are refused, named in `warnings`, and never used; the repository opens with a good one.
+  public static func open(
+    store: any ObjectStore, keyService: any KeyService, logger: Logger, expect: RepositoryExpectation = .none
+  ) async throws -> Repository {
     let raw: Data
     do { raw = try await store.get("config") } catch StorageError.notFound {
       throw EngineError.repositoryNotFound(store.location)
@@ -212,6 +292,34 @@ public final class Repository: @unchecked Sendable {
     do { config = try JSONDecoder().decode(RepoConfig.self, from: body) } catch {
       throw EngineError.integrity(object: "config", message: "config is malformed: \(error)")
     }
+    if let want = expect.repositoryID, want != config.id.lowercased() {
+      throw EngineError.integrity(
+        object: "config",
+        message:
+          "config names repository \(config.id), but repository \(want) was expected (pinned when it was created): "
+          + "the repository at \(store.location) was replaced or the location is wrong; nothing was read or written")
+    }
+    if let want = expect.signingKey, want != config.publicKey.lowercased() {
+      throw EngineError.integrity(
+        object: "config",
+        message:
+          "config's signing key \(config.publicKey.prefix(16))... is not the expected \(want.prefix(16))... (pinned "
+          + "when the repository was created): config and key files were replaced; nothing was read or written")
+    }
+    guard let configPub = Hex.decode(config.publicKey), configPub.count == 32 else {
+      throw EngineError.integrity(object: "config", message: "config's publicKey is not a 32-byte hex Ed25519 key")
+    }
+    guard let sig = Hex.decode(String(decoding: lines[1], as: UTF8.self)),
+      Ed25519.verify(Array("botrt-config-v1".utf8) + [UInt8](body), signature: sig, publicKey: configPub)
+    else {
+      throw EngineError.integrity(object: "config", message: "config signature is invalid (config was modified)")
+    }
+    let signedRequired = config.keyFiles == KeyFile.signedScheme
+    if let k = config.keyFiles, !signedRequired {
+      throw EngineError.unsupportedFormat(
+        "repository \(store.location) authenticates key files with '\(k)', which this botrt-engine does not know; "
+          + "use a botrt-engine release that supports it")
+    }
     // Find a key file that this KEK can unwrap.
     let keyObjs = try await store.list(prefix: "keys/").sorted { $0.key < $1.key }
     guard !keyObjs.isEmpty else {
@@ -221,50 +329,77 @@ public final class Repository: @unchecked Sendable {
     var unwraps = 0
     // Every unwrap attempt (key name, key version, outcome), audited once the repository is open.
     var attempts: [(name: String, version: String?, outcome: String, keyFile: String)] = []
-    var foreign: [(key: String, repo: String)] = []
+    // Key files refused before any unwrap (not a key file, another repository, another signing key, unsigned where
+    // signatures are required, a bad signature): an attacker with write access to the storage may plant them.
+    var refused: [(key: String, reason: String)] = []
     // Several key files exist after a rotation whose old key files Object Lock still retains: try first those
     // made for the config's KMS and for this key service, newest first. An old key file of another KEK then
     // neither hides the current one nor breaks opening; one this KEK can unwrap still opens the repository.
     var candidates: [(key: String, file: KeyFile)] = []
     for ko in keyObjs {
-      do {
-        candidates.append((ko.key, try JSONDecoder().decode(KeyFile.self, from: try await store.get(ko.key))))
-      } catch let e as StorageError {
-        throw e
-      } catch {
-        lastError = EngineError.integrity(object: ko.key, message: "key file is malformed")
+      let bytes: Data
+      do { bytes = try await store.get(ko.key) } catch StorageError.notFound {
+        continue  // deleted since the listing (a rotation or a lost race); not an error
+      }
+      let kf: KeyFile
+      do { kf = try JSONDecoder().decode(KeyFile.self, from: bytes) } catch {
+        refused.append((ko.key, "not a key file (malformed JSON)"))
+        continue
+      }
+      if kf.repo != config.id {
+        refused.append(
+          (
+            ko.key,
+            "key file is for repository \(kf.repo), but config names repository \(config.id) "
+              + "(config or key file copied from another repository)"
+          ))
+      } else if kf.publicKey.lowercased() != config.publicKey.lowercased() {
+        refused.append((ko.key, "key file names another signing key than the config (planted or copied)"))
+      } else if kf.signature != nil {
+        if kf.hasValidSignature(publicKey: configPub) {
+          candidates.append((ko.key, kf))
+        } else {
+          refused.append((ko.key, "key file signature is invalid (planted or modified key file)"))
+        }
+      } else if signedRequired {
+        refused.append(
+          (ko.key, "key file is not signed, but this repository's key files are signed (planted key file)"))
+      } else {
+        candidates.append((ko.key, kf))  // an older repository's unsigned key file (until its upgrade)
       }
     }
-    func rank(_ f: KeyFile) -> Int { (f.kms == keyService.descriptor ? 0 : 2) + (f.kms == config.kms ? 0 : 1) }
+    func rank(_ f: KeyFile) -> Int {
+      (f.signature == nil ? 4 : 0) + (f.kms == keyService.descriptor ? 0 : 2) + (f.kms == config.kms ? 0 : 1)
+    }
     candidates.sort {
       (rank($0.file), Manifest.parseTime($1.file.created) ?? .distantPast, $0.key)
         < (rank($1.file), Manifest.parseTime($0.file.created) ?? .distantPast, $1.key)
     }
+    let refusedWarnings = refused.map {
+      "key file \($0.key) refused and not used: \($0.reason); if nobody you trust wrote it, it was planted by someone "
+        + "with write access to the storage: check who wrote it, then remove it"
+    }
+    for w in refusedWarnings { logger.warning("\(w)") }
     for (key, kf) in candidates {
-      let ko = ObjectInfo(key: key, size: 0)
-      guard kf.repo == config.id else {
-        foreign.append((ko.key, kf.repo))
-        continue
-      }
       var plain: [String: [UInt8]] = [:]
       do {
         for n in ["meta", "mac", "chunker", "signing"] {
-          guard let w = kf.keys[n] else { throw EngineError.integrity(object: ko.key, message: "key \(n) missing") }
+          guard let w = kf.keys[n] else { throw EngineError.integrity(object: key, message: "key \(n) missing") }
           unwraps += 1
           KeyUnwrapLedger.add(KMSURI.redact(keyService.descriptor))
           let k: [UInt8]
           do { k = try await keyService.unwrap(w, context: context(config.id, n)) } catch {
-            attempts.append((n, w.keyVersion, "failure", ko.key))
+            attempts.append((n, w.keyVersion, "failure", key))
             throw error
           }
-          attempts.append((n, w.keyVersion, "success", ko.key))
+          attempts.append((n, w.keyVersion, "success", key))
           guard k.count == 32 else {
-            throw EngineError.integrity(object: ko.key, message: "key \(n) has \(k.count) bytes")
+            throw EngineError.integrity(object: key, message: "key \(n) has \(k.count) bytes")
           }
           plain[n] = k
         }
       } catch KMSError.unwrapFailed(let kms, let m) {
-        lastError = KMSError.unwrapFailed(kms: kms, message: "\(ko.key): \(m)")
+        lastError = KMSError.unwrapFailed(kms: kms, message: "\(key): \(m)")
         continue
       } catch let e as KMSError where kf.kms != keyService.descriptor {
         // A key file of another KMS (an old one a rotation kept, or one a rotation to a foreign key wrote): this
@@ -273,18 +408,15 @@ public final class Repository: @unchecked Sendable {
         continue
       }
       let pub = try Ed25519.publicKey(privateKey: plain["signing"]!)
-      guard Hex.encode(pub) == kf.publicKey, kf.publicKey == config.publicKey else {
-        throw EngineError.integrity(object: ko.key, message: "signing key does not match the recorded public key")
-      }
-      guard let sig = Hex.decode(String(decoding: lines[1], as: UTF8.self)),
-        Ed25519.verify(Array("botrt-config-v1".utf8) + [UInt8](body), signature: sig, publicKey: pub)
-      else {
-        throw EngineError.integrity(object: "config", message: "config signature is invalid (config was modified)")
+      guard pub == configPub else {
+        throw EngineError.integrity(object: key, message: "signing key does not match the recorded public key")
       }
       let audit = AuditLog(store: store, retention: nil)
       let repo = try Repository(
-        store: store, config: config, keyService: keyService, keyFileName: ko.key, wrapped: kf.keys, unwrapped: plain,
+        store: store, config: config, keyService: keyService, keyFileName: key, wrapped: kf.keys, unwrapped: plain,
         audit: audit, logger: logger)
+      repo.keyFileSigned = kf.signature != nil
+      repo.addWarnings(refusedWarnings)
       let kmsKey = KMSURI.redact(keyService.descriptor)
       repo.counters.with {
         $0.unwraps = unwraps
@@ -294,15 +426,17 @@ public final class Repository: @unchecked Sendable {
       for a in attempts {
         repo.recordUnwrap(kms: kmsKey, name: a.name, version: a.version, outcome: a.outcome, keyFile: a.keyFile)
       }
+      for r in refused { audit.record("refused", outcome: "failure", details: ["keyFile": r.key, "reason": r.reason]) }
       return repo
     }
-    if lastError == nil, let f = foreign.first {
-      // Every key file belongs to another repository: the config or the key files were replaced.
+    if lastError == nil, let f = refused.first {
+      // Every key file was refused: config or key files were replaced, or only planted ones are left.
+      let others = refused.dropFirst().map(\.key)
       throw EngineError.integrity(
         object: f.key,
         message:
-          "key file is for repository \(f.repo), but config names repository \(config.id) "
-          + "(config or key file copied from another repository)")
+          f.reason + (others.isEmpty ? "" : "; also refused: \(others.joined(separator: ", "))")
+          + "; no key file of this repository is left that passes its checks")
     }
     throw lastError ?? KMSError.unwrapFailed(kms: keyService.descriptor, message: "no key file could be unwrapped")
   }
@@ -388,7 +522,9 @@ public final class Repository: @unchecked Sendable {
     return id
   }
 
-  /// Reads a content-addressed object and checks that its name is the SHA-256 of its bytes.
+  /// Reads a content-addressed object and checks that its name is the SHA-256 of its bytes. When the current version
+  /// does not match (the object was overwritten) and the store keeps versions, the newest older version that matches
+  /// is read instead, with a warning naming the object.
   func getContentAddressed(_ key: String) async throws -> [UInt8] {
     let d: [UInt8]
     do { d = [UInt8](try await store.get(key)) } catch StorageError.notFound {
@@ -396,10 +532,61 @@ public final class Repository: @unchecked Sendable {
     }
     let name = String(key.split(separator: "/").last ?? "")
     guard Hex.encode(Crypto.sha256(d)) == name else {
+      if let id = ID(hex: name), let good = try await matchingVersion(key, id: id) { return [UInt8](good) }
       throw EngineError.integrity(
         object: key, message: "content does not match its name (damaged, truncated, or a replayed/renamed object)")
     }
     return d
+  }
+
+  /// The newest stored version of the content-addressed object `key` whose SHA-256 is `id`, or nil when the store
+  /// keeps no versions or none matches. A found version is named in `warnings`: the current one was overwritten.
+  func matchingVersion(_ key: String, id: ID) async throws -> Data? {
+    let versions: [String]
+    do { versions = try await store.versions(of: key) } catch StorageError.accessDenied(_, let m) {
+      addWarnings(["\(key) is damaged and its older versions cannot be listed (access denied: \(m))"])
+      return nil
+    }
+    for v in versions {
+      let d: Data
+      do { d = try await store.get(key, version: v) } catch StorageError.notFound {
+        continue
+      } catch StorageError.accessDenied(_, let m) {
+        addWarnings(["\(key) is damaged and its older versions cannot be read (access denied: \(m))"])
+        return nil
+      }
+      if Crypto.sha256([UInt8](d)) == id.bytes {
+        addWarnings([
+          "\(key): the current version does not match its name (overwritten or damaged); read the older version "
+            + "\(v), which does"
+        ])
+        return d
+      }
+    }
+    return nil
+  }
+
+  /// The whole pack `id` in a version that matches its name, for a read whose blob failed its checks: the current
+  /// version when it matches after all, else an older one (`matchingVersion`). Nil when no stored version matches.
+  func verifiedPack(_ id: ID) async throws -> Data? {
+    if let d = verifiedPackCache.with({ $0[id] }) { return d }
+    if unverifiablePacks.with({ $0.contains(id) }) { return nil }
+    let key = Self.packKey(id)
+    var found: Data?
+    do {
+      let cur = try await store.get(key)
+      if Crypto.sha256([UInt8](cur)) == id.bytes { found = cur }
+    } catch StorageError.notFound {}
+    if found == nil { found = try await matchingVersion(key, id: id) }
+    guard let found else {
+      unverifiablePacks.with { _ = $0.insert(id) }
+      return nil
+    }
+    verifiedPackCache.with { c in
+      if c.count >= 4 { c.removeAll() }  // a few packs at most (up to packSize each)
+      c[id] = found
+    }
+    return found
   }
 
   /// Path of a pack.
@@ -419,13 +606,12 @@ public final class Repository: @unchecked Sendable {
       wrapped[n] = try await newService.wrap(plain[n]!, context: Self.context(config.id, n))
       counters.with { $0.wraps += 1 }
     }
-    let kf = KeyFile(
+    let kf = try KeyFile(
       version: 1, repo: config.id, created: Self.now(), kms: newService.descriptor, publicKey: config.publicKey,
-      keys: wrapped)
+      keys: wrapped
+    ).signed(with: signingKey)
     let kname = "keys/" + Hex.encode(Crypto.randomBytes(16))
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    try await store.create(kname, data: try e.encode(kf), options: putOptions())
+    try await store.create(kname, data: try kf.encoded(), options: putOptions())
     // Check the new key file unwraps before removing anything.
     let back = try await unwrapCounted(newService, wrapped["meta"]!, name: "meta", keyFile: kname)
     guard back == plain["meta"]! else {
@@ -433,11 +619,14 @@ public final class Repository: @unchecked Sendable {
     }
     var newConfig = config
     newConfig.kms = newService.descriptor
+    // The new key file is signed: from now on every key file must be (an older repository is upgraded here too).
+    newConfig.keyFiles = KeyFile.signedScheme
     // On a versioned (Object Lock) bucket this adds a version; the retained earlier ones stay.
     try await store.put("config", data: try Self.encodeConfig(newConfig, signingKey: signingKey), options: putOptions())
     config = newConfig
     keyState.with { $0.wrapped = wrapped }
     keyFileName = kname
+    keyFileSigned = true
     var warnings: [String] = []
     for ko in try await store.list(prefix: "keys/") where ko.key != kname {
       // A key file Object Lock still retains is kept (and stays readable): a plain delete would only hide it
@@ -455,6 +644,118 @@ public final class Repository: @unchecked Sendable {
     audit.record(
       "rotated", details: ["oldKms": keyService.descriptor, "newKms": newService.descriptor, "keyFile": kname])
     return warnings
+  }
+}
+
+extension Repository {
+  /// Upgrades an older repository whose key files are unsigned (section 2, "Upgrading"): every unsigned key file
+  /// that this KEK unwraps must hold exactly the keys in use (else one was planted, and the upgrade is refused naming
+  /// it); then a signed copy of the key file in use is written, the config is rewritten to require signed key files,
+  /// and the unsigned ones are deleted the plain way (a retained one stays behind its delete marker, and is refused
+  /// from now on). Wrapped keys are copied, not re-wrapped: nothing stored becomes unreadable. Returns whether it
+  /// upgraded; a no-op in a repository whose key files are signed already.
+  @discardableResult
+  public func upgradeKeyFileAuthentication() async throws -> Bool {
+    guard config.keyFiles == nil else { return false }
+    var plain: [String: [UInt8]] = [:]
+    for n in Self.keyNames { plain[n] = try await key(n) }
+    var unsigned: [String] = []
+    for ko in try await store.list(prefix: "keys/") {
+      let kf: KeyFile
+      do { kf = try JSONDecoder().decode(KeyFile.self, from: try await store.get(ko.key)) } catch StorageError
+        .notFound
+      {
+        continue
+      } catch let e as StorageError {
+        throw e
+      } catch {
+        continue  // not a key file: refused at every open anyway
+      }
+      guard kf.signature == nil, kf.repo == config.id, kf.publicKey == config.publicKey else { continue }
+      unsigned.append(ko.key)
+      if ko.key == keyFileName { continue }
+      for n in Self.keyNames {
+        guard let w = kf.keys[n] else {
+          throw EngineError.integrity(
+            object: ko.key, message: "key file lacks key \(n); remove it if nobody you trust wrote it, then run again")
+        }
+        let k: [UInt8]
+        do { k = try await unwrapCounted(keyService, w, name: n, keyFile: ko.key) } catch is KMSError {
+          break  // wrapped by another KEK (an old key file a rotation kept): this KEK cannot read it at all
+        }
+        guard k == plain[n] else {
+          throw EngineError.integrity(
+            object: ko.key,
+            message:
+              "key file holds a different \"\(n)\" key than \(keyFileName), though both are unsigned and unwrap with "
+              + "this KEK: one of them was planted; the upgrade to signed key files is refused until the planted one "
+              + "is removed (the genuine one is the key file that existed before the attack)")
+        }
+      }
+    }
+    try await checkDataKeysOpenStoredData(plain)
+    let wrapped = keyState.with { $0.wrapped }
+    let kf = try KeyFile(
+      version: 1, repo: config.id, created: Self.now(), kms: keyService.descriptor, publicKey: config.publicKey,
+      keys: wrapped
+    ).signed(with: signingKey)
+    let kname = "keys/" + Hex.encode(Crypto.randomBytes(16))
+    try await store.create(kname, data: try kf.encoded(), options: putOptions())
+    var newConfig = config
+    newConfig.keyFiles = KeyFile.signedScheme
+    try await store.put("config", data: try Self.encodeConfig(newConfig, signingKey: signingKey), options: putOptions())
+    config = newConfig
+    let old = keyFileName
+    keyFileName = kname
+    keyFileSigned = true
+    for k in unsigned {
+      do { try await store.delete(k) } catch let e as StorageError {
+        addWarnings(["unsigned key file \(k) could not be removed after the upgrade to signed key files: \(e)"])
+      }
+    }
+    audit.record("upgraded", details: ["keyFile": kname, "replaces": old, "keyFiles": KeyFile.signedScheme])
+    return true
+  }
+}
+
+extension Repository {
+  /// Before an unsigned key file is signed: each data key must open stored data of its type (a blob in up to three
+  /// packs; the index itself was opened with `meta`, and a blob's id check uses `mac`). A key file planted where the
+  /// genuine one was hidden (a delete marker) and the config rolled back to its unsigned version would pass every
+  /// other check; its data keys cannot open the data backed up before.
+  func checkDataKeysOpenStoredData(_ plain: [String: [UInt8]]) async throws {
+    let (index, _) = try await loadIndex(collectErrors: true)
+    var samples: [KeyType: [ID]] = [:]
+    for (_, entries) in index.packContents() {
+      for t in [KeyType.files, .database, .logs] where (samples[t]?.count ?? 0) < 3 {
+        if let e = entries.first(where: { $0.keyType == t && $0.type == .data }) {
+          samples[t, default: []].append(e.id)
+        }
+      }
+    }
+    for (t, ids) in samples {
+      guard let k = plain[t.name] else { continue }
+      let ciphers: [KeyType: AESGCM] = [t: try AESGCM(key: k)]
+      var opened = false
+      var lastError: (any Error)?
+      for id in ids {
+        do {
+          _ = try await readBlob(id, index: index, ciphers: ciphers, zstd: ZstdContext())
+          opened = true
+          break
+        } catch let e as EngineError {
+          lastError = e
+        }
+      }
+      guard opened else {
+        throw EngineError.integrity(
+          object: keyFileName,
+          message:
+            "its \"\(t.name)\" data key opens none of \(ids.count) stored \(t.name) blobs (last: \(lastError.map { "\($0)" } ?? "")): "
+            + "the key file was planted (or the data is damaged); the upgrade to signed key files is refused, check "
+            + "the key files and run `botrt-engine verify`")
+      }
+    }
   }
 }
 

@@ -318,53 +318,107 @@ extension Repository {
           let key = Self.packKey(pack)
           // Read the pack in segments of neighbouring blobs (at most `segmentBytes`, or one larger blob), so a
           // worker holds a few MiB rather than a whole pack.
+          // When a blob of this pack fails its checks (the pack was overwritten or damaged), the rest of the pack is
+          // read from the stored version that matches its name (`verifiedPack`); a blob it cannot give is read from
+          // another pack that holds a copy (`readBlob`'s fallbacks), else the restore fails naming the pack.
+          var verified: Data?
+          var triedVerified = false
           for seg in Self.segments(blobsC[pi], maxBytes: Self.segmentBytes) {
             let lo = Int64(seg[0].entry.offset)
             let end = seg[seg.count - 1].entry
             let length = Int64(end.offset) + Int64(end.sealedLength) - lo
-            let data = try self.readPackRange(key, offset: lo, length: length, local: local, scratch: scratch)
-            for b in seg {
+            func fromVerified(_ d: Data) -> UnsafeMutableRawBufferPointer? {
+              guard Int(lo + length) <= d.count else { return nil }
+              let buf = scratch.sealed(Int(length))
+              d.withUnsafeBytes { buf.copyMemory(from: $0.baseAddress! + Int(lo), byteCount: Int(length)) }
+              return UnsafeMutableRawBufferPointer(start: buf, count: Int(length))
+            }
+            func loadVerified() throws -> UnsafeMutableRawBufferPointer? {
+              if !triedVerified {
+                triedVerified = true
+                verified = try blockingAwait { try await self.verifiedPack(pack) }
+              }
+              return verified.flatMap(fromVerified)
+            }
+            var data: UnsafeMutableRawBufferPointer?
+            if let v = verified {
+              data = fromVerified(v)
+            } else {
+              do {
+                data = try self.readPackRange(key, offset: lo, length: length, local: local, scratch: scratch)
+              } catch let e as EngineError {
+                guard case .integrity = e else { throw e }
+                data = try loadVerified()
+              }
+            }
+            var j = 0
+            while j < seg.count {
+              let b = seg[j]
+              j += 1
               let e = b.entry
               let start = Int(Int64(e.offset) - lo)
-              let plain = try self.openBlobInPlace(
-                UnsafeMutableRawBufferPointer(rebasing: data[start..<(start + Int(e.sealedLength))]), entry: e,
-                pack: pack, ciphers: ciphers, zstd: z, scratch: scratch)
-              var ti = b.firstTarget
-              var copies = 0
-              while ti >= 0 {
-                let t = targetsC[Int(ti)]
-                ti = t.next
-                copies += 1
-                let node = nodes[Int(filesC[Int(t.file)])]
-                let path = root + "/" + node.path
-                if node.content.count == 1 {
-                  try Self.writeWholeFile(
-                    path: path, node: node, plain, isRoot: isRoot, umask: mask, cut: cutC[Int(t.file)])
+              var fallback: [UInt8]?
+              var opened = UnsafeRawBufferPointer(start: nil, count: 0)
+              do {
+                guard let data else {
+                  throw EngineError.integrity(object: key, message: "pack cannot be read and no version matches")
+                }
+                opened = try self.openBlobInPlace(
+                  UnsafeMutableRawBufferPointer(rebasing: data[start..<(start + Int(e.sealedLength))]), entry: e,
+                  pack: pack, ciphers: ciphers, zstd: z, scratch: scratch)
+              } catch let err as EngineError {
+                guard case .integrity = err else { throw err }
+                if !triedVerified, let d = try loadVerified() {
+                  data = d  // the matching version: open this blob again from it
+                  j -= 1
                   continue
                 }
-                let fd = Glibc.open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
-                guard fd >= 0 else { throw Self.restoreIOError(path: path, errno) }
-                defer { close(fd) }
-                try Self.writeAll(fd: fd, plain, what: path, offset: t.offset)
-                let last = remaining.with { r -> Bool in
-                  r[Int(t.file)] -= 1
-                  return r[Int(t.file)] == 0
-                }
-                // The file is complete: set its owner, mode and time through the open descriptor.
-                if last {
-                  try Self.finishFile(
-                    fd: fd, node: node, path: path, isRoot: isRoot, modeSet: false, cut: cutC[Int(t.file)])
+                // No matching version: a copy in another pack, through the single-blob path.
+                fallback = try blockingAwait {
+                  var cs: [KeyType: AESGCM] = [:]
+                  for (k, v) in keys { cs[k] = try AESGCM(key: v) }
+                  return try await self.readBlob(e.id, index: index, ciphers: cs, zstd: ZstdContext())
                 }
               }
-              let ev = run.lock.withLock { () -> ProgressEvent? in
-                run.bytes += Int64(plain.count * copies)
-                let now = Date()
-                guard now.timeIntervalSince(run.lastProgress) >= 0.5 else { return nil }
-                run.lastProgress = now
-                return ProgressEvent(
-                  phase: "restore", files: 0, bytesDone: run.bytes, bytesTotal: total, bytesStored: 0, errors: 0)
+              try (fallback ?? []).withUnsafeBytes { fb in
+                let plain = fallback == nil ? opened : fb
+                var ti = b.firstTarget
+                var copies = 0
+                while ti >= 0 {
+                  let t = targetsC[Int(ti)]
+                  ti = t.next
+                  copies += 1
+                  let node = nodes[Int(filesC[Int(t.file)])]
+                  let path = root + "/" + node.path
+                  if node.content.count == 1 {
+                    try Self.writeWholeFile(
+                      path: path, node: node, plain, isRoot: isRoot, umask: mask, cut: cutC[Int(t.file)])
+                    continue
+                  }
+                  let fd = Glibc.open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+                  guard fd >= 0 else { throw Self.restoreIOError(path: path, errno) }
+                  defer { close(fd) }
+                  try Self.writeAll(fd: fd, plain, what: path, offset: t.offset)
+                  let last = remaining.with { r -> Bool in
+                    r[Int(t.file)] -= 1
+                    return r[Int(t.file)] == 0
+                  }
+                  // The file is complete: set its owner, mode and time through the open descriptor.
+                  if last {
+                    try Self.finishFile(
+                      fd: fd, node: node, path: path, isRoot: isRoot, modeSet: false, cut: cutC[Int(t.file)])
+                  }
+                }
+                let ev = run.lock.withLock { () -> ProgressEvent? in
+                  run.bytes += Int64(plain.count * copies)
+                  let now = Date()
+                  guard now.timeIntervalSince(run.lastProgress) >= 0.5 else { return nil }
+                  run.lastProgress = now
+                  return ProgressEvent(
+                    phase: "restore", files: 0, bytesDone: run.bytes, bytesTotal: total, bytesStored: 0, errors: 0)
+                }
+                if let ev { options.progress?(ev) }
               }
-              if let ev { options.progress?(ev) }
             }
             scratch.trim(keep: Self.segmentBytes)
           }

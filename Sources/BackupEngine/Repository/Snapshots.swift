@@ -48,6 +48,14 @@ extension Repository {
     return (out, errors)
   }
 
+  /// Loads every snapshot whose manifest passes its checks; the others (damaged, planted, replayed, unsigned) are
+  /// named in `warnings` and left out, so one bad manifest blocks neither listing, restore nor backup.
+  public func loadSnapshotsSkippingDamaged() async throws -> [Snapshot] {
+    let (snaps, errors) = try await loadSnapshots(collectErrors: true)
+    addWarnings(errors.map { "skipped snapshot manifest: \($0.description)" })
+    return snaps
+  }
+
   /// Finds a snapshot by id, unique id prefix, or "latest".
   public func findSnapshot(_ ref: String, in snaps: [Snapshot]) throws -> Snapshot {
     if ref == "latest" {
@@ -71,6 +79,38 @@ extension Repository {
           "not in any index (index file missing or damaged); run `botrt-engine verify`; a new backup re-indexes orphaned packs"
       )
     }
+    do {
+      return try await readBlob(at: loc, ciphers: ciphers, zstd: zstd)
+    } catch let first as EngineError {
+      guard case .integrity = first else { throw first }
+      // The pack was overwritten or damaged: read the version of it that matches its name, else another copy.
+      if let d = try await verifiedPack(loc.pack) {
+        if let plain = try? Self.slice(d, loc.entry).withUnsafeBytes({
+          try openBlob($0, entry: loc.entry, pack: loc.pack, ciphers: ciphers, zstd: zstd)
+        }) {
+          return plain
+        }
+      }
+      for alt in index.alternates(id) {
+        if let plain = try? await readBlob(at: alt, ciphers: ciphers, zstd: zstd) {
+          addWarnings(["blob \(id.short) read from \(Self.packKey(alt.pack)) instead: \(first.description)"])
+          return plain
+        }
+      }
+      throw first
+    }
+  }
+
+  /// The sealed bytes of `entry` in a whole pack, or empty when the pack is too short.
+  static func slice(_ pack: Data, _ e: BlobEntry) -> Data {
+    let lo = Int(e.offset)
+    let hi = lo + Int(e.sealedLength)
+    guard hi <= pack.count else { return Data() }
+    return pack.subdata(in: (pack.startIndex + lo)..<(pack.startIndex + hi))
+  }
+
+  /// Reads and opens one blob at one location, through a ranged read of the current version of its pack.
+  func readBlob(at loc: BlobLocation, ciphers: [KeyType: AESGCM], zstd: ZstdContext) async throws -> [UInt8] {
     let key = Self.packKey(loc.pack)
     let sealed: Data
     do {

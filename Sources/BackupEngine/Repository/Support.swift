@@ -69,6 +69,17 @@ func runThreads(_ count: Int, name: String, _ body: @escaping @Sendable (Int) ->
   }
 }
 
+/// Runs blocking work (which may wait for async storage calls through `blockingAwait`) on an OS thread of its own,
+/// never on a thread of the cooperative pool: blocking one there deadlocks when the pool has as few threads as cores
+/// (one or two on a small node, or several backups in one process) and the awaited task needs a thread too.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+  let box = ResultBox<T>()
+  await runThreads(1, name: "blocking") { _ in
+    do { box.set(.success(try body())) } catch { box.set(.failure(error)) }
+  }
+  return try box.get()
+}
+
 /// Runs an async operation from a pipeline thread, blocking that thread (never a cooperative one).
 func blockingAwait<T: Sendable>(_ op: @escaping @Sendable () async throws -> T) throws -> T {
   let sem = DispatchSemaphore(value: 0)

@@ -101,9 +101,21 @@ public protocol ObjectStore: Sendable {
   func retention(of key: String) async throws -> Date?
   /// Extends (never shortens) an object's retention; a no-op where retention is unsupported.
   func extendRetention(_ key: String, to retention: ObjectRetention) async throws
+  /// The ids of the stored versions of `key` (delete markers excluded), newest first: the current one and those an
+  /// overwrite or a plain delete left behind on a versioned bucket. The default, for stores without versions, is [].
+  func versions(of key: String) async throws -> [String]
+  /// Reads one version of an object (an id from `versions(of:)`). The default throws `notFound`.
+  func get(_ key: String, version: String) async throws -> Data
+  /// How many stored versions (delete markers excluded) each key under `prefix` has, for keys with more than one: a
+  /// content-addressed object is written once, so a second version means it was overwritten. One listing; the
+  /// default, for stores without versions, is empty.
+  func keysWithSeveralVersions(prefix: String) async throws -> [String: Int]
 }
 
 extension ObjectStore {
+  public func versions(of key: String) async throws -> [String] { [] }
+  public func get(_ key: String, version: String) async throws -> Data { throw StorageError.notFound(key: key) }
+  public func keysWithSeveralVersions(prefix: String) async throws -> [String: Int] { [:] }
   public func deleteAllVersions(_ key: String) async throws { try await delete(key) }
   public func retention(of key: String) async throws -> Date? { nil }
   public func listAllVersionedKeys(prefix: String) async throws -> [String] {

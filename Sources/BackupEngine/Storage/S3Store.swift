@@ -329,6 +329,35 @@ public struct S3Store: ObjectStore {
     return versions
   }
 
+  /// The versions of `key` (ListObjectVersions lists a key's versions newest first), delete markers excluded.
+  public func versions(of key: String) async throws -> [String] {
+    let full = objectKey(key)
+    return try await listVersions(fullPrefix: full, name: key, onlyKey: full).filter { !$0.isDeleteMarker }.map(
+      \.versionId)
+  }
+
+  /// GET ?versionId=: one version of an object, also one that a newer version or a delete marker hides.
+  public func get(_ key: String, version: String) async throws -> Data {
+    let full = objectKey(key)
+    let r = try await send("GET \(key) version") { request("GET", key: full, query: [("versionId", version)]) }
+    guard r.status == 200 else { throw failure(r, key: key, operation: "GET version") }
+    if let len = r.header("content-length").flatMap(Int.init), len != r.body.count {
+      throw StorageError.failed(key: key, message: "GET returned \(r.body.count) bytes, Content-Length says \(len)")
+    }
+    return r.body
+  }
+
+  /// Keys under `prefix` with more than one stored version, from one ListObjectVersions walk.
+  public func keysWithSeveralVersions(prefix listPrefix: String) async throws -> [String: Int] {
+    let strip = prefix.isEmpty ? 0 : prefix.count + 1
+    var counts: [String: Int] = [:]
+    for v in try await listVersions(fullPrefix: objectKey(listPrefix), name: listPrefix)
+    where !v.isDeleteMarker && v.key.count >= strip {
+      counts[String(v.key.dropFirst(strip)), default: 0] += 1
+    }
+    return counts.filter { $0.value > 1 }
+  }
+
   /// Every key under `prefix` with a version or delete marker, also those a delete marker hides.
   public func listAllVersionedKeys(prefix listPrefix: String) async throws -> [String] {
     let strip = prefix.isEmpty ? 0 : prefix.count + 1
