@@ -209,6 +209,12 @@ struct RestoreCommand: EngineCommand {
       "Refuse to run (exit 5) unless this snapshot (id or prefix) is in the repository, e.g. the newest one a "
         + "controller recorded: a deleted newest snapshot or a repository rolled back would make 'latest' older."))
   var requireSnapshot: String?
+  @Flag(
+    name: .customLong("keep-setid"),
+    help: ArgumentHelp(
+      "Keep the set-user-ID and set-group-ID bits of restored files (root only: the owner is restored first). "
+        + "Without it they are cleared, with a warning naming the files."))
+  var keepSetID = false
   var commandName: String { "restore" }
 
   func validate() throws {
@@ -247,13 +253,16 @@ struct RestoreCommand: EngineCommand {
       return try await repo.restore(
         s, index: index,
         options: RestoreOptions(
-          target: target, stdoutFD: stdout ? 1 : nil, paths: paths, progress: repoOptions.progressHandler()))
+          target: target, stdoutFD: stdout ? 1 : nil, paths: paths, progress: repoOptions.progressHandler(),
+          keepSetID: keepSetID))
     }
     fill(&result, repo)
     result.snapshotId = r.snapshotID.hex
     result.snapshotTime = time
     result.files = r.files
     result.bytesRead = r.bytes
+    if !r.warnings.isEmpty { result.addWarnings(r.warnings) }
+    for w in r.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
     reportSkipped(skipped, chosen: r.snapshotID.hex, into: &result)
   }
 }
