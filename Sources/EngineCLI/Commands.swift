@@ -219,6 +219,11 @@ struct RestoreCommand: EngineCommand {
 
   func validate() throws {
     if (target == nil) == !stdout { throw ValidationError("give exactly one of --target DIR or --stdout") }
+    if keepSetID && geteuid() != 0 {
+      throw ValidationError(
+        "--keep-setid keeps set-user-ID and set-group-ID bits only when restoring as root (the owner is restored "
+          + "first); without it they are cleared")
+    }
     if let before {
       _ = try parseBefore(before)
       if snapshot != "latest" {
