@@ -75,6 +75,9 @@ let package = Package(
       ],
       swiftSettings: swiftSettings),
     .executableTarget(name: "botrt-engine", dependencies: ["EngineCLI"], swiftSettings: swiftSettings),
+    // Fuzz targets for the engine's parsers: replays a corpus when built normally; hack/fuzz.sh builds it with
+    // libFuzzer.
+    .executableTarget(name: "botrt-fuzz", dependencies: ["BackupEngine"], swiftSettings: swiftSettings),
 
     // Tests: one target per module; *IntegrationTests need the services hack/test.sh starts.
     .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),

@@ -226,12 +226,23 @@ struct RestoreCommand: EngineCommand {
       "Refuse to run (exit 5) unless this snapshot (id or prefix) is in the repository, e.g. the newest one a "
         + "controller recorded: a deleted newest snapshot or a repository rolled back would make 'latest' older."))
   var requireSnapshot: String?
+  @Flag(
+    name: .customLong("keep-setid"),
+    help: ArgumentHelp(
+      "Keep the set-user-ID and set-group-ID bits of restored files (root only: the owner is restored first). "
+        + "Without it they are cleared, with a warning naming the files."))
+  var keepSetID = false
   var commandName: String { "restore" }
 
   func validate() throws {
     if (target == nil) == !stdout { throw ValidationError("give exactly one of --target DIR or --stdout") }
     if stripComponents < 0 { throw ValidationError("--strip-components must be 0 or more, not \(stripComponents)") }
     if stripComponents > 0 && stdout { throw ValidationError("--strip-components applies to --target, not --stdout") }
+    if keepSetID && geteuid() != 0 {
+      throw ValidationError(
+        "--keep-setid keeps set-user-ID and set-group-ID bits only when restoring as root (the owner is restored "
+          + "first); without it they are cleared")
+    }
     if let before {
       _ = try parseBefore(before)
       if snapshot != "latest" {
@@ -275,13 +286,15 @@ struct RestoreCommand: EngineCommand {
         s, index: index,
         options: RestoreOptions(
           target: target, stdoutFD: stdout ? 1 : nil, paths: paths, stripComponents: stripComponents,
-          progress: repoOptions.progressHandler()))
+          progress: repoOptions.progressHandler(), keepSetID: keepSetID))
     }
     fill(&result, repo)
     result.snapshotId = r.snapshotID.hex
     result.snapshotTime = time
     result.files = r.files
     result.bytesRead = r.bytes
+    if !r.warnings.isEmpty { result.addWarnings(r.warnings) }
+    for w in r.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
     reportSkipped(skipped, chosen: r.snapshotID.hex, into: &result)
   }
 }

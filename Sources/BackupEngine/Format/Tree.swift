@@ -73,13 +73,19 @@ public enum TreeFormat {
     return w.data
   }
 
+  /// The encoded size of a node with empty strings and no content: kind, path, mode, uid, gid, user, group,
+  /// mtime (8 + 4), size, inode, device, link target, content count.
+  static let minNodeSize = 1 + 4 + 4 + 4 + 4 + 4 + 4 + 12 + 8 + 8 + 8 + 4 + 4
+
   /// Parses serialized nodes.
   public static func decode(_ data: [UInt8]) throws -> [TreeNode] {
     var r = ByteReader(data)
     guard try r.bytes(8) == magic else { throw FormatError("tree magic missing") }
     let count = Int(try r.u32())
+    // Checked against the bytes there are before anything is reserved: a node takes at least `minNodeSize`.
+    guard count <= r.remaining / minNodeSize else { throw FormatError("tree node count \(count) too large") }
     var out: [TreeNode] = []
-    out.reserveCapacity(min(count, 1 << 20))
+    out.reserveCapacity(count)
     for _ in 0..<count {
       guard let kind = TreeNode.Kind(rawValue: try r.u8()) else { throw FormatError("unknown tree node kind") }
       var n = TreeNode(kind: kind, path: try r.string())

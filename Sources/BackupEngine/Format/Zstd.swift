@@ -95,13 +95,24 @@ public final class ZstdContext {
     return out.data
   }
 
+  /// The most a zstd frame can expand: 128 KiB blocks of at least 4 bytes.
+  static let maxExpansion = 32_768
+
   /// Reverses `compressFramed`.
   public func decompressFramed(_ src: [UInt8]) throws -> [UInt8] {
     var r = ByteReader(src)
     let n = Int(try r.u32())
     let flag = try r.u8()
     let rest = try r.bytes(r.remaining)
-    if flag == 0 { return rest }
+    if flag == 0 {
+      guard rest.count == n else { throw FormatError("stored frame of \(rest.count) bytes, expected \(n)") }
+      return rest
+    }
+    // The size prefix is checked against what the bytes can hold before it is allocated: a zstd block of at most
+    // 128 KiB takes at least 4 bytes (an RLE block), so no frame expands more than 32768 times.
+    guard n <= rest.count * Self.maxExpansion else {
+      throw FormatError("compressed frame of \(rest.count) bytes cannot hold the \(n) bytes its prefix claims")
+    }
     return try rest.withUnsafeBytes { try decompress($0, rawLength: n) }
   }
 }

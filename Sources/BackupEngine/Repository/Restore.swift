@@ -19,10 +19,16 @@ public struct RestoreOptions: Sendable {
   public var stripComponents: Int
   public var workers: Int
   public var progress: ProgressHandler?
+  /// Keep the set-user-ID and set-group-ID bits of regular files (only as root, which restores the owner first).
+  /// Without it they are cleared, with a warning naming the files.
+  public var keepSetID: Bool
+  /// Called at fixed points of a directory restore, for tests that race the restore in its target.
+  var hook: (@Sendable (RestoreHookPoint) -> Void)? = nil
   public init(
     target: String? = nil, stdoutFD: Int32? = nil, paths: [String] = [], stripComponents: Int = 0,
     // More threads than cores: creating many small files is latency-bound on real disks.
-    workers: Int = max(8, 4 * ProcessInfo.processInfo.activeProcessorCount), progress: ProgressHandler? = nil
+    workers: Int = max(8, 4 * ProcessInfo.processInfo.activeProcessorCount), progress: ProgressHandler? = nil,
+    keepSetID: Bool = false
   ) {
     self.target = target
     self.stdoutFD = stdoutFD
@@ -30,6 +36,7 @@ public struct RestoreOptions: Sendable {
     self.stripComponents = stripComponents
     self.workers = workers
     self.progress = progress
+    self.keepSetID = keepSetID
   }
 }
 
@@ -38,6 +45,8 @@ public struct RestoreResult: Sendable {
   public var snapshotID: ID
   public var files: Int
   public var bytes: Int64
+  /// What the restore changed on purpose, e.g. the set-id bits it cleared.
+  public var warnings: [String] = []
 }
 
 /// Where one blob of a restore goes: a file (index into the restore's file list) and an offset, chained to the
@@ -46,6 +55,13 @@ struct RestoreTarget: Sendable {
   var file: Int32
   var offset: Int64
   var next: Int32
+}
+
+/// A file of several blobs that workers write under a temporary name, and the identity of the file created there.
+struct PendingFile: Sendable {
+  var name: String
+  var device: UInt64
+  var inode: UInt64
 }
 
 /// A blob to restore and the head of its chain of targets.
@@ -165,10 +181,11 @@ extension Repository {
       return RestoreResult(snapshotID: snapshot.id, files: 1, bytes: bytes)
     }
     guard let target = options.target else { throw EngineError.usage("restore needs --target DIR or --stdout") }
+    let warnings = try Self.applySetIDPolicy(&nodes, keep: options.keepSetID, isRoot: geteuid() == 0)
     timer.mark("tree loaded and checked (\(nodes.count) entries)")
     let res = try await restoreTree(nodes, to: target, index: index, keys: keys, options: options, timer: timer)
     audit.record("restored", details: ["snapshot": snapshot.id.hex, "files": "\(res.0)", "bytes": "\(res.1)"])
-    return RestoreResult(snapshotID: snapshot.id, files: res.0, bytes: res.1)
+    return RestoreResult(snapshotID: snapshot.id, files: res.0, bytes: res.1, warnings: warnings)
   }
 
   /// Writes one file's content to `fd` in order, decoding ahead on worker threads.
@@ -200,6 +217,32 @@ extension Repository {
     return written
   }
 
+  /// The set-id policy: the set-user-ID and set-group-ID bits of regular files are cleared (a warning names the
+  /// first few) unless `keep` is set, which needs root (the owner is restored before the mode, so a set-id file
+  /// is never left owned by the restoring user). Directories keep their bits: set-group-ID on a directory only
+  /// makes new entries inherit its group, and set-user-ID on a directory means nothing on Linux.
+  static func applySetIDPolicy(_ nodes: inout [TreeNode], keep: Bool, isRoot: Bool) throws -> [String] {
+    if keep {
+      guard isRoot else {
+        throw EngineError.usage(
+          "--keep-setid restores set-user-ID and set-group-ID bits only when restoring as root (which restores "
+            + "the owner first); without it they are cleared")
+      }
+      return []
+    }
+    var cleared: [String] = []
+    for i in nodes.indices where nodes[i].kind == .file && nodes[i].mode & 0o6000 != 0 {
+      nodes[i].mode &= ~UInt32(0o6000)
+      cleared.append(nodes[i].path)
+    }
+    guard !cleared.isEmpty else { return [] }
+    let names = cleared.prefix(5).joined(separator: ", ") + (cleared.count > 5 ? ", ..." : "")
+    return [
+      "cleared the set-user-ID/set-group-ID bits of \(cleared.count) file(s) (\(names)); restore as root with "
+        + "--keep-setid to keep them"
+    ]
+  }
+
   func writeAll(fd: Int32, _ bytes: [UInt8], what: String, offset: Int64? = nil) throws {
     try bytes.withUnsafeBytes { try Self.writeAll(fd: fd, $0, what: what, offset: offset) }
   }
@@ -208,27 +251,23 @@ extension Repository {
     _ nodes: [TreeNode], to target: String, index: MasterIndex, keys: [KeyType: [UInt8]], options: RestoreOptions,
     timer: StageTimer
   ) async throws -> (Int, Int64) {
-    let root = Self.normalize(target)
-    try makeDir(root, mode: 0o755, allowExisting: true)
-    // Directories (and the parents of selected entries). Trees list a directory before its entries, so the
-    // common case is one set lookup of the immediate parent.
-    var dirs = Set<String>()
-    func ensureParents(_ rel: String) throws {
-      guard let slash = rel.utf8.lastIndex(of: UInt8(ascii: "/")) else { return }
-      let parent = String(rel[..<slash])
-      if dirs.contains(parent) { return }
-      var acc = ""
-      for c in parent.split(separator: "/") {
-        acc = acc.isEmpty ? String(c) : acc + "/" + c
-        if dirs.insert(acc).inserted { try makeDir(root + "/" + acc, mode: 0o700, allowExisting: true) }
-      }
-    }
+    // Every path below is reached from the target's descriptor without following a symlink (see RestoreRoot).
+    let root = try RestoreRoot.open(target)
+    defer { root.close() }
+    let hook = options.hook
+    let cache = RestoreDirCache(root: root)
+    // Directories (and the parents of selected entries), made with mode 0700 until their metadata is set last.
+    // Trees list a directory before its entries, so the common case is one set lookup of the immediate parent.
+    var dirs = Set<Substring>()
     for n in nodes {
-      try ensureParents(n.path)
-      if n.kind == .directory, dirs.insert(n.path).inserted {
-        try makeDir(root + "/" + n.path, mode: 0o700, allowExisting: true)
+      let parent = RestoreRoot.split(n.path).parent
+      if !parent.isEmpty && dirs.insert(parent).inserted { _ = try cache.dir(parent, create: true) }
+      if n.kind == .directory, dirs.insert(Substring(n.path)).inserted {
+        _ = try cache.dir(Substring(n.path), create: true)
       }
     }
+    dirs = []
+    hook?(.directoriesCreated)
     timer.mark("directories")
     // Plan: for each pack (in the order of the first file it serves, so files appear roughly in tree order),
     // the blobs it holds and every place each one goes. Files are indices into `nodes`; a blob's targets are a
@@ -276,20 +315,35 @@ extension Repository {
     blobSlot = [:]
     packSlot = [:]
     timer.mark("plan (\(fileNodes.count) files, \(packIDs.count) packs)")
-    // Empty files and files of several blobs are created (and cut to zero) here, before any worker writes into
-    // them at offsets; a one-blob file is created by the worker that writes it.
+    // Empty files are made here. Files of several blobs are created here under a temporary name, which workers
+    // reopen (checking that it is still the same file) to write at offsets; the last write completes the file and
+    // renames it into place. A one-blob file is created, completed and renamed by the worker that writes it.
     let isRoot = geteuid() == 0
     let mask = Self.currentUmask()
-    for ni in fileNodes where nodes[Int(ni)].content.count != 1 {
+    var pending = [PendingFile?](repeating: nil, count: fileNodes.count)
+    for (fi, ni) in fileNodes.enumerated() where nodes[Int(ni)].content.count != 1 {
       let f = nodes[Int(ni)]
-      let path = root + "/" + f.path
-      let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
-      guard fd >= 0 else { throw Self.restoreIOError(path: path, errno) }
+      let (parent, name) = RestoreRoot.split(f.path)
+      let shown = root.display(f.path)
+      let dir = try cache.dir(parent)
+      let (fd, tmp) = try RestoreRoot.createTemp(in: dir, mode: 0o600, display: shown)
       defer { close(fd) }
       if f.content.isEmpty {
-        try Self.finishFile(fd: fd, node: f, path: path, isRoot: isRoot, modeSet: false, cut: f.size != 0)
+        do {
+          try Self.finishFile(fd: fd, node: f, path: shown, isRoot: isRoot, modeSet: false, cut: f.size != 0)
+          try RestoreRoot.replace(in: dir, tmp: tmp, name: name, display: shown)
+        } catch {
+          unlinkat(dir, tmp, 0)
+          throw error
+        }
+      } else {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw Self.restoreIOError(path: shown, errno) }
+        pending[fi] = PendingFile(name: tmp, device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
       }
     }
+    let pendingC = pending
+    pending = []
     timer.mark("pre-create")
     let remaining = Locked(remainingWrites)
     let run = RestoreRun()
@@ -303,6 +357,7 @@ extension Repository {
     let filesC = fileNodes
     let local = self.store as? LocalStore
     await runThreads(max(1, options.workers), name: "restore") { _ in
+      let dirs = RestoreDirCache(root: root)
       do {
         var ciphers: [KeyType: AESGCM] = [:]
         for (k, v) in keys { ciphers[k] = try AESGCM(key: v) }
@@ -389,24 +444,30 @@ extension Repository {
                   ti = t.next
                   copies += 1
                   let node = nodes[Int(filesC[Int(t.file)])]
-                  let path = root + "/" + node.path
+                  hook?(.beforeWrite(node.path))
+                  let (parent, name) = RestoreRoot.split(node.path)
+                  let shown = root.display(node.path)
+                  let dir = try dirs.dir(parent)
                   if node.content.count == 1 {
                     try Self.writeWholeFile(
-                      path: path, node: node, plain, isRoot: isRoot, umask: mask, cut: cutC[Int(t.file)])
+                      dir: dir, name: name, display: shown, node: node, plain, isRoot: isRoot, umask: mask,
+                      cut: cutC[Int(t.file)])
                     continue
                   }
-                  let fd = Glibc.open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
-                  guard fd >= 0 else { throw Self.restoreIOError(path: path, errno) }
+                  let temp = pendingC[Int(t.file)]!
+                  let fd = try Self.reopenTemp(dir: dir, temp, display: shown)
                   defer { close(fd) }
-                  try Self.writeAll(fd: fd, plain, what: path, offset: t.offset)
+                  try Self.writeAll(fd: fd, plain, what: shown, offset: t.offset)
                   let last = remaining.with { r -> Bool in
                     r[Int(t.file)] -= 1
                     return r[Int(t.file)] == 0
                   }
-                  // The file is complete: set its owner, mode and time through the open descriptor.
+                  // The file is complete: set its owner, mode and time through the open descriptor, and move it
+                  // into place.
                   if last {
                     try Self.finishFile(
-                      fd: fd, node: node, path: path, isRoot: isRoot, modeSet: false, cut: cutC[Int(t.file)])
+                      fd: fd, node: node, path: shown, isRoot: isRoot, modeSet: false, cut: cutC[Int(t.file)])
+                    try RestoreRoot.replace(in: dir, tmp: temp.name, name: name, display: shown)
                   }
                 }
                 let ev = run.lock.withLock { () -> ProgressEvent? in
@@ -427,37 +488,56 @@ extension Repository {
         run.fail(error)
       }
     }
-    if let e = run.lock.withLock({ run.fatal }) { throw e }
+    if let e = run.lock.withLock({ run.fatal }) {
+      // Remove the temporary files of incomplete files (by name in their directory: unlinking follows nothing).
+      let left = remaining.with { $0 }
+      for (fi, p) in pendingC.enumerated() where p != nil && left[fi] > 0 {
+        let parent = RestoreRoot.split(nodes[Int(filesC[fi])].path).parent
+        if let dir = try? cache.dir(parent) { unlinkat(dir, p!.name, 0) }
+      }
+      throw e
+    }
+    hook?(.contentsWritten)
     timer.mark("contents (\(options.workers) threads)")
-    // Hard links, symlinks, then metadata (directories deepest first).
+    // Hard links and symlinks are made under a temporary name and renamed into place; then the directories'
+    // metadata, deepest first, through descriptors opened without following symlinks.
     for n in nodes where n.kind == .hardlink {
-      let p = root + "/" + n.path
-      unlink(p)
-      guard link(root + "/" + n.linkTarget, p) == 0 else { throw Self.restoreIOError(path: p, errno) }
+      let (sp, sn) = RestoreRoot.split(n.linkTarget)
+      let (dp, dn) = RestoreRoot.split(n.path)
+      let shown = root.display(n.path)
+      let src = try root.openDir(sp, create: false)
+      defer { close(src) }
+      let dst = try cache.dir(dp)
+      let tmp = try Self.makeTempEntry(display: shown) { linkat(src, sn, dst, $0, 0) }
+      try RestoreRoot.replace(in: dst, tmp: tmp, name: dn, display: shown)
     }
     for n in nodes where n.kind == .symlink {
-      let p = root + "/" + n.path
-      unlink(p)
-      guard symlink(n.linkTarget, p) == 0 else { throw Self.restoreIOError(path: p, errno) }
-      if isRoot { lchown(p, n.uid, n.gid) }
+      let (dp, dn) = RestoreRoot.split(n.path)
+      let shown = root.display(n.path)
+      let dst = try cache.dir(dp)
+      let tmp = try Self.makeTempEntry(display: shown) { symlinkat(n.linkTarget, dst, $0) }
+      if isRoot { fchownat(dst, tmp, n.uid, n.gid, AT_SYMLINK_NOFOLLOW) }
       var ts = [
         timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
         timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
       ]
-      utimensat(AT_FDCWD, p, &ts, AT_SYMLINK_NOFOLLOW)
-    }
-    func applyMeta(_ n: TreeNode) throws {
-      let p = root + "/" + n.path
-      if isRoot && lchown(p, n.uid, n.gid) != 0 { throw Self.restoreIOError(path: p, errno) }
-      if chmod(p, mode_t(n.mode)) != 0 { throw Self.restoreIOError(path: p, errno) }
-      var ts = [
-        timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
-        timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
-      ]
-      if utimensat(AT_FDCWD, p, &ts, AT_SYMLINK_NOFOLLOW) != 0 { throw Self.restoreIOError(path: p, errno) }
+      utimensat(dst, tmp, &ts, AT_SYMLINK_NOFOLLOW)
+      try RestoreRoot.replace(in: dst, tmp: tmp, name: dn, display: shown)
     }
     for n in nodes.filter({ $0.kind == .directory }).sorted(by: { $0.path.utf8.count > $1.path.utf8.count }) {
-      try applyMeta(n)
+      hook?(.beforeDirectoryMetadata(n.path))
+      let (dp, dn) = RestoreRoot.split(n.path)
+      let shown = root.display(n.path)
+      let fd = RestoreRoot.openDirAt(try cache.dir(dp), dn)
+      guard fd >= 0 else { throw restoreFSError(path: shown, errno, directory: true) }
+      defer { close(fd) }
+      if isRoot && fchown(fd, n.uid, n.gid) != 0 { throw Self.restoreIOError(path: shown, errno) }
+      if fchmod(fd, mode_t(n.mode)) != 0 { throw Self.restoreIOError(path: shown, errno) }
+      var ts = [
+        timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
+        timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
+      ]
+      if futimens(fd, &ts) != 0 { throw Self.restoreIOError(path: shown, errno) }
     }
     timer.mark("links and directory metadata")
     return (nodes.filter { $0.kind != .directory }.count, total)
@@ -510,26 +590,54 @@ extension Repository {
     return UnsafeMutableRawBufferPointer(start: buf, count: Int(length))
   }
 
-  /// Creates (or replaces) a one-blob file with its whole content and metadata: open, write, futimens, close
-  /// for a new file whose mode the umask leaves intact.
+  /// Creates a one-blob file with its whole content and metadata under a temporary name in `dir` (open, write,
+  /// futimens, close for a new file whose mode the umask leaves intact) and renames it onto `name`: whatever was
+  /// there (a file, a hard link to a file elsewhere, a symlink) is replaced, never written.
   static func writeWholeFile(
-    path: String, node: TreeNode, _ bytes: UnsafeRawBufferPointer, isRoot: Bool, umask: mode_t, cut: Bool
+    dir: Int32, name: String, display: String, node: TreeNode, _ bytes: UnsafeRawBufferPointer, isRoot: Bool,
+    umask: mode_t, cut: Bool
   ) throws {
     let perm = mode_t(node.mode) & 0o7777
     // Create with the final permissions when the umask keeps them (no set-id or sticky bits, which are set
     // after the owner).
     let direct = perm & 0o7000 == 0 && perm & ~umask == perm
-    var fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, direct ? perm : 0o600)
-    var modeSet = direct
-    if fd < 0 && errno == EEXIST {
-      // Restoring over an existing file: replace its content (a symlink in its place fails with ELOOP).
-      fd = Glibc.open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC)
-      modeSet = false
-    }
-    guard fd >= 0 else { throw restoreIOError(path: path, errno) }
+    let (fd, tmp) = try RestoreRoot.createTemp(in: dir, mode: direct ? perm : 0o600, display: display)
     defer { close(fd) }
-    try writeAll(fd: fd, bytes, what: path)
-    try finishFile(fd: fd, node: node, path: path, isRoot: isRoot, modeSet: modeSet, cut: cut)
+    do {
+      try writeAll(fd: fd, bytes, what: display)
+      try finishFile(fd: fd, node: node, path: display, isRoot: isRoot, modeSet: direct, cut: cut)
+      try RestoreRoot.replace(in: dir, tmp: tmp, name: name, display: display)
+    } catch {
+      unlinkat(dir, tmp, 0)
+      throw error
+    }
+  }
+
+  /// Reopens the temporary file of a file of several blobs for writing, and checks that it is still the file the
+  /// restore created (not something put in its place: a hard link, a FIFO, another file).
+  static func reopenTemp(dir: Int32, _ p: PendingFile, display: String) throws -> Int32 {
+    let fd = openat(dir, p.name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+    guard fd >= 0 else { throw restoreFSError(path: display, errno) }
+    var st = stat()
+    guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_dev) == p.device,
+      UInt64(st.st_ino) == p.inode
+    else {
+      close(fd)
+      throw EngineError.integrity(
+        object: display, message: "its temporary file was replaced during the restore; refusing to write to it")
+    }
+    return fd
+  }
+
+  /// Makes a new directory entry under a fresh temporary name with `make` (which returns 0 or -1 with errno),
+  /// retrying on a name that exists; returns the name.
+  static func makeTempEntry(display: String, _ make: (String) -> Int32) throws -> String {
+    for _ in 0..<16 {
+      let tmp = RestoreRoot.tempName()
+      if make(tmp) == 0 { return tmp }
+      if errno != EEXIST { throw restoreIOError(path: display, errno) }
+    }
+    throw EngineError.io(path: display, message: "cannot create a temporary entry next to it (16 names taken)")
   }
 
   /// The process umask (read once per restore).
@@ -574,25 +682,5 @@ extension Repository {
     if e == ENOSPC || e == EDQUOT { return .noSpace(path: path, message: errnoMessage(e)) }
     if e == ELOOP { return .integrity(object: path, message: "refusing to write through a symlink (symlink escape)") }
     return .io(path: path, message: errnoMessage(e))
-  }
-
-  /// Creates a directory, refusing an existing symlink in its place.
-  func makeDir(_ path: String, mode: mode_t, allowExisting: Bool) throws {
-    if mkdir(path, mode) == 0 { return }
-    let e = errno
-    if e == EEXIST && allowExisting {
-      var st = stat()
-      guard lstat(path, &st) == 0 else { throw Self.restoreIOError(path: path, errno) }
-      if (st.st_mode & S_IFMT) == S_IFDIR { return }
-      throw EngineError.integrity(object: path, message: "exists and is not a directory (symlink escape refused)")
-    }
-    if e == ENOENT {
-      let parent = (path as NSString).deletingLastPathComponent
-      if !parent.isEmpty && parent != path {
-        try makeDir(parent, mode: 0o755, allowExisting: true)
-        if mkdir(path, mode) == 0 { return }
-      }
-    }
-    throw Self.restoreIOError(path: path, e)
   }
 }
