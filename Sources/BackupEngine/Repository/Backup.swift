@@ -211,7 +211,7 @@ extension Repository {
     }
     nodes.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
     let treeBytes = TreeFormat.encode(nodes)
-    let treeIDs = try storeTree(treeBytes, run: run, index: index)
+    let treeIDs = try await offPool(name: "tree") { try self.storeTree(treeBytes, run: run, index: index) }
     let pending = run.lock.withLock { () -> [IndexPack] in
       defer { run.pendingIndex.removeAll() }
       return run.pendingIndex

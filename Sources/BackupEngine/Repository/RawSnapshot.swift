@@ -8,7 +8,9 @@ extension Repository {
   ) async throws -> ID {
     let (index, _) = try await loadIndex()
     let run = BackupRun()
-    let treeIDs = try storeTree(TreeFormat.encode(nodes), run: run, index: index)
+    let treeIDs = try await offPool(name: "tree") {
+      try self.storeTree(TreeFormat.encode(nodes), run: run, index: index)
+    }
     if !run.pendingIndex.isEmpty { try await writeIndex(run.pendingIndex) }
     let m = Manifest(
       version: 1, repo: config.id, seq: seq, parent: parent, time: Manifest.formatTime(Date()), hostname: "test",

@@ -69,6 +69,17 @@ func runThreads(_ count: Int, name: String, _ body: @escaping @Sendable (Int) ->
   }
 }
 
+/// Runs `body`, which may block (`blockingAwait`), on an OS thread of its own and resumes with its result: an async
+/// caller must never block its cooperative thread, or concurrent callers can take every thread of the pool (2 on a
+/// 2-core machine) while the tasks they wait for have none left to run on.
+func offPool<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+  let box = ResultBox<T>()
+  await runThreads(1, name: name) { _ in
+    do { box.set(.success(try body())) } catch { box.set(.failure(error)) }
+  }
+  return try box.get()
+}
+
 /// Runs an async operation from a pipeline thread, blocking that thread (never a cooperative one).
 func blockingAwait<T: Sendable>(_ op: @escaping @Sendable () async throws -> T) throws -> T {
   let sem = DispatchSemaphore(value: 0)
