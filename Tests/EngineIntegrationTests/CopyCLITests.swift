@@ -3,7 +3,7 @@ import Testing
 
 @testable import BackupEngine
 
-/// `botrt-engine copy` with the real binary: local -> S3 (moto, Object Lock) and S3 -> GCS (fake-gcs-server).
+/// `botrt-engine copy` with the real binary: local -> S3 (moto and SeaweedFS, Object Lock) and S3 -> GCS (fake-gcs-server).
 @Suite(.serialized) struct CopyCLITests {
   static func result(_ r: EngineShell.Result) throws -> [String: Any] {
     let line = try #require(r.stdout.split(separator: "\n").last, "no result line: \(r.stderr)")
@@ -54,8 +54,8 @@ import Testing
     #expect(bad.code == 2)
   }
 
-  @Test func localToS3WithObjectLockIsIncremental() async throws {
-    let (endpoint, env) = try ServiceEnv.s3()
+  @Test(arguments: S3Server.allCases) func localToS3WithObjectLockIsIncremental(_ server: S3Server) async throws {
+    let (endpoint, env) = try ServiceEnv.s3(server)
     let kmsEndpoint = try ServiceEnv.require("BOTRT_AWSKMS_ENDPOINT")
     let bucket = ServiceEnv.bucketName("copy")
     let store = try S3Store(

@@ -62,8 +62,10 @@ import Testing
     #expect(again.stdout.contains("nothing to delete"))
   }
 
-  @Test func deleteRepositoryKeepsWhatObjectLockRetainsAndSaysSo() async throws {
-    let (endpoint, s3env) = try ServiceEnv.s3()
+  @Test(arguments: S3Server.allCases) func deleteRepositoryKeepsWhatObjectLockRetainsAndSaysSo(_ server: S3Server)
+    async throws
+  {
+    let (endpoint, s3env) = try ServiceEnv.s3(server)
     let bucket = ServiceEnv.bucketName("delrepo")
     let store = try S3Store(
       url: try #require(URLComponents(string: "s3://\(bucket)/repo")),

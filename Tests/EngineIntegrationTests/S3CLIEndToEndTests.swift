@@ -74,10 +74,10 @@ struct EngineShell {
   func cleanup() { do { try FileManager.default.removeItem(atPath: dir) } catch {} }
 }
 
-/// The real CLI against moto S3 with Object Lock (COMPLIANCE) and Vault Transit keys.
+/// The real CLI against both S3 servers (moto and SeaweedFS) with Object Lock (COMPLIANCE) and Vault Transit keys.
 @Suite(.serialized) struct S3CLIEndToEndTests {
-  @Test func backupRestoreWithObjectLockAndVault() async throws {
-    let (endpoint, env) = try ServiceEnv.s3()
+  @Test(arguments: S3Server.allCases) func backupRestoreWithObjectLockAndVault(_ server: S3Server) async throws {
+    let (endpoint, env) = try ServiceEnv.s3(server)
     let vault = try VaultTransitTests.authority(try ServiceEnv.require("VAULT_ADDR"))
     _ = try ServiceEnv.require("VAULT_TOKEN")
     let bucket = ServiceEnv.bucketName("e2e")

@@ -3,13 +3,14 @@ import Testing
 
 @testable import BackupEngine
 
-/// S3Store against a real S3 server (moto, BOTRT_S3_ENDPOINT), with Object Lock, and through a fault-injecting proxy.
+/// S3Store against both S3 servers (moto and SeaweedFS), with Object Lock, and through a fault-injecting proxy.
 @Suite(.serialized) struct S3StoreTests {
   /// A store on a new Object Lock bucket under a random prefix.
   func makeStore(
-    endpoint: String? = nil, policy: RetryPolicy = .standard, bucket: String? = nil, create: Bool = true
+    _ server: S3Server, endpoint: String? = nil, policy: RetryPolicy = .standard, bucket: String? = nil,
+    create: Bool = true
   ) async throws -> S3Store {
-    let (defaultEndpoint, env) = try ServiceEnv.s3()
+    let (defaultEndpoint, env) = try ServiceEnv.s3(server)
     let b = bucket ?? ServiceEnv.bucketName("s3")
     let url = try #require(URLComponents(string: "s3://\(b)/repo-\(UUID().uuidString.prefix(8))"))
     let store = try S3Store(
@@ -18,8 +19,8 @@ import Testing
     return store
   }
 
-  @Test func putGetRangeHeadListDelete() async throws {
-    let s = try await makeStore()
+  @Test(arguments: S3Server.allCases) func putGetRangeHeadListDelete(_ server: S3Server) async throws {
+    let s = try await makeStore(server)
     let body = randomData(100_000)
     try await s.put("data/ab/abcdef", data: body)
     try await s.put("index/one", data: Data("index".utf8))
@@ -53,8 +54,8 @@ import Testing
     #expect(try await versions().isEmpty)
   }
 
-  @Test func listPaginatesPast1000Keys() async throws {
-    let s = try await makeStore()
+  @Test(arguments: S3Server.allCases) func listPaginatesPast1000Keys(_ server: S3Server) async throws {
+    let s = try await makeStore(server)
     let n = 1_005
     try await withThrowingTaskGroup(of: Void.self) { g in
       var next = 0
@@ -77,8 +78,8 @@ import Testing
     #expect(keys.contains("data/k01004"))
   }
 
-  @Test func multipartUploadWithObjectLock() async throws {
-    var s = try await makeStore()
+  @Test(arguments: S3Server.allCases) func multipartUploadWithObjectLock(_ server: S3Server) async throws {
+    var s = try await makeStore(server)
     s.multipartThreshold = 6 << 20
     s.partSize = 5 << 20
     let body = randomData((13 << 20) + 123)
@@ -97,8 +98,8 @@ import Testing
     }
   }
 
-  @Test func ifNoneMatchRefusesOverwrite() async throws {
-    let s = try await makeStore()
+  @Test(arguments: S3Server.allCases) func ifNoneMatchRefusesOverwrite(_ server: S3Server) async throws {
+    let s = try await makeStore(server)
     try await s.put("locks/a", data: Data("first".utf8), options: PutOptions(ifNoneMatch: true))
     do {
       try await s.put("locks/a", data: Data("second".utf8), options: PutOptions(ifNoneMatch: true))
@@ -109,8 +110,9 @@ import Testing
     #expect(try await s.get("locks/a") == Data("first".utf8))
   }
 
-  @Test func objectLockComplianceRefusesDeleteAndExtends() async throws {
-    let s = try await makeStore()
+  @Test(arguments: S3Server.allCases) func objectLockComplianceRefusesDeleteAndExtends(_ server: S3Server) async throws
+  {
+    let s = try await makeStore(server)
     let until = Date().addingTimeInterval(86_400)
     try await s.put(
       "data/locked", data: Data("keep me".utf8),
@@ -138,8 +140,8 @@ import Testing
     #expect(abs(unchanged.timeIntervalSince(later)) < 2)
   }
 
-  @Test func missingBucketIsNamed() async throws {
-    let s = try await makeStore(create: false)
+  @Test(arguments: S3Server.allCases) func missingBucketIsNamed(_ server: S3Server) async throws {
+    let s = try await makeStore(server, create: false)
     do {
       try await s.put("x", data: Data("x".utf8))
       Issue.record("a put into a missing bucket must fail")
@@ -163,20 +165,42 @@ import Testing
     #expect("\(s)".contains("AKIDVISIBLE"), "the check above must look at a description that shows the credentials")
   }
 
+  /// SeaweedFS checks every SigV4 signature (moto accepts any): a wrong secret or an unknown access key is refused
+  /// with 403, so there the engine's signing is really verified, not only sent.
+  @Test func seaweedfsVerifiesSignatures() async throws {
+    let good = try await makeStore(.seaweedfs)
+    try await good.put("data/x", data: Data("x".utf8))
+    let (endpoint, env) = try ServiceEnv.s3(.seaweedfs)
+    let url = try #require(URLComponents(string: "s3://\(good.bucket)/\(good.prefix)"))
+    for (name, value) in [("AWS_SECRET_ACCESS_KEY", "wrong-secret"), ("AWS_ACCESS_KEY_ID", "AKIDUNKNOWN")] {
+      let bad = try S3Store(
+        url: url, options: StoreOptions(endpoint: endpoint, environment: env.merging([name: value]) { $1 }))
+      do {
+        _ = try await bad.get("data/x")
+        Issue.record("SeaweedFS served a GET signed with a wrong \(name)")
+      } catch StorageError.accessDenied(_, let message) {
+        #expect(!message.contains("wrong-secret"), "no credentials in messages")
+      }
+      await #expect(throws: StorageError.self) { try await bad.put("data/y", data: Data("y".utf8)) }
+    }
+    #expect(try await good.head("data/y") == nil)
+    #expect(try await good.get("data/x") == Data("x".utf8))
+  }
+
   // MARK: - Faults
 
   static let fastPolicy = RetryPolicy(
     maxAttempts: 5, backoff: .init(base: .milliseconds(20), max: .milliseconds(200)), requestTimeout: .seconds(30),
     lowSpeedTime: .seconds(2), connectTimeout: .seconds(2))
 
-  @Test func retriesThrough500And503ResetAndStall() async throws {
-    let (endpoint, _) = try ServiceEnv.s3()
+  @Test(arguments: S3Server.allCases) func retriesThrough500And503ResetAndStall(_ server: S3Server) async throws {
+    let (endpoint, _) = try ServiceEnv.s3(server)
     let bucket = ServiceEnv.bucketName("fault")
-    _ = try await makeStore(bucket: bucket)  // create the bucket directly
+    _ = try await makeStore(server, bucket: bucket)  // create the bucket directly
     let proxy = try FaultProxy(
       upstream: endpoint, schedule: ["500", "slowdown", "reset", "stall", "pass", "503", "reset"])
     defer { proxy.stop() }
-    let s = try await makeStore(endpoint: proxy.url, policy: Self.fastPolicy, bucket: bucket, create: false)
+    let s = try await makeStore(server, endpoint: proxy.url, policy: Self.fastPolicy, bucket: bucket, create: false)
     let body = randomData(50_000)
     let started = ContinuousClock.now
     try await s.put("data/f", data: body)
@@ -186,13 +210,13 @@ import Testing
     #expect(ContinuousClock.now - started < .seconds(20))
   }
 
-  @Test func boundedAttemptsEndInUnavailable() async throws {
-    let (endpoint, _) = try ServiceEnv.s3()
+  @Test(arguments: S3Server.allCases) func boundedAttemptsEndInUnavailable(_ server: S3Server) async throws {
+    let (endpoint, _) = try ServiceEnv.s3(server)
     let bucket = ServiceEnv.bucketName("fault")
-    _ = try await makeStore(bucket: bucket)
+    _ = try await makeStore(server, bucket: bucket)
     let proxy = try FaultProxy(upstream: endpoint, schedule: Array(repeating: "503", count: 5))
     defer { proxy.stop() }
-    let s = try await makeStore(endpoint: proxy.url, policy: Self.fastPolicy, bucket: bucket, create: false)
+    let s = try await makeStore(server, endpoint: proxy.url, policy: Self.fastPolicy, bucket: bucket, create: false)
     do {
       _ = try await s.get("data/anything")
       Issue.record("five 503s must exhaust five attempts")

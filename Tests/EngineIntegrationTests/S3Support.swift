@@ -22,9 +22,9 @@ enum ServiceEnv {
     return v
   }
 
-  /// The S3 environment (endpoint and credentials), checked.
-  static func s3() throws -> (endpoint: String, env: [String: String]) {
-    let endpoint = try require("BOTRT_S3_ENDPOINT")
+  /// The S3 environment (endpoint and credentials) of one S3 server, checked.
+  static func s3(_ server: S3Server = .moto) throws -> (endpoint: String, env: [String: String]) {
+    let endpoint = try require(server.endpointVariable)
     _ = try require("AWS_ACCESS_KEY_ID")
     _ = try require("AWS_SECRET_ACCESS_KEY")
     return (endpoint, all)
@@ -34,6 +34,23 @@ enum ServiceEnv {
   static func bucketName(_ tag: String) -> String {
     "botrt-\(tag)-\(UUID().uuidString.lowercased().prefix(13))"
   }
+}
+
+/// The S3 servers of hack/services.sh. The S3 integration tests take them as arguments, so each runs against both:
+/// moto (a mock that does not check signatures) and SeaweedFS (a real object store that verifies every SigV4
+/// signature with the same credentials). Its endpoint missing is a failure, as for every service.
+enum S3Server: String, CaseIterable, Sendable, CustomTestStringConvertible {
+  case moto
+  case seaweedfs
+
+  var endpointVariable: String {
+    switch self {
+    case .moto: "BOTRT_S3_ENDPOINT"
+    case .seaweedfs: "BOTRT_SEAWEED_ENDPOINT"
+    }
+  }
+
+  var testDescription: String { rawValue }
 }
 
 /// A fault-injecting HTTP proxy (Python, on a free loopback port) in front of a real server.
