@@ -53,8 +53,8 @@ extension BackupPolicyChildren {
 /// Grants a policy's storage egress and credentials binding while one of its runs is active, and revokes them when
 /// none is (docs/backup-policy-controller.md, "Backup windows").
 ///
-/// A controller keyed by BackupPolicy: its own BackupPolicy watch (so that every policy is looked at on start and
-/// stale grants of a controller that was down are revoked) and the labelled Jobs mapped to their policy. Each
+/// A controller keyed by BackupPolicy: the shared BackupPolicy informer (so that every policy is looked at on start
+/// and stale grants of a controller that was down are revoked) and the labelled Jobs mapped to their policy. Each
 /// reconcile lists the policy's Jobs (and CronJobs, to tell scheduled runs from hand-made ones) live: a run is
 /// active from the Job's creation until it has a Complete or Failed condition or is being deleted. Only runs the
 /// controller planned (scheduled or on-demand) are granted access.
@@ -79,15 +79,15 @@ public final class BackupAccessReconciler: Sendable {
     self.logger = logger
   }
 
-  /// The controller: BackupPolicies, plus the controller's Jobs mapped to their policy.
-  public func controller(namespace: String?, workers: Int) -> Controller<BackupPolicy> {
+  /// The controller: BackupPolicies, plus the controller's Jobs mapped to their policy (both shared with the other
+  /// controllers).
+  public func controller(informers: InformerRegistry, namespace: String?, workers: Int) -> Controller<BackupPolicy> {
     let c = Controller<BackupPolicy>(
-      name: "backup-access", source: KubeWatchSource<BackupPolicy>(client: client, namespace: namespace),
+      name: "backup-access", informer: informers.informer(BackupPolicy.self, namespace: namespace),
       options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
       reconcile: { key, store in try await self.reconcile(key, store) })
     c.watches(
-      KubeWatchSource<Unstructured>(client: client, resource: ChildResources.jobs, namespace: nil),
-      config: WatcherConfig(labelSelector: "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)"),
+      informers.managed(ChildResources.jobs),
       mapper: Mappers.labels(nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace))
     return c
   }

@@ -78,24 +78,23 @@ public final class DrillReconciler: Sendable {
     self.logger = logger
   }
 
-  /// A Controller for DRDrills that also reconciles a drill when its run Job or Pod (in the scratch namespace) changes.
+  /// A Controller for DRDrills that also reconciles a drill when its run Job or Pod (in the scratch namespace) changes
+  /// (the controller's Jobs and Pods, shared with the other controllers).
   public static func controller(
-    client: KubeClient, settings: ControllerSettings, namespace: String?, workers: Int,
+    client: KubeClient, informers: InformerRegistry, settings: ControllerSettings, namespace: String?, workers: Int,
     now: @escaping @Sendable () -> Date = { Date() }, recorder: EventRecorder?, metrics: MetricsRegistry?,
     logger: Logger
   ) -> Controller<DRDrill> {
     let reconciler = DrillReconciler(
       client: client, settings: settings, now: now, recorder: recorder, metrics: metrics, logger: logger)
     let controller = Controller<DRDrill>(
-      name: "drdrill", source: KubeWatchSource<DRDrill>(client: client, namespace: namespace),
+      name: "drdrill", informer: informers.informer(DRDrill.self, namespace: namespace),
       options: ControllerOptions(workers: workers), logger: logger, metrics: metrics,
       reconcile: { key, store in try await reconciler.reconcile(key, store) })
     let mapper: KeyMapper<Unstructured> = Mappers.labels(
       nameLabel: DrillLogic.drillNameLabel, namespaceLabel: DrillLogic.drillNamespaceLabel)
     for resource in [ChildResources.jobs, ChildResources.pods] {
-      controller.watches(
-        KubeWatchSource<Unstructured>(client: client, resource: resource, namespace: nil),
-        config: WatcherConfig(labelSelector: DrillLogic.drillNameLabel), mapper: mapper)
+      controller.watches(informers.managed(resource), mapper: mapper)
     }
     return controller
   }

@@ -36,24 +36,27 @@ public final class RecoveryPlanReconciler: Sendable {
     self.logger = logger
   }
 
-  /// A Controller for RecoveryPlans that also reconciles a plan when one of its Jobs or their Pods changes.
+  /// A Controller for RecoveryPlans that also reconciles a plan when one of its Jobs or their Pods changes (the
+  /// controller's Jobs and Pods, shared with the other controllers; those outside `namespace` are not the plans').
   public static func controller(
-    client: KubeClient, settings: ControllerSettings, namespace: String?, workers: Int,
+    client: KubeClient, informers: InformerRegistry, settings: ControllerSettings, namespace: String?, workers: Int,
     now: @escaping @Sendable () -> Date = { Date() }, recorder: EventRecorder?, metrics: MetricsRegistry?,
     logger: Logger
   ) -> Controller<RecoveryPlan> {
     let reconciler = RecoveryPlanReconciler(
       client: client, settings: settings, now: now, recorder: recorder, logger: logger)
     let controller = Controller<RecoveryPlan>(
-      name: "recoveryplan", source: KubeWatchSource<RecoveryPlan>(client: client, namespace: namespace),
+      name: "recoveryplan", informer: informers.informer(RecoveryPlan.self, namespace: namespace),
       options: ControllerOptions(workers: workers), logger: logger, metrics: metrics,
       reconcile: { key, store in try await reconciler.reconcile(key, store) })
-    let mapper: KeyMapper<Unstructured> = Mappers.labels(
+    let labels: KeyMapper<Unstructured> = Mappers.labels(
       nameLabel: RecoveryPlanLabels.planName, namespaceLabel: RecoveryPlanLabels.planNamespace)
+    let mapper: KeyMapper<Unstructured> = { child in
+      guard namespace == nil || child.metadata.namespace == namespace else { return [] }
+      return labels(child)
+    }
     for resource in [ChildResources.jobs, ChildResources.pods] {
-      controller.watches(
-        KubeWatchSource<Unstructured>(client: client, resource: resource, namespace: namespace),
-        config: WatcherConfig(labelSelector: RecoveryPlanLabels.planName), mapper: mapper)
+      controller.watches(informers.managed(resource), mapper: mapper)
     }
     return controller
   }

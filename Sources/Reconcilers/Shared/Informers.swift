@@ -1,0 +1,13 @@
+import KubeCore
+import KubeRuntime
+
+extension InformerRegistry {
+  /// The label selector of everything the controller creates.
+  public static let managedSelector = "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)"
+
+  /// The one informer of the controller's own objects of `resource` (labelled managed-by=botrt-controller) in all
+  /// namespaces: the policies', plans' and drills' Jobs and Pods, shared by every controller that follows them.
+  public func managed(_ resource: ResourceDescriptor) -> SharedInformer<Unstructured> {
+    informer(resource, namespace: nil, labelSelector: Self.managedSelector)
+  }
+}
