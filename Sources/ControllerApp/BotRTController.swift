@@ -123,6 +123,7 @@ public final class BotRTController: Sendable {
     // One watch and cache per collection, shared by every controller below that follows it.
     let informers = InformerRegistry(client: client, logger: logger, metrics: registry)
     self.informers = informers
+    let ownerLabelCaches = informers.ownerLabelCaches(secretsNamespace: options.watchNamespace)
     // The run auditor watches the controller's backup namespace, and the backup namespaces policies name in
     // spec.backupNamespace as they come and go (after each policy reconcile).
     let auditor = RunAuditor(client: client, settings: settings, recorder: recorder, metrics: security, logger: logger)
@@ -131,7 +132,7 @@ public final class BotRTController: Sendable {
     }
     let reconciler = BackupPolicyReconciler(
       client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
-      isolation: intent)
+      isolation: intent, ownerLabelCaches: ownerLabelCaches)
     self.reconciler = reconciler
     // The echo of the controller's own status write (and any other status-only change) does not reconcile: every
     // reconcile reads the policy from the apiserver, and time-driven work is requeued by the reconcile itself.
@@ -225,7 +226,8 @@ public final class BotRTController: Sendable {
     ]
     if settings.calicoServed || options.calicoOverride == nil { securityControllers.append(calicoGuard) }
     let access = BackupAccessReconciler(
-      client: client, settings: settings, intent: intent, metrics: security, logger: logger)
+      client: client, settings: settings, intent: intent, metrics: security, logger: logger,
+      ownerLabelCaches: ownerLabelCaches)
     securityControllers.append(
       access.controller(informers: informers, namespace: options.watchNamespace, workers: options.workers))
     securityControllers += auditor.controllers(informers: informers) + [auditedNamespaces]

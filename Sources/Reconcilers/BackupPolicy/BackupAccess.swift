@@ -64,15 +64,18 @@ public final class BackupAccessReconciler: Sendable {
   let intent: IsolationIntent
   let metrics: SecurityMetrics?
   let logger: Logger
+  /// Where the ownership check of grants reads existing objects' labels.
+  let existing: ExistingLabels
   /// The grants last made per policy (display names); absent until the policy was first reconciled, so a restarted
   /// controller applies and deletes once and revokes what a controller that was down left behind.
   private let granted = Mutex<[ObjectKey: Set<String>]>([:])
 
   public init(
     client: KubeClient, settings: ControllerSettings, intent: IsolationIntent, metrics: SecurityMetrics?,
-    logger: Logger
+    logger: Logger, ownerLabelCaches: [ResourceDescriptor: Store<Unstructured>] = [:]
   ) {
     self.client = client
+    self.existing = ExistingLabels(client: client, caches: ownerLabelCaches)
     self.settings = settings
     self.intent = intent
     self.metrics = metrics
@@ -111,7 +114,7 @@ public final class BackupAccessReconciler: Sendable {
     if granted.withLock({ $0[key] }) == wantedIDs { return .awaitChange }
     // A grant's name taken by another owner's object is never applied over (ChildOwnership): the reconcile fails,
     // is logged and retried, and the policy reconciler reports the conflict in the policy's Ready condition.
-    if let conflict = try await ChildOwnership.conflicts(wanted, client: client).first { throw conflict }
+    if let conflict = try await ChildOwnership.conflicts(wanted, existing: existing).first { throw conflict }
     for c in wanted {
       intent.record(c)
       do {

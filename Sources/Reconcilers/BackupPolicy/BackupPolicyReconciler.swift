@@ -88,6 +88,8 @@ public final class BackupPolicyReconciler: Sendable {
   let logger: Logger
   /// Where applied NetworkPolicies are recorded for the isolation guard (Sources/Reconcilers/Security/IsolationGuard.swift).
   let isolation: IsolationIntent?
+  /// Where the ownership check of children reads existing objects' labels.
+  let existing: ExistingLabels
   /// Policy (namespace/name) -> the backup namespace of its own it runs Jobs in (backupNamespacesInUse()).
   private let namespacesInUse = Mutex<[String: String]>([:])
   /// Policy uid -> the generation this process last pruned (needsPrune(_:)).
@@ -95,10 +97,12 @@ public final class BackupPolicyReconciler: Sendable {
 
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
-    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil
+    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil,
+    ownerLabelCaches: [ResourceDescriptor: Store<Unstructured>] = [:]
   ) {
     self.isolation = isolation
     self.client = client
+    self.existing = ExistingLabels(client: client, caches: ownerLabelCaches)
     self.settingsBox = Mutex(settings)
     self.now = now
     self.recorder = recorder
@@ -222,7 +226,7 @@ public final class BackupPolicyReconciler: Sendable {
         var children = try BackupPolicyChildren.build(inputs)
         children += try ReplicationChildren.build(inputs, existing: children)
         // An object of a child's name that another owner's labels claim is never applied over (ChildOwnership).
-        let conflicts = try await ChildOwnership.conflicts(children, client: client)
+        let conflicts = try await ChildOwnership.conflicts(children, existing: existing)
         if !conflicts.isEmpty {
           let refusal = ChildOwnership.refusal(conflicts)
           problem = refusal.problem
@@ -394,7 +398,7 @@ public final class BackupPolicyReconciler: Sendable {
   /// already (`ownerChecked`), an existing object of the child's name whose owner labels name another owner is
   /// left alone and the ChildNameConflict is thrown.
   func applyChild(_ c: DesiredChild, ownerChecked: Bool = false) async throws {
-    if !ownerChecked, let conflict = try await ChildOwnership.conflicts([c], client: client).first {
+    if !ownerChecked, let conflict = try await ChildOwnership.conflicts([c], existing: existing).first {
       throw conflict
     }
     isolation?.record(c)

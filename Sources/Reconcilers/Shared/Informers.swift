@@ -10,4 +10,13 @@ extension InformerRegistry {
   public func managed(_ resource: ResourceDescriptor) -> SharedInformer<Unstructured> {
     informer(resource, namespace: nil, labelSelector: Self.managedSelector)
   }
+
+  /// The caches `ExistingLabels` looks in: the controller's Jobs and NetworkPolicies, and the Secrets (metadata) of
+  /// `secretsNamespace` (nil: all namespaces), as the controllers watch them.
+  public func ownerLabelCaches(secretsNamespace: String?) -> [ResourceDescriptor: Store<Unstructured>] {
+    [
+      ResourceDescriptor.jobs: managed(.jobs).store, .networkPolicies: managed(.networkPolicies).store,
+      .secrets: informer(.secrets, namespace: secretsNamespace, metadataOnly: true, as: Unstructured.self).store,
+    ]
+  }
 }
