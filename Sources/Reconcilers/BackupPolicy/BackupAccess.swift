@@ -122,7 +122,7 @@ public final class BackupAccessReconciler: Sendable {
           c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: ChildLabels.controllerName,
           force: true)
       } catch {
-        throw ChildError(child: c.displayName, operation: "apply", cause: "\(error)")
+        throw ChildError(child: c.displayName, operation: "apply", cause: error)
       }
     }
     for c in backupWindow + copyWindow where !wantedIDs.contains(c.displayName) {
@@ -132,7 +132,7 @@ public final class BackupAccessReconciler: Sendable {
       } catch let e as KubeError where e.isNotFound {
         continue
       } catch {
-        throw ChildError(child: c.displayName, operation: "delete", cause: "\(error)")
+        throw ChildError(child: c.displayName, operation: "delete", cause: error)
       }
     }
     let before = granted.withLock { g in

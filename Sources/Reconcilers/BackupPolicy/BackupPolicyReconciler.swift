@@ -58,7 +58,14 @@ public struct BackupPolicyMetrics: Sendable {
 public struct ChildError: Error, Sendable, CustomStringConvertible {
   public var child: String
   public var operation: String
-  public var cause: String
+  /// The error of the operation (a KubeError, a SpecError, ...).
+  public var cause: any Error
+
+  public init(child: String, operation: String, cause: any Error) {
+    self.child = child
+    self.operation = operation
+    self.cause = cause
+  }
 
   public var description: String { "cannot \(operation) \(child): \(cause)" }
 }
@@ -375,7 +382,7 @@ public final class BackupPolicyReconciler: Sendable {
       _ = try await client.apply(
         c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: Self.fieldManager, force: true)
     } catch {
-      throw ChildError(child: c.displayName, operation: "apply", cause: "\(error)")
+      throw ChildError(child: c.displayName, operation: "apply", cause: error)
     }
   }
 
@@ -432,7 +439,7 @@ public final class BackupPolicyReconciler: Sendable {
       return
     } catch {
       throw ChildError(
-        child: "\(resource.kind) \(namespace.map { "\($0)/" } ?? "")\(name)", operation: "delete", cause: "\(error)")
+        child: "\(resource.kind) \(namespace.map { "\($0)/" } ?? "")\(name)", operation: "delete", cause: error)
     }
   }
 
@@ -478,7 +485,7 @@ public final class BackupPolicyReconciler: Sendable {
     } catch {
       throw ChildError(
         child: "BackupPolicy \(policy.metadata.namespace ?? "")/\(policy.name) status", operation: "apply",
-        cause: "\(error)")
+        cause: error)
     }
   }
 
@@ -554,7 +561,7 @@ public final class BackupPolicyReconciler: Sendable {
         job = try BackupPolicyChildren.keyRotationJob(
           ChildInputs(policy: policy, effective: effective, settings: settings, secrets: secrets), start)
       } catch {
-        throw ChildError(child: "the key rotation Job", operation: "build", cause: "\(error)")
+        throw ChildError(child: "the key rotation Job", operation: "build", cause: error)
       }
       try await applyChild(job)
     }
