@@ -86,7 +86,9 @@ let package = Package(
     .testTarget(name: "KubeRuntimeTests", dependencies: ["KubeRuntime", "KubeClient", "KubeCore"]),
     .testTarget(name: "KubeIntegrationTests", dependencies: ["KubeRuntime", "KubeClient", "KubeCore"]),
     .testTarget(name: "DRAPITests", dependencies: ["DRAPI", "KubeCore"]),
-    .testTarget(name: "ReconcilersTests", dependencies: ["Reconcilers", "DRAPI", "KubeCore", "EngineContract"]),
+    .testTarget(
+      name: "ReconcilersTests",
+      dependencies: ["Reconcilers", "DRAPI", "KubeCore", "KubeClient", "KubeRuntime", "EngineContract"]),
     .testTarget(
       name: "ControllerIntegrationTests",
       dependencies: ["ControllerApp", "Reconcilers", "DRAPI", "KubeRuntime", "KubeClient", "KubeCore"]),

@@ -70,6 +70,8 @@ public final class BotRTController: Sendable {
   public var settings: ControllerSettings { reconciler.settings }
   public let registry: MetricsRegistry
   public let controller: Controller<BackupPolicy>
+  /// The watches and caches the controllers share.
+  public let informers: InformerRegistry
   public let manager: ControllerManager
   public let healthServer: HealthServer?
   let logger: Logger
@@ -118,18 +120,24 @@ public final class BotRTController: Sendable {
       logger: logger, metrics: registry)
     let intent = IsolationIntent()
     let security = SecurityMetrics(registry)
+    // One watch and cache per collection, shared by every controller below that follows it.
+    let informers = InformerRegistry(client: client, logger: logger, metrics: registry)
+    self.informers = informers
+    let ownerLabelCaches = informers.ownerLabelCaches(secretsNamespace: options.watchNamespace)
     // The run auditor watches the controller's backup namespace, and the backup namespaces policies name in
     // spec.backupNamespace as they come and go (after each policy reconcile).
     let auditor = RunAuditor(client: client, settings: settings, recorder: recorder, metrics: security, logger: logger)
-    let auditedNamespaces = NamespacedRunnables(name: "run-audit-namespaces") { auditor.namespaceControllers($0) }
+    let auditedNamespaces = NamespacedRunnables(name: "run-audit-namespaces") {
+      auditor.namespaceControllers($0, informers: informers)
+    }
     let reconciler = BackupPolicyReconciler(
       client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
-      isolation: intent)
+      isolation: intent, ownerLabelCaches: ownerLabelCaches)
     self.reconciler = reconciler
     // The echo of the controller's own status write (and any other status-only change) does not reconcile: every
     // reconcile reads the policy from the apiserver, and time-driven work is requeued by the reconcile itself.
     let controller = Controller<BackupPolicy>(
-      name: "backuppolicy", source: KubeWatchSource<BackupPolicy>(client: client, namespace: options.watchNamespace),
+      name: "backuppolicy", informer: informers.informer(BackupPolicy.self, namespace: options.watchNamespace),
       options: ControllerOptions(workers: options.workers), logger: logger, metrics: registry,
       relevant: { cached, new in Self.isRelevantUpdate(cached, new) },
       reconcile: { key, store in
@@ -148,21 +156,16 @@ public final class BotRTController: Sendable {
     // the Pods for their termination messages; one cluster-wide Pod watch less. CronJobs are not watched either:
     // the 1.20 CronJob controller rewrites every CronJob's status every few seconds, which made each policy
     // reconcile (and re-apply all children) about once a minute at rest (hack/bench-controller.sh).
-    let managed = WatcherConfig(labelSelector: "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)")
-    let mapper: KeyMapper<Unstructured> = Mappers.labels(
-      nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace)
-    for resource in [ChildResources.jobs] {
-      controller.watches(
-        KubeWatchSource<Unstructured>(client: client, resource: resource, namespace: nil), config: managed,
-        mapper: mapper)
-    }
+    controller.watches(
+      informers.managed(ChildResources.jobs),
+      mapper: Mappers.labels(nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace))
     // Referenced Secrets: a metadata-only watch (names, labels and resourceVersions, never the data), mapped to the
     // policies of the Secret's namespace that reference it, so a Secret that appears or changes is acted on at
     // once. The ClusterRole already has list and watch on Secrets for the copies it manages.
     let store = controller.store
     controller.watches(
-      KubeWatchSource<Unstructured>(
-        client: client, resource: ChildResources.secrets, namespace: options.watchNamespace, metadataOnly: true),
+      informers.informer(
+        ChildResources.secrets, namespace: options.watchNamespace, metadataOnly: true, as: Unstructured.self),
       mapper: { secret in
         guard let ns = secret.metadata.namespace, let name = secret.metadata.name else { return [] }
         return store.list(namespace: ns).filter { Self.references($0, secret: name) }.map(ObjectKey.init)
@@ -172,13 +175,15 @@ public final class BotRTController: Sendable {
     // The isolation guard (docs/security-monitoring.md); the Calico policy is guarded as soon as Calico is served:
     // at start, or when its CRD appears later.
     let guardian = IsolationGuard(client: client, intent: intent, recorder: recorder, metrics: security, logger: logger)
-    let calicoGuard = GatedRunnable(guardian.controller(resource: ChildResources.globalNetworkPolicies))
+    let calicoGuard = GatedRunnable(
+      guardian.controller(resource: ChildResources.globalNetworkPolicies, informers: informers))
     if settings.calicoServed { calicoGuard.open() }
     if options.calicoOverride == nil {
       let logger = logger
       controller.watches(
-        KubeWatchSource<Unstructured>(client: client, resource: .customResourceDefinitions, namespace: nil),
-        config: WatcherConfig(fieldSelector: "metadata.name=\(Self.calicoCRD)"),
+        informers.informer(
+          .customResourceDefinitions, namespace: nil, fieldSelector: "metadata.name=\(Self.calicoCRD)",
+          as: Unstructured.self),
         mapper: { crd in
           let served = Self.servesCalicoV1(crd)
           if served { calicoGuard.open() }
@@ -208,20 +213,24 @@ public final class BotRTController: Sendable {
     }
     // RecoveryPlans: their step Jobs run in the plan's namespace (Sources/Reconcilers/RecoveryPlan/RecoveryPlanReconciler.swift).
     let plans = RecoveryPlanReconciler.controller(
-      client: client, settings: settings, namespace: options.watchNamespace, workers: options.workers,
-      now: options.now, recorder: recorder, metrics: registry, logger: logger)
+      client: client, informers: informers, settings: settings, namespace: options.watchNamespace,
+      workers: options.workers, now: options.now, recorder: recorder, metrics: registry, logger: logger)
     // DRDrills: runs in fenced scratch namespaces (Sources/Reconcilers/DRDrill/DrillReconciler.swift).
     let drills = DrillReconciler.controller(
-      client: client, settings: settings, namespace: options.watchNamespace, workers: options.workers,
-      now: options.now, recorder: recorder, metrics: registry, logger: logger)
+      client: client, informers: informers, settings: settings, namespace: options.watchNamespace,
+      workers: options.workers, now: options.now, recorder: recorder, metrics: registry, logger: logger)
     // Security (docs/security-monitoring.md): the isolation guard, the run-access grants of backup windows, and
     // the run auditor.
-    var securityControllers: [any Runnable] = [guardian.controller(resource: ChildResources.networkPolicies)]
+    var securityControllers: [any Runnable] = [
+      guardian.controller(resource: ChildResources.networkPolicies, informers: informers)
+    ]
     if settings.calicoServed || options.calicoOverride == nil { securityControllers.append(calicoGuard) }
     let access = BackupAccessReconciler(
-      client: client, settings: settings, intent: intent, metrics: security, logger: logger)
-    securityControllers.append(access.controller(namespace: options.watchNamespace, workers: options.workers))
-    securityControllers += auditor.controllers() + [auditedNamespaces]
+      client: client, settings: settings, intent: intent, metrics: security, logger: logger,
+      ownerLabelCaches: ownerLabelCaches)
+    securityControllers.append(
+      access.controller(informers: informers, namespace: options.watchNamespace, workers: options.workers))
+    securityControllers += auditor.controllers(informers: informers) + [auditedNamespaces]
     manager = ControllerManager(
       controllers: [controller, plans, drills] + securityControllers, leaderElector: elector, healthServer: server,
       eventRecorder: recorder,

@@ -2,7 +2,7 @@ import Foundation
 import KubeCore
 
 /// BackupPolicy: scheduled, encrypted backups of a PVC or a dump command, with retention, key rotation and an RPO.
-public struct BackupPolicy: KubeResource, Hashable {
+public struct BackupPolicy: StatusResource, Hashable {
   /// The REST identity of backuppolicies.dr.botrt.io.
   public static let resource = ResourceDescriptor(
     group: DRGroup.group, version: DRGroup.version, plural: "backuppolicies", kind: "BackupPolicy", namespaced: true)

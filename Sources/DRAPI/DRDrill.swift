@@ -2,7 +2,7 @@ import Foundation
 import KubeCore
 
 /// DRDrill: a scheduled rehearsal that restores into a scratch namespace, verifies, and scores the result.
-public struct DRDrill: KubeResource, Hashable {
+public struct DRDrill: StatusResource, Hashable {
   /// The REST identity of drdrills.dr.botrt.io.
   public static let resource = ResourceDescriptor(
     group: DRGroup.group, version: DRGroup.version, plural: "drdrills", kind: "DRDrill", namespaced: true)

@@ -167,14 +167,42 @@ public struct Sourced<Value: Sendable & Hashable>: Sendable, Hashable {
 
 /// An invalid value in a spec that the schema could not catch, naming the field.
 public struct SpecError: Error, Sendable, Hashable, CustomStringConvertible {
+  /// What kind of problem it is: the reason of the condition that reports it (CamelCase).
+  public enum Reason: String, Sendable, Hashable {
+    /// A referenced Secret does not exist.
+    case secretNotFound = "SecretNotFound"
+    /// A referenced Secret lacks a key the engine needs.
+    case secretKeyMissing = "SecretKeyMissing"
+    /// The key service (spec.encryption.kms) is set wrongly.
+    case invalidKMS = "InvalidKMS"
+    /// The schedule is not a valid cron expression.
+    case invalidSchedule = "InvalidSchedule"
+    /// Any other invalid value.
+    case invalidSpec = "InvalidSpec"
+
+    /// The reason of a problem of `field` that has no reason of its own.
+    public init(field: String) {
+      if field.hasPrefix("spec.encryption.kms") {
+        self = .invalidKMS
+      } else if field == "spec.schedule" {
+        self = .invalidSchedule
+      } else {
+        self = .invalidSpec
+      }
+    }
+  }
+
   /// JSON path of the field, e.g. "spec.schedule".
   public var field: String
   /// What is wrong and what to do.
   public var message: String
+  public var reason: Reason
 
-  public init(field: String, message: String) {
+  /// `reason`: nil takes the field's (`Reason(field:)`).
+  public init(field: String, message: String, reason: Reason? = nil) {
     self.field = field
     self.message = message
+    self.reason = reason ?? Reason(field: field)
   }
 
   public var description: String { "\(field): \(message)" }

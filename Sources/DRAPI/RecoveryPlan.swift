@@ -2,7 +2,7 @@ import Foundation
 import KubeCore
 
 /// RecoveryPlan: ordered procedures that bring a service back from backup, with a measured RTO.
-public struct RecoveryPlan: KubeResource, Hashable {
+public struct RecoveryPlan: StatusResource, Hashable {
   /// The REST identity of recoveryplans.dr.botrt.io.
   public static let resource = ResourceDescriptor(
     group: DRGroup.group, version: DRGroup.version, plural: "recoveryplans", kind: "RecoveryPlan", namespaced: true)

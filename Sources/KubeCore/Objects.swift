@@ -12,6 +12,12 @@ public protocol KubeResource: KubeObject {
   static var resource: ResourceDescriptor { get }
 }
 
+/// A typed resource with a status subresource the controller writes.
+public protocol StatusResource: KubeResource {
+  associatedtype Status: Codable & Equatable & Sendable
+  var status: Status? { get }
+}
+
 extension KubeObject {
   /// metadata.name, or "" when unset.
   public var name: String { metadata.name ?? "" }

@@ -81,8 +81,9 @@ public struct ControllerOptions: Sendable {
   }
 }
 
-/// A controller for one primary kind: a watcher feeding a cache and a work queue, watches of related kinds mapped
-/// back to primary keys, and N workers calling the reconciler.
+/// A controller for one primary kind: an informer (a watch and its cache, its own or shared through an
+/// `InformerRegistry`) feeding a work queue, informers of related kinds mapped back to primary keys, and N workers
+/// calling the reconciler.
 ///
 /// Guarantees: a key is never reconciled twice at once (the queue hands a key to one worker at a time and
 /// re-queues it if it changed meanwhile); an error requeues the key with per-key exponential backoff unless it is
@@ -107,19 +108,20 @@ public final class Controller<Object: KubeObject>: Runnable {
   private let related = Mutex<[@Sendable (Controller<Object>) async -> Void]>([])
   private let stopEvent = AsyncEvent()
 
+  /// A controller whose primary kind comes from `informer` (shared with other controllers, or its own).
+  ///
   /// - Parameters:
-  ///   - source: the list/watch calls of the primary kind.
-  ///   - store: the cache to fill (pass one with indexers if reconcilers query by index).
+  ///   - informer: the watch and cache of the primary kind; `store` is its cache.
   ///   - relevant: called with the cached and the new object on each update of the primary kind; an update it
   ///     calls irrelevant (e.g. only status changed, the echo of the controller's own status write) updates the
   ///     cache without a reconcile. nil: every update reconciles.
-  public init<Source: WatchSource>(
-    name: String, source: Source, store: Store<Object> = Store(), options: ControllerOptions = ControllerOptions(),
+  public init(
+    name: String, informer: SharedInformer<Object>, options: ControllerOptions = ControllerOptions(),
     clock: RuntimeClock = .continuous, logger: Logger, metrics: MetricsRegistry? = nil,
     relevant: (@Sendable (_ cached: Object, _ new: Object) -> Bool)? = nil, reconcile: @escaping Reconcile
-  ) where Source.Object == Object {
+  ) {
     self.name = name
-    self.store = store
+    self.store = informer.store
     self.options = options
     self.clock = clock
     var l = logger
@@ -129,50 +131,68 @@ public final class Controller<Object: KubeObject>: Runnable {
     self.metricsRegistry = metrics
     self.metrics = metrics.map(ControllerMetrics.init)
     self.queue = WorkQueue(name: name, clock: clock, itemBackoff: options.itemBackoff, metrics: metrics)
-    let watcherConfig = options.watcher
-    let backoff = options.watchBackoff
     primary = { controller in
-      let watcher = Watcher(
-        source: source, config: watcherConfig, clock: clock, backoff: backoff, logger: controller.logger,
-        metrics: metrics)
-      await watcher.run { event in
-        var skip = false
-        if case .applied(let o) = event, let relevant, let cached = controller.store.get(ObjectKey(o)) {
-          skip = !relevant(cached, o)
-        }
-        controller.store.apply(event)
+      await informer.subscribe { event in
         switch event {
         case .restarted(let all):
           for o in all { await controller.queue.add(ObjectKey(o)) }
-        case .applied(let o), .deleted(let o):
-          if !skip { await controller.queue.add(ObjectKey(o)) }
+        case .applied(let o, let old):
+          if let relevant, let old, !relevant(old, o) { return }
+          await controller.queue.add(ObjectKey(o))
+        case .deleted(let o):
+          await controller.queue.add(ObjectKey(o))
         }
       }
     }
   }
 
-  /// Also watches `source` (a related kind) and reconciles the primary keys `mapper` returns for each change.
+  /// A controller with its own watch of `source` (selectors and paging from `options.watcher`).
+  ///
+  /// - Parameters:
+  ///   - source: the list/watch calls of the primary kind.
+  ///   - store: the cache to fill (pass one with indexers if reconcilers query by index).
+  public convenience init<Source: WatchSource>(
+    name: String, source: Source, store: Store<Object> = Store(), options: ControllerOptions = ControllerOptions(),
+    clock: RuntimeClock = .continuous, logger: Logger, metrics: MetricsRegistry? = nil,
+    relevant: (@Sendable (_ cached: Object, _ new: Object) -> Bool)? = nil, reconcile: @escaping Reconcile
+  ) where Source.Object == Object {
+    var l = logger
+    l[metadataKey: "controller"] = "\(name)"
+    let informer = SharedInformer(
+      source: source, config: options.watcher, store: store, clock: clock, backoff: options.watchBackoff, logger: l,
+      metrics: metrics)
+    self.init(
+      name: name, informer: informer, options: options, clock: clock, logger: logger, metrics: metrics,
+      relevant: relevant, reconcile: reconcile)
+  }
+
+  /// Also follows `informer` (a related kind) and reconciles the primary keys `mapper` returns for each change.
   /// Call before `run()`.
-  public func watches<Source: WatchSource>(
-    _ source: Source, config: WatcherConfig = WatcherConfig(), mapper: @escaping KeyMapper<Source.Object>
-  ) {
-    let clock = self.clock
-    let backoff = options.watchBackoff
-    let metrics = metricsRegistry
+  public func watches<Child: KubeObject>(_ informer: SharedInformer<Child>, mapper: @escaping KeyMapper<Child>) {
     related.withLock {
       $0.append { controller in
-        let watcher = Watcher(
-          source: source, config: config, clock: clock, backoff: backoff, logger: controller.logger, metrics: metrics)
-        await watcher.run { event in
+        await informer.subscribe { event in
           switch event {
           case .restarted(let all):
             for o in all { for k in mapper(o) { await controller.queue.add(k) } }
-          case .applied(let o), .deleted(let o):
+          case .applied(let o, _), .deleted(let o):
             for k in mapper(o) { await controller.queue.add(k) }
           }
         }
       }
     }
+  }
+
+  /// Also watches `source` (a related kind) with a watch of its own, and reconciles the primary keys `mapper`
+  /// returns for each change. Call before `run()`.
+  public func watches<Source: WatchSource>(
+    _ source: Source, config: WatcherConfig = WatcherConfig(), mapper: @escaping KeyMapper<Source.Object>
+  ) {
+    watches(
+      SharedInformer(
+        source: source, config: config, clock: clock, backoff: options.watchBackoff, logger: logger,
+        metrics: metricsRegistry),
+      mapper: mapper)
   }
 
   /// Runs watchers and workers until `requestStop()` (graceful) or cancellation (in-flight reconciles see it).

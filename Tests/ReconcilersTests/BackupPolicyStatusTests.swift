@@ -186,7 +186,7 @@ import Testing
       problem: PolicyProblem.from(
         SpecError(
           field: "spec.repository.s3.credentialsSecretRef",
-          message: "Secret 's3' does not exist in namespace shop; create it")))
+          message: "Secret 's3' does not exist in namespace shop; create it", reason: .secretNotFound)))
     let ready = try #require(condition(o, "Ready"))
     #expect(ready.status == .false)
     #expect(ready.reason == "SecretNotFound")

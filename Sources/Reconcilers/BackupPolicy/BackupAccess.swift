@@ -53,8 +53,8 @@ extension BackupPolicyChildren {
 /// Grants a policy's storage egress and credentials binding while one of its runs is active, and revokes them when
 /// none is (docs/backup-policy-controller.md, "Backup windows").
 ///
-/// A controller keyed by BackupPolicy: its own BackupPolicy watch (so that every policy is looked at on start and
-/// stale grants of a controller that was down are revoked) and the labelled Jobs mapped to their policy. Each
+/// A controller keyed by BackupPolicy: the shared BackupPolicy informer (so that every policy is looked at on start
+/// and stale grants of a controller that was down are revoked) and the labelled Jobs mapped to their policy. Each
 /// reconcile lists the policy's Jobs (and CronJobs, to tell scheduled runs from hand-made ones) live: a run is
 /// active from the Job's creation until it has a Complete or Failed condition or is being deleted. Only runs the
 /// controller planned (scheduled or on-demand) are granted access.
@@ -64,30 +64,33 @@ public final class BackupAccessReconciler: Sendable {
   let intent: IsolationIntent
   let metrics: SecurityMetrics?
   let logger: Logger
+  /// Where the ownership check of grants reads existing objects' labels.
+  let existing: ExistingLabels
   /// The grants last made per policy (display names); absent until the policy was first reconciled, so a restarted
   /// controller applies and deletes once and revokes what a controller that was down left behind.
   private let granted = Mutex<[ObjectKey: Set<String>]>([:])
 
   public init(
     client: KubeClient, settings: ControllerSettings, intent: IsolationIntent, metrics: SecurityMetrics?,
-    logger: Logger
+    logger: Logger, ownerLabelCaches: [ResourceDescriptor: Store<Unstructured>] = [:]
   ) {
     self.client = client
+    self.existing = ExistingLabels(client: client, caches: ownerLabelCaches)
     self.settings = settings
     self.intent = intent
     self.metrics = metrics
     self.logger = logger
   }
 
-  /// The controller: BackupPolicies, plus the controller's Jobs mapped to their policy.
-  public func controller(namespace: String?, workers: Int) -> Controller<BackupPolicy> {
+  /// The controller: BackupPolicies, plus the controller's Jobs mapped to their policy (both shared with the other
+  /// controllers).
+  public func controller(informers: InformerRegistry, namespace: String?, workers: Int) -> Controller<BackupPolicy> {
     let c = Controller<BackupPolicy>(
-      name: "backup-access", source: KubeWatchSource<BackupPolicy>(client: client, namespace: namespace),
+      name: "backup-access", informer: informers.informer(BackupPolicy.self, namespace: namespace),
       options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
       reconcile: { key, store in try await self.reconcile(key, store) })
     c.watches(
-      KubeWatchSource<Unstructured>(client: client, resource: ChildResources.jobs, namespace: nil),
-      config: WatcherConfig(labelSelector: "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)"),
+      informers.managed(ChildResources.jobs),
       mapper: Mappers.labels(nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace))
     return c
   }
@@ -111,7 +114,7 @@ public final class BackupAccessReconciler: Sendable {
     if granted.withLock({ $0[key] }) == wantedIDs { return .awaitChange }
     // A grant's name taken by another owner's object is never applied over (ChildOwnership): the reconcile fails,
     // is logged and retried, and the policy reconciler reports the conflict in the policy's Ready condition.
-    if let conflict = try await ChildOwnership.conflicts(wanted, client: client).first { throw conflict }
+    if let conflict = try await ChildOwnership.conflicts(wanted, existing: existing).first { throw conflict }
     for c in wanted {
       intent.record(c)
       do {
@@ -119,7 +122,7 @@ public final class BackupAccessReconciler: Sendable {
           c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: ChildLabels.controllerName,
           force: true)
       } catch {
-        throw ChildError(child: c.displayName, operation: "apply", cause: "\(error)")
+        throw ChildError(child: c.displayName, operation: "apply", cause: error)
       }
     }
     for c in backupWindow + copyWindow where !wantedIDs.contains(c.displayName) {
@@ -129,7 +132,7 @@ public final class BackupAccessReconciler: Sendable {
       } catch let e as KubeError where e.isNotFound {
         continue
       } catch {
-        throw ChildError(child: c.displayName, operation: "delete", cause: "\(error)")
+        throw ChildError(child: c.displayName, operation: "delete", cause: error)
       }
     }
     let before = granted.withLock { g in

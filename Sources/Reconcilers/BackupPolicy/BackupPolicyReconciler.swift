@@ -58,7 +58,14 @@ public struct BackupPolicyMetrics: Sendable {
 public struct ChildError: Error, Sendable, CustomStringConvertible {
   public var child: String
   public var operation: String
-  public var cause: String
+  /// The error of the operation (a KubeError, a SpecError, ...).
+  public var cause: any Error
+
+  public init(child: String, operation: String, cause: any Error) {
+    self.child = child
+    self.operation = operation
+    self.cause = cause
+  }
 
   public var description: String { "cannot \(operation) \(child): \(cause)" }
 }
@@ -88,6 +95,10 @@ public final class BackupPolicyReconciler: Sendable {
   let logger: Logger
   /// Where applied NetworkPolicies are recorded for the isolation guard (Sources/Reconcilers/Security/IsolationGuard.swift).
   let isolation: IsolationIntent?
+  /// Fetch, finalizer, failure and status, as every kind does them.
+  let entry: ReconcileEntry<BackupPolicy>
+  /// Where the ownership check of children reads existing objects' labels.
+  let existing: ExistingLabels
   /// Policy (namespace/name) -> the backup namespace of its own it runs Jobs in (backupNamespacesInUse()).
   private let namespacesInUse = Mutex<[String: String]>([:])
   /// Policy uid -> the generation this process last pruned (needsPrune(_:)).
@@ -95,10 +106,14 @@ public final class BackupPolicyReconciler: Sendable {
 
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
-    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil
+    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil,
+    ownerLabelCaches: [ResourceDescriptor: Store<Unstructured>] = [:]
   ) {
     self.isolation = isolation
     self.client = client
+    self.existing = ExistingLabels(client: client, caches: ownerLabelCaches)
+    self.entry = ReconcileEntry(
+      client: client, finalizer: Self.finalizer, fieldManager: Self.fieldManager, logger: logger)
     self.settingsBox = Mutex(settings)
     self.now = now
     self.recorder = recorder
@@ -138,47 +153,24 @@ public final class BackupPolicyReconciler: Sendable {
 
   /// The Controller's reconcile function.
   public func reconcile(_ key: ObjectKey, _ store: Store<BackupPolicy>) async throws -> ReconcileResult {
+    let gone = {
+      self.recordNamespaceInUse("\(key)", nil)
+      self.logger.info("reconciled", metadata: ["object": "\(key)", "outcome": "gone"])
+    }
     guard let cached = store.get(key) else {
-      recordNamespaceInUse("\(key)", nil)
-      logger.info("reconciled", metadata: ["object": "\(key)", "outcome": "gone"])
+      gone()
       return .awaitChange
     }
-    let tier = cached.spec.tier.rawValue
-    let labels = [key.namespace ?? "", key.name, tier]
+    let labels = [key.namespace ?? "", key.name, cached.spec.tier.rawValue]
     metrics?.reconciles.inc(labels)
     do {
-      // On-demand runs, rotations and deletions start from this object's status: decide on the object as the
-      // apiserver has it, not on a cache that may not hold the last status write yet.
-      let policy: BackupPolicy
-      do {
-        policy = try await client.get(BackupPolicy.self, namespace: key.namespace, name: key.name)
-      } catch let e as KubeError where e.isNotFound {
-        recordNamespaceInUse("\(key)", nil)
-        logger.info("reconciled", metadata: ["object": "\(key)", "outcome": "gone"])
-        return .awaitChange
+      return try await entry.reconcile(key, store, gone: gone, apply: apply) { p in
+        // A deletion of the stored backups that was asked for runs (and is waited for) before the children go.
+        if let wait = try await self.deleteBackupsIfAsked(p) { return .waiting(wait) }
+        return .done(try await self.cleanup(p, store: store))
       }
-      if policy.metadata.isDeleting, policy.metadata.hasFinalizer(Self.finalizer),
-        let wait = try await deleteBackupsIfAsked(policy)
-      {
-        return wait
-      }
-      let patcher = KubeJSONPatcher(client: client, resource: BackupPolicy.resource)
-      let result = try await Finalizer.reconcile(policy, finalizer: Self.finalizer, patcher: patcher) { event in
-        switch event {
-        case .apply(let p): return try await self.apply(p)
-        case .cleanup(let p): return try await self.cleanup(p, store: store)
-        }
-      }
-      return result
     } catch {
-      // The policy went away during the reconcile (its finalizer released, then a write to it answered 404): done,
-      // not a failure.
-      if let e = error as? KubeError, e.isNotFound, await isGone(key) {
-        logger.info("reconciled", metadata: ["object": "\(key)", "outcome": "gone", "detail": "\(e)"])
-        return .awaitChange
-      }
       metrics?.reconcileErrors.inc(labels)
-      logger.warning("reconcile failed", metadata: ["object": "\(key)", "outcome": "error", "error": "\(error)"])
       throw error
     }
   }
@@ -222,7 +214,7 @@ public final class BackupPolicyReconciler: Sendable {
         var children = try BackupPolicyChildren.build(inputs)
         children += try ReplicationChildren.build(inputs, existing: children)
         // An object of a child's name that another owner's labels claim is never applied over (ChildOwnership).
-        let conflicts = try await ChildOwnership.conflicts(children, client: client)
+        let conflicts = try await ChildOwnership.conflicts(children, existing: existing)
         if !conflicts.isEmpty {
           let refusal = ChildOwnership.refusal(conflicts)
           problem = refusal.problem
@@ -339,18 +331,6 @@ public final class BackupPolicyReconciler: Sendable {
     return .awaitChange
   }
 
-  /// Whether the policy no longer exists on the apiserver.
-  func isGone(_ key: ObjectKey) async -> Bool {
-    do {
-      _ = try await client.get(BackupPolicy.self, namespace: key.namespace, name: key.name)
-      return false
-    } catch let e as KubeError where e.isNotFound {
-      return true
-    } catch {
-      return false
-    }
-  }
-
   /// Reads the Secrets the policy references in its namespace; absent ones are left out (the builder names them).
   /// The label of a namespace that holds backup Jobs (the controller sets it on the namespaces it creates).
   public static let backupNamespaceLabel = "dr.botrt.io/backup-namespace"
@@ -394,7 +374,7 @@ public final class BackupPolicyReconciler: Sendable {
   /// already (`ownerChecked`), an existing object of the child's name whose owner labels name another owner is
   /// left alone and the ChildNameConflict is thrown.
   func applyChild(_ c: DesiredChild, ownerChecked: Bool = false) async throws {
-    if !ownerChecked, let conflict = try await ChildOwnership.conflicts([c], client: client).first {
+    if !ownerChecked, let conflict = try await ChildOwnership.conflicts([c], existing: existing).first {
       throw conflict
     }
     isolation?.record(c)
@@ -402,7 +382,7 @@ public final class BackupPolicyReconciler: Sendable {
       _ = try await client.apply(
         c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: Self.fieldManager, force: true)
     } catch {
-      throw ChildError(child: c.displayName, operation: "apply", cause: "\(error)")
+      throw ChildError(child: c.displayName, operation: "apply", cause: error)
     }
   }
 
@@ -459,7 +439,7 @@ public final class BackupPolicyReconciler: Sendable {
       return
     } catch {
       throw ChildError(
-        child: "\(resource.kind) \(namespace.map { "\($0)/" } ?? "")\(name)", operation: "delete", cause: "\(error)")
+        child: "\(resource.kind) \(namespace.map { "\($0)/" } ?? "")\(name)", operation: "delete", cause: error)
     }
   }
 
@@ -492,27 +472,20 @@ public final class BackupPolicyReconciler: Sendable {
     }
   }
 
-  /// Writes status through the status subresource (server-side apply), only when something besides the RPO age
-  /// changed, so that a status write does not trigger an endless series of reconciles.
+  /// Writes status through the status subresource (`ReconcileEntry.writeStatus`), only when something besides the RPO
+  /// age changed, so that a status write does not trigger an endless series of reconciles.
   func writeStatus(_ policy: BackupPolicy, _ status: BackupPolicyStatus) async throws {
     var a = status
     var b = policy.status ?? BackupPolicyStatus()
     a.rpoAgeSeconds = nil
     b.rpoAgeSeconds = nil
     if a == b { return }
-    let body: JSONValue = [
-      "apiVersion": .string(DRGroup.apiVersion), "kind": "BackupPolicy",
-      "metadata": ["name": .string(policy.name), "namespace": .string(policy.metadata.namespace ?? "default")],
-      "status": try JSONValue(encoding: status),
-    ]
     do {
-      _ = try await client.apply(
-        BackupPolicy.resource, namespace: policy.metadata.namespace, name: policy.name, subresource: "status", body,
-        fieldManager: Self.fieldManager, force: true)
+      try await entry.writeStatus(policy, status)
     } catch {
       throw ChildError(
         child: "BackupPolicy \(policy.metadata.namespace ?? "")/\(policy.name) status", operation: "apply",
-        cause: "\(error)")
+        cause: error)
     }
   }
 
@@ -588,7 +561,7 @@ public final class BackupPolicyReconciler: Sendable {
         job = try BackupPolicyChildren.keyRotationJob(
           ChildInputs(policy: policy, effective: effective, settings: settings, secrets: secrets), start)
       } catch {
-        throw ChildError(child: "the key rotation Job", operation: "build", cause: "\(error)")
+        throw ChildError(child: "the key rotation Job", operation: "build", cause: error)
       }
       try await applyChild(job)
     }

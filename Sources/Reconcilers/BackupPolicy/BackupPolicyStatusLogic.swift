@@ -133,23 +133,9 @@ public struct PolicyProblem: Sendable, Hashable {
     self.message = message
   }
 
-  /// A problem from a spec error, with a reason chosen by the field.
+  /// A problem from a spec error, with the error's reason.
   public static func from(_ e: SpecError) -> PolicyProblem {
-    let reason: String
-    if e.message.contains("does not exist") {
-      reason = "SecretNotFound"
-    } else if e.message.contains("has no key") {
-      reason = "SecretKeyMissing"
-    } else if e.message.contains("key service yet") {
-      reason = "UnsupportedKMS"
-    } else if e.field.hasPrefix("spec.encryption.kms") {
-      reason = "InvalidKMS"
-    } else if e.field == "spec.schedule" {
-      reason = "InvalidSchedule"
-    } else {
-      reason = "InvalidSpec"
-    }
-    return PolicyProblem(reason: reason, message: "\(e.field): \(e.message)")
+    PolicyProblem(reason: e.reason.rawValue, message: "\(e.field): \(e.message)")
   }
 }
 

@@ -312,14 +312,16 @@ public enum BackupPolicyChildren {
       for use in invocation.secrets {
         guard let source = input.secrets[use.sourceName] else {
           throw SpecError(
-            field: use.field, message: "Secret '\(use.sourceName)' does not exist in namespace \(policyNS); create it")
+            field: use.field, message: "Secret '\(use.sourceName)' does not exist in namespace \(policyNS); create it",
+            reason: .secretNotFound)
         }
         var data: [String: JSONValue] = [:]
         for (k, v) in source.data ?? [:] { data[k] = .string(v.base64EncodedString()) }
         for (k, v) in source.stringData ?? [:] { data[k] = .string(Data(v.utf8).base64EncodedString()) }
         for key in use.requiredKeys where data[key] == nil {
           throw SpecError(
-            field: use.field, message: "Secret '\(use.sourceName)' in namespace \(policyNS) has no key '\(key)'")
+            field: use.field, message: "Secret '\(use.sourceName)' in namespace \(policyNS) has no key '\(key)'",
+            reason: .secretKeyMissing)
         }
         let name = names.secretCopy(use.sourceName)
         out.append(
@@ -338,12 +340,14 @@ public enum BackupPolicyChildren {
       for use in invocation.secrets {
         guard let source = input.secrets[use.sourceName] else {
           throw SpecError(
-            field: use.field, message: "Secret '\(use.sourceName)' does not exist in namespace \(policyNS); create it")
+            field: use.field, message: "Secret '\(use.sourceName)' does not exist in namespace \(policyNS); create it",
+            reason: .secretNotFound)
         }
         let keys = Set((source.data ?? [:]).keys).union((source.stringData ?? [:]).keys)
         for key in use.requiredKeys where !keys.contains(key) {
           throw SpecError(
-            field: use.field, message: "Secret '\(use.sourceName)' in namespace \(policyNS) has no key '\(key)'")
+            field: use.field, message: "Secret '\(use.sourceName)' in namespace \(policyNS) has no key '\(key)'",
+            reason: .secretKeyMissing)
         }
       }
     }

@@ -60,6 +60,8 @@ public final class DrillReconciler: Sendable {
   public static let pollSeconds: TimeInterval = 5
 
   let client: KubeClient
+  /// Fetch, finalizer, failure and status, as every kind does them.
+  let entry: ReconcileEntry<DRDrill>
   let settings: ControllerSettings
   let now: @Sendable () -> Date
   let recorder: EventRecorder?
@@ -71,6 +73,8 @@ public final class DrillReconciler: Sendable {
     recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger
   ) {
     self.client = client
+    self.entry = ReconcileEntry(
+      client: client, finalizer: Self.finalizer, fieldManager: Self.fieldManager, logger: logger)
     self.settings = settings
     self.now = now
     self.recorder = recorder
@@ -78,61 +82,34 @@ public final class DrillReconciler: Sendable {
     self.logger = logger
   }
 
-  /// A Controller for DRDrills that also reconciles a drill when its run Job or Pod (in the scratch namespace) changes.
+  /// A Controller for DRDrills that also reconciles a drill when its run Job or Pod (in the scratch namespace) changes
+  /// (the controller's Jobs and Pods, shared with the other controllers).
   public static func controller(
-    client: KubeClient, settings: ControllerSettings, namespace: String?, workers: Int,
+    client: KubeClient, informers: InformerRegistry, settings: ControllerSettings, namespace: String?, workers: Int,
     now: @escaping @Sendable () -> Date = { Date() }, recorder: EventRecorder?, metrics: MetricsRegistry?,
     logger: Logger
   ) -> Controller<DRDrill> {
     let reconciler = DrillReconciler(
       client: client, settings: settings, now: now, recorder: recorder, metrics: metrics, logger: logger)
-    let controller = Controller<DRDrill>(
-      name: "drdrill", source: KubeWatchSource<DRDrill>(client: client, namespace: namespace),
-      options: ControllerOptions(workers: workers), logger: logger, metrics: metrics,
-      reconcile: { key, store in try await reconciler.reconcile(key, store) })
-    let mapper: KeyMapper<Unstructured> = Mappers.labels(
-      nameLabel: DrillLogic.drillNameLabel, namespaceLabel: DrillLogic.drillNamespaceLabel)
-    for resource in [ChildResources.jobs, ChildResources.pods] {
-      controller.watches(
-        KubeWatchSource<Unstructured>(client: client, resource: resource, namespace: nil),
-        config: WatcherConfig(labelSelector: DrillLogic.drillNameLabel), mapper: mapper)
-    }
-    return controller
+    return informers.runsController(
+      name: "drdrill", namespace: namespace, workers: workers, logger: logger, metrics: metrics,
+      owner: Mappers.labels(nameLabel: DrillLogic.drillNameLabel, namespaceLabel: DrillLogic.drillNamespaceLabel),
+      reconcile: reconciler.reconcile)
   }
 
   public func reconcile(_ key: ObjectKey, _ store: Store<DRDrill>) async throws -> ReconcileResult {
-    guard store.get(key) != nil else { return .awaitChange }
-    do {
-      // Runs start from this object's status, so decide on the live object, not on the cache (deleting ones
-      // included: their finalizer is handled below).
-      let drill: DRDrill
-      do {
-        drill = try await client.get(DRDrill.self, namespace: key.namespace, name: key.name)
-      } catch let e as KubeError where e.isNotFound {
-        return .awaitChange
+    // Scratch namespaces are cluster-scoped, so no owner reference removes them: a drill deleted mid-run removes its
+    // scratch namespaces before its finalizer goes.
+    try await entry.reconcile(key, store, apply: apply) { d in
+      try await self.removeStaleScratchNamespaces(d, keep: nil)
+      // A deleted drill's gauges go: a frozen RTO above its target would keep RTOViolationRisk firing.
+      if let m = self.metrics {
+        let mine = ["namespace": d.metadata.namespace ?? "", "drill": d.name]
+        for g in m.gauges { g.remove(matching: mine) }
       }
-      // Scratch namespaces are cluster-scoped, so no owner reference removes them: a drill deleted mid-run
-      // removes its scratch namespaces before its finalizer goes.
-      let patcher = KubeJSONPatcher(client: client, resource: DRDrill.resource)
-      return try await Finalizer.reconcile(drill, finalizer: Self.finalizer, patcher: patcher) { event in
-        switch event {
-        case .apply(let d): return try await self.apply(d)
-        case .cleanup(let d):
-          try await self.removeStaleScratchNamespaces(d, keep: nil)
-          // A deleted drill's gauges go: a frozen RTO above its target would keep RTOViolationRisk firing.
-          if let m = self.metrics {
-            let mine = ["namespace": d.metadata.namespace ?? "", "drill": d.name]
-            for g in m.gauges { g.remove(matching: mine) }
-          }
-          self.logger.info(
-            "drill deleted; its scratch namespaces are being removed",
-            metadata: ["object": "DRDrill \(key)"])
-          return .awaitChange
-        }
-      }
-    } catch {
-      logger.warning("reconcile failed", metadata: ["object": "DRDrill \(key)", "error": "\(error)"])
-      throw error
+      self.logger.info(
+        "drill deleted; its scratch namespaces are being removed", metadata: ["object": "DRDrill \(key)"])
+      return .done(.awaitChange)
     }
   }
 
@@ -195,7 +172,7 @@ public final class DrillReconciler: Sendable {
         observedGeneration: drill.metadata.generation, now: now)
       status.conditions = conds
       if status.phase == nil { status.phase = .idle }
-      try await writeStatus(drill, status)
+      try await entry.writeStatus(drill, status)
       return .requeueAfter(.seconds(30))
     }
     let cron: CronSchedule
@@ -232,19 +209,19 @@ public final class DrillReconciler: Sendable {
     d.status = status
     switch DrillLogic.decide(d, cron: cron, now: now) {
     case .running:
-      try await writeStatus(drill, status)
+      try await entry.writeStatus(drill, status)
       return .requeueAfter(.seconds(Int64(Self.pollSeconds)))
     case .suspended:
       status.nextScheduledRun = nil
       metrics?.setNextRun(drill, nil)
       status.phase = status.phase ?? .idle
-      try await writeStatus(drill, status)
+      try await entry.writeStatus(drill, status)
       return .awaitChange
     case .waitUntil(let t):
       status.nextScheduledRun = t
       metrics?.setNextRun(drill, t)
       status.phase = status.phase ?? .idle
-      try await writeStatus(drill, status)
+      try await entry.writeStatus(drill, status)
       return .requeueAfter(requeueDelay(seconds: t.timeIntervalSince(now)))
     case .start(let token):
       return try await startRun(
@@ -299,7 +276,7 @@ public final class DrillReconciler: Sendable {
         message: "The run (\(token)) cannot start: \(error.description)", observedGeneration: drill.metadata.generation,
         now: now)
       st.conditions = conds
-      try await writeStatus(stored, st)
+      try await entry.writeStatus(stored, st)
       recorder?.record(
         drill, type: .warning, reason: "CannotRun", message: "The run cannot start: \(error.description)")
       return .requeueAfter(.seconds(30))
@@ -314,7 +291,7 @@ public final class DrillReconciler: Sendable {
         type: DRDrillCondition.ready, status: .false, reason: DrillLogic.scratchConflictReason, message: message,
         observedGeneration: drill.metadata.generation, now: now)
       st.conditions = conds
-      try await writeStatus(stored, st)
+      try await entry.writeStatus(stored, st)
       recorder?.record(drill, type: .warning, reason: DrillLogic.scratchConflictReason, message: message)
       return .requeueAfter(.seconds(300))
     }
@@ -337,7 +314,7 @@ public final class DrillReconciler: Sendable {
       force: true)
     var st = DrillLogic.startRun(drill, token: token, scratchNamespace: scratch, schedule: schedule, now: now)
     st.nextScheduledRun = cron.next(after: now)
-    try await writeStatus(stored, st)
+    try await entry.writeStatus(stored, st)
     metrics?.setNextRun(drill, st.nextScheduledRun)
     recorder?.record(
       drill, type: .normal, reason: "DrillStarted",
@@ -404,7 +381,7 @@ public final class DrillReconciler: Sendable {
     if job?.state == .running || (job == nil && elapsed < 60) {
       if elapsed <= TimeInterval(timeout) {
         // Still running: status acknowledges a spec change (generation, Ready) without waiting for the run's end.
-        if let computed = drill.status { try await writeStatus(stored, computed) }
+        if let computed = drill.status { try await entry.writeStatus(stored, computed) }
         return .requeueAfter(.seconds(Int64(Self.pollSeconds)))
       }
       failure = "the drill passed its timeout of \(DurationText.format(seconds: timeout))"
@@ -425,7 +402,7 @@ public final class DrillReconciler: Sendable {
       snapshotTime: snapshotTime, baseline: baseline, security: security, targets: targets, failure: failure, now: now)
     var st = outcome.status
     st.nextScheduledRun = cron.next(after: now)
-    try await writeStatus(stored, st)
+    try await entry.writeStatus(stored, st)
     for e in outcome.events {
       recorder?.record(drill, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
     }
@@ -517,14 +494,4 @@ public final class DrillReconciler: Sendable {
       } catch let e as KubeError where e.isNotFound {}
     }
   }
-
-  func writeStatus(_ drill: DRDrill, _ status: DRDrillStatus) async throws {
-    if status == drill.status { return }
-    let old = try drill.status.map { try JSONValue(encoding: $0) }
-    let patch = mergePatch(from: old, to: try JSONValue(encoding: status))
-    _ = try await client.patch(
-      DRDrill.resource, namespace: drill.metadata.namespace, name: drill.name, subresource: "status",
-      .merge(["status": patch]), options: WriteOptions(fieldManager: Self.fieldManager), as: JSONValue.self)
-  }
-
 }

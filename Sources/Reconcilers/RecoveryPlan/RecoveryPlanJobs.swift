@@ -459,14 +459,3 @@ public func rfc3339Seconds(_ date: Date) -> String {
   func two(_ v: Int?) -> String { let s = String(v ?? 0); return s.count < 2 ? "0" + s : s }
   return "\(c.year ?? 1970)-\(two(c.month))-\(two(c.day))T\(two(c.hour)):\(two(c.minute)):\(two(c.second))Z"
 }
-
-/// A JSON merge patch (RFC 7386) that turns `old` into `new`: changed members set, removed members null, nested
-/// objects diffed member by member, arrays replaced. Used for status writes, because a server-side apply that drops a
-/// field of a custom resource leaves a null behind on Kubernetes 1.20, which the schema then rejects.
-public func mergePatch(from old: JSONValue?, to new: JSONValue) -> JSONValue {
-  guard case .object(let n) = new, case .object(let o)? = old else { return new }
-  var out: [String: JSONValue] = [:]
-  for (k, v) in n where o[k] != v { out[k] = mergePatch(from: o[k], to: v) }
-  for k in o.keys where n[k] == nil { out[k] = .null }
-  return .object(out)
-}

@@ -20,6 +20,8 @@ public final class RecoveryPlanReconciler: Sendable {
   public static let fieldManager = ChildLabels.controllerName
 
   let client: KubeClient
+  /// Fetch, failure and status, as every kind does them.
+  let entry: ReconcileEntry<RecoveryPlan>
   let settings: ControllerSettings
   let now: @Sendable () -> Date
   let recorder: EventRecorder?
@@ -30,45 +32,35 @@ public final class RecoveryPlanReconciler: Sendable {
     recorder: EventRecorder?, logger: Logger
   ) {
     self.client = client
+    self.entry = ReconcileEntry(client: client, fieldManager: Self.fieldManager, logger: logger)
     self.settings = settings
     self.now = now
     self.recorder = recorder
     self.logger = logger
   }
 
-  /// A Controller for RecoveryPlans that also reconciles a plan when one of its Jobs or their Pods changes.
+  /// A Controller for RecoveryPlans that also reconciles a plan when one of its Jobs or their Pods changes (the
+  /// controller's Jobs and Pods, shared with the other controllers; those outside `namespace` are not the plans').
   public static func controller(
-    client: KubeClient, settings: ControllerSettings, namespace: String?, workers: Int,
+    client: KubeClient, informers: InformerRegistry, settings: ControllerSettings, namespace: String?, workers: Int,
     now: @escaping @Sendable () -> Date = { Date() }, recorder: EventRecorder?, metrics: MetricsRegistry?,
     logger: Logger
   ) -> Controller<RecoveryPlan> {
     let reconciler = RecoveryPlanReconciler(
       client: client, settings: settings, now: now, recorder: recorder, logger: logger)
-    let controller = Controller<RecoveryPlan>(
-      name: "recoveryplan", source: KubeWatchSource<RecoveryPlan>(client: client, namespace: namespace),
-      options: ControllerOptions(workers: workers), logger: logger, metrics: metrics,
-      reconcile: { key, store in try await reconciler.reconcile(key, store) })
-    let mapper: KeyMapper<Unstructured> = Mappers.labels(
+    let labels: KeyMapper<Unstructured> = Mappers.labels(
       nameLabel: RecoveryPlanLabels.planName, namespaceLabel: RecoveryPlanLabels.planNamespace)
-    for resource in [ChildResources.jobs, ChildResources.pods] {
-      controller.watches(
-        KubeWatchSource<Unstructured>(client: client, resource: resource, namespace: namespace),
-        config: WatcherConfig(labelSelector: RecoveryPlanLabels.planName), mapper: mapper)
-    }
-    return controller
+    return informers.runsController(
+      name: "recoveryplan", namespace: namespace, workers: workers, logger: logger, metrics: metrics,
+      owner: { child in
+        guard namespace == nil || child.metadata.namespace == namespace else { return [] }
+        return labels(child)
+      }, reconcile: reconciler.reconcile)
   }
 
   /// The Controller's reconcile function.
   public func reconcile(_ key: ObjectKey, _ store: Store<RecoveryPlan>) async throws -> ReconcileResult {
-    guard let cached = store.get(key), !cached.metadata.isDeleting else { return .awaitChange }
-    do {
-      // Runs start from this object's status, so decide on the live object, not on the cache.
-      guard let plan = try await client.liveObject(RecoveryPlan.self, key) else { return .awaitChange }
-      return try await apply(plan)
-    } catch {
-      logger.warning("reconcile failed", metadata: ["object": "RecoveryPlan \(key)", "error": "\(error)"])
-      throw error
-    }
+    try await entry.reconcile(key, store, apply: apply)
   }
 
   func labels(_ plan: RecoveryPlan) -> [String: String] {
@@ -104,7 +96,7 @@ public final class RecoveryPlanReconciler: Sendable {
       st.conditions = conds
       st.observedGeneration = plan.metadata.generation
       if st.phase == nil { st.phase = .idle }
-      try await writeStatus(plan, st)
+      try await entry.writeStatus(plan, st)
       return .requeueAfter(.seconds(30))
     }
 
@@ -135,7 +127,7 @@ public final class RecoveryPlanReconciler: Sendable {
           .merge(["spec": ["replicas": .int(Int64(replicas))]]), as: JSONValue.self)
       }
     }
-    try await writeStatus(plan, advance.status)
+    try await entry.writeStatus(plan, advance.status)
     for e in advance.events {
       recorder?.record(plan, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
     }
@@ -207,15 +199,4 @@ public final class RecoveryPlanReconciler: Sendable {
     }
     return world
   }
-
-  /// Writes status through the status subresource when it changed.
-  func writeStatus(_ plan: RecoveryPlan, _ status: RecoveryPlanStatus) async throws {
-    if status == plan.status { return }
-    let old = try plan.status.map { try JSONValue(encoding: $0) }
-    let patch = mergePatch(from: old, to: try JSONValue(encoding: status))
-    _ = try await client.patch(
-      RecoveryPlan.resource, namespace: plan.metadata.namespace, name: plan.name, subresource: "status",
-      .merge(["status": patch]), options: WriteOptions(fieldManager: Self.fieldManager), as: JSONValue.self)
-  }
-
 }

@@ -119,15 +119,15 @@ public final class IsolationGuard: Sendable {
 
   /// A controller over one guarded kind (NetworkPolicies labelled `managed-by=botrt-controller`, or the Calico
   /// policies).
-  public func controller(resource: ResourceDescriptor, workers: Int = 1) -> Controller<Unstructured> {
-    let selector = "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)"
+  public func controller(resource: ResourceDescriptor, informers: InformerRegistry, workers: Int = 1)
+    -> Controller<Unstructured>
+  {
+    // A NetworkPolicy whose label is removed leaves a label-selected watch; the guard reads it live.
+    let informer =
+      resource == ChildResources.networkPolicies
+      ? informers.managed(resource) : informers.informer(resource, namespace: nil)
     return Controller<Unstructured>(
-      name: "isolation-\(resource.plural)",
-      source: KubeWatchSource<Unstructured>(client: client, resource: resource, namespace: nil),
-      options: ControllerOptions(
-        workers: workers,
-        // A NetworkPolicy whose label is removed leaves a label-selected watch; the guard reads it live.
-        watcher: WatcherConfig(labelSelector: resource == ChildResources.networkPolicies ? selector : nil)),
+      name: "isolation-\(resource.plural)", informer: informer, options: ControllerOptions(workers: workers),
       logger: logger, metrics: nil,
       reconcile: { key, store in try await self.reconcile(resource, key, store) })
   }

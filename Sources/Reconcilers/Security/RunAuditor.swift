@@ -46,28 +46,27 @@ public final class RunAuditor: Sendable {
   /// unlabelled Jobs of the backup namespace, and the Pods of the backup namespace. The backup namespaces that
   /// policies name in spec.backupNamespace get `namespaceControllers(_:)` as they come and go
   /// (`BackupPolicyReconciler.backupNamespacesInUse()`).
-  public func controllers(workers: Int = 1) -> [any Runnable] {
+  public func controllers(informers: InformerRegistry, workers: Int = 1) -> [any Runnable] {
     let labelled = Controller<Unstructured>(
-      name: "run-audit-managed",
-      source: KubeWatchSource<Unstructured>(client: client, resource: ChildResources.jobs, namespace: nil),
-      options: ControllerOptions(
-        workers: workers,
-        watcher: WatcherConfig(labelSelector: "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)")),
-      logger: logger, metrics: nil, reconcile: { key, store in try await self.auditJob(key, store) })
-    return [labelled] + namespaceControllers(settings.backupNamespace, workers: workers)
+      name: "run-audit-managed", informer: informers.managed(ChildResources.jobs),
+      options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
+      reconcile: { key, store in try await self.auditJob(key, store) })
+    return [labelled] + namespaceControllers(settings.backupNamespace, informers: informers, workers: workers)
   }
 
   /// The unlabelled Jobs and the Pods of one backup namespace.
-  public func namespaceControllers(_ namespace: String, workers: Int = 1) -> [any Runnable] {
+  public func namespaceControllers(_ namespace: String, informers: InformerRegistry, workers: Int = 1)
+    -> [any Runnable]
+  {
     let suffix = namespace == settings.backupNamespace ? "" : "/\(namespace)"
     let unlabelled = Controller<Unstructured>(
       name: "run-audit-unmanaged\(suffix)",
-      source: KubeWatchSource<Unstructured>(client: client, resource: ChildResources.jobs, namespace: namespace),
-      options: ControllerOptions(workers: workers, watcher: WatcherConfig(labelSelector: "!\(ChildLabels.managedBy)")),
-      logger: logger, metrics: nil, reconcile: { key, store in try await self.auditJob(key, store) })
+      informer: informers.informer(
+        ChildResources.jobs, namespace: namespace, labelSelector: "!\(ChildLabels.managedBy)"),
+      options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
+      reconcile: { key, store in try await self.auditJob(key, store) })
     let pods = Controller<Unstructured>(
-      name: "run-audit-pods\(suffix)",
-      source: KubeWatchSource<Unstructured>(client: client, resource: ChildResources.pods, namespace: namespace),
+      name: "run-audit-pods\(suffix)", informer: informers.informer(ChildResources.pods, namespace: namespace),
       options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
       reconcile: { key, store in try await self.auditPod(key, store) })
     return [unlabelled, pods]

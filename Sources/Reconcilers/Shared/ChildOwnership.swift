@@ -1,5 +1,6 @@
 import KubeClient
 import KubeCore
+import KubeRuntime
 
 /// A generated child's name is taken by an object whose owner labels name another owner (or none): the controller
 /// leaves that object alone and applies nothing of the owner's children.
@@ -79,8 +80,39 @@ public enum ChildOwnership {
     )
   }
 
-  /// The labels of the object `child` names as it is now (metadata only), or nil when there is none.
-  public static func existingLabels(_ child: DesiredChild, client: KubeClient) async throws -> [String: String]? {
+  /// Reads the objects `children` name and returns the conflicts (shared children are not read).
+  public static func conflicts(_ children: [DesiredChild], existing: ExistingLabels) async throws
+    -> [ChildNameConflict]
+  {
+    var out: [ChildNameConflict] = []
+    for c in children where !c.shared {
+      if let x = conflict(c, existingLabels: try await existing.labels(of: c)) { out.append(x) }
+    }
+    return out
+  }
+}
+
+/// Where `ChildOwnership` reads the labels of the object a child names: the shared cache of a kind the controller
+/// already watches when the object is in it, else the apiserver (metadata only).
+///
+/// Only a cache hit is trusted: the caches of the controller's own Jobs and NetworkPolicies are label-selected, so an
+/// object missing from them may still exist without the controller's labels (another owner's), and is read live. At
+/// steady state the children exist and are cached, so the ownership check makes no request for these kinds.
+public struct ExistingLabels: Sendable {
+  let client: KubeClient
+  let caches: [ResourceDescriptor: Store<Unstructured>]
+
+  /// `caches`: the caches to look in first, by the resource they hold.
+  public init(client: KubeClient, caches: [ResourceDescriptor: Store<Unstructured>] = [:]) {
+    self.client = client
+    self.caches = caches
+  }
+
+  /// The labels of the object `child` names as it is now, or nil when there is none.
+  public func labels(of child: DesiredChild) async throws -> [String: String]? {
+    if let cached = caches[child.resource]?.get(ObjectKey(namespace: child.namespace, name: child.name)) {
+      return cached.metadata.labels ?? [:]
+    }
     do {
       let o = try await client.get(
         child.resource, namespace: child.namespace, name: child.name, as: Unstructured.self, metadataOnly: true)
@@ -88,14 +120,5 @@ public enum ChildOwnership {
     } catch let e as KubeError where e.isNotFound {
       return nil
     }
-  }
-
-  /// Reads the objects `children` name and returns the conflicts (shared children are not read).
-  public static func conflicts(_ children: [DesiredChild], client: KubeClient) async throws -> [ChildNameConflict] {
-    var out: [ChildNameConflict] = []
-    for c in children where !c.shared {
-      if let x = conflict(c, existingLabels: try await existingLabels(c, client: client)) { out.append(x) }
-    }
-    return out
   }
 }

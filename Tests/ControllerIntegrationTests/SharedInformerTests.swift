@@ -1,0 +1,60 @@
+import ControllerApp
+import Foundation
+import KubeClient
+import KubeCore
+import KubeRuntime
+import Logging
+import Testing
+
+extension BackupPolicyControllerTests {
+  /// At steady state the controller holds one watch per collection, counted by its own `botrt_kube_requests_total`:
+  /// one per kind, except Jobs and Pods, which have the controller's own (all namespaces, labelled managed-by) and
+  /// everything of the backup namespace (the run auditor's unlabelled Jobs, all Pods). Before the informers were
+  /// shared there were 2 BackupPolicy, 6 Job and 3 Pod watches.
+  @Test func oneWatchPerCollectionAtSteadyState() async throws {
+    try await withNamespace("shared-watch") { ns in
+      let registry = MetricsRegistry()
+      let requests = registry.counter(
+        "botrt_kube_requests_total", help: "Requests to the Kubernetes API by verb, resource and HTTP status.",
+        labels: ["verb", "resource", "code"])
+      let counting = KubeClient(
+        config: client.config,
+        transport: ObservingTransport { requests.inc([$0.verb, $0.resource, String($0.status)]) })
+      var logger = Logger(label: "botrt-controller-test") { LineLogHandler(label: $0, format: .text) }
+      logger.logLevel = .warning
+      let app = try await BotRTController.make(
+        client: counting,
+        options: ControllerRunOptions(
+          backupNamespace: "\(ns)-backup", engineImage: "botrt/botrt-engine:test", workers: 2, metricsAddress: nil,
+          watchNamespace: ns, registry: registry),
+        logger: logger, handleSignals: false)
+      let task = Task { _ = try? await app.run() }
+      func watches(_ resource: String) -> Int {
+        Int(registry.value("botrt_kube_requests_total", labels: ["watch", resource, "200"]) ?? 0)
+      }
+      var want = [
+        "backuppolicies": 1, "recoveryplans": 1, "drdrills": 1, "jobs": 2, "pods": 2, "networkpolicies": 1,
+        "secrets": 1, "customresourcedefinitions": 1,
+      ]
+      // Calico's policies are watched only while its CRD is served (another test may have installed it).
+      if app.settings.calicoServed { want["globalnetworkpolicies"] = 1 }
+      do {
+        try await eventually("every watch to be open") { want.keys.allSatisfy { watches($0) >= 1 } }
+        // Long enough for a second watch of any collection to open, far below the watches' 290 s timeout.
+        try await Task.sleep(for: .seconds(5))
+        let got = Dictionary(
+          uniqueKeysWithValues: (want.keys.sorted() + ["globalnetworkpolicies"]).map { ($0, watches($0)) }
+        )
+        .filter { $0.value > 0 }
+        #expect(got == want)
+        #expect(app.informers.keys.count == want.values.reduce(0, +) + (app.settings.calicoServed ? 0 : 1))
+      } catch {
+        app.stop()
+        await task.value
+        throw error
+      }
+      app.stop()
+      await task.value
+    }
+  }
+}
