@@ -9,10 +9,16 @@
 #   6. server-side apply of custom resources with the controller's field manager (botrt-controller), and a
 #      conflict with another manager;
 #   7. Tests/CEL/cases.yaml: every case accepted or rejected as the table says, the rejection naming the field
-#      (Tests/DRAPITests/CELTableTests.swift runs the same table through the Swift validation).
+#      (Tests/DRAPITests/CELTableTests.swift runs the same table through the Swift validation);
+#   8. the controller's custom-resource path, the 1.36 leg of its matrix: `swift test --filter CustomResourcePath`
+#      with BOTRT_CR_SERVERS=1.36 (Tests/ControllerIntegrationTests/CustomResourcePathTests.swift; the 1.20 leg runs
+#      in hack/test.sh's swift-test step). Every test of the suite must pass on this server.
 #
 # Usage: hack/crd136-test.sh            start the server if needed (and stop it afterwards), run the checks
 #        BOTRT_CRD136_KUBECONFIG=...    use a server that already runs
+#        BOTRT_CRD136_SKIP_BUILD=1      step 8 uses the existing build (hack/test.sh built it); otherwise it runs
+#                                       `swift build --build-tests -Xswiftc -warnings-as-errors` as hack/test.sh does
+#        BOTRT_SCRATCH_PATH             swift's build directory, as for hack/test.sh
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -233,6 +239,34 @@ for f in "$TMP"/cases/*.json; do
     fi
   fi
 done
+
+# 8. The custom-resource-path matrix, 1.36 leg: the controller's own client, watcher, controller, finalizer and status
+# writers against this server. The suite's every test must have run here and passed.
+if ! command -v swift >/dev/null && [[ -x /opt/swift/usr/bin/swift ]]; then export PATH="/opt/swift/usr/bin:$PATH"; fi
+SWIFT_PATH_ARGS=()
+if [[ -n "${BOTRT_SCRATCH_PATH:-}" ]]; then SWIFT_PATH_ARGS=(--scratch-path "$BOTRT_SCRATCH_PATH"); fi
+SUITE=Tests/ControllerIntegrationTests/CustomResourcePathTests.swift
+want="$(grep -c '@Test(arguments: CRMatrix.servers)' "$SUITE")"
+built=1
+if [[ "${BOTRT_CRD136_SKIP_BUILD:-0}" != 1 ]]; then
+  say "building the tests for step 8 (swift build --build-tests -Xswiftc -warnings-as-errors)"
+  swift build "${SWIFT_PATH_ARGS[@]}" --build-tests -Xswiftc -warnings-as-errors >"$TMP/build.log" 2>&1 || built=0
+fi
+if ((built == 0)); then
+  fail "custom-resource path: the build failed: $(tail -20 "$TMP/build.log")"
+else
+  rc=0
+  BOTRT_CR_SERVERS=1.36 swift test "${SWIFT_PATH_ARGS[@]}" --skip-build --no-parallel --filter CustomResourcePath \
+    2>&1 | tee "$TMP/swift-test.log" || rc=$?
+  # Swift Testing's total, e.g. "Test run with 9 tests in 1 suite passed after 40 seconds."
+  ran="$(grep -aoE 'Test run with [0-9]+ tests? (in [0-9]+ suites? )?passed' "$TMP/swift-test.log" |
+    grep -oE '[0-9]+' | head -1 || true)"
+  if ((rc == 0)) && [[ "${ran:-0}" == "$want" ]]; then
+    pass "custom-resource path on 1.36: $ran tests of $SUITE passed"
+  else
+    fail "custom-resource path on 1.36: swift test exit $rc, ${ran:-no} tests passed of $want (log above)"
+  fi
+fi
 
 say "$PASSES passed, $FAILS failed"
 ((FAILS == 0))
