@@ -73,13 +73,19 @@ if cmd == "mb":  # Object Lock needs a bucket created with it (and so versioned)
 elif cmd == "retained":  # how many data packs carry a retention date
     keys = [o["Key"] for o in s.list_objects_v2(Bucket=bucket, Prefix="appdb/data/").get("Contents", [])]
     print(sum(1 for k in keys if s.head_object(Bucket=bucket, Key=k).get("ObjectLockRetainUntilDate")))
-elif cmd == "tamper":  # flip one byte in the middle of a data pack of the newest backup (a new version of the object)
+elif cmd == "tamper":  # damage one byte in the middle of a data pack of the newest backup, as bit rot would
     # Drills verify the snapshot they restore, not the whole repository: the damage must be in a pack the newest
-    # snapshot references, and the newest backup's own packs are (the largest of them).
+    # snapshot references, and the newest backup's own packs are (the largest of them). Writing a damaged copy over
+    # it is not enough: the engine reads the stored version whose hash matches the pack's name (a hostile store that
+    # can only write cannot damage locked data). So the good versions go first, as only an admin can do under a
+    # governance lock (BypassGovernanceRetention), and the damaged bytes are the only version left.
     objs = s.list_objects_v2(Bucket=bucket, Prefix="appdb/data/").get("Contents", [])
     o = max(objs, key=lambda o: (o["LastModified"], o["Size"]))
     b = bytearray(s.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
     b[len(b) // 2] ^= 0xFF
+    for v in s.list_object_versions(Bucket=bucket, Prefix=o["Key"]).get("Versions", []):
+        if v["Key"] == o["Key"]:
+            s.delete_object(Bucket=bucket, Key=o["Key"], VersionId=v["VersionId"], BypassGovernanceRetention=True)
     s.put_object(Bucket=bucket, Key=o["Key"], Body=bytes(b))
     print(o["Key"])
 EOF

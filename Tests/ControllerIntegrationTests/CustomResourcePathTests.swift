@@ -226,8 +226,9 @@ private struct BookmarkResume {
 
   // MARK: - Status
 
-  /// BackupPolicyReconciler.writeStatus: server-side apply of status through the subresource with force, skipped
-  /// when only the RPO age changed; the main resource ignores status; spec and generation stay.
+  /// BackupPolicyReconciler.writeStatus: a merge patch of status through the subresource (ReconcileEntry, as every
+  /// kind writes it), skipped when only the RPO age changed; the main resource ignores status; spec and generation
+  /// stay.
   @Test(arguments: CRMatrix.servers) func backupPolicyStatusWrites(server name: String) async throws {
     let s = try await CRServer.connect(name)
     try await s.withNamespace("cr-bpstatus") { ns in
@@ -257,7 +258,7 @@ private struct BookmarkResume {
       let raw = try await s.raw(BackupPolicy.resource, ns, "p")
       let entries = managedFields(raw, manager: BackupPolicyReconciler.fieldManager)
       #expect(entries.count == 1)
-      #expect(entries.first?["operation"] == "Apply")
+      #expect(entries.first?["operation"] == "Update")
       #expect(entries.first?[path: "fieldsV1", "f:status"] != nil)
       #expect(entries.first?[path: "fieldsV1", "f:spec"] == nil)
       if name == "1.20" {
@@ -283,7 +284,7 @@ private struct BookmarkResume {
       #expect(rewritten.status?.lastSnapshot == "feedbeef")
       #expect(rewritten.metadata.resourceVersion != written.metadata.resourceVersion)
 
-      // A field the new status drops goes (server-side apply removes what the manager no longer applies).
+      // A field the new status drops goes (the merge patch sets it to null).
       var failing = next
       failing.lastFailure = "backup-p-1: exit 12"
       try await reconciler.writeStatus(rewritten, failing)
@@ -330,14 +331,14 @@ private struct BookmarkResume {
       running.startTime = t0
       running.message = "running step s"
       running.rtoTargetSeconds = 900
-      try await plans.writeStatus(try await s.client.get(RecoveryPlan.self, namespace: ns, name: "plan"), running)
+      try await plans.entry.writeStatus(try await s.client.get(RecoveryPlan.self, namespace: ns, name: "plan"), running)
       let plan1 = try await s.client.get(RecoveryPlan.self, namespace: ns, name: "plan")
       #expect(plan1.status == running)
       var done = running
       done.phase = .succeeded
       done.message = nil
       done.completionTime = t0.addingTimeInterval(60)
-      try await plans.writeStatus(plan1, done)
+      try await plans.entry.writeStatus(plan1, done)
       let plan2 = try await s.client.get(RecoveryPlan.self, namespace: ns, name: "plan")
       #expect(plan2.status == done)
       #expect(try await s.raw(RecoveryPlan.resource, ns, "plan")?[path: "status", "message"] == nil)
@@ -357,14 +358,14 @@ private struct BookmarkResume {
       inRun.observedGeneration = 1
       inRun.phase = .running
       inRun.currentRun = DrillCurrentRun(startTime: t0, scratchNamespace: "drill-scratch-1", step: "restore")
-      try await drills.writeStatus(try await s.client.get(DRDrill.self, namespace: ns, name: "drill"), inRun)
+      try await drills.entry.writeStatus(try await s.client.get(DRDrill.self, namespace: ns, name: "drill"), inRun)
       let drill1 = try await s.client.get(DRDrill.self, namespace: ns, name: "drill")
       #expect(drill1.status == inRun)
       var idle = inRun
       idle.phase = .idle
       idle.currentRun = nil
       idle.lastRunTime = t0
-      try await drills.writeStatus(drill1, idle)
+      try await drills.entry.writeStatus(drill1, idle)
       let drill2 = try await s.client.get(DRDrill.self, namespace: ns, name: "drill")
       #expect(drill2.status == idle)
       #expect(try await s.raw(DRDrill.resource, ns, "drill")?[path: "status", "currentRun"] == nil)
@@ -534,7 +535,8 @@ private struct BookmarkResume {
         #expect(managedFields(raw, manager: m).first?[path: "fieldsV1", "f:spec", "f:tier"] != nil, "\(m)")
       }
 
-      // Status: the controller's write (SSA, force) and another manager's.
+      // Status: the controller's write (a merge patch: its manager owns the fields it set) and another manager's
+      // apply, which conflicts with those fields unless forced.
       let reconciler = BackupPolicyReconciler(
         client: s.client, settings: ControllerSettings(engineImage: "botrt-engine:test"), recorder: nil,
         metrics: nil, logger: crLogger("backuppolicy"))
