@@ -345,6 +345,10 @@ node_all_alive() {
 
 node_down() {
   node_load_settings
+  # A state dir that never started a node (BOTRT_NODE=0: a helper's or a test's private control plane) has nothing
+  # to stop, and must not touch what is machine-wide: kube-proxy's rules, the FORWARD chain and the kubepods cgroups
+  # belong to the node of another state dir (tearing them down made that node NotReady mid-run).
+  if [[ ! -d "$NODE_DIR" ]]; then return 0; fi
   # 1. Pods first, while the kubelet runs: it tears down their network and volumes.
   if alive kubelet kubelet && alive apiserver kube-apiserver; then
     KUBECONFIG="$DIR/kubeconfig" kubectl delete pods --all-namespaces --all --grace-period=1 --wait=false \
