@@ -607,6 +607,18 @@ def backup_policy_status():
                                                     "replica.", maxLength=256),
             "keyRotation": string("The state of the replica's key rotation, in a sentence.", maxLength=4096),
         }, required=["name"]), maxItems=4),
+        "repositoryIdentity": obj(
+            "The repository's id and signing key, recorded from the first successful backup that reported them and "
+            "passed to every later Job (--expect-repository-id, --expect-signing-key), so a repository replaced "
+            "under the same location (another config and key files) is refused before any key is used. Dropped "
+            "and recorded again when spec.repository names another location.", {
+                "repository": string("The repository URL the pins belong to (the Jobs' --repo).", maxLength=4096),
+                "id": string("The repository id.", pattern=r"^[0-9a-f]{32}$", maxLength=32),
+                "signingKey": string("The hex Ed25519 public key that signs the repository's config, key files "
+                                     "and manifests.", pattern=r"^[0-9a-f]{64}$", maxLength=64),
+                "recordedAt": date_time("When the run the pins came from finished."),
+                "recordedFrom": string("The Job whose result the pins came from.", maxLength=63),
+            }, required=["repository", "id", "signingKey"]),
     })
 
 

@@ -178,6 +178,14 @@ q "delete from items where id > 60" >/dev/null
 SNAP2="$(backup b2)"
 [[ "$SNAP2" != "$SNAP1" ]] || fail "the second backup made no new snapshot"
 log "   snapshot $SNAP2 of 60 rows (the newest)"
+# The first backup's result pinned the repository; the second one's Job required it (issue 14 item 5).
+PIN="$(k get backuppolicy appdb -o jsonpath='{.status.repositoryIdentity.id}')"
+[[ "$PIN" =~ ^[0-9a-f]{32}$ ]] || fail "status.repositoryIdentity.id is '$PIN' after two backups"
+kubectl -n "$BACKUP_NS" get jobs,cronjobs -l dr.botrt.io/policy-name=appdb -o json |
+  grep -q -- "--expect-repository-id" || fail "no Job or CronJob of appdb passes --expect-repository-id"
+kubectl -n "$BACKUP_NS" get jobs,cronjobs -l dr.botrt.io/policy-name=appdb -o json | grep -q -- "\"$PIN\"" ||
+  fail "the pinned id $PIN is in no Job or CronJob of appdb"
+log "   repository $PIN is pinned in status and passed to the Jobs"
 k apply -f - >/dev/null <<EOF
 apiVersion: apps/v1
 kind: Deployment

@@ -265,7 +265,7 @@ public final class BotRTController: Sendable {
   /// Whether `policy` references the Secret `name` of its namespace.
   static func references(_ policy: BackupPolicy, secret name: String) -> Bool {
     do {
-      let inv = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) { $0 }
+      let inv = try EngineInvocation(policy: policy) { $0 }
       return inv.secrets.contains { $0.sourceName == name }
     } catch {
       // A spec the invocation refuses still names its Secrets in the usual places.

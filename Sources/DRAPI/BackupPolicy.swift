@@ -145,6 +145,33 @@ public struct ReplicaSpec: Codable, Sendable, Hashable {
   }
 }
 
+/// The identity of a repository, recorded from the first successful run that reported it and pinned in every later
+/// Job (`--expect-repository-id`, `--expect-signing-key`): a repository replaced wholesale under the same location
+/// (another config and key files, e.g. planted by someone with write access to the storage) is refused before any
+/// key is used or any data is written.
+public struct RepositoryIdentity: Codable, Sendable, Hashable {
+  /// The repository URL the pins belong to (as the Jobs' `--repo`). When the spec names another location, the pins
+  /// are dropped and recorded again from the next run.
+  public var repository: String
+  /// The repository id (32 hex digits).
+  public var id: String
+  /// The hex Ed25519 public key (64 hex digits) that signs the repository's config, key files and manifests.
+  public var signingKey: String
+  /// When the run the pins came from finished.
+  public var recordedAt: Date?
+  /// The Job whose result the pins came from.
+  public var recordedFrom: String?
+
+  public init(repository: String, id: String, signingKey: String, recordedAt: Date? = nil, recordedFrom: String? = nil)
+  {
+    self.repository = repository
+    self.id = id
+    self.signingKey = signingKey
+    self.recordedAt = recordedAt
+    self.recordedFrom = recordedFrom
+  }
+}
+
 /// Copy progress of one replica.
 public struct ReplicaStatus: Codable, Sendable, Hashable {
   /// The replica's name (spec.replicas[].name).
@@ -582,6 +609,8 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   public var backupNamespace: String?
   public var lastFailure: String?
   public var replicas: [ReplicaStatus]?
+  /// The primary repository's id and signing key, pinned in every Job that opens it.
+  public var repositoryIdentity: RepositoryIdentity?
 
   public init(
     observedGeneration: Int64? = nil, conditions: [Condition]? = nil, lastSuccessfulBackup: Date? = nil,

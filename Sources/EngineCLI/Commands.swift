@@ -40,6 +40,7 @@ func fill(_ result: inout CommandResult, _ repo: Repository) {
   if result.repositoryId == nil {
     result.repositoryId = repo.config.id
     result.signingKey = repo.config.publicKey
+    result.repository = repo.store.location
   }
   let w = repo.warnings
   if !w.isEmpty { result.addWarnings(w) }
@@ -144,6 +145,16 @@ struct BackupCommand: EngineCommand {
     guard initIfMissing else { return try await repoOptions.open() }
     let store = try repoOptions.makeStore()
     if try await store.head("config") != nil { return try await repoOptions.open() }
+    if let pinned = repoOptions.expectRepositoryID {
+      // A pinned repository that vanished is not replaced by a new one: that would hide its loss, and give whoever
+      // deleted it a fresh repository to watch.
+      throw EngineError.integrity(
+        object: "config",
+        message:
+          "repository \(pinned) was expected (pinned when it was created) but \(store.location) has no config: it "
+          + "was deleted or the location is wrong; nothing was written. To start a new repository there, drop the "
+          + "pins (--\(EngineFlag.expectRepositoryID), --\(EngineFlag.expectSigningKey))")
+    }
     let lock = try objectLock.map { try ObjectLockConfig.parse($0) }
     do {
       let repo = try await Repository.initialize(

@@ -96,6 +96,29 @@ public enum EngineKMSKind: String, Sendable, Hashable, CaseIterable {
   public var makesNewKEK: Bool { self != .localKey }
 }
 
+/// Repository URLs as the controller writes them (`--repo`) and the engine reports them (`EngineResult.repository`).
+public enum EngineRepositoryURL {
+  /// The URL compared: scheme lowercased, query and trailing slashes dropped.
+  public static func normalized(_ url: String) -> String {
+    var u = url
+    if let q = u.firstIndex(of: "?") { u = String(u[..<q]) }
+    if let r = u.range(of: "://") {
+      u = u[..<r.lowerBound].lowercased() + u[r.lowerBound...]
+    }
+    while u.hasSuffix("/"), !u.hasSuffix("://"), !u.hasSuffix(":///") { u.removeLast() }
+    return u
+  }
+
+  /// Whether two URLs name the same repository.
+  public static func same(_ a: String, _ b: String) -> Bool { normalized(a) == normalized(b) }
+
+  /// Whether `id` and `key` have the pins' shapes: 32 and 64 hex digits.
+  public static func validPins(id: String, signingKey key: String) -> Bool {
+    func hex(_ s: String, _ n: Int) -> Bool { s.count == n && s.allSatisfy(\.isHexDigit) }
+    return hex(id, 32) && hex(key, 64)
+  }
+}
+
 /// Flags of every repository command: the repository, its key service and how to reach them.
 public struct EngineCommonArguments: Sendable, Hashable {
   public var repo: String

@@ -31,6 +31,10 @@ public struct EngineResult: Codable, Sendable, Hashable {
   /// records them from the first run and pins them in later runs (`--expect-repository-id`, `--expect-signing-key`).
   public var repositoryId: String?
   public var signingKey: String?
+  /// The repository the run opened, as a URL without credentials (`s3://BUCKET/PREFIX`, `gs://…`, `azblob://…`,
+  /// `file:///PATH`): the id and signing key above belong to it. A caller pins them only for the repository it
+  /// named (see `EngineRepositoryURL.same`), so a run of an older spec cannot pin a new location.
+  public var repository: String?
   public var keyVersion: String?
   /// delete-repository: objects deleted and objects Object Lock kept.
   public var objectsDeleted: Int?
@@ -129,7 +133,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     case command, ok, exitCode, snapshotId, files, bytesRead, bytesStored, durationSeconds, errors, keyUnwraps
     case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
     case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
-    case snapshotTime, skippedSnapshots, bytesDownloaded, engineVersion, repositoryId, signingKey
+    case snapshotTime, skippedSnapshots, bytesDownloaded, engineVersion, repositoryId, signingKey, repository
   }
 
   public init(from decoder: Decoder) throws {
@@ -153,6 +157,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     keyVersion = try c.decodeIfPresent(String.self, forKey: .keyVersion)
     repositoryId = try c.decodeIfPresent(String.self, forKey: .repositoryId)
     signingKey = try c.decodeIfPresent(String.self, forKey: .signingKey)
+    repository = try c.decodeIfPresent(String.self, forKey: .repository)
     objectsDeleted = try c.decodeIfPresent(Int.self, forKey: .objectsDeleted)
     objectsRetained = try c.decodeIfPresent(Int.self, forKey: .objectsRetained)
     if let list = try? c.decodeIfPresent([KeyUnwrap].self, forKey: .keyUnwraps) {

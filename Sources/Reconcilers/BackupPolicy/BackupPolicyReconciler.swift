@@ -255,8 +255,15 @@ public final class BackupPolicyReconciler: Sendable {
     let runs = try await observeRuns(policy, namespace: workNS)
     var outcome = BackupPolicyStatusLogic.compute(
       policy: policy, effective: effective, problem: problem, runs: runs, backupNamespace: backupNS,
-      handledTrigger: handled, childSummary: summary, now: now)
+      handledTrigger: handled, childSummary: summary, now: now,
+      repositoryURL: effective == nil ? nil : try? EngineInvocation(policy: policy) { $0 }.repoURL)
     if let e = conflictEvent { outcome.events.append(e) }
+    if outcome.status.repositoryIdentity != policy.status?.repositoryIdentity {
+      // The children were built from the previous status: build them again with the pins (a status write alone
+      // does not bring the policy back).
+      let soon = now.addingTimeInterval(1)
+      outcome.requeueAt = min(outcome.requeueAt ?? soon, soon)
+    }
     var keyChanged = false
     if let eff = effective, problem == nil {
       let r = try await rotateKeysIfDue(policy, effective: eff, secrets: secrets, namespace: workNS, now: now)
@@ -358,7 +365,7 @@ public final class BackupPolicyReconciler: Sendable {
 
   func readSecrets(_ policy: BackupPolicy) async throws -> [String: Secret] {
     let ns = policy.metadata.namespace ?? "default"
-    let invocation = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) { $0 }
+    let invocation = try EngineInvocation(policy: policy) { $0 }
     var out: [String: Secret] = [:]
     for use in invocation.secrets + (try ReplicationChildren.secretUses(policy.spec)) {
       do {
@@ -576,7 +583,7 @@ public final class BackupPolicyReconciler: Sendable {
 
   func repositoryText(_ policy: BackupPolicy) -> String {
     do {
-      return try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) { $0 }.repoURL
+      return try EngineInvocation(policy: policy) { $0 }.repoURL
     } catch {
       return "the policy's repository"
     }

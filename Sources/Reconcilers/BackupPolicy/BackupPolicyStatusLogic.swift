@@ -141,11 +141,41 @@ public struct PolicyProblem: Sendable, Hashable {
 
 /// Pure status logic of a BackupPolicy: conditions, RPO, last backup, next run and the requeue moment.
 public enum BackupPolicyStatusLogic {
+  /// The repository identity to keep in status: `previous` while it belongs to `repositoryURL`; otherwise (none yet,
+  /// or the spec moved the repository) the id and signing key of the oldest successful run whose result names
+  /// `repositoryURL`, or nil. `conflict` names successful runs that reported another identity for the same
+  /// repository (it was replaced between them): the oldest one is kept, and the later ones are the suspects.
+  /// A nil `repositoryURL` (a spec the controller cannot run) keeps `previous`.
+  public static func repositoryIdentity(
+    previous: RepositoryIdentity?, runs: [BackupRun], repositoryURL: String?
+  ) -> (identity: RepositoryIdentity?, conflict: String?) {
+    guard let url = repositoryURL else { return (previous, nil) }
+    if let p = previous, EngineRepositoryURL.same(p.repository, url) { return (p, nil) }
+    let reported = runs.filter { $0.state == .succeeded }.compactMap { r -> (BackupRun, String, String)? in
+      guard let res = r.result, let repo = res.repository, EngineRepositoryURL.same(repo, url),
+        let id = res.repositoryId?.lowercased(), let key = res.signingKey?.lowercased(),
+        EngineRepositoryURL.validPins(id: id, signingKey: key)
+      else { return nil }
+      return (r, id, key)
+    }.sorted { ($0.0.finishTime ?? .distantFuture, $0.0.jobName) < ($1.0.finishTime ?? .distantFuture, $1.0.jobName) }
+    guard let first = reported.first else { return (nil, nil) }
+    let identity = RepositoryIdentity(
+      repository: url, id: first.1, signingKey: first.2, recordedAt: first.0.finishTime, recordedFrom: first.0.jobName)
+    let others = reported.dropFirst().filter { $0.1 != first.1 || $0.2 != first.2 }.map { $0.0.jobName }
+    let conflict =
+      others.isEmpty
+      ? nil
+      : "Jobs \(others.joined(separator: ", ")) reported another repository identity at \(url) than Job "
+        + "\(first.0.jobName) (id \(first.1)): the repository was replaced between them. The first one is pinned; "
+        + "check who can write to the storage."
+    return (identity, conflict)
+  }
+
   /// Computes the status. `effective` is nil when the spec is invalid (`problem` says why); `problem` is also set
   /// when the children could not be built or applied. `runs` are the policy's backup runs still in the cluster.
   public static func compute(
     policy: BackupPolicy, effective: EffectivePolicy?, problem: PolicyProblem?, runs: [BackupRun],
-    backupNamespace: String, handledTrigger: String?, childSummary: String, now: Date
+    backupNamespace: String, handledTrigger: String?, childSummary: String, now: Date, repositoryURL: String? = nil
   ) -> StatusOutcome {
     let previous = policy.status ?? BackupPolicyStatus()
     let generation = policy.metadata.generation
@@ -236,6 +266,24 @@ public enum BackupPolicyStatusLogic {
           warning: false, reason: "BackupSucceeded",
           message: "Backup Job \(r.jobName) stored snapshot \(r.result?.snapshotId ?? "unknown")\(bytes)."))
     }
+    // The repository's identity: pinned from the first successful run that reports it for the repository the spec
+    // names now.
+    let pins = repositoryIdentity(previous: previous.repositoryIdentity, runs: runs, repositoryURL: repositoryURL)
+    if pins.identity != previous.repositoryIdentity {
+      s.repositoryIdentity = pins.identity
+      if let id = pins.identity {
+        events.append(
+          PlannedEvent(
+            warning: false, reason: "RepositoryPinned",
+            message:
+              "Repository \(id.repository) has id \(id.id) and signing key \(id.signingKey.prefix(16))... (from Job "
+              + "\(id.recordedFrom ?? "unknown")); every later Job requires them."))
+      }
+    }
+    if let w = pins.conflict {
+      events.append(PlannedEvent(warning: true, reason: "RepositoryIdentityConflict", message: w))
+    }
+
     if let r = finished {
       if r.state == .succeeded {
         let snap = r.result?.snapshotId ?? s.lastSnapshot ?? "unknown"

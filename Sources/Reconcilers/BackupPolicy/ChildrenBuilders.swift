@@ -265,7 +265,7 @@ public enum BackupPolicyChildren {
     let names = ChildNames(namespace: policyNS, name: policy.name)
     let workNS = workloadNamespace(policy, settings: settings)
     let copies = workNS != policyNS
-    let invocation = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) {
+    let invocation = try EngineInvocation(policy: policy) {
       copies ? names.secretCopy($0) : $0
     }
     return DeclaredRBAC(
@@ -286,7 +286,7 @@ public enum BackupPolicyChildren {
     let owned = ownerLabels(policy)
     func with(_ component: String) -> [String: String] { owned.merging([ChildLabels.component: component]) { $1 } }
 
-    let invocation = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) {
+    let invocation = try EngineInvocation(policy: policy) {
       copies ? names.secretCopy($0) : $0
     }
     var out: [DesiredChild] = []
@@ -759,7 +759,7 @@ public enum BackupPolicyChildren {
     if let given {
       invocation = given
     } else {
-      invocation = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) {
+      invocation = try EngineInvocation(policy: policy) {
         copies ? names.secretCopy($0) : $0
       }
     }

@@ -290,7 +290,7 @@ public enum DrillLogic {
   public static func secretCopies(
     _ drill: DRDrill, namespace ns: String, policy: BackupPolicy, spec: DrillRunSpec, secrets: [String: Secret]
   ) throws(SpecError) -> [DesiredChild] {
-    let inv = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) { $0 }
+    let inv = try EngineInvocation(policy: policy) { $0 }
     var names = inv.secrets.map(\.sourceName)
     for e in (spec.restore.into.command?.env ?? []) + (spec.query?.env ?? []) {
       if let r = e.valueFrom?.secretKeyRef, !names.contains(r.name) { names.append(r.name) }

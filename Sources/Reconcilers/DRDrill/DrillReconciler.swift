@@ -241,7 +241,7 @@ public final class DrillReconciler: Sendable {
     let scratch = DrillLogic.scratchNamespace(drill, token: token)
     let spec = try DrillLogic.runSpec(drill, plan: plan)
     var secrets: [String: Secret] = [:]
-    let inv = try EngineInvocation(spec: policy.spec, currentKey: policy.status?.currentKey) { $0 }
+    let inv = try EngineInvocation(policy: policy) { $0 }
     var names = inv.secrets.map(\.sourceName)
     for e in (spec.restore.into.command?.env ?? []) + (spec.query?.env ?? []) {
       if let r = e.valueFrom?.secretKeyRef { names.append(r.name) }

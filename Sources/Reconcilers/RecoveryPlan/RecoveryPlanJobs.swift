@@ -235,7 +235,7 @@ public enum RecoveryJobs {
     initContainers: [JSONValue], containers: [JSONValue], volumes: [JSONValue], keepsClaimGroups: Bool
   ) {
     let p = try policy(spec.policyRef, ctx, field: "\(field).policyRef")
-    let inv = try EngineInvocation(spec: p.spec, currentKey: p.status?.currentKey, secretName: ctx.secretName)
+    let inv = try EngineInvocation(policy: p, secretName: ctx.secretName)
     let s = ctx.settings
     let snap = snapshotArgument(snapshot: spec.snapshot, beforeTime: spec.beforeTime)
     func restore(_ output: EngineRestoreArguments.Output, stripComponents: Int = 0) -> [String] {
@@ -324,7 +324,7 @@ public enum RecoveryJobs {
     var volumes: [JSONValue] = []
     if let ref = policyRef {
       let p = try policy(ref, ctx, field: "\(field).policyRef")
-      let inv = try EngineInvocation(spec: p.spec, currentKey: p.status?.currentKey, secretName: ctx.secretName)
+      let inv = try EngineInvocation(policy: p, secretName: ctx.secretName)
       volumes = inv.volumes
       let args = EngineArguments.verify(
         EngineVerifyArguments(

@@ -90,14 +90,17 @@ public struct ReplicaInvocation: Sendable, Hashable {
   /// `targetKey` is the key wrapping the replica (its status.replicas[].currentKey, or for a new replica sharing the
   /// policy's encryption the primary's current key).
   public init(
-    policy: BackupPolicySpec, index: Int, currentKey: String? = nil, targetKey: String? = nil,
-    retention: RetentionSpec? = nil, secretName: (String) -> String
+    policy: BackupPolicySpec, index: Int, currentKey: String? = nil, identity: RepositoryIdentity? = nil,
+    targetKey: String? = nil, retention: RetentionSpec? = nil, secretName: (String) -> String
   ) throws(SpecError) {
     guard let replicas = policy.replicas, replicas.indices.contains(index) else {
       throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
     }
     let replica = replicas[index]
-    let source = try EngineInvocation(spec: policy, currentKey: currentKey, secretName: secretName)
+    // The source is the primary: its pins (status.repositoryIdentity). The target is built without any, so a
+    // replica never inherits the primary's.
+    let source = try EngineInvocation(
+      spec: policy, currentKey: currentKey, identity: identity, secretName: secretName)
     let tSpec = Self.targetSpec(policy, replica)
     let target: EngineInvocation
     do {
@@ -223,7 +226,8 @@ public enum ReplicationChildren {
     var uses: [SecretUse] = []
     for i in replicas.indices {
       let inv = try ReplicaInvocation(
-        policy: policy.spec, index: i, currentKey: policy.status?.currentKey, secretName: podName)
+        policy: policy.spec, index: i, currentKey: policy.status?.currentKey,
+        identity: policy.status?.repositoryIdentity, secretName: podName)
       for u in inv.secrets where !uses.contains(where: { $0.sourceName == u.sourceName }) { uses.append(u) }
     }
     var out: [DesiredChild] = []
@@ -293,7 +297,8 @@ public enum ReplicationChildren {
     for i in replicas.indices {
       guard
         let inv = try? ReplicaInvocation(
-          policy: policy.spec, index: i, currentKey: policy.status?.currentKey, secretName: { $0 })
+          policy: policy.spec, index: i, currentKey: policy.status?.currentKey,
+          identity: policy.status?.repositoryIdentity, secretName: { $0 })
       else { return [] }
       egress += BackupPolicyChildren.storageEgressRules(inv.targetSpec)
     }
@@ -359,7 +364,8 @@ public enum ReplicationChildren {
     }
     let targetKey = Self.targetKey(policy, replica: replica)
     let inv = try ReplicaInvocation(
-      policy: policy.spec, index: index, currentKey: policy.status?.currentKey, targetKey: targetKey,
+      policy: policy.spec, index: index, currentKey: policy.status?.currentKey,
+      identity: policy.status?.repositoryIdentity, targetKey: targetKey,
       retention: input.effective.retention.value
     ) { copies ? names.secretCopy($0) : $0 }
     var labels = BackupPolicyChildren.ownerLabels(policy)

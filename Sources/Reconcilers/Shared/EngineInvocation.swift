@@ -53,7 +53,21 @@ public struct EngineInvocation: Sendable, Hashable {
   /// Computes the invocation. `secretName` maps a Secret name of the policy's namespace to the name the pod sees.
   /// `currentKey` is status.currentKey: the key a rotation moved the repository to (an AWS KMS key id, or an entry
   /// of the rotation keys Secret), used instead of the one spec names.
-  public init(spec: BackupPolicySpec, currentKey: String? = nil, secretName: (String) -> String) throws(SpecError) {
+  /// The invocation of a policy's primary repository: the spec, the key a rotation moved it to (status.currentKey)
+  /// and the repository's pinned identity (status.repositoryIdentity).
+  public init(policy: BackupPolicy, secretName: (String) -> String) throws(SpecError) {
+    try self.init(
+      spec: policy.spec, currentKey: policy.status?.currentKey, identity: policy.status?.repositoryIdentity,
+      secretName: secretName)
+  }
+
+  /// `identity` is the repository's recorded id and signing key (status.repositoryIdentity): passed to the engine
+  /// as `--expect-repository-id` and `--expect-signing-key` when it belongs to the repository the spec names, left
+  /// out otherwise (the spec moved the repository; the next run records the new one).
+  public init(
+    spec: BackupPolicySpec, currentKey: String? = nil, identity: RepositoryIdentity? = nil,
+    secretName: (String) -> String
+  ) throws(SpecError) {
     // Every Job waits for a conflicting repository lock (a prune or key rotation of the same repository) instead of
     // failing at once; a little longer than a lock's lifetime, so the lock of a run killed mid-way expires first.
     var c = EngineCommonArguments(repo: "", kms: "", retryLockSeconds: Self.retryLockSeconds)
@@ -262,6 +276,12 @@ public struct EngineInvocation: Sendable, Hashable {
 
     c.repo = repoURL
     c.kms = kmsURL
+    if let identity, EngineRepositoryURL.same(identity.repository, repoURL),
+      EngineRepositoryURL.validPins(id: identity.id, signingKey: identity.signingKey)
+    {
+      c.expectedRepositoryID = identity.id
+      c.expectedSigningKey = identity.signingKey
+    }
     self.common = c
     self.env = env
     self.volumes = volumes
