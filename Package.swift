@@ -70,7 +70,8 @@ let package = Package(
     .target(
       name: "EngineCLI",
       dependencies: [
-        "BackupEngine", "EngineContract", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "BackupEngine", "CurlHTTP", "EngineContract",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings),
@@ -95,7 +96,8 @@ let package = Package(
     .testTarget(name: "BackupEngineTests", dependencies: ["BackupEngine"]),
     // The retention simulation takes its forget flags from the controller's prune CronJob builder.
     .testTarget(
-      name: "EngineIntegrationTests", dependencies: ["BackupEngine", "EngineCLI", "Reconcilers", "DRAPI", "KubeCore"]),
+      name: "EngineIntegrationTests",
+      dependencies: ["BackupEngine", "CurlHTTP", "EngineCLI", "EngineContract", "Reconcilers", "DRAPI", "KubeCore"]),
     // The controller's Jobs fed to the engine's real parser; the shared duration grammar.
     .testTarget(
       name: "ContractTests",

@@ -140,6 +140,20 @@ def exactly_one(field, *names):
     return rule(f"{count} == 1", f"{field}: set exactly one of {', '.join(names)}")
 
 
+# Key-service URLs that must be https:// unless kms.allowPlaintextHTTP (Validation.swift: plaintextKMS).
+PLAINTEXT_KMS_FIELDS = [("vaultTransit", "address"), ("awsKms", "endpoint"), ("azureKeyVault", "vaultURL"),
+                        ("azureKeyVault", "authorityHost"), ("gcpKms", "endpoint")]
+
+
+def plaintext_rule(kind, field):
+    return rule(f"!has(self.{kind}) || !has(self.{kind}.{field}) || "
+                f"!self.{kind}.{field}.matches('^[hH][tT][tT][pP]:') || "
+                "(has(self.allowPlaintextHTTP) && self.allowPlaintextHTTP)",
+                f"{kind}.{field}: an http:// URL sends the key service's credentials and the data keys "
+                "unencrypted; use https:// (caSecretRef for a private CA) or set allowPlaintextHTTP: true",
+                field_path=f".{kind}.{field}")
+
+
 # A duration the pattern accepts is positive when it has a non-zero digit (Swift: "must be longer than 0s").
 POSITIVE_DURATION = rule("self.matches('[1-9]')", "must be longer than 0s")
 
@@ -379,10 +393,17 @@ def encryption_schema(desc="Client-side encryption: AES-256-GCM data keys per da
                                                                                   "inside the Secret. Default: "
                                                                                   "service-account.json."),
                                   }, required=["keyName"]),
+                                  "allowPlaintextHTTP": boolean(
+                                      "Allow an http:// address or endpoint of the key service (vaultTransit.address, "
+                                      "awsKms.endpoint, azureKeyVault.vaultURL and authorityHost, gcpKms.endpoint): "
+                                      "the Vault token, cloud credentials and plaintext data keys then cross the "
+                                      "network unencrypted. Only for a key service on the same trusted host or "
+                                      "network. Default: false (such an address is refused).", default=False),
                               }, oneOf=one_of("vaultTransit", "awsKms", "localKeySecretRef", "azureKeyVault",
                                               "gcpKms"),
                               **{"x-kubernetes-validations": [exactly_one(
-                                  "kms", "vaultTransit", "awsKms", "localKeySecretRef", "azureKeyVault", "gcpKms")]}),
+                                  "kms", "vaultTransit", "awsKms", "localKeySecretRef", "azureKeyVault", "gcpKms")]
+                                 + [plaintext_rule(kind, field) for kind, field in PLAINTEXT_KMS_FIELDS]}),
                    "keyRotationDays": integer("Days between key rotations (1-90; the original design requires at "
                                               "most 90). The controller runs a rotation when this many days have "
                                               "passed since status.lastKeyRotation. Default: 90.", fmt="int32",
@@ -530,6 +551,12 @@ def backup_policy_spec():
                                                                  "Default: false.", default=False),
                                      }, required=["name", "repository"]), maxItems=4,
                                      **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+                   "caSecretRef": secret_ref("Secret holding PEM CA certificates trusted, in addition to the "
+                                             "system's, for every HTTPS connection of this policy's Jobs: the "
+                                             "repository and replica storage (S3, GCS, Azure) and the key service "
+                                             "(Vault, AWS KMS, Azure Key Vault, Google Cloud KMS); for private CAs. "
+                                             "kms.vaultTransit.caSecretRef, when set, replaces the trust for Vault "
+                                             "alone.", default_key="ca.crt"),
                    "resources": resources(),
                    "successfulJobsHistoryLimit": integer("Finished successful Jobs to keep. Default: 3.",
                                                          fmt="int32", minimum=0, maximum=100, default=3),

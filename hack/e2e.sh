@@ -144,6 +144,7 @@ spec:
   encryption:
     kms:
       vaultTransit: {address: "$VAULT_ADDR", key: botrt-test, authSecretRef: {name: vault-token}}
+      allowPlaintextHTTP: true  # the test services' Vault speaks plain HTTP
 EOF
 backup() { # TRIGGER: run the policy now and wait for its new snapshot; prints the snapshot id
   local before

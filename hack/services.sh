@@ -309,6 +309,8 @@ export PGUSER=postgres
 export BOTRT_PG_BIN=$(pg_bin)
 EOF
   if wanted seaweedfs; then echo "export BOTRT_SEAWEED_ENDPOINT=http://$HOST:$SEAWEED_PORT" >>"$DIR/services.env"; fi
+  # The server binary, for tests that start their own fake-gcs-server (over TLS with a CA they make).
+  if wanted gcs; then echo "export BOTRT_FAKE_GCS_BIN=$(gcs_bin)" >>"$DIR/services.env"; fi
 }
 
 # name:pattern pairs, in start order (patterns need the ports loaded).

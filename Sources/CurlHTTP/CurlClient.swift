@@ -18,10 +18,37 @@ public final class CurlClient: Sendable {
   /// Extra libcurl verbosity for debugging (never logs bodies or headers by itself).
   public let verbose: Bool
 
+  /// Certificates (PEM) trusted by every request that names no CA of its own (`TLSOptions.caFile`, `caPEM`), instead
+  /// of libcurl's default bundle; nil = libcurl's default. `CurlClient.systemCABundle` plus a private CA adds that CA.
+  public let defaultCAPEM: Data?
+
   public init(maxPooledConnections: Int = 16, verbose: Bool = false) {
     CurlGlobal.ensureInitialized()
     self.maxPooled = maxPooledConnections
     self.verbose = verbose
+    self.defaultCAPEM = nil
+  }
+
+  /// A client whose requests trust `defaultCAPEM` unless they name a CA of their own.
+  public init(defaultCAPEM: Data?, maxPooledConnections: Int = 16) {
+    CurlGlobal.ensureInitialized()
+    self.maxPooled = maxPooledConnections
+    self.verbose = false
+    self.defaultCAPEM = defaultCAPEM
+  }
+
+  /// Where Linux distributions keep the system's CA bundle (Debian and Ubuntu, Fedora and RHEL, Alpine, openSUSE).
+  public static let systemCABundlePaths = [
+    "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem",
+    "/etc/ssl/ca-bundle.pem",
+  ]
+
+  /// The system's CA bundle (the first of `systemCABundlePaths` that can be read), or nil.
+  public static func systemCABundle() -> Data? {
+    for p in systemCABundlePaths {
+      if let d = FileManager.default.contents(atPath: p), !d.isEmpty { return d }
+    }
+    return nil
   }
 
   /// Sends a request and collects the whole response. HTTP error statuses are returned, not thrown.
@@ -150,7 +177,11 @@ public final class CurlClient: Sendable {
       }
       blobs.append(b)
     }
-    if let d = tls.caPEM { setBlob(CURLOPT_CAINFO_BLOB, d) }
+    if let d = tls.caPEM {
+      setBlob(CURLOPT_CAINFO_BLOB, d)
+    } else if tls.caFile == nil, let d = defaultCAPEM {
+      setBlob(CURLOPT_CAINFO_BLOB, d)
+    }
     if let d = tls.clientCertPEM { setBlob(CURLOPT_SSLCERT_BLOB, d) }
     if let d = tls.clientKeyPEM { setBlob(CURLOPT_SSLKEY_BLOB, d) }
 

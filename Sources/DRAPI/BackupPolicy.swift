@@ -72,6 +72,8 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
   public var deleteBackupsOnDelete: Bool?
   /// Repositories the snapshots are copied to after each successful backup.
   public var replicas: [ReplicaSpec]?
+  /// PEM CA certificates trusted in addition to the system's for every HTTPS connection of the policy's Jobs.
+  public var caSecretRef: SecretReference?
   /// Resources of the engine container.
   public var resources: ResourceRequirements?
   /// Successful Jobs to keep.
@@ -422,16 +424,29 @@ public struct KMSSpec: Codable, Sendable, Hashable {
   public var localKeySecretRef: SecretReference?
   public var azureKeyVault: AzureKeyVaultKMS?
   public var gcpKms: GCPKMS?
+  /// Allow http:// addresses and endpoints of the key service (default false: refused).
+  public var allowPlaintextHTTP: Bool?
 
   public init(
     vaultTransit: VaultTransitKMS? = nil, awsKms: AWSKMS? = nil, localKeySecretRef: SecretReference? = nil,
-    azureKeyVault: AzureKeyVaultKMS? = nil, gcpKms: GCPKMS? = nil
+    azureKeyVault: AzureKeyVaultKMS? = nil, gcpKms: GCPKMS? = nil, allowPlaintextHTTP: Bool? = nil
   ) {
+    self.allowPlaintextHTTP = allowPlaintextHTTP
     self.vaultTransit = vaultTransit
     self.awsKms = awsKms
     self.localKeySecretRef = localKeySecretRef
     self.azureKeyVault = azureKeyVault
     self.gcpKms = gcpKms
+  }
+
+  /// The key service's URLs that must be https:// unless `allowPlaintextHTTP`: (field under kms, value).
+  public var plaintextCheckedURLs: [(field: String, url: String)] {
+    [
+      ("vaultTransit.address", vaultTransit?.address), ("awsKms.endpoint", awsKms?.endpoint),
+      ("azureKeyVault.vaultURL", azureKeyVault?.vaultURL),
+      ("azureKeyVault.authorityHost", azureKeyVault?.authorityHost),
+      ("gcpKms.endpoint", gcpKms?.endpoint),
+    ].compactMap { f, u in u.map { (f, $0) } }
   }
 
   /// Every KMS kind, in schema order.

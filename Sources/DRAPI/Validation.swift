@@ -44,6 +44,19 @@ public enum SpecValidation {
   }
 
   /// Whether `verify --read-data-subset` accepts `s`: "P%" (0 < P <= 100) or "n/t" (1 <= n <= t <= 256).
+  /// TLS by default: an http:// URL of the key service would carry its token or credentials and the plaintext data
+  /// keys unencrypted; refused unless the spec opts in with allowPlaintextHTTP.
+  static func plaintextKMS(_ kms: KMSSpec, at field: String) -> [SpecError] {
+    guard kms.allowPlaintextHTTP != true else { return [] }
+    return kms.plaintextCheckedURLs.filter { $0.url.lowercased().hasPrefix("http:") }.map {
+      SpecError(
+        field: "\(field).\($0.field)",
+        message: "'\($0.url)' is http://: the key service's token or credentials and the plaintext data keys would "
+          + "cross the network unencrypted; use https:// (with spec.caSecretRef or vaultTransit.caSecretRef for a "
+          + "private CA), or set \(field).allowPlaintextHTTP: true for a key service on a trusted network")
+    }
+  }
+
   public static func validReadDataSubset(_ s: String) -> Bool {
     if s.hasSuffix("%") {
       guard let p = Double(s.dropLast()) else { return false }
@@ -111,6 +124,7 @@ public enum SpecValidation {
     errors += exactlyOne(
       spec.repository.configuredBackends, of: ["s3", "gcs", "azure", "local"], at: "spec.repository")
     errors += exactlyOne(spec.encryption.kms.configuredKinds, of: KMSSpec.allKinds, at: "spec.encryption.kms")
+    errors += plaintextKMS(spec.encryption.kms, at: "spec.encryption.kms")
     var replicaNames = Set<String>()
     for (i, replica) in (spec.replicas ?? []).enumerated() {
       let rf = "spec.replicas[\(i)]"
@@ -124,6 +138,7 @@ public enum SpecValidation {
       }
       if let kms = replica.encryption?.kms {
         errors += exactlyOne(kms.configuredKinds, of: KMSSpec.allKinds, at: "\(rf).encryption.kms")
+        errors += plaintextKMS(kms, at: "\(rf).encryption.kms")
       }
     }
     if let days = spec.encryption.keyRotationDays, !(1...90).contains(days) {

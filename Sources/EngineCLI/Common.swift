@@ -1,5 +1,6 @@
 import ArgumentParser
 import BackupEngine
+import CurlHTTP
 import EngineContract
 import Foundation
 import Logging
@@ -97,6 +98,12 @@ public struct RepoOptions: ParsableArguments {
   @Option(name: .customLong(EngineFlag.vaultCAFile), help: "PEM CA bundle for the Vault server (env VAULT_CACERT).")
   var vaultCAFile: String?
   @Option(
+    name: .customLong(EngineFlag.caCert),
+    help: ArgumentHelp(
+      "PEM file of CA certificates trusted in addition to the system's for every HTTPS connection: storage and key "
+        + "service (repeatable; env BOTRT_CACERT). --vault-ca-file still replaces the trust for Vault alone."))
+  var caCert: [String] = []
+  @Option(
     name: .customLong(EngineFlag.kmsEndpoint),
     help:
       "KMS endpoint override, e.g. in tests (else the KMS URL's ?endpoint=, then env BOTRT_AWSKMS_ENDPOINT, BOTRT_AZUREKV_ENDPOINT or BOTRT_GCPKMS_ENDPOINT)."
@@ -176,25 +183,61 @@ public struct RepoOptions: ParsableArguments {
     return k
   }
 
-  func storeOptions() -> StoreOptions {
+  /// The files of `--cacert` (else BOTRT_CACERT, paths separated by commas).
+  var caCertFiles: [String] {
+    if !caCert.isEmpty { return caCert }
+    return (env[EngineEnv.caCert] ?? "").split(separator: ",").map(String.init).filter { !$0.isEmpty }
+  }
+
+  /// The certificates every HTTPS connection trusts when `--cacert` is given: the system's bundle and the files; nil
+  /// without `--cacert` (libcurl's default). A file that cannot be read or holds no certificate is a usage error
+  /// naming it.
+  func trustedCAs() throws -> Data? {
+    let files = caCertFiles
+    guard !files.isEmpty else { return nil }
+    var pem = CurlClient.systemCABundle() ?? Data()
+    for f in files {
+      guard let d = FileManager.default.contents(atPath: f) else {
+        throw EngineError.usage(
+          "--\(EngineFlag.caCert) \(f): the file cannot be read; give a PEM file of CA certificates")
+      }
+      guard String(decoding: d, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") else {
+        throw EngineError.usage(
+          "--\(EngineFlag.caCert) \(f): no PEM certificate (-----BEGIN CERTIFICATE-----) in the file; give a PEM file of CA "
+            + "certificates")
+      }
+      if pem.last.map({ $0 != UInt8(ascii: "\n") }) ?? false { pem.append(UInt8(ascii: "\n")) }
+      pem.append(d)
+    }
+    return pem
+  }
+
+  /// The HTTP client of the storage and key services: one that trusts `trustedCAs()`, or nil (each makes its own).
+  /// The files are read when the command runs, not when its arguments are parsed.
+  func httpClient() throws -> CurlClient? {
+    guard let pem = try trustedCAs() else { return nil }
+    return CurlClient(defaultCAPEM: pem)
+  }
+
+  func storeOptions() throws -> StoreOptions {
     let e = env
     let pathStyle = s3PathStyle || ["1", "true", "yes"].contains((e[EngineEnv.s3PathStyle] ?? "").lowercased())
     return StoreOptions(
       endpoint: s3Endpoint ?? e[EngineEnv.s3Endpoint] ?? e[EngineEnv.awsEndpointURLS3] ?? e[EngineEnv.awsEndpointURL],
       region: s3Region ?? e[EngineEnv.awsRegion] ?? e[EngineEnv.awsDefaultRegion], pathStyle: pathStyle, environment: e,
-      serverSideEncryption: s3SSE, sseKMSKeyId: s3SSEKMSKeyId)
+      httpClient: try httpClient(), serverSideEncryption: s3SSE, sseKMSKeyId: s3SSEKMSKeyId)
   }
 
-  func kmsOptions() -> KMSOptions {
+  func kmsOptions() throws -> KMSOptions {
     let e = env
     return KMSOptions(
       environment: e, tokenFile: vaultTokenFile, caFile: vaultCAFile ?? e[EngineEnv.vaultCACert],
-      endpoint: kmsEndpoint, accessTokenFile: kmsTokenFile)
+      endpoint: kmsEndpoint, httpClient: try httpClient(), accessTokenFile: kmsTokenFile)
   }
 
-  func makeStore() throws -> any ObjectStore { try makeObjectStore(url: try repoURL(), options: storeOptions()) }
+  func makeStore() throws -> any ObjectStore { try makeObjectStore(url: try repoURL(), options: try storeOptions()) }
   func makeKMS(_ url: String? = nil) throws -> any KeyService {
-    try makeKeyService(url: try url ?? kmsURL(), options: kmsOptions())
+    try makeKeyService(url: try url ?? kmsURL(), options: try kmsOptions())
   }
 
   func logger() -> Logger {

@@ -118,7 +118,7 @@ struct CopyCommand: EngineCommand {
   func execute(_ result: inout CommandResult) async throws {
     let sourceURL = try from ?? repoOptions.repoURL()
     let source = try await Repository.open(
-      store: try makeObjectStore(url: sourceURL, options: repoOptions.storeOptions()),
+      store: try makeObjectStore(url: sourceURL, options: try repoOptions.storeOptions()),
       keyService: try repoOptions.makeKMS(try fromKms ?? repoOptions.kmsURL()), logger: repoOptions.logger(),
       expect: repoOptions.expectation())  // the pins name the source; the target's are not taken yet
     let tURL = try targetURL()
@@ -126,7 +126,7 @@ struct CopyCommand: EngineCommand {
       throw EngineError.usage("--to is the source repository (\(tURL)); give a second repository")
     }
     let tEnv = Self.targetEnvironment(env)
-    var so = repoOptions.storeOptions()
+    var so = try repoOptions.storeOptions()
     so.environment = tEnv
     so.endpoint = toS3Endpoint ?? tEnv[Self.targetEnvPrefix + "BOTRT_S3_ENDPOINT"]
     so.region = toS3Region ?? tEnv[Self.targetEnvPrefix + "AWS_REGION"]
@@ -136,7 +136,7 @@ struct CopyCommand: EngineCommand {
     so.serverSideEncryption = toS3SSE
     so.sseKMSKeyId = toS3SSEKMSKeyId
     let targetStore = try makeObjectStore(url: tURL, options: so)
-    var ko = repoOptions.kmsOptions()
+    var ko = try repoOptions.kmsOptions()
     ko.environment = tEnv
     if let ca = env[Self.targetEnvPrefix + "VAULT_CACERT"] { ko.caFile = ca }
     ko.endpoint = toKmsEndpoint

@@ -11,6 +11,8 @@ public enum EngineFlag {
   public static let vaultTokenFile = "vault-token-file"
   public static let kmsTokenFile = "kms-token-file"
   public static let vaultCAFile = "vault-ca-file"
+  /// restic's name: PEM certificates trusted in addition to the system's for every HTTPS connection.
+  public static let caCert = "cacert"
   public static let kmsEndpoint = "kms-endpoint"
   public static let resultFile = "result-file"
   public static let quiet = "quiet"
@@ -132,6 +134,9 @@ public struct EngineCommonArguments: Sendable, Hashable {
   public var s3SSEKMSKeyId: String?
   public var vaultTokenFile: String?
   public var vaultCAFile: String?
+  /// A PEM file of certificates trusted in addition to the system's for HTTPS to the storage and the key service
+  /// (`--cacert`).
+  public var caCertFile: String?
   public var kmsEndpoint: String?
   public var kmsTokenFile: String?
   /// No progress output (`--quiet`), as in every Job.
@@ -161,6 +166,7 @@ public struct EngineCommonArguments: Sendable, Hashable {
     if let v = s3SSEKMSKeyId { a += [l(EngineFlag.s3SSEKMSKeyId), v] }
     if let v = vaultTokenFile { a += [l(EngineFlag.vaultTokenFile), v] }
     if let v = vaultCAFile { a += [l(EngineFlag.vaultCAFile), v] }
+    if let v = caCertFile { a += [l(EngineFlag.caCert), v] }
     if let v = kmsEndpoint { a += [l(EngineFlag.kmsEndpoint), v] }
     if let v = kmsTokenFile { a += [l(EngineFlag.kmsTokenFile), v] }
     if let v = expectedRepositoryID { a += [l(EngineFlag.expectRepositoryID), v] }

@@ -44,6 +44,8 @@ public enum EngineEnv {
   public static let vaultAddr = "VAULT_ADDR"
   public static let vaultToken = "VAULT_TOKEN"
   public static let vaultCACert = "VAULT_CACERT"
+  /// PEM certificates trusted in addition to the system's (`--cacert`), as restic's RESTIC_CACERT.
+  public static let caCert = "BOTRT_CACERT"
   public static let vaultNamespace = "VAULT_NAMESPACE"
   public static let awsKMSEndpoint = "BOTRT_AWSKMS_ENDPOINT"
   public static let azureKeyVaultEndpoint = "BOTRT_AZUREKV_ENDPOINT"

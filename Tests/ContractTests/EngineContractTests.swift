@@ -301,11 +301,19 @@ func tablePolicies() -> [BackupPolicy] {
       let replica = ReplicaSpec(name: "dr", repository: rRepo, encryption: rEnc)
       let retention =
         i % 3 == 0 ? RetentionSpec(keepLast: 3, keepDaily: 7, maxAge: "1h30m") : nil
-      out.append(
-        policy(
-          "\(sName)-\(kName)", tier: tier, compliance: compliance, repository: repo, kms: kms, dump: i % 2 == 0,
-          replicas: sName == "local" && repo.local != nil && rRepo.local != nil ? nil : [replica],
-          retention: retention, currentKey: kms.localKeySecretRef != nil ? "key-1" : nil))
+      var p = policy(
+        "\(sName)-\(kName)", tier: tier, compliance: compliance, repository: repo, kms: kms, dump: i % 2 == 0,
+        replicas: sName == "local" && repo.local != nil && rRepo.local != nil ? nil : [replica],
+        retention: retention, currentKey: kms.localKeySecretRef != nil ? "key-1" : nil)
+      // Private CAs (--cacert) on odd rows; the repository's pins (--expect-*) on every third.
+      if i % 2 == 1 { p.spec.caSecretRef = SecretReference(name: "private-ca") }
+      if i % 3 == 1, let url = try? EngineInvocation(policy: p, secretName: { $0 }).repoURL {
+        var st = p.status ?? BackupPolicyStatus()
+        st.repositoryIdentity = RepositoryIdentity(
+          repository: url, id: String(repeating: "ab", count: 16), signingKey: String(repeating: "cd", count: 32))
+        p.status = st
+      }
+      out.append(p)
       i += 1
     }
   }
@@ -369,6 +377,14 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
         spec: DRDrillSpec(
           schedule: "@weekly", target: DrillTarget(backupPolicyRef: LocalObjectReference(name: p.metadata.name ?? ""))))
       for spec in drillSpecs(p) { try checkDrill(drill, spec: spec, policies: byName) }
+    }
+    // The table reaches the flags of private CAs and pinned repositories.
+    var flags = Set<String>()
+    for p in policies {
+      for (name, body) in try policyBodies(p) { flags.formUnion(engineRuns(body, name: name).flatMap(\.argv)) }
+    }
+    for f in [EngineFlag.caCert, EngineFlag.expectRepositoryID, EngineFlag.expectSigningKey] {
+      #expect(flags.contains(EngineFlag.long(f)), "no table Job passes --\(f)")
     }
   }
 

@@ -214,7 +214,7 @@ final class RunningController: Sendable {
         encryption: EncryptionSpec(
           kms: KMSSpec(
             vaultTransit: VaultTransitKMS(
-              address: "http://vault.vault.svc:8200", key: "backup-database-key",
+              address: "https://vault.vault.svc:8200", key: "backup-database-key",
               authSecretRef: SecretReference(name: "vault-token"))))))
   }
 

@@ -28,7 +28,7 @@ import Testing
         encryption: EncryptionSpec(
           kms: KMSSpec(
             vaultTransit: VaultTransitKMS(
-              address: "http://vault.vault.svc:8200", key: "backup-database-key",
+              address: "https://vault.vault.svc:8200", key: "backup-database-key",
               authSecretRef: SecretReference(name: "vault-token"))))))
   }
 

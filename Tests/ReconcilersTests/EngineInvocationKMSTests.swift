@@ -88,4 +88,32 @@ import Testing
     #expect(bare.kmsURL == "gcpkms://\(name)")
     #expect(envNames(bare)["BOTRT_GCPKMS_CREDENTIALS_FILE"] == nil)
   }
+
+  /// spec.caSecretRef: the bundle is mounted and passed as --cacert to the primary's Jobs and to the replicas'.
+  @Test func privateCAsAreMountedAndPassedToEveryJob() throws {
+    var p = replicatedPolicy()
+    p.spec.caSecretRef = SecretReference(name: "corp-ca", key: "bundle.pem")
+    let inv = try EngineInvocation(policy: p) { "botrt-\($0)" }
+    let i = try #require(inv.commonFlags.firstIndex(of: "--cacert"))
+    #expect(inv.commonFlags[i + 1] == "\(EngineInvocation.secretsRoot)/ca-bundle/bundle.pem")
+    #expect(inv.volumes.contains { $0["secret"]?["secretName"] == "botrt-corp-ca" })
+    #expect(inv.secrets.contains { $0.sourceName == "corp-ca" && $0.field == "spec.caSecretRef" })
+    // The replica's own Jobs (its key rotation) trust the same CAs.
+    let replica = ReplicaKeyRotation.virtualPolicy(p, replica: p.spec.replicas![0], status: ReplicaStatus(name: "dr"))
+    #expect((try EngineInvocation(policy: replica) { $0 }).commonFlags.contains("--cacert"))
+    // Without it, no flag.
+    #expect(!(try EngineInvocation(policy: replicatedPolicy()) { $0 }).commonFlags.contains("--cacert"))
+  }
+
+  /// TLS by default: an http:// key service is refused, naming the field, unless the spec opts in.
+  @Test func plaintextKeyServicesAreRefusedUnlessAllowed() {
+    var p = dumpPolicy()
+    p.spec.encryption.kms = KMSSpec(
+      vaultTransit: VaultTransitKMS(address: "http://vault:8200", key: "k", authSecretRef: SecretReference(name: "t")))
+    let errors = SpecValidation.validate(p.spec)
+    #expect(
+      errors.contains { $0.field == "spec.encryption.kms.vaultTransit.address" && $0.message.contains("https://") })
+    p.spec.encryption.kms.allowPlaintextHTTP = true
+    #expect(SpecValidation.validate(p.spec).isEmpty)
+  }
 }

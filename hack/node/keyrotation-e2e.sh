@@ -170,7 +170,7 @@ EOF
 log "5. Vault Transit: the rotation Job makes a new key version; version 1 is then retired"
 VKEY="keyrot-e2e-$$-$RANDOM"
 vault -X POST -d '{}' "$VAULT_ADDR/v1/transit/keys/$VKEY" >/dev/null || fail "cannot create the Transit key"
-backup_and_rotate vaultdb "{vaultTransit: {address: \"$VAULT_ADDR\", key: $VKEY, authSecretRef: {name: vault-token}}}"
+backup_and_rotate vaultdb "{vaultTransit: {address: \"$VAULT_ADDR\", key: $VKEY, authSecretRef: {name: vault-token}}, allowPlaintextHTTP: true}"
 latest="$(vault "$VAULT_ADDR/v1/transit/keys/$VKEY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["latest_version"])')"
 [[ "$latest" == 2 ]] || fail "the Transit key is at version $latest, not 2"
 vault -X POST -d '{"min_decryption_version": 2}' "$VAULT_ADDR/v1/transit/keys/$VKEY/config" >/dev/null ||
@@ -180,7 +180,7 @@ PREFIX=vaultdb engine restore latest --stdout --kms "vault-transit://${VAULT_ADD
 
 log "6. AWS KMS: the rotation Job creates a new key; the old one is then disabled, and backups go on"
 AKEY="$(kms create)"
-backup_and_rotate awsdb "{awsKms: {keyId: \"$AKEY\", region: us-east-1, endpoint: \"$BOTRT_AWSKMS_ENDPOINT\", credentialsSecretRef: {name: s3-creds}}}"
+backup_and_rotate awsdb "{awsKms: {keyId: \"$AKEY\", region: us-east-1, endpoint: \"$BOTRT_AWSKMS_ENDPOINT\", credentialsSecretRef: {name: s3-creds}}, allowPlaintextHTTP: true}"
 NEWKEY="$(jp awsdb .status.currentKey)"
 [[ -n "$NEWKEY" && "$NEWKEY" != "$AKEY" ]] || fail "status.currentKey '$NEWKEY' is not a new key"
 kms disable "$AKEY"

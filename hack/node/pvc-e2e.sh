@@ -175,6 +175,7 @@ spec:
   encryption:
     kms:
       vaultTransit: {address: "$VAULT_ADDR", key: botrt-test, authSecretRef: {name: vault-token}}
+      allowPlaintextHTTP: true  # the test services' Vault speaks plain HTTP
 EOF
 }
 jp() { k get backuppolicy "$1" -o jsonpath="$2"; }

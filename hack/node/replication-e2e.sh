@@ -110,6 +110,7 @@ spec:
   encryption:
     kms:
       vaultTransit: {address: "$VAULT_ADDR", key: "$KEY1", authSecretRef: {name: vault-token}}
+      allowPlaintextHTTP: true  # the test services' Vault speaks plain HTTP
   replicas:
   - name: dr-gcs
     countsForRPO: true
@@ -118,6 +119,7 @@ spec:
     encryption:
       kms:
         vaultTransit: {address: "$VAULT_ADDR", key: "$KEY2", authSecretRef: {name: vault-token-dr}}
+        allowPlaintextHTTP: true
 EOF
 wait_snapshot() { # BEFORE: waits for a snapshot other than BEFORE; prints it
   for _ in $(seq 1 120); do

@@ -91,7 +91,7 @@ spec:
   dataType: files
   source: {command: {image: "busybox:1", command: [cat], args: [/etc/hostname]}}
   repository: {s3: {bucket: load, prefix: "p$i", region: us-east-1, endpoint: "http://10.0.0.9:9000", credentialsSecretRef: {name: s3-creds}}}
-  encryption: {kms: {vaultTransit: {address: "http://vault.vault.svc:8200", key: load, authSecretRef: {name: vault-token}}}}
+  encryption: {kms: {vaultTransit: {address: "https://vault.vault.svc:8200", key: load, authSecretRef: {name: vault-token}}}}
 EOF
     done
     for i in $(seq 1 "$D"); do

@@ -59,13 +59,15 @@ public struct VaultTransitKeyService: KeyService {
     }
     mount = parts.dropLast().joined(separator: "/")
     keyName = parts[parts.count - 1]
-    let caFile = options.caFile ?? queryValue(url, "ca", "cacert")
+    // An empty value (VAULT_CACERT= in a Pod spec) is no CA file.
+    func nonEmpty(_ s: String?) -> String? { s.flatMap { $0.isEmpty ? nil : $0 } }
+    let caFile = nonEmpty(options.caFile) ?? nonEmpty(queryValue(url, "ca", "cacert"))
     let tlsOn = parseBool(queryValue(url, "tls")) ?? addrTLS ?? (caFile != nil)
     let scheme = tlsOn ? "https" : "http"
     let port = urlPort.map { ":\($0)" } ?? ""
     base = "\(scheme)://\(host)\(port)/v1"
     descriptor = "vault-transit://\(host)\(port)/\(mount)/\(keyName)" + (tlsOn ? "?tls=true" : "")
-    tls = TLSOptions(caFile: tlsOn ? (caFile ?? env[EngineEnv.vaultCACert]) : nil)
+    tls = TLSOptions(caFile: tlsOn ? (caFile ?? nonEmpty(env[EngineEnv.vaultCACert])) : nil)
     if let file = options.tokenFile {
       guard let d = FileManager.default.contents(atPath: file) else {
         throw KMSError.invalidConfiguration("Vault token file \(file) is missing or unreadable")

@@ -58,9 +58,12 @@ public struct ReplicaInvocation: Sendable, Hashable {
 
   /// The spec the replica's repository and keys would have as a policy of their own (for EngineInvocation).
   public static func targetSpec(_ policy: BackupPolicySpec, _ replica: ReplicaSpec) -> BackupPolicySpec {
-    BackupPolicySpec(
+    var s = BackupPolicySpec(
       tier: policy.tier, source: BackupSource(), repository: replica.repository,
       encryption: replica.encryption ?? policy.encryption)
+    // The policy's private CAs apply to the replicas' storage and key services too.
+    s.caSecretRef = policy.caSecretRef
+    return s
   }
 
   /// The Secret uses of a replica, their fields named under spec.replicas[index].

@@ -264,6 +264,14 @@ public struct EngineInvocation: Sendable, Hashable {
           + "remove it")
     }
 
+    // Private CAs for every HTTPS connection (storage and key service): `--cacert`.
+    if let ca = spec.caSecretRef {
+      let key = ca.key ?? "ca.crt"
+      let path = mountSecret("ca-bundle", ca.name)
+      c.caCertFile = "\(path)/\(key)"
+      secrets.append(SecretUse(sourceName: ca.name, field: "spec.caSecretRef", requiredKeys: [key]))
+    }
+
     // Secrets referenced by the dump command's environment.
     for (i, e) in (spec.source.command?.env ?? []).enumerated() {
       if let ref = e.valueFrom?.secretKeyRef {

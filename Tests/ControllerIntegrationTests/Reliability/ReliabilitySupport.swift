@@ -281,7 +281,7 @@ struct ReliabilityCluster {
       encryption: EncryptionSpec(
         kms: KMSSpec(
           vaultTransit: VaultTransitKMS(
-            address: "http://vault.vault.svc:8200", key: "backup-database-key",
+            address: "https://vault.vault.svc:8200", key: "backup-database-key",
             authSecretRef: SecretReference(name: "vault-token")))))
     spec.trigger = trigger
     return BackupPolicy(metadata: ObjectMeta(name: name, namespace: ns), spec: spec)
