@@ -95,7 +95,8 @@ let package = Package(
     .testTarget(name: "BackupEngineTests", dependencies: ["BackupEngine"]),
     // The retention simulation takes its forget flags from the controller's prune CronJob builder.
     .testTarget(
-      name: "EngineIntegrationTests", dependencies: ["BackupEngine", "EngineCLI", "Reconcilers", "DRAPI", "KubeCore"]),
+      name: "EngineIntegrationTests",
+      dependencies: ["BackupEngine", "EngineCLI", "EngineContract", "Reconcilers", "DRAPI", "KubeCore", "KubeRuntime"]),
     // The controller's Jobs fed to the engine's real parser; the shared duration grammar.
     .testTarget(
       name: "ContractTests",

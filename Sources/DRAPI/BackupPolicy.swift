@@ -582,6 +582,9 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   public var backupNamespace: String?
   public var lastFailure: String?
   public var replicas: [ReplicaStatus]?
+  /// The repository's stored bytes (its pack files' sizes summed) as the engine reported them after the newest
+  /// successful backup or prune, whichever finished last.
+  public var repositoryStoredBytes: Int64?
 
   public init(
     observedGeneration: Int64? = nil, conditions: [Condition]? = nil, lastSuccessfulBackup: Date? = nil,
