@@ -97,7 +97,9 @@ let package = Package(
     // The retention simulation takes its forget flags from the controller's prune CronJob builder.
     .testTarget(
       name: "EngineIntegrationTests",
-      dependencies: ["BackupEngine", "CurlHTTP", "EngineCLI", "EngineContract", "Reconcilers", "DRAPI", "KubeCore"]),
+      dependencies: [
+        "BackupEngine", "CurlHTTP", "EngineCLI", "EngineContract", "Reconcilers", "DRAPI", "KubeCore", "KubeRuntime",
+      ]),
     // The controller's Jobs fed to the engine's real parser; the shared duration grammar.
     .testTarget(
       name: "ContractTests",

@@ -581,6 +581,10 @@ def backup_policy_status():
         "lastBackupStoredBytes": integer("New bytes stored (after deduplication, compression and encryption) by "
                                          "the newest successful backup.", minimum=0),
         "lastBackupDurationSeconds": number("Duration of the newest successful backup in seconds.", minimum=0),
+        "repositoryStoredBytes": integer("The repository's stored bytes (its pack files' sizes summed, as the "
+                                         "engine lists them) after the newest successful backup or prune, "
+                                         "whichever finished last. Unset until an engine that reports it ran.",
+                                         minimum=0),
         "rpoAgeSeconds": integer("Age of the newest successful snapshot's data (from status.lastSnapshotTime, not "
                                  "from when the backup finished) when status was last written.", minimum=0),
         "rpoTargetSeconds": integer("The effective RPO target in seconds.", minimum=0),

@@ -626,6 +626,9 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   public var replicas: [ReplicaStatus]?
   /// The primary repository's id and signing key, pinned in every Job that opens it.
   public var repositoryIdentity: RepositoryIdentity?
+  /// The repository's stored bytes (its pack files' sizes summed) as the engine reported them after the newest
+  /// successful backup or prune, whichever finished last.
+  public var repositoryStoredBytes: Int64?
 
   public init(
     observedGeneration: Int64? = nil, conditions: [Condition]? = nil, lastSuccessfulBackup: Date? = nil,

@@ -202,6 +202,7 @@ struct BackupCommand: EngineCommand {
     result.files = r.files
     result.bytesRead = r.bytesRead
     result.bytesStored = r.bytesStored
+    result.repositoryStoredBytes = r.repositoryPackBytes
     result.dedupRatio = (r.dedupRatio * 10000).rounded() / 10000
     result.errors = r.errors
     if r.adoptedPacks > 0 { result.addWarnings(["adopted \(r.adoptedPacks) packs left by an interrupted backup"]) }
@@ -496,6 +497,7 @@ struct ForgetCommand: EngineCommand {
     result.packsDeleted = r.packsDeleted
     result.packsRepacked = prune && !dryRun ? r.packsRepacked : nil
     result.bytesStored = -r.bytesFreed
+    result.repositoryStoredBytes = r.repositoryPackBytes
     result.warnings = r.retained.map { "retained by Object Lock, not deleted yet: \($0)" }
   }
 }

@@ -21,6 +21,9 @@ public struct EngineResult: Codable, Sendable, Hashable {
   public var skippedSnapshots: [SkippedSnapshot]?
   public var files: Int?
   public var bytesRead: Int64?
+  /// backup, copy: the bytes of the pack files the run wrote (after deduplication, compression and encryption),
+  /// which is what the snapshot added to the repository's data. forget --prune, delete-repository: minus the bytes
+  /// freed.
   public var bytesStored: Int64?
   public var durationSeconds: Double?
   public var errors: [String]?
@@ -63,6 +66,10 @@ public struct EngineResult: Codable, Sendable, Hashable {
   public var removed: [String]?
   public var packsDeleted: Int?
   public var packsRepacked: Int?
+  /// backup, forget --prune: the repository's stored bytes after the run, the sizes of its pack files (data/)
+  /// summed, from the listing the run makes anyway (index files, manifests and keys are not counted). Absent from
+  /// older engines and from runs that list no packs (forget without --prune).
+  public var repositoryStoredBytes: Int64?
 
   /// One key's unwrap count in a result.
   public struct KeyUnwrap: Codable, Sendable, Hashable {
@@ -134,6 +141,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
     case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
     case snapshotTime, skippedSnapshots, bytesDownloaded, engineVersion, repositoryId, signingKey, repository
+    case repositoryStoredBytes
   }
 
   public init(from decoder: Decoder) throws {
@@ -176,6 +184,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     removed = try c.decodeIfPresent([String].self, forKey: .removed)
     packsDeleted = try c.decodeIfPresent(Int.self, forKey: .packsDeleted)
     packsRepacked = try c.decodeIfPresent(Int.self, forKey: .packsRepacked)
+    repositoryStoredBytes = try? c.decodeIfPresent(Int64.self, forKey: .repositoryStoredBytes)
   }
 
   public init(

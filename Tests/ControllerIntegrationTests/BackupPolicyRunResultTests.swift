@@ -63,7 +63,7 @@ extension BackupPolicyControllerTests {
         }
         let result =
           #"{"command":"backup","ok":true,"exitCode":0,"snapshotId":"snap-it-1","files":1,"bytesRead":4096,"#
-          + #""bytesStored":1024,"durationSeconds":2.5,"errors":[]}"#
+          + #""bytesStored":1024,"repositoryStoredBytes":65536,"durationSeconds":2.5,"errors":[]}"#
         try await finishPods(ns: backupNS, job: okJob, phase: "Succeeded", exitCode: 0, message: result)
         try await eventually("status to show the snapshot", timeout: .seconds(60)) {
           try await getPolicy(ns, "orders-db").status?.lastSnapshot == "snap-it-1"
@@ -71,6 +71,8 @@ extension BackupPolicyControllerTests {
         let s = try #require(try await getPolicy(ns, "orders-db").status)
         #expect(s.lastBackupBytes == 4096)
         #expect(s.lastBackupStoredBytes == 1024)
+        // Kept by the apiserver: the CRD's status schema has the field.
+        #expect(s.repositoryStoredBytes == 65536)
         #expect(s.lastSuccessfulBackup != nil)
         #expect(s.conditions?.condition("LastBackupSucceeded")?.status == .true)
         #expect(s.conditions?.condition("RPOMet")?.status == .true)
@@ -81,6 +83,8 @@ extension BackupPolicyControllerTests {
         let labels = [ns, "orders-db", "standard"]
         #expect(controller.app.registry.value("botrt_backup_bytes", labels: labels) == 4096)
         #expect(controller.app.registry.value("botrt_backup_duration_seconds", labels: labels) == 2.5)
+        #expect(controller.app.registry.value("botrt_backup_added_bytes", labels: labels) == 1024)
+        #expect(controller.app.registry.value("botrt_repository_stored_bytes", labels: labels) == 65536)
         let last = try #require(
           controller.app.registry.value("botrt_backup_last_success_timestamp_seconds", labels: labels))
         #expect(abs(last - (s.lastSuccessfulBackup?.timeIntervalSince1970 ?? 0)) < 1)

@@ -98,6 +98,26 @@ import Testing
     #expect(o2.events.contains { $0.reason == "RPOViolated" && $0.warning })
   }
 
+  /// The engine's storage figures: what the backup added and the repository's total; a result of an older engine
+  /// without the total keeps the last known one.
+  @Test func storageFiguresComeFromTheNewestSuccess() throws {
+    var p = dumpPolicy()
+    var result = EngineResult(ok: true, snapshotId: "s1", bytesRead: 1000, bytesStored: 400, durationSeconds: 4)
+    result.repositoryStoredBytes = 9000
+    let first = BackupRun(
+      jobName: "j1", state: .succeeded, startTime: testNow.addingTimeInterval(-100),
+      finishTime: testNow.addingTimeInterval(-90), result: result)
+    let o = try compute(p, runs: [first])
+    #expect(o.status.lastBackupStoredBytes == 400 && o.status.repositoryStoredBytes == 9000)
+    p.status = o.status
+    let older = BackupRun(
+      jobName: "j2", state: .succeeded, startTime: testNow.addingTimeInterval(-20),
+      finishTime: testNow.addingTimeInterval(-10),
+      result: EngineResult(ok: true, snapshotId: "s2", bytesRead: 1000, bytesStored: 0, durationSeconds: 1))
+    let o2 = try compute(p, runs: [first, older])
+    #expect(o2.status.lastBackupStoredBytes == 0 && o2.status.repositoryStoredBytes == 9000)
+  }
+
   @Test func rpoFlipsWithTimeAfterASuccess() throws {
     var p = dumpPolicy()
     let done = testNow.addingTimeInterval(-10)

@@ -40,4 +40,32 @@ import Testing
     #expect(r.message.contains("payments-prune-30") && r.message.contains("4096 bytes"))
     #expect(r.lastSuccess == testNow)
   }
+
+  /// The repository's stored bytes: the newest successful prune's figure replaces the status's when it finished after
+  /// the newest successful backup (even when a later prune failed); a result without the figure (an older engine)
+  /// changes nothing.
+  @Test func theNewestSuccessfulPrunesTotalReplacesAnOlderBackupsOnly() throws {
+    func pruned(_ total: Int64?) -> EngineResult {
+      var r = EngineResult(command: "forget", ok: true, exitCode: 0, bytesStored: -4096)
+      r.repositoryStoredBytes = total
+      return r
+    }
+    let r = try #require(
+      RetentionOutcome.evaluate([
+        run("p-1", .succeeded, finished: -3600, result: pruned(1000)), run("p-2", .failed, finished: 0),
+      ]))
+    #expect(r.failing && r.repositoryStoredBytes == 1000)
+    #expect(r.repositoryStoredBytesAt == testNow.addingTimeInterval(-3600))
+    var afterBackup = BackupPolicyStatus(lastSuccessfulBackup: testNow.addingTimeInterval(-7200))
+    afterBackup.repositoryStoredBytes = 1500
+    r.applyStoredBytes(to: &afterBackup)
+    #expect(afterBackup.repositoryStoredBytes == 1000)
+    var beforeBackup = BackupPolicyStatus(lastSuccessfulBackup: testNow.addingTimeInterval(-60))
+    beforeBackup.repositoryStoredBytes = 1500
+    r.applyStoredBytes(to: &beforeBackup)
+    #expect(beforeBackup.repositoryStoredBytes == 1500)
+    let old = try #require(RetentionOutcome.evaluate([run("p-3", .succeeded, finished: 0, result: pruned(nil))]))
+    old.applyStoredBytes(to: &afterBackup)
+    #expect(afterBackup.repositoryStoredBytes == 1000)
+  }
 }

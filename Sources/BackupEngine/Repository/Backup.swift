@@ -50,7 +50,8 @@ public struct BackupResult: Sendable {
   public var dirs: Int
   /// Logical bytes of all files in the snapshot.
   public var bytesRead: Int64
-  /// Bytes written to packs (sealed blobs and headers).
+  /// Bytes of the pack files this run wrote (sealed blobs and headers, after deduplication, compression and
+  /// encryption): what the snapshot added to the repository's data (index files and the manifest not counted).
   public var bytesStored: Int64
   /// Plaintext bytes of blobs that were new.
   public var bytesNew: Int64
@@ -62,6 +63,9 @@ public struct BackupResult: Sendable {
   public var errors: [String]
   /// The manifest's time (RFC 3339): when the backup started reading, or its `--time`.
   public var time: String = ""
+  /// The sizes of every pack file under data/ after the run, summed: those the run listed when it started (adopted,
+  /// unindexed and doubted packs included) and those it wrote. Index files, manifests and keys are not counted.
+  public var repositoryPackBytes: Int64 = 0
   /// 1 - new bytes / logical bytes: the share of the data that was already stored.
   public var dedupRatio: Double { bytesRead == 0 ? 1 : max(0, 1 - Double(bytesNew) / Double(bytesRead)) }
 }
@@ -81,6 +85,8 @@ final class BackupRun: @unchecked Sendable {
   var pendingIndex: [IndexPack] = []
   var packsWritten = 0
   var bytesStored: Int64 = 0
+  /// The pack files written, id → size.
+  var packSizes: [ID: Int64] = [:]
   var bytesNew: Int64 = 0
   var blobsNew = 0
   var blobsDup = 0
@@ -123,6 +129,8 @@ extension Repository {
     // depends on an object an attacker overwrote.
     let index = try await loadIndexSkippingDamaged()
     var listed = try await listPacks()
+    // Every pack file there is, for the repository's size after the run (no second listing).
+    let packsBefore = listed
     let doubt = try await packsInDoubt(index: index, listed: listed)
     for id in doubt { listed[id] = nil }
     index.retainOnly(packs: Set(listed.keys))
@@ -254,7 +262,8 @@ extension Repository {
         snapshotID: sid, files: files, dirs: dirs, bytesRead: total, bytesStored: run.bytesStored,
         bytesNew: run.bytesNew,
         filesUnchanged: run.filesUnchanged, blobsNew: run.blobsNew, blobsDeduplicated: run.blobsDup,
-        adoptedPacks: adopted, errors: errors, time: manifest.time)
+        adoptedPacks: adopted, errors: errors, time: manifest.time,
+        repositoryPackBytes: packsBefore.merging(run.packSizes) { $1 }.values.reduce(0, +))
     }
     audit.record(
       "encrypted",
@@ -361,6 +370,7 @@ extension Repository {
       run.pendingIndex.append(ip)
       run.packsWritten += 1
       run.bytesStored += Int64(fp.data.count)
+      run.packSizes[fp.id] = Int64(fp.data.count)
       if run.pendingIndex.count >= 64 {
         defer { run.pendingIndex.removeAll() }
         return run.pendingIndex

@@ -127,6 +127,9 @@ public struct ForgetResult: Sendable {
   public var packsRepacked: Int = 0
   /// New packs written by repacking.
   public var packsWritten: Int = 0
+  /// With prune: the sizes of the pack files under data/ after it, summed (the packs it listed, less those it
+  /// deleted, plus those repacking wrote); nil without prune (nothing is listed then).
+  public var repositoryPackBytes: Int64? = nil
 }
 
 extension Repository {
@@ -156,11 +159,13 @@ extension Repository {
     var freed: Int64 = 0
     var repacked = 0
     var written = 0
+    var packBytes: Int64? = nil
     if prune && !dryRun {
       let (index, _) = try await loadIndex()
       let listed = try await listPacks()
       // Everything still referenced by the snapshots that remain (including any that could not be deleted).
       let (remaining, _) = try await loadSnapshots()
+      var remainingPacks = listed
       var used = Set<ID>()
       for s in remaining {
         for t in s.manifest.tree { if let id = ID(hex: t) { used.insert(id) } }
@@ -210,11 +215,16 @@ extension Repository {
           try await store.delete(Self.packKey(p))
           packsDeleted += 1
           freed += listed[p] ?? 0
+          remainingPacks[p] = nil
         } catch StorageError.locked(let k, let m) {
           retained.append("\(k): \(m)")
         }
       }
-      for p in newPacks { freed -= Int64(p.packSize) }
+      for p in newPacks {
+        freed -= Int64(p.packSize)
+        remainingPacks[p.packID] = Int64(p.packSize)
+      }
+      packBytes = remainingPacks.values.reduce(0, +)
       repacked = repack.count
       written = newPacks.count
       audit.record(
@@ -226,7 +236,7 @@ extension Repository {
     }
     return ForgetResult(
       kept: keep.sorted(), removed: remove.sorted(), packsDeleted: packsDeleted, bytesFreed: freed, retained: retained,
-      packsRepacked: repacked, packsWritten: written)
+      packsRepacked: repacked, packsWritten: written, repositoryPackBytes: packBytes)
   }
 
   /// Copies the live blobs of `packs` into new packs of about the configured size and stores them; returns

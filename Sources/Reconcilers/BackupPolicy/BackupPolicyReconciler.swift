@@ -20,10 +20,15 @@ public struct BackupPolicyMetrics: Sendable {
   public let keyRotationLimit: Gauge
   public let retentionLastSuccess: Gauge
   public let retentionFailing: Gauge
+  public let addedBytes: Gauge
+  public let repositoryStoredBytes: Gauge
 
   /// Every gauge of a policy (they go with the policy; counters stay).
   var gauges: [Gauge] {
-    [rpoTarget, rpoAge, lastSuccess, duration, bytes, keyAge, keyRotationLimit, retentionLastSuccess, retentionFailing]
+    [
+      rpoTarget, rpoAge, lastSuccess, duration, bytes, keyAge, keyRotationLimit, retentionLastSuccess, retentionFailing,
+      addedBytes, repositoryStoredBytes,
+    ]
   }
 
   public init(_ r: MetricsRegistry) {
@@ -51,6 +56,29 @@ public struct BackupPolicyMetrics: Sendable {
     retentionFailing = r.gauge(
       "botrt_retention_failing", help: "1 when the newest finished retention run (forget --prune) failed, else 0.",
       labels: l)
+    addedBytes = r.gauge(
+      "botrt_backup_added_bytes",
+      help: "Bytes the last successful backup added to the repository: the pack files it wrote, after deduplication, "
+        + "compression and encryption (status.lastBackupStoredBytes).", labels: l)
+    repositoryStoredBytes = r.gauge(
+      "botrt_repository_stored_bytes",
+      help: "The repository's stored bytes (its pack files' sizes summed) after the newest successful backup or "
+        + "prune (status.repositoryStoredBytes).", labels: l)
+  }
+
+  /// Sets the policy's gauges from its status (series under another tier go).
+  public func record(_ policy: BackupPolicy, _ s: BackupPolicyStatus) {
+    let l = [policy.metadata.namespace ?? "", policy.name, policy.spec.tier.rawValue]
+    // Series under another tier (the policy's tier changed) would stay frozen: they go.
+    let mine = ["namespace": policy.metadata.namespace ?? "", "policy": policy.name]
+    for g in gauges { g.keepOnly(l, among: mine) }
+    if let t = s.rpoTargetSeconds { rpoTarget.set(Double(t), l) }
+    if let a = s.rpoAgeSeconds { rpoAge.set(Double(a), l) }
+    if let last = s.lastSuccessfulBackup { lastSuccess.set(last.timeIntervalSince1970, l) }
+    if let d = s.lastBackupDurationSeconds { duration.set(d, l) }
+    if let b = s.lastBackupBytes { bytes.set(Double(b), l) }
+    if let b = s.lastBackupStoredBytes { addedBytes.set(Double(max(0, b)), l) }
+    if let b = s.repositoryStoredBytes { repositoryStoredBytes.set(Double(b), l) }
   }
 }
 
@@ -295,6 +323,7 @@ public final class BackupPolicyReconciler: Sendable {
         type: BackupPolicyCondition.retentionApplied, status: r.status, reason: r.reason, message: r.message,
         observedGeneration: policy.metadata.generation, now: now)
       outcome.status.conditions = conditions
+      r.applyStoredBytes(to: &outcome.status)
       if r.failing && before != .false {
         outcome.events.append(PlannedEvent(warning: true, reason: "RetentionFailed", message: r.message))
       }
@@ -497,16 +526,7 @@ public final class BackupPolicyReconciler: Sendable {
   }
 
   func updateMetrics(_ policy: BackupPolicy, _ s: BackupPolicyStatus) {
-    guard let m = metrics else { return }
-    let l = [policy.metadata.namespace ?? "", policy.name, policy.spec.tier.rawValue]
-    // Series under another tier (the policy's tier changed) would stay frozen: they go.
-    let mine = ["namespace": policy.metadata.namespace ?? "", "policy": policy.name]
-    for g in m.gauges { g.keepOnly(l, among: mine) }
-    if let t = s.rpoTargetSeconds { m.rpoTarget.set(Double(t), l) }
-    if let a = s.rpoAgeSeconds { m.rpoAge.set(Double(a), l) }
-    if let last = s.lastSuccessfulBackup { m.lastSuccess.set(last.timeIntervalSince1970, l) }
-    if let d = s.lastBackupDurationSeconds { m.duration.set(d, l) }
-    if let b = s.lastBackupBytes { m.bytes.set(Double(b), l) }
+    metrics?.record(policy, s)
   }
 
   // MARK: - Cleanup

@@ -259,6 +259,8 @@ public enum BackupPolicyStatusLogic {
       s.lastSnapshot = r.result?.snapshotId ?? previous.lastSnapshot
       s.lastBackupBytes = r.result?.bytesRead
       s.lastBackupStoredBytes = r.result?.bytesStored
+      // An older engine does not report the total: the last known one stays.
+      if let total = r.result?.repositoryStoredBytes { s.repositoryStoredBytes = total }
       s.lastBackupDurationSeconds = r.result?.durationSeconds
       let bytes = r.result?.bytesRead.map { " (\($0) bytes read, \(r.result?.bytesStored ?? 0) stored)" } ?? ""
       events.append(
@@ -380,6 +382,18 @@ public struct RetentionOutcome: Sendable, Hashable {
   public var lastSuccess: Date?
   /// Whether the newest finished run failed.
   public var failing: Bool
+  /// The repository's stored bytes the newest successful run reported (with its finish time); nil when it reported
+  /// none (an older engine).
+  public var repositoryStoredBytes: Int64? = nil
+  public var repositoryStoredBytesAt: Date? = nil
+
+  /// Sets `status.repositoryStoredBytes` to the total this outcome's newest successful run reported when that run
+  /// finished after the newest successful backup (whose own total the status already holds): a prune shrinks the
+  /// repository, the next backup's figure supersedes it.
+  public func applyStoredBytes(to status: inout BackupPolicyStatus) {
+    guard let total = repositoryStoredBytes, let at = repositoryStoredBytesAt else { return }
+    if status.lastSuccessfulBackup.map({ at > $0 }) ?? true { status.repositoryStoredBytes = total }
+  }
 
   /// The outcome of the newest finished run among `runs`; nil while none has finished (the condition is then left
   /// as it was: the CronJob keeps one successful and three failed Jobs, so an older outcome may be gone).
@@ -388,6 +402,9 @@ public struct RetentionOutcome: Sendable, Hashable {
     func when(_ r: BackupRun) -> Date { r.finishTime ?? r.startTime ?? .distantPast }
     guard let newest = finished.max(by: { when($0) < when($1) }) else { return nil }
     let lastSuccess = finished.filter { $0.state == .succeeded }.map(when).max()
+    let newestSuccess = finished.filter { $0.state == .succeeded }.max(by: { when($0) < when($1) })
+    let total = newestSuccess?.result?.repositoryStoredBytes
+    let totalAt = total == nil ? nil : newestSuccess.map(when)
     if newest.state == .succeeded {
       var what = "Job \(newest.jobName) applied the retention"
       if let r = newest.result {
@@ -396,7 +413,8 @@ public struct RetentionOutcome: Sendable, Hashable {
         if let w = r.warnings, !w.isEmpty { what += "; \(w.count) warnings, first: \(w[0])" }
       }
       return RetentionOutcome(
-        status: .true, reason: "Applied", message: what + ".", lastSuccess: lastSuccess, failing: false)
+        status: .true, reason: "Applied", message: what + ".", lastSuccess: lastSuccess, failing: false,
+        repositoryStoredBytes: total, repositoryStoredBytesAt: totalAt)
     }
     let why =
       newest.result?.errors?.first ?? newest.failureMessage
@@ -404,6 +422,7 @@ public struct RetentionOutcome: Sendable, Hashable {
     return RetentionOutcome(
       status: .false, reason: "RetentionFailed",
       message: "Job \(newest.jobName) failed: \(why). Expired snapshots stay and their data is not freed; see "
-        + "docs/runbooks.md#retention-failures.", lastSuccess: lastSuccess, failing: true)
+        + "docs/runbooks.md#retention-failures.", lastSuccess: lastSuccess, failing: true,
+      repositoryStoredBytes: total, repositoryStoredBytesAt: totalAt)
   }
 }
