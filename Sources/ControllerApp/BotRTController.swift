@@ -25,6 +25,10 @@ public struct ControllerRunOptions: Sendable {
   /// The metrics registry to fill (nil = a new one); set when something outside the controller, such as the
   /// request counter of its client, reports into the same /metrics.
   public var registry: MetricsRegistry?
+  /// Egress destinations of the backup pods (`--egress`).
+  public var egress: [EgressDestination]
+  /// Default and maximum container resources (`--default-requests`, `--default-limits`, `--max-resources`).
+  public var resourceBounds: ResourceBounds
 
   public init(
     backupNamespace: String = "botrt-backup", engineImage: String = BotRTController.defaultEngineImage,
@@ -32,8 +36,11 @@ public struct ControllerRunOptions: Sendable {
     leaseNamespace: String = "botrt-system",
     identity: String = "\(ProcessInfo.processInfo.hostName)-\(UInt32.random(in: 0...UInt32.max))",
     now: @escaping @Sendable () -> Date = { Date() }, calicoOverride: Bool? = nil, watchNamespace: String? = nil,
-    registry: MetricsRegistry? = nil
+    registry: MetricsRegistry? = nil, egress: [EgressDestination] = [],
+    resourceBounds: ResourceBounds = ResourceBounds()
   ) {
+    self.egress = egress
+    self.resourceBounds = resourceBounds
     self.backupNamespace = backupNamespace
     self.engineImage = engineImage
     self.workers = workers
@@ -92,7 +99,8 @@ public final class BotRTController: Sendable {
     }
     let settings = ControllerSettings(
       backupNamespace: options.backupNamespace, engineImage: options.engineImage,
-      cronJobAPIVersion: cronV1 ? "batch/v1" : "batch/v1beta1", calicoServed: calico)
+      cronJobAPIVersion: cronV1 ? "batch/v1" : "batch/v1beta1", calicoServed: calico, egress: options.egress,
+      resourceBounds: options.resourceBounds)
     logger.info(
       "connected",
       metadata: [
@@ -100,7 +108,9 @@ public final class BotRTController: Sendable {
         "serverVersion": "\(version["gitVersion"]?.stringValue ?? "unknown")",
         "cronJobAPIVersion": "\(settings.cronJobAPIVersion)", "calico": "\(calico)",
         "backupNamespace": "\(settings.backupNamespace)",
+        "egress": "\(settings.egress.map(\.description).joined(separator: " "))",
       ])
+    for w in NetworkIsolation.warnings(settings) { logger.warning("\(w)") }
     return try BotRTController(
       client: client, settings: settings, options: options, logger: logger, handleSignals: handleSignals)
   }

@@ -3,6 +3,7 @@ import Foundation
 import KubeClient
 import KubeRuntime
 import Logging
+import Reconcilers
 
 /// `botrt-controller`: the BotRT operator.
 public struct ControllerCommand: AsyncParsableCommand {
@@ -41,6 +42,25 @@ public struct RunCommand: AsyncParsableCommand {
   var workers = 2
   @Option(help: "Watch BackupPolicies in this namespace only (default: all namespaces).")
   var namespace: String?
+  @Option(
+    name: .customLong("egress"), parsing: .singleValue,
+    help: ArgumentHelp(
+      "An egress destination of the backup pods, repeatable: KIND=CIDR:PORT or KIND=ns/NAMESPACE:PORT, KIND one of "
+        + "storage, kms, vault, database, dns (e.g. storage=10.20.0.0/16:9000, vault=ns/vault:8200).",
+      valueName: "KIND=DEST:PORT"))
+  var egress: [String] = []
+  @Option(
+    name: .customLong("default-requests"),
+    help: "Requests of the policies' containers where spec.resources sets none (e.g. cpu=100m,memory=256Mi).")
+  var defaultRequests = ""
+  @Option(
+    name: .customLong("default-limits"),
+    help: "Limits of the policies' containers where spec.resources sets none (e.g. cpu=2,memory=2Gi).")
+  var defaultLimits = ""
+  @Option(
+    name: .customLong("max-resources"),
+    help: "The largest request or limit spec.resources may ask for (e.g. cpu=4,memory=8Gi,ephemeral-storage=20Gi).")
+  var maxResources = ""
 
   public init() {}
 
@@ -54,6 +74,18 @@ public struct RunCommand: AsyncParsableCommand {
       )
     }
     guard (1...64).contains(workers) else { throw ValidationError("--workers must be 1-64, got \(workers)") }
+    let destinations: [EgressDestination]
+    let bounds: ResourceBounds
+    do {
+      destinations = try egress.map { (e) throws(ControllerOptionsError) in try EgressDestination.parse(e) }
+      bounds = ResourceBounds(
+        defaultRequests: try ResourceBounds.parseList(defaultRequests, option: "--default-requests"),
+        defaultLimits: try ResourceBounds.parseList(defaultLimits, option: "--default-limits"),
+        maximum: try ResourceBounds.parseList(maxResources, option: "--max-resources"))
+      try bounds.validate()
+    } catch {
+      throw ValidationError(error.description)
+    }
     let logger = Logger(label: "botrt-controller") { LineLogHandler(label: $0, format: format, level: level) }
     var env = ProcessInfo.processInfo.environment
     if let kubeconfig { env["KUBECONFIG"] = kubeconfig }
@@ -76,7 +108,8 @@ public struct RunCommand: AsyncParsableCommand {
     let options = ControllerRunOptions(
       backupNamespace: backupNamespace, engineImage: engineImage, workers: workers,
       metricsAddress: metricsAddress == "off" ? nil : metricsAddress, leaderElect: leaderElect,
-      leaseNamespace: leaseNamespace, watchNamespace: namespace, registry: registry)
+      leaseNamespace: leaseNamespace, watchNamespace: namespace, registry: registry, egress: destinations,
+      resourceBounds: bounds)
     let app: BotRTController
     do {
       app = try await BotRTController.make(client: client, options: options, logger: logger)

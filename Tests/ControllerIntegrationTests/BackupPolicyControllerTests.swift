@@ -475,7 +475,7 @@ final class RunningController: Sendable {
             do {
               let got = try await client.get(
                 gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
-              return isSubset(BackupPolicyChildren.calicoPolicy().body, of: got) == nil
+              return isSubset(BackupPolicyChildren.calicoPolicy(controller.app.settings).body, of: got) == nil
             } catch let e as KubeError where e.isNotFound {
               return false
             }
@@ -490,7 +490,7 @@ final class RunningController: Sendable {
             gnp, namespace: nil, name: SharedChildNames.calicoPolicy, opened, fieldManager: "calicoctl", force: true)
           try await eventually("the Calico policy to be restored") {
             let got = try await client.get(gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
-            return got["spec"] == BackupPolicyChildren.calicoPolicy().body["spec"]
+            return got["spec"] == BackupPolicyChildren.calicoPolicy(controller.app.settings).body["spec"]
           }
           #expect(
             (controller.app.registry.value(

@@ -73,7 +73,8 @@ extension BackupPolicyControllerTests {
         client, namespace: ns, backupNamespace: backupNS, metricsAddress: "127.0.0.1:0")
       do {
         _ = try await client.create(policy(ns))
-        let want = BackupPolicyChildren.sharedNetworkPolicies(namespace: backupNS)
+        let want = BackupPolicyChildren.sharedNetworkPolicies(
+          namespace: backupNS, settings: controller.app.settings)
         try await eventually("the shared NetworkPolicies") {
           for c in want where try await networkPolicy(backupNS, c.name) == nil { return false }
           return true

@@ -92,7 +92,7 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
     #expect(ns.hasPrefix("drill-shop-weekly-"))
     #expect(ns.count <= 63)
     #expect(ns != DrillLogic.scratchNamespace(d, token: "trigger:b"))
-    let children = DrillLogic.scratchChildren(d, namespace: ns, policy: try recoveryTestPolicy())
+    let children = DrillLogic.scratchChildren(d, namespace: ns, policy: try recoveryTestPolicy(), settings: settings())
     #expect(children.map(\.resource.kind) == ["Namespace", "NetworkPolicy", "NetworkPolicy"])
     let deny = children[1].body
     #expect(deny[path: "spec", "policyTypes"] == ["Ingress", "Egress"])
@@ -107,20 +107,30 @@ func drillJob(start: Date, verifySeconds: Double, verifyExit: Int32 = 0, bytes: 
     #expect(egress[2]["ports"]?[0]?["port"]?.intValue == 8200)
     #expect(children[0].body[path: "metadata", "labels", DrillLogic.scratchLabel]?.stringValue == "true")
 
-    // spec.egress opens the database server (IP, CIDR or, for a host name, the port only) and nothing more.
+    // spec.egress opens the database server (IP or CIDR; a host name only as a declared database destination).
     var withDB = d
     withDB.spec.egress = [
       DrillEgress(host: "10.0.0.7", port: 5432), DrillEgress(host: "10.1.0.0/16", port: 3306),
       DrillEgress(host: "db.shop.svc", port: 5433),
     ]
-    let more = DrillLogic.scratchChildren(withDB, namespace: ns, policy: try recoveryTestPolicy())[2].body
+    let more = DrillLogic.scratchChildren(
+      withDB, namespace: ns, policy: try recoveryTestPolicy(), settings: settings())[2].body
     let rules = more[path: "spec", "egress"]?.arrayValue ?? []
-    #expect(rules.count == 6)
+    #expect(rules.count == 5, "a host name is not opened to every destination")
     #expect(rules[3][path: "to"]?[0]?[path: "ipBlock", "cidr"]?.stringValue == "10.0.0.7/32")
     #expect(rules[3]["ports"]?[0]?["port"]?.intValue == 5432)
     #expect(rules[4][path: "to"]?[0]?[path: "ipBlock", "cidr"]?.stringValue == "10.1.0.0/16")
-    #expect(rules[5]["to"] == nil)
-    #expect(rules[5]["ports"]?[0]?["port"]?.intValue == 5433)
+    #expect(!rules.contains { $0["to"] == nil })
+    var declared = settings()
+    declared.egress = [try EgressDestination.parse("database=10.2.0.0/16:5433")]
+    let named = DrillLogic.scratchChildren(withDB, namespace: ns, policy: try recoveryTestPolicy(), settings: declared)
+    let namedRules = named[2].body[path: "spec", "egress"]?.arrayValue ?? []
+    #expect(
+      namedRules.contains(
+        ["to": [["ipBlock": ["cidr": "10.2.0.0/16"]]], "ports": [["protocol": "TCP", "port": 5433]]]))
+    #expect(
+      !namedRules.contains { $0["to"]?[0]?[path: "ipBlock", "cidr"] == "10.1.0.0/16" },
+      "with database destinations declared, a CIDR outside them is not opened")
     #expect(SpecValidation.validate(withDB.spec).isEmpty)
     withDB.spec.egress = [DrillEgress(host: "", port: 0)]
     #expect(

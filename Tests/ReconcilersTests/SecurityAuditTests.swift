@@ -179,7 +179,7 @@ import Testing
   }
 
   @Test func isolationGuardComparesContentAndLabels() {
-    let want = BackupPolicyChildren.sharedNetworkPolicies(namespace: "b")[0].body
+    let want = BackupPolicyChildren.sharedNetworkPolicies(namespace: "b", settings: settings())[0].body
     var live = want
     live["metadata"]?["resourceVersion"] = "7"
     #expect(IsolationGuard.matches(live, want))
@@ -193,7 +193,7 @@ import Testing
 
   @Test func intentRecordsOnlyIsolationObjectsAndForgets() {
     let intent = IsolationIntent()
-    for c in BackupPolicyChildren.sharedNetworkPolicies(namespace: "b") { intent.record(c) }
+    for c in BackupPolicyChildren.sharedNetworkPolicies(namespace: "b", settings: settings()) { intent.record(c) }
     intent.record(DesiredChild(resource: ChildResources.secrets, namespace: "b", name: "s", body: [:]))
     #expect(intent.wanted(ChildResources.networkPolicies, namespace: "b", name: SharedChildNames.defaultDeny) != nil)
     #expect(intent.wanted(ChildResources.secrets, namespace: "b", name: "s") == nil)

@@ -21,7 +21,7 @@ extension BackupPolicyChildren {
     let owner: OwnerReference? = workNS != policyNS ? nil : policy.ownerReference()
     let l = ownerLabels(policy).merging([ChildLabels.component: runAccessComponent]) { $1 }
     var out: [DesiredChild] = []
-    let rules = storageEgressRules(policy.spec)
+    let rules = storageEgressRules(policy.spec, settings: settings)
     if !rules.isEmpty {
       let podSelector: JSONValue = [
         "matchLabels": labels([ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name])
@@ -33,6 +33,27 @@ extension BackupPolicyChildren {
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": meta(name: names.storageEgress, namespace: workNS, labels: l, owner: owner),
             "spec": ["podSelector": podSelector, "policyTypes": ["Egress"], "egress": .array(rules)],
+          ]))
+    }
+    // A dump command's pods (backup and on-demand runs) reach the database: the policy's own namespace and the
+    // declared database servers; the prune and verify pods do not.
+    if policy.spec.source.command != nil {
+      let selector: JSONValue = [
+        "matchLabels": labels([ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name]),
+        "matchExpressions": [
+          ["key": .string(ChildLabels.component), "operator": "In", "values": ["backup", "on-demand"]]
+        ],
+      ]
+      out.append(
+        DesiredChild(
+          resource: ChildResources.networkPolicies, namespace: workNS, name: names.databaseEgress,
+          body: [
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": meta(name: names.databaseEgress, namespace: workNS, labels: l, owner: owner),
+            "spec": [
+              "podSelector": selector, "policyTypes": ["Egress"],
+              "egress": .array(NetworkIsolation.databaseRules(policyNamespace: policyNS, settings: settings)),
+            ],
           ]))
     }
     out.append(

@@ -17,11 +17,18 @@ public struct ControllerSettings: Sendable, Hashable {
   public var enginePath: String
   /// The non-root user and group the pods run as.
   public var runAsUser: Int64
+  /// Egress destinations the administrator declares (`--egress`): what NetworkPolicies cannot name by host.
+  public var egress: [EgressDestination]
+  /// Default and maximum container resources (`--default-requests`, `--default-limits`, `--max-resources`).
+  public var resourceBounds: ResourceBounds
 
   public init(
     backupNamespace: String = "botrt-backup", engineImage: String, cronJobAPIVersion: String = "batch/v1",
-    calicoServed: Bool = false, enginePath: String = "/usr/local/bin/botrt-engine", runAsUser: Int64 = 65532
+    calicoServed: Bool = false, enginePath: String = "/usr/local/bin/botrt-engine", runAsUser: Int64 = 65532,
+    egress: [EgressDestination] = [], resourceBounds: ResourceBounds = ResourceBounds()
   ) {
+    self.egress = egress
+    self.resourceBounds = resourceBounds
     self.backupNamespace = backupNamespace
     self.engineImage = engineImage
     self.cronJobAPIVersion = cronJobAPIVersion
@@ -137,6 +144,8 @@ public struct ChildNames: Sendable, Hashable {
   public var pruneCronJob: String { "\(base)-prune" }
   public var verifyCronJob: String { "\(base)-verify" }
   public var storageEgress: String { "\(base)-storage-egress" }
+  /// The run window's egress of a dump command's pods to the database (the policy's namespace, declared servers).
+  public var databaseEgress: String { "\(base)-database-egress" }
   public var isolation: String { "\(base)-isolation" }
   /// The on-demand Job for a run token.
   public func runJob(token: String) -> String { "\(base)-run-\(shortHash(token))" }
@@ -289,6 +298,8 @@ public enum BackupPolicyChildren {
     let invocation = try EngineInvocation(policy: policy) {
       copies ? names.secretCopy($0) : $0
     }
+    try checkClaims(policy, settings: settings)
+    _ = try containerResources(policy.spec, settings)
     var out: [DesiredChild] = []
 
     // The backup namespace and its common isolation.
@@ -305,7 +316,7 @@ public enum BackupPolicyChildren {
             ]),
           ],
         ], shared: true))
-    out += sharedNetworkPolicies(namespace: backupNS)
+    out += sharedNetworkPolicies(namespace: backupNS, settings: settings)
 
     // Secret copies.
     if copies {
@@ -387,12 +398,13 @@ public enum BackupPolicyChildren {
             "metadata": meta(name: names.isolation, namespace: workNS, labels: with("isolation"), owner: owner),
             "spec": [
               "podSelector": podSelector, "policyTypes": ["Ingress", "Egress"],
-              "ingress": [disasterRecoveryIngress], "egress": [vaultEgress, dnsEgress],
+              "ingress": [NetworkIsolation.ingressRule],
+              "egress": .array(NetworkIsolation.sharedEgressRules(settings)),
             ],
           ]))
     }
 
-    if settings.calicoServed { out.append(calicoPolicy()) }
+    if settings.calicoServed { out.append(calicoPolicy(settings)) }
 
     // CronJobs and the on-demand Job.
     let pod = try podTemplate(input, invocation: invocation, names: names, labels: with("backup"))
@@ -473,19 +485,9 @@ public enum BackupPolicyChildren {
 
   // MARK: - Network policies
 
-  static let disasterRecoveryIngress: JSONValue = [
-    "from": [["namespaceSelector": [:], "podSelector": ["matchLabels": ["component": "disaster-recovery"]]]]
-  ]
-  static let vaultEgress: JSONValue = [
-    "to": [["namespaceSelector": [:], "podSelector": ["matchLabels": ["app": "vault"]]]]
-  ]
-  static let dnsEgress: JSONValue = [
-    "ports": [["protocol": "UDP", "port": 53], ["protocol": "TCP", "port": 53]]
-  ]
-
-  /// The NetworkPolicies every backup namespace has: deny all, allow ingress from disaster-recovery pods, allow
-  /// egress to Vault pods and DNS.
-  public static func sharedNetworkPolicies(namespace: String) -> [DesiredChild] {
+  /// The NetworkPolicies every backup namespace has: deny all; ingress only from the controller's pods in backup
+  /// namespaces; egress to DNS and the declared key services (`NetworkIsolation`).
+  public static func sharedNetworkPolicies(namespace: String, settings: ControllerSettings) -> [DesiredChild] {
     let l = labels([ChildLabels.managedBy: ChildLabels.controllerName, ChildLabels.component: "isolation"])
     func np(_ name: String, _ spec: JSONValue) -> DesiredChild {
       DesiredChild(
@@ -499,46 +501,30 @@ public enum BackupPolicyChildren {
       np(SharedChildNames.defaultDeny, ["podSelector": [:], "policyTypes": ["Ingress", "Egress"]]),
       np(
         SharedChildNames.allowIngress,
-        ["podSelector": [:], "policyTypes": ["Ingress"], "ingress": [disasterRecoveryIngress]]),
+        ["podSelector": [:], "policyTypes": ["Ingress"], "ingress": [NetworkIsolation.ingressRule]]),
       np(
         SharedChildNames.allowEgress,
-        ["podSelector": [:], "policyTypes": ["Egress"], "egress": [vaultEgress, dnsEgress]]),
+        [
+          "podSelector": [:], "policyTypes": ["Egress"],
+          "egress": .array(NetworkIsolation.sharedEgressRules(settings)),
+        ]),
     ]
   }
 
   /// Whether `host` is an IPv4 or IPv6 literal.
   static func isIPLiteral(_ host: String) -> Bool {
-    let h = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-    if h.contains(":") { return h.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." } }
-    let parts = h.split(separator: ".", omittingEmptySubsequences: false)
-    return parts.count == 4 && parts.allSatisfy { p in UInt8(p) != nil }
+    !host.contains("/") && CIDR(host) != nil
   }
 
-  /// Egress rules to the storage and KMS endpoints: an ipBlock where the host is an IP literal, else the port to
-  /// any destination (NetworkPolicies cannot name hosts); plus a Vault address given as an IP.
-  public static func storageEgressRules(_ spec: BackupPolicySpec) -> [JSONValue] {
-    var endpoints = EngineInvocation.storageEndpoints(spec.repository, kms: spec.encryption.kms)
-    if let v = spec.encryption.kms.vaultTransit, let c = URLComponents(string: v.address), let host = c.host,
-      isIPLiteral(host)
-    {
-      endpoints.append((host, c.port ?? (c.scheme == "https" ? 443 : 80)))
-    }
-    return endpoints.map { e in
-      let ports: JSONValue = [["protocol": "TCP", "port": .int(Int64(e.port))]]
-      if let host = e.host, isIPLiteral(host) {
-        let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        let cidr = bare.contains(":") ? "\(bare)/128" : "\(bare)/32"
-        return ["to": [["ipBlock": ["cidr": .string(cidr)]]], "ports": ports]
-      }
-      return ["ports": ports]
-    }
+  /// A run window's egress rules to the storage, cloud KMS and Vault endpoints of `spec`
+  /// (`NetworkIsolation.windowRules`).
+  public static func storageEgressRules(_ spec: BackupPolicySpec, settings: ControllerSettings) -> [JSONValue] {
+    NetworkIsolation.windowRules(spec, settings: settings)
   }
 
-  /// The Calico GlobalNetworkPolicy: backup pods accept traffic only from disaster-recovery pods.
-  ///
-  /// Only ingress is governed here; egress is limited by the backup namespace's NetworkPolicies, which know the
-  /// storage endpoints.
-  public static func calicoPolicy() -> DesiredChild {
+  /// The Calico GlobalNetworkPolicy: the controller's pods in the backup namespaces accept connections only from
+  /// such pods, and reach DNS and the declared destinations (`NetworkIsolation.calicoSpec`).
+  public static func calicoPolicy(_ settings: ControllerSettings) -> DesiredChild {
     DesiredChild(
       resource: ChildResources.globalNetworkPolicies, namespace: nil, name: SharedChildNames.calicoPolicy,
       body: [
@@ -547,16 +533,35 @@ public enum BackupPolicyChildren {
           "name": .string(SharedChildNames.calicoPolicy),
           "labels": labels([ChildLabels.managedBy: ChildLabels.controllerName]),
         ],
-        "spec": [
-          "order": 100,
-          "selector": "app == \"backup-service\" || app == \"backup-storage\"",
-          "types": ["Ingress"],
-          "ingress": [
-            ["action": "Allow", "source": ["selector": "app == \"disaster-recovery\""]],
-            ["action": "Deny"],
-          ],
-        ],
+        "spec": NetworkIsolation.calicoSpec(settings),
       ], shared: true)
+  }
+
+  /// A claim is mounted only in the policy's own namespace: a policy whose Jobs run in the shared backup namespace
+  /// (a dump command source) may not name a claim (a local repository's), since that name would be resolved among
+  /// the claims of the backup namespace, which other tenants' policies use.
+  static func checkClaims(_ policy: BackupPolicy, settings: ControllerSettings) throws(SpecError) {
+    let policyNS = policy.metadata.namespace ?? "default"
+    let workNS = workloadNamespace(policy, settings: settings)
+    guard workNS != policyNS else { return }
+    func refuse(_ field: String, _ claim: String) -> SpecError {
+      SpecError(
+        field: field,
+        message: "claim '\(claim)' cannot be used: this policy's Jobs run in the shared backup namespace \(workNS) "
+          + "(a command source), where a claim name could be another tenant's; a policy mounts only claims of its "
+          + "own namespace, so use a pvc source or an object store")
+    }
+    if let c = policy.spec.repository.local?.claimName { throw refuse("spec.repository.local.claimName", c) }
+    for (i, r) in (policy.spec.replicas ?? []).enumerated() {
+      if let c = r.repository.local?.claimName { throw refuse("spec.replicas[\(i)].repository.local.claimName", c) }
+    }
+  }
+
+  /// The bounded resources of the policy's containers as JSON (`ResourceBounds.effective`).
+  static func containerResources(
+    _ spec: BackupPolicySpec, _ settings: ControllerSettings
+  ) throws(SpecError) -> JSONValue? {
+    resources(try settings.resourceBounds.effective(spec.resources))
   }
 
   // MARK: - Pods
@@ -671,7 +676,7 @@ public enum BackupPolicyChildren {
         "volumeMounts": .array(mounts), "securityContext": claimReaderSecurity(pvc, s),
         "terminationMessagePolicy": "File",
       ]
-      if let r = resources(spec.resources) { c["resources"] = r }
+      if let r = try containerResources(spec, s) { c["resources"] = r }
       return podShell(
         input, names: names, labels: podLabels, volumes: volumes, initContainers: [], containers: [.object(c)],
         runsAsRoot: pvc.runAsUser == 0)
@@ -729,7 +734,7 @@ public enum BackupPolicyChildren {
       "volumeMounts": .array(mounts + [pipeMount]), "securityContext": containerSecurity(s),
       "terminationMessagePolicy": "File",
     ]
-    if let r = resources(spec.resources) {
+    if let r = try containerResources(spec, s) {
       dump["resources"] = r
       engine["resources"] = r
     }
@@ -765,14 +770,15 @@ public enum BackupPolicyChildren {
     }
     let labels = ownerLabels(policy).merging([ChildLabels.component: component]) { $1 }.merging(extraLabels) { $1 }
     let args = try arguments(invocation.common).argv
-    let c: JSONValue = [
+    var c: [String: JSONValue] = [
       "name": "engine", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
       "args": .array(args.map { .string($0) }), "env": .array(baseEnv + invocation.env),
       "volumeMounts": .array([tmpMount] + invocation.mounts), "securityContext": containerSecurity(s),
       "terminationMessagePolicy": "File",
     ]
+    if let r = try containerResources(policy.spec, s) { c["resources"] = r }
     let pod = podShell(
-      input, names: names, labels: labels, volumes: invocation.volumes, initContainers: [], containers: [c])
+      input, names: names, labels: labels, volumes: invocation.volumes, initContainers: [], containers: [.object(c)])
     return DesiredChild(
       resource: ChildResources.jobs, namespace: workNS, name: name,
       body: [
@@ -863,7 +869,7 @@ public enum BackupPolicyChildren {
       "volumeMounts": .array([tmpMount] + invocation.mounts), "securityContext": containerSecurity(s),
       "terminationMessagePolicy": "File",
     ]
-    if let r = resources(input.policy.spec.resources) { c["resources"] = r }
+    if let r = (try? containerResources(input.policy.spec, s)) ?? nil { c["resources"] = r }
     return podShell(
       input, names: names, labels: podLabels, volumes: invocation.volumes, initContainers: [], containers: [.object(c)])
   }

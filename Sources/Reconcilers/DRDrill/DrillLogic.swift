@@ -172,7 +172,7 @@ public enum DrillLogic {
   /// The scratch namespace and its fences: default-deny for ingress and egress, then egress only for the drill's
   /// pods to DNS, the storage and KMS endpoints of the policy, and the drill's spec.egress destinations.
   public static func scratchChildren(
-    _ drill: DRDrill, namespace ns: String, policy: BackupPolicy
+    _ drill: DRDrill, namespace ns: String, policy: BackupPolicy, settings: ControllerSettings
   ) -> [DesiredChild] {
     let l = labels(drill)
     let lj = JSONValue.object(l.mapValues { .string($0) })
@@ -194,25 +194,17 @@ public enum DrillLogic {
           "metadata": ["name": "botrt-drill-default-deny", "namespace": .string(ns), "labels": lj],
           "spec": ["podSelector": [:], "policyTypes": ["Ingress", "Egress"]],
         ]))
-    var egress: [JSONValue] = [
-      [
-        "to": [["namespaceSelector": [:], "podSelector": ["matchLabels": ["k8s-app": "kube-dns"]]]],
-        "ports": [["protocol": "UDP", "port": 53], ["protocol": "TCP", "port": 53]],
-      ]
-    ]
-    var endpoints = EngineInvocation.storageEndpoints(policy.spec.repository, kms: policy.spec.encryption.kms)
-    if let v = policy.spec.encryption.kms.vaultTransit, let c = URLComponents(string: v.address) {
-      endpoints.append((c.host, c.port ?? (c.scheme == "https" ? 443 : 80)))
+    // DNS and the declared key services, the policy's storage, cloud KMS and Vault endpoints, and spec.egress
+    // (NetworkIsolation: the same rules as the backup namespace and its run windows).
+    var egress = NetworkIsolation.sharedEgressRules(settings)
+    for r in NetworkIsolation.windowRules(policy.spec, settings: settings) where !egress.contains(r) {
+      egress.append(r)
     }
-    for e in drill.spec.egress ?? [] { endpoints.append((e.host, Int(e.port))) }
-    for (host, port) in endpoints {
-      var rule: [String: JSONValue] = ["ports": [["protocol": "TCP", "port": .int(Int64(port))]]]
-      if let h = host, BackupPolicyChildren.isIPLiteral(h) {
-        rule["to"] = [["ipBlock": ["cidr": .string(h.contains(":") ? "\(h)/128" : "\(h)/32")]]]
-      } else if let h = host, let slash = h.firstIndex(of: "/"), BackupPolicyChildren.isIPLiteral(String(h[..<slash])) {
-        rule["to"] = [["ipBlock": ["cidr": .string(h)]]]
+    for e in drill.spec.egress ?? [] {
+      for r in NetworkIsolation.drillEgressRules(host: e.host, port: Int(e.port), settings: settings)
+      where !egress.contains(r) {
+        egress.append(r)
       }
-      egress.append(.object(rule))
     }
     out.append(
       DesiredChild(

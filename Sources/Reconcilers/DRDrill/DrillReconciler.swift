@@ -255,7 +255,7 @@ public final class DrillReconciler: Sendable {
     }
     let sourceClaim = try await readSourceClaim(drill, spec: spec, policy: policy)
     let timeout = try drillTimeout(drill)
-    var children = DrillLogic.scratchChildren(drill, namespace: scratch, policy: policy)
+    var children = DrillLogic.scratchChildren(drill, namespace: scratch, policy: policy, settings: settings)
     let job: JSONValue
     do {
       children += try DrillLogic.secretCopies(drill, namespace: scratch, policy: policy, spec: spec, secrets: secrets)
@@ -435,7 +435,7 @@ public final class DrillReconciler: Sendable {
   func securityChecks(policy: BackupPolicy, job: JobObservation?) async throws -> SecurityChecks {
     let backupNS = BackupPolicyChildren.backupNamespace(policy, settings: settings)
     var intact = true
-    for want in BackupPolicyChildren.sharedNetworkPolicies(namespace: backupNS) {
+    for want in BackupPolicyChildren.sharedNetworkPolicies(namespace: backupNS, settings: settings) {
       do {
         let have = try await client.get(
           ChildResources.networkPolicies, namespace: backupNS, name: want.name, as: JSONValue.self)
@@ -446,7 +446,7 @@ public final class DrillReconciler: Sendable {
     }
     var calico: Bool? = nil
     if settings.calicoServed {
-      let want = BackupPolicyChildren.calicoPolicy()
+      let want = BackupPolicyChildren.calicoPolicy(settings)
       do {
         let have = try await client.get(
           ChildResources.globalNetworkPolicies, namespace: nil, name: want.name, as: JSONValue.self)

@@ -296,14 +296,14 @@ public enum ReplicationChildren {
     func with(_ component: String) -> [String: String] { owned.merging([ChildLabels.component: component]) { $1 } }
     // The copy pods read the primary too: its endpoints are opened here as well, so that copies do not depend on
     // the backup pods' egress being in place.
-    var egress: [JSONValue] = BackupPolicyChildren.storageEgressRules(policy.spec)
+    var egress: [JSONValue] = BackupPolicyChildren.storageEgressRules(policy.spec, settings: settings)
     for i in replicas.indices {
       guard
         let inv = try? ReplicaInvocation(
           policy: policy.spec, index: i, currentKey: policy.status?.currentKey,
           identity: policy.status?.repositoryIdentity, secretName: { $0 })
       else { return [] }
-      egress += BackupPolicyChildren.storageEgressRules(inv.targetSpec)
+      egress += BackupPolicyChildren.storageEgressRules(inv.targetSpec, settings: settings)
     }
     var out: [DesiredChild] = []
     out.append(
@@ -380,7 +380,7 @@ public enum ReplicationChildren {
       "volumeMounts": .array([BackupPolicyChildren.tmpMount] + inv.mounts),
       "securityContext": BackupPolicyChildren.containerSecurity(s), "terminationMessagePolicy": "File",
     ]
-    if let r = BackupPolicyChildren.resources(policy.spec.resources) { c["resources"] = r }
+    if let r = try BackupPolicyChildren.containerResources(policy.spec, s) { c["resources"] = r }
     let pod = BackupPolicyChildren.podShell(
       input, names: names, labels: labels, volumes: inv.volumes, initContainers: [], containers: [.object(c)])
     let name = names.copyJob(replica: replica.name, snapshot: snapshot)
