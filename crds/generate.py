@@ -323,8 +323,11 @@ def repository_schema(desc):
                      "node (air-gapped storage).", {
                          "path": string("Absolute directory of the repository (inside the claim when claimName is "
                                         "set).", minLength=1, maxLength=4096, pattern=r"^/.*$"),
-                         "claimName": object_name("PersistentVolumeClaim in the backup namespace that holds the "
-                                                  "repository. Default: none (path is a node directory)."),
+                         "claimName": object_name("PersistentVolumeClaim that holds the repository, in the "
+                                                  "policy's own namespace, where the Jobs of a pvc source run. A "
+                                                  "command source's Jobs run in the shared backup namespace and may "
+                                                  "not name a claim there (another tenant's could have the name). "
+                                                  "Default: none (path is a node directory)."),
                      }, required=["path"]),
     }, required=None, oneOf=one_of("s3", "gcs", "azure", "local"),
         **{"x-kubernetes-validations": [exactly_one("repository", "s3", "gcs", "azure", "local")]})

@@ -305,6 +305,12 @@ func tablePolicies() -> [BackupPolicy] {
         "\(sName)-\(kName)", tier: tier, compliance: compliance, repository: repo, kms: kms, dump: i % 2 == 0,
         replicas: sName == "local" && repo.local != nil && rRepo.local != nil ? nil : [replica],
         retention: retention, currentKey: kms.localKeySecretRef != nil ? "key-1" : nil)
+      // A dump policy's Jobs run in the shared backup namespace, where it may not name a claim (issue 14 item 10):
+      // its local repositories are node directories.
+      if p.spec.source.command != nil {
+        p.spec.repository.local?.claimName = nil
+        for j in (p.spec.replicas ?? []).indices { p.spec.replicas?[j].repository.local?.claimName = nil }
+      }
       // Private CAs (--cacert) on odd rows; the repository's pins (--expect-*) on every third.
       if i % 2 == 1 { p.spec.caSecretRef = SecretReference(name: "private-ca") }
       if i % 3 == 1, let url = try? EngineInvocation(policy: p, secretName: { $0 }).repoURL {
