@@ -103,6 +103,8 @@ struct BackupCommand: EngineCommand {
   var compression: Compression = .auto
   @Argument(help: "Paths to back up; each is stored under its base name.")
   var paths: [String] = []
+  @OptionGroup(title: "File selection (restic's options and pattern syntax)")
+  var selection: FileSelectionOptions
   @Flag(
     name: .customLong("init-if-missing"),
     help: "Create the repository first when it has no config yet (scheduled runs of a new policy use this).")
@@ -122,10 +124,13 @@ struct BackupCommand: EngineCommand {
     if stdin {
       guard let n = stdinName, !n.isEmpty else { throw ValidationError("--stdin needs --stdin-name NAME") }
       guard paths.isEmpty else { throw ValidationError("--stdin takes no paths") }
+      if let flag = selection.givenFlag {
+        throw ValidationError("--\(flag) selects files below PATHs; it does not apply to --stdin")
+      }
     } else if stdinFrom != nil || stdinStatus != nil {
       throw ValidationError("--stdin-from and --stdin-status need --stdin")
-    } else if paths.isEmpty {
-      throw ValidationError("give at least one PATH, or --stdin --stdin-name NAME")
+    } else if paths.isEmpty && !selection.listsPaths {
+      throw ValidationError("give at least one PATH (or --files-from FILE), or --stdin --stdin-name NAME")
     }
     guard KeyType(dataType: dataType) != nil else {
       throw ValidationError("--data-type must be files, database or logs")
@@ -176,10 +181,14 @@ struct BackupCommand: EngineCommand {
     // open and locked.
     let pipeFD = try stdinFrom.map { try StreamPipe.openForReading($0, timeout: Double(stdinTimeout)) }
     defer { if let fd = pipeFD { close(fd) } }
+    // The selection before the repository: an unreadable exclude file or list of paths fails the run first.
+    let chosen = try selection.selection(environment: repoOptions.env)
+    let targets = stdin ? [] : try selection.targets(paths: paths, warnings: &result)
     let repo = try await openOrCreate()
     var opts = BackupOptions(
-      paths: paths, dataType: KeyType(dataType: dataType)!, tags: tagMap, stdinName: stdin ? stdinName : nil,
+      paths: targets, dataType: KeyType(dataType: dataType)!, tags: tagMap, stdinName: stdin ? stdinName : nil,
       compression: compression, progress: repoOptions.progressHandler())
+    opts.selection = chosen
     if let host { opts.hostname = host }
     if let fd = pipeFD {
       opts.stdinFD = fd
@@ -205,6 +214,7 @@ struct BackupCommand: EngineCommand {
     result.repositoryStoredBytes = r.repositoryPackBytes
     result.dedupRatio = (r.dedupRatio * 10000).rounded() / 10000
     result.errors = r.errors
+    if selection.givenFlag != nil { result.excluded = r.excluded }
     if r.adoptedPacks > 0 { result.addWarnings(["adopted \(r.adoptedPacks) packs left by an interrupted backup"]) }
     if !r.errors.isEmpty { throw PartialBackupError(count: r.errors.count) }
   }

@@ -30,6 +30,17 @@ public enum EngineFlag {
   public static let compression = "compression"
   public static let initIfMissing = "init-if-missing"
   public static let objectLock = "object-lock"
+  // backup's file selection (restic's names).
+  public static let exclude = "exclude"
+  public static let iexclude = "iexclude"
+  public static let excludeFile = "exclude-file"
+  public static let iexcludeFile = "iexclude-file"
+  public static let excludeIfPresent = "exclude-if-present"
+  public static let excludeCaches = "exclude-caches"
+  public static let oneFileSystem = "one-file-system"
+  public static let filesFrom = "files-from"
+  public static let filesFromVerbatim = "files-from-verbatim"
+  public static let filesFromRaw = "files-from-raw"
   // restore, verify.
   public static let before = "before"
   public static let target = "target"
@@ -228,6 +239,56 @@ public struct EngineRetention: Sendable, Hashable {
   }
 }
 
+/// What a backup of paths leaves out, with restic's options and semantics (docs/engine-cli.md); patterns match the
+/// absolute path in the container (for a claim, below `/backup/<claim>`).
+public struct EngineFileSelection: Sendable, Hashable {
+  /// `--exclude PATTERN` each, in order (a `!` pattern re-includes what an earlier one excluded).
+  public var exclude: [String] = []
+  /// `--iexclude PATTERN` each: as `exclude`, ignoring case.
+  public var iexclude: [String] = []
+  /// `--exclude-file FILE` each: patterns, one a line, read from a file in the container.
+  public var excludeFiles: [String] = []
+  /// `--iexclude-file FILE` each.
+  public var iexcludeFiles: [String] = []
+  /// `--exclude-if-present NAME[:HEADER]` each: directories holding such a file keep only it.
+  public var excludeIfPresent: [String] = []
+  /// `--exclude-caches`: as `--exclude-if-present` of a CACHEDIR.TAG with its signature.
+  public var excludeCaches: Bool = false
+  /// `--one-file-system`: do not descend into other file systems (mount points are kept, empty).
+  public var oneFileSystem: Bool = false
+
+  public init(
+    exclude: [String] = [], iexclude: [String] = [], excludeFiles: [String] = [], iexcludeFiles: [String] = [],
+    excludeIfPresent: [String] = [], excludeCaches: Bool = false, oneFileSystem: Bool = false
+  ) {
+    self.exclude = exclude
+    self.iexclude = iexclude
+    self.excludeFiles = excludeFiles
+    self.iexcludeFiles = iexcludeFiles
+    self.excludeIfPresent = excludeIfPresent
+    self.excludeCaches = excludeCaches
+    self.oneFileSystem = oneFileSystem
+  }
+
+  public var isEmpty: Bool { argv.isEmpty }
+
+  /// `--exclude P` for each pattern, then `--iexclude`, `--exclude-file`, `--iexclude-file`, `--exclude-if-present`
+  /// (each repeated per value, in order), `--exclude-caches` and `--one-file-system`.
+  public var argv: [String] {
+    let l = EngineFlag.long
+    var a: [String] = []
+    let lists: [(String, [String])] = [
+      (EngineFlag.exclude, exclude), (EngineFlag.iexclude, iexclude), (EngineFlag.excludeFile, excludeFiles),
+      (EngineFlag.iexcludeFile, iexcludeFiles), (EngineFlag.excludeIfPresent, excludeIfPresent),
+    ]
+    // `--flag=value`: a pattern starting with `-` stays the flag's value.
+    for (flag, values) in lists { for v in values { a.append(l(flag) + "=" + v) } }
+    if excludeCaches { a.append(l(EngineFlag.excludeCaches)) }
+    if oneFileSystem { a.append(l(EngineFlag.oneFileSystem)) }
+    return a
+  }
+}
+
 /// `botrt-engine backup`.
 public struct EngineBackupArguments: Sendable, Hashable {
   public enum Source: Sendable, Hashable {
@@ -246,6 +307,9 @@ public struct EngineBackupArguments: Sendable, Hashable {
   public var objectLock: EngineObjectLock?
   public var compression: String?
   public var source: Source
+  /// What a `.paths` backup leaves out (rendered before the paths); a stream source has no files to select, so it is
+  /// not rendered for one.
+  public var selection = EngineFileSelection()
 
   public init(
     common: EngineCommonArguments, dataType: String, tags: [String], initIfMissing: Bool,
@@ -444,6 +508,7 @@ public enum EngineArguments: Sendable, Hashable {
       if let c = b.compression { a += [l(EngineFlag.compression), c] }
       switch b.source {
       case .paths(let p):
+        a += b.selection.argv
         // The paths last, after `--quiet`.
         if common.quiet { a.append(l(EngineFlag.quiet)) }
         return a + p

@@ -20,6 +20,9 @@ public struct EngineResult: Codable, Sendable, Hashable {
   /// snapshot is the newest one that passed).
   public var skippedSnapshots: [SkippedSnapshot]?
   public var files: Int?
+  /// backup with file selection options (`--exclude` and the like): entries left out, each counted once (an excluded
+  /// directory's content is not read, nor counted). Absent without such options.
+  public var excluded: Int?
   public var bytesRead: Int64?
   /// backup, copy: the bytes of the pack files the run wrote (after deduplication, compression and encryption),
   /// which is what the snapshot added to the repository's data. forget --prune, delete-repository: minus the bytes
@@ -137,7 +140,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
   }
 
   enum CodingKeys: String, CodingKey {
-    case command, ok, exitCode, snapshotId, files, bytesRead, bytesStored, durationSeconds, errors, keyUnwraps
+    case command, ok, exitCode, snapshotId, files, excluded, bytesRead, bytesStored, durationSeconds, errors, keyUnwraps
     case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
     case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
     case snapshotTime, skippedSnapshots, bytesDownloaded, engineVersion, repositoryId, signingKey, repository
@@ -154,6 +157,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     snapshotTime = try c.decodeIfPresent(String.self, forKey: .snapshotTime)
     skippedSnapshots = try c.decodeIfPresent([SkippedSnapshot].self, forKey: .skippedSnapshots)
     files = try c.decodeIfPresent(Int.self, forKey: .files)
+    excluded = try c.decodeIfPresent(Int.self, forKey: .excluded)
     bytesRead = try c.decodeIfPresent(Int64.self, forKey: .bytesRead)
     bytesStored = try c.decodeIfPresent(Int64.self, forKey: .bytesStored)
     durationSeconds = try c.decodeIfPresent(Double.self, forKey: .durationSeconds)

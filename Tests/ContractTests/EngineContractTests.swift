@@ -1,11 +1,11 @@
 import ArgumentParser
 import DRAPI
-import EngineCLI
 import EngineContract
 import Foundation
 import KubeCore
 import Testing
 
+@testable import EngineCLI
 @testable import Reconcilers
 
 /// The controller–engine contract, checked end to end: every Job and CronJob the controller builds, for the samples
@@ -468,6 +468,39 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     }
   }
 
+  /// backup's file selection (issue 16 section 2): the typed options render restic's flags, which the engine's
+  /// parser takes (before the paths), and are not rendered for a stream source.
+  @Test func fileSelectionFlagsParse() throws {
+    let common = EngineCommonArguments(repo: "file:///r", kms: "file:///k")
+    var b = EngineBackupArguments(
+      common: common, dataType: "files", tags: [], initIfMissing: true, objectLock: nil, compression: nil,
+      source: .paths(["/backup/data"]))
+    b.selection = EngineFileSelection(
+      exclude: ["*.log", "!keep.log", "-odd"], iexclude: ["*.JPG"], excludeFiles: ["/etc/botrt/excludes"],
+      iexcludeFiles: ["/etc/botrt/iexcludes"], excludeIfPresent: [".nobackup", "TAG:header"], excludeCaches: true,
+      oneFileSystem: true)
+    let argv = EngineArguments.backup(b).argv
+    #expect(argv.contains("--exclude=*.log") && argv.contains("--exclude=!keep.log") && argv.contains("--exclude=-odd"))
+    #expect(argv.contains("--exclude-caches") && argv.contains("--one-file-system"))
+    #expect(argv.last == "/backup/data", "the paths stay last")
+    let parsed = try BotrtEngine.parseAsRoot(argv)
+    let cmd = try #require(parsed as? BackupCommand)
+    #expect(cmd.selection.exclude == ["*.log", "!keep.log", "-odd"] && cmd.selection.iexclude == ["*.JPG"])
+    #expect(
+      cmd.selection.excludeFile == ["/etc/botrt/excludes"] && cmd.selection.iexcludeFile == ["/etc/botrt/iexcludes"])
+    #expect(cmd.selection.excludeIfPresent == [".nobackup", "TAG:header"])
+    #expect(cmd.selection.excludeCaches && cmd.selection.oneFileSystem)
+    #expect(EngineFileSelection().argv.isEmpty && EngineFileSelection().isEmpty)
+    // A stream has no files to select: not rendered, so the engine (which refuses them with --stdin) is not asked.
+    b.source = .stdin(name: "dump.sql")
+    #expect(!EngineArguments.backup(b).argv.contains { $0.hasPrefix("--exclude") })
+    _ = try BotrtEngine.parseAsRoot(EngineArguments.backup(b).argv)
+    // A malformed pattern is refused by the parser, naming the option.
+    b.source = .paths(["/d"])
+    b.selection = EngineFileSelection(exclude: ["[abc"])
+    #expect(throws: (any Error).self) { try BotrtEngine.parseAsRoot(EngineArguments.backup(b).argv) }
+  }
+
   /// Key rotation: `--new-kek` only for key services that make new keys, and the controller never asks it of others.
   @Test func rotateKeysOffersOnlyWhatTheEngineAccepts() throws {
     for kind in EngineKMSKind.allCases {
@@ -494,6 +527,7 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     r.addWarnings(["w"])
     r.snapshotTime = "2026-01-02T03:04:05.678Z"
     r.engineVersion = EngineVersion.current
+    r.excluded = 7
     r.skippedSnapshots = [EngineResult.SkippedSnapshot(id: "def", reason: "pack data/de/def is missing")]
     let line = String(decoding: try r.encodedLine(), as: UTF8.self)
     let back = try #require(EngineResult.parse("some log\n" + line))

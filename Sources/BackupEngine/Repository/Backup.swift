@@ -24,6 +24,8 @@ public struct BackupOptions: Sendable {
   public var inputComplete: (@Sendable () throws -> Void)?
   /// The time recorded in the snapshot (restic's `backup --time`); nil records when the backup started.
   public var time: Date? = nil
+  /// What to leave out below `paths` (restic's `--exclude`, `--one-file-system`, `--exclude-if-present`).
+  public var selection = BackupSelection()
 
   public init(
     paths: [String], dataType: KeyType = .files, tags: [String: String] = [:],
@@ -61,6 +63,9 @@ public struct BackupResult: Sendable {
   public var adoptedPacks: Int
   /// Sources that could not be read or changed while read; the snapshot omits or flags them.
   public var errors: [String]
+  /// Entries the selection (`BackupOptions.selection`) left out, each counted once: an excluded directory's content
+  /// is not read.
+  public var excluded: Int = 0
   /// The manifest's time (RFC 3339): when the backup started reading, or its `--time`.
   public var time: String = ""
   /// The sizes of every pack file under data/ after the run, summed: those the run listed when it started (adopted,
@@ -94,6 +99,7 @@ final class BackupRun: @unchecked Sendable {
   var files = 0
   var dirs = 0
   var filesUnchanged = 0
+  var excluded = 0
   var errors: [String] = []
   var fatal: (any Error)?
   var lastProgress = Date()
@@ -170,7 +176,7 @@ extension Repository {
         defer { queue.close() }
         let scanner = Scanner(
           repo: self, run: run, queue: queue, chunker: chunker, parentNodes: parentMap, index: index,
-          progress: opts.progress)
+          progress: opts.progress, selection: opts.selection)
         if let name = opts.stdinName {
           scanner.scanStdin(fd: opts.stdinFD, name: name)
         } else {
@@ -262,7 +268,7 @@ extension Repository {
         snapshotID: sid, files: files, dirs: dirs, bytesRead: total, bytesStored: run.bytesStored,
         bytesNew: run.bytesNew,
         filesUnchanged: run.filesUnchanged, blobsNew: run.blobsNew, blobsDeduplicated: run.blobsDup,
-        adoptedPacks: adopted, errors: errors, time: manifest.time,
+        adoptedPacks: adopted, errors: errors, excluded: run.excluded, time: manifest.time,
         repositoryPackBytes: packsBefore.merging(run.packSizes) { $1 }.values.reduce(0, +))
     }
     audit.record(
@@ -281,6 +287,18 @@ extension Repository {
     var s = p
     while s.count > 1 && s.hasSuffix("/") { s.removeLast() }
     return s
+  }
+
+  /// The name a backed-up path is stored under in the snapshot: its base name ("root" for `/`).
+  public static func storedName(of path: String) -> String {
+    let p = normalize(path)
+    var name = (p as NSString).lastPathComponent
+    if name == "/" || name.isEmpty || name == "." || name == ".." {
+      name = ((FileManager.default.currentDirectoryPath + "/" + p) as NSString).standardizingPath
+      name = (name as NSString).lastPathComponent
+      if name == "/" || name.isEmpty { name = "root" }
+    }
+    return name
   }
 
   /// The worker loop of one pipeline thread.
@@ -427,6 +445,9 @@ private final class Scanner {
   let parentNodes: [String: TreeNode]
   let index: MasterIndex
   let progress: ProgressHandler?
+  let selection: BackupSelection
+  /// The device of the path being backed up (`--one-file-system`).
+  var rootDevice: UInt64 = 0
   var nodes: [(TreeNode, Int?)] = []
   var hardlinks: [String: String] = [:]
   var users: [UInt32: String] = [:]
@@ -436,8 +457,9 @@ private final class Scanner {
 
   init(
     repo: Repository, run: BackupRun, queue: BoundedQueue<ChunkJob>, chunker: Chunker,
-    parentNodes: [String: TreeNode], index: MasterIndex, progress: ProgressHandler?
+    parentNodes: [String: TreeNode], index: MasterIndex, progress: ProgressHandler?, selection: BackupSelection
   ) {
+    self.selection = selection
     self.repo = repo
     self.run = run
     self.queue = queue
@@ -498,26 +520,38 @@ private final class Scanner {
 
   func scanRoot(_ path: String) {
     let p = Repository.normalize(path)
+    // Patterns match the absolute path, as restic matches them (also for a path given relative).
+    let matchPath = PathPattern.absolute(p)
+    if selection.excludesByName(matchPath) {
+      run.lock.withLock { run.excluded += 1 }
+      return
+    }
     var st = stat()
     guard lstat(p, &st) == 0 else {
       error("\(p): \(errnoMessage(errno))")
       return
     }
-    var name = (p as NSString).lastPathComponent
-    if name == "/" || name.isEmpty || name == "." || name == ".." {
-      name = ((FileManager.default.currentDirectoryPath + "/" + p) as NSString).standardizingPath
-      name = (name as NSString).lastPathComponent
-      if name == "/" || name.isEmpty { name = "root" }
-    }
-    visit(abs: p, rel: name, st: st)
+    rootDevice = UInt64(st.st_dev)
+    visit(abs: p, rel: Repository.storedName(of: p), st: st, matchPath: matchPath)
   }
 
-  func visit(abs: String, rel: String, st: stat) {
+  /// Whether the selection keeps the directory entry `name` (absolute path `matchPath`) by its name alone, before it
+  /// is stat-ed as restic checks it; `tagged` are the tag files the directory holds.
+  func keep(name: String, matchPath: String, tagged: [ExcludeTag]) -> Bool {
+    if selection.excludesByName(matchPath) { return false }
+    // In a tagged directory only the tag file stays (every tag present must name it).
+    if !tagged.isEmpty && tagged.contains(where: { $0.name != name }) { return false }
+    return true
+  }
+
+  func visit(abs: String, rel: String, st: stat, matchPath: String) {
     if run.failed { return }
     switch st.st_mode & S_IFMT {
     case S_IFDIR:
       nodes.append((baseNode(.directory, rel: rel, st: st), nil))
       run.lock.withLock { run.dirs += 1 }
+      // --one-file-system: a mount point is kept, empty (restic keeps it so that a restore has the directory).
+      if selection.oneFileSystem && UInt64(st.st_dev) != rootDevice { return }
       guard let d = opendir(abs) else {
         error("\(abs): cannot read directory: \(errnoMessage(errno))")
         return
@@ -529,14 +563,25 @@ private final class Scanner {
       }
       closedir(d)
       names.sort()
+      let tagged = selection.excludeIfPresent.filter { names.contains($0.name) && $0.tags(abs) }
       for n in names {
         var cst = stat()
         let cabs = abs + "/" + n
+        let cmatch = matchPath == "/" ? "/" + n : matchPath + "/" + n
+        guard keep(name: n, matchPath: cmatch, tagged: tagged) else {
+          run.lock.withLock { run.excluded += 1 }
+          continue
+        }
         guard lstat(cabs, &cst) == 0 else {
           error("\(cabs): vanished or unreadable during backup: \(errnoMessage(errno))")
           continue
         }
-        visit(abs: cabs, rel: rel + "/" + n, st: cst)
+        // Only directories are kept from another file system (as mount points, see above).
+        if selection.oneFileSystem && UInt64(cst.st_dev) != rootDevice && cst.st_mode & S_IFMT != S_IFDIR {
+          run.lock.withLock { run.excluded += 1 }
+          continue
+        }
+        visit(abs: cabs, rel: rel + "/" + n, st: cst, matchPath: cmatch)
       }
     case S_IFLNK:
       var b = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
