@@ -497,6 +497,21 @@ def backup_policy_spec():
                                "modes are recorded either way.", minimum=0, maximum=2147483647),
                            "runAsGroup": integer("The group the backup reads the claim as. Default: runAsUser's "
                                                  "value when runAsUser is set.", minimum=0, maximum=2147483647),
+                           "exclude": array("Paths left out of the backup, as restic's --exclude patterns: `*`, "
+                                            "`?`, `[...]` and `**` (any number of directories); a pattern without a "
+                                            "leading `/` matches at any depth (`*.tmp`, `cache`), one with a leading "
+                                            "`/` is anchored at the backed-up directory (the claim's root, or "
+                                            "subPath); a leading `!` takes back an earlier exclusion (not below an "
+                                            "excluded directory, which is not read at all).",
+                                            string("One pattern.", minLength=1, maxLength=4096), maxItems=256),
+                           "excludeIfPresent": array("File names whose presence in a directory leaves the rest of "
+                                                     "that directory out (restic's --exclude-if-present; NAME or "
+                                                     "NAME:HEADER to require the file to start with HEADER).",
+                                                     string("One file name.", minLength=1, maxLength=1024,
+                                                            pattern=r"^[^/]+$"), maxItems=32),
+                           "excludeCaches": boolean("Leave out directories holding a CACHEDIR.TAG file with its "
+                                                    "signature (restic's --exclude-caches). Default: false.",
+                                                    default=False),
                        }, required=["claimName"]),
                        "command": container("A dump command whose standard output is streamed into the engine "
                                             "(for example pg_dump).", extra={

@@ -253,6 +253,12 @@ public struct PVCSource: Codable, Sendable, Hashable {
   public var runAsUser: Int64?
   /// The group the backup reads the claim as (default: runAsUser's value when that is set).
   public var runAsGroup: Int64?
+  /// restic --exclude patterns; a leading `/` anchors at the backed-up directory.
+  public var exclude: [String]?
+  /// restic --exclude-if-present file names (NAME or NAME:HEADER).
+  public var excludeIfPresent: [String]?
+  /// restic --exclude-caches.
+  public var excludeCaches: Bool?
 
   public init(
     claimName: String, subPath: String? = nil, readOnly: Bool? = nil, runAsUser: Int64? = nil,

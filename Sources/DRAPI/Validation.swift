@@ -57,6 +57,39 @@ public enum SpecValidation {
     }
   }
 
+  /// A restic exclude pattern the engine's matcher accepts: every `[` closed by a `]` with something between, and no
+  /// trailing `\` (the engine checks the rest when it runs).
+  static func excludePattern(_ p: String, at field: String) -> [SpecError] {
+    let chars = Array(p.hasPrefix("!") ? p.dropFirst() : Substring(p))
+    if chars.isEmpty { return [SpecError(field: field, message: "is empty; remove it or give a pattern")] }
+    var i = 0
+    while i < chars.count {
+      switch chars[i] {
+      case "\\":
+        if i + 1 >= chars.count {
+          return [SpecError(field: field, message: "'\(p)' ends with a lone \\; escape it as \\\\ or remove it")]
+        }
+        i += 2
+        continue
+      case "[":
+        var j = i + 1
+        if j < chars.count, chars[j] == "^" || chars[j] == "!" { j += 1 }
+        if j < chars.count, chars[j] == "]" { j += 1 }
+        while j < chars.count, chars[j] != "]" { j += 1 }
+        if j >= chars.count {
+          return [
+            SpecError(field: field, message: "'\(p)' has a '[' without its ']'; escape it as \\[ for a literal [")
+          ]
+        }
+        i = j + 1
+        continue
+      default:
+        i += 1
+      }
+    }
+    return []
+  }
+
   public static func validReadDataSubset(_ s: String) -> Bool {
     if s.hasSuffix("%") {
       guard let p = Double(s.dropLast()) else { return false }
@@ -121,6 +154,9 @@ public enum SpecValidation {
     if spec.source.command != nil { sources.append("command") }
     errors += exactlyOne(sources, of: ["pvc", "command"], at: "spec.source")
     errors += container(spec.source.command, at: "spec.source.command")
+    for (i, p) in (spec.source.pvc?.exclude ?? []).enumerated() {
+      errors += excludePattern(p, at: "spec.source.pvc.exclude[\(i)]")
+    }
     errors += exactlyOne(
       spec.repository.configuredBackends, of: ["s3", "gcs", "azure", "local"], at: "spec.repository")
     errors += exactlyOne(spec.encryption.kms.configuredKinds, of: KMSSpec.allKinds, at: "spec.encryption.kms")

@@ -627,6 +627,19 @@ public enum BackupPolicyChildren {
     return .object(o)
   }
 
+  /// The engine's file selection of a claim's backup mounted at `root`: a pattern with a leading `/` is anchored at
+  /// the backed-up directory, which the engine sees at `root`.
+  static func fileSelection(_ pvc: PVCSource, root: String) -> EngineFileSelection {
+    func anchored(_ p: String) -> String {
+      let negated = p.hasPrefix("!")
+      let body = negated ? String(p.dropFirst()) : p
+      return (negated ? "!" : "") + (body.hasPrefix("/") ? root + body : body)
+    }
+    return EngineFileSelection(
+      exclude: (pvc.exclude ?? []).map(anchored), excludeIfPresent: pvc.excludeIfPresent ?? [],
+      excludeCaches: pvc.excludeCaches ?? false)
+  }
+
   static let baseEnv: [JSONValue] = [["name": "HOME", "value": "/tmp"], ["name": "TMPDIR", "value": "/tmp"]]
   static let tmpMount: JSONValue = ["name": "tmp", "mountPath": "/tmp"]
 
@@ -651,12 +664,14 @@ public enum BackupPolicyChildren {
     func backup(_ source: EngineBackupArguments.Source) -> [String] {
       // A new policy's first run creates its repository (with the policy's Object Lock settings). Compression only
       // when set: policies without it keep the CronJob they had (the engine's default is auto).
-      EngineArguments.backup(
-        EngineBackupArguments(
-          common: invocation.common, dataType: (spec.dataType ?? .files).rawValue,
-          tags: ["policy=\(policyNS)/\(policy.name)"], initIfMissing: true, objectLock: lock,
-          compression: spec.compression?.rawValue, source: source)
-      ).argv
+      var a = EngineBackupArguments(
+        common: invocation.common, dataType: (spec.dataType ?? .files).rawValue,
+        tags: ["policy=\(policyNS)/\(policy.name)"], initIfMissing: true, objectLock: lock,
+        compression: spec.compression?.rawValue, source: source)
+      if let pvc = spec.source.pvc, case .paths(let roots) = source, let root = roots.first {
+        a.selection = Self.fileSelection(pvc, root: root)
+      }
+      return EngineArguments.backup(a).argv
     }
     var volumes = invocation.volumes
     var mounts = [tmpMount] + invocation.mounts

@@ -1,0 +1,77 @@
+import DRAPI
+import EngineContract
+import Foundation
+import KubeCore
+import Reconcilers
+import Testing
+
+/// spec.source.pvc.exclude, excludeIfPresent and excludeCaches across the boundary: the backup CronJob the controller
+/// builds, run by the real engine over a tree standing in for the claim, leaves out exactly what the spec says.
+@Suite struct PolicyExcludeTests {
+  @Test func theClaimsBackupLeavesOutWhatTheSpecExcludes() throws {
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    for f in [
+      "src/app/data.db", "src/app/data.db-journal", "src/tmp/scratch.bin", "src/logs/a.log", "src/logs/keep/b.log",
+      "src/cache/x.bin", "src/cache/.nobackup", "src/deep/tmp/kept.txt", "src/notes.txt",
+    ] {
+      try h.write(f, Data(f.utf8))
+    }
+    var meta = ObjectMeta(name: "files", namespace: "shop")
+    meta.uid = "uid-files"
+    var pvc = PVCSource(claimName: "data")
+    // /tmp is anchored at the claim's root (deep/tmp stays); *-journal anywhere; logs but not logs/keep... which
+    // a `!` cannot take back below an excluded directory, so logs/* and !logs/keep.
+    pvc.exclude = ["/tmp", "*-journal", "/logs/*", "!/logs/keep"]
+    pvc.excludeIfPresent = [".nobackup"]
+    let spec = BackupPolicySpec(
+      tier: .standard, source: BackupSource(pvc: pvc),
+      repository: RepositorySpec(local: LocalRepository(path: h.repo)),
+      encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
+    #expect(SpecValidation.validate(spec).isEmpty)
+    let policy = BackupPolicy(metadata: meta, spec: spec)
+    let children = try BackupPolicyChildren.build(
+      ChildInputs(
+        policy: policy, effective: try EffectivePolicy(spec: spec, now: Date()),
+        settings: ControllerSettings(engineImage: "botrt/engine:1", cronJobAPIVersion: "batch/v1", calicoServed: false),
+        secrets: ["kek": Secret(metadata: ObjectMeta(name: "kek", namespace: "shop"), data: ["key": Data(count: 32)])]))
+    let cron = try #require(
+      children.first {
+        $0.resource.kind == "CronJob" && $0.name == ChildNames(namespace: "shop", name: "files").backupCronJob
+      })
+    let container = try #require(
+      cron.body[path: "spec", "jobTemplate", "spec", "template", "spec", "containers"]?.arrayValue?.first {
+        $0["name"]?.stringValue == "backup"
+      })
+    let mount = "/backup/data"
+    // The claim is where the Pod mounts it: here, the test's tree.
+    var args = (container["args"]?.arrayValue ?? []).compactMap(\.stringValue).map {
+      $0.replacingOccurrences(of: mount, with: h.dir + "/src")
+    }
+    #expect(args.contains("--exclude=\(h.dir)/src/tmp") && args.contains("--exclude=*-journal"), "\(args)")
+    if let i = args.firstIndex(of: EngineFlag.long(EngineFlag.kms)) { args[i + 1] = h.kmsURL }
+    let b = try h.run(args, withRepo: false)
+    #expect(b.code == 0, "\(b.stderr)")
+    let r = try h.run(["restore", "latest", "--target", h.dir + "/out"])
+    #expect(r.code == 0, "\(r.stderr)")
+    let restored = Set(
+      (FileManager.default.subpaths(atPath: h.dir + "/out") ?? []).filter {
+        var dir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: h.dir + "/out/" + $0, isDirectory: &dir) && !dir.boolValue
+      })
+    #expect(
+      restored
+        == ["src/app/data.db", "src/logs/keep/b.log", "src/cache/.nobackup", "src/deep/tmp/kept.txt", "src/notes.txt"],
+      "\(restored.sorted())")
+  }
+
+  @Test func aBrokenPatternIsRefusedNamingTheField() {
+    var pvc = PVCSource(claimName: "data")
+    pvc.exclude = ["*.tmp", "[abc"]
+    let spec = BackupPolicySpec(
+      tier: .standard, source: BackupSource(pvc: pvc), repository: RepositorySpec(local: LocalRepository(path: "/r")),
+      encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek"))))
+    let errors = SpecValidation.validate(spec)
+    #expect(errors.map(\.field) == ["spec.source.pvc.exclude[1]"], "\(errors)")
+  }
+}
