@@ -308,7 +308,7 @@ struct RestoreCommand: EngineCommand {
         s, index: index,
         options: RestoreOptions(
           target: target, stdoutFD: stdout ? 1 : nil, paths: paths, stripComponents: stripComponents,
-          progress: repoOptions.progressHandler(), keepSetID: keepSetID))
+          progress: repoOptions.progressHandler(dataOnStdout: stdout), keepSetID: keepSetID))
     }
     fill(&result, repo)
     result.snapshotId = r.snapshotID.hex

@@ -252,14 +252,20 @@ public struct RepoOptions: ParsableArguments {
       store: try makeStore(), keyService: try makeKMS(), logger: logger(), expect: expectation())
   }
 
-  /// A progress printer: JSON lines, a TTY bar, or nothing.
-  func progressHandler() -> ProgressHandler? {
+  /// A progress printer: JSON lines, a TTY bar, or nothing. With `--json` the lines go to stdout before the result
+  /// line, as restic's (`"message_type": "status"`), unless stdout carries data (`restore --stdout`): then stderr.
+  func progressHandler(dataOnStdout: Bool = false) -> ProgressHandler? {
     if quiet { return nil }
     if json {
+      let out = dataOnStdout ? FileHandle.standardError : FileHandle.standardOutput
       return { ev in
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
-        do { FileHandle.standardError.write(try e.encode(ev) + Data("\n".utf8)) } catch {
+        do {
+          var o = try JSONSerialization.jsonObject(with: try e.encode(ev)) as? [String: Any] ?? [:]
+          o["message_type"] = "status"
+          out.write(try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) + Data("\n".utf8))
+        } catch {
           FileHandle.standardError.write(Data("warning: progress not encodable: \(error)\n".utf8))
         }
       }

@@ -89,4 +89,33 @@ import Testing
     #expect(conflict.code == 2 && conflict.stderr.contains("BOTRT_REPOSITORY"), "\(conflict.stderr)")
     #expect(EngineEnv.isRead("BOTRT_REPOSITORY") && EngineEnv.isRead("VAULT_ADDR"))
   }
+
+  /// `--json`: progress as JSON lines on stdout (restic's `"message_type": "status"`), then the result line; nothing
+  /// of it on stderr. With `restore --stdout` the data owns stdout, so progress and result go to stderr.
+  @Test func jsonProgressGoesToStdoutBeforeTheResult() throws {
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    let payload = sampleData(3 << 20)
+    try h.write("src/blob.bin", payload)
+    let b = try h.run(
+      ["backup", "--init-if-missing", "--json", "--repo", h.repoURL, "--kms", h.kmsURL, h.dir + "/src"],
+      withRepo: false)
+    #expect(b.code == 0, "\(b.stderr)")
+    let lines = String(decoding: b.stdout, as: UTF8.self).split(separator: "\n").map {
+      (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+    }
+    #expect(lines.count >= 2 && lines.allSatisfy { $0 != nil }, "\(String(decoding: b.stdout, as: UTF8.self))")
+    let status = lines.dropLast().compactMap { $0 }
+    #expect(status.allSatisfy { $0["message_type"] as? String == "status" })
+    #expect(status.last?["bytesDone"] as? Int == payload.count)
+    #expect(lines.last??["command"] as? String == "backup")
+    #expect(!b.stderr.contains("message_type"))
+
+    let r = try h.run(
+      ["restore", "latest", "--stdout", "--path", "src/blob.bin", "--json", "--repo", h.repoURL, "--kms", h.kmsURL],
+      withRepo: false)
+    #expect(r.code == 0, "\(r.stderr)")
+    #expect(r.stdout == payload)
+    #expect(r.resultFromStderr["command"] as? String == "restore")
+  }
 }

@@ -214,6 +214,15 @@ extension Repository {
     }
     if let e = run.lock.withLock({ run.fatal }) { throw e }
     if let check = opts.inputComplete { try check() }
+    // One last status with the totals, however short the run (progress lines are otherwise at most every 0.5 s).
+    if let progress = opts.progress {
+      progress(
+        run.lock.withLock {
+          ProgressEvent(
+            phase: "backup", files: run.files, bytesDone: run.bytesRead, bytesTotal: run.bytesRead,
+            bytesStored: run.bytesStored, errors: run.errors.count)
+        })
+    }
 
     // Build the tree.
     var nodes: [TreeNode] = []
