@@ -456,6 +456,28 @@ def retention_schema():
 
 
 def backup_policy_spec():
+    # A replica must be another repository than the policy's own (Validation.swift: "is the policy's own repository").
+    # The same location: the same kind, endpoint, bucket (account and container) and prefix, or the same local path
+    # and claim, whatever the credentials (RepositorySpec.sameLocation).
+    def opt(x, f):
+        return f"(has({x}.{f}) ? {x}.{f} : '')"
+
+    def same(kind, fields, optional):
+        a, b = f"r.repository.{kind}", f"self.repository.{kind}"
+        eq = [f"{a}.{f} == {b}.{f}" for f in fields] + [f"{opt(a, f)} == {opt(b, f)}" for f in optional]
+        return f"(has({a}) && has({b}) && " + " && ".join(eq) + ")"
+
+    same_location = " || ".join([
+        same("s3", ["bucket"], ["prefix", "endpoint"]), same("gcs", ["bucket"], ["prefix", "endpoint"]),
+        same("azure", ["account", "container"], ["prefix", "endpoint"]), same("local", ["path"], ["claimName"]),
+    ])
+    return with_rules(backup_policy_spec_schema(), rule(
+        f"!has(self.replicas) || self.replicas.all(r, !({same_location}))",
+        "replicas: a replica's repository is the policy's own repository (the same location); give each replica "
+        "another location", field_path=".replicas"))
+
+
+def backup_policy_spec_schema():
     return obj("What to back up, how often, where, with which keys, how long to keep it and which RPO it must "
                "hold. " + TIER_TABLE, {
                    "tier": string("Protection tier; sets the default schedule, RPO, retention, RTO and drill "

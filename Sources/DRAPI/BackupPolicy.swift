@@ -274,6 +274,23 @@ public struct PVCSource: Codable, Sendable, Hashable {
 
 /// Where the repository lives: exactly one backend.
 public struct RepositorySpec: Codable, Sendable, Hashable {
+  /// Whether two specs name the same location (kind, endpoint, bucket or account and container, prefix; or local
+  /// path and claim), whatever their credentials and settings: the same repository. The CRD's CEL rule says the same.
+  public func sameLocation(_ o: RepositorySpec) -> Bool {
+    if let a = s3, let b = o.s3 {
+      return a.bucket == b.bucket && (a.prefix ?? "") == (b.prefix ?? "") && (a.endpoint ?? "") == (b.endpoint ?? "")
+    }
+    if let a = gcs, let b = o.gcs {
+      return a.bucket == b.bucket && (a.prefix ?? "") == (b.prefix ?? "") && (a.endpoint ?? "") == (b.endpoint ?? "")
+    }
+    if let a = azure, let b = o.azure {
+      return a.account == b.account && a.container == b.container && (a.prefix ?? "") == (b.prefix ?? "")
+        && (a.endpoint ?? "") == (b.endpoint ?? "")
+    }
+    if let a = local, let b = o.local { return a.path == b.path && (a.claimName ?? "") == (b.claimName ?? "") }
+    return false
+  }
+
   /// S3 or S3-compatible.
   public var s3: S3Repository?
   /// Google Cloud Storage.

@@ -169,8 +169,12 @@ public enum SpecValidation {
       }
       errors += exactlyOne(
         replica.repository.configuredBackends, of: ["s3", "gcs", "azure", "local"], at: "\(rf).repository")
-      if replica.repository == spec.repository {
-        errors.append(SpecError(field: "\(rf).repository", message: "is the policy's own repository"))
+      if replica.repository.sameLocation(spec.repository) {
+        errors.append(
+          SpecError(
+            field: "\(rf).repository",
+            message: "is the policy's own repository (the same location, whatever the credentials); give the replica "
+              + "another location"))
       }
       if let kms = replica.encryption?.kms {
         errors += exactlyOne(kms.configuredKinds, of: KMSSpec.allKinds, at: "\(rf).encryption.kms")
