@@ -967,7 +967,8 @@ def drill_status():
     return obj("Observed state, written by the controller.", {
         "observedGeneration": observed_generation(),
         "conditions": conditions("Ready, Passed, RTOMet, RPOMet"),
-        "target": string("The rehearsed object, as Kind/name.", maxLength=300),
+        "target": string("The rehearsed object, as Kind/name, followed by ' (replica NAME)' when the drill "
+                         "restores from a replica.", maxLength=300),
         "effectiveSchedule": string("The cron schedule in use.", maxLength=128),
         "scheduleSource": string("What set the schedule: override (spec.schedule), preset:NAME, tier:NAME or "
                                  "compliance:PROFILE.", maxLength=64),

@@ -87,12 +87,14 @@ public struct DrillTarget: Codable, Sendable, Hashable {
     self.replica = replica
   }
 
-  /// "BackupPolicy/NAME" or "RecoveryPlan/NAME", as status.target shows it; nil unless exactly one is set.
+  /// "BackupPolicy/NAME" or "RecoveryPlan/NAME", as status.target shows it, followed by " (replica R)" when the
+  /// drill restores from a replica; nil unless exactly one is set.
   public var displayName: String? {
+    let from = replica.map { " (replica \($0))" } ?? ""
     switch (backupPolicyRef, recoveryPlanRef) {
-    case (let p?, nil): "BackupPolicy/\(p.name)"
-    case (nil, let r?): "RecoveryPlan/\(r.name)"
-    default: nil
+    case (let p?, nil): return "BackupPolicy/\(p.name)\(from)"
+    case (nil, let r?): return "RecoveryPlan/\(r.name)\(from)"
+    default: return nil
     }
   }
 }

@@ -173,6 +173,7 @@ func podSecretNames(_ pod: JSONValue?) -> Set<String> {
     let d = try drill(replica: "eu")
     let spec = try DrillLogic.runSpec(d, plan: nil)
     #expect(spec.restore.replica == "eu")
+    #expect(d.spec.target.displayName == "BackupPolicy/db (replica eu)")
     let job = try DrillLogic.runJob(
       d, spec: spec, namespace: "drill-x", settings: ControllerSettings(engineImage: "e:1"), policies: ["db": p],
       timeoutSeconds: 3600)
