@@ -573,6 +573,16 @@ def backup_policy_spec_schema():
                                              maxLength=63, pattern=DNS_LABEL),
                    "deleteBackupsOnDelete": boolean("Delete the stored backups when this policy is deleted. "
                                                     "Default: false (backups outlive the policy).", default=False),
+                   "mode": string("Backup: back up on the schedule, prune, verify, rotate keys and copy to the "
+                                  "replicas. RestoreOnly: for a disaster recovery cluster that applies the same "
+                                  "policies from git (Velero's read-only backup storage location): nothing writes "
+                                  "to the repository (no backup, prune or verify CronJob, no on-demand run, no key "
+                                  "rotation, no replica copy, no repository deletion on delete), while "
+                                  "RecoveryPlans and DRDrills restore from it and its replicas. Ready is True with "
+                                  "reason RestoreOnly, ScheduleActive False (RestoreOnly) and RPOMet Unknown "
+                                  "(RestoreOnly: not evaluated). The controller's --restore-only makes every policy "
+                                  "RestoreOnly. Default: Backup.", enum=["Backup", "RestoreOnly"],
+                                  default="Backup"),
                    "replicas": array("Further repositories the snapshots are copied to after each successful "
                                      "backup (`botrt-engine copy`, incremental), e.g. a second region or provider.",
                                      obj("One replica repository.", {
@@ -720,9 +730,24 @@ def restore_destination(desc, field):
         **{"x-kubernetes-validations": [exactly_one(field, "pvc", "command")]})
 
 
+REPLICA_SOURCE = ("Restoring from a replica opens the replica's repository with the replica's keys (its "
+                  "encryption, else the policy's; the key it was last rewrapped under) and mounts its Secrets of "
+                  "this namespace. latest and beforeTime select among the replica's snapshots; a snapshot id that "
+                  "is the primary's id of the replica's newest copy (status.replicas[].lastCopiedSnapshot) is "
+                  "restored as that copy (status.replicas[].replicaSnapshot), any other id is taken as an id in the "
+                  "replica, and the primary's newest snapshot without a copy in the replica is refused.")
+
+
+def replica_name(desc):
+    return string(desc + " Default: none (the policy's primary repository).", maxLength=63, pattern=DNS_LABEL)
+
+
 def snapshot_selector():
     return {
         "policyRef": local_ref("The BackupPolicy (in this namespace) whose repository holds the snapshot."),
+        "replica": replica_name("Restore from this replica of the policy (a spec.replicas[].name of it) instead "
+                                "of its primary repository, e.g. when the primary's region is down. "
+                                + REPLICA_SOURCE),
         "snapshot": string("latest (the newest snapshot that verifies) or a snapshot id. Default: latest.",
                            maxLength=128, default="latest", pattern=r"^(latest|[0-9a-f]{8,128})$"),
         "beforeTime": date_time("Use the newest snapshot taken at or before this time (RFC 3339; whole seconds) "
@@ -768,14 +793,17 @@ def recovery_step():
                        required=["policyRef", "into"]),
             rule("!(has(self.beforeTime) && has(self.snapshot) && self.snapshot != 'latest')",
                  "beforeTime: set either a snapshot id or beforeTime, not both", ".beforeTime")),
-        "verify": obj("What to check, for action verify.", {
+        "verify": with_rules(obj("What to check, for action verify.", {
             "policyRef": local_ref("The BackupPolicy whose repository is verified. Default: the policy of the "
                                    "procedure's restore step."),
+            "replica": replica_name("Verify this replica of policyRef's policy (a spec.replicas[].name of it) "
+                                    "instead of its primary repository; needs policyRef."),
             "readData": boolean("Read and authenticate every pack, not only the index. Default: true.",
                                 default=True),
             "databaseQuery": database_query("A query run against the restored database, compared to an expected "
                                             "result."),
-        }),
+        }), rule("!has(self.replica) || has(self.policyRef)",
+                 "replica: names a replica of no policy; set policyRef too", ".replica")),
         "job": container("The custom container, for action job. It must exit 0 to succeed."),
         "timeout": duration("Time limit of one attempt. Default: 10m."),
         "retries": integer("Attempts after the first failure (0-10). Default: 0.", fmt="int32", minimum=0,
@@ -888,6 +916,11 @@ def drill_spec():
                            "live workloads and further restore steps are not run. The measured RTO (restore "
                            "and verification) is compared with the plan's effective RTO target (tightened by the drill's "
                            "compliance profiles)."),
+                       "replica": replica_name(
+                           "Restore and verify from this replica of the target's policy (a spec.replicas[].name of "
+                           "it) instead of its primary repository; for a RecoveryPlan target it replaces the restore "
+                           "step's own replica. " + REPLICA_SOURCE + " A drill of latest requires the replica's "
+                           "newest recorded copy."),
                    }, oneOf=one_of("backupPolicyRef", "recoveryPlanRef"),
                        **{"x-kubernetes-validations": [exactly_one("target", "backupPolicyRef", "recoveryPlanRef")]}),
                    "snapshot": string("latest or a snapshot id. Default: latest.", maxLength=128, default="latest",
@@ -971,7 +1004,8 @@ def drill_status():
     return obj("Observed state, written by the controller.", {
         "observedGeneration": observed_generation(),
         "conditions": conditions("Ready, Passed, RTOMet, RPOMet"),
-        "target": string("The rehearsed object, as Kind/name.", maxLength=300),
+        "target": string("The rehearsed object, as Kind/name, followed by ' (replica NAME)' when the drill "
+                         "restores from a replica.", maxLength=300),
         "effectiveSchedule": string("The cron schedule in use.", maxLength=128),
         "scheduleSource": string("What set the schedule: override (spec.schedule), preset:NAME, tier:NAME or "
                                  "compliance:PROFILE.", maxLength=64),

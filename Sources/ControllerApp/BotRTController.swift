@@ -29,6 +29,8 @@ public struct ControllerRunOptions: Sendable {
   public var egress: [EgressDestination]
   /// Default and maximum container resources (`--default-requests`, `--default-limits`, `--max-resources`).
   public var resourceBounds: ResourceBounds
+  /// `--restore-only`: every policy is restore-only (a disaster recovery cluster).
+  public var restoreOnly: Bool
 
   public init(
     backupNamespace: String = "botrt-backup", engineImage: String = BotRTController.defaultEngineImage,
@@ -37,8 +39,9 @@ public struct ControllerRunOptions: Sendable {
     identity: String = "\(ProcessInfo.processInfo.hostName)-\(UInt32.random(in: 0...UInt32.max))",
     now: @escaping @Sendable () -> Date = { Date() }, calicoOverride: Bool? = nil, watchNamespace: String? = nil,
     registry: MetricsRegistry? = nil, egress: [EgressDestination] = [],
-    resourceBounds: ResourceBounds = ResourceBounds()
+    resourceBounds: ResourceBounds = ResourceBounds(), restoreOnly: Bool = false
   ) {
+    self.restoreOnly = restoreOnly
     self.egress = egress
     self.resourceBounds = resourceBounds
     self.backupNamespace = backupNamespace
@@ -100,7 +103,7 @@ public final class BotRTController: Sendable {
     let settings = ControllerSettings(
       backupNamespace: options.backupNamespace, engineImage: options.engineImage,
       cronJobAPIVersion: cronV1 ? "batch/v1" : "batch/v1beta1", calicoServed: calico, egress: options.egress,
-      resourceBounds: options.resourceBounds)
+      resourceBounds: options.resourceBounds, restoreOnly: options.restoreOnly)
     logger.info(
       "connected",
       metadata: [
@@ -109,6 +112,7 @@ public final class BotRTController: Sendable {
         "cronJobAPIVersion": "\(settings.cronJobAPIVersion)", "calico": "\(calico)",
         "backupNamespace": "\(settings.backupNamespace)",
         "egress": "\(settings.egress.map(\.description).joined(separator: " "))",
+        "restoreOnly": "\(settings.restoreOnly)",
       ])
     for w in NetworkIsolation.warnings(settings) { logger.warning("\(w)") }
     return try BotRTController(

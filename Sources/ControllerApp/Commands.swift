@@ -61,6 +61,13 @@ public struct RunCommand: AsyncParsableCommand {
     name: .customLong("max-resources"),
     help: "The largest request or limit spec.resources may ask for (e.g. cpu=4,memory=8Gi,ephemeral-storage=20Gi).")
   var maxResources = ""
+  @Flag(
+    name: .customLong("restore-only"),
+    help: ArgumentHelp(
+      "A disaster recovery cluster: every BackupPolicy is restore-only (as with spec.mode RestoreOnly): no "
+        + "backup, prune, verify, key rotation, replica copy or repository deletion; RecoveryPlans and DRDrills "
+        + "restore."))
+  var restoreOnly = false
 
   public init() {}
 
@@ -109,7 +116,7 @@ public struct RunCommand: AsyncParsableCommand {
       backupNamespace: backupNamespace, engineImage: engineImage, workers: workers,
       metricsAddress: metricsAddress == "off" ? nil : metricsAddress, leaderElect: leaderElect,
       leaseNamespace: leaseNamespace, watchNamespace: namespace, registry: registry, egress: destinations,
-      resourceBounds: bounds)
+      resourceBounds: bounds, restoreOnly: restoreOnly)
     let app: BotRTController
     do {
       app = try await BotRTController.make(client: client, options: options, logger: logger)

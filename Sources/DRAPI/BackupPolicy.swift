@@ -40,6 +40,16 @@ public enum CompressionMode: String, Codable, Sendable, Hashable, CaseIterable {
   case off
 }
 
+/// What the controller does with a policy's repository (spec.mode).
+public enum PolicyMode: String, Codable, Sendable, Hashable, CaseIterable {
+  /// Back up on the schedule, prune, verify, rotate keys, copy to the replicas (the default).
+  case backup = "Backup"
+  /// Only read the repository: RecoveryPlans and DRDrills restore from it, and nothing writes to it (no backup, prune,
+  /// verify or key rotation CronJob or Job, no replica copy, no repository deletion). For a disaster recovery cluster
+  /// that applies the primary cluster's policies from git (Velero's BackupStorageLocation `accessMode: ReadOnly`).
+  case restoreOnly = "RestoreOnly"
+}
+
 /// The desired state of a BackupPolicy.
 public struct BackupPolicySpec: Codable, Sendable, Hashable {
   /// Protection tier.
@@ -82,6 +92,11 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
   public var failedJobsHistoryLimit: Int32?
   /// A periodic check of the whole repository on its own schedule (`verify --all --read-data-subset`).
   public var verify: PolicyVerifySpec?
+  /// Backup (default) or RestoreOnly: a policy on a disaster recovery cluster that only restores.
+  public var mode: PolicyMode?
+
+  /// Whether the spec asks for restore-only (the controller's `--restore-only` makes every policy so as well).
+  public var isRestoreOnly: Bool { mode == .restoreOnly }
 
   public init(
     tier: Tier, schedule: String? = nil, rpo: String? = nil, compliance: [ComplianceProfile]? = nil,

@@ -75,18 +75,26 @@ public struct DrillEgress: Codable, Sendable, Hashable {
 public struct DrillTarget: Codable, Sendable, Hashable {
   public var backupPolicyRef: LocalObjectReference?
   public var recoveryPlanRef: LocalObjectReference?
+  /// One of the policy's spec.replicas to restore from instead of its primary repository (for a RecoveryPlan target:
+  /// instead of the repository its restore step names).
+  public var replica: String?
 
-  public init(backupPolicyRef: LocalObjectReference? = nil, recoveryPlanRef: LocalObjectReference? = nil) {
+  public init(
+    backupPolicyRef: LocalObjectReference? = nil, recoveryPlanRef: LocalObjectReference? = nil, replica: String? = nil
+  ) {
     self.backupPolicyRef = backupPolicyRef
     self.recoveryPlanRef = recoveryPlanRef
+    self.replica = replica
   }
 
-  /// "BackupPolicy/NAME" or "RecoveryPlan/NAME", as status.target shows it; nil unless exactly one is set.
+  /// "BackupPolicy/NAME" or "RecoveryPlan/NAME", as status.target shows it, followed by " (replica R)" when the
+  /// drill restores from a replica; nil unless exactly one is set.
   public var displayName: String? {
+    let from = replica.map { " (replica \($0))" } ?? ""
     switch (backupPolicyRef, recoveryPlanRef) {
-    case (let p?, nil): "BackupPolicy/\(p.name)"
-    case (nil, let r?): "RecoveryPlan/\(r.name)"
-    default: nil
+    case (let p?, nil): return "BackupPolicy/\(p.name)\(from)"
+    case (nil, let r?): return "RecoveryPlan/\(r.name)\(from)"
+    default: return nil
     }
   }
 }

@@ -119,14 +119,18 @@ public struct RestoreStepSpec: Codable, Sendable, Hashable {
   /// Newest snapshot before this time instead.
   public var beforeTime: Date?
   public var into: RestoreDestination
+  /// One of the policy's spec.replicas to restore from instead of its primary repository.
+  public var replica: String?
 
   public init(
-    policyRef: LocalObjectReference, snapshot: String? = nil, beforeTime: Date? = nil, into: RestoreDestination
+    policyRef: LocalObjectReference, snapshot: String? = nil, beforeTime: Date? = nil, into: RestoreDestination,
+    replica: String? = nil
   ) {
     self.policyRef = policyRef
     self.snapshot = snapshot
     self.beforeTime = beforeTime
     self.into = into
+    self.replica = replica
   }
 }
 
@@ -166,14 +170,17 @@ public struct VerifyStepSpec: Codable, Sendable, Hashable {
   public var policyRef: LocalObjectReference?
   public var readData: Bool?
   public var databaseQuery: DatabaseQuery?
+  /// One of the policy's spec.replicas to verify instead of its primary repository (needs policyRef).
+  public var replica: String?
 
   public init(
     policyRef: LocalObjectReference? = nil, readData: Bool? = nil,
-    databaseQuery: DatabaseQuery? = nil
+    databaseQuery: DatabaseQuery? = nil, replica: String? = nil
   ) {
     self.policyRef = policyRef
     self.readData = readData
     self.databaseQuery = databaseQuery
+    self.replica = replica
   }
 }
 

@@ -233,6 +233,11 @@ public enum SpecValidation {
           }
         case .verify:
           need(step.verify != nil, "verify")
+          if let v = step.verify, v.replica != nil, v.policyRef == nil {
+            errors.append(
+              SpecError(
+                field: "\(sf).verify.replica", message: "names a replica of no policy; set verify.policyRef too"))
+          }
           if let q = step.verify?.databaseQuery {
             errors += container(ContainerSpec(image: q.image, env: q.env), at: "\(sf).verify.databaseQuery")
           }

@@ -319,6 +319,17 @@ func tablePolicies() -> [BackupPolicy] {
           repository: url, id: String(repeating: "ab", count: 16), signingKey: String(repeating: "cd", count: 32))
         p.status = st
       }
+      // The replica's copies, for restores from it: the primary's abc123 is def456 there; a replica with its own
+      // rotation keys was rotated to key-2.
+      if p.spec.replicas != nil {
+        var st = p.status ?? BackupPolicyStatus()
+        st.replicas = [
+          ReplicaStatus(
+            name: "dr", lastCopiedSnapshot: "abc123", replicaSnapshot: "def456", lastCopyTime: now,
+            currentKey: rEnc?.rotationKeysSecretRef != nil ? "key-2" : nil)
+        ]
+        p.status = st
+      }
       out.append(p)
       i += 1
     }
@@ -328,7 +339,7 @@ func tablePolicies() -> [BackupPolicy] {
 
 func planFor(_ p: BackupPolicy) -> RecoveryPlan {
   let ref = LocalObjectReference(name: p.metadata.name ?? "")
-  let steps: [RecoveryStep] = [
+  var steps: [RecoveryStep] = [
     RecoveryStep(
       name: "restore-files", action: .restore,
       restore: RestoreStepSpec(policyRef: ref, into: RestoreDestination(pvc: RestorePVC(claimName: "data")))),
@@ -350,6 +361,30 @@ func planFor(_ p: BackupPolicy) -> RecoveryPlan {
         databaseQuery: DatabaseQuery(image: "postgres:16", command: ["psql"], query: "select 1", expected: "1"))),
     RecoveryStep(name: "verify-light", action: .verify, verify: VerifyStepSpec(policyRef: ref)),
   ]
+  // From the replica, when the policy has one (the primary's region is down): latest, before a time, the primary's
+  // id of its copy, and a verify of the replica.
+  if let replica = p.spec.replicas?.first?.name {
+    steps += [
+      RecoveryStep(
+        name: "replica-latest", action: .restore,
+        restore: RestoreStepSpec(
+          policyRef: ref, into: RestoreDestination(pvc: RestorePVC(claimName: "data")), replica: replica)),
+      RecoveryStep(
+        name: "replica-before", action: .restore,
+        restore: RestoreStepSpec(
+          policyRef: ref, beforeTime: now,
+          into: RestoreDestination(command: ContainerSpec(image: "postgres:16", command: ["psql"])),
+          replica: replica)),
+      RecoveryStep(
+        name: "replica-id", action: .restore,
+        restore: RestoreStepSpec(
+          policyRef: ref, snapshot: "abc123", into: RestoreDestination(pvc: RestorePVC(claimName: "data")),
+          replica: replica)),
+      RecoveryStep(
+        name: "replica-verify", action: .verify,
+        verify: VerifyStepSpec(policyRef: ref, readData: true, replica: replica)),
+    ]
+  }
   return RecoveryPlan(
     metadata: ObjectMeta(name: "plan-\(p.metadata.name ?? "")", namespace: "shop"),
     spec: RecoveryPlanSpec(tier: p.spec.tier, procedures: [RecoveryProcedure(name: "all", steps: steps)]))
@@ -357,7 +392,7 @@ func planFor(_ p: BackupPolicy) -> RecoveryPlan {
 
 func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
   let ref = LocalObjectReference(name: p.metadata.name ?? "")
-  return [
+  var out = [
     DrillRunSpec(
       restore: RestoreStepSpec(policyRef: ref, into: RestoreDestination()), readData: true, query: nil),
     DrillRunSpec(
@@ -367,6 +402,19 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
       readData: false,
       query: DatabaseQuery(image: "postgres:16", command: ["psql"], query: "select 1", expected: "1")),
   ]
+  // A drill from the replica (spec.target.replica): of latest (requiring the replica's newest copy) and of the
+  // primary's id of that copy.
+  if let replica = p.spec.replicas?.first?.name {
+    out += [
+      DrillRunSpec(
+        restore: RestoreStepSpec(policyRef: ref, into: RestoreDestination(), replica: replica), readData: true,
+        query: nil),
+      DrillRunSpec(
+        restore: RestoreStepSpec(policyRef: ref, snapshot: "abc123", into: RestoreDestination(), replica: replica),
+        readData: false, query: nil),
+    ]
+  }
+  return out
 }
 
 @Suite struct EngineContractTests {
@@ -383,6 +431,27 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
         spec: DRDrillSpec(
           schedule: "@weekly", target: DrillTarget(backupPolicyRef: LocalObjectReference(name: p.metadata.name ?? ""))))
       for spec in drillSpecs(p) { try checkDrill(drill, spec: spec, policies: byName) }
+      // A restore-only copy of the policy (a DR cluster's) restores the same way.
+      var restoreOnly = p
+      restoreOnly.spec.mode = .restoreOnly
+      let alone = [p.metadata.name ?? "": restoreOnly]
+      try checkPlan(planFor(restoreOnly), policies: alone)
+      for spec in drillSpecs(restoreOnly) { try checkDrill(drill, spec: spec, policies: alone) }
+    }
+    // The table reaches restores and drills from replicas, with the replica's repository and no primary pins.
+    let withReplicas = policies.filter { $0.spec.replicas != nil }
+    #expect(!withReplicas.isEmpty)
+    for p in withReplicas {
+      let ctx = RecoveryJobContext(
+        settings: testSettings, policies: byName, namespace: "shop", labels: [:], owner: nil)
+      let replicaURL = try ReplicaSource.invocation(p, replica: "dr", field: "replica") { $0 }.repoURL
+      for step in try RecoveryPlanLogic.steps(planFor(p).spec) where step.step.name.hasPrefix("replica-") {
+        let argv = engineRuns(try RecoveryJobs.stepJob(step, jobName: "s", ctx: ctx), name: step.step.name)
+          .flatMap(\.argv)
+        #expect(argv.contains(replicaURL), "\(p.metadata.name ?? "") \(step.step.name): \(argv)")
+        #expect(!argv.contains(EngineFlag.long(EngineFlag.expectRepositoryID)), "\(step.step.name): \(argv)")
+        if step.step.name == "replica-id" { #expect(argv.contains("def456") && !argv.contains("abc123")) }
+      }
     }
     // The table reaches the flags of private CAs and pinned repositories.
     var flags = Set<String>()

@@ -385,6 +385,61 @@ final class RunningController: Sendable {
     }
   }
 
+  /// A policy switched to RestoreOnly (a DR cluster's copy) loses its CronJobs and Secret copies, says so in status,
+  /// starts no on-demand run, and on delete runs no repository deletion despite deleteBackupsOnDelete.
+  @Test func aRestoreOnlyPolicyWritesNothing() async throws {
+    try await withNamespace("bp-ro") { ns in
+      let backupNS = "\(ns)-backup"
+      try await createSecrets(ns)
+      let controller = try await RunningController(client, namespace: ns, backupNamespace: backupNS)
+      do {
+        var p = policy(ns)
+        p.spec.deleteBackupsOnDelete = true
+        _ = try await client.create(p)
+        let settings = controller.app.settings
+        let selector = ChildLabels.selector(namespace: ns, name: "orders-db")
+        let cronResource = ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion)
+        func count(_ r: ResourceDescriptor) async throws -> Int {
+          try await client.list(
+            r, namespace: backupNS, options: ListOptions(labelSelector: selector), as: JSONValue.self
+          )
+          .items.count
+        }
+        try await eventually("the CronJobs of Backup mode") { try await count(cronResource) == 2 }
+        var ro = try await getPolicy(ns, "orders-db")
+        ro.spec.mode = .restoreOnly
+        ro.spec.trigger = "dr-1"
+        _ = try await client.update(ro)
+        try await eventually("Ready=True RestoreOnly") {
+          try await condition(ns, "orders-db", "Ready")?.reason == "RestoreOnly"
+        }
+        try await eventually("no CronJob, Job or Secret copy") {
+          let crons = try await count(cronResource)
+          let jobs = try await count(ChildResources.jobs)
+          let copies = try await count(ChildResources.secrets)
+          return crons + jobs + copies == 0
+        }
+        #expect(try await condition(ns, "orders-db", "ScheduleActive")?.reason == "RestoreOnly")
+        let rpo = try #require(try await condition(ns, "orders-db", "RPOMet"))
+        #expect(rpo.status == .unknown && rpo.reason == "RestoreOnly")
+        #expect(try await condition(ns, "orders-db", "KeyRotationDue")?.reason == "RestoreOnly")
+        let stored = try await getPolicy(ns, "orders-db")
+        #expect(stored.status?.nextScheduledRun == nil && stored.status?.lastHandledTrigger == nil)
+        try await client.delete(BackupPolicy.self, namespace: ns, name: "orders-db")
+        try await waitGone(ns, "orders-db")
+        #expect(try await count(ChildResources.jobs) == 0, "no repository deletion Job")
+        let events = try await client.list(
+          Event.self, namespace: ns, options: ListOptions(fieldSelector: "involvedObject.name=orders-db"))
+        #expect(events.items.contains { $0.reason == "BackupsKept" })
+        #expect(!events.items.contains { $0.reason == "DeletingBackups" })
+      } catch {
+        await controller.stop()
+        throw error
+      }
+      await controller.stop()
+    }
+  }
+
   @Test func rpoMetTurnsFalseUnderAnInjectedClock() async throws {
     try await withNamespace("bp-rpo") { ns in
       try await createSecrets(ns)

@@ -218,6 +218,8 @@ public final class BackupPolicyReconciler: Sendable {
     var summary = ""
     var secrets: [String: Secret] = [:]
     var conflictEvent: PlannedEvent? = nil
+    // A restore-only policy (spec.mode, or the controller's --restore-only) writes nothing to its repository.
+    let restoreOnly = BackupPolicyChildren.isRestoreOnly(policy, settings: settings)
 
     if let e = SpecValidation.validate(policy.spec).first {
       problem = PolicyProblem.from(e)
@@ -237,10 +239,11 @@ public final class BackupPolicyReconciler: Sendable {
     if let eff = effective, problem == nil {
       do {
         secrets = try await readSecrets(policy)
-        let token = BackupPolicyChildren.pendingRunToken(policy)
+        let token = restoreOnly ? nil : BackupPolicyChildren.pendingRunToken(policy)
         let inputs = ChildInputs(policy: policy, effective: eff, settings: settings, secrets: secrets, runToken: token)
+        // A restore-only policy's children write nothing (BackupPolicyChildren.build) and it copies to no replica.
         var children = try BackupPolicyChildren.build(inputs)
-        children += try ReplicationChildren.build(inputs, existing: children)
+        if !restoreOnly { children += try ReplicationChildren.build(inputs, existing: children) }
         // An object of a child's name that another owner's labels claim is never applied over (ChildOwnership).
         let conflicts = try await ChildOwnership.conflicts(children, existing: existing)
         if !conflicts.isEmpty {
@@ -267,8 +270,10 @@ public final class BackupPolicyReconciler: Sendable {
             }
             let perPolicy = children.filter { !$0.shared }.count
             summary =
-              "The backup CronJob \(workNS)/\(ChildNames(namespace: ns, name: policy.name).backupCronJob) and "
-              + "\(perPolicy - 1) other children of this policy are in place."
+              restoreOnly
+              ? RestoreOnlyStatus.summary(policy, settings: settings, repository: repositoryText(policy))
+              : "The backup CronJob \(workNS)/\(ChildNames(namespace: ns, name: policy.name).backupCronJob) and "
+                + "\(perPolicy - 1) other children of this policy are in place."
           } catch {
             applyError = error
             problem = PolicyProblem(reason: "ApplyFailed", message: "\(error)")
@@ -286,6 +291,7 @@ public final class BackupPolicyReconciler: Sendable {
       handledTrigger: handled, childSummary: summary, now: now,
       repositoryURL: effective == nil ? nil : try? EngineInvocation(policy: policy) { $0 }.repoURL)
     if let e = conflictEvent { outcome.events.append(e) }
+    if restoreOnly { RestoreOnlyStatus.apply(&outcome, policy: policy, now: now) }
     if outcome.status.repositoryIdentity != policy.status?.repositoryIdentity {
       // The children were built from the previous status: build them again with the pins (a status write alone
       // does not bring the policy back).
@@ -293,7 +299,7 @@ public final class BackupPolicyReconciler: Sendable {
       outcome.requeueAt = min(outcome.requeueAt ?? soon, soon)
     }
     var keyChanged = false
-    if let eff = effective, problem == nil {
+    if let eff = effective, problem == nil, !restoreOnly {
       let r = try await rotateKeysIfDue(policy, effective: eff, secrets: secrets, namespace: workNS, now: now)
       keyChanged = r.currentKey != policy.status?.currentKey
       outcome.status.lastKeyRotation = r.lastKeyRotation
@@ -313,9 +319,12 @@ public final class BackupPolicyReconciler: Sendable {
         m.keyRotationLimit.set(r.limitSeconds, l)
       }
     }
-    // Retention: the prune CronJob's runs, read back like the backups'.
-    let retention = RetentionOutcome.evaluate(
-      try await observeRuns(policy, namespace: workNS, components: "prune", container: "prune"))
+    // Retention: the prune CronJob's runs, read back like the backups' (a restore-only policy has none).
+    let retention =
+      restoreOnly
+      ? nil
+      : RetentionOutcome.evaluate(
+        try await observeRuns(policy, namespace: workNS, components: "prune", container: "prune"))
     if let r = retention {
       var conditions = outcome.status.conditions ?? []
       let before = conditions.condition(BackupPolicyCondition.retentionApplied)?.status
@@ -328,14 +337,22 @@ public final class BackupPolicyReconciler: Sendable {
         outcome.events.append(PlannedEvent(warning: true, reason: "RetentionFailed", message: r.message))
       }
     }
-    try await reconcileReplicas(
-      policy, effective: effective, ready: problem == nil, secrets: secrets, now: now, outcome: &outcome)
+    if !restoreOnly {
+      try await reconcileReplicas(
+        policy, effective: effective, ready: problem == nil, secrets: secrets, now: now, outcome: &outcome)
+    }
     try await writeStatus(policy, outcome.status)
     for e in outcome.events {
       recorder?.record(policy, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
       if e.reason == "BackupFailed" { metrics?.failures.inc([ns, policy.name, policy.spec.tier.rawValue]) }
     }
-    updateMetrics(policy, outcome.status)
+    if restoreOnly {
+      // No RPO to alert on and no replica lag: the policy's gauges go (a last success from before the switch would
+      // raise BackupRPOViolation).
+      removeGauges(policy)
+    } else {
+      updateMetrics(policy, outcome.status)
+    }
     if let m = metrics, let r = retention {
       let l = [ns, policy.name, policy.spec.tier.rawValue]
       m.retentionFailing.set(r.failing ? 1 : 0, l)
@@ -529,6 +546,17 @@ public final class BackupPolicyReconciler: Sendable {
     metrics?.record(policy, s)
   }
 
+  /// Removes the policy's gauges and its replicas' (counters stay, as counters do).
+  func removeGauges(_ policy: BackupPolicy) {
+    let mine = ["namespace": policy.metadata.namespace ?? "default", "policy": policy.name]
+    if let m = metrics {
+      for g in m.gauges { g.remove(matching: mine) }
+    }
+    if let m = replicaMetrics {
+      for g in m.gauges { g.remove(matching: mine) }
+    }
+  }
+
   // MARK: - Cleanup
 
   /// Removes the policy's children in every namespace (Jobs included), and the shared Calico policy when no other
@@ -555,6 +583,11 @@ public final class BackupPolicyReconciler: Sendable {
       recorder?.record(
         policy, type: .normal, reason: "BackupsKept",
         message: "The stored backups in \(repositoryText(policy)) were kept (spec.deleteBackupsOnDelete is not set).")
+    } else if BackupPolicyChildren.isRestoreOnly(policy, settings: settings) {
+      recorder?.record(
+        policy, type: .normal, reason: "BackupsKept",
+        message: "The stored backups in \(repositoryText(policy)) were kept: the policy is restore-only, so "
+          + "spec.deleteBackupsOnDelete does not apply (the cluster that backs up deletes them).")
     }
     logger.info("reconciled", metadata: ["object": "BackupPolicy \(ns)/\(policy.name)", "outcome": "cleaned-up"])
     // The policy's gauges go with it (a last-success time of 0 against a target of 0 would raise BackupRPOViolation
@@ -613,6 +646,8 @@ public final class BackupPolicyReconciler: Sendable {
   /// look again), then reports its outcome as an Event and in status; nil once the cleanup can go on.
   func deleteBackupsIfAsked(_ policy: BackupPolicy) async throws -> ReconcileResult? {
     guard policy.spec.deleteBackupsOnDelete == true else { return nil }
+    // A restore-only policy never deletes the repository it restores from (BackupsKept says so at cleanup).
+    if BackupPolicyChildren.isRestoreOnly(policy, settings: settings) { return nil }
     if policy.status?.conditions?.condition(Self.backupsDeletedCondition) != nil { return nil }
     let ns = policy.metadata.namespace ?? "default"
     let names = ChildNames(namespace: ns, name: policy.name)

@@ -21,12 +21,16 @@ public struct ControllerSettings: Sendable, Hashable {
   public var egress: [EgressDestination]
   /// Default and maximum container resources (`--default-requests`, `--default-limits`, `--max-resources`).
   public var resourceBounds: ResourceBounds
+  /// `--restore-only`: a disaster recovery cluster's controller, on which every policy is restore-only (as with
+  /// spec.mode RestoreOnly).
+  public var restoreOnly: Bool
 
   public init(
     backupNamespace: String = "botrt-backup", engineImage: String, cronJobAPIVersion: String = "batch/v1",
     calicoServed: Bool = false, enginePath: String = "/usr/local/bin/botrt-engine", runAsUser: Int64 = 65532,
-    egress: [EgressDestination] = [], resourceBounds: ResourceBounds = ResourceBounds()
+    egress: [EgressDestination] = [], resourceBounds: ResourceBounds = ResourceBounds(), restoreOnly: Bool = false
   ) {
+    self.restoreOnly = restoreOnly
     self.egress = egress
     self.resourceBounds = resourceBounds
     self.backupNamespace = backupNamespace
@@ -283,6 +287,27 @@ public enum BackupPolicyChildren {
     )
   }
 
+  /// Whether the policy only restores: spec.mode RestoreOnly, or every policy under the controller's
+  /// `--restore-only`.
+  public static func isRestoreOnly(_ policy: BackupPolicy, settings: ControllerSettings) -> Bool {
+    settings.restoreOnly || policy.spec.isRestoreOnly
+  }
+
+  /// Refuses to build a Job that writes to the repository (key rotation, repository deletion, replica copy and
+  /// rotation) for a restore-only policy: the reconciler never asks for one, and this keeps it so.
+  static func refuseRestoreOnly(_ input: ChildInputs, _ what: String) throws(SpecError) {
+    guard isRestoreOnly(input.policy, settings: input.settings) else { return }
+    throw SpecError(
+      field: "spec.mode",
+      message: "the policy is restore-only (\(RestoreOnlyStatus.why(input.policy, settings: input.settings))): no "
+        + "\(what) may write to its repository")
+  }
+
+  /// The policy's children. A restore-only policy (`isRestoreOnly`) has nothing that writes to the repository or
+  /// reads the source: no CronJob (backup, prune, verify), no on-demand Job and no copies of the Secrets (restores
+  /// read them in the plan's namespace, drills copy their own; they must still exist, with their keys). The backup
+  /// namespace, its isolation, the policy's ServiceAccount and Role stay, so the drills' security posture checks
+  /// find what they find on the primary cluster.
   public static func build(_ input: ChildInputs) throws(SpecError) -> [DesiredChild] {
     let policy = input.policy
     let settings = input.settings
@@ -294,6 +319,7 @@ public enum BackupPolicyChildren {
     let owner: OwnerReference? = copies ? nil : policy.ownerReference()
     let owned = ownerLabels(policy)
     func with(_ component: String) -> [String: String] { owned.merging([ChildLabels.component: component]) { $1 } }
+    let restoreOnly = isRestoreOnly(policy, settings: settings)
 
     let invocation = try EngineInvocation(policy: policy) {
       copies ? names.secretCopy($0) : $0
@@ -319,7 +345,7 @@ public enum BackupPolicyChildren {
     out += sharedNetworkPolicies(namespace: backupNS, settings: settings)
 
     // Secret copies.
-    if copies {
+    if copies, !restoreOnly {
       for use in invocation.secrets {
         guard let source = input.secrets[use.sourceName] else {
           throw SpecError(
@@ -405,6 +431,7 @@ public enum BackupPolicyChildren {
     }
 
     if settings.calicoServed { out.append(calicoPolicy(settings)) }
+    if restoreOnly { return out }
 
     // CronJobs and the on-demand Job.
     let pod = try podTemplate(input, invocation: invocation, names: names, labels: with("backup"))
@@ -809,6 +836,7 @@ public enum BackupPolicyChildren {
   /// Azure Key Vault or Cloud KMS key version, or a new AWS KMS key) or `--new-kms` with an entry of the rotation
   /// keys Secret (a local key).
   public static func keyRotationJob(_ input: ChildInputs, _ job: KeyRotationJob) throws(SpecError) -> DesiredChild {
+    try refuseRestoreOnly(input, "key rotation Job")
     let policy = input.policy
     let names = ChildNames(namespace: policy.metadata.namespace ?? "default", name: policy.name)
     var annotations = [KeyRotationLogic.tokenAnnotation: job.token]
@@ -840,6 +868,7 @@ public enum BackupPolicyChildren {
 
   /// The Job that deletes the stored backups (`delete-repository --confirm`).
   public static func deleteRepositoryJob(_ input: ChildInputs) throws(SpecError) -> DesiredChild {
+    try refuseRestoreOnly(input, "repository deletion Job")
     let policy = input.policy
     let names = ChildNames(namespace: policy.metadata.namespace ?? "default", name: policy.name)
     return try engineJob(

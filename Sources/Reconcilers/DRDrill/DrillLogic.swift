@@ -18,12 +18,16 @@ public enum DrillDecision: Sendable, Hashable {
 /// The restore and verification a drill run performs, derived from its target.
 public struct DrillRunSpec: Sendable, Hashable {
   /// What is restored and how (into: a command for databases, else files into an emptyDir of the scratch namespace).
+  /// `restore.replica`: the drill's spec.target.replica, else the RecoveryPlan step's.
   public var restore: RestoreStepSpec
   /// Verify with `--read-data`. (The restore itself always authenticates and re-hashes every blob it writes, so
   /// every restored file is checked against the snapshot's content hashes; there is no switch for that.)
   public var readData: Bool
   /// The database query and its expected output.
   public var query: DatabaseQuery?
+  /// The field that names `restore.replica` (spec.target.replica, or the plan's step seen through
+  /// spec.target.recoveryPlanRef).
+  public var replicaField = "spec.target.replica"
 }
 
 /// Metric values of a finished drill run (the controller sets the gauges from these).
@@ -139,7 +143,8 @@ public enum DrillLogic {
     if let ref = drill.spec.target.backupPolicyRef {
       return DrillRunSpec(
         restore: RestoreStepSpec(
-          policyRef: ref, snapshot: drill.spec.snapshot, into: drill.spec.restore ?? RestoreDestination()),
+          policyRef: ref, snapshot: drill.spec.snapshot, into: drill.spec.restore ?? RestoreDestination(),
+          replica: drill.spec.target.replica),
         readData: v?.readData ?? true, query: v?.databaseQuery)
     }
     guard let planRef = drill.spec.target.recoveryPlanRef else {
@@ -157,6 +162,12 @@ public enum DrillLogic {
         message: "RecoveryPlan '\(planRef.name)' has no restore step, so there is nothing to rehearse")
     }
     var restore = r
+    var replicaField = "spec.target.replica"
+    if let name = drill.spec.target.replica {
+      restore.replica = name
+    } else if restore.replica != nil {
+      replicaField = "spec.target.recoveryPlanRef"
+    }
     if let s = drill.spec.snapshot { restore.snapshot = s }
     if let into = drill.spec.restore {
       restore.into = into
@@ -166,7 +177,14 @@ public enum DrillLogic {
     let verify = steps.first { $0.action == .verify }?.verify
     return DrillRunSpec(
       restore: restore, readData: v?.readData ?? verify?.readData ?? true,
-      query: v?.databaseQuery ?? verify?.databaseQuery)
+      query: v?.databaseQuery ?? verify?.databaseQuery, replicaField: replicaField)
+  }
+
+  /// The policy whose repository the run opens: the target policy, or the one of its replica the run restores from
+  /// (`ReplicaSource.policy`: the replica's repository and keys, no primary pins); its Secrets are the ones copied into
+  /// the scratch namespace and its endpoints the ones the fence lets through.
+  public static func sourcePolicy(_ spec: DrillRunSpec, policy: BackupPolicy) throws(SpecError) -> BackupPolicy {
+    try ReplicaSource.policy(policy, replica: spec.restore.replica, field: spec.replicaField)
   }
 
   /// The scratch namespace and its fences: default-deny for ingress and egress, then egress only for the drill's
@@ -325,15 +343,23 @@ public enum DrillLogic {
       settings: settings, policies: policies, namespace: ns, labels: labels(drill), owner: nil)
     // A drill of the latest snapshot requires the newest one the policy recorded: a deleted newest snapshot or a
     // rolled-back repository would otherwise pass the drill on older data.
+    // From a replica: the id of its newest copy there.
     let latest = (spec.restore.snapshot ?? "latest").isEmpty || (spec.restore.snapshot ?? "latest") == "latest"
-    if latest, spec.restore.beforeTime == nil {
-      ctx.requireSnapshot = policies[spec.restore.policyRef.name]?.status?.lastSnapshot
+    if latest, spec.restore.beforeTime == nil, let p = policies[spec.restore.policyRef.name] {
+      ctx.requireSnapshot = ReplicaSource.requiredLatest(p, replica: spec.restore.replica)
     }
-    let restore = try RecoveryJobs.restoreParts(spec: spec.restore, ctx: ctx, name: "restore", field: "spec")
-    let snap = RecoveryJobs.snapshotArgument(snapshot: spec.restore.snapshot, beforeTime: spec.restore.beforeTime)
+    let restore = try RecoveryJobs.restoreParts(
+      spec: spec.restore, ctx: ctx, name: "restore", field: "spec", replicaField: spec.replicaField)
+    var snapshot = spec.restore.snapshot
+    if let p = policies[spec.restore.policyRef.name] {
+      snapshot = try ReplicaSource.snapshot(
+        snapshot, policy: p, replica: spec.restore.replica, field: "spec.snapshot")
+    }
+    let snap = RecoveryJobs.snapshotArgument(snapshot: snapshot, beforeTime: spec.restore.beforeTime)
     let verify = try RecoveryJobs.verifyParts(
-      policyRef: spec.restore.policyRef, which: EngineVerifyArguments.Which(restoring: snap), readData: spec.readData,
-      query: spec.query, ctx: ctx, field: "spec.verification")
+      policyRef: spec.restore.policyRef, replica: spec.restore.replica, replicaField: spec.replicaField,
+      which: EngineVerifyArguments.Which(restoring: snap), readData: spec.readData, query: spec.query, ctx: ctx,
+      field: "spec.verification")
     return RecoveryJobs.sequentialJob(
       name: runJobName, ctx: ctx, initContainers: restore.initContainers, steps: restore.containers + verify.containers,
       volumes: restore.volumes + verify.volumes, activeDeadlineSeconds: timeoutSeconds,

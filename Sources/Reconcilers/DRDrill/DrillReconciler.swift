@@ -157,6 +157,8 @@ public final class DrillReconciler: Sendable {
           drill, targetTier: plan?.spec.tier ?? policy.spec.tier,
           targetCompliance: (policy.spec.compliance ?? []) + (plan?.spec.compliance ?? []))
         let spec = try DrillLogic.runSpec(drill, plan: plan)
+        // A replica to restore from must be one of the policy's (spec.target.replica names it).
+        _ = try DrillLogic.sourcePolicy(spec, policy: policy)
         // A restore into a claim needs a source claim to size the scratch claim from: refused here, not after a
         // run's hour of Pending.
         let source = try await readSourceClaim(drill, spec: spec, policy: policy)
@@ -241,7 +243,9 @@ public final class DrillReconciler: Sendable {
     let scratch = DrillLogic.scratchNamespace(drill, token: token)
     let spec = try DrillLogic.runSpec(drill, plan: plan)
     var secrets: [String: Secret] = [:]
-    let inv = try EngineInvocation(policy: policy) { $0 }
+    // The repository the run opens: the policy's, or its replica's (its Secrets are the ones copied).
+    let source = try DrillLogic.sourcePolicy(spec, policy: policy)
+    let inv = try EngineInvocation(policy: source) { $0 }
     var names = inv.secrets.map(\.sourceName)
     for e in (spec.restore.into.command?.env ?? []) + (spec.query?.env ?? []) {
       if let r = e.valueFrom?.secretKeyRef { names.append(r.name) }
@@ -255,10 +259,10 @@ public final class DrillReconciler: Sendable {
     }
     let sourceClaim = try await readSourceClaim(drill, spec: spec, policy: policy)
     let timeout = try drillTimeout(drill)
-    var children = DrillLogic.scratchChildren(drill, namespace: scratch, policy: policy, settings: settings)
+    var children = DrillLogic.scratchChildren(drill, namespace: scratch, policy: source, settings: settings)
     let job: JSONValue
     do {
-      children += try DrillLogic.secretCopies(drill, namespace: scratch, policy: policy, spec: spec, secrets: secrets)
+      children += try DrillLogic.secretCopies(drill, namespace: scratch, policy: source, spec: spec, secrets: secrets)
       if let claim = try DrillLogic.scratchClaim(
         drill, spec: spec, namespace: scratch, policy: policy, source: sourceClaim)
       {

@@ -229,15 +229,21 @@ public enum RecoveryJobs {
   /// The restore container(s) and volumes: into a PVC (or an emptyDir at /restore when `into` is nil), or into a
   /// command of another image (the engine restores the stream to `stagePath`, then container NAME-load runs
   /// `CMD < FILE`; either failing fails the Job).
+  /// `replicaField`: the field spec.replica is reported under (default FIELD.replica).
   static func restoreParts(
-    spec: RestoreStepSpec, ctx: RecoveryJobContext, name: String, field: String
+    spec: RestoreStepSpec, ctx: RecoveryJobContext, name: String, field: String, replicaField: String? = nil
   ) throws(SpecError) -> (
     initContainers: [JSONValue], containers: [JSONValue], volumes: [JSONValue], keepsClaimGroups: Bool
   ) {
     let p = try policy(spec.policyRef, ctx, field: "\(field).policyRef")
-    let inv = try EngineInvocation(policy: p, secretName: ctx.secretName)
+    // The repository opened: the policy's, or one of its replicas' (ReplicaSource); the stream name and the claim
+    // layout below stay the policy's.
+    let inv = try ReplicaSource.invocation(
+      p, replica: spec.replica, field: replicaField ?? "\(field).replica", secretName: ctx.secretName)
     let s = ctx.settings
-    let snap = snapshotArgument(snapshot: spec.snapshot, beforeTime: spec.beforeTime)
+    let snapshot = try ReplicaSource.snapshot(
+      spec.snapshot, policy: p, replica: spec.replica, field: "\(field).snapshot")
+    let snap = snapshotArgument(snapshot: snapshot, beforeTime: spec.beforeTime)
     func restore(_ output: EngineRestoreArguments.Output, stripComponents: Int = 0) -> [String] {
       EngineArguments.restore(
         EngineRestoreArguments(
@@ -315,16 +321,23 @@ public enum RecoveryJobs {
   /// its expected output (the comparison's verdict is the container's exit code and a JSON termination message).
   /// `which`: the snapshot(s) to verify; a drill passes the restore's own selection (`EngineVerifyArguments.Which(
   /// restoring:)`), so verify reads that snapshot's packs only and reports the snapshot it chose.
+  /// `replica`: verify that replica of the policy instead (`replicaField`: where it is named).
   static func verifyParts(
-    policyRef: LocalObjectReference?, which: EngineVerifyArguments.Which, readData: Bool, query: DatabaseQuery?,
+    policyRef: LocalObjectReference?, replica: String? = nil, replicaField: String? = nil,
+    which: EngineVerifyArguments.Which, readData: Bool, query: DatabaseQuery?,
     ctx: RecoveryJobContext, field: String, extraMounts: [JSONValue] = []
   ) throws(SpecError) -> (containers: [JSONValue], volumes: [JSONValue]) {
     let s = ctx.settings
     var containers: [JSONValue] = []
     var volumes: [JSONValue] = []
+    if replica != nil, policyRef == nil {
+      throw SpecError(
+        field: replicaField ?? "\(field).replica", message: "names a replica but no policyRef; set policyRef too")
+    }
     if let ref = policyRef {
       let p = try policy(ref, ctx, field: "\(field).policyRef")
-      let inv = try EngineInvocation(policy: p, secretName: ctx.secretName)
+      let inv = try ReplicaSource.invocation(
+        p, replica: replica, field: replicaField ?? "\(field).replica", secretName: ctx.secretName)
       volumes = inv.volumes
       let args = EngineArguments.verify(
         EngineVerifyArguments(
@@ -425,8 +438,8 @@ public enum RecoveryJobs {
     case .verify:
       let v = s.verify ?? VerifyStepSpec()
       let parts = try verifyParts(
-        policyRef: v.policyRef, which: .all, readData: v.readData ?? true, query: v.databaseQuery, ctx: ctx,
-        field: "\(field).verify")
+        policyRef: v.policyRef, replica: v.replica, which: .all, readData: v.readData ?? true, query: v.databaseQuery,
+        ctx: ctx, field: "\(field).verify")
       guard !parts.containers.isEmpty else {
         throw SpecError(field: "\(field).verify", message: "set policyRef, databaseQuery or both; nothing to verify")
       }

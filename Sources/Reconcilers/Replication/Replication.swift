@@ -356,6 +356,7 @@ public enum ReplicationChildren {
   public static func copyJob(
     _ input: ChildInputs, index: Int, snapshot: String, backupTime: Date
   ) throws(SpecError) -> DesiredChild {
+    try BackupPolicyChildren.refuseRestoreOnly(input, "replica copy Job")
     let policy = input.policy
     let s = input.settings
     let policyNS = policy.metadata.namespace ?? "default"
@@ -414,6 +415,7 @@ extension ReplicationChildren {
   public static func rotationJob(
     _ input: ChildInputs, index: Int, _ job: ReplicaRotationJob
   ) throws(SpecError) -> DesiredChild {
+    try BackupPolicyChildren.refuseRestoreOnly(input, "replica key rotation Job")
     let policy = input.policy
     let policyNS = policy.metadata.namespace ?? "default"
     let names = ChildNames(namespace: policyNS, name: policy.name)
