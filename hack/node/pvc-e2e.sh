@@ -182,9 +182,15 @@ jp() { k get backuppolicy "$1" -o jsonpath="$2"; }
 
 log "2. read as the engine's own user (the default), the private files cannot be read"
 policy as-engine ""
+# Status and message in one read: two reads could pair the old message ("No backup has finished yet") with the new
+# status False.
+msg=""
 for _ in $(seq 1 120); do
-  msg="$(jp as-engine '{.status.conditions[?(@.type=="LastBackupSucceeded")].message}')"
-  [[ "$(jp as-engine '{.status.conditions[?(@.type=="LastBackupSucceeded")].status}')" == False && -n "$msg" ]] && break
+  c="$(jp as-engine '{range .status.conditions[?(@.type=="LastBackupSucceeded")]}{.status}{"|"}{.message}{end}')"
+  if [[ "${c%%|*}" == False && -n "${c#*|}" ]]; then
+    msg="${c#*|}"
+    break
+  fi
   sleep 1
 done
 [[ "$(jp as-engine '{.status.conditions[?(@.type=="LastBackupSucceeded")].status}')" == False ]] ||
