@@ -91,6 +91,7 @@ cleanup() {
   "$KUBECTL" delete namespace -l "dr.botrt.io/drill-namespace=$APP_NS" --wait=false >/dev/null 2>&1
   "$KUBECTL" delete crd prometheusrules.monitoring.coreos.com servicemonitors.monitoring.coreos.com \
     podmonitors.monitoring.coreos.com --ignore-not-found >/dev/null 2>&1
+  [[ -n "${TLS_PROXY_PID:-}" ]] && kill "$TLS_PROXY_PID" 2>/dev/null
   node_services_down
   if [[ "${BOTRT_KEEP_WORK:-0}" == 1 ]]; then echo "install-test: kept $WORK" >&2; else rm -rf "$WORK"; fi
   exit "$rc"
@@ -171,13 +172,37 @@ DB_NAME="orders_$$"
 "$BOTRT_PG_BIN/psql" -q -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres -c "CREATE DATABASE $DB_NAME" >/dev/null
 "$BOTRT_PG_BIN/psql" -q -h "$PGHOST" -p "$PGPORT" -U postgres -d "$DB_NAME" \
   -c "CREATE TABLE orders (id int primary key, item text); INSERT INTO orders VALUES (1, 'tea'), (2, 'cake')" >/dev/null
+# Vault over TLS, as the quickstart says: a TLS front with a certificate for the node's address from a CA of the
+# test's own (a private CA, as many sites have), in front of the services' plain-HTTP Vault. An http:// Vault would be
+# refused (TLS by default).
+mkdir -p "$WORK/pki"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/pki/ca-key.pem" \
+  -out "$WORK/pki/ca.pem" -days 1 -subj "/CN=install-test CA" 2>/dev/null || fail "could not make a CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/pki/vault-key.pem" \
+  -out "$WORK/pki/vault.csr" -subj "/CN=$NODE_IP" 2>/dev/null || fail "could not make Vault's key"
+printf 'subjectAltName=IP:%s\nbasicConstraints=CA:FALSE\n' "$NODE_IP" >"$WORK/pki/san.ext"
+openssl x509 -req -in "$WORK/pki/vault.csr" -CA "$WORK/pki/ca.pem" -CAkey "$WORK/pki/ca-key.pem" -CAcreateserial \
+  -out "$WORK/pki/vault.pem" -days 1 -extfile "$WORK/pki/san.ext" 2>/dev/null || fail "could not sign Vault's certificate"
+VAULT_TLS_PORT=18211
+python3 "$REPO/hack/lib/tls-proxy.py" "$NODE_IP:$VAULT_TLS_PORT" "${VAULT_ADDR#http://}" "$WORK/pki/vault.pem" \
+  "$WORK/pki/vault-key.pem" >"$WORK/tls-proxy.log" 2>&1 &
+TLS_PROXY_PID=$!
+for _ in $(seq 1 50); do
+  curl -sf --cacert "$WORK/pki/ca.pem" "https://$NODE_IP:$VAULT_TLS_PORT/v1/sys/health" >/dev/null && break
+  sleep 0.2
+done
+curl -sf --cacert "$WORK/pki/ca.pem" "https://$NODE_IP:$VAULT_TLS_PORT/v1/sys/health" >/dev/null ||
+  fail "Vault does not answer over TLS at https://$NODE_IP:$VAULT_TLS_PORT: $(cat "$WORK/tls-proxy.log")"
+QUICKSTART_VAULT_ADDR="https://$NODE_IP:$VAULT_TLS_PORT"
+
 run_block() { # FILE: one quickstart block, with kubectl 1.20 and the local values of its variables
   log "   quickstart: $(grep -m1 -v '^\s*$' "$1" | cut -c1-100)"
   (
     cd "$REPO"
     export PATH="$WORK/bin:$PATH" BUCKET S3_ENDPOINT="$BOTRT_S3_ENDPOINT" S3_REGION=us-east-1
     export AWS_ACCESS_KEY_ID="quickstart-key-$SECRET_MARK" AWS_SECRET_ACCESS_KEY="quickstart-secret-$SECRET_MARK"
-    export VAULT_ADDR VAULT_TOKEN VAULT_KEY=botrt-test DB_HOST="$PGHOST" DB_PORT="$PGPORT" DB_USER=postgres
+    export VAULT_ADDR="$QUICKSTART_VAULT_ADDR" VAULT_CACERT="$WORK/pki/ca.pem" VAULT_TOKEN VAULT_KEY=botrt-test
+    export DB_HOST="$PGHOST" DB_PORT="$PGPORT" DB_USER=postgres
     export DB_NAME DB_PASSWORD="db-password-$SECRET_MARK"
     exec timeout -k 10 600 bash -euo pipefail "$1"
   ) >>"$WORK/quickstart.out" 2>&1 &
