@@ -15,6 +15,9 @@ struct NodeListing {
     case .file: "file"
     case .symlink: "symlink"
     case .hardlink: "hardlink"
+    case .fifo: "fifo"
+    case .charDevice: "chardev"
+    case .blockDevice: "dev"
     }
   }
 
@@ -23,6 +26,9 @@ struct NodeListing {
       switch n.kind {
       case .directory: "d"
       case .symlink: "l"
+      case .fifo: "p"
+      case .charDevice: "c"
+      case .blockDevice: "b"
       default: "-"
       }
     var s = String(type)
@@ -49,12 +55,12 @@ struct NodeListing {
   /// The entry as restic's `ls --json` node: name, type, path (absolute), uid, gid, size, mode, mtime.
   static func object(_ n: TreeNode, extra: [String: Any] = [:]) -> [String: Any] {
     var o: [String: Any] = [
-      "struct_type": "node", "name": (n.path as NSString).lastPathComponent, "type": kind(n.kind),
-      "path": "/" + n.path, "uid": n.uid, "gid": n.gid, "mode": n.mode, "permissions": modeString(n),
+      "struct_type": "node", "name": (n.displayPath as NSString).lastPathComponent, "type": kind(n.kind),
+      "path": "/" + n.displayPath, "uid": n.uid, "gid": n.gid, "mode": n.mode, "permissions": modeString(n),
       "mtime": time(n),
     ]
     if n.kind == .file || n.kind == .hardlink { o["size"] = n.size }
-    if n.kind == .symlink || n.kind == .hardlink { o["link_target"] = n.linkTarget }
+    if n.kind == .symlink || n.kind == .hardlink { o["link_target"] = FSName.display(n.linkTarget) }
     if !n.user.isEmpty { o["user"] = n.user }
     if !n.group.isEmpty { o["group"] = n.group }
     for (k, v) in extra { o[k] = v }
@@ -77,8 +83,8 @@ struct NodeListing {
       let size = String(n.size)
       line += String(repeating: " ", count: max(0, 12 - size.count)) + size + " \(Self.time(n)) "
     }
-    line += "/" + n.path
-    if long, n.kind == .symlink { line += " -> \(n.linkTarget)" }
+    line += "/" + n.displayPath
+    if long, n.kind == .symlink { line += " -> \(FSName.display(n.linkTarget))" }
     out += line + "\n"
   }
 
