@@ -206,6 +206,8 @@ struct BackupCommand: EngineCommand {
     result.dedupRatio = (r.dedupRatio * 10000).rounded() / 10000
     result.errors = r.errors
     if r.adoptedPacks > 0 { result.addWarnings(["adopted \(r.adoptedPacks) packs left by an interrupted backup"]) }
+    if !r.warnings.isEmpty { result.addWarnings(r.warnings) }
+    for w in r.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
     if !r.errors.isEmpty { throw PartialBackupError(count: r.errors.count) }
   }
 }

@@ -61,6 +61,9 @@ public struct BackupResult: Sendable {
   public var adoptedPacks: Int
   /// Sources that could not be read or changed while read; the snapshot omits or flags them.
   public var errors: [String]
+  /// What the snapshot leaves out on purpose (sockets), or records incompletely without failing (extended
+  /// attributes that cannot be read).
+  public var warnings: [String] = []
   /// The manifest's time (RFC 3339): when the backup started reading, or its `--time`.
   public var time: String = ""
   /// The sizes of every pack file under data/ after the run, summed: those the run listed when it started (adopted,
@@ -95,6 +98,9 @@ final class BackupRun: @unchecked Sendable {
   var dirs = 0
   var filesUnchanged = 0
   var errors: [String] = []
+  var warnings: [String] = []
+  /// Sockets passed over (not backed up: there is nothing to restore), reported in one warning.
+  var sockets: [String] = []
   var fatal: (any Error)?
   var lastProgress = Date()
 
@@ -249,6 +255,12 @@ extension Repository {
     let dirs = nodes.filter { $0.kind == .directory }.count
     let total = nodes.filter { $0.kind == .file }.reduce(Int64(0)) { $0 + Int64($1.size) }
     let errors = run.lock.withLock { run.errors }
+    var warnings = run.lock.withLock { run.warnings }
+    let sockets = run.lock.withLock { run.sockets }
+    if !sockets.isEmpty {
+      let names = sockets.prefix(5).joined(separator: ", ") + (sockets.count > 5 ? ", ..." : "")
+      warnings.append("skipped \(sockets.count) socket(s) (\(names)): sockets are not backed up")
+    }
     let manifest = Manifest(
       version: 1, repo: config.id, seq: (snaps.map { $0.manifest.seq }.max() ?? 0) + 1, parent: parent?.id.hex,
       time: Manifest.formatTime(started), hostname: opts.hostname, dataType: opts.dataType.name, paths: sortedPaths,
@@ -262,7 +274,7 @@ extension Repository {
         snapshotID: sid, files: files, dirs: dirs, bytesRead: total, bytesStored: run.bytesStored,
         bytesNew: run.bytesNew,
         filesUnchanged: run.filesUnchanged, blobsNew: run.blobsNew, blobsDeduplicated: run.blobsDup,
-        adoptedPacks: adopted, errors: errors, time: manifest.time,
+        adoptedPacks: adopted, errors: errors, warnings: warnings, time: manifest.time,
         repositoryPackBytes: packsBefore.merging(run.packSizes) { $1 }.values.reduce(0, +))
     }
     audit.record(
@@ -452,6 +464,7 @@ private final class Scanner {
   deinit { buf.deallocate() }
 
   func error(_ m: String) { run.lock.withLock { run.errors.append(m) } }
+  func warning(_ m: String) { run.lock.withLock { run.warnings.append(m) } }
 
   func report(force: Bool = false) {
     guard let progress else { return }
@@ -488,19 +501,24 @@ private final class Scanner {
     return name
   }
 
-  func baseNode(_ kind: TreeNode.Kind, rel: String, st: stat) -> TreeNode {
-    TreeNode(
+  /// The node of an entry, with its extended attributes (`abs` is the entry's path, held as `FSName` holds names).
+  func baseNode(_ kind: TreeNode.Kind, abs: String, rel: String, st: stat) -> TreeNode {
+    var n = TreeNode(
       kind: kind, path: rel, mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
       user: userName(st.st_uid), group: groupName(st.st_gid), mtimeSec: Int64(st.st_mtim.tv_sec),
       mtimeNsec: UInt32(st.st_mtim.tv_nsec), size: UInt64(st.st_size), inode: UInt64(st.st_ino),
       device: UInt64(st.st_dev))
+    let (attrs, err) = FileMetadata.readXattrs(abs)
+    n.xattrs = attrs
+    if let err { warning("\(FSName.display(abs)): \(err); the snapshot records it without them") }
+    return n
   }
 
   func scanRoot(_ path: String) {
     let p = Repository.normalize(path)
     var st = stat()
-    guard lstat(p, &st) == 0 else {
-      error("\(p): \(errnoMessage(errno))")
+    guard FSName.withCString(p, { lstat($0, &st) }) == 0 else {
+      error("\(FSName.display(p)): \(errnoMessage(errno))")
       return
     }
     var name = (p as NSString).lastPathComponent
@@ -516,15 +534,16 @@ private final class Scanner {
     if run.failed { return }
     switch st.st_mode & S_IFMT {
     case S_IFDIR:
-      nodes.append((baseNode(.directory, rel: rel, st: st), nil))
+      nodes.append((baseNode(.directory, abs: abs, rel: rel, st: st), nil))
       run.lock.withLock { run.dirs += 1 }
-      guard let d = opendir(abs) else {
-        error("\(abs): cannot read directory: \(errnoMessage(errno))")
+      guard let d = FSName.withCString(abs, { opendir($0) }) else {
+        error("\(FSName.display(abs)): cannot read directory: \(errnoMessage(errno))")
         return
       }
       var names: [String] = []
       while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { b in String(decoding: b.prefix { $0 != 0 }, as: UTF8.self) }
+        // Names are bytes: one that is not UTF-8 is held with escaped bytes (FSName), not replaced.
+        let name = withUnsafeBytes(of: e.pointee.d_name) { b in FSName.decode(b.prefix { $0 != 0 }) }
         if name != "." && name != ".." { names.append(name) }
       }
       closedir(d)
@@ -532,21 +551,21 @@ private final class Scanner {
       for n in names {
         var cst = stat()
         let cabs = abs + "/" + n
-        guard lstat(cabs, &cst) == 0 else {
-          error("\(cabs): vanished or unreadable during backup: \(errnoMessage(errno))")
+        guard FSName.withCString(cabs, { lstat($0, &cst) }) == 0 else {
+          error("\(FSName.display(cabs)): vanished or unreadable during backup: \(errnoMessage(errno))")
           continue
         }
         visit(abs: cabs, rel: rel + "/" + n, st: cst)
       }
     case S_IFLNK:
       var b = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-      let n = readlink(abs, &b, b.count - 1)
+      let n = FSName.withCString(abs) { readlink($0, &b, b.count - 1) }
       guard n >= 0 else {
-        error("\(abs): cannot read symlink: \(errnoMessage(errno))")
+        error("\(FSName.display(abs)): cannot read symlink: \(errnoMessage(errno))")
         return
       }
-      var node = baseNode(.symlink, rel: rel, st: st)
-      node.linkTarget = String(decoding: b[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      var node = baseNode(.symlink, abs: abs, rel: rel, st: st)
+      node.linkTarget = FSName.decode(b[0..<n].map { UInt8(bitPattern: $0) })
       node.size = 0
       nodes.append((node, nil))
       run.lock.withLock { run.files += 1 }
@@ -554,7 +573,7 @@ private final class Scanner {
       if st.st_nlink > 1 {
         let k = "\(st.st_dev):\(st.st_ino)"
         if let first = hardlinks[k] {
-          var node = baseNode(.hardlink, rel: rel, st: st)
+          var node = baseNode(.hardlink, abs: abs, rel: rel, st: st)
           node.linkTarget = first
           node.size = 0
           nodes.append((node, nil))
@@ -563,8 +582,23 @@ private final class Scanner {
         hardlinks[k] = rel
       }
       scanFile(abs: abs, rel: rel, st: st)
+    case S_IFIFO, S_IFCHR, S_IFBLK:
+      let kind: TreeNode.Kind =
+        switch st.st_mode & S_IFMT {
+        case S_IFIFO: .fifo
+        case S_IFCHR: .charDevice
+        default: .blockDevice
+        }
+      var node = baseNode(kind, abs: abs, rel: rel, st: st)
+      node.size = 0
+      if kind != .fifo { node.rdev = UInt64(st.st_rdev) }
+      nodes.append((node, nil))
+      run.lock.withLock { run.files += 1 }
+    case S_IFSOCK:
+      // Like restic: a socket is made by the program that listens on it; there is nothing to restore.
+      run.lock.withLock { run.sockets.append(FSName.display(rel)) }
     default:
-      return  // sockets, fifos and devices are not backed up
+      error("\(FSName.display(abs)): unknown file type \(String(st.st_mode & S_IFMT, radix: 8)); not backed up")
     }
   }
 
@@ -576,7 +610,7 @@ private final class Scanner {
   }
 
   func scanFile(abs: String, rel: String, st: stat) {
-    var node = baseNode(.file, rel: rel, st: st)
+    var node = baseNode(.file, abs: abs, rel: rel, st: st)
     if let p = parentNodes[rel], p.size == node.size, p.mtimeSec == node.mtimeSec, p.mtimeNsec == node.mtimeNsec,
       p.inode == node.inode, p.content.allSatisfy({ index.contains($0) })
     {
@@ -590,20 +624,20 @@ private final class Scanner {
       report()
       return
     }
-    let fd = open(abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    let fd = FSName.withCString(abs) { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
     guard fd >= 0 else {
-      error("\(abs): cannot open: \(errnoMessage(errno))")
+      error("\(FSName.display(abs)): cannot open: \(errnoMessage(errno))")
       return
     }
     defer { close(fd) }
     let slot = newSlot()
-    guard let total = readChunks(fd: fd, slot: slot, what: abs) else { return }
+    guard let total = readChunks(fd: fd, slot: slot, what: FSName.display(abs)) else { return }
     var after = stat()
     if fstat(fd, &after) == 0
       && (after.st_size != st.st_size || after.st_mtim.tv_sec != st.st_mtim.tv_sec
         || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec || Int64(total) != Int64(st.st_size))
     {
-      error("\(abs): changed while it was read; the snapshot holds the \(total) bytes read")
+      error("\(FSName.display(abs)): changed while it was read; the snapshot holds the \(total) bytes read")
     }
     node.size = UInt64(total)
     nodes.append((node, slot))

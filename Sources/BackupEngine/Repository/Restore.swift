@@ -96,6 +96,42 @@ final class StageTimer: @unchecked Sendable {
   }
 }
 
+/// What a restore could not put back but went on without: extended attributes the target does not take, device
+/// nodes it may not make. Reported as warnings naming the entries.
+final class RestoreWarnings: @unchecked Sendable {
+  private let lock = NSLock()
+  private var attrs: [String] = []
+  private var devices: [String] = []
+
+  /// Records the attributes of `path` that could not be set (nothing when `failed` is empty).
+  func xattrs(_ path: String, _ failed: [String]) {
+    guard !failed.isEmpty else { return }
+    lock.withLock { attrs.append("\(path): " + failed.joined(separator: ", ")) }
+  }
+
+  func deviceNotMade(_ path: String) { lock.withLock { devices.append(path) } }
+
+  var messages: [String] {
+    lock.withLock {
+      func list(_ a: [String], sep: String) -> String {
+        a.sorted().prefix(5).joined(separator: sep) + (a.count > 5 ? "\(sep)..." : "")
+      }
+      var out: [String] = []
+      if !attrs.isEmpty {
+        out.append(
+          "could not restore the extended attributes of \(attrs.count) entr\(attrs.count == 1 ? "y" : "ies") ("
+            + list(attrs, sep: "; ") + ")")
+      }
+      if !devices.isEmpty {
+        out.append(
+          "did not restore \(devices.count) device node(s) (\(list(devices, sep: ", "))): making device nodes "
+            + "needs CAP_MKNOD (restore as root)")
+      }
+      return out
+    }
+  }
+}
+
 private final class RestoreRun: @unchecked Sendable {
   let lock = NSLock()
   var fatal: (any Error)?
@@ -136,7 +172,7 @@ extension Repository {
     if options.stripComponents > 0 {
       let n = options.stripComponents
       func strip(_ p: String) -> String? {
-        let parts = p.split(separator: "/", omittingEmptySubsequences: false)
+        let parts = RestoreRoot.components(p)
         return parts.count > n ? parts.dropFirst(n).joined(separator: "/") : nil
       }
       nodes = nodes.compactMap { node in
@@ -181,9 +217,12 @@ extension Repository {
       return RestoreResult(snapshotID: snapshot.id, files: 1, bytes: bytes)
     }
     guard let target = options.target else { throw EngineError.usage("restore needs --target DIR or --stdout") }
-    let warnings = try Self.applySetIDPolicy(&nodes, keep: options.keepSetID, isRoot: geteuid() == 0)
+    var warnings = try Self.applySetIDPolicy(&nodes, keep: options.keepSetID, isRoot: geteuid() == 0)
     timer.mark("tree loaded and checked (\(nodes.count) entries)")
-    let res = try await restoreTree(nodes, to: target, index: index, keys: keys, options: options, timer: timer)
+    let notes = RestoreWarnings()
+    let res = try await restoreTree(
+      nodes, to: target, index: index, keys: keys, options: options, timer: timer, warnings: notes)
+    warnings += notes.messages
     audit.record("restored", details: ["snapshot": snapshot.id.hex, "files": "\(res.0)", "bytes": "\(res.1)"])
     return RestoreResult(snapshotID: snapshot.id, files: res.0, bytes: res.1, warnings: warnings)
   }
@@ -233,7 +272,7 @@ extension Repository {
     var cleared: [String] = []
     for i in nodes.indices where nodes[i].kind == .file && nodes[i].mode & 0o6000 != 0 {
       nodes[i].mode &= ~UInt32(0o6000)
-      cleared.append(nodes[i].path)
+      cleared.append(nodes[i].displayPath)
     }
     guard !cleared.isEmpty else { return [] }
     let names = cleared.prefix(5).joined(separator: ", ") + (cleared.count > 5 ? ", ..." : "")
@@ -249,7 +288,7 @@ extension Repository {
 
   private func restoreTree(
     _ nodes: [TreeNode], to target: String, index: MasterIndex, keys: [KeyType: [UInt8]], options: RestoreOptions,
-    timer: StageTimer
+    timer: StageTimer, warnings: RestoreWarnings
   ) async throws -> (Int, Int64) {
     // Every path below is reached from the target's descriptor without following a symlink (see RestoreRoot).
     let root = try RestoreRoot.open(target)
@@ -324,13 +363,14 @@ extension Repository {
     for (fi, ni) in fileNodes.enumerated() where nodes[Int(ni)].content.count != 1 {
       let f = nodes[Int(ni)]
       let (parent, name) = RestoreRoot.split(f.path)
-      let shown = root.display(f.path)
+      let shown = root.display(f.displayPath)
       let dir = try cache.dir(parent)
       let (fd, tmp) = try RestoreRoot.createTemp(in: dir, mode: 0o600, display: shown)
       defer { close(fd) }
       if f.content.isEmpty {
         do {
-          try Self.finishFile(fd: fd, node: f, path: shown, isRoot: isRoot, modeSet: false, cut: f.size != 0)
+          try Self.finishFile(
+            fd: fd, node: f, path: shown, isRoot: isRoot, modeSet: false, cut: f.size != 0, warnings: warnings)
           try RestoreRoot.replace(in: dir, tmp: tmp, name: name, display: shown)
         } catch {
           unlinkat(dir, tmp, 0)
@@ -446,18 +486,19 @@ extension Repository {
                   let node = nodes[Int(filesC[Int(t.file)])]
                   hook?(.beforeWrite(node.path))
                   let (parent, name) = RestoreRoot.split(node.path)
-                  let shown = root.display(node.path)
+                  let shown = root.display(node.displayPath)
                   let dir = try dirs.dir(parent)
                   if node.content.count == 1 {
                     try Self.writeWholeFile(
                       dir: dir, name: name, display: shown, node: node, plain, isRoot: isRoot, umask: mask,
-                      cut: cutC[Int(t.file)])
+                      cut: cutC[Int(t.file)], warnings: warnings)
                     continue
                   }
                   let temp = pendingC[Int(t.file)]!
                   let fd = try Self.reopenTemp(dir: dir, temp, display: shown)
                   defer { close(fd) }
-                  try Self.writeAll(fd: fd, plain, what: shown, offset: t.offset)
+                  // Aligned blocks of zeros are not written: they stay holes (the size is set when complete).
+                  _ = try FileMetadata.writeSparse(fd: fd, plain, offset: t.offset, what: shown)
                   let last = remaining.with { r -> Bool in
                     r[Int(t.file)] -= 1
                     return r[Int(t.file)] == 0
@@ -466,7 +507,7 @@ extension Repository {
                   // into place.
                   if last {
                     try Self.finishFile(
-                      fd: fd, node: node, path: shown, isRoot: isRoot, modeSet: false, cut: cutC[Int(t.file)])
+                      fd: fd, node: node, path: shown, isRoot: isRoot, modeSet: false, cut: true, warnings: warnings)
                     try RestoreRoot.replace(in: dir, tmp: temp.name, name: name, display: shown)
                   }
                 }
@@ -504,19 +545,21 @@ extension Repository {
     for n in nodes where n.kind == .hardlink {
       let (sp, sn) = RestoreRoot.split(n.linkTarget)
       let (dp, dn) = RestoreRoot.split(n.path)
-      let shown = root.display(n.path)
+      let shown = root.display(n.displayPath)
       let src = try root.openDir(sp, create: false)
       defer { close(src) }
       let dst = try cache.dir(dp)
-      let tmp = try Self.makeTempEntry(display: shown) { linkat(src, sn, dst, $0, 0) }
+      let tmp = try Self.makeTempEntry(display: shown) { t in FSName.withCString(sn) { linkat(src, $0, dst, t, 0) } }
       try RestoreRoot.replace(in: dst, tmp: tmp, name: dn, display: shown)
     }
     for n in nodes where n.kind == .symlink {
       let (dp, dn) = RestoreRoot.split(n.path)
-      let shown = root.display(n.path)
+      let shown = root.display(n.displayPath)
       let dst = try cache.dir(dp)
-      let tmp = try Self.makeTempEntry(display: shown) { symlinkat(n.linkTarget, dst, $0) }
+      let tmp = try Self.makeTempEntry(display: shown) { t in FSName.withCString(n.linkTarget) { symlinkat($0, dst, t) }
+      }
       if isRoot { fchownat(dst, tmp, n.uid, n.gid, AT_SYMLINK_NOFOLLOW) }
+      warnings.xattrs(n.displayPath, FileMetadata.writeXattrs(dir: dst, name: tmp, n.xattrs))
       var ts = [
         timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
         timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
@@ -524,14 +567,19 @@ extension Repository {
       utimensat(dst, tmp, &ts, AT_SYMLINK_NOFOLLOW)
       try RestoreRoot.replace(in: dst, tmp: tmp, name: dn, display: shown)
     }
+    for n in nodes where n.kind == .fifo || n.kind == .charDevice || n.kind == .blockDevice {
+      try restoreSpecial(n, root: root, cache: cache, isRoot: isRoot, umask: mask, warnings: warnings)
+    }
     for n in nodes.filter({ $0.kind == .directory }).sorted(by: { $0.path.utf8.count > $1.path.utf8.count }) {
       hook?(.beforeDirectoryMetadata(n.path))
       let (dp, dn) = RestoreRoot.split(n.path)
-      let shown = root.display(n.path)
+      let shown = root.display(n.displayPath)
       let fd = RestoreRoot.openDirAt(try cache.dir(dp), dn)
       guard fd >= 0 else { throw restoreFSError(path: shown, errno, directory: true) }
       defer { close(fd) }
       if isRoot && fchown(fd, n.uid, n.gid) != 0 { throw Self.restoreIOError(path: shown, errno) }
+      // After every entry is made, so that a default ACL does not change the entries made in the directory.
+      warnings.xattrs(n.displayPath, FileMetadata.writeXattrs(fd: fd, n.xattrs))
       if fchmod(fd, mode_t(n.mode)) != 0 { throw Self.restoreIOError(path: shown, errno) }
       var ts = [
         timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
@@ -595,7 +643,7 @@ extension Repository {
   /// there (a file, a hard link to a file elsewhere, a symlink) is replaced, never written.
   static func writeWholeFile(
     dir: Int32, name: String, display: String, node: TreeNode, _ bytes: UnsafeRawBufferPointer, isRoot: Bool,
-    umask: mode_t, cut: Bool
+    umask: mode_t, cut: Bool, warnings: RestoreWarnings
   ) throws {
     let perm = mode_t(node.mode) & 0o7777
     // Create with the final permissions when the umask keeps them (no set-id or sticky bits, which are set
@@ -604,8 +652,11 @@ extension Repository {
     let (fd, tmp) = try RestoreRoot.createTemp(in: dir, mode: direct ? perm : 0o600, display: display)
     defer { close(fd) }
     do {
-      try writeAll(fd: fd, bytes, what: display)
-      try finishFile(fd: fd, node: node, path: display, isRoot: isRoot, modeSet: direct, cut: cut)
+      // Aligned blocks of zeros are not written, and stay holes: the size is then set by ftruncate.
+      let tailSkipped = try FileMetadata.writeSparse(fd: fd, bytes, offset: 0, what: display)
+      try finishFile(
+        fd: fd, node: node, path: display, isRoot: isRoot, modeSet: direct, cut: cut || tailSkipped,
+        warnings: warnings)
       try RestoreRoot.replace(in: dir, tmp: tmp, name: name, display: display)
     } catch {
       unlinkat(dir, tmp, 0)
@@ -663,10 +714,16 @@ extension Repository {
     }
   }
 
-  /// Sets a complete file's owner, mode and mtime (and its size when the tree's size differs from its content).
-  static func finishFile(fd: Int32, node n: TreeNode, path: String, isRoot: Bool, modeSet: Bool, cut: Bool) throws {
+  /// Sets a complete file's owner, extended attributes, mode and mtime (and its size when the tree's size differs
+  /// from what was written: content cut short or longer, or zeros at its end left as a hole).
+  static func finishFile(
+    fd: Int32, node n: TreeNode, path: String, isRoot: Bool, modeSet: Bool, cut: Bool, warnings: RestoreWarnings
+  ) throws {
     if cut && ftruncate(fd, off_t(n.size)) != 0 { throw restoreIOError(path: path, errno) }
     if isRoot && fchown(fd, n.uid, n.gid) != 0 { throw restoreIOError(path: path, errno) }
+    // After the owner (chown clears security.capability), before the mode (an access ACL sets group bits; the
+    // mode after it puts the recorded ones back, which the ACL's mask was recorded as).
+    warnings.xattrs(n.displayPath, FileMetadata.writeXattrs(fd: fd, n.xattrs))
     // chown clears set-id bits, so the mode comes after the owner.
     if !modeSet && fchmod(fd, mode_t(n.mode)) != 0 {
       throw restoreIOError(path: path, errno)
@@ -676,6 +733,58 @@ extension Repository {
       timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
     ]
     if futimens(fd, &ts) != 0 { throw restoreIOError(path: path, errno) }
+  }
+
+  /// Makes a FIFO or device node under a temporary name (mknodat), gives it its owner (as root), extended
+  /// attributes, mode and times without following it, and renames it into place. A device node needs CAP_MKNOD:
+  /// without it the node is named in a warning and the restore goes on.
+  func restoreSpecial(
+    _ n: TreeNode, root: RestoreRoot, cache: RestoreDirCache, isRoot: Bool, umask mask: mode_t,
+    warnings: RestoreWarnings
+  ) throws {
+    let (dp, dn) = RestoreRoot.split(n.path)
+    let shown = root.display(n.displayPath)
+    let dst = try cache.dir(dp)
+    let type: mode_t =
+      switch n.kind {
+      case .fifo: S_IFIFO
+      case .charDevice: S_IFCHR
+      default: S_IFBLK
+      }
+    let perm = mode_t(n.mode) & 0o7777
+    let direct = perm & 0o7000 == 0 && perm & ~mask == perm
+    var denied: Int32 = 0
+    let tmp: String
+    do {
+      tmp = try Self.makeTempEntry(display: shown) { t in
+        let r = mknodat(dst, t, type | (direct ? perm : 0o600), dev_t(n.rdev))
+        if r != 0 && (errno == EPERM || errno == EACCES) && n.kind != .fifo {
+          denied = errno
+        }
+        return r
+      }
+    } catch let e as EngineError {
+      guard denied != 0 else { throw e }
+      warnings.deviceNotMade(n.displayPath)
+      return
+    }
+    do {
+      if isRoot && fchownat(dst, tmp, n.uid, n.gid, AT_SYMLINK_NOFOLLOW) != 0 {
+        throw Self.restoreIOError(path: shown, errno)
+      }
+      warnings.xattrs(n.displayPath, FileMetadata.writeXattrs(dir: dst, name: tmp, n.xattrs))
+      // AT_SYMLINK_NOFOLLOW: a symlink put in the node's place is refused, not chmod-ed through.
+      if !direct && fchmodat(dst, tmp, perm, AT_SYMLINK_NOFOLLOW) != 0 { throw Self.restoreIOError(path: shown, errno) }
+      var ts = [
+        timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
+        timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
+      ]
+      if utimensat(dst, tmp, &ts, AT_SYMLINK_NOFOLLOW) != 0 { throw Self.restoreIOError(path: shown, errno) }
+      try RestoreRoot.replace(in: dst, tmp: tmp, name: dn, display: shown)
+    } catch {
+      unlinkat(dst, tmp, 0)
+      throw error
+    }
   }
 
   static func restoreIOError(path: String, _ e: Int32) -> EngineError {

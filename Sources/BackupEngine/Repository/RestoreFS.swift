@@ -58,15 +58,20 @@ struct RestoreRoot: Sendable {
     var owned = false
     defer { if owned { _ = Glibc.close(cur) } }
     var done = rel[..<rel.startIndex]
-    for comp in rel.dropFirst(baseRel.isEmpty ? 0 : baseRel.count + 1).split(separator: "/") {
+    let below =
+      baseRel.isEmpty
+      ? rel : rel[rel.utf8.index(rel.startIndex, offsetBy: min(baseRel.utf8.count + 1, rel.utf8.count))...]
+    for comp in Self.components(below) where !comp.isEmpty {
       let name = String(comp)
       done = rel[..<comp.endIndex]
       var next = Self.openDirAt(cur, name)
       if next < 0 && errno == ENOENT && create {
-        if mkdirat(cur, name, 0o700) != 0 && errno != EEXIST { throw restoreFSError(path: display(done), errno) }
+        if FSName.withCString(name, { mkdirat(cur, $0, 0o700) }) != 0 && errno != EEXIST {
+          throw restoreFSError(path: display(FSName.display(done)), errno)
+        }
         next = Self.openDirAt(cur, name)
       }
-      guard next >= 0 else { throw restoreFSError(path: display(done), errno, directory: true) }
+      guard next >= 0 else { throw restoreFSError(path: display(FSName.display(done)), errno, directory: true) }
       if owned { _ = Glibc.close(cur) }
       cur = next
       owned = true
@@ -74,7 +79,7 @@ struct RestoreRoot: Sendable {
     if !owned {
       // `rel` is the base itself: hand out a descriptor the caller may close.
       let d = dup(cur)
-      guard d >= 0 else { throw restoreFSError(path: display(rel), errno) }
+      guard d >= 0 else { throw restoreFSError(path: display(FSName.display(rel)), errno) }
       return d
     }
     owned = false
@@ -83,7 +88,7 @@ struct RestoreRoot: Sendable {
 
   /// `openat` of a directory entry that must be a directory and not a symlink.
   static func openDirAt(_ dir: Int32, _ name: String) -> Int32 {
-    openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)
+    FSName.withCString(name) { openat(dir, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY) }
   }
 
   /// Creates a new file under a fresh temporary name in `dir`: returns its descriptor and the name.
@@ -105,7 +110,7 @@ struct RestoreRoot: Sendable {
   /// Moves the temporary `tmp` onto `name` in `dir`, replacing a file, hard link or symlink there (never writing
   /// into it); a directory in the way is an error.
   static func replace(in dir: Int32, tmp: String, name: String, display: String) throws {
-    guard renameat(dir, tmp, dir, name) == 0 else {
+    guard FSName.withCString(name, { renameat(dir, tmp, dir, $0) }) == 0 else {
       let e = errno
       unlinkat(dir, tmp, 0)
       if e == EISDIR || e == ENOTEMPTY || e == EEXIST {
@@ -113,6 +118,23 @@ struct RestoreRoot: Sendable {
       }
       throw restoreFSError(path: display, e)
     }
+  }
+
+  /// The components of a relative path, split on the byte "/" (a "/" followed by a combining mark is one
+  /// character, but still a separator).
+  static func components<S: StringProtocol>(_ rel: S) -> [S.SubSequence] {
+    var out: [S.SubSequence] = []
+    var start = rel.startIndex
+    var i = rel.utf8.startIndex
+    while i != rel.utf8.endIndex {
+      if rel.utf8[i] == UInt8(ascii: "/") {
+        out.append(rel[start..<i])
+        start = rel.utf8.index(after: i)
+      }
+      i = rel.utf8.index(after: i)
+    }
+    out.append(rel[start...])
+    return out
   }
 
   /// Splits a relative path into its parent ("" for the target) and its last component.
