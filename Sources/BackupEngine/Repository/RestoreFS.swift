@@ -140,7 +140,8 @@ struct RestoreRoot: Sendable {
   /// Splits a relative path into its parent ("" for the target) and its last component.
   static func split(_ rel: String) -> (parent: Substring, name: String) {
     guard let slash = rel.utf8.lastIndex(of: UInt8(ascii: "/")) else { return ("", rel) }
-    return (rel[..<slash], String(rel[rel.index(after: slash)...]))
+    // utf8.index(after:): the next character may be "/" with a combining mark, which String.index would skip.
+    return (rel[..<slash], String(rel[rel.utf8.index(after: slash)...]))
   }
 }
 
@@ -187,7 +188,7 @@ final class RestoreDirCache {
     // Start from the nearest cached ancestor.
     var base: (fd: Int32, rel: Substring)?
     var p = rel
-    while let slash = p.lastIndex(of: "/") {
+    while let slash = p.utf8.lastIndex(of: UInt8(ascii: "/")) {
       p = p[..<slash]
       if let fd = fds[p] {
         base = (fd, p)
