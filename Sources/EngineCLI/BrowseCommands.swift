@@ -216,8 +216,8 @@ struct DiffCommand: EngineCommand {
   var second: String
   var commandName: String { "diff" }
 
-  /// What changed about one path: `+` added, `-` removed, `M` content (or type or link target) changed, `U` only
-  /// metadata (mode, owner, times) changed.
+  /// What changed about one path: `+` added, `-` removed, `M` content (or type, link target or device number)
+  /// changed, `U` only metadata (mode, owner, times, extended attributes) changed.
   static func changes(_ a: [TreeNode], _ b: [TreeNode]) -> [(String, TreeNode)] {
     let old = Dictionary(a.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
     let new = Dictionary(b.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
@@ -227,10 +227,12 @@ struct DiffCommand: EngineCommand {
       case (nil, let n?): out.append(("+", n))
       case (let o?, nil): out.append(("-", o))
       case (let o?, let n?):
-        if o.kind != n.kind || o.content != n.content || o.linkTarget != n.linkTarget || o.size != n.size {
+        if o.kind != n.kind || o.content != n.content || o.linkTarget != n.linkTarget || o.size != n.size
+          || o.rdev != n.rdev
+        {
           out.append(("M", n))
         } else if o.mode != n.mode || o.uid != n.uid || o.gid != n.gid || o.mtimeSec != n.mtimeSec
-          || o.mtimeNsec != n.mtimeNsec
+          || o.mtimeNsec != n.mtimeNsec || o.xattrs != n.xattrs
         {
           out.append(("U", n))
         }
