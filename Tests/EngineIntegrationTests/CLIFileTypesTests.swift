@@ -265,6 +265,50 @@ import Testing
     #expect(Self.lstatAt(dst + "/future")?.st_mtim.tv_sec == 4_102_444_800 + 86_400 * 365 * 50)
   }
 
+  /// Without the privilege, what cannot be made is named in warnings and the rest is restored: a device node
+  /// (CAP_MKNOD) and a `trusted.*` attribute (CAP_SYS_ADMIN), restored by root with both capabilities dropped.
+  @Test(.enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+  func whatCannotBeMadeIsNamedAndTheRestoreGoesOn() throws {
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    let src = h.dir + "/src"
+    try h.write("src/plain", Data("plain".utf8))
+    #expect(mknod(src + "/null", S_IFCHR | 0o666, makedev(1, 3)) == 0)
+    #expect(mkfifo(src + "/fifo", 0o600) == 0)
+    #expect(Self.setXattr(src + "/plain", "trusted.botrt", Array("root only".utf8)) == 0)
+    #expect(Self.setXattr(src + "/plain", "user.botrt", Array("anyone".utf8)) == 0)
+    #expect(try h.run(["init"]).code == 0)
+    let b = try h.run(["backup", src])
+    #expect(b.code == 0, "\(b.stderr)")
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+    p.arguments =
+      ["--bounding-set", "-mknod,-sys_admin", "--", try CLIHarness.binary(), "restore", "latest", "--target"]
+      + [h.dir + "/out", "--repo", h.repoURL, "--kms", h.kmsURL, "--quiet"]
+    let out = Pipe()
+    let err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 0, "\(stderr)")
+    let result =
+      String(decoding: stdout, as: UTF8.self).split(separator: "\n").compactMap {
+        try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+      }.last { $0["command"] != nil } ?? [:]
+    let warnings = result["warnings"] as? [String] ?? []
+    #expect(warnings.contains { $0.contains("device node") && $0.contains("src/null") }, "\(result)")
+    #expect(
+      warnings.contains { $0.contains("extended attributes") && $0.contains("src/plain: trusted.botrt") }, "\(result)")
+    #expect(stderr.contains("warning: did not restore 1 device node(s) (src/null)"), "\(stderr)")
+    #expect(Self.lstatAt(h.dir + "/out/src/null") == nil)
+    #expect(Self.lstatAt(h.dir + "/out/src/fifo").map { $0.st_mode & S_IFMT == S_IFIFO } == true)
+    #expect(Self.contents(h.dir + "/out/src/plain") == Array("plain".utf8))
+    #expect(Self.xattrs(h.dir + "/out/src/plain") == ["user.botrt": Array("anyone".utf8)])
+  }
+
   /// Linux's device number encoding (glibc's `makedev`, a macro Swift does not import).
   static func makedevNumber(_ major: UInt64, _ minor: UInt64) -> UInt64 {
     (major & 0xFFF) << 8 | (major & ~0xFFF) << 32 | (minor & 0xFF) | (minor & ~0xFF) << 12
