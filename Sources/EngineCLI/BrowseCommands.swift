@@ -134,10 +134,12 @@ struct LsCommand: EngineCommand {
       if roots.isEmpty {
         shown = true
       } else {
+        // Directories are named as listed: bytes that are not UTF-8 as \xE9.
+        let p = n.displayPath
         shown = roots.contains { r in
-          if r.isEmpty { return recursive || !n.path.contains("/") }
-          guard n.path == r || n.path.hasPrefix(r + "/") else { return false }
-          return recursive || n.path == r || !n.path.dropFirst(r.count + 1).contains("/")
+          if r.isEmpty { return recursive || !p.contains("/") }
+          guard p == r || p.hasPrefix(r + "/") else { return false }
+          return recursive || p == r || !p.dropFirst(r.count + 1).contains("/")
         }
       }
       if shown {
@@ -188,7 +190,7 @@ struct FindCommand: EngineCommand {
       let nodes = try await repo.loadTree(s, index: index)
       var header = false
       for n in nodes {
-        let subject = matchPath ? "/" + n.path : (n.path as NSString).lastPathComponent
+        let subject = matchPath ? "/" + n.displayPath : (n.displayPath as NSString).lastPathComponent
         guard patterns.contains(where: { shellMatch($0, subject, caseInsensitive: ignoreCase) }) else { continue }
         if !repoOptions.json && !header {
           listing.out += "Found matching entries in snapshot \(s.id.short) from \(s.manifest.time)\n"
@@ -256,7 +258,7 @@ struct DiffCommand: EngineCommand {
       if repoOptions.json {
         listing.add(n, long: false, extra: ["struct_type": "change", "modifier": what])
       } else {
-        listing.out += "\(what)    /\(n.path)\(n.kind == .directory ? "/" : "")\n"
+        listing.out += "\(what)    /\(n.displayPath)\(n.kind == .directory ? "/" : "")\n"
       }
     }
     if !repoOptions.json {

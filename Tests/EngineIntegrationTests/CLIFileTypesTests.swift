@@ -263,6 +263,12 @@ import Testing
       #expect(Self.lstatAt(dst + "/setuid").map { $0.st_mode & 0o7777 } == 0o4755)
     }
     #expect(Self.lstatAt(dst + "/future")?.st_mtim.tv_sec == 4_102_444_800 + 86_400 * 365 * 50)
+    // A name that is not UTF-8 is listed with \xE9 escapes, and selected for a restore the same way.
+    let ls = try h.run(["ls", "latest"])
+    #expect(ls.code == 0 && ls.text.contains("/src/e\\xE9t\\xE9\n"), "\(ls.text)")
+    let one = try h.run(["restore", "latest", "--target", h.dir + "/one", "--path", "src/e\\xE9t\\xE9"])
+    #expect(one.code == 0, "\(one.stderr)")
+    #expect(Self.contents(h.dir + "/one/src/" + latin1) == Array("Latin-1 name".utf8))
   }
 
   /// Without the privilege, what cannot be made is named in warnings and the rest is restored: a device node

@@ -156,7 +156,11 @@ extension Repository {
         return s
       }
       let all = Dictionary(nodes.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
-      nodes = nodes.filter { n in sel.contains { n.path == $0 || n.path.hasPrefix($0 + "/") } }
+      // A path is given as listed (`ls`): bytes that are not UTF-8 as \xE9.
+      nodes = nodes.filter { n in
+        let p = n.displayPath
+        return sel.contains { p == $0 || p.hasPrefix($0 + "/") }
+      }
       // A hard link whose first file is not selected becomes a copy of that file.
       let chosen = Set(nodes.map { $0.path })
       nodes = nodes.map { n in
