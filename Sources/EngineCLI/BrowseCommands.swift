@@ -221,10 +221,11 @@ struct DiffCommand: EngineCommand {
   /// What changed about one path: `+` added, `-` removed, `M` content (or type, link target or device number)
   /// changed, `U` only metadata (mode, owner, times, extended attributes) changed.
   static func changes(_ a: [TreeNode], _ b: [TreeNode]) -> [(String, TreeNode)] {
-    let old = Dictionary(a.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
-    let new = Dictionary(b.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
+    // Keys of bytes: see `TreeNode.pathKey`.
+    let old = Dictionary(a.map { ($0.pathKey, $0) }, uniquingKeysWith: { x, _ in x })
+    let new = Dictionary(b.map { ($0.pathKey, $0) }, uniquingKeysWith: { x, _ in x })
     var out: [(String, TreeNode)] = []
-    for path in Set(old.keys).union(new.keys).sorted() {
+    for path in Set(old.keys).union(new.keys).sorted(by: { $0.lexicographicallyPrecedes($1) }) {
       switch (old[path], new[path]) {
       case (nil, let n?): out.append(("+", n))
       case (let o?, nil): out.append(("-", o))

@@ -40,6 +40,10 @@ public struct TreeNode: Sendable, Hashable {
   /// The path for messages and listings (bytes that are not UTF-8 shown as `\xE9`).
   public var displayPath: String { FSName.display(path) }
 
+  /// The path as a key that compares bytes. (Swift strings compare canonically equivalent text as equal, and
+  /// "café" as one code point and as "e" with a combining accent are two different names to Linux.)
+  public var pathKey: [UInt8] { Array(path.utf8) }
+
   public init(
     kind: Kind, path: String, mode: UInt32 = 0o644, uid: UInt32 = 0, gid: UInt32 = 0, user: String = "",
     group: String = "", mtimeSec: Int64 = 0, mtimeNsec: UInt32 = 0, size: UInt64 = 0, inode: UInt64 = 0,
@@ -251,28 +255,29 @@ public enum TreeFormat {
   /// Refuses trees with traversal: unsafe paths, hard links to unsafe or unknown paths, and entries
   /// below a symlink entry (which would write through the symlink, outside the target).
   public static func checkSafe(_ nodes: [TreeNode]) throws {
-    var symlinks = Set<String>()
-    var files = Set<String>()
+    // Keys of bytes, not strings: see `TreeNode.pathKey`.
+    var symlinks = Set<[UInt8]>()
+    var files = Set<[UInt8]>()
     for n in nodes {
       guard isSafeRelativePath(n.path) else {
         throw EngineError.integrity(
           object: "tree entry '\(n.displayPath)'", message: "path traversal refused (absolute or '..' path)")
       }
-      if n.kind == .symlink { symlinks.insert(n.path) }
-      if n.kind == .file { files.insert(n.path) }
+      if n.kind == .symlink { symlinks.insert(n.pathKey) }
+      if n.kind == .file { files.insert(n.pathKey) }
     }
     for n in nodes {
       var p = Substring(n.path)
       // Split on the byte "/" (not on characters: a "/" followed by a combining mark is one character).
       while !symlinks.isEmpty, let slash = p.utf8.lastIndex(of: UInt8(ascii: "/")) {
         p = p[..<slash]
-        if symlinks.contains(String(p)) {
+        if symlinks.contains(Array(p.utf8)) {
           throw EngineError.integrity(
             object: "tree entry '\(n.displayPath)'",
             message: "path traversal refused: its parent '\(FSName.display(p))' is a symlink (symlink escape)")
         }
       }
-      if n.kind == .hardlink && (!isSafeRelativePath(n.linkTarget) || !files.contains(n.linkTarget)) {
+      if n.kind == .hardlink && (!isSafeRelativePath(n.linkTarget) || !files.contains(Array(n.linkTarget.utf8))) {
         throw EngineError.integrity(
           object: "tree entry '\(n.displayPath)'",
           message: "hard link to '\(FSName.display(n.linkTarget))' refused: not a file of this snapshot")

@@ -147,10 +147,10 @@ extension Repository {
       $0.manifest.hostname == opts.hostname && $0.manifest.dataType == opts.dataType.name
         && $0.manifest.paths == sortedPaths
     }
-    var parentNodes: [String: TreeNode] = [:]
+    var parentNodes: [[UInt8]: TreeNode] = [:]
     if let parent, opts.stdinName == nil {
       do {
-        for n in try await loadTree(parent, index: index) where n.kind == .file { parentNodes[n.path] = n }
+        for n in try await loadTree(parent, index: index) where n.kind == .file { parentNodes[n.pathKey] = n }
       } catch {
         logger.warning("parent snapshot \(parent.id.short) unusable, reading every file: \(error)")
       }
@@ -436,7 +436,8 @@ private final class Scanner {
   let run: BackupRun
   let queue: BoundedQueue<ChunkJob>
   let chunker: Chunker
-  let parentNodes: [String: TreeNode]
+  /// The parent snapshot's files, by `TreeNode.pathKey`.
+  let parentNodes: [[UInt8]: TreeNode]
   let index: MasterIndex
   let progress: ProgressHandler?
   var nodes: [(TreeNode, Int?)] = []
@@ -448,7 +449,7 @@ private final class Scanner {
 
   init(
     repo: Repository, run: BackupRun, queue: BoundedQueue<ChunkJob>, chunker: Chunker,
-    parentNodes: [String: TreeNode], index: MasterIndex, progress: ProgressHandler?
+    parentNodes: [[UInt8]: TreeNode], index: MasterIndex, progress: ProgressHandler?
   ) {
     self.repo = repo
     self.run = run
@@ -611,7 +612,8 @@ private final class Scanner {
 
   func scanFile(abs: String, rel: String, st: stat) {
     var node = baseNode(.file, abs: abs, rel: rel, st: st)
-    if let p = parentNodes[rel], p.size == node.size, p.mtimeSec == node.mtimeSec, p.mtimeNsec == node.mtimeNsec,
+    if let p = parentNodes[Array(rel.utf8)], p.size == node.size, p.mtimeSec == node.mtimeSec,
+      p.mtimeNsec == node.mtimeNsec,
       p.inode == node.inode, p.content.allSatisfy({ index.contains($0) })
     {
       node.content = p.content

@@ -155,16 +155,17 @@ extension Repository {
         while s.hasSuffix("/") { s.removeLast() }
         return s
       }
-      let all = Dictionary(nodes.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+      let all = Dictionary(nodes.map { ($0.pathKey, $0) }, uniquingKeysWith: { a, _ in a })
       // A path is given as listed (`ls`): bytes that are not UTF-8 as \xE9.
       nodes = nodes.filter { n in
         let p = n.displayPath
         return sel.contains { p == $0 || p.hasPrefix($0 + "/") }
       }
       // A hard link whose first file is not selected becomes a copy of that file.
-      let chosen = Set(nodes.map { $0.path })
+      let chosen = Set(nodes.map { $0.pathKey })
       nodes = nodes.map { n in
-        guard n.kind == .hardlink, !chosen.contains(n.linkTarget), let t = all[n.linkTarget] else { return n }
+        let target = Array(n.linkTarget.utf8)
+        guard n.kind == .hardlink, !chosen.contains(target), let t = all[target] else { return n }
         var c = t
         c.path = n.path
         return c
@@ -301,11 +302,12 @@ extension Repository {
     let cache = RestoreDirCache(root: root)
     // Directories (and the parents of selected entries), made with mode 0700 until their metadata is set last.
     // Trees list a directory before its entries, so the common case is one set lookup of the immediate parent.
-    var dirs = Set<Substring>()
+    // (Keys of bytes: see `TreeNode.pathKey`.)
+    var dirs = Set<[UInt8]>()
     for n in nodes {
       let parent = RestoreRoot.split(n.path).parent
-      if !parent.isEmpty && dirs.insert(parent).inserted { _ = try cache.dir(parent, create: true) }
-      if n.kind == .directory, dirs.insert(Substring(n.path)).inserted {
+      if !parent.isEmpty && dirs.insert(Array(parent.utf8)).inserted { _ = try cache.dir(parent, create: true) }
+      if n.kind == .directory, dirs.insert(n.pathKey).inserted {
         _ = try cache.dir(Substring(n.path), create: true)
       }
     }

@@ -162,8 +162,9 @@ func restoreFSError(path: String, _ e: Int32, directory: Bool = false) -> Engine
 final class RestoreDirCache {
   private let root: RestoreRoot
   private let capacity: Int
-  private var fds: [Substring: Int32] = [:]
-  private var order: [Substring] = []
+  /// Keyed by the path's bytes (see `TreeNode.pathKey`).
+  private var fds: [[UInt8]: Int32] = [:]
+  private var order: [[UInt8]] = []
   private var next = 0
 
   init(root: RestoreRoot, capacity: Int = 64) {
@@ -184,13 +185,13 @@ final class RestoreDirCache {
   /// it), so a caller that needs two directories at once opens the other with `RestoreRoot.openDir`.
   func dir(_ rel: Substring, create: Bool = false) throws -> Int32 {
     if rel.isEmpty { return root.fd }
-    if let fd = fds[rel] { return fd }
+    if let fd = fds[Array(rel.utf8)] { return fd }
     // Start from the nearest cached ancestor.
     var base: (fd: Int32, rel: Substring)?
     var p = rel
     while let slash = p.utf8.lastIndex(of: UInt8(ascii: "/")) {
       p = p[..<slash]
-      if let fd = fds[p] {
+      if let fd = fds[Array(p.utf8)] {
         base = (fd, p)
         break
       }
@@ -201,7 +202,7 @@ final class RestoreDirCache {
   }
 
   private func insert(_ rel: Substring, _ fd: Int32) {
-    let key = Substring(String(rel))
+    let key = Array(rel.utf8)
     if order.count < capacity {
       order.append(key)
     } else {
