@@ -143,6 +143,11 @@ import Testing
     file(latin1, Array("Latin-1 name".utf8))
     file(latin1 + "-dir/inside", Array("below a Latin-1 directory".utf8), 0o600)
     file("\u{301}accent-first/inner", Array("accent".utf8))
+    // Two names that are the same text to Swift (canonically equivalent) and two names to Linux.
+    mkdir("caf\u{E9}")
+    mkdir("cafe\u{301}")
+    file("caf\u{E9}/composed", Array("NFC".utf8))
+    file("cafe\u{301}/decomposed", Array("NFD".utf8))
     #expect(FSName.withCString(latin1) { symlink($0, path("to-latin1")) } == 0)  // a target that is not UTF-8
     file("setuid", Array("#!/bin/sh\n".utf8), 0o4755)
     file("setgid", Array("#!/bin/sh\n".utf8), 0o2755)
