@@ -7,6 +7,11 @@ import CXattr
 /// Extended attributes and sparse writes: the file metadata beyond stat(2) that backup records and restore puts
 /// back.
 enum FileMetadata {
+  /// `O_PATH` and `AT_EMPTY_PATH`, which Swift's Glibc module leaves out (they need _GNU_SOURCE); the values are
+  /// Linux's on x86-64 and arm64.
+  static let openPath: Int32 = 0o10000000
+  static let atEmptyPath: Int32 = 0x1000
+
   /// The extended attributes of `path` (held as `FSName` holds names), without following a symlink. An empty list
   /// when the file system has none or does not support them; an error message when they cannot be read.
   static func readXattrs(_ path: String) -> (attrs: [TreeNode.ExtendedAttribute], error: String?) {

@@ -1,3 +1,4 @@
+import CXattr
 import EngineContract
 import Foundation
 
@@ -564,7 +565,16 @@ extension Repository {
       let dst = try cache.dir(dp)
       let tmp = try Self.makeTempEntry(display: shown) { t in FSName.withCString(n.linkTarget) { symlinkat($0, dst, t) }
       }
-      if isRoot { fchownat(dst, tmp, n.uid, n.gid, AT_SYMLINK_NOFOLLOW) }
+      do {
+        // The owner through a descriptor of the symlink, checked to be the one just made (by name, a hard link to
+        // a file elsewhere put in its place would be chown-ed).
+        let fd = try Self.openMadeNode(dir: dst, tmp, type: S_IFLNK, display: shown)
+        defer { close(fd) }
+        if isRoot { fchownat(fd, "", n.uid, n.gid, FileMetadata.atEmptyPath | AT_SYMLINK_NOFOLLOW) }
+      } catch {
+        unlinkat(dst, tmp, 0)
+        throw error
+      }
       warnings.xattrs(n.displayPath, FileMetadata.writeXattrs(dir: dst, name: tmp, n.xattrs))
       var ts = [
         timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
@@ -775,22 +785,43 @@ extension Repository {
       return
     }
     do {
-      if isRoot && fchownat(dst, tmp, n.uid, n.gid, AT_SYMLINK_NOFOLLOW) != 0 {
+      // Everything else through a descriptor of the node itself (O_PATH: a device is not opened), checked to be the
+      // node just made: someone who can write the directory could have put a hard link to another file there.
+      let fd = try Self.openMadeNode(dir: dst, tmp, type: type, display: shown)
+      defer { close(fd) }
+      let proc = "/proc/self/fd/\(fd)"
+      if isRoot && fchownat(fd, "", n.uid, n.gid, FileMetadata.atEmptyPath) != 0 {
         throw Self.restoreIOError(path: shown, errno)
       }
-      warnings.xattrs(n.displayPath, FileMetadata.writeXattrs(dir: dst, name: tmp, n.xattrs))
-      // AT_SYMLINK_NOFOLLOW: a symlink put in the node's place is refused, not chmod-ed through.
-      if !direct && fchmodat(dst, tmp, perm, AT_SYMLINK_NOFOLLOW) != 0 { throw Self.restoreIOError(path: shown, errno) }
+      // The path of the descriptor in /proc leads to that very inode (it is not looked up by name again).
+      if !n.xattrs.isEmpty {
+        warnings.xattrs(n.displayPath, FileMetadata.writeXattrs(n.xattrs) { setxattr(proc, $0, $1, $2, 0) })
+      }
+      if !direct && chmod(proc, perm) != 0 { throw Self.restoreIOError(path: shown, errno) }
       var ts = [
         timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
         timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
       ]
-      if utimensat(dst, tmp, &ts, AT_SYMLINK_NOFOLLOW) != 0 { throw Self.restoreIOError(path: shown, errno) }
+      if utimensat(AT_FDCWD, proc, &ts, 0) != 0 { throw Self.restoreIOError(path: shown, errno) }
       try RestoreRoot.replace(in: dst, tmp: tmp, name: dn, display: shown)
     } catch {
       unlinkat(dst, tmp, 0)
       throw error
     }
+  }
+
+  /// Opens (O_PATH, not following) the entry `tmp` the restore just made in `dir`, and checks that it is still that
+  /// entry: of `type`, with one link. A hard link to a file elsewhere put in its place is refused.
+  static func openMadeNode(dir: Int32, _ tmp: String, type: mode_t, display: String) throws -> Int32 {
+    let fd = openat(dir, tmp, FileMetadata.openPath | O_NOFOLLOW | O_CLOEXEC)
+    guard fd >= 0 else { throw restoreFSError(path: display, errno) }
+    var st = stat()
+    guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == type, st.st_nlink == 1 else {
+      close(fd)
+      throw EngineError.integrity(
+        object: display, message: "its temporary entry was replaced during the restore; refusing to change it")
+    }
+    return fd
   }
 
   static func restoreIOError(path: String, _ e: Int32) -> EngineError {
