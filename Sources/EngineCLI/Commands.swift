@@ -243,8 +243,8 @@ struct RestoreCommand: EngineCommand {
   @Flag(
     name: .customLong("keep-setid"),
     help: ArgumentHelp(
-      "Keep the set-user-ID and set-group-ID bits of restored files (root only: the owner is restored first). "
-        + "Without it they are cleared, with a warning naming the files."))
+      "Keep the set-user-ID and set-group-ID bits and file capabilities (security.capability) of restored files "
+        + "(root only: the owner is restored first). Without it they are cleared, with a warning naming the files."))
   var keepSetID = false
   var commandName: String { "restore" }
 

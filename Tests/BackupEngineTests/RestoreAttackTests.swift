@@ -344,3 +344,19 @@ import Testing
     close(l)
   }
 }
+
+extension RestoreMadeNodeTests {
+  @Test func fileCapabilitiesFollowTheSetIDPolicy() throws {
+    var file = TreeNode(kind: .file, path: "bin/ping", mode: 0o755)
+    file.xattrs = [
+      .init(name: "security.capability", value: [1, 0, 0, 2, 0, 0x20, 0, 0]), .init(name: "user.keep", value: [1]),
+    ]
+    var nodes = [file]
+    let w = try Repository.applySetIDPolicy(&nodes, keep: false, isRoot: true)
+    #expect(nodes[0].xattrs.map(\.name) == ["user.keep"])
+    #expect(w.count == 1 && w[0].contains("security.capability") && w[0].contains("bin/ping"), "\(w)")
+    var kept = [file]
+    #expect(try Repository.applySetIDPolicy(&kept, keep: true, isRoot: true).isEmpty)
+    #expect(kept == [file])
+  }
+}

@@ -179,6 +179,11 @@ import Testing
       #expect(chown(path("sub"), 1001, 1002) == 0)
       #expect(lchown(path("dangling"), 1001, 1002) == 0)
       #expect(chown(path("fifo"), 1002, 1001) == 0)
+      // File capabilities (cap_net_raw+p, VFS_CAP_REVISION_2), kept by --keep-setid like set-id bits.
+      file("capable", Array("#!/bin/sh\n".utf8), 0o755)
+      var cap = ByteWriter()
+      for v: UInt32 in [0x0200_0000, 1 << 13, 0, 0, 0] { cap.u32(v) }
+      #expect(Self.setXattr(path("capable"), "security.capability", cap.data) == 0)
     }
     // A socket is left out, with a warning naming it.
     let sock = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)

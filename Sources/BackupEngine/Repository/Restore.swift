@@ -265,8 +265,10 @@ extension Repository {
   /// The set-id policy: the set-user-ID and set-group-ID bits of regular files are cleared (a warning names the
   /// first few) unless `keep` is set, which needs root (the owner is restored before the mode, so a set-id file
   /// is never left owned by the restoring user). Directories keep their bits: set-group-ID on a directory only
-  /// makes new entries inherit its group, and set-user-ID on a directory means nothing on Linux.
+  /// makes new entries inherit its group, and set-user-ID on a directory means nothing on Linux. File capabilities
+  /// (the `security.capability` attribute) are left out the same way.
   static func applySetIDPolicy(_ nodes: inout [TreeNode], keep: Bool, isRoot: Bool) throws -> [String] {
+    let fileCapabilities = "security.capability"
     if keep {
       guard isRoot else {
         throw EngineError.usage(
@@ -276,16 +278,31 @@ extension Repository {
       return []
     }
     var cleared: [String] = []
-    for i in nodes.indices where nodes[i].kind == .file && nodes[i].mode & 0o6000 != 0 {
-      nodes[i].mode &= ~UInt32(0o6000)
-      cleared.append(nodes[i].displayPath)
+    var capabilities: [String] = []
+    for i in nodes.indices where nodes[i].kind == .file {
+      if nodes[i].mode & 0o6000 != 0 {
+        nodes[i].mode &= ~UInt32(0o6000)
+        cleared.append(nodes[i].displayPath)
+      }
+      // File capabilities grant privileges on exec as set-id bits do: the same policy.
+      if nodes[i].xattrs.contains(where: { $0.name == fileCapabilities }) {
+        nodes[i].xattrs.removeAll { $0.name == fileCapabilities }
+        capabilities.append(nodes[i].displayPath)
+      }
     }
-    guard !cleared.isEmpty else { return [] }
-    let names = cleared.prefix(5).joined(separator: ", ") + (cleared.count > 5 ? ", ..." : "")
-    return [
-      "cleared the set-user-ID/set-group-ID bits of \(cleared.count) file(s) (\(names)); restore as root with "
-        + "--keep-setid to keep them"
-    ]
+    func names(_ a: [String]) -> String { a.prefix(5).joined(separator: ", ") + (a.count > 5 ? ", ..." : "") }
+    var out: [String] = []
+    if !cleared.isEmpty {
+      out.append(
+        "cleared the set-user-ID/set-group-ID bits of \(cleared.count) file(s) (\(names(cleared))); restore as root "
+          + "with --keep-setid to keep them")
+    }
+    if !capabilities.isEmpty {
+      out.append(
+        "left out the file capabilities (\(fileCapabilities)) of \(capabilities.count) file(s) "
+          + "(\(names(capabilities))); restore as root with --keep-setid to keep them")
+    }
+    return out
   }
 
   func writeAll(fd: Int32, _ bytes: [UInt8], what: String, offset: Int64? = nil) throws {
