@@ -503,12 +503,13 @@ private final class Scanner {
   }
 
   /// The node of an entry, with its extended attributes (`abs` is the entry's path, held as `FSName` holds names).
-  func baseNode(_ kind: TreeNode.Kind, abs: String, rel: String, st: stat) -> TreeNode {
+  func baseNode(_ kind: TreeNode.Kind, abs: String, rel: String, st: stat, readXattrs: Bool = true) -> TreeNode {
     var n = TreeNode(
       kind: kind, path: rel, mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
       user: userName(st.st_uid), group: groupName(st.st_gid), mtimeSec: Int64(st.st_mtim.tv_sec),
       mtimeNsec: UInt32(st.st_mtim.tv_nsec), size: UInt64(st.st_size), inode: UInt64(st.st_ino),
       device: UInt64(st.st_dev))
+    guard readXattrs else { return n }
     let (attrs, err) = FileMetadata.readXattrs(abs)
     n.xattrs = attrs
     if let err { warning("\(FSName.display(abs)): \(err); the snapshot records it without them") }
@@ -574,13 +575,19 @@ private final class Scanner {
       if st.st_nlink > 1 {
         let k = "\(st.st_dev):\(st.st_ino)"
         if let first = hardlinks[k] {
-          var node = baseNode(.hardlink, abs: abs, rel: rel, st: st)
+          // Another name of the same inode: its attributes are the first name's.
+          var node = baseNode(.hardlink, abs: abs, rel: rel, st: st, readXattrs: false)
           node.linkTarget = first
           node.size = 0
           nodes.append((node, nil))
           return
         }
-        hardlinks[k] = rel
+        let before = nodes.count
+        scanFile(abs: abs, rel: rel, st: st)
+        // Only a file the snapshot holds can be linked to (a hard link to a missing one fails the tree's checks);
+        // when this name could not be read, the next name is read in its place.
+        if nodes.count > before { hardlinks[k] = rel }
+        return
       }
       scanFile(abs: abs, rel: rel, st: st)
     case S_IFIFO, S_IFCHR, S_IFBLK:
