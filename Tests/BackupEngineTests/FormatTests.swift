@@ -199,6 +199,38 @@ import Testing
     #expect(try TreeFormat.decode(w.data) == plain)
   }
 
+  /// A tree laid out by hand as versions before the extension section wrote it (docs/repository-format.md section
+  /// 7) decodes to the same nodes and encodes back to the same bytes: old snapshots read as before.
+  @Test func aTreeAsEarlierVersionsWroteItIsReadAndWrittenUnchanged() throws {
+    let blob = ID(Crypto.randomBytes(32))
+    var w = ByteWriter()
+    w.bytes(Array("BRTTREE1".utf8))
+    w.u32(3)
+    func node(
+      _ kind: UInt8, _ path: String, mode: UInt32, size: UInt64 = 0, link: String = "", content: [ID] = []
+    ) {
+      w.u8(kind)
+      w.string(path)
+      for v in [mode, 1000, 1001] { w.u32(v) }
+      w.string("app")
+      w.string("app")
+      w.i64(-86_400)
+      w.u32(999_999_999)
+      for v in [size, 42, 2049] { w.u64(v) }
+      w.string(link)
+      w.u32(UInt32(content.count))
+      for c in content { w.bytes(c.bytes) }
+    }
+    node(0, "data", mode: 0o2775)
+    node(1, "data/f", mode: 0o600, size: 5, content: [blob])
+    node(2, "data/l", mode: 0o777, link: "f")
+    let nodes = try TreeFormat.decode(w.data)
+    #expect(nodes.map(\.kind) == [.directory, .file, .symlink])
+    #expect(nodes[1].content == [blob] && nodes[1].mtimeSec == -86_400 && nodes[2].linkTarget == "f")
+    #expect(nodes.allSatisfy { $0.xattrs.isEmpty && $0.rdev == 0 && !FSName.isEscaped($0.path) })
+    #expect(TreeFormat.encode(nodes) == w.data)
+  }
+
   @Test func sparseWritesLeaveAlignedZeroBlocksUnwritten() throws {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("botrt-sparse-\(UUID().uuidString)").path
     defer { unlink(path) }
