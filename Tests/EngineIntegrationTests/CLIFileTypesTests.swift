@@ -134,6 +134,9 @@ import Testing
     mkdir(latin1 + "-dir", 0o750)
     file("regular", (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) })
     file("empty", [])
+    // One-blob files whose zeros are left as holes: at the end (the size is then set by ftruncate), and all of it.
+    file("zero-tail", Array(repeating: 7, count: 5000) + Array(repeating: 0, count: 70_000))
+    file("all-zero", Array(repeating: 0, count: 100_000))
     file("hard1", Array("linked twice\n".utf8), 0o640)
     #expect(FSName.withCString(path("hard1")) { a in FSName.withCString(path("sub/hard2")) { link(a, $0) } } == 0)
     #expect(symlink("does/not/exist", path("dangling")) == 0)
@@ -265,6 +268,11 @@ import Testing
     sst = try #require(Self.lstatAt(dst + "/sparse"))
     #expect(sst.st_size == 64 << 20)
     #expect(Int(sst.st_blocks) * 512 <= 1 << 20, "sparse file restored with \(sst.st_blocks) blocks allocated")
+    #expect(Self.lstatAt(dst + "/all-zero").map { ($0.st_size, $0.st_blocks) } ?? (0, -1) == (100_000, 0))
+    #expect(
+      Self.lstatAt(dst + "/zero-tail").map { ($0.st_size, Int($0.st_blocks) * 512 <= 16 << 10) } ?? (0, false) == (
+        75_000, true
+      ))
     #expect(Self.lstatAt(dst + "/fifo").map { $0.st_mode & S_IFMT == S_IFIFO } == true)
     if isRoot {
       let dev = try #require(Self.lstatAt(dst + "/null"))
