@@ -98,9 +98,10 @@ final class BackupRun: @unchecked Sendable {
   var dirs = 0
   var filesUnchanged = 0
   var errors: [String] = []
-  var warnings: [String] = []
   /// Sockets passed over (not backed up: there is nothing to restore), reported in one warning.
   var sockets: [String] = []
+  /// Entries whose extended attributes could not be read (recorded without them), reported in one warning.
+  var unreadXattrs: [String] = []
   var fatal: (any Error)?
   var lastProgress = Date()
 
@@ -255,11 +256,18 @@ extension Repository {
     let dirs = nodes.filter { $0.kind == .directory }.count
     let total = nodes.filter { $0.kind == .file }.reduce(Int64(0)) { $0 + Int64($1.size) }
     let errors = run.lock.withLock { run.errors }
-    var warnings = run.lock.withLock { run.warnings }
-    let sockets = run.lock.withLock { run.sockets }
+    var warnings: [String] = []
+    let (sockets, unreadXattrs) = run.lock.withLock { (run.sockets, run.unreadXattrs) }
+    func names(_ a: [String], _ sep: String) -> String {
+      a.prefix(5).joined(separator: sep) + (a.count > 5 ? "\(sep)..." : "")
+    }
     if !sockets.isEmpty {
-      let names = sockets.prefix(5).joined(separator: ", ") + (sockets.count > 5 ? ", ..." : "")
-      warnings.append("skipped \(sockets.count) socket(s) (\(names)): sockets are not backed up")
+      warnings.append("skipped \(sockets.count) socket(s) (\(names(sockets, ", "))): sockets are not backed up")
+    }
+    if !unreadXattrs.isEmpty {
+      warnings.append(
+        "recorded \(unreadXattrs.count) entr\(unreadXattrs.count == 1 ? "y" : "ies") without (some of) their "
+          + "extended attributes, which could not be read (\(names(unreadXattrs, "; ")))")
     }
     let manifest = Manifest(
       version: 1, repo: config.id, seq: (snaps.map { $0.manifest.seq }.max() ?? 0) + 1, parent: parent?.id.hex,
@@ -465,7 +473,6 @@ private final class Scanner {
   deinit { buf.deallocate() }
 
   func error(_ m: String) { run.lock.withLock { run.errors.append(m) } }
-  func warning(_ m: String) { run.lock.withLock { run.warnings.append(m) } }
 
   func report(force: Bool = false) {
     guard let progress else { return }
@@ -512,7 +519,7 @@ private final class Scanner {
     guard readXattrs else { return n }
     let (attrs, err) = FileMetadata.readXattrs(abs)
     n.xattrs = attrs
-    if let err { warning("\(FSName.display(abs)): \(err); the snapshot records it without them") }
+    if let err { run.lock.withLock { run.unreadXattrs.append("\(FSName.display(abs)): \(err)") } }
     return n
   }
 

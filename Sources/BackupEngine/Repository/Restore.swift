@@ -580,7 +580,8 @@ extension Repository {
       let (dp, dn) = RestoreRoot.split(n.path)
       let shown = root.display(n.displayPath)
       let dst = try cache.dir(dp)
-      let tmp = try Self.makeTempEntry(display: shown) { t in FSName.withCString(n.linkTarget) { symlinkat($0, dst, t) }
+      let tmp = try Self.makeTempEntry(display: shown) { t in
+        FSName.withCString(n.linkTarget) { symlinkat($0, dst, t) }
       }
       do {
         // The owner through a descriptor of the symlink, checked to be the one just made (by name, a hard link to
