@@ -281,6 +281,20 @@ import Testing
       #expect(Self.lstatAt(dst + "/setuid").map { $0.st_mode & 0o7777 } == 0o4755)
     }
     #expect(Self.lstatAt(dst + "/future")?.st_mtim.tv_sec == 4_102_444_800 + 86_400 * 365 * 50)
+    // `copy` carries the new node fields to another repository: restored from there, the same entries come back.
+    let copyRepo = "file://\(h.dir)/copy"
+    let c = try h.run(["copy", "--all", "--to", copyRepo, "--to-kms", h.kmsURL, "--init-if-missing"])
+    #expect(c.code == 0, "\(c.stderr)")
+    let fromCopy = h.dir + "/from-copy"
+    let rc = try h.run(
+      ["restore", "latest", "--target", fromCopy, "--repo", copyRepo, "--kms", h.kmsURL, "--quiet"]
+        + (isRoot ? ["--keep-setid"] : []), withRepo: false)
+    #expect(rc.code == 0, "\(rc.stderr)")
+    #expect(Self.walk(fromCopy + "/src").sorted() == expected)
+    for rel in expected {
+      #expect(Self.xattrs(dst + "/" + rel) == Self.xattrs(fromCopy + "/src/" + rel), "\(FSName.display(rel))")
+      #expect(Self.lstatAt(dst + "/" + rel)?.st_rdev == Self.lstatAt(fromCopy + "/src/" + rel)?.st_rdev)
+    }
     // A name that is not UTF-8 is listed with \xE9 escapes, and selected for a restore the same way.
     let ls = try h.run(["ls", "latest"])
     #expect(ls.code == 0 && ls.text.contains("/src/e\\xE9t\\xE9\n"), "\(ls.text)")
