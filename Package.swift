@@ -20,6 +20,8 @@ let package = Package(
     .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
     .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
     .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+    // <sys/xattr.h> of the C library (no library to link).
+    .systemLibrary(name: "CXattr"),
 
     // HTTP over libcurl, shared by the Kubernetes client and the engine's storage and KMS clients.
     .target(
@@ -64,7 +66,7 @@ let package = Package(
     .target(
       name: "BackupEngine",
       dependencies: [
-        "CCrypto", "CZstd", "CurlHTTP", "EngineContract", .product(name: "Logging", package: "swift-log"),
+        "CCrypto", "CXattr", "CZstd", "CurlHTTP", "EngineContract", .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings),
     .target(

@@ -15,6 +15,9 @@ struct NodeListing {
     case .file: "file"
     case .symlink: "symlink"
     case .hardlink: "hardlink"
+    case .fifo: "fifo"
+    case .charDevice: "chardev"
+    case .blockDevice: "dev"
     }
   }
 
@@ -23,6 +26,9 @@ struct NodeListing {
       switch n.kind {
       case .directory: "d"
       case .symlink: "l"
+      case .fifo: "p"
+      case .charDevice: "c"
+      case .blockDevice: "b"
       default: "-"
       }
     var s = String(type)
@@ -49,12 +55,12 @@ struct NodeListing {
   /// The entry as restic's `ls --json` node: name, type, path (absolute), uid, gid, size, mode, mtime.
   static func object(_ n: TreeNode, extra: [String: Any] = [:]) -> [String: Any] {
     var o: [String: Any] = [
-      "struct_type": "node", "name": (n.path as NSString).lastPathComponent, "type": kind(n.kind),
-      "path": "/" + n.path, "uid": n.uid, "gid": n.gid, "mode": n.mode, "permissions": modeString(n),
+      "struct_type": "node", "name": (n.displayPath as NSString).lastPathComponent, "type": kind(n.kind),
+      "path": "/" + n.displayPath, "uid": n.uid, "gid": n.gid, "mode": n.mode, "permissions": modeString(n),
       "mtime": time(n),
     ]
     if n.kind == .file || n.kind == .hardlink { o["size"] = n.size }
-    if n.kind == .symlink || n.kind == .hardlink { o["link_target"] = n.linkTarget }
+    if n.kind == .symlink || n.kind == .hardlink { o["link_target"] = FSName.display(n.linkTarget) }
     if !n.user.isEmpty { o["user"] = n.user }
     if !n.group.isEmpty { o["group"] = n.group }
     for (k, v) in extra { o[k] = v }
@@ -77,8 +83,8 @@ struct NodeListing {
       let size = String(n.size)
       line += String(repeating: " ", count: max(0, 12 - size.count)) + size + " \(Self.time(n)) "
     }
-    line += "/" + n.path
-    if long, n.kind == .symlink { line += " -> \(n.linkTarget)" }
+    line += "/" + n.displayPath
+    if long, n.kind == .symlink { line += " -> \(FSName.display(n.linkTarget))" }
     out += line + "\n"
   }
 
@@ -128,10 +134,12 @@ struct LsCommand: EngineCommand {
       if roots.isEmpty {
         shown = true
       } else {
+        // Directories are named as listed: bytes that are not UTF-8 as \xE9.
+        let p = n.displayPath
         shown = roots.contains { r in
-          if r.isEmpty { return recursive || !n.path.contains("/") }
-          guard n.path == r || n.path.hasPrefix(r + "/") else { return false }
-          return recursive || n.path == r || !n.path.dropFirst(r.count + 1).contains("/")
+          if r.isEmpty { return recursive || !p.contains("/") }
+          guard p == r || p.hasPrefix(r + "/") else { return false }
+          return recursive || p == r || !p.dropFirst(r.count + 1).contains("/")
         }
       }
       if shown {
@@ -182,7 +190,7 @@ struct FindCommand: EngineCommand {
       let nodes = try await repo.loadTree(s, index: index)
       var header = false
       for n in nodes {
-        let subject = matchPath ? "/" + n.path : (n.path as NSString).lastPathComponent
+        let subject = matchPath ? "/" + n.displayPath : (n.displayPath as NSString).lastPathComponent
         guard patterns.contains(where: { shellMatch($0, subject, caseInsensitive: ignoreCase) }) else { continue }
         if !repoOptions.json && !header {
           listing.out += "Found matching entries in snapshot \(s.id.short) from \(s.manifest.time)\n"
@@ -210,21 +218,24 @@ struct DiffCommand: EngineCommand {
   var second: String
   var commandName: String { "diff" }
 
-  /// What changed about one path: `+` added, `-` removed, `M` content (or type or link target) changed, `U` only
-  /// metadata (mode, owner, times) changed.
+  /// What changed about one path: `+` added, `-` removed, `M` content (or type, link target or device number)
+  /// changed, `U` only metadata (mode, owner, times, extended attributes) changed.
   static func changes(_ a: [TreeNode], _ b: [TreeNode]) -> [(String, TreeNode)] {
-    let old = Dictionary(a.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
-    let new = Dictionary(b.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
+    // Keys of bytes: see `TreeNode.pathKey`.
+    let old = Dictionary(a.map { ($0.pathKey, $0) }, uniquingKeysWith: { x, _ in x })
+    let new = Dictionary(b.map { ($0.pathKey, $0) }, uniquingKeysWith: { x, _ in x })
     var out: [(String, TreeNode)] = []
-    for path in Set(old.keys).union(new.keys).sorted() {
+    for path in Set(old.keys).union(new.keys).sorted(by: { $0.lexicographicallyPrecedes($1) }) {
       switch (old[path], new[path]) {
       case (nil, let n?): out.append(("+", n))
       case (let o?, nil): out.append(("-", o))
       case (let o?, let n?):
-        if o.kind != n.kind || o.content != n.content || o.linkTarget != n.linkTarget || o.size != n.size {
+        if o.kind != n.kind || o.content != n.content || o.linkTarget != n.linkTarget || o.size != n.size
+          || o.rdev != n.rdev
+        {
           out.append(("M", n))
         } else if o.mode != n.mode || o.uid != n.uid || o.gid != n.gid || o.mtimeSec != n.mtimeSec
-          || o.mtimeNsec != n.mtimeNsec
+          || o.mtimeNsec != n.mtimeNsec || o.xattrs != n.xattrs
         {
           out.append(("U", n))
         }
@@ -248,7 +259,7 @@ struct DiffCommand: EngineCommand {
       if repoOptions.json {
         listing.add(n, long: false, extra: ["struct_type": "change", "modifier": what])
       } else {
-        listing.out += "\(what)    /\(n.path)\(n.kind == .directory ? "/" : "")\n"
+        listing.out += "\(what)    /\(n.displayPath)\(n.kind == .directory ? "/" : "")\n"
       }
     }
     if !repoOptions.json {

@@ -216,6 +216,8 @@ struct BackupCommand: EngineCommand {
     result.errors = r.errors
     if selection.givenFlag != nil { result.excluded = r.excluded }
     if r.adoptedPacks > 0 { result.addWarnings(["adopted \(r.adoptedPacks) packs left by an interrupted backup"]) }
+    if !r.warnings.isEmpty { result.addWarnings(r.warnings) }
+    for w in r.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
     if !r.errors.isEmpty { throw PartialBackupError(count: r.errors.count) }
   }
 }
@@ -251,8 +253,8 @@ struct RestoreCommand: EngineCommand {
   @Flag(
     name: .customLong("keep-setid"),
     help: ArgumentHelp(
-      "Keep the set-user-ID and set-group-ID bits of restored files (root only: the owner is restored first). "
-        + "Without it they are cleared, with a warning naming the files."))
+      "Keep the set-user-ID and set-group-ID bits and file capabilities (security.capability) of restored files "
+        + "(root only: the owner is restored first). Without it they are cleared, with a warning naming the files."))
   var keepSetID = false
   var commandName: String { "restore" }
 

@@ -62,6 +62,14 @@ enum Fuzz {
       TreeNode(kind: .symlink, path: "d/l", linkTarget: "f"),
       TreeNode(kind: .hardlink, path: "d/h", linkTarget: "d/f"),
     ])
+    // A tree with the extension section: a name that is not UTF-8, a device number, extended attributes.
+    var device = TreeNode(kind: .charDevice, path: "d/null", mode: 0o666)
+    device.rdev = 0x103
+    var odd = TreeNode(kind: .file, path: FSName.decode(Array("d/".utf8) + [0x65, 0xE9]), size: 5, content: [id(1)])
+    odd.xattrs = [.init(name: "user.botrt", value: Array("value".utf8))]
+    let treeWithExtensions = TreeFormat.encode([
+      TreeNode(kind: .directory, path: "d", mode: 0o755), odd, TreeNode(kind: .fifo, path: "d/p"), device,
+    ])
     let z = ZstdContext()
     // The entries of the first pack, as a header's plaintext: the index body after magic, count, id, size, count.
     let start = 56
@@ -75,7 +83,7 @@ enum Fuzz {
     let rawTail: [UInt8] = [0] + le32(64) + le32(20) + PackFormat.magic
     let seeds: [String: [[UInt8]]] = [
       "index": [index, IndexFormat.encodeBody([])],
-      "tree": [tree, TreeFormat.encode([])],
+      "tree": [tree, TreeFormat.encode([]), treeWithExtensions],
       "framed": [
         z.compressFramed(index), z.compressFramed(tree), z.compressFramed([UInt8](repeating: 0, count: 4096)),
         z.compressFramed([1, 2, 3]),

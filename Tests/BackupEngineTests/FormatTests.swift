@@ -124,3 +124,137 @@ import Testing
     #expect(ID(hex: "zz") == nil)
   }
 }
+
+/// Names as bytes, and the tree's extension section (issue 15: every kind of file, restored exactly).
+@Suite struct TreeExtensionTests {
+  @Test func namesThatAreNotUTF8RoundTripExactly() throws {
+    let cases: [[UInt8]] = [
+      Array("plain".utf8), Array("été".utf8), [0x65, 0xE9, 0x74, 0xE9], [0xFF], [0xC3], [0xED, 0xA0, 0x80],
+      [0xF4, 0x90, 0x80, 0x80], [0xC0, 0xAF], Array("a\u{301}".utf8) + [0x80], [0xE2, 0x82],
+    ]
+    var held = Set<String>()
+    for raw in cases {
+      let s = FSName.decode(raw)
+      #expect(FSName.bytes(s) == raw, "\(raw)")
+      // A valid UTF-8 name is held unchanged; any other has an escape (NUL), so the two never collide.
+      #expect(FSName.isEscaped(s) == (String(validating: raw, as: UTF8.self) == nil), "\(raw)")
+      held.insert(s)
+    }
+    #expect(held.count == cases.count)
+    #expect(FSName.display(FSName.decode([0x65, 0xE9, 0x74, 0xE9])) == "e\\xE9t\\xE9")
+    // An escape never stands for an ASCII byte (it could spell "/" or ".."), and must be well formed.
+    for bad in ["\u{0}2F", "\u{0}2E\u{0}2E", "a\u{0}", "\u{0}E", "\u{0}zz", "\u{0}e9"] {
+      #expect(FSName.bytes(bad) == nil, "\(bad.debugDescription)")
+      #expect(!TreeFormat.isSafeRelativePath("d/" + bad), "\(bad.debugDescription)")
+    }
+    #expect(TreeFormat.isSafeRelativePath("d/" + FSName.decode([0x65, 0xE9])))
+    // "/" followed by a combining mark is one Swift character but still a separator: the check sees the "..".
+    #expect(!TreeFormat.isSafeRelativePath("a/../\u{301}x"))
+    #expect(RestoreRoot.components("a/\u{301}b/c").map(String.init) == ["a", "\u{301}b", "c"])
+  }
+
+  @Test func extensionFieldsRoundTripAndPlainTreesAreUnchanged() throws {
+    let plain = [
+      TreeNode(kind: .directory, path: "d", mode: 0o755),
+      TreeNode(kind: .file, path: "d/f", size: 3, content: [ID(Crypto.randomBytes(32))]),
+    ]
+    let plainBytes = TreeFormat.encode(plain)
+    // Without new fields the encoding is what earlier versions wrote: no extension section.
+    #expect(!plainBytes.containsSequence(Array("BRTTEXT1".utf8)))
+    let odd = FSName.decode(Array("d/".utf8) + [0x65, 0xE9, 0x74, 0xE9])
+    var f = TreeNode(kind: .file, path: odd, size: 3, content: plain[1].content)
+    f.xattrs = [
+      .init(name: "user.botrt", value: Array("value".utf8)),
+      .init(name: "system.posix_acl_access", value: [2, 0, 0, 0, 1, 0, 6, 0]),
+      .init(name: "user.empty", value: []),
+    ]
+    var dev = TreeNode(kind: .charDevice, path: "d/null", mode: 0o666)
+    dev.rdev = 0x103
+    let nodes = [
+      plain[0], f, TreeNode(kind: .hardlink, path: "d/h", linkTarget: odd), TreeNode(kind: .fifo, path: "d/p"),
+      dev, TreeNode(kind: .blockDevice, path: "d/b"),
+      TreeNode(kind: .symlink, path: "d/l", linkTarget: FSName.decode([0x2E, 0x2E, 0x2F, 0xFF])),
+    ]
+    let bytes = TreeFormat.encode(nodes)
+    #expect(try TreeFormat.decode(bytes) == nodes)
+    try TreeFormat.checkSafe(try TreeFormat.decode(bytes))
+    // An engine that knows no extension reads the path field: U+FFFD where the bytes are not UTF-8.
+    #expect(bytes.containsSequence(Array("d/e\u{FFFD}t\u{FFFD}".utf8)))
+    // Damage is refused: cut short, garbage after the nodes, NUL in a plain path field.
+    #expect(throws: FormatError.self) { try TreeFormat.decode(Array(bytes.dropLast(3))) }
+    #expect(throws: FormatError.self) { try TreeFormat.decode(plainBytes + [1, 2, 3]) }
+    #expect(throws: FormatError.self) {
+      try TreeFormat.decode(TreeFormat.encode([TreeNode(kind: .file, path: "x")]).replacing(Array("x".utf8), with: [0]))
+    }
+    // Unknown fields (a later version's) are skipped.
+    var w = ByteWriter()
+    w.bytes(plainBytes)
+    w.bytes(Array("BRTTEXT1".utf8))
+    w.u32(1)
+    w.u32(1)
+    w.u32(8)
+    w.u8(200)
+    w.u32(3)
+    w.bytes([1, 2, 3])
+    #expect(try TreeFormat.decode(w.data) == plain)
+  }
+
+  /// A tree laid out by hand as versions before the extension section wrote it (docs/repository-format.md section
+  /// 7) decodes to the same nodes and encodes back to the same bytes: old snapshots read as before.
+  @Test func aTreeAsEarlierVersionsWroteItIsReadAndWrittenUnchanged() throws {
+    let blob = ID(Crypto.randomBytes(32))
+    var w = ByteWriter()
+    w.bytes(Array("BRTTREE1".utf8))
+    w.u32(3)
+    func node(
+      _ kind: UInt8, _ path: String, mode: UInt32, size: UInt64 = 0, link: String = "", content: [ID] = []
+    ) {
+      w.u8(kind)
+      w.string(path)
+      for v in [mode, 1000, 1001] { w.u32(v) }
+      w.string("app")
+      w.string("app")
+      w.i64(-86_400)
+      w.u32(999_999_999)
+      for v in [size, 42, 2049] { w.u64(v) }
+      w.string(link)
+      w.u32(UInt32(content.count))
+      for c in content { w.bytes(c.bytes) }
+    }
+    node(0, "data", mode: 0o2775)
+    node(1, "data/f", mode: 0o600, size: 5, content: [blob])
+    node(2, "data/l", mode: 0o777, link: "f")
+    let nodes = try TreeFormat.decode(w.data)
+    #expect(nodes.map(\.kind) == [.directory, .file, .symlink])
+    #expect(nodes[1].content == [blob] && nodes[1].mtimeSec == -86_400 && nodes[2].linkTarget == "f")
+    #expect(nodes.allSatisfy { $0.xattrs.isEmpty && $0.rdev == 0 && !FSName.isEscaped($0.path) })
+    #expect(TreeFormat.encode(nodes) == w.data)
+  }
+
+  @Test func sparseWritesLeaveAlignedZeroBlocksUnwritten() throws {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("botrt-sparse-\(UUID().uuidString)").path
+    defer { unlink(path) }
+    let fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0o600)
+    #expect(fd >= 0)
+    defer { close(fd) }
+    var data = [UInt8](repeating: 0, count: 8 << 20)
+    for i in 0..<100 { data[(3 << 20) + 17 + i] = UInt8(i + 1) }
+    let tail = try data.withUnsafeBytes { try FileMetadata.writeSparse(fd: fd, $0, offset: 1000, what: path) }
+    #expect(tail)
+    #expect(ftruncate(fd, off_t(1000 + data.count)) == 0)
+    var st = stat()
+    #expect(fstat(fd, &st) == 0)
+    #expect(Int(st.st_blocks) * 512 <= 64 << 10, "\(st.st_blocks) blocks")
+    var back = [UInt8](repeating: 0xAA, count: data.count)
+    #expect(pread(fd, &back, back.count, 1000) == back.count)
+    #expect(back == data)
+    #expect(FileMetadata.isZero([UInt8]([0, 0, 0]), 3) && !FileMetadata.isZero([UInt8]([0, 0, 1]), 3))
+  }
+}
+
+extension Array where Element == UInt8 {
+  fileprivate func containsSequence(_ s: [UInt8]) -> Bool {
+    guard s.count <= count else { return false }
+    return (0...(count - s.count)).contains { Array(self[$0..<($0 + s.count)]) == s }
+  }
+}

@@ -319,3 +319,44 @@ import Testing
     #expect(nodes[0].mode == 0o4755)
   }
 }
+
+/// A FIFO, device node or symlink the restore made is changed (owner, attributes, mode, times) only through a
+/// descriptor checked to be that node: a hard link to a file elsewhere put at its temporary name is refused.
+@Suite struct RestoreMadeNodeTests {
+  @Test func aHardLinkPutInPlaceOfAMadeNodeIsRefused() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("botrt-node-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let dfd = open(dir, O_RDONLY | O_DIRECTORY)
+    #expect(dfd >= 0)
+    defer { close(dfd) }
+    #expect(mkfifo(dir + "/fifo", 0o600) == 0)
+    let fd = try Repository.openMadeNode(dir: dfd, "fifo", type: S_IFIFO, display: "fifo")
+    close(fd)
+    // A second name for a FIFO elsewhere (say, one a workload reads), or a file of another type, is refused.
+    #expect(link(dir + "/fifo", dir + "/planted") == 0)
+    #expect(throws: EngineError.self) { try Repository.openMadeNode(dir: dfd, "planted", type: S_IFIFO, display: "p") }
+    #expect(FileManager.default.createFile(atPath: dir + "/file", contents: Data("secret".utf8)))
+    #expect(throws: EngineError.self) { try Repository.openMadeNode(dir: dfd, "file", type: S_IFIFO, display: "f") }
+    #expect(symlink("/etc/passwd", dir + "/link") == 0)
+    #expect(throws: EngineError.self) { try Repository.openMadeNode(dir: dfd, "link", type: S_IFIFO, display: "l") }
+    let l = try Repository.openMadeNode(dir: dfd, "link", type: S_IFLNK, display: "l")
+    close(l)
+  }
+}
+
+extension RestoreMadeNodeTests {
+  @Test func fileCapabilitiesFollowTheSetIDPolicy() throws {
+    var file = TreeNode(kind: .file, path: "bin/ping", mode: 0o755)
+    file.xattrs = [
+      .init(name: "security.capability", value: [1, 0, 0, 2, 0, 0x20, 0, 0]), .init(name: "user.keep", value: [1]),
+    ]
+    var nodes = [file]
+    let w = try Repository.applySetIDPolicy(&nodes, keep: false, isRoot: true)
+    #expect(nodes[0].xattrs.map(\.name) == ["user.keep"])
+    #expect(w.count == 1 && w[0].contains("security.capability") && w[0].contains("bin/ping"), "\(w)")
+    var kept = [file]
+    #expect(try Repository.applySetIDPolicy(&kept, keep: true, isRoot: true).isEmpty)
+    #expect(kept == [file])
+  }
+}

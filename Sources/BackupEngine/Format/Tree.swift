@@ -3,9 +3,20 @@ import Foundation
 /// One entry of a snapshot's file tree.
 public struct TreeNode: Sendable, Hashable {
   /// Node kinds.
-  public enum Kind: UInt8, Sendable { case directory = 0, file = 1, symlink = 2, hardlink = 3 }
+  public enum Kind: UInt8, Sendable {
+    case directory = 0, file = 1, symlink = 2, hardlink = 3, fifo = 4, charDevice = 5, blockDevice = 6
+  }
+  /// One extended attribute: its name (held as `FSName` holds names) and its value.
+  public struct ExtendedAttribute: Sendable, Hashable {
+    public var name: String
+    public var value: [UInt8]
+    public init(name: String, value: [UInt8]) {
+      self.name = name
+      self.value = value
+    }
+  }
   public var kind: Kind
-  /// Relative, "/"-separated path.
+  /// Relative, "/"-separated path, held as `FSName` holds names (a name that is not UTF-8 has escaped bytes).
   public var path: String
   public var mode: UInt32
   public var uid: UInt32
@@ -21,6 +32,17 @@ public struct TreeNode: Sendable, Hashable {
   public var linkTarget: String
   /// Data blob ids, in order.
   public var content: [ID]
+  /// The device number of a character or block device (`st_rdev`).
+  public var rdev: UInt64 = 0
+  /// Extended attributes (`user.*`, ACLs as `system.posix_acl_access`/`_default`, ...), in the order listed.
+  public var xattrs: [ExtendedAttribute] = []
+
+  /// The path for messages and listings (bytes that are not UTF-8 shown as `\xE9`).
+  public var displayPath: String { FSName.display(path) }
+
+  /// The path as a key that compares bytes. (Swift strings compare canonically equivalent text as equal, and
+  /// "café" as one code point and as "e" with a combining accent are two different names to Linux.)
+  public var pathKey: [UInt8] { Array(path.utf8) }
 
   public init(
     kind: Kind, path: String, mode: UInt32 = 0o644, uid: UInt32 = 0, gid: UInt32 = 0, user: String = "",
@@ -47,15 +69,61 @@ public struct TreeNode: Sendable, Hashable {
 /// Tree serialization and path safety checks.
 public enum TreeFormat {
   static let magic = Array("BRTTREE1".utf8)
+  static let extensionMagic = Array("BRTTEXT1".utf8)
 
-  /// Serializes nodes (sorted by path by the caller).
+  /// Tags of the optional node fields in the extension section.
+  enum Field: UInt8 {
+    /// The exact bytes of a path that is not UTF-8.
+    case rawPath = 1
+    /// The exact bytes of a link target that is not UTF-8.
+    case rawLinkTarget = 2
+    /// `u64` device number of a character or block device.
+    case rdev = 3
+    /// One extended attribute: `u32 name length || name || value`.
+    case xattr = 4
+  }
+
+  /// The optional fields of a node, encoded (empty when it has none).
+  static func extensionFields(_ n: TreeNode) -> [UInt8] {
+    var w = ByteWriter()
+    func field(_ tag: Field, _ value: [UInt8]) {
+      w.u8(tag.rawValue)
+      w.u32(UInt32(value.count))
+      w.bytes(value)
+    }
+    if FSName.isEscaped(n.path), let b = FSName.bytes(n.path) { field(.rawPath, b) }
+    if FSName.isEscaped(n.linkTarget), let b = FSName.bytes(n.linkTarget) { field(.rawLinkTarget, b) }
+    if n.rdev != 0 {
+      var v = ByteWriter()
+      v.u64(n.rdev)
+      field(.rdev, v.data)
+    }
+    for x in n.xattrs {
+      var v = ByteWriter()
+      let name = FSName.bytes(x.name) ?? Array(x.name.utf8)
+      v.u32(UInt32(name.count))
+      v.bytes(name)
+      v.bytes(x.value)
+      field(.xattr, v.data)
+    }
+    return w.data
+  }
+
+  /// Serializes nodes (sorted by path by the caller). Fields older readers do not know (raw names, device
+  /// numbers, extended attributes) go into an extension section after the nodes, written only when a node has
+  /// one: a tree without them is byte for byte what earlier versions wrote.
   public static func encode(_ nodes: [TreeNode]) -> [UInt8] {
     var w = ByteWriter(capacity: nodes.count * 128)
     w.bytes(magic)
     w.u32(UInt32(nodes.count))
-    for n in nodes {
+    var extensions: [(Int, [UInt8])] = []
+    for (i, n) in nodes.enumerated() {
+      let ext = extensionFields(n)
+      if !ext.isEmpty { extensions.append((i, ext)) }
       w.u8(n.kind.rawValue)
-      w.string(n.path)
+      // A name that is not UTF-8 is written here with U+FFFD for its odd bytes (what older readers show); its
+      // exact bytes are in the extension.
+      w.string(FSName.lossy(n.path))
       w.u32(n.mode)
       w.u32(n.uid)
       w.u32(n.gid)
@@ -66,9 +134,18 @@ public enum TreeFormat {
       w.u64(n.size)
       w.u64(n.inode)
       w.u64(n.device)
-      w.string(n.linkTarget)
+      w.string(FSName.lossy(n.linkTarget))
       w.u32(UInt32(n.content.count))
       for c in n.content { w.bytes(c.bytes) }
+    }
+    if !extensions.isEmpty {
+      w.bytes(extensionMagic)
+      w.u32(UInt32(extensions.count))
+      for (i, ext) in extensions {
+        w.u32(UInt32(i))
+        w.u32(UInt32(ext.count))
+        w.bytes(ext)
+      }
     }
     return w.data
   }
@@ -89,6 +166,8 @@ public enum TreeFormat {
     for _ in 0..<count {
       guard let kind = TreeNode.Kind(rawValue: try r.u8()) else { throw FormatError("unknown tree node kind") }
       var n = TreeNode(kind: kind, path: try r.string())
+      // NUL never is in a name: in a held path it marks an escaped byte, which only the extension may give.
+      guard !FSName.isEscaped(n.path) else { throw FormatError("tree entry path contains NUL") }
       n.mode = try r.u32()
       n.uid = try r.u32()
       n.gid = try r.u32()
@@ -100,21 +179,66 @@ public enum TreeFormat {
       n.inode = try r.u64()
       n.device = try r.u64()
       n.linkTarget = try r.string()
+      guard !FSName.isEscaped(n.linkTarget) else { throw FormatError("tree entry link target contains NUL") }
       let cc = Int(try r.u32())
       guard cc <= r.remaining / 32 else { throw FormatError("tree node content count \(cc) too large") }
       n.content.reserveCapacity(cc)
       for _ in 0..<cc { n.content.append(ID(try r.bytes(32))) }
       out.append(n)
     }
+    if r.remaining > 0 { try decodeExtensions(&r, into: &out) }
+    guard r.remaining == 0 else { throw FormatError("\(r.remaining) bytes after the tree") }
     return out
+  }
+
+  /// Reads the extension section: per node with optional fields, `u32 node index || u32 length || fields`,
+  /// each field `u8 tag || u32 length || value`. Unknown tags are skipped (fields a later version adds).
+  static func decodeExtensions(_ r: inout ByteReader, into nodes: inout [TreeNode]) throws {
+    guard try r.bytes(8) == extensionMagic else { throw FormatError("unknown data after the tree's nodes") }
+    let count = Int(try r.u32())
+    guard count <= nodes.count, count <= r.remaining / 8 else {
+      throw FormatError("tree extension count \(count) too large")
+    }
+    var last = -1
+    for _ in 0..<count {
+      let i = Int(try r.u32())
+      guard i > last, i < nodes.count else { throw FormatError("tree extension for node \(i) out of order") }
+      last = i
+      let length = Int(try r.u32())
+      var f = ByteReader(try r.bytes(length))
+      while f.remaining > 0 {
+        let tag = try f.u8()
+        let value = try f.bytes(Int(try f.u32()))
+        switch Field(rawValue: tag) {
+        case .rawPath:
+          guard !value.contains(0) else { throw FormatError("tree entry raw path contains NUL") }
+          nodes[i].path = FSName.decode(value)
+        case .rawLinkTarget:
+          guard !value.contains(0) else { throw FormatError("tree entry raw link target contains NUL") }
+          nodes[i].linkTarget = FSName.decode(value)
+        case .rdev:
+          var v = ByteReader(value)
+          nodes[i].rdev = try v.u64()
+        case .xattr:
+          var v = ByteReader(value)
+          let nameLength = Int(try v.u32())
+          let name = try v.bytes(nameLength)
+          guard !name.isEmpty, !name.contains(0) else { throw FormatError("tree entry xattr name is empty or has NUL") }
+          nodes[i].xattrs.append(.init(name: FSName.decode(name), value: try v.bytes(v.remaining)))
+        case nil:
+          continue
+        }
+      }
+    }
   }
 
   /// Whether `path` is a safe relative path: not empty, not absolute, no "."/".."/empty components, no NUL.
   public static func isSafeRelativePath(_ path: String) -> Bool {
-    // One pass over the UTF-8 bytes: reject NUL and empty, "." and ".." components.
+    // One pass over the name's exact bytes (escaped bytes decoded): reject NUL and empty, "." and ".." components.
+    guard let raw = FSName.bytes(path) else { return false }
     var componentLength = 0
     var dots = 0
-    for b in path.utf8 {
+    for b in raw {
       if b == 0 { return false }
       if b == UInt8(ascii: "/") {
         if componentLength == 0 || dots == componentLength && dots <= 2 { return false }
@@ -131,30 +255,32 @@ public enum TreeFormat {
   /// Refuses trees with traversal: unsafe paths, hard links to unsafe or unknown paths, and entries
   /// below a symlink entry (which would write through the symlink, outside the target).
   public static func checkSafe(_ nodes: [TreeNode]) throws {
-    var symlinks = Set<String>()
-    var files = Set<String>()
+    // Keys of bytes, not strings: see `TreeNode.pathKey`.
+    var symlinks = Set<[UInt8]>()
+    var files = Set<[UInt8]>()
     for n in nodes {
       guard isSafeRelativePath(n.path) else {
         throw EngineError.integrity(
-          object: "tree entry '\(n.path)'", message: "path traversal refused (absolute or '..' path)")
+          object: "tree entry '\(n.displayPath)'", message: "path traversal refused (absolute or '..' path)")
       }
-      if n.kind == .symlink { symlinks.insert(n.path) }
-      if n.kind == .file { files.insert(n.path) }
+      if n.kind == .symlink { symlinks.insert(n.pathKey) }
+      if n.kind == .file { files.insert(n.pathKey) }
     }
     for n in nodes {
       var p = Substring(n.path)
-      while !symlinks.isEmpty, let slash = p.lastIndex(of: "/") {
+      // Split on the byte "/" (not on characters: a "/" followed by a combining mark is one character).
+      while !symlinks.isEmpty, let slash = p.utf8.lastIndex(of: UInt8(ascii: "/")) {
         p = p[..<slash]
-        if symlinks.contains(String(p)) {
+        if symlinks.contains(Array(p.utf8)) {
           throw EngineError.integrity(
-            object: "tree entry '\(n.path)'",
-            message: "path traversal refused: its parent '\(p)' is a symlink (symlink escape)")
+            object: "tree entry '\(n.displayPath)'",
+            message: "path traversal refused: its parent '\(FSName.display(p))' is a symlink (symlink escape)")
         }
       }
-      if n.kind == .hardlink && (!isSafeRelativePath(n.linkTarget) || !files.contains(n.linkTarget)) {
+      if n.kind == .hardlink && (!isSafeRelativePath(n.linkTarget) || !files.contains(Array(n.linkTarget.utf8))) {
         throw EngineError.integrity(
-          object: "tree entry '\(n.path)'",
-          message: "hard link to '\(n.linkTarget)' refused: not a file of this snapshot")
+          object: "tree entry '\(n.displayPath)'",
+          message: "hard link to '\(FSName.display(n.linkTarget))' refused: not a file of this snapshot")
       }
     }
   }

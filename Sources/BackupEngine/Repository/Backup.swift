@@ -66,6 +66,9 @@ public struct BackupResult: Sendable {
   /// Entries the selection (`BackupOptions.selection`) left out, each counted once: an excluded directory's content
   /// is not read.
   public var excluded: Int = 0
+  /// What the snapshot leaves out on purpose (sockets), or records incompletely without failing (extended
+  /// attributes that cannot be read).
+  public var warnings: [String] = []
   /// The manifest's time (RFC 3339): when the backup started reading, or its `--time`.
   public var time: String = ""
   /// The sizes of every pack file under data/ after the run, summed: those the run listed when it started (adopted,
@@ -101,6 +104,10 @@ final class BackupRun: @unchecked Sendable {
   var filesUnchanged = 0
   var excluded = 0
   var errors: [String] = []
+  /// Sockets passed over (not backed up: there is nothing to restore), reported in one warning.
+  var sockets: [String] = []
+  /// Entries whose extended attributes could not be read (recorded without them), reported in one warning.
+  var unreadXattrs: [String] = []
   var fatal: (any Error)?
   var lastProgress = Date()
 
@@ -147,10 +154,10 @@ extension Repository {
       $0.manifest.hostname == opts.hostname && $0.manifest.dataType == opts.dataType.name
         && $0.manifest.paths == sortedPaths
     }
-    var parentNodes: [String: TreeNode] = [:]
+    var parentNodes: [[UInt8]: TreeNode] = [:]
     if let parent, opts.stdinName == nil {
       do {
-        for n in try await loadTree(parent, index: index) where n.kind == .file { parentNodes[n.path] = n }
+        for n in try await loadTree(parent, index: index) where n.kind == .file { parentNodes[n.pathKey] = n }
       } catch {
         logger.warning("parent snapshot \(parent.id.short) unusable, reading every file: \(error)")
       }
@@ -264,6 +271,19 @@ extension Repository {
     let dirs = nodes.filter { $0.kind == .directory }.count
     let total = nodes.filter { $0.kind == .file }.reduce(Int64(0)) { $0 + Int64($1.size) }
     let errors = run.lock.withLock { run.errors }
+    var warnings: [String] = []
+    let (sockets, unreadXattrs) = run.lock.withLock { (run.sockets, run.unreadXattrs) }
+    func names(_ a: [String], _ sep: String) -> String {
+      a.prefix(5).joined(separator: sep) + (a.count > 5 ? "\(sep)..." : "")
+    }
+    if !sockets.isEmpty {
+      warnings.append("skipped \(sockets.count) socket(s) (\(names(sockets, ", "))): sockets are not backed up")
+    }
+    if !unreadXattrs.isEmpty {
+      warnings.append(
+        "recorded \(unreadXattrs.count) entr\(unreadXattrs.count == 1 ? "y" : "ies") without (some of) their "
+          + "extended attributes, which could not be read (\(names(unreadXattrs, "; ")))")
+    }
     let manifest = Manifest(
       version: 1, repo: config.id, seq: (snaps.map { $0.manifest.seq }.max() ?? 0) + 1, parent: parent?.id.hex,
       time: Manifest.formatTime(started), hostname: opts.hostname, dataType: opts.dataType.name, paths: sortedPaths,
@@ -277,7 +297,7 @@ extension Repository {
         snapshotID: sid, files: files, dirs: dirs, bytesRead: total, bytesStored: run.bytesStored,
         bytesNew: run.bytesNew,
         filesUnchanged: run.filesUnchanged, blobsNew: run.blobsNew, blobsDeduplicated: run.blobsDup,
-        adoptedPacks: adopted, errors: errors, excluded: run.excluded, time: manifest.time,
+        adoptedPacks: adopted, errors: errors, excluded: run.excluded, warnings: warnings, time: manifest.time,
         repositoryPackBytes: packsBefore.merging(run.packSizes) { $1 }.values.reduce(0, +))
     }
     audit.record(
@@ -451,7 +471,8 @@ private final class Scanner {
   let run: BackupRun
   let queue: BoundedQueue<ChunkJob>
   let chunker: Chunker
-  let parentNodes: [String: TreeNode]
+  /// The parent snapshot's files, by `TreeNode.pathKey`.
+  let parentNodes: [[UInt8]: TreeNode]
   let index: MasterIndex
   let progress: ProgressHandler?
   let selection: BackupSelection
@@ -466,7 +487,7 @@ private final class Scanner {
 
   init(
     repo: Repository, run: BackupRun, queue: BoundedQueue<ChunkJob>, chunker: Chunker,
-    parentNodes: [String: TreeNode], index: MasterIndex, progress: ProgressHandler?, selection: BackupSelection
+    parentNodes: [[UInt8]: TreeNode], index: MasterIndex, progress: ProgressHandler?, selection: BackupSelection
   ) {
     self.selection = selection
     self.repo = repo
@@ -519,12 +540,18 @@ private final class Scanner {
     return name
   }
 
-  func baseNode(_ kind: TreeNode.Kind, rel: String, st: stat) -> TreeNode {
-    TreeNode(
+  /// The node of an entry, with its extended attributes (`abs` is the entry's path, held as `FSName` holds names).
+  func baseNode(_ kind: TreeNode.Kind, abs: String, rel: String, st: stat, readXattrs: Bool = true) -> TreeNode {
+    var n = TreeNode(
       kind: kind, path: rel, mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
       user: userName(st.st_uid), group: groupName(st.st_gid), mtimeSec: Int64(st.st_mtim.tv_sec),
       mtimeNsec: UInt32(st.st_mtim.tv_nsec), size: UInt64(st.st_size), inode: UInt64(st.st_ino),
       device: UInt64(st.st_dev))
+    guard readXattrs else { return n }
+    let (attrs, err) = FileMetadata.readXattrs(abs)
+    n.xattrs = attrs
+    if let err { run.lock.withLock { run.unreadXattrs.append("\(FSName.display(abs)): \(err)") } }
+    return n
   }
 
   func scanRoot(_ path: String) {
@@ -536,8 +563,8 @@ private final class Scanner {
       return
     }
     var st = stat()
-    guard lstat(p, &st) == 0 else {
-      error("\(p): \(errnoMessage(errno))")
+    guard FSName.withCString(p, { lstat($0, &st) }) == 0 else {
+      error("\(FSName.display(p)): \(errnoMessage(errno))")
       return
     }
     rootDevice = UInt64(st.st_dev)
@@ -557,17 +584,18 @@ private final class Scanner {
     if run.failed { return }
     switch st.st_mode & S_IFMT {
     case S_IFDIR:
-      nodes.append((baseNode(.directory, rel: rel, st: st), nil))
+      nodes.append((baseNode(.directory, abs: abs, rel: rel, st: st), nil))
       run.lock.withLock { run.dirs += 1 }
       // --one-file-system: a mount point is kept, empty (restic keeps it so that a restore has the directory).
       if selection.oneFileSystem && UInt64(st.st_dev) != rootDevice { return }
-      guard let d = opendir(abs) else {
-        error("\(abs): cannot read directory: \(errnoMessage(errno))")
+      guard let d = FSName.withCString(abs, { opendir($0) }) else {
+        error("\(FSName.display(abs)): cannot read directory: \(errnoMessage(errno))")
         return
       }
       var names: [String] = []
       while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { b in String(decoding: b.prefix { $0 != 0 }, as: UTF8.self) }
+        // Names are bytes: one that is not UTF-8 is held with escaped bytes (FSName), not replaced.
+        let name = withUnsafeBytes(of: e.pointee.d_name) { b in FSName.decode(b.prefix { $0 != 0 }) }
         if name != "." && name != ".." { names.append(name) }
       }
       closedir(d)
@@ -581,8 +609,8 @@ private final class Scanner {
           run.lock.withLock { run.excluded += 1 }
           continue
         }
-        guard lstat(cabs, &cst) == 0 else {
-          error("\(cabs): vanished or unreadable during backup: \(errnoMessage(errno))")
+        guard FSName.withCString(cabs, { lstat($0, &cst) }) == 0 else {
+          error("\(FSName.display(cabs)): vanished or unreadable during backup: \(errnoMessage(errno))")
           continue
         }
         // Only directories are kept from another file system (as mount points, see above).
@@ -594,13 +622,13 @@ private final class Scanner {
       }
     case S_IFLNK:
       var b = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-      let n = readlink(abs, &b, b.count - 1)
+      let n = FSName.withCString(abs) { readlink($0, &b, b.count - 1) }
       guard n >= 0 else {
-        error("\(abs): cannot read symlink: \(errnoMessage(errno))")
+        error("\(FSName.display(abs)): cannot read symlink: \(errnoMessage(errno))")
         return
       }
-      var node = baseNode(.symlink, rel: rel, st: st)
-      node.linkTarget = String(decoding: b[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      var node = baseNode(.symlink, abs: abs, rel: rel, st: st)
+      node.linkTarget = FSName.decode(b[0..<n].map { UInt8(bitPattern: $0) })
       node.size = 0
       nodes.append((node, nil))
       run.lock.withLock { run.files += 1 }
@@ -608,17 +636,38 @@ private final class Scanner {
       if st.st_nlink > 1 {
         let k = "\(st.st_dev):\(st.st_ino)"
         if let first = hardlinks[k] {
-          var node = baseNode(.hardlink, rel: rel, st: st)
+          // Another name of the same inode: its attributes are the first name's.
+          var node = baseNode(.hardlink, abs: abs, rel: rel, st: st, readXattrs: false)
           node.linkTarget = first
           node.size = 0
           nodes.append((node, nil))
           return
         }
-        hardlinks[k] = rel
+        let before = nodes.count
+        scanFile(abs: abs, rel: rel, st: st)
+        // Only a file the snapshot holds can be linked to (a hard link to a missing one fails the tree's checks);
+        // when this name could not be read, the next name is read in its place.
+        if nodes.count > before { hardlinks[k] = rel }
+        return
       }
       scanFile(abs: abs, rel: rel, st: st)
+    case S_IFIFO, S_IFCHR, S_IFBLK:
+      let kind: TreeNode.Kind =
+        switch st.st_mode & S_IFMT {
+        case S_IFIFO: .fifo
+        case S_IFCHR: .charDevice
+        default: .blockDevice
+        }
+      var node = baseNode(kind, abs: abs, rel: rel, st: st)
+      node.size = 0
+      if kind != .fifo { node.rdev = UInt64(st.st_rdev) }
+      nodes.append((node, nil))
+      run.lock.withLock { run.files += 1 }
+    case S_IFSOCK:
+      // Like restic: a socket is made by the program that listens on it; there is nothing to restore.
+      run.lock.withLock { run.sockets.append(FSName.display(rel)) }
     default:
-      return  // sockets, fifos and devices are not backed up
+      error("\(FSName.display(abs)): unknown file type \(String(st.st_mode & S_IFMT, radix: 8)); not backed up")
     }
   }
 
@@ -630,8 +679,9 @@ private final class Scanner {
   }
 
   func scanFile(abs: String, rel: String, st: stat) {
-    var node = baseNode(.file, rel: rel, st: st)
-    if let p = parentNodes[rel], p.size == node.size, p.mtimeSec == node.mtimeSec, p.mtimeNsec == node.mtimeNsec,
+    var node = baseNode(.file, abs: abs, rel: rel, st: st)
+    if let p = parentNodes[Array(rel.utf8)], p.size == node.size, p.mtimeSec == node.mtimeSec,
+      p.mtimeNsec == node.mtimeNsec,
       p.inode == node.inode, p.content.allSatisfy({ index.contains($0) })
     {
       node.content = p.content
@@ -644,20 +694,20 @@ private final class Scanner {
       report()
       return
     }
-    let fd = open(abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    let fd = FSName.withCString(abs) { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
     guard fd >= 0 else {
-      error("\(abs): cannot open: \(errnoMessage(errno))")
+      error("\(FSName.display(abs)): cannot open: \(errnoMessage(errno))")
       return
     }
     defer { close(fd) }
     let slot = newSlot()
-    guard let total = readChunks(fd: fd, slot: slot, what: abs) else { return }
+    guard let total = readChunks(fd: fd, slot: slot, what: FSName.display(abs)) else { return }
     var after = stat()
     if fstat(fd, &after) == 0
       && (after.st_size != st.st_size || after.st_mtim.tv_sec != st.st_mtim.tv_sec
         || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec || Int64(total) != Int64(st.st_size))
     {
-      error("\(abs): changed while it was read; the snapshot holds the \(total) bytes read")
+      error("\(FSName.display(abs)): changed while it was read; the snapshot holds the \(total) bytes read")
     }
     node.size = UInt64(total)
     nodes.append((node, slot))

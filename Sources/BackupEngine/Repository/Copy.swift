@@ -317,9 +317,10 @@ extension Repository {
 
   /// Learns source → target blob ids from a source tree and the tree of its copy (same paths, same chunk order).
   static func learnIDs(source: [TreeNode], target: [TreeNode], into map: inout [ID: ID]) {
-    let byPath = Dictionary(target.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+    // Keys of bytes: see `TreeNode.pathKey` (two names that are canonically equivalent text are two files).
+    let byPath = Dictionary(target.map { ($0.pathKey, $0) }, uniquingKeysWith: { a, _ in a })
     for n in source where n.kind == .file {
-      guard let t = byPath[n.path], t.kind == .file, t.content.count == n.content.count else { continue }
+      guard let t = byPath[n.pathKey], t.kind == .file, t.content.count == n.content.count else { continue }
       for (a, b) in zip(n.content, t.content) { map[a] = b }
     }
   }

@@ -1,3 +1,4 @@
+import CXattr
 import EngineContract
 import Foundation
 
@@ -96,6 +97,42 @@ final class StageTimer: @unchecked Sendable {
   }
 }
 
+/// What a restore could not put back but went on without: extended attributes the target does not take, device
+/// nodes it may not make. Reported as warnings naming the entries.
+final class RestoreWarnings: @unchecked Sendable {
+  private let lock = NSLock()
+  private var attrs: [String] = []
+  private var devices: [String] = []
+
+  /// Records the attributes of `path` that could not be set (nothing when `failed` is empty).
+  func xattrs(_ path: String, _ failed: [String]) {
+    guard !failed.isEmpty else { return }
+    lock.withLock { attrs.append("\(path): " + failed.joined(separator: ", ")) }
+  }
+
+  func deviceNotMade(_ path: String) { lock.withLock { devices.append(path) } }
+
+  var messages: [String] {
+    lock.withLock {
+      func list(_ a: [String], sep: String) -> String {
+        a.sorted().prefix(5).joined(separator: sep) + (a.count > 5 ? "\(sep)..." : "")
+      }
+      var out: [String] = []
+      if !attrs.isEmpty {
+        out.append(
+          "could not restore the extended attributes of \(attrs.count) entr\(attrs.count == 1 ? "y" : "ies") ("
+            + list(attrs, sep: "; ") + ")")
+      }
+      if !devices.isEmpty {
+        out.append(
+          "did not restore \(devices.count) device node(s) (\(list(devices, sep: ", "))): making device nodes "
+            + "needs CAP_MKNOD (restore as root)")
+      }
+      return out
+    }
+  }
+}
+
 private final class RestoreRun: @unchecked Sendable {
   let lock = NSLock()
   var fatal: (any Error)?
@@ -119,12 +156,17 @@ extension Repository {
         while s.hasSuffix("/") { s.removeLast() }
         return s
       }
-      let all = Dictionary(nodes.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
-      nodes = nodes.filter { n in sel.contains { n.path == $0 || n.path.hasPrefix($0 + "/") } }
+      let all = Dictionary(nodes.map { ($0.pathKey, $0) }, uniquingKeysWith: { a, _ in a })
+      // A path is given as listed (`ls`): bytes that are not UTF-8 as \xE9.
+      nodes = nodes.filter { n in
+        let p = n.displayPath
+        return sel.contains { p == $0 || p.hasPrefix($0 + "/") }
+      }
       // A hard link whose first file is not selected becomes a copy of that file.
-      let chosen = Set(nodes.map { $0.path })
+      let chosen = Set(nodes.map { $0.pathKey })
       nodes = nodes.map { n in
-        guard n.kind == .hardlink, !chosen.contains(n.linkTarget), let t = all[n.linkTarget] else { return n }
+        let target = Array(n.linkTarget.utf8)
+        guard n.kind == .hardlink, !chosen.contains(target), let t = all[target] else { return n }
         var c = t
         c.path = n.path
         return c
@@ -136,7 +178,7 @@ extension Repository {
     if options.stripComponents > 0 {
       let n = options.stripComponents
       func strip(_ p: String) -> String? {
-        let parts = p.split(separator: "/", omittingEmptySubsequences: false)
+        let parts = RestoreRoot.components(p)
         return parts.count > n ? parts.dropFirst(n).joined(separator: "/") : nil
       }
       nodes = nodes.compactMap { node in
@@ -181,9 +223,12 @@ extension Repository {
       return RestoreResult(snapshotID: snapshot.id, files: 1, bytes: bytes)
     }
     guard let target = options.target else { throw EngineError.usage("restore needs --target DIR or --stdout") }
-    let warnings = try Self.applySetIDPolicy(&nodes, keep: options.keepSetID, isRoot: geteuid() == 0)
+    var warnings = try Self.applySetIDPolicy(&nodes, keep: options.keepSetID, isRoot: geteuid() == 0)
     timer.mark("tree loaded and checked (\(nodes.count) entries)")
-    let res = try await restoreTree(nodes, to: target, index: index, keys: keys, options: options, timer: timer)
+    let notes = RestoreWarnings()
+    let res = try await restoreTree(
+      nodes, to: target, index: index, keys: keys, options: options, timer: timer, warnings: notes)
+    warnings += notes.messages
     audit.record("restored", details: ["snapshot": snapshot.id.hex, "files": "\(res.0)", "bytes": "\(res.1)"])
     return RestoreResult(snapshotID: snapshot.id, files: res.0, bytes: res.1, warnings: warnings)
   }
@@ -220,8 +265,10 @@ extension Repository {
   /// The set-id policy: the set-user-ID and set-group-ID bits of regular files are cleared (a warning names the
   /// first few) unless `keep` is set, which needs root (the owner is restored before the mode, so a set-id file
   /// is never left owned by the restoring user). Directories keep their bits: set-group-ID on a directory only
-  /// makes new entries inherit its group, and set-user-ID on a directory means nothing on Linux.
+  /// makes new entries inherit its group, and set-user-ID on a directory means nothing on Linux. File capabilities
+  /// (the `security.capability` attribute) are left out the same way.
   static func applySetIDPolicy(_ nodes: inout [TreeNode], keep: Bool, isRoot: Bool) throws -> [String] {
+    let fileCapabilities = "security.capability"
     if keep {
       guard isRoot else {
         throw EngineError.usage(
@@ -231,16 +278,31 @@ extension Repository {
       return []
     }
     var cleared: [String] = []
-    for i in nodes.indices where nodes[i].kind == .file && nodes[i].mode & 0o6000 != 0 {
-      nodes[i].mode &= ~UInt32(0o6000)
-      cleared.append(nodes[i].path)
+    var capabilities: [String] = []
+    for i in nodes.indices where nodes[i].kind == .file {
+      if nodes[i].mode & 0o6000 != 0 {
+        nodes[i].mode &= ~UInt32(0o6000)
+        cleared.append(nodes[i].displayPath)
+      }
+      // File capabilities grant privileges on exec as set-id bits do: the same policy.
+      if nodes[i].xattrs.contains(where: { $0.name == fileCapabilities }) {
+        nodes[i].xattrs.removeAll { $0.name == fileCapabilities }
+        capabilities.append(nodes[i].displayPath)
+      }
     }
-    guard !cleared.isEmpty else { return [] }
-    let names = cleared.prefix(5).joined(separator: ", ") + (cleared.count > 5 ? ", ..." : "")
-    return [
-      "cleared the set-user-ID/set-group-ID bits of \(cleared.count) file(s) (\(names)); restore as root with "
-        + "--keep-setid to keep them"
-    ]
+    func names(_ a: [String]) -> String { a.prefix(5).joined(separator: ", ") + (a.count > 5 ? ", ..." : "") }
+    var out: [String] = []
+    if !cleared.isEmpty {
+      out.append(
+        "cleared the set-user-ID/set-group-ID bits of \(cleared.count) file(s) (\(names(cleared))); restore as root "
+          + "with --keep-setid to keep them")
+    }
+    if !capabilities.isEmpty {
+      out.append(
+        "left out the file capabilities (\(fileCapabilities)) of \(capabilities.count) file(s) "
+          + "(\(names(capabilities))); restore as root with --keep-setid to keep them")
+    }
+    return out
   }
 
   func writeAll(fd: Int32, _ bytes: [UInt8], what: String, offset: Int64? = nil) throws {
@@ -249,7 +311,7 @@ extension Repository {
 
   private func restoreTree(
     _ nodes: [TreeNode], to target: String, index: MasterIndex, keys: [KeyType: [UInt8]], options: RestoreOptions,
-    timer: StageTimer
+    timer: StageTimer, warnings: RestoreWarnings
   ) async throws -> (Int, Int64) {
     // Every path below is reached from the target's descriptor without following a symlink (see RestoreRoot).
     let root = try RestoreRoot.open(target)
@@ -258,11 +320,12 @@ extension Repository {
     let cache = RestoreDirCache(root: root)
     // Directories (and the parents of selected entries), made with mode 0700 until their metadata is set last.
     // Trees list a directory before its entries, so the common case is one set lookup of the immediate parent.
-    var dirs = Set<Substring>()
+    // (Keys of bytes: see `TreeNode.pathKey`.)
+    var dirs = Set<[UInt8]>()
     for n in nodes {
       let parent = RestoreRoot.split(n.path).parent
-      if !parent.isEmpty && dirs.insert(parent).inserted { _ = try cache.dir(parent, create: true) }
-      if n.kind == .directory, dirs.insert(Substring(n.path)).inserted {
+      if !parent.isEmpty && dirs.insert(Array(parent.utf8)).inserted { _ = try cache.dir(parent, create: true) }
+      if n.kind == .directory, dirs.insert(n.pathKey).inserted {
         _ = try cache.dir(Substring(n.path), create: true)
       }
     }
@@ -324,13 +387,14 @@ extension Repository {
     for (fi, ni) in fileNodes.enumerated() where nodes[Int(ni)].content.count != 1 {
       let f = nodes[Int(ni)]
       let (parent, name) = RestoreRoot.split(f.path)
-      let shown = root.display(f.path)
+      let shown = root.display(f.displayPath)
       let dir = try cache.dir(parent)
       let (fd, tmp) = try RestoreRoot.createTemp(in: dir, mode: 0o600, display: shown)
       defer { close(fd) }
       if f.content.isEmpty {
         do {
-          try Self.finishFile(fd: fd, node: f, path: shown, isRoot: isRoot, modeSet: false, cut: f.size != 0)
+          try Self.finishFile(
+            fd: fd, node: f, path: shown, isRoot: isRoot, modeSet: false, cut: f.size != 0, warnings: warnings)
           try RestoreRoot.replace(in: dir, tmp: tmp, name: name, display: shown)
         } catch {
           unlinkat(dir, tmp, 0)
@@ -446,18 +510,19 @@ extension Repository {
                   let node = nodes[Int(filesC[Int(t.file)])]
                   hook?(.beforeWrite(node.path))
                   let (parent, name) = RestoreRoot.split(node.path)
-                  let shown = root.display(node.path)
+                  let shown = root.display(node.displayPath)
                   let dir = try dirs.dir(parent)
                   if node.content.count == 1 {
                     try Self.writeWholeFile(
                       dir: dir, name: name, display: shown, node: node, plain, isRoot: isRoot, umask: mask,
-                      cut: cutC[Int(t.file)])
+                      cut: cutC[Int(t.file)], warnings: warnings)
                     continue
                   }
                   let temp = pendingC[Int(t.file)]!
                   let fd = try Self.reopenTemp(dir: dir, temp, display: shown)
                   defer { close(fd) }
-                  try Self.writeAll(fd: fd, plain, what: shown, offset: t.offset)
+                  // Aligned blocks of zeros are not written: they stay holes (the size is set when complete).
+                  _ = try FileMetadata.writeSparse(fd: fd, plain, offset: t.offset, what: shown)
                   let last = remaining.with { r -> Bool in
                     r[Int(t.file)] -= 1
                     return r[Int(t.file)] == 0
@@ -466,7 +531,7 @@ extension Repository {
                   // into place.
                   if last {
                     try Self.finishFile(
-                      fd: fd, node: node, path: shown, isRoot: isRoot, modeSet: false, cut: cutC[Int(t.file)])
+                      fd: fd, node: node, path: shown, isRoot: isRoot, modeSet: false, cut: true, warnings: warnings)
                     try RestoreRoot.replace(in: dir, tmp: temp.name, name: name, display: shown)
                   }
                 }
@@ -504,19 +569,31 @@ extension Repository {
     for n in nodes where n.kind == .hardlink {
       let (sp, sn) = RestoreRoot.split(n.linkTarget)
       let (dp, dn) = RestoreRoot.split(n.path)
-      let shown = root.display(n.path)
+      let shown = root.display(n.displayPath)
       let src = try root.openDir(sp, create: false)
       defer { close(src) }
       let dst = try cache.dir(dp)
-      let tmp = try Self.makeTempEntry(display: shown) { linkat(src, sn, dst, $0, 0) }
+      let tmp = try Self.makeTempEntry(display: shown) { t in FSName.withCString(sn) { linkat(src, $0, dst, t, 0) } }
       try RestoreRoot.replace(in: dst, tmp: tmp, name: dn, display: shown)
     }
     for n in nodes where n.kind == .symlink {
       let (dp, dn) = RestoreRoot.split(n.path)
-      let shown = root.display(n.path)
+      let shown = root.display(n.displayPath)
       let dst = try cache.dir(dp)
-      let tmp = try Self.makeTempEntry(display: shown) { symlinkat(n.linkTarget, dst, $0) }
-      if isRoot { fchownat(dst, tmp, n.uid, n.gid, AT_SYMLINK_NOFOLLOW) }
+      let tmp = try Self.makeTempEntry(display: shown) { t in
+        FSName.withCString(n.linkTarget) { symlinkat($0, dst, t) }
+      }
+      do {
+        // The owner through a descriptor of the symlink, checked to be the one just made (by name, a hard link to
+        // a file elsewhere put in its place would be chown-ed).
+        let fd = try Self.openMadeNode(dir: dst, tmp, type: S_IFLNK, display: shown)
+        defer { close(fd) }
+        if isRoot { fchownat(fd, "", n.uid, n.gid, FileMetadata.atEmptyPath | AT_SYMLINK_NOFOLLOW) }
+      } catch {
+        unlinkat(dst, tmp, 0)
+        throw error
+      }
+      warnings.xattrs(n.displayPath, FileMetadata.writeXattrs(dir: dst, name: tmp, n.xattrs))
       var ts = [
         timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
         timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
@@ -524,14 +601,19 @@ extension Repository {
       utimensat(dst, tmp, &ts, AT_SYMLINK_NOFOLLOW)
       try RestoreRoot.replace(in: dst, tmp: tmp, name: dn, display: shown)
     }
+    for n in nodes where n.kind == .fifo || n.kind == .charDevice || n.kind == .blockDevice {
+      try restoreSpecial(n, root: root, cache: cache, isRoot: isRoot, umask: mask, warnings: warnings)
+    }
     for n in nodes.filter({ $0.kind == .directory }).sorted(by: { $0.path.utf8.count > $1.path.utf8.count }) {
       hook?(.beforeDirectoryMetadata(n.path))
       let (dp, dn) = RestoreRoot.split(n.path)
-      let shown = root.display(n.path)
+      let shown = root.display(n.displayPath)
       let fd = RestoreRoot.openDirAt(try cache.dir(dp), dn)
       guard fd >= 0 else { throw restoreFSError(path: shown, errno, directory: true) }
       defer { close(fd) }
       if isRoot && fchown(fd, n.uid, n.gid) != 0 { throw Self.restoreIOError(path: shown, errno) }
+      // After every entry is made, so that a default ACL does not change the entries made in the directory.
+      warnings.xattrs(n.displayPath, FileMetadata.writeXattrs(fd: fd, n.xattrs))
       if fchmod(fd, mode_t(n.mode)) != 0 { throw Self.restoreIOError(path: shown, errno) }
       var ts = [
         timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
@@ -595,7 +677,7 @@ extension Repository {
   /// there (a file, a hard link to a file elsewhere, a symlink) is replaced, never written.
   static func writeWholeFile(
     dir: Int32, name: String, display: String, node: TreeNode, _ bytes: UnsafeRawBufferPointer, isRoot: Bool,
-    umask: mode_t, cut: Bool
+    umask: mode_t, cut: Bool, warnings: RestoreWarnings
   ) throws {
     let perm = mode_t(node.mode) & 0o7777
     // Create with the final permissions when the umask keeps them (no set-id or sticky bits, which are set
@@ -604,8 +686,11 @@ extension Repository {
     let (fd, tmp) = try RestoreRoot.createTemp(in: dir, mode: direct ? perm : 0o600, display: display)
     defer { close(fd) }
     do {
-      try writeAll(fd: fd, bytes, what: display)
-      try finishFile(fd: fd, node: node, path: display, isRoot: isRoot, modeSet: direct, cut: cut)
+      // Aligned blocks of zeros are not written, and stay holes: the size is then set by ftruncate.
+      let tailSkipped = try FileMetadata.writeSparse(fd: fd, bytes, offset: 0, what: display)
+      try finishFile(
+        fd: fd, node: node, path: display, isRoot: isRoot, modeSet: direct, cut: cut || tailSkipped,
+        warnings: warnings)
       try RestoreRoot.replace(in: dir, tmp: tmp, name: name, display: display)
     } catch {
       unlinkat(dir, tmp, 0)
@@ -663,10 +748,16 @@ extension Repository {
     }
   }
 
-  /// Sets a complete file's owner, mode and mtime (and its size when the tree's size differs from its content).
-  static func finishFile(fd: Int32, node n: TreeNode, path: String, isRoot: Bool, modeSet: Bool, cut: Bool) throws {
+  /// Sets a complete file's owner, extended attributes, mode and mtime (and its size when the tree's size differs
+  /// from what was written: content cut short or longer, or zeros at its end left as a hole).
+  static func finishFile(
+    fd: Int32, node n: TreeNode, path: String, isRoot: Bool, modeSet: Bool, cut: Bool, warnings: RestoreWarnings
+  ) throws {
     if cut && ftruncate(fd, off_t(n.size)) != 0 { throw restoreIOError(path: path, errno) }
     if isRoot && fchown(fd, n.uid, n.gid) != 0 { throw restoreIOError(path: path, errno) }
+    // After the owner (chown clears security.capability), before the mode (an access ACL sets group bits; the
+    // mode after it puts the recorded ones back, which the ACL's mask was recorded as).
+    warnings.xattrs(n.displayPath, FileMetadata.writeXattrs(fd: fd, n.xattrs))
     // chown clears set-id bits, so the mode comes after the owner.
     if !modeSet && fchmod(fd, mode_t(n.mode)) != 0 {
       throw restoreIOError(path: path, errno)
@@ -676,6 +767,79 @@ extension Repository {
       timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
     ]
     if futimens(fd, &ts) != 0 { throw restoreIOError(path: path, errno) }
+  }
+
+  /// Makes a FIFO or device node under a temporary name (mknodat), gives it its owner (as root), extended
+  /// attributes, mode and times without following it, and renames it into place. A device node needs CAP_MKNOD:
+  /// without it the node is named in a warning and the restore goes on.
+  func restoreSpecial(
+    _ n: TreeNode, root: RestoreRoot, cache: RestoreDirCache, isRoot: Bool, umask mask: mode_t,
+    warnings: RestoreWarnings
+  ) throws {
+    let (dp, dn) = RestoreRoot.split(n.path)
+    let shown = root.display(n.displayPath)
+    let dst = try cache.dir(dp)
+    let type: mode_t =
+      switch n.kind {
+      case .fifo: S_IFIFO
+      case .charDevice: S_IFCHR
+      default: S_IFBLK
+      }
+    let perm = mode_t(n.mode) & 0o7777
+    let direct = perm & 0o7000 == 0 && perm & ~mask == perm
+    var denied: Int32 = 0
+    let tmp: String
+    do {
+      tmp = try Self.makeTempEntry(display: shown) { t in
+        let r = mknodat(dst, t, type | (direct ? perm : 0o600), dev_t(n.rdev))
+        if r != 0 && (errno == EPERM || errno == EACCES) && n.kind != .fifo {
+          denied = errno
+        }
+        return r
+      }
+    } catch let e as EngineError {
+      guard denied != 0 else { throw e }
+      warnings.deviceNotMade(n.displayPath)
+      return
+    }
+    do {
+      // Everything else through a descriptor of the node itself (O_PATH: a device is not opened), checked to be the
+      // node just made: someone who can write the directory could have put a hard link to another file there.
+      let fd = try Self.openMadeNode(dir: dst, tmp, type: type, display: shown)
+      defer { close(fd) }
+      let proc = "/proc/self/fd/\(fd)"
+      if isRoot && fchownat(fd, "", n.uid, n.gid, FileMetadata.atEmptyPath) != 0 {
+        throw Self.restoreIOError(path: shown, errno)
+      }
+      // The path of the descriptor in /proc leads to that very inode (it is not looked up by name again).
+      if !n.xattrs.isEmpty {
+        warnings.xattrs(n.displayPath, FileMetadata.writeXattrs(n.xattrs) { setxattr(proc, $0, $1, $2, 0) })
+      }
+      if !direct && chmod(proc, perm) != 0 { throw Self.restoreIOError(path: shown, errno) }
+      var ts = [
+        timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
+        timespec(tv_sec: Int(n.mtimeSec), tv_nsec: Int(n.mtimeNsec)),
+      ]
+      if utimensat(AT_FDCWD, proc, &ts, 0) != 0 { throw Self.restoreIOError(path: shown, errno) }
+      try RestoreRoot.replace(in: dst, tmp: tmp, name: dn, display: shown)
+    } catch {
+      unlinkat(dst, tmp, 0)
+      throw error
+    }
+  }
+
+  /// Opens (O_PATH, not following) the entry `tmp` the restore just made in `dir`, and checks that it is still that
+  /// entry: of `type`, with one link. A hard link to a file elsewhere put in its place is refused.
+  static func openMadeNode(dir: Int32, _ tmp: String, type: mode_t, display: String) throws -> Int32 {
+    let fd = openat(dir, tmp, FileMetadata.openPath | O_NOFOLLOW | O_CLOEXEC)
+    guard fd >= 0 else { throw restoreFSError(path: display, errno) }
+    var st = stat()
+    guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == type, st.st_nlink == 1 else {
+      close(fd)
+      throw EngineError.integrity(
+        object: display, message: "its temporary entry was replaced during the restore; refusing to change it")
+    }
+    return fd
   }
 
   static func restoreIOError(path: String, _ e: Int32) -> EngineError {

@@ -58,15 +58,20 @@ struct RestoreRoot: Sendable {
     var owned = false
     defer { if owned { _ = Glibc.close(cur) } }
     var done = rel[..<rel.startIndex]
-    for comp in rel.dropFirst(baseRel.isEmpty ? 0 : baseRel.count + 1).split(separator: "/") {
+    let below =
+      baseRel.isEmpty
+      ? rel : rel[rel.utf8.index(rel.startIndex, offsetBy: min(baseRel.utf8.count + 1, rel.utf8.count))...]
+    for comp in Self.components(below) where !comp.isEmpty {
       let name = String(comp)
       done = rel[..<comp.endIndex]
       var next = Self.openDirAt(cur, name)
       if next < 0 && errno == ENOENT && create {
-        if mkdirat(cur, name, 0o700) != 0 && errno != EEXIST { throw restoreFSError(path: display(done), errno) }
+        if FSName.withCString(name, { mkdirat(cur, $0, 0o700) }) != 0 && errno != EEXIST {
+          throw restoreFSError(path: display(FSName.display(done)), errno)
+        }
         next = Self.openDirAt(cur, name)
       }
-      guard next >= 0 else { throw restoreFSError(path: display(done), errno, directory: true) }
+      guard next >= 0 else { throw restoreFSError(path: display(FSName.display(done)), errno, directory: true) }
       if owned { _ = Glibc.close(cur) }
       cur = next
       owned = true
@@ -74,7 +79,7 @@ struct RestoreRoot: Sendable {
     if !owned {
       // `rel` is the base itself: hand out a descriptor the caller may close.
       let d = dup(cur)
-      guard d >= 0 else { throw restoreFSError(path: display(rel), errno) }
+      guard d >= 0 else { throw restoreFSError(path: display(FSName.display(rel)), errno) }
       return d
     }
     owned = false
@@ -83,7 +88,7 @@ struct RestoreRoot: Sendable {
 
   /// `openat` of a directory entry that must be a directory and not a symlink.
   static func openDirAt(_ dir: Int32, _ name: String) -> Int32 {
-    openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)
+    FSName.withCString(name) { openat(dir, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY) }
   }
 
   /// Creates a new file under a fresh temporary name in `dir`: returns its descriptor and the name.
@@ -105,7 +110,7 @@ struct RestoreRoot: Sendable {
   /// Moves the temporary `tmp` onto `name` in `dir`, replacing a file, hard link or symlink there (never writing
   /// into it); a directory in the way is an error.
   static func replace(in dir: Int32, tmp: String, name: String, display: String) throws {
-    guard renameat(dir, tmp, dir, name) == 0 else {
+    guard FSName.withCString(name, { renameat(dir, tmp, dir, $0) }) == 0 else {
       let e = errno
       unlinkat(dir, tmp, 0)
       if e == EISDIR || e == ENOTEMPTY || e == EEXIST {
@@ -115,10 +120,28 @@ struct RestoreRoot: Sendable {
     }
   }
 
+  /// The components of a relative path, split on the byte "/" (a "/" followed by a combining mark is one
+  /// character, but still a separator).
+  static func components<S: StringProtocol>(_ rel: S) -> [S.SubSequence] {
+    var out: [S.SubSequence] = []
+    var start = rel.startIndex
+    var i = rel.utf8.startIndex
+    while i != rel.utf8.endIndex {
+      if rel.utf8[i] == UInt8(ascii: "/") {
+        out.append(rel[start..<i])
+        start = rel.utf8.index(after: i)
+      }
+      i = rel.utf8.index(after: i)
+    }
+    out.append(rel[start...])
+    return out
+  }
+
   /// Splits a relative path into its parent ("" for the target) and its last component.
   static func split(_ rel: String) -> (parent: Substring, name: String) {
     guard let slash = rel.utf8.lastIndex(of: UInt8(ascii: "/")) else { return ("", rel) }
-    return (rel[..<slash], String(rel[rel.index(after: slash)...]))
+    // utf8.index(after:): the next character may be "/" with a combining mark, which String.index would skip.
+    return (rel[..<slash], String(rel[rel.utf8.index(after: slash)...]))
   }
 }
 
@@ -139,8 +162,9 @@ func restoreFSError(path: String, _ e: Int32, directory: Bool = false) -> Engine
 final class RestoreDirCache {
   private let root: RestoreRoot
   private let capacity: Int
-  private var fds: [Substring: Int32] = [:]
-  private var order: [Substring] = []
+  /// Keyed by the path's bytes (see `TreeNode.pathKey`).
+  private var fds: [[UInt8]: Int32] = [:]
+  private var order: [[UInt8]] = []
   private var next = 0
 
   init(root: RestoreRoot, capacity: Int = 64) {
@@ -161,13 +185,13 @@ final class RestoreDirCache {
   /// it), so a caller that needs two directories at once opens the other with `RestoreRoot.openDir`.
   func dir(_ rel: Substring, create: Bool = false) throws -> Int32 {
     if rel.isEmpty { return root.fd }
-    if let fd = fds[rel] { return fd }
+    if let fd = fds[Array(rel.utf8)] { return fd }
     // Start from the nearest cached ancestor.
     var base: (fd: Int32, rel: Substring)?
     var p = rel
-    while let slash = p.lastIndex(of: "/") {
+    while let slash = p.utf8.lastIndex(of: UInt8(ascii: "/")) {
       p = p[..<slash]
-      if let fd = fds[p] {
+      if let fd = fds[Array(p.utf8)] {
         base = (fd, p)
         break
       }
@@ -178,7 +202,7 @@ final class RestoreDirCache {
   }
 
   private func insert(_ rel: Substring, _ fd: Int32) {
-    let key = Substring(String(rel))
+    let key = Array(rel.utf8)
     if order.count < capacity {
       order.append(key)
     } else {
