@@ -406,6 +406,7 @@ struct VerifyCommand: EngineCommand {
     result.addWarnings(r.warnings)
     result.files = r.blobs
     result.bytesDownloaded = r.bytesRead
+    result.snapshotsVerified = r.snapshots
     if let s = r.snapshot {
       result.snapshotId = s.id.hex
       result.snapshotTime = s.manifest.time

@@ -54,6 +54,8 @@ public struct EngineResult: Codable, Sendable, Hashable {
   /// verify: bytes of repository data (packs, or blob ranges of `latest`) read from the storage to check content; 0
   /// without --read-data. Absent from older engines.
   public var bytesDownloaded: Int64?
+  /// verify: the snapshots checked. Absent from older engines.
+  public var snapshotsVerified: Int?
   /// copy: each snapshot copied (source id → target id).
   public var copied: [Copied]?
   /// copy: source snapshots skipped because the target already holds a copy.
@@ -144,7 +146,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
     case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
     case snapshotTime, skippedSnapshots, bytesDownloaded, engineVersion, repositoryId, signingKey, repository
-    case repositoryStoredBytes
+    case repositoryStoredBytes, snapshotsVerified
   }
 
   public init(from decoder: Decoder) throws {
@@ -164,6 +166,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     errors = try c.decodeIfPresent([String].self, forKey: .errors)
     storageRequests = try? c.decodeIfPresent(Int64.self, forKey: .storageRequests)
     bytesDownloaded = try? c.decodeIfPresent(Int64.self, forKey: .bytesDownloaded)
+    snapshotsVerified = try? c.decodeIfPresent(Int.self, forKey: .snapshotsVerified)
     warnings = try c.decodeIfPresent([String].self, forKey: .warnings)
     kms = try c.decodeIfPresent(String.self, forKey: .kms)
     keyVersion = try c.decodeIfPresent(String.self, forKey: .keyVersion)
