@@ -620,7 +620,9 @@ def backup_policy_status():
         "observedGeneration": observed_generation(),
         "conditions": conditions("Ready, ScheduleActive, LastBackupSucceeded, RPOMet, KeyRotationDue, "
                                   "ReplicasInSync and ReplicaKeyRotationDue (only with spec.replicas), RetentionApplied (once a "
-                                  "prune Job finished: False names the failed Job)"),
+                                  "prune Job finished: False names the failed Job), RepositoryVerified (only with "
+                                  "spec.verify: Unknown until a verify Job finished, False names the failed Job and "
+                                  "the first problem)"),
         "lastSuccessfulBackup": date_time("Completion time of the newest successful backup."),
         "lastSnapshotTime": date_time("Point in time of the newest successful snapshot: the engine's snapshot "
                                       "time (when the backup started reading the data), else the backup Job's "
@@ -688,6 +690,20 @@ def backup_policy_status():
                                                     "replica.", maxLength=256),
             "keyRotation": string("The state of the replica's key rotation, in a sentence.", maxLength=4096),
         }, required=["name"]), maxItems=4),
+        "lastVerify": obj(
+            "The newest finished run of the periodic verify (spec.verify; botrt-engine verify --all "
+            "--read-data-subset), newest by finish time; unset without spec.verify.", {
+                "time": date_time("When the verify Job finished."),
+                "job": string("The verify Job (in status.backupNamespace).", maxLength=63),
+                "succeeded": boolean("Whether the repository verified without a problem."),
+                "snapshots": integer("Snapshots checked, when the engine reported it.", fmt="int32", minimum=0),
+                "bytesDownloaded": integer("Bytes of pack data read from the storage to check content.",
+                                           minimum=0),
+                "errors": integer("Problems found (damaged or missing packs, index or snapshot objects); unset "
+                                  "when a failed run reported none (e.g. the repository could not be opened).",
+                                  fmt="int32", minimum=0),
+                "message": string("The first problem, or why the run failed.", maxLength=4096),
+            }, required=["job", "succeeded"]),
         "repositoryIdentity": obj(
             "The repository's id and signing key, recorded from the first successful backup that reported them and "
             "passed to every later Job (--expect-repository-id, --expect-signing-key), so a repository replaced "

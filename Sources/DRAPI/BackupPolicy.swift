@@ -667,6 +667,8 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   /// The repository's stored bytes (its pack files' sizes summed) as the engine reported them after the newest
   /// successful backup or prune, whichever finished last.
   public var repositoryStoredBytes: Int64?
+  /// The newest finished run of the periodic verify (spec.verify), newest by finish time.
+  public var lastVerify: VerifyRunStatus?
 
   public init(
     observedGeneration: Int64? = nil, conditions: [Condition]? = nil, lastSuccessfulBackup: Date? = nil,
@@ -704,6 +706,37 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   }
 }
 
+/// One finished run of the periodic verify (`botrt-engine verify --all --read-data-subset`, spec.verify).
+public struct VerifyRunStatus: Codable, Sendable, Hashable {
+  /// When the run finished.
+  public var time: Date?
+  /// The verify Job.
+  public var job: String
+  /// Whether the repository verified (no error).
+  public var succeeded: Bool
+  /// Snapshots checked, when the engine reported it.
+  public var snapshots: Int?
+  /// Bytes of pack data read from the storage to check content (the engine's bytesDownloaded).
+  public var bytesDownloaded: Int64?
+  /// Problems found (the engine's errors; 1 for a failed run without a result).
+  public var errors: Int?
+  /// The first problem, or why the run failed without a result.
+  public var message: String?
+
+  public init(
+    time: Date?, job: String, succeeded: Bool, snapshots: Int? = nil, bytesDownloaded: Int64? = nil,
+    errors: Int? = nil, message: String? = nil
+  ) {
+    self.time = time
+    self.job = job
+    self.succeeded = succeeded
+    self.snapshots = snapshots
+    self.bytesDownloaded = bytesDownloaded
+    self.errors = errors
+    self.message = message
+  }
+}
+
 /// Condition types of a BackupPolicy.
 public enum BackupPolicyCondition {
   public static let ready = "Ready"
@@ -718,4 +751,7 @@ public enum BackupPolicyCondition {
   /// Whether the newest finished retention run (the prune CronJob's `forget --prune`) succeeded; the reason names
   /// the outcome and the message the Job.
   public static let retentionApplied = "RetentionApplied"
+  /// Whether the newest finished periodic verify (spec.verify) found the repository intact: True VerifyPassed, False
+  /// VerifyFailed naming the Job and the first problem, Unknown NoVerifyYet; absent without spec.verify.
+  public static let repositoryVerified = "RepositoryVerified"
 }

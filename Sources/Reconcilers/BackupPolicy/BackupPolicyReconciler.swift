@@ -22,12 +22,14 @@ public struct BackupPolicyMetrics: Sendable {
   public let retentionFailing: Gauge
   public let addedBytes: Gauge
   public let repositoryStoredBytes: Gauge
+  public let verifyLastSuccess: Gauge
+  public let verifyFailing: Gauge
 
   /// Every gauge of a policy (they go with the policy; counters stay).
   var gauges: [Gauge] {
     [
       rpoTarget, rpoAge, lastSuccess, duration, bytes, keyAge, keyRotationLimit, retentionLastSuccess, retentionFailing,
-      addedBytes, repositoryStoredBytes,
+      addedBytes, repositoryStoredBytes, verifyLastSuccess, verifyFailing,
     ]
   }
 
@@ -64,6 +66,24 @@ public struct BackupPolicyMetrics: Sendable {
       "botrt_repository_stored_bytes",
       help: "The repository's stored bytes (its pack files' sizes summed) after the newest successful backup or "
         + "prune (status.repositoryStoredBytes).", labels: l)
+    verifyLastSuccess = r.gauge(
+      "botrt_verify_last_success_timestamp_seconds",
+      help: "Unix time the newest successful periodic verify (spec.verify) known finished.", labels: l)
+    verifyFailing = r.gauge(
+      "botrt_verify_failing",
+      help: "1 when the newest finished periodic verify (spec.verify) found problems or failed, else 0 (absent "
+        + "before the first run and without spec.verify).", labels: l)
+  }
+
+  /// Sets the verify gauges of a policy with spec.verify from its outcome; without one (nil) they go.
+  public func recordVerify(_ v: VerifyOutcome?, _ l: [String], policy mine: [String: String]) {
+    guard let v else {
+      verifyLastSuccess.remove(matching: mine)
+      verifyFailing.remove(matching: mine)
+      return
+    }
+    if v.lastVerify != nil { verifyFailing.set(v.failing ? 1 : 0, l) }
+    if let t = v.lastSuccess { verifyLastSuccess.set(t.timeIntervalSince1970, l) }
   }
 
   /// Sets the policy's gauges from its status (series under another tier go).
@@ -319,12 +339,25 @@ public final class BackupPolicyReconciler: Sendable {
         m.keyRotationLimit.set(r.limitSeconds, l)
       }
     }
-    // Retention: the prune CronJob's runs, read back like the backups' (a restore-only policy has none).
-    let retention =
+    // Retention and verify: the prune and verify CronJobs' runs, read back like the backups' in one list (a
+    // restore-only policy has neither).
+    let maintenance =
       restoreOnly
-      ? nil
-      : RetentionOutcome.evaluate(
-        try await observeRuns(policy, namespace: workNS, components: "prune", container: "prune"))
+      ? [:]
+      : try await observeRunsByComponent(
+        policy, namespace: workNS, containers: ["prune": "prune", VerifyOutcome.component: VerifyOutcome.container])
+    let retention = restoreOnly ? nil : RetentionOutcome.evaluate(maintenance["prune"] ?? [])
+    var verify: VerifyOutcome? = nil
+    if restoreOnly || policy.spec.verify == nil {
+      VerifyOutcome.remove(from: &outcome.status)
+    } else {
+      let v = VerifyOutcome.evaluate(
+        maintenance[VerifyOutcome.component] ?? [], previous: policy.status?.lastVerify)
+      if let e = v.apply(to: &outcome.status, generation: policy.metadata.generation, now: now) {
+        outcome.events.append(e)
+      }
+      verify = v
+    }
     if let r = retention {
       var conditions = outcome.status.conditions ?? []
       let before = conditions.condition(BackupPolicyCondition.retentionApplied)?.status
@@ -357,6 +390,10 @@ public final class BackupPolicyReconciler: Sendable {
       let l = [ns, policy.name, policy.spec.tier.rawValue]
       m.retentionFailing.set(r.failing ? 1 : 0, l)
       if let t = r.lastSuccess { m.retentionLastSuccess.set(t.timeIntervalSince1970, l) }
+    }
+    if let m = metrics {
+      let l = [ns, policy.name, policy.spec.tier.rawValue]
+      m.recordVerify(verify, l, policy: ["namespace": ns, "policy": policy.name])
     }
     let ready = outcome.status.conditions?.condition(BackupPolicyCondition.ready)
     logger.info(
@@ -504,6 +541,30 @@ public final class BackupPolicyReconciler: Sendable {
     try await jobsWithPods(policy, namespace: namespace, components: components).map {
       BackupRun.observe(job: $0.job, pods: $0.pods, container: container)
     }
+  }
+
+  /// The runs of several components' Jobs from one list, by component (`containers`: component → its engine's
+  /// container).
+  func observeRunsByComponent(
+    _ policy: BackupPolicy, namespace: String, containers: [String: String]
+  ) async throws -> [String: [BackupRun]] {
+    let components = containers.keys.sorted().joined(separator: ",")
+    return Self.runsByComponent(
+      try await jobsWithPods(policy, namespace: namespace, components: components), containers: containers)
+  }
+
+  /// Jobs with their Pods observed as runs and split by their component label (Jobs of other components left out).
+  static func runsByComponent(
+    _ jobs: [(job: JSONValue, pods: [JSONValue])], containers: [String: String]
+  ) -> [String: [BackupRun]] {
+    var out: [String: [BackupRun]] = [:]
+    for (job, pods) in jobs {
+      guard let component = job[path: "metadata", "labels", ChildLabels.component]?.stringValue,
+        let container = containers[component]
+      else { continue }
+      out[component, default: []].append(BackupRun.observe(job: job, pods: pods, container: container))
+    }
+    return out
   }
 
   /// The policy's Jobs with the given component labels (comma-separated) in `namespace`, each with its Pods: one list

@@ -11,7 +11,8 @@ import KubeCore
 /// - RPOMet is Unknown with reason RestoreOnly: not evaluated, since this cluster takes no backups (the cluster that
 ///   backs up holds the RPO); status.rpoAgeSeconds is unset and no RPOViolated Event is recorded.
 /// - KeyRotationDue is False with reason RestoreOnly; status.nextKeyRotation is unset.
-/// - RetentionApplied, ReplicasInSync and ReplicaKeyRotationDue are removed (nothing here prunes or copies);
+/// - RetentionApplied, RepositoryVerified, ReplicasInSync and ReplicaKeyRotationDue are removed (nothing here
+///   prunes, verifies or copies);
 ///   status.replicas stays as it was, since restores from a replica read the copies' ids from it.
 public enum RestoreOnlyStatus {
   /// The condition reason of everything a restore-only policy does not do.
@@ -58,8 +59,8 @@ public enum RestoreOnlyStatus {
       BackupPolicyCondition.keyRotationDue, .false,
       "Keys are not rotated from a restore-only policy; the cluster that backs up rotates them.")
     for type in [
-      BackupPolicyCondition.retentionApplied, BackupPolicyCondition.replicasInSync,
-      BackupPolicyCondition.replicaKeyRotationDue,
+      BackupPolicyCondition.retentionApplied, BackupPolicyCondition.repositoryVerified,
+      BackupPolicyCondition.replicasInSync, BackupPolicyCondition.replicaKeyRotationDue,
     ] {
       conditions.removeCondition(type)
     }
