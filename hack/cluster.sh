@@ -229,7 +229,19 @@ start_apiserver() {
   # Bound on every local address: 127.0.0.1 for the host's clients, the bridge address for the node and its pods
   # (it is also the address the `kubernetes` Service leads to). Pods have no route off this machine.
   node_bridge_up
+  # The audit log records every request of the controller's ServiceAccount (and nothing else): hack/rbac-audit.py
+  # compares what it used with what manifests/rbac/ grants (issue 14 item 4).
+  cat >"$DIR/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    users: ["system:serviceaccount:botrt-system:botrt-controller"]
+  - level: None
+EOF
   start_bg apiserver "$BIN/kube-apiserver" \
+    --audit-policy-file="$DIR/audit-policy.yaml" --audit-log-path="$DIR/audit.log" --audit-log-maxsize=500 \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port="$APISERVER_PORT" --insecure-port=0 \
     --tls-cert-file="$c/apiserver.crt" --tls-private-key-file="$c/apiserver.key" \

@@ -185,6 +185,8 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 #  - pvc-e2e: files of another uid (0600) on a claim, backed up, deleted, restored with owners and modes;
 #  - install-test: `kubectl apply -k manifests/` as an admin does, the Deployment's two replicas Ready on the node,
 #    docs/quickstart.md's commands in real Pods;
+#  - rbac-audit-e2e: the controllers above all ran as the shipped ServiceAccount; the apiserver's audit log shows no
+#    denied request and a use (or a stated reason) for every grant of manifests/rbac/ (hack/rbac-audit.py);
 #  - run-local-e2e: the README's second command, as a new user runs it, in its checking mode.
 if step images images.log timeout -k 10s 30m bash hack/images.sh; then
   if step node-up node-up.log bash hack/cluster.sh node-up; then
@@ -197,6 +199,9 @@ if step images images.log timeout -k 10s 30m bash hack/images.sh; then
       step keyrotation-e2e keyrotation-e2e.log timeout -k 10s 10m bash hack/node/keyrotation-e2e.sh || true
       step pvc-e2e pvc-e2e.log timeout -k 10s 10m bash hack/node/pvc-e2e.sh || true
       step install-test install-test.log timeout -k 10s 15m bash hack/install-test.sh || true
+      # Every flow's controller ran as the shipped ServiceAccount: what its grants were used for, from the audit log.
+      step rbac-audit-e2e rbac-audit.log python3 hack/rbac-audit.py "$BOTRT_CLUSTER_DIR/audit.log" \
+        manifests/rbac/clusterrole.yaml manifests/rbac/leader-election-role.yaml || true
       if ((NODE_SERVICES_STARTED)); then
         BOTRT_SERVICES_DIR="$REPO/.local/node-services" bash hack/services.sh down >>"$LOGDIR/node-services.log" 2>&1
         NODE_SERVICES_STARTED=0

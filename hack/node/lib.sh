@@ -71,11 +71,44 @@ node_services_down() {
   fi
 }
 
-# node_controller LOG ARGS...: botrt-controller on the host with the node's engine image; its pid in NODE_CONTROLLER_PID.
+# node_sa_kubeconfig FILE: a kubeconfig of the controller's ServiceAccount botrt-system/botrt-controller, with the
+# shipped manifests/rbac/ applied, so a flow's controller has exactly the permissions an install grants: a missing
+# grant fails the flow, and the apiserver's audit log shows what the grants were used for (hack/rbac-audit.py).
+node_sa_kubeconfig() {
+  local out="$1" rbac="$NODE_LIB_REPO/manifests/rbac" token server ca
+  kubectl apply -f "$NODE_LIB_REPO/manifests/namespace.yaml" -f "$rbac/serviceaccount.yaml" \
+    -f "$rbac/clusterrole.yaml" -f "$rbac/clusterrolebinding.yaml" -f "$rbac/leader-election-role.yaml" >/dev/null ||
+    node_fail "could not apply manifests/rbac/"
+  token="$(kubectl create --raw /api/v1/namespaces/botrt-system/serviceaccounts/botrt-controller/token -f - <<<'{
+    "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 7200}}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["status"]["token"])')" ||
+    node_fail "no token for the ServiceAccount botrt-system/botrt-controller (TokenRequest)"
+  server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+  ca="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+  if [[ -z "$ca" ]]; then
+    ca="$(base64 -w0 <"$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')")"
+  fi
+  (
+    umask 077
+    cat >"$out" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: botrt-controller, user: {token: "$token"}}]
+contexts: [{name: botrt-controller, context: {cluster: local, user: botrt-controller}}]
+current-context: botrt-controller
+EOF
+  )
+}
+
+# node_controller LOG ARGS...: botrt-controller on the host with the node's engine image, as its ServiceAccount
+# (node_sa_kubeconfig); its pid in NODE_CONTROLLER_PID.
 node_controller() {
   local out="$1"
   shift
-  "$BOTRT_CONTROLLER_BIN" run --engine-image "$ENGINE_IMAGE" "$@" >"$out" 2>&1 &
+  local kc="${out%.log}.kubeconfig"
+  node_sa_kubeconfig "$kc"
+  KUBECONFIG="$kc" "$BOTRT_CONTROLLER_BIN" run --engine-image "$ENGINE_IMAGE" "$@" >"$out" 2>&1 &
   NODE_CONTROLLER_PID=$!
 }
 

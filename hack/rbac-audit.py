@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""What the controller's ServiceAccount used of its grants, from the apiserver's audit log (issue 14 item 4).
+
+hack/cluster.sh starts kube-apiserver with an audit policy that records every request of
+system:serviceaccount:botrt-system:botrt-controller at Metadata level. Every end-to-end flow runs its controller as that
+ServiceAccount with the shipped manifests/rbac/ (hack/node/lib.sh node_controller; hack/install-test.sh installs it
+in-cluster). This script then compares the requests with the rules of the RBAC manifests and fails when:
+
+  - a request was denied by RBAC (annotation authorization.k8s.io/decision=forbid): a grant is missing, and the
+    controller would fail on a real cluster;
+  - a granted (group, resource, verb) was never used, and the manifest gives no reason for keeping it: a comment
+    `# unexercised: GROUP/RESOURCE VERB[,VERB...]: REASON` in the manifest (GROUP `core` for the core group).
+
+Usage: hack/rbac-audit.py AUDIT_LOG MANIFEST...
+"""
+import json
+import re
+import sys
+
+import yaml
+
+USER = "system:serviceaccount:botrt-system:botrt-controller"
+REASON = re.compile(r"#\s*unexercised:\s*(\S+)\s+(\S+):\s*(\S.*)$")
+
+
+def grants(paths):
+    """(group, resource, verb) -> manifest, and the reasons given for unused ones."""
+    out, reasons = {}, {}
+    for path in paths:
+        text = open(path).read()
+        for line in text.splitlines():
+            m = REASON.search(line)
+            if m:
+                group, resource = m.group(1).split("/", 1)
+                for verb in m.group(2).split(","):
+                    reasons[("" if group == "core" else group, resource, verb)] = m.group(3)
+        for doc in yaml.safe_load_all(text):
+            if not doc or doc.get("kind") not in ("ClusterRole", "Role"):
+                continue
+            for rule in doc.get("rules") or []:
+                for g in rule.get("apiGroups") or []:
+                    for r in rule.get("resources") or []:
+                        for v in rule.get("verbs") or []:
+                            if "*" in (g, r, v):
+                                sys.exit(f"rbac-audit: {path}: a wildcard rule ({g}/{r} {v}) grants more than is used")
+                            out[(g, r, v)] = path
+    return out, reasons
+
+
+def requests(log):
+    used, denied, count = {}, {}, 0
+    with open(log) as f:
+        for line in f:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if e.get("user", {}).get("username") != USER or e.get("stage") not in ("ResponseComplete", "ResponseStarted"):
+                continue
+            ref = e.get("objectRef")
+            if not ref:
+                continue  # discovery and other non-resource URLs (system:discovery)
+            count += 1
+            resource = ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else "")
+            key = (ref.get("apiGroup", ""), resource, e.get("verb", ""))
+            # Denied by RBAC, not by admission (a 403 for a namespace being terminated was authorized).
+            decision = (e.get("annotations") or {}).get("authorization.k8s.io/decision")
+            if decision == "forbid":
+                denied[key] = denied.get(key, 0) + 1
+            else:
+                used[key] = used.get(key, 0) + 1
+    return used, denied, count
+
+
+def name(k):
+    return f"{k[0] or 'core'}/{k[1]} {k[2]}"
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    log, manifests = sys.argv[1], sys.argv[2:]
+    granted, reasons = grants(manifests)
+    used, denied, count = requests(log)
+    if count == 0:
+        sys.exit(f"rbac-audit: no request of {USER} in {log}: did the flows run their controller as it?")
+    print(f"rbac-audit: {count} requests of {USER}; {len(granted)} granted (group, resource, verb)")
+    for k in sorted(used):
+        print(f"  used     {name(k):60} {used[k]:6d}")
+    failed = False
+    for k in sorted(denied):
+        print(f"  DENIED   {name(k):60} {denied[k]:6d}  (a grant is missing from {', '.join(manifests)})")
+        failed = True
+    for k in sorted(set(granted) - set(used)):
+        why = reasons.get(k)
+        if why:
+            print(f"  unused   {name(k):60}  kept: {why}")
+        else:
+            print(f"  UNUSED   {name(k):60}  no request used it and {granted[k]} gives no `# unexercised:` reason")
+            failed = True
+    for k in sorted(set(reasons) & set(used)):
+        print(f"  stale    {name(k):60}  used {used[k]} times, but the manifest says it is unexercised")
+        failed = True
+    for k in sorted(set(reasons) - set(granted)):
+        print(f"  stale    {name(k):60}  a reason for a grant the manifests do not have")
+        failed = True
+    if failed:
+        print("rbac-audit: FAIL")
+        sys.exit(1)
+    print("rbac-audit: every grant is used or has a reason, and no request was denied")
+
+
+if __name__ == "__main__":
+    main()
