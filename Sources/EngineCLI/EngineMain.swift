@@ -113,7 +113,9 @@ public enum EngineMain {
     }
     let toStderr = (cmd as? RestoreCommand)?.stdout ?? false
     (toStderr ? FileHandle.standardError : FileHandle.standardOutput).write(line)
-    if let path = cmd.repoOptions.resultPath(), !writeResult(line, to: path) {
+    // The file the controller reads (the termination message) holds what the kubelet keeps; stdout has it all.
+    let fileLine = (try? result.encodedLine(maxBytes: EngineResult.terminationMessageLimit)) ?? line
+    if let path = cmd.repoOptions.resultPath(), !writeResult(fileLine, to: path) {
       FileHandle.standardError.write(Data("warning: could not write the result to \(path)\n".utf8))
     }
     return code

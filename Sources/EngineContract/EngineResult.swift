@@ -266,6 +266,49 @@ public struct EngineResult: Codable, Sendable, Hashable {
     }
   }
 
+  /// The kubelet keeps at most this many bytes of a container's termination message: a longer result would reach the
+  /// controller cut off mid-JSON, unreadable.
+  public static let terminationMessageLimit = 4096
+
+  /// The one-line encoding, at most `maxBytes` long: the lists shrink first (each keeps its first entries, a count
+  /// of the rest, and its last entry, where a failed verify puts its summary), then each text is cut to 300
+  /// characters, then only the essentials remain. Ids, the exit code and the counters are kept.
+  public func encodedLine(maxBytes: Int) throws -> Data {
+    var line = try encodedLine()
+    if line.count <= maxBytes { return line }
+    func cap(_ a: [String]?, _ n: Int) -> [String]? {
+      guard let a, a.count > n + 1 else { return a }
+      return Array(a.prefix(n)) + ["and \(a.count - n - 1) more"] + [a[a.count - 1]]
+    }
+    var r = self
+    for n in [16, 8, 4, 2, 1, 0] {
+      r.errors = cap(errors, n)
+      r.warnings = cap(warnings, n)
+      r.removed = cap(removed, n)
+      r.skipped = cap(skipped, n)
+      r.expired = cap(expired, n)
+      r.copied = copied.map { Array($0.suffix(max(n, 1))) }
+      r.skippedSnapshots = skippedSnapshots.map { Array($0.prefix(n)) }
+      r.snapshots = n >= 8 ? snapshots : nil
+      r.keyUnwraps = keyUnwraps.map { Array($0.prefix(max(n, 1))) }
+      line = try r.encodedLine()
+      if line.count <= maxBytes { return line }
+    }
+    func cut(_ t: String) -> String { t.count > 300 ? String(t.prefix(300)) + "…" : t }
+    r.errors = r.errors?.map(cut)
+    r.warnings = r.warnings?.map(cut)
+    line = try r.encodedLine()
+    if line.count <= maxBytes { return line }
+    var e = EngineResult(command: command, ok: ok, exitCode: exitCode, snapshotId: snapshotId, files: files)
+    e.engineVersion = engineVersion
+    e.errors = errors.map { $0.isEmpty ? [] : [cut($0[0]), "and \($0.count - 1) more (result cut to fit)"] }
+    e.snapshotTime = snapshotTime
+    e.repositoryId = repositoryId
+    e.signingKey = signingKey
+    e.repository = repository.map(cut)
+    return try e.encodedLine()
+  }
+
   /// The one-line encoding the engine writes (sorted keys, slashes unescaped, a newline at the end).
   public func encodedLine() throws -> Data {
     let enc = JSONEncoder()

@@ -589,6 +589,31 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
   }
 
   /// The engine's result line decodes into the controller's view of it: one type.
+  /// The kubelet keeps 4096 bytes of a termination message: a verify of a badly damaged repository (hundreds of
+  /// problems) still reaches the controller as readable JSON, with its first problems, the count of the rest, and the
+  /// summary the controller counts problems from.
+  @Test func aLongResultIsCutToFitTheTerminationMessage() throws {
+    var r = EngineResult.starting("verify")
+    r.ok = false
+    r.exitCode = EngineExitCode.integrity
+    r.repositoryId = String(repeating: "ab", count: 16)
+    let problems = (0..<400).map { "pack data/\($0)/\(String(repeating: "f", count: 60)) is damaged: hash mismatch" }
+    r.addErrors(problems + ["400 problems found; first: \(problems[0])"])
+    r.addWarnings((0..<50).map { "warning \($0) " + String(repeating: "w", count: 100) })
+    #expect(try r.encodedLine().count > EngineResult.terminationMessageLimit)
+    let cut = try r.encodedLine(maxBytes: EngineResult.terminationMessageLimit)
+    #expect(cut.count <= EngineResult.terminationMessageLimit)
+    let back = try #require(EngineResult.parse(String(decoding: cut, as: UTF8.self)))
+    #expect(back.exitCode == EngineExitCode.integrity && back.repositoryId == r.repositoryId)
+    #expect(back.errors?.first == problems[0])
+    #expect(back.errors?.last?.hasPrefix("400 problems found") == true)
+    #expect(back.errors?.contains { $0.hasPrefix("and ") && $0.hasSuffix(" more") } == true)
+    #expect(VerifyOutcome.problemCount(back.errors ?? []) == 400)
+    // A result that fits is written whole.
+    let small = EngineResult.starting("backup")
+    #expect(try small.encodedLine(maxBytes: EngineResult.terminationMessageLimit) == small.encodedLine())
+  }
+
   @Test func resultRoundTrips() throws {
     var r = EngineResult.starting("backup")
     r.snapshotId = "abc"
