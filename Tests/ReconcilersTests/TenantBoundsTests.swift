@@ -49,6 +49,32 @@ func boundedSettings() -> ControllerSettings {
     }
   }
 
+  /// A RecoveryPlan's and a DRDrill's Jobs get the same defaults: a drill runs in a scratch namespace, outside any
+  /// tenant's quota.
+  @Test func plansAndDrillsGetTheAdministratorsDefaultsToo() throws {
+    let plan = try recoveryTestPlan()
+    let steps = try RecoveryPlanLogic.steps(plan.spec)
+    var ctx = RecoveryJobContext(
+      settings: ControllerSettings(engineImage: "registry.local/botrt-engine:1"),
+      policies: ["db": try recoveryTestPolicy()], namespace: "shop", labels: [:], owner: plan.ownerReference())
+    ctx.settings.resourceBounds = boundedSettings().resourceBounds
+    var seen = 0
+    for step in steps {
+      guard let body = try? RecoveryJobs.stepJob(step, jobName: "rp-x", ctx: ctx) else { continue }
+      let pod = try #require(body[path: "spec", "template", "spec"])
+      for c in (pod["containers"]?.arrayValue ?? []) + (pod["initContainers"]?.arrayValue ?? []) {
+        seen += 1
+        #expect(c[path: "resources", "requests", "memory"] == "256Mi", "\(c["name"]?.stringValue ?? "")")
+        #expect(c[path: "resources", "limits", "ephemeral-storage"] == "10Gi")
+      }
+    }
+    #expect(seen >= 3, "restore, load and verify containers")
+    // Without bounds, nothing is set.
+    ctx.settings.resourceBounds = ResourceBounds()
+    let plain = try RecoveryJobs.stepJob(steps[1], jobName: "rp-x", ctx: ctx)
+    #expect(plain[path: "spec", "template", "spec", "initContainers"]?[0]?["resources"] == nil)
+  }
+
   @Test func specAboveTheMaximumIsRefusedNamingFieldAndMaximum() throws {
     var p = dumpPolicy()
     p.spec.resources = ResourceRequirements(limits: ["memory": "64Gi"])

@@ -393,12 +393,24 @@ public enum RecoveryJobs {
       "fsGroup": .int(ctx.settings.runAsUser), "seccompProfile": ["type": "RuntimeDefault"],
     ]
     if keepClaimGroups { podSecurity["fsGroup"] = nil }
+    // The administrator's default resources (--default-requests, --default-limits, --max-resources as limits) for
+    // every container of a plan's or drill's Job, as for a policy's: a drill runs in a scratch namespace outside any
+    // tenant's quota.
+    let bounded = (try? ctx.settings.resourceBounds.effective(nil)).flatMap { BackupPolicyChildren.resources($0) }
+    func withBounds(_ cs: [JSONValue]) -> [JSONValue] {
+      guard let bounded else { return cs }
+      return cs.map { c in
+        guard case .object(var o) = c, o["resources"] == nil else { return c }
+        o["resources"] = bounded
+        return .object(o)
+      }
+    }
     var pod: [String: JSONValue] = [
       "restartPolicy": "Never", "automountServiceAccountToken": false,
       "securityContext": .object(podSecurity),
-      "volumes": .array(vols), "containers": .array(steps.suffix(1)),
+      "volumes": .array(vols), "containers": .array(withBounds(Array(steps.suffix(1)))),
     ]
-    let inits = initContainers + steps.dropLast()
+    let inits = withBounds(initContainers + steps.dropLast())
     if !inits.isEmpty { pod["initContainers"] = .array(inits) }
     var meta: [String: JSONValue] = [
       "name": .string(name), "namespace": .string(ctx.namespace),
