@@ -66,7 +66,26 @@ spec:
         command: ["sleep", "3600"]
         readinessProbe: {exec: {command: ["test", "-e", "/proc/1/cmdline"]}, periodSeconds: 1}
 EOF
+k apply -f - >/dev/null <<EOF
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 1
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: db
+        image: $APP_IMAGE
+        command: ["sleep", "3600"]
+        readinessProbe: {exec: {command: ["test", "-e", "/proc/1/cmdline"]}, periodSeconds: 1}
+EOF
 k rollout status deployment/web --timeout=90s >/dev/null || fail "the Deployment did not become ready on the node"
+k rollout status statefulset/db --timeout=90s >/dev/null || fail "the StatefulSet did not become ready on the node"
 
 wait_phase() { # PLAN TIMEOUT-S
   local p=""
@@ -79,7 +98,7 @@ wait_phase() { # PLAN TIMEOUT-S
 }
 jp() { k get recoveryplan "$1" -o jsonpath="$2"; }
 
-log "1. scaleDown, job, scaleUp, waitReady"
+log "1. scaleDown, job, scaleUp, waitReady (a Deployment and a StatefulSet)"
 k apply -f - >/dev/null <<'EOF'
 apiVersion: dr.botrt.io/v1alpha1
 kind: RecoveryPlan
@@ -90,18 +109,23 @@ spec:
   procedures:
   - name: restore-from-backup
     steps:
-    - {name: stop-web, action: scaleDown, targets: [{kind: Deployment, name: web}]}
+    - {name: stop-web, action: scaleDown, targets: [{kind: Deployment, name: web}, {kind: StatefulSet, name: db}]}
     - name: fix-data
       action: job
       timeout: 1m
       job: {image: botrt.local/postgres:15, command: ["sh", "-c", "echo '{\"ok\":true}' > /dev/termination-log"]}
-    - {name: start-web, action: scaleUp, targets: [{kind: Deployment, name: web}]}
-    - {name: web-ready, action: waitReady, timeout: 2m, targets: [{kind: Deployment, name: web}]}
+    - {name: start-web, action: scaleUp, targets: [{kind: Deployment, name: web}, {kind: StatefulSet, name: db}]}
+    - name: web-ready
+      action: waitReady
+      timeout: 2m
+      targets: [{kind: Deployment, name: web}, {kind: StatefulSet, name: db}]
 EOF
 [[ "$(wait_phase good 90)" == Succeeded ]] || fail "plan good: phase $(jp good '{.status.phase}'): $(jp good '{.status.message}')"
 [[ "$(jp good '{.status.steps[*].state}')" == "Succeeded Succeeded Succeeded Succeeded" ]] || fail "plan good: step states"
-[[ "$(jp good '{.status.scaledWorkloads[0].replicas}')" == 2 ]] || fail "plan good: remembered replicas"
+[[ "$(jp good '{.status.scaledWorkloads[?(@.kind=="Deployment")].replicas}/{.status.scaledWorkloads[?(@.kind=="StatefulSet")].replicas}')" == 2/1 ]] ||
+  fail "plan good: remembered replicas $(jp good '{.status.scaledWorkloads}')"
 [[ "$(k get deployment web -o jsonpath='{.spec.replicas}/{.status.readyReplicas}')" == 2/2 ]] || fail "web not back at 2/2"
+[[ "$(k get statefulset db -o jsonpath='{.spec.replicas}/{.status.readyReplicas}')" == 1/1 ]] || fail "db not back at 1/1"
 [[ -n "$(jp good '{.status.rtoAchievedSeconds}')" ]] || fail "plan good: no rtoAchieved"
 [[ "$(jp good '{.status.conditions[?(@.type=="Succeeded")].status}')" == True ]] || fail "plan good: Succeeded"
 [[ "$(jp good '{.status.conditions[?(@.type=="RTOMet")].status}')" == True ]] || fail "plan good: RTOMet"
