@@ -95,7 +95,7 @@ let package = Package(
     .testTarget(
       name: "ControllerIntegrationTests",
       dependencies: ["ControllerApp", "Reconcilers", "DRAPI", "KubeRuntime", "KubeClient", "KubeCore"]),
-    .testTarget(name: "BackupEngineTests", dependencies: ["BackupEngine"]),
+    .testTarget(name: "BackupEngineTests", dependencies: ["BackupEngine", "EngineContract"]),
     // The retention simulation takes its forget flags from the controller's prune CronJob builder.
     .testTarget(
       name: "EngineIntegrationTests",

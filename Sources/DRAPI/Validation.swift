@@ -1,3 +1,4 @@
+import EngineContract
 import Foundation
 
 /// Checks the schema cannot express on Kubernetes 1.20 (no CEL): cron ranges, durations, "exactly one of" for
@@ -57,37 +58,20 @@ public enum SpecValidation {
     }
   }
 
-  /// A restic exclude pattern the engine's matcher accepts: every `[` closed by a `]` with something between, and no
-  /// trailing `\` (the engine checks the rest when it runs).
+  /// A restic exclude pattern the engine's matcher accepts: the engine's own parser (`PathPattern`, after the `!`
+  /// that re-includes), so validation refuses exactly what the backup Job would.
   static func excludePattern(_ p: String, at field: String) -> [SpecError] {
-    let chars = Array(p.hasPrefix("!") ? p.dropFirst() : Substring(p))
-    if chars.isEmpty { return [SpecError(field: field, message: "is empty; remove it or give a pattern")] }
-    var i = 0
-    while i < chars.count {
-      switch chars[i] {
-      case "\\":
-        if i + 1 >= chars.count {
-          return [SpecError(field: field, message: "'\(p)' ends with a lone \\; escape it as \\\\ or remove it")]
-        }
-        i += 2
-        continue
-      case "[":
-        var j = i + 1
-        if j < chars.count, chars[j] == "^" || chars[j] == "!" { j += 1 }
-        if j < chars.count, chars[j] == "]" { j += 1 }
-        while j < chars.count, chars[j] != "]" { j += 1 }
-        if j >= chars.count {
-          return [
-            SpecError(field: field, message: "'\(p)' has a '[' without its ']'; escape it as \\[ for a literal [")
-          ]
-        }
-        i = j + 1
-        continue
-      default:
-        i += 1
-      }
+    let body = p.hasPrefix("!") ? String(p.dropFirst()) : p
+    if body.isEmpty { return [SpecError(field: field, message: "is empty; remove it or give a pattern")] }
+    do {
+      _ = try PathPattern(body)
+      return []
+    } catch {
+      return [
+        SpecError(
+          field: field, message: "'\(p)' is not a valid pattern: \(error.reason); escape a literal [ or \\ with \\")
+      ]
     }
-    return []
   }
 
   public static func validReadDataSubset(_ s: String) -> Bool {

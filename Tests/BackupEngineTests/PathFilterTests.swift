@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import BackupEngine
+@testable import EngineContract
 
 /// The exclude matcher against restic's `filter` package: the pattern/path/expected cases below are restic's own
 /// (internal/filter/filter_test.go: matchTests and filterListTests), plus negation and the engine's edge cases.

@@ -67,11 +67,17 @@ import Testing
 
   @Test func aBrokenPatternIsRefusedNamingTheField() {
     var pvc = PVCSource(claimName: "data")
-    pvc.exclude = ["*.tmp", "[abc"]
+    // An unclosed class, an empty class and an open range: what the engine's matcher refuses (before, validation
+    // passed the last two and the backup Job failed on them).
+    pvc.exclude = ["*.tmp", "[abc", "x[]y", "!/logs/[a-]", "/ok/**"]
     let spec = BackupPolicySpec(
       tier: .standard, source: BackupSource(pvc: pvc), repository: RepositorySpec(local: LocalRepository(path: "/r")),
       encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek"))))
     let errors = SpecValidation.validate(spec)
-    #expect(errors.map(\.field) == ["spec.source.pvc.exclude[1]"], "\(errors)")
+    #expect(
+      errors.map(\.field) == [
+        "spec.source.pvc.exclude[1]", "spec.source.pvc.exclude[2]", "spec.source.pvc.exclude[3]",
+      ],
+      "\(errors)")
   }
 }
