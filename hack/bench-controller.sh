@@ -109,6 +109,11 @@ while :; do
 done
 settled=$(date +%s.%N)
 say "the work queue drained after $(echo "$settled - $start" | bc) s ($prev reconciles)"
+# What creating N policies cost: the controller's own requests from its start to the drained queue, per policy.
+own_requests >"$WORK/own-created.txt"
+create_total=$(awk '{n += $3} END {print n + 0}' "$WORK/own-created.txt")
+say "the controller's requests until the queue drained, per policy (verb resource count/policy):"
+awk -v n="$N" '$1 != "watch" {printf "  %s %s %.2f\n", $1, $2, $3 / n}' "$WORK/own-created.txt" >&2
 controller_metrics >"$WORK/metrics-before.txt"
 requests >"$WORK/before.txt"
 own_requests >"$WORK/own-before.txt"
@@ -129,5 +134,6 @@ join -j1 <(awk '{print $1"/"$2, $3}' "$WORK/before.txt" | sort) <(awk '{print $1
 say "controller metrics before and after the steady window:"
 paste "$WORK/metrics-before.txt" <(controller_metrics) | sed 's/^/  /'
 grep -iE 'warn|error' "$WORK/controller.log" | tail -5 || true
-echo "policies=$N ready_seconds=$ready_seconds peak_rss_kib=$(peak_rss) steady_seconds=$STEADY" \
+echo "policies=$N ready_seconds=$ready_seconds peak_rss_kib=$(peak_rss) reconciles=$prev" \
+  "create_requests_per_policy=$(echo "scale=2; $create_total / $N" | bc) steady_seconds=$STEADY" \
   "steady_requests=${own_total:-0} steady_lists=${own_lists:-0} steady_by_verb=${own_delta// /,}"

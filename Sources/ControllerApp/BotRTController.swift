@@ -137,7 +137,9 @@ public final class BotRTController: Sendable {
     // One watch and cache per collection, shared by every controller below that follows it.
     let informers = InformerRegistry(client: client, logger: logger, metrics: registry)
     self.informers = informers
-    let ownerLabelCaches = informers.ownerLabelCaches(secretsNamespace: options.watchNamespace)
+    let ownerLabelCaches = informers.ownerLabelCaches(cronJobAPIVersion: settings.cronJobAPIVersion)
+    // What the reconcilers read instead of listing live: the shared caches of the controller's own objects.
+    let managed = informers.managedCaches(cronJobAPIVersion: settings.cronJobAPIVersion)
     // The run auditor watches the controller's backup namespace, and the backup namespaces policies name in
     // spec.backupNamespace as they come and go (after each policy reconcile).
     let auditor = RunAuditor(client: client, settings: settings, recorder: recorder, metrics: security, logger: logger)
@@ -146,7 +148,7 @@ public final class BotRTController: Sendable {
     }
     let reconciler = BackupPolicyReconciler(
       client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
-      isolation: intent, ownerLabelCaches: ownerLabelCaches)
+      isolation: intent, ownerLabelCaches: ownerLabelCaches, managed: managed)
     self.reconciler = reconciler
     // The echo of the controller's own status write (and any other status-only change) does not reconcile: every
     // reconcile reads the policy from the apiserver, and time-driven work is requeued by the reconcile itself.
@@ -173,6 +175,11 @@ public final class BotRTController: Sendable {
     controller.watches(
       informers.managed(ChildResources.jobs),
       mapper: Mappers.labels(nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace))
+    // The metadata of the other kinds the policies own (ManagedCaches): watched to keep the caches that prune, run
+    // access and the ownership check read, not to reconcile (a CronJob's status rewrites would wake its policy).
+    for cache in informers.managedMetadata(cronJobAPIVersion: settings.cronJobAPIVersion) {
+      controller.watches(cache.informer, mapper: { _ in [] })
+    }
     // Referenced Secrets: a metadata-only watch (names, labels and resourceVersions, never the data), mapped to the
     // policies of the Secret's namespace that reference it, so a Secret that appears or changes is acted on at
     // once. The ClusterRole already has list and watch on Secrets for the copies it manages.
@@ -241,7 +248,7 @@ public final class BotRTController: Sendable {
     if settings.calicoServed || options.calicoOverride == nil { securityControllers.append(calicoGuard) }
     let access = BackupAccessReconciler(
       client: client, settings: settings, intent: intent, metrics: security, logger: logger,
-      ownerLabelCaches: ownerLabelCaches)
+      ownerLabelCaches: ownerLabelCaches, managed: managed)
     securityControllers.append(
       access.controller(informers: informers, namespace: options.watchNamespace, workers: options.workers))
     securityControllers += auditor.controllers(informers: informers) + [auditedNamespaces]

@@ -314,6 +314,16 @@ final class RunningController: Sendable {
         #expect(runJob[path: "metadata", "annotations", ChildLabels.runToken] == "trigger:run-1")
 
         // Drift: a deleted NetworkPolicy comes back (the run's storage egress: the on-demand Job is still active).
+        // The grant follows the Job through its own controller (BackupAccess), so it may come after the status write.
+        try await eventually("the run's storage egress") {
+          do {
+            _ = try await client.get(
+              ChildResources.networkPolicies, namespace: backupNS, name: names.storageEgress, as: JSONValue.self)
+            return true
+          } catch let e as KubeError where e.isNotFound {
+            return false
+          }
+        }
         try await client.delete(ChildResources.networkPolicies, namespace: backupNS, name: names.storageEgress)
         try await eventually("the deleted NetworkPolicy to be restored") {
           do {
@@ -551,13 +561,17 @@ final class RunningController: Sendable {
             (controller.app.registry.value(
               "botrt_isolation_drift_total",
               labels: ["", "GlobalNetworkPolicy", SharedChildNames.calicoPolicy, "modified"]) ?? 0) >= 1)
-          // Deleting the last policy this controller sees removes it.
+          // Deleting the last policy this controller sees removes it. (The controllers of tests running alongside
+          // apply it too while Calico is served: one of them may create it again, under a new uid.)
+          let before = try await client.get(
+            gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)[path: "metadata", "uid"]
           try await client.delete(BackupPolicy.self, namespace: ns, name: "a")
           try await waitGone(ns, "a")
           try await eventually("the Calico policy to be removed with the last BackupPolicy") {
             do {
-              _ = try await client.get(gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
-              return false
+              let now = try await client.get(
+                gnp, namespace: nil, name: SharedChildNames.calicoPolicy, as: JSONValue.self)
+              return now[path: "metadata", "uid"] != before
             } catch let e as KubeError where e.isNotFound {
               return true
             }

@@ -32,9 +32,13 @@ extension BackupPolicyControllerTests {
       func watches(_ resource: String) -> Int {
         Int(registry.value("botrt_kube_requests_total", labels: ["watch", resource, "200"]) ?? 0)
       }
+      // Secrets twice: the referenced ones (metadata, all Secrets of the watched namespace) and the controller's
+      // copies (metadata, labelled, every namespace). CronJobs, Roles, RoleBindings, ServiceAccounts and Namespaces:
+      // the metadata caches of the controller's own objects (ManagedCaches).
       var want = [
         "backuppolicies": 1, "recoveryplans": 1, "drdrills": 1, "jobs": 2, "pods": 2, "networkpolicies": 1,
-        "secrets": 1, "customresourcedefinitions": 1,
+        "secrets": 2, "customresourcedefinitions": 1, "cronjobs": 1, "roles": 1, "rolebindings": 1,
+        "serviceaccounts": 1, "namespaces": 1,
       ]
       // Calico's policies are watched only while its CRD is served (another test may have installed it).
       if app.settings.calicoServed { want["globalnetworkpolicies"] = 1 }

@@ -87,16 +87,19 @@ public final class BackupAccessReconciler: Sendable {
   let logger: Logger
   /// Where the ownership check of grants reads existing objects' labels.
   let existing: ExistingLabels
+  /// The shared caches of the controller's own objects (runs, CronJobs, grants), read instead of live lists once filled.
+  let managed: ManagedCaches
   /// The grants last made per policy (display names); absent until the policy was first reconciled, so a restarted
   /// controller applies and deletes once and revokes what a controller that was down left behind.
   private let granted = Mutex<[ObjectKey: Set<String>]>([:])
 
   public init(
     client: KubeClient, settings: ControllerSettings, intent: IsolationIntent, metrics: SecurityMetrics?,
-    logger: Logger, ownerLabelCaches: [ResourceDescriptor: Store<Unstructured>] = [:]
+    logger: Logger, ownerLabelCaches: [ResourceDescriptor: Store<Unstructured>] = [:], managed: ManagedCaches = .none
   ) {
     self.client = client
     self.existing = ExistingLabels(client: client, caches: ownerLabelCaches)
+    self.managed = managed
     self.settings = settings
     self.intent = intent
     self.metrics = metrics
@@ -148,6 +151,9 @@ public final class BackupAccessReconciler: Sendable {
     }
     for c in backupWindow + copyWindow where !wantedIDs.contains(c.displayName) {
       intent.forget(c.resource, namespace: c.namespace, name: c.name)
+      // A grant the caches show absent is not deleted (a first reconcile of each policy would delete 3 that never
+      // existed).
+      if managed.contains(c.resource, namespace: c.namespace, name: c.name) == false { continue }
       do {
         try await client.delete(c.resource, namespace: c.namespace, name: c.name)
       } catch let e as KubeError where e.isNotFound {
@@ -179,14 +185,29 @@ public final class BackupAccessReconciler: Sendable {
     let ns = policy.metadata.namespace ?? "default"
     let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
     let selector = ChildLabels.selector(namespace: ns, name: policy.name)
+    let owner = ChildLabels.owner(ns, policy.name)
+    let cronJobs = ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion)
+    // The origin of a Job is read from its managedFields, which the shared cache leaves out: the cache only says
+    // whether the policy has an active Job at all (the common case at rest: none, and no request).
+    if let cached = managed.objects(ChildResources.jobs, namespace: workNS, labels: owner),
+      !cached.contains(where: { SecurityAudit.isActive($0.body) })
+    {
+      return []
+    }
     let jobs = try await client.listAll(
-      ChildResources.jobs, namespace: workNS, options: ListOptions(labelSelector: selector), as: JSONValue.self)
-    let candidates = jobs.items.filter { SecurityAudit.isActive($0) }
+      ChildResources.jobs, namespace: workNS, options: ListOptions(labelSelector: selector), as: JSONValue.self
+    ).items
+    let candidates = jobs.filter { SecurityAudit.isActive($0) }
     if candidates.isEmpty { return [] }
-    let crons = try await client.listAll(
-      ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion), namespace: workNS,
-      options: ListOptions(labelSelector: selector), as: JSONValue.self)
-    let uids = Set(crons.items.compactMap { $0[path: "metadata", "uid"]?.stringValue })
+    let crons: [JSONValue]
+    if let cached = managed.objects(cronJobs, namespace: workNS, labels: owner) {
+      crons = cached.map(\.body)
+    } else {
+      crons = try await client.listAll(
+        cronJobs, namespace: workNS, options: ListOptions(labelSelector: selector), as: JSONValue.self
+      ).items
+    }
+    let uids = Set(crons.compactMap { $0[path: "metadata", "uid"]?.stringValue })
     return candidates.filter { SecurityAudit.origin(job: $0, managedCronJobUIDs: uids).expected }.compactMap {
       guard let name = $0[path: "metadata", "name"]?.stringValue else { return nil }
       return (name, $0[path: "metadata", "labels", ChildLabels.component]?.stringValue ?? "")

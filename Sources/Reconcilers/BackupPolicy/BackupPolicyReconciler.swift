@@ -147,6 +147,10 @@ public final class BackupPolicyReconciler: Sendable {
   let entry: ReconcileEntry<BackupPolicy>
   /// Where the ownership check of children reads existing objects' labels.
   let existing: ExistingLabels
+  /// The shared caches of the controller's own objects, read instead of live lists once filled.
+  let managed: ManagedCaches
+  /// The children already applied as desired (not applied again).
+  let applied = AppliedChildren()
   /// Policy (namespace/name) -> the backup namespace of its own it runs Jobs in (backupNamespacesInUse()).
   private let namespacesInUse = Mutex<[String: String]>([:])
   /// Policy uid -> the generation this process last pruned (needsPrune(_:)).
@@ -155,11 +159,12 @@ public final class BackupPolicyReconciler: Sendable {
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
     recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil,
-    ownerLabelCaches: [ResourceDescriptor: Store<Unstructured>] = [:]
+    ownerLabelCaches: [ResourceDescriptor: Store<Unstructured>] = [:], managed: ManagedCaches = .none
   ) {
     self.isolation = isolation
     self.client = client
     self.existing = ExistingLabels(client: client, caches: ownerLabelCaches)
+    self.managed = managed
     self.entry = ReconcileEntry(
       client: client, finalizer: Self.finalizer, fieldManager: Self.fieldManager, logger: logger)
     self.settingsBox = Mutex(settings)
@@ -209,6 +214,7 @@ public final class BackupPolicyReconciler: Sendable {
       gone()
       return .awaitChange
     }
+    await managed.waitUntilReady()
     let labels = [key.namespace ?? "", key.name, cached.spec.tier.rawValue]
     metrics?.reconciles.inc(labels)
     do {
@@ -468,9 +474,14 @@ public final class BackupPolicyReconciler: Sendable {
       throw conflict
     }
     isolation?.record(c)
+    let hash = AppliedChildren.hash(c.body)
+    let cached = managed.store(c.resource)?.get(ObjectKey(namespace: c.namespace, name: c.name))
+    if applied.isCurrent(c, hash: hash, cached: cached) { return }
     do {
-      _ = try await client.apply(
-        c.resource, namespace: c.namespace, name: c.name, c.body, fieldManager: Self.fieldManager, force: true)
+      let result = try await client.apply(
+        c.resource, namespace: c.namespace, name: c.name, AppliedChildren.annotated(c.body, hash: hash),
+        fieldManager: Self.fieldManager, force: true)
+      applied.record(c, hash: hash, applied: Unstructured(result))
     } catch {
       throw ChildError(child: c.displayName, operation: "apply", cause: error)
     }
@@ -501,7 +512,8 @@ public final class BackupPolicyReconciler: Sendable {
     }
   }
 
-  /// Every labelled, namespaced child of the policy in its namespace and the backup namespace.
+  /// Every labelled, namespaced child of the policy in its namespace and the backup namespace: from the shared caches
+  /// once they are filled (no request), else listed live.
   func ownedChildren(_ policy: BackupPolicy) async throws -> [(ResourceDescriptor, String, String)] {
     let ns = policy.metadata.namespace ?? "default"
     let selector = ChildLabels.selector(namespace: ns, name: policy.name)
@@ -510,9 +522,15 @@ public final class BackupPolicyReconciler: Sendable {
     var out: [(ResourceDescriptor, String, String)] = []
     for namespace in namespaces {
       for resource in ownedKinds {
-        let list = try await client.listAll(
-          resource, namespace: namespace, options: ListOptions(labelSelector: selector), as: Unstructured.self)
-        for item in list.items { out.append((resource, namespace, item.metadata.name ?? "")) }
+        let names: [String]
+        if let cached = managed.objects(resource, namespace: namespace, labels: ChildLabels.owner(ns, policy.name)) {
+          names = cached.map { $0.metadata.name ?? "" }
+        } else {
+          names = try await client.listAll(
+            resource, namespace: namespace, options: ListOptions(labelSelector: selector), as: Unstructured.self
+          ).items.map { $0.metadata.name ?? "" }
+        }
+        for name in names { out.append((resource, namespace, name)) }
       }
     }
     return out
@@ -520,6 +538,7 @@ public final class BackupPolicyReconciler: Sendable {
 
   func deleteChild(_ resource: ResourceDescriptor, namespace: String?, name: String) async throws {
     isolation?.forget(resource, namespace: namespace, name: name)
+    applied.forget(resource, namespace: namespace, name: name)
     do {
       try await client.delete(
         resource, namespace: namespace, name: name, options: DeleteOptions(propagationPolicy: .background))
@@ -567,22 +586,52 @@ public final class BackupPolicyReconciler: Sendable {
     return out
   }
 
-  /// The policy's Jobs with the given component labels (comma-separated) in `namespace`, each with its Pods: one list
-  /// of each, the Pods only when there are Jobs.
+  /// The policy's Jobs with the given component labels (comma-separated) in `namespace`, each with its Pods: from the
+  /// shared caches once they are filled (no request), else one live list of each, the Pods only when there are Jobs.
   func jobsWithPods(
     _ policy: BackupPolicy, namespace: String, components: String
   ) async throws -> [(job: JSONValue, pods: [JSONValue])] {
-    let selector =
-      ChildLabels.selector(namespace: policy.metadata.namespace ?? "default", name: policy.name) + ","
-      + "\(ChildLabels.component) in (\(components))"
-    let jobs = try await client.listAll(
-      ChildResources.jobs, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self)
-    if jobs.items.isEmpty { return [] }
-    let pods = try await client.listAll(
-      ChildResources.pods, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self)
-    return jobs.items.map { job in
+    let owner = ChildLabels.owner(policy.metadata.namespace ?? "default", policy.name)
+    let wanted = Set(components.split(separator: ",").map(String.init))
+    let jobs: [JSONValue]
+    var pods: [JSONValue]? = nil
+    if let cached = managed.objects(ChildResources.jobs, namespace: namespace, labels: owner, components: wanted),
+      let cachedPods = managed.objects(ChildResources.pods, namespace: namespace, labels: owner),
+      Self.podsCaughtUp(jobs: cached.map(\.body), pods: cachedPods.map(\.body))
+    {
+      jobs = cached.map(\.body)
+      pods = cachedPods.map(\.body)
+    } else {
+      let selector =
+        ChildLabels.selector(namespace: policy.metadata.namespace ?? "default", name: policy.name) + ","
+        + "\(ChildLabels.component) in (\(components))"
+      jobs = try await client.listAll(
+        ChildResources.jobs, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self
+      ).items
+      if jobs.isEmpty { return [] }
+      pods = try await client.listAll(
+        ChildResources.pods, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self
+      ).items
+    }
+    return jobs.map { job in
       let name = job[path: "metadata", "name"]?.stringValue ?? ""
-      return (job, pods.items.filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name })
+      return (job, (pods ?? []).filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name })
+    }
+  }
+
+  /// Whether the cached Pods have caught up with the cached Jobs: every finished Job has a finished Pod. The Jobs and
+  /// Pods come through two watches, so a Job's completion can arrive before the Pod that holds its result; then the
+  /// reconcile lists both live rather than record a run without its result.
+  static func podsCaughtUp(jobs: [JSONValue], pods: [JSONValue]) -> Bool {
+    let finishedPods = Set(
+      pods.filter { ["Succeeded", "Failed"].contains($0[path: "status", "phase"]?.stringValue ?? "") }.compactMap {
+        $0[path: "metadata", "labels", "job-name"]?.stringValue
+      })
+    return jobs.allSatisfy { job in
+      let finished = (job[path: "status", "conditions"]?.arrayValue ?? []).contains {
+        ["Complete", "Failed"].contains($0["type"]?.stringValue ?? "") && $0["status"]?.stringValue == "True"
+      }
+      return !finished || finishedPods.contains(job[path: "metadata", "name"]?.stringValue ?? "")
     }
   }
 

@@ -87,6 +87,10 @@ public enum ChildLabels {
   public static func selector(namespace: String, name: String) -> String {
     "\(policyNamespace)=\(namespace),\(policyName)=\(name)"
   }
+  /// The same selector as labels to match (`ManagedCaches.objects`).
+  public static func owner(_ namespace: String, _ name: String) -> [String: String] {
+    [policyNamespace: namespace, policyName: name]
+  }
 }
 
 /// Resource descriptors of the kinds the controller creates.

@@ -12,13 +12,14 @@ extension InformerRegistry {
     informer(resource, namespace: nil, labelSelector: Self.managedSelector)
   }
 
-  /// The caches `ExistingLabels` looks in: the controller's Jobs and NetworkPolicies, and the Secrets (metadata) of
-  /// `secretsNamespace` (nil: all namespaces), as the controllers watch them.
-  public func ownerLabelCaches(secretsNamespace: String?) -> [ResourceDescriptor: Store<Unstructured>] {
-    [
+  /// The caches `ExistingLabels` looks in: the controller's Jobs and NetworkPolicies, and the metadata of the other
+  /// kinds it creates (`managedMetadata`). Only hits count there, so the controller's own objects are all it needs.
+  public func ownerLabelCaches(cronJobAPIVersion: String) -> [ResourceDescriptor: Store<Unstructured>] {
+    var out: [ResourceDescriptor: Store<Unstructured>] = [
       ResourceDescriptor.jobs: managed(.jobs).store, .networkPolicies: managed(.networkPolicies).store,
-      .secrets: informer(.secrets, namespace: secretsNamespace, metadataOnly: true, as: Unstructured.self).store,
     ]
+    for i in managedMetadata(cronJobAPIVersion: cronJobAPIVersion) { out[i.resource] = i.informer.store }
+    return out
   }
 
   /// A controller of `Object` in `namespace` (nil: all namespaces) that also reconciles an object when one of the
@@ -32,5 +33,89 @@ extension InformerRegistry {
       logger: logger, metrics: metrics, reconcile: reconcile)
     for resource in [ResourceDescriptor.jobs, .pods] { controller.watches(managed(resource), mapper: owner) }
     return controller
+  }
+}
+
+extension InformerRegistry {
+  /// The shared caches of everything the controller creates, in all namespaces (`ManagedCaches`): Jobs, Pods and
+  /// NetworkPolicies whole (the run, audit and isolation logic read their specs and status), CronJobs, Roles,
+  /// RoleBindings, ServiceAccounts, Secrets and backup Namespaces as metadata only (prune, run access and ownership read labels and
+  /// names). `cronJobAPIVersion`: the CronJob version the reconcilers use (batch/v1, or batch/v1beta1 before 1.21).
+  public func managedCaches(cronJobAPIVersion: String) -> ManagedCaches {
+    var stores: [ResourceDescriptor: Store<Unstructured>] = [:]
+    for r in [ResourceDescriptor.jobs, .pods, .networkPolicies] { stores[r] = managed(r).store }
+    for i in managedMetadata(cronJobAPIVersion: cronJobAPIVersion) { stores[i.resource] = i.informer.store }
+    return ManagedCaches(stores)
+  }
+
+  /// The metadata-only informers of `managedCaches`: someone must subscribe to them (the BackupPolicy controller
+  /// does) for their watches to run.
+  public func managedMetadata(
+    cronJobAPIVersion: String
+  ) -> [(resource: ResourceDescriptor, informer: SharedInformer<Unstructured>)] {
+    [
+      ChildResources.cronJobs(apiVersion: cronJobAPIVersion), ChildResources.roles, ChildResources.roleBindings,
+      ChildResources.serviceAccounts, ChildResources.secrets, ChildResources.namespaces,
+    ].map {
+      ($0, informer($0, namespace: nil, labelSelector: Self.managedSelector, metadataOnly: true, as: Unstructured.self))
+    }
+  }
+}
+
+/// The shared caches of the objects the controller created (labelled managed-by=botrt-controller), by resource: what
+/// a reconcile observes instead of listing live, so that a reconcile's reads cost no request.
+///
+/// A cache lags the apiserver by a watch event: an object the controller applied a moment ago may not be in it yet.
+/// The reconcilers allow for that: every child is applied by name (applying it again is a no-op), and a Job or Pod
+/// that appears later brings its owner back through the same watch.
+public struct ManagedCaches: Sendable {
+  let stores: [ResourceDescriptor: Store<Unstructured>]
+
+  public init(_ stores: [ResourceDescriptor: Store<Unstructured>]) { self.stores = stores }
+
+  /// No caches: every read goes to the apiserver.
+  public static let none = ManagedCaches([:])
+
+  /// Waits until every cache has its first list, or `timeout` passed (a watch that cannot start, e.g. for want of a
+  /// grant, leaves its kind to live reads rather than stopping every reconcile). Reconciles wait here so that a
+  /// restarted controller compares with what exists instead of applying everything again.
+  public func waitUntilReady(timeout: Duration = .seconds(30)) async {
+    let pending = stores.values.filter { !$0.isReady }
+    if pending.isEmpty { return }
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask {
+        for s in pending { await s.waitUntilReady() }
+      }
+      group.addTask { try? await Task.sleep(for: timeout) }
+      await group.next()
+      group.cancelAll()
+    }
+  }
+
+  /// The cache of `resource`, once its first list arrived (nil before, and for a resource not cached: read live).
+  public func store(_ resource: ResourceDescriptor) -> Store<Unstructured>? {
+    guard let s = stores[resource], s.isReady else { return nil }
+    return s
+  }
+
+  /// The cached objects of `resource` in `namespace` that carry every label of `labels` and, when `components` is
+  /// given, a `dr.botrt.io/component` label among them; nil when `resource` is not cached or not listed yet.
+  public func objects(
+    _ resource: ResourceDescriptor, namespace: String, labels: [String: String], components: Set<String>? = nil
+  ) -> [Unstructured]? {
+    guard let store = store(resource) else { return nil }
+    return store.select { o in
+      guard o.metadata.namespace == namespace else { return false }
+      let l = o.metadata.labels ?? [:]
+      for (k, v) in labels where l[k] != v { return false }
+      if let components { return l[ChildLabels.component].map(components.contains) ?? false }
+      return true
+    }
+  }
+
+  /// Whether the object exists among the controller's own (nil: `resource` is not cached). An object of that name
+  /// without the controller's labels is not in the cache, and is not the controller's to change.
+  public func contains(_ resource: ResourceDescriptor, namespace: String?, name: String) -> Bool? {
+    store(resource).map { $0.get(ObjectKey(namespace: namespace, name: name)) != nil }
   }
 }

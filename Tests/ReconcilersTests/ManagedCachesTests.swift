@@ -1,0 +1,103 @@
+import Foundation
+import KubeCore
+import KubeRuntime
+import Testing
+
+@testable import Reconcilers
+
+/// The caches a reconcile reads instead of listing live, and the record of what is applied (issue 18).
+struct ManagedCachesTests {
+  static func object(
+    _ kind: String, _ ns: String?, _ name: String, labels: [String: String] = [:], annotations: [String: String] = [:],
+    generation: Int? = nil, resourceVersion: String = "1", extra: [String: JSONValue] = [:]
+  ) -> Unstructured {
+    var meta: [String: JSONValue] = [
+      "name": .string(name), "labels": .object(labels.mapValues { .string($0) }),
+      "annotations": .object(annotations.mapValues { .string($0) }), "resourceVersion": .string(resourceVersion),
+    ]
+    if let ns { meta["namespace"] = .string(ns) }
+    if let generation { meta["generation"] = .int(Int64(generation)) }
+    var body = extra
+    body["kind"] = .string(kind)
+    body["metadata"] = .object(meta)
+    return Unstructured(.object(body))
+  }
+
+  static let owner = ChildLabels.owner("shop", "db")
+
+  @Test func objectsAreSelectedByNamespaceLabelsAndComponent() {
+    let store = Store<Unstructured>()
+    let caches = ManagedCaches([ChildResources.jobs: store])
+    // Not listed yet: the reconcile reads live.
+    #expect(caches.objects(ChildResources.jobs, namespace: "b", labels: Self.owner) == nil)
+    let mine = Self.owner.merging([ChildLabels.component: "backup"]) { a, _ in a }
+    store.apply(
+      .restarted([
+        Self.object("Job", "b", "j1", labels: mine),
+        Self.object("Job", "b", "j2", labels: Self.owner.merging([ChildLabels.component: "prune"]) { a, _ in a }),
+        Self.object("Job", "other", "j3", labels: mine),
+        Self.object("Job", "b", "j4", labels: ChildLabels.owner("shop", "db2")),
+      ]))
+    let all = caches.objects(ChildResources.jobs, namespace: "b", labels: Self.owner)?.map { $0.metadata.name }
+    #expect(all == ["j1", "j2"])
+    let backups = caches.objects(ChildResources.jobs, namespace: "b", labels: Self.owner, components: ["backup"])
+    #expect(backups?.map { $0.metadata.name } == ["j1"])
+    #expect(caches.objects(ChildResources.pods, namespace: "b", labels: Self.owner) == nil)
+    #expect(caches.contains(ChildResources.jobs, namespace: "b", name: "j1") == true)
+    #expect(caches.contains(ChildResources.jobs, namespace: "b", name: "nope") == false)
+    #expect(caches.contains(ChildResources.pods, namespace: "b", name: "j1") == nil)
+  }
+
+  @Test func aFinishedJobWaitsForItsPodInTheCache() {
+    let done: JSONValue = [
+      "metadata": ["name": "j1"], "status": ["conditions": [["type": "Complete", "status": "True"]]],
+    ]
+    let running: JSONValue = ["metadata": ["name": "j2"], "status": ["active": 1]]
+    let podRunning: JSONValue = ["metadata": ["labels": ["job-name": "j1"]], "status": ["phase": "Running"]]
+    let podDone: JSONValue = ["metadata": ["labels": ["job-name": "j1"]], "status": ["phase": "Succeeded"]]
+    #expect(BackupPolicyReconciler.podsCaughtUp(jobs: [running], pods: []))
+    #expect(!BackupPolicyReconciler.podsCaughtUp(jobs: [done, running], pods: [podRunning]))
+    #expect(BackupPolicyReconciler.podsCaughtUp(jobs: [done, running], pods: [podDone]))
+  }
+
+  @Test func aChildIsAppliedAgainOnlyWhenItsBodyOrSomeoneElseChangedIt() {
+    let body: JSONValue = ["kind": "CronJob", "metadata": ["name": "cj"], "spec": ["schedule": "1 2 * * *"]]
+    let child = DesiredChild(resource: ChildResources.roles, namespace: "b", name: "cj", body: body)
+    let hash = AppliedChildren.hash(body)
+    // Key order does not change the hash.
+    let reordered: JSONValue = ["spec": ["schedule": "1 2 * * *"], "metadata": ["name": "cj"], "kind": "CronJob"]
+    #expect(AppliedChildren.hash(reordered) == hash)
+    #expect(
+      AppliedChildren.annotated(body, hash: hash)[path: "metadata", "annotations", AppliedChildren.annotation]
+        == .string(hash))
+    let applied = AppliedChildren()
+    // Not cached (new, deleted, or the cache not filled): applied.
+    #expect(!applied.isCurrent(child, hash: hash, cached: nil))
+    // Cached with another hash (the desired body changed, or an older controller applied it): applied.
+    let stale = Self.object("CronJob", "b", "cj", annotations: [AppliedChildren.annotation: "00"], generation: 1)
+    #expect(!applied.isCurrent(child, hash: hash, cached: stale))
+    // A restarted controller trusts the annotation once, and remembers the generation it saw.
+    let current = Self.object("CronJob", "b", "cj", annotations: [AppliedChildren.annotation: hash], generation: 3)
+    #expect(applied.isCurrent(child, hash: hash, cached: current))
+    #expect(applied.isCurrent(child, hash: hash, cached: current))
+    // Someone else changed the spec (the generation moved, the annotation kept): applied again.
+    let edited = Self.object("CronJob", "b", "cj", annotations: [AppliedChildren.annotation: hash], generation: 4)
+    #expect(!applied.isCurrent(child, hash: hash, cached: edited))
+    applied.record(child, hash: hash, applied: edited)
+    #expect(applied.isCurrent(child, hash: hash, cached: edited))
+    // A status write (resourceVersion moves, generation stays) is not a change.
+    let statusWritten = Self.object(
+      "CronJob", "b", "cj", annotations: [AppliedChildren.annotation: hash], generation: 4, resourceVersion: "99")
+    #expect(applied.isCurrent(child, hash: hash, cached: statusWritten))
+    // Kinds without a generation: the resourceVersion.
+    let role = Self.object("Role", "b", "cj", annotations: [AppliedChildren.annotation: hash], resourceVersion: "5")
+    let fresh = AppliedChildren()
+    #expect(fresh.isCurrent(child, hash: hash, cached: role))
+    let roleEdited = Self.object(
+      "Role", "b", "cj", annotations: [AppliedChildren.annotation: hash], resourceVersion: "6")
+    #expect(!fresh.isCurrent(child, hash: hash, cached: roleEdited))
+    // A deleted child is forgotten.
+    fresh.forget(ChildResources.roles, namespace: "b", name: "cj")
+    #expect(fresh.isCurrent(child, hash: hash, cached: roleEdited))
+  }
+}
