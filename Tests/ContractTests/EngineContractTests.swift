@@ -652,6 +652,21 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     #expect(back.errors?.last?.hasPrefix("400 problems found") == true)
     #expect(back.errors?.contains { $0.hasPrefix("and ") && $0.hasSuffix(" more") } == true)
     #expect(VerifyOutcome.problemCount(back.errors ?? []) == 400)
+    // A copy's target identity (the replica's pins) survives the cut, as the source's does.
+    var copy = EngineResult.starting("copy")
+    copy.repositoryId = String(repeating: "ab", count: 16)
+    copy.targetRepositoryId = String(repeating: "ef", count: 16)
+    copy.targetSigningKey = String(repeating: "12", count: 32)
+    copy.targetRepository = "s3://dr-bucket/" + String(repeating: "p", count: 2_000)
+    copy.copied = (0..<300).map { EngineResult.Copied(source: "s\($0)", target: "t\($0)") }
+    copy.skipped = (0..<300).map { String(repeating: "c", count: 64) + "\($0)" }
+    copy.addErrors((0..<40).map { "error \($0) " + String(repeating: "e", count: 400) })
+    let copyCut = try copy.encodedLine(maxBytes: EngineResult.terminationMessageLimit)
+    #expect(copyCut.count <= EngineResult.terminationMessageLimit)
+    let copyBack = try #require(EngineResult.parse(String(decoding: copyCut, as: UTF8.self)))
+    #expect(
+      copyBack.targetRepositoryId == copy.targetRepositoryId && copyBack.targetSigningKey == copy.targetSigningKey)
+    #expect(copyBack.targetRepository?.hasPrefix("s3://dr-bucket/") == true)
     // A result that fits is written whole.
     let small = EngineResult.starting("backup")
     #expect(try small.encodedLine(maxBytes: EngineResult.terminationMessageLimit) == small.encodedLine())
