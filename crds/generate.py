@@ -615,6 +615,18 @@ def backup_policy_spec_schema():
                }, required=["tier", "source", "repository", "encryption"])
 
 
+def repository_identity(desc):
+    """A repository's pins (Swift: RepositoryIdentity): the primary's and each replica's."""
+    return obj(desc, {
+        "repository": string("The repository URL the pins belong to (the Jobs' --repo).", maxLength=4096),
+        "id": string("The repository id.", pattern=r"^[0-9a-f]{32}$", maxLength=32),
+        "signingKey": string("The hex Ed25519 public key that signs the repository's config, key files "
+                             "and manifests.", pattern=r"^[0-9a-f]{64}$", maxLength=64),
+        "recordedAt": date_time("When the run the pins came from finished."),
+        "recordedFrom": string("The Job whose result the pins came from.", maxLength=63),
+    }, required=["repository", "id", "signingKey"])
+
+
 def backup_policy_status():
     return obj("Observed state, written by the controller through the status subresource.", {
         "observedGeneration": observed_generation(),
@@ -689,6 +701,13 @@ def backup_policy_status():
             "lastHandledKeyRotationRequest": string("The dr.botrt.io/rotate-keys-now value last handled for this "
                                                     "replica.", maxLength=256),
             "keyRotation": string("The state of the replica's key rotation, in a sentence.", maxLength=4096),
+            "repositoryIdentity": repository_identity(
+                "The replica repository's id and signing key, recorded from the first successful copy whose result "
+                "names the replica's repository, and passed to every later Job that opens the replica: copies "
+                "(--to-expect-repository-id, --to-expect-signing-key), its key rotations, and restores, verifies "
+                "and drills from it (--expect-repository-id, --expect-signing-key). A replica replaced under the "
+                "same location is refused. Dropped and recorded again when the replica's repository names another "
+                "location."),
         }, required=["name"]), maxItems=4),
         "lastVerify": obj(
             "The newest finished run of the periodic verify (spec.verify; botrt-engine verify --all "
@@ -704,18 +723,11 @@ def backup_policy_status():
                                   fmt="int32", minimum=0),
                 "message": string("The first problem, or why the run failed.", maxLength=4096),
             }, required=["job", "succeeded"]),
-        "repositoryIdentity": obj(
+        "repositoryIdentity": repository_identity(
             "The repository's id and signing key, recorded from the first successful backup that reported them and "
             "passed to every later Job (--expect-repository-id, --expect-signing-key), so a repository replaced "
             "under the same location (another config and key files) is refused before any key is used. Dropped "
-            "and recorded again when spec.repository names another location.", {
-                "repository": string("The repository URL the pins belong to (the Jobs' --repo).", maxLength=4096),
-                "id": string("The repository id.", pattern=r"^[0-9a-f]{32}$", maxLength=32),
-                "signingKey": string("The hex Ed25519 public key that signs the repository's config, key files "
-                                     "and manifests.", pattern=r"^[0-9a-f]{64}$", maxLength=64),
-                "recordedAt": date_time("When the run the pins came from finished."),
-                "recordedFrom": string("The Job whose result the pins came from.", maxLength=63),
-            }, required=["repository", "id", "signingKey"]),
+            "and recorded again when spec.repository names another location."),
     })
 
 

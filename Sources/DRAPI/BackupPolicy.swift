@@ -219,6 +219,10 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
   public var lastHandledKeyRotationRequest: String?
   /// The state of the replica's key rotation, in a sentence.
   public var keyRotation: String?
+  /// The replica repository's id and signing key, recorded from the first successful copy whose result names the
+  /// replica's repository and pinned in every later Job that opens the replica (copies, its key rotations, restores,
+  /// verifies and drills from it).
+  public var repositoryIdentity: RepositoryIdentity?
 
   public init(
     name: String, state: String? = nil, lastCopiedSnapshot: String? = nil, replicaSnapshot: String? = nil,

@@ -46,6 +46,19 @@ struct CopyCommand: EngineCommand {
     name: .customLong("to-vault-token-file"),
     help: "File with the target's Vault token (else --vault-token-file, VAULT_TOKEN).")
   var toVaultTokenFile: String?
+  @Option(
+    name: .customLong(EngineFlag.toExpectRepositoryID),
+    help: ArgumentHelp(
+      "Refuse (exit 5) unless the target has this repository id (32 hex digits; the result's targetRepositoryId of "
+        + "an earlier copy): a target replaced wholesale under the same location receives nothing, and one that "
+        + "vanished is not re-created by --init-if-missing."))
+  var toExpectRepositoryID: String?
+  @Option(
+    name: .customLong(EngineFlag.toExpectSigningKey),
+    help: ArgumentHelp(
+      "Refuse (exit 5) unless the target's config and key files are signed by this Ed25519 public key (64 hex "
+        + "digits; the result's targetSigningKey of an earlier copy)."))
+  var toExpectSigningKey: String?
   @Flag(
     name: .customLong("init-if-missing"),
     help: "Create the target repository first when it has no config yet.")
@@ -68,6 +81,17 @@ struct CopyCommand: EngineCommand {
     if all && !snapshots.isEmpty { throw ValidationError("give SNAPSHOT ids or --all, not both") }
     if objectLock != nil && !initIfMissing { throw ValidationError("--object-lock needs --init-if-missing") }
     if prune && retention.isEmpty { throw ValidationError("--prune needs a --keep-* rule or --max-age") }
+    if let v = toExpectRepositoryID, v.count != 32 || Hex.decode(v) == nil {
+      throw ValidationError("--\(EngineFlag.toExpectRepositoryID) '\(v)' must be 32 hex digits (a repository id)")
+    }
+    if let v = toExpectSigningKey, v.count != 64 || Hex.decode(v) == nil {
+      throw ValidationError("--\(EngineFlag.toExpectSigningKey) '\(v)' must be 64 hex digits (an Ed25519 public key)")
+    }
+  }
+
+  /// The pinned identity the target must have.
+  func targetExpectation() -> RepositoryExpectation {
+    RepositoryExpectation(repositoryID: toExpectRepositoryID, signingKey: toExpectSigningKey)
   }
 
   var env: [String: String] { ProcessInfo.processInfo.environment }
@@ -100,10 +124,21 @@ struct CopyCommand: EngineCommand {
     return k
   }
 
-  /// Opens the target, creating it first with `--init-if-missing` when it has no config (a concurrent creator that
-  /// wins the race is simply opened).
+  /// Opens the target with its pins (`--to-expect-*`), creating it first with `--init-if-missing` when it has no
+  /// config and no pins (a concurrent creator that wins the race is simply opened, and checked against the pins).
   func openOrCreateTarget(_ store: any ObjectStore, _ keys: any KeyService) async throws -> Repository {
+    let expect = targetExpectation()
     if initIfMissing, try await store.head("config") == nil {
+      if let pinned = toExpectRepositoryID {
+        // As backup's --init-if-missing: a pinned target that vanished is not replaced by a new one, which would
+        // hide its loss and give whoever deleted it a fresh repository to watch.
+        throw EngineError.integrity(
+          object: "config",
+          message:
+            "target repository \(pinned) was expected (pinned by an earlier copy) but \(store.location) has no "
+            + "config: it was deleted or the location is wrong; nothing was copied. To start a new repository there, "
+            + "drop the target's pins (--\(EngineFlag.toExpectRepositoryID), --\(EngineFlag.toExpectSigningKey))")
+      }
       do {
         let repo = try await Repository.initialize(
           store: store, keyService: keys, objectLock: try objectLock.map { try ObjectLockConfig.parse($0) },
@@ -112,7 +147,7 @@ struct CopyCommand: EngineCommand {
         return repo
       } catch StorageError.alreadyExists {}
     }
-    return try await Repository.open(store: store, keyService: keys, logger: repoOptions.logger())
+    return try await Repository.open(store: store, keyService: keys, logger: repoOptions.logger(), expect: expect)
   }
 
   func execute(_ result: inout CommandResult) async throws {
@@ -164,6 +199,10 @@ struct CopyCommand: EngineCommand {
     }
     fill(&result, source)
     fill(&result, target)
+    // The target's identity, for its pins in later copies (the source's is repositoryId and signingKey).
+    result.targetRepositoryId = target.config.id
+    result.targetSigningKey = target.config.publicKey
+    result.targetRepository = target.store.location
     result.copied = r.copied.map { EngineResult.Copied(source: $0.source.hex, target: $0.target.hex) }
     result.skipped = r.skipped.map(\.hex)
     if policy != nil { result.expired = r.expired.map(\.hex) }

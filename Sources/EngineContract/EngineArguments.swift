@@ -70,6 +70,9 @@ public enum EngineFlag {
   public static let toKMSEndpoint = "to-kms-endpoint"
   public static let toKMSTokenFile = "to-kms-token-file"
   public static let toVaultTokenFile = "to-vault-token-file"
+  /// The target's pins, as `expect-repository-id` and `expect-signing-key` are the source's.
+  public static let toExpectRepositoryID = "to-expect-repository-id"
+  public static let toExpectSigningKey = "to-expect-signing-key"
   // rotate-keys, delete-repository.
   public static let newKMS = "new-kms"
   public static let newKEK = "new-kek"
@@ -416,6 +419,12 @@ public struct EngineCopyArguments: Sendable, Hashable {
   public var toKMSEndpoint: String?
   public var toKMSTokenFile: String?
   public var toVaultTokenFile: String?
+  /// The repository id the target must have (`--to-expect-repository-id`, 32 hex digits), as an earlier copy's
+  /// result reported it (`EngineResult.targetRepositoryId`); a pinned target that vanished is not re-created.
+  public var toExpectedRepositoryID: String?
+  /// The Ed25519 public key (64 hex digits) that must sign the target's config and key files
+  /// (`--to-expect-signing-key`, `EngineResult.targetSigningKey`).
+  public var toExpectedSigningKey: String?
   public var initIfMissing: Bool = true
   public var objectLock: EngineObjectLock?
   /// The target's retention; with a rule, the target is also pruned.
@@ -555,7 +564,8 @@ public enum EngineArguments: Sendable, Hashable {
         (EngineFlag.toS3Endpoint, c.toS3Endpoint), (EngineFlag.toS3Region, c.toS3Region),
         (EngineFlag.toS3SSE, c.toS3SSE), (EngineFlag.toS3SSEKMSKeyId, c.toS3SSEKMSKeyId),
         (EngineFlag.toKMSEndpoint, c.toKMSEndpoint), (EngineFlag.toKMSTokenFile, c.toKMSTokenFile),
-        (EngineFlag.toVaultTokenFile, c.toVaultTokenFile),
+        (EngineFlag.toVaultTokenFile, c.toVaultTokenFile), (EngineFlag.toExpectRepositoryID, c.toExpectedRepositoryID),
+        (EngineFlag.toExpectSigningKey, c.toExpectedSigningKey),
       ]
       for (flag, value) in opts { if let v = value { a += [l(flag), v] } }
       if c.initIfMissing { a.append(l(EngineFlag.initIfMissing)) }

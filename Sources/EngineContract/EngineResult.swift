@@ -41,6 +41,12 @@ public struct EngineResult: Codable, Sendable, Hashable {
   /// `file:///PATH`): the id and signing key above belong to it. A caller pins them only for the repository it
   /// named (see `EngineRepositoryURL.same`), so a run of an older spec cannot pin a new location.
   public var repository: String?
+  /// copy: the target repository's id, signing key and URL (without credentials), as `repositoryId`, `signingKey`
+  /// and `repository` are the source's; a caller pins them for the target (`--to-expect-repository-id`,
+  /// `--to-expect-signing-key`) only when `targetRepository` is the target it named.
+  public var targetRepositoryId: String?
+  public var targetSigningKey: String?
+  public var targetRepository: String?
   public var keyVersion: String?
   /// delete-repository: objects deleted and objects Object Lock kept.
   public var objectsDeleted: Int?
@@ -146,7 +152,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
     case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
     case snapshotTime, skippedSnapshots, bytesDownloaded, engineVersion, repositoryId, signingKey, repository
-    case repositoryStoredBytes, snapshotsVerified
+    case repositoryStoredBytes, snapshotsVerified, targetRepositoryId, targetSigningKey, targetRepository
   }
 
   public init(from decoder: Decoder) throws {
@@ -173,6 +179,9 @@ public struct EngineResult: Codable, Sendable, Hashable {
     repositoryId = try c.decodeIfPresent(String.self, forKey: .repositoryId)
     signingKey = try c.decodeIfPresent(String.self, forKey: .signingKey)
     repository = try c.decodeIfPresent(String.self, forKey: .repository)
+    targetRepositoryId = try c.decodeIfPresent(String.self, forKey: .targetRepositoryId)
+    targetSigningKey = try c.decodeIfPresent(String.self, forKey: .targetSigningKey)
+    targetRepository = try c.decodeIfPresent(String.self, forKey: .targetRepository)
     objectsDeleted = try c.decodeIfPresent(Int.self, forKey: .objectsDeleted)
     objectsRetained = try c.decodeIfPresent(Int.self, forKey: .objectsRetained)
     if let list = try? c.decodeIfPresent([KeyUnwrap].self, forKey: .keyUnwraps) {
@@ -306,6 +315,9 @@ public struct EngineResult: Codable, Sendable, Hashable {
     e.repositoryId = repositoryId
     e.signingKey = signingKey
     e.repository = repository.map(cut)
+    e.targetRepositoryId = targetRepositoryId
+    e.targetSigningKey = targetSigningKey
+    e.targetRepository = targetRepository.map(cut)
     return try e.encodedLine()
   }
 

@@ -328,6 +328,12 @@ func tablePolicies() -> [BackupPolicy] {
             name: "dr", lastCopiedSnapshot: "abc123", replicaSnapshot: "def456", lastCopyTime: now,
             currentKey: rEnc?.rotationKeysSecretRef != nil ? "key-2" : nil)
         ]
+        // The replica's own pins (--to-expect-* in copies, --expect-* when opened as a Job's repository) on every
+        // third row, the rows of the primary's.
+        if i % 3 == 1, let url = ReplicaInvocation.repositoryURL(p.spec, replica) {
+          st.replicas?[0].repositoryIdentity = RepositoryIdentity(
+            repository: url, id: replicaPinID, signingKey: String(repeating: "12", count: 32))
+        }
         p.status = st
       }
       out.append(p)
@@ -336,6 +342,9 @@ func tablePolicies() -> [BackupPolicy] {
   }
   return out
 }
+
+/// The replica pins' id in the table (the primary's is ab…).
+let replicaPinID = String(repeating: "ef", count: 16)
 
 func planFor(_ p: BackupPolicy) -> RecoveryPlan {
   let ref = LocalObjectReference(name: p.metadata.name ?? "")
@@ -438,7 +447,8 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
       try checkPlan(planFor(restoreOnly), policies: alone)
       for spec in drillSpecs(restoreOnly) { try checkDrill(drill, spec: spec, policies: alone) }
     }
-    // The table reaches restores and drills from replicas, with the replica's repository and no primary pins.
+    // The table reaches restores and drills from replicas, with the replica's repository and pins, never the
+    // primary's pins.
     let withReplicas = policies.filter { $0.spec.replicas != nil }
     #expect(!withReplicas.isEmpty)
     for p in withReplicas {
@@ -449,8 +459,22 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
         let argv = engineRuns(try RecoveryJobs.stepJob(step, jobName: "s", ctx: ctx), name: step.step.name)
           .flatMap(\.argv)
         #expect(argv.contains(replicaURL), "\(p.metadata.name ?? "") \(step.step.name): \(argv)")
-        #expect(!argv.contains(EngineFlag.long(EngineFlag.expectRepositoryID)), "\(step.step.name): \(argv)")
+        #expect(!argv.contains(String(repeating: "ab", count: 16)), "\(step.step.name): \(argv)")
+        let pinned = p.status?.replicas?.first?.repositoryIdentity != nil
+        #expect(argv.contains(replicaPinID) == pinned, "\(step.step.name): \(argv)")
         if step.step.name == "replica-id" { #expect(argv.contains("def456") && !argv.contains("abc123")) }
+      }
+      let drill = DRDrill(
+        metadata: ObjectMeta(name: "drill-\(p.metadata.name ?? "")", namespace: "shop"),
+        spec: DRDrillSpec(
+          schedule: "@weekly", target: DrillTarget(backupPolicyRef: LocalObjectReference(name: p.metadata.name ?? ""))))
+      for spec in drillSpecs(p) where spec.restore.replica != nil {
+        let body = try DrillLogic.runJob(
+          drill, spec: spec, namespace: "drill-scratch", settings: testSettings, policies: byName,
+          timeoutSeconds: 3_600)
+        let argv = engineRuns(body, name: "drill").flatMap(\.argv)
+        #expect(argv.contains(replicaURL) && !argv.contains(String(repeating: "ab", count: 16)), "\(argv)")
+        #expect(argv.contains(replicaPinID) == (p.status?.replicas?.first?.repositoryIdentity != nil), "\(argv)")
       }
     }
     // The table reaches the flags of private CAs and pinned repositories.
@@ -458,7 +482,10 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     for p in policies {
       for (name, body) in try policyBodies(p) { flags.formUnion(engineRuns(body, name: name).flatMap(\.argv)) }
     }
-    for f in [EngineFlag.caCert, EngineFlag.expectRepositoryID, EngineFlag.expectSigningKey] {
+    for f in [
+      EngineFlag.caCert, EngineFlag.expectRepositoryID, EngineFlag.expectSigningKey, EngineFlag.toExpectRepositoryID,
+      EngineFlag.toExpectSigningKey,
+    ] {
       #expect(flags.contains(EngineFlag.long(f)), "no table Job passes --\(f)")
     }
   }
@@ -535,6 +562,22 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
         "backup", "--repo", "file:///r", "--kms", "file:///k", "--expect-signing-key", "ab", "/d",
       ])
     }
+    // copy's target pins: rendered by the typed arguments, parsed, and refused when malformed.
+    var copy = EngineCopyArguments(common: common, to: "file:///t", toKMS: "file:///k2")
+    copy.toExpectedRepositoryID = String(repeating: "ef", count: 16)
+    copy.toExpectedSigningKey = String(repeating: "12", count: 32)
+    let copyArgv = EngineArguments.copy(copy).argv
+    let parsed = try #require(try BotrtEngine.parseAsRoot(copyArgv) as? CopyCommand)
+    #expect(parsed.toExpectRepositoryID == copy.toExpectedRepositoryID)
+    #expect(parsed.toExpectSigningKey == copy.toExpectedSigningKey)
+    for (flag, bad) in [(EngineFlag.toExpectRepositoryID, "xyz"), (EngineFlag.toExpectSigningKey, "ab")] {
+      #expect(throws: (any Error).self) {
+        try BotrtEngine.parseAsRoot(
+          EngineArguments.copy(EngineCopyArguments(common: common, to: "file:///t", toKMS: "file:///k2")).argv + [
+            EngineFlag.long(flag), bad,
+          ])
+      }
+    }
   }
 
   /// backup's file selection (issue 16 section 2): the typed options render restic's flags, which the engine's
@@ -609,6 +652,21 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     #expect(back.errors?.last?.hasPrefix("400 problems found") == true)
     #expect(back.errors?.contains { $0.hasPrefix("and ") && $0.hasSuffix(" more") } == true)
     #expect(VerifyOutcome.problemCount(back.errors ?? []) == 400)
+    // A copy's target identity (the replica's pins) survives the cut, as the source's does.
+    var copy = EngineResult.starting("copy")
+    copy.repositoryId = String(repeating: "ab", count: 16)
+    copy.targetRepositoryId = String(repeating: "ef", count: 16)
+    copy.targetSigningKey = String(repeating: "12", count: 32)
+    copy.targetRepository = "s3://dr-bucket/" + String(repeating: "p", count: 2_000)
+    copy.copied = (0..<300).map { EngineResult.Copied(source: "s\($0)", target: "t\($0)") }
+    copy.skipped = (0..<300).map { String(repeating: "c", count: 64) + "\($0)" }
+    copy.addErrors((0..<40).map { "error \($0) " + String(repeating: "e", count: 400) })
+    let copyCut = try copy.encodedLine(maxBytes: EngineResult.terminationMessageLimit)
+    #expect(copyCut.count <= EngineResult.terminationMessageLimit)
+    let copyBack = try #require(EngineResult.parse(String(decoding: copyCut, as: UTF8.self)))
+    #expect(
+      copyBack.targetRepositoryId == copy.targetRepositoryId && copyBack.targetSigningKey == copy.targetSigningKey)
+    #expect(copyBack.targetRepository?.hasPrefix("s3://dr-bucket/") == true)
     // A result that fits is written whole.
     let small = EngineResult.starting("backup")
     #expect(try small.encodedLine(maxBytes: EngineResult.terminationMessageLimit) == small.encodedLine())

@@ -137,3 +137,120 @@ import Testing
     #expect(args.contains(id) && args.contains(key), "\(args)")
   }
 }
+
+/// Issue 14 item 5 for replicas: each replica's own pins, recorded from its copies' target identity, passed to the
+/// Jobs that open the replica (copies as --to-expect-*, its rotations, restores, verifies and drills from it).
+@Suite struct ReplicaPinsLogicTests {
+  let primaryID = String(repeating: "a1", count: 16)
+  let primaryKey = String(repeating: "b2", count: 32)
+  let replicaID = String(repeating: "c3", count: 16)
+  let replicaKey = String(repeating: "d4", count: 32)
+
+  /// A successful copy of `snapshot` whose result names `target` with the given identity.
+  func copy(_ snapshot: String, at: TimeInterval, target: String?, id: String, key: String) -> CopyRun {
+    var res = CopyResult(ok: true, copied: [CopyResult.Copied(source: snapshot, target: "r-\(snapshot)")])
+    res.repository = "s3://backups/payments"
+    res.repositoryId = primaryID
+    res.signingKey = primaryKey
+    res.targetRepository = target
+    res.targetRepositoryId = id
+    res.targetSigningKey = key
+    let t = testNow.addingTimeInterval(at)
+    return CopyRun(
+      jobName: "copy-\(snapshot)", replica: "dr-gcs", sourceSnapshot: snapshot,
+      sourceBackupTime: t.addingTimeInterval(-5),
+      state: .succeeded, startTime: t.addingTimeInterval(-3), finishTime: t, result: res)
+  }
+
+  func outcome(_ p: BackupPolicy) throws -> StatusOutcome {
+    var result = EngineResult(ok: true, snapshotId: "s2")
+    result.snapshotTime = ISO8601DateFormatter().string(from: testNow.addingTimeInterval(-60))
+    let run = BackupRun(
+      jobName: "b-s2", state: .succeeded, startTime: testNow.addingTimeInterval(-65),
+      finishTime: testNow.addingTimeInterval(-60), result: result)
+    return BackupPolicyStatusLogic.compute(
+      policy: p, effective: try EffectivePolicy(spec: p.spec, now: testNow), problem: nil, runs: [run],
+      backupNamespace: "botrt-backup", handledTrigger: nil, childSummary: "ok", now: testNow)
+  }
+
+  @Test func theFirstCopyNamingTheReplicaPinsItAndAMoveDropsThePins() throws {
+    let p = replicatedPolicy()
+    let url = try #require(ReplicaInvocation.repositoryURL(p.spec, p.spec.replicas![0]))
+    #expect(url == "gs://dr-bucket/payments")
+    // The copy result's source identity (the primary's) is never taken for the replica.
+    let elsewhere = copy("s0", at: -300, target: "gs://other/payments", id: primaryID, key: primaryKey)
+    let first = copy("s1", at: -200, target: url, id: replicaID, key: replicaKey)
+    var o = try outcome(p)
+    let r = ReplicationLogic.apply(policy: p, copies: [elsewhere, first], canCopy: true, now: testNow, outcome: &o)
+    let pins = try #require(o.status.replicas?.first?.repositoryIdentity)
+    #expect(pins.id == replicaID && pins.signingKey == replicaKey && pins.repository == url)
+    #expect(pins.recordedFrom == "copy-s1")
+    #expect(r.events.contains { $0.reason == "RepositoryPinned" && $0.message.hasPrefix("Replica dr-gcs:") })
+    #expect(o.status.repositoryIdentity == nil, "the primary's pins come from backups only")
+
+    // Kept while the replica's repository stays; a later copy reporting another identity is a conflict.
+    var p2 = p
+    p2.status = o.status
+    let swapped = copy("s2", at: -100, target: url, id: primaryID, key: replicaKey)
+    var o2 = try outcome(p2)
+    let r2 = ReplicationLogic.apply(policy: p2, copies: [first, swapped], canCopy: true, now: testNow, outcome: &o2)
+    #expect(o2.status.replicas?.first?.repositoryIdentity == pins)
+    #expect(!r2.events.contains { $0.reason == "RepositoryPinned" })
+    // Before any pins are recorded, two copies reporting different identities are a conflict; the first is kept.
+    var o3 = try outcome(p)
+    let r3 = ReplicationLogic.apply(policy: p, copies: [first, swapped], canCopy: true, now: testNow, outcome: &o3)
+    #expect(o3.status.replicas?.first?.repositoryIdentity?.recordedFrom == "copy-s1")
+    let conflict = try #require(r3.events.first { $0.reason == "RepositoryIdentityConflict" })
+    #expect(conflict.warning && conflict.message.contains("copy-s2") && conflict.message.hasPrefix("Replica dr-gcs:"))
+
+    // The replica's repository moves: its pins go, and copies of the old location do not pin the new one.
+    var moved = p2
+    moved.spec.replicas![0].repository.gcs?.bucket = "dr-bucket-2"
+    var o4 = try outcome(moved)
+    _ = ReplicationLogic.apply(policy: moved, copies: [first], canCopy: true, now: testNow, outcome: &o4)
+    #expect(o4.status.replicas?.first?.repositoryIdentity == nil)
+  }
+
+  /// Copy Jobs pass the replica's pins as --to-expect-* and the primary's as --expect-*; rotations of the replica
+  /// and restores from it pass the replica's as --expect-*.
+  @Test func jobsThatOpenTheReplicaCarryItsPins() throws {
+    var p = replicatedPolicy()
+    let replicaURL = try #require(ReplicaInvocation.repositoryURL(p.spec, p.spec.replicas![0]))
+    var st = BackupPolicyStatus()
+    st.repositoryIdentity = RepositoryIdentity(
+      repository: try EngineInvocation(policy: p) { $0 }.repoURL, id: primaryID, signingKey: primaryKey)
+    var rs = ReplicaStatus(name: "dr-gcs", lastCopyTime: testNow)
+    rs.repositoryIdentity = RepositoryIdentity(repository: replicaURL, id: replicaID, signingKey: replicaKey)
+    st.replicas = [rs]
+    p.status = st
+    let input = ChildInputs(
+      policy: p, effective: try EffectivePolicy(spec: p.spec, now: testNow), settings: settings(),
+      secrets: replicaSecrets)
+    let job = try ReplicationChildren.copyJob(input, index: 0, snapshot: "s1", backupTime: testNow)
+    let args = argv(job.body[path: "spec", "template", "spec", "containers"]?[0])
+    func value(_ flag: String) -> String? {
+      args.firstIndex(of: EngineFlag.long(flag)).flatMap { args.indices.contains($0 + 1) ? args[$0 + 1] : nil }
+    }
+    #expect(value(EngineFlag.expectRepositoryID) == primaryID && value(EngineFlag.expectSigningKey) == primaryKey)
+    #expect(value(EngineFlag.toExpectRepositoryID) == replicaID, "\(args)")
+    #expect(value(EngineFlag.toExpectSigningKey) == replicaKey, "\(args)")
+
+    let rotation = try ReplicationChildren.rotationJob(input, index: 0, ReplicaRotationJob(token: "t1"))
+    let rot = argv(rotation.body[path: "spec", "template", "spec", "containers"]?[0])
+    #expect(rot.contains(replicaID) && rot.contains(replicaKey) && !rot.contains(primaryID), "\(rot)")
+
+    let restore = try ReplicaSource.invocation(p, replica: "dr-gcs", field: "spec.replica") { $0 }
+    #expect(restore.common.expectedRepositoryID == replicaID && restore.common.expectedSigningKey == replicaKey)
+    #expect(try EngineInvocation(policy: p) { $0 }.common.expectedRepositoryID == primaryID)
+
+    // Pins of another location (the replica moved since) are not passed.
+    var moved = p
+    moved.spec.replicas![0].repository.gcs?.bucket = "dr-bucket-2"
+    let movedJob = try ReplicationChildren.copyJob(
+      ChildInputs(
+        policy: moved, effective: try EffectivePolicy(spec: moved.spec, now: testNow), settings: settings(),
+        secrets: replicaSecrets), index: 0, snapshot: "s1", backupTime: testNow)
+    let movedArgs = argv(movedJob.body[path: "spec", "template", "spec", "containers"]?[0])
+    #expect(!movedArgs.contains(EngineFlag.long(EngineFlag.toExpectRepositoryID)) && !movedArgs.contains(replicaID))
+  }
+}

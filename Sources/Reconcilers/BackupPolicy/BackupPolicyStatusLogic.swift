@@ -149,26 +149,12 @@ public enum BackupPolicyStatusLogic {
   public static func repositoryIdentity(
     previous: RepositoryIdentity?, runs: [BackupRun], repositoryURL: String?
   ) -> (identity: RepositoryIdentity?, conflict: String?) {
-    guard let url = repositoryURL else { return (previous, nil) }
-    if let p = previous, EngineRepositoryURL.same(p.repository, url) { return (p, nil) }
-    let reported = runs.filter { $0.state == .succeeded }.compactMap { r -> (BackupRun, String, String)? in
-      guard let res = r.result, let repo = res.repository, EngineRepositoryURL.same(repo, url),
-        let id = res.repositoryId?.lowercased(), let key = res.signingKey?.lowercased(),
-        EngineRepositoryURL.validPins(id: id, signingKey: key)
-      else { return nil }
-      return (r, id, key)
-    }.sorted { ($0.0.finishTime ?? .distantFuture, $0.0.jobName) < ($1.0.finishTime ?? .distantFuture, $1.0.jobName) }
-    guard let first = reported.first else { return (nil, nil) }
-    let identity = RepositoryIdentity(
-      repository: url, id: first.1, signingKey: first.2, recordedAt: first.0.finishTime, recordedFrom: first.0.jobName)
-    let others = reported.dropFirst().filter { $0.1 != first.1 || $0.2 != first.2 }.map { $0.0.jobName }
-    let conflict =
-      others.isEmpty
-      ? nil
-      : "Jobs \(others.joined(separator: ", ")) reported another repository identity at \(url) than Job "
-        + "\(first.0.jobName) (id \(first.1)): the repository was replaced between them. The first one is pinned; "
-        + "check who can write to the storage."
-    return (identity, conflict)
+    let reports = runs.filter { $0.state == .succeeded }.map {
+      RepositoryPinReport(
+        jobName: $0.jobName, finishTime: $0.finishTime, repository: $0.result?.repository,
+        id: $0.result?.repositoryId, signingKey: $0.result?.signingKey)
+    }
+    return RepositoryPinReport.identity(previous: previous, reports: reports, repositoryURL: repositoryURL)
   }
 
   /// Computes the status. `effective` is nil when the spec is invalid (`problem` says why); `problem` is also set

@@ -181,8 +181,8 @@ public enum DrillLogic {
   }
 
   /// The policy whose repository the run opens: the target policy, or the one of its replica the run restores from
-  /// (`ReplicaSource.policy`: the replica's repository and keys, no primary pins); its Secrets are the ones copied into
-  /// the scratch namespace and its endpoints the ones the fence lets through.
+  /// (`ReplicaSource.policy`: the replica's repository, keys and pins, never the primary's pins); its Secrets are the
+  /// ones copied into the scratch namespace and its endpoints the ones the fence lets through.
   public static func sourcePolicy(_ spec: DrillRunSpec, policy: BackupPolicy) throws(SpecError) -> BackupPolicy {
     try ReplicaSource.policy(policy, replica: spec.restore.replica, field: spec.replicaField)
   }

@@ -47,7 +47,8 @@ public enum ReplicaKeyRotation {
   /// The component label of replica rotation Jobs.
   public static let component = "replica-rotate-keys"
 
-  /// The spec the replica's repository is used with as if it were a policy's own (its repository, its encryption).
+  /// The spec the replica's repository is used with as if it were a policy's own (its repository, its encryption),
+  /// with a status of the replica's own: its key, rotations and pins (status.replicas[].repositoryIdentity).
   public static func virtualPolicy(_ policy: BackupPolicy, replica: ReplicaSpec, status rs: ReplicaStatus)
     -> BackupPolicy
   {
@@ -58,6 +59,8 @@ public enum ReplicaKeyRotation {
     s.lastKeyRotation = rs.lastKeyRotation
     s.currentKey = rs.currentKey
     s.lastHandledKeyRotationRequest = rs.lastHandledKeyRotationRequest
+    // The replica's own pins (never the primary's): Jobs that open the replica as their repository pass them.
+    s.repositoryIdentity = rs.repositoryIdentity
     v.status = s
     return v
   }

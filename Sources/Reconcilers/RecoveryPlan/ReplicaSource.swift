@@ -8,7 +8,9 @@ import KubeCore
 /// The Job opens the replica's repository with the replica's keys, as the replica's copies and rotations do
 /// (`ReplicaKeyRotation.virtualPolicy`): `ReplicaInvocation.targetSpec` (its repository, its encryption or the
 /// policy's, the policy's CAs) and the key it was last rewrapped under (status.replicas[].currentKey). The virtual
-/// policy has a fresh status, so the primary's repository pins (status.repositoryIdentity) never reach it.
+/// policy's status is the replica's: its own pins (status.replicas[].repositoryIdentity, recorded from its first
+/// copy) are passed as `--expect-repository-id`/`--expect-signing-key`, so a replica replaced under the same
+/// location is refused; the primary's pins (status.repositoryIdentity) never reach it.
 ///
 /// Snapshots: `latest` (and `beforeTime`) select among the replica's own snapshots. A snapshot id is the primary's
 /// id of the replica's newest copy (status.replicas[].lastCopiedSnapshot) when it is one, mapped to the copy's id
@@ -32,7 +34,8 @@ public enum ReplicaSource {
   }
 
   /// The policy whose repository the Job opens: `policy` itself, or for a replica the policy the replica's
-  /// repository would be as a policy of its own (with a fresh status: no primary pins, the replica's current key).
+  /// repository would be as a policy of its own (with the replica's status: its pins and current key, never the
+  /// primary's pins).
   public static func policy(_ policy: BackupPolicy, replica: String?, field: String) throws(SpecError)
     -> BackupPolicy
   {

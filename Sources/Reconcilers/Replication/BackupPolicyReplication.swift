@@ -96,6 +96,14 @@ extension BackupPolicyReconciler {
     let held = Set(rotations.filter { $0.plan.holdCopies }.map(\.name))
     let plan = ReplicationLogic.apply(
       policy: policy, copies: copies, canCopy: ready && effective != nil, held: held, now: now, outcome: &outcome)
+    // Replica pins recorded (or dropped) just now apply to the copy and rotation Jobs created below.
+    if let before = policy.status?.replicas {
+      policy.status?.replicas = before.map { st in
+        var st = st
+        st.repositoryIdentity = outcome.status.replicas?.first { $0.name == st.name }?.repositoryIdentity
+        return st
+      }
+    }
     // Fold the rotation fields into the replicas' status (a key recorded by a rotation wins over the copy's).
     let previous = policy.status?.replicas ?? []
     outcome.status.replicas = outcome.status.replicas?.map { st in

@@ -76,6 +76,16 @@ public struct ReplicaInvocation: Sendable, Hashable {
     }
   }
 
+  /// The URL of replica `replica`'s repository (its Jobs' `--repo`, a copy's `--to`), which its pins belong to; nil
+  /// when the controller cannot build its invocation (an invalid spec: the recorded pins are kept).
+  public static func repositoryURL(_ policy: BackupPolicySpec, _ replica: ReplicaSpec) -> String? {
+    do {
+      return try EngineInvocation(spec: targetSpec(policy, replica)) { $0 }.repoURL
+    } catch {
+      return nil
+    }
+  }
+
   /// Maps a field of the synthetic target spec to the replica's field.
   static func fieldName(_ field: String, index: Int, ownEncryption: Bool) -> String {
     let r = "spec.replicas[\(index)]"
@@ -92,22 +102,26 @@ public struct ReplicaInvocation: Sendable, Hashable {
   /// replica keeps what the primary keeps.
   /// `targetKey` is the key wrapping the replica (its status.replicas[].currentKey, or for a new replica sharing the
   /// policy's encryption the primary's current key).
+  /// `identity` is the primary's pins (status.repositoryIdentity), `targetIdentity` the replica's
+  /// (status.replicas[].repositoryIdentity): each is passed only for the repository it was recorded for.
   public init(
     policy: BackupPolicySpec, index: Int, currentKey: String? = nil, identity: RepositoryIdentity? = nil,
-    targetKey: String? = nil, retention: RetentionSpec? = nil, secretName: (String) -> String
+    targetKey: String? = nil, targetIdentity: RepositoryIdentity? = nil, retention: RetentionSpec? = nil,
+    secretName: (String) -> String
   ) throws(SpecError) {
     guard let replicas = policy.replicas, replicas.indices.contains(index) else {
       throw SpecError(field: "spec.replicas", message: "has no replica \(index)")
     }
     let replica = replicas[index]
-    // The source is the primary: its pins (status.repositoryIdentity). The target is built without any, so a
-    // replica never inherits the primary's.
+    // The source is the primary: its pins (status.repositoryIdentity). The target has its own
+    // (status.replicas[].repositoryIdentity), passed as --to-expect-*: a replica never gets the primary's.
     let source = try EngineInvocation(
       spec: policy, currentKey: currentKey, identity: identity, secretName: secretName)
     let tSpec = Self.targetSpec(policy, replica)
     let target: EngineInvocation
     do {
-      target = try EngineInvocation(spec: tSpec, currentKey: targetKey, secretName: secretName)
+      target = try EngineInvocation(
+        spec: tSpec, currentKey: targetKey, identity: targetIdentity, secretName: secretName)
     } catch {
       throw SpecError(
         field: Self.fieldName(error.field, index: index, ownEncryption: replica.encryption != nil),
@@ -155,6 +169,8 @@ public struct ReplicaInvocation: Sendable, Hashable {
     copy.toKMSEndpoint = t.kmsEndpoint
     copy.toKMSTokenFile = t.kmsTokenFile.map(rewrite)
     copy.toVaultTokenFile = t.vaultTokenFile.map(rewrite)
+    copy.toExpectedRepositoryID = t.expectedRepositoryID
+    copy.toExpectedSigningKey = t.expectedSigningKey
     if let ca = t.vaultCAFile {
       env.append(["name": .string(Self.targetEnvPrefix + EngineEnv.vaultCACert), "value": .string(rewrite(ca))])
     }
@@ -370,6 +386,7 @@ public enum ReplicationChildren {
     let inv = try ReplicaInvocation(
       policy: policy.spec, index: index, currentKey: policy.status?.currentKey,
       identity: policy.status?.repositoryIdentity, targetKey: targetKey,
+      targetIdentity: policy.status?.replicas?.first { $0.name == replica.name }?.repositoryIdentity,
       retention: input.effective.retention.value
     ) { copies ? names.secretCopy($0) : $0 }
     var labels = BackupPolicyChildren.ownerLabels(policy)
@@ -426,9 +443,10 @@ extension ReplicationChildren {
     func podName(_ s: String) -> String { copies ? names.secretCopy(s) : s }
     let inv: EngineInvocation
     do {
+      // The replica's own pins: a replaced replica is refused before any key is rewrapped into it.
       inv = try EngineInvocation(
         spec: ReplicaInvocation.targetSpec(policy.spec, replica), currentKey: targetKey(policy, replica: replica),
-        secretName: podName)
+        identity: policy.status?.replicas?.first { $0.name == replica.name }?.repositoryIdentity, secretName: podName)
     } catch {
       throw SpecError(
         field: ReplicaInvocation.fieldName(error.field, index: index, ownEncryption: replica.encryption != nil),

@@ -104,6 +104,32 @@ public enum ReplicationLogic {
           PlannedEvent(warning: false, reason: "ReplicaCopied", message: "Replica \(spec.name): \(st.message!)"))
       }
 
+      // The replica's pins: the target identity of the first successful copy whose result names the replica's
+      // repository as the spec names it now; dropped when the spec moves it (as the primary's, RepositoryPinReport).
+      let pins = RepositoryPinReport.identity(
+        previous: st.repositoryIdentity,
+        reports: mine.filter { $0.state == .succeeded }.map {
+          RepositoryPinReport(
+            jobName: $0.jobName, finishTime: $0.finishTime, repository: $0.result?.targetRepository,
+            id: $0.result?.targetRepositoryId, signingKey: $0.result?.targetSigningKey)
+        }, repositoryURL: ReplicaInvocation.repositoryURL(policy.spec, spec))
+      if pins.identity != st.repositoryIdentity {
+        st.repositoryIdentity = pins.identity
+        if let id = pins.identity {
+          r.events.append(
+            PlannedEvent(
+              warning: false, reason: "RepositoryPinned",
+              message:
+                "Replica \(spec.name): repository \(id.repository) has id \(id.id) and signing key "
+                + "\(id.signingKey.prefix(16))... (from copy Job \(id.recordedFrom ?? "unknown")); every later Job that "
+                + "opens the replica requires them."))
+        }
+      }
+      if let w = pins.conflict {
+        r.events.append(
+          PlannedEvent(warning: true, reason: "RepositoryIdentityConflict", message: "Replica \(spec.name): \(w)"))
+      }
+
       let running = mine.first { $0.state == .running }
       let newestFinished = byFinish.first
       var failed: CopyRun? = nil
