@@ -62,6 +62,7 @@ struct InitCommand: EngineCommand {
       logger: repoOptions.logger())
     try await repo.audit.flush()
     fill(&result, repo)
+    repoOptions.summary(["created repository \(HumanFormat.shortID(repo.config.id)) at \(repo.store.location)"])
   }
 }
 
@@ -172,6 +173,7 @@ struct BackupCommand: EngineCommand {
   }
 
   func execute(_ result: inout CommandResult) async throws {
+    let started = Date()
     var tagMap: [String: String] = [:]
     for t in tags {
       let p = t.split(separator: "=", maxSplits: 1)
@@ -218,6 +220,8 @@ struct BackupCommand: EngineCommand {
     if r.adoptedPacks > 0 { result.addWarnings(["adopted \(r.adoptedPacks) packs left by an interrupted backup"]) }
     if !r.warnings.isEmpty { result.addWarnings(r.warnings) }
     for w in r.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+    // The snapshot is saved also when some sources could not be read (exit 3): its summary is printed then too.
+    repoOptions.summary(Self.summary(r, seconds: Date().timeIntervalSince(started)))
     if !r.errors.isEmpty { throw PartialBackupError(count: r.errors.count) }
   }
 }
@@ -278,6 +282,7 @@ struct RestoreCommand: EngineCommand {
   }
 
   func execute(_ result: inout CommandResult) async throws {
+    let started = Date()
     let repo = try await repoOptions.open()
     var skipped: [SkippedSnapshot] = []
     var time: String?
@@ -306,6 +311,12 @@ struct RestoreCommand: EngineCommand {
         index = try await repo.loadIndexForRestore()
       }
       time = s.manifest.time
+      if !stdout, let target {
+        repoOptions.summary([
+          "restoring snapshot \(HumanFormat.shortID(s.id.hex)) of [\(s.manifest.paths.joined(separator: ", "))] at "
+            + "\(s.manifest.time) by \(s.manifest.hostname) to \(target)"
+        ])
+      }
       return try await repo.restore(
         s, index: index,
         options: RestoreOptions(
@@ -320,6 +331,13 @@ struct RestoreCommand: EngineCommand {
     if !r.warnings.isEmpty { result.addWarnings(r.warnings) }
     for w in r.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
     reportSkipped(skipped, chosen: r.snapshotID.hex, into: &result)
+    // With --stdout the data owns stdout: no summary.
+    if !stdout {
+      repoOptions.summary([
+        "Summary: Restored \(r.files) files (\(HumanFormat.bytes(r.bytes))) in "
+          + HumanFormat.duration(Date().timeIntervalSince(started))
+      ])
+    }
   }
 }
 
@@ -416,6 +434,11 @@ struct VerifyCommand: EngineCommand {
       throw EngineError.integrity(
         object: "repository", message: "\(r.errors.count) problems found; first: \(r.errors[0])")
     }
+    var checked =
+      "checked \(r.snapshot.map { "snapshot \(HumanFormat.shortID($0.id.hex))" } ?? "\(r.snapshots) snapshots"), "
+      + "\(r.packs) packs, \(r.blobs) blobs"
+    if r.packsRead > 0 { checked += "; read \(r.packsRead) packs (\(HumanFormat.bytes(r.bytesRead)))" }
+    repoOptions.summary([checked] + r.warnings.map { "warning: \($0)" } + ["no errors were found"])
   }
 }
 
@@ -436,6 +459,12 @@ extension VerifyCommand {
     result.bytesDownloaded = sel.bytesRead
     result.addWarnings(indexErrors.map { $0.description })
     reportSkipped(sel.skipped, chosen: sel.snapshot.id.hex, into: &result)
+    var lines = [
+      "latest is snapshot \(HumanFormat.shortID(sel.snapshot.id.hex)) of \(sel.snapshot.manifest.time)"
+        + (sel.skipped.isEmpty ? "" : " (\(sel.skipped.count) newer snapshots fail their checks and were skipped)")
+    ]
+    if readData { lines.append("read \(HumanFormat.bytes(sel.bytesRead)) of its data") }
+    repoOptions.summary(lines + ["no errors were found"])
   }
 }
 
@@ -512,6 +541,7 @@ struct ForgetCommand: EngineCommand {
     result.bytesStored = -r.bytesFreed
     result.repositoryStoredBytes = r.repositoryPackBytes
     result.warnings = r.retained.map { "retained by Object Lock, not deleted yet: \($0)" }
+    repoOptions.summary(Self.summary(r, prune: prune, dryRun: dryRun))
   }
 }
 
@@ -638,6 +668,11 @@ struct RotateKeysCommand: EngineCommand {
     }
     fill(&result, repo)
     result.addWarnings(w)
+    repoOptions.summary(
+      [
+        "rewrapped the data keys under \(result.kms ?? "the new key")"
+          + (result.keyVersion.map { " (key version \($0))" } ?? "")
+      ] + w.map { "warning: \($0)" })
   }
 }
 
@@ -667,6 +702,7 @@ struct DeleteRepositoryCommand: EngineCommand {
       result.objectsDeleted = 0
       result.objectsRetained = 0
       result.addWarnings(["there is no repository at \(store.location): nothing to delete"])
+      repoOptions.summary(["there is no repository at \(store.location): nothing to delete"])
       return
     }
     let repo = try await repoOptions.open()
@@ -694,6 +730,13 @@ struct DeleteRepositoryCommand: EngineCommand {
     // The result goes to a termination message (at most 4 KiB): name a few retained objects only.
     result.addWarnings(r.retained.prefix(5).map { "retained by Object Lock, not deleted: \($0)" })
     if r.retained.count > 5 { result.addWarnings(["and \(r.retained.count - 5) more retained objects"]) }
+    var lines = ["deleted \(r.deleted) objects (\(HumanFormat.bytes(r.bytesFreed))) of \(repo.store.location)"]
+    if !r.retained.isEmpty {
+      lines.append(
+        "\(r.retained.count) objects are retained by Object Lock; the config and key files were kept with them: run "
+          + "delete-repository again when their retention ends")
+    }
+    repoOptions.summary(lines)
   }
 }
 

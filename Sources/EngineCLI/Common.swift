@@ -109,13 +109,20 @@ public struct RepoOptions: ParsableArguments {
       "KMS endpoint override, e.g. in tests (else the KMS URL's ?endpoint=, then env BOTRT_AWSKMS_ENDPOINT, BOTRT_AZUREKV_ENDPOINT or BOTRT_GCPKMS_ENDPOINT)."
   )
   var kmsEndpoint: String?
-  @Flag(help: "Print progress as JSON lines on stderr.")
+  @Flag(
+    help: ArgumentHelp(
+      "Machine output: progress as JSON lines (message_type status) and the result line on stdout, nothing for "
+        + "people (restic's --json)."))
   var json = false
   @Option(
     name: .customLong(EngineFlag.resultFile),
     help: "Write the one-line JSON result here (default /dev/termination-log when it exists).")
   var resultFile: String?
-  @Flag(name: .shortAndLong, help: "No progress output.")
+  @Flag(
+    name: .shortAndLong,
+    help: ArgumentHelp(
+      "No progress and no summary (what ls, find, diff, stats and snapshots list is still printed); errors still go "
+        + "to stderr. With --json: only the result line."))
   var quiet = false
   @Option(
     name: .customLong(EngineFlag.retryLock),
@@ -252,8 +259,10 @@ public struct RepoOptions: ParsableArguments {
       store: try makeStore(), keyService: try makeKMS(), logger: logger(), expect: expectation())
   }
 
-  /// A progress printer: JSON lines, a TTY bar, or nothing. With `--json` the lines go to stdout before the result
-  /// line, as restic's (`"message_type": "status"`), unless stdout carries data (`restore --stdout`): then stderr.
+  /// A progress printer: JSON lines, a status line on a terminal, or nothing. With `--json` the lines go to stdout
+  /// before the result line, as restic's (`"message_type": "status"`), unless stdout carries data
+  /// (`restore --stdout`): then stderr. Without `--json`, when stdout is a terminal, one status line updated in place
+  /// (`ProgressLine`); nothing when stdout is a pipe or a file, or with `--quiet`.
   func progressHandler(dataOnStdout: Bool = false) -> ProgressHandler? {
     if quiet { return nil }
     if json {
@@ -270,21 +279,9 @@ public struct RepoOptions: ParsableArguments {
         }
       }
     }
-    guard isatty(2) == 1 else { return nil }
-    return { ev in
-      let mb = Double(ev.bytesDone) / 1_048_576
-      var line = "\r\(ev.phase): \(ev.files) files, \(String(format: "%.1f", mb)) MiB"
-      if let t = ev.bytesTotal, t > 0 {
-        let frac = min(1, Double(ev.bytesDone) / Double(t))
-        let w = 30
-        let filled = Int(frac * Double(w))
-        line =
-          "\r\(ev.phase) [" + String(repeating: "#", count: filled) + String(repeating: " ", count: w - filled)
-          + "] \(Int(frac * 100))% \(String(format: "%.1f", mb)) MiB"
-      }
-      if ev.errors > 0 { line += ", \(ev.errors) errors" }
-      FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
-    }
+    // People watching a terminal get restic's updating status line on stdout; a pipe or file gets none.
+    guard !dataOnStdout, isatty(1) == 1 else { return nil }
+    return { ev in ProgressLine.shared.update(ev) }
   }
 
   /// Where the result goes: the flag, else /dev/termination-log when it exists.

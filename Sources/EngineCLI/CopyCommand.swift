@@ -211,5 +211,6 @@ struct CopyCommand: EngineCommand {
     result.bytesRead = r.bytesRead
     result.bytesStored = r.bytesStored
     if r.bytes > 0 { result.dedupRatio = (max(0, 1 - Double(r.bytesRead) / Double(r.bytes)) * 10000).rounded() / 10000 }
+    repoOptions.summary(Self.summary(r, removedFromTarget: policy == nil ? nil : result.removed?.count ?? 0))
   }
 }

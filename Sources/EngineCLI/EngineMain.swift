@@ -95,11 +95,13 @@ public enum EngineMain {
     do {
       try await cmd.execute(&result)
     } catch {
+      ProgressLine.shared.clear()
       code = ExitCode.of(error)
       result.ok = code == ExitCode.partial
       if !(error is PartialBackupError) { result.addErrors(["\(error)"]) }
       FileHandle.standardError.write(Data("\nerror: \(error)\n".utf8))
     }
+    ProgressLine.shared.clear()
     result.exitCode = code
     result.engineVersion = EngineVersion.current
     result.keyUnwraps = []
@@ -111,8 +113,11 @@ public enum EngineMain {
       FileHandle.standardError.write(Data("error: cannot encode the result: \(error)\n".utf8))
       return code == 0 ? ExitCode.other : code
     }
-    let toStderr = (cmd as? RestoreCommand)?.stdout ?? false
-    (toStderr ? FileHandle.standardError : FileHandle.standardOutput).write(line)
+    switch resultStream(json: cmd.repoOptions.json, dataOnStdout: (cmd as? RestoreCommand)?.stdout ?? false) {
+    case .stdout: FileHandle.standardOutput.write(line)
+    case .stderr: FileHandle.standardError.write(line)
+    case nil: break
+    }
     // The file the controller reads (the termination message) holds what the kubelet keeps; stdout has it all.
     let fileLine = (try? result.encodedLine(maxBytes: EngineResult.terminationMessageLimit)) ?? line
     if let path = cmd.repoOptions.resultPath(), !writeResult(fileLine, to: path) {
@@ -120,6 +125,20 @@ public enum EngineMain {
     }
     return code
   }
+}
+
+/// Where the one-line JSON result goes besides the result file. With `--json` it is machine output on stdout (after the
+/// status lines), as restic's summary message. Without it stdout is for people (a summary, a table), so the result is
+/// a log line on stderr, where a Job's log and a script's capture keep it whole (the termination message may be cut
+/// to 4 KiB), except when stderr is a terminal: a person reads the summary there, and `--result-file` has the result.
+/// When stdout carries data (`restore --stdout`) the result goes to stderr in both modes.
+enum ResultStream: Equatable { case stdout, stderr }
+
+func resultStream(
+  json: Bool, dataOnStdout: Bool, stderrIsTerminal: Bool = isatty(2) == 1
+) -> ResultStream? {
+  if json { return dataOnStdout ? .stderr : .stdout }
+  return stderrIsTerminal ? nil : .stderr
 }
 
 #if os(Linux)

@@ -322,7 +322,7 @@ import Testing
     p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
     p.arguments =
       ["--bounding-set", "-mknod,-sys_admin", "--", try CLIHarness.binary(), "restore", "latest", "--target"]
-      + [h.dir + "/out", "--repo", h.repoURL, "--kms", h.kmsURL, "--quiet"]
+      + [h.dir + "/out", "--repo", h.repoURL, "--kms", h.kmsURL, "--quiet", "--json"]
     let out = Pipe()
     let err = Pipe()
     p.standardOutput = out

@@ -36,14 +36,20 @@ struct CLIHarness {
     var code: Int32
     var stdout: Data
     var stderr: String
-    var result: [String: Any] {
-      let lines = String(decoding: stdout, as: UTF8.self).split(separator: "\n")
-      for l in lines.reversed() {
-        if let o = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], o["command"] != nil {
-          return o
+    /// The result line: on stdout with `--json`, else the log's (stderr's) last line that is one.
+    var resultLine: String? {
+      for text in [String(decoding: stdout, as: UTF8.self), stderr] {
+        for l in text.split(separator: "\n").reversed() {
+          if let o = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], o["command"] != nil {
+            return String(l)
+          }
         }
       }
-      return [:]
+      return nil
+    }
+    var result: [String: Any] {
+      guard let l = resultLine else { return [:] }
+      return (try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any]) ?? [:]
     }
     var resultFromStderr: [String: Any] {
       for l in stderr.split(separator: "\n").reversed() {

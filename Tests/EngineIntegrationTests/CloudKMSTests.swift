@@ -278,8 +278,8 @@ import Testing
       let line = try #require(r.stdout.split(separator: "\n").last, "no result line: \(r.stderr)")
       return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
     }
-    try sh.ok("\"$ENGINE\" init --quiet --kms '\(azureKMS)' --kms-token-file token", env: env)
-    var r = try sh.ok("\"$ENGINE\" backup --quiet --kms '\(azureKMS)' --kms-token-file token src", env: env)
+    try sh.ok("\"$ENGINE\" init --quiet --json --kms '\(azureKMS)' --kms-token-file token", env: env)
+    var r = try sh.ok("\"$ENGINE\" backup --quiet --json --kms '\(azureKMS)' --kms-token-file token src", env: env)
     let unwraps = try #require(try result(r)["keyUnwraps"] as? [[String: Any]])
     #expect(unwraps.count == 1)
     #expect(unwraps.first?["key"] as? String == azureKMS)
@@ -287,23 +287,24 @@ import Testing
     #expect(!(r.stdout + r.stderr).contains(s.token))
     // Azure -> Google Cloud KMS (the old key's token from the file, the new key's from the environment).
     r = try sh.ok(
-      "\"$ENGINE\" rotate-keys --quiet --kms '\(azureKMS)' --kms-token-file token --new-kms '\(gcpKMS)'", env: env)
+      "\"$ENGINE\" rotate-keys --quiet --json --kms '\(azureKMS)' --kms-token-file token --new-kms '\(gcpKMS)'",
+      env: env)
     #expect(try result(r)["keyWraps"] as? Int == 7)
-    try sh.ok("\"$ENGINE\" restore --quiet latest --target out1 --kms '\(gcpKMS)'", env: env)
+    try sh.ok("\"$ENGINE\" restore --quiet --json latest --target out1 --kms '\(gcpKMS)'", env: env)
     #expect(try sh.read("out1/src/a.bin") == payload)
     // The Azure key no longer opens the repository: its key file is gone (exit code 13: the key service refuses).
-    r = try sh.run("\"$ENGINE\" snapshots --quiet --kms '\(azureKMS)' --kms-token-file token", env: env)
+    r = try sh.run("\"$ENGINE\" snapshots --quiet --json --kms '\(azureKMS)' --kms-token-file token", env: env)
     #expect(r.code == 13, "\(r.stderr)")
     #expect(!(r.stdout + r.stderr).contains(s.token))
     // The failed attempt is still accounted for: one unwrap call through the Azure key.
     let failed = try #require(try result(r)["keyUnwraps"] as? [[String: Any]])
     #expect(failed.count == 1 && failed.first?["key"] as? String == azureKMS && failed.first?["count"] as? Int == 1)
     // Google Cloud KMS -> a local key; verify --read-data needs only the local key.
-    r = try sh.ok("\"$ENGINE\" rotate-keys --quiet --kms '\(gcpKMS)' --new-kms '\(localKMS)'", env: env)
+    r = try sh.ok("\"$ENGINE\" rotate-keys --quiet --json --kms '\(gcpKMS)' --new-kms '\(localKMS)'", env: env)
     let rotUnwraps = try #require(try result(r)["keyUnwraps"] as? [[String: Any]])
     #expect(Set(rotUnwraps.compactMap { $0["key"] as? String }) == [gcpKMS, localKMS])
-    try sh.ok("\"$ENGINE\" verify --quiet --all --read-data --kms '\(localKMS)'", env: env)
-    r = try sh.run("\"$ENGINE\" snapshots --quiet --kms '\(gcpKMS)'", env: env)
+    try sh.ok("\"$ENGINE\" verify --quiet --json --all --read-data --kms '\(localKMS)'", env: env)
+    r = try sh.run("\"$ENGINE\" snapshots --quiet --json --kms '\(gcpKMS)'", env: env)
     #expect(r.code == 12, "\(r.stderr)")
     // The audit trail has one line per unwrap, naming the KMS, and never the token.
     let auditDir = sh.dir + "/repo/audit"

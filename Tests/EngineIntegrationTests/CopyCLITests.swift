@@ -18,13 +18,13 @@ import Testing
     try sh.write("kek", Data(Crypto.randomBytes(32)))
     try sh.write("kek2", Data(Crypto.randomBytes(32)))
     let src = ["BOTRT_REPO": "file://\(sh.dir)/repo", "BOTRT_KMS": "file://\(sh.dir)/kek"]
-    try sh.ok("\"$ENGINE\" init --quiet", env: src)
+    try sh.ok("\"$ENGINE\" init --quiet --json", env: src)
     for i in 1...4 {
       try sh.write("src/file.txt", Data("version \(i)\n".utf8))
-      try sh.ok("\"$ENGINE\" backup --quiet src", env: src)
+      try sh.ok("\"$ENGINE\" backup --quiet --json src", env: src)
     }
     let copy =
-      "\"$ENGINE\" copy --quiet --to 'file://\(sh.dir)/replica' --to-kms 'file://\(sh.dir)/kek2' --init-if-missing "
+      "\"$ENGINE\" copy --quiet --json --to 'file://\(sh.dir)/replica' --to-kms 'file://\(sh.dir)/kek2' --init-if-missing "
       + "--keep-last 2 --prune"
     let first = try Self.result(try sh.ok(copy, env: src))
     #expect((first["copied"] as? [[String: Any]])?.count == 2, "\(first)")
@@ -38,16 +38,16 @@ import Testing
     #expect(second["bytesStored"] as? Int == 0)
     // A new backup is copied and the oldest copy goes.
     try sh.write("src/file.txt", Data("version 5\n".utf8))
-    try sh.ok("\"$ENGINE\" backup --quiet src", env: src)
+    try sh.ok("\"$ENGINE\" backup --quiet --json src", env: src)
     let third = try Self.result(try sh.ok(copy, env: src))
     #expect((third["copied"] as? [[String: Any]])?.count == 1)
     #expect((third["removed"] as? [String])?.count == 1)
     let dst = ["BOTRT_REPO": "file://\(sh.dir)/replica", "BOTRT_KMS": "file://\(sh.dir)/kek2"]
     let snaps = try Self.result(try sh.ok("\"$ENGINE\" snapshots --quiet --json", env: dst))
     #expect((snaps["snapshots"] as? [[String: Any]])?.count == 2)
-    try sh.ok("\"$ENGINE\" restore --quiet latest --target out", env: dst)
+    try sh.ok("\"$ENGINE\" restore --quiet --json latest --target out", env: dst)
     #expect(try sh.read("out/src/file.txt") == Data("version 5\n".utf8))
-    try sh.ok("\"$ENGINE\" verify --quiet --all --read-data", env: dst)
+    try sh.ok("\"$ENGINE\" verify --quiet --json --all --read-data", env: dst)
     // --prune without a rule is a usage error.
     let bad = try sh.run(
       "\"$ENGINE\" copy --quiet --to 'file://\(sh.dir)/replica' --to-kms 'file://\(sh.dir)/kek2' --prune", env: src)
@@ -77,11 +77,11 @@ import Testing
     let repoEnv = [
       "BOTRT_REPO": "file://\(sh.dir)/repo", "BOTRT_KMS": "file://\(sh.dir)/kek", "BOTRT_S3_ENDPOINT": endpoint,
     ]
-    try sh.ok("\"$ENGINE\" init --quiet", env: repoEnv)
-    try sh.ok("\"$ENGINE\" backup --quiet src", env: repoEnv)
-    try sh.ok("\"$ENGINE\" backup --quiet --data-type logs src/notes.txt", env: repoEnv)
+    try sh.ok("\"$ENGINE\" init --quiet --json", env: repoEnv)
+    try sh.ok("\"$ENGINE\" backup --quiet --json src", env: repoEnv)
+    try sh.ok("\"$ENGINE\" backup --quiet --json --data-type logs src/notes.txt", env: repoEnv)
     let copy =
-      "\"$ENGINE\" copy --quiet --all --to '\(target)' --to-kms '\(targetKMS)' --init-if-missing --object-lock compliance:1"
+      "\"$ENGINE\" copy --quiet --json --all --to '\(target)' --to-kms '\(targetKMS)' --init-if-missing --object-lock compliance:1"
     let first = try Self.result(try sh.ok(copy, env: repoEnv))
     #expect(first["command"] as? String == "copy")
     #expect((first["copied"] as? [[String: Any]])?.count == 2)
@@ -119,15 +119,15 @@ import Testing
 
     // The target restores and verifies with only its own key.
     let targetEnv = ["BOTRT_REPO": target, "BOTRT_KMS": targetKMS, "BOTRT_S3_ENDPOINT": endpoint]
-    try sh.ok("\"$ENGINE\" restore --quiet latest --target out --path notes.txt", env: targetEnv)
+    try sh.ok("\"$ENGINE\" restore --quiet --json latest --target out --path notes.txt", env: targetEnv)
     #expect(try sh.read("out/notes.txt") == Data("notes\n".utf8))
     let snaps = try Self.result(try sh.ok("\"$ENGINE\" snapshots --quiet --json", env: targetEnv))
     let list = try #require(snaps["snapshots"] as? [[String: Any]])
     #expect(list.count == 2)
     let filesSnap = try #require(list.first { $0["dataType"] as? String == "files" }?["id"] as? String)
-    try sh.ok("\"$ENGINE\" restore --quiet \(filesSnap) --target out2", env: targetEnv)
+    try sh.ok("\"$ENGINE\" restore --quiet --json \(filesSnap) --target out2", env: targetEnv)
     #expect(try sh.read("out2/src/big.bin") == big)
-    try sh.ok("\"$ENGINE\" verify --quiet --all --read-data", env: targetEnv)
+    try sh.ok("\"$ENGINE\" verify --quiet --json --all --read-data", env: targetEnv)
   }
 
   @Test func s3ToGCSIsIncrementalAndRestorable() async throws {
@@ -155,13 +155,13 @@ import Testing
       "BOTRT_REPO": "s3://\(s3Bucket)/repo", "BOTRT_KMS": "vault-transit://\(vault)/transit/botrt-test",
       "BOTRT_S3_ENDPOINT": endpoint,
     ]
-    try sh.ok("\"$ENGINE\" init --quiet", env: sourceEnv)
-    try sh.ok("\"$ENGINE\" backup --quiet src", env: sourceEnv)
+    try sh.ok("\"$ENGINE\" init --quiet --json", env: sourceEnv)
+    try sh.ok("\"$ENGINE\" backup --quiet --json src", env: sourceEnv)
     let target = "gs://\(gcsBucket)/replica"
     let targetKMS = "file://\(sh.dir)/kek2"
     let targetEnv = ["BOTRT_REPO": target, "BOTRT_KMS": targetKMS]
-    try sh.ok("\"$ENGINE\" init --quiet", env: targetEnv)
-    let copy = "\"$ENGINE\" copy --quiet --to '\(target)' --to-kms '\(targetKMS)'"
+    try sh.ok("\"$ENGINE\" init --quiet --json", env: targetEnv)
+    let copy = "\"$ENGINE\" copy --quiet --json --to '\(target)' --to-kms '\(targetKMS)'"
     let first = try Self.result(try sh.ok(copy + " latest", env: sourceEnv))
     #expect((first["copied"] as? [[String: Any]])?.count == 1)
     let stored1 = first["bytesStored"] as? Int ?? 0
@@ -169,7 +169,7 @@ import Testing
 
     // Another backup with one small change: the copy reads and stores only that.
     try sh.write("src/b.txt", Data("changed bee\n".utf8))
-    try sh.ok("\"$ENGINE\" backup --quiet src", env: sourceEnv)
+    try sh.ok("\"$ENGINE\" backup --quiet --json src", env: sourceEnv)
     let second = try Self.result(try sh.ok(copy + " --all", env: sourceEnv))
     #expect((second["copied"] as? [[String: Any]])?.count == 1)
     #expect((second["skipped"] as? [String])?.count == 1)
@@ -180,13 +180,13 @@ import Testing
     #expect((third["copied"] as? [[String: Any]])?.isEmpty == true)
     #expect(third["bytesStored"] as? Int == 0)
 
-    try sh.ok("\"$ENGINE\" restore --quiet latest --target out", env: targetEnv)
+    try sh.ok("\"$ENGINE\" restore --quiet --json latest --target out", env: targetEnv)
     #expect(try sh.read("out/src/a.bin") == payload)
     #expect(try sh.read("out/src/b.txt") == Data("changed bee\n".utf8))
-    try sh.ok("\"$ENGINE\" verify --quiet --all --read-data", env: targetEnv)
+    try sh.ok("\"$ENGINE\" verify --quiet --json --all --read-data", env: targetEnv)
     // The source's key cannot open the target.
     let bad = try sh.run(
-      "\"$ENGINE\" snapshots --quiet", env: targetEnv.merging(["BOTRT_KMS": sourceEnv["BOTRT_KMS"]!]) { $1 })
+      "\"$ENGINE\" snapshots --quiet --json", env: targetEnv.merging(["BOTRT_KMS": sourceEnv["BOTRT_KMS"]!]) { $1 })
     #expect(bad.code == 12, "wrong key: \(bad.stderr)")
   }
 }

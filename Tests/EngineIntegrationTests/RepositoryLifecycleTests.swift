@@ -26,17 +26,17 @@ import Testing
       "BOTRT_REPO": "file://\(sh.dir)/repo",
       "BOTRT_KMS": "vault-transit://\(try VaultTransitTests.authority(addr))/transit/\(key)",
     ]
-    try sh.ok("\"$ENGINE\" init --quiet", env: env)
-    try sh.ok("\"$ENGINE\" backup --quiet src", env: env)
-    let rot = try sh.ok("\"$ENGINE\" rotate-keys --quiet --new-kek", env: env)
+    try sh.ok("\"$ENGINE\" init --quiet --json", env: env)
+    try sh.ok("\"$ENGINE\" backup --quiet --json src", env: env)
+    let rot = try sh.ok("\"$ENGINE\" rotate-keys --quiet --json --new-kek", env: env)
     #expect(rot.stdout.contains("\"keyVersion\":\"2\""), "\(rot.stdout)")
     // Version 1 of the Transit key can no longer decrypt: the repository opens with version 2 alone.
     try await Self.retireOldVersions(addr: addr, token: token, key: key, keep: 2)
-    try sh.ok("\"$ENGINE\" restore --quiet latest --target out", env: env)
+    try sh.ok("\"$ENGINE\" restore --quiet --json latest --target out", env: env)
     #expect(try sh.read("out/src/a.txt") == Data("alpha\n".utf8))
     // Neither flag, or both, is a usage error.
-    #expect(try sh.run("\"$ENGINE\" rotate-keys --quiet", env: env).code == 2)
-    let local = try sh.run("\"$ENGINE\" rotate-keys --quiet --new-kek --kms file://\(sh.dir)/nokey", env: env)
+    #expect(try sh.run("\"$ENGINE\" rotate-keys --quiet --json", env: env).code == 2)
+    let local = try sh.run("\"$ENGINE\" rotate-keys --quiet --json --new-kek --kms file://\(sh.dir)/nokey", env: env)
     #expect(local.code != 0)
   }
 
@@ -46,18 +46,18 @@ import Testing
     try sh.write("key", Data((Hex.encode(Crypto.randomBytes(32)) + "\n").utf8))
     try sh.write("src/a.bin", randomData(1 << 20))
     let env = ["BOTRT_REPO": "file://\(sh.dir)/repo", "BOTRT_KMS": "file://\(sh.dir)/key"]
-    try sh.ok("\"$ENGINE\" backup --quiet --init-if-missing src", env: env)
-    try sh.ok("\"$ENGINE\" backup --quiet src", env: env)
-    let refused = try sh.run("\"$ENGINE\" delete-repository --quiet", env: env)
+    try sh.ok("\"$ENGINE\" backup --quiet --json --init-if-missing src", env: env)
+    try sh.ok("\"$ENGINE\" backup --quiet --json src", env: env)
+    let refused = try sh.run("\"$ENGINE\" delete-repository --quiet --json", env: env)
     #expect(refused.code == 2)
     #expect(refused.stderr.contains("--confirm"))
     #expect(try LocalFiles.regularFiles(under: sh.dir + "/repo").contains("config"))
-    let r = try sh.ok("\"$ENGINE\" delete-repository --quiet --confirm", env: env)
+    let r = try sh.ok("\"$ENGINE\" delete-repository --quiet --json --confirm", env: env)
     #expect(r.stdout.contains("\"objectsRetained\":0"), "\(r.stdout)")
     #expect(try LocalFiles.regularFiles(under: sh.dir + "/repo").isEmpty)
-    #expect(try sh.run("\"$ENGINE\" snapshots --quiet", env: env).code != 0)
+    #expect(try sh.run("\"$ENGINE\" snapshots --quiet --json", env: env).code != 0)
     // Again, or where nothing was ever stored: nothing to delete, and that is no error.
-    let again = try sh.ok("\"$ENGINE\" delete-repository --quiet --confirm", env: env)
+    let again = try sh.ok("\"$ENGINE\" delete-repository --quiet --json --confirm", env: env)
     #expect(again.stdout.contains("\"objectsDeleted\":0"), "\(again.stdout)")
     #expect(again.stdout.contains("nothing to delete"))
   }
@@ -78,9 +78,9 @@ import Testing
     let env = [
       "BOTRT_REPO": "s3://\(bucket)/repo", "BOTRT_KMS": "file://\(sh.dir)/key", "BOTRT_S3_ENDPOINT": endpoint,
     ]
-    try sh.ok("\"$ENGINE\" backup --quiet --init-if-missing --object-lock governance:1 src", env: env)
+    try sh.ok("\"$ENGINE\" backup --quiet --json --init-if-missing --object-lock governance:1 src", env: env)
     let before = try await store.list(prefix: "")
-    let r = try sh.ok("\"$ENGINE\" delete-repository --quiet --confirm", env: env)
+    let r = try sh.ok("\"$ENGINE\" delete-repository --quiet --json --confirm", env: env)
     let result = try #require(
       try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout)")
     let retained = try #require(result["objectsRetained"] as? Int)
@@ -94,7 +94,7 @@ import Testing
     #expect(after.contains { $0.hasPrefix("data/") })
     // The backup's released lock is behind a delete marker: not listed before, its version deleted now.
     #expect(deleted + retained <= before.count + 2)
-    try sh.ok("\"$ENGINE\" snapshots --quiet", env: env)
+    try sh.ok("\"$ENGINE\" snapshots --quiet --json", env: env)
   }
 }
 

@@ -56,7 +56,7 @@ import Testing
     }
     let first = try h.run(engineArgs(before), withRepo: false)
     #expect(first.code == 0, "\(first.stderr)")
-    let line = String(decoding: first.stdout, as: UTF8.self).split(separator: "\n").last.map(String.init)
+    let line = first.resultLine
     let result = try #require(EngineResult.parse(line))
     let run = BackupRun(
       jobName: "pins-backup-1", state: .succeeded, startTime: Self.now.addingTimeInterval(-5), finishTime: Self.now,

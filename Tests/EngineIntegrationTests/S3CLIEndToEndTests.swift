@@ -96,9 +96,9 @@ struct EngineShell {
       "BOTRT_REPO": "s3://\(bucket)/repo", "BOTRT_KMS": "vault-transit://\(vault)/transit/botrt-test",
       "BOTRT_S3_ENDPOINT": endpoint,
     ]
-    try sh.ok("\"$ENGINE\" init --quiet --object-lock compliance:1", env: repoEnv)
+    try sh.ok("\"$ENGINE\" init --quiet --json --object-lock compliance:1", env: repoEnv)
     let before = try await store.list(prefix: "").count
-    let b = try sh.ok("\"$ENGINE\" backup --quiet --data-type files src", env: repoEnv)
+    let b = try sh.ok("\"$ENGINE\" backup --quiet --json --data-type files src", env: repoEnv)
     // The result counts the requests sent to S3 (botrt_storage_requests_total): at least one PUT per new object.
     let written = try await store.list(prefix: "").count - before
     let line = try #require(b.stdout.split(separator: "\n").last, "no result line: \(b.stdout)")
@@ -106,7 +106,7 @@ struct EngineShell {
     let requests = try #require(result["storageRequests"] as? Int, "no storageRequests in \(line)")
     #expect(written > 0)
     #expect(requests >= written, "\(requests) requests for \(written) new objects")
-    try sh.ok("\"$ENGINE\" restore --quiet latest --target out", env: repoEnv)
+    try sh.ok("\"$ENGINE\" restore --quiet --json latest --target out", env: repoEnv)
     for (k, v) in files {
       let restored = FileManager.default.subpaths(atPath: sh.dir + "/out")?.first {
         $0.hasSuffix(String(k.dropFirst(4)))
@@ -114,7 +114,7 @@ struct EngineShell {
       let path = try #require(restored, "restored tree lacks \(k)")
       #expect(try sh.read("out/" + path) == v, "\(k) differs after restore")
     }
-    try sh.ok("\"$ENGINE\" verify --quiet --all --read-data", env: repoEnv)
+    try sh.ok("\"$ENGINE\" verify --quiet --json --all --read-data", env: repoEnv)
     // Every object written carries COMPLIANCE retention, so a pack cannot be deleted.
     let objects = try await store.list(prefix: "")
     let pack = try #require(objects.first { $0.key.hasPrefix("data/") }, "no pack in \(objects.map(\.key))")
@@ -123,7 +123,7 @@ struct EngineShell {
     await #expect(throws: StorageError.self) { try await store.deleteAllVersions(pack.key) }
     // The wrong Vault key cannot open the repository.
     let bad = try sh.run(
-      "\"$ENGINE\" snapshots --quiet",
+      "\"$ENGINE\" snapshots --quiet --json",
       env: repoEnv.merging(["BOTRT_KMS": "vault-transit://\(vault)/transit/botrt-test-2"]) { $1 })
     #expect(bad.code != 0)
   }

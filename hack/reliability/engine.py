@@ -839,7 +839,7 @@ def stream_suite(work, gib, bound_mib):
     rt.join()
     done.set()
     secs = time.monotonic() - t0
-    res = parse_result(out["stdout"].decode())
+    res = parse_result(out["stdout"].decode()) or parse_result(out["stderr"].decode())
     check(proc.returncode == 0, f"stream: backup exit {proc.returncode}: {out['stderr'][-2000:]!r}")
     check(res.get("bytesRead") == total, f"stream: bytesRead {res.get('bytesRead')} != {total}")
     peak = max(v for _, v in samples)

@@ -1,0 +1,185 @@
+import BackupEngine
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// restic's formatting of sizes and durations for people (its `ui.FormatBytes` and `ui.FormatDuration`), and its
+/// one-line progress status.
+enum HumanFormat {
+  /// Binary units with three decimals, as restic prints them: `512 B`, `1.204 MiB`, `2.100 GiB`.
+  static func bytes(_ n: Int64) -> String {
+    let sign = n < 0 ? "-" : ""
+    let c = n.magnitude
+    let b = Double(c)
+    let units: [(UInt64, String)] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
+    for (size, unit) in units where c >= size {
+      return sign + String(format: "%.3f", b / Double(size)) + " " + unit
+    }
+    return "\(sign)\(c) B"
+  }
+
+  /// Whole seconds as restic prints a duration: `0:05`, `12:34`, `1:02:03`.
+  static func duration(_ seconds: Double) -> String {
+    let s = seconds.isFinite ? Int(max(0, seconds)) : 0
+    let h = s / 3600
+    let m = (s % 3600) / 60
+    let sec = s % 60
+    return h > 0 ? String(format: "%d:%02d:%02d", h, m, sec) : String(format: "%d:%02d", m, sec)
+  }
+
+  /// A snapshot id as restic shows it: its first 8 hex digits.
+  static func shortID(_ hex: String) -> String { String(hex.prefix(8)) }
+
+  /// The status line a person sees while a command runs, modelled on restic's
+  /// `[0:05] 12.34%  120 files 1.204 GiB, total 9.800 GiB, 0 errors ETA 0:30`: what the event carries and nothing
+  /// more (restore counts no files, verify counts the packs it read). `width` (the terminal's columns) cuts the line.
+  static func progressLine(_ ev: ProgressEvent, elapsed: Double, width: Int? = nil) -> String {
+    var line = "[\(duration(elapsed))] "
+    var fraction: Double?
+    if let total = ev.bytesTotal, total > 0 {
+      let f = min(1, max(0, Double(ev.bytesDone) / Double(total)))
+      fraction = f
+      line += String(format: "%.2f%%  ", f * 100)
+    }
+    var parts: [String] = []
+    if ev.phase == "verify" {
+      parts.append("\(ev.files) packs read")
+    } else if ev.files > 0 || ev.phase != "restore" {
+      parts.append("\(ev.files) files \(bytes(ev.bytesDone))")
+    } else {
+      parts.append(bytes(ev.bytesDone))
+    }
+    if let total = ev.bytesTotal, total > 0 { parts.append("total \(bytes(total))") }
+    if ev.bytesStored > 0 { parts.append("\(bytes(ev.bytesStored)) stored") }
+    if ev.errors > 0 || ev.phase == "backup" { parts.append("\(ev.errors) errors") }
+    line += parts.joined(separator: ", ")
+    if let f = fraction, f > 0, f < 1, elapsed > 0 {
+      line += " ETA \(duration(elapsed * (1 - f) / f))"
+    }
+    if let width, width > 1, line.count > width - 1 { line = String(line.prefix(width - 1)) }
+    return line
+  }
+}
+
+/// Lets an update through at most once per `interval` seconds (the first at once).
+struct ProgressThrottle {
+  var interval: Double
+  var last: Double?
+
+  init(interval: Double) { self.interval = interval }
+
+  /// Whether to show an update at `now` (seconds on any monotonic clock); records it when so.
+  mutating func shouldEmit(at now: Double) -> Bool {
+    if let last, now - last < interval { return false }
+    last = now
+    return true
+  }
+}
+
+/// The updating status line on a terminal's stdout: written over itself with `\r`, at most every
+/// `ProgressLine.interval`, and cleared before anything else is printed and when the command ends.
+final class ProgressLine: @unchecked Sendable {
+  /// How often the line may change (restic redraws up to 60 times a second; the engine reports at most every
+  /// 0.5 s, verify once per pack).
+  static let interval = 0.25
+  static let shared = ProgressLine()
+
+  private let lock = NSLock()
+  private var throttle = ProgressThrottle(interval: ProgressLine.interval)
+  private var shown = false
+  private let start = Date()
+
+  /// Shows the event (unless the last update was too recent).
+  func update(_ ev: ProgressEvent) {
+    lock.lock()
+    defer { lock.unlock() }
+    let elapsed = Date().timeIntervalSince(start)
+    guard throttle.shouldEmit(at: elapsed) else { return }
+    let line = HumanFormat.progressLine(ev, elapsed: elapsed, width: Self.terminalWidth())
+    FileHandle.standardOutput.write(Data(("\r" + line + "\u{1B}[K").utf8))
+    shown = true
+  }
+
+  /// Erases the line, if one is shown.
+  func clear() {
+    lock.lock()
+    defer { lock.unlock() }
+    guard shown else { return }
+    FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
+    shown = false
+  }
+
+  static func terminalWidth() -> Int? {
+    var w = winsize()
+    guard ioctl(1, UInt(TIOCGWINSZ), &w) == 0, w.ws_col > 0 else { return nil }
+    return Int(w.ws_col)
+  }
+}
+
+extension RepoOptions {
+  /// Whether people get a summary on stdout: neither `--json` (stdout is machine output) nor `--quiet`.
+  var human: Bool { !json && !quiet }
+
+  /// Prints the command's summary for people on stdout (restic's convention), after clearing the progress line;
+  /// nothing with `--json` or `--quiet`.
+  func summary(_ lines: [String]) {
+    guard human, !lines.isEmpty else { return }
+    ProgressLine.shared.clear()
+    FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+  }
+}
+
+extension BackupCommand {
+  /// restic's backup summary, with what the engine counts: it tells unmodified files from the others (not new from
+  /// changed), counts directories, and measures the new data before (`bytesNew`) and after compression and
+  /// encryption (`bytesStored`).
+  static func summary(_ r: BackupResult, seconds: Double) -> [String] {
+    [
+      "Files:        \(r.files - r.filesUnchanged) new or changed, \(r.filesUnchanged) unmodified",
+      "Dirs:         \(r.dirs)",
+      "Added to the repository: \(HumanFormat.bytes(r.bytesNew)) (\(HumanFormat.bytes(r.bytesStored)) stored)",
+      "",
+      "processed \(r.files) files, \(HumanFormat.bytes(r.bytesRead)) in \(HumanFormat.duration(seconds))",
+    ] + (r.errors.isEmpty ? [] : ["\(r.errors.count) sources could not be read (see the errors above)"])
+      + ["snapshot \(HumanFormat.shortID(r.snapshotID.hex)) saved"]
+  }
+}
+
+extension ForgetCommand {
+  /// restic's lists of the snapshots kept and removed, then what prune deleted.
+  static func summary(_ r: ForgetResult, prune: Bool, dryRun: Bool) -> [String] {
+    var lines = ["keep \(r.kept.count) snapshots:"] + r.kept.map { "  \(HumanFormat.shortID($0))" }
+    lines.append("\(dryRun ? "would remove" : "remove") \(r.removed.count) snapshots:")
+    lines += r.removed.map { "  \(HumanFormat.shortID($0))" }
+    if prune {
+      var p =
+        "\(dryRun ? "would delete" : "deleted") \(r.packsDeleted) packs (\(HumanFormat.bytes(r.bytesFreed)) "
+        + "\(dryRun ? "to free" : "freed"))"
+      if !dryRun && r.packsRepacked > 0 { p += ", repacked \(r.packsRepacked) packs into \(r.packsWritten)" }
+      lines.append(p)
+    }
+    if !r.retained.isEmpty { lines.append("\(r.retained.count) objects are retained by Object Lock, not deleted yet") }
+    return lines
+  }
+}
+
+extension CopyCommand {
+  /// Each copied snapshot with its new id in the target (restic prints `snapshot ID saved`), the ones skipped, and the
+  /// data the target received.
+  static func summary(_ r: CopyResult, removedFromTarget: Int?) -> [String] {
+    var lines = r.copied.map {
+      "snapshot \(HumanFormat.shortID($0.source.hex)) copied: snapshot \(HumanFormat.shortID($0.target.hex)) saved"
+    }
+    if !r.skipped.isEmpty { lines.append("skipped \(r.skipped.count) snapshots the target already holds") }
+    if !r.expired.isEmpty {
+      lines.append("did not copy \(r.expired.count) snapshots the target's retention would remove")
+    }
+    lines.append(
+      "copied \(r.copied.count) snapshots, \(r.files) files, \(HumanFormat.bytes(r.bytes)): "
+        + "\(HumanFormat.bytes(r.bytesRead)) read, \(HumanFormat.bytes(r.bytesStored)) stored in the target")
+    if let removedFromTarget { lines.append("removed \(removedFromTarget) snapshots from the target by its retention") }
+    return lines
+  }
+}
