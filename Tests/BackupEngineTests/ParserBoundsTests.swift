@@ -97,5 +97,24 @@ import Testing
     #expect(try seeds("tree").map { try TreeFormat.decode($0).count } == [4, 0, 4])
     #expect(try seeds("framed").count == 4)
     for s in try seeds("framed") { _ = try ZstdContext().decompressFramed(s) }
+
+    // The seeds of the repository's signed objects reach past the checks they are meant to pass (the harness keys of
+    // Sources/botrt-fuzz: meta 7s, repository 1s, signing 3s, KEK 5s).
+    let config = try seeds("config")
+    let (real, realKey) = try Repository.readConfig(Data(config[0].dropFirst()), location: "seed")
+    #expect(real.keyFiles == KeyFile.signedScheme)
+    let keyfile = try seeds("keyfile")[0]
+    let nul = try #require(keyfile.firstIndex(of: 0))
+    #expect(throws: Never.self) {
+      try Repository.checkKeyFile(Data(keyfile[(nul + 1)...]), config: real, configPublicKey: realKey).get()
+    }
+    let manifests = try seeds("manifest")
+    let meta = try AESGCM(key: [UInt8](repeating: 7, count: 32))
+    let repo = [UInt8](repeating: 1, count: 32)
+    let pub = try Ed25519.publicKey(privateKey: [UInt8](repeating: 3, count: 32))
+    let m = try SnapshotFormat.decodeManifest(
+      Array(manifests[0].dropFirst()), name: "seed", publicKey: pub, meta: meta, zstd: ZstdContext(), repo: repo,
+      repositoryID: Hex.encode(repo))
+    #expect(m.seq == 3 && m.paths == ["/data"])
   }
 }
