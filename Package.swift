@@ -78,9 +78,16 @@ let package = Package(
       ],
       swiftSettings: swiftSettings),
     .executableTarget(name: "botrt-engine", dependencies: ["EngineCLI"], swiftSettings: swiftSettings),
-    // Fuzz targets for the engine's parsers: replays a corpus when built normally; hack/fuzz.sh builds it with
-    // libFuzzer.
-    .executableTarget(name: "botrt-fuzz", dependencies: ["BackupEngine"], swiftSettings: swiftSettings),
+    // Fuzz targets for the parsers of untrusted bytes, the engine's and the controller's: replays a corpus when
+    // built normally; hack/fuzz.sh builds it with libFuzzer. Its own executable, so it may link both sides (the
+    // engine still never imports a Kubernetes module).
+    .executableTarget(
+      name: "botrt-fuzz",
+      dependencies: [
+        "BackupEngine", "EngineContract", "DRAPI", "KubeCore", "KubeClient", "KubeRuntime", "Reconcilers",
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: swiftSettings),
 
     // Tests: one target per module; *IntegrationTests need the services hack/test.sh starts.
     .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"]),
@@ -102,6 +109,8 @@ let package = Package(
       dependencies: [
         "BackupEngine", "CurlHTTP", "EngineCLI", "EngineContract", "Reconcilers", "DRAPI", "KubeCore", "KubeRuntime",
       ]),
+    // Every committed fuzz input (Fuzz/corpus/TARGET) replayed through the built botrt-fuzz.
+    .testTarget(name: "FuzzCorpusTests", dependencies: ["botrt-fuzz"]),
     // The controller's Jobs fed to the engine's real parser; the shared duration grammar.
     .testTarget(
       name: "ContractTests",

@@ -160,6 +160,13 @@ if [[ -n "${BOTRT_TEST_FILTER:-}" ]]; then TEST_ARGS+=(--filter "$BOTRT_TEST_FIL
 step swift-test swift-test.log timeout -k 30s "${BOTRT_TEST_TIMEOUT:-50m}" \
   swift test "${SWIFT_PATH_ARGS[@]}" "${TEST_ARGS[@]}" || true
 
+# 5'. Fuzzing smoke run (hack/fuzz.sh --ci; docs/testing.md, "Fuzzing"): Sources/botrt-fuzz built with libFuzzer and
+# ASan into .build/fuzz (its own build directory, so later runs build incrementally), then every target (the engine's
+# formats, manifests, config, key files, engine results, watch frames, kubeconfig, cron, durations) for 8 s from its
+# committed corpus. A crash, hang, leak or allocation over 64 MiB fails the step; the input is left in
+# .build/fuzz/artifacts. (swift-test above already replayed every committed input through the normal build.)
+step fuzz-smoke fuzz.log timeout -k 10s 20m bash hack/fuzz.sh --ci || true
+
 # 5a. The CRDs and the custom-resource path on Kubernetes 1.36 (hack/crd-apiserver.sh: apiextensions-apiserver 0.36
 # built from Debian sid once and cached, about 4 minutes the first time; its own etcd and ports): crds/ and crds/cel/
 # apply, the samples apply, rejections name the field, printer columns, status subresource, SSA with the controller's

@@ -755,13 +755,7 @@ extension Repository {
 
 /// Parses the time of `--before`: RFC 3339 with a zone (Z or an offset), with or without fractional seconds.
 func parseBefore(_ text: String) throws -> Date {
-  let f = ISO8601DateFormatter()
-  for options: ISO8601DateFormatter.Options in [
-    [.withInternetDateTime], [.withInternetDateTime, .withFractionalSeconds],
-  ] {
-    f.formatOptions = options
-    if let d = f.date(from: text) { return d }
-  }
+  if let d = EngineTime.parse(text) { return d }
   throw ValidationError(
     "--before '\(text)' is not an RFC 3339 time with a zone; write it like 2026-09-06T03:00:00Z or "
       + "2026-09-06T05:00:00+02:00")
@@ -770,13 +764,7 @@ func parseBefore(_ text: String) throws -> Date {
 /// Parses `backup --time`: RFC 3339 with a zone, with or without fractional seconds, or restic's
 /// "2006-01-02 15:04:05" (no zone: the local time zone, as restic reads it).
 func parseSnapshotTime(_ text: String) throws -> Date {
-  let f = ISO8601DateFormatter()
-  for options: ISO8601DateFormatter.Options in [
-    [.withInternetDateTime], [.withInternetDateTime, .withFractionalSeconds],
-  ] {
-    f.formatOptions = options
-    if let d = f.date(from: text) { return d }
-  }
+  if let d = EngineTime.parse(text) { return d }
   let local = DateFormatter()
   local.locale = Locale(identifier: "en_US_POSIX")
   local.calendar = Calendar(identifier: .gregorian)

@@ -241,13 +241,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
 
   /// `snapshotTime` as a date (RFC 3339, with or without fractional seconds); nil when absent or unreadable.
   public var snapshotDate: Date? {
-    guard let t = snapshotTime else { return nil }
-    let f = ISO8601DateFormatter()
-    for o: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime]] {
-      f.formatOptions = o
-      if let d = f.date(from: t) { return d }
-    }
-    return nil
+    snapshotTime.flatMap(EngineTime.parse)
   }
 
   /// Adds errors.

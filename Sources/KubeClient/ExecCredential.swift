@@ -164,7 +164,7 @@ public struct ExecCredentialPlugin: Sendable, Hashable {
     }
     var expiration: Date?
     if let t = status?["expirationTimestamp"]?.stringValue {
-      guard let d = ISO8601DateFormatter().date(from: t) else {
+      guard let d = KubeJSON.parseDate(t) else {
         throw error("the credential plugin's status.expirationTimestamp \"\(t)\" is not an RFC 3339 time")
       }
       expiration = d

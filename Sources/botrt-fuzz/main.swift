@@ -1,4 +1,4 @@
-// Fuzz targets for the engine's parsers of untrusted bytes (hack/fuzz.sh).
+// Fuzz targets for the parsers of untrusted bytes, the engine's and the controller's (hack/fuzz.sh).
 //
 // Built normally (`swift build`), this replays inputs: `botrt-fuzz TARGET FILE_OR_DIR...` runs each file through the
 // target once, so the committed corpus (Fuzz/corpus/TARGET) is a regression check. Built by hack/fuzz.sh with
@@ -6,7 +6,13 @@
 // botrt-fuzz [libFuzzer flags] CORPUS_DIR`. A target may throw (a refused input) but must not trap, hang or
 // allocate without bound.
 import BackupEngine
+import DRAPI
+import EngineContract
 import Foundation
+import KubeClient
+import KubeCore
+import KubeRuntime
+import Reconcilers
 
 enum Fuzz {
   /// The fixed key the harness seals fuzzer input with, so that the parsers behind authentication are reached.
@@ -41,10 +47,18 @@ enum Fuzz {
       }
       _ = try? PackFormat.parseHeader(tail: tail, packSize: max(packSize, 0), meta: meta, repo: Fuzz.harnessRepo)
     },
+    "manifest": manifest,
+    "config": config,
+    "keyfile": keyfile,
+    "result": result,
+    "watchframe": watchframe,
+    "kubeconfig": kubeconfig,
+    "cron": cron,
+    "duration": duration,
   ]
 
   /// Writes a small seed corpus of valid inputs for every target (Fuzz/corpus is made with it).
-  static func writeSeeds(to dir: String) throws {
+  static func writeSeeds(to dir: String) async throws {
     func id(_ b: UInt8) -> ID { ID([UInt8](repeating: b, count: 32)) }
     var entries: [BlobEntry] = []
     for i in 0..<3 {
@@ -90,7 +104,9 @@ enum Fuzz {
       ],
       "packheader": [sealedHeaderPack, rawTail],
     ]
-    for (t, inputs) in seeds {
+    var all = seeds
+    for (t, inputs) in try await moreSeeds() { all[t] = inputs }
+    for (t, inputs) in all {
       try FileManager.default.createDirectory(atPath: dir + "/" + t, withIntermediateDirectories: true)
       for (i, b) in inputs.enumerated() {
         try Data(b).write(to: URL(fileURLWithPath: "\(dir)/\(t)/seed-\(i)"))
@@ -140,7 +156,11 @@ enum Fuzz {
 #else
   let args = CommandLine.arguments.dropFirst()
   if args.first == "--write-seeds", args.count == 2 {
-    try Fuzz.writeSeeds(to: args.last!)
+    try await Fuzz.writeSeeds(to: args.last!)
+    exit(0)
+  }
+  if args.first == "--list", args.count == 1 {
+    for name in Fuzz.targets.keys.sorted() { print(name) }
     exit(0)
   }
   guard let name = args.first, let t = Fuzz.targets[name], args.count >= 2 else { Fuzz.usage() }
@@ -153,6 +173,8 @@ enum Fuzz {
       ? ((try? FileManager.default.contentsOfDirectory(atPath: a)) ?? []).sorted().map { a + "/" + $0 } : [a]
     for f in files {
       guard let d = FileManager.default.contents(atPath: f) else { continue }
+      // Named before it runs, so that a trap or hang names the input.
+      FileHandle.standardError.write(Data("\(name) \(f)\n".utf8))
       t([UInt8](d))
       runs += 1
     }

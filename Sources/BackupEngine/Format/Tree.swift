@@ -1,3 +1,4 @@
+import EngineContract
 import Foundation
 
 /// One entry of a snapshot's file tree.
@@ -326,13 +327,9 @@ public struct Manifest: Codable, Sendable, Hashable {
     return f.string(from: d)
   }
 
-  static func parseTime(_ s: String) -> Date? {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    if let d = f.date(from: s) { return d }
-    f.formatOptions = [.withInternetDateTime]
-    return f.date(from: s)
-  }
+  /// Parses a time of the repository's records (manifests, locks, key files): they come from the storage, so through
+  /// `EngineTime.parse`, which does not trap on a long fraction.
+  static func parseTime(_ s: String) -> Date? { EngineTime.parse(s) }
 }
 
 /// A manifest with its id (the object name).
@@ -393,5 +390,24 @@ public enum SnapshotFormat {
     do { return try JSONDecoder().decode(Manifest.self, from: Data(body)) } catch {
       throw EngineError.integrity(object: what, message: "manifest JSON is malformed: \(error)")
     }
+  }
+
+  /// `decodeObject`, then the checks every reader of a manifest makes: it names this repository (`repositoryID`, the
+  /// config's id) and a format version this build knows. What a snapshot listing does with each stored manifest
+  /// (botrt-fuzz's `manifest` target calls it).
+  public static func decodeManifest(
+    _ obj: [UInt8], name: String, publicKey: [UInt8], meta: AESGCM, zstd: ZstdContext, repo: [UInt8],
+    repositoryID: String
+  ) throws -> Manifest {
+    let m = try decodeObject(obj, name: name, publicKey: publicKey, meta: meta, zstd: zstd, repo: repo)
+    guard m.repo == repositoryID else {
+      throw EngineError.integrity(
+        object: "snapshots/\(name)",
+        message: "manifest belongs to repository \(m.repo) (replayed from another repository)")
+    }
+    guard m.version == 1 else {
+      throw EngineError.unsupportedFormat("snapshots/\(name): manifest version \(m.version) unknown")
+    }
+    return m
   }
 }

@@ -273,53 +273,7 @@ public final class Repository: @unchecked Sendable {
     do { raw = try await store.get("config") } catch StorageError.notFound {
       throw EngineError.repositoryNotFound(store.location)
     }
-    let lines = raw.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
-    guard lines.count >= 2 else {
-      throw EngineError.integrity(object: "config", message: "malformed config (expected body and signature lines)")
-    }
-    let body = Data(lines[0])
-    struct VersionOnly: Decodable { var version: Int }
-    let version: Int
-    do { version = try JSONDecoder().decode(VersionOnly.self, from: body).version } catch {
-      throw EngineError.integrity(object: "config", message: "config is not valid JSON with a version field")
-    }
-    guard version == repositoryFormatVersion else {
-      throw EngineError.unsupportedFormat(
-        "repository \(store.location) has format version \(version); this botrt-engine supports only version "
-          + "\(repositoryFormatVersion); use a botrt-engine release that supports it")
-    }
-    let config: RepoConfig
-    do { config = try JSONDecoder().decode(RepoConfig.self, from: body) } catch {
-      throw EngineError.integrity(object: "config", message: "config is malformed: \(error)")
-    }
-    if let want = expect.repositoryID, want != config.id.lowercased() {
-      throw EngineError.integrity(
-        object: "config",
-        message:
-          "config names repository \(config.id), but repository \(want) was expected (pinned when it was created): "
-          + "the repository at \(store.location) was replaced or the location is wrong; nothing was read or written")
-    }
-    if let want = expect.signingKey, want != config.publicKey.lowercased() {
-      throw EngineError.integrity(
-        object: "config",
-        message:
-          "config's signing key \(config.publicKey.prefix(16))... is not the expected \(want.prefix(16))... (pinned "
-          + "when the repository was created): config and key files were replaced; nothing was read or written")
-    }
-    guard let configPub = Hex.decode(config.publicKey), configPub.count == 32 else {
-      throw EngineError.integrity(object: "config", message: "config's publicKey is not a 32-byte hex Ed25519 key")
-    }
-    guard let sig = Hex.decode(String(decoding: lines[1], as: UTF8.self)),
-      Ed25519.verify(Array("botrt-config-v1".utf8) + [UInt8](body), signature: sig, publicKey: configPub)
-    else {
-      throw EngineError.integrity(object: "config", message: "config signature is invalid (config was modified)")
-    }
-    let signedRequired = config.keyFiles == KeyFile.signedScheme
-    if let k = config.keyFiles, !signedRequired {
-      throw EngineError.unsupportedFormat(
-        "repository \(store.location) authenticates key files with '\(k)', which this botrt-engine does not know; "
-          + "use a botrt-engine release that supports it")
-    }
+    let (config, configPub) = try readConfig(raw, location: store.location, expect: expect)
     // Find a key file that this KEK can unwrap.
     let keyObjs = try await store.list(prefix: "keys/").sorted { $0.key < $1.key }
     guard !keyObjs.isEmpty else {
@@ -341,31 +295,9 @@ public final class Repository: @unchecked Sendable {
       do { bytes = try await store.get(ko.key) } catch StorageError.notFound {
         continue  // deleted since the listing (a rotation or a lost race); not an error
       }
-      let kf: KeyFile
-      do { kf = try JSONDecoder().decode(KeyFile.self, from: bytes) } catch {
-        refused.append((ko.key, "not a key file (malformed JSON)"))
-        continue
-      }
-      if kf.repo != config.id {
-        refused.append(
-          (
-            ko.key,
-            "key file is for repository \(kf.repo), but config names repository \(config.id) "
-              + "(config or key file copied from another repository)"
-          ))
-      } else if kf.publicKey.lowercased() != config.publicKey.lowercased() {
-        refused.append((ko.key, "key file names another signing key than the config (planted or copied)"))
-      } else if kf.signature != nil {
-        if kf.hasValidSignature(publicKey: configPub) {
-          candidates.append((ko.key, kf))
-        } else {
-          refused.append((ko.key, "key file signature is invalid (planted or modified key file)"))
-        }
-      } else if signedRequired {
-        refused.append(
-          (ko.key, "key file is not signed, but this repository's key files are signed (planted key file)"))
-      } else {
-        candidates.append((ko.key, kf))  // an older repository's unsigned key file (until its upgrade)
+      switch checkKeyFile(bytes, config: config, configPublicKey: configPub) {
+      case .success(let kf): candidates.append((ko.key, kf))
+      case .failure(let r): refused.append((ko.key, r.reason))
       }
     }
     func rank(_ f: KeyFile) -> Int {
@@ -439,6 +371,124 @@ public final class Repository: @unchecked Sendable {
           + "; no key file of this repository is left that passes its checks")
     }
     throw lastError ?? KMSError.unwrapFailed(kms: keyService.descriptor, message: "no key file could be unwrapped")
+  }
+
+  /// The checks `open` makes of the config object before anything else is read: a body line and a signature line,
+  /// the format version, the JSON, the pinned identity (`expect`), the public key, the signature over the body, and
+  /// the key file scheme. Returns the config and its signing key. Pure (botrt-fuzz's `config` target calls it).
+  public static func readConfig(
+    _ raw: Data, location: String, expect: RepositoryExpectation = .none
+  ) throws -> (config: RepoConfig, publicKey: [UInt8]) {
+    let lines = raw.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+    guard lines.count >= 2 else {
+      throw EngineError.integrity(object: "config", message: "malformed config (expected body and signature lines)")
+    }
+    let body = Data(lines[0])
+    struct VersionOnly: Decodable { var version: Int }
+    let version: Int
+    do { version = try JSONDecoder().decode(VersionOnly.self, from: body).version } catch {
+      throw EngineError.integrity(object: "config", message: "config is not valid JSON with a version field")
+    }
+    guard version == repositoryFormatVersion else {
+      throw EngineError.unsupportedFormat(
+        "repository \(location) has format version \(version); this botrt-engine supports only version "
+          + "\(repositoryFormatVersion); use a botrt-engine release that supports it")
+    }
+    let config: RepoConfig
+    do { config = try JSONDecoder().decode(RepoConfig.self, from: body) } catch {
+      throw EngineError.integrity(object: "config", message: "config is malformed: \(error)")
+    }
+    if let want = expect.repositoryID, want != config.id.lowercased() {
+      throw EngineError.integrity(
+        object: "config",
+        message:
+          "config names repository \(config.id), but repository \(want) was expected (pinned when it was created): "
+          + "the repository at \(location) was replaced or the location is wrong; nothing was read or written")
+    }
+    if let want = expect.signingKey, want != config.publicKey.lowercased() {
+      throw EngineError.integrity(
+        object: "config",
+        message:
+          "config's signing key \(config.publicKey.prefix(16))... is not the expected \(want.prefix(16))... (pinned "
+          + "when the repository was created): config and key files were replaced; nothing was read or written")
+    }
+    guard let configPub = Hex.decode(config.publicKey), configPub.count == 32 else {
+      throw EngineError.integrity(object: "config", message: "config's publicKey is not a 32-byte hex Ed25519 key")
+    }
+    guard let sig = Hex.decode(String(decoding: lines[1], as: UTF8.self)),
+      Ed25519.verify(Array("botrt-config-v1".utf8) + [UInt8](body), signature: sig, publicKey: configPub)
+    else {
+      throw EngineError.integrity(object: "config", message: "config signature is invalid (config was modified)")
+    }
+    // What opening and writing make of the numbers (found by botrt-fuzz's `config` target): the chunker's gear shift
+    // is derived from avg (from 2^62 on its loop never ends), a negative min reads before the buffer, a max of 0 cuts
+    // empty chunks forever, and a backup allocates 2 × max and about packSize up front.
+    let c = config.chunker
+    guard Self.chunkerBounds.contains(c.min), Self.chunkerBounds.contains(c.avg), Self.chunkerBounds.contains(c.max),
+      c.min <= c.avg, c.avg <= c.max
+    else {
+      throw EngineError.integrity(
+        object: "config",
+        message:
+          "config's chunker sizes min \(c.min), avg \(c.avg), max \(c.max) are not 64 B <= min <= avg <= max <= 64 MiB")
+    }
+    guard Self.packSizeBounds.contains(config.packSize) else {
+      throw EngineError.integrity(
+        object: "config", message: "config's packSize \(config.packSize) is not between 4 KiB and 1 GiB")
+    }
+    if let k = config.keyFiles, k != KeyFile.signedScheme {
+      throw EngineError.unsupportedFormat(
+        "repository \(location) authenticates key files with '\(k)', which this botrt-engine does not know; "
+          + "use a botrt-engine release that supports it")
+    }
+    return (config, configPub)
+  }
+
+  /// The chunk sizes a config may name (this version writes 512 KiB, 1 MiB, 8 MiB).
+  static let chunkerBounds = 64...(64 << 20)
+  /// The pack sizes a config may name (this version writes 8 MiB; a pack's offsets are 32-bit).
+  static let packSizeBounds = (4 << 10)...(1 << 30)
+
+  /// Why `open` refuses a key file (before any of its keys is unwrapped).
+  struct KeyFileRefused: Error {
+    var reason: String
+  }
+
+  /// The checks `open` makes of one key file before any of its keys is unwrapped: JSON, repository, signing key,
+  /// signature (required when the config says so). An attacker with write access to the storage may plant key files.
+  static func checkKeyFile(
+    _ bytes: Data, config: RepoConfig, configPublicKey: [UInt8]
+  ) -> Result<KeyFile, KeyFileRefused> {
+    let kf: KeyFile
+    do { kf = try JSONDecoder().decode(KeyFile.self, from: bytes) } catch {
+      return .failure(.init(reason: "not a key file (malformed JSON)"))
+    }
+    if kf.repo != config.id {
+      return .failure(
+        .init(
+          reason: "key file is for repository \(kf.repo), but config names repository \(config.id) "
+            + "(config or key file copied from another repository)"))
+    }
+    if kf.publicKey.lowercased() != config.publicKey.lowercased() {
+      return .failure(.init(reason: "key file names another signing key than the config (planted or copied)"))
+    }
+    if kf.signature != nil {
+      guard kf.hasValidSignature(publicKey: configPublicKey) else {
+        return .failure(.init(reason: "key file signature is invalid (planted or modified key file)"))
+      }
+    } else if config.keyFiles == KeyFile.signedScheme {
+      return .failure(
+        .init(reason: "key file is not signed, but this repository's key files are signed (planted key file)"))
+    }
+    return .success(kf)  // signed, or an older repository's unsigned key file (until its upgrade)
+  }
+
+  /// `checkKeyFile` for callers outside the engine (botrt-fuzz's `keyfile` target): the wrapped keys of a key file
+  /// `open` would try, or why it refuses the file.
+  public static func acceptedKeyFile(
+    _ bytes: Data, config: RepoConfig, configPublicKey: [UInt8]
+  ) -> Result<[String: WrappedKey], any Error> {
+    checkKeyFile(bytes, config: config, configPublicKey: configPublicKey).map(\.keys).mapError { $0 }
   }
 
   /// The plaintext key named `n` (a data key is unwrapped on first use).

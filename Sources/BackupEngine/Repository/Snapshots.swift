@@ -15,15 +15,8 @@ extension Repository {
           throw EngineError.integrity(object: o.key, message: "snapshot name is not a 64-hex-digit id")
         }
         let bytes = try await getContentAddressed(o.key)
-        let m = try SnapshotFormat.decodeObject(
-          bytes, name: name, publicKey: publicKey, meta: meta, zstd: z, repo: repoID)
-        guard m.repo == config.id else {
-          throw EngineError.integrity(
-            object: o.key, message: "manifest belongs to repository \(m.repo) (replayed from another repository)")
-        }
-        guard m.version == 1 else {
-          throw EngineError.unsupportedFormat("\(o.key): manifest version \(m.version) unknown")
-        }
+        let m = try SnapshotFormat.decodeManifest(
+          bytes, name: name, publicKey: publicKey, meta: meta, zstd: z, repo: repoID, repositoryID: config.id)
         out.append(Snapshot(id: id, manifest: m))
       } catch let e as EngineError {
         if !collectErrors { throw e }
