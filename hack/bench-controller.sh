@@ -4,7 +4,12 @@
 # apiserver_request_total, by verb and resource, over a window in which only the controller talks to it).
 #
 #   BOTRT_BENCH_POLICIES (1000)  BOTRT_BENCH_STEADY_SECONDS (300)  BOTRT_CONTROLLER_BIN (required: the binary)
+#   BOTRT_BENCH_WORKERS (the controller's --workers; its default when unset)
 #   KUBECONFIG must point at the local control plane (source <(hack/cluster.sh env)).
+#
+# The reference, measured in the same run before the controller starts: the apiserver's write floor
+# (hack/lib/apiserver-floor.py: sequential ConfigMap creations on 1 and on 4 connections). The floor for N policies
+# is N × the controller's writes per policy ÷ the faster of those rates; the last line reports the ratio.
 set -euo pipefail
 
 N="${BOTRT_BENCH_POLICIES:-1000}"
@@ -26,6 +31,7 @@ cleanup() {
   fi
   [[ -n "$CONTROLLER_PID" ]] && kill -TERM "$CONTROLLER_PID" 2>/dev/null && wait "$CONTROLLER_PID" 2>/dev/null
   kubectl delete namespace "$NS" "$NS-backup" --wait=false >/dev/null 2>&1
+  [[ -n "${BOTRT_BENCH_LOG:-}" ]] && cp "$WORK/controller.log" "$BOTRT_BENCH_LOG"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -35,6 +41,19 @@ kubectl create namespace "$NS" >/dev/null
 kubectl -n "$NS" create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID=bench \
   --from-literal=AWS_SECRET_ACCESS_KEY=bench >/dev/null
 kubectl -n "$NS" create secret generic vault-token --from-literal=token=bench >/dev/null
+
+# The apiserver's floor, before anything else loads it.
+kubectl create namespace "$NS-floor" >/dev/null
+server="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
+ca="$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')"
+token="$(kubectl config view --raw --minify -o jsonpath='{.users[0].user.token}')"
+[[ -n "$token" ]] || { echo "bench: the kubeconfig's user has no bearer token (the floor needs one)" >&2; exit 1; }
+BOTRT_FLOOR_SERVER="$server" BOTRT_FLOOR_CA="$ca" BOTRT_FLOOR_TOKEN="$token" \
+  python3 "$REPO/hack/lib/apiserver-floor.py" "$NS-floor" 2000 1 4 >"$WORK/floor.txt"
+kubectl delete namespace "$NS-floor" --wait=false >/dev/null
+sed 's/^/bench: apiserver floor: /' "$WORK/floor.txt" >&2
+floor_wps=$(sed -E 's/.*writes_per_second=([0-9]+).*/\1/' "$WORK/floor.txt" | sort -n | tail -1)
+floor_wps1=$(sed -n 1p "$WORK/floor.txt" | sed -E 's/.*writes_per_second=([0-9]+).*/\1/')
 
 say "generating $N policies"
 for i in $(seq 1 "$N"); do
@@ -54,7 +73,7 @@ done >"$WORK/policies.yaml"
 
 # Port 0: the kernel picks a free port (a fixed one can be taken, by an outgoing connection too); the controller
 # logs the address it bound.
-"$BIN" run --namespace "$NS" --backup-namespace "$NS-backup" \
+"$BIN" run --namespace "$NS" --backup-namespace "$NS-backup" ${BOTRT_BENCH_WORKERS:+--workers "$BOTRT_BENCH_WORKERS"} \
   --metrics-address "127.0.0.1:${BOTRT_BENCH_METRICS_PORT:-0}" >"$WORK/controller.log" 2>&1 &
 CONTROLLER_PID=$!
 METRICS=""
@@ -72,7 +91,13 @@ ready_count() {
     jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$' || true
 }
 
+requests() {
+  kubectl get --raw /metrics | grep '^apiserver_request_total{' |
+    sed -E 's/.*[{,]resource="([^"]*)".*[{,]subresource="([^"]*)".*[{,]verb="([^"]*)".*\} ([0-9.e+]+)$/\3 \1\/\2 \4/' |
+    awk '{a[$1" "$2]+=$3} END {for (k in a) print k, a[k]}' | sort
+}
 say "applying $N policies"
+requests >"$WORK/apiserver-before-create.txt"
 start=$(date +%s.%N)
 kubectl apply -f "$WORK/policies.yaml" >/dev/null
 while :; do
@@ -85,11 +110,6 @@ end=$(date +%s.%N)
 ready_seconds=$(echo "$end - $start" | bc)
 say "all $N Ready after $ready_seconds s; peak RSS $(peak_rss) KiB"
 
-requests() {
-  kubectl get --raw /metrics | grep '^apiserver_request_total{' |
-    sed -E 's/.*[{,]resource="([^"]*)".*[{,]subresource="([^"]*)".*[{,]verb="([^"]*)".*\} ([0-9.e+]+)$/\3 \1\/\2 \4/' |
-    awk '{a[$1" "$2]+=$3} END {for (k in a) print k, a[k]}' | sort
-}
 controller_metrics() { curl -fsS "http://$METRICS/metrics" | grep -E '^botrt_(watcher_lists_total|reconcile_total|watcher_)' || true; }
 # The controller's own requests by verb and resource (botrt_kube_requests_total): the apiserver's counter also
 # counts kube-controller-manager and kubectl.
@@ -114,6 +134,14 @@ own_requests >"$WORK/own-created.txt"
 create_total=$(awk '{n += $3} END {print n + 0}' "$WORK/own-created.txt")
 say "the controller's requests until the queue drained, per policy (verb resource count/policy):"
 awk -v n="$N" '$1 != "watch" {printf "  %s %s %.2f\n", $1, $2, $3 / n}' "$WORK/own-created.txt" >&2
+create_writes=$(awk '$1 ~ /^(patch|create|update|delete)$/ {n += $3} END {print n + 0}' "$WORK/own-created.txt")
+writes_per_policy=$(echo "scale=2; $create_writes / $N" | bc)
+floor_seconds=$(echo "scale=2; $create_writes / $floor_wps" | bc)
+floor_seconds1=$(echo "scale=2; $create_writes / $floor_wps1" | bc)
+say "the apiserver's requests from the apply to the drained queue, every client (verb resource count):"
+join -j1 <(awk '{print $1"/"$2, $3}' "$WORK/apiserver-before-create.txt" | sort) \
+  <(requests | awk '{print $1"/"$2, $3}' | sort) | awk '{d=$3-$2; if (d>0) printf "  %s %d\n", $1, d}' >&2
+say "floor: $create_writes writes at $floor_wps/s = $floor_seconds s (one connection: $floor_seconds1 s)"
 controller_metrics >"$WORK/metrics-before.txt"
 requests >"$WORK/before.txt"
 own_requests >"$WORK/own-before.txt"
@@ -134,6 +162,9 @@ join -j1 <(awk '{print $1"/"$2, $3}' "$WORK/before.txt" | sort) <(awk '{print $1
 say "controller metrics before and after the steady window:"
 paste "$WORK/metrics-before.txt" <(controller_metrics) | sed 's/^/  /'
 grep -iE 'warn|error' "$WORK/controller.log" | tail -5 || true
-echo "policies=$N ready_seconds=$ready_seconds peak_rss_kib=$(peak_rss) reconciles=$prev" \
-  "create_requests_per_policy=$(echo "scale=2; $create_total / $N" | bc) steady_seconds=$STEADY" \
+echo "policies=$N workers=${BOTRT_BENCH_WORKERS:-default} ready_seconds=$ready_seconds floor_seconds=$floor_seconds" \
+  "ratio=$(echo "scale=2; $ready_seconds / $floor_seconds" | bc) floor_writes_per_second=$floor_wps" \
+  "floor_writes_per_second_one_connection=$floor_wps1 peak_rss_kib=$(peak_rss) reconciles=$prev" \
+  "create_requests_per_policy=$(echo "scale=2; $create_total / $N" | bc) writes_per_policy=$writes_per_policy" \
+  "steady_seconds=$STEADY" \
   "steady_requests=${own_total:-0} steady_lists=${own_lists:-0} steady_by_verb=${own_delta// /,}"

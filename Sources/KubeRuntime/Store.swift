@@ -88,9 +88,13 @@ public final class Store<Object: KubeObject>: Sendable {
     state.withLock { s in s.objects.keys.filter { $0.namespace == namespace }.sorted().compactMap { s.objects[$0] } }
   }
 
-  /// The cached objects `isIncluded` accepts, sorted by key: one pass under the lock, only the matches copied.
-  public func select(_ isIncluded: (Object) -> Bool) -> [Object] {
-    state.withLock { s in s.objects.filter { isIncluded($0.value) }.sorted { $0.key < $1.key }.map(\.value) }
+  /// The cached objects of `namespace` (nil: every namespace) that `isIncluded` accepts, sorted by key: one pass
+  /// under the lock, only the matches copied.
+  public func select(namespace: String? = nil, _ isIncluded: (Object) -> Bool) -> [Object] {
+    state.withLock { s in
+      s.objects.filter { (namespace == nil || $0.key.namespace == namespace) && isIncluded($0.value) }
+        .sorted { $0.key < $1.key }.map(\.value)
+    }
   }
 
   /// The objects whose index `name` contains `value`, sorted by key.

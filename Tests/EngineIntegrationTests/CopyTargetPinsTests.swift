@@ -35,7 +35,7 @@ import Testing
     // The first copy creates the target and reports its identity beside the source's.
     let first = try h.run(copy)
     #expect(first.code == 0, "\(first.stderr)")
-    let r = try #require(EngineResult.parse(String(decoding: first.stdout, as: UTF8.self)))
+    let r = try #require(EngineResult.parse(first.resultLine))
     let id = try #require(r.targetRepositoryId)
     let key = try #require(r.targetSigningKey)
     #expect(EngineRepositoryURL.validPins(id: id, signingKey: key))

@@ -84,7 +84,7 @@ import Testing
     #expect(!before.contains(EngineFlag.long(EngineFlag.toExpectRepositoryID)))
     let first = try h.run(engineArgs(before), withRepo: false)
     #expect(first.code == 0, "\(first.stderr)")
-    let result = try #require(EngineResult.parse(String(decoding: first.stdout, as: UTF8.self)))
+    let result = try #require(EngineResult.parse(first.resultLine))
     let run = CopyRun(
       jobName: "rpins-copy-1", replica: "dr", sourceSnapshot: snapshot,
       sourceBackupTime: Self.now.addingTimeInterval(-30),

@@ -124,6 +124,9 @@ public final class BackupAccessReconciler: Sendable {
   /// runs. A policy being deleted keeps only what its repository deletion Job needs, while that Job runs.
   public func reconcile(_ key: ObjectKey, _ store: Store<BackupPolicy>) async throws -> ReconcileResult {
     guard let policy = store.get(key) else { return .awaitChange }
+    // A restarted controller decides from filled caches (ManagedCaches.waitUntilReady), not from live lists and
+    // deletes of grants that do not exist.
+    await managed.waitUntilReady()
     let active = try await activeRuns(policy).filter {
       !policy.metadata.isDeleting || $0.component == BackupDeletion.component
     }

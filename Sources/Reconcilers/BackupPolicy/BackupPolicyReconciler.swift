@@ -524,7 +524,7 @@ public final class BackupPolicyReconciler: Sendable {
       for resource in ownedKinds {
         let names: [String]
         if let cached = managed.objects(resource, namespace: namespace, labels: ChildLabels.owner(ns, policy.name)) {
-          names = cached.map { $0.metadata.name ?? "" }
+          names = cached.map { $0.body[path: "metadata", "name"]?.stringValue ?? "" }
         } else {
           names = try await client.listAll(
             resource, namespace: namespace, options: ListOptions(labelSelector: selector), as: Unstructured.self

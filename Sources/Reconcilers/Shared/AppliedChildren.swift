@@ -43,7 +43,9 @@ public final class AppliedChildren: Sendable {
   /// Whether `child` needs no apply: `cached` (the object as the shared cache holds it) carries `hash` and was not
   /// changed by anyone else since this process applied or first saw it.
   public func isCurrent(_ child: DesiredChild, hash: String, cached: Unstructured?) -> Bool {
-    guard let cached, cached.metadata.annotations?[Self.annotation] == hash else { return false }
+    guard let cached, cached.body[path: "metadata", "annotations", Self.annotation]?.stringValue == hash else {
+      return false
+    }
     let marker = Self.marker(cached)
     return seen.withLock { s in
       if let last = s[Self.key(child)] { return last.hash == hash && last.marker == marker }
@@ -68,6 +70,6 @@ public final class AppliedChildren: Sendable {
   /// writes leave it alone), else the resourceVersion.
   static func marker(_ o: Unstructured) -> String {
     if let g = o.body[path: "metadata", "generation"]?.intValue { return "g\(g)" }
-    return "rv\(o.metadata.resourceVersion ?? "")"
+    return "rv\(o.body[path: "metadata", "resourceVersion"]?.stringValue ?? "")"
   }
 }
