@@ -283,22 +283,11 @@ public final class BotRTController: Sendable {
       || a.finalizers != b.finalizers || a.deletionTimestamp != b.deletionTimestamp || a.uid != b.uid
   }
 
-  /// Whether `policy` references the Secret `name` of its namespace.
-  static func references(_ policy: BackupPolicy, secret name: String) -> Bool {
-    do {
-      let inv = try EngineInvocation(policy: policy) { $0 }
-      return inv.secrets.contains { $0.sourceName == name }
-    } catch {
-      // A spec the invocation refuses still names its Secrets in the usual places.
-      let e = policy.spec.encryption
-      let refs = [
-        policy.spec.repository.s3?.credentialsSecretRef.name, policy.spec.repository.gcs?.credentialsSecretRef?.name,
-        policy.spec.repository.azure?.credentialsSecretRef.name, e.kms.vaultTransit?.authSecretRef.name,
-        e.kms.vaultTransit?.caSecretRef?.name, e.kms.awsKms?.credentialsSecretRef?.name,
-        e.kms.localKeySecretRef?.name, e.rotationKeysSecretRef?.name,
-      ]
-      return refs.contains(name)
-    }
+  /// Whether `policy` references the Secret `name` of its namespace: any Secret its spec names
+  /// (`BackupPolicySpec.referencedSecretNames`, built from exhaustive switches over the repository, key service and
+  /// source kinds, the primary's and every replica's), valid or not.
+  public static func references(_ policy: BackupPolicy, secret name: String) -> Bool {
+    policy.spec.referencedSecretNames.contains(name)
   }
 
   /// Runs until stopped (a signal or `stop()`).

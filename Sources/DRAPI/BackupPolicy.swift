@@ -296,18 +296,20 @@ public struct RepositorySpec: Codable, Sendable, Hashable {
   /// Whether two specs name the same location (kind, endpoint, bucket or account and container, prefix; or local
   /// path and claim), whatever their credentials and settings: the same repository. The CRD's CEL rule says the same.
   public func sameLocation(_ o: RepositorySpec) -> Bool {
-    if let a = s3, let b = o.s3 {
+    guard let mine = kind, let other = o.kind else { return false }
+    switch (mine, other) {
+    case (.s3(let a), .s3(let b)):
       return a.bucket == b.bucket && (a.prefix ?? "") == (b.prefix ?? "") && (a.endpoint ?? "") == (b.endpoint ?? "")
-    }
-    if let a = gcs, let b = o.gcs {
+    case (.gcs(let a), .gcs(let b)):
       return a.bucket == b.bucket && (a.prefix ?? "") == (b.prefix ?? "") && (a.endpoint ?? "") == (b.endpoint ?? "")
-    }
-    if let a = azure, let b = o.azure {
+    case (.azure(let a), .azure(let b)):
       return a.account == b.account && a.container == b.container && (a.prefix ?? "") == (b.prefix ?? "")
         && (a.endpoint ?? "") == (b.endpoint ?? "")
+    case (.local(let a), .local(let b)):
+      return a.path == b.path && (a.claimName ?? "") == (b.claimName ?? "")
+    case (.s3, _), (.gcs, _), (.azure, _), (.local, _):
+      return false
     }
-    if let a = local, let b = o.local { return a.path == b.path && (a.claimName ?? "") == (b.claimName ?? "") }
-    return false
   }
 
   /// S3 or S3-compatible.
@@ -329,9 +331,7 @@ public struct RepositorySpec: Codable, Sendable, Hashable {
   }
 
   /// The names of the backends that are set ("s3", "gcs", "azure", "local").
-  public var configuredBackends: [String] {
-    [("s3", s3 != nil), ("gcs", gcs != nil), ("azure", azure != nil), ("local", local != nil)].filter(\.1).map(\.0)
-  }
+  public var configuredBackends: [String] { setChoiceNames }
 }
 
 /// An S3 bucket.
@@ -482,25 +482,13 @@ public struct KMSSpec: Codable, Sendable, Hashable {
   }
 
   /// The key service's URLs that must be https:// unless `allowPlaintextHTTP`: (field under kms, value).
-  public var plaintextCheckedURLs: [(field: String, url: String)] {
-    [
-      ("vaultTransit.address", vaultTransit?.address), ("awsKms.endpoint", awsKms?.endpoint),
-      ("azureKeyVault.vaultURL", azureKeyVault?.vaultURL),
-      ("azureKeyVault.authorityHost", azureKeyVault?.authorityHost),
-      ("gcpKms.endpoint", gcpKms?.endpoint),
-    ].compactMap { f, u in u.map { (f, $0) } }
-  }
+  public var plaintextCheckedURLs: [(field: String, url: String)] { setChoices.flatMap(\.plaintextCheckedURLs) }
 
   /// Every KMS kind, in schema order.
-  public static let allKinds = ["vaultTransit", "awsKms", "localKeySecretRef", "azureKeyVault", "gcpKms"]
+  public static var allKinds: [String] { allChoiceNames }
 
   /// The names of the KMS kinds that are set.
-  public var configuredKinds: [String] {
-    [
-      ("vaultTransit", vaultTransit != nil), ("awsKms", awsKms != nil), ("localKeySecretRef", localKeySecretRef != nil),
-      ("azureKeyVault", azureKeyVault != nil), ("gcpKms", gcpKms != nil),
-    ].filter(\.1).map(\.0)
-  }
+  public var configuredKinds: [String] { setChoiceNames }
 }
 
 /// Azure Key Vault (wrapKey/unwrapKey).

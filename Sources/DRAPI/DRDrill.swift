@@ -91,10 +91,10 @@ public struct DrillTarget: Codable, Sendable, Hashable {
   /// drill restores from a replica; nil unless exactly one is set.
   public var displayName: String? {
     let from = replica.map { " (replica \($0))" } ?? ""
-    switch (backupPolicyRef, recoveryPlanRef) {
-    case (let p?, nil): return "BackupPolicy/\(p.name)\(from)"
-    case (nil, let r?): return "RecoveryPlan/\(r.name)\(from)"
-    default: return nil
+    switch kind {
+    case .backupPolicy(let p)?: return "BackupPolicy/\(p.name)\(from)"
+    case .recoveryPlan(let r)?: return "RecoveryPlan/\(r.name)\(from)"
+    case nil: return nil
     }
   }
 }

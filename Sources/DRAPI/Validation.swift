@@ -38,10 +38,14 @@ public enum SpecValidation {
   }
 
   static func restoreDestination(_ d: RestoreDestination, at field: String) -> [SpecError] {
-    var set: [String] = []
-    if d.pvc != nil { set.append("pvc") }
-    if d.command != nil { set.append("command") }
-    return exactlyOne(set, of: ["pvc", "command"], at: field) + container(d.command, at: "\(field).command")
+    var errors = d.exactlyOneErrors(at: field)
+    for choice in d.setChoices {
+      switch choice {
+      case .pvc: break
+      case .command(let c): errors += container(c, at: "\(field).command")
+      }
+    }
+    return errors
   }
 
   /// Whether `verify --read-data-subset` accepts `s`: "P%" (0 < P <= 100) or "n/t" (1 <= n <= t <= 256).
@@ -133,17 +137,19 @@ public enum SpecValidation {
     ] where !(0...100).contains(n ?? 0) {
       errors.append(SpecError(field: "spec.\(name)", message: "must be 0-100, got \(n ?? 0)"))
     }
-    var sources: [String] = []
-    if spec.source.pvc != nil { sources.append("pvc") }
-    if spec.source.command != nil { sources.append("command") }
-    errors += exactlyOne(sources, of: ["pvc", "command"], at: "spec.source")
-    errors += container(spec.source.command, at: "spec.source.command")
-    for (i, p) in (spec.source.pvc?.exclude ?? []).enumerated() {
-      errors += excludePattern(p, at: "spec.source.pvc.exclude[\(i)]")
+    errors += spec.source.exactlyOneErrors(at: "spec.source")
+    for choice in spec.source.setChoices {
+      switch choice {
+      case .command(let c):
+        errors += container(c, at: "spec.source.command")
+      case .pvc(let pvc):
+        for (i, p) in (pvc.exclude ?? []).enumerated() {
+          errors += excludePattern(p, at: "spec.source.pvc.exclude[\(i)]")
+        }
+      }
     }
-    errors += exactlyOne(
-      spec.repository.configuredBackends, of: ["s3", "gcs", "azure", "local"], at: "spec.repository")
-    errors += exactlyOne(spec.encryption.kms.configuredKinds, of: KMSSpec.allKinds, at: "spec.encryption.kms")
+    errors += spec.repository.exactlyOneErrors(at: "spec.repository")
+    errors += spec.encryption.kms.exactlyOneErrors(at: "spec.encryption.kms")
     errors += plaintextKMS(spec.encryption.kms, at: "spec.encryption.kms")
     var replicaNames = Set<String>()
     for (i, replica) in (spec.replicas ?? []).enumerated() {
@@ -151,8 +157,7 @@ public enum SpecValidation {
       if !replicaNames.insert(replica.name).inserted {
         errors.append(SpecError(field: "\(rf).name", message: "duplicate replica name '\(replica.name)'"))
       }
-      errors += exactlyOne(
-        replica.repository.configuredBackends, of: ["s3", "gcs", "azure", "local"], at: "\(rf).repository")
+      errors += replica.repository.exactlyOneErrors(at: "\(rf).repository")
       if replica.repository.sameLocation(spec.repository) {
         errors.append(
           SpecError(
@@ -161,15 +166,21 @@ public enum SpecValidation {
               + "another location"))
       }
       if let kms = replica.encryption?.kms {
-        errors += exactlyOne(kms.configuredKinds, of: KMSSpec.allKinds, at: "\(rf).encryption.kms")
+        errors += kms.exactlyOneErrors(at: "\(rf).encryption.kms")
         errors += plaintextKMS(kms, at: "\(rf).encryption.kms")
       }
     }
     if let days = spec.encryption.keyRotationDays, !(1...90).contains(days) {
       errors.append(SpecError(field: "spec.encryption.keyRotationDays", message: "must be 1-90, got \(days)"))
     }
-    if let lock = spec.repository.s3?.objectLock, lock.days < 1 {
-      errors.append(SpecError(field: "spec.repository.s3.objectLock.days", message: "must be at least 1"))
+    for choice in spec.repository.setChoices {
+      switch choice {
+      case .s3(let s3):
+        if let lock = s3.objectLock, lock.days < 1 {
+          errors.append(SpecError(field: "spec.repository.s3.objectLock.days", message: "must be at least 1"))
+        }
+      case .gcs, .azure, .local: break
+      }
     }
     return errors
   }
@@ -244,10 +255,7 @@ public enum SpecValidation {
         errors.append(SpecError(field: "spec.schedule", message: error.description))
       }
     }
-    var targets: [String] = []
-    if spec.target.backupPolicyRef != nil { targets.append("backupPolicyRef") }
-    if spec.target.recoveryPlanRef != nil { targets.append("recoveryPlanRef") }
-    errors += exactlyOne(targets, of: ["backupPolicyRef", "recoveryPlanRef"], at: "spec.target")
+    errors += spec.target.exactlyOneErrors(at: "spec.target")
     if let r = spec.restore { errors += restoreDestination(r, at: "spec.restore") }
     errors += duration(spec.timeout, at: "spec.timeout")
     if let h = spec.historyLimit, !(1...100).contains(h) {

@@ -37,7 +37,7 @@ extension BackupPolicyChildren {
     }
     // A dump command's pods (backup and on-demand runs) reach the database: the policy's own namespace and the
     // declared database servers; the prune and verify pods do not.
-    if policy.spec.source.command != nil {
+    if policy.spec.source.setChoices.contains(where: \.reachesDatabase) {
       let selector: JSONValue = [
         "matchLabels": labels([ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name]),
         "matchExpressions": [

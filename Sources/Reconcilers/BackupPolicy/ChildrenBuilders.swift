@@ -210,7 +210,9 @@ public struct ChildInputs: Sendable {
 public enum BackupPolicyChildren {
   /// The namespace the policy's Jobs run in.
   public static func workloadNamespace(_ policy: BackupPolicy, settings: ControllerSettings) -> String {
-    if policy.spec.source.pvc != nil { return policy.metadata.namespace ?? "default" }
+    if policy.spec.source.setChoices.contains(where: \.mountsPolicyClaim) {
+      return policy.metadata.namespace ?? "default"
+    }
     return backupNamespace(policy, settings: settings)
   }
 
@@ -707,7 +709,7 @@ public enum BackupPolicyChildren {
     var volumes = invocation.volumes
     var mounts = [tmpMount] + invocation.mounts
 
-    if let pvc = spec.source.pvc {
+    if case .pvc(let pvc) = try spec.source.kind(at: "spec.source") {
       let path = "/backup/\(pvc.claimName)"
       volumes.append([
         "name": "source", "persistentVolumeClaim": ["claimName": .string(pvc.claimName), "readOnly": true],
@@ -728,8 +730,10 @@ public enum BackupPolicyChildren {
         runsAsRoot: pvc.runAsUser == 0)
     }
 
-    guard let cmd = spec.source.command else {
-      throw SpecError(field: "spec.source", message: "set exactly one of pvc, command; none is set")
+    let cmd: ContainerSpec
+    switch try spec.source.kind(at: "spec.source") {
+    case .command(let c): cmd = c
+    case .pvc: throw SpecError(field: "spec.source", message: "a pvc source has no dump command")  // returned above
     }
     let words = (cmd.command ?? []) + (cmd.args ?? [])
     guard cmd.command?.isEmpty == false else {

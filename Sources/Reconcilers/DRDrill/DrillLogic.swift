@@ -140,15 +140,16 @@ public enum DrillLogic {
   /// emptyDir, since the scratch namespace has no copy of the claim).
   public static func runSpec(_ drill: DRDrill, plan: RecoveryPlan?) throws(SpecError) -> DrillRunSpec {
     let v = drill.spec.verification
-    if let ref = drill.spec.target.backupPolicyRef {
+    let planRef: LocalObjectReference
+    switch try drill.spec.target.kind(at: "spec.target") {
+    case .backupPolicy(let ref):
       return DrillRunSpec(
         restore: RestoreStepSpec(
           policyRef: ref, snapshot: drill.spec.snapshot, into: drill.spec.restore ?? RestoreDestination(),
           replica: drill.spec.target.replica),
         readData: v?.readData ?? true, query: v?.databaseQuery)
-    }
-    guard let planRef = drill.spec.target.recoveryPlanRef else {
-      throw SpecError(field: "spec.target", message: "set exactly one of backupPolicyRef, recoveryPlanRef")
+    case .recoveryPlan(let ref):
+      planRef = ref
     }
     guard let plan else {
       throw SpecError(
@@ -171,8 +172,11 @@ public enum DrillLogic {
     if let s = drill.spec.snapshot { restore.snapshot = s }
     if let into = drill.spec.restore {
       restore.into = into
-    } else if restore.into.pvc != nil {
-      restore.into = RestoreDestination()
+    } else {
+      switch restore.into.kind {
+      case .pvc?: restore.into = RestoreDestination()
+      case .command?, nil: break
+      }
     }
     let verify = steps.first { $0.action == .verify }?.verify
     return DrillRunSpec(

@@ -117,8 +117,11 @@ public final class DrillReconciler: Sendable {
   func resolveTarget(_ drill: DRDrill) async throws -> (BackupPolicy?, RecoveryPlan?, SpecError?) {
     let ns = drill.metadata.namespace ?? "default"
     var plan: RecoveryPlan? = nil
-    var policyName = drill.spec.target.backupPolicyRef?.name
-    if let ref = drill.spec.target.recoveryPlanRef {
+    let policyName: String?
+    switch drill.spec.target.kind {
+    case .backupPolicy(let ref)?:
+      policyName = ref.name
+    case .recoveryPlan(let ref)?:
       do {
         plan = try await client.get(RecoveryPlan.self, namespace: ns, name: ref.name)
       } catch let e as KubeError where e.isNotFound {
@@ -129,6 +132,8 @@ public final class DrillReconciler: Sendable {
         )
       }
       policyName = plan?.spec.procedures.flatMap(\.steps).first { $0.action == .restore }?.restore?.policyRef.name
+    case nil:
+      return (nil, nil, drill.spec.target.exactlyOneErrors(at: "spec.target").first)
     }
     guard let name = policyName else {
       return (nil, plan, SpecError(field: "spec.target", message: "the target names no BackupPolicy to restore from"))

@@ -100,15 +100,15 @@ public enum KeyRotationLogic {
     var current = previous.currentKey
     var handled = previous.lastHandledKeyRotationRequest
     var events: [PlannedEvent] = []
-    let kms = policy.spec.encryption.kms
+    let kms = policy.spec.encryption.kms.kind
 
     if let r = newestUnrecorded(runs, since: last), let t = r.finishTime {
       last = t
       if let token = r.annotations[tokenAnnotation], token.hasPrefix("request:") { handled = token }
-      if kms.localKeySecretRef != nil, let k = r.annotations[newKeyAnnotation] {
-        current = k
-      } else if kms.awsKms != nil, let id = awsKeyId(fromKMS: r.result?.kms) {
-        current = id
+      switch kms?.rotationKeySource {
+      case .rotationKeysSecret?: if let k = r.annotations[newKeyAnnotation] { current = k }
+      case .newServiceKey?: if let id = awsKeyId(fromKMS: r.result?.kms) { current = id }
+      case .newKeyVersion?, nil: break
       }
       let now = r.result?.keyVersion.map { " (key version \($0))" } ?? ""
       events.append(
@@ -166,7 +166,7 @@ public enum KeyRotationLogic {
         "\(dueText). Job \(r.jobName) failed: \(why). "
         + (out.requeueAt.map { "The next attempt is at \(KubeJSON.formatDate($0.addingTimeInterval(-1)))." }
           ?? "Set the annotation to a new value to try again.")
-    } else if kms.localKeySecretRef != nil {
+    } else if kms?.rotationKeySource == .rotationKeysSecret {
       guard let ref = policy.spec.encryption.rotationKeysSecretRef else {
         out.reason = "NoNewKey"
         out.message =

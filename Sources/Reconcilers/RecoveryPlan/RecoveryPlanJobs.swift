@@ -253,7 +253,9 @@ public enum RecoveryJobs {
     }
     var volumes: [JSONValue] = [["name": "tmp", "emptyDir": [:]]] + inv.volumes
     var mounts: [JSONValue] = [["name": "tmp", "mountPath": "/tmp"]] + inv.mounts
-    if let command = spec.into.command {
+    // Into a claim, a command, or (none set) an emptyDir.
+    let into = try spec.into.atMostOne(at: "\(field).into")
+    if case .command(let command)? = into {
       guard let words = command.command, !words.isEmpty else {
         throw SpecError(
           field: "\(field).into.command.command",
@@ -293,12 +295,13 @@ public enum RecoveryJobs {
       ]
       return ([], [restore, load], volumes, false)
     }
-    if let pvc = spec.into.pvc {
+    switch into {
+    case .pvc(let pvc)?:
       volumes.append(["name": "restore", "persistentVolumeClaim": ["claimName": .string(pvc.claimName)]])
       var m: [String: JSONValue] = ["name": "restore", "mountPath": .string(restorePath)]
       if let sub = pvc.subPath, !sub.isEmpty { m["subPath"] = .string(sub) }
       mounts.append(.object(m))
-    } else {
+    case .command?, nil:  // a command returned above
       volumes.append(["name": "restore", "emptyDir": [:]])
       mounts.append(["name": "restore", "mountPath": .string(restorePath)])
     }

@@ -158,9 +158,7 @@ public enum RecoveryPlanLogic {
           guard let r = step.restore else {
             throw SpecError(field: "\(field).restore", message: "a restore step needs restore.policyRef and into")
           }
-          guard (r.into.pvc == nil) != (r.into.command == nil) else {
-            throw SpecError(field: "\(field).restore.into", message: "set exactly one of pvc, command")
-          }
+          _ = try r.into.kind(at: "\(field).restore.into")
           if r.beforeTime != nil, let s = r.snapshot, s != "latest" {
             throw SpecError(
               field: "\(field).restore.beforeTime", message: "give either a snapshot id or beforeTime, not both")

@@ -95,8 +95,9 @@ public struct EngineInvocation: Sendable, Hashable {
     }
 
     // Repository.
-    let repo = spec.repository
-    if let s3 = repo.s3 {
+    let repo = try spec.repository.kind(at: "spec.repository")
+    switch repo {
+    case .s3(let s3):
       repoURL = "s3://\(s3.bucket)\(prefixPath(s3.prefix))"
       c.s3Endpoint = s3.endpoint
       c.s3Region = s3.region
@@ -112,7 +113,7 @@ public struct EngineInvocation: Sendable, Hashable {
         SecretUse(
           sourceName: name, field: "spec.repository.s3.credentialsSecretRef",
           requiredKeys: ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]))
-    } else if let gcs = repo.gcs {
+    case .gcs(let gcs):
       repoURL = "gs://\(gcs.bucket)\(prefixPath(gcs.prefix))"
       if let e = gcs.endpoint { env.append(["name": .string(EngineEnv.gcsEndpoint), "value": .string(e)]) }
       if let ref = gcs.credentialsSecretRef {
@@ -122,7 +123,7 @@ public struct EngineInvocation: Sendable, Hashable {
         secrets.append(
           SecretUse(sourceName: ref.name, field: "spec.repository.gcs.credentialsSecretRef", requiredKeys: [key]))
       }
-    } else if let az = repo.azure {
+    case .azure(let az):
       repoURL = "azblob://\(az.account)/\(az.container)\(prefixPath(az.prefix))"
       // The engine's name for the Blob endpoint (the contract's constant; it was once set as BOTRT_AZURE_ENDPOINT,
       // which the engine never read).
@@ -133,19 +134,18 @@ public struct EngineInvocation: Sendable, Hashable {
         SecretUse(
           sourceName: az.credentialsSecretRef.name, field: "spec.repository.azure.credentialsSecretRef",
           requiredKeys: [key]))
-    } else if let local = repo.local {
+    case .local(let local):
       repoURL = "file://\(local.path)"
       if let claim = local.claimName {
         volumes.append(["name": "repository", "persistentVolumeClaim": ["claimName": .string(claim)]])
         mounts.append(["name": "repository", "mountPath": .string(local.path)])
       }
-    } else {
-      throw SpecError(field: "spec.repository", message: "set exactly one of s3, gcs, azure, local; none is set")
     }
 
     // Key service.
-    let kms = spec.encryption.kms
-    if let v = kms.vaultTransit {
+    let kms = try spec.encryption.kms.kind(at: "spec.encryption.kms")
+    switch kms {
+    case .vaultTransit(let v):
       guard let url = URLComponents(string: v.address), let scheme = url.scheme?.lowercased(),
         ["http", "https"].contains(scheme), let host = url.host, !host.isEmpty
       else {
@@ -171,7 +171,7 @@ public struct EngineInvocation: Sendable, Hashable {
         secrets.append(
           SecretUse(sourceName: ca.name, field: "spec.encryption.kms.vaultTransit.caSecretRef", requiredKeys: [caKey]))
       }
-    } else if let aws = kms.awsKms {
+    case .awsKms(let aws):
       var q: [String] = []
       if let r = aws.region { q.append("region=\(r)") }
       let keyId = currentKey ?? aws.keyId
@@ -179,14 +179,16 @@ public struct EngineInvocation: Sendable, Hashable {
       kmsURL = "awskms://\(keyPart)" + (q.isEmpty ? "" : "?" + q.joined(separator: "&"))
       c.kmsEndpoint = aws.endpoint
       if let ref = aws.credentialsSecretRef {
-        // The engine reads one set of AWS credentials from its environment.
-        if let s3 = repo.s3, s3.credentialsSecretRef.name != ref.name {
-          throw SpecError(
-            field: "spec.encryption.kms.awsKms.credentialsSecretRef",
-            message: "names Secret '\(ref.name)' but the S3 repository uses '\(s3.credentialsSecretRef.name)'; the "
-              + "engine reads one set of AWS credentials, so use the same Secret for both or leave this unset")
-        }
-        if repo.s3 == nil {
+        // The engine reads one set of AWS credentials from its environment: an S3 repository's, when there is one.
+        switch repo {
+        case .s3(let s3):
+          if s3.credentialsSecretRef.name != ref.name {
+            throw SpecError(
+              field: "spec.encryption.kms.awsKms.credentialsSecretRef",
+              message: "names Secret '\(ref.name)' but the S3 repository uses '\(s3.credentialsSecretRef.name)'; "
+                + "the engine reads one set of AWS credentials, so use the same Secret for both or leave this unset")
+          }
+        case .gcs, .azure, .local:
           env.append(envFromSecret(EngineEnv.awsAccessKeyId, ref.name, "AWS_ACCESS_KEY_ID"))
           env.append(envFromSecret(EngineEnv.awsSecretAccessKey, ref.name, "AWS_SECRET_ACCESS_KEY"))
           env.append(envFromSecret(EngineEnv.awsSessionToken, ref.name, "AWS_SESSION_TOKEN", optional: true))
@@ -196,7 +198,7 @@ public struct EngineInvocation: Sendable, Hashable {
               requiredKeys: ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]))
         }
       }
-    } else if let ref = kms.localKeySecretRef {
+    case .localKey(let ref):
       var rotated: String? = nil
       if let rotation = spec.encryption.rotationKeysSecretRef {
         // New master keys for rotations; once a rotation used one, it replaces the spec's key.
@@ -216,7 +218,7 @@ public struct EngineInvocation: Sendable, Hashable {
         secrets.append(
           SecretUse(sourceName: ref.name, field: "spec.encryption.kms.localKeySecretRef", requiredKeys: [key]))
       }
-    } else if let az = kms.azureKeyVault {
+    case .azureKeyVault(let az):
       let f = "spec.encryption.kms.azureKeyVault"
       guard let url = URLComponents(string: az.vaultURL), let scheme = url.scheme?.lowercased(),
         ["http", "https"].contains(scheme), let host = url.host, !host.isEmpty
@@ -239,7 +241,7 @@ public struct EngineInvocation: Sendable, Hashable {
         SecretUse(
           sourceName: name, field: "\(f).credentialsSecretRef",
           requiredKeys: ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"]))
-    } else if let g = kms.gcpKms {
+    case .gcpKms(let g):
       kmsURL = "gcpkms://\(g.keyName)"
       c.kmsEndpoint = g.endpoint
       if let ref = g.credentialsSecretRef {
@@ -250,14 +252,9 @@ public struct EngineInvocation: Sendable, Hashable {
           SecretUse(sourceName: ref.name, field: "spec.encryption.kms.gcpKms.credentialsSecretRef", requiredKeys: [key])
         )
       }
-    } else {
-      throw SpecError(
-        field: "spec.encryption.kms",
-        message: "set exactly one of vaultTransit, awsKms, localKeySecretRef, azureKeyVault, gcpKms; none is set"
-      )
     }
 
-    if spec.encryption.rotationKeysSecretRef != nil, kms.localKeySecretRef == nil {
+    if spec.encryption.rotationKeysSecretRef != nil, kms.rotationKeySource != .rotationKeysSecret {
       throw SpecError(
         field: "spec.encryption.rotationKeysSecretRef",
         message: "is only used with kms.localKeySecretRef (Vault Transit and AWS KMS make their new keys themselves); "
@@ -273,12 +270,18 @@ public struct EngineInvocation: Sendable, Hashable {
     }
 
     // Secrets referenced by the dump command's environment.
-    for (i, e) in (spec.source.command?.env ?? []).enumerated() {
-      if let ref = e.valueFrom?.secretKeyRef {
-        secrets.append(
-          SecretUse(
-            sourceName: ref.name, field: "spec.source.command.env[\(i)].valueFrom.secretKeyRef",
-            requiredKeys: [ref.key]))
+    for choice in spec.source.setChoices {
+      switch choice {
+      case .pvc: break
+      case .command(let command):
+        for (i, e) in (command.env ?? []).enumerated() {
+          if let ref = e.valueFrom?.secretKeyRef {
+            secrets.append(
+              SecretUse(
+                sourceName: ref.name, field: "spec.source.command.env[\(i)].valueFrom.secretKeyRef",
+                requiredKeys: [ref.key]))
+          }
+        }
       }
     }
 
@@ -335,18 +338,27 @@ public struct EngineInvocation: Sendable, Hashable {
       let port = c.port ?? (c.scheme?.lowercased() == "http" ? 80 : 443)
       out.append((host, port))
     }
-    if let s3 = repo.s3 { add(s3.endpoint) }
-    if let gcs = repo.gcs { add(gcs.endpoint) }
-    if let az = repo.azure { add(az.endpoint) }
-    if let aws = kms.awsKms { add(aws.endpoint) }
-    // Azure Key Vault and its token endpoint (Microsoft Entra); Google Cloud KMS and its token endpoint (port 443).
-    if let az = kms.azureKeyVault {
-      add(az.vaultURL)
-      add(az.authorityHost)
+    for choice in repo.setChoices {
+      switch choice {
+      case .s3(let s3): add(s3.endpoint)
+      case .gcs(let gcs): add(gcs.endpoint)
+      case .azure(let az): add(az.endpoint)
+      case .local: break
+      }
     }
-    if let g = kms.gcpKms {
-      add(g.endpoint)
-      add(nil)
+    for choice in kms.setChoices {
+      switch choice {
+      case .awsKms(let aws): add(aws.endpoint)
+      // Azure Key Vault and its token endpoint (Microsoft Entra); Google Cloud KMS and its token endpoint (port 443).
+      case .azureKeyVault(let az):
+        add(az.vaultURL)
+        add(az.authorityHost)
+      case .gcpKms(let g):
+        add(g.endpoint)
+        add(nil)
+      // Vault's address is its own egress kind (NetworkIsolation); a local key needs no connection.
+      case .vaultTransit, .localKey: break
+      }
     }
     var seen = Set<String>()
     return out.filter { seen.insert("\($0.0 ?? "*"):\($0.1)").inserted }

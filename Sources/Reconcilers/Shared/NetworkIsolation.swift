@@ -271,11 +271,16 @@ public enum NetworkIsolation {
   static func endpoints(_ spec: BackupPolicySpec) -> [(kind: EgressKind, endpoint: Endpoint)] {
     var out: [(EgressKind, Endpoint)] = []
     for e in EngineInvocation.storageEndpoints(spec.repository, kms: KMSSpec()) { out.append((.storage, e)) }
-    var kms = spec.encryption.kms
-    kms.vaultTransit = nil
-    for e in EngineInvocation.storageEndpoints(RepositorySpec(), kms: kms) { out.append((.kms, e)) }
-    if let v = spec.encryption.kms.vaultTransit, let c = URLComponents(string: v.address), let host = c.host {
-      out.append((.vault, (host, c.port ?? (c.scheme?.lowercased() == "https" ? 443 : 80))))
+    // Cloud KMS endpoints (storageEndpoints leaves Vault out: its address is an egress kind of its own).
+    for e in EngineInvocation.storageEndpoints(RepositorySpec(), kms: spec.encryption.kms) { out.append((.kms, e)) }
+    for choice in spec.encryption.kms.setChoices {
+      switch choice {
+      case .vaultTransit(let v):
+        if let c = URLComponents(string: v.address), let host = c.host {
+          out.append((.vault, (host, c.port ?? (c.scheme?.lowercased() == "https" ? 443 : 80))))
+        }
+      case .awsKms, .localKey, .azureKeyVault, .gcpKms: break
+      }
     }
     return out
   }
