@@ -63,6 +63,12 @@ public struct DesiredChild: Sendable, Hashable {
     self.shared = shared
   }
 
+  /// A typed object to apply, as its JSON.
+  public init<T: KubeObject & KubeStruct>(resource: ResourceDescriptor, object: T, shared: Bool = false) {
+    self.init(
+      resource: resource, namespace: object.metadata.namespace, name: object.name, body: object.json, shared: shared)
+  }
+
   /// "kind namespace/name" for logs and messages.
   public var displayName: String { "\(resource.kind) \(namespace.map { "\($0)/" } ?? "")\(name)" }
 }
@@ -260,7 +266,28 @@ public enum BackupPolicyChildren {
     return .object(m)
   }
 
-  /// Computes the desired children; throws when the spec cannot be turned into a Job (the field is named).
+  /// The metadata of a child: name, namespace, labels, annotations when any, and `owner` as the controlling owner.
+  static func objectMeta(
+    name: String, namespace: String?, labels: [String: String], owner: OwnerReference?,
+    annotations: [String: String] = [:]
+  ) -> ObjectMeta {
+    var m = ObjectMeta(name: name, namespace: namespace, labels: labels)
+    if !annotations.isEmpty { m.annotations = annotations }
+    if let owner {
+      m.ownerReferences = [
+        OwnerReference(
+          apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid, controller: true,
+          blockOwnerDeletion: true)
+      ]
+    }
+    return m
+  }
+
+  /// The pods of one policy.
+  static func policyPods(_ policy: BackupPolicy) -> [String: String] {
+    [ChildLabels.policyNamespace: policy.metadata.namespace ?? "default", ChildLabels.policyName: policy.name]
+  }
+
   /// The rules of the backup ServiceAccount's Role: `get` of the Secrets its pods use, by name, and nothing else.
   static func roleRules(secretNames: [String]) -> [JSONValue] {
     if secretNames.isEmpty { return [] }
@@ -416,22 +443,13 @@ public enum BackupPolicyChildren {
     // active: `runAccess(_:settings:)` builds them (Sources/Reconcilers/BackupPolicy/BackupAccess.swift).
 
     // Network isolation of this policy's pods.
-    let podSelector: JSONValue = [
-      "matchLabels": labels([ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name])
-    ]
     if !copies {
-      out.append(
-        DesiredChild(
-          resource: ChildResources.networkPolicies, namespace: workNS, name: names.isolation,
-          body: [
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": meta(name: names.isolation, namespace: workNS, labels: with("isolation"), owner: owner),
-            "spec": [
-              "podSelector": podSelector, "policyTypes": ["Ingress", "Egress"],
-              "ingress": [NetworkIsolation.ingressRule],
-              "egress": .array(NetworkIsolation.sharedEgressRules(settings)),
-            ],
-          ]))
+      let np = NetworkPolicy(
+        metadata: objectMeta(name: names.isolation, namespace: workNS, labels: with("isolation"), owner: owner),
+        spec: NetworkPolicySpec(
+          podSelector: LabelSelector(matchLabels: policyPods(policy)), policyTypes: ["Ingress", "Egress"],
+          ingress: [NetworkIsolation.ingressRule], egress: NetworkIsolation.sharedEgressRules(settings)))
+      out.append(DesiredChild(resource: ChildResources.networkPolicies, object: np))
     }
 
     if settings.calicoServed { out.append(calicoPolicy(settings)) }
@@ -519,26 +537,21 @@ public enum BackupPolicyChildren {
   /// The NetworkPolicies every backup namespace has: deny all; ingress only from the controller's pods in backup
   /// namespaces; egress to DNS and the declared key services (`NetworkIsolation`).
   public static func sharedNetworkPolicies(namespace: String, settings: ControllerSettings) -> [DesiredChild] {
-    let l = labels([ChildLabels.managedBy: ChildLabels.controllerName, ChildLabels.component: "isolation"])
-    func np(_ name: String, _ spec: JSONValue) -> DesiredChild {
+    let l = [ChildLabels.managedBy: ChildLabels.controllerName, ChildLabels.component: "isolation"]
+    func np(_ name: String, _ spec: NetworkPolicySpec) -> DesiredChild {
       DesiredChild(
-        resource: ChildResources.networkPolicies, namespace: namespace, name: name,
-        body: [
-          "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-          "metadata": ["name": .string(name), "namespace": .string(namespace), "labels": l], "spec": spec,
-        ], shared: true)
+        resource: ChildResources.networkPolicies,
+        object: NetworkPolicy(metadata: ObjectMeta(name: name, namespace: namespace, labels: l), spec: spec),
+        shared: true)
     }
     return [
-      np(SharedChildNames.defaultDeny, ["podSelector": [:], "policyTypes": ["Ingress", "Egress"]]),
+      np(SharedChildNames.defaultDeny, NetworkPolicySpec(policyTypes: ["Ingress", "Egress"])),
       np(
         SharedChildNames.allowIngress,
-        ["podSelector": [:], "policyTypes": ["Ingress"], "ingress": [NetworkIsolation.ingressRule]]),
+        NetworkPolicySpec(policyTypes: ["Ingress"], ingress: [NetworkIsolation.ingressRule])),
       np(
         SharedChildNames.allowEgress,
-        [
-          "podSelector": [:], "policyTypes": ["Egress"],
-          "egress": .array(NetworkIsolation.sharedEgressRules(settings)),
-        ]),
+        NetworkPolicySpec(policyTypes: ["Egress"], egress: NetworkIsolation.sharedEgressRules(settings))),
     ]
   }
 
@@ -549,7 +562,9 @@ public enum BackupPolicyChildren {
 
   /// A run window's egress rules to the storage, cloud KMS and Vault endpoints of `spec`
   /// (`NetworkIsolation.windowRules`).
-  public static func storageEgressRules(_ spec: BackupPolicySpec, settings: ControllerSettings) -> [JSONValue] {
+  public static func storageEgressRules(
+    _ spec: BackupPolicySpec, settings: ControllerSettings
+  ) -> [NetworkPolicyEgressRule] {
     NetworkIsolation.windowRules(spec, settings: settings)
   }
 

@@ -312,7 +312,7 @@ public enum ReplicationChildren {
     func with(_ component: String) -> [String: String] { owned.merging([ChildLabels.component: component]) { $1 } }
     // The copy pods read the primary too: its endpoints are opened here as well, so that copies do not depend on
     // the backup pods' egress being in place.
-    var egress: [JSONValue] = BackupPolicyChildren.storageEgressRules(policy.spec, settings: settings)
+    var egress = BackupPolicyChildren.storageEgressRules(policy.spec, settings: settings)
     for i in replicas.indices {
       guard
         let inv = try? ReplicaInvocation(
@@ -337,31 +337,23 @@ public enum ReplicationChildren {
         ]))
 
     // Egress of the copy pods only, to the primary's and the replicas' endpoints.
-    var seen = Set<String>()
-    let rules2 = egress.filter { seen.insert("\($0)").inserted }
+    var seen = Set<NetworkPolicyEgressRule>()
+    let rules2 = egress.filter { seen.insert($0).inserted }
     if !rules2.isEmpty {
       // The copy pods and the replicas' key rotation pods.
-      let selector: JSONValue = [
-        "matchLabels": BackupPolicyChildren.labels([
-          ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name,
-        ]),
-        "matchExpressions": [
-          [
-            "key": .string(ChildLabels.component), "operator": "In",
-            "values": [.string(ReplicaLabels.copyComponent), .string(ReplicaKeyRotation.component)],
-          ]
-        ],
-      ]
-      out.append(
-        DesiredChild(
-          resource: ChildResources.networkPolicies, namespace: workNS, name: names.replicaEgress,
-          body: [
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": BackupPolicyChildren.meta(
-              name: names.replicaEgress, namespace: workNS, labels: with(BackupPolicyChildren.runAccessComponent),
-              owner: owner),
-            "spec": ["podSelector": selector, "policyTypes": ["Egress"], "egress": .array(rules2)],
-          ]))
+      let selector = LabelSelector(
+        matchLabels: BackupPolicyChildren.policyPods(policy),
+        matchExpressions: [
+          LabelSelectorRequirement(
+            key: ChildLabels.component, operator: "In",
+            values: [ReplicaLabels.copyComponent, ReplicaKeyRotation.component])
+        ])
+      let np = NetworkPolicy(
+        metadata: BackupPolicyChildren.objectMeta(
+          name: names.replicaEgress, namespace: workNS, labels: with(BackupPolicyChildren.runAccessComponent),
+          owner: owner),
+        spec: NetworkPolicySpec(podSelector: selector, policyTypes: ["Egress"], egress: rules2))
+      out.append(DesiredChild(resource: ChildResources.networkPolicies, object: np))
     }
     return out
   }
