@@ -44,17 +44,10 @@ extension BackupPolicyChildren {
           egress: NetworkIsolation.databaseRules(policyNamespace: policyNS, settings: settings)))
       out.append(DesiredChild(resource: ChildResources.networkPolicies, object: np))
     }
-    out.append(
-      DesiredChild(
-        resource: ChildResources.roleBindings, namespace: workNS, name: names.roleBinding,
-        body: [
-          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-          "metadata": meta(name: names.roleBinding, namespace: workNS, labels: l, owner: owner),
-          "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": .string(names.role)],
-          "subjects": [
-            ["kind": "ServiceAccount", "name": .string(names.serviceAccount), "namespace": .string(workNS)]
-          ],
-        ]))
+    let binding = RoleBinding(
+      metadata: objectMeta(name: names.roleBinding, namespace: workNS, labels: l, owner: owner),
+      roleRef: RoleRef(name: names.role), subjects: [.serviceAccount(names.serviceAccount, namespace: workNS)])
+    out.append(DesiredChild(resource: ChildResources.roleBindings, object: binding))
     return out
   }
 }

@@ -401,7 +401,7 @@ public enum RecoveryJobs {
       guard let bounded else { return cs }
       return cs.map { c in
         guard case .object(var o) = c, o["resources"] == nil else { return c }
-        o["resources"] = bounded
+        o["resources"] = bounded.json
         return .object(o)
       }
     }
