@@ -357,7 +357,8 @@ public enum DrillLogic {
     return RecoveryJobs.sequentialJob(
       name: runJobName, ctx: ctx, initContainers: restore.initContainers, steps: restore.containers + verify.containers,
       volumes: restore.volumes + verify.volumes, activeDeadlineSeconds: timeoutSeconds,
-      keepClaimGroups: restore.keepsClaimGroups)
+      keepClaimGroups: restore.keepsClaimGroups
+    ).json
   }
 
   /// The run's evidence for two security checks, told apart from the engine's results (nil: no run was observed).
