@@ -229,9 +229,9 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     let deny = try #require(child(cs, "NetworkPolicy", SharedChildNames.defaultDeny))
     #expect(deny.body["spec"] == ["podSelector": [:], "policyTypes": ["Ingress", "Egress"]])
     let ingress = try #require(child(cs, "NetworkPolicy", SharedChildNames.allowIngress))
-    #expect(ingress.body[path: "spec", "ingress"]?[0] == NetworkIsolation.ingressRule)
+    #expect(ingress.body[path: "spec", "ingress"]?[0] == NetworkIsolation.ingressRule.json)
     let egress = try #require(child(cs, "NetworkPolicy", SharedChildNames.allowEgress))
-    #expect(egress.body[path: "spec", "egress"]?.arrayValue == NetworkIsolation.dnsRules(settings()))
+    #expect(egress.body[path: "spec", "egress"]?.arrayValue == NetworkIsolation.dnsRules(settings()).map(\.json))
     #expect(child(cs, "NetworkPolicy", names.storageEgress) == nil)
     let access = BackupPolicyChildren.runAccess(dumpPolicy(), settings: settings())
     let storage = try #require(child(access, "NetworkPolicy", names.storageEgress))
@@ -247,7 +247,7 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     // A host name on 443 without declared storage: 443 anywhere but link-local.
     let byName = BackupPolicyChildren.runAccess(dumpPolicy(s3Endpoint: "https://s3.example.com"), settings: settings())
     let st2 = try #require(child(byName, "NetworkPolicy", names.storageEgress))
-    #expect(st2.body[path: "spec", "egress"] == [NetworkIsolation.defaultStorageRule])
+    #expect(st2.body[path: "spec", "egress"] == [NetworkIsolation.defaultStorageRule.json])
   }
 
   @Test func calicoOnlyWhenServed() throws {
@@ -389,7 +389,7 @@ func child(_ cs: [DesiredChild], _ kind: String, _ name: String) -> DesiredChild
     #expect(iso.namespace == "shop")
     #expect(iso.body[path: "spec", "policyTypes"] == ["Ingress", "Egress"])
     // Storage egress is not part of the permanent isolation: it is granted per run, in the policy's namespace.
-    #expect(iso.body[path: "spec", "egress"]?.arrayValue == NetworkIsolation.sharedEgressRules(settings()))
-    #expect(iso.body[path: "spec", "ingress"] == [NetworkIsolation.ingressRule])
+    #expect(iso.body[path: "spec", "egress"]?.arrayValue == NetworkIsolation.sharedEgressRules(settings()).map(\.json))
+    #expect(iso.body[path: "spec", "ingress"] == [NetworkIsolation.ingressRule.json])
   }
 }

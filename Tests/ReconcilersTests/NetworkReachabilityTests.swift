@@ -329,10 +329,9 @@ let keyServiceAtoms: Set<String> = ["ns kubernetes.io/metadata.name=vault TCP/82
     let source = try #require(gnp.body[path: "spec", "ingress"]?[0]?["source"])
     #expect(source["namespaceSelector"]?.stringValue == "\(NetworkIsolation.backupNamespaceLabel) == 'true'")
     #expect(source["selector"]?.stringValue == "\(ChildLabels.managedBy) == '\(ChildLabels.controllerName)'")
+    let peer = NetworkIsolation.ingressRule.from?.first
     let ingressKeys = Set(
-      NetworkIsolation.ingressRule["from"]?[0]?.objectValue?.values.flatMap {
-        $0["matchLabels"]?.objectValue?.keys.map { $0 } ?? []
-      } ?? [])
+      [peer?.namespaceSelector, peer?.podSelector].flatMap { $0?.matchLabels?.keys.map { $0 } ?? [] })
     #expect(ingressKeys == [NetworkIsolation.backupNamespaceLabel, ChildLabels.managedBy])
   }
 
@@ -376,7 +375,7 @@ let keyServiceAtoms: Set<String> = ["ns kubernetes.io/metadata.name=vault TCP/82
       var k8s = NetworkIsolation.sharedEgressRules(s) + s.egress.map(NetworkIsolation.rule)
       if !s.egress.contains(where: { $0.kind == .storage }) { k8s.append(NetworkIsolation.defaultStorageRule) }
       let np: JSONValue = [
-        "metadata": ["namespace": "x"], "spec": ["podSelector": [:], "policyTypes": ["Egress"], "egress": .array(k8s)],
+        "metadata": ["namespace": "x"], "spec": ["podSelector": [:], "policyTypes": ["Egress"], "egress": k8s.json],
       ]
       var e = PolicyEvaluator([])
       e.policies = [np]

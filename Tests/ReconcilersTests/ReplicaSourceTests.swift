@@ -198,7 +198,7 @@ func podSecretNames(_ pod: JSONValue?) -> Set<String> {
     let settings = ControllerSettings(engineImage: "e:1")
     let fence = DrillLogic.scratchChildren(d, namespace: "drill-x", policy: source, settings: settings)
     let egress = fence.first { $0.name == "botrt-drill-allow-storage" }?.body[path: "spec", "egress"]?.arrayValue ?? []
-    for r in NetworkIsolation.windowRules(source.spec, settings: settings) { #expect(egress.contains(r)) }
+    for r in NetworkIsolation.windowRules(source.spec, settings: settings) { #expect(egress.contains(r.json)) }
   }
 
   @Test func aDrillOfAnUnknownReplicaOrAPlanStepsReplicaNamesTheField() throws {

@@ -23,50 +23,31 @@ extension BackupPolicyChildren {
     var out: [DesiredChild] = []
     let rules = storageEgressRules(policy.spec, settings: settings)
     if !rules.isEmpty {
-      let podSelector: JSONValue = [
-        "matchLabels": labels([ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name])
-      ]
-      out.append(
-        DesiredChild(
-          resource: ChildResources.networkPolicies, namespace: workNS, name: names.storageEgress,
-          body: [
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": meta(name: names.storageEgress, namespace: workNS, labels: l, owner: owner),
-            "spec": ["podSelector": podSelector, "policyTypes": ["Egress"], "egress": .array(rules)],
-          ]))
+      let np = NetworkPolicy(
+        metadata: objectMeta(name: names.storageEgress, namespace: workNS, labels: l, owner: owner),
+        spec: NetworkPolicySpec(
+          podSelector: LabelSelector(matchLabels: policyPods(policy)), policyTypes: ["Egress"], egress: rules))
+      out.append(DesiredChild(resource: ChildResources.networkPolicies, object: np))
     }
     // A dump command's pods (backup and on-demand runs) reach the database: the policy's own namespace and the
     // declared database servers; the prune and verify pods do not.
     if policy.spec.source.setChoices.contains(where: \.reachesDatabase) {
-      let selector: JSONValue = [
-        "matchLabels": labels([ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name]),
-        "matchExpressions": [
-          ["key": .string(ChildLabels.component), "operator": "In", "values": ["backup", "on-demand"]]
-        ],
-      ]
-      out.append(
-        DesiredChild(
-          resource: ChildResources.networkPolicies, namespace: workNS, name: names.databaseEgress,
-          body: [
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": meta(name: names.databaseEgress, namespace: workNS, labels: l, owner: owner),
-            "spec": [
-              "podSelector": selector, "policyTypes": ["Egress"],
-              "egress": .array(NetworkIsolation.databaseRules(policyNamespace: policyNS, settings: settings)),
-            ],
-          ]))
+      let selector = LabelSelector(
+        matchLabels: policyPods(policy),
+        matchExpressions: [
+          LabelSelectorRequirement(key: ChildLabels.component, operator: "In", values: ["backup", "on-demand"])
+        ])
+      let np = NetworkPolicy(
+        metadata: objectMeta(name: names.databaseEgress, namespace: workNS, labels: l, owner: owner),
+        spec: NetworkPolicySpec(
+          podSelector: selector, policyTypes: ["Egress"],
+          egress: NetworkIsolation.databaseRules(policyNamespace: policyNS, settings: settings)))
+      out.append(DesiredChild(resource: ChildResources.networkPolicies, object: np))
     }
-    out.append(
-      DesiredChild(
-        resource: ChildResources.roleBindings, namespace: workNS, name: names.roleBinding,
-        body: [
-          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-          "metadata": meta(name: names.roleBinding, namespace: workNS, labels: l, owner: owner),
-          "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": .string(names.role)],
-          "subjects": [
-            ["kind": "ServiceAccount", "name": .string(names.serviceAccount), "namespace": .string(workNS)]
-          ],
-        ]))
+    let binding = RoleBinding(
+      metadata: objectMeta(name: names.roleBinding, namespace: workNS, labels: l, owner: owner),
+      roleRef: RoleRef(name: names.role), subjects: [.serviceAccount(names.serviceAccount, namespace: workNS)])
+    out.append(DesiredChild(resource: ChildResources.roleBindings, object: binding))
     return out
   }
 }

@@ -63,6 +63,12 @@ public struct DesiredChild: Sendable, Hashable {
     self.shared = shared
   }
 
+  /// A typed object to apply, as its JSON.
+  public init<T: KubeObject & KubeStruct>(resource: ResourceDescriptor, object: T, shared: Bool = false) {
+    self.init(
+      resource: resource, namespace: object.metadata.namespace, name: object.name, body: object.json, shared: shared)
+  }
+
   /// "kind namespace/name" for logs and messages.
   public var displayName: String { "\(resource.kind) \(namespace.map { "\($0)/" } ?? "")\(name)" }
 }
@@ -262,16 +268,32 @@ public enum BackupPolicyChildren {
     return .object(m)
   }
 
-  /// Computes the desired children; throws when the spec cannot be turned into a Job (the field is named).
-  /// The rules of the backup ServiceAccount's Role: `get` of the Secrets its pods use, by name, and nothing else.
-  static func roleRules(secretNames: [String]) -> [JSONValue] {
-    if secretNames.isEmpty { return [] }
-    return [
-      [
-        "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
-        "resourceNames": .array(secretNames.map { .string($0) }),
+  /// The metadata of a child: name, namespace, labels, annotations when any, and `owner` as the controlling owner.
+  static func objectMeta(
+    name: String, namespace: String?, labels: [String: String], owner: OwnerReference?,
+    annotations: [String: String] = [:]
+  ) -> ObjectMeta {
+    var m = ObjectMeta(name: name, namespace: namespace, labels: labels)
+    if !annotations.isEmpty { m.annotations = annotations }
+    if let owner {
+      m.ownerReferences = [
+        OwnerReference(
+          apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid, controller: true,
+          blockOwnerDeletion: true)
       ]
-    ]
+    }
+    return m
+  }
+
+  /// The pods of one policy.
+  static func policyPods(_ policy: BackupPolicy) -> [String: String] {
+    [ChildLabels.policyNamespace: policy.metadata.namespace ?? "default", ChildLabels.policyName: policy.name]
+  }
+
+  /// The rules of the backup ServiceAccount's Role: `get` of the Secrets its pods use, by name, and nothing else.
+  static func roleRules(secretNames: [String]) -> [PolicyRule] {
+    if secretNames.isEmpty { return [] }
+    return [PolicyRule(apiGroups: [""], resources: ["secrets"], verbs: ["get"], resourceNames: secretNames)]
   }
 
   /// The backup ServiceAccount's declared RBAC, as `build` and `runAccess` declare it: the workload namespace, the
@@ -290,6 +312,7 @@ public enum BackupPolicyChildren {
     return DeclaredRBAC(
       namespace: workNS, serviceAccount: names.serviceAccount, role: names.role, roleBinding: names.roleBinding,
       rules: roleRules(secretNames: invocation.secrets.map { copies ? names.secretCopy($0.sourceName) : $0.sourceName })
+        .map(\.json)
     )
   }
 
@@ -397,43 +420,25 @@ public enum BackupPolicyChildren {
 
     // RBAC: a ServiceAccount whose Role can read only the Secrets its pods use.
     let secretNames = invocation.secrets.map { copies ? names.secretCopy($0.sourceName) : $0.sourceName }
-    out.append(
-      DesiredChild(
-        resource: ChildResources.serviceAccounts, namespace: workNS, name: names.serviceAccount,
-        body: [
-          "apiVersion": "v1", "kind": "ServiceAccount",
-          "metadata": meta(name: names.serviceAccount, namespace: workNS, labels: with("backup"), owner: owner),
-          "automountServiceAccountToken": false,
-        ]))
-    let rules = roleRules(secretNames: secretNames)
-    out.append(
-      DesiredChild(
-        resource: ChildResources.roles, namespace: workNS, name: names.role,
-        body: [
-          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-          "metadata": meta(name: names.role, namespace: workNS, labels: with("backup"), owner: owner),
-          "rules": .array(rules),
-        ]))
+    let account = ServiceAccount(
+      metadata: objectMeta(name: names.serviceAccount, namespace: workNS, labels: with("backup"), owner: owner),
+      automountServiceAccountToken: false)
+    out.append(DesiredChild(resource: ChildResources.serviceAccounts, object: account))
+    let role = Role(
+      metadata: objectMeta(name: names.role, namespace: workNS, labels: with("backup"), owner: owner),
+      rules: roleRules(secretNames: secretNames))
+    out.append(DesiredChild(resource: ChildResources.roles, object: role))
     // The RoleBinding of this Role to the ServiceAccount, and the storage egress, exist only while a run is
     // active: `runAccess(_:settings:)` builds them (Sources/Reconcilers/BackupPolicy/BackupAccess.swift).
 
     // Network isolation of this policy's pods.
-    let podSelector: JSONValue = [
-      "matchLabels": labels([ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name])
-    ]
     if !copies {
-      out.append(
-        DesiredChild(
-          resource: ChildResources.networkPolicies, namespace: workNS, name: names.isolation,
-          body: [
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": meta(name: names.isolation, namespace: workNS, labels: with("isolation"), owner: owner),
-            "spec": [
-              "podSelector": podSelector, "policyTypes": ["Ingress", "Egress"],
-              "ingress": [NetworkIsolation.ingressRule],
-              "egress": .array(NetworkIsolation.sharedEgressRules(settings)),
-            ],
-          ]))
+      let np = NetworkPolicy(
+        metadata: objectMeta(name: names.isolation, namespace: workNS, labels: with("isolation"), owner: owner),
+        spec: NetworkPolicySpec(
+          podSelector: LabelSelector(matchLabels: policyPods(policy)), policyTypes: ["Ingress", "Egress"],
+          ingress: [NetworkIsolation.ingressRule], egress: NetworkIsolation.sharedEgressRules(settings)))
+      out.append(DesiredChild(resource: ChildResources.networkPolicies, object: np))
     }
 
     if settings.calicoServed { out.append(calicoPolicy(settings)) }
@@ -445,73 +450,52 @@ public enum BackupPolicyChildren {
     let spec = policy.spec
     let rpo = input.effective.rpoSeconds.value
     let deadline = Int64(max(60, min(300, rpo)))
-    let jobSpec: JSONValue = ["backoffLimit": 1, "template": pod]
+    func cronJob(
+      _ name: String, component: String, schedule: String, deadline: Int64, successful: Int64, failed: Int64,
+      backoffLimit: Int64, pod: PodTemplateSpec
+    ) -> DesiredChild {
+      let cron = CronJob(
+        apiVersion: settings.cronJobAPIVersion,
+        metadata: objectMeta(name: name, namespace: workNS, labels: with(component), owner: owner),
+        spec: CronJobSpec(
+          schedule: schedule, suspend: spec.suspend ?? false, concurrencyPolicy: "Forbid",
+          startingDeadlineSeconds: deadline, successfulJobsHistoryLimit: successful, failedJobsHistoryLimit: failed,
+          jobTemplate: JobTemplateSpec(
+            metadata: ObjectMeta(labels: with(component)),
+            spec: JobSpec(backoffLimit: backoffLimit, template: pod))))
+      return DesiredChild(resource: cronResource, object: cron)
+    }
     out.append(
-      DesiredChild(
-        resource: cronResource, namespace: workNS, name: names.backupCronJob,
-        body: [
-          "apiVersion": .string(settings.cronJobAPIVersion), "kind": "CronJob",
-          "metadata": meta(name: names.backupCronJob, namespace: workNS, labels: with("backup"), owner: owner),
-          "spec": [
-            "schedule": .string(input.effective.schedule.value), "suspend": .bool(spec.suspend ?? false),
-            "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": .int(deadline),
-            "successfulJobsHistoryLimit": .int(Int64(spec.successfulJobsHistoryLimit ?? 3)),
-            "failedJobsHistoryLimit": .int(Int64(spec.failedJobsHistoryLimit ?? 3)),
-            "jobTemplate": ["metadata": ["labels": labels(with("backup"))], "spec": jobSpec],
-          ],
-        ]))
+      cronJob(
+        names.backupCronJob, component: "backup", schedule: input.effective.schedule.value, deadline: deadline,
+        successful: Int64(spec.successfulJobsHistoryLimit ?? 3), failed: Int64(spec.failedJobsHistoryLimit ?? 3),
+        backoffLimit: 1, pod: pod))
 
     let prunePod = try prunePodTemplate(input, invocation: invocation, names: names, labels: with("prune"))
     let minute = Int(UInt32(shortHash(names.base), radix: 16).map { $0 % 60 } ?? 0)
     out.append(
-      DesiredChild(
-        resource: cronResource, namespace: workNS, name: names.pruneCronJob,
-        body: [
-          "apiVersion": .string(settings.cronJobAPIVersion), "kind": "CronJob",
-          "metadata": meta(name: names.pruneCronJob, namespace: workNS, labels: with("prune"), owner: owner),
-          "spec": [
-            "schedule": .string("\(minute) 4 * * *"), "suspend": .bool(spec.suspend ?? false),
-            "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 3_600,
-            "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 3,
-            "jobTemplate": [
-              "metadata": ["labels": labels(with("prune"))], "spec": ["backoffLimit": 1, "template": prunePod],
-            ],
-          ],
-        ]))
+      cronJob(
+        names.pruneCronJob, component: "prune", schedule: "\(minute) 4 * * *", deadline: 3_600, successful: 1,
+        failed: 3, backoffLimit: 1, pod: prunePod))
 
     if let v = spec.verify {
       let verifyPod = try verifyPodTemplate(
         input, verify: v, invocation: invocation, names: names, labels: with("verify"))
       out.append(
-        DesiredChild(
-          resource: cronResource, namespace: workNS, name: names.verifyCronJob,
-          body: [
-            "apiVersion": .string(settings.cronJobAPIVersion), "kind": "CronJob",
-            "metadata": meta(name: names.verifyCronJob, namespace: workNS, labels: with("verify"), owner: owner),
-            "spec": [
-              "schedule": .string(v.schedule), "suspend": .bool(spec.suspend ?? false),
-              "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 3_600,
-              "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 3,
-              "jobTemplate": [
-                "metadata": ["labels": labels(with("verify"))], "spec": ["backoffLimit": 0, "template": verifyPod],
-              ],
-            ],
-          ]))
+        cronJob(
+          names.verifyCronJob, component: "verify", schedule: v.schedule, deadline: 3_600, successful: 1, failed: 3,
+          backoffLimit: 0, pod: verifyPod))
     }
 
     if let token = input.runToken {
       let name = names.runJob(token: token)
       let runPod = try podTemplate(input, invocation: invocation, names: names, labels: with("on-demand"))
-      out.append(
-        DesiredChild(
-          resource: ChildResources.jobs, namespace: workNS, name: name,
-          body: [
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": meta(
-              name: name, namespace: workNS, labels: with("on-demand"), owner: owner,
-              annotations: [ChildLabels.runToken: token]),
-            "spec": ["backoffLimit": 1, "template": runPod],
-          ]))
+      let job = Job(
+        metadata: objectMeta(
+          name: name, namespace: workNS, labels: with("on-demand"), owner: owner,
+          annotations: [ChildLabels.runToken: token]),
+        spec: JobSpec(backoffLimit: 1, template: runPod))
+      out.append(DesiredChild(resource: ChildResources.jobs, object: job))
     }
     return out
   }
@@ -521,26 +505,21 @@ public enum BackupPolicyChildren {
   /// The NetworkPolicies every backup namespace has: deny all; ingress only from the controller's pods in backup
   /// namespaces; egress to DNS and the declared key services (`NetworkIsolation`).
   public static func sharedNetworkPolicies(namespace: String, settings: ControllerSettings) -> [DesiredChild] {
-    let l = labels([ChildLabels.managedBy: ChildLabels.controllerName, ChildLabels.component: "isolation"])
-    func np(_ name: String, _ spec: JSONValue) -> DesiredChild {
+    let l = [ChildLabels.managedBy: ChildLabels.controllerName, ChildLabels.component: "isolation"]
+    func np(_ name: String, _ spec: NetworkPolicySpec) -> DesiredChild {
       DesiredChild(
-        resource: ChildResources.networkPolicies, namespace: namespace, name: name,
-        body: [
-          "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-          "metadata": ["name": .string(name), "namespace": .string(namespace), "labels": l], "spec": spec,
-        ], shared: true)
+        resource: ChildResources.networkPolicies,
+        object: NetworkPolicy(metadata: ObjectMeta(name: name, namespace: namespace, labels: l), spec: spec),
+        shared: true)
     }
     return [
-      np(SharedChildNames.defaultDeny, ["podSelector": [:], "policyTypes": ["Ingress", "Egress"]]),
+      np(SharedChildNames.defaultDeny, NetworkPolicySpec(policyTypes: ["Ingress", "Egress"])),
       np(
         SharedChildNames.allowIngress,
-        ["podSelector": [:], "policyTypes": ["Ingress"], "ingress": [NetworkIsolation.ingressRule]]),
+        NetworkPolicySpec(policyTypes: ["Ingress"], ingress: [NetworkIsolation.ingressRule])),
       np(
         SharedChildNames.allowEgress,
-        [
-          "podSelector": [:], "policyTypes": ["Egress"],
-          "egress": .array(NetworkIsolation.sharedEgressRules(settings)),
-        ]),
+        NetworkPolicySpec(policyTypes: ["Egress"], egress: NetworkIsolation.sharedEgressRules(settings))),
     ]
   }
 
@@ -551,7 +530,9 @@ public enum BackupPolicyChildren {
 
   /// A run window's egress rules to the storage, cloud KMS and Vault endpoints of `spec`
   /// (`NetworkIsolation.windowRules`).
-  public static func storageEgressRules(_ spec: BackupPolicySpec, settings: ControllerSettings) -> [JSONValue] {
+  public static func storageEgressRules(
+    _ spec: BackupPolicySpec, settings: ControllerSettings
+  ) -> [NetworkPolicyEgressRule] {
     NetworkIsolation.windowRules(spec, settings: settings)
   }
 
@@ -590,10 +571,10 @@ public enum BackupPolicyChildren {
     }
   }
 
-  /// The bounded resources of the policy's containers as JSON (`ResourceBounds.effective`).
+  /// The bounded resources of the policy's containers (`ResourceBounds.effective`).
   static func containerResources(
     _ spec: BackupPolicySpec, _ settings: ControllerSettings
-  ) throws(SpecError) -> JSONValue? {
+  ) throws(SpecError) -> ContainerResources? {
     resources(try settings.resourceBounds.effective(spec.resources))
   }
 
@@ -607,57 +588,46 @@ public enum BackupPolicyChildren {
     static let status = "/botrt/pipe/dump.status"
   }
 
-  static func containerSecurity(_ settings: ControllerSettings) -> JSONValue {
-    [
-      "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true,
-      "runAsUser": .int(settings.runAsUser), "capabilities": ["drop": ["ALL"]],
-      "seccompProfile": ["type": "RuntimeDefault"],
-    ]
+  static func containerSecurity(_ settings: ControllerSettings) -> SecurityContext {
+    SecurityContext(
+      allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, runAsUser: settings.runAsUser,
+      capabilities: Capabilities(drop: ["ALL"]), seccompProfile: .runtimeDefault)
   }
 
   /// The engine container of a claim's backup, as `source.pvc.runAsUser`/`runAsGroup` say: another uid reads that
   /// user's private files; 0 is root with DAC_READ_SEARCH alone (read every file and directory, write nothing the
   /// mode forbids; the claim is mounted read-only anyway). Unset: the engine's user.
-  static func claimReaderSecurity(_ pvc: PVCSource, _ settings: ControllerSettings) -> JSONValue {
+  static func claimReaderSecurity(_ pvc: PVCSource, _ settings: ControllerSettings) -> SecurityContext {
     guard let uid = pvc.runAsUser else { return containerSecurity(settings) }
-    var caps: [String: JSONValue] = ["drop": ["ALL"]]
-    if uid == 0 { caps["add"] = ["DAC_READ_SEARCH"] }
-    return [
-      "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": .bool(uid != 0),
-      "runAsUser": .int(uid), "runAsGroup": .int(pvc.runAsGroup ?? uid), "capabilities": .object(caps),
-      "seccompProfile": ["type": "RuntimeDefault"],
-    ]
+    return SecurityContext(
+      allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: uid != 0, runAsUser: uid,
+      runAsGroup: pvc.runAsGroup ?? uid,
+      capabilities: Capabilities(add: uid == 0 ? ["DAC_READ_SEARCH"] : nil, drop: ["ALL"]),
+      seccompProfile: .runtimeDefault)
   }
 
   /// `runsAsRoot`: a container of the pod runs as uid 0 (a claim read as root), so the pod may not require non-root.
   static func podShell(
-    _ input: ChildInputs, names: ChildNames, labels podLabels: [String: String], volumes: [JSONValue],
-    initContainers: [JSONValue], containers: [JSONValue], runsAsRoot: Bool = false
-  ) -> JSONValue {
+    _ input: ChildInputs, names: ChildNames, labels podLabels: [String: String], volumes: [Volume],
+    containers: [Container], runsAsRoot: Bool = false
+  ) -> PodTemplateSpec {
     let s = input.settings
-    var spec: [String: JSONValue] = [
-      "serviceAccountName": .string(names.serviceAccount),
-      "automountServiceAccountToken": false,
-      "restartPolicy": "Never",
-      "securityContext": [
-        "runAsNonRoot": .bool(!runsAsRoot), "runAsUser": .int(s.runAsUser), "runAsGroup": .int(s.runAsUser),
-        "fsGroup": .int(s.runAsUser), "seccompProfile": ["type": "RuntimeDefault"],
-      ],
-      "volumes": .array([["name": "tmp", "emptyDir": [:]]] + volumes),
-      "containers": .array(containers),
-    ]
-    if !initContainers.isEmpty { spec["initContainers"] = .array(initContainers) }
     var l = podLabels
     l["app"] = "backup-service"
-    return ["metadata": ["labels": labels(l)], "spec": .object(spec)]
+    return PodTemplateSpec(
+      metadata: ObjectMeta(labels: l),
+      spec: PodSpec(
+        serviceAccountName: names.serviceAccount, automountServiceAccountToken: false, restartPolicy: "Never",
+        securityContext: PodSecurityContext(
+          runAsNonRoot: !runsAsRoot, runAsUser: s.runAsUser, runAsGroup: s.runAsUser, fsGroup: s.runAsUser,
+          seccompProfile: .runtimeDefault),
+        volumes: [tmpVolume] + volumes, containers: containers))
   }
 
-  static func resources(_ r: ResourceRequirements?) -> JSONValue? {
+  static func resources(_ r: ResourceRequirements?) -> ContainerResources? {
     guard let r else { return nil }
-    var o: [String: JSONValue] = [:]
-    if let q = r.requests { o["requests"] = .object(q.mapValues { .string($0.text) }) }
-    if let q = r.limits { o["limits"] = .object(q.mapValues { .string($0.text) }) }
-    return .object(o)
+    return ContainerResources(
+      requests: r.requests?.mapValues(\.text), limits: r.limits?.mapValues(\.text))
   }
 
   /// The engine's file selection of a claim's backup mounted at `root`: a pattern with a leading `/` is anchored at
@@ -673,8 +643,24 @@ public enum BackupPolicyChildren {
       excludeCaches: pvc.excludeCaches ?? false)
   }
 
-  static let baseEnv: [JSONValue] = [["name": "HOME", "value": "/tmp"], ["name": "TMPDIR", "value": "/tmp"]]
-  static let tmpMount: JSONValue = ["name": "tmp", "mountPath": "/tmp"]
+  static let baseEnv = [EnvVariable(name: "HOME", value: "/tmp"), EnvVariable(name: "TMPDIR", value: "/tmp")]
+  static let tmpMount = VolumeMount(name: "tmp", mountPath: "/tmp")
+  static let tmpVolume = Volume(name: "tmp", emptyDir: EmptyDirVolumeSource())
+
+  /// An engine container: the invocation's environment after `baseEnv`, `/tmp` and the invocation's mounts, the
+  /// hardened `containerSecurity`, the termination message the controller reads.
+  static func engineContainer(
+    _ name: String, settings s: ControllerSettings, args: [String], invocation: EngineInvocation,
+    resources: ContainerResources?
+  ) -> Container {
+    Container(
+      name: name, image: s.engineImage, command: [s.enginePath], args: args,
+      env: baseEnv + typed(invocation.env), volumeMounts: [tmpMount] + typed(invocation.mounts),
+      resources: resources, securityContext: containerSecurity(s), terminationMessagePolicy: "File")
+  }
+
+  /// Typed values of the JSON objects `EngineInvocation` makes (environment, volumes, mounts); every member is kept.
+  static func typed<T: KubeStruct>(_ objects: [JSONValue]) -> [T] { objects.compactMap(T.init(json:)) }
 
   /// The backup pod. A PVC source is mounted read-only under /backup/<claim> in the engine container. A dump
   /// command runs in its own image, in container `dump`, beside the engine in container `backup`: the dump writes into
@@ -685,7 +671,7 @@ public enum BackupPolicyChildren {
   /// lack the engine's shared libraries).
   static func podTemplate(
     _ input: ChildInputs, invocation: EngineInvocation, names: ChildNames, labels podLabels: [String: String]
-  ) throws(SpecError) -> JSONValue {
+  ) throws(SpecError) -> PodTemplateSpec {
     let policy = input.policy
     let s = input.settings
     let spec = policy.spec
@@ -706,28 +692,20 @@ public enum BackupPolicyChildren {
       }
       return EngineArguments.backup(a).argv
     }
-    var volumes = invocation.volumes
-    var mounts = [tmpMount] + invocation.mounts
+    var volumes: [Volume] = typed(invocation.volumes)
+    let resources = try containerResources(spec, s)
 
     if case .pvc(let pvc) = try spec.source.kind(at: "spec.source") {
       let path = "/backup/\(pvc.claimName)"
-      volumes.append([
-        "name": "source", "persistentVolumeClaim": ["claimName": .string(pvc.claimName), "readOnly": true],
-      ])
-      var m: [String: JSONValue] = ["name": "source", "mountPath": .string(path), "readOnly": true]
-      if let sub = pvc.subPath, !sub.isEmpty { m["subPath"] = .string(sub) }
-      mounts.append(.object(m))
-      let engineArgs = backup(.paths([path]))
-      var c: [String: JSONValue] = [
-        "name": "backup", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
-        "args": .array(engineArgs.map { .string($0) }), "env": .array(baseEnv + invocation.env),
-        "volumeMounts": .array(mounts), "securityContext": claimReaderSecurity(pvc, s),
-        "terminationMessagePolicy": "File",
-      ]
-      if let r = try containerResources(spec, s) { c["resources"] = r }
+      volumes.append(
+        Volume(name: "source", persistentVolumeClaim: ClaimVolumeSource(claimName: pvc.claimName, readOnly: true)))
+      var c = engineContainer(
+        "backup", settings: s, args: backup(.paths([path])), invocation: invocation, resources: resources)
+      let sub = pvc.subPath.flatMap { $0.isEmpty ? nil : $0 }
+      c.volumeMounts?.append(VolumeMount(name: "source", mountPath: path, readOnly: true, subPath: sub))
+      c.securityContext = claimReaderSecurity(pvc, s)
       return podShell(
-        input, names: names, labels: podLabels, volumes: volumes, initContainers: [], containers: [.object(c)],
-        runsAsRoot: pvc.runAsUser == 0)
+        input, names: names, labels: podLabels, volumes: volumes, containers: [c], runsAsRoot: pvc.runAsUser == 0)
     }
 
     let cmd: ContainerSpec
@@ -758,39 +736,24 @@ public enum BackupPolicyChildren {
       "if [ \"$rc\" -ne 0 ]; then echo \"botrt: the dump command exited with status $rc\" >&2; fi",
       "exit \"$rc\"",
     ].joined(separator: "\n")
-    var userEnv: [JSONValue] = []
+    var userEnv: [EnvVariable] = []
     for e in cmd.env ?? [] {
       if let ref = e.valueFrom?.secretKeyRef {
-        userEnv.append([
-          "name": .string(e.name),
-          "valueFrom": [
-            "secretKeyRef": ["name": .string(copies ? names.secretCopy(ref.name) : ref.name), "key": .string(ref.key)]
-          ],
-        ])
+        userEnv.append(.secret(e.name, secret: copies ? names.secretCopy(ref.name) : ref.name, key: ref.key))
       } else {
-        userEnv.append(["name": .string(e.name), "value": .string(e.value ?? "")])
+        userEnv.append(EnvVariable(name: e.name, value: e.value ?? ""))
       }
     }
-    volumes.append(["name": .string(DumpPipe.volume), "emptyDir": [:]])
-    let pipeMount: JSONValue = ["name": .string(DumpPipe.volume), "mountPath": .string(DumpPipe.directory)]
-    var dump: [String: JSONValue] = [
-      "name": "dump", "image": .string(cmd.image), "command": ["sh", "-c", .string(script)],
-      "env": .array(baseEnv + userEnv), "volumeMounts": [tmpMount, pipeMount],
-      "securityContext": containerSecurity(s), "terminationMessagePolicy": "FallbackToLogsOnError",
-    ]
-    var engine: [String: JSONValue] = [
-      "name": "backup", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
-      "args": .array(engineArgs.map { .string($0) }), "env": .array(baseEnv + invocation.env),
-      "volumeMounts": .array(mounts + [pipeMount]), "securityContext": containerSecurity(s),
-      "terminationMessagePolicy": "File",
-    ]
-    if let r = try containerResources(spec, s) {
-      dump["resources"] = r
-      engine["resources"] = r
-    }
-    return podShell(
-      input, names: names, labels: podLabels, volumes: volumes, initContainers: [],
-      containers: [.object(dump), .object(engine)])
+    volumes.append(Volume(name: DumpPipe.volume, emptyDir: EmptyDirVolumeSource()))
+    let pipeMount = VolumeMount(name: DumpPipe.volume, mountPath: DumpPipe.directory)
+    let dump = Container(
+      name: "dump", image: cmd.image, command: ["sh", "-c", script], env: baseEnv + userEnv,
+      volumeMounts: [tmpMount, pipeMount], resources: resources, securityContext: containerSecurity(s),
+      terminationMessagePolicy: "FallbackToLogsOnError")
+    var engine = engineContainer(
+      "backup", settings: s, args: engineArgs, invocation: invocation, resources: resources)
+    engine.volumeMounts?.append(pipeMount)
+    return podShell(input, names: names, labels: podLabels, volumes: volumes, containers: [dump, engine])
   }
 
   /// A one-off engine Job of the policy (`rotate-keys`, `delete-repository`) with the backup pod's identity,
@@ -820,24 +783,15 @@ public enum BackupPolicyChildren {
     }
     let labels = ownerLabels(policy).merging([ChildLabels.component: component]) { $1 }.merging(extraLabels) { $1 }
     let args = try arguments(invocation.common).argv
-    var c: [String: JSONValue] = [
-      "name": "engine", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
-      "args": .array(args.map { .string($0) }), "env": .array(baseEnv + invocation.env),
-      "volumeMounts": .array([tmpMount] + invocation.mounts), "securityContext": containerSecurity(s),
-      "terminationMessagePolicy": "File",
-    ]
-    if let r = try containerResources(policy.spec, s) { c["resources"] = r }
-    let pod = podShell(
-      input, names: names, labels: labels, volumes: invocation.volumes, initContainers: [], containers: [.object(c)])
-    return DesiredChild(
-      resource: ChildResources.jobs, namespace: workNS, name: name,
-      body: [
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": meta(
-          name: name, namespace: workNS, labels: labels, owner: copies ? nil : policy.ownerReference(),
-          annotations: annotations),
-        "spec": ["backoffLimit": .int(backoffLimit), "template": pod],
-      ])
+    let c = engineContainer(
+      "engine", settings: s, args: args, invocation: invocation, resources: try containerResources(policy.spec, s))
+    let pod = podShell(input, names: names, labels: labels, volumes: typed(invocation.volumes), containers: [c])
+    let job = Job(
+      metadata: objectMeta(
+        name: name, namespace: workNS, labels: labels, owner: copies ? nil : policy.ownerReference(),
+        annotations: annotations),
+      spec: JobSpec(backoffLimit: backoffLimit, template: pod))
+    return DesiredChild(resource: ChildResources.jobs, object: job)
   }
 
   /// The key rotation Job: `rotate-keys --new-kek` (every key service that makes new keys: a new Vault Transit,
@@ -888,7 +842,7 @@ public enum BackupPolicyChildren {
   static func verifyPodTemplate(
     _ input: ChildInputs, verify: PolicyVerifySpec, invocation: EngineInvocation, names: ChildNames,
     labels podLabels: [String: String]
-  ) throws(SpecError) -> JSONValue {
+  ) throws(SpecError) -> PodTemplateSpec {
     var a = EngineVerifyArguments(common: invocation.common, which: .all, readData: false, requireSnapshot: nil)
     a.readDataSubset = verify.readDataSubset ?? PolicyVerifySpec.defaultReadDataSubset
     return engineOnlyPod(
@@ -899,7 +853,7 @@ public enum BackupPolicyChildren {
   /// The retention pod: `botrt-engine forget --prune` with the effective retention.
   static func prunePodTemplate(
     _ input: ChildInputs, invocation: EngineInvocation, names: ChildNames, labels podLabels: [String: String]
-  ) throws(SpecError) -> JSONValue {
+  ) throws(SpecError) -> PodTemplateSpec {
     let args = EngineArguments.forget(
       EngineForgetArguments(
         common: invocation.common, retention: EngineInvocation.retention(input.effective.retention.value))
@@ -913,16 +867,11 @@ public enum BackupPolicyChildren {
   static func engineOnlyPod(
     _ input: ChildInputs, container: String, args: [String], invocation: EngineInvocation, names: ChildNames,
     labels podLabels: [String: String]
-  ) -> JSONValue {
+  ) -> PodTemplateSpec {
     let s = input.settings
-    var c: [String: JSONValue] = [
-      "name": .string(container), "image": .string(s.engineImage), "command": [.string(s.enginePath)],
-      "args": .array(args.map { .string($0) }), "env": .array(baseEnv + invocation.env),
-      "volumeMounts": .array([tmpMount] + invocation.mounts), "securityContext": containerSecurity(s),
-      "terminationMessagePolicy": "File",
-    ]
-    if let r = (try? containerResources(input.policy.spec, s)) ?? nil { c["resources"] = r }
-    return podShell(
-      input, names: names, labels: podLabels, volumes: invocation.volumes, initContainers: [], containers: [.object(c)])
+    let c = engineContainer(
+      container, settings: s, args: args, invocation: invocation,
+      resources: (try? containerResources(input.policy.spec, s)) ?? nil)
+    return podShell(input, names: names, labels: podLabels, volumes: typed(invocation.volumes), containers: [c])
   }
 }

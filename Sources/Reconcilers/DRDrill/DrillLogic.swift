@@ -197,7 +197,6 @@ public enum DrillLogic {
     _ drill: DRDrill, namespace ns: String, policy: BackupPolicy, settings: ControllerSettings
   ) -> [DesiredChild] {
     let l = labels(drill)
-    let lj = JSONValue.object(l.mapValues { .string($0) })
     var out: [DesiredChild] = []
     var nsLabels = l
     nsLabels[scratchLabel] = "true"
@@ -210,12 +209,10 @@ public enum DrillLogic {
         ]))
     out.append(
       DesiredChild(
-        resource: ChildResources.networkPolicies, namespace: ns, name: "botrt-drill-default-deny",
-        body: [
-          "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-          "metadata": ["name": "botrt-drill-default-deny", "namespace": .string(ns), "labels": lj],
-          "spec": ["podSelector": [:], "policyTypes": ["Ingress", "Egress"]],
-        ]))
+        resource: ChildResources.networkPolicies,
+        object: NetworkPolicy(
+          metadata: ObjectMeta(name: "botrt-drill-default-deny", namespace: ns, labels: l),
+          spec: NetworkPolicySpec(policyTypes: ["Ingress", "Egress"]))))
     // DNS and the declared key services, the policy's storage, cloud KMS and Vault endpoints, and spec.egress
     // (NetworkIsolation: the same rules as the backup namespace and its run windows).
     var egress = NetworkIsolation.sharedEgressRules(settings)
@@ -230,15 +227,12 @@ public enum DrillLogic {
     }
     out.append(
       DesiredChild(
-        resource: ChildResources.networkPolicies, namespace: ns, name: "botrt-drill-allow-storage",
-        body: [
-          "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-          "metadata": ["name": "botrt-drill-allow-storage", "namespace": .string(ns), "labels": lj],
-          "spec": [
-            "podSelector": ["matchLabels": .object([drillNameLabel: .string(drill.name)])],
-            "policyTypes": ["Egress"], "egress": .array(egress),
-          ],
-        ]))
+        resource: ChildResources.networkPolicies,
+        object: NetworkPolicy(
+          metadata: ObjectMeta(name: "botrt-drill-allow-storage", namespace: ns, labels: l),
+          spec: NetworkPolicySpec(
+            podSelector: LabelSelector(matchLabels: [drillNameLabel: drill.name]), policyTypes: ["Egress"],
+            egress: egress))))
     return out
   }
 
@@ -367,7 +361,8 @@ public enum DrillLogic {
     return RecoveryJobs.sequentialJob(
       name: runJobName, ctx: ctx, initContainers: restore.initContainers, steps: restore.containers + verify.containers,
       volumes: restore.volumes + verify.volumes, activeDeadlineSeconds: timeoutSeconds,
-      keepClaimGroups: restore.keepsClaimGroups)
+      keepClaimGroups: restore.keepsClaimGroups
+    ).json
   }
 
   /// The run's evidence for two security checks, told apart from the engine's results (nil: no run was observed).

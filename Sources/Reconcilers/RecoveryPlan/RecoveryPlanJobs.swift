@@ -188,42 +188,35 @@ public enum RecoveryJobs {
     }
   }
 
-  static let baseEnv: [JSONValue] = [["name": "HOME", "value": "/tmp"], ["name": "TMPDIR", "value": "/tmp"]]
+  static let baseEnv = BackupPolicyChildren.baseEnv
+  static let tmpMount = BackupPolicyChildren.tmpMount
+  static let tmpVolume = BackupPolicyChildren.tmpVolume
 
-  static func env(_ list: [EnvVar]?, _ ctx: RecoveryJobContext) -> [JSONValue] {
+  static func env(_ list: [EnvVar]?, _ ctx: RecoveryJobContext) -> [EnvVariable] {
     (list ?? []).map { e in
-      if let ref = e.valueFrom?.secretKeyRef {
-        return [
-          "name": .string(e.name),
-          "valueFrom": ["secretKeyRef": ["name": .string(ctx.secretName(ref.name)), "key": .string(ref.key)]],
-        ]
-      }
-      return ["name": .string(e.name), "value": .string(e.value ?? "")]
+      if let ref = e.valueFrom?.secretKeyRef { return .secret(e.name, secret: ctx.secretName(ref.name), key: ref.key) }
+      return EnvVariable(name: e.name, value: e.value ?? "")
     }
   }
 
-  static func security(_ s: ControllerSettings) -> JSONValue {
-    [
-      "allowPrivilegeEscalation": false, "runAsNonRoot": true, "runAsUser": .int(s.runAsUser),
-      "capabilities": ["drop": ["ALL"]], "seccompProfile": ["type": "RuntimeDefault"],
-    ]
+  static func security(_ s: ControllerSettings) -> SecurityContext {
+    SecurityContext(
+      allowPrivilegeEscalation: false, runAsNonRoot: true, runAsUser: s.runAsUser,
+      capabilities: Capabilities(drop: ["ALL"]), seccompProfile: .runtimeDefault)
   }
 
   /// What a restore into a claim may do as root (`into.pvc.runAsUser: 0`): set the recorded owners (CHOWN), write
   /// into directories of other owners (DAC_OVERRIDE), set modes and times of files it no longer owns (FOWNER) and
   /// keep set-id bits (FSETID). All four are in the Pod Security baseline's allowed list.
-  static let ownerRestoreCapabilities: [JSONValue] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]
+  static let ownerRestoreCapabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]
 
   /// The restore container's identity on a claim: `into.pvc.runAsUser`/`runAsGroup`, else the engine's user.
-  static func restoreSecurity(_ pvc: RestorePVC?, _ s: ControllerSettings) -> JSONValue {
+  static func restoreSecurity(_ pvc: RestorePVC?, _ s: ControllerSettings) -> SecurityContext {
     guard let pvc, let uid = pvc.runAsUser else { return security(s) }
-    var caps: [String: JSONValue] = ["drop": ["ALL"]]
-    if uid == 0 { caps["add"] = .array(ownerRestoreCapabilities) }
-    return [
-      "allowPrivilegeEscalation": false, "runAsNonRoot": .bool(uid != 0), "runAsUser": .int(uid),
-      "runAsGroup": .int(pvc.runAsGroup ?? uid), "capabilities": .object(caps),
-      "seccompProfile": ["type": "RuntimeDefault"],
-    ]
+    return SecurityContext(
+      allowPrivilegeEscalation: false, runAsNonRoot: uid != 0, runAsUser: uid, runAsGroup: pvc.runAsGroup ?? uid,
+      capabilities: Capabilities(add: uid == 0 ? ownerRestoreCapabilities : nil, drop: ["ALL"]),
+      seccompProfile: .runtimeDefault)
   }
 
   /// The restore container(s) and volumes: into a PVC (or an emptyDir at /restore when `into` is nil), or into a
@@ -233,7 +226,7 @@ public enum RecoveryJobs {
   static func restoreParts(
     spec: RestoreStepSpec, ctx: RecoveryJobContext, name: String, field: String, replicaField: String? = nil
   ) throws(SpecError) -> (
-    initContainers: [JSONValue], containers: [JSONValue], volumes: [JSONValue], keepsClaimGroups: Bool
+    initContainers: [Container], containers: [Container], volumes: [Volume], keepsClaimGroups: Bool
   ) {
     let p = try policy(spec.policyRef, ctx, field: "\(field).policyRef")
     // The repository opened: the policy's, or one of its replicas' (ReplicaSource); the stream name and the claim
@@ -251,8 +244,9 @@ public enum RecoveryJobs {
           stripComponents: stripComponents)
       ).argv
     }
-    var volumes: [JSONValue] = [["name": "tmp", "emptyDir": [:]]] + inv.volumes
-    var mounts: [JSONValue] = [["name": "tmp", "mountPath": "/tmp"]] + inv.mounts
+    var volumes: [Volume] = [tmpVolume] + BackupPolicyChildren.typed(inv.volumes)
+    var mounts: [VolumeMount] = [tmpMount] + BackupPolicyChildren.typed(inv.mounts)
+    let invEnv: [EnvVariable] = BackupPolicyChildren.typed(inv.env)
     // Into a claim, a command, or (none set) an emptyDir.
     let into = try spec.into.atMostOne(at: "\(field).into")
     if case .command(let command)? = into {
@@ -280,41 +274,33 @@ public enum RecoveryJobs {
         "rc=$?",
         "if [ \"$rc\" -ne 0 ]; then echo \"botrt: the restore command exited with status $rc\" >&2; exit \"$rc\"; fi",
       ].joined(separator: "\n")
-      volumes.append(["name": "stage", "emptyDir": [:]])
-      let restore: JSONValue = [
-        "name": .string(name), "image": .string(s.engineImage), "command": [.string(s.enginePath)],
-        "args": .array(engineArgs.map { .string($0) }), "env": .array(baseEnv + inv.env),
-        "volumeMounts": .array(mounts + [["name": "stage", "mountPath": .string(stagePath)]]),
-        "securityContext": security(s), "terminationMessagePolicy": "File",
-      ]
-      let load: JSONValue = [
-        "name": .string(name + "-load"), "image": .string(command.image), "command": ["sh", "-c", .string(script)],
-        "env": .array(baseEnv + env(command.env, ctx)),
-        "volumeMounts": [["name": "tmp", "mountPath": "/tmp"], ["name": "stage", "mountPath": .string(stagePath)]],
-        "securityContext": security(s), "terminationMessagePolicy": "FallbackToLogsOnError",
-      ]
+      volumes.append(Volume(name: "stage", emptyDir: EmptyDirVolumeSource()))
+      let stage = VolumeMount(name: "stage", mountPath: stagePath)
+      let restore = Container(
+        name: name, image: s.engineImage, command: [s.enginePath], args: engineArgs, env: baseEnv + invEnv,
+        volumeMounts: mounts + [stage], securityContext: security(s), terminationMessagePolicy: "File")
+      let load = Container(
+        name: name + "-load", image: command.image, command: ["sh", "-c", script],
+        env: baseEnv + env(command.env, ctx), volumeMounts: [tmpMount, stage], securityContext: security(s),
+        terminationMessagePolicy: "FallbackToLogsOnError")
       return ([], [restore, load], volumes, false)
     }
     switch into {
     case .pvc(let pvc)?:
-      volumes.append(["name": "restore", "persistentVolumeClaim": ["claimName": .string(pvc.claimName)]])
-      var m: [String: JSONValue] = ["name": "restore", "mountPath": .string(restorePath)]
-      if let sub = pvc.subPath, !sub.isEmpty { m["subPath"] = .string(sub) }
-      mounts.append(.object(m))
+      volumes.append(Volume(name: "restore", persistentVolumeClaim: ClaimVolumeSource(claimName: pvc.claimName)))
+      let sub = pvc.subPath.flatMap { $0.isEmpty ? nil : $0 }
+      mounts.append(VolumeMount(name: "restore", mountPath: restorePath, subPath: sub))
     case .command?, nil:  // a command returned above
-      volumes.append(["name": "restore", "emptyDir": [:]])
-      mounts.append(["name": "restore", "mountPath": .string(restorePath)])
+      volumes.append(Volume(name: "restore", emptyDir: EmptyDirVolumeSource()))
+      mounts.append(VolumeMount(name: "restore", mountPath: restorePath))
     }
-    let c: JSONValue = [
-      "name": .string(name), "image": .string(s.engineImage), "command": [.string(s.enginePath)],
+    let c = Container(
+      name: name, image: s.engineImage, command: [s.enginePath],
       // A claim's backup is stored under the claim's name (the engine backs up /backup/CLAIM): restored into a
       // claim, its content goes back to the claim's root (or subPath), not into a directory named after it.
-      "args": .array(
-        restore(.target(restorePath), stripComponents: spec.into.pvc != nil && p.spec.source.pvc != nil ? 1 : 0)
-          .map { .string($0) }),
-      "env": .array(baseEnv + inv.env), "volumeMounts": .array(mounts),
-      "securityContext": restoreSecurity(spec.into.pvc, s), "terminationMessagePolicy": "File",
-    ]
+      args: restore(.target(restorePath), stripComponents: spec.into.pvc != nil && p.spec.source.pvc != nil ? 1 : 0),
+      env: baseEnv + invEnv, volumeMounts: mounts, securityContext: restoreSecurity(spec.into.pvc, s),
+      terminationMessagePolicy: "File")
     // A restore with its own identity on a claim must not have the kubelet change the group of the claim's files
     // at mount time (fsGroup): the restored owners are the point.
     return ([], [c], volumes, spec.into.pvc?.runAsUser != nil)
@@ -328,11 +314,11 @@ public enum RecoveryJobs {
   static func verifyParts(
     policyRef: LocalObjectReference?, replica: String? = nil, replicaField: String? = nil,
     which: EngineVerifyArguments.Which, readData: Bool, query: DatabaseQuery?,
-    ctx: RecoveryJobContext, field: String, extraMounts: [JSONValue] = []
-  ) throws(SpecError) -> (containers: [JSONValue], volumes: [JSONValue]) {
+    ctx: RecoveryJobContext, field: String, extraMounts: [VolumeMount] = []
+  ) throws(SpecError) -> (containers: [Container], volumes: [Volume]) {
     let s = ctx.settings
-    var containers: [JSONValue] = []
-    var volumes: [JSONValue] = []
+    var containers: [Container] = []
+    var volumes: [Volume] = []
     if replica != nil, policyRef == nil {
       throw SpecError(
         field: replicaField ?? "\(field).replica", message: "names a replica but no policyRef; set policyRef too")
@@ -341,17 +327,17 @@ public enum RecoveryJobs {
       let p = try policy(ref, ctx, field: "\(field).policyRef")
       let inv = try ReplicaSource.invocation(
         p, replica: replica, field: replicaField ?? "\(field).replica", secretName: ctx.secretName)
-      volumes = inv.volumes
+      volumes = BackupPolicyChildren.typed(inv.volumes)
       let args = EngineArguments.verify(
         EngineVerifyArguments(
           common: inv.common, which: which, readData: readData, requireSnapshot: ctx.requireSnapshot)
       ).argv
-      containers.append([
-        "name": "verify", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
-        "args": .array(args.map { .string($0) }), "env": .array(baseEnv + inv.env),
-        "volumeMounts": .array([["name": "tmp", "mountPath": "/tmp"]] + inv.mounts + extraMounts),
-        "securityContext": security(s), "terminationMessagePolicy": "File",
-      ])
+      containers.append(
+        Container(
+          name: "verify", image: s.engineImage, command: [s.enginePath], args: args,
+          env: baseEnv + BackupPolicyChildren.typed(inv.env),
+          volumeMounts: [tmpMount] + BackupPolicyChildren.typed(inv.mounts) + extraMounts, securityContext: security(s),
+          terminationMessagePolicy: "File"))
     }
     if let q = query {
       guard let words = q.command, !words.isEmpty else {
@@ -371,13 +357,12 @@ public enum RecoveryJobs {
           + "\"$ok\" \"$code\" \"$(esc \"$got\")\" \"$(esc \"$want\")\" > /dev/termination-log",
         "exit \"$code\"",
       ].joined(separator: "\n")
-      var e = baseEnv + env(q.env, ctx) + [["name": "BOTRT_QUERY", "value": .string(q.query ?? "")]]
-      if let x = q.expected { e.append(["name": "BOTRT_EXPECTED", "value": .string(x)]) }
-      containers.append([
-        "name": "query", "image": .string(q.image), "command": ["sh", "-c", .string(script)], "env": .array(e),
-        "volumeMounts": [["name": "tmp", "mountPath": "/tmp"]], "securityContext": security(s),
-        "terminationMessagePolicy": "File",
-      ])
+      var e = baseEnv + env(q.env, ctx) + [EnvVariable(name: "BOTRT_QUERY", value: q.query ?? "")]
+      if let x = q.expected { e.append(EnvVariable(name: "BOTRT_EXPECTED", value: x)) }
+      containers.append(
+        Container(
+          name: "query", image: q.image, command: ["sh", "-c", script], env: e, volumeMounts: [tmpMount],
+          securityContext: security(s), terminationMessagePolicy: "File"))
     }
     return (containers, volumes)
   }
@@ -386,53 +371,42 @@ public enum RecoveryJobs {
   /// `keepClaimGroups`: no pod fsGroup, so the kubelet leaves the group ownership of a mounted claim's files alone
   /// (a restore that sets the recorded owners itself).
   static func sequentialJob(
-    name: String, ctx: RecoveryJobContext, initContainers: [JSONValue], steps: [JSONValue], volumes: [JSONValue],
+    name: String, ctx: RecoveryJobContext, initContainers: [Container], steps: [Container], volumes: [Volume],
     activeDeadlineSeconds: Int64?, keepClaimGroups: Bool = false
-  ) -> JSONValue {
+  ) -> Job {
     var seen = Set<String>()
-    let vols = volumes.filter { seen.insert($0["name"]?.stringValue ?? "").inserted }
-    var podSecurity: [String: JSONValue] = [
-      "runAsNonRoot": true, "runAsUser": .int(ctx.settings.runAsUser), "runAsGroup": .int(ctx.settings.runAsUser),
-      "fsGroup": .int(ctx.settings.runAsUser), "seccompProfile": ["type": "RuntimeDefault"],
-    ]
-    if keepClaimGroups { podSecurity["fsGroup"] = nil }
+    let vols = volumes.filter { seen.insert($0.name).inserted }
+    let u = ctx.settings.runAsUser
+    let podSecurity = PodSecurityContext(
+      runAsNonRoot: true, runAsUser: u, runAsGroup: u, fsGroup: keepClaimGroups ? nil : u,
+      seccompProfile: .runtimeDefault)
     // The administrator's default resources (--default-requests, --default-limits, --max-resources as limits) for
     // every container of a plan's or drill's Job, as for a policy's: a drill runs in a scratch namespace outside any
     // tenant's quota.
     let bounded = (try? ctx.settings.resourceBounds.effective(nil)).flatMap { BackupPolicyChildren.resources($0) }
-    func withBounds(_ cs: [JSONValue]) -> [JSONValue] {
-      guard let bounded else { return cs }
-      return cs.map { c in
-        guard case .object(var o) = c, o["resources"] == nil else { return c }
-        o["resources"] = bounded
-        return .object(o)
+    func withBounds(_ cs: [Container]) -> [Container] {
+      cs.map { c in
+        var c = c
+        if c.resources == nil { c.resources = bounded }
+        return c
       }
     }
-    var pod: [String: JSONValue] = [
-      "restartPolicy": "Never", "automountServiceAccountToken": false,
-      "securityContext": .object(podSecurity),
-      "volumes": .array(vols), "containers": .array(withBounds(Array(steps.suffix(1)))),
-    ]
     let inits = withBounds(initContainers + steps.dropLast())
-    if !inits.isEmpty { pod["initContainers"] = .array(inits) }
-    var meta: [String: JSONValue] = [
-      "name": .string(name), "namespace": .string(ctx.namespace),
-      "labels": .object(ctx.labels.mapValues { .string($0) }),
-    ]
+    let pod = PodSpec(
+      automountServiceAccountToken: false, restartPolicy: "Never", securityContext: podSecurity, volumes: vols,
+      initContainers: inits.isEmpty ? nil : inits, containers: withBounds(Array(steps.suffix(1))))
+    var meta = ObjectMeta(name: name, namespace: ctx.namespace, labels: ctx.labels)
     if let o = ctx.owner {
-      meta["ownerReferences"] = [
-        [
-          "apiVersion": .string(o.apiVersion), "kind": .string(o.kind), "name": .string(o.name), "uid": .string(o.uid),
-          "controller": true, "blockOwnerDeletion": true,
-        ]
+      meta.ownerReferences = [
+        OwnerReference(
+          apiVersion: o.apiVersion, kind: o.kind, name: o.name, uid: o.uid, controller: true, blockOwnerDeletion: true)
       ]
     }
-    var spec: [String: JSONValue] = [
-      "backoffLimit": 0,
-      "template": ["metadata": ["labels": .object(ctx.labels.mapValues { .string($0) })], "spec": .object(pod)],
-    ]
-    if let d = activeDeadlineSeconds { spec["activeDeadlineSeconds"] = .int(d) }
-    return ["apiVersion": "batch/v1", "kind": "Job", "metadata": .object(meta), "spec": .object(spec)]
+    return Job(
+      metadata: meta,
+      spec: JobSpec(
+        backoffLimit: 0, activeDeadlineSeconds: activeDeadlineSeconds,
+        template: PodTemplateSpec(metadata: ObjectMeta(labels: ctx.labels), spec: pod)))
   }
 
   /// The Job of one recovery step (restore, verify or job); throws for scale and waitReady, which are no Jobs.
@@ -449,7 +423,8 @@ public enum RecoveryJobs {
       let parts = try restoreParts(spec: r, ctx: ctx, name: "restore", field: "\(field).restore")
       return sequentialJob(
         name: jobName, ctx: ctx, initContainers: parts.initContainers, steps: parts.containers, volumes: parts.volumes,
-        activeDeadlineSeconds: step.timeoutSeconds, keepClaimGroups: parts.keepsClaimGroups)
+        activeDeadlineSeconds: step.timeoutSeconds, keepClaimGroups: parts.keepsClaimGroups
+      ).json
     case .verify:
       let v = s.verify ?? VerifyStepSpec()
       let parts = try verifyParts(
@@ -460,19 +435,18 @@ public enum RecoveryJobs {
       }
       return sequentialJob(
         name: jobName, ctx: ctx, initContainers: [], steps: parts.containers,
-        volumes: [["name": "tmp", "emptyDir": [:]]] + parts.volumes, activeDeadlineSeconds: step.timeoutSeconds)
+        volumes: [tmpVolume] + parts.volumes, activeDeadlineSeconds: step.timeoutSeconds
+      ).json
     case .job:
       guard let j = s.job else { throw SpecError(field: "\(field).job", message: "a job step needs job (a container)") }
-      var c: [String: JSONValue] = [
-        "name": "step", "image": .string(j.image), "env": .array(baseEnv + env(j.env, ctx)),
-        "volumeMounts": [["name": "tmp", "mountPath": "/tmp"]], "securityContext": security(ctx.settings),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-      ]
-      if let cmd = j.command { c["command"] = .array(cmd.map { .string($0) }) }
-      if let a = j.args { c["args"] = .array(a.map { .string($0) }) }
+      let c = Container(
+        name: "step", image: j.image, command: j.command, args: j.args, env: baseEnv + env(j.env, ctx),
+        volumeMounts: [tmpMount], securityContext: security(ctx.settings),
+        terminationMessagePolicy: "FallbackToLogsOnError")
       return sequentialJob(
-        name: jobName, ctx: ctx, initContainers: [], steps: [.object(c)], volumes: [["name": "tmp", "emptyDir": [:]]],
-        activeDeadlineSeconds: step.timeoutSeconds)
+        name: jobName, ctx: ctx, initContainers: [], steps: [c], volumes: [tmpVolume],
+        activeDeadlineSeconds: step.timeoutSeconds
+      ).json
     case .scaleDown, .scaleUp, .waitReady:
       throw SpecError(field: "\(field).action", message: "\(s.action.rawValue) runs no Job")
     }

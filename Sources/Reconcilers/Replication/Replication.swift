@@ -278,22 +278,11 @@ public enum ReplicationChildren {
           ]))
     }
 
-    var rules: [JSONValue] = []
-    if !uses.isEmpty {
-      rules.append([
-        "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
-        "resourceNames": .array(uses.map { .string(podName($0.sourceName)) }),
-      ])
-    }
-    out.append(
-      DesiredChild(
-        resource: ChildResources.roles, namespace: workNS, name: names.replicaRole,
-        body: [
-          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-          "metadata": BackupPolicyChildren.meta(
-            name: names.replicaRole, namespace: workNS, labels: with(ReplicaLabels.copyComponent), owner: owner),
-          "rules": .array(rules),
-        ]))
+    let role = Role(
+      metadata: BackupPolicyChildren.objectMeta(
+        name: names.replicaRole, namespace: workNS, labels: with(ReplicaLabels.copyComponent), owner: owner),
+      rules: BackupPolicyChildren.roleRules(secretNames: uses.map { podName($0.sourceName) }))
+    out.append(DesiredChild(resource: ChildResources.roles, object: role))
     return out
   }
 
@@ -312,7 +301,7 @@ public enum ReplicationChildren {
     func with(_ component: String) -> [String: String] { owned.merging([ChildLabels.component: component]) { $1 } }
     // The copy pods read the primary too: its endpoints are opened here as well, so that copies do not depend on
     // the backup pods' egress being in place.
-    var egress: [JSONValue] = BackupPolicyChildren.storageEgressRules(policy.spec, settings: settings)
+    var egress = BackupPolicyChildren.storageEgressRules(policy.spec, settings: settings)
     for i in replicas.indices {
       guard
         let inv = try? ReplicaInvocation(
@@ -322,46 +311,31 @@ public enum ReplicationChildren {
       egress += BackupPolicyChildren.storageEgressRules(inv.targetSpec, settings: settings)
     }
     var out: [DesiredChild] = []
-    out.append(
-      DesiredChild(
-        resource: ChildResources.roleBindings, namespace: workNS, name: names.replicaRole,
-        body: [
-          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-          "metadata": BackupPolicyChildren.meta(
-            name: names.replicaRole, namespace: workNS, labels: with(BackupPolicyChildren.runAccessComponent),
-            owner: owner),
-          "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": .string(names.replicaRole)],
-          "subjects": [
-            ["kind": "ServiceAccount", "name": .string(names.serviceAccount), "namespace": .string(workNS)]
-          ],
-        ]))
+    let binding = RoleBinding(
+      metadata: BackupPolicyChildren.objectMeta(
+        name: names.replicaRole, namespace: workNS, labels: with(BackupPolicyChildren.runAccessComponent),
+        owner: owner),
+      roleRef: RoleRef(name: names.replicaRole), subjects: [.serviceAccount(names.serviceAccount, namespace: workNS)])
+    out.append(DesiredChild(resource: ChildResources.roleBindings, object: binding))
 
     // Egress of the copy pods only, to the primary's and the replicas' endpoints.
-    var seen = Set<String>()
-    let rules2 = egress.filter { seen.insert("\($0)").inserted }
+    var seen = Set<NetworkPolicyEgressRule>()
+    let rules2 = egress.filter { seen.insert($0).inserted }
     if !rules2.isEmpty {
       // The copy pods and the replicas' key rotation pods.
-      let selector: JSONValue = [
-        "matchLabels": BackupPolicyChildren.labels([
-          ChildLabels.policyNamespace: policyNS, ChildLabels.policyName: policy.name,
-        ]),
-        "matchExpressions": [
-          [
-            "key": .string(ChildLabels.component), "operator": "In",
-            "values": [.string(ReplicaLabels.copyComponent), .string(ReplicaKeyRotation.component)],
-          ]
-        ],
-      ]
-      out.append(
-        DesiredChild(
-          resource: ChildResources.networkPolicies, namespace: workNS, name: names.replicaEgress,
-          body: [
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": BackupPolicyChildren.meta(
-              name: names.replicaEgress, namespace: workNS, labels: with(BackupPolicyChildren.runAccessComponent),
-              owner: owner),
-            "spec": ["podSelector": selector, "policyTypes": ["Egress"], "egress": .array(rules2)],
-          ]))
+      let selector = LabelSelector(
+        matchLabels: BackupPolicyChildren.policyPods(policy),
+        matchExpressions: [
+          LabelSelectorRequirement(
+            key: ChildLabels.component, operator: "In",
+            values: [ReplicaLabels.copyComponent, ReplicaKeyRotation.component])
+        ])
+      let np = NetworkPolicy(
+        metadata: BackupPolicyChildren.objectMeta(
+          name: names.replicaEgress, namespace: workNS, labels: with(BackupPolicyChildren.runAccessComponent),
+          owner: owner),
+        spec: NetworkPolicySpec(podSelector: selector, policyTypes: ["Egress"], egress: rules2))
+      out.append(DesiredChild(resource: ChildResources.networkPolicies, object: np))
     }
     return out
   }
@@ -392,28 +366,24 @@ public enum ReplicationChildren {
     var labels = BackupPolicyChildren.ownerLabels(policy)
     labels[ChildLabels.component] = ReplicaLabels.copyComponent
     labels[ReplicaLabels.replica] = replica.name
-    var c: [String: JSONValue] = [
-      "name": "copy", "image": .string(s.engineImage), "command": [.string(s.enginePath)],
-      "args": .array(inv.args.map { .string($0) }), "env": .array(BackupPolicyChildren.baseEnv + inv.env),
-      "volumeMounts": .array([BackupPolicyChildren.tmpMount] + inv.mounts),
-      "securityContext": BackupPolicyChildren.containerSecurity(s), "terminationMessagePolicy": "File",
-    ]
-    if let r = try BackupPolicyChildren.containerResources(policy.spec, s) { c["resources"] = r }
+    let c = Container(
+      name: "copy", image: s.engineImage, command: [s.enginePath], args: inv.args,
+      env: BackupPolicyChildren.baseEnv + BackupPolicyChildren.typed(inv.env),
+      volumeMounts: [BackupPolicyChildren.tmpMount] + BackupPolicyChildren.typed(inv.mounts),
+      resources: try BackupPolicyChildren.containerResources(policy.spec, s),
+      securityContext: BackupPolicyChildren.containerSecurity(s), terminationMessagePolicy: "File")
     let pod = BackupPolicyChildren.podShell(
-      input, names: names, labels: labels, volumes: inv.volumes, initContainers: [], containers: [.object(c)])
+      input, names: names, labels: labels, volumes: BackupPolicyChildren.typed(inv.volumes), containers: [c])
     let name = names.copyJob(replica: replica.name, snapshot: snapshot)
-    return DesiredChild(
-      resource: ChildResources.jobs, namespace: workNS, name: name,
-      body: [
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": BackupPolicyChildren.meta(
-          name: name, namespace: workNS, labels: labels, owner: copies ? nil : policy.ownerReference(),
-          annotations: [
-            ReplicaLabels.sourceSnapshot: snapshot, ReplicaLabels.sourceBackupTime: KubeJSON.formatDate(backupTime),
-            KeyRotationLogic.newKeyAnnotation: targetKey ?? "",
-          ]),
-        "spec": ["backoffLimit": 1, "activeDeadlineSeconds": 21_600, "template": pod],
-      ])
+    let job = Job(
+      metadata: BackupPolicyChildren.objectMeta(
+        name: name, namespace: workNS, labels: labels, owner: copies ? nil : policy.ownerReference(),
+        annotations: [
+          ReplicaLabels.sourceSnapshot: snapshot, ReplicaLabels.sourceBackupTime: KubeJSON.formatDate(backupTime),
+          KeyRotationLogic.newKeyAnnotation: targetKey ?? "",
+        ]),
+      spec: JobSpec(backoffLimit: 1, activeDeadlineSeconds: 21_600, template: pod))
+    return DesiredChild(resource: ChildResources.jobs, object: job)
   }
 }
 

@@ -197,72 +197,68 @@ public enum NetworkIsolation {
 
   /// Pods the controller made (label), restricted to backup namespaces (namespace label): the only peers that may
   /// open connections to backup pods.
-  public static let controllerPeer: JSONValue = [
-    "namespaceSelector": ["matchLabels": .object([backupNamespaceLabel: "true"])],
-    "podSelector": ["matchLabels": .object([ChildLabels.managedBy: .string(ChildLabels.controllerName)])],
-  ]
+  public static let controllerPeer = NetworkPolicyPeer(
+    namespaceSelector: LabelSelector(matchLabels: [backupNamespaceLabel: "true"]),
+    podSelector: LabelSelector(matchLabels: [ChildLabels.managedBy: ChildLabels.controllerName]))
 
   /// The ingress rule of backup pods.
-  public static let ingressRule: JSONValue = ["from": [controllerPeer]]
+  public static let ingressRule = NetworkPolicyIngressRule(from: [controllerPeer])
 
   /// The pods the shared policies govern: the controller's pods (the namespace is the backup namespace itself).
-  public static let controllerPods: JSONValue = [
-    "matchLabels": .object([ChildLabels.managedBy: .string(ChildLabels.controllerName)])
-  ]
+  public static let controllerPods = LabelSelector(matchLabels: [ChildLabels.managedBy: ChildLabels.controllerName])
 
-  static func port(_ p: Int, _ proto: String = "TCP") -> JSONValue {
-    ["protocol": .string(proto), "port": .int(Int64(p))]
+  static func port(_ p: Int, _ proto: String = "TCP") -> NetworkPolicyPort {
+    NetworkPolicyPort(protocol: proto, port: .int(Int64(p)))
+  }
+
+  /// Every pod of namespace `name` (by the label the API server sets).
+  static func namespacePeer(_ name: String) -> NetworkPolicyPeer {
+    NetworkPolicyPeer(namespaceSelector: LabelSelector(matchLabels: [namespaceNameLabel: name]))
+  }
+
+  /// A host network (a /32 or /128 for an address).
+  static func hostRule(_ c: CIDR, port p: Int) -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule(to: [NetworkPolicyPeer(ipBlock: IPBlock(cidr: c.description))], ports: [port(p)])
   }
 
   /// DNS: the cluster DNS pods in kube-system (53/UDP and TCP), plus the declared `dns` destinations.
-  public static func dnsRules(_ settings: ControllerSettings) -> [JSONValue] {
-    var out: [JSONValue] = [
-      [
-        "to": [
-          [
-            "namespaceSelector": ["matchLabels": .object([namespaceNameLabel: "kube-system"])],
-            "podSelector": ["matchLabels": ["k8s-app": "kube-dns"]],
-          ]
-        ],
-        "ports": [port(53, "UDP"), port(53, "TCP")],
-      ]
-    ]
+  public static func dnsRules(_ settings: ControllerSettings) -> [NetworkPolicyEgressRule] {
+    var kubeDNS = namespacePeer("kube-system")
+    kubeDNS.podSelector = LabelSelector(matchLabels: ["k8s-app": "kube-dns"])
+    var out = [NetworkPolicyEgressRule(to: [kubeDNS], ports: [port(53, "UDP"), port(53, "TCP")])]
     for d in settings.egress where d.kind == .dns {
-      out.append(["to": [peer(d.peer)], "ports": [port(d.port, "UDP"), port(d.port, "TCP")]])
+      out.append(NetworkPolicyEgressRule(to: [peer(d.peer)], ports: [port(d.port, "UDP"), port(d.port, "TCP")]))
     }
     return out
   }
 
-  static func peer(_ p: EgressDestination.Peer) -> JSONValue {
+  static func peer(_ p: EgressDestination.Peer) -> NetworkPolicyPeer {
     switch p {
-    case .cidr(let c): ["ipBlock": ["cidr": .string(c.description)]]
-    case .namespace(let n): ["namespaceSelector": ["matchLabels": .object([namespaceNameLabel: .string(n)])]]
+    case .cidr(let c): NetworkPolicyPeer(ipBlock: IPBlock(cidr: c.description))
+    case .namespace(let n): namespacePeer(n)
     }
   }
 
   /// The rule of one declared destination.
-  public static func rule(_ d: EgressDestination) -> JSONValue {
-    d.kind == .dns
-      ? ["to": [peer(d.peer)], "ports": [port(d.port, "UDP"), port(d.port, "TCP")]]
-      : ["to": [peer(d.peer)], "ports": [port(d.port)]]
+  public static func rule(_ d: EgressDestination) -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule(
+      to: [peer(d.peer)], ports: d.kind == .dns ? [port(d.port, "UDP"), port(d.port, "TCP")] : [port(d.port)])
   }
 
   /// The key services every pod of a backup namespace reaches: the declared `vault` and `kms` destinations.
-  public static func keyServiceRules(_ settings: ControllerSettings) -> [JSONValue] {
+  public static func keyServiceRules(_ settings: ControllerSettings) -> [NetworkPolicyEgressRule] {
     settings.egress.filter { $0.kind == .vault || $0.kind == .kms }.map(rule)
   }
 
   /// The shared egress of a backup namespace: DNS and the declared key services.
-  public static func sharedEgressRules(_ settings: ControllerSettings) -> [JSONValue] {
+  public static func sharedEgressRules(_ settings: ControllerSettings) -> [NetworkPolicyEgressRule] {
     dnsRules(settings) + keyServiceRules(settings)
   }
 
   /// The default storage rule (no storage destination declared): 443 anywhere but link-local.
-  public static let defaultStorageRule: JSONValue = [
-    "to": .array(
-      defaultStorageNets.map { ["ipBlock": ["cidr": .string($0.cidr), "except": [.string($0.except)]]] }),
-    "ports": [port(defaultStoragePort)],
-  ]
+  public static let defaultStorageRule = NetworkPolicyEgressRule(
+    to: defaultStorageNets.map { NetworkPolicyPeer(ipBlock: IPBlock(cidr: $0.cidr, except: [$0.except])) },
+    ports: [port(defaultStoragePort)])
 
   /// An endpoint of a spec: a host (name or address literal, nil when the service's default host is used) and port.
   public typealias Endpoint = (host: String?, port: Int)
@@ -289,7 +285,9 @@ public enum NetworkIsolation {
   /// destination of the kind on that port when any of the kind is declared); a host name as the declared
   /// destinations of the kind on that port, else (storage and cloud KMS only, none of the kind declared) the default
   /// storage rule on 443. Vault and cloud KMS host names are opened by the shared policy (declared destinations).
-  public static func endpointRules(kind: EgressKind, _ e: Endpoint, settings: ControllerSettings) -> [JSONValue] {
+  public static func endpointRules(
+    kind: EgressKind, _ e: Endpoint, settings: ControllerSettings
+  ) -> [NetworkPolicyEgressRule] {
     let declared = settings.egress.filter { $0.kind == kind }
     if let h = e.host, !h.contains("/"), let host = CIDR(h) {
       if !declared.isEmpty {
@@ -299,7 +297,7 @@ public enum NetworkIsolation {
         }
         if !inside { return [] }
       }
-      return [["to": [["ipBlock": ["cidr": .string(host.description)]]], "ports": [port(e.port)]]]
+      return [hostRule(host, port: e.port)]
     }
     if !declared.isEmpty {
       if kind == .vault || kind == .kms { return [] }
@@ -311,8 +309,10 @@ public enum NetworkIsolation {
 
   /// A run window's egress for a spec: its storage, cloud KMS and Vault endpoints (see `endpointRules`), without
   /// repeats. The declared key services are opened by the namespace's shared egress (`sharedEgressRules`).
-  public static func windowRules(_ spec: BackupPolicySpec, settings: ControllerSettings) -> [JSONValue] {
-    var out: [JSONValue] = []
+  public static func windowRules(
+    _ spec: BackupPolicySpec, settings: ControllerSettings
+  ) -> [NetworkPolicyEgressRule] {
+    var out: [NetworkPolicyEgressRule] = []
     for (kind, e) in endpoints(spec) {
       for r in endpointRules(kind: kind, e, settings: settings) where !out.contains(r) {
         out.append(r)
@@ -323,15 +323,19 @@ public enum NetworkIsolation {
 
   /// A dump command's database egress: every pod of the policy's own namespace (any port: the tenant's own
   /// servers) and the declared `database` destinations.
-  public static func databaseRules(policyNamespace: String, settings: ControllerSettings) -> [JSONValue] {
-    [["to": [["namespaceSelector": ["matchLabels": .object([namespaceNameLabel: .string(policyNamespace)])]]]]]
+  public static func databaseRules(
+    policyNamespace: String, settings: ControllerSettings
+  ) -> [NetworkPolicyEgressRule] {
+    [NetworkPolicyEgressRule(to: [namespacePeer(policyNamespace)])]
       + settings.egress.filter { $0.kind == .database }.map(rule)
   }
 
   /// The rules of a drill's spec.egress entry: an address or CIDR as written (inside a declared `database`
   /// destination on that port when any is declared), a host name as the declared `database` destinations on its
   /// port (none declared: nothing; NetworkPolicies cannot name hosts).
-  public static func drillEgressRules(host: String?, port p: Int, settings: ControllerSettings) -> [JSONValue] {
+  public static func drillEgressRules(
+    host: String?, port p: Int, settings: ControllerSettings
+  ) -> [NetworkPolicyEgressRule] {
     let declared = settings.egress.filter { $0.kind == .database }
     if let h = host, let c = CIDR(h) {
       if !declared.isEmpty {
@@ -341,7 +345,7 @@ public enum NetworkIsolation {
         }
         if !inside { return [] }
       }
-      return [["to": [["ipBlock": ["cidr": .string(c.description)]]], "ports": [port(p)]]]
+      return [hostRule(c, port: p)]
     }
     return declared.filter { $0.port == p }.map(rule)
   }
@@ -371,33 +375,28 @@ public enum NetworkIsolation {
   public static let calicoNamespaceSelector = "\(backupNamespaceLabel) == 'true'"
 
   /// A Kubernetes egress rule as Calico Allow rules (one per peer and protocol).
-  static func calicoRules(_ k8s: JSONValue) -> [JSONValue] {
-    let ports = k8s["ports"]?.arrayValue ?? []
-    let byProto = Dictionary(grouping: ports) { $0["protocol"]?.stringValue ?? "TCP" }
+  static func calicoRules(_ k8s: NetworkPolicyEgressRule) -> [JSONValue] {
+    let ports = k8s.ports ?? []
+    let byProto = Dictionary(grouping: ports) { $0.protocol ?? "TCP" }
+    func selector(_ labels: [String: String]) -> JSONValue {
+      .string(labels.sorted { $0.key < $1.key }.map { "\($0.key) == '\($0.value)'" }.joined(separator: " && "))
+    }
     var out: [JSONValue] = []
-    for peer in k8s["to"]?.arrayValue ?? [[:]] {
+    for peer in k8s.to ?? [NetworkPolicyPeer()] {
       var dest: [String: JSONValue] = [:]
-      if let ip = peer["ipBlock"] {
-        dest["nets"] = [ip["cidr"] ?? ""]
-        if let ex = ip["except"], ex.arrayValue?.isEmpty == false { dest["notNets"] = ex }
+      if let ip = peer.ipBlock {
+        dest["nets"] = [.string(ip.cidr)]
+        if let ex = ip.except, !ex.isEmpty { dest["notNets"] = ex.json }
       }
-      if let ns = peer[path: "namespaceSelector", "matchLabels"]?.objectValue {
-        dest["namespaceSelector"] = .string(
-          ns.sorted { $0.key < $1.key }.map { "\($0.key) == '\($0.value.stringValue ?? "")'" }.joined(
-            separator: " && "))
-      }
-      if let pods = peer[path: "podSelector", "matchLabels"]?.objectValue {
-        dest["selector"] = .string(
-          pods.sorted { $0.key < $1.key }.map { "\($0.key) == '\($0.value.stringValue ?? "")'" }.joined(
-            separator: " && "))
-      }
+      if let ns = peer.namespaceSelector?.matchLabels { dest["namespaceSelector"] = selector(ns) }
+      if let pods = peer.podSelector?.matchLabels { dest["selector"] = selector(pods) }
       if byProto.isEmpty {
         out.append(["action": "Allow", "destination": .object(dest)])
         continue
       }
       for proto in byProto.keys.sorted() {
         var d = dest
-        d["ports"] = .array(byProto[proto]!.compactMap { $0["port"] })
+        d["ports"] = .array(byProto[proto]!.compactMap { $0.port?.json })
         out.append(["action": "Allow", "protocol": .string(proto), "destination": .object(d)])
       }
     }
