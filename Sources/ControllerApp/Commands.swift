@@ -38,8 +38,11 @@ public struct RunCommand: AsyncParsableCommand {
     name: .customLong("log-level"),
     help: "trace, debug, info, notice, warning, error or critical; info logs one line per reconcile outcome.")
   var logLevel = "info"
-  @Option(help: "Concurrent reconciles.")
-  var workers = 2
+  @Option(
+    help:
+      "Concurrent reconciles per kind (one key is never reconciled twice at once); reconciles mostly wait on the "
+      + "apiserver, so more workers than cores pay (hack/bench-controller.sh).")
+  var workers = 8
   @Option(help: "Watch BackupPolicies in this namespace only (default: all namespaces).")
   var namespace: String?
   @Option(
