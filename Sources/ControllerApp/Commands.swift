@@ -38,10 +38,7 @@ public struct RunCommand: AsyncParsableCommand {
     name: .customLong("log-level"),
     help: "trace, debug, info, notice, warning, error or critical; info logs one line per reconcile outcome.")
   var logLevel = "info"
-  @Option(
-    help:
-      "Concurrent reconciles per kind (one key is never reconciled twice at once); reconciles mostly wait on the "
-      + "apiserver, so more workers than cores pay (hack/bench-controller.sh).")
+  @Option(help: "Concurrent reconciles per kind; one key is never reconciled twice at once.")
   var workers = 8
   @Option(help: "Watch BackupPolicies in this namespace only (default: all namespaces).")
   var namespace: String?
