@@ -13,22 +13,7 @@ extension BackupPolicyControllerTests {
   /// shared there were 2 BackupPolicy, 6 Job and 3 Pod watches.
   @Test func oneWatchPerCollectionAtSteadyState() async throws {
     try await withNamespace("shared-watch") { ns in
-      let registry = MetricsRegistry()
-      let requests = registry.counter(
-        "botrt_kube_requests_total", help: "Requests to the Kubernetes API by verb, resource and HTTP status.",
-        labels: ["verb", "resource", "code"])
-      let counting = KubeClient(
-        config: client.config,
-        transport: ObservingTransport { requests.inc([$0.verb, $0.resource, String($0.status)]) })
-      var logger = Logger(label: "botrt-controller-test") { LineLogHandler(label: $0, format: .text) }
-      logger.logLevel = .warning
-      let app = try await BotRTController.make(
-        client: counting,
-        options: ControllerRunOptions(
-          backupNamespace: "\(ns)-backup", engineImage: "botrt/botrt-engine:test", workers: 2, metricsAddress: nil,
-          watchNamespace: ns, registry: registry),
-        logger: logger, handleSignals: false)
-      let task = Task { _ = try? await app.run() }
+      let (app, registry, task) = try await countingController(ns)
       func watches(_ resource: String) -> Int {
         Int(registry.value("botrt_kube_requests_total", labels: ["watch", resource, "200"]) ?? 0)
       }
