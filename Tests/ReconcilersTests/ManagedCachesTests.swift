@@ -101,3 +101,20 @@ struct ManagedCachesTests {
     #expect(fresh.isCurrent(child, hash: hash, cached: roleEdited))
   }
 }
+
+extension ManagedCachesTests {
+  /// A cache that never fills (its watch refused) costs one wait, not one per reconcile.
+  @Test func aCacheThatNeverFillsIsWaitedForOnce() async {
+    let filled = Store<Unstructured>()
+    filled.apply(.restarted([]))
+    let caches = ManagedCaches([ChildResources.jobs: filled, ChildResources.pods: Store<Unstructured>()])
+    let clock = ContinuousClock()
+    let first = await clock.measure { await caches.waitUntilReady(timeout: .milliseconds(300)) }
+    #expect(first >= .milliseconds(300))
+    let second = await clock.measure { await caches.waitUntilReady(timeout: .seconds(30)) }
+    #expect(second < .seconds(5))
+    // Reads of the unfilled kind stay live; the filled one is read from its cache.
+    #expect(caches.objects(ChildResources.pods, namespace: "b", labels: [:]) == nil)
+    #expect(caches.objects(ChildResources.jobs, namespace: "b", labels: [:]) == [])
+  }
+}

@@ -1,6 +1,7 @@
 import KubeCore
 import KubeRuntime
 import Logging
+import Synchronization
 
 extension InformerRegistry {
   /// The label selector of everything the controller creates.
@@ -70,6 +71,13 @@ extension InformerRegistry {
 /// that appears later brings its owner back through the same watch.
 public struct ManagedCaches: Sendable {
   let stores: [ResourceDescriptor: Store<Unstructured>]
+  /// Set once a wait for the caches timed out: later reconciles do not wait again (reads stay live until the
+  /// caches fill).
+  private let waitedOut = Waited()
+
+  final class Waited: Sendable {
+    let value = Mutex(false)
+  }
 
   public init(_ stores: [ResourceDescriptor: Store<Unstructured>]) { self.stores = stores }
 
@@ -79,9 +87,12 @@ public struct ManagedCaches: Sendable {
   /// Waits until every cache has its first list, or `timeout` passed (a watch that cannot start, e.g. for want of a
   /// grant, leaves its kind to live reads rather than stopping every reconcile). Reconciles wait here so that a
   /// restarted controller compares with what exists instead of applying everything again.
+  ///
+  /// Only the first wait that times out waits: a cache that never fills (its watch refused, e.g. a ClusterRole
+  /// not updated with the controller) leaves later reconciles to live reads at once, not 30 s each.
   public func waitUntilReady(timeout: Duration = .seconds(30)) async {
     let pending = stores.values.filter { !$0.isReady }
-    if pending.isEmpty { return }
+    if pending.isEmpty || waitedOut.value.withLock({ $0 }) { return }
     await withTaskGroup(of: Void.self) { group in
       group.addTask {
         for s in pending { await s.waitUntilReady() }
@@ -90,6 +101,7 @@ public struct ManagedCaches: Sendable {
       await group.next()
       group.cancelAll()
     }
+    if stores.values.contains(where: { !$0.isReady }) { waitedOut.value.withLock { $0 = true } }
   }
 
   /// The cache of `resource`, once its first list arrived (nil before, and for a resource not cached: read live).
