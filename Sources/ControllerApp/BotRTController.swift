@@ -137,7 +137,6 @@ public final class BotRTController: Sendable {
     // One watch and cache per collection, shared by every controller below that follows it.
     let informers = InformerRegistry(client: client, logger: logger, metrics: registry)
     self.informers = informers
-    let ownerLabelCaches = informers.ownerLabelCaches(cronJobAPIVersion: settings.cronJobAPIVersion)
     // What the reconcilers read instead of listing live: the shared caches of the controller's own objects.
     let managed = informers.managedCaches(cronJobAPIVersion: settings.cronJobAPIVersion)
     // The run auditor watches the controller's backup namespace, and the backup namespaces policies name in
@@ -148,7 +147,7 @@ public final class BotRTController: Sendable {
     }
     let reconciler = BackupPolicyReconciler(
       client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
-      isolation: intent, ownerLabelCaches: ownerLabelCaches, managed: managed)
+      isolation: intent, managed: managed)
     self.reconciler = reconciler
     // The echo of the controller's own status write (and any other status-only change) does not reconcile: every
     // reconcile reads the policy from the apiserver, and time-driven work is requeued by the reconcile itself.
@@ -248,7 +247,7 @@ public final class BotRTController: Sendable {
     if settings.calicoServed || options.calicoOverride == nil { securityControllers.append(calicoGuard) }
     let access = BackupAccessReconciler(
       client: client, settings: settings, intent: intent, metrics: security, logger: logger,
-      ownerLabelCaches: ownerLabelCaches, managed: managed)
+      managed: managed)
     securityControllers.append(
       access.controller(informers: informers, namespace: options.watchNamespace, workers: options.workers))
     securityControllers += auditor.controllers(informers: informers) + [auditedNamespaces]

@@ -315,7 +315,7 @@ final class RunningController: Sendable {
 
         // Drift: a deleted NetworkPolicy comes back (the run's storage egress: the on-demand Job is still active).
         // The grant follows the Job through its own controller (BackupAccess), so it may come after the status write.
-        try await eventually("the run's storage egress") {
+        func storageEgressExists() async throws -> Bool {
           do {
             _ = try await client.get(
               ChildResources.networkPolicies, namespace: backupNS, name: names.storageEgress, as: JSONValue.self)
@@ -324,16 +324,9 @@ final class RunningController: Sendable {
             return false
           }
         }
+        try await eventually("the run's storage egress") { try await storageEgressExists() }
         try await client.delete(ChildResources.networkPolicies, namespace: backupNS, name: names.storageEgress)
-        try await eventually("the deleted NetworkPolicy to be restored") {
-          do {
-            _ = try await client.get(
-              ChildResources.networkPolicies, namespace: backupNS, name: names.storageEgress, as: JSONValue.self)
-            return true
-          } catch let e as KubeError where e.isNotFound {
-            return false
-          }
-        }
+        try await eventually("the deleted NetworkPolicy to be restored") { try await storageEgressExists() }
 
         // A new controller instance (a restart) creates no duplicates and no second on-demand Job.
         await controller.stop()

@@ -76,10 +76,10 @@ public final class BackupAccessReconciler: Sendable {
 
   public init(
     client: KubeClient, settings: ControllerSettings, intent: IsolationIntent, metrics: SecurityMetrics?,
-    logger: Logger, ownerLabelCaches: [ResourceDescriptor: Store<Unstructured>] = [:], managed: ManagedCaches = .none
+    logger: Logger, managed: ManagedCaches = .none
   ) {
     self.client = client
-    self.existing = ExistingLabels(client: client, caches: ownerLabelCaches)
+    self.existing = ExistingLabels(client: client, caches: managed.stores)
     self.managed = managed
     self.settings = settings
     self.intent = intent
@@ -168,9 +168,7 @@ public final class BackupAccessReconciler: Sendable {
   func activeRuns(_ policy: BackupPolicy) async throws -> [(name: String, component: String)] {
     let ns = policy.metadata.namespace ?? "default"
     let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
-    let selector = ChildLabels.selector(namespace: ns, name: policy.name)
     let owner = ChildLabels.owner(ns, policy.name)
-    let cronJobs = ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion)
     // The origin of a Job is read from its managedFields, which the shared cache leaves out: the cache only says
     // whether the policy has an active Job at all (the common case at rest: none, and no request).
     if let cached = managed.objects(ChildResources.jobs, namespace: workNS, labels: owner),
@@ -178,19 +176,12 @@ public final class BackupAccessReconciler: Sendable {
     {
       return []
     }
-    let jobs = try await client.listAll(
-      ChildResources.jobs, namespace: workNS, options: ListOptions(labelSelector: selector), as: JSONValue.self
-    ).items
+    let jobs = try await ManagedCaches.live(ChildResources.jobs, namespace: workNS, labels: owner, client: client)
     let candidates = jobs.filter { SecurityAudit.isActive($0) }
     if candidates.isEmpty { return [] }
-    let crons: [JSONValue]
-    if let cached = managed.objects(cronJobs, namespace: workNS, labels: owner) {
-      crons = cached.map(\.body)
-    } else {
-      crons = try await client.listAll(
-        cronJobs, namespace: workNS, options: ListOptions(labelSelector: selector), as: JSONValue.self
-      ).items
-    }
+    let crons = try await managed.read(
+      ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion), namespace: workNS, labels: owner,
+      client: client)
     let uids = Set(crons.compactMap { $0[path: "metadata", "uid"]?.stringValue })
     return candidates.filter { SecurityAudit.origin(job: $0, managedCronJobUIDs: uids).expected }.compactMap {
       guard let name = $0[path: "metadata", "name"]?.stringValue else { return nil }

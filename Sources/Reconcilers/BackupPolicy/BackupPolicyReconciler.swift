@@ -159,11 +159,12 @@ public final class BackupPolicyReconciler: Sendable {
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
     recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil,
-    ownerLabelCaches: [ResourceDescriptor: Store<Unstructured>] = [:], managed: ManagedCaches = .none
+    managed: ManagedCaches = .none
   ) {
     self.isolation = isolation
     self.client = client
-    self.existing = ExistingLabels(client: client, caches: ownerLabelCaches)
+    // Only hits count in the ownership check, so the caches of the controller's own objects are all it needs.
+    self.existing = ExistingLabels(client: client, caches: managed.stores)
     self.managed = managed
     self.entry = ReconcileEntry(
       client: client, finalizer: Self.finalizer, fieldManager: Self.fieldManager, logger: logger)
@@ -516,21 +517,14 @@ public final class BackupPolicyReconciler: Sendable {
   /// once they are filled (no request), else listed live.
   func ownedChildren(_ policy: BackupPolicy) async throws -> [(ResourceDescriptor, String, String)] {
     let ns = policy.metadata.namespace ?? "default"
-    let selector = ChildLabels.selector(namespace: ns, name: policy.name)
     var namespaces = [ns, BackupPolicyChildren.backupNamespace(policy, settings: settings), settings.backupNamespace]
     namespaces = Array(Set(namespaces)).sorted()
     var out: [(ResourceDescriptor, String, String)] = []
     for namespace in namespaces {
       for resource in ownedKinds {
-        let names: [String]
-        if let cached = managed.objects(resource, namespace: namespace, labels: ChildLabels.owner(ns, policy.name)) {
-          names = cached.map { $0.body[path: "metadata", "name"]?.stringValue ?? "" }
-        } else {
-          names = try await client.listAll(
-            resource, namespace: namespace, options: ListOptions(labelSelector: selector), as: Unstructured.self
-          ).items.map { $0.metadata.name ?? "" }
-        }
-        for name in names { out.append((resource, namespace, name)) }
+        let items = try await managed.read(
+          resource, namespace: namespace, labels: ChildLabels.owner(ns, policy.name), client: client)
+        for item in items { out.append((resource, namespace, item[path: "metadata", "name"]?.stringValue ?? "")) }
       }
     }
     return out
@@ -593,29 +587,25 @@ public final class BackupPolicyReconciler: Sendable {
   ) async throws -> [(job: JSONValue, pods: [JSONValue])] {
     let owner = ChildLabels.owner(policy.metadata.namespace ?? "default", policy.name)
     let wanted = Set(components.split(separator: ",").map(String.init))
-    let jobs: [JSONValue]
-    var pods: [JSONValue]? = nil
-    if let cached = managed.objects(ChildResources.jobs, namespace: namespace, labels: owner, components: wanted),
-      let cachedPods = managed.objects(ChildResources.pods, namespace: namespace, labels: owner),
-      Self.podsCaughtUp(jobs: cached.map(\.body), pods: cachedPods.map(\.body))
+    if let jobs = managed.objects(ChildResources.jobs, namespace: namespace, labels: owner, components: wanted),
+      let pods = managed.objects(ChildResources.pods, namespace: namespace, labels: owner),
+      Self.podsCaughtUp(jobs: jobs.map(\.body), pods: pods.map(\.body))
     {
-      jobs = cached.map(\.body)
-      pods = cachedPods.map(\.body)
-    } else {
-      let selector =
-        ChildLabels.selector(namespace: policy.metadata.namespace ?? "default", name: policy.name) + ","
-        + "\(ChildLabels.component) in (\(components))"
-      jobs = try await client.listAll(
-        ChildResources.jobs, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self
-      ).items
-      if jobs.isEmpty { return [] }
-      pods = try await client.listAll(
-        ChildResources.pods, namespace: namespace, options: ListOptions(labelSelector: selector), as: JSONValue.self
-      ).items
+      return Self.withTheirPods(jobs.map(\.body), pods.map(\.body))
     }
-    return jobs.map { job in
+    let jobs = try await ManagedCaches.live(
+      ChildResources.jobs, namespace: namespace, labels: owner, components: wanted, client: client)
+    if jobs.isEmpty { return [] }
+    let pods = try await ManagedCaches.live(
+      ChildResources.pods, namespace: namespace, labels: owner, components: wanted, client: client)
+    return Self.withTheirPods(jobs, pods)
+  }
+
+  /// Each Job with the Pods its controller labelled with its name.
+  static func withTheirPods(_ jobs: [JSONValue], _ pods: [JSONValue]) -> [(job: JSONValue, pods: [JSONValue])] {
+    jobs.map { job in
       let name = job[path: "metadata", "name"]?.stringValue ?? ""
-      return (job, (pods ?? []).filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name })
+      return (job, pods.filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name })
     }
   }
 

@@ -61,10 +61,14 @@ public final class AppliedChildren: Sendable {
 
   /// Forgets a deleted child.
   public func forget(_ resource: ResourceDescriptor, namespace: String?, name: String) {
-    seen.withLock { $0["\(resource.plural)/\(namespace ?? "")/\(name)"] = nil }
+    seen.withLock { $0[Self.key(resource, namespace, name)] = nil }
   }
 
-  static func key(_ c: DesiredChild) -> String { "\(c.resource.plural)/\(c.namespace ?? "")/\(c.name)" }
+  static func key(_ c: DesiredChild) -> String { key(c.resource, c.namespace, c.name) }
+
+  static func key(_ resource: ResourceDescriptor, _ namespace: String?, _ name: String) -> String {
+    "\(resource.plural)/\(namespace ?? "")/\(name)"
+  }
 
   /// What moves when anyone changes the object's desired state: the generation where the kind keeps one (status
   /// writes leave it alone), else the resourceVersion.

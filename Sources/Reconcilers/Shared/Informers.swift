@@ -1,3 +1,4 @@
+import KubeClient
 import KubeCore
 import KubeRuntime
 import Logging
@@ -11,16 +12,6 @@ extension InformerRegistry {
   /// namespaces: the policies', plans' and drills' Jobs and Pods, shared by every controller that follows them.
   public func managed(_ resource: ResourceDescriptor) -> SharedInformer<Unstructured> {
     informer(resource, namespace: nil, labelSelector: Self.managedSelector)
-  }
-
-  /// The caches `ExistingLabels` looks in: the controller's Jobs and NetworkPolicies, and the metadata of the other
-  /// kinds it creates (`managedMetadata`). Only hits count there, so the controller's own objects are all it needs.
-  public func ownerLabelCaches(cronJobAPIVersion: String) -> [ResourceDescriptor: Store<Unstructured>] {
-    var out: [ResourceDescriptor: Store<Unstructured>] = [
-      ResourceDescriptor.jobs: managed(.jobs).store, .networkPolicies: managed(.networkPolicies).store,
-    ]
-    for i in managedMetadata(cronJobAPIVersion: cronJobAPIVersion) { out[i.resource] = i.informer.store }
-    return out
   }
 
   /// A controller of `Object` in `namespace` (nil: all namespaces) that also reconciles an object when one of the
@@ -124,6 +115,31 @@ public struct ManagedCaches: Sendable {
       if let components { return l[ChildLabels.component]?.stringValue.map(components.contains) ?? false }
       return true
     }
+  }
+
+  /// The objects of `resource` in `namespace` with every label of `labels` (and a component among `components`):
+  /// from the cache once it is filled, else listed live.
+  public func read(
+    _ resource: ResourceDescriptor, namespace: String, labels: [String: String], components: Set<String>? = nil,
+    client: KubeClient
+  ) async throws -> [JSONValue] {
+    if let cached = objects(resource, namespace: namespace, labels: labels, components: components) {
+      return cached.map(\.body)
+    }
+    return try await Self.live(resource, namespace: namespace, labels: labels, components: components, client: client)
+  }
+
+  /// The same selection listed from the apiserver.
+  public static func live(
+    _ resource: ResourceDescriptor, namespace: String, labels: [String: String], components: Set<String>? = nil,
+    client: KubeClient
+  ) async throws -> [JSONValue] {
+    var selector = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    if let components { selector.append("\(ChildLabels.component) in (\(components.sorted().joined(separator: ",")))") }
+    return try await client.listAll(
+      resource, namespace: namespace, options: ListOptions(labelSelector: selector.joined(separator: ",")),
+      as: JSONValue.self
+    ).items
   }
 
   /// Whether the object exists among the controller's own (nil: `resource` is not cached). An object of that name
