@@ -85,16 +85,20 @@ public final class KubeClient: Sendable {
   }
 
   /// Sends a request and decodes a 2xx answer as `T`.
-  public func send<T: Decodable>(_ request: KubeRequest, decoding type: T.Type, timeout: Duration? = nil)
-    async throws -> T
-  {
+  /// `stripManagedFields`: leave `metadata.managedFields` out of the decoded objects (nil: the client's setting).
+  public func send<T: Decodable>(
+    _ request: KubeRequest, decoding type: T.Type, timeout: Duration? = nil, stripManagedFields: Bool? = nil
+  ) async throws -> T {
     let response = try await send(request, timeout: timeout)
-    return try decode(T.self, from: response.body, request: request)
+    return try decode(T.self, from: response.body, request: request, stripManagedFields: stripManagedFields)
   }
 
-  func decode<T: Decodable>(_ type: T.Type, from body: Data, request: KubeRequest) throws -> T {
+  func decode<T: Decodable>(
+    _ type: T.Type, from body: Data, request: KubeRequest, stripManagedFields: Bool? = nil
+  ) throws -> T {
     do {
-      return try KubeJSON.decoder(stripManagedFields: stripManagedFields).decode(T.self, from: body)
+      return try KubeJSON.decoder(stripManagedFields: stripManagedFields ?? self.stripManagedFields).decode(
+        T.self, from: body)
     } catch let e as DecodingError {
       throw KubeError.decode(
         DecodeFailure(
@@ -238,14 +242,15 @@ public final class KubeClient: Sendable {
     return try await send(req, decoding: T.self)
   }
 
-  /// One page of a list.
+  /// One page of a list. `stripManagedFields`: leave `metadata.managedFields` out of the items (nil: the client's
+  /// setting).
   public func list<T: Decodable & Sendable>(
     _ resource: ResourceDescriptor, namespace: String?, options: ListOptions = ListOptions(), as type: T.Type,
-    metadataOnly: Bool = false
+    metadataOnly: Bool = false, stripManagedFields: Bool? = nil
   ) async throws -> KubeList<T> {
     var req = try build { try builder(resource).list(namespace: namespace, options: options) }
     if metadataOnly { req.accept = KubeRequest.acceptMetadataList }
-    return try await send(req, decoding: KubeList<T>.self)
+    return try await send(req, decoding: KubeList<T>.self, stripManagedFields: stripManagedFields)
   }
 
   /// Every page of a list, following continue tokens; the metadata is the last page's.
@@ -350,7 +355,7 @@ public final class KubeClient: Sendable {
   /// the resourceVersion is too old) or a transport failure; a non-2xx answer throws before it returns.
   public func watch<T: Decodable & Sendable>(
     _ resource: ResourceDescriptor, namespace: String?, options: ListOptions = ListOptions(), as type: T.Type,
-    maxLineBytes: Int = 16 << 20, metadataOnly: Bool = false
+    maxLineBytes: Int = 16 << 20, metadataOnly: Bool = false, stripManagedFields: Bool? = nil
   ) async throws -> AsyncThrowingStream<WatchEvent<T>, Error> {
     var opts = options
     if opts.timeoutSeconds == nil { opts.timeoutSeconds = retry.defaultWatchTimeoutSeconds }
@@ -364,7 +369,8 @@ public final class KubeClient: Sendable {
       return (r.status, r.headers, { try await r.collect(limit: 1 << 20) }, r)
     }
     let state = WatchState<T>(
-      response: response, maxLineBytes: maxLineBytes, stripManagedFields: stripManagedFields, url: url(req))
+      response: response, maxLineBytes: maxLineBytes,
+      stripManagedFields: stripManagedFields ?? self.stripManagedFields, url: url(req))
     return AsyncThrowingStream(unfolding: { try await state.next() })
   }
 

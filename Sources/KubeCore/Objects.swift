@@ -99,6 +99,11 @@ public struct Unstructured: KubeObject, Hashable {
       throw DecodingError.dataCorrupted(
         .init(codingPath: decoder.codingPath, debugDescription: "a Kubernetes object must be a JSON object"))
     }
+    // As ObjectMeta does: a decoder that strips managedFields leaves them out of the kept body too (a cache of
+    // thousands of objects keeps no field-ownership trees nobody reads).
+    if decoder.userInfo[KubeJSON.stripManagedFieldsKey] as? Bool == true, body["metadata"]?["managedFields"] != nil {
+      body["metadata"]?["managedFields"] = nil
+    }
   }
 
   public func encode(to encoder: Encoder) throws { try body.encode(to: encoder) }

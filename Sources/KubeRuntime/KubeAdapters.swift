@@ -15,26 +15,32 @@ public struct KubeWatchSource<Object: KubeObject>: WatchSource {
   public let namespace: String?
   /// List and watch PartialObjectMetadata only (no spec, data or status): e.g. Secrets without their data.
   public let metadataOnly: Bool
+  /// Leave `metadata.managedFields` out of the objects (nil: the client's setting).
+  public let stripManagedFields: Bool?
 
   public init(
     client: KubeClient, resource: ResourceDescriptor, namespace: String?, as type: Object.Type = Object.self,
-    metadataOnly: Bool = false
+    metadataOnly: Bool = false, stripManagedFields: Bool? = nil
   ) {
     self.client = client
     self.resource = resource
     self.namespace = namespace
     self.metadataOnly = metadataOnly
+    self.stripManagedFields = stripManagedFields
   }
 
   public var resourceName: String { resource.description }
 
   public func list(_ options: ListOptions) async throws -> KubeList<Object> {
-    try await client.list(resource, namespace: namespace, options: options, as: Object.self, metadataOnly: metadataOnly)
+    try await client.list(
+      resource, namespace: namespace, options: options, as: Object.self, metadataOnly: metadataOnly,
+      stripManagedFields: stripManagedFields)
   }
 
   public func watch(_ options: ListOptions) async throws -> WatchEventStream<Object> {
     let stream = try await client.watch(
-      resource, namespace: namespace, options: options, as: Object.self, metadataOnly: metadataOnly)
+      resource, namespace: namespace, options: options, as: Object.self, metadataOnly: metadataOnly,
+      stripManagedFields: stripManagedFields)
     let box = IteratorBox(stream.makeAsyncIterator())
     return WatchEventStream(next: { try await box.next() }, cancel: { box.drop() })
   }

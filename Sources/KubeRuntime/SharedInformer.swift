@@ -103,6 +103,8 @@ public struct InformerKey: Hashable, Sendable, CustomStringConvertible {
   public var labelSelector: String?
   public var fieldSelector: String?
   public var metadataOnly: Bool
+  /// Whether the cached objects keep `metadata.managedFields` (only for readers of field ownership).
+  public var keepsManagedFields: Bool = false
   /// The decoded type's name.
   public var type: String
 
@@ -111,6 +113,7 @@ public struct InformerKey: Hashable, Sendable, CustomStringConvertible {
     if let l = labelSelector { s += ", labels \(l)" }
     if let f = fieldSelector { s += ", fields \(f)" }
     if metadataOnly { s += ", metadata only" }
+    if keepsManagedFields { s += ", with managedFields" }
     return s
   }
 }
@@ -141,13 +144,16 @@ public final class InformerRegistry: Sendable {
   }
 
   /// The informer of `resource` in `namespace` (nil: all namespaces) with these selectors, made on first use.
+  ///
+  /// Its cache leaves `metadata.managedFields` out, as controller-runtime users' caches do: the field-ownership trees
+  /// are often the larger part of an object, and only readers of field ownership (`keepManagedFields`) need them.
   public func informer<Object: KubeObject>(
     _ resource: ResourceDescriptor, namespace: String?, labelSelector: String? = nil, fieldSelector: String? = nil,
-    metadataOnly: Bool = false, as type: Object.Type = Object.self
+    metadataOnly: Bool = false, keepManagedFields: Bool = false, as type: Object.Type = Object.self
   ) -> SharedInformer<Object> {
     let key = InformerKey(
       resource: resource, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
-      metadataOnly: metadataOnly, type: String(reflecting: Object.self))
+      metadataOnly: metadataOnly, keepsManagedFields: keepManagedFields, type: String(reflecting: Object.self))
     return informers.withLock { all in
       if let existing = all[key] as? SharedInformer<Object> { return existing }
       var config = self.config
@@ -158,7 +164,8 @@ public final class InformerRegistry: Sendable {
       let made = SharedInformer(
         name: key.description,
         source: KubeWatchSource<Object>(
-          client: client, resource: resource, namespace: namespace, metadataOnly: metadataOnly),
+          client: client, resource: resource, namespace: namespace, metadataOnly: metadataOnly,
+          stripManagedFields: !keepManagedFields),
         config: config, clock: clock, backoff: backoff, logger: l, metrics: metrics)
       all[key] = made
       return made

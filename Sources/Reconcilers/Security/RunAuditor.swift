@@ -62,11 +62,12 @@ public final class RunAuditor: Sendable {
     let unlabelled = Controller<Unstructured>(
       name: "run-audit-unmanaged\(suffix)",
       informer: informers.informer(
-        ChildResources.jobs, namespace: namespace, labelSelector: "!\(ChildLabels.managedBy)"),
+        ChildResources.jobs, namespace: namespace, labelSelector: "!\(ChildLabels.managedBy)", keepManagedFields: true),
       options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
       reconcile: { key, store in try await self.auditJob(key, store) })
     let pods = Controller<Unstructured>(
-      name: "run-audit-pods\(suffix)", informer: informers.informer(ChildResources.pods, namespace: namespace),
+      name: "run-audit-pods\(suffix)",
+      informer: informers.informer(ChildResources.pods, namespace: namespace, keepManagedFields: true),
       options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
       reconcile: { key, store in try await self.auditPod(key, store) })
     return [unlabelled, pods]

@@ -10,8 +10,11 @@ extension InformerRegistry {
 
   /// The one informer of the controller's own objects of `resource` (labelled managed-by=botrt-controller) in all
   /// namespaces: the policies', plans' and drills' Jobs and Pods, shared by every controller that follows them.
+  /// Jobs and Pods keep their managedFields: the run auditor reads from them who wrote a run's content.
   public func managed(_ resource: ResourceDescriptor) -> SharedInformer<Unstructured> {
-    informer(resource, namespace: nil, labelSelector: Self.managedSelector)
+    informer(
+      resource, namespace: nil, labelSelector: Self.managedSelector,
+      keepManagedFields: resource == .jobs || resource == .pods)
   }
 
   /// A controller of `Object` in `namespace` (nil: all namespaces) that also reconciles an object when one of the
