@@ -43,6 +43,8 @@ DURATION_PATTERN = r"^([0-9]+(y|w|d|h|m|s))+$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+ACCESS_MODES = ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]
 URL_PATTERN = r"^https?://[^\s]+$"
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 
@@ -723,6 +725,19 @@ def backup_policy_status():
                                   fmt="int32", minimum=0),
                 "message": string("The first problem, or why the run failed.", maxLength=4096),
             }, required=["job", "succeeded"]),
+        "sourceClaim": obj(
+            "The source claim (spec.source.pvc) as the controller last read it (a get by name each reconcile); "
+            "a RecoveryPlan restore with into.pvc.create creates a missing claim from it. Kept when the claim is "
+            "gone, so a lost namespace can be restored; unset for a command source.", {
+                "name": string("Name of the claim.", maxLength=253),
+                "namespace": string("Namespace of the claim (the policy's).", maxLength=63),
+                "accessModes": array("spec.accessModes.", string("An access mode.", maxLength=32), maxItems=4),
+                "storageClassName": string("spec.storageClassName; unset when the claim names none.",
+                                           maxLength=253),
+                "volumeMode": string("spec.volumeMode.", maxLength=32),
+                "storage": string("spec.resources.requests.storage, e.g. 10Gi.", maxLength=64),
+                "observedTime": date_time("When the claim was first read with this spec."),
+            }, required=["name", "namespace"]),
         "repositoryIdentity": repository_identity(
             "The repository's id and signing key, recorded from the first successful backup that reported them and "
             "passed to every later Job (--expect-repository-id, --expect-signing-key), so a repository replaced "
@@ -748,6 +763,29 @@ def restore_destination(desc, field):
                 minimum=0, maximum=2147483647),
             "runAsGroup": integer("The group the restore writes as. Default: runAsUser's value when runAsUser is "
                                   "set.", minimum=0, maximum=2147483647),
+            "namespace": string("RecoveryPlans only (a DRDrill refuses it: it restores into its scratch namespace). "
+                                "Namespace of the claim; the restore Job runs there, with copies of the policy's "
+                                "Secrets that go with the Job. Default: the plan's spec.targetNamespace, else the "
+                                "plan's namespace. Another namespace than the plan's must allow it (annotation "
+                                "dr.botrt.io/recovery-allowed-from), as for spec.targetNamespace.",
+                                maxLength=63, pattern=DNS_LABEL),
+            "create": obj("RecoveryPlans only (a DRDrill refuses it: it sizes its scratch claim from the source "
+                          "claim). Set (even empty, {}): when the claim does not exist, the controller creates it "
+                          "from the policy's recorded source claim (the BackupPolicy's status.sourceClaim: access "
+                          "modes, storage class, volume mode, storage request) with these overrides, labelled "
+                          "app.kubernetes.io/managed-by=botrt-controller and never deleted by it. An existing "
+                          "claim is restored into as it is, never changed. Without create, a missing claim leaves "
+                          "the restore Job Pending until its timeout.", {
+                "storageClassName": string("Storage class of the created claim. Default: the recorded one (the "
+                                           "cluster's default class when none was recorded). \"\" asks for no "
+                                           "class (a pre-provisioned volume binds).", maxLength=253),
+                "size": string("Storage request of the created claim, e.g. 20Gi. Default: the recorded request; "
+                               "required when the policy has recorded none (its source is no claim, or the "
+                               "controller has not read it yet).", maxLength=64, pattern=QUANTITY),
+                "accessModes": array("Access modes of the created claim. Default: the recorded ones, else "
+                                     "ReadWriteOnce.", string("An access mode.", enum=ACCESS_MODES),
+                                     minItems=1, maxItems=4),
+            }),
         }, required=["claimName"]),
         "command": container("A command that reads the restored stream on standard input (for example psql "
                              "or pg_restore).", extra={

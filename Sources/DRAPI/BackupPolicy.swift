@@ -661,6 +661,8 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   public var repositoryStoredBytes: Int64?
   /// The newest finished run of the periodic verify (spec.verify), newest by finish time.
   public var lastVerify: VerifyRunStatus?
+  /// The source claim (spec.source.pvc) as last read: what a restore creates a missing claim from.
+  public var sourceClaim: SourceClaimStatus?
 
   public init(
     observedGeneration: Int64? = nil, conditions: [Condition]? = nil, lastSuccessfulBackup: Date? = nil,
@@ -695,6 +697,33 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
     self.backupNamespace = backupNamespace
     self.lastFailure = lastFailure
     self.replicas = replicas
+  }
+}
+
+/// A PVC-source policy's claim as the controller last read it: what a RecoveryPlan restore (`into.pvc.create`)
+/// creates a missing claim from.
+public struct SourceClaimStatus: Codable, Sendable, Hashable {
+  public var name: String
+  public var namespace: String
+  public var accessModes: [String]?
+  public var storageClassName: String?
+  public var volumeMode: String?
+  /// spec.resources.requests.storage (a quantity such as 10Gi).
+  public var storage: String?
+  /// When the claim was read with this spec (unchanged while the spec stays the same).
+  public var observedTime: Date?
+
+  public init(
+    name: String, namespace: String, accessModes: [String]? = nil, storageClassName: String? = nil,
+    volumeMode: String? = nil, storage: String? = nil, observedTime: Date? = nil
+  ) {
+    self.name = name
+    self.namespace = namespace
+    self.accessModes = accessModes
+    self.storageClassName = storageClassName
+    self.volumeMode = volumeMode
+    self.storage = storage
+    self.observedTime = observedTime
   }
 }
 

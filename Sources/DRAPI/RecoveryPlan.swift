@@ -102,12 +102,39 @@ public struct RestorePVC: Codable, Sendable, Hashable {
   public var runAsUser: Int64?
   /// The group the restore writes as (default: runAsUser's value when that is set).
   public var runAsGroup: Int64?
+  /// The claim's namespace (RecoveryPlans only; default: the plan's spec.targetNamespace, else the plan's own). The
+  /// restore Job runs there.
+  public var namespace: String?
+  /// Set: create the claim when it does not exist, from the policy's recorded source claim (status.sourceClaim)
+  /// with these overrides (RecoveryPlans only). An existing claim is restored into as it is.
+  public var create: RestoreClaimCreate?
 
-  public init(claimName: String, subPath: String? = nil, runAsUser: Int64? = nil, runAsGroup: Int64? = nil) {
+  public init(
+    claimName: String, subPath: String? = nil, runAsUser: Int64? = nil, runAsGroup: Int64? = nil,
+    namespace: String? = nil, create: RestoreClaimCreate? = nil
+  ) {
     self.claimName = claimName
     self.subPath = subPath
     self.runAsUser = runAsUser
     self.runAsGroup = runAsGroup
+    self.namespace = namespace
+    self.create = create
+  }
+}
+
+/// How a restore creates a missing claim: overrides of the recorded source claim's spec.
+public struct RestoreClaimCreate: Codable, Sendable, Hashable {
+  /// Storage class (default: the recorded one; "" asks for none, so a pre-provisioned volume binds).
+  public var storageClassName: String?
+  /// Storage request, a quantity such as 10Gi (default: the recorded request).
+  public var size: String?
+  /// Access modes (default: the recorded ones, else ReadWriteOnce).
+  public var accessModes: [String]?
+
+  public init(storageClassName: String? = nil, size: String? = nil, accessModes: [String]? = nil) {
+    self.storageClassName = storageClassName
+    self.size = size
+    self.accessModes = accessModes
   }
 }
 

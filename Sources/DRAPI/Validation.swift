@@ -257,6 +257,20 @@ public enum SpecValidation {
     }
     errors += spec.target.exactlyOneErrors(at: "spec.target")
     if let r = spec.restore { errors += restoreDestination(r, at: "spec.restore") }
+    // A drill restores into a claim of its own scratch namespace, sized from the source claim.
+    if spec.restore?.pvc?.namespace != nil {
+      errors.append(
+        SpecError(
+          field: "spec.restore.pvc.namespace",
+          message: "a drill restores into its scratch namespace; remove namespace (it is for RecoveryPlans)"))
+    }
+    if spec.restore?.pvc?.create != nil {
+      errors.append(
+        SpecError(
+          field: "spec.restore.pvc.create",
+          message: "a drill always creates its scratch claim, sized from the source claim; remove create (it is for "
+            + "RecoveryPlans)"))
+    }
     errors += duration(spec.timeout, at: "spec.timeout")
     if let h = spec.historyLimit, !(1...100).contains(h) {
       errors.append(SpecError(field: "spec.historyLimit", message: "must be 1-100, got \(h)"))

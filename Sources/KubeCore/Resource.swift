@@ -61,6 +61,8 @@ public struct ResourceDescriptor: Sendable, Hashable, CustomStringConvertible {
   public static let customResourceDefinitions = ResourceDescriptor(
     group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions",
     kind: "CustomResourceDefinition", namespaced: false)
+  public static let persistentVolumeClaims = ResourceDescriptor(
+    group: "", version: "v1", plural: "persistentvolumeclaims", kind: "PersistentVolumeClaim", namespaced: true)
   public static let jobs = ResourceDescriptor(
     group: "batch", version: "v1", plural: "jobs", kind: "Job", namespaced: true)
   public static let networkPolicies = ResourceDescriptor(

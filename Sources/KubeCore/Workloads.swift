@@ -32,21 +32,27 @@ public struct Job: KubeResource, KubeStruct {
 public struct JobSpec: KubeStruct {
   public var backoffLimit: Int64?
   public var activeDeadlineSeconds: Int64?
+  /// Seconds after the Job finished when the TTL controller deletes it (and what it owns).
+  public var ttlSecondsAfterFinished: Int64?
   public var template = PodTemplateSpec()
   public var unknownFields = UnknownFields()
 
   public init() {}
 
-  public init(backoffLimit: Int64? = nil, activeDeadlineSeconds: Int64? = nil, template: PodTemplateSpec) {
+  public init(
+    backoffLimit: Int64? = nil, activeDeadlineSeconds: Int64? = nil, ttlSecondsAfterFinished: Int64? = nil,
+    template: PodTemplateSpec
+  ) {
     self.backoffLimit = backoffLimit
     self.activeDeadlineSeconds = activeDeadlineSeconds
+    self.ttlSecondsAfterFinished = ttlSecondsAfterFinished
     self.template = template
   }
 
   public static var fields: [KubeField<JobSpec>] {
     [
       .field("backoffLimit", \.backoffLimit), .field("activeDeadlineSeconds", \.activeDeadlineSeconds),
-      .field("template", \.template),
+      .field("ttlSecondsAfterFinished", \.ttlSecondsAfterFinished), .field("template", \.template),
     ]
   }
 }
@@ -550,6 +556,59 @@ public struct ServiceAccount: KubeResource, KubeStruct {
     [
       .field("apiVersion", \.apiVersion), .field("kind", \.kind), .codable("metadata", \.metadata),
       .field("automountServiceAccountToken", \.automountServiceAccountToken),
+    ]
+  }
+}
+
+/// core/v1 PersistentVolumeClaim: the fields a restore creates a claim with and reads back.
+public struct PersistentVolumeClaim: KubeResource, KubeStruct {
+  public static let resource = ResourceDescriptor.persistentVolumeClaims
+  public var apiVersion = "v1"
+  public var kind = "PersistentVolumeClaim"
+  public var metadata = ObjectMeta()
+  public var spec: PersistentVolumeClaimSpec?
+  public var unknownFields = UnknownFields()
+
+  public init() {}
+
+  public init(metadata: ObjectMeta, spec: PersistentVolumeClaimSpec? = nil) {
+    self.metadata = metadata
+    self.spec = spec
+  }
+
+  public static var fields: [KubeField<PersistentVolumeClaim>] {
+    [
+      .field("apiVersion", \.apiVersion), .field("kind", \.kind), .codable("metadata", \.metadata),
+      .field("spec", \.spec),
+    ]
+  }
+}
+
+/// core/v1 PersistentVolumeClaimSpec: access modes, class, volume mode and the storage request.
+public struct PersistentVolumeClaimSpec: KubeStruct {
+  public var accessModes: [String]?
+  /// Unset: the cluster's default class; "": no class.
+  public var storageClassName: String?
+  public var volumeMode: String?
+  public var resources: ContainerResources?
+  public var unknownFields = UnknownFields()
+
+  public init() {}
+
+  public init(
+    accessModes: [String]? = nil, storageClassName: String? = nil, volumeMode: String? = nil,
+    resources: ContainerResources? = nil
+  ) {
+    self.accessModes = accessModes
+    self.storageClassName = storageClassName
+    self.volumeMode = volumeMode
+    self.resources = resources
+  }
+
+  public static var fields: [KubeField<PersistentVolumeClaimSpec>] {
+    [
+      .field("accessModes", \.accessModes), .field("storageClassName", \.storageClassName),
+      .field("volumeMode", \.volumeMode), .field("resources", \.resources),
     ]
   }
 }

@@ -175,6 +175,9 @@ func checkPlan(_ plan: RecoveryPlan, policies: [String: BackupPolicy]) throws {
   }
   for step in try RecoveryPlanLogic.steps(plan.spec) where [.restore, .verify].contains(step.step.action) {
     let body = try RecoveryJobs.stepJob(step, jobName: "step-\(step.index)", ctx: ctx)
+    if step.step.restore?.into.pvc?.namespace != nil {
+      #expect(body[path: "metadata", "namespace"]?.stringValue == step.step.restore?.into.pvc?.namespace)
+    }
     let runs = engineRuns(body, name: "\(plan.metadata.name ?? "") \(step.field)")
     #expect(!runs.isEmpty || step.step.verify?.policyRef == nil, "\(step.field): runs the engine")
     for run in runs { check(run, userEnv: userEnv(env)) }
@@ -370,6 +373,18 @@ func planFor(_ p: BackupPolicy) -> RecoveryPlan {
         databaseQuery: DatabaseQuery(image: "postgres:16", command: ["psql"], query: "select 1", expected: "1"))),
     RecoveryStep(name: "verify-light", action: .verify, verify: VerifyStepSpec(policyRef: ref)),
   ]
+  // Into a claim of another namespace, created when missing (the Job runs there, reading copies of the Secrets);
+  // a repository on a claim of the policy's namespace cannot be mounted there, so that policy has none.
+  if p.spec.repository.local?.claimName == nil {
+    steps.append(
+      RecoveryStep(
+        name: "restore-elsewhere", action: .restore,
+        restore: RestoreStepSpec(
+          policyRef: ref,
+          into: RestoreDestination(
+            pvc: RestorePVC(
+              claimName: "data", runAsUser: 0, namespace: "shop-dr", create: RestoreClaimCreate(size: "1Gi"))))))
+  }
   // From the replica, when the policy has one (the primary's region is down): latest, before a time, the primary's
   // id of its copy, and a verify of the replica.
   if let replica = p.spec.replicas?.first?.name {

@@ -121,10 +121,12 @@ import Testing
     for (_, p) in variants where policies[p.name] == nil { policies[p.name] = p }
     for (sName, st) in settings where sName != "restore-only" {
       for plan in s.plans {
-        let ctx = RecoveryJobContext(
-          settings: st, policies: policies, namespace: plan.spec.targetNamespace ?? "botrt-samples",
+        // As the reconciler builds them: in the plan's namespace, restores into claims where the claim is.
+        var ctx = RecoveryJobContext(
+          settings: st, policies: policies, namespace: plan.metadata.namespace ?? "botrt-samples",
           labels: ["a": "b"],
           owner: OwnerReference(apiVersion: "dr.botrt.io/v1", kind: "RecoveryPlan", name: plan.name, uid: "u"))
+        ctx.targetNamespace = plan.spec.targetNamespace
         for step in try RecoveryPlanLogic.steps(plan.spec) {
           switch step.step.action {
           case .restore, .verify, .job:

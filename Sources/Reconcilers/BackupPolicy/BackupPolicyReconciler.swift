@@ -318,6 +318,8 @@ public final class BackupPolicyReconciler: Sendable {
       handledTrigger: handled, childSummary: summary, now: now,
       repositoryURL: effective == nil ? nil : try? EngineInvocation(policy: policy) { $0 }.repoURL)
     if let e = conflictEvent { outcome.events.append(e) }
+    outcome.status.sourceClaim = SourceClaimRecord.record(
+      policy, claim: try await readSourceClaim(policy), previous: policy.status?.sourceClaim, now: now)
     if restoreOnly { RestoreOnlyStatus.apply(&outcome, policy: policy, now: now) }
     if outcome.status.repositoryIdentity != policy.status?.repositoryIdentity {
       // The children were built from the previous status: build them again with the pins (a status write alone
@@ -426,6 +428,22 @@ public final class BackupPolicyReconciler: Sendable {
       return .requeueAfter(requeueDelay(seconds: at.timeIntervalSince(now)))
     }
     return .awaitChange
+  }
+
+  /// The policy's source claim (a get by name, only for a PVC source), or nil when it does not exist or the
+  /// controller may not read it (an older ClusterRole): `SourceClaimRecord` then keeps the previous record.
+  func readSourceClaim(_ policy: BackupPolicy) async throws -> PersistentVolumeClaim? {
+    guard let name = SourceClaimRecord.claimName(policy) else { return nil }
+    do {
+      return try await client.get(PersistentVolumeClaim.self, namespace: policy.metadata.namespace, name: name)
+    } catch let e as KubeError where e.isNotFound || e.isForbidden {
+      if e.isForbidden {
+        logger.warning(
+          "cannot read the source claim; status.sourceClaim is not updated (grant get on persistentvolumeclaims)",
+          metadata: ["object": "BackupPolicy \(policy.metadata.namespace ?? "")/\(policy.name)", "error": "\(e)"])
+      }
+      return nil
+    }
   }
 
   /// Reads the Secrets the policy references in its namespace; absent ones are left out (the builder names them).

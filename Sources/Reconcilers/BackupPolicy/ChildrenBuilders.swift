@@ -112,8 +112,7 @@ public enum ChildResources {
   public static let jobs = ResourceDescriptor.jobs
   public static let pods = ResourceDescriptor.pods
   /// The scratch claim a drill restores into.
-  public static let persistentVolumeClaims = ResourceDescriptor(
-    group: "", version: "v1", plural: "persistentvolumeclaims", kind: "PersistentVolumeClaim", namespaced: true)
+  public static let persistentVolumeClaims = ResourceDescriptor.persistentVolumeClaims
   public static let globalNetworkPolicies = ResourceDescriptor(
     group: "crd.projectcalico.org", version: "v1", plural: "globalnetworkpolicies", kind: "GlobalNetworkPolicy",
     namespaced: false)

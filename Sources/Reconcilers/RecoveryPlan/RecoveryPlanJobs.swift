@@ -132,6 +132,10 @@ public struct RecoveryJobContext: Sendable {
   /// drills of the latest snapshot, the newest one the policy's status records, so a deleted newest snapshot or a
   /// rolled-back repository fails the drill instead of passing on older data.
   public var requireSnapshot: String? = nil
+  /// The plan's spec.targetNamespace: the default namespace of a restore step's claim (`RestoreTarget`).
+  public var targetNamespace: String? = nil
+  /// Seconds a finished Job stays (a Job in another namespace than its owner's, which no owner reference removes).
+  public var ttlSecondsAfterFinished: Int64? = nil
 
   public init(
     settings: ControllerSettings, policies: [String: BackupPolicy], namespace: String, labels: [String: String],
@@ -406,7 +410,35 @@ public enum RecoveryJobs {
       metadata: meta,
       spec: JobSpec(
         backoffLimit: 0, activeDeadlineSeconds: activeDeadlineSeconds,
+        ttlSecondsAfterFinished: ctx.ttlSecondsAfterFinished,
         template: PodTemplateSpec(metadata: ObjectMeta(labels: ctx.labels), spec: pod)))
+  }
+
+  /// The namespace the Job of a step runs in: a restore's claim's (`RestoreTarget`), else the plan's.
+  public static func jobNamespace(_ step: PlannedStep, ctx: RecoveryJobContext) -> String {
+    guard step.step.action == .restore, let r = step.step.restore,
+      let t = RestoreTarget.of(r, planNamespace: ctx.namespace, targetNamespace: ctx.targetNamespace)
+    else { return ctx.namespace }
+    return t.namespace
+  }
+
+  /// The context of a restore step's Job: the plan's, or for a claim in another namespace the target's (no owner
+  /// reference, the Secret copies' names, a TTL). Throws when the Job could not open the repository there.
+  static func restoreContext(
+    _ r: RestoreStepSpec, ctx: RecoveryJobContext, jobName: String, field: String
+  ) throws(SpecError) -> RecoveryJobContext {
+    guard let t = RestoreTarget.of(r, planNamespace: ctx.namespace, targetNamespace: ctx.targetNamespace), t.foreign
+    else { return ctx }
+    let p = try policy(r.policyRef, ctx, field: "\(field).restore.policyRef")
+    let source = try ReplicaSource.policy(p, replica: r.replica, field: "\(field).restore.replica")
+    if let problem = t.repositoryProblem(policy: source, field: "\(field).restore") { throw problem }
+    var out = ctx
+    out.namespace = t.namespace
+    out.owner = nil
+    out.ttlSecondsAfterFinished = RestoreTarget.ttlSecondsAfterFinished
+    let previous = ctx.secretName
+    out.secretName = { RestoreTarget.secretCopyName(previous($0), jobName: jobName) }
+    return out
   }
 
   /// The Job of one recovery step (restore, verify or job); throws for scale and waitReady, which are no Jobs.
@@ -420,10 +452,11 @@ public enum RecoveryJobs {
       guard let r = s.restore else {
         throw SpecError(field: "\(field).restore", message: "a restore step needs restore")
       }
-      let parts = try restoreParts(spec: r, ctx: ctx, name: "restore", field: "\(field).restore")
+      let jobCtx = try restoreContext(r, ctx: ctx, jobName: jobName, field: field)
+      let parts = try restoreParts(spec: r, ctx: jobCtx, name: "restore", field: "\(field).restore")
       return sequentialJob(
-        name: jobName, ctx: ctx, initContainers: parts.initContainers, steps: parts.containers, volumes: parts.volumes,
-        activeDeadlineSeconds: step.timeoutSeconds, keepClaimGroups: parts.keepsClaimGroups
+        name: jobName, ctx: jobCtx, initContainers: parts.initContainers, steps: parts.containers,
+        volumes: parts.volumes, activeDeadlineSeconds: step.timeoutSeconds, keepClaimGroups: parts.keepsClaimGroups
       ).json
     case .verify:
       let v = s.verify ?? VerifyStepSpec()

@@ -51,18 +51,25 @@ public struct PlanWorld: Sendable, Hashable {
   public var jobs: [String: JobObservation]
   public var workloads: [String: WorkloadState]
   public var targetNamespaces: [String: [String: String]]
+  /// The namespace of each observed Job (a restore into another namespace runs its Job there).
+  public var jobNamespaces: [String: String]
+  /// Whether the claims restores create when missing (`into.pvc.create`) exist, by `RestoreTarget.key`.
+  public var claims: [String: Bool]
 
   public init(
     jobs: [String: JobObservation] = [:], workloads: [String: WorkloadState] = [:],
-    targetNamespaces: [String: [String: String]] = [:]
+    targetNamespaces: [String: [String: String]] = [:], jobNamespaces: [String: String] = [:],
+    claims: [String: Bool] = [:]
   ) {
     self.jobs = jobs
     self.workloads = workloads
     self.targetNamespaces = targetNamespaces
+    self.jobNamespaces = jobNamespaces
+    self.claims = claims
   }
 }
 
-/// Which namespaces a RecoveryPlan may scale workloads in: its own, and those whose Namespace object names the plan's
+/// Which namespaces a RecoveryPlan may scale workloads and restore claims in: its own, and those whose Namespace object names the plan's
 /// namespace in the annotation `dr.botrt.io/recovery-allowed-from` (comma-separated namespaces). Only who can
 /// update that Namespace (its admins) can set it; without it, anyone allowed to write a RecoveryPlan could scale
 /// kube-system/coredns to 0.
@@ -75,10 +82,11 @@ public enum RecoveryTargetAccess {
   /// The namespaces other than the plan's own that its steps touch, sorted.
   public static func foreignNamespaces(_ plan: RecoveryPlan) -> [String] {
     let own = plan.metadata.namespace ?? "default"
-    let all = plan.spec.procedures.flatMap(\.steps).flatMap { $0.targets ?? [] }.map {
-      RecoveryPlanLogic.namespace($0, plan)
-    }
-    return Set(all + (plan.spec.targetNamespace.map { [$0] } ?? [])).subtracting([own]).sorted()
+    let steps = plan.spec.procedures.flatMap(\.steps)
+    let all = steps.flatMap { $0.targets ?? [] }.map { RecoveryPlanLogic.namespace($0, plan) }
+    // Restores into a claim of another namespace (into.pvc.namespace) run their Job there.
+    let claims = steps.compactMap { RestoreTarget.of($0, plan: plan)?.namespace }
+    return Set(all + claims + (plan.spec.targetNamespace.map { [$0] } ?? [])).subtracting([own]).sorted()
   }
 
   /// Whether a namespace with `annotations` lets plans of `planNamespace` recover into it.

@@ -14,7 +14,8 @@ public enum RecoveryPlanLabels {
 /// The RecoveryPlan reconciler: reads the plan's Jobs and target workloads, advances the step state machine
 /// (`RecoveryPlanLogic.advance`), carries out its actions (create or delete step Jobs, scale workloads), writes status
 /// through the status subresource, and emits an Event per step. It never writes spec. The step Jobs run in the
-/// plan's namespace and carry an owner reference to the plan, so they go with it.
+/// plan's namespace and carry an owner reference to the plan, so they go with it; a restore into a claim of another
+/// namespace runs its Job there (`RestoreTarget`: plan labels, a TTL, Secret copies owned by the Job).
 public final class RecoveryPlanReconciler: Sendable {
   /// The one field manager of every write.
   public static let fieldManager = ChildLabels.controllerName
@@ -74,45 +75,55 @@ public final class RecoveryPlanReconciler: Sendable {
   public func apply(_ plan: RecoveryPlan) async throws -> ReconcileResult {
     let ns = plan.metadata.namespace ?? "default"
     let policies = try await client.listAll(BackupPolicy.self, namespace: ns)
-    let ctx = RecoveryJobContext(
+    var ctx = RecoveryJobContext(
       settings: settings, policies: Dictionary(policies.items.map { ($0.name, $0) }) { a, _ in a }, namespace: ns,
       labels: labels(plan), owner: plan.ownerReference())
+    ctx.targetNamespace = plan.spec.targetNamespace
+    let world = try await observe(plan)
 
-    // Every Job of the plan must be buildable before anything runs, so a run never stops half-way on a typo.
-    var problem: SpecError? = nil
+    // Every Job of the plan must be buildable before anything runs, so a run never stops half-way on a typo; and
+    // every claim a restore creates must be (it needs a size).
+    var problem: (reason: String, error: SpecError)? = nil
     do {
-      for step in try RecoveryPlanLogic.steps(plan.spec) where step.runsJob {
+      let steps = try RecoveryPlanLogic.steps(plan.spec)
+      for step in steps where step.runsJob {
         _ = try RecoveryJobs.stepJob(step, jobName: "check", ctx: ctx)
       }
+      if let e = RestoreTarget.claimProblem(plan, steps: steps, policies: ctx.policies, claims: world.claims) {
+        problem = (RestoreTarget.claimProblemReason, e)
+      }
     } catch {
-      problem = error
+      problem = ("InvalidSpec", error)
     }
     if let problem {
       var st = plan.status ?? RecoveryPlanStatus()
       var conds = st.conditions ?? []
+      let before = conds.condition(RecoveryPlanCondition.ready)
       conds.setCondition(
-        type: RecoveryPlanCondition.ready, status: .false, reason: "InvalidSpec", message: problem.description,
-        observedGeneration: plan.metadata.generation, now: now())
+        type: RecoveryPlanCondition.ready, status: .false, reason: problem.reason,
+        message: problem.error.description, observedGeneration: plan.metadata.generation, now: now())
       st.conditions = conds
       st.observedGeneration = plan.metadata.generation
       if st.phase == nil { st.phase = .idle }
       try await entry.writeStatus(plan, st)
+      if before?.reason != problem.reason || before?.message != problem.error.description {
+        recorder?.record(plan, type: .warning, reason: problem.reason, message: problem.error.description)
+      }
       return .requeueAfter(.seconds(30))
     }
 
-    let world = try await observe(plan)
     let advance = RecoveryPlanLogic.advance(plan: plan, world: world, now: now())
     let steps = try RecoveryPlanLogic.steps(plan.spec)
     for action in advance.actions {
       switch action {
       case .createJob(let index, let name):
-        let body = try RecoveryJobs.stepJob(steps[index], jobName: name, ctx: ctx)
-        _ = try await client.apply(
-          ChildResources.jobs, namespace: ns, name: name, body, fieldManager: Self.fieldManager, force: true)
+        try await createJob(plan, steps[index], name: name, ctx: ctx, world: world)
       case .deleteJob(let name):
+        // Background propagation: the Job's Pods, and in another namespace the Secret copies it owns, go with it.
         do {
           try await client.delete(
-            ChildResources.jobs, namespace: ns, name: name, options: DeleteOptions(propagationPolicy: .background))
+            ChildResources.jobs, namespace: world.jobNamespaces[name] ?? ns, name: name,
+            options: DeleteOptions(propagationPolicy: .background))
         } catch let e as KubeError where e.isNotFound {}
       case .scale(let kind, let namespace, let name, let replicas):
         // advance never scales outside the allowed namespaces; this keeps it so should that logic change.
@@ -141,6 +152,67 @@ public final class RecoveryPlanReconciler: Sendable {
     return .awaitChange
   }
 
+  /// Creates the Job of a step. A restore into a claim with `into.pvc.create` creates the claim first when it does
+  /// not exist (create, never apply: an existing claim is not changed); a restore into another namespace runs its
+  /// Job there and then copies the policy's Secrets next to it, owned by the Job (a Pod that starts first waits for
+  /// them: the kubelet retries a missing Secret).
+  func createJob(
+    _ plan: RecoveryPlan, _ step: PlannedStep, name: String, ctx: RecoveryJobContext, world: PlanWorld
+  ) async throws {
+    let ns = ctx.namespace
+    let body = try RecoveryJobs.stepJob(step, jobName: name, ctx: ctx)
+    let target = RestoreTarget.of(step.step, plan: plan)
+    let jobNS = RecoveryJobs.jobNamespace(step, ctx: ctx)
+    // advance never starts a step outside the allowed namespaces; this keeps it so should that logic change.
+    guard jobNS == ns || RecoveryTargetAccess.allows(planNamespace: ns, annotations: world.targetNamespaces[jobNS])
+    else {
+      throw TerminalError("RecoveryPlan \(ns)/\(plan.name): refusing to run Job \(name) in namespace \(jobNS)")
+    }
+    if let t = target, t.create != nil, world.claims[t.key] != true, let r = step.step.restore,
+      let p = ctx.policies[r.policyRef.name]
+    {
+      let claim = try t.claim(
+        policy: p, labels: RestoreTarget.claimLabels(planNamespace: ns, planName: plan.name),
+        field: "\(step.field).restore")
+      do {
+        _ = try await client.create(
+          ChildResources.persistentVolumeClaims, namespace: t.namespace, claim.json,
+          options: WriteOptions(fieldManager: Self.fieldManager))
+        recorder?.record(
+          plan, type: .normal, reason: "ClaimCreated",
+          message: "Created PersistentVolumeClaim \(t.key) (\(claim.spec?.resources?.requests?["storage"] ?? "?"), "
+            + "\((claim.spec?.accessModes ?? []).joined(separator: ","))) for step \(step.displayName); the "
+            + "controller never deletes it.")
+      } catch let e as KubeError where e.isAlreadyExists {
+        // There already: restored into as it is.
+      }
+    }
+    let job: JSONValue = try await client.apply(
+      ChildResources.jobs, namespace: jobNS, name: name, body, fieldManager: Self.fieldManager, force: true)
+    guard let t = target, t.foreign, let r = step.step.restore, let p = ctx.policies[r.policyRef.name] else { return }
+    let source = try ReplicaSource.policy(p, replica: r.replica, field: "\(step.field).restore.replica")
+    let inv = try EngineInvocation(policy: source) { $0 }
+    var secrets: [String: Secret] = [:]
+    for secret in Set(inv.secrets.map(\.sourceName)) {
+      do {
+        secrets[secret] = try await client.get(Secret.self, namespace: ns, name: secret)
+      } catch let e as KubeError where e.isNotFound {
+        continue
+      }
+    }
+    let owner = job[path: "metadata", "uid"]?.stringValue.map {
+      OwnerReference(apiVersion: "batch/v1", kind: "Job", name: name, uid: $0, controller: true)
+    }
+    let copies = try RestoreSecretCopies.build(
+      names: inv.secrets.map(\.sourceName), secrets: secrets, namespace: t.namespace, jobName: name,
+      labels: ctx.labels, owner: owner, field: "\(step.field).restore.policyRef", planNamespace: ns)
+    for c in copies {
+      _ = try await client.apply(
+        ChildResources.secrets, namespace: t.namespace, name: c.name, c, fieldManager: Self.fieldManager,
+        force: true)
+    }
+  }
+
   static let deployments = ResourceDescriptor(
     group: "apps", version: "v1", plural: "deployments", kind: "Deployment", namespaced: true)
   static let statefulSets = ResourceDescriptor(
@@ -155,17 +227,20 @@ public final class RecoveryPlanReconciler: Sendable {
     let ns = plan.metadata.namespace ?? "default"
     let selector = "\(RecoveryPlanLabels.planName)=\(plan.name)"
     var world = PlanWorld()
-    let jobs = try await client.listAll(
-      ChildResources.jobs, namespace: ns, options: ListOptions(labelSelector: selector), as: JSONValue.self)
-    if !jobs.items.isEmpty {
+    func readJobs(in jns: String, selector: String) async throws {
+      let jobs = try await client.listAll(
+        ChildResources.jobs, namespace: jns, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+      guard !jobs.items.isEmpty else { return }
       let pods = try await client.listAll(
-        ChildResources.pods, namespace: ns, options: ListOptions(labelSelector: selector), as: JSONValue.self)
+        ChildResources.pods, namespace: jns, options: ListOptions(labelSelector: selector), as: JSONValue.self)
       for job in jobs.items {
         let name = job[path: "metadata", "name"]?.stringValue ?? ""
         let mine = pods.items.filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name }
         world.jobs[name] = JobObservation.observe(job: job, pods: mine)
+        world.jobNamespaces[name] = jns
       }
     }
+    try await readJobs(in: ns, selector: selector)
     // The target namespaces' opt-in (RecoveryTargetAccess); workloads are read only where the plan may act.
     for tns in RecoveryTargetAccess.foreignNamespaces(plan) {
       do {
@@ -175,6 +250,29 @@ public final class RecoveryPlanReconciler: Sendable {
       } catch let e as KubeError where e.isNotFound {
         continue
       }
+    }
+    // Restores into claims: the Jobs of another namespace (plans of other namespaces may share the name), and
+    // whether the claims they would create exist; only where the plan may act.
+    var restoreNamespaces = Set<String>()
+    for step in plan.spec.procedures.flatMap(\.steps) {
+      guard let t = RestoreTarget.of(step, plan: plan) else { continue }
+      if t.foreign, !RecoveryTargetAccess.allows(planNamespace: ns, annotations: world.targetNamespaces[t.namespace]) {
+        continue
+      }
+      if t.foreign { restoreNamespaces.insert(t.namespace) }
+      if t.create != nil, world.claims[t.key] == nil {
+        do {
+          _ = try await client.get(
+            ChildResources.persistentVolumeClaims, namespace: t.namespace, name: t.claimName, as: Unstructured.self,
+            metadataOnly: true)
+          world.claims[t.key] = true
+        } catch let e as KubeError where e.isNotFound {
+          world.claims[t.key] = false
+        }
+      }
+    }
+    for jns in restoreNamespaces.sorted() {
+      try await readJobs(in: jns, selector: "\(selector),\(RecoveryPlanLabels.planNamespace)=\(ns)")
     }
     var seen = Set<String>()
     for step in plan.spec.procedures.flatMap(\.steps) {
