@@ -46,14 +46,11 @@ extension ManagedCaches {
   /// reconcile lists both live rather than record a run without its result.
   public static func podsCaughtUp(jobs: [JSONValue], pods: [JSONValue]) -> Bool {
     let finishedPods = Set(
-      pods.filter { ["Succeeded", "Failed"].contains($0[path: "status", "phase"]?.stringValue ?? "") }.compactMap {
+      pods.filter { PodStatus.of($0).isFinished }.compactMap {
         $0[path: "metadata", "labels", "job-name"]?.stringValue
       })
     return jobs.allSatisfy { job in
-      let finished = (job[path: "status", "conditions"]?.arrayValue ?? []).contains {
-        ["Complete", "Failed"].contains($0["type"]?.stringValue ?? "") && $0["status"]?.stringValue == "True"
-      }
-      return !finished || finishedPods.contains(job[path: "metadata", "name"]?.stringValue ?? "")
+      !JobStatus.of(job).isFinished || finishedPods.contains(job[path: "metadata", "name"]?.stringValue ?? "")
     }
   }
 }
