@@ -238,7 +238,8 @@ public final class BotRTController: Sendable {
     // DRDrills: runs in fenced scratch namespaces (Sources/Reconcilers/DRDrill/DrillReconciler.swift).
     let drills = DrillReconciler.controller(
       client: client, informers: informers, settings: settings, namespace: options.watchNamespace,
-      workers: options.workers, now: options.now, recorder: recorder, metrics: registry, logger: logger)
+      workers: options.workers, now: options.now, recorder: recorder, metrics: registry, logger: logger,
+      managed: managed)
     // Security (docs/security-monitoring.md): the isolation guard, the run-access grants of backup windows, and
     // the run auditor.
     var securityControllers: [any Runnable] = [

@@ -6,23 +6,37 @@ import Foundation
 /// The Codable struct keeps its optional fields: the CRD schema is generated from them and pinned (crds/generate.py,
 /// CRDFileTests), so the wire format does not change. Code reads the one that is set as a `Choice` (`kind`,
 /// `kind(at:)`, or every set one with `setChoices`) and branches with an exhaustive `switch`, no `default:`, so
-/// that a new case is a compile error at every site that must handle it. The chain from the new field: a case of
-/// `Choice` breaks `Choice.name` (add the field's `ChoiceName`), which breaks `choice(_:)` (read the new field).
+/// that a new case is a compile error at every site that must handle it.
+///
+/// Each kind states only what is its own, everything else comes from these protocols' extensions: the enum of its
+/// choices and their field names (`SpecChoice` with its `Name: ChoiceField`), the choice's field (`name`, a switch
+/// over the cases), and the object's reading of a field (`choice(_:)`, a switch over the names). The chain from a
+/// new field: a case of `Choice` breaks `Choice.name` (add the field's `Name`), which breaks `choice(_:)` (read the
+/// new field).
 public protocol ExactlyOneOf {
   /// The enum of the choices, each with its value.
-  associatedtype Choice: SpecChoice where Choice.Name == ChoiceName
+  associatedtype Choice: SpecChoice
   /// The choices' field names (raw value: the JSON name), in schema order.
-  associatedtype ChoiceName: RawRepresentable, CaseIterable where ChoiceName.RawValue == String
+  typealias ChoiceName = Choice.Name
 
   /// The choice `name` when its field is set.
   func choice(_ name: ChoiceName) -> Choice?
 }
 
-/// One choice of an `ExactlyOneOf` object.
-public protocol SpecChoice {
-  associatedtype Name
-  /// The field the choice is set in.
+/// One choice of an `ExactlyOneOf` object: an enum with a case (and its value) per field.
+public protocol SpecChoice: Sendable, Hashable {
+  /// The fields the choices are set in.
+  associatedtype Name: ChoiceField
+  /// The field this choice is set in.
   var name: Name { get }
+}
+
+/// The field names of an `ExactlyOneOf` object's choices: an enum of strings (the JSON names) in schema order.
+public protocol ChoiceField: RawRepresentable, CaseIterable, Sendable, Hashable where RawValue == String {}
+
+extension SpecChoice {
+  /// The JSON name of the field this choice is set in.
+  public var fieldName: String { name.rawValue }
 }
 
 extension ExactlyOneOf {
@@ -66,14 +80,14 @@ extension ExactlyOneOf {
 // MARK: - Repository
 
 /// The backend of a repository (`RepositorySpec`: exactly one of s3, gcs, azure, local).
-public enum RepositoryKind: SpecChoice, Sendable, Hashable {
+public enum RepositoryKind: SpecChoice {
   case s3(S3Repository)
   case gcs(GCSRepository)
   case azure(AzureRepository)
   case local(LocalRepository)
 
   /// The fields of RepositorySpec.
-  public enum Name: String, CaseIterable, Sendable, Hashable {
+  public enum Name: String, ChoiceField {
     case s3, gcs, azure, local
   }
 
@@ -111,7 +125,7 @@ extension RepositorySpec: ExactlyOneOf {
 // MARK: - Key service
 
 /// The key service (`KMSSpec`: exactly one of vaultTransit, awsKms, localKeySecretRef, azureKeyVault, gcpKms).
-public enum KMSKind: SpecChoice, Sendable, Hashable {
+public enum KMSKind: SpecChoice {
   case vaultTransit(VaultTransitKMS)
   case awsKms(AWSKMS)
   /// A 32-byte key in a Secret (`localKeySecretRef`).
@@ -120,7 +134,7 @@ public enum KMSKind: SpecChoice, Sendable, Hashable {
   case gcpKms(GCPKMS)
 
   /// The fields of KMSSpec.
-  public enum Name: String, CaseIterable, Sendable, Hashable {
+  public enum Name: String, ChoiceField {
     case vaultTransit, awsKms, localKeySecretRef, azureKeyVault, gcpKms
   }
 
@@ -195,12 +209,12 @@ extension KMSSpec: ExactlyOneOf {
 // MARK: - Backup source
 
 /// What a policy backs up (`BackupSource`: exactly one of pvc, command).
-public enum BackupSourceKind: SpecChoice, Sendable, Hashable {
+public enum BackupSourceKind: SpecChoice {
   case pvc(PVCSource)
   case command(ContainerSpec)
 
   /// The fields of BackupSource.
-  public enum Name: String, CaseIterable, Sendable, Hashable {
+  public enum Name: String, ChoiceField {
     case pvc, command
   }
 
@@ -232,12 +246,12 @@ extension BackupSource: ExactlyOneOf {
 // MARK: - Restore destination
 
 /// Where restored data goes (`RestoreDestination`: exactly one of pvc, command).
-public enum RestoreDestinationKind: SpecChoice, Sendable, Hashable {
+public enum RestoreDestinationKind: SpecChoice {
   case pvc(RestorePVC)
   case command(ContainerSpec)
 
   /// The fields of RestoreDestination.
-  public enum Name: String, CaseIterable, Sendable, Hashable {
+  public enum Name: String, ChoiceField {
     case pvc, command
   }
 
@@ -261,12 +275,12 @@ extension RestoreDestination: ExactlyOneOf {
 // MARK: - Drill target
 
 /// What a drill rehearses (`DrillTarget`: exactly one of backupPolicyRef, recoveryPlanRef).
-public enum DrillTargetKind: SpecChoice, Sendable, Hashable {
+public enum DrillTargetKind: SpecChoice {
   case backupPolicy(LocalObjectReference)
   case recoveryPlan(LocalObjectReference)
 
   /// The fields of DrillTarget.
-  public enum Name: String, CaseIterable, Sendable, Hashable {
+  public enum Name: String, ChoiceField {
     case backupPolicyRef, recoveryPlanRef
   }
 

@@ -11,6 +11,8 @@ public struct Job: KubeResource, KubeStruct {
   public var kind = "Job"
   public var metadata = ObjectMeta()
   public var spec: JobSpec?
+  /// Written by the job controller; never set by the controller's builders.
+  public var status: JobStatus?
   public var unknownFields = UnknownFields()
 
   public init() {}
@@ -23,7 +25,7 @@ public struct Job: KubeResource, KubeStruct {
   public static var fields: [KubeField<Job>] {
     [
       .field("apiVersion", \.apiVersion), .field("kind", \.kind), .codable("metadata", \.metadata),
-      .field("spec", \.spec),
+      .field("spec", \.spec), .field("status", \.status),
     ]
   }
 }
@@ -141,6 +143,8 @@ public struct Pod: KubeResource, KubeStruct {
   public var kind = "Pod"
   public var metadata = ObjectMeta()
   public var spec: PodSpec?
+  /// Written by the kubelet.
+  public var status: PodStatus?
   public var unknownFields = UnknownFields()
 
   public init() {}
@@ -153,7 +157,7 @@ public struct Pod: KubeResource, KubeStruct {
   public static var fields: [KubeField<Pod>] {
     [
       .field("apiVersion", \.apiVersion), .field("kind", \.kind), .codable("metadata", \.metadata),
-      .field("spec", \.spec),
+      .field("spec", \.spec), .field("status", \.status),
     ]
   }
 }

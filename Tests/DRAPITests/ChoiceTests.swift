@@ -42,6 +42,8 @@ import Testing
     #expect(try KMSSpec(gcpKms: gcp).kind(at: f) == .gcpKms(gcp))
     #expect(KMSSpec.allKinds == ["vaultTransit", "awsKms", "localKeySecretRef", "azureKeyVault", "gcpKms"])
     #expect(KMSKind.localKey(.init(name: "key")).name.rawValue == "localKeySecretRef")
+    #expect(KMSKind.localKey(.init(name: "key")).fieldName == "localKeySecretRef")
+    #expect(DrillTargetKind.backupPolicy(.init(name: "p")).fieldName == "backupPolicyRef")
   }
 
   @Test func sourceDestinationAndTargetKinds() throws {

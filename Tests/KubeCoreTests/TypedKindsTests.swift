@@ -116,3 +116,84 @@ import Testing
     #expect(cron.json == cj)
   }
 }
+
+/// The typed status of Jobs and Pods: what the reconcilers read back from a run (state, times, the engine's result
+/// in a termination message), every other member kept.
+@Suite struct WorkloadStatusTests {
+  @Test func aLiveJobsStatusIsTyped() throws {
+    let json = try JSONValue(jsonData: Data(TypedKindsTests.liveJob.utf8))
+    let job = try json.decode(as: Job.self)
+    let status = try #require(job.status)
+    #expect(status.active == 1)
+    #expect(status.startDate == KubeJSON.parseDate("2026-01-02T03:04:06Z"))
+    #expect(status.complete?.type == "Complete")
+    #expect(status.isFinished)
+    #expect(status.failedCondition == nil)
+    // Unmodeled members stay: "ready", and the condition's lastProbeTime.
+    #expect(status.unknownFields.members["ready"] == .int(0))
+    #expect(status.conditions?[0].unknownFields.members["lastProbeTime"] != nil)
+    #expect(job.json == json)
+    // Only the status decoded, from a body as a cache holds it.
+    #expect(JobStatus.of(json) == status)
+    #expect(JobStatus.of(["metadata": ["name": "x"]]) == JobStatus())
+  }
+
+  @Test func aFailedJobSaysWhy() {
+    let job: JSONValue = [
+      "status": [
+        "conditions": [
+          ["type": "Complete", "status": "False"],
+          [
+            "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+            "message": "Job has reached the limit",
+            "lastTransitionTime": "2026-01-02T03:05:00Z",
+          ],
+        ]
+      ]
+    ]
+    let s = JobStatus.of(job)
+    #expect(s.complete == nil)
+    #expect(s.failedCondition?.summary == "BackoffLimitExceeded: Job has reached the limit")
+    #expect(s.failedCondition?.lastTransitionDate == KubeJSON.parseDate("2026-01-02T03:05:00Z"))
+    #expect(s.isFinished)
+    #expect(!JobStatus.of(["status": ["active": 1]]).isFinished)
+  }
+
+  @Test func aPodsTerminatedContainersAreTyped() throws {
+    let json: JSONValue = [
+      "apiVersion": "v1", "kind": "Pod", "metadata": ["name": "p"],
+      "status": [
+        "phase": "Failed", "qosClass": "Burstable",
+        "initContainerStatuses": [
+          ["name": "restore", "state": ["terminated": ["exitCode": 0, "message": "{\"ok\":true}"]]]
+        ],
+        "containerStatuses": [
+          [
+            "name": "backup", "restartCount": 0, "imageID": "sha256:x",
+            "state": [
+              "terminated": [
+                "exitCode": 12, "reason": "Error", "message": "{\"ok\":false}",
+                "finishedAt": "2026-01-02T03:05:00Z",
+              ]
+            ],
+          ],
+          ["name": "dump", "state": ["running": ["startedAt": "2026-01-02T03:04:00Z"]]],
+        ],
+      ],
+    ]
+    let pod = try json.decode(as: Pod.self)
+    let status = try #require(pod.status)
+    #expect(status.isFinished)
+    #expect(status.allContainerStatuses.map(\.name) == ["backup", "dump", "restore"])
+    let t = try #require(status.containerStatuses?[0].terminated)
+    #expect(t.exitCode32 == 12)
+    #expect(t.reason == "Error")
+    #expect(t.message == "{\"ok\":false}")
+    #expect(t.finishedDate == KubeJSON.parseDate("2026-01-02T03:05:00Z"))
+    #expect(status.containerStatuses?[1].terminated == nil)
+    #expect(status.containerStatuses?[1].state?.unknownFields.members["running"] != nil)
+    #expect(pod.json == json)
+    #expect(PodStatus.of(json) == status)
+    #expect(!PodStatus.of(["status": ["phase": "Running"]]).isFinished)
+  }
+}

@@ -55,9 +55,9 @@ struct ManagedCachesTests {
     let running: JSONValue = ["metadata": ["name": "j2"], "status": ["active": 1]]
     let podRunning: JSONValue = ["metadata": ["labels": ["job-name": "j1"]], "status": ["phase": "Running"]]
     let podDone: JSONValue = ["metadata": ["labels": ["job-name": "j1"]], "status": ["phase": "Succeeded"]]
-    #expect(BackupPolicyReconciler.podsCaughtUp(jobs: [running], pods: []))
-    #expect(!BackupPolicyReconciler.podsCaughtUp(jobs: [done, running], pods: [podRunning]))
-    #expect(BackupPolicyReconciler.podsCaughtUp(jobs: [done, running], pods: [podDone]))
+    #expect(ManagedCaches.podsCaughtUp(jobs: [running], pods: []))
+    #expect(!ManagedCaches.podsCaughtUp(jobs: [done, running], pods: [podRunning]))
+    #expect(ManagedCaches.podsCaughtUp(jobs: [done, running], pods: [podDone]))
   }
 
   @Test func aChildIsAppliedAgainOnlyWhenItsBodyOrSomeoneElseChangedIt() {

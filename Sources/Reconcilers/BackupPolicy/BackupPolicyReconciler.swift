@@ -586,7 +586,7 @@ public final class BackupPolicyReconciler: Sendable {
 
   /// Jobs with their Pods observed as runs and split by their component label (Jobs of other components left out).
   static func runsByComponent(
-    _ jobs: [(job: JSONValue, pods: [JSONValue])], containers: [String: String]
+    _ jobs: [JobWithPods], containers: [String: String]
   ) -> [String: [BackupRun]] {
     var out: [String: [BackupRun]] = [:]
     for (job, pods) in jobs {
@@ -599,48 +599,14 @@ public final class BackupPolicyReconciler: Sendable {
   }
 
   /// The policy's Jobs with the given component labels (comma-separated) in `namespace`, each with its Pods: from the
-  /// shared caches once they are filled (no request), else one live list of each, the Pods only when there are Jobs.
+  /// shared caches once they are filled and caught up (no request), else one live list of each
+  /// (`ManagedCaches.jobsWithPods`).
   func jobsWithPods(
     _ policy: BackupPolicy, namespace: String, components: String
-  ) async throws -> [(job: JSONValue, pods: [JSONValue])] {
-    let owner = ChildLabels.owner(policy.metadata.namespace ?? "default", policy.name)
-    let wanted = Set(components.split(separator: ",").map(String.init))
-    if let jobs = managed.objects(ChildResources.jobs, namespace: namespace, labels: owner, components: wanted),
-      let pods = managed.objects(ChildResources.pods, namespace: namespace, labels: owner),
-      Self.podsCaughtUp(jobs: jobs.map(\.body), pods: pods.map(\.body))
-    {
-      return Self.withTheirPods(jobs.map(\.body), pods.map(\.body))
-    }
-    let jobs = try await ManagedCaches.live(
-      ChildResources.jobs, namespace: namespace, labels: owner, components: wanted, client: client)
-    if jobs.isEmpty { return [] }
-    let pods = try await ManagedCaches.live(
-      ChildResources.pods, namespace: namespace, labels: owner, components: wanted, client: client)
-    return Self.withTheirPods(jobs, pods)
-  }
-
-  /// Each Job with the Pods its controller labelled with its name.
-  static func withTheirPods(_ jobs: [JSONValue], _ pods: [JSONValue]) -> [(job: JSONValue, pods: [JSONValue])] {
-    jobs.map { job in
-      let name = job[path: "metadata", "name"]?.stringValue ?? ""
-      return (job, pods.filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name })
-    }
-  }
-
-  /// Whether the cached Pods have caught up with the cached Jobs: every finished Job has a finished Pod. The Jobs and
-  /// Pods come through two watches, so a Job's completion can arrive before the Pod that holds its result; then the
-  /// reconcile lists both live rather than record a run without its result.
-  static func podsCaughtUp(jobs: [JSONValue], pods: [JSONValue]) -> Bool {
-    let finishedPods = Set(
-      pods.filter { ["Succeeded", "Failed"].contains($0[path: "status", "phase"]?.stringValue ?? "") }.compactMap {
-        $0[path: "metadata", "labels", "job-name"]?.stringValue
-      })
-    return jobs.allSatisfy { job in
-      let finished = (job[path: "status", "conditions"]?.arrayValue ?? []).contains {
-        ["Complete", "Failed"].contains($0["type"]?.stringValue ?? "") && $0["status"]?.stringValue == "True"
-      }
-      return !finished || finishedPods.contains(job[path: "metadata", "name"]?.stringValue ?? "")
-    }
+  ) async throws -> [JobWithPods] {
+    try await managed.jobsWithPods(
+      namespace: namespace, labels: ChildLabels.owner(policy.metadata.namespace ?? "default", policy.name),
+      components: Set(components.split(separator: ",").map(String.init)), client: client)
   }
 
   /// Writes status through the status subresource (`ReconcileEntry.writeStatus`), only when something besides the RPO

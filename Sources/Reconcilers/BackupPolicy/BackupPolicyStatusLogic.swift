@@ -46,9 +46,9 @@ public struct BackupRun: Sendable, Hashable {
       if let v = v.stringValue { run.annotations[k] = v }
     }
     if let t = seen.terminated {
-      run.result = EngineResult.parse(t["message"]?.stringValue)
+      run.result = EngineResult.parse(t.message)
       run.exitCode = seen.exitCode
-      if run.state == .failed, run.result == nil, let reason = t["reason"]?.stringValue {
+      if run.state == .failed, run.result == nil, let reason = t.reason {
         run.failureMessage = "container exited with code \(run.exitCode ?? -1) (\(reason))"
       }
     }
@@ -65,34 +65,27 @@ struct RunObservation {
   /// The Job's Failed condition, "reason: message".
   var failureMessage: String?
   /// `state.terminated` of the newest terminated container named `container`.
-  var terminated: JSONValue?
+  var terminated: ContainerStateTerminated?
 
-  var exitCode: Int32? { terminated?["exitCode"]?.intValue.map { Int32(truncatingIfNeeded: $0) } }
+  var exitCode: Int32? { terminated?.exitCode32 }
 
   init(job: JSONValue, pods: [JSONValue], container: String) {
-    let status = job["status"]
-    let conditions = status?["conditions"]?.arrayValue ?? []
-    func cond(_ type: String) -> JSONValue? {
-      conditions.first { $0["type"]?.stringValue == type && $0["status"]?.stringValue == "True" }
-    }
-    startTime = status?["startTime"]?.stringValue.flatMap(KubeJSON.parseDate)
-    let complete = cond("Complete")
-    if complete != nil || (status?["succeeded"]?.intValue ?? 0) > 0 {
+    let status = JobStatus.of(job)
+    startTime = status.startDate
+    let complete = status.complete
+    if complete != nil || (status.succeeded ?? 0) > 0 {
       state = .succeeded
-      finishTime =
-        status?["completionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
-        ?? complete?["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
-    } else if let c = cond("Failed") {
+      finishTime = status.completionDate ?? complete?.lastTransitionDate
+    } else if let c = status.failedCondition {
       state = .failed
-      finishTime = c["lastTransitionTime"]?.stringValue.flatMap(KubeJSON.parseDate)
-      failureMessage = [c["reason"]?.stringValue, c["message"]?.stringValue].compactMap { $0 }.joined(
-        separator: ": ")
+      finishTime = c.lastTransitionDate
+      failureMessage = c.summary
     }
-    var best: (Date, JSONValue)? = nil
+    var best: (Date, ContainerStateTerminated)? = nil
     for pod in pods {
-      for cs in pod[path: "status", "containerStatuses"]?.arrayValue ?? [] where cs["name"]?.stringValue == container {
-        guard let t = cs[path: "state", "terminated"] else { continue }
-        let at = t["finishedAt"]?.stringValue.flatMap(KubeJSON.parseDate) ?? .distantPast
+      for cs in PodStatus.of(pod).containerStatuses ?? [] where cs.name == container {
+        guard let t = cs.terminated else { continue }
+        let at = t.finishedDate ?? .distantPast
         if best == nil || at > best!.0 { best = (at, t) }
       }
     }

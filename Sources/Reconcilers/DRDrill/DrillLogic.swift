@@ -15,6 +15,34 @@ public enum DrillDecision: Sendable, Hashable {
   case suspended
 }
 
+/// What the drill reconciler observed of a running drill's run: the run Job with its Pods (nil: no run Job), when the
+/// run started and how long it may take.
+public struct DrillRunWorld: Sendable, Hashable {
+  /// The run Job and its newest Pod's terminated containers; nil when there is no run Job (not created yet, or gone).
+  public var job: JobObservation?
+  /// The run's scratch namespace.
+  public var scratchNamespace: String
+  /// When the run started (status.currentRun.startTime).
+  public var runStart: Date
+  /// spec.timeout in seconds.
+  public var timeoutSeconds: Int64
+
+  public init(job: JobObservation?, scratchNamespace: String, runStart: Date, timeoutSeconds: Int64) {
+    self.job = job
+    self.scratchNamespace = scratchNamespace
+    self.runStart = runStart
+    self.timeoutSeconds = timeoutSeconds
+  }
+}
+
+/// What to do with a running drill.
+public enum DrillProgress: Sendable, Hashable {
+  /// The run is still going (or its Job is not there yet) within its timeout: look again later.
+  case wait
+  /// The run is over: evaluate it, failed for `failure` when given (timed out, its Job gone).
+  case evaluate(failure: String?)
+}
+
 /// The restore and verification a drill run performs, derived from its target.
 public struct DrillRunSpec: Sendable, Hashable {
   /// What is restored and how (into: a command for databases, else files into an emptyDir of the scratch namespace).
@@ -325,6 +353,34 @@ public enum DrillLogic {
           ]))
     }
     return out
+  }
+
+  /// How long a run Job may be missing after the run started before the run counts as failed: the Job is applied
+  /// right after status records the run, and a cache may not show it yet.
+  public static let runJobGraceSeconds: TimeInterval = 60
+
+  /// The run Job among the Jobs (with their Pods) read from the scratch namespace, observed; nil when it is not
+  /// among them.
+  public static func observeRun(_ jobs: [JobWithPods]) -> JobObservation? {
+    jobs.first { $0.job[path: "metadata", "name"]?.stringValue == runJobName }.map {
+      JobObservation.observe(job: $0.job, pods: $0.pods)
+    }
+  }
+
+  /// Decides whether a running drill waits or is evaluated: a Job still running (or not there yet, for
+  /// `runJobGraceSeconds`) waits until the timeout, after which the run fails; a Job missing after the grace failed
+  /// (it was deleted); a finished Job is evaluated.
+  public static func progress(_ world: DrillRunWorld, now: Date) -> DrillProgress {
+    let elapsed = now.timeIntervalSince(world.runStart)
+    if world.job?.state == .running || (world.job == nil && elapsed < runJobGraceSeconds) {
+      if elapsed <= TimeInterval(world.timeoutSeconds) { return .wait }
+      return .evaluate(
+        failure: "the drill passed its timeout of \(DurationText.format(seconds: world.timeoutSeconds))")
+    }
+    if world.job == nil {
+      return .evaluate(failure: "the run Job \(runJobName) in \(world.scratchNamespace) disappeared")
+    }
+    return .evaluate(failure: nil)
   }
 
   /// The run Job in the scratch namespace: restore (init container), then verify `--read-data` of the restored

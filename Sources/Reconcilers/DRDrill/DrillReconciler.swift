@@ -67,10 +67,12 @@ public final class DrillReconciler: Sendable {
   let recorder: EventRecorder?
   let metrics: DrillMetrics?
   let logger: Logger
+  /// The shared caches of the controller's own objects: the run's Job and Pods are read from them once filled.
+  let managed: ManagedCaches
 
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
-    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger
+    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, managed: ManagedCaches = .none
   ) {
     self.client = client
     self.entry = ReconcileEntry(
@@ -80,6 +82,7 @@ public final class DrillReconciler: Sendable {
     self.recorder = recorder
     self.metrics = metrics.map(DrillMetrics.init)
     self.logger = logger
+    self.managed = managed
   }
 
   /// A Controller for DRDrills that also reconciles a drill when its run Job or Pod (in the scratch namespace) changes
@@ -87,10 +90,11 @@ public final class DrillReconciler: Sendable {
   public static func controller(
     client: KubeClient, informers: InformerRegistry, settings: ControllerSettings, namespace: String?, workers: Int,
     now: @escaping @Sendable () -> Date = { Date() }, recorder: EventRecorder?, metrics: MetricsRegistry?,
-    logger: Logger
+    logger: Logger, managed: ManagedCaches = .none
   ) -> Controller<DRDrill> {
     let reconciler = DrillReconciler(
-      client: client, settings: settings, now: now, recorder: recorder, metrics: metrics, logger: logger)
+      client: client, settings: settings, now: now, recorder: recorder, metrics: metrics, logger: logger,
+      managed: managed)
     return informers.runsController(
       name: "drdrill", namespace: namespace, workers: workers, logger: logger, metrics: metrics,
       owner: Mappers.labels(nameLabel: DrillLogic.drillNameLabel, namespaceLabel: DrillLogic.drillNamespaceLabel),
@@ -373,30 +377,19 @@ public final class DrillReconciler: Sendable {
     start: Date,
     now: Date
   ) async throws -> ReconcileResult {
-    let timeout = try drillTimeout(drill)
-    var job: JobObservation? = nil
-    do {
-      let j = try await client.get(
-        ChildResources.jobs, namespace: scratch, name: DrillLogic.runJobName, as: JSONValue.self)
-      let pods = try await client.listAll(
-        ChildResources.pods, namespace: scratch,
-        options: ListOptions(labelSelector: "job-name=\(DrillLogic.runJobName)"), as: JSONValue.self)
-      job = JobObservation.observe(job: j, pods: pods.items)
-    } catch let e as KubeError where e.isNotFound {
-      job = nil
+    let world = DrillRunWorld(
+      job: try await observeRun(drill, scratch: scratch), scratchNamespace: scratch, runStart: start,
+      timeoutSeconds: try drillTimeout(drill))
+    let failure: String?
+    switch DrillLogic.progress(world, now: now) {
+    case .wait:
+      // Still running: status acknowledges a spec change (generation, Ready) without waiting for the run's end.
+      if let computed = drill.status { try await entry.writeStatus(stored, computed) }
+      return .requeueAfter(.seconds(Int64(Self.pollSeconds)))
+    case .evaluate(let f):
+      failure = f
     }
-    let elapsed = now.timeIntervalSince(start)
-    var failure: String? = nil
-    if job?.state == .running || (job == nil && elapsed < 60) {
-      if elapsed <= TimeInterval(timeout) {
-        // Still running: status acknowledges a spec change (generation, Ready) without waiting for the run's end.
-        if let computed = drill.status { try await entry.writeStatus(stored, computed) }
-        return .requeueAfter(.seconds(Int64(Self.pollSeconds)))
-      }
-      failure = "the drill passed its timeout of \(DurationText.format(seconds: timeout))"
-    } else if job == nil {
-      failure = "the run Job drill-run in \(scratch) disappeared"
-    }
+    let job = world.job
 
     // Evaluate.
     let restoreResult = job?.containers["restore"]?.engineResult
@@ -434,6 +427,29 @@ public final class DrillReconciler: Sendable {
         "score": "\(outcome.result.complianceScore ?? 0)",
       ])
     return .requeueAfter(.seconds(1))
+  }
+
+  /// The run Job of the drill's run in `scratch` with its Pods: from the shared caches of the controller's Jobs and
+  /// Pods when they show it (no request on the polls of a running drill), else read live: before the caches are
+  /// listed, while they do not show the Job (just applied, or gone: a run fails on a live read only), and when the
+  /// Job finished but the cached Pods do not show its Pod finished yet (two watches deliver in either order;
+  /// `ManagedCaches.cachedJobsWithPods`).
+  func observeRun(_ drill: DRDrill, scratch: String) async throws -> JobObservation? {
+    if let cached = managed.cachedJobsWithPods(namespace: scratch, labels: DrillLogic.labels(drill)),
+      let run = DrillLogic.observeRun(cached)
+    {
+      return run
+    }
+    do {
+      let job = try await client.get(
+        ChildResources.jobs, namespace: scratch, name: DrillLogic.runJobName, as: JSONValue.self)
+      let pods = try await client.listAll(
+        ChildResources.pods, namespace: scratch,
+        options: ListOptions(labelSelector: "job-name=\(DrillLogic.runJobName)"), as: JSONValue.self)
+      return JobObservation.observe(job: job, pods: pods.items)
+    } catch let e as KubeError where e.isNotFound {
+      return nil
+    }
   }
 
   /// The security posture: the backup namespace's shared NetworkPolicies present with the specs the controller

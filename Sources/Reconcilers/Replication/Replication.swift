@@ -492,10 +492,10 @@ public struct CopyRun: Sendable, Hashable {
       state: seen.state, startTime: seen.startTime, finishTime: seen.finishTime, failureMessage: seen.failureMessage,
       targetKey: job[path: "metadata", "annotations", KeyRotationLogic.newKeyAnnotation]?.stringValue)
     if let t = seen.terminated {
-      run.result = CopyResult.parse(t["message"]?.stringValue)
+      run.result = CopyResult.parse(t.message)
       if run.state == .failed, let errors = run.result?.errors, !errors.isEmpty {
         run.failureMessage = errors.joined(separator: "; ")
-      } else if run.state == .failed, run.result == nil, let reason = t["reason"]?.stringValue {
+      } else if run.state == .failed, run.result == nil, let reason = t.reason {
         run.failureMessage = "container exited with code \(seen.exitCode ?? -1) (\(reason))"
       }
     }

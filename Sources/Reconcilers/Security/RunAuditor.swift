@@ -208,8 +208,7 @@ public final class RunAuditor: Sendable {
     }
     let pod = cached.body
     let uid = cached.metadata.uid ?? ""
-    let phase = pod[path: "status", "phase"]?.stringValue ?? ""
-    let done = phase == "Succeeded" || phase == "Failed"
+    let done = PodStatus.of(pod).isFinished
     let state = seenPods.withLock { $0["\(key)"] }
     if state == "finished" { return .awaitChange }
     let ns = key.namespace ?? ""

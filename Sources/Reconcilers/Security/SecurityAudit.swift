@@ -121,9 +121,7 @@ public enum SecurityAudit {
 
   /// Whether a Job has finished (a Complete or Failed condition that is True).
   public static func isFinished(_ job: JSONValue) -> Bool {
-    (job[path: "status", "conditions"]?.arrayValue ?? []).contains {
-      ["Complete", "Failed"].contains($0["type"]?.stringValue ?? "") && $0["status"]?.stringValue == "True"
-    }
+    JobStatus.of(job).isFinished
   }
 
   /// Whether a Job counts as an active run: not finished and not being deleted.
@@ -156,15 +154,12 @@ public enum SecurityAudit {
     var withResult: (at: Date, result: EngineResult, code: Int32?)? = nil
     var newest: (at: Date, code: Int32?)? = nil
     for pod in pods {
-      let statuses =
-        (pod[path: "status", "containerStatuses"]?.arrayValue ?? [])
-        + (pod[path: "status", "initContainerStatuses"]?.arrayValue ?? [])
-      for cs in statuses {
-        guard let t = cs[path: "state", "terminated"] else { continue }
-        let at = t["finishedAt"]?.stringValue.flatMap(KubeJSON.parseDate) ?? .distantPast
-        let code = t["exitCode"]?.intValue.map { Int32(truncatingIfNeeded: $0) }
+      for cs in PodStatus.of(pod).allContainerStatuses {
+        guard let t = cs.terminated else { continue }
+        let at = t.finishedDate ?? .distantPast
+        let code = t.exitCode32
         if newest.map({ at >= $0.at }) ?? true { newest = (at, code) }
-        if let r = EngineResult.parse(t["message"]?.stringValue), withResult.map({ at >= $0.at }) ?? true {
+        if let r = EngineResult.parse(t.message), withResult.map({ at >= $0.at }) ?? true {
           withResult = (at, r, code)
         }
       }
