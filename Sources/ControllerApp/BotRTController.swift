@@ -231,10 +231,12 @@ public final class BotRTController: Sendable {
           namespace: options.leaseNamespace, name: "botrt-controller", identity: options.identity),
         api: KubeLeaseAPI(client: client), logger: logger)
     }
-    // RecoveryPlans: their step Jobs run in the plan's namespace (Sources/Reconcilers/RecoveryPlan/RecoveryPlanReconciler.swift).
+    // RecoveryPlans: their step Jobs run in the plan's namespace, a restore's in its claim's
+    // (Sources/Reconcilers/RecoveryPlan/RecoveryPlanReconciler.swift); read from the shared caches.
     let plans = RecoveryPlanReconciler.controller(
       client: client, informers: informers, settings: settings, namespace: options.watchNamespace,
-      workers: options.workers, now: options.now, recorder: recorder, metrics: registry, logger: logger)
+      workers: options.workers, now: options.now, recorder: recorder, metrics: registry, logger: logger,
+      managed: managed)
     // DRDrills: runs in fenced scratch namespaces (Sources/Reconcilers/DRDrill/DrillReconciler.swift).
     let drills = DrillReconciler.controller(
       client: client, informers: informers, settings: settings, namespace: options.watchNamespace,

@@ -44,44 +44,36 @@ public struct JobObservation: Sendable, Hashable {
     self.failureMessage = failureMessage
   }
 
-  /// Observes a Job (unstructured) and its Pods.
+  /// Observes a Job (unstructured, as a cache or a list holds it) and its Pods, from their typed status (`JobStatus`,
+  /// `PodStatus`).
   public static func observe(job: JSONValue, pods: [JSONValue]) -> JobObservation {
-    let status = job["status"]
-    let conditions = status?["conditions"]?.arrayValue ?? []
-    func cond(_ type: String) -> JSONValue? {
-      conditions.first { $0["type"]?.stringValue == type && $0["status"]?.stringValue == "True" }
-    }
-    func date(_ v: JSONValue?) -> Date? { v?.stringValue.flatMap(KubeJSON.parseDate) }
+    let status = JobStatus.of(job)
     var o = JobObservation(
-      name: job[path: "metadata", "name"]?.stringValue ?? "", state: .running, startTime: date(status?["startTime"]))
-    if let c = cond("Complete") {
+      name: job[path: "metadata", "name"]?.stringValue ?? "", state: .running, startTime: status.startDate)
+    if let c = status.complete {
       o.state = .succeeded
-      o.finishTime = date(status?["completionTime"]) ?? date(c["lastTransitionTime"])
-    } else if let c = cond("Failed") {
+      o.finishTime = status.completionDate ?? c.lastTransitionDate
+    } else if let c = status.failedCondition {
       o.state = .failed
-      o.finishTime = date(c["lastTransitionTime"])
-      o.failureMessage = [c["reason"]?.stringValue, c["message"]?.stringValue].compactMap { $0 }.joined(separator: ": ")
+      o.finishTime = c.lastTransitionDate
+      o.failureMessage = c.summary
     }
     // The newest Pod (by creation time) holds the attempt that decided the Job.
-    let newest = pods.max { a, b in
-      (date(a[path: "metadata", "creationTimestamp"]) ?? .distantPast)
-        < (date(b[path: "metadata", "creationTimestamp"]) ?? .distantPast)
+    func created(_ pod: JSONValue) -> Date {
+      pod[path: "metadata", "creationTimestamp"]?.stringValue.flatMap(KubeJSON.parseDate) ?? .distantPast
     }
-    if let pod = newest {
-      let all =
-        (pod[path: "status", "initContainerStatuses"]?.arrayValue ?? [])
-        + (pod[path: "status", "containerStatuses"]?.arrayValue ?? [])
-      for cs in all {
-        guard let name = cs["name"]?.stringValue, let t = cs[path: "state", "terminated"] else { continue }
-        o.containers[name] = Terminated(
-          exitCode: Int32(truncatingIfNeeded: t["exitCode"]?.intValue ?? -1), reason: t["reason"]?.stringValue,
-          message: t["message"]?.stringValue, startedAt: date(t["startedAt"]), finishedAt: date(t["finishedAt"]))
-      }
-      if o.state == .failed, let reason = pod[path: "status", "reason"]?.stringValue {
-        let msg = pod[path: "status", "message"]?.stringValue
-        o.failureMessage = [o.failureMessage, reason + (msg.map { ": \($0)" } ?? "")].compactMap { $0 }.joined(
-          separator: "; ")
-      }
+    guard let newest = pods.max(by: { created($0) < created($1) }) else { return o }
+    let pod = PodStatus.of(newest)
+    // Init containers first, then the regular ones: a name in both keeps the regular container's state.
+    for cs in (pod.initContainerStatuses ?? []) + (pod.containerStatuses ?? []) {
+      guard let t = cs.terminated else { continue }
+      o.containers[cs.name] = Terminated(
+        exitCode: t.exitCode32 ?? -1, reason: t.reason, message: t.message, startedAt: t.startedDate,
+        finishedAt: t.finishedDate)
+    }
+    if o.state == .failed, let reason = pod.reason {
+      o.failureMessage = [o.failureMessage, reason + (pod.message.map { ": \($0)" } ?? "")].compactMap { $0 }.joined(
+        separator: "; ")
     }
     return o
   }

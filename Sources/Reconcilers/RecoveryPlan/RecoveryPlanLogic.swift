@@ -67,6 +67,15 @@ public struct PlanWorld: Sendable, Hashable {
     self.jobNamespaces = jobNamespaces
     self.claims = claims
   }
+
+  /// Records the step Jobs observed in `namespace`, each with its Pods (`ManagedCaches.jobsWithPods`).
+  public mutating func observeJobs(_ runs: [JobWithPods], in namespace: String) {
+    for run in runs {
+      let o = JobObservation.observe(job: run.job, pods: run.pods)
+      jobs[o.name] = o
+      jobNamespaces[o.name] = namespace
+    }
+  }
 }
 
 /// Which namespaces a RecoveryPlan may scale workloads and restore claims in: its own, and those whose Namespace object names the plan's
@@ -87,6 +96,18 @@ public enum RecoveryTargetAccess {
     // Restores into a claim of another namespace (into.pvc.namespace) run their Job there.
     let claims = steps.compactMap { RestoreTarget.of($0, plan: plan)?.namespace }
     return Set(all + claims + (plan.spec.targetNamespace.map { [$0] } ?? [])).subtracting([own]).sorted()
+  }
+
+  /// The namespaces the plan's step Jobs are read from: its own, then those a restore into a claim of another
+  /// namespace runs its Job in, where that namespace allows recoveries from the plan's (`targetNamespaces`: the
+  /// annotations of the plan's foreign namespaces as read; a plan acts nowhere else, so it reads nowhere else).
+  public static func jobNamespaces(_ plan: RecoveryPlan, targetNamespaces: [String: [String: String]]) -> [String] {
+    let own = plan.metadata.namespace ?? "default"
+    let restores = plan.spec.procedures.flatMap(\.steps).compactMap { RestoreTarget.of($0, plan: plan) }
+    let foreign = Set(
+      restores.filter { $0.foreign && allows(planNamespace: own, annotations: targetNamespaces[$0.namespace]) }.map(
+        \.namespace))
+    return [own] + foreign.sorted()
   }
 
   /// Whether a namespace with `annotations` lets plans of `planNamespace` recover into it.

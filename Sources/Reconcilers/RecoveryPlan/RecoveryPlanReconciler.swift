@@ -9,13 +9,30 @@ import Logging
 public enum RecoveryPlanLabels {
   public static let planName = "dr.botrt.io/plan-name"
   public static let planNamespace = "dr.botrt.io/plan-namespace"
+
+  /// The labels that select a plan's step Jobs and their Pods wherever they run: plans of other namespaces may share
+  /// the name, and a restore into a claim of another namespace runs its Job there.
+  public static func selection(planName: String, planNamespace: String) -> [String: String] {
+    [RecoveryPlanLabels.planName: planName, RecoveryPlanLabels.planNamespace: planNamespace]
+  }
+
+  /// The plan a Job or Pod of the controller belongs to, named by its labels, whatever namespace the Job runs in (a
+  /// restore into a claim of another namespace runs its Job there); nil when the labels name no plan, or a plan
+  /// outside `watchNamespace` (nil: all namespaces), which another controller follows.
+  public static func owner(labels: [String: String], watchNamespace: String?) -> ObjectKey? {
+    guard let name = labels[planName], !name.isEmpty, let ns = labels[planNamespace], !ns.isEmpty,
+      watchNamespace == nil || ns == watchNamespace
+    else { return nil }
+    return ObjectKey(namespace: ns, name: name)
+  }
 }
 
 /// The RecoveryPlan reconciler: reads the plan's Jobs and target workloads, advances the step state machine
 /// (`RecoveryPlanLogic.advance`), carries out its actions (create or delete step Jobs, scale workloads), writes status
 /// through the status subresource, and emits an Event per step. It never writes spec. The step Jobs run in the
 /// plan's namespace and carry an owner reference to the plan, so they go with it; a restore into a claim of another
-/// namespace runs its Job there (`RestoreTarget`: plan labels, a TTL, Secret copies owned by the Job).
+/// namespace runs its Job there (`RestoreTarget`: plan labels, a TTL, Secret copies owned by the Job). The Jobs and
+/// their Pods are read from the shared caches of the controller's own objects (`ManagedCaches.jobsWithPods`).
 public final class RecoveryPlanReconciler: Sendable {
   /// The one field manager of every write.
   public static let fieldManager = ChildLabels.controllerName
@@ -27,10 +44,12 @@ public final class RecoveryPlanReconciler: Sendable {
   let now: @Sendable () -> Date
   let recorder: EventRecorder?
   let logger: Logger
+  /// The shared caches of the controller's own objects: the step Jobs and their Pods are read from them once filled.
+  let managed: ManagedCaches
 
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
-    recorder: EventRecorder?, logger: Logger
+    recorder: EventRecorder?, logger: Logger, managed: ManagedCaches = .none
   ) {
     self.client = client
     self.entry = ReconcileEntry(client: client, fieldManager: Self.fieldManager, logger: logger)
@@ -38,24 +57,26 @@ public final class RecoveryPlanReconciler: Sendable {
     self.now = now
     self.recorder = recorder
     self.logger = logger
+    self.managed = managed
   }
 
   /// A Controller for RecoveryPlans that also reconciles a plan when one of its Jobs or their Pods changes (the
-  /// controller's Jobs and Pods, shared with the other controllers; those outside `namespace` are not the plans').
+  /// controller's Jobs and Pods, shared with the other controllers), mapped by the plan labels
+  /// (`RecoveryPlanLabels.owner`): a restore's Job in another namespace wakes its plan too. Jobs of plans outside
+  /// `namespace` are not this controller's.
   public static func controller(
     client: KubeClient, informers: InformerRegistry, settings: ControllerSettings, namespace: String?, workers: Int,
     now: @escaping @Sendable () -> Date = { Date() }, recorder: EventRecorder?, metrics: MetricsRegistry?,
-    logger: Logger
+    logger: Logger, managed: ManagedCaches = .none
   ) -> Controller<RecoveryPlan> {
     let reconciler = RecoveryPlanReconciler(
-      client: client, settings: settings, now: now, recorder: recorder, logger: logger)
-    let labels: KeyMapper<Unstructured> = Mappers.labels(
-      nameLabel: RecoveryPlanLabels.planName, namespaceLabel: RecoveryPlanLabels.planNamespace)
+      client: client, settings: settings, now: now, recorder: recorder, logger: logger, managed: managed)
     return informers.runsController(
       name: "recoveryplan", namespace: namespace, workers: workers, logger: logger, metrics: metrics,
       owner: { child in
-        guard namespace == nil || child.metadata.namespace == namespace else { return [] }
-        return labels(child)
+        // Labels read from the body: decoding the whole ObjectMeta of every Job and Pod event costs more.
+        let labels = (child.body[path: "metadata", "labels"]?.objectValue ?? [:]).compactMapValues(\.stringValue)
+        return RecoveryPlanLabels.owner(labels: labels, watchNamespace: namespace).map { [$0] } ?? []
       }, reconcile: reconciler.reconcile)
   }
 
@@ -223,24 +244,14 @@ public final class RecoveryPlanReconciler: Sendable {
   }
 
   /// Reads the plan's Jobs (with their Pods) and the workloads its steps name.
+  ///
+  /// The Jobs and Pods come from the shared caches (`ManagedCaches.jobsWithPods`: cluster-wide, labelled
+  /// managed-by=botrt-controller, so they hold the restore Jobs of other namespaces too), read live before the caches
+  /// fill and while a finished Job's Pod is not shown finished yet. A Job applied a moment ago and not cached yet
+  /// leaves its step running (`RecoveryPlanLogic.advance` waits for it): its watch event brings the plan back.
   func observe(_ plan: RecoveryPlan) async throws -> PlanWorld {
     let ns = plan.metadata.namespace ?? "default"
-    let selector = "\(RecoveryPlanLabels.planName)=\(plan.name)"
     var world = PlanWorld()
-    func readJobs(in jns: String, selector: String) async throws {
-      let jobs = try await client.listAll(
-        ChildResources.jobs, namespace: jns, options: ListOptions(labelSelector: selector), as: JSONValue.self)
-      guard !jobs.items.isEmpty else { return }
-      let pods = try await client.listAll(
-        ChildResources.pods, namespace: jns, options: ListOptions(labelSelector: selector), as: JSONValue.self)
-      for job in jobs.items {
-        let name = job[path: "metadata", "name"]?.stringValue ?? ""
-        let mine = pods.items.filter { $0[path: "metadata", "labels", "job-name"]?.stringValue == name }
-        world.jobs[name] = JobObservation.observe(job: job, pods: mine)
-        world.jobNamespaces[name] = jns
-      }
-    }
-    try await readJobs(in: ns, selector: selector)
     // The target namespaces' opt-in (RecoveryTargetAccess); workloads are read only where the plan may act.
     for tns in RecoveryTargetAccess.foreignNamespaces(plan) {
       do {
@@ -251,15 +262,17 @@ public final class RecoveryPlanReconciler: Sendable {
         continue
       }
     }
-    // Restores into claims: the Jobs of another namespace (plans of other namespaces may share the name), and
-    // whether the claims they would create exist; only where the plan may act.
-    var restoreNamespaces = Set<String>()
+    // The step Jobs: in the plan's namespace, and in those its restores run in where the plan may act.
+    let selection = RecoveryPlanLabels.selection(planName: plan.name, planNamespace: ns)
+    for jns in RecoveryTargetAccess.jobNamespaces(plan, targetNamespaces: world.targetNamespaces) {
+      world.observeJobs(try await managed.jobsWithPods(namespace: jns, labels: selection, client: client), in: jns)
+    }
+    // Restores into claims: whether the claims they would create exist; only where the plan may act.
     for step in plan.spec.procedures.flatMap(\.steps) {
       guard let t = RestoreTarget.of(step, plan: plan) else { continue }
       if t.foreign, !RecoveryTargetAccess.allows(planNamespace: ns, annotations: world.targetNamespaces[t.namespace]) {
         continue
       }
-      if t.foreign { restoreNamespaces.insert(t.namespace) }
       if t.create != nil, world.claims[t.key] == nil {
         do {
           _ = try await client.get(
@@ -270,9 +283,6 @@ public final class RecoveryPlanReconciler: Sendable {
           world.claims[t.key] = false
         }
       }
-    }
-    for jns in restoreNamespaces.sorted() {
-      try await readJobs(in: jns, selector: "\(selector),\(RecoveryPlanLabels.planNamespace)=\(ns)")
     }
     var seen = Set<String>()
     for step in plan.spec.procedures.flatMap(\.steps) {
