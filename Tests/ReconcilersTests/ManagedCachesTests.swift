@@ -118,3 +118,40 @@ extension ManagedCachesTests {
     #expect(caches.objects(ChildResources.jobs, namespace: "b", labels: [:]) == [])
   }
 }
+
+extension ManagedCachesTests {
+  /// A drill's stale scratch namespaces come from the cluster-scoped metadata cache of the controller's Namespaces: an
+  /// idle reconcile lists nothing live.
+  @Test func aDrillsScratchNamespacesAreFoundInTheNamespacesCache() throws {
+    let drill = try drillTestDrill()
+    let store = Store<Unstructured>()
+    let caches = ManagedCaches([ChildResources.namespaces: store])
+    let selection = DrillLogic.scratchSelection(drill)
+    // Not listed yet: read live.
+    #expect(caches.objects(ChildResources.namespaces, namespace: nil, labels: selection) == nil)
+    var mine = DrillLogic.labels(drill)
+    mine[DrillLogic.scratchLabel] = "true"
+    var other = mine
+    other[DrillLogic.drillNamespaceLabel] = "elsewhere"
+    let ending = Unstructured(
+      [
+        "kind": "Namespace",
+        "metadata": [
+          "name": "drill-b", "labels": .object(mine.mapValues { .string($0) }),
+          "deletionTimestamp": "2026-09-21T10:00:00Z",
+        ],
+      ])
+    store.apply(
+      .restarted([
+        Self.object("Namespace", nil, "drill-a", labels: mine), ending,
+        // The drill of the same name in another namespace keeps its own.
+        Self.object("Namespace", nil, "drill-c", labels: other),
+        Self.object("Namespace", nil, "botrt-backup", labels: [ChildLabels.managedBy: ChildLabels.controllerName]),
+      ]))
+    let found = try #require(caches.objects(ChildResources.namespaces, namespace: nil, labels: selection))
+    #expect(found.map { $0.metadata.name } == ["drill-a", "drill-b"])
+    // Those already being deleted are not deleted again, nor the one to keep.
+    #expect(DrillLogic.staleScratchNamespaces(found.map(\.body), keep: nil) == ["drill-a"])
+    #expect(DrillLogic.staleScratchNamespaces(found.map(\.body), keep: "drill-a") == [])
+  }
+}

@@ -156,6 +156,23 @@ public enum DrillLogic {
   public static let runJobName = "drill-run"
 
   /// Labels of everything a run creates (the scratch namespace is found and removed by these).
+  /// The labels that find a drill's scratch namespaces (every one also carries the controller's managed-by label and
+  /// `scratchLabel`, `scratchChildren`).
+  public static func scratchSelection(_ drill: DRDrill) -> [String: String] {
+    [drillNameLabel: drill.name, drillNamespaceLabel: drill.metadata.namespace ?? ""]
+  }
+
+  /// The scratch namespaces to delete among `namespaces` (as listed or cached, metadata only): every one but `keep`
+  /// and those already being deleted.
+  public static func staleScratchNamespaces(_ namespaces: [JSONValue], keep: String?) -> [String] {
+    namespaces.compactMap { n in
+      guard let name = n[path: "metadata", "name"]?.stringValue, name != keep,
+        n[path: "metadata", "deletionTimestamp"] == nil
+      else { return nil }
+      return name
+    }.sorted()
+  }
+
   public static func labels(_ drill: DRDrill) -> [String: String] {
     [
       drillNamespaceLabel: drill.metadata.namespace ?? "", drillNameLabel: drill.name,

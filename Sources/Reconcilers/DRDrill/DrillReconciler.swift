@@ -105,7 +105,8 @@ public final class DrillReconciler: Sendable {
     // Scratch namespaces are cluster-scoped, so no owner reference removes them: a drill deleted mid-run removes its
     // scratch namespaces before its finalizer goes.
     try await entry.reconcile(key, store, apply: apply) { d in
-      try await self.removeStaleScratchNamespaces(d, keep: nil)
+      // Listed live: the drill's last look must not miss a namespace created a moment ago and not cached yet.
+      try await self.removeStaleScratchNamespaces(d, keep: nil, live: true)
       // A deleted drill's gauges go: a frozen RTO above its target would keep RTOViolationRisk firing.
       if let m = self.metrics {
         let mine = ["namespace": d.metadata.namespace ?? "", "drill": d.name]
@@ -505,18 +506,25 @@ public final class DrillReconciler: Sendable {
   }
 
   /// Deletes the drill's scratch namespaces other than `keep` (runs that ended, crashed or timed out).
-  func removeStaleScratchNamespaces(_ drill: DRDrill, keep: String?) async throws {
-    let selector =
-      "\(DrillLogic.drillNameLabel)=\(drill.name),\(DrillLogic.drillNamespaceLabel)=\(drill.metadata.namespace ?? "")"
-    let list = try await client.listAll(
-      ChildResources.namespaces, namespace: nil, options: ListOptions(labelSelector: selector), as: Unstructured.self)
-    for ns in list.items {
-      guard let name = ns.metadata.name, name != keep, !ns.metadata.isDeleting else { continue }
+  ///
+  /// They are found in the shared metadata cache of the controller's Namespaces (`ManagedCaches`, labelled
+  /// managed-by=botrt-controller, as every scratch namespace is), so an idle reconcile makes no request; listed live
+  /// before the cache fills, and when `live` (a deleted drill's cleanup, whose finalizer goes afterwards).
+  func removeStaleScratchNamespaces(_ drill: DRDrill, keep: String?, live: Bool = false) async throws {
+    let labels = DrillLogic.scratchSelection(drill)
+    let found =
+      live
+      ? try await ManagedCaches.live(ChildResources.namespaces, namespace: nil, labels: labels, client: client)
+      : try await managed.read(ChildResources.namespaces, namespace: nil, labels: labels, client: client)
+    for name in DrillLogic.staleScratchNamespaces(found, keep: keep) {
       do {
         try await client.delete(
           ChildResources.namespaces, namespace: nil, name: name, options: DeleteOptions(propagationPolicy: .background))
         logger.info("deleted scratch namespace", metadata: ["namespace": "\(name)"])
-      } catch let e as KubeError where e.isNotFound {}
+      } catch let e as KubeError where e.isNotFound || e.isConflict {
+        // Gone, or (Conflict) already being deleted: a cache a watch event behind the first delete still shows it
+        // without its deletionTimestamp, and the apiserver refuses a second delete of a terminating namespace.
+      }
     }
   }
 }

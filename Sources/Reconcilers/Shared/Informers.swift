@@ -104,10 +104,11 @@ public struct ManagedCaches: Sendable {
     return s
   }
 
-  /// The cached objects of `resource` in `namespace` that carry every label of `labels` and, when `components` is
-  /// given, a `dr.botrt.io/component` label among them; nil when `resource` is not cached or not listed yet.
+  /// The cached objects of `resource` in `namespace` (nil: a cluster-scoped resource, or every namespace) that carry
+  /// every label of `labels` and, when `components` is given, a `dr.botrt.io/component` label among them; nil when
+  /// `resource` is not cached or not listed yet.
   public func objects(
-    _ resource: ResourceDescriptor, namespace: String, labels: [String: String], components: Set<String>? = nil
+    _ resource: ResourceDescriptor, namespace: String?, labels: [String: String], components: Set<String>? = nil
   ) -> [Unstructured]? {
     guard let store = store(resource) else { return nil }
     // Labels are read from the body: `Unstructured.metadata` decodes the whole ObjectMeta, which for every cached
@@ -123,7 +124,7 @@ public struct ManagedCaches: Sendable {
   /// The objects of `resource` in `namespace` with every label of `labels` (and a component among `components`):
   /// from the cache once it is filled, else listed live.
   public func read(
-    _ resource: ResourceDescriptor, namespace: String, labels: [String: String], components: Set<String>? = nil,
+    _ resource: ResourceDescriptor, namespace: String?, labels: [String: String], components: Set<String>? = nil,
     client: KubeClient
   ) async throws -> [JSONValue] {
     if let cached = objects(resource, namespace: namespace, labels: labels, components: components) {
@@ -134,7 +135,7 @@ public struct ManagedCaches: Sendable {
 
   /// The same selection listed from the apiserver.
   public static func live(
-    _ resource: ResourceDescriptor, namespace: String, labels: [String: String], components: Set<String>? = nil,
+    _ resource: ResourceDescriptor, namespace: String?, labels: [String: String], components: Set<String>? = nil,
     client: KubeClient
   ) async throws -> [JSONValue] {
     var selector = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
