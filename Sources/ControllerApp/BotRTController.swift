@@ -173,7 +173,9 @@ public final class BotRTController: Sendable {
     // reconcile (and re-apply all children) about once a minute at rest (hack/bench-controller.sh).
     controller.watches(
       informers.managed(ChildResources.jobs),
-      mapper: Mappers.labels(nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace))
+      mapper: Mappers.labels(
+        nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace,
+        watchNamespace: options.watchNamespace))
     // The metadata of the other kinds the policies own (ManagedCaches): watched to keep the caches that prune, run
     // access and the ownership check read, not to reconcile (a CronJob's status rewrites would wake its policy).
     for cache in informers.managedMetadata(cronJobAPIVersion: settings.cronJobAPIVersion) {
@@ -277,12 +279,15 @@ public final class BotRTController: Sendable {
   }
 
   /// Whether a change of a policy needs a reconcile: spec (generation), metadata the controller acts on, deletion.
-  /// A status-only change (the echo of the controller's own status write) does not.
+  /// A status-only change (the echo of the controller's own status write) does not, nor does the echo of the
+  /// controller adding its own finalizer (the reconcile that added it went on to apply the policy).
   public static func isRelevantUpdate(_ old: BackupPolicy, _ new: BackupPolicy) -> Bool {
     let a = old.metadata
     let b = new.metadata
+    let finalizers =
+      a.finalizers != b.finalizers && !Finalizer.addsOnly(a, b, finalizer: BackupPolicyReconciler.finalizer)
     return a.generation != b.generation || a.annotations != b.annotations || a.labels != b.labels
-      || a.finalizers != b.finalizers || a.deletionTimestamp != b.deletionTimestamp || a.uid != b.uid
+      || finalizers || a.deletionTimestamp != b.deletionTimestamp || a.uid != b.uid
   }
 
   /// Whether `policy` references the Secret `name` of its namespace: any Secret its spec names

@@ -19,7 +19,8 @@ public enum FinalizerEvent<Object: Sendable>: Sendable {
 ///
 /// Flow, one step per reconcile:
 /// 1. Alive without our finalizer: add it with a JSON patch that first `test`s the current finalizer list (or its
-///    absence), then returns `.awaitChange`; the patch's own watch event brings the next reconcile.
+///    absence), then go on to step 2 in the same reconcile with the object as patched (one reconcile for a new
+///    object, not two: the patch's own watch event need not bring another, see `addsOnly(_:_:finalizer:)`).
 /// 2. Alive with our finalizer: call the handler with `.apply`.
 /// 3. Deleting (deletionTimestamp set) with our finalizer: call the handler with `.cleanup`; when it succeeds,
 ///    remove our finalizer with a JSON patch that `test`s that index `i` still holds our name, then `remove`s
@@ -46,7 +47,9 @@ public enum Finalizer {
     switch (meta.isDeleting, has) {
     case (false, false):
       try await patcher.jsonPatch(namespace: meta.namespace, name: object.name, addPatch(meta, finalizer))
-      return .awaitChange
+      var added = object
+      added.metadata.finalizers = (meta.finalizers ?? []) + [finalizer]
+      return try await handler(.apply(added))
     case (false, true):
       return try await handler(.apply(object))
     case (true, true):
@@ -58,6 +61,12 @@ public enum Finalizer {
     case (true, false):
       return .awaitChange
     }
+  }
+
+  /// Whether the change from `old` to `new` of a live object's finalizers is only `finalizer` appended: the watch
+  /// echo of step 1's patch, which needs no reconcile of its own (the reconcile that added it went on to apply).
+  public static func addsOnly(_ old: ObjectMeta, _ new: ObjectMeta, finalizer: String) -> Bool {
+    !new.isDeleting && (old.finalizers ?? []) + [finalizer] == (new.finalizers ?? [])
   }
 
   /// The patch adding `finalizer`: tests the list as read (null when absent), then appends.

@@ -161,6 +161,15 @@ extension BackupPolicyControllerTests {
     var e = b
     e.metadata.deletionTimestamp = Date()
     #expect(BotRTController.isRelevantUpdate(a, e))
+    // The echo of the controller's own finalizer is not relevant (the reconcile that added it applied the policy);
+    // someone else's finalizer, or ours removed, is.
+    var f = b
+    f.metadata.finalizers = [BackupPolicyReconciler.finalizer]
+    #expect(!BotRTController.isRelevantUpdate(a, f))
+    var g = b
+    g.metadata.finalizers = ["other.io/x"]
+    #expect(BotRTController.isRelevantUpdate(a, g))
+    #expect(BotRTController.isRelevantUpdate(f, b))
   }
 
   @Test func keyRotationRunsWhenDueUnderAnInjectedClock() async throws {

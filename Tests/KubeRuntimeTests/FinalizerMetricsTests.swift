@@ -59,27 +59,34 @@ final class FakeObjectPatcher: JSONPatcher, Sendable {
       }
       return .requeueAfter(.seconds(60))
     }
-    // 1. Alive without ours: add it, nothing else.
-    #expect(try await Finalizer.reconcile(api.current, finalizer: ours, patcher: api, handler: handler) == .awaitChange)
+    // 1. Alive without ours: add it, and apply in the same reconcile (with the finalizer as patched).
+    let before = try api.current.metadata
+    #expect(
+      try await Finalizer.reconcile(api.current, finalizer: ours, patcher: api, handler: handler)
+        == .requeueAfter(.seconds(60)))
     #expect(try api.current.metadata.finalizers == ["other.io/keep", ours])
-    #expect(seen.withLock { $0 }.isEmpty)
+    #expect(seen.withLock { $0 } == ["apply"])
+    // The patch's echo is ours alone; another change of the list is not.
+    #expect(Finalizer.addsOnly(before, try api.current.metadata, finalizer: ours))
+    #expect(!Finalizer.addsOnly(before, ObjectMeta(finalizers: [ours]), finalizer: ours))
+    #expect(!Finalizer.addsOnly(try api.current.metadata, before, finalizer: ours))
     // 2. Alive with ours: apply.
     #expect(
       try await Finalizer.reconcile(api.current, finalizer: ours, patcher: api, handler: handler)
         == .requeueAfter(.seconds(60)))
-    #expect(seen.withLock { $0 } == ["apply"])
+    #expect(seen.withLock { $0 } == ["apply", "apply"])
     // 3. Deleting: cleanup, then remove only ours.
     var deleting = try api.current
     deleting.metadata.deletionTimestamp = Date()
     _ = try await Finalizer.reconcile(deleting, finalizer: ours, patcher: api, handler: handler)
-    #expect(seen.withLock { $0 } == ["apply", "cleanup"])
+    #expect(seen.withLock { $0 } == ["apply", "apply", "cleanup"])
     #expect(try api.current.metadata.finalizers == ["other.io/keep"])
     // 4. Deleting without ours: nothing happens.
     deleting = try api.current
     deleting.metadata.deletionTimestamp = Date()
-    let before = api.patches.withLock { $0.count }
+    let patches = api.patches.withLock { $0.count }
     #expect(try await Finalizer.reconcile(deleting, finalizer: ours, patcher: api, handler: handler) == .awaitChange)
-    #expect(api.patches.withLock { $0.count } == before)
+    #expect(api.patches.withLock { $0.count } == patches)
   }
 
   @Test func staleReadNeverRemovesAnotherPartysFinalizer() async throws {
