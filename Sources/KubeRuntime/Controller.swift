@@ -41,11 +41,16 @@ public enum Mappers {
 
   /// The owner named by labels: `nameLabel` holds its name and `namespaceLabel` its namespace; for children in
   /// another namespace or cluster-scoped children (which owner references cannot express).
-  public static func labels<Child: KubeObject>(nameLabel: String, namespaceLabel: String?) -> KeyMapper<Child> {
+  /// `watchNamespace`: the one namespace the controller watches (nil: all); a child naming an owner in another
+  /// namespace (e.g. a Job in a shared namespace run for a policy the controller does not watch) maps to nothing.
+  public static func labels<Child: KubeObject>(
+    nameLabel: String, namespaceLabel: String?, watchNamespace: String? = nil
+  ) -> KeyMapper<Child> {
     { child in
       guard let labels = child.metadata.labels, let name = labels[nameLabel], !name.isEmpty else { return [] }
       let ns = namespaceLabel.flatMap { labels[$0] }
       if namespaceLabel != nil && ns == nil { return [] }
+      if let watchNamespace, ns != watchNamespace { return [] }
       return [ObjectKey(namespace: ns, name: name)]
     }
   }

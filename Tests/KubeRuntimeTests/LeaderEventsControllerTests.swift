@@ -276,5 +276,11 @@ final class FakeEventSink: EventSink, Sendable {
       nameLabel: "botrt.io/owner", namespaceLabel: "botrt.io/owner-namespace")
     #expect(byLabel(child) == [ObjectKey(namespace: "team", name: "p")])
     #expect(byLabel(cm("x", rv: "1")).isEmpty)
+    // A controller watching one namespace maps only children of owners in it.
+    let watching: (String) -> KeyMapper<ConfigMap> = {
+      Mappers.labels(nameLabel: "botrt.io/owner", namespaceLabel: "botrt.io/owner-namespace", watchNamespace: $0)
+    }
+    #expect(watching("team")(child) == [ObjectKey(namespace: "team", name: "p")])
+    #expect(watching("apps")(child).isEmpty)
   }
 }

@@ -256,7 +256,7 @@ let webKey = WorkloadState.key("Deployment", "shop", "web")
     #expect(second != first)
     #expect(a.status.steps?[1].attempts == 2)
     #expect(a.status.steps?[1].state == .running)
-    #expect(a.actions == [.deleteJob(name: first), .createJob(step: 1, jobName: second)])
+    #expect(a.actions == [.deleteJob(step: 1, name: first), .createJob(step: 1, jobName: second)])
     #expect(a.events.map(\.reason) == ["StepAttemptFailed", "StepRetrying"])
     plan.status = a.status
 
@@ -288,7 +288,7 @@ let webKey = WorkloadState.key("Deployment", "shop", "web")
     a = RecoveryPlanLogic.advance(plan: plan, world: world, now: drillNow + 301)
     #expect(a.status.phase == .failed)
     #expect(a.status.steps?[1].message == "timed out after 5m")
-    #expect(a.actions == [.deleteJob(name: jobName)])
+    #expect(a.actions == [.deleteJob(step: 1, name: jobName)])
   }
 
   @Test func missingWorkloadFailsTheScaleStep() throws {

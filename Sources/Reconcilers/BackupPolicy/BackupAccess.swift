@@ -96,7 +96,8 @@ public final class BackupAccessReconciler: Sendable {
       reconcile: { key, store in try await self.reconcile(key, store) })
     c.watches(
       informers.managed(ChildResources.jobs),
-      mapper: Mappers.labels(nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace))
+      mapper: Mappers.labels(
+        nameLabel: ChildLabels.policyName, namespaceLabel: ChildLabels.policyNamespace, watchNamespace: namespace))
     return c
   }
 
@@ -169,14 +170,10 @@ public final class BackupAccessReconciler: Sendable {
     let ns = policy.metadata.namespace ?? "default"
     let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
     let owner = ChildLabels.owner(ns, policy.name)
-    // The origin of a Job is read from its managedFields, which the shared cache leaves out: the cache only says
-    // whether the policy has an active Job at all (the common case at rest: none, and no request).
-    if let cached = managed.objects(ChildResources.jobs, namespace: workNS, labels: owner),
-      !cached.contains(where: { SecurityAudit.isActive($0.body) })
-    {
-      return []
-    }
-    let jobs = try await ManagedCaches.live(ChildResources.jobs, namespace: workNS, labels: owner, client: client)
+    // The origin of a Job is read from its managedFields, which the shared Jobs cache keeps (the run auditor reads
+    // them too): no request, at rest or during a run. A Job is granted access once its watch event has put it in
+    // the cache, and that event is what reconciles the policy (the Jobs informer is mapped to it).
+    let jobs = try await managed.read(ChildResources.jobs, namespace: workNS, labels: owner, client: client)
     let candidates = jobs.filter { SecurityAudit.isActive($0) }
     if candidates.isEmpty { return [] }
     let crons = try await managed.read(

@@ -97,7 +97,8 @@ public final class DrillReconciler: Sendable {
       managed: managed)
     return informers.runsController(
       name: "drdrill", namespace: namespace, workers: workers, logger: logger, metrics: metrics,
-      owner: Mappers.labels(nameLabel: DrillLogic.drillNameLabel, namespaceLabel: DrillLogic.drillNamespaceLabel),
+      owner: Mappers.labels(
+        nameLabel: DrillLogic.drillNameLabel, namespaceLabel: DrillLogic.drillNamespaceLabel, watchNamespace: namespace),
       reconcile: reconciler.reconcile)
   }
 

@@ -134,8 +134,8 @@ public enum RecoveryTargetAccess {
 public enum PlanAction: Sendable, Hashable {
   /// Create the Job of a step (build it with `RecoveryJobs.stepJob`).
   case createJob(step: Int, jobName: String)
-  /// Delete a Job of a failed or timed-out attempt (propagation Background).
-  case deleteJob(name: String)
+  /// Delete the Job of a failed or timed-out attempt of a step (propagation Background).
+  case deleteJob(step: Int, name: String)
   /// Set spec.replicas of a workload through its scale subresource.
   case scale(kind: String, namespace: String, name: String, replicas: Int32)
 }
@@ -380,7 +380,7 @@ public enum RecoveryPlanLogic {
     func attemptFailed(_ i: Int, _ message: String) {
       let p = steps[i]
       let attempts = stepStatus[i].attempts ?? 1
-      if let job = stepStatus[i].jobName { actions.append(.deleteJob(name: job)) }
+      if let job = stepStatus[i].jobName { actions.append(.deleteJob(step: i, name: job)) }
       if attempts <= p.retries {
         events.append(
           PlannedEvent(

@@ -139,11 +139,14 @@ public final class RecoveryPlanReconciler: Sendable {
       switch action {
       case .createJob(let index, let name):
         try await createJob(plan, steps[index], name: name, ctx: ctx, world: world)
-      case .deleteJob(let name):
+      case .deleteJob(let index, let name):
         // Background propagation: the Job's Pods, and in another namespace the Secret copies it owns, go with it.
+        // A Job not observed yet (its watch event still on the way) is in the namespace its step runs in.
         do {
           try await client.delete(
-            ChildResources.jobs, namespace: world.jobNamespaces[name] ?? ns, name: name,
+            ChildResources.jobs,
+            namespace: world.jobNamespaces[name] ?? RecoveryJobs.jobNamespace(steps[index], ctx: ctx),
+            name: name,
             options: DeleteOptions(propagationPolicy: .background))
         } catch let e as KubeError where e.isNotFound {}
       case .scale(let kind, let namespace, let name, let replicas):
