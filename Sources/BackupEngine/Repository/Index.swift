@@ -74,7 +74,7 @@ extension Repository {
   /// Loads every index file. With `collectErrors`, damaged index files are reported instead of thrown.
   public func loadIndex(collectErrors: Bool = false) async throws -> (MasterIndex, [EngineError]) {
     let idx = MasterIndex()
-    let objs = try await store.list(prefix: "index/")
+    let objs = try await listObjects("index/")
     var errors: [EngineError] = []
     let results = try await withThrowingTaskGroup(of: (String, Result<[IndexPack], EngineError>).self) { g in
       var out: [(String, Result<[IndexPack], EngineError>)] = []
@@ -156,10 +156,11 @@ extension Repository {
     return "index/" + id.hex
   }
 
-  /// Lists packs under data/ as id → size.
-  func listPacks() async throws -> [ID: Int64] {
+  /// Lists packs under data/ as id → size. With `includingHidden`, also those a delete marker hides that this engine
+  /// did not delete (`listObjects`); a backup never counts those, so it does not deduplicate against them.
+  func listPacks(includingHidden: Bool = false) async throws -> [ID: Int64] {
     var out: [ID: Int64] = [:]
-    for o in try await store.list(prefix: "data/") {
+    for o in try await includingHidden ? listObjects("data/") : store.list(prefix: "data/") {
       if let name = o.key.split(separator: "/").last, let id = ID(hex: String(name)) { out[id] = o.size }
     }
     return out

@@ -127,6 +127,8 @@ public final class Repository: @unchecked Sendable {
   let verifiedPackCache = Locked<[ID: Data]>([:])
   /// Packs no stored version of which matches their name (so a restore reads each such pack whole only once).
   let unverifiablePacks = Locked<Set<ID>>([])
+  /// The keys the signed deletion records name, once read (see `engineDeletions`).
+  let deletionState = Locked<Set<String>?>(nil)
   /// Problems the run passed over (refused key files, skipped manifests and index files, damaged current versions
   /// of content-addressed objects), each naming the object, at most `maxWarnings` of them plus a count of the rest.
   public var warnings: [String] {
@@ -270,15 +272,18 @@ public final class Repository: @unchecked Sendable {
     store: any ObjectStore, keyService: any KeyService, logger: Logger, expect: RepositoryExpectation = .none
   ) async throws -> Repository {
     let raw: Data
+    // Objects read from behind a delete marker (on a versioned store), named in the warnings of the opened repository.
+    var hiddenWarnings: [String] = []
     do { raw = try await store.get("config") } catch StorageError.notFound {
-      throw EngineError.repositoryNotFound(store.location)
+      guard let (r, w) = try await hiddenConfig(store, expect: expect) else {
+        throw EngineError.repositoryNotFound(store.location)
+      }
+      raw = r
+      hiddenWarnings.append(w)
     }
     let (config, configPub) = try readConfig(raw, location: store.location, expect: expect)
     // Find a key file that this KEK can unwrap.
     let keyObjs = try await store.list(prefix: "keys/").sorted { $0.key < $1.key }
-    guard !keyObjs.isEmpty else {
-      throw EngineError.integrity(object: "keys/", message: "no key file in the repository")
-    }
     var lastError: (any Error)?
     var unwraps = 0
     // Every unwrap attempt (key name, key version, outcome), audited once the repository is open.
@@ -300,12 +305,26 @@ public final class Repository: @unchecked Sendable {
       case .failure(let r): refused.append((ko.key, r.reason))
       }
     }
-    func rank(_ f: KeyFile) -> Int {
-      (f.signature == nil ? 4 : 0) + (f.kms == keyService.descriptor ? 0 : 2) + (f.kms == config.kms ? 0 : 1)
+    // Key files a delete marker hides, read from their newest stored version, come last: they are tried only when
+    // no listed key file opens the repository (an attacker hid the genuine ones). Those refused are not reported: a
+    // rotation or an upgrade to signed key files hides the key files it replaced.
+    var hiddenVersions: [String: String] = [:]
+    for h in try await hiddenKeyFiles(store) {
+      if case .success(let kf) = checkKeyFile(h.bytes, config: config, configPublicKey: configPub) {
+        candidates.append((h.key, kf))
+        hiddenVersions[h.key] = h.version
+      }
+    }
+    guard !keyObjs.isEmpty || !candidates.isEmpty else {
+      throw EngineError.integrity(object: "keys/", message: "no key file in the repository")
+    }
+    func rank(_ k: String, _ f: KeyFile) -> Int {
+      (hiddenVersions[k] == nil ? 0 : 8) + (f.signature == nil ? 4 : 0) + (f.kms == keyService.descriptor ? 0 : 2)
+        + (f.kms == config.kms ? 0 : 1)
     }
     candidates.sort {
-      (rank($0.file), Manifest.parseTime($1.file.created) ?? .distantPast, $0.key)
-        < (rank($1.file), Manifest.parseTime($0.file.created) ?? .distantPast, $1.key)
+      (rank($0.key, $0.file), Manifest.parseTime($1.file.created) ?? .distantPast, $0.key)
+        < (rank($1.key, $1.file), Manifest.parseTime($0.file.created) ?? .distantPast, $1.key)
     }
     let refusedWarnings = refused.map {
       "key file \($0.key) refused and not used: \($0.reason); if nobody you trust wrote it, it was planted by someone "
@@ -348,7 +367,14 @@ public final class Repository: @unchecked Sendable {
         store: store, config: config, keyService: keyService, keyFileName: key, wrapped: kf.keys, unwrapped: plain,
         audit: audit, logger: logger)
       repo.keyFileSigned = kf.signature != nil
-      repo.addWarnings(refusedWarnings)
+      repo.addWarnings(hiddenWarnings + refusedWarnings)
+      if let v = hiddenVersions[key] {
+        repo.addWarnings([
+          "key file \(key) is hidden behind a delete marker (deleted with the storage credentials, not by this "
+            + "engine): opened with its newest stored version \(v), whose signature is valid; make that version "
+            + "current again"
+        ])
+      }
       let kmsKey = KMSURI.redact(keyService.descriptor)
       repo.counters.with {
         $0.unwraps = unwraps
@@ -577,10 +603,14 @@ public final class Repository: @unchecked Sendable {
   /// is read instead, with a warning naming the object.
   func getContentAddressed(_ key: String) async throws -> [UInt8] {
     let d: [UInt8]
+    let name = String(key.split(separator: "/").last ?? "")
     do { d = [UInt8](try await store.get(key)) } catch StorageError.notFound {
+      // A delete marker hides it (a plain delete with the storage credentials): its stored version that matches.
+      if let id = ID(hex: name), let good = try await matchingVersion(key, id: id, hidden: true) {
+        return [UInt8](good)
+      }
       throw EngineError.integrity(object: key, message: "object is missing")
     }
-    let name = String(key.split(separator: "/").last ?? "")
     guard Hex.encode(Crypto.sha256(d)) == name else {
       if let id = ID(hex: name), let good = try await matchingVersion(key, id: id) { return [UInt8](good) }
       throw EngineError.integrity(
@@ -591,7 +621,8 @@ public final class Repository: @unchecked Sendable {
 
   /// The newest stored version of the content-addressed object `key` whose SHA-256 is `id`, or nil when the store
   /// keeps no versions or none matches. A found version is named in `warnings`: the current one was overwritten.
-  func matchingVersion(_ key: String, id: ID) async throws -> Data? {
+  /// With `hidden`, the object has no current version (a delete marker hides it) and the warning says so.
+  func matchingVersion(_ key: String, id: ID, hidden: Bool = false) async throws -> Data? {
     let versions: [String]
     do { versions = try await store.versions(of: key) } catch StorageError.accessDenied(_, let m) {
       addWarnings(["\(key) is damaged and its older versions cannot be listed (access denied: \(m))"])
@@ -607,8 +638,11 @@ public final class Repository: @unchecked Sendable {
       }
       if Crypto.sha256([UInt8](d)) == id.bytes {
         addWarnings([
-          "\(key): the current version does not match its name (overwritten or damaged); read the older version "
-            + "\(v), which does"
+          hidden
+            ? "\(key) is hidden behind a delete marker (deleted with the storage credentials, not by this engine); "
+              + "read its stored version \(v), which matches its name"
+            : "\(key): the current version does not match its name (overwritten or damaged); read the older version "
+              + "\(v), which does"
         ])
         return d
       }
@@ -623,11 +657,14 @@ public final class Repository: @unchecked Sendable {
     if unverifiablePacks.with({ $0.contains(id) }) { return nil }
     let key = Self.packKey(id)
     var found: Data?
+    var hidden = false
     do {
       let cur = try await store.get(key)
       if Crypto.sha256([UInt8](cur)) == id.bytes { found = cur }
-    } catch StorageError.notFound {}
-    if found == nil { found = try await matchingVersion(key, id: id) }
+    } catch StorageError.notFound {
+      hidden = true
+    }
+    if found == nil { found = try await matchingVersion(key, id: id, hidden: hidden) }
     guard let found else {
       unverifiablePacks.with { _ = $0.insert(id) }
       return nil
