@@ -44,6 +44,11 @@ func fill(_ result: inout CommandResult, _ repo: Repository) {
   }
   let w = repo.warnings
   if !w.isEmpty { result.addWarnings(w) }
+  // The result (a termination message) names the first few; the log names every object passed over.
+  let all = repo.allWarnings
+  if all.count > Repository.maxWarnings {
+    for x in all { FileHandle.standardError.write(Data("warning: \(x)\n".utf8)) }
+  }
 }
 
 /// `botrt-engine init`.

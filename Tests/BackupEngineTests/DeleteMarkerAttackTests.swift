@@ -78,6 +78,11 @@ import Testing
       #expect(victim.allWarnings.contains { $0.contains("snapshots/\(id.hex) is hidden behind a delete marker") })
     }
     #expect(victim.allWarnings.contains { $0.contains(junkManifest) && $0.contains("skipped") })
+    // restore latest: the newest snapshot that verifies, its packs read from behind their delete markers.
+    let latest = try await victim.selectLatestVerified(
+      before: nil, required: nil, index: try await victim.loadIndexSkippingDamaged(), readData: true)
+    #expect(latest.snapshot.id == second)
+    #expect(latest.skipped.map(\.id) == [String(junkManifest.dropFirst("snapshots/".count))])
     #expect(try await t.restored(victim, first, "out1") == a)
     #expect(try await t.restored(victim, second, "out2") == b)
     #expect(victim.allWarnings.contains { $0.contains(junkIndex) && $0.contains("skipped index file") })

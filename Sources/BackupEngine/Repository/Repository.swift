@@ -137,9 +137,9 @@ public final class Repository: @unchecked Sendable {
     }
   }
   /// The result goes to a termination message of at most 4 KiB; a store full of planted junk must not overflow it.
-  static let maxWarnings = 8
+  public static let maxWarnings = 8
   /// Every warning of the run, uncapped.
-  var allWarnings: [String] { warningState.with { $0 } }
+  public var allWarnings: [String] { warningState.with { $0 } }
   /// Records problems passed over (see `warnings`); duplicates are dropped.
   public func addWarnings(_ ws: [String]) {
     warningState.with { w in for x in ws where !w.contains(x) { w.append(x) } }
