@@ -210,6 +210,8 @@ struct BackupCommand: EngineCommand {
       if try await repo.upgradeKeyFileAuthentication() {
         repo.addWarnings(["upgraded the repository to signed key files (\(repo.keyFile))"])
       }
+      // An older repository starts recording its deletions, so that objects hidden later are seen (section 2a).
+      try await repo.upgradeDeletionRecords()
       return try await repo.backup(opts)
     }
     fill(&result, repo)

@@ -192,4 +192,55 @@ import Testing
     #expect(victim.allWarnings.contains { $0.contains(damaged) && $0.contains("skipped index file") })
     #expect(victim.allWarnings.contains { $0.contains(junk) && $0.contains("skipped snapshot manifest") })
   }
+
+  /// An older repository (no `deletionRecords` in its config), whose forget left a delete marker without a record:
+  /// the forgotten snapshot does not come back, before the upgrade (hidden objects are not listed) nor after it
+  /// (the upgrade records every object hidden until then); a snapshot an attacker hides after it is seen again.
+  @Test func olderRepositoriesAdoptTheirDeleteMarkersOnUpgrade() async throws {
+    let t = try Setup()
+    defer { t.cleanup() }
+    let store = VersionedLockingStore()
+    let repo = try await Repository.initialize(
+      store: store, keyService: t.kek, objectLock: try ObjectLockConfig.parse("compliance:30"), logger: Self.log)
+    let old = try await t.backup(repo, Data(Crypto.randomBytes(10_000)), hour: 1)
+    let kept = try await t.backup(repo, Data(Crypto.randomBytes(10_000)), hour: 2)
+    var legacy = repo.config
+    legacy.deletionRecords = nil
+    try await store.put(
+      "config", data: try Repository.encodeConfig(legacy, signingKey: repo.signingKey), options: PutOptions())
+    try await store.delete("snapshots/" + old.hex)  // the older engine's forget: a marker, no record
+
+    let before = try await Repository.open(store: store, keyService: t.kek, logger: Self.log)
+    #expect(before.config.deletionRecords == nil)
+    #expect(try await before.loadSnapshotsSkippingDamaged().map(\.id) == [kept])
+    #expect(try await before.upgradeDeletionRecords())
+    let after = try await Repository.open(store: store, keyService: t.kek, logger: Self.log)
+    #expect(after.config.deletionRecords == DeletionRecord.scheme)
+    #expect(try await after.upgradeDeletionRecords() == false)
+    #expect(try await after.loadSnapshotsSkippingDamaged().map(\.id) == [kept])
+    try await store.delete("snapshots/" + kept.hex)  // the attacker, after the upgrade
+    let attacked = try await Repository.open(store: store, keyService: t.kek, logger: Self.log)
+    #expect(try await attacked.loadSnapshotsSkippingDamaged().map(\.id) == [kept])
+  }
+
+  /// Prune serves a blob from a listed pack where it can: with the first-loaded index file naming a pack a delete
+  /// marker hides, the listed copy would otherwise look like an unreferenced duplicate and be deleted.
+  @Test func pruneServesBlobsFromListedPacks() {
+    let index = MasterIndex()
+    let blob = ID(Crypto.randomBytes(32))
+    let other = ID(Crypto.randomBytes(32))
+    let hiddenPack = ID(Crypto.randomBytes(32))
+    let listedPack = ID(Crypto.randomBytes(32))
+    func entry(_ id: ID) -> BlobEntry {
+      BlobEntry(id: id, type: .data, keyType: .files, compressed: false, offset: 0, sealedLength: 60, rawLength: 32)
+    }
+    index.add(IndexPack(packID: hiddenPack, packSize: 200, entries: [entry(blob)]))
+    index.add(IndexPack(packID: listedPack, packSize: 200, entries: [entry(blob), entry(other)]))
+    #expect(index.lookup(blob)?.pack == hiddenPack)
+    index.prefer(packs: [listedPack])
+    #expect(index.lookup(blob)?.pack == listedPack)
+    #expect(index.alternates(blob).map(\.pack) == [hiddenPack])
+    #expect(index.packContents()[listedPack]?.count == 2)
+    #expect(index.packContents()[hiddenPack] == nil)
+  }
 }

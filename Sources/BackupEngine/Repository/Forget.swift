@@ -198,6 +198,9 @@ extension Repository {
     }
     if let (index, remaining) = pruneInputs {
       let listed = try await listPacks()
+      // Blobs are served from listed packs where they can be: a listed pack is never deleted as a duplicate of one
+      // that a delete marker hides (whose stored version might expire).
+      index.prefer(packs: Set(listed.keys))
       var remainingPacks = listed
       var used = Set<ID>()
       for s in remaining {

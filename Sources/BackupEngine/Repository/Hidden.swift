@@ -17,6 +17,8 @@ struct DeletionRecord: Codable, Sendable {
   var keys: [String]
 
   static let domain = "botrt-deletions-v1"
+  /// The value of `RepoConfig.deletionRecords` in a repository whose deletions are recorded.
+  static let scheme = "ed25519-signed-v1"
 
   /// The stored bytes: canonical JSON, newline, hex signature, newline.
   func encoded(signingKey: [UInt8]) throws -> Data {
@@ -81,6 +83,9 @@ extension Repository {
   /// Where versions cannot be listed (no s3:ListBucketVersions) the listing is returned as it is, with a warning.
   func listObjects(_ prefix: String) async throws -> [ObjectInfo] {
     var objs = try await store.list(prefix: prefix)
+    // An older repository's own deletions left delete markers without records: until it is upgraded, hidden
+    // objects are not listed (those an index names are still read from their stored versions).
+    guard config.deletionRecords != nil else { return objs }
     let hidden: [ObjectInfo]
     do { hidden = try await store.listHidden(prefix: prefix) } catch StorageError.accessDenied(_, let m) {
       addWarnings([
@@ -93,6 +98,29 @@ extension Repository {
     let current = Set(objs.map(\.key))
     for h in hidden where !deleted.contains(h.key) && !current.contains(h.key) { objs.append(h) }
     return objs
+  }
+
+  /// Upgrades an older repository to recorded deletions (section 2a): every object under snapshots/, index/ and
+  /// data/ that a delete marker hides now was hidden before deletions were recorded, by this engine's forget and
+  /// prune as far as anyone can tell, so one signed record names them all; then the config says deletions are
+  /// recorded, and from then on a hidden object no record names is read. Returns whether it upgraded; a no-op in a
+  /// repository created or upgraded by this version. A backup calls it, as it signs older key files.
+  @discardableResult
+  public func upgradeDeletionRecords() async throws -> Bool {
+    guard config.deletionRecords == nil else { return false }
+    var hidden: [String] = []
+    for prefix in ["snapshots/", "index/", "data/"] {
+      do { hidden += try await store.listHidden(prefix: prefix).map(\.key) } catch StorageError.accessDenied {
+        return false  // versions cannot be listed: stay as before, and try again next time
+      }
+    }
+    try await recordDeletions(hidden)
+    var newConfig = config
+    newConfig.deletionRecords = DeletionRecord.scheme
+    try await store.put("config", data: try Self.encodeConfig(newConfig, signingKey: signingKey), options: putOptions())
+    config = newConfig
+    audit.record("upgraded", details: ["deletionRecords": DeletionRecord.scheme, "hiddenBefore": "\(hidden.count)"])
+    return true
   }
 
   /// The newest stored version of `config` whose checks pass, when a delete marker hides the config on a versioned

@@ -51,6 +51,21 @@ public final class MasterIndex: @unchecked Sendable {
       return out
     }
   }
+  /// Makes a location in `preferred` each blob's first one where it has one (its other locations stay alternates): a
+  /// prune then serves every blob it can from a pack that is listed, never from one a delete marker hides, and never
+  /// takes a listed pack's blobs for served elsewhere when elsewhere is a hidden pack.
+  func prefer(packs preferred: Set<ID>) {
+    state.with { s in
+      for (id, alts) in s.alternates {
+        guard let cur = s.blobs[id], !preferred.contains(cur.pack),
+          let i = alts.firstIndex(where: { preferred.contains($0.pack) })
+        else { continue }
+        s.blobs[id] = alts[i]
+        s.alternates[id]![i] = cur
+      }
+    }
+  }
+
   /// Drops packs (and their blobs) that are not in `existing`; a blob whose pack goes but that has an alternate in a
   /// kept pack is found there.
   func retainOnly(packs existing: Set<ID>) {

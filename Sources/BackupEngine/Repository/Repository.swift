@@ -45,6 +45,11 @@ public struct RepoConfig: Codable, Sendable {
   /// (repositories created or upgraded by this version); absent in older repositories, whose unsigned key files are
   /// accepted until the first backup upgrades them (section 2 of docs/repository-format.md).
   public var keyFiles: String?
+  /// `DeletionRecord.scheme` when this engine records its deletions (repositories created or upgraded by this
+  /// version): only then do listings include objects a delete marker hides that no record names. Absent in older
+  /// repositories, whose own forget and prune left delete markers without records, until a backup upgrades them
+  /// (`upgradeDeletionRecords`).
+  public var deletionRecords: String?
 }
 
 /// The key file (section 2).
@@ -113,7 +118,7 @@ public let repositoryFormatVersion = 1
 /// An open repository: store, config and unwrapped keys (in memory only).
 public final class Repository: @unchecked Sendable {
   public let store: any ObjectStore
-  public private(set) var config: RepoConfig
+  public internal(set) var config: RepoConfig
   let repoID: [UInt8]
   let keyService: any KeyService
   private let keyState = Locked<(keys: [String: [UInt8]], wrapped: [String: WrappedKey])>((keys: [:], wrapped: [:]))
@@ -231,7 +236,7 @@ public final class Repository: @unchecked Sendable {
         algorithm: "fastcdc-gear-keyed", min: ChunkerParameters.default.min, avg: ChunkerParameters.default.avg,
         max: ChunkerParameters.default.max),
       compression: "zstd-3", packSize: 8 << 20, objectLock: objectLock, kms: keyService.descriptor,
-      publicKey: Hex.encode(pub), keyFiles: KeyFile.signedScheme)
+      publicKey: Hex.encode(pub), keyFiles: KeyFile.signedScheme, deletionRecords: DeletionRecord.scheme)
     let kf = try KeyFile(
       version: 1, repo: repoHex, created: now(), kms: keyService.descriptor, publicKey: Hex.encode(pub), keys: wrapped
     ).signed(with: plain["signing"]!)
