@@ -68,6 +68,10 @@ import Testing
       try await store.put(k, data: Data(Crypto.randomBytes(500)), options: PutOptions())
     }
 
+    // No new repository is created over the hidden one.
+    await #expect(throws: EngineError.self) {
+      _ = try await Repository.initialize(store: store, keyService: t.kek, objectLock: nil, logger: Self.log)
+    }
     let victim = try await Repository.open(store: store, keyService: t.kek, logger: Self.log)
     let w0 = victim.allWarnings
     #expect(w0.contains { $0.hasPrefix("config is hidden behind a delete marker") }, "\(w0)")

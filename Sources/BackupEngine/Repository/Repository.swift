@@ -220,6 +220,13 @@ public final class Repository: @unchecked Sendable {
     if try await store.head("config") != nil {
       throw EngineError.usage("a repository already exists at \(store.location)")
     }
+    // A config a delete marker hides (a plain delete with the storage credentials) is still a repository: a new one
+    // must not be created over its retained snapshots.
+    if let v = try await store.versions(of: "config").first {
+      throw EngineError.usage(
+        "a repository exists at \(store.location) behind a delete marker (its config version \(v) is stored): it is "
+          + "opened from that version; make it current again instead of creating a new repository")
+    }
     if objectLock != nil && !store.supportsRetention {
       throw EngineError.usage("--object-lock needs a store with Object Lock (S3); \(store.location) has none")
     }
