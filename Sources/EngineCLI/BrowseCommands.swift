@@ -104,7 +104,7 @@ func loadSnapshotTree(
   let repo = try await repoOptions.open()
   let (snaps, _) = try await repo.loadSnapshotsChecked()
   let s = try selectSnapshot(ref, before: nil, in: snaps, repo: repo)
-  let (index, _) = try await repo.loadIndex()
+  let index = try await repo.loadIndexForRestore()
   let nodes = try await repo.loadTree(s, index: index)
   return (repo, s, index, nodes)
 }
@@ -183,7 +183,7 @@ struct FindCommand: EngineCommand {
     let repo = try await repoOptions.open()
     var (snaps, _) = try await repo.loadSnapshotsChecked()
     if !snapshots.isEmpty { snaps = try snapshots.map { try selectSnapshot($0, before: nil, in: snaps, repo: repo) } }
-    let (index, _) = try await repo.loadIndex()
+    let index = try await repo.loadIndexForRestore()
     var listing = NodeListing(json: repoOptions.json)
     var found = 0
     for s in snaps {
@@ -250,7 +250,7 @@ struct DiffCommand: EngineCommand {
     let (snaps, _) = try await repo.loadSnapshotsChecked()
     let a = try selectSnapshot(first, before: nil, in: snaps, repo: repo)
     let b = try selectSnapshot(second, before: nil, in: snaps, repo: repo)
-    let (index, _) = try await repo.loadIndex()
+    let index = try await repo.loadIndexForRestore()
     let changes = Self.changes(try await repo.loadTree(a, index: index), try await repo.loadTree(b, index: index))
     var listing = NodeListing(json: repoOptions.json)
     var counts: [String: Int] = [:]
@@ -304,7 +304,7 @@ struct StatsCommand: EngineCommand {
     let repo = try await repoOptions.open()
     var (snaps, _) = try await repo.loadSnapshotsChecked()
     if !snapshots.isEmpty { snaps = try snapshots.map { try selectSnapshot($0, before: nil, in: snaps, repo: repo) } }
-    let (index, _) = try await repo.loadIndex()
+    let index = try await repo.loadIndexForRestore()
     var f = Figures()
     var data = Set<ID>()
     var trees = Set<ID>()

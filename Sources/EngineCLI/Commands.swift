@@ -44,6 +44,11 @@ func fill(_ result: inout CommandResult, _ repo: Repository) {
   }
   let w = repo.warnings
   if !w.isEmpty { result.addWarnings(w) }
+  // The result (a termination message) names the first few; the log names every object passed over.
+  let all = repo.allWarnings
+  if all.count > Repository.maxWarnings {
+    for x in all { FileHandle.standardError.write(Data("warning: \(x)\n".utf8)) }
+  }
 }
 
 /// `botrt-engine init`.
@@ -205,6 +210,8 @@ struct BackupCommand: EngineCommand {
       if try await repo.upgradeKeyFileAuthentication() {
         repo.addWarnings(["upgraded the repository to signed key files (\(repo.keyFile))"])
       }
+      // An older repository starts recording its deletions, so that objects hidden later are seen (section 2a).
+      try await repo.upgradeDeletionRecords()
       return try await repo.backup(opts)
     }
     fill(&result, repo)
@@ -394,6 +401,12 @@ struct VerifyCommand: EngineCommand {
       "Fail (exit 5) unless this snapshot (id or prefix) is in the repository, e.g. the newest one a controller "
         + "recorded."))
   var requireSnapshot: String?
+  @Option(
+    name: .customLong("accept-unreadable"),
+    help: ArgumentHelp(
+      "A manifest or index file (e.g. snapshots/ID) that fails its checks and that you inspected and found planted: "
+        + "a warning instead of an error (repeatable). Without it any such object makes verify exit 5."))
+  var acceptUnreadable: [String] = []
   var commandName: String { "verify" }
 
   func validate() throws {
@@ -417,7 +430,7 @@ struct VerifyCommand: EngineCommand {
       if requireSnapshot != nil { try requirePresent(requireSnapshot, in: try await repo.loadSnapshotsChecked().0) }
       return try await repo.verify(
         snapshotRef: all ? nil : snapshot, readData: readData, subset: try readDataSubset.map(ReadDataSubset.parse),
-        progress: repoOptions.progressHandler())
+        progress: repoOptions.progressHandler(), acceptUnreadable: Set(acceptUnreadable))
     }
     fill(&result, repo)
     result.errors = r.errors
@@ -517,6 +530,12 @@ struct ForgetCommand: EngineCommand {
     name: .customLong("repack-unused"),
     help: "With --prune, rewrite a partly used pack when at least this percentage of it is unused (0-100; 100 never).")
   var repackUnused: Double = 10
+  @Option(
+    name: .customLong("accept-unreadable"),
+    help: ArgumentHelp(
+      "With --prune: a manifest or index file (e.g. snapshots/ID) that fails its checks and that you inspected and "
+        + "found planted; it no longer stops the prune (repeatable). Without it any such object refuses the prune."))
+  var acceptUnreadable: [String] = []
   var commandName: String { "forget" }
 
   func validate() throws {
@@ -532,7 +551,8 @@ struct ForgetCommand: EngineCommand {
     let r = try await withLockedRepo(repo, exclusive: true, wait: try repoOptions.lockWait()) {
       // 100 % can never be reached by a pack that still holds a live blob: nothing is rewritten.
       try await repo.forget(
-        policy: p, prune: prune, dryRun: dryRun, repackUnused: repackUnused >= 100 ? 2 : repackUnused / 100)
+        policy: p, prune: prune, dryRun: dryRun, repackUnused: repackUnused >= 100 ? 2 : repackUnused / 100,
+        acceptUnreadable: Set(acceptUnreadable))
     }
     fill(&result, repo)
     result.removed = r.removed
@@ -540,7 +560,16 @@ struct ForgetCommand: EngineCommand {
     result.packsRepacked = prune && !dryRun ? r.packsRepacked : nil
     result.bytesStored = -r.bytesFreed
     result.repositoryStoredBytes = r.repositoryPackBytes
-    result.warnings = r.retained.map { "retained by Object Lock, not deleted yet: \($0)" }
+    result.addWarnings(r.retained.map { "retained by Object Lock, not deleted yet: \($0)" })
+    if let first = r.pruneRefusedFor.first {
+      // The snapshots were forgotten (result.removed); the prune deleted nothing. Exit 5, naming the objects.
+      throw EngineError.integrity(
+        object: first,
+        message:
+          "prune refused, nothing was deleted but the forgotten snapshots: \(r.pruneRefusedFor.count) manifests or "
+          + "index files fail their checks (\(r.pruneRefusedFor.joined(separator: ", "))) and may be genuine; inspect "
+          + "them, then remove them or name those found planted with --accept-unreadable")
+    }
     repoOptions.summary(Self.summary(r, prune: prune, dryRun: dryRun))
   }
 }

@@ -123,6 +123,17 @@ final class VersionedLockingStore: ObjectStore, @unchecked Sendable {
       }
     }
   }
+  /// Keys whose newest entry is a delete marker over a stored version, with that version's size.
+  func listHidden(prefix: String) async throws -> [ObjectInfo] {
+    state.with { s in
+      s.objects.compactMap { k, vs in
+        guard k.hasPrefix(prefix), vs.last?.data == nil, let d = vs.last(where: { $0.data != nil })?.data else {
+          return nil
+        }
+        return ObjectInfo(key: k, size: Int64(d.count))
+      }
+    }
+  }
   /// GET ?versionId.
   func get(_ key: String, version id: Int) -> Data? {
     versions[key]?.first { $0.id == id }?.data

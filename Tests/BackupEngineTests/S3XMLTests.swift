@@ -38,7 +38,7 @@ import Testing
   @Test func versionsAndDeleteMarkers() throws {
     let xml = """
       <ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><IsTruncated>false</IsTruncated>
-      <Version><Key>k</Key><VersionId>v2</VersionId><IsLatest>false</IsLatest></Version>
+      <Version><Key>k</Key><VersionId>v2</VersionId><IsLatest>false</IsLatest><Size>42</Size></Version>
       <DeleteMarker><Key>k</Key><VersionId>dm1</VersionId><IsLatest>true</IsLatest></DeleteMarker>
       <Version><Key>k2</Key><VersionId>null</VersionId></Version>
       </ListVersionsResult>
@@ -46,8 +46,8 @@ import Testing
     let page = try #require(S3VersionsPage.parse(Data(xml.utf8)))
     #expect(
       page.versions == [
-        .init(key: "k", versionId: "v2", isDeleteMarker: false),
-        .init(key: "k", versionId: "dm1", isDeleteMarker: true),
+        .init(key: "k", versionId: "v2", isDeleteMarker: false, isLatest: false, size: 42),
+        .init(key: "k", versionId: "dm1", isDeleteMarker: true, isLatest: true),
         .init(key: "k2", versionId: "null", isDeleteMarker: false),
       ])
   }

@@ -93,4 +93,109 @@ import Testing
       snap2, index: try await after.loadIndexSkippingDamaged(), options: RestoreOptions(target: dir + "/out2"))
     #expect(FileManager.default.contents(atPath: dir + "/out2/src/a") == content)
   }
+
+  /// The attacker of the leftovers against moto, through the engine binary: with the store's own credentials a plain
+  /// DELETE (a delete marker) on config, key files, manifests, index files and packs, and a junk manifest and index
+  /// file planted. snapshots, restore, ls, verify, copy and forget --prune work on the good snapshots, the warnings
+  /// name the objects, the prune deletes nothing until the junk is accepted as planted, and no stored version is lost.
+  @Test func deleteMarkersAndJunkThroughTheCLI() async throws {
+    let s = try await makeStore()
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    let repoURL = "s3://\(s.bucket)/\(s.prefix)"
+    func run(_ args: [String]) throws -> CLIHarness.Output {
+      try h.run(args + ["--repo", repoURL, "--kms", h.kmsURL, "--quiet"], withRepo: false)
+    }
+    func warnings(_ o: CLIHarness.Output) -> [String] { o.result["warnings"] as? [String] ?? [] }
+    #expect(try run(["init", "--object-lock", "compliance:1"]).code == 0)
+    let a = Data(Crypto.randomBytes(300_000))
+    let b = Data(Crypto.randomBytes(300_000))
+    try h.write("src/a.bin", a)
+    let first = try run(["backup", h.dir + "/src"])
+    #expect(first.code == 0, "\(first.stderr)")
+    let firstID = try #require(first.result["snapshotId"] as? String)
+    try h.write("src/a.bin", b)
+    let second = try run(["backup", h.dir + "/src"])
+    #expect(second.code == 0, "\(second.stderr)")
+    let secondID = try #require(second.result["snapshotId"] as? String)
+
+    // The attacker, with the backup's credentials.
+    var versionsBefore: [String: [String]] = [:]
+    for o in try await s.list(prefix: "") where !o.key.hasPrefix("audit/") && !o.key.hasPrefix("locks/") {
+      versionsBefore[o.key] = try await s.versions(of: o.key)
+      try await s.delete(o.key)
+    }
+    #expect(try await s.list(prefix: "snapshots/").isEmpty)
+    #expect(try await s.head("config") == nil)
+    let junkManifest = "snapshots/" + Hex.encode(Crypto.randomBytes(32))
+    let junkIndex = "index/" + Hex.encode(Crypto.randomBytes(32))
+    for k in [junkManifest, junkIndex] {
+      try await s.put(k, data: Data(Crypto.randomBytes(400)), options: PutOptions())
+    }
+
+    let snaps = try run(["snapshots", "--json"])
+    #expect(snaps.code == 0, "\(snaps.stderr)")
+    let listed = (snaps.result["snapshots"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+    #expect(Set(listed) == [firstID, secondID])
+    let w = warnings(snaps)
+    #expect(w.contains { $0.hasPrefix("config is hidden behind a delete marker") }, "\(w)")
+    #expect(w.contains { $0.hasPrefix("key file keys/") && $0.contains("hidden behind a delete marker") }, "\(w)")
+    for id in [firstID, secondID] {
+      #expect(w.contains { $0.contains("snapshots/\(id) is hidden behind a delete marker") }, "\(w)")
+    }
+    #expect(w.contains { $0.contains(junkManifest) && $0.contains("skipped") }, "\(w)")
+
+    let r1 = try run(["restore", firstID, "--target", h.dir + "/out1"])
+    #expect(r1.code == 0, "\(r1.stderr)")
+    #expect(FileManager.default.contents(atPath: h.dir + "/out1/src/a.bin") == a)
+    let r2 = try run(["restore", "latest", "--target", h.dir + "/out2"])
+    #expect(r2.code == 0, "\(r2.stderr)")
+    #expect(FileManager.default.contents(atPath: h.dir + "/out2/src/a.bin") == b)
+    #expect(r2.text.contains(junkIndex), "the junk index file is not named: \(r2.text)")
+    let ls = try run(["ls", "latest"])
+    #expect(ls.code == 0, "\(ls.stderr)")
+    #expect(String(decoding: ls.stdout, as: UTF8.self).contains("a.bin"))
+
+    // verify: the junk fails it (exit 5, named); both snapshots and every pack are checked. Accepted as planted: ok.
+    let v = try run(["verify", "--all", "--read-data"])
+    #expect(v.code == 5, "\(v.stderr)")
+    #expect(v.stderr.contains(junkManifest) && v.stderr.contains(junkIndex), "\(v.stderr)")
+    #expect(v.result["snapshotsVerified"] as? Int == 2)
+    let accept = ["--accept-unreadable", junkManifest, "--accept-unreadable", junkIndex]
+    let va = try run(["verify", "--all", "--read-data"] + accept)
+    #expect(va.code == 0, "\(va.stderr)")
+
+    // copy: both good snapshots reach a replica that restores.
+    let replica = "file://\(h.dir)/replica"
+    let c = try run(["copy", "--all", "--to", replica, "--to-kms", h.kmsURL, "--init-if-missing"])
+    #expect(c.code == 0, "\(c.stderr)")
+    #expect((c.result["copied"] as? [[String: Any]])?.count == 2, "\(c.result)")
+    let rr = try h.run(
+      ["restore", "latest", "--target", h.dir + "/out3", "--repo", replica, "--kms", h.kmsURL, "--quiet"],
+      withRepo: false)
+    #expect(rr.code == 0, "\(rr.stderr)")
+    #expect(FileManager.default.contents(atPath: h.dir + "/out3/src/a.bin") == b)
+
+    // forget --prune: the first snapshot is forgotten, the prune is refused (exit 5) naming the junk.
+    let f = try run(["forget", "--keep-last", "1", "--prune"])
+    #expect(f.code == 5, "\(f.stderr)")
+    #expect(f.stderr.contains("prune refused") && f.stderr.contains(junkIndex), "\(f.stderr)")
+    #expect(f.result["removed"] as? [String] == [firstID])
+    #expect(f.result["packsDeleted"] as? Int == 0)
+    let after = try run(["snapshots", "--json"])
+    #expect((after.result["snapshots"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String } == [secondID])
+    // Accepted as planted, the prune runs; the kept snapshot restores.
+    let g = try run(["forget", "--keep-last", "1", "--prune"] + accept)
+    #expect(g.code == 0, "\(g.stderr)")
+    #expect((g.result["packsDeleted"] as? Int ?? 0) > 0, "\(g.result)")
+    let r4 = try run(["restore", "latest", "--target", h.dir + "/out4"])
+    #expect(r4.code == 0, "\(r4.stderr)")
+    #expect(FileManager.default.contents(atPath: h.dir + "/out4/src/a.bin") == b)
+
+    // Nothing locked was lost: every version stored before the attack is still stored.
+    for (k, vs) in versionsBefore {
+      let now = Set(try await s.versions(of: k))
+      #expect(Set(vs).isSubset(of: now), "\(k): versions lost")
+    }
+  }
 }

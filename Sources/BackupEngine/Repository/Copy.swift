@@ -72,7 +72,9 @@ extension Repository {
         "source and target are the same repository (\(config.id)); copy needs a second repository: "
           + "create one with `botrt-engine init --repo REPO2 --kms KMS2`")
     }
-    let (sourceSnaps, _) = try await loadSnapshots()
+    // Damaged or planted manifests and index files of either repository are skipped and named in `warnings`: the
+    // good snapshots are copied; a blob only a skipped target index file lists is stored again.
+    let sourceSnaps = try await loadSnapshotsSkippingDamaged()
     var selected: [Snapshot]
     if options.snapshots.isEmpty {
       selected = sourceSnaps
@@ -85,13 +87,15 @@ extension Repository {
       }
       selected.sort { ($0.manifest.seq, $0.manifest.time) < ($1.manifest.seq, $1.manifest.time) }
     }
-    let (sourceIndex, _) = try await loadIndex()
+    let sourceIndex = try await loadIndexSkippingDamaged()
 
-    let (targetIndex, _) = try await target.loadIndex()
-    let listed = try await target.listPacks()
+    let targetIndex = try await target.loadIndexSkippingDamaged()
+    var listed = try await target.listPacks()
+    // As a backup: never deduplicate against a target pack whose integrity is in doubt (overwritten, resized).
+    for id in try await target.packsInDoubt(index: targetIndex, listed: listed) { listed[id] = nil }
     targetIndex.retainOnly(packs: Set(listed.keys))
     _ = try await target.adoptOrphanPacks(index: targetIndex, listed: listed)
-    var (targetSnaps, _) = try await target.loadSnapshots()
+    var targetSnaps = try await target.loadSnapshotsSkippingDamaged()
     var copiedFrom: [String: Snapshot] = [:]
     for s in targetSnaps {
       if let o = s.manifest.origin, o.repo == config.id { copiedFrom[o.snapshot] = s }
@@ -176,44 +180,38 @@ extension Repository {
             let ciphers = try sourceKeys.mapValues { try AESGCM(key: $0) }
             let key = Self.packKey(p)
             let zz = ZstdContext()
-            var out: [(ID, [UInt8])] = []
-            // A few blobs of a large pack are read by range; most of a pack, as one GET.
-            let wanted = entries.reduce(0) { $0 + Int($1.sealedLength) }
-            if wanted * 2 < packSize {
-              for e in entries {
-                let sealed: Data
-                do {
-                  sealed = try await self.store.getRange(
-                    key, offset: Int64(e.offset), length: Int64(e.sealedLength))
-                } catch StorageError.notFound {
-                  throw EngineError.integrity(object: key, message: "pack is missing")
-                } catch StorageError.failed(_, let m) {
-                  throw EngineError.integrity(object: key, message: "pack cannot be read (truncated?): \(m)")
+            do {
+              // A few blobs of a large pack are read by range; most of a pack, as one GET.
+              let wanted = entries.reduce(0) { $0 + Int($1.sealedLength) }
+              if wanted * 2 < packSize {
+                var out: [(ID, [UInt8])] = []
+                for e in entries {
+                  let sealed: Data
+                  do {
+                    sealed = try await self.store.getRange(
+                      key, offset: Int64(e.offset), length: Int64(e.sealedLength))
+                  } catch StorageError.notFound {
+                    throw EngineError.integrity(object: key, message: "pack is missing")
+                  } catch StorageError.failed(_, let m) {
+                    throw EngineError.integrity(object: key, message: "pack cannot be read (truncated?): \(m)")
+                  }
+                  let plain = try sealed.withUnsafeBytes {
+                    try self.openBlob($0, entry: e, pack: p, ciphers: ciphers, zstd: zz)
+                  }
+                  out.append((e.id, plain))
                 }
-                let plain = try sealed.withUnsafeBytes {
-                  try self.openBlob($0, entry: e, pack: p, ciphers: ciphers, zstd: zz)
-                }
-                out.append((e.id, plain))
+                return out
               }
-              return out
-            }
-            let data: Data
-            do { data = try await self.store.get(key) } catch StorageError.notFound {
-              throw EngineError.integrity(object: key, message: "pack is missing")
-            }
-            for e in entries {
-              let end = Int(e.offset) + Int(e.sealedLength)
-              guard end <= data.count else {
-                throw EngineError.integrity(object: key, message: "pack is truncated (blob \(e.id.short) ends past it)")
+              let data: Data
+              do { data = try await self.store.get(key) } catch StorageError.notFound {
+                throw EngineError.integrity(object: key, message: "pack is missing")
               }
-              let plain = try data.withUnsafeBytes {
-                try self.openBlob(
-                  UnsafeRawBufferPointer(rebasing: $0[Int(e.offset)..<end]), entry: e, pack: p, ciphers: ciphers,
-                  zstd: zz)
-              }
-              out.append((e.id, plain))
+              return try self.openEntries(entries, of: data, pack: p, ciphers: ciphers, zstd: zz)
+            } catch let e as EngineError {
+              // Overwritten, damaged, or hidden behind a delete marker: the stored version that matches its name.
+              guard case .integrity = e, let good = try await self.verifiedPack(p) else { throw e }
+              return try self.openEntries(entries, of: good, pack: p, ciphers: ciphers, zstd: zz)
             }
-            return out
           }
         }
         for _ in 0..<3 { launch() }
@@ -313,6 +311,26 @@ extension Repository {
         details: ["newBlobs": "\(result.blobsNew)", "algorithm": "AES-256-GCM", "reason": "copy re-encryption"])
     }
     return result
+  }
+
+  /// Opens `entries` from the whole bytes of pack `pack`.
+  func openEntries(
+    _ entries: [BlobEntry], of data: Data, pack p: ID, ciphers: [KeyType: AESGCM], zstd: ZstdContext
+  ) throws -> [(ID, [UInt8])] {
+    var out: [(ID, [UInt8])] = []
+    for e in entries {
+      let end = Int(e.offset) + Int(e.sealedLength)
+      guard end <= data.count else {
+        throw EngineError.integrity(
+          object: Self.packKey(p), message: "pack is truncated (blob \(e.id.short) ends past it)")
+      }
+      let plain = try data.withUnsafeBytes {
+        try openBlob(
+          UnsafeRawBufferPointer(rebasing: $0[Int(e.offset)..<end]), entry: e, pack: p, ciphers: ciphers, zstd: zstd)
+      }
+      out.append((e.id, plain))
+    }
+    return out
   }
 
   /// Learns source → target blob ids from a source tree and the tree of its copy (same paths, same chunk order).

@@ -130,6 +130,9 @@ public struct ForgetResult: Sendable {
   /// With prune: the sizes of the pack files under data/ after it, summed (the packs it listed, less those it
   /// deleted, plus those repacking wrote); nil without prune (nothing is listed then).
   public var repositoryPackBytes: Int64? = nil
+  /// With prune: the manifests and index files that failed their checks (named), because of which no pack and no
+  /// index file was deleted or rewritten; empty when the prune ran. The snapshots were forgotten either way.
+  public var pruneRefusedFor: [String] = []
 }
 
 extension Repository {
@@ -141,13 +144,24 @@ extension Repository {
   /// still holds every blob a snapshot references: before the new index exists the old index and packs are
   /// untouched (new packs are unindexed leftovers the next backup adopts or the next prune removes); after it,
   /// the new index alone is complete.
+  ///
+  /// Manifests and index files that fail their checks (damaged, or planted by someone with write access to the
+  /// storage) are skipped and named in `warnings`: the policy applies to the good snapshots. Prune then deletes
+  /// nothing at all (`pruneRefusedFor` names them): a skipped manifest may be a genuine snapshot whose data no good
+  /// snapshot references, and a skipped index file may list packs that would look unreferenced, so deleting packs
+  /// could destroy data (restic refuses to prune with a damaged index for the same reason). Objects in `acceptUnreadable`
+  /// (named by an operator who inspected them and found them planted) do not stop the prune.
   public func forget(
-    policy: RetentionPolicy, prune: Bool, now: Date = Date(), dryRun: Bool = false, repackUnused: Double = 0.1
+    policy: RetentionPolicy, prune: Bool, now: Date = Date(), dryRun: Bool = false, repackUnused: Double = 0.1,
+    acceptUnreadable: Set<String> = []
   ) async throws -> ForgetResult {
-    let (snaps, _) = try await loadSnapshots()
+    let (snaps, snapErrors) = try await loadSnapshots(collectErrors: true)
+    addWarnings(snapErrors.map { "skipped snapshot manifest: \($0.description)" })
     let (keep, remove) = policy.apply(grouping: snaps.map { ($0.id.hex, $0.manifest) }, now: now)
     var retained: [String] = []
     if !dryRun {
+      // Signed first, so that the delete markers these deletes add are known as the engine's own.
+      try await recordDeletions(remove.map { "snapshots/" + $0 })
       for id in remove.sorted() {
         do { try await store.delete("snapshots/" + id) } catch StorageError.locked(let k, let m) {
           retained.append("\(k): \(m)")
@@ -160,11 +174,33 @@ extension Repository {
     var repacked = 0
     var written = 0
     var packBytes: Int64? = nil
+    var refusedFor: [String] = []
+    var pruneInputs: (index: MasterIndex, remaining: [Snapshot])? = nil
     if prune && !dryRun {
-      let (index, _) = try await loadIndex()
-      let listed = try await listPacks()
+      let (index, indexErrors) = try await loadIndex(collectErrors: true)
+      addWarnings(indexErrors.map { "skipped index file: \($0.description)" })
       // Everything still referenced by the snapshots that remain (including any that could not be deleted).
-      let (remaining, _) = try await loadSnapshots()
+      let (remaining, remainingErrors) = try await loadSnapshots(collectErrors: true)
+      addWarnings(remainingErrors.map { "skipped snapshot manifest: \($0.description)" })
+      refusedFor = Array(
+        Set((snapErrors + indexErrors + remainingErrors).map(Self.objectName(of:))).subtracting(acceptUnreadable)
+      ).sorted()
+      if refusedFor.isEmpty {
+        pruneInputs = (index, remaining)
+      } else {
+        addWarnings([
+          "prune refused: no pack or index file was deleted, because these manifests or index files fail their "
+            + "checks and may be genuine (their data would look unreferenced): \(refusedFor.joined(separator: ", ")); "
+            + "inspect them, then remove them or name those found planted with --accept-unreadable"
+        ])
+        audit.record("pruned", outcome: "failure", details: ["refusedFor": refusedFor.joined(separator: ",")])
+      }
+    }
+    if let (index, remaining) = pruneInputs {
+      let listed = try await listPacks()
+      // Blobs are served from listed packs where they can be: a listed pack is never deleted as a duplicate of one
+      // that a delete marker hides (whose stored version might expire).
+      index.prefer(packs: Set(listed.keys))
       var remainingPacks = listed
       var used = Set<ID>()
       for s in remaining {
@@ -204,13 +240,15 @@ extension Repository {
       // 2. One index for everything that stays, 3. then the old index files, 4. then the old packs.
       let oldIndex = index.files
       let newIndex = try await writeIndex(keepPacks + newPacks)
+      let indexed = Set(keepPacks.map { $0.packID } + newPacks.map { $0.packID })
+      let doomedPacks = Set(deletePacks + repack.map({ $0.pack })).subtracting(indexed).sorted(by: { $0.hex < $1.hex })
+      try await recordDeletions(oldIndex.filter { $0 != newIndex } + doomedPacks.map(Self.packKey))
       for f in oldIndex where f != newIndex {
         do { try await store.delete(f) } catch StorageError.locked(let k, let m) { retained.append("\(k): \(m)") }
       }
       // Packs are content-addressed: a repacked pack can come out identical to one that exists already (a
       // prune killed after writing it, run again). Never delete a pack the new index lists.
-      let indexed = Set(keepPacks.map { $0.packID } + newPacks.map { $0.packID })
-      for p in Set(deletePacks + repack.map({ $0.pack })).subtracting(indexed).sorted(by: { $0.hex < $1.hex }) {
+      for p in doomedPacks {
         do {
           try await store.delete(Self.packKey(p))
           packsDeleted += 1
@@ -236,7 +274,16 @@ extension Repository {
     }
     return ForgetResult(
       kept: keep.sorted(), removed: remove.sorted(), packsDeleted: packsDeleted, bytesFreed: freed, retained: retained,
-      packsRepacked: repacked, packsWritten: written, repositoryPackBytes: packBytes)
+      packsRepacked: repacked, packsWritten: written, repositoryPackBytes: packBytes, pruneRefusedFor: refusedFor)
+  }
+
+  /// The object an error about a manifest or an index file names.
+  static func objectName(of e: EngineError) -> String {
+    switch e {
+    case .integrity(let object, _): return object
+    case .unsupportedFormat(let m): return m.split(separator: ":").first.map(String.init) ?? m
+    default: return e.description
+    }
   }
 
   /// Copies the live blobs of `packs` into new packs of about the configured size and stores them; returns

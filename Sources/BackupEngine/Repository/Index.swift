@@ -51,6 +51,21 @@ public final class MasterIndex: @unchecked Sendable {
       return out
     }
   }
+  /// Makes a location in `preferred` each blob's first one where it has one (its other locations stay alternates): a
+  /// prune then serves every blob it can from a pack that is listed, never from one a delete marker hides, and never
+  /// takes a listed pack's blobs for served elsewhere when elsewhere is a hidden pack.
+  func prefer(packs preferred: Set<ID>) {
+    state.with { s in
+      for (id, alts) in s.alternates {
+        guard let cur = s.blobs[id], !preferred.contains(cur.pack),
+          let i = alts.firstIndex(where: { preferred.contains($0.pack) })
+        else { continue }
+        s.blobs[id] = alts[i]
+        s.alternates[id]![i] = cur
+      }
+    }
+  }
+
   /// Drops packs (and their blobs) that are not in `existing`; a blob whose pack goes but that has an alternate in a
   /// kept pack is found there.
   func retainOnly(packs existing: Set<ID>) {
@@ -74,7 +89,7 @@ extension Repository {
   /// Loads every index file. With `collectErrors`, damaged index files are reported instead of thrown.
   public func loadIndex(collectErrors: Bool = false) async throws -> (MasterIndex, [EngineError]) {
     let idx = MasterIndex()
-    let objs = try await store.list(prefix: "index/")
+    let objs = try await listObjects("index/")
     var errors: [EngineError] = []
     let results = try await withThrowingTaskGroup(of: (String, Result<[IndexPack], EngineError>).self) { g in
       var out: [(String, Result<[IndexPack], EngineError>)] = []
@@ -156,10 +171,11 @@ extension Repository {
     return "index/" + id.hex
   }
 
-  /// Lists packs under data/ as id → size.
-  func listPacks() async throws -> [ID: Int64] {
+  /// Lists packs under data/ as id → size. With `includingHidden`, also those a delete marker hides that this engine
+  /// did not delete (`listObjects`); a backup never counts those, so it does not deduplicate against them.
+  func listPacks(includingHidden: Bool = false) async throws -> [ID: Int64] {
     var out: [ID: Int64] = [:]
-    for o in try await store.list(prefix: "data/") {
+    for o in try await includingHidden ? listObjects("data/") : store.list(prefix: "data/") {
       if let name = o.key.split(separator: "/").last, let id = ID(hex: String(name)) { out[id] = o.size }
     }
     return out

@@ -57,7 +57,8 @@ extension Repository {
     } else {
       candidates = snaps.reversed()  // loadSnapshots sorts by sequence, oldest first
     }
-    let packs = try await listPacks()
+    // Packs a delete marker hides that this engine did not delete count as present: reads use their stored versions.
+    let packs = try await listPacks(includingHidden: true)
     var bytesRead: Int64 = 0
     for s in candidates {
       do {

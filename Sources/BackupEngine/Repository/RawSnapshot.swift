@@ -6,7 +6,7 @@ extension Repository {
   func writeRawSnapshot(
     nodes: [TreeNode], seq: Int, parent: String?, signingKey: [UInt8]? = nil, dataType: String = "files"
   ) async throws -> ID {
-    let (index, _) = try await loadIndex()
+    let index = try await loadIndexSkippingDamaged()
     let run = BackupRun()
     let treeBytes = TreeFormat.encode(nodes)
     let treeIDs = try await onOwnThread { try self.storeTree(treeBytes, run: run, index: index) }

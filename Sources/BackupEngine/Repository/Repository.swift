@@ -45,6 +45,11 @@ public struct RepoConfig: Codable, Sendable {
   /// (repositories created or upgraded by this version); absent in older repositories, whose unsigned key files are
   /// accepted until the first backup upgrades them (section 2 of docs/repository-format.md).
   public var keyFiles: String?
+  /// `DeletionRecord.scheme` when this engine records its deletions (repositories created or upgraded by this
+  /// version): only then do listings include objects a delete marker hides that no record names. Absent in older
+  /// repositories, whose own forget and prune left delete markers without records, until a backup upgrades them
+  /// (`upgradeDeletionRecords`).
+  public var deletionRecords: String?
 }
 
 /// The key file (section 2).
@@ -113,7 +118,7 @@ public let repositoryFormatVersion = 1
 /// An open repository: store, config and unwrapped keys (in memory only).
 public final class Repository: @unchecked Sendable {
   public let store: any ObjectStore
-  public private(set) var config: RepoConfig
+  public internal(set) var config: RepoConfig
   let repoID: [UInt8]
   let keyService: any KeyService
   private let keyState = Locked<(keys: [String: [UInt8]], wrapped: [String: WrappedKey])>((keys: [:], wrapped: [:]))
@@ -127,6 +132,8 @@ public final class Repository: @unchecked Sendable {
   let verifiedPackCache = Locked<[ID: Data]>([:])
   /// Packs no stored version of which matches their name (so a restore reads each such pack whole only once).
   let unverifiablePacks = Locked<Set<ID>>([])
+  /// The keys the signed deletion records name, once read (see `engineDeletions`).
+  let deletionState = Locked<Set<String>?>(nil)
   /// Problems the run passed over (refused key files, skipped manifests and index files, damaged current versions
   /// of content-addressed objects), each naming the object, at most `maxWarnings` of them plus a count of the rest.
   public var warnings: [String] {
@@ -135,9 +142,9 @@ public final class Repository: @unchecked Sendable {
     }
   }
   /// The result goes to a termination message of at most 4 KiB; a store full of planted junk must not overflow it.
-  static let maxWarnings = 8
+  public static let maxWarnings = 8
   /// Every warning of the run, uncapped.
-  var allWarnings: [String] { warningState.with { $0 } }
+  public var allWarnings: [String] { warningState.with { $0 } }
   /// Records problems passed over (see `warnings`); duplicates are dropped.
   public func addWarnings(_ ws: [String]) {
     warningState.with { w in for x in ws where !w.contains(x) { w.append(x) } }
@@ -213,6 +220,13 @@ public final class Repository: @unchecked Sendable {
     if try await store.head("config") != nil {
       throw EngineError.usage("a repository already exists at \(store.location)")
     }
+    // A config a delete marker hides (a plain delete with the storage credentials) is still a repository: a new one
+    // must not be created over its retained snapshots.
+    if let v = try await store.versions(of: "config").first {
+      throw EngineError.usage(
+        "a repository exists at \(store.location) behind a delete marker (its config version \(v) is stored): it is "
+          + "opened from that version; make it current again instead of creating a new repository")
+    }
     if objectLock != nil && !store.supportsRetention {
       throw EngineError.usage("--object-lock needs a store with Object Lock (S3); \(store.location) has none")
     }
@@ -229,7 +243,7 @@ public final class Repository: @unchecked Sendable {
         algorithm: "fastcdc-gear-keyed", min: ChunkerParameters.default.min, avg: ChunkerParameters.default.avg,
         max: ChunkerParameters.default.max),
       compression: "zstd-3", packSize: 8 << 20, objectLock: objectLock, kms: keyService.descriptor,
-      publicKey: Hex.encode(pub), keyFiles: KeyFile.signedScheme)
+      publicKey: Hex.encode(pub), keyFiles: KeyFile.signedScheme, deletionRecords: DeletionRecord.scheme)
     let kf = try KeyFile(
       version: 1, repo: repoHex, created: now(), kms: keyService.descriptor, publicKey: Hex.encode(pub), keys: wrapped
     ).signed(with: plain["signing"]!)
@@ -270,15 +284,18 @@ public final class Repository: @unchecked Sendable {
     store: any ObjectStore, keyService: any KeyService, logger: Logger, expect: RepositoryExpectation = .none
   ) async throws -> Repository {
     let raw: Data
+    // Objects read from behind a delete marker (on a versioned store), named in the warnings of the opened repository.
+    var hiddenWarnings: [String] = []
     do { raw = try await store.get("config") } catch StorageError.notFound {
-      throw EngineError.repositoryNotFound(store.location)
+      guard let (r, w) = try await hiddenConfig(store, expect: expect) else {
+        throw EngineError.repositoryNotFound(store.location)
+      }
+      raw = r
+      hiddenWarnings.append(w)
     }
     let (config, configPub) = try readConfig(raw, location: store.location, expect: expect)
     // Find a key file that this KEK can unwrap.
     let keyObjs = try await store.list(prefix: "keys/").sorted { $0.key < $1.key }
-    guard !keyObjs.isEmpty else {
-      throw EngineError.integrity(object: "keys/", message: "no key file in the repository")
-    }
     var lastError: (any Error)?
     var unwraps = 0
     // Every unwrap attempt (key name, key version, outcome), audited once the repository is open.
@@ -300,12 +317,26 @@ public final class Repository: @unchecked Sendable {
       case .failure(let r): refused.append((ko.key, r.reason))
       }
     }
-    func rank(_ f: KeyFile) -> Int {
-      (f.signature == nil ? 4 : 0) + (f.kms == keyService.descriptor ? 0 : 2) + (f.kms == config.kms ? 0 : 1)
+    // Key files a delete marker hides, read from their newest stored version, come last: they are tried only when
+    // no listed key file opens the repository (an attacker hid the genuine ones). Those refused are not reported: a
+    // rotation or an upgrade to signed key files hides the key files it replaced.
+    var hiddenVersions: [String: String] = [:]
+    for h in try await hiddenKeyFiles(store) {
+      if case .success(let kf) = checkKeyFile(h.bytes, config: config, configPublicKey: configPub) {
+        candidates.append((h.key, kf))
+        hiddenVersions[h.key] = h.version
+      }
+    }
+    guard !keyObjs.isEmpty || !candidates.isEmpty else {
+      throw EngineError.integrity(object: "keys/", message: "no key file in the repository")
+    }
+    func rank(_ k: String, _ f: KeyFile) -> Int {
+      (hiddenVersions[k] == nil ? 0 : 8) + (f.signature == nil ? 4 : 0) + (f.kms == keyService.descriptor ? 0 : 2)
+        + (f.kms == config.kms ? 0 : 1)
     }
     candidates.sort {
-      (rank($0.file), Manifest.parseTime($1.file.created) ?? .distantPast, $0.key)
-        < (rank($1.file), Manifest.parseTime($0.file.created) ?? .distantPast, $1.key)
+      (rank($0.key, $0.file), Manifest.parseTime($1.file.created) ?? .distantPast, $0.key)
+        < (rank($1.key, $1.file), Manifest.parseTime($0.file.created) ?? .distantPast, $1.key)
     }
     let refusedWarnings = refused.map {
       "key file \($0.key) refused and not used: \($0.reason); if nobody you trust wrote it, it was planted by someone "
@@ -348,7 +379,14 @@ public final class Repository: @unchecked Sendable {
         store: store, config: config, keyService: keyService, keyFileName: key, wrapped: kf.keys, unwrapped: plain,
         audit: audit, logger: logger)
       repo.keyFileSigned = kf.signature != nil
-      repo.addWarnings(refusedWarnings)
+      repo.addWarnings(hiddenWarnings + refusedWarnings)
+      if let v = hiddenVersions[key] {
+        repo.addWarnings([
+          "key file \(key) is hidden behind a delete marker (deleted with the storage credentials, not by this "
+            + "engine): opened with its newest stored version \(v), whose signature is valid; make that version "
+            + "current again"
+        ])
+      }
       let kmsKey = KMSURI.redact(keyService.descriptor)
       repo.counters.with {
         $0.unwraps = unwraps
@@ -577,10 +615,14 @@ public final class Repository: @unchecked Sendable {
   /// is read instead, with a warning naming the object.
   func getContentAddressed(_ key: String) async throws -> [UInt8] {
     let d: [UInt8]
+    let name = String(key.split(separator: "/").last ?? "")
     do { d = [UInt8](try await store.get(key)) } catch StorageError.notFound {
+      // A delete marker hides it (a plain delete with the storage credentials): its stored version that matches.
+      if let id = ID(hex: name), let good = try await matchingVersion(key, id: id, hidden: true) {
+        return [UInt8](good)
+      }
       throw EngineError.integrity(object: key, message: "object is missing")
     }
-    let name = String(key.split(separator: "/").last ?? "")
     guard Hex.encode(Crypto.sha256(d)) == name else {
       if let id = ID(hex: name), let good = try await matchingVersion(key, id: id) { return [UInt8](good) }
       throw EngineError.integrity(
@@ -591,7 +633,8 @@ public final class Repository: @unchecked Sendable {
 
   /// The newest stored version of the content-addressed object `key` whose SHA-256 is `id`, or nil when the store
   /// keeps no versions or none matches. A found version is named in `warnings`: the current one was overwritten.
-  func matchingVersion(_ key: String, id: ID) async throws -> Data? {
+  /// With `hidden`, the object has no current version (a delete marker hides it) and the warning says so.
+  func matchingVersion(_ key: String, id: ID, hidden: Bool = false) async throws -> Data? {
     let versions: [String]
     do { versions = try await store.versions(of: key) } catch StorageError.accessDenied(_, let m) {
       addWarnings(["\(key) is damaged and its older versions cannot be listed (access denied: \(m))"])
@@ -607,8 +650,11 @@ public final class Repository: @unchecked Sendable {
       }
       if Crypto.sha256([UInt8](d)) == id.bytes {
         addWarnings([
-          "\(key): the current version does not match its name (overwritten or damaged); read the older version "
-            + "\(v), which does"
+          hidden
+            ? "\(key) is hidden behind a delete marker (deleted with the storage credentials, not by this engine); "
+              + "read its stored version \(v), which matches its name"
+            : "\(key): the current version does not match its name (overwritten or damaged); read the older version "
+              + "\(v), which does"
         ])
         return d
       }
@@ -623,11 +669,14 @@ public final class Repository: @unchecked Sendable {
     if unverifiablePacks.with({ $0.contains(id) }) { return nil }
     let key = Self.packKey(id)
     var found: Data?
+    var hidden = false
     do {
       let cur = try await store.get(key)
       if Crypto.sha256([UInt8](cur)) == id.bytes { found = cur }
-    } catch StorageError.notFound {}
-    if found == nil { found = try await matchingVersion(key, id: id) }
+    } catch StorageError.notFound {
+      hidden = true
+    }
+    if found == nil { found = try await matchingVersion(key, id: id, hidden: hidden) }
     guard let found else {
       unverifiablePacks.with { _ = $0.insert(id) }
       return nil

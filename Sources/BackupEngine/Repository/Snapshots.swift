@@ -3,7 +3,7 @@ import Foundation
 extension Repository {
   /// Lists and opens every snapshot. With `collectErrors`, damaged ones are reported instead of thrown.
   public func loadSnapshots(collectErrors: Bool = false) async throws -> ([Snapshot], [EngineError]) {
-    let objs = try await store.list(prefix: "snapshots/")
+    let objs = try await listObjects("snapshots/")
     var out: [Snapshot] = []
     var errors: [EngineError] = []
     let meta = try AESGCM(key: metaKey)

@@ -110,12 +110,17 @@ public protocol ObjectStore: Sendable {
   /// content-addressed object is written once, so a second version means it was overwritten. One listing; the
   /// default, for stores without versions, is empty.
   func keysWithSeveralVersions(prefix: String) async throws -> [String: Int]
+  /// The objects under `prefix` that a delete marker hides although a stored version remains (a plain DELETE on a
+  /// versioned bucket), each with the size of its newest stored version; `list` does not return them and `get`
+  /// answers `notFound`. One listing; the default, for stores without versions, is empty.
+  func listHidden(prefix: String) async throws -> [ObjectInfo]
 }
 
 extension ObjectStore {
   public func versions(of key: String) async throws -> [String] { [] }
   public func get(_ key: String, version: String) async throws -> Data { throw StorageError.notFound(key: key) }
   public func keysWithSeveralVersions(prefix: String) async throws -> [String: Int] { [:] }
+  public func listHidden(prefix: String) async throws -> [ObjectInfo] { [] }
   public func deleteAllVersions(_ key: String) async throws { try await delete(key) }
   public func retention(of key: String) async throws -> Date? { nil }
   public func listAllVersionedKeys(prefix: String) async throws -> [String] {

@@ -358,6 +358,24 @@ public struct S3Store: ObjectStore {
     return counts.filter { $0.value > 1 }
   }
 
+  /// Keys under `prefix` whose current entry is a delete marker over at least one stored version, from one
+  /// ListObjectVersions walk (which lists each key's entries newest first), with the newest stored version's size.
+  public func listHidden(prefix listPrefix: String) async throws -> [ObjectInfo] {
+    let strip = prefix.isEmpty ? 0 : prefix.count + 1
+    var hiddenKeys = Set<String>()
+    var newest: [String: S3VersionsPage.Version] = [:]
+    for v in try await listVersions(fullPrefix: objectKey(listPrefix), name: listPrefix) where v.key.count >= strip {
+      if v.isDeleteMarker {
+        if v.isLatest { hiddenKeys.insert(v.key) }
+      } else if newest[v.key] == nil {
+        newest[v.key] = v
+      }
+    }
+    return hiddenKeys.sorted().compactMap { k in
+      newest[k].map { ObjectInfo(key: String(k.dropFirst(strip)), size: $0.size) }
+    }
+  }
+
   /// Every key under `prefix` with a version or delete marker, also those a delete marker hides.
   public func listAllVersionedKeys(prefix listPrefix: String) async throws -> [String] {
     let strip = prefix.isEmpty ? 0 : prefix.count + 1

@@ -83,6 +83,10 @@ struct S3VersionsPage: Sendable, Equatable {
     var key: String
     var versionId: String
     var isDeleteMarker: Bool
+    /// Whether this is the key's current entry (a delete marker on top hides the object).
+    var isLatest: Bool = false
+    /// The version's size (0 for a delete marker).
+    var size: Int64 = 0
   }
   var versions: [Version]
   var isTruncated: Bool
@@ -94,7 +98,10 @@ struct S3VersionsPage: Sendable, Equatable {
     var versions: [Version] = []
     for c in root.children where c.name == "Version" || c.name == "DeleteMarker" {
       guard let key = c.text("Key"), let v = c.text("VersionId") else { continue }
-      versions.append(Version(key: key, versionId: v, isDeleteMarker: c.name == "DeleteMarker"))
+      versions.append(
+        Version(
+          key: key, versionId: v, isDeleteMarker: c.name == "DeleteMarker",
+          isLatest: c.text("IsLatest")?.lowercased() == "true", size: Int64(c.text("Size") ?? "0") ?? 0))
     }
     return S3VersionsPage(
       versions: versions, isTruncated: root.text("IsTruncated")?.lowercased() == "true",
