@@ -570,7 +570,7 @@ struct ForgetCommand: EngineCommand {
           + "index files fail their checks (\(r.pruneRefusedFor.joined(separator: ", "))) and may be genuine; inspect "
           + "them, then remove them or name those found planted with --accept-unreadable")
     }
-    repoOptions.summary(Self.summary(r, prune: prune, dryRun: dryRun))
+    repoOptions.summary(Self.summary(r, policy: p, prune: prune, dryRun: dryRun))
   }
 }
 

@@ -1,4 +1,5 @@
 import BackupEngine
+import EngineContract
 import Foundation
 
 #if canImport(Glibc)
@@ -31,6 +32,32 @@ enum HumanFormat {
 
   /// A snapshot id as restic shows it: its first 8 hex digits.
   static func shortID(_ hex: String) -> String { String(hex.prefix(8)) }
+
+  /// A time as restic's tables show it, in the local time zone: `2026-12-06 14:30:05`.
+  static func time(_ d: Date) -> String {
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
+    f.timeZone = TimeZone.current
+    f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+    return f.string(from: d)
+  }
+
+  /// restic's text table: columns two spaces apart, as wide as their widest cell, the header and the rows between
+  /// lines of dashes; no trailing spaces.
+  static func table(header: [String], rows: [[String]]) -> [String] {
+    var widths = header.map(\.count)
+    for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+    func line(_ cells: [String]) -> String {
+      var out = ""
+      for (i, c) in cells.enumerated() {
+        out += i == cells.count - 1 ? c : c.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0)
+      }
+      while out.hasSuffix(" ") { out.removeLast() }
+      return out
+    }
+    let rule = String(repeating: "-", count: widths.reduce(0, +) + 2 * max(0, widths.count - 1))
+    return [line(header), rule] + rows.map(line) + [rule]
+  }
 
   /// The status line a person sees while a command runs, modelled on restic's
   /// `[0:05] 12.34%  120 files 1.204 GiB, total 9.800 GiB, 0 errors ETA 0:30`: what the event carries and nothing
@@ -148,11 +175,25 @@ extension BackupCommand {
 }
 
 extension ForgetCommand {
-  /// restic's lists of the snapshots kept and removed, then what prune deleted.
-  static func summary(_ r: ForgetResult, prune: Bool, dryRun: Bool) -> [String] {
-    var lines = ["keep \(r.kept.count) snapshots:"] + r.kept.map { "  \(HumanFormat.shortID($0))" }
-    lines.append("\(dryRun ? "would remove" : "remove") \(r.removed.count) snapshots:")
-    lines += r.removed.map { "  \(HumanFormat.shortID($0))" }
+  /// restic's output of `forget`: the policy, then per retention group a table of the snapshots kept, with the rules
+  /// that keep each (its "Reasons" column), and one of those removed; then what prune deleted.
+  static func summary(_ r: ForgetResult, policy: RetentionPolicy, prune: Bool, dryRun: Bool) -> [String] {
+    var lines = ["Applying Policy: \(describe(policy))"]
+    for g in r.groups {
+      lines.append(
+        "snapshots for (host [\(g.hostname)], type [\(g.dataType)], paths [\(g.paths.joined(separator: ", "))]):")
+      if !g.keep.isEmpty {
+        lines.append("keep \(g.keep.count) snapshots:")
+        lines += table(g.keep, reasons: true)
+        lines.append("")
+      }
+      if !g.remove.isEmpty {
+        lines.append("\(dryRun ? "would remove" : "remove") \(g.remove.count) snapshots:")
+        lines += table(g.remove, reasons: false)
+        lines.append("")
+      }
+    }
+    if r.groups.isEmpty { lines.append("no snapshots") }
     if prune {
       var p =
         "\(dryRun ? "would delete" : "deleted") \(r.packsDeleted) packs (\(HumanFormat.bytes(r.bytesFreed)) "
@@ -161,7 +202,56 @@ extension ForgetCommand {
       lines.append(p)
     }
     if !r.retained.isEmpty { lines.append("\(r.retained.count) objects are retained by Object Lock, not deleted yet") }
+    while lines.last == "" { lines.removeLast() }
     return lines
+  }
+
+  /// restic's table of snapshots: ID, Time, Host, Tags, (Reasons,) Paths; one row per snapshot, continued on further
+  /// lines when it has several reasons, tags or paths; the count below.
+  static func table(_ snaps: [ForgetSnapshot], reasons: Bool) -> [String] {
+    var rows: [[String]] = []
+    for s in snaps {
+      let m = s.manifest
+      let cells: [[String]] =
+        [
+          [HumanFormat.shortID(s.id)], [HumanFormat.time(m.date)], [m.hostname],
+          m.tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
+        ] + (reasons ? [s.reasons.map(describe)] : []) + [m.paths]
+      let height = max(1, cells.map(\.count).max() ?? 1)
+      for i in 0..<height { rows.append(cells.map { i < $0.count ? $0[i] : "" }) }
+    }
+    return HumanFormat.table(
+      header: ["ID", "Time", "Host", "Tags"] + (reasons ? ["Reasons"] : []) + ["Paths"], rows: rows)
+      + ["\(snaps.count) snapshots"]
+  }
+
+  /// A reason as restic words it: `last snapshot`, `daily snapshot`, `within 90d`.
+  static func describe(_ r: KeepReason) -> String {
+    switch r {
+    case .last: return "last snapshot"
+    case .hourly: return "hourly snapshot"
+    case .daily: return "daily snapshot"
+    case .weekly: return "weekly snapshot"
+    case .monthly: return "monthly snapshot"
+    case .yearly: return "yearly snapshot"
+    case .within(let s): return "within \(EngineDuration.format(seconds: Int64(s)))"
+    case .future: return "dated in the future"
+    case .noRule: return "no keep rule"
+    }
+  }
+
+  /// The policy as restic states it: `keep 1 latest, 7 daily snapshots, all within 90d of the newest`.
+  static func describe(_ p: RetentionPolicy) -> String {
+    let counts = [
+      (p.keepLast, "latest"), (p.keepHourly, "hourly"), (p.keepDaily, "daily"), (p.keepWeekly, "weekly"),
+      (p.keepMonthly, "monthly"), (p.keepYearly, "yearly"),
+    ].filter { $0.0 > 0 }.map { "\($0.0) \($0.1)" }
+    var parts: [String] = []
+    if !counts.isEmpty { parts.append("keep " + counts.joined(separator: ", ") + " snapshots") }
+    if let a = p.maxAge {
+      parts.append("keep all snapshots within \(EngineDuration.format(seconds: Int64(a))) of the newest")
+    }
+    return parts.isEmpty ? "keep all snapshots" : parts.joined(separator: ", ")
   }
 }
 

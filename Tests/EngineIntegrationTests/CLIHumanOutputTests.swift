@@ -89,8 +89,11 @@ import Testing
 
     let f = try human(h, ["forget", "--keep-last", "1", "--prune"])
     #expect(f.code == 0, "\(f.stderr)")
-    #expect(out(f).contains("keep 1 snapshots:\n  \(id2.prefix(8))\n"), "\(out(f))")
-    #expect(out(f).contains("remove 1 snapshots:\n  \(id1.prefix(8))\n"), "\(out(f))")
+    let fl = out(f).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    let kept = try #require(fl.firstIndex(of: "keep 1 snapshots:"), "\(out(f))")
+    #expect(fl[kept + 3].hasPrefix("\(id2.prefix(8))  ") && fl[kept + 3].contains("last snapshot"), "\(out(f))")
+    let removed = try #require(fl.firstIndex(of: "remove 1 snapshots:"), "\(out(f))")
+    #expect(fl[removed + 3].hasPrefix("\(id1.prefix(8))  "), "\(out(f))")
     #expect(out(f).contains("deleted "), "\(out(f))")
 
     try makeFile(atPath: h.dir + "/kek2", contents: Data(Crypto.randomBytes(32)))
@@ -126,6 +129,77 @@ import Testing
     }
     let s = try h.run(["snapshots"])  // the harness adds --quiet
     #expect(out(s).contains("ID          SEQ"), "\(out(s))")
+  }
+
+  /// `forget` prints restic's tables: the policy, then per retention group the snapshots kept with the rules that keep
+  /// each (Reasons, one line per reason) and those removed; `--dry-run` says "would remove".
+  @Test func forgetPrintsResticsTablesPerGroup() throws {
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    try h.write("src/a.txt", Data("alpha\n".utf8))
+    try h.write("other/b.txt", Data("beta\n".utf8))
+    #expect(try human(h, ["init"]).code == 0)
+    func backup(_ dir: String, host: String, time: String, tags: [String] = []) throws -> String {
+      let r = try human(
+        h, ["backup", h.dir + "/" + dir, "--host", host, "--time", time] + tags.flatMap { ["--tag", $0] })
+      #expect(r.code == 0, "\(r.stderr)")
+      return try #require(r.result["snapshotId"] as? String, "\(r.stderr)")
+    }
+    let id1 = try backup("src", host: "alpha", time: "2026-01-01T10:00:00Z", tags: ["env=prod"])
+    let id2 = try backup("src", host: "alpha", time: "2026-01-02T10:00:00Z", tags: ["env=prod"])
+    let id3 = try backup("src", host: "alpha", time: "2026-01-02T12:00:00Z")
+    let id4 = try backup("other", host: "beta", time: "2026-01-01T08:00:00Z")
+    func time(_ s: String) -> String { HumanFormat.time(ISO8601DateFormatter().date(from: s)!) }
+
+    let f = try human(h, ["forget", "--keep-last", "1", "--keep-daily", "2", "--dry-run"])
+    #expect(f.code == 0, "\(f.stderr)")
+    let text = out(f)
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    #expect(lines.first == "Applying Policy: keep 1 latest, 2 daily snapshots", "\(text)")
+    #expect(!text.contains("{"), "\(text)")
+    #expect(!lines.contains { $0.hasSuffix(" ") }, "trailing spaces: \(text.debugDescription)")
+
+    // Host alpha: the newest is kept as the last and as a daily snapshot (two lines), the oldest as a daily one; the
+    // middle one (same day as the newest) would go.
+    let alpha = try #require(
+      lines.firstIndex(of: "snapshots for (host [alpha], type [files], paths [\(h.dir)/src]):"), "\(text)")
+    #expect(lines[alpha + 1] == "keep 2 snapshots:", "\(text)")
+    let header = lines[alpha + 2]
+    #expect(header.hasPrefix("ID        Time                 Host   Tags      Reasons"), "\(text)")
+    #expect(header.hasSuffix("Paths"), "\(text)")
+    #expect(lines[alpha + 3].allSatisfy { $0 == "-" } && lines[alpha + 3].count >= header.count, "\(text)")
+    let row3 = lines[alpha + 4]
+    #expect(row3.hasPrefix("\(id3.prefix(8))  \(time("2026-01-02T12:00:00Z"))  alpha  "), "\(text)")
+    #expect(row3.contains("last snapshot") && row3.hasSuffix("\(h.dir)/src"), "\(text)")
+    // The second reason on a line of its own, in the Reasons column.
+    let reasonColumn = try #require(header.range(of: "Reasons")).lowerBound.utf16Offset(in: header)
+    #expect(lines[alpha + 5] == String(repeating: " ", count: reasonColumn) + "daily snapshot", "\(text)")
+    let row1 = lines[alpha + 6]
+    #expect(row1.hasPrefix("\(id1.prefix(8))  \(time("2026-01-01T10:00:00Z"))  alpha  env=prod  "), "\(text)")
+    #expect(row1.contains("daily snapshot") && !row1.contains("last snapshot"), "\(text)")
+    #expect(lines[alpha + 7] == lines[alpha + 3] && lines[alpha + 8] == "2 snapshots", "\(text)")
+    #expect(lines[alpha + 9] == "", "\(text)")
+    #expect(lines[alpha + 10] == "would remove 1 snapshots:", "\(text)")
+    #expect(lines[alpha + 11].hasPrefix("ID        Time                 Host   Tags      Paths"), "\(text)")
+    #expect(lines[alpha + 13].hasPrefix("\(id2.prefix(8))  \(time("2026-01-02T10:00:00Z"))  alpha  env=prod  "))
+    #expect(lines[alpha + 13].hasSuffix("\(h.dir)/src"), "\(text)")
+    #expect(lines[alpha + 15] == "1 snapshots", "\(text)")
+
+    // Host beta is a group of its own: its one snapshot is kept, nothing removed.
+    let beta = try #require(
+      lines.firstIndex(of: "snapshots for (host [beta], type [files], paths [\(h.dir)/other]):"), "\(text)")
+    #expect(lines[beta + 1] == "keep 1 snapshots:", "\(text)")
+    #expect(lines[beta + 4].hasPrefix("\(id4.prefix(8))  ") && lines[beta + 4].contains("last snapshot"), "\(text)")
+    #expect(!lines[beta...].contains { $0.contains("remove") }, "\(text)")
+    #expect(f.result["removed"] as? [String] == [id2], "\(f.stderr)")
+
+    // Done for real: "remove", and the snapshot is gone.
+    let g = try human(h, ["forget", "--keep-last", "1", "--keep-daily", "2"])
+    #expect(g.code == 0, "\(g.stderr)")
+    #expect(out(g).contains("\nremove 1 snapshots:\n"), "\(out(g))")
+    #expect(g.result["removed"] as? [String] == [id2], "\(g.stderr)")
+    let again = try human(h, ["forget", "--keep-last", "1", "--keep-daily", "2"])
+    #expect(!out(again).contains("remove"), "\(out(again))")
   }
 
   /// With `--json` every line on stdout is JSON, for every command, and the last is the result.
@@ -292,6 +366,36 @@ import Testing
     #expect(HumanFormat.progressLine(verify, elapsed: 65) == "[1:05] 7 packs read, 2 errors")
     // Cut to the terminal's width, one column spare.
     #expect(HumanFormat.progressLine(backup, elapsed: 5, width: 20) == "[0:05] 120 files 1.")
+  }
+
+  @Test func tableAsRestic() {
+    let t = HumanFormat.table(header: ["ID", "Host", "Paths"], rows: [["1a2b3c4d", "h", "/a"], ["", "", "/bb"]])
+    #expect(
+      t == [
+        "ID        Host  Paths", "---------------------", "1a2b3c4d  h     /a", "                /bb",
+        "---------------------",
+      ])
+  }
+
+  @Test func keepReasonsNameEveryRule() {
+    var p = RetentionPolicy()
+    p.keepLast = 1
+    p.keepDaily = 2
+    p.maxAge = 3600
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+    let snaps: [(id: String, time: Date)] = [
+      ("future", now.addingTimeInterval(60)), ("new", now.addingTimeInterval(-60)),
+      ("hourAgo", now.addingTimeInterval(-1800)), ("old", now.addingTimeInterval(-3 * 86400)),
+      ("older", now.addingTimeInterval(-4 * 86400)),
+    ]
+    let r = p.keepReasons(snaps, now: now)
+    #expect(r["future"] == [.last, .daily, .future])
+    #expect(r["new"] == [.within(3600)])
+    #expect(r["hourAgo"] == [.within(3600)])
+    #expect(r["old"] == [.daily])
+    #expect(r["older"] == nil)
+    #expect(ForgetCommand.describe(.within(3600)) == "within 1h")
+    #expect(ForgetCommand.describe(p) == "keep 1 latest, 2 daily snapshots, keep all snapshots within 1h of the newest")
   }
 
   @Test func throttleLetsOneUpdateThroughPerInterval() {

@@ -37,16 +37,32 @@ public struct RetentionPolicy: Sendable, Hashable {
   /// Splits snapshots of any groups into kept and removed ids: the policy applies to each retention group alone.
   func apply(grouping snaps: [(id: String, manifest: Manifest)], now: Date) -> (keep: Set<String>, remove: Set<String>)
   {
-    var groups: [String: [(id: String, time: Date)]] = [:]
-    for s in snaps { groups[Self.group(s.manifest), default: []].append((s.id, s.manifest.date)) }
     var keep = Set<String>()
     var remove = Set<String>()
-    for (_, g) in groups {
-      let r = apply(g, now: now)
-      keep.formUnion(r.keep)
-      remove.formUnion(r.remove)
+    for g in groups(snaps, now: now) {
+      keep.formUnion(g.keep.map { $0.id })
+      remove.formUnion(g.remove.map { $0.id })
     }
     return (keep, remove)
+  }
+
+  /// The policy applied to each retention group alone: per group (ordered by host, data type and paths) the snapshots
+  /// kept, each with the rules that keep it (restic's "Reasons"), and those removed, newest first.
+  func groups(_ snaps: [(id: String, manifest: Manifest)], now: Date) -> [ForgetGroup] {
+    var byGroup: [String: [(id: String, manifest: Manifest)]] = [:]
+    for s in snaps { byGroup[Self.group(s.manifest), default: []].append(s) }
+    return byGroup.keys.sorted().map { key in
+      let members = byGroup[key]!
+      let reasons = keepReasons(members.map { ($0.id, $0.manifest.date) }, now: now)
+      let sorted = members.sorted { ($0.manifest.date, $0.id) > ($1.manifest.date, $1.id) }
+      let first = sorted[0].manifest
+      return ForgetGroup(
+        hostname: first.hostname, dataType: first.dataType, paths: first.paths,
+        keep: sorted.compactMap { s in
+          reasons[s.id].map { ForgetSnapshot(id: s.id, manifest: s.manifest, reasons: $0) }
+        },
+        remove: sorted.filter { reasons[$0.id] == nil }.map { ForgetSnapshot(id: $0.id, manifest: $0.manifest) })
+    }
   }
 
   /// Splits snapshots (one group) into kept and removed. A snapshot is kept when any rule keeps it.
@@ -56,63 +72,102 @@ public struct RetentionPolicy: Sendable, Hashable {
   /// guards against snapshots dated in the future (a wrong clock or `backup --time`): they are always kept and are
   /// not taken as the newest, so one of them cannot push the window past every real snapshot.
   public func apply(_ snaps: [(id: String, time: Date)], now: Date) -> (keep: Set<String>, remove: Set<String>) {
+    let keep = Set(keepReasons(snaps, now: now).keys)
+    return (keep, Set(snaps.map { $0.id }).subtracting(keep))
+  }
+
+  /// The snapshots (one group) the policy keeps, each with every rule that keeps it, in the order the rules are
+  /// applied (last, hourly, daily, weekly, monthly, yearly, within, future); the others are removed. See `apply`.
+  public func keepReasons(_ snaps: [(id: String, time: Date)], now: Date) -> [String: [KeepReason]] {
     let sorted = snaps.sorted { $0.time > $1.time }
-    var keep = Set<String>()
+    var keep: [String: [KeepReason]] = [:]
+    func add(_ id: String, _ r: KeepReason) { if !(keep[id]?.contains(r) ?? false) { keep[id, default: []].append(r) } }
     if !hasKeepRule && maxAge == nil {
-      for s in sorted { keep.insert(s.id) }
+      for s in sorted { add(s.id, .noRule) }
     } else {
-      for (i, s) in sorted.enumerated() where i < keepLast { keep.insert(s.id) }
+      for (i, s) in sorted.enumerated() where i < keepLast { add(s.id, .last) }
       var cal = Calendar(identifier: .gregorian)
       cal.timeZone = TimeZone(identifier: "UTC")!
-      let rules: [(Int, (Date) -> String)] = [
+      let rules: [(Int, KeepReason, (Date) -> String)] = [
         (
-          keepHourly,
+          keepHourly, .hourly,
           { d in
             let c = cal.dateComponents([.year, .month, .day, .hour], from: d);
             return "\(c.year!)-\(c.month!)-\(c.day!)-\(c.hour!)"
           }
         ),
         (
-          keepDaily,
+          keepDaily, .daily,
           { d in
             let c = cal.dateComponents([.year, .month, .day], from: d); return "\(c.year!)-\(c.month!)-\(c.day!)"
           }
         ),
         (
-          keepWeekly,
+          keepWeekly, .weekly,
           { d in
             let c = cal.dateComponents([.yearForWeekOfYear, .weekOfYear], from: d);
             return "\(c.yearForWeekOfYear!)-w\(c.weekOfYear!)"
           }
         ),
         (
-          keepMonthly,
+          keepMonthly, .monthly,
           { d in
             let c = cal.dateComponents([.year, .month], from: d); return "\(c.year!)-\(c.month!)"
           }
         ),
-        (keepYearly, { d in "\(cal.component(.year, from: d))" }),
+        (keepYearly, .yearly, { d in "\(cal.component(.year, from: d))" }),
       ]
-      for (n, bucket) in rules where n > 0 {
+      for (n, reason, bucket) in rules where n > 0 {
         var seen = Set<String>()
         for s in sorted {
           let b = bucket(s.time)
           if seen.contains(b) { continue }
           if seen.count >= n { break }
           seen.insert(b)
-          keep.insert(s.id)
+          add(s.id, reason)
         }
       }
       if let maxAge {
-        for s in sorted where s.time > now { keep.insert(s.id) }
         if let newest = sorted.first(where: { $0.time <= now }) {
-          for s in sorted where s.time <= now && newest.time.timeIntervalSince(s.time) <= maxAge { keep.insert(s.id) }
+          for s in sorted where s.time <= now && newest.time.timeIntervalSince(s.time) <= maxAge {
+            add(s.id, .within(maxAge))
+          }
         }
+        for s in sorted where s.time > now { add(s.id, .future) }
       }
     }
-    let remove = Set(sorted.map { $0.id }).subtracting(keep)
-    return (keep, remove)
+    return keep
   }
+}
+
+/// Why a retention policy keeps a snapshot (restic's "Reasons" column).
+public enum KeepReason: Sendable, Hashable {
+  /// `keepLast`.
+  case last
+  case hourly, daily, weekly, monthly, yearly
+  /// Taken within this many seconds of the group's newest snapshot (`maxAge`).
+  case within(TimeInterval)
+  /// Dated after now (kept by `maxAge`, see `RetentionPolicy.apply`).
+  case future
+  /// The policy has no rule: everything is kept.
+  case noRule
+}
+
+/// A snapshot `forget` keeps or removes.
+public struct ForgetSnapshot: Sendable {
+  public var id: String
+  public var manifest: Manifest
+  /// Why it is kept; empty for a removed one.
+  public var reasons: [KeepReason] = []
+}
+
+/// One retention group (host, data type and paths) as `forget` applied the policy to it; kept and removed newest first.
+public struct ForgetGroup: Sendable {
+  public var hostname: String
+  public var dataType: String
+  public var paths: [String]
+  public var keep: [ForgetSnapshot]
+  public var remove: [ForgetSnapshot]
 }
 
 /// The outcome of `forget`.
@@ -133,6 +188,8 @@ public struct ForgetResult: Sendable {
   /// With prune: the manifests and index files that failed their checks (named), because of which no pack and no
   /// index file was deleted or rewritten; empty when the prune ran. The snapshots were forgotten either way.
   public var pruneRefusedFor: [String] = []
+  /// The policy applied per retention group, with the reasons each kept snapshot is kept.
+  public var groups: [ForgetGroup] = []
 }
 
 extension Repository {
@@ -157,7 +214,9 @@ extension Repository {
   ) async throws -> ForgetResult {
     let (snaps, snapErrors) = try await loadSnapshots(collectErrors: true)
     addWarnings(snapErrors.map { "skipped snapshot manifest: \($0.description)" })
-    let (keep, remove) = policy.apply(grouping: snaps.map { ($0.id.hex, $0.manifest) }, now: now)
+    let groups = policy.groups(snaps.map { ($0.id.hex, $0.manifest) }, now: now)
+    let keep = Set(groups.flatMap { $0.keep.map { $0.id } })
+    let remove = Set(groups.flatMap { $0.remove.map { $0.id } })
     var retained: [String] = []
     if !dryRun {
       // Signed first, so that the delete markers these deletes add are known as the engine's own.
@@ -274,7 +333,8 @@ extension Repository {
     }
     return ForgetResult(
       kept: keep.sorted(), removed: remove.sorted(), packsDeleted: packsDeleted, bytesFreed: freed, retained: retained,
-      packsRepacked: repacked, packsWritten: written, repositoryPackBytes: packBytes, pruneRefusedFor: refusedFor)
+      packsRepacked: repacked, packsWritten: written, repositoryPackBytes: packBytes, pruneRefusedFor: refusedFor,
+      groups: groups)
   }
 
   /// The object an error about a manifest or an index file names.
