@@ -262,7 +262,8 @@ public struct RepoOptions: ParsableArguments {
   /// A progress printer: JSON lines, a status line on a terminal, or nothing. With `--json` the lines go to stdout
   /// before the result line, as restic's (`"message_type": "status"`), unless stdout carries data
   /// (`restore --stdout`): then stderr. Without `--json`, when stdout is a terminal, one status line updated in place
-  /// (`ProgressLine`); nothing when stdout is a pipe or a file, or with `--quiet`.
+  /// (`ProgressLine`); when stdout is a pipe or a file, nothing unless `BOTRT_PROGRESS_FPS` is set (as restic's
+  /// RESTIC_PROGRESS_FPS): then a plain line per update at that rate. Nothing with `--quiet`.
   func progressHandler(dataOnStdout: Bool = false) -> ProgressHandler? {
     if quiet { return nil }
     if json {
@@ -280,8 +281,12 @@ public struct RepoOptions: ParsableArguments {
       }
     }
     // People watching a terminal get restic's updating status line on stdout; a pipe or file gets none.
-    guard !dataOnStdout, isatty(1) == 1 else { return nil }
-    return { ev in ProgressLine.shared.update(ev) }
+    guard !dataOnStdout else { return nil }
+    if isatty(1) == 1 { return { ev in ProgressLine.shared.update(ev) } }
+    // A pipe or a file gets plain lines only when asked for, at the rate asked for.
+    guard let fps = ProgressLine.progressFPS(env[EngineEnv.progressFPS]) else { return nil }
+    let plain = ProgressLine(interval: 1 / fps, plain: true)
+    return { ev in plain.update(ev) }
   }
 
   /// Where the result goes: the flag, else /dev/termination-log when it exists.

@@ -105,18 +105,35 @@ struct ProgressThrottle {
   }
 }
 
-/// The updating status line on a terminal's stdout: written over itself with `\r`, at most every
-/// `ProgressLine.interval`, and cleared before anything else is printed and when the command ends.
+/// The status line people see. On a terminal's stdout (`plain` false): written over itself with `\r`, at most every
+/// `interval`, and cleared before anything else is printed and when the command ends. Elsewhere (`plain`, when
+/// `BOTRT_PROGRESS_FPS` asks for it): one whole line per update, newline-terminated, with no `\r` and no escape.
 final class ProgressLine: @unchecked Sendable {
-  /// How often the line may change (restic redraws up to 60 times a second; the engine reports at most every
-  /// 0.5 s, verify once per pack).
+  /// How often the line may change by default (restic redraws up to 60 times a second; the engine reports at most
+  /// every 0.5 s, verify once per pack).
   static let interval = 0.25
-  static let shared = ProgressLine()
+  /// The terminal's line: at the rate `BOTRT_PROGRESS_FPS` sets, else every `interval`.
+  static let shared = ProgressLine(
+    interval: progressFPS(ProcessInfo.processInfo.environment[EngineEnv.progressFPS]).map { 1 / $0 } ?? interval)
+
+  /// The frames per second `BOTRT_PROGRESS_FPS` (restic's RESTIC_PROGRESS_FPS) asks for: a positive number, at most
+  /// 60 (restic's cap); nil when unset, empty or not a positive number.
+  static func progressFPS(_ value: String?) -> Double? {
+    guard let v = value?.trimmingCharacters(in: .whitespaces), !v.isEmpty, let fps = Double(v), fps.isFinite, fps > 0
+    else { return nil }
+    return min(fps, 60)
+  }
 
   private let lock = NSLock()
-  private var throttle = ProgressThrottle(interval: ProgressLine.interval)
+  private var throttle: ProgressThrottle
+  private let plain: Bool
   private var shown = false
   private let start = Date()
+
+  init(interval: Double, plain: Bool = false) {
+    throttle = ProgressThrottle(interval: interval)
+    self.plain = plain
+  }
 
   /// Shows the event (unless the last update was too recent).
   func update(_ ev: ProgressEvent) {
@@ -124,12 +141,16 @@ final class ProgressLine: @unchecked Sendable {
     defer { lock.unlock() }
     let elapsed = Date().timeIntervalSince(start)
     guard throttle.shouldEmit(at: elapsed) else { return }
+    if plain {
+      FileHandle.standardOutput.write(Data((HumanFormat.progressLine(ev, elapsed: elapsed) + "\n").utf8))
+      return
+    }
     let line = HumanFormat.progressLine(ev, elapsed: elapsed, width: Self.terminalWidth())
     FileHandle.standardOutput.write(Data(("\r" + line + "\u{1B}[K").utf8))
     shown = true
   }
 
-  /// Erases the line, if one is shown.
+  /// Erases the line, if one is shown (plain lines stay).
   func clear() {
     lock.lock()
     defer { lock.unlock() }

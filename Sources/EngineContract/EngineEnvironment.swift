@@ -11,6 +11,9 @@ public enum EngineEnv {
   public static let retryLock = "BOTRT_RETRY_LOCK"
   /// Per-phase timing of a restore on stderr (diagnostics).
   public static let timing = "BOTRT_TIMING"
+  /// Frames per second of the progress status (restic's RESTIC_PROGRESS_FPS): sets the rate on a terminal, and asks
+  /// for plain progress lines when stdout is a pipe or a file.
+  public static let progressFPS = "BOTRT_PROGRESS_FPS"
 
   // S3.
   public static let s3Endpoint = "BOTRT_S3_ENDPOINT"
@@ -66,7 +69,8 @@ public enum EngineEnv {
 
   /// Every variable the engine reads (besides `toEnvPrefix` + one of these).
   public static let read: Set<String> = [
-    repo, repository, kms, retryLock, timing, s3Endpoint, s3PathStyle, s3SSE, s3SSEKMSKeyId, awsAccessKeyId,
+    repo, repository, kms, retryLock, timing, progressFPS, s3Endpoint, s3PathStyle, s3SSE, s3SSEKMSKeyId,
+    awsAccessKeyId,
     awsSecretAccessKey,
     awsSessionToken, awsRegion, awsDefaultRegion, awsEndpointURL, awsEndpointURLS3, awsEndpointURLKMS, gcsEndpoint,
     gcsTokenFile, storageEmulatorHost, googleApplicationCredentials, googleAccessToken, googleAccessTokenFile,

@@ -202,6 +202,46 @@ import Testing
     #expect(!out(again).contains("remove"), "\(out(again))")
   }
 
+  /// Through a pipe, `BOTRT_PROGRESS_FPS` asks for plain progress lines (newline-terminated, no `\r`, no escapes)
+  /// before the summary; without it, or with `--quiet`, none; with `--json` progress stays JSON.
+  @Test func progressLinesThroughAPipeWhenAskedFor() throws {
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    try h.write("src/big.bin", sampleData(4 << 20))
+    #expect(try h.run(["init"]).code == 0)
+    let args = ["backup", h.dir + "/src", "--repo", h.repoURL, "--kms", h.kmsURL]
+    func progressLines(_ r: CLIHarness.Output) -> [String] {
+      out(r).split(separator: "\n").map(String.init).filter { $0.hasPrefix("[0:") }
+    }
+
+    let asked = try h.run(args, withRepo: false, env: ["BOTRT_PROGRESS_FPS": "10"])
+    #expect(asked.code == 0, "\(asked.stderr)")
+    let text = out(asked)
+    let shown = progressLines(asked)
+    #expect(!shown.isEmpty, "no progress line: \(text.debugDescription)")
+    #expect(shown.allSatisfy { $0.contains(" files ") && $0.contains(" errors") }, "\(shown)")
+    #expect(!text.contains("\r") && !text.contains("\u{1B}"), "\(text.debugDescription)")
+    let firstSummary = try #require(text.range(of: "Files:        "), "\(text)")
+    #expect(text.range(of: "[0:")!.lowerBound < firstSummary.lowerBound, "\(text)")
+    #expect(text.hasSuffix(" saved\n"), "\(text)")
+
+    for (env, extra) in [
+      ([String: String](), [String]()), (["BOTRT_PROGRESS_FPS": "fast"], []), (["BOTRT_PROGRESS_FPS": "0"], []),
+      (["BOTRT_PROGRESS_FPS": "10"], ["--quiet"]),
+    ] {
+      let r = try h.run(args + extra, withRepo: false, env: env)
+      #expect(r.code == 0, "\(env) \(extra): \(r.stderr)")
+      #expect(progressLines(r).isEmpty, "\(env) \(extra): \(out(r).debugDescription)")
+    }
+    let json = try h.run(args + ["--json"], withRepo: false, env: ["BOTRT_PROGRESS_FPS": "10"])
+    #expect(json.code == 0, "\(json.stderr)")
+    expectOnlyJSON(json, "backup --json with BOTRT_PROGRESS_FPS")
+    #expect(ProgressLine.progressFPS("0.5") == 0.5 && ProgressLine.progressFPS(" 10 ") == 10)
+    #expect(ProgressLine.progressFPS("1000") == 60)
+    #expect(ProgressLine.progressFPS("-1") == nil && ProgressLine.progressFPS("") == nil)
+    #expect(ProgressLine.progressFPS(nil) == nil && ProgressLine.progressFPS("inf") == nil)
+  }
+
   /// With `--json` every line on stdout is JSON, for every command, and the last is the result.
   @Test func jsonStdoutIsOnlyJSONForEveryCommand() throws {
     let h = try CLIHarness()
