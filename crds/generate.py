@@ -732,8 +732,11 @@ def backup_policy_status():
                 "name": string("Name of the claim.", maxLength=253),
                 "namespace": string("Namespace of the claim (the policy's).", maxLength=63),
                 "accessModes": array("spec.accessModes.", string("An access mode.", maxLength=32), maxItems=4),
-                "storageClassName": string("spec.storageClassName; unset when the claim names none.",
-                                           maxLength=253),
+                "storageClassName": string("spec.storageClassName; unset when the claim names none or the "
+                                           "empty class.", maxLength=253),
+                "noStorageClass": boolean("True when the claim names the empty class (storageClassName \"\": "
+                                          "a pre-made volume binds, no dynamic provisioning); a claim created "
+                                          "from the record gets the empty class too."),
                 "volumeMode": string("spec.volumeMode.", maxLength=32),
                 "storage": string("spec.resources.requests.storage, e.g. 10Gi.", maxLength=64),
                 "observedTime": date_time("When the claim was first read with this spec."),

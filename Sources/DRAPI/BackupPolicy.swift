@@ -706,7 +706,12 @@ public struct SourceClaimStatus: Codable, Sendable, Hashable {
   public var name: String
   public var namespace: String
   public var accessModes: [String]?
+  /// spec.storageClassName when it names a class.
   public var storageClassName: String?
+  /// The claim names the empty class (`storageClassName: ""`: no dynamic provisioning, a pre-made volume binds).
+  /// Recorded apart because a merge patch cannot carry an empty string into a new status object: the apiserver
+  /// reads it as null and refuses it.
+  public var noStorageClass: Bool?
   public var volumeMode: String?
   /// spec.resources.requests.storage (a quantity such as 10Gi).
   public var storage: String?
@@ -715,8 +720,9 @@ public struct SourceClaimStatus: Codable, Sendable, Hashable {
 
   public init(
     name: String, namespace: String, accessModes: [String]? = nil, storageClassName: String? = nil,
-    volumeMode: String? = nil, storage: String? = nil, observedTime: Date? = nil
+    noStorageClass: Bool? = nil, volumeMode: String? = nil, storage: String? = nil, observedTime: Date? = nil
   ) {
+    self.noStorageClass = noStorageClass
     self.name = name
     self.namespace = namespace
     self.accessModes = accessModes

@@ -228,3 +228,54 @@ func planContext(_ plan: RecoveryPlan, policy: BackupPolicy) -> RecoveryJobConte
     #expect(fields.contains("spec.restore.pvc.namespace") && fields.contains("spec.restore.pvc.create"))
   }
 }
+
+/// The record of a claim as the apiserver returns it, written as status: no JSON null in the patch (the apiserver
+/// refuses a null where the schema says string, e.g. `storageClassName: ""`, a claim bound to a pre-made volume).
+@Suite struct SourceClaimStatusPatchTests {
+  @Test func aClaimWithoutAClassIsRecordedAsItIs() throws {
+    let json = """
+      {"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"uploads","namespace":"shop"},
+       "spec":{"accessModes":["ReadWriteOnce"],"storageClassName":"","volumeMode":"Filesystem","volumeName":"pv1",
+               "resources":{"requests":{"storage":"1Gi"}}},
+       "status":{"phase":"Bound","capacity":{"storage":"1Gi"}}}
+      """
+    let claim = try KubeJSON.decoder().decode(PersistentVolumeClaim.self, from: Data(json.utf8))
+    let p = try filesPolicy()
+    let record = try #require(SourceClaimRecord.record(p, claim: claim, previous: nil, now: drillNow))
+    #expect(record.storageClassName == nil && record.noStorageClass == true)
+    #expect(record.volumeMode == "Filesystem" && record.storage == "1Gi")
+    var before = BackupPolicyStatus()
+    before.lastSnapshot = "s"
+    var after = before
+    after.sourceClaim = record
+    let patch = mergePatch(from: try JSONValue(encoding: before), to: try JSONValue(encoding: after))
+    func nulls(_ v: JSONValue, _ path: String) -> [String] {
+      switch v {
+      case .null: return [path]
+      case .object(let o): return o.flatMap { nulls($0.value, path + "." + $0.key) }
+      case .array(let a): return a.enumerated().flatMap { nulls($0.element, path + "[\($0.offset)]") }
+      default: return []
+      }
+    }
+    #expect(nulls(patch, "status") == [])
+    // No empty string either: the 1.20 apiserver reads "" in a new object of a merge patch as null.
+    func empties(_ v: JSONValue) -> Bool {
+      switch v {
+      case .string(let s): return s.isEmpty
+      case .object(let o): return o.values.contains(where: empties)
+      case .array(let a): return a.contains(where: empties)
+      default: return false
+      }
+    }
+    #expect(!empties(patch))
+    // A claim created from the record gets the empty class back; an override still wins.
+    var t = RestoreTarget(namespace: "shop-b", claimName: "uploads", foreign: true, create: RestoreClaimCreate())
+    let labels = RestoreTarget.claimLabels(planNamespace: "shop", planName: "p")
+    let created = try t.claim(policy: try filesPolicy(recorded: record), labels: labels, field: "f")
+    #expect(created.spec?.storageClassName == "" && created.spec?.volumeMode == "Filesystem")
+    t.create = RestoreClaimCreate(storageClassName: "fast")
+    #expect(
+      try t.claim(policy: try filesPolicy(recorded: record), labels: labels, field: "f").spec?.storageClassName
+        == "fast")
+  }
+}

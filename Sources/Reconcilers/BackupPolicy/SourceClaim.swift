@@ -23,7 +23,9 @@ public enum SourceClaimRecord {
     guard let claim, let spec = claim.spec else { return kept }
     var seen = SourceClaimStatus(
       name: name, namespace: ns, accessModes: spec.accessModes.flatMap { $0.isEmpty ? nil : $0 },
-      storageClassName: spec.storageClassName, volumeMode: spec.volumeMode,
+      storageClassName: spec.storageClassName.flatMap { $0.isEmpty ? nil : $0 },
+      noStorageClass: spec.storageClassName == "" ? true : nil,
+      volumeMode: spec.volumeMode.flatMap { $0.isEmpty ? nil : $0 },
       storage: spec.resources?.requests?["storage"])
     seen.observedTime = kept?.observedTime
     if seen == kept { return kept }

@@ -82,7 +82,8 @@ public struct RestoreTarget: Sendable, Hashable {
       metadata: ObjectMeta(name: claimName, namespace: namespace, labels: labels),
       spec: PersistentVolumeClaimSpec(
         accessModes: (modes?.isEmpty ?? true) ? ["ReadWriteOnce"] : modes,
-        storageClassName: create.storageClassName ?? recorded?.storageClassName,
+        storageClassName: create.storageClassName ?? recorded?.storageClassName
+          ?? (recorded?.noStorageClass == true ? "" : nil),
         volumeMode: recorded?.volumeMode, resources: ContainerResources(requests: ["storage": size])))
   }
 
