@@ -189,7 +189,8 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 #  - e2e: a PostgreSQL database backed up by a BackupPolicy, restored by a RecoveryPlan, rehearsed by DRDrills that
 #    pass and, on a tampered pack, fail;
 #  - keyrotation-e2e: key rotation Jobs (local key, Vault Transit, AWS KMS) and deleting a policy's backups;
-#  - pvc-e2e: files of another uid (0600) on a claim, backed up, deleted, restored with owners and modes;
+#  - pvc-e2e: files of another uid (0600) on a claim, backed up, deleted, restored with owners and modes; then
+#    restored into another namespace, whose claim is created from the policy's recorded claim;
 #  - install-test: `kubectl apply -k manifests/` as an admin does, the Deployment's two replicas Ready on the node,
 #    docs/quickstart.md's commands in real Pods;
 #  - rbac-audit-e2e: the controllers above all ran as the shipped ServiceAccount; the apiserver's audit log shows no

@@ -99,6 +99,10 @@ func planContext(_ plan: RecoveryPlan, policy: BackupPolicy) -> RecoveryJobConte
       Issue.record("expected the restore Job")
       return
     }
+    // The Namespace's change (the annotation set) is what wakes the refused plan: it touches shop-b, not its own.
+    let other = try planRestoring(RestorePVC(claimName: "uploads"))
+    #expect(RecoveryTargetAccess.plans(touching: "shop-b", among: [plan, other]).map(\.name) == [plan.name])
+    #expect(RecoveryTargetAccess.plans(touching: "shop", among: [plan, other]).isEmpty)
   }
 
   // MARK: The claim created

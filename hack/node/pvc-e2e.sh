@@ -9,7 +9,12 @@
 #      container: CapEff is exactly that capability) the backup succeeds;
 #   4. the files are deleted (the application's disaster), and a RecoveryPlan restores the snapshot into the claim
 #      with `into.pvc.runAsUser: 0`: every path comes back with its content, owner, group, mode, type, link target
-#      and modification time, compared with a listing taken on the node before the backup.
+#      and modification time, compared with a listing taken on the node before the backup;
+#   5. a second RecoveryPlan restores the same snapshot into another namespace that has no claim: refused until that
+#      namespace's admin allows recoveries from the plan's namespace; then the controller creates the claim there from
+#      the policy's recorded claim (status.sourceClaim), labelled as restored and without an owner, runs the restore
+#      Job in that namespace with copies of the Secrets, and every path comes back as in step 4; a second run into
+#      the now-existing claim leaves the claim as it is, and deleting the plan leaves the claim.
 # Every Pod is started by the kubelet (hack/node/lib.sh); the controller runs on the host for this namespace.
 #
 #   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... hack/node/pvc-e2e.sh
@@ -24,17 +29,22 @@ node_require
 node_services_up
 
 NS="pvc-e2e-$$"
+DST="pvc-e2e-dst-$$"
 BACKUP_NS="botrt-backup-pvc-$$"
 BUCKET="botrt-pvc-e2e-$$-$RANDOM"
 PV="botrt-pvc-e2e-$$"
+PV2="botrt-pvc-e2e-dst-$$"
 WORK="$(mktemp -d /tmp/botrt-pvc-e2e.XXXXXX)"
 # The volume's directory on the node (the kubelet mounts it into the Pods); 0755 so the other users can reach it.
 VOL="$(mktemp -d /var/tmp/botrt-pvc-e2e.XXXXXX)"
 chmod 0755 "$VOL"
+VOL2="$(mktemp -d /var/tmp/botrt-pvc-e2e-dst.XXXXXX)"
+chmod 0755 "$VOL2"
 NODE_CONTROLLER_PID=""
 cleanup() {
   local rc=$?
   set +e
+  kubectl -n "$NS" delete recoveryplans --all --timeout=60s >/dev/null 2>&1
   kubectl -n "$NS" delete backuppolicies --all --timeout=60s >/dev/null 2>&1
   if [[ -n "$NODE_CONTROLLER_PID" ]]; then
     kill -TERM "$NODE_CONTROLLER_PID"
@@ -46,11 +56,14 @@ cleanup() {
     node_pods_dump "$NS"
     echo "--- policy status"
     kubectl -n "$NS" get backuppolicies -o jsonpath='{range .items[*]}{.metadata.name}: {.status.conditions}{"\n"}{end}'
+    echo "--- plan status"
+    kubectl -n "$NS" get recoveryplans -o jsonpath='{range .items[*]}{.metadata.name}: {.status}{"\n"}{end}'
+    node_pods_dump "$DST"
   fi >&2
-  kubectl delete namespace "$NS" "$BACKUP_NS" --wait=false >/dev/null 2>&1
-  kubectl delete pv "$PV" --wait=false >/dev/null 2>&1
+  kubectl delete namespace "$NS" "$DST" "$BACKUP_NS" --wait=false >/dev/null 2>&1
+  kubectl delete pv "$PV" "$PV2" --wait=false >/dev/null 2>&1
   node_services_down
-  rm -rf "$WORK" "$VOL"
+  rm -rf "$WORK" "$VOL" "$VOL2"
   exit $rc
 }
 trap cleanup EXIT
@@ -80,19 +93,26 @@ k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_K
 k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
 node_controller "$WORK/controller.log" --metrics-address off --namespace "$NS" --backup-namespace "$BACKUP_NS"
 
-log "1. application Pods write private files as uid 1001 and 1002 on a hostPath claim"
-kubectl apply -f - >/dev/null <<EOF
+# hostpath_pv NAME NAMESPACE DIR: a PersistentVolume on the node's DIR reserved for claim NAMESPACE/data (the
+# testbed has no provisioner).
+hostpath_pv() {
+  kubectl apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolume
-metadata: {name: $PV}
+metadata: {name: $1}
 spec:
   capacity: {storage: 1Gi}
   accessModes: [ReadWriteOnce]
   storageClassName: ""
   persistentVolumeReclaimPolicy: Retain
-  claimRef: {namespace: $NS, name: data}
-  hostPath: {path: "$VOL", type: Directory}
----
+  claimRef: {namespace: $2, name: data}
+  hostPath: {path: "$3", type: Directory}
+EOF
+}
+
+log "1. application Pods write private files as uid 1001 and 1002 on a hostPath claim"
+hostpath_pv "$PV" "$NS" "$VOL"
+kubectl apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: data, namespace: $NS}
@@ -270,4 +290,112 @@ diff -u "$WORK/before.txt" "$WORK/after.txt" >"$WORK/diff.txt" ||
 $(cat "$WORK/diff.txt")"
 log "   all $(wc -l <"$WORK/after.txt") paths restored with content, owner, group, mode, type, link and mtime:"
 sed 's/^/     /' "$WORK/after.txt" >&2
+
+log "5. restore into namespace $DST, which has no claim: created from the policy's recorded claim"
+rec="$(jp as-root '{.status.sourceClaim.name} {.status.sourceClaim.namespace} {.status.sourceClaim.accessModes} {.status.sourceClaim.storage}')"
+[[ "$rec" == "data $NS [\"ReadWriteOnce\"] 1Gi" ]] || fail "the policy's recorded claim: '$rec'"
+kubectl create namespace "$DST" >/dev/null
+# The volume the created claim will bind (it records the empty class: no provisioner, a reserved volume).
+hostpath_pv "$PV2" "$DST" "$VOL2"
+chown 1001:1001 "$VOL2"
+k apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: RecoveryPlan
+metadata: {name: into-dst}
+spec:
+  tier: standard
+  trigger: r1
+  targetNamespace: $DST
+  procedures:
+  - name: restore
+    steps:
+    - name: files
+      action: restore
+      timeout: 5m
+      restore:
+        policyRef: {name: as-root}
+        into:
+          pvc: {claimName: data, runAsUser: 0, create: {}}
+EOF
+rp() { k get recoveryplan into-dst -o jsonpath="$1"; }
+reason=""
+for _ in $(seq 1 60); do
+  reason="$(rp '{.status.conditions[?(@.type=="Ready")].reason}')"
+  [[ "$reason" == TargetNamespaceNotAllowed ]] && break
+  sleep 0.5
+done
+[[ "$reason" == TargetNamespaceNotAllowed ]] ||
+  fail "a plan into a namespace that does not allow it is not refused: $(rp '{.status.conditions}')"
+[[ -z "$(kubectl -n "$DST" get jobs,pvc -o name)" ]] || fail "a refused plan created objects in $DST"
+log "   refused until allowed: $(rp '{.status.conditions[?(@.type=="Ready")].message}' | cut -c1-160)"
+kubectl annotate namespace "$DST" "dr.botrt.io/recovery-allowed-from=$NS" >/dev/null
+job=""
+for _ in $(seq 1 90); do
+  job="$(kubectl -n "$DST" get jobs -l "dr.botrt.io/plan-name=into-dst" -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)"
+  [[ -n "$job" ]] && break
+  sleep 0.5
+done
+[[ -n "$job" ]] || fail "no restore Job in $DST: $(rp '{.status}')"
+kubectl -n "$DST" get pvc data -o json >"$WORK/claim.json"
+kubectl -n "$DST" get job "$job" -o json >"$WORK/job.json"
+kubectl -n "$DST" get secrets -o json >"$WORK/secrets.json"
+# ttlSecondsAfterFinished is alpha (off) before Kubernetes 1.21: the apiserver drops it, so it is checked from 1.21.
+minor="$(kubectl version -o json | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["serverVersion"]["minor"].rstrip("+")))')"
+python3 - "$WORK/claim.json" "$WORK/job.json" "$WORK/secrets.json" "$NS" "$minor" <<'PY' || fail "the created claim, the Job or the Secret copies in $DST"
+import json, sys
+claim, job, secrets = (json.load(open(p)) for p in sys.argv[1:4])
+ns, minor = sys.argv[4], int(sys.argv[5])
+labels = claim["metadata"].get("labels", {})
+assert labels.get("app.kubernetes.io/managed-by") == "botrt-controller", labels
+assert labels.get("dr.botrt.io/restored-by") == f"{ns}.into-dst", labels
+assert not claim["metadata"].get("ownerReferences"), claim["metadata"]
+assert claim["spec"]["accessModes"] == ["ReadWriteOnce"], claim["spec"]
+assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi", claim["spec"]
+assert claim["spec"].get("storageClassName", "") == "", claim["spec"]
+assert job["metadata"]["labels"].get("dr.botrt.io/plan-namespace") == ns, job["metadata"]["labels"]
+assert not job["metadata"].get("ownerReferences"), job["metadata"]
+assert minor < 21 or job["spec"].get("ttlSecondsAfterFinished") == 3600, job["spec"]
+vols = [v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"]["volumes"]
+        if "persistentVolumeClaim" in v]
+assert vols == ["data"], vols
+copies = [s for s in secrets["items"] if s["metadata"]["name"].startswith(job["metadata"]["name"] + "-")]
+assert copies, "no Secret copies for the Job"
+for s in copies:
+    refs = s["metadata"].get("ownerReferences", [])
+    assert [r["name"] for r in refs] == [job["metadata"]["name"]], s["metadata"]
+PY
+[[ -z "$(k get jobs -l dr.botrt.io/plan-name=into-dst -o name)" ]] || fail "a restore Job of into-dst ran in $NS"
+k get events --field-selector involvedObject.name=into-dst -o jsonpath='{.items[*].reason}' | grep -qw ClaimCreated ||
+  fail "no ClaimCreated Event on the plan"
+phase=""
+for _ in $(seq 1 180); do
+  phase="$(rp '{.status.phase}')"
+  [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
+  sleep 1
+done
+[[ "$phase" == Succeeded ]] || fail "the plan into $DST ended '$phase': $(rp '{.status.message}')"
+listing "$VOL2" >"$WORK/dst.txt"
+diff -u "$WORK/before.txt" "$WORK/dst.txt" >"$WORK/diff2.txt" ||
+  fail "the claim restored into $DST differs from what was backed up:
+$(cat "$WORK/diff2.txt")"
+log "   claim $DST/data created from the record and all $(wc -l <"$WORK/dst.txt") paths restored exactly"
+
+log "   a second run restores into the existing claim and leaves it as it is; deleting the plan leaves the claim"
+rv="$(kubectl -n "$DST" get pvc data -o jsonpath='{.metadata.resourceVersion}')"
+rm -f "$VOL2/notes.txt"
+k patch recoveryplan into-dst --type merge -p '{"spec":{"trigger":"r2"}}' >/dev/null
+phase=""
+for _ in $(seq 1 180); do
+  phase=""
+  [[ "$(rp '{.status.lastHandledTrigger}')" == trigger:r2 ]] && phase="$(rp '{.status.phase}')"
+  [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
+  sleep 1
+done
+[[ "$phase" == Succeeded ]] || fail "the second run into $DST ended '$phase': $(rp '{.status}')"
+[[ -f "$VOL2/notes.txt" ]] || fail "the second run did not restore notes.txt"
+[[ "$(kubectl -n "$DST" get pvc data -o jsonpath='{.metadata.resourceVersion}')" == "$rv" ]] ||
+  fail "the second run changed the existing claim"
+k delete recoveryplan into-dst --timeout=60s >/dev/null
+sleep 2
+kubectl -n "$DST" get pvc data >/dev/null || fail "deleting the plan deleted the restored claim"
 log PASS

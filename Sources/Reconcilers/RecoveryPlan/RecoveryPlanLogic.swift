@@ -88,6 +88,12 @@ public enum RecoveryTargetAccess {
   /// The condition reason of a refused plan.
   public static let reason = "TargetNamespaceNotAllowed"
 
+  /// The plans among `plans` whose steps touch namespace `name` other than their own: those a change of that
+  /// Namespace (its opt-in annotation) may let run.
+  public static func plans(touching name: String, among plans: [RecoveryPlan]) -> [RecoveryPlan] {
+    plans.filter { foreignNamespaces($0).contains(name) }
+  }
+
   /// The namespaces other than the plan's own that its steps touch, sorted.
   public static func foreignNamespaces(_ plan: RecoveryPlan) -> [String] {
     let own = plan.metadata.namespace ?? "default"

@@ -63,7 +63,9 @@ public final class RecoveryPlanReconciler: Sendable {
   /// A Controller for RecoveryPlans that also reconciles a plan when one of its Jobs or their Pods changes (the
   /// controller's Jobs and Pods, shared with the other controllers), mapped by the plan labels
   /// (`RecoveryPlanLabels.owner`): a restore's Job in another namespace wakes its plan too. Jobs of plans outside
-  /// `namespace` are not this controller's.
+  /// `namespace` are not this controller's. A Namespace that changes (metadata only: its opt-in annotation
+  /// `dr.botrt.io/recovery-allowed-from`) wakes the plans whose steps touch it, so a plan refused a target namespace
+  /// runs as soon as that namespace's admin allows it.
   public static func controller(
     client: KubeClient, informers: InformerRegistry, settings: ControllerSettings, namespace: String?, workers: Int,
     now: @escaping @Sendable () -> Date = { Date() }, recorder: EventRecorder?, metrics: MetricsRegistry?,
@@ -71,13 +73,21 @@ public final class RecoveryPlanReconciler: Sendable {
   ) -> Controller<RecoveryPlan> {
     let reconciler = RecoveryPlanReconciler(
       client: client, settings: settings, now: now, recorder: recorder, logger: logger, managed: managed)
-    return informers.runsController(
+    let controller = informers.runsController(
       name: "recoveryplan", namespace: namespace, workers: workers, logger: logger, metrics: metrics,
       owner: { child in
         // Labels read from the body: decoding the whole ObjectMeta of every Job and Pod event costs more.
         let labels = (child.body[path: "metadata", "labels"]?.objectValue ?? [:]).compactMapValues(\.stringValue)
         return RecoveryPlanLabels.owner(labels: labels, watchNamespace: namespace).map { [$0] } ?? []
       }, reconcile: reconciler.reconcile)
+    let plans = controller.store
+    controller.watches(
+      informers.informer(ChildResources.namespaces, namespace: nil, metadataOnly: true, as: Unstructured.self),
+      mapper: { ns in
+        guard let name = ns.metadata.name else { return [] }
+        return RecoveryTargetAccess.plans(touching: name, among: plans.list()).map(ObjectKey.init)
+      })
+    return controller
   }
 
   /// The Controller's reconcile function.
