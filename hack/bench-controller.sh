@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark of botrt-controller (issue 4): apply N BackupPolicies at once and report the seconds until all are
 # Ready, the controller's peak RSS, and the requests it makes at steady state (from the apiserver's
-# apiserver_request_total, by verb and resource, over a window in which only the controller talks to it).
+# apiserver_request_total, by verb and resource, over a window in which only the controller talks to it). Then the
+# controller is killed (SIGKILL, as a crash or an evicted Pod) and started again: the seconds until its work queue
+# has reconciled every policy and drained, and the writes it made doing so (issue 18: 0 to unchanged objects).
 #
 #   BOTRT_BENCH_POLICIES (1000)  BOTRT_BENCH_STEADY_SECONDS (300)  BOTRT_CONTROLLER_BIN (required: the binary)
 #   BOTRT_BENCH_WORKERS (the controller's --workers; its default when unset)
@@ -73,17 +75,21 @@ done >"$WORK/policies.yaml"
 
 # Port 0: the kernel picks a free port (a fixed one can be taken, by an outgoing connection too); the controller
 # logs the address it bound.
-"$BIN" run --namespace "$NS" --backup-namespace "$NS-backup" ${BOTRT_BENCH_WORKERS:+--workers "$BOTRT_BENCH_WORKERS"} \
-  --metrics-address "127.0.0.1:${BOTRT_BENCH_METRICS_PORT:-0}" >"$WORK/controller.log" 2>&1 &
-CONTROLLER_PID=$!
-METRICS=""
-for _ in $(seq 1 100); do
-  METRICS="$(grep 'serving /metrics' "$WORK/controller.log" 2>/dev/null | tail -n 1 | grep -o '127\.0\.0\.1:[0-9]*' || true)"
-  [[ -n "$METRICS" ]] && break
-  kill -0 "$CONTROLLER_PID" 2>/dev/null || { cat "$WORK/controller.log" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n "$METRICS" ]] || { echo "the controller did not report its metrics address" >&2; exit 1; }
+start_controller() {
+  "$BIN" run --namespace "$NS" --backup-namespace "$NS-backup" ${BOTRT_BENCH_WORKERS:+--workers "$BOTRT_BENCH_WORKERS"} \
+    --metrics-address "127.0.0.1:${BOTRT_BENCH_METRICS_PORT:-0}" >>"$WORK/controller.log" 2>&1 &
+  CONTROLLER_PID=$!
+  METRICS=""
+  for _ in $(seq 1 200); do
+    METRICS="$(grep 'serving /metrics' "$WORK/controller.log" 2>/dev/null | tail -n 1 | grep -o '127\.0\.0\.1:[0-9]*' || true)"
+    [[ -n "$METRICS" ]] && curl -fsS "http://$METRICS/metrics" >/dev/null 2>&1 && break
+    METRICS=""
+    kill -0 "$CONTROLLER_PID" 2>/dev/null || { cat "$WORK/controller.log" >&2; exit 1; }
+    sleep 0.05
+  done
+  [[ -n "$METRICS" ]] || { echo "the controller did not report its metrics address" >&2; exit 1; }
+}
+start_controller
 
 peak_rss() { awk '/VmHWM/ {print $2}' "/proc/$CONTROLLER_PID/status"; }
 ready_count() {
@@ -162,9 +168,42 @@ join -j1 <(awk '{print $1"/"$2, $3}' "$WORK/before.txt" | sort) <(awk '{print $1
 say "controller metrics before and after the steady window:"
 paste "$WORK/metrics-before.txt" <(controller_metrics) | sed 's/^/  /'
 grep -iE 'warn|error' "$WORK/controller.log" | tail -5 || true
+steady_rss=$(peak_rss)
+
+# Restart: kill the controller and start it again; the clock runs from the new process's start until every policy
+# was reconciled and the queue drained (reconciles stop growing), polled every 0.2 s.
+say "restart: killing the controller (SIGKILL) and starting it again"
+kill -KILL "$CONTROLLER_PID"
+wait "$CONTROLLER_PID" 2>/dev/null || true
+: >"$WORK/controller.log"
+rstart=$(date +%s.%N)
+start_controller
+last=-1
+last_change=$(date +%s.%N)
+while :; do
+  cur=$(reconciles)
+  now=$(date +%s.%N)
+  if [[ "$cur" != "$last" ]]; then
+    last=$cur
+    last_change=$now
+  elif [[ "$cur" -ge "$N" ]] && (($(echo "$now - $last_change > 3" | bc))); then
+    break
+  fi
+  (($(echo "$now - $rstart > 600" | bc))) && { say "restart: the queue did not drain in 600 s"; break; }
+  sleep 0.2
+done
+restart_seconds=$(echo "$last_change - $rstart" | bc)
+own_requests >"$WORK/own-restart.txt"
+restart_writes=$(awk '$1 ~ /^(patch|create|update|delete)$/ {n += $3} END {print n + 0}' "$WORK/own-restart.txt")
+restart_reads=$(awk '$1 ~ /^(get|list)$/ {n += $3} END {print n + 0}' "$WORK/own-restart.txt")
+say "restart: $last reconciles, the queue drained $restart_seconds s after the start; $restart_writes writes," \
+  "$restart_reads gets and lists (informers' first lists included):"
+awk '$1 != "watch" {printf "  %s %s %d\n", $1, $2, $3}' "$WORK/own-restart.txt" >&2
 echo "policies=$N workers=${BOTRT_BENCH_WORKERS:-default} ready_seconds=$ready_seconds floor_seconds=$floor_seconds" \
   "ratio=$(echo "scale=2; $ready_seconds / $floor_seconds" | bc) floor_writes_per_second=$floor_wps" \
-  "floor_writes_per_second_one_connection=$floor_wps1 peak_rss_kib=$(peak_rss) reconciles=$prev" \
+  "floor_writes_per_second_one_connection=$floor_wps1 peak_rss_kib=$steady_rss reconciles=$prev" \
   "create_requests_per_policy=$(echo "scale=2; $create_total / $N" | bc) writes_per_policy=$writes_per_policy" \
   "steady_seconds=$STEADY" \
-  "steady_requests=${own_total:-0} steady_lists=${own_lists:-0} steady_by_verb=${own_delta// /,}"
+  "steady_requests=${own_total:-0} steady_lists=${own_lists:-0} steady_by_verb=${own_delta// /,}" \
+  "restart_seconds=$restart_seconds restart_writes=$restart_writes restart_reads=$restart_reads" \
+  "restart_peak_rss_kib=$(peak_rss)"
