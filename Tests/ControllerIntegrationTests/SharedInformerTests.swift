@@ -19,11 +19,12 @@ extension BackupPolicyControllerTests {
       }
       // Secrets twice: the referenced ones (metadata, all Secrets of the watched namespace) and the controller's
       // copies (metadata, labelled, every namespace). CronJobs, Roles, RoleBindings, ServiceAccounts and Namespaces:
-      // the metadata caches of the controller's own objects (ManagedCaches).
+      // the metadata caches of the controller's own objects (ManagedCaches). Namespaces twice: the controller's own
+      // (labelled) and every Namespace's metadata, which wakes a RecoveryPlan when a target namespace opts in.
       var want = [
         "backuppolicies": 1, "recoveryplans": 1, "drdrills": 1, "jobs": 2, "pods": 2, "networkpolicies": 1,
         "secrets": 2, "customresourcedefinitions": 1, "cronjobs": 1, "roles": 1, "rolebindings": 1,
-        "serviceaccounts": 1, "namespaces": 1,
+        "serviceaccounts": 1, "namespaces": 2,
       ]
       // Calico's policies are watched only while its CRD is served (another test may have installed it).
       if app.settings.calicoServed { want["globalnetworkpolicies"] = 1 }

@@ -110,21 +110,22 @@ public final class RecoveryPlanReconciler: Sendable {
       settings: settings, policies: Dictionary(policies.items.map { ($0.name, $0) }) { a, _ in a }, namespace: ns,
       labels: labels(plan), owner: plan.ownerReference())
     ctx.targetNamespace = plan.spec.targetNamespace
-    let world = try await observe(plan)
-
     // Every Job of the plan must be buildable before anything runs, so a run never stops half-way on a typo; and
-    // every claim a restore creates must be (it needs a size).
+    // every claim a restore creates must be (it needs a size). An invalid spec is reported before anything is read
+    // (a plan that names no valid step has no Jobs or claims to observe).
     var problem: (reason: String, error: SpecError)? = nil
+    var world = PlanWorld()
     do {
       let steps = try RecoveryPlanLogic.steps(plan.spec)
       for step in steps where step.runsJob {
         _ = try RecoveryJobs.stepJob(step, jobName: "check", ctx: ctx)
       }
+      world = try await observe(plan)
       if let e = RestoreTarget.claimProblem(plan, steps: steps, policies: ctx.policies, claims: world.claims) {
         problem = (RestoreTarget.claimProblemReason, e)
       }
-    } catch {
-      problem = ("InvalidSpec", error)
+    } catch let e as SpecError {
+      problem = ("InvalidSpec", e)
     }
     if let problem {
       var st = plan.status ?? RecoveryPlanStatus()
