@@ -259,13 +259,17 @@ log "4. the files are deleted; a RecoveryPlan restores them into the claim as ro
 k delete pod writer --wait=true --timeout=60s >/dev/null
 find "$VOL" -mindepth 1 -delete
 [[ -z "$(ls -A "$VOL")" ]] || fail "the volume is not empty after the deletion"
-k apply -f - >/dev/null <<EOF
+# restore_plan NAME PVC [TARGET_NAMESPACE]: a RecoveryPlan (trigger r1) whose one step restores policy as-root's latest
+# snapshot into the claim `into.pvc` = PVC.
+restore_plan() {
+  k apply -f - >/dev/null <<EOF
 apiVersion: dr.botrt.io/v1alpha1
 kind: RecoveryPlan
-metadata: {name: restore-data}
+metadata: {name: $1}
 spec:
   tier: standard
   trigger: r1
+  ${3:+targetNamespace: $3}
   procedures:
   - name: restore
     steps:
@@ -275,14 +279,23 @@ spec:
       restore:
         policyRef: {name: as-root}
         into:
-          pvc: {claimName: data, runAsUser: 0}
+          pvc: $2
 EOF
-phase=""
-for _ in $(seq 1 180); do
-  phase="$(k get recoveryplan restore-data -o jsonpath='{.status.phase}')"
-  [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
-  sleep 1
-done
+}
+# plan_run NAME [TOKEN]: waits up to 180 s for plan NAME's run (of trigger TOKEN, when given) to end; prints its phase.
+plan_run() {
+  local phase=""
+  for _ in $(seq 1 180); do
+    phase=""
+    [[ -z "${2:-}" || "$(k get recoveryplan "$1" -o jsonpath='{.status.lastHandledTrigger}')" == "trigger:$2" ]] &&
+      phase="$(k get recoveryplan "$1" -o jsonpath='{.status.phase}')"
+    [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
+    sleep 1
+  done
+  echo "$phase"
+}
+restore_plan restore-data "{claimName: data, runAsUser: 0}"
+phase="$(plan_run restore-data)"
 [[ "$phase" == Succeeded ]] || fail "the RecoveryPlan ended '$phase': $(k get recoveryplan restore-data -o jsonpath='{.status.message}')"
 listing "$VOL" >"$WORK/after.txt"
 diff -u "$WORK/before.txt" "$WORK/after.txt" >"$WORK/diff.txt" ||
@@ -298,25 +311,7 @@ kubectl create namespace "$DST" >/dev/null
 # The volume the created claim will bind (it records the empty class: no provisioner, a reserved volume).
 hostpath_pv "$PV2" "$DST" "$VOL2"
 chown 1001:1001 "$VOL2"
-k apply -f - >/dev/null <<EOF
-apiVersion: dr.botrt.io/v1alpha1
-kind: RecoveryPlan
-metadata: {name: into-dst}
-spec:
-  tier: standard
-  trigger: r1
-  targetNamespace: $DST
-  procedures:
-  - name: restore
-    steps:
-    - name: files
-      action: restore
-      timeout: 5m
-      restore:
-        policyRef: {name: as-root}
-        into:
-          pvc: {claimName: data, runAsUser: 0, create: {}}
-EOF
+restore_plan into-dst "{claimName: data, runAsUser: 0, create: {}}" "$DST"
 rp() { k get recoveryplan into-dst -o jsonpath="$1"; }
 reason=""
 for _ in $(seq 1 60); do
@@ -367,12 +362,7 @@ PY
 [[ -z "$(k get jobs -l dr.botrt.io/plan-name=into-dst -o name)" ]] || fail "a restore Job of into-dst ran in $NS"
 k get events --field-selector involvedObject.name=into-dst -o jsonpath='{.items[*].reason}' | grep -qw ClaimCreated ||
   fail "no ClaimCreated Event on the plan"
-phase=""
-for _ in $(seq 1 180); do
-  phase="$(rp '{.status.phase}')"
-  [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
-  sleep 1
-done
+phase="$(plan_run into-dst)"
 [[ "$phase" == Succeeded ]] || fail "the plan into $DST ended '$phase': $(rp '{.status.message}')"
 listing "$VOL2" >"$WORK/dst.txt"
 diff -u "$WORK/before.txt" "$WORK/dst.txt" >"$WORK/diff2.txt" ||
@@ -384,13 +374,7 @@ log "   a second run restores into the existing claim and leaves it as it is; de
 rv="$(kubectl -n "$DST" get pvc data -o jsonpath='{.metadata.resourceVersion}')"
 rm -f "$VOL2/notes.txt"
 k patch recoveryplan into-dst --type merge -p '{"spec":{"trigger":"r2"}}' >/dev/null
-phase=""
-for _ in $(seq 1 180); do
-  phase=""
-  [[ "$(rp '{.status.lastHandledTrigger}')" == trigger:r2 ]] && phase="$(rp '{.status.phase}')"
-  [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
-  sleep 1
-done
+phase="$(plan_run into-dst r2)"
 [[ "$phase" == Succeeded ]] || fail "the second run into $DST ended '$phase': $(rp '{.status}')"
 [[ -f "$VOL2/notes.txt" ]] || fail "the second run did not restore notes.txt"
 [[ "$(kubectl -n "$DST" get pvc data -o jsonpath='{.metadata.resourceVersion}')" == "$rv" ]] ||
