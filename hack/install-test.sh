@@ -175,25 +175,9 @@ DB_NAME="orders_$$"
 # Vault over TLS, as the quickstart says: a TLS front with a certificate for the node's address from a CA of the
 # test's own (a private CA, as many sites have), in front of the services' plain-HTTP Vault. An http:// Vault would be
 # refused (TLS by default).
-mkdir -p "$WORK/pki"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/pki/ca-key.pem" \
-  -out "$WORK/pki/ca.pem" -days 1 -subj "/CN=install-test CA" 2>/dev/null || fail "could not make a CA"
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/pki/vault-key.pem" \
-  -out "$WORK/pki/vault.csr" -subj "/CN=$NODE_IP" 2>/dev/null || fail "could not make Vault's key"
-printf 'subjectAltName=IP:%s\nbasicConstraints=CA:FALSE\n' "$NODE_IP" >"$WORK/pki/san.ext"
-openssl x509 -req -in "$WORK/pki/vault.csr" -CA "$WORK/pki/ca.pem" -CAkey "$WORK/pki/ca-key.pem" -CAcreateserial \
-  -out "$WORK/pki/vault.pem" -days 1 -extfile "$WORK/pki/san.ext" 2>/dev/null || fail "could not sign Vault's certificate"
-VAULT_TLS_PORT=18211
-python3 "$REPO/hack/lib/tls-proxy.py" "$NODE_IP:$VAULT_TLS_PORT" "${VAULT_ADDR#http://}" "$WORK/pki/vault.pem" \
-  "$WORK/pki/vault-key.pem" >"$WORK/tls-proxy.log" 2>&1 &
-TLS_PROXY_PID=$!
-for _ in $(seq 1 50); do
-  curl -sf --cacert "$WORK/pki/ca.pem" "https://$NODE_IP:$VAULT_TLS_PORT/v1/sys/health" >/dev/null && break
-  sleep 0.2
-done
-curl -sf --cacert "$WORK/pki/ca.pem" "https://$NODE_IP:$VAULT_TLS_PORT/v1/sys/health" >/dev/null ||
-  fail "Vault does not answer over TLS at https://$NODE_IP:$VAULT_TLS_PORT: $(cat "$WORK/tls-proxy.log")"
-QUICKSTART_VAULT_ADDR="https://$NODE_IP:$VAULT_TLS_PORT"
+node_vault_tls "$WORK" 18211
+TLS_PROXY_PID=$NODE_VAULT_TLS_PID
+QUICKSTART_VAULT_ADDR="$NODE_VAULT_TLS_ADDR"
 
 run_block() { # FILE: one quickstart block, with kubectl 1.20 and the local values of its variables
   log "   quickstart: $(grep -m1 -v '^\s*$' "$1" | cut -c1-100)"

@@ -112,6 +112,52 @@ node_controller() {
   NODE_CONTROLLER_PID=$!
 }
 
+# node_hostpath_pv NAME NAMESPACE CLAIM DIR [SIZE [CLASS]]: a PersistentVolume on the node's DIR reserved for claim
+# NAMESPACE/CLAIM (the testbed has no provisioner); NAMESPACE "-" leaves it unreserved, for the first claim of its class
+# and size that asks. SIZE defaults to 1Gi, CLASS to "" (no class).
+node_hostpath_pv() {
+  local ref=""
+  [[ "$2" != - ]] && ref="claimRef: {namespace: $2, name: $3}"
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $1}
+spec:
+  capacity: {storage: ${5:-1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: "${6:-}"
+  persistentVolumeReclaimPolicy: Retain
+  $ref
+  hostPath: {path: "$4", type: Directory}
+EOF
+}
+
+# node_vault_tls DIR PORT: Vault over TLS on the node's address, PORT: a TLS front (hack/lib/tls-proxy.py) with a
+# certificate for NODE_IP from a CA of the flow's own (a private CA, as many sites have; OpenBao's -dev-tls certificate
+# names only localhost), in front of the node services' plain-HTTP Vault. Sets NODE_VAULT_TLS_ADDR, NODE_VAULT_CA (the
+# CA's PEM file) and NODE_VAULT_TLS_PID (the proxy, for the flow to stop). Needs node_services_up first.
+node_vault_tls() {
+  local pki="$1/pki" port="$2"
+  mkdir -p "$pki"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/ca-key.pem" \
+    -out "$pki/ca.pem" -days 1 -subj "/CN=${NODE_FLOW:-node} CA" 2>/dev/null || node_fail "could not make a CA"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/vault-key.pem" \
+    -out "$pki/vault.csr" -subj "/CN=$NODE_IP" 2>/dev/null || node_fail "could not make Vault's key"
+  printf 'subjectAltName=IP:%s\nbasicConstraints=CA:FALSE\n' "$NODE_IP" >"$pki/san.ext"
+  openssl x509 -req -in "$pki/vault.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca-key.pem" -CAcreateserial \
+    -out "$pki/vault.pem" -days 1 -extfile "$pki/san.ext" 2>/dev/null || node_fail "could not sign Vault's certificate"
+  python3 "$NODE_LIB_REPO/hack/lib/tls-proxy.py" "$NODE_IP:$port" "${VAULT_ADDR#http://}" "$pki/vault.pem" \
+    "$pki/vault-key.pem" >"$1/tls-proxy.log" 2>&1 &
+  NODE_VAULT_TLS_PID=$!
+  NODE_VAULT_TLS_ADDR="https://$NODE_IP:$port"
+  NODE_VAULT_CA="$pki/ca.pem"
+  for _ in $(seq 1 50); do
+    curl -sf --cacert "$NODE_VAULT_CA" "$NODE_VAULT_TLS_ADDR/v1/sys/health" >/dev/null && return 0
+    sleep 0.2
+  done
+  node_fail "Vault does not answer over TLS at $NODE_VAULT_TLS_ADDR: $(cat "$1/tls-proxy.log")"
+}
+
 # node_pods_dump NAMESPACE...: the Pods of these namespaces with their containers' states, for a failure's log.
 node_pods_dump() {
   local ns

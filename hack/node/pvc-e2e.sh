@@ -93,25 +93,8 @@ k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_K
 k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
 node_controller "$WORK/controller.log" --metrics-address off --namespace "$NS" --backup-namespace "$BACKUP_NS"
 
-# hostpath_pv NAME NAMESPACE DIR: a PersistentVolume on the node's DIR reserved for claim NAMESPACE/data (the
-# testbed has no provisioner).
-hostpath_pv() {
-  kubectl apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: PersistentVolume
-metadata: {name: $1}
-spec:
-  capacity: {storage: 1Gi}
-  accessModes: [ReadWriteOnce]
-  storageClassName: ""
-  persistentVolumeReclaimPolicy: Retain
-  claimRef: {namespace: $2, name: data}
-  hostPath: {path: "$3", type: Directory}
-EOF
-}
-
 log "1. application Pods write private files as uid 1001 and 1002 on a hostPath claim"
-hostpath_pv "$PV" "$NS" "$VOL"
+node_hostpath_pv "$PV" "$NS" data "$VOL"
 kubectl apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -309,7 +292,7 @@ rec="$(jp as-root '{.status.sourceClaim.name} {.status.sourceClaim.namespace} {.
 [[ "$rec" == "data $NS [\"ReadWriteOnce\"] 1Gi" ]] || fail "the policy's recorded claim: '$rec'"
 kubectl create namespace "$DST" >/dev/null
 # The volume the created claim will bind (it records the empty class: no provisioner, a reserved volume).
-hostpath_pv "$PV2" "$DST" "$VOL2"
+node_hostpath_pv "$PV2" "$DST" data "$VOL2"
 chown 1001:1001 "$VOL2"
 restore_plan into-dst "{claimName: data, runAsUser: 0, create: {}}" "$DST"
 rp() { k get recoveryplan into-dst -o jsonpath="$1"; }
