@@ -208,7 +208,7 @@ run_block() { # FILE: one quickstart block, with kubectl 1.20 and the local valu
     export AWS_ACCESS_KEY_ID="quickstart-key-$SECRET_MARK" AWS_SECRET_ACCESS_KEY="quickstart-secret-$SECRET_MARK"
     export VAULT_ADDR="$QUICKSTART_VAULT_ADDR" VAULT_CACERT="$WORK/pki/ca.pem" VAULT_TOKEN VAULT_KEY=botrt-test
     export DB_HOST="$PGHOST" DB_PORT="$PGPORT" DB_USER=postgres
-    export DB_NAME DB_PASSWORD="db-password-$SECRET_MARK"
+    export DB_NAME DB_PASSWORD="db-password-$SECRET_MARK" VAULT_EGRESS="$NODE_IP/32:$VAULT_TLS_PORT"
     exec timeout -k 10 600 bash -euo pipefail "$1"
   ) >>"$WORK/quickstart.out" 2>&1 &
   local pid=$! verdict
@@ -408,7 +408,10 @@ done
 
 # -------------------------------------------------------------------------------------------------------------------
 log "4. the Deployment's Pods run on the node (in-cluster configuration); one replica leads"
-run_block "$WORK"/blocks/02-run.sh # rollout status, pods, api-resources
+run_block "$WORK"/blocks/02-run.sh # the egress destination of Vault (--egress), a rollout
+run_block "$WORK"/blocks/03-run.sh # rollout status, pods, api-resources
+"$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o jsonpath='{.spec.template.spec.containers[0].args}' |
+  grep -qF -- "--egress=vault=$NODE_IP/32:$VAULT_TLS_PORT" || fail "the quickstart's --egress is not in the Deployment"
 ready="$("$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o jsonpath='{.status.readyReplicas}/{.status.replicas}')"
 [[ "$ready" == 2/2 ]] || fail "the Deployment has $ready ready replicas"
 pods=($("$KUBECTL" -n "$SYS_NS" get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[*].metadata.name}'))
@@ -448,12 +451,20 @@ $want"
 
 # -------------------------------------------------------------------------------------------------------------------
 log "5. the quickstart: Secrets, a policy, a first backup, a drill, a plan, the status"
-for f in "$WORK"/blocks/0[3-9]-run.sh "$WORK"/blocks/[1-9]?-run.sh; do
+for f in "$WORK"/blocks/0[4-9]-run.sh "$WORK"/blocks/[1-9]?-run.sh; do
   [[ -f "$f" ]] && run_block "$f"
 done
 q() { "$KUBECTL" -n "$APP_NS" "$@"; }
 [[ -n "$(q get bp orders-db -o jsonpath='{.status.lastSnapshot}')" ]] || fail "the policy has no lastSnapshot"
 [[ "$(q get drill orders-db-drill -o jsonpath='{.status.lastResult.passed}')" == true ]] || fail "the drill did not pass"
+# The quickstart's --egress reached the backup namespace's shared egress policy: Vault's address and port.
+"$KUBECTL" -n botrt-backup get networkpolicy botrt-allow-egress-vault-dns -o json |
+  python3 -c 'import json, sys
+np, want = json.load(sys.stdin), sys.argv[1:]
+rules = [(p.get("ipBlock", {}).get("cidr"), q.get("port")) for r in np["spec"]["egress"] for p in r.get("to", [])
+         for q in r.get("ports", [])]
+assert (want[0], int(want[1])) in rules, rules' "$NODE_IP/32" "$VAULT_TLS_PORT" ||
+  fail "the backup namespace's egress policy does not open the declared Vault $NODE_IP:$VAULT_TLS_PORT"
 
 # -------------------------------------------------------------------------------------------------------------------
 log "6. the kubectl experience, the logs"
