@@ -507,7 +507,9 @@ def backup_policy_spec_schema():
                                          "max (zstd level 9), off (for data that is already compressed or "
                                          "encrypted). Default: auto.", enum=["off", "auto", "better", "max"]),
                    "source": obj("What to back up. Set exactly one of pvc, command.", {
-                       "pvc": obj("A PersistentVolumeClaim in this namespace, always mounted read-only.", {
+                       "pvc": obj("A PersistentVolumeClaim in this namespace, always mounted read-only. A ReadWriteOnce or "
+                                  "ReadWriteOncePod claim mounted by a running pod is backed up on that pod's node "
+                                  "(status.placement).", {
                            "claimName": object_name("Name of the PersistentVolumeClaim."),
                            "subPath": string("Directory inside the volume to back up. Default: the whole volume.",
                                              maxLength=4096, pattern=r"^[^/].*$"),
