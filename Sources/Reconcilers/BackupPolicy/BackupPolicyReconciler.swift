@@ -149,6 +149,8 @@ public final class BackupPolicyReconciler: Sendable {
   let existing: ExistingLabels
   /// The shared caches of the controller's own objects, read instead of live lists once filled.
   let managed: ManagedCaches
+  /// The shared cache of Pods as RWO placement reads them (ClaimPlacement.swift).
+  let claimUsers: ClaimUserCache
   /// The children already applied as desired (not applied again).
   let applied = AppliedChildren()
   /// Policy (namespace/name) -> the backup namespace of its own it runs Jobs in (backupNamespacesInUse()).
@@ -159,8 +161,9 @@ public final class BackupPolicyReconciler: Sendable {
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
     recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil,
-    managed: ManagedCaches = .none
+    managed: ManagedCaches = .none, claimUsers: ClaimUserCache = .none
   ) {
+    self.claimUsers = claimUsers
     self.isolation = isolation
     self.client = client
     // Only hits count in the ownership check, so the caches of the controller's own objects are all it needs.
@@ -263,11 +266,14 @@ public final class BackupPolicyReconciler: Sendable {
       "\(ObjectKey(policy))",
       problem == nil && workNS == backupNS && backupNS != settings.backupNamespace ? backupNS : nil)
 
+    // RWO placement: where the pod that mounts the source claim runs (ClaimPlacement.swift).
+    let placement = try await observePlacement(policy)
     if let eff = effective, problem == nil {
       do {
         secrets = try await readSecrets(policy)
         let token = restoreOnly ? nil : BackupPolicyChildren.pendingRunToken(policy)
-        let inputs = ChildInputs(policy: policy, effective: eff, settings: settings, secrets: secrets, runToken: token)
+        let inputs = ChildInputs(
+          policy: policy, effective: eff, settings: settings, secrets: secrets, runToken: token, placement: placement)
         // A restore-only policy's children write nothing (BackupPolicyChildren.build) and it copies to no replica.
         var children = try BackupPolicyChildren.build(inputs)
         if !restoreOnly { children += try ReplicationChildren.build(inputs, existing: children) }
@@ -320,6 +326,7 @@ public final class BackupPolicyReconciler: Sendable {
     if let e = conflictEvent { outcome.events.append(e) }
     outcome.status.sourceClaim = SourceClaimRecord.record(
       policy, claim: try await readSourceClaim(policy), previous: policy.status?.sourceClaim, now: now)
+    outcome.status.placement = problem == nil && !restoreOnly ? placement.status : nil
     if restoreOnly { RestoreOnlyStatus.apply(&outcome, policy: policy, now: now) }
     if outcome.status.repositoryIdentity != policy.status?.repositoryIdentity {
       // The children were built from the previous status: build them again with the pins (a status write alone
