@@ -658,7 +658,7 @@ table = [
     (r"'vault-transit://vault\.example\.com:8200/transit/botrt-shop\?tls=true'", '"$ENGINE_KMS"'),
     (r"--repo \.\.\. --kms \.\.\.", '--repo "$ENGINE_REPO" --kms "$ENGINE_KMS" --s3-region "$ENGINE_S3_REGION"'),
     (r"\b3f2a9c1b77\b", snapshot),                               # runbooks: a snapshot id
-    (r"latest /backup/uploads", f"latest {path}"),               # runbooks: a directory of the snapshot
+    (r"latest /backup/uploads", "latest /"),                     # runbooks: a directory (the dump is at the root)
     (r"^botrt-engine ", '"${ENGINE_ENV[@]}" "$BOTRT_ENGINE_BIN" '),
     (r"^botrt-controller ", '"$BOTRT_CONTROLLER_BIN" '),
     (r"\bkubectl ", '"$KUBECTL" '),
