@@ -23,7 +23,12 @@
 #     tier defaults, the controller's logs are JSON with one `reconciled` line naming each object, contain no
 #     Secret value, and show no Forbidden answer (the installed RBAC sufficed); the backup Pod ran on the node, its
 #     dump container had none of the storage credentials, its engine container no ServiceAccount token, and the
-#     run's result was the engine container's termination message.
+#     run's result was the engine container's termination message;
+#  7. every command the docs mark `<!-- doc-test: install-test -->` (runbooks, upgrading, the README's install) runs
+#     against this install, with the names only this install knows filled in (a Job, a snapshot, the URLs);
+#  8. the quickstart's uninstall: the finalizers remove each policy's children, then the operator and the CRDs go
+#     (the CRDs are applied again for the steps after this one). Tests/DRAPITests/DocCommandsTests.swift checks
+#     that every shell block of every doc is run by a test or says why not.
 #
 #   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... hack/install-test.sh
 #
@@ -203,7 +208,7 @@ run_block() { # FILE: one quickstart block, with kubectl 1.20 and the local valu
     export AWS_ACCESS_KEY_ID="quickstart-key-$SECRET_MARK" AWS_SECRET_ACCESS_KEY="quickstart-secret-$SECRET_MARK"
     export VAULT_ADDR="$QUICKSTART_VAULT_ADDR" VAULT_CACERT="$WORK/pki/ca.pem" VAULT_TOKEN VAULT_KEY=botrt-test
     export DB_HOST="$PGHOST" DB_PORT="$PGPORT" DB_USER=postgres
-    export DB_NAME DB_PASSWORD="db-password-$SECRET_MARK"
+    export DB_NAME DB_PASSWORD="db-password-$SECRET_MARK" VAULT_EGRESS="$NODE_IP/32:$VAULT_TLS_PORT"
     exec timeout -k 10 600 bash -euo pipefail "$1"
   ) >>"$WORK/quickstart.out" 2>&1 &
   local pid=$! verdict
@@ -403,7 +408,10 @@ done
 
 # -------------------------------------------------------------------------------------------------------------------
 log "4. the Deployment's Pods run on the node (in-cluster configuration); one replica leads"
-run_block "$WORK"/blocks/02-run.sh # rollout status, pods, api-resources
+run_block "$WORK"/blocks/02-run.sh # the egress destination of Vault (--egress), a rollout
+run_block "$WORK"/blocks/03-run.sh # rollout status, pods, api-resources
+"$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o jsonpath='{.spec.template.spec.containers[0].args}' |
+  grep -qF -- "--egress=vault=$NODE_IP/32:$VAULT_TLS_PORT" || fail "the quickstart's --egress is not in the Deployment"
 ready="$("$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o jsonpath='{.status.readyReplicas}/{.status.replicas}')"
 [[ "$ready" == 2/2 ]] || fail "the Deployment has $ready ready replicas"
 pods=($("$KUBECTL" -n "$SYS_NS" get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[*].metadata.name}'))
@@ -443,12 +451,20 @@ $want"
 
 # -------------------------------------------------------------------------------------------------------------------
 log "5. the quickstart: Secrets, a policy, a first backup, a drill, a plan, the status"
-for f in "$WORK"/blocks/0[3-9]-run.sh "$WORK"/blocks/[1-9]?-run.sh; do
+for f in "$WORK"/blocks/0[4-9]-run.sh "$WORK"/blocks/[1-9]?-run.sh; do
   [[ -f "$f" ]] && run_block "$f"
 done
 q() { "$KUBECTL" -n "$APP_NS" "$@"; }
 [[ -n "$(q get bp orders-db -o jsonpath='{.status.lastSnapshot}')" ]] || fail "the policy has no lastSnapshot"
 [[ "$(q get drill orders-db-drill -o jsonpath='{.status.lastResult.passed}')" == true ]] || fail "the drill did not pass"
+# The quickstart's --egress reached the backup namespace's shared egress policy: Vault's address and port.
+"$KUBECTL" -n botrt-backup get networkpolicy botrt-allow-egress-vault-dns -o json |
+  python3 -c 'import json, sys
+np, want = json.load(sys.stdin), sys.argv[1:]
+rules = [(p.get("ipBlock", {}).get("cidr"), q.get("port")) for r in np["spec"]["egress"] for p in r.get("to", [])
+         for q in r.get("ports", [])]
+assert (want[0], int(want[1])) in rules, rules' "$NODE_IP/32" "$VAULT_TLS_PORT" ||
+  fail "the backup namespace's egress policy does not open the declared Vault $NODE_IP:$VAULT_TLS_PORT"
 
 # -------------------------------------------------------------------------------------------------------------------
 log "6. the kubectl experience, the logs"
@@ -571,4 +587,135 @@ assert dump["files"] == "", dump["files"]
 print("install-test: inside the backup Pod: uid/gid 65532, no capabilities, no new privileges, read-only root, "
       "no token; storage and KMS credentials in the engine's container only")
 PY
+# -------------------------------------------------------------------------------------------------------------------
+log "7. every command the docs mark <!-- doc-test: install-test --> (docs/runbooks.md, docs/upgrading.md, docs/backup-policy-controller.md, README.md), run against this install"
+# The docs' example names are the quickstart's (shop, orders-db, orders-db-drill); what they cannot know (a Job's name,
+# a snapshot id, the repository and key service URLs) is filled in from this install, through the table below. The
+# engine runs on this machine with the quickstart's credentials, as an admin checking the repository would.
+job="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metadata"]["labels"]["job-name"])' "$WORK/backup-pods.json.ok")"
+eval "$(python3 - "$WORK/backup-pods.json.ok" <<'PY'
+import json, shlex, sys
+p = json.load(open(sys.argv[1]))
+c = next(c for c in p["spec"]["containers"] if c["name"] == "backup")
+args, out = c.get("command", []) + c.get("args", []), {}
+for i, a in enumerate(args):
+    for flag in ("--repo", "--kms", "--s3-endpoint", "--s3-region"):
+        if a == flag and i + 1 < len(args):
+            out[flag] = args[i + 1]
+        elif a.startswith(flag + "="):
+            out[flag] = a.split("=", 1)[1]
+assert "--repo" in out and "--kms" in out, args
+print(f"ENGINE_REPO={shlex.quote(out['--repo'])} ENGINE_KMS={shlex.quote(out['--kms'])}")
+print(f"ENGINE_S3_ENDPOINT={shlex.quote(out.get('--s3-endpoint', ''))} ENGINE_S3_REGION={shlex.quote(out.get('--s3-region', 'us-east-1'))}")
+print(f"ENGINE_PATH_STYLE={'1' if '--s3-path-style' in args else ''}")
+PY
+)" || fail "the backup Pod's engine arguments"
+snapshot="$(q get bp orders-db -o jsonpath='{.status.lastSnapshot}')"
+engine_env=(env AWS_ACCESS_KEY_ID="quickstart-key-$SECRET_MARK" AWS_SECRET_ACCESS_KEY="quickstart-secret-$SECRET_MARK"
+  BOTRT_S3_ENDPOINT="$ENGINE_S3_ENDPOINT" BOTRT_S3_PATH_STYLE="$ENGINE_PATH_STYLE" VAULT_TOKEN="$VAULT_TOKEN"
+  VAULT_CACERT="$WORK/pki/ca.pem")
+snapshot_path="$("${engine_env[@]}" "$BOTRT_ENGINE_BIN" snapshots --json --quiet --repo "$ENGINE_REPO" --kms "$ENGINE_KMS" \
+  --s3-region "$ENGINE_S3_REGION" | python3 -c 'import json,sys
+for line in sys.stdin:
+    o = json.loads(line)
+    if o.get("snapshots"): print(o["snapshots"][-1]["paths"][0]); break')" || fail "botrt-engine snapshots on this machine"
+[[ -n "$snapshot_path" ]] || fail "botrt-engine snapshots lists no snapshot with a path"
+mkdir -p "$WORK/doc-cwd" && ln -sfn "$REPO/crds" "$WORK/doc-cwd/crds" && ln -sfn "$REPO/manifests" "$WORK/doc-cwd/manifests"
+python3 - "$WORK/doc-commands" "$REPO/docs/runbooks.md" "$REPO/docs/upgrading.md" \
+  "$REPO/docs/backup-policy-controller.md" "$REPO/README.md" <<'PY' || fail "the docs' commands"
+import os, re, sys
+out, files = sys.argv[1], sys.argv[2:]
+os.makedirs(out)
+n = 0
+for path in files:
+    text = open(path).read()
+    blocks = re.findall(r"<!-- doc-test: install-test -->\n([ \t]*)```sh\n(.*?)\n[ \t]*```", text, re.S)
+    assert blocks, f"{path}: no block is marked <!-- doc-test: install-test -->"
+    for indent, body in blocks:
+        lines = [l[len(indent):] if l.startswith(indent) else l for l in body.split("\n")]
+        for cmd in "\n".join(lines).replace("\\\n", " ").split("\n"):
+            if not cmd.strip() or cmd.lstrip().startswith("#"):
+                continue
+            n += 1
+            with open(os.path.join(out, f"{n:03d}.sh"), "w") as f:
+                f.write(f"# {os.path.basename(path)}\n{cmd}\n")
+print(f"install-test: {n} documented commands to run")
+PY
+doc_subst() { # FILE: the documented command with this install's values (the table), on stdout
+  python3 - "$1" "$job" "$snapshot" "$snapshot_path" <<'PY'
+import re, sys
+cmd = open(sys.argv[1]).read().split("\n", 1)[1]
+job, snapshot, path = sys.argv[2:5]
+table = [
+    (r"<the [^>]*job[^>]*>", job),                               # runbooks: <the failed job>, <the newest copy job>
+    (r"\bget job JOB\b", f"get job {job}"),
+    (r"s3://acme-shop-backups/shop/orders-db --s3-region eu-west-1", '"$ENGINE_REPO" --s3-region "$ENGINE_S3_REGION"'),
+    (r"'vault-transit://vault\.example\.com:8200/transit/botrt-shop\?tls=true'", '"$ENGINE_KMS"'),
+    (r"--repo \.\.\. --kms \.\.\.", '--repo "$ENGINE_REPO" --kms "$ENGINE_KMS" --s3-region "$ENGINE_S3_REGION"'),
+    (r"\b3f2a9c1b77\b", snapshot),                               # runbooks: a snapshot id
+    (r"latest /backup/uploads", f"latest {path}"),               # runbooks: a directory of the snapshot
+    (r"^botrt-engine ", '"${ENGINE_ENV[@]}" "$BOTRT_ENGINE_BIN" '),
+    (r"^botrt-controller ", '"$BOTRT_CONTROLLER_BIN" '),
+    (r"\bkubectl ", '"$KUBECTL" '),
+]
+for pattern, value in table:
+    cmd = re.sub(pattern, lambda m: value, cmd)
+print(cmd)
+PY
+}
+ran=0
+for f in "$WORK"/doc-commands/*.sh; do
+  shown="$(sed -n 2p "$f")"
+  cmd="$(doc_subst "$f")" || fail "cannot fill in $(head -1 "$f"): $shown"
+  set +e
+  (cd "$WORK/doc-cwd" && ENGINE_ENV=("${engine_env[@]}") && export ENGINE_REPO ENGINE_KMS ENGINE_S3_REGION KUBECTL \
+    BOTRT_ENGINE_BIN BOTRT_CONTROLLER_BIN && eval "set -o pipefail; $cmd") >"$WORK/doc-out" 2>"$WORK/doc-err"
+  rc=$?
+  set -e
+  if ((rc != 0)); then
+    if ((rc == 1)) && [[ "$shown" =~ \|[[:space:]]*grep[^|]*$ ]] && [[ ! -s "$WORK/doc-err" ]]; then
+      : # a filter that found nothing to show (no warning lines, no refused access): what a healthy install prints
+    elif [[ "$shown" == *"Calico only"* ]] && grep -q "the server doesn't have a resource type" "$WORK/doc-err"; then
+      log "   (Calico is not installed here: the documented answer for a cluster without it)"
+    else
+      fail "$(head -1 "$f" | cut -c3-): exit $rc: $shown
+$(head -c 1500 "$WORK/doc-err")"
+    fi
+  fi
+  log "   ok: $(cut -c1-110 <<<"$shown") -> $(head -c 300 "$WORK/doc-out" | head -2 | tr '\n' ' ' | cut -c1-100)"
+  cat "$WORK/doc-out" "$WORK/doc-err" >>"$WORK/doc-all"
+  ran=$((ran + 1))
+done
+((ran > 40)) || fail "only $ran documented commands ran"
+if grep -q "$SECRET_MARK" "$WORK/doc-all"; then fail "a Secret value is in a documented command's output"; fi
+
+# -------------------------------------------------------------------------------------------------------------------
+log "8. the quickstart's uninstall (<!-- doc-test: install-test uninstall -->): the finalizers remove the children, then the operator and the CRDs go"
+python3 - "$REPO/docs/quickstart.md" >"$WORK/uninstall.sh" <<'PY' || fail "docs/quickstart.md: the uninstall block"
+import re, sys
+blocks = re.findall(r"<!-- doc-test: install-test uninstall -->\n```sh\n(.*?)```", open(sys.argv[1]).read(), re.S)
+assert len(blocks) == 1, blocks
+print(blocks[0])
+PY
+while IFS= read -r cmd; do
+  [[ -z "$cmd" ]] && continue
+  log "   $cmd"
+  (cd "$WORK/doc-cwd" && eval "timeout -k 10 240 ${cmd/#kubectl /\"\$KUBECTL\" }") >>"$WORK/uninstall.out" 2>&1 ||
+    fail "the quickstart's uninstall: $cmd: $(tail -n 15 "$WORK/uninstall.out")"
+  if [[ "$cmd" == "kubectl delete botrt --all -A" ]]; then
+    left="$("$KUBECTL" get cronjobs,networkpolicies,secrets -A -l "dr.botrt.io/policy-namespace=$APP_NS" -o name)"
+    [[ -z "$left" ]] || fail "after kubectl delete botrt --all -A, children of $APP_NS's policies remain: $left"
+  fi
+done <"$WORK/uninstall.sh"
+for _ in $(seq 1 60); do
+  "$KUBECTL" get crd backuppolicies.dr.botrt.io >/dev/null 2>&1 || break
+  sleep 1
+done
+! "$KUBECTL" get crd backuppolicies.dr.botrt.io >/dev/null 2>&1 || fail "kubectl delete -k manifests/ left the CRDs"
+"$KUBECTL" -n "$SYS_NS" get deployment botrt-controller >/dev/null 2>&1 && fail "the Deployment is still there"
+# The steps after this one use the CRDs: they come back as upgrading.md installs them.
+"$KUBECTL" apply -k "$REPO/crds" >/dev/null || fail "cannot apply the CRDs again"
+"$KUBECTL" wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io \
+  crd/drdrills.dr.botrt.io >/dev/null || fail "the CRDs are not Established again"
+
 log PASS

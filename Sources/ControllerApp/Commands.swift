@@ -9,6 +9,8 @@ import Reconcilers
 public struct ControllerCommand: AsyncParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "botrt-controller", abstract: "The BotRT backup and disaster-recovery operator.",
+    discussion: "Environment (run and report):\n"
+      + ClientConfig.environmentVariables.map { "  \($0.name)\n      \($0.meaning)" }.joined(separator: "\n"),
     subcommands: [RunCommand.self, ReportCommand.self, VersionCommand.self], defaultSubcommand: RunCommand.self)
 
   public init() {}

@@ -12,7 +12,7 @@ public struct BotrtEngine: AsyncParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "botrt-engine",
     abstract: "Encrypted, deduplicated, signed backups to S3, GCS, Azure Blob and local storage.",
-    discussion: exitCodeHelp,
+    discussion: exitCodeHelp + "\n\n" + EngineEnv.help,
     version: EngineVersion.current,
     subcommands: [
       InitCommand.self, BackupCommand.self, RestoreCommand.self, VerifyCommand.self, SnapshotsCommand.self,

@@ -14,6 +14,8 @@ public enum EngineEnv {
   /// Frames per second of the progress status (restic's RESTIC_PROGRESS_FPS): sets the rate on a terminal, and asks
   /// for plain progress lines when stdout is a pipe or a file.
   public static let progressFPS = "BOTRT_PROGRESS_FPS"
+  /// Who the audit log names as the actor (else the uid), with the host name and pid.
+  public static let user = "USER"
 
   // S3.
   public static let s3Endpoint = "BOTRT_S3_ENDPOINT"
@@ -67,17 +69,66 @@ public enum EngineEnv {
   /// `BOTRT_TO_ENV_<NAME>` is the copy target's `<NAME>` (its own credentials, endpoints and settings).
   public static let toEnvPrefix = "BOTRT_TO_ENV_"
 
-  /// Every variable the engine reads (besides `toEnvPrefix` + one of these).
-  public static let read: Set<String> = [
-    repo, repository, kms, retryLock, timing, progressFPS, s3Endpoint, s3PathStyle, s3SSE, s3SSEKMSKeyId,
-    awsAccessKeyId,
-    awsSecretAccessKey,
-    awsSessionToken, awsRegion, awsDefaultRegion, awsEndpointURL, awsEndpointURLS3, awsEndpointURLKMS, gcsEndpoint,
-    gcsTokenFile, storageEmulatorHost, googleApplicationCredentials, googleAccessToken, googleAccessTokenFile,
-    azureBlobEndpoint, azureStorageKey, azureStorageAccountKey, vaultAddr, vaultToken, vaultCACert, vaultNamespace,
-    awsKMSEndpoint, azureKeyVaultEndpoint, azureTenantId, azureClientId, azureClientSecret, azureAuthorityHost,
-    azureAccessToken, azureAccessTokenFile, gcpKMSEndpoint, gcpKMSCredentialsFile, toRepo, toKMS,
+  /// Every variable the engine reads, with what it sets, in the order `botrt-engine --help` lists them (besides
+  /// `toEnvPrefix` + one of these). `read` is made from it, so the help cannot miss a variable the engine reads.
+  public static let documented: [(name: String, meaning: String)] = [
+    (repository, "the repository URL, as restic's RESTIC_REPOSITORY (--repo/-r wins)"),
+    (repo, "the same as BOTRT_REPOSITORY (a different value in both is a usage error)"),
+    (kms, "the key service URL (--kms wins)"),
+    (retryLock, "how long to wait for a locked repository, e.g. 1h30m (--retry-lock wins)"),
+    (progressFPS, "progress frames per second (not a terminal: plain progress lines)"),
+    (caCert, "PEM files trusted besides the system's, comma-separated (--cacert wins)"),
+    (timing, "set: a restore prints its per-phase timing on stderr"),
+    (user, "the actor the audit log names, with host and pid (else the uid)"),
+    (s3Endpoint, "the S3 endpoint (--s3-endpoint wins)"),
+    (awsEndpointURLS3, "the S3 endpoint, as the AWS CLI reads it (after BOTRT_S3_ENDPOINT)"),
+    (awsEndpointURL, "the endpoint of S3 and AWS KMS when no more specific variable is set"),
+    (s3PathStyle, "1: path-style S3 URLs (bucket in the path), as MinIO and SeaweedFS need"),
+    (s3SSE, "S3 server-side encryption: AES256 or aws:kms (--s3-sse wins)"),
+    (s3SSEKMSKeyId, "the KMS key of aws:kms server-side encryption (--s3-sse-kms-key-id wins)"),
+    (awsAccessKeyId, "S3 and AWS KMS access key id"),
+    (awsSecretAccessKey, "S3 and AWS KMS secret access key"),
+    (awsSessionToken, "S3 and AWS KMS session token of temporary credentials"),
+    (awsRegion, "the AWS region of S3 and AWS KMS"),
+    (awsDefaultRegion, "the AWS region when AWS_REGION is not set"),
+    (gcsEndpoint, "the GCS endpoint (an emulator: no credentials needed)"),
+    (storageEmulatorHost, "the GCS emulator's host[:port], as Google's SDKs read it"),
+    (googleAccessToken, "an OAuth access token for GCS and Google Cloud KMS"),
+    (gcsTokenFile, "a file holding the GCS access token, read again for every request"),
+    (googleAccessTokenFile, "a file holding the Google Cloud KMS access token (--kms-token-file wins)"),
+    (gcpKMSCredentialsFile, "a Google service-account key file for Google Cloud KMS"),
+    (googleApplicationCredentials, "a service-account key file, if BOTRT_GCPKMS_CREDENTIALS_FILE is unset"),
+    (gcpKMSEndpoint, "the Google Cloud KMS endpoint"),
+    (azureBlobEndpoint, "the Azure Blob endpoint (spec.repository.azure.endpoint)"),
+    (azureStorageKey, "the Azure storage account's shared key"),
+    (azureStorageAccountKey, "the shared key, when AZURE_STORAGE_KEY is not set"),
+    (azureKeyVaultEndpoint, "the Azure Key Vault endpoint"),
+    (azureAccessToken, "an access token for Azure Key Vault"),
+    (azureAccessTokenFile, "a file holding the Azure Key Vault access token (--kms-token-file wins)"),
+    (azureTenantId, "Azure Key Vault client credentials: the tenant"),
+    (azureClientId, "Azure Key Vault client credentials: the client id"),
+    (azureClientSecret, "Azure Key Vault client credentials: the client secret"),
+    (azureAuthorityHost, "the token authority (default https://login.microsoftonline.com)"),
+    (vaultAddr, "the Vault server of a URL without a host: vault-transit:///transit/KEY"),
+    (vaultToken, "the Vault token (--vault-token-file wins)"),
+    (vaultCACert, "the CA that signs Vault's certificate (--vault-ca-file wins)"),
+    (vaultNamespace, "the Vault Enterprise namespace"),
+    (awsKMSEndpoint, "the AWS KMS endpoint (after AWS_ENDPOINT_URL_KMS)"),
+    (awsEndpointURLKMS, "the AWS KMS endpoint, as the AWS CLI reads it"),
+    (toRepo, "copy: the target repository (--to wins)"),
+    (toKMS, "copy: the target's key service (--to-kms wins)"),
   ]
+
+  /// Every variable the engine reads (besides `toEnvPrefix` + one of these).
+  public static let read: Set<String> = Set(documented.map(\.name))
+
+  /// The root help's environment section: every variable on its line, its meaning indented below it (each line
+  /// fits 80 columns, so the help's wrapping leaves it as written), and the copy target's prefix.
+  public static var help: String {
+    "Environment (a flag wins over its variable):\n"
+      + documented.map { "  \($0.name)\n      \($0.meaning)" }.joined(separator: "\n")
+      + "\n  \(toEnvPrefix)<NAME>\n      copy: the target's own <NAME>, e.g. \(toEnvPrefix)\(awsAccessKeyId)"
+  }
 
   /// Whether the engine reads `name` (directly, or as the copy target's `BOTRT_TO_ENV_<NAME>`).
   public static func isRead(_ name: String) -> Bool {

@@ -53,6 +53,16 @@ public struct ClientConfig: Sendable {
       caDescription ?? (tls.caFile ?? (tls.caPEM != nil ? "the configured CA data" : "the system trust store"))
   }
 
+  /// The environment variables `fromEnvironment` reads, in the order it tries them, with what each does (for the
+  /// help of the programs that use it).
+  public static let environmentVariables: [(name: String, meaning: String)] = [
+    ("KUBECONFIG", "kubeconfig files, ':'-separated, as kubectl reads them (--kubeconfig)"),
+    ("KUBERNETES_SERVICE_HOST", "set in a pod: the in-cluster service account is used"),
+    ("KUBERNETES_SERVICE_PORT", "the in-cluster apiserver's port (default 443)"),
+    ("HOME", "~/.kube/config is read when neither of the above is set"),
+    ("PATH", "where a kubeconfig user's exec credential plugin is looked up"),
+  ]
+
   /// Loads `$KUBECONFIG` (or ~/.kube/config) when set or present, otherwise the in-cluster service account.
   public static func fromEnvironment(
     context: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment

@@ -720,4 +720,38 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     #expect(EngineExitCode.kms == 13)
     #expect(BotrtEngine.configuration.version == EngineVersion.current)
   }
+
+  /// `botrt-engine --help` and docs/repository-format.md name every environment variable the engine reads, and only
+  /// those: `EngineEnv.read` is made from the documented list, and every name the store and key-service factories
+  /// read is a constant of that list.
+  @Test func helpAndDocsListEveryEnvironmentVariable() throws {
+    let help = BotrtEngine.helpMessage(columns: 80)
+    #expect(EngineEnv.documented.count == EngineEnv.read.count, "a variable is documented twice")
+    let section = try #require(help.range(of: "Environment (a flag wins over its variable):"))
+    for line in help[section.lowerBound...].split(separator: "\n") {
+      #expect(line.count <= 80, "a help line is wider than 80 columns, so the parser rewraps it: \(line)")
+    }
+    let doc = try String(
+      contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("docs/repository-format.md"), encoding: .utf8)
+    for (name, meaning) in EngineEnv.documented {
+      #expect(help.contains("  \(name)\n      \(meaning)\n"), "--help misses \(name): \(help)")
+      #expect(doc.contains("`\(name)`"), "docs/repository-format.md misses `\(name)`")
+    }
+    #expect(help.contains(EngineEnv.toEnvPrefix + "<NAME>"))
+    // Names the engine's sources read through `firstEnv(env, ...)` or `env[...]` are constants of EngineEnv; a
+    // literal would escape the documented list.
+    let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("Sources")
+    for dir in ["BackupEngine", "EngineCLI"] {
+      let root = sources.appendingPathComponent(dir)
+      let files = FileManager.default.enumerator(atPath: root.path)?.compactMap { $0 as? String } ?? []
+      for f in files where f.hasSuffix(".swift") {
+        let text = try String(contentsOf: root.appendingPathComponent(f), encoding: .utf8)
+        for marker in ["firstEnv(env, \"", "env[\"", "environment[\""] {
+          #expect(!text.contains(marker), "\(dir)/\(f) reads an environment variable by a literal name: \(marker)")
+        }
+      }
+    }
+  }
 }

@@ -1,3 +1,4 @@
+import EngineContract
 import Foundation
 import Logging
 
@@ -923,7 +924,7 @@ public final class AuditLog: @unchecked Sendable {
   init(store: any ObjectStore, retention: ObjectRetention?) {
     self.store = store
     self.retention = retention
-    let user = ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
+    let user = ProcessInfo.processInfo.environment[EngineEnv.user] ?? "uid \(getuid())"
     actor = "\(user)@\(ProcessInfo.processInfo.hostName) pid \(getpid())"
   }
 
