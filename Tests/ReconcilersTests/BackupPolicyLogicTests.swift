@@ -257,4 +257,38 @@ import Testing
     later.policy.status = d.status
     #expect(BackupPolicyLogic.decide(later).requeueAt != testNow.addingTimeInterval(1))
   }
+
+  @Test func aNewSnapshotStartsACopyAsAnActionAndAFailedApplyStartsNone() {
+    let p = replicatedPolicy()
+    var w = world(p, secrets: replicaSecrets)
+    var result = EngineResult(ok: true, snapshotId: "s1")
+    result.snapshotTime = ISO8601DateFormatter().string(from: testNow.addingTimeInterval(-20))
+    w.runs = [
+      BackupRun(
+        jobName: "b1", state: .succeeded, startTime: testNow.addingTimeInterval(-25),
+        finishTime: testNow.addingTimeInterval(-20), result: result)
+    ]
+    let d = BackupPolicyLogic.decide(w)
+    let copies = d.actions.compactMap { a -> (DesiredChild, PlannedEvent?)? in
+      if case .apply(let c, let e) = a { return (c, e) }
+      return nil
+    }
+    #expect(copies.count == 1)
+    #expect(copies.first?.1?.reason == "ReplicaCopyStarted")
+    #expect(copies.first?.1?.message.contains("snapshot s1 to replica dr-gcs") == true)
+    #expect(d.status.replicas?.map(\.state) == ["Copying"])
+    #expect(d.metrics.replicas?.keys.map(\.replica) == ["dr-gcs"])
+    // Children not applied: not Ready, so no copy starts (old copy Jobs would still go).
+    let failed = BackupPolicyLogic.decide(w, applyFailure: Oops())
+    #expect(
+      !failed.actions.contains {
+        if case .apply = $0 { return true }
+        return false
+      })
+    // A replica removed from the spec: its series go.
+    var gone = w
+    gone.policy.status = d.status
+    gone.policy.spec.replicas = []
+    #expect(BackupPolicyLogic.decide(gone).metrics.replicas?.gone == ["dr-gcs"])
+  }
 }
