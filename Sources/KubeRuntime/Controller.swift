@@ -186,13 +186,25 @@ public final class Controller<Object: KubeObject>: Runnable {
   /// Also follows `informer` (a related kind) and reconciles the primary keys `mapper` returns for each change.
   /// Call before `run()`.
   public func watches<Child: KubeObject>(_ informer: SharedInformer<Child>, mapper: @escaping KeyMapper<Child>) {
+    watches(informer, relevant: { _, _ in true }, mapper: mapper)
+  }
+
+  /// Also follows `informer`, reconciling the keys `mapper` returns for additions, deletions, relists and the
+  /// updates `relevant(new, old)` accepts (e.g. not a Pod's status churn). Call before `run()`.
+  public func watches<Child: KubeObject>(
+    _ informer: SharedInformer<Child>, relevant: @escaping @Sendable (Child, Child?) -> Bool,
+    mapper: @escaping KeyMapper<Child>
+  ) {
     related.withLock {
       $0.append { controller in
         await informer.subscribe { event in
           switch event {
           case .restarted(let all):
             for o in all { for k in mapper(o) { await controller.queue.add(k) } }
-          case .applied(let o, _), .deleted(let o):
+          case .applied(let o, let old):
+            guard relevant(o, old) else { return }
+            for k in mapper(o) { await controller.queue.add(k) }
+          case .deleted(let o):
             for k in mapper(o) { await controller.queue.add(k) }
           }
         }

@@ -28,6 +28,8 @@ public struct BackupPolicyWorld: Sendable {
   public var runs: [BackupRun] = []
   /// The prune and verify runs, by component ("prune", `VerifyOutcome.component`).
   public var maintenance: [String: [BackupRun]] = [:]
+  /// Where the backup pods of a PVC source must run (RWO placement, `observePlacement`).
+  public var placement: ClaimPlacement.Decision = .anywhere
   /// The source claim (a PVC source only), nil when absent or unreadable.
   public var sourceClaim: PersistentVolumeClaim? = nil
   /// The key rotation Jobs (`KeyRotationLogic.component`) with their Pods.
@@ -128,10 +130,11 @@ public enum BackupPolicyLogic {
   /// The policy's children: its own, and its replicas' unless it is restore-only.
   public static func children(
     _ policy: BackupPolicy, effective: EffectivePolicy, settings: ControllerSettings, secrets: [String: Secret],
-    runToken: String?
+    runToken: String?, placement: ClaimPlacement.Decision = .anywhere
   ) throws(SpecError) -> [DesiredChild] {
     let inputs = ChildInputs(
-      policy: policy, effective: effective, settings: settings, secrets: secrets, runToken: runToken)
+      policy: policy, effective: effective, settings: settings, secrets: secrets, runToken: runToken,
+      placement: placement)
     // A restore-only policy's children write nothing (BackupPolicyChildren.build) and it copies to no replica.
     var children = try BackupPolicyChildren.build(inputs)
     if !BackupPolicyChildren.isRestoreOnly(policy, settings: settings) {
@@ -186,7 +189,7 @@ public enum BackupPolicyLogic {
           if let e = w.secretsProblem { throw e }
           let token = runToken(policy, settings: settings)
           let children = try Self.children(
-            policy, effective: eff, settings: settings, secrets: w.secrets, runToken: token)
+            policy, effective: eff, settings: settings, secrets: w.secrets, runToken: token, placement: w.placement)
           // An object of a child's name that another owner's labels claim is never applied over (ChildOwnership).
           if !w.conflicts.isEmpty {
             let refusal = ChildOwnership.refusal(w.conflicts)
@@ -237,6 +240,7 @@ public enum BackupPolicyLogic {
     if let e = conflictEvent { outcome.events.append(e) }
     outcome.status.sourceClaim = SourceClaimRecord.record(
       policy, claim: w.sourceClaim, previous: policy.status?.sourceClaim, now: now)
+    outcome.status.placement = problem == nil && !restoreOnly ? w.placement.status : nil
     if restoreOnly { RestoreOnlyStatus.apply(&outcome, policy: policy, now: now) }
     if outcome.status.repositoryIdentity != policy.status?.repositoryIdentity {
       // The children were built from the previous status: build them again with the pins (a status write alone

@@ -149,6 +149,8 @@ public final class BackupPolicyReconciler: Sendable {
   let existing: ExistingLabels
   /// The shared caches of the controller's own objects, read instead of live lists once filled.
   let managed: ManagedCaches
+  /// The shared cache of Pods as RWO placement reads them (ClaimPlacement.swift).
+  let claimUsers: ClaimUserCache
   /// The children already applied as desired (not applied again).
   let applied = AppliedChildren()
   /// Policy (namespace/name) -> the backup namespace of its own it runs Jobs in (backupNamespacesInUse()).
@@ -159,8 +161,9 @@ public final class BackupPolicyReconciler: Sendable {
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
     recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil,
-    managed: ManagedCaches = .none
+    managed: ManagedCaches = .none, claimUsers: ClaimUserCache = .none
   ) {
+    self.claimUsers = claimUsers
     self.isolation = isolation
     self.client = client
     // Only hits count in the ownership check, so the caches of the controller's own objects are all it needs.
@@ -249,6 +252,8 @@ public final class BackupPolicyReconciler: Sendable {
     let restoreOnly = BackupPolicyChildren.isRestoreOnly(policy, settings: settings)
     w.pruneDue = needsPrune(policy)
     var accepted = false
+    // RWO placement: where the pod that mounts the source claim runs (ClaimPlacement.swift).
+    w.placement = try await observePlacement(policy)
     if case .success(let eff) = BackupPolicyLogic.effective(policy, now: w.now) {
       w.namespaceProblem = try await backupNamespaceProblem(policy)
       if w.namespaceProblem == nil {
@@ -257,7 +262,7 @@ public final class BackupPolicyReconciler: Sendable {
           // The ownership check reads the objects the children `decide` builds from this world would name.
           let children = try BackupPolicyLogic.children(
             policy, effective: eff, settings: settings, secrets: w.secrets,
-            runToken: BackupPolicyLogic.runToken(policy, settings: settings))
+            runToken: BackupPolicyLogic.runToken(policy, settings: settings), placement: w.placement)
           w.conflicts = try await ChildOwnership.conflicts(children, existing: existing)
           accepted = true
         } catch let e as SpecError {
