@@ -291,4 +291,12 @@ import Testing
     gone.policy.spec.replicas = []
     #expect(BackupPolicyLogic.decide(gone).metrics.replicas?.gone == ["dr-gcs"])
   }
+
+  @Test func thePlacementIsRecordedForAnAcceptedPolicyOnly() {
+    var w = world(dumpPolicy())
+    w.placement = ClaimPlacement.Decision(status: BackupPlacementStatus(node: "node-a", pod: "db-0"))
+    #expect(BackupPolicyLogic.decide(w).status.placement?.node == "node-a")
+    w.conflicts = [ChildNameConflict(child: "CronJob botrt-backup/x", owner: "no BotRT owner")]
+    #expect(BackupPolicyLogic.decide(w).status.placement == nil)
+  }
 }
