@@ -746,7 +746,7 @@ def backup_policy_status():
         "placement": obj(
             "Where the backup pods run (spec.source.pvc): a ReadWriteOnce or ReadWriteOncePod claim mounted by a "
             "running pod can only be mounted on that pod's node, so the backup CronJob's and on-demand Job's pods "
-            "get a required node affinity for that node (its kubernetes.io/hostname label) and that pod's "
+            "get a required node affinity for that node (by its name) and that pod's "
             "tolerations. Unset when the backup may run on any node: the claim is mounted by no running pod, or "
             "it is ReadWriteMany or ReadOnlyMany.", {
                 "node": string("The node the backup pods are bound to.", maxLength=253),

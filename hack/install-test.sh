@@ -414,7 +414,12 @@ run_block "$WORK"/blocks/03-run.sh # rollout status, pods, api-resources
   grep -qF -- "--egress=vault=$NODE_IP/32:$VAULT_TLS_PORT" || fail "the quickstart's --egress is not in the Deployment"
 ready="$("$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o jsonpath='{.status.readyReplicas}/{.status.replicas}')"
 [[ "$ready" == 2/2 ]] || fail "the Deployment has $ready ready replicas"
-pods=($("$KUBECTL" -n "$SYS_NS" get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[*].metadata.name}'))
+# The --egress patch rolled the Deployment: the replaced replicas' Pods terminate (a grace period) before the count.
+for _ in $(seq 1 90); do
+  pods=($("$KUBECTL" -n "$SYS_NS" get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[*].metadata.name}'))
+  ((${#pods[@]} == 2)) && break
+  sleep 1
+done
 ((${#pods[@]} == 2)) || fail "expected 2 controller Pods, found ${#pods[@]}"
 for p in "${pods[@]}"; do
   node="$("$KUBECTL" -n "$SYS_NS" get pod "$p" -o jsonpath='{.spec.nodeName} {.spec.containers[0].image}')"

@@ -9,9 +9,9 @@ import Testing
 extension BackupPolicyControllerTests {
   /// RWO placement against the real apiserver: two Node objects (no kubelet: the decision is checked on the pod
   /// template), a ReadWriteOnce claim and a pod bound to node-b (tainted; the pod tolerates it) that mounts it. The
-  /// backup CronJob's pods get a required node affinity for node-b and the pod's tolerations; the pod replaced by one
-  /// on node-a (whose hostname label differs from its name) moves the CronJob there; with no pod left the affinity
-  /// goes.
+  /// backup CronJob's pods get a required node affinity for node-b (by name: `matchFields` on `metadata.name`, so
+  /// a hostname label that differs from the name does not matter and no Node is read) and the pod's tolerations;
+  /// the pod replaced by one on node-a moves the CronJob there; with no pod left the affinity goes.
   @Test func rwoBackupFollowsThePodThatMountsItsClaim() async throws {
     try await withNamespace("rwo") { ns in
       let nodeA = "\(ns)-node-a"
@@ -21,7 +21,7 @@ extension BackupPolicyControllerTests {
       func node(_ name: String, hostname: String, taints: [JSONValue]) -> JSONValue {
         [
           "apiVersion": "v1", "kind": "Node",
-          "metadata": ["name": .string(name), "labels": [ClaimPlacement.hostnameLabel: .string(hostname)]],
+          "metadata": ["name": .string(name), "labels": ["kubernetes.io/hostname": .string(hostname)]],
           "spec": ["taints": .array(taints)],
         ]
       }
@@ -71,7 +71,7 @@ extension BackupPolicyControllerTests {
         }
         func hosts(_ s: PodSpec?) -> [String]? {
           s?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms.first?
-            .matchExpressions?.first { $0.key == ClaimPlacement.hostnameLabel }?.values
+            .matchFields?.first { $0.key == ClaimPlacement.nodeNameField }?.values
         }
         func tolerations(_ pod: JSONValue) -> [Toleration] {
           (pod[path: "spec", "tolerations"]?.arrayValue ?? []).compactMap(Toleration.init(json:))
@@ -81,7 +81,7 @@ extension BackupPolicyControllerTests {
         try await eventually("the backup CronJob") { try await template() != nil }
         #expect(hosts(try await template()) == nil)
 
-        // On node-b: its hostname, and the pod's tolerations (the admission adds its default ones).
+        // On node-b: its name, and the pod's tolerations (the admission adds its default ones).
         let b = try await pod("app-b", on: nodeB, tolerations: [dedicated])
         #expect(tolerations(b).contains(Toleration(json: dedicated)!))
         try await eventually("the CronJob to follow app-b to node-b") { hosts(try await template()) == [nodeB] }
@@ -93,10 +93,10 @@ extension BackupPolicyControllerTests {
         #expect(placed?.pod == "app-b")
         #expect(placed?.message?.contains("where pod app-b mounts the ReadWriteOnce claim data") == true)
 
-        // Moved to node-a: its hostname label, not its name; node-b's toleration goes.
+        // Moved to node-a (by its name, not its differing hostname label); node-b's toleration goes.
         try await deletePod("app-b")
         let a = try await pod("app-a", on: nodeA, tolerations: [])
-        try await eventually("the CronJob to follow app-a to node-a") { hosts(try await template()) == [hostA] }
+        try await eventually("the CronJob to follow app-a to node-a") { hosts(try await template()) == [nodeA] }
         #expect(try await template()?.tolerations == tolerations(a).nilIfEmpty)
         #expect(try await getPolicy(ns, "files").status?.placement?.pod == "app-a")
 

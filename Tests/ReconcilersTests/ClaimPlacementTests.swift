@@ -6,10 +6,9 @@ import Testing
 
 @testable import Reconcilers
 
-/// RWO placement (ClaimPlacement.decide) on a cluster of two nodes: node-a (hostname label "host-a") and node-b
-/// (tainted dedicated=db:NoSchedule, hostname label "node-b").
+/// RWO placement (ClaimPlacement.decide) on a cluster of two nodes: node-a and node-b (tainted
+/// dedicated=db:NoSchedule). The affinity names the node by its name (`matchFields` on `metadata.name`).
 @Suite struct ClaimPlacementTests {
-  let hostnames = ["node-a": "host-a", "node-b": "node-b"]
   let dbToleration = Toleration(key: "dedicated", operator: "Equal", value: "db", effect: "NoSchedule")
   let rwo = ["ReadWriteOnce"]
 
@@ -23,22 +22,23 @@ import Testing
   }
 
   func decide(_ modes: [String]?, _ pods: [ClaimUserPod]) -> ClaimPlacement.Decision {
-    ClaimPlacement.decide(claim: "uploads", namespace: "shop", accessModes: modes, pods: pods, hostnames: hostnames)
+    ClaimPlacement.decide(claim: "uploads", namespace: "shop", accessModes: modes, pods: pods)
   }
 
-  /// The hostname values of the required node affinity, or nil without one.
+  /// The node names of the required node affinity, or nil without one.
   func hosts(_ d: ClaimPlacement.Decision) -> [String]? {
     guard let terms = d.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms
     else { return nil }
     #expect(terms.count == 1)
-    #expect(terms.first?.matchExpressions?.map(\.key) == [ClaimPlacement.hostnameLabel])
-    #expect(terms.first?.matchExpressions?.map(\.operator) == ["In"])
-    return terms.first?.matchExpressions?.first?.values
+    #expect(terms.first?.matchExpressions == nil)
+    #expect(terms.first?.matchFields?.map(\.key) == [ClaimPlacement.nodeNameField])
+    #expect(terms.first?.matchFields?.map(\.operator) == ["In"])
+    return terms.first?.matchFields?.first?.values
   }
 
-  @Test func aPodOnNodeAPinsTheBackupToNodeAByItsHostnameLabel() {
+  @Test func aPodOnNodeAPinsTheBackupToNodeAByItsName() {
     let d = decide(rwo, [pod("app-1", on: "node-a")])
-    #expect(hosts(d) == ["host-a"])
+    #expect(hosts(d) == ["node-a"])
     #expect(d.tolerations == nil)
     #expect(d.status == BackupPlacementStatus(node: "node-a", pod: "app-1", message: d.status?.message))
     #expect(
@@ -50,12 +50,6 @@ import Testing
     #expect(hosts(d) == ["node-b"])
     #expect(d.tolerations == [dbToleration])
     #expect(d.status?.node == "node-b")
-  }
-
-  @Test func aNodeWithoutAKnownHostnameLabelIsMatchedByItsName() {
-    let d = ClaimPlacement.decide(
-      claim: "uploads", namespace: "shop", accessModes: rwo, pods: [pod("app-1", on: "node-c")], hostnames: [:])
-    #expect(hosts(d) == ["node-c"])
   }
 
   @Test func noPodMeansAnywhere() {
@@ -89,8 +83,8 @@ import Testing
   }
 
   @Test func unknownAccessModesFollowThePod() {
-    #expect(hosts(decide(nil, [pod("app-1", on: "node-a")])) == ["host-a"])
-    #expect(hosts(decide([], [pod("app-1", on: "node-a")])) == ["host-a"])
+    #expect(hosts(decide(nil, [pod("app-1", on: "node-a")])) == ["node-a"])
+    #expect(hosts(decide([], [pod("app-1", on: "node-a")])) == ["node-a"])
   }
 
   @Test func whileAPodMovesTheRunningOneIsFollowed() {
@@ -98,7 +92,7 @@ import Testing
     // on node-a. Once the old one is gone, node-b.
     let old = pod("app-old", on: "node-a", terminating: true)
     let new = pod("app-new", on: "node-b", phase: "Pending", tolerations: [dbToleration])
-    #expect(hosts(decide(rwo, [new, old])) == ["host-a"])
+    #expect(hosts(decide(rwo, [new, old])) == ["node-a"])
     #expect(hosts(decide(rwo, [new])) == ["node-b"])
     // Two running pods (one terminating): the one that is not.
     let running = pod("app-new", on: "node-b", tolerations: [dbToleration])

@@ -9,7 +9,7 @@ import Synchronization
 // RWO placement (issue 15, k8up#319, k8up#978): a ReadWriteOnce claim mounted by a running pod can only be mounted on
 // that pod's node, so a backup pod scheduled elsewhere hangs in ContainerCreating (Multi-Attach). The backup
 // CronJob's and on-demand Job's pods follow the pod that mounts the claim: a required node affinity for its node and
-// its tolerations. Observe (the shared cache of `ClaimUserPod`s, the Node's hostname label) → decide
+// its tolerations. Observe (the shared cache of `ClaimUserPod`s) → decide
 // (`ClaimPlacement.decide`, pure) → the builders set it on the pod template (`ChildInputs.placement`).
 
 /// A Pod as the placement logic needs it, and nothing more: name, namespace, resourceVersion, node, tolerations, the
@@ -140,9 +140,9 @@ public struct ClaimUserPod: KubeObject, Hashable {
 
 /// Where a PVC-source policy's backup pods must run: the pure decision of RWO placement.
 public enum ClaimPlacement {
-  /// The node label the affinity matches: the node's own hostname label, which the scheduler's
-  /// `kubernetes.io/hostname` topology uses (it may differ from the node's name, e.g. on some cloud providers).
-  public static let hostnameLabel = "kubernetes.io/hostname"
+  /// The node field the affinity matches: the Node's name (`matchFields` on `metadata.name`, as the DaemonSet
+  /// controller pins its pods), which is the pod's `spec.nodeName`; no Node has to be read.
+  public static let nodeNameField = "metadata.name"
 
   /// What the backup pod template gets: a required node affinity and tolerations, and the status that says so.
   public struct Decision: Sendable, Hashable {
@@ -191,21 +191,19 @@ public enum ClaimPlacement {
   }
 
   /// The placement of the backup pods of `claim` (in `namespace`, with `accessModes` as the claim has them) given the
-  /// pods of the namespace and the hostname labels of nodes (node name → `kubernetes.io/hostname`; a node not in it
-  /// is matched by its name). A claim mounted by no running pod, or a ReadWriteMany or ReadOnlyMany claim, is
-  /// placed anywhere.
+  /// pods of the namespace: the followed pod's node, by name. A claim mounted by no running pod, or a ReadWriteMany
+  /// or ReadOnlyMany claim, is placed anywhere.
   public static func decide(
-    claim: String, namespace: String, accessModes: [String]?, pods: [ClaimUserPod], hostnames: [String: String]
+    claim: String, namespace: String, accessModes: [String]?, pods: [ClaimUserPod]
   ) -> Decision {
     guard let pod = followed(claim: claim, namespace: namespace, accessModes: accessModes, pods: pods),
       let node = pod.nodeName
     else { return .anywhere }
-    let hostname = hostnames[node].flatMap { $0.isEmpty ? nil : $0 } ?? node
     let affinity = Affinity(
       nodeAffinity: NodeAffinity(
         required: NodeSelector(nodeSelectorTerms: [
-          NodeSelectorTerm(matchExpressions: [
-            NodeSelectorRequirement(key: hostnameLabel, operator: "In", values: [hostname])
+          NodeSelectorTerm(matchFields: [
+            NodeSelectorRequirement(key: nodeNameField, operator: "In", values: [node])
           ])
         ])))
     let mode = accessModes?.contains("ReadWriteOncePod") == true ? "ReadWriteOncePod" : "ReadWriteOnce"
@@ -273,8 +271,7 @@ public final class ClaimUserCache: Sendable {
 
 extension BackupPolicyReconciler {
   /// Observes where the policy's backup pods must run (RWO placement): the pods that mount its source claim (from
-  /// the shared cache), the claim's access modes (as recorded in status.sourceClaim, else read), and the followed
-  /// pod's Node (its hostname label; the node's name when the Node cannot be read). `.anywhere` for a command
+  /// the shared cache) and the claim's access modes (as recorded in status.sourceClaim, else read). `.anywhere` for a command
   /// source, a claim nobody mounts, or a multi-node claim.
   func observePlacement(_ policy: BackupPolicy) async throws -> ClaimPlacement.Decision {
     guard let claim = SourceClaimRecord.claimName(policy) else { return .anywhere }
@@ -290,33 +287,6 @@ extension BackupPolicyReconciler {
     } else {
       modes = try await readSourceClaim(policy)?.spec?.accessModes
     }
-    guard
-      let pod = ClaimPlacement.followed(claim: claim, namespace: ns, accessModes: modes, pods: pods),
-      let node = pod.nodeName
-    else { return .anywhere }
-    var hostnames: [String: String] = [:]
-    if let h = try await nodeHostname(node, policy: policy) { hostnames[node] = h }
-    return ClaimPlacement.decide(claim: claim, namespace: ns, accessModes: modes, pods: pods, hostnames: hostnames)
-  }
-
-  /// The `kubernetes.io/hostname` label of node `name`, or nil when the Node does not exist, has no such label, or
-  /// cannot be read (no `get` on nodes: an older ClusterRole); the affinity then names the node by its name, which
-  /// is its hostname label on most clusters.
-  func nodeHostname(_ name: String, policy: BackupPolicy) async throws -> String? {
-    do {
-      let node = try await client.get(
-        .nodes, namespace: nil, name: name, as: JSONValue.self, metadataOnly: true)
-      return node[path: "metadata", "labels", ClaimPlacement.hostnameLabel]?.stringValue
-    } catch let e as KubeError where e.isNotFound || e.isForbidden {
-      if e.isForbidden {
-        logger.warning(
-          """
-          cannot read the node of the pod mounting the source claim; the backup's node affinity names the node by \
-          its name (grant get on nodes)
-          """,
-          metadata: ["object": "BackupPolicy \(policy.metadata.namespace ?? "")/\(policy.name)", "error": "\(e)"])
-      }
-      return nil
-    }
+    return ClaimPlacement.decide(claim: claim, namespace: ns, accessModes: modes, pods: pods)
   }
 }
