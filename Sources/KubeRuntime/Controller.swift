@@ -47,12 +47,24 @@ public enum Mappers {
     nameLabel: String, namespaceLabel: String?, watchNamespace: String? = nil
   ) -> KeyMapper<Child> {
     { child in
-      guard let labels = child.metadata.labels, let name = labels[nameLabel], !name.isEmpty else { return [] }
-      let ns = namespaceLabel.flatMap { labels[$0] }
-      if namespaceLabel != nil && ns == nil { return [] }
-      if let watchNamespace, ns != watchNamespace { return [] }
-      return [ObjectKey(namespace: ns, name: name)]
+      owner(
+        labels: child.metadata.labels ?? [:], nameLabel: nameLabel, namespaceLabel: namespaceLabel,
+        watchNamespace: watchNamespace
+      ).map { [$0] } ?? []
     }
+  }
+
+  /// The owner `labels` name (the rule of `labels(nameLabel:namespaceLabel:watchNamespace:)`, for a caller that has
+  /// the labels without a decoded object): nil when the name is missing or empty, when `namespaceLabel` is given
+  /// and its value is missing or empty, or when the owner is outside `watchNamespace` (nil: all namespaces).
+  public static func owner(
+    labels: [String: String], nameLabel: String, namespaceLabel: String?, watchNamespace: String? = nil
+  ) -> ObjectKey? {
+    guard let name = labels[nameLabel], !name.isEmpty else { return nil }
+    let ns = namespaceLabel.flatMap { labels[$0] }
+    if namespaceLabel != nil && (ns ?? "").isEmpty { return nil }
+    if let watchNamespace, ns != watchNamespace { return nil }
+    return ObjectKey(namespace: ns, name: name)
   }
 }
 

@@ -320,5 +320,18 @@ final class FakeEventSink: EventSink, Sendable {
     }
     #expect(watching("team")(child) == [ObjectKey(namespace: "team", name: "p")])
     #expect(watching("apps")(child).isEmpty)
+    // The same rule for bare labels; an empty name or namespace names no owner.
+    #expect(
+      Mappers.owner(
+        labels: ["botrt.io/owner": "p", "botrt.io/owner-namespace": "team"], nameLabel: "botrt.io/owner",
+        namespaceLabel: "botrt.io/owner-namespace") == ObjectKey(namespace: "team", name: "p"))
+    #expect(
+      Mappers.owner(
+        labels: ["botrt.io/owner": "p", "botrt.io/owner-namespace": ""], nameLabel: "botrt.io/owner",
+        namespaceLabel: "botrt.io/owner-namespace") == nil)
+    #expect(Mappers.owner(labels: ["botrt.io/owner": ""], nameLabel: "botrt.io/owner", namespaceLabel: nil) == nil)
+    #expect(
+      Mappers.owner(labels: ["botrt.io/owner": "g"], nameLabel: "botrt.io/owner", namespaceLabel: nil)
+        == ObjectKey(namespace: nil, name: "g"))
   }
 }

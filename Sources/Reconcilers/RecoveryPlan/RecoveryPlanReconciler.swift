@@ -20,10 +20,7 @@ public enum RecoveryPlanLabels {
   /// restore into a claim of another namespace runs its Job there); nil when the labels name no plan, or a plan
   /// outside `watchNamespace` (nil: all namespaces), which another controller follows.
   public static func owner(labels: [String: String], watchNamespace: String?) -> ObjectKey? {
-    guard let name = labels[planName], !name.isEmpty, let ns = labels[planNamespace], !ns.isEmpty,
-      watchNamespace == nil || ns == watchNamespace
-    else { return nil }
-    return ObjectKey(namespace: ns, name: name)
+    Mappers.owner(labels: labels, nameLabel: planName, namespaceLabel: planNamespace, watchNamespace: watchNamespace)
   }
 }
 
