@@ -701,6 +701,9 @@ blocks = re.findall(r"<!-- doc-test: install-test uninstall -->\n```sh\n(.*?)```
 assert len(blocks) == 1, blocks
 print(blocks[0])
 PY
+# The uninstall deletes the controller's RBAC while its Pods still run: their last requests are denied, which
+# hack/rbac-audit.py then expects (its teardown windows).
+teardown_start="$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)"
 while IFS= read -r cmd; do
   [[ -z "$cmd" ]] && continue
   log "   $cmd"
@@ -717,6 +720,11 @@ for _ in $(seq 1 60); do
 done
 ! "$KUBECTL" get crd backuppolicies.dr.botrt.io >/dev/null 2>&1 || fail "kubectl delete -k manifests/ left the CRDs"
 "$KUBECTL" -n "$SYS_NS" get deployment botrt-controller >/dev/null 2>&1 && fail "the Deployment is still there"
+# The window ends when the controller's Pods are gone (their grace period), plus the audit log's own lag.
+"$KUBECTL" -n "$SYS_NS" wait --for=delete pod -l app.kubernetes.io/component=controller --timeout=60s >/dev/null 2>&1 || true
+sleep 2
+echo "$teardown_start $(date -u +%Y-%m-%dT%H:%M:%S.%6NZ) install-test step 8, the quickstart's uninstall" \
+  >>"${BOTRT_CLUSTER_DIR:?}/rbac-audit-teardown"
 # The steps after this one use the CRDs: they come back as upgrading.md installs them.
 "$KUBECTL" apply -k "$REPO/crds" >/dev/null || fail "cannot apply the CRDs again"
 "$KUBECTL" wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io \
