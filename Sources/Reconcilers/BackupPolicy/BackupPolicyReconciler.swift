@@ -252,8 +252,10 @@ public final class BackupPolicyReconciler: Sendable {
     let restoreOnly = BackupPolicyChildren.isRestoreOnly(policy, settings: settings)
     w.pruneDue = needsPrune(policy)
     var accepted = false
+    // The source claim, read once: its record in status, and the access modes RWO placement needs.
+    w.sourceClaim = try await readSourceClaim(policy)
     // RWO placement: where the pod that mounts the source claim runs (ClaimPlacement.swift).
-    w.placement = try await observePlacement(policy)
+    w.placement = await observePlacement(policy, claim: w.sourceClaim)
     if case .success(let eff) = BackupPolicyLogic.effective(policy, now: w.now) {
       w.namespaceProblem = try await backupNamespaceProblem(policy)
       if w.namespaceProblem == nil {
@@ -271,7 +273,6 @@ public final class BackupPolicyReconciler: Sendable {
       }
     }
     w.runs = try await observeRuns(policy, namespace: workNS)
-    w.sourceClaim = try await readSourceClaim(policy)
     if restoreOnly { return w }
     if accepted {
       w.keyRotationRuns = try await observeRuns(

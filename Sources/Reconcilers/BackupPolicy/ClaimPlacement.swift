@@ -271,22 +271,17 @@ public final class ClaimUserCache: Sendable {
 
 extension BackupPolicyReconciler {
   /// Observes where the policy's backup pods must run (RWO placement): the pods that mount its source claim (from
-  /// the shared cache) and the claim's access modes (as recorded in status.sourceClaim, else read). `.anywhere` for a command
-  /// source, a claim nobody mounts, or a multi-node claim.
-  func observePlacement(_ policy: BackupPolicy) async throws -> ClaimPlacement.Decision {
+  /// the shared cache) and the claim's access modes, as recorded in status.sourceClaim, else from `claim` (the
+  /// source claim observe read once for both). `.anywhere` for a command source, a claim nobody mounts, or a
+  /// multi-node claim.
+  func observePlacement(_ policy: BackupPolicy, claim live: PersistentVolumeClaim?) async -> ClaimPlacement.Decision {
     guard let claim = SourceClaimRecord.claimName(policy) else { return .anywhere }
     let ns = policy.metadata.namespace ?? "default"
     guard let pods = await claimUsers.pods(namespace: ns),
       !ClaimPlacement.users(of: claim, namespace: ns, in: pods).isEmpty
     else { return .anywhere }
-    // The recorded access modes save a read per reconcile (they cannot change while the claim exists); a claim made
-    // again with other modes is recorded by this reconcile and followed from the next, which its new pod brings.
-    var modes: [String]? = nil
-    if let r = policy.status?.sourceClaim, r.name == claim, r.namespace == ns, let m = r.accessModes {
-      modes = m
-    } else {
-      modes = try await readSourceClaim(policy)?.spec?.accessModes
-    }
+    var modes = live?.spec?.accessModes
+    if let r = policy.status?.sourceClaim, r.name == claim, r.namespace == ns, let m = r.accessModes { modes = m }
     return ClaimPlacement.decide(claim: claim, namespace: ns, accessModes: modes, pods: pods)
   }
 }

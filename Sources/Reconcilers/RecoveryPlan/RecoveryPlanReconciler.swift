@@ -222,18 +222,17 @@ public final class RecoveryPlanReconciler: Sendable {
     // The Job's NetworkPolicy (RestoreIsolation). In the plan's namespace, applied before the Job (owned by the
     // plan, so that no pod of the Job runs without it), then handed to the Job; in another namespace, applied after
     // the Job and before the Secret copies the Job's pod waits for.
-    if jobNS == ns,
-      let np = try RestoreIsolation.networkPolicy(step, jobName: name, namespace: jobNS, ctx: ctx, owner: ctx.owner)
-    {
-      try await applyIsolation(np)
-    }
+    let isolation = try RestoreIsolation.networkPolicy(
+      step, jobName: name, namespace: jobNS, ctx: ctx, owner: ctx.owner)
+    if jobNS == ns, let np = isolation { try await applyIsolation(np) }
     let job: JSONValue = try await client.apply(
       ChildResources.jobs, namespace: jobNS, name: name, body, fieldManager: Self.fieldManager, force: true)
     let owner = job[path: "metadata", "uid"]?.stringValue.map {
       OwnerReference(apiVersion: "batch/v1", kind: "Job", name: name, uid: $0, controller: true)
     }
     // Owned by the Job, it goes with the Job (a retried step's Job is deleted with its pods).
-    if let np = try RestoreIsolation.networkPolicy(step, jobName: name, namespace: jobNS, ctx: ctx, owner: owner) {
+    if var np = isolation {
+      np.metadata.ownerReferences = owner.map { [$0] }
       try await applyIsolation(np)
     }
     guard let t = target, t.foreign, let r = step.step.restore, let p = ctx.policies[r.policyRef.name] else { return }
