@@ -618,38 +618,12 @@ snapshot="$(q get bp orders-db -o jsonpath='{.status.lastSnapshot}')"
 engine_env=(env AWS_ACCESS_KEY_ID="quickstart-key-$SECRET_MARK" AWS_SECRET_ACCESS_KEY="quickstart-secret-$SECRET_MARK"
   BOTRT_S3_ENDPOINT="$ENGINE_S3_ENDPOINT" BOTRT_S3_PATH_STYLE="$ENGINE_PATH_STYLE" VAULT_TOKEN="$VAULT_TOKEN"
   VAULT_CACERT="$WORK/pki/ca.pem")
-snapshot_path="$("${engine_env[@]}" "$BOTRT_ENGINE_BIN" snapshots --json --quiet --repo "$ENGINE_REPO" --kms "$ENGINE_KMS" \
-  --s3-region "$ENGINE_S3_REGION" | python3 -c 'import json,sys
-for line in sys.stdin:
-    o = json.loads(line)
-    if o.get("snapshots"): print(o["snapshots"][-1]["paths"][0]); break')" || fail "botrt-engine snapshots on this machine"
-[[ -n "$snapshot_path" ]] || fail "botrt-engine snapshots lists no snapshot with a path"
 mkdir -p "$WORK/doc-cwd" && ln -sfn "$REPO/crds" "$WORK/doc-cwd/crds" && ln -sfn "$REPO/manifests" "$WORK/doc-cwd/manifests"
-python3 - "$WORK/doc-commands" "$REPO/docs/runbooks.md" "$REPO/docs/upgrading.md" \
+# Each command becomes a file: its doc, the command as documented, the command with this install's values.
+python3 - "$WORK/doc-commands" "$job" "$snapshot" "$REPO/docs/runbooks.md" "$REPO/docs/upgrading.md" \
   "$REPO/docs/backup-policy-controller.md" "$REPO/README.md" <<'PY' || fail "the docs' commands"
 import os, re, sys
-out, files = sys.argv[1], sys.argv[2:]
-os.makedirs(out)
-n = 0
-for path in files:
-    text = open(path).read()
-    blocks = re.findall(r"<!-- doc-test: install-test -->\n([ \t]*)```sh\n(.*?)\n[ \t]*```", text, re.S)
-    assert blocks, f"{path}: no block is marked <!-- doc-test: install-test -->"
-    for indent, body in blocks:
-        lines = [l[len(indent):] if l.startswith(indent) else l for l in body.split("\n")]
-        for cmd in "\n".join(lines).replace("\\\n", " ").split("\n"):
-            if not cmd.strip() or cmd.lstrip().startswith("#"):
-                continue
-            n += 1
-            with open(os.path.join(out, f"{n:03d}.sh"), "w") as f:
-                f.write(f"# {os.path.basename(path)}\n{cmd}\n")
-print(f"install-test: {n} documented commands to run")
-PY
-doc_subst() { # FILE: the documented command with this install's values (the table), on stdout
-  python3 - "$1" "$job" "$snapshot" "$snapshot_path" <<'PY'
-import re, sys
-cmd = open(sys.argv[1]).read().split("\n", 1)[1]
-job, snapshot, path = sys.argv[2:5]
+out, job, snapshot, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 table = [
     (r"<the [^>]*job[^>]*>", job),                               # runbooks: <the failed job>, <the newest copy job>
     (r"\bget job JOB\b", f"get job {job}"),
@@ -662,15 +636,29 @@ table = [
     (r"^botrt-controller ", '"$BOTRT_CONTROLLER_BIN" '),
     (r"\bkubectl ", '"$KUBECTL" '),
 ]
-for pattern, value in table:
-    cmd = re.sub(pattern, lambda m: value, cmd)
-print(cmd)
+os.makedirs(out)
+n = 0
+for path in files:
+    text = open(path).read()
+    blocks = re.findall(r"<!-- doc-test: install-test -->\n([ \t]*)```sh\n(.*?)\n[ \t]*```", text, re.S)
+    assert blocks, f"{path}: no block is marked <!-- doc-test: install-test -->"
+    for indent, body in blocks:
+        lines = [l[len(indent):] if l.startswith(indent) else l for l in body.split("\n")]
+        for cmd in "\n".join(lines).replace("\\\n", " ").split("\n"):
+            if not cmd.strip() or cmd.lstrip().startswith("#"):
+                continue
+            n += 1
+            filled = cmd
+            for pattern, value in table:
+                filled = re.sub(pattern, lambda m: value, filled)
+            with open(os.path.join(out, f"{n:03d}.sh"), "w") as f:
+                f.write(f"# {os.path.basename(path)}\n{cmd}\n{filled}\n")
+print(f"install-test: {n} documented commands to run")
 PY
-}
 ran=0
 for f in "$WORK"/doc-commands/*.sh; do
   shown="$(sed -n 2p "$f")"
-  cmd="$(doc_subst "$f")" || fail "cannot fill in $(head -1 "$f"): $shown"
+  cmd="$(sed -n 3p "$f")"
   set +e
   (cd "$WORK/doc-cwd" && ENGINE_ENV=("${engine_env[@]}") && export ENGINE_REPO ENGINE_KMS ENGINE_S3_REGION KUBECTL \
     BOTRT_ENGINE_BIN BOTRT_CONTROLLER_BIN && eval "set -o pipefail; $cmd") >"$WORK/doc-out" 2>"$WORK/doc-err"
