@@ -200,6 +200,17 @@ curl -sf --cacert "$WORK/pki/ca.pem" "https://$NODE_IP:$VAULT_TLS_PORT/v1/sys/he
   fail "Vault does not answer over TLS at https://$NODE_IP:$VAULT_TLS_PORT: $(cat "$WORK/tls-proxy.log")"
 QUICKSTART_VAULT_ADDR="https://$NODE_IP:$VAULT_TLS_PORT"
 
+# controller_pods_settled: waits (up to 90 s) until only the Deployment's 2 controller Pods are left: after a rollout,
+# `rollout status` returns while the replaced Pods still terminate, and `kubectl logs deployment/...` may pick one.
+controller_pods_settled() {
+  local n
+  for _ in $(seq 1 90); do
+    n="$("$KUBECTL" -n "$SYS_NS" get pods -l app.kubernetes.io/component=controller -o name | wc -l)"
+    ((n == 2)) && return 0
+    sleep 1
+  done
+}
+
 run_block() { # FILE: one quickstart block, with kubectl 1.20 and the local values of its variables
   log "   quickstart: $(grep -m1 -v '^\s*$' "$1" | cut -c1-100)"
   (
@@ -414,11 +425,8 @@ run_block "$WORK"/blocks/03-run.sh # rollout status, pods, api-resources
 ready="$("$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o jsonpath='{.status.readyReplicas}/{.status.replicas}')"
 [[ "$ready" == 2/2 ]] || fail "the Deployment has $ready ready replicas"
 # The --egress patch rolled the Deployment: the replaced replicas' Pods terminate (a grace period) before the count.
-for _ in $(seq 1 90); do
-  pods=($("$KUBECTL" -n "$SYS_NS" get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[*].metadata.name}'))
-  ((${#pods[@]} == 2)) && break
-  sleep 1
-done
+controller_pods_settled
+pods=($("$KUBECTL" -n "$SYS_NS" get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[*].metadata.name}'))
 ((${#pods[@]} == 2)) || fail "expected 2 controller Pods, found ${#pods[@]}"
 for p in "${pods[@]}"; do
   node="$("$KUBECTL" -n "$SYS_NS" get pod "$p" -o jsonpath='{.spec.nodeName} {.spec.containers[0].image}')"
@@ -661,9 +669,12 @@ for f in "$WORK"/doc-commands/*.sh; do
   cmd="$(sed -n 3p "$f")"
   set +e
   (cd "$WORK/doc-cwd" && ENGINE_ENV=("${engine_env[@]}") && export ENGINE_REPO ENGINE_KMS ENGINE_S3_REGION KUBECTL \
-    BOTRT_ENGINE_BIN BOTRT_CONTROLLER_BIN && eval "set -o pipefail; $cmd") >"$WORK/doc-out" 2>"$WORK/doc-err"
+    BOTRT_ENGINE_BIN BOTRT_CONTROLLER_BIN VAULT_EGRESS="$NODE_IP/32:$VAULT_TLS_PORT" &&
+    eval "set -o pipefail; $cmd") >"$WORK/doc-out" 2>"$WORK/doc-err"
   rc=$?
   set -e
+  # The upgrade's rollout: the commands after it read the controller's logs, as an admin would once it settled.
+  if [[ "$shown" == *"rollout status"* ]]; then controller_pods_settled; fi
   if ((rc != 0)); then
     if ((rc == 1)) && [[ "$shown" =~ \|[[:space:]]*grep[^|]*$ ]] && [[ ! -s "$WORK/doc-err" ]]; then
       : # a filter that found nothing to show (no warning lines, no refused access): what a healthy install prints
