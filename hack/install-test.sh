@@ -630,7 +630,7 @@ mkdir -p "$WORK/doc-cwd" && ln -sfn "$REPO/crds" "$WORK/doc-cwd/crds" && ln -sfn
 # Each command becomes a file: its doc, the command as documented, the command with this install's values.
 python3 - "$WORK/doc-commands" "$job" "$snapshot" "$REPO/docs/runbooks.md" "$REPO/docs/upgrading.md" \
   "$REPO/docs/backup-policy-controller.md" "$REPO/README.md" <<'PY' || fail "the docs' commands"
-import os, re, sys
+import os, re, shlex, sys
 out, job, snapshot, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 table = [
     (r"<the [^>]*job[^>]*>", job),                               # runbooks: <the failed job>, <the newest copy job>
@@ -652,7 +652,18 @@ for path in files:
     assert blocks, f"{path}: no block is marked <!-- doc-test: install-test -->"
     for indent, body in blocks:
         lines = [l[len(indent):] if l.startswith(indent) else l for l in body.split("\n")]
-        for cmd in "\n".join(lines).replace("\\\n", " ").split("\n"):
+        # One command per line; a line ending in a backslash, or inside an open quote, goes on on the next one.
+        commands, pending = [], ""
+        for line in "\n".join(lines).replace("\\\n", " ").split("\n"):
+            pending = f"{pending}\n{line}" if pending else line
+            try:
+                shlex.split(pending, comments=True)
+            except ValueError:
+                continue
+            commands.append(pending)
+            pending = ""
+        assert not pending, f"{path}: a command never closes its quote: {pending}"
+        for cmd in commands:
             if not cmd.strip() or cmd.lstrip().startswith("#"):
                 continue
             n += 1
@@ -660,7 +671,7 @@ for path in files:
             for pattern, value in table:
                 filled = re.sub(pattern, lambda m: value, filled)
             with open(os.path.join(out, f"{n:03d}.sh"), "w") as f:
-                f.write(f"# {os.path.basename(path)}\n{cmd}\n{filled}\n")
+                f.write(f"# {os.path.basename(path)}\n{cmd.replace(chr(10), ' ')}\n{filled.replace(chr(10), ' ')}\n")
 print(f"install-test: {n} documented commands to run")
 PY
 ran=0
