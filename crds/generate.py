@@ -507,7 +507,9 @@ def backup_policy_spec_schema():
                                          "max (zstd level 9), off (for data that is already compressed or "
                                          "encrypted). Default: auto.", enum=["off", "auto", "better", "max"]),
                    "source": obj("What to back up. Set exactly one of pvc, command.", {
-                       "pvc": obj("A PersistentVolumeClaim in this namespace, always mounted read-only.", {
+                       "pvc": obj("A PersistentVolumeClaim in this namespace, always mounted read-only. A ReadWriteOnce or "
+                                  "ReadWriteOncePod claim mounted by a running pod is backed up on that pod's node "
+                                  "(status.placement).", {
                            "claimName": object_name("Name of the PersistentVolumeClaim."),
                            "subPath": string("Directory inside the volume to back up. Default: the whole volume.",
                                              maxLength=4096, pattern=r"^[^/].*$"),
@@ -741,6 +743,17 @@ def backup_policy_status():
                 "storage": string("spec.resources.requests.storage, e.g. 10Gi.", maxLength=64),
                 "observedTime": date_time("When the claim was first read with this spec."),
             }, required=["name", "namespace"]),
+        "placement": obj(
+            "Where the backup pods run (spec.source.pvc): a ReadWriteOnce or ReadWriteOncePod claim mounted by a "
+            "running pod can only be mounted on that pod's node, so the backup CronJob's and on-demand Job's pods "
+            "get a required node affinity for that node (by its name) and that pod's "
+            "tolerations. Unset when the backup may run on any node: the claim is mounted by no running pod, or "
+            "it is ReadWriteMany or ReadOnlyMany.", {
+                "node": string("The node the backup pods are bound to.", maxLength=253),
+                "pod": string("The pod that mounts the claim on that node (in the policy's namespace).",
+                              maxLength=253),
+                "message": string("Where the backup runs and why, in a sentence.", maxLength=1024),
+            }, required=["node", "pod"]),
         "repositoryIdentity": repository_identity(
             "The repository's id and signing key, recorded from the first successful backup that reported them and "
             "passed to every later Job (--expect-repository-id, --expect-signing-key), so a repository replaced "

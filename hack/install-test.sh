@@ -184,6 +184,17 @@ node_vault_tls "$WORK" 18211
 TLS_PROXY_PID=$NODE_VAULT_TLS_PID
 QUICKSTART_VAULT_ADDR="$NODE_VAULT_TLS_ADDR"
 
+# controller_pods_settled: waits (up to 90 s) until only the Deployment's 2 controller Pods are left: after a rollout,
+# `rollout status` returns while the replaced Pods still terminate, and `kubectl logs deployment/...` may pick one.
+controller_pods_settled() {
+  local n
+  for _ in $(seq 1 90); do
+    n="$("$KUBECTL" -n "$SYS_NS" get pods -l app.kubernetes.io/component=controller -o name | wc -l)"
+    ((n == 2)) && return 0
+    sleep 1
+  done
+}
+
 run_block() { # FILE: one quickstart block, with kubectl 1.20 and the local values of its variables
   log "   quickstart: $(grep -m1 -v '^\s*$' "$1" | cut -c1-100)"
   (
@@ -192,7 +203,7 @@ run_block() { # FILE: one quickstart block, with kubectl 1.20 and the local valu
     export AWS_ACCESS_KEY_ID="quickstart-key-$SECRET_MARK" AWS_SECRET_ACCESS_KEY="quickstart-secret-$SECRET_MARK"
     export VAULT_ADDR="$QUICKSTART_VAULT_ADDR" VAULT_CACERT="$WORK/pki/ca.pem" VAULT_TOKEN VAULT_KEY=botrt-test
     export DB_HOST="$PGHOST" DB_PORT="$PGPORT" DB_USER=postgres
-    export DB_NAME DB_PASSWORD="db-password-$SECRET_MARK"
+    export DB_NAME DB_PASSWORD="db-password-$SECRET_MARK" VAULT_EGRESS="$NODE_IP/32:$VAULT_TLS_PORT"
     exec timeout -k 10 600 bash -euo pipefail "$1"
   ) >>"$WORK/quickstart.out" 2>&1 &
   local pid=$! verdict
@@ -387,14 +398,18 @@ done
 "${K120[@]}" apply -f "$REPO/manifests/monitoring/podmonitor.yaml" >/dev/null || fail "kubectl apply podmonitor.yaml"
 [[ "$("$KUBECTL" -n "$SYS_NS" get podmonitor botrt-controller -o jsonpath='{.spec.podMetricsEndpoints[0].port}')" == metrics ]] ||
   fail "the PodMonitor botrt-controller was not created with the port metrics"
-"$KUBECTL" delete crd prometheusrules.monitoring.coreos.com servicemonitors.monitoring.coreos.com \
-  podmonitors.monitoring.coreos.com >/dev/null
+# The stand-in CRDs stay until the cleanup: the runbooks' and the README's commands of step 7 use them.
 
 # -------------------------------------------------------------------------------------------------------------------
 log "4. the Deployment's Pods run on the node (in-cluster configuration); one replica leads"
-run_block "$WORK"/blocks/02-run.sh # rollout status, pods, api-resources
+run_block "$WORK"/blocks/02-run.sh # the egress destination of Vault (--egress), a rollout
+run_block "$WORK"/blocks/03-run.sh # rollout status, pods, api-resources
+"$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o jsonpath='{.spec.template.spec.containers[0].args}' |
+  grep -qF -- "--egress=vault=$NODE_IP/32:$VAULT_TLS_PORT" || fail "the quickstart's --egress is not in the Deployment"
 ready="$("$KUBECTL" -n "$SYS_NS" get deployment botrt-controller -o jsonpath='{.status.readyReplicas}/{.status.replicas}')"
 [[ "$ready" == 2/2 ]] || fail "the Deployment has $ready ready replicas"
+# The --egress patch rolled the Deployment: the replaced replicas' Pods terminate (a grace period) before the count.
+controller_pods_settled
 pods=($("$KUBECTL" -n "$SYS_NS" get pods -l app.kubernetes.io/component=controller -o jsonpath='{.items[*].metadata.name}'))
 ((${#pods[@]} == 2)) || fail "expected 2 controller Pods, found ${#pods[@]}"
 for p in "${pods[@]}"; do
@@ -432,12 +447,20 @@ $want"
 
 # -------------------------------------------------------------------------------------------------------------------
 log "5. the quickstart: Secrets, a policy, a first backup, a drill, a plan, the status"
-for f in "$WORK"/blocks/0[3-9]-run.sh "$WORK"/blocks/[1-9]?-run.sh; do
+for f in "$WORK"/blocks/0[4-9]-run.sh "$WORK"/blocks/[1-9]?-run.sh; do
   [[ -f "$f" ]] && run_block "$f"
 done
 q() { "$KUBECTL" -n "$APP_NS" "$@"; }
 [[ -n "$(q get bp orders-db -o jsonpath='{.status.lastSnapshot}')" ]] || fail "the policy has no lastSnapshot"
 [[ "$(q get drill orders-db-drill -o jsonpath='{.status.lastResult.passed}')" == true ]] || fail "the drill did not pass"
+# The quickstart's --egress reached the backup namespace's shared egress policy: Vault's address and port.
+"$KUBECTL" -n botrt-backup get networkpolicy botrt-allow-egress-vault-dns -o json |
+  python3 -c 'import json, sys
+np, want = json.load(sys.stdin), sys.argv[1:]
+rules = [(p.get("ipBlock", {}).get("cidr"), q.get("port")) for r in np["spec"]["egress"] for p in r.get("to", [])
+         for q in r.get("ports", [])]
+assert (want[0], int(want[1])) in rules, rules' "$NODE_IP/32" "$VAULT_TLS_PORT" ||
+  fail "the backup namespace's egress policy does not open the declared Vault $NODE_IP:$VAULT_TLS_PORT"
 
 # -------------------------------------------------------------------------------------------------------------------
 log "6. the kubectl experience, the logs"
@@ -587,17 +610,24 @@ snapshot="$(q get bp orders-db -o jsonpath='{.status.lastSnapshot}')"
 engine_env=(env AWS_ACCESS_KEY_ID="quickstart-key-$SECRET_MARK" AWS_SECRET_ACCESS_KEY="quickstart-secret-$SECRET_MARK"
   BOTRT_S3_ENDPOINT="$ENGINE_S3_ENDPOINT" BOTRT_S3_PATH_STYLE="$ENGINE_PATH_STYLE" VAULT_TOKEN="$VAULT_TOKEN"
   VAULT_CACERT="$WORK/pki/ca.pem")
-snapshot_path="$("${engine_env[@]}" "$BOTRT_ENGINE_BIN" snapshots --json --quiet --repo "$ENGINE_REPO" --kms "$ENGINE_KMS" \
-  --s3-region "$ENGINE_S3_REGION" | python3 -c 'import json,sys
-for line in sys.stdin:
-    o = json.loads(line)
-    if o.get("snapshots"): print(o["snapshots"][-1]["paths"][0]); break')" || fail "botrt-engine snapshots on this machine"
-[[ -n "$snapshot_path" ]] || fail "botrt-engine snapshots lists no snapshot with a path"
 mkdir -p "$WORK/doc-cwd" && ln -sfn "$REPO/crds" "$WORK/doc-cwd/crds" && ln -sfn "$REPO/manifests" "$WORK/doc-cwd/manifests"
-python3 - "$WORK/doc-commands" "$REPO/docs/runbooks.md" "$REPO/docs/upgrading.md" \
+# Each command becomes a file: its doc, the command as documented, the command with this install's values.
+python3 - "$WORK/doc-commands" "$job" "$snapshot" "$REPO/docs/runbooks.md" "$REPO/docs/upgrading.md" \
   "$REPO/docs/backup-policy-controller.md" "$REPO/README.md" <<'PY' || fail "the docs' commands"
-import os, re, sys
-out, files = sys.argv[1], sys.argv[2:]
+import os, re, shlex, sys
+out, job, snapshot, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+table = [
+    (r"<the [^>]*job[^>]*>", job),                               # runbooks: <the failed job>, <the newest copy job>
+    (r"\bget job JOB\b", f"get job {job}"),
+    (r"s3://acme-shop-backups/shop/orders-db --s3-region eu-west-1", '"$ENGINE_REPO" --s3-region "$ENGINE_S3_REGION"'),
+    (r"'vault-transit://vault\.example\.com:8200/transit/botrt-shop\?tls=true'", '"$ENGINE_KMS"'),
+    (r"--repo \.\.\. --kms \.\.\.", '--repo "$ENGINE_REPO" --kms "$ENGINE_KMS" --s3-region "$ENGINE_S3_REGION"'),
+    (r"\b3f2a9c1b77\b", snapshot),                               # runbooks: a snapshot id
+    (r"latest /backup/uploads", "latest /"),                     # runbooks: a directory (the dump is at the root)
+    (r"^botrt-engine ", '"${ENGINE_ENV[@]}" "$BOTRT_ENGINE_BIN" '),
+    (r"^botrt-controller ", '"$BOTRT_CONTROLLER_BIN" '),
+    (r"\bkubectl ", '"$KUBECTL" '),
+]
 os.makedirs(out)
 n = 0
 for path in files:
@@ -606,45 +636,40 @@ for path in files:
     assert blocks, f"{path}: no block is marked <!-- doc-test: install-test -->"
     for indent, body in blocks:
         lines = [l[len(indent):] if l.startswith(indent) else l for l in body.split("\n")]
-        for cmd in "\n".join(lines).replace("\\\n", " ").split("\n"):
+        # One command per line; a line ending in a backslash, or inside an open quote, goes on on the next one.
+        commands, pending = [], ""
+        for line in "\n".join(lines).replace("\\\n", " ").split("\n"):
+            pending = f"{pending}\n{line}" if pending else line
+            try:
+                shlex.split(pending, comments=True)
+            except ValueError:
+                continue
+            commands.append(pending)
+            pending = ""
+        assert not pending, f"{path}: a command never closes its quote: {pending}"
+        for cmd in commands:
             if not cmd.strip() or cmd.lstrip().startswith("#"):
                 continue
             n += 1
+            filled = cmd
+            for pattern, value in table:
+                filled = re.sub(pattern, lambda m: value, filled)
             with open(os.path.join(out, f"{n:03d}.sh"), "w") as f:
-                f.write(f"# {os.path.basename(path)}\n{cmd}\n")
+                f.write(f"# {os.path.basename(path)}\n{cmd.replace(chr(10), ' ')}\n{filled.replace(chr(10), ' ')}\n")
 print(f"install-test: {n} documented commands to run")
 PY
-doc_subst() { # FILE: the documented command with this install's values (the table), on stdout
-  python3 - "$1" "$job" "$snapshot" "$snapshot_path" <<'PY'
-import re, sys
-cmd = open(sys.argv[1]).read().split("\n", 1)[1]
-job, snapshot, path = sys.argv[2:5]
-table = [
-    (r"<the [^>]*job[^>]*>", job),                               # runbooks: <the failed job>, <the newest copy job>
-    (r"\bget job JOB\b", f"get job {job}"),
-    (r"s3://acme-shop-backups/shop/orders-db --s3-region eu-west-1", '"$ENGINE_REPO" --s3-region "$ENGINE_S3_REGION"'),
-    (r"'vault-transit://vault\.example\.com:8200/transit/botrt-shop\?tls=true'", '"$ENGINE_KMS"'),
-    (r"--repo \.\.\. --kms \.\.\.", '--repo "$ENGINE_REPO" --kms "$ENGINE_KMS" --s3-region "$ENGINE_S3_REGION"'),
-    (r"\b3f2a9c1b77\b", snapshot),                               # runbooks: a snapshot id
-    (r"latest /backup/uploads", f"latest {path}"),               # runbooks: a directory of the snapshot
-    (r"^botrt-engine ", '"${ENGINE_ENV[@]}" "$BOTRT_ENGINE_BIN" '),
-    (r"^botrt-controller ", '"$BOTRT_CONTROLLER_BIN" '),
-    (r"\bkubectl ", '"$KUBECTL" '),
-]
-for pattern, value in table:
-    cmd = re.sub(pattern, lambda m: value, cmd)
-print(cmd)
-PY
-}
 ran=0
 for f in "$WORK"/doc-commands/*.sh; do
   shown="$(sed -n 2p "$f")"
-  cmd="$(doc_subst "$f")" || fail "cannot fill in $(head -1 "$f"): $shown"
+  cmd="$(sed -n 3p "$f")"
   set +e
   (cd "$WORK/doc-cwd" && ENGINE_ENV=("${engine_env[@]}") && export ENGINE_REPO ENGINE_KMS ENGINE_S3_REGION KUBECTL \
-    BOTRT_ENGINE_BIN BOTRT_CONTROLLER_BIN && eval "set -o pipefail; $cmd") >"$WORK/doc-out" 2>"$WORK/doc-err"
+    BOTRT_ENGINE_BIN BOTRT_CONTROLLER_BIN VAULT_EGRESS="$NODE_IP/32:$VAULT_TLS_PORT" &&
+    eval "set -o pipefail; $cmd") >"$WORK/doc-out" 2>"$WORK/doc-err"
   rc=$?
   set -e
+  # The upgrade's rollout: the commands after it read the controller's logs, as an admin would once it settled.
+  if [[ "$shown" == *"rollout status"* ]]; then controller_pods_settled; fi
   if ((rc != 0)); then
     if ((rc == 1)) && [[ "$shown" =~ \|[[:space:]]*grep[^|]*$ ]] && [[ ! -s "$WORK/doc-err" ]]; then
       : # a filter that found nothing to show (no warning lines, no refused access): what a healthy install prints
@@ -670,6 +695,9 @@ blocks = re.findall(r"<!-- doc-test: install-test uninstall -->\n```sh\n(.*?)```
 assert len(blocks) == 1, blocks
 print(blocks[0])
 PY
+# The uninstall deletes the controller's RBAC while its Pods still run: their last requests are denied, which
+# hack/rbac-audit.py then expects (its teardown windows).
+teardown_start="$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)"
 while IFS= read -r cmd; do
   [[ -z "$cmd" ]] && continue
   log "   $cmd"
@@ -686,6 +714,11 @@ for _ in $(seq 1 60); do
 done
 ! "$KUBECTL" get crd backuppolicies.dr.botrt.io >/dev/null 2>&1 || fail "kubectl delete -k manifests/ left the CRDs"
 "$KUBECTL" -n "$SYS_NS" get deployment botrt-controller >/dev/null 2>&1 && fail "the Deployment is still there"
+# The window ends when the controller's Pods are gone (their grace period), plus the audit log's own lag.
+"$KUBECTL" -n "$SYS_NS" wait --for=delete pod -l app.kubernetes.io/component=controller --timeout=60s >/dev/null 2>&1 || true
+sleep 2
+echo "$teardown_start $(date -u +%Y-%m-%dT%H:%M:%S.%6NZ) install-test step 8, the quickstart's uninstall" \
+  >>"${BOTRT_CLUSTER_DIR:?}/rbac-audit-teardown"
 # The steps after this one use the CRDs: they come back as upgrading.md installs them.
 "$KUBECTL" apply -k "$REPO/crds" >/dev/null || fail "cannot apply the CRDs again"
 "$KUBECTL" wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io \

@@ -12,12 +12,19 @@ in-cluster). This script then compares the requests with the rules of the RBAC m
     `# unexercised: GROUP/RESOURCE VERB[,VERB...]: REASON` in the manifest (GROUP `core` for the core group);
   - a grant said to be unexercised was used (the reason is stale).
 
+A documented uninstall deletes the controller's own RBAC while its Pods still run, so their last requests are denied:
+a flow that runs one records its window in `rbac-audit-teardown` beside the audit log (one line per window: start and
+end in RFC 3339, then what it was). Denials inside a window are listed as expected, not failures; uses inside a window
+still count.
+
 A grant whose use depends on timing (e.g. an Event repeated within the aggregation window, which is patched) says
 `# sometimes: GROUP/RESOURCE VERB: REASON`: used or not, it passes, and the report says which.
 
 Usage: hack/rbac-audit.py AUDIT_LOG MANIFEST...
 """
+import datetime
 import json
+import os
 import re
 import sys
 
@@ -54,8 +61,30 @@ def grants(paths):
     return out, reasons, sometimes
 
 
-def requests(log):
-    used, denied, count = {}, {}, 0
+def when(text):
+    """An RFC 3339 time (the audit log's microseconds, or `date`'s nanoseconds) as a UTC datetime."""
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$", text)
+    if not m:
+        sys.exit(f"rbac-audit: not an RFC 3339 UTC time: {text}")
+    t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return t + datetime.timedelta(microseconds=int((m.group(2) or "0")[:6].ljust(6, "0")))
+
+
+def teardowns(log):
+    """The uninstall windows recorded beside the audit log: [(start, end, what)]."""
+    path = os.path.join(os.path.dirname(os.path.abspath(log)), "rbac-audit-teardown")
+    if not os.path.exists(path):
+        return []
+    out = []
+    for line in open(path):
+        parts = line.split(None, 2)
+        if len(parts) >= 2:
+            out.append((when(parts[0]), when(parts[1]), parts[2].strip() if len(parts) > 2 else ""))
+    return out
+
+
+def requests(log, windows=()):
+    used, denied, expected, count = {}, {}, {}, 0
     with open(log) as f:
         for line in f:
             try:
@@ -73,10 +102,15 @@ def requests(log):
             # Denied by RBAC, not by admission (a 403 for a namespace being terminated was authorized).
             decision = (e.get("annotations") or {}).get("authorization.k8s.io/decision")
             if decision == "forbid":
-                denied[key] = denied.get(key, 0) + 1
+                at = when(e.get("requestReceivedTimestamp", "1970-01-01T00:00:00Z"))
+                inside = [w for w in windows if w[0] <= at <= w[1]]
+                if inside:
+                    expected[key] = (expected.get(key, (0, ""))[0] + 1, inside[0][2])
+                else:
+                    denied[key] = denied.get(key, 0) + 1
             else:
                 used[key] = used.get(key, 0) + 1
-    return used, denied, count
+    return used, denied, expected, count
 
 
 def name(k):
@@ -88,13 +122,15 @@ def main():
         sys.exit(__doc__)
     log, manifests = sys.argv[1], sys.argv[2:]
     granted, reasons, sometimes = grants(manifests)
-    used, denied, count = requests(log)
+    used, denied, expected, count = requests(log, teardowns(log))
     if count == 0:
         sys.exit(f"rbac-audit: no request of {USER} in {log}: did the flows run their controller as it?")
     print(f"rbac-audit: {count} requests of {USER}; {len(granted)} granted (group, resource, verb)")
     for k in sorted(used):
         print(f"  used     {name(k):60} {used[k]:6d}")
     failed = False
+    for k in sorted(expected):
+        print(f"  denied   {name(k):60} {expected[k][0]:6d}  during an uninstall ({expected[k][1]}): expected")
     for k in sorted(denied):
         print(f"  DENIED   {name(k):60} {denied[k]:6d}  (a grant is missing from {', '.join(manifests)})")
         failed = True

@@ -145,9 +145,11 @@ public final class BotRTController: Sendable {
     let auditedNamespaces = NamespacedRunnables(name: "run-audit-namespaces") {
       auditor.namespaceControllers($0, informers: informers)
     }
+    // RWO placement: every Pod of the watched namespaces, kept as the few fields placement reads (ClaimUserPod).
+    let claimUsers = informers.claimUsers(namespace: options.watchNamespace)
     let reconciler = BackupPolicyReconciler(
       client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
-      isolation: intent, managed: managed)
+      isolation: intent, managed: managed, claimUsers: ClaimUserCache(claimUsers.store))
     self.reconciler = reconciler
     // The echo of the controller's own status write (and any other status-only change) does not reconcile: every
     // reconcile reads the policy from the apiserver, and time-driven work is requeued by the reconcile itself.
@@ -192,6 +194,13 @@ public final class BotRTController: Sendable {
         guard let ns = secret.metadata.namespace, let name = secret.metadata.name else { return [] }
         return store.list(namespace: ns).filter { Self.references($0, secret: name) }.map(ObjectKey.init)
       })
+    // Pods that mount a policy's source claim (RWO placement, ClaimPlacement.swift): a pod scheduled, moved to
+    // another node, finished or gone wakes the policies backing up its claims, so the backup CronJob follows it.
+    // Updates that change none of the kept fields (status churn) wake nothing. The ClusterRole already has list and
+    // watch on Pods.
+    controller.watches(
+      claimUsers, relevant: ClaimUserPod.placementChanged(_:old:),
+      mapper: { pod in ClaimPlacement.policies(mountedBy: pod, among: store.list(namespace: pod.namespace ?? "")) })
     // Calico: its GlobalNetworkPolicy CRD is watched (by name), so installing Calico later creates the policy, and
     // removing it stops the controller from applying one.
     // The isolation guard (docs/security-monitoring.md); the Calico policy is guarded as soon as Calico is served:

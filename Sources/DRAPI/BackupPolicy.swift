@@ -663,6 +663,9 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   public var lastVerify: VerifyRunStatus?
   /// The source claim (spec.source.pvc) as last read: what a restore creates a missing claim from.
   public var sourceClaim: SourceClaimStatus?
+  /// Where the backup pods are placed: the node of the pod that mounts the ReadWriteOnce source claim (unset when
+  /// the backup may run on any node).
+  public var placement: BackupPlacementStatus?
 
   public init(
     observedGeneration: Int64? = nil, conditions: [Condition]? = nil, lastSuccessfulBackup: Date? = nil,
@@ -730,6 +733,23 @@ public struct SourceClaimStatus: Codable, Sendable, Hashable {
     self.volumeMode = volumeMode
     self.storage = storage
     self.observedTime = observedTime
+  }
+}
+
+/// Where a PVC-source policy's backup pods run: on the node of the pod that mounts its ReadWriteOnce (or
+/// ReadWriteOncePod) claim, since only that node can mount it (docs/api-reference.md, "RWO placement").
+public struct BackupPlacementStatus: Codable, Sendable, Hashable {
+  /// The node (its name) the backup CronJob's and on-demand Job's pods are bound to by node affinity.
+  public var node: String
+  /// The pod that mounts the claim there.
+  public var pod: String
+  /// Where the backup runs and why, in a sentence.
+  public var message: String?
+
+  public init(node: String, pod: String, message: String? = nil) {
+    self.node = node
+    self.pod = pod
+    self.message = message
   }
 }
 

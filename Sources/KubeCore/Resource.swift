@@ -54,6 +54,8 @@ public struct ResourceDescriptor: Sendable, Hashable, CustomStringConvertible {
   public static let events = ResourceDescriptor(
     group: "", version: "v1", plural: "events", kind: "Event", namespaced: true)
   public static let pods = ResourceDescriptor(group: "", version: "v1", plural: "pods", kind: "Pod", namespaced: true)
+  public static let nodes = ResourceDescriptor(
+    group: "", version: "v1", plural: "nodes", kind: "Node", namespaced: false)
   public static let serviceAccounts = ResourceDescriptor(
     group: "", version: "v1", plural: "serviceaccounts", kind: "ServiceAccount", namespaced: true)
   public static let leases = ResourceDescriptor(

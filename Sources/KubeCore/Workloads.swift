@@ -189,6 +189,10 @@ public struct PodSpec: KubeStruct {
   public var initContainers: [Container]?
   public var containers: [Container] = []
   public var nodeSelector: [String: String]?
+  /// The node the pod was bound to (set by the scheduler, or by the pod's author).
+  public var nodeName: String?
+  public var affinity: Affinity?
+  public var tolerations: [Toleration]?
   public var unknownFields = UnknownFields()
 
   public init() {}
@@ -213,7 +217,8 @@ public struct PodSpec: KubeStruct {
       .field("automountServiceAccountToken", \.automountServiceAccountToken),
       .field("restartPolicy", \.restartPolicy), .field("securityContext", \.securityContext),
       .field("volumes", \.volumes), .field("initContainers", \.initContainers), .field("containers", \.containers),
-      .field("nodeSelector", \.nodeSelector),
+      .field("nodeSelector", \.nodeSelector), .field("nodeName", \.nodeName), .field("affinity", \.affinity),
+      .field("tolerations", \.tolerations),
     ]
   }
 }

@@ -47,12 +47,24 @@ public enum Mappers {
     nameLabel: String, namespaceLabel: String?, watchNamespace: String? = nil
   ) -> KeyMapper<Child> {
     { child in
-      guard let labels = child.metadata.labels, let name = labels[nameLabel], !name.isEmpty else { return [] }
-      let ns = namespaceLabel.flatMap { labels[$0] }
-      if namespaceLabel != nil && ns == nil { return [] }
-      if let watchNamespace, ns != watchNamespace { return [] }
-      return [ObjectKey(namespace: ns, name: name)]
+      owner(
+        labels: child.metadata.labels ?? [:], nameLabel: nameLabel, namespaceLabel: namespaceLabel,
+        watchNamespace: watchNamespace
+      ).map { [$0] } ?? []
     }
+  }
+
+  /// The owner `labels` name (the rule of `labels(nameLabel:namespaceLabel:watchNamespace:)`, for a caller that has
+  /// the labels without a decoded object): nil when the name is missing or empty, when `namespaceLabel` is given
+  /// and its value is missing or empty, or when the owner is outside `watchNamespace` (nil: all namespaces).
+  public static func owner(
+    labels: [String: String], nameLabel: String, namespaceLabel: String?, watchNamespace: String? = nil
+  ) -> ObjectKey? {
+    guard let name = labels[nameLabel], !name.isEmpty else { return nil }
+    let ns = namespaceLabel.flatMap { labels[$0] }
+    if namespaceLabel != nil && (ns ?? "").isEmpty { return nil }
+    if let watchNamespace, ns != watchNamespace { return nil }
+    return ObjectKey(namespace: ns, name: name)
   }
 }
 
@@ -174,13 +186,25 @@ public final class Controller<Object: KubeObject>: Runnable {
   /// Also follows `informer` (a related kind) and reconciles the primary keys `mapper` returns for each change.
   /// Call before `run()`.
   public func watches<Child: KubeObject>(_ informer: SharedInformer<Child>, mapper: @escaping KeyMapper<Child>) {
+    watches(informer, relevant: { _, _ in true }, mapper: mapper)
+  }
+
+  /// Also follows `informer`, reconciling the keys `mapper` returns for additions, deletions, relists and the
+  /// updates `relevant(new, old)` accepts (e.g. not a Pod's status churn). Call before `run()`.
+  public func watches<Child: KubeObject>(
+    _ informer: SharedInformer<Child>, relevant: @escaping @Sendable (Child, Child?) -> Bool,
+    mapper: @escaping KeyMapper<Child>
+  ) {
     related.withLock {
       $0.append { controller in
         await informer.subscribe { event in
           switch event {
           case .restarted(let all):
             for o in all { for k in mapper(o) { await controller.queue.add(k) } }
-          case .applied(let o, _), .deleted(let o):
+          case .applied(let o, let old):
+            guard relevant(o, old) else { return }
+            for k in mapper(o) { await controller.queue.add(k) }
+          case .deleted(let o):
             for k in mapper(o) { await controller.queue.add(k) }
           }
         }

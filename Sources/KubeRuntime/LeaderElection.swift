@@ -128,10 +128,10 @@ public final class LeaderElector: Sendable {
             holderIdentity: config.identity, leaseDurationSeconds: seconds, acquireTime: wall, renewTime: wall,
             leaseTransitions: 0))
         let created = try await api.create(lease)
-        remember(created, at: now)
+        remember(created, at: now, wall: wall)
         return true
       }
-      let seen = remember(current, at: now)
+      let seen = remember(current, at: now, wall: wall)
       let holder = current.spec?.holderIdentity ?? ""
       let iHold = holder == config.identity
       if !holder.isEmpty && !iHold {
@@ -149,7 +149,7 @@ public final class LeaderElector: Sendable {
       spec.renewTime = wall
       next.spec = spec
       let updated = try await api.update(next)
-      remember(updated, at: now)
+      remember(updated, at: now, wall: wall)
       return true
     } catch let e as LeaseConflict {
       answered()
@@ -167,10 +167,14 @@ public final class LeaderElector: Sendable {
   /// renewal), so a standby does not wait a lease duration plus its polling lag after the holder's last renewal,
   /// while clock skew between nodes can shorten the wait by no more than that period (a live holder renews every
   /// period, well inside the lease).
+  ///
+  /// `now` and `wall` are the same instant on the monotonic and the wall clock, both read before the request: the
+  /// renewTime is placed on the monotonic clock as `now - (wall - renewTime)`. (A wall time read after the request
+  /// would date the renewal earlier by the request's latency, and a standby would take over that much before the
+  /// lease expired.)
   @discardableResult
-  private func remember(_ lease: Lease, at now: Duration) -> Observed {
-    let wall = clock.wallNow()
-    return observed.withLock { o in
+  private func remember(_ lease: Lease, at now: Duration, wall: Date) -> Observed {
+    observed.withLock { o in
       if let old = o, old.spec == lease.spec, old.resourceVersion == lease.metadata.resourceVersion { return old }
       var lag = Duration.zero
       if let renewed = lease.spec?.renewTime {

@@ -11,37 +11,31 @@ import Testing
 @Suite struct DeleteMarkerAttackTests {
   static let log = Logger(label: "t")
 
-  struct Setup {
-    let dir: String
-    let kek: LocalKeyService
-    init() throws {
-      dir = FileManager.default.temporaryDirectory.appendingPathComponent("botrt-dm-\(UUID().uuidString)").path
-      try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
-      try makeFile(atPath: dir + "/kek", contents: Data(Crypto.randomBytes(32)))
-      kek = try LocalKeyService(path: dir + "/kek")
-    }
-    func cleanup() { try? FileManager.default.removeItem(atPath: dir) }
+  typealias Setup = ScratchRepositorySetup
+}
 
-    /// Backs up `content` as src/a (one snapshot, its own packs).
-    func backup(_ repo: Repository, _ content: Data, hour: Double) async throws -> ID {
-      try makeFile(atPath: dir + "/src/a", contents: content)
-      let lock = try await repo.lock(exclusive: false)
-      var o = BackupOptions(paths: [dir + "/src"])
-      o.time = Date().addingTimeInterval(-86400 + hour * 3600)
-      let r = try await repo.backup(o)
-      await lock.release()
-      return r.snapshotID
-    }
-
-    func restored(_ repo: Repository, _ id: ID, _ name: String) async throws -> Data? {
-      let snaps = try await repo.loadSnapshotsSkippingDamaged()
-      let s = try #require(snaps.first { $0.id == id })
-      _ = try await repo.restore(
-        s, index: try await repo.loadIndexSkippingDamaged(), options: RestoreOptions(target: dir + "/" + name))
-      return FileManager.default.contents(atPath: dir + "/" + name + "/src/a")
-    }
+extension ScratchRepositorySetup {
+  /// Backs up `content` as src/a (one snapshot, its own packs).
+  func backup(_ repo: Repository, _ content: Data, hour: Double) async throws -> ID {
+    try makeFile(atPath: dir + "/src/a", contents: content)
+    let lock = try await repo.lock(exclusive: false)
+    var o = BackupOptions(paths: [dir + "/src"])
+    o.time = Date().addingTimeInterval(-86400 + hour * 3600)
+    let r = try await repo.backup(o)
+    await lock.release()
+    return r.snapshotID
   }
 
+  func restored(_ repo: Repository, _ id: ID, _ name: String) async throws -> Data? {
+    let snaps = try await repo.loadSnapshotsSkippingDamaged()
+    let s = try #require(snaps.first { $0.id == id })
+    _ = try await repo.restore(
+      s, index: try await repo.loadIndexSkippingDamaged(), options: RestoreOptions(target: dir + "/" + name))
+    return FileManager.default.contents(atPath: dir + "/" + name + "/src/a")
+  }
+}
+
+extension DeleteMarkerAttackTests {
   /// Every object hidden behind a delete marker (config, key file, manifests, index files, packs), and a junk
   /// manifest and index file planted: the repository opens, lists and restores both snapshots, verify checks them
   /// and names the junk, prune is refused (forget goes on, and what it forgets stays hidden), and with the junk

@@ -10,17 +10,7 @@ import Testing
   static let log = Logger(label: "t")
 
   /// A scratch directory with a source tree and a local KEK.
-  struct Setup {
-    let dir: String
-    let kek: LocalKeyService
-    init() throws {
-      dir = FileManager.default.temporaryDirectory.appendingPathComponent("botrt-hostile-\(UUID().uuidString)").path
-      try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
-      try makeFile(atPath: dir + "/kek", contents: Data(Crypto.randomBytes(32)))
-      kek = try LocalKeyService(path: dir + "/kek")
-    }
-    func cleanup() { try? FileManager.default.removeItem(atPath: dir) }
-  }
+  typealias Setup = ScratchRepositorySetup
 
   static func decodeKeyFile(_ store: any ObjectStore, _ key: String) async throws -> KeyFile {
     try JSONDecoder().decode(KeyFile.self, from: try await store.get(key))

@@ -83,6 +83,18 @@ import Testing
     #expect(Manifest.parseTime("2026-01-02T03:04:05Z") == Date(timeIntervalSince1970: 1_767_323_045))
     #expect(Manifest.parseTime("2026-01-02T03:04:05.123456789+02:00") != nil)
     #expect(Manifest.parseTime("2026-01-02T03:04:05." + String(repeating: "5", count: 60)) == nil)
+    // botrt-fuzz `manifest`: digits after a letter in the fraction trapped in ICU too; only RFC 3339's exact shape
+    // reaches the formatter now (Fuzz/corpus/manifest/edge-fraction-exponent is the input).
+    let exponent = "2026-01-02T03:04:05.5555555555555555555555555e" + String(repeating: "5", count: 34) + "Z"
+    #expect(Manifest.parseTime(exponent) == nil)
+    #expect(EngineTime.parse(exponent) == nil)
+    for bad in [
+      "2026-01-02 03:04:05Z", "2026-01-02T03:04:05", "2026-01-02T03:04:05.Z", "2026-01-02T03:04:05+0200",
+      "2026-01-02T03:04:05Z ", "x2026-01-02T03:04:05Z", "2026-01-02T03:04:05.5+02:00x",
+    ] {
+      #expect(EngineTime.parse(bad) == nil, "\(bad)")
+    }
+    #expect(EngineTime.parse("2026-01-02T03:04:05-07:30") != nil)
   }
 
   /// The seed corpus of hack/fuzz.sh (Fuzz/corpus) is valid: every seed parses.

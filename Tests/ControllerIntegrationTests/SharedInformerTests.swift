@@ -9,8 +9,9 @@ import Testing
 extension BackupPolicyControllerTests {
   /// At steady state the controller holds one watch per collection, counted by its own `botrt_kube_requests_total`:
   /// one per kind, except Jobs and Pods, which have the controller's own (all namespaces, labelled managed-by) and
-  /// everything of the backup namespace (the run auditor's unlabelled Jobs, all Pods). Before the informers were
-  /// shared there were 2 BackupPolicy, 6 Job and 3 Pod watches.
+  /// everything of the backup namespace (the run auditor's unlabelled Jobs, all Pods), and Pods a third time: every
+  /// Pod of the watched namespaces, kept as the few fields RWO placement reads (ClaimUserPod). Before the informers
+  /// were shared there were 2 BackupPolicy, 6 Job and 3 Pod watches.
   @Test func oneWatchPerCollectionAtSteadyState() async throws {
     try await withNamespace("shared-watch") { ns in
       let (app, registry, task) = try await countingController(ns)
@@ -22,7 +23,7 @@ extension BackupPolicyControllerTests {
       // the metadata caches of the controller's own objects (ManagedCaches). Namespaces twice: the controller's own
       // (labelled) and every Namespace's metadata, which wakes a RecoveryPlan when a target namespace opts in.
       var want = [
-        "backuppolicies": 1, "recoveryplans": 1, "drdrills": 1, "jobs": 2, "pods": 2, "networkpolicies": 1,
+        "backuppolicies": 1, "recoveryplans": 1, "drdrills": 1, "jobs": 2, "pods": 3, "networkpolicies": 1,
         "secrets": 2, "customresourcedefinitions": 1, "cronjobs": 1, "roles": 1, "rolebindings": 1,
         "serviceaccounts": 1, "namespaces": 2,
       ]

@@ -48,6 +48,21 @@ final class FakeLeaseAPI: LeaseAPI, Sendable {
   private func name(_ l: Lease) -> String { "\(l.metadata.namespace ?? "")/\(l.name)" }
 }
 
+/// A Lease API whose GET takes `latency` on the manual clock.
+final class SlowLeaseAPI: LeaseAPI, Sendable {
+  let inner = FakeLeaseAPI()
+  let clock: ManualClock
+  let latency = Mutex<Duration>(.zero)
+  init(clock: ManualClock) { self.clock = clock }
+  func get(namespace: String, name: String) async throws -> Lease? {
+    let l = try await inner.get(namespace: namespace, name: name)
+    clock.advance(by: latency.withLock { $0 })
+    return l
+  }
+  func create(_ lease: Lease) async throws -> Lease { try await inner.create(lease) }
+  func update(_ lease: Lease) async throws -> Lease { try await inner.update(lease) }
+}
+
 @Suite(.timeLimit(.minutes(1))) struct LeaderElectionTests {
   func elector(_ id: String, _ api: FakeLeaseAPI, _ clock: ManualClock) -> LeaderElector {
     LeaderElector(
@@ -111,6 +126,29 @@ final class FakeLeaseAPI: LeaseAPI, Sendable {
     #expect(await !d.tryAcquireOrRenew())
     clock.advance(by: .milliseconds(1010))
     #expect(await d.tryAcquireOrRenew())
+  }
+
+  /// A standby whose GET of the Lease takes time dates the holder's renewal by the clocks it read before the request:
+  /// it never takes over before the Lease expired. (With the wall time read after the GET, the renewal was dated
+  /// earlier by the request's latency, and LeaderFailoverTests once measured a takeover 54 ms before the expiry.)
+  @Test func aSlowGetDoesNotBringTheTakeoverForward() async {
+    let clock = ManualClock()
+    let api = SlowLeaseAPI(clock: clock)
+    let a = elector("a", api.inner, clock)
+    let b = LeaderElector(
+      config: LeaderElectionConfig(namespace: "botrt-system", name: "botrt-controller", identity: "b"),
+      api: api, clock: RuntimeClock(clock), logger: Logger(label: "test"))
+    #expect(await a.tryAcquireOrRenew())  // renewed at T
+    let renewed = try? #require(api.inner.lease?.spec?.renewTime)
+    clock.advance(by: .seconds(1))
+    api.latency.withLock { $0 = .milliseconds(500) }
+    #expect(await !b.tryAcquireOrRenew())  // asks at T + 1 s, the answer comes at T + 1.5 s
+    clock.advance(by: .milliseconds(13_200))  // T + 14.7 s: the Lease has 0.3 s left
+    #expect(await !b.tryAcquireOrRenew(), "taken over before the Lease expired")
+    clock.advance(by: .milliseconds(300))  // T + 15.5 s (the last GET took 0.5 s)
+    #expect(await b.tryAcquireOrRenew())
+    let acquired = api.inner.lease?.spec?.acquireTime
+    if let r = renewed, let acquired { #expect(acquired.timeIntervalSince(r) >= 15) }
   }
 
   @Test func releaseLetsTheStandbyTakeOverAtOnce() async {
@@ -282,5 +320,18 @@ final class FakeEventSink: EventSink, Sendable {
     }
     #expect(watching("team")(child) == [ObjectKey(namespace: "team", name: "p")])
     #expect(watching("apps")(child).isEmpty)
+    // The same rule for bare labels; an empty name or namespace names no owner.
+    #expect(
+      Mappers.owner(
+        labels: ["botrt.io/owner": "p", "botrt.io/owner-namespace": "team"], nameLabel: "botrt.io/owner",
+        namespaceLabel: "botrt.io/owner-namespace") == ObjectKey(namespace: "team", name: "p"))
+    #expect(
+      Mappers.owner(
+        labels: ["botrt.io/owner": "p", "botrt.io/owner-namespace": ""], nameLabel: "botrt.io/owner",
+        namespaceLabel: "botrt.io/owner-namespace") == nil)
+    #expect(Mappers.owner(labels: ["botrt.io/owner": ""], nameLabel: "botrt.io/owner", namespaceLabel: nil) == nil)
+    #expect(
+      Mappers.owner(labels: ["botrt.io/owner": "g"], nameLabel: "botrt.io/owner", namespaceLabel: nil)
+        == ObjectKey(namespace: nil, name: "g"))
   }
 }

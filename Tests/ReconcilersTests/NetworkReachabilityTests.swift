@@ -305,6 +305,68 @@ let keyServiceAtoms: Set<String> = ["ns kubernetes.io/metadata.name=vault TCP/82
     #expect(!e.ingressAllowed(to: pod, from: NetPod(namespace: "shop", labels: [:])))
   }
 
+  /// A plan's restore and verify pods, in the plan's namespace or the claim's: their own NetworkPolicy
+  /// (RestoreIsolation) admits no connection and opens only DNS, the key services and the source's storage (and the
+  /// namespace's pods and declared databases for a restore into a command or a database query). A job step's pod
+  /// runs the author's container and gets none.
+  @Test func planRestoreAndVerifyPodsReachStorageKeysAndDatabaseOnly() throws {
+    let s = try declaredSettings()
+    var p = hostNamedPolicy()
+    p.metadata.name = "db"
+    let plan = try recoveryTestPlan()
+    var ctx = planContext(plan, policy: p)
+    ctx.settings = s
+    let steps = try RecoveryPlanLogic.steps(plan.spec)
+    let shop = NetPod(namespace: "shop", labels: [:])
+    var checked = 0
+    for step in steps {
+      let name = "shop-recovery-\(step.index)"
+      let np = try RestoreIsolation.networkPolicy(step, jobName: name, namespace: "shop", ctx: ctx, owner: ctx.owner)
+      guard step.step.action == .restore || step.step.action == .verify else {
+        #expect(np == nil, "\(step.displayName) runs no engine and gets no policy")
+        continue
+      }
+      let policy = try #require(np)
+      #expect(policy.metadata.ownerReferences == [try #require(ctx.owner)])
+      let e = PolicyEvaluator([DesiredChild(resource: ChildResources.networkPolicies, object: policy)])
+      var pod = shop
+      pod.labels = [RestoreIsolation.jobNameLabel: name]
+      // restore-db restores into psql and check-rows runs a database query: both reach the namespace's pods.
+      #expect(
+        e.egressAtoms(pod)
+          == dnsAtoms.union(keyServiceAtoms).union([
+            "cidr 10.20.0.0/16 TCP/443", "ns kubernetes.io/metadata.name=shop any port", "cidr 10.50.0.0/16 TCP/5432",
+          ]), "\(step.displayName)")
+      #expect(e.egressAllowed(from: pod, to: .address("10.20.3.4", port: 443)))
+      expectNoStrayEgress(e, pod, step.displayName)
+      #expect(!e.ingressAllowed(to: pod, from: NetPod(namespace: "shop", labels: ["app": "web"])))
+      // Another Job's pods in the namespace are not selected.
+      var other = shop
+      other.labels = [RestoreIsolation.jobNameLabel: "web-migrate"]
+      #expect(e.egressAtoms(other) == nil)
+      checked += 1
+    }
+    #expect(checked == 2)
+
+    // A restore into a claim of another namespace: storage and keys only, no database, selected there.
+    var into = try planRestoring(RestorePVC(claimName: "uploads", namespace: "shop-dr"))
+    into.metadata.annotations = nil
+    let files = try filesPolicy()
+    var fctx = planContext(into, policy: files)
+    fctx.settings = s
+    let step = try #require(try RecoveryPlanLogic.steps(into.spec).first)
+    let owner = OwnerReference(apiVersion: "batch/v1", kind: "Job", name: "j", uid: "u-j", controller: true)
+    let np = try #require(
+      try RestoreIsolation.networkPolicy(step, jobName: "j", namespace: "shop-dr", ctx: fctx, owner: owner))
+    #expect(np.metadata.namespace == "shop-dr" && np.metadata.ownerReferences == [owner])
+    let e = PolicyEvaluator([DesiredChild(resource: ChildResources.networkPolicies, object: np)])
+    let pod = NetPod(namespace: "shop-dr", labels: [RestoreIsolation.jobNameLabel: "j"])
+    let atoms = try #require(e.egressAtoms(pod))
+    #expect(atoms.isSuperset(of: dnsAtoms.union(keyServiceAtoms)))
+    #expect(!atoms.contains { $0.hasPrefix("ns kubernetes.io/metadata.name=shop-dr") }, "no database: \(atoms)")
+    expectNoStrayEgress(e, pod, "the foreign restore pod")
+  }
+
   @Test func tenantPodWithCopiedLabelsIsNotAllowedIn() throws {
     let s = try declaredSettings()
     let p = hostNamedPolicy()

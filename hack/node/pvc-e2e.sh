@@ -286,6 +286,22 @@ diff -u "$WORK/before.txt" "$WORK/after.txt" >"$WORK/diff.txt" ||
 $(cat "$WORK/diff.txt")"
 log "   all $(wc -l <"$WORK/after.txt") paths restored with content, owner, group, mode, type, link and mtime:"
 sed 's/^/     /' "$WORK/after.txt" >&2
+# expect_isolation NAMESPACE JOB: the restore Job's own NetworkPolicy (RestoreIsolation), owned by the Job in the end.
+expect_isolation() {
+  kubectl -n "$1" get networkpolicy "$2-isolation" -o json >"$WORK/np.json" ||
+    fail "the restore Job $1/$2 has no NetworkPolicy $2-isolation"
+  python3 - "$WORK/np.json" "$2" <<'PY' || fail "the restore Job's NetworkPolicy $1/$2-isolation"
+import json, sys
+np, job = json.load(open(sys.argv[1])), sys.argv[2]
+assert np["spec"]["podSelector"] == {"matchLabels": {"job-name": job}}, np["spec"]
+assert sorted(np["spec"]["policyTypes"]) == ["Egress", "Ingress"], np["spec"]
+assert not np["spec"].get("ingress"), np["spec"]
+assert np["spec"].get("egress"), np["spec"]
+refs = np["metadata"].get("ownerReferences", [])
+assert [(r["kind"], r["name"]) for r in refs] == [("Job", job)], refs
+PY
+}
+expect_isolation "$NS" "$(k get jobs -l dr.botrt.io/plan-name=restore-data -o jsonpath='{.items[0].metadata.name}')"
 
 log "5. restore into namespace $DST, which has no claim: created from the policy's recorded claim"
 rec="$(jp as-root '{.status.sourceClaim.name} {.status.sourceClaim.namespace} {.status.sourceClaim.accessModes} {.status.sourceClaim.storage}')"
@@ -343,6 +359,7 @@ for s in copies:
     assert [r["name"] for r in refs] == [job["metadata"]["name"]], s["metadata"]
 PY
 [[ -z "$(k get jobs -l dr.botrt.io/plan-name=into-dst -o name)" ]] || fail "a restore Job of into-dst ran in $NS"
+expect_isolation "$DST" "$job"
 k get events --field-selector involvedObject.name=into-dst -o jsonpath='{.items[*].reason}' | grep -qw ClaimCreated ||
   fail "no ClaimCreated Event on the plan"
 phase="$(plan_run into-dst)"

@@ -149,6 +149,8 @@ public final class BackupPolicyReconciler: Sendable {
   let existing: ExistingLabels
   /// The shared caches of the controller's own objects, read instead of live lists once filled.
   let managed: ManagedCaches
+  /// The shared cache of Pods as RWO placement reads them (ClaimPlacement.swift).
+  let claimUsers: ClaimUserCache
   /// The children already applied as desired (not applied again).
   let applied = AppliedChildren()
   /// Policy (namespace/name) -> the backup namespace of its own it runs Jobs in (backupNamespacesInUse()).
@@ -159,8 +161,9 @@ public final class BackupPolicyReconciler: Sendable {
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
     recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil,
-    managed: ManagedCaches = .none
+    managed: ManagedCaches = .none, claimUsers: ClaimUserCache = .none
   ) {
+    self.claimUsers = claimUsers
     self.isolation = isolation
     self.client = client
     // Only hits count in the ownership check, so the caches of the controller's own objects are all it needs.
@@ -232,202 +235,165 @@ public final class BackupPolicyReconciler: Sendable {
 
   // MARK: - Apply
 
-  /// Converges one live policy; returns when to look again.
+  /// Converges one live policy; returns when to look again: observe (`observe`), decide
+  /// (`BackupPolicyLogic.decide`, pure), act (`act`).
   public func apply(_ policy: BackupPolicy) async throws -> ReconcileResult {
-    let now = self.now()
-    let ns = policy.metadata.namespace ?? "default"
-    let backupNS = BackupPolicyChildren.backupNamespace(policy, settings: settings)
+    let world = try await observe(policy)
+    return try await act(world, BackupPolicyLogic.decide(world))
+  }
+
+  /// Reads everything the decision needs, from the shared caches (Jobs, Pods, children) and by name (the backup
+  /// namespace, the referenced Secrets, the source claim). What only an accepted policy needs is read only for one
+  /// whose spec is valid and whose backup namespace is allowed.
+  func observe(_ policy: BackupPolicy) async throws -> BackupPolicyWorld {
+    let settings = self.settings
+    var w = BackupPolicyWorld(policy: policy, now: now(), settings: settings)
     let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
-    var problem: PolicyProblem? = nil
-    var effective: EffectivePolicy? = nil
-    var handled: String? = nil
-    var applyError: Error? = nil
-    var summary = ""
-    var secrets: [String: Secret] = [:]
-    var conflictEvent: PlannedEvent? = nil
-    // A restore-only policy (spec.mode, or the controller's --restore-only) writes nothing to its repository.
     let restoreOnly = BackupPolicyChildren.isRestoreOnly(policy, settings: settings)
-
-    if let e = SpecValidation.validate(policy.spec).first {
-      problem = PolicyProblem.from(e)
-    } else {
-      do {
-        effective = try EffectivePolicy(spec: policy.spec, now: now)
-      } catch {
-        problem = PolicyProblem.from(error)
-      }
-    }
-
-    if problem == nil, let p = try await backupNamespaceProblem(policy) { problem = p }
-    recordNamespaceInUse(
-      "\(ObjectKey(policy))",
-      problem == nil && workNS == backupNS && backupNS != settings.backupNamespace ? backupNS : nil)
-
-    if let eff = effective, problem == nil {
-      do {
-        secrets = try await readSecrets(policy)
-        let token = restoreOnly ? nil : BackupPolicyChildren.pendingRunToken(policy)
-        let inputs = ChildInputs(policy: policy, effective: eff, settings: settings, secrets: secrets, runToken: token)
-        // A restore-only policy's children write nothing (BackupPolicyChildren.build) and it copies to no replica.
-        var children = try BackupPolicyChildren.build(inputs)
-        if !restoreOnly { children += try ReplicationChildren.build(inputs, existing: children) }
-        // An object of a child's name that another owner's labels claim is never applied over (ChildOwnership).
-        let conflicts = try await ChildOwnership.conflicts(children, existing: existing)
-        if !conflicts.isEmpty {
-          let refusal = ChildOwnership.refusal(conflicts)
-          problem = refusal.problem
-          conflictEvent = refusal.event
-        } else {
-          do {
-            for c in children { try await applyChild(c, ownerChecked: true) }
-            if needsPrune(policy) {
-              // The run-access grants come and go with runs (BackupAccess.swift); pruning leaves them alone.
-              try await prune(
-                policy,
-                keeping: children + BackupPolicyChildren.runAccess(policy, settings: settings)
-                  + ReplicationChildren.runAccess(policy, settings: settings))
-              recordPruned(policy)
-            }
-            handled = token
-            if let token {
-              recorder?.record(
-                policy, type: .normal, reason: "OnDemandBackup",
-                message:
-                  "Created Job \(ChildNames(namespace: ns, name: policy.name).runJob(token: token)) for \(token).")
-            }
-            let perPolicy = children.filter { !$0.shared }.count
-            summary =
-              restoreOnly
-              ? RestoreOnlyStatus.summary(policy, settings: settings, repository: repositoryText(policy))
-              : "The backup CronJob \(workNS)/\(ChildNames(namespace: ns, name: policy.name).backupCronJob) and "
-                + "\(perPolicy - 1) other children of this policy are in place."
-          } catch {
-            applyError = error
-            problem = PolicyProblem(reason: "ApplyFailed", message: "\(error)")
-          }
+    w.pruneDue = needsPrune(policy)
+    var accepted = false
+    // The source claim, read once: its record in status, and the access modes RWO placement needs.
+    w.sourceClaim = try await readSourceClaim(policy)
+    // RWO placement: where the pod that mounts the source claim runs (ClaimPlacement.swift).
+    w.placement = await observePlacement(policy, claim: w.sourceClaim)
+    if case .success(let eff) = BackupPolicyLogic.effective(policy, now: w.now) {
+      w.namespaceProblem = try await backupNamespaceProblem(policy)
+      if w.namespaceProblem == nil {
+        do {
+          w.secrets = try await readSecrets(policy)
+          // The ownership check reads the objects the children `decide` builds from this world would name.
+          let children = try BackupPolicyLogic.children(
+            policy, effective: eff, settings: settings, secrets: w.secrets,
+            runToken: BackupPolicyLogic.runToken(policy, settings: settings), placement: w.placement)
+          w.conflicts = try await ChildOwnership.conflicts(children, existing: existing)
+          accepted = true
+        } catch let e as SpecError {
+          w.secretsProblem = e
         }
-      } catch let e as SpecError {
-        problem = PolicyProblem.from(e)
       }
     }
+    w.runs = try await observeRuns(policy, namespace: workNS)
+    if restoreOnly { return w }
+    if accepted {
+      w.keyRotationRuns = try await observeRuns(
+        policy, namespace: workNS, components: KeyRotationLogic.component, container: "engine")
+    }
+    // Retention and verify: the prune and verify CronJobs' runs, read back like the backups' in one list.
+    w.maintenance = try await observeRunsByComponent(
+      policy, namespace: workNS, containers: ["prune": "prune", VerifyOutcome.component: VerifyOutcome.container])
+    let hasReplicas = !(policy.spec.replicas ?? []).isEmpty
+    if hasReplicas || policy.status?.replicas != nil {
+      w.copies = try await observeCopies(policy, namespace: workNS)
+      if hasReplicas {
+        w.replicaRotationRuns = try await observeRuns(
+          policy, namespace: workNS, components: ReplicaKeyRotation.component, container: "engine")
+      }
+    }
+    return w
+  }
 
-    // Runs and status.
-    let runs = try await observeRuns(policy, namespace: workNS)
-    var outcome = BackupPolicyStatusLogic.compute(
-      policy: policy, effective: effective, problem: problem, runs: runs, backupNamespace: backupNS,
-      handledTrigger: handled, childSummary: summary, now: now,
-      repositoryURL: effective == nil ? nil : try? EngineInvocation(policy: policy) { $0 }.repoURL)
-    if let e = conflictEvent { outcome.events.append(e) }
-    outcome.status.sourceClaim = SourceClaimRecord.record(
-      policy, claim: try await readSourceClaim(policy), previous: policy.status?.sourceClaim, now: now)
-    if restoreOnly { RestoreOnlyStatus.apply(&outcome, policy: policy, now: now) }
-    if outcome.status.repositoryIdentity != policy.status?.repositoryIdentity {
-      // The children were built from the previous status: build them again with the pins (a status write alone
-      // does not bring the policy back).
-      let soon = now.addingTimeInterval(1)
-      outcome.requeueAt = min(outcome.requeueAt ?? soon, soon)
+  /// Carries out a decision: applies the children and prunes, runs the actions in order, writes status once, then
+  /// records Events and metrics. When the children cannot be applied, the decision for that failure
+  /// (`BackupPolicyLogic.decide(_:applyFailure:)`) is carried out instead and the error is thrown at the end.
+  func act(_ world: BackupPolicyWorld, _ decided: BackupPolicyDecision) async throws -> ReconcileResult {
+    let policy = world.policy
+    let ns = policy.metadata.namespace ?? "default"
+    let labels = [ns, policy.name, policy.spec.tier.rawValue]
+    var d = decided
+    recordNamespaceInUse("\(ObjectKey(policy))", d.namespaceInUse)
+    var applyError: Error? = nil
+    do {
+      for c in d.children { try await applyChild(c, ownerChecked: true) }
+      if let keep = d.pruneKeeping {
+        try await prune(policy, keeping: keep)
+        recordPruned(policy)
+      }
+      for e in d.childEvents { record(policy, e) }
+    } catch {
+      applyError = error
+      d = BackupPolicyLogic.decide(world, applyFailure: error)
     }
-    var keyChanged = false
-    if let eff = effective, problem == nil, !restoreOnly {
-      let r = try await rotateKeysIfDue(policy, effective: eff, secrets: secrets, namespace: workNS, now: now)
-      keyChanged = r.currentKey != policy.status?.currentKey
-      outcome.status.lastKeyRotation = r.lastKeyRotation
-      outcome.status.nextKeyRotation = r.nextKeyRotation
-      outcome.status.currentKey = r.currentKey
-      outcome.status.lastHandledKeyRotationRequest = r.lastHandledRequest
-      var conditions = outcome.status.conditions ?? []
-      conditions.setCondition(
-        type: BackupPolicyCondition.keyRotationDue, status: r.due, reason: r.reason, message: r.message,
-        observedGeneration: policy.metadata.generation, now: now)
-      outcome.status.conditions = conditions
-      outcome.events += r.events
-      if let at = r.requeueAt { outcome.requeueAt = min(outcome.requeueAt ?? at, at) }
-      if let m = metrics {
-        let l = [ns, policy.name, policy.spec.tier.rawValue]
-        m.keyAge.set(r.keyAgeSeconds, l)
-        m.keyRotationLimit.set(r.limitSeconds, l)
+    for action in d.actions {
+      switch action {
+      case .apply(let c, let event):
+        try await applyChild(c)
+        if let event { record(policy, event) }
+      case .deleteJob(let namespace, let name):
+        try await deleteChild(ChildResources.jobs, namespace: namespace, name: name)
+      case .fail(let error):
+        throw error
       }
     }
-    // Retention and verify: the prune and verify CronJobs' runs, read back like the backups' in one list (a
-    // restore-only policy has neither).
-    let maintenance =
-      restoreOnly
-      ? [:]
-      : try await observeRunsByComponent(
-        policy, namespace: workNS, containers: ["prune": "prune", VerifyOutcome.component: VerifyOutcome.container])
-    let retention = restoreOnly ? nil : RetentionOutcome.evaluate(maintenance["prune"] ?? [])
-    var verify: VerifyOutcome? = nil
-    if restoreOnly || policy.spec.verify == nil {
-      VerifyOutcome.remove(from: &outcome.status)
-    } else {
-      let v = VerifyOutcome.evaluate(
-        maintenance[VerifyOutcome.component] ?? [], previous: policy.status?.lastVerify)
-      if let e = v.apply(to: &outcome.status, generation: policy.metadata.generation, now: now) {
-        outcome.events.append(e)
-      }
-      verify = v
+    for w in d.warnings { logger.warning("\(w.message)", metadata: w.metadata.mapValues { .string($0) }) }
+    try await writeStatus(policy, d.status)
+    for e in d.events {
+      record(policy, e)
+      if e.reason == "BackupFailed" { metrics?.failures.inc(labels) }
     }
-    if let r = retention {
-      var conditions = outcome.status.conditions ?? []
-      let before = conditions.condition(BackupPolicyCondition.retentionApplied)?.status
-      conditions.setCondition(
-        type: BackupPolicyCondition.retentionApplied, status: r.status, reason: r.reason, message: r.message,
-        observedGeneration: policy.metadata.generation, now: now)
-      outcome.status.conditions = conditions
-      r.applyStoredBytes(to: &outcome.status)
-      if r.failing && before != .false {
-        outcome.events.append(PlannedEvent(warning: true, reason: "RetentionFailed", message: r.message))
-      }
-    }
-    if !restoreOnly {
-      try await reconcileReplicas(
-        policy, effective: effective, ready: problem == nil, secrets: secrets, now: now, outcome: &outcome)
-    }
-    try await writeStatus(policy, outcome.status)
-    for e in outcome.events {
-      recorder?.record(policy, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
-      if e.reason == "BackupFailed" { metrics?.failures.inc([ns, policy.name, policy.spec.tier.rawValue]) }
-    }
-    if restoreOnly {
-      // No RPO to alert on and no replica lag: the policy's gauges go (a last success from before the switch would
-      // raise BackupRPOViolation).
-      removeGauges(policy)
-    } else {
-      updateMetrics(policy, outcome.status)
-    }
-    if let m = metrics, let r = retention {
-      let l = [ns, policy.name, policy.spec.tier.rawValue]
-      m.retentionFailing.set(r.failing ? 1 : 0, l)
-      if let t = r.lastSuccess { m.retentionLastSuccess.set(t.timeIntervalSince1970, l) }
-    }
-    if let m = metrics {
-      let l = [ns, policy.name, policy.spec.tier.rawValue]
-      m.recordVerify(verify, l, policy: ["namespace": ns, "policy": policy.name])
-    }
-    let ready = outcome.status.conditions?.condition(BackupPolicyCondition.ready)
+    recordMetrics(policy, d)
+    let ready = d.status.conditions?.condition(BackupPolicyCondition.ready)
     logger.info(
       "reconciled",
       metadata: [
         "object": "BackupPolicy \(ns)/\(policy.name)",
-        "outcome": "\(applyError != nil ? "error" : problem != nil ? "not-ready" : "applied")",
+        "outcome": "\(applyError != nil ? "error" : d.problem != nil ? "not-ready" : "applied")",
         "ready": "\(ready?.status.rawValue ?? "Unknown")", "reason": "\(ready?.reason ?? "")",
-        "rpoMet": "\(outcome.status.conditions?.condition(BackupPolicyCondition.rpoMet)?.status.rawValue ?? "Unknown")",
+        "rpoMet": "\(d.status.conditions?.condition(BackupPolicyCondition.rpoMet)?.status.rawValue ?? "Unknown")",
       ])
     if let applyError { throw applyError }
-    var next = outcome.requeueAt
-    if keyChanged {
-      // The children still name the key the rotation replaced: apply them again with the new one.
-      next = now.addingTimeInterval(1)
-    }
-    if problem != nil {
-      // Referenced Secrets are watched; this is only a safety net.
-      let retry = now.addingTimeInterval(Self.problemRetrySeconds)
-      next = min(next ?? retry, retry)
-    }
-    if let at = next {
-      return .requeueAfter(requeueDelay(seconds: at.timeIntervalSince(now)))
+    if let at = d.requeueAt {
+      return .requeueAfter(requeueDelay(seconds: at.timeIntervalSince(world.now)))
     }
     return .awaitChange
+  }
+
+  /// Records a planned Event on the policy.
+  func record(_ policy: BackupPolicy, _ e: PlannedEvent) {
+    recorder?.record(policy, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
+  }
+
+  /// Sets the policy's and its replicas' metrics from a decision.
+  func recordMetrics(_ policy: BackupPolicy, _ d: BackupPolicyDecision) {
+    let ns = policy.metadata.namespace ?? "default"
+    let tier = policy.spec.tier.rawValue
+    let l = [ns, policy.name, tier]
+    let mine = ["namespace": ns, "policy": policy.name]
+    if let m = metrics, let k = d.metrics.keyAge {
+      m.keyAge.set(k.age, l)
+      m.keyRotationLimit.set(k.limit, l)
+    }
+    if let m = replicaMetrics, let r = d.metrics.replicas {
+      for st in d.status.replicas ?? [] {
+        let rl = [ns, policy.name, tier, st.name]
+        if let lag = st.lagSeconds { m.lag.set(Double(lag), rl) }
+        if let t = st.lastCopyTime { m.lastCopy.set(t.timeIntervalSince1970, rl) }
+      }
+      for k in r.keys {
+        if let age = k.age, let limit = k.limit {
+          m.keyAge.set(age, [ns, policy.name, tier, k.replica])
+          m.keyRotationLimit.set(limit, [ns, policy.name, tier, k.replica])
+        } else {
+          m.keyAge.remove(matching: mine.merging(["replica": k.replica]) { a, _ in a })
+          m.keyRotationLimit.remove(matching: mine.merging(["replica": k.replica]) { a, _ in a })
+        }
+      }
+      for gone in r.gone {
+        for g in m.gauges { g.remove(matching: mine.merging(["replica": gone]) { a, _ in a }) }
+      }
+      for name in r.copyFailures { m.copyFailures.inc([ns, policy.name, tier, name]) }
+    }
+    if d.metrics.removeGauges {
+      // No RPO to alert on and no replica lag: the policy's gauges go (a last success from before the switch would
+      // raise BackupRPOViolation).
+      removeGauges(policy)
+    } else {
+      metrics?.record(policy, d.status)
+    }
+    if let m = metrics, let r = d.metrics.retention {
+      m.retentionFailing.set(r.failing ? 1 : 0, l)
+      if let t = r.lastSuccess { m.retentionLastSuccess.set(t.timeIntervalSince1970, l) }
+    }
+    metrics?.recordVerify(d.metrics.verify, l, policy: mine)
   }
 
   /// The policy's source claim (a get by name, only for a PVC source), or nil when it does not exist or the
@@ -626,10 +592,6 @@ public final class BackupPolicyReconciler: Sendable {
     }
   }
 
-  func updateMetrics(_ policy: BackupPolicy, _ s: BackupPolicyStatus) {
-    metrics?.record(policy, s)
-  }
-
   /// Removes the policy's gauges and its replicas' (counters stay, as counters do).
   func removeGauges(_ policy: BackupPolicy) {
     let mine = ["namespace": policy.metadata.namespace ?? "default", "policy": policy.name]
@@ -686,45 +648,12 @@ public final class BackupPolicyReconciler: Sendable {
     return .awaitChange
   }
 
-  // MARK: - Key rotation
-
-  /// Observes the policy's rotation Jobs, starts one when a rotation is due, removes recorded ones.
-  func rotateKeysIfDue(
-    _ policy: BackupPolicy, effective: EffectivePolicy, secrets: [String: Secret], namespace: String, now: Date
-  ) async throws -> KeyRotationOutcome {
-    let runs = try await observeRuns(
-      policy, namespace: namespace, components: KeyRotationLogic.component, container: "engine")
-    var entries: [String]? = nil
-    if let ref = policy.spec.encryption.rotationKeysSecretRef, let secret = secrets[ref.name] {
-      entries = secret.entryNames
-    }
-    let plan = KeyRotationLogic.plan(policy: policy, runs: runs, rotationKeys: entries, now: now)
-    if let start = plan.start {
-      let job: DesiredChild
-      do {
-        job = try BackupPolicyChildren.keyRotationJob(
-          ChildInputs(policy: policy, effective: effective, settings: settings, secrets: secrets), start)
-      } catch {
-        throw ChildError(child: "the key rotation Job", operation: "build", cause: error)
-      }
-      try await applyChild(job)
-    }
-    for name in plan.obsoleteJobs { try await deleteChild(ChildResources.jobs, namespace: namespace, name: name) }
-    return plan
-  }
-
   // MARK: - Deleting stored backups
 
   /// The condition recording the outcome of the deletion Job while the policy is being deleted.
   static let backupsDeletedCondition = "BackupsDeleted"
 
-  func repositoryText(_ policy: BackupPolicy) -> String {
-    do {
-      return try EngineInvocation(policy: policy) { $0 }.repoURL
-    } catch {
-      return "the policy's repository"
-    }
-  }
+  func repositoryText(_ policy: BackupPolicy) -> String { BackupPolicyLogic.repositoryText(policy) }
 
   /// With spec.deleteBackupsOnDelete: stops the CronJobs, runs the deletion Job and waits for it (returns when to
   /// look again), then reports its outcome as an Event and in status; nil once the cleanup can go on.

@@ -193,11 +193,15 @@ public struct ChildInputs: Sendable {
   public var secrets: [String: Secret]
   /// The on-demand run to create a Job for, if any.
   public var runToken: String?
+  /// Where the backup pods of a PVC source must run (RWO placement, `ClaimPlacement`): the backup CronJob's and the
+  /// on-demand Job's pods get its node affinity and tolerations.
+  public var placement: ClaimPlacement.Decision
 
   public init(
     policy: BackupPolicy, effective: EffectivePolicy, settings: ControllerSettings, secrets: [String: Secret] = [:],
-    runToken: String? = nil
+    runToken: String? = nil, placement: ClaimPlacement.Decision = .anywhere
   ) {
+    self.placement = placement
     self.policy = policy
     self.effective = effective
     self.settings = settings
@@ -703,8 +707,10 @@ public enum BackupPolicyChildren {
       let sub = pvc.subPath.flatMap { $0.isEmpty ? nil : $0 }
       c.volumeMounts?.append(VolumeMount(name: "source", mountPath: path, readOnly: true, subPath: sub))
       c.securityContext = claimReaderSecurity(pvc, s)
-      return podShell(
+      var template = podShell(
         input, names: names, labels: podLabels, volumes: volumes, containers: [c], runsAsRoot: pvc.runAsUser == 0)
+      ClaimPlacement.apply(input.placement, to: &template)
+      return template
     }
 
     let cmd: ContainerSpec

@@ -20,10 +20,7 @@ public enum RecoveryPlanLabels {
   /// restore into a claim of another namespace runs its Job there); nil when the labels name no plan, or a plan
   /// outside `watchNamespace` (nil: all namespaces), which another controller follows.
   public static func owner(labels: [String: String], watchNamespace: String?) -> ObjectKey? {
-    guard let name = labels[planName], !name.isEmpty, let ns = labels[planNamespace], !ns.isEmpty,
-      watchNamespace == nil || ns == watchNamespace
-    else { return nil }
-    return ObjectKey(namespace: ns, name: name)
+    Mappers.owner(labels: labels, nameLabel: planName, namespaceLabel: planNamespace, watchNamespace: watchNamespace)
   }
 }
 
@@ -222,8 +219,22 @@ public final class RecoveryPlanReconciler: Sendable {
         // There already: restored into as it is.
       }
     }
+    // The Job's NetworkPolicy (RestoreIsolation). In the plan's namespace, applied before the Job (owned by the
+    // plan, so that no pod of the Job runs without it), then handed to the Job; in another namespace, applied after
+    // the Job and before the Secret copies the Job's pod waits for.
+    let isolation = try RestoreIsolation.networkPolicy(
+      step, jobName: name, namespace: jobNS, ctx: ctx, owner: ctx.owner)
+    if jobNS == ns, let np = isolation { try await applyIsolation(np) }
     let job: JSONValue = try await client.apply(
       ChildResources.jobs, namespace: jobNS, name: name, body, fieldManager: Self.fieldManager, force: true)
+    let owner = job[path: "metadata", "uid"]?.stringValue.map {
+      OwnerReference(apiVersion: "batch/v1", kind: "Job", name: name, uid: $0, controller: true)
+    }
+    // Owned by the Job, it goes with the Job (a retried step's Job is deleted with its pods).
+    if var np = isolation {
+      np.metadata.ownerReferences = owner.map { [$0] }
+      try await applyIsolation(np)
+    }
     guard let t = target, t.foreign, let r = step.step.restore, let p = ctx.policies[r.policyRef.name] else { return }
     let source = try ReplicaSource.policy(p, replica: r.replica, field: "\(step.field).restore.replica")
     let inv = try EngineInvocation(policy: source) { $0 }
@@ -235,9 +246,6 @@ public final class RecoveryPlanReconciler: Sendable {
         continue
       }
     }
-    let owner = job[path: "metadata", "uid"]?.stringValue.map {
-      OwnerReference(apiVersion: "batch/v1", kind: "Job", name: name, uid: $0, controller: true)
-    }
     let copies = try RestoreSecretCopies.build(
       names: inv.secrets.map(\.sourceName), secrets: secrets, namespace: t.namespace, jobName: name,
       labels: ctx.labels, owner: owner, field: "\(step.field).restore.policyRef", planNamespace: ns)
@@ -246,6 +254,13 @@ public final class RecoveryPlanReconciler: Sendable {
         ChildResources.secrets, namespace: t.namespace, name: c.name, c, fieldManager: Self.fieldManager,
         force: true)
     }
+  }
+
+  /// Applies a restore Job's NetworkPolicy.
+  func applyIsolation(_ np: NetworkPolicy) async throws {
+    _ = try await client.apply(
+      ChildResources.networkPolicies, namespace: np.metadata.namespace, name: np.metadata.name ?? "", np.json,
+      fieldManager: Self.fieldManager, force: true)
   }
 
   static let deployments = ResourceDescriptor(
