@@ -11,7 +11,8 @@
 #   00-namespace                      the namespace botrt-samples exists with its label.
 #   secrets-example                   every Secret exists (the values the table rewrites are the testbed's).
 #   backuppolicy-archive-local        Ready; triggered (spec.trigger), its backup of the claim audit-logs into the
-#                                     local repository on claim airgap-backups (backup namespace) succeeds, keys from
+#                                     local repository on claim airgap-backups (the policy's namespace, where a pvc
+#                                     source's Jobs run) succeeds, keys from
 #                                     Vault Transit over TLS (hack/lib/tls-proxy.py in front of OpenBao) with the sample's private CA; the engine lists the snapshot.
 #   backuppolicy-critical-s3-vault    Ready; rpoSource compliance:sox,pci-dss and a schedule of every minute; a
 #                                     triggered pg_dump backup to S3 with Object Lock (COMPLIANCE) and Vault over TLS
@@ -283,7 +284,7 @@ echo "report $RUN" >"$VOL/reporting-data/report.csv"
 chown -R 65532:65532 "$VOL"
 kubectl create namespace "$BACKUP_NS" >/dev/null
 node_hostpath_pv samples-audit-logs "$NS" audit-logs "$VOL/audit-logs"
-node_hostpath_pv samples-airgap "$BACKUP_NS" airgap-backups "$VOL/airgap"
+node_hostpath_pv samples-airgap "$NS" airgap-backups "$VOL/airgap"
 node_hostpath_pv samples-bot-uploads "$NS" bot-uploads "$VOL/bot-uploads"
 node_hostpath_pv samples-uploads "$NS" uploads "$VOL/uploads"
 node_hostpath_pv samples-reporting "$NS" reporting-data "$VOL/reporting-data"
@@ -296,7 +297,7 @@ spec: {accessModes: [ReadWriteOnce], storageClassName: "", volumeName: $3, resou
 EOF
 }
 claim "$NS" audit-logs samples-audit-logs
-claim "$BACKUP_NS" airgap-backups samples-airgap
+claim "$NS" airgap-backups samples-airgap
 claim "$NS" bot-uploads samples-bot-uploads
 claim "$NS" uploads samples-uploads
 claim "$NS" reporting-data samples-reporting
