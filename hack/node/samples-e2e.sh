@@ -103,6 +103,12 @@ cleanup() {
   local rc=$?
   set +e
   trap - EXIT
+  if [[ $rc -ne 0 ]]; then
+    echo "--- status"
+    kubectl -n "$NS" get backuppolicies,recoveryplans,drdrills -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}: {.status}{"\n"}{end}' | cut -c1-1500
+    node_pods_dump "$NS" "$BACKUP_NS"
+  fi >&2
+  # Deleted while the controller still runs, so it removes its finalizers and what it made.
   kubectl -n "$NS" delete drdrills,recoveryplans,backuppolicies --all --timeout=90s >/dev/null 2>&1
   if [[ -n "$NODE_CONTROLLER_PID" ]]; then
     kill -TERM "$NODE_CONTROLLER_PID"
@@ -111,9 +117,6 @@ cleanup() {
   if [[ $rc -ne 0 ]]; then
     echo "--- controller log"
     tail -n 40 "$WORK/controller.log"
-    node_pods_dump "$NS" "$BACKUP_NS"
-    echo "--- status"
-    kubectl -n "$NS" get backuppolicies,recoveryplans,drdrills -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}: {.status}{"\n"}{end}' | cut -c1-1500
   fi >&2
   # What the controller did not finish (it is stopped now) must not hold the namespace's deletion.
   local o
@@ -371,7 +374,7 @@ PY2
 }
 last() { jp backuppolicy "$1" '{.status.lastSnapshot}'; }
 VAULT_ENV=(VAULT_ADDR="$NODE_VAULT_TLS_ADDR" VAULT_TOKEN="$VAULT_TOKEN" VAULT_CACERT="$NODE_VAULT_CA")
-engine_lists audit-logs-archive "$(last audit-logs-archive)" "${VAULT_ENV[@]}" -- --repo "$VOL/airgap/repository/audit-logs" \
+engine_lists audit-logs-archive "$(last audit-logs-archive)" "${VAULT_ENV[@]}" -- --repo "file://$VOL/airgap/repository/audit-logs" \
   --kms vault-transit:///transit/backup-logs-key
 engine_lists payments-db "$(last payments-db)" "${VAULT_ENV[@]}" -- --repo "s3://botrt-payments-backups-$RUN/payments-db" --s3-endpoint "$S3" \
   --s3-path-style --s3-region eu-central-1 --kms vault-transit:///transit/backup-database-key
