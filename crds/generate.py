@@ -323,8 +323,10 @@ def repository_schema(desc):
         }, required=["account", "container", cred]),
         "local": obj("A directory: on a PersistentVolumeClaim when claimName is set, otherwise a path on the "
                      "node (air-gapped storage).", {
-                         "path": string("Absolute directory of the repository (inside the claim when claimName is "
-                                        "set).", minLength=1, maxLength=4096, pattern=r"^/.*$"),
+                         "path": string("Absolute directory of the repository in the Jobs' containers. When "
+                                        "claimName is set, the claim is mounted there: the repository is the "
+                                        "claim's root directory.", minLength=1, maxLength=4096,
+                                        pattern=r"^/.*$"),
                          "claimName": object_name("PersistentVolumeClaim that holds the repository, in the "
                                                   "policy's own namespace, where the Jobs of a pvc source run. A "
                                                   "command source's Jobs run in the shared backup namespace and may "

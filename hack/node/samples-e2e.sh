@@ -374,7 +374,8 @@ PY2
 }
 last() { jp backuppolicy "$1" '{.status.lastSnapshot}'; }
 VAULT_ENV=(VAULT_ADDR="$NODE_VAULT_TLS_ADDR" VAULT_TOKEN="$VAULT_TOKEN" VAULT_CACERT="$NODE_VAULT_CA")
-engine_lists audit-logs-archive "$(last audit-logs-archive)" "${VAULT_ENV[@]}" -- --repo "file://$VOL/airgap/repository/audit-logs" \
+# The Jobs mount the claim at spec.repository.local.path: the repository is the claim's root, the volume's directory.
+engine_lists audit-logs-archive "$(last audit-logs-archive)" "${VAULT_ENV[@]}" -- --repo "file://$VOL/airgap" \
   --kms vault-transit:///transit/backup-logs-key
 engine_lists payments-db "$(last payments-db)" "${VAULT_ENV[@]}" -- --repo "s3://botrt-payments-backups-$RUN/payments-db" --s3-endpoint "$S3" \
   --s3-path-style --s3-region eu-central-1 --kms vault-transit:///transit/backup-database-key
@@ -392,8 +393,12 @@ import os, sys, boto3
 s3 = boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="eu-central-1")
 keys = [o["Key"] for o in s3.list_objects_v2(Bucket=sys.argv[1], Prefix="payments-db/data/").get("Contents", [])]
 assert keys, "no data objects"
-r = s3.get_object_retention(Bucket=sys.argv[1], Key=keys[0])["Retention"]
-assert r["Mode"] == "COMPLIANCE", r
+# The lock as HeadObject shows it (moto answers GetObjectRetention of these objects with a 500).
+import datetime
+h = s3.head_object(Bucket=sys.argv[1], Key=keys[0])
+until = h.get("ObjectLockRetainUntilDate")
+assert h.get("ObjectLockMode") == "COMPLIANCE", h.get("ObjectLockMode")
+assert until and until > datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=29), until  # days: 30
 PY
 replica() { jp backuppolicy "$1" "{.status.replicas[?(@.name==\"$2\")].$3}"; }
 gcp_failed() { [[ "$(replica payments-db second-region state)" == Failed ]]; }
