@@ -214,6 +214,12 @@ done
 
 # The rewrite table: FILE (or * for every sample) <TAB> TEXT <TAB> REPLACEMENT <TAB> WHY. TEXT must occur in FILE (in
 # at least one sample for *); \n in TEXT and REPLACEMENT is a newline. Nothing else of a sample is changed.
+# A well-formed service-account key for the Cloud KMS replica (the sample's is a placeholder the engine cannot sign
+# with), made for this run and of no account anywhere: the copy then gets as far as Google's token endpoint.
+# Newlines as JSON's \u000a, since the value sits in a one-line single-quoted YAML string.
+GCP_SA_KEY="$(openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null |
+  python3 -c 'import sys; print(sys.stdin.read().replace("\n", "\\u000a"), end="")')"
+[[ "$GCP_SA_KEY" == -----BEGIN* ]] || fail "could not make an RSA key for the Cloud KMS credentials"
 VAULT_CA_YAML="$(sed 's/^/    /' "$NODE_VAULT_CA" | awk '{printf "%s\\n", $0}')"
 S3="$BOTRT_S3_ENDPOINT"
 AWSKMS="$BOTRT_AWSKMS_ENDPOINT"
@@ -223,6 +229,7 @@ REWRITES="$(cat <<EOF
 *	payments-db.payments.svc	$PG_IP	the database: ClusterIP of Service payments/payments-db, which leads to the node services' PostgreSQL (no cluster DNS here)
 secrets-example.yaml	AWS_ACCESS_KEY_ID: EXAMPLE-NOT-A-REAL-KEY-ID	AWS_ACCESS_KEY_ID: $AWS_ACCESS_KEY_ID	moto's credentials (S3 and AWS KMS)
 secrets-example.yaml	AWS_SECRET_ACCESS_KEY: example-not-a-real-secret-access-key	AWS_SECRET_ACCESS_KEY: $AWS_SECRET_ACCESS_KEY	moto's credentials
+secrets-example.yaml	"private_key": "EXAMPLE-NOT-A-REAL-KEY", "client_email": "kms@	"private_key": "$GCP_SA_KEY", "client_email": "kms@	Cloud KMS: a key made for this run (no account has it), so the engine can sign its token request
 secrets-example.yaml	token: example-not-a-real-vault-token	token: $VAULT_TOKEN	OpenBao's dev root token
 secrets-example.yaml	    -----BEGIN CERTIFICATE-----\n    EXAMPLE-NOT-A-REAL-CERTIFICATE\n    -----END CERTIFICATE-----\n	$VAULT_CA_YAML	the CA of OpenBao's TLS listener
 backuppolicy-critical-s3-vault.yaml	      bucket: botrt-payments-backups\n	      bucket: botrt-payments-backups-$RUN\n      endpoint: $S3\n      forcePathStyle: true\n	S3: moto (a bucket per run: Object Lock keeps its objects)
@@ -403,8 +410,8 @@ PY
 replica() { jp backuppolicy "$1" "{.status.replicas[?(@.name==\"$2\")].$3}"; }
 gcp_failed() { [[ "$(replica payments-db second-region state)" == Failed ]]; }
 until_ok 120 "payments-db's Cloud KMS replica to fail: $(replica payments-db second-region state): $(replica payments-db second-region message)" gcp_failed
-replica payments-db second-region message | grep -q cloudkms.googleapis.com ||
-  fail "the replica's failure does not name Cloud KMS: $(replica payments-db second-region message)"
+replica payments-db second-region message | grep -q 'unreachable: token endpoint https://oauth2.googleapis.com/token' ||
+  fail "the replica's failure does not name Google's token endpoint: $(replica payments-db second-region message)"
 [[ "$(cond backuppolicy payments-db ReplicasInSync)" == False ]] || fail "ReplicasInSync is not False"
 log "   NOT REACHED (no Cloud KMS here): second-region $(replica payments-db second-region message | cut -c1-220)"
 
