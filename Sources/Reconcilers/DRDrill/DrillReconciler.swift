@@ -328,7 +328,8 @@ public final class DrillReconciler: Sendable {
       ChildResources.jobs, namespace: scratch, name: DrillLogic.runJobName, job, fieldManager: Self.fieldManager,
       force: true)
     var st = DrillLogic.startRun(drill, token: token, scratchNamespace: scratch, schedule: schedule, now: now)
-    st.nextScheduledRun = cron.next(after: now)
+    // A suspended drill run by its trigger has no next scheduled run.
+    st.nextScheduledRun = drill.spec.suspend == true ? nil : cron.next(after: now)
     try await entry.writeStatus(stored, st)
     metrics?.setNextRun(drill, st.nextScheduledRun)
     recorder?.record(
@@ -405,7 +406,7 @@ public final class DrillReconciler: Sendable {
       drill, job: job, runStart: start, token: drill.status?.lastHandledTrigger, scratchNamespace: scratch,
       snapshotTime: snapshotTime, baseline: baseline, security: security, targets: targets, failure: failure, now: now)
     var st = outcome.status
-    st.nextScheduledRun = cron.next(after: now)
+    st.nextScheduledRun = drill.spec.suspend == true ? nil : cron.next(after: now)
     try await entry.writeStatus(stored, st)
     for e in outcome.events {
       recorder?.record(drill, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
