@@ -19,8 +19,9 @@
 #                                     succeeds and the engine lists it (the objects carry COMPLIANCE retention).
 #                                     NOT REACHED: its GCS replica in sync. The replica's keys are in Google Cloud KMS,
 #                                     which the testbed does not serve to Pods (Tests/EngineIntegrationTests/
-#                                     CloudKMSServer.swift is a per-test loopback server): the copy fails, and the
-#                                     replica's status and ReplicasInSync name cloudkms.googleapis.com.
+#                                     CloudKMSServer.swift is a per-test loopback server): with a key made for the
+#                                     run, the copy fails at Google's token endpoint, and the
+#                                     replica's status names oauth2.googleapis.com; ReplicasInSync is False.
 #   backuppolicy-important-gcs-awskms Ready; rpoSource compliance:gdpr; a triggered backup of the claim's subPath
 #                                     media to GCS (fake-gcs-server) with AWS KMS (moto, alias in eu-west-1) succeeds;
 #                                     the engine lists it.
@@ -49,7 +50,7 @@
 #                                     (storage class standard, 50Gi, managed-by label, no owner) and the restore as root
 #                                     succeeds; the files are on the volume that claim bound.
 #   drdrill-quarterly-suspended       runs at once (its run-now annotation and trigger) although suspended: the scratch
-#                                     claim drill-scratch is created sized like audit-logs (it binds the volume left for
+#                                     claim drill-scratch is created sized like uploads (it binds the volume left for
 #                                     it), the restore verifies, the result passes.
 #   drdrill-weekly-policy             triggered: restores payments into drill_scratch, runs the row-count query, and
 #                                     records its result: data integrity true, measured RTO and RPO, the score. Passed
@@ -311,7 +312,7 @@ claim "$NS" airgap-backups samples-airgap
 claim "$NS" bot-uploads samples-bot-uploads
 claim "$NS" uploads samples-uploads
 claim "$NS" reporting-data samples-reporting
-# The drill's scratch claim (class "" and 1Gi, like audit-logs) binds this unreserved volume; bot-restore's claim
+# The drill's scratch claim (class "" and 1Gi, like uploads) binds this unreserved volume; bot-restore's claim
 # (class standard, 50Gi) the reserved one.
 node_hostpath_pv samples-scratch - - "$VOL/scratch"
 kubectl create namespace bot-restore >/dev/null
@@ -492,16 +493,16 @@ trigger drdrill payments-db-weekly
 trigger drdrill telegram-bot-plan-rehearsal
 has_result() { [[ -n "$(jp drdrill "$1" '{.status.lastResult.completionTime}')" ]]; }
 result() { jp drdrill "$1" "{.status.lastResult.$2}"; }
-for d in audit-logs-quarterly payments-db-weekly telegram-bot-plan-rehearsal; do
+for d in uploads-quarterly payments-db-weekly telegram-bot-plan-rehearsal; do
   until_ok 240 "drill $d to record a result: $(jp drdrill "$d" '{.status.phase} {.status.conditions}')" has_result "$d"
   log "   $d: passed=$(result "$d" passed) dataIntegrity=$(result "$d" dataIntegrity) score=$(result "$d" complianceScore) rto=$(result "$d" rtoAchievedSeconds)s: $(result "$d" message | cut -c1-200)"
 done
-[[ "$(result audit-logs-quarterly passed)/$(result audit-logs-quarterly dataIntegrity)" == true/true ]] ||
-  fail "audit-logs-quarterly: $(result audit-logs-quarterly message) $(result audit-logs-quarterly failures)"
+[[ "$(result uploads-quarterly passed)/$(result uploads-quarterly dataIntegrity)" == true/true ]] ||
+  fail "uploads-quarterly: $(result uploads-quarterly message) $(result uploads-quarterly failures)"
 [[ "$(kubectl get pv samples-scratch -o jsonpath='{.spec.claimRef.name}')" == drill-scratch ]] ||
   fail "the drill's scratch claim drill-scratch did not bind the volume left for it"
-[[ -z "$(jp drdrill audit-logs-quarterly '{.status.nextScheduledRun}')" ]] ||
-  fail "audit-logs-quarterly is suspended yet has a next run: $(jp drdrill audit-logs-quarterly '{.status.nextScheduledRun}')"
+[[ -z "$(jp drdrill uploads-quarterly '{.status.nextScheduledRun}')" ]] ||
+  fail "uploads-quarterly is suspended yet has a next run: $(jp drdrill uploads-quarterly '{.status.nextScheduledRun}')"
 [[ "$(result payments-db-weekly dataIntegrity)" == true && -n "$(result payments-db-weekly rtoAchievedSeconds)" &&
   -n "$(result payments-db-weekly rpoAchievedSeconds)" ]] || fail "payments-db-weekly: $(result payments-db-weekly message)"
 score="$(result payments-db-weekly complianceScore)"
