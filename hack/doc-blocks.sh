@@ -153,13 +153,13 @@ group_fuzz() {
 
 group_reliability() {
   # Smoke runs with the scripts' own knobs: the build of hack/test.sh's step 3, no fault tests (the swift-test step
-  # runs them with small counts), a load of 5 policies and 2 drills for 5 s, the engine half with BOTRT_REL_SMOKE=1.
+  # runs them with small counts), a load of 5 policies and 2 drills, 2 s at rest, the engine half with BOTRT_REL_SMOKE=1.
   doc_block reliability >"$WORK/reliability.sh"
   doc_block reliability-engine >"$WORK/reliability-engine.sh"
   local bin
   bin="$(swift build --scratch-path "$SCRATCH" --show-bin-path)"
   BOTRT_SKIP_BUILD=1 BOTRT_SCRATCH_PATH="$SCRATCH" BOTRT_RELIABILITY_FAULTS=0 BOTRT_LOAD_POLICIES=5 \
-    BOTRT_LOAD_DRILLS=2 BOTRT_LOAD_STEADY_SECONDS=5 BOTRT_REL_SMOKE=1 BOTRT_RELIABILITY_OUT="$WORK/reliability" \
+    BOTRT_LOAD_DRILLS=2 BOTRT_LOAD_STEADY_SECONDS=2 BOTRT_REL_SMOKE=1 BOTRT_RELIABILITY_OUT="$WORK/reliability" \
     run_script reliability "$WORK/reliability.sh"
   [[ "$(grep -c '^hack/reliability.sh: all parts passed$' "$WORK/reliability.out")" == 2 ]] ||
     die "reliability: expected two runs of hack/reliability.sh that passed"

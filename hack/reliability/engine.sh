@@ -25,7 +25,7 @@
 # BOTRT_REL_STREAM_GIB (default 10), BOTRT_REL_STREAM_BOUND_MIB (default 256), BOTRT_REL_SEED.
 #
 # BOTRT_REL_SMOKE=1 checks that a command line runs, not the promises' figures (hack/doc-blocks.sh reliability runs
-# the documented commands so): parts "kills canary" unless BOTRT_REL_ENGINE_PARTS is set, at most one kill run per
+# the documented commands so): the part "kills" unless BOTRT_REL_ENGINE_PARTS is set, at most one kill run per
 # store, of 1 MiB, the smaller data of --fast, and BOTRT_ENGINE_BIN (the debug build) instead of a release build.
 set -euo pipefail
 
@@ -53,7 +53,7 @@ fi
 SMOKE=0
 if [[ "${BOTRT_REL_SMOKE:-0}" == 1 ]]; then
   SMOKE=1
-  PARTS="${BOTRT_REL_ENGINE_PARTS:-kills canary}"
+  PARTS="${BOTRT_REL_ENGINE_PARTS:-kills}"
   ((KILLS_LOCAL <= 1)) || KILLS_LOCAL=1
   ((KILLS_S3 <= 1)) || KILLS_S3=1
   KILL_MIB=1
