@@ -8,7 +8,7 @@ import Testing
 /// - `<!-- doc-test: ci -->`: the block runs scripts that hack/test.sh runs (itself, or from a script it runs);
 /// - `<!-- doc-test: ci hack/doc-blocks.sh NAME -->`: hack/doc-blocks.sh reads the block from the doc and runs it (with
 ///   small counts where it is long), in a group that hack/test.sh runs;
-/// - `<!-- doc-test: not-run: REASON -->`: not run, with the reason (a long benchmark, a push to your registry).
+/// - `<!-- doc-test: not-run: REASON -->`: not run, with the reason (for a command that cannot run here; none is now).
 /// A new block without a marker fails here, so a command cannot be added to the docs untested by oversight.
 @Suite struct DocCommandsTests {
   struct Block {
