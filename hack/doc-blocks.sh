@@ -35,6 +35,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 log() { echo "doc-blocks: $*" >&2; }
 die() {
   echo "doc-blocks: error: $*" >&2
@@ -130,6 +131,9 @@ group_private_ports() {
 echo \"private ports: \$BOTRT_APISERVER_URL \$BOTRT_S3_ENDPOINT \$VAULT_ADDR\"
 hack/services.sh down && hack/cluster.sh down"
   } >"$WORK/private-ports.sh"
+  # Also when this script is stopped (a timeout): the block's exports (its lines before `hack/cluster.sh up`), then down.
+  doc_block private-ports | sed '/^hack\/cluster.sh up/,$d' >"$WORK/private-ports-env.sh"
+  CLEANUP+=("bash -c 'source $WORK/private-ports-env.sh; hack/services.sh down; hack/cluster.sh down' >/dev/null 2>&1")
   run_script private-ports "$WORK/private-ports.sh"
   # The suite passed against the private services, and they were on the documented ports.
   expect private-ports '^✔ Test run with [0-9]+ tests? .*passed' 'apiserver down' 'restarted, kept v' \
