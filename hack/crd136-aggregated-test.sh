@@ -99,6 +99,12 @@ source <(crd136 env)
 CRD_PORT="${BOTRT_CRD136_URL##*:}"
 KUBECONFIG="$BOTRT_CRD136_KUBECONFIG" kubectl apply --server-side -f crds/cel/ >/dev/null
 KUBECONFIG="$BOTRT_CRD136_KUBECONFIG" kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
+# The aggregator reads the server's OpenAPI when the APIService appears, then once a minute: publish the CRDs' first.
+for _ in $(seq 100); do
+  KUBECONFIG="$BOTRT_CRD136_KUBECONFIG" kubectl get --raw /openapi/v2 2>/dev/null |
+    grep -q 'dr.botrt.io/v1alpha1/namespaces/{namespace}/drdrills' && break
+  sleep 0.2
+done
 cat >"$TMP/apiservice.yaml" <<EOF
 apiVersion: v1
 kind: Service
@@ -166,7 +172,11 @@ EOF
 
 # The schema reaches kubectl through 1.20's OpenAPI, which merges the aggregated server's: explain and client-side
 # validation of an unknown field (1.20 predates server-side field validation).
-out="$(kubectl explain backuppolicy.spec.repository 2>&1 || true)"
+for _ in $(seq 70); do # the aggregator merges the APIService's OpenAPI asynchronously (again once a minute)
+  out="$(kubectl explain backuppolicy.spec.repository 2>&1 || true)"
+  [[ "$out" == *FIELDS:* ]] && break
+  sleep 1
+done
 [[ "$out" == *FIELDS:* && "$out" == *local* && "$out" == *s3* ]] && pass "kubectl explain through 1.20's OpenAPI" ||
   fail "kubectl explain: ${out:0:300}"
 out="$(kubectl apply --dry-run=server -f - 2>&1 <<'EOF' || true
