@@ -173,6 +173,9 @@ step fuzz-smoke fuzz.log timeout -k 10s 20m bash hack/fuzz.sh --ci || true
 # field manager, Tests/CEL/cases.yaml against the CEL rules, and the 1.36 leg of the custom-resource-path matrix
 # (`swift test --filter CustomResourcePath` on the build of step 3).
 step crd136-e2e crd136-e2e.log env BOTRT_CRD136_SKIP_BUILD=1 timeout -k 10s 20m bash hack/crd136-test.sh || true
+# 5a'. One apiserver (issue 20 item 5): the 1.36 server registered in the aggregation layer of a 1.20 control plane of
+# its own (no node, own ports and state), kubectl and the built botrt-controller talking to the 1.20 endpoint only.
+step crd136-aggregated-e2e crd136-aggregated.log timeout -k 10s 10m bash hack/crd136-aggregated-test.sh || true
 
 # 5b. The engine's fast reliability checks (docs/reliability-engine.md): SIGKILLed backups, storage faults,
 # KMS down, canary secrets, Object Lock; the corruption table and traversal tests ran with swift test.
