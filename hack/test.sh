@@ -169,7 +169,8 @@ step fuzz-smoke fuzz.log timeout -k 10s 20m bash hack/fuzz.sh --ci || true
 
 # 5''. The docs' blocks no other step runs (hack/doc-blocks.sh; <!-- doc-test: ci hack/doc-blocks.sh NAME -->), read
 # from the docs and run with small counts: the file-selection examples, a second control plane and service set on
-# private ports with the apiserver restart pair, the client benchmark (200 objects), the fuzzing commands (1 s each).
+# private ports with the apiserver restart pair, the client benchmark (200 objects), the fuzzing commands (1 s each),
+# hack/reliability.sh and hack/reliability/engine.sh (a small load, BOTRT_REL_SMOKE=1).
 step doc-blocks-e2e doc-blocks.log timeout -k 10s 15m bash hack/doc-blocks.sh select private-ports bench fuzz reliability || true
 
 # 5a. The CRDs and the custom-resource path on Kubernetes 1.36 (hack/crd-apiserver.sh: apiextensions-apiserver 0.36
@@ -178,6 +179,9 @@ step doc-blocks-e2e doc-blocks.log timeout -k 10s 15m bash hack/doc-blocks.sh se
 # field manager, Tests/CEL/cases.yaml against the CEL rules, and the 1.36 leg of the custom-resource-path matrix
 # (`swift test --filter CustomResourcePath` on the build of step 3).
 step crd136-e2e crd136-e2e.log env BOTRT_CRD136_SKIP_BUILD=1 timeout -k 10s 20m bash hack/crd136-test.sh || true
+# 5a'. One apiserver (issue 20 item 5): the 1.36 server registered in the aggregation layer of a 1.20 control plane of
+# its own (no node, own ports and state), kubectl and the built botrt-controller talking to the 1.20 endpoint only.
+step crd136-aggregated-e2e crd136-aggregated.log timeout -k 10s 10m bash hack/crd136-aggregated-test.sh || true
 
 # 5b. The engine's fast reliability checks (docs/reliability-engine.md): SIGKILLed backups, storage faults,
 # KMS down, canary secrets, Object Lock; the corruption table and traversal tests ran with swift test.
