@@ -61,7 +61,7 @@
 #                                     issue 13 item 5; the plan's job, scale and waitReady steps are not rehearsed.)
 #
 # Needs the node (hack/cluster.sh up, hack/images.sh, hack/cluster.sh node-images), BOTRT_CONTROLLER_BIN and
-# BOTRT_ENGINE_BIN (the host reads the repositories with it). About 3-4 minutes.
+# BOTRT_ENGINE_BIN (the host reads the repositories with it). About 2-3 minutes.
 #
 #   BOTRT_CONTROLLER_BIN=... BOTRT_ENGINE_BIN=... hack/node/samples-e2e.sh
 set -euo pipefail
