@@ -92,7 +92,7 @@ R_BLOBS=$("$RESTIC" --repo "$BENCH_DIR/restic-repo" --quiet stats --mode raw-dat
   python3 -c 'import json,sys; print(json.load(sys.stdin)["total_blob_count"])')
 B_BLOBS=$("$ENGINE" stats --repo "file://$BENCH_DIR/botrt-repo" --kms "$KMS" --quiet --json |
   python3 -c 'import json,sys
-r = json.loads(sys.stdin.readline())
+r = json.loads(sys.stdin.read().splitlines()[0])  # read everything: the engine must not hit a closed pipe
 print(r["uniqueDataBlobs"] + r["uniqueTreeBlobs"])')
 R_SIZE=$(du -sb "$BENCH_DIR/restic-repo" | cut -f1)
 B_SIZE=$(du -sb "$BENCH_DIR/botrt-repo" | cut -f1)
