@@ -395,7 +395,10 @@ cmd_up() {
 
 cmd_env() {
   [[ -f "$DIR/cluster.env" ]] || die "no cluster in $DIR; run: $0 up"
+  load_ports
   cat "$DIR/cluster.env"
+  # etcd's JSON gateway, for tests that need a compacted history (ClientWatchTests).
+  echo "export BOTRT_ETCD_URL=http://127.0.0.1:$ETCD_PORT"
 }
 
 cmd_status() {
