@@ -121,7 +121,10 @@ wait_http() {
   shift 3
   for ((i = 0; i < 300; i++)); do
     if curl -fsS -o /dev/null --max-time 2 "$@" "$url" 2>/dev/null; then return 0; fi
-    alive "$name" "$pattern" || die_with_log "$name" "$name exited before answering $url; see $DIR/logs/$name.log"
+    if ! alive "$name" "$pattern"; then
+      gone_why "$name"
+      die_with_log "$name" "$name exited before answering $url ($GONE_WHY); see $DIR/logs/$name.log"
+    fi
     sleep 0.2
   done
   die_with_log "$name" "$name did not answer $url within 60 s; see $DIR/logs/$name.log"

@@ -126,7 +126,7 @@ struct LsCommand: EngineCommand {
 
   func execute(_ result: inout CommandResult) async throws {
     let (repo, s, _, nodes) = try await loadSnapshotTree(repoOptions, snapshot)
-    let roots = dirs.map { d -> String in d.trimmingCharacters(in: CharacterSet(charactersIn: "/")) }
+    let roots = dirs.map { s.manifest.treePath($0) }
     var listing = NodeListing(json: repoOptions.json)
     var count = 0
     for n in nodes {

@@ -56,6 +56,31 @@ import Testing
     #expect(missing.code == 2 && missing.stderr.contains("/nope matches nothing"), "\(missing.stderr)")
   }
 
+  /// A stream snapshot lists its path as `stdin:NAME` (`snapshots`); `ls` and `restore --path` take that path as
+  /// listed, and `/NAME` as restic users write it. In a snapshot of files, `stdin:NAME` is only a file name.
+  @Test func aStreamSnapshotsListedPathIsAcceptedByLsAndRestore() throws {
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    #expect(try h.run(["init"]).code == 0)
+    let b = try h.run(["backup", "--stdin", "--stdin-name", "orders.dump", "--json"], stdin: Data("row-1\n".utf8))
+    #expect(b.code == 0, "\(b.stderr)")
+    let first = try #require((try h.run(["snapshots", "--json"]).result["snapshots"] as? [[String: Any]])?.first)
+    #expect(first["paths"] as? [String] == ["stdin:orders.dump"], "\(first)")
+    for given in ["stdin:orders.dump", "/orders.dump", "orders.dump"] {
+      let ls = try h.run(["ls", "latest", given, "--json"])
+      #expect(ls.code == 0, "\(given): \(ls.stderr)")
+      #expect(jsonLines(ls).map { $0["path"] as? String ?? "" } == ["/orders.dump"], "\(given)")
+    }
+    let r = try h.run(["restore", "latest", "--path", "stdin:orders.dump", "--target", h.dir + "/out"])
+    #expect(r.code == 0, "\(r.stderr)")
+    #expect(FileManager.default.contents(atPath: h.dir + "/out/orders.dump") == Data("row-1\n".utf8))
+    // A snapshot of files does not list stdin:NAME: there it names a file called so, which is not there.
+    try h.write("src/orders.dump", Data("x".utf8))
+    #expect(try h.run(["backup", h.dir + "/src"]).code == 0)
+    let files = try h.run(["ls", "latest", "stdin:orders.dump"])
+    #expect(files.code == 2 && files.stderr.contains("stdin:orders.dump matches nothing"), "\(files.stderr)")
+  }
+
   @Test func findMatchesNamesAndPathsInEverySnapshot() throws {
     let (h, first, second) = try setUp()
     defer { h.cleanup() }

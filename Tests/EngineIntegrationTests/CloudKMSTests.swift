@@ -134,6 +134,48 @@ import Testing
     }
   }
 
+  /// Google Cloud KMS rotation: `cryptoKeyVersions.create`, then `updatePrimaryVersion`; later wraps use the new
+  /// version, old wraps still decrypt until their version is disabled, and then only a re-wrap keeps the data readable.
+  @Test func gcpRotateKEKMakesANewPrimaryVersion() async throws {
+    let s = try CloudKMSServer()
+    defer { s.stop() }
+    let kms = try gcp(s)
+    let key = Crypto.randomBytes(32)
+    let w1 = try await kms.wrap(key, context: "c")
+    #expect(w1.keyVersion == "1")
+    let v2 = try await kms.rotateKEK()
+    #expect(v2 == "2")
+    let reqs = try s.requests().map { "\($0["method"] as? String ?? "") \($0["path"] as? String ?? "")" }
+    #expect(
+      Array(reqs.suffix(2)) == [
+        "POST /v1/\(Self.gcpKey)/cryptoKeyVersions", "POST /v1/\(Self.gcpKey):updatePrimaryVersion",
+      ])
+    let primaryBody = try #require(try s.requests().last?["body"] as? String)
+    #expect(primaryBody.contains(#""cryptoKeyVersionId":"2""#), "\(primaryBody)")
+    let w2 = try await kms.wrap(key, context: "c")
+    #expect(w2.keyVersion == "2")
+    #expect(try await kms.unwrap(w1, context: "c") == key)
+    try s.disableGCPKeyVersion(Self.gcpKey, 1)
+    await #expect(throws: KMSError.self) { _ = try await kms.unwrap(w1, context: "c") }
+    #expect(try await kms.unwrap(w2, context: "c") == key)
+  }
+
+  /// A disabled Azure key version refuses unwrap (403, KeyDisabled); the other versions still work.
+  @Test func azureDisabledVersionRefusesUnwrap() async throws {
+    let s = try CloudKMSServer()
+    defer { s.stop() }
+    try s.rotateAzureKey("botrt")
+    let kv = try azure(s)
+    let key = Crypto.randomBytes(32)
+    let w1 = try await kv.wrap(key, context: "c")
+    let v2 = try await kv.rotateKEK()
+    let w2 = try await kv.wrap(key, context: "c")
+    #expect(w2.keyVersion == v2)
+    try s.disableAzureKeyVersion("botrt", try #require(w1.keyVersion))
+    await #expect(throws: KMSError.self) { _ = try await kv.unwrap(w1, context: "c") }
+    #expect(try await kv.unwrap(w2, context: "c") == key)
+  }
+
   @Test func gcpEncryptDecryptFollowsTheDocumentedFormat() async throws {
     let s = try CloudKMSServer()
     defer { s.stop() }

@@ -30,6 +30,22 @@ alive() {
   return 1
 }
 
+# gone_why NAME: sets GONE_WHY to why `alive` said no, for an error message: the pid's exit status when it was this
+# shell's child and has ended, or its command line when it still runs something that does not match. Not in a
+# command substitution: a subshell cannot wait for its parent's children.
+gone_why() {
+  local pid rc=0
+  pid="$(pid_of "$1")"
+  if [[ -z "$pid" ]]; then
+    GONE_WHY="no pid recorded"
+  elif kill -0 "$pid" 2>/dev/null; then
+    GONE_WHY="pid $pid still runs: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-200)"
+  else
+    wait "$pid" 2>/dev/null || rc=$?
+    GONE_WHY="pid $pid ended with status $rc"
+  fi
+}
+
 # start_bg NAME COMMAND...: runs detached in its own session, output to $DIR/logs/NAME.log.
 # The command starts with no blocked signals: a caller such as a Swift test process may block
 # SIGTERM, a child inherits that mask, and `down` would then need SIGKILL.

@@ -287,6 +287,19 @@ public enum TreeFormat {
   }
 }
 
+extension Manifest {
+  /// A path a user gives to `ls` or `restore --path`, as a path in the tree: slashes at either end are dropped, and a
+  /// path as `snapshots` lists it for a stream (`stdin:NAME`, only when this snapshot lists it) is the file NAME at
+  /// the tree's root.
+  public func treePath(_ given: String) -> String {
+    if given.hasPrefix("stdin:"), paths.contains(given) { return String(given.dropFirst("stdin:".count)) }
+    var s = Substring(given)
+    while s.hasPrefix("/") { s.removeFirst() }
+    while s.hasSuffix("/") { s.removeLast() }
+    return String(s)
+  }
+}
+
 /// A snapshot manifest: the signed, canonical JSON part of a snapshot.
 public struct Manifest: Codable, Sendable, Hashable {
   public var version: Int

@@ -150,12 +150,7 @@ extension Repository {
     var nodes = try await loadTree(snapshot, index: index)
     try TreeFormat.checkSafe(nodes)
     if !options.paths.isEmpty {
-      let sel = options.paths.map { p -> String in
-        var s = p
-        while s.hasPrefix("/") { s.removeFirst() }
-        while s.hasSuffix("/") { s.removeLast() }
-        return s
-      }
+      let sel = options.paths.map { snapshot.manifest.treePath($0) }
       let all = Dictionary(nodes.map { ($0.pathKey, $0) }, uniquingKeysWith: { a, _ in a })
       // A path is given as listed (`ls`): bytes that are not UTF-8 as \xE9.
       nodes = nodes.filter { n in
