@@ -128,7 +128,7 @@ public final class BackupPolicyReconciler: Sendable {
   public static let fieldManager = ChildLabels.controllerName
   /// How soon a policy that is not Ready is looked at again without a change. Referenced Secrets are watched
   /// (metadata only), so a Secret that appears or changes brings a reconcile at once; this is a safety net.
-  public static let problemRetrySeconds: TimeInterval = 300
+  public static let problemRetrySeconds = BackupPolicyLogic.problemRetrySeconds
   /// How often a deleted policy looks at its running deletion Job (its Job's changes also bring a reconcile).
   public static let deletionPollSeconds: TimeInterval = 10
 
