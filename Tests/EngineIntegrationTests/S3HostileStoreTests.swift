@@ -198,4 +198,29 @@ import Testing
       #expect(Set(vs).isSubset(of: now), "\(k): versions lost")
     }
   }
+
+  /// A repository whose every object an attacker hid behind a delete marker is not "nothing to delete":
+  /// delete-repository finds the stored versions, deletes them, and no version is left.
+  @Test func deleteRepositoryDeletesAHiddenRepository() async throws {
+    let s = try await makeStore()
+    let h = try CLIHarness()
+    defer { h.cleanup() }
+    let repoURL = "s3://\(s.bucket)/\(s.prefix)"
+    func run(_ args: [String]) throws -> CLIHarness.Output {
+      try h.run(args + ["--repo", repoURL, "--kms", h.kmsURL, "--quiet"], withRepo: false)
+    }
+    #expect(try run(["init"]).code == 0)
+    try h.write("src/a.bin", Data(Crypto.randomBytes(200_000)))
+    let b = try run(["backup", h.dir + "/src"])
+    #expect(b.code == 0, "\(b.stderr)")
+    for o in try await s.list(prefix: "") { try await s.delete(o.key) }
+    #expect(try await s.list(prefix: "").isEmpty)
+    let stored = try await s.listAllVersionedKeys(prefix: "")
+    #expect(stored.contains("config") && stored.contains { $0.hasPrefix("packs/") || $0.hasPrefix("data/") })
+    let d = try run(["delete-repository", "--confirm", "--json"])
+    #expect(d.code == 0, "\(d.stderr)")
+    #expect((d.result["objectsDeleted"] as? Int ?? 0) >= stored.count - 1, "\(d.result)")
+    let left = try await s.listAllVersionedKeys(prefix: "")
+    #expect(left.isEmpty, "versions are left after delete-repository: \(left)")
+  }
 }

@@ -12,11 +12,17 @@
 //     client-side validation and `kubectl explain` work
 //   - root discovery /apis re-enabled (upstream disables it because kube-aggregator normally serves it);
 //     CRD groups appear in aggregated (v2) discovery and, via addLegacyRootDiscovery, in legacy v1 discovery.
+//   - with --kubeconfig, /openapi/v2 leaves out apiextensions.k8s.io's paths, so the server can sit behind that
+//     kube-apiserver's aggregator as an APIService (withoutBuiltinOpenAPIPaths).
 package main
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -65,7 +71,8 @@ func main() {
 			return o.ServerRunOptions.ComponentGlobalsRegistry.Set()
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			if o.RecommendedOptions.CoreAPI.CoreAPIKubeconfigPath == "" {
+			delegated := o.RecommendedOptions.CoreAPI.CoreAPIKubeconfigPath != ""
+			if !delegated {
 				// standalone: no core API server, so no shared informers over it and no admission chain
 				o.RecommendedOptions.CoreAPI = nil
 				o.RecommendedOptions.Admission = nil
@@ -88,6 +95,12 @@ func main() {
 			config.GenericConfig.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(
 				openapi.GetOpenAPIDefinitionsWithoutDisabledFeatures(generatedopenapi.GetOpenAPIDefinitions),
 				openapinamer.NewDefinitionNamer(apiserver.Scheme, scheme.Scheme))
+			if delegated {
+				inner := config.GenericConfig.BuildHandlerChainFunc
+				config.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+					return withoutBuiltinOpenAPIPaths(inner(h, c))
+				}
+			}
 			completed := config.Complete()
 			completed.GenericConfig.EnableDiscovery = true
 			server, err := completed.New(genericapiserver.NewEmptyDelegate())
@@ -159,5 +172,53 @@ func addLegacyRootDiscovery(s *apiserver.CustomResourceDefinitions) {
 		AddFunc:    func(interface{}) { resync() },
 		UpdateFunc: func(interface{}, interface{}) { resync() },
 		DeleteFunc: func(interface{}) { resync() },
+	})
+}
+
+// withoutBuiltinOpenAPIPaths serves /openapi/v2 as JSON without the paths of apiextensions.k8s.io. Behind a
+// kube-apiserver's aggregator (an APIService for the CRDs' group), the aggregator merges every APIService's /apis/
+// paths into its own spec and refuses one it serves itself: a 1.20 kube-apiserver logs "loading OpenAPI spec for
+// \"v1alpha1.dr.botrt.io\" failed with: unable to merge: duplicated path
+// /apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}" and kubectl explain finds no custom kind.
+// The aggregator proxies only the APIService's group to this server, so the dropped paths are not reachable
+// through it anyway.
+func withoutBuiltinOpenAPIPaths(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/openapi/v2" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		r = r.Clone(r.Context())
+		r.Header.Set("Accept", "application/json")
+		r.Header.Del("If-None-Match")
+		r.Header.Del("Accept-Encoding") // uncompressed, to edit it
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		if rec.Code == http.StatusOK {
+			var spec map[string]json.RawMessage
+			var paths map[string]json.RawMessage
+			if json.Unmarshal(body, &spec) == nil && json.Unmarshal(spec["paths"], &paths) == nil {
+				for p := range paths {
+					if strings.HasPrefix(p, "/apis/apiextensions.k8s.io/") {
+						delete(paths, p)
+					}
+				}
+				if b, err := json.Marshal(paths); err == nil {
+					spec["paths"] = b
+					if b, err := json.Marshal(spec); err == nil {
+						body = b
+					}
+				}
+			}
+		}
+		for k, v := range rec.Header() {
+			if k != "Etag" && k != "Content-Length" {
+				w.Header()[k] = v
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body)
 	})
 }

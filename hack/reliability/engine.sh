@@ -23,6 +23,10 @@
 # started with the BOTRT_*_PORT variables and stopped on exit), BOTRT_REL_ENGINE_OUT (figures and logs,
 # default .local/reliability/engine), BOTRT_REL_KILLS_LOCAL / BOTRT_REL_KILLS_S3 (run counts),
 # BOTRT_REL_STREAM_GIB (default 10), BOTRT_REL_STREAM_BOUND_MIB (default 256), BOTRT_REL_SEED.
+#
+# BOTRT_REL_SMOKE=1 checks that a command line runs, not the promises' figures (hack/doc-blocks.sh reliability runs
+# the documented commands so): the part "kills" unless BOTRT_REL_ENGINE_PARTS is set, at most one kill run per
+# store, of 1 MiB, the smaller data of --fast, and BOTRT_ENGINE_BIN (the debug build) instead of a release build.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -45,6 +49,15 @@ else
   PARTS="${BOTRT_REL_ENGINE_PARTS:-corruption kills faults kms canary objectlock stream}"
   KILLS_LOCAL="${BOTRT_REL_KILLS_LOCAL:-50}" KILLS_S3="${BOTRT_REL_KILLS_S3:-50}" KILL_MIB=40
   QUICK=()
+fi
+SMOKE=0
+if [[ "${BOTRT_REL_SMOKE:-0}" == 1 ]]; then
+  SMOKE=1
+  PARTS="${BOTRT_REL_ENGINE_PARTS:-kills}"
+  ((KILLS_LOCAL <= 1)) || KILLS_LOCAL=1
+  ((KILLS_S3 <= 1)) || KILLS_S3=1
+  KILL_MIB=1
+  QUICK=(--quick)
 fi
 SEED="${BOTRT_REL_SEED:-$(date +%s)}"
 
@@ -80,6 +93,8 @@ if ((FAST)); then
   fi
 elif [[ -n "${BOTRT_REL_ENGINE_BIN:-}" ]]; then
   BOTRT_ENGINE_BIN="$BOTRT_REL_ENGINE_BIN"
+elif ((SMOKE)) && [[ -n "${BOTRT_ENGINE_BIN:-}" ]]; then
+  echo "engine.sh: smoke run with the debug engine"
 else
   echo "engine.sh: building a release botrt-engine (log: $OUT/build-release.log)"
   swift build -c release --product botrt-engine >"$OUT/build-release.log" 2>&1 || {
@@ -89,7 +104,7 @@ else
   BOTRT_ENGINE_BIN="$(swift build -c release --show-bin-path)/botrt-engine"
 fi
 export BOTRT_ENGINE_BIN
-echo "engine.sh: botrt-engine is $BOTRT_ENGINE_BIN; parts: $PARTS"
+echo "engine.sh: botrt-engine is $BOTRT_ENGINE_BIN; parts: $PARTS; kills: $KILLS_LOCAL local, $KILLS_S3 S3 of $KILL_MIB MiB"
 [[ -x "$BOTRT_ENGINE_BIN" ]] || {
   echo "engine.sh: BOTRT_ENGINE_BIN=$BOTRT_ENGINE_BIN is not executable"
   exit 1
@@ -132,7 +147,7 @@ for p in $PARTS; do
         --work "$WORK" --out "$OUT/kills.json"
       ;;
     faults)
-      if ((FAST)); then
+      if ((FAST || SMOKE)); then
         part faults "${PY[@]}" faults --quick --work "$WORK" --out "$OUT/faults.json"
       else
         part faults "${PY[@]}" faults --stall --work "$WORK" --out "$OUT/faults.json"

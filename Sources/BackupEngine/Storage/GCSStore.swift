@@ -13,6 +13,11 @@ import Foundation
 /// Retention: GCS offers bucket retention policies and object holds, not per-object retain-until dates on every
 /// write, so this store reports `supportsRetention == false` and `extendRetention` does nothing. Use a bucket
 /// retention policy (locked) for immutability on GCS.
+///
+/// Versions: on a bucket with Object Versioning, an overwrite or a plain DELETE keeps the earlier generation as a
+/// noncurrent one. `versions(of:)`, `get(_:version:)`, `listHidden` and `keysWithSeveralVersions` read them (a
+/// `versions=true` listing), so the engine reads past an attacker's overwrite or delete as it does on S3; only
+/// `deleteAllVersions` (delete-repository) deletes generations.
 public struct GCSStore: ObjectStore {
   public let bucket: String
   public let prefix: String
@@ -196,12 +201,118 @@ public struct GCSStore: ObjectStore {
     guard r.status == 204 || r.status == 200 || r.status == 404 else { throw failure(r, key: key, operation: "delete") }
   }
 
+  /// One entry of a `versions=true` listing: GCS keeps an overwritten or deleted object as a noncurrent generation
+  /// (with `timeDeleted`) when the bucket has Object Versioning; the live generation has none.
+  struct Generation {
+    var key: String
+    var generation: String
+    var size: Int64
+    var live: Bool
+  }
+
+  /// Every generation under `listPrefix` (keys relative to the repository), newest generation first per key.
+  func listGenerations(_ listPrefix: String) async throws -> [Generation] {
+    let full = objectName(listPrefix)
+    let strip = prefix.isEmpty ? 0 : prefix.count + 1
+    var out: [Generation] = []
+    var pageToken: String? = nil
+    repeat {
+      var url =
+        "\(endpoint)/storage/v1/b/\(SigV4.encode(bucket))/o?prefix=\(SigV4.encode(full))&versions=true&maxResults=1000"
+      if let pageToken { url += "&pageToken=\(SigV4.encode(pageToken))" }
+      let r = try await send("LIST VERSIONS \(listPrefix)", method: "GET", url: url)
+      guard r.status == 200, let o = jsonObject(r.body) else {
+        throw failure(r, key: listPrefix.isEmpty ? "/" : listPrefix, operation: "list versions")
+      }
+      for item in (o["items"] as? [[String: Any]]) ?? [] {
+        guard let name = item["name"] as? String, name.count >= strip, let g = Self.generation(item["generation"])
+        else { continue }
+        out.append(
+          Generation(
+            key: String(name.dropFirst(strip)), generation: g, size: Self.size(item["size"]),
+            live: item["timeDeleted"] == nil))
+      }
+      pageToken = (o["nextPageToken"] as? String).flatMap { $0.isEmpty ? nil : $0 }
+    } while pageToken != nil
+    return out.sorted { a, b in
+      a.key != b.key ? a.key < b.key : (Int64(a.generation) ?? 0) > (Int64(b.generation) ?? 0)
+    }
+  }
+
+  /// A generation is an int64 sent as a decimal string; anything else is not a generation.
+  static func generation(_ v: Any?) -> String? {
+    if let s = v as? String, !s.isEmpty, s.allSatisfy(\.isASCII), Int64(s) != nil { return s }
+    if let n = v as? NSNumber { return n.stringValue }
+    return nil
+  }
+
+  /// The stored generations of `key`, newest first: the live one and those an overwrite or a delete left behind as
+  /// noncurrent generations on a bucket with Object Versioning.
+  public func versions(of key: String) async throws -> [String] {
+    try await listGenerations(key).filter { $0.key == key }.map(\.generation)
+  }
+
+  /// Reads one generation of an object (`alt=media&generation=`).
+  public func get(_ key: String, version: String) async throws -> Data {
+    guard Int64(version) != nil else { throw StorageError.notFound(key: "\(key) (generation \(version))") }
+    let r = try await send(
+      "GET \(key) generation \(version)", method: "GET", url: objectURL(key) + "?alt=media&generation=\(version)")
+    guard r.status == 200 else { throw failure(r, key: key, operation: "download generation \(version)") }
+    return r.body
+  }
+
+  public func keysWithSeveralVersions(prefix listPrefix: String) async throws -> [String: Int] {
+    var counts: [String: Int] = [:]
+    for g in try await listGenerations(listPrefix) { counts[g.key, default: 0] += 1 }
+    return counts.filter { $0.value > 1 }
+  }
+
+  /// Keys with noncurrent generations and no live one (a plain DELETE on a versioned bucket), each with its newest
+  /// generation's size.
+  public func listHidden(prefix listPrefix: String) async throws -> [ObjectInfo] {
+    var live = Set<String>()
+    var newest: [String: Int64] = [:]
+    for g in try await listGenerations(listPrefix) {
+      if g.live { live.insert(g.key) }
+      if newest[g.key] == nil { newest[g.key] = g.size }
+    }
+    return newest.keys.filter { !live.contains($0) }.sorted().map { ObjectInfo(key: $0, size: newest[$0] ?? 0) }
+  }
+
+  public func listAllVersionedKeys(prefix listPrefix: String) async throws -> [String] {
+    Array(Set(try await listGenerations(listPrefix).map(\.key)))
+  }
+
+  /// Deletes every generation of `key` (`DELETE ?generation=`). A generation a bucket retention policy or a hold
+  /// still protects is refused by GCS (403): that is `StorageError.locked`.
+  public func deleteAllVersions(_ key: String) async throws {
+    for g in try await versions(of: key) {
+      let r = try await send(
+        "DELETE \(key) generation \(g)", method: "DELETE", url: objectURL(key) + "?generation=\(g)")
+      if r.status == 204 || r.status == 200 || r.status == 404 { continue }
+      let e = failure(r, key: key, operation: "delete generation \(g)")
+      if r.status == 403, case .accessDenied(_, let m) = e, m.lowercased().contains("retention") || m.contains("hold") {
+        throw StorageError.locked(key: key, message: m)
+      }
+      throw e
+    }
+    // A server that ignores `generation` on DELETE (fake-gcs-server makes the live generation noncurrent instead)
+    // would leave data behind while the caller counts the object as deleted: look again.
+    let left = try await versions(of: key)
+    if !left.isEmpty {
+      throw StorageError.failed(
+        key: key, message: "\(left.count) generations are still stored after deleting each of them by generation")
+    }
+  }
+
   /// Not supported on GCS (see the type's documentation): does nothing.
   public func extendRetention(_ key: String, to retention: ObjectRetention) async throws {}
 
   /// Creates the bucket in `project` (for `init` convenience and tests); an existing bucket is not an error.
-  public func createBucket(project: String = "botrt") async throws {
-    let body = try JSONSerialization.data(withJSONObject: ["name": bucket])
+  public func createBucket(project: String = "botrt", versioning: Bool = false) async throws {
+    var spec: [String: Any] = ["name": bucket]
+    if versioning { spec["versioning"] = ["enabled": true] }
+    let body = try JSONSerialization.data(withJSONObject: spec)
     let r = try await send(
       "CREATE BUCKET", method: "POST", url: "\(endpoint)/storage/v1/b?project=\(SigV4.encode(project))",
       headers: [("Content-Type", "application/json")], body: body)
