@@ -13,8 +13,7 @@ extension BackupPolicyControllerTests {
   @Test func aPlanReadsItsPoliciesFromTheSharedCache() async throws {
     try await withNamespace("plan-cache") { ns in
       try await createSecrets(ns)
-      let (app, registry, task) = try await countingController(ns)
-      do {
+      try await withCountingController(ns) { _, registry in
         _ = try await client.create(policy(ns, name: "db"))
         try await eventually("db Ready=True") { try await condition(ns, "db", "Ready")?.status == .true }
         let restore = RestoreStepSpec(
@@ -38,13 +37,7 @@ extension BackupPolicyControllerTests {
         #expect(stored.status?.conditions?.condition(RecoveryPlanCondition.ready)?.reason != "InvalidSpec")
         let lists = registry.value("botrt_kube_requests_total", labels: ["list", "backuppolicies", "200"]) ?? 0
         #expect(lists == 1, "only the BackupPolicy informer lists policies; the plan reads them from its cache")
-      } catch {
-        app.stop()
-        await task.value
-        throw error
       }
-      app.stop()
-      await task.value
     }
   }
 }
