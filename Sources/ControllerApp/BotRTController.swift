@@ -244,15 +244,18 @@ public final class BotRTController: Sendable {
     }
     // RecoveryPlans: their step Jobs run in the plan's namespace, a restore's in its claim's
     // (Sources/Reconcilers/RecoveryPlan/RecoveryPlanReconciler.swift); read from the shared caches.
-    let plans = RecoveryPlanReconciler.controller(
-      client: client, informers: informers, settings: settings, namespace: options.watchNamespace,
-      workers: options.workers, now: options.now, recorder: recorder, metrics: registry, logger: logger,
-      managed: managed)
+    // The policies and Namespaces are read from the caches the policy controller and the plan controller share.
+    let plans = informers.runsController(
+      RecoveryPlanReconciler(
+        client: client, settings: settings, now: options.now, recorder: recorder, logger: logger, managed: managed,
+        policies: controller.store, namespaces: RecoveryPlanReconciler.namespaceInformer(informers).store),
+      namespace: options.watchNamespace, workers: options.workers, logger: logger, metrics: registry)
     // DRDrills: runs in fenced scratch namespaces (Sources/Reconcilers/DRDrill/DrillReconciler.swift).
-    let drills = DrillReconciler.controller(
-      client: client, informers: informers, settings: settings, namespace: options.watchNamespace,
-      workers: options.workers, now: options.now, recorder: recorder, metrics: registry, logger: logger,
-      managed: managed)
+    let drills = informers.runsController(
+      DrillReconciler(
+        client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
+        managed: managed),
+      namespace: options.watchNamespace, workers: options.workers, logger: logger, metrics: registry)
     // Security (docs/security-monitoring.md): the isolation guard, the run-access grants of backup windows, and
     // the run auditor.
     var securityControllers: [any Runnable] = [

@@ -90,72 +90,86 @@ public struct KubeField<Root> {
   let write: (Root) -> JSONValue?
 }
 
+/// How a member's value is read from JSON and written back: the one encode path of every `KubeField`, whether the
+/// value is `JSONConvertible` or bridged through `Codable`.
+struct MemberCoding<V> {
+  /// The value of the member's JSON; nil when the JSON does not have the value's type.
+  let decode: (JSONValue) -> V?
+  /// The value as JSON, given the member's JSON as decoded (`original`, kept only when `keepsOriginal`).
+  let encode: (V, _ original: JSONValue?) -> JSONValue?
+  /// Whether the decoded JSON is kept (in `UnknownFields.originals`) to be written back while the value is unchanged.
+  let keepsOriginal: Bool
+}
+
+extension MemberCoding where V: JSONConvertible {
+  /// A `JSONConvertible` value: converted directly, losslessly.
+  static var convertible: MemberCoding {
+    MemberCoding(decode: { V(json: $0) }, encode: { v, _ in v.json }, keepsOriginal: false)
+  }
+}
+
+extension MemberCoding where V: Codable & Equatable {
+  /// A `Codable` value that is not a `KubeStruct` (ObjectMeta), coded with `KubeJSON`; as decoded it is written back
+  /// byte for byte while unchanged, since re-encoding may spell it differently (timestamps).
+  static var codable: MemberCoding {
+    MemberCoding(
+      decode: { try? $0.decode(as: V.self) },
+      encode: { v, original in
+        if let original, (try? original.decode(as: V.self)) == v { return original }
+        return try? JSONValue(encoding: v)
+      }, keepsOriginal: true)
+  }
+}
+
 extension KubeField where Root: KubeStruct {
   /// An optional member, left out when nil.
   public static func field<V: JSONConvertible>(_ key: String, _ path: WritableKeyPath<Root, V?>) -> KubeField {
-    KubeField(
-      key: key,
-      read: { root, json in
-        guard let v = V(json: json) else { return false }
-        root[keyPath: path] = v
-        return true
-      },
-      write: { $0[keyPath: path]?.json })
+    optional(key, path, .convertible)
   }
 
   /// A required member, always written (e.g. a NetworkPolicy's `podSelector`, empty or not); while it is at its
   /// empty value, a member of another type kept under its key is written instead.
   public static func field<V: JSONConvertible>(_ key: String, _ path: WritableKeyPath<Root, V>) -> KubeField {
-    KubeField(
-      key: key,
-      read: { root, json in
-        guard let v = V(json: json) else { return false }
-        root[keyPath: path] = v
-        return true
-      },
-      write: { root in
-        let v = root[keyPath: path].json
-        if root.unknownFields.members[key] != nil && v == Root()[keyPath: path].json { return nil }
-        return v
-      })
+    required(key, path, .convertible)
   }
-  /// A member of a `Codable` type that is not a `KubeStruct` (ObjectMeta), coded with `KubeJSON`. As decoded it is
-  /// written back byte for byte while unchanged.
+
+  /// An optional member of a `Codable` type that is not a `KubeStruct` (ObjectMeta), coded with `KubeJSON`. As
+  /// decoded it is written back byte for byte while unchanged.
   public static func codable<V: Codable & Equatable>(_ key: String, _ path: WritableKeyPath<Root, V?>) -> KubeField {
-    KubeField(
-      key: key,
-      read: { root, json in
-        guard let v = try? json.decode(as: V.self) else { return false }
-        root[keyPath: path] = v
-        root.unknownFields.originals[key] = json
-        return true
-      },
-      write: { root in
-        guard let v = root[keyPath: path] else { return nil }
-        return Self.bridged(v, original: root.unknownFields.originals[key])
-      })
+    optional(key, path, .codable)
   }
 
   /// A required `Codable` member, always written.
   public static func codable<V: Codable & Equatable>(_ key: String, _ path: WritableKeyPath<Root, V>) -> KubeField {
+    required(key, path, .codable)
+  }
+
+  static func optional<V>(_ key: String, _ path: WritableKeyPath<Root, V?>, _ c: MemberCoding<V>) -> KubeField {
     KubeField(
-      key: key,
-      read: { root, json in
-        guard let v = try? json.decode(as: V.self) else { return false }
-        root[keyPath: path] = v
-        root.unknownFields.originals[key] = json
-        return true
-      },
+      key: key, read: reader(key, c) { $0[keyPath: path] = $1 },
+      write: { root in root[keyPath: path].flatMap { c.encode($0, root.unknownFields.originals[key]) } })
+  }
+
+  static func required<V>(_ key: String, _ path: WritableKeyPath<Root, V>, _ c: MemberCoding<V>) -> KubeField {
+    KubeField(
+      key: key, read: reader(key, c) { $0[keyPath: path] = $1 },
       write: { root in
-        let v = root[keyPath: path]
-        if root.unknownFields.members[key] != nil && v == Root()[keyPath: path] { return nil }
-        return Self.bridged(v, original: root.unknownFields.originals[key])
+        let v = c.encode(root[keyPath: path], root.unknownFields.originals[key])
+        if root.unknownFields.members[key] != nil && v == c.encode(Root()[keyPath: path], nil) { return nil }
+        return v
       })
   }
 
-  static func bridged<V: Codable & Equatable>(_ v: V, original: JSONValue?) -> JSONValue? {
-    if let original, (try? original.decode(as: V.self)) == v { return original }
-    return try? JSONValue(encoding: v)
+  /// Reads a member with `c` and sets it with `set`; false when the JSON does not have the member's type.
+  static func reader<V>(
+    _ key: String, _ c: MemberCoding<V>, _ set: @escaping (inout Root, V) -> Void
+  ) -> (inout Root, JSONValue) -> Bool {
+    { root, json in
+      guard let v = c.decode(json) else { return false }
+      set(&root, v)
+      if c.keepsOriginal { root.unknownFields.originals[key] = json }
+      return true
+    }
   }
 }
 

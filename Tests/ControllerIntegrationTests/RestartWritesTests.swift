@@ -30,6 +30,22 @@ extension BackupPolicyControllerTests {
     return (app, registry, Task { _ = try? await app.run() })
   }
 
+  /// Runs `body` with a counting controller (`countingController`) of `ns`, stopped afterwards, also when `body` throws.
+  func withCountingController(
+    _ ns: String, _ body: (BotRTController, MetricsRegistry) async throws -> Void
+  ) async throws {
+    let (app, registry, task) = try await countingController(ns)
+    do {
+      try await body(app, registry)
+    } catch {
+      app.stop()
+      await task.value
+      throw error
+    }
+    app.stop()
+    await task.value
+  }
+
   /// The requests counted, as "verb resource" → count (successful or not).
   func counted(_ registry: MetricsRegistry) -> [String: Int] {
     var out: [String: Int] = [:]

@@ -117,6 +117,10 @@ public struct BackupPolicyDecision: Sendable {
 /// `decide(world, applyFailure:)` gives the decision of a policy whose children could not be applied (ApplyFailed,
 /// nothing handled, no copies).
 public enum BackupPolicyLogic {
+  /// How soon a policy that is not Ready is looked at again without a change (a safety net: referenced Secrets are
+  /// watched).
+  public static let problemRetrySeconds: TimeInterval = 300
+
   /// The policy's effective settings, or the problem of an invalid spec (validation first).
   public static func effective(_ policy: BackupPolicy, now: Date) -> Result<EffectivePolicy, SpecError> {
     if let e = SpecValidation.validate(policy.spec).first { return .failure(e) }
@@ -306,7 +310,7 @@ public enum BackupPolicyLogic {
     }
     if problem != nil {
       // Referenced Secrets are watched; this is only a safety net.
-      let retry = now.addingTimeInterval(BackupPolicyReconciler.problemRetrySeconds)
+      let retry = now.addingTimeInterval(problemRetrySeconds)
       next = min(next ?? retry, retry)
     }
     d.requeueAt = next

@@ -128,7 +128,7 @@ public final class BackupPolicyReconciler: Sendable {
   public static let fieldManager = ChildLabels.controllerName
   /// How soon a policy that is not Ready is looked at again without a change. Referenced Secrets are watched
   /// (metadata only), so a Secret that appears or changes brings a reconcile at once; this is a safety net.
-  public static let problemRetrySeconds: TimeInterval = 300
+  public static let problemRetrySeconds = BackupPolicyLogic.problemRetrySeconds
   /// How often a deleted policy looks at its running deletion Job (its Job's changes also bring a reconcile).
   public static let deletionPollSeconds: TimeInterval = 10
 
@@ -191,12 +191,7 @@ public final class BackupPolicyReconciler: Sendable {
   }
 
   /// The kinds pruned and cleaned up per policy (namespaced, found by the owner labels).
-  var ownedKinds: [ResourceDescriptor] {
-    [
-      ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion), ChildResources.networkPolicies,
-      ChildResources.roleBindings, ChildResources.roles, ChildResources.serviceAccounts, ChildResources.secrets,
-    ]
-  }
+  var ownedKinds: [ResourceDescriptor] { BackupPolicyDeletion.ownedKinds(settings) }
 
   /// The backup namespaces other than the controller's own in which accepted policies run their Jobs
   /// (spec.backupNamespace of a dump-command source), for the run auditor. Built up by reconciles, so after a
@@ -224,8 +219,7 @@ public final class BackupPolicyReconciler: Sendable {
     do {
       return try await entry.reconcile(key, store, gone: gone, apply: apply) { p in
         // A deletion of the stored backups that was asked for runs (and is waited for) before the children go.
-        if let wait = try await self.deleteBackupsIfAsked(p) { return .waiting(wait) }
-        return .done(try await self.cleanup(p, store: store))
+        try await self.delete(p, store: store)
       }
     } catch {
       metrics?.reconcileErrors.inc(labels)
@@ -491,24 +485,28 @@ public final class BackupPolicyReconciler: Sendable {
   /// the old namespace when spec.backupNamespace changed).
   func prune(_ policy: BackupPolicy, keeping children: [DesiredChild]) async throws {
     let keep = Set(children.map { "\($0.resource.plural)/\($0.namespace ?? "")/\($0.name)" })
-    for (resource, namespace, name) in try await ownedChildren(policy)
-    where !keep.contains("\(resource.plural)/\(namespace)/\(name)") {
-      try await deleteChild(resource, namespace: namespace, name: name)
+    let namespaces = BackupPolicyDeletion.childNamespaces(policy, settings: settings)
+    for c in try await ownedChildren(policy, kinds: ownedKinds, namespaces: namespaces)
+    where !keep.contains("\(c.resource.plural)/\(c.namespace)/\(c.name)") {
+      try await deleteChild(c.resource, namespace: c.namespace, name: c.name)
     }
   }
 
-  /// Every labelled, namespaced child of the policy in its namespace and the backup namespace: from the shared caches
-  /// once they are filled (no request), else listed live.
-  func ownedChildren(_ policy: BackupPolicy) async throws -> [(ResourceDescriptor, String, String)] {
-    let ns = policy.metadata.namespace ?? "default"
-    var namespaces = [ns, BackupPolicyChildren.backupNamespace(policy, settings: settings), settings.backupNamespace]
-    namespaces = Array(Set(namespaces)).sorted()
-    var out: [(ResourceDescriptor, String, String)] = []
+  /// Every labelled, namespaced child of the policy of `kinds` in `namespaces`: from the shared caches once they are
+  /// filled, else listed live (`ManagedCaches.read`).
+  func ownedChildren(
+    _ policy: BackupPolicy, kinds: [ResourceDescriptor], namespaces: [String]
+  ) async throws -> [ObservedChild] {
+    let labels = ChildLabels.owner(policy.metadata.namespace ?? "default", policy.name)
+    var out: [ObservedChild] = []
     for namespace in namespaces {
-      for resource in ownedKinds {
-        let items = try await managed.read(
-          resource, namespace: namespace, labels: ChildLabels.owner(ns, policy.name), client: client)
-        for item in items { out.append((resource, namespace, item[path: "metadata", "name"]?.stringValue ?? "")) }
+      for resource in kinds {
+        for item in try await managed.read(resource, namespace: namespace, labels: labels, client: client) {
+          out.append(
+            ObservedChild(
+              resource: resource, namespace: namespace, name: item[path: "metadata", "name"]?.stringValue ?? "",
+              component: item[path: "metadata", "labels", ChildLabels.component]?.stringValue))
+        }
       }
     }
     return out
@@ -603,116 +601,64 @@ public final class BackupPolicyReconciler: Sendable {
     }
   }
 
-  // MARK: - Cleanup
+  // MARK: - Deletion
 
-  /// Removes the policy's children in every namespace (Jobs included), and the shared Calico policy when no other
-  /// policy remains. Stored backups are never touched here.
-  public func cleanup(_ policy: BackupPolicy, store: Store<BackupPolicy>) async throws -> ReconcileResult {
+  /// A policy being deleted: observe (`observeDeletion`), decide (`BackupPolicyDeletion.decide`, pure), act.
+  func delete(_ policy: BackupPolicy, store: Store<BackupPolicy>) async throws -> CleanupOutcome {
+    let world = try await observeDeletion(policy, store: store)
     let ns = policy.metadata.namespace ?? "default"
-    for (resource, namespace, name) in try await ownedChildren(policy) {
-      try await deleteChild(resource, namespace: namespace, name: name)
-    }
-    let selector = ChildLabels.selector(namespace: ns, name: policy.name)
-    for namespace in Set([ns, BackupPolicyChildren.backupNamespace(policy, settings: settings)]) {
-      let jobs = try await client.listAll(
-        ChildResources.jobs, namespace: namespace, options: ListOptions(labelSelector: selector), as: Unstructured.self)
-      for j in jobs.items {
-        try await deleteChild(ChildResources.jobs, namespace: namespace, name: j.metadata.name ?? "")
+    switch BackupPolicyDeletion.decide(world) {
+    case .waitForDeletion:
+      return .waiting(.requeueAfter(.seconds(Int64(Self.deletionPollSeconds))))
+    case .startDeletion(let stop, let apply, let event):
+      for c in stop { try await deleteChild(c.resource, namespace: c.namespace, name: c.name) }
+      for c in apply { try await applyChild(c) }
+      recorder?.record(policy, type: .normal, reason: event.reason, message: event.message)
+      return .waiting(.requeueAfter(.seconds(Int64(Self.deletionPollSeconds))))
+    case .cleanup(let recorded, let delete, let deleteCalico, let events):
+      if let recorded { try await recordDeletion(policy, recorded) }
+      for c in delete { try await deleteChild(c.resource, namespace: c.namespace, name: c.name) }
+      prunedGenerations.withLock { $0[policy.metadata.uid ?? "\(ObjectKey(policy))"] = nil }
+      if deleteCalico {
+        try await deleteChild(ChildResources.globalNetworkPolicies, namespace: nil, name: SharedChildNames.calicoPolicy)
       }
+      for e in events {
+        recorder?.record(policy, type: e.warning ? .warning : .normal, reason: e.reason, message: e.message)
+      }
+      logger.info("reconciled", metadata: ["object": "BackupPolicy \(ns)/\(policy.name)", "outcome": "cleaned-up"])
+      // The policy's gauges go with it (a last-success time of 0 against a target of 0 would raise
+      // BackupRPOViolation for a policy that no longer exists); counters stay, as counters do.
+      removeGauges(policy)
+      return .done(.awaitChange)
     }
-    prunedGenerations.withLock { $0[policy.metadata.uid ?? "\(ObjectKey(policy))"] = nil }
-    let others = store.list().filter { $0.metadata.uid != policy.metadata.uid && !$0.metadata.isDeleting }
-    if settings.calicoServed, others.isEmpty {
-      try await deleteChild(ChildResources.globalNetworkPolicies, namespace: nil, name: SharedChildNames.calicoPolicy)
-    }
-    if policy.spec.deleteBackupsOnDelete != true {
-      recorder?.record(
-        policy, type: .normal, reason: "BackupsKept",
-        message: "The stored backups in \(repositoryText(policy)) were kept (spec.deleteBackupsOnDelete is not set).")
-    } else if BackupPolicyChildren.isRestoreOnly(policy, settings: settings) {
-      recorder?.record(
-        policy, type: .normal, reason: "BackupsKept",
-        message: "The stored backups in \(repositoryText(policy)) were kept: the policy is restore-only, so "
-          + "spec.deleteBackupsOnDelete does not apply (the cluster that backs up deletes them).")
-    }
-    logger.info("reconciled", metadata: ["object": "BackupPolicy \(ns)/\(policy.name)", "outcome": "cleaned-up"])
-    // The policy's gauges go with it (a last-success time of 0 against a target of 0 would raise BackupRPOViolation
-    // for a policy that no longer exists); counters stay, as counters do.
-    let mine = ["namespace": ns, "policy": policy.name]
-    if let m = metrics {
-      for g in m.gauges { g.remove(matching: mine) }
-    }
-    if let m = replicaMetrics {
-      for g in m.gauges { g.remove(matching: mine) }
-    }
-    return .awaitChange
   }
 
-  // MARK: - Deleting stored backups
-
-  /// The condition recording the outcome of the deletion Job while the policy is being deleted.
-  static let backupsDeletedCondition = "BackupsDeleted"
-
-  func repositoryText(_ policy: BackupPolicy) -> String { BackupPolicyLogic.repositoryText(policy) }
-
-  /// With spec.deleteBackupsOnDelete: stops the CronJobs, runs the deletion Job and waits for it (returns when to
-  /// look again), then reports its outcome as an Event and in status; nil once the cleanup can go on.
-  func deleteBackupsIfAsked(_ policy: BackupPolicy) async throws -> ReconcileResult? {
-    guard policy.spec.deleteBackupsOnDelete == true else { return nil }
-    // A restore-only policy never deletes the repository it restores from (BackupsKept says so at cleanup).
-    if BackupPolicyChildren.isRestoreOnly(policy, settings: settings) { return nil }
-    if policy.status?.conditions?.condition(Self.backupsDeletedCondition) != nil { return nil }
-    let ns = policy.metadata.namespace ?? "default"
-    let names = ChildNames(namespace: ns, name: policy.name)
-    let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
-    let repo = repositoryText(policy)
-    let runs = try await observeRuns(
-      policy, namespace: workNS, components: BackupDeletion.component, container: "engine")
-    if let run = runs.first(where: { $0.jobName == names.deleteRepositoryJob }) {
-      if run.state == .running { return .requeueAfter(.seconds(Int64(Self.deletionPollSeconds))) }
-      try await recordDeletion(policy, BackupDeletion.event(run: run, repository: repo))
-      return nil
+  /// Reads what deleting the policy needs: its children (Jobs included) from the shared caches, whether another
+  /// policy remains, and, while a deletion of its stored backups is pending, the deletion Job's run and, before it
+  /// starts, the Secrets the spec names.
+  func observeDeletion(_ policy: BackupPolicy, store: Store<BackupPolicy>) async throws -> BackupPolicyDeletionWorld {
+    var w = BackupPolicyDeletionWorld(policy: policy, now: now(), settings: settings)
+    let pending = BackupPolicyDeletion.deletionPending(policy, settings: settings)
+    if pending {
+      let names = ChildNames(namespace: policy.metadata.namespace ?? "default", name: policy.name)
+      let workNS = BackupPolicyChildren.workloadNamespace(policy, settings: settings)
+      let runs = try await observeRuns(
+        policy, namespace: workNS, components: BackupDeletion.component, container: "engine")
+      w.deletionRun = runs.first { $0.jobName == names.deleteRepositoryJob }
     }
-    // No backup may start from now on (a new run would create the repository again).
-    let selector = ChildLabels.selector(namespace: ns, name: policy.name)
-    let cronJobs = ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion)
-    for namespace in Set([ns, workNS]) {
-      for resource in [cronJobs, ChildResources.jobs] {
-        let list = try await client.listAll(
-          resource, namespace: namespace, options: ListOptions(labelSelector: selector), as: Unstructured.self)
-        for item in list.items {
-          let component = item.metadata.labels?[ChildLabels.component]
-          if resource == ChildResources.jobs, component == BackupDeletion.component { continue }
-          try await deleteChild(resource, namespace: namespace, name: item.metadata.name ?? "")
-        }
+    var namespaces = Set(BackupPolicyDeletion.childNamespaces(policy, settings: settings))
+    namespaces.formUnion(BackupPolicyDeletion.runNamespaces(policy, settings: settings))
+    w.children = try await ownedChildren(policy, kinds: ownedKinds, namespaces: namespaces.sorted())
+    w.children += try await ownedChildren(policy, kinds: [ChildResources.jobs], namespaces: namespaces.sorted())
+    if pending, w.deletionRun == nil {
+      do {
+        w.secrets = .success(try await readSecrets(policy))
+      } catch {
+        w.secrets = .failure(DeletionReadError(error))
       }
     }
-    // The Job's identity, Secrets and isolation, then the Job.
-    let job: DesiredChild
-    var children: [DesiredChild] = []
-    do {
-      let eff = try EffectivePolicy(spec: policy.spec, now: now())
-      let secrets = try await readSecrets(policy)
-      let inputs = ChildInputs(policy: policy, effective: eff, settings: settings, secrets: secrets)
-      children = try BackupPolicyChildren.build(inputs).filter {
-        ![cronJobs, ChildResources.jobs, ChildResources.globalNetworkPolicies].contains($0.resource)
-      }
-      job = try BackupPolicyChildren.deleteRepositoryJob(inputs)
-    } catch {
-      try await recordDeletion(
-        policy,
-        PlannedEvent(
-          warning: true, reason: "BackupsNotDeleted",
-          message: "spec.deleteBackupsOnDelete is set, but the deletion Job cannot run: \(error). The stored "
-            + "backups in \(repo) were kept."))
-      return nil
-    }
-    for c in children { try await applyChild(c) }
-    try await applyChild(job)
-    recorder?.record(
-      policy, type: .normal, reason: "DeletingBackups",
-      message: "spec.deleteBackupsOnDelete is set: Job \(names.deleteRepositoryJob) deletes the repository \(repo).")
-    return .requeueAfter(.seconds(Int64(Self.deletionPollSeconds)))
+    w.othersRemain = store.list().contains { $0.metadata.uid != policy.metadata.uid && !$0.metadata.isDeleting }
+    return w
   }
 
   /// Emits the deletion's Event and records it in status, so that a repeated cleanup does not run it again.
@@ -720,7 +666,7 @@ public final class BackupPolicyReconciler: Sendable {
     var status = policy.status ?? BackupPolicyStatus()
     var conditions = status.conditions ?? []
     conditions.setCondition(
-      type: Self.backupsDeletedCondition, status: e.reason == "BackupsDeleted" ? .true : .false, reason: e.reason,
+      type: BackupPolicyDeletion.condition, status: e.reason == "BackupsDeleted" ? .true : .false, reason: e.reason,
       message: e.message, observedGeneration: policy.metadata.generation, now: now())
     status.conditions = conditions
     try await writeStatus(policy, status)

@@ -52,7 +52,7 @@ public struct DrillMetrics: Sendable {
 /// scratch namespace with copies of the Secrets the restore needs and the run Job, evaluates the finished run
 /// (`DrillLogic.finish`), records it in status, Events and metrics, and removes the scratch namespace, also after
 /// failures and timeouts, and when the drill is deleted mid-run (finalizer). It never writes spec.
-public final class DrillReconciler: Sendable {
+public final class DrillReconciler: RunsReconciler {
   public static let fieldManager = ChildLabels.controllerName
   /// The finalizer this controller adds to every DRDrill: it removes the drill's scratch namespaces.
   public static let finalizer = "dr.botrt.io/cleanup"
@@ -85,21 +85,15 @@ public final class DrillReconciler: Sendable {
     self.managed = managed
   }
 
-  /// A Controller for DRDrills that also reconciles a drill when its run Job or Pod (in the scratch namespace) changes
-  /// (the controller's Jobs and Pods, shared with the other controllers).
-  public static func controller(
-    client: KubeClient, informers: InformerRegistry, settings: ControllerSettings, namespace: String?, workers: Int,
-    now: @escaping @Sendable () -> Date = { Date() }, recorder: EventRecorder?, metrics: MetricsRegistry?,
-    logger: Logger, managed: ManagedCaches = .none
-  ) -> Controller<DRDrill> {
-    let reconciler = DrillReconciler(
-      client: client, settings: settings, now: now, recorder: recorder, metrics: metrics, logger: logger,
-      managed: managed)
-    return informers.runsController(
-      name: "drdrill", namespace: namespace, workers: workers, logger: logger, metrics: metrics,
-      owner: Mappers.labels(
-        nameLabel: DrillLogic.drillNameLabel, namespaceLabel: DrillLogic.drillNamespaceLabel, watchNamespace: namespace),
-      reconcile: reconciler.reconcile)
+  /// The controller's name; it also reconciles a drill when its run Job or Pod (in the scratch namespace) changes
+  /// (`InformerRegistry.runsController`).
+  public static let controllerName = "drdrill"
+
+  /// The drill a Job or Pod of the controller belongs to, by the drill labels.
+  public static func owner(watchNamespace: String?) -> KeyMapper<Unstructured> {
+    Mappers.labels(
+      nameLabel: DrillLogic.drillNameLabel, namespaceLabel: DrillLogic.drillNamespaceLabel,
+      watchNamespace: watchNamespace)
   }
 
   public func reconcile(_ key: ObjectKey, _ store: Store<DRDrill>) async throws -> ReconcileResult {

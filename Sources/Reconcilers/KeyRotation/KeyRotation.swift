@@ -209,36 +209,3 @@ public enum KeyRotationLogic {
     return out
   }
 }
-
-/// Deleting the stored backups when a policy with spec.deleteBackupsOnDelete is deleted.
-public enum BackupDeletion {
-  /// The component label of the deletion Job.
-  public static let component = "delete-repository"
-
-  /// The Event reporting a finished deletion Job: what was deleted, and what Object Lock kept.
-  public static func event(run: BackupRun, repository: String) -> PlannedEvent {
-    let deleted = run.result?.objectsDeleted ?? 0
-    let retained = run.result?.objectsRetained ?? 0
-    if run.state == .succeeded && retained == 0 {
-      return PlannedEvent(
-        warning: false, reason: "BackupsDeleted",
-        message: "spec.deleteBackupsOnDelete is set: Job \(run.jobName) deleted the repository \(repository) "
-          + "(\(deleted) objects).")
-    }
-    if run.state == .succeeded {
-      let first = run.result?.warnings?.first.map { " First: \($0)." } ?? ""
-      return PlannedEvent(
-        warning: true, reason: "BackupsRetained",
-        message: "spec.deleteBackupsOnDelete is set: Job \(run.jobName) deleted \(deleted) objects of \(repository); "
-          + "\(retained) objects are retained by Object Lock and were not deleted, and the repository's config and "
-          + "key files were kept so that they stay readable until their retention ends.\(first)")
-    }
-    var why = run.result?.errors?.joined(separator: "; ") ?? run.failureMessage ?? "no result was written"
-    if why.isEmpty { why = "no result was written" }
-    return PlannedEvent(
-      warning: true, reason: "BackupsNotDeleted",
-      message: "spec.deleteBackupsOnDelete is set, but Job \(run.jobName) could not delete the repository "
-        + "\(repository): \(why). The stored backups were kept"
-        + (deleted > 0 ? " (\(deleted) objects had been deleted before the failure)." : "."))
-  }
-}

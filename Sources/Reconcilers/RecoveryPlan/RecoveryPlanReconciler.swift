@@ -30,7 +30,7 @@ public enum RecoveryPlanLabels {
 /// plan's namespace and carry an owner reference to the plan, so they go with it; a restore into a claim of another
 /// namespace runs its Job there (`RestoreTarget`: plan labels, a TTL, Secret copies owned by the Job). The Jobs and
 /// their Pods are read from the shared caches of the controller's own objects (`ManagedCaches.jobsWithPods`).
-public final class RecoveryPlanReconciler: Sendable {
+public final class RecoveryPlanReconciler: RunsReconciler {
   /// The one field manager of every write.
   public static let fieldManager = ChildLabels.controllerName
 
@@ -43,10 +43,17 @@ public final class RecoveryPlanReconciler: Sendable {
   let logger: Logger
   /// The shared caches of the controller's own objects: the step Jobs and their Pods are read from them once filled.
   let managed: ManagedCaches
+  /// The shared cache of BackupPolicies (the BackupPolicy controller's): the policies the restores name are read from
+  /// it once filled, else listed live.
+  let policies: Store<BackupPolicy>?
+  /// The shared cache of every Namespace's metadata (`namespaceInformer`, which wakes the plans): the target
+  /// namespaces' opt-in is read from it once filled, else read live.
+  let namespaces: Store<Unstructured>?
 
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
-    recorder: EventRecorder?, logger: Logger, managed: ManagedCaches = .none
+    recorder: EventRecorder?, logger: Logger, managed: ManagedCaches = .none, policies: Store<BackupPolicy>? = nil,
+    namespaces: Store<Unstructured>? = nil
   ) {
     self.client = client
     self.entry = ReconcileEntry(client: client, fieldManager: Self.fieldManager, logger: logger)
@@ -55,36 +62,39 @@ public final class RecoveryPlanReconciler: Sendable {
     self.recorder = recorder
     self.logger = logger
     self.managed = managed
+    self.policies = policies
+    self.namespaces = namespaces
   }
 
-  /// A Controller for RecoveryPlans that also reconciles a plan when one of its Jobs or their Pods changes (the
-  /// controller's Jobs and Pods, shared with the other controllers), mapped by the plan labels
-  /// (`RecoveryPlanLabels.owner`): a restore's Job in another namespace wakes its plan too. Jobs of plans outside
-  /// `namespace` are not this controller's. A Namespace that changes (metadata only: its opt-in annotation
-  /// `dr.botrt.io/recovery-allowed-from`) wakes the plans whose steps touch it, so a plan refused a target namespace
-  /// runs as soon as that namespace's admin allows it.
-  public static func controller(
-    client: KubeClient, informers: InformerRegistry, settings: ControllerSettings, namespace: String?, workers: Int,
-    now: @escaping @Sendable () -> Date = { Date() }, recorder: EventRecorder?, metrics: MetricsRegistry?,
-    logger: Logger, managed: ManagedCaches = .none
-  ) -> Controller<RecoveryPlan> {
-    let reconciler = RecoveryPlanReconciler(
-      client: client, settings: settings, now: now, recorder: recorder, logger: logger, managed: managed)
-    let controller = informers.runsController(
-      name: "recoveryplan", namespace: namespace, workers: workers, logger: logger, metrics: metrics,
-      owner: { child in
-        // Labels read from the body: decoding the whole ObjectMeta of every Job and Pod event costs more.
-        let labels = (child.body[path: "metadata", "labels"]?.objectValue ?? [:]).compactMapValues(\.stringValue)
-        return RecoveryPlanLabels.owner(labels: labels, watchNamespace: namespace).map { [$0] } ?? []
-      }, reconcile: reconciler.reconcile)
+  /// The controller's name. It also reconciles a plan when one of its Jobs or their Pods changes (the controller's
+  /// Jobs and Pods, shared with the other controllers; `InformerRegistry.runsController`), mapped by the plan labels
+  /// (`owner`): a restore's Job in another namespace wakes its plan too.
+  public static let controllerName = "recoveryplan"
+
+  /// The plan a Job or Pod of the controller belongs to; none for Jobs of plans outside `watchNamespace`.
+  public static func owner(watchNamespace: String?) -> KeyMapper<Unstructured> {
+    { child in
+      // Labels read from the body: decoding the whole ObjectMeta of every Job and Pod event costs more.
+      let labels = (child.body[path: "metadata", "labels"]?.objectValue ?? [:]).compactMapValues(\.stringValue)
+      return RecoveryPlanLabels.owner(labels: labels, watchNamespace: watchNamespace).map { [$0] } ?? []
+    }
+  }
+
+  /// The informer of every Namespace's metadata (its opt-in annotation `dr.botrt.io/recovery-allowed-from`).
+  public static func namespaceInformer(_ informers: InformerRegistry) -> SharedInformer<Unstructured> {
+    informers.informer(ChildResources.namespaces, namespace: nil, metadataOnly: true, as: Unstructured.self)
+  }
+
+  /// A Namespace that changes wakes the plans whose steps touch it, so a plan refused a target namespace runs as
+  /// soon as that namespace's admin allows it.
+  public func watches(_ controller: Controller<RecoveryPlan>, informers: InformerRegistry) {
     let plans = controller.store
     controller.watches(
-      informers.informer(ChildResources.namespaces, namespace: nil, metadataOnly: true, as: Unstructured.self),
+      Self.namespaceInformer(informers),
       mapper: { ns in
         guard let name = ns.metadata.name else { return [] }
         return RecoveryTargetAccess.plans(touching: name, among: plans.list()).map(ObjectKey.init)
       })
-    return controller
   }
 
   /// The Controller's reconcile function.
@@ -102,10 +112,9 @@ public final class RecoveryPlanReconciler: Sendable {
   /// Converges one plan; returns when to look again.
   public func apply(_ plan: RecoveryPlan) async throws -> ReconcileResult {
     let ns = plan.metadata.namespace ?? "default"
-    let policies = try await client.listAll(BackupPolicy.self, namespace: ns)
     var ctx = RecoveryJobContext(
-      settings: settings, policies: Dictionary(policies.items.map { ($0.name, $0) }) { a, _ in a }, namespace: ns,
-      labels: labels(plan), owner: plan.ownerReference())
+      settings: settings, policies: Dictionary(try await readPolicies(ns).map { ($0.name, $0) }) { a, _ in a },
+      namespace: ns, labels: labels(plan), owner: plan.ownerReference())
     ctx.targetNamespace = plan.spec.targetNamespace
     // Every Job of the plan must be buildable before anything runs, so a run never stops half-way on a typo; and
     // every claim a restore creates must be (it needs a size). An invalid spec is reported before anything is read
@@ -182,6 +191,26 @@ public final class RecoveryPlanReconciler: Sendable {
       ])
     if let after = advance.requeueAfter { return .requeueAfter(requeueDelay(seconds: after)) }
     return .awaitChange
+  }
+
+  /// The BackupPolicies of the plan's namespace: from the shared cache once it is filled, else listed live.
+  func readPolicies(_ namespace: String) async throws -> [BackupPolicy] {
+    if let policies, policies.isReady { return policies.list(namespace: namespace) }
+    return try await client.listAll(BackupPolicy.self, namespace: namespace).items
+  }
+
+  /// A Namespace's annotations (nil: it does not exist): from the shared cache once it is filled, else read live.
+  func namespaceAnnotations(_ name: String) async throws -> [String: String]? {
+    if let namespaces, namespaces.isReady {
+      return namespaces.get(ObjectKey(namespace: nil, name: name)).map { $0.metadata.annotations ?? [:] }
+    }
+    do {
+      let n = try await client.get(
+        ChildResources.namespaces, namespace: nil, name: name, as: Unstructured.self, metadataOnly: true)
+      return n.metadata.annotations ?? [:]
+    } catch let e as KubeError where e.isNotFound {
+      return nil
+    }
   }
 
   /// Creates the Job of a step. A restore into a claim with `into.pvc.create` creates the claim first when it does
@@ -283,13 +312,7 @@ public final class RecoveryPlanReconciler: Sendable {
     var world = PlanWorld()
     // The target namespaces' opt-in (RecoveryTargetAccess); workloads are read only where the plan may act.
     for tns in RecoveryTargetAccess.foreignNamespaces(plan) {
-      do {
-        let n = try await client.get(
-          ChildResources.namespaces, namespace: nil, name: tns, as: Unstructured.self, metadataOnly: true)
-        world.targetNamespaces[tns] = n.metadata.annotations ?? [:]
-      } catch let e as KubeError where e.isNotFound {
-        continue
-      }
+      if let annotations = try await namespaceAnnotations(tns) { world.targetNamespaces[tns] = annotations }
     }
     // The step Jobs: in the plan's namespace, and in those its restores run in where the plan may act.
     let selection = RecoveryPlanLabels.selection(planName: plan.name, planNamespace: ns)
@@ -322,6 +345,9 @@ public final class RecoveryPlanReconciler: Sendable {
         }
         let key = WorkloadState.key(t.kind.rawValue, tns, t.name)
         guard seen.insert(key).inserted else { continue }
+        // Read live, by name: no informer holds Deployments or StatefulSets. One would watch and cache every
+        // workload of the cluster (and need list and watch on them in the ClusterRole, where get and patch are
+        // granted) for the few targets a running plan reads, and a plan polls while it waits for them anyway.
         do {
           let w = try await client.get(
             workloadResource(t.kind.rawValue), namespace: tns, name: t.name, as: JSONValue.self)

@@ -17,18 +17,40 @@ extension InformerRegistry {
       keepManagedFields: resource == .jobs || resource == .pods)
   }
 
-  /// A controller of `Object` in `namespace` (nil: all namespaces) that also reconciles an object when one of the
-  /// Jobs or Pods it runs changes: the controller's own, shared with the other controllers, mapped back by `owner`.
-  public func runsController<Object: KubeResource>(
-    name: String, namespace: String?, workers: Int, logger: Logger, metrics: MetricsRegistry?,
-    owner: @escaping KeyMapper<Unstructured>, reconcile: @escaping Controller<Object>.Reconcile
-  ) -> Controller<Object> {
-    let controller = Controller<Object>(
-      name: name, informer: informer(Object.self, namespace: namespace), options: ControllerOptions(workers: workers),
-      logger: logger, metrics: metrics, reconcile: reconcile)
+  /// The controller of `reconciler`'s kind in `namespace` (nil: all namespaces), which also reconciles an object when
+  /// one of the Jobs or Pods it runs changes: the controller's own, shared with the other controllers, mapped back by
+  /// `R.owner`; then whatever else the reconciler watches (`RunsReconciler.watches`). The one factory of the
+  /// RecoveryPlan and DRDrill controllers.
+  public func runsController<R: RunsReconciler>(
+    _ reconciler: R, namespace: String?, workers: Int, logger: Logger, metrics: MetricsRegistry?
+  ) -> Controller<R.Object> {
+    let controller = Controller<R.Object>(
+      name: R.controllerName, informer: informer(R.Object.self, namespace: namespace),
+      options: ControllerOptions(workers: workers), logger: logger, metrics: metrics, reconcile: reconciler.reconcile)
+    let owner = R.owner(watchNamespace: namespace)
     for resource in [ResourceDescriptor.jobs, .pods] { controller.watches(managed(resource), mapper: owner) }
+    reconciler.watches(controller, informers: self)
     return controller
   }
+}
+
+/// A reconciler of a kind whose runs are the controller's Jobs (RecoveryPlan, DRDrill): what
+/// `InformerRegistry.runsController` builds its controller from.
+public protocol RunsReconciler: Sendable {
+  associatedtype Object: KubeResource
+  /// The controller's name (logs, metrics).
+  static var controllerName: String { get }
+  /// The object a Job or Pod of the controller belongs to, named by its labels; none for one outside
+  /// `watchNamespace` (nil: all namespaces), which another controller follows.
+  static func owner(watchNamespace: String?) -> KeyMapper<Unstructured>
+  /// The Controller's reconcile function.
+  func reconcile(_ key: ObjectKey, _ store: Store<Object>) async throws -> ReconcileResult
+  /// Adds the watches of the kind besides its Jobs and Pods (none by default).
+  func watches(_ controller: Controller<Object>, informers: InformerRegistry)
+}
+
+extension RunsReconciler {
+  public func watches(_ controller: Controller<Object>, informers: InformerRegistry) {}
 }
 
 extension InformerRegistry {
