@@ -158,16 +158,5 @@ Raw: \`$STAGES\`
 TBL
 )
 echo "$TABLE"
-python3 - "$OUT" "$TABLE" <<'PY'
-import sys, re, os
-path, table = sys.argv[1], sys.argv[2]
-text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-begin, end = "<!-- engine-bench:begin -->", "<!-- engine-bench:end -->"
-block = f"{begin}\n{table}\n{end}"
-if begin in text:
-    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + block + "\n"
-open(path, "w").write(text)
-PY
+python3 "$REPO_ROOT/hack/bench/write-section.py" "$OUT" engine-bench "$TABLE"
 echo "wrote $OUT"

@@ -124,16 +124,5 @@ TBL
 )
 echo "$TABLE"
 [[ "$OUT" == /dev/null ]] && exit 0
-python3 - "$OUT" "$TABLE" <<'PY'
-import sys, re, os
-path, table = sys.argv[1], sys.argv[2]
-text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-begin, end = "<!-- files-bench:begin -->", "<!-- files-bench:end -->"
-block = f"{begin}\n{table}\n{end}"
-if begin in text:
-    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + block + "\n"
-open(path, "w").write(text)
-PY
+python3 "$REPO_ROOT/hack/bench/write-section.py" "$OUT" files-bench "$TABLE"
 echo "wrote $OUT"
