@@ -197,7 +197,8 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 #  - replication-e2e: snapshots copied from S3 to GCS under another key, restores from the replica, key rotation;
 #  - e2e: a PostgreSQL database backed up by a BackupPolicy, restored by a RecoveryPlan, rehearsed by DRDrills that
 #    pass and, on a tampered pack, fail;
-#  - keyrotation-e2e: key rotation Jobs (local key, Vault Transit, AWS KMS) and deleting a policy's backups;
+#  - keyrotation-e2e: key rotation Jobs (local key, Vault Transit, AWS KMS, Azure Key Vault and Google Cloud KMS on
+#    hack/lib/cloudkms-server.py) and deleting a policy's backups;
 #  - pvc-e2e: files of another uid (0600) on a claim, backed up, deleted, restored with owners and modes; then
 #    restored into another namespace, whose claim is created from the policy's recorded claim;
 #  - samples-e2e: every file of crds/samples/ applied, its outside world rewritten to the testbed's services through one

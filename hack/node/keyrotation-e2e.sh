@@ -3,8 +3,11 @@
 # node (hack/node/lib.sh) in the engine image.
 # The same rotation is then run for Vault Transit (a new Transit key version; version 1 is retired with
 # min_decryption_version afterwards) and AWS KMS on moto (a new key; the old one is disabled afterwards): each time
-# the data restores without the old key. Deleting the Vault policy (no deleteBackupsOnDelete) leaves its objects as
-# they were and restorable.
+# the data restores without the old key. Then Azure Key Vault and Google Cloud KMS on hack/lib/cloudkms-server.py
+# (their documented REST formats) on the node's bridge address: the rotation Job makes a new key version, the old
+# version is disabled afterwards, the data restores, the next backup runs, and neither the cloud token nor the
+# client secret shows in the controller's or the Pods' logs. Deleting the Vault policy (no deleteBackupsOnDelete)
+# leaves its objects as they were and restorable.
 # A BackupPolicy (dump command -> moto S3, a local master key from a Secret) backs up; a rotation (asked for with the
 # dr.botrt.io/rotate-keys-now annotation, as the schedule would after keyRotationDays) runs `botrt-engine rotate-keys`
 # as a Job, moving the repository to the next entry of the rotation keys Secret; the data then restores with the new
@@ -191,6 +194,70 @@ k patch backuppolicy awsdb --type merge -p '{"spec":{"trigger":"b2"}}' >/dev/nul
 for _ in $(seq 1 90); do [[ "$(jp awsdb .status.lastSnapshot)" != "$before" ]] && break; sleep 1; done
 [[ "$(jp awsdb .status.lastSnapshot)" != "$before" ]] ||
   fail "no backup after the AWS rotation: $(jp awsdb '.status.conditions[?(@.type=="LastBackupSucceeded")].message')"
+
+# The cloud key services' server, on the bridge address so the Pods reach it (http: allowPlaintextHTTP below).
+KTOKEN="tok-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+KSECRET="sec-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+python3 "$REPO/hack/lib/cloudkms-server.py" "$KTOKEN" "$WORK/kms-requests.jsonl" "$KSECRET" "$WORK/sa.json" \
+  --host "$NODE_IP" >"$WORK/kms.port" 2>"$WORK/kms.log" &
+PIDS+=("$!")
+for _ in $(seq 1 100); do [[ -s "$WORK/kms.port" ]] && break; sleep 0.1; done
+KPORT="$(head -n 1 "$WORK/kms.port")"
+[[ "$KPORT" =~ ^[0-9]+$ ]] || fail "the cloud KMS server did not start: $(cat "$WORK/kms.log")"
+KURL="http://$NODE_IP:$KPORT"
+ckms() { curl -sf -X "$1" -H "Authorization: Bearer $KTOKEN" -H 'Content-Type: application/json' --data "$3" "$KURL$2"; }
+# METHOD PATH: how many requests the server logged (the Pods' and ours).
+kreqs() { python3 - "$WORK/kms-requests.jsonl" "$1" "$2" <<'EOF'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+print(sum(1 for r in rs if r["method"] == sys.argv[2] and r["path"] == sys.argv[3]))
+EOF
+}
+next_backup() {
+  local name="$1" before
+  before="$(jp "$name" .status.lastSnapshot)"
+  k patch backuppolicy "$name" --type merge -p '{"spec":{"trigger":"b2"}}' >/dev/null
+  for _ in $(seq 1 90); do [[ "$(jp "$name" .status.lastSnapshot)" != "$before" ]] && break; sleep 1; done
+  [[ "$(jp "$name" .status.lastSnapshot)" != "$before" ]] ||
+    fail "$name: no backup after the rotation: $(jp "$name" '.status.conditions[?(@.type=="LastBackupSucceeded")].message')"
+}
+k create secret generic azure-creds --from-literal=AZURE_TENANT_ID=t1 --from-literal=AZURE_CLIENT_ID=botrt-client \
+  --from-literal=AZURE_CLIENT_SECRET="$KSECRET" >/dev/null
+k create secret generic gcp-sa --from-file=service-account.json="$WORK/sa.json" >/dev/null
+
+log "6b. Azure Key Vault: the rotation Job makes a new key version; the old one is then disabled, and backups go on"
+AZKEY="keyrot-$$"
+AZV1="$(ckms POST "/keys/$AZKEY/rotate?api-version=7.4" '{}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["key"]["kid"].rsplit("/", 1)[1])')"
+[[ -n "$AZV1" ]] || fail "cannot create the Azure key"
+backup_and_rotate azuredb "{azureKeyVault: {vaultURL: \"$KURL\", keyName: $AZKEY, authorityHost: \"$KURL\", credentialsSecretRef: {name: azure-creds}}, allowPlaintextHTTP: true}"
+[[ "$(kreqs POST "/keys/$AZKEY/rotate")" == 2 ]] ||
+  fail "the rotation Job did not rotate the Azure key (rotate requests: $(kreqs POST "/keys/$AZKEY/rotate"))"
+[[ "$(jp azuredb '.status.conditions[?(@.type=="KeyRotationDue")].status')" == False && -n "$(jp azuredb .status.lastKeyRotation)" ]] ||
+  fail "azuredb after the rotation: $(jp azuredb '.status.conditions[?(@.type=="KeyRotationDue")].message')"
+ckms PATCH "/keys/$AZKEY/$AZV1?api-version=7.4" '{"attributes":{"enabled":false}}' >/dev/null ||
+  fail "cannot disable Azure key version 1"
+AZURE_ACCESS_TOKEN="$KTOKEN" PREFIX=azuredb engine restore latest --stdout --kms "azurekv://$NODE_IP/keys/$AZKEY" \
+  --kms-endpoint "$KURL" 2>/dev/null | grep azuredb-row >/dev/null || fail "restore after disabling Azure key version 1 failed"
+next_backup azuredb
+
+log "6c. Google Cloud KMS: the rotation Job makes a new primary version; version 1 is then disabled, and backups go on"
+GKEY="projects/p1/locations/global/keyRings/botrt/cryptoKeys/keyrot-$$"
+backup_and_rotate gcpdb "{gcpKms: {keyName: \"$GKEY\", endpoint: \"$KURL\", credentialsSecretRef: {name: gcp-sa}}, allowPlaintextHTTP: true}"
+[[ "$(kreqs POST "/v1/$GKEY/cryptoKeyVersions")" == 1 && "$(kreqs POST "/v1/$GKEY:updatePrimaryVersion")" == 1 ]] ||
+  fail "the rotation Job did not make a new primary version of the Google Cloud KMS key"
+[[ "$(jp gcpdb '.status.conditions[?(@.type=="KeyRotationDue")].status')" == False && -n "$(jp gcpdb .status.lastKeyRotation)" ]] ||
+  fail "gcpdb after the rotation: $(jp gcpdb '.status.conditions[?(@.type=="KeyRotationDue")].message')"
+ckms PATCH "/v1/$GKEY/cryptoKeyVersions/1?updateMask=state" '{"state":"DISABLED"}' >/dev/null ||
+  fail "cannot disable Google Cloud KMS key version 1"
+GOOGLE_OAUTH_ACCESS_TOKEN="$KTOKEN" PREFIX=gcpdb engine restore latest --stdout --kms "gcpkms://$GKEY" \
+  --kms-endpoint "$KURL" 2>/dev/null | grep gcpdb-row >/dev/null || fail "restore after disabling GCP key version 1 failed"
+next_backup gcpdb
+for p in $(kubectl -n "$BACKUP_NS" get pods -o name); do kubectl -n "$BACKUP_NS" logs "$p" --all-containers 2>/dev/null; done \
+  >"$WORK/pod-logs"
+[[ -s "$WORK/pod-logs" ]] || fail "no Pod logs to check for the cloud credentials"
+! grep -q -e "$KTOKEN" -e "$KSECRET" "$WORK/controller.log" "$WORK/pod-logs" ||
+  fail "the cloud token or client secret appears in the controller's or the Pods' logs"
 
 log "7. deleting a policy without deleteBackupsOnDelete leaves its backups alone"
 kept="$(s3count vaultdb)"
