@@ -321,8 +321,9 @@ def repository_schema(desc):
                                "https://ACCOUNT.blob.core.windows.net.", maxLength=512, pattern=URL_PATTERN),
             cred: secret_ref("Secret with AZURE_STORAGE_KEY (the storage account's shared key; SAS tokens are not supported)."),
         }, required=["account", "container", cred]),
-        "local": obj("A directory: on a PersistentVolumeClaim when claimName is set, otherwise a path on the "
-                     "node (air-gapped storage).", {
+        "local": obj("A directory on a PersistentVolumeClaim (claimName), for air-gapped storage. Without "
+                     "claimName nothing is mounted at path, so a Job's repository would be in its container's own "
+                     "filesystem and gone with the Pod: set claimName.", {
                          "path": string("Absolute directory of the repository in the Jobs' containers. When "
                                         "claimName is set, the claim is mounted there: the repository is the "
                                         "claim's root directory.", minLength=1, maxLength=4096,
@@ -331,7 +332,7 @@ def repository_schema(desc):
                                                   "policy's own namespace, where the Jobs of a pvc source run. A "
                                                   "command source's Jobs run in the shared backup namespace and may "
                                                   "not name a claim there (another tenant's could have the name). "
-                                                  "Default: none (path is a node directory)."),
+                                                  "Default: none (nothing is mounted; see local)."),
                      }, required=["path"]),
     }, required=None, oneOf=one_of("s3", "gcs", "azure", "local"),
         **{"x-kubernetes-validations": [exactly_one("repository", "s3", "gcs", "azure", "local")]})
