@@ -180,7 +180,8 @@ DB_NAME="orders_$$"
 # Vault over TLS, as the quickstart says: a TLS front with a certificate for the node's address from a CA of the
 # test's own (a private CA, as many sites have), in front of the services' plain-HTTP Vault. An http:// Vault would be
 # refused (TLS by default).
-node_vault_tls "$WORK" 18211
+VAULT_TLS_PORT=18211
+node_vault_tls "$WORK" "$VAULT_TLS_PORT"
 TLS_PROXY_PID=$NODE_VAULT_TLS_PID
 QUICKSTART_VAULT_ADDR="$NODE_VAULT_TLS_ADDR"
 
