@@ -79,9 +79,7 @@ import Testing
 
     try h.write("src/a.txt", Data("stored over tls\n".utf8))
     func run(_ args: [String]) throws -> CLIHarness.Output {
-      try h.run(
-        args + ["--repo", "gs://\(bucket)/repo", "--kms", h.kmsURL, "--quiet"], withRepo: false,
-        env: ["BOTRT_GCS_ENDPOINT": endpoint])
+      try h.run(args, repo: "gs://\(bucket)/repo", env: ["BOTRT_GCS_ENDPOINT": endpoint])
     }
     let untrusted = try run(["backup", "--init-if-missing", h.dir + "/src"])
     #expect(untrusted.code == EngineExitCode.storage, "\(untrusted.stderr)")

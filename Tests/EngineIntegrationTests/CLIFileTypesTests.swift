@@ -287,8 +287,7 @@ import Testing
     #expect(c.code == 0, "\(c.stderr)")
     let fromCopy = h.dir + "/from-copy"
     let rc = try h.run(
-      ["restore", "latest", "--target", fromCopy, "--repo", copyRepo, "--kms", h.kmsURL, "--quiet"]
-        + (isRoot ? ["--keep-setid"] : []), withRepo: false)
+      ["restore", "latest", "--target", fromCopy] + (isRoot ? ["--keep-setid"] : []), repo: copyRepo)
     #expect(rc.code == 0, "\(rc.stderr)")
     #expect(Self.walk(fromCopy + "/src").sorted() == expected)
     for rel in expected {

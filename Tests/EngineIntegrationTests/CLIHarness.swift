@@ -65,11 +65,12 @@ struct CLIHarness {
   /// Writing to the stdin pipe of a command that has exited must fail the write, not kill the test process.
   static let ignoreBrokenPipes: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
 
-  /// Runs the binary with `args`, optional stdin bytes (or a file path for stdin/stdout).
+  /// Runs the binary with `args`, optional stdin bytes (or a file path for stdin/stdout). With `withRepo`, the
+  /// repository (`repo`, default the harness's own), the harness's key and `--quiet` are added.
   @discardableResult
   func run(
     _ args: [String], stdin: Data? = nil, stdinFile: String? = nil, stdoutFile: String? = nil, withRepo: Bool = true,
-    env: [String: String] = [:]
+    repo: String? = nil, env: [String: String] = [:]
   ) throws -> Output {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: try Self.binary())
@@ -80,7 +81,7 @@ struct CLIHarness {
       p.environment = e.merging(env) { $1 }
     }
     var a = args
-    if withRepo { a += ["--repo", repoURL, "--kms", kmsURL, "--quiet"] }
+    if withRepo { a += ["--repo", repo ?? repoURL, "--kms", kmsURL, "--quiet"] }
     p.arguments = a
     let outPipe = Pipe()
     let errPipe = Pipe()

@@ -17,7 +17,7 @@ import Testing
     let h = try CLIHarness()
     defer { h.cleanup() }
     func run(_ args: [String]) throws -> CLIHarness.Output {
-      try h.run(args + ["--repo", "gs://\(bucket)/repo", "--kms", h.kmsURL, "--quiet"], withRepo: false)
+      try h.run(args, repo: "gs://\(bucket)/repo")
     }
     #expect(try run(["init"]).code == 0)
     let a = Data(Crypto.randomBytes(300_000))
@@ -74,7 +74,7 @@ import Testing
     let h = try CLIHarness()
     defer { h.cleanup() }
     func run(_ args: [String]) throws -> CLIHarness.Output {
-      try h.run(args + ["--repo", "gs://\(bucket)/repo", "--kms", h.kmsURL, "--quiet"], withRepo: false)
+      try h.run(args, repo: "gs://\(bucket)/repo")
     }
     #expect(try run(["init"]).code == 0)
     try h.write("src/a.bin", Data(Crypto.randomBytes(100_000)))

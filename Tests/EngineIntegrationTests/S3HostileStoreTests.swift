@@ -104,7 +104,7 @@ import Testing
     defer { h.cleanup() }
     let repoURL = "s3://\(s.bucket)/\(s.prefix)"
     func run(_ args: [String]) throws -> CLIHarness.Output {
-      try h.run(args + ["--repo", repoURL, "--kms", h.kmsURL, "--quiet"], withRepo: false)
+      try h.run(args, repo: repoURL)
     }
     func warnings(_ o: CLIHarness.Output) -> [String] { o.result["warnings"] as? [String] ?? [] }
     #expect(try run(["init", "--object-lock", "compliance:1"]).code == 0)
@@ -170,9 +170,7 @@ import Testing
     let c = try run(["copy", "--all", "--to", replica, "--to-kms", h.kmsURL, "--init-if-missing"])
     #expect(c.code == 0, "\(c.stderr)")
     #expect((c.result["copied"] as? [[String: Any]])?.count == 2, "\(c.result)")
-    let rr = try h.run(
-      ["restore", "latest", "--target", h.dir + "/out3", "--repo", replica, "--kms", h.kmsURL, "--quiet"],
-      withRepo: false)
+    let rr = try h.run(["restore", "latest", "--target", h.dir + "/out3"], repo: replica)
     #expect(rr.code == 0, "\(rr.stderr)")
     #expect(FileManager.default.contents(atPath: h.dir + "/out3/src/a.bin") == b)
 
@@ -207,7 +205,7 @@ import Testing
     defer { h.cleanup() }
     let repoURL = "s3://\(s.bucket)/\(s.prefix)"
     func run(_ args: [String]) throws -> CLIHarness.Output {
-      try h.run(args + ["--repo", repoURL, "--kms", h.kmsURL, "--quiet"], withRepo: false)
+      try h.run(args, repo: repoURL)
     }
     #expect(try run(["init"]).code == 0)
     try h.write("src/a.bin", Data(Crypto.randomBytes(200_000)))

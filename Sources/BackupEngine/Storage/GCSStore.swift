@@ -173,23 +173,31 @@ public struct GCSStore: ObjectStore {
   }
 
   public func list(prefix listPrefix: String) async throws -> [ObjectInfo] {
+    try await listItems(listPrefix, versions: false).map { key, item in
+      ObjectInfo(
+        key: key, size: Self.size(item["size"]), lastModified: (item["updated"] as? String).flatMap(parseISO8601))
+    }
+  }
+
+  /// The objects under `listPrefix`, page by page (keys relative to the repository, with each listing item); with
+  /// `versions`, every generation (`versions=true`).
+  func listItems(_ listPrefix: String, versions: Bool) async throws -> [(key: String, item: [String: Any])] {
     let full = objectName(listPrefix)
     let strip = prefix.isEmpty ? 0 : prefix.count + 1
-    var out: [ObjectInfo] = []
+    let what = versions ? "list versions" : "list"
+    var out: [(key: String, item: [String: Any])] = []
     var pageToken: String? = nil
     repeat {
-      var url = "\(endpoint)/storage/v1/b/\(SigV4.encode(bucket))/o?prefix=\(SigV4.encode(full))&maxResults=1000"
+      var url = "\(endpoint)/storage/v1/b/\(SigV4.encode(bucket))/o?prefix=\(SigV4.encode(full))"
+      url += versions ? "&versions=true&maxResults=1000" : "&maxResults=1000"
       if let pageToken { url += "&pageToken=\(SigV4.encode(pageToken))" }
-      let r = try await send("LIST \(listPrefix)", method: "GET", url: url)
+      let r = try await send("\(what.uppercased()) \(listPrefix)", method: "GET", url: url)
       guard r.status == 200, let o = jsonObject(r.body) else {
-        throw failure(r, key: listPrefix.isEmpty ? "/" : listPrefix, operation: "list")
+        throw failure(r, key: listPrefix.isEmpty ? "/" : listPrefix, operation: what)
       }
       for item in (o["items"] as? [[String: Any]]) ?? [] {
         guard let name = item["name"] as? String, name.count >= strip else { continue }
-        out.append(
-          ObjectInfo(
-            key: String(name.dropFirst(strip)), size: Self.size(item["size"]),
-            lastModified: (item["updated"] as? String).flatMap(parseISO8601)))
+        out.append((String(name.dropFirst(strip)), item))
       }
       pageToken = (o["nextPageToken"] as? String).flatMap { $0.isEmpty ? nil : $0 }
     } while pageToken != nil
@@ -212,36 +220,18 @@ public struct GCSStore: ObjectStore {
 
   /// Every generation under `listPrefix` (keys relative to the repository), newest generation first per key.
   func listGenerations(_ listPrefix: String) async throws -> [Generation] {
-    let full = objectName(listPrefix)
-    let strip = prefix.isEmpty ? 0 : prefix.count + 1
-    var out: [Generation] = []
-    var pageToken: String? = nil
-    repeat {
-      var url =
-        "\(endpoint)/storage/v1/b/\(SigV4.encode(bucket))/o?prefix=\(SigV4.encode(full))&versions=true&maxResults=1000"
-      if let pageToken { url += "&pageToken=\(SigV4.encode(pageToken))" }
-      let r = try await send("LIST VERSIONS \(listPrefix)", method: "GET", url: url)
-      guard r.status == 200, let o = jsonObject(r.body) else {
-        throw failure(r, key: listPrefix.isEmpty ? "/" : listPrefix, operation: "list versions")
+    try await listItems(listPrefix, versions: true).compactMap { key, item in
+      Self.generation(item["generation"]).map {
+        Generation(key: key, generation: $0, size: Self.size(item["size"]), live: item["timeDeleted"] == nil)
       }
-      for item in (o["items"] as? [[String: Any]]) ?? [] {
-        guard let name = item["name"] as? String, name.count >= strip, let g = Self.generation(item["generation"])
-        else { continue }
-        out.append(
-          Generation(
-            key: String(name.dropFirst(strip)), generation: g, size: Self.size(item["size"]),
-            live: item["timeDeleted"] == nil))
-      }
-      pageToken = (o["nextPageToken"] as? String).flatMap { $0.isEmpty ? nil : $0 }
-    } while pageToken != nil
-    return out.sorted { a, b in
+    }.sorted { a, b in
       a.key != b.key ? a.key < b.key : (Int64(a.generation) ?? 0) > (Int64(b.generation) ?? 0)
     }
   }
 
   /// A generation is an int64 sent as a decimal string; anything else is not a generation.
   static func generation(_ v: Any?) -> String? {
-    if let s = v as? String, !s.isEmpty, s.allSatisfy(\.isASCII), Int64(s) != nil { return s }
+    if let s = v as? String, Int64(s) != nil { return s }
     if let n = v as? NSNumber { return n.stringValue }
     return nil
   }
