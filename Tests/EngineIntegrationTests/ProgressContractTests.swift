@@ -7,49 +7,33 @@ import Testing
 @testable import Reconcilers
 
 /// The progress of a running backup across the engine → controller boundary: the backup container the controller
-/// builds asks for progress lines (`--json`, `BOTRT_PROGRESS_FPS`), the real engine binary run with that setting
-/// writes them, and the controller's parser (`EngineProgress.latest`, `RunProgressLogic.progress`) reads them into
-/// the status value.
+/// builds asks for progress lines (`--json`, `BOTRT_PROGRESS_FPS`), the real engine binary run with its arguments and
+/// that setting writes them, and the controller's parser (`EngineProgress.latest`, `RunProgressLogic.progress`) reads
+/// them into the status value.
 @Suite struct ProgressContractTests {
-  /// The backup CronJob's engine container as the controller builds it: its arguments and its progress rate.
-  static func backupContainer() throws -> (args: [String], fps: String?) {
-    var meta = ObjectMeta(name: "prog", namespace: "shop")
-    meta.uid = "uid-prog"
-    let spec = BackupPolicySpec(
-      tier: .standard, source: BackupSource(pvc: PVCSource(claimName: "data")),
-      repository: RepositorySpec(local: LocalRepository(path: "/backups")),
-      encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
-    let policy = BackupPolicy(metadata: meta, spec: spec)
-    let children = try BackupPolicyChildren.build(
-      ChildInputs(
-        policy: policy, effective: try EffectivePolicy(spec: spec, now: Date()),
-        settings: ControllerSettings(engineImage: "botrt/engine:1", cronJobAPIVersion: "batch/v1", calicoServed: false),
-        secrets: ["kek": Secret(metadata: ObjectMeta(name: "kek", namespace: "shop"), data: ["key": Data(count: 32)])]))
-    let names = ChildNames(namespace: "shop", name: "prog")
-    let cron = try #require(children.first { $0.resource.kind == "CronJob" && $0.name == names.backupCronJob })
-    let containers = try #require(
-      cron.body[path: "spec", "jobTemplate", "spec", "template", "spec", "containers"]?.arrayValue)
-    let backup = try #require(containers.first { $0["name"]?.stringValue == "backup" })
-    let args = (backup["args"]?.arrayValue ?? []).compactMap(\.stringValue)
-    let fps = (backup["env"]?.arrayValue ?? []).first { $0["name"]?.stringValue == EngineEnv.progressFPS }?["value"]?
-      .stringValue
-    return (args, fps)
-  }
-
   @Test func theBackupJobsProgressLinesAreReadIntoStatus() throws {
-    let built = try Self.backupContainer()
-    #expect(built.args.contains("--json") && !built.args.contains("--quiet"), "\(built.args)")
-    #expect(built.fps == EngineProgress.jobFramesPerSecond)
-
     let h = try CLIHarness()
     defer { h.cleanup() }
+    let spec = BackupPolicySpec(
+      tier: .standard, source: BackupSource(pvc: PVCSource(claimName: "data")),
+      repository: RepositorySpec(local: LocalRepository(path: h.repo)),
+      encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
+    let container = try builtBackupContainer(name: "prog", spec: spec)
+    // The claim is where the Pod mounts it: here, the test's tree; the key is the harness's.
+    var args = (container["args"]?.arrayValue ?? []).compactMap(\.stringValue).map {
+      $0.replacingOccurrences(of: "/backup/data", with: h.dir + "/src")
+    }
+    #expect(args.contains("--json") && !args.contains("--quiet"), "\(args)")
+    if let i = args.firstIndex(of: EngineFlag.long(EngineFlag.kms)) { args[i + 1] = h.kmsURL }
+    let fps = (container["env"]?.arrayValue ?? []).first { $0["name"]?.stringValue == EngineEnv.progressFPS }?[
+      "value"]?.stringValue
+    #expect(fps == EngineProgress.jobFramesPerSecond)
+
     let payload = Data((0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) })
     try h.write("src/a.bin", payload)
     try h.write("src/b.txt", Data("hello\n".utf8))
-    // The controller's output flags and rate on a small tree; what a Job's log would hold, stdout then stderr.
-    let b = try h.run(
-      ["backup", "--init-if-missing", "--json", "--repo", h.repoURL, "--kms", h.kmsURL, h.dir + "/src"],
-      withRepo: false, env: [EngineEnv.progressFPS: try #require(built.fps)])
+    // The controller's arguments and rate on a small tree; what a Job's log would hold, stdout then stderr.
+    let b = try h.run(args, withRepo: false, env: [EngineEnv.progressFPS: try #require(fps)])
     #expect(b.code == 0, "\(b.stderr)")
     let log = String(decoding: b.stdout, as: UTF8.self) + b.stderr
     let lines = log.split(separator: "\n")
