@@ -24,7 +24,7 @@ import Testing
     pvc.excludeIfPresent = [".nobackup"]
     let spec = BackupPolicySpec(
       tier: .standard, source: BackupSource(pvc: pvc),
-      repository: RepositorySpec(local: LocalRepository(path: h.repo)),
+      repository: RepositorySpec(local: LocalRepository(path: h.repo, claimName: "backups")),
       encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
     #expect(SpecValidation.validate(spec).isEmpty)
     let container = try builtBackupContainer(name: "files", spec: spec)

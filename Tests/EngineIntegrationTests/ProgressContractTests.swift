@@ -16,7 +16,7 @@ import Testing
     defer { h.cleanup() }
     let spec = BackupPolicySpec(
       tier: .standard, source: BackupSource(pvc: PVCSource(claimName: "data")),
-      repository: RepositorySpec(local: LocalRepository(path: h.repo)),
+      repository: RepositorySpec(local: LocalRepository(path: h.repo, claimName: "backups")),
       encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
     let container = try builtBackupContainer(name: "prog", spec: spec)
     // The claim is where the Pod mounts it: here, the test's tree; the key is the harness's.
