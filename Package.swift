@@ -98,7 +98,10 @@ let package = Package(
     .testTarget(name: "DRAPITests", dependencies: ["DRAPI", "KubeCore"]),
     .testTarget(
       name: "ReconcilersTests",
-      dependencies: ["Reconcilers", "DRAPI", "KubeCore", "KubeClient", "KubeRuntime", "EngineContract"],
+      dependencies: [
+        "Reconcilers", "DRAPI", "KubeCore", "KubeClient", "KubeRuntime", "EngineContract",
+        .product(name: "Logging", package: "swift-log"),
+      ],
       // The children's JSON as the builders make it (ChildrenGoldenTests reads them by path).
       exclude: ["Fixtures"]),
     .testTarget(

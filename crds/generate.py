@@ -321,9 +321,10 @@ def repository_schema(desc):
                                "https://ACCOUNT.blob.core.windows.net.", maxLength=512, pattern=URL_PATTERN),
             cred: secret_ref("Secret with AZURE_STORAGE_KEY (the storage account's shared key; SAS tokens are not supported)."),
         }, required=["account", "container", cred]),
-        "local": obj("A directory on a PersistentVolumeClaim (claimName), for air-gapped storage. Without "
-                     "claimName nothing is mounted at path, so a Job's repository would be in its container's own "
-                     "filesystem and gone with the Pod: set claimName.", {
+        "local": with_rules(obj("A directory on a PersistentVolumeClaim (claimName), for air-gapped storage. "
+                     "claimName is required: without it nothing would be mounted at path, and a Job's repository "
+                     "would be in its container's own filesystem, gone with the Pod (the controller refuses such a "
+                     "spec with Ready=False naming local.claimName).", {
                          "path": string("Absolute directory of the repository in the Jobs' containers. When "
                                         "claimName is set, the claim is mounted there: the repository is the "
                                         "claim's root directory.", minLength=1, maxLength=4096,
@@ -332,8 +333,10 @@ def repository_schema(desc):
                                                   "policy's own namespace, where the Jobs of a pvc source run. A "
                                                   "command source's Jobs run in the shared backup namespace and may "
                                                   "not name a claim there (another tenant's could have the name). "
-                                                  "Default: none (nothing is mounted; see local)."),
+                                                  "Required (see local)."),
                      }, required=["path"]),
+            rule("has(self.claimName)", "claimName: a local repository must name the PersistentVolumeClaim that holds "
+                 "it; without one the repository would be lost with each Job's Pod", field_path=".claimName")),
     }, required=None, oneOf=one_of("s3", "gcs", "azure", "local"),
         **{"x-kubernetes-validations": [exactly_one("repository", "s3", "gcs", "azure", "local")]})
 

@@ -163,7 +163,7 @@ metadata: {name: p, namespace: no-such-namespace}
 spec:
   tier: standard
   source: {pvc: {claimName: data}}
-  repository: {local: {path: /repo}}
+  repository: {local: {path: /repo, claimName: repo}}
   encryption: {kms: {localKeySecretRef: {name: key}}}
 EOF
 )"
@@ -186,7 +186,7 @@ metadata: {name: p, namespace: botrt-samples}
 spec:
   tier: standard
   source: {pvc: {claimName: data}}
-  repository: {local: {path: /repo}, ftp: {host: example}}
+  repository: {local: {path: /repo, claimName: repo}, ftp: {host: example}}
   encryption: {kms: {localKeySecretRef: {name: key}}}
 EOF
 )"
@@ -296,7 +296,7 @@ metadata: {name: watched, namespace: $NS}
 spec:
   tier: standard
   source: {pvc: {claimName: data}}
-  repository: {local: {path: /repo}}
+  repository: {local: {path: /repo, claimName: repo}}
   encryption: {kms: {localKeySecretRef: {name: key}}}
 EOF
 kubectl delete bp watched -n "$NS" >/dev/null
@@ -318,7 +318,7 @@ metadata: {name: gc-owner, namespace: $NS}
 spec:
   tier: standard
   source: {pvc: {claimName: data}}
-  repository: {local: {path: /repo}}
+  repository: {local: {path: /repo, claimName: repo}}
   encryption: {kms: {localKeySecretRef: {name: key}}}
 EOF
 uid="$(kubectl get bp gc-owner -n "$NS" -o jsonpath='{.metadata.uid}')"

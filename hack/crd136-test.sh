@@ -110,7 +110,7 @@ BP_HEAD="apiVersion: dr.botrt.io/v1alpha1
 kind: BackupPolicy
 metadata: {name: invalid, namespace: $NS}"
 BP_OK='source: {pvc: {claimName: data}}
-  repository: {local: {path: /repo}}
+  repository: {local: {path: /repo, claimName: repo}}
   encryption: {kms: {localKeySecretRef: {name: key}}}'
 reject "tier enum" spec.tier "$BP_HEAD
 spec:
@@ -130,7 +130,7 @@ reject "rotation over 90 days" spec.encryption.keyRotationDays "$BP_HEAD
 spec:
   tier: critical
   source: {pvc: {claimName: data}}
-  repository: {local: {path: /repo}}
+  repository: {local: {path: /repo, claimName: repo}}
   encryption: {kms: {localKeySecretRef: {name: key}}, keyRotationDays: 120}"
 reject "step action enum (1.36 names the index)" 'spec.procedures[0].steps[0].action' "apiVersion: dr.botrt.io/v1alpha1
 kind: RecoveryPlan
@@ -144,7 +144,7 @@ reject "unknown field (strict field validation)" 'unknown field "spec.repository
 spec:
   tier: critical
   source: {pvc: {claimName: data}}
-  repository: {local: {path: /repo}, ftp: {host: example}}
+  repository: {local: {path: /repo, claimName: repo}, ftp: {host: example}}
   encryption: {kms: {localKeySecretRef: {name: key}}}"
 
 # 4. Printer columns through the Table API.

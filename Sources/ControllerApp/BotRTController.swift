@@ -254,11 +254,12 @@ public final class BotRTController: Sendable {
         client: client, settings: settings, now: options.now, recorder: recorder, logger: logger, managed: managed,
         policies: controller.store, namespaces: RecoveryPlanReconciler.namespaceInformer(informers).store),
       namespace: options.watchNamespace, workers: options.workers, logger: logger, metrics: registry)
-    // DRDrills: runs in fenced scratch namespaces (Sources/Reconcilers/DRDrill/DrillReconciler.swift).
+    // DRDrills: runs in fenced scratch namespaces (Sources/Reconcilers/DRDrill/DrillReconciler.swift); their
+    // targets are read from the policies' and plans' shared caches.
     let drills = informers.runsController(
       DrillReconciler(
         client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
-        managed: managed),
+        managed: managed, policies: controller.store, plans: plans.store),
       namespace: options.watchNamespace, workers: options.workers, logger: logger, metrics: registry)
     // Security (docs/security-monitoring.md): the isolation guard, the run-access grants of backup windows, and
     // the run auditor.

@@ -48,6 +48,19 @@ public enum SpecValidation {
     return errors
   }
 
+  /// A local repository must name the claim that holds it: without one nothing is mounted at `path`, so each Job
+  /// would write its repository into its container's own filesystem, and every backup would be gone with its Pod.
+  static func localClaim(_ repository: RepositorySpec, at field: String) -> [SpecError] {
+    guard let local = repository.local, local.claimName == nil else { return [] }
+    return [
+      SpecError(
+        field: "\(field).local.claimName",
+        message: "is not set: nothing would be mounted at \(field).local.path ('\(local.path)'), so each Job would "
+          + "write the repository into its container's own filesystem and the backups would be lost with the Pod; "
+          + "name the PersistentVolumeClaim of this namespace that holds the repository, or use s3, gcs or azure")
+    ]
+  }
+
   /// Whether `verify --read-data-subset` accepts `s`: "P%" (0 < P <= 100) or "n/t" (1 <= n <= t <= 256).
   /// TLS by default: an http:// URL of the key service would carry its token or credentials and the plaintext data
   /// keys unencrypted; refused unless the spec opts in with allowPlaintextHTTP.
@@ -149,6 +162,7 @@ public enum SpecValidation {
       }
     }
     errors += spec.repository.exactlyOneErrors(at: "spec.repository")
+    errors += localClaim(spec.repository, at: "spec.repository")
     errors += spec.encryption.kms.exactlyOneErrors(at: "spec.encryption.kms")
     errors += plaintextKMS(spec.encryption.kms, at: "spec.encryption.kms")
     var replicaNames = Set<String>()
@@ -165,6 +179,7 @@ public enum SpecValidation {
             message: "is the policy's own repository (the same location, whatever the credentials); give the replica "
               + "another location"))
       }
+      errors += localClaim(replica.repository, at: "\(rf).repository")
       if let kms = replica.encryption?.kms {
         errors += kms.exactlyOneErrors(at: "\(rf).encryption.kms")
         errors += plaintextKMS(kms, at: "\(rf).encryption.kms")

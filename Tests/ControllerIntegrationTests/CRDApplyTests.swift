@@ -206,7 +206,7 @@ private enum CRDApply {
         metadata: ObjectMeta(name: "status-check", namespace: ns),
         spec: BackupPolicySpec(
           tier: .critical, source: BackupSource(pvc: PVCSource(claimName: "data")),
-          repository: RepositorySpec(local: LocalRepository(path: "/repo")),
+          repository: RepositorySpec(local: LocalRepository(path: "/repo", claimName: "repo")),
           encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "key")))))
       policy = try await client.create(policy)
       policy.status = BackupPolicyStatus(

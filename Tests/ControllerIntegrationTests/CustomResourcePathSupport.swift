@@ -181,7 +181,7 @@ func crPolicyYAML(_ name: String, labels: [String: String] = [:], tier: String =
     spec:
       tier: \(tier)
       source: {pvc: {claimName: data}}
-      repository: {local: {path: /repo}}
+      repository: {local: {path: /repo, claimName: repo}}
       encryption: {kms: {localKeySecretRef: {name: key}}}
     """
 }

@@ -22,7 +22,7 @@ import Testing
     for name in names {
       let spec = BackupPolicySpec(
         tier: .standard, source: BackupSource(pvc: PVCSource(claimName: "data")),
-        repository: RepositorySpec(local: LocalRepository(path: "/backups")),
+        repository: RepositorySpec(local: LocalRepository(path: "/backups", claimName: "backups")),
         encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
       var status = BackupPolicyStatus(lastBackupStoredBytes: 1)
       status.repositoryStoredBytes = 2

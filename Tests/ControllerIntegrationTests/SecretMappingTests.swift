@@ -20,7 +20,7 @@ import Testing
     return BackupPolicy(metadata: ObjectMeta(name: "p", namespace: "shop"), spec: spec)
   }
 
-  let local = RepositorySpec(local: LocalRepository(path: "/repo"))
+  let local = RepositorySpec(local: LocalRepository(path: "/repo", claimName: "repo"))
   let kmsKinds: [(KMSSpec, [String])] = [
     (
       KMSSpec(

@@ -11,7 +11,7 @@ func policySpec(
   BackupPolicySpec(
     tier: tier, schedule: schedule, rpo: rpo, compliance: compliance,
     source: BackupSource(pvc: PVCSource(claimName: "data")),
-    repository: RepositorySpec(local: LocalRepository(path: "/repo")),
+    repository: RepositorySpec(local: LocalRepository(path: "/repo", claimName: "repo")),
     encryption: EncryptionSpec(
       kms: KMSSpec(localKeySecretRef: SecretReference(name: "key")), keyRotationDays: keyRotationDays),
     retention: retention)

@@ -71,7 +71,8 @@ import Testing
     // passed the last two and the backup Job failed on them).
     pvc.exclude = ["*.tmp", "[abc", "x[]y", "!/logs/[a-]", "/ok/**"]
     let spec = BackupPolicySpec(
-      tier: .standard, source: BackupSource(pvc: pvc), repository: RepositorySpec(local: LocalRepository(path: "/r")),
+      tier: .standard, source: BackupSource(pvc: pvc),
+      repository: RepositorySpec(local: LocalRepository(path: "/r", claimName: "r")),
       encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek"))))
     let errors = SpecValidation.validate(spec)
     #expect(

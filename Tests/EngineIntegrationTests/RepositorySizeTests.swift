@@ -114,7 +114,7 @@ import Testing
     meta.generation = 1
     let spec = BackupPolicySpec(
       tier: .standard, source: BackupSource(pvc: PVCSource(claimName: "data")),
-      repository: RepositorySpec(local: LocalRepository(path: "/backups")),
+      repository: RepositorySpec(local: LocalRepository(path: "/backups", claimName: "backups")),
       encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
     var policy = BackupPolicy(metadata: meta, spec: spec)
     let now = KubeJSON.parseDate("2026-05-28T23:00:00Z")!

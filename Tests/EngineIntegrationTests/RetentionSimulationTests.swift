@@ -51,7 +51,7 @@ import Testing
     let spec = BackupPolicySpec(
       tier: c.tier, compliance: c.compliance.isEmpty ? nil : c.compliance,
       source: BackupSource(pvc: PVCSource(claimName: "data")),
-      repository: RepositorySpec(local: LocalRepository(path: "/backups")),
+      repository: RepositorySpec(local: LocalRepository(path: "/backups", claimName: "backups")),
       encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
     let policy = BackupPolicy(metadata: meta, spec: spec)
     let children = try BackupPolicyChildren.build(

@@ -201,6 +201,32 @@ func podSecretNames(_ pod: JSONValue?) -> Set<String> {
     for r in NetworkIsolation.windowRules(source.spec, settings: settings) { #expect(egress.contains(r.json)) }
   }
 
+  /// A repository on a claim exists only in the policy's namespace, never in a drill's scratch namespace: such a
+  /// drill is refused naming its target (or the replica), and a drill of the policy's object-storage replica runs.
+  @Test func aDrillOfARepositoryOnAClaimIsRefusedAndItsObjectStoreReplicaIsNot() throws {
+    var p = try replicaSourcePolicy()
+    p.spec.repository = RepositorySpec(local: LocalRepository(path: "/repository", claimName: "airgap"))
+    let fromPrimary = try DrillLogic.runSpec(try drill(replica: nil), plan: nil)
+    do {
+      _ = try DrillLogic.sourcePolicy(fromPrimary, policy: p)
+      Issue.record("a drill of a repository on a claim must be refused")
+    } catch {
+      #expect(error.field == "spec.target")
+      #expect(error.message.contains("'airgap'") && error.message.contains("spec.target.replica"), "\(error)")
+    }
+    let fromReplica = try DrillLogic.runSpec(try drill(replica: "eu"), plan: nil)
+    #expect(try DrillLogic.sourcePolicy(fromReplica, policy: p).spec.repository.gcs?.bucket == "dr-bucket")
+    // A replica on a claim is refused under the field that names the replica.
+    var q = try replicaSourcePolicy()
+    q.spec.replicas?[0].repository = RepositorySpec(local: LocalRepository(path: "/r", claimName: "dr-claim"))
+    do {
+      _ = try DrillLogic.sourcePolicy(fromReplica, policy: q)
+      Issue.record("a drill of a replica on a claim must be refused")
+    } catch {
+      #expect(error.field == "spec.target.replica" && error.message.contains("replica 'eu'"), "\(error)")
+    }
+  }
+
   @Test func aDrillOfAnUnknownReplicaOrAPlanStepsReplicaNamesTheField() throws {
     let p = try replicaSourcePolicy()
     let spec = try DrillLogic.runSpec(try drill(replica: "us"), plan: nil)

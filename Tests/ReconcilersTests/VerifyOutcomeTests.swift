@@ -39,7 +39,7 @@ import Testing
     meta.generation = 2
     var spec = BackupPolicySpec(
       tier: .standard, source: BackupSource(pvc: PVCSource(claimName: "data")),
-      repository: RepositorySpec(local: LocalRepository(path: "/backups")),
+      repository: RepositorySpec(local: LocalRepository(path: "/backups", claimName: "backups")),
       encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
     if verify { spec.verify = PolicyVerifySpec(schedule: "0 4 * * 0") }
     var p = BackupPolicy(metadata: meta, spec: spec)

@@ -655,6 +655,10 @@ public final class BackupPolicyReconciler: Sendable {
     if pending, w.deletionRun == nil {
       do {
         w.secrets = .success(try await readSecrets(policy))
+      } catch let e as KubeError where e.isRetryable {
+        // The apiserver unreachable, 429 or 5xx: the reconcile is retried, and the moment's failure is never taken
+        // as a reason to keep the backups the spec asks to delete (BackupsNotDeleted is recorded once, for good).
+        throw e
       } catch {
         w.secrets = .failure(DeletionReadError(error))
       }

@@ -232,8 +232,22 @@ public enum DrillLogic {
   /// The policy whose repository the run opens: the target policy, or the one of its replica the run restores from
   /// (`ReplicaSource.policy`: the replica's repository, keys and pins, never the primary's pins); its Secrets are the
   /// ones copied into the scratch namespace and its endpoints the ones the fence lets through.
+  ///
+  /// A repository on a claim (`repository.local.claimName`) cannot be drilled: the run's Jobs are in the scratch
+  /// namespace, where the policy's claim does not exist, so the Pod would stay Pending until the drill's timeout.
+  /// It is refused here, naming the field, before any run starts.
   public static func sourcePolicy(_ spec: DrillRunSpec, policy: BackupPolicy) throws(SpecError) -> BackupPolicy {
-    try ReplicaSource.policy(policy, replica: spec.restore.replica, field: spec.replicaField)
+    let source = try ReplicaSource.policy(policy, replica: spec.restore.replica, field: spec.replicaField)
+    if let claim = source.spec.repository.local?.claimName {
+      let which = spec.restore.replica.map { "the repository of its replica '\($0)'" } ?? "its repository"
+      throw SpecError(
+        field: spec.restore.replica == nil ? "spec.target" : spec.replicaField,
+        message: "BackupPolicy '\(policy.name)' keeps \(which) on claim '\(claim)' of namespace "
+          + "\(policy.metadata.namespace ?? "default") (repository.local.claimName); a drill's Jobs run in its scratch "
+          + "namespace, where that claim cannot be mounted: drill a replica in object storage (spec.target.replica) "
+          + "or rehearse the restore with a RecoveryPlan in the policy's namespace")
+    }
+    return source
   }
 
   /// The scratch namespace and its fences: default-deny for ingress and egress, then egress only for the drill's

@@ -69,10 +69,15 @@ public final class DrillReconciler: RunsReconciler {
   let logger: Logger
   /// The shared caches of the controller's own objects: the run's Job and Pods are read from them once filled.
   let managed: ManagedCaches
+  /// The shared caches of BackupPolicies (the BackupPolicy controller's) and RecoveryPlans (the RecoveryPlan
+  /// controller's): a drill's target is read from them once they are filled, else read live.
+  let policies: Store<BackupPolicy>?
+  let plans: Store<RecoveryPlan>?
 
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
-    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, managed: ManagedCaches = .none
+    recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, managed: ManagedCaches = .none,
+    policies: Store<BackupPolicy>? = nil, plans: Store<RecoveryPlan>? = nil
   ) {
     self.client = client
     self.entry = ReconcileEntry(
@@ -83,6 +88,8 @@ public final class DrillReconciler: RunsReconciler {
     self.metrics = metrics.map(DrillMetrics.init)
     self.logger = logger
     self.managed = managed
+    self.policies = policies
+    self.plans = plans
   }
 
   /// The controller's name; it also reconciles a drill when its run Job or Pod (in the scratch namespace) changes
@@ -113,7 +120,8 @@ public final class DrillReconciler: RunsReconciler {
     }
   }
 
-  /// The target's policy (directly, or through the plan's first restore step) and the plan.
+  /// The target's policy (directly, or through the plan's first restore step) and the plan, from the shared caches
+  /// once they are filled (`cachedOrLive`).
   func resolveTarget(_ drill: DRDrill) async throws -> (BackupPolicy?, RecoveryPlan?, SpecError?) {
     let ns = drill.metadata.namespace ?? "default"
     var plan: RecoveryPlan? = nil
@@ -122,9 +130,8 @@ public final class DrillReconciler: RunsReconciler {
     case .backupPolicy(let ref)?:
       policyName = ref.name
     case .recoveryPlan(let ref)?:
-      do {
-        plan = try await client.get(RecoveryPlan.self, namespace: ns, name: ref.name)
-      } catch let e as KubeError where e.isNotFound {
+      plan = try await cachedOrLive(plans, namespace: ns, name: ref.name)
+      guard plan != nil else {
         return (
           nil, nil,
           SpecError(
@@ -138,11 +145,18 @@ public final class DrillReconciler: RunsReconciler {
     guard let name = policyName else {
       return (nil, plan, SpecError(field: "spec.target", message: "the target names no BackupPolicy to restore from"))
     }
+    if let policy = try await cachedOrLive(policies, namespace: ns, name: name) { return (policy, plan, nil) }
+    let field = plan == nil ? "spec.target.backupPolicyRef" : "spec.target.recoveryPlanRef"
+    return (nil, plan, SpecError(field: field, message: "BackupPolicy '\(name)' does not exist in \(ns)"))
+  }
+
+  /// An object from a shared cache once it is filled (nil: it does not exist), else read live.
+  func cachedOrLive<T: KubeResource>(_ store: Store<T>?, namespace: String, name: String) async throws -> T? {
+    if let store, store.isReady { return store.get(ObjectKey(namespace: namespace, name: name)) }
     do {
-      return (try await client.get(BackupPolicy.self, namespace: ns, name: name), plan, nil)
+      return try await client.get(T.self, namespace: namespace, name: name)
     } catch let e as KubeError where e.isNotFound {
-      let field = plan == nil ? "spec.target.backupPolicyRef" : "spec.target.recoveryPlanRef"
-      return (nil, plan, SpecError(field: field, message: "BackupPolicy '\(name)' does not exist in \(ns)"))
+      return nil
     }
   }
 
