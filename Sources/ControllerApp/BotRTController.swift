@@ -147,9 +147,14 @@ public final class BotRTController: Sendable {
     }
     // RWO placement: every Pod of the watched namespaces, kept as the few fields placement reads (ClaimUserPod).
     let claimUsers = informers.claimUsers(namespace: options.watchNamespace)
+    // Referenced Secrets: a metadata-only watch (names, labels and resourceVersions, never the data); the reconciler
+    // reads a Secret's content once per resourceVersion it shows (SourceSecrets).
+    let secretVersions = informers.informer(
+      ChildResources.secrets, namespace: options.watchNamespace, metadataOnly: true, as: Unstructured.self)
     let reconciler = BackupPolicyReconciler(
       client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
-      isolation: intent, managed: managed, claimUsers: ClaimUserCache(claimUsers.store))
+      isolation: intent, managed: managed, claimUsers: ClaimUserCache(claimUsers.store),
+      secretVersions: secretVersions.store)
     self.reconciler = reconciler
     // The echo of the controller's own status write (and any other status-only change) does not reconcile: every
     // reconcile reads the policy from the apiserver, and time-driven work is requeued by the reconcile itself.
@@ -183,13 +188,12 @@ public final class BotRTController: Sendable {
     for cache in informers.managedMetadata(cronJobAPIVersion: settings.cronJobAPIVersion) {
       controller.watches(cache.informer, mapper: { _ in [] })
     }
-    // Referenced Secrets: a metadata-only watch (names, labels and resourceVersions, never the data), mapped to the
-    // policies of the Secret's namespace that reference it, so a Secret that appears or changes is acted on at
-    // once. The ClusterRole already has list and watch on Secrets for the copies it manages.
+    // Referenced Secrets, mapped to the policies of the Secret's namespace that reference it, so a Secret that
+    // appears or changes is acted on at once. The ClusterRole already has list and watch on Secrets for the copies
+    // it manages.
     let store = controller.store
     controller.watches(
-      informers.informer(
-        ChildResources.secrets, namespace: options.watchNamespace, metadataOnly: true, as: Unstructured.self),
+      secretVersions,
       mapper: { secret in
         guard let ns = secret.metadata.namespace, let name = secret.metadata.name else { return [] }
         return store.list(namespace: ns).filter { Self.references($0, secret: name) }.map(ObjectKey.init)

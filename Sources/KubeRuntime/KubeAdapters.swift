@@ -122,13 +122,22 @@ public struct KubeEventSink: EventSink {
 public struct KubeJSONPatcher: JSONPatcher {
   public let client: KubeClient
   public let resource: ResourceDescriptor
+  /// Told of each patch before it is sent (nil) and the resourceVersion it produced (`OwnWrites`).
+  let written: (@Sendable (ObjectKey, String?) -> Void)?
 
-  public init(client: KubeClient, resource: ResourceDescriptor) {
+  public init(
+    client: KubeClient, resource: ResourceDescriptor, written: (@Sendable (ObjectKey, String?) -> Void)? = nil
+  ) {
     self.client = client
     self.resource = resource
+    self.written = written
   }
 
   public func jsonPatch(namespace: String?, name: String, _ operations: [JSONPatchOperation]) async throws {
-    _ = try await client.patch(resource, namespace: namespace, name: name, .json(operations), as: JSONValue.self)
+    let key = ObjectKey(namespace: namespace, name: name)
+    // Unknown until the patch returns: a failed patch may still have been made.
+    written?(key, nil)
+    let o = try await client.patch(resource, namespace: namespace, name: name, .json(operations), as: JSONValue.self)
+    written?(key, o[path: "metadata", "resourceVersion"]?.stringValue)
   }
 }

@@ -2,6 +2,7 @@ import Foundation
 import KubeClient
 import KubeCore
 import Logging
+import Synchronization
 
 /// How a finalizer's cleanup step ended.
 public enum CleanupOutcome: Sendable, Hashable {
@@ -16,7 +17,9 @@ public enum CleanupOutcome: Sendable, Hashable {
 ///
 /// - Fetch: a key missing from the cache is gone. Otherwise the object is read from the apiserver, not from the
 ///   cache: runs start from its status, and the cache may not hold the controller's own last status write yet
-///   (deciding on it would start a run twice). A 404 is gone.
+///   (deciding on it would start a run twice). A 404 is gone. With `ownWrites`, the cached object is used instead
+///   when the cache is safe to trust (`OwnWrites.readsCache(_:lastOwnWrite:mustReadLive:)`): after a restart, a reconcile of
+///   an unchanged object then makes no request.
 /// - Finalizer: with one, `Finalizer.reconcile` adds it, hands a live object to `apply`, and a deleting one to
 ///   `cleanup`, removing the finalizer once cleanup is done. Without one, an object being deleted is left alone.
 /// - Failure: a 404 while the object turns out to be gone (its finalizer was released meanwhile) is the end, not a
@@ -30,12 +33,23 @@ public struct ReconcileEntry<Object: StatusResource>: Sendable {
   /// The field manager of status writes.
   public let fieldManager: String
   let logger: Logger
+  /// This process's writes to the objects; nil: every reconcile reads its object live.
+  let ownWrites: OwnWrites?
+  /// Whether `object` (as cached) must be read live whatever `ownWrites` says, e.g. a pending trigger.
+  let mustReadLive: @Sendable (Object) -> Bool
 
-  public init(client: KubeClient, finalizer: String? = nil, fieldManager: String, logger: Logger) {
+  /// `ownWrites`: read the object from the cache when that is safe (`OwnWrites.readsCache`), with `mustReadLive` naming the
+  /// objects that are always read live.
+  public init(
+    client: KubeClient, finalizer: String? = nil, fieldManager: String, logger: Logger, ownWrites: OwnWrites? = nil,
+    mustReadLive: @escaping @Sendable (Object) -> Bool = { _ in false }
+  ) {
     self.client = client
     self.finalizer = finalizer
     self.fieldManager = fieldManager
     self.logger = logger
+    self.ownWrites = ownWrites
+    self.mustReadLive = mustReadLive
   }
 
   /// Runs one reconcile of `key`; `gone` is called when the object no longer exists.
@@ -46,20 +60,30 @@ public struct ReconcileEntry<Object: StatusResource>: Sendable {
   ) async throws -> ReconcileResult {
     // Without a finalizer there is nothing to do for an object being deleted, so it is not even read.
     guard let cached = store.get(key) else {
+      ownWrites?.forget(key)
       gone()
       return .awaitChange
     }
     if finalizer == nil && cached.metadata.isDeleting { return .awaitChange }
     do {
       let object: Object
-      do {
-        object = try await client.get(Object.self, namespace: key.namespace, name: key.name)
-      } catch let e as KubeError where e.isNotFound {
-        gone()
-        return .awaitChange
+      if let ownWrites,
+        OwnWrites.readsCache(cached.metadata, lastOwnWrite: ownWrites.last(key), mustReadLive: mustReadLive(cached))
+      {
+        object = cached
+      } else {
+        do {
+          object = try await client.get(Object.self, namespace: key.namespace, name: key.name)
+        } catch let e as KubeError where e.isNotFound {
+          gone()
+          return .awaitChange
+        }
       }
       guard let finalizer else { return object.metadata.isDeleting ? .awaitChange : try await apply(object) }
-      let patcher = KubeJSONPatcher(client: client, resource: Object.resource)
+      let ownWrites = self.ownWrites
+      let patcher = KubeJSONPatcher(client: client, resource: Object.resource) { key, version in
+        ownWrites?.record(key, resourceVersion: version)
+      }
       if object.metadata.isDeleting, object.metadata.hasFinalizer(finalizer) {
         switch try await cleanup(object) {
         case .waiting(let result): return result
@@ -102,8 +126,42 @@ public struct ReconcileEntry<Object: StatusResource>: Sendable {
     if status == object.status { return }
     let before = try object.status.map { try JSONValue(encoding: $0) }
     let patch = mergePatch(from: before, to: try JSONValue(encoding: status))
-    _ = try await client.patch(
+    // A write that fails may still have been made (a timeout): until one returns, the version is unknown.
+    ownWrites?.record(ObjectKey(object), resourceVersion: nil)
+    let written = try await client.patch(
       Object.resource, namespace: object.metadata.namespace, name: object.name, subresource: "status",
       .merge(["status": patch]), options: WriteOptions(fieldManager: fieldManager), as: JSONValue.self)
+    ownWrites?.record(ObjectKey(object), resourceVersion: written[path: "metadata", "resourceVersion"]?.stringValue)
   }
+}
+
+/// The resourceVersion of this process's last write to each object of one kind, and when a reconcile may therefore
+/// start from the cached object (`readsCache`).
+public final class OwnWrites: Sendable {
+  private let versions = Mutex<[ObjectKey: String]>([:])
+
+  public init() {}
+
+  /// Whether a reconcile may start from the cached object instead of reading it live: the object is not being
+  /// deleted (cleanup decides from the live object), nothing demands a live read (`mustReadLive`, e.g. a pending
+  /// trigger: a run must never start twice), and the cache shows everything this process wrote to the object since
+  /// it started: it wrote nothing (`lastOwnWrite` nil; what the cache was listed with is the apiserver's state after
+  /// the previous process stopped writing), or the cached resourceVersion is the one its last write produced
+  /// (`lastOwnWrite` empty: a write whose resulting version is unknown, so the object is read live).
+  public static func readsCache(_ cached: ObjectMeta, lastOwnWrite: String?, mustReadLive: Bool) -> Bool {
+    if cached.isDeleting || mustReadLive { return false }
+    guard let last = lastOwnWrite else { return true }
+    return !last.isEmpty && last == cached.resourceVersion
+  }
+
+  /// Records a write to `key` that produced `resourceVersion` (nil: not known, the object is then read live).
+  public func record(_ key: ObjectKey, resourceVersion: String?) {
+    versions.withLock { $0[key] = resourceVersion ?? "" }
+  }
+
+  /// The version of the last write to `key` since this process started ("" when unknown), or nil when it wrote none.
+  public func last(_ key: ObjectKey) -> String? { versions.withLock { $0[key] } }
+
+  /// Forgets a deleted object.
+  public func forget(_ key: ObjectKey) { versions.withLock { $0[key] = nil } }
 }

@@ -126,3 +126,38 @@ extension BackupPolicyControllerTests {
     }
   }
 }
+
+extension BackupPolicyControllerTests {
+  /// Issue 18: a restarted controller starts each reconcile from the cached policy (it wrote nothing to it since it
+  /// started, OwnWrites.readsCache), and reads the Secrets the policies share once per resourceVersion its
+  /// metadata cache shows (SourceSecrets), not once per policy.
+  @Test func aRestartedControllerReadsNoPolicyAndSharedSecretsOnce() async throws {
+    try await withNamespace("bp-restart-reads") { ns in
+      try await createSecrets(ns)
+      let names = (1...5).map { "orders-\($0)" }
+      try await withCountingController(ns) { _, _ in
+        for name in names { _ = try await client.create(policy(ns, name: name)) }
+        for name in names {
+          try await eventually("\(name) Ready=True") { try await condition(ns, name, "Ready")?.status == .true }
+        }
+      }
+      try await withCountingController(ns) { _, registry in
+        let reconciled = {
+          (registry.value("botrt_reconcile_total", labels: ["backuppolicy", "success"]) ?? 0)
+            + (registry.value("botrt_reconcile_total", labels: ["backuppolicy", "requeue"]) ?? 0)
+        }
+        try await eventually("the restarted controller to reconcile every policy") { reconciled() >= 5 }
+        try await Task.sleep(for: .seconds(2))
+        let requests = counted(registry)
+        // Before: one GET of each policy and one of each of its 3 Secrets per policy (5 + 15).
+        #expect(requests["get backuppolicies"] == nil, "\(requests)")
+        // The 3 Secrets, each read at most once per worker that met it before any read returned.
+        #expect(requests["get secrets", default: 0] <= 6, "\(requests)")
+        let writes = requests.filter {
+          ["patch", "create", "update", "delete"].contains($0.key.split(separator: " ")[0])
+        }
+        #expect(writes.isEmpty, "writes after a restart: \(writes)")
+      }
+    }
+  }
+}

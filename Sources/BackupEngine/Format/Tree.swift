@@ -115,40 +115,53 @@ public enum TreeFormat {
   /// one: a tree without them is byte for byte what earlier versions wrote.
   public static func encode(_ nodes: [TreeNode]) -> [UInt8] {
     var w = ByteWriter(capacity: nodes.count * 128)
-    w.bytes(magic)
-    w.u32(UInt32(nodes.count))
+    encodeHeader(count: nodes.count, into: &w)
     var extensions: [(Int, [UInt8])] = []
     for (i, n) in nodes.enumerated() {
       let ext = extensionFields(n)
       if !ext.isEmpty { extensions.append((i, ext)) }
-      w.u8(n.kind.rawValue)
-      // A name that is not UTF-8 is written here with U+FFFD for its odd bytes (what older readers show); its
-      // exact bytes are in the extension.
-      w.string(FSName.lossy(n.path))
-      w.u32(n.mode)
-      w.u32(n.uid)
-      w.u32(n.gid)
-      w.string(n.user)
-      w.string(n.group)
-      w.i64(n.mtimeSec)
-      w.u32(n.mtimeNsec)
-      w.u64(n.size)
-      w.u64(n.inode)
-      w.u64(n.device)
-      w.string(FSName.lossy(n.linkTarget))
+      encodeMainSection(n, into: &w)
       w.u32(UInt32(n.content.count))
       for c in n.content { w.bytes(c.bytes) }
     }
-    if !extensions.isEmpty {
-      w.bytes(extensionMagic)
-      w.u32(UInt32(extensions.count))
-      for (i, ext) in extensions {
-        w.u32(UInt32(i))
-        w.u32(UInt32(ext.count))
-        w.bytes(ext)
-      }
-    }
+    if !extensions.isEmpty { encodeExtensions(extensions, into: &w) }
     return w.data
+  }
+
+  /// The tree's start: magic and node count.
+  static func encodeHeader(count: Int, into w: inout ByteWriter) {
+    w.bytes(magic)
+    w.u32(UInt32(count))
+  }
+
+  /// A node's fields up to its content list (`u32 count || ids`, which follows).
+  static func encodeMainSection(_ n: TreeNode, into w: inout ByteWriter) {
+    w.u8(n.kind.rawValue)
+    // A name that is not UTF-8 is written here with U+FFFD for its odd bytes (what older readers show); its
+    // exact bytes are in the extension.
+    w.string(FSName.lossy(n.path))
+    w.u32(n.mode)
+    w.u32(n.uid)
+    w.u32(n.gid)
+    w.string(n.user)
+    w.string(n.group)
+    w.i64(n.mtimeSec)
+    w.u32(n.mtimeNsec)
+    w.u64(n.size)
+    w.u64(n.inode)
+    w.u64(n.device)
+    w.string(FSName.lossy(n.linkTarget))
+  }
+
+  /// The extension section: `(node number, extensionFields)` in node order.
+  static func encodeExtensions(_ extensions: [(Int, [UInt8])], into w: inout ByteWriter) {
+    w.bytes(extensionMagic)
+    w.u32(UInt32(extensions.count))
+    for (i, ext) in extensions {
+      w.u32(UInt32(i))
+      w.u32(UInt32(ext.count))
+      w.bytes(ext)
+    }
   }
 
   /// The encoded size of a node with empty strings and no content: kind, path, mode, uid, gid, user, group,
@@ -157,14 +170,27 @@ public enum TreeFormat {
 
   /// Parses serialized nodes.
   public static func decode(_ data: [UInt8]) throws -> [TreeNode] {
+    var out: [TreeNode] = []
+    try decode(
+      data, count: { out.reserveCapacity($0) }, visit: { out.append($1) }, amend: { i, apply in apply(&out[i]) })
+    return out
+  }
+
+  /// Parses serialized nodes one at a time, without holding them all: `count` gets the node count (checked against
+  /// the bytes there are), `visit` each node as the main section has it, with its number; then `amend` gets the
+  /// number of each node the extension section adds fields to (raw names, device numbers, extended attributes),
+  /// checked, with a function that adds them to that node.
+  public static func decode(
+    _ data: [UInt8], count: (Int) -> Void = { _ in }, visit: (Int, TreeNode) throws -> Void,
+    amend: (Int, (inout TreeNode) -> Void) throws -> Void
+  ) throws {
     var r = ByteReader(data)
     guard try r.bytes(8) == magic else { throw FormatError("tree magic missing") }
-    let count = Int(try r.u32())
+    let nodeCount = Int(try r.u32())
     // Checked against the bytes there are before anything is reserved: a node takes at least `minNodeSize`.
-    guard count <= r.remaining / minNodeSize else { throw FormatError("tree node count \(count) too large") }
-    var out: [TreeNode] = []
-    out.reserveCapacity(count)
-    for _ in 0..<count {
+    guard nodeCount <= r.remaining / minNodeSize else { throw FormatError("tree node count \(nodeCount) too large") }
+    count(nodeCount)
+    for i in 0..<nodeCount {
       guard let kind = TreeNode.Kind(rawValue: try r.u8()) else { throw FormatError("unknown tree node kind") }
       var n = TreeNode(kind: kind, path: try r.string())
       // NUL never is in a name: in a held path it marks an escaped byte, which only the extension may give.
@@ -185,51 +211,57 @@ public enum TreeFormat {
       guard cc <= r.remaining / 32 else { throw FormatError("tree node content count \(cc) too large") }
       n.content.reserveCapacity(cc)
       for _ in 0..<cc { n.content.append(ID(try r.bytes(32))) }
-      out.append(n)
+      try visit(i, n)
     }
-    if r.remaining > 0 { try decodeExtensions(&r, into: &out) }
+    if r.remaining > 0 { try decodeExtensions(&r, nodeCount: nodeCount, amend: amend) }
     guard r.remaining == 0 else { throw FormatError("\(r.remaining) bytes after the tree") }
-    return out
   }
 
   /// Reads the extension section: per node with optional fields, `u32 node index || u32 length || fields`,
-  /// each field `u8 tag || u32 length || value`. Unknown tags are skipped (fields a later version adds).
-  static func decodeExtensions(_ r: inout ByteReader, into nodes: inout [TreeNode]) throws {
+  /// each field `u8 tag || u32 length || value`. Unknown tags are skipped (fields a later version adds). Every field
+  /// is checked before `amend` is called.
+  static func decodeExtensions(
+    _ r: inout ByteReader, nodeCount: Int, amend: (Int, (inout TreeNode) -> Void) throws -> Void
+  ) throws {
     guard try r.bytes(8) == extensionMagic else { throw FormatError("unknown data after the tree's nodes") }
     let count = Int(try r.u32())
-    guard count <= nodes.count, count <= r.remaining / 8 else {
+    guard count <= nodeCount, count <= r.remaining / 8 else {
       throw FormatError("tree extension count \(count) too large")
     }
     var last = -1
     for _ in 0..<count {
       let i = Int(try r.u32())
-      guard i > last, i < nodes.count else { throw FormatError("tree extension for node \(i) out of order") }
+      guard i > last, i < nodeCount else { throw FormatError("tree extension for node \(i) out of order") }
       last = i
       let length = Int(try r.u32())
       var f = ByteReader(try r.bytes(length))
+      var edits: [(inout TreeNode) -> Void] = []
       while f.remaining > 0 {
         let tag = try f.u8()
         let value = try f.bytes(Int(try f.u32()))
         switch Field(rawValue: tag) {
         case .rawPath:
           guard !value.contains(0) else { throw FormatError("tree entry raw path contains NUL") }
-          nodes[i].path = FSName.decode(value)
+          edits.append { $0.path = FSName.decode(value) }
         case .rawLinkTarget:
           guard !value.contains(0) else { throw FormatError("tree entry raw link target contains NUL") }
-          nodes[i].linkTarget = FSName.decode(value)
+          edits.append { $0.linkTarget = FSName.decode(value) }
         case .rdev:
           var v = ByteReader(value)
-          nodes[i].rdev = try v.u64()
+          let rdev = try v.u64()
+          edits.append { $0.rdev = rdev }
         case .xattr:
           var v = ByteReader(value)
           let nameLength = Int(try v.u32())
           let name = try v.bytes(nameLength)
           guard !name.isEmpty, !name.contains(0) else { throw FormatError("tree entry xattr name is empty or has NUL") }
-          nodes[i].xattrs.append(.init(name: FSName.decode(name), value: try v.bytes(v.remaining)))
+          let attr = TreeNode.ExtendedAttribute(name: FSName.decode(name), value: try v.bytes(v.remaining))
+          edits.append { $0.xattrs.append(attr) }
         case nil:
           continue
         }
       }
+      try amend(i) { n in for e in edits { e(&n) } }
     }
   }
 

@@ -89,7 +89,12 @@ struct ChunkJob {
 /// Shared mutable state of one backup run.
 final class BackupRun: @unchecked Sendable {
   let lock = NSLock()
-  var contents: [[ID?]] = []
+  /// The chunk ids of the files being read, in one list: the scan reads one file at a time, so a file's chunks are
+  /// contiguous, from `slotStarts[slot]` to the next slot's start. Each id is set by the worker that hashed it.
+  var chunkIDs: [ID] = []
+  var slotStarts: [Int] = []
+  /// Chunks queued whose id is not set yet.
+  var chunksPending = 0
   var inflight = Set<ID>()
   var pendingIndex: [IndexPack] = []
   var packsWritten = 0
@@ -155,10 +160,14 @@ extension Repository {
       $0.manifest.hostname == opts.hostname && $0.manifest.dataType == opts.dataType.name
         && $0.manifest.paths == sortedPaths
     }
-    var parentNodes: [[UInt8]: TreeNode] = [:]
+    // What the scan compares a file with, not whole nodes; dropped once the scan is done.
+    let parentFiles = ParentFiles()
     if let parent, opts.stdinName == nil {
       do {
-        for n in try await loadTree(parent, index: index) where n.kind == .file { parentNodes[n.pathKey] = n }
+        let bytes = try await loadTreeBytes(parent, index: index)
+        do { try parentFiles.load(bytes) } catch let e as FormatError {
+          throw EngineError.integrity(object: "tree of snapshot \(parent.id.short)", message: e.message)
+        }
       } catch {
         logger.warning("parent snapshot \(parent.id.short) unusable, reading every file: \(error)")
       }
@@ -169,10 +178,9 @@ extension Repository {
     let run = BackupRun()
     // 8 MiB of chunks in flight between the reader and the workers (about 8 average chunks).
     let queue = BoundedQueue<ChunkJob>(maxBytes: 8 << 20)
-    let nodesBox = Locked<[(TreeNode, Int?)]>([])
+    let nodes = ScannedNodes()
     let packSize = config.packSize
     let chunker = self.chunker
-    let parentMap = parentNodes
 
     // Thread 0 reads and chunks; workers hash, dedup, compress, encrypt and pack; uploaders store packs.
     let workers = max(1, opts.workers)
@@ -183,14 +191,13 @@ extension Repository {
       if i == 0 {
         defer { queue.close() }
         let scanner = Scanner(
-          repo: self, run: run, queue: queue, chunker: chunker, parentNodes: parentMap, index: index,
+          repo: self, run: run, queue: queue, chunker: chunker, parentFiles: parentFiles, nodes: nodes, index: index,
           progress: opts.progress, selection: opts.selection)
         if let name = opts.stdinName {
           scanner.scanStdin(fd: opts.stdinFD, name: name)
         } else {
           for p in opts.paths { scanner.scanRoot(p) }
         }
-        nodesBox.with { $0 = scanner.nodes }
         return
       }
       if i > workers {
@@ -220,6 +227,7 @@ extension Repository {
         queue.close()
       }
     }
+    parentFiles.removeAll()
     if let e = run.lock.withLock({ run.fatal }) { throw e }
     if let check = opts.inputComplete { try check() }
     // One last status with the totals, however short the run (progress lines are otherwise at most every 0.5 s).
@@ -232,23 +240,15 @@ extension Repository {
         })
     }
 
-    // Build the tree.
-    var nodes: [TreeNode] = []
-    for (node, slot) in nodesBox.with({ $0 }) {
-      var n = node
-      if let slot {
-        let ids = run.contents[slot]
-        guard !ids.contains(where: { $0 == nil }) else {
-          throw EngineError.failed("internal error: file \(n.path) has unfinished chunks")
-        }
-        n.content = ids.map { $0! }
-      }
-      nodes.append(n)
+    // Object Lock: the packs the new snapshot's files reference.
+    var snapshotPacks = Set<ID>()
+    if retention() != nil, store.supportsRetention {
+      for c in nodes.knownContent { if let l = index.lookup(c) { snapshotPacks.insert(l.pack) } }
+      for c in run.chunkIDs { if let l = index.lookup(c) { snapshotPacks.insert(l.pack) } }
     }
-    nodes.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
-    let treeBytes = TreeFormat.encode(nodes)
+    let (files, dirs, total) = (nodes.files, nodes.dirs, nodes.bytes)
     // storeTree uploads through blockingAwait (for remote stores): off the cooperative pool.
-    let treeIDs = try await onOwnThread { try self.storeTree(treeBytes, run: run, index: index) }
+    let treeIDs = try await onOwnThread { try self.storeTree(nodes, run: run, index: index) }
     let pending = run.lock.withLock { () -> [IndexPack] in
       defer { run.pendingIndex.removeAll() }
       return run.pendingIndex
@@ -260,17 +260,13 @@ extension Repository {
 
     // Object Lock: extend the retention of every pack the new snapshot references, the config and key file.
     if let r = retention(), store.supportsRetention {
-      var packs = Set<ID>()
-      for n in nodes { for c in n.content { if let l = index.lookup(c) { packs.insert(l.pack) } } }
+      var packs = snapshotPacks
       for t in treeIDs { if let l = index.lookup(t) { packs.insert(l.pack) } }
       for p in packs { try await store.extendRetention(Self.packKey(p), to: r) }
       // And of the config and the key file: a locked snapshot is readable only with them.
       try await extendKeyRetention(to: r)
     }
 
-    let files = nodes.filter { $0.kind != .directory }.count
-    let dirs = nodes.filter { $0.kind == .directory }.count
-    let total = nodes.filter { $0.kind == .file }.reduce(Int64(0)) { $0 + Int64($1.size) }
     let errors = run.lock.withLock { run.errors }
     var warnings: [String] = []
     let (sockets, unreadXattrs) = run.lock.withLock { (run.sockets, run.unreadXattrs) }
@@ -343,7 +339,8 @@ extension Repository {
     while let job = queue.pop(size: { $0.data.count }) {
       let id = ID(macKey.mac(job.data))
       let isNew = run.lock.withLock { () -> Bool in
-        run.contents[job.slot][job.seq] = id
+        run.chunkIDs[run.slotStarts[job.slot] + job.seq] = id
+        run.chunksPending -= 1
         if run.inflight.contains(id) || index.contains(id) {
           run.blobsDup += 1
           return false
@@ -454,14 +451,75 @@ extension Repository {
 
   /// Chunks and stores the serialized tree as meta-keyed tree blobs; returns their ids.
   func storeTree(_ bytes: [UInt8], run: BackupRun, index: MasterIndex) throws -> [ID] {
-    let (ids, new) = treePieces(bytes, index: index)
-    let z = ZstdContext()
-    let meta = try AESGCM(key: metaKey)
-    var pack = PackBuilder()
-    for (id, range) in new {
-      try addBlob(Array(bytes[range]), id: id, type: .tree, keyType: .meta, to: &pack, z: z, cipher: meta)
+    var w = try TreeBlobWriter(repo: self, run: run, index: index)
+    var rest = bytes
+    try w.consume(&rest, final: true)
+    return try w.finish()
+  }
+
+  /// Stores a backup's scanned nodes as its tree: encoded in path order a piece at a time, never whole, and cut
+  /// into the tree blobs `storeTree` cuts the whole tree into.
+  func storeTree(_ nodes: ScannedNodes, run: BackupRun, index: MasterIndex) throws -> [ID] {
+    guard run.chunksPending == 0 else {
+      throw EngineError.failed("internal error: \(run.chunksPending) chunks of the files read have no id")
     }
-    try flushPack(&pack, run: run, index: index, meta: meta)
+    var w = try TreeBlobWriter(repo: self, run: run, index: index)
+    try nodes.encode(
+      flushAt: chunker.parameters.max,
+      slotContent: { slot in
+        let end = slot + 1 < run.slotStarts.count ? run.slotStarts[slot + 1] : run.chunkIDs.count
+        return Array(run.chunkIDs[run.slotStarts[slot]..<end])
+      },
+      emit: { buffer, final in try w.consume(&buffer, final: final) })
+    return try w.finish()
+  }
+}
+
+/// Cuts a serialized tree, handed over a piece at a time, into meta-keyed tree blobs (where the chunker cuts the
+/// whole tree: it cuts where it finds a boundary, or at its maximum, from each blob's start), and packs and stores
+/// those the index does not hold yet, a pack at a time.
+struct TreeBlobWriter {
+  let repo: Repository
+  let run: BackupRun
+  let index: MasterIndex
+  let macKey: Crypto.HMACKey
+  let z = ZstdContext()
+  let meta: AESGCM
+  var pack = PackBuilder()
+  var ids: [ID] = []
+  var added = Set<ID>()
+
+  init(repo: Repository, run: BackupRun, index: MasterIndex) throws {
+    self.repo = repo
+    self.run = run
+    self.index = index
+    macKey = repo.macKey(.meta)
+    meta = try AESGCM(key: repo.metaKey)
+  }
+
+  /// Stores the blobs that end in `buffer` (all of it when `final`) and drops their bytes from its front.
+  mutating func consume(_ buffer: inout [UInt8], final: Bool) throws {
+    var start = 0
+    while start < buffer.count {
+      let n = buffer.withUnsafeBytes { all in
+        repo.chunker.nextBoundary(UnsafeRawBufferPointer(rebasing: all[start...]), isFinal: final)
+      }
+      guard let n else { break }
+      let piece = Array(buffer[start..<(start + n)])
+      let id = ID(macKey.mac(piece))
+      ids.append(id)
+      if !index.contains(id) && added.insert(id).inserted {
+        try repo.addBlob(piece, id: id, type: .tree, keyType: .meta, to: &pack, z: z, cipher: meta)
+        if pack.body.count >= repo.config.packSize { try repo.flushPack(&pack, run: run, index: index, meta: meta) }
+      }
+      start += n
+    }
+    buffer.removeFirst(start)
+  }
+
+  /// Stores the last pack; the ids of all the tree's blobs, in order.
+  mutating func finish() throws -> [ID] {
+    try repo.flushPack(&pack, run: run, index: index, meta: meta)
     return ids
   }
 }
@@ -473,13 +531,13 @@ private final class Scanner {
   let queue: BoundedQueue<ChunkJob>
   let chunker: Chunker
   /// The parent snapshot's files, by `TreeNode.pathKey`.
-  let parentNodes: [[UInt8]: TreeNode]
+  let parentFiles: ParentFiles
+  let nodes: ScannedNodes
   let index: MasterIndex
   let progress: ProgressHandler?
   let selection: BackupSelection
   /// The device of the path being backed up (`--one-file-system`).
   var rootDevice: UInt64 = 0
-  var nodes: [(TreeNode, Int?)] = []
   var hardlinks: [String: String] = [:]
   var users: [UInt32: String] = [:]
   var groups: [UInt32: String] = [:]
@@ -488,14 +546,16 @@ private final class Scanner {
 
   init(
     repo: Repository, run: BackupRun, queue: BoundedQueue<ChunkJob>, chunker: Chunker,
-    parentNodes: [[UInt8]: TreeNode], index: MasterIndex, progress: ProgressHandler?, selection: BackupSelection
+    parentFiles: ParentFiles, nodes: ScannedNodes, index: MasterIndex, progress: ProgressHandler?,
+    selection: BackupSelection
   ) {
     self.selection = selection
     self.repo = repo
     self.run = run
     self.queue = queue
     self.chunker = chunker
-    self.parentNodes = parentNodes
+    self.parentFiles = parentFiles
+    self.nodes = nodes
     self.index = index
     self.progress = progress
     bufSize = chunker.parameters.max * 2
@@ -503,6 +563,9 @@ private final class Scanner {
   }
 
   deinit { buf.deallocate() }
+
+  /// A chunk's id until a worker sets it.
+  static let unset = ID([UInt8](repeating: 0, count: 32))
 
   func error(_ m: String) { run.lock.withLock { run.errors.append(m) } }
 
@@ -585,7 +648,7 @@ private final class Scanner {
     if run.failed { return }
     switch st.st_mode & S_IFMT {
     case S_IFDIR:
-      nodes.append((baseNode(.directory, abs: abs, rel: rel, st: st), nil))
+      nodes.append(baseNode(.directory, abs: abs, rel: rel, st: st))
       run.lock.withLock { run.dirs += 1 }
       // --one-file-system: a mount point is kept, empty (restic keeps it so that a restore has the directory).
       if selection.oneFileSystem && UInt64(st.st_dev) != rootDevice { return }
@@ -631,7 +694,7 @@ private final class Scanner {
       var node = baseNode(.symlink, abs: abs, rel: rel, st: st)
       node.linkTarget = FSName.decode(b[0..<n].map { UInt8(bitPattern: $0) })
       node.size = 0
-      nodes.append((node, nil))
+      nodes.append(node)
       run.lock.withLock { run.files += 1 }
     case S_IFREG:
       if st.st_nlink > 1 {
@@ -641,7 +704,7 @@ private final class Scanner {
           var node = baseNode(.hardlink, abs: abs, rel: rel, st: st, readXattrs: false)
           node.linkTarget = first
           node.size = 0
-          nodes.append((node, nil))
+          nodes.append(node)
           return
         }
         let before = nodes.count
@@ -662,7 +725,7 @@ private final class Scanner {
       var node = baseNode(kind, abs: abs, rel: rel, st: st)
       node.size = 0
       if kind != .fifo { node.rdev = UInt64(st.st_rdev) }
-      nodes.append((node, nil))
+      nodes.append(node)
       run.lock.withLock { run.files += 1 }
     case S_IFSOCK:
       // Like restic: a socket is made by the program that listens on it; there is nothing to restore.
@@ -674,19 +737,19 @@ private final class Scanner {
 
   func newSlot() -> Int {
     run.lock.withLock {
-      run.contents.append([])
-      return run.contents.count - 1
+      run.slotStarts.append(run.chunkIDs.count)
+      return run.slotStarts.count - 1
     }
   }
 
   func scanFile(abs: String, rel: String, st: stat) {
     var node = baseNode(.file, abs: abs, rel: rel, st: st)
-    if let p = parentNodes[Array(rel.utf8)], p.size == node.size, p.mtimeSec == node.mtimeSec,
+    if let p = parentFiles.lookup(rel), p.size == node.size, p.mtimeSec == node.mtimeSec,
       p.mtimeNsec == node.mtimeNsec,
       p.inode == node.inode, p.content.allSatisfy({ index.contains($0) })
     {
       node.content = p.content
-      nodes.append((node, nil))
+      nodes.append(node)
       run.lock.withLock {
         run.files += 1
         run.filesUnchanged += 1
@@ -711,7 +774,7 @@ private final class Scanner {
       error("\(FSName.display(abs)): changed while it was read; the snapshot holds the \(total) bytes read")
     }
     node.size = UInt64(total)
-    nodes.append((node, slot))
+    nodes.append(node, slot: slot)
     run.lock.withLock { run.files += 1 }
     report()
   }
@@ -731,7 +794,7 @@ private final class Scanner {
       return
     }
     node.size = UInt64(total)
-    nodes.append((node, slot))
+    nodes.append(node, slot: slot)
     run.lock.withLock { run.files += 1 }
     report(force: true)
   }
@@ -772,7 +835,10 @@ private final class Scanner {
         continue
       }
       let data = Array(UnsafeRawBufferPointer(rebasing: buf[start..<(start + n)]))
-      run.lock.withLock { run.contents[slot].append(nil) }
+      run.lock.withLock {
+        run.chunkIDs.append(Self.unset)
+        run.chunksPending += 1
+      }
       if !queue.push(ChunkJob(slot: slot, seq: seq, data: data), size: n) { return nil }
       seq += 1
       start += n

@@ -6,11 +6,28 @@ public struct BlobLocation: Sendable {
   public var entry: BlobEntry
 }
 
-/// The in-memory union of all index files.
+/// The in-memory union of all index files. Blobs are held in a `BlobTable` (48-byte records, their packs numbered),
+/// not as a `BlobLocation` per blob: a million blobs take about 56 MB, not 600.
 public final class MasterIndex: @unchecked Sendable {
-  private let state = Locked<
-    (blobs: [ID: BlobLocation], packs: [ID: UInt64], files: [String], alternates: [ID: [BlobLocation]])
-  >((blobs: [:], packs: [:], files: [], alternates: [:]))
+  private struct State {
+    var blobs = BlobTable()
+    /// Pack ids by number (a record's `pack`), and numbers by id.
+    var packIDs: [ID] = []
+    var packNumbers: [ID: Int] = [:]
+    var packs: [ID: UInt64] = [:]
+    var files: [String] = []
+    var alternates: [ID: [BlobLocation]] = [:]
+
+    mutating func number(_ pack: ID) -> Int {
+      if let n = packNumbers[pack] { return n }
+      packIDs.append(pack)
+      packNumbers[pack] = packIDs.count - 1
+      return packIDs.count - 1
+    }
+    func location(_ b: PackedBlob) -> BlobLocation { BlobLocation(pack: packIDs[b.pack], entry: b.entry) }
+    mutating func packed(_ l: BlobLocation) -> PackedBlob { PackedBlob(pack: number(l.pack), entry: l.entry) }
+  }
+  private let state = Locked(State())
 
   init() {}
 
@@ -19,25 +36,30 @@ public final class MasterIndex: @unchecked Sendable {
   func add(_ p: IndexPack) {
     state.with { s in
       s.packs[p.packID] = p.packSize
+      let n = s.number(p.packID)
       for e in p.entries {
-        let l = BlobLocation(pack: p.packID, entry: e)
-        if let cur = s.blobs[e.id], cur.pack != p.packID {
-          if !(s.alternates[e.id] ?? []).contains(where: { $0.pack == p.packID }) {
-            s.alternates[e.id, default: []].append(l)
+        let b = PackedBlob(pack: n, entry: e)
+        if let r = s.blobs.find(e.id) {
+          if s.blobs[r].pack == n {
+            s.blobs[r] = b
+          } else if !(s.alternates[e.id] ?? []).contains(where: { $0.pack == p.packID }) {
+            s.alternates[e.id, default: []].append(BlobLocation(pack: p.packID, entry: e))
           }
         } else {
-          s.blobs[e.id] = l
+          s.blobs.insert(b)
         }
       }
     }
   }
 
   /// Looks up a blob.
-  public func lookup(_ id: ID) -> BlobLocation? { state.with { $0.blobs[id] } }
+  public func lookup(_ id: ID) -> BlobLocation? { state.with { s in s.blobs.lookup(id).map { s.location($0) } } }
   /// Every location of a blob but `lookup`'s: copies in other packs, tried when the first fails its checks.
   func alternates(_ id: ID) -> [BlobLocation] { state.with { $0.alternates[id] ?? [] } }
   /// Whether a blob is indexed.
-  public func contains(_ id: ID) -> Bool { state.with { $0.blobs[id] != nil } }
+  public func contains(_ id: ID) -> Bool { state.with { $0.blobs.find(id) != nil } }
+  /// The number of blobs indexed (each once, however many packs hold it).
+  public var count: Int { state.with { $0.blobs.count } }
   /// Every indexed pack and its size.
   public var packs: [ID: UInt64] { state.with { $0.packs } }
   /// Names of the index files loaded.
@@ -47,7 +69,7 @@ public final class MasterIndex: @unchecked Sendable {
   public func packContents() -> [ID: [BlobEntry]] {
     state.with { s in
       var out: [ID: [BlobEntry]] = [:]
-      for (_, l) in s.blobs { out[l.pack, default: []].append(l.entry) }
+      s.blobs.forEach { b in out[s.packIDs[b.pack], default: []].append(b.entry) }
       return out
     }
   }
@@ -57,10 +79,11 @@ public final class MasterIndex: @unchecked Sendable {
   func prefer(packs preferred: Set<ID>) {
     state.with { s in
       for (id, alts) in s.alternates {
-        guard let cur = s.blobs[id], !preferred.contains(cur.pack),
+        guard let r = s.blobs.find(id), !preferred.contains(s.packIDs[s.blobs[r].pack]),
           let i = alts.firstIndex(where: { preferred.contains($0.pack) })
         else { continue }
-        s.blobs[id] = alts[i]
+        let cur = s.location(s.blobs[r])
+        s.blobs[r] = s.packed(alts[i])
         s.alternates[id]![i] = cur
       }
     }
@@ -70,15 +93,24 @@ public final class MasterIndex: @unchecked Sendable {
   /// kept pack is found there.
   func retainOnly(packs existing: Set<ID>) {
     state.with { s in
-      var blobs: [ID: BlobLocation] = [:]
       var alternates: [ID: [BlobLocation]] = [:]
-      for (id, l) in s.blobs {
-        var all = ([l] + (s.alternates[id] ?? [])).filter { existing.contains($0.pack) }
-        guard !all.isEmpty else { continue }
-        blobs[id] = all.removeFirst()
-        if !all.isEmpty { alternates[id] = all }
+      let kept = s.packIDs.map { existing.contains($0) }
+      var moved: [BlobLocation] = []
+      let blobs = s.blobs.compactMap { b in
+        let alts = (s.alternates[b.id] ?? []).filter { existing.contains($0.pack) }
+        if kept[b.pack] {
+          if !alts.isEmpty { alternates[b.id] = alts }
+          return b
+        }
+        // The first kept alternate takes the blob's place (added below: its pack may need a number).
+        if let first = alts.first {
+          moved.append(first)
+          if alts.count > 1 { alternates[b.id] = Array(alts.dropFirst()) }
+        }
+        return nil
       }
       s.blobs = blobs
+      for l in moved { s.blobs.insert(s.packed(l)) }
       s.alternates = alternates
       s.packs = s.packs.filter { existing.contains($0.key) }
     }
@@ -91,8 +123,18 @@ extension Repository {
     let idx = MasterIndex()
     let objs = try await listObjects("index/")
     var errors: [EngineError] = []
-    let results = try await withThrowingTaskGroup(of: (String, Result<[IndexPack], EngineError>).self) { g in
-      var out: [(String, Result<[IndexPack], EngineError>)] = []
+    // Each file's entries go into the index as it arrives: the decoded files are never all held at once.
+    func take(_ name: String, _ r: Result<[IndexPack], EngineError>) throws {
+      switch r {
+      case .success(let packs):
+        for p in packs { idx.add(p) }
+        idx.addFile(name)
+      case .failure(let e):
+        if !collectErrors { throw e }
+        errors.append(e)
+      }
+    }
+    try await withThrowingTaskGroup(of: (String, Result<[IndexPack], EngineError>).self) { g in
       var it = objs.makeIterator()
       var running = 0
       func addNext() -> Bool {
@@ -112,20 +154,9 @@ extension Repository {
         return true
       }
       while running < 8 && addNext() { running += 1 }
-      while let r = try await g.next() {
-        out.append(r)
+      while let (name, r) = try await g.next() {
+        try take(name, r)
         if !addNext() { running -= 1 }
-      }
-      return out
-    }
-    for (name, r) in results {
-      switch r {
-      case .success(let packs):
-        for p in packs { idx.add(p) }
-        idx.addFile(name)
-      case .failure(let e):
-        if !collectErrors { throw e }
-        errors.append(e)
       }
     }
     return (idx, errors)

@@ -194,18 +194,27 @@ extension Repository {
 
   /// Loads a snapshot's tree.
   public func loadTree(_ s: Snapshot, index: MasterIndex) async throws -> [TreeNode] {
+    let bytes = try await loadTreeBytes(s, index: index)
+    do { return try TreeFormat.decode(bytes) } catch let e as FormatError {
+      throw EngineError.integrity(object: "tree of snapshot \(s.id.short)", message: e.message)
+    }
+  }
+
+  /// A snapshot's serialized tree, its blobs joined (in one allocation of the size the index gives).
+  func loadTreeBytes(_ s: Snapshot, index: MasterIndex) async throws -> [UInt8] {
     let ciphers: [KeyType: AESGCM] = [.meta: try AESGCM(key: metaKey)]
     let z = ZstdContext()
-    var bytes: [UInt8] = []
+    var ids: [ID] = []
     for h in s.manifest.tree {
       guard let id = ID(hex: h) else {
         throw EngineError.integrity(object: "snapshots/\(s.id.hex)", message: "bad tree id")
       }
-      bytes += try await readBlob(id, index: index, ciphers: ciphers, zstd: z)
+      ids.append(id)
     }
-    do { return try TreeFormat.decode(bytes) } catch let e as FormatError {
-      throw EngineError.integrity(object: "tree of snapshot \(s.id.short)", message: e.message)
-    }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(ids.reduce(0) { $0 + Int(index.lookup($1)?.entry.rawLength ?? 0) })
+    for id in ids { bytes += try await readBlob(id, index: index, ciphers: ciphers, zstd: z) }
+    return bytes
   }
 }
 

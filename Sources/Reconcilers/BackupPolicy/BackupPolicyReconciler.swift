@@ -154,6 +154,8 @@ public final class BackupPolicyReconciler: Sendable {
   let claimUsers: ClaimUserCache
   /// The children already applied as desired (not applied again).
   let applied = AppliedChildren()
+  /// The referenced Secrets, read once per resourceVersion.
+  let sourceSecrets: SourceSecrets
   /// Policy (namespace/name) -> the backup namespace of its own it runs Jobs in (backupNamespacesInUse()).
   private let namespacesInUse = Mutex<[String: String]>([:])
   /// Policy uid -> the generation this process last pruned (needsPrune(_:)).
@@ -162,16 +164,20 @@ public final class BackupPolicyReconciler: Sendable {
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
     recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil,
-    managed: ManagedCaches = .none, claimUsers: ClaimUserCache = .none
+    managed: ManagedCaches = .none, claimUsers: ClaimUserCache = .none, secretVersions: Store<Unstructured>? = nil
   ) {
     self.claimUsers = claimUsers
+    self.sourceSecrets = SourceSecrets(client: client, versions: secretVersions)
     self.isolation = isolation
     self.client = client
     // Only hits count in the ownership check, so the caches of the controller's own objects are all it needs.
     self.existing = ExistingLabels(client: client, caches: managed.stores)
     self.managed = managed
+    // The policy is read from the cache when that is safe (ReconcileEntry.readsCache); a pending on-demand run is
+    // always read live, so that a run is never started twice.
     self.entry = ReconcileEntry(
-      client: client, finalizer: Self.finalizer, fieldManager: Self.fieldManager, logger: logger)
+      client: client, finalizer: Self.finalizer, fieldManager: Self.fieldManager, logger: logger,
+      ownWrites: OwnWrites(), mustReadLive: { BackupPolicyChildren.pendingRunToken($0) != nil })
     self.settingsBox = Mutex(settings)
     self.now = now
     self.recorder = recorder
@@ -438,11 +444,7 @@ public final class BackupPolicyReconciler: Sendable {
     let invocation = try EngineInvocation(policy: policy) { $0 }
     var out: [String: Secret] = [:]
     for use in invocation.secrets + (try ReplicationChildren.secretUses(policy.spec)) {
-      do {
-        out[use.sourceName] = try await client.get(Secret.self, namespace: ns, name: use.sourceName)
-      } catch let e as KubeError where e.isNotFound {
-        continue
-      }
+      out[use.sourceName] = try await sourceSecrets.get(namespace: ns, name: use.sourceName)
     }
     return out
   }
@@ -687,6 +689,10 @@ public final class BackupPolicyReconciler: Sendable {
     if pending, w.deletionRun == nil {
       do {
         w.secrets = .success(try await readSecrets(policy))
+      } catch let e as KubeError where e.isRetryable {
+        // The apiserver unreachable, 429 or 5xx: the reconcile is retried, and the moment's failure is never taken
+        // as a reason to keep the backups the spec asks to delete (BackupsNotDeleted is recorded once, for good).
+        throw e
       } catch {
         w.secrets = .failure(DeletionReadError(error))
       }
