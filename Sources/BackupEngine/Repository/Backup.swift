@@ -799,7 +799,8 @@ private final class Scanner {
     report(force: true)
   }
 
-  /// Streams `fd` through the chunker into the queue; returns the bytes read, or nil on a read error.
+  /// Streams `fd` through the chunker into the queue; returns the bytes read, or nil on a read error. Progress is
+  /// reported as bytes arrive (at most every 0.5 s).
   func readChunks(fd: Int32, slot: Int, what: String) -> Int? {
     var start = 0
     var end = 0
@@ -828,6 +829,9 @@ private final class Scanner {
           end += n
           total += n
           run.lock.withLock { run.bytesRead += Int64(n) }
+          // Reported as read, not only per chunk: a slow stream (a dump) fills the buffer for minutes before its
+          // first chunk boundary, and its progress would otherwise show nothing until it ends.
+          report()
         }
       }
       if start == end && eof { break }
