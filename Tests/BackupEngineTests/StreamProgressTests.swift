@@ -11,7 +11,7 @@ import Testing
 
 /// A stream backup (a dump piped in) reports its progress while the stream is still open, not only once it ends: a
 /// dump that writes for minutes before the chunker's first boundary would otherwise show nothing until the end
-/// (the controller's status.progress reads these lines).
+/// (`--json` status lines, and the progress line on a terminal).
 @Suite struct StreamProgressTests {
   @Test func aSlowStreamReportsBytesBeforeItEnds() async throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stream-progress-\(UUID().uuidString)").path
