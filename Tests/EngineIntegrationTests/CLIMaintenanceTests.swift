@@ -67,7 +67,12 @@ import Testing
     let h = try CLIHarness()
     defer { h.cleanup() }
     #expect(try h.run(["init"]).code == 0)
-    // A stream that stalls after 40 MiB keeps the backup running until it is killed.
+    // A stream that stalls after its payload keeps the backup running until it is killed. Each of the engine's
+    // workers (one per core, at least 2) fills its own pack, and a pack is stored when it reaches 8 MiB; the reader
+    // holds up to 16 MiB unchunked while it waits. So the payload is random (incompressible) and large enough that
+    // whichever way the chunks fall across the workers, at least one pack is stored before the stream stalls.
+    let workers = max(2, ProcessInfo.processInfo.activeProcessorCount)
+    let payload = Data(Crypto.randomBytes(max(40, workers * 8 + 24) << 20))
     let fifo = h.dir + "/fifo"
     #expect(mkfifo(fifo, 0o600) == 0)
     let p = Process()
@@ -75,14 +80,15 @@ import Testing
     p.arguments = ["backup", "--stdin", "--stdin-name", "stream", "--repo", h.repoURL, "--kms", h.kmsURL, "--quiet"]
     p.standardOutput = FileHandle.nullDevice
     p.standardError = FileHandle.nullDevice
-    let payload = sampleData(40 << 20)
     let writerDone = DispatchSemaphore(value: 0)
-    // Opening a FIFO blocks until both ends are open: start the writer first.
+    let killed = DispatchSemaphore(value: 0)
+    // Opening a FIFO blocks until both ends are open: start the writer first. It keeps its end open (the stream
+    // stalls, it does not end) until the backup has been killed, so the backup can never finish on its own.
     let writer = Thread {
       if let w = FileHandle(forWritingAtPath: fifo) {
         w.write(payload)
         writerDone.signal()
-        Thread.sleep(forTimeInterval: 30)
+        _ = killed.wait(timeout: .now() + 300)
         try? w.close()
       }
     }
@@ -90,14 +96,18 @@ import Testing
     p.standardInput = FileHandle(forReadingAtPath: fifo) ?? FileHandle.nullDevice
     try p.run()
     writerDone.wait()
-    // Wait until packs are on disk, then kill -9.
-    let deadline = Date().addingTimeInterval(30)
-    while try h.objects("data").count < 2 && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+    // Wait until a pack is on disk, then kill -9.
+    let deadline = Date().addingTimeInterval(120)
+    while try h.objects("data").isEmpty && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
     Thread.sleep(forTimeInterval: 0.5)
     kill(p.processIdentifier, SIGKILL)
     p.waitUntilExit()
-    let orphanPacks = try h.objects("data").count
-    #expect(orphanPacks >= 2)
+    killed.signal()
+    let orphanPacks = try h.objects("data")
+    try #require(!orphanPacks.isEmpty, "no pack was stored in 120 s before the kill")
+    let orphanBytes = try orphanPacks.reduce(0) {
+      $0 + ((try FileManager.default.attributesOfItem(atPath: h.repo + "/" + $1)[.size] as? Int) ?? 0)
+    }
     #expect(try h.objects("snapshots").isEmpty)
     #expect(try h.objects("locks").count == 1)  // the killed process's lock
     // The repository is consistent; the stale lock of the dead pid is removed by the next command.
@@ -107,7 +117,8 @@ import Testing
     #expect(b.code == 0, "\(b.stderr)")
     #expect(b.text.contains("adopted"))
     let stored = try #require(b.result["bytesStored"] as? Int)
-    #expect(stored < payload.count / 2, "re-uploaded \(stored) of \(payload.count) bytes")
+    // The orphaned packs are adopted, not uploaded again.
+    #expect(stored < payload.count - orphanBytes / 2, "re-uploaded \(stored) of \(payload.count) bytes")
     #expect(try h.objects("locks").isEmpty)
     let r = try h.run(["restore", "latest", "--stdout"])
     #expect(r.stdout == payload)
