@@ -242,6 +242,19 @@ public final class KubeClient: Sendable {
     return try await send(req, decoding: T.self)
   }
 
+  /// The tail of a container's log (`pods/NAME/log`): at most `tailLines` lines and `limitBytes` bytes, as text.
+  public func podLog(
+    namespace: String, name: String, container: String, tailLines: Int, limitBytes: Int
+  ) async throws -> String {
+    var req = try build { try builder(.pods).get(namespace: namespace, name: name, subresource: "log") }
+    req.query = [
+      QueryItem("container", container), QueryItem("tailLines", String(tailLines)),
+      QueryItem("limitBytes", String(limitBytes)),
+    ]
+    req.accept = "text/plain"
+    return String(decoding: try await send(req).body, as: UTF8.self)
+  }
+
   /// One page of a list. `stripManagedFields`: leave `metadata.managedFields` out of the items (nil: the client's
   /// setting).
   public func list<T: Decodable & Sendable>(
