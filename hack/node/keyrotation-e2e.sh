@@ -145,7 +145,7 @@ for _ in $(seq 1 90); do [[ -n "$(st lastSnapshot)" && "$(st lastSnapshot)" != "
 [[ "$(engine snapshots --json --kms "file://$WORK/key-2" 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')" == 2 ]] ||
   fail "the repository does not hold both snapshots"
 
-log "5. a running backup's progress is in status (read from the engine's progress lines), then cleared"
+log "4b. a running backup's progress is in status (read from the engine's progress lines), then cleared"
 # A dump of 30 x 512 KiB, one a second (about 15 chunks, a progress report each): the backup runs for about 30 s.
 slow='for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do head -c 524288 /dev/urandom; sleep 1; done'
 before="$(st lastSnapshot)"

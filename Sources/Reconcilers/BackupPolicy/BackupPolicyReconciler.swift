@@ -563,8 +563,13 @@ public final class BackupPolicyReconciler: Sendable {
         logger.warning(
           "cannot read the backup's progress (grant get on pods/log in the backup namespace)",
           metadata: ["object": "BackupPolicy \(policy.metadata.namespace ?? "")/\(policy.name)", "pod": "\(pod)"])
-      } catch {
+      } catch let e as KubeError where e.code == 400 || e.isNotFound {
+        // A container still starting (400) or a Pod just gone: the next read finds the log or the run ended.
         logger.debug(
+          "cannot read the backup's progress yet", metadata: ["pod": "\(namespace)/\(pod)", "error": "\(e)"])
+      } catch {
+        // Anything else (a refused request, an apiserver out of reach) keeps status.progress from moving: say so.
+        logger.warning(
           "cannot read the backup's progress",
           metadata: ["pod": "\(namespace)/\(pod)", "error": "\(error)"])
       }
