@@ -121,9 +121,8 @@ final class JSONProgress: @unchecked Sendable {
     let due = throttle.shouldEmit(at: elapsed)
     lock.unlock()
     guard due else { return nil }
-    let p = EngineProgress(
-      phase: ev.phase, files: Int64(ev.files), bytesDone: ev.bytesDone, bytesTotal: ev.bytesTotal,
-      bytesStored: ev.bytesStored, errors: Int64(ev.errors), secondsElapsed: (elapsed * 1000).rounded() / 1000)
+    var p = ev
+    p.secondsElapsed = (elapsed * 1000).rounded() / 1000
     do {
       return try p.encodedLine() + Data("\n".utf8)
     } catch {
