@@ -89,7 +89,7 @@ extension Repository {
     let hidden: [ObjectInfo]
     do { hidden = try await store.listHidden(prefix: prefix) } catch StorageError.accessDenied(_, let m) {
       addWarnings([
-        "objects under \(prefix) hidden behind delete markers cannot be seen: listing versions was refused (\(m))"
+        "deleted objects under \(prefix) that the store still keeps cannot be seen: listing versions was refused (\(m))"
       ])
       return objs
     }
@@ -137,7 +137,7 @@ extension Repository {
         _ = try readConfig(raw, location: store.location, expect: expect)
         return (
           raw,
-          "config is hidden behind a delete marker (deleted with the storage credentials; this engine never deletes "
+          "config is \(store.deletedButKept) (deleted with the storage credentials; this engine never deletes "
             + "it): read its newest stored version \(v), whose signature is valid; make that version current again"
         )
       } catch {
