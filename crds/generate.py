@@ -337,8 +337,36 @@ def repository_schema(desc):
                      }, required=["path"]),
             rule("has(self.claimName)", "claimName: a local repository must name the PersistentVolumeClaim that holds "
                  "it; without one the repository would be lost with each Job's Pod", field_path=".claimName")),
+        "expectedIdentity": expected_identity(),
     }, required=None, oneOf=one_of("s3", "gcs", "azure", "local"),
         **{"x-kubernetes-validations": [exactly_one("repository", "s3", "gcs", "azure", "local")]})
+
+
+# The pins' shapes, as the engine prints them (Swift: ExpectedRepositoryIdentity.errors, RepositoryIdentity).
+REPOSITORY_ID = r"^[0-9a-f]{32}$"
+SIGNING_KEY = r"^[0-9a-f]{64}$"
+
+
+def expected_identity():
+    """A repository's identity stated by the admin (Swift: ExpectedRepositoryIdentity)."""
+    return obj(
+        "The repository's identity as you state it, instead of trusting the first run: every Job that opens this "
+        "repository (backups, prunes, verifies, restores and drills, key rotations, copies from or to it) passes it "
+        "to the engine from its first run on (--expect-repository-id and --expect-signing-key, a copy's target "
+        "--to-expect-*), on a RestoreOnly policy and after a status loss too, and the engine refuses a repository "
+        "with another id or signing key (exit 5, nothing written into it) and does not create one where none is. "
+        "Wins over the identity recorded in status (status.repositoryIdentity, for a replica "
+        "status.replicas[].repositoryIdentity); a recorded one that differs raises a Warning Event "
+        "RepositoryIdentityMismatch naming this field. Read the values from that status field on the cluster that "
+        "created the repository (id, signingKey), or from the engine's JSON result (repositoryId, signingKey). "
+        "Default: none (the first successful run's identity is recorded and pinned).", {
+            "repositoryId": string("The repository id: 32 lowercase hex digits (status.repositoryIdentity.id, the "
+                                   "engine result's repositoryId).", pattern=REPOSITORY_ID, minLength=32,
+                                   maxLength=32),
+            "signingKey": string("The repository's hex Ed25519 public signing key: 64 lowercase hex digits "
+                                 "(status.repositoryIdentity.signingKey, the engine result's signingKey).",
+                                 pattern=SIGNING_KEY, minLength=64, maxLength=64),
+        }, required=["repositoryId", "signingKey"])
 
 
 def encryption_schema(desc="Client-side encryption: AES-256-GCM data keys per data type, wrapped by a key service "
@@ -629,9 +657,9 @@ def repository_identity(desc):
     """A repository's pins (Swift: RepositoryIdentity): the primary's and each replica's."""
     return obj(desc, {
         "repository": string("The repository URL the pins belong to (the Jobs' --repo).", maxLength=4096),
-        "id": string("The repository id.", pattern=r"^[0-9a-f]{32}$", maxLength=32),
+        "id": string("The repository id.", pattern=REPOSITORY_ID, maxLength=32),
         "signingKey": string("The hex Ed25519 public key that signs the repository's config, key files "
-                             "and manifests.", pattern=r"^[0-9a-f]{64}$", maxLength=64),
+                             "and manifests.", pattern=SIGNING_KEY, maxLength=64),
         "recordedAt": date_time("When the run the pins came from finished."),
         "recordedFrom": string("The Job whose result the pins came from.", maxLength=63),
     }, required=["repository", "id", "signingKey"])

@@ -4,7 +4,7 @@
 #   hack/bench-engine.sh [ENGINE_BIN]
 #
 # ENGINE_BIN defaults to $BOTRT_ENGINE_BIN or .build/release/botrt-engine (build it with
-# `swift build -c release --product botrt-engine`). Needs restic (hack/install-deps.sh installs it) and
+# `swift build -c release --product botrt-engine`). Needs the current restic (hack/bench/restic-current.sh fetches it) and
 # /usr/bin/time. Copies /usr/share (about 700 MB) to $BENCH_DIR (default /tmp/botrt-bench), backs it up
 # with both tools to local repositories, restores into tmpfs (/dev/shm) and onto disk, re-backs up
 # without changes, and writes the table with ratios to docs/benchmarks.md (engine section).
@@ -17,7 +17,8 @@ DATA="$BENCH_DIR/data"
 SHM="${BENCH_SHM:-/dev/shm/botrt-bench}"
 OUT="${BENCH_OUT:-$REPO_ROOT/docs/benchmarks.md}"
 
-command -v restic >/dev/null || { echo "restic is missing: run hack/install-deps.sh" >&2; exit 1; }
+# The current restic (0.19.x, what users run), not Debian 12's 0.14: hack/bench/restic-current.sh fetches it once.
+RESTIC="$("$(dirname "$0")/bench/restic-current.sh")"
 [[ -x "$ENGINE" ]] || { echo "botrt-engine not found at $ENGINE" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
 
@@ -74,16 +75,16 @@ rm -rf "$SHM"
 mkdir -p "$SHM"
 
 # 2. restic
-restic init --repo "$BENCH_DIR/restic-repo" >/dev/null
-run restic-backup restic backup --repo "$BENCH_DIR/restic-repo" "$DATA"
+"$RESTIC" init --repo "$BENCH_DIR/restic-repo" >/dev/null
+run restic-backup "$RESTIC" backup --repo "$BENCH_DIR/restic-repo" "$DATA"
 R_BACKUP=$SECS R_BACKUP_CPU=$CPU R_BACKUP_RSS=$RSS_KB
-run restic-rebackup restic backup --repo "$BENCH_DIR/restic-repo" "$DATA"
+run restic-rebackup "$RESTIC" backup --repo "$BENCH_DIR/restic-repo" "$DATA"
 R_REBACKUP=$SECS R_REBACKUP_CPU=$CPU
-run restic-restore-shm restic restore latest --repo "$BENCH_DIR/restic-repo" --target "$SHM/restic"
+run restic-restore-shm "$RESTIC" restore latest --repo "$BENCH_DIR/restic-repo" --target "$SHM/restic"
 R_RESTORE_SHM=$SECS R_RESTORE_SHM_CPU=$CPU R_RESTORE_RSS=$RSS_KB
 rm -rf "$SHM/restic"
 settle_disk
-run restic-restore-disk restic restore latest --repo "$BENCH_DIR/restic-repo" --target "$BENCH_DIR/restore-disk/restic"
+run restic-restore-disk "$RESTIC" restore latest --repo "$BENCH_DIR/restic-repo" --target "$BENCH_DIR/restore-disk/restic"
 R_RESTORE_DISK=$SECS R_RESTORE_DISK_CPU=$CPU R_RESTORE_DISK_RSS=$RSS_KB
 R_SIZE=$(du -sb "$BENCH_DIR/restic-repo" | cut -f1)
 
@@ -124,7 +125,7 @@ B_PEAK=$(( B_BACKUP_RSS > B_RESTORE_RSS ? B_BACKUP_RSS : B_RESTORE_RSS ))
 B_PEAK=$(( B_PEAK > B_RESTORE_DISK_RSS ? B_PEAK : B_RESTORE_DISK_RSS ))
 
 TABLE=$(cat <<TBL
-## Engine: botrt-engine vs restic $(restic version | awk '{print $2}') (same data, same run)
+## Engine: botrt-engine vs restic $("$RESTIC" version | awk '{print $2}') (same data, same run)
 
 Dataset: $((DATA_BYTES / 1000000)) MB, $DATA_FILES files copied from /usr/share; local repositories on the
 same disk; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ). Produced by \`hack/bench-engine.sh\`.

@@ -189,6 +189,51 @@ public struct RepositoryIdentity: Codable, Sendable, Hashable {
   }
 }
 
+/// A repository's identity stated in the spec (`repository.expectedIdentity`): the values of the engine's result
+/// (`repositoryId`, `signingKey`) and of status.repositoryIdentity (`id`, `signingKey`). Passed to every Job that opens
+/// the repository as `--expect-repository-id` and `--expect-signing-key` (a copy's target as `--to-expect-*`), and
+/// preferred to the identity recorded in status.
+public struct ExpectedRepositoryIdentity: Codable, Sendable, Hashable {
+  /// The repository id: 32 lowercase hex digits.
+  public var repositoryId: String
+  /// The hex Ed25519 public key that signs the repository's config, key files and manifests: 64 lowercase hex digits.
+  public var signingKey: String
+
+  public init(repositoryId: String, signingKey: String) {
+    self.repositoryId = repositoryId
+    self.signingKey = signingKey
+  }
+
+  /// Whether `s` is `count` lowercase hex digits (the engine prints ids and keys so).
+  public static func isLowerHex(_ s: String, count: Int) -> Bool {
+    s.utf8.count == count && s.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+  }
+
+  /// A value as an error message shows it: quoted, at most 80 characters (the values are public, not secrets).
+  static func shown(_ s: String) -> String { s.count > 80 ? "'\(s.prefix(80))...'" : "'\(s)'" }
+
+  /// Errors naming `field`.repositoryId / `field`.signingKey when a value does not have its shape.
+  public func errors(at field: String) -> [SpecError] {
+    var out: [SpecError] = []
+    if !Self.isLowerHex(repositoryId, count: 32) {
+      out.append(
+        SpecError(
+          field: "\(field).repositoryId",
+          message: "must be the repository id, 32 lowercase hex digits (status.repositoryIdentity.id or the engine "
+            + "result's repositoryId), got \(Self.shown(repositoryId))"))
+    }
+    if !Self.isLowerHex(signingKey, count: 64) {
+      out.append(
+        SpecError(
+          field: "\(field).signingKey",
+          message:
+            "must be the repository's signing key, 64 lowercase hex digits (status.repositoryIdentity.signingKey "
+            + "or the engine result's signingKey), got \(Self.shown(signingKey))"))
+    }
+    return out
+  }
+}
+
 /// Copy progress of one replica.
 public struct ReplicaStatus: Codable, Sendable, Hashable {
   /// The replica's name (spec.replicas[].name).
@@ -320,14 +365,19 @@ public struct RepositorySpec: Codable, Sendable, Hashable {
   public var azure: AzureRepository?
   /// A local directory or PVC.
   public var local: LocalRepository?
+  /// The repository's identity as the admin states it: every Job that opens this repository requires it from the
+  /// first run on, instead of pinning what the first backup or copy finds (trust on first use).
+  public var expectedIdentity: ExpectedRepositoryIdentity?
 
   public init(
-    s3: S3Repository? = nil, gcs: GCSRepository? = nil, azure: AzureRepository? = nil, local: LocalRepository? = nil
+    s3: S3Repository? = nil, gcs: GCSRepository? = nil, azure: AzureRepository? = nil, local: LocalRepository? = nil,
+    expectedIdentity: ExpectedRepositoryIdentity? = nil
   ) {
     self.s3 = s3
     self.gcs = gcs
     self.azure = azure
     self.local = local
+    self.expectedIdentity = expectedIdentity
   }
 
   /// The names of the backends that are set ("s3", "gcs", "azure", "local").

@@ -163,6 +163,7 @@ public enum SpecValidation {
     }
     errors += spec.repository.exactlyOneErrors(at: "spec.repository")
     errors += localClaim(spec.repository, at: "spec.repository")
+    errors += spec.repository.expectedIdentity?.errors(at: "spec.repository.expectedIdentity") ?? []
     errors += spec.encryption.kms.exactlyOneErrors(at: "spec.encryption.kms")
     errors += plaintextKMS(spec.encryption.kms, at: "spec.encryption.kms")
     var replicaNames = Set<String>()
@@ -180,6 +181,7 @@ public enum SpecValidation {
               + "another location"))
       }
       errors += localClaim(replica.repository, at: "\(rf).repository")
+      errors += replica.repository.expectedIdentity?.errors(at: "\(rf).repository.expectedIdentity") ?? []
       if let kms = replica.encryption?.kms {
         errors += kms.exactlyOneErrors(at: "\(rf).encryption.kms")
         errors += plaintextKMS(kms, at: "\(rf).encryption.kms")

@@ -339,6 +339,16 @@ func tablePolicies() -> [BackupPolicy] {
         }
         p.status = st
       }
+      // Stated pins (spec.repository.expectedIdentity, and the replica's) on every third row, and on the rows with
+      // recorded pins where i % 6 == 4: there the stated ones must win.
+      if i % 3 == 2 || i % 6 == 4 {
+        p.spec.repository.expectedIdentity = ExpectedRepositoryIdentity(
+          repositoryId: statedPinID, signingKey: String(repeating: "6b", count: 32))
+        for j in (p.spec.replicas ?? []).indices {
+          p.spec.replicas?[j].repository.expectedIdentity = ExpectedRepositoryIdentity(
+            repositoryId: statedReplicaPinID, signingKey: String(repeating: "8d", count: 32))
+        }
+      }
       out.append(p)
       i += 1
     }
@@ -348,6 +358,9 @@ func tablePolicies() -> [BackupPolicy] {
 
 /// The replica pins' id in the table (the primary's is ab…).
 let replicaPinID = String(repeating: "ef", count: 16)
+/// The stated pins' ids in the table (spec.repository.expectedIdentity, the replica's).
+let statedPinID = String(repeating: "5a", count: 16)
+let statedReplicaPinID = String(repeating: "7c", count: 16)
 
 func planFor(_ p: BackupPolicy) -> RecoveryPlan {
   let ref = LocalObjectReference(name: p.metadata.name ?? "")
@@ -475,8 +488,10 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
           .flatMap(\.argv)
         #expect(argv.contains(replicaURL), "\(p.metadata.name ?? "") \(step.step.name): \(argv)")
         #expect(!argv.contains(String(repeating: "ab", count: 16)), "\(step.step.name): \(argv)")
-        let pinned = p.status?.replicas?.first?.repositoryIdentity != nil
+        let stated = p.spec.replicas?.first?.repository.expectedIdentity != nil
+        let pinned = p.status?.replicas?.first?.repositoryIdentity != nil && !stated
         #expect(argv.contains(replicaPinID) == pinned, "\(step.step.name): \(argv)")
+        #expect(argv.contains(statedReplicaPinID) == stated, "\(step.step.name): \(argv)")
         if step.step.name == "replica-id" { #expect(argv.contains("def456") && !argv.contains("abc123")) }
       }
       let drill = DRDrill(
@@ -489,7 +504,58 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
           timeoutSeconds: 3_600)
         let argv = engineRuns(body, name: "drill").flatMap(\.argv)
         #expect(argv.contains(replicaURL) && !argv.contains(String(repeating: "ab", count: 16)), "\(argv)")
-        #expect(argv.contains(replicaPinID) == (p.status?.replicas?.first?.repositoryIdentity != nil), "\(argv)")
+        let stated = p.spec.replicas?.first?.repository.expectedIdentity != nil
+        #expect(
+          argv.contains(replicaPinID) == (p.status?.replicas?.first?.repositoryIdentity != nil && !stated), "\(argv)")
+        #expect(argv.contains(statedReplicaPinID) == stated, "\(argv)")
+      }
+    }
+    // Stated pins reach every Job that opens the repository (the replica's every Job that opens the replica), on
+    // rows with recorded pins too, where they win; and the restores and drills of a restore-only copy with an empty
+    // status (a DR cluster's) pass them as well. The runs above fed these Jobs through the engine's parser.
+    let stated = policies.filter { $0.spec.repository.expectedIdentity != nil }
+    #expect(stated.count >= 2 && stated.contains { $0.status?.repositoryIdentity != nil })
+    #expect(stated.contains { $0.spec.replicas != nil && $0.status?.replicas?.first?.repositoryIdentity != nil })
+    let recorded = [String(repeating: "ab", count: 16), replicaPinID]
+    func statedOnly(_ argv: [String], _ place: String) {
+      #expect(argv.contains(statedPinID) || argv.contains(statedReplicaPinID), "\(place): \(argv)")
+      #expect(!recorded.contains { argv.contains($0) }, "\(place): recorded pins beside stated ones: \(argv)")
+    }
+    for p in stated {
+      let name = p.metadata.name ?? ""
+      for (job, body) in try policyBodies(p) {
+        for run in engineRuns(body, name: job) {
+          statedOnly(run.argv, "\(name) \(job)")
+          if run.argv.first == EngineCommandName.copy {
+            #expect(run.argv.contains(statedPinID) && run.argv.contains(statedReplicaPinID), "\(run.argv)")
+          }
+        }
+      }
+      var restoreOnly = p
+      restoreOnly.spec.mode = .restoreOnly
+      restoreOnly.status = nil
+      let alone = [name: restoreOnly]
+      try checkPlan(planFor(restoreOnly), policies: alone)
+      let ctx = RecoveryJobContext(settings: testSettings, policies: alone, namespace: "shop", labels: [:], owner: nil)
+      for step in try RecoveryPlanLogic.steps(planFor(restoreOnly).spec)
+      where [.restore, .verify].contains(step.step.action) {
+        let fromReplica = step.step.name.hasPrefix("replica-")
+        for run in engineRuns(try RecoveryJobs.stepJob(step, jobName: "s", ctx: ctx), name: step.step.name) {
+          #expect(run.argv.contains(fromReplica ? statedReplicaPinID : statedPinID), "\(name) \(step.step.name)")
+        }
+      }
+      let drill = DRDrill(
+        metadata: ObjectMeta(name: "drill-\(name)", namespace: "shop"),
+        spec: DRDrillSpec(schedule: "@weekly", target: DrillTarget(backupPolicyRef: LocalObjectReference(name: name))))
+      for spec in drillSpecs(restoreOnly) {
+        try checkDrill(drill, spec: spec, policies: alone)
+        let body = try DrillLogic.runJob(
+          drill, spec: spec, namespace: "drill-scratch", settings: testSettings, policies: alone, timeoutSeconds: 600)
+        let runs = engineRuns(body, name: "drill")
+        #expect(!runs.isEmpty)
+        for run in runs {
+          #expect(run.argv.contains(spec.restore.replica != nil ? statedReplicaPinID : statedPinID), "\(run.argv)")
+        }
       }
     }
     // The table reaches the flags of private CAs and pinned repositories.

@@ -344,6 +344,30 @@ private enum CRDApply {
         client, bp, ns: ns, spec: with { $0["compliance"] = ["iso27001"] }, field: "spec.compliance", "profile")
       try await expectRejected(
         client, bp, ns: ns, spec: with { $0["source"] = [:] }, field: "spec.source", "no source")
+      // Stated pins: the engine's shapes, 32 and 64 lowercase hex digits, both required.
+      let id: JSONValue = .string(String(repeating: "5a", count: 16))
+      let key: JSONValue = .string(String(repeating: "6b", count: 32))
+      _ = try await client.create(
+        bp, namespace: ns,
+        Unstructured([
+          "apiVersion": .string(bp.apiVersion), "kind": "BackupPolicy",
+          "metadata": ["name": "stated", "namespace": .string(ns)],
+          "spec": with { $0["repository"]?["expectedIdentity"] = ["repositoryId": id, "signingKey": key] },
+        ]))
+      try await expectRejected(
+        client, bp, ns: ns,
+        spec: with { $0["repository"]?["expectedIdentity"] = ["repositoryId": "5a5a", "signingKey": key] },
+        field: "spec.repository.expectedIdentity.repositoryId", "short repository id")
+      try await expectRejected(
+        client, bp, ns: ns,
+        spec: with {
+          $0["repository"]?["expectedIdentity"] = [
+            "repositoryId": id, "signingKey": .string(String(repeating: "6B", count: 32)),
+          ]
+        }, field: "spec.repository.expectedIdentity.signingKey", "uppercase signing key")
+      try await expectRejected(
+        client, bp, ns: ns, spec: with { $0["repository"]?["expectedIdentity"] = ["repositoryId": id] },
+        field: "spec.repository.expectedIdentity.signingKey", "no signing key")
 
       let step: JSONValue = ["name": "s", "action": "reboot"]
       try await expectRejected(

@@ -128,6 +128,38 @@ extension BackupPolicyControllerTests {
 }
 
 extension BackupPolicyControllerTests {
+  /// Issue 18: Kubernetes 1.20's token controller adds a token Secret to every new ServiceAccount, which moves its
+  /// resourceVersion; the controller applied each policy's ServiceAccount a second time at its next reconcile (and
+  /// all of them after a watch relist). Now the ServiceAccount is applied once.
+  @Test func aNewServiceAccountIsAppliedOnceThoughTheTokenControllerAddsItsSecret() async throws {
+    try await withNamespace("bp-sa-once") { ns in
+      try await createSecrets(ns)
+      try await withCountingController(ns) { _, registry in
+        _ = try await client.create(policy(ns))
+        try await eventually("Ready=True") { try await condition(ns, "orders-db", "Ready")?.status == .true }
+        let account = ChildNames(namespace: ns, name: "orders-db").serviceAccount
+        try await eventually("the token controller to add the ServiceAccount's token Secret") {
+          let sa = try await client.get(
+            ChildResources.serviceAccounts, namespace: "\(ns)-backup", name: account, as: JSONValue.self)
+          return !(sa["secrets"]?.arrayValue ?? []).isEmpty
+        }
+        let reconciled = {
+          (registry.value("botrt_reconcile_total", labels: ["backuppolicy", "success"]) ?? 0)
+            + (registry.value("botrt_reconcile_total", labels: ["backuppolicy", "requeue"]) ?? 0)
+        }
+        let before = reconciled()
+        // Another reconcile after the token controller's write: a label on the policy.
+        _ = try await client.patch(
+          BackupPolicy.self, namespace: ns, name: "orders-db", .merge(["metadata": ["labels": ["poke": "1"]]]))
+        try await eventually("another reconcile") { reconciled() > before }
+        let requests = counted(registry)
+        #expect(requests["patch serviceaccounts"] == 1, "\(requests)")
+      }
+    }
+  }
+}
+
+extension BackupPolicyControllerTests {
   /// Issue 18: a restarted controller starts each reconcile from the cached policy (it wrote nothing to it since it
   /// started, OwnWrites.readsCache), and reads the Secrets the policies share once per resourceVersion its
   /// metadata cache shows (SourceSecrets), not once per policy.

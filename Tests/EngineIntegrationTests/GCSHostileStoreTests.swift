@@ -45,7 +45,9 @@ import Testing
     let listed = (snaps.result["snapshots"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
     #expect(Set(listed) == [firstID, secondID])
     let w = snaps.result["warnings"] as? [String] ?? []
-    #expect(w.contains { $0.hasPrefix("config is hidden behind a delete marker") }, "\(w)")
+    // In GCS's own words: it has no delete markers, a deleted object's generation is kept as noncurrent.
+    #expect(w.contains { $0.hasPrefix("config is deleted, its generation kept as noncurrent") }, "\(w)")
+    #expect(!w.contains { $0.contains("delete marker") }, "\(w)")
     let r1 = try run(["restore", firstID, "--target", h.dir + "/out1"])
     #expect(r1.code == 0, "\(r1.stderr)")
     #expect(FileManager.default.contents(atPath: h.dir + "/out1/src/a.bin") == a)
@@ -58,6 +60,9 @@ import Testing
     #expect(v.code == 5, "\(v.stderr)")
     #expect(v.stderr.contains("\(pack): size 5000"), "\(v.stderr)")
     #expect(v.result["snapshotsVerified"] as? Int == 2)
+    let vw = v.result["warnings"] as? [String] ?? []
+    #expect(vw.contains { $0.hasPrefix("data/") && $0.contains("deleted, its generation kept as noncurrent") }, "\(vw)")
+    #expect(!vw.contains { $0.contains("delete marker") }, "\(vw)")
 
     // delete-repository is not run here: fake-gcs-server ignores `generation` on DELETE (the live generation
     // becomes noncurrent, a noncurrent one answers 404), so generations cannot be deleted on it.

@@ -38,6 +38,17 @@ import Testing
     for var p in policies {
       p.metadata.uid = "uid-\(p.name)"
       out.append((p.name, p))
+      if p.spec.replicas != nil {
+        // Stated pins (repository.expectedIdentity) of the primary and each replica: --expect-* and --to-expect-*.
+        var stated = p
+        stated.spec.repository.expectedIdentity = ExpectedRepositoryIdentity(
+          repositoryId: String(repeating: "5a", count: 16), signingKey: String(repeating: "6b", count: 32))
+        for i in (p.spec.replicas ?? []).indices {
+          stated.spec.replicas?[i].repository.expectedIdentity = ExpectedRepositoryIdentity(
+            repositoryId: String(repeating: "7c", count: 16), signingKey: String(repeating: "8d", count: 32))
+        }
+        out.append(("\(p.name)-stated", stated))
+      }
       if var pvc = p.spec.source.pvc {
         var root = p
         pvc.runAsUser = 0

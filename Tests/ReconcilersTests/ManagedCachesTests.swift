@@ -100,6 +100,35 @@ struct ManagedCachesTests {
     fresh.forget(ChildResources.roles, namespace: "b", name: "cj")
     #expect(fresh.isCurrent(child, hash: hash, cached: roleEdited))
   }
+
+  /// A ServiceAccount is not applied again when the token controller adds its token Secret (the resourceVersion
+  /// moves, labels and annotations stay), but is when someone changes its labels or annotations.
+  @Test func aServiceAccountIsNotAppliedAgainForItsTokenSecret() {
+    let body: JSONValue = [
+      "kind": "ServiceAccount", "metadata": ["name": "sa", "labels": ["a": "1"]], "automountServiceAccountToken": false,
+    ]
+    let child = DesiredChild(resource: ChildResources.serviceAccounts, namespace: "b", name: "sa", body: body)
+    let hash = AppliedChildren.hash(body)
+    let applied = AppliedChildren()
+    let created = Self.object(
+      "ServiceAccount", "b", "sa", labels: ["a": "1"], annotations: [AppliedChildren.annotation: hash],
+      resourceVersion: "10")
+    applied.record(child, hash: hash, applied: created)
+    // The token controller's write: the resourceVersion moves.
+    let withToken = Self.object(
+      "ServiceAccount", "b", "sa", labels: ["a": "1"], annotations: [AppliedChildren.annotation: hash],
+      resourceVersion: "11")
+    #expect(applied.isCurrent(child, hash: hash, cached: withToken))
+    // Someone else's label: applied again.
+    let relabelled = Self.object(
+      "ServiceAccount", "b", "sa", labels: ["a": "2"], annotations: [AppliedChildren.annotation: hash],
+      resourceVersion: "12")
+    #expect(!applied.isCurrent(child, hash: hash, cached: relabelled))
+    // Another kind without a generation still goes by its resourceVersion.
+    let roleChild = DesiredChild(resource: ChildResources.roles, namespace: "b", name: "sa", body: body)
+    applied.record(roleChild, hash: hash, applied: created)
+    #expect(!applied.isCurrent(roleChild, hash: hash, cached: withToken))
+  }
 }
 
 extension ManagedCachesTests {

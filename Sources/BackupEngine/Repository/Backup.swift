@@ -84,6 +84,9 @@ struct ChunkJob {
   var slot: Int
   var seq: Int
   var data: [UInt8]
+  /// False for every chunk of a file or stream that starts as an already-compressed format does
+  /// (`CompressedFormat.starts`): its blobs are stored as they are, without spending zstd on them.
+  var compress = true
 }
 
 /// Shared mutable state of one backup run.
@@ -351,7 +354,7 @@ extension Repository {
         return true
       }
       if !isNew { continue }
-      try addBlob(job.data, id: id, type: .data, keyType: keyType, to: &pack, z: z, cipher: cipher)
+      try addBlob(job.data, id: id, type: .data, keyType: keyType, to: &pack, z: job.compress ? z : nil, cipher: cipher)
       if pack.body.count >= packSize {
         try flushPack(&pack, run: run, index: index, meta: meta, uploads: uploads)
       }
@@ -807,6 +810,7 @@ private final class Scanner {
     var eof = false
     var seq = 0
     var total = 0
+    var compress = true
     let maxChunk = chunker.parameters.max
     while true {
       if !eof && end - start < maxChunk {
@@ -835,6 +839,11 @@ private final class Scanner {
         }
       }
       if start == end && eof { break }
+      // The first bytes of the file say whether it is stored in a compressed format already (the buffer is full, or
+      // holds the whole file, before the first chunk is cut).
+      if seq == 0 && start == 0 {
+        compress = !CompressedFormat.starts(UnsafeRawBufferPointer(rebasing: buf[0..<end]))
+      }
       guard let n = chunker.nextBoundary(UnsafeRawBufferPointer(rebasing: buf[start..<end]), isFinal: eof) else {
         continue
       }
@@ -843,7 +852,7 @@ private final class Scanner {
         run.chunkIDs.append(Self.unset)
         run.chunksPending += 1
       }
-      if !queue.push(ChunkJob(slot: slot, seq: seq, data: data), size: n) { return nil }
+      if !queue.push(ChunkJob(slot: slot, seq: seq, data: data, compress: compress), size: n) { return nil }
       seq += 1
       start += n
       report()

@@ -322,6 +322,7 @@ extension Repository {
         remainingPacks[p.packID] = Int64(p.packSize)
       }
       packBytes = remainingPacks.values.reduce(0, +)
+      try await compactDeletionRecords()
       repacked = repack.count
       written = newPacks.count
       audit.record(

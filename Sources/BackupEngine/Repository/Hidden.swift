@@ -77,6 +77,55 @@ extension Repository {
     return result
   }
 
+  /// Above how many deletion records a prune compacts them (`compactDeletionRecords`): a daily prune writes one a
+  /// day, and every run that lists hidden objects reads them all.
+  static let compactDeletionRecordsAbove = 64
+
+  /// Folds the signed deletion records into one once there are more than `above`: one new record names every key
+  /// the valid records name that is still hidden (a key no longer hidden has no stored version left, or was stored
+  /// again and is listed), then the merged records are deleted. The deletes are plain ones (delete markers on a
+  /// versioned store: no version is deleted, and nothing reads a record a marker hides). The new record is written
+  /// first, so a run killed in between leaves both, which name the same keys. Records that fail their checks are
+  /// left alone (they are named in the warnings of every run, as before). Returns how many records were merged (0:
+  /// none, e.g. too few, or versions cannot be listed). Run by a prune, under the exclusive lock.
+  @discardableResult
+  func compactDeletionRecords(above: Int = compactDeletionRecordsAbove) async throws -> Int {
+    guard store.supportsRetention, config.deletionRecords != nil else { return 0 }
+    let listed = try await store.list(prefix: Self.deletionsPrefix)
+    guard listed.count > above else { return 0 }
+    var merged: [String] = []
+    var named = Set<String>()
+    for o in listed {
+      let d: Data
+      do { d = try await store.get(o.key) } catch StorageError.notFound { continue }
+      guard case .success(let r) = DeletionRecord.decode(d, repo: config.id, publicKey: publicKey) else { continue }
+      merged.append(o.key)
+      named.formUnion(r.keys)
+    }
+    guard merged.count > 1 else { return 0 }
+    var hidden = Set<String>()
+    for prefix in ["snapshots/", "index/", "data/"] {
+      do { hidden.formUnion(try await store.listHidden(prefix: prefix).map(\.key)) } catch StorageError.accessDenied {
+        return 0  // which keys are still hidden cannot be known: keep the records as they are
+      }
+    }
+    let keep = named.intersection(hidden)
+    if !keep.isEmpty {
+      let r = DeletionRecord(version: 1, repo: config.id, time: Self.now(), keys: keep.sorted())
+      try await store.put(
+        Self.deletionsPrefix + Hex.encode(Crypto.randomBytes(16)), data: try r.encoded(signingKey: signingKey),
+        options: putOptions())
+    }
+    for k in merged { try await store.delete(k) }
+    deletionState.with { $0 = nil }  // read again from the one record, if this run lists again
+    audit.record(
+      "compacted",
+      details: [
+        "deletionRecords": "\(merged.count)", "keysKept": "\(keep.count)", "keysDropped": "\(named.count - keep.count)",
+      ])
+    return merged.count
+  }
+
   /// The repository's objects under `prefix`: those listed, and on a versioned store those a delete marker hides
   /// that no signed deletion record names (hidden with the storage credentials, not deleted by this engine). Reads
   /// of those go to their stored versions (`getContentAddressed`, `verifiedPack`) and are named in `warnings` then.
@@ -89,7 +138,7 @@ extension Repository {
     let hidden: [ObjectInfo]
     do { hidden = try await store.listHidden(prefix: prefix) } catch StorageError.accessDenied(_, let m) {
       addWarnings([
-        "objects under \(prefix) hidden behind delete markers cannot be seen: listing versions was refused (\(m))"
+        "deleted objects under \(prefix) that the store still keeps cannot be seen: listing versions was refused (\(m))"
       ])
       return objs
     }
@@ -137,7 +186,7 @@ extension Repository {
         _ = try readConfig(raw, location: store.location, expect: expect)
         return (
           raw,
-          "config is hidden behind a delete marker (deleted with the storage credentials; this engine never deletes "
+          "config is \(store.deletedButKept) (deleted with the storage credentials; this engine never deletes "
             + "it): read its newest stored version \(v), whose signature is valid; make that version current again"
         )
       } catch {

@@ -225,7 +225,7 @@ public final class Repository: @unchecked Sendable {
     // must not be created over its retained snapshots.
     if let v = try await store.versions(of: "config").first {
       throw EngineError.usage(
-        "a repository exists at \(store.location) behind a delete marker (its config version \(v) is stored): it is "
+        "a repository exists at \(store.location), \(store.deletedButKept) (its config version \(v) is stored): it is "
           + "opened from that version; make it current again instead of creating a new repository")
     }
     if objectLock != nil && !store.supportsRetention {
@@ -383,7 +383,7 @@ public final class Repository: @unchecked Sendable {
       repo.addWarnings(hiddenWarnings + refusedWarnings)
       if let v = hiddenVersions[key] {
         repo.addWarnings([
-          "key file \(key) is hidden behind a delete marker (deleted with the storage credentials, not by this "
+          "key file \(key) is \(store.deletedButKept) (deleted with the storage credentials, not by this "
             + "engine): opened with its newest stored version \(v), whose signature is valid; make that version "
             + "current again"
         ])
@@ -652,7 +652,7 @@ public final class Repository: @unchecked Sendable {
       if Crypto.sha256([UInt8](d)) == id.bytes {
         addWarnings([
           hidden
-            ? "\(key) is hidden behind a delete marker (deleted with the storage credentials, not by this engine); "
+            ? "\(key) is \(store.deletedButKept) (deleted with the storage credentials, not by this engine); "
               + "read its stored version \(v), which matches its name"
             : "\(key): the current version does not match its name (overwritten or damaged); read the older version "
               + "\(v), which does"

@@ -54,7 +54,7 @@ extension Repository {
     let listed = try await listPacks(includingHidden: true)
     for p in listed.keys.sorted() where current[p] == nil {
       warnings.append(
-        "\(Self.packKey(p)): hidden behind a delete marker (deleted with the storage credentials, not by this engine); "
+        "\(Self.packKey(p)): \(store.deletedButKept) (deleted with the storage credentials, not by this engine); "
           + "its stored version is read instead: make it current again")
     }
     // Packs the index names must exist with the recorded size.

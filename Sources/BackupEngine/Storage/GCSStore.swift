@@ -19,6 +19,8 @@ import Foundation
 /// `versions=true` listing), so the engine reads past an attacker's overwrite or delete as it does on S3; only
 /// `deleteAllVersions` (delete-repository) deletes generations.
 public struct GCSStore: ObjectStore {
+  /// GCS has no delete markers: deleting the live generation of a versioned object leaves it noncurrent.
+  public var deletedButKept: String { "deleted, its generation kept as noncurrent" }
   public let bucket: String
   public let prefix: String
   public let location: String

@@ -74,6 +74,9 @@ public protocol ObjectStore: Sendable {
   var location: String { get }
   /// Whether `PutOptions.retention` and `extendRetention` are honoured.
   var supportsRetention: Bool { get }
+  /// How a warning says that an object was deleted while the store keeps a version of it, in the store's own
+  /// words: S3 hides it behind a delete marker, GCS keeps it as a noncurrent generation.
+  var deletedButKept: String { get }
   /// Writes an object atomically: readers see the whole object or none.
   func put(_ key: String, data: Data, options: PutOptions) async throws
   /// Reads a whole object.
@@ -114,6 +117,10 @@ public protocol ObjectStore: Sendable {
   /// versioned bucket), each with the size of its newest stored version; `list` does not return them and `get`
   /// answers `notFound`. One listing; the default, for stores without versions, is empty.
   func listHidden(prefix: String) async throws -> [ObjectInfo]
+}
+
+extension ObjectStore {
+  public var deletedButKept: String { "hidden behind a delete marker" }
 }
 
 extension ObjectStore {

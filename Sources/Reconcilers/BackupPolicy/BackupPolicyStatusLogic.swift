@@ -144,15 +144,18 @@ public enum BackupPolicyStatusLogic {
   /// `repositoryURL`, or nil. `conflict` names successful runs that reported another identity for the same
   /// repository (it was replaced between them): the oldest one is kept, and the later ones are the suspects.
   /// A nil `repositoryURL` (a spec the controller cannot run) keeps `previous`.
+  /// `stated` is spec.repository.expectedIdentity (see `RepositoryPinReport.identity`).
   public static func repositoryIdentity(
-    previous: RepositoryIdentity?, runs: [BackupRun], repositoryURL: String?
+    previous: RepositoryIdentity?, runs: [BackupRun], repositoryURL: String?,
+    stated: ExpectedRepositoryIdentity? = nil
   ) -> (identity: RepositoryIdentity?, conflict: String?) {
     let reports = runs.filter { $0.state == .succeeded }.map {
       RepositoryPinReport(
         jobName: $0.jobName, finishTime: $0.finishTime, repository: $0.result?.repository,
         id: $0.result?.repositoryId, signingKey: $0.result?.signingKey)
     }
-    return RepositoryPinReport.identity(previous: previous, reports: reports, repositoryURL: repositoryURL)
+    return RepositoryPinReport.identity(
+      previous: previous, reports: reports, repositoryURL: repositoryURL, stated: stated)
   }
 
   /// Computes the status. `effective` is nil when the spec is invalid (`problem` says why); `problem` is also set
@@ -254,7 +257,9 @@ public enum BackupPolicyStatusLogic {
     }
     // The repository's identity: pinned from the first successful run that reports it for the repository the spec
     // names now.
-    let pins = repositoryIdentity(previous: previous.repositoryIdentity, runs: runs, repositoryURL: repositoryURL)
+    let stated = policy.spec.repository.expectedIdentity
+    let pins = repositoryIdentity(
+      previous: previous.repositoryIdentity, runs: runs, repositoryURL: repositoryURL, stated: stated)
     if pins.identity != previous.repositoryIdentity {
       s.repositoryIdentity = pins.identity
       if let id = pins.identity {
@@ -268,6 +273,13 @@ public enum BackupPolicyStatusLogic {
     }
     if let w = pins.conflict {
       events.append(PlannedEvent(warning: true, reason: "RepositoryIdentityConflict", message: w))
+    }
+    // The spec states another identity than status recorded: the stated one is used, and the admin is told.
+    if let w = RepositoryPinReport.mismatchWarning(
+      recorded: pins.identity, stated: stated, repositoryURL: repositoryURL,
+      field: "spec.repository.expectedIdentity", statusField: "status.repositoryIdentity")
+    {
+      events.append(PlannedEvent(warning: true, reason: "RepositoryIdentityMismatch", message: w))
     }
 
     if let r = finished {

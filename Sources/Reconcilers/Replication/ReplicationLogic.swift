@@ -106,13 +106,14 @@ public enum ReplicationLogic {
 
       // The replica's pins: the target identity of the first successful copy whose result names the replica's
       // repository as the spec names it now; dropped when the spec moves it (as the primary's, RepositoryPinReport).
+      let replicaURL = ReplicaInvocation.repositoryURL(policy.spec, spec)
       let pins = RepositoryPinReport.identity(
         previous: st.repositoryIdentity,
         reports: mine.filter { $0.state == .succeeded }.map {
           RepositoryPinReport(
             jobName: $0.jobName, finishTime: $0.finishTime, repository: $0.result?.targetRepository,
             id: $0.result?.targetRepositoryId, signingKey: $0.result?.targetSigningKey)
-        }, repositoryURL: ReplicaInvocation.repositoryURL(policy.spec, spec))
+        }, repositoryURL: replicaURL, stated: spec.repository.expectedIdentity)
       if pins.identity != st.repositoryIdentity {
         st.repositoryIdentity = pins.identity
         if let id = pins.identity {
@@ -128,6 +129,14 @@ public enum ReplicationLogic {
       if let w = pins.conflict {
         r.events.append(
           PlannedEvent(warning: true, reason: "RepositoryIdentityConflict", message: "Replica \(spec.name): \(w)"))
+      }
+      if let w = RepositoryPinReport.mismatchWarning(
+        recorded: pins.identity, stated: spec.repository.expectedIdentity, repositoryURL: replicaURL,
+        field: "spec.replicas[\(index)].repository.expectedIdentity",
+        statusField: "status.replicas[\(index)].repositoryIdentity")
+      {
+        r.events.append(
+          PlannedEvent(warning: true, reason: "RepositoryIdentityMismatch", message: "Replica \(spec.name): \(w)"))
       }
 
       let running = mine.first { $0.state == .running }

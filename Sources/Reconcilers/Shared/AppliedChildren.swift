@@ -46,7 +46,7 @@ public final class AppliedChildren: Sendable {
     guard let cached, cached.body[path: "metadata", "annotations", Self.annotation]?.stringValue == hash else {
       return false
     }
-    let marker = Self.marker(cached)
+    let marker = Self.marker(cached, child.resource)
     return seen.withLock { s in
       if let last = s[Self.key(child)] { return last.hash == hash && last.marker == marker }
       s[Self.key(child)] = (hash, marker)
@@ -56,7 +56,7 @@ public final class AppliedChildren: Sendable {
 
   /// Records what the apply of `child` with `hash` returned.
   public func record(_ child: DesiredChild, hash: String, applied: Unstructured) {
-    seen.withLock { $0[Self.key(child)] = (hash, Self.marker(applied)) }
+    seen.withLock { $0[Self.key(child)] = (hash, Self.marker(applied, child.resource)) }
   }
 
   /// Forgets a deleted child.
@@ -72,8 +72,22 @@ public final class AppliedChildren: Sendable {
 
   /// What moves when anyone changes the object's desired state: the generation where the kind keeps one (status
   /// writes leave it alone), else the resourceVersion.
-  static func marker(_ o: Unstructured) -> String {
+  ///
+  /// A ServiceAccount has neither a generation nor a spec, and Kubernetes' token controller (before 1.24) adds its
+  /// token Secret to `secrets` right after it is created, which moves the resourceVersion: compared by resourceVersion,
+  /// every new ServiceAccount was applied a second time, and all of them again after a relist. Its marker is the
+  /// metadata someone else could change (labels, annotations, owners); the one field of its body the controller
+  /// sets, `automountServiceAccountToken: false`, every Pod it creates sets again itself.
+  static func marker(_ o: Unstructured, _ resource: ResourceDescriptor) -> String {
     if let g = o.body[path: "metadata", "generation"]?.intValue { return "g\(g)" }
+    if resource == .serviceAccounts {
+      let meta = o.body["metadata"]
+      let owned: JSONValue = [
+        "labels": meta?["labels"] ?? .null, "annotations": meta?["annotations"] ?? .null,
+        "ownerReferences": meta?["ownerReferences"] ?? .null,
+      ]
+      return "m" + hash(owned)
+    }
     return "rv\(o.body[path: "metadata", "resourceVersion"]?.stringValue ?? "")"
   }
 }

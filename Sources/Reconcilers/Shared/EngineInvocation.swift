@@ -63,7 +63,8 @@ public struct EngineInvocation: Sendable, Hashable {
 
   /// `identity` is the repository's recorded id and signing key (status.repositoryIdentity): passed to the engine
   /// as `--expect-repository-id` and `--expect-signing-key` when it belongs to the repository the spec names, left
-  /// out otherwise (the spec moved the repository; the next run records the new one).
+  /// out otherwise (the spec moved the repository; the next run records the new one). An identity the spec states
+  /// (`spec.repository.expectedIdentity`) is passed instead, whatever `identity` says; a malformed one throws.
   public init(
     spec: BackupPolicySpec, currentKey: String? = nil, identity: RepositoryIdentity? = nil,
     secretName: (String) -> String
@@ -287,7 +288,13 @@ public struct EngineInvocation: Sendable, Hashable {
 
     c.repo = repoURL
     c.kms = kmsURL
-    if let identity, EngineRepositoryURL.same(identity.repository, repoURL),
+    if let stated = spec.repository.expectedIdentity {
+      // The admin's statement (spec.repository.expectedIdentity) wins over the identity recorded in status: it holds
+      // from the first Job on, on a restore-only policy too, and whatever a status lost or re-learned says.
+      if let e = stated.errors(at: "spec.repository.expectedIdentity").first { throw e }
+      c.expectedRepositoryID = stated.repositoryId
+      c.expectedSigningKey = stated.signingKey
+    } else if let identity, EngineRepositoryURL.same(identity.repository, repoURL),
       EngineRepositoryURL.validPins(id: identity.id, signingKey: identity.signingKey)
     {
       c.expectedRepositoryID = identity.id
