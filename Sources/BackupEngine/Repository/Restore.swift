@@ -667,9 +667,11 @@ extension Repository {
     return UnsafeMutableRawBufferPointer(start: buf, count: Int(length))
   }
 
-  /// Creates a one-blob file with its whole content and metadata under a temporary name in `dir` (open, write,
-  /// futimens, close for a new file whose mode the umask leaves intact) and renames it onto `name`: whatever was
-  /// there (a file, a hard link to a file elsewhere, a symlink) is replaced, never written.
+  /// Creates a one-blob file with its whole content and metadata (open, write, futimens, close for a new file whose
+  /// mode the umask leaves intact). Where nothing is at `name` (a fresh target), the file is created there with
+  /// `O_CREAT | O_EXCL | O_NOFOLLOW`, which opens nothing that exists; else it is written under a temporary name
+  /// and renamed onto `name`: whatever was there (a file, a hard link to a file elsewhere, a symlink) is replaced,
+  /// never written. A file that fails is removed either way.
   static func writeWholeFile(
     dir: Int32, name: String, display: String, node: TreeNode, _ bytes: UnsafeRawBufferPointer, isRoot: Bool,
     umask: mode_t, cut: Bool, warnings: RestoreWarnings
@@ -678,7 +680,27 @@ extension Repository {
     // Create with the final permissions when the umask keeps them (no set-id or sticky bits, which are set
     // after the owner).
     let direct = perm & 0o7000 == 0 && perm & ~umask == perm
-    let (fd, tmp) = try RestoreRoot.createTemp(in: dir, mode: direct ? perm : 0o600, display: display)
+    let mode = direct ? perm : 0o600
+    // The common case, a new file in a new directory: created at its name, without a temporary name's random
+    // bytes and rename (two of about eight system calls a small file costs).
+    let atName = FSName.withCString(name) {
+      openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode)
+    }
+    if atName >= 0 {
+      defer { close(atName) }
+      do {
+        let tailSkipped = try FileMetadata.writeSparse(fd: atName, bytes, offset: 0, what: display)
+        try finishFile(
+          fd: atName, node: node, path: display, isRoot: isRoot, modeSet: direct, cut: cut || tailSkipped,
+          warnings: warnings)
+      } catch {
+        _ = FSName.withCString(name) { unlinkat(dir, $0, 0) }
+        throw error
+      }
+      return
+    }
+    guard errno == EEXIST else { throw restoreFSError(path: display, errno) }
+    let (fd, tmp) = try RestoreRoot.createTemp(in: dir, mode: mode, display: display)
     defer { close(fd) }
     do {
       // Aligned blocks of zeros are not written, and stay holes: the size is then set by ftruncate.
