@@ -665,6 +665,26 @@ def repository_identity(desc):
     }, required=["repository", "id", "signingKey"])
 
 
+def run_progress(what, desc):
+    return obj(desc, {
+        "job": string(f"The {what} Job.", maxLength=63),
+        "phase": string("The engine's phase (backup or restore), once it reported progress.", maxLength=16),
+        "startTime": date_time("When the Job started."),
+        "bytesDone": integer("Bytes read (backup) or written (restore) so far.", minimum=0),
+        "filesDone": integer("Files read so far (a backup; a restore counts bytes only).", minimum=0),
+        "totalBytes": integer("The bytes the run will process: the engine's own total (a restore knows it), or "
+                              "for a backup the bytes the previous successful backup read, an estimate "
+                              "(totalBytesSource). Unset when unknown or already exceeded.", minimum=0),
+        "totalBytesSource": string("Engine (counted by the engine) or PreviousBackup (an estimate: what the "
+                                   "previous successful backup read).", enum=["Engine", "PreviousBackup"]),
+        "percent": integer("bytesDone of totalBytes, 0 to 99 while the run runs; unset without totalBytes.",
+                           fmt="int32", minimum=0, maximum=100),
+        "estimatedCompletion": date_time("When the run should end at its rate so far; unset without totalBytes."),
+        "updateTime": date_time("When the controller read these values from the engine's progress lines in the "
+                                "run's Pod log (at most every 10 s)."),
+    }, required=["job", "bytesDone", "updateTime"])
+
+
 def backup_policy_status():
     return obj("Observed state, written by the controller through the status subresource.", {
         "observedGeneration": observed_generation(),
@@ -788,6 +808,11 @@ def backup_policy_status():
                               maxLength=253),
                 "message": string("Where the backup runs and why, in a sentence.", maxLength=1024),
             }, required=["node", "pod"]),
+        "progress": run_progress(
+            "backup", "The backup running now, as the engine reports it (its JSON progress lines in the backup "
+            "Pod's log, read at most every 10 s): bytes and files done and, with a total, a percentage and an "
+            "estimated completion. Unset when no backup runs; a finished run's figures are in lastBackupBytes and "
+            "lastBackupDurationSeconds."),
         "repositoryIdentity": repository_identity(
             "The repository's id and signing key, recorded from the first successful backup that reported them and "
             "passed to every later Job (--expect-repository-id, --expect-signing-key), so a repository replaced "
@@ -1201,6 +1226,8 @@ CRDS = {
             col("RPO Target", ".status.rpoTargetSeconds", "integer", desc="Effective RPO in seconds.", priority=1),
             col("RPO Source", ".status.rpoSource", desc="What set the RPO.", priority=1),
             col("Snapshot", ".status.lastSnapshot", desc="Newest snapshot id.", priority=1),
+            col("Progress", ".status.progress.percent", "integer",
+                desc="Percent done of the running backup (status.progress).", priority=1),
         ],
         "BackupPolicy declares scheduled, encrypted backups of a PVC or a dump command into S3, GCS, Azure or a "
         "local directory, with retention, key rotation and a tracked RPO."),

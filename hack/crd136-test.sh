@@ -155,7 +155,7 @@ else
   fail "kubectl get bp columns: '$cols'"
 fi
 wide="$(kubectl get bp -n botrt-samples -o wide 2>&1 | sed -n 1p | tr -s ' ')"
-[[ "$wide" == *"RPO TARGET RPO SOURCE SNAPSHOT" ]] && pass "-o wide adds the priority-1 columns" || fail "-o wide: '$wide'"
+[[ "$wide" == *"RPO TARGET RPO SOURCE SNAPSHOT PROGRESS" ]] && pass "-o wide adds the priority-1 columns" || fail "-o wide: '$wide'"
 for kind in rp drill; do
   n="$(kubectl get "$kind" -n botrt-samples --no-headers 2>/dev/null | wc -l)"
   ((n > 0)) && pass "kubectl get $kind lists $n" || fail "kubectl get $kind lists nothing"

@@ -716,6 +716,9 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   /// Where the backup pods are placed: the node of the pod that mounts the ReadWriteOnce source claim (unset when
   /// the backup may run on any node).
   public var placement: BackupPlacementStatus?
+  /// The backup running now: bytes and files done, and an estimate of when it ends (updated at most every 10 s;
+  /// absent when no backup runs).
+  public var progress: RunProgress?
 
   public init(
     observedGeneration: Int64? = nil, conditions: [Condition]? = nil, lastSuccessfulBackup: Date? = nil,

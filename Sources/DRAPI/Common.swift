@@ -145,3 +145,36 @@ public struct ResourceRequirements: Codable, Sendable, Hashable {
     self.limits = limits
   }
 }
+
+/// Progress of a running backup or restore, as the controller last read it from the engine's progress lines in the
+/// run's Pod log (at most every 10 s). Cleared when the run ends: its outcome is then in the kind's last-run fields.
+public struct RunProgress: Codable, Sendable, Hashable {
+  /// The Job that runs it.
+  public var job: String
+  /// `backup` or `restore` (the engine's phase), once the engine reported progress.
+  public var phase: String?
+  /// When the Job started.
+  public var startTime: Date?
+  /// Bytes read (backup) or written (restore) so far.
+  public var bytesDone: Int64
+  /// Files read so far (a backup; a restore counts bytes only).
+  public var filesDone: Int64?
+  /// The bytes the run will process: the engine's own total (a restore knows it), or for a backup the bytes the
+  /// previous successful backup read (`totalBytesSource` says which). Absent when unknown or already exceeded.
+  public var totalBytes: Int64?
+  /// `Engine` (the engine counted it) or `PreviousBackup` (an estimate: what the last successful backup read).
+  public var totalBytesSource: String?
+  /// bytesDone of totalBytes, 0 to 100 (99 until the run ends), when totalBytes is known.
+  public var percent: Int32?
+  /// When the run should end at the rate so far, when totalBytes is known.
+  public var estimatedCompletion: Date?
+  /// When the controller read these values.
+  public var updateTime: Date
+
+  public init(job: String, startTime: Date?, updateTime: Date, bytesDone: Int64 = 0) {
+    self.job = job
+    self.startTime = startTime
+    self.updateTime = updateTime
+    self.bytesDone = bytesDone
+  }
+}

@@ -110,9 +110,10 @@ public struct RepoOptions: ParsableArguments {
   )
   var kmsEndpoint: String?
   @Flag(
+    name: .customLong(EngineFlag.json),
     help: ArgumentHelp(
-      "Machine output: progress as JSON lines (message_type status) and the result line on stdout, nothing for "
-        + "people (restic's --json)."))
+      "Machine output: progress as JSON lines (message_type status; one per BOTRT_PROGRESS_FPS frame when set) and "
+        + "the result line on stdout, nothing for people (restic's --json)."))
   var json = false
   @Option(
     name: .customLong(EngineFlag.resultFile),
@@ -268,16 +269,11 @@ public struct RepoOptions: ParsableArguments {
     if quiet { return nil }
     if json {
       let out = dataOnStdout ? FileHandle.standardError : FileHandle.standardOutput
+      // Every event (at most every 0.5 s), or at the rate BOTRT_PROGRESS_FPS sets (a Job's: one line every 5 s).
+      let line = JSONProgress(interval: ProgressLine.progressFPS(env[EngineEnv.progressFPS]).map { 1 / $0 } ?? 0)
       return { ev in
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        do {
-          var o = try JSONSerialization.jsonObject(with: try e.encode(ev)) as? [String: Any] ?? [:]
-          o["message_type"] = "status"
-          out.write(try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) + Data("\n".utf8))
-        } catch {
-          FileHandle.standardError.write(Data("warning: progress not encodable: \(error)\n".utf8))
-        }
+        guard let data = line.encode(ev) else { return }
+        out.write(data)
       }
     }
     // People watching a terminal get restic's updating status line on stdout; a pipe or file gets none.

@@ -105,6 +105,33 @@ struct ProgressThrottle {
   }
 }
 
+/// The `--json` progress lines (`EngineProgress`, the contract's type), at most one per `interval` seconds (0: every
+/// event).
+final class JSONProgress: @unchecked Sendable {
+  private let lock = NSLock()
+  private var throttle: ProgressThrottle
+  private let start = Date()
+
+  init(interval: Double) { throttle = ProgressThrottle(interval: interval) }
+
+  /// The line of `ev` with its newline, or nil when the last line was too recent.
+  func encode(_ ev: ProgressEvent) -> Data? {
+    lock.lock()
+    let elapsed = Date().timeIntervalSince(start)
+    let due = throttle.shouldEmit(at: elapsed)
+    lock.unlock()
+    guard due else { return nil }
+    var p = ev
+    p.secondsElapsed = (elapsed * 1000).rounded() / 1000
+    do {
+      return try p.encodedLine() + Data("\n".utf8)
+    } catch {
+      FileHandle.standardError.write(Data("warning: progress not encodable: \(error)\n".utf8))
+      return nil
+    }
+  }
+}
+
 /// The status line people see. On a terminal's stdout (`plain` false): written over itself with `\r`, at most every
 /// `interval`, and cleared before anything else is printed and when the command ends. Elsewhere (`plain`, when
 /// `BOTRT_PROGRESS_FPS` asks for it): one whole line per update, newline-terminated, with no `\r` and no escape.

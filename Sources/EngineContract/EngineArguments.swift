@@ -16,6 +16,8 @@ public enum EngineFlag {
   public static let kmsEndpoint = "kms-endpoint"
   public static let resultFile = "result-file"
   public static let quiet = "quiet"
+  /// Machine output: progress lines (`EngineProgress`) and the result line on stdout.
+  public static let json = "json"
   public static let retryLock = "retry-lock"
   public static let expectRepositoryID = "expect-repository-id"
   public static let expectSigningKey = "expect-signing-key"
@@ -153,8 +155,12 @@ public struct EngineCommonArguments: Sendable, Hashable {
   public var caCertFile: String?
   public var kmsEndpoint: String?
   public var kmsTokenFile: String?
-  /// No progress output (`--quiet`), as in every Job.
+  /// No progress output (`--quiet`), as in every Job that does not report `progress`.
   public var quiet: Bool = true
+  /// Progress lines for the controller (`--json` instead of `--quiet`): `EngineProgress` on stdout, at the rate the
+  /// container's `BOTRT_PROGRESS_FPS` sets (`EngineProgress.jobFramesPerSecond`), then the result line. Backups and
+  /// restores the controller follows set it.
+  public var progress: Bool = false
   /// The repository id the repository must have (`--expect-repository-id`, 32 hex digits), as the result of the
   /// run that created it reported it (`EngineResult.repositoryId`).
   public var expectedRepositoryID: String?
@@ -168,7 +174,7 @@ public struct EngineCommonArguments: Sendable, Hashable {
     self.retryLockSeconds = retryLockSeconds
   }
 
-  /// `--repo R --kms K` and the settings, in a fixed order (`--quiet` is rendered last by the command).
+  /// `--repo R --kms K` and the settings, in a fixed order (`--quiet` or `--json` is rendered last by the command).
   public var argv: [String] {
     let l = EngineFlag.long
     var a = [l(EngineFlag.repo), repo, l(EngineFlag.kms), kms]
@@ -518,9 +524,8 @@ public enum EngineArguments: Sendable, Hashable {
       switch b.source {
       case .paths(let p):
         a += b.selection.argv
-        // The paths last, after `--quiet`.
-        if common.quiet { a.append(l(EngineFlag.quiet)) }
-        return a + p
+        // The paths last, after `--quiet` or `--json`.
+        return a + common.outputArgv + p
       case .stdin(let name): a += [l(EngineFlag.stdin), l(EngineFlag.stdinName), name]
       case .pipe(let name, let pipe, let status):
         a += [
@@ -579,7 +584,14 @@ public enum EngineArguments: Sendable, Hashable {
     case .deleteRepository:
       a.append(l(EngineFlag.confirm))
     }
-    if common.quiet { a.append(l(EngineFlag.quiet)) }
-    return a
+    return a + common.outputArgv
+  }
+}
+
+extension EngineCommonArguments {
+  /// `--json` when the run reports progress, else `--quiet` when quiet, else nothing.
+  var outputArgv: [String] {
+    if progress { return [EngineFlag.long(EngineFlag.json)] }
+    return quiet ? [EngineFlag.long(EngineFlag.quiet)] : []
   }
 }

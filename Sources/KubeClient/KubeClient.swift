@@ -242,6 +242,25 @@ public final class KubeClient: Sendable {
     return try await send(req, decoding: T.self)
   }
 
+  /// The tail of a container's log (`pods/NAME/log`): at most `tailLines` lines and `limitBytes` bytes, as text
+  /// (empty for a Pod not scheduled yet).
+  public func podLog(
+    namespace: String, name: String, container: String, tailLines: Int, limitBytes: Int
+  ) async throws -> String {
+    var req = try build { try builder(.pods).get(namespace: namespace, name: name, subresource: "log") }
+    req.query = [
+      QueryItem("container", container), QueryItem("tailLines", String(tailLines)),
+      QueryItem("limitBytes", String(limitBytes)),
+    ]
+    req.accept = Self.podLogAccept
+    return String(decoding: try await send(req).body, as: UTF8.self)
+  }
+
+  /// What a log read accepts: kubectl's header. The log is text, but the apiserver negotiates the subresource like
+  /// any other and refuses `text/plain` alone (1.20: 406 NotAcceptable, "only the following media types are
+  /// accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf"); `*/*` takes the text.
+  static let podLogAccept = "application/json, */*"
+
   /// One page of a list. `stripManagedFields`: leave `metadata.managedFields` out of the items (nil: the client's
   /// setting).
   public func list<T: Decodable & Sendable>(

@@ -17,8 +17,6 @@ import Testing
     ] {
       try h.write(f, Data(f.utf8))
     }
-    var meta = ObjectMeta(name: "files", namespace: "shop")
-    meta.uid = "uid-files"
     var pvc = PVCSource(claimName: "data")
     // /tmp is anchored at the claim's root (deep/tmp stays); *-journal anywhere; logs but not logs/keep... which
     // a `!` cannot take back below an excluded directory, so logs/* and !logs/keep.
@@ -29,20 +27,7 @@ import Testing
       repository: RepositorySpec(local: LocalRepository(path: h.repo, claimName: "backups")),
       encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
     #expect(SpecValidation.validate(spec).isEmpty)
-    let policy = BackupPolicy(metadata: meta, spec: spec)
-    let children = try BackupPolicyChildren.build(
-      ChildInputs(
-        policy: policy, effective: try EffectivePolicy(spec: spec, now: Date()),
-        settings: ControllerSettings(engineImage: "botrt/engine:1", cronJobAPIVersion: "batch/v1", calicoServed: false),
-        secrets: ["kek": Secret(metadata: ObjectMeta(name: "kek", namespace: "shop"), data: ["key": Data(count: 32)])]))
-    let cron = try #require(
-      children.first {
-        $0.resource.kind == "CronJob" && $0.name == ChildNames(namespace: "shop", name: "files").backupCronJob
-      })
-    let container = try #require(
-      cron.body[path: "spec", "jobTemplate", "spec", "template", "spec", "containers"]?.arrayValue?.first {
-        $0["name"]?.stringValue == "backup"
-      })
+    let container = try builtBackupContainer(name: "files", spec: spec)
     let mount = "/backup/data"
     // The claim is where the Pod mounts it: here, the test's tree.
     var args = (container["args"]?.arrayValue ?? []).compactMap(\.stringValue).map {

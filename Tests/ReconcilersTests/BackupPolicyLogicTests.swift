@@ -33,6 +33,22 @@ import Testing
       exitCode: ok ? 0 : 4, failureMessage: ok ? nil : "BackoffLimitExceeded")
   }
 
+  @Test func aRunningBackupsProgressIsInStatusAndComesBackWithinTenSeconds() {
+    var w = world(dumpPolicy())
+    var p = RunProgress(job: "payments-db-backup-1", startTime: testNow, updateTime: testNow.addingTimeInterval(-4))
+    p.bytesDone = 1234
+    w.progress = p
+    let d = BackupPolicyLogic.decide(w)
+    #expect(d.status.progress == p)
+    // The next read of the log is due 10 s after the last one, before the next run (20 s away).
+    #expect(d.requeueAt == testNow.addingTimeInterval(6))
+    // No run: no progress (a finished run's figures are in lastBackupBytes).
+    var previous = dumpPolicy()
+    previous.status = BackupPolicyStatus()
+    previous.status?.progress = p
+    #expect(BackupPolicyLogic.decide(world(previous)).status.progress == nil)
+  }
+
   @Test func anAcceptedPolicyIsReadyWithItsChildrenAndRequeuesAtTheNextRun() throws {
     let d = BackupPolicyLogic.decide(world(dumpPolicy()))
     #expect(d.problem == nil)

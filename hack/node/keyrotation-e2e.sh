@@ -11,7 +11,9 @@
 # A BackupPolicy (dump command -> moto S3, a local master key from a Secret) backs up; a rotation (asked for with the
 # dr.botrt.io/rotate-keys-now annotation, as the schedule would after keyRotationDays) runs `botrt-engine rotate-keys`
 # as a Job, moving the repository to the next entry of the rotation keys Secret; the data then restores with the new
-# key alone, the old key no longer opens it, and the next backup uses the new key. Deleting the policy
+# key alone, the old key no longer opens it, and the next backup uses the new key. A slow backup (a dump of 30 s)
+# shows its progress in status.progress while it runs (bytesDone growing between reads 10 s apart), cleared when it
+# ends. Deleting the policy
 # (deleteBackupsOnDelete: true) runs `botrt-engine delete-repository --confirm` as a Job: the bucket prefix is empty
 # afterwards and a BackupsDeleted Event says so.
 #
@@ -142,6 +144,40 @@ for _ in $(seq 1 90); do [[ -n "$(st lastSnapshot)" && "$(st lastSnapshot)" != "
   fail "no backup after the rotation: $(cond LastBackupSucceeded message)"
 [[ "$(engine snapshots --json --kms "file://$WORK/key-2" 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["snapshots"]))')" == 2 ]] ||
   fail "the repository does not hold both snapshots"
+
+log "4b. a running backup's progress is in status (read from the engine's progress lines), then cleared"
+# A dump of 30 x 512 KiB, one a second (about 15 chunks, a progress report each): the backup runs for about 30 s.
+slow='for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do head -c 524288 /dev/urandom; sleep 1; done'
+before="$(st lastSnapshot)"
+k patch backuppolicy db --type merge \
+  -p "{\"spec\":{\"trigger\":\"b3\",\"source\":{\"command\":{\"command\":[\"sh\",\"-c\",\"$slow\"]}}}}" >/dev/null
+b1=0
+for _ in $(seq 1 60); do
+  b1="$(st progress.bytesDone)"
+  [[ -n "$b1" && "$b1" -gt 0 ]] && break
+  sleep 1
+done
+[[ -n "$b1" && "$b1" -gt 0 ]] || fail "no progress while the backup ran: '$(st progress)'"
+job="$(st progress.job)"
+t1="$(st progress.updateTime)"
+[[ "$(st progress.phase)" == backup && -n "$(st progress.filesDone)" && -n "$(st progress.startTime)" ]] ||
+  fail "progress: $(st progress)"
+[[ "$(kubectl -n "$BACKUP_NS" get job "$job" -o jsonpath='{.status.active}')" == 1 ]] ||
+  fail "status.progress names $job, which is not running"
+# The next read is at most 10 s (plus a reconcile) later, and not sooner: more bytes, a newer time.
+sleep 12
+b2="$(st progress.bytesDone)"
+t2="$(st progress.updateTime)"
+[[ "$(st progress.job)" == "$job" && -n "$b2" && "$b2" -gt "$b1" ]] ||
+  fail "progress did not grow: $b1 then '$b2' ($(st progress))"
+gap=$(($(date -d "$t2" +%s) - $(date -d "$t1" +%s)))
+[[ "$gap" -ge 10 && "$gap" -le 20 ]] || fail "progress read $gap s apart ($t1, $t2): not every 10 s"
+log "   $job: $b1 then $b2 bytes, read $gap s apart"
+for _ in $(seq 1 90); do [[ "$(st lastSnapshot)" != "$before" ]] && break; sleep 1; done
+[[ "$(st lastSnapshot)" != "$before" ]] || fail "the slow backup did not finish: $(cond LastBackupSucceeded message)"
+for _ in $(seq 1 10); do [[ -z "$(st progress)" ]] && break; sleep 1; done
+[[ -z "$(st progress)" ]] || fail "progress stayed after the run: $(st progress)"
+[[ "$(st lastBackupBytes)" == $((30 * 524288)) ]] || fail "lastBackupBytes $(st lastBackupBytes)"
 
 # A policy NAME with KMS (inline YAML): its first backup is awaited, then a rotation is asked for and awaited.
 jp() { k get backuppolicy "$1" -o jsonpath="{$2}"; }

@@ -238,8 +238,8 @@ extension Repository {
       progress(
         run.lock.withLock {
           ProgressEvent(
-            phase: "backup", files: run.files, bytesDone: run.bytesRead, bytesTotal: run.bytesRead,
-            bytesStored: run.bytesStored, errors: run.errors.count)
+            phase: "backup", files: Int64(run.files), bytesDone: run.bytesRead, bytesTotal: run.bytesRead,
+            bytesStored: run.bytesStored, errors: Int64(run.errors.count))
         })
     }
 
@@ -579,8 +579,8 @@ private final class Scanner {
       if !force && now.timeIntervalSince(run.lastProgress) < 0.5 { return nil }
       run.lastProgress = now
       return ProgressEvent(
-        phase: "backup", files: run.files, bytesDone: run.bytesRead, bytesTotal: nil, bytesStored: run.bytesStored,
-        errors: run.errors.count)
+        phase: "backup", files: Int64(run.files), bytesDone: run.bytesRead, bytesTotal: nil,
+        bytesStored: run.bytesStored, errors: Int64(run.errors.count))
     }
     if let ev { progress(ev) }
   }

@@ -1,3 +1,4 @@
+import EngineContract
 import Foundation
 
 /// What `copy` copies.
@@ -298,7 +299,7 @@ extension Repository {
         "copied", details: ["snapshot": snap.id.hex, "target": target.store.location, "targetSnapshot": tid.hex])
       options.progress?(
         ProgressEvent(
-          phase: "copy", files: result.files, bytesDone: result.bytesRead, bytesTotal: nil, bytesStored: stored,
+          phase: "copy", files: Int64(result.files), bytesDone: result.bytesRead, bytesTotal: nil, bytesStored: stored,
           errors: 0))
     }
     run.lock.withLock {

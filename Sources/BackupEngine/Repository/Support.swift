@@ -1,3 +1,4 @@
+import EngineContract
 import Foundation
 
 /// A byte-bounded blocking FIFO for pipeline threads: `push` blocks while full, `pop` while empty.
@@ -111,23 +112,9 @@ final class Locked<T>: @unchecked Sendable {
   }
 }
 
-/// A progress report emitted while a command runs.
-public struct ProgressEvent: Sendable, Codable {
-  public var phase: String
-  public var files: Int
-  public var bytesDone: Int64
-  public var bytesTotal: Int64?
-  public var bytesStored: Int64
-  public var errors: Int
-  public init(phase: String, files: Int, bytesDone: Int64, bytesTotal: Int64?, bytesStored: Int64, errors: Int) {
-    self.phase = phase
-    self.files = files
-    self.bytesDone = bytesDone
-    self.bytesTotal = bytesTotal
-    self.bytesStored = bytesStored
-    self.errors = errors
-  }
-}
+/// A progress report emitted while a command runs: the contract's progress line, which `--json` writes as it is
+/// (with the seconds elapsed) and the controller reads back from a Job's log.
+public typealias ProgressEvent = EngineProgress
 
 /// Receives progress events (from any thread).
 public typealias ProgressHandler = @Sendable (ProgressEvent) -> Void

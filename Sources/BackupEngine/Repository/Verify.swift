@@ -1,3 +1,4 @@
+import EngineContract
 import Foundation
 
 /// The outcome of `verify`.
@@ -113,7 +114,8 @@ extension Repository {
         packsRead += 1
         progress?(
           ProgressEvent(
-            phase: "verify", files: packsRead, bytesDone: 0, bytesTotal: nil, bytesStored: 0, errors: errors.count))
+            phase: "verify", files: Int64(packsRead), bytesDone: 0, bytesTotal: nil, bytesStored: 0,
+            errors: Int64(errors.count)))
         do {
           let bytes = try await getContentAddressed(key)
           bytesRead += Int64(bytes.count)

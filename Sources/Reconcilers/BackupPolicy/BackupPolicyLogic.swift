@@ -26,6 +26,8 @@ public struct BackupPolicyWorld: Sendable {
   public var pruneDue: Bool = false
   /// The backup runs: scheduled and on-demand Jobs with their Pods.
   public var runs: [BackupRun] = []
+  /// The running backup's progress (`BackupPolicyReconciler.observeProgress`), nil when none runs.
+  public var progress: RunProgress? = nil
   /// The prune and verify runs, by component ("prune", `VerifyOutcome.component`).
   public var maintenance: [String: [BackupRun]] = [:]
   /// Where the backup pods of a PVC source must run (RWO placement, `observePlacement`).
@@ -242,6 +244,12 @@ public enum BackupPolicyLogic {
       policy: policy, effective: effective, problem: problem, runs: w.runs, backupNamespace: backupNS,
       handledTrigger: handled, childSummary: summary, now: now, repositoryURL: repositoryURL)
     if let e = conflictEvent { outcome.events.append(e) }
+    // The running backup's progress, read again every RunProgressLogic.updateIntervalSeconds while it runs.
+    outcome.status.progress = w.progress
+    if let p = w.progress {
+      let at = RunProgressLogic.nextUpdate(after: p)
+      outcome.requeueAt = min(outcome.requeueAt ?? at, at)
+    }
     outcome.status.sourceClaim = SourceClaimRecord.record(
       policy, claim: w.sourceClaim, previous: policy.status?.sourceClaim, now: now)
     outcome.status.placement = problem == nil && !restoreOnly ? w.placement.status : nil

@@ -1,4 +1,5 @@
 import DRAPI
+import EngineContract
 import Foundation
 import KubeClient
 import KubeCore
@@ -273,6 +274,7 @@ public final class BackupPolicyReconciler: Sendable {
       }
     }
     w.runs = try await observeRuns(policy, namespace: workNS)
+    w.progress = await observeProgress(policy, runs: w.runs, namespace: workNS, now: w.now)
     if restoreOnly { return w }
     if accepted {
       w.keyRotationRuns = try await observeRuns(
@@ -538,6 +540,43 @@ public final class BackupPolicyReconciler: Sendable {
     try await jobsWithPods(policy, namespace: namespace, components: components).map {
       BackupRun.observe(job: $0.job, pods: $0.pods, container: container)
     }
+  }
+
+  /// The progress of the newest running backup: read from the tail of its Pod's log when due
+  /// (`RunProgressLogic.due`: at most every 10 s), else as status has it. A log that cannot be read (the Pod just
+  /// started, or no grant of pods/log in that namespace) leaves the values as they were.
+  func observeProgress(
+    _ policy: BackupPolicy, runs: [BackupRun], namespace: String, now: Date
+  ) async -> RunProgress? {
+    let running = runs.filter { $0.state == .running && $0.startTime != nil }
+    guard let run = running.max(by: { $0.startTime! < $1.startTime! }) else { return nil }
+    let previous = policy.status?.progress
+    guard RunProgressLogic.due(previous: previous, job: run.jobName, now: now) else { return previous }
+    var line: EngineProgress? = nil
+    if let pod = run.runningPod {
+      do {
+        let log = try await client.podLog(
+          namespace: namespace, name: pod, container: "backup", tailLines: RunProgressLogic.tailLines,
+          limitBytes: RunProgressLogic.limitBytes)
+        line = EngineProgress.latest(inLog: log)
+      } catch let e as KubeError where e.isForbidden {
+        logger.warning(
+          "cannot read the backup's progress (grant get on pods/log in the backup namespace)",
+          metadata: ["object": "BackupPolicy \(policy.metadata.namespace ?? "")/\(policy.name)", "pod": "\(pod)"])
+      } catch let e as KubeError where e.code == 400 || e.isNotFound {
+        // A container still starting (400) or a Pod just gone: the next read finds the log or the run ended.
+        logger.debug(
+          "cannot read the backup's progress yet", metadata: ["pod": "\(namespace)/\(pod)", "error": "\(e)"])
+      } catch {
+        // Anything else (a refused request, an apiserver out of reach) keeps status.progress from moving: say so.
+        logger.warning(
+          "cannot read the backup's progress",
+          metadata: ["pod": "\(namespace)/\(pod)", "error": "\(error)"])
+      }
+    }
+    return RunProgressLogic.progress(
+      job: run.jobName, startTime: run.startTime, line: line, previous: previous,
+      previousBackupBytes: policy.status?.lastBackupBytes, now: now)
   }
 
   /// The runs of several components' Jobs from one list, by component (`containers`: component → its engine's

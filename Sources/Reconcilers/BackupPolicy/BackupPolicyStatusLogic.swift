@@ -22,6 +22,8 @@ public struct BackupRun: Sendable, Hashable {
   public var failureMessage: String?
   /// The Job's annotations.
   public var annotations: [String: String] = [:]
+  /// A Pod of the Job in phase Running (whose log holds the engine's progress lines), while the run runs.
+  public var runningPod: String?
 
   public init(
     jobName: String, state: State, startTime: Date? = nil, finishTime: Date? = nil, result: EngineResult? = nil,
@@ -44,6 +46,9 @@ public struct BackupRun: Sendable, Hashable {
       finishTime: seen.finishTime, failureMessage: seen.failureMessage)
     for (k, v) in job[path: "metadata", "annotations"]?.objectValue ?? [:] {
       if let v = v.stringValue { run.annotations[k] = v }
+    }
+    if run.state == .running {
+      run.runningPod = pods.first { PodStatus.of($0).phase == "Running" }?[path: "metadata", "name"]?.stringValue
     }
     if let t = seen.terminated {
       run.result = EngineResult.parse(t.message)

@@ -654,13 +654,17 @@ public enum BackupPolicyChildren {
   /// hardened `containerSecurity`, the termination message the controller reads.
   static func engineContainer(
     _ name: String, settings s: ControllerSettings, args: [String], invocation: EngineInvocation,
-    resources: ContainerResources?
+    resources: ContainerResources?, progress: Bool = false
   ) -> Container {
     Container(
       name: name, image: s.engineImage, command: [s.enginePath], args: args,
-      env: baseEnv + typed(invocation.env), volumeMounts: [tmpMount] + typed(invocation.mounts),
+      env: baseEnv + (progress ? [progressEnv] : []) + typed(invocation.env),
+      volumeMounts: [tmpMount] + typed(invocation.mounts),
       resources: resources, securityContext: containerSecurity(s), terminationMessagePolicy: "File")
   }
+
+  /// The rate of the progress lines of a run the controller follows (`EngineCommonArguments.progress`).
+  static let progressEnv = EnvVariable(name: EngineEnv.progressFPS, value: EngineProgress.jobFramesPerSecond)
 
   /// Typed values of the JSON objects `EngineInvocation` makes (environment, volumes, mounts); every member is kept.
   static func typed<T: KubeStruct>(_ objects: [JSONValue]) -> [T] { objects.compactMap(T.init(json:)) }
@@ -690,6 +694,8 @@ public enum BackupPolicyChildren {
         common: invocation.common, dataType: (spec.dataType ?? .files).rawValue,
         tags: ["policy=\(policyNS)/\(policy.name)"], initIfMissing: true, objectLock: lock,
         compression: spec.compression?.rawValue, source: source)
+      // Progress lines in the log, which the controller reads into status.progress.
+      a.common.progress = true
       if let pvc = spec.source.pvc, case .paths(let roots) = source, let root = roots.first {
         a.selection = Self.fileSelection(pvc, root: root)
       }
@@ -703,7 +709,8 @@ public enum BackupPolicyChildren {
       volumes.append(
         Volume(name: "source", persistentVolumeClaim: ClaimVolumeSource(claimName: pvc.claimName, readOnly: true)))
       var c = engineContainer(
-        "backup", settings: s, args: backup(.paths([path])), invocation: invocation, resources: resources)
+        "backup", settings: s, args: backup(.paths([path])), invocation: invocation, resources: resources,
+        progress: true)
       let sub = pvc.subPath.flatMap { $0.isEmpty ? nil : $0 }
       c.volumeMounts?.append(VolumeMount(name: "source", mountPath: path, readOnly: true, subPath: sub))
       c.securityContext = claimReaderSecurity(pvc, s)
@@ -756,7 +763,7 @@ public enum BackupPolicyChildren {
       volumeMounts: [tmpMount, pipeMount], resources: resources, securityContext: containerSecurity(s),
       terminationMessagePolicy: "FallbackToLogsOnError")
     var engine = engineContainer(
-      "backup", settings: s, args: engineArgs, invocation: invocation, resources: resources)
+      "backup", settings: s, args: engineArgs, invocation: invocation, resources: resources, progress: true)
     engine.volumeMounts?.append(pipeMount)
     return podShell(input, names: names, labels: podLabels, volumes: volumes, containers: [dump, engine])
   }
