@@ -63,15 +63,7 @@ extension Repository {
   func engineDeletions() async throws -> Set<String> {
     if let s = deletionState.with({ $0 }) { return s }
     var out = Set<String>()
-    for o in try await store.list(prefix: Self.deletionsPrefix) {
-      let d: Data
-      do { d = try await store.get(o.key) } catch StorageError.notFound { continue }
-      switch DeletionRecord.decode(d, repo: config.id, publicKey: publicKey) {
-      case .success(let r): out.formUnion(r.keys)
-      case .failure(let e):
-        addWarnings(["deletion record \(o.key) refused and ignored: \(e.description)"])
-      }
-    }
+    for (_, r) in try await deletionRecords(warn: true) { out.formUnion(r.keys) }
     let result = out
     deletionState.with { $0 = result }
     return result
@@ -91,17 +83,10 @@ extension Repository {
   @discardableResult
   func compactDeletionRecords(above: Int = compactDeletionRecordsAbove) async throws -> Int {
     guard store.supportsRetention, config.deletionRecords != nil else { return 0 }
-    let listed = try await store.list(prefix: Self.deletionsPrefix)
-    guard listed.count > above else { return 0 }
-    var merged: [String] = []
-    var named = Set<String>()
-    for o in listed {
-      let d: Data
-      do { d = try await store.get(o.key) } catch StorageError.notFound { continue }
-      guard case .success(let r) = DeletionRecord.decode(d, repo: config.id, publicKey: publicKey) else { continue }
-      merged.append(o.key)
-      named.formUnion(r.keys)
-    }
+    guard try await store.list(prefix: Self.deletionsPrefix).count > above else { return 0 }
+    let valid = try await deletionRecords(warn: false)
+    let merged = valid.map(\.key)
+    let named = valid.reduce(into: Set<String>()) { $0.formUnion($1.record.keys) }
     guard merged.count > 1 else { return 0 }
     var hidden = Set<String>()
     for prefix in ["snapshots/", "index/", "data/"] {
@@ -124,6 +109,21 @@ extension Repository {
         "deletionRecords": "\(merged.count)", "keysKept": "\(keep.count)", "keysDropped": "\(named.count - keep.count)",
       ])
     return merged.count
+  }
+
+  /// The listed deletion records whose checks pass, by key; with `warn`, each refused one is named in `warnings`.
+  func deletionRecords(warn: Bool) async throws -> [(key: String, record: DeletionRecord)] {
+    var out: [(key: String, record: DeletionRecord)] = []
+    for o in try await store.list(prefix: Self.deletionsPrefix) {
+      let d: Data
+      do { d = try await store.get(o.key) } catch StorageError.notFound { continue }
+      switch DeletionRecord.decode(d, repo: config.id, publicKey: publicKey) {
+      case .success(let r): out.append((o.key, r))
+      case .failure(let e):
+        if warn { addWarnings(["deletion record \(o.key) refused and ignored: \(e.description)"]) }
+      }
+    }
+    return out
   }
 
   /// The repository's objects under `prefix`: those listed, and on a versioned store those a delete marker hides

@@ -683,24 +683,14 @@ extension Repository {
     let mode = direct ? perm : 0o600
     // The common case, a new file in a new directory: created at its name, without a temporary name's random
     // bytes and rename (two of about eight system calls a small file costs).
-    let atName = FSName.withCString(name) {
+    var fd = FSName.withCString(name) {
       openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode)
     }
-    if atName >= 0 {
-      defer { close(atName) }
-      do {
-        let tailSkipped = try FileMetadata.writeSparse(fd: atName, bytes, offset: 0, what: display)
-        try finishFile(
-          fd: atName, node: node, path: display, isRoot: isRoot, modeSet: direct, cut: cut || tailSkipped,
-          warnings: warnings)
-      } catch {
-        _ = FSName.withCString(name) { unlinkat(dir, $0, 0) }
-        throw error
-      }
-      return
+    var tmp: String? = nil
+    if fd < 0 {
+      guard errno == EEXIST else { throw restoreFSError(path: display, errno) }
+      (fd, tmp) = try RestoreRoot.createTemp(in: dir, mode: mode, display: display)
     }
-    guard errno == EEXIST else { throw restoreFSError(path: display, errno) }
-    let (fd, tmp) = try RestoreRoot.createTemp(in: dir, mode: mode, display: display)
     defer { close(fd) }
     do {
       // Aligned blocks of zeros are not written, and stay holes: the size is then set by ftruncate.
@@ -708,9 +698,10 @@ extension Repository {
       try finishFile(
         fd: fd, node: node, path: display, isRoot: isRoot, modeSet: direct, cut: cut || tailSkipped,
         warnings: warnings)
-      try RestoreRoot.replace(in: dir, tmp: tmp, name: name, display: display)
+      if let tmp { try RestoreRoot.replace(in: dir, tmp: tmp, name: name, display: display) }
     } catch {
-      unlinkat(dir, tmp, 0)
+      // The file this restore created, under whichever name.
+      _ = FSName.withCString(tmp ?? name) { unlinkat(dir, $0, 0) }
       throw error
     }
   }
