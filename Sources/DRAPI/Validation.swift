@@ -161,6 +161,7 @@ public enum SpecValidation {
         }
       }
     }
+    errors += hooks(spec)
     errors += spec.repository.exactlyOneErrors(at: "spec.repository")
     errors += localClaim(spec.repository, at: "spec.repository")
     errors += spec.repository.expectedIdentity?.errors(at: "spec.repository.expectedIdentity") ?? []
