@@ -12,4 +12,23 @@ public struct ClientPodExecutor: PodExecutor {
   {
     .failed("this controller build has no pods/exec client")
   }
+
+  /// A hook's outcome from what exec returned or threw: the exit code and the end of stderr; a refusal (403) as
+  /// forbidden (the opt-in RoleBinding is missing); the timeout; anything else as a failure with its description.
+  public static func outcome(_ result: Result<PodExecResult, any Error>) -> HookExecOutcome {
+    switch result {
+    case .success(let r):
+      return .exited(code: r.exitCode, stderr: Array(r.stderr.suffix(HookKeys.stderrTailBytes)))
+    case .failure(let e as PodExecError):
+      switch e.kind {
+      case .forbidden: return .forbidden(e.description)
+      case .timeout: return .timedOut(stderr: [])
+      case .notFound, .failed, .protocolError: return .failed(e.description)
+      }
+    case .failure(let e as KubeError) where e.isForbidden:
+      return .forbidden("\(e)")
+    case .failure(let e):
+      return .failed("\(e)")
+    }
+  }
 }
