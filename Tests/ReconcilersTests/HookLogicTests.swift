@@ -270,6 +270,31 @@ import Testing
     #expect(pc.body[path: "spec", "jobTemplate", "spec", "template", "spec", "initContainers"] == nil)
   }
 
+  @Test func aRunWhoseGateFailedSaysSoInItsFailure() {
+    let job: JSONValue = [
+      "metadata": ["name": "run-2"],
+      "status": ["failed": 1, "conditions": [["type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"]]],
+    ]
+    let pod: JSONValue = [
+      "metadata": ["name": "run-2-x"],
+      "status": [
+        "phase": "Failed",
+        "initContainerStatuses": [
+          [
+            "name": .string(HookKeys.gateContainer),
+            "state": ["terminated": ["exitCode": 20, "message": "gate: dr.botrt.io/pre-hooks is failed: hook lock"]],
+          ]
+        ],
+        "containerStatuses": [["name": "backup", "state": ["waiting": ["reason": "PodInitializing"]]]],
+      ],
+    ]
+    let run = BackupRun.observe(job: job, pods: [pod])
+    #expect(run.state == .failed)
+    #expect(
+      run.failureMessage
+        == "the backup did not start: its hooks gate exited with 20 (gate: dr.botrt.io/pre-hooks is failed: hook lock)")
+  }
+
   @Test func theGateTimeoutCoversThePreHooks() {
     #expect(HookKeys.gateTimeoutSeconds(BackupHooks()) == 300)
     let eight = BackupHooks(pre: (0..<8).map { hook("h\($0)", timeout: 3600) })
