@@ -100,6 +100,18 @@ import Testing
     #expect(closed, "\((try? server.log()) ?? "")")
   }
 
+  @Test func extremeTimeoutsNeitherTrapNorHang() async throws {
+    let server = try await WSFixtureServer.start()
+    defer { server.stop() }
+    // A huge timeout is capped (the session still ends with the server's close); a negative one is already over.
+    let (outcome, _) = try await run(server, "eof", timeout: .seconds(Int64.max))
+    guard case .closed = outcome else {
+      Issue.record("\(outcome)")
+      return
+    }
+    await #expect(throws: HTTPTransportError.self) { _ = try await run(server, "eof", timeout: .seconds(-5)) }
+  }
+
   @Test func aConnectionThatEndsWithoutACloseFrameSaysSo() async throws {
     let server = try await WSFixtureServer.start()
     defer { server.stop() }
