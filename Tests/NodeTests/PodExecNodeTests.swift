@@ -164,6 +164,40 @@ import Testing
         #expect(text.contains("RoleBinding"), "\(text)")
         #expect(!text.contains(token), "the token leaked into the error")
       }
+      // Granted what the error asks for (get and create on pods/exec), the same ServiceAccount runs the command.
+      for doc in try YAML.parseDocuments(
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: Role
+        metadata: {name: pod-exec, namespace: \(ns)}
+        rules: [{apiGroups: [""], resources: [pods/exec], verbs: [get, create]}]
+        ---
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: RoleBinding
+        metadata: {name: no-exec-execs, namespace: \(ns)}
+        roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-exec}
+        subjects: [{kind: ServiceAccount, name: no-exec, namespace: \(ns)}]
+        """, file: "rbac-exec.yaml")
+      {
+        let u = Unstructured(doc)
+        let plural = u.kind == "Role" ? "roles" : "rolebindings"
+        _ = try await admin.create(
+          ResourceDescriptor(
+            group: "rbac.authorization.k8s.io", version: "v1", plural: plural, kind: u.kind, namespaced: true),
+          namespace: ns, u)
+      }
+      // RBAC changes reach the authorizer's cache within a moment.
+      let deadline = ContinuousClock.now + .seconds(20)
+      while true {
+        do {
+          let r = try await sa.exec(
+            namespace: ns, pod: "shell", container: "app", command: ["printf", "granted"], timeout: .seconds(30))
+          #expect(r.stdoutText == "granted" && r.exitCode == 0)
+          break
+        } catch let e as PodExecError where e.kind == .forbidden && ContinuousClock.now < deadline {
+          try await Task.sleep(for: .milliseconds(300))
+        }
+      }
     }
   }
 }
