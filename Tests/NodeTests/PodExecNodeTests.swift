@@ -99,6 +99,36 @@ import Testing
     }
   }
 
+  /// The WebSocket's connection uses the TLS settings of every other request: a client certificate authenticates, and
+  /// a CA that did not sign the apiserver's certificate is a TLS error.
+  @Test func theClientCertificateAndTheCAApplyToTheWebSocket() async throws {
+    try await withExecPod("exec-tls") { admin, ns in
+      let kc = try #require(ProcessInfo.processInfo.environment["KUBECONFIG"])
+      let certConfig = try Kubeconfig.load(paths: Kubeconfig.paths(fromEnvironmentValue: kc)).clientConfig(
+        context: "botrt-cert")
+      #expect(certConfig.tls.clientCertFile != nil || certConfig.tls.clientCertPEM != nil)
+      let r = try await KubeClient(config: certConfig).exec(
+        namespace: ns, pod: "shell", container: "app", command: ["printf", "cert"], timeout: .seconds(30))
+      #expect(r.stdoutText == "cert" && r.exitCode == 0)
+
+      let clusterDir = try #require(ProcessInfo.processInfo.environment["BOTRT_CLUSTER_DIR"])
+      var wrongCA = admin.config
+      wrongCA.tls.caPEM = nil
+      wrongCA.tls.caFile = clusterDir + "/pki/front-proxy-ca.crt"  // a CA of the cluster that signed no server cert
+      do {
+        let r = try await KubeClient(config: wrongCA).exec(
+          namespace: ns, pod: "shell", container: "app", command: ["true"], timeout: .seconds(30))
+        Issue.record("exec trusted a server its CA did not sign: \(r)")
+      } catch let e as KubeError {
+        guard case .transport(let te, _) = e else {
+          Issue.record("expected a transport error, got \(e)")
+          return
+        }
+        #expect(te.kind == .tls, "\(e)")
+      }
+    }
+  }
+
   @Test func aServiceAccountWithoutPodsExecIsForbidden() async throws {
     try await withExecPod("exec-rbac") { admin, ns in
       // A ServiceAccount that may read Pods (so the refusal is about pods/exec, not about the Pod).
