@@ -616,7 +616,9 @@ def backup_policy_spec_schema():
                                   "policies from git (Velero's read-only backup storage location): nothing writes "
                                   "to the repository (no backup, prune or verify CronJob, no on-demand run, no key "
                                   "rotation, no replica copy, no repository deletion on delete), while "
-                                  "RecoveryPlans and DRDrills restore from it and its replicas. Ready is True with "
+                                  "RecoveryPlans and DRDrills restore from it and its replicas, opening them "
+                                  "read-only (the engine's --read-only: no lock, audit or other object is written). "
+                                  "Ready is True with "
                                   "reason RestoreOnly, ScheduleActive False (RestoreOnly) and RPOMet Unknown "
                                   "(RestoreOnly: not evaluated). The controller's --restore-only makes every policy "
                                   "RestoreOnly. Default: Backup.", enum=["Backup", "RestoreOnly"],

@@ -27,7 +27,7 @@ public struct PodExecResult: Sendable, Hashable {
 /// Why a `pods/exec` call did not produce a result. Never carries a credential or the command's environment.
 public struct PodExecError: Error, Sendable, Hashable, CustomStringConvertible {
   public enum Kind: String, Sendable, Hashable {
-    /// 403: the caller may not create `pods/exec` in the namespace.
+    /// 403: the caller may not use `pods/exec` in the namespace (verb `get` before Kubernetes 1.30, `create` from it).
     case forbidden
     /// 404, or the container is not in the pod: the pod or the container does not exist.
     case notFound
@@ -69,8 +69,9 @@ public struct PodExecError: Error, Sendable, Hashable, CustomStringConvertible {
     switch kind {
     case .forbidden:
       return
-        "exec in \(target) forbidden\(suffix). The caller lacks permission to create pods/exec in namespace"
-        + " \(namespace); grant it with a Role allowing create on pods/exec and a RoleBinding in that namespace"
+        "exec in \(target) forbidden\(suffix). The caller lacks permission for pods/exec in namespace"
+        + " \(namespace); grant it with a Role allowing get and create on pods/exec (a WebSocket exec is authorized as"
+        + " get before Kubernetes 1.30, as create from 1.30) and a RoleBinding in that namespace"
     case .notFound:
       return "exec in \(target): not found\(suffix)"
     case .timeout:
@@ -109,5 +110,75 @@ public enum PodExecOutcome: Sendable, Hashable {
       return .failure("NonZeroExitCode without a readable ExitCode cause: \(status.message ?? "")")
     }
     return .failure(status.message ?? status.reason ?? "the command failed (no message)")
+  }
+}
+
+/// Demultiplexes the messages of a `v4.channel.k8s.io` exec session: each binary message's first byte is its channel
+/// (1 stdout, 2 stderr, 3 error: the Status that ends the command). Keeps at most the last `outputLimit` bytes of each
+/// output stream, so memory stays bounded whatever the command writes.
+public struct PodExecCollector: Sendable {
+  /// A message that breaks the channel protocol.
+  public struct Violation: Error, Sendable, Hashable, CustomStringConvertible {
+    public var message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
+  }
+
+  public static let stdoutChannel: UInt8 = 1
+  public static let stderrChannel: UInt8 = 2
+  public static let errorChannel: UInt8 = 3
+  /// The longest error-channel Status accepted.
+  public static let maxStatusBytes = 64 * 1024
+
+  public let outputLimit: Int
+  private var stdout: [UInt8] = []
+  private var stderr: [UInt8] = []
+  public private(set) var truncated = false
+  /// Set once the error channel's Status arrived.
+  public private(set) var outcome: PodExecOutcome?
+  /// The error channel's Status, when it decoded as one.
+  public private(set) var status: Status?
+
+  public init(outputLimit: Int) { self.outputLimit = max(0, outputLimit) }
+
+  /// Takes one binary message; returns true once the error channel has ended the command.
+  public mutating func consume(_ message: [UInt8]) throws -> Bool {
+    guard let channel = message.first else { throw Violation(message: "an empty message (no channel byte)") }
+    let data = message.dropFirst()
+    switch channel {
+    case Self.stdoutChannel: if Self.keepTail(&stdout, data, limit: outputLimit) { truncated = true }
+    case Self.stderrChannel: if Self.keepTail(&stderr, data, limit: outputLimit) { truncated = true }
+    case Self.errorChannel:
+      // The server opens each channel with an empty message; only a non-empty one is the Status.
+      if data.isEmpty { return false }
+      guard outcome == nil else { throw Violation(message: "a second message on the error channel") }
+      guard data.count <= Self.maxStatusBytes else {
+        throw Violation(message: "an error-channel Status of \(data.count) bytes (at most \(Self.maxStatusBytes))")
+      }
+      status = try? JSONDecoder().decode(Status.self, from: Data(data))
+      outcome = PodExecOutcome.fromErrorChannel(Array(data))
+      return true
+    case 0, 4:
+      break  // stdin and resize: nothing the server should send, and nothing to keep
+    default:
+      throw Violation(message: "a message on unknown channel \(channel)")
+    }
+    return false
+  }
+
+  /// Appends `data`, keeping the tail: the buffer may grow to twice the limit before its head is dropped (so a long
+  /// output costs amortised constant work per byte); `result` cuts it to the limit. Returns whether bytes were dropped.
+  private static func keepTail(_ buffer: inout [UInt8], _ data: ArraySlice<UInt8>, limit: Int) -> Bool {
+    buffer.append(contentsOf: data.suffix(limit))
+    guard data.count > limit || buffer.count > limit else { return false }
+    if buffer.count >= 2 * limit { buffer.removeFirst(buffer.count - limit) }
+    return true
+  }
+
+  /// The output kept so far, with `exitCode`.
+  public func result(exitCode: Int32) -> PodExecResult {
+    PodExecResult(
+      stdout: Array(stdout.suffix(outputLimit)), stderr: Array(stderr.suffix(outputLimit)), exitCode: exitCode,
+      truncated: truncated)
   }
 }
