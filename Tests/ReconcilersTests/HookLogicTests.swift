@@ -295,6 +295,22 @@ import Testing
         == "the backup did not start: its hooks gate exited with 20 (gate: dr.botrt.io/pre-hooks is failed: hook lock)")
   }
 
+  @Test func execResultsAndErrorsBecomeHookOutcomes() {
+    let ok = PodExecResult(
+      stdout: Array("out".utf8), stderr: Array(repeating: UInt8(ascii: "e"), count: 1000), exitCode: 3)
+    #expect(
+      ClientPodExecutor.outcome(.success(ok))
+        == .exited(code: 3, stderr: Array(repeating: UInt8(ascii: "e"), count: 256)))
+    func err(_ kind: PodExecError.Kind) -> HookExecOutcome {
+      ClientPodExecutor.outcome(.failure(PodExecError(kind: kind, namespace: "shop", pod: "db-0", message: "m")))
+    }
+    if case .forbidden(let m) = err(.forbidden) { #expect(m.contains("pods/exec")) } else { Issue.record("403") }
+    #expect(err(.timeout) == .timedOut(stderr: []))
+    for k in [PodExecError.Kind.notFound, .failed, .protocolError] {
+      if case .failed(let m) = err(k) { #expect(m.contains("db-0")) } else { Issue.record("\(k)") }
+    }
+  }
+
   @Test func theGateTimeoutCoversThePreHooks() {
     #expect(HookKeys.gateTimeoutSeconds(BackupHooks()) == 300)
     let eight = BackupHooks(pre: (0..<8).map { hook("h\($0)", timeout: 3600) })

@@ -10,7 +10,14 @@ public struct ClientPodExecutor: PodExecutor {
   public func exec(namespace: String, pod: String, container: String, command: [String], timeoutSeconds: Int32) async
     -> HookExecOutcome
   {
-    .failed("this controller build has no pods/exec client")
+    do {
+      let r = try await client.exec(
+        namespace: namespace, pod: pod, container: container.isEmpty ? nil : container, command: command,
+        timeout: .seconds(Int64(timeoutSeconds)), outputLimit: 4 * HookKeys.stderrTailBytes)
+      return Self.outcome(.success(r))
+    } catch {
+      return Self.outcome(.failure(error))
+    }
   }
 
   /// A hook's outcome from what exec returned or threw: the exit code and the end of stderr; a refusal (403) as
