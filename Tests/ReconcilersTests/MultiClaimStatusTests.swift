@@ -95,6 +95,17 @@ import Testing
     let met = o.status.conditions?.condition(BackupPolicyCondition.rpoMet)
     #expect(met?.status == .false && met?.reason == "ClaimNotBackedUp" && met?.message.contains("(b)") == true)
 
+    // b's failure is not hidden by a's newer success: LastBackupSucceeded False naming b, and an Event for b.
+    var failed = o
+    MultiClaim.applyFailures(st, previous: [], to: &failed, generation: 1, now: testNow)
+    let last = failed.status.conditions?.condition(BackupPolicyCondition.lastBackupSucceeded)
+    #expect(last?.status == .false && last?.reason == "ClaimBackupFailed" && last?.message.contains("(b)") == true)
+    #expect(
+      failed.events.filter { $0.reason == "ClaimBackupFailed" }.map(\.message).first?.hasPrefix("Claim b:") == true)
+    var again = o
+    MultiClaim.applyFailures(st, previous: st, to: &again, generation: 1, now: testNow)
+    #expect(!again.events.contains { $0.reason == "ClaimBackupFailed" }, "once per failure")
+
     // b backs up (partially first, then whole): the RPO counts the older of the two claims' newest snapshots.
     p.status = BackupPolicyStatus()
     p.status?.claims = st

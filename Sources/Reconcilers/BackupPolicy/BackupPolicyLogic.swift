@@ -284,6 +284,11 @@ public enum BackupPolicyLogic {
       handledTrigger: handled, childSummary: summary, now: now, repositoryURL: repositoryURL, claimsRPO: claimsRPO)
     if policy.spec.source.claims != nil {
       outcome.status.claims = restoreOnly ? policy.status?.claims : claimStatus
+      if let claimStatus {
+        MultiClaim.applyFailures(
+          claimStatus, previous: policy.status?.claims ?? [], to: &outcome, generation: policy.metadata.generation,
+          now: now)
+      }
       if let sel = w.claims, sel.leftOut > 0, problem == nil {
         var conditions = outcome.status.conditions ?? []
         if let ready = conditions.condition(BackupPolicyCondition.ready), ready.status == .true {

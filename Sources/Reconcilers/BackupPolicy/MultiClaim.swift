@@ -149,6 +149,32 @@ public enum MultiClaim {
     return out
   }
 
+  /// A claim's failed (or partial) last backup is not hidden by another claim's newer success: LastBackupSucceeded
+  /// is False (ClaimBackupFailed) while a selected claim's last finished backup failed, naming the claims, and each
+  /// claim's new failure is a Warning Event (ClaimBackupFailed) of its own.
+  static func applyFailures(
+    _ claims: [ClaimBackupStatus], previous: [ClaimBackupStatus], to outcome: inout StatusOutcome,
+    generation: Int64?, now: Date
+  ) {
+    let failing = claims.filter { $0.gone != true && ($0.result == "Failed" || $0.result == "Partial") }
+    for c in failing {
+      let before = previous.first { $0.name == c.name }
+      if before?.result != c.result || before?.message != c.message {
+        outcome.events.append(
+          PlannedEvent(
+            warning: true, reason: "ClaimBackupFailed", message: "Claim \(c.name): \(c.message ?? c.result ?? "")"))
+      }
+    }
+    guard let first = failing.first else { return }
+    var conditions = outcome.status.conditions ?? []
+    let names = failing.prefix(5).map(\.name).joined(separator: ", ") + (failing.count > 5 ? ", ..." : "")
+    conditions.setCondition(
+      type: BackupPolicyCondition.lastBackupSucceeded, status: .false, reason: "ClaimBackupFailed",
+      message: "The last backup of \(failing.count) claims did not succeed (\(names)); claim \(first.name): "
+        + "\(first.message ?? first.result ?? "")", observedGeneration: generation, now: now)
+    outcome.status.conditions = conditions
+  }
+
   /// What the RPO counts for a multi-claim policy: the oldest of the selected claims' newest snapshots; claims that
   /// never backed up are named (the RPO is not met while one is).
   public static func rpo(_ claims: [ClaimBackupStatus]) -> ClaimsRPO {
