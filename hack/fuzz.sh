@@ -6,8 +6,8 @@
 #   hack/fuzz.sh --ci                               (the smoke run of hack/test.sh's fuzz step: every target for
 #                                                    BOTRT_FUZZ_CI_SECONDS, default 8 s)
 #
-# Targets (Sources/botrt-fuzz): index tree framed packheader manifest config keyfile result watchframe kubeconfig
-# cron duration; docs/testing.md says what each one parses.
+# Targets (Sources/botrt-fuzz): index tree framed packheader manifest config keyfile result watchframe wsframe
+# kubeconfig cron duration; docs/testing.md says what each one parses.
 #
 # Builds Sources/botrt-fuzz with -sanitize=fuzzer,address into .build/fuzz (not part of the default build or test
 # run: built normally, botrt-fuzz only replays files). Each target starts from its committed seed corpus in

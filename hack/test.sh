@@ -154,7 +154,8 @@ export BOTRT_CONTROLLER_BIN="$BIN_PATH/botrt-controller"
 # The custom-resource-path matrix (Tests/ControllerIntegrationTests/CustomResourcePathTests.swift) runs its 1.20 leg
 # here; its 1.36 leg runs in step 5a, where the 1.36 CRD server is up.
 export BOTRT_CR_SERVERS=1.20
-TEST_ARGS=(--skip-build --no-parallel)
+# PodExecNodeTests (Tests/NodeTests) need a kubelet: they run in step 6, after node-up.
+TEST_ARGS=(--skip-build --no-parallel --skip PodExecNodeTests)
 if [[ -n "${BOTRT_TEST_FILTER:-}" ]]; then TEST_ARGS+=(--filter "$BOTRT_TEST_FILTER"); fi
 # A hung test must fail the run, not stall CI: the whole suite gets a hard limit.
 step swift-test swift-test.log timeout -k 30s "${BOTRT_TEST_TIMEOUT:-50m}" \
@@ -218,6 +219,10 @@ if step images images.log timeout -k 10s 30m bash hack/images.sh; then
     BOTRT_SERVICES_DIR="$REPO/.local/node-services" bash hack/services.sh status >/dev/null 2>&1 || NODE_SERVICES_STARTED=1
     if step node-services-up node-services.log \
       bash -c 'source hack/node/lib.sh && node_require && node_services_up && echo "services on $BOTRT_S3_ENDPOINT"'; then
+      # pods/exec over a WebSocket against the real kubelet and containerd (Tests/NodeTests): output and exit codes,
+      # 1 MiB intact, the kept tail, a timeout, a missing Pod and container, a ServiceAccount without pods/exec.
+      step podexec-node-e2e podexec-node.log timeout -k 10s 5m \
+        swift test "${SWIFT_PATH_ARGS[@]}" --skip-build --filter PodExecNodeTests || true
       step recoveryplan-e2e recoveryplan-e2e.log timeout -k 10s 10m bash hack/node/recoveryplan-e2e.sh || true
       step replication-e2e replication-e2e.log timeout -k 10s 10m bash hack/node/replication-e2e.sh || true
       step e2e e2e.log timeout -k 10s 15m bash hack/e2e.sh || true

@@ -134,7 +134,6 @@ public final class CurlClient: Sendable {
     var slist: UnsafeMutablePointer<curl_slist>? = nil
     defer { if let s = slist { curl_slist_free_all(s) } }
     var blobs: [UnsafeMutablePointer<curl_blob>] = []
-    var blobData: [Data] = []
     defer { blobs.forEach { $0.deallocate() } }
 
     let unmanaged = Unmanaged.passRetained(ctx)
@@ -158,32 +157,7 @@ public final class CurlClient: Sendable {
     }
 
     // TLS
-    let tls = request.tls
-    if tls.insecureSkipVerify {
-      _ = botrt_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 0)
-      _ = botrt_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0)
-    }
-    if let f = tls.caFile { _ = botrt_curl_setopt_string(h, CURLOPT_CAINFO, f) }
-    if let f = tls.clientCertFile { _ = botrt_curl_setopt_string(h, CURLOPT_SSLCERT, f) }
-    if let f = tls.clientKeyFile { _ = botrt_curl_setopt_string(h, CURLOPT_SSLKEY, f) }
-    func setBlob(_ opt: CURLoption, _ data: Data) {
-      blobData.append(data)
-      let b = UnsafeMutablePointer<curl_blob>.allocate(capacity: 1)
-      // CURL_BLOB_COPY: libcurl keeps its own copy, so the Swift buffer may go away.
-      data.withUnsafeBytes { raw in
-        b.pointee = curl_blob(
-          data: UnsafeMutableRawPointer(mutating: raw.baseAddress), len: raw.count, flags: UInt32(CURL_BLOB_COPY))
-        _ = botrt_curl_setopt_blob(h, opt, b)
-      }
-      blobs.append(b)
-    }
-    if let d = tls.caPEM {
-      setBlob(CURLOPT_CAINFO_BLOB, d)
-    } else if tls.caFile == nil, let d = defaultCAPEM {
-      setBlob(CURLOPT_CAINFO_BLOB, d)
-    }
-    if let d = tls.clientCertPEM { setBlob(CURLOPT_SSLCERT_BLOB, d) }
-    if let d = tls.clientKeyPEM { setBlob(CURLOPT_SSLKEY_BLOB, d) }
+    blobs = applyTLS(h, request.tls)
 
     // Headers
     var hasContentType = false
@@ -223,7 +197,6 @@ public final class CurlClient: Sendable {
       if method != "GET" { _ = botrt_curl_setopt_string(h, CURLOPT_CUSTOMREQUEST, method) }
       code = curl_easy_perform(h)
     }
-    _ = blobData  // keep the blob sources alive until the transfer is done
 
     var status: Int = 0
     _ = botrt_curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
@@ -235,6 +208,37 @@ public final class CurlClient: Sendable {
       HTTPTransportError(
         kind: ctx.isCancelled ? .cancelled : Self.kind(of: code), url: request.url, message: message,
         curlCode: Int32(code.rawValue)))
+  }
+
+  /// Sets the TLS options of `tls` on a handle (the CA, else `defaultCAPEM`; the client identity; verification);
+  /// returns the blob descriptors to free once the transfer is done.
+  func applyTLS(_ h: UnsafeMutableRawPointer, _ tls: TLSOptions) -> [UnsafeMutablePointer<curl_blob>] {
+    var blobs: [UnsafeMutablePointer<curl_blob>] = []
+    if tls.insecureSkipVerify {
+      _ = botrt_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 0)
+      _ = botrt_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0)
+    }
+    if let f = tls.caFile { _ = botrt_curl_setopt_string(h, CURLOPT_CAINFO, f) }
+    if let f = tls.clientCertFile { _ = botrt_curl_setopt_string(h, CURLOPT_SSLCERT, f) }
+    if let f = tls.clientKeyFile { _ = botrt_curl_setopt_string(h, CURLOPT_SSLKEY, f) }
+    func setBlob(_ opt: CURLoption, _ data: Data) {
+      let b = UnsafeMutablePointer<curl_blob>.allocate(capacity: 1)
+      // CURL_BLOB_COPY: libcurl keeps its own copy, so the Swift buffer may go away.
+      data.withUnsafeBytes { raw in
+        b.pointee = curl_blob(
+          data: UnsafeMutableRawPointer(mutating: raw.baseAddress), len: raw.count, flags: UInt32(CURL_BLOB_COPY))
+        _ = botrt_curl_setopt_blob(h, opt, b)
+      }
+      blobs.append(b)
+    }
+    if let d = tls.caPEM {
+      setBlob(CURLOPT_CAINFO_BLOB, d)
+    } else if tls.caFile == nil, let d = defaultCAPEM {
+      setBlob(CURLOPT_CAINFO_BLOB, d)
+    }
+    if let d = tls.clientCertPEM { setBlob(CURLOPT_SSLCERT_BLOB, d) }
+    if let d = tls.clientKeyPEM { setBlob(CURLOPT_SSLKEY_BLOB, d) }
+    return blobs
   }
 
   static func kind(of code: CURLcode) -> HTTPTransportError.Kind {

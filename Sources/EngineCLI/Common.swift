@@ -143,6 +143,13 @@ public struct RepoOptions: ParsableArguments {
       "Refuse (exit 5) unless the repository's config and key files are signed by this Ed25519 public key (64 hex "
         + "digits; the result's signingKey of an earlier run)."))
   var expectSigningKey: String?
+  @Flag(
+    name: .customLong(EngineFlag.readOnly),
+    help: ArgumentHelp(
+      "Change nothing in the repository: no lock object (only a check that no exclusive lock is held), the audit "
+        + "lines go to stderr instead of audit/, and any write is refused (exit 4). For restore, verify, snapshots, "
+        + "ls and the other reading commands of a cluster that must not write into another's repository."))
+  var readOnly = false
 
   public init() {}
 
@@ -243,7 +250,10 @@ public struct RepoOptions: ParsableArguments {
       endpoint: kmsEndpoint, httpClient: try httpClient(), accessTokenFile: kmsTokenFile)
   }
 
-  func makeStore() throws -> any ObjectStore { try makeObjectStore(url: try repoURL(), options: try storeOptions()) }
+  func makeStore() throws -> any ObjectStore {
+    let store = try makeObjectStore(url: try repoURL(), options: try storeOptions())
+    return readOnly ? ReadOnlyStore(store) : store
+  }
   func makeKMS(_ url: String? = nil) throws -> any KeyService {
     try makeKeyService(url: try url ?? kmsURL(), options: try kmsOptions())
   }

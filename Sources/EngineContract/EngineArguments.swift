@@ -21,6 +21,8 @@ public enum EngineFlag {
   public static let retryLock = "retry-lock"
   public static let expectRepositoryID = "expect-repository-id"
   public static let expectSigningKey = "expect-signing-key"
+  /// Open the repository without changing it: no lock object, no audit object, every write refused.
+  public static let readOnly = "read-only"
   // backup.
   public static let dataType = "data-type"
   public static let tag = "tag"
@@ -167,6 +169,9 @@ public struct EngineCommonArguments: Sendable, Hashable {
   /// The Ed25519 public key (64 hex digits) that must sign the repository's config and key files
   /// (`--expect-signing-key`), as reported in `EngineResult.signingKey`.
   public var expectedSigningKey: String?
+  /// Open the repository read-only (`--read-only`): a restore-only policy's restores and verifies, on a disaster
+  /// recovery cluster, write nothing into the repository the primary cluster backs up into (no lock, no audit object).
+  public var readOnly: Bool = false
 
   public init(repo: String, kms: String, retryLockSeconds: Int64? = nil) {
     self.repo = repo
@@ -191,6 +196,7 @@ public struct EngineCommonArguments: Sendable, Hashable {
     if let v = kmsTokenFile { a += [l(EngineFlag.kmsTokenFile), v] }
     if let v = expectedRepositoryID { a += [l(EngineFlag.expectRepositoryID), v] }
     if let v = expectedSigningKey { a += [l(EngineFlag.expectSigningKey), v] }
+    if readOnly { a.append(l(EngineFlag.readOnly)) }
     return a
   }
 }

@@ -91,4 +91,20 @@ public struct ObservingTransport: HTTPTransport {
       throw error
     }
   }
+
+  public func webSocket(
+    _ request: WebSocketRequest, timeout: Duration,
+    onMessage: @escaping @Sendable (WebSocketOpcode, [UInt8]) throws -> WebSocketAction
+  ) async throws -> WebSocketOutcome {
+    do {
+      let r = try await inner.webSocket(request, timeout: timeout, onMessage: onMessage)
+      var status = 101
+      if case .refused(let response) = r { status = response.status }
+      observe(.classify(method: "GET", url: request.url, status: status))
+      return r
+    } catch {
+      observe(.classify(method: "GET", url: request.url, status: 0))
+      throw error
+    }
+  }
 }

@@ -8,6 +8,22 @@ public protocol HTTPTransport: Sendable {
   func send(_ request: HTTPRequest) async throws -> HTTPResponse
   /// Sends a request and returns once the response head arrives; the body streams in chunks.
   func openStream(_ request: HTTPRequest) async throws -> StreamingResponse
+  /// Runs a WebSocket session (`CurlClient.webSocket`): each text or binary message goes to `onMessage`.
+  func webSocket(
+    _ request: WebSocketRequest, timeout: Duration,
+    onMessage: @escaping @Sendable (WebSocketOpcode, [UInt8]) throws -> WebSocketAction
+  ) async throws -> WebSocketOutcome
+}
+
+extension HTTPTransport {
+  /// Transports without WebSocket support (test fakes) refuse.
+  public func webSocket(
+    _ request: WebSocketRequest, timeout: Duration,
+    onMessage: @escaping @Sendable (WebSocketOpcode, [UInt8]) throws -> WebSocketAction
+  ) async throws -> WebSocketOutcome {
+    throw HTTPTransportError(
+      kind: .invalidRequest, url: request.url, message: "\(type(of: self)) does not support WebSocket sessions")
+  }
 }
 
 /// A response whose body is pulled chunk by chunk (so a slow reader slows the transfer down).

@@ -1,5 +1,6 @@
 // Seed inputs of the targets in Targets.swift, from the real writers where there is one.
 import BackupEngine
+import CurlHTTP
 import EngineContract
 import Foundation
 import Logging
@@ -156,6 +157,7 @@ extension Fuzz {
         u(#"{"command":"backup","ok":true,"exitCode":0,"keyUnwraps":4,"storageRequests":"x"}"#),
       ],
       "watchframe": [[63] + u(watch), [0] + u(watch), [255] + u(String(repeating: "x", count: 5000) + "\n")],
+      "wsframe": wsframeSeeds(),
       "kubeconfig": [u(kubeconfig), u(anchors), u("{}"), u("- a\n- b\n")],
       "cron": [
         "*/15 * * * *", "0 2 * * *", "@daily", "@every 1h30m", "0 0 30 2 *", "0 0 * * MON-FRI", "5 4 1-7/2 JAN,JUL ?",
@@ -163,5 +165,32 @@ extension Fuzz {
       ].map(u),
       "duration": ["7y", "90d", "1h30m", "0s", "1000y", "15m", "4m12s", "2w3d"].map(u),
     ]
+  }
+
+  /// A pods/exec session as a 1.20 kubelet answers it (the channels opened with empty messages, output, the exit
+  /// status, a close), fragmented and with a ping; and a refusal with a chunked Status body.
+  static func wsframeSeeds() -> [[UInt8]] {
+    let u = { (s: String) in Array(s.utf8) }
+    let head = u(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        + "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n")
+    let frame = { (fin: Bool, op: WebSocketOpcode, p: [UInt8]) in
+      WebSocketFrame(fin: fin, opcode: op, payload: p).encoded(maskKey: nil)
+    }
+    let status = u(
+      #"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code","#
+        + #""reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#)
+    let session =
+      head + frame(true, .binary, [1]) + frame(true, .binary, [2]) + frame(true, .binary, [3])
+      + frame(true, .binary, [1] + u("out")) + frame(true, .binary, [2] + u("err"))
+      + frame(true, .binary, [3] + status) + frame(true, .close, [0x03, 0xE8])
+    let fragmented =
+      head + frame(false, .binary, [1] + u("a")) + frame(true, .ping, u("p")) + frame(false, .continuation, u("b"))
+      + frame(true, .continuation, [UInt8](repeating: 0x63, count: 300))
+      + frame(true, .binary, [3] + u(#"{"status":"Success"}"#))
+    let refused = u(
+      "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + "1a\r\n{\"kind\":\"Status\",\"code\":403}\r\n0\r\n\r\n")
+    return [[255] + session, [0] + session, [7] + fragmented, [255] + refused]
   }
 }

@@ -1,5 +1,6 @@
 // The fuzz targets of the repository's signed objects and of the controller's inputs (see main.swift).
 import BackupEngine
+import CurlHTTP
 import DRAPI
 import EngineContract
 import Foundation
@@ -268,6 +269,53 @@ extension Fuzz {
     if let events = try? objects.finish() { for e in events { _ = machine.received(e, now: .seconds(start)) } }
     if !policiesFailed { _ = try? policies.finish() }
     _ = machine.nextRequest()
+  }
+
+  // MARK: - wsframe
+
+  /// What a server sends a pods/exec WebSocket client, in chunks, through the client's parsers: the upgrade answer's
+  /// head (`WebSocketHandshake.parseHead`, `validate` against a fixed key, `dechunk` of a refusal's body), then the
+  /// frames (`WebSocketFrameDecoder`, 4 KiB messages) and each binary message through `PodExecCollector` (256-byte
+  /// tails). The first byte sets the chunk size (1 to 256 bytes).
+  static let wsframe: @Sendable ([UInt8]) -> Void = { input in
+    guard let first = input.first else { return }
+    let body = Array(input.dropFirst())
+    let size = Int(first) + 1
+    var received: [UInt8] = []
+    var decoder = WebSocketFrameDecoder(maxMessageBytes: 4096)
+    var collector = PodExecCollector(outputLimit: 256)
+    var upgraded = false
+    var start = 0
+    while start < body.count {
+      let chunk = body[start..<min(start + size, body.count)]
+      start += size
+      if !upgraded {
+        received += chunk
+        let parsed: (head: WebSocketHandshake.ResponseHead, length: Int)?
+        do { parsed = try WebSocketHandshake.parseHead(received) } catch { return }
+        guard let (head, length) = parsed else { continue }
+        let rest = Array(received[length...])
+        if head.status != 101 {
+          _ = WebSocketHandshake.dechunk(rest, limit: 1024)
+          return
+        }
+        _ = try? WebSocketHandshake.validate(head, key: "dGhlIHNhbXBsZSBub25jZQ==", subprotocols: ["v4.channel.k8s.io"])
+        upgraded = true
+        decoder.append(rest)
+      } else {
+        decoder.append(chunk)
+      }
+      do {
+        while let frame = try decoder.next() {
+          if frame.payload.count > 4096 { fatalError("a message of \(frame.payload.count) bytes passed a 4 KiB limit") }
+          if frame.opcode == .binary, try collector.consume(frame.payload) { return }
+        }
+      } catch {
+        return  // the session is abandoned at its first violation, as the client does
+      }
+    }
+    let r = collector.result(exitCode: 0)
+    if r.stdout.count > 256 || r.stderr.count > 256 { fatalError("an output tail passed its 256-byte limit") }
   }
 
   // MARK: - kubeconfig

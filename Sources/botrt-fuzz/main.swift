@@ -52,6 +52,7 @@ enum Fuzz {
     "keyfile": keyfile,
     "result": result,
     "watchframe": watchframe,
+    "wsframe": wsframe,
     "kubeconfig": kubeconfig,
     "cron": cron,
     "duration": duration,

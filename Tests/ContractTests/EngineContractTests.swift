@@ -474,6 +474,30 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
       let alone = [p.metadata.name ?? "": restoreOnly]
       try checkPlan(planFor(restoreOnly), policies: alone)
       for spec in drillSpecs(restoreOnly) { try checkDrill(drill, spec: spec, policies: alone) }
+      // Its restores and verifies open the repository read-only (no lock, no audit object: the primary cluster
+      // still backs up into it); the primary's own open it as usual. checkPlan and checkDrill fed both through the
+      // engine's parser.
+      for (policy, all, readOnly) in [(restoreOnly, alone, true), (p, byName, false)] {
+        let ctx = RecoveryJobContext(settings: testSettings, policies: all, namespace: "shop", labels: [:], owner: nil)
+        var runs: [(place: String, argv: [String])] = []
+        for step in try RecoveryPlanLogic.steps(planFor(policy).spec)
+        where [.restore, .verify].contains(step.step.action) {
+          runs += engineRuns(try RecoveryJobs.stepJob(step, jobName: "s", ctx: ctx), name: step.step.name).map {
+            (step.step.name, $0.argv)
+          }
+        }
+        for spec in drillSpecs(policy) {
+          let body = try DrillLogic.runJob(
+            drill, spec: spec, namespace: "drill-scratch", settings: testSettings, policies: all, timeoutSeconds: 600)
+          runs += engineRuns(body, name: "drill").map { ("drill", $0.argv) }
+        }
+        #expect(!runs.isEmpty)
+        for run in runs {
+          #expect(
+            run.argv.contains("--\(EngineFlag.readOnly)") == readOnly,
+            "\(p.metadata.name ?? "") \(readOnly ? "restore-only " : "")\(run.place): \(run.argv)")
+        }
+      }
     }
     // The table reaches restores and drills from replicas, with the replica's repository and pins, never the
     // primary's pins.

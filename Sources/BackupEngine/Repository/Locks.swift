@@ -18,6 +18,12 @@ public final class RepositoryLock: @unchecked Sendable {
   static let ttl: TimeInterval = 600
   static let refreshEvery: UInt64 = 120
 
+  /// A read-only repository's lock: no object was written, so there is nothing to refresh or remove.
+  init(readOnly store: any ObjectStore) {
+    self.store = store
+    self.key = ""
+  }
+
   init(store: any ObjectStore, key: String, record: LockRecord) {
     self.store = store
     self.key = key
@@ -39,6 +45,7 @@ public final class RepositoryLock: @unchecked Sendable {
   /// Releases the lock (deletes the object).
   public func release() async {
     refresher?.cancel()
+    if key.isEmpty { return }
     do { try await store.delete(key) } catch {
       FileHandle.standardError.write(Data("warning: could not remove lock \(key): \(error)\n".utf8))
     }
@@ -73,6 +80,16 @@ extension Repository {
   }
 
   func tryLock(exclusive: Bool) async throws -> RepositoryLock {
+    if store.isReadOnly {
+      // Nothing is written: a read-only run (a DR cluster's restore or verify) only checks that no exclusive lock (a
+      // prune, a key rotation) is live, waiting for it as a shared lock would; stale locks are left for their owner.
+      guard !exclusive else {
+        throw EngineError.usage(
+          "this command needs the repository's exclusive lock, which a read-only run (--read-only) cannot take")
+      }
+      try await checkLocks(exclusive: false, own: nil)
+      return RepositoryLock(readOnly: store)
+    }
     try await checkLocks(exclusive: exclusive, own: nil)
     let rec = LockRecord(
       host: ProcessInfo.processInfo.hostName, pid: getpid(), time: Self.now(),
@@ -97,6 +114,7 @@ extension Repository {
       do { d = try await store.get(o.key) } catch StorageError.notFound { continue }
       let r: LockRecord
       do { r = try JSONDecoder().decode(LockRecord.self, from: d) } catch {
+        if store.isReadOnly { continue }
         logger.warning("removing unreadable lock \(o.key): \(error)")
         try await store.delete(o.key)
         continue
@@ -104,6 +122,7 @@ extension Repository {
       let expired = (Manifest.parseTime(r.expires) ?? .distantPast) < Date()
       let deadLocal = r.host == host && r.pid != getpid() && kill(r.pid, 0) != 0 && errno == ESRCH
       if expired || deadLocal {
+        if store.isReadOnly { continue }
         logger.info("removing stale lock \(o.key) of \(r.host) pid \(r.pid)")
         try await store.delete(o.key)
         continue

@@ -951,13 +951,18 @@ public final class AuditLog: @unchecked Sendable {
   /// The lines recorded so far.
   public var recorded: [String] { lines.with { $0 } }
 
-  /// Stores the lines as audit/<time>-<rand>.jsonl.
+  /// Stores the lines as audit/<time>-<rand>.jsonl. A repository opened read-only (`ReadOnlyStore`) cannot hold
+  /// them: they go to standard error, one `audit: LINE` each, so the run's log keeps who read what.
   public func flush() async throws {
     let ls = lines.with { l -> [String] in
       defer { l.removeAll() }
       return l
     }
     guard !ls.isEmpty else { return }
+    if store.isReadOnly {
+      FileHandle.standardError.write(Data(ls.map { "audit: \($0)\n" }.joined().utf8))
+      return
+    }
     let f = DateFormatter()
     f.locale = Locale(identifier: "en_US_POSIX")
     f.timeZone = TimeZone(identifier: "UTC")

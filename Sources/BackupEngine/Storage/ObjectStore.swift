@@ -52,6 +52,8 @@ public enum StorageError: Error, Sendable, CustomStringConvertible {
   case noSpace(location: String, message: String)
   /// Anything else, with the store's message.
   case failed(key: String, message: String)
+  /// The repository was opened read-only (`--read-only`, `ReadOnlyStore`) and the run tried to change an object.
+  case readOnly(key: String, operation: String)
 
   public var description: String {
     switch self {
@@ -63,6 +65,9 @@ public enum StorageError: Error, Sendable, CustomStringConvertible {
     case .unavailable(let l, let m, let n): return "storage \(l) unavailable after \(n) attempts: \(m)"
     case .noSpace(let l, let m): return "no space left on \(l): \(m)"
     case .failed(let k, let m): return "storage operation on \(k) failed: \(m)"
+    case .readOnly(let k, let o):
+      return "refused to \(o) \(k): the repository is opened read-only (--read-only), so this run may not change it; "
+        + "run this command without --read-only from the cluster that writes to the repository"
     }
   }
 }

@@ -227,9 +227,11 @@ public enum RecoveryJobs {
     let p = try policy(spec.policyRef, ctx, field: "\(field).policyRef")
     // The repository opened: the policy's, or one of its replicas' (ReplicaSource); the stream name and the claim
     // layout below stay the policy's.
-    let inv = try ReplicaSource.invocation(
+    var inv = try ReplicaSource.invocation(
       p, replica: spec.replica, field: replicaField ?? "\(field).replica", secretName: ctx.secretName)
     let s = ctx.settings
+    // A restore-only policy (a DR cluster's) reads the repository without writing to it: no lock, no audit object.
+    inv.common.readOnly = BackupPolicyChildren.isRestoreOnly(p, settings: s)
     let snapshot = try ReplicaSource.snapshot(
       spec.snapshot, policy: p, replica: spec.replica, field: "\(field).snapshot")
     let snap = snapshotArgument(snapshot: snapshot, beforeTime: spec.beforeTime)
@@ -354,8 +356,9 @@ public enum RecoveryJobs {
     }
     if let ref = policyRef {
       let p = try policy(ref, ctx, field: "\(field).policyRef")
-      let inv = try ReplicaSource.invocation(
+      var inv = try ReplicaSource.invocation(
         p, replica: replica, field: replicaField ?? "\(field).replica", secretName: ctx.secretName)
+      inv.common.readOnly = BackupPolicyChildren.isRestoreOnly(p, settings: s)
       volumes = BackupPolicyChildren.typed(inv.volumes)
       var a = EngineVerifyArguments(
         common: inv.common, which: which, readData: readData, requireSnapshot: ctx.requireSnapshot)
