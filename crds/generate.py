@@ -1129,9 +1129,10 @@ def drill_result(desc):
         "performanceDegradationPercent": number("Drop of restore throughput against the baseline, in percent "
                                                 "(negative when faster). At most 20% by default."),
         "restoreBytesPerSecond": number("Measured restore throughput.", minimum=0),
-        "bytesRead": integer("Bytes the run read from the repository: the restore's bytes plus the bytes verify "
-                             "read from the storage (the restored snapshot's packs only). Absent when neither "
-                             "result reported a figure.", minimum=0),
+        "bytesRead": integer("Bytes the run read from the repository: what its restore and its verify fetched "
+                             "from the storage (objects, ranges and listings, as stored: compressed and "
+                             "encrypted; verify reads the restored snapshot's packs only), not the restored "
+                             "bytes. Absent when neither result reported a figure.", minimum=0),
         "securityPosture": boolean("Backup-namespace NetworkPolicies (and Calico rules) present and unchanged, "
                                    "encryption and signatures verified, drill RBAC no wider than declared."),
         "complianceScore": integer("0-100, computed from the checks above and the compliance profiles (see "
