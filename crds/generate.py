@@ -620,7 +620,9 @@ def backup_policy_spec_schema():
                                   "policies from git (Velero's read-only backup storage location): nothing writes "
                                   "to the repository (no backup, prune or verify CronJob, no on-demand run, no key "
                                   "rotation, no replica copy, no repository deletion on delete), while "
-                                  "RecoveryPlans and DRDrills restore from it and its replicas. Ready is True with "
+                                  "RecoveryPlans and DRDrills restore from it and its replicas, opening them "
+                                  "read-only (the engine's --read-only: no lock, audit or other object is written). "
+                                  "Ready is True with "
                                   "reason RestoreOnly, ScheduleActive False (RestoreOnly) and RPOMet Unknown "
                                   "(RestoreOnly: not evaluated). The controller's --restore-only makes every policy "
                                   "RestoreOnly. Default: Backup.", enum=["Backup", "RestoreOnly"],
@@ -1220,9 +1222,10 @@ def drill_result(desc):
         "performanceDegradationPercent": number("Drop of restore throughput against the baseline, in percent "
                                                 "(negative when faster). At most 20% by default."),
         "restoreBytesPerSecond": number("Measured restore throughput.", minimum=0),
-        "bytesRead": integer("Bytes the run read from the repository: the restore's bytes plus the bytes verify "
-                             "read from the storage (the restored snapshot's packs only). Absent when neither "
-                             "result reported a figure.", minimum=0),
+        "bytesRead": integer("Bytes the run read from the repository: what its restore and its verify fetched "
+                             "from the storage (objects, ranges and listings, as stored: compressed and "
+                             "encrypted; verify reads the restored snapshot's packs only), not the restored "
+                             "bytes. Absent when neither result reported a figure.", minimum=0),
         "securityPosture": boolean("Backup-namespace NetworkPolicies (and Calico rules) present and unchanged, "
                                    "encryption and signatures verified, drill RBAC no wider than declared."),
         "complianceScore": integer("0-100, computed from the checks above and the compliance profiles (see "

@@ -196,6 +196,8 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 # install test installs the operator cluster-wide and so runs after them.
 #  - recoveryplan-e2e: a RecoveryPlan's ordered steps (scale, job, wait for readiness);
 #  - replication-e2e: snapshots copied from S3 to GCS under another key, restores from the replica, key rotation;
+#  - dr-e2e: a restore-only DR "cluster" (a second namespace and controller) restores and drills the primary's
+#    snapshots and writes nothing into its repository (every object version and delete marker compared);
 #  - e2e: a PostgreSQL database backed up by a BackupPolicy, restored by a RecoveryPlan, rehearsed by DRDrills that
 #    pass and, on a tampered pack, fail;
 #  - keyrotation-e2e: key rotation Jobs (local key, Vault Transit, AWS KMS, Azure Key Vault and Google Cloud KMS on
@@ -225,6 +227,7 @@ if step images images.log timeout -k 10s 30m bash hack/images.sh; then
         swift test "${SWIFT_PATH_ARGS[@]}" --skip-build --filter PodExecNodeTests || true
       step recoveryplan-e2e recoveryplan-e2e.log timeout -k 10s 10m bash hack/node/recoveryplan-e2e.sh || true
       step replication-e2e replication-e2e.log timeout -k 10s 10m bash hack/node/replication-e2e.sh || true
+      step dr-e2e dr-e2e.log timeout -k 10s 8m bash hack/node/dr-e2e.sh || true
       step e2e e2e.log timeout -k 10s 15m bash hack/e2e.sh || true
       step keyrotation-e2e keyrotation-e2e.log timeout -k 10s 10m bash hack/node/keyrotation-e2e.sh || true
       step pvc-e2e pvc-e2e.log timeout -k 10s 10m bash hack/node/pvc-e2e.sh || true

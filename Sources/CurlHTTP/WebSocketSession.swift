@@ -68,6 +68,8 @@ extension CurlClient {
     onMessage: @escaping @Sendable (WebSocketOpcode, [UInt8]) throws -> WebSocketAction
   ) async throws -> WebSocketOutcome {
     let flag = CancelFlag()
+    // At most a year: a larger (or hostile) value must not overflow the deadline's arithmetic.
+    let timeout = min(max(timeout, .zero), .seconds(365 * 86_400))
     let deadline = ContinuousClock.now.advanced(by: timeout)
     return try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { (cont: CheckedContinuation<WebSocketOutcome, Error>) in

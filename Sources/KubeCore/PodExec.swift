@@ -27,7 +27,7 @@ public struct PodExecResult: Sendable, Hashable {
 /// Why a `pods/exec` call did not produce a result. Never carries a credential or the command's environment.
 public struct PodExecError: Error, Sendable, Hashable, CustomStringConvertible {
   public enum Kind: String, Sendable, Hashable {
-    /// 403: the caller may not create `pods/exec` in the namespace.
+    /// 403: the caller may not use `pods/exec` in the namespace (verb `get` before Kubernetes 1.30, `create` from it).
     case forbidden
     /// 404, or the container is not in the pod: the pod or the container does not exist.
     case notFound
@@ -69,8 +69,9 @@ public struct PodExecError: Error, Sendable, Hashable, CustomStringConvertible {
     switch kind {
     case .forbidden:
       return
-        "exec in \(target) forbidden\(suffix). The caller lacks permission to create pods/exec in namespace"
-        + " \(namespace); grant it with a Role allowing create on pods/exec and a RoleBinding in that namespace"
+        "exec in \(target) forbidden\(suffix). The caller lacks permission for pods/exec in namespace"
+        + " \(namespace); grant it with a Role allowing get and create on pods/exec (a WebSocket exec is authorized as"
+        + " get before Kubernetes 1.30, as create from 1.30) and a RoleBinding in that namespace"
     case .notFound:
       return "exec in \(target): not found\(suffix)"
     case .timeout:

@@ -99,6 +99,7 @@ import Testing
   @Test func errorsNameTheNamespaceAndTheFixButNoSecret() {
     let e = PodExecError(kind: .forbidden, namespace: "db", pod: "pg-0", container: "postgres", message: "denied")
     #expect("\(e)".contains("namespace db") && "\(e)".contains("RoleBinding") && "\(e)".contains("pods/exec"))
+    #expect("\(e)".contains("get and create"))
     let t = PodExecError(kind: .timeout, namespace: "db", pod: "pg-0", message: "")
     #expect("\(t)".contains("timed out") && "\(t)".contains("connection was closed"))
   }

@@ -99,6 +99,36 @@ import Testing
     }
   }
 
+  /// The WebSocket's connection uses the TLS settings of every other request: a client certificate authenticates, and
+  /// a CA that did not sign the apiserver's certificate is a TLS error.
+  @Test func theClientCertificateAndTheCAApplyToTheWebSocket() async throws {
+    try await withExecPod("exec-tls") { admin, ns in
+      let kc = try #require(ProcessInfo.processInfo.environment["KUBECONFIG"])
+      let certConfig = try Kubeconfig.load(paths: Kubeconfig.paths(fromEnvironmentValue: kc)).clientConfig(
+        context: "botrt-cert")
+      #expect(certConfig.tls.clientCertFile != nil || certConfig.tls.clientCertPEM != nil)
+      let r = try await KubeClient(config: certConfig).exec(
+        namespace: ns, pod: "shell", container: "app", command: ["printf", "cert"], timeout: .seconds(30))
+      #expect(r.stdoutText == "cert" && r.exitCode == 0)
+
+      let clusterDir = try #require(ProcessInfo.processInfo.environment["BOTRT_CLUSTER_DIR"])
+      var wrongCA = admin.config
+      wrongCA.tls.caPEM = nil
+      wrongCA.tls.caFile = clusterDir + "/pki/front-proxy-ca.crt"  // a CA of the cluster that signed no server cert
+      do {
+        let r = try await KubeClient(config: wrongCA).exec(
+          namespace: ns, pod: "shell", container: "app", command: ["true"], timeout: .seconds(30))
+        Issue.record("exec trusted a server its CA did not sign: \(r)")
+      } catch let e as KubeError {
+        guard case .transport(let te, _) = e else {
+          Issue.record("expected a transport error, got \(e)")
+          return
+        }
+        #expect(te.kind == .tls, "\(e)")
+      }
+    }
+  }
+
   @Test func aServiceAccountWithoutPodsExecIsForbidden() async throws {
     try await withExecPod("exec-rbac") { admin, ns in
       // A ServiceAccount that may read Pods (so the refusal is about pods/exec, not about the Pod).
@@ -163,6 +193,40 @@ import Testing
         #expect(text.contains("namespace \(ns)"), "\(text)")
         #expect(text.contains("RoleBinding"), "\(text)")
         #expect(!text.contains(token), "the token leaked into the error")
+      }
+      // Granted what the error asks for (get and create on pods/exec), the same ServiceAccount runs the command.
+      for doc in try YAML.parseDocuments(
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: Role
+        metadata: {name: pod-exec, namespace: \(ns)}
+        rules: [{apiGroups: [""], resources: [pods/exec], verbs: [get, create]}]
+        ---
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: RoleBinding
+        metadata: {name: no-exec-execs, namespace: \(ns)}
+        roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-exec}
+        subjects: [{kind: ServiceAccount, name: no-exec, namespace: \(ns)}]
+        """, file: "rbac-exec.yaml")
+      {
+        let u = Unstructured(doc)
+        let plural = u.kind == "Role" ? "roles" : "rolebindings"
+        _ = try await admin.create(
+          ResourceDescriptor(
+            group: "rbac.authorization.k8s.io", version: "v1", plural: plural, kind: u.kind, namespaced: true),
+          namespace: ns, u)
+      }
+      // RBAC changes reach the authorizer's cache within a moment.
+      let deadline = ContinuousClock.now + .seconds(20)
+      while true {
+        do {
+          let r = try await sa.exec(
+            namespace: ns, pod: "shell", container: "app", command: ["printf", "granted"], timeout: .seconds(30))
+          #expect(r.stdoutText == "granted" && r.exitCode == 0)
+          break
+        } catch let e as PodExecError where e.kind == .forbidden && ContinuousClock.now < deadline {
+          try await Task.sleep(for: .milliseconds(300))
+        }
       }
     }
   }

@@ -665,10 +665,12 @@ public enum DrillLogic {
     return DrillOutcome(status: st, result: result, score: score, events: events, metrics: metrics)
   }
 
-  /// The bytes a run read from the repository: the restore's `bytesRead` plus verify's `bytesDownloaded`; nil when
-  /// neither reported one (an older engine, or the run did not get that far).
+  /// The bytes a run read from the repository: what its restore and its verify fetched from the storage
+  /// (`storageBytesRead`: objects, ranges and listings as stored, compressed and encrypted). Not the restore's
+  /// `bytesRead`, which counts the restored (plain) bytes. Nil when neither reported one (an older engine, or the
+  /// run did not get that far).
   public static func bytesRead(restore: EngineResult?, verify: EngineResult?) -> Int64? {
-    let parts = [restore?.bytesRead, verify?.bytesDownloaded].compactMap { $0 }
+    let parts = [restore?.storageBytesRead, verify?.storageBytesRead].compactMap { $0 }
     return parts.isEmpty ? nil : parts.reduce(0, +)
   }
 

@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# End to end: a disaster recovery cluster in restore-only mode, with two namespaces standing in for two clusters,
+# each with its own botrt-controller (hack/node/lib.sh: every Job Pod is run by the local node in the engine image).
+# It follows docs/runbooks.md, "Disaster recovery cluster":
+#   1. the primary (namespace P, a controller as usual) backs up a BackupPolicy to moto S3, into a bucket with Object
+#      Lock, so that every write leaves a version or a delete marker behind; its status records the repository's
+#      identity;
+#   2. every object version and delete marker of the bucket is listed;
+#   3. the DR cluster (namespace D, a controller with --restore-only) gets the same Secrets and the same policy, as
+#      from git, with the primary's identity stated in spec.repository.expectedIdentity: the policy is Ready with
+#      reason RestoreOnly, ScheduleActive False, RPOMet Unknown, and no CronJob or Job appears in its backup
+#      namespace;
+#   4. a RecoveryPlan on the DR cluster restores the newest snapshot into a command that checks the bytes against the
+#      primary's data, and verifies the repository with --read-data: Succeeded; a DRDrill there passes;
+#   5. the bucket's versions and delete markers are exactly as in step 2: the restore-only policy's restore, verify
+#      and drill Jobs wrote nothing into the repository the primary backs up into (no lock, no audit object);
+#   6. the primary backs up again while the DR cluster stands by: its new snapshot is the DR cluster's `latest`
+#      (a second plan run restores it).
+#
+#   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... hack/node/dr-e2e.sh
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+NODE_FLOW=dr-e2e
+# shellcheck source=hack/node/lib.sh
+source "$REPO/hack/node/lib.sh"
+fail() { node_fail "$@"; }
+log() { echo "dr-e2e: $(date -u +%H:%M:%S) $*" >&2; }
+node_require
+node_services_up
+
+P="dr-primary-$$"
+D="dr-standby-$$"
+P_BACKUP="botrt-backup-drp-$$"
+D_BACKUP="botrt-backup-drd-$$"
+BUCKET="dr-e2e-$$-$RANDOM"
+WORK="$(mktemp -d /tmp/botrt-dr-e2e.XXXXXX)"
+PIDS=()
+cleanup() {
+  local rc=$?
+  set +e
+  for ns in "$D" "$P"; do
+    kubectl -n "$ns" delete drdrills,recoveryplans --all --timeout=60s >/dev/null 2>&1
+    kubectl -n "$ns" delete backuppolicies --all --timeout=60s >/dev/null 2>&1
+  done
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  if [[ $rc -ne 0 ]]; then
+    echo "--- primary controller log"; tail -n 25 "$WORK/primary.log"
+    echo "--- DR controller log"; tail -n 40 "$WORK/standby.log"
+    node_pods_dump "$D" "$D_BACKUP"
+    echo "--- DR policy, plan and drill status"
+    kubectl -n "$D" get backuppolicies,recoveryplans,drdrills -o jsonpath='{range .items[*]}{.kind} {.metadata.name}: {.status}{"\n"}{end}'
+  fi >&2
+  kubectl delete namespace "$P" "$D" "$P_BACKUP" "$D_BACKUP" --wait=false >/dev/null 2>&1
+  node_services_down
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+
+# Every version and delete marker of the bucket, one per line (key, version id, size or "marker"), sorted.
+versions() { python3 - "$BUCKET" <<'EOF'
+import os, sys, boto3
+s = boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1")
+out = []
+for page in s.get_paginator("list_object_versions").paginate(Bucket=sys.argv[1]):
+    out += ["%s %s %s" % (v["Key"], v["VersionId"], v["Size"]) for v in page.get("Versions", [])]
+    out += ["%s %s marker" % (v["Key"], v["VersionId"]) for v in page.get("DeleteMarkers", [])]
+print("\n".join(sorted(out)))
+EOF
+}
+
+kubectl apply -f "$REPO/crds/" >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io >/dev/null
+python3 -c 'import os, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket="'"$BUCKET"'", ObjectLockEnabledForBucket=True)'
+python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/key"
+
+# The data: a deterministic stream (the second backup's is one line longer), and its digests, which the DR cluster's
+# restore command checks.
+DATA_CMD='seq 1 200000'
+WANT1="$(seq 1 200000 | sha256sum | cut -c1-64)"
+WANT2="$(seq 1 200001 | sha256sum | cut -c1-64)"
+
+# The policy as it is kept in git, applied to both clusters (STATED: the DR copy's expectedIdentity lines).
+policy() { # NAMESPACE [STATED]
+  kubectl -n "$1" apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: BackupPolicy
+metadata: {name: orders}
+spec:
+  tier: critical
+  # Backups here are the triggered ones (the critical tier's default schedule is every 2 minutes).
+  schedule: "0 0 1 1 *"
+  trigger: ${TRIGGER:-b1}
+  source:
+    command: {image: $APP_IMAGE, command: ["sh", "-c", "$DATA_CMD"], fileName: orders.txt}
+  repository:
+    s3:
+      bucket: "$BUCKET"
+      prefix: orders
+      endpoint: "$BOTRT_S3_ENDPOINT"
+      region: us-east-1
+      forcePathStyle: true
+      credentialsSecretRef: {name: s3-creds}
+      objectLock: {mode: governance, days: 1}
+${2:-}
+  encryption:
+    kms: {localKeySecretRef: {name: master-key}}
+EOF
+}
+secrets() { # NAMESPACE
+  kubectl create namespace "$1" >/dev/null
+  for _ in $(seq 1 100); do kubectl -n "$1" get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
+  kubectl -n "$1" create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+    --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" >/dev/null
+  kubectl -n "$1" create secret generic master-key --from-file=key="$WORK/key" >/dev/null
+}
+jp() { kubectl -n "$1" get "$2" -o jsonpath="$3"; }
+cond() { jp "$1" "$2" "{.status.conditions[?(@.type==\"$3\")].$4}"; }
+
+log "1. the primary backs up"
+secrets "$P"
+node_controller "$WORK/primary.log" --metrics-address off --namespace "$P" --backup-namespace "$P_BACKUP"
+PIDS+=("$NODE_CONTROLLER_PID")
+policy "$P"
+for _ in $(seq 1 120); do [[ -n "$(jp "$P" bp/orders '{.status.lastSnapshot}')" ]] && break; sleep 1; done
+FIRST="$(jp "$P" bp/orders '{.status.lastSnapshot}')"
+[[ -n "$FIRST" ]] || fail "the primary did not back up: $(jp "$P" bp/orders '{.status.conditions[*].message}')"
+ID="$(jp "$P" bp/orders '{.status.repositoryIdentity.id}')"
+SIGNING="$(jp "$P" bp/orders '{.status.repositoryIdentity.signingKey}')"
+[[ ${#ID} == 32 && ${#SIGNING} == 64 ]] || fail "no repository identity in the primary's status: '$ID' '$SIGNING'"
+
+log "2. the bucket's versions before the DR cluster touches it"
+versions >"$WORK/before"
+grep -q '^orders/audit/' "$WORK/before" && grep -q '^orders/locks/.* marker$' "$WORK/before" ||
+  fail "the listing does not show the primary's own writes (an audit object, a removed lock): $(cat "$WORK/before")"
+
+log "3. the DR cluster applies the same policy restore-only, with the primary's identity stated"
+secrets "$D"
+node_controller "$WORK/standby.log" --metrics-address off --namespace "$D" --backup-namespace "$D_BACKUP" --restore-only
+PIDS+=("$NODE_CONTROLLER_PID")
+policy "$D" "    expectedIdentity: {repositoryId: \"$ID\", signingKey: \"$SIGNING\"}"
+for _ in $(seq 1 60); do [[ "$(cond "$D" bp/orders Ready reason)" == RestoreOnly ]] && break; sleep 1; done
+[[ "$(cond "$D" bp/orders Ready status)/$(cond "$D" bp/orders Ready reason)" == True/RestoreOnly ]] ||
+  fail "DR policy Ready: $(cond "$D" bp/orders Ready status)/$(cond "$D" bp/orders Ready reason): $(cond "$D" bp/orders Ready message)"
+[[ "$(cond "$D" bp/orders ScheduleActive status)" == False && "$(cond "$D" bp/orders RPOMet status)" == Unknown ]] ||
+  fail "DR policy ScheduleActive $(cond "$D" bp/orders ScheduleActive status), RPOMet $(cond "$D" bp/orders RPOMet status)"
+cond "$D" bp/orders Ready message | grep -q 'spec.trigger' || fail "the DR policy does not say its trigger is ignored"
+[[ -z "$(kubectl -n "$D_BACKUP" get cronjobs,jobs -o name 2>/dev/null)" ]] ||
+  fail "the restore-only policy has children: $(kubectl -n "$D_BACKUP" get cronjobs,jobs -o name)"
+
+log "4. a RecoveryPlan on the DR cluster restores the primary's newest snapshot and verifies the repository"
+plan() { # TRIGGER DIGEST
+  kubectl -n "$D" apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: RecoveryPlan
+metadata: {name: orders-failover}
+spec:
+  tier: critical
+  trigger: $1
+  procedures:
+  - name: restore
+    steps:
+    - name: restore-orders
+      action: restore
+      timeout: 5m
+      restore:
+        policyRef: {name: orders}
+        into:
+          command:
+            image: $APP_IMAGE
+            command: [sh, -c, 'got="\$(sha256sum | cut -c1-64)"; echo "restored \$got"; test "\$got" = "$2"']
+    - name: verify-repository
+      action: verify
+      timeout: 5m
+      verify: {policyRef: {name: orders}, readData: true}
+EOF
+  local phase=""
+  for _ in $(seq 1 180); do
+    phase="$(jp "$D" rp/orders-failover '{.status.phase}')"
+    [[ "$(jp "$D" rp/orders-failover '{.status.lastHandledTrigger}')" == *"$1" ]] &&
+      [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
+    sleep 1
+  done
+  [[ "$phase" == Succeeded ]] ||
+    fail "the DR RecoveryPlan ($1) ended '$phase': $(jp "$D" rp/orders-failover '{.status.message}') $(jp "$D" rp/orders-failover '{.status.steps}')"
+}
+plan f1 "$WANT1"
+[[ "$(jp "$D" rp/orders-failover '{.status.steps[*].state}')" == "Succeeded Succeeded" ]] ||
+  fail "plan steps: $(jp "$D" rp/orders-failover '{.status.steps[*].state}')"
+kubectl -n "$D" apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: DRDrill
+metadata: {name: orders-drill}
+spec:
+  schedule: weekly
+  trigger: d1
+  target: {backupPolicyRef: {name: orders}}
+  verification: {readData: true}
+EOF
+for _ in $(seq 1 180); do
+  [[ "$(jp "$D" drdrill/orders-drill '{.status.lastResult.trigger}')" == trigger:d1 ]] && break
+  sleep 1
+done
+[[ "$(jp "$D" drdrill/orders-drill '{.status.lastResult.passed}')" == true ]] ||
+  fail "the DR drill did not pass: $(jp "$D" drdrill/orders-drill '{.status.lastResult}')"
+[[ "$(jp "$D" drdrill/orders-drill '{.status.lastResult.snapshot}')" == "$FIRST"* ]] ||
+  fail "the DR drill restored $(jp "$D" drdrill/orders-drill '{.status.lastResult.snapshot}'), not $FIRST"
+# The drill reports what it fetched from the storage (its restore's and its verify's reads, as stored): each reads
+# the one snapshot's objects at most once, so at most about twice what the bucket holds, and less than the restored
+# bytes (the data compresses to a fraction of them).
+STORED="$(python3 -c 'import os, sys, boto3
+s = boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1")
+print(sum(o["Size"] for p in s.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1]) for o in p.get("Contents", [])))' "$BUCKET")"
+READ="$(jp "$D" drdrill/orders-drill '{.status.lastResult.bytesRead}')"
+RESTORED="$(seq 1 200000 | wc -c)"
+[[ -n "$READ" && "$READ" -gt 0 && "$READ" -le $((STORED * 5 / 2)) && "$READ" -lt "$RESTORED" ]] ||
+  fail "the drill's bytesRead '$READ' is not what it fetched (the bucket holds $STORED bytes; $RESTORED were restored)"
+log "   the drill fetched $READ bytes from a bucket of $STORED bytes to restore $RESTORED bytes"
+
+log "5. the repository is exactly as the primary left it"
+versions >"$WORK/after"
+diff "$WORK/before" "$WORK/after" >"$WORK/diff" ||
+  fail "the DR cluster wrote into the primary's repository (versions or delete markers added):$(echo; cat "$WORK/diff")"
+[[ -z "$(kubectl -n "$D_BACKUP" get cronjobs -o name 2>/dev/null)" ]] || fail "a CronJob appeared on the DR cluster"
+log "   $(wc -l <"$WORK/after") object versions and delete markers, unchanged"
+
+log "6. the primary backs up again; the DR cluster's next restore takes the new snapshot"
+DATA_CMD='seq 1 200001' TRIGGER=b2 policy "$P"
+for _ in $(seq 1 120); do
+  [[ -n "$(jp "$P" bp/orders '{.status.lastSnapshot}')" && "$(jp "$P" bp/orders '{.status.lastSnapshot}')" != "$FIRST" ]] && break
+  sleep 1
+done
+SECOND="$(jp "$P" bp/orders '{.status.lastSnapshot}')"
+[[ "$SECOND" != "$FIRST" ]] || fail "the primary's second backup did not happen"
+versions >"$WORK/before2"
+# The restore command checks the digest of the second backup's data: the DR cluster's latest is the new snapshot.
+plan f2 "$WANT2"
+kubectl -n "$D" patch drdrill orders-drill --type merge -p '{"spec":{"trigger":"d2"}}' >/dev/null
+for _ in $(seq 1 180); do
+  [[ "$(jp "$D" drdrill/orders-drill '{.status.lastResult.trigger}')" == trigger:d2 ]] && break
+  sleep 1
+done
+[[ "$(jp "$D" drdrill/orders-drill '{.status.lastResult.passed}')" == true &&
+  "$(jp "$D" drdrill/orders-drill '{.status.lastResult.snapshot}')" == "$SECOND"* ]] ||
+  fail "the second DR drill: $(jp "$D" drdrill/orders-drill '{.status.lastResult}') (want snapshot $SECOND)"
+versions >"$WORK/after2"
+diff "$WORK/before2" "$WORK/after2" >"$WORK/diff" ||
+  fail "the DR cluster's second run wrote into the repository:$(echo; cat "$WORK/diff")"
+log "ok: the restore-only DR cluster restored and drilled both of the primary's snapshots and wrote nothing"
