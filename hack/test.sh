@@ -204,6 +204,8 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 #    hack/lib/cloudkms-server.py) and deleting a policy's backups;
 #  - pvc-e2e: files of another uid (0600) on a claim, backed up, deleted, restored with owners and modes; then
 #    restored into another namespace, whose claim is created from the policy's recorded claim;
+#  - claims-e2e: a label-selected set of claims backed up claim by claim (spec.source.claims); one claim's files
+#    deleted and restored from that claim's latest snapshot;
 #  - samples-e2e: every file of crds/samples/ applied, its outside world rewritten to the testbed's services through one
 #    table, and driven to its documented outcome (or, for Azure Blob, Cloud KMS and a registry-only image, as far as
 #    the testbed allows, asserted and said);
@@ -229,6 +231,7 @@ if step images images.log timeout -k 10s 30m bash hack/images.sh; then
       step e2e e2e.log timeout -k 10s 15m bash hack/e2e.sh || true
       step keyrotation-e2e keyrotation-e2e.log timeout -k 10s 10m bash hack/node/keyrotation-e2e.sh || true
       step pvc-e2e pvc-e2e.log timeout -k 10s 10m bash hack/node/pvc-e2e.sh || true
+      step claims-e2e claims-e2e.log timeout -k 10s 8m bash hack/node/claims-e2e.sh || true
       step samples-e2e samples-e2e.log timeout -k 10s 12m bash hack/node/samples-e2e.sh || true
       step install-test install-test.log timeout -k 10s 15m bash hack/install-test.sh || true
       # Every flow's controller ran as the shipped ServiceAccount: what its grants were used for, from the audit log.
