@@ -2,6 +2,7 @@ import DRAPI
 import EngineContract
 import Foundation
 import KubeCore
+import KubeRuntime
 import Testing
 
 @testable import Reconcilers
@@ -139,5 +140,32 @@ import Testing
     #expect(MultiClaim.rpo(gone).oldestClaim == "b")
     let deselected = MultiClaim.status(p, selection: onlyB, runs: [], existing: ["a", "b"], now: testNow)
     #expect(deselected.map(\.name) == ["b"])
+  }
+
+  /// The gauge BackupRPOViolation reads (time() minus it, against the RPO target) is the time the RPO counts: the
+  /// oldest claim's newest snapshot, not the newest success of any claim, so one claim falling behind alerts.
+  @Test func theLastSuccessGaugeIsTheOldestClaimsNewestBackup() {
+    let registry = MetricsRegistry()
+    let metrics = BackupPolicyMetrics(registry)
+    let p = policy()
+    var s = BackupPolicyStatus()
+    s.lastSuccessfulBackup = testNow.addingTimeInterval(-60)
+    s.claims = [
+      ClaimBackupStatus(name: "a", lastSuccessfulBackup: testNow.addingTimeInterval(-60)),
+      ClaimBackupStatus(name: "b", lastSnapshotTime: testNow.addingTimeInterval(-7_200)),
+      ClaimBackupStatus(name: "old", lastSnapshotTime: testNow.addingTimeInterval(-99_999), gone: true),
+    ]
+    metrics.record(p, s)
+    let labels = ["shop", "files", "standard"]
+    #expect(
+      registry.value("botrt_backup_last_success_timestamp_seconds", labels: labels)
+        == testNow.addingTimeInterval(-7_200).timeIntervalSince1970)
+    // A single-source policy: its last successful backup.
+    var single = p
+    single.spec.source = BackupSource(pvc: PVCSource(claimName: "data"))
+    metrics.record(single, s)
+    #expect(
+      registry.value("botrt_backup_last_success_timestamp_seconds", labels: labels)
+        == testNow.addingTimeInterval(-60).timeIntervalSince1970)
   }
 }

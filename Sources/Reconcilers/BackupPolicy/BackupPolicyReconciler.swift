@@ -37,7 +37,9 @@ public struct BackupPolicyMetrics: Sendable {
   public init(_ r: MetricsRegistry) {
     let l = ["namespace", "policy", "tier"]
     lastSuccess = r.gauge(
-      "botrt_backup_last_success_timestamp_seconds", help: "Unix time of the last successful backup.", labels: l)
+      "botrt_backup_last_success_timestamp_seconds",
+      help: "Unix time of the last successful backup (of several claims: the oldest claim's newest one, the time the "
+        + "RPO counts).", labels: l)
     duration = r.gauge("botrt_backup_duration_seconds", help: "Duration of the last successful backup.", labels: l)
     bytes = r.gauge("botrt_backup_bytes", help: "Bytes read by the last successful backup.", labels: l)
     rpoTarget = r.gauge("botrt_rpo_target_seconds", help: "The effective RPO target.", labels: l)
@@ -95,7 +97,10 @@ public struct BackupPolicyMetrics: Sendable {
     for g in gauges { g.keepOnly(l, among: mine) }
     if let t = s.rpoTargetSeconds { rpoTarget.set(Double(t), l) }
     if let a = s.rpoAgeSeconds { rpoAge.set(Double(a), l) }
-    if let last = s.lastSuccessfulBackup { lastSuccess.set(last.timeIntervalSince1970, l) }
+    // The time the RPO counts, so that BackupRPOViolation (time() minus this, against the RPO target) fires when
+    // one claim of several falls behind while the others back up: the oldest claim's newest snapshot.
+    let last = policy.spec.source.claims != nil ? MultiClaim.rpo(s.claims ?? []).oldest : s.lastSuccessfulBackup
+    if let last { lastSuccess.set(last.timeIntervalSince1970, l) }
     if let d = s.lastBackupDurationSeconds { duration.set(d, l) }
     if let b = s.lastBackupBytes { bytes.set(Double(b), l) }
     if let b = s.lastBackupStoredBytes { addedBytes.set(Double(max(0, b)), l) }
