@@ -160,4 +160,38 @@ extension BackupPolicyControllerTests {
       await deleteNodes()
     }
   }
+
+  /// A PVC source's claim is read from the shared claim cache (no get per reconcile) and recorded in
+  /// status.sourceClaim, as a restore with into.pvc.create needs it.
+  @Test func aPVCSourcesClaimIsRecordedFromTheSharedClaimCache() async throws {
+    try await withNamespace("srcclaim") { ns in
+      try await createSecrets(ns)
+      _ = try await client.create(
+        .persistentVolumeClaims, namespace: ns,
+        [
+          "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": ["name": "data"],
+          "spec": [
+            "accessModes": ["ReadWriteMany"], "storageClassName": "fast",
+            "resources": ["requests": ["storage": "3Gi"]],
+          ],
+        ] as JSONValue)
+      let controller = try await RunningController(client, namespace: ns, backupNamespace: "\(ns)-backup")
+      do {
+        var p = policy(ns, name: "files")
+        p.spec.dataType = .files
+        p.spec.source = BackupSource(pvc: PVCSource(claimName: "data"))
+        _ = try await client.create(p)
+        try await eventually("status.sourceClaim to record the claim") {
+          try await getPolicy(ns, "files").status?.sourceClaim?.storage == "3Gi"
+        }
+        let recorded = try await getPolicy(ns, "files").status?.sourceClaim
+        #expect(recorded?.name == "data" && recorded?.namespace == ns)
+        #expect(recorded?.accessModes == ["ReadWriteMany"] && recorded?.storageClassName == "fast")
+        await controller.stop()
+      } catch {
+        await controller.stop()
+        throw error
+      }
+    }
+  }
 }

@@ -423,10 +423,14 @@ public final class BackupPolicyReconciler: Sendable {
     metrics?.recordVerify(d.metrics.verify, l, policy: mine)
   }
 
-  /// The policy's source claim (a get by name, only for a PVC source), or nil when it does not exist or the
-  /// controller may not read it (an older ClusterRole): `SourceClaimRecord` then keeps the previous record.
+  /// The policy's source claim (only for a PVC source): from the shared claim cache once it is filled (no request
+  /// per reconcile), else a get by name; nil when it does not exist or the controller may not read it (an older
+  /// ClusterRole): `SourceClaimRecord` then keeps the previous record.
   func readSourceClaim(_ policy: BackupPolicy) async throws -> PersistentVolumeClaim? {
     guard let name = SourceClaimRecord.claimName(policy) else { return nil }
+    if let store = claimStore, store.isReady {
+      return store.get(ObjectKey(namespace: policy.metadata.namespace ?? "default", name: name))
+    }
     do {
       return try await client.get(PersistentVolumeClaim.self, namespace: policy.metadata.namespace, name: name)
     } catch let e as KubeError where e.isNotFound || e.isForbidden {
