@@ -540,7 +540,7 @@ def backup_policy_spec_schema():
                                          "about 2 % larger than better), better (zstd level 3, restic's level), "
                                          "max (zstd level 9), off (for data that is already compressed or "
                                          "encrypted). Default: auto.", enum=["off", "auto", "better", "max"]),
-                   "source": obj("What to back up. Set exactly one of pvc, command.", {
+                   "source": obj("What to back up. Set exactly one of pvc, command, claims.", {
                        "pvc": obj("A PersistentVolumeClaim in this namespace, always mounted read-only. A ReadWriteOnce or "
                                   "ReadWriteOncePod claim mounted by a running pod is backed up on that pod's node "
                                   "(status.placement).", {
@@ -549,29 +549,7 @@ def backup_policy_spec_schema():
                                              maxLength=4096, pattern=r"^[^/].*$"),
                            "readOnly": boolean("Mount the claim read-only. Always true; present so manifests can "
                                                "state it. Default: true.", default=True, enum=[True]),
-                           "runAsUser": integer(
-                               "The user the backup reads the claim as. Default: the engine's user (65532), which "
-                               "reads only what that user may. Set the application's uid to read its private "
-                               "(0600) files; 0 reads every file as root with the single capability "
-                               "DAC_READ_SEARCH (the namespace's Pod Security level must allow it). Owners and "
-                               "modes are recorded either way.", minimum=0, maximum=2147483647),
-                           "runAsGroup": integer("The group the backup reads the claim as. Default: runAsUser's "
-                                                 "value when runAsUser is set.", minimum=0, maximum=2147483647),
-                           "exclude": array("Paths left out of the backup, as restic's --exclude patterns: `*`, "
-                                            "`?`, `[...]` and `**` (any number of directories); a pattern without a "
-                                            "leading `/` matches at any depth (`*.tmp`, `cache`), one with a leading "
-                                            "`/` is anchored at the backed-up directory (the claim's root, or "
-                                            "subPath); a leading `!` takes back an earlier exclusion (not below an "
-                                            "excluded directory, which is not read at all).",
-                                            string("One pattern.", minLength=1, maxLength=4096), maxItems=256),
-                           "excludeIfPresent": array("File names whose presence in a directory leaves the rest of "
-                                                     "that directory out (restic's --exclude-if-present; NAME or "
-                                                     "NAME:HEADER to require the file to start with HEADER).",
-                                                     string("One file name.", minLength=1, maxLength=1024,
-                                                            pattern=r"^[^/]+$"), maxItems=32),
-                           "excludeCaches": boolean("Leave out directories holding a CACHEDIR.TAG file with its "
-                                                    "signature (restic's --exclude-caches). Default: false.",
-                                                    default=False),
+                           **claim_read_settings(),
                        }, required=["claimName"]),
                        "command": container("A dump command whose standard output is streamed into the engine "
                                             "(for example pg_dump).", extra={
@@ -579,8 +557,34 @@ def backup_policy_spec_schema():
                                                                    "Default: dump.", maxLength=255, default="dump",
                                                                    pattern=r"^[^/]+$"),
                                             }),
-                   }, oneOf=one_of("pvc", "command"),
-                       **{"x-kubernetes-validations": [exactly_one("source", "pvc", "command")]}),
+                       "claims": obj(
+                           "Several PersistentVolumeClaims of this namespace, selected by labels (selector) or by "
+                           "name (claimNames; set exactly one of the two), each backed up as a snapshot of its own, "
+                           "tagged policy=NAMESPACE/NAME and claim=CLAIM, by a backup CronJob of its own "
+                           "(<ns>-<policy>-<claim>-<hash>-backup, cut to 52 characters) placed next to the pod that "
+                           "mounts the claim (RWO placement, per claim). Claims created, deleted or relabelled are "
+                           "followed without a restart: the CronJobs of claims no longer selected are deleted (their "
+                           "snapshots stay). status.claims shows each claim's last backup (LastBackupSucceeded is False, "
+                           "ClaimBackupFailed, while a claim's last backup failed); the RPO counts the oldest "
+                           "of the claims' newest snapshots, and is not met while a selected claim has none. A "
+                           "restore or drill names the claim (restore.claim, spec.claim). At most 64 claims: of more "
+                           "that the selector matches, the first 64 by name are backed up and Ready says so "
+                           "(ReadyWithWarnings).", dict({
+                               "selector": label_selector(
+                                   "The claims whose labels match (matchLabels and matchExpressions, as a "
+                                   "Kubernetes label selector). An empty selector ({}) selects every claim of the "
+                                   "namespace."),
+                               "claimNames": array("The claims by name (a missing one is waited for, as a pvc "
+                                                   "source's claim is).",
+                                                   object_name("Name of a PersistentVolumeClaim."), minItems=1,
+                                                   maxItems=64),
+                               "subPath": string("Directory inside each volume to back up. Default: the whole "
+                                                 "volume.", maxLength=4096, pattern=r"^[^/].*$"),
+                           }, **claim_read_settings()),
+                           oneOf=one_of("selector", "claimNames"),
+                           **{"x-kubernetes-validations": [exactly_one("claims", "selector", "claimNames")]}),
+                   }, oneOf=one_of("pvc", "command", "claims"),
+                       **{"x-kubernetes-validations": [exactly_one("source", "pvc", "command", "claims")]}),
                    "repository": repository_schema("Where the encrypted repository is stored. Set exactly one of "
                                                    "s3, gcs, azure, local."),
                    "encryption": encryption_schema(),
@@ -686,8 +690,8 @@ def hook_schema(phase, default_on_error):
 
 def hooks_schema():
     return obj(
-        "Application-consistent hooks (source.pvc only; a dump command is itself the consistency point and is "
-        "refused with hooks): commands the controller runs in the application's pods through pods/exec, e.g. "
+        "Application-consistent hooks (source.pvc, or source.claims, where they run around each claim's backup "
+        "Job; a dump command is itself the consistency point and is refused with hooks): commands the controller runs in the application's pods through pods/exec, e.g. "
         "fsfreeze or a database's flush-and-lock. The backup Pod starts with an init container (the gate, "
         "`botrt-engine gate`) that waits until the controller has run the pre hooks and marked the Pod's "
         "annotation dr.botrt.io/pre-hooks done; failed (an Abort hook failed, or the controller may not exec) "
@@ -859,6 +863,43 @@ def backup_policy_status():
                               maxLength=253),
                 "message": string("Where the backup runs and why, in a sentence.", maxLength=1024),
             }, required=["node", "pod"]),
+        "claims": array(
+            "Each claim of a multi-claim source (spec.source.claims), by name: the selected claims, then claims that "
+            "no longer exist (gone: true; their record stays, so a restore can create them again), at most 64.",
+            obj("One claim's backups.", {
+                "name": string("Name of the claim.", maxLength=253),
+                "result": string("Pending (no backup of the claim finished yet), Succeeded, Failed, or Partial (a "
+                                 "snapshot was stored but some files could not be read).",
+                                 enum=["Pending", "Succeeded", "Failed", "Partial"]),
+                "message": string("What the claim's last finished backup did, in a sentence.", maxLength=2048),
+                "lastSuccessfulBackup": date_time("When the claim's newest successful backup finished."),
+                "lastSnapshotTime": date_time("The point in time of the claim's newest successful snapshot (when its "
+                                              "backup started reading); the RPO counts the oldest of these."),
+                "lastSnapshotId": string("The id of the claim's newest successful snapshot.", maxLength=128),
+                "cronJob": string("The claim's backup CronJob (in the policy's namespace).", maxLength=63),
+                "placement": obj(
+                    "Where the claim's backup pods run, as status.placement for a pvc source; unset when they may "
+                    "run on any node.", {
+                        "node": string("The node the backup pods are bound to.", maxLength=253),
+                        "pod": string("The pod that mounts the claim on that node.", maxLength=253),
+                        "message": string("Where the backup runs and why, in a sentence.", maxLength=1024),
+                    }, required=["node", "pod"]),
+                "claim": obj(
+                    "The claim's spec as last read, as status.sourceClaim for a pvc source: what a RecoveryPlan "
+                    "restore of the claim (restore.claim) with into.pvc.create creates a missing claim from.", {
+                        "name": string("Name of the claim.", maxLength=253),
+                        "namespace": string("Namespace of the claim (the policy's).", maxLength=63),
+                        "accessModes": array("spec.accessModes.", string("An access mode.", maxLength=32),
+                                             maxItems=4),
+                        "storageClassName": string("spec.storageClassName; unset when the claim names none or the "
+                                                   "empty class.", maxLength=253),
+                        "noStorageClass": boolean("True when the claim names the empty class."),
+                        "volumeMode": string("spec.volumeMode.", maxLength=32),
+                        "storage": string("spec.resources.requests.storage, e.g. 10Gi.", maxLength=64),
+                        "observedTime": date_time("When the claim was first read with this spec."),
+                    }, required=["name", "namespace"]),
+                "gone": boolean("True when the claim no longer exists; its record is kept."),
+            }, required=["name"]), maxItems=64),
         "progress": run_progress(
             "backup", "The backup running now, as the engine reports it (its JSON progress lines in the backup "
             "Pod's log, read at most every 10 s): bytes and files done and, with a total, a percentage and an "
@@ -953,6 +994,56 @@ def replica_name(desc):
     return string(desc + " Default: none (the policy's primary repository).", maxLength=63, pattern=DNS_LABEL)
 
 
+def claim_read_settings():
+    """How a claim is read (spec.source.pvc, and every claim of spec.source.claims)."""
+    return {
+        "runAsUser": integer(
+            "The user the backup reads the claim as. Default: the engine's user (65532), which "
+            "reads only what that user may. Set the application's uid to read its private "
+            "(0600) files; 0 reads every file as root with the single capability "
+            "DAC_READ_SEARCH (the namespace's Pod Security level must allow it). Owners and "
+            "modes are recorded either way.", minimum=0, maximum=2147483647),
+        "runAsGroup": integer("The group the backup reads the claim as. Default: runAsUser's "
+                              "value when runAsUser is set.", minimum=0, maximum=2147483647),
+        "exclude": array("Paths left out of the backup, as restic's --exclude patterns: `*`, "
+                         "`?`, `[...]` and `**` (any number of directories); a pattern without a "
+                         "leading `/` matches at any depth (`*.tmp`, `cache`), one with a leading "
+                         "`/` is anchored at the backed-up directory (the claim's root, or "
+                         "subPath); a leading `!` takes back an earlier exclusion (not below an "
+                         "excluded directory, which is not read at all).",
+                         string("One pattern.", minLength=1, maxLength=4096), maxItems=256),
+        "excludeIfPresent": array("File names whose presence in a directory leaves the rest of "
+                                  "that directory out (restic's --exclude-if-present; NAME or "
+                                  "NAME:HEADER to require the file to start with HEADER).",
+                                  string("One file name.", minLength=1, maxLength=1024,
+                                         pattern=r"^[^/]+$"), maxItems=32),
+        "excludeCaches": boolean("Leave out directories holding a CACHEDIR.TAG file with its "
+                                 "signature (restic's --exclude-caches). Default: false.",
+                                 default=False),
+    }
+
+
+def label_selector(desc):
+    return obj(desc, {
+        "matchLabels": obj("Labels the claim must have, each with this value.", {},
+                           additionalProperties=string("The label's value.", maxLength=63), maxProperties=64),
+        "matchExpressions": array("Requirements on the claim's labels, all of which must hold.", obj(
+            "One requirement: key, operator, values.", {
+                "key": string("The label key.", minLength=1, maxLength=317),
+                "operator": string("In, NotIn (values given), Exists, DoesNotExist (no values).",
+                                   enum=["In", "NotIn", "Exists", "DoesNotExist"]),
+                "values": array("The values of In and NotIn.", string("One value.", maxLength=63), maxItems=64),
+            }, required=["key", "operator"]), maxItems=32),
+    })
+
+
+def restore_claim(whose):
+    return object_name(f"The claim to restore, when {whose} BackupPolicy backs up several (spec.source.claims; "
+                       "required then, refused otherwise): latest and beforeTime pick among that claim's snapshots "
+                       "(tagged claim=NAME), and a missing target claim is created from its record in the policy's "
+                       "status.claims. The claim's files go to the target's root, as a pvc source's do.")
+
+
 def snapshot_selector():
     return {
         "policyRef": local_ref("The BackupPolicy (in this namespace) whose repository holds the snapshot."),
@@ -999,7 +1090,8 @@ def recovery_step():
         "replicas": integer("Replicas for scaleUp when no count was remembered. Default: the remembered count, "
                             "else 1.", fmt="int32", minimum=0),
         "restore": with_rules(obj("What to restore and where, for action restore.", dict(
-            snapshot_selector(), into=restore_destination("Where the restored data goes. Set exactly one of pvc, "
+            snapshot_selector(), claim=restore_claim("policyRef's"),
+            into=restore_destination("Where the restored data goes. Set exactly one of pvc, "
                                                           "command.", "into")),
                        required=["policyRef", "into"]),
             rule("!(has(self.beforeTime) && has(self.snapshot) && self.snapshot != 'latest')",
@@ -1136,6 +1228,7 @@ def drill_spec():
                        **{"x-kubernetes-validations": [exactly_one("target", "backupPolicyRef", "recoveryPlanRef")]}),
                    "snapshot": string("latest or a snapshot id. Default: latest.", maxLength=128, default="latest",
                                       pattern=r"^(latest|[0-9a-f]{8,128})$"),
+                   "claim": restore_claim("the target's"),
                    "restore": restore_destination("Where a BackupPolicy target's data is restored. Default: "
                                                   "an emptyDir volume in the scratch namespace. Set exactly one of "
                                                   "pvc, command. A pvc is created in the scratch namespace under "
@@ -1197,9 +1290,10 @@ def drill_result(desc):
         "performanceDegradationPercent": number("Drop of restore throughput against the baseline, in percent "
                                                 "(negative when faster). At most 20% by default."),
         "restoreBytesPerSecond": number("Measured restore throughput.", minimum=0),
-        "bytesRead": integer("Bytes the run read from the repository: the restore's bytes plus the bytes verify "
-                             "read from the storage (the restored snapshot's packs only). Absent when neither "
-                             "result reported a figure.", minimum=0),
+        "bytesRead": integer("Bytes the run read from the repository: what its restore and its verify fetched "
+                             "from the storage (objects, ranges and listings, as stored: compressed and "
+                             "encrypted; verify reads the restored snapshot's packs only), not the restored "
+                             "bytes. Absent when neither result reported a figure.", minimum=0),
         "securityPosture": boolean("Backup-namespace NetworkPolicies (and Calico rules) present and unchanged, "
                                    "encryption and signatures verified, drill RBAC no wider than declared."),
         "complianceScore": integer("0-100, computed from the checks above and the compliance profiles (see "

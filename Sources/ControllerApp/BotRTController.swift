@@ -157,10 +157,12 @@ public final class BotRTController: Sendable {
     // reads a Secret's content once per resourceVersion it shows (SourceSecrets).
     let secretVersions = informers.informer(
       ChildResources.secrets, namespace: options.watchNamespace, metadataOnly: true, as: Unstructured.self)
+    // Multi-claim sources (spec.source.claims): the claims of the watched namespaces they select from.
+    let claimInformer = informers.informer(PersistentVolumeClaim.self, namespace: options.watchNamespace)
     let reconciler = BackupPolicyReconciler(
       client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
       isolation: intent, managed: managed, claimUsers: ClaimUserCache(claimUsers.store),
-      secretVersions: secretVersions.store)
+      secretVersions: secretVersions.store, claims: claimInformer.store)
     self.reconciler = reconciler
     // The echo of the controller's own status write (and any other status-only change) does not reconcile: every
     // reconcile reads the policy from the apiserver, and time-driven work is requeued by the reconcile itself.
@@ -211,6 +213,12 @@ public final class BotRTController: Sendable {
     controller.watches(
       claimUsers, relevant: ClaimUserPod.placementChanged(_:old:),
       mapper: { pod in ClaimPlacement.policies(mountedBy: pod, among: store.list(namespace: pod.namespace ?? "")) })
+    // Claims created, deleted or relabelled wake the multi-claim policies of their namespace, so a selector's reach
+    // is followed without a restart (their status changes wake nothing). The ClusterRole has list and watch on them.
+    controller.watches(
+      claimInformer, relevant: ClaimPlacement.claimChanged(_:old:),
+      mapper: { claim in ClaimPlacement.policies(selecting: claim, among: store.list(namespace: claim.namespace ?? ""))
+      })
     // Calico: its GlobalNetworkPolicy CRD is watched (by name), so installing Calico later creates the policy, and
     // removing it stops the controller from applying one.
     // The isolation guard (docs/security-monitoring.md); the Calico policy is guarded as soon as Calico is served:

@@ -294,16 +294,115 @@ public struct ReplicaStatus: Codable, Sendable, Hashable {
   }
 }
 
-/// What to back up: exactly one of a PVC or a dump command.
+/// What to back up: exactly one of a PVC, several PVCs or a dump command.
 public struct BackupSource: Codable, Sendable, Hashable {
   /// A PersistentVolumeClaim mounted read-only.
   public var pvc: PVCSource?
   /// A command whose standard output is streamed into the engine.
   public var command: ContainerSpec?
+  /// Several PersistentVolumeClaims of the policy's namespace (a label selector or a list), each backed up as a
+  /// snapshot of its own.
+  public var claims: ClaimsSource?
 
-  public init(pvc: PVCSource? = nil, command: ContainerSpec? = nil) {
+  public init(pvc: PVCSource? = nil, command: ContainerSpec? = nil, claims: ClaimsSource? = nil) {
     self.pvc = pvc
     self.command = command
+    self.claims = claims
+  }
+}
+
+/// Several PersistentVolumeClaims of the policy's namespace: exactly one of a label selector or a list of names,
+/// plus the read settings every selected claim is backed up with (as `PVCSource` has them for one claim).
+public struct ClaimsSource: Codable, Sendable, Hashable {
+  /// The claims whose labels match (`{}`: every claim of the namespace).
+  public var selector: ClaimSelector?
+  /// The claims by name.
+  public var claimNames: [String]?
+  /// Directory inside each volume.
+  public var subPath: String?
+  /// The user the backups read the claims as (default: the engine's user); 0 is root with DAC_READ_SEARCH only.
+  public var runAsUser: Int64?
+  /// The group the backups read the claims as (default: runAsUser's value when that is set).
+  public var runAsGroup: Int64?
+  /// restic --exclude patterns; a leading `/` anchors at the backed-up directory.
+  public var exclude: [String]?
+  /// restic --exclude-if-present file names (NAME or NAME:HEADER).
+  public var excludeIfPresent: [String]?
+  /// restic --exclude-caches.
+  public var excludeCaches: Bool?
+
+  /// The most claims one policy backs up (claimNames' maxItems; of more claims a selector matches, the first this
+  /// many by name are backed up and the policy says so).
+  public static let maxClaims = 64
+
+  public init(
+    selector: ClaimSelector? = nil, claimNames: [String]? = nil, subPath: String? = nil, runAsUser: Int64? = nil,
+    runAsGroup: Int64? = nil, exclude: [String]? = nil, excludeIfPresent: [String]? = nil, excludeCaches: Bool? = nil
+  ) {
+    self.selector = selector
+    self.claimNames = claimNames
+    self.subPath = subPath
+    self.runAsUser = runAsUser
+    self.runAsGroup = runAsGroup
+    self.exclude = exclude
+    self.excludeIfPresent = excludeIfPresent
+    self.excludeCaches = excludeCaches
+  }
+
+  /// The read settings for one selected claim, as a single-claim source.
+  public func pvc(_ claimName: String) -> PVCSource {
+    var p = PVCSource(
+      claimName: claimName, subPath: subPath, readOnly: true, runAsUser: runAsUser, runAsGroup: runAsGroup)
+    p.exclude = exclude
+    p.excludeIfPresent = excludeIfPresent
+    p.excludeCaches = excludeCaches
+    return p
+  }
+}
+
+/// A label selector of claims (metav1.LabelSelector: matchLabels and matchExpressions, all of which must match).
+public struct ClaimSelector: Codable, Sendable, Hashable {
+  public var matchLabels: [String: String]?
+  public var matchExpressions: [ClaimSelectorRequirement]?
+
+  public init(matchLabels: [String: String]? = nil, matchExpressions: [ClaimSelectorRequirement]? = nil) {
+    self.matchLabels = matchLabels
+    self.matchExpressions = matchExpressions
+  }
+
+  /// Whether `labels` match every label and every expression (an empty selector matches everything).
+  public func matches(_ labels: [String: String]) -> Bool {
+    for (k, v) in matchLabels ?? [:] where labels[k] != v { return false }
+    for e in matchExpressions ?? [] where !e.matches(labels) { return false }
+    return true
+  }
+}
+
+/// One requirement of a `ClaimSelector`: key, operator (In, NotIn, Exists, DoesNotExist) and values.
+public struct ClaimSelectorRequirement: Codable, Sendable, Hashable {
+  public var key: String
+  public var `operator`: String
+  public var values: [String]?
+
+  public init(key: String, operator op: String, values: [String]? = nil) {
+    self.key = key
+    self.operator = op
+    self.values = values
+  }
+
+  /// The operators, as metav1 names them.
+  public static let operators = ["In", "NotIn", "Exists", "DoesNotExist"]
+
+  /// Whether `labels` meet the requirement (an unknown operator matches nothing; validation refuses it).
+  public func matches(_ labels: [String: String]) -> Bool {
+    let v = labels[key]
+    switch self.operator {
+    case "In": return v.map { (values ?? []).contains($0) } ?? false
+    case "NotIn": return v.map { !(values ?? []).contains($0) } ?? true
+    case "Exists": return v != nil
+    case "DoesNotExist": return v == nil
+    default: return false
+    }
   }
 }
 
@@ -723,6 +822,8 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   public var progress: RunProgress?
   /// The hooks of the newest backup run that had hooks (spec.hooks).
   public var lastHooks: HookRunStatus?
+  /// Each claim of a multi-claim source (spec.source.claims): its last backup, placement and recorded spec.
+  public var claims: [ClaimBackupStatus]?
 
   public init(
     observedGeneration: Int64? = nil, conditions: [Condition]? = nil, lastSuccessfulBackup: Date? = nil,
@@ -790,6 +891,49 @@ public struct SourceClaimStatus: Codable, Sendable, Hashable {
     self.volumeMode = volumeMode
     self.storage = storage
     self.observedTime = observedTime
+  }
+}
+
+/// One claim of a multi-claim source (spec.source.claims): its backups' outcome, where they run, and the claim's spec
+/// as last read (what a RecoveryPlan restore of the claim creates it from when it is missing).
+public struct ClaimBackupStatus: Codable, Sendable, Hashable {
+  /// The claim's name.
+  public var name: String
+  /// Pending (no backup of it finished yet), Succeeded, Failed, or Partial (a snapshot was stored but some files
+  /// could not be read).
+  public var result: String?
+  /// What the last finished backup of the claim did, in a sentence.
+  public var message: String?
+  /// When the newest successful backup of the claim finished.
+  public var lastSuccessfulBackup: Date?
+  /// The point in time of the claim's newest successful snapshot (when its backup started reading).
+  public var lastSnapshotTime: Date?
+  /// The id of the claim's newest successful snapshot.
+  public var lastSnapshotId: String?
+  /// The claim's backup CronJob.
+  public var cronJob: String?
+  /// Where the claim's backup pods run (RWO placement); unset when they may run on any node.
+  public var placement: BackupPlacementStatus?
+  /// The claim's spec as last read; kept when the claim is gone.
+  public var claim: SourceClaimStatus?
+  /// Set when the claim no longer exists: its record stays so that a restore can create it again.
+  public var gone: Bool?
+
+  public init(
+    name: String, result: String? = nil, message: String? = nil, lastSuccessfulBackup: Date? = nil,
+    lastSnapshotTime: Date? = nil, lastSnapshotId: String? = nil, cronJob: String? = nil,
+    placement: BackupPlacementStatus? = nil, claim: SourceClaimStatus? = nil, gone: Bool? = nil
+  ) {
+    self.name = name
+    self.result = result
+    self.message = message
+    self.lastSuccessfulBackup = lastSuccessfulBackup
+    self.lastSnapshotTime = lastSnapshotTime
+    self.lastSnapshotId = lastSnapshotId
+    self.cronJob = cronJob
+    self.placement = placement
+    self.claim = claim
+    self.gone = gone
   }
 }
 

@@ -208,27 +208,29 @@ extension KMSSpec: ExactlyOneOf {
 
 // MARK: - Backup source
 
-/// What a policy backs up (`BackupSource`: exactly one of pvc, command).
+/// What a policy backs up (`BackupSource`: exactly one of pvc, command, claims).
 public enum BackupSourceKind: SpecChoice {
   case pvc(PVCSource)
   case command(ContainerSpec)
+  case claims(ClaimsSource)
 
   /// The fields of BackupSource.
   public enum Name: String, ChoiceField {
-    case pvc, command
+    case pvc, command, claims
   }
 
   public var name: Name {
     switch self {
     case .pvc: .pvc
     case .command: .command
+    case .claims: .claims
     }
   }
 
   /// The Secrets the source names (the dump command's environment).
   public var secretNames: [String] {
     switch self {
-    case .pvc: []
+    case .pvc, .claims: []
     case .command(let c): c.secretNames
     }
   }
@@ -239,6 +241,36 @@ extension BackupSource: ExactlyOneOf {
     switch name {
     case .pvc: pvc.map(BackupSourceKind.pvc)
     case .command: command.map(BackupSourceKind.command)
+    case .claims: claims.map(BackupSourceKind.claims)
+    }
+  }
+}
+
+// MARK: - Claims selection
+
+/// How a multi-claim source selects its claims (`ClaimsSource`: exactly one of selector, claimNames).
+public enum ClaimsSelectionKind: SpecChoice {
+  case selector(ClaimSelector)
+  case claimNames([String])
+
+  /// The selecting fields of ClaimsSource.
+  public enum Name: String, ChoiceField {
+    case selector, claimNames
+  }
+
+  public var name: Name {
+    switch self {
+    case .selector: .selector
+    case .claimNames: .claimNames
+    }
+  }
+}
+
+extension ClaimsSource: ExactlyOneOf {
+  public func choice(_ name: ClaimsSelectionKind.Name) -> ClaimsSelectionKind? {
+    switch name {
+    case .selector: selector.map(ClaimsSelectionKind.selector)
+    case .claimNames: claimNames.map(ClaimsSelectionKind.claimNames)
     }
   }
 }

@@ -27,6 +27,9 @@ public struct DRDrillSpec: Codable, Sendable, Hashable {
   public var target: DrillTarget
   /// "latest" or a snapshot id.
   public var snapshot: String?
+  /// The claim to rehearse, of a BackupPolicy that backs up several (spec.source.claims): `latest` is that claim's
+  /// newest snapshot.
+  public var claim: String?
   public var restore: RestoreDestination?
   public var verification: DrillVerification?
   public var compliance: [ComplianceProfile]?

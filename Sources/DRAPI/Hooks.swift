@@ -1,6 +1,7 @@
 import Foundation
 
-/// Application-consistent hooks of a PVC-source policy (spec.hooks): commands the controller runs in the
+/// Application-consistent hooks of a claim-source policy (spec.hooks: source.pvc, or source.claims around each claim's
+/// backup): commands the controller runs in the
 /// application's pods through `pods/exec` before the backup reads the claim (pre) and after its Job ended (post).
 public struct BackupHooks: Codable, Sendable, Hashable {
   /// Run in order before the backup container starts; the backup Pod's gate waits for them.
@@ -133,14 +134,14 @@ extension SpecValidation {
   static func hooks(_ spec: BackupPolicySpec) -> [SpecError] {
     guard let hooks = spec.hooks, !hooks.isEmpty else { return [] }
     var errors: [SpecError] = []
-    if spec.source.pvc == nil {
+    if spec.source.command != nil {
       errors.append(
         SpecError(
           field: "spec.hooks",
-          message: "hooks run only with source.pvc: a dump command (spec.source.command) is itself the "
-            + "consistency point (it reads the application through its own protocol, e.g. pg_dump's snapshot), and "
-            + "its Job runs in the backup namespace, away from the application's pods; remove spec.hooks or back "
-            + "up the application's claim with source.pvc"))
+          message: "hooks run only with a claim source (source.pvc or source.claims): a dump command "
+            + "(spec.source.command) is itself the consistency point (it reads the application through its own "
+            + "protocol, e.g. pg_dump's snapshot), and its Job runs in the backup namespace, away from the "
+            + "application's pods; remove spec.hooks or back up the application's claim with source.pvc"))
     }
     for (list, items) in [("pre", hooks.pre ?? []), ("post", hooks.post ?? [])] {
       let f = "spec.hooks.\(list)"

@@ -148,11 +148,15 @@ public struct RestoreStepSpec: Codable, Sendable, Hashable {
   public var into: RestoreDestination
   /// One of the policy's spec.replicas to restore from instead of its primary repository.
   public var replica: String?
+  /// The claim to restore, of a policy that backs up several (spec.source.claims): `latest` and `beforeTime` pick
+  /// among that claim's snapshots.
+  public var claim: String?
 
   public init(
     policyRef: LocalObjectReference, snapshot: String? = nil, beforeTime: Date? = nil, into: RestoreDestination,
-    replica: String? = nil
+    replica: String? = nil, claim: String? = nil
   ) {
+    self.claim = claim
     self.policyRef = policyRef
     self.snapshot = snapshot
     self.beforeTime = beforeTime

@@ -37,6 +37,51 @@ public enum SpecValidation {
     return errors
   }
 
+  /// A multi-claim source: exactly one of selector and claimNames, known selector operators, at most
+  /// `ClaimsSource.maxClaims` names without repeats, and valid exclude patterns.
+  static func claimsSource(_ c: ClaimsSource, at field: String) -> [SpecError] {
+    var errors = c.exactlyOneErrors(at: field)
+    if let names = c.claimNames {
+      if names.isEmpty {
+        errors.append(SpecError(field: "\(field).claimNames", message: "names no claim; name at least one"))
+      }
+      if names.count > ClaimsSource.maxClaims {
+        errors.append(
+          SpecError(
+            field: "\(field).claimNames",
+            message: "names \(names.count) claims; a policy backs up at most \(ClaimsSource.maxClaims) (split them "
+              + "among several policies)"))
+      }
+      var seen = Set<String>()
+      for (i, n) in names.enumerated() {
+        if n.isEmpty || n.utf8.count > 253 {
+          errors.append(
+            SpecError(field: "\(field).claimNames[\(i)]", message: "must be a claim name (1-253 characters)"))
+        } else if !seen.insert(n).inserted {
+          errors.append(SpecError(field: "\(field).claimNames[\(i)]", message: "names claim '\(n)' twice"))
+        }
+      }
+    }
+    for (i, e) in (c.selector?.matchExpressions ?? []).enumerated() {
+      let f = "\(field).selector.matchExpressions[\(i)]"
+      if !ClaimSelectorRequirement.operators.contains(e.operator) {
+        errors.append(
+          SpecError(
+            field: "\(f).operator",
+            message: "must be one of \(ClaimSelectorRequirement.operators.joined(separator: ", ")), got "
+              + "'\(e.operator.prefix(64))'"))
+      } else if (e.operator == "In" || e.operator == "NotIn") && (e.values ?? []).isEmpty {
+        errors.append(SpecError(field: "\(f).values", message: "operator \(e.operator) needs at least one value"))
+      } else if (e.operator == "Exists" || e.operator == "DoesNotExist") && !(e.values ?? []).isEmpty {
+        errors.append(SpecError(field: "\(f).values", message: "operator \(e.operator) takes no values"))
+      }
+    }
+    for (i, p) in (c.exclude ?? []).enumerated() {
+      errors += excludePattern(p, at: "\(field).exclude[\(i)]")
+    }
+    return errors
+  }
+
   static func restoreDestination(_ d: RestoreDestination, at field: String) -> [SpecError] {
     var errors = d.exactlyOneErrors(at: field)
     for choice in d.setChoices {
@@ -159,6 +204,8 @@ public enum SpecValidation {
         for (i, p) in (pvc.exclude ?? []).enumerated() {
           errors += excludePattern(p, at: "spec.source.pvc.exclude[\(i)]")
         }
+      case .claims(let claims):
+        errors += claimsSource(claims, at: "spec.source.claims")
       }
     }
     errors += hooks(spec)

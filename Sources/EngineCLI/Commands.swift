@@ -261,6 +261,10 @@ struct RestoreCommand: EngineCommand {
       "Refuse to run (exit 5) unless this snapshot (id or prefix) is in the repository, e.g. the newest one a "
         + "controller recorded: a deleted newest snapshot or a repository rolled back would make 'latest' older."))
   var requireSnapshot: String?
+  @Option(
+    name: .customLong(EngineFlag.tag),
+    help: "With 'latest': only snapshots with this K=V tag are candidates (repeatable; all must match).")
+  var tags: [String] = []
   @Flag(
     name: .customLong("keep-setid"),
     help: ArgumentHelp(
@@ -273,6 +277,7 @@ struct RestoreCommand: EngineCommand {
     if (target == nil) == !stdout { throw ValidationError("give exactly one of --target DIR or --stdout") }
     if stripComponents < 0 { throw ValidationError("--strip-components must be 0 or more, not \(stripComponents)") }
     if stripComponents > 0 && stdout { throw ValidationError("--strip-components applies to --target, not --stdout") }
+    try validateLatestTags(tags, snapshot: snapshot)
     if keepSetID && geteuid() != 0 {
       throw ValidationError(
         "--keep-setid keeps set-user-ID and set-group-ID bits only when restoring as root (the owner is restored "
@@ -300,7 +305,8 @@ struct RestoreCommand: EngineCommand {
         // The newest snapshot that verifies; damaged newer ones are named and passed over.
         index = try await repo.loadIndexForRestore()
         let sel = try await repo.selectLatestVerified(
-          before: try before.map(parseBefore), required: requireSnapshot, index: index, readData: false)
+          before: try before.map(parseBefore), required: requireSnapshot, index: index, readData: false,
+          tags: try tagMap(tags))
         s = sel.snapshot
         skipped = sel.skipped
       } else {
@@ -348,6 +354,26 @@ struct RestoreCommand: EngineCommand {
   }
 }
 
+/// Refuses `--tag` of restore and verify unless the snapshot is `latest` (a snapshot id names one snapshot) and every
+/// tag is K=V.
+func validateLatestTags(_ tags: [String], snapshot: String) throws {
+  guard !tags.isEmpty else { return }
+  if snapshot != "latest" {
+    throw ValidationError("--tag picks among the snapshots 'latest' chooses from, so the snapshot must be 'latest'")
+  }
+  _ = try tagMap(tags)
+}
+
+/// `--tag K=V` values as a map (a repeated key: the last value).
+func tagMap(_ tags: [String]) throws -> [String: String] {
+  var out: [String: String] = [:]
+  for t in tags {
+    guard let eq = t.firstIndex(of: "="), eq != t.startIndex else { throw ValidationError("--tag '\(t)' must be K=V") }
+    out[String(t[..<eq])] = String(t[t.index(after: eq)...])
+  }
+  return out
+}
+
 /// Names the snapshots `latest` passed over: in the result (`skippedSnapshots`, and a warning each) and on stderr.
 func reportSkipped(_ skipped: [SkippedSnapshot], chosen: String, into result: inout CommandResult) {
   guard !skipped.isEmpty else { return }
@@ -385,6 +411,10 @@ struct VerifyCommand: EngineCommand {
   var snapshot: String?
   @Option(help: "With 'latest': the newest snapshot taken at or before this time (RFC 3339).")
   var before: String?
+  @Option(
+    name: .customLong(EngineFlag.tag),
+    help: "With 'latest': only snapshots with this K=V tag are candidates (repeatable; all must match).")
+  var tags: [String] = []
   @Flag(help: "Verify all snapshots.")
   var all = false
   @Flag(
@@ -411,6 +441,7 @@ struct VerifyCommand: EngineCommand {
 
   func validate() throws {
     if readData && readDataSubset != nil { throw ValidationError("give --read-data or --read-data-subset, not both") }
+    try validateLatestTags(tags, snapshot: snapshot ?? "")
     if let before {
       _ = try parseBefore(before)
       if snapshot != "latest" { throw ValidationError("--before needs the snapshot 'latest'") }
@@ -463,7 +494,8 @@ extension VerifyCommand {
     let (sel, indexErrors) = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) {
       let (index, indexErrors) = try await repo.loadIndex(collectErrors: true)
       let sel = try await repo.selectLatestVerified(
-        before: try before.map(parseBefore), required: requireSnapshot, index: index, readData: readData)
+        before: try before.map(parseBefore), required: requireSnapshot, index: index, readData: readData,
+        tags: try tagMap(tags))
       return (sel, indexErrors)
     }
     fill(&result, repo)

@@ -108,6 +108,7 @@ public enum EngineMain {
     result.keyUnwraps = []
     result.addUnwraps(KeyUnwrapLedger.byKMS)
     result.storageRequests = StorageRequestLedger.total
+    result.storageBytesRead = StorageRequestLedger.bytesRead
     result.durationSeconds = (Date().timeIntervalSince(start) * 1000).rounded() / 1000
     let line: Data
     do { line = try result.encodedLine() } catch {

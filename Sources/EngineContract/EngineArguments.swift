@@ -383,6 +383,9 @@ public struct EngineVerifyArguments: Sendable, Hashable {
   /// `--read-data-subset` (instead of --read-data): a percentage or n/t of the packs.
   public var readDataSubset: String?
   public var requireSnapshot: String?
+  /// `--tag K=V` (repeatable): `latest` picks among the snapshots with every one of these tags (e.g. `claim=NAME`,
+  /// one claim of a multi-claim policy).
+  public var tags: [String] = []
   public init(common: EngineCommonArguments, which: Which, readData: Bool, requireSnapshot: String?) {
     self.common = common
     self.which = which
@@ -413,10 +416,14 @@ public struct EngineRestoreArguments: Sendable, Hashable {
   /// Leading path components dropped from a `.target` restore (`--strip-components`): 1 puts a claim's backup,
   /// stored under the claim's name, back at the target's root.
   public var stripComponents: Int
+  /// `--tag K=V` (repeatable): `latest` picks among the snapshots with every one of these tags (e.g. `claim=NAME`,
+  /// one claim of a multi-claim policy).
+  public var tags: [String]
   public init(
     common: EngineCommonArguments, snapshot: Snapshot, requireSnapshot: String?, output: Output,
-    stripComponents: Int = 0
+    stripComponents: Int = 0, tags: [String] = []
   ) {
+    self.tags = tags
     self.common = common
     self.snapshot = snapshot
     self.requireSnapshot = requireSnapshot
@@ -560,6 +567,7 @@ public enum EngineArguments: Sendable, Hashable {
       case .latest: a.append("latest")
       case .latestBefore(let t): a += ["latest", l(EngineFlag.before), t]
       }
+      for t in v.tags { a += [l(EngineFlag.tag), t] }
       if let r = v.requireSnapshot { a += [l(EngineFlag.requireSnapshot), r] }
     case .restore(let r):
       switch r.snapshot {
@@ -567,6 +575,7 @@ public enum EngineArguments: Sendable, Hashable {
       case .id(let id): a.append(id)
       case .latestBefore(let t): a += ["latest", l(EngineFlag.before), t]
       }
+      for t in r.tags { a += [l(EngineFlag.tag), t] }
       if let s = r.requireSnapshot { a += [l(EngineFlag.requireSnapshot), s] }
       switch r.output {
       case .target(let dir):

@@ -57,6 +57,10 @@ public struct EngineResult: Codable, Sendable, Hashable {
   /// Requests the run made to the repositories' storage (HTTP attempts, retries included; object operations for a
   /// local directory).
   public var storageRequests: Int64?
+  /// Bytes the run fetched from the repositories' storage: every response body (objects and ranges read: config,
+  /// keys, indexes, snapshots, trees, pack data; and listings), as stored (compressed and encrypted). A DRDrill's status.lastResult.bytesRead
+  /// adds its restore's and its verify's. Absent from older engines.
+  public var storageBytesRead: Int64?
   /// verify: bytes of repository data (packs, or blob ranges of `latest`) read from the storage to check content; 0
   /// without --read-data. Absent from older engines.
   public var bytesDownloaded: Int64?
@@ -149,7 +153,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
 
   enum CodingKeys: String, CodingKey {
     case command, ok, exitCode, snapshotId, files, excluded, bytesRead, bytesStored, durationSeconds, errors, keyUnwraps
-    case storageRequests, warnings, kms, keyVersion, objectsDeleted, objectsRetained
+    case storageRequests, storageBytesRead, warnings, kms, keyVersion, objectsDeleted, objectsRetained
     case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
     case snapshotTime, skippedSnapshots, bytesDownloaded, engineVersion, repositoryId, signingKey, repository
     case repositoryStoredBytes, snapshotsVerified, targetRepositoryId, targetSigningKey, targetRepository
@@ -171,6 +175,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     durationSeconds = try c.decodeIfPresent(Double.self, forKey: .durationSeconds)
     errors = try c.decodeIfPresent([String].self, forKey: .errors)
     storageRequests = try? c.decodeIfPresent(Int64.self, forKey: .storageRequests)
+    storageBytesRead = try? c.decodeIfPresent(Int64.self, forKey: .storageBytesRead)
     bytesDownloaded = try? c.decodeIfPresent(Int64.self, forKey: .bytesDownloaded)
     snapshotsVerified = try? c.decodeIfPresent(Int.self, forKey: .snapshotsVerified)
     warnings = try c.decodeIfPresent([String].self, forKey: .warnings)

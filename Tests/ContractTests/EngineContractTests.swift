@@ -633,6 +633,114 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     }
   }
 
+  /// The claims-source row (issue 15 §1, spec.source.claims): every storage and KMS kind of the table with a
+  /// multi-claim source; each claim's backup CronJob and on-demand Job, a plan's restores of one claim (latest,
+  /// beforeTime, an id, into a claim created from the record) and drills of one claim go through the engine's parser,
+  /// `latest` of a claim carries `--tag claim=NAME`, and an id does not.
+  @Test func claimsSourceJobsAreAcceptedByTheEngine() throws {
+    var checked = 0
+    for var p in tablePolicies() where p.spec.source.pvc != nil {
+      p.spec.source = BackupSource(
+        claims: ClaimsSource(
+          selector: ClaimSelector(matchLabels: ["backup": "yes"]), subPath: "app", runAsUser: 0,
+          exclude: ["/cache", "*.tmp"], excludeCaches: true))
+      p.status?.claims = [
+        ClaimBackupStatus(
+          name: "b", lastSnapshotId: "bbb222",
+          claim: SourceClaimStatus(name: "b", namespace: "shop", accessModes: ["ReadWriteOnce"], storage: "1Gi"))
+      ]
+      let eff = try EffectivePolicy(spec: p.spec, now: now)
+      let input = ChildInputs(
+        policy: p, effective: eff, settings: testSettings, secrets: try secrets(for: p), runToken: "trigger:now",
+        claims: ClaimSelection(names: ["a", "b"], matched: 2))
+      let jobs = try BackupPolicyChildren.build(input).filter { ["Job", "CronJob"].contains($0.resource.kind) }
+      let backups = jobs.filter { $0.body[path: "metadata", "annotations", MultiClaim.claimAnnotation] != nil }
+      #expect(backups.count == 4, "\(p.name): a CronJob and an on-demand Job per claim: \(jobs.map(\.name))")
+      for c in backups {
+        let claim = c.body[path: "metadata", "annotations", MultiClaim.claimAnnotation]?.stringValue ?? ""
+        let all = engineRuns(c.body, name: c.displayName)
+        // The table's claim rows have hooks: each claim's backup pod starts with the gate (checked like the rest).
+        let gates = all.filter { $0.argv.first == EngineCommandName.gate }
+        #expect(gates.count == (p.spec.hooks == nil ? 0 : 1), "\(all)")
+        for g in gates { check(g, userEnv: []) }
+        let runs = all.filter { $0.argv.first != EngineCommandName.gate }
+        #expect(runs.count == 1)
+        for run in runs {
+          check(run, userEnv: [])
+          #expect(run.argv.contains("claim=\(claim)") && run.argv.contains("policy=shop/\(p.name)"), "\(run.argv)")
+          #expect(run.argv.last == "/backup/\(claim)", "\(run.argv)")
+        }
+        #expect(c.name.count <= (c.resource.kind == "CronJob" ? 52 : 63), "\(c.name)")
+      }
+      let ref = LocalObjectReference(name: p.name)
+      let plan = RecoveryPlan(
+        metadata: ObjectMeta(name: "plan", namespace: "shop"),
+        spec: RecoveryPlanSpec(
+          tier: p.spec.tier,
+          procedures: [
+            RecoveryProcedure(
+              name: "all",
+              steps: [
+                RecoveryStep(
+                  name: "latest", action: .restore,
+                  restore: RestoreStepSpec(
+                    policyRef: ref, into: RestoreDestination(pvc: RestorePVC(claimName: "b")), claim: "b")),
+                RecoveryStep(
+                  name: "before", action: .restore,
+                  restore: RestoreStepSpec(
+                    policyRef: ref, beforeTime: now, into: RestoreDestination(pvc: RestorePVC(claimName: "b")),
+                    claim: "b")),
+                RecoveryStep(
+                  name: "id", action: .restore,
+                  restore: RestoreStepSpec(
+                    policyRef: ref, snapshot: "bbb222", into: RestoreDestination(pvc: RestorePVC(claimName: "b")),
+                    claim: "b")),
+              ])
+          ]))
+      let policies = [p.name: p]
+      try checkPlan(plan, policies: policies)
+      let ctx = RecoveryJobContext(
+        settings: testSettings, policies: policies, namespace: "shop", labels: [:], owner: nil)
+      for step in try RecoveryPlanLogic.steps(plan.spec) {
+        let argv = engineRuns(try RecoveryJobs.stepJob(step, jobName: "s", ctx: ctx), name: step.step.name)
+          .flatMap(\.argv)
+        #expect(argv.contains("claim=b") == (step.step.name != "id"), "\(step.step.name): \(argv)")
+        #expect(argv.contains("--strip-components"), "\(step.step.name): \(argv)")
+      }
+      let drill = DRDrill(
+        metadata: ObjectMeta(name: "drill", namespace: "shop"),
+        spec: DRDrillSpec(schedule: "@weekly", target: DrillTarget(backupPolicyRef: ref)))
+      var withClaim = drill
+      withClaim.spec.claim = "b"
+      let spec = try DrillLogic.runSpec(withClaim, plan: nil)
+      try checkDrill(withClaim, spec: spec, policies: policies)
+      let argv = engineRuns(
+        try DrillLogic.runJob(
+          withClaim, spec: spec, namespace: "drill-scratch", settings: testSettings, policies: policies,
+          timeoutSeconds: 3_600), name: "drill"
+      ).flatMap(\.argv)
+      // The restore and the verify both pick claim b's latest, and require its newest recorded snapshot.
+      #expect(argv.filter { $0 == "claim=b" }.count == 2, "\(argv)")
+      #expect(argv.contains("bbb222"), "\(argv)")
+      // A restore or drill of a multi-claim policy must name the claim.
+      #expect(throws: SpecError.self) {
+        try DrillLogic.runJob(
+          drill, spec: try DrillLogic.runSpec(drill, plan: nil), namespace: "drill-scratch", settings: testSettings,
+          policies: policies, timeoutSeconds: 3_600)
+      }
+      checked += 1
+    }
+    #expect(checked >= 4)
+    // The engine takes --tag only with latest.
+    let restore = ["restore", "--repo", "file:///r", "--kms", "file:///k", "--target", "/t"]
+    #expect(throws: (any Error).self) { try BotrtEngine.parseAsRoot(restore + ["abc123", "--tag", "claim=b"]) }
+    #expect(throws: (any Error).self) { try BotrtEngine.parseAsRoot(restore + ["latest", "--tag", "claim"]) }
+    _ = try BotrtEngine.parseAsRoot(restore + ["latest", "--tag", "claim=b"])
+    #expect(throws: (any Error).self) {
+      try BotrtEngine.parseAsRoot(["verify", "--repo", "file:///r", "--kms", "file:///k", "--all", "--tag", "claim=b"])
+    }
+  }
+
   /// The check itself catches what it must: an unknown flag, a missing value, a variable the engine never reads.
   @Test func theCheckRejectsWhatTheEngineWouldNot() {
     let base = ["backup", "--repo", "file:///r", "--kms", "file:///k", "/data"]

@@ -22,10 +22,11 @@ extension BackupPolicyControllerTests {
         // copies (metadata, labelled, every namespace). CronJobs, Roles, RoleBindings, ServiceAccounts and Namespaces:
         // the metadata caches of the controller's own objects (ManagedCaches). Namespaces twice: the controller's own
         // (labelled) and every Namespace's metadata, which wakes a RecoveryPlan when a target namespace opts in.
+        // PersistentVolumeClaims: the claims of the watched namespaces, which multi-claim sources select from.
         var want = [
           "backuppolicies": 1, "recoveryplans": 1, "drdrills": 1, "jobs": 2, "pods": 3, "networkpolicies": 1,
           "secrets": 2, "customresourcedefinitions": 1, "cronjobs": 1, "roles": 1, "rolebindings": 1,
-          "serviceaccounts": 1, "namespaces": 2,
+          "serviceaccounts": 1, "namespaces": 2, "persistentvolumeclaims": 1,
         ]
         // Calico's policies are watched only while its CRD is served (another test may have installed it).
         if app.settings.calicoServed { want["globalnetworkpolicies"] = 1 }

@@ -23,6 +23,11 @@ import Testing
     let e = SpecValidation.validate(spec).filter { $0.field == "spec.hooks" }
     #expect(e.count == 1)
     #expect(e.first?.message.contains("consistency point") == true)
+    // A multi-claim source takes hooks (run around each claim's backup).
+    spec.source = BackupSource(claims: ClaimsSource(claimNames: ["a"]))
+    spec.hooks = BackupHooks(pre: [hook("freeze")])
+    #expect(SpecValidation.validate(spec).filter { $0.field == "spec.hooks" }.isEmpty)
+    spec.source = BackupSource(command: ContainerSpec(image: "postgres:16", command: ["pg_dump"]))
     // An empty hooks object is no hooks.
     spec.hooks = BackupHooks(pre: [], post: nil)
     #expect(SpecValidation.validate(spec).isEmpty)

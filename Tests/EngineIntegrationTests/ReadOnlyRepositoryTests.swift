@@ -109,3 +109,74 @@ import Testing
       try LocalFiles.regularFiles(under: sh.dir + "/repo").filter { $0.hasPrefix("locks/") } == ["locks/\(stale)"])
   }
 }
+
+/// A local directory or an S3 bucket (moto).
+enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+  case local, s3
+  var testDescription: String { rawValue }
+}
+
+/// `storageBytesRead` in every result: the bytes fetched from the storage, as stored. A DRDrill's
+/// status.lastResult.bytesRead adds its restore's and verify's, so it must count what came over the wire (or off
+/// the disk), not the restored bytes.
+@Suite(.serialized) struct StorageBytesReadTests {
+  @Test(arguments: StoreKind.allCases) func restoreAndVerifyCountTheBytesFetchedAsStored(_ kind: StoreKind) async throws
+  {
+    let sh = try EngineShell()
+    defer { sh.cleanup() }
+    try sh.write("key", Data((Hex.encode(Crypto.randomBytes(32)) + "\n").utf8))
+    var env = ["BOTRT_KMS": "file://\(sh.dir)/key"]
+    // Everything stored, from a listing of the storage itself.
+    let stored: () async throws -> (all: Int64, data: Int64)
+    switch kind {
+    case .local:
+      env["BOTRT_REPO"] = "file://\(sh.dir)/repo"
+      stored = {
+        var all: Int64 = 0
+        var data: Int64 = 0
+        for f in try LocalFiles.regularFiles(under: sh.dir + "/repo") {
+          let size = (try FileManager.default.attributesOfItem(atPath: sh.dir + "/repo/" + f)[.size] as? Int64) ?? 0
+          all += size
+          if f.hasPrefix("data/") { data += size }
+        }
+        return (all, data)
+      }
+    case .s3:
+      let (endpoint, s3env) = try ServiceEnv.s3(.moto)
+      let bucket = ServiceEnv.bucketName("bytesread")
+      let store = try S3Store(
+        url: try #require(URLComponents(string: "s3://\(bucket)/repo")),
+        options: StoreOptions(endpoint: endpoint, environment: s3env))
+      try await store.createBucket(objectLock: false)
+      env["BOTRT_REPO"] = "s3://\(bucket)/repo"
+      env["BOTRT_S3_ENDPOINT"] = endpoint
+      stored = {
+        let objects = try await store.list(prefix: "")
+        return (
+          objects.reduce(0) { $0 + $1.size }, objects.filter { $0.key.hasPrefix("data/") }.reduce(0) { $0 + $1.size }
+        )
+      }
+    }
+    // 8 MiB that compress to almost nothing, and 2 MiB that do not.
+    try sh.write("src/text.log", Data(String(repeating: "GET /index.html 200 1024\n", count: 335_545).utf8))
+    try sh.write("src/random.bin", randomData(2 << 20))
+    try sh.ok("\"$ENGINE\" backup --quiet --json --init-if-missing src", env: env)
+    let (all, data) = try await stored()
+    let restore = try sh.ok("\"$ENGINE\" restore --quiet --json latest --target out", env: env)
+    let r = try #require(
+      try JSONSerialization.jsonObject(with: Data(restore.stdout.split(separator: "\n").last!.utf8))
+        as? [String: Any])
+    let restored = try #require(r["bytesRead"] as? Int)
+    let fetched = Int64(try #require(r["storageBytesRead"] as? Int, "\(r)"))
+    // Every data blob was fetched once, as stored (the packs' headers aside); far less than the restored bytes.
+    #expect(fetched >= data * 9 / 10 && fetched <= all + 64 * 1024, "fetched \(fetched), data \(data), all \(all)")
+    #expect(restored > 10 << 20 && fetched < Int64(restored) / 2, "restored \(restored), fetched \(fetched)")
+    let verify = try sh.ok("\"$ENGINE\" verify --quiet --json --all --read-data", env: env)
+    let v = try #require(
+      try JSONSerialization.jsonObject(with: Data(verify.stdout.split(separator: "\n").last!.utf8))
+        as? [String: Any])
+    let packs = Int64(try #require(v["bytesDownloaded"] as? Int))
+    let verifyFetched = Int64(try #require(v["storageBytesRead"] as? Int))
+    #expect(packs >= data && verifyFetched >= packs && verifyFetched <= all + 64 * 1024, "\(v)")
+  }
+}

@@ -311,6 +311,26 @@ import Testing
     }
   }
 
+  @Test func aMultiClaimSourceRunsTheHooksAroundEachClaimsBackup() throws {
+    var p = hookedPolicy()
+    p.spec.source = BackupSource(claims: ClaimsSource(claimNames: ["data-a", "data-b"]))
+    let eff = try EffectivePolicy(spec: p.spec, now: testNow)
+    let cs = try BackupPolicyChildren.build(
+      ChildInputs(
+        policy: p, effective: eff, settings: settings(), secrets: allSecrets, runToken: "trigger:now-1",
+        claims: ClaimSelection(names: ["data-a", "data-b"])))
+    let jobs = cs.filter { $0.resource.kind == "Job" }
+    let crons = cs.filter {
+      $0.resource.kind == "CronJob" && $0.body[path: "metadata", "labels", ChildLabels.component] == "backup"
+    }
+    #expect(jobs.count == 2 && crons.count == 2)
+    for c in jobs.map({ $0.body[path: "spec"] }) + crons.map({ $0.body[path: "spec", "jobTemplate", "spec"] }) {
+      #expect(c?["backoffLimit"] == 0)
+      #expect(c?[path: "template", "spec", "initContainers"]?[0]?["name"] == .string(HookKeys.gateContainer))
+    }
+    #expect(BackupPolicyChildren.hasHooks(p))
+  }
+
   @Test func theGateTimeoutCoversThePreHooks() {
     #expect(HookKeys.gateTimeoutSeconds(BackupHooks()) == 300)
     let eight = BackupHooks(pre: (0..<8).map { hook("h\($0)", timeout: 3600) })

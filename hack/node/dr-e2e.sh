@@ -207,6 +207,17 @@ done
   fail "the DR drill did not pass: $(jp "$D" drdrill/orders-drill '{.status.lastResult}')"
 [[ "$(jp "$D" drdrill/orders-drill '{.status.lastResult.snapshot}')" == "$FIRST"* ]] ||
   fail "the DR drill restored $(jp "$D" drdrill/orders-drill '{.status.lastResult.snapshot}'), not $FIRST"
+# The drill reports what it fetched from the storage (its restore's and its verify's reads, as stored): each reads
+# the one snapshot's objects at most once, so at most about twice what the bucket holds, and less than the restored
+# bytes (the data compresses to a fraction of them).
+STORED="$(python3 -c 'import os, sys, boto3
+s = boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1")
+print(sum(o["Size"] for p in s.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1]) for o in p.get("Contents", [])))' "$BUCKET")"
+READ="$(jp "$D" drdrill/orders-drill '{.status.lastResult.bytesRead}')"
+RESTORED="$(seq 1 200000 | wc -c)"
+[[ -n "$READ" && "$READ" -gt 0 && "$READ" -le $((STORED * 5 / 2)) && "$READ" -lt "$RESTORED" ]] ||
+  fail "the drill's bytesRead '$READ' is not what it fetched (the bucket holds $STORED bytes; $RESTORED were restored)"
+log "   the drill fetched $READ bytes from a bucket of $STORED bytes to restore $RESTORED bytes"
 
 log "5. the repository is exactly as the primary left it"
 versions >"$WORK/after"

@@ -25,8 +25,12 @@ extension Repository {
   /// `required` (`--require-snapshot`) keeps its meaning: a required snapshot that is missing or fails a check is an
   /// error, never skipped. Only integrity failures skip; a storage or KMS failure is thrown, since the next older
   /// snapshot would fail the same way.
+  ///
+  /// `tags` (`--tag K=V`): only snapshots whose signed manifest has every one of these tags are candidates (one claim
+  /// of a multi-claim policy, `claim=NAME`); damaged manifests are still named as skipped, since their tags cannot be
+  /// read.
   public func selectLatestVerified(
-    before: Date?, required: String?, index: MasterIndex, readData: Bool
+    before: Date?, required: String?, index: MasterIndex, readData: Bool, tags: [String: String] = [:]
   ) async throws -> LatestSelection {
     let (snaps, manifestErrors) = try await loadSnapshots(collectErrors: true)
     let req = required.flatMap { $0.isEmpty ? nil : $0.lowercased() }
@@ -49,13 +53,14 @@ extension Repository {
           + (snaps.max { $0.manifest.date < $1.manifest.date }.map { "\($0.id.hex) of \($0.manifest.time)" }
             ?? "none"))
     }
+    let tagged = snaps.filter { s in tags.allSatisfy { s.manifest.tags[$0.key] == $0.value } }
     var candidates: [Snapshot]
     if let before {
-      candidates = snaps.filter { $0.manifest.date <= before }.sorted {
+      candidates = tagged.filter { $0.manifest.date <= before }.sorted {
         ($0.manifest.date, $0.manifest.seq) > ($1.manifest.date, $1.manifest.seq)
       }
     } else {
-      candidates = snaps.reversed()  // loadSnapshots sorts by sequence, oldest first
+      candidates = tagged.reversed()  // loadSnapshots sorts by sequence, oldest first
     }
     // Packs a delete marker hides that this engine did not delete count as present: reads use their stored versions.
     let packs = try await listPacks(includingHidden: true)
@@ -76,20 +81,22 @@ extension Repository {
         throw e
       }
     }
-    let which: String
+    var which: String
     if let before {
       let f = ISO8601DateFormatter()
       which = "latest --before \(f.string(from: before))"
     } else {
       which = "latest"
     }
+    for (k, v) in tags.sorted(by: { $0.key < $1.key }) { which += " --tag \(k)=\(v)" }
     if skipped.isEmpty {
-      if before != nil, let oldest = snaps.map(\.manifest.date).min() {
+      if before != nil, let oldest = tagged.map(\.manifest.date).min() {
         throw EngineError.snapshotNotFound(
           "\(which) (no snapshot was taken at or before that time; the oldest is from "
             + "\(ISO8601DateFormatter().string(from: oldest)))")
       }
-      throw EngineError.snapshotNotFound("\(which) (the repository has no snapshots)")
+      throw EngineError.snapshotNotFound(
+        "\(which) (the repository has no snapshots\(tags.isEmpty ? "" : " with these tags"))")
     }
     throw EngineError.integrity(
       object: "snapshots",

@@ -66,7 +66,12 @@ func sendWithRetry(
     var retryAfter: Duration? = nil
     do {
       let response = try await client.send(request)
-      if !retryable(response) { return response }
+      if !retryable(response) {
+        if countAsStorage, request.method == "GET", response.status / 100 == 2 {
+          StorageRequestLedger.addRead(response.body.count)
+        }
+        return response
+      }
       failure =
         "\(request.method) \(HTTPTransportError.redact(request.url)) answered HTTP \(response.status)"
         + errorSnippet(response.body)
@@ -206,7 +211,12 @@ func rangedBody(
 /// controller exports as `botrt_storage_requests_total` (docs/security-monitoring.md).
 public enum StorageRequestLedger {
   private static let count = Locked<Int64>(0)
+  private static let read = Locked<Int64>(0)
   static func add() { count.with { $0 += 1 } }
+  /// Counts bytes fetched from the storage (a GET's body, a local object's bytes read).
+  static func addRead(_ bytes: Int) { read.with { $0 += Int64(bytes) } }
   /// The count so far.
   public static var total: Int64 { count.with { $0 } }
+  /// The bytes fetched so far.
+  public static var bytesRead: Int64 { read.with { $0 } }
 }

@@ -147,6 +147,7 @@ public struct LocalStore: ObjectStore {
       if n == 0 { throw StorageError.failed(key: key, message: "unexpected end of file (truncated?)") }
       off += n
     }
+    StorageRequestLedger.addRead(length)
   }
 
   /// Reads `length` bytes at `offset` into `out`, on the calling thread and without an intermediate buffer

@@ -34,6 +34,11 @@ public struct BackupPolicyWorld: Sendable {
   public var placement: ClaimPlacement.Decision = .anywhere
   /// The source claim (a PVC source only), nil when absent or unreadable.
   public var sourceClaim: PersistentVolumeClaim? = nil
+  /// The claims a multi-claim source selects now, with their placements (spec.source.claims only).
+  public var claims: ClaimSelection? = nil
+  /// The names of the claims that exist in the policy's namespace (spec.source.claims only): a recorded claim not
+  /// among them is gone, and its record stays in status.claims.
+  public var existingClaims: Set<String> = []
   /// The key rotation Jobs (`KeyRotationLogic.component`) with their Pods.
   public var keyRotationRuns: [BackupRun] = []
   /// The copy Jobs of the replicas with their Pods (`ReplicaLabels.copyComponent`).
@@ -109,6 +114,25 @@ public struct BackupPolicyDecision: Sendable {
 
 }
 
+/// The Ready message of a multi-claim policy: its claims' backup CronJobs, and the claims the bound left out.
+enum MultiClaimSummary {
+  static func text(_ sel: ClaimSelection, workNS: String, children: Int) -> String {
+    var text =
+      sel.names.isEmpty
+      ? "No claim is selected by spec.source.claims, so nothing is backed up until one is; the \(children) "
+        + "children of this policy are in place."
+      : "The backup CronJobs of \(sel.names.count) claims in \(workNS) and the \(children - sel.names.count) other "
+        + "children of this policy are in place."
+    if sel.leftOut > 0 {
+      text +=
+        " \(sel.matched) claims match spec.source.claims.selector: only the first \(sel.names.count) by name are "
+        + "backed up (at most \(ClaimsSource.maxClaims) per policy); narrow the selector or split the claims among "
+        + "several policies."
+    }
+    return text
+  }
+}
+
 /// The pure decision of a BackupPolicy reconcile: children, prune, status, Events, requeue and metric values from a
 /// `BackupPolicyWorld`. No client, no clock, no I/O.
 ///
@@ -136,11 +160,11 @@ public enum BackupPolicyLogic {
   /// The policy's children: its own, and its replicas' unless it is restore-only.
   public static func children(
     _ policy: BackupPolicy, effective: EffectivePolicy, settings: ControllerSettings, secrets: [String: Secret],
-    runToken: String?, placement: ClaimPlacement.Decision = .anywhere
+    runToken: String?, placement: ClaimPlacement.Decision = .anywhere, claims: ClaimSelection? = nil
   ) throws(SpecError) -> [DesiredChild] {
     let inputs = ChildInputs(
       policy: policy, effective: effective, settings: settings, secrets: secrets, runToken: runToken,
-      placement: placement)
+      placement: placement, claims: claims)
     // A restore-only policy's children write nothing (BackupPolicyChildren.build) and it copies to no replica.
     var children = try BackupPolicyChildren.build(inputs)
     if !BackupPolicyChildren.isRestoreOnly(policy, settings: settings) {
@@ -195,7 +219,8 @@ public enum BackupPolicyLogic {
           if let e = w.secretsProblem { throw e }
           let token = runToken(policy, settings: settings)
           let children = try Self.children(
-            policy, effective: eff, settings: settings, secrets: w.secrets, runToken: token, placement: w.placement)
+            policy, effective: eff, settings: settings, secrets: w.secrets, runToken: token, placement: w.placement,
+            claims: w.claims)
           // An object of a child's name that another owner's labels claim is never applied over (ChildOwnership).
           if !w.conflicts.isEmpty {
             let refusal = ChildOwnership.refusal(w.conflicts)
@@ -211,18 +236,23 @@ public enum BackupPolicyLogic {
             }
             handled = token
             if let token {
+              let jobs =
+                policy.spec.source.claims == nil
+                ? "Job \(ChildNames(namespace: ns, name: policy.name).runJob(token: token))"
+                : "a Job for each of \(w.claims?.names.count ?? 0) claims"
               d.childEvents.append(
-                PlannedEvent(
-                  warning: false, reason: "OnDemandBackup",
-                  message:
-                    "Created Job \(ChildNames(namespace: ns, name: policy.name).runJob(token: token)) for \(token)."))
+                PlannedEvent(warning: false, reason: "OnDemandBackup", message: "Created \(jobs) for \(token)."))
             }
             let perPolicy = children.filter { !$0.shared }.count
-            summary =
-              restoreOnly
-              ? RestoreOnlyStatus.summary(policy, settings: settings, repository: repositoryText(policy))
-              : "The backup CronJob \(workNS)/\(ChildNames(namespace: ns, name: policy.name).backupCronJob) and "
+            if restoreOnly {
+              summary = RestoreOnlyStatus.summary(policy, settings: settings, repository: repositoryText(policy))
+            } else if policy.spec.source.claims != nil {
+              summary = MultiClaimSummary.text(w.claims ?? ClaimSelection(), workNS: workNS, children: perPolicy)
+            } else {
+              summary =
+                "The backup CronJob \(workNS)/\(ChildNames(namespace: ns, name: policy.name).backupCronJob) and "
                 + "\(perPolicy - 1) other children of this policy are in place."
+            }
           }
         } catch {
           problem = PolicyProblem.from(error)
@@ -240,9 +270,37 @@ public enum BackupPolicyLogic {
         repositoryURL = nil
       }
     }
+    // A multi-claim source: each claim's status, and the RPO over the claims (not while restore-only: nothing runs).
+    var claimStatus: [ClaimBackupStatus]? = nil
+    var claimsRPO: ClaimsRPO? = nil
+    if policy.spec.source.claims != nil, !restoreOnly {
+      let st = MultiClaim.status(
+        policy, selection: w.claims ?? ClaimSelection(), runs: w.runs, existing: w.existingClaims, now: now)
+      claimStatus = st
+      claimsRPO = MultiClaim.rpo(st)
+    }
     var outcome = BackupPolicyStatusLogic.compute(
       policy: policy, effective: effective, problem: problem, runs: w.runs, backupNamespace: backupNS,
-      handledTrigger: handled, childSummary: summary, now: now, repositoryURL: repositoryURL)
+      handledTrigger: handled, childSummary: summary, now: now, repositoryURL: repositoryURL, claimsRPO: claimsRPO)
+    if policy.spec.source.claims != nil {
+      outcome.status.claims = restoreOnly ? policy.status?.claims : claimStatus
+      if let claimStatus {
+        MultiClaim.applyFailures(
+          claimStatus, previous: policy.status?.claims ?? [], to: &outcome, generation: policy.metadata.generation,
+          now: now)
+      }
+      if let sel = w.claims, sel.leftOut > 0, problem == nil {
+        var conditions = outcome.status.conditions ?? []
+        if let ready = conditions.condition(BackupPolicyCondition.ready), ready.status == .true {
+          conditions.setCondition(
+            type: BackupPolicyCondition.ready, status: .true, reason: "ReadyWithWarnings",
+            message: ready.message, observedGeneration: policy.metadata.generation, now: now)
+          outcome.status.conditions = conditions
+        }
+      }
+    } else {
+      outcome.status.claims = nil
+    }
     if let e = conflictEvent { outcome.events.append(e) }
     // The running backup's progress, read again every RunProgressLogic.updateIntervalSeconds while it runs.
     outcome.status.progress = w.progress

@@ -37,7 +37,9 @@ public struct BackupPolicyMetrics: Sendable {
   public init(_ r: MetricsRegistry) {
     let l = ["namespace", "policy", "tier"]
     lastSuccess = r.gauge(
-      "botrt_backup_last_success_timestamp_seconds", help: "Unix time of the last successful backup.", labels: l)
+      "botrt_backup_last_success_timestamp_seconds",
+      help: "Unix time of the last successful backup (of several claims: the oldest claim's newest one, the time the "
+        + "RPO counts).", labels: l)
     duration = r.gauge("botrt_backup_duration_seconds", help: "Duration of the last successful backup.", labels: l)
     bytes = r.gauge("botrt_backup_bytes", help: "Bytes read by the last successful backup.", labels: l)
     rpoTarget = r.gauge("botrt_rpo_target_seconds", help: "The effective RPO target.", labels: l)
@@ -95,7 +97,10 @@ public struct BackupPolicyMetrics: Sendable {
     for g in gauges { g.keepOnly(l, among: mine) }
     if let t = s.rpoTargetSeconds { rpoTarget.set(Double(t), l) }
     if let a = s.rpoAgeSeconds { rpoAge.set(Double(a), l) }
-    if let last = s.lastSuccessfulBackup { lastSuccess.set(last.timeIntervalSince1970, l) }
+    // The time the RPO counts, so that BackupRPOViolation (time() minus this, against the RPO target) fires when
+    // one claim of several falls behind while the others back up: the oldest claim's newest snapshot.
+    let last = policy.spec.source.claims != nil ? MultiClaim.rpo(s.claims ?? []).oldest : s.lastSuccessfulBackup
+    if let last { lastSuccess.set(last.timeIntervalSince1970, l) }
     if let d = s.lastBackupDurationSeconds { duration.set(d, l) }
     if let b = s.lastBackupBytes { bytes.set(Double(b), l) }
     if let b = s.lastBackupStoredBytes { addedBytes.set(Double(max(0, b)), l) }
@@ -152,6 +157,8 @@ public final class BackupPolicyReconciler: Sendable {
   let managed: ManagedCaches
   /// The shared cache of Pods as RWO placement reads them (ClaimPlacement.swift).
   let claimUsers: ClaimUserCache
+  /// The shared cache of the watched namespaces' claims a multi-claim source selects from (nil: listed live).
+  let claimStore: Store<PersistentVolumeClaim>?
   /// The children already applied as desired (not applied again).
   let applied = AppliedChildren()
   /// The referenced Secrets, read once per resourceVersion.
@@ -164,9 +171,11 @@ public final class BackupPolicyReconciler: Sendable {
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
     recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, isolation: IsolationIntent? = nil,
-    managed: ManagedCaches = .none, claimUsers: ClaimUserCache = .none, secretVersions: Store<Unstructured>? = nil
+    managed: ManagedCaches = .none, claimUsers: ClaimUserCache = .none, secretVersions: Store<Unstructured>? = nil,
+    claims: Store<PersistentVolumeClaim>? = nil
   ) {
     self.claimUsers = claimUsers
+    self.claimStore = claims
     self.sourceSecrets = SourceSecrets(client: client, versions: secretVersions)
     self.isolation = isolation
     self.client = client
@@ -257,6 +266,21 @@ public final class BackupPolicyReconciler: Sendable {
     w.sourceClaim = try await readSourceClaim(policy)
     // RWO placement: where the pod that mounts the source claim runs (ClaimPlacement.swift).
     w.placement = await observePlacement(policy, claim: w.sourceClaim)
+    // A multi-claim source: the claims it selects now, each placed like a pvc source's claim; a selection that
+    // changed (a label, a claim created or deleted) prunes the children of the claims no longer selected.
+    if let source = MultiClaim.source(policy) {
+      let all = try await readNamespaceClaims(policy)
+      var sel = MultiClaim.selection(source, claims: all)
+      for name in sel.names {
+        let recorded = policy.status?.claims?.first { $0.name == name }?.claim?.accessModes
+        let d = await observePlacement(policy, claimName: name, live: sel.read[name], recordedModes: recorded)
+        if d != .anywhere { sel.placements[name] = d }
+      }
+      w.claims = sel
+      w.existingClaims = Set(all.filter { !$0.metadata.isDeleting }.map(\.name))
+      let before = Set((policy.status?.claims ?? []).filter { $0.gone != true }.map(\.name))
+      if before != Set(sel.names) { w.pruneDue = true }
+    }
     if case .success(let eff) = BackupPolicyLogic.effective(policy, now: w.now) {
       w.namespaceProblem = try await backupNamespaceProblem(policy)
       if w.namespaceProblem == nil {
@@ -265,7 +289,8 @@ public final class BackupPolicyReconciler: Sendable {
           // The ownership check reads the objects the children `decide` builds from this world would name.
           let children = try BackupPolicyLogic.children(
             policy, effective: eff, settings: settings, secrets: w.secrets,
-            runToken: BackupPolicyLogic.runToken(policy, settings: settings), placement: w.placement)
+            runToken: BackupPolicyLogic.runToken(policy, settings: settings), placement: w.placement,
+            claims: w.claims)
           w.conflicts = try await ChildOwnership.conflicts(children, existing: existing)
           accepted = true
         } catch let e as SpecError {
@@ -398,10 +423,14 @@ public final class BackupPolicyReconciler: Sendable {
     metrics?.recordVerify(d.metrics.verify, l, policy: mine)
   }
 
-  /// The policy's source claim (a get by name, only for a PVC source), or nil when it does not exist or the
-  /// controller may not read it (an older ClusterRole): `SourceClaimRecord` then keeps the previous record.
+  /// The policy's source claim (only for a PVC source): from the shared claim cache once it is filled (no request
+  /// per reconcile), else a get by name; nil when it does not exist or the controller may not read it (an older
+  /// ClusterRole): `SourceClaimRecord` then keeps the previous record.
   func readSourceClaim(_ policy: BackupPolicy) async throws -> PersistentVolumeClaim? {
     guard let name = SourceClaimRecord.claimName(policy) else { return nil }
+    if let store = claimStore, store.isReady {
+      return store.get(ObjectKey(namespace: policy.metadata.namespace ?? "default", name: name))
+    }
     do {
       return try await client.get(PersistentVolumeClaim.self, namespace: policy.metadata.namespace, name: name)
     } catch let e as KubeError where e.isNotFound || e.isForbidden {
@@ -412,6 +441,14 @@ public final class BackupPolicyReconciler: Sendable {
       }
       return nil
     }
+  }
+
+  /// The claims of the policy's namespace a multi-claim source selects from: from the shared cache once it is
+  /// filled, else listed live.
+  func readNamespaceClaims(_ policy: BackupPolicy) async throws -> [PersistentVolumeClaim] {
+    let ns = policy.metadata.namespace ?? "default"
+    if let store = claimStore, store.isReady { return store.list(namespace: ns) }
+    return try await client.listAll(PersistentVolumeClaim.self, namespace: ns).items
   }
 
   /// Reads the Secrets the policy references in its namespace; absent ones are left out (the builder names them).

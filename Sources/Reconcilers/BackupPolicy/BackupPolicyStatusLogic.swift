@@ -173,7 +173,8 @@ public enum BackupPolicyStatusLogic {
   /// when the children could not be built or applied. `runs` are the policy's backup runs still in the cluster.
   public static func compute(
     policy: BackupPolicy, effective: EffectivePolicy?, problem: PolicyProblem?, runs: [BackupRun],
-    backupNamespace: String, handledTrigger: String?, childSummary: String, now: Date, repositoryURL: String? = nil
+    backupNamespace: String, handledTrigger: String?, childSummary: String, now: Date, repositoryURL: String? = nil,
+    claimsRPO: ClaimsRPO? = nil
   ) -> StatusOutcome {
     let previous = policy.status ?? BackupPolicyStatus()
     let generation = policy.metadata.generation
@@ -324,22 +325,36 @@ public enum BackupPolicyStatusLogic {
       // Messages name moments, not ages, so that they do not change with every reconcile (a status write per
       // second would follow); the age is in status.rpoAgeSeconds and the metric.
       // The age counts from the newest snapshot's point in time (its data), not from when its backup finished.
-      if let last = s.lastSnapshotTime ?? s.lastSuccessfulBackup {
+      // A multi-claim policy counts the oldest of its claims' newest snapshots, and none while a claim has none.
+      var point = s.lastSnapshotTime ?? s.lastSuccessfulBackup
+      var subject = "The newest snapshot"
+      if let c = claimsRPO {
+        point = c.neverBackedUp.isEmpty ? c.oldest : nil
+        subject = "The newest snapshot of claim \(c.oldestClaim ?? ""), the oldest among the claims' newest,"
+      }
+      if let last = point {
         let age = Int64(max(0, now.timeIntervalSince(last)).rounded(.down))
         s.rpoAgeSeconds = age
         let deadline = KubeJSON.formatDate(last.addingTimeInterval(TimeInterval(target)))
         if age <= target {
           set(
             BackupPolicyCondition.rpoMet, .true, "WithinRPO",
-            "The newest snapshot holds data as of \(KubeJSON.formatDate(last)), within the RPO target of "
+            "\(subject) holds data as of \(KubeJSON.formatDate(last)), within the RPO target of "
               + "\(targetText) until \(deadline).")
           requeue.append(last.addingTimeInterval(TimeInterval(target + 1)))
         } else {
           set(
             BackupPolicyCondition.rpoMet, .false, "RPOViolated",
-            "The newest snapshot holds data as of \(KubeJSON.formatDate(last)), older than the RPO target of "
+            "\(subject) holds data as of \(KubeJSON.formatDate(last)), older than the RPO target of "
               + "\(targetText) since \(deadline).")
         }
+      } else if let c = claimsRPO, c.oldest != nil, !c.neverBackedUp.isEmpty {
+        s.rpoAgeSeconds = nil
+        let shown = c.neverBackedUp.prefix(5).joined(separator: ", ") + (c.neverBackedUp.count > 5 ? ", ..." : "")
+        set(
+          BackupPolicyCondition.rpoMet, .false, "ClaimNotBackedUp",
+          "\(c.neverBackedUp.count) selected claims have no successful backup yet (\(shown)); the RPO counts the "
+            + "oldest claim's newest snapshot.")
       } else {
         s.rpoAgeSeconds = nil
         let created = policy.metadata.creationTimestamp ?? now

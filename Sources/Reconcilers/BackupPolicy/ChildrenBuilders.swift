@@ -196,11 +196,15 @@ public struct ChildInputs: Sendable {
   /// Where the backup pods of a PVC source must run (RWO placement, `ClaimPlacement`): the backup CronJob's and the
   /// on-demand Job's pods get its node affinity and tolerations.
   public var placement: ClaimPlacement.Decision
+  /// The claims a multi-claim source selects now (spec.source.claims), each with its placement: a backup CronJob
+  /// (and on-demand Job) per claim. Nil for the other sources, and when not observed (no claim is backed up then).
+  public var claims: ClaimSelection?
 
   public init(
     policy: BackupPolicy, effective: EffectivePolicy, settings: ControllerSettings, secrets: [String: Secret] = [:],
-    runToken: String? = nil, placement: ClaimPlacement.Decision = .anywhere
+    runToken: String? = nil, placement: ClaimPlacement.Decision = .anywhere, claims: ClaimSelection? = nil
   ) {
+    self.claims = claims
     self.placement = placement
     self.policy = policy
     self.effective = effective
@@ -448,31 +452,51 @@ public enum BackupPolicyChildren {
     if restoreOnly { return out }
 
     // CronJobs and the on-demand Job.
-    let pod = try podTemplate(input, invocation: invocation, names: names, labels: with("backup"))
+    let pod =
+      policy.spec.source.claims == nil
+      ? try podTemplate(input, invocation: invocation, names: names, labels: with("backup")) : PodTemplateSpec()
     let cronResource = ChildResources.cronJobs(apiVersion: settings.cronJobAPIVersion)
     let spec = policy.spec
     let rpo = input.effective.rpoSeconds.value
     let deadline = Int64(max(60, min(300, rpo)))
     func cronJob(
       _ name: String, component: String, schedule: String, deadline: Int64, successful: Int64, failed: Int64,
-      backoffLimit: Int64, pod: PodTemplateSpec
+      backoffLimit: Int64, pod: PodTemplateSpec, annotations: [String: String] = [:]
     ) -> DesiredChild {
+      var jobMeta = ObjectMeta(labels: with(component))
+      if !annotations.isEmpty { jobMeta.annotations = annotations }
       let cron = CronJob(
         apiVersion: settings.cronJobAPIVersion,
-        metadata: objectMeta(name: name, namespace: workNS, labels: with(component), owner: owner),
+        metadata: objectMeta(
+          name: name, namespace: workNS, labels: with(component), owner: owner, annotations: annotations),
         spec: CronJobSpec(
           schedule: schedule, suspend: spec.suspend ?? false, concurrencyPolicy: "Forbid",
           startingDeadlineSeconds: deadline, successfulJobsHistoryLimit: successful, failedJobsHistoryLimit: failed,
           jobTemplate: JobTemplateSpec(
-            metadata: ObjectMeta(labels: with(component)),
+            metadata: jobMeta,
             spec: JobSpec(backoffLimit: backoffLimit, template: pod))))
       return DesiredChild(resource: cronResource, object: cron)
     }
-    out.append(
-      cronJob(
-        names.backupCronJob, component: "backup", schedule: input.effective.schedule.value, deadline: deadline,
-        successful: Int64(spec.successfulJobsHistoryLimit ?? 3), failed: Int64(spec.failedJobsHistoryLimit ?? 3),
-        backoffLimit: hasHooks(policy) ? 0 : 1, pod: pod))
+    // A multi-claim source: a backup CronJob per selected claim, each placed by its claim (RWO placement).
+    let claimNames = spec.source.claims == nil ? nil : (input.claims?.names ?? [])
+    if let claimNames {
+      for claim in claimNames {
+        let claimPod = try podTemplate(
+          input, invocation: invocation, names: names, labels: with("backup"), claim: claim)
+        out.append(
+          cronJob(
+            MultiClaim.cronJob(namespace: policyNS, name: policy.name, claim: claim), component: "backup",
+            schedule: input.effective.schedule.value, deadline: deadline,
+            successful: Int64(spec.successfulJobsHistoryLimit ?? 3), failed: Int64(spec.failedJobsHistoryLimit ?? 3),
+            backoffLimit: hasHooks(policy) ? 0 : 1, pod: claimPod, annotations: [MultiClaim.claimAnnotation: claim]))
+      }
+    } else {
+      out.append(
+        cronJob(
+          names.backupCronJob, component: "backup", schedule: input.effective.schedule.value, deadline: deadline,
+          successful: Int64(spec.successfulJobsHistoryLimit ?? 3), failed: Int64(spec.failedJobsHistoryLimit ?? 3),
+          backoffLimit: hasHooks(policy) ? 0 : 1, pod: pod))
+    }
 
     let prunePod = try prunePodTemplate(input, invocation: invocation, names: names, labels: with("prune"))
     let minute = Int(UInt32(shortHash(names.base), radix: 16).map { $0 % 60 } ?? 0)
@@ -490,7 +514,19 @@ public enum BackupPolicyChildren {
           backoffLimit: 0, pod: verifyPod))
     }
 
-    if let token = input.runToken {
+    if let token = input.runToken, let claimNames {
+      for claim in claimNames {
+        let runPod = try podTemplate(
+          input, invocation: invocation, names: names, labels: with("on-demand"), claim: claim)
+        let job = Job(
+          metadata: objectMeta(
+            name: MultiClaim.runJob(namespace: policyNS, name: policy.name, claim: claim, token: token),
+            namespace: workNS, labels: with("on-demand"), owner: owner,
+            annotations: [ChildLabels.runToken: token, MultiClaim.claimAnnotation: claim]),
+          spec: JobSpec(backoffLimit: hasHooks(policy) ? 0 : 1, template: runPod))
+        out.append(DesiredChild(resource: ChildResources.jobs, object: job))
+      }
+    } else if let token = input.runToken {
       let name = names.runJob(token: token)
       let runPod = try podTemplate(input, invocation: invocation, names: names, labels: with("on-demand"))
       let job = Job(
@@ -676,8 +712,11 @@ public enum BackupPolicyChildren {
   /// writes no snapshot unless that status is 0. Only the engine container gets the storage and KMS credentials, and
   /// only its termination message is read; the dump image needs `sh` and nothing of BotRT's (stock database images
   /// lack the engine's shared libraries).
+  /// `claim`: the claim of a multi-claim source the pod backs up (mounted and tagged like a pvc source's, placed by
+  /// its own decision).
   static func podTemplate(
-    _ input: ChildInputs, invocation: EngineInvocation, names: ChildNames, labels podLabels: [String: String]
+    _ input: ChildInputs, invocation: EngineInvocation, names: ChildNames, labels podLabels: [String: String],
+    claim: String? = nil
   ) throws(SpecError) -> PodTemplateSpec {
     let policy = input.policy
     let s = input.settings
@@ -687,16 +726,31 @@ public enum BackupPolicyChildren {
     let lock = spec.repository.s3?.objectLock.map {
       EngineObjectLock(mode: $0.mode == .compliance ? .compliance : .governance, days: Int64($0.days))
     }
+    // The claim read: a pvc source's, or one claim of a multi-claim source (tagged claim=NAME besides the policy).
+    var claimSource: PVCSource? = nil
+    var placement = input.placement
+    var tags = ["policy=\(policyNS)/\(policy.name)"]
+    switch try spec.source.kind(at: "spec.source") {
+    case .pvc(let pvc): claimSource = pvc
+    case .claims(let claims):
+      guard let claim else {
+        throw SpecError(field: "spec.source.claims", message: "a backup pod of a multi-claim source needs its claim")
+      }
+      claimSource = claims.pvc(claim)
+      placement = input.claims?.placements[claim] ?? .anywhere
+      tags.append(MultiClaim.tag(claim))
+    case .command: break
+    }
     func backup(_ source: EngineBackupArguments.Source) -> [String] {
       // A new policy's first run creates its repository (with the policy's Object Lock settings). Compression only
       // when set: policies without it keep the CronJob they had (the engine's default is auto).
       var a = EngineBackupArguments(
         common: invocation.common, dataType: (spec.dataType ?? .files).rawValue,
-        tags: ["policy=\(policyNS)/\(policy.name)"], initIfMissing: true, objectLock: lock,
+        tags: tags, initIfMissing: true, objectLock: lock,
         compression: spec.compression?.rawValue, source: source)
       // Progress lines in the log, which the controller reads into status.progress.
       a.common.progress = true
-      if let pvc = spec.source.pvc, case .paths(let roots) = source, let root = roots.first {
+      if let pvc = claimSource, case .paths(let roots) = source, let root = roots.first {
         a.selection = Self.fileSelection(pvc, root: root)
       }
       return EngineArguments.backup(a).argv
@@ -704,7 +758,7 @@ public enum BackupPolicyChildren {
     var volumes: [Volume] = typed(invocation.volumes)
     let resources = try containerResources(spec, s)
 
-    if case .pvc(let pvc) = try spec.source.kind(at: "spec.source") {
+    if let pvc = claimSource {
       let path = "/backup/\(pvc.claimName)"
       volumes.append(
         Volume(name: "source", persistentVolumeClaim: ClaimVolumeSource(claimName: pvc.claimName, readOnly: true)))
@@ -717,14 +771,15 @@ public enum BackupPolicyChildren {
       var template = podShell(
         input, names: names, labels: podLabels, volumes: volumes, containers: [c], runsAsRoot: pvc.runAsUser == 0)
       if let hooks = spec.hooks, !hooks.isEmpty { addHooksGate(&template, hooks: hooks, settings: s) }
-      ClaimPlacement.apply(input.placement, to: &template)
+      ClaimPlacement.apply(placement, to: &template)
       return template
     }
 
     let cmd: ContainerSpec
     switch try spec.source.kind(at: "spec.source") {
     case .command(let c): cmd = c
-    case .pvc: throw SpecError(field: "spec.source", message: "a pvc source has no dump command")  // returned above
+    case .pvc, .claims:  // returned above
+      throw SpecError(field: "spec.source", message: "a claim source has no dump command")
     }
     let words = (cmd.command ?? []) + (cmd.args ?? [])
     guard cmd.command?.isEmpty == false else {
@@ -769,12 +824,12 @@ public enum BackupPolicyChildren {
     return podShell(input, names: names, labels: podLabels, volumes: volumes, containers: [dump, engine])
   }
 
-  /// Whether the policy's backup runs have hooks (spec.hooks with a PVC source): their pods start with the gate
-  /// and their Jobs are not retried (backoffLimit 0: a second Pod would run the pre hooks again; the next scheduled
-  /// run is the retry).
+  /// Whether the policy's backup runs have hooks (spec.hooks with a claim source, `pvc` or `claims`): their pods
+  /// start with the gate and their Jobs are not retried (backoffLimit 0: a second Pod would run the pre hooks again;
+  /// the next scheduled run is the retry). A multi-claim source runs the hooks around each claim's backup Job.
   public static func hasHooks(_ policy: BackupPolicy) -> Bool {
     guard let h = policy.spec.hooks, !h.isEmpty else { return false }
-    return policy.spec.source.pvc != nil
+    return policy.spec.source.setChoices.contains(where: \.mountsPolicyClaim)
   }
 
   /// The downward API volume of the gate: the Pod's annotations as a file, which the kubelet rewrites when they

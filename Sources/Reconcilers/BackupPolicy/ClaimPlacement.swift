@@ -228,9 +228,29 @@ public enum ClaimPlacement {
   public static func policies(mountedBy pod: ClaimUserPod, among policies: [BackupPolicy]) -> [ObjectKey] {
     if pod.claimNames.isEmpty || pod.managed { return [] }
     return policies.filter { p in
-      p.metadata.namespace == pod.metadata.namespace
-        && SourceClaimRecord.claimName(p).map(pod.claimNames.contains) == true
+      guard p.metadata.namespace == pod.metadata.namespace else { return false }
+      if let claims = p.spec.source.claims {
+        // A multi-claim source: a claim it names or has selected (a newly selected claim wakes it by the claim watch).
+        let known = Set((claims.claimNames ?? []) + (p.status?.claims ?? []).map(\.name))
+        return pod.claimNames.contains(where: known.contains)
+      }
+      return SourceClaimRecord.claimName(p).map(pod.claimNames.contains) == true
     }.map(ObjectKey.init)
+  }
+
+  /// The policies in `policies` with a multi-claim source in `claim`'s namespace (what a claim change wakes: its
+  /// labels may have come into or gone out of a selector's reach).
+  public static func policies(selecting claim: PersistentVolumeClaim, among policies: [BackupPolicy]) -> [ObjectKey] {
+    policies.filter { $0.metadata.namespace == claim.metadata.namespace && $0.spec.source.claims != nil }
+      .map(ObjectKey.init)
+  }
+
+  /// Whether a claim change can change a multi-claim selection or its record: created or deleted, or its labels,
+  /// deletion or spec changed (not its status).
+  public static func claimChanged(_ new: PersistentVolumeClaim, old: PersistentVolumeClaim?) -> Bool {
+    guard let old else { return true }
+    return old.metadata.labels != new.metadata.labels || old.metadata.isDeleting != new.metadata.isDeleting
+      || old.spec != new.spec
   }
 }
 
@@ -277,11 +297,22 @@ extension BackupPolicyReconciler {
   func observePlacement(_ policy: BackupPolicy, claim live: PersistentVolumeClaim?) async -> ClaimPlacement.Decision {
     guard let claim = SourceClaimRecord.claimName(policy) else { return .anywhere }
     let ns = policy.metadata.namespace ?? "default"
+    var recorded: [String]? = nil
+    if let r = policy.status?.sourceClaim, r.name == claim, r.namespace == ns { recorded = r.accessModes }
+    return await observePlacement(policy, claimName: claim, live: live, recordedModes: recorded)
+  }
+
+  /// The placement of the backup pods of claim `claim` of the policy's namespace (a pvc source's, or one of a
+  /// multi-claim source's): the recorded access modes win over the live claim's.
+  func observePlacement(
+    _ policy: BackupPolicy, claimName claim: String, live: PersistentVolumeClaim?, recordedModes: [String]?
+  ) async -> ClaimPlacement.Decision {
+    let ns = policy.metadata.namespace ?? "default"
     guard let pods = await claimUsers.pods(namespace: ns),
       !ClaimPlacement.users(of: claim, namespace: ns, in: pods).isEmpty
     else { return .anywhere }
     var modes = live?.spec?.accessModes
-    if let r = policy.status?.sourceClaim, r.name == claim, r.namespace == ns, let m = r.accessModes { modes = m }
+    if let m = recordedModes { modes = m }
     return ClaimPlacement.decide(claim: claim, namespace: ns, accessModes: modes, pods: pods)
   }
 }

@@ -18,7 +18,14 @@ public enum SourceClaimRecord {
     _ policy: BackupPolicy, claim: PersistentVolumeClaim?, previous: SourceClaimStatus?, now: Date
   ) -> SourceClaimStatus? {
     guard let name = claimName(policy) else { return nil }
-    let ns = policy.metadata.namespace ?? "default"
+    return record(
+      name: name, namespace: policy.metadata.namespace ?? "default", claim: claim, previous: previous, now: now)
+  }
+
+  /// The record of claim `name` in `ns` (one claim of a multi-claim source, status.claims[].claim), as `record`.
+  public static func record(
+    name: String, namespace ns: String, claim: PersistentVolumeClaim?, previous: SourceClaimStatus?, now: Date
+  ) -> SourceClaimStatus? {
     let kept = previous.flatMap { $0.name == name && $0.namespace == ns ? $0 : nil }
     guard let claim, let spec = claim.spec else { return kept }
     var seen = SourceClaimStatus(

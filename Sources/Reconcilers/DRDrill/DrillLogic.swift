@@ -191,7 +191,7 @@ public enum DrillLogic {
       return DrillRunSpec(
         restore: RestoreStepSpec(
           policyRef: ref, snapshot: drill.spec.snapshot, into: drill.spec.restore ?? RestoreDestination(),
-          replica: drill.spec.target.replica),
+          replica: drill.spec.target.replica, claim: drill.spec.claim),
         readData: v?.readData ?? true, query: v?.databaseQuery)
     case .recoveryPlan(let ref):
       planRef = ref
@@ -215,6 +215,7 @@ public enum DrillLogic {
       replicaField = "spec.target.recoveryPlanRef"
     }
     if let s = drill.spec.snapshot { restore.snapshot = s }
+    if let c = drill.spec.claim { restore.claim = c }
     if let into = drill.spec.restore {
       restore.into = into
     } else {
@@ -303,6 +304,10 @@ public enum DrillLogic {
   ) -> (namespace: String, name: String)? {
     guard let into = spec.restore.into.pvc else { return nil }
     if let src = policy.spec.source.pvc?.claimName, !src.isEmpty {
+      return (policy.metadata.namespace ?? drill.metadata.namespace ?? "default", src)
+    }
+    // A multi-claim policy: the claim the run restores.
+    if policy.spec.source.claims != nil, let src = spec.restore.claim, !src.isEmpty {
       return (policy.metadata.namespace ?? drill.metadata.namespace ?? "default", src)
     }
     return (drill.metadata.namespace ?? "default", into.claimName)
@@ -432,6 +437,12 @@ public enum DrillLogic {
     let latest = (spec.restore.snapshot ?? "latest").isEmpty || (spec.restore.snapshot ?? "latest") == "latest"
     if latest, spec.restore.beforeTime == nil, let p = policies[spec.restore.policyRef.name] {
       ctx.requireSnapshot = ReplicaSource.requiredLatest(p, replica: spec.restore.replica)
+      // One claim of a multi-claim policy: that claim's newest recorded snapshot (its primary's).
+      if p.spec.source.claims != nil {
+        ctx.requireSnapshot =
+          spec.restore.replica == nil
+          ? p.status?.claims?.first { $0.name == spec.restore.claim }?.lastSnapshotId : nil
+      }
     }
     let restore = try RecoveryJobs.restoreParts(
       spec: spec.restore, ctx: ctx, name: "restore", field: "spec", replicaField: spec.replicaField)
@@ -441,10 +452,14 @@ public enum DrillLogic {
         snapshot, policy: p, replica: spec.restore.replica, field: "spec.snapshot")
     }
     let snap = RecoveryJobs.snapshotArgument(snapshot: snapshot, beforeTime: spec.restore.beforeTime)
+    var tags: [String] = []
+    if let p = policies[spec.restore.policyRef.name] {
+      tags = try RecoveryJobs.claimTags(spec.restore, policy: p, snapshot: snap, field: "spec")
+    }
     let verify = try RecoveryJobs.verifyParts(
       policyRef: spec.restore.policyRef, replica: spec.restore.replica, replicaField: spec.replicaField,
       which: EngineVerifyArguments.Which(restoring: snap), readData: spec.readData, query: spec.query, ctx: ctx,
-      field: "spec.verification")
+      field: "spec.verification", tags: tags)
     return RecoveryJobs.sequentialJob(
       name: runJobName, ctx: ctx, initContainers: restore.initContainers, steps: restore.containers + verify.containers,
       volumes: restore.volumes + verify.volumes, activeDeadlineSeconds: timeoutSeconds,
@@ -650,10 +665,12 @@ public enum DrillLogic {
     return DrillOutcome(status: st, result: result, score: score, events: events, metrics: metrics)
   }
 
-  /// The bytes a run read from the repository: the restore's `bytesRead` plus verify's `bytesDownloaded`; nil when
-  /// neither reported one (an older engine, or the run did not get that far).
+  /// The bytes a run read from the repository: what its restore and its verify fetched from the storage
+  /// (`storageBytesRead`: objects, ranges and listings as stored, compressed and encrypted). Not the restore's
+  /// `bytesRead`, which counts the restored (plain) bytes. Nil when neither reported one (an older engine, or the
+  /// run did not get that far).
   public static func bytesRead(restore: EngineResult?, verify: EngineResult?) -> Int64? {
-    let parts = [restore?.bytesRead, verify?.bytesDownloaded].compactMap { $0 }
+    let parts = [restore?.storageBytesRead, verify?.storageBytesRead].compactMap { $0 }
     return parts.isEmpty ? nil : parts.reduce(0, +)
   }
 

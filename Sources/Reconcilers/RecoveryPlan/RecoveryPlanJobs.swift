@@ -235,11 +235,12 @@ public enum RecoveryJobs {
     let snapshot = try ReplicaSource.snapshot(
       spec.snapshot, policy: p, replica: spec.replica, field: "\(field).snapshot")
     let snap = snapshotArgument(snapshot: snapshot, beforeTime: spec.beforeTime)
+    let tags = try claimTags(spec, policy: p, snapshot: snap, field: field)
     func restore(_ output: EngineRestoreArguments.Output, stripComponents: Int = 0) -> [String] {
       EngineArguments.restore(
         EngineRestoreArguments(
           common: inv.common, snapshot: snap, requireSnapshot: ctx.requireSnapshot, output: output,
-          stripComponents: stripComponents)
+          stripComponents: stripComponents, tags: tags)
       ).argv
     }
     var volumes: [Volume] = [tmpVolume] + BackupPolicyChildren.typed(inv.volumes)
@@ -296,12 +297,44 @@ public enum RecoveryJobs {
       name: name, image: s.engineImage, command: [s.enginePath],
       // A claim's backup is stored under the claim's name (the engine backs up /backup/CLAIM): restored into a
       // claim, its content goes back to the claim's root (or subPath), not into a directory named after it.
-      args: restore(.target(restorePath), stripComponents: spec.into.pvc != nil && p.spec.source.pvc != nil ? 1 : 0),
+      args: restore(
+        .target(restorePath),
+        stripComponents: spec.into.pvc != nil && (p.spec.source.pvc != nil || p.spec.source.claims != nil) ? 1 : 0),
       env: baseEnv + invEnv, volumeMounts: mounts, securityContext: restoreSecurity(spec.into.pvc, s),
       terminationMessagePolicy: "File")
     // A restore with its own identity on a claim must not have the kubelet change the group of the claim's files
     // at mount time (fsGroup): the restored owners are the point.
     return ([], [c], volumes, spec.into.pvc?.runAsUser != nil)
+  }
+
+  /// The engine's `--tag` of a restore (and its drill's verify) of one claim of a multi-claim policy (`restore.claim`):
+  /// `latest` and `beforeTime` pick among that claim's snapshots (tagged claim=NAME); a snapshot id needs none. A
+  /// multi-claim policy's restore must name its claim, and only such a policy's may.
+  public static func claimTags(
+    _ spec: RestoreStepSpec, policy p: BackupPolicy, snapshot: EngineRestoreArguments.Snapshot, field: String
+  ) throws(SpecError) -> [String] {
+    let claim = spec.claim.flatMap { $0.isEmpty ? nil : $0 }
+    guard p.spec.source.claims != nil else {
+      if let claim {
+        throw SpecError(
+          field: "\(field).claim",
+          message: "names claim '\(claim.prefix(253))', but BackupPolicy '\(p.name)' backs up a single source "
+            + "(spec.source.pvc or command), not several claims (spec.source.claims); remove claim")
+      }
+      return []
+    }
+    guard let claim else {
+      let known = (p.status?.claims ?? []).map(\.name)
+      let shown = known.isEmpty ? "" : " (status.claims: \(known.prefix(8).joined(separator: ", ")))"
+      throw SpecError(
+        field: "\(field).claim",
+        message: "BackupPolicy '\(p.name)' backs up several claims (spec.source.claims); name the claim to restore"
+          + shown)
+    }
+    switch snapshot {
+    case .id: return []
+    case .latest, .latestBefore: return [MultiClaim.tag(claim)]
+    }
   }
 
   /// The verify containers: `botrt-engine verify [--read-data] SNAPSHOT|--all`, and a database query compared with
@@ -312,7 +345,7 @@ public enum RecoveryJobs {
   static func verifyParts(
     policyRef: LocalObjectReference?, replica: String? = nil, replicaField: String? = nil,
     which: EngineVerifyArguments.Which, readData: Bool, query: DatabaseQuery?,
-    ctx: RecoveryJobContext, field: String, extraMounts: [VolumeMount] = []
+    ctx: RecoveryJobContext, field: String, extraMounts: [VolumeMount] = [], tags: [String] = []
   ) throws(SpecError) -> (containers: [Container], volumes: [Volume]) {
     let s = ctx.settings
     var containers: [Container] = []
@@ -327,10 +360,13 @@ public enum RecoveryJobs {
         p, replica: replica, field: replicaField ?? "\(field).replica", secretName: ctx.secretName)
       inv.common.readOnly = BackupPolicyChildren.isRestoreOnly(p, settings: s)
       volumes = BackupPolicyChildren.typed(inv.volumes)
-      let args = EngineArguments.verify(
-        EngineVerifyArguments(
-          common: inv.common, which: which, readData: readData, requireSnapshot: ctx.requireSnapshot)
-      ).argv
+      var a = EngineVerifyArguments(
+        common: inv.common, which: which, readData: readData, requireSnapshot: ctx.requireSnapshot)
+      switch which {
+      case .latest, .latestBefore: a.tags = tags
+      case .all, .snapshot: break
+      }
+      let args = EngineArguments.verify(a).argv
       containers.append(
         Container(
           name: "verify", image: s.engineImage, command: [s.enginePath], args: args,

@@ -19,6 +19,9 @@ public struct RestoreTarget: Sendable, Hashable {
   public var foreign: Bool
   /// Create the claim when it is missing, with these overrides.
   public var create: RestoreClaimCreate?
+  /// The claim of a multi-claim policy the step restores (`restore.claim`): a missing claim is created from its
+  /// record in the policy's status.claims.
+  public var sourceClaim: String? = nil
 
   /// "namespace/claim", the key of `PlanWorld.claims`.
   public var key: String { "\(namespace)/\(claimName)" }
@@ -27,7 +30,8 @@ public struct RestoreTarget: Sendable, Hashable {
   public static func of(_ r: RestoreStepSpec, planNamespace: String, targetNamespace: String?) -> RestoreTarget? {
     guard let pvc = r.into.pvc else { return nil }
     let ns = pvc.namespace ?? targetNamespace ?? planNamespace
-    return RestoreTarget(namespace: ns, claimName: pvc.claimName, foreign: ns != planNamespace, create: pvc.create)
+    return RestoreTarget(
+      namespace: ns, claimName: pvc.claimName, foreign: ns != planNamespace, create: pvc.create, sourceClaim: r.claim)
   }
 
   /// The target of a plan's restore step (nil for other steps and command restores).
@@ -65,13 +69,18 @@ public struct RestoreTarget: Sendable, Hashable {
     -> PersistentVolumeClaim
   {
     let create = self.create ?? RestoreClaimCreate()
-    let recorded = policy.status?.sourceClaim
+    let recorded =
+      policy.spec.source.claims != nil
+      ? policy.status?.claims?.first { $0.name == sourceClaim }?.claim : policy.status?.sourceClaim
     guard let size = create.size ?? recorded?.storage, !size.isEmpty else {
       let why =
-        policy.spec.source.pvc == nil
-        ? "backs up a command, not a claim, so it recorded no claim to copy"
-        : "has recorded no source claim yet (status.sourceClaim: the controller records it once it has read claim "
-          + "'\(policy.spec.source.pvc?.claimName ?? "")')"
+        policy.spec.source.claims != nil
+        ? "has recorded no claim '\(sourceClaim ?? "")' (status.claims[].claim: the controller records each claim it "
+          + "selects once it has read it)"
+        : policy.spec.source.pvc == nil
+          ? "backs up a command, not a claim, so it recorded no claim to copy"
+          : "has recorded no source claim yet (status.sourceClaim: the controller records it once it has read claim "
+            + "'\(policy.spec.source.pvc?.claimName ?? "")')"
       throw SpecError(
         field: "\(field).into.pvc.create.size",
         message: "claim \(namespace)/\(claimName) does not exist and BackupPolicy '\(policy.name)' \(why); set "

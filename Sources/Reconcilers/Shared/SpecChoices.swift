@@ -7,7 +7,7 @@ extension BackupSourceKind {
   /// mounted in its own namespace); otherwise they run in the backup namespace.
   var mountsPolicyClaim: Bool {
     switch self {
-    case .pvc: true
+    case .pvc, .claims: true
     case .command: false
     }
   }
@@ -15,7 +15,7 @@ extension BackupSourceKind {
   /// Whether the backup's pods run a dump command that reaches a database over the network.
   var reachesDatabase: Bool {
     switch self {
-    case .pvc: false
+    case .pvc, .claims: false
     case .command: true
     }
   }
