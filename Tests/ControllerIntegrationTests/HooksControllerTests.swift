@@ -50,7 +50,16 @@ extension BackupPolicyControllerTests {
         "containers": [["name": "postgres", "image": "postgres:15"], ["name": "exporter", "image": "exporter:1"]]
       ],
     ]
-    _ = try await client.create(ChildResources.pods, namespace: ns, pod)
+    // A new namespace's default ServiceAccount and its token come a moment after it: until then the apiserver
+    // answers 500 (no token yet) or 403 (no ServiceAccount yet).
+    try await eventually("Pod \(name) created") {
+      do {
+        _ = try await client.create(ChildResources.pods, namespace: ns, pod)
+        return true
+      } catch let e as KubeError where e.code == 500 || e.isForbidden {
+        return false
+      }
+    }
     _ = try await client.patch(
       ChildResources.pods, namespace: ns, name: name, subresource: "status",
       .merge(["status": ["phase": "Running"]]), as: JSONValue.self)

@@ -189,6 +189,9 @@ import Testing
     let f = HookLogic.lastHooks(runs: refused, hooked: true, previous: nil)
     #expect(
       f.permitted?.0 == .false && f.permitted?.1 == "HooksForbidden" && f.permitted?.2 == "create a RoleBinding ...")
+    // A Job not started yet (no start time in the cache) is the newest.
+    let unstarted = runs + [("fresh", nil, [HookKeys.forbidden: "refused"])]
+    #expect(HookLogic.lastHooks(runs: unstarted, hooked: true, previous: nil).permitted?.0 == .false)
     // No hooked run yet: Unknown; the Jobs gone: the previous record stays.
     let none = HookLogic.lastHooks(runs: [], hooked: true, previous: old)
     #expect(none.status == old && none.permitted?.0 == .unknown)

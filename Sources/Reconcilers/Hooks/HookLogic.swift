@@ -340,8 +340,9 @@ public enum HookLogic {
     runs: [(name: String, start: Date?, annotations: [String: String])], hooked: Bool, previous: HookRunStatus?
   ) -> (status: HookRunStatus?, permitted: (ConditionStatus, String, String)?) {
     let withRecord = runs.filter { $0.annotations[HookKeys.record] != nil || $0.annotations[HookKeys.forbidden] != nil }
+    // A Job the job controller has not started yet is the newest of all.
     let newest = withRecord.max {
-      ($0.start ?? .distantPast, $0.name) < ($1.start ?? .distantPast, $1.name)
+      ($0.start ?? .distantFuture, $0.name) < ($1.start ?? .distantFuture, $1.name)
     }
     let status = newest.flatMap { record($0.annotations) } ?? previous
     guard hooked else { return (status, nil) }
