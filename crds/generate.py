@@ -627,6 +627,7 @@ def backup_policy_spec_schema():
                                   "(RestoreOnly: not evaluated). The controller's --restore-only makes every policy "
                                   "RestoreOnly. Default: Backup.", enum=["Backup", "RestoreOnly"],
                                   default="Backup"),
+                   "hooks": hooks_schema(),
                    "replicas": array("Further repositories the snapshots are copied to after each successful "
                                      "backup (`botrt-engine copy`, incremental), e.g. a second region or provider.",
                                      obj("One replica repository.", {
@@ -657,6 +658,54 @@ def backup_policy_spec_schema():
                    "failedJobsHistoryLimit": integer("Finished failed Jobs to keep. Default: 3.", fmt="int32",
                                                      minimum=0, maximum=100, default=3),
                }, required=["tier", "source", "repository", "encryption"])
+
+
+def hook_schema(phase, default_on_error):
+    """One hook of spec.hooks (Swift: BackupHook)."""
+    return obj(f"One {phase} hook: a command the controller runs through pods/exec in every Running pod of the "
+               "policy's namespace that podSelector matches (at most 16, in name order; the rest are left out and "
+               "the result says so). No matching pod: the hook is recorded Skipped with an Event, and the backup "
+               "goes on.", {
+        "name": string("Hook name, unique within its list.", minLength=1, maxLength=63, pattern=DNS_LABEL),
+        "podSelector": obj("The application pods the hook runs in, in the policy's namespace.", {
+            "matchLabels": obj("Labels every selected pod has (at least one).", {},
+                               additionalProperties=string("Label value.", maxLength=63), minProperties=1),
+        }, required=["matchLabels"]),
+        "container": string("The container the command runs in. Default: the pod's first container.",
+                            maxLength=63, pattern=DNS_LABEL),
+        "command": array("The program and its arguments, exec'd directly (not through a shell: use "
+                         "[sh, -c, '...'] for a pipeline), e.g. [fsfreeze, --freeze, /data].",
+                         string("One word.", maxLength=4096), minItems=1, maxItems=64),
+        "timeoutSeconds": integer("How long the command may run; it is then recorded TimedOut (its exec stream is "
+                                  "closed). 1 to 3600. Default: 60.", fmt="int32", minimum=1, maximum=3600,
+                                  default=60),
+        "onError": string(f"What a failed or timed-out hook does. Abort: "
+                          + ("the backup does not run (its gate fails and the Job fails); the post hooks still "
+                             "run." if phase == "pre" else "the run's hooks are recorded Failed (post hooks never "
+                             "stop a backup that already ran).")
+                          + f" Continue: recorded (Event HookFailed, status.lastHooks) and the run goes on. "
+                          f"Default: {default_on_error}.", enum=["Abort", "Continue"], default=default_on_error),
+    }, required=["name", "podSelector", "command"])
+
+
+def hooks_schema():
+    return obj(
+        "Application-consistent hooks (source.pvc, or source.claims, where they run around each claim's backup "
+        "Job; a dump command is itself the consistency point and is refused with hooks): commands the controller runs in the application's pods through pods/exec, e.g. "
+        "fsfreeze or a database's flush-and-lock. The backup Pod starts with an init container (the gate, "
+        "`botrt-engine gate`) that waits until the controller has run the pre hooks and marked the Pod's "
+        "annotation dr.botrt.io/pre-hooks done; failed (an Abort hook failed, or the controller may not exec) "
+        "fails the Pod before any data is read. The post hooks run once the backup Job ended, Complete or "
+        "Failed (including a Job whose gate failed), exactly once (the Job's annotation dr.botrt.io/post-hooks). "
+        "A hooked backup Job is not retried (backoffLimit 0): the next scheduled run is the retry. Needs an "
+        "opt-in: a RoleBinding in the policy's namespace binding the ClusterRole botrt-hook-executor to the "
+        "controller's ServiceAccount (docs/security-model.md); without it the condition HooksPermitted is False "
+        "and the backup does not run. Results: status.lastHooks, Events HooksRan and HookFailed.", {
+            "pre": array("Run in order before the backup reads the claim.", hook_schema("pre", "Abort"),
+                         maxItems=8),
+            "post": array("Run in order after the backup Job ended, whatever its outcome.",
+                          hook_schema("post", "Continue"), maxItems=8),
+        })
 
 
 def repository_identity(desc):
@@ -856,6 +905,25 @@ def backup_policy_status():
             "Pod's log, read at most every 10 s): bytes and files done and, with a total, a percentage and an "
             "estimated completion. Unset when no backup runs; a finished run's figures are in lastBackupBytes and "
             "lastBackupDurationSeconds."),
+        "lastHooks": obj("The hooks of the newest backup run that had hooks (spec.hooks).", {
+            "job": string("The backup Job.", maxLength=63),
+            "pre": string("The pre hooks: Running, Done (the backup went on) or Failed (the backup did not run).",
+                          enum=["Running", "Done", "Failed"]),
+            "post": string("The post hooks: Running, Done or Failed (a post hook with onError Abort failed, or "
+                           "the controller restarted while they ran).", enum=["Running", "Done", "Failed"]),
+            "results": array("Each hook's result in each pod, in the order they ran (at most 32).", obj(
+                "One hook's result in one pod.", {
+                    "name": string("The hook's name.", maxLength=63),
+                    "phase": string("Pre or Post.", enum=["Pre", "Post"]),
+                    "pod": string("The pod it ran in (unset when Skipped).", maxLength=253),
+                    "result": string("Succeeded, Failed, Skipped (no Running pod matched its podSelector) or "
+                                     "TimedOut.", enum=["Succeeded", "Failed", "Skipped", "TimedOut"]),
+                    "exitCode": integer("The command's exit code, when it exited.", fmt="int32"),
+                    "message": string("Why it failed or was skipped, with the end of its standard error (at most "
+                                      "256 bytes of it).", maxLength=1024),
+                    "time": date_time("When it ended."),
+                }, required=["name", "phase", "result"]), maxItems=32),
+        }, required=["job"]),
         "repositoryIdentity": repository_identity(
             "The repository's id and signing key, recorded from the first successful backup that reported them and "
             "passed to every later Job (--expect-repository-id, --expect-signing-key), so a repository replaced "

@@ -204,6 +204,8 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 #    hack/lib/cloudkms-server.py) and deleting a policy's backups;
 #  - pvc-e2e: files of another uid (0600) on a claim, backed up, deleted, restored with owners and modes; then
 #    restored into another namespace, whose claim is created from the policy's recorded claim;
+#  - hooks-e2e: pre and post hooks exec'd in an application Pod around a claim's backup (the marker in the snapshot),
+#    post hooks after a failed backup and after an aborted gate, and the refusal in a namespace that did not opt in;
 #  - claims-e2e: a label-selected set of claims backed up claim by claim (spec.source.claims); one claim's files
 #    deleted and restored from that claim's latest snapshot;
 #  - samples-e2e: every file of crds/samples/ applied, its outside world rewritten to the testbed's services through one
@@ -231,12 +233,13 @@ if step images images.log timeout -k 10s 30m bash hack/images.sh; then
       step e2e e2e.log timeout -k 10s 15m bash hack/e2e.sh || true
       step keyrotation-e2e keyrotation-e2e.log timeout -k 10s 10m bash hack/node/keyrotation-e2e.sh || true
       step pvc-e2e pvc-e2e.log timeout -k 10s 10m bash hack/node/pvc-e2e.sh || true
+      step hooks-e2e hooks-e2e.log timeout -k 10s 8m bash hack/node/hooks-e2e.sh || true
       step claims-e2e claims-e2e.log timeout -k 10s 8m bash hack/node/claims-e2e.sh || true
       step samples-e2e samples-e2e.log timeout -k 10s 12m bash hack/node/samples-e2e.sh || true
       step install-test install-test.log timeout -k 10s 15m bash hack/install-test.sh || true
       # Every flow's controller ran as the shipped ServiceAccount: what its grants were used for, from the audit log.
       step rbac-audit-e2e rbac-audit.log python3 hack/rbac-audit.py "$BOTRT_CLUSTER_DIR/audit.log" \
-        manifests/rbac/clusterrole.yaml manifests/rbac/leader-election-role.yaml || true
+        manifests/rbac/clusterrole.yaml manifests/rbac/leader-election-role.yaml manifests/rbac/hook-executor.yaml || true
       if ((NODE_SERVICES_STARTED)); then
         BOTRT_SERVICES_DIR="$REPO/.local/node-services" bash hack/services.sh down >>"$LOGDIR/node-services.log" 2>&1
         NODE_SERVICES_STARTED=0

@@ -31,6 +31,10 @@ public struct ControllerRunOptions: Sendable {
   public var resourceBounds: ResourceBounds
   /// `--restore-only`: every policy is restore-only (a disaster recovery cluster).
   public var restoreOnly: Bool
+  /// Runs the hooks' commands in the application pods (spec.hooks); nil: the client's pods/exec.
+  public var podExecutor: (any PodExecutor)?
+  /// The controller's own ServiceAccount (namespace, name), named in the RoleBinding that HooksPermitted asks for.
+  public var serviceAccount: (namespace: String, name: String)
 
   public init(
     backupNamespace: String = "botrt-backup", engineImage: String = BotRTController.defaultEngineImage,
@@ -55,6 +59,8 @@ public struct ControllerRunOptions: Sendable {
     self.calicoOverride = calicoOverride
     self.watchNamespace = watchNamespace
     self.registry = registry
+    self.podExecutor = nil
+    self.serviceAccount = ("botrt-system", "botrt-controller")
   }
 }
 
@@ -281,8 +287,16 @@ public final class BotRTController: Sendable {
     securityControllers.append(
       access.controller(informers: informers, namespace: options.watchNamespace, workers: options.workers))
     securityControllers += auditor.controllers(informers: informers) + [auditedNamespaces]
+    // Hooks (spec.hooks): run by the controller alone, in the namespaces that opted in (docs/security-model.md).
+    let hookRunner = HookRunner(
+      client: client, executor: options.podExecutor ?? ClientPodExecutor(client: client),
+      policies: controller.store, recorder: recorder, logger: logger, now: options.now,
+      serviceAccount: options.serviceAccount)
+    let hooks = hookRunner.controller(
+      informers: informers, workers: max(2, options.workers), logger: logger, metrics: registry)
     manager = ControllerManager(
-      controllers: [controller, plans, drills] + securityControllers, leaderElector: elector, healthServer: server,
+      controllers: [controller, plans, drills, hooks] + securityControllers, leaderElector: elector,
+      healthServer: server,
       eventRecorder: recorder,
       handleSignals: handleSignals, logger: logger)
   }

@@ -94,6 +94,8 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
   public var verify: PolicyVerifySpec?
   /// Backup (default) or RestoreOnly: a policy on a disaster recovery cluster that only restores.
   public var mode: PolicyMode?
+  /// Commands run in the application's pods before and after each backup (a PVC source only).
+  public var hooks: BackupHooks?
 
   /// Whether the spec asks for restore-only (the controller's `--restore-only` makes every policy so as well).
   public var isRestoreOnly: Bool { mode == .restoreOnly }
@@ -818,6 +820,8 @@ public struct BackupPolicyStatus: Codable, Sendable, Hashable {
   /// The backup running now: bytes and files done, and an estimate of when it ends (updated at most every 10 s;
   /// absent when no backup runs).
   public var progress: RunProgress?
+  /// The hooks of the newest backup run that had hooks (spec.hooks).
+  public var lastHooks: HookRunStatus?
   /// Each claim of a multi-claim source (spec.source.claims): its last backup, placement and recorded spec.
   public var claims: [ClaimBackupStatus]?
 
@@ -998,4 +1002,8 @@ public enum BackupPolicyCondition {
   /// Whether the newest finished periodic verify (spec.verify) found the repository intact: True VerifyPassed, False
   /// VerifyFailed naming the Job and the first problem, Unknown NoVerifyYet; absent without spec.verify.
   public static let repositoryVerified = "RepositoryVerified"
+  /// Whether the controller may run the policy's hooks (spec.hooks): False HooksForbidden when exec or the backup
+  /// Pod's patch was refused (the opt-in RoleBinding is missing), naming the RoleBinding to create; absent without
+  /// hooks.
+  public static let hooksPermitted = "HooksPermitted"
 }

@@ -208,6 +208,7 @@ public enum SpecValidation {
         errors += claimsSource(claims, at: "spec.source.claims")
       }
     }
+    errors += hooks(spec)
     errors += spec.repository.exactlyOneErrors(at: "spec.repository")
     errors += localClaim(spec.repository, at: "spec.repository")
     errors += spec.repository.expectedIdentity?.errors(at: "spec.repository.expectedIdentity") ?? []

@@ -18,7 +18,7 @@ public struct BotrtEngine: AsyncParsableCommand {
       InitCommand.self, BackupCommand.self, RestoreCommand.self, VerifyCommand.self, SnapshotsCommand.self,
       LsCommand.self, FindCommand.self, DiffCommand.self, StatsCommand.self,
       ForgetCommand.self, RotateKeysCommand.self, CopyCommand.self, DeleteRepositoryCommand.self, BenchCommand.self,
-      VersionCommand.self,
+      GateCommand.self, VersionCommand.self,
     ])
   public init() {}
 
@@ -60,6 +60,7 @@ public enum EngineMain {
     }
     let parsed: any ParsableCommand
     do { parsed = try BotrtEngine.parseAsRoot(arguments) } catch { return reportParserOutcome(error) }
+    if let gate = parsed as? GateCommand { return await gate.wait() }
     guard let cmd = parsed as? any EngineCommand else {
       if var c = parsed as? any AsyncParsableCommand {
         do { try await c.run() } catch {

@@ -81,6 +81,11 @@ public enum EngineFlag {
   public static let newKMS = "new-kms"
   public static let newKEK = "new-kek"
   public static let confirm = "confirm"
+  // gate.
+  public static let file = "file"
+  public static let key = "key"
+  public static let messageKey = "message-key"
+  public static let timeout = "timeout"
 
   /// `--NAME`.
   public static func long(_ name: String) -> String { "--" + name }
@@ -95,6 +100,7 @@ public enum EngineCommandName {
   public static let copy = "copy"
   public static let rotateKeys = "rotate-keys"
   public static let deleteRepository = "delete-repository"
+  public static let gate = "gate"
 }
 
 /// The kind of key service a KMS URL names (its scheme).

@@ -165,6 +165,10 @@ public enum EngineExitCode {
   public static let wrongKey: Int32 = 12
   /// The KMS is unavailable, refused access or is misconfigured.
   public static let kms: Int32 = 13
+  /// `gate`: the controller marked the gate failed (a pre hook failed with onError Abort, or it may not run hooks).
+  public static let gateFailed: Int32 = 20
+  /// `gate`: nothing marked the gate done or failed within its timeout.
+  public static let gateTimeout: Int32 = 21
 
   /// Every code with its one-line meaning, in ascending order (for `--help` and the docs).
   public static let all: [(code: Int32, meaning: String)] = [
@@ -174,6 +178,8 @@ public enum EngineExitCode {
     (repositoryNotFound, "the repository does not exist"), (locked, "failed to lock the repository"),
     (wrongKey, "wrong key: the KMS/key cannot unwrap the repository's keys"),
     (kms, "KMS unavailable, refused access or misconfigured"),
+    (gateFailed, "gate: the pre hooks failed (the backup must not run)"),
+    (gateTimeout, "gate: the pre hooks were not marked done or failed in time"),
   ]
 }
 

@@ -314,6 +314,11 @@ func tablePolicies() -> [BackupPolicy] {
         p.spec.repository.local?.claimName = nil
         for j in (p.spec.replicas ?? []).indices { p.spec.replicas?[j].repository.local?.claimName = nil }
       }
+      // Hooks on the claim rows (every other): their backup pods start with the gate (`botrt-engine gate`).
+      if p.spec.source.pvc != nil {
+        let h = BackupHook(name: "freeze", podSelector: HookPodSelector(matchLabels: ["app": "db"]), command: ["sync"])
+        p.spec.hooks = BackupHooks(pre: [h], post: [h])
+      }
       // Private CAs (--cacert) on odd rows; the repository's pins (--expect-*) on every third.
       if i % 2 == 1 { p.spec.caSecretRef = SecretReference(name: "private-ca") }
       if i % 3 == 1, let url = try? EngineInvocation(policy: p, secretName: { $0 }).repoURL {
@@ -548,7 +553,8 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     for p in stated {
       let name = p.metadata.name ?? ""
       for (job, body) in try policyBodies(p) {
-        for run in engineRuns(body, name: job) {
+        // The hooks gate opens no repository.
+        for run in engineRuns(body, name: job) where run.argv.first != EngineCommandName.gate {
           statedOnly(run.argv, "\(name) \(job)")
           if run.argv.first == EngineCommandName.copy {
             #expect(run.argv.contains(statedPinID) && run.argv.contains(statedReplicaPinID), "\(run.argv)")
@@ -652,7 +658,12 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
       #expect(backups.count == 4, "\(p.name): a CronJob and an on-demand Job per claim: \(jobs.map(\.name))")
       for c in backups {
         let claim = c.body[path: "metadata", "annotations", MultiClaim.claimAnnotation]?.stringValue ?? ""
-        let runs = engineRuns(c.body, name: c.displayName)
+        let all = engineRuns(c.body, name: c.displayName)
+        // The table's claim rows have hooks: each claim's backup pod starts with the gate (checked like the rest).
+        let gates = all.filter { $0.argv.first == EngineCommandName.gate }
+        #expect(gates.count == (p.spec.hooks == nil ? 0 : 1), "\(all)")
+        for g in gates { check(g, userEnv: []) }
+        let runs = all.filter { $0.argv.first != EngineCommandName.gate }
         #expect(runs.count == 1)
         for run in runs {
           check(run, userEnv: [])
@@ -897,10 +908,49 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     #expect(back.engineVersion == EngineVersion.current)
   }
 
+  /// The gate of hooked backups: the controller's typed arguments parse into the engine's gate command with the
+  /// same values; its exit codes are the contract's; the annotations file is read as the kubelet writes it.
+  @Test func theGateCommandIsPartOfTheContract() throws {
+    let a = EngineGateArguments(
+      file: "/etc/botrt-gate/annotations", key: "dr.botrt.io/pre-hooks", messageKey: "dr.botrt.io/pre-hooks-message",
+      timeoutSeconds: 7_200)
+    #expect(a.argv.last == "2h")
+    let parsed = try #require(try BotrtEngine.parseAsRoot(a.argv) as? GateCommand)
+    #expect(parsed.file == a.file && parsed.key == a.key && parsed.messageKey == a.messageKey)
+    #expect(try EngineDuration.parseSeconds(parsed.timeout) == 7_200)
+    #expect(throws: (any Error).self) { try BotrtEngine.parseAsRoot(["gate", "--file", "/f"]) }
+    #expect(throws: (any Error).self) {
+      try BotrtEngine.parseAsRoot(["gate", "--file", "/f", "--key", "k", "--timeout", "2d"])
+    }
+    #expect(EngineExitCode.gateFailed == 20 && EngineExitCode.gateTimeout == 21)
+    // The table's hooked rows carry the gate (everyTableJobIsAcceptedByTheEngine parses it with the rest).
+    let hooked = tablePolicies().filter { $0.spec.hooks != nil }
+    #expect(!hooked.isEmpty)
+    for p in hooked {
+      let gates = try policyBodies(p).flatMap { engineRuns($0.1, name: $0.0) }.filter {
+        $0.argv.first == EngineCommandName.gate
+      }
+      #expect(gates.count == 2, "the backup CronJob and the on-demand Job of \(p.metadata.name ?? "")")
+    }
+    // The downward API writes each annotation as key="value", the value quoted as Go's %q does, sorted by key.
+    let file = #"""
+      dr.botrt.io/pre-hooks="failed"
+      dr.botrt.io/pre-hooks-message="hook \"freeze\" failed in pod db-0 (exited with 1: fsfreeze: /data: \u00e9t\u00e9\n)"
+      kubernetes.io/config.seen="2026-12-07T07:00:00Z"
+      """#
+    #expect(EngineGate.value(of: "dr.botrt.io/pre-hooks", inAnnotations: file) == "failed")
+    #expect(
+      EngineGate.value(of: "dr.botrt.io/pre-hooks-message", inAnnotations: file)
+        == "hook \"freeze\" failed in pod db-0 (exited with 1: fsfreeze: /data: \u{e9}t\u{e9}\n)")
+    #expect(EngineGate.value(of: "dr.botrt.io/pre", inAnnotations: file) == nil, "whole keys only")
+    #expect(EngineGate.value(of: "x", inAnnotations: "x=\"\\x41\\tb\"") == "A\tb")
+    #expect(EngineGate.value(of: "x", inAnnotations: "x=unquoted") == nil)
+  }
+
   /// `botrt-engine --help` lists every exit code with its meaning; restic's numbers where restic has the situation.
   @Test func helpListsEveryExitCode() {
     let help = BotrtEngine.helpMessage()
-    #expect(EngineExitCode.all.count == 10)
+    #expect(EngineExitCode.all.count == 12)
     #expect(Set(EngineExitCode.all.map(\.code)).count == EngineExitCode.all.count, "codes are distinct")
     for (code, meaning) in EngineExitCode.all {
       #expect(help.contains("\(code)  \(meaning)"), "help misses exit code \(code): \(help)")

@@ -106,17 +106,16 @@ final class RunningController: Sendable {
   /// Runs a controller watching BackupPolicies of `namespace` only, so that other suites' policies are left alone.
   init(
     _ client: KubeClient, namespace: String, backupNamespace: String, now: @escaping @Sendable () -> Date = { Date() },
-    metricsAddress: String? = nil
+    metricsAddress: String? = nil, podExecutor: (any PodExecutor)? = nil
   ) async throws {
     var logger = Logger(label: "botrt-controller-test") { LineLogHandler(label: $0, format: .text) }
     logger.logLevel = .warning
-    app = try await BotRTController.make(
-      client: client,
-      options: ControllerRunOptions(
-        backupNamespace: backupNamespace, engineImage: "botrt/botrt-engine:test", workers: 2,
-        metricsAddress: metricsAddress,
-        now: now, watchNamespace: namespace),
-      logger: logger, handleSignals: false)
+    var options = ControllerRunOptions(
+      backupNamespace: backupNamespace, engineImage: "botrt/botrt-engine:test", workers: 2,
+      metricsAddress: metricsAddress,
+      now: now, watchNamespace: namespace)
+    options.podExecutor = podExecutor
+    app = try await BotRTController.make(client: client, options: options, logger: logger, handleSignals: false)
     let app = self.app
     task = Task {
       do {

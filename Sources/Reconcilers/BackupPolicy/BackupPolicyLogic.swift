@@ -311,6 +311,21 @@ public enum BackupPolicyLogic {
     outcome.status.sourceClaim = SourceClaimRecord.record(
       policy, claim: w.sourceClaim, previous: policy.status?.sourceClaim, now: now)
     outcome.status.placement = problem == nil && !restoreOnly ? w.placement.status : nil
+    // Hooks: the newest hooked run's record (written on its Job by the hook runner) and HooksPermitted.
+    let hooked = BackupPolicyChildren.hasHooks(policy) && !restoreOnly
+    let hookState = HookLogic.lastHooks(
+      runs: w.runs.map { ($0.jobName, $0.startTime, $0.annotations) }, hooked: hooked,
+      previous: policy.status?.lastHooks)
+    outcome.status.lastHooks = hookState.status
+    var hookConditions = outcome.status.conditions ?? []
+    if let (st, reason, message) = hookState.permitted {
+      hookConditions.setCondition(
+        type: BackupPolicyCondition.hooksPermitted, status: st, reason: reason, message: message,
+        observedGeneration: policy.metadata.generation, now: now)
+    } else {
+      hookConditions.removeAll { $0.type == BackupPolicyCondition.hooksPermitted }
+    }
+    outcome.status.conditions = hookConditions.isEmpty && outcome.status.conditions == nil ? nil : hookConditions
     if restoreOnly { RestoreOnlyStatus.apply(&outcome, policy: policy, now: now) }
     if outcome.status.repositoryIdentity != policy.status?.repositoryIdentity {
       // The children were built from the previous status: build them again with the pins (a status write alone

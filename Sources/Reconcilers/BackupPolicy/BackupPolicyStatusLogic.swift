@@ -57,6 +57,17 @@ public struct BackupRun: Sendable, Hashable {
         run.failureMessage = "container exited with code \(run.exitCode ?? -1) (\(reason))"
       }
     }
+    // A hooked run whose gate failed never started its engine: the gate's message says why (spec.hooks).
+    if run.state == .failed, run.result == nil {
+      for pod in pods {
+        for cs in pod[path: "status", "initContainerStatuses"]?.arrayValue ?? []
+        where cs["name"]?.stringValue == HookKeys.gateContainer {
+          guard let t = cs[path: "state", "terminated"], let code = t["exitCode"]?.intValue, code != 0 else { continue }
+          let message = t["message"]?.stringValue.map { String($0.prefix(1024)) } ?? "no message"
+          run.failureMessage = "the backup did not start: its hooks gate exited with \(code) (\(message))"
+        }
+      }
+    }
     return run
   }
 }

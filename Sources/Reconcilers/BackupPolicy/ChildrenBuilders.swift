@@ -488,14 +488,14 @@ public enum BackupPolicyChildren {
             MultiClaim.cronJob(namespace: policyNS, name: policy.name, claim: claim), component: "backup",
             schedule: input.effective.schedule.value, deadline: deadline,
             successful: Int64(spec.successfulJobsHistoryLimit ?? 3), failed: Int64(spec.failedJobsHistoryLimit ?? 3),
-            backoffLimit: 1, pod: claimPod, annotations: [MultiClaim.claimAnnotation: claim]))
+            backoffLimit: hasHooks(policy) ? 0 : 1, pod: claimPod, annotations: [MultiClaim.claimAnnotation: claim]))
       }
     } else {
       out.append(
         cronJob(
           names.backupCronJob, component: "backup", schedule: input.effective.schedule.value, deadline: deadline,
           successful: Int64(spec.successfulJobsHistoryLimit ?? 3), failed: Int64(spec.failedJobsHistoryLimit ?? 3),
-          backoffLimit: 1, pod: pod))
+          backoffLimit: hasHooks(policy) ? 0 : 1, pod: pod))
     }
 
     let prunePod = try prunePodTemplate(input, invocation: invocation, names: names, labels: with("prune"))
@@ -523,7 +523,7 @@ public enum BackupPolicyChildren {
             name: MultiClaim.runJob(namespace: policyNS, name: policy.name, claim: claim, token: token),
             namespace: workNS, labels: with("on-demand"), owner: owner,
             annotations: [ChildLabels.runToken: token, MultiClaim.claimAnnotation: claim]),
-          spec: JobSpec(backoffLimit: 1, template: runPod))
+          spec: JobSpec(backoffLimit: hasHooks(policy) ? 0 : 1, template: runPod))
         out.append(DesiredChild(resource: ChildResources.jobs, object: job))
       }
     } else if let token = input.runToken {
@@ -533,7 +533,7 @@ public enum BackupPolicyChildren {
         metadata: objectMeta(
           name: name, namespace: workNS, labels: with("on-demand"), owner: owner,
           annotations: [ChildLabels.runToken: token]),
-        spec: JobSpec(backoffLimit: 1, template: runPod))
+        spec: JobSpec(backoffLimit: hasHooks(policy) ? 0 : 1, template: runPod))
       out.append(DesiredChild(resource: ChildResources.jobs, object: job))
     }
     return out
@@ -770,6 +770,7 @@ public enum BackupPolicyChildren {
       c.securityContext = claimReaderSecurity(pvc, s)
       var template = podShell(
         input, names: names, labels: podLabels, volumes: volumes, containers: [c], runsAsRoot: pvc.runAsUser == 0)
+      if let hooks = spec.hooks, !hooks.isEmpty { addHooksGate(&template, hooks: hooks, settings: s) }
       ClaimPlacement.apply(placement, to: &template)
       return template
     }
@@ -821,6 +822,42 @@ public enum BackupPolicyChildren {
       "backup", settings: s, args: engineArgs, invocation: invocation, resources: resources, progress: true)
     engine.volumeMounts?.append(pipeMount)
     return podShell(input, names: names, labels: podLabels, volumes: volumes, containers: [dump, engine])
+  }
+
+  /// Whether the policy's backup runs have hooks (spec.hooks with a claim source, `pvc` or `claims`): their pods
+  /// start with the gate and their Jobs are not retried (backoffLimit 0: a second Pod would run the pre hooks again;
+  /// the next scheduled run is the retry). A multi-claim source runs the hooks around each claim's backup Job.
+  public static func hasHooks(_ policy: BackupPolicy) -> Bool {
+    guard let h = policy.spec.hooks, !h.isEmpty else { return false }
+    return policy.spec.source.setChoices.contains(where: \.mountsPolicyClaim)
+  }
+
+  /// The downward API volume of the gate: the Pod's annotations as a file, which the kubelet rewrites when they
+  /// change.
+  static let gateVolume: Volume =
+    Volume(
+      json: [
+        "name": .string(HookKeys.gateVolume),
+        "downwardAPI": ["items": [["path": "annotations", "fieldRef": ["fieldPath": "metadata.annotations"]]]],
+      ]) ?? Volume(name: HookKeys.gateVolume)
+
+  /// Adds the hooks gate to a backup pod: an init container from the engine image (`botrt-engine gate`) that waits
+  /// until the controller has run the pre hooks and marked the Pod's `dr.botrt.io/pre-hooks` annotation done; the
+  /// engine reads a file and nothing of Kubernetes, and the Pod keeps no ServiceAccount token.
+  static func addHooksGate(_ template: inout PodTemplateSpec, hooks: BackupHooks, settings s: ControllerSettings) {
+    let args = EngineGateArguments(
+      file: HookKeys.gateFile, key: HookKeys.pre, messageKey: HookKeys.preMessage,
+      timeoutSeconds: HookKeys.gateTimeoutSeconds(hooks))
+    let gate = Container(
+      name: HookKeys.gateContainer, image: s.engineImage, command: [s.enginePath], args: args.argv,
+      volumeMounts: [VolumeMount(name: HookKeys.gateVolume, mountPath: HookKeys.gateDirectory, readOnly: true)],
+      resources: ContainerResources(
+        requests: ["cpu": "10m", "memory": "16Mi"], limits: ["memory": "64Mi"]),
+      securityContext: containerSecurity(s), terminationMessagePolicy: "File")
+    guard var spec = template.spec else { return }
+    spec.initContainers = (spec.initContainers ?? []) + [gate]
+    spec.volumes = (spec.volumes ?? []) + [gateVolume]
+    template.spec = spec
   }
 
   /// A one-off engine Job of the policy (`rotate-keys`, `delete-repository`) with the backup pod's identity,
