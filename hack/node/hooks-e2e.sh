@@ -246,6 +246,9 @@ k get events --field-selector involvedObject.name=abort -o jsonpath='{range .ite
   grep -qx HookFailed || fail "abort: no HookFailed Event"
 
 log "6. a namespace without the RoleBinding: the apiserver refuses, HooksPermitted=False names it, no backup runs"
+# The first namespace's policies go while their controller still runs (it removes their finalizers); deleted after
+# it stopped, each would wait out the delete's timeout.
+k delete backuppolicies --all --timeout=60s >/dev/null
 kill -TERM "$NODE_CONTROLLER_PID"
 wait "$NODE_CONTROLLER_PID" || true
 NODE_CONTROLLER_PID=""
