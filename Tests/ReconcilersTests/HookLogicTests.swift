@@ -340,4 +340,44 @@ import Testing
     #expect(HookKeys.gateTimeoutSeconds(eight) == 8 * 3600 + 300)
     #expect(HookKeys.gateTimeoutSeconds(BackupHooks(pre: [hook("d")])) == 360)
   }
+
+  /// A hostile tenant: a Job in its own namespace labelled as another namespace's hooked policy's backup run is not
+  /// that policy's run (the runner would otherwise exec that policy's hook commands and record its Events); the
+  /// policy's own Job, in the policy's namespace, is.
+  @Test func aJobLabelledAsAnotherNamespacesPolicyIsNotItsRun() {
+    func job(namespace: String?) -> JSONValue {
+      var meta: [String: JSONValue] = [
+        "name": "run-1",
+        "labels": .object([
+          ChildLabels.component: "backup", ChildLabels.policyNamespace: "shop", ChildLabels.policyName: "db",
+        ]),
+      ]
+      if let namespace { meta["namespace"] = .string(namespace) }
+      return ["metadata": .object(meta)]
+    }
+    let own = HookRunner.policyKey(ofJob: job(namespace: "shop"))
+    #expect(own?.namespace == "shop" && own?.name == "db")
+    #expect(HookRunner.policyKey(ofJob: job(namespace: "tenant")) == nil)
+    #expect(HookRunner.policyKey(ofJob: job(namespace: nil)) == nil)
+  }
+
+  /// Two runs started in the same second (start times have whole seconds, and names are hashes): the newest is the
+  /// one whose record the runner wrote last, whatever the names' order.
+  @Test func ofTwoRunsStartedInOneSecondTheLastWrittenRecordIsTheNewest() {
+    let start = Date(timeIntervalSince1970: 1_800_000_000)
+    let record = #"{"job":"x","pre":"Done"}"#
+    let earlier: [String: String] = [
+      HookKeys.record: record, HookKeys.recordTime: HookLogic.formatRecordTime(start.addingTimeInterval(0.2)),
+    ]
+    let later: [String: String] = [
+      HookKeys.record: record, HookKeys.recordTime: HookLogic.formatRecordTime(start.addingTimeInterval(0.7)),
+      HookKeys.forbidden: "exec was refused",
+    ]
+    for (a, b) in [("run-aaa", "run-zzz"), ("run-zzz", "run-aaa")] {
+      let r = HookLogic.lastHooks(
+        runs: [(name: a, start: start, annotations: later), (name: b, start: start, annotations: earlier)],
+        hooked: true, previous: nil)
+      #expect(r.permitted?.1 == "HooksForbidden", "\(a) written last")
+    }
+  }
 }

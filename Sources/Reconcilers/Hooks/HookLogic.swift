@@ -15,6 +15,9 @@ public enum HookKeys {
   public static let record = "dr.botrt.io/hooks"
   /// The backup Job's annotation, set when exec or the Pod patch was refused: the message of HooksPermitted=False.
   public static let forbidden = "dr.botrt.io/hooks-forbidden"
+  /// When the hook runner last wrote the Job's record (RFC 3339 with fractional seconds): which of two runs started
+  /// in the same second ran its hooks last.
+  public static let recordTime = "dr.botrt.io/hooks-time"
   /// The gate init container.
   public static let gateContainer = "hooks-gate"
   /// The downward API volume with the Pod's annotations.
@@ -340,9 +343,12 @@ public enum HookLogic {
     runs: [(name: String, start: Date?, annotations: [String: String])], hooked: Bool, previous: HookRunStatus?
   ) -> (status: HookRunStatus?, permitted: (ConditionStatus, String, String)?) {
     let withRecord = runs.filter { $0.annotations[HookKeys.record] != nil || $0.annotations[HookKeys.forbidden] != nil }
-    // A Job the job controller has not started yet is the newest of all.
+    // A Job the job controller has not started yet is the newest of all. Start times have whole seconds: of two runs
+    // started in the same second, the one whose record was written last (names are hashes, in no order).
+    func written(_ a: [String: String]) -> Date { a[HookKeys.recordTime].flatMap(parseRecordTime) ?? .distantPast }
     let newest = withRecord.max {
-      ($0.start ?? .distantFuture, $0.name) < ($1.start ?? .distantFuture, $1.name)
+      ($0.start ?? .distantFuture, written($0.annotations), $0.name)
+        < ($1.start ?? .distantFuture, written($1.annotations), $1.name)
     }
     let status = newest.flatMap { record($0.annotations) } ?? previous
     guard hooked else { return (status, nil) }
@@ -353,5 +359,18 @@ public enum HookLogic {
       return (status, (.true, "HooksRan", "the controller ran the hooks of Job \(newest!.name)"))
     }
     return (status, (.unknown, "NoHookedRunYet", "no backup with hooks ran yet"))
+  }
+
+  /// `HookKeys.recordTime`'s format.
+  public static func formatRecordTime(_ d: Date) -> String {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return f.string(from: d)
+  }
+
+  static func parseRecordTime(_ s: String) -> Date? {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return f.date(from: s)
   }
 }

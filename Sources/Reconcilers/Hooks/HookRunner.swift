@@ -67,12 +67,21 @@ public final class HookRunner: Sendable {
 
   /// The policy a Job belongs to, when it is a backup run (component backup or on-demand).
   func policy(of job: JSONValue) -> BackupPolicy? {
+    Self.policyKey(ofJob: job).flatMap { policies.get($0) }
+  }
+
+  /// The policy a backup Job names in its labels, only when the Job is in that policy's namespace: hooks are for
+  /// `pvc` and `claims` sources, whose backup Jobs run in the policy's own namespace. Labels are anyone's to write:
+  /// a Job of another namespace that names a policy (a tenant's, labelled as another namespace's hooked policy) is
+  /// not that policy's run, and its hooks are not run for it.
+  public static func policyKey(ofJob job: JSONValue) -> ObjectKey? {
     let labels = job[path: "metadata", "labels"]
     guard let component = labels?[ChildLabels.component]?.stringValue, ["backup", "on-demand"].contains(component),
       let ns = labels?[ChildLabels.policyNamespace]?.stringValue,
-      let name = labels?[ChildLabels.policyName]?.stringValue
+      let name = labels?[ChildLabels.policyName]?.stringValue,
+      job[path: "metadata", "namespace"]?.stringValue == ns
     else { return nil }
-    return policies.get(ObjectKey(namespace: ns, name: name))
+    return ObjectKey(namespace: ns, name: name)
   }
 
   public func reconcile(_ key: ObjectKey, _ store: Store<Unstructured>) async throws -> ReconcileResult {
@@ -291,7 +300,9 @@ public final class HookRunner: Sendable {
   /// Writes the Job's hook record and `extra` annotations.
   func patchJob(_ ns: String, _ name: String, _ record: HookRunStatus, extra: [String: String]) async throws {
     let text = String(decoding: try KubeJSON.encoder().encode(record), as: UTF8.self)
-    var annotations: [String: JSONValue] = [HookKeys.record: .string(text)]
+    var annotations: [String: JSONValue] = [
+      HookKeys.record: .string(text), HookKeys.recordTime: .string(HookLogic.formatRecordTime(now())),
+    ]
     for (k, v) in extra { annotations[k] = .string(v) }
     _ = try await client.patch(
       ChildResources.jobs, namespace: ns, name: name, .merge(["metadata": ["annotations": .object(annotations)]]),
