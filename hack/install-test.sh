@@ -92,7 +92,7 @@ cleanup() {
   # Everything manifests/ created but the CRDs (other steps and tests use them).
   "$KUBECTL" delete namespace "$APP_NS" "$SYS_NS" botrt-backup --wait=false >/dev/null 2>&1
   "$KUBECTL" delete clusterrole,clusterrolebinding botrt-controller >/dev/null 2>&1
-  "$KUBECTL" delete clusterrole botrt-edit botrt-view >/dev/null 2>&1
+  "$KUBECTL" delete clusterrole botrt-edit botrt-view botrt-hook-executor >/dev/null 2>&1
   "$KUBECTL" delete namespace -l "dr.botrt.io/drill-namespace=$APP_NS" --wait=false >/dev/null 2>&1
   "$KUBECTL" delete crd prometheusrules.monitoring.coreos.com servicemonitors.monitoring.coreos.com \
     podmonitors.monitoring.coreos.com --ignore-not-found >/dev/null 2>&1
@@ -130,6 +130,7 @@ want = {("Namespace", "", "botrt-system"), ("ServiceAccount", "botrt-system", "b
         ("ClusterRole", "", "botrt-controller"), ("ClusterRoleBinding", "", "botrt-controller"),
         ("Role", "botrt-system", "botrt-leader-election"), ("RoleBinding", "botrt-system", "botrt-leader-election"),
         ("ClusterRole", "", "botrt-edit"), ("ClusterRole", "", "botrt-view"),
+        ("ClusterRole", "", "botrt-hook-executor"),
         ("Deployment", "botrt-system", "botrt-controller"), ("Service", "botrt-system", "botrt-controller-metrics"),
         ("NetworkPolicy", "botrt-system", "botrt-controller"),
         ("CustomResourceDefinition", "", "backuppolicies.dr.botrt.io"),
