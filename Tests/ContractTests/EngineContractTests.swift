@@ -175,8 +175,8 @@ func checkPlan(_ plan: RecoveryPlan, policies: [String: BackupPolicy]) throws {
   }
   for step in try RecoveryPlanLogic.steps(plan.spec) where [.restore, .verify].contains(step.step.action) {
     let body = try RecoveryJobs.stepJob(step, jobName: "step-\(step.index)", ctx: ctx)
-    if step.step.restore?.into.pvc?.namespace != nil {
-      #expect(body[path: "metadata", "namespace"]?.stringValue == step.step.restore?.into.pvc?.namespace)
+    if let ns = step.step.restore?.into.pvc?.namespace ?? step.step.restore?.into.objects?.namespace {
+      #expect(body[path: "metadata", "namespace"]?.stringValue == ns)
     }
     let runs = engineRuns(body, name: "\(plan.metadata.name ?? "") \(step.field)")
     #expect(!runs.isEmpty || step.step.verify?.policyRef == nil, "\(step.field): runs the engine")
@@ -318,6 +318,16 @@ func tablePolicies() -> [BackupPolicy] {
       if p.spec.source.pvc != nil {
         let h = BackupHook(name: "freeze", podSelector: HookPodSelector(matchLabels: ["app": "db"]), command: ["sync"])
         p.spec.hooks = BackupHooks(pre: [h], post: [h])
+        // Kubernetes objects in the claim's snapshot (spec.objects): the engine backs up two paths, and plans
+        // restore the claim without the objects (--exclude-path) and the objects alone.
+        p.spec.objects =
+          i % 4 == 0
+          ? ObjectsBackupSpec()
+          : ObjectsBackupSpec(
+            excludeKinds: ["Secret"], customResources: [CustomResourceKind(group: "example.io", kind: "Widget")],
+            selector: ClaimSelector(
+              matchLabels: ["app": "shop"],
+              matchExpressions: [ClaimSelectorRequirement(key: "tier", operator: "In", values: ["web", "db"])]))
       }
       // Private CAs (--cacert) on odd rows; the repository's pins (--expect-*) on every third.
       if i % 2 == 1 { p.spec.caSecretRef = SecretReference(name: "private-ca") }
@@ -402,6 +412,22 @@ func planFor(_ p: BackupPolicy) -> RecoveryPlan {
           into: RestoreDestination(
             pvc: RestorePVC(
               claimName: "data", runAsUser: 0, namespace: "shop-dr", create: RestoreClaimCreate(size: "1Gi"))))))
+  }
+  // Kubernetes objects (spec.objects): re-created in the plan's namespace, and in another one (the Job runs there).
+  if p.spec.objects != nil {
+    steps.append(
+      RecoveryStep(
+        name: "restore-objects", action: .restore,
+        restore: RestoreStepSpec(policyRef: ref, into: RestoreDestination(objects: RestoreObjects()))))
+    if p.spec.repository.local?.claimName == nil {
+      steps.append(
+        RecoveryStep(
+          name: "restore-objects-elsewhere", action: .restore,
+          restore: RestoreStepSpec(
+            policyRef: ref, snapshot: "abc123",
+            into: RestoreDestination(
+              objects: RestoreObjects(namespace: "shop-dr", kinds: ["ConfigMap", "Deployment.apps"])))))
+    }
   }
   // From the replica, when the policy has one (the primary's region is down): latest, before a time, the primary's
   // id of its copy, and a verify of the replica.
