@@ -143,13 +143,13 @@ public enum ObjectsMain {
     }
   }
 
-  /// The result as one JSON line (sorted keys), on stdout and in the result file.
+  /// The result as one JSON line (sorted keys), on stdout and, cut to fit a termination message, in the result file.
   static func emit(_ result: ObjectsResult, resultFile: String?) throws {
     let line = resultLine(result)
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
     if let f = resultFile {
       do {
-        try Data(line.utf8).write(to: URL(fileURLWithPath: f))
+        try Data(fittedLine(result).utf8).write(to: URL(fileURLWithPath: f))
       } catch {
         throw ObjectsFailure(code: ObjectsExitCode.usage, message: "--\(ObjectsFlag.resultFile) \(f): \(error)")
       }
@@ -161,6 +161,43 @@ public enum ObjectsMain {
     enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     guard let d = try? enc.encode(result) else { return "{}" }
     return String(decoding: d, as: UTF8.self)
+  }
+
+  /// The result line cut to at most `maxBytes` (the kubelet keeps 4096 bytes of a termination message): each failure's
+  /// message shortened, then the last skipped names and failures replaced by a count ("and N more"), so that what
+  /// the controller reads is still JSON with the counts and the first names.
+  public static func fittedLine(_ result: ObjectsResult, maxBytes: Int = EngineResult.terminationMessageLimit) -> String
+  {
+    var line = resultLine(result)
+    if line.utf8.count <= maxBytes { return line }
+    var r = result
+    r.failures = r.failures.map { f in
+      var f = f
+      if f.message.count > 200 { f.message = String(f.message.prefix(200)) + "..." }
+      return f
+    }
+    var droppedSkipped = 0
+    var droppedFailures = 0
+    func render() -> String {
+      var x = r
+      if droppedSkipped > 0 { x.skipped.append("and \(droppedSkipped) more") }
+      if droppedFailures > 0 {
+        x.failures.append(ObjectsResult.Failure(object: "", message: "and \(droppedFailures) more failures"))
+      }
+      return resultLine(x)
+    }
+    line = render()
+    while line.utf8.count > maxBytes && !r.skipped.isEmpty {
+      r.skipped.removeLast()
+      droppedSkipped += 1
+      line = render()
+    }
+    while line.utf8.count > maxBytes && !r.failures.isEmpty {
+      r.failures.removeLast()
+      droppedFailures += 1
+      line = render()
+    }
+    return line
   }
 
   static func reportParserOutcome(_ error: Error) -> Int32 {

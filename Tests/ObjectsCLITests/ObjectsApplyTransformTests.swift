@@ -1,4 +1,5 @@
 import EngineContract
+import Foundation
 import KubeCore
 import ObjectsCLI
 import Testing
@@ -232,5 +233,32 @@ import Testing
     for bad in ["", "/etc/passwd", "../x.json", "core/../../x", "core//x.json", "core/Secret/"] {
       #expect(!ApplyTransform.isSafeRelativePath(bad), "\(bad) accepted")
     }
+  }
+}
+
+/// The result file is the container's termination message, of which the kubelet keeps 4096 bytes.
+@Suite struct ObjectsResultLineTests {
+  @Test func aLongResultIsCutToFitTheTerminationMessage() throws {
+    let failures = (0..<300).map {
+      ObjectsResult.Failure(
+        object: "ConfigMap/cm-\($0)", message: "422 Invalid: " + String(repeating: "x", count: $0 == 0 ? 1000 : 80))
+    }
+    let skipped = (0..<100).map { "Secret/app-token-\($0)" }
+    let r = ObjectsResult(command: "apply", objects: 7, existing: 2, skipped: skipped, failures: failures)
+    #expect(ObjectsMain.resultLine(r).utf8.count > 4096)
+    let line = ObjectsMain.fittedLine(r)
+    #expect(line.utf8.count <= 4096)
+    let back = try JSONDecoder().decode(ObjectsResult.self, from: Data(line.utf8))
+    #expect(back.objects == 7 && back.existing == 2)
+    #expect(back.skipped.last?.hasPrefix("and ") == true && back.skipped.last?.hasSuffix(" more") == true)
+    #expect(back.failures.first?.object == "ConfigMap/cm-0")
+    #expect(back.failures.first.map { $0.message.count <= 203 } == true)
+    let last = try #require(back.failures.last)
+    #expect(last.object == "" && last.message.hasSuffix("more failures"))
+    let more = Int(last.message.split(separator: " ")[1]) ?? -1
+    #expect(back.failures.count - 1 + more == 300)
+    // A short result is written as it is.
+    let short = ObjectsResult(command: "export", objects: 3)
+    #expect(ObjectsMain.fittedLine(short) == ObjectsMain.resultLine(short))
   }
 }
