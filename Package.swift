@@ -9,6 +9,7 @@ let package = Package(
   products: [
     .executable(name: "botrt-controller", targets: ["botrt-controller"]),
     .executable(name: "botrt-engine", targets: ["botrt-engine"]),
+    .executable(name: "botrt-objects", targets: ["botrt-objects"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -78,6 +79,18 @@ let package = Package(
       ],
       swiftSettings: swiftSettings),
     .executableTarget(name: "botrt-engine", dependencies: ["EngineCLI"], swiftSettings: swiftSettings),
+
+    // The job image's second executable: exports a namespace's Kubernetes objects to a directory and re-creates them
+    // (the engine backs the directory up and restores it). Kubernetes code, so its own targets, never the engine's.
+    .target(
+      name: "ObjectsCLI",
+      dependencies: [
+        "KubeCore", "KubeClient", "EngineContract",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: swiftSettings),
+    .executableTarget(name: "botrt-objects", dependencies: ["ObjectsCLI"], swiftSettings: swiftSettings),
     // Fuzz targets for the parsers of untrusted bytes, the engine's and the controller's: replays a corpus when
     // built normally; hack/fuzz.sh builds it with libFuzzer. Its own executable, so it may link both sides (the
     // engine still never imports a Kubernetes module).
@@ -116,6 +129,10 @@ let package = Package(
       dependencies: [
         "BackupEngine", "CurlHTTP", "EngineCLI", "EngineContract", "Reconcilers", "DRAPI", "KubeCore", "KubeRuntime",
       ]),
+    // The objects CLI: the apply transform (pure) and the built botrt-objects against the control plane.
+    .testTarget(
+      name: "ObjectsCLITests",
+      dependencies: ["ObjectsCLI", "EngineContract", "KubeClient", "KubeCore", "botrt-objects"]),
     // Every committed fuzz input (Fuzz/corpus/TARGET) replayed through the built botrt-fuzz.
     .testTarget(name: "FuzzCorpusTests", dependencies: ["botrt-fuzz"]),
     // The controller's Jobs fed to the engine's real parser; the shared duration grammar.

@@ -8,6 +8,7 @@ For each of images/controller and images/engine:
     Package.swift declares, and installs it under /out at the entrypoint's path;
   - the final stage copies exactly that file from the build stage, runs as a numeric non-root USER uid:gid, and its
     ENTRYPOINT is ["/usr/local/bin/<product>"];
+  - the engine image carries botrt-objects at /usr/local/bin/botrt-objects the same way (EXTRA_PRODUCTS);
   - the runtime stage installs the shared libraries the product needs, and no compiler or -dev package; with
     --bin-path, the built product's direct dependencies (readelf -d) are compared with them (Swift's runtime
     libraries are replaced by their own dependencies: the release build links them statically);
@@ -37,6 +38,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
                 "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
 PRODUCTS = {"controller": "botrt-controller", "engine": "botrt-engine"}
+# Further products an image carries beside its entrypoint, in the same directory (the Jobs run them with `command:`):
+# each is built and installed by the build stage, copied by a `FROM scratch` stage, and copied by the final stage to
+# the same path, like the entrypoint's product.
+EXTRA_PRODUCTS = {"engine": ["botrt-objects"]}
 # Shared libraries a product may need, and the Debian (bookworm) package that provides each. The base
 # (debian:bookworm-slim) already has libc6, libgcc-s1, libstdc++6, zlib1g and libzstd1.
 BASE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g", "libzstd1"}
@@ -168,6 +173,24 @@ def check_image(kind: str, product: str, bin_path: str | None, declared: set[str
     if not any(re.fullmatch(rf"--from=(\S+)\s+/out{re.escape(entry_path)}\s+{re.escape(entry_path)}", c)
                and re.fullmatch(r"--from=(\S+).*", c).group(1) in sources for c in copies):
         problem(path, f"the final stage does not COPY --from={build['name']} /out{entry_path} {entry_path}")
+    extras = EXTRA_PRODUCTS.get(kind, [])
+    for extra in extras:
+        extra_path = f"/usr/local/bin/{extra}"
+        if extra not in declared:
+            problem(path, f"Package.swift declares no executable product {extra}")
+        builds = [m.group(1).split() for m in re.finditer(r"swift build ([^&;]*)", runs)]
+        if not any(f[i:i + 2] == ["--product", extra] for f in builds for i in range(len(f))):
+            problem(path, f"the build stage does not `swift build --product {extra}`")
+        if f"/out{extra_path}" not in runs:
+            problem(path, f"the build stage does not install {extra} at /out{extra_path}")
+        for st in stages[1:-1]:
+            if st["base"] == "scratch":
+                if not any(re.fullmatch(rf"\S+\s+/out{re.escape(extra_path)}", rest)
+                           for _, i, rest in st["instructions"] if i == "COPY"):
+                    problem(path, f"stage {st['name']} does not COPY {extra} to /out{extra_path}")
+        if not any(re.fullmatch(rf"--from=(\S+)\s+/out{re.escape(extra_path)}\s+{re.escape(extra_path)}", c)
+                   and re.fullmatch(r"--from=(\S+).*", c).group(1) in sources for c in copies):
+            problem(path, f"the final stage does not COPY --from={build['name']} /out{extra_path} {extra_path}")
     users = [rest for _, i, rest in fin if i == "USER"]
     uid = None
     if not users:
@@ -190,7 +213,8 @@ def check_image(kind: str, product: str, bin_path: str | None, declared: set[str
     for p in sorted(need - installed):
         problem(path, f"the runtime stage does not install {p}")
     if bin_path:
-        check_libraries(path, os.path.join(bin_path, product), installed | BASE_PACKAGES)
+        for p in [product] + extras:
+            check_libraries(path, os.path.join(bin_path, p), installed | BASE_PACKAGES)
     return {"uid": uid, "entrypoint": entry_path}
 
 

@@ -4,7 +4,8 @@
 #
 #   botrt.local/pause:1.20.2         Kubernetes' pause (build/pause of the source tree), the pods' sandbox
 #   debian:bookworm-slim             the Containerfiles' base: a Debian bookworm minbase from mmdebstrap (cached)
-#   botrt.local/botrt-engine:dev     images/engine/Containerfile, PRODUCTS=prebuilt
+#   botrt.local/botrt-engine:dev     images/engine/Containerfile, PRODUCTS=prebuilt (botrt-engine and, beside it,
+#                                    botrt-objects)
 #   botrt.local/botrt-controller:dev images/controller/Containerfile, PRODUCTS=prebuilt
 #   botrt.local/postgres:15          hack/images/postgres/Containerfile: Debian's PostgreSQL on the same base, the
 #                                    stand-in for a stock database image (no libcurl, libyaml or zstd of its own)
@@ -85,12 +86,13 @@ if ! have_image localhost/debian:bookworm-slim; then
 fi
 
 # 2. The products, release and with Swift's runtime linked in, as the Containerfiles' build stage makes them.
-log "building botrt-engine and botrt-controller (release, --static-swift-stdlib) in $SCRATCH"
+log "building botrt-engine, botrt-objects and botrt-controller (release, --static-swift-stdlib) in $SCRATCH"
 swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product botrt-engine
+swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product botrt-objects
 swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product botrt-controller
 bin="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)"
 mkdir -p .local/images/products
-install -m 0755 "$bin/botrt-engine" "$bin/botrt-controller" .local/images/products/
+install -m 0755 "$bin/botrt-engine" "$bin/botrt-objects" "$bin/botrt-controller" .local/images/products/
 
 # 3. The recipes. --network=host: their RUN steps install Debian's packages from the mirror.
 build() { # TAG FILE [ARGS]

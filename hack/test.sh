@@ -149,6 +149,9 @@ export BOTRT_ENGINE_BIN="$BIN_PATH/botrt-engine"
 # The controller's reliability tests (Tests/ControllerIntegrationTests/Reliability) run the built process; here with
 # small counts (3 SIGKILLs, 1 apiserver restart), hack/reliability.sh raises them.
 export BOTRT_CONTROLLER_BIN="$BIN_PATH/botrt-controller"
+# The objects CLI's integration tests (Tests/ObjectsCLITests) run the built botrt-objects against the control plane.
+export BOTRT_OBJECTS_BIN="$BIN_PATH/botrt-objects"
+[[ -x "$BOTRT_OBJECTS_BIN" ]] || record objects-binary FAIL "$BOTRT_OBJECTS_BIN was not built"
 
 # 5. Tests, serially: integration tests share one apiserver, and one of them restarts it.
 # The custom-resource-path matrix (Tests/ControllerIntegrationTests/CustomResourcePathTests.swift) runs its 1.20 leg

@@ -1,0 +1,4 @@
+import Foundation
+import ObjectsCLI
+
+exit(await ObjectsMain.run(Array(CommandLine.arguments.dropFirst())))
