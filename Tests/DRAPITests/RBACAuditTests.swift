@@ -118,7 +118,9 @@ import Testing
         #expect(!rules.contains(word), "\(name) grants \(word)")
       }
     }
-    #expect(try #require(doc("botrt-objects-restorer-standard")).contains("rbac.authorization.k8s.io") == false)
+    #expect(
+      try #require(doc("botrt-objects-restorer-standard")).contains("apiGroups: [\"rbac.authorization.k8s.io\"]")
+        == false)
     // The aggregating roles take only what is labelled for them.
     #expect(doc("botrt-objects-reader")?.contains("dr.botrt.io/aggregate-to-objects-reader: \"true\"") == true)
     #expect(doc("botrt-objects-restorer")?.contains("dr.botrt.io/aggregate-to-objects-restorer: \"true\"") == true)
