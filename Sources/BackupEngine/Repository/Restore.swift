@@ -421,7 +421,9 @@ extension Repository {
     let targetsC = targets
     targets = []
     let filesC = fileNodes
-    let local = self.store as? LocalStore
+    // Reads straight from a local repository's files, also when it is opened read-only (`--read-only` wraps it in a
+    // ReadOnlyStore, which refuses writes only; reads may bypass it).
+    let local = (self.store as? LocalStore) ?? ((self.store as? ReadOnlyStore)?.base as? LocalStore)
     await runThreads(max(1, options.workers), name: "restore") { _ in
       let dirs = RestoreDirCache(root: root)
       do {
