@@ -153,6 +153,16 @@ struct Exporter {
           message: "--\(ObjectsFlag.selector): the apiserver rejected it: \(e.apiError?.message ?? "\(e)")")
       } catch let e as KubeError where e.isRetryable || e.isUnauthorized {
         throw ObjectsFailure(code: ObjectsExitCode.failed, message: "listing \(kind): \(e)")
+      } catch let e as KubeError where e.isForbidden {
+        // The grant never came: the kind is not in botrt-objects-reader (a custom resource needs an aggregated
+        // ClusterRole), or the run's RoleBinding is missing.
+        failures.append(
+          .init(
+            object: kind.description,
+            message: "list is forbidden: \(e.apiError?.message ?? "\(e)"); the backup ServiceAccount reads through "
+              + "the ClusterRole botrt-objects-reader: for a custom resource, label a ClusterRole granting get and "
+              + "list on it dr.botrt.io/aggregate-to-objects-reader: \"true\" (manifests/rbac/objects.yaml)"))
+        continue
       } catch {
         failures.append(.init(object: kind.description, message: "list failed: \(error)"))
         continue
