@@ -204,8 +204,9 @@ for _ in $(seq 1 180); do
   sleep 1
 done
 [[ -n "$SNAP" ]] || fail "the backup made no snapshot: $(jp '{.status.conditions}')"
-pod="$(kubectl -n "$BACKUP_NS" get pods -l dr.botrt.io/component=on-demand -o jsonpath='{.items[0].metadata.name}')"
-export_result="$(kubectl -n "$BACKUP_NS" get pod "$pod" \
+# A claim's backup pod runs in the claim's namespace.
+pod="$(ks get pods -l dr.botrt.io/component=on-demand -o jsonpath='{.items[0].metadata.name}')"
+export_result="$(ks get pod "$pod" \
   -o jsonpath='{.status.initContainerStatuses[?(@.name=="objects")].state.terminated.message}')"
 python3 - "$export_result" <<'PY' || fail "the export's result: $export_result"
 import json, sys
@@ -215,7 +216,7 @@ r = json.loads(sys.argv[1].strip().splitlines()[-1])
 assert r["command"] == "export" and r["objects"] >= 9 and not r["failures"], r
 PY
 # Only the objects container mounts a token; the engine's never does.
-mounts="$(kubectl -n "$BACKUP_NS" get pod "$pod" -o jsonpath='{range .spec.containers[*]}{.name}:{.volumeMounts[*].mountPath}{"\n"}{end}')"
+mounts="$(ks get pod "$pod" -o jsonpath='{range .spec.containers[*]}{.name}:{.volumeMounts[*].mountPath}{"\n"}{end}')"
 [[ "$mounts" != *serviceaccount* ]] || fail "the engine container mounts a ServiceAccount token: $mounts"
 for _ in $(seq 1 60); do
   ks get rolebindings -l dr.botrt.io/component=run-access -o name | grep -q . || break
