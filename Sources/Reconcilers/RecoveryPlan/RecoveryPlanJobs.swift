@@ -31,6 +31,9 @@ public struct JobObservation: Sendable, Hashable {
   public var containers: [String: Terminated]
   /// Why the Job failed (its Failed condition, or the Pod's reason).
   public var failureMessage: String?
+  /// The newest Pod that has not ended (Pending while its init containers run, or Running): the one whose log
+  /// a running restore's progress is read from.
+  public var activePod: String?
 
   public init(
     name: String, state: State, startTime: Date? = nil, finishTime: Date? = nil, containers: [String: Terminated] = [:],
@@ -64,6 +67,9 @@ public struct JobObservation: Sendable, Hashable {
     }
     guard let newest = pods.max(by: { created($0) < created($1) }) else { return o }
     let pod = PodStatus.of(newest)
+    if o.state == .running, pod.phase == "Pending" || pod.phase == "Running" {
+      o.activePod = newest[path: "metadata", "name"]?.stringValue
+    }
     // Init containers first, then the regular ones: a name in both keeps the regular container's state.
     for cs in (pod.initContainerStatuses ?? []) + (pod.containerStatuses ?? []) {
       guard let t = cs.terminated else { continue }
@@ -237,15 +243,19 @@ public enum RecoveryJobs {
     let snap = snapshotArgument(snapshot: snapshot, beforeTime: spec.beforeTime)
     let tags = try claimTags(spec, policy: p, snapshot: snap, field: field)
     func restore(_ output: EngineRestoreArguments.Output, stripComponents: Int = 0) -> [String] {
-      EngineArguments.restore(
-        EngineRestoreArguments(
-          common: inv.common, snapshot: snap, requireSnapshot: ctx.requireSnapshot, output: output,
-          stripComponents: stripComponents, tags: tags)
-      ).argv
+      var a = EngineRestoreArguments(
+        common: inv.common, snapshot: snap, requireSnapshot: ctx.requireSnapshot, output: output,
+        stripComponents: stripComponents, tags: tags)
+      // Progress lines in the restore container's log, which the controller reads into the step's status.progress
+      // (`RecoveryPlanLogic.progressReads`).
+      a.common.progress = true
+      return EngineArguments.restore(a).argv
     }
     var volumes: [Volume] = [tmpVolume] + BackupPolicyChildren.typed(inv.volumes)
     var mounts: [VolumeMount] = [tmpMount] + BackupPolicyChildren.typed(inv.mounts)
     let invEnv: [EnvVariable] = BackupPolicyChildren.typed(inv.env)
+    // The rate of the progress lines (`EngineProgress.jobFramesPerSecond`), for the engine's restore container.
+    let engineEnv = baseEnv + [BackupPolicyChildren.progressEnv] + invEnv
     // Into a claim, a command, or (none set) an emptyDir.
     let into = try spec.into.atMostOne(at: "\(field).into")
     if case .command(let command)? = into {
@@ -276,7 +286,7 @@ public enum RecoveryJobs {
       volumes.append(Volume(name: "stage", emptyDir: EmptyDirVolumeSource()))
       let stage = VolumeMount(name: "stage", mountPath: stagePath)
       let restore = Container(
-        name: name, image: s.engineImage, command: [s.enginePath], args: engineArgs, env: baseEnv + invEnv,
+        name: name, image: s.engineImage, command: [s.enginePath], args: engineArgs, env: engineEnv,
         volumeMounts: mounts + [stage], securityContext: security(s), terminationMessagePolicy: "File")
       let load = Container(
         name: name + "-load", image: command.image, command: ["sh", "-c", script],
@@ -300,7 +310,7 @@ public enum RecoveryJobs {
       args: restore(
         .target(restorePath),
         stripComponents: spec.into.pvc != nil && (p.spec.source.pvc != nil || p.spec.source.claims != nil) ? 1 : 0),
-      env: baseEnv + invEnv, volumeMounts: mounts, securityContext: restoreSecurity(spec.into.pvc, s),
+      env: engineEnv, volumeMounts: mounts, securityContext: restoreSecurity(spec.into.pvc, s),
       terminationMessagePolicy: "File")
     // A restore with its own identity on a claim must not have the kubelet change the group of the claim's files
     // at mount time (fsGroup): the restored owners are the point.
