@@ -62,7 +62,7 @@ jp() { k get backuppolicy data -o jsonpath="$1"; }
 replica() { jp "{.status.replicas[?(@.name==\"$1\")].$2}"; }
 
 kubectl apply -f "$REPO/crds/" >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io >/dev/null
+TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io >/dev/null
 python3 - "$BUCKET" <<'EOF'
 import os, sys, boto3
 boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])

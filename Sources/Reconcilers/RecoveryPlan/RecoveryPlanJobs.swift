@@ -237,11 +237,13 @@ public enum RecoveryJobs {
     let snap = snapshotArgument(snapshot: snapshot, beforeTime: spec.beforeTime)
     let tags = try claimTags(spec, policy: p, snapshot: snap, field: field)
     func restore(_ output: EngineRestoreArguments.Output, stripComponents: Int = 0) -> [String] {
-      EngineArguments.restore(
-        EngineRestoreArguments(
-          common: inv.common, snapshot: snap, requireSnapshot: ctx.requireSnapshot, output: output,
-          stripComponents: stripComponents, tags: tags)
-      ).argv
+      var a = EngineRestoreArguments(
+        common: inv.common, snapshot: snap, requireSnapshot: ctx.requireSnapshot, output: output,
+        stripComponents: stripComponents, tags: tags)
+      // A claim's files go back without the snapshot's Kubernetes objects (spec.objects), which only an objects
+      // restore re-creates (and which must never land in a claim: Secrets are among them).
+      if stripComponents > 0 { a.excludePaths = [ObjectsLayout.snapshotEntry] }
+      return EngineArguments.restore(a).argv
     }
     var volumes: [Volume] = [tmpVolume] + BackupPolicyChildren.typed(inv.volumes)
     var mounts: [VolumeMount] = [tmpMount] + BackupPolicyChildren.typed(inv.mounts)
@@ -284,12 +286,31 @@ public enum RecoveryJobs {
         terminationMessagePolicy: "FallbackToLogsOnError")
       return ([], [restore, load], volumes, false)
     }
+    if case .objects(let objects)? = into {
+      guard p.spec.source.pvc != nil || p.spec.source.claims != nil else {
+        throw SpecError(
+          field: "\(field).into.objects",
+          message: "BackupPolicy '\(p.name)' backs up a dump command, whose snapshots hold no Kubernetes objects; "
+            + "objects are backed up with a claim source (spec.objects)")
+      }
+      // The engine restores the snapshot's objects into a memory-backed emptyDir; then `botrt-objects apply`,
+      // the only container with a ServiceAccount token, creates them in the Job's namespace.
+      volumes += [KubeObjects.objectsVolume, KubeObjects.tokenVolumeSource]
+      let objectsMount = VolumeMount(name: KubeObjects.volume, mountPath: ObjectsLayout.restoreRoot)
+      let restore = Container(
+        name: name, image: s.engineImage, command: [s.enginePath],
+        args: restore(.file(path: ObjectsLayout.snapshotEntry, into: ObjectsLayout.restoreRoot)),
+        env: baseEnv + invEnv, volumeMounts: mounts + [objectsMount], securityContext: security(s),
+        terminationMessagePolicy: "File")
+      let apply = KubeObjects.applyContainer(objects, namespace: ctx.namespace, settings: s)
+      return ([], [restore, apply], volumes, false)
+    }
     switch into {
     case .pvc(let pvc)?:
       volumes.append(Volume(name: "restore", persistentVolumeClaim: ClaimVolumeSource(claimName: pvc.claimName)))
       let sub = pvc.subPath.flatMap { $0.isEmpty ? nil : $0 }
       mounts.append(VolumeMount(name: "restore", mountPath: restorePath, subPath: sub))
-    case .command?, nil:  // a command returned above
+    case .command?, .objects?, nil:  // a command and objects returned above
       volumes.append(Volume(name: "restore", emptyDir: EmptyDirVolumeSource()))
       mounts.append(VolumeMount(name: "restore", mountPath: restorePath))
     }
@@ -485,10 +506,14 @@ public enum RecoveryJobs {
       }
       let jobCtx = try restoreContext(r, ctx: ctx, jobName: jobName, field: field)
       let parts = try restoreParts(spec: r, ctx: jobCtx, name: "restore", field: "\(field).restore")
-      return sequentialJob(
+      var job = sequentialJob(
         name: jobName, ctx: jobCtx, initContainers: parts.initContainers, steps: parts.containers,
         volumes: parts.volumes, activeDeadlineSeconds: step.timeoutSeconds, keepClaimGroups: parts.keepsClaimGroups
-      ).json
+      )
+      // Objects are created with the restore ServiceAccount (KubeObjects.restoreAccess), whose token only the
+      // objects container mounts.
+      if r.into.objects != nil { job.spec?.template.spec?.serviceAccountName = KubeObjects.restoreServiceAccount }
+      return job.json
     case .verify:
       let v = s.verify ?? VerifyStepSpec()
       let parts = try verifyParts(
