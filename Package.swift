@@ -138,6 +138,6 @@ let package = Package(
     // The controller's Jobs fed to the engine's real parser; the shared duration grammar.
     .testTarget(
       name: "ContractTests",
-      dependencies: ["EngineContract", "Reconcilers", "DRAPI", "KubeCore", "EngineCLI"]),
+      dependencies: ["EngineContract", "Reconcilers", "DRAPI", "KubeCore", "EngineCLI", "ObjectsCLI"]),
   ]
 )

@@ -628,6 +628,7 @@ def backup_policy_spec_schema():
                                   "RestoreOnly. Default: Backup.", enum=["Backup", "RestoreOnly"],
                                   default="Backup"),
                    "hooks": hooks_schema(),
+                   "objects": objects_backup_schema(),
                    "replicas": array("Further repositories the snapshots are copied to after each successful "
                                      "backup (`botrt-engine copy`, incremental), e.g. a second region or provider.",
                                      obj("One replica repository.", {
@@ -935,8 +936,9 @@ def backup_policy_status():
 # ---------------------------------------------------------------------------------------------
 # RecoveryPlan
 
-def restore_destination(desc, field):
-    return obj(desc, {
+def restore_destination(desc, field, objects=False):
+    names = ("pvc", "command", "objects") if objects else ("pvc", "command")
+    return obj(desc, dict({
         "pvc": obj("Restore the files into a PersistentVolumeClaim.", {
             "claimName": object_name("Name of the PersistentVolumeClaim (in the target namespace)."),
             "subPath": string("Directory inside the volume. Default: the volume's root.", maxLength=4096,
@@ -978,8 +980,78 @@ def restore_destination(desc, field):
                                  "fileName": string("Name of the stream inside the snapshot. Default: dump.",
                                                     maxLength=255, default="dump", pattern=r"^[^/]+$"),
                              }),
-    }, oneOf=one_of("pvc", "command"),
-        **{"x-kubernetes-validations": [exactly_one(field, "pvc", "command")]})
+    }, **({"objects": restore_objects_schema()} if objects else {})),
+        oneOf=one_of(*names), **{"x-kubernetes-validations": [exactly_one(field, *names)]})
+
+
+KIND_PATTERN = r"^[A-Z][A-Za-z0-9]*(\.[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"
+
+
+def kind_list(desc):
+    return array(desc, string("A kind: Kind for the core group (ConfigMap), Kind.group otherwise "
+                              "(Deployment.apps, Widget.example.io).", maxLength=317, pattern=KIND_PATTERN),
+                 maxItems=64)
+
+
+def restore_objects_schema():
+    return obj(
+        "Re-create the snapshot's Kubernetes objects (a BackupPolicy with spec.objects) in a namespace "
+        "(`botrt-objects apply`, in the job image). The engine restores the snapshot's _kubernetes entry into a "
+        "memory-backed emptyDir of the restore Job; its container then creates the objects there in dependency "
+        "order: ServiceAccounts, Secrets, ConfigMaps, Roles, RoleBindings, PersistentVolumeClaims, Services, "
+        "custom resources, Deployments, StatefulSets, DaemonSets, Ingresses. Each object loses what the server set "
+        "(uid, resourceVersion, generation, creationTimestamp, managedFields, status, ownerReferences, a "
+        "Service's clusterIP(s) and nodePorts, a claim's volumeName and binding annotations, a pod template's "
+        "nodeName, kubectl's last-applied-configuration); RoleBinding subjects of the source namespace are "
+        "mapped to the target. Not re-created: objects with a controller owner (their owner re-creates them), "
+        "ServiceAccount token Secrets and the kube-root-ca.crt ConfigMap. An object that exists is left "
+        "unchanged and counted as existing: restore a claim's data first (into.pvc with create), then the "
+        "objects, so that a restored Deployment mounts the restored claim. The step fails when an object could "
+        "not be created, naming it; the others stay. Its container, the only one with a token, runs as the "
+        "ServiceAccount botrt-objects-restore of the target namespace (created by the controller), which a "
+        "RoleBinding named after the Job (owned by it) binds to the ClusterRole botrt-objects-restorer there: "
+        "create of the standard kinds but Roles and RoleBindings (label a ClusterRole "
+        "dr.botrt.io/aggregate-to-objects-restorer: \"true\" to add custom resources). Restoring Roles and "
+        "RoleBindings grants rights: the target namespace's admin opts in by binding the ClusterRole "
+        "botrt-objects-rbac-restorer to that ServiceAccount there (without it they fail with 403; leave them out "
+        "with kinds).", {
+            "namespace": string("The namespace the objects are created in; the restore Job runs there. Default: "
+                                "the plan's spec.targetNamespace, else the plan's namespace. Another namespace "
+                                "than the plan's must exist and allow it (annotation "
+                                "dr.botrt.io/recovery-allowed-from), as for spec.targetNamespace.",
+                                maxLength=63, pattern=DNS_LABEL),
+            "kinds": kind_list("Only these kinds of the snapshot. Default: every kind it holds."),
+        })
+
+
+def objects_backup_schema():
+    return obj(
+        "Also back up this namespace's Kubernetes objects, in the same snapshot as the claim (spec.source.pvc, "
+        "or each claim's snapshot of spec.source.claims), under the snapshot's entry _kubernetes "
+        "(<group or core>/<Kind>/<name>.json and an index.json). An init container of the backup pod "
+        "(`botrt-objects export`, in the job image) lists them with the backup ServiceAccount's token, which "
+        "only that container mounts, into a memory-backed emptyDir: Secrets are encrypted like all data and "
+        "never touch the node's disk. A RoleBinding botrt-objects-backup in this namespace binds the ClusterRole "
+        "botrt-objects-reader (get and list of the standard kinds; label a ClusterRole "
+        "dr.botrt.io/aggregate-to-objects-reader: \"true\" to add custom resources) to the backup "
+        "ServiceAccount. Objects labelled dr.botrt.io/exclude-from-backup: \"true\" are never backed up. "
+        "A RecoveryPlan restore step with into.objects re-creates them.", {
+            "kinds": kind_list("The kinds to back up. Default: ServiceAccount, Secret, ConfigMap, "
+                               "Role.rbac.authorization.k8s.io, RoleBinding.rbac.authorization.k8s.io, "
+                               "PersistentVolumeClaim, Service, Deployment.apps, StatefulSet.apps, "
+                               "DaemonSet.apps, Ingress.networking.k8s.io."),
+            "excludeKinds": kind_list("Kinds left out (e.g. Secret)."),
+            "customResources": array("Custom resources to back up too, by API group and kind (a kind the "
+                                     "apiserver does not serve is reported, not an error).", obj(
+                                         "A custom resource kind.", {
+                                             "group": string("The API group, e.g. example.io.", minLength=3,
+                                                             maxLength=253, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$"),
+                                             "kind": string("The Kind, e.g. Widget.", minLength=1, maxLength=63,
+                                                            pattern=r"^[A-Z][A-Za-z0-9]*$"),
+                                         }, required=["group", "kind"]), maxItems=64),
+            "selector": label_selector("Only objects whose labels match (matchLabels and matchExpressions). "
+                                       "Default: every object of the kinds.", what="object"),
+        })
 
 
 REPLICA_SOURCE = ("Restoring from a replica opens the replica's repository with the replica's keys (its "
@@ -1023,11 +1095,11 @@ def claim_read_settings():
     }
 
 
-def label_selector(desc):
+def label_selector(desc, what="claim"):
     return obj(desc, {
-        "matchLabels": obj("Labels the claim must have, each with this value.", {},
+        "matchLabels": obj(f"Labels the {what} must have, each with this value.", {},
                            additionalProperties=string("The label's value.", maxLength=63), maxProperties=64),
-        "matchExpressions": array("Requirements on the claim's labels, all of which must hold.", obj(
+        "matchExpressions": array(f"Requirements on the {what}'s labels, all of which must hold.", obj(
             "One requirement: key, operator, values.", {
                 "key": string("The label key.", minLength=1, maxLength=317),
                 "operator": string("In, NotIn (values given), Exists, DoesNotExist (no values).",
@@ -1092,7 +1164,7 @@ def recovery_step():
         "restore": with_rules(obj("What to restore and where, for action restore.", dict(
             snapshot_selector(), claim=restore_claim("policyRef's"),
             into=restore_destination("Where the restored data goes. Set exactly one of pvc, "
-                                                          "command.", "into")),
+                                                          "command, objects.", "into", objects=True)),
                        required=["policyRef", "into"]),
             rule("!(has(self.beforeTime) && has(self.snapshot) && self.snapshot != 'latest')",
                  "beforeTime: set either a snapshot id or beforeTime, not both", ".beforeTime")),

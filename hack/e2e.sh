@@ -92,8 +92,7 @@ EOF
 }
 
 kubectl apply -f "$REPO/crds/" >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/drdrills.dr.botrt.io crd/backuppolicies.dr.botrt.io \
-  crd/recoveryplans.dr.botrt.io >/dev/null
+TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/drdrills.dr.botrt.io crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io >/dev/null
 s3 mb "$BUCKET"
 printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
 

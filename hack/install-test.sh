@@ -92,7 +92,9 @@ cleanup() {
   # Everything manifests/ created but the CRDs (other steps and tests use them).
   "$KUBECTL" delete namespace "$APP_NS" "$SYS_NS" botrt-backup --wait=false >/dev/null 2>&1
   "$KUBECTL" delete clusterrole,clusterrolebinding botrt-controller >/dev/null 2>&1
-  "$KUBECTL" delete clusterrole botrt-edit botrt-view botrt-hook-executor >/dev/null 2>&1
+  "$KUBECTL" delete clusterrole botrt-edit botrt-view botrt-hook-executor botrt-objects-reader \
+    botrt-objects-reader-standard botrt-objects-restorer botrt-objects-restorer-standard \
+    botrt-objects-rbac-restorer >/dev/null 2>&1
   "$KUBECTL" delete namespace -l "dr.botrt.io/drill-namespace=$APP_NS" --wait=false >/dev/null 2>&1
   "$KUBECTL" delete crd prometheusrules.monitoring.coreos.com servicemonitors.monitoring.coreos.com \
     podmonitors.monitoring.coreos.com --ignore-not-found >/dev/null 2>&1
@@ -131,6 +133,9 @@ want = {("Namespace", "", "botrt-system"), ("ServiceAccount", "botrt-system", "b
         ("Role", "botrt-system", "botrt-leader-election"), ("RoleBinding", "botrt-system", "botrt-leader-election"),
         ("ClusterRole", "", "botrt-edit"), ("ClusterRole", "", "botrt-view"),
         ("ClusterRole", "", "botrt-hook-executor"),
+        ("ClusterRole", "", "botrt-objects-reader"), ("ClusterRole", "", "botrt-objects-reader-standard"),
+        ("ClusterRole", "", "botrt-objects-restorer"), ("ClusterRole", "", "botrt-objects-restorer-standard"),
+        ("ClusterRole", "", "botrt-objects-rbac-restorer"),
         ("Deployment", "botrt-system", "botrt-controller"), ("Service", "botrt-system", "botrt-controller-metrics"),
         ("NetworkPolicy", "botrt-system", "botrt-controller"),
         ("CustomResourceDefinition", "", "backuppolicies.dr.botrt.io"),
@@ -224,8 +229,7 @@ run_block() { # FILE: one quickstart block, with kubectl 1.20 and the local valu
 # -------------------------------------------------------------------------------------------------------------------
 log "2. kubectl apply -k manifests/ (the quickstart's install block, kubectl 1.20)"
 run_block "$WORK"/blocks/01-install.sh
-"$KUBECTL" wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io \
-  crd/drdrills.dr.botrt.io >/dev/null || fail "the CRDs are not Established"
+KUBECTL="$KUBECTL" TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io crd/drdrills.dr.botrt.io >/dev/null || fail "the CRDs are not Established"
 for _ in $(seq 1 100); do
   [[ -n "$("$KUBECTL" -n "$SYS_NS" get serviceaccount botrt-controller -o jsonpath='{.secrets[*].name}' 2>/dev/null)" ]] && break
   sleep 0.3
@@ -723,7 +727,6 @@ echo "$teardown_start $(date -u +%Y-%m-%dT%H:%M:%S.%6NZ) install-test step 8, th
   >>"${BOTRT_CLUSTER_DIR:?}/rbac-audit-teardown"
 # The steps after this one use the CRDs: they come back as upgrading.md installs them.
 "$KUBECTL" apply -k "$REPO/crds" >/dev/null || fail "cannot apply the CRDs again"
-"$KUBECTL" wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io \
-  crd/drdrills.dr.botrt.io >/dev/null || fail "the CRDs are not Established again"
+KUBECTL="$KUBECTL" TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io crd/drdrills.dr.botrt.io >/dev/null || fail "the CRDs are not Established again"
 
 log PASS

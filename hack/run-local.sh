@@ -96,8 +96,7 @@ say "installing the operator: kubectl apply -k hack/node/overlay"
 kubectl wait --for=delete namespace/botrt-system --timeout=180s >/dev/null 2>&1 || true
 INSTALLED=1
 kubectl apply -k hack/node/overlay >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io \
-  crd/drdrills.dr.botrt.io >/dev/null
+TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io crd/drdrills.dr.botrt.io >/dev/null
 kubectl -n botrt-system rollout status deployment/botrt-controller --timeout=180s
 
 # 4. The samples that run here.

@@ -211,6 +211,9 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 #    post hooks after a failed backup and after an aborted gate, and the refusal in a namespace that did not opt in;
 #  - claims-e2e: a label-selected set of claims backed up claim by claim (spec.source.claims); one claim's files
 #    deleted and restored from that claim's latest snapshot;
+#  - objects-e2e: a namespace's Kubernetes objects backed up with its claim (spec.objects), and the claim and the
+#    objects re-created in an empty namespace (into.pvc, into.objects), where the restored Deployment becomes
+#    available; a second run creates nothing;
 #  - samples-e2e: every file of crds/samples/ applied, its outside world rewritten to the testbed's services through one
 #    table, and driven to its documented outcome (or, for Azure Blob, Cloud KMS and a registry-only image, as far as
 #    the testbed allows, asserted and said);
@@ -238,6 +241,7 @@ if step images images.log timeout -k 10s 30m bash hack/images.sh; then
       step pvc-e2e pvc-e2e.log timeout -k 10s 10m bash hack/node/pvc-e2e.sh || true
       step hooks-e2e hooks-e2e.log timeout -k 10s 8m bash hack/node/hooks-e2e.sh || true
       step claims-e2e claims-e2e.log timeout -k 10s 8m bash hack/node/claims-e2e.sh || true
+      step objects-e2e objects-e2e.log timeout -k 10s 8m bash hack/node/objects-e2e.sh || true
       step samples-e2e samples-e2e.log timeout -k 10s 12m bash hack/node/samples-e2e.sh || true
       step install-test install-test.log timeout -k 10s 15m bash hack/install-test.sh || true
       # Every flow's controller ran as the shipped ServiceAccount: what its grants were used for, from the audit log.

@@ -48,7 +48,8 @@ public struct RunCommand: AsyncParsableCommand {
     name: .customLong("egress"), parsing: .singleValue,
     help: ArgumentHelp(
       "An egress destination of the backup pods, repeatable: KIND=CIDR:PORT or KIND=ns/NAMESPACE:PORT, KIND one of "
-        + "storage, kms, vault, database, dns (e.g. storage=10.20.0.0/16:9000, vault=ns/vault:8200).",
+        + "storage, kms, vault, database, dns, apiserver (e.g. storage=10.20.0.0/16:9000, vault=ns/vault:8200, "
+        + "apiserver=10.0.0.1/32:6443).",
       valueName: "KIND=DEST:PORT"))
   var egress: [String] = []
   @Option(

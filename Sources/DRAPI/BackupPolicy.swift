@@ -1,3 +1,4 @@
+import EngineContract
 import Foundation
 import KubeCore
 
@@ -96,6 +97,8 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
   public var mode: PolicyMode?
   /// Commands run in the application's pods before and after each backup (a PVC source only).
   public var hooks: BackupHooks?
+  /// The namespace's Kubernetes objects, backed up in the same snapshot as the claim (a pvc or claims source).
+  public var objects: ObjectsBackupSpec?
 
   /// Whether the spec asks for restore-only (the controller's `--restore-only` makes every policy so as well).
   public var isRestoreOnly: Bool { mode == .restoreOnly }
@@ -126,6 +129,68 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
     self.successfulJobsHistoryLimit = successfulJobsHistoryLimit
     self.failedJobsHistoryLimit = failedJobsHistoryLimit
     self.replicas = replicas
+  }
+}
+
+/// The Kubernetes objects of the policy's namespace that each backup also stores, in the same snapshot as the claim
+/// (`botrt-objects export` in the backup pod's init container; the snapshot's entry `_kubernetes`).
+public struct ObjectsBackupSpec: Codable, Sendable, Hashable {
+  /// The kinds, `Kind` for the core group or `Kind.group` (default: `ObjectsKind.standard`).
+  public var kinds: [String]?
+  /// Kinds left out of `kinds` (e.g. `Secret`).
+  public var excludeKinds: [String]?
+  /// Custom resources, added to the kinds.
+  public var customResources: [CustomResourceKind]?
+  /// Only objects whose labels match (default: every object). An object labelled
+  /// `dr.botrt.io/exclude-from-backup: "true"` is never backed up.
+  public var selector: ClaimSelector?
+
+  public init(
+    kinds: [String]? = nil, excludeKinds: [String]? = nil, customResources: [CustomResourceKind]? = nil,
+    selector: ClaimSelector? = nil
+  ) {
+    self.kinds = kinds
+    self.excludeKinds = excludeKinds
+    self.customResources = customResources
+    self.selector = selector
+  }
+
+  /// The kinds exported: `kinds` (or the standard list) and the custom resources, without `excludeKinds`, each once
+  /// in the order given. Kinds that do not parse are left out (validation names them).
+  public var effectiveKinds: [ObjectsKind] {
+    let base = kinds.map { $0.compactMap(ObjectsKind.init) } ?? ObjectsKind.standard
+    let custom = (customResources ?? []).map { ObjectsKind(kind: $0.kind, group: $0.group) }
+    let excluded = Set((excludeKinds ?? []).compactMap(ObjectsKind.init))
+    var seen = Set<ObjectsKind>()
+    return (base + custom).filter { !excluded.contains($0) && seen.insert($0).inserted }
+  }
+}
+
+/// A custom resource kind by API group and Kind (`group: example.io`, `kind: Widget`).
+public struct CustomResourceKind: Codable, Sendable, Hashable {
+  public var group: String
+  public var kind: String
+  public init(group: String, kind: String) {
+    self.group = group
+    self.kind = kind
+  }
+}
+
+extension ClaimSelector {
+  /// The selector in the Kubernetes label-selector syntax (`a=b,c in (d,e),!f`), nil when it selects everything.
+  public var labelSelectorString: String? {
+    var parts: [String] = (matchLabels ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    for e in matchExpressions ?? [] {
+      let values = (e.values ?? []).sorted().joined(separator: ",")
+      switch e.operator {
+      case "In": parts.append("\(e.key) in (\(values))")
+      case "NotIn": parts.append("\(e.key) notin (\(values))")
+      case "Exists": parts.append(e.key)
+      case "DoesNotExist": parts.append("!\(e.key)")
+      default: continue
+      }
+    }
+    return parts.isEmpty ? nil : parts.joined(separator: ",")
   }
 }
 

@@ -277,20 +277,22 @@ extension ClaimsSource: ExactlyOneOf {
 
 // MARK: - Restore destination
 
-/// Where restored data goes (`RestoreDestination`: exactly one of pvc, command).
+/// Where restored data goes (`RestoreDestination`: exactly one of pvc, command, objects).
 public enum RestoreDestinationKind: SpecChoice {
   case pvc(RestorePVC)
   case command(ContainerSpec)
+  case objects(RestoreObjects)
 
   /// The fields of RestoreDestination.
   public enum Name: String, ChoiceField {
-    case pvc, command
+    case pvc, command, objects
   }
 
   public var name: Name {
     switch self {
     case .pvc: .pvc
     case .command: .command
+    case .objects: .objects
     }
   }
 }
@@ -300,6 +302,7 @@ extension RestoreDestination: ExactlyOneOf {
     switch name {
     case .pvc: pvc.map(RestoreDestinationKind.pvc)
     case .command: command.map(RestoreDestinationKind.command)
+    case .objects: objects.map(RestoreDestinationKind.objects)
     }
   }
 }

@@ -86,10 +86,27 @@ public struct WorkloadReference: Codable, Sendable, Hashable {
 public struct RestoreDestination: Codable, Sendable, Hashable {
   public var pvc: RestorePVC?
   public var command: ContainerSpec?
+  /// The snapshot's Kubernetes objects (a policy with spec.objects), re-created in a namespace (RecoveryPlans only).
+  public var objects: RestoreObjects?
 
-  public init(pvc: RestorePVC? = nil, command: ContainerSpec? = nil) {
+  public init(pvc: RestorePVC? = nil, command: ContainerSpec? = nil, objects: RestoreObjects? = nil) {
     self.pvc = pvc
     self.command = command
+    self.objects = objects
+  }
+}
+
+/// Where and which of a snapshot's Kubernetes objects a restore step re-creates (`botrt-objects apply`).
+public struct RestoreObjects: Codable, Sendable, Hashable {
+  /// The namespace they are created in (default: the plan's spec.targetNamespace, else the plan's own). The restore
+  /// Job runs there; another namespace than the plan's must allow it (dr.botrt.io/recovery-allowed-from).
+  public var namespace: String?
+  /// Only these kinds (`Kind` or `Kind.group`; default: every kind in the snapshot).
+  public var kinds: [String]?
+
+  public init(namespace: String? = nil, kinds: [String]? = nil) {
+    self.namespace = namespace
+    self.kinds = kinds
   }
 }
 

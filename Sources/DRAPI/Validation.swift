@@ -62,8 +62,18 @@ public enum SpecValidation {
         }
       }
     }
-    for (i, e) in (c.selector?.matchExpressions ?? []).enumerated() {
-      let f = "\(field).selector.matchExpressions[\(i)]"
+    errors += selector(c.selector, at: "\(field).selector")
+    for (i, p) in (c.exclude ?? []).enumerated() {
+      errors += excludePattern(p, at: "\(field).exclude[\(i)]")
+    }
+    return errors
+  }
+
+  /// A label selector's expressions: known operators, and values exactly where the operator takes them.
+  static func selector(_ sel: ClaimSelector?, at field: String) -> [SpecError] {
+    var errors: [SpecError] = []
+    for (i, e) in (sel?.matchExpressions ?? []).enumerated() {
+      let f = "\(field).matchExpressions[\(i)]"
       if !ClaimSelectorRequirement.operators.contains(e.operator) {
         errors.append(
           SpecError(
@@ -76,18 +86,85 @@ public enum SpecValidation {
         errors.append(SpecError(field: "\(f).values", message: "operator \(e.operator) takes no values"))
       }
     }
-    for (i, p) in (c.exclude ?? []).enumerated() {
-      errors += excludePattern(p, at: "\(field).exclude[\(i)]")
+    return errors
+  }
+
+  /// A list of kinds (`Kind` or `Kind.group`): each parses, none twice.
+  static func kinds(_ list: [String]?, at field: String) -> [SpecError] {
+    var errors: [SpecError] = []
+    var seen = Set<ObjectsKind>()
+    for (i, k) in (list ?? []).enumerated() {
+      guard let kind = ObjectsKind(k) else {
+        errors.append(
+          SpecError(
+            field: "\(field)[\(i)]",
+            message: "'\(k.prefix(128))' is not a kind: write Kind for the core group (ConfigMap) or Kind.group "
+              + "(Deployment.apps, Widget.example.io)"))
+        continue
+      }
+      if !seen.insert(kind).inserted {
+        errors.append(SpecError(field: "\(field)[\(i)]", message: "names kind \(kind) twice"))
+      }
     }
     return errors
   }
 
-  static func restoreDestination(_ d: RestoreDestination, at field: String) -> [SpecError] {
+  /// spec.objects: a claim source to share the snapshot with, kinds that parse, custom resources with a group and a
+  /// Kind, a valid selector, and at least one kind left.
+  static func objects(_ spec: BackupPolicySpec) -> [SpecError] {
+    guard let o = spec.objects else { return [] }
+    var errors: [SpecError] = []
+    if spec.source.pvc == nil && spec.source.claims == nil {
+      errors.append(
+        SpecError(
+          field: "spec.objects",
+          message: "objects are stored in the snapshot of a claim: set spec.source.pvc or spec.source.claims, or "
+            + "remove spec.objects (a dump command's snapshot is one stream)"))
+    }
+    errors += kinds(o.kinds, at: "spec.objects.kinds")
+    errors += kinds(o.excludeKinds, at: "spec.objects.excludeKinds")
+    for (i, c) in (o.customResources ?? []).enumerated() {
+      let f = "spec.objects.customResources[\(i)]"
+      if c.group.isEmpty || c.group.contains(" ") || !c.group.contains(".") {
+        errors.append(
+          SpecError(
+            field: "\(f).group", message: "must be an API group with a dot (example.io), got '\(c.group.prefix(128))'"))
+      }
+      if ObjectsKind(c.kind) == nil || c.kind.contains(".") {
+        errors.append(SpecError(field: "\(f).kind", message: "must be a Kind (Widget), got '\(c.kind.prefix(128))'"))
+      }
+    }
+    errors += selector(o.selector, at: "spec.objects.selector")
+    if errors.isEmpty && o.effectiveKinds.isEmpty {
+      errors.append(
+        SpecError(field: "spec.objects.excludeKinds", message: "leaves no kind to back up; remove spec.objects instead")
+      )
+    }
+    return errors
+  }
+
+  /// `objectsAllowed`: a RecoveryPlan's step may restore objects; a drill's restore may not.
+  static func restoreDestination(_ d: RestoreDestination, at field: String, objectsAllowed: Bool = true)
+    -> [SpecError]
+  {
     var errors = d.exactlyOneErrors(at: field)
     for choice in d.setChoices {
       switch choice {
       case .pvc: break
       case .command(let c): errors += container(c, at: "\(field).command")
+      case .objects(let o):
+        if !objectsAllowed {
+          errors.append(
+            SpecError(
+              field: "\(field).objects",
+              message: "a drill restores data into its scratch namespace; restore objects in a RecoveryPlan step"))
+        }
+        errors += kinds(o.kinds, at: "\(field).objects.kinds")
+        if let ns = o.namespace, !isDNSLabel(ns) {
+          errors.append(
+            SpecError(field: "\(field).objects.namespace", message: "must be a namespace name, got '\(ns.prefix(128))'")
+          )
+        }
       }
     }
     return errors
@@ -209,6 +286,7 @@ public enum SpecValidation {
       }
     }
     errors += hooks(spec)
+    errors += objects(spec)
     errors += spec.repository.exactlyOneErrors(at: "spec.repository")
     errors += localClaim(spec.repository, at: "spec.repository")
     errors += spec.repository.expectedIdentity?.errors(at: "spec.repository.expectedIdentity") ?? []
@@ -323,7 +401,7 @@ public enum SpecValidation {
       }
     }
     errors += spec.target.exactlyOneErrors(at: "spec.target")
-    if let r = spec.restore { errors += restoreDestination(r, at: "spec.restore") }
+    if let r = spec.restore { errors += restoreDestination(r, at: "spec.restore", objectsAllowed: false) }
     // A drill restores into a claim of its own scratch namespace, sized from the source claim.
     if spec.restore?.pvc?.namespace != nil {
       errors.append(

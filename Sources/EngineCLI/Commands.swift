@@ -249,6 +249,10 @@ struct RestoreCommand: EngineCommand {
   @Option(name: .customLong("path"), help: "Restore only this path (repeatable).")
   var paths: [String] = []
   @Option(
+    name: .customLong(EngineFlag.excludePath),
+    help: "Leave this path and everything below it out (repeatable; as --path names paths, e.g. _kubernetes).")
+  var excludePaths: [String] = []
+  @Option(
     name: .customLong(EngineFlag.stripComponents),
     help: ArgumentHelp(
       "Drop this many leading components from every restored path, as tar does (1 restores the content of a "
@@ -334,6 +338,7 @@ struct RestoreCommand: EngineCommand {
         s, index: index,
         options: RestoreOptions(
           target: target, stdoutFD: stdout ? 1 : nil, paths: paths, stripComponents: stripComponents,
+          excludePaths: excludePaths,
           progress: repoOptions.progressHandler(dataOnStdout: stdout), keepSetID: keepSetID))
     }
     fill(&result, repo)

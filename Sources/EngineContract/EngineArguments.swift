@@ -51,6 +51,7 @@ public enum EngineFlag {
   public static let stdout = "stdout"
   public static let path = "path"
   public static let stripComponents = "strip-components"
+  public static let excludePath = "exclude-path"
   public static let requireSnapshot = "require-snapshot"
   public static let all = "all"
   public static let readData = "read-data"
@@ -419,6 +420,9 @@ public struct EngineRestoreArguments: Sendable, Hashable {
   /// `--tag K=V` (repeatable): `latest` picks among the snapshots with every one of these tags (e.g. `claim=NAME`,
   /// one claim of a multi-claim policy).
   public var tags: [String]
+  /// Paths of a `.target` restore left out (`--exclude-path`, repeatable): a claim's restore leaves the snapshot's
+  /// Kubernetes objects (`ObjectsLayout.snapshotEntry`) out.
+  public var excludePaths: [String] = []
   public init(
     common: EngineCommonArguments, snapshot: Snapshot, requireSnapshot: String?, output: Output,
     stripComponents: Int = 0, tags: [String] = []
@@ -581,6 +585,7 @@ public enum EngineArguments: Sendable, Hashable {
       case .target(let dir):
         a += [l(EngineFlag.target), dir]
         if r.stripComponents > 0 { a += [l(EngineFlag.stripComponents), String(r.stripComponents)] }
+        for p in r.excludePaths { a += [l(EngineFlag.excludePath), p] }
       case .stdout(let path): a += [l(EngineFlag.stdout), l(EngineFlag.path), path]
       case .file(let path, let dir): a += [l(EngineFlag.target), dir, l(EngineFlag.path), path]
       }

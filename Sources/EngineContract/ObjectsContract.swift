@@ -181,7 +181,7 @@ public struct ObjectsExportArguments: Sendable, Hashable {
 /// template's nodeName, `kubectl.kubernetes.io/last-applied-configuration`); subjects of a RoleBinding in the source
 /// namespace are mapped to the target. Not re-created: objects with a controller owner (their owner re-creates
 /// them), ServiceAccount token Secrets, the `kube-root-ca.crt` ConfigMap. An object that exists is left unchanged
-/// and reported as existing. The result (`ObjectsApplyResult`, one JSON line) goes to stdout and the result file.
+/// and reported as existing. The result (`ObjectsResult`, one JSON line) goes to stdout and the result file.
 public struct ObjectsApplyArguments: Sendable, Hashable {
   public var directory: String
   public var namespace: String

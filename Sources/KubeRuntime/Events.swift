@@ -27,7 +27,8 @@ public struct EventRecorderConfig: Sendable {
   public var bufferSize: Int
   /// Repeats of the same event within this window raise `count` on one Event instead of creating new ones.
   public var aggregationWindow: Duration
-  /// Token bucket: at most `burst` writes at once, refilled at one per `refillInterval`.
+  /// Token bucket per involved object (client-go's spam filter): at most `burst` writes about one object at once,
+  /// refilled at one per `refillInterval`. One chatty object never starves the Events of another.
   public var burst: Int
   public var refillInterval: Duration
 
@@ -73,9 +74,21 @@ public final class EventRecorder: Sendable {
     var lastSeen: Duration
   }
 
-  private struct State {
+  /// The involved object a token bucket belongs to.
+  struct ObjectKey: Hashable {
+    var uid: String
+    var kind: String
+    var namespace: String
+    var name: String
+  }
+
+  struct Bucket {
     var tokens: Double
     var lastRefill: Duration
+  }
+
+  private struct State {
+    var buckets: [ObjectKey: Bucket] = [:]
     var aggregates: [AggregateKey: Aggregate] = [:]
   }
 
@@ -100,7 +113,7 @@ public final class EventRecorder: Sendable {
     self.logger = logger
     (stream, continuation) = AsyncStream.makeStream(
       of: Pending.self, bufferingPolicy: .bufferingOldest(config.bufferSize))
-    state = Mutex(State(tokens: Double(config.burst), lastRefill: clock.now()))
+    state = Mutex(State())
     droppedCounter = metrics?.counter(
       "botrt_events_dropped_total", help: "Events dropped because the buffer was full or rate-limited.")
   }
@@ -138,16 +151,21 @@ public final class EventRecorder: Sendable {
     }
   }
 
-  private func takeToken(now: Duration) -> Bool {
+  private func takeToken(_ object: ObjectKey, now: Duration) -> Bool {
     state.withLock { s in
       let interval = Backoff.seconds(config.refillInterval)
-      if interval > 0 {
-        let elapsed = Backoff.seconds(now - s.lastRefill)
-        s.tokens = min(Double(config.burst), s.tokens + elapsed / interval)
+      let burst = Double(config.burst)
+      func refilled(_ b: Bucket) -> Double {
+        interval > 0 ? min(burst, b.tokens + Backoff.seconds(now - b.lastRefill) / interval) : b.tokens
       }
-      s.lastRefill = now
-      if s.tokens >= 1 {
-        s.tokens -= 1
+      // Bound the buckets: a bucket that has refilled is the same as none.
+      if s.buckets.count > 4096 { s.buckets = s.buckets.filter { refilled($0.value) < burst } }
+      var b =
+        s.buckets[object].map { Bucket(tokens: refilled($0), lastRefill: now) }
+        ?? Bucket(tokens: burst, lastRefill: now)
+      defer { s.buckets[object] = b }
+      if b.tokens >= 1 {
+        b.tokens -= 1
         return true
       }
       return false
@@ -159,7 +177,8 @@ public final class EventRecorder: Sendable {
     let key = AggregateKey(
       uid: p.object.uid ?? "", kind: p.object.kind ?? "", namespace: ns, name: p.object.name ?? "",
       type: p.type.rawValue, reason: p.reason, message: p.message)
-    guard takeToken(now: p.at) else {
+    let object = ObjectKey(uid: key.uid, kind: key.kind, namespace: ns, name: key.name)
+    guard takeToken(object, now: p.at) else {
       drop()
       return
     }

@@ -83,6 +83,31 @@ struct Exporter {
   var arguments: ObjectsExportArguments
   var client: KubeClient
   var logger: Logger
+  /// How long a list refused with 403 is retried from the export's start: the controller binds the reader
+  /// ClusterRole when it sees the backup Job (its run window), which may be after this container started.
+  var grantWait: Duration = .seconds(120)
+
+  /// Lists a kind; a 403 is retried (every second, until `grantWait` from `started`), then thrown.
+  func listWaitingForTheGrant(
+    _ resource: ResourceDescriptor, kind: ObjectsKind, started: ContinuousClock.Instant
+  ) async throws -> [JSONValue] {
+    var logged = false
+    while true {
+      do {
+        return try await client.listAll(
+          resource, namespace: arguments.namespace,
+          options: ListOptions(labelSelector: arguments.selector.flatMap { $0.isEmpty ? nil : $0 }, limit: 500),
+          as: JSONValue.self
+        ).items
+      } catch let e as KubeError where e.isForbidden && ContinuousClock.now - started < grantWait {
+        if !logged {
+          logger.info("listing \(kind) is forbidden; waiting for the run's RoleBinding (up to \(grantWait))")
+          logged = true
+        }
+        try await Task.sleep(for: .seconds(1))
+      }
+    }
+  }
 
   func run() async throws -> (ObjectsResult, Int32) {
     let a = arguments
@@ -94,6 +119,7 @@ struct Exporter {
       throw ObjectsFailure(code: ObjectsExitCode.usage, message: "--\(ObjectsFlag.directory): \(error)")
     }
     let kinds = a.kinds.isEmpty ? ObjectsKind.standard : a.kinds
+    let started = ContinuousClock.now
     let groups: [APIGroupInfo]
     do { groups = try await client.serverGroups() } catch {
       throw ObjectsFailure(code: ObjectsExitCode.failed, message: "discovery failed: \(error)")
@@ -120,17 +146,23 @@ struct Exporter {
       }
       let items: [JSONValue]
       do {
-        items = try await client.listAll(
-          resource, namespace: a.namespace,
-          options: ListOptions(labelSelector: a.selector.flatMap { $0.isEmpty ? nil : $0 }, limit: 500),
-          as: JSONValue.self
-        ).items
+        items = try await listWaitingForTheGrant(resource, kind: kind, started: started)
       } catch let e as KubeError where e.code == 400 && a.selector != nil {
         throw ObjectsFailure(
           code: ObjectsExitCode.usage,
           message: "--\(ObjectsFlag.selector): the apiserver rejected it: \(e.apiError?.message ?? "\(e)")")
       } catch let e as KubeError where e.isRetryable || e.isUnauthorized {
         throw ObjectsFailure(code: ObjectsExitCode.failed, message: "listing \(kind): \(e)")
+      } catch let e as KubeError where e.isForbidden {
+        // The grant never came: the kind is not in botrt-objects-reader (a custom resource needs an aggregated
+        // ClusterRole), or the run's RoleBinding is missing.
+        failures.append(
+          .init(
+            object: kind.description,
+            message: "list is forbidden: \(e.apiError?.message ?? "\(e)"); the backup ServiceAccount reads through "
+              + "the ClusterRole botrt-objects-reader: for a custom resource, label a ClusterRole granting get and "
+              + "list on it dr.botrt.io/aggregate-to-objects-reader: \"true\" (manifests/rbac/objects.yaml)"))
+        continue
       } catch {
         failures.append(.init(object: kind.description, message: "list failed: \(error)"))
         continue

@@ -6,6 +6,7 @@ import KubeCore
 import Testing
 
 @testable import EngineCLI
+@testable import ObjectsCLI
 @testable import Reconcilers
 
 /// The controller–engine contract, checked end to end: every Job and CronJob the controller builds, for the samples
@@ -150,18 +151,52 @@ func policyBodies(_ p: BackupPolicy) throws -> [(String, JSONValue)] {
   return out
 }
 
+/// The `botrt-objects` runs of a Job or CronJob body (`KubeObjects`' containers): where, and their arguments.
+func objectsRuns(_ body: JSONValue, name: String) -> [(place: String, argv: [String])] {
+  let podSpec =
+    body["kind"]?.stringValue == "CronJob"
+    ? body[path: "spec", "jobTemplate", "spec", "template", "spec"] : body[path: "spec", "template", "spec"]
+  let containers = (podSpec?["initContainers"]?.arrayValue ?? []) + (podSpec?["containers"]?.arrayValue ?? [])
+  return containers.filter { $0["command"]?.arrayValue?.compactMap(\.stringValue) == [testSettings.objectsPath] }.map {
+    ("\(name) container \($0["name"]?.stringValue ?? "?")", $0["args"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+  }
+}
+
+/// Checks one `botrt-objects` run against its real parser: it parses, and the parsed arguments render back to the
+/// same words (nothing the controller writes is dropped or read otherwise).
+func checkObjects(_ run: (place: String, argv: [String])) {
+  do {
+    let command = try BotrtObjects.parseAsRoot(run.argv)
+    if let e = command as? ExportCommand {
+      #expect(try e.arguments().argv == run.argv, "\(run.place): export does not read back as written")
+    } else if let a = command as? ApplyCommand {
+      #expect(try a.arguments().argv == run.argv, "\(run.place): apply does not read back as written")
+    } else {
+      Issue.record("\(run.place): not an export or apply: \(run.argv)")
+    }
+  } catch {
+    Issue.record("\(run.place): botrt-objects refuses it: \(BotrtObjects.message(for: error))")
+  }
+}
+
 /// Names of the environment variables a spec gives command images.
 func userEnv(_ lists: [[EnvVar]?]) -> Set<String> { Set(lists.flatMap { ($0 ?? []).map(\.name) }) }
 
 func checkPolicy(_ p: BackupPolicy) throws {
   let bodies = try policyBodies(p)
   var runs = 0
+  var objects = 0
   for (name, body) in bodies {
     for run in engineRuns(body, name: "\(p.metadata.name ?? ""): \(name)") {
       check(run, userEnv: userEnv([p.spec.source.command?.env]))
       runs += 1
     }
+    for run in objectsRuns(body, name: "\(p.metadata.name ?? ""): \(name)") {
+      checkObjects(run)
+      objects += 1
+    }
   }
+  if p.spec.objects != nil { #expect(objects > 0, "\(p.metadata.name ?? ""): spec.objects exports no objects") }
   #expect(runs >= bodies.count, "\(p.metadata.name ?? ""): every Job runs the engine")
 }
 
@@ -175,12 +210,15 @@ func checkPlan(_ plan: RecoveryPlan, policies: [String: BackupPolicy]) throws {
   }
   for step in try RecoveryPlanLogic.steps(plan.spec) where [.restore, .verify].contains(step.step.action) {
     let body = try RecoveryJobs.stepJob(step, jobName: "step-\(step.index)", ctx: ctx)
-    if step.step.restore?.into.pvc?.namespace != nil {
-      #expect(body[path: "metadata", "namespace"]?.stringValue == step.step.restore?.into.pvc?.namespace)
+    if let ns = step.step.restore?.into.pvc?.namespace ?? step.step.restore?.into.objects?.namespace {
+      #expect(body[path: "metadata", "namespace"]?.stringValue == ns)
     }
     let runs = engineRuns(body, name: "\(plan.metadata.name ?? "") \(step.field)")
     #expect(!runs.isEmpty || step.step.verify?.policyRef == nil, "\(step.field): runs the engine")
     for run in runs { check(run, userEnv: userEnv(env)) }
+    let objects = objectsRuns(body, name: "\(plan.metadata.name ?? "") \(step.field)")
+    if step.step.restore?.into.objects != nil { #expect(objects.count == 1, "\(step.field): applies the objects") }
+    for run in objects { checkObjects(run) }
   }
 }
 
@@ -318,6 +356,16 @@ func tablePolicies() -> [BackupPolicy] {
       if p.spec.source.pvc != nil {
         let h = BackupHook(name: "freeze", podSelector: HookPodSelector(matchLabels: ["app": "db"]), command: ["sync"])
         p.spec.hooks = BackupHooks(pre: [h], post: [h])
+        // Kubernetes objects in the claim's snapshot (spec.objects): the engine backs up two paths, and plans
+        // restore the claim without the objects (--exclude-path) and the objects alone.
+        p.spec.objects =
+          i % 4 == 0
+          ? ObjectsBackupSpec()
+          : ObjectsBackupSpec(
+            excludeKinds: ["Secret"], customResources: [CustomResourceKind(group: "example.io", kind: "Widget")],
+            selector: ClaimSelector(
+              matchLabels: ["app": "shop"],
+              matchExpressions: [ClaimSelectorRequirement(key: "tier", operator: "In", values: ["web", "db"])]))
       }
       // Private CAs (--cacert) on odd rows; the repository's pins (--expect-*) on every third.
       if i % 2 == 1 { p.spec.caSecretRef = SecretReference(name: "private-ca") }
@@ -402,6 +450,22 @@ func planFor(_ p: BackupPolicy) -> RecoveryPlan {
           into: RestoreDestination(
             pvc: RestorePVC(
               claimName: "data", runAsUser: 0, namespace: "shop-dr", create: RestoreClaimCreate(size: "1Gi"))))))
+  }
+  // Kubernetes objects (spec.objects): re-created in the plan's namespace, and in another one (the Job runs there).
+  if p.spec.objects != nil {
+    steps.append(
+      RecoveryStep(
+        name: "restore-objects", action: .restore,
+        restore: RestoreStepSpec(policyRef: ref, into: RestoreDestination(objects: RestoreObjects()))))
+    if p.spec.repository.local?.claimName == nil {
+      steps.append(
+        RecoveryStep(
+          name: "restore-objects-elsewhere", action: .restore,
+          restore: RestoreStepSpec(
+            policyRef: ref, snapshot: "abc123",
+            into: RestoreDestination(
+              objects: RestoreObjects(namespace: "shop-dr", kinds: ["ConfigMap", "Deployment.apps"])))))
+    }
   }
   // From the replica, when the policy has one (the primary's region is down): latest, before a time, the primary's
   // id of its copy, and a verify of the replica.
@@ -668,8 +732,11 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
         for run in runs {
           check(run, userEnv: [])
           #expect(run.argv.contains("claim=\(claim)") && run.argv.contains("policy=shop/\(p.name)"), "\(run.argv)")
-          #expect(run.argv.last == "/backup/\(claim)", "\(run.argv)")
+          // The claim, then (spec.objects) the namespace's objects in the same snapshot.
+          let paths = ["/backup/\(claim)"] + (p.spec.objects == nil ? [] : [ObjectsLayout.backupMount])
+          #expect(Array(run.argv.suffix(paths.count)) == paths, "\(run.argv)")
         }
+        for run in objectsRuns(c.body, name: c.displayName) { checkObjects(run) }
         #expect(c.name.count <= (c.resource.kind == "CronJob" ? 52 : 63), "\(c.name)")
       }
       let ref = LocalObjectReference(name: p.name)

@@ -83,8 +83,47 @@ import Testing
       contentsOf: repoRoot.appendingPathComponent("manifests/rbac/clusterrole.yaml"), encoding: .utf8)
     let rules = text.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("#") }
       .joined(separator: "\n")
+    // One exception: `bind` of exactly the two ClusterRoles of Kubernetes objects (manifests/rbac/objects.yaml),
+    // whose rules `theObjectsRolesTheControllerBindsCannotEscalate` checks.
+    let bindRule = """
+        - apiGroups: ["rbac.authorization.k8s.io"]
+          resources: ["clusterroles"]
+          verbs: ["bind"]
+          resourceNames: ["botrt-objects-reader", "botrt-objects-restorer"]
+      """
+    #expect(rules.contains(bindRule), "the objects bind rule changed")
+    let rest = rules.replacingOccurrences(of: bindRule, with: "")
     for word in ["\"bind\"", "\"escalate\"", "\"impersonate\"", "\"*\"", "pods/exec", "pods/attach"] {
-      #expect(!rules.contains(word), "clusterrole.yaml grants \(word)")
+      #expect(!rest.contains(word), "clusterrole.yaml grants \(word)")
     }
+  }
+
+  /// The two ClusterRoles the controller may bind (to a backup run's or an objects restore's ServiceAccount) grant
+  /// no RBAC power, exec or wildcard: binding them cannot give anyone more than reading and creating the
+  /// application's own kinds. Restoring Roles and RoleBindings is `botrt-objects-rbac-restorer`, which the
+  /// controller may not bind.
+  @Test func theObjectsRolesTheControllerBindsCannotEscalate() throws {
+    let text = try String(
+      contentsOf: repoRoot.appendingPathComponent("manifests/rbac/objects.yaml"), encoding: .utf8)
+    let docs = text.components(separatedBy: "\n---\n")
+    func doc(_ name: String) -> String? { docs.first { $0.contains("\n  name: \(name)\n") } }
+    for name in ["botrt-objects-reader-standard", "botrt-objects-restorer-standard"] {
+      let d = try #require(doc(name), "objects.yaml has no \(name)")
+      let rules = d.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("#") }
+        .joined(separator: "\n")
+      for word in [
+        "\"bind\"", "\"escalate\"", "\"impersonate\"", "\"*\"", "pods/exec", "pods/attach", "\"pods\"",
+        "clusterroles", "\"update\"", "\"patch\"", "\"delete\"",
+      ] {
+        #expect(!rules.contains(word), "\(name) grants \(word)")
+      }
+    }
+    #expect(
+      try #require(doc("botrt-objects-restorer-standard")).contains("apiGroups: [\"rbac.authorization.k8s.io\"]")
+        == false)
+    // The aggregating roles take only what is labelled for them.
+    #expect(doc("botrt-objects-reader")?.contains("dr.botrt.io/aggregate-to-objects-reader: \"true\"") == true)
+    #expect(doc("botrt-objects-restorer")?.contains("dr.botrt.io/aggregate-to-objects-restorer: \"true\"") == true)
+    #expect(doc("botrt-objects-rbac-restorer")?.contains("escalate") == true)
   }
 }

@@ -246,6 +246,28 @@ final class FakeEventSink: EventSink, Sendable {
     #expect(rec.writtenCount == 3)
   }
 
+  /// The rate limit is per involved object (client-go's spam filter): a chatty object that used up its burst does
+  /// not cost another object its Events (hooks-e2e lost a policy's HookFailed Warning while two other policies
+  /// reported at the same time, under one bucket for all).
+  @Test func oneChattyObjectDoesNotStarveAnother() async {
+    let clock = ManualClock()
+    let sink = FakeEventSink()
+    let rec = EventRecorder(
+      config: EventRecorderConfig(
+        component: "botrt-controller", instance: "pod-1", burst: 3, refillInterval: .seconds(10)),
+      sink: sink, clock: RuntimeClock(clock), logger: Logger(label: "test"))
+    let chatty = cm("chatty", rv: "1")
+    let quiet = cm("quiet", rv: "1")
+    for i in 0..<10 { rec.record(chatty, type: .normal, reason: "R\(i)", message: "m\(i)") }
+    rec.record(quiet, type: .warning, reason: "HookFailed", message: "the pre hook failed")
+    rec.finish()
+    await rec.run()
+    let created = sink.created.withLock { $0 }
+    #expect(created.filter { $0.involvedObject.name == "chatty" }.count == 3)
+    #expect(created.contains { $0.involvedObject.name == "quiet" && $0.reason == "HookFailed" })
+    #expect(rec.droppedCount == 7)
+  }
+
   @Test func fullBufferDropsWithoutBlocking() {
     let sink = FakeEventSink()
     let rec = EventRecorder(

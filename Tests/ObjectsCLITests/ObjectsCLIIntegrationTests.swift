@@ -390,6 +390,86 @@ enum ObjectsBinary {
     } catch let e as KubeError where e.isNotFound {}
   }
 
+  /// The backup pod's export runs with the backup ServiceAccount's token, whose RoleBinding the controller applies
+  /// when it sees the Job: a list refused with 403 is retried until the grant arrives, then the export succeeds.
+  @Test func exportWaitsForItsGrant() async throws {
+    let c = try client()
+    let binary = try ObjectsBinary.path()
+    let ns = try await makeNamespace(c, "objgrant")
+    let dir = try tempDir("grant")
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    do {
+      _ = try await c.create(
+        Self.serviceAccounts, namespace: ns,
+        ["apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("exporter")])
+      _ = try await c.create(
+        Self.configMaps, namespace: ns, ["apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("app-config")])
+      let answer = try await c.send(
+        KubeRequest(
+          method: "POST", path: "/api/v1/namespaces/\(ns)/serviceaccounts/exporter/token",
+          contentType: "application/json",
+          body: Data(#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}"#.utf8)),
+        decoding: JSONValue.self)
+      let token = try #require(answer["status"]?["token"]?.stringValue)
+      var ca = ""
+      if let f = c.config.tls.caFile {
+        ca = "certificate-authority: \(f)"
+      } else if let pem = c.config.tls.caPEM {
+        ca = "certificate-authority-data: \(pem.base64EncodedString())"
+      }
+      let kubeconfig = dir + "/kubeconfig"
+      try """
+      apiVersion: v1
+      kind: Config
+      clusters: [{name: c, cluster: {server: "\(c.config.server)", \(ca.isEmpty ? "insecure-skip-tls-verify: true" : ca)}}]
+      users: [{name: u, user: {token: "\(token)"}}]
+      contexts: [{name: x, context: {cluster: c, user: u}}]
+      current-context: x
+      """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+      let p = Process()
+      p.executableURL = URL(fileURLWithPath: binary)
+      p.arguments =
+        ObjectsExportArguments(namespace: ns, directory: dir + "/out", kinds: [ObjectsKind(kind: "ConfigMap")])
+        .argv
+      p.environment = ["KUBECONFIG": kubeconfig, "HOME": dir]
+      let out = Pipe()
+      let err = Pipe()
+      p.standardOutput = out
+      p.standardError = err
+      try p.run()
+      // Refused for a while: no Role yet.
+      try await Task.sleep(for: .seconds(3))
+      #expect(p.isRunning, "the export did not wait for its grant")
+      _ = try await c.create(
+        Self.roles, namespace: ns,
+        [
+          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta("lister"),
+          "rules": [["apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]]],
+        ])
+      _ = try await c.create(
+        Self.roleBindings, namespace: ns,
+        [
+          "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta("lister"),
+          "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "lister"],
+          "subjects": [["kind": "ServiceAccount", "name": "exporter", "namespace": .string(ns)]],
+        ])
+      let stdout = out.fileHandleForReading.readDataToEndOfFile()
+      let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      p.waitUntilExit()
+      #expect(p.terminationStatus == 0, "\(stderr)")
+      #expect(stderr.contains("forbidden; waiting for the run's RoleBinding"), "\(stderr)")
+      #expect(!stderr.contains(token), "the token is in the log")
+      let result = try JSONDecoder().decode(ObjectsResult.self, from: stdout)
+      #expect(result.objects >= 1 && result.failures.isEmpty, "\(result)")
+      #expect(try readIndex(dir + "/out").objects.contains { $0.name == "app-config" })
+    } catch {
+      await deleteNamespace(c, ns)
+      throw error
+    }
+    await deleteNamespace(c, ns)
+  }
+
   @Test func applyOfABrokenOrMissingIndexIsAUsageErrorNamingTheFile() throws {
     let dir = try tempDir("broken")
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

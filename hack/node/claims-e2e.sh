@@ -66,8 +66,7 @@ listing() {
 }
 
 kubectl apply -f "$REPO/crds/" >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io \
-  >/dev/null
+TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io  >/dev/null
 python3 -c 'import os, sys, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])' "$BUCKET"
 printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
 kubectl create namespace "$NS" >/dev/null

@@ -72,7 +72,7 @@ EOF
 }
 
 kubectl apply -f "$REPO/crds/" >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io >/dev/null
+TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io >/dev/null
 python3 -c 'import os, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket="'"$BUCKET"'", ObjectLockEnabledForBucket=True)'
 python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/key"
 

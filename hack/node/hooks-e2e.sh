@@ -73,7 +73,7 @@ k() { kubectl -n "$NS" "$@"; }
 jp() { k get backuppolicy "$1" -o jsonpath="$2"; }
 
 kubectl apply -f "$REPO/crds/" -f "$REPO/manifests/rbac/hook-executor.yaml" >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io >/dev/null
+TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io >/dev/null
 python3 -c 'import os, sys, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])' "$BUCKET"
 printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
 for ns in "$NS" "$NS2"; do

@@ -78,7 +78,7 @@ EOF
 vault() { curl -sf -H "X-Vault-Token: $VAULT_TOKEN" "$@"; }
 
 kubectl apply -f "$REPO/crds/" >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io >/dev/null
+TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io >/dev/null
 python3 -c 'import os, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket="'"$BUCKET"'")'
 python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/key-1"
 python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/key-2"

@@ -44,7 +44,7 @@ trap 'exit 143' TERM INT
 k() { kubectl -n "$NS" "$@"; }
 
 kubectl apply -f "$REPO/crds/" >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/recoveryplans.dr.botrt.io >/dev/null
+TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/recoveryplans.dr.botrt.io >/dev/null
 kubectl create namespace "$NS" >/dev/null
 for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
 node_controller "$WORK/controller.log" --metrics-address off --namespace "$NS"

@@ -9,7 +9,8 @@
 #   2. a second backup is copied incrementally (the first snapshot is already there);
 #   3. a replica whose bucket does not exist fails: state Failed, ReplicasInSync False, a Warning Event, while
 #      RPOMet (that replica does not count) stays True;
-#   4. a restore from the replica (with the replica's key) gives the bytes a restore from the primary gives; the
+#   4. a restore from the replica (with the replica's key) gives the bytes a restore from the primary gives, by the
+#      engine and by a RecoveryPlan step naming the replica (restore.replica, the primary's snapshot id); the
 #      primary's key cannot read the replica (re-encrypted);
 #   5. with a second replica that shares the policy's key, dr.botrt.io/rotate-keys-now rotates the primary and the
 #      replica with its own key, and rewraps the sharing replica after the primary; with the old key versions
@@ -42,6 +43,7 @@ PIDS=()
 cleanup() {
   local rc=$?
   set +e
+  kubectl -n "$NS" delete recoveryplans --all --timeout=60s >/dev/null 2>&1
   kubectl -n "$NS" delete backuppolicies --all --timeout=60s >/dev/null 2>&1
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
@@ -62,7 +64,7 @@ jp() { k get backuppolicy data -o jsonpath="$1"; }
 replica() { jp "{.status.replicas[?(@.name==\"$1\")].$2}"; }
 
 kubectl apply -f "$REPO/crds/" >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io >/dev/null
+TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io >/dev/null
 python3 - "$BUCKET" <<'EOF'
 import os, sys, boto3
 boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])
@@ -213,6 +215,47 @@ if "$BOTRT_ENGINE_BIN" restore --repo "gs://$GCS_BUCKET/data" --kms "$KMS_PRIMAR
   fail "the primary's key opened the replica: it was not re-encrypted"
 fi
 log "   snapshot $REPLICA_SNAP2 of the replica restored $(wc -c <"$WORK/replica.txt") bytes, identical to the primary's"
+# The primary region is down: a RecoveryPlan restores from the replica (restore.replica), by the primary's snapshot
+# id, into a command that checks the stream against the primary's bytes.
+WANT="$(sha256sum <"$WORK/primary.txt" | cut -c1-64)"
+k apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: RecoveryPlan
+metadata: {name: from-replica}
+spec:
+  tier: critical
+  trigger: r1
+  procedures:
+  - name: failover
+    steps:
+    - name: restore
+      action: restore
+      timeout: 5m
+      restore:
+        policyRef: {name: data}
+        replica: dr-gcs
+        snapshot: "$SNAP2"
+        into:
+          command:
+            image: $APP_IMAGE
+            command: [sh, -c, 'got="\$(sha256sum | cut -c1-64)"; echo "restored \$got"; test "\$got" = "$WANT"']
+EOF
+phase=""
+for _ in $(seq 1 180); do
+  phase=""
+  [[ "$(k get recoveryplan from-replica -o jsonpath='{.status.lastHandledTrigger}')" == trigger:r1 ]] &&
+    phase="$(k get recoveryplan from-replica -o jsonpath='{.status.phase}')"
+  [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
+  sleep 1
+done
+[[ "$phase" == Succeeded ]] ||
+  fail "the RecoveryPlan from the replica ended '$phase': $(k get recoveryplan from-replica -o jsonpath='{.status.message}')"
+job="$(k get recoveryplan from-replica -o jsonpath='{.status.steps[0].jobName}')"
+args="$(k get job "$job" -o jsonpath='{.spec.template.spec.containers[*].args} {.spec.template.spec.initContainers[*].args}')"
+[[ "$args" == *"gs://$GCS_BUCKET/data"* && "$args" == *"$REPLICA_SNAP2"* ]] ||
+  fail "the plan's restore did not read the replica's copy $REPLICA_SNAP2 in gs://$GCS_BUCKET/data: $args"
+k delete recoveryplan from-replica --timeout=60s >/dev/null
+log "   RecoveryPlan from-replica restored the primary's $SNAP2 as the replica's $REPLICA_SNAP2, bytes as the primary's"
 
 log "5. key rotation reaches the replicas: one with its own key rotates it, one sharing the policy's key follows"
 # The failing replica goes; a replica sharing the policy's encryption (no encryption of its own) is added.

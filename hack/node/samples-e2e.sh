@@ -156,8 +156,7 @@ for ns in "${NAMESPACES[@]}"; do
 done
 kubectl delete pv "${PVS[@]}" --ignore-not-found >/dev/null
 kubectl apply -f "$REPO/crds/" >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io \
-  crd/drdrills.dr.botrt.io >/dev/null
+TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io crd/drdrills.dr.botrt.io >/dev/null
 
 log "0. testbed stand-ins for the samples' outside world"
 # PostgreSQL: the node services' server, under the name the samples use. No cluster DNS here, so the table maps the

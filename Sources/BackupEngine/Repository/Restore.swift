@@ -14,6 +14,9 @@ public struct RestoreOptions: Sendable {
   public var stdoutFD: Int32?
   /// Restore only these paths (and what is below them).
   public var paths: [String]
+  /// Leave these paths (and what is below them) out, e.g. a snapshot's Kubernetes objects (`_kubernetes`) when a
+  /// claim's files are restored.
+  public var excludePaths: [String] = []
   /// Drop this many leading path components from every restored path, as tar's --strip-components does: entries
   /// that many levels deep or less are not restored (a claim's backup is stored under the claim's name; 1 restores
   /// its content into the target itself).
@@ -27,6 +30,7 @@ public struct RestoreOptions: Sendable {
   var hook: (@Sendable (RestoreHookPoint) -> Void)? = nil
   public init(
     target: String? = nil, stdoutFD: Int32? = nil, paths: [String] = [], stripComponents: Int = 0,
+    excludePaths: [String] = [],
     // More threads than cores: creating many small files is latency-bound on real disks.
     workers: Int = max(8, 4 * ProcessInfo.processInfo.activeProcessorCount), progress: ProgressHandler? = nil,
     keepSetID: Bool = false
@@ -34,6 +38,7 @@ public struct RestoreOptions: Sendable {
     self.target = target
     self.stdoutFD = stdoutFD
     self.paths = paths
+    self.excludePaths = excludePaths
     self.stripComponents = stripComponents
     self.workers = workers
     self.progress = progress
@@ -149,13 +154,15 @@ extension Repository {
     let timer = StageTimer(name: "restore")
     var nodes = try await loadTree(snapshot, index: index)
     try TreeFormat.checkSafe(nodes)
-    if !options.paths.isEmpty {
+    if !options.paths.isEmpty || !options.excludePaths.isEmpty {
       let sel = options.paths.map { snapshot.manifest.treePath($0) }
+      let excluded = options.excludePaths.map { snapshot.manifest.treePath($0) }
       let all = Dictionary(nodes.map { ($0.pathKey, $0) }, uniquingKeysWith: { a, _ in a })
       // A path is given as listed (`ls`): bytes that are not UTF-8 as \xE9.
+      func under(_ p: String, _ list: [String]) -> Bool { list.contains { p == $0 || p.hasPrefix($0 + "/") } }
       nodes = nodes.filter { n in
         let p = n.displayPath
-        return sel.contains { p == $0 || p.hasPrefix($0 + "/") }
+        return (sel.isEmpty || under(p, sel)) && !under(p, excluded)
       }
       // A hard link whose first file is not selected becomes a copy of that file.
       let chosen = Set(nodes.map { $0.pathKey })
@@ -166,7 +173,7 @@ extension Repository {
         c.path = n.path
         return c
       }
-      guard !nodes.isEmpty else {
+      guard !nodes.isEmpty || sel.isEmpty else {
         throw EngineError.usage("--path \(options.paths) matches nothing in snapshot \(snapshot.id.short)")
       }
     }
@@ -414,7 +421,9 @@ extension Repository {
     let targetsC = targets
     targets = []
     let filesC = fileNodes
-    let local = self.store as? LocalStore
+    // Reads straight from a local repository's files, also when it is opened read-only (`--read-only` wraps it in a
+    // ReadOnlyStore, which refuses writes only; reads may bypass it).
+    let local = (self.store as? LocalStore) ?? ((self.store as? ReadOnlyStore)?.base as? LocalStore)
     await runThreads(max(1, options.workers), name: "restore") { _ in
       let dirs = RestoreDirCache(root: root)
       do {

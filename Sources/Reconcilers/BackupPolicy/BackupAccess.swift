@@ -13,7 +13,9 @@ extension BackupPolicyChildren {
   /// The objects that exist only while a run of the policy is active (docs/backup-policy-controller.md, "Backup
   /// windows"): the NetworkPolicy `<base>-storage-egress` letting the policy's pods reach the storage and KMS
   /// endpoints (absent when the policy names no endpoint), and the RoleBinding `<base>` binding the Role that
-  /// reads the credentials Secrets to the run's ServiceAccount.
+  /// reads the credentials Secrets to the run's ServiceAccount; with spec.objects also the RoleBinding
+  /// `<base>-objects` of the policy's namespace (`KubeObjects.backupBinding`) and the NetworkPolicy
+  /// `<base>-apiserver-egress`.
   public static func runAccess(_ policy: BackupPolicy, settings: ControllerSettings) -> [DesiredChild] {
     let policyNS = policy.metadata.namespace ?? "default"
     let names = ChildNames(namespace: policyNS, name: policy.name)
@@ -48,6 +50,23 @@ extension BackupPolicyChildren {
       metadata: objectMeta(name: names.roleBinding, namespace: workNS, labels: l, owner: owner),
       roleRef: RoleRef(name: names.role), subjects: [.serviceAccount(names.serviceAccount, namespace: workNS)])
     out.append(DesiredChild(resource: ChildResources.roleBindings, object: binding))
+    // spec.objects: the run's ServiceAccount reads the policy's namespace (KubeObjects), and its pods reach the
+    // apiserver.
+    if policy.spec.objects != nil {
+      out.append(
+        DesiredChild(
+          resource: ChildResources.roleBindings,
+          object: KubeObjects.backupBinding(policy, names: names, workNamespace: workNS, labels: l)))
+      let np = NetworkPolicy(
+        metadata: objectMeta(name: names.apiserverEgress, namespace: workNS, labels: l, owner: owner),
+        spec: NetworkPolicySpec(
+          podSelector: LabelSelector(
+            matchLabels: policyPods(policy),
+            matchExpressions: [
+              LabelSelectorRequirement(key: ChildLabels.component, operator: "In", values: ["backup", "on-demand"])
+            ]), policyTypes: ["Egress"], egress: NetworkIsolation.apiserverRules(settings)))
+      out.append(DesiredChild(resource: ChildResources.networkPolicies, object: np))
+    }
     return out
   }
 }

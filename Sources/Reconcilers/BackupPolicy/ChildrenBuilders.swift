@@ -316,11 +316,13 @@ public enum BackupPolicyChildren {
     let invocation = try EngineInvocation(policy: policy) {
       copies ? names.secretCopy($0) : $0
     }
-    return DeclaredRBAC(
+    var declared = DeclaredRBAC(
       namespace: workNS, serviceAccount: names.serviceAccount, role: names.role, roleBinding: names.roleBinding,
       rules: roleRules(secretNames: invocation.secrets.map { copies ? names.secretCopy($0.sourceName) : $0.sourceName })
         .map(\.json)
     )
+    if policy.spec.objects != nil { declared.objectsBinding = names.objectsBinding }
+    return declared
   }
 
   /// Whether the policy only restores: spec.mode RestoreOnly, or every policy under the controller's
@@ -762,14 +764,29 @@ public enum BackupPolicyChildren {
       let path = "/backup/\(pvc.claimName)"
       volumes.append(
         Volume(name: "source", persistentVolumeClaim: ClaimVolumeSource(claimName: pvc.claimName, readOnly: true)))
+      // spec.objects: the namespace's objects, exported by an init container into a memory-backed emptyDir, are
+      // backed up beside the claim in the same snapshot (its entry `_kubernetes`).
+      let objects = spec.objects
+      let paths = objects == nil ? [path] : [path, ObjectsLayout.backupMount]
+      if objects != nil { volumes += [KubeObjects.objectsVolume, KubeObjects.tokenVolumeSource] }
       var c = engineContainer(
-        "backup", settings: s, args: backup(.paths([path])), invocation: invocation, resources: resources,
+        "backup", settings: s, args: backup(.paths(paths)), invocation: invocation, resources: resources,
         progress: true)
       let sub = pvc.subPath.flatMap { $0.isEmpty ? nil : $0 }
       c.volumeMounts?.append(VolumeMount(name: "source", mountPath: path, readOnly: true, subPath: sub))
+      if objects != nil {
+        c.volumeMounts?.append(
+          VolumeMount(name: KubeObjects.volume, mountPath: ObjectsLayout.backupMount, readOnly: true))
+      }
       c.securityContext = claimReaderSecurity(pvc, s)
       var template = podShell(
         input, names: names, labels: podLabels, volumes: volumes, containers: [c], runsAsRoot: pvc.runAsUser == 0)
+      if let objects, var podSpec = template.spec {
+        // Before the hooks gate: the application stays frozen only while its data is read.
+        podSpec.initContainers =
+          [KubeObjects.exportContainer(objects, namespace: policyNS, settings: s)] + (podSpec.initContainers ?? [])
+        template.spec = podSpec
+      }
       if let hooks = spec.hooks, !hooks.isEmpty { addHooksGate(&template, hooks: hooks, settings: s) }
       ClaimPlacement.apply(placement, to: &template)
       return template

@@ -219,8 +219,10 @@ public enum DrillLogic {
     if let into = drill.spec.restore {
       restore.into = into
     } else {
+      // A plan's restore into a claim, or of Kubernetes objects, is rehearsed as a restore of the snapshot into the
+      // run's emptyDir (a drill creates no objects).
       switch restore.into.kind {
-      case .pvc?: restore.into = RestoreDestination()
+      case .pvc?, .objects?: restore.into = RestoreDestination()
       case .command?, nil: break
       }
     }

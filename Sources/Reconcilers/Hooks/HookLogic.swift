@@ -24,7 +24,7 @@ public enum HookKeys {
   public static let gateVolume = "botrt-gate"
   /// Where the gate reads them.
   public static let gateDirectory = "/etc/botrt-gate"
-  public static let gateFile = "/etc/botrt-gate/annotations"
+  public static let gateFile = gateDirectory + "/annotations"
   /// The ClusterRole a namespace admin binds to opt in to hooks.
   public static let executorClusterRole = "botrt-hook-executor"
   /// The most results kept in the record (the annotation stays small).

@@ -184,8 +184,9 @@ public final class HookRunner: Sendable {
         $0.results = ($0.results ?? []).filter { $0.phase != "Pre" } + outcome.results
       }, extra: extra)
     memory.withLock { $0.preFinal[uid] = mark }
-    try await writePre(ns, job: jobName, pod: name, mark)
+    // The Events first: a failed write of the mark is retried from memory (markPre), which reports nothing.
     report(policy, job: jobName, phase: "pre", outcome)
+    try await writePre(ns, job: jobName, pod: name, mark)
   }
 
   func runPost(job: JSONValue, uid: String, policy: BackupPolicy, hooks: [BackupHook]) async throws {
@@ -214,8 +215,8 @@ public final class HookRunner: Sendable {
         $0.results = ($0.results ?? []).filter { $0.phase != "Post" } + outcome.results
       }, extra: extra)
     memory.withLock { $0.postFinal[uid] = mark }
-    try await patchJob(ns, jobName, mark.record, extra: extra.merging([HookKeys.post: mark.value]) { $1 })
     report(policy, job: jobName, phase: "post", outcome)
+    try await patchJob(ns, jobName, mark.record, extra: extra.merging([HookKeys.post: mark.value]) { $1 })
   }
 
   /// Runs `hooks` in order, each in its pods at once; stops at an Abort hook's failure or a refused exec.

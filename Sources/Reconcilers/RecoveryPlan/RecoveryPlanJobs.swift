@@ -249,6 +249,9 @@ public enum RecoveryJobs {
       // Progress lines in the restore container's log, which the controller reads into the step's status.progress
       // (`RecoveryPlanLogic.progressReads`).
       a.common.progress = true
+      // A claim's files go back without the snapshot's Kubernetes objects (spec.objects), which only an objects
+      // restore re-creates (and which must never land in a claim: Secrets are among them).
+      if stripComponents > 0 { a.excludePaths = [ObjectsLayout.snapshotEntry] }
       return EngineArguments.restore(a).argv
     }
     var volumes: [Volume] = [tmpVolume] + BackupPolicyChildren.typed(inv.volumes)
@@ -294,12 +297,31 @@ public enum RecoveryJobs {
         terminationMessagePolicy: "FallbackToLogsOnError")
       return ([], [restore, load], volumes, false)
     }
+    if case .objects(let objects)? = into {
+      guard p.spec.source.pvc != nil || p.spec.source.claims != nil else {
+        throw SpecError(
+          field: "\(field).into.objects",
+          message: "BackupPolicy '\(p.name)' backs up a dump command, whose snapshots hold no Kubernetes objects; "
+            + "objects are backed up with a claim source (spec.objects)")
+      }
+      // The engine restores the snapshot's objects into a memory-backed emptyDir; then `botrt-objects apply`,
+      // the only container with a ServiceAccount token, creates them in the Job's namespace.
+      volumes += [KubeObjects.objectsVolume, KubeObjects.tokenVolumeSource]
+      let objectsMount = VolumeMount(name: KubeObjects.volume, mountPath: ObjectsLayout.restoreRoot)
+      let restore = Container(
+        name: name, image: s.engineImage, command: [s.enginePath],
+        args: restore(.file(path: ObjectsLayout.snapshotEntry, into: ObjectsLayout.restoreRoot)),
+        env: engineEnv, volumeMounts: mounts + [objectsMount], securityContext: security(s),
+        terminationMessagePolicy: "File")
+      let apply = KubeObjects.applyContainer(objects, namespace: ctx.namespace, settings: s)
+      return ([], [restore, apply], volumes, false)
+    }
     switch into {
     case .pvc(let pvc)?:
       volumes.append(Volume(name: "restore", persistentVolumeClaim: ClaimVolumeSource(claimName: pvc.claimName)))
       let sub = pvc.subPath.flatMap { $0.isEmpty ? nil : $0 }
       mounts.append(VolumeMount(name: "restore", mountPath: restorePath, subPath: sub))
-    case .command?, nil:  // a command returned above
+    case .command?, .objects?, nil:  // a command and objects returned above
       volumes.append(Volume(name: "restore", emptyDir: EmptyDirVolumeSource()))
       mounts.append(VolumeMount(name: "restore", mountPath: restorePath))
     }
@@ -495,10 +517,14 @@ public enum RecoveryJobs {
       }
       let jobCtx = try restoreContext(r, ctx: ctx, jobName: jobName, field: field)
       let parts = try restoreParts(spec: r, ctx: jobCtx, name: "restore", field: "\(field).restore")
-      return sequentialJob(
+      var job = sequentialJob(
         name: jobName, ctx: jobCtx, initContainers: parts.initContainers, steps: parts.containers,
         volumes: parts.volumes, activeDeadlineSeconds: step.timeoutSeconds, keepClaimGroups: parts.keepsClaimGroups
-      ).json
+      )
+      // Objects are created with the restore ServiceAccount (KubeObjects.restoreAccess), whose token only the
+      // objects container mounts.
+      if r.into.objects != nil { job.spec?.template.spec?.serviceAccountName = KubeObjects.restoreServiceAccount }
+      return job.json
     case .verify:
       let v = s.verify ?? VerifyStepSpec()
       let parts = try verifyParts(

@@ -256,10 +256,17 @@ public final class RecoveryPlanReconciler: RunsReconciler {
     let isolation = try RestoreIsolation.networkPolicy(
       step, jobName: name, namespace: jobNS, ctx: ctx, owner: ctx.owner)
     if jobNS == ns, let np = isolation { try await applyIsolation(np) }
+    // A restore of Kubernetes objects: the ServiceAccount its pod runs as, and the RoleBinding of the restorer
+    // ClusterRole to it, before the Job (its pod needs them), then owned by the Job.
+    let objects = target?.objects == true
+    if objects { try await applyObjectsAccess(jobName: name, namespace: jobNS, labels: ctx.labels, owner: nil) }
     let job: JSONValue = try await client.apply(
       ChildResources.jobs, namespace: jobNS, name: name, body, fieldManager: Self.fieldManager, force: true)
     let owner = job[path: "metadata", "uid"]?.stringValue.map {
       OwnerReference(apiVersion: "batch/v1", kind: "Job", name: name, uid: $0, controller: true)
+    }
+    if objects, let owner {
+      try await applyObjectsAccess(jobName: name, namespace: jobNS, labels: ctx.labels, owner: owner)
     }
     // Owned by the Job, it goes with the Job (a retried step's Job is deleted with its pods).
     if var np = isolation {
@@ -285,6 +292,23 @@ public final class RecoveryPlanReconciler: RunsReconciler {
         ChildResources.secrets, namespace: t.namespace, name: c.name, c, fieldManager: Self.fieldManager,
         force: true)
     }
+  }
+
+  /// Applies an objects restore Job's ServiceAccount (before the Job) and its RoleBinding (before the Job, and again
+  /// owned by it) (`KubeObjects.restoreAccess`).
+  func applyObjectsAccess(
+    jobName: String, namespace: String, labels: [String: String], owner: OwnerReference?
+  ) async throws {
+    let (account, binding) = KubeObjects.restoreAccess(
+      jobName: jobName, namespace: namespace, labels: labels, owner: owner)
+    if owner == nil {
+      _ = try await client.apply(
+        ChildResources.serviceAccounts, namespace: namespace, name: KubeObjects.restoreServiceAccount, account.json,
+        fieldManager: Self.fieldManager, force: true)
+    }
+    _ = try await client.apply(
+      ChildResources.roleBindings, namespace: namespace, name: jobName, binding.json, fieldManager: Self.fieldManager,
+      force: true)
   }
 
   /// Applies a restore Job's NetworkPolicy.

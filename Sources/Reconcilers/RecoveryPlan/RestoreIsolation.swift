@@ -9,7 +9,7 @@ import KubeCore
 /// connection, and reach only what the backup pods of the same policy reach (`NetworkIsolation`): DNS, the declared
 /// key services, and the source's storage, cloud KMS and Vault endpoints; a restore into a command or a verify with a
 /// database query also reaches the pods of the Job's namespace and the declared `database` destinations, as a dump
-/// command does. A `job` step runs the plan author's own container, which the controller does not restrict.
+/// command does; a restore of Kubernetes objects (into.objects) reaches the apiserver (`NetworkIsolation.apiserverRules`). A `job` step runs the plan author's own container, which the controller does not restrict.
 ///
 /// Its lifetime follows the Job's. A Job in the plan's namespace: the policy is applied before the Job, owned by the
 /// plan. A Job in another namespace: applied right after the Job, owned by it, and before the Job's Secret copies,
@@ -28,12 +28,14 @@ public enum RestoreIsolation {
     let s = step.step
     var source: BackupPolicy? = nil
     var database = false
+    var apiserver = false
     switch s.action {
     case .restore:
       guard let r = s.restore else { return nil }
       let p = try RecoveryJobs.policy(r.policyRef, ctx, field: "\(step.field).restore.policyRef")
       source = try ReplicaSource.policy(p, replica: r.replica, field: "\(step.field).restore.replica")
       database = r.into.command != nil
+      apiserver = r.into.objects != nil
     case .verify:
       let v = s.verify ?? VerifyStepSpec()
       if let ref = v.policyRef {
@@ -51,6 +53,7 @@ public enum RestoreIsolation {
     }
     if let source { add(NetworkIsolation.windowRules(source.spec, settings: settings)) }
     if database { add(NetworkIsolation.databaseRules(policyNamespace: namespace, settings: settings)) }
+    if apiserver { add(NetworkIsolation.apiserverRules(settings)) }
     var meta = ObjectMeta(name: name(jobName: jobName), namespace: namespace, labels: ctx.labels)
     if let owner { meta.ownerReferences = [owner] }
     return NetworkPolicy(

@@ -26,8 +26,18 @@ public struct RestoreTarget: Sendable, Hashable {
   /// "namespace/claim", the key of `PlanWorld.claims`.
   public var key: String { "\(namespace)/\(claimName)" }
 
-  /// The target of a restore into a claim (nil for a command restore or none).
+  /// A restore of Kubernetes objects (into.objects): no claim, only the namespace they are created in, where the
+  /// Job runs.
+  public var objects: Bool = false
+
+  /// The target of a restore into a claim, or of Kubernetes objects into a namespace (nil for a command restore or
+  /// none).
   public static func of(_ r: RestoreStepSpec, planNamespace: String, targetNamespace: String?) -> RestoreTarget? {
+    if let o = r.into.objects {
+      let ns = o.namespace ?? targetNamespace ?? planNamespace
+      return RestoreTarget(
+        namespace: ns, claimName: "", foreign: ns != planNamespace, create: nil, sourceClaim: r.claim, objects: true)
+    }
     guard let pvc = r.into.pvc else { return nil }
     let ns = pvc.namespace ?? targetNamespace ?? planNamespace
     return RestoreTarget(
@@ -101,7 +111,7 @@ public struct RestoreTarget: Sendable, Hashable {
   public func repositoryProblem(policy: BackupPolicy, field: String) -> SpecError? {
     guard foreign, let claim = policy.spec.repository.local?.claimName else { return nil }
     return SpecError(
-      field: "\(field).into.pvc.namespace",
+      field: "\(field).into.\(objects ? "objects" : "pvc").namespace",
       message: "BackupPolicy '\(policy.name)' keeps its repository on claim '\(claim)' of namespace "
         + "\(policy.metadata.namespace ?? ""), which a restore Job in namespace \(namespace) cannot mount; restore "
         + "in the policy's namespace, or keep the repository in object storage")

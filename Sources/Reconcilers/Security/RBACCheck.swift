@@ -11,6 +11,10 @@ public struct DeclaredRBAC: Sendable, Hashable {
   public var roleBinding: String
   /// The Role's rules.
   public var rules: [JSONValue]
+  /// The RoleBinding of a backup run's object reads (spec.objects), when the policy has them: it may bind the
+  /// ClusterRole `KubeObjects.readerClusterRole` (in the policy's namespace, which is the workload namespace when
+  /// the policy's pods run there).
+  public var objectsBinding: String? = nil
 
   public init(namespace: String, serviceAccount: String, role: String, roleBinding: String, rules: [JSONValue]) {
     self.namespace = namespace
@@ -38,6 +42,12 @@ public struct DeclaredRBAC: Sendable, Hashable {
       guard names else { continue }
       let name = b[path: "metadata", "name"]?.stringValue ?? "?"
       let ref = b["roleRef"]
+      // A backup run's object reads (spec.objects): the reader ClusterRole, under its declared name.
+      if let objectsBinding, name == objectsBinding, ref?["kind"] == "ClusterRole",
+        ref?["name"]?.stringValue == KubeObjects.readerClusterRole
+      {
+        continue
+      }
       if name != roleBinding || ref?["kind"] != "Role" || ref?["name"]?.stringValue != role {
         return "RoleBinding \(namespace)/\(name) grants \(ref?["kind"]?.stringValue ?? "?") "
           + "'\(ref?["name"]?.stringValue ?? "?")' to the backup ServiceAccount \(serviceAccount)"

@@ -14,6 +14,9 @@ public enum EgressKind: String, Sendable, Hashable, CaseIterable {
   case database
   /// DNS servers besides the cluster DNS pods (for example node-local DNS at 169.254.20.10).
   case dns
+  /// The Kubernetes apiserver's endpoints (the addresses behind the `kubernetes` Service), which the pods that back
+  /// up or restore Kubernetes objects (spec.objects) reach.
+  case apiserver
 }
 
 /// An IPv4 or IPv6 network in CIDR notation, parsed (a bare address is a host network).
@@ -323,6 +326,19 @@ public enum NetworkIsolation {
 
   /// A dump command's database egress: every pod of the policy's own namespace (any port: the tenant's own
   /// servers) and the declared `database` destinations.
+  /// The egress of pods that read or create Kubernetes objects: the declared `apiserver` destinations, else (none
+  /// declared) every address but link-local on 443 and 6443, the apiserver's usual ports (NetworkPolicies see the
+  /// endpoint's address, not the `kubernetes` Service's).
+  public static func apiserverRules(_ settings: ControllerSettings) -> [NetworkPolicyEgressRule] {
+    let declared = settings.egress.filter { $0.kind == .apiserver }
+    if !declared.isEmpty { return declared.map(rule) }
+    return [
+      NetworkPolicyEgressRule(
+        to: defaultStorageNets.map { NetworkPolicyPeer(ipBlock: IPBlock(cidr: $0.cidr, except: [$0.except])) },
+        ports: [port(443), port(6443)])
+    ]
+  }
+
   public static func databaseRules(
     policyNamespace: String, settings: ControllerSettings
   ) -> [NetworkPolicyEgressRule] {
