@@ -270,7 +270,7 @@ struct RestoreCommand: EngineCommand {
     help: "With 'latest': only snapshots with this K=V tag are candidates (repeatable; all must match).")
   var tags: [String] = []
   @Flag(
-    name: .customLong("keep-setid"),
+    name: .customLong(EngineFlag.keepSetID),
     help: ArgumentHelp(
       "Keep the set-user-ID and set-group-ID bits and file capabilities (security.capability) of restored files "
         + "(root only: the owner is restored first). Without it they are cleared, with a warning naming the files."))

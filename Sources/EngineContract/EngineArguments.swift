@@ -52,6 +52,7 @@ public enum EngineFlag {
   public static let path = "path"
   public static let stripComponents = "strip-components"
   public static let excludePath = "exclude-path"
+  public static let keepSetID = "keep-setid"
   public static let requireSnapshot = "require-snapshot"
   public static let all = "all"
   public static let readData = "read-data"
@@ -423,6 +424,9 @@ public struct EngineRestoreArguments: Sendable, Hashable {
   /// Paths of a `.target` restore left out (`--exclude-path`, repeatable): a claim's restore leaves the snapshot's
   /// Kubernetes objects (`ObjectsLayout.snapshotEntry`) out.
   public var excludePaths: [String] = []
+  /// Keep the set-user-ID and set-group-ID bits of restored files (`--keep-setid`; the engine runs as root, which
+  /// restores the owner first): a restore into a claim as root (`into.pvc.runAsUser: 0`) restores them as recorded.
+  public var keepSetID: Bool = false
   public init(
     common: EngineCommonArguments, snapshot: Snapshot, requireSnapshot: String?, output: Output,
     stripComponents: Int = 0, tags: [String] = []
@@ -586,6 +590,7 @@ public enum EngineArguments: Sendable, Hashable {
         a += [l(EngineFlag.target), dir]
         if r.stripComponents > 0 { a += [l(EngineFlag.stripComponents), String(r.stripComponents)] }
         for p in r.excludePaths { a += [l(EngineFlag.excludePath), p] }
+        if r.keepSetID { a.append(l(EngineFlag.keepSetID)) }
       case .stdout(let path): a += [l(EngineFlag.stdout), l(EngineFlag.path), path]
       case .file(let path, let dir): a += [l(EngineFlag.target), dir, l(EngineFlag.path), path]
       }

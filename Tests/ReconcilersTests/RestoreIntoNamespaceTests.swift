@@ -176,6 +176,9 @@ func planContext(_ plan: RecoveryPlan, policy: BackupPolicy) -> RecoveryJobConte
     // Ownership comes back as recorded: root with CHOWN and friends, no fsGroup.
     let c = try #require(pod.containers.first)
     #expect(c.securityContext?.runAsUser == 0 && pod.securityContext?.fsGroup == nil)
+    // Set-id bits included (`--keep-setid`), as the CRD says of runAsUser 0; FSETID is among the capabilities.
+    #expect(
+      c.args?.contains("--keep-setid") == true && c.securityContext?.capabilities?.add?.contains("FSETID") == true)
     // The Secrets it reads are the copies named after the Job, never the target namespace's own names.
     let json = try RecoveryJobs.stepJob(step, jobName: name, ctx: ctx)
     let text = String(decoding: try KubeJSON.encoder().encode(json), as: UTF8.self)
@@ -191,6 +194,8 @@ func planContext(_ plan: RecoveryPlan, policy: BackupPolicy) -> RecoveryJobConte
           ctx: planContext(home, policy: try filesPolicy()))))
     #expect(homeJob.metadata.namespace == "shop" && homeJob.metadata.ownerReferences?.first?.kind == "RecoveryPlan")
     #expect(homeJob.spec?.ttlSecondsAfterFinished == nil)
+    // Not as root: the engine's user cannot keep set-id bits, and is not asked to.
+    #expect(homeJob.spec?.template.spec?.containers.first?.args?.contains("--keep-setid") == false)
   }
 
   @Test func theSecretCopiesAreOwnedByTheJobAndNameAMissingSecret() throws {

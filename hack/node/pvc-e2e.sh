@@ -9,7 +9,10 @@
 #      container: CapEff is exactly that capability) the backup succeeds;
 #   4. the files are deleted (the application's disaster), and a RecoveryPlan restores the snapshot into the claim
 #      with `into.pvc.runAsUser: 0`: every path comes back with its content, owner, group, mode, type, link target
-#      and modification time, compared with a listing taken on the node before the backup;
+#      and modification time, compared with a listing taken on the node before the backup; and a tree of every kind
+#      of file made on the node (hack/node/filetree.py: set-id bits, a sparse file, hard links, a dangling symlink,
+#      250-byte, newline and Latin-1 names, a fifo, xattrs, an ACL, foreign owners, old times) comes back byte for
+#      byte and stat for stat, but its device node, which the restore (no CAP_MKNOD) names instead of making;
 #   5. a second RecoveryPlan restores the same snapshot into another namespace that has no claim: refused until that
 #      namespace's admin allows recoveries from the plan's namespace; then the controller creates the claim there from
 #      the policy's recorded claim (status.sourceClaim), labelled as restored and without an owner, runs the restore
@@ -71,8 +74,10 @@ trap 'exit 143' TERM INT
 k() { kubectl -n "$NS" "$@"; }
 # listing DIR: every path under DIR with type, owner, group, mode, size, whole-second mtime, link target and the
 # SHA-256 of a regular file's content, sorted.
+# types/ (every kind of file, hack/node/filetree.py) is compared by types_listing: its names hold newlines.
 listing() {
-  (cd "$1" && find . -mindepth 1 -printf '%p %y %U:%G %m %s %TY-%Tm-%Td_%TH:%TM:%.2TS %l\n' | sort) |
+  (cd "$1" && find . -mindepth 1 -path ./types -prune -o -printf '%p %y %U:%G %m %s %TY-%Tm-%Td_%TH:%TM:%.2TS %l\n' |
+    sort) |
     while read -r path type owner mode size mtime link; do
       sum=-
       [[ "$type" == f ]] && sum="$(sha256sum "$1/$path" | cut -c1-16)"
@@ -81,6 +86,9 @@ listing() {
     done
 }
 
+# types_listing DIR: every path of DIR/types byte for byte and stat for stat, but the device node, which a restore
+# without CAP_MKNOD cannot make (it is named in the restore's warnings instead).
+types_listing() { python3 "$REPO/hack/node/filetree.py" list "$1/types" | grep -v '^6e756c6c '; }
 kubectl apply -f "$REPO/crds/" >/dev/null
 TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io  >/dev/null
 python3 -c 'import os, sys, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])' "$BUCKET"
@@ -152,6 +160,11 @@ spec:
 EOF
 for _ in $(seq 1 120); do [[ "$(k get pod writer -o jsonpath='{.status.phase}')" == Succeeded ]] && break; sleep 1; done
 [[ "$(k get pod writer -o jsonpath='{.status.phase}')" == Succeeded ]] || fail "the writer Pod did not succeed"
+# Every kind of file (issue 15), made on the node as root: set-id bits, a sparse file, hard links, a dangling
+# symlink, 250-byte, newline and Latin-1 names, a fifo, a device node, xattrs, an ACL, foreign owners, 1980's times.
+python3 "$REPO/hack/node/filetree.py" make "$VOL" || fail "cannot make the tree of every kind of file"
+types_listing "$VOL" >"$WORK/types-before.txt"
+grep -q ' sparse$' "$WORK/types-before.txt" || fail "the source's sparse file is not sparse on this filesystem"
 listing "$VOL" >"$WORK/before.txt"
 grep -q '^./secret.txt f 1001:1001 600 ' "$WORK/before.txt" && grep -q '^./shared/other.key f 1002:1002 600 ' \
   "$WORK/before.txt" || fail "the application did not write its private files: $(cat "$WORK/before.txt")"
@@ -285,6 +298,17 @@ diff -u "$WORK/before.txt" "$WORK/after.txt" >"$WORK/diff.txt" ||
 $(cat "$WORK/diff.txt")"
 log "   all $(wc -l <"$WORK/after.txt") paths restored with content, owner, group, mode, type, link and mtime:"
 sed 's/^/     /' "$WORK/after.txt" >&2
+# Every kind of file: the same bytes and stat (set-id bits, sparse, hard links, xattrs, the ACL, fifo, names as bytes);
+# the device node is not made without CAP_MKNOD, and the restore names it.
+types_listing "$VOL" >"$WORK/types-after.txt"
+diff -u "$WORK/types-before.txt" "$WORK/types-after.txt" >"$WORK/types-diff.txt" ||
+  fail "the tree of every kind of file was not restored exactly (names in hex):
+$(cat "$WORK/types-diff.txt")"
+[[ ! -e "$VOL/types/null" ]] || fail "a device node was made without CAP_MKNOD"
+rjob="$(k get jobs -l dr.botrt.io/plan-name=restore-data -o jsonpath='{.items[0].metadata.name}')"
+k get pods -l job-name="$rjob" -o jsonpath='{.items[0].status.containerStatuses[0].state.terminated.message}' |
+  grep -q 'types/null' || fail "the restore did not name the device node it could not make"
+log "   and all $(wc -l <"$WORK/types-after.txt") paths of every kind of file, byte for byte and stat for stat"
 # expect_isolation NAMESPACE JOB: the restore Job's own NetworkPolicy (RestoreIsolation), owned by the Job in the end.
 expect_isolation() {
   kubectl -n "$1" get networkpolicy "$2-isolation" -o json >"$WORK/np.json" ||
@@ -367,6 +391,9 @@ listing "$VOL2" >"$WORK/dst.txt"
 diff -u "$WORK/before.txt" "$WORK/dst.txt" >"$WORK/diff2.txt" ||
   fail "the claim restored into $DST differs from what was backed up:
 $(cat "$WORK/diff2.txt")"
+types_listing "$VOL2" | diff -u "$WORK/types-before.txt" - >"$WORK/types-diff2.txt" ||
+  fail "the tree of every kind of file restored into $DST differs:
+$(cat "$WORK/types-diff2.txt")"
 log "   claim $DST/data created from the record and all $(wc -l <"$WORK/dst.txt") paths restored exactly"
 
 log "   a second run restores into the existing claim and leaves it as it is; deleting the plan leaves the claim"

@@ -249,6 +249,9 @@ public enum RecoveryJobs {
       // Progress lines in the restore container's log, which the controller reads into the step's status.progress
       // (`RecoveryPlanLogic.progressReads`).
       a.common.progress = true
+      // As root on a claim (into.pvc.runAsUser: 0) every file's owner, group and mode come back as recorded, set-id
+      // bits included (the CRD's promise; FSETID is among the container's capabilities).
+      if spec.into.pvc?.runAsUser == 0 { a.keepSetID = true }
       // A claim's files go back without the snapshot's Kubernetes objects (spec.objects), which only an objects
       // restore re-creates (and which must never land in a claim: Secrets are among them).
       if stripComponents > 0 { a.excludePaths = [ObjectsLayout.snapshotEntry] }
