@@ -507,10 +507,22 @@ def backup_policy_spec():
         same("s3", ["bucket"], ["prefix", "endpoint"]), same("gcs", ["bucket"], ["prefix", "endpoint"]),
         same("azure", ["account", "container"], ["prefix", "endpoint"]), same("local", ["path"], ["claimName"]),
     ])
+    def empty(list_path):
+        return f"(!has({list_path}) || size({list_path}) == 0)"
+
     return with_rules(backup_policy_spec_schema(), rule(
         f"!has(self.replicas) || self.replicas.all(r, !({same_location}))",
         "replicas: a replica's repository is the policy's own repository (the same location); give each replica "
-        "another location", field_path=".replicas"))
+        "another location", field_path=".replicas"),
+        # Validation.swift hooks(): hooks only with a claim source.
+        rule(f"!has(self.source.command) || !has(self.hooks) || ({empty('self.hooks.pre')} && "
+             f"{empty('self.hooks.post')})",
+             "hooks: hooks run only with a claim source (source.pvc or source.claims): a dump command is itself the "
+             "consistency point; remove hooks or back up the application's claim", field_path=".hooks"),
+        # Validation.swift objects(): objects are stored in a claim's snapshot.
+        rule("!has(self.source.command) || !has(self.objects)",
+             "objects: objects are stored in the snapshot of a claim: set source.pvc or source.claims, or remove "
+             "objects", field_path=".objects"))
 
 
 def backup_policy_spec_schema():

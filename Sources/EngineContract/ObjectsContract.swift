@@ -1,3 +1,5 @@
+import Foundation
+
 /// `botrt-objects`, the job image's second executable: it reads a namespace's Kubernetes objects into a directory
 /// (`export`, an init container of a backup pod, whose directory the engine then backs up in the same snapshot as the
 /// claim) and re-creates them from such a directory in a target namespace (`apply`, a RecoveryPlan restore step's
@@ -238,6 +240,28 @@ public struct ObjectsResult: Codable, Sendable, Hashable {
     self.skipped = skipped
     self.unservedKinds = unservedKinds
     self.failures = failures
+  }
+}
+
+extension ObjectsResult {
+  /// Parses a termination message: its last line that starts with `{`; nil when there is none or it is not a
+  /// `botrt-objects` result.
+  public static func parse(_ message: String?) -> ObjectsResult? {
+    guard let message, let line = message.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+      return nil
+    }
+    return try? JSONDecoder().decode(ObjectsResult.self, from: Data(line.utf8))
+  }
+
+  /// "N Kubernetes objects", and what failed (names and the first messages), for status and Events.
+  public var summary: String {
+    var s = "\(objects) Kubernetes object\(objects == 1 ? "" : "s")"
+    if existing > 0 { s += ", \(existing) existing" }
+    if !failures.isEmpty {
+      let shown = failures.prefix(3).map { "\($0.object): \($0.message.prefix(300))" }.joined(separator: "; ")
+      s += ", \(failures.count) failed (\(shown)\(failures.count > 3 ? "; …" : ""))"
+    }
+    return s
   }
 }
 

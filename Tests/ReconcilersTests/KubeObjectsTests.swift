@@ -224,6 +224,71 @@ import Testing
     #expect(args(ownJob[path: "spec", "template", "spec", "containers"]?[0])[4] == "shop")
   }
 
+  /// The export's result reaches status and Events: a failed export (the backup never started) says which kind
+  /// failed and why; a successful run's Event counts the objects.
+  @Test func theExportsResultIsReadFromItsContainer() {
+    let failedJob: JSONValue = [
+      "metadata": ["name": "run-1"],
+      "status": ["failed": 1, "conditions": [["type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"]]],
+    ]
+    let failure = ObjectsResult(
+      command: "export", objects: 7,
+      failures: [.init(object: "Widget.example.io", message: "list is forbidden: widgets.example.io")])
+    let line = String(decoding: try! JSONEncoder().encode(failure), as: UTF8.self)
+    let failedPod: JSONValue = [
+      "metadata": ["name": "run-1-x"],
+      "status": [
+        "phase": "Failed",
+        "initContainerStatuses": [
+          ["name": .string(KubeObjects.container), "state": ["terminated": ["exitCode": 3, "message": .string(line)]]]
+        ],
+        "containerStatuses": [["name": "backup", "state": ["waiting": ["reason": "PodInitializing"]]]],
+      ],
+    ]
+    let run = BackupRun.observe(job: failedJob, pods: [failedPod])
+    #expect(run.state == .failed && run.objects?.failures.count == 1)
+    #expect(
+      run.failureMessage
+        == "the backup did not start: the export of the namespace's Kubernetes objects exited with 3 (7 Kubernetes "
+        + "objects, 1 failed (Widget.example.io: list is forbidden: widgets.example.io))")
+
+    let okJob: JSONValue = [
+      "metadata": ["name": "run-2"],
+      "status": [
+        "startTime": "2026-05-28T20:00:00Z", "completionTime": "2026-05-28T20:00:30Z", "succeeded": 1,
+        "conditions": [["type": "Complete", "status": "True", "lastTransitionTime": "2026-05-28T20:00:30Z"]],
+      ],
+    ]
+    let okPod: JSONValue = [
+      "metadata": ["name": "run-2-x"],
+      "status": [
+        "initContainerStatuses": [
+          [
+            "name": .string(KubeObjects.container),
+            "state": [
+              "terminated": [
+                "exitCode": 0,
+                "message":
+                  #"{"command":"export","objects":19,"existing":0,"skipped":[],"unservedKinds":[],"failures":[]}"#,
+              ]
+            ],
+          ]
+        ],
+        "containerStatuses": [
+          [
+            "name": "backup",
+            "state": [
+              "terminated": ["exitCode": 0, "message": #"{"ok":true,"exitCode":0,"snapshotId":"s1","bytesRead":7}"#]
+            ],
+          ]
+        ],
+      ],
+    ]
+    let ok = BackupRun.observe(job: okJob, pods: [okPod])
+    #expect(ok.state == .succeeded && ok.objects?.objects == 19)
+    #expect(ok.objects?.summary == "19 Kubernetes objects")
+  }
+
   @Test func aDumpPolicyHasNoObjectsToRestore() throws {
     let p = try recoveryTestPolicy(name: "files")
     let plan = try objectsPlan()

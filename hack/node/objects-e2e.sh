@@ -215,6 +215,15 @@ r = json.loads(sys.argv[1].strip().splitlines()[-1])
 # the claim, the Service and the Deployment: the excluded ConfigMap is not among them.
 assert r["command"] == "export" and r["objects"] >= 9 and not r["failures"], r
 PY
+# The controller read the export's result from the objects container: the BackupSucceeded Event counts them.
+n="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1].strip().splitlines()[-1])["objects"])' "$export_result")"
+for _ in $(seq 1 20); do
+  ks get events --field-selector involvedObject.name=app,reason=BackupSucceeded -o jsonpath='{.items[*].message}' |
+    grep -q "with $n Kubernetes objects" && break
+  sleep 0.5
+done
+ks get events --field-selector involvedObject.name=app,reason=BackupSucceeded -o jsonpath='{.items[*].message}' |
+  grep -q "with $n Kubernetes objects" || fail "the BackupSucceeded Event does not count the $n exported objects"
 # Only the objects container mounts a token; the engine's never does.
 mounts="$(ks get pod "$pod" -o jsonpath='{range .spec.containers[*]}{.name}:{.volumeMounts[*].mountPath}{"\n"}{end}')"
 [[ "$mounts" != *serviceaccount* ]] || fail "the engine container mounts a ServiceAccount token: $mounts"

@@ -24,6 +24,8 @@ public struct BackupRun: Sendable, Hashable {
   public var annotations: [String: String] = [:]
   /// A Pod of the Job in phase Running (whose log holds the engine's progress lines), while the run runs.
   public var runningPod: String?
+  /// The export of the namespace's Kubernetes objects (spec.objects: the `objects` init container's result).
+  public var objects: ObjectsResult?
 
   public init(
     jobName: String, state: State, startTime: Date? = nil, finishTime: Date? = nil, result: EngineResult? = nil,
@@ -55,6 +57,20 @@ public struct BackupRun: Sendable, Hashable {
       run.exitCode = seen.exitCode
       if run.state == .failed, run.result == nil, let reason = t.reason {
         run.failureMessage = "container exited with code \(run.exitCode ?? -1) (\(reason))"
+      }
+    }
+    // spec.objects: the export's result; a failed export stopped the pod before the engine ran, and says why.
+    for pod in pods {
+      for cs in pod[path: "status", "initContainerStatuses"]?.arrayValue ?? []
+      where cs["name"]?.stringValue == KubeObjects.container {
+        guard let t = cs[path: "state", "terminated"] else { continue }
+        run.objects = ObjectsResult.parse(t["message"]?.stringValue)
+        if run.state == .failed, run.result == nil, let code = t["exitCode"]?.intValue, code != 0 {
+          run.failureMessage =
+            "the backup did not start: the export of the namespace's Kubernetes objects exited with \(code) ("
+            + (run.objects.map(\.summary) ?? t["message"]?.stringValue.map { String($0.prefix(1024)) } ?? "no message")
+            + ")"
+        }
       }
     }
     // A hooked run whose gate failed never started its engine: the gate's message says why (spec.hooks).
@@ -262,10 +278,11 @@ public enum BackupPolicyStatusLogic {
       if let total = r.result?.repositoryStoredBytes { s.repositoryStoredBytes = total }
       s.lastBackupDurationSeconds = r.result?.durationSeconds
       let bytes = r.result?.bytesRead.map { " (\($0) bytes read, \(r.result?.bytesStored ?? 0) stored)" } ?? ""
+      let objects = r.objects.map { " with \($0.summary)" } ?? ""
       events.append(
         PlannedEvent(
           warning: false, reason: "BackupSucceeded",
-          message: "Backup Job \(r.jobName) stored snapshot \(r.result?.snapshotId ?? "unknown")\(bytes)."))
+          message: "Backup Job \(r.jobName) stored snapshot \(r.result?.snapshotId ?? "unknown")\(bytes)\(objects)."))
     }
     // The repository's identity: pinned from the first successful run that reports it for the repository the spec
     // names now.
