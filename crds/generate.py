@@ -1247,6 +1247,11 @@ def step_status():
         "completionTime": date_time("When the step finished."),
         "jobName": string("The Job that runs the current attempt.", maxLength=253),
         "message": string("What happened, in a sentence.", maxLength=4096),
+        "progress": run_progress(
+            "restore", "A running restore step's progress, as the engine reports it (its JSON progress lines in the "
+            "restore container's log of the step's Job, read at most every 10 s): bytes written so far and, with "
+            "the engine's total, a percentage and an estimated completion. Unset when the step does not run a "
+            "restore or has ended; a finished restore's figures are in message."),
     }, required=["procedure", "name", "state"])
 
 

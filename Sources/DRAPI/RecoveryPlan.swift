@@ -303,10 +303,14 @@ public struct StepStatus: Codable, Sendable, Hashable {
   public var completionTime: Date?
   public var jobName: String?
   public var message: String?
+  /// A running restore step's progress, from its Job's engine progress lines (at most every 10 s); cleared when the
+  /// step ends.
+  public var progress: RunProgress?
 
   public init(
     procedure: String, name: String, action: String? = nil, state: StepState, attempts: Int32? = nil,
-    startTime: Date? = nil, completionTime: Date? = nil, jobName: String? = nil, message: String? = nil
+    startTime: Date? = nil, completionTime: Date? = nil, jobName: String? = nil, message: String? = nil,
+    progress: RunProgress? = nil
   ) {
     self.procedure = procedure
     self.name = name
@@ -317,6 +321,7 @@ public struct StepStatus: Codable, Sendable, Hashable {
     self.completionTime = completionTime
     self.jobName = jobName
     self.message = message
+    self.progress = progress
   }
 }
 

@@ -13,7 +13,8 @@
 # as a Job, moving the repository to the next entry of the rotation keys Secret; the data then restores with the new
 # key alone, the old key no longer opens it, and the next backup uses the new key. A slow backup (a dump of 30 s)
 # shows its progress in status.progress while it runs (bytesDone growing between reads 10 s apart), cleared when it
-# ends. Deleting the policy
+# ends; a slow restore of it by a RecoveryPlan (through a storage front that paces downloads) shows its progress in
+# the step's status.steps[].progress the same way. Deleting the policy
 # (deleteBackupsOnDelete: true) runs `botrt-engine delete-repository --confirm` as a Job: the bucket prefix is empty
 # afterwards and a BackupsDeleted Event says so.
 #
@@ -77,7 +78,7 @@ EOF
 vault() { curl -sf -H "X-Vault-Token: $VAULT_TOKEN" "$@"; }
 
 kubectl apply -f "$REPO/crds/" >/dev/null
-TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io >/dev/null
+TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io >/dev/null
 python3 -c 'import os, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket="'"$BUCKET"'")'
 python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/key-1"
 python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/key-2"
@@ -181,6 +182,79 @@ for _ in $(seq 1 90); do [[ "$(st lastSnapshot)" != "$before" ]] && break; sleep
 for _ in $(seq 1 10); do [[ -z "$(st progress)" ]] && break; sleep 1; done
 [[ -z "$(st progress)" ]] || fail "progress stayed after the run: $(st progress)"
 [[ "$(st lastBackupBytes)" == $((30 * 524288)) ]] || fail "lastBackupBytes $(st lastBackupBytes)"
+
+log "4c. a running restore step's progress is in the RecoveryPlan's status (read from the engine's progress lines), then cleared"
+# The 15 MiB snapshot of 4b, restored by a RecoveryPlan through a front of the storage that paces its answers to
+# 480 KiB/s (hack/lib/slow-proxy.py): the restore runs for about 32 s. The front is reached through a restore-only
+# policy of the same repository (what a DR cluster has), under the current key.
+s3hostport="${BOTRT_S3_ENDPOINT#*://}"
+s3hostport="${s3hostport%%/*}"
+slowport="$(python3 -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$NODE_IP")"
+python3 "$REPO/hack/lib/slow-proxy.py" "$NODE_IP:$slowport" "$s3hostport" 491520 >"$WORK/slow-proxy.log" 2>&1 &
+slow_pid=$!
+PIDS+=("$slow_pid")
+k create secret generic slow-key --from-file=key="$WORK/key-2" >/dev/null
+k apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: BackupPolicy
+metadata: {name: db-slow}
+spec:
+  tier: standard
+  mode: RestoreOnly
+  source:
+    command: {image: $APP_IMAGE, command: ["true"], fileName: db.dump}
+  repository:
+    s3: {bucket: "$BUCKET", prefix: db, endpoint: "http://$NODE_IP:$slowport", region: us-east-1, forcePathStyle: true,
+         credentialsSecretRef: {name: s3-creds}}
+  encryption:
+    kms: {localKeySecretRef: {name: slow-key}}
+---
+apiVersion: dr.botrt.io/v1alpha1
+kind: RecoveryPlan
+metadata: {name: restore-slow}
+spec:
+  tier: standard
+  trigger: r1
+  procedures:
+  - name: restore
+    steps:
+    - name: load
+      action: restore
+      timeout: 5m
+      restore:
+        policyRef: {name: db-slow}
+        snapshot: latest
+        into: {command: {image: $APP_IMAGE, command: ["wc", "-c"]}}
+EOF
+rs() { k get recoveryplan restore-slow -o jsonpath="{.status.steps[0].$1}"; }
+r1=0
+for _ in $(seq 1 90); do
+  r1="$(rs progress.bytesDone)"
+  [[ -n "$r1" && "$r1" -gt 0 ]] && break
+  [[ "$(rs state)" == Running || -z "$(rs state)" ]] || break
+  sleep 1
+done
+[[ -n "$r1" && "$r1" -gt 0 ]] || fail "no progress while the restore ran: '$(rs progress)' ($(rs state): $(rs message))"
+rjob="$(rs progress.job)"
+u1="$(rs progress.updateTime)"
+[[ "$rjob" == "$(rs jobName)" && "$(rs progress.phase)" == restore && "$(rs progress.totalBytesSource)" == Engine &&
+  "$(rs progress.totalBytes)" -ge $((30 * 524288)) && -n "$(rs progress.percent)" ]] || fail "restore progress: $(rs progress)"
+[[ "$(k get job "$rjob" -o jsonpath='{.status.active}')" == 1 ]] || fail "progress names $rjob, which is not running"
+# The next read is at most 10 s (plus a reconcile) later, and not sooner: more bytes, a newer time.
+sleep 12
+r2="$(rs progress.bytesDone)"
+u2="$(rs progress.updateTime)"
+[[ "$(rs progress.job)" == "$rjob" && -n "$r2" && "$r2" -gt "$r1" ]] ||
+  fail "restore progress did not grow: $r1 then '$r2' ($(rs progress); $(rs state): $(rs message))"
+gap=$(($(date -d "$u2" +%s) - $(date -d "$u1" +%s)))
+[[ "$gap" -ge 10 && "$gap" -le 20 ]] || fail "restore progress read $gap s apart ($u1, $u2): not every 10 s"
+log "   $rjob: $r1 then $r2 of $(rs progress.totalBytes) bytes ($(rs progress.percent)%), read $gap s apart"
+for _ in $(seq 1 90); do [[ "$(rs state)" == Running ]] || break; sleep 1; done
+[[ "$(rs state)" == Succeeded ]] || fail "the slow restore ended $(rs state): $(rs message)"
+[[ -z "$(rs progress)" ]] || fail "progress stayed after the restore step ended: $(rs progress)"
+k delete recoveryplan restore-slow >/dev/null
+k delete backuppolicy db-slow >/dev/null
+kill -TERM "$slow_pid" 2>/dev/null || true
 
 # A policy NAME with KMS (inline YAML): its first backup is awaited, then a rotation is asked for and awaited.
 jp() { k get backuppolicy "$1" -o jsonpath="{$2}"; }

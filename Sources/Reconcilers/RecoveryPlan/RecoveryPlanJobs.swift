@@ -31,6 +31,9 @@ public struct JobObservation: Sendable, Hashable {
   public var containers: [String: Terminated]
   /// Why the Job failed (its Failed condition, or the Pod's reason).
   public var failureMessage: String?
+  /// The newest Pod that has not ended (Pending while its init containers run, or Running): the one whose log
+  /// a running restore's progress is read from.
+  public var activePod: String?
 
   public init(
     name: String, state: State, startTime: Date? = nil, finishTime: Date? = nil, containers: [String: Terminated] = [:],
@@ -64,6 +67,9 @@ public struct JobObservation: Sendable, Hashable {
     }
     guard let newest = pods.max(by: { created($0) < created($1) }) else { return o }
     let pod = PodStatus.of(newest)
+    if o.state == .running, pod.phase == "Pending" || pod.phase == "Running" {
+      o.activePod = newest[path: "metadata", "name"]?.stringValue
+    }
     // Init containers first, then the regular ones: a name in both keeps the regular container's state.
     for cs in (pod.initContainerStatuses ?? []) + (pod.containerStatuses ?? []) {
       guard let t = cs.terminated else { continue }
@@ -240,6 +246,9 @@ public enum RecoveryJobs {
       var a = EngineRestoreArguments(
         common: inv.common, snapshot: snap, requireSnapshot: ctx.requireSnapshot, output: output,
         stripComponents: stripComponents, tags: tags)
+      // Progress lines in the restore container's log, which the controller reads into the step's status.progress
+      // (`RecoveryPlanLogic.progressReads`).
+      a.common.progress = true
       // As root on a claim (into.pvc.runAsUser: 0) every file's owner, group and mode come back as recorded, set-id
       // bits included (the CRD's promise; FSETID is among the container's capabilities).
       if spec.into.pvc?.runAsUser == 0 { a.keepSetID = true }
@@ -251,6 +260,8 @@ public enum RecoveryJobs {
     var volumes: [Volume] = [tmpVolume] + BackupPolicyChildren.typed(inv.volumes)
     var mounts: [VolumeMount] = [tmpMount] + BackupPolicyChildren.typed(inv.mounts)
     let invEnv: [EnvVariable] = BackupPolicyChildren.typed(inv.env)
+    // The rate of the progress lines (`EngineProgress.jobFramesPerSecond`), for the engine's restore container.
+    let engineEnv = baseEnv + [BackupPolicyChildren.progressEnv] + invEnv
     // Into a claim, a command, or (none set) an emptyDir.
     let into = try spec.into.atMostOne(at: "\(field).into")
     if case .command(let command)? = into {
@@ -281,7 +292,7 @@ public enum RecoveryJobs {
       volumes.append(Volume(name: "stage", emptyDir: EmptyDirVolumeSource()))
       let stage = VolumeMount(name: "stage", mountPath: stagePath)
       let restore = Container(
-        name: name, image: s.engineImage, command: [s.enginePath], args: engineArgs, env: baseEnv + invEnv,
+        name: name, image: s.engineImage, command: [s.enginePath], args: engineArgs, env: engineEnv,
         volumeMounts: mounts + [stage], securityContext: security(s), terminationMessagePolicy: "File")
       let load = Container(
         name: name + "-load", image: command.image, command: ["sh", "-c", script],
@@ -303,7 +314,7 @@ public enum RecoveryJobs {
       let restore = Container(
         name: name, image: s.engineImage, command: [s.enginePath],
         args: restore(.file(path: ObjectsLayout.snapshotEntry, into: ObjectsLayout.restoreRoot)),
-        env: baseEnv + invEnv, volumeMounts: mounts + [objectsMount], securityContext: security(s),
+        env: engineEnv, volumeMounts: mounts + [objectsMount], securityContext: security(s),
         terminationMessagePolicy: "File")
       let apply = KubeObjects.applyContainer(objects, namespace: ctx.namespace, settings: s)
       return ([], [restore, apply], volumes, false)
@@ -324,7 +335,7 @@ public enum RecoveryJobs {
       args: restore(
         .target(restorePath),
         stripComponents: spec.into.pvc != nil && (p.spec.source.pvc != nil || p.spec.source.claims != nil) ? 1 : 0),
-      env: baseEnv + invEnv, volumeMounts: mounts, securityContext: restoreSecurity(spec.into.pvc, s),
+      env: engineEnv, volumeMounts: mounts, securityContext: restoreSecurity(spec.into.pvc, s),
       terminationMessagePolicy: "File")
     // A restore with its own identity on a claim must not have the kubelet change the group of the claim's files
     // at mount time (fsGroup): the restored owners are the point.

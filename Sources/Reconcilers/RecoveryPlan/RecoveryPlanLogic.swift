@@ -55,17 +55,21 @@ public struct PlanWorld: Sendable, Hashable {
   public var jobNamespaces: [String: String]
   /// Whether the claims restores create when missing (`into.pvc.create`) exist, by `RestoreTarget.key`.
   public var claims: [String: Bool]
+  /// The progress of the running restore Jobs, by Job name: read from their Pod logs when due
+  /// (`RecoveryPlanLogic.progressReads`), else as status had it.
+  public var progress: [String: RunProgress]
 
   public init(
     jobs: [String: JobObservation] = [:], workloads: [String: WorkloadState] = [:],
     targetNamespaces: [String: [String: String]] = [:], jobNamespaces: [String: String] = [:],
-    claims: [String: Bool] = [:]
+    claims: [String: Bool] = [:], progress: [String: RunProgress] = [:]
   ) {
     self.jobs = jobs
     self.workloads = workloads
     self.targetNamespaces = targetNamespaces
     self.jobNamespaces = jobNamespaces
     self.claims = claims
+    self.progress = progress
   }
 
   /// Records the step Jobs observed in `namespace`, each with its Pods (`ManagedCaches.jobsWithPods`).
@@ -134,6 +138,24 @@ public enum RecoveryTargetAccess {
     }
     return nil
   }
+}
+
+/// The log of a running restore step's Job to read for its progress (`RecoveryPlanLogic.progressReads`).
+public struct RestoreProgressRead: Sendable, Hashable {
+  /// The step's Job.
+  public var job: String
+  /// The namespace the Job runs in (a restore into another namespace's claim runs there).
+  public var namespace: String
+  /// The Pod whose restore container's log holds the progress lines; nil while the Job has none that runs.
+  public var pod: String?
+  /// When the Job started.
+  public var startTime: Date?
+  /// The step's progress as status has it.
+  public var previous: RunProgress?
+  /// The last backup's size of the policy restored (`BackupPolicyStatus.lastBackupBytes`), when status has one.
+  public var previousBackupBytes: Int64?
+  /// Whether to read the log now (`RunProgressLogic.due`: at most every 10 s); else `previous` stays.
+  public var due: Bool
 }
 
 /// Something the reconciler must do after a plan advanced.
@@ -238,6 +260,33 @@ public enum RecoveryPlanLogic {
     w.namespace ?? plan.spec.targetNamespace ?? plan.metadata.namespace ?? "default"
   }
 
+  /// The engine container of a restore Job that prints the progress lines (`RecoveryJobs.restoreParts`).
+  public static let restoreContainer = "restore"
+
+  /// The running restore steps' Jobs whose progress status shows: those of a running run whose step runs and whose
+  /// Job is observed running, with whether their log is due for a read (`RunProgressLogic.due`).
+  public static func progressReads(
+    plan: RecoveryPlan, world: PlanWorld, policies: [String: BackupPolicy], now: Date
+  ) -> [RestoreProgressRead] {
+    guard plan.status?.phase == .running, let status = plan.status?.steps,
+      let steps = try? Self.steps(plan.spec), steps.count == status.count
+    else { return [] }
+    var out: [RestoreProgressRead] = []
+    for (p, s) in zip(steps, status) where p.step.action == .restore && s.state == .running {
+      guard let name = s.jobName, let job = world.jobs[name], job.state == .running, job.startTime != nil else {
+        continue
+      }
+      let policy = p.step.restore.flatMap { policies[$0.policyRef.name] }
+      out.append(
+        RestoreProgressRead(
+          job: name, namespace: world.jobNamespaces[name] ?? plan.metadata.namespace ?? "default",
+          pod: job.activePod, startTime: job.startTime, previous: s.progress,
+          previousBackupBytes: policy?.status?.lastBackupBytes,
+          due: RunProgressLogic.due(previous: s.progress, job: name, now: now)))
+    }
+    return out
+  }
+
   /// Advances the plan once: starts a pending run, moves the current step along, finishes the run.
   public static func advance(plan: RecoveryPlan, world: PlanWorld, now: Date) -> PlanAdvance {
     var st = plan.status ?? RecoveryPlanStatus()
@@ -248,6 +297,12 @@ public enum RecoveryPlanLogic {
     st.observedGeneration = gen
     var conds = st.conditions ?? []
     func done() -> PlanAdvance {
+      // Progress shows only on the running steps of a running run: a step that ended has its outcome in message.
+      st.steps = st.steps?.map { s in
+        var s = s
+        if s.state != .running || st.phase != .running { s.progress = nil }
+        return s
+      }
       // The targets of the plan's compliance profiles, from its last completed run (ComplianceTargets.swift).
       var judged = plan
       judged.status = st
@@ -346,6 +401,7 @@ public enum RecoveryPlanLogic {
     func fail(_ i: Int, _ message: String) {
       stepStatus[i].state = .failed
       stepStatus[i].completionTime = now
+      stepStatus[i].progress = nil
       stepStatus[i].message = message
       for j in (i + 1)..<stepStatus.count { stepStatus[j].state = .skipped }
       st.phase = .failed
@@ -369,6 +425,7 @@ public enum RecoveryPlanLogic {
       stepStatus[i].attempts = attempt
       stepStatus[i].startTime = now
       stepStatus[i].completionTime = nil
+      stepStatus[i].progress = nil
       stepStatus[i].message = attempt > 1 ? "Attempt \(attempt) of \(p.retries + 1)." : nil
       if p.runsJob {
         let name = jobName(plan: plan, run: run, step: i, attempt: attempt)
@@ -476,7 +533,15 @@ public enum RecoveryPlanLogic {
             }
             outcome = (true, msg)
           case .failed: outcome = (false, "Job \(name): \(job.failureSummary)")
-          case .running: break
+          case .running:
+            // A restore's progress (`progressReads`), read again every RunProgressLogic.updateIntervalSeconds.
+            if p.step.action == .restore {
+              stepStatus[i].progress = world.progress[name]
+              if let pr = world.progress[name] {
+                requeue = min(
+                  requeue ?? .infinity, max(1, RunProgressLogic.nextUpdate(after: pr).timeIntervalSince(now)))
+              }
+            }
           }
         }
       case .scaleDown, .scaleUp:
@@ -512,6 +577,7 @@ public enum RecoveryPlanLogic {
       if let o = outcome, o.ok {
         stepStatus[i].state = .succeeded
         stepStatus[i].completionTime = now
+        stepStatus[i].progress = nil
         stepStatus[i].message = o.message
         events.append(
           PlannedEvent(

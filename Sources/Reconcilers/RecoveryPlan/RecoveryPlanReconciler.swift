@@ -1,4 +1,5 @@
 import DRAPI
+import EngineContract
 import Foundation
 import KubeClient
 import KubeCore
@@ -127,6 +128,7 @@ public final class RecoveryPlanReconciler: RunsReconciler {
         _ = try RecoveryJobs.stepJob(step, jobName: "check", ctx: ctx)
       }
       world = try await observe(plan)
+      world.progress = await observeProgress(plan, world: world, policies: ctx.policies, now: now())
       if let e = RestoreTarget.claimProblem(plan, steps: steps, policies: ctx.policies, claims: world.claims) {
         problem = (RestoreTarget.claimProblemReason, e)
       }
@@ -323,6 +325,48 @@ public final class RecoveryPlanReconciler: RunsReconciler {
 
   func workloadResource(_ kind: String) -> ResourceDescriptor {
     kind == "StatefulSet" ? Self.statefulSets : Self.deployments
+  }
+
+  /// The progress of the running restore steps, by Job name: read from the tail of the restore container's log when
+  /// due (`RecoveryPlanLogic.progressReads`: at most every 10 s), else as status has it. A log that cannot be read
+  /// (the container still starting, or no grant of pods/log in the Job's namespace) leaves the values as they were.
+  func observeProgress(
+    _ plan: RecoveryPlan, world: PlanWorld, policies: [String: BackupPolicy], now: Date
+  ) async -> [String: RunProgress] {
+    var out: [String: RunProgress] = [:]
+    for r in RecoveryPlanLogic.progressReads(plan: plan, world: world, policies: policies, now: now) {
+      guard r.due else {
+        if let p = r.previous { out[r.job] = p }
+        continue
+      }
+      var line: EngineProgress? = nil
+      if let pod = r.pod {
+        do {
+          let log = try await client.podLog(
+            namespace: r.namespace, name: pod, container: RecoveryPlanLogic.restoreContainer,
+            tailLines: RunProgressLogic.tailLines, limitBytes: RunProgressLogic.limitBytes)
+          line = EngineProgress.latest(inLog: log)
+        } catch let e as KubeError where e.isForbidden {
+          logger.warning(
+            "cannot read the restore's progress (grant get on pods/log in the restore's namespace)",
+            metadata: [
+              "object": "RecoveryPlan \(plan.metadata.namespace ?? "")/\(plan.name)", "pod": "\(r.namespace)/\(pod)",
+            ])
+        } catch let e as KubeError where e.code == 400 || e.isNotFound {
+          // A container still starting (400) or a Pod just gone: the next read finds the log or the step ended.
+          logger.debug(
+            "cannot read the restore's progress yet", metadata: ["pod": "\(r.namespace)/\(pod)", "error": "\(e)"])
+        } catch {
+          // Anything else (a refused request, an apiserver out of reach) keeps the step's progress from moving.
+          logger.warning(
+            "cannot read the restore's progress", metadata: ["pod": "\(r.namespace)/\(pod)", "error": "\(error)"])
+        }
+      }
+      out[r.job] = RunProgressLogic.progress(
+        job: r.job, startTime: r.startTime, line: line, previous: r.previous,
+        previousBackupBytes: r.previousBackupBytes, now: now)
+    }
+    return out
   }
 
   /// Reads the plan's Jobs (with their Pods) and the workloads its steps name.
