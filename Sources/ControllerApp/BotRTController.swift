@@ -291,7 +291,7 @@ public final class BotRTController: Sendable {
     let hookRunner = HookRunner(
       client: client, executor: options.podExecutor ?? ClientPodExecutor(client: client),
       policies: controller.store, recorder: recorder, logger: logger, now: options.now,
-      serviceAccount: options.serviceAccount)
+      serviceAccount: options.serviceAccount, metrics: registry)
     let hooks = hookRunner.controller(
       informers: informers, workers: max(2, options.workers), logger: logger, metrics: registry)
     manager = ControllerManager(

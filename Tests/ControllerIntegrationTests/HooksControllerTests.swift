@@ -156,6 +156,11 @@ extension BackupPolicyControllerTests {
         }
         let h1 = try #require(try await getPolicy(ns, "app-data").status?.lastHooks)
         #expect(h1.pre == "Done" && h1.results?.count == 4)
+        // The metrics: each hook's result in each pod, and how long each phase took.
+        let r = controller.app.registry
+        #expect(r.value("botrt_hook_runs_total", labels: [ns, "app-data", "pre", "Succeeded"]) == 2)
+        #expect(r.value("botrt_hook_runs_total", labels: [ns, "app-data", "post", "Succeeded"]) == 2)
+        #expect(r.histogramCount("botrt_hook_phase_duration_seconds", labels: [ns, "app-data", "pre"]) == 1)
         #expect(h1.results?.first { $0.phase == "Post" }?.message == "thawed")
 
         // 2. A pre hook fails (Abort): the gate is failed with the hook's message, the backup does not run, and the

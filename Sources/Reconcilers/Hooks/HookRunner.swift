@@ -26,12 +26,25 @@ public final class HookRunner: Sendable {
   /// Where the hint of HooksPermitted names the controller's ServiceAccount.
   let serviceAccount: (namespace: String, name: String)
   let memory = Mutex(HookMemory())
+  /// `botrt_hook_runs_total{namespace,policy,phase,result}`: each hook's result in each pod (Succeeded, Failed,
+  /// TimedOut, Skipped).
+  let hookRuns: Counter?
+  /// `botrt_hook_phase_duration_seconds{namespace,policy,phase}`: how long a run's pre (the application frozen
+  /// before the backup reads) or post hooks took.
+  let phaseDuration: Histogram?
 
   public init(
     client: KubeClient, executor: any PodExecutor, policies: Store<BackupPolicy>, recorder: EventRecorder?,
     logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
-    serviceAccount: (namespace: String, name: String) = ("botrt-system", "botrt-controller")
+    serviceAccount: (namespace: String, name: String) = ("botrt-system", "botrt-controller"),
+    metrics: MetricsRegistry? = nil
   ) {
+    hookRuns = metrics?.counter(
+      "botrt_hook_runs_total", help: "Hook commands run in the application's pods (spec.hooks), by result.",
+      labels: ["namespace", "policy", "phase", "result"])
+    phaseDuration = metrics?.histogram(
+      "botrt_hook_phase_duration_seconds", help: "How long a backup run's pre or post hooks took (spec.hooks).",
+      labels: ["namespace", "policy", "phase"], buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600])
     self.client = client
     self.executor = executor
     self.policies = policies
@@ -174,7 +187,9 @@ public final class HookRunner: Sendable {
       return
     }
     memory.withLock { _ = $0.preHandled.insert(uid) }
+    let started = ContinuousClock.now
     let outcome = await run(hooks, isPre: true, namespace: ns)
+    let seconds = Self.seconds(ContinuousClock.now - started)
     var extra: [String: String] = [:]
     if let f = outcome.forbidden { extra[HookKeys.forbidden] = forbiddenMessage(ns, "exec was refused: \(f)") }
     let mark = HookMark(
@@ -185,7 +200,7 @@ public final class HookRunner: Sendable {
       }, extra: extra)
     memory.withLock { $0.preFinal[uid] = mark }
     // The Events first: a failed write of the mark is retried from memory (markPre), which reports nothing.
-    report(policy, job: jobName, phase: "pre", outcome)
+    report(policy, job: jobName, phase: "pre", outcome, seconds: seconds)
     try await writePre(ns, job: jobName, pod: name, mark)
   }
 
@@ -205,7 +220,9 @@ public final class HookRunner: Sendable {
       return
     }
     memory.withLock { _ = $0.postHandled.insert(uid) }
+    let started = ContinuousClock.now
     let outcome = await run(hooks, isPre: false, namespace: ns)
+    let seconds = Self.seconds(ContinuousClock.now - started)
     var extra: [String: String] = [:]
     if let f = outcome.forbidden { extra[HookKeys.forbidden] = forbiddenMessage(ns, "exec was refused: \(f)") }
     let mark = HookMark(
@@ -215,8 +232,12 @@ public final class HookRunner: Sendable {
         $0.results = ($0.results ?? []).filter { $0.phase != "Post" } + outcome.results
       }, extra: extra)
     memory.withLock { $0.postFinal[uid] = mark }
-    report(policy, job: jobName, phase: "post", outcome)
+    report(policy, job: jobName, phase: "post", outcome, seconds: seconds)
     try await patchJob(ns, jobName, mark.record, extra: extra.merging([HookKeys.post: mark.value]) { $1 })
+  }
+
+  static func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
   }
 
   /// Runs `hooks` in order, each in its pods at once; stops at an Abort hook's failure or a refused exec.
@@ -314,8 +335,11 @@ public final class HookRunner: Sendable {
     recorder?.record(policy, type: warning ? .warning : .normal, reason: reason, message: message)
   }
 
-  /// Events of one list of hooks: HookFailed for each failure, HooksRan when they ran.
-  func report(_ policy: BackupPolicy, job: String, phase: String, _ o: HookLogic.ListOutcome) {
+  /// Events of one list of hooks: HookFailed for each failure, HooksRan when they ran; and the metrics.
+  func report(_ policy: BackupPolicy, job: String, phase: String, _ o: HookLogic.ListOutcome, seconds: Double) {
+    let ns = policy.metadata.namespace ?? "default"
+    for r in o.results { hookRuns?.inc([ns, policy.name, phase, r.result]) }
+    phaseDuration?.observe(seconds, [ns, policy.name, phase])
     for f in o.continuedFailures { event(policy, warning: true, "HookFailed", "Job \(job), \(phase) \(f); went on") }
     if let f = o.failure {
       event(
