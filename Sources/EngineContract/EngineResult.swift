@@ -263,16 +263,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
 
   /// Parses a termination message: its last line that starts with `{`; nil when there is none or it is not the
   /// engine's JSON (e.g. a shell error text).
-  public static func parse(_ message: String?) -> EngineResult? {
-    guard let message, let line = message.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
-      return nil
-    }
-    do {
-      return try JSONDecoder().decode(EngineResult.self, from: Data(line.utf8))
-    } catch {
-      return nil
-    }
-  }
+  public static func parse(_ message: String?) -> EngineResult? { decodeLastJSONLine(message) }
 
   /// The kubelet keeps at most this many bytes of a container's termination message: a longer result would reach the
   /// controller cut off mid-JSON, unreadable.
@@ -326,4 +317,13 @@ public struct EngineResult: Codable, Sendable, Hashable {
     enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     return try enc.encode(self) + Data("\n".utf8)
   }
+}
+
+/// The last line of a termination message that starts with `{`, decoded as `T`; nil when there is none or it does
+/// not decode (e.g. a shell error text). Shared by the engine's and `botrt-objects`' results.
+func decodeLastJSONLine<T: Decodable>(_ message: String?) -> T? {
+  guard let message, let line = message.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+    return nil
+  }
+  return try? JSONDecoder().decode(T.self, from: Data(line.utf8))
 }

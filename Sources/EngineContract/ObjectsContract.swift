@@ -246,12 +246,7 @@ public struct ObjectsResult: Codable, Sendable, Hashable {
 extension ObjectsResult {
   /// Parses a termination message: its last line that starts with `{`; nil when there is none or it is not a
   /// `botrt-objects` result.
-  public static func parse(_ message: String?) -> ObjectsResult? {
-    guard let message, let line = message.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
-      return nil
-    }
-    return try? JSONDecoder().decode(ObjectsResult.self, from: Data(line.utf8))
-  }
+  public static func parse(_ message: String?) -> ObjectsResult? { decodeLastJSONLine(message) }
 
   /// "N Kubernetes objects", and what failed (names and the first messages), for status and Events.
   public var summary: String {

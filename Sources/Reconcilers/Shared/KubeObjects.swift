@@ -148,8 +148,7 @@ public enum KubeObjects {
 extension ControllerSettings {
   /// `botrt-objects` in the job image: next to the engine.
   public var objectsPath: String {
-    let dir = (enginePath as NSString).deletingLastPathComponent
-    return (dir.isEmpty ? "" : dir) + "/botrt-objects"
+    (enginePath as NSString).deletingLastPathComponent + "/botrt-objects"
   }
 }
 
