@@ -21,8 +21,6 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 NODE_FLOW=rwo-e2e
 # shellcheck source=hack/node/lib.sh
 source "$REPO/hack/node/lib.sh"
-fail() { node_fail "$@"; }
-log() { echo "rwo-e2e: $(date -u +%H:%M:%S) $*" >&2; }
 node_require
 node_services_up
 
@@ -30,62 +28,45 @@ NODE1=botrt-node
 NODE2=botrt-node2
 TAINT_KEY=dr.botrt.io/second-node
 NODE2_STARTED=0
-if ! bash "$REPO/hack/cluster.sh" status 2>/dev/null | grep -q '^node2 kubelet2: running'; then
+NS="rwo-e2e-$$"
+BUCKET="botrt-rwo-e2e-$$-$RANDOM"
+NODE_FLOW_WORK="$(mktemp -d /tmp/botrt-rwo-e2e.XXXXXX)"
+NODE_FLOW_PATHS+=("$NODE_FLOW_WORK")
+NODE_FLOW_NAMESPACES+=("botrt-backup-rwo-$$")
+declare -A VOL
+for c in near free; do
+  VOL[$c]="$(mktemp -d "/var/tmp/botrt-rwo-e2e-$c.XXXXXX")"
+  NODE_FLOW_PATHS+=("${VOL[$c]}")
+  echo "the claim $c" >"${VOL[$c]}/readme.txt"
+  chown -R 65532:65532 "${VOL[$c]}"
+done
+cleanup() {
+  local rc=$?
+  node_flow_cleanup "$rc" "$NS"
+  if ((NODE2_STARTED)); then bash "$REPO/hack/cluster.sh" node2-down >/dev/null 2>&1; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+k() { kubectl -n "$NS" "$@"; }
+
+status="$(bash "$REPO/hack/cluster.sh" status 2>/dev/null || true)"
+if [[ "$status" != *"node2 kubelet2: running"* ]]; then
   log "0. starting the second node $NODE2"
-  bash "$REPO/hack/cluster.sh" node2-up >&2 || fail "the second node did not start (hack/cluster.sh node2-up)"
   NODE2_STARTED=1
+  bash "$REPO/hack/cluster.sh" node2-up >&2 || fail "the second node did not start (hack/cluster.sh node2-up)"
 fi
 [[ "$(kubectl get node "$NODE2" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]] ||
   fail "the node $NODE2 is not Ready"
 [[ "$(kubectl get node "$NODE2" -o jsonpath='{.spec.taints[*].key}')" == *"$TAINT_KEY"* ]] ||
   fail "the node $NODE2 is not tainted $TAINT_KEY: the flow could not tell a placed pod from a lucky one"
 
-NS="rwo-e2e-$$"
-BUCKET="botrt-rwo-e2e-$$-$RANDOM"
-WORK="$(mktemp -d /tmp/botrt-rwo-e2e.XXXXXX)"
-declare -A VOL
-for c in near free; do
-  VOL[$c]="$(mktemp -d "/var/tmp/botrt-rwo-e2e-$c.XXXXXX")"
-  echo "the claim $c" >"${VOL[$c]}/readme.txt"
-  chown -R 65532:65532 "${VOL[$c]}"
-done
-NODE_CONTROLLER_PID=""
-cleanup() {
-  local rc=$?
-  set +e
-  kubectl -n "$NS" delete backuppolicies --all --timeout=60s >/dev/null 2>&1
-  if [[ -n "$NODE_CONTROLLER_PID" ]]; then
-    kill -TERM "$NODE_CONTROLLER_PID"
-    wait "$NODE_CONTROLLER_PID"
-  fi
-  if [[ $rc -ne 0 ]]; then
-    echo "--- controller log"
-    tail -n 40 "$WORK/controller.log"
-    node_pods_dump "$NS"
-    echo "--- policy status"
-    kubectl -n "$NS" get backuppolicies -o jsonpath='{range .items[*]}{.metadata.name}: {.status}{"\n"}{end}'
-  fi >&2
-  kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1
-  for c in near free; do kubectl delete pv "botrt-rwo-e2e-$$-$c" --wait=false >/dev/null 2>&1; done
-  if ((NODE2_STARTED)); then bash "$REPO/hack/cluster.sh" node2-down >/dev/null 2>&1; fi
-  node_services_down
-  rm -rf "$WORK" "${VOL[@]}"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 143' TERM INT
-k() { kubectl -n "$NS" "$@"; }
-
 kubectl apply -f "$REPO/crds/" >/dev/null
 TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io >/dev/null
-python3 -c 'import os, sys, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])' "$BUCKET"
-printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
-kubectl create namespace "$NS" >/dev/null
-for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
-k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
-  --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" >/dev/null
-k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
-node_controller "$WORK/controller.log" --metrics-address off --namespace "$NS" --backup-namespace "botrt-backup-rwo-$$"
+node_flow_bucket "$BUCKET"
+node_flow_namespace "$NS"
+node_flow_secrets "$NS"
+node_controller "$NODE_FLOW_WORK/controller.log" --metrics-address off --namespace "$NS" --backup-namespace "botrt-backup-rwo-$$"
 
 # app NODE [TOLERATE]: the application pod, pinned to NODE, mounting near read-write; it writes a file naming its node.
 app() {
@@ -138,6 +119,7 @@ for j in json.load(sys.stdin)["items"]:
 log "1. claims near and free; app on $NODE2 (tolerating $TAINT_KEY) mounts near"
 for c in near free; do
   node_hostpath_pv "botrt-rwo-e2e-$$-$c" "$NS" "$c" "${VOL[$c]}"
+  NODE_FLOW_PVS+=("botrt-rwo-e2e-$$-$c")
   kubectl apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolumeClaim
