@@ -108,22 +108,8 @@ node2_write_configs() {
   local from="$NODE_DIR"
   sed -e "s|$NODE_DIR/|$NODE2_DIR/|g" -e "s|$NODE_RUN|$NODE2_RUN|g" \
     "$from/containerd/config.toml" >"$NODE2_DIR/containerd/config.toml"
-  cat >"$NODE2_DIR/cni/net.d/10-botrt-bridge.conflist" <<EOF
-{
-  "cniVersion": "0.4.0",
-  "name": "botrt-net2",
-  "plugins": [
-    {
-      "type": "bridge", "bridge": "$NODE2_BRIDGE", "isGateway": false, "ipMasq": false, "hairpinMode": true,
-      "ipam": {
-        "type": "host-local", "dataDir": "$NODE2_DIR/cni/ipam",
-        "ranges": [[{"subnet": "$NODE2_SUBNET.0/24", "rangeStart": "$NODE2_SUBNET.10", "gateway": "$NODE2_IP"}]],
-        "routes": [{"dst": "10.96.0.0/16", "gw": "$NODE2_IP"}, {"dst": "$NODE_SUBNET.0/24", "gw": "$NODE2_IP"}]
-      }
-    }
-  ]
-}
-EOF
+  # A route to the first node's /24 too: the host's services listen on its address.
+  node_cni_conflist "$NODE2_DIR/cni" botrt-net2 "$NODE2_BRIDGE" "$NODE2_SUBNET" ", {\"dst\": \"$NODE_SUBNET.0/24\", \"gw\": \"$NODE2_IP\"}"
   cp "$NODE_DIR/resolv.conf" "$NODE2_DIR/resolv.conf"
   sed -e "s|^address: .*|address: $NODE2_IP|" -e "s|^port: .*|port: $NODE2_KUBELET_PORT|" \
     -e "s|^healthzPort: .*|healthzPort: $((NODE2_KUBELET_PORT - 2))|" -e "s|$NODE_DIR/|$NODE2_DIR/|g" \
