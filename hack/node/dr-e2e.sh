@@ -279,6 +279,7 @@ log "7. a drill's running restore shows its progress in status.currentRun.progre
 for _ in $(seq 1 60); do [[ -n "$(jp "$P" bp/bulk '{.status.lastSnapshot}')" ]] && break; sleep 1; done
 [[ -n "$(jp "$P" bp/bulk '{.status.lastSnapshot}')" ]] ||
   fail "the primary's bulk backup did not happen: $(jp "$P" bp/bulk '{.status.conditions[*].message}')"
+log "   the bulk snapshot $(jp "$P" bp/bulk '{.status.lastSnapshot}') is there: the DR cluster drills it"
 # The DR cluster reaches the bulk bucket through the paced front: the restore of 14 MiB runs for about 30 s. The
 # drill verifies without --read-data, so the packs are read once.
 s3hostport="${BOTRT_S3_ENDPOINT#*://}"
