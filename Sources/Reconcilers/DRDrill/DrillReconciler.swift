@@ -448,20 +448,19 @@ public final class DrillReconciler: RunsReconciler {
   /// The progress of the run's restore while it runs (`DrillLogic.progressRead`): read from the tail of the restore
   /// container's log (in the scratch namespace) when due, at most every 10 s, else as status has it; nil when no
   /// restore runs. A log that cannot be read (the container still starting, the Pod gone, or no grant of pods/log)
-  /// is logged and leaves the values as they were, updateTime included (read again at the next poll).
+  /// is logged and leaves the values as they were, with the new time (`RunProgressLogic.progress`), so the log is
+  /// read again 10 s later, not at every poll.
   func observeProgress(_ drill: DRDrill, job: JobObservation?, now: Date) async -> RunProgress? {
     guard let r = DrillLogic.progressRead(drill, job: job, now: now) else { return nil }
     guard r.due else { return r.previous }
     var line: EngineProgress? = nil
     if let pod = r.pod {
-      var readLog = false
       let object = "DRDrill \(drill.metadata.namespace ?? "")/\(drill.name)"
       do {
         let log = try await client.podLog(
           namespace: r.namespace, name: pod, container: DrillLogic.restoreContainer,
           tailLines: RunProgressLogic.tailLines, limitBytes: RunProgressLogic.limitBytes)
         line = EngineProgress.latest(inLog: log)
-        readLog = true
       } catch let e as KubeError where e.isForbidden {
         logger.warning(
           "cannot read the drill's restore progress (grant get on pods/log)",
@@ -476,7 +475,6 @@ public final class DrillReconciler: RunsReconciler {
           "cannot read the drill's restore progress",
           metadata: ["object": "\(object)", "pod": "\(r.namespace)/\(pod)", "error": "\(error)"])
       }
-      if !readLog, let p = r.previous, p.job == r.job { return p }
     }
     return RunProgressLogic.progress(
       job: r.job, startTime: r.startTime, line: line, previous: r.previous, previousBackupBytes: nil, now: now)
