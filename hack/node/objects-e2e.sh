@@ -166,23 +166,9 @@ spec:
   source:
     pvc: {claimName: data}
   objects: {}
-  repository:
-    s3: {bucket: "$BUCKET", prefix: app, endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
-         credentialsSecretRef: {name: s3-creds}}
-  encryption:
-    kms:
-      vaultTransit: {address: "$VAULT_ADDR", key: botrt-test, authSecretRef: {name: vault-token}}
-      allowPlaintextHTTP: true  # the test services' Vault speaks plain HTTP
+$(node_flow_store app)
 EOF
-jp() { ks get backuppolicy app -o jsonpath="$1"; }
-SNAP=""
-for _ in $(seq 1 180); do
-  SNAP="$(jp '{.status.lastSnapshot}')"
-  [[ -n "$SNAP" ]] && break
-  [[ "$(jp '{.status.conditions[?(@.type=="LastBackupSucceeded")].status}')" == False ]] && break
-  sleep 1
-done
-[[ -n "$SNAP" ]] || fail "the backup made no snapshot: $(jp '{.status.conditions}')"
+SNAP="$(node_flow_snapshot "$SRC" app)"
 # A claim's backup pod runs in the claim's namespace.
 pod="$(ks get pods -l dr.botrt.io/component=on-demand -o jsonpath='{.items[0].metadata.name}')"
 export_result="$(ks get pod "$pod" \
@@ -305,23 +291,9 @@ spec:
     objects: {}
   objects:
     kinds: [ConfigMap, Secret]
-  repository:
-    s3: {bucket: "$BUCKET", prefix: config, endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
-         credentialsSecretRef: {name: s3-creds}}
-  encryption:
-    kms:
-      vaultTransit: {address: "$VAULT_ADDR", key: botrt-test, authSecretRef: {name: vault-token}}
-      allowPlaintextHTTP: true  # the test services' Vault speaks plain HTTP
+$(node_flow_store config)
 EOF
-cj() { ks get backuppolicy config -o jsonpath="$1"; }
-CSNAP=""
-for _ in $(seq 1 180); do
-  CSNAP="$(cj '{.status.lastSnapshot}')"
-  [[ -n "$CSNAP" ]] && break
-  [[ "$(cj '{.status.conditions[?(@.type=="LastBackupSucceeded")].status}')" == False ]] && break
-  sleep 1
-done
-[[ -n "$CSNAP" ]] || fail "the objects-only backup made no snapshot: $(cj '{.status.conditions}')"
+CSNAP="$(node_flow_snapshot "$SRC" config)"
 # Nothing of the application is mounted: the backup pod ran in the backup namespace, not beside the application.
 job="$(kubectl -n "$BACKUP_NS" get jobs -l dr.botrt.io/policy-name=config,dr.botrt.io/component=on-demand \
   -o jsonpath='{.items[0].metadata.name}')"
