@@ -1411,6 +1411,12 @@ def drill_status():
             "startTime": date_time("When the run started."),
             "scratchNamespace": string("The scratch namespace of the run.", maxLength=63),
             "step": string("What the run is doing now.", maxLength=256),
+            "progress": run_progress(
+                "run", "The run's restore progress, as the engine reports it (its JSON progress lines in the "
+                "log of the run Job's restore container, in the scratch namespace, read at most every 10 s): bytes "
+                "written so far and, with the engine's total, a percentage and an estimated completion. Set while "
+                "the restore runs (bytesDone 0 until the engine's first report); unset once the restore ended "
+                "(verify and the database query report no progress), and with currentRun when the run ends."),
         }),
         "lastRunTime": date_time("Start time of the newest finished run."),
         "lastResult": drill_result("The newest finished run."),

@@ -7,6 +7,8 @@
 #   hack/cluster.sh node-up          start the node on a running control plane (needs hack/images.sh's images)
 #   hack/cluster.sh node-down        stop the node and undo its host changes (bridge, iptables, sysctls, mounts)
 #   hack/cluster.sh node-images      import hack/images.sh's images again into the running node
+#   hack/cluster.sh node2-up         start a second node, botrt-node2, tainted NoSchedule (hack/lib/node2.sh)
+#   hack/cluster.sh node2-down       stop the second node and remove its Node
 #   hack/cluster.sh build            only build (or find cached) the Kubernetes binaries
 #   hack/cluster.sh env              print the exports (source <(hack/cluster.sh env))
 #   hack/cluster.sh status           show which processes run
@@ -34,6 +36,8 @@ LOG_PREFIX=cluster
 source "$REPO/hack/lib/proc.sh"
 # shellcheck source=hack/lib/node.sh
 source "$REPO/hack/lib/node.sh"
+# shellcheck source=hack/lib/node2.sh
+source "$REPO/hack/lib/node2.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Ports: saved at `up`, read back by every later command.
@@ -421,6 +425,13 @@ cmd_status() {
     binary="${pair#*:}"
     if alive "$name" "$binary"; then echo "node $name: running (pid $(pid_of "$name"))"; else echo "node $name: stopped"; fi
   done
+  if [[ -f "$DIR/node2.env" ]]; then
+    for pair in containerd2:containerd kubelet2:kubelet; do
+      name="${pair%%:*}"
+      binary="${pair#*:}"
+      if alive "$name" "$binary"; then echo "node2 $name: running (pid $(pid_of "$name"))"; else echo "node2 $name: stopped"; fi
+    done
+  fi
   return $rc
 }
 
@@ -430,6 +441,7 @@ cmd_down() {
     return 0
   fi
   [[ -f "$DIR/$MARKER" ]] || die "$DIR was not created by this script (no $MARKER); refusing to remove it"
+  node2_down
   node_down
   stop_proc controller-manager kube-controller-manager
   stop_proc apiserver kube-apiserver
@@ -469,7 +481,17 @@ case "${1:-}" in
     ;;
   up) cmd_up ;;
   node-up) cmd_node_up ;;
-  node-down) node_down ;;
+  node-down)
+    node2_down
+    node_down
+    ;;
+  node2-up)
+    [[ -f "$DIR/$MARKER" && -f "$DIR/pki/.complete" ]] || die "no cluster in $DIR; run: $0 up"
+    load_ports
+    all_alive || die "the control plane in $DIR is not running; run: $0 up"
+    node2_up
+    ;;
+  node2-down) node2_down ;;
   node-images)
     node_load_settings
     alive containerd containerd || die "the node is not running; run: $0 node-up"
@@ -481,7 +503,7 @@ case "${1:-}" in
   stop-apiserver) cmd_stop_apiserver ;;
   start-apiserver) cmd_start_apiserver ;;
   *)
-    echo "usage: $0 build|up|env|status|down|node-up|node-down|node-images|stop-apiserver|start-apiserver" >&2
+    echo "usage: $0 build|up|env|status|down|node-up|node-down|node-images|node2-up|node2-down|stop-apiserver|start-apiserver" >&2
     exit 2
     ;;
 esac

@@ -180,11 +180,18 @@ public struct DrillCurrentRun: Codable, Sendable, Hashable {
   public var startTime: Date?
   public var scratchNamespace: String?
   public var step: String?
+  /// The run's restore progress while its restore container runs, from the engine's progress lines in that
+  /// container's log (at most every 10 s); unset before the restore reports and once it ended (verify and the
+  /// database query report none).
+  public var progress: RunProgress?
 
-  public init(startTime: Date? = nil, scratchNamespace: String? = nil, step: String? = nil) {
+  public init(
+    startTime: Date? = nil, scratchNamespace: String? = nil, step: String? = nil, progress: RunProgress? = nil
+  ) {
     self.startTime = startTime
     self.scratchNamespace = scratchNamespace
     self.step = step
+    self.progress = progress
   }
 }
 

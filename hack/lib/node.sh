@@ -162,23 +162,7 @@ state = "$NODE_RUN/state"
     bin_dir = "/usr/lib/cni"
     conf_dir = "$NODE_DIR/cni/net.d"
 EOF
-  # isGateway false: the plugin would turn on ip_forward; forwarding is opened for the bridge only, below.
-  cat >"$NODE_DIR/cni/net.d/10-botrt-bridge.conflist" <<EOF
-{
-  "cniVersion": "0.4.0",
-  "name": "botrt-net",
-  "plugins": [
-    {
-      "type": "bridge", "bridge": "$NODE_BRIDGE", "isGateway": false, "ipMasq": false, "hairpinMode": true,
-      "ipam": {
-        "type": "host-local", "dataDir": "$NODE_DIR/cni/ipam",
-        "ranges": [[{"subnet": "$NODE_SUBNET.0/24", "rangeStart": "$NODE_SUBNET.10", "gateway": "$NODE_IP"}]],
-        "routes": [{"dst": "10.96.0.0/16", "gw": "$NODE_IP"}]
-      }
-    }
-  ]
-}
-EOF
+  node_cni_conflist "$NODE_DIR/cni" botrt-net "$NODE_BRIDGE" "$NODE_SUBNET" ""
   # No cluster DNS here (no CoreDNS package): pods address services by IP.
   printf '# the local testbed has no DNS for pods\n' >"$NODE_DIR/resolv.conf"
   cat >"$NODE_DIR/kubelet-config.yaml" <<EOF
@@ -210,6 +194,29 @@ EOF
   node_kubeconfig kubelet node
   node_kubeconfig kube-proxy kube-proxy
   node_kubeconfig kube-scheduler kube-scheduler
+}
+
+# node_cni_conflist DIR NETWORK BRIDGE SUBNET EXTRA_ROUTES: DIR/net.d/10-botrt-bridge.conflist, the bridge plugin on
+# BRIDGE with host-local IPAM (its state in DIR/ipam) on SUBNET.0/24, the host at SUBNET.1 as the gateway of the routes:
+# the Service range, and EXTRA_ROUTES (JSON objects, each with a leading comma). No default route.
+# isGateway false: the plugin would turn on ip_forward; forwarding is opened for the bridges only (node_start_proxy).
+node_cni_conflist() {
+  cat >"$1/net.d/10-botrt-bridge.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "$2",
+  "plugins": [
+    {
+      "type": "bridge", "bridge": "$3", "isGateway": false, "ipMasq": false, "hairpinMode": true,
+      "ipam": {
+        "type": "host-local", "dataDir": "$1/ipam",
+        "ranges": [[{"subnet": "$4.0/24", "rangeStart": "$4.10", "gateway": "$4.1"}]],
+        "routes": [{"dst": "10.96.0.0/16", "gw": "$4.1"}$5]
+      }
+    }
+  ]
+}
+EOF
 }
 
 ctr_() { ctr --address "$NODE_RUN/containerd.sock" -n k8s.io "$@"; }

@@ -13,8 +13,6 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 NODE_FLOW=claims-e2e
 # shellcheck source=hack/node/lib.sh
 source "$REPO/hack/node/lib.sh"
-fail() { node_fail "$@"; }
-log() { echo "claims-e2e: $(date -u +%H:%M:%S) $*" >&2; }
 node_require
 node_services_up
 
@@ -28,30 +26,14 @@ for c in alpha beta gamma; do
   # The engine's user (65532) reads the backups and writes the restore.
   chown 65532:65532 "${VOL[$c]}"
 done
-NODE_CONTROLLER_PID=""
+NODE_FLOW_WORK="$WORK"
+NODE_FLOW_NAMESPACES+=("$NS" "$BACKUP_NS")
+NODE_FLOW_PVS+=("botrt-claims-e2e-$$-alpha" "botrt-claims-e2e-$$-beta" "botrt-claims-e2e-$$-gamma")
+NODE_FLOW_PATHS+=("$WORK" "${VOL[@]}")
 cleanup() {
   local rc=$?
-  set +e
-  kubectl -n "$NS" delete recoveryplans --all --timeout=60s >/dev/null 2>&1
-  kubectl -n "$NS" delete backuppolicies --all --timeout=60s >/dev/null 2>&1
-  if [[ -n "$NODE_CONTROLLER_PID" ]]; then
-    kill -TERM "$NODE_CONTROLLER_PID"
-    wait "$NODE_CONTROLLER_PID"
-  fi
-  if [[ $rc -ne 0 ]]; then
-    echo "--- controller log"
-    tail -n 40 "$WORK/controller.log"
-    node_pods_dump "$NS"
-    echo "--- policy status"
-    kubectl -n "$NS" get backuppolicies -o jsonpath='{range .items[*]}{.metadata.name}: {.status}{"\n"}{end}'
-    echo "--- plan status"
-    kubectl -n "$NS" get recoveryplans -o jsonpath='{range .items[*]}{.metadata.name}: {.status}{"\n"}{end}'
-  fi >&2
-  kubectl delete namespace "$NS" "$BACKUP_NS" --wait=false >/dev/null 2>&1
-  for c in alpha beta gamma; do kubectl delete pv "botrt-claims-e2e-$$-$c" --wait=false >/dev/null 2>&1; done
-  node_services_down
-  rm -rf "$WORK" "${VOL[@]}"
-  exit $rc
+  node_flow_cleanup "$rc" "$NS"
+  exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
@@ -67,13 +49,9 @@ listing() {
 
 kubectl apply -f "$REPO/crds/" >/dev/null
 TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io  >/dev/null
-python3 -c 'import os, sys, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])' "$BUCKET"
-printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
-kubectl create namespace "$NS" >/dev/null
-for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
-k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
-  --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" >/dev/null
-k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
+node_flow_bucket "$BUCKET"
+node_flow_namespace "$NS"
+node_flow_secrets "$NS"
 node_controller "$WORK/controller.log" --metrics-address off --namespace "$NS" --backup-namespace "$BACKUP_NS"
 
 log "1. claims alpha and beta labelled backup=yes, gamma not, each with files of its own"

@@ -15,7 +15,11 @@
 #   5. the bucket's versions and delete markers are exactly as in step 2: the restore-only policy's restore, verify
 #      and drill Jobs wrote nothing into the repository the primary backs up into (no lock, no audit object);
 #   6. the primary backs up again while the DR cluster stands by: its new snapshot is the DR cluster's `latest`
-#      (a second plan run restores it).
+#      (a second plan run restores it);
+#   7. a drill of a bigger snapshot (14 MiB of random bytes, backed up by the primary since step 1 into a bucket of
+#      its own), restored on the DR cluster through a front of the storage paced to 480 KiB/s
+#      (hack/lib/slow-proxy.py): its running restore's progress is in status.currentRun.progress and grows between two
+#      reads 10 s apart; once the run ended there is no currentRun, so no progress.
 #
 #   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... hack/node/dr-e2e.sh
 set -euo pipefail
@@ -33,6 +37,7 @@ D="dr-standby-$$"
 P_BACKUP="botrt-backup-drp-$$"
 D_BACKUP="botrt-backup-drd-$$"
 BUCKET="dr-e2e-$$-$RANDOM"
+BULK_BUCKET="$BUCKET-bulk"
 WORK="$(mktemp -d /tmp/botrt-dr-e2e.XXXXXX)"
 PIDS=()
 cleanup() {
@@ -74,6 +79,7 @@ EOF
 kubectl apply -f "$REPO/crds/" >/dev/null
 TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io >/dev/null
 python3 -c 'import os, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket="'"$BUCKET"'", ObjectLockEnabledForBucket=True)'
+python3 -c 'import os, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket="'"$BULK_BUCKET"'")'
 python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/key"
 
 # The data: a deterministic stream (the second backup's is one line longer), and its digests, which the DR cluster's
@@ -124,6 +130,26 @@ secrets "$P"
 node_controller "$WORK/primary.log" --metrics-address off --namespace "$P" --backup-namespace "$P_BACKUP"
 PIDS+=("$NODE_CONTROLLER_PID")
 policy "$P"
+# Step 7's snapshot, backed up while steps 1 to 6 run (its bucket is not the one steps 2 and 5 list).
+bulk() { # NAMESPACE ENDPOINT
+  kubectl -n "$1" apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: BackupPolicy
+metadata: {name: bulk}
+spec:
+  tier: standard
+  schedule: "0 0 1 1 *"
+  trigger: b1
+  source:
+    command: {image: $APP_IMAGE, command: ["head", "-c", "14680064", "/dev/urandom"], fileName: bulk.bin}
+  repository:
+    s3: {bucket: "$BULK_BUCKET", prefix: bulk, endpoint: "$2", region: us-east-1, forcePathStyle: true,
+         credentialsSecretRef: {name: s3-creds}}
+  encryption:
+    kms: {localKeySecretRef: {name: master-key}}
+EOF
+}
+bulk "$P" "$BOTRT_S3_ENDPOINT"
 for _ in $(seq 1 120); do [[ -n "$(jp "$P" bp/orders '{.status.lastSnapshot}')" ]] && break; sleep 1; done
 FIRST="$(jp "$P" bp/orders '{.status.lastSnapshot}')"
 [[ -n "$FIRST" ]] || fail "the primary did not back up: $(jp "$P" bp/orders '{.status.conditions[*].message}')"
@@ -248,4 +274,61 @@ done
 versions >"$WORK/after2"
 diff "$WORK/before2" "$WORK/after2" >"$WORK/diff" ||
   fail "the DR cluster's second run wrote into the repository:$(echo; cat "$WORK/diff")"
-log "ok: the restore-only DR cluster restored and drilled both of the primary's snapshots and wrote nothing"
+
+log "7. a drill's running restore shows its progress in status.currentRun.progress, gone when the run ends"
+for _ in $(seq 1 60); do [[ -n "$(jp "$P" bp/bulk '{.status.lastSnapshot}')" ]] && break; sleep 1; done
+[[ -n "$(jp "$P" bp/bulk '{.status.lastSnapshot}')" ]] ||
+  fail "the primary's bulk backup did not happen: $(jp "$P" bp/bulk '{.status.conditions[*].message}')"
+log "   the bulk snapshot $(jp "$P" bp/bulk '{.status.lastSnapshot}') is there: the DR cluster drills it"
+# The DR cluster reaches the bulk bucket through the paced front: the restore of 14 MiB runs for about 30 s. The
+# drill verifies without --read-data, so the packs are read once.
+s3hostport="${BOTRT_S3_ENDPOINT#*://}"
+s3hostport="${s3hostport%%/*}"
+slowport="$(python3 -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$NODE_IP")"
+python3 "$REPO/hack/lib/slow-proxy.py" "$NODE_IP:$slowport" "$s3hostport" 491520 >"$WORK/slow-proxy.log" 2>&1 &
+PIDS+=("$!")
+bulk "$D" "http://$NODE_IP:$slowport"
+kubectl -n "$D" apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: DRDrill
+metadata: {name: bulk-drill}
+spec:
+  schedule: weekly
+  trigger: p1
+  target: {backupPolicyRef: {name: bulk}}
+  verification: {readData: false}
+EOF
+dp() { jp "$D" drdrill/bulk-drill "{.status.currentRun.progress$1}"; }
+ended() { [[ "$(jp "$D" drdrill/bulk-drill '{.status.lastResult.trigger}')" == trigger:p1 ]]; }
+b1=""
+for _ in $(seq 1 90); do
+  b1="$(dp .bytesDone)"
+  [[ -n "$b1" && "$b1" -gt 0 ]] && break
+  ended && break
+  sleep 1
+done
+[[ -n "$b1" && "$b1" -gt 0 ]] ||
+  fail "no progress while the drill's restore ran: '$(dp "")' (phase $(jp "$D" drdrill/bulk-drill '{.status.phase}'): $(jp "$D" drdrill/bulk-drill '{.status.lastResult.message}')"
+scratch="$(jp "$D" drdrill/bulk-drill '{.status.currentRun.scratchNamespace}')"
+[[ "$(dp .job)" == drill-run && "$(dp .phase)" == restore && "$(dp .totalBytesSource)" == Engine &&
+  "$(dp .totalBytes)" -ge 14680064 && -n "$(dp .percent)" ]] || fail "drill restore progress: $(dp "")"
+[[ "$(kubectl -n "$scratch" get job drill-run -o jsonpath='{.status.active}')" == 1 ]] ||
+  fail "progress while the run Job in $scratch is not running"
+# The next read is 10 s (plus at most a poll of 5 s) after this one: more bytes, a newer time.
+u1="$(dp .updateTime)"
+for _ in $(seq 1 20); do [[ "$(dp .updateTime)" == "$u1" ]] || break; sleep 1; done
+b2="$(dp .bytesDone)"
+u2="$(dp .updateTime)"
+[[ -n "$b2" && "$b2" -gt "$b1" ]] ||
+  fail "the drill's restore progress did not grow: $b1 then '$b2' ($(dp ""); phase $(jp "$D" drdrill/bulk-drill '{.status.phase}'))"
+gap=$(($(date -d "$u2" +%s) - $(date -d "$u1" +%s)))
+[[ "$gap" -ge 10 && "$gap" -le 20 ]] || fail "drill restore progress read $gap s apart ($u1, $u2): not every 10 s"
+log "   $scratch: $b1 then $b2 of $(dp .totalBytes) bytes ($(dp .percent)%), read $gap s apart"
+for _ in $(seq 1 90); do ended && break; sleep 1; done
+ended || fail "the drill's run did not end: $(jp "$D" drdrill/bulk-drill '{.status}')"
+[[ -z "$(jp "$D" drdrill/bulk-drill '{.status.currentRun}')" && "$(jp "$D" drdrill/bulk-drill '{.status.phase}')" == Idle ]] ||
+  fail "currentRun (and its progress) stayed after the run ended: $(jp "$D" drdrill/bulk-drill '{.status.currentRun}')"
+[[ "$(jp "$D" drdrill/bulk-drill '{.status.lastResult.dataIntegrity}')" == true ]] ||
+  fail "the slow drill's restore did not verify: $(jp "$D" drdrill/bulk-drill '{.status.lastResult.message}')"
+
+log "ok: the restore-only DR cluster restored and drilled both of the primary's snapshots and wrote nothing; a drill's restore showed its progress"

@@ -168,3 +168,77 @@ node_pods_dump() {
     kubectl -n "$ns" get events --sort-by=.lastTimestamp 2>&1 | tail -10
   done
 }
+
+# ---------------------------------------------------------------------------------------------
+# What a flow's setup and teardown share. A flow sets NODE_FLOW_WORK (its temporary directory, where node_controller's
+# log goes as controller.log), and lists what its teardown removes in NODE_FLOW_NAMESPACES, NODE_FLOW_PVS and
+# NODE_FLOW_PATHS as it creates them.
+
+fail() { node_fail "$@"; }
+log() { echo "${NODE_FLOW:-node}: $(date -u +%H:%M:%S) $*" >&2; }
+NODE_FLOW_WORK=""
+NODE_FLOW_NAMESPACES=()
+NODE_FLOW_PVS=()
+NODE_FLOW_PATHS=()
+NODE_CONTROLLER_PID=""
+
+# node_flow_bucket BUCKET: a bucket in the node services' S3.
+node_flow_bucket() {
+  python3 -c 'import os, sys, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])' "$1" ||
+    node_fail "could not create the bucket $1 at $BOTRT_S3_ENDPOINT"
+}
+
+# node_flow_namespace NS: the namespace, once its default ServiceAccount exists; removed by node_flow_cleanup.
+node_flow_namespace() {
+  kubectl create namespace "$1" >/dev/null || node_fail "could not create the namespace $1"
+  [[ " ${NODE_FLOW_NAMESPACES[*]} " == *" $1 "* ]] || NODE_FLOW_NAMESPACES+=("$1")
+  for _ in $(seq 1 100); do kubectl -n "$1" get serviceaccount default >/dev/null 2>&1 && return 0; sleep 0.2; done
+  node_fail "the namespace $1 got no default ServiceAccount within 20 s"
+}
+
+# node_flow_secrets NS: the Secrets the flows' policies name, in NS: s3-creds (the node services' S3 keys) and
+# vault-token (OpenBao's token, also in $NODE_FLOW_WORK/vault-token for the engine's command line).
+node_flow_secrets() {
+  (umask 077 && printf '%s' "$VAULT_TOKEN" >"$NODE_FLOW_WORK/vault-token")
+  kubectl -n "$1" create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+    --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" >/dev/null
+  kubectl -n "$1" create secret generic vault-token --from-file=token="$NODE_FLOW_WORK/vault-token" >/dev/null
+}
+
+# node_flow_cleanup RC NS...: a flow's teardown, from its EXIT trap. The RecoveryPlans, then the BackupPolicies, of
+# the namespaces NS are deleted while the flow's controller still runs (it removes their finalizers); the controller
+# is stopped; when RC is not 0, the controller log's tail, the namespaces' Pods and the policies' and plans' status
+# are shown; then NODE_FLOW_NAMESPACES, NODE_FLOW_PVS and NODE_FLOW_PATHS are removed, and the services stopped if
+# this flow started them.
+node_flow_cleanup() {
+  local rc="$1" ns
+  shift
+  set +e
+  for ns in "$@"; do
+    kubectl -n "$ns" delete recoveryplans --all --timeout=60s >/dev/null 2>&1
+    kubectl -n "$ns" delete backuppolicies --all --timeout=60s >/dev/null 2>&1
+  done
+  if [[ -n "$NODE_CONTROLLER_PID" ]]; then
+    kill -TERM "$NODE_CONTROLLER_PID"
+    wait "$NODE_CONTROLLER_PID"
+  fi
+  if [[ "$rc" -ne 0 ]]; then
+    {
+      echo "--- controller log"
+      tail -n 40 "$NODE_FLOW_WORK/controller.log"
+      node_pods_dump "${NODE_FLOW_NAMESPACES[@]}"
+      for ns in "$@"; do
+        echo "--- policy status in $ns"
+        kubectl -n "$ns" get backuppolicies -o jsonpath='{range .items[*]}{.metadata.name}: {.status}{"\n"}{end}'
+        echo "--- plan status in $ns"
+        kubectl -n "$ns" get recoveryplans -o jsonpath='{range .items[*]}{.metadata.name}: {.status}{"\n"}{end}'
+      done
+    } >&2
+  fi
+  if ((${#NODE_FLOW_NAMESPACES[@]})); then
+    kubectl delete namespace "${NODE_FLOW_NAMESPACES[@]}" --ignore-not-found --wait=false >/dev/null 2>&1
+  fi
+  if ((${#NODE_FLOW_PVS[@]})); then kubectl delete pv "${NODE_FLOW_PVS[@]}" --wait=false >/dev/null 2>&1; fi
+  node_services_down
+  if ((${#NODE_FLOW_PATHS[@]})); then rm -rf "${NODE_FLOW_PATHS[@]}"; fi
+}

@@ -23,8 +23,6 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 NODE_FLOW=objects-e2e
 # shellcheck source=hack/node/lib.sh
 source "$REPO/hack/node/lib.sh"
-fail() { node_fail "$@"; }
-log() { echo "objects-e2e: $(date -u +%H:%M:%S) $*" >&2; }
 node_require
 node_services_up
 
@@ -37,31 +35,14 @@ VOL_SRC="$(mktemp -d /var/tmp/botrt-objects-e2e-src.XXXXXX)"
 VOL_DST="$(mktemp -d /var/tmp/botrt-objects-e2e-dst.XXXXXX)"
 # The engine's user (65532) reads the backup and writes the restore; the application runs as it too.
 chown 65532:65532 "$VOL_SRC" "$VOL_DST"
-NODE_CONTROLLER_PID=""
+NODE_FLOW_WORK="$WORK"
+NODE_FLOW_NAMESPACES+=("$SRC" "$DST" "$BACKUP_NS")
+NODE_FLOW_PVS+=("botrt-objects-e2e-$$-src" "botrt-objects-e2e-$$-dst")
+NODE_FLOW_PATHS+=("$WORK" "$VOL_SRC" "$VOL_DST")
 cleanup() {
   local rc=$?
-  set +e
-  kubectl -n "$SRC" delete recoveryplans --all --timeout=60s >/dev/null 2>&1
-  kubectl -n "$SRC" delete backuppolicies --all --timeout=60s >/dev/null 2>&1
-  if [[ -n "$NODE_CONTROLLER_PID" ]]; then
-    kill -TERM "$NODE_CONTROLLER_PID"
-    wait "$NODE_CONTROLLER_PID"
-  fi
-  if [[ $rc -ne 0 ]]; then
-    echo "--- controller log"
-    tail -n 40 "$WORK/controller.log"
-    node_pods_dump "$SRC"
-    node_pods_dump "$DST"
-    echo "--- policy status"
-    kubectl -n "$SRC" get backuppolicies -o jsonpath='{range .items[*]}{.metadata.name}: {.status}{"\n"}{end}'
-    echo "--- plan status"
-    kubectl -n "$SRC" get recoveryplans -o jsonpath='{range .items[*]}{.metadata.name}: {.status}{"\n"}{end}'
-  fi >&2
-  kubectl delete namespace "$SRC" "$DST" "$BACKUP_NS" --wait=false >/dev/null 2>&1
-  kubectl delete pv "botrt-objects-e2e-$$-src" "botrt-objects-e2e-$$-dst" --wait=false >/dev/null 2>&1
-  node_services_down
-  rm -rf "$WORK" "$VOL_SRC" "$VOL_DST"
-  exit $rc
+  node_flow_cleanup "$rc" "$SRC"
+  exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
@@ -70,20 +51,14 @@ kd() { kubectl -n "$DST" "$@"; }
 
 kubectl apply -f "$REPO/crds/" -f "$REPO/manifests/rbac/objects.yaml" >/dev/null
 TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io >/dev/null
-python3 -c 'import os, sys, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])' "$BUCKET"
-printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
-kubectl create namespace "$SRC" >/dev/null
-kubectl create namespace "$DST" >/dev/null
+node_flow_bucket "$BUCKET"
+node_flow_namespace "$SRC"
+node_flow_namespace "$DST"
 kubectl annotate namespace "$DST" "dr.botrt.io/recovery-allowed-from=$SRC" >/dev/null
 # DST's admin lets objects restores re-create Roles and RoleBindings there (manifests/rbac/objects.yaml).
 kubectl -n "$DST" create rolebinding botrt-objects-rbac --clusterrole=botrt-objects-rbac-restorer \
   --serviceaccount="$DST:botrt-objects-restore" >/dev/null
-for ns in "$SRC" "$DST"; do
-  for _ in $(seq 1 100); do kubectl -n "$ns" get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
-done
-ks create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
-  --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" >/dev/null
-ks create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
+node_flow_secrets "$SRC"
 node_controller "$WORK/controller.log" --metrics-address off --namespace "$SRC" --backup-namespace "$BACKUP_NS"
 
 log "1. the application in $SRC: claim, ServiceAccount, Secret, ConfigMap, Role, RoleBinding, Service, Deployment"

@@ -26,8 +26,6 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 NODE_FLOW=pvc-e2e
 # shellcheck source=hack/node/lib.sh
 source "$REPO/hack/node/lib.sh"
-fail() { node_fail "$@"; }
-log() { echo "pvc-e2e: $(date -u +%H:%M:%S) $*" >&2; }
 node_require
 node_services_up
 
@@ -43,31 +41,14 @@ VOL="$(mktemp -d /var/tmp/botrt-pvc-e2e.XXXXXX)"
 chmod 0755 "$VOL"
 VOL2="$(mktemp -d /var/tmp/botrt-pvc-e2e-dst.XXXXXX)"
 chmod 0755 "$VOL2"
-NODE_CONTROLLER_PID=""
+NODE_FLOW_WORK="$WORK"
+NODE_FLOW_NAMESPACES+=("$NS" "$DST" "$BACKUP_NS")
+NODE_FLOW_PVS+=("$PV" "$PV2")
+NODE_FLOW_PATHS+=("$WORK" "$VOL" "$VOL2")
 cleanup() {
   local rc=$?
-  set +e
-  kubectl -n "$NS" delete recoveryplans --all --timeout=60s >/dev/null 2>&1
-  kubectl -n "$NS" delete backuppolicies --all --timeout=60s >/dev/null 2>&1
-  if [[ -n "$NODE_CONTROLLER_PID" ]]; then
-    kill -TERM "$NODE_CONTROLLER_PID"
-    wait "$NODE_CONTROLLER_PID"
-  fi
-  if [[ $rc -ne 0 ]]; then
-    echo "--- controller log"
-    tail -n 40 "$WORK/controller.log"
-    node_pods_dump "$NS"
-    echo "--- policy status"
-    kubectl -n "$NS" get backuppolicies -o jsonpath='{range .items[*]}{.metadata.name}: {.status.conditions}{"\n"}{end}'
-    echo "--- plan status"
-    kubectl -n "$NS" get recoveryplans -o jsonpath='{range .items[*]}{.metadata.name}: {.status}{"\n"}{end}'
-    node_pods_dump "$DST"
-  fi >&2
-  kubectl delete namespace "$NS" "$DST" "$BACKUP_NS" --wait=false >/dev/null 2>&1
-  kubectl delete pv "$PV" "$PV2" --wait=false >/dev/null 2>&1
-  node_services_down
-  rm -rf "$WORK" "$VOL" "$VOL2"
-  exit $rc
+  node_flow_cleanup "$rc" "$NS"
+  exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
@@ -91,13 +72,9 @@ listing() {
 types_listing() { python3 "$REPO/hack/node/filetree.py" list "$1/types" | grep -v '^6e756c6c '; }
 kubectl apply -f "$REPO/crds/" >/dev/null
 TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io  >/dev/null
-python3 -c 'import os, sys, boto3; boto3.client("s3", endpoint_url=os.environ["BOTRT_S3_ENDPOINT"], region_name="us-east-1").create_bucket(Bucket=sys.argv[1])' "$BUCKET"
-printf '%s' "$VAULT_TOKEN" >"$WORK/vault-token"
-kubectl create namespace "$NS" >/dev/null
-for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
-k create secret generic s3-creds --from-literal=AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
-  --from-literal=AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" >/dev/null
-k create secret generic vault-token --from-file=token="$WORK/vault-token" >/dev/null
+node_flow_bucket "$BUCKET"
+node_flow_namespace "$NS"
+node_flow_secrets "$NS"
 node_controller "$WORK/controller.log" --metrics-address off --namespace "$NS" --backup-namespace "$BACKUP_NS"
 
 log "1. application Pods write private files as uid 1001 and 1002 on a hostPath claim"
@@ -329,7 +306,7 @@ expect_isolation "$NS" "$(k get jobs -l dr.botrt.io/plan-name=restore-data -o js
 log "5. restore into namespace $DST, which has no claim: created from the policy's recorded claim"
 rec="$(jp as-root '{.status.sourceClaim.name} {.status.sourceClaim.namespace} {.status.sourceClaim.accessModes} {.status.sourceClaim.storage}')"
 [[ "$rec" == "data $NS [\"ReadWriteOnce\"] 1Gi" ]] || fail "the policy's recorded claim: '$rec'"
-kubectl create namespace "$DST" >/dev/null
+node_flow_namespace "$DST"
 # The volume the created claim will bind (it records the empty class: no provisioner, a reserved volume).
 node_hostpath_pv "$PV2" "$DST" data "$VOL2"
 chown 1001:1001 "$VOL2"

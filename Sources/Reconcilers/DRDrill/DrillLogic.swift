@@ -26,12 +26,19 @@ public struct DrillRunWorld: Sendable, Hashable {
   public var runStart: Date
   /// spec.timeout in seconds.
   public var timeoutSeconds: Int64
+  /// The restore's progress while the run's restore container runs: read from its log when due
+  /// (`DrillLogic.progressRead`), else as status had it; nil when no restore runs.
+  public var progress: RunProgress?
 
-  public init(job: JobObservation?, scratchNamespace: String, runStart: Date, timeoutSeconds: Int64) {
+  public init(
+    job: JobObservation?, scratchNamespace: String, runStart: Date, timeoutSeconds: Int64,
+    progress: RunProgress? = nil
+  ) {
     self.job = job
     self.scratchNamespace = scratchNamespace
     self.runStart = runStart
     self.timeoutSeconds = timeoutSeconds
+    self.progress = progress
   }
 }
 
@@ -419,6 +426,46 @@ public enum DrillLogic {
       return .evaluate(failure: "the run Job \(runJobName) in \(world.scratchNamespace) disappeared")
     }
     return .evaluate(failure: nil)
+  }
+
+  /// The run Job's engine container that restores and prints the progress lines (`RecoveryJobs.restoreParts`, with
+  /// `runJob`'s name for it).
+  public static let restoreContainer = "restore"
+
+  /// Whether the run's restore runs: the run Job runs and its newest Pod's restore container has not ended (after it,
+  /// the Job verifies or queries, which report no progress).
+  public static func restoreRuns(_ job: JobObservation?) -> Bool {
+    guard let job, job.state == .running else { return false }
+    return job.containers[restoreContainer] == nil
+  }
+
+  /// The restore log of a running drill's run to read for its progress: while the run Job (started) runs and its
+  /// restore container has not ended (`restoreRuns`), in the scratch namespace, with whether it is due
+  /// (`RunProgressLogic.due`: at most every 10 s; else `previous`, status's value, stays). Nil when no restore runs.
+  public static func progressRead(_ drill: DRDrill, job: JobObservation?, now: Date) -> RestoreProgressRead? {
+    guard drill.status?.phase == .running, let run = drill.status?.currentRun, let scratch = run.scratchNamespace,
+      let job, restoreRuns(job), job.startTime != nil
+    else { return nil }
+    return RestoreProgressRead(
+      job: job.name, namespace: scratch, pod: job.activePod, startTime: job.startTime, previous: run.progress,
+      previousBackupBytes: nil, due: RunProgressLogic.due(previous: run.progress, job: job.name, now: now))
+  }
+
+  /// The status of a drill whose run goes on (`progress` said wait), and when to look again: currentRun shows the
+  /// restore's progress as observed (`world.progress`) while the restore runs, and none once it ended; the next look
+  /// is after `pollSeconds`, or sooner when the next progress read is due (`RunProgressLogic.nextUpdate`).
+  public static func waiting(
+    _ status: DRDrillStatus, world: DrillRunWorld, now: Date, pollSeconds: TimeInterval
+  ) -> (status: DRDrillStatus, requeueAfter: TimeInterval) {
+    var st = status
+    var requeue = pollSeconds
+    guard st.currentRun != nil else { return (st, requeue) }
+    let shown = restoreRuns(world.job) ? world.progress : nil
+    st.currentRun?.progress = shown
+    if let p = shown {
+      requeue = min(requeue, max(1, RunProgressLogic.nextUpdate(after: p).timeIntervalSince(now)))
+    }
+    return (st, requeue)
   }
 
   /// The run Job in the scratch namespace: restore (init container), then verify `--read-data` of the restored

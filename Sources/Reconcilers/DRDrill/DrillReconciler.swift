@@ -1,4 +1,5 @@
 import DRAPI
+import EngineContract
 import Foundation
 import KubeClient
 import KubeCore
@@ -388,15 +389,19 @@ public final class DrillReconciler: RunsReconciler {
     start: Date,
     now: Date
   ) async throws -> ReconcileResult {
-    let world = DrillRunWorld(
+    var world = DrillRunWorld(
       job: try await observeRun(drill, scratch: scratch), scratchNamespace: scratch, runStart: start,
       timeoutSeconds: try drillTimeout(drill))
     let failure: String?
     switch DrillLogic.progress(world, now: now) {
     case .wait:
-      // Still running: status acknowledges a spec change (generation, Ready) without waiting for the run's end.
-      if let computed = drill.status { try await entry.writeStatus(stored, computed) }
-      return .requeueAfter(.seconds(Int64(Self.pollSeconds)))
+      // Still running: status acknowledges a spec change (generation, Ready) without waiting for the run's end, and
+      // shows the restore's progress while it runs.
+      world.progress = await observeProgress(drill, job: world.job, now: now)
+      guard let computed = drill.status else { return .requeueAfter(.seconds(Int64(Self.pollSeconds))) }
+      let w = DrillLogic.waiting(computed, world: world, now: now, pollSeconds: Self.pollSeconds)
+      try await entry.writeStatus(stored, w.status)
+      return .requeueAfter(requeueDelay(seconds: w.requeueAfter))
     case .evaluate(let f):
       failure = f
     }
@@ -438,6 +443,41 @@ public final class DrillReconciler: RunsReconciler {
         "score": "\(outcome.result.complianceScore ?? 0)",
       ])
     return .requeueAfter(.seconds(1))
+  }
+
+  /// The progress of the run's restore while it runs (`DrillLogic.progressRead`): read from the tail of the restore
+  /// container's log (in the scratch namespace) when due, at most every 10 s, else as status has it; nil when no
+  /// restore runs. A log that cannot be read (the container still starting, the Pod gone, or no grant of pods/log)
+  /// is logged and leaves the values as they were, with the new time (`RunProgressLogic.progress`), so the log is
+  /// read again 10 s later, not at every poll.
+  func observeProgress(_ drill: DRDrill, job: JobObservation?, now: Date) async -> RunProgress? {
+    guard let r = DrillLogic.progressRead(drill, job: job, now: now) else { return nil }
+    guard r.due else { return r.previous }
+    var line: EngineProgress? = nil
+    if let pod = r.pod {
+      let object = "DRDrill \(drill.metadata.namespace ?? "")/\(drill.name)"
+      do {
+        let log = try await client.podLog(
+          namespace: r.namespace, name: pod, container: DrillLogic.restoreContainer,
+          tailLines: RunProgressLogic.tailLines, limitBytes: RunProgressLogic.limitBytes)
+        line = EngineProgress.latest(inLog: log)
+      } catch let e as KubeError where e.isForbidden {
+        logger.warning(
+          "cannot read the drill's restore progress (grant get on pods/log)",
+          metadata: ["object": "\(object)", "pod": "\(r.namespace)/\(pod)"])
+      } catch let e as KubeError where e.code == 400 || e.isNotFound {
+        // A container still starting (400) or a Pod just gone: the next read finds the log or the run ended.
+        logger.debug(
+          "cannot read the drill's restore progress yet",
+          metadata: ["object": "\(object)", "pod": "\(r.namespace)/\(pod)", "error": "\(e)"])
+      } catch {
+        logger.warning(
+          "cannot read the drill's restore progress",
+          metadata: ["object": "\(object)", "pod": "\(r.namespace)/\(pod)", "error": "\(error)"])
+      }
+    }
+    return RunProgressLogic.progress(
+      job: r.job, startTime: r.startTime, line: line, previous: r.previous, previousBackupBytes: nil, now: now)
   }
 
   /// The run Job of the drill's run in `scratch` with its Pods: from the shared caches of the controller's Jobs and
