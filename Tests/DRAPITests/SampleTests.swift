@@ -97,6 +97,12 @@ struct Samples {
     #expect(s.drills.contains { $0.spec.target.recoveryPlanRef != nil })
     let actions = Set(s.plans.flatMap { $0.spec.procedures.flatMap { $0.steps.map(\.action) } })
     #expect(actions == Set(StepAction.allCases))
+    // A namespace's objects backed up with its claim (spec.objects), and a plan that re-creates them elsewhere.
+    let withObjects = Set(s.policies.filter { $0.spec.objects != nil }.map(\.name))
+    #expect(!withObjects.isEmpty, "no sample backs up Kubernetes objects (spec.objects)")
+    let objectSteps = s.plans.flatMap { $0.spec.procedures.flatMap(\.steps) }.compactMap(\.restore)
+      .filter { $0.into.objects != nil }
+    #expect(objectSteps.contains { withObjects.contains($0.policyRef.name) }, "no sample plan restores objects")
   }
 
   @Test func referencesResolveWithinTheSamples() throws {

@@ -30,6 +30,13 @@
 #                                     replica second-region; the engine lists the snapshot in the second region.
 #   backuppolicy-s3-minio-suspended   Ready, ScheduleActive False (Suspended), no next run, and no Job of it ever
 #                                     created. Its MinIO, database and Azure Key Vault are not rewritten: nothing runs.
+#   backuppolicy-storefront-objects   Ready; a triggered backup of the claim storefront-data with the namespace's objects
+#                                     labelled app.kubernetes.io/name=storefront (the application this flow puts beside
+#                                     the claim: ServiceAccount, Secret, ConfigMap, Service, Deployment) to S3 succeeds,
+#                                     its Event counts the exported objects, and the engine's listing of the snapshot
+#                                     holds the claim's file and the entry _kubernetes with those objects and none of the
+#                                     namespace's others (the selector: not the Deployment payments-api, not the example
+#                                     Secrets).
 #   backuppolicy-standard-azure-localkey  Ready, ScheduleActive True on "30 1 * * *"; its trigger manual-run-1 starts a
 #                                     backup at once. NOT REACHED: a stored backup. The testbed has no Azure Blob
 #                                     service (Azurite is an npm package; TESTBED.md), so the Job fails and
@@ -49,6 +56,13 @@
 #   recoveryplan-into-namespace       refused until bot-restore allows it, then claim bot-uploads is created there
 #                                     (storage class standard, 50Gi, managed-by label, no owner) and the restore as root
 #                                     succeeds; the files are on the volume that claim bound.
+#   recoveryplan-clone-into-staging   after storefront-staging allows it, Succeeded (3 steps): claim storefront-data is
+#                                     created there from the recorded claim and holds the backed-up file (not the
+#                                     snapshot's _kubernetes); the objects step creates the 5 objects of its kinds (the
+#                                     claim is not among them): the Secret and the ConfigMap hold the source's values of
+#                                     this run, the Service has a clusterIP of its own; the Deployment there becomes
+#                                     available (readyReplicas 1: its readiness probe passes only with the claim's file,
+#                                     the Secret's and the ConfigMap's values).
 #   drdrill-quarterly-suspended       runs at once (its run-now annotation and trigger) although suspended: the scratch
 #                                     claim drill-scratch is created sized like uploads (it binds the volume left for
 #                                     it), the restore verifies, the result passes.
@@ -80,9 +94,9 @@ SAMPLES=(
   00-namespace.yaml secrets-example.yaml
   backuppolicy-archive-local.yaml backuppolicy-critical-s3-vault.yaml backuppolicy-important-gcs-awskms.yaml
   backuppolicy-replicated-cross-region.yaml backuppolicy-s3-minio-suspended.yaml
-  backuppolicy-standard-azure-localkey.yaml
+  backuppolicy-standard-azure-localkey.yaml backuppolicy-storefront-objects.yaml
   recoveryplan-database.yaml recoveryplan-application.yaml recoveryplan-from-replica.yaml
-  recoveryplan-into-namespace.yaml
+  recoveryplan-into-namespace.yaml recoveryplan-clone-into-staging.yaml
   drdrill-quarterly-suspended.yaml drdrill-weekly-policy.yaml drdrill-cron-plan.yaml
 )
 diff <(printf '%s\n' "${SAMPLES[@]}" | sort) <(cd "$REPO/crds/samples" && ls | sort) >&2 ||
@@ -96,8 +110,8 @@ WORK="$(mktemp -d /tmp/botrt-samples-e2e.XXXXXX)"
 VOL="$(mktemp -d /var/tmp/botrt-samples-e2e.XXXXXX)"
 chmod 0755 "$VOL"
 PVS=(samples-audit-logs samples-airgap samples-bot-uploads samples-uploads samples-reporting samples-scratch
-  samples-bot-restore samples-bot-recovery)
-NAMESPACES=("$NS" "$BACKUP_NS" payments bot-recovery bot-restore)
+  samples-bot-restore samples-bot-recovery samples-storefront samples-storefront-staging)
+NAMESPACES=("$NS" "$BACKUP_NS" payments bot-recovery bot-restore storefront-staging)
 NODE_CONTROLLER_PID=""
 NODE_VAULT_TLS_PID=""
 cleanup() {
@@ -108,6 +122,7 @@ cleanup() {
     echo "--- status"
     kubectl -n "$NS" get backuppolicies,recoveryplans,drdrills -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}: {.status}{"\n"}{end}' | cut -c1-1500
     node_pods_dump "$NS" "$BACKUP_NS"
+    node_pods_dump storefront-staging
   fi >&2
   # Deleted while the controller still runs, so it removes its finalizers and what it made.
   kubectl -n "$NS" delete drdrills,recoveryplans,backuppolicies --all --timeout=90s >/dev/null 2>&1
@@ -155,7 +170,8 @@ for ns in "${NAMESPACES[@]}"; do
   ! kubectl get namespace "$ns" >/dev/null 2>&1 || fail "namespace $ns exists from an earlier run and is not going away"
 done
 kubectl delete pv "${PVS[@]}" --ignore-not-found >/dev/null
-kubectl apply -f "$REPO/crds/" >/dev/null
+# With the ClusterRoles of the objects' backup and restore (backuppolicy-storefront-objects, an install applies them).
+kubectl apply -f "$REPO/crds/" -f "$REPO/manifests/rbac/objects.yaml" >/dev/null
 TIMEOUT=60 bash "$REPO/hack/crds-established.sh" crd/backuppolicies.dr.botrt.io crd/recoveryplans.dr.botrt.io crd/drdrills.dr.botrt.io >/dev/null
 
 log "0. testbed stand-ins for the samples' outside world"
@@ -193,7 +209,7 @@ python3 - "$RUN" <<'PY' || fail "could not create the S3 buckets and AWS KMS key
 import os, sys, boto3
 run, ep = sys.argv[1], os.environ["BOTRT_S3_ENDPOINT"]
 for bucket, region, lock in [("botrt-payments-backups", "eu-central-1", True), ("botrt-uploads-backups", "eu-central-1", False),
-                             ("botrt-uploads-backups-dr", "eu-west-1", False)]:
+                             ("botrt-uploads-backups-dr", "eu-west-1", False), ("botrt-storefront-backups", "eu-central-1", False)]:
     s3 = boto3.client("s3", endpoint_url=ep, region_name=region)
     s3.create_bucket(Bucket=f"{bucket}-{run}", CreateBucketConfiguration={"LocationConstraint": region},
                      ObjectLockEnabledForBucket=lock)
@@ -207,7 +223,7 @@ for b in botrt-bot-uploads botrt-payments-backups-dr botrt-uploads-backups-gcs; 
   curl -fsS -X POST "$BOTRT_GCS_ENDPOINT/storage/v1/b?project=botrt" -H 'Content-Type: application/json' \
     -d "{\"name\":\"$b-$RUN\"}" >/dev/null || fail "cannot create the GCS bucket $b-$RUN on $BOTRT_GCS_ENDPOINT"
 done
-for key in backup-logs-key backup-database-key backup-files-key backup-files-key-gcs; do
+for key in backup-logs-key backup-database-key backup-files-key backup-files-key-gcs backup-storefront-key; do
   curl -fsS --cacert "$NODE_VAULT_CA" -H "X-Vault-Token: $VAULT_TOKEN" -X POST \
     "$NODE_VAULT_TLS_ADDR/v1/transit/keys/$key" >/dev/null || fail "cannot create Transit key $key on $NODE_VAULT_TLS_ADDR"
 done
@@ -241,6 +257,7 @@ backuppolicy-replicated-cross-region.yaml	      bucket: botrt-uploads-backups\n	
 backuppolicy-replicated-cross-region.yaml	          bucket: botrt-uploads-backups-dr\n	          bucket: botrt-uploads-backups-dr-$RUN\n          endpoint: $S3\n          forcePathStyle: true\n	the second region's S3: moto
 backuppolicy-replicated-cross-region.yaml	          awsKms:\n	          allowPlaintextHTTP: true\n          awsKms:\n	moto's AWS KMS speaks plain HTTP
 backuppolicy-replicated-cross-region.yaml	            region: eu-west-1\n	            region: eu-west-1\n            endpoint: $AWSKMS\n	AWS KMS: moto
+backuppolicy-storefront-objects.yaml	      bucket: botrt-storefront-backups\n	      bucket: botrt-storefront-backups-$RUN\n      endpoint: $S3\n      forcePathStyle: true\n	S3: moto
 backuppolicy-replicated-cross-region.yaml	          bucket: botrt-uploads-backups-gcs\n	          bucket: botrt-uploads-backups-gcs-$RUN\n          endpoint: $GCS\n	GCS: fake-gcs-server
 EOF
 )"
@@ -284,13 +301,15 @@ apply secrets-example.yaml
 for _ in $(seq 1 100); do k get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
 
 log "   the samples' claims and workloads (what the samples assume exists)"
-for d in audit-logs airgap bot-uploads/media uploads reporting-data scratch bot-restore bot-recovery; do mkdir -p "$VOL/$d"; done
+for d in audit-logs airgap bot-uploads/media uploads reporting-data scratch bot-restore bot-recovery storefront \
+  storefront-staging; do mkdir -p "$VOL/$d"; done
 for i in 1 2 3; do echo "audit record $i $RUN" >"$VOL/audit-logs/audit-$i.log"; done
 echo "photo $RUN" >"$VOL/bot-uploads/media/photo.jpg"
 echo "not part of the backup (outside subPath media)" >"$VOL/bot-uploads/outside.txt"
 echo "upload $RUN" >"$VOL/uploads/upload.bin"
 head -c 65536 /dev/urandom >"$VOL/uploads/random.bin"
 echo "report $RUN" >"$VOL/reporting-data/report.csv"
+echo "<h1>storefront $RUN</h1>" >"$VOL/storefront/index.html"
 chown -R 65532:65532 "$VOL"
 kubectl create namespace "$BACKUP_NS" >/dev/null
 node_hostpath_pv samples-audit-logs "$NS" audit-logs "$VOL/audit-logs"
@@ -340,24 +359,93 @@ deployment "$NS" payments-api
 deployment "$NS" payments-worker
 deployment bot-recovery telegram-bot
 deployment bot-recovery bot-queue StatefulSet
+# The storefront (backuppolicy-storefront-objects.yaml): claim storefront-data and the objects of the application, all
+# labelled app.kubernetes.io/name=storefront. Its readiness probe passes only when the claim's page, the Secret's key and
+# the ConfigMap's name of this run are there, so the clone in storefront-staging is available only if all three came
+# back. The clone's claim binds the volume reserved for it there.
+node_hostpath_pv samples-storefront "$NS" storefront-data "$VOL/storefront"
+kubectl create namespace storefront-staging >/dev/null
+node_hostpath_pv samples-storefront-staging storefront-staging storefront-data "$VOL/storefront-staging"
+STOREFRONT_KEY="sk-$RUN-$RANDOM$RANDOM"
+k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: storefront-data, labels: {app.kubernetes.io/name: storefront}}
+spec: {accessModes: [ReadWriteOnce], storageClassName: "", volumeName: samples-storefront, resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: storefront, labels: {app.kubernetes.io/name: storefront}}
+automountServiceAccountToken: false
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: storefront-credentials, labels: {app.kubernetes.io/name: storefront}}
+stringData: {payment-api-key: "$STOREFRONT_KEY"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: storefront-config, labels: {app.kubernetes.io/name: storefront}}
+data: {store-name: "storefront $RUN"}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: storefront, labels: {app.kubernetes.io/name: storefront}}
+spec:
+  selector: {app.kubernetes.io/name: storefront}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: storefront, labels: {app.kubernetes.io/name: storefront}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app.kubernetes.io/name: storefront}}
+  template:
+    metadata: {labels: {app.kubernetes.io/name: storefront}}
+    spec:
+      serviceAccountName: storefront
+      terminationGracePeriodSeconds: 1
+      securityContext: {runAsUser: 65532, runAsGroup: 65532}
+      containers:
+      - name: web
+        image: $APP_IMAGE
+        command: [sleep, "3600"]
+        env:
+        - name: PAYMENT_API_KEY
+          valueFrom: {secretKeyRef: {name: storefront-credentials, key: payment-api-key}}
+        volumeMounts:
+        - {name: data, mountPath: /data}
+        - {name: config, mountPath: /config}
+        readinessProbe:
+          exec:
+            command: [sh, -c, 'grep -q "storefront $RUN" /data/index.html && test "\$PAYMENT_API_KEY" = "$STOREFRONT_KEY" && grep -qx "storefront $RUN" /config/store-name']
+          periodSeconds: 1
+      volumes:
+      - {name: data, persistentVolumeClaim: {claimName: storefront-data}}
+      - {name: config, configMap: {name: storefront-config}}
+EOF
 
 node_controller "$WORK/controller.log" --metrics-address off --namespace "$NS" --backup-namespace "$BACKUP_NS"
 
 log "2. the BackupPolicies"
-POLICIES=(audit-logs-archive payments-db telegram-bot-uploads uploads-replicated notifications-db reporting-data)
+POLICIES=(audit-logs-archive payments-db telegram-bot-uploads uploads-replicated notifications-db reporting-data storefront)
 for f in backuppolicy-archive-local.yaml backuppolicy-critical-s3-vault.yaml backuppolicy-important-gcs-awskms.yaml \
-  backuppolicy-replicated-cross-region.yaml backuppolicy-s3-minio-suspended.yaml backuppolicy-standard-azure-localkey.yaml; do
+  backuppolicy-replicated-cross-region.yaml backuppolicy-s3-minio-suspended.yaml backuppolicy-standard-azure-localkey.yaml \
+  backuppolicy-storefront-objects.yaml; do
   apply "$f"
 done
 ready() { [[ "$(cond backuppolicy "$1" Ready)" == True ]]; }
 for p in "${POLICIES[@]}"; do
   until_ok 60 "policy $p Ready: $(cond backuppolicy "$p" Ready message)" ready "$p"
 done
-log "   all six Ready"
-for p in audit-logs-archive payments-db telegram-bot-uploads uploads-replicated; do trigger backuppolicy "$p"; done
+log "   all seven Ready"
+# The storefront is up (its probe passed on the claim's page, the Secret and the ConfigMap) before it is backed up.
+k wait --for=condition=available deployment/storefront --timeout=120s >/dev/null || fail "the storefront is not available"
+for p in audit-logs-archive payments-db telegram-bot-uploads uploads-replicated storefront; do trigger backuppolicy "$p"; done
 succeeded() { [[ "$(cond backuppolicy "$1" LastBackupSucceeded)" == True ]]; }
 failed() { [[ "$(cond backuppolicy "$1" LastBackupSucceeded)" == False ]]; }
-for p in audit-logs-archive payments-db telegram-bot-uploads uploads-replicated; do
+for p in audit-logs-archive payments-db telegram-bot-uploads uploads-replicated storefront; do
   until_ok 180 "a backup of $p: $(cond backuppolicy "$p" LastBackupSucceeded message)" succeeded "$p"
   log "   $p: $(cond backuppolicy "$p" LastBackupSucceeded message)"
 done
@@ -390,6 +478,28 @@ engine_lists telegram-bot-uploads "$(last telegram-bot-uploads)" BOTRT_GCS_ENDPO
   --kms "awskms://alias/backup-files-key?region=eu-west-1" --kms-endpoint "$AWSKMS"
 engine_lists uploads-replicated "$(last uploads-replicated)" "${VAULT_ENV[@]}" -- --repo "s3://botrt-uploads-backups-$RUN/uploads" --s3-endpoint "$S3" \
   --s3-path-style --s3-region eu-central-1 --kms vault-transit:///transit/backup-files-key
+
+engine_lists storefront "$(last storefront)" "${VAULT_ENV[@]}" -- --repo "s3://botrt-storefront-backups-$RUN/storefront" \
+  --s3-endpoint "$S3" --s3-path-style --s3-region eu-central-1 --kms vault-transit:///transit/backup-storefront-key
+
+log "   storefront: the claim's files and the storefront's objects, in one snapshot"
+env "${VAULT_ENV[@]}" "$BOTRT_ENGINE_BIN" ls "$(last storefront)" --repo "s3://botrt-storefront-backups-$RUN/storefront" \
+  --s3-endpoint "$S3" --s3-path-style --s3-region eu-central-1 --kms vault-transit:///transit/backup-storefront-key \
+  >"$WORK/storefront-ls.txt" 2>&1 || fail "engine ls of storefront: $(tail -3 "$WORK/storefront-ls.txt")"
+for entry in index.html _kubernetes/index.json _kubernetes/core/ServiceAccount/storefront.json \
+  _kubernetes/core/Secret/storefront-credentials.json _kubernetes/core/ConfigMap/storefront-config.json \
+  _kubernetes/core/Service/storefront.json _kubernetes/core/PersistentVolumeClaim/storefront-data.json \
+  _kubernetes/apps/Deployment/storefront.json; do
+  grep -q "$entry\$" "$WORK/storefront-ls.txt" || fail "storefront's snapshot lacks $entry: $(cat "$WORK/storefront-ls.txt")"
+done
+# The selector: nothing of the namespace's other applications or its backup credentials.
+! grep -E '_kubernetes/.*(payments-api|backup-s3-credentials|audit-logs)' "$WORK/storefront-ls.txt" >&2 ||
+  fail "storefront's snapshot holds objects its selector does not match"
+# The Event counts what the export wrote: the claim, ServiceAccount, Secret, ConfigMap, Service and Deployment.
+backup_events() { k get events --field-selector involvedObject.name=storefront,reason=BackupSucceeded -o jsonpath='{.items[*].message}'; }
+counted() { backup_events | grep -q "with 6 Kubernetes objects"; }
+until_ok 20 "storefront's BackupSucceeded Event to count its 6 objects: $(backup_events)" counted
+log "   storefront: $(grep -c _kubernetes/ "$WORK/storefront-ls.txt") entries under _kubernetes"
 
 log "   payments-db: compliance tightens RPO and schedule; Object Lock COMPLIANCE on its objects"
 [[ "$(jp backuppolicy payments-db '{.status.rpoSource}')" == "compliance:sox,pci-dss" ]] ||
@@ -453,17 +563,19 @@ log "   notifications-db: suspended, nothing runs"
 
 log "3. the RecoveryPlans"
 for f in recoveryplan-database.yaml recoveryplan-application.yaml recoveryplan-from-replica.yaml \
-  recoveryplan-into-namespace.yaml; do
+  recoveryplan-into-namespace.yaml recoveryplan-clone-into-staging.yaml; do
   apply "$f"
 done
 plan_ended() { local ph; ph="$(jp recoveryplan "$1" '{.status.phase}')"; [[ "$ph" == Succeeded || "$ph" == Failed ]]; }
 rm -f "$VOL/uploads/upload.bin"
 kubectl annotate namespace bot-restore dr.botrt.io/recovery-allowed-from="$NS" >/dev/null
 kubectl annotate namespace bot-recovery dr.botrt.io/recovery-allowed-from="$NS" >/dev/null
-for p in payments-db-recovery uploads-from-second-region uploads-into-bot-restore telegram-bot-recovery; do
+kubectl annotate namespace storefront-staging dr.botrt.io/recovery-allowed-from="$NS" >/dev/null
+for p in payments-db-recovery uploads-from-second-region uploads-into-bot-restore telegram-bot-recovery \
+  storefront-clone-to-staging; do
   trigger recoveryplan "$p"
 done
-for p in payments-db-recovery uploads-from-second-region uploads-into-bot-restore; do
+for p in payments-db-recovery uploads-from-second-region uploads-into-bot-restore storefront-clone-to-staging; do
   until_ok 240 "plan $p to end: $(jp recoveryplan "$p" '{.status.phase}: {.status.message}')" plan_ended "$p"
   [[ "$(jp recoveryplan "$p" '{.status.phase}')" == Succeeded ]] ||
     fail "plan $p: $(jp recoveryplan "$p" '{.status.phase}: {.status.failedStep}: {.status.message}')"
@@ -477,6 +589,36 @@ done
 claim_json="$(kubectl -n bot-restore get pvc bot-uploads -o jsonpath='{.spec.storageClassName} {.spec.resources.requests.storage} {.metadata.labels.app\.kubernetes\.io/managed-by} {.metadata.ownerReferences}')"
 [[ "$claim_json" == "standard 50Gi botrt-controller " ]] || fail "the claim created in bot-restore: $claim_json"
 [[ "$(cat "$VOL/bot-restore/photo.jpg" 2>/dev/null)" == "photo $RUN" ]] || fail "bot-restore's claim lacks the restored photo.jpg"
+log "   storefront-clone-to-staging: the storefront runs in storefront-staging on the restored claim and objects"
+[[ "$(jp recoveryplan storefront-clone-to-staging '{.status.steps[*].state}')" == "Succeeded Succeeded Succeeded" ]] ||
+  fail "storefront-clone-to-staging step states: $(jp recoveryplan storefront-clone-to-staging '{.status.steps[*].state}')"
+ks() { kubectl -n storefront-staging "$@"; }
+[[ "$(cat "$VOL/storefront-staging/index.html" 2>/dev/null)" == "<h1>storefront $RUN</h1>" ]] ||
+  fail "storefront-staging's claim lacks the restored index.html"
+[[ ! -e "$VOL/storefront-staging/_kubernetes" ]] || fail "the claim's restore wrote the snapshot's objects into the claim"
+[[ "$(ks get pvc storefront-data -o jsonpath='{.status.phase} {.spec.volumeName} {.metadata.labels.app\.kubernetes\.io/managed-by}')" == \
+  "Bound samples-storefront-staging botrt-controller" ]] ||
+  fail "the claim created in storefront-staging: $(ks get pvc storefront-data -o jsonpath='{.status.phase} {.spec.volumeName} {.metadata.labels}')"
+[[ "$(ks get secret storefront-credentials -o jsonpath='{.data.payment-api-key}' | base64 -d)" == "$STOREFRONT_KEY" ]] ||
+  fail "the restored Secret storefront-credentials does not hold the source's key"
+[[ "$(ks get configmap storefront-config -o jsonpath='{.data.store-name}')" == "storefront $RUN" ]] ||
+  fail "the restored ConfigMap storefront-config: $(ks get configmap storefront-config -o jsonpath='{.data}')"
+ks get serviceaccount storefront >/dev/null || fail "the ServiceAccount storefront was not restored"
+staging_ip="$(ks get service storefront -o jsonpath='{.spec.clusterIP}')"
+[[ -n "$staging_ip" && "$staging_ip" != "$(k get service storefront -o jsonpath='{.spec.clusterIP}')" ]] ||
+  fail "the restored Service's clusterIP '$staging_ip'"
+[[ "$(ks get deployment storefront -o jsonpath='{.status.readyReplicas}')" == 1 ]] ||
+  fail "the cloned Deployment storefront is not available: $(ks get deployment storefront -o jsonpath='{.status}')"
+job="$(jp recoveryplan storefront-clone-to-staging '{.status.steps[?(@.name=="restore-objects")].jobName}')"
+apply_result="$(ks get pods -l job-name="$job" \
+  -o jsonpath='{.items[0].status.containerStatuses[?(@.name=="objects")].state.terminated.message}')"
+python3 - "$apply_result" <<'PY' || fail "the objects step's result: $apply_result"
+import json, sys
+r = json.loads(sys.argv[1].strip().splitlines()[-1])
+# ServiceAccount, Secret, ConfigMap, Service and Deployment created; the claim is not among the plan's kinds.
+assert r["command"] == "apply" and r["objects"] == 5 and r["existing"] == 0 and not r["failures"], r
+PY
+log "   storefront available in storefront-staging; objects step: $(echo "$apply_result" | tail -1 | cut -c1-200)"
 app_pull() {
   kubectl get pods -A -o jsonpath='{range .items[*]}{.spec.containers[0].image} {.status.containerStatuses[0].state.waiting.reason}{"\n"}{end}' |
     grep -Eq '^ghcr.io/example/image-verifier:1.0 (ErrImagePull|ImagePullBackOff)$'
