@@ -515,14 +515,14 @@ def backup_policy_spec():
         "replicas: a replica's repository is the policy's own repository (the same location); give each replica "
         "another location", field_path=".replicas"),
         # Validation.swift hooks(): hooks only with a claim source.
-        rule(f"!has(self.source.command) || !has(self.hooks) || ({empty('self.hooks.pre')} && "
+        rule(f"(!has(self.source.command) && !has(self.source.objects)) || !has(self.hooks) || ({empty('self.hooks.pre')} && "
              f"{empty('self.hooks.post')})",
              "hooks: hooks run only with a claim source (source.pvc or source.claims): a dump command is itself the "
              "consistency point; remove hooks or back up the application's claim", field_path=".hooks"),
         # Validation.swift objects(): objects are stored in a claim's snapshot.
         rule("!has(self.source.command) || !has(self.objects)",
-             "objects: objects are stored in the snapshot of a claim: set source.pvc or source.claims, or remove "
-             "objects", field_path=".objects"))
+             "objects: objects are stored in the snapshot of a claim, or alone: set source.pvc, source.claims or "
+             "source.objects, or remove objects", field_path=".objects"))
 
 
 def backup_policy_spec_schema():
@@ -552,7 +552,7 @@ def backup_policy_spec_schema():
                                          "about 2 % larger than better), better (zstd level 3, restic's level), "
                                          "max (zstd level 9), off (for data that is already compressed or "
                                          "encrypted). Default: auto.", enum=["off", "auto", "better", "max"]),
-                   "source": obj("What to back up. Set exactly one of pvc, command, claims.", {
+                   "source": obj("What to back up. Set exactly one of pvc, command, claims, objects.", {
                        "pvc": obj("A PersistentVolumeClaim in this namespace, always mounted read-only. A ReadWriteOnce or "
                                   "ReadWriteOncePod claim mounted by a running pod is backed up on that pod's node "
                                   "(status.placement).", {
@@ -595,8 +595,17 @@ def backup_policy_spec_schema():
                            }, **claim_read_settings()),
                            oneOf=one_of("selector", "claimNames"),
                            **{"x-kubernetes-validations": [exactly_one("claims", "selector", "claimNames")]}),
-                   }, oneOf=one_of("pvc", "command", "claims"),
-                       **{"x-kubernetes-validations": [exactly_one("source", "pvc", "command", "claims")]}),
+                       "objects": obj(
+                           "Only this namespace's Kubernetes objects, no volume ({}): each snapshot holds the entry "
+                           "_kubernetes alone, as a claim's snapshot holds it beside the claim. spec.objects selects "
+                           "what is exported (default: the standard kinds), by the same init container, "
+                           "ServiceAccount token and RoleBinding botrt-objects-backup as with a claim source; the "
+                           "backup pods run in the backup namespace and mount nothing of the application. A "
+                           "RecoveryPlan restores the objects with into.objects (into.pvc and into.command are "
+                           "refused: there are no files or stream); a drill restores the snapshot into its "
+                           "scratch emptyDir and verifies it. spec.hooks is refused.", {}),
+                   }, oneOf=one_of("pvc", "command", "claims", "objects"),
+                       **{"x-kubernetes-validations": [exactly_one("source", "pvc", "command", "claims", "objects")]}),
                    "repository": repository_schema("Where the encrypted repository is stored. Set exactly one of "
                                                    "s3, gcs, azure, local."),
                    "encryption": encryption_schema(),
@@ -1039,7 +1048,8 @@ def restore_objects_schema():
 def objects_backup_schema():
     return obj(
         "Also back up this namespace's Kubernetes objects, in the same snapshot as the claim (spec.source.pvc, "
-        "or each claim's snapshot of spec.source.claims), under the snapshot's entry _kubernetes "
+        "or each claim's snapshot of spec.source.claims), or alone (spec.source.objects: then these settings "
+        "select what is exported), under the snapshot's entry _kubernetes "
         "(<group or core>/<Kind>/<name>.json and an index.json). An init container of the backup pod "
         "(`botrt-objects export`, in the job image) lists them with the backup ServiceAccount's token, which "
         "only that container mounts, into a memory-backed emptyDir: Secrets are encrypted like all data and "

@@ -235,7 +235,8 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 #  - recoveryplan-e2e: a RecoveryPlan's ordered steps (scale, job, wait for readiness);
 #  - replication-e2e: snapshots copied from S3 to GCS under another key, restores from the replica, key rotation;
 #  - dr-e2e: a restore-only DR "cluster" (a second namespace and controller) restores and drills the primary's
-#    snapshots and writes nothing into its repository (every object version and delete marker compared);
+#    snapshots and writes nothing into its repository (every object version and delete marker compared); a drill's
+#    slow restore shows its progress in status.currentRun.progress;
 #  - e2e: a PostgreSQL database backed up by a BackupPolicy, restored by a RecoveryPlan, rehearsed by DRDrills that
 #    pass and, on a tampered pack, fail;
 #  - keyrotation-e2e: key rotation Jobs (local key, Vault Transit, AWS KMS, Azure Key Vault and Google Cloud KMS on
@@ -248,7 +249,8 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 #    deleted and restored from that claim's latest snapshot;
 #  - objects-e2e: a namespace's Kubernetes objects backed up with its claim (spec.objects), and the claim and the
 #    objects re-created in an empty namespace (into.pvc, into.objects), where the restored Deployment becomes
-#    available; a second run creates nothing;
+#    available; a second run creates nothing; a policy of the objects alone (source.objects) stores only
+#    _kubernetes, and its ConfigMap and Secret are re-created in a third namespace;
 #  - rwo-e2e: RWO placement on two real nodes (a second kubelet and containerd, tainted): the backup pods of a claim
 #    mounted by a pod on the second node run there with its toleration, an unmounted claim's on the first, and the
 #    placement follows the pod when it moves;

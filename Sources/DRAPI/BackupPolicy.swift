@@ -100,6 +100,12 @@ public struct BackupPolicySpec: Codable, Sendable, Hashable {
   /// The namespace's Kubernetes objects, backed up in the same snapshot as the claim (a pvc or claims source).
   public var objects: ObjectsBackupSpec?
 
+  /// The objects each backup exports: `objects`, else (a `source.objects` policy) the standard kinds; nil when the
+  /// backups store no objects.
+  public var effectiveObjects: ObjectsBackupSpec? {
+    objects ?? (source.objects != nil ? ObjectsBackupSpec() : nil)
+  }
+
   /// Whether the spec asks for restore-only (the controller's `--restore-only` makes every policy so as well).
   public var isRestoreOnly: Bool { mode == .restoreOnly }
 
@@ -368,12 +374,24 @@ public struct BackupSource: Codable, Sendable, Hashable {
   /// Several PersistentVolumeClaims of the policy's namespace (a label selector or a list), each backed up as a
   /// snapshot of its own.
   public var claims: ClaimsSource?
+  /// Only the namespace's Kubernetes objects, no volume (`spec.objects` selects them; default: the standard kinds).
+  public var objects: ObjectsSource?
 
-  public init(pvc: PVCSource? = nil, command: ContainerSpec? = nil, claims: ClaimsSource? = nil) {
+  public init(
+    pvc: PVCSource? = nil, command: ContainerSpec? = nil, claims: ClaimsSource? = nil, objects: ObjectsSource? = nil
+  ) {
     self.pvc = pvc
     self.command = command
     self.claims = claims
+    self.objects = objects
   }
+}
+
+/// A source of the namespace's Kubernetes objects only (`source.objects: {}`): each snapshot holds the `_kubernetes`
+/// entry alone, as a claim's snapshot holds it beside the claim with `spec.objects`. What is exported is
+/// `spec.objects` (the standard kinds when that is unset).
+public struct ObjectsSource: Codable, Sendable, Hashable {
+  public init() {}
 }
 
 /// Several PersistentVolumeClaims of the policy's namespace: exactly one of a label selector or a list of names,

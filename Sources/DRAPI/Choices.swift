@@ -208,15 +208,16 @@ extension KMSSpec: ExactlyOneOf {
 
 // MARK: - Backup source
 
-/// What a policy backs up (`BackupSource`: exactly one of pvc, command, claims).
+/// What a policy backs up (`BackupSource`: exactly one of pvc, command, claims, objects).
 public enum BackupSourceKind: SpecChoice {
   case pvc(PVCSource)
   case command(ContainerSpec)
   case claims(ClaimsSource)
+  case objects(ObjectsSource)
 
   /// The fields of BackupSource.
   public enum Name: String, ChoiceField {
-    case pvc, command, claims
+    case pvc, command, claims, objects
   }
 
   public var name: Name {
@@ -224,13 +225,14 @@ public enum BackupSourceKind: SpecChoice {
     case .pvc: .pvc
     case .command: .command
     case .claims: .claims
+    case .objects: .objects
     }
   }
 
   /// The Secrets the source names (the dump command's environment).
   public var secretNames: [String] {
     switch self {
-    case .pvc, .claims: []
+    case .pvc, .claims, .objects: []
     case .command(let c): c.secretNames
     }
   }
@@ -242,6 +244,7 @@ extension BackupSource: ExactlyOneOf {
     case .pvc: pvc.map(BackupSourceKind.pvc)
     case .command: command.map(BackupSourceKind.command)
     case .claims: claims.map(BackupSourceKind.claims)
+    case .objects: objects.map(BackupSourceKind.objects)
     }
   }
 }

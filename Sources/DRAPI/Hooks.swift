@@ -134,6 +134,14 @@ extension SpecValidation {
   static func hooks(_ spec: BackupPolicySpec) -> [SpecError] {
     guard let hooks = spec.hooks, !hooks.isEmpty else { return [] }
     var errors: [SpecError] = []
+    if spec.source.objects != nil {
+      errors.append(
+        SpecError(
+          field: "spec.hooks",
+          message: "hooks run only with a claim source (source.pvc or source.claims), around the read of the "
+            + "application's data; an objects source (spec.source.objects) reads no data of the application's "
+            + "pods; remove spec.hooks"))
+    }
     if spec.source.command != nil {
       errors.append(
         SpecError(

@@ -109,17 +109,17 @@ public enum SpecValidation {
     return errors
   }
 
-  /// spec.objects: a claim source to share the snapshot with, kinds that parse, custom resources with a group and a
+  /// spec.objects: a claim or objects source to share the snapshot with, kinds that parse, custom resources with a group and a
   /// Kind, a valid selector, and at least one kind left.
   static func objects(_ spec: BackupPolicySpec) -> [SpecError] {
     guard let o = spec.objects else { return [] }
     var errors: [SpecError] = []
-    if spec.source.pvc == nil && spec.source.claims == nil {
+    if spec.source.command != nil {
       errors.append(
         SpecError(
           field: "spec.objects",
-          message: "objects are stored in the snapshot of a claim: set spec.source.pvc or spec.source.claims, or "
-            + "remove spec.objects (a dump command's snapshot is one stream)"))
+          message: "objects are stored in the snapshot of a claim, or alone: set spec.source.pvc, spec.source.claims "
+            + "or spec.source.objects, or remove spec.objects (a dump command's snapshot is one stream)"))
     }
     errors += kinds(o.kinds, at: "spec.objects.kinds")
     errors += kinds(o.excludeKinds, at: "spec.objects.excludeKinds")
@@ -283,6 +283,7 @@ public enum SpecValidation {
         }
       case .claims(let claims):
         errors += claimsSource(claims, at: "spec.source.claims")
+      case .objects: break
       }
     }
     errors += hooks(spec)

@@ -196,7 +196,9 @@ func checkPolicy(_ p: BackupPolicy) throws {
       objects += 1
     }
   }
-  if p.spec.objects != nil { #expect(objects > 0, "\(p.metadata.name ?? ""): spec.objects exports no objects") }
+  if p.spec.effectiveObjects != nil {
+    #expect(objects > 0, "\(p.metadata.name ?? ""): spec.objects (or source.objects) exports no objects")
+  }
   #expect(runs >= bodies.count, "\(p.metadata.name ?? ""): every Job runs the engine")
 }
 
@@ -806,6 +808,62 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
     #expect(throws: (any Error).self) {
       try BotrtEngine.parseAsRoot(["verify", "--repo", "file:///r", "--kms", "file:///k", "--all", "--tag", "claim=b"])
     }
+  }
+
+  /// The objects-source row (spec.source.objects): every storage and KMS kind of the table backing up only the
+  /// namespace's objects; the backup CronJob and on-demand Job (the export, then the engine on the one path), a plan's
+  /// objects restores (here and in another namespace) and a drill go through the engines' parsers.
+  @Test func objectsSourceJobsAreAcceptedByTheEngine() throws {
+    var checked = 0
+    for (i, var p) in tablePolicies().enumerated() {
+      p.spec.source = BackupSource(objects: ObjectsSource())
+      p.spec.hooks = nil
+      p.spec.objects = i % 2 == 0 ? nil : ObjectsBackupSpec(kinds: ["ConfigMap", "Deployment.apps"])
+      // The Jobs run in the backup namespace, where no claim of the policy's namespace can be mounted.
+      p.spec.repository.local?.claimName = nil
+      for j in (p.spec.replicas ?? []).indices { p.spec.replicas?[j].repository.local?.claimName = nil }
+      try checkPolicy(p)
+      let eff = try EffectivePolicy(spec: p.spec, now: now)
+      let input = ChildInputs(
+        policy: p, effective: eff, settings: testSettings, secrets: try secrets(for: p), runToken: "trigger:now")
+      // The backup CronJob and the on-demand Job: those that export (prune and verify do not).
+      let backups = try BackupPolicyChildren.build(input).filter {
+        ["Job", "CronJob"].contains($0.resource.kind) && !objectsRuns($0.body, name: $0.displayName).isEmpty
+      }
+      #expect(backups.count == 2, "\(p.name): \(backups.map(\.name))")
+      for c in backups {
+        let runs = engineRuns(c.body, name: c.displayName).filter { $0.argv.first == "backup" }
+        #expect(runs.count == 1, "\(c.displayName): \(runs)")
+        for run in runs { #expect(run.argv.last == ObjectsLayout.backupMount, "\(run.argv)") }
+      }
+      let ref = LocalObjectReference(name: p.name)
+      let plan = RecoveryPlan(
+        metadata: ObjectMeta(name: "plan", namespace: "shop"),
+        spec: RecoveryPlanSpec(
+          tier: p.spec.tier,
+          procedures: [
+            RecoveryProcedure(
+              name: "all",
+              steps: [
+                RecoveryStep(
+                  name: "here", action: .restore,
+                  restore: RestoreStepSpec(policyRef: ref, into: RestoreDestination(objects: RestoreObjects()))),
+                RecoveryStep(
+                  name: "elsewhere", action: .restore,
+                  restore: RestoreStepSpec(
+                    policyRef: ref, snapshot: "abc123",
+                    into: RestoreDestination(objects: RestoreObjects(namespace: "shop-dr", kinds: ["ConfigMap"])))),
+              ])
+          ]))
+      let policies = [p.name: p]
+      try checkPlan(plan, policies: policies)
+      let drill = DRDrill(
+        metadata: ObjectMeta(name: "drill", namespace: "shop"),
+        spec: DRDrillSpec(schedule: "@weekly", target: DrillTarget(backupPolicyRef: ref)))
+      try checkDrill(drill, spec: try DrillLogic.runSpec(drill, plan: nil), policies: policies)
+      checked += 1
+    }
+    #expect(checked >= 8)
   }
 
   /// The check itself catches what it must: an unknown flag, a missing value, a variable the engine never reads.

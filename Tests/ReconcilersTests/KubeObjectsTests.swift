@@ -68,6 +68,85 @@ import Testing
     #expect(projected?[path: "projected", "sources"]?[0]?[path: "serviceAccountToken", "path"] == "token")
   }
 
+  /// Policy "files" of "shop" backing up only the namespace's objects (spec.source.objects), selected by `objects`.
+  func objectsOnlyPolicy(_ objects: ObjectsBackupSpec? = nil) throws -> BackupPolicy {
+    var p = try filesPolicy()
+    p.spec.source = BackupSource(objects: ObjectsSource())
+    p.spec.objects = objects
+    p.spec.trigger = "t1"
+    return p
+  }
+
+  @Test func anObjectsSourceBacksUpTheObjectsAloneFromTheBackupNamespace() throws {
+    let p = try objectsOnlyPolicy()
+    let cs = try build(p)
+    let names = ChildNames(namespace: "shop", name: p.name)
+    let cron = try #require(child(cs, "CronJob", names.backupCronJob))
+    // Nothing of the application is mounted, so the Jobs run in the backup namespace, as a dump command's do.
+    let backupNS = BackupPolicyChildren.backupNamespace(p, settings: settings())
+    #expect(backupNS != "shop" && cron.namespace == backupNS)
+    let spec = try podSpec(cs, p)
+    let export = try #require(spec["initContainers"]?.arrayValue?.first)
+    #expect(export["name"] == .string(KubeObjects.container))
+    let a = args(export)
+    #expect(Array(a.prefix(5)) == ["export", "--namespace", "shop", "--dir", "/objects/_kubernetes"])
+    let kinds = stride(from: 0, to: a.count - 1, by: 1).filter { a[$0] == "--kind" }.map { a[$0 + 1] }
+    #expect(kinds == ObjectsKind.standard.map(\.description), "the standard kinds without spec.objects")
+    // The engine backs up the objects alone: one path, no claim volume, no token.
+    let backup = containers(spec, "containers")["backup"]
+    #expect(args(backup).last == "/objects/_kubernetes")
+    #expect(!args(backup).contains { $0.hasPrefix("/backup/") })
+    #expect(!mounts(backup).contains(KubeObjects.tokenDirectory))
+    let volumes = spec["volumes"]?.arrayValue ?? []
+    #expect(!volumes.contains { $0["persistentVolumeClaim"] != nil }, "no claim is mounted")
+    #expect(volumes.first { $0["name"] == "objects" }?[path: "emptyDir", "medium"] == "Memory")
+    // spec.objects still selects what is exported.
+    let selected = try objectsOnlyPolicy(ObjectsBackupSpec(kinds: ["ConfigMap"]))
+    let sa = args(try podSpec(try build(selected), selected)["initContainers"]?[0])
+    #expect(sa.contains("ConfigMap") && !sa.contains("Secret"))
+    // The run reads the policy's namespace as the backup namespace's account.
+    let binding = try #require(
+      BackupPolicyChildren.runAccess(p, settings: settings()).first { $0.name == names.objectsBinding })
+    #expect(binding.namespace == "shop")
+    #expect(binding.body[path: "subjects"]?[0]?["namespace"] == .string(backupNS))
+    #expect(try BackupPolicyChildren.declaredRBAC(p, settings: settings()).objectsBinding == names.objectsBinding)
+  }
+
+  @Test func anObjectsSourceRestoresOnlyIntoObjectsAndRefusesHooks() throws {
+    let p = try objectsOnlyPolicy()
+    let plan = try objectsPlan(namespace: "shop-dr")
+    let steps = try RecoveryPlanLogic.steps(plan.spec)
+    let ctx = planContext(plan, policy: p)
+    // into.objects restores the snapshot's entry and applies it.
+    let job = try RecoveryJobs.stepJob(steps[1], jobName: "j-objects", ctx: ctx)
+    let pod = job[path: "spec", "template", "spec"]
+    let names = ((pod?["initContainers"]?.arrayValue ?? []) + (pod?["containers"]?.arrayValue ?? [])).compactMap {
+      $0["name"]?.stringValue
+    }
+    #expect(names.count == 2 && names.last == KubeObjects.container, "\(names)")
+    // into.pvc (step 0 of the plan) has no files to restore: refused, naming the field.
+    do {
+      _ = try RecoveryJobs.stepJob(steps[0], jobName: "j-claim", ctx: ctx)
+      Issue.record("a claim restore of an objects-only policy was accepted")
+    } catch {
+      #expect(error.field.hasSuffix(".into.pvc"), "\(error.field)")
+      #expect(error.message.contains("into.objects"))
+    }
+    // Hooks have no application data to surround.
+    var spec = p.spec
+    spec.hooks = BackupHooks(
+      pre: [BackupHook(name: "freeze", podSelector: HookPodSelector(matchLabels: ["app": "db"]), command: ["sync"])])
+    #expect(SpecValidation.validate(spec).contains { $0.field == "spec.hooks" })
+    let own = SpecValidation.validate(p.spec).filter {
+      $0.field.hasPrefix("spec.source") || $0.field.hasPrefix("spec.objects") || $0.field == "spec.hooks"
+    }
+    #expect(own.isEmpty, "\(own)")
+    // Exactly one source.
+    spec = p.spec
+    spec.source.pvc = PVCSource(claimName: "uploads")
+    #expect(SpecValidation.validate(spec).contains { $0.field == "spec.source" })
+  }
+
   @Test func withoutObjectsNothingChanges() throws {
     let p = try objectsPolicy(nil)
     let spec = try podSpec(try build(p), p)

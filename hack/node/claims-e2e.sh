@@ -91,13 +91,7 @@ spec:
   source:
     claims:
       selector: {matchLabels: {backup: "yes"}}
-  repository:
-    s3: {bucket: "$BUCKET", prefix: files, endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
-         credentialsSecretRef: {name: s3-creds}}
-  encryption:
-    kms:
-      vaultTransit: {address: "$VAULT_ADDR", key: botrt-test, authSecretRef: {name: vault-token}}
-      allowPlaintextHTTP: true  # the test services' Vault speaks plain HTTP
+$(node_flow_store files)
 EOF
 jp() { k get backuppolicy files -o jsonpath="$1"; }
 results=""

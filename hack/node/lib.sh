@@ -242,3 +242,34 @@ node_flow_cleanup() {
   node_services_down
   if ((${#NODE_FLOW_PATHS[@]})); then rm -rf "${NODE_FLOW_PATHS[@]}"; fi
 }
+
+# node_flow_store PREFIX: a policy's repository and encryption (the YAML under spec, indented by 2), for the flows'
+# policies: the bucket $BUCKET of the node services' S3 under PREFIX, keys from their OpenBao Transit key botrt-test,
+# with the Secrets node_flow_secrets made.
+node_flow_store() {
+  cat <<EOF2
+  repository:
+    s3: {bucket: "$BUCKET", prefix: "$1", endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
+         credentialsSecretRef: {name: s3-creds}}
+  encryption:
+    kms:
+      vaultTransit: {address: "$VAULT_ADDR", key: botrt-test, authSecretRef: {name: vault-token}}
+      allowPlaintextHTTP: true  # the test services' Vault speaks plain HTTP
+EOF2
+}
+
+# node_flow_snapshot NS POLICY: waits up to 180 s for the policy's first snapshot and prints its id; fails naming the
+# policy's conditions when its backup failed or none came.
+node_flow_snapshot() {
+  local snap="" _
+  for _ in $(seq 1 180); do
+    snap="$(kubectl -n "$1" get backuppolicy "$2" -o jsonpath='{.status.lastSnapshot}')"
+    [[ -n "$snap" ]] && break
+    [[ "$(kubectl -n "$1" get backuppolicy "$2" \
+      -o jsonpath='{.status.conditions[?(@.type=="LastBackupSucceeded")].status}')" == False ]] && break
+    sleep 1
+  done
+  [[ -n "$snap" ]] ||
+    node_fail "the backup of $2 made no snapshot: $(kubectl -n "$1" get backuppolicy "$2" -o jsonpath='{.status.conditions}')"
+  echo "$snap"
+}

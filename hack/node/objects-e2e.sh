@@ -14,7 +14,10 @@
 #      it becomes available in DST, so its pods found the restored claim, ConfigMap and Secret; the Secret and
 #      ConfigMap hold the source's values, the RoleBinding's subject is DST's ServiceAccount, the Service got a
 #      clusterIP of its own, and the excluded ConfigMap is not there;
-#   4. the plan runs again: every object exists, none is created, the plan still succeeds.
+#   4. the plan runs again: every object exists, none is created, the plan still succeeds;
+#   5. a policy of the objects alone (source.objects, kinds ConfigMap and Secret): its backup pod runs in the backup
+#      namespace and mounts no claim, the snapshot holds the _kubernetes entry alone, and a plan re-creates the
+#      ConfigMap and the Secret (with the source's values) in a third namespace.
 # Every Pod is started by the kubelet (hack/node/lib.sh); the controller runs on the host for the two namespaces.
 #
 #   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... hack/node/objects-e2e.sh
@@ -25,6 +28,7 @@ NODE_FLOW=objects-e2e
 source "$REPO/hack/node/lib.sh"
 node_require
 node_services_up
+[[ -x "${BOTRT_ENGINE_BIN:-}" ]] || fail "BOTRT_ENGINE_BIN is not set to the built botrt-engine (it lists a snapshot)"
 
 SRC="objects-src-$$"
 DST="objects-dst-$$"
@@ -162,23 +166,9 @@ spec:
   source:
     pvc: {claimName: data}
   objects: {}
-  repository:
-    s3: {bucket: "$BUCKET", prefix: app, endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
-         credentialsSecretRef: {name: s3-creds}}
-  encryption:
-    kms:
-      vaultTransit: {address: "$VAULT_ADDR", key: botrt-test, authSecretRef: {name: vault-token}}
-      allowPlaintextHTTP: true  # the test services' Vault speaks plain HTTP
+$(node_flow_store app)
 EOF
-jp() { ks get backuppolicy app -o jsonpath="$1"; }
-SNAP=""
-for _ in $(seq 1 180); do
-  SNAP="$(jp '{.status.lastSnapshot}')"
-  [[ -n "$SNAP" ]] && break
-  [[ "$(jp '{.status.conditions[?(@.type=="LastBackupSucceeded")].status}')" == False ]] && break
-  sleep 1
-done
-[[ -n "$SNAP" ]] || fail "the backup made no snapshot: $(jp '{.status.conditions}')"
+SNAP="$(node_flow_snapshot "$SRC" app)"
 # A claim's backup pod runs in the claim's namespace.
 pod="$(ks get pods -l dr.botrt.io/component=on-demand -o jsonpath='{.items[0].metadata.name}')"
 export_result="$(ks get pod "$pod" \
@@ -284,4 +274,75 @@ import json, sys
 r = json.loads(sys.argv[1].strip().splitlines()[-1])
 assert r["command"] == "apply" and r["objects"] == 0 and r["existing"] >= 7 and not r["failures"], r
 PY
+
+log "5. a policy of the objects alone (source.objects) backs up the ConfigMaps and Secrets, and a plan re-creates them"
+DST2="objects-dst2-$$"
+node_flow_namespace "$DST2"
+kubectl annotate namespace "$DST2" "dr.botrt.io/recovery-allowed-from=$SRC" >/dev/null
+ks apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: BackupPolicy
+metadata: {name: config}
+spec:
+  tier: standard
+  suspend: true
+  trigger: t1
+  source:
+    objects: {}
+  objects:
+    kinds: [ConfigMap, Secret]
+$(node_flow_store config)
+EOF
+CSNAP="$(node_flow_snapshot "$SRC" config)"
+# Nothing of the application is mounted: the backup pod ran in the backup namespace, not beside the application.
+job="$(kubectl -n "$BACKUP_NS" get jobs -l dr.botrt.io/policy-name=config,dr.botrt.io/component=on-demand \
+  -o jsonpath='{.items[0].metadata.name}')"
+[[ -n "$job" ]] || fail "no on-demand Job of policy config in the backup namespace $BACKUP_NS"
+[[ -z "$(kubectl -n "$BACKUP_NS" get job "$job" -o jsonpath='{.spec.template.spec.volumes[*].persistentVolumeClaim}')" ]] ||
+  fail "the objects-only backup pod mounts a claim"
+# The snapshot holds the _kubernetes entry alone: the ConfigMaps and Secrets, no Deployment, no claim's files.
+args="$(kubectl -n "$BACKUP_NS" get job "$job" -o jsonpath='{.spec.template.spec.containers[0].args}')"
+repo="$(python3 -c 'import json,sys; a=json.loads(sys.argv[1]); print(a[a.index("--repo")+1])' "$args")"
+kms="$(python3 -c 'import json,sys; a=json.loads(sys.argv[1]); print(a[a.index("--kms")+1])' "$args")"
+AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+  "$BOTRT_ENGINE_BIN" ls "$CSNAP" --repo "$repo" --kms "$kms" --vault-token-file "$WORK/vault-token" \
+  --s3-endpoint "$BOTRT_S3_ENDPOINT" --s3-region us-east-1 --s3-path-style >"$WORK/ls.txt" 2>"$WORK/ls.err" ||
+  fail "cannot list snapshot $CSNAP: $(tail -3 "$WORK/ls.err")"
+grep -q 'web-config\.json$' "$WORK/ls.txt" && grep -q 'web-secret\.json$' "$WORK/ls.txt" ||
+  fail "the snapshot lacks the ConfigMap or the Secret: $(cat "$WORK/ls.txt")"
+! grep -q 'Deployment\|notes\.txt' "$WORK/ls.txt" || fail "the snapshot holds more than the kinds: $(cat "$WORK/ls.txt")"
+! grep -v '_kubernetes' "$WORK/ls.txt" | grep -q . ||
+  fail "the snapshot has entries beside _kubernetes: $(grep -v _kubernetes "$WORK/ls.txt" | head -5)"
+ks apply -f - >/dev/null <<EOF
+apiVersion: dr.botrt.io/v1alpha1
+kind: RecoveryPlan
+metadata: {name: config-to-dst2}
+spec:
+  tier: standard
+  trigger: r1
+  procedures:
+  - name: restore
+    steps:
+    - name: objects
+      action: restore
+      timeout: 5m
+      restore:
+        policyRef: {name: config}
+        into:
+          objects: {namespace: $DST2}
+EOF
+phase=""
+for _ in $(seq 1 180); do
+  phase="$(ks get recoveryplan config-to-dst2 -o jsonpath='{.status.phase}')"
+  [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
+  sleep 1
+done
+[[ "$phase" == Succeeded ]] ||
+  fail "the objects-only plan ended '$phase': $(ks get recoveryplan config-to-dst2 -o jsonpath='{.status.message}')"
+[[ "$(kubectl -n "$DST2" get secret web-secret -o jsonpath='{.data.password}' | base64 -d)" == "$SECRET_VALUE" ]] ||
+  fail "the Secret restored from the objects-only snapshot differs"
+[[ "$(kubectl -n "$DST2" get configmap web-config -o jsonpath='{.data.greeting}')" == "hello from $SRC" ]] ||
+  fail "the ConfigMap restored from the objects-only snapshot differs"
+! kubectl -n "$DST2" get deployment web >/dev/null 2>&1 || fail "a Deployment came back from a ConfigMap and Secret backup"
+log "   snapshot ${CSNAP:0:12} holds only _kubernetes; web-config and web-secret re-created in $DST2"
 log PASS

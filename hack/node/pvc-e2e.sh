@@ -161,13 +161,7 @@ spec:
   trigger: t1
   source:
     pvc: {claimName: data$as}
-  repository:
-    s3: {bucket: "$BUCKET", prefix: "$1", endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
-         credentialsSecretRef: {name: s3-creds}}
-  encryption:
-    kms:
-      vaultTransit: {address: "$VAULT_ADDR", key: botrt-test, authSecretRef: {name: vault-token}}
-      allowPlaintextHTTP: true  # the test services' Vault speaks plain HTTP
+$(node_flow_store "$1")
 EOF
 }
 jp() { k get backuppolicy "$1" -o jsonpath="$2"; }

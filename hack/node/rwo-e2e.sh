@@ -145,13 +145,7 @@ spec:
   schedule: "0 3 * * *"
   trigger: $3
   source: $2
-  repository:
-    s3: {bucket: "$BUCKET", prefix: $1, endpoint: "$BOTRT_S3_ENDPOINT", region: us-east-1, forcePathStyle: true,
-         credentialsSecretRef: {name: s3-creds}}
-  encryption:
-    kms:
-      vaultTransit: {address: "$VAULT_ADDR", key: botrt-test, authSecretRef: {name: vault-token}}
-      allowPlaintextHTTP: true  # the test services' Vault speaks plain HTTP
+$(node_flow_store "$1")
 EOF
 }
 

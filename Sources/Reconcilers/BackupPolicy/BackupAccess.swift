@@ -52,7 +52,7 @@ extension BackupPolicyChildren {
     out.append(DesiredChild(resource: ChildResources.roleBindings, object: binding))
     // spec.objects: the run's ServiceAccount reads the policy's namespace (KubeObjects), and its pods reach the
     // apiserver.
-    if policy.spec.objects != nil {
+    if policy.spec.effectiveObjects != nil {
       out.append(
         DesiredChild(
           resource: ChildResources.roleBindings,

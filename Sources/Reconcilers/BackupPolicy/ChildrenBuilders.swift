@@ -321,7 +321,7 @@ public enum BackupPolicyChildren {
       rules: roleRules(secretNames: invocation.secrets.map { copies ? names.secretCopy($0.sourceName) : $0.sourceName })
         .map(\.json)
     )
-    if policy.spec.objects != nil { declared.objectsBinding = names.objectsBinding }
+    if policy.spec.effectiveObjects != nil { declared.objectsBinding = names.objectsBinding }
     return declared
   }
 
@@ -741,7 +741,7 @@ public enum BackupPolicyChildren {
       claimSource = claims.pvc(claim)
       placement = input.claims?.placements[claim] ?? .anywhere
       tags.append(MultiClaim.tag(claim))
-    case .command: break
+    case .command, .objects: break
     }
     func backup(_ source: EngineBackupArguments.Source) -> [String] {
       // A new policy's first run creates its repository (with the policy's Object Lock settings). Compression only
@@ -795,6 +795,24 @@ public enum BackupPolicyChildren {
     let cmd: ContainerSpec
     switch try spec.source.kind(at: "spec.source") {
     case .command(let c): cmd = c
+    case .objects:
+      // spec.source.objects: only the namespace's objects, exported by the init container as with a claim source;
+      // the snapshot holds the `_kubernetes` entry alone. Nothing of the application is mounted: the pod runs in the
+      // backup namespace, and reads the policy's namespace through the apiserver only.
+      let objects = spec.effectiveObjects ?? ObjectsBackupSpec()
+      volumes += [KubeObjects.objectsVolume, KubeObjects.tokenVolumeSource]
+      var c = engineContainer(
+        "backup", settings: s, args: backup(.paths([ObjectsLayout.backupMount])), invocation: invocation,
+        resources: resources, progress: true)
+      c.volumeMounts?.append(
+        VolumeMount(name: KubeObjects.volume, mountPath: ObjectsLayout.backupMount, readOnly: true))
+      var template = podShell(input, names: names, labels: podLabels, volumes: volumes, containers: [c])
+      if var podSpec = template.spec {
+        podSpec.initContainers =
+          [KubeObjects.exportContainer(objects, namespace: policyNS, settings: s)] + (podSpec.initContainers ?? [])
+        template.spec = podSpec
+      }
+      return template
     case .pvc, .claims:  // returned above
       throw SpecError(field: "spec.source", message: "a claim source has no dump command")
     }

@@ -264,6 +264,12 @@ public enum RecoveryJobs {
     let engineEnv = baseEnv + [BackupPolicyChildren.progressEnv] + invEnv
     // Into a claim, a command, or (none set) an emptyDir.
     let into = try spec.into.atMostOne(at: "\(field).into")
+    if p.spec.source.objects != nil, let into, into.name != .objects {
+      throw SpecError(
+        field: "\(field).into.\(into.name.rawValue)",
+        message: "BackupPolicy '\(p.name)' backs up only Kubernetes objects (spec.source.objects), which hold no "
+          + "claim's files or dump stream; restore them with into.objects")
+    }
     if case .command(let command)? = into {
       guard let words = command.command, !words.isEmpty else {
         throw SpecError(
@@ -301,11 +307,11 @@ public enum RecoveryJobs {
       return ([], [restore, load], volumes, false)
     }
     if case .objects(let objects)? = into {
-      guard p.spec.source.pvc != nil || p.spec.source.claims != nil else {
+      guard p.spec.source.command == nil else {
         throw SpecError(
           field: "\(field).into.objects",
           message: "BackupPolicy '\(p.name)' backs up a dump command, whose snapshots hold no Kubernetes objects; "
-            + "objects are backed up with a claim source (spec.objects)")
+            + "objects are backed up with a claim source (spec.objects) or an objects source (spec.source.objects)")
       }
       // The engine restores the snapshot's objects into a memory-backed emptyDir; then `botrt-objects apply`,
       // the only container with a ServiceAccount token, creates them in the Job's namespace.

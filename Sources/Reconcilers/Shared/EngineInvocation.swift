@@ -273,7 +273,7 @@ public struct EngineInvocation: Sendable, Hashable {
     // Secrets referenced by the dump command's environment.
     for choice in spec.source.setChoices {
       switch choice {
-      case .pvc, .claims: break
+      case .pvc, .claims, .objects: break
       case .command(let command):
         for (i, e) in (command.env ?? []).enumerated() {
           if let ref = e.valueFrom?.secretKeyRef {

@@ -8,14 +8,14 @@ extension BackupSourceKind {
   var mountsPolicyClaim: Bool {
     switch self {
     case .pvc, .claims: true
-    case .command: false
+    case .command, .objects: false
     }
   }
 
   /// Whether the backup's pods run a dump command that reaches a database over the network.
   var reachesDatabase: Bool {
     switch self {
-    case .pvc, .claims: false
+    case .pvc, .claims, .objects: false
     case .command: true
     }
   }
