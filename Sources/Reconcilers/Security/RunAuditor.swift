@@ -61,13 +61,14 @@ public final class RunAuditor: Sendable {
     let suffix = namespace == settings.backupNamespace ? "" : "/\(namespace)"
     let unlabelled = Controller<Unstructured>(
       name: "run-audit-unmanaged\(suffix)",
-      informer: informers.informer(
-        ChildResources.jobs, namespace: namespace, labelSelector: "!\(ChildLabels.managedBy)", keepManagedFields: true),
+      informer: informers.whole(
+        ChildResources.jobs, namespace: namespace, named: "unlabelled",
+        where: { $0.body[path: "metadata", "labels", ChildLabels.managedBy] == nil }),
       options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
       reconcile: { key, store in try await self.auditJob(key, store) })
     let pods = Controller<Unstructured>(
       name: "run-audit-pods\(suffix)",
-      informer: informers.informer(ChildResources.pods, namespace: namespace, keepManagedFields: true),
+      informer: informers.whole(ChildResources.pods, namespace: namespace, named: "every pod"),
       options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
       reconcile: { key, store in try await self.auditPod(key, store) })
     return [unlabelled, pods]
