@@ -147,7 +147,9 @@ public final class BotRTController: Sendable {
     let managed = informers.managedCaches(cronJobAPIVersion: settings.cronJobAPIVersion)
     // The run auditor watches the controller's backup namespace, and the backup namespaces policies name in
     // spec.backupNamespace as they come and go (after each policy reconcile).
-    let auditor = RunAuditor(client: client, settings: settings, recorder: recorder, metrics: security, logger: logger)
+    let auditor = RunAuditor(
+      client: client, settings: settings, recorder: recorder, metrics: security, logger: logger,
+      watchNamespace: options.watchNamespace)
     let auditedNamespaces = NamespacedRunnables(name: "run-audit-namespaces") {
       auditor.namespaceControllers($0, informers: informers)
     }
