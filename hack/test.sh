@@ -153,9 +153,6 @@ BIN_PATH="$(swift build "${SWIFT_PATH_ARGS[@]}" --show-bin-path)"
 # The container recipes, without a container engine: they parse, their entrypoints are the built products, the
 # runtime stage has the built products' shared libraries, the user is numeric and not root.
 step check-images check-images.log python3 hack/check-images.py --bin-path "$BIN_PATH" || true
-# The images of step 6 (hack/images.sh: the release build of the products in .build-images, its own scratch path,
-# then podman), built from here on in the background at the lowest priority, on what the steps up to 6 leave idle.
-bg_step images images.log timeout -k 10s 45m bash hack/images.sh
 
 # 4. Services. Whatever this run starts, it stops on exit; a cluster or service set that was
 # already running in the same state dir is used and left running.
@@ -167,6 +164,11 @@ else
   # tests create Jobs and Pods whose status they write themselves, which a kubelet would race.
   step cluster-up cluster.log env BOTRT_NODE=0 bash hack/cluster.sh up || exit 1
 fi
+# The images of step 6 (hack/images.sh: the release build of the products in .build-images, its own scratch path,
+# then podman), built from here on in the background at the lowest priority, on what the steps up to 6 leave idle.
+# Not before the control plane is up: on a fresh machine `cluster.sh up` unpacks and builds the Kubernetes source,
+# whose pause.c the pause image is compiled from (an images build started during the unpacking found no pause.c).
+bg_step images images.log timeout -k 10s 45m bash hack/images.sh
 if bash hack/services.sh status >/dev/null 2>&1; then
   bash hack/services.sh up >/dev/null 2>&1
   record services-up ok "already running, reused"

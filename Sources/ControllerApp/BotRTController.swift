@@ -147,7 +147,9 @@ public final class BotRTController: Sendable {
     let managed = informers.managedCaches(cronJobAPIVersion: settings.cronJobAPIVersion)
     // The run auditor watches the controller's backup namespace, and the backup namespaces policies name in
     // spec.backupNamespace as they come and go (after each policy reconcile).
-    let auditor = RunAuditor(client: client, settings: settings, recorder: recorder, metrics: security, logger: logger)
+    let auditor = RunAuditor(
+      client: client, settings: settings, recorder: recorder, metrics: security, logger: logger,
+      watchNamespace: options.watchNamespace)
     let auditedNamespaces = NamespacedRunnables(name: "run-audit-namespaces") {
       auditor.namespaceControllers($0, informers: informers)
     }
@@ -155,8 +157,7 @@ public final class BotRTController: Sendable {
     let claimUsers = informers.claimUsers(namespace: options.watchNamespace)
     // Referenced Secrets: a metadata-only watch (names, labels and resourceVersions, never the data); the reconciler
     // reads a Secret's content once per resourceVersion it shows (SourceSecrets).
-    let secretVersions = informers.informer(
-      ChildResources.secrets, namespace: options.watchNamespace, metadataOnly: true, as: Unstructured.self)
+    let secretVersions = informers.secretMetadata(namespace: options.watchNamespace)
     // Multi-claim sources (spec.source.claims): the claims of the watched namespaces they select from.
     let claimInformer = informers.informer(PersistentVolumeClaim.self, namespace: options.watchNamespace)
     let reconciler = BackupPolicyReconciler(
@@ -269,11 +270,12 @@ public final class BotRTController: Sendable {
         policies: controller.store, namespaces: RecoveryPlanReconciler.namespaceInformer(informers).store),
       namespace: options.watchNamespace, workers: options.workers, logger: logger, metrics: registry)
     // DRDrills: runs in fenced scratch namespaces (Sources/Reconcilers/DRDrill/DrillReconciler.swift); their
-    // targets are read from the policies' and plans' shared caches.
+    // targets and source claims are read from the policies', plans' and claims' shared caches.
     let drills = informers.runsController(
       DrillReconciler(
         client: client, settings: settings, now: options.now, recorder: recorder, metrics: registry, logger: logger,
-        managed: managed, policies: controller.store, plans: plans.store),
+        managed: managed, policies: controller.store, plans: plans.store, claims: claimInformer.store,
+        claimsNamespace: options.watchNamespace),
       namespace: options.watchNamespace, workers: options.workers, logger: logger, metrics: registry)
     // Security (docs/security-monitoring.md): the isolation guard, the run-access grants of backup windows, and
     // the run auditor.

@@ -31,6 +31,8 @@ public final class SharedInformer<Object: KubeObject>: Sendable {
   /// The cache of the collection.
   public let store: Store<Object>
   private let watch: @Sendable (@escaping @Sendable (WatcherEvent<Object>) async -> Void) async -> Void
+  /// What the cache keeps of an object the watch brings (nil: the object is not kept); nil: everything, as it came.
+  private let keep: (@Sendable (Object) -> Object?)?
 
   private struct State {
     var handlers: [UInt64: Handler] = [:]
@@ -41,16 +43,73 @@ public final class SharedInformer<Object: KubeObject>: Sendable {
   private let state = Mutex(State())
 
   /// An informer over `source` with the selectors and paging of `config`.
+  ///
+  /// `keep` decides what the cache holds of each object the watch brings (nil: not kept, as if it did not exist),
+  /// like controller-runtime's transform functions: one watch of a whole kind can then keep the objects its readers
+  /// need whole, a few fields of others, and nothing of the rest.
   public init<Source: WatchSource>(
     name: String? = nil, source: Source, config: WatcherConfig = WatcherConfig(), store: Store<Object> = Store(),
     clock: RuntimeClock = .continuous, backoff: @escaping @Sendable () -> Backoff = { Backoff() }, logger: Logger,
-    metrics: MetricsRegistry? = nil
+    metrics: MetricsRegistry? = nil, keep: (@Sendable (Object) -> Object?)? = nil
   ) where Source.Object == Object {
     self.name = name ?? source.resourceName
     self.store = store
+    self.keep = keep
     let watcher = Watcher(
       source: source, config: config, clock: clock, backoff: backoff, logger: logger, metrics: metrics)
     watch = { handle in await watcher.run(handle) }
+  }
+
+  /// An informer fed by `events` instead of a watch of its own (a view of another informer).
+  private init(
+    name: String, store: Store<Object>,
+    events: @escaping @Sendable (@escaping @Sendable (WatcherEvent<Object>) async -> Void) async -> Void
+  ) {
+    self.name = name
+    self.store = store
+    self.keep = nil
+    watch = events
+  }
+
+  /// A view of this informer: the objects `select` maps to a value (nil: not in the view), in a cache of its own,
+  /// fed by this informer's events. A view opens no watch: however many views a kind has, it is watched once.
+  ///
+  /// A view subscribes to this informer while it has subscribers itself, so it starts and stops the watch as a
+  /// subscriber of this informer would.
+  public func view<View: KubeObject>(
+    name: String, _ select: @escaping @Sendable (Object) -> View?
+  ) -> SharedInformer<View> {
+    let store = Store<View>()
+    return SharedInformer<View>(name: name, store: store) { handle in
+      await self.subscribe { event in
+        switch event {
+        case .restarted(let all):
+          await handle(.restarted(all.compactMap(select)))
+        case .applied(let o, _):
+          if let v = select(o) {
+            await handle(.applied(v))
+          } else if let had = store.get(ObjectKey(o)) {
+            // Out of the view now (e.g. its labels changed): gone from the view's point of view.
+            await handle(.deleted(had))
+          }
+        case .deleted(let o):
+          if let had = store.get(ObjectKey(o)) { await handle(.deleted(had)) }
+        }
+      }
+    }
+  }
+
+  /// Lists the collection again from scratch, if the watch runs: the new list replaces the cache and subscribers
+  /// hear `.restarted`. For a `keep` rule that now keeps objects it dropped before (they come with the list).
+  public func relist() {
+    state.withLock { s in
+      guard let running = s.task else { return }
+      running.cancel()
+      s.task = Task {
+        await running.value
+        await self.run()
+      }
+    }
   }
 
   /// Hands this informer's events to `handler` until the calling task is cancelled.
@@ -82,6 +141,7 @@ public final class SharedInformer<Object: KubeObject>: Sendable {
 
   private func run() async {
     await watch { event in
+      guard let event = self.kept(event) else { return }
       let delivered: InformerEvent<Object>
       switch event {
       case .restarted(let all): delivered = .restarted(all)
@@ -90,6 +150,21 @@ public final class SharedInformer<Object: KubeObject>: Sendable {
       }
       self.store.apply(event)
       for h in self.state.withLock({ Array($0.handlers.values) }) { await h(delivered) }
+    }
+  }
+}
+
+extension SharedInformer {
+  /// `event` as the cache keeps it (`keep`): an object no longer kept is deleted from the cache; nil when there is
+  /// nothing to apply.
+  fileprivate func kept(_ event: WatcherEvent<Object>) -> WatcherEvent<Object>? {
+    guard let keep else { return event }
+    switch event {
+    case .restarted(let all): return .restarted(all.compactMap(keep))
+    case .applied(let o):
+      if let k = keep(o) { return .applied(k) }
+      return store.get(ObjectKey(o)).map { .deleted($0) }
+    case .deleted(let o): return store.get(ObjectKey(o)).map { .deleted($0) }
     }
   }
 }
@@ -107,6 +182,8 @@ public struct InformerKey: Hashable, Sendable, CustomStringConvertible {
   public var keepsManagedFields: Bool = false
   /// The decoded type's name.
   public var type: String
+  /// The name of the informer's `keep` rule (what its cache holds of each object), if it has one.
+  public var keepRule: String? = nil
 
   public var description: String {
     var s = "\(resource) in \(namespace.map { "namespace \($0)" } ?? "all namespaces")"
@@ -114,6 +191,7 @@ public struct InformerKey: Hashable, Sendable, CustomStringConvertible {
     if let f = fieldSelector { s += ", fields \(f)" }
     if metadataOnly { s += ", metadata only" }
     if keepsManagedFields { s += ", with managedFields" }
+    if let k = keepRule { s += ", keeping \(k)" }
     return s
   }
 }
@@ -129,6 +207,8 @@ public final class InformerRegistry: Sendable {
   private let logger: Logger
   private let metrics: MetricsRegistry?
   private let informers = Mutex<[InformerKey: any Sendable]>([:])
+  /// Views (`SharedInformer.view`) and other values shared by the registry's users, by name.
+  private let sharedValues = Mutex<[String: any Sendable]>([:])
 
   /// `config` gives the paging and timeouts of every watch (its selectors are ignored: each informer has its own).
   public init(
@@ -147,13 +227,18 @@ public final class InformerRegistry: Sendable {
   ///
   /// Its cache leaves `metadata.managedFields` out, as controller-runtime users' caches do: the field-ownership trees
   /// are often the larger part of an object, and only readers of field ownership (`keepManagedFields`) need them.
+  ///
+  /// `keep` (named `keepRule`, which identifies it) decides what the cache holds of each object
+  /// (`SharedInformer.init`).
   public func informer<Object: KubeObject>(
     _ resource: ResourceDescriptor, namespace: String?, labelSelector: String? = nil, fieldSelector: String? = nil,
-    metadataOnly: Bool = false, keepManagedFields: Bool = false, as type: Object.Type = Object.self
+    metadataOnly: Bool = false, keepManagedFields: Bool = false, as type: Object.Type = Object.self,
+    keepRule: String? = nil, keep: (@Sendable (Object) -> Object?)? = nil
   ) -> SharedInformer<Object> {
     let key = InformerKey(
       resource: resource, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector,
-      metadataOnly: metadataOnly, keepsManagedFields: keepManagedFields, type: String(reflecting: Object.self))
+      metadataOnly: metadataOnly, keepsManagedFields: keepManagedFields, type: String(reflecting: Object.self),
+      keepRule: keep == nil ? nil : keepRule ?? "a rule")
     return informers.withLock { all in
       if let existing = all[key] as? SharedInformer<Object> { return existing }
       var config = self.config
@@ -166,8 +251,21 @@ public final class InformerRegistry: Sendable {
         source: KubeWatchSource<Object>(
           client: client, resource: resource, namespace: namespace, metadataOnly: metadataOnly,
           stripManagedFields: !keepManagedFields),
-        config: config, clock: clock, backoff: backoff, logger: l, metrics: metrics)
+        config: config, clock: clock, backoff: backoff, logger: l, metrics: metrics, keep: keep)
       all[key] = made
+      return made
+    }
+  }
+
+  /// The value shared under `name`, made by `make` on first use (e.g. a view of an informer, or the rule an
+  /// informer's `keep` reads): every user of the registry that asks for `name` gets the same one.
+  public func shared<Value: Sendable>(_ name: String, make: () -> Value) -> Value {
+    if let existing = sharedValues.withLock({ $0[name] as? Value }) { return existing }
+    // Made outside the lock (`make` may ask for other shared values); of two made at once, the first stored wins.
+    let made = make()
+    return sharedValues.withLock { all in
+      if let existing = all[name] as? Value { return existing }
+      all[name] = made
       return made
     }
   }

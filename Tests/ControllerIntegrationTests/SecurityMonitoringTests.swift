@@ -158,6 +158,10 @@ extension BackupPolicyControllerTests {
       // port in the ephemeral range once collided with an outgoing connection).
       let controller = try await RunningController(
         client, namespace: ns, backupNamespace: backupNS, metricsAddress: "127.0.0.1:0")
+      // Another controller in the cluster, scoped to another namespace (a second install, or a test alongside):
+      // this namespace's runs are not its to audit, count or mark.
+      let bystander = try await RunningController(
+        client, namespace: "\(ns)-bystander", backupNamespace: "\(ns)-bystander-backup")
       let names = ChildNames(namespace: ns, name: "orders-db")
       let key = "vault-transit://vault.vault.svc:8200/transit/backup-database-key"
       do {
@@ -208,6 +212,8 @@ extension BackupPolicyControllerTests {
           controller.app.registry.value("botrt_key_unwrap_total", labels: onDemand) == 8
         }
         #expect(controller.app.registry.value("botrt_backup_runs_total", labels: [ns, "orders-db", "on-demand"]) == 4)
+        #expect(bystander.app.registry.value("botrt_backup_runs_total", labels: [ns, "orders-db", "on-demand"]) == nil)
+        #expect(bystander.app.registry.value("botrt_key_unwrap_total", labels: onDemand) == nil)
         #expect(controller.app.registry.value("botrt_storage_requests_total", labels: [ns, "orders-db"]) == 120)
 
         // A failed run also ends the window.
@@ -314,9 +320,11 @@ extension BackupPolicyControllerTests {
         try await waitGone(ns, "orders-db")
       } catch {
         await controller.stop()
+        await bystander.stop()
         throw error
       }
       await controller.stop()
+      await bystander.stop()
     }
   }
 }

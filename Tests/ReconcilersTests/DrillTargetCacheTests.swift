@@ -50,6 +50,36 @@ import Testing
     #expect(requests.value.withLock { $0 } == 0)
   }
 
+  /// The source claim a drill sizes its scratch claim from is read from the shared claim cache once it is filled
+  /// (absent there: none, without a request); a claim outside the cached namespace is read live.
+  @Test func theSourceClaimIsReadFromTheFilledClaimCache() async throws {
+    let requests = self.requests
+    let client = KubeClient(
+      config: ClientConfig(server: "https://127.0.0.1:1"),
+      transport: ObservingTransport { _ in requests.value.withLock { $0 += 1 } }, retry: RetryPolicy(maxAttempts: 1))
+    let claims = Store<PersistentVolumeClaim>()
+    claims.apply(.restarted([try sourceClaimJSON.decode(as: PersistentVolumeClaim.self)]))
+    func reconciler(_ scope: String?) -> DrillReconciler {
+      DrillReconciler(
+        client: client, settings: ControllerSettings(engineImage: "e:1"), recorder: nil, metrics: nil,
+        logger: Logger(label: "test"), claims: claims, claimsNamespace: scope)
+    }
+    let drill = try drillIntoClaim()
+    let spec = try DrillLogic.runSpec(drill, plan: nil)
+    let read = try await reconciler(nil).readSourceClaim(drill, spec: spec, policy: try policyOfClaim())
+    let claim = try #require(read)
+    #expect(claim[path: "spec", "resources", "requests", "storage"] == "20Gi")
+    #expect(claim[path: "spec", "storageClassName"] == "fast")
+    // The drill's own claim (the policy has a dump source): not in the cache, so none.
+    #expect(try await reconciler("shop").readSourceClaim(drill, spec: spec, policy: try recoveryTestPolicy()) == nil)
+    #expect(requests.value.withLock { $0 } == 0)
+    // Another namespace is cached: read live (the closed port fails the request).
+    await #expect(throws: (any Error).self) {
+      try await reconciler("elsewhere").readSourceClaim(drill, spec: spec, policy: try policyOfClaim())
+    }
+    #expect(requests.value.withLock { $0 } == 1)
+  }
+
   @Test func beforeTheCachesFillTheTargetIsReadLive() async throws {
     let r = reconciler(policies: Store(), plans: Store())
     await #expect(throws: (any Error).self) { try await r.resolveTarget(try drillTestDrill()) }

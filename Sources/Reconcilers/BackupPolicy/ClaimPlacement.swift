@@ -257,8 +257,28 @@ public enum ClaimPlacement {
 extension InformerRegistry {
   /// The one informer of every Pod in `namespace` (nil: all namespaces), each kept as a `ClaimUserPod` (the fields
   /// RWO placement reads, nothing else), shared by every controller that places pods next to a claim.
+  /// A view of the one Pod watch (`all(.pods)`), which keeps of the Pods of `namespace` (nil: all) the fields
+  /// RWO placement reads (`ClaimUserPod.part(of:)`).
   public func claimUsers(namespace: String?) -> SharedInformer<ClaimUserPod> {
-    informer(.pods, namespace: namespace, as: ClaimUserPod.self)
+    let parent = all(.pods)
+    if keepRule(.pods).keepParts(namespace: namespace) { parent.relist() }
+    return shared("pods: claim users in \(namespace ?? "all namespaces")") {
+      parent.view(name: "pods in \(namespace ?? "all namespaces") as ClaimUserPod") { o in
+        guard namespace == nil || o.body[path: "metadata", "namespace"]?.stringValue == namespace else { return nil }
+        return try? o.decode(as: ClaimUserPod.self)
+      }
+    }
+  }
+}
+
+extension ClaimUserPod {
+  /// What the one Pod watch keeps of a Pod that is neither the controller's nor in a namespace kept whole: the
+  /// fields RWO placement reads, in the shape of a Pod (nil: not a Pod).
+  @Sendable static func part(of pod: Unstructured) -> Unstructured? {
+    guard let user = try? pod.decode(as: ClaimUserPod.self), let body = try? JSONValue(encoding: user) else {
+      return nil
+    }
+    return Unstructured(body)
   }
 }
 

@@ -74,11 +74,16 @@ public final class DrillReconciler: RunsReconciler {
   /// controller's): a drill's target is read from them once they are filled, else read live.
   let policies: Store<BackupPolicy>?
   let plans: Store<RecoveryPlan>?
+  /// The shared cache of the claims of `claimsNamespace` (nil: all namespaces), which multi-claim policies select
+  /// from: a drill's source claim is read from it once it is filled, else (or outside that namespace) read live.
+  let claims: Store<PersistentVolumeClaim>?
+  let claimsNamespace: String?
 
   public init(
     client: KubeClient, settings: ControllerSettings, now: @escaping @Sendable () -> Date = { Date() },
     recorder: EventRecorder?, metrics: MetricsRegistry?, logger: Logger, managed: ManagedCaches = .none,
-    policies: Store<BackupPolicy>? = nil, plans: Store<RecoveryPlan>? = nil
+    policies: Store<BackupPolicy>? = nil, plans: Store<RecoveryPlan>? = nil,
+    claims: Store<PersistentVolumeClaim>? = nil, claimsNamespace: String? = nil
   ) {
     self.client = client
     self.entry = ReconcileEntry(
@@ -91,6 +96,8 @@ public final class DrillReconciler: RunsReconciler {
     self.managed = managed
     self.policies = policies
     self.plans = plans
+    self.claims = claims
+    self.claimsNamespace = claimsNamespace
   }
 
   /// The controller's name; it also reconciles a drill when its run Job or Pod (in the scratch namespace) changes
@@ -352,6 +359,9 @@ public final class DrillReconciler: RunsReconciler {
   /// restores into no claim, or when the claim does not exist or cannot be read.
   func readSourceClaim(_ drill: DRDrill, spec: DrillRunSpec, policy: BackupPolicy) async throws -> JSONValue? {
     guard let ref = DrillLogic.sourceClaimReference(drill, spec: spec, policy: policy) else { return nil }
+    if let claims, claims.isReady, claimsNamespace == nil || claimsNamespace == ref.namespace {
+      return try claims.get(ObjectKey(namespace: ref.namespace, name: ref.name)).map { try JSONValue(encoding: $0) }
+    }
     do {
       return try await client.get(
         ChildResources.persistentVolumeClaims, namespace: ref.namespace, name: ref.name, as: JSONValue.self)

@@ -83,7 +83,7 @@ public final class RecoveryPlanReconciler: RunsReconciler {
 
   /// The informer of every Namespace's metadata (its opt-in annotation `dr.botrt.io/recovery-allowed-from`).
   public static func namespaceInformer(_ informers: InformerRegistry) -> SharedInformer<Unstructured> {
-    informers.informer(ChildResources.namespaces, namespace: nil, metadataOnly: true, as: Unstructured.self)
+    informers.all(ChildResources.namespaces)
   }
 
   /// A Namespace that changes wakes the plans whose steps touch it, so a plan refused a target namespace runs as

@@ -27,16 +27,20 @@ public final class RunAuditor: Sendable {
   let recorder: EventRecorder?
   let metrics: SecurityMetrics?
   let logger: Logger
+  /// The namespace whose policies the controller serves (nil: all): another namespace's labelled runs are another
+  /// controller's to audit (a controller scoped by `--namespace` shares the cluster with others).
+  let watchNamespace: String?
   private let seenPods = Mutex<[String: String]>([:])
   /// What was counted of each Job (by uid), ahead of the annotation reaching the cache.
   private let counted = Mutex<[String: String]>([:])
 
   public init(
     client: KubeClient, settings: ControllerSettings, recorder: EventRecorder?, metrics: SecurityMetrics?,
-    logger: Logger
+    logger: Logger, watchNamespace: String? = nil
   ) {
     self.client = client
     self.settings = settings
+    self.watchNamespace = watchNamespace
     self.recorder = recorder
     self.metrics = metrics
     self.logger = logger
@@ -61,13 +65,14 @@ public final class RunAuditor: Sendable {
     let suffix = namespace == settings.backupNamespace ? "" : "/\(namespace)"
     let unlabelled = Controller<Unstructured>(
       name: "run-audit-unmanaged\(suffix)",
-      informer: informers.informer(
-        ChildResources.jobs, namespace: namespace, labelSelector: "!\(ChildLabels.managedBy)", keepManagedFields: true),
+      informer: informers.whole(
+        ChildResources.jobs, namespace: namespace, named: "unlabelled",
+        where: { $0.body[path: "metadata", "labels", ChildLabels.managedBy] == nil }),
       options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
       reconcile: { key, store in try await self.auditJob(key, store) })
     let pods = Controller<Unstructured>(
       name: "run-audit-pods\(suffix)",
-      informer: informers.informer(ChildResources.pods, namespace: namespace, keepManagedFields: true),
+      informer: informers.whole(ChildResources.pods, namespace: namespace, named: "every pod"),
       options: ControllerOptions(workers: workers), logger: logger, metrics: nil,
       reconcile: { key, store in try await self.auditPod(key, store) })
     return [unlabelled, pods]
@@ -87,6 +92,13 @@ public final class RunAuditor: Sendable {
       ["backup", "on-demand", "prune", "verify"].contains(component ?? "")
       || SecurityAudit.maintenanceComponents.contains(component ?? "")
     if labels[ChildLabels.managedBy] != nil, !isPolicyRun, key.namespace != settings.backupNamespace {
+      return .awaitChange
+    }
+    // A run of a policy outside the namespace this controller serves is the run of the controller that serves it:
+    // auditing it here too would count it twice and race that controller's audit mark.
+    if let watched = watchNamespace, labels[ChildLabels.managedBy] != nil,
+      let policyNamespace = labels[ChildLabels.policyNamespace], policyNamespace != watched
+    {
       return .awaitChange
     }
     let annotated = cached.metadata.annotations?[SecurityAudit.auditAnnotation]

@@ -8,13 +8,74 @@ extension InformerRegistry {
   /// The label selector of everything the controller creates.
   public static let managedSelector = "\(ChildLabels.managedBy)=\(ChildLabels.controllerName)"
 
-  /// The one informer of the controller's own objects of `resource` (labelled managed-by=botrt-controller) in all
-  /// namespaces: the policies', plans' and drills' Jobs and Pods, shared by every controller that follows them.
-  /// Jobs and Pods keep their managedFields: the run auditor reads from them who wrote a run's content.
+  /// The controller's own objects of `resource` (labelled managed-by=botrt-controller) in all namespaces: the
+  /// policies', plans' and drills' Jobs and Pods, shared by every controller that follows them. Jobs and Pods are a
+  /// view of the kind's one watch (`all(_:)`), and keep their managedFields: the run auditor reads from them who
+  /// wrote a run's content. Other kinds are a label-selected watch.
   public func managed(_ resource: ResourceDescriptor) -> SharedInformer<Unstructured> {
-    informer(
-      resource, namespace: nil, labelSelector: Self.managedSelector,
-      keepManagedFields: resource == .jobs || resource == .pods)
+    if resource == .jobs || resource == .pods || resource == .secrets || resource == .namespaces {
+      return shared("\(resource.plural): managed") {
+        all(resource).view(name: "\(resource.plural) labelled \(Self.managedSelector)") {
+          Self.isManaged($0) ? $0 : nil
+        }
+      }
+    }
+    return informer(resource, namespace: nil, labelSelector: Self.managedSelector)
+  }
+
+  /// Whether `object` is labelled managed-by=botrt-controller (read from the body: decoding the whole ObjectMeta of
+  /// every event costs more).
+  static func isManaged(_ object: Unstructured) -> Bool {
+    object.body[path: "metadata", "labels", ChildLabels.managedBy]?.stringValue == ChildLabels.controllerName
+  }
+
+  /// The controller's one watch of `resource` (Jobs, Pods, Secrets or Namespaces) in all namespaces, of which every
+  /// reader of that kind gets a view: one watch per kind, as controller-runtime's manager holds. Its cache keeps
+  /// what some view reads (`KeepRule`): the controller's own objects, whole; every object of a namespace kept
+  /// whole (the backup namespaces, whose unlabelled Jobs and every Pod the run auditor reads); the part of the
+  /// others a view asked for (a Pod's `ClaimUserPod` fields, a Secret's metadata); nothing else. Secrets and
+  /// Namespaces are watched as metadata only, never their data; Namespaces are all kept (there are few).
+  public func all(_ resource: ResourceDescriptor) -> SharedInformer<Unstructured> {
+    if resource == .namespaces {
+      return informer(resource, namespace: nil, metadataOnly: true, as: Unstructured.self)
+    }
+    let rule = keepRule(resource)
+    return informer(
+      resource, namespace: nil, metadataOnly: resource == .secrets, keepManagedFields: resource != .secrets,
+      as: Unstructured.self, keepRule: "\(resource.plural) the controller reads", keep: rule.keep)
+  }
+
+  /// The rule of what `all(resource)` keeps.
+  func keepRule(_ resource: ResourceDescriptor) -> KeepRule {
+    var part: @Sendable (Unstructured) -> Unstructured? = { $0 }
+    if resource == .pods { part = { ClaimUserPod.part(of: $0) } }
+    return shared("\(resource.plural): keep rule") { KeepRule(part: part) }
+  }
+
+  /// Every object of `resource` (Jobs or Pods) in `namespace`, whole, that `isIncluded` accepts: a view of the
+  /// kind's one watch, which keeps that namespace whole from now on (listing the kind again if it did not).
+  public func whole(
+    _ resource: ResourceDescriptor, namespace: String, named name: String,
+    where isIncluded: @escaping @Sendable (Unstructured) -> Bool = { _ in true }
+  ) -> SharedInformer<Unstructured> {
+    let parent = all(resource)
+    if keepRule(resource).keepWhole(namespace) { parent.relist() }
+    return shared("\(resource.plural): \(name) in \(namespace)") {
+      parent.view(name: "\(resource.plural) in namespace \(namespace), \(name)") { o in
+        o.body[path: "metadata", "namespace"]?.stringValue == namespace && isIncluded(o) ? o : nil
+      }
+    }
+  }
+
+  /// The metadata of every Secret in `namespace` (nil: all namespaces): a view of the one Secret watch.
+  public func secretMetadata(namespace: String?) -> SharedInformer<Unstructured> {
+    let parent = all(.secrets)
+    if keepRule(.secrets).keepParts(namespace: namespace) { parent.relist() }
+    return shared("secrets: metadata in \(namespace ?? "all namespaces")") {
+      parent.view(name: "secrets metadata in \(namespace ?? "all namespaces")") { o in
+        namespace == nil || o.body[path: "metadata", "namespace"]?.stringValue == namespace ? o : nil
+      }
+    }
   }
 
   /// The controller of `reconciler`'s kind in `namespace` (nil: all namespaces), which also reconciles an object when
@@ -72,10 +133,52 @@ extension InformerRegistry {
   ) -> [(resource: ResourceDescriptor, informer: SharedInformer<Unstructured>)] {
     [
       ChildResources.cronJobs(apiVersion: cronJobAPIVersion), ChildResources.roles, ChildResources.roleBindings,
-      ChildResources.serviceAccounts, ChildResources.secrets, ChildResources.namespaces,
+      ChildResources.serviceAccounts,
     ].map {
       ($0, informer($0, namespace: nil, labelSelector: Self.managedSelector, metadataOnly: true, as: Unstructured.self))
+    } + [ChildResources.secrets, ChildResources.namespaces].map { ($0, managed($0)) }
+  }
+}
+
+/// What the controller's one watch of a kind (`InformerRegistry.all`) keeps in its cache, as its views ask: the
+/// controller's own objects (labelled managed-by) whole, every object of the namespaces kept whole, `part` of the
+/// objects of the namespaces kept in part, and nothing of the rest. The rule only grows: a namespace no view reads
+/// any more stays kept until the controller restarts.
+public final class KeepRule: Sendable {
+  private struct State {
+    var whole: Set<String> = []
+    var partsEverywhere = false
+    var partsIn: Set<String> = []
+  }
+
+  private let state = Mutex(State())
+  /// What is kept of an object of a namespace kept in part (nil: nothing).
+  let part: @Sendable (Unstructured) -> Unstructured?
+
+  init(part: @escaping @Sendable (Unstructured) -> Unstructured?) { self.part = part }
+
+  /// Keeps every object of `namespace` whole from now on; whether it was not kept whole before.
+  func keepWhole(_ namespace: String) -> Bool { state.withLock { $0.whole.insert(namespace).inserted } }
+
+  /// Keeps `part` of the objects of `namespace` (nil: every namespace) from now on; whether it was not before.
+  func keepParts(namespace: String?) -> Bool {
+    state.withLock { s in
+      if s.partsEverywhere { return false }
+      guard let namespace else {
+        s.partsEverywhere = true
+        return true
+      }
+      return s.partsIn.insert(namespace).inserted
     }
+  }
+
+  /// What the cache keeps of `object` (nil: nothing).
+  @Sendable func keep(_ object: Unstructured) -> Unstructured? {
+    if InformerRegistry.isManaged(object) { return object }
+    let ns = object.body[path: "metadata", "namespace"]?.stringValue ?? ""
+    let (whole, parts) = state.withLock { ($0.whole.contains(ns), $0.partsEverywhere || $0.partsIn.contains(ns)) }
+    if whole { return object }
+    return parts ? part(object) : nil
   }
 }
 
