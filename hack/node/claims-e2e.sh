@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # End to end: a multi-claim BackupPolicy (spec.source.claims, issue 15 §1) on the local node.
 #   1. three claims on hostPath PersistentVolumes of the node: alpha and beta labelled backup=yes, gamma not;
-#   2. a BackupPolicy with `source.claims.selector: {matchLabels: {backup: "yes"}}` and a trigger: an on-demand backup
-#      Job per labelled claim (none for gamma), each a snapshot tagged claim=NAME; status.claims shows both Succeeded;
+#   2. a BackupPolicy with `source.claims.selector: {matchLabels: {backup: "yes"}}`, exclude patterns and
+#      excludeIfPresent, and a trigger: an on-demand backup Job per labelled claim (none for gamma), each a snapshot
+#      tagged claim=NAME; status.claims shows both Succeeded;
 #   3. beta's files are deleted; a RecoveryPlan restores `claim: beta` (latest among beta's snapshots only, though
-#      alpha's is as new) into claim beta: every path comes back with its content, and alpha is untouched.
+#      alpha's is as new) into claim beta: every path comes back with its content, none the policy excluded (a
+#      `*.tmp` file, an anchored `/dir/cache`, a directory marked `.nobackup`), and alpha is untouched.
 # Every Pod is started by the kubelet (hack/node/lib.sh); the controller runs on the host for this namespace.
 #
 #   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... hack/node/claims-e2e.sh
@@ -77,6 +79,18 @@ EOF
 done
 listing "${VOL[alpha]}" >"$WORK/alpha-before.txt"
 listing "${VOL[beta]}" >"$WORK/beta-before.txt"
+# What the policy's selection leaves out of beta's backup (not in the listing above, so not expected back): a file
+# matching `*.tmp` anywhere, the anchored `/dir/cache` and what is below it (a `cache` elsewhere is kept), and the
+# rest of a directory holding `.nobackup` (the directory and the marker are kept, as restic keeps them).
+mkdir -p "${VOL[beta]}/dir/cache" "${VOL[beta]}/skipped" "${VOL[beta]}/keep/cache"
+echo scratch >"${VOL[beta]}/dir/work.tmp"
+echo cached >"${VOL[beta]}/dir/cache/page"
+: >"${VOL[beta]}/skipped/.nobackup"
+echo private >"${VOL[beta]}/skipped/data"
+echo kept >"${VOL[beta]}/keep/cache/page"
+chown -R 65532:65532 "${VOL[beta]}"
+listing "${VOL[beta]}" | grep -E '^\./keep|^\./skipped d |^\./skipped/\.nobackup ' >>"$WORK/beta-before.txt"
+sort -o "$WORK/beta-before.txt" "$WORK/beta-before.txt"
 
 log "2. a BackupPolicy selecting backup=yes backs up alpha and beta, each as its own snapshot"
 k apply -f - >/dev/null <<EOF
@@ -91,6 +105,8 @@ spec:
   source:
     claims:
       selector: {matchLabels: {backup: "yes"}}
+      exclude: ["*.tmp", "/dir/cache"]
+      excludeIfPresent: [".nobackup"]
 $(node_flow_store files)
 EOF
 jp() { k get backuppolicy files -o jsonpath="$1"; }
@@ -142,10 +158,13 @@ done
 job="$(k get jobs -l dr.botrt.io/plan-name=restore-beta -o jsonpath='{.items[0].metadata.name}')"
 k get job "$job" -o jsonpath='{.spec.template.spec.containers[*].args}' | grep -q 'claim=beta' ||
   fail "the restore Job does not pick among beta's snapshots"
-listing "${VOL[beta]}" >"$WORK/beta-after.txt"
+listing "${VOL[beta]}" | sort >"$WORK/beta-after.txt"
 diff -u "$WORK/beta-before.txt" "$WORK/beta-after.txt" >"$WORK/diff.txt" ||
   fail "the restored claim beta differs from what was backed up:
 $(cat "$WORK/diff.txt")"
 listing "${VOL[alpha]}" | diff -u "$WORK/alpha-before.txt" - >/dev/null || fail "the restore of beta changed alpha"
-log "   all $(wc -l <"$WORK/beta-after.txt") paths of beta restored from its own snapshot; alpha untouched"
+for gone in ./dir/work.tmp ./dir/cache ./skipped/data; do
+  grep -q "^$gone " "$WORK/beta-after.txt" && fail "$gone was restored though the policy excludes it"
+done
+log "   all $(wc -l <"$WORK/beta-after.txt") paths of beta restored from its own snapshot, none it excludes; alpha untouched"
 log PASS
