@@ -106,4 +106,88 @@ import Testing
     }
     if let failure { throw failure }
   }
+
+  /// A run whose scratch namespace (named after the drill and its run) is still being deleted, as when an earlier
+  /// attempt of the same run was removed as stale a moment before, waits until the namespace is gone and then starts
+  /// in a new one. Before, it either failed every reconcile writing its objects there (403, what this test shows:
+  /// 11 failed reconciles in 6 s), or, when the earlier attempt's objects were still there to apply to, started in
+  /// the terminating namespace, lost its Job with it and waited until its timeout (`sigkillAtRandomPoints...` saw
+  /// that once: "status names drill-drill8-…" for a namespace deleted 1.3 s before the run started).
+  @Test func aRunWaitsForItsTerminatingScratchNamespace() async throws {
+    let ns = "drill-term-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+    _ = try await client.create(Namespace(metadata: ObjectMeta(name: ns, labels: ["botrt.io/test": "controller"])))
+    let drill = DRDrill(
+      metadata: ObjectMeta(name: "orders-drill", namespace: ns),
+      spec: DRDrillSpec(
+        schedule: "weekly", target: DrillTarget(backupPolicyRef: LocalObjectReference(name: "orders-db")),
+        trigger: "t1"))
+    let scratch = DrillLogic.scratchNamespace(drill, token: "trigger:t1")
+    let hold = "botrt.io/test-hold"
+    // The earlier attempt's namespace: the drill's own labels, held in Terminating by a finalizer of the test.
+    var labels = DrillLogic.scratchSelection(drill)
+    labels[DrillLogic.scratchLabel] = "true"
+    labels[ChildLabels.managedBy] = ChildLabels.controllerName
+    _ = try await client.create(Namespace(metadata: ObjectMeta(name: scratch, labels: labels, finalizers: [hold])))
+    try await client.delete(Namespace.self, name: scratch)
+    let old = try await client.get(Namespace.self, name: scratch)
+    #expect(old.metadata.deletionTimestamp != nil)
+    var failure: Error? = nil
+    let controller = try await RunningController(client, namespace: ns, backupNamespace: "\(ns)-backup")
+    do {
+      for (name, data) in [
+        "s3-creds": ["AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"],
+        "vault-token": ["token": "t"],
+      ] {
+        _ = try await client.create(
+          Secret(metadata: ObjectMeta(name: name, namespace: ns), data: data.mapValues { Data($0.utf8) }))
+      }
+      _ = try await client.create(policy(ns))
+      _ = try await client.create(drill)
+      // While the namespace is terminating, the run does not start in it.
+      try await Task.sleep(for: .seconds(6))
+      let waiting = try await client.get(DRDrill.self, namespace: ns, name: "orders-drill")
+      #expect(waiting.status?.phase != .running, "the run started in a terminating namespace")
+      #expect(waiting.status?.currentRun == nil)
+      // It waits, rather than failing to write its objects into the terminating namespace (403) again and again.
+      let errors = controller.app.registry.value("botrt_reconcile_total", labels: ["drdrill", "error"]) ?? 0
+      #expect(errors == 0, "the drill's reconciles failed while its namespace was terminating")
+      // The namespace goes: the run starts in a new one of the same name, with its Job.
+      _ = try await client.patch(Namespace.self, name: scratch, .merge(["metadata": ["finalizers": nil]]))
+      try await eventually("the run to start once the old namespace is gone", timeout: .seconds(90)) {
+        let d = try await client.get(DRDrill.self, namespace: ns, name: "orders-drill")
+        return d.status?.phase == .running && d.status?.currentRun?.scratchNamespace == scratch
+      }
+      let fresh = try await client.get(Namespace.self, name: scratch)
+      #expect(fresh.metadata.uid != old.metadata.uid)
+      #expect(fresh.metadata.deletionTimestamp == nil)
+      _ = try await client.get(ChildResources.jobs, namespace: scratch, name: DrillLogic.runJobName, as: JSONValue.self)
+      try await client.delete(DRDrill.self, namespace: ns, name: "orders-drill")
+      try await eventually("the drill to be gone") {
+        do {
+          _ = try await client.get(DRDrill.self, namespace: ns, name: "orders-drill")
+          return false
+        } catch let e as KubeError where e.isNotFound {
+          return true
+        }
+      }
+    } catch {
+      failure = error
+    }
+    await controller.stop()
+    _ = try? await client.patch(Namespace.self, name: scratch, .merge(["metadata": ["finalizers": nil]]))
+    for p in try await client.listAll(BackupPolicy.self, namespace: ns).items {
+      _ = try await client.patch(
+        BackupPolicy.self, namespace: ns, name: p.name, .merge(["metadata": ["finalizers": nil]]))
+    }
+    for d in try await client.listAll(DRDrill.self, namespace: ns).items {
+      _ = try await client.patch(DRDrill.self, namespace: ns, name: d.name, .merge(["metadata": ["finalizers": nil]]))
+    }
+    for s in try await scratchNamespaces(ns) {
+      do { try await client.delete(Namespace.self, name: s.name) } catch let e as KubeError where e.isNotFound {}
+    }
+    for name in [ns, "\(ns)-backup"] {
+      do { try await client.delete(Namespace.self, name: name) } catch let e as KubeError where e.isNotFound {}
+    }
+    if let failure { throw failure }
+  }
 }

@@ -314,7 +314,16 @@ public final class DrillReconciler: RunsReconciler {
     }
     // The scratch namespace is created, never applied: one that exists already is used only when it is this drill's
     // (an earlier attempt of this run); any other is refused, so a run never lands in another tenant's namespace.
-    if let conflict = try await createScratchNamespace(drill, scratch: scratch, children: children) {
+    let created = try await createScratchNamespace(drill, scratch: scratch, children: children)
+    if case .terminating = created {
+      // An earlier attempt's namespace of the same name is being deleted (e.g. removed as stale a moment ago): a run
+      // started in it would lose its Job with the namespace and wait for it until its timeout. Start once it is gone.
+      logger.info(
+        "drill waits for its scratch namespace to be deleted",
+        metadata: ["object": "DRDrill \(ns)/\(drill.name)", "scratch": "\(scratch)"])
+      return .requeueAfter(.seconds(2))
+    }
+    if case .conflict(let conflict) = created {
       var st = drill.status ?? DRDrillStatus()
       var conds = st.conditions ?? []
       let message = "The run (\(token)) cannot start: \(conflict.description)."
@@ -370,22 +379,37 @@ public final class DrillReconciler: RunsReconciler {
     }
   }
 
-  /// Creates the scratch namespace among `children` (create, not apply); when it exists already, returns the
-  /// conflict unless its labels make it this drill's (`DrillLogic.scratchNamespaceConflict`).
+  /// What `createScratchNamespace` found.
+  enum ScratchNamespaceOutcome {
+    /// Created, or this drill's already (an earlier attempt of this run): the run may start in it.
+    case ready
+    /// This drill's, but being deleted: the run must wait until it is gone.
+    case terminating
+    /// Someone else's.
+    case conflict(ChildNameConflict)
+  }
+
+  /// Creates the scratch namespace among `children` (create, not apply); when it exists already, it is `.ready` if
+  /// its labels make it this drill's (`DrillLogic.scratchNamespaceConflict`) and it is not being deleted.
   func createScratchNamespace(
     _ drill: DRDrill, scratch: String, children: [DesiredChild]
-  ) async throws -> ChildNameConflict? {
+  ) async throws -> ScratchNamespaceOutcome {
     guard let ns = children.first(where: { $0.resource == ChildResources.namespaces && $0.name == scratch }) else {
-      return nil
+      return .ready
     }
     do {
       _ = try await client.create(
         ChildResources.namespaces, namespace: nil, ns.body, options: WriteOptions(fieldManager: Self.fieldManager))
-      return nil
+      return .ready
     } catch let e as KubeError where e.isAlreadyExists {
       let existing = try await client.get(
         ChildResources.namespaces, namespace: nil, name: scratch, as: Unstructured.self, metadataOnly: true)
-      return DrillLogic.scratchNamespaceConflict(drill, scratch: scratch, existing: existing.metadata.labels ?? [:])
+      if let conflict = DrillLogic.scratchNamespaceConflict(
+        drill, scratch: scratch, existing: existing.metadata.labels ?? [:])
+      {
+        return .conflict(conflict)
+      }
+      return existing.metadata.isDeleting ? .terminating : .ready
     }
   }
 
