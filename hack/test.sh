@@ -247,8 +247,9 @@ step engine-reliability-e2e engine-reliability.log env BOTRT_REL_ENGINE_OUT="$LO
 #    restored into another namespace, whose claim is created from the policy's recorded claim;
 #  - hooks-e2e: pre and post hooks exec'd in an application Pod around a claim's backup (the marker in the snapshot),
 #    post hooks after a failed backup and after an aborted gate, and the refusal in a namespace that did not opt in;
-#  - claims-e2e: a label-selected set of claims backed up claim by claim (spec.source.claims); one claim's files
-#    deleted and restored from that claim's latest snapshot;
+#  - claims-e2e: a label-selected set of claims backed up claim by claim (spec.source.claims), with exclude patterns
+#    and excludeIfPresent; one claim's files deleted and restored from that claim's latest snapshot, without what
+#    the policy excludes;
 #  - objects-e2e: a namespace's Kubernetes objects backed up with its claim (spec.objects), and the claim and the
 #    objects re-created in an empty namespace (into.pvc, into.objects), where the restored Deployment becomes
 #    available; a second run creates nothing; a policy of the objects alone (source.objects) stores only
