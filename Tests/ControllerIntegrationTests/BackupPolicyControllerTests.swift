@@ -182,6 +182,23 @@ final class RunningController: Sendable {
     }
   }
 
+  /// Creates a Pod in `ns` once the apiserver admits it: a new namespace's default ServiceAccount and its token come
+  /// a moment after the namespace, and until then the apiserver answers 500 (no token yet) or 403 (no
+  /// ServiceAccount yet).
+  @discardableResult
+  func createPod(_ ns: String, _ pod: JSONValue, options: WriteOptions = WriteOptions()) async throws -> JSONValue {
+    var created: JSONValue? = nil
+    try await eventually("a Pod admitted in \(ns)") {
+      do {
+        created = try await client.create(ChildResources.pods, namespace: ns, pod, options: options)
+        return true
+      } catch let e as KubeError where e.code == 500 || e.isForbidden {
+        return false
+      }
+    }
+    return created ?? pod
+  }
+
   func createSecrets(_ ns: String, skip: Set<String> = []) async throws {
     let secrets: [String: [String: String]] = [
       "s3-creds": ["AWS_ACCESS_KEY_ID": "test-id", "AWS_SECRET_ACCESS_KEY": "test-secret"],

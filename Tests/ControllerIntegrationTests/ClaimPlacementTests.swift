@@ -42,8 +42,8 @@ extension BackupPolicyControllerTests {
           ],
         ] as JSONValue)
       func pod(_ name: String, on node: String, tolerations: [JSONValue]) async throws -> JSONValue {
-        try await client.create(
-          .pods, namespace: ns,
+        try await createPod(
+          ns,
           [
             "apiVersion": "v1", "kind": "Pod", "metadata": ["name": .string(name)],
             "spec": [

@@ -44,8 +44,8 @@ extension BackupPolicyControllerTests {
       try await claim("beta", labels: ["backup": "yes"], size: "2Gi")
       try await claim("gamma", labels: ["backup": "yes", "tier": "x"])
       try await claim("delta", labels: [:])
-      _ = try await client.create(
-        .pods, namespace: ns,
+      try await createPod(
+        ns,
         [
           "apiVersion": "v1", "kind": "Pod", "metadata": ["name": "app-beta"],
           "spec": [

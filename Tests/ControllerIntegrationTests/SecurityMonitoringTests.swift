@@ -272,9 +272,7 @@ extension BackupPolicyControllerTests {
         #expect(try await !objectExists(ChildResources.roleBindings, backupNS, names.roleBinding))
 
         // A bare Pod in the backup namespace.
-        _ = try await client.create(
-          ChildResources.pods, namespace: backupNS, barePod("stray", backupNS),
-          options: WriteOptions(fieldManager: "mallory"))
+        try await createPod(backupNS, barePod("stray", backupNS), options: WriteOptions(fieldManager: "mallory"))
         try await eventually("an UnexpectedBackupPod Event") {
           try await events(backupNS, "stray").contains { $0.reason == "UnexpectedBackupPod" && $0.type == "Warning" }
         }
@@ -356,8 +354,7 @@ extension BackupPolicyControllerTests {
             $0.reason == "UnexpectedBackupJob" && $0.type == "Warning" && $0.message?.contains("eve") == true
           }
         }
-        _ = try await client.create(
-          ChildResources.pods, namespace: own, barePod("lurker", own), options: WriteOptions(fieldManager: "eve"))
+        try await createPod(own, barePod("lurker", own), options: WriteOptions(fieldManager: "eve"))
         try await eventually("an UnexpectedBackupPod Event in \(own)") {
           try await events(own, "lurker").contains { $0.reason == "UnexpectedBackupPod" && $0.type == "Warning" }
         }

@@ -91,9 +91,7 @@ extension BackupPolicyControllerTests {
       ("lurker", backupNS, [:], nil),
     ]
     for (name, namespace, labels, claim) in pods {
-      _ = try await client.create(
-        ChildResources.pods, namespace: namespace, keptPod(name, namespace, labels: labels, claim: claim),
-        options: WriteOptions(fieldManager: "test"))
+      try await createPod(namespace, keptPod(name, namespace, labels: labels, claim: claim))
     }
     try await withCountingController(ns) { app, registry in
       let store = app.informers.all(ChildResources.pods).store
