@@ -422,7 +422,7 @@ struct ReliabilityCluster {
       try await Task.sleep(for: .milliseconds(300))
     }
     throw ControllerTestError(
-      description: "\(what): not converged after \(timeout):\n  " + last.prefix(20).joined(separator: "\n  "))
+      description: "\(what): not converged after \(timeout): " + last.prefix(20).joined(separator: " | "))
   }
 
   /// The settings the controller process uses (same discovery, same flags).
