@@ -1099,6 +1099,14 @@ def claim_read_settings():
             "modes are recorded either way.", minimum=0, maximum=2147483647),
         "runAsGroup": integer("The group the backup reads the claim as. Default: runAsUser's "
                               "value when runAsUser is set.", minimum=0, maximum=2147483647),
+        "include": array("The paths backed up, everything else left out (what restic's --files-from "
+                         "names), each anchored at the backed-up directory (the claim's root, or "
+                         "subPath) with a leading `/`; a component may be a glob (`*`, `?`, `[...]`; "
+                         "not `**`). The snapshot keeps the claim's layout, so a restore puts every "
+                         "file back where it was. `exclude` applies within what is included. Default: "
+                         "everything.",
+                         string("One path, e.g. /data/db.", minLength=1, maxLength=4096, pattern=r"^/"),
+                         maxItems=64),
         "exclude": array("Paths left out of the backup, as restic's --exclude patterns: `*`, "
                          "`?`, `[...]` and `**` (any number of directories); a pattern without a "
                          "leading `/` matches at any depth (`*.tmp`, `cache`), one with a leading "
@@ -1113,6 +1121,9 @@ def claim_read_settings():
                                          pattern=r"^[^/]+$"), maxItems=32),
         "excludeCaches": boolean("Leave out directories holding a CACHEDIR.TAG file with its "
                                  "signature (restic's --exclude-caches). Default: false.",
+                                 default=False),
+        "oneFileSystem": boolean("Stay on the claim's file system: a mount below the backed-up "
+                                 "directory is left out (restic's --one-file-system). Default: false.",
                                  default=False),
     }
 

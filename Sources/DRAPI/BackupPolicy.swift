@@ -407,12 +407,17 @@ public struct ClaimsSource: Codable, Sendable, Hashable {
   public var runAsUser: Int64?
   /// The group the backups read the claims as (default: runAsUser's value when that is set).
   public var runAsGroup: Int64?
+  /// The paths backed up, anchored at the backed-up directory (restic's --files-from, keeping the claim's layout;
+  /// `IncludePaths`); nil or empty: everything.
+  public var include: [String]?
   /// restic --exclude patterns; a leading `/` anchors at the backed-up directory.
   public var exclude: [String]?
   /// restic --exclude-if-present file names (NAME or NAME:HEADER).
   public var excludeIfPresent: [String]?
   /// restic --exclude-caches.
   public var excludeCaches: Bool?
+  /// restic --one-file-system: mounts below the backed-up directory are left out.
+  public var oneFileSystem: Bool?
 
   /// The most claims one policy backs up (claimNames' maxItems; of more claims a selector matches, the first this
   /// many by name are backed up and the policy says so).
@@ -436,9 +441,11 @@ public struct ClaimsSource: Codable, Sendable, Hashable {
   public func pvc(_ claimName: String) -> PVCSource {
     var p = PVCSource(
       claimName: claimName, subPath: subPath, readOnly: true, runAsUser: runAsUser, runAsGroup: runAsGroup)
+    p.include = include
     p.exclude = exclude
     p.excludeIfPresent = excludeIfPresent
     p.excludeCaches = excludeCaches
+    p.oneFileSystem = oneFileSystem
     return p
   }
 }
@@ -501,12 +508,17 @@ public struct PVCSource: Codable, Sendable, Hashable {
   public var runAsUser: Int64?
   /// The group the backup reads the claim as (default: runAsUser's value when that is set).
   public var runAsGroup: Int64?
+  /// The paths backed up, anchored at the backed-up directory (restic's --files-from, keeping the claim's layout;
+  /// `IncludePaths`); nil or empty: everything.
+  public var include: [String]?
   /// restic --exclude patterns; a leading `/` anchors at the backed-up directory.
   public var exclude: [String]?
   /// restic --exclude-if-present file names (NAME or NAME:HEADER).
   public var excludeIfPresent: [String]?
   /// restic --exclude-caches.
   public var excludeCaches: Bool?
+  /// restic --one-file-system: mounts below the backed-up directory are left out.
+  public var oneFileSystem: Bool?
 
   public init(
     claimName: String, subPath: String? = nil, readOnly: Bool? = nil, runAsUser: Int64? = nil,

@@ -63,7 +63,22 @@ public enum SpecValidation {
       }
     }
     errors += selector(c.selector, at: "\(field).selector")
-    for (i, p) in (c.exclude ?? []).enumerated() {
+    errors += fileSelection(include: c.include, exclude: c.exclude, at: field)
+    return errors
+  }
+
+  /// A claim's `include` paths (`IncludePaths.components`: anchored, globs per component, no `**`) and `exclude`
+  /// patterns (`excludePattern`), each error naming its item.
+  static func fileSelection(include: [String]?, exclude: [String]?, at field: String) -> [SpecError] {
+    var errors: [SpecError] = []
+    for (i, p) in (include ?? []).enumerated() {
+      do {
+        _ = try IncludePaths.components(p)
+      } catch {
+        errors.append(SpecError(field: "\(field).include[\(i)]", message: error.description))
+      }
+    }
+    for (i, p) in (exclude ?? []).enumerated() {
       errors += excludePattern(p, at: "\(field).exclude[\(i)]")
     }
     return errors
@@ -278,9 +293,7 @@ public enum SpecValidation {
       case .command(let c):
         errors += container(c, at: "spec.source.command")
       case .pvc(let pvc):
-        for (i, p) in (pvc.exclude ?? []).enumerated() {
-          errors += excludePattern(p, at: "spec.source.pvc.exclude[\(i)]")
-        }
+        errors += fileSelection(include: pvc.include, exclude: pvc.exclude, at: "spec.source.pvc")
       case .claims(let claims):
         errors += claimsSource(claims, at: "spec.source.claims")
       case .objects: break

@@ -706,10 +706,12 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
   @Test func claimsSourceJobsAreAcceptedByTheEngine() throws {
     var checked = 0
     for var p in tablePolicies() where p.spec.source.pvc != nil {
-      p.spec.source = BackupSource(
-        claims: ClaimsSource(
-          selector: ClaimSelector(matchLabels: ["backup": "yes"]), subPath: "app", runAsUser: 0,
-          exclude: ["/cache", "*.tmp"], excludeCaches: true))
+      var claims = ClaimsSource(
+        selector: ClaimSelector(matchLabels: ["backup": "yes"]), subPath: "app", runAsUser: 0,
+        exclude: ["/cache", "*.tmp"], excludeCaches: true)
+      claims.include = ["/data/db", "/etc"]
+      claims.oneFileSystem = true
+      p.spec.source = BackupSource(claims: claims)
       p.status?.claims = [
         ClaimBackupStatus(
           name: "b", lastSnapshotId: "bbb222",
@@ -734,6 +736,10 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
         for run in runs {
           check(run, userEnv: [])
           #expect(run.argv.contains("claim=\(claim)") && run.argv.contains("policy=shop/\(p.name)"), "\(run.argv)")
+          // include (as the exclude chain, anchored at the claim's mount) and oneFileSystem reach the engine.
+          #expect(
+            run.argv.contains("--one-file-system") && run.argv.contains("--exclude=/backup/\(claim)/*")
+              && run.argv.contains("--exclude=!/backup/\(claim)/data/db"), "\(run.argv)")
           // The claim, then (spec.objects) the namespace's objects in the same snapshot.
           let paths = ["/backup/\(claim)"] + (p.spec.objects == nil ? [] : [ObjectsLayout.backupMount])
           #expect(Array(run.argv.suffix(paths.count)) == paths, "\(run.argv)")

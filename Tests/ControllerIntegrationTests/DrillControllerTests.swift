@@ -32,6 +32,24 @@ import Testing
               authSecretRef: SecretReference(name: "vault-token"))))))
   }
 
+  /// Removes what a test made in `ns`: the finalizers of its policies and drills (no controller runs any more to
+  /// remove them), the drills' scratch namespaces, `ns` and its backup namespace.
+  func cleanUp(_ ns: String) async throws {
+    for p in try await client.listAll(BackupPolicy.self, namespace: ns).items {
+      _ = try await client.patch(
+        BackupPolicy.self, namespace: ns, name: p.name, .merge(["metadata": ["finalizers": nil]]))
+    }
+    for d in try await client.listAll(DRDrill.self, namespace: ns).items {
+      _ = try await client.patch(DRDrill.self, namespace: ns, name: d.name, .merge(["metadata": ["finalizers": nil]]))
+    }
+    for s in try await scratchNamespaces(ns) {
+      do { try await client.delete(Namespace.self, name: s.name) } catch let e as KubeError where e.isNotFound {}
+    }
+    for name in [ns, "\(ns)-backup"] {
+      do { try await client.delete(Namespace.self, name: name) } catch let e as KubeError where e.isNotFound {}
+    }
+  }
+
   func scratchNamespaces(_ ns: String) async throws -> [Namespace] {
     try await client.listAll(
       Namespace.self, options: ListOptions(labelSelector: "\(DrillLogic.drillNamespaceLabel)=\(ns)")
@@ -91,19 +109,7 @@ import Testing
       failure = error
     }
     await controller.stop()
-    for p in try await client.listAll(BackupPolicy.self, namespace: ns).items {
-      _ = try await client.patch(
-        BackupPolicy.self, namespace: ns, name: p.name, .merge(["metadata": ["finalizers": nil]]))
-    }
-    for d in try await client.listAll(DRDrill.self, namespace: ns).items {
-      _ = try await client.patch(DRDrill.self, namespace: ns, name: d.name, .merge(["metadata": ["finalizers": nil]]))
-    }
-    for s in try await scratchNamespaces(ns) {
-      do { try await client.delete(Namespace.self, name: s.name) } catch let e as KubeError where e.isNotFound {}
-    }
-    for name in [ns, "\(ns)-backup"] {
-      do { try await client.delete(Namespace.self, name: name) } catch let e as KubeError where e.isNotFound {}
-    }
+    try await cleanUp(ns)
     if let failure { throw failure }
   }
 
@@ -175,19 +181,7 @@ import Testing
     }
     await controller.stop()
     _ = try? await client.patch(Namespace.self, name: scratch, .merge(["metadata": ["finalizers": nil]]))
-    for p in try await client.listAll(BackupPolicy.self, namespace: ns).items {
-      _ = try await client.patch(
-        BackupPolicy.self, namespace: ns, name: p.name, .merge(["metadata": ["finalizers": nil]]))
-    }
-    for d in try await client.listAll(DRDrill.self, namespace: ns).items {
-      _ = try await client.patch(DRDrill.self, namespace: ns, name: d.name, .merge(["metadata": ["finalizers": nil]]))
-    }
-    for s in try await scratchNamespaces(ns) {
-      do { try await client.delete(Namespace.self, name: s.name) } catch let e as KubeError where e.isNotFound {}
-    }
-    for name in [ns, "\(ns)-backup"] {
-      do { try await client.delete(Namespace.self, name: name) } catch let e as KubeError where e.isNotFound {}
-    }
+    try await cleanUp(ns)
     if let failure { throw failure }
   }
 }

@@ -363,19 +363,7 @@ extension DrillControllerTests {
     }
     app.stop()
     await task.value
-    for p in try await client.listAll(BackupPolicy.self, namespace: ns).items {
-      _ = try await client.patch(
-        BackupPolicy.self, namespace: ns, name: p.name, .merge(["metadata": ["finalizers": nil]]))
-    }
-    for d in try await client.listAll(DRDrill.self, namespace: ns).items {
-      _ = try await client.patch(DRDrill.self, namespace: ns, name: d.name, .merge(["metadata": ["finalizers": nil]]))
-    }
-    for s in try await scratchNamespaces(ns) {
-      do { try await client.delete(Namespace.self, name: s.name) } catch let e as KubeError where e.isNotFound {}
-    }
-    for name in [ns, "\(ns)-backup"] {
-      do { try await client.delete(Namespace.self, name: name) } catch let e as KubeError where e.isNotFound {}
-    }
+    try await cleanUp(ns)
     if let failure { throw failure }
   }
 }

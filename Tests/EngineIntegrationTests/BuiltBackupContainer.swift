@@ -7,7 +7,7 @@ import Testing
 
 /// The `backup` container of the backup CronJob the controller builds for a policy `name` in namespace shop with
 /// `spec` (its local key Secret `kek` present): what a backup Pod runs.
-func builtBackupContainer(name: String, spec: BackupPolicySpec) throws -> JSONValue {
+func builtBackupContainer(name: String, spec: BackupPolicySpec, claim: String? = nil) throws -> JSONValue {
   var meta = ObjectMeta(name: name, namespace: "shop")
   meta.uid = "uid-\(name)"
   let policy = BackupPolicy(metadata: meta, spec: spec)
@@ -15,10 +15,12 @@ func builtBackupContainer(name: String, spec: BackupPolicySpec) throws -> JSONVa
     ChildInputs(
       policy: policy, effective: try EffectivePolicy(spec: spec, now: Date()),
       settings: ControllerSettings(engineImage: "botrt/engine:1", cronJobAPIVersion: "batch/v1", calicoServed: false),
-      secrets: ["kek": Secret(metadata: ObjectMeta(name: "kek", namespace: "shop"), data: ["key": Data(count: 32)])]))
+      secrets: ["kek": Secret(metadata: ObjectMeta(name: "kek", namespace: "shop"), data: ["key": Data(count: 32)])],
+      claims: claim.map { ClaimSelection(names: [$0]) }))
+  // A multi-claim policy has one backup CronJob per selected claim (here the one claim).
   let cron = try #require(
     children.first {
-      $0.resource.kind == "CronJob" && $0.name == ChildNames(namespace: "shop", name: name).backupCronJob
+      $0.resource.kind == "CronJob" && $0.body[path: "metadata", "labels", ChildLabels.component] == "backup"
     })
   return try #require(
     cron.body[path: "spec", "jobTemplate", "spec", "template", "spec", "containers"]?.arrayValue?.first {

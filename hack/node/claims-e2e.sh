@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # End to end: a multi-claim BackupPolicy (spec.source.claims, issue 15 §1) on the local node.
 #   1. three claims on hostPath PersistentVolumes of the node: alpha and beta labelled backup=yes, gamma not;
-#   2. a BackupPolicy with `source.claims.selector: {matchLabels: {backup: "yes"}}`, exclude patterns and
-#      excludeIfPresent, and a trigger: an on-demand backup Job per labelled claim (none for gamma), each a snapshot
+#   2. a BackupPolicy with `source.claims.selector: {matchLabels: {backup: "yes"}}`, include paths, exclude
+#      patterns, excludeIfPresent and oneFileSystem, and a trigger: an on-demand backup Job per labelled claim (none for gamma), each a snapshot
 #      tagged claim=NAME; status.claims shows both Succeeded;
 #   3. beta's files are deleted; a RecoveryPlan restores `claim: beta` (latest among beta's snapshots only, though
 #      alpha's is as new) into claim beta: every path comes back with its content, none the policy excluded (a
-#      `*.tmp` file, an anchored `/dir/cache`, a directory marked `.nobackup`), and alpha is untouched.
+#      `*.tmp` file, an anchored `/dir/cache`, a directory marked `.nobackup`, what no include names), and alpha is
+#      untouched.
 # Every Pod is started by the kubelet (hack/node/lib.sh); the controller runs on the host for this namespace.
 #
 #   hack/cluster.sh up; hack/images.sh; BOTRT_CONTROLLER_BIN=... hack/node/claims-e2e.sh
@@ -88,6 +89,10 @@ echo cached >"${VOL[beta]}/dir/cache/page"
 : >"${VOL[beta]}/skipped/.nobackup"
 echo private >"${VOL[beta]}/skipped/data"
 echo kept >"${VOL[beta]}/keep/cache/page"
+# What the policy's include leaves out: everything at the top but dir, keep, skipped and notes.txt.
+mkdir -p "${VOL[beta]}/outside"
+echo other >"${VOL[beta]}/outside/file"
+echo other >"${VOL[beta]}/outside.txt"
 chown -R 65532:65532 "${VOL[beta]}"
 listing "${VOL[beta]}" | grep -E '^\./keep|^\./skipped d |^\./skipped/\.nobackup ' >>"$WORK/beta-before.txt"
 sort -o "$WORK/beta-before.txt" "$WORK/beta-before.txt"
@@ -105,8 +110,10 @@ spec:
   source:
     claims:
       selector: {matchLabels: {backup: "yes"}}
+      include: ["/dir", "/notes.txt", "/keep", "/skip*"]
       exclude: ["*.tmp", "/dir/cache"]
       excludeIfPresent: [".nobackup"]
+      oneFileSystem: true
 $(node_flow_store files)
 EOF
 jp() { k get backuppolicy files -o jsonpath="$1"; }
@@ -163,7 +170,7 @@ diff -u "$WORK/beta-before.txt" "$WORK/beta-after.txt" >"$WORK/diff.txt" ||
   fail "the restored claim beta differs from what was backed up:
 $(cat "$WORK/diff.txt")"
 listing "${VOL[alpha]}" | diff -u "$WORK/alpha-before.txt" - >/dev/null || fail "the restore of beta changed alpha"
-for gone in ./dir/work.tmp ./dir/cache ./skipped/data; do
+for gone in ./dir/work.tmp ./dir/cache ./skipped/data ./outside ./outside.txt; do
   grep -q "^$gone " "$WORK/beta-after.txt" && fail "$gone was restored though the policy excludes it"
 done
 log "   all $(wc -l <"$WORK/beta-after.txt") paths of beta restored from its own snapshot, none it excludes; alpha untouched"

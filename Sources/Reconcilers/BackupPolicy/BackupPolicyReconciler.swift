@@ -591,25 +591,10 @@ public final class BackupPolicyReconciler: Sendable {
     guard RunProgressLogic.due(previous: previous, job: run.jobName, now: now) else { return previous }
     var line: EngineProgress? = nil
     if let pod = run.runningPod {
-      do {
-        let log = try await client.podLog(
-          namespace: namespace, name: pod, container: "backup", tailLines: RunProgressLogic.tailLines,
-          limitBytes: RunProgressLogic.limitBytes)
-        line = EngineProgress.latest(inLog: log)
-      } catch let e as KubeError where e.isForbidden {
-        logger.warning(
-          "cannot read the backup's progress (grant get on pods/log in the backup namespace)",
-          metadata: ["object": "BackupPolicy \(policy.metadata.namespace ?? "")/\(policy.name)", "pod": "\(pod)"])
-      } catch let e as KubeError where e.code == 400 || e.isNotFound {
-        // A container still starting (400) or a Pod just gone: the next read finds the log or the run ended.
-        logger.debug(
-          "cannot read the backup's progress yet", metadata: ["pod": "\(namespace)/\(pod)", "error": "\(e)"])
-      } catch {
-        // Anything else (a refused request, an apiserver out of reach) keeps status.progress from moving: say so.
-        logger.warning(
-          "cannot read the backup's progress",
-          metadata: ["pod": "\(namespace)/\(pod)", "error": "\(error)"])
-      }
+      line = await RunProgressLogic.readLatest(
+        client: client, logger: logger, namespace: namespace, pod: pod, container: "backup",
+        what: "the backup's progress",
+        object: "BackupPolicy \(policy.metadata.namespace ?? "")/\(policy.name)")
     }
     return RunProgressLogic.progress(
       job: run.jobName, startTime: run.startTime, line: line, previous: previous,

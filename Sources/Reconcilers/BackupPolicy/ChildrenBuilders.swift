@@ -671,17 +671,24 @@ public enum BackupPolicyChildren {
       requests: r.requests?.mapValues(\.text), limits: r.limits?.mapValues(\.text))
   }
 
-  /// The engine's file selection of a claim's backup mounted at `root`: a pattern with a leading `/` is anchored at
-  /// the backed-up directory, which the engine sees at `root`.
-  static func fileSelection(_ pvc: PVCSource, root: String) -> EngineFileSelection {
+  /// The engine's file selection of a claim's backup mounted at `root`: the `include` paths as the exclude chain that
+  /// leaves out everything else (`IncludePaths`), then the `exclude` patterns, where a leading `/` is anchored at the
+  /// backed-up directory, which the engine sees at `root`. `field` names the source in an error.
+  static func fileSelection(_ pvc: PVCSource, root: String, field: String) throws(SpecError) -> EngineFileSelection {
     func anchored(_ p: String) -> String {
       let negated = p.hasPrefix("!")
       let body = negated ? String(p.dropFirst()) : p
       return (negated ? "!" : "") + (body.hasPrefix("/") ? root + body : body)
     }
+    let chain: [String]
+    do {
+      chain = try IncludePaths.excludeChain(pvc.include ?? [], root: root)
+    } catch {
+      throw SpecError(field: "\(field).include", message: error.description)
+    }
     return EngineFileSelection(
-      exclude: (pvc.exclude ?? []).map(anchored), excludeIfPresent: pvc.excludeIfPresent ?? [],
-      excludeCaches: pvc.excludeCaches ?? false)
+      exclude: chain + (pvc.exclude ?? []).map(anchored), excludeIfPresent: pvc.excludeIfPresent ?? [],
+      excludeCaches: pvc.excludeCaches ?? false, oneFileSystem: pvc.oneFileSystem ?? false)
   }
 
   static let baseEnv = [EnvVariable(name: "HOME", value: "/tmp"), EnvVariable(name: "TMPDIR", value: "/tmp")]
@@ -743,7 +750,8 @@ public enum BackupPolicyChildren {
       tags.append(MultiClaim.tag(claim))
     case .command, .objects: break
     }
-    func backup(_ source: EngineBackupArguments.Source) -> [String] {
+    let sourceField = claim == nil ? "spec.source.pvc" : "spec.source.claims"
+    func backup(_ source: EngineBackupArguments.Source) throws(SpecError) -> [String] {
       // A new policy's first run creates its repository (with the policy's Object Lock settings). Compression only
       // when set: policies without it keep the CronJob they had (the engine's default is auto).
       var a = EngineBackupArguments(
@@ -753,7 +761,7 @@ public enum BackupPolicyChildren {
       // Progress lines in the log, which the controller reads into status.progress.
       a.common.progress = true
       if let pvc = claimSource, case .paths(let roots) = source, let root = roots.first {
-        a.selection = Self.fileSelection(pvc, root: root)
+        a.selection = try Self.fileSelection(pvc, root: root, field: sourceField)
       }
       return EngineArguments.backup(a).argv
     }
@@ -770,7 +778,7 @@ public enum BackupPolicyChildren {
       let paths = objects == nil ? [path] : [path, ObjectsLayout.backupMount]
       if objects != nil { volumes += [KubeObjects.objectsVolume, KubeObjects.tokenVolumeSource] }
       var c = engineContainer(
-        "backup", settings: s, args: backup(.paths(paths)), invocation: invocation, resources: resources,
+        "backup", settings: s, args: try backup(.paths(paths)), invocation: invocation, resources: resources,
         progress: true)
       let sub = pvc.subPath.flatMap { $0.isEmpty ? nil : $0 }
       c.volumeMounts?.append(VolumeMount(name: "source", mountPath: path, readOnly: true, subPath: sub))
@@ -802,7 +810,7 @@ public enum BackupPolicyChildren {
       let objects = spec.effectiveObjects ?? ObjectsBackupSpec()
       volumes += [KubeObjects.objectsVolume, KubeObjects.tokenVolumeSource]
       var c = engineContainer(
-        "backup", settings: s, args: backup(.paths([ObjectsLayout.backupMount])), invocation: invocation,
+        "backup", settings: s, args: try backup(.paths([ObjectsLayout.backupMount])), invocation: invocation,
         resources: resources, progress: true)
       c.volumeMounts?.append(
         VolumeMount(name: KubeObjects.volume, mountPath: ObjectsLayout.backupMount, readOnly: true))
@@ -824,7 +832,7 @@ public enum BackupPolicyChildren {
           + "image's entrypoint is not used")
     }
     let fileName = cmd.fileName ?? "\(policy.name).dump"
-    let engineArgs = backup(.pipe(name: fileName, pipe: DumpPipe.pipe, status: DumpPipe.status))
+    let engineArgs = try backup(.pipe(name: fileName, pipe: DumpPipe.pipe, status: DumpPipe.status))
     let script = [
       "pipe=\(shellQuote(DumpPipe.pipe))",
       "i=0",

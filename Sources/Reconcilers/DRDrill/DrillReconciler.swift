@@ -489,26 +489,9 @@ public final class DrillReconciler: RunsReconciler {
     guard r.due else { return r.previous }
     var line: EngineProgress? = nil
     if let pod = r.pod {
-      let object = "DRDrill \(drill.metadata.namespace ?? "")/\(drill.name)"
-      do {
-        let log = try await client.podLog(
-          namespace: r.namespace, name: pod, container: DrillLogic.restoreContainer,
-          tailLines: RunProgressLogic.tailLines, limitBytes: RunProgressLogic.limitBytes)
-        line = EngineProgress.latest(inLog: log)
-      } catch let e as KubeError where e.isForbidden {
-        logger.warning(
-          "cannot read the drill's restore progress (grant get on pods/log)",
-          metadata: ["object": "\(object)", "pod": "\(r.namespace)/\(pod)"])
-      } catch let e as KubeError where e.code == 400 || e.isNotFound {
-        // A container still starting (400) or a Pod just gone: the next read finds the log or the run ended.
-        logger.debug(
-          "cannot read the drill's restore progress yet",
-          metadata: ["object": "\(object)", "pod": "\(r.namespace)/\(pod)", "error": "\(e)"])
-      } catch {
-        logger.warning(
-          "cannot read the drill's restore progress",
-          metadata: ["object": "\(object)", "pod": "\(r.namespace)/\(pod)", "error": "\(error)"])
-      }
+      line = await RunProgressLogic.readLatest(
+        client: client, logger: logger, namespace: r.namespace, pod: pod, container: DrillLogic.restoreContainer,
+        what: "the drill's restore progress", object: "DRDrill \(drill.metadata.namespace ?? "")/\(drill.name)")
     }
     return RunProgressLogic.progress(
       job: r.job, startTime: r.startTime, line: line, previous: r.previous, previousBackupBytes: nil, now: now)

@@ -341,26 +341,10 @@ public final class RecoveryPlanReconciler: RunsReconciler {
       }
       var line: EngineProgress? = nil
       if let pod = r.pod {
-        do {
-          let log = try await client.podLog(
-            namespace: r.namespace, name: pod, container: RecoveryPlanLogic.restoreContainer,
-            tailLines: RunProgressLogic.tailLines, limitBytes: RunProgressLogic.limitBytes)
-          line = EngineProgress.latest(inLog: log)
-        } catch let e as KubeError where e.isForbidden {
-          logger.warning(
-            "cannot read the restore's progress (grant get on pods/log in the restore's namespace)",
-            metadata: [
-              "object": "RecoveryPlan \(plan.metadata.namespace ?? "")/\(plan.name)", "pod": "\(r.namespace)/\(pod)",
-            ])
-        } catch let e as KubeError where e.code == 400 || e.isNotFound {
-          // A container still starting (400) or a Pod just gone: the next read finds the log or the step ended.
-          logger.debug(
-            "cannot read the restore's progress yet", metadata: ["pod": "\(r.namespace)/\(pod)", "error": "\(e)"])
-        } catch {
-          // Anything else (a refused request, an apiserver out of reach) keeps the step's progress from moving.
-          logger.warning(
-            "cannot read the restore's progress", metadata: ["pod": "\(r.namespace)/\(pod)", "error": "\(error)"])
-        }
+        line = await RunProgressLogic.readLatest(
+          client: client, logger: logger, namespace: r.namespace, pod: pod,
+          container: RecoveryPlanLogic.restoreContainer, what: "the restore's progress",
+          object: "RecoveryPlan \(plan.metadata.namespace ?? "")/\(plan.name)")
       }
       out[r.job] = RunProgressLogic.progress(
         job: r.job, startTime: r.startTime, line: line, previous: r.previous,
