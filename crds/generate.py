@@ -1431,7 +1431,9 @@ def drill_status():
         "currentRun": obj("The run in progress, if any.", {
             "startTime": date_time("When the run started."),
             "scratchNamespace": string("The scratch namespace of the run.", maxLength=63),
-            "step": string("What the run is doing now.", maxLength=256),
+            "step": string("What the run is doing now: the run Job's container that runs (restore, "
+                           "restore-load for a database, verify, query); restore until the Job is "
+                           "observed.", maxLength=256),
             "progress": run_progress(
                 "run", "The run's restore progress, as the engine reports it (its JSON progress lines in the "
                 "log of the run Job's restore container, in the scratch namespace, read at most every 10 s): bytes "

@@ -110,6 +110,41 @@ import Testing
     #expect(w.status.currentRun?.progress == nil)
   }
 
+  /// currentRun.step follows the run Job's containers: restore while it runs, then verify, then the query; the step
+  /// names come from the Job itself (`JobObservation.steps`), so a restore into a database shows restore-load.
+  @Test func theStepFollowsTheRunJobsContainers() throws {
+    var (d, job) = try running()
+    job.steps = ["restore", "restore-load", "verify", "query"]
+    let poll = DrillReconciler.pollSeconds
+    #expect(d.status?.currentRun?.step == "restore")
+    var w = DrillLogic.waiting(
+      try #require(d.status), world: world(job, progress: nil), now: drillNow + 4, pollSeconds: poll)
+    #expect(w.status.currentRun?.step == "restore")
+    job = verifying(job)
+    w = DrillLogic.waiting(
+      try #require(d.status), world: world(job, progress: nil), now: drillNow + 40, pollSeconds: poll)
+    #expect(w.status.currentRun?.step == "restore-load")
+    job.containers["restore-load"] = .init(exitCode: 0, finishedAt: drillNow + 50)
+    job.containers["verify"] = .init(exitCode: 0, finishedAt: drillNow + 60)
+    d.status = w.status
+    w = DrillLogic.waiting(
+      try #require(d.status), world: world(job, progress: nil), now: drillNow + 61, pollSeconds: poll)
+    #expect(w.status.currentRun?.step == "query")
+    d.status = w.status
+    // Not observed yet: the step stays as status has it.
+    w = DrillLogic.waiting(
+      try #require(d.status), world: world(nil, progress: nil), now: drillNow + 62, pollSeconds: poll)
+    #expect(w.status.currentRun?.step == "query")
+    // The run Job the builder makes names its steps in the order they run (the drill's restore, then verify).
+    let json = try DrillLogic.runJob(
+      d, spec: try DrillLogic.runSpec(d, plan: nil), namespace: Self.scratch,
+      settings: ControllerSettings(engineImage: "e:1"), policies: ["db": try recoveryTestPolicy()],
+      timeoutSeconds: 3_600)
+    let observed = JobObservation.observe(job: json, pods: [])
+    #expect(observed.steps == ["restore", "restore-load", "verify", "query"], "\(observed.steps)")
+    #expect(observed.currentStep == "restore")
+  }
+
   @Test func theProgressGoesWithTheRunWhenItEnds() throws {
     var (d, job) = try running()
     d.status?.currentRun?.progress = progress(bytes: 600, at: drillNow + 14)

@@ -460,6 +460,8 @@ public enum DrillLogic {
     var st = status
     var requeue = pollSeconds
     guard st.currentRun != nil else { return (st, requeue) }
+    // The step the run is at (restore, restore-load, verify, query), once its Job is observed.
+    if let step = world.job?.currentStep { st.currentRun?.step = step }
     let shown = restoreRuns(world.job) ? world.progress : nil
     st.currentRun?.progress = shown
     if let p = shown {

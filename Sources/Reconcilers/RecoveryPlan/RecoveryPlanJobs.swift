@@ -34,6 +34,16 @@ public struct JobObservation: Sendable, Hashable {
   /// The newest Pod that has not ended (Pending while its init containers run, or Running): the one whose log
   /// a running restore's progress is read from.
   public var activePod: String?
+  /// The Job's containers in the order they run: its Pod template's init containers, then its containers (the steps
+  /// of a sequential Job, `RecoveryJobs.sequentialJob`).
+  public var steps: [String] = []
+
+  /// What a running Job is doing: the first of `steps` that has not ended in the newest Pod; nil when the Job is not
+  /// running or its steps are not known.
+  public var currentStep: String? {
+    guard state == .running else { return nil }
+    return steps.first { containers[$0] == nil }
+  }
 
   public init(
     name: String, state: State, startTime: Date? = nil, finishTime: Date? = nil, containers: [String: Terminated] = [:],
@@ -53,6 +63,9 @@ public struct JobObservation: Sendable, Hashable {
     let status = JobStatus.of(job)
     var o = JobObservation(
       name: job[path: "metadata", "name"]?.stringValue ?? "", state: .running, startTime: status.startDate)
+    o.steps = ["initContainers", "containers"].flatMap {
+      (job[path: "spec", "template", "spec", $0]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
+    }
     if let c = status.complete {
       o.state = .succeeded
       o.finishTime = status.completionDate ?? c.lastTransitionDate
