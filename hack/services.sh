@@ -435,12 +435,16 @@ cmd_down() {
   stop_proc vault-tls "dev-listen-address=$HOST:$VAULT_TLS_PORT"
   stop_proc vault "dev-listen-address=$HOST:$VAULT_PORT"
   stop_proc seaweedfs "s3.port=$SEAWEED_PORT "
-  # weed leaves its gRPC sockets behind (always in /tmp, named after the ports): ours, once it is gone.
-  local kind i=4
-  for kind in master volume filer s3; do
-    rm -f "/tmp/seaweedfs-$kind-grpc-$((SEAWEED_PORT + i)).sock"
-    i=$((i + 1))
-  done
+  # weed leaves its gRPC sockets behind (always in /tmp, named after the ports): ours, once it is gone, and only when
+  # this set ran weed. A set without it (the node flows' "moto vault gcs postgres") has the default ports on record,
+  # and removed the sockets of another set's running weed on those ports, whose S3 then answered 500 to every PUT.
+  if wanted seaweedfs; then
+    local kind i=4
+    for kind in master volume filer s3; do
+      rm -f "/tmp/seaweedfs-$kind-grpc-$((SEAWEED_PORT + i)).sock"
+      i=$((i + 1))
+    done
+  fi
   stop_proc moto moto.server
   rm -rf "$DIR" "$PGDIR"
   log "down: stopped and removed $DIR"
