@@ -137,7 +137,8 @@ EOF
     fi
     sleep 3
   done
-  ready_s=$(echo "$(date +%s.%N) - $start" | bc)
+  # printf: bc writes a value under 1 as ".708", which is no number to the readers of the figure (doc-blocks.sh).
+  ready_s=$(printf '%.3f' "$(echo "$(date +%s.%N) - $start" | bc)")
   say "load: all Ready after $ready_s s; waiting for the queues to drain"
   reconciles() { metrics | awk '/^botrt_reconcile_total\{/ {n+=$NF} END {printf "%d\n", n}'; }
   prev=-1
@@ -210,7 +211,7 @@ PY
   figure load_objects "policies=$N drills=$D"
   figure load_all_ready_seconds "$ready_s"
   figure load_peak_rss_kib "$rss"
-  figure load_apiserver_requests_per_second_all_clients "$(echo "scale=2; ($a2 - $a1) / $STEADY" | bc)"
+  figure load_apiserver_requests_per_second_all_clients "$(printf '%.2f' "$(echo "scale=2; ($a2 - $a1) / $STEADY" | bc)")"
   figure load_controller_binary "$BIN"
   kill -0 "$CONTROLLER_PID" || { say "the controller died under load"; FAIL=1; }
   [[ "$(ready_policies)" -ge "$N" ]] || { say "policies lost Ready at rest"; FAIL=1; }
