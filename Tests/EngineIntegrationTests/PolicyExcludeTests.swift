@@ -8,6 +8,31 @@ import Testing
 /// spec.source.pvc.exclude, excludeIfPresent and excludeCaches across the boundary: the backup CronJob the controller
 /// builds, run by the real engine over a tree standing in for the claim, leaves out exactly what the spec says.
 @Suite struct PolicyExcludeTests {
+  /// A policy of `source` whose repository is the harness's, under its local key Secret `kek`.
+  func spec(_ source: BackupSource, _ h: CLIHarness) -> BackupPolicySpec {
+    BackupPolicySpec(
+      tier: .standard, source: source,
+      repository: RepositorySpec(local: LocalRepository(path: h.repo, claimName: "backups")),
+      encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
+  }
+
+  /// The backup container the controller builds for `spec` (for `claim` of a multi-claim source), run by the real
+  /// engine with its claim mount pointed at the test's tree `src` and its KMS at the harness's key, then the snapshot
+  /// restored into `out`; returns the arguments the backup ran with.
+  func backUpAndRestore(_ h: CLIHarness, _ spec: BackupPolicySpec, claim: String? = nil) throws -> [String] {
+    let container = try builtBackupContainer(name: "files", spec: spec, claim: claim)
+    // The claim is where the Pod mounts it (/backup/data): here, the test's tree.
+    var args = (container["args"]?.arrayValue ?? []).compactMap(\.stringValue).map {
+      $0.replacingOccurrences(of: "/backup/data", with: h.dir + "/src")
+    }
+    if let i = args.firstIndex(of: EngineFlag.long(EngineFlag.kms)) { args[i + 1] = h.kmsURL }
+    let b = try h.run(args, withRepo: false)
+    #expect(b.code == 0, "\(b.stderr)")
+    let r = try h.run(["restore", "latest", "--target", h.dir + "/out"])
+    #expect(r.code == 0, "\(r.stderr)")
+    return args
+  }
+
   @Test func theClaimsBackupLeavesOutWhatTheSpecExcludes() throws {
     let h = try CLIHarness()
     defer { h.cleanup() }
@@ -22,23 +47,10 @@ import Testing
     // a `!` cannot take back below an excluded directory, so logs/* and !logs/keep.
     pvc.exclude = ["/tmp", "*-journal", "/logs/*", "!/logs/keep"]
     pvc.excludeIfPresent = [".nobackup"]
-    let spec = BackupPolicySpec(
-      tier: .standard, source: BackupSource(pvc: pvc),
-      repository: RepositorySpec(local: LocalRepository(path: h.repo, claimName: "backups")),
-      encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
+    let spec = spec(BackupSource(pvc: pvc), h)
     #expect(SpecValidation.validate(spec).isEmpty)
-    let container = try builtBackupContainer(name: "files", spec: spec)
-    let mount = "/backup/data"
-    // The claim is where the Pod mounts it: here, the test's tree.
-    var args = (container["args"]?.arrayValue ?? []).compactMap(\.stringValue).map {
-      $0.replacingOccurrences(of: mount, with: h.dir + "/src")
-    }
+    let args = try backUpAndRestore(h, spec)
     #expect(args.contains("--exclude=\(h.dir)/src/tmp") && args.contains("--exclude=*-journal"), "\(args)")
-    if let i = args.firstIndex(of: EngineFlag.long(EngineFlag.kms)) { args[i + 1] = h.kmsURL }
-    let b = try h.run(args, withRepo: false)
-    #expect(b.code == 0, "\(b.stderr)")
-    let r = try h.run(["restore", "latest", "--target", h.dir + "/out"])
-    #expect(r.code == 0, "\(r.stderr)")
     let restored = Set(
       (FileManager.default.subpaths(atPath: h.dir + "/out") ?? []).filter {
         var dir: ObjCBool = false
@@ -67,22 +79,10 @@ import Testing
     claims.include = ["/data/db", "/etc", "/web*/cache"]
     claims.exclude = ["*-journal"]
     claims.oneFileSystem = true
-    let spec = BackupPolicySpec(
-      tier: .standard, source: BackupSource(claims: claims),
-      repository: RepositorySpec(local: LocalRepository(path: h.repo, claimName: "backups")),
-      encryption: EncryptionSpec(kms: KMSSpec(localKeySecretRef: SecretReference(name: "kek", key: "key"))))
+    let spec = spec(BackupSource(claims: claims), h)
     #expect(SpecValidation.validate(spec).isEmpty)
-    let container = try builtBackupContainer(name: "files", spec: spec, claim: "data")
-    let mount = "/backup/data"
-    var args = (container["args"]?.arrayValue ?? []).compactMap(\.stringValue).map {
-      $0.replacingOccurrences(of: mount, with: h.dir + "/src")
-    }
+    let args = try backUpAndRestore(h, spec, claim: "data")
     #expect(args.contains("--one-file-system") && args.contains("--exclude=\(h.dir)/src/*"), "\(args)")
-    if let i = args.firstIndex(of: EngineFlag.long(EngineFlag.kms)) { args[i + 1] = h.kmsURL }
-    let b = try h.run(args, withRepo: false)
-    #expect(b.code == 0, "\(b.stderr)")
-    let r = try h.run(["restore", "latest", "--target", h.dir + "/out"])
-    #expect(r.code == 0, "\(r.stderr)")
     let restored = Set(FileManager.default.subpaths(atPath: h.dir + "/out") ?? [])
     #expect(
       restored == [
