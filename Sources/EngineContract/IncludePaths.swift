@@ -27,11 +27,11 @@ public enum IncludePaths {
   /// The components of an include (`/a/b*/c` → `["a", "b*", "c"]`); throws when it is not an anchored path of
   /// valid component globs without `**`, `.` or `..`. `/` alone is the whole directory: no components.
   public static func components(_ include: String) throws(Problem) -> [String] {
-    guard include.hasPrefix("/") else {
-      throw Problem(include: include, reason: "must start with '/' (paths are anchored at the backed-up directory)")
-    }
     if include.hasPrefix("!") {
       throw Problem(include: include, reason: "cannot be negated; leave a path out with exclude")
+    }
+    guard include.hasPrefix("/") else {
+      throw Problem(include: include, reason: "must start with '/' (paths are anchored at the backed-up directory)")
     }
     var parts: [String] = []
     for c in include.split(separator: "/", omittingEmptySubsequences: true) {

@@ -93,7 +93,7 @@ import Testing
   @Test func whatCannotBeAnIncludeIsRefusedSayingWhy() {
     for (include, words) in [
       ("data", "must start with '/'"), ("/a/**/b", "'**'"), ("/a/../b", "'..'"), ("/a/[x", "not a valid pattern"),
-      ("/./a", "'.'"),
+      ("/./a", "'.'"), ("!/a", "cannot be negated"),
     ] {
       #expect(throws: IncludePaths.Problem.self) { try IncludePaths.components(include) }
       do {
