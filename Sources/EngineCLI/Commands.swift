@@ -437,6 +437,13 @@ struct VerifyCommand: EngineCommand {
         + "recorded."))
   var requireSnapshot: String?
   @Option(
+    name: .customLong(EngineFlag.snapshotFrom),
+    help: ArgumentHelp(
+      "Verify the snapshot named in this result file (what a restore wrote with --result-file), instead of a "
+        + "SNAPSHOT argument: a restore of 'latest' and its verify then check the same snapshot even when a backup "
+        + "lands between them."))
+  var snapshotFrom: String?
+  @Option(
     name: .customLong("accept-unreadable"),
     help: ArgumentHelp(
       "A manifest or index file (e.g. snapshots/ID) that fails its checks and that you inspected and found planted: "
@@ -446,6 +453,11 @@ struct VerifyCommand: EngineCommand {
 
   func validate() throws {
     if readData && readDataSubset != nil { throw ValidationError("give --read-data or --read-data-subset, not both") }
+    if snapshotFrom != nil && (snapshot != nil || all || before != nil || !tags.isEmpty || readDataSubset != nil) {
+      throw ValidationError(
+        "--snapshot-from names the one snapshot to verify: give no SNAPSHOT, --all, --before, --tag or "
+          + "--read-data-subset with it")
+    }
     try validateLatestTags(tags, snapshot: snapshot ?? "")
     if let before {
       _ = try parseBefore(before)
@@ -461,11 +473,12 @@ struct VerifyCommand: EngineCommand {
 
   func execute(_ result: inout CommandResult) async throws {
     if snapshot == "latest" && !all { return try await verifyLatest(&result) }
+    let ref = try snapshotFrom.map(Self.restoredSnapshot) ?? (all ? nil : snapshot)
     let repo = try await repoOptions.open()
     let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) {
       if requireSnapshot != nil { try requirePresent(requireSnapshot, in: try await repo.loadSnapshotsChecked().0) }
       return try await repo.verify(
-        snapshotRef: all ? nil : snapshot, readData: readData, subset: try readDataSubset.map(ReadDataSubset.parse),
+        snapshotRef: ref, readData: readData, subset: try readDataSubset.map(ReadDataSubset.parse),
         progress: repoOptions.progressHandler(), acceptUnreadable: Set(acceptUnreadable))
     }
     fill(&result, repo)
@@ -492,6 +505,26 @@ struct VerifyCommand: EngineCommand {
 }
 
 extension VerifyCommand {
+  /// The snapshot id in a restore's result file (`--snapshot-from`); an absent, unreadable or failed result is an
+  /// error naming the file, never a fallback to another snapshot.
+  static func restoredSnapshot(_ path: String) throws -> String {
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw EngineError.usage(
+        "--snapshot-from \(path): no such file or not readable; it is the --result-file of the restore whose "
+          + "snapshot to verify, which must run first")
+    }
+    let result: EngineResult
+    do { result = try JSONDecoder().decode(EngineResult.self, from: data) } catch {
+      throw EngineError.usage("--snapshot-from \(path): not an engine result line (\(error))")
+    }
+    guard result.command == "restore", result.ok == true, let id = result.snapshotId, !id.isEmpty else {
+      throw EngineError.usage(
+        "--snapshot-from \(path): the result of '\(result.command ?? "?")' (ok: \(result.ok.map(String.init) ?? "?")) "
+          + "names no restored snapshot; give the result file of a restore that succeeded")
+    }
+    return id
+  }
+
   /// `verify latest`: selects the newest snapshot that verifies (reading its blobs with --read-data) and reports the
   /// ones passed over; index files that fail to load are warnings here (the chosen snapshot's blobs were found).
   func verifyLatest(_ result: inout CommandResult) async throws {

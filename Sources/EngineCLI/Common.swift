@@ -117,8 +117,10 @@ public struct RepoOptions: ParsableArguments {
   var json = false
   @Option(
     name: .customLong(EngineFlag.resultFile),
-    help: "Write the one-line JSON result here (default /dev/termination-log when it exists).")
-  var resultFile: String?
+    help: ArgumentHelp(
+      "Write the one-line JSON result here (repeatable: to each file; default /dev/termination-log when it "
+        + "exists)."))
+  var resultFile: [String] = []
   @Flag(
     name: .shortAndLong,
     help: ArgumentHelp(
@@ -295,9 +297,9 @@ public struct RepoOptions: ParsableArguments {
     return { ev in plain.update(ev) }
   }
 
-  /// Where the result goes: the flag, else /dev/termination-log when it exists.
-  func resultPath() -> String? {
-    if let r = resultFile { return r }
-    return FileManager.default.fileExists(atPath: "/dev/termination-log") ? "/dev/termination-log" : nil
+  /// Where the result goes: the flag's files, else /dev/termination-log when it exists.
+  func resultPaths() -> [String] {
+    if !resultFile.isEmpty { return resultFile }
+    return FileManager.default.fileExists(atPath: "/dev/termination-log") ? ["/dev/termination-log"] : []
   }
 }

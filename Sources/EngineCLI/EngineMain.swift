@@ -122,7 +122,7 @@ public enum EngineMain {
     }
     // The file the controller reads (the termination message) holds what the kubelet keeps; stdout has it all.
     let fileLine = (try? result.encodedLine(maxBytes: EngineResult.terminationMessageLimit)) ?? line
-    if let path = cmd.repoOptions.resultPath(), !writeResult(fileLine, to: path) {
+    for path in cmd.repoOptions.resultPaths() where !writeResult(fileLine, to: path) {
       FileHandle.standardError.write(Data("warning: could not write the result to \(path)\n".utf8))
     }
     return code

@@ -54,6 +54,7 @@ public enum EngineFlag {
   public static let excludePath = "exclude-path"
   public static let keepSetID = "keep-setid"
   public static let requireSnapshot = "require-snapshot"
+  public static let snapshotFrom = "snapshot-from"
   public static let all = "all"
   public static let readData = "read-data"
   public static let readDataSubset = "read-data-subset"
@@ -369,15 +370,11 @@ public struct EngineVerifyArguments: Sendable, Hashable {
     case latest
     /// The newest snapshot at or before an RFC 3339 time that verifies (`latest --before TIME`).
     case latestBefore(String)
+    /// The snapshot a restore in the same Pod restored, read from the result file it wrote (`--snapshot-from FILE`,
+    /// `EngineRestoreArguments.resultFiles`): `latest` resolved once, so a backup landing between the restore and
+    /// the verify cannot make them check different snapshots.
+    case restoredBy(resultFile: String)
 
-    /// The verify of the snapshot a restore of `snapshot` restores: the same id, `latest` or `latest --before`.
-    public init(restoring snapshot: EngineRestoreArguments.Snapshot) {
-      switch snapshot {
-      case .latest: self = .latest
-      case .id(let id): self = .snapshot(id)
-      case .latestBefore(let t): self = .latestBefore(t)
-      }
-    }
   }
   public var common: EngineCommonArguments
   public var which: Which
@@ -427,6 +424,10 @@ public struct EngineRestoreArguments: Sendable, Hashable {
   /// Keep the set-user-ID and set-group-ID bits of restored files (`--keep-setid`; the engine runs as root, which
   /// restores the owner first): a restore into a claim as root (`into.pvc.runAsUser: 0`) restores them as recorded.
   public var keepSetID: Bool = false
+  /// Where the result line goes (`--result-file`, repeatable; none: /dev/termination-log when it exists). A drill's
+  /// restore also writes it to a shared emptyDir, where its verify reads the snapshot restored
+  /// (`EngineVerifyArguments.Which.restoredBy`).
+  public var resultFiles: [String] = []
   public init(
     common: EngineCommonArguments, snapshot: Snapshot, requireSnapshot: String?, output: Output,
     stripComponents: Int = 0, tags: [String] = []
@@ -574,6 +575,7 @@ public enum EngineArguments: Sendable, Hashable {
       case .snapshot(let id): a.append(id)
       case .latest: a.append("latest")
       case .latestBefore(let t): a += ["latest", l(EngineFlag.before), t]
+      case .restoredBy(let file): a += [l(EngineFlag.snapshotFrom), file]
       }
       for t in v.tags { a += [l(EngineFlag.tag), t] }
       if let r = v.requireSnapshot { a += [l(EngineFlag.requireSnapshot), r] }
@@ -585,6 +587,7 @@ public enum EngineArguments: Sendable, Hashable {
       }
       for t in r.tags { a += [l(EngineFlag.tag), t] }
       if let s = r.requireSnapshot { a += [l(EngineFlag.requireSnapshot), s] }
+      for f in r.resultFiles { a += [l(EngineFlag.resultFile), f] }
       switch r.output {
       case .target(let dir):
         a += [l(EngineFlag.target), dir]

@@ -47,29 +47,37 @@ import Testing
     return out
   }
 
+  /// Whether `run` appears in `argv` as consecutive words.
+  func hasRun(_ argv: [String], _ run: [String]) -> Bool {
+    argv.indices.contains { i in argv[i...].starts(with: run) }
+  }
+
   @Test func theDrillsVerifyNamesTheRestoredSnapshotAndNotAll() throws {
     let d = try drillTestDrill()
     var spec = try DrillLogic.runSpec(d, plan: nil)
+    let share = ["--snapshot-from", RecoveryJobs.restoreResultShare]
+    let results = ["--result-file", "/dev/termination-log", "--result-file", RecoveryJobs.restoreResultShare]
     // latest, with the newest recorded snapshot required by both.
     var (restore, verify) = try runArgs(spec, drill: d, lastSnapshot: "abc123def456")
     #expect(verify.first == "verify")
     #expect(!verify.contains("--all"), "\(verify)")
     #expect(verify.contains("--read-data"))
-    #expect(selection(verify) == ["latest", "--require-snapshot", "abc123def456"], "\(verify)")
-    #expect(selection(verify) == selection(restore), "\(restore) vs \(verify)")
-    // A point in time: the same `latest --before`.
+    #expect(selection(restore) == ["latest", "--require-snapshot", "abc123def456"], "\(restore)")
+    // Verify checks what the restore restored, read from its result: not `latest` again.
+    #expect(selection(verify) == ["--require-snapshot", "abc123def456"], "\(verify)")
+    #expect(hasRun(verify, share), "\(verify)")
+    #expect(hasRun(restore, results), "\(restore)")
+    // A point in time, and a snapshot id: the restore selects, the verify follows.
     spec.restore.beforeTime = drillNow - 3600
     (restore, verify) = try runArgs(spec, drill: d)
-    #expect(!verify.contains("--all"))
-    #expect(selection(verify).prefix(2) == ["latest", "--before"], "\(verify)")
-    #expect(selection(verify) == selection(restore), "\(restore) vs \(verify)")
-    // A snapshot id: that id.
+    #expect(selection(restore).prefix(2) == ["latest", "--before"], "\(restore)")
+    #expect(selection(verify).isEmpty && hasRun(verify, share), "\(verify)")
     spec.restore.beforeTime = nil
     spec.restore.snapshot = "5cbfd2d2151a4b37"
     (restore, verify) = try runArgs(spec, drill: d)
+    #expect(selection(restore) == ["5cbfd2d2151a4b37"])
+    #expect(selection(verify).isEmpty && hasRun(verify, share), "\(verify)")
     #expect(!verify.contains("--all"))
-    #expect(selection(verify) == ["5cbfd2d2151a4b37"], "\(verify)")
-    #expect(selection(verify) == selection(restore))
   }
 
   @Test func verifyArgumentsOfEachSelection() {
@@ -78,11 +86,13 @@ import Testing
       EngineArguments.verify(EngineVerifyArguments(common: common, which: w, readData: true, requireSnapshot: nil))
         .argv.filter { $0 != "--quiet" }
     }
-    #expect(argv(.init(restoring: .latest)).suffix(2) == ["--read-data", "latest"])
+    #expect(argv(.latest).suffix(2) == ["--read-data", "latest"])
     #expect(
-      argv(.init(restoring: .latestBefore("2026-01-01T00:00:00Z"))).suffix(4)
+      argv(.latestBefore("2026-01-01T00:00:00Z")).suffix(4)
         == ["--read-data", "latest", "--before", "2026-01-01T00:00:00Z"])
-    #expect(argv(.init(restoring: .id("abc"))).suffix(2) == ["--read-data", "abc"])
+    #expect(argv(.snapshot("abc")).suffix(2) == ["--read-data", "abc"])
+    #expect(
+      argv(.restoredBy(resultFile: "/tmp/r.json")).suffix(3) == ["--read-data", "--snapshot-from", "/tmp/r.json"])
     #expect(argv(.all).suffix(2) == ["--read-data", "--all"])
   }
 

@@ -473,9 +473,10 @@ public enum DrillLogic {
   /// The run Job in the scratch namespace: restore (init container), then verify `--read-data` of the restored
   /// snapshot, then the database query; each writes a JSON result the evaluation reads back.
   ///
-  /// Verify selects the snapshot as the restore did (the same id, or `latest` with the same `--before` and
-  /// `--require-snapshot`), so it reads that snapshot's packs only, not the repository's; `finish` fails the integrity
-  /// check when the two results name different snapshots (e.g. a backup landed between the containers).
+  /// Verify checks the snapshot the restore restored, named in the restore's result on the Pod's shared /tmp
+  /// (`--snapshot-from`), so it reads that snapshot's packs only, not the repository's, and a backup landing between
+  /// the two containers cannot make `latest` mean two snapshots. `finish` still fails the integrity check when the
+  /// two results name different snapshots.
   public static func runJob(
     _ drill: DRDrill, spec: DrillRunSpec, namespace ns: String, settings: ControllerSettings,
     policies: [String: BackupPolicy], timeoutSeconds: Int64
@@ -496,21 +497,12 @@ public enum DrillLogic {
       }
     }
     let restore = try RecoveryJobs.restoreParts(
-      spec: spec.restore, ctx: ctx, name: "restore", field: "spec", replicaField: spec.replicaField)
-    var snapshot = spec.restore.snapshot
-    if let p = policies[spec.restore.policyRef.name] {
-      snapshot = try ReplicaSource.snapshot(
-        snapshot, policy: p, replica: spec.restore.replica, field: "spec.snapshot")
-    }
-    let snap = RecoveryJobs.snapshotArgument(snapshot: snapshot, beforeTime: spec.restore.beforeTime)
-    var tags: [String] = []
-    if let p = policies[spec.restore.policyRef.name] {
-      tags = try RecoveryJobs.claimTags(spec.restore, policy: p, snapshot: snap, field: "spec")
-    }
+      spec: spec.restore, ctx: ctx, name: "restore", field: "spec", replicaField: spec.replicaField,
+      resultShare: RecoveryJobs.restoreResultShare)
     let verify = try RecoveryJobs.verifyParts(
       policyRef: spec.restore.policyRef, replica: spec.restore.replica, replicaField: spec.replicaField,
-      which: EngineVerifyArguments.Which(restoring: snap), readData: spec.readData, query: spec.query, ctx: ctx,
-      field: "spec.verification", tags: tags)
+      which: .restoredBy(resultFile: RecoveryJobs.restoreResultShare), readData: spec.readData, query: spec.query,
+      ctx: ctx, field: "spec.verification")
     return RecoveryJobs.sequentialJob(
       name: runJobName, ctx: ctx, initContainers: restore.initContainers, steps: restore.containers + verify.containers,
       volumes: restore.volumes + verify.volumes, activeDeadlineSeconds: timeoutSeconds,

@@ -206,6 +206,10 @@ public enum RecoveryJobs {
   static let baseEnv = BackupPolicyChildren.baseEnv
   static let tmpMount = BackupPolicyChildren.tmpMount
   static let tmpVolume = BackupPolicyChildren.tmpVolume
+  static let terminationLog = "/dev/termination-log"
+  /// The restore's result in a drill's run Pod, on the /tmp emptyDir every container of the Pod mounts: the verify
+  /// after it checks the snapshot named there.
+  public static let restoreResultShare = "/tmp/botrt-restore-result.json"
 
   static func env(_ list: [EnvVar]?, _ ctx: RecoveryJobContext) -> [EnvVariable] {
     (list ?? []).map { e in
@@ -238,8 +242,11 @@ public enum RecoveryJobs {
   /// command of another image (the engine restores the stream to `stagePath`, then container NAME-load runs
   /// `CMD < FILE`; either failing fails the Job).
   /// `replicaField`: the field spec.replica is reported under (default FIELD.replica).
+  /// `resultShare`: a file on the Pod's shared /tmp where the engine's restore also writes its result, for a verify
+  /// that follows in the same Pod (`EngineVerifyArguments.Which.restoredBy`).
   static func restoreParts(
-    spec: RestoreStepSpec, ctx: RecoveryJobContext, name: String, field: String, replicaField: String? = nil
+    spec: RestoreStepSpec, ctx: RecoveryJobContext, name: String, field: String, replicaField: String? = nil,
+    resultShare: String? = nil
   ) throws(SpecError) -> (
     initContainers: [Container], containers: [Container], volumes: [Volume], keepsClaimGroups: Bool
   ) {
@@ -268,6 +275,7 @@ public enum RecoveryJobs {
       // A claim's files go back without the snapshot's Kubernetes objects (spec.objects), which only an objects
       // restore re-creates (and which must never land in a claim: Secrets are among them).
       if stripComponents > 0 { a.excludePaths = [ObjectsLayout.snapshotEntry] }
+      if let share = resultShare { a.resultFiles = [terminationLog, share] }
       return EngineArguments.restore(a).argv
     }
     var volumes: [Volume] = [tmpVolume] + BackupPolicyChildren.typed(inv.volumes)
@@ -393,8 +401,8 @@ public enum RecoveryJobs {
 
   /// The verify containers: `botrt-engine verify [--read-data] SNAPSHOT|--all`, and a database query compared with
   /// its expected output (the comparison's verdict is the container's exit code and a JSON termination message).
-  /// `which`: the snapshot(s) to verify; a drill passes the restore's own selection (`EngineVerifyArguments.Which(
-  /// restoring:)`), so verify reads that snapshot's packs only and reports the snapshot it chose.
+  /// `which`: the snapshot(s) to verify; a drill passes the snapshot its restore restored (`.restoredBy`), so verify
+  /// reads that snapshot's packs only and reports it.
   /// `replica`: verify that replica of the policy instead (`replicaField`: where it is named).
   static func verifyParts(
     policyRef: LocalObjectReference?, replica: String? = nil, replicaField: String? = nil,
@@ -418,7 +426,7 @@ public enum RecoveryJobs {
         common: inv.common, which: which, readData: readData, requireSnapshot: ctx.requireSnapshot)
       switch which {
       case .latest, .latestBefore: a.tags = tags
-      case .all, .snapshot: break
+      case .all, .snapshot, .restoredBy: break
       }
       let args = EngineArguments.verify(a).argv
       containers.append(
