@@ -1114,6 +1114,16 @@ def claim_read_settings():
                          "subPath); a leading `!` takes back an earlier exclusion (not below an "
                          "excluded directory, which is not read at all).",
                          string("One pattern.", minLength=1, maxLength=4096), maxItems=256),
+        "excludeFile": array("Files in the claim whose lines are more exclude patterns (restic's "
+                             "--exclude-file), each named from the backed-up directory with a leading "
+                             "`/` (e.g. /.backupignore), so the application keeps its own list. Each "
+                             "backup reads them as the claim's data: one pattern a line in the syntax "
+                             "of `exclude` (a leading `/` anchors at the backed-up directory; blank "
+                             "lines and lines starting with # are skipped; $VAR is not expanded), "
+                             "applied after `exclude`. A symbolic link is not followed, and a file that "
+                             "is missing, not a regular file or over 1 MiB fails the backup, naming it.",
+                             string("One file, e.g. /.backupignore.", minLength=2, maxLength=4096,
+                                    pattern=r"^/"), maxItems=8),
         "excludeIfPresent": array("File names whose presence in a directory leaves the rest of "
                                   "that directory out (restic's --exclude-if-present; NAME or "
                                   "NAME:HEADER to require the file to start with HEADER).",

@@ -412,6 +412,9 @@ public struct ClaimsSource: Codable, Sendable, Hashable {
   public var include: [String]?
   /// restic --exclude patterns; a leading `/` anchors at the backed-up directory.
   public var exclude: [String]?
+  /// restic --exclude-file: files in the claim (anchored at the backed-up directory) whose lines are more
+  /// `exclude` patterns, read at each backup as the claim's data (`EngineFileSelection.excludeFileRoot`).
+  public var excludeFile: [String]?
   /// restic --exclude-if-present file names (NAME or NAME:HEADER).
   public var excludeIfPresent: [String]?
   /// restic --exclude-caches.
@@ -443,6 +446,7 @@ public struct ClaimsSource: Codable, Sendable, Hashable {
       claimName: claimName, subPath: subPath, readOnly: true, runAsUser: runAsUser, runAsGroup: runAsGroup)
     p.include = include
     p.exclude = exclude
+    p.excludeFile = excludeFile
     p.excludeIfPresent = excludeIfPresent
     p.excludeCaches = excludeCaches
     p.oneFileSystem = oneFileSystem
@@ -513,6 +517,9 @@ public struct PVCSource: Codable, Sendable, Hashable {
   public var include: [String]?
   /// restic --exclude patterns; a leading `/` anchors at the backed-up directory.
   public var exclude: [String]?
+  /// restic --exclude-file: files in the claim (anchored at the backed-up directory) whose lines are more
+  /// `exclude` patterns, read at each backup as the claim's data (`EngineFileSelection.excludeFileRoot`).
+  public var excludeFile: [String]?
   /// restic --exclude-if-present file names (NAME or NAME:HEADER).
   public var excludeIfPresent: [String]?
   /// restic --exclude-caches.

@@ -63,14 +63,26 @@ public enum SpecValidation {
       }
     }
     errors += selector(c.selector, at: "\(field).selector")
-    errors += fileSelection(include: c.include, exclude: c.exclude, at: field)
+    errors += fileSelection(include: c.include, exclude: c.exclude, excludeFile: c.excludeFile, at: field)
     return errors
   }
 
   /// A claim's `include` paths (`IncludePaths.components`: anchored, globs per component, no `**`) and `exclude`
   /// patterns (`excludePattern`), each error naming its item.
-  static func fileSelection(include: [String]?, exclude: [String]?, at field: String) -> [SpecError] {
+  static func fileSelection(
+    include: [String]?, exclude: [String]?, excludeFile: [String]?, at field: String
+  ) -> [SpecError] {
     var errors: [SpecError] = []
+    for (i, f) in (excludeFile ?? []).enumerated() {
+      let parts = f.split(separator: "/")
+      if !f.hasPrefix("/") || parts.isEmpty || parts.contains("..") {
+        errors.append(
+          SpecError(
+            field: "\(field).excludeFile[\(i)]",
+            message: "'\(f)' must name a file in the claim from the backed-up directory, starting with / and "
+              + "without '..' (e.g. /.backupignore)"))
+      }
+    }
     for (i, p) in (include ?? []).enumerated() {
       do {
         _ = try IncludePaths.components(p)
@@ -293,7 +305,8 @@ public enum SpecValidation {
       case .command(let c):
         errors += container(c, at: "spec.source.command")
       case .pvc(let pvc):
-        errors += fileSelection(include: pvc.include, exclude: pvc.exclude, at: "spec.source.pvc")
+        errors += fileSelection(
+          include: pvc.include, exclude: pvc.exclude, excludeFile: pvc.excludeFile, at: "spec.source.pvc")
       case .claims(let claims):
         errors += claimsSource(claims, at: "spec.source.claims")
       case .objects: break

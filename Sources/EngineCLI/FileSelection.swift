@@ -3,6 +3,10 @@ import BackupEngine
 import EngineContract
 import Foundation
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// `backup`'s file selection: restic's exclude options and `--files-from` lists, with restic's semantics.
 struct FileSelectionOptions: ParsableArguments {
   @Option(
@@ -25,6 +29,13 @@ struct FileSelectionOptions: ParsableArguments {
     name: .customLong(EngineFlag.iexcludeFile),
     help: ArgumentHelp("As --exclude-file, for --iexclude patterns.", valueName: "FILE"))
   var iexcludeFile: [String] = []
+  @Option(
+    name: .customLong(EngineFlag.excludeFileRoot),
+    help: ArgumentHelp(
+      "Read each --exclude-file and --iexclude-file as a path below DIR, as data someone else wrote (a claim's own "
+        + "file): no symlink is followed, it must be a regular file of at most 1 MiB, $VAR is not expanded, and a "
+        + "pattern's leading / anchors at DIR.", valueName: "DIR"))
+  var excludeFileRoot: String?
   @Option(
     name: .customLong(EngineFlag.excludeIfPresent),
     help: ArgumentHelp(
@@ -63,6 +74,14 @@ struct FileSelectionOptions: ParsableArguments {
     for t in excludeIfPresent {
       do { _ = try ExcludeTag(parsing: t) } catch {
         throw ValidationError("--\(EngineFlag.excludeIfPresent) '\(t)': \(error.reason)")
+      }
+    }
+    if excludeFileRoot != nil {
+      if excludeFile.isEmpty && iexcludeFile.isEmpty {
+        throw ValidationError("--\(EngineFlag.excludeFileRoot) applies to --exclude-file and --iexclude-file; give one")
+      }
+      for f in excludeFile + iexcludeFile {
+        do { _ = try Self.components(below: f) } catch { throw ValidationError("\(error)") }
       }
     }
     let stdinLists = (filesFrom + filesFromVerbatim + filesFromRaw).filter { $0 == "-" }.count
@@ -110,13 +129,99 @@ struct FileSelectionOptions: ParsableArguments {
     return s
   }
 
+  /// The largest exclude file read below `--exclude-file-root`.
+  static let maxRootedFileBytes = 1 << 20
+
+  /// The components of an exclude file's path below `--exclude-file-root`: absolute (anchored at the root), no `..`.
+  static func components(below path: String) throws -> [String] {
+    guard path.hasPrefix("/") else {
+      throw EngineError.usage(
+        "--\(EngineFlag.excludeFile) \(path): with --\(EngineFlag.excludeFileRoot), give the path from the root, "
+          + "starting with /")
+    }
+    let parts = path.split(separator: "/").map(String.init).filter { $0 != "." }
+    guard !parts.isEmpty, !parts.contains("..") else {
+      throw EngineError.usage(
+        "--\(EngineFlag.excludeFile) \(path): name a file below --\(EngineFlag.excludeFileRoot), without '..'")
+    }
+    return parts
+  }
+
+  /// A pattern of a rooted exclude file with its leading `/` (after any `!`) anchored at `root`.
+  static func anchored(_ pattern: String, at root: String) -> String {
+    let negated = pattern.hasPrefix("!")
+    let body = negated ? String(pattern.dropFirst()) : pattern
+    let base = root.hasSuffix("/") ? String(root.dropLast()) : root
+    return (negated ? "!" : "") + (body.hasPrefix("/") ? base + body : body)
+  }
+
+  /// The text of exclude file `path` below `root`, opened one component at a time without following a symlink
+  /// (O_NOFOLLOW), so a link in the claim cannot point the engine at its own secrets or another volume; a regular
+  /// file of at most `maxRootedFileBytes` (a fifo or device would block or never end). Errors name the file and
+  /// never its content.
+  static func readBelow(root: String, _ path: String, flag: String) throws -> String {
+    let parts = try components(below: path)
+    func fail(_ what: String) -> EngineError {
+      EngineError.usage("--\(flag) \(path) (below \(root)): \(what)")
+    }
+    var dir = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard dir >= 0 else { throw fail("cannot open the root: \(String(cString: strerror(errno)))") }
+    for (i, name) in parts.enumerated() {
+      let last = i == parts.count - 1
+      let flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (last ? O_NONBLOCK | O_NOCTTY : O_DIRECTORY)
+      let fd = openat(dir, name, flags)
+      let err = errno
+      close(dir)
+      guard fd >= 0 else {
+        switch err {
+        case ENOENT:
+          throw fail("no such file; create it, or remove it from the policy's excludeFile")
+        case ELOOP, ENOTDIR:
+          throw fail("\(last ? "is" : "passes through") a symbolic link or a non-directory; name the file itself")
+        default: throw fail(String(cString: strerror(err)))
+        }
+      }
+      dir = fd
+    }
+    let fd = dir
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw fail(String(cString: strerror(errno))) }
+    guard (st.st_mode & S_IFMT) == S_IFREG else { throw fail("not a regular file") }
+    guard st.st_size <= maxRootedFileBytes else {
+      throw fail("\(st.st_size) bytes; an exclude file may have at most \(maxRootedFileBytes)")
+    }
+    // Read to the end (the file may change while read), at most one byte past the limit.
+    let capacity = maxRootedFileBytes + 1
+    var data = [UInt8](repeating: 0, count: capacity)
+    var n = 0
+    while n < capacity {
+      let r = data.withUnsafeMutableBytes { read(fd, $0.baseAddress! + n, capacity - n) }
+      if r < 0 && errno == EINTR { continue }
+      guard r >= 0 else { throw fail(String(cString: strerror(errno))) }
+      if r == 0 { break }
+      n += r
+    }
+    guard n <= maxRootedFileBytes else { throw fail("grew past \(maxRootedFileBytes) bytes while read") }
+    let bytes = Array(data[..<n])
+    let body = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? Array(bytes.dropFirst(3)) : bytes
+    guard let s = String(validating: body, as: UTF8.self) else { throw fail("not UTF-8 text") }
+    return s
+  }
+
   /// The exclude filters and options: command-line patterns first, then each file's, in order (as restic appends
   /// them); a bad pattern is a usage error naming the option and, for a file, the file.
   func selection(environment: [String: String]) throws -> BackupSelection {
     func patterns(_ inline: [String], files: [String], flag: String, fileFlag: String, ci: Bool) throws -> PathFilter {
       var all = inline
       for f in files {
-        let list = PathFilter.patterns(fileText: try Self.readText(f, flag: fileFlag), environment: environment)
+        let list: [String]
+        if let root = excludeFileRoot {
+          let text = try Self.readBelow(root: root, f, flag: fileFlag)
+          list = PathFilter.patterns(fileText: text, environment: nil).map { Self.anchored($0, at: root) }
+        } else {
+          list = PathFilter.patterns(fileText: try Self.readText(f, flag: fileFlag), environment: environment)
+        }
         do { _ = try PathFilter(list, caseInsensitive: ci) } catch {
           throw EngineError.usage("--\(fileFlag) \(f): \(error)")
         }

@@ -39,6 +39,7 @@ public enum EngineFlag {
   public static let iexclude = "iexclude"
   public static let excludeFile = "exclude-file"
   public static let iexcludeFile = "iexclude-file"
+  public static let excludeFileRoot = "exclude-file-root"
   public static let excludeIfPresent = "exclude-if-present"
   public static let excludeCaches = "exclude-caches"
   public static let oneFileSystem = "one-file-system"
@@ -274,6 +275,10 @@ public struct EngineFileSelection: Sendable, Hashable {
   public var excludeFiles: [String] = []
   /// `--iexclude-file FILE` each.
   public var iexcludeFiles: [String] = []
+  /// `--exclude-file-root DIR`: the exclude files are paths below DIR, read there as untrusted data (a claim's own
+  /// file: no symlink followed, a regular file of at most 1 MiB, no `$VAR` expansion), and a leading `/` in their
+  /// patterns anchors at DIR.
+  public var excludeFileRoot: String?
   /// `--exclude-if-present NAME[:HEADER]` each: directories holding such a file keep only it.
   public var excludeIfPresent: [String] = []
   /// `--exclude-caches`: as `--exclude-if-present` of a CACHEDIR.TAG with its signature.
@@ -307,6 +312,7 @@ public struct EngineFileSelection: Sendable, Hashable {
     ]
     // `--flag=value`: a pattern starting with `-` stays the flag's value.
     for (flag, values) in lists { for v in values { a.append(l(flag) + "=" + v) } }
+    if let r = excludeFileRoot { a.append(l(EngineFlag.excludeFileRoot) + "=" + r) }
     if excludeCaches { a.append(l(EngineFlag.excludeCaches)) }
     if oneFileSystem { a.append(l(EngineFlag.oneFileSystem)) }
     return a

@@ -711,6 +711,7 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
         exclude: ["/cache", "*.tmp"], excludeCaches: true)
       claims.include = ["/data/db", "/etc"]
       claims.oneFileSystem = true
+      claims.excludeFile = ["/.backupignore"]
       p.spec.source = BackupSource(claims: claims)
       p.status?.claims = [
         ClaimBackupStatus(
@@ -740,6 +741,10 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
           #expect(
             run.argv.contains("--one-file-system") && run.argv.contains("--exclude=/backup/\(claim)/*")
               && run.argv.contains("--exclude=!/backup/\(claim)/data/db"), "\(run.argv)")
+          // The claim's own exclude file, read below the claim's mount.
+          #expect(
+            run.argv.contains("--exclude-file=/.backupignore")
+              && run.argv.contains("--exclude-file-root=/backup/\(claim)"), "\(run.argv)")
           // The claim, then (spec.objects) the namespace's objects in the same snapshot.
           let paths = ["/backup/\(claim)"] + (p.spec.objects == nil ? [] : [ObjectsLayout.backupMount])
           #expect(Array(run.argv.suffix(paths.count)) == paths, "\(run.argv)")
@@ -954,6 +959,10 @@ func drillSpecs(_ p: BackupPolicy) -> [DrillRunSpec] {
       cmd.selection.excludeFile == ["/etc/botrt/excludes"] && cmd.selection.iexcludeFile == ["/etc/botrt/iexcludes"])
     #expect(cmd.selection.excludeIfPresent == [".nobackup", "TAG:header"])
     #expect(cmd.selection.excludeCaches && cmd.selection.oneFileSystem)
+    #expect(cmd.selection.excludeFileRoot == nil)
+    b.selection.excludeFileRoot = "/backup/data"
+    let rooted = try #require(try BotrtEngine.parseAsRoot(EngineArguments.backup(b).argv) as? BackupCommand)
+    #expect(rooted.selection.excludeFileRoot == "/backup/data")
     #expect(EngineFileSelection().argv.isEmpty && EngineFileSelection().isEmpty)
     // A stream has no files to select: not rendered, so the engine (which refuses them with --stdin) is not asked.
     b.source = .stdin(name: "dump.sql")

@@ -2,7 +2,8 @@
 # End to end: a multi-claim BackupPolicy (spec.source.claims, issue 15 §1) on the local node.
 #   1. three claims on hostPath PersistentVolumes of the node: alpha and beta labelled backup=yes, gamma not;
 #   2. a BackupPolicy with `source.claims.selector: {matchLabels: {backup: "yes"}}`, include paths, exclude
-#      patterns, excludeIfPresent and oneFileSystem, and a trigger: an on-demand backup Job per labelled claim (none for gamma), each a snapshot
+#      patterns, each claim's own exclude file (excludeFile), excludeIfPresent and oneFileSystem, and a trigger:
+#      an on-demand backup Job per labelled claim (none for gamma), each a snapshot
 #      tagged claim=NAME; status.claims shows both Succeeded;
 #   3. beta's files are deleted; a RecoveryPlan restores `claim: beta` (latest among beta's snapshots only, though
 #      alpha's is as new) into claim beta: every path comes back with its content, none the policy excluded (a
@@ -78,6 +79,9 @@ EOF
   : >"${VOL[$c]}/dir/empty"
   chown -R 65532:65532 "${VOL[$c]}"
 done
+# alpha's exclude file (excludeFile: /.backupignore is read in every selected claim): only a comment.
+printf '# nothing to leave out\n' >"${VOL[alpha]}/.backupignore"
+chown 65532:65532 "${VOL[alpha]}/.backupignore"
 listing "${VOL[alpha]}" >"$WORK/alpha-before.txt"
 listing "${VOL[beta]}" >"$WORK/beta-before.txt"
 # What the policy's selection leaves out of beta's backup (not in the listing above, so not expected back): a file
@@ -89,6 +93,10 @@ echo cached >"${VOL[beta]}/dir/cache/page"
 : >"${VOL[beta]}/skipped/.nobackup"
 echo private >"${VOL[beta]}/skipped/data"
 echo kept >"${VOL[beta]}/keep/cache/page"
+# What the claims' own exclude files (excludeFile: /.backupignore, read in each claim) leave out: beta's lists
+# /dir/*.draft. Neither claim's file is backed up: no include names it.
+printf '# the app keeps this list\n/dir/*.draft\n' >"${VOL[beta]}/.backupignore"
+echo draft >"${VOL[beta]}/dir/notes.draft"
 # What the policy's include leaves out: everything at the top but dir, keep, skipped and notes.txt.
 mkdir -p "${VOL[beta]}/outside"
 echo other >"${VOL[beta]}/outside/file"
@@ -112,6 +120,7 @@ spec:
       selector: {matchLabels: {backup: "yes"}}
       include: ["/dir", "/notes.txt", "/keep", "/skip*"]
       exclude: ["*.tmp", "/dir/cache"]
+      excludeFile: [/.backupignore]
       excludeIfPresent: [".nobackup"]
       oneFileSystem: true
 $(node_flow_store files)
@@ -170,7 +179,7 @@ diff -u "$WORK/beta-before.txt" "$WORK/beta-after.txt" >"$WORK/diff.txt" ||
   fail "the restored claim beta differs from what was backed up:
 $(cat "$WORK/diff.txt")"
 listing "${VOL[alpha]}" | diff -u "$WORK/alpha-before.txt" - >/dev/null || fail "the restore of beta changed alpha"
-for gone in ./dir/work.tmp ./dir/cache ./skipped/data ./outside ./outside.txt; do
+for gone in ./dir/work.tmp ./dir/cache ./dir/notes.draft ./skipped/data ./outside ./outside.txt ./.backupignore; do
   grep -q "^$gone " "$WORK/beta-after.txt" && fail "$gone was restored though the policy excludes it"
 done
 log "   all $(wc -l <"$WORK/beta-after.txt") paths of beta restored from its own snapshot, none it excludes; alpha untouched"

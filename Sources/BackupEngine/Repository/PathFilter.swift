@@ -51,11 +51,14 @@ public struct PathFilter: Sendable, Hashable {
   }
 
   /// The patterns of an exclude file, as restic reads them: each line trimmed of white space, empty lines and lines
-  /// starting with `#` ignored, and environment variables expanded (`$NAME`, `${NAME}`; `$$` is a `$`).
-  public static func patterns(fileText: String, environment: [String: String]) -> [String] {
+  /// starting with `#` ignored, and environment variables expanded (`$NAME`, `${NAME}`; `$$` is a `$`). With no
+  /// environment (nil) the lines are taken literally: a file that is someone's data must not read the engine's
+  /// environment into a pattern (and from there into an error message).
+  public static func patterns(fileText: String, environment: [String: String]?) -> [String] {
     fileText.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).compactMap {
       let line = $0.trimmingCharacters(in: .whitespacesAndNewlines)
       if line.isEmpty || line.hasPrefix("#") { return nil }
+      guard let environment else { return line }
       return expandEnvironment(line, environment)
     }
   }

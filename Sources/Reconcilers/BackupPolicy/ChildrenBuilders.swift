@@ -673,7 +673,8 @@ public enum BackupPolicyChildren {
 
   /// The engine's file selection of a claim's backup mounted at `root`: the `include` paths as the exclude chain that
   /// leaves out everything else (`IncludePaths`), then the `exclude` patterns, where a leading `/` is anchored at the
-  /// backed-up directory, which the engine sees at `root`. `field` names the source in an error.
+  /// backed-up directory, which the engine sees at `root`, then the patterns of the `excludeFile` files, which the
+  /// engine reads below `root`. `field` names the source in an error.
   static func fileSelection(_ pvc: PVCSource, root: String, field: String) throws(SpecError) -> EngineFileSelection {
     func anchored(_ p: String) -> String {
       let negated = p.hasPrefix("!")
@@ -686,9 +687,14 @@ public enum BackupPolicyChildren {
     } catch {
       throw SpecError(field: "\(field).include", message: error.description)
     }
-    return EngineFileSelection(
-      exclude: chain + (pvc.exclude ?? []).map(anchored), excludeIfPresent: pvc.excludeIfPresent ?? [],
-      excludeCaches: pvc.excludeCaches ?? false, oneFileSystem: pvc.oneFileSystem ?? false)
+    var selection = EngineFileSelection(
+      exclude: chain + (pvc.exclude ?? []).map(anchored), excludeFiles: pvc.excludeFile ?? [],
+      excludeIfPresent: pvc.excludeIfPresent ?? [], excludeCaches: pvc.excludeCaches ?? false,
+      oneFileSystem: pvc.oneFileSystem ?? false)
+    // The exclude files are the claim's own: read below the backed-up directory as its data, their anchored
+    // patterns anchored there as `exclude`'s are.
+    if !selection.excludeFiles.isEmpty { selection.excludeFileRoot = root }
+    return selection
   }
 
   static let baseEnv = [EnvVariable(name: "HOME", value: "/tmp"), EnvVariable(name: "TMPDIR", value: "/tmp")]
