@@ -1357,7 +1357,16 @@ def drill_spec():
                                                   "in the drill's namespace; without one the drill is refused.",
                                                   "restore"),
                    "verification": obj("How the restore is verified.", {
-                       "readData": boolean("Run the engine's verify with --read-data. Default: true.", default=True),
+                       "readData": boolean("Read the restored data back and check it: the restore reads every "
+                                           "restored file back from the scratch volume and checks each chunk "
+                                           "against the snapshot (restore --verify, as restic's). The snapshot's "
+                                           "data is downloaded once, by the restore, which decrypts, "
+                                           "authenticates and re-hashes every blob it writes either way; the "
+                                           "verify step then checks the snapshot's structure (signed manifests, "
+                                           "trees, index, packs present) without downloading it again, so a drill "
+                                           "reads about the snapshot's stored size. The whole repository's data "
+                                           "is checked by the policy's spec.verify schedule (readDataSubset). "
+                                           "Default: true.", default=True),
                        "databaseQuery": database_query("For databases: a query run against the restored database, "
                                                        "compared to an expected result."),
                        "maxPerformanceDegradationPercent": integer("Largest accepted drop of restore throughput "

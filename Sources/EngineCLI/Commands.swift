@@ -275,10 +275,18 @@ struct RestoreCommand: EngineCommand {
       "Keep the set-user-ID and set-group-ID bits and file capabilities (security.capability) of restored files "
         + "(root only: the owner is restored first). Without it they are cleared, with a warning naming the files."))
   var keepSetID = false
+  @Flag(
+    name: .customLong(EngineFlag.verify),
+    help: ArgumentHelp(
+      "After the restore, read every restored file back from the target and check it against the snapshot (each "
+        + "chunk's keyed hash must be its blob's id; restic's restore --verify). Reads the target again, downloads "
+        + "nothing more."))
+  var verify = false
   var commandName: String { "restore" }
 
   func validate() throws {
     if (target == nil) == !stdout { throw ValidationError("give exactly one of --target DIR or --stdout") }
+    if verify && stdout { throw ValidationError("--verify reads the restored files back from --target, not --stdout") }
     if stripComponents < 0 { throw ValidationError("--strip-components must be 0 or more, not \(stripComponents)") }
     if stripComponents > 0 && stdout { throw ValidationError("--strip-components applies to --target, not --stdout") }
     try validateLatestTags(tags, snapshot: snapshot)
@@ -339,11 +347,13 @@ struct RestoreCommand: EngineCommand {
         options: RestoreOptions(
           target: target, stdoutFD: stdout ? 1 : nil, paths: paths, stripComponents: stripComponents,
           excludePaths: excludePaths,
-          progress: repoOptions.progressHandler(dataOnStdout: stdout), keepSetID: keepSetID))
+          progress: repoOptions.progressHandler(dataOnStdout: stdout), keepSetID: keepSetID, verify: verify))
     }
     fill(&result, repo)
     result.snapshotId = r.snapshotID.hex
     result.snapshotTime = time
+    result.filesVerified = r.verification?.files
+    result.bytesVerified = r.verification?.bytes
     result.files = r.files
     result.bytesRead = r.bytes
     if !r.warnings.isEmpty { result.addWarnings(r.warnings) }
@@ -351,10 +361,14 @@ struct RestoreCommand: EngineCommand {
     reportSkipped(skipped, chosen: r.snapshotID.hex, into: &result)
     // With --stdout the data owns stdout: no summary.
     if !stdout {
-      repoOptions.summary([
-        "Summary: Restored \(r.files) files (\(HumanFormat.bytes(r.bytes))) in "
-          + HumanFormat.duration(Date().timeIntervalSince(started))
-      ])
+      repoOptions.summary(
+        [
+          "Summary: Restored \(r.files) files (\(HumanFormat.bytes(r.bytes))) in "
+            + HumanFormat.duration(Date().timeIntervalSince(started))
+        ]
+          + (r.verification.map {
+            ["verified \($0.files) restored files (\(HumanFormat.bytes($0.bytes))) against the snapshot"]
+          } ?? []))
     }
   }
 }

@@ -56,6 +56,7 @@ public enum EngineFlag {
   public static let keepSetID = "keep-setid"
   public static let requireSnapshot = "require-snapshot"
   public static let snapshotFrom = "snapshot-from"
+  public static let verify = "verify"
   public static let all = "all"
   public static let readData = "read-data"
   public static let readDataSubset = "read-data-subset"
@@ -434,6 +435,9 @@ public struct EngineRestoreArguments: Sendable, Hashable {
   /// restore also writes it to a shared emptyDir, where its verify reads the snapshot restored
   /// (`EngineVerifyArguments.Which.restoredBy`).
   public var resultFiles: [String] = []
+  /// `--verify` (a `.target` restore): read every restored file back and check it against the snapshot (restic's
+  /// `restore --verify`); a drill's data check, which downloads nothing more.
+  public var verify: Bool = false
   public init(
     common: EngineCommonArguments, snapshot: Snapshot, requireSnapshot: String?, output: Output,
     stripComponents: Int = 0, tags: [String] = []
@@ -600,8 +604,11 @@ public enum EngineArguments: Sendable, Hashable {
         if r.stripComponents > 0 { a += [l(EngineFlag.stripComponents), String(r.stripComponents)] }
         for p in r.excludePaths { a += [l(EngineFlag.excludePath), p] }
         if r.keepSetID { a.append(l(EngineFlag.keepSetID)) }
+        if r.verify { a.append(l(EngineFlag.verify)) }
       case .stdout(let path): a += [l(EngineFlag.stdout), l(EngineFlag.path), path]
-      case .file(let path, let dir): a += [l(EngineFlag.target), dir, l(EngineFlag.path), path]
+      case .file(let path, let dir):
+        a += [l(EngineFlag.target), dir, l(EngineFlag.path), path]
+        if r.verify { a.append(l(EngineFlag.verify)) }
       }
     case .copy(let c):
       a += [l(EngineFlag.to), c.to, l(EngineFlag.toKMS), c.toKMS]

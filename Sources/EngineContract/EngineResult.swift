@@ -66,6 +66,10 @@ public struct EngineResult: Codable, Sendable, Hashable {
   public var bytesDownloaded: Int64?
   /// verify: the snapshots checked. Absent from older engines.
   public var snapshotsVerified: Int?
+  /// restore --verify: the restored files read back from the target and found equal to the snapshot, and their
+  /// bytes. Absent without --verify.
+  public var filesVerified: Int?
+  public var bytesVerified: Int64?
   /// copy: each snapshot copied (source id → target id).
   public var copied: [Copied]?
   /// copy: source snapshots skipped because the target already holds a copy.
@@ -157,6 +161,7 @@ public struct EngineResult: Codable, Sendable, Hashable {
     case copied, skipped, expired, dedupRatio, keyWraps, snapshots, removed, packsDeleted, packsRepacked
     case snapshotTime, skippedSnapshots, bytesDownloaded, engineVersion, repositoryId, signingKey, repository
     case repositoryStoredBytes, snapshotsVerified, targetRepositoryId, targetSigningKey, targetRepository
+    case filesVerified, bytesVerified
   }
 
   public init(from decoder: Decoder) throws {
@@ -178,6 +183,8 @@ public struct EngineResult: Codable, Sendable, Hashable {
     storageBytesRead = try? c.decodeIfPresent(Int64.self, forKey: .storageBytesRead)
     bytesDownloaded = try? c.decodeIfPresent(Int64.self, forKey: .bytesDownloaded)
     snapshotsVerified = try? c.decodeIfPresent(Int.self, forKey: .snapshotsVerified)
+    filesVerified = try? c.decodeIfPresent(Int.self, forKey: .filesVerified)
+    bytesVerified = try? c.decodeIfPresent(Int64.self, forKey: .bytesVerified)
     warnings = try c.decodeIfPresent([String].self, forKey: .warnings)
     kms = try c.decodeIfPresent(String.self, forKey: .kms)
     keyVersion = try c.decodeIfPresent(String.self, forKey: .keyVersion)

@@ -76,6 +76,8 @@ import Testing
     for line in [shared, message] {
       let o = try JSONSerialization.jsonObject(with: line) as? [String: Any]
       #expect(o?["command"] as? String == "restore" && o?["snapshotId"] as? String == s1)
+      // readData (the default): the restored file was read back and checked (restore --verify).
+      #expect(o?["filesVerified"] as? Int == 1 && o?["bytesVerified"] as? Int == 5, "\(o ?? [:])")
     }
 
     // A scheduled backup lands between the two containers.

@@ -61,7 +61,9 @@ import Testing
     var (restore, verify) = try runArgs(spec, drill: d, lastSnapshot: "abc123def456")
     #expect(verify.first == "verify")
     #expect(!verify.contains("--all"), "\(verify)")
-    #expect(verify.contains("--read-data"))
+    // The data is downloaded once, by the restore, which reads the restored files back (readData); the verify
+    // checks the structure only.
+    #expect(!verify.contains("--read-data") && restore.contains("--verify"), "\(restore) / \(verify)")
     #expect(selection(restore) == ["latest", "--require-snapshot", "abc123def456"], "\(restore)")
     // Verify checks what the restore restored, read from its result: not `latest` again.
     #expect(selection(verify) == ["--require-snapshot", "abc123def456"], "\(verify)")
@@ -78,6 +80,10 @@ import Testing
     #expect(selection(restore) == ["5cbfd2d2151a4b37"])
     #expect(selection(verify).isEmpty && hasRun(verify, share), "\(verify)")
     #expect(!verify.contains("--all"))
+    // readData false: no read-back.
+    spec.readData = false
+    (restore, verify) = try runArgs(spec, drill: d)
+    #expect(!restore.contains("--verify") && !verify.contains("--read-data"), "\(restore) / \(verify)")
   }
 
   @Test func verifyArgumentsOfEachSelection() {

@@ -26,6 +26,9 @@ public struct RestoreOptions: Sendable {
   /// Keep the set-user-ID and set-group-ID bits of regular files (only as root, which restores the owner first).
   /// Without it they are cleared, with a warning naming the files.
   public var keepSetID: Bool
+  /// After a restore to a directory, read every restored file back and check it against the snapshot
+  /// (`verifyRestored`, restic's `restore --verify`).
+  public var verify: Bool = false
   /// Called at fixed points of a directory restore, for tests that race the restore in its target.
   var hook: (@Sendable (RestoreHookPoint) -> Void)? = nil
   public init(
@@ -33,8 +36,9 @@ public struct RestoreOptions: Sendable {
     excludePaths: [String] = [],
     // More threads than cores: creating many small files is latency-bound on real disks.
     workers: Int = max(8, 4 * ProcessInfo.processInfo.activeProcessorCount), progress: ProgressHandler? = nil,
-    keepSetID: Bool = false
+    keepSetID: Bool = false, verify: Bool = false
   ) {
+    self.verify = verify
     self.target = target
     self.stdoutFD = stdoutFD
     self.paths = paths
@@ -53,6 +57,8 @@ public struct RestoreResult: Sendable {
   public var bytes: Int64
   /// What the restore changed on purpose, e.g. the set-id bits it cleared.
   public var warnings: [String] = []
+  /// What `RestoreOptions.verify` read back (nil: not asked).
+  public var verification: RestoreVerification?
 }
 
 /// Where one blob of a restore goes: a file (index into the restore's file list) and an offset, chained to the
@@ -231,8 +237,15 @@ extension Repository {
     let res = try await restoreTree(
       nodes, to: target, index: index, keys: keys, options: options, timer: timer, warnings: notes)
     warnings += notes.messages
+    var verification: RestoreVerification?
+    if options.verify {
+      verification = try verifyRestored(nodes, target: target, index: index, keyType: kt)
+      timer.mark("restored files read back and checked")
+    }
     audit.record("restored", details: ["snapshot": snapshot.id.hex, "files": "\(res.0)", "bytes": "\(res.1)"])
-    return RestoreResult(snapshotID: snapshot.id, files: res.0, bytes: res.1, warnings: warnings)
+    var result = RestoreResult(snapshotID: snapshot.id, files: res.0, bytes: res.1, warnings: warnings)
+    result.verification = verification
+    return result
   }
 
   /// Writes one file's content to `fd` in order, decoding ahead on worker threads.

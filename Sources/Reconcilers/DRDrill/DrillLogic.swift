@@ -470,13 +470,16 @@ public enum DrillLogic {
     return (st, requeue)
   }
 
-  /// The run Job in the scratch namespace: restore (init container), then verify `--read-data` of the restored
-  /// snapshot, then the database query; each writes a JSON result the evaluation reads back.
+  /// The run Job in the scratch namespace: restore (init container), then verify of the restored snapshot, then the
+  /// database query; each writes a JSON result the evaluation reads back.
   ///
-  /// Verify checks the snapshot the restore restored, named in the restore's result on the Pod's shared /tmp
-  /// (`--snapshot-from`), so it reads that snapshot's packs only, not the repository's, and a backup landing between
-  /// the two containers cannot make `latest` mean two snapshots. `finish` still fails the integrity check when the
-  /// two results name different snapshots.
+  /// The snapshot's data is downloaded once, by the restore, which decrypts, authenticates and re-hashes every blob
+  /// it writes; with `readData` it then reads every restored file back from the scratch volume and checks it against
+  /// the snapshot (`restore --verify`). Verify checks the snapshot's structure (signed manifests, trees, index, packs
+  /// present) without downloading the data again: a drill reads about the snapshot's stored size, not twice it.
+  /// Verify names the snapshot the restore restored, from the restore's result on the Pod's shared /tmp
+  /// (`--snapshot-from`), so a backup landing between the two containers cannot make `latest` mean two snapshots;
+  /// `finish` still fails the integrity check when the two results name different snapshots.
   public static func runJob(
     _ drill: DRDrill, spec: DrillRunSpec, namespace ns: String, settings: ControllerSettings,
     policies: [String: BackupPolicy], timeoutSeconds: Int64
@@ -498,10 +501,10 @@ public enum DrillLogic {
     }
     let restore = try RecoveryJobs.restoreParts(
       spec: spec.restore, ctx: ctx, name: "restore", field: "spec", replicaField: spec.replicaField,
-      resultShare: RecoveryJobs.restoreResultShare)
+      resultShare: RecoveryJobs.restoreResultShare, verifyRestore: spec.readData)
     let verify = try RecoveryJobs.verifyParts(
       policyRef: spec.restore.policyRef, replica: spec.restore.replica, replicaField: spec.replicaField,
-      which: .restoredBy(resultFile: RecoveryJobs.restoreResultShare), readData: spec.readData, query: spec.query,
+      which: .restoredBy(resultFile: RecoveryJobs.restoreResultShare), readData: false, query: spec.query,
       ctx: ctx, field: "spec.verification")
     return RecoveryJobs.sequentialJob(
       name: runJobName, ctx: ctx, initContainers: restore.initContainers, steps: restore.containers + verify.containers,

@@ -244,9 +244,10 @@ public enum RecoveryJobs {
   /// `replicaField`: the field spec.replica is reported under (default FIELD.replica).
   /// `resultShare`: a file on the Pod's shared /tmp where the engine's restore also writes its result, for a verify
   /// that follows in the same Pod (`EngineVerifyArguments.Which.restoredBy`).
+  /// `verifyRestore`: the engine reads the restored files back and checks them against the snapshot (`--verify`).
   static func restoreParts(
     spec: RestoreStepSpec, ctx: RecoveryJobContext, name: String, field: String, replicaField: String? = nil,
-    resultShare: String? = nil
+    resultShare: String? = nil, verifyRestore: Bool = false
   ) throws(SpecError) -> (
     initContainers: [Container], containers: [Container], volumes: [Volume], keepsClaimGroups: Bool
   ) {
@@ -276,6 +277,7 @@ public enum RecoveryJobs {
       // restore re-creates (and which must never land in a claim: Secrets are among them).
       if stripComponents > 0 { a.excludePaths = [ObjectsLayout.snapshotEntry] }
       if let share = resultShare { a.resultFiles = [terminationLog, share] }
+      a.verify = verifyRestore
       return EngineArguments.restore(a).argv
     }
     var volumes: [Volume] = [tmpVolume] + BackupPolicyChildren.typed(inv.volumes)
