@@ -487,8 +487,9 @@ struct VerifyCommand: EngineCommand {
 
   func execute(_ result: inout CommandResult) async throws {
     if snapshot == "latest" && !all { return try await verifyLatest(&result) }
-    let ref = try snapshotFrom.map(Self.restoredSnapshot) ?? (all ? nil : snapshot)
+    // The repository first: one that fails its pins (a planted one) is the finding, whatever the result file says.
     let repo = try await repoOptions.open()
+    let ref = try snapshotFrom.map(Self.restoredSnapshot) ?? (all ? nil : snapshot)
     let r = try await withLockedRepo(repo, exclusive: false, wait: try repoOptions.lockWait()) {
       if requireSnapshot != nil { try requirePresent(requireSnapshot, in: try await repo.loadSnapshotsChecked().0) }
       return try await repo.verify(

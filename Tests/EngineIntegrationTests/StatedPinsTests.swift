@@ -32,7 +32,12 @@ import Testing
 
   /// A Job's arguments with this test's key and paths in place of the Pod's Secret and volume mounts.
   static func local(_ args: [String], h: CLIHarness, kms: String? = nil, target: String? = nil) -> [String] {
-    var a = args
+    // The Pod's files (the termination message, the drill's shared restore result) in the test's directory: never
+    // the host's /dev or /tmp, which other tests share.
+    var a = args.map {
+      $0 == "/dev/termination-log"
+        ? h.dir + "/termination-log" : $0 == RecoveryJobs.restoreResultShare ? h.dir + "/restore-result.json" : $0
+    }
     if let i = a.firstIndex(of: EngineFlag.long(EngineFlag.kms)) { a[i + 1] = kms ?? h.kmsURL }
     if let target, let i = a.firstIndex(of: EngineFlag.long(EngineFlag.target)) { a[i + 1] = target }
     // The backup's one path argument, the source claim's mount.
