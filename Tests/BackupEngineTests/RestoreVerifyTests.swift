@@ -34,7 +34,7 @@ import Testing
     #expect(plain.verification == nil)
   }
 
-  @Test(arguments: ["flip", "truncate", "append", "symlink", "remove"])
+  @Test(arguments: ["flip", "truncate", "append", "symlink", "remove", "two"])
   func aFileChangedOnTheTargetFailsTheRestore(change: String) async throws {
     let f = try await RestoreAttackTests.Fixture()
     defer { try? FileManager.default.removeItem(atPath: f.dir) }
@@ -61,6 +61,10 @@ import Testing
         // A file swapped for a link to a file outside the target: the read-back does not follow it.
         unlink(big)
         symlink(outside + "/big", big)
+      case "two":
+        // Two files, read back by different workers: both counted and named.
+        _ = truncate(big, 10)
+        _ = truncate(target + "/src/d/big2.bin", 10)
       default: unlink(big)
       }
     }
@@ -68,6 +72,10 @@ import Testing
       _ = try await restore(f, hook: hook)
     } throws: { e in
       guard case EngineError.integrity(let object, let message) = e else { return false }
+      if change == "two" {
+        return message.contains("2 file(s) differ") && message.contains("src/big.bin")
+          && message.contains("src/d/big2.bin")
+      }
       return object.contains(target) && message.contains("big.bin") && message.contains("1 file(s) differ")
     }
     // Nothing of the outside file was read into the message.

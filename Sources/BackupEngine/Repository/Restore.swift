@@ -239,7 +239,9 @@ extension Repository {
     warnings += notes.messages
     var verification: RestoreVerification?
     if options.verify {
-      verification = try verifyRestored(nodes, target: target, index: index, keyType: kt)
+      verification = try verifyRestored(
+        nodes, target: target, index: index, keyType: kt,
+        workers: min(options.workers, 2 * ProcessInfo.processInfo.activeProcessorCount))
       timer.mark("restored files read back and checked")
     }
     audit.record("restored", details: ["snapshot": snapshot.id.hex, "files": "\(res.0)", "bytes": "\(res.1)"])

@@ -21,62 +21,34 @@ extension Repository {
   /// descriptor one component at a time without following a symlink, as the restore wrote them; a hard link is
   /// checked through its first file. Throws an integrity error naming the first differing files.
   func verifyRestored(
-    _ nodes: [TreeNode], target: String, index: MasterIndex, keyType: KeyType
+    _ nodes: [TreeNode], target: String, index: MasterIndex, keyType: KeyType, workers: Int = 4
   ) throws -> RestoreVerification {
     let root = try RestoreRoot.open(target)
     defer { root.close() }
-    let cache = RestoreDirCache(root: root)
+    let files = nodes.filter { $0.kind == .file }
     let mac = macKey(keyType)
-    var buf = [UInt8](repeating: 0, count: 1 << 20)
-    var problems: [String] = []
-    var differing = 0
-    var result = RestoreVerification(files: 0, bytes: 0)
-    for n in nodes where n.kind == .file {
-      let (parent, name) = RestoreRoot.split(n.path)
-      let shown = root.display(FSName.display(n.path))
-      let dir = try cache.dir(parent)
-      let fd = FSName.withCString(name) { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY) }
-      var problem: String?
-      var offset: Int64 = 0
-      if fd < 0 { problem = "cannot be opened: \(String(cString: strerror(errno)))" }
-      for (i, id) in n.content.enumerated() where fd >= 0 {
-        guard let l = index.lookup(id) else {
-          problem = "chunk \(i) (\(id.short)) is in no index"
-          break
-        }
-        let length = Int(l.entry.rawLength)
-        if buf.count < length { buf = [UInt8](repeating: 0, count: length) }
-        let got = Self.readFully(fd, &buf, length, at: offset)
-        guard got >= 0 else {
-          problem = "cannot be read at byte \(offset): \(String(cString: strerror(errno)))"
-          break
-        }
-        guard got == length else {
-          problem = "ends at byte \(offset + Int64(got)); the snapshot's file is \(n.size) bytes"
-          break
-        }
-        let h = buf.withUnsafeBytes { mac.mac(UnsafeRawBufferPointer(rebasing: $0[..<length])) }
-        guard ID(h) == id else {
-          problem = "bytes \(offset) to \(offset + Int64(length)) differ from the snapshot's chunk \(i) (\(id.short))"
-          break
-        }
-        offset += Int64(length)
-      }
-      if problem == nil {
-        var one: UInt8 = 0
-        if pread(fd, &one, 1, off_t(offset)) > 0 {
-          problem = "is longer than the snapshot's file (\(offset) bytes)"
+    let tally = VerifyTally()
+    // Files are taken in turn by `workers` threads, each with its own directory cache and buffer.
+    let n = max(1, min(workers, files.count))
+    DispatchQueue.concurrentPerform(iterations: n) { w in
+      let cache = RestoreDirCache(root: root)
+      var buf = [UInt8](repeating: 0, count: 1 << 20)
+      var i = w
+      while i < files.count {
+        let file = files[i]
+        i += n
+        let shown = root.display(FSName.display(file.path))
+        do {
+          let checked = try Self.readBack(file, cache: cache, index: index, mac: mac, buf: &buf)
+          tally.passed(bytes: checked)
+        } catch let e as ReadBackProblem {
+          tally.failed("\(shown) \(e.what)")
+        } catch {
+          tally.failed("\(shown): \(error)")
         }
       }
-      if fd >= 0 { close(fd) }
-      if let problem {
-        differing += 1
-        if problems.count < Self.maxVerifyProblems { problems.append("\(shown) \(problem)") }
-        continue
-      }
-      result.files += 1
-      result.bytes += offset
     }
+    let (result, problems, differing) = tally.outcome
     guard problems.isEmpty else {
       throw EngineError.integrity(
         object: "restored files in \(root.path)",
@@ -84,6 +56,42 @@ extension Repository {
           + problems.joined(separator: "; "))
     }
     return result
+  }
+
+  /// Reads one restored file back and checks it chunk by chunk; its bytes, or a `ReadBackProblem` saying how it
+  /// differs.
+  static func readBack(
+    _ file: TreeNode, cache: RestoreDirCache, index: MasterIndex, mac: Crypto.HMACKey, buf: inout [UInt8]
+  ) throws -> Int64 {
+    let (parent, name) = RestoreRoot.split(file.path)
+    let dir = try cache.dir(parent)
+    let fd = FSName.withCString(name) { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY) }
+    guard fd >= 0 else { throw ReadBackProblem("cannot be opened: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var offset: Int64 = 0
+    for (i, id) in file.content.enumerated() {
+      guard let l = index.lookup(id) else { throw ReadBackProblem("chunk \(i) (\(id.short)) is in no index") }
+      let length = Int(l.entry.rawLength)
+      if buf.count < length { buf = [UInt8](repeating: 0, count: length) }
+      let got = readFully(fd, &buf, length, at: offset)
+      guard got >= 0 else {
+        throw ReadBackProblem("cannot be read at byte \(offset): \(String(cString: strerror(errno)))")
+      }
+      guard got == length else {
+        throw ReadBackProblem("ends at byte \(offset + Int64(got)); the snapshot's file is \(file.size) bytes")
+      }
+      let h = buf.withUnsafeBytes { mac.mac(UnsafeRawBufferPointer(rebasing: $0[..<length])) }
+      guard ID(h) == id else {
+        throw ReadBackProblem(
+          "bytes \(offset) to \(offset + Int64(length)) differ from the snapshot's chunk \(i) (\(id.short))")
+      }
+      offset += Int64(length)
+    }
+    var one: UInt8 = 0
+    if pread(fd, &one, 1, off_t(offset)) > 0 {
+      throw ReadBackProblem("is longer than the snapshot's file (\(offset) bytes)")
+    }
+    return offset
   }
 
   /// Reads up to `count` bytes at `offset` into `buf` (retrying short reads and EINTR); the bytes read, or -1.
@@ -100,4 +108,34 @@ extension Repository {
     }
     return done
   }
+}
+
+/// How a restored file differs from the snapshot (the message after its path).
+struct ReadBackProblem: Error {
+  let what: String
+  init(_ what: String) { self.what = what }
+}
+
+/// The read-back's counts across its worker threads.
+final class VerifyTally: @unchecked Sendable {
+  private let lock = NSLock()
+  private var result = RestoreVerification(files: 0, bytes: 0)
+  private var problems: [String] = []
+  private var differing = 0
+
+  func passed(bytes: Int64) {
+    lock.withLock {
+      result.files += 1
+      result.bytes += bytes
+    }
+  }
+
+  func failed(_ problem: String) {
+    lock.withLock {
+      differing += 1
+      if problems.count < Repository.maxVerifyProblems { problems.append(problem) }
+    }
+  }
+
+  var outcome: (RestoreVerification, [String], Int) { lock.withLock { (result, problems.sorted(), differing) } }
 }
