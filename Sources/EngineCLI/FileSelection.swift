@@ -147,14 +147,6 @@ struct FileSelectionOptions: ParsableArguments {
     return parts
   }
 
-  /// A pattern of a rooted exclude file with its leading `/` (after any `!`) anchored at `root`.
-  static func anchored(_ pattern: String, at root: String) -> String {
-    let negated = pattern.hasPrefix("!")
-    let body = negated ? String(pattern.dropFirst()) : pattern
-    let base = root.hasSuffix("/") ? String(root.dropLast()) : root
-    return (negated ? "!" : "") + (body.hasPrefix("/") ? base + body : body)
-  }
-
   /// The text of exclude file `path` below `root`, opened one component at a time without following a symlink
   /// (O_NOFOLLOW), so a link in the claim cannot point the engine at its own secrets or another volume; a regular
   /// file of at most `maxRootedFileBytes` (a fifo or device would block or never end). Errors name the file and
@@ -218,7 +210,7 @@ struct FileSelectionOptions: ParsableArguments {
         let list: [String]
         if let root = excludeFileRoot {
           let text = try Self.readBelow(root: root, f, flag: fileFlag)
-          list = PathFilter.patterns(fileText: text, environment: nil).map { Self.anchored($0, at: root) }
+          list = PathFilter.patterns(fileText: text, environment: nil).map { PathPattern.anchored($0, at: root) }
         } else {
           list = PathFilter.patterns(fileText: try Self.readText(f, flag: fileFlag), environment: environment)
         }

@@ -153,6 +153,15 @@ public struct PathPattern: Sendable, Hashable {
     }
   }
 
+  /// `pattern` with a leading `/` (after any `!`) anchored at directory `root` instead of the file system's root:
+  /// a claim's patterns are anchored at the claim's mount (the policy's `exclude`, the claim's exclude files).
+  public static func anchored(_ pattern: String, at root: String) -> String {
+    let negated = pattern.hasPrefix("!")
+    let body = negated ? String(pattern.dropFirst()) : pattern
+    let base = root.hasSuffix("/") ? String(root.dropLast()) : root
+    return (negated ? "!" : "") + (body.hasPrefix("/") ? base + body : body)
+  }
+
   /// The pattern as given (with its `!`).
   public let original: String
   /// A `!` pattern re-includes what earlier patterns excluded.

@@ -676,11 +676,6 @@ public enum BackupPolicyChildren {
   /// backed-up directory, which the engine sees at `root`, then the patterns of the `excludeFile` files, which the
   /// engine reads below `root`. `field` names the source in an error.
   static func fileSelection(_ pvc: PVCSource, root: String, field: String) throws(SpecError) -> EngineFileSelection {
-    func anchored(_ p: String) -> String {
-      let negated = p.hasPrefix("!")
-      let body = negated ? String(p.dropFirst()) : p
-      return (negated ? "!" : "") + (body.hasPrefix("/") ? root + body : body)
-    }
     let chain: [String]
     do {
       chain = try IncludePaths.excludeChain(pvc.include ?? [], root: root)
@@ -688,7 +683,8 @@ public enum BackupPolicyChildren {
       throw SpecError(field: "\(field).include", message: error.description)
     }
     var selection = EngineFileSelection(
-      exclude: chain + (pvc.exclude ?? []).map(anchored), excludeFiles: pvc.excludeFile ?? [],
+      exclude: chain + (pvc.exclude ?? []).map { PathPattern.anchored($0, at: root) },
+      excludeFiles: pvc.excludeFile ?? [],
       excludeIfPresent: pvc.excludeIfPresent ?? [], excludeCaches: pvc.excludeCaches ?? false,
       oneFileSystem: pvc.oneFileSystem ?? false)
     // The exclude files are the claim's own: read below the backed-up directory as its data, their anchored
