@@ -404,12 +404,12 @@ public enum RecoveryJobs {
   /// The verify containers: `botrt-engine verify [--read-data] SNAPSHOT|--all`, and a database query compared with
   /// its expected output (the comparison's verdict is the container's exit code and a JSON termination message).
   /// `which`: the snapshot(s) to verify; a drill passes the snapshot its restore restored (`.restoredBy`), so verify
-  /// reads that snapshot's packs only and reports it.
+  /// checks that snapshot only and reports it.
   /// `replica`: verify that replica of the policy instead (`replicaField`: where it is named).
   static func verifyParts(
     policyRef: LocalObjectReference?, replica: String? = nil, replicaField: String? = nil,
     which: EngineVerifyArguments.Which, readData: Bool, query: DatabaseQuery?,
-    ctx: RecoveryJobContext, field: String, extraMounts: [VolumeMount] = [], tags: [String] = []
+    ctx: RecoveryJobContext, field: String
   ) throws(SpecError) -> (containers: [Container], volumes: [Volume]) {
     let s = ctx.settings
     var containers: [Container] = []
@@ -424,18 +424,14 @@ public enum RecoveryJobs {
         p, replica: replica, field: replicaField ?? "\(field).replica", secretName: ctx.secretName)
       inv.common.readOnly = BackupPolicyChildren.isRestoreOnly(p, settings: s)
       volumes = BackupPolicyChildren.typed(inv.volumes)
-      var a = EngineVerifyArguments(
+      let a = EngineVerifyArguments(
         common: inv.common, which: which, readData: readData, requireSnapshot: ctx.requireSnapshot)
-      switch which {
-      case .latest, .latestBefore: a.tags = tags
-      case .all, .snapshot, .restoredBy: break
-      }
       let args = EngineArguments.verify(a).argv
       containers.append(
         Container(
           name: "verify", image: s.engineImage, command: [s.enginePath], args: args,
           env: baseEnv + BackupPolicyChildren.typed(inv.env),
-          volumeMounts: [tmpMount] + BackupPolicyChildren.typed(inv.mounts) + extraMounts, securityContext: security(s),
+          volumeMounts: [tmpMount] + BackupPolicyChildren.typed(inv.mounts), securityContext: security(s),
           terminationMessagePolicy: "File"))
     }
     if let q = query {
